@@ -1,0 +1,392 @@
+/*
+ * coord_store: the coordinator's database, the source of truth for users, credits, jobs, workers
+ * and job output.  One interface, two backends chosen once from DATABASE_URL (crun's cgroup
+ * manager pattern): store_sqlite.c and store_pg.c.
+ *
+ * Threading: a `struct coord_store` is one database connection and is used by one thread at a
+ * time.  Every function below is synchronous and may block (disk, network); the lws service
+ * thread never calls them directly but through the coordinator's database executor (worker
+ * threads, results handed back with lws_cancel_service).  Several stores may be open on one
+ * database at once (several threads, or several coordinators on one PostgreSQL).
+ *
+ * Every function that changes money does it in the same transaction as the job state change it
+ * belongs to, and writes one ledger row per movement, unique on (job_id, kind), so a movement can
+ * never happen twice.  Invariant: sum(users.credits) + sum(users.held) == sum(ledger grants).
+ *
+ * Times are milliseconds since the epoch (0 = null).  Money is int64 micro-credits.
+ *
+ * Errors (co_err codes): CO_E_NOTFOUND, CO_E_CONFLICT (state does not allow it), CO_E_FUNDS
+ * (insufficient credits), CO_E_LIMIT (MAX_WORKERS), CO_E_UNAVAILABLE (database unreachable:
+ * nothing was written; the caller answers 503 and the store reconnects on the next call),
+ * CO_E_INVAL, CO_E_INTERNAL.
+ */
+#ifndef COORD_STORE_H
+#define COORD_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "co_err.h"
+#include "co_id.h"
+
+enum coord_job_status {
+    COORD_JOB_PENDING = 0,
+    COORD_JOB_ASSIGNED,
+    COORD_JOB_RUNNING,
+    COORD_JOB_COMPLETED,
+    COORD_JOB_FAILED,
+    COORD_JOB_CANCELLED,
+    COORD_JOB_STATUS_COUNT
+};
+
+enum coord_failure {
+    COORD_FAIL_NONE = 0,
+    COORD_FAIL_EXIT_CODE,
+    COORD_FAIL_TIMEOUT,
+    COORD_FAIL_OOM,
+    COORD_FAIL_KILLED,
+    COORD_FAIL_SANDBOX_ERROR,
+    COORD_FAIL_WORKER_LOST,
+    COORD_FAIL_CANCELLED,
+    COORD_FAIL_COUNT
+};
+
+enum coord_worker_status {
+    COORD_WORKER_IDLE = 0,
+    COORD_WORKER_BUSY,
+    COORD_WORKER_OFFLINE,
+    COORD_WORKER_STATUS_COUNT
+};
+
+/** "pending", ... ; never NULL. */
+const char *coord_job_status_name(enum coord_job_status s);
+/** Parse a status name; -1 if unknown. */
+int coord_job_status_parse(const char *s);
+/** NULL for COORD_FAIL_NONE, else "exit_code", "timeout", ... */
+const char *coord_failure_name(enum coord_failure f);
+int coord_failure_parse(const char *s);
+const char *coord_worker_status_name(enum coord_worker_status s);
+int coord_worker_status_parse(const char *s);
+
+/** Resource usage reported by the sandbox. */
+struct coord_usage {
+    int64_t wall_ms;
+    int64_t cpu_ms;
+    int64_t max_rss_kb;
+};
+
+/** A job row.  Strings are owned by the struct (coord_job_release frees them). */
+struct coord_job {
+    char job_id[CO_ID_MAX + 1];
+    char *title;
+    char *description;  /* "" when absent */
+    char *code;         /* NULL unless loaded with code (admin views, assignments) */
+    char *code_file;    /* NULL when absent */
+    char *command;
+    char *parameters;   /* JSON object text, "{}" when absent */
+    char *image;
+    char buyer_id[CO_ID_MAX + 1];
+    char assigned_worker[CO_ID_MAX + 1]; /* "" when none */
+    enum coord_job_status status;
+    enum coord_failure failure;
+    int64_t cost; /* micro-credits held at submit */
+    int64_t required_cores;
+    int64_t required_ram_mb;
+    int priority; /* 1-10, 10 most urgent */
+    int64_t timeout_seconds;
+    int attempts;     /* assignments so far; the current attempt number when assigned/running */
+    int max_attempts;
+    bool has_exit_code;
+    int exit_code;
+    bool has_usage;
+    struct coord_usage usage;
+    int64_t created_at, assigned_at, started_at, completed_at; /* ms, 0 = null */
+};
+
+/** Free the strings of @job (not the struct). */
+void coord_job_release(struct coord_job *job);
+
+/** A list of jobs (caller-owned; coord_job_list_release frees it). */
+struct coord_job_list {
+    struct coord_job *items;
+    size_t len;
+};
+void coord_job_list_release(struct coord_job_list *l);
+
+struct coord_job_filter {
+    int status;            /* -1 = any */
+    const char *buyer_id;  /* NULL = any */
+    const char *worker_id; /* NULL = any */
+    int64_t limit;         /* 1-1000 */
+    int64_t offset;
+};
+
+/** A worker registration. */
+struct coord_worker {
+    char worker_id[CO_ID_MAX + 1];
+    char owner_id[CO_ID_MAX + 1];
+    int64_t cpu_cores;
+    int64_t ram_mb;
+    int64_t used_cores;  /* sum over its assigned/running jobs */
+    int64_t used_ram_mb;
+    int64_t running_jobs;
+    enum coord_worker_status status; /* as stored; callers derive offline from last_heartbeat */
+    bool websocket;                  /* connection kind: websocket or http (poll) */
+    int64_t last_heartbeat, created_at, updated_at;
+};
+
+struct coord_worker_list {
+    struct coord_worker *items;
+    size_t len;
+};
+void coord_worker_list_release(struct coord_worker_list *l);
+
+struct coord_user {
+    char user_id[CO_ID_MAX + 1];
+    int64_t credits; /* available balance */
+    int64_t held;    /* escrow for unsettled jobs */
+    int64_t created_at, updated_at;
+};
+
+enum coord_ledger_kind {
+    COORD_LEDGER_GRANT = 0,   /* starting credits or an admin grant (+credits) */
+    COORD_LEDGER_HOLD,        /* submit: credits -> held of the buyer */
+    COORD_LEDGER_CHARGE,      /* settlement: held of the buyer -> ... */
+    COORD_LEDGER_PAYOUT,      /* ... -> credits of the worker's owner */
+    COORD_LEDGER_REFUND,      /* held of the buyer -> credits of the buyer */
+    COORD_LEDGER_KIND_COUNT
+};
+const char *coord_ledger_kind_name(enum coord_ledger_kind k);
+
+struct coord_ledger_row {
+    int64_t id;
+    char user_id[CO_ID_MAX + 1];
+    char job_id[CO_ID_MAX + 1]; /* "" for grants without a job */
+    enum coord_ledger_kind kind;
+    int64_t amount;  /* signed change of the user's available credits */
+    int64_t held;    /* signed change of the user's held credits */
+    int64_t balance; /* available credits after the row */
+    char *note;      /* may be NULL */
+    int64_t created_at;
+};
+struct coord_ledger_list {
+    struct coord_ledger_row *items;
+    size_t len;
+};
+void coord_ledger_list_release(struct coord_ledger_list *l);
+
+/** Counters for /api/v1/health and /metrics. */
+struct coord_health {
+    int64_t jobs[COORD_JOB_STATUS_COUNT];
+    int64_t workers_total;
+    int64_t workers[COORD_WORKER_STATUS_COUNT]; /* offline includes silent past the timeout */
+    int64_t total_credits;  /* sum of available + held over all users */
+    int64_t active_users;   /* users with at least one job or grant */
+    int64_t pending_unfit;  /* pending jobs that fit no registered worker's total capacity */
+};
+
+/** Settings the store needs from the configuration. */
+struct coord_store_config {
+    const char *url;                /* DATABASE_URL; NULL or "" = sqlite default file */
+    int64_t starting_credits;       /* DEFAULT_STARTING_CREDITS, micro */
+    int64_t worker_timeout_ms;      /* WORKER_TIMEOUT_SECONDS * 1000 */
+    int64_t max_workers;            /* MAX_WORKERS */
+    int64_t output_cap_bytes;       /* per stream, default 1 MiB */
+};
+
+struct coord_store;
+
+/**
+ * Open a connection for @cfg->url: "sqlite:///relative.db", "sqlite:////abs.db", a bare path,
+ * "postgresql://..." or "postgres://...".  Does not migrate.  Errors: bad URL, unreachable.
+ * The returned store is caller-owned (coord_store_close).  @cfg is copied.
+ */
+int coord_store_open(const struct coord_store_config *cfg, struct coord_store **out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Apply the migrations from sql/<backend>/ (looked up in @sql_dir) that are not yet recorded in
+ * schema_migrations, each in a transaction.  Refuses (CO_E_CONFLICT) when the database has a
+ * migration newer than the highest one in @sql_dir.
+ */
+int coord_store_migrate(struct coord_store *s, const char *sql_dir, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Close the connection and free @s (NULL is fine). */
+void coord_store_close(struct coord_store *s);
+
+/** "sqlite" or "postgres". */
+const char *coord_store_backend(const struct coord_store *s);
+
+/** Cheap liveness check (SELECT 1); reconnects if needed. */
+int coord_store_ping(struct coord_store *s, co_err *err) __attribute__((warn_unused_result));
+
+/* ---- jobs ---- */
+
+/**
+ * Store a new job (status pending, attempts 0) and hold job->cost from the buyer, creating the
+ * buyer with the starting credits (ledger grant) if unknown.  CO_E_FUNDS and nothing stored if
+ * the balance is short; CO_E_CONFLICT if the job id exists.  Fills created_at.
+ */
+int coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Load one job, with its code when @with_code.  CO_E_NOTFOUND if unknown. */
+int coord_store_job_get(struct coord_store *s, const char *job_id, bool with_code,
+                        struct coord_job *out, co_err *err) __attribute__((warn_unused_result));
+
+/** Jobs newest first, filtered; code is not loaded. */
+int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
+                         struct coord_job_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Pending jobs in scheduling order (priority desc, created_at asc), at most @limit, without code.
+ * The scheduler matches them to workers with room.
+ */
+int coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_list *out,
+                            co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Claim pending job @job_id for @worker_id: status assigned, attempts + 1, assigned_worker set,
+ * only if it is still pending and the worker still has room (free cores/RAM cover it).  Loads the
+ * job with code into @out.  CO_E_CONFLICT if it was taken or no longer fits (someone else won).
+ */
+int coord_store_job_claim(struct coord_store *s, const char *job_id, const char *worker_id,
+                          struct coord_job *out, co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * For poll workers (GET /task): claim the best pending job that fits the free capacity of
+ * @worker_id (priority desc, oldest first) in one transaction (FOR UPDATE SKIP LOCKED on
+ * PostgreSQL).  Returns 1 with the job (with code) in @out, 0 if none fits.
+ */
+int coord_store_job_claim_next(struct coord_store *s, const char *worker_id,
+                               struct coord_job *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * The agent started attempt @attempt: assigned -> running, started_at set.  Fencing: a stale
+ * attempt or another worker gets CO_E_CONFLICT; running already is a no-op (returns 0).
+ */
+int coord_store_job_started(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, co_err *err) __attribute__((warn_unused_result));
+
+/** What a job's final report carries. */
+struct coord_job_result {
+    enum coord_job_status status; /* COMPLETED or FAILED (or CANCELLED when killed by cancel) */
+    enum coord_failure failure;   /* NONE for completed */
+    bool has_exit_code;
+    int exit_code;
+    bool has_usage;
+    struct coord_usage usage;
+    bool platform_fault; /* failed because of the platform (sandbox could not start): refund */
+};
+
+/**
+ * Attempt @attempt of @job_id on @worker_id finished: set the final state and settle in the same
+ * transaction (charge buyer + payout to the worker's owner, or refund for platform faults and
+ * cancellations before start).  Idempotent: a job already final returns 0 and changes nothing
+ * (*@changed = false).  Fencing: a stale attempt or another worker gets CO_E_CONFLICT.
+ */
+int coord_store_job_finish(struct coord_store *s, const char *job_id, const char *worker_id,
+                           int attempt, const struct coord_job_result *r, bool *changed,
+                           co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Cancel: pending/assigned -> cancelled and refunded; running -> cancelled and charged (the seller
+ * is paid for the time used).  Finished -> CO_E_CONFLICT.  @out receives the job after the change
+ * (so the caller can tell the agent running it); @was receives the status before.
+ */
+int coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_job *out,
+                           enum coord_job_status *was, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Give back every assigned/running job of @worker_id (worker lost or unregistered): each goes
+ * back to pending (its attempt counter stays, the next claim is attempt + 1) or, when attempts
+ * reached max_attempts, to failed with worker_lost and a refund.  The ids of changed jobs are
+ * appended to @changed_ids (caller frees each and the array) when not NULL.
+ */
+int coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id,
+                                    char ***changed_ids, size_t *n_changed, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Append output to a job's stored stdout (stream 1) or stderr (stream 2), up to the cap. */
+int coord_store_output_append(struct coord_store *s, const char *job_id, int stream,
+                              const char *data, size_t len, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** The stored output of a job (caller frees *out_stdout and *out_stderr). */
+int coord_store_output_get(struct coord_store *s, const char *job_id, char **out_stdout,
+                           size_t *stdout_len, char **out_stderr, size_t *stderr_len,
+                           bool *truncated, co_err *err) __attribute__((warn_unused_result));
+
+/* ---- workers ---- */
+
+/**
+ * Create or update a worker (register, or an agent's hello).  @w->owner_id "" means the worker id.
+ * Sets last_heartbeat to now.  CO_E_LIMIT when creating one more than max_workers (non-offline).
+ * @out (optional) receives the stored row.
+ */
+int coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
+                              struct coord_worker *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Renew the worker's lease (last_heartbeat = now).  CO_E_NOTFOUND if unknown. */
+int coord_store_worker_heartbeat(struct coord_store *s, const char *worker_id, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Mark offline (unregister or disconnect); does not touch its jobs. */
+int coord_store_worker_set_status(struct coord_store *s, const char *worker_id,
+                                  enum coord_worker_status st, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** One worker with its current usage.  CO_E_NOTFOUND if unknown. */
+int coord_store_worker_get(struct coord_store *s, const char *worker_id, struct coord_worker *out,
+                           co_err *err) __attribute__((warn_unused_result));
+
+/** All workers with their current usage, by worker_id. */
+int coord_store_worker_list(struct coord_store *s, struct coord_worker_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Workers whose last_heartbeat is older than @before_ms and that still hold jobs or are not
+ * offline: the lease reaper releases their jobs and marks them offline.
+ */
+int coord_store_worker_expired(struct coord_store *s, int64_t before_ms,
+                               struct coord_worker_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- credits ---- */
+
+/** A user's balance.  CO_E_NOTFOUND if unknown. */
+int coord_store_user_get(struct coord_store *s, const char *user_id, struct coord_user *out,
+                         co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Grant @amount (> 0) micro-credits, creating the user (with the starting credits) if needed.
+ * @out receives the balance after.
+ */
+int coord_store_user_grant(struct coord_store *s, const char *user_id, int64_t amount,
+                           struct coord_user *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Ledger rows of a user, newest first, at most @limit from @offset. */
+int coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t limit,
+                            int64_t offset, struct coord_ledger_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Check the money invariant: sum(credits) + sum(held) == sum of grant rows, and held equals the
+ * cost of unsettled jobs per user.  Returns 0 if it holds, CO_E_INTERNAL with the figures if not.
+ */
+int coord_store_check_invariant(struct coord_store *s, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- system ---- */
+
+/** Counts for health and metrics (offline derived with now - worker_timeout_ms). */
+int coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+#endif

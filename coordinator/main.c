@@ -1,0 +1,14 @@
+/* Placeholder main until its issue lands: prints --help. */
+#include <stdio.h>
+#include <string.h>
+
+int
+main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
+        printf("usage: cacheout-coordinator [--help]\ncacheout-coordinator: the CacheOut coordinator (not implemented yet)\n");
+        return 0;
+    }
+    fprintf(stderr, "cacheout-coordinator: not implemented yet (try --help)\n");
+    return 2;
+}
