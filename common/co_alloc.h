@@ -26,7 +26,8 @@ char *co_xstrndup(const char *s, size_t n) __attribute__((malloc, returns_nonnul
 /** asprintf() that aborts on failure; the caller frees the result. */
 char *co_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2), returns_nonnull));
 /** vasprintf() that aborts on failure; the caller frees the result. */
-char *co_xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0), returns_nonnull));
+char *co_xvasprintf(const char *fmt, va_list ap)
+    __attribute__((format(printf, 1, 0), returns_nonnull));
 
 /**
  * Copy @src into @dst of @size bytes, always NUL-terminating (when size > 0).  Returns

@@ -14,7 +14,10 @@ struct co_buf {
     size_t cap;
 };
 
-#define CO_BUF_INIT {NULL, 0, 0}
+#define CO_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /** Initialise an empty buffer (no allocation). */
 void co_buf_init(struct co_buf *b);

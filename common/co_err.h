@@ -32,7 +32,10 @@ typedef struct co_err {
     char msg[CO_ERR_MSG_MAX]; /* human-readable, lower-case, no full stop */
 } co_err;
 
-#define CO_ERR_INIT {CO_OK, 0, "", ""}
+#define CO_ERR_INIT                                                                                \
+    {                                                                                              \
+        CO_OK, 0, "", ""                                                                           \
+    }
 
 /** Reset @err to "no error". */
 void co_err_clear(co_err *err);
@@ -48,8 +51,7 @@ int co_err_set(co_err *err, enum co_errcode code, const char *fmt, ...)
  * Like co_err_set() with CO_E_SYS: the message gets ": <strerror(errnum)>" appended and
  * sys_errno is @errnum.  Returns -1.
  */
-int co_err_sys(co_err *err, int errnum, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int co_err_sys(co_err *err, int errnum, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /**
  * Like co_err_set() but also records the input @field the error is about (for 422 answers).
