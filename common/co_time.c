@@ -1,5 +1,7 @@
 #include "co_time.h"
 
+#include "co_alloc.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,8 +45,10 @@ co_time_iso(int64_t ms, char out[CO_ISO_LEN])
         snprintf(out, CO_ISO_LEN, "1970-01-01T00:00:00.000Z");
         return;
     }
-    snprintf(out, CO_ISO_LEN, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+    char tmp[80]; /* the compiler cannot see that every field is in range */
+    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    co_strlcpy(out, tmp, CO_ISO_LEN);
 }
 
 static int
