@@ -16,6 +16,7 @@
 
 #include "co_err.h"
 #include "co_id.h"
+#include "proto_utf8.h"
 
 #define PROTO_AGENT_SUBPROTOCOL "cacheout.agent.v1"
 #define PROTO_AGENT_VERSION 1
@@ -141,8 +142,9 @@ struct proto_job_started {
 
 /*
  * job.output: a chunk of a stream.  data holds raw bytes (any bytes, NUL included).  On the
- * wire a chunk that is valid UTF-8 is sent as the string "data"; any other chunk is sent as
- * "data_b64" (standard base64 with padding) so no byte is lost or altered.
+ * wire a chunk that is valid UTF-8 without NUL is sent as the string "data"; any other chunk is
+ * sent as "data_b64" (standard base64 with padding) so no byte is lost or altered.  Exactly one
+ * of the two is present.
  */
 struct proto_job_output {
     struct proto_job_ref job;
@@ -227,15 +229,5 @@ char *proto_msg_encode(const struct proto_msg *m, size_t *len);
  * call it on messages whose pointers are heap-allocated (as after proto_msg_decode()).
  */
 void proto_msg_release(struct proto_msg *m);
-
-/** True if @s (of @len bytes) is valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
-bool proto_utf8_valid(const char *s, size_t len);
-
-/**
- * Return a caller-owned, NUL-terminated copy of @s (of @len bytes) in which every invalid
- * UTF-8 sequence is replaced by U+FFFD and every NUL by U+FFFD, fit for a JSON string shown to
- * people (the output endpoint, dashboards).  *out_len (if not NULL) receives its length.
- */
-char *proto_utf8_sanitize(const char *s, size_t len, size_t *out_len);
 
 #endif

@@ -1,7 +1,0 @@
-/* Replaced by the job spec and agent protocol modules. */
-int proto_placeholder(void);
-int
-proto_placeholder(void)
-{
-    return 0;
-}
