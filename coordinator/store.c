@@ -1,0 +1,1777 @@
+/*
+ * store.c: the store's logic, written once for both databases (the drivers in store_sqlite.c and
+ * store_pg.c only run statements), plus URL parsing, migrations, enum names and list release.
+ *
+ * Lock order on PostgreSQL, kept by every write transaction to avoid deadlocks: the worker row,
+ * then job rows, then user rows (in user_id order when there are two).  On SQLite every write
+ * transaction takes the database write lock at its start (BEGIN IMMEDIATE).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "co_alloc.h"
+#include "co_buf.h"
+#include "co_time.h"
+#include "coord_store.h"
+#include "store_backend.h"
+
+/* ---- statements ---- */
+
+#define JOB_COLS                                                                                   \
+    "job_id, title, description, code_file, command, parameters, image, buyer_id, "                \
+    "COALESCE(assigned_worker, ''), status, failure, cost, required_cores, required_ram_mb, "      \
+    "priority, timeout_seconds, attempts, max_attempts, exit_code, wall_ms, cpu_ms, max_rss_kb, "  \
+    "created_at, COALESCE(assigned_at, 0), COALESCE(started_at, 0), COALESCE(completed_at, 0)"
+#define ACTIVE_JOB "j.status IN ('assigned', 'running')"
+#define WORKER_COLS                                                                                \
+    "w.worker_id, w.owner_id, w.cpu_cores, w.ram_mb, "                                             \
+    "(SELECT COALESCE(SUM(j.required_cores), 0) FROM jobs j "                                      \
+    " WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "                                 \
+    "(SELECT COALESCE(SUM(j.required_ram_mb), 0) FROM jobs j "                                     \
+    " WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "                                 \
+    "(SELECT COUNT(*) FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "     \
+    "w.status, w.websocket, w.last_heartbeat, w.created_at, w.updated_at"
+
+const struct store_sql store_sql[Q_COUNT] = {
+    [Q_PING] = {"SELECT 1", NULL, NULL, STORE_LOCK_NONE},
+    [Q_MIG_LOCK] = {"SELECT 1", "SELECT pg_advisory_xact_lock(7243001)", NULL, STORE_LOCK_NONE},
+    [Q_MIG_MAX] = {"SELECT COALESCE(MAX(version), 0) FROM schema_migrations", NULL, NULL,
+                   STORE_LOCK_NONE},
+    [Q_MIG_HAS] = {"SELECT 1 FROM schema_migrations WHERE version = $1", NULL, NULL,
+                   STORE_LOCK_NONE},
+    [Q_MIG_INSERT] = {"INSERT INTO schema_migrations (version, name, applied_at) "
+                      "VALUES ($1, $2, $3)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_USER_INSERT] = {"INSERT INTO users (user_id, username, credits, held, is_worker, "
+                       "created_at, updated_at) VALUES ($1, $1, 0, 0, $2, $3, $3) "
+                       "ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_USER_GET] = {"SELECT user_id, credits, held, created_at, updated_at FROM users "
+                    "WHERE user_id = $1",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_USER_LOCK] = {"SELECT user_id FROM users WHERE user_id = $1", NULL, NULL, STORE_LOCK_UPDATE},
+    [Q_USER_ADD] = {"UPDATE users SET credits = credits + $2, held = held + $3, updated_at = $4 "
+                    "WHERE user_id = $1 AND credits + $2 >= 0 AND held + $3 >= 0 "
+                    "RETURNING credits",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_LEDGER_INSERT] = {"INSERT INTO ledger (user_id, job_id, kind, amount, held, balance, "
+                         "note, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_LEDGER_LIST] = {"SELECT id, user_id, COALESCE(job_id, ''), kind, amount, held, balance, "
+                       "note, created_at FROM ledger WHERE user_id = $1 "
+                       "ORDER BY id DESC LIMIT $2 OFFSET $3",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
+                      "parameters, image, buyer_id, status, cost, required_cores, "
+                      "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "
+                      "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, "
+                      "$11, $12, $13, $14, 0, $15, $16)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code FROM jobs WHERE job_id = $1", NULL, NULL,
+                   STORE_LOCK_NONE},
+    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+                          STORE_LOCK_NONE},
+    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+                    STORE_LOCK_UPDATE},
+    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL FROM jobs "
+                    "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
+                    "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
+                    "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
+                    "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                       "ORDER BY priority DESC, created_at, id LIMIT $1",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
+                        "AND required_cores <= $1 AND required_ram_mb <= $2 "
+                        "ORDER BY priority DESC, created_at, id LIMIT 1",
+                        NULL, NULL, STORE_LOCK_SKIP_LOCKED},
+    [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
+                      "attempts = attempts + 1, assigned_at = $3, started_at = NULL "
+                      "WHERE job_id = $1 AND status = 'pending'",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_SET_RUNNING] = {"UPDATE jobs SET status = 'running', started_at = $2 "
+                           "WHERE job_id = $1 AND status = 'assigned'",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_FINISH] = {"UPDATE jobs SET status = $2, failure = $3, exit_code = $4, wall_ms = $5, "
+                      "cpu_ms = $6, max_rss_kb = $7, completed_at = $8 WHERE job_id = $1",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
+                       "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL FROM jobs j WHERE assigned_worker = $1 "
+                         "AND " ACTIVE_JOB " ORDER BY job_id",
+                         NULL, NULL, STORE_LOCK_UPDATE},
+    [Q_WORKER_CREATE_LOCK] = {"SELECT 1", "SELECT pg_advisory_xact_lock(7243002)", NULL,
+                              STORE_LOCK_NONE},
+    [Q_WORKER_LOCK] = {"SELECT worker_id FROM worker_registrations WHERE worker_id = $1", NULL,
+                       NULL, STORE_LOCK_UPDATE},
+    [Q_WORKER_GET] = {"SELECT " WORKER_COLS " FROM worker_registrations w WHERE w.worker_id = $1",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_LIST] = {"SELECT " WORKER_COLS " FROM worker_registrations w ORDER BY w.worker_id",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_INSERT] = {"INSERT INTO worker_registrations (worker_id, owner_id, cpu_cores, "
+                         "ram_mb, status, websocket, last_heartbeat, created_at, updated_at) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_UPDATE] = {"UPDATE worker_registrations SET owner_id = $2, cpu_cores = $3, "
+                         "ram_mb = $4, status = $5, websocket = $6, last_heartbeat = $7, "
+                         "updated_at = $7 WHERE worker_id = $1",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_COUNT_ONLINE] = {"SELECT COUNT(*) FROM worker_registrations "
+                               "WHERE status <> 'offline' AND last_heartbeat >= $1",
+                               NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_HEARTBEAT] = {"UPDATE worker_registrations SET last_heartbeat = $2, "
+                            "status = CASE WHEN status = 'offline' THEN 'idle' ELSE status END "
+                            "WHERE worker_id = $1",
+                            NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_SET_STATUS] = {"UPDATE worker_registrations SET status = $2, updated_at = $3 "
+                             "WHERE worker_id = $1",
+                             NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_EXPIRED] =
+        {"SELECT " WORKER_COLS " FROM worker_registrations w "
+         "WHERE w.last_heartbeat < $1 AND (w.status <> 'offline' OR EXISTS "
+         "(SELECT 1 FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB
+         ")) ORDER BY w.worker_id",
+         NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_OWNER] = {"SELECT owner_id FROM worker_registrations WHERE worker_id = $1", NULL,
+                        NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_LEN] = {"SELECT length(stdout), length(stderr), stdout_truncated, "
+                      "stderr_truncated FROM job_output WHERE job_id = $1",
+                      NULL, NULL, STORE_LOCK_UPDATE},
+    [Q_OUTPUT_INSERT] = {"INSERT INTO job_output (job_id, stdout, stderr, stdout_truncated, "
+                         "stderr_truncated) VALUES ($1, $2, $2, 0, 0)",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_APPEND_OUT] = {NULL,
+                             "UPDATE job_output SET stdout = stdout || $2, stdout_truncated = $3 "
+                             "WHERE job_id = $1",
+                             "UPDATE job_output SET stdout = CAST(stdout || $2 AS BLOB), "
+                             "stdout_truncated = $3 WHERE job_id = $1",
+                             STORE_LOCK_NONE},
+    [Q_OUTPUT_APPEND_ERR] = {NULL,
+                             "UPDATE job_output SET stderr = stderr || $2, stderr_truncated = $3 "
+                             "WHERE job_id = $1",
+                             "UPDATE job_output SET stderr = CAST(stderr || $2 AS BLOB), "
+                             "stderr_truncated = $3 WHERE job_id = $1",
+                             STORE_LOCK_NONE},
+    [Q_OUTPUT_GET] = {"SELECT stdout, stderr, stdout_truncated, stderr_truncated FROM job_output "
+                      "WHERE job_id = $1",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_H_JOBS] = {"SELECT status, COUNT(*) FROM jobs GROUP BY status", NULL, NULL, STORE_LOCK_NONE},
+    [Q_H_WORKERS] = {"SELECT CASE WHEN status = 'offline' OR last_heartbeat < $1 THEN 'offline' "
+                     "ELSE status END AS st, COUNT(*) FROM worker_registrations GROUP BY st",
+                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_H_USERS] = {"SELECT (SELECT COALESCE(SUM(credits + held), 0) FROM users), "
+                   "(SELECT COUNT(*) FROM users u WHERE EXISTS (SELECT 1 FROM jobs j "
+                   "WHERE j.buyer_id = u.user_id) OR EXISTS (SELECT 1 FROM ledger l "
+                   "WHERE l.user_id = u.user_id AND l.kind = 'grant'))",
+                   NULL, NULL, STORE_LOCK_NONE},
+    [Q_H_UNFIT] = {"SELECT COUNT(*) FROM jobs j WHERE j.status = 'pending' AND NOT EXISTS "
+                   "(SELECT 1 FROM worker_registrations w WHERE w.status <> 'offline' "
+                   "AND w.last_heartbeat >= $1 AND w.cpu_cores >= j.required_cores "
+                   "AND w.ram_mb >= j.required_ram_mb)",
+                   NULL, NULL, STORE_LOCK_NONE},
+    [Q_INV_TOTALS] = {"SELECT (SELECT COALESCE(SUM(credits), 0) FROM users), "
+                      "(SELECT COALESCE(SUM(held), 0) FROM users), "
+                      "(SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'grant')",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_INV_LEDGER] = {"SELECT u.user_id, u.credits, u.held, COALESCE(SUM(l.amount), 0), "
+                      "COALESCE(SUM(l.held), 0) FROM users u LEFT JOIN ledger l "
+                      "ON l.user_id = u.user_id GROUP BY u.user_id, u.credits, u.held "
+                      "HAVING u.credits <> COALESCE(SUM(l.amount), 0) "
+                      "OR u.held <> COALESCE(SUM(l.held), 0) LIMIT 1",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_INV_HELD] = {"SELECT u.user_id, u.held, COALESCE((SELECT SUM(j.cost) FROM jobs j "
+                    "WHERE j.buyer_id = u.user_id AND j.status IN ('pending', 'assigned', "
+                    "'running')), 0) AS open FROM users u WHERE u.held <> COALESCE((SELECT "
+                    "SUM(j.cost) FROM jobs j WHERE j.buyer_id = u.user_id AND j.status IN "
+                    "('pending', 'assigned', 'running')), 0) LIMIT 1",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_INV_SETTLED] = {"SELECT j.job_id, j.status, (SELECT COUNT(*) FROM ledger l "
+                       "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund')) AS n "
+                       "FROM jobs j WHERE (j.status IN ('completed', 'failed', 'cancelled') "
+                       "AND (SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.job_id "
+                       "AND l.kind IN ('charge', 'refund')) <> 1) OR (j.status IN ('pending', "
+                       "'assigned', 'running') AND EXISTS (SELECT 1 FROM ledger l "
+                       "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
+                       "'payout'))) LIMIT 1",
+                       NULL, NULL, STORE_LOCK_NONE},
+};
+
+/* ---- enum names ---- */
+
+static const char *const job_status_names[COORD_JOB_STATUS_COUNT] = {
+    "pending", "assigned", "running", "completed", "failed", "cancelled"};
+static const char *const failure_names[COORD_FAIL_COUNT] = {
+    NULL, "exit_code", "timeout", "oom", "killed", "sandbox_error", "worker_lost", "cancelled"};
+static const char *const worker_status_names[COORD_WORKER_STATUS_COUNT] = {"idle", "busy",
+                                                                           "offline"};
+static const char *const ledger_kind_names[COORD_LEDGER_KIND_COUNT] = {"grant", "hold", "charge",
+                                                                       "payout", "refund"};
+
+static int
+name_index(const char *const *names, int n, const char *s)
+{
+    if (!s)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (names[i] && strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+const char *
+coord_job_status_name(enum coord_job_status s)
+{
+    return (unsigned)s < COORD_JOB_STATUS_COUNT ? job_status_names[s] : "unknown";
+}
+
+int
+coord_job_status_parse(const char *s)
+{
+    return name_index(job_status_names, COORD_JOB_STATUS_COUNT, s);
+}
+
+const char *
+coord_failure_name(enum coord_failure f)
+{
+    return (unsigned)f < COORD_FAIL_COUNT ? failure_names[f] : NULL;
+}
+
+int
+coord_failure_parse(const char *s)
+{
+    return name_index(failure_names, COORD_FAIL_COUNT, s);
+}
+
+const char *
+coord_worker_status_name(enum coord_worker_status s)
+{
+    return (unsigned)s < COORD_WORKER_STATUS_COUNT ? worker_status_names[s] : "unknown";
+}
+
+int
+coord_worker_status_parse(const char *s)
+{
+    return name_index(worker_status_names, COORD_WORKER_STATUS_COUNT, s);
+}
+
+const char *
+coord_ledger_kind_name(enum coord_ledger_kind k)
+{
+    return (unsigned)k < COORD_LEDGER_KIND_COUNT ? ledger_kind_names[k] : "unknown";
+}
+
+/* ---- list release ---- */
+
+void
+coord_job_release(struct coord_job *job)
+{
+    if (!job)
+        return;
+    free(job->title);
+    free(job->description);
+    free(job->code);
+    free(job->code_file);
+    free(job->command);
+    free(job->parameters);
+    free(job->image);
+    job->title = job->description = job->code = job->code_file = NULL;
+    job->command = job->parameters = job->image = NULL;
+}
+
+void
+coord_job_list_release(struct coord_job_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->len; i++)
+        coord_job_release(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+void
+coord_worker_list_release(struct coord_worker_list *l)
+{
+    if (!l)
+        return;
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+void
+coord_ledger_list_release(struct coord_ledger_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->len; i++)
+        free(l->items[i].note);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+/* ---- driver helpers ---- */
+
+#define PARAMS(...)                                                                                \
+    (const struct db_param[]){__VA_ARGS__},                                                        \
+        (int)(sizeof((struct db_param[]){__VA_ARGS__}) / sizeof(struct db_param))
+
+static int
+q_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, struct db_res *r,
+      co_err *err)
+{
+    memset(r, 0, sizeof(*r));
+    r->s = s;
+    r->row = -1;
+    return s->ops->query(s, q, p, n, r, err);
+}
+
+static int
+q_next(struct db_res *r, co_err *err)
+{
+    return r->s->ops->next(r, err);
+}
+
+static void
+q_done(struct db_res *r)
+{
+    if (r->s)
+        r->s->ops->done(r);
+    r->s = NULL;
+}
+
+static int64_t
+col_int(struct db_res *r, int c)
+{
+    return r->s->ops->col_int(r, c);
+}
+
+static bool
+col_null(struct db_res *r, int c)
+{
+    return r->s->ops->col_null(r, c);
+}
+
+static const char *
+col_text(struct db_res *r, int c)
+{
+    return r->s->ops->col_text(r, c);
+}
+
+static char *
+col_dup(struct db_res *r, int c)
+{
+    return col_null(r, c) ? NULL : co_xstrdup(col_text(r, c));
+}
+
+static void
+col_id(struct db_res *r, int c, char out[CO_ID_MAX + 1])
+{
+    co_strlcpy(out, col_text(r, c), CO_ID_MAX + 1);
+}
+
+/* Run a statement that returns no rows we need; *changes gets the affected row count. */
+static int
+q_exec(struct coord_store *s, enum store_q q, const struct db_param *p, int n, int64_t *changes,
+       co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, q, p, n, &r, err) < 0)
+        return -1;
+    if (changes)
+        *changes = r.changes;
+    q_done(&r);
+    return 0;
+}
+
+/* Run a statement and read the first column of its first row as an integer; *found = row seen. */
+static int
+q_int(struct coord_store *s, enum store_q q, const struct db_param *p, int n, int64_t *out,
+      bool *found, co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, q, p, n, &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0)
+        *out = col_int(&r, 0);
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    if (found)
+        *found = rc > 0;
+    return 0;
+}
+
+static int
+tx_begin(struct coord_store *s, bool write, co_err *err)
+{
+    return s->ops->begin(s, write, err);
+}
+
+/* Commit when @rc is 0, else roll back; returns @rc or the commit's failure. */
+static int
+tx_end(struct coord_store *s, int rc, co_err *err)
+{
+    if (rc < 0) {
+        s->ops->rollback(s);
+        return rc;
+    }
+    if (s->ops->commit(s, err) < 0) {
+        s->ops->rollback(s);
+        return -1;
+    }
+    return rc;
+}
+
+/* ---- open, close, migrate ---- */
+
+static int
+ensure_parent_dir(const char *path, co_err *err)
+{
+    co_autofree char *dir = co_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    /* Create each missing component, like mkdir -p. */
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+            return co_err_sys(err, errno, "cannot create directory '%s'", dir);
+        *p = '/';
+    }
+    if (mkdir(dir, 0750) < 0 && errno != EEXIST)
+        return co_err_sys(err, errno, "cannot create directory '%s'", dir);
+    return 0;
+}
+
+int
+coord_store_open(const struct coord_store_config *cfg, struct coord_store **out, co_err *err)
+{
+    const char *url = cfg->url && *cfg->url ? cfg->url : "sqlite:///var/cacheout.db";
+    struct coord_store *s = NULL;
+    int rc;
+
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
+        rc = store_pg_open(url, &s, err);
+    } else {
+        const char *path = url;
+        if (strncmp(url, "sqlite:///", 10) == 0)
+            path = url + 10; /* "sqlite:////abs" leaves "/abs", "sqlite:///rel" leaves "rel" */
+        else if (strncmp(url, "sqlite:", 7) == 0 || strstr(url, "://"))
+            return co_err_set(err, CO_E_INVAL,
+                              "unsupported DATABASE_URL '%s': expected sqlite:///path or "
+                              "postgresql://...",
+                              url);
+        if (!*path)
+            return co_err_set(err, CO_E_INVAL, "no file name in DATABASE_URL '%s'", url);
+        if (ensure_parent_dir(path, err) < 0)
+            return -1;
+        rc = store_sqlite_open(path, &s, err);
+    }
+    if (rc < 0)
+        return -1;
+    s->url = co_xstrdup(url);
+    s->cfg = *cfg;
+    s->cfg.url = s->url;
+    if (s->cfg.output_cap_bytes <= 0)
+        s->cfg.output_cap_bytes = 1024 * 1024;
+    if (s->cfg.worker_timeout_ms <= 0)
+        s->cfg.worker_timeout_ms = 60 * 1000;
+    *out = s;
+    return 0;
+}
+
+void
+coord_store_close(struct coord_store *s)
+{
+    if (!s)
+        return;
+    char *url = s->url;
+    s->ops->close(s);
+    free(url);
+}
+
+const char *
+coord_store_backend(const struct coord_store *s)
+{
+    return s->ops->name;
+}
+
+int
+coord_store_ping(struct coord_store *s, co_err *err)
+{
+    int64_t one = 0;
+    return q_int(s, Q_PING, NULL, 0, &one, NULL, err);
+}
+
+struct migration {
+    long version;
+    char *name;
+    char *path;
+};
+
+static int
+migration_cmp(const void *a, const void *b)
+{
+    const struct migration *x = a, *y = b;
+    return (x->version > y->version) - (x->version < y->version);
+}
+
+static void
+migrations_free(struct migration *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(m[i].name);
+        free(m[i].path);
+    }
+    free(m);
+}
+
+/* List NNNN_name.sql files of @dir in version order. */
+static int
+migrations_scan(const char *dir, struct migration **out, size_t *n_out, co_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return co_err_sys(err, errno, "cannot open migrations directory '%s'", dir);
+    struct migration *m = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        size_t len = strlen(name);
+        char *end;
+        if (len < 5 || strcmp(name + len - 4, ".sql") != 0)
+            continue;
+        errno = 0;
+        long v = strtol(name, &end, 10);
+        if (end == name || *end != '_' || v <= 0 || errno) {
+            closedir(d);
+            migrations_free(m, n);
+            return co_err_set(err, CO_E_INVAL,
+                              "bad migration file name '%s/%s': expected NNNN_name.sql", dir, name);
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (m[i].version == v) {
+                closedir(d);
+                migrations_free(m, n);
+                return co_err_set(err, CO_E_INVAL, "two migrations numbered %ld in '%s'", v, dir);
+            }
+        }
+        m = co_xreallocarray(m, n + 1, sizeof(*m));
+        m[n].version = v;
+        m[n].name = co_xstrdup(name);
+        m[n].path = co_xasprintf("%s/%s", dir, name);
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(m, n, sizeof(*m), migration_cmp);
+    *out = m;
+    *n_out = n;
+    return 0;
+}
+
+static int
+read_file(const char *path, char **out, co_err *err)
+{
+    co_autofclose FILE *f = fopen(path, "re");
+    if (!f)
+        return co_err_sys(err, errno, "cannot open '%s'", path);
+    struct co_buf b = CO_BUF_INIT;
+    char chunk[8192];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        co_buf_append(&b, chunk, got);
+    if (ferror(f)) {
+        co_buf_release(&b);
+        return co_err_sys(err, EIO, "cannot read '%s'", path);
+    }
+    *out = co_buf_steal(&b, NULL);
+    return 0;
+}
+
+static const char migrations_table[] =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, "
+    "name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/* Apply @m unless recorded; one transaction, serialized with other coordinators. */
+static int
+migration_apply(struct coord_store *s, const struct migration *m, long highest, bool *applied,
+                co_err *err)
+{
+    co_autofree char *sql = NULL;
+    int64_t v = 0;
+    bool found = false;
+    int rc = -1;
+
+    *applied = false;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_MIG_LOCK, NULL, 0, NULL, err) < 0)
+        goto out;
+    if (s->ops->exec_script(s, migrations_table, err) < 0)
+        goto out;
+    if (q_int(s, Q_MIG_MAX, NULL, 0, &v, NULL, err) < 0)
+        goto out;
+    if (v > highest) {
+        co_err_set(err, CO_E_CONFLICT,
+                   "database schema version %lld is newer than this coordinator knows (%ld): "
+                   "upgrade the coordinator",
+                   (long long)v, highest);
+        goto out;
+    }
+    if (q_int(s, Q_MIG_HAS, PARAMS(P_INT(m->version)), &v, &found, err) < 0)
+        goto out;
+    if (found) {
+        rc = 0;
+        goto out;
+    }
+    if (read_file(m->path, &sql, err) < 0)
+        goto out;
+    if (s->ops->exec_script(s, sql, err) < 0) {
+        co_err_wrap(err, "migration '%s'", m->path);
+        goto out;
+    }
+    if (q_exec(s, Q_MIG_INSERT, PARAMS(P_INT(m->version), P_TEXT(m->name), P_INT(co_wall_ms())),
+               NULL, err) < 0)
+        goto out;
+    *applied = true;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_migrate(struct coord_store *s, const char *sql_dir, co_err *err)
+{
+    co_autofree char *dir = co_xasprintf("%s/%s", sql_dir, s->ops->name);
+    struct migration *m = NULL;
+    size_t n = 0;
+    int rc = -1;
+
+    if (migrations_scan(dir, &m, &n, err) < 0)
+        return -1;
+    if (n == 0) {
+        migrations_free(m, n);
+        return co_err_set(err, CO_E_INVAL, "no migrations in '%s'", dir);
+    }
+    long highest = m[n - 1].version;
+    for (size_t i = 0; i < n; i++) {
+        bool applied;
+        if (migration_apply(s, &m[i], highest, &applied, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    migrations_free(m, n);
+    return rc;
+}
+
+/* ---- rows ---- */
+
+static void
+job_from_row(struct db_res *r, struct coord_job *j)
+{
+    memset(j, 0, sizeof(*j));
+    col_id(r, 0, j->job_id);
+    j->title = co_xstrdup(col_text(r, 1));
+    j->description = co_xstrdup(col_text(r, 2));
+    j->code_file = col_dup(r, 3);
+    j->command = co_xstrdup(col_text(r, 4));
+    j->parameters = co_xstrdup(col_text(r, 5));
+    j->image = co_xstrdup(col_text(r, 6));
+    col_id(r, 7, j->buyer_id);
+    col_id(r, 8, j->assigned_worker);
+    int st = coord_job_status_parse(col_text(r, 9));
+    j->status = st < 0 ? COORD_JOB_FAILED : (enum coord_job_status)st;
+    int f = col_null(r, 10) ? 0 : coord_failure_parse(col_text(r, 10));
+    j->failure = f < 0 ? COORD_FAIL_NONE : (enum coord_failure)f;
+    j->cost = col_int(r, 11);
+    j->required_cores = col_int(r, 12);
+    j->required_ram_mb = col_int(r, 13);
+    j->priority = (int)col_int(r, 14);
+    j->timeout_seconds = col_int(r, 15);
+    j->attempts = (int)col_int(r, 16);
+    j->max_attempts = (int)col_int(r, 17);
+    j->has_exit_code = !col_null(r, 18);
+    j->exit_code = j->has_exit_code ? (int)col_int(r, 18) : 0;
+    j->has_usage = !col_null(r, 19);
+    if (j->has_usage) {
+        j->usage.wall_ms = col_int(r, 19);
+        j->usage.cpu_ms = col_int(r, 20);
+        j->usage.max_rss_kb = col_int(r, 21);
+    }
+    j->created_at = col_int(r, 22);
+    j->assigned_at = col_int(r, 23);
+    j->started_at = col_int(r, 24);
+    j->completed_at = col_int(r, 25);
+    j->code = col_dup(r, 26);
+}
+
+static void
+worker_from_row(struct db_res *r, struct coord_worker *w)
+{
+    memset(w, 0, sizeof(*w));
+    col_id(r, 0, w->worker_id);
+    col_id(r, 1, w->owner_id);
+    w->cpu_cores = col_int(r, 2);
+    w->ram_mb = col_int(r, 3);
+    w->used_cores = col_int(r, 4);
+    w->used_ram_mb = col_int(r, 5);
+    w->running_jobs = col_int(r, 6);
+    int st = coord_worker_status_parse(col_text(r, 7));
+    w->status = st < 0 ? COORD_WORKER_OFFLINE : (enum coord_worker_status)st;
+    w->websocket = col_int(r, 8) != 0;
+    w->last_heartbeat = col_int(r, 9);
+    w->created_at = col_int(r, 10);
+    w->updated_at = col_int(r, 11);
+}
+
+/* Load one job (*found false when absent). */
+static int
+job_load(struct coord_store *s, enum store_q q, const char *job_id, struct coord_job *out,
+         bool *found, co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, q, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0)
+        job_from_row(&r, out);
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    *found = rc > 0;
+    return 0;
+}
+
+static int
+job_load_must(struct coord_store *s, enum store_q q, const char *job_id, struct coord_job *out,
+              co_err *err)
+{
+    bool found;
+    if (job_load(s, q, job_id, out, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+    return 0;
+}
+
+static int
+jobs_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+          struct coord_job_list *out, co_err *err)
+{
+    struct db_res r;
+    struct coord_job_list l = {NULL, 0};
+    size_t cap = 0;
+    int rc;
+
+    if (q_run(s, q, p, n, &r, err) < 0)
+        return -1;
+    while ((rc = q_next(&r, err)) > 0) {
+        if (l.len == cap) {
+            cap = cap ? cap * 2 : 16;
+            l.items = co_xreallocarray(l.items, cap, sizeof(*l.items));
+        }
+        job_from_row(&r, &l.items[l.len++]);
+    }
+    q_done(&r);
+    if (rc < 0) {
+        coord_job_list_release(&l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+static int
+workers_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+             struct coord_worker_list *out, co_err *err)
+{
+    struct db_res r;
+    struct coord_worker_list l = {NULL, 0};
+    size_t cap = 0;
+    int rc;
+
+    if (q_run(s, q, p, n, &r, err) < 0)
+        return -1;
+    while ((rc = q_next(&r, err)) > 0) {
+        if (l.len == cap) {
+            cap = cap ? cap * 2 : 16;
+            l.items = co_xreallocarray(l.items, cap, sizeof(*l.items));
+        }
+        worker_from_row(&r, &l.items[l.len++]);
+    }
+    q_done(&r);
+    if (rc < 0) {
+        coord_worker_list_release(&l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+static int
+worker_load(struct coord_store *s, const char *worker_id, struct coord_worker *out, bool *found,
+            co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, Q_WORKER_GET, PARAMS(P_TEXT(worker_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0)
+        worker_from_row(&r, out);
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    *found = rc > 0;
+    return 0;
+}
+
+static int
+user_load(struct coord_store *s, const char *user_id, struct coord_user *out, bool *found,
+          co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, Q_USER_GET, PARAMS(P_TEXT(user_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        memset(out, 0, sizeof(*out));
+        col_id(&r, 0, out->user_id);
+        out->credits = col_int(&r, 1);
+        out->held = col_int(&r, 2);
+        out->created_at = col_int(&r, 3);
+        out->updated_at = col_int(&r, 4);
+    }
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    *found = rc > 0;
+    return 0;
+}
+
+/* ---- money ---- */
+
+/*
+ * Change a user's available credits by @d_credits and held credits by @d_held and write the
+ * ledger row.  CO_E_FUNDS when the change would make either negative.
+ */
+static int
+money_move(struct coord_store *s, const char *user_id, const char *job_id,
+           enum coord_ledger_kind kind, int64_t d_credits, int64_t d_held, const char *note,
+           int64_t now, co_err *err)
+{
+    int64_t balance = 0;
+    bool found = false;
+    if (q_int(s, Q_USER_ADD, PARAMS(P_TEXT(user_id), P_INT(d_credits), P_INT(d_held), P_INT(now)),
+              &balance, &found, err) < 0)
+        return -1;
+    if (!found) {
+        struct coord_user u;
+        bool exists = false;
+        if (user_load(s, user_id, &u, &exists, err) < 0)
+            return -1;
+        if (!exists)
+            return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+        if (kind == COORD_LEDGER_HOLD)
+            return co_err_set(err, CO_E_FUNDS,
+                              "insufficient credits: user '%s' has %lld micro-credits, the job "
+                              "costs %lld",
+                              user_id, (long long)u.credits, (long long)-d_credits);
+        return co_err_set(err, CO_E_INTERNAL,
+                          "ledger %s for user '%s' job '%s' would make a balance negative",
+                          coord_ledger_kind_name(kind), user_id, job_id ? job_id : "");
+    }
+    if (q_exec(s, Q_LEDGER_INSERT,
+               PARAMS(P_TEXT(user_id), P_TEXT(job_id), P_TEXT(coord_ledger_kind_name(kind)),
+                      P_INT(d_credits), P_INT(d_held), P_INT(balance), P_TEXT(note), P_INT(now)),
+               NULL, err) < 0) {
+        if (err && err->code == CO_E_CONFLICT)
+            co_err_wrap(err, "ledger %s for job '%s' already recorded",
+                        coord_ledger_kind_name(kind), job_id ? job_id : "");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Create @user_id if unknown: a buyer gets the starting credits (a grant row), a worker owner
+ * created by a payout starts at zero.
+ */
+static int
+user_ensure(struct coord_store *s, const char *user_id, bool starting_credits, bool is_worker,
+            int64_t now, co_err *err)
+{
+    bool created = false;
+    struct db_res r;
+    if (q_run(s, Q_USER_INSERT, PARAMS(P_TEXT(user_id), P_INT(is_worker), P_INT(now)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    created = rc > 0;
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    if (created && starting_credits && s->cfg.starting_credits > 0)
+        return money_move(s, user_id, NULL, COORD_LEDGER_GRANT, s->cfg.starting_credits, 0,
+                          "starting credits", now, err);
+    return 0;
+}
+
+static int
+user_lock(struct coord_store *s, const char *user_id, co_err *err)
+{
+    return q_exec(s, Q_USER_LOCK, PARAMS(P_TEXT(user_id)), NULL, err);
+}
+
+static int
+settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
+              co_err *err)
+{
+    return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, why, now,
+                      err);
+}
+
+/* Move the job's hold to the owner of the worker that ran it. */
+static int
+settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_err *err)
+{
+    char owner[CO_ID_MAX + 1];
+    struct db_res r;
+    int rc;
+
+    co_strlcpy(owner, j->assigned_worker, sizeof(owner));
+    if (q_run(s, Q_WORKER_OWNER, PARAMS(P_TEXT(j->assigned_worker)), &r, err) < 0)
+        return -1;
+    rc = q_next(&r, err);
+    if (rc > 0 && *col_text(&r, 0))
+        col_id(&r, 0, owner);
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    if (!*owner)
+        return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
+    if (user_ensure(s, owner, false, true, now, err) < 0)
+        return -1;
+    /* Both users locked in id order so that two settlements never wait on each other. */
+    const char *a = j->buyer_id, *b = owner;
+    if (strcmp(a, b) > 0) {
+        a = owner;
+        b = j->buyer_id;
+    }
+    if (user_lock(s, a, err) < 0 || (strcmp(a, b) != 0 && user_lock(s, b, err) < 0))
+        return -1;
+    if (money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_CHARGE, 0, -j->cost, "job settled", now,
+                   err) < 0)
+        return -1;
+    return money_move(s, owner, j->job_id, COORD_LEDGER_PAYOUT, j->cost, 0, "job payout", now, err);
+}
+
+/* ---- jobs ---- */
+
+int
+coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err)
+{
+    if (!co_id_valid(job->job_id))
+        return co_err_field(err, CO_E_INVAL, "job_id", "invalid job id '%s'", job->job_id);
+    if (!co_id_valid(job->buyer_id))
+        return co_err_field(err, CO_E_INVAL, "buyer_id", "invalid buyer id '%s'", job->buyer_id);
+    if (!job->title || !job->command)
+        return co_err_set(err, CO_E_INVAL, "job '%s' lacks a title or a command", job->job_id);
+    if (job->cost < 0 || job->required_cores < 1 || job->required_ram_mb < 1 || job->priority < 1 ||
+        job->priority > 10 || job->max_attempts < 1)
+        return co_err_set(err, CO_E_INVAL, "job '%s' has out-of-range numbers", job->job_id);
+
+    int64_t now = co_wall_ms();
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (user_ensure(s, job->buyer_id, true, false, now, err) < 0)
+        goto out;
+    if (q_exec(s, Q_JOB_INSERT,
+               PARAMS(P_TEXT(job->job_id), P_TEXT(job->title),
+                      P_TEXT(job->description ? job->description : ""), P_TEXT(job->code),
+                      P_TEXT(job->code_file), P_TEXT(job->command),
+                      P_TEXT(job->parameters ? job->parameters : "{}"),
+                      P_TEXT(job->image ? job->image : "default"), P_TEXT(job->buyer_id),
+                      P_INT(job->cost), P_INT(job->required_cores), P_INT(job->required_ram_mb),
+                      P_INT(job->priority), P_INT(job->timeout_seconds), P_INT(job->max_attempts),
+                      P_INT(now)),
+               NULL, err) < 0) {
+        if (err && err->code == CO_E_CONFLICT)
+            co_err_set(err, CO_E_CONFLICT, "job '%s' already exists", job->job_id);
+        goto out;
+    }
+    if (money_move(s, job->buyer_id, job->job_id, COORD_LEDGER_HOLD, -job->cost, job->cost,
+                   "job submitted", now, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc == 0) {
+        job->created_at = now;
+        job->status = COORD_JOB_PENDING;
+        job->attempts = 0;
+        job->assigned_worker[0] = '\0';
+    }
+    return rc;
+}
+
+int
+coord_store_job_get(struct coord_store *s, const char *job_id, bool with_code,
+                    struct coord_job *out, co_err *err)
+{
+    return job_load_must(s, with_code ? Q_JOB_GET : Q_JOB_GET_NOCODE, job_id, out, err);
+}
+
+int
+coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
+                     struct coord_job_list *out, co_err *err)
+{
+    if (f->limit < 1 || f->limit > 1000)
+        return co_err_field(err, CO_E_RANGE, "limit", "limit %lld outside 1-1000",
+                            (long long)f->limit);
+    if (f->offset < 0)
+        return co_err_field(err, CO_E_RANGE, "offset", "negative offset %lld",
+                            (long long)f->offset);
+    const char *st = f->status < 0 ? NULL : coord_job_status_name(f->status);
+    return jobs_load(s, Q_JOB_LIST,
+                     PARAMS(P_TEXT(st), P_TEXT(f->buyer_id), P_TEXT(f->worker_id), P_INT(f->limit),
+                            P_INT(f->offset)),
+                     out, err);
+}
+
+int
+coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_list *out,
+                        co_err *err)
+{
+    return jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit > 0 ? limit : 1)), out, err);
+}
+
+/* Inside a write transaction: the worker row locked, its usage read. */
+static int
+worker_lock_load(struct coord_store *s, const char *worker_id, struct coord_worker *w, co_err *err)
+{
+    bool found;
+    if (q_exec(s, Q_WORKER_LOCK, PARAMS(P_TEXT(worker_id)), NULL, err) < 0)
+        return -1;
+    if (worker_load(s, worker_id, w, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+    return 0;
+}
+
+static int
+job_assign(struct coord_store *s, const char *job_id, const char *worker_id, int64_t now,
+           struct coord_job *out, co_err *err)
+{
+    int64_t changes = 0;
+    if (q_exec(s, Q_JOB_ASSIGN, PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now)), &changes,
+               err) < 0)
+        return -1;
+    if (changes != 1)
+        return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
+    return job_load_must(s, Q_JOB_GET, job_id, out, err);
+}
+
+int
+coord_store_job_claim(struct coord_store *s, const char *job_id, const char *worker_id,
+                      struct coord_job *out, co_err *err)
+{
+    struct coord_worker w;
+    struct coord_job j;
+    bool have_job = false, assigned = false;
+    int rc = -1;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (worker_lock_load(s, worker_id, &w, err) < 0)
+        goto out;
+    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+        goto out;
+    have_job = true;
+    if (j.status != COORD_JOB_PENDING) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, not pending", job_id,
+                   coord_job_status_name(j.status));
+        goto out;
+    }
+    if (w.cpu_cores - w.used_cores < j.required_cores ||
+        w.ram_mb - w.used_ram_mb < j.required_ram_mb) {
+        co_err_set(err, CO_E_CONFLICT, "worker '%s' has no room for job '%s'", worker_id, job_id);
+        goto out;
+    }
+    rc = job_assign(s, job_id, worker_id, co_wall_ms(), out, err);
+    assigned = rc == 0;
+out:
+    if (have_job)
+        coord_job_release(&j);
+    rc = tx_end(s, rc, err);
+    if (rc < 0 && assigned)
+        coord_job_release(out); /* the commit failed after @out was filled */
+    return rc;
+}
+
+int
+coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct coord_job *out,
+                           co_err *err)
+{
+    struct coord_worker w;
+    char job_id[CO_ID_MAX + 1] = "";
+    struct db_res r;
+    int rc = -1, got;
+    bool assigned = false;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (worker_lock_load(s, worker_id, &w, err) < 0)
+        goto out;
+    if (q_run(s, Q_JOB_NEXT_FIT,
+              PARAMS(P_INT(w.cpu_cores - w.used_cores), P_INT(w.ram_mb - w.used_ram_mb)), &r,
+              err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0)
+        col_id(&r, 0, job_id);
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (got == 0) {
+        rc = 0;
+        goto out;
+    }
+    if (job_assign(s, job_id, worker_id, co_wall_ms(), out, err) < 0)
+        goto out;
+    assigned = true;
+    rc = 1;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0 && assigned)
+        coord_job_release(out); /* the commit failed after @out was filled */
+    return rc;
+}
+
+/* Fencing: the report must come from the worker holding the current attempt. */
+static int
+job_fence(const struct coord_job *j, const char *worker_id, int attempt, co_err *err)
+{
+    if (strcmp(j->assigned_worker, worker_id) != 0 || j->attempts != attempt)
+        return co_err_set(err, CO_E_CONFLICT,
+                          "stale report for job '%s': attempt %d of worker '%s', current is "
+                          "attempt %d of '%s'",
+                          j->job_id, attempt, worker_id, j->attempts,
+                          *j->assigned_worker ? j->assigned_worker : "(none)");
+    return 0;
+}
+
+int
+coord_store_job_started(struct coord_store *s, const char *job_id, const char *worker_id,
+                        int attempt, co_err *err)
+{
+    struct coord_job j;
+    int rc = -1;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+        goto out;
+    if (j.status != COORD_JOB_ASSIGNED && j.status != COORD_JOB_RUNNING)
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, it cannot start", job_id,
+                   coord_job_status_name(j.status));
+    else if (job_fence(&j, worker_id, attempt, err) == 0)
+        rc = j.status == COORD_JOB_RUNNING
+                 ? 0
+                 : q_exec(s, Q_JOB_SET_RUNNING, PARAMS(P_TEXT(job_id), P_INT(co_wall_ms())), NULL,
+                          err);
+    coord_job_release(&j);
+out:
+    return tx_end(s, rc, err);
+}
+
+static bool
+job_final(enum coord_job_status st)
+{
+    return st == COORD_JOB_COMPLETED || st == COORD_JOB_FAILED || st == COORD_JOB_CANCELLED;
+}
+
+static int
+job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+              enum coord_failure f, const struct coord_job_result *r, int64_t now, co_err *err)
+{
+    bool exit = r && r->has_exit_code, usage = r && r->has_usage;
+    return q_exec(s, Q_JOB_FINISH,
+                  PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
+                         P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
+                         usage ? P_INT(r->usage.wall_ms) : P_NULL,
+                         usage ? P_INT(r->usage.cpu_ms) : P_NULL,
+                         usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
+                  NULL, err);
+}
+
+int
+coord_store_job_finish(struct coord_store *s, const char *job_id, const char *worker_id,
+                       int attempt, const struct coord_job_result *r, bool *changed, co_err *err)
+{
+    struct coord_job j;
+    int rc = -1;
+    bool have_job = false;
+
+    *changed = false;
+    if (r->status != COORD_JOB_COMPLETED && r->status != COORD_JOB_FAILED &&
+        r->status != COORD_JOB_CANCELLED)
+        return co_err_field(err, CO_E_INVAL, "status", "final status '%s' is not final",
+                            coord_job_status_name(r->status));
+    int64_t now = co_wall_ms();
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+        goto out;
+    have_job = true;
+    if (job_final(j.status)) {
+        rc = 0; /* a repeated report changes nothing */
+        goto out;
+    }
+    if (j.status == COORD_JOB_PENDING) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is pending, no attempt is running", job_id);
+        goto out;
+    }
+    if (job_fence(&j, worker_id, attempt, err) < 0)
+        goto out;
+
+    enum coord_failure f = r->failure;
+    bool refund;
+    if (r->status == COORD_JOB_COMPLETED) {
+        f = COORD_FAIL_NONE;
+        refund = false;
+    } else if (r->status == COORD_JOB_CANCELLED) {
+        f = COORD_FAIL_CANCELLED;
+        refund = j.status == COORD_JOB_ASSIGNED; /* cancelled before it started */
+    } else {
+        if (f == COORD_FAIL_NONE)
+            f = COORD_FAIL_EXIT_CODE;
+        refund = r->platform_fault;
+    }
+    if (job_set_final(s, &j, r->status, f, r, now, err) < 0)
+        goto out;
+    if (refund ? settle_refund(s, &j, "job not run", now, err) : settle_charge(s, &j, now, err))
+        goto out;
+    *changed = true;
+    rc = 0;
+out:
+    if (have_job)
+        coord_job_release(&j);
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        *changed = false;
+    return rc;
+}
+
+int
+coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_job *out,
+                       enum coord_job_status *was, co_err *err)
+{
+    struct coord_job j;
+    int rc = -1;
+    bool have_job = false, loaded = false;
+    int64_t now = co_wall_ms();
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+        goto out;
+    have_job = true;
+    if (was)
+        *was = j.status;
+    if (job_final(j.status)) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is already %s", job_id,
+                   coord_job_status_name(j.status));
+        goto out;
+    }
+    if (job_set_final(s, &j, COORD_JOB_CANCELLED, COORD_FAIL_CANCELLED, NULL, now, err) < 0)
+        goto out;
+    if (j.status == COORD_JOB_RUNNING ? settle_charge(s, &j, now, err)
+                                      : settle_refund(s, &j, "job cancelled", now, err))
+        goto out;
+    if (job_load_must(s, Q_JOB_GET_NOCODE, job_id, out, err) < 0)
+        goto out;
+    loaded = true;
+    rc = 0;
+out:
+    if (have_job)
+        coord_job_release(&j);
+    rc = tx_end(s, rc, err);
+    if (rc < 0 && loaded)
+        coord_job_release(out); /* the commit failed after @out was filled */
+    return rc;
+}
+
+int
+coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, char ***changed_ids,
+                                size_t *n_changed, co_err *err)
+{
+    struct coord_job_list l = {NULL, 0};
+    int rc = -1;
+    int64_t now = co_wall_ms();
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (jobs_load(s, Q_JOB_OF_WORKER, PARAMS(P_TEXT(worker_id)), &l, err) < 0)
+        goto out;
+    for (size_t i = 0; i < l.len; i++) {
+        struct coord_job *j = &l.items[i];
+        if (j->attempts >= j->max_attempts) {
+            if (job_set_final(s, j, COORD_JOB_FAILED, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
+                settle_refund(s, j, "worker lost", now, err) < 0)
+                goto out;
+        } else if (q_exec(s, Q_JOB_REQUEUE, PARAMS(P_TEXT(j->job_id)), NULL, err) < 0) {
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc == 0 && changed_ids) {
+        char **ids = *changed_ids;
+        size_t n = *n_changed;
+        ids = co_xreallocarray(ids, n + l.len + 1, sizeof(*ids));
+        for (size_t i = 0; i < l.len; i++)
+            ids[n++] = co_xstrdup(l.items[i].job_id);
+        *changed_ids = ids;
+        *n_changed = n;
+    }
+    coord_job_list_release(&l);
+    return rc;
+}
+
+int
+coord_store_output_append(struct coord_store *s, const char *job_id, int stream, const char *data,
+                          size_t len, co_err *err)
+{
+    if (stream != 1 && stream != 2)
+        return co_err_set(err, CO_E_INVAL, "bad output stream %d", stream);
+    struct db_res r;
+    int rc = -1, got;
+    int64_t cur = 0;
+    bool truncated = false;
+    bool found = false;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_run(s, Q_OUTPUT_LEN, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        cur = col_int(&r, stream == 1 ? 0 : 1);
+        truncated = col_int(&r, stream == 1 ? 2 : 3) != 0;
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (got == 0) {
+        int64_t one;
+        if (q_int(s, Q_JOB_GET_NOCODE, PARAMS(P_TEXT(job_id)), &one, &found, err) < 0)
+            goto out;
+        if (!found) {
+            co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+            goto out;
+        }
+        if (q_exec(s, Q_OUTPUT_INSERT, PARAMS(P_TEXT(job_id), P_BLOB("", 0)), NULL, err) < 0)
+            goto out;
+    }
+    int64_t room = s->cfg.output_cap_bytes - cur;
+    size_t take = len;
+    if (room < 0)
+        room = 0;
+    if ((uint64_t)take > (uint64_t)room) {
+        take = (size_t)room;
+        truncated = true;
+    }
+    if (take > 0 || truncated) {
+        if (q_exec(s, stream == 1 ? Q_OUTPUT_APPEND_OUT : Q_OUTPUT_APPEND_ERR,
+                   PARAMS(P_TEXT(job_id), P_BLOB(take ? data : "", take), P_INT(truncated)), NULL,
+                   err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+static char *
+blob_dup(struct db_res *r, int c, size_t *len)
+{
+    size_t n = 0;
+    const void *p = r->s->ops->col_blob(r, c, &n);
+    char *out = co_xmalloc(n + 1);
+    if (n)
+        memcpy(out, p, n);
+    out[n] = '\0';
+    *len = n;
+    return out;
+}
+
+int
+coord_store_output_get(struct coord_store *s, const char *job_id, char **out_stdout,
+                       size_t *stdout_len, char **out_stderr, size_t *stderr_len, bool *truncated,
+                       co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t one;
+    bool found;
+
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_int(s, Q_JOB_GET_NOCODE, PARAMS(P_TEXT(job_id)), &one, &found, err) < 0)
+        goto out;
+    if (!found) {
+        co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+        goto out;
+    }
+    if (q_run(s, Q_OUTPUT_GET, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        *out_stdout = blob_dup(&r, 0, stdout_len);
+        *out_stderr = blob_dup(&r, 1, stderr_len);
+        *truncated = col_int(&r, 2) != 0 || col_int(&r, 3) != 0;
+    } else if (got == 0) {
+        *out_stdout = co_xstrdup("");
+        *out_stderr = co_xstrdup("");
+        *stdout_len = *stderr_len = 0;
+        *truncated = false;
+    }
+    q_done(&r);
+    if (got >= 0)
+        rc = 0;
+out:
+    /* A read-only transaction: ending it cannot lose anything the caller got. */
+    return tx_end(s, rc, err);
+}
+
+/* ---- workers ---- */
+
+int
+coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
+                          struct coord_worker *out, co_err *err)
+{
+    if (!co_id_valid(w->worker_id))
+        return co_err_field(err, CO_E_INVAL, "worker_id", "invalid worker id '%s'", w->worker_id);
+    if (*w->owner_id && !co_id_valid(w->owner_id))
+        return co_err_field(err, CO_E_INVAL, "owner_id", "invalid owner id '%s'", w->owner_id);
+    if (w->cpu_cores < 0 || w->ram_mb < 0 || (unsigned)w->status >= COORD_WORKER_STATUS_COUNT)
+        return co_err_set(err, CO_E_INVAL, "worker '%s' has out-of-range values", w->worker_id);
+
+    const char *owner = *w->owner_id ? w->owner_id : w->worker_id;
+    int64_t now = co_wall_ms();
+    int64_t changes = 0, online = 0;
+    bool found;
+    int rc = -1;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_WORKER_UPDATE,
+               PARAMS(P_TEXT(w->worker_id), P_TEXT(owner), P_INT(w->cpu_cores), P_INT(w->ram_mb),
+                      P_TEXT(coord_worker_status_name(w->status)), P_INT(w->websocket), P_INT(now)),
+               &changes, err) < 0)
+        goto out;
+    if (changes == 0) {
+        /* New worker: creations are serialized so two cannot both take the last slot. */
+        if (q_exec(s, Q_WORKER_CREATE_LOCK, NULL, 0, NULL, err) < 0)
+            goto out;
+        if (s->cfg.max_workers > 0) {
+            if (q_int(s, Q_WORKER_COUNT_ONLINE, PARAMS(P_INT(now - s->cfg.worker_timeout_ms)),
+                      &online, NULL, err) < 0)
+                goto out;
+            if (online >= s->cfg.max_workers) {
+                co_err_set(err, CO_E_LIMIT, "too many workers: MAX_WORKERS is %lld",
+                           (long long)s->cfg.max_workers);
+                goto out;
+            }
+        }
+        if (q_exec(s, Q_WORKER_INSERT,
+                   PARAMS(P_TEXT(w->worker_id), P_TEXT(owner), P_INT(w->cpu_cores),
+                          P_INT(w->ram_mb), P_TEXT(coord_worker_status_name(w->status)),
+                          P_INT(w->websocket), P_INT(now)),
+                   NULL, err) < 0)
+            goto out;
+    }
+    if (out) {
+        if (worker_load(s, w->worker_id, out, &found, err) < 0)
+            goto out;
+        if (!found) {
+            co_err_set(err, CO_E_INTERNAL, "worker '%s' vanished", w->worker_id);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_worker_heartbeat(struct coord_store *s, const char *worker_id, co_err *err)
+{
+    int64_t changes = 0;
+    if (q_exec(s, Q_WORKER_HEARTBEAT, PARAMS(P_TEXT(worker_id), P_INT(co_wall_ms())), &changes,
+               err) < 0)
+        return -1;
+    if (changes == 0)
+        return co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+    return 0;
+}
+
+int
+coord_store_worker_set_status(struct coord_store *s, const char *worker_id,
+                              enum coord_worker_status st, co_err *err)
+{
+    int64_t changes = 0;
+    if ((unsigned)st >= COORD_WORKER_STATUS_COUNT)
+        return co_err_set(err, CO_E_INVAL, "bad worker status %d", (int)st);
+    if (q_exec(s, Q_WORKER_SET_STATUS,
+               PARAMS(P_TEXT(worker_id), P_TEXT(coord_worker_status_name(st)), P_INT(co_wall_ms())),
+               &changes, err) < 0)
+        return -1;
+    if (changes == 0)
+        return co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+    return 0;
+}
+
+int
+coord_store_worker_get(struct coord_store *s, const char *worker_id, struct coord_worker *out,
+                       co_err *err)
+{
+    bool found;
+    if (worker_load(s, worker_id, out, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+    return 0;
+}
+
+int
+coord_store_worker_list(struct coord_store *s, struct coord_worker_list *out, co_err *err)
+{
+    return workers_load(s, Q_WORKER_LIST, NULL, 0, out, err);
+}
+
+int
+coord_store_worker_expired(struct coord_store *s, int64_t before_ms, struct coord_worker_list *out,
+                           co_err *err)
+{
+    return workers_load(s, Q_WORKER_EXPIRED, PARAMS(P_INT(before_ms)), out, err);
+}
+
+/* ---- credits ---- */
+
+int
+coord_store_user_get(struct coord_store *s, const char *user_id, struct coord_user *out,
+                     co_err *err)
+{
+    bool found;
+    if (user_load(s, user_id, out, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+    return 0;
+}
+
+int
+coord_store_user_grant(struct coord_store *s, const char *user_id, int64_t amount,
+                       struct coord_user *out, co_err *err)
+{
+    if (!co_id_valid(user_id))
+        return co_err_field(err, CO_E_INVAL, "user_id", "invalid user id '%s'", user_id);
+    if (amount <= 0)
+        return co_err_field(err, CO_E_INVAL, "amount", "grant amount %lld is not positive",
+                            (long long)amount);
+    int64_t now = co_wall_ms();
+    bool found;
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (user_ensure(s, user_id, true, false, now, err) < 0)
+        goto out;
+    if (money_move(s, user_id, NULL, COORD_LEDGER_GRANT, amount, 0, "admin grant", now, err) < 0) {
+        if (err && err->code == CO_E_INTERNAL)
+            co_err_set(err, CO_E_RANGE, "grant to '%s' overflows the balance", user_id);
+        goto out;
+    }
+    if (out && user_load(s, user_id, out, &found, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t limit, int64_t offset,
+                        struct coord_ledger_list *out, co_err *err)
+{
+    struct coord_user u;
+    struct coord_ledger_list l = {NULL, 0};
+    struct db_res r;
+    size_t cap = 0;
+    bool found;
+    int rc;
+
+    if (limit < 1 || limit > 1000 || offset < 0)
+        return co_err_field(err, CO_E_RANGE, "limit", "limit %lld or offset %lld out of range",
+                            (long long)limit, (long long)offset);
+    if (user_load(s, user_id, &u, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+    if (q_run(s, Q_LEDGER_LIST, PARAMS(P_TEXT(user_id), P_INT(limit), P_INT(offset)), &r, err) < 0)
+        return -1;
+    while ((rc = q_next(&r, err)) > 0) {
+        if (l.len == cap) {
+            cap = cap ? cap * 2 : 16;
+            l.items = co_xreallocarray(l.items, cap, sizeof(*l.items));
+        }
+        struct coord_ledger_row *row = &l.items[l.len++];
+        memset(row, 0, sizeof(*row));
+        row->id = col_int(&r, 0);
+        col_id(&r, 1, row->user_id);
+        col_id(&r, 2, row->job_id);
+        int k = name_index(ledger_kind_names, COORD_LEDGER_KIND_COUNT, col_text(&r, 3));
+        row->kind = k < 0 ? COORD_LEDGER_GRANT : (enum coord_ledger_kind)k;
+        row->amount = col_int(&r, 4);
+        row->held = col_int(&r, 5);
+        row->balance = col_int(&r, 6);
+        row->note = col_dup(&r, 7);
+        row->created_at = col_int(&r, 8);
+    }
+    q_done(&r);
+    if (rc < 0) {
+        coord_ledger_list_release(&l);
+        return -1;
+    }
+    *out = l;
+    return 0;
+}
+
+int
+coord_store_check_invariant(struct coord_store *s, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_run(s, Q_INV_TOTALS, NULL, 0, &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        int64_t credits = col_int(&r, 0), held = col_int(&r, 1), grants = col_int(&r, 2);
+        if (credits + held != grants)
+            got = co_err_set(err, CO_E_INTERNAL,
+                             "credit invariant broken: balances %lld + holds %lld != grants %lld",
+                             (long long)credits, (long long)held, (long long)grants);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+
+    if (q_run(s, Q_INV_LEDGER, NULL, 0, &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0)
+        got = co_err_set(err, CO_E_INTERNAL,
+                         "credit invariant broken: user '%s' has %lld + %lld held but its "
+                         "ledger sums to %lld + %lld held",
+                         col_text(&r, 0), (long long)col_int(&r, 1), (long long)col_int(&r, 2),
+                         (long long)col_int(&r, 3), (long long)col_int(&r, 4));
+    q_done(&r);
+    if (got != 0)
+        goto out;
+
+    if (q_run(s, Q_INV_HELD, NULL, 0, &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0)
+        got = co_err_set(err, CO_E_INTERNAL,
+                         "credit invariant broken: user '%s' holds %lld but its open jobs cost "
+                         "%lld",
+                         col_text(&r, 0), (long long)col_int(&r, 1), (long long)col_int(&r, 2));
+    q_done(&r);
+    if (got != 0)
+        goto out;
+
+    if (q_run(s, Q_INV_SETTLED, NULL, 0, &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0)
+        got = co_err_set(err, CO_E_INTERNAL,
+                         "credit invariant broken: job '%s' (%s) has %lld settlements",
+                         col_text(&r, 0), col_text(&r, 1), (long long)col_int(&r, 2));
+    q_done(&r);
+    if (got != 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+/* ---- system ---- */
+
+int
+coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t before = co_wall_ms() - s->cfg.worker_timeout_ms;
+
+    memset(out, 0, sizeof(*out));
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_run(s, Q_H_JOBS, NULL, 0, &r, err) < 0)
+        goto out;
+    while ((got = q_next(&r, err)) > 0) {
+        int st = coord_job_status_parse(col_text(&r, 0));
+        if (st >= 0)
+            out->jobs[st] = col_int(&r, 1);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (q_run(s, Q_H_WORKERS, PARAMS(P_INT(before)), &r, err) < 0)
+        goto out;
+    while ((got = q_next(&r, err)) > 0) {
+        int st = coord_worker_status_parse(col_text(&r, 0));
+        if (st >= 0)
+            out->workers[st] += col_int(&r, 1);
+        out->workers_total += col_int(&r, 1);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (q_run(s, Q_H_USERS, NULL, 0, &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        out->total_credits = col_int(&r, 0);
+        out->active_users = col_int(&r, 1);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (q_int(s, Q_H_UNFIT, PARAMS(P_INT(before)), &out->pending_unfit, NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}

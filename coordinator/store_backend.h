@@ -1,0 +1,153 @@
+/*
+ * store_backend: the private interface between the store's logic (store.c, written once for both
+ * databases so that they behave the same) and its two drivers (store_sqlite.c, store_pg.c).
+ *
+ * A driver knows how to open a connection, run one of the named statements of store_sql[] with
+ * bound parameters, walk its rows, and run transactions.  Statements are written once with $1..$N
+ * placeholders; the SQLite driver rewrites them to ?1..?N, the PostgreSQL driver appends the row
+ * lock clause (`lock`) and uses the `pg` variant when one is given.  Every statement is prepared
+ * once per connection and cached.
+ */
+#ifndef COORD_STORE_BACKEND_H
+#define COORD_STORE_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coord_store.h"
+
+/* The statements the logic runs; their text is in store_sql[] (store.c). */
+enum store_q {
+    Q_PING = 0,
+    Q_MIG_LOCK,
+    Q_MIG_MAX,
+    Q_MIG_HAS,
+    Q_MIG_INSERT,
+    Q_USER_INSERT,
+    Q_USER_GET,
+    Q_USER_LOCK,
+    Q_USER_ADD,
+    Q_LEDGER_INSERT,
+    Q_LEDGER_LIST,
+    Q_JOB_INSERT,
+    Q_JOB_GET,
+    Q_JOB_GET_NOCODE,
+    Q_JOB_LOCK,
+    Q_JOB_LIST,
+    Q_JOB_PENDING,
+    Q_JOB_NEXT_FIT,
+    Q_JOB_ASSIGN,
+    Q_JOB_SET_RUNNING,
+    Q_JOB_FINISH,
+    Q_JOB_REQUEUE,
+    Q_JOB_OF_WORKER,
+    Q_WORKER_CREATE_LOCK,
+    Q_WORKER_LOCK,
+    Q_WORKER_GET,
+    Q_WORKER_LIST,
+    Q_WORKER_INSERT,
+    Q_WORKER_UPDATE,
+    Q_WORKER_COUNT_ONLINE,
+    Q_WORKER_HEARTBEAT,
+    Q_WORKER_SET_STATUS,
+    Q_WORKER_EXPIRED,
+    Q_WORKER_OWNER,
+    Q_OUTPUT_LEN,
+    Q_OUTPUT_INSERT,
+    Q_OUTPUT_APPEND_OUT,
+    Q_OUTPUT_APPEND_ERR,
+    Q_OUTPUT_GET,
+    Q_H_JOBS,
+    Q_H_WORKERS,
+    Q_H_USERS,
+    Q_H_UNFIT,
+    Q_INV_TOTALS,
+    Q_INV_LEDGER,
+    Q_INV_HELD,
+    Q_INV_SETTLED,
+    Q_COUNT
+};
+
+enum store_lock {
+    STORE_LOCK_NONE = 0,
+    STORE_LOCK_UPDATE,     /* PostgreSQL: FOR UPDATE */
+    STORE_LOCK_SKIP_LOCKED /* PostgreSQL: FOR UPDATE SKIP LOCKED */
+};
+
+struct store_sql {
+    const char *sql;      /* both backends, $N placeholders */
+    const char *pg;       /* PostgreSQL text when it differs, else NULL */
+    const char *sqlite;   /* SQLite text when it differs, else NULL */
+    enum store_lock lock; /* row lock clause appended on PostgreSQL */
+};
+
+/** The statement table, indexed by enum store_q. */
+extern const struct store_sql store_sql[Q_COUNT];
+
+enum db_type { DB_NULL = 0, DB_INT, DB_TEXT, DB_BLOB };
+
+/** One bound parameter; text and blobs are borrowed for the duration of the call. */
+struct db_param {
+    enum db_type type;
+    int64_t i;
+    const void *p;
+    size_t len; /* blobs only */
+};
+
+#define P_INT(v) ((struct db_param){DB_INT, (int64_t)(v), NULL, 0})
+#define P_TEXT(s) ((struct db_param){(s) ? DB_TEXT : DB_NULL, 0, (s), 0})
+#define P_BLOB(d, n) ((struct db_param){DB_BLOB, 0, (d), (n)})
+#define P_NULL ((struct db_param){DB_NULL, 0, NULL, 0})
+
+/** The rows of one statement run; driver-specific fields are opaque to the logic. */
+struct db_res {
+    struct coord_store *s;
+    void *h;         /* sqlite3_stmt * or PGresult * */
+    void *tmp;       /* PostgreSQL: the last unescaped bytea */
+    int row;         /* PostgreSQL: current row, -1 before the first */
+    int nrows;       /* PostgreSQL: rows in the result */
+    bool primed;     /* SQLite: a row was stepped to by query() and not yet returned */
+    bool done;       /* SQLite: no more rows */
+    int64_t changes; /* rows changed by an INSERT/UPDATE/DELETE */
+};
+
+struct store_ops {
+    const char *name; /* "sqlite" or "postgres", also the sql/ sub-folder */
+    void (*close)(struct coord_store *s);
+    /** Start a transaction: @write takes the write lock at once (SQLite BEGIN IMMEDIATE). */
+    int (*begin)(struct coord_store *s, bool write, co_err *err);
+    int (*commit)(struct coord_store *s, co_err *err);
+    void (*rollback)(struct coord_store *s);
+    /** Run statement @q with @n parameters; rows are then read with next(). */
+    int (*query)(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+                 struct db_res *r, co_err *err);
+    /** 1 when positioned on a row, 0 at the end, -1 on error. */
+    int (*next)(struct db_res *r, co_err *err);
+    bool (*col_null)(struct db_res *r, int c);
+    int64_t (*col_int)(struct db_res *r, int c);
+    /** Text of a column ("" for NULL), valid until the next next()/done(). */
+    const char *(*col_text)(struct db_res *r, int c);
+    /** Bytes of a blob column, valid until the next col_blob()/next()/done(). */
+    const void *(*col_blob)(struct db_res *r, int c, size_t *len);
+    void (*done)(struct db_res *r);
+    /** Run a script of several statements without parameters (migrations). */
+    int (*exec_script)(struct coord_store *s, const char *sql, co_err *err);
+};
+
+/** The part of every store that the logic sees; drivers embed it first. */
+struct coord_store {
+    const struct store_ops *ops;
+    struct coord_store_config cfg; /* cfg.url points to url */
+    char *url;
+};
+
+/** Open a SQLite database file at @path (created if missing). */
+int store_sqlite_open(const char *path, struct coord_store **out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Connect to PostgreSQL with the libpq connection string or URI @conninfo. */
+int store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,333 @@
+/*
+ * store_pg.c: the PostgreSQL driver of coord_store (libpq).  One connection per store, statements
+ * prepared once per connection (PQprepare) and run with PQexecPrepared: values are always bound,
+ * never written into SQL text.  Transactions run at READ COMMITTED with explicit row locks
+ * (SELECT ... FOR UPDATE, SKIP LOCKED for the poll queue) and conditional UPDATEs, so concurrent
+ * coordinators serialize on the rows they touch; read snapshots use REPEATABLE READ.
+ *
+ * Reconnection: when the server goes away, the failing call returns CO_E_UNAVAILABLE (its
+ * transaction was not committed, so nothing was written) and the next call resets the
+ * connection with PQreset before doing anything.
+ */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "co_alloc.h"
+#include "store_backend.h"
+
+struct store_pg {
+    struct coord_store base; /* first: the logic casts between the two */
+    PGconn *conn;
+    bool prepared[Q_COUNT];
+    bool in_tx;
+};
+
+static struct store_pg *
+pgs(struct coord_store *s)
+{
+    return (struct store_pg *)s;
+}
+
+static bool
+pg_conn_bad(struct store_pg *p)
+{
+    return PQstatus(p->conn) != CONNECTION_OK;
+}
+
+/* Map a failed result (or a dead connection) to a co_err code and message. */
+static int
+pg_err(struct store_pg *p, PGresult *res, const char *what, co_err *err)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+    enum co_errcode code = CO_E_INTERNAL;
+
+    if (!msg || !*msg)
+        msg = PQerrorMessage(p->conn);
+    if (pg_conn_bad(p) || !state)
+        code = CO_E_UNAVAILABLE;
+    else if (strcmp(state, "23505") == 0)
+        code = CO_E_CONFLICT;
+    else if (strcmp(state, "23503") == 0)
+        code = CO_E_NOTFOUND;
+    else if (strcmp(state, "23514") == 0 || strcmp(state, "23502") == 0 ||
+             strcmp(state, "22003") == 0)
+        code = CO_E_INVAL;
+    else if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+             strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
+             strncmp(state, "53", 2) == 0)
+        code = CO_E_UNAVAILABLE; /* connection lost, shutdown, conflicts: retry later */
+    /* libpq messages end with a newline; keep the first line only. */
+    size_t len = strcspn(msg, "\n");
+    return co_err_set(err, code, "postgres: %s: %.*s", what, (int)len, msg);
+}
+
+/* Before a transaction or a lone statement: bring a dropped connection back. */
+static int
+pg_ensure(struct store_pg *p, co_err *err)
+{
+    if (!pg_conn_bad(p))
+        return 0;
+    if (p->in_tx)
+        return pg_err(p, NULL, "connection lost in a transaction", err);
+    PQreset(p->conn);
+    memset(p->prepared, 0, sizeof(p->prepared));
+    if (pg_conn_bad(p))
+        return pg_err(p, NULL, "reconnect", err);
+    return 0;
+}
+
+/* Run a command without parameters (BEGIN, COMMIT, scripts). */
+static int
+pg_command(struct store_pg *p, const char *sql, const char *what, co_err *err)
+{
+    PGresult *res = PQexec(p->conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = 0;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        rc = pg_err(p, res, what, err);
+    PQclear(res);
+    return rc;
+}
+
+static void
+pg_close(struct coord_store *s)
+{
+    struct store_pg *p = pgs(s);
+    PQfinish(p->conn);
+    free(p);
+}
+
+static int
+pg_begin(struct coord_store *s, bool write, co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    const char *sql = write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+    p->in_tx = false;
+    if (pg_ensure(p, err) < 0)
+        return -1;
+    if (pg_command(p, sql, "begin", err) < 0) {
+        /*
+         * The server may have restarted since the last call: the connection only notices
+         * now.  Nothing was done yet, so reconnect and try once more.
+         */
+        if (!pg_conn_bad(p) || pg_ensure(p, err) < 0 || pg_command(p, sql, "begin", err) < 0)
+            return -1;
+    }
+    p->in_tx = true;
+    return 0;
+}
+
+static int
+pg_commit(struct coord_store *s, co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    int rc = pg_command(p, "COMMIT", "commit", err);
+    if (rc == 0)
+        p->in_tx = false;
+    return rc;
+}
+
+static void
+pg_rollback(struct coord_store *s)
+{
+    struct store_pg *p = pgs(s);
+    if (p->in_tx && !pg_conn_bad(p)) {
+        PGresult *res = PQexec(p->conn, "ROLLBACK");
+        PQclear(res);
+    }
+    p->in_tx = false;
+}
+
+static int
+pg_prepare(struct store_pg *p, enum store_q q, const char *name, co_err *err)
+{
+    if (p->prepared[q])
+        return 0;
+    static const char *const lock_clause[] = {"", " FOR UPDATE", " FOR UPDATE SKIP LOCKED"};
+    const char *text = store_sql[q].pg ? store_sql[q].pg : store_sql[q].sql;
+    co_autofree char *sql = co_xasprintf("%s%s", text, lock_clause[store_sql[q].lock]);
+    PGresult *res = PQprepare(p->conn, name, sql, 0, NULL);
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        rc = pg_err(p, res, "prepare statement", err);
+    else
+        p->prepared[q] = true;
+    PQclear(res);
+    return rc;
+}
+
+#define PG_MAX_PARAMS 24
+
+static int
+pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int n, struct db_res *r,
+         co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    char name[16];
+    char ints[PG_MAX_PARAMS][24];
+    const char *values[PG_MAX_PARAMS];
+    int lengths[PG_MAX_PARAMS], formats[PG_MAX_PARAMS];
+
+    if (n > PG_MAX_PARAMS)
+        return co_err_set(err, CO_E_INTERNAL, "statement %d has too many parameters", (int)q);
+    if (pg_ensure(p, err) < 0)
+        return -1;
+    snprintf(name, sizeof(name), "q%d", (int)q);
+    if (pg_prepare(p, q, name, err) < 0)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        lengths[i] = 0;
+        formats[i] = 0;
+        switch (prm[i].type) {
+        case DB_NULL:
+            values[i] = NULL;
+            break;
+        case DB_INT:
+            snprintf(ints[i], sizeof(ints[i]), "%lld", (long long)prm[i].i);
+            values[i] = ints[i];
+            break;
+        case DB_TEXT:
+            values[i] = prm[i].p;
+            break;
+        case DB_BLOB:
+            values[i] = prm[i].p ? prm[i].p : "";
+            lengths[i] = (int)prm[i].len;
+            formats[i] = 1; /* binary: bytea takes the bytes as they are */
+            break;
+        }
+    }
+    PGresult *res = PQexecPrepared(p->conn, name, n, values, lengths, formats, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        pg_err(p, res, "run statement", err);
+        PQclear(res);
+        return -1;
+    }
+    r->h = res;
+    r->row = -1;
+    r->nrows = PQntuples(res);
+    const char *tuples = PQcmdTuples(res);
+    r->changes = *tuples ? strtoll(tuples, NULL, 10) : 0;
+    return 0;
+}
+
+static int
+pg_next(struct db_res *r, co_err *err)
+{
+    (void)err;
+    if (r->tmp) {
+        PQfreemem(r->tmp);
+        r->tmp = NULL;
+    }
+    if (r->row + 1 >= r->nrows)
+        return 0;
+    r->row++;
+    return 1;
+}
+
+static bool
+pg_col_null(struct db_res *r, int c)
+{
+    return PQgetisnull(r->h, r->row, c) != 0;
+}
+
+static int64_t
+pg_col_int(struct db_res *r, int c)
+{
+    if (PQgetisnull(r->h, r->row, c))
+        return 0;
+    return strtoll(PQgetvalue(r->h, r->row, c), NULL, 10);
+}
+
+static const char *
+pg_col_text(struct db_res *r, int c)
+{
+    return PQgetvalue(r->h, r->row, c);
+}
+
+static const void *
+pg_col_blob(struct db_res *r, int c, size_t *len)
+{
+    if (r->tmp) {
+        PQfreemem(r->tmp);
+        r->tmp = NULL;
+    }
+    *len = 0;
+    if (PQgetisnull(r->h, r->row, c))
+        return "";
+    r->tmp = PQunescapeBytea((const unsigned char *)PQgetvalue(r->h, r->row, c), len);
+    if (!r->tmp) {
+        fprintf(stderr, "out of memory unescaping bytea\n");
+        abort();
+    }
+    return r->tmp;
+}
+
+static void
+pg_done(struct db_res *r)
+{
+    if (r->tmp)
+        PQfreemem(r->tmp);
+    r->tmp = NULL;
+    PQclear(r->h);
+    r->h = NULL;
+}
+
+static int
+pg_exec_script(struct coord_store *s, const char *sql, co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    if (pg_ensure(p, err) < 0)
+        return -1;
+    return pg_command(p, sql, "run script", err);
+}
+
+static const struct store_ops pg_ops = {
+    .name = "postgres",
+    .close = pg_close,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .query = pg_query,
+    .next = pg_next,
+    .col_null = pg_col_null,
+    .col_int = pg_col_int,
+    .col_text = pg_col_text,
+    .col_blob = pg_col_blob,
+    .done = pg_done,
+    .exec_script = pg_exec_script,
+};
+
+static void
+pg_notice_quiet(void *arg, const char *message)
+{
+    /* NOTICEs ("relation already exists, skipping") are not errors; keep stderr clean. */
+    (void)arg;
+    (void)message;
+}
+
+int
+store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
+{
+    struct store_pg *p = co_xcalloc(1, sizeof(*p));
+    p->base.ops = &pg_ops;
+    p->conn = PQconnectdb(conninfo);
+    if (!p->conn) {
+        free(p);
+        return co_err_set(err, CO_E_UNAVAILABLE, "cannot connect to postgres: out of memory");
+    }
+    if (pg_conn_bad(p)) {
+        const char *msg = PQerrorMessage(p->conn);
+        co_err_set(err, CO_E_UNAVAILABLE, "cannot connect to postgres: %.*s",
+                   (int)strcspn(msg, "\n"), msg);
+        pg_close(&p->base);
+        return -1;
+    }
+    PQsetNoticeProcessor(p->conn, pg_notice_quiet, NULL);
+    *out = &p->base;
+    return 0;
+}
