@@ -1,0 +1,225 @@
+// Client-side validation of the submit form, following API.md's rules for POST /api/v1/submit.
+// The server validates again; its 422 answers name the field and are shown at that field too.
+
+export interface SubmitForm {
+  title: string;
+  description: string;
+  code: string;
+  code_file: string;
+  command: string;
+  required_cores: string;
+  required_ram_mb: string;
+  priority: string;
+  buyer_id: string;
+  parameters: string;
+  image: string;
+  timeout_seconds: string;
+  max_attempts: string;
+}
+
+export type SubmitField = keyof SubmitForm;
+
+export interface SubmitBody {
+  title: string;
+  description?: string;
+  code?: string;
+  code_file?: string;
+  command: string;
+  required_cores: number;
+  required_ram_mb: number;
+  priority: number;
+  buyer_id: string;
+  parameters?: Record<string, unknown>;
+  image?: string;
+  timeout_seconds?: number;
+  max_attempts?: number;
+}
+
+export interface Limits {
+  maxCores?: number | null;
+  maxRamMb?: number | null;
+}
+
+export type ValidationResult =
+  | { ok: true; body: SubmitBody }
+  | { ok: false; errors: Partial<Record<SubmitField, string>> };
+
+export const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
+export const MAX_CODE_BYTES = 1 << 20;
+
+/** The original README's example job, used as the form's defaults. */
+export const EXAMPLE_FORM: SubmitForm = {
+  title: "Data Processing Job",
+  description: "Process large dataset",
+  code: 'print("Hello World")',
+  code_file: "",
+  command: "python script.py",
+  required_cores: "2",
+  required_ram_mb: "4096",
+  priority: "1",
+  buyer_id: "default-buyer",
+  parameters: '{"input": "data.csv"}',
+  image: "",
+  timeout_seconds: "",
+  max_attempts: "",
+};
+
+export function emptyForm(): SubmitForm {
+  return {
+    title: "",
+    description: "",
+    code: "",
+    code_file: "",
+    command: "",
+    required_cores: "1",
+    required_ram_mb: "256",
+    priority: "5",
+    buyer_id: "",
+    parameters: "",
+    image: "",
+    timeout_seconds: "",
+    max_attempts: "",
+  };
+}
+
+/** Length in Unicode code points (what a person counts as characters). */
+function chars(s: string): number {
+  let n = 0;
+  for (const _ of s) n++;
+  return n;
+}
+
+/** Parses a whole decimal integer; null when the text is not one or is out of the safe range. */
+export function parseIntStrict(text: string): number | null {
+  const t = text.trim();
+  if (!/^[+-]?\d+$/.test(t)) return null;
+  const n = Number(t);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+type Errors = Partial<Record<SubmitField, string>>;
+
+function intField(
+  errors: Errors,
+  field: SubmitField,
+  text: string,
+  label: string,
+  min: number,
+  max: number | null,
+): number | undefined {
+  const n = parseIntStrict(text);
+  if (n === null) {
+    errors[field] = `${label} must be a whole number`;
+    return undefined;
+  }
+  if (n < min) {
+    errors[field] = `${label} must be at least ${min}`;
+    return undefined;
+  }
+  if (max !== null && n > max) {
+    errors[field] = `${label} must be at most ${max}`;
+    return undefined;
+  }
+  return n;
+}
+
+/** Checks every field; returns the request body or one message per invalid field. */
+export function validateSubmit(form: SubmitForm, limits: Limits = {}): ValidationResult {
+  const errors: Errors = {};
+  const title = form.title.trim();
+  if (title === "") errors.title = "Title is required";
+  else if (chars(title) > 200) errors.title = "Title must be at most 200 characters";
+
+  if (chars(form.description) > 10_000)
+    errors.description = "Description must be at most 10,000 characters";
+
+  if (new TextEncoder().encode(form.code).length > MAX_CODE_BYTES)
+    errors.code = "Code must be at most 1 MiB";
+
+  const command = form.command.trim();
+  if (command === "") errors.command = "Command is required";
+  else if (chars(command) > 4096) errors.command = "Command must be at most 4096 characters";
+
+  const codeFile = form.code_file.trim();
+  if (codeFile !== "") {
+    if (codeFile.startsWith("/")) errors.code_file = "Code file must be a relative path";
+    else if (codeFile.split("/").some((p) => p === ".." || p === ""))
+      errors.code_file = "Code file must not contain empty or '..' parts";
+    else if (chars(codeFile) > 255) errors.code_file = "Code file must be at most 255 characters";
+  }
+
+  const cores = intField(errors, "required_cores", form.required_cores, "Cores", 1, limits.maxCores ?? null);
+  const ram = intField(errors, "required_ram_mb", form.required_ram_mb, "RAM (MB)", 1, limits.maxRamMb ?? null);
+  const priority =
+    form.priority.trim() === "" ? 5 : intField(errors, "priority", form.priority, "Priority", 1, 10);
+
+  const buyer = form.buyer_id.trim();
+  if (buyer === "") errors.buyer_id = "Buyer id is required";
+  else if (!ID_RE.test(buyer))
+    errors.buyer_id = "Buyer id must be 1-64 letters, digits, '.', '_' or '-'";
+
+  let parameters: Record<string, unknown> | undefined;
+  if (form.parameters.trim() !== "") {
+    try {
+      const v: unknown = JSON.parse(form.parameters);
+      if (v === null || typeof v !== "object" || Array.isArray(v))
+        errors.parameters = "Parameters must be a JSON object";
+      else parameters = v as Record<string, unknown>;
+    } catch {
+      errors.parameters = "Parameters must be valid JSON";
+    }
+  }
+
+  const image = form.image.trim();
+  if (image !== "" && !ID_RE.test(image))
+    errors.image = "Image must be 1-64 letters, digits, '.', '_' or '-'";
+
+  const timeout =
+    form.timeout_seconds.trim() === ""
+      ? undefined
+      : intField(errors, "timeout_seconds", form.timeout_seconds, "Timeout", 1, null);
+  const attempts =
+    form.max_attempts.trim() === ""
+      ? undefined
+      : intField(errors, "max_attempts", form.max_attempts, "Max attempts", 1, null);
+
+  if (Object.keys(errors).length > 0) return { ok: false, errors };
+
+  const body: SubmitBody = {
+    title,
+    command,
+    required_cores: cores!,
+    required_ram_mb: ram!,
+    priority: priority!,
+    buyer_id: buyer,
+  };
+  if (form.description !== "") body.description = form.description;
+  if (form.code !== "") body.code = form.code;
+  if (codeFile !== "") body.code_file = codeFile;
+  if (parameters) body.parameters = parameters;
+  if (image !== "") body.image = image;
+  if (timeout !== undefined) body.timeout_seconds = timeout;
+  if (attempts !== undefined) body.max_attempts = attempts;
+  return { ok: true, body };
+}
+
+/** Maps a field name from a server error to a form field, when the form has it. */
+export function formFieldOf(field: string | undefined | null): SubmitField | null {
+  if (!field) return null;
+  const known: SubmitField[] = [
+    "title",
+    "description",
+    "code",
+    "code_file",
+    "command",
+    "required_cores",
+    "required_ram_mb",
+    "priority",
+    "buyer_id",
+    "parameters",
+    "image",
+    "timeout_seconds",
+    "max_attempts",
+  ];
+  return (known as string[]).includes(field) ? (field as SubmitField) : null;
+}

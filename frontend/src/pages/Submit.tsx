@@ -1,0 +1,313 @@
+import { useMutation, useQuery } from "@tanstack/react-query";
+import { useId, useMemo, useState, type FormEvent, type ReactNode } from "react";
+import { Link, useNavigate } from "react-router";
+import { Card, PageHeader } from "../components/ui";
+import { ApiError, getCredits, submitJob } from "../lib/api";
+import { formatCredits, formatMicro, jobCostMicro, toMicro } from "../lib/credits";
+import { live, useLive } from "../lib/live";
+import { useToken } from "../lib/token";
+import type { Pricing } from "../lib/types";
+import {
+  EXAMPLE_FORM,
+  emptyForm,
+  formFieldOf,
+  ID_RE,
+  parseIntStrict,
+  validateSubmit,
+  type SubmitField,
+  type SubmitForm,
+} from "../lib/validate";
+
+type Errors = Partial<Record<SubmitField, string>>;
+
+function FormField({
+  field,
+  label,
+  hint,
+  error,
+  children,
+  className = "",
+}: {
+  field: SubmitField;
+  label: string;
+  hint?: ReactNode;
+  error?: string;
+  children: (props: { id: string; "aria-invalid": boolean; "aria-describedby"?: string; name: string }) => ReactNode;
+  className?: string;
+}) {
+  const id = useId();
+  const errId = `${id}-error`;
+  const hintId = `${id}-hint`;
+  const describedBy = [error ? errId : null, hint ? hintId : null].filter(Boolean).join(" ") || undefined;
+  return (
+    <div className={className}>
+      <label htmlFor={id} className="label">
+        {label}
+      </label>
+      {children({ id, "aria-invalid": !!error, "aria-describedby": describedBy, name: field })}
+      {error ? (
+        <p id={errId} className="mt-1 text-xs font-medium text-rose-600" data-testid={`error-${field}`}>
+          {error}
+        </p>
+      ) : (
+        hint && (
+          <p id={hintId} className="mt-1 text-xs text-slate-500">
+            {hint}
+          </p>
+        )
+      )}
+    </div>
+  );
+}
+
+function CostPreview({ form, pricing }: { form: SubmitForm; pricing: Pricing | null }) {
+  const cores = parseIntStrict(form.required_cores);
+  const ram = parseIntStrict(form.required_ram_mb);
+  const pc = pricing ? toMicro(pricing.cost_per_core) : null;
+  const pr = pricing ? toMicro(pricing.cost_per_100mb_ram) : null;
+  if (pc === null || pr === null) {
+    return (
+      <p className="text-sm text-slate-500" data-testid="cost-preview">
+        Cost computed on submit.
+      </p>
+    );
+  }
+  const valid = cores !== null && ram !== null && cores >= 1 && ram >= 1;
+  const cost = valid ? jobCostMicro(BigInt(cores), BigInt(ram), pc, pr) : null;
+  return (
+    <div>
+      <div className="text-xs font-medium uppercase tracking-wide text-slate-500">Estimated cost</div>
+      <div className="mt-1 text-2xl font-semibold tabular-nums text-slate-900" data-testid="cost-preview" aria-live="polite">
+        {cost === null ? "—" : `${formatMicro(cost)} credits`}
+      </div>
+      <p className="mt-1 text-xs text-slate-500">
+        {formatMicro(pc)} per core + {formatMicro(pr)} per 100 MB of RAM. Held when you submit, paid to the seller
+        when the job has run.
+      </p>
+    </div>
+  );
+}
+
+function BuyerBalance({ buyer }: { buyer: string }) {
+  const v = useLive();
+  const ok = ID_RE.test(buyer);
+  const q = useQuery({
+    queryKey: ["credits", buyer],
+    queryFn: ({ signal }) => getCredits(buyer, signal),
+    enabled: ok,
+    retry: false,
+  });
+  if (!ok) return null;
+  const liveBal = v.data.credits[buyer];
+  if (q.isError && (q.error as ApiError).status === 404)
+    return <span>New buyer: starts with the coordinator's default credits.</span>;
+  const bal = liveBal ?? q.data;
+  if (!bal) return null;
+  return (
+    <span>
+      Balance {formatCredits(bal.credits)} credits{bal.held !== undefined && `, ${formatCredits(bal.held)} held`}.
+    </span>
+  );
+}
+
+export function Submit() {
+  const v = useLive();
+  const token = useToken();
+  const navigate = useNavigate();
+  const [form, setForm] = useState<SubmitForm>(() => ({ ...EXAMPLE_FORM }));
+  const [errors, setErrors] = useState<Errors>({});
+  const [formError, setFormError] = useState<string | null>(null);
+  const pricing = v.data.pricing;
+  const limits = useMemo(() => ({ maxCores: pricing?.max_job_cores, maxRamMb: pricing?.max_job_ram_mb }), [pricing]);
+
+  const mutation = useMutation({
+    mutationFn: submitJob,
+    onSuccess: (job) => {
+      live.dispatch({ kind: "job", job, now: Date.now() });
+      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, { state: { submitted: true } });
+    },
+    onError: (e: Error) => {
+      const err = e as ApiError;
+      const field = formFieldOf(err.field);
+      if (field) {
+        setErrors({ [field]: err.message });
+        setFormError("The coordinator rejected a field: see the message at the field.");
+      } else if (err.status === 401) {
+        setFormError("The admin token was rejected. Enter the right token (top right) and submit again.");
+      } else if (err.status === 402) {
+        setFormError(`Insufficient credits: ${err.message}`);
+      } else {
+        setFormError(err.message || "Submitting failed");
+      }
+    },
+  });
+
+  const update = (field: SubmitField) => (e: { target: { value: string } }) => {
+    const value = e.target.value;
+    setForm((f) => ({ ...f, [field]: value }));
+    if (errors[field]) setErrors((errs) => ({ ...errs, [field]: undefined }));
+  };
+
+  const onSubmit = (e: FormEvent) => {
+    e.preventDefault();
+    setFormError(null);
+    const r = validateSubmit(form, limits);
+    if (!r.ok) {
+      setErrors(r.errors);
+      setFormError("Please fix the highlighted fields.");
+      return;
+    }
+    setErrors({});
+    if (!token) {
+      setFormError("Submitting needs the admin token: enter it with the Admin token button at the top right.");
+      return;
+    }
+    mutation.mutate(r.body);
+  };
+
+  const input = (field: SubmitField, props: Record<string, unknown> = {}) =>
+    function InputRender(p: { id: string; "aria-invalid": boolean; "aria-describedby"?: string; name: string }) {
+      const { className: extra = "", ...rest } = props as { className?: string };
+      return (
+        <input
+          {...p}
+          {...rest}
+          className={`input ${extra} ${errors[field] ? "input-error" : ""}`}
+          value={form[field]}
+          onChange={update(field)}
+        />
+      );
+    };
+
+  return (
+    <>
+      <PageHeader
+        title="Submit a job"
+        subtitle="Describe the job, the resources it needs and who pays for it."
+        actions={
+          <>
+            <button type="button" className="btn-secondary" onClick={() => { setForm({ ...EXAMPLE_FORM }); setErrors({}); }}>
+              Fill example
+            </button>
+            <button type="button" className="btn-secondary" onClick={() => { setForm(emptyForm()); setErrors({}); }}>
+              Clear form
+            </button>
+          </>
+        }
+      />
+      {!token && (
+        <div role="note" className="mb-6 rounded-xl border border-amber-200 bg-amber-50 px-5 py-3 text-sm text-amber-900">
+          Submitting needs the admin token. You can fill in the form and see the cost; enter the token before you submit.
+        </div>
+      )}
+      <form noValidate onSubmit={onSubmit} aria-label="Submit job" className="grid gap-6 lg:grid-cols-3">
+        <div className="space-y-6 lg:col-span-2">
+          <Card title="Job" labelledBy="job-title">
+            <div className="grid gap-4 sm:grid-cols-2">
+              <FormField field="title" label="Title" error={errors.title} className="sm:col-span-2">
+                {input("title", { maxLength: 200, required: true })}
+              </FormField>
+              <FormField field="description" label="Description" error={errors.description} className="sm:col-span-2">
+                {(p) => (
+                  <textarea {...p} rows={2} className={`input ${errors.description ? "input-error" : ""}`} value={form.description} onChange={update("description")} />
+                )}
+              </FormField>
+              <FormField
+                field="command"
+                label="Command"
+                error={errors.command}
+                hint="Split into words like a shell does, run without a shell. Use sh -c '…' for shell features."
+                className="sm:col-span-2"
+              >
+                {input("command", { className: "font-mono", spellCheck: false, required: true })}
+              </FormField>
+              <FormField field="code" label="Code" error={errors.code} hint="Written to the file the command names (or to Code file)." className="sm:col-span-2">
+                {(p) => (
+                  <textarea
+                    {...p}
+                    rows={6}
+                    spellCheck={false}
+                    className={`input font-mono text-xs ${errors.code ? "input-error" : ""}`}
+                    value={form.code}
+                    onChange={update("code")}
+                  />
+                )}
+              </FormField>
+              <FormField field="code_file" label="Code file" error={errors.code_file} hint="Optional, e.g. script.py">
+                {input("code_file", { placeholder: "from the command", spellCheck: false })}
+              </FormField>
+              <FormField field="image" label="Image" error={errors.image} hint="Optional job image">
+                {input("image", { placeholder: "default", spellCheck: false })}
+              </FormField>
+              <FormField field="parameters" label="Parameters (JSON object)" error={errors.parameters} className="sm:col-span-2">
+                {(p) => (
+                  <textarea
+                    {...p}
+                    rows={2}
+                    spellCheck={false}
+                    className={`input font-mono text-xs ${errors.parameters ? "input-error" : ""}`}
+                    value={form.parameters}
+                    onChange={update("parameters")}
+                    placeholder='{"input": "data.csv"}'
+                  />
+                )}
+              </FormField>
+            </div>
+          </Card>
+          <Card title="Resources and scheduling" labelledBy="res-title">
+            <div className="grid gap-4 sm:grid-cols-3">
+              <FormField
+                field="required_cores"
+                label="Cores"
+                error={errors.required_cores}
+                hint={limits.maxCores ? `1 to ${limits.maxCores}` : "At least 1"}
+              >
+                {input("required_cores", { inputMode: "numeric", required: true })}
+              </FormField>
+              <FormField
+                field="required_ram_mb"
+                label="RAM (MB)"
+                error={errors.required_ram_mb}
+                hint={limits.maxRamMb ? `1 to ${limits.maxRamMb}` : "At least 1"}
+              >
+                {input("required_ram_mb", { inputMode: "numeric", required: true })}
+              </FormField>
+              <FormField field="priority" label="Priority" error={errors.priority} hint="1 to 10, 10 most urgent">
+                {input("priority", { inputMode: "numeric" })}
+              </FormField>
+              <FormField field="timeout_seconds" label="Timeout (seconds)" error={errors.timeout_seconds} hint="Default 3600">
+                {input("timeout_seconds", { inputMode: "numeric", placeholder: "3600" })}
+              </FormField>
+              <FormField field="max_attempts" label="Max attempts" error={errors.max_attempts} hint="Default 3">
+                {input("max_attempts", { inputMode: "numeric", placeholder: "3" })}
+              </FormField>
+            </div>
+          </Card>
+        </div>
+        <div className="space-y-6">
+          <Card title="Buyer" labelledBy="buyer-title">
+            <FormField field="buyer_id" label="Buyer id" error={errors.buyer_id} hint={<BuyerBalance buyer={form.buyer_id.trim()} />}>
+              {input("buyer_id", { spellCheck: false, required: true, autoComplete: "off" })}
+            </FormField>
+          </Card>
+          <Card title="Cost" labelledBy="cost-title">
+            <CostPreview form={form} pricing={pricing} />
+          </Card>
+          {formError && (
+            <div role="alert" className="rounded-xl border border-rose-200 bg-rose-50 px-5 py-3 text-sm text-rose-800" data-testid="form-error">
+              {formError}
+            </div>
+          )}
+          <div className="flex flex-col gap-2">
+            <button type="submit" className="btn-primary w-full py-2.5" disabled={mutation.isPending}>
+              {mutation.isPending ? "Submitting…" : "Submit job"}
+            </button>
+            <Link to="/jobs" className="text-center text-sm text-slate-500 hover:text-slate-700">
+              Back to jobs
+            </Link>
+          </div>
+        </div>
+      </form>
+    </>
+  );
+}
