@@ -1,0 +1,116 @@
+/* Network probes: connecting out, raw and exotic socket families, the loopback option. */
+#include "attack.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <linux/netlink.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
+/* TCP connect to HOST:PORT with a 2 s timeout. */
+static int
+cmd_connect(int argc, char **argv)
+{
+    struct sockaddr_in sa;
+    struct timeval tv = {2, 0};
+    int fd;
+
+    if (argc < 2)
+        return 64;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)attack_num(argv[1]));
+    if (inet_pton(AF_INET, argv[0], &sa.sin_addr) != 1)
+        return 64;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    attack_verdict("socket_inet", fd);
+    if (fd < 0)
+        return 0;
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    attack_verdict("connect", connect(fd, (struct sockaddr *)&sa, sizeof(sa)));
+    close(fd);
+    return 0;
+}
+
+static void
+try_socket(const char *name, int domain, int type, int proto)
+{
+    int fd = socket(domain, type | SOCK_CLOEXEC, proto);
+
+    attack_verdict(name, fd);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int
+cmd_sockets(int argc, char **argv)
+{
+    const char *which = argc > 0 ? argv[0] : "all";
+    int all = strcmp(which, "all") == 0;
+
+    if (all || strcmp(which, "netlink") == 0) {
+        try_socket("netlink_route", AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+        try_socket("netlink_audit", AF_NETLINK, SOCK_RAW, NETLINK_AUDIT);
+        try_socket("netlink_dgram", AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE);
+    }
+    if (all || strcmp(which, "packet") == 0) {
+        try_socket("packet_raw", AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+        try_socket("packet_dgram", AF_PACKET, SOCK_DGRAM, htons(ETH_P_ALL));
+    }
+    if (all || strcmp(which, "vsock") == 0) {
+        try_socket("vsock_stream", AF_VSOCK, SOCK_STREAM, 0);
+        try_socket("vsock_dgram", AF_VSOCK, SOCK_DGRAM, 0);
+    }
+    if (all || strcmp(which, "raw") == 0)
+        try_socket("inet_raw", AF_INET, SOCK_RAW, IPPROTO_ICMP);
+    return 0;
+}
+
+/* With --network loopback: a listener on 127.0.0.1 inside accepts a connection from inside. */
+static int
+cmd_loopback(int argc, char **argv)
+{
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    int lfd, cfd, afd;
+
+    (void)argc;
+    (void)argv;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 1) < 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &len) < 0) {
+        attack_verdict("listen", -1);
+        return 0;
+    }
+    printf("listen OK\n");
+    cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    attack_verdict("connect_self", cfd < 0 ? -1 : connect(cfd, (struct sockaddr *)&sa, sizeof(sa)));
+    afd = accept(lfd, NULL, NULL);
+    attack_verdict("accept", afd);
+    if (afd >= 0)
+        close(afd);
+    if (cfd >= 0)
+        close(cfd);
+    close(lfd);
+    return 0;
+}
+
+const struct attack_cmd attack_net_cmds[] = {
+    {"connect", cmd_connect, "HOST PORT"},
+    {"sockets", cmd_sockets, "[netlink|packet|vsock|raw|all]"},
+    {"loopback", cmd_loopback, ""},
+    {NULL, NULL, NULL},
+};

@@ -1,0 +1,1494 @@
+#!/usr/bin/env python3
+"""Sandbox escape and resource-limit suite.
+
+Runs attack programs (progs/, built as sbx-attack) inside cacheout-run and asserts, for every
+case, both what the job sees inside (the attack fails in the exact expected way) and that the host
+is unharmed (canaries alive and unchanged, no process or cgroup of the job left behind).
+
+Usage: suite.py --run PATH/cacheout-run --attack PATH/sbx-attack [--src REPO] [--only NAME...]
+Prints one line per case ("ok NAME" / "FAIL NAME: ..." / "skip NAME: ..."), then
+"sandbox: N passed, M failed[, K skipped]"; exits 1 on any failure.  Must run as root.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+UID_BASE = 900000  # slot N runs as UID_BASE + N (sandbox/sbx.h)
+CASE_TIMEOUT = 30.0  # seconds any single cacheout-run may take before the case fails
+
+SECRET = "sbxsuite-host-secret-7f3c9a"
+
+
+class CaseFail(Exception):
+    pass
+
+
+class CaseSkip(Exception):
+    pass
+
+
+def fail(what, expected, got):
+    raise CaseFail("%s: expected %s, got %s" % (what, expected, got))
+
+
+# ---------------------------------------------------------------------------------------------
+# Host-side observation helpers
+
+
+def proc_cmdline(pid):
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            return f.read().replace(b"\0", b" ").decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open("/proc/%s/status" % pid) as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
+    except OSError:
+        pass
+    return out
+
+
+def live_pids():
+    """Pids of processes that are not zombies (a zombie holds no resources and runs no code)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        st = proc_status(name)
+        if not st or st.get("State", "").startswith(("Z", "X")):
+            continue
+        yield name, st
+
+
+def procs_matching(marker):
+    me = str(os.getpid())
+    return [p for p, _ in live_pids() if p != me and marker in proc_cmdline(p)]
+
+
+def procs_of_uid(uid):
+    found = []
+    for p, st in live_pids():
+        uids = st.get("Uid", "").split()
+        if uids and str(uid) in uids:
+            found.append(p)
+    return found
+
+
+def cgroup_dirs():
+    dirs = set()
+    for root, subdirs, _ in os.walk("/sys/fs/cgroup"):
+        for d in subdirs:
+            dirs.add(os.path.join(root, d))
+    return dirs
+
+
+def host_mounts():
+    with open("/proc/self/mountinfo") as f:
+        return sorted(" ".join(line.split()[3:5]) for line in f)
+
+
+def host_can_fork():
+    try:
+        return subprocess.run(["/bin/true"], timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def host_ip():
+    """A non-loopback IPv4 address of this host, or None."""
+    try:
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for a in out.split():
+        if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", a) and not a.startswith("127."):
+            return a
+    return None
+
+
+class Listener:
+    """A TCP listener on the host that records every connection it accepts."""
+
+    def __init__(self, addr):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((addr, 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+                self.accepted += 1
+                c.close()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+
+    def close(self):
+        self.stop = True
+        self.thread.join(2)
+        self.sock.close()
+
+
+class Canary:
+    """A host process (optionally of another uid) that must survive every case."""
+
+    def __init__(self, uid=None):
+        def drop():
+            if uid is not None:
+                os.setgid(uid)
+                os.setgroups([])
+                os.setuid(uid)
+
+        self.proc = subprocess.Popen(["sleep", "300"], preexec_fn=drop, start_new_session=True)
+        self.uid = uid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def traced(self):
+        return proc_status(self.proc.pid).get("TracerPid", "0") != "0"
+
+    def close(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------
+# Running jobs
+
+
+class Job:
+    """One cacheout-run invocation (foreground or background)."""
+
+    def __init__(self, suite, args, opts=(), program=None, env=None, work_files=(),
+                 pass_fds=(), result_fd=None, with_attack=True, timeout=CASE_TIMEOUT):
+        self.suite = suite
+        self.timeout = timeout
+        self.res_path = None
+        self.result_fd = result_fd
+        cmd = [suite.run_bin]
+        cmd += list(opts)
+        if result_fd is None:
+            fd, self.res_path = tempfile.mkstemp(prefix="result-", suffix=".json", dir=suite.tmp)
+            os.close(fd)
+            os.unlink(self.res_path)  # cacheout-run creates it; absent means no result written
+            cmd += ["--result", self.res_path]
+        else:
+            cmd += ["--result-fd", str(result_fd.fileno())]
+        if with_attack:
+            cmd += ["--work-file", "sbx-attack=" + suite.attack_bin]
+        for wf in work_files:
+            cmd += ["--work-file", wf]
+        cmd += ["--"]
+        cmd += list(program) if program is not None else ["/work/sbx-attack"] + list(args)
+        self.cmd = cmd
+        run_env = {
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "SBXSUITE_SECRET": SECRET,
+        }
+        if env:
+            run_env.update(env)
+        fds = list(pass_fds)
+        if result_fd is not None:
+            fds.append(result_fd.fileno())
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=run_env, pass_fds=fds,
+                                     start_new_session=True)
+        suite.jobs.append(self)
+        self.done = False
+
+    def wait(self):
+        if self.done:
+            return self
+        try:
+            out, err = self.proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.communicate()
+            raise CaseFail("cacheout-run did not finish within %.0f s: %s"
+                           % (self.timeout, " ".join(self.cmd)))
+        self.elapsed = time.monotonic() - self.started
+        self.done = True
+        self.rc = self.proc.returncode
+        self.stdout = out.decode("utf-8", "replace")
+        self.stderr = err.decode("utf-8", "replace")
+        self.raw_stdout = out
+        self.raw_stderr = err
+        self.result = None
+        text = None
+        if self.result_fd is not None:
+            self.result_fd.seek(0)
+            text = self.result_fd.read()
+        elif self.res_path and os.path.exists(self.res_path):
+            with open(self.res_path) as f:
+                text = f.read()
+        if text:
+            try:
+                self.result = json.loads(text)
+            except ValueError:
+                self.result_text = text
+        self.checks = {}
+        self.values = {}
+        for line in self.stdout.splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) >= 2 and parts[1] in ("OK", "ERRNO", "VALUE"):
+                rest = parts[2] if len(parts) > 2 else ""
+                if parts[1] == "VALUE":
+                    self.values.setdefault(parts[0], []).append(rest)
+                else:
+                    self.checks[parts[0]] = "OK" if parts[1] == "OK" else rest
+        return self
+
+    # --- assertions -------------------------------------------------------------------------
+
+    def describe(self):
+        return "rc=%s result=%s stderr=%r" % (self.rc, json.dumps(self.result),
+                                              self.stderr[-300:])
+
+    def r(self, key):
+        if self.result is None:
+            fail("result", "a JSON result", "none (%s)" % self.describe())
+        if key not in self.result:
+            fail("result." + key, "present", "missing in %s" % json.dumps(self.result))
+        return self.result[key]
+
+    def expect_status(self, status, rc=None):
+        got = self.r("status")
+        if got != status:
+            fail("status", status, "%s (%s)" % (got, self.describe()))
+        if rc is not None and self.rc != rc:
+            fail("exit code", rc, "%s (%s)" % (self.rc, self.describe()))
+
+    def expect_check(self, name, verdict):
+        got = self.checks.get(name)
+        if got != verdict:
+            fail("inside '%s'" % name, verdict, got if got is not None
+                 else "no verdict (stdout %r)" % self.stdout[-400:])
+
+    def expect_failed(self, name, allowed=None):
+        """The operation failed (any errno, or one of @allowed)."""
+        got = self.checks.get(name)
+        if got is None:
+            fail("inside '%s'" % name, "a failure", "no verdict (stdout %r, %s)"
+                 % (self.stdout[-400:], self.describe()))
+        if got == "OK":
+            fail("inside '%s'" % name, "failure", "success")
+        if allowed and got not in allowed:
+            fail("inside '%s'" % name, "one of " + "/".join(allowed), got)
+
+    def value(self, name, conv=int):
+        v = self.values.get(name)
+        if not v:
+            fail("inside value '%s'" % name, "a value", "none (stdout %r, %s)"
+                 % (self.stdout[-400:], self.describe()))
+        return conv(v[-1])
+
+    def expect_no_line(self, word):
+        if re.search(r"^%s\b" % re.escape(word), self.stdout, re.M):
+            fail("stdout", "no '%s' line" % word, "found it: %r" % self.stdout[-300:])
+
+    def expect_line(self, word):
+        if not re.search(r"^%s\b" % re.escape(word), self.stdout, re.M):
+            fail("stdout", "a '%s' line" % word, "%r (%s)" % (self.stdout[-300:], self.describe()))
+
+    def uid(self):
+        u = self.result.get("uid") if self.result else None
+        return u if isinstance(u, int) else None
+
+
+def find_job_pid(marker, timeout=5.0):
+    """The host pid of a sandboxed process whose command line contains @marker."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = procs_matching(marker)
+        if pids:
+            return int(pids[0])
+        time.sleep(0.02)
+    return None
+
+
+def job_cgroups(pid):
+    """The cgroup folders (host paths) of host pid @pid, root cgroups excluded."""
+    dirs = []
+    try:
+        with open("/proc/%d/cgroup" % pid) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return dirs
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if path == "/":
+            continue
+        if ctrls == "":
+            base = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified") \
+                else "/sys/fs/cgroup"
+        else:
+            name = ctrls.split(",")[0].replace("name=", "")
+            base = None
+            for cand in (ctrls, name):
+                if os.path.isdir("/sys/fs/cgroup/" + cand):
+                    base = "/sys/fs/cgroup/" + cand
+                    break
+            if base is None:
+                continue
+        dirs.append(base + path)
+    return dirs
+
+
+# ---------------------------------------------------------------------------------------------
+# The suite
+
+CASES = []
+
+
+def case(name):
+    def deco(fn):
+        CASES.append((name, fn))
+        return fn
+    return deco
+
+
+class Suite:
+    def __init__(self, run_bin, attack_bin, src):
+        self.run_bin = run_bin
+        self.attack_bin = attack_bin
+        self.src = src
+        self.tmp = tempfile.mkdtemp(prefix="sbxsuite-")
+        os.chmod(self.tmp, 0o755)
+        self.jobs = []
+        self.canaries = []
+        self.listeners = []
+        self.notes = []
+
+    def job(self, *args, **kw):
+        return Job(self, args, **kw).wait()
+
+    def bg(self, *args, **kw):
+        return Job(self, args, **kw)
+
+    def canary(self, uid=None):
+        c = Canary(uid)
+        self.canaries.append(c)
+        return c
+
+    def listener(self, addr="127.0.0.1"):
+        lst = Listener(addr)
+        self.listeners.append(lst)
+        return lst
+
+    def path(self, name):
+        return os.path.join(self.tmp, name)
+
+    def cleanup_case(self):
+        for j in self.jobs:
+            if not j.done and j.proc.poll() is None:
+                os.killpg(j.proc.pid, signal.SIGKILL)
+                j.proc.communicate()
+        for c in self.canaries:
+            c.close()
+        for lst in self.listeners:
+            lst.close()
+        self.jobs, self.canaries, self.listeners = [], [], []
+
+    def run_case(self, name, fn):
+        cg_before = cgroup_dirs()
+        try:
+            fn(self)
+            self.host_postconditions(cg_before)
+        except CaseSkip as e:
+            self.cleanup_case()
+            return "skip", str(e)
+        except CaseFail as e:
+            self.cleanup_case()
+            return "fail", str(e)
+        except Exception:  # a harness bug must show up as a failure, not a crash
+            self.cleanup_case()
+            return "fail", "harness error: " + traceback.format_exc().strip().splitlines()[-1]
+        self.cleanup_case()
+        return "ok", ""
+
+    def host_postconditions(self, cg_before):
+        """After every case: nothing of any job of the case is left running on the host."""
+        for j in self.jobs:
+            j.wait()
+        left = procs_matching("sbx-attack")
+        if left:
+            fail("host after job", "no sbx-attack process left",
+                 "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
+        canaries = {str(c.proc.pid) for c in self.canaries}
+        for j in self.jobs:
+            uid = j.uid()
+            if uid is not None and uid != 0:
+                left = [p for p in procs_of_uid(uid) if p not in canaries]
+                if left:
+                    fail("host after job", "no process of job uid %d left" % uid,
+                         "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
+        leaked = sorted(d for d in cgroup_dirs() - cg_before
+                        if "cacheout" in d and os.path.isdir(d))
+        if leaked:
+            fail("host after job", "job cgroups removed", "left: %s" % leaked[:4])
+        if not host_can_fork():
+            fail("host after job", "host can fork", "fork failed")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: results and exit codes
+
+RESULT_FIELDS = {
+    "status": str, "exit_code": (int, type(None)), "signal": (int, type(None)),
+    "wall_ms": int, "cpu_ms": int, "memory_peak_kb": int, "max_rss_kb": int,
+    "oom_killed": bool, "stdout_truncated": bool, "stderr_truncated": bool,
+    "stdout_bytes": int, "stderr_bytes": int, "error": (dict, type(None)), "uid": int,
+}
+
+
+def no_signal(j):
+    s = j.r("signal")
+    if s not in (None, 0):
+        fail("result.signal", "null", s)
+
+
+@case("result-ok-fields")
+def c_result_ok(s):
+    j = s.job("exit", "0")
+    j.expect_status("ok", 0)
+    for k, t in RESULT_FIELDS.items():
+        v = j.r(k)
+        if not isinstance(v, t) or (t is int and isinstance(v, bool)):
+            fail("result." + k, "type %s" % (t,), repr(v))
+    if j.r("exit_code") != 0:
+        fail("result.exit_code", 0, j.r("exit_code"))
+    no_signal(j)
+    if j.r("error") is not None:
+        fail("result.error", "null", j.r("error"))
+    if j.stdout != "RAN\n":
+        fail("job stdout passed through", "'RAN\\n'", repr(j.stdout))
+    if j.r("stdout_bytes") != 4:
+        fail("result.stdout_bytes", 4, j.r("stdout_bytes"))
+    if not UID_BASE <= j.r("uid") < UID_BASE + 256:
+        fail("result.uid", "a slot uid >= %d" % UID_BASE, j.r("uid"))
+
+
+@case("exit-code-mirrors-job")
+def c_exit_code(s):
+    j = s.job("exit", "3")
+    j.expect_status("runtime_error", 3)
+    if j.r("exit_code") != 3:
+        fail("result.exit_code", 3, j.r("exit_code"))
+    no_signal(j)
+
+
+@case("signal-kill-reported")
+def c_signal(s):
+    j = s.job("signal", "11")
+    j.expect_status("signaled", 128 + 11)
+    if j.r("signal") != 11:
+        fail("result.signal", 11, j.r("signal"))
+    if j.r("exit_code") is not None:
+        fail("result.exit_code", "null", j.r("exit_code"))
+    j.expect_no_line("SURVIVED")
+
+
+@case("stdout-stderr-pass-through")
+def c_streams(s):
+    j = s.job(program=["python3", "-c",
+                       "import sys; sys.stdout.write('to-out\\n'); sys.stderr.write('to-err\\n')"])
+    j.expect_status("ok", 0)
+    if j.stdout != "to-out\n" or j.stderr.strip().splitlines()[-1:] != ["to-err"]:
+        fail("streams", "stdout 'to-out', stderr 'to-err'", "%r / %r" % (j.stdout, j.stderr))
+
+
+@case("default-image-python3")
+def c_python(s):
+    j = s.job(program=["python3", "-c", "import os; print(2 + 2, os.getcwd())"])
+    j.expect_status("ok", 0)
+    if j.stdout.strip() != "4 /work":
+        fail("python3 output", "'4 /work'", repr(j.stdout))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: resource limits
+
+
+@case("fork-bomb-pids-limit")
+def c_forkbomb(s):
+    j = s.bg("forkbomb", "2000", "sbx-bomb-marker", opts=["--pids", "32", "--wall-time", "20s"])
+    time.sleep(1.0)
+    if not host_can_fork():
+        fail("host during fork bomb", "host can fork", "fork failed")
+    j.wait()
+    j.expect_status("ok", 0)
+    j.expect_check("fork", "EAGAIN")
+    forks = j.value("forks")
+    if forks >= 32:
+        fail("forks before EAGAIN", "< 32 (pids limit)", forks)
+
+
+@case("threads-count-against-pids")
+def c_threads(s):
+    j = s.job("threads", "1000", opts=["--pids", "16"])
+    j.expect_status("ok", 0)
+    j.expect_check("thread", "EAGAIN")
+    n = j.value("threads")
+    if n >= 16:
+        fail("threads created", "< 16 (pids limit)", n)
+
+
+@case("memory-bomb-oom")
+def c_membomb(s):
+    j = s.job("membomb", "2048", opts=["--memory", "64M"])
+    j.expect_status("oom", 128 + 9)
+    if j.r("oom_killed") is not True:
+        fail("result.oom_killed", True, j.r("oom_killed"))
+    if j.r("signal") != 9:
+        fail("result.signal", 9, j.r("signal"))
+    j.expect_no_line("SURVIVED")
+    peak = j.r("memory_peak_kb")
+    if peak > 64 * 1024 * 1.1:
+        fail("result.memory_peak_kb", "<= 64 MiB + 10%", peak)
+    touched = j.values.get("touched_mb", ["0"])[-1]
+    if int(touched) > 64:
+        fail("memory touched inside", "<= 64 MiB", touched)
+    # The host can still allocate and touch memory.
+    buf = bytearray(64 << 20)
+    buf[::4096] = b"x" * len(buf[::4096])
+
+
+@case("memory-within-limit-ok")
+def c_memok(s):
+    j = s.job("membomb", "48", opts=["--memory", "128M"])
+    j.expect_status("ok", 0)
+    j.expect_line("SURVIVED")
+    if j.r("oom_killed") is not False:
+        fail("result.oom_killed", False, j.r("oom_killed"))
+    if j.r("memory_peak_kb") < 48 * 1024:
+        fail("result.memory_peak_kb", ">= 48 MiB", j.r("memory_peak_kb"))
+    if j.r("max_rss_kb") < 48 * 1024:
+        fail("result.max_rss_kb", ">= 48 MiB", j.r("max_rss_kb"))
+
+
+def fill_case(s, path, opts, cap_mb, low_mb):
+    j = s.job("fill", path, "512", opts=opts)
+    j.expect_status("ok", 0)
+    j.expect_check("fill", "ENOSPC")
+    n = j.value("bytes")
+    if not (low_mb << 20) <= n <= (cap_mb << 20):
+        fail("bytes written before ENOSPC", "%d..%d MiB" % (low_mb, cap_mb), n)
+    if os.path.exists(path):
+        fail("host " + path, "absent", "present")
+
+
+@case("tmp-size-enospc")
+def c_tmp_fill(s):
+    fill_case(s, "/tmp/sbx-fill", ["--tmp-size", "8M"], 8, 6)
+
+
+@case("work-size-enospc")
+def c_work_fill(s):
+    fill_case(s, "/work/sbx-fill", ["--work-size", "8M"], 8, 5)
+
+
+@case("dev-shm-enospc")
+def c_shm_fill(s):
+    # /dev/shm is a small tmpfs, far below the memory limit.
+    j = s.job("fill", "/dev/shm/sbx-fill", "512", opts=["--memory", "256M"])
+    j.expect_status("ok", 0)
+    j.expect_check("fill", "ENOSPC")
+    n = j.value("bytes")
+    if n > (128 << 20):
+        fail("bytes written to /dev/shm", "a small cap (<= 128 MiB)", n)
+
+
+def cpu_case(s, cores, threads, secs):
+    j = s.job("spin", str(threads), str(secs), opts=["--cores", cores, "--wall-time", "20s"])
+    j.expect_status("ok", 0)
+    wall, cpu = j.r("wall_ms"), j.r("cpu_ms")
+    want = wall * float(cores)
+    if abs(cpu - want) > 0.15 * want:
+        fail("cpu_ms with --cores %s" % cores, "%.0f +-15%% (wall %d ms x %s)"
+             % (want, wall, cores), "%d" % cpu)
+    if wall < secs * 1000:
+        fail("wall_ms", ">= %d" % (secs * 1000), wall)
+
+
+@case("cpu-hog-one-core")
+def c_cpu1(s):
+    cpu_case(s, "1", 4, 2)
+
+
+@case("cpu-hog-half-core")
+def c_cpu_half(s):
+    cpu_case(s, "0.5", 2, 2)
+
+
+@case("wall-time-timeout")
+def c_wall(s):
+    j = s.job("sleep", "0.5", opts=["--wall-time", "0.2s"])
+    j.expect_status("timeout")
+    if j.rc == 0:
+        fail("exit code", "non-zero", 0)
+    j.expect_line("SLEEPING")
+    j.expect_no_line("WOKE")
+    if not 150 <= j.r("wall_ms") < 500:
+        fail("result.wall_ms", "150..499", j.r("wall_ms"))
+
+
+@case("cpu-time-limit")
+def c_cpu_time(s):
+    j = s.job("spin", "1", "0", opts=["--cpu-time", "0.5s", "--wall-time", "10s"])
+    j.expect_status("cpu_timeout")
+    if j.rc == 0:
+        fail("exit code", "non-zero", 0)
+    if not 400 <= j.r("cpu_ms") <= 1500:
+        fail("result.cpu_ms", "400..1500", j.r("cpu_ms"))
+    if j.elapsed > 5:
+        fail("elapsed", "< 5 s", "%.1f s" % j.elapsed)
+
+
+@case("output-limit-truncates")
+def c_out_trunc(s):
+    j = s.job("output", str(1 << 20), opts=["--output-limit", "64K"])
+    j.expect_status("ok", 0)
+    if j.r("stdout_truncated") is not True:
+        fail("result.stdout_truncated", True, j.r("stdout_truncated"))
+    if j.r("stderr_truncated") is not False:
+        fail("result.stderr_truncated", False, j.r("stderr_truncated"))
+    if len(j.raw_stdout) > 64 * 1024:
+        fail("stdout passed through", "<= 64 KiB", len(j.raw_stdout))
+    if j.r("stdout_bytes") < len(j.raw_stdout):
+        fail("result.stdout_bytes", ">= %d" % len(j.raw_stdout), j.r("stdout_bytes"))
+
+
+@case("output-limit-stderr")
+def c_err_trunc(s):
+    j = s.job("output", "200000", "err", opts=["--output-limit", "64K"])
+    j.expect_status("ok", 0)
+    if j.r("stderr_truncated") is not True or j.r("stdout_truncated") is not False:
+        fail("truncation flags", "stderr true, stdout false", j.describe())
+    if len(j.raw_stderr) > 64 * 1024:
+        fail("stderr passed through", "<= 64 KiB", len(j.raw_stderr))
+
+
+@case("output-limit-kill")
+def c_out_kill(s):
+    j = s.job("output", str(100 << 20), opts=["--output-limit", "64K", "--kill-on-output-limit"])
+    j.expect_status("output_limit")
+    if j.rc == 0:
+        fail("exit code", "non-zero", 0)
+    if len(j.raw_stdout) > 64 * 1024:
+        fail("stdout passed through", "<= 64 KiB", len(j.raw_stdout))
+    if j.r("stdout_truncated") is not True:
+        fail("result.stdout_truncated", True, j.r("stdout_truncated"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: processes that try to outlive the job
+
+
+@case("orphan-setsid-sigterm-gone")
+def c_orphan(s):
+    j = s.job("orphan", "sbx-orphan-marker")
+    j.expect_status("ok", 0)
+    j.expect_line("ORPHANED")
+    left = procs_matching("sbx-orphan-marker")
+    if left:
+        fail("host after job", "the double-forked setsid child gone", "pids %s" % left)
+
+
+@case("stopped-child-gone")
+def c_stopped(s):
+    j = s.job("stopped", "sbx-stopped-marker")
+    j.expect_status("ok", 0)
+    j.expect_line("STOPPED")
+    left = procs_matching("sbx-stopped-marker")
+    if left:
+        fail("host after job", "the SIGSTOPped child gone", "pids %s" % left)
+
+
+@case("cgroup-limits-applied-and-removed")
+def c_cgroup(s):
+    j = s.bg("linger", "sbx-cg-marker", opts=["--wall-time", "1s", "--memory", "96M",
+                                              "--pids", "24", "--cores", "1"])
+    pid = find_job_pid("sbx-cg-marker")
+    if pid is None:
+        j.wait()
+        fail("host", "the job's process visible on the host", "not found (%s)" % j.describe())
+    dirs = job_cgroups(pid)
+    if not dirs:
+        fail("job cgroups", "the job in its own cgroups", "only root cgroups")
+    limits = {}
+    for d in dirs:
+        for f in ("memory.limit_in_bytes", "memory.max", "pids.max", "cpu.cfs_quota_us",
+                  "cpu.max"):
+            p = os.path.join(d, f)
+            if os.path.exists(p):
+                with open(p) as fh:
+                    limits[f] = fh.read().strip()
+    mem = limits.get("memory.limit_in_bytes") or limits.get("memory.max")
+    if mem != str(96 << 20):
+        fail("host memory limit of the job cgroup", 96 << 20, mem)
+    if limits.get("pids.max") != "24":
+        fail("host pids.max of the job cgroup", 24, limits.get("pids.max"))
+    quota = limits.get("cpu.cfs_quota_us") or (limits.get("cpu.max") or "").split(" ")[0]
+    if quota not in ("100000",):
+        fail("host cpu quota of the job cgroup", "100000 us per 100 ms", limits)
+    j.wait()
+    j.expect_status("timeout")
+    left = [d for d in dirs if os.path.isdir(d)]
+    if left:
+        fail("job cgroups after the job", "removed", left)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: other processes
+
+
+@case("ptrace-host-process")
+def c_ptrace_host(s):
+    c = s.canary()
+    j = s.job("ptrace", str(c.proc.pid))
+    j.expect_status("ok", 0)
+    for k in ("ptrace_attach", "ptrace_seize", "vm_readv", "vm_writev", "ptrace_traceme"):
+        j.expect_check(k, "EPERM")
+    if not c.alive() or c.traced():
+        fail("host canary", "alive and untraced", "dead or traced")
+
+
+@case("ptrace-parent")
+def c_ptrace_parent(s):
+    # Inside, the parent of the job is outside the pid namespace (ppid 0); the nearest thing is
+    # pid 1 of the sandbox.  Both ptrace and process_vm_readv must be denied by the filter.
+    j = s.job("ptrace", "1")
+    j.expect_status("ok", 0)
+    for k in ("ptrace_attach", "ptrace_seize", "vm_readv", "vm_writev"):
+        j.expect_check(k, "EPERM")
+
+
+@case("ptrace-concurrent-sandbox")
+def c_ptrace_other(s):
+    a = s.bg("plant", "sbx-victim-marker", "3")
+    pid = find_job_pid("sbx-victim-marker")
+    if pid is None:
+        a.wait()
+        fail("host", "sandbox A's process visible", "not found (%s)" % a.describe())
+    b = s.job("ptrace", str(pid))
+    b.expect_status("ok", 0)
+    for k in ("ptrace_attach", "ptrace_seize", "vm_readv", "vm_writev"):
+        b.expect_check(k, "EPERM")
+    if proc_status(pid).get("TracerPid", "0") != "0":
+        fail("sandbox A", "not traced", "traced")
+    a.wait()
+    a.expect_status("ok", 0)
+    a.expect_line("DONE")
+
+
+@case("kill-minus-one-contained")
+def c_kill_all(s):
+    root_canary = s.canary()
+    slot_canaries = [s.canary(UID_BASE + i) for i in range(8)]
+    a = s.bg("plant", "sbx-kill-victim", "3")
+    if find_job_pid("sbx-kill-victim") is None:
+        a.wait()
+        fail("host", "sandbox A running", "not found (%s)" % a.describe())
+    b = s.job("killall")
+    b.expect_status("ok", 0)
+    b.expect_check("kill_all", "OK")
+    vals = b.values.get("own_child", [])
+    if vals != ["killed"]:
+        fail("kill(-1) inside", "the job's own child killed", vals)
+    b.expect_line("SURVIVED")
+    time.sleep(0.2)
+    if not root_canary.alive():
+        fail("host root process", "alive", "killed")
+    dead = [c.uid for c in slot_canaries if not c.alive()]
+    if dead:
+        fail("host processes of sandbox uids", "alive", "killed: uids %s" % dead)
+    a.wait()
+    a.expect_status("ok", 0)
+    a.expect_line("DONE")
+    if b.uid() is not None and not UID_BASE <= b.uid() < UID_BASE + 8:
+        s.notes.append("kill-minus-one: job uid %d had no same-uid canary" % b.uid())
+
+
+@case("concurrent-sandboxes-isolated")
+def c_concurrent(s):
+    a = s.bg("plant", "sbx-plant-marker", "3")
+    if find_job_pid("sbx-plant-marker") is None:
+        a.wait()
+        fail("host", "sandbox A running", "not found (%s)" % a.describe())
+    b = s.job("isolation", "sbx-plant-marker")
+    b.expect_status("ok", 0)
+    for d in ("/tmp", "/work", "/dev/shm"):
+        b.expect_check("peek:" + d, "ENOENT")
+    if b.value("marker_procs") != 1:
+        # Only B's own process (its command line names the marker) may be visible.
+        fail("processes of sandbox A visible in B", "only B itself", b.value("marker_procs"))
+    a.wait()
+    a.expect_status("ok", 0)
+    a.expect_line("DONE")
+    for d in ("/tmp", "/work", "/dev/shm"):
+        a.expect_check("plant:" + d, "OK")
+    if a.uid() == b.uid():
+        fail("uids of concurrent sandboxes", "different", "both %s" % a.uid())
+
+
+@case("proc-is-fresh")
+def c_proc(s):
+    j = s.job("procinfo")
+    j.expect_status("ok", 0)
+    if j.value("procs") > 3:
+        fail("processes visible in /proc", "<= 3 (the job's own)", j.value("procs"))
+    if j.value("pid") > 3:
+        fail("job pid inside", "<= 3 (own pid namespace)", j.value("pid"))
+    if j.value("ppid") != 0 and j.value("ppid") > 3:
+        fail("job ppid inside", "0 or a sandbox pid", j.value("ppid"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: namespaces, mounts, filesystem
+
+
+@case("mount-denied")
+def c_mount(s):
+    before = host_mounts()
+    j = s.job("mount")
+    j.expect_status("ok", 0)
+    for k in ("mount_tmpfs", "mount_bind", "mount_remount_root", "mount_proc"):
+        j.expect_check(k, "EPERM")
+    if host_mounts() != before:
+        fail("host mount table", "unchanged", "changed")
+
+
+@case("umount-denied")
+def c_umount(s):
+    before = host_mounts()
+    j = s.job("umount")
+    j.expect_status("ok", 0)
+    for k in ("umount_proc", "umount_tmp", "umount_root"):
+        j.expect_check(k, "EPERM")
+    if host_mounts() != before:
+        fail("host mount table", "unchanged", "changed")
+
+
+@case("pivot-root-denied")
+def c_pivot(s):
+    j = s.job("pivot_root")
+    j.expect_status("ok", 0)
+    j.expect_check("pivot_root", "EPERM")
+    j.expect_check("chroot", "EPERM")
+
+
+@case("mount-api-denied")
+def c_mountapi(s):
+    j = s.job("mountapi")
+    j.expect_status("ok", 0)
+    for k in ("fsopen", "fspick", "fsconfig", "fsmount", "open_tree", "move_mount",
+              "mount_setattr"):
+        j.expect_check(k, "EPERM")
+
+
+@case("unshare-denied")
+def c_unshare(s):
+    j = s.job("unshare")
+    j.expect_status("ok", 0)
+    for k in ("unshare_user", "unshare_ns", "unshare_net", "unshare_pid"):
+        j.expect_check(k, "EPERM")
+
+
+@case("setns-denied")
+def c_setns(s):
+    j = s.job("setns")
+    j.expect_status("ok", 0)
+    for k in ("setns_net", "setns_mnt", "setns_user", "setns_pid"):
+        j.expect_check(k, "EPERM")
+
+
+@case("clone-namespace-flags-denied")
+def c_clone(s):
+    j = s.job("clone")
+    j.expect_status("ok", 0)
+    for k in ("clone_newuser", "clone_newnet", "clone_newns", "clone_newpid", "clone_newcgroup"):
+        j.expect_check(k, "EPERM")
+    j.expect_check("clone3", "ENOSYS")
+    j.expect_check("pthread_create", "OK")
+    j.expect_check("fork", "OK")
+
+
+@case("filesystem-layout")
+def c_fs(s):
+    j = s.job("fsinfo", opts=["--tmp-size", "16M", "--work-size", "24M"])
+    j.expect_status("ok", 0)
+    if j.value("cwd", str) != "/work":
+        fail("cwd", "/work", j.value("cwd", str))
+    mounts = {}
+    for line in j.stdout.splitlines():
+        if line.startswith("MOUNT "):
+            _, mp, opts, fstype, sopts = line.split(" ", 4)
+            mounts[mp] = (set(opts.split(",")), fstype, sopts)
+    for mp in ("/tmp", "/work", "/dev/shm"):
+        if mp not in mounts or mounts[mp][1] != "tmpfs":
+            fail("mount " + mp, "tmpfs", mounts.get(mp))
+        if not {"nosuid", "nodev"} <= mounts[mp][0]:
+            fail("mount options of " + mp, "nosuid,nodev", mounts[mp][0])
+    if "size=16384k" not in mounts["/tmp"][2]:
+        fail("/tmp size", "size=16384k", mounts["/tmp"][2])
+    if "size=24576k" not in mounts["/work"][2]:
+        fail("/work size", "size=24576k", mounts["/work"][2])
+    if mounts.get("/proc", (None, None))[1] != "proc":
+        fail("mount /proc", "a proc mount", mounts.get("/proc"))
+    if any(mp == "/sys" or mp.startswith("/sys/") for mp in mounts):
+        fail("mounts", "no /sys", [mp for mp in mounts if mp.startswith("/sys")])
+    for mp, (opts, fstype, _) in mounts.items():
+        if re.match(r"^/(usr|bin|sbin|lib[^/]*|etc)(/|$)", mp) and "ro" not in opts:
+            fail("mount " + mp, "read-only", ",".join(sorted(opts)))
+        if "nosuid" not in opts:
+            fail("mount " + mp, "nosuid", ",".join(sorted(opts)))
+        # /dev holds the five device nodes (bind mounts of the host's or nodes on a tmpfs).
+        device_mount = mp == "/dev" or (mp.startswith("/dev/") and mp != "/dev/shm")
+        if "nodev" not in opts and not device_mount:
+            fail("mount " + mp, "nodev", ",".join(sorted(opts)))
+    for p in ("/usr/sbx-probe", "/sbx-probe", "/etc/sbx-probe", "/bin/sbx-probe"):
+        j.expect_failed("create:" + p, ["EROFS", "EACCES", "EPERM"])
+    for p in ("/tmp/sbx-probe", "/work/sbx-probe"):
+        j.expect_check("create:" + p, "OK")
+        if j.values.get("exec:" + p) != ["7"]:
+            fail("exec from " + p, "exit 7", j.values.get("exec:" + p))
+    host_markers = [m for m in ("/root", "/home", "/srv", "/opt") if m in mounts]
+    if host_markers:
+        fail("mounts", "no host folders", host_markers)
+
+
+@case("root-is-fresh")
+def c_root(s):
+    j = s.job("ls", "/")
+    j.expect_status("ok", 0)
+    entries = {line.split()[1] for line in j.stdout.splitlines() if line.startswith("ENTRY ")}
+    extra = sorted(e for e in entries if e in ("//root", "//home", "//var", "//srv", "//opt",
+                                                "//boot", "//mnt", "//media", "//sys"))
+    # The repository checkout must not be visible either.
+    top = "//" + s.src.strip("/").split("/")[0] if s.src else None
+    if top and top in entries and top != "//work":
+        extra.append(top)
+    if extra:
+        fail("entries of /", "no host folders", extra)
+
+
+@case("read-etc-shadow")
+def c_shadow(s):
+    j = s.job("cat", "/etc/shadow", "/etc/gshadow", "/etc/sudoers")
+    j.expect_status("ok", 0)
+    for p in ("/etc/shadow", "/etc/gshadow", "/etc/sudoers"):
+        j.expect_failed("read:" + p)
+    with open("/etc/shadow") as f:
+        host = [line for line in f.read().splitlines() if ":" in line]
+    for line in host:
+        if line.split(":")[1] not in ("", "*", "!", "!*") and line in j.stdout:
+            fail("stdout", "no host shadow entry", "found")
+
+
+@case("read-agent-files")
+def c_agent_files(s):
+    secret = s.path("agent-secret.env")
+    with open(secret, "w") as f:
+        f.write("AGENT_TOKEN=%s\n" % SECRET)
+    os.chmod(secret, 0o644)
+    paths = [secret, s.run_bin, s.attack_bin]
+    if s.src:
+        paths += [os.path.join(s.src, ".env"), os.path.join(s.src, "CMakeLists.txt")]
+    j = s.job("cat", *paths)
+    j.expect_status("ok", 0)
+    for p in paths:
+        j.expect_failed("read:" + p)
+    if SECRET in j.stdout:
+        fail("stdout", "no host secret", "the secret was read")
+
+
+@case("proc-environ-no-host-env")
+def c_environ(s):
+    j = s.job("cat", "/proc/1/environ", "/proc/self/environ", "/proc/1/cmdline")
+    j.expect_status("ok", 0)
+    if SECRET in j.stdout or "SBXSUITE_SECRET" in j.stdout:
+        fail("/proc/*/environ inside", "no variable of the caller", "found SBXSUITE_SECRET")
+    with open("/proc/1/cmdline", "rb") as f:
+        host_init = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    if host_init and host_init in j.stdout:
+        fail("/proc/1 inside", "not the host's pid 1", host_init[:60])
+
+
+@case("environment-clean")
+def c_env(s):
+    j = s.job("env", opts=["--env", "FOO=bar baz", "--env", "EMPTY="])
+    j.expect_status("ok", 0)
+    env = dict(line[4:].split("=", 1) for line in j.stdout.splitlines()
+               if line.startswith("ENV ") and "=" in line)
+    if set(env) != {"PATH", "HOME", "LANG", "FOO", "EMPTY"}:
+        fail("job environment", "PATH HOME LANG FOO EMPTY", sorted(env))
+    if env["FOO"] != "bar baz" or env["EMPTY"] != "":
+        fail("--env values", "FOO='bar baz' EMPTY=''", env)
+
+
+@case("sys-absent")
+def c_sys(s):
+    j = s.job("ls", "/sys", "/sys/kernel", "/sys/fs/cgroup", "/sys/class/net")
+    j.expect_status("ok", 0)
+    for p in ("/sys/kernel", "/sys/fs/cgroup", "/sys/class/net"):
+        j.expect_failed("opendir:" + p)
+    if j.checks.get("opendir:/sys") == "OK" and "ENTRY /sys/" in j.stdout:
+        fail("/sys", "absent or empty", "has entries")
+
+
+@case("proc-sys-write-denied")
+def c_proc_sys(s):
+    files = ["/proc/sys/kernel/printk_ratelimit", "/proc/sys/vm/overcommit_memory"]
+    before = [open(f).read() for f in files]
+    for f in files:
+        j = s.job("rewrite", f)
+        j.expect_status("ok", 0)
+        j.expect_failed("rewrite:" + f)
+    if [open(f).read() for f in files] != before:
+        fail("host /proc/sys", "unchanged", "changed")
+
+
+@case("sysrq-trigger-denied")
+def c_sysrq(s):
+    j = s.job("write", "/proc/sysrq-trigger", "h")
+    j.expect_status("ok", 0)
+    if j.checks.get("open:/proc/sysrq-trigger") == "OK":
+        j.expect_failed("write:/proc/sysrq-trigger")
+    else:
+        j.expect_failed("open:/proc/sysrq-trigger")
+
+
+@case("dev-minimal")
+def c_dev(s):
+    j = s.job("devices")
+    j.expect_status("ok", 0)
+    devs = {line.split()[1] for line in j.stdout.splitlines() if line.startswith("DEV ")}
+    want = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}
+    if devs != want:
+        fail("device nodes in /dev", sorted(want), sorted(devs))
+    for p in ("/dev/mem", "/dev/kmem", "/dev/kmsg", "/dev/port", "/dev/sda", "/dev/vda",
+              "/dev/console", "/dev/tty"):
+        j.expect_check("stat:" + p, "ENOENT")
+    j.expect_check("write:/dev/null", "OK")
+    j.expect_check("read:/dev/zero", "OK")
+    j.expect_check("write:/dev/full", "ENOSPC")
+    j.expect_check("read:/dev/random", "OK")
+    j.expect_check("read:/dev/urandom", "OK")
+
+
+@case("mknod-denied")
+def c_mknod(s):
+    j = s.job("mknod")
+    j.expect_status("ok", 0)
+    for k in ("mknod_mem", "mknod_kmsg", "mknod_block"):
+        j.expect_check(k, "EPERM")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: credentials
+
+
+def expect_unprivileged(j):
+    for k in ("uid", "euid", "suid", "gid", "egid", "sgid"):
+        v = j.value(k)
+        if v == 0:
+            fail(k, "non-zero", 0)
+    if len({j.value(k) for k in ("uid", "euid", "suid")}) != 1:
+        fail("uids", "real = effective = saved", j.values)
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        if j.value(k, str) != "0000000000000000":
+            fail(k, "0000000000000000", j.value(k, str))
+    if j.value("NoNewPrivs") != 1:
+        fail("NoNewPrivs", 1, j.value("NoNewPrivs"))
+    if j.value("Seccomp") != 2:
+        fail("Seccomp", "2 (filter)", j.value("Seccomp"))
+    if "0" in j.values.get("group", []):
+        fail("supplementary groups", "no group 0", j.values.get("group"))
+    j.expect_check("setuid0", "EPERM")
+
+
+@case("credentials-dropped")
+def c_creds(s):
+    j = s.job("whoami")
+    j.expect_status("ok", 0)
+    expect_unprivileged(j)
+    if j.value("uid") != j.r("uid"):
+        fail("uid inside", "result.uid %s" % j.r("uid"), j.value("uid"))
+
+
+@case("setuid-binary-no-privileges")
+def c_suid(s):
+    suid = s.path("sbx-suid")
+    shutil.copy(s.attack_bin, suid)
+    os.chown(suid, 0, 0)
+    os.chmod(suid, 0o6755)
+    j = s.job(program=["/work/sbx-suid", "whoami"], work_files=["sbx-suid=" + suid])
+    j.expect_status("ok", 0)
+    expect_unprivileged(j)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: network
+
+
+@case("network-host-loopback")
+def c_net_lo(s):
+    lst = s.listener("127.0.0.1")
+    j = s.job("connect", "127.0.0.1", str(lst.port))
+    j.expect_status("ok", 0)
+    j.expect_failed("connect")
+    time.sleep(0.2)
+    if lst.accepted:
+        fail("host listener", "no connection", "%d accepted" % lst.accepted)
+
+
+@case("network-host-address")
+def c_net_ip(s):
+    ip = host_ip()
+    if ip is None:
+        raise CaseSkip("host has no non-loopback IPv4 address")
+    lst = s.listener("0.0.0.0")
+    j = s.job("connect", ip, str(lst.port))
+    j.expect_status("ok", 0)
+    j.expect_failed("connect")
+    time.sleep(0.2)
+    if lst.accepted:
+        fail("host listener", "no connection", "%d accepted" % lst.accepted)
+
+
+@case("network-loopback-mode-isolated")
+def c_net_mode(s):
+    lst = s.listener("127.0.0.1")
+    j = s.job("loopback", opts=["--network", "loopback"])
+    j.expect_status("ok", 0)
+    for k in ("listen", "connect_self", "accept"):
+        j.expect_check(k, "OK")
+    j2 = s.job("connect", "127.0.0.1", str(lst.port), opts=["--network", "loopback"])
+    j2.expect_status("ok", 0)
+    j2.expect_check("connect", "ECONNREFUSED")
+    time.sleep(0.2)
+    if lst.accepted:
+        fail("host listener", "no connection", "%d accepted" % lst.accepted)
+
+
+@case("socket-netlink-denied")
+def c_netlink(s):
+    j = s.job("sockets", "netlink")
+    j.expect_status("ok", 0)
+    for k in ("netlink_route", "netlink_audit", "netlink_dgram"):
+        j.expect_check(k, "EPERM")
+
+
+@case("socket-packet-denied")
+def c_packet(s):
+    j = s.job("sockets", "packet")
+    j.expect_status("ok", 0)
+    for k in ("packet_raw", "packet_dgram"):
+        j.expect_check(k, "EPERM")
+
+
+@case("socket-vsock-denied")
+def c_vsock(s):
+    j = s.job("sockets", "vsock")
+    j.expect_status("ok", 0)
+    for k in ("vsock_stream", "vsock_dgram"):
+        j.expect_check(k, "EPERM")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: system-call denylist
+
+
+@case("tiocsti-tioclinux-denied")
+def c_tiocsti(s):
+    j = s.job("tiocsti")
+    j.expect_status("ok", 0)
+    for fd in range(4):
+        for k in ("tiocsti", "tiocsti_high", "tioclinux", "tioclinux_high"):
+            j.expect_check("%s_fd%d" % (k, fd), "EPERM")
+    j.expect_check("fionbio", "OK")
+
+
+@case("keyctl-denied")
+def c_keys(s):
+    j = s.job("keys")
+    j.expect_status("ok", 0)
+    for k in ("keyctl", "add_key", "request_key"):
+        j.expect_check(k, "EPERM")
+
+
+@case("bpf-denied")
+def c_bpf(s):
+    j = s.job("bpf")
+    j.expect_status("ok", 0)
+    j.expect_check("bpf_map_create", "EPERM")
+
+
+@case("perf-event-open-denied")
+def c_perf(s):
+    j = s.job("perf")
+    j.expect_status("ok", 0)
+    j.expect_check("perf_event_open", "EPERM")
+
+
+@case("userfaultfd-denied")
+def c_uffd(s):
+    j = s.job("userfaultfd")
+    j.expect_status("ok", 0)
+    j.expect_check("userfaultfd", "EPERM")
+    j.expect_check("userfaultfd_user", "EPERM")
+    j.expect_check("stat:/dev/userfaultfd", "ENOENT")
+
+
+@case("io-uring-denied")
+def c_uring(s):
+    j = s.job("io_uring")
+    j.expect_status("ok", 0)
+    for k in ("io_uring_setup", "io_uring_enter", "io_uring_register"):
+        j.expect_check(k, "EPERM")
+
+
+@case("kernel-operations-denied")
+def c_kernel(s):
+    j = s.job("kernel")
+    j.expect_status("ok", 0)
+    for k in ("kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module",
+              "swapon", "swapoff", "reboot", "acct", "quotactl", "syslog", "open_by_handle_at"):
+        j.expect_check(k, "EPERM")
+
+
+@case("personality-denied")
+def c_personality(s):
+    j = s.job("personality")
+    j.expect_status("ok", 0)
+    for k in ("personality_rie", "personality_norandom", "personality_linux32"):
+        j.expect_check(k, "EPERM")
+
+
+@case("clock-changes-denied")
+def c_time(s):
+    j = s.job("time")
+    j.expect_status("ok", 0)
+    for k in ("settimeofday", "clock_settime", "adjtimex", "clock_adjtime"):
+        j.expect_check(k, "EPERM")
+
+
+@case("x32-syscall-killed")
+def c_x32(s):
+    j = s.job("x32")
+    j.expect_status("seccomp", 128 + 31)
+    if j.r("signal") != 31:
+        fail("result.signal", "31 (SIGSYS)", j.r("signal"))
+    j.expect_line("BEFORE")
+    j.expect_no_line("SURVIVED")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: file descriptors
+
+
+@case("no-parent-fd-leaks")
+def c_fds(s):
+    secret = s.path("fd-secret")
+    with open(secret, "w") as f:
+        f.write(SECRET)
+    f1 = open(secret)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    try:
+        j = s.job("fds", pass_fds=(f1.fileno(), sock.fileno()))
+    finally:
+        f1.close()
+        sock.close()
+    j.expect_status("ok", 0)
+    fds = sorted(int(line.split()[1]) for line in j.stdout.splitlines() if line.startswith("FD "))
+    if fds != [0, 1, 2]:
+        fail("open fds inside", [0, 1, 2], [line for line in j.stdout.splitlines()
+                                            if line.startswith("FD ")])
+
+
+@case("result-fd-not-leaked")
+def c_result_fd(s):
+    with tempfile.TemporaryFile(mode="w+", dir=s.tmp) as rf:
+        j = Job(s, ("fds",), result_fd=rf).wait()
+    j.expect_status("ok", 0)
+    fds = sorted(int(line.split()[1]) for line in j.stdout.splitlines() if line.startswith("FD "))
+    if fds != [0, 1, 2]:
+        fail("open fds inside with --result-fd", [0, 1, 2], fds)
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: fail closed
+
+
+def expect_not_run(s, j, marker_path):
+    if re.search(r"^RAN\b", j.stdout, re.M):
+        fail("job", "never started", "it ran (stdout %r)" % j.stdout[:200])
+    if os.path.exists(marker_path):
+        fail("host " + marker_path, "absent (job never ran)", "present: ran unconfined")
+
+
+def internal_error_case(s, opts, tag):
+    marker = s.path("ran-" + tag)
+    j = s.job("touch", marker, opts=opts)
+    expect_not_run(s, j, marker)
+    j.expect_status("internal_error", 125)
+    err = j.r("error")
+    if not isinstance(err, dict) or not err.get("step") or not err.get("message"):
+        fail("result.error", "{step, errno, message}", err)
+    return j
+
+
+@case("internal-error-missing-image-path")
+def c_img_path(s):
+    internal_error_case(s, ["--image", s.path("no-such-rootfs")], "img-path")
+
+
+@case("internal-error-missing-image-name")
+def c_img_name(s):
+    internal_error_case(s, ["--image", "sbx-no-such-image"], "img-name")
+
+
+@case("internal-error-image-not-a-folder")
+def c_img_file(s):
+    f = s.path("not-a-rootfs")
+    with open(f, "w") as fh:
+        fh.write("x")
+    internal_error_case(s, ["--image", f], "img-file")
+
+
+@case("internal-error-missing-work-file")
+def c_work_missing(s):
+    marker = s.path("ran-workfile")
+    j = s.job("touch", marker, work_files=["data.txt=" + s.path("no-such-file")])
+    expect_not_run(s, j, marker)
+    if j.rc not in (2, 125):
+        fail("exit code", "125 (internal_error) or 2 (usage)", j.rc)
+    if j.rc == 125:
+        j.expect_status("internal_error")
+
+
+def cgroup_override_var(src):
+    readme = os.path.join(src or "", "sandbox", "README.md")
+    try:
+        with open(readme) as f:
+            text = f.read()
+    except OSError:
+        return None
+    m = re.search(r"\b([A-Z][A-Z0-9_]*CGROUP[A-Z0-9_]*)\b", text)
+    return m.group(1) if m else None
+
+
+@case("internal-error-cgroup-cannot-be-created")
+def c_cgroup_fail(s):
+    var = cgroup_override_var(s.src)
+    if var is None:
+        raise CaseSkip("sandbox/README.md documents no cgroup-root override variable yet")
+    fake = s.path("not-a-cgroupfs")
+    os.makedirs(fake, exist_ok=True)
+    marker = s.path("ran-cgroup")
+    j = s.job("touch", marker, env={var: fake})
+    expect_not_run(s, j, marker)
+    j.expect_status("internal_error", 125)
+
+
+@case("usage-error-unknown-option")
+def c_usage(s):
+    marker = s.path("ran-usage")
+    j = s.job("touch", marker, opts=["--no-such-option"])
+    expect_not_run(s, j, marker)
+    if j.rc != 2:
+        fail("exit code", 2, j.rc)
+
+
+@case("usage-error-bad-limit")
+def c_usage_limit(s):
+    marker = s.path("ran-badlimit")
+    j = s.job("touch", marker, opts=["--memory", "lots"])
+    expect_not_run(s, j, marker)
+    if j.rc != 2:
+        fail("exit code", 2, j.rc)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", required=True)
+    ap.add_argument("--attack", required=True)
+    ap.add_argument("--src", default="")
+    ap.add_argument("--only", nargs="*")
+    ap.add_argument("--list", action="store_true")
+    a = ap.parse_args()
+    if a.list:
+        for name, _ in CASES:
+            print(name)
+        return 0
+    s = Suite(os.path.abspath(a.run), os.path.abspath(a.attack), os.path.abspath(a.src)
+              if a.src else "")
+    passed = failed = skipped = 0
+    started = time.monotonic()
+    try:
+        for name, fn in CASES:
+            if a.only and name not in a.only:
+                continue
+            t0 = time.monotonic()
+            verdict, msg = s.run_case(name, fn)
+            dt = time.monotonic() - t0
+            if verdict == "ok":
+                passed += 1
+                print("ok %s (%.1fs)" % (name, dt), flush=True)
+            elif verdict == "skip":
+                skipped += 1
+                print("skip %s: %s" % (name, msg), flush=True)
+            else:
+                failed += 1
+                print("FAIL %s: %s" % (name, msg), flush=True)
+    finally:
+        s.cleanup_case()
+        shutil.rmtree(s.tmp, ignore_errors=True)
+    for n in s.notes:
+        print("note: " + n)
+    summary = "sandbox: %d passed, %d failed" % (passed, failed)
+    if skipped:
+        summary += ", %d skipped" % skipped
+    print("(%.0f s)" % (time.monotonic() - started))
+    print(summary)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
