@@ -1,14 +1,156 @@
-/* Placeholder main until its issue lands: prints --help. */
+/*
+ * cacheout-coordinator: reads the configuration (environment and ./.env), opens and migrates the
+ * store, starts the database executor and serves HTTP and WebSockets until SIGINT/SIGTERM.
+ * Exit codes: 0 clean shutdown, 1 runtime failure (database, port), 2 configuration error.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "co_alloc.h"
+#include "co_config.h"
+#include "co_err.h"
+#include "co_log.h"
+#include "coord_config.h"
+#include "coord_db.h"
+#include "coord_server.h"
+#include "coord_store.h"
+
+#ifndef CACHEOUT_VERSION
+#define CACHEOUT_VERSION "0.1.0"
+#endif
+
+static volatile sig_atomic_t stop_flag;
+
+static void
+on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f,
+            "usage: cacheout-coordinator [--help] [--version]\n"
+            "\n"
+            "The CacheOut coordinator: REST API, dashboard, agent and dashboard WebSockets.\n"
+            "Settings come from the environment and from ./.env (environment wins):\n"
+            "  HOST (0.0.0.0)  PORT (8000)  DEBUG  ADMIN_TOKEN (generated when unset)\n"
+            "  AGENT_TOKEN (unset: open registration)  DATABASE_URL (sqlite var/cacheout.db)\n"
+            "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
+            "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (100)  LOG_LEVEL (INFO)  LOG_FILE\n"
+            "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (1MiB)  MAX_JOB_CORES (256)\n"
+            "  MAX_JOB_RAM_MB (1048576)  FRONTEND_DIR (frontend/dist)  SQL_DIR (sql)\n"
+            "  DB_THREADS (database threads; default: sqlite 1 writer + 1 reader,\n"
+            "              postgres 4 writers + 2 readers)\n"
+            "See .env.example for details.\n");
+}
+
+static void
+install_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: the service loop's poll returns */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
 
 int
 main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-        printf("usage: cacheout-coordinator [--help]\ncacheout-coordinator: the CacheOut coordinator (not implemented yet)\n");
-        return 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("cacheout-coordinator %s\n", CACHEOUT_VERSION);
+            return 0;
+        }
+        fprintf(stderr, "cacheout-coordinator: unknown argument '%s'\n", argv[i]);
+        usage(stderr);
+        return 2;
     }
-    fprintf(stderr, "cacheout-coordinator: not implemented yet (try --help)\n");
-    return 2;
+
+    co_err err = CO_ERR_INIT;
+    json_object_seed(0);
+    if (co_config_load_env_file(".env", true, &err) < 0) {
+        fprintf(stderr, "cacheout-coordinator: %s\n", err.msg);
+        return 2;
+    }
+    struct coord_config cfg;
+    if (coord_config_load(&cfg, &err) < 0) {
+        fprintf(stderr, "cacheout-coordinator: %s\n", err.msg);
+        return 2;
+    }
+    if (co_log_init(cfg.log_level, cfg.log_file, &err) < 0) {
+        fprintf(stderr, "cacheout-coordinator: LOG_FILE: %s\n", err.msg);
+        coord_config_release(&cfg);
+        return 2;
+    }
+    if (cfg.admin_generated) {
+        /* Printed once, on stdout, so that it can be captured. */
+        printf("ADMIN_TOKEN was not set; generated for this run: %s\n", cfg.admin_token);
+        fflush(stdout);
+        co_warn("ADMIN_TOKEN not set: generated one for this run (printed on stdout)");
+    }
+    if (!cfg.agent_token)
+        co_warn("AGENT_TOKEN not set: worker registration and the agent API are open to anyone");
+
+    int rc = 1;
+    struct coord_store *mig = NULL;
+    struct coord_db *db = NULL;
+    struct coord_store_config scfg = {
+        .url = cfg.database_url,
+        .starting_credits = cfg.starting_credits,
+        .worker_timeout_ms = cfg.worker_timeout_seconds * 1000,
+        .max_workers = cfg.max_workers,
+        .output_cap_bytes = 1 << 20,
+    };
+    if (coord_store_open(&scfg, &mig, &err) < 0) {
+        co_error("cannot open the database error=\"%s\"", err.msg);
+        goto out;
+    }
+    if (coord_store_migrate(mig, cfg.sql_dir, &err) < 0) {
+        co_error("cannot migrate the database error=\"%s\"", err.msg);
+        goto out;
+    }
+    const char *backend = coord_store_backend(mig);
+    bool pg = strcmp(backend, "postgres") == 0;
+    struct coord_db_options dopt = {
+        .store = &scfg,
+        .writers = pg ? 4 : 1,
+        .readers = pg ? 2 : 1,
+    };
+    if (cfg.db_threads > 0) {
+        dopt.writers = pg ? (int)cfg.db_threads : 1;
+        dopt.readers = pg ? (int)(cfg.db_threads + 1) / 2 : (int)cfg.db_threads;
+    }
+    if (coord_db_start(&dopt, &db, &err) < 0) {
+        co_error("cannot start the database threads error=\"%s\"", err.msg);
+        goto out;
+    }
+    coord_store_close(mig);
+    mig = NULL;
+    install_signals();
+    if (coord_server_run(&cfg, db, backend, &stop_flag, &err) < 0) {
+        co_error("cannot serve error=\"%s\"", err.msg);
+        goto out;
+    }
+    rc = 0;
+out:
+    coord_db_stop(db);
+    coord_store_close(mig);
+    co_info("stopped");
+    co_log_close();
+    coord_config_release(&cfg);
+    return rc;
 }

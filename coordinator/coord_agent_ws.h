@@ -1,0 +1,19 @@
+/*
+ * coord_agent_ws: the WebSocket subprotocol "cacheout.agent.v1" on /ws/agent, for agents
+ * (cacheout-agent): push assignments, heartbeats, output and results (see proto/PROTOCOL.md). This
+ * module wires the protocol into the server: the path and auth are checked in
+ * LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION (a real 401/404 answer on failure), the connection
+ * gets a small hello message and is kept open.  The session logic lands with its own issue.
+ */
+#ifndef COORD_AGENT_WS_H
+#define COORD_AGENT_WS_H
+
+#include <libwebsockets.h>
+
+#define COORD_AGENT_WS_PROTOCOL "cacheout.agent.v1"
+#define COORD_AGENT_WS_PATH "/ws/agent"
+
+/** The lws protocol entry (name, callback, per-session size) for the server's table. */
+struct lws_protocols coord_agent_ws_protocol(void);
+
+#endif

@@ -1,0 +1,1053 @@
+/*
+ * coord_api: REST handlers of API.md.  Handlers run on a database thread: they decode and
+ * validate the body, call the store, and render the answer with coord_jsonw.
+ */
+#include "coord_api.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "co_alloc.h"
+#include "co_config.h"
+#include "co_credits.h"
+#include "co_id.h"
+#include "co_log.h"
+#include "co_time.h"
+#include "coord_jsonw.h"
+#include "proto_job.h"
+#include "proto_json.h"
+
+/* ------------------------------------------------------------------ routing (lws thread) */
+
+struct route_def {
+    const char *prefix; /* path after /api/v1 up to the id (or the whole path) */
+    const char *suffix; /* after the id, NULL for routes without an id */
+    int method;
+    enum coord_route route;
+    enum coord_auth auth;
+    bool body, body_optional;
+    enum coord_db_lane lane;
+};
+
+static const struct route_def routes[] = {
+    {"/submit", NULL, LWSHUMETH_POST, COORD_R_SUBMIT, COORD_AUTH_ADMIN, true, false,
+     COORD_DB_WRITE},
+    {"/jobs", NULL, LWSHUMETH_GET, COORD_R_JOBS, COORD_AUTH_NONE, false, false, COORD_DB_READ},
+    {"/jobs/", "", LWSHUMETH_GET, COORD_R_JOB, COORD_AUTH_NONE, false, false, COORD_DB_READ},
+    {"/jobs/", "/output", LWSHUMETH_GET, COORD_R_JOB_OUTPUT, COORD_AUTH_ADMIN, false, false,
+     COORD_DB_READ},
+    {"/jobs/", "/cancel", LWSHUMETH_POST, COORD_R_JOB_CANCEL, COORD_AUTH_ADMIN, false, true,
+     COORD_DB_WRITE},
+    {"/register", NULL, LWSHUMETH_POST, COORD_R_REGISTER, COORD_AUTH_AGENT, true, false,
+     COORD_DB_WRITE},
+    {"/unregister", NULL, LWSHUMETH_POST, COORD_R_UNREGISTER, COORD_AUTH_AGENT, true, false,
+     COORD_DB_WRITE},
+    {"/workers", NULL, LWSHUMETH_GET, COORD_R_WORKERS, COORD_AUTH_NONE, false, false,
+     COORD_DB_READ},
+    {"/task", NULL, LWSHUMETH_GET, COORD_R_TASK, COORD_AUTH_AGENT, false, false, COORD_DB_WRITE},
+    {"/status", NULL, LWSHUMETH_POST, COORD_R_STATUS, COORD_AUTH_AGENT, true, false,
+     COORD_DB_WRITE},
+    {"/credits/", "", LWSHUMETH_GET, COORD_R_CREDITS, COORD_AUTH_NONE, false, false, COORD_DB_READ},
+    {"/credits/", "/grant", LWSHUMETH_POST, COORD_R_GRANT, COORD_AUTH_ADMIN, true, false,
+     COORD_DB_WRITE},
+    {"/credits/", "/ledger", LWSHUMETH_GET, COORD_R_LEDGER, COORD_AUTH_ADMIN, false, false,
+     COORD_DB_READ},
+    {"/health", NULL, LWSHUMETH_GET, COORD_R_HEALTH, COORD_AUTH_NONE, false, false, COORD_DB_READ},
+    {"/debug/invariant", NULL, LWSHUMETH_GET, COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
+     false, COORD_DB_READ},
+};
+
+int
+coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1], struct coord_route_info *ri)
+{
+    if (strncmp(path, "/api/v1", 7) != 0)
+        return 404;
+    const char *p = path + 7;
+    size_t plen = strlen(p);
+    /* Tolerate one trailing slash ("/api/v1/jobs/"). */
+    if (plen > 1 && p[plen - 1] == '/')
+        plen--;
+    bool path_matched = false;
+    id[0] = '\0';
+    for (size_t i = 0; i < CO_ARRAY_LEN(routes); i++) {
+        const struct route_def *d = &routes[i];
+        size_t pre = strlen(d->prefix);
+        if (!d->suffix) {
+            if (plen != pre || strncmp(p, d->prefix, pre) != 0)
+                continue;
+        } else {
+            if (plen <= pre || strncmp(p, d->prefix, pre) != 0)
+                continue;
+            const char *idp = p + pre;
+            size_t rest = plen - pre;
+            size_t slen = strlen(d->suffix);
+            if (rest <= slen || strncmp(idp + rest - slen, d->suffix, slen) != 0)
+                continue;
+            size_t idlen = rest - slen;
+            if (idlen > CO_ID_MAX || memchr(idp, '/', idlen))
+                continue;
+            char tmp[CO_ID_MAX + 1];
+            memcpy(tmp, idp, idlen);
+            tmp[idlen] = '\0';
+            if (!co_id_valid(tmp))
+                continue;
+            memcpy(id, tmp, idlen + 1);
+        }
+        path_matched = true;
+        if (d->method != method)
+            continue;
+        ri->route = d->route;
+        ri->auth = d->auth;
+        ri->body = d->body;
+        ri->body_optional = d->body_optional;
+        ri->lane = d->lane;
+        return 0;
+    }
+    return path_matched ? 405 : 404;
+}
+
+/* ------------------------------------------------------------------ input helpers */
+
+/* Parse the body as a JSON object; answers 400/413 and returns NULL on failure. */
+static json_t *
+body_object(struct coord_req *r)
+{
+    co_err err = CO_ERR_INIT;
+    json_t *root = proto_json_load_object(r->body.data ? r->body.data : "", r->body.len,
+                                          (size_t)r->srv->cfg->max_body_bytes, &err);
+    if (!root) {
+        if (err.code == CO_E_TOOLARGE)
+            coord_req_error(r, 413, "too_large", NULL, "%s", err.msg);
+        else
+            coord_req_error(r, 400, "bad_json", NULL, "%s", err.msg);
+    }
+    return root;
+}
+
+/* Reject keys not in @allowed (NULL-terminated).  Returns -1 after answering 422. */
+static int
+only_fields(struct coord_req *r, json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; allowed[i]; i++) {
+            if (strcmp(key, allowed[i]) == 0) {
+                ok = true;
+                break;
+            }
+        }
+        if (!ok) {
+            char shown[80];
+            co_strlcpy(shown, key, sizeof(shown));
+            for (char *c = shown; *c; c++) {
+                if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f)
+                    *c = '?';
+            }
+            coord_req_error(r, 422, "invalid_field", shown, "unknown field '%s'", shown);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Number of UTF-8 characters in @s (jansson guarantees valid UTF-8). */
+static size_t
+utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (((unsigned char)s[i] & 0xc0) != 0x80)
+            n++;
+    }
+    return n;
+}
+
+/*
+ * A string field: present => must be a string of @min..@max characters and without NUL.  Absent
+ * or null => *@out = NULL (error if @required).  Returns -1 after answering 422.
+ */
+static int
+get_str(struct coord_req *r, json_t *obj, const char *name, bool required, size_t min, size_t max,
+        const char **out)
+{
+    json_t *v = json_object_get(obj, name);
+    *out = NULL;
+    if (!v || json_is_null(v)) {
+        if (required) {
+            coord_req_error(r, 422, "invalid_field", name, "missing required field '%s'", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        coord_req_error(r, 422, "invalid_field", name, "field '%s' must be a string", name);
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    if (strlen(s) != len) {
+        coord_req_error(r, 422, "invalid_field", name, "field '%s' contains a NUL character", name);
+        return -1;
+    }
+    size_t chars = utf8_chars(s, len);
+    if (chars < min || chars > max) {
+        coord_req_error(r, 422, "invalid_field", name,
+                        "field '%s' must be %zu to %zu characters long (got %zu)", name, min, max,
+                        chars);
+        return -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* An id field (1-64 of [A-Za-z0-9._-]). */
+static int
+get_id(struct coord_req *r, json_t *obj, const char *name, bool required, const char **out)
+{
+    if (get_str(r, obj, name, required, 0, 10000, out) < 0)
+        return -1;
+    if (*out && !co_id_valid(*out)) {
+        coord_req_error(r, 422, "invalid_field", name,
+                        "field '%s' must be 1-64 characters of [A-Za-z0-9._-]", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* An integer field in [min, max]; absent/null => *@present false (error if @required). */
+static int
+get_int(struct coord_req *r, json_t *obj, const char *name, bool required, int64_t min, int64_t max,
+        int64_t *out, bool *present)
+{
+    json_t *v = json_object_get(obj, name);
+    if (present)
+        *present = false;
+    if (!v || json_is_null(v)) {
+        if (required) {
+            coord_req_error(r, 422, "invalid_field", name, "missing required field '%s'", name);
+            return -1;
+        }
+        return 0;
+    }
+    if (!json_is_integer(v)) {
+        coord_req_error(r, 422, "invalid_field", name, "field '%s' must be an integer", name);
+        return -1;
+    }
+    json_int_t x = json_integer_value(v);
+    if (x < min || x > max) {
+        coord_req_error(r, 422, "invalid_field", name,
+                        "field '%s' must be between %" PRId64 " and %" PRId64, name, min, max);
+        return -1;
+    }
+    *out = x;
+    if (present)
+        *present = true;
+    return 0;
+}
+
+/* A query integer; returns -1 after answering 422. */
+static int
+query_int(struct coord_req *r, const char *name, bool has, const char *s, int64_t def, int64_t min,
+          int64_t max, int64_t *out)
+{
+    if (!has || !*s) {
+        *out = def;
+        return 0;
+    }
+    co_err err = CO_ERR_INIT;
+    if (co_parse_int(s, name, min, max, out, &err) < 0) {
+        coord_req_error(r, 422, "invalid_field", name,
+                        "query '%s' must be an integer between %" PRId64 " and %" PRId64, name, min,
+                        max);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ rendering */
+
+static void
+render_job(struct coord_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
+{
+    coord_jsonw_obj_begin(w);
+    coord_jsonw_kstr(w, "job_id", j->job_id);
+    coord_jsonw_kstr(w, "title", j->title ? j->title : "");
+    coord_jsonw_kstr(w, "description", j->description ? j->description : "");
+    coord_jsonw_kstr(w, "status", coord_job_status_name(j->status));
+    coord_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
+    coord_jsonw_kcredits(w, "cost", j->cost);
+    coord_jsonw_kint(w, "required_cores", j->required_cores);
+    coord_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
+    coord_jsonw_kint(w, "priority", j->priority);
+    coord_jsonw_kstr(w, "command", j->command ? j->command : "");
+    coord_jsonw_key(w, "parameters");
+    if (j->parameters && j->parameters[0] == '{')
+        coord_jsonw_raw(w, j->parameters, strlen(j->parameters));
+    else
+        coord_jsonw_raw(w, "{}", 2);
+    coord_jsonw_kstr(w, "buyer_id", j->buyer_id);
+    coord_jsonw_kstr(w, "assigned_worker", j->assigned_worker[0] ? j->assigned_worker : NULL);
+    coord_jsonw_kstr(w, "image", j->image ? j->image : "default");
+    coord_jsonw_kint(w, "timeout_seconds", j->timeout_seconds);
+    coord_jsonw_kint(w, "attempts", j->attempts);
+    coord_jsonw_kint(w, "max_attempts", j->max_attempts);
+    coord_jsonw_key(w, "exit_code");
+    if (j->has_exit_code)
+        coord_jsonw_int(w, j->exit_code);
+    else
+        coord_jsonw_null(w);
+    coord_jsonw_key(w, "usage");
+    if (j->has_usage) {
+        coord_jsonw_obj_begin(w);
+        coord_jsonw_kint(w, "wall_ms", j->usage.wall_ms);
+        coord_jsonw_kint(w, "cpu_ms", j->usage.cpu_ms);
+        coord_jsonw_kint(w, "max_rss_kb", j->usage.max_rss_kb);
+        coord_jsonw_obj_end(w);
+    } else {
+        coord_jsonw_null(w);
+    }
+    coord_jsonw_ktime(w, "created_at", j->created_at);
+    coord_jsonw_ktime(w, "started_at", j->started_at);
+    coord_jsonw_ktime(w, "completed_at", j->completed_at);
+    if (with_code) {
+        coord_jsonw_kstr(w, "code", j->code ? j->code : "");
+        coord_jsonw_kstr(w, "code_file", j->code_file);
+    }
+    if (attempt > 0)
+        coord_jsonw_kint(w, "attempt", attempt);
+    coord_jsonw_obj_end(w);
+}
+
+static void
+render_worker(struct coord_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
+{
+    int64_t now = co_wall_ms();
+    enum coord_worker_status st = wk->status;
+    if (now - wk->last_heartbeat > timeout_ms)
+        st = COORD_WORKER_OFFLINE;
+    coord_jsonw_obj_begin(w);
+    coord_jsonw_kstr(w, "worker_id", wk->worker_id);
+    coord_jsonw_kstr(w, "owner_id", wk->owner_id[0] ? wk->owner_id : wk->worker_id);
+    coord_jsonw_kint(w, "cpu_cores", wk->cpu_cores);
+    coord_jsonw_kint(w, "ram_mb", wk->ram_mb);
+    coord_jsonw_kint(w, "free_cores",
+                     wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
+    coord_jsonw_kint(w, "free_ram_mb",
+                     wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
+    coord_jsonw_kstr(w, "status", coord_worker_status_name(st));
+    coord_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
+    coord_jsonw_kint(w, "running_jobs", wk->running_jobs);
+    coord_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
+    coord_jsonw_ktime(w, "created_at", wk->created_at);
+    coord_jsonw_ktime(w, "updated_at", wk->updated_at);
+    coord_jsonw_obj_end(w);
+}
+
+static void
+render_user(struct coord_req *r, const struct coord_user *u)
+{
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "user_id", u->user_id);
+    coord_jsonw_kcredits(&w, "credits", u->credits);
+    coord_jsonw_kcredits(&w, "held", u->held);
+    coord_jsonw_obj_end(&w);
+}
+
+static void
+answer_job(struct coord_req *r, int status, const struct coord_job *j)
+{
+    struct coord_jsonw w;
+    co_buf_reset(&r->resp);
+    coord_jsonw_init(&w, &r->resp);
+    render_job(&w, j, r->admin, 0);
+    r->status = status;
+}
+
+/* ------------------------------------------------------------------ handlers */
+
+static void
+h_submit(struct coord_store *s, struct coord_req *r)
+{
+    const struct coord_config *cfg = r->srv->cfg;
+    struct proto_job_limits lim = {
+        .max_cores = cfg->max_job_cores,
+        .max_ram_mb = cfg->max_job_ram_mb,
+        .max_body = (size_t)cfg->max_body_bytes,
+    };
+    struct proto_job_spec spec;
+    struct coord_job job;
+    memset(&spec, 0, sizeof(spec));
+    memset(&job, 0, sizeof(job));
+    co_err err = CO_ERR_INIT;
+    if (proto_job_decode(r->body.data ? r->body.data : "", r->body.len, &lim, &spec, &err) < 0) {
+        if (err.code == CO_E_TOOLARGE)
+            coord_req_error(r, 413, "too_large", NULL, "%s", err.msg);
+        else if (proto_job_err_is_bad_json(&err))
+            coord_req_error(r, 400, "bad_json", NULL, "%s", err.msg);
+        else
+            coord_req_error(r, 422, "invalid_field", err.field, "%s", err.msg);
+        return;
+    }
+    if (co_credits_cost(spec.required_cores, spec.required_ram_mb, cfg->cost_per_core,
+                        cfg->cost_per_100mb_ram, &job.cost, &err) < 0) {
+        coord_req_error(r, 422, "invalid_field", "required_cores", "%s", err.msg);
+        goto out;
+    }
+    co_uuid4(job.job_id);
+    job.title = co_steal(&spec.title);
+    job.description = co_steal(&spec.description);
+    job.code = co_steal(&spec.code);
+    job.code_file = co_steal(&spec.code_file);
+    job.command = co_steal(&spec.command);
+    job.parameters = co_steal(&spec.parameters);
+    job.image = co_steal(&spec.image);
+    co_strlcpy(job.buyer_id, spec.buyer_id, sizeof(job.buyer_id));
+    job.status = COORD_JOB_PENDING;
+    job.required_cores = spec.required_cores;
+    job.required_ram_mb = spec.required_ram_mb;
+    job.priority = spec.priority;
+    job.timeout_seconds = spec.timeout_seconds;
+    job.max_attempts = spec.max_attempts;
+    if (coord_store_job_submit(s, &job, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_JOB, job.job_id);
+    coord_req_changed(r, COORD_EVENT_CREDITS, job.buyer_id);
+    r->admin = true; /* submit is an admin request: the answer includes the code */
+    answer_job(r, 201, &job);
+out:
+    coord_job_release(&job);
+    proto_job_spec_release(&spec);
+}
+
+static void
+h_jobs(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_job_filter f = {.status = -1};
+    if (r->has_status && r->q_status[0]) {
+        f.status = coord_job_status_parse(r->q_status);
+        if (f.status < 0) {
+            coord_req_error(r, 422, "invalid_field", "status", "unknown status '%s'", r->q_status);
+            return;
+        }
+    }
+    if (r->has_buyer && r->q_buyer[0]) {
+        if (!co_id_valid(r->q_buyer)) {
+            coord_req_error(r, 422, "invalid_field", "buyer_id", "invalid buyer_id");
+            return;
+        }
+        f.buyer_id = r->q_buyer;
+    }
+    if (r->has_worker && r->q_worker[0]) {
+        if (!co_id_valid(r->q_worker)) {
+            coord_req_error(r, 422, "invalid_field", "worker_id", "invalid worker_id");
+            return;
+        }
+        f.worker_id = r->q_worker;
+    }
+    if (query_int(r, "limit", r->has_limit, r->q_limit, 100, 1, 1000, &f.limit) < 0 ||
+        query_int(r, "offset", r->has_offset, r->q_offset, 0, 0, INT32_MAX, &f.offset) < 0)
+        return;
+    struct coord_job_list l = {0};
+    co_err err = CO_ERR_INIT;
+    if (coord_store_job_list(s, &f, &l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    co_buf_grow(&r->resp, l.len * 700);
+    coord_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++)
+        render_job(&w, &l.items[i], false, 0);
+    coord_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_job_list_release(&l);
+}
+
+static void
+h_job(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_job j;
+    memset(&j, 0, sizeof(j));
+    co_err err = CO_ERR_INIT;
+    if (coord_store_job_get(s, r->id, r->admin, &j, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    answer_job(r, 200, &j);
+    coord_job_release(&j);
+}
+
+static void
+h_job_output(struct coord_store *s, struct coord_req *r)
+{
+    co_autofree char *out = NULL;
+    co_autofree char *errs = NULL;
+    size_t out_len = 0, err_len = 0;
+    bool truncated = false;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_output_get(s, r->id, &out, &out_len, &errs, &err_len, &truncated, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "job_id", r->id);
+    coord_jsonw_key(&w, "stdout");
+    coord_jsonw_strn(&w, out ? out : "", out ? out_len : 0);
+    coord_jsonw_key(&w, "stderr");
+    coord_jsonw_strn(&w, errs ? errs : "", errs ? err_len : 0);
+    coord_jsonw_key(&w, "truncated");
+    coord_jsonw_bool(&w, truncated);
+    coord_jsonw_obj_end(&w);
+    r->status = 200;
+}
+
+static void
+h_job_cancel(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_job j;
+    memset(&j, 0, sizeof(j));
+    enum coord_job_status was;
+    co_err err = CO_ERR_INIT;
+    if (r->body.len > 0) {
+        static const char *const allowed[] = {"reason", NULL};
+        json_t *root = body_object(r);
+        if (!root)
+            return;
+        int rc = only_fields(r, root, allowed);
+        json_decref(root);
+        if (rc < 0)
+            return;
+    }
+    if (coord_store_job_cancel(s, r->id, &j, &was, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_JOB, j.job_id);
+    coord_req_changed(r, COORD_EVENT_CREDITS, j.buyer_id);
+    if (j.assigned_worker[0])
+        coord_req_changed(r, COORD_EVENT_WORKER, j.assigned_worker);
+    answer_job(r, 200, &j);
+    coord_job_release(&j);
+}
+
+static void
+answer_worker(struct coord_req *r, const struct coord_worker *wk)
+{
+    struct coord_jsonw w;
+    co_buf_reset(&r->resp);
+    coord_jsonw_init(&w, &r->resp);
+    render_worker(&w, wk, r->srv->cfg->worker_timeout_seconds * 1000);
+    r->status = 200;
+}
+
+static void
+h_register(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"worker_id", "cpu_cores", "ram_mb",
+                                          "status",    "owner_id",  NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    const char *wid, *owner, *status;
+    int64_t cores, ram;
+    struct coord_worker wk, out;
+    memset(&wk, 0, sizeof(wk));
+    memset(&out, 0, sizeof(out));
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 || get_id(r, root, "worker_id", true, &wid) < 0 ||
+        get_int(r, root, "cpu_cores", true, 1, 1 << 20, &cores, NULL) < 0 ||
+        get_int(r, root, "ram_mb", true, 1, INT64_C(1) << 40, &ram, NULL) < 0 ||
+        get_str(r, root, "status", false, 1, 16, &status) < 0 ||
+        get_id(r, root, "owner_id", false, &owner) < 0)
+        goto out;
+    int st = status ? coord_worker_status_parse(status) : COORD_WORKER_IDLE;
+    if (st < 0) {
+        coord_req_error(r, 422, "invalid_field", "status",
+                        "field 'status' must be one of idle, busy, offline");
+        goto out;
+    }
+    co_strlcpy(wk.worker_id, wid, sizeof(wk.worker_id));
+    co_strlcpy(wk.owner_id, owner ? owner : "", sizeof(wk.owner_id));
+    wk.cpu_cores = cores;
+    wk.ram_mb = ram;
+    wk.status = (enum coord_worker_status)st;
+    wk.websocket = false;
+    if (coord_store_worker_upsert(s, &wk, &out, &err) < 0) {
+        if (err.code == CO_E_LIMIT)
+            co_err_set(&err, CO_E_LIMIT,
+                       "worker limit reached: MAX_WORKERS=%" PRId64
+                       " workers are registered; unregister one or raise MAX_WORKERS",
+                       r->srv->cfg->max_workers);
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_WORKER, wid);
+    answer_worker(r, &out);
+out:
+    json_decref(root);
+}
+
+static void
+h_unregister(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"worker_id", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    const char *wid;
+    char **ids = NULL;
+    size_t n = 0;
+    struct coord_worker wk;
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 || get_id(r, root, "worker_id", true, &wid) < 0)
+        goto out;
+    if (coord_store_worker_get(s, wid, &wk, &err) < 0 ||
+        coord_store_worker_release_jobs(s, wid, &ids, &n, &err) < 0 ||
+        coord_store_worker_set_status(s, wid, COORD_WORKER_OFFLINE, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_WORKER, wid);
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "worker_id", wid);
+    coord_jsonw_kstr(&w, "status", "offline");
+    coord_jsonw_key(&w, "released_jobs");
+    coord_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < n; i++) {
+        coord_jsonw_str(&w, ids[i]);
+        coord_req_changed(r, COORD_EVENT_JOB, ids[i]);
+    }
+    coord_jsonw_arr_end(&w);
+    coord_jsonw_obj_end(&w);
+    r->status = 200;
+out:
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    json_decref(root);
+}
+
+static void
+h_workers(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_worker_list l = {0};
+    co_err err = CO_ERR_INIT;
+    if (coord_store_worker_list(s, &l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++)
+        render_worker(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000);
+    coord_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_worker_list_release(&l);
+}
+
+static void
+h_task(struct coord_store *s, struct coord_req *r)
+{
+    if (!r->has_worker || !r->q_worker[0]) {
+        coord_req_error(r, 422, "invalid_field", "worker_id", "missing query 'worker_id'");
+        return;
+    }
+    if (!co_id_valid(r->q_worker)) {
+        coord_req_error(r, 422, "invalid_field", "worker_id", "invalid worker_id");
+        return;
+    }
+    co_err err = CO_ERR_INIT;
+    struct coord_job j;
+    memset(&j, 0, sizeof(j));
+    if (coord_store_worker_heartbeat(s, r->q_worker, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    int got = coord_store_job_claim_next(s, r->q_worker, &j, &err);
+    if (got < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    if (got == 0) {
+        r->status = 204;
+        return;
+    }
+    r->wrote_state = true;
+    r->dispatch_wait_ms = co_wall_ms() - j.created_at;
+    coord_req_changed(r, COORD_EVENT_JOB, j.job_id);
+    coord_req_changed(r, COORD_EVENT_WORKER, r->q_worker);
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    render_job(&w, &j, true, j.attempts);
+    r->status = 200;
+    coord_job_release(&j);
+}
+
+static void
+h_status(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"worker_id",      "job_id", "status",  "exit_code",
+                                          "stdout",         "stderr", "attempt", "usage",
+                                          "failure_reason", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    const char *wid, *jid, *status, *out_s, *err_s, *reason;
+    int64_t exit_code = 0, attempt = 0;
+    bool has_exit = false, has_attempt = false;
+    struct coord_job j;
+    memset(&j, 0, sizeof(j));
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 || get_id(r, root, "worker_id", true, &wid) < 0 ||
+        get_id(r, root, "job_id", true, &jid) < 0 ||
+        get_str(r, root, "status", true, 1, 16, &status) < 0 ||
+        get_int(r, root, "exit_code", false, -255, 255, &exit_code, &has_exit) < 0 ||
+        get_str(r, root, "stdout", false, 0, SIZE_MAX, &out_s) < 0 ||
+        get_str(r, root, "stderr", false, 0, SIZE_MAX, &err_s) < 0 ||
+        get_int(r, root, "attempt", false, 1, INT32_MAX, &attempt, &has_attempt) < 0 ||
+        get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0)
+        goto out;
+    int st = coord_job_status_parse(status);
+    if (st != COORD_JOB_RUNNING && st != COORD_JOB_COMPLETED && st != COORD_JOB_FAILED) {
+        coord_req_error(r, 422, "invalid_field", "status",
+                        "field 'status' must be one of running, completed, failed");
+        goto out;
+    }
+    struct coord_job_result res;
+    memset(&res, 0, sizeof(res));
+    json_t *usage = json_object_get(root, "usage");
+    if (usage && !json_is_null(usage)) {
+        static const char *const uallowed[] = {"wall_ms", "cpu_ms", "max_rss_kb", NULL};
+        if (!json_is_object(usage)) {
+            coord_req_error(r, 422, "invalid_field", "usage", "field 'usage' must be an object");
+            goto out;
+        }
+        if (only_fields(r, usage, uallowed) < 0 ||
+            get_int(r, usage, "wall_ms", false, 0, INT64_MAX, &res.usage.wall_ms, NULL) < 0 ||
+            get_int(r, usage, "cpu_ms", false, 0, INT64_MAX, &res.usage.cpu_ms, NULL) < 0 ||
+            get_int(r, usage, "max_rss_kb", false, 0, INT64_MAX, &res.usage.max_rss_kb, NULL) < 0)
+            goto out;
+        res.has_usage = true;
+    }
+    int failure = COORD_FAIL_NONE;
+    if (reason) {
+        failure = coord_failure_parse(reason);
+        if (failure <= COORD_FAIL_NONE || failure == COORD_FAIL_CANCELLED ||
+            failure == COORD_FAIL_WORKER_LOST) {
+            coord_req_error(r, 422, "invalid_field", "failure_reason",
+                            "field 'failure_reason' must be one of exit_code, timeout, oom, "
+                            "killed, sandbox_error");
+            goto out;
+        }
+        if (st != COORD_JOB_FAILED) {
+            coord_req_error(r, 422, "invalid_field", "failure_reason",
+                            "field 'failure_reason' is only allowed with status 'failed'");
+            goto out;
+        }
+    }
+    if (coord_store_job_get(s, jid, false, &j, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    if (strcmp(j.assigned_worker, wid) != 0) {
+        coord_req_error(r, 409, "conflict", "worker_id", "job '%s' is not assigned to '%s'", jid,
+                        wid);
+        goto out;
+    }
+    if (!has_attempt)
+        attempt = j.attempts;
+    if (coord_store_worker_heartbeat(s, wid, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    if (st == COORD_JOB_RUNNING || j.status == COORD_JOB_ASSIGNED) {
+        /* A poll worker may report completion without a running report first: it ran. */
+        if (coord_store_job_started(s, jid, wid, (int)attempt, &err) < 0) {
+            coord_req_fail(r, &err);
+            goto out;
+        }
+    }
+    if ((out_s && *out_s && coord_store_output_append(s, jid, 1, out_s, strlen(out_s), &err) < 0) ||
+        (err_s && *err_s && coord_store_output_append(s, jid, 2, err_s, strlen(err_s), &err) < 0)) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    if (st != COORD_JOB_RUNNING) {
+        bool changed = false;
+        res.status = (enum coord_job_status)st;
+        res.has_exit_code = has_exit;
+        res.exit_code = (int)exit_code;
+        if (st == COORD_JOB_FAILED) {
+            res.failure =
+                failure != COORD_FAIL_NONE ? (enum coord_failure)failure : COORD_FAIL_EXIT_CODE;
+            res.platform_fault = res.failure == COORD_FAIL_SANDBOX_ERROR;
+        }
+        if (coord_store_job_finish(s, jid, wid, (int)attempt, &res, &changed, &err) < 0) {
+            coord_req_fail(r, &err);
+            goto out;
+        }
+    }
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_JOB, jid);
+    coord_req_changed(r, COORD_EVENT_WORKER, wid);
+    if (st != COORD_JOB_RUNNING)
+        coord_req_changed(r, COORD_EVENT_CREDITS, j.buyer_id);
+    coord_job_release(&j);
+    memset(&j, 0, sizeof(j));
+    if (coord_store_job_get(s, jid, false, &j, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    answer_job(r, 200, &j);
+out:
+    coord_job_release(&j);
+    json_decref(root);
+}
+
+static void
+h_credits(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_user u;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_user_get(s, r->id, &u, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    render_user(r, &u);
+    r->status = 200;
+}
+
+static void
+h_grant(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"amount", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    co_err err = CO_ERR_INIT;
+    int64_t micro = 0;
+    struct coord_user u;
+    if (only_fields(r, root, allowed) < 0)
+        goto out;
+    json_t *v = json_object_get(root, "amount");
+    if (!v) {
+        coord_req_error(r, 422, "invalid_field", "amount", "missing required field 'amount'");
+        goto out;
+    }
+    int rc = proto_json_get_credits(v, "amount", &micro, &err);
+    if (rc == 0 && (micro <= 0 || micro > INT64_C(1000000000000) * CO_MICRO))
+        rc = co_err_set(&err, CO_E_RANGE,
+                        "field 'amount' must be positive and at most 1000000000000");
+    if (rc < 0) {
+        coord_req_error(r, 422, "invalid_field", "amount", "%s", err.msg);
+        goto out;
+    }
+    if (coord_store_user_grant(s, r->id, micro, &u, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_CREDITS, r->id);
+    render_user(r, &u);
+    r->status = 200;
+out:
+    json_decref(root);
+}
+
+static void
+h_ledger(struct coord_store *s, struct coord_req *r)
+{
+    int64_t limit, offset;
+    if (query_int(r, "limit", r->has_limit, r->q_limit, 100, 1, 1000, &limit) < 0 ||
+        query_int(r, "offset", r->has_offset, r->q_offset, 0, 0, INT32_MAX, &offset) < 0)
+        return;
+    co_err err = CO_ERR_INIT;
+    struct coord_user u;
+    if (coord_store_user_get(s, r->id, &u, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct coord_ledger_list l = {0};
+    if (coord_store_ledger_list(s, r->id, limit, offset, &l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++) {
+        const struct coord_ledger_row *row = &l.items[i];
+        coord_jsonw_obj_begin(&w);
+        coord_jsonw_kint(&w, "id", row->id);
+        coord_jsonw_kstr(&w, "user_id", row->user_id);
+        coord_jsonw_kstr(&w, "job_id", row->job_id[0] ? row->job_id : NULL);
+        coord_jsonw_kstr(&w, "kind", coord_ledger_kind_name(row->kind));
+        coord_jsonw_kcredits(&w, "amount", row->amount);
+        coord_jsonw_kcredits(&w, "held", row->held);
+        coord_jsonw_kcredits(&w, "balance", row->balance);
+        coord_jsonw_kstr(&w, "note", row->note);
+        coord_jsonw_ktime(&w, "created_at", row->created_at);
+        coord_jsonw_obj_end(&w);
+    }
+    coord_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_ledger_list_release(&l);
+}
+
+static void
+h_health(struct coord_store *s, struct coord_req *r)
+{
+    co_err err = CO_ERR_INIT;
+    memset(&r->health, 0, sizeof(r->health));
+    r->health_ok = coord_store_ping(s, &err) == 0 && coord_store_health(s, &r->health, &err) == 0;
+    if (!r->health_ok)
+        co_warn("health check failed error=\"%s\"", err.msg);
+    /* Rendered on the lws thread with the server's counters. */
+}
+
+static void
+h_invariant(struct coord_store *s, struct coord_req *r)
+{
+    co_err err = CO_ERR_INIT;
+    if (coord_store_check_invariant(s, &err) < 0) {
+        if (err.code == CO_E_UNAVAILABLE) {
+            coord_req_fail(r, &err);
+            return;
+        }
+        coord_req_error(r, 500, "invariant_broken", NULL, "%s", err.msg);
+        return;
+    }
+    co_buf_puts(&r->resp, "{\"ok\":true}");
+    r->status = 200;
+}
+
+void
+coord_api_handle(struct coord_store *store, struct coord_req *r)
+{
+    switch (r->route) {
+    case COORD_R_SUBMIT:
+        h_submit(store, r);
+        break;
+    case COORD_R_JOBS:
+        h_jobs(store, r);
+        break;
+    case COORD_R_JOB:
+        h_job(store, r);
+        break;
+    case COORD_R_JOB_OUTPUT:
+        h_job_output(store, r);
+        break;
+    case COORD_R_JOB_CANCEL:
+        h_job_cancel(store, r);
+        break;
+    case COORD_R_REGISTER:
+        h_register(store, r);
+        break;
+    case COORD_R_UNREGISTER:
+        h_unregister(store, r);
+        break;
+    case COORD_R_WORKERS:
+        h_workers(store, r);
+        break;
+    case COORD_R_TASK:
+        h_task(store, r);
+        break;
+    case COORD_R_STATUS:
+        h_status(store, r);
+        break;
+    case COORD_R_CREDITS:
+        h_credits(store, r);
+        break;
+    case COORD_R_GRANT:
+        h_grant(store, r);
+        break;
+    case COORD_R_LEDGER:
+        h_ledger(store, r);
+        break;
+    case COORD_R_HEALTH:
+    case COORD_R_METRICS:
+        h_health(store, r);
+        break;
+    case COORD_R_DEBUG_INVARIANT:
+        h_invariant(store, r);
+        break;
+    default:
+        coord_req_error(r, 404, "not_found", NULL, "unknown path");
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------ health and metrics */
+
+void
+coord_api_render_health(struct coord_server *srv, const struct coord_health *h, bool db_ok,
+                        struct coord_req *r)
+{
+    struct coord_jsonw w;
+    co_buf_reset(&r->resp);
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "status", db_ok ? "healthy" : "unhealthy");
+    if (db_ok && h) {
+        coord_jsonw_key(&w, "workers");
+        coord_jsonw_obj_begin(&w);
+        coord_jsonw_kint(&w, "total", h->workers_total);
+        coord_jsonw_kint(&w, "idle", h->workers[COORD_WORKER_IDLE]);
+        coord_jsonw_kint(&w, "busy", h->workers[COORD_WORKER_BUSY]);
+        coord_jsonw_kint(&w, "offline", h->workers[COORD_WORKER_OFFLINE]);
+        coord_jsonw_obj_end(&w);
+        coord_jsonw_key(&w, "jobs");
+        coord_jsonw_obj_begin(&w);
+        for (int i = 0; i < COORD_JOB_STATUS_COUNT; i++)
+            coord_jsonw_kint(&w, coord_job_status_name((enum coord_job_status)i), h->jobs[i]);
+        coord_jsonw_obj_end(&w);
+        coord_jsonw_kcredits(&w, "total_credits", h->total_credits);
+        coord_jsonw_kint(&w, "active_users", h->active_users);
+    }
+    coord_jsonw_key(&w, "metrics");
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kint(&w, "uptime_seconds", (co_mono_ms() - srv->started_mono_ms) / 1000);
+    coord_jsonw_kstr(&w, "database", srv->backend);
+    coord_jsonw_kstr(&w, "database_status", db_ok ? "up" : "down");
+    if (db_ok && h) {
+        coord_jsonw_kint(&w, "queue_depth", h->jobs[COORD_JOB_PENDING]);
+        coord_jsonw_kint(&w, "pending_unfit", h->pending_unfit);
+    }
+    coord_jsonw_kint(&w, "connected_agents", atomic_load(&srv->metrics.agents_connected));
+    coord_jsonw_kint(&w, "connected_dashboards", atomic_load(&srv->metrics.dashboards_connected));
+    coord_jsonw_kint(&w, "db_inflight", coord_db_pending(srv->db));
+    coord_jsonw_obj_end(&w);
+    coord_jsonw_obj_end(&w);
+    r->status = db_ok ? 200 : 503;
+    r->content_type = "application/json";
+}
+
+void
+coord_api_render_metrics(struct coord_server *srv, const struct coord_health *h, bool db_ok,
+                         struct coord_req *r)
+{
+    co_buf_reset(&r->resp);
+    coord_metrics_render(&srv->metrics, db_ok ? h : NULL, db_ok,
+                         (co_mono_ms() - srv->started_mono_ms) / 1000, coord_db_pending(srv->db),
+                         &r->resp);
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+}

@@ -1,0 +1,146 @@
+/* coord_config: settings from the environment (see coord_config.h). */
+#include "coord_config.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_credits.h"
+#include "co_config.h"
+#include "co_id.h"
+
+/* A string setting, NULL when unset or empty. */
+static char *
+cfg_strdup_or_null(const char *name)
+{
+    const char *v = co_config_str(name, NULL);
+    return (v && *v) ? co_xstrdup(v) : NULL;
+}
+
+static char *
+cfg_first_dir(const char *env, const char *const *candidates, size_t n)
+{
+    const char *v = co_config_str(env, NULL);
+    if (v && *v)
+        return co_xstrdup(v);
+    for (size_t i = 0; i < n; i++) {
+        if (access(candidates[i], R_OK | X_OK) == 0)
+            return co_xstrdup(candidates[i]);
+    }
+    return co_xstrdup(candidates[0]);
+}
+
+static int
+cfg_parse_cors(struct coord_config *cfg, co_err *err)
+{
+    const char *v = co_config_str("CORS_ORIGINS", "http://localhost:5173");
+    co_autofree char *copy = co_xstrdup(v);
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ' || *tok == '\t')
+            tok++;
+        size_t len = strlen(tok);
+        while (len > 0 && (tok[len - 1] == ' ' || tok[len - 1] == '\t' || tok[len - 1] == '/'))
+            tok[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (cfg->n_cors >= COORD_MAX_CORS)
+            return co_err_field(err, CO_E_RANGE, "CORS_ORIGINS",
+                                "invalid CORS_ORIGINS: more than %d origins", COORD_MAX_CORS);
+        cfg->cors[cfg->n_cors++] = co_xstrdup(tok);
+    }
+    return 0;
+}
+
+int
+coord_config_load(struct coord_config *cfg, co_err *err)
+{
+    int64_t v;
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->host = co_xstrdup(co_config_str("HOST", "0.0.0.0"));
+    if (co_config_int("PORT", 8000, 1, 65535, &v, err) < 0)
+        goto fail;
+    cfg->port = (int)v;
+    if (co_config_bool("DEBUG", false, &cfg->debug, err) < 0)
+        goto fail;
+    cfg->admin_token = cfg_strdup_or_null("ADMIN_TOKEN");
+    if (!cfg->admin_token) {
+        char hex[65];
+        co_random_hex(hex, 32);
+        cfg->admin_token = co_xstrdup(hex);
+        cfg->admin_generated = true;
+    }
+    cfg->agent_token = cfg_strdup_or_null("AGENT_TOKEN");
+    cfg->database_url = cfg_strdup_or_null("DATABASE_URL");
+    if (co_config_credits("COST_PER_CORE", "0.1", INT64_C(1000000) * CO_MICRO, &cfg->cost_per_core,
+                          err) < 0)
+        goto fail;
+    if (co_config_credits("COST_PER_100MB_RAM", "0.001", INT64_C(1000000) * CO_MICRO,
+                          &cfg->cost_per_100mb_ram, err) < 0)
+        goto fail;
+    if (co_config_credits("DEFAULT_STARTING_CREDITS", "100", INT64_C(1000000000000) * CO_MICRO,
+                          &cfg->starting_credits, err) < 0)
+        goto fail;
+    if (co_config_int("WORKER_TIMEOUT_SECONDS", 60, 1, 86400, &cfg->worker_timeout_seconds, err) <
+        0)
+        goto fail;
+    if (co_config_int("MAX_WORKERS", 100, 1, 1000000, &cfg->max_workers, err) < 0)
+        goto fail;
+    if (co_log_parse_level(co_config_str("LOG_LEVEL", "INFO"), &cfg->log_level, err) < 0) {
+        co_err_field(err, err->code, "LOG_LEVEL", "invalid LOG_LEVEL '%s': %s",
+                     co_config_str("LOG_LEVEL", "INFO"), err->msg);
+        goto fail;
+    }
+    cfg->log_file = cfg_strdup_or_null("LOG_FILE");
+    if (cfg_parse_cors(cfg, err) < 0)
+        goto fail;
+    if (co_config_size("MAX_BODY_BYTES", 1 << 20, 1024, INT64_C(64) << 20, &cfg->max_body_bytes,
+                       err) < 0)
+        goto fail;
+    if (co_config_int("MAX_JOB_CORES", 256, 1, 1 << 20, &cfg->max_job_cores, err) < 0)
+        goto fail;
+    if (co_config_int("MAX_JOB_RAM_MB", INT64_C(1) << 20, 1, INT64_C(1) << 40, &cfg->max_job_ram_mb,
+                      err) < 0)
+        goto fail;
+    if (co_config_int("DB_THREADS", 0, 0, 64, &cfg->db_threads, err) < 0)
+        goto fail;
+    {
+        static const char *const fe[] = {"frontend/dist", "/usr/local/share/cacheout/frontend",
+                                         "/usr/share/cacheout/frontend"};
+        static const char *const sq[] = {"sql", "/usr/local/share/cacheout/sql",
+                                         "/usr/share/cacheout/sql"};
+        cfg->frontend_dir = cfg_first_dir("FRONTEND_DIR", fe, CO_ARRAY_LEN(fe));
+        cfg->sql_dir = cfg_first_dir("SQL_DIR", sq, CO_ARRAY_LEN(sq));
+    }
+    return 0;
+fail:
+    coord_config_release(cfg);
+    return -1;
+}
+
+void
+coord_config_release(struct coord_config *cfg)
+{
+    free(cfg->host);
+    free(cfg->admin_token);
+    free(cfg->agent_token);
+    free(cfg->database_url);
+    free(cfg->log_file);
+    free(cfg->frontend_dir);
+    free(cfg->sql_dir);
+    for (int i = 0; i < cfg->n_cors; i++)
+        free(cfg->cors[i]);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+bool
+coord_config_cors_allowed(const struct coord_config *cfg, const char *origin, size_t len)
+{
+    for (int i = 0; i < cfg->n_cors; i++) {
+        if (strcmp(cfg->cors[i], "*") == 0)
+            return true;
+        if (strlen(cfg->cors[i]) == len && memcmp(cfg->cors[i], origin, len) == 0)
+            return true;
+    }
+    return false;
+}

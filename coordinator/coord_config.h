@@ -1,0 +1,55 @@
+/*
+ * coord_config: the coordinator's settings, read once at start-up from the environment (and the
+ * optional .env loaded before).  Every setting of the original README plus AGENT_TOKEN,
+ * CORS_ORIGINS, MAX_BODY_BYTES, MAX_JOB_CORES, MAX_JOB_RAM_MB, FRONTEND_DIR and SQL_DIR.
+ * Read-only after coord_config_load(); shared by every thread.
+ */
+#ifndef COORD_CONFIG_H
+#define COORD_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "co_err.h"
+#include "co_log.h"
+
+#define COORD_MAX_CORS 16
+
+struct coord_config {
+    char *host;                     /* HOST, default 0.0.0.0 */
+    int port;                       /* PORT, default 8000 */
+    bool debug;                     /* DEBUG */
+    char *admin_token;              /* ADMIN_TOKEN (generated when unset) */
+    bool admin_generated;           /* the token was generated at start */
+    char *agent_token;              /* AGENT_TOKEN, NULL when unset (open registration) */
+    char *database_url;             /* DATABASE_URL, NULL = SQLite default */
+    int64_t cost_per_core;          /* COST_PER_CORE, micro-credits */
+    int64_t cost_per_100mb_ram;     /* COST_PER_100MB_RAM, micro-credits */
+    int64_t starting_credits;       /* DEFAULT_STARTING_CREDITS, micro-credits */
+    int64_t worker_timeout_seconds; /* WORKER_TIMEOUT_SECONDS */
+    int64_t max_workers;            /* MAX_WORKERS */
+    enum co_log_level log_level;    /* LOG_LEVEL */
+    char *log_file;                 /* LOG_FILE, NULL = stderr only */
+    char *cors[COORD_MAX_CORS];     /* CORS_ORIGINS, comma-separated */
+    int n_cors;
+    int64_t max_body_bytes; /* MAX_BODY_BYTES, default 1 MiB */
+    int64_t max_job_cores;  /* MAX_JOB_CORES, default 256 */
+    int64_t max_job_ram_mb; /* MAX_JOB_RAM_MB, default 1 TiB in MB */
+    char *frontend_dir;     /* FRONTEND_DIR */
+    char *sql_dir;          /* SQL_DIR */
+    int64_t db_threads;     /* DB_THREADS: database worker threads, 0 = per backend default */
+};
+
+/**
+ * Read every setting from the environment into @cfg (caller-owned, released with
+ * coord_config_release).  Errors name the variable: "invalid PORT 'abc': not an integer".
+ */
+int coord_config_load(struct coord_config *cfg, co_err *err) __attribute__((warn_unused_result));
+
+/** Free the strings of @cfg. */
+void coord_config_release(struct coord_config *cfg);
+
+/** True if @origin (not NUL-terminated, @len bytes) is one of CORS_ORIGINS. */
+bool coord_config_cors_allowed(const struct coord_config *cfg, const char *origin, size_t len);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * coord_db: the database executor.  Worker threads, each owning one coord_store connection, run
+ * work items taken from per-lane queues; finished items are handed back to the lws service
+ * thread (lws_cancel_service) and their completion runs there, in
+ * coord_db_drain_completions(), which exactly one protocol calls from
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED.  Nothing that touches the database runs on the lws thread.
+ *
+ * Lanes: COORD_DB_WRITE items change state (SQLite: one writer thread, so writers never fight
+ * over the database lock); COORD_DB_READ items only read and run on their own threads in
+ * parallel.  Any module (HTTP API, scheduler, agent sessions, dashboard) may submit work.
+ */
+#ifndef COORD_DB_H
+#define COORD_DB_H
+
+#include <stdint.h>
+
+#include "co_err.h"
+#include "coord_store.h"
+
+struct lws_context;
+struct coord_db;
+
+enum coord_db_lane { COORD_DB_WRITE = 0, COORD_DB_READ, COORD_DB_LANES };
+
+/** Runs on a database thread with that thread's store. */
+typedef void (*coord_db_work_fn)(struct coord_store *store, void *arg);
+/** Runs on the lws service thread after the work (may be NULL). */
+typedef void (*coord_db_done_fn)(void *arg);
+
+struct coord_db_options {
+    const struct coord_store_config *store; /* copied by each coord_store_open */
+    int writers;                            /* threads on the write lane (>= 1) */
+    int readers;                            /* threads on the read lane (>= 1) */
+    int max_queue;                          /* per lane; submit fails beyond (0 = 10000) */
+};
+
+/**
+ * Open one store per thread and start the threads.  @ctx receives lws_cancel_service wake-ups
+ * (may be set later with coord_db_set_context).  Errors: a store cannot be opened.
+ */
+int coord_db_start(const struct coord_db_options *opt, struct coord_db **out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Set the lws context to wake (call before the first submit that needs a completion). */
+void coord_db_set_context(struct coord_db *db, struct lws_context *ctx);
+
+/**
+ * Queue @work on @lane.  @arg is borrowed until @done ran (or until @work ran if @done is NULL).
+ * Returns -1 (CO_E_UNAVAILABLE) if the lane is full or the executor is stopping.
+ */
+int coord_db_submit(struct coord_db *db, enum coord_db_lane lane, coord_db_work_fn work,
+                    coord_db_done_fn done, void *arg, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Run the completions of finished items (lws thread only).  Returns how many ran. */
+int coord_db_drain_completions(struct coord_db *db);
+
+/** Items queued or running, over all lanes. */
+int64_t coord_db_pending(struct coord_db *db);
+
+/** Longest time one work item took, in microseconds, since start (for the log). */
+int64_t coord_db_max_work_us(struct coord_db *db);
+
+/**
+ * Stop: finish every queued item, join the threads, close the stores.  Completions that were
+ * not drained are run here (on the calling thread, which must be the lws thread or after it
+ * stopped).  Frees @db (NULL is fine).
+ */
+void coord_db_stop(struct coord_db *db);
+
+#endif

@@ -1,0 +1,43 @@
+/*
+ * coord_events: the coordinator's change feed.  Whoever changes a job, a worker or a user's
+ * credits publishes the id after the change is committed; subscribers (the dashboard sessions,
+ * later) are called synchronously on the lws service thread, in order.  Publishing with no
+ * subscriber costs a counter increment.
+ */
+#ifndef COORD_EVENTS_H
+#define COORD_EVENTS_H
+
+#include <stdint.h>
+
+enum coord_event_kind {
+    COORD_EVENT_JOB = 0, /* a job's row changed (status, output, ...) */
+    COORD_EVENT_WORKER,  /* a worker registered, changed or went offline */
+    COORD_EVENT_CREDITS, /* a user's balance changed */
+    COORD_EVENT_KIND_COUNT
+};
+
+/** A subscriber: @id is borrowed for the duration of the call. */
+typedef void (*coord_event_fn)(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq);
+
+struct coord_events;
+
+/** A new, empty feed (caller-owned, coord_events_free). */
+struct coord_events *coord_events_new(void);
+/** Free @ev and forget its subscribers (NULL is fine). */
+void coord_events_free(struct coord_events *ev);
+
+/** Add a subscriber; returns a handle for coord_events_unsubscribe (> 0). */
+int coord_events_subscribe(struct coord_events *ev, coord_event_fn fn, void *ud);
+/** Remove a subscriber by handle (unknown handles are ignored). */
+void coord_events_unsubscribe(struct coord_events *ev, int handle);
+
+/** Publish one change (lws thread); returns its sequence number (1, 2, ...). */
+uint64_t coord_events_publish(struct coord_events *ev, enum coord_event_kind kind, const char *id);
+
+/** The sequence number of the last published event (0 if none). */
+uint64_t coord_events_seq(const struct coord_events *ev);
+
+/** "job", "worker", "credits". */
+const char *coord_event_kind_name(enum coord_event_kind kind);
+
+#endif

@@ -1,0 +1,42 @@
+/*
+ * coord_metrics: process counters and their Prometheus text rendering (/metrics).  Counters are
+ * atomics so any thread (HTTP, scheduler, agent sessions) may update them.
+ */
+#ifndef COORD_METRICS_H
+#define COORD_METRICS_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "co_buf.h"
+#include "coord_store.h"
+
+#define COORD_METRICS_CODES 20
+#define COORD_METRICS_BUCKETS 12
+
+struct coord_metrics {
+    _Atomic uint64_t http[COORD_METRICS_CODES]; /* by status code, see coord_metrics.c */
+    _Atomic uint64_t assignments;               /* jobs handed to a worker (any attempt) */
+    _Atomic uint64_t dispatch[COORD_METRICS_BUCKETS + 1]; /* cumulative later; +Inf last */
+    _Atomic uint64_t dispatch_count;
+    _Atomic uint64_t dispatch_sum_us;
+    _Atomic int64_t agents_connected;
+    _Atomic int64_t dashboards_connected;
+};
+
+/** Zero every counter. */
+void coord_metrics_init(struct coord_metrics *m);
+/** Count one HTTP answer with status @code. */
+void coord_metrics_http(struct coord_metrics *m, int code);
+/** Count one assignment that waited @wait_ms since the job was submitted. */
+void coord_metrics_dispatch(struct coord_metrics *m, int64_t wait_ms);
+
+/**
+ * Append the Prometheus text exposition to @out: the counters of @m, job counts and queue depth
+ * from @h (NULL when the database is unreachable), and process figures.
+ */
+void coord_metrics_render(struct coord_metrics *m, const struct coord_health *h, bool db_up,
+                          int64_t uptime_s, int64_t db_inflight, struct co_buf *out);
+
+#endif

@@ -1,0 +1,830 @@
+/*
+ * coord_server: lws context, HTTP request lifecycle, static files and WebSocket wiring.
+ *
+ * Life of an API request (all on the lws service thread unless stated):
+ *   LWS_CALLBACK_HTTP        route, auth, CORS origin, Content-Length/-Type checks; answer
+ *                            early errors at once; else wait for the body or dispatch
+ *   LWS_CALLBACK_HTTP_BODY   append (the cap was checked against Content-Length already)
+ *   ..._BODY_COMPLETION      dispatch to the database executor (coord_db)
+ *   database thread          coord_api_handle() fills the answer
+ *   EVENT_WAIT_CANCELLED     completions drained: publish changes, ask for WRITEABLE
+ *   HTTP_WRITEABLE           headers, then the body in chunks, then keep-alive or close
+ * A connection that closes while its request is in flight marks the request orphaned; the
+ * completion then frees it without touching the wsi.
+ */
+#include "coord_server.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libwebsockets.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_log.h"
+#include "co_time.h"
+#include "coord_agent_ws.h"
+#include "coord_api.h"
+#include "coord_dash_ws.h"
+#include "coord_jsonw.h"
+
+#define HDR_BUF 4096
+#define BODY_CHUNK 65536
+#define HEALTH_TTL_MS 1000
+#define SHUTDOWN_GRACE_MS 10000
+
+struct http_pss {
+    struct coord_req *req;
+};
+
+static const char placeholder_html[] =
+    "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    "<title>CacheOut</title></head><body><h1>CacheOut coordinator</h1>"
+    "<p>The dashboard is not built yet. The REST API is at <code>/api/v1/</code> "
+    "(try <a href=\"/api/v1/health\">/api/v1/health</a>), metrics at "
+    "<a href=\"/metrics\">/metrics</a>.</p></body></html>\n";
+
+/* Security headers on every HTTP answer (vhost-wide).  The CSP allows what a Vite React bundle
+ * needs: scripts and styles from 'self', inline style attributes (used by many components),
+ * data:/blob: images and fonts, and WebSocket/fetch back to the origin. */
+static const struct lws_protocol_vhost_options sec_headers[] = {
+    {&sec_headers[1], NULL, "content-security-policy:",
+     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+     "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' ws: wss:; "
+     "object-src 'none'; base-uri 'self'; frame-ancestors 'none'; form-action 'self'"},
+    {&sec_headers[2], NULL, "x-content-type-options:", "nosniff"},
+    {&sec_headers[3], NULL, "x-frame-options:", "DENY"},
+    {&sec_headers[4], NULL, "referrer-policy:", "no-referrer"},
+    {NULL, NULL, "cross-origin-opener-policy:", "same-origin"},
+};
+
+static const struct lws_protocol_vhost_options mimes[] = {
+    {&mimes[1], NULL, ".map", "application/json"},
+    {&mimes[2], NULL, ".wasm", "application/wasm"},
+    {&mimes[3], NULL, ".mjs", "text/javascript"},
+    {&mimes[4], NULL, ".webp", "image/webp"},
+    {&mimes[5], NULL, ".svg", "image/svg+xml"},
+    {&mimes[6], NULL, ".woff2", "font/woff2"},
+    {&mimes[7], NULL, ".woff", "font/woff"},
+    {&mimes[8], NULL, ".webmanifest", "application/manifest+json"},
+    {&mimes[9], NULL, ".json", "application/json"},
+    {&mimes[10], NULL, ".txt", "text/plain"},
+    {NULL, NULL, ".js", "text/javascript"},
+};
+
+/* ------------------------------------------------------------------ answers (any thread) */
+
+void
+coord_req_error(struct coord_req *r, int status, const char *code, const char *field,
+                const char *fmt, ...)
+{
+    char msg[CO_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct coord_jsonw w;
+    co_buf_reset(&r->resp);
+    coord_jsonw_init(&w, &r->resp);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_key(&w, "error");
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "code", code);
+    coord_jsonw_kstr(&w, "message", msg);
+    if (field && *field)
+        coord_jsonw_kstr(&w, "field", field);
+    coord_jsonw_obj_end(&w);
+    coord_jsonw_obj_end(&w);
+    r->status = status;
+    r->content_type = "application/json";
+}
+
+void
+coord_req_fail(struct coord_req *r, const co_err *err)
+{
+    switch (err->code) {
+    case CO_E_NOTFOUND:
+        coord_req_error(r, 404, "not_found", err->field, "%s", err->msg);
+        break;
+    case CO_E_CONFLICT:
+        coord_req_error(r, 409, "conflict", err->field, "%s", err->msg);
+        break;
+    case CO_E_LIMIT:
+        coord_req_error(r, 409, "conflict", err->field, "%s", err->msg);
+        break;
+    case CO_E_FUNDS:
+        coord_req_error(r, 402, "insufficient_credits", err->field, "%s", err->msg);
+        break;
+    case CO_E_UNAVAILABLE:
+        r->db_down = true;
+        coord_req_error(r, 503, "unavailable", NULL, "%s", err->msg);
+        break;
+    case CO_E_INVAL:
+    case CO_E_RANGE:
+        coord_req_error(r, 422, "invalid_field", err->field, "%s", err->msg);
+        break;
+    case CO_E_TOOLARGE:
+        coord_req_error(r, 413, "too_large", err->field, "%s", err->msg);
+        break;
+    case CO_E_AUTH:
+        coord_req_error(r, 401, "unauthorized", NULL, "%s", err->msg);
+        break;
+    default:
+        co_error("request failed path=%s error=\"%s\"", r->path, err->msg);
+        coord_req_error(r, 500, "internal", NULL, "internal error");
+        break;
+    }
+}
+
+void
+coord_req_changed(struct coord_req *r, enum coord_event_kind kind, const char *id)
+{
+    if (r->n_changes >= COORD_MAX_CHANGES || !id || !*id)
+        return;
+    for (int i = 0; i < r->n_changes; i++) {
+        if (r->change_kind[i] == kind && strcmp(r->change_id[i], id) == 0)
+            return;
+    }
+    r->change_kind[r->n_changes] = kind;
+    co_strlcpy(r->change_id[r->n_changes], id, sizeof(r->change_id[0]));
+    r->n_changes++;
+}
+
+/* ------------------------------------------------------------------ request lifecycle */
+
+static struct coord_req *
+req_new(struct coord_server *srv, struct lws *wsi)
+{
+    struct coord_req *r = co_xcalloc(1, sizeof(*r));
+    r->srv = srv;
+    r->wsi = wsi;
+    r->content_length = -1;
+    r->dispatch_wait_ms = -1;
+    r->content_type = "application/json";
+    r->t0_ns = co_mono_ns();
+    co_buf_init(&r->body);
+    co_buf_init(&r->resp);
+    return r;
+}
+
+static void
+req_free(struct coord_req *r)
+{
+    if (!r)
+        return;
+    co_buf_release(&r->body);
+    co_buf_release(&r->resp);
+    free(r);
+}
+
+static void
+req_log(struct coord_req *r)
+{
+    struct coord_server *srv = r->srv;
+    coord_metrics_http(&srv->metrics, r->status);
+    if (co_log_enabled(CO_LOG_INFO)) {
+        int64_t us = (co_mono_ns() - r->t0_ns) / 1000;
+        co_info("http request method=%s path=%s status=%d duration_ms=%" PRId64 ".%03" PRId64,
+                r->method_name, r->path, r->status, us / 1000, us % 1000);
+    }
+}
+
+/* Write the status line and headers.  Returns -1 if the connection must close. */
+static int
+req_send_headers(struct lws *wsi, struct coord_req *r)
+{
+    unsigned char buf[LWS_PRE + HDR_BUF];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
+                                    (lws_filepos_t)r->resp.len, &p, end))
+        return -1;
+    if (r->cors_origin[0]) {
+        if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
+                                        (const unsigned char *)r->cors_origin,
+                                        (int)strlen(r->cors_origin), &p, end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, &p, end))
+            return -1;
+        if (r->method == LWSHUMETH_OPTIONS) {
+            static const char methods[] = "GET, POST, OPTIONS";
+            static const char headers[] = "Content-Type, X-Admin-Token, X-Agent-Token";
+            if (lws_add_http_header_by_name(
+                    wsi, (const unsigned char *)"access-control-allow-methods:",
+                    (const unsigned char *)methods, (int)strlen(methods), &p, end) ||
+                lws_add_http_header_by_name(
+                    wsi, (const unsigned char *)"access-control-allow-headers:",
+                    (const unsigned char *)headers, (int)strlen(headers), &p, end) ||
+                lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-max-age:",
+                                            (const unsigned char *)"600", 3, &p, end))
+                return -1;
+        }
+    }
+    if (strcmp(r->content_type, "application/json") == 0 &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)"no-store", 8, &p, end))
+        return -1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return -1;
+    r->headers_sent = true;
+    return 0;
+}
+
+/* WRITEABLE: headers (if not yet), then the next body chunk.  Returns -1 to close. */
+static int
+req_write(struct lws *wsi, struct http_pss *pss)
+{
+    struct coord_req *r = pss->req;
+    if (!r->headers_sent) {
+        if (req_send_headers(wsi, r) < 0)
+            goto close;
+        if (r->resp.len > 0) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
+    if (r->sent < r->resp.len) {
+        static unsigned char buf[LWS_PRE + BODY_CHUNK];
+        size_t n = r->resp.len - r->sent;
+        if (n > BODY_CHUNK)
+            n = BODY_CHUNK;
+        memcpy(buf + LWS_PRE, r->resp.data + r->sent, n);
+        r->sent += n;
+        bool last = r->sent == r->resp.len;
+        if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
+            goto close;
+        if (!last) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
+    /* Done. */
+    bool close_after = r->close_after;
+    req_log(r);
+    req_free(r);
+    pss->req = NULL;
+    if (close_after)
+        return -1;
+    if (lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+close:
+    req_log(r);
+    req_free(r);
+    pss->req = NULL;
+    return -1;
+}
+
+/* The answer in @r is ready: have it written. */
+static void
+req_answer(struct coord_req *r)
+{
+    lws_callback_on_writable(r->wsi);
+}
+
+static void
+server_publish(struct coord_server *srv, struct coord_req *r)
+{
+    for (int i = 0; i < r->n_changes; i++)
+        coord_events_publish(srv->events, r->change_kind[i], r->change_id[i]);
+}
+
+/* Completion of a dispatched request (lws thread). */
+static void
+req_done(void *arg)
+{
+    struct coord_req *r = arg;
+    struct coord_server *srv = r->srv;
+    r->inflight = false;
+    srv->inflight--;
+    if (r->route == COORD_R_HEALTH || r->route == COORD_R_METRICS) {
+        srv->health = r->health;
+        srv->health_db_ok = r->health_ok;
+        srv->health_valid = true;
+        srv->health_at_ms = co_mono_ms();
+        if (r->route == COORD_R_HEALTH)
+            coord_api_render_health(srv, r->health_ok ? &r->health : NULL, r->health_ok, r);
+        else
+            coord_api_render_metrics(srv, r->health_ok ? &r->health : NULL, r->health_ok, r);
+    } else if (r->wrote_state || r->db_down) {
+        /* Counts changed (or the database went away): the next health check asks again. */
+        srv->health_valid = false;
+    }
+    if (r->dispatch_wait_ms >= 0)
+        coord_metrics_dispatch(&srv->metrics, r->dispatch_wait_ms);
+    server_publish(srv, r);
+    if (r->orphaned) {
+        req_free(r);
+        return;
+    }
+    req_answer(r);
+}
+
+static void
+req_work(struct coord_store *store, void *arg)
+{
+    coord_api_handle(store, arg);
+}
+
+static void
+req_dispatch(struct coord_server *srv, struct coord_req *r, enum coord_db_lane lane)
+{
+    co_err err = CO_ERR_INIT;
+    r->inflight = true;
+    srv->inflight++;
+    if (coord_db_submit(srv->db, lane, req_work, req_done, r, &err) < 0) {
+        r->inflight = false;
+        srv->inflight--;
+        coord_req_error(r, 503, "unavailable", NULL, "server busy: %s", err.msg);
+        req_answer(r);
+    }
+}
+
+/* ------------------------------------------------------------------ HTTP callback helpers */
+
+static bool
+hdr_custom(struct lws *wsi, const char *name, char *buf, int len)
+{
+    int n = lws_hdr_custom_length(wsi, name, (int)strlen(name));
+    if (n <= 0 || n >= len)
+        return false;
+    return lws_hdr_custom_copy(wsi, buf, len, name, (int)strlen(name)) >= 0;
+}
+
+static bool
+token_ok(const char *got, const char *want)
+{
+    if (!want)
+        return true;
+    return co_consttime_eq(got, strlen(got), want, strlen(want)) == 1;
+}
+
+static void
+copy_arg(struct lws *wsi, const char *name, char *dst, size_t dstlen, bool *has)
+{
+    char buf[256];
+    char key[32];
+    snprintf(key, sizeof(key), "%s=", name);
+    const char *v = lws_get_urlarg_by_name(wsi, key, buf, (int)sizeof(buf));
+    *has = v != NULL;
+    if (!v) {
+        dst[0] = '\0';
+        return;
+    }
+    if (co_strlcpy(dst, v, dstlen) >= dstlen)
+        dst[dstlen - 1] = '\0'; /* too long: the handler rejects the truncated value */
+}
+
+static bool
+path_has_ext(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *last = slash ? slash + 1 : path;
+    return strchr(last, '.') != NULL;
+}
+
+/* Serve the SPA entry point (index.html or the built-in placeholder). */
+static int
+serve_spa(struct lws *wsi, struct http_pss *pss)
+{
+    struct coord_req *r = pss->req;
+    struct coord_server *srv = r->srv;
+    co_autofree char *index = co_xasprintf("%s/index.html", srv->cfg->frontend_dir);
+    struct stat st;
+    if (stat(index, &st) == 0 && S_ISREG(st.st_mode)) {
+        r->status = 200;
+        req_log(r);
+        req_free(r);
+        pss->req = NULL;
+        int n = lws_serve_http_file(wsi, index, "text/html", NULL, 0);
+        if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
+            return -1;
+        return 0;
+    }
+    r->status = 200;
+    r->content_type = "text/html";
+    co_buf_puts(&r->resp, placeholder_html);
+    req_answer(r);
+    return 0;
+}
+
+static bool
+content_type_json(struct lws *wsi)
+{
+    char ct[128];
+    int n = lws_hdr_copy(wsi, ct, sizeof(ct), WSI_TOKEN_HTTP_CONTENT_TYPE);
+    if (n <= 0)
+        return false;
+    size_t len = strcspn(ct, ";");
+    while (len > 0 && ct[len - 1] == ' ')
+        len--;
+    return len == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static const char *
+method_name(int m)
+{
+    switch (m) {
+    case LWSHUMETH_GET:
+        return "GET";
+    case LWSHUMETH_POST:
+        return "POST";
+    case LWSHUMETH_OPTIONS:
+        return "OPTIONS";
+    case LWSHUMETH_PUT:
+        return "PUT";
+    case LWSHUMETH_PATCH:
+        return "PATCH";
+    case LWSHUMETH_DELETE:
+        return "DELETE";
+    case LWSHUMETH_HEAD:
+        return "HEAD";
+    default:
+        return "OTHER";
+    }
+}
+
+/* LWS_CALLBACK_HTTP: a new request.  Returns -1 to close. */
+static int
+http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
+{
+    char *uri = NULL;
+    int uri_len = 0;
+    int m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+    if (pss->req) {
+        /* A previous request on this connection is still being answered. */
+        return -1;
+    }
+    struct coord_req *r = req_new(srv, wsi);
+    pss->req = r;
+    r->method = m;
+    co_strlcpy(r->method_name, method_name(m), sizeof(r->method_name));
+    if (m < 0 || !uri || uri_len <= 0 || (size_t)uri_len >= sizeof(r->path)) {
+        co_strlcpy(r->path, "?", sizeof(r->path));
+        r->close_after = true;
+        coord_req_error(r, 404, "not_found", NULL, "unknown path");
+        req_answer(r);
+        return 0;
+    }
+    memcpy(r->path, uri, (size_t)uri_len);
+    r->path[uri_len] = '\0';
+    {
+        char *q = strchr(r->path, '?');
+        if (q)
+            *q = '\0';
+    }
+
+    char origin[256];
+    int on = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
+    if (on > 0 && coord_config_cors_allowed(srv->cfg, origin, (size_t)on))
+        co_strlcpy(r->cors_origin, origin, sizeof(r->cors_origin));
+
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
+        char cl[32];
+        lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH);
+        char *endp = NULL;
+        errno = 0;
+        long long v = strtoll(cl, &endp, 10);
+        if (errno || endp == cl || *endp || v < 0) {
+            r->close_after = true;
+            coord_req_error(r, 400, "bad_request", NULL, "invalid Content-Length");
+            req_answer(r);
+            return 0;
+        }
+        r->content_length = v;
+    }
+    bool api = strncmp(r->path, "/api/v1/", 8) == 0 || strcmp(r->path, "/api/v1") == 0;
+    bool metrics = strcmp(r->path, "/metrics") == 0;
+    /* A request body we will not read leaves the connection unusable for keep-alive. */
+    if (r->content_length > 0 || (m == LWSHUMETH_POST && r->content_length < 0))
+        r->close_after = true;
+
+    if (m == LWSHUMETH_OPTIONS) {
+        r->status = 204;
+        req_answer(r);
+        return 0;
+    }
+    if (!api && !metrics) {
+        if (m != LWSHUMETH_GET && m != LWSHUMETH_HEAD) {
+            coord_req_error(r, 405, "method_not_allowed", NULL, "method not allowed");
+            req_answer(r);
+            return 0;
+        }
+        if (path_has_ext(r->path) || strstr(r->path, "..")) {
+            r->status = 404;
+            r->content_type = "text/plain";
+            co_buf_puts(&r->resp, "not found\n");
+            req_answer(r);
+            return 0;
+        }
+        return serve_spa(wsi, pss);
+    }
+
+    struct coord_route_info ri;
+    if (metrics) {
+        if (m != LWSHUMETH_GET) {
+            coord_req_error(r, 405, "method_not_allowed", NULL, "method not allowed");
+            req_answer(r);
+            return 0;
+        }
+        ri.route = COORD_R_METRICS;
+        ri.auth = COORD_AUTH_NONE;
+        ri.body = ri.body_optional = false;
+        ri.lane = COORD_DB_READ;
+    } else {
+        int rc = coord_api_route(m, r->path, r->id, &ri);
+        if (rc == 404) {
+            coord_req_error(r, 404, "not_found", NULL, "unknown path '%s'", r->path);
+            req_answer(r);
+            return 0;
+        }
+        if (rc == 405) {
+            coord_req_error(r, 405, "method_not_allowed", NULL, "method %s not allowed on '%s'",
+                            r->method_name, r->path);
+            req_answer(r);
+            return 0;
+        }
+    }
+    r->route = ri.route;
+    r->lane = ri.lane;
+
+    if (srv->stopping) {
+        r->close_after = true;
+        coord_req_error(r, 503, "unavailable", NULL, "server is shutting down");
+        req_answer(r);
+        return 0;
+    }
+
+    /* Tokens. */
+    char tok[512];
+    bool have_admin = hdr_custom(wsi, "x-admin-token:", tok, sizeof(tok));
+    r->admin = have_admin && token_ok(tok, srv->cfg->admin_token);
+    if (ri.auth == COORD_AUTH_ADMIN && !r->admin) {
+        coord_req_error(r, 401, "unauthorized", NULL,
+                        have_admin ? "wrong X-Admin-Token" : "missing X-Admin-Token");
+        req_answer(r);
+        return 0;
+    }
+    if (ri.auth == COORD_AUTH_AGENT && srv->cfg->agent_token) {
+        bool have = hdr_custom(wsi, "x-agent-token:", tok, sizeof(tok));
+        if (!have || !token_ok(tok, srv->cfg->agent_token)) {
+            coord_req_error(r, 401, "unauthorized", NULL,
+                            have ? "wrong X-Agent-Token" : "missing X-Agent-Token");
+            req_answer(r);
+            return 0;
+        }
+    }
+
+    /* Query arguments. */
+    copy_arg(wsi, "status", r->q_status, sizeof(r->q_status), &r->has_status);
+    copy_arg(wsi, "buyer_id", r->q_buyer, sizeof(r->q_buyer), &r->has_buyer);
+    copy_arg(wsi, "worker_id", r->q_worker, sizeof(r->q_worker), &r->has_worker);
+    copy_arg(wsi, "limit", r->q_limit, sizeof(r->q_limit), &r->has_limit);
+    copy_arg(wsi, "offset", r->q_offset, sizeof(r->q_offset), &r->has_offset);
+
+    /* Bodies. */
+    if (ri.body || (ri.body_optional && r->content_length > 0)) {
+        if (r->content_length < 0) {
+            coord_req_error(r, 411, "length_required", NULL,
+                            "a request body needs a Content-Length header");
+            req_answer(r);
+            return 0;
+        }
+        if (r->content_length > srv->cfg->max_body_bytes) {
+            coord_req_error(r, 413, "too_large", NULL, "request body of %lld bytes over %" PRId64,
+                            (long long)r->content_length, srv->cfg->max_body_bytes);
+            req_answer(r);
+            return 0;
+        }
+        if (!content_type_json(wsi)) {
+            coord_req_error(r, 415, "unsupported_media_type", NULL,
+                            "Content-Type must be application/json");
+            req_answer(r);
+            return 0;
+        }
+        if (r->content_length > 0) {
+            r->close_after = false; /* we read it */
+            co_buf_grow(&r->body, (size_t)r->content_length);
+            return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
+        }
+    } else if (r->content_length > 0) {
+        /* A body where none is expected: it is not read, so close after the answer. */
+        r->close_after = true;
+    }
+    if (m == LWSHUMETH_POST && r->content_length < 0)
+        r->close_after = true;
+
+    /* Health and metrics from the cache when it is fresh. */
+    if ((ri.route == COORD_R_HEALTH || ri.route == COORD_R_METRICS) && srv->health_valid &&
+        co_mono_ms() - srv->health_at_ms < HEALTH_TTL_MS) {
+        if (ri.route == COORD_R_HEALTH)
+            coord_api_render_health(srv, srv->health_db_ok ? &srv->health : NULL, srv->health_db_ok,
+                                    r);
+        else
+            coord_api_render_metrics(srv, srv->health_db_ok ? &srv->health : NULL,
+                                     srv->health_db_ok, r);
+        if (req_send_headers(wsi, r) < 0)
+            return -1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    req_dispatch(srv, r, ri.lane);
+    return 0;
+}
+
+static int
+http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct http_pss *pss = user;
+    struct lws_context *cx = lws_get_context(wsi);
+    struct coord_server *srv = cx ? lws_context_user(cx) : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* Delivered to every protocol; completions are drained here only. */
+        if (srv)
+            coord_db_drain_completions(srv->db);
+        return 0;
+    case LWS_CALLBACK_HTTP:
+        if (!srv || !pss)
+            return -1;
+        return http_request(wsi, srv, pss);
+    case LWS_CALLBACK_HTTP_BODY:
+        if (!pss || !pss->req)
+            return -1;
+        if (pss->req->body.len + len > (size_t)srv->cfg->max_body_bytes)
+            return -1;
+        co_buf_append(&pss->req->body, in, len);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!pss || !pss->req)
+            return -1;
+        req_dispatch(srv, pss->req, pss->req->lane);
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        if (!pss || !pss->req || pss->req->inflight)
+            return 0;
+        return req_write(wsi, pss);
+    case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        if (lws_http_transaction_completed(wsi))
+            return -1;
+        return 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (pss && pss->req) {
+            struct coord_req *r = pss->req;
+            pss->req = NULL;
+            if (r->inflight) {
+                r->orphaned = true;
+                r->wsi = NULL;
+            } else {
+                req_free(r);
+            }
+        }
+        return 0;
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/* ------------------------------------------------------------------ context */
+
+static struct lws_protocols protocols[4];
+
+static void
+server_log_emit(int level, const char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n')
+        n--;
+    if (level & LLL_ERR)
+        co_error("lws: %.*s", (int)n, line);
+    else if (level & LLL_WARN)
+        co_warn("lws: %.*s", (int)n, line);
+    else
+        co_debug("lws: %.*s", (int)n, line);
+}
+
+int
+coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char *backend,
+                 volatile sig_atomic_t *stop_flag, co_err *err)
+{
+    struct coord_server *srv = co_xcalloc(1, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->db = db;
+    srv->backend = backend;
+    srv->events = coord_events_new();
+    srv->stop_flag = stop_flag;
+    srv->started_mono_ms = co_mono_ms();
+    coord_metrics_init(&srv->metrics);
+    int rc = -1;
+
+    lws_set_log_level(LLL_ERR | LLL_WARN | (cfg->debug ? LLL_NOTICE : 0), server_log_emit);
+
+    protocols[0] = (struct lws_protocols){
+        .name = "http",
+        .callback = http_callback,
+        .per_session_data_size = sizeof(struct http_pss),
+    };
+    protocols[1] = coord_agent_ws_protocol();
+    protocols[2] = coord_dash_ws_protocol();
+    memset(&protocols[3], 0, sizeof(protocols[3]));
+
+    static struct lws_http_mount mount_static, mount_api, mount_metrics;
+    mount_metrics = (struct lws_http_mount){
+        .mountpoint = "/metrics",
+        .mountpoint_len = 8,
+        .origin = "http",
+        .origin_protocol = LWSMPRO_CALLBACK,
+        .protocol = "http",
+    };
+    mount_api = (struct lws_http_mount){
+        .mount_next = &mount_metrics,
+        .mountpoint = "/api/v1",
+        .mountpoint_len = 7,
+        .origin = "http",
+        .origin_protocol = LWSMPRO_CALLBACK,
+        .protocol = "http",
+    };
+    mount_static = (struct lws_http_mount){
+        .mount_next = &mount_api,
+        .mountpoint = "/",
+        .mountpoint_len = 1,
+        .origin = cfg->frontend_dir,
+        .def = "index.html",
+        .origin_protocol = LWSMPRO_FILE,
+        .extra_mimetypes = mimes,
+        .cache_max_age = 0,
+    };
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = cfg->port;
+    info.iface =
+        (strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "::") == 0) ? NULL : cfg->host;
+    info.protocols = protocols;
+    info.mounts = &mount_static;
+    info.headers = sec_headers;
+    info.user = srv;
+    info.vhost_name = "cacheout";
+    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+                   LWS_SERVER_OPTION_DISABLE_IPV6 * 0;
+    info.keepalive_timeout = 30;
+    info.timeout_secs = 30;
+    info.max_http_header_data = 8192;
+    info.pt_serv_buf_size = 32768;
+    info.pvo = NULL;
+
+    srv->ctx = lws_create_context(&info);
+    if (!srv->ctx) {
+        co_err_set(err, CO_E_SYS, "cannot listen on '%s:%d' (address in use or not permitted)",
+                   cfg->host, cfg->port);
+        goto out;
+    }
+    coord_db_set_context(db, srv->ctx);
+    co_info("listening host=%s port=%d store=%s frontend=%s", cfg->host, cfg->port, backend,
+            cfg->frontend_dir);
+
+    int64_t stop_deadline = 0;
+    while (1) {
+        if (*stop_flag && !srv->stopping) {
+            srv->stopping = true;
+            stop_deadline = co_mono_ms() + SHUTDOWN_GRACE_MS;
+            co_info("shutting down inflight=%" PRId64, srv->inflight);
+        }
+        if (srv->stopping && (srv->inflight == 0 || co_mono_ms() > stop_deadline))
+            break;
+        if (lws_service(srv->ctx, srv->stopping ? 50 : 1000) < 0)
+            break;
+    }
+    /* Let the last answers go out. */
+    for (int i = 0; i < 5; i++)
+        lws_service(srv->ctx, 10);
+    rc = 0;
+out:
+    if (srv->ctx) {
+        coord_db_set_context(db, NULL);
+        lws_context_destroy(srv->ctx);
+    }
+    /*
+     * Requests still in the executor belong to connections that are gone; their completions
+     * touch srv, so wait for them (bounded) before freeing it.
+     */
+    {
+        int64_t deadline = co_mono_ms() + SHUTDOWN_GRACE_MS;
+        while (srv->inflight > 0 && co_mono_ms() < deadline) {
+            if (coord_db_drain_completions(db) == 0)
+                usleep(1000);
+        }
+        if (srv->inflight > 0) {
+            co_error("shutdown: %" PRId64 " database requests did not finish", srv->inflight);
+            return rc; /* leak srv: a late completion may still reach it */
+        }
+    }
+    co_info("http server stopped max_db_work_us=%" PRId64 " db_time_on_loop_us=%" PRId64,
+            coord_db_max_work_us(db), srv->max_loop_db_us);
+    coord_events_free(srv->events);
+    free(srv);
+    return rc;
+}

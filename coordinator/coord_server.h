@@ -1,0 +1,135 @@
+/*
+ * coord_server: the coordinator's one libwebsockets context and vhost: the REST API mount
+ * (/api/v1), /metrics, the dashboard's static files with SPA fallback, and the two WebSocket
+ * subprotocols.  It owns the per-request state (struct coord_req) that travels from the lws
+ * thread to a database thread and back.
+ */
+#ifndef COORD_SERVER_H
+#define COORD_SERVER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "co_buf.h"
+#include "co_err.h"
+#include "coord_config.h"
+#include "coord_db.h"
+#include "coord_events.h"
+#include "coord_metrics.h"
+#include "coord_store.h"
+
+struct lws;
+struct lws_context;
+
+/* API routes (see API.md). */
+enum coord_route {
+    COORD_R_NONE = 0,
+    COORD_R_SUBMIT,
+    COORD_R_JOBS,
+    COORD_R_JOB,
+    COORD_R_JOB_OUTPUT,
+    COORD_R_JOB_CANCEL,
+    COORD_R_REGISTER,
+    COORD_R_UNREGISTER,
+    COORD_R_WORKERS,
+    COORD_R_TASK,
+    COORD_R_STATUS,
+    COORD_R_CREDITS,
+    COORD_R_GRANT,
+    COORD_R_LEDGER,
+    COORD_R_HEALTH,
+    COORD_R_METRICS,
+    COORD_R_DEBUG_INVARIANT,
+    COORD_R_COUNT
+};
+
+struct coord_server;
+
+#define COORD_MAX_CHANGES 8
+
+/**
+ * One HTTP request.  Fields above `status` are filled on the lws thread before the request is
+ * handed to a database thread and are read-only afterwards; the handler fills the answer.
+ */
+struct coord_req {
+    struct coord_server *srv;
+    enum coord_route route;
+    enum coord_db_lane lane;
+    int method; /* LWSHUMETH_* */
+    char method_name[8];
+    char path[256];
+    char id[CO_ID_MAX + 1]; /* the {id} part of the path */
+    bool admin;             /* a valid X-Admin-Token came with it */
+    /* Query arguments the API knows (URL-decoded, "" when absent; has_* tells presence). */
+    char q_status[32], q_buyer[CO_ID_MAX + 2], q_worker[CO_ID_MAX + 2], q_limit[24], q_offset[24];
+    bool has_status, has_buyer, has_worker, has_limit, has_offset;
+    struct co_buf body;
+    int64_t content_length; /* -1 when absent */
+
+    /* The answer (filled by the handler or early on the lws thread). */
+    int status;
+    const char *content_type;
+    struct co_buf resp;
+    bool close_after; /* close the connection after the answer (unread body) */
+    bool db_down;     /* the store said the database is unreachable */
+    bool wrote_state; /* the handler changed state (health cache becomes stale) */
+    bool health_ok;   /* health/metrics: database answered */
+    struct coord_health health;
+    /* Changes to publish once the answer is back on the lws thread. */
+    int n_changes;
+    enum coord_event_kind change_kind[COORD_MAX_CHANGES];
+    char change_id[COORD_MAX_CHANGES][CO_ID_MAX + 1];
+    int64_t dispatch_wait_ms; /* /task: time the assigned job waited, -1 if none */
+
+    /* lws-thread bookkeeping. */
+    struct lws *wsi; /* NULL once the connection closed while the request was in flight */
+    bool inflight;   /* owned by the database executor until its completion ran */
+    bool orphaned;   /* the connection closed while in flight: free on completion */
+    char cors_origin[256];
+    size_t sent; /* bytes of resp already written */
+    bool headers_sent;
+    int64_t t0_ns;
+};
+
+struct coord_server {
+    const struct coord_config *cfg; /* borrowed, read-only */
+    struct coord_db *db;            /* borrowed */
+    struct coord_events *events;    /* owned */
+    struct coord_metrics metrics;
+    struct lws_context *ctx;
+    const char *backend; /* "sqlite" or "postgres" */
+    int64_t started_mono_ms;
+    /* Health cache (lws thread only). */
+    struct coord_health health;
+    bool health_db_ok;
+    bool health_valid;
+    int64_t health_at_ms; /* monotonic */
+    int64_t inflight;     /* requests handed to the executor, not yet answered */
+    bool stopping;
+    volatile sig_atomic_t *stop_flag; /* set by the signal handler */
+    int64_t max_loop_db_us;           /* database time spent on the lws thread: always 0 */
+};
+
+/**
+ * Create the lws context on HOST:PORT and serve until *@stop_flag becomes non-zero, then finish
+ * in-flight requests (up to 10 s) and destroy the context.  @db must be started; its
+ * completions are drained here.  Errors: the port cannot be bound.
+ */
+int coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char *backend,
+                     volatile sig_atomic_t *stop_flag, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- used by coord_api.c (any thread unless stated) ---- */
+
+/** Fill @r with a JSON error answer in API.md's shape (@field may be NULL). */
+void coord_req_error(struct coord_req *r, int status, const char *code, const char *field,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/** Map a store/validation error to its HTTP answer (404, 409, 402, 503, 422, 500). */
+void coord_req_fail(struct coord_req *r, const co_err *err);
+
+/** Remember that @id of @kind changed (published on the lws thread after the answer). */
+void coord_req_changed(struct coord_req *r, enum coord_event_kind kind, const char *id);
+
+#endif
