@@ -1,0 +1,1309 @@
+/* coord_agent: agent sessions on /ws/agent (see coord_agent.h). */
+#include "coord_agent.h"
+
+#include <string.h>
+
+#include "co_alloc.h"
+#include "co_log.h"
+#include "co_time.h"
+#include "coord_agent_int.h"
+#include "coord_server.h"
+#include "proto_job.h"
+
+#define AGENT_PATH "/ws/agent"
+#define AGENT_TOKEN_HEADER "x-agent-token:"
+/* Retry delay for a job.finished that could not be stored because the database was down. */
+#define AGENT_FINISH_RETRY_US (500 * LWS_US_PER_MS)
+
+static void hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq);
+static void sess_handle(struct agent_sess *s, struct proto_msg *m);
+
+/* ------------------------------------------------------------------------------------------ */
+/* hub                                                                                         */
+
+static struct coord_agents *
+hub_new(struct coord_server *srv, struct lws_context *ctx)
+{
+    struct coord_agents *hub = co_xcalloc(1, sizeof(*hub));
+    hub->cfg = srv->cfg;
+    hub->db = srv->db;
+    hub->events = srv->events;
+    hub->metrics = &srv->metrics;
+    hub->ctx = ctx;
+    hub->lease_ms = srv->cfg->worker_timeout_seconds * 1000;
+    if (hub->lease_ms < 1000)
+        hub->lease_ms = 1000;
+    hub->heartbeat_ms = hub->lease_ms / 3;
+    if (hub->heartbeat_ms > 5000)
+        hub->heartbeat_ms = 5000;
+    if (hub->heartbeat_ms < 100)
+        hub->heartbeat_ms = 100;
+    hub->next_serial = 1;
+    if (hub->events)
+        hub->ev_handle = coord_events_subscribe(hub->events, hub_on_event, hub);
+    hub->sched = coord_sched_new(hub);
+    hub->lease = coord_lease_new(hub);
+    co_info("agent sessions ready lease_ms=%lld heartbeat_ms=%lld", (long long)hub->lease_ms,
+            (long long)hub->heartbeat_ms);
+    return hub;
+}
+
+static void
+hub_free_now(struct coord_agents *hub)
+{
+    free(hub->sess);
+    free(hub->out_subs);
+    free(hub);
+}
+
+/*
+ * The context is going away.  Sessions were closed by lws before this (CLOSED for each); the
+ * database items still in flight keep the hub alive until their completions ran.
+ */
+static void
+hub_destroy(struct coord_agents *hub)
+{
+    coord_sched_free(hub->sched);
+    hub->sched = NULL;
+    coord_lease_free(hub->lease);
+    hub->lease = NULL;
+    if (hub->events && hub->ev_handle > 0)
+        coord_events_unsubscribe(hub->events, hub->ev_handle);
+    hub->events = NULL;
+    hub->dead = true;
+    if (hub->inflight == 0)
+        hub_free_now(hub);
+}
+
+int
+agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_work_fn work,
+                 coord_db_done_fn done, void *arg)
+{
+    co_err err = CO_ERR_INIT;
+    if (coord_db_submit(hub->db, lane, work, done, arg, &err) < 0) {
+        co_warn("agent database item refused error=\"%s\"", err.msg);
+        return -1;
+    }
+    hub->inflight++;
+    return 0;
+}
+
+bool
+agent_hub_complete(struct coord_agents *hub)
+{
+    hub->inflight--;
+    if (hub->dead) {
+        if (hub->inflight == 0)
+            hub_free_now(hub);
+        return false;
+    }
+    return true;
+}
+
+void
+agent_hub_publish(struct coord_agents *hub, enum coord_event_kind kind, const char *id)
+{
+    if (!hub->events || !id || !id[0])
+        return;
+    hub->self_publish = true;
+    coord_events_publish(hub->events, kind, id);
+    hub->self_publish = false;
+}
+
+static void
+hub_add_sess(struct coord_agents *hub, struct agent_sess *s)
+{
+    if (hub->n_sess == hub->cap_sess) {
+        hub->cap_sess = hub->cap_sess ? hub->cap_sess * 2 : 16;
+        hub->sess = co_xreallocarray(hub->sess, hub->cap_sess, sizeof(*hub->sess));
+    }
+    hub->sess[hub->n_sess++] = s;
+}
+
+static void
+hub_remove_sess(struct coord_agents *hub, struct agent_sess *s)
+{
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        if (hub->sess[i] == s) {
+            hub->sess[i] = hub->sess[--hub->n_sess];
+            return;
+        }
+    }
+}
+
+/* A live, welcomed session of @worker_id other than @not, or NULL. */
+static struct agent_sess *
+hub_find_worker(struct coord_agents *hub, const char *worker_id, const struct agent_sess * not )
+{
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *o = hub->sess[i];
+        if (o != not &&o->wsi && o->state != AS_CLOSING && o->state != AS_AWAIT_HELLO &&
+            strcmp(o->worker_id, worker_id) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+bool
+agent_hub_holds_job(struct coord_agents *hub, const char *job_id)
+{
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        if (agent_sess_find(hub->sess[i], job_id))
+            return true;
+    }
+    return false;
+}
+
+void
+coord_agents_output_subscribe(struct coord_agents *hub, coord_agent_output_fn fn, void *ud)
+{
+    hub->out_subs = co_xreallocarray(hub->out_subs, hub->n_out_subs + 1, sizeof(*hub->out_subs));
+    hub->out_subs[hub->n_out_subs].fn = fn;
+    hub->out_subs[hub->n_out_subs].ud = ud;
+    hub->n_out_subs++;
+}
+
+size_t
+coord_agents_connected(const struct coord_agents *hub)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < hub->n_sess; i++)
+        n += hub->sess[i]->state == AS_READY;
+    return n;
+}
+
+struct coord_agents *
+coord_agents_of_vhost(struct lws_vhost *vhost)
+{
+    const struct lws_protocols *p = lws_vhost_name_to_protocol(vhost, PROTO_AGENT_SUBPROTOCOL);
+    if (!p)
+        return NULL;
+    struct coord_agents **slot = lws_protocol_vh_priv_get(vhost, p);
+    return slot ? *slot : NULL;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* sessions                                                                                    */
+
+void
+agent_sess_ref(struct agent_sess *s)
+{
+    s->refs++;
+}
+
+static void
+sess_free_frames(struct agent_sess *s)
+{
+    struct agent_frame *f = s->out_head;
+    while (f) {
+        struct agent_frame *next = f->next;
+        free(f);
+        f = next;
+    }
+    s->out_head = s->out_tail = NULL;
+    s->out_frames = s->out_bytes = 0;
+}
+
+static void
+sess_free_parked(struct agent_sess *s)
+{
+    for (size_t i = 0; i < s->n_parked; i++)
+        proto_msg_release(&s->parked[i]);
+    free(s->parked);
+    s->parked = NULL;
+    s->n_parked = 0;
+}
+
+void
+agent_sess_unref(struct agent_sess *s)
+{
+    if (--s->refs > 0)
+        return;
+    sess_free_frames(s);
+    sess_free_parked(s);
+    co_buf_release(&s->rx);
+    for (size_t i = 0; i < s->n_images; i++)
+        free(s->images[i]);
+    free(s->images);
+    free(s->jobs);
+    free(s);
+}
+
+struct agent_job *
+agent_sess_find(struct agent_sess *s, const char *job_id)
+{
+    for (size_t i = 0; i < s->n_jobs; i++) {
+        if (strcmp(s->jobs[i].job_id, job_id) == 0)
+            return &s->jobs[i];
+    }
+    return NULL;
+}
+
+struct agent_job *
+agent_sess_add_job(struct agent_sess *s, const char *job_id, int attempt, int64_t cores,
+                   int64_t ram_mb, enum agent_job_state st)
+{
+    if (s->n_jobs == s->cap_jobs) {
+        s->cap_jobs = s->cap_jobs ? s->cap_jobs * 2 : 8;
+        s->jobs = co_xreallocarray(s->jobs, s->cap_jobs, sizeof(*s->jobs));
+    }
+    struct agent_job *j = &s->jobs[s->n_jobs++];
+    memset(j, 0, sizeof(*j));
+    co_strlcpy(j->job_id, job_id, sizeof(j->job_id));
+    j->attempt = attempt;
+    j->cores = cores;
+    j->ram_mb = ram_mb;
+    j->state = st;
+    j->since_ms = co_mono_ms();
+    s->free_cores -= cores;
+    s->free_ram_mb -= ram_mb;
+    if (s->cores - s->free_cores > s->peak_cores)
+        s->peak_cores = s->cores - s->free_cores;
+    if (s->ram_mb - s->free_ram_mb > s->peak_ram_mb)
+        s->peak_ram_mb = s->ram_mb - s->free_ram_mb;
+    return j;
+}
+
+void
+agent_sess_remove_job(struct agent_sess *s, const char *job_id)
+{
+    for (size_t i = 0; i < s->n_jobs; i++) {
+        if (strcmp(s->jobs[i].job_id, job_id) == 0) {
+            s->free_cores += s->jobs[i].cores;
+            s->free_ram_mb += s->jobs[i].ram_mb;
+            s->jobs[i] = s->jobs[--s->n_jobs];
+            return;
+        }
+    }
+}
+
+bool
+agent_sess_has_image(const struct agent_sess *s, const char *image)
+{
+    /* An agent that lists no images runs the default image only. */
+    if (s->n_images == 0)
+        return strcmp(image, PROTO_IMAGE_DEFAULT) == 0;
+    for (size_t i = 0; i < s->n_images; i++) {
+        if (strcmp(s->images[i], image) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Queue @len bytes of @text as one text message; closes the session when its queue is full. */
+static void
+sess_queue_text(struct agent_sess *s, const char *text, size_t len)
+{
+    if (!s->wsi || s->close_code)
+        return;
+    if (s->out_frames >= AGENT_OUT_MAX_FRAMES || s->out_bytes + len > AGENT_OUT_MAX_BYTES) {
+        co_warn("agent send queue full, closing worker=%s frames=%zu bytes=%zu", s->worker_id,
+                s->out_frames, s->out_bytes);
+        sess_free_frames(s);
+        agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
+        return;
+    }
+    struct agent_frame *f = co_xmalloc(sizeof(*f) + LWS_PRE + len);
+    f->next = NULL;
+    f->len = len;
+    memcpy(f->buf + LWS_PRE, text, len);
+    if (s->out_tail)
+        s->out_tail->next = f;
+    else
+        s->out_head = f;
+    s->out_tail = f;
+    s->out_frames++;
+    s->out_bytes += len;
+    lws_callback_on_writable(s->wsi);
+}
+
+static void
+sess_send(struct agent_sess *s, const struct proto_msg *m)
+{
+    size_t len = 0;
+    co_autofree char *text = proto_msg_encode(m, &len);
+    if (!text) {
+        co_error("agent message cannot be encoded type=%s worker=%s", proto_msg_type_name(m->type),
+                 s->worker_id);
+        return;
+    }
+    sess_queue_text(s, text, len);
+}
+
+static void sess_send_error(struct agent_sess *s, const char *code, const struct proto_job_ref *job,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+sess_send_error(struct agent_sess *s, const char *code, const struct proto_job_ref *job,
+                const char *fmt, ...)
+{
+    struct proto_msg m = {.type = PROTO_MSG_ERROR};
+    co_strlcpy(m.u.error.code, code, sizeof(m.u.error.code));
+    va_list ap;
+    va_start(ap, fmt);
+    co_autofree char *msg = co_xvasprintf(fmt, ap);
+    va_end(ap);
+    m.u.error.message = msg;
+    if (job) {
+        m.u.error.has_job = true;
+        m.u.error.job = *job;
+    }
+    sess_send(s, &m);
+}
+
+void
+agent_sess_close(struct agent_sess *s, int code, const char *reason)
+{
+    if (!s->wsi || s->close_code)
+        return;
+    s->close_code = code;
+    co_strlcpy(s->close_reason, reason, sizeof(s->close_reason));
+    s->state = AS_CLOSING;
+    lws_callback_on_writable(s->wsi);
+}
+
+int
+agent_sess_send_assign(struct agent_sess *s, const struct coord_job *job)
+{
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ASSIGN};
+    struct proto_job_assign *a = &m.u.assign;
+    co_autofree char *code_file = NULL;
+    co_strlcpy(a->job.job_id, job->job_id, sizeof(a->job.job_id));
+    a->job.attempt = job->attempts;
+    a->title = job->title;
+    a->command = job->command;
+    a->code = job->code ? job->code : "";
+    if (job->code_file && job->code_file[0]) {
+        a->code_file = job->code_file;
+    } else {
+        char **argv = NULL;
+        size_t argc = 0;
+        co_err err = CO_ERR_INIT;
+        if (proto_argv_split(job->command, &argv, &argc, &err) == 0) {
+            code_file = co_xstrdup(proto_argv_code_path(argv, argc));
+            proto_argv_free(argv);
+        } else {
+            code_file = co_xstrdup(PROTO_CODE_PATH_DEFAULT);
+        }
+        a->code_file = code_file;
+    }
+    a->parameters = job->parameters && job->parameters[0] ? job->parameters : "{}";
+    co_strlcpy(a->image, job->image && job->image[0] ? job->image : PROTO_IMAGE_DEFAULT,
+               sizeof(a->image));
+    a->required_cores = job->required_cores;
+    a->required_ram_mb = job->required_ram_mb;
+    a->timeout_seconds = job->timeout_seconds;
+    size_t len = 0;
+    co_autofree char *text = proto_msg_encode(&m, &len);
+    if (!text) {
+        co_error("job.assign cannot be encoded job=%s worker=%s", job->job_id, s->worker_id);
+        return -1;
+    }
+    sess_queue_text(s, text, len);
+    co_debug("job assigned job=%s attempt=%d worker=%s", job->job_id, job->attempts, s->worker_id);
+    return 0;
+}
+
+void
+agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attempt, const char *reason)
+{
+    struct proto_msg m = {.type = PROTO_MSG_JOB_CANCEL};
+    co_strlcpy(m.u.cancel.job.job_id, job_id, sizeof(m.u.cancel.job.job_id));
+    m.u.cancel.job.attempt = attempt;
+    m.u.cancel.reason = (char *)reason;
+    sess_send(s, &m);
+    co_info("job.cancel sent job=%s attempt=%d worker=%s reason=%s", job_id, attempt, s->worker_id,
+            reason);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* worker offline on disconnect                                                                */
+
+struct offline_item {
+    struct coord_agents *hub;
+    char worker_id[CO_ID_MAX + 1];
+    int rc;
+};
+
+static void
+offline_work(struct coord_store *store, void *arg)
+{
+    struct offline_item *it = arg;
+    co_err err = CO_ERR_INIT;
+    it->rc = coord_store_worker_set_status(store, it->worker_id, COORD_WORKER_OFFLINE, &err);
+    if (it->rc < 0 && err.code != CO_E_NOTFOUND)
+        co_warn("cannot mark worker offline worker=%s error=\"%s\"", it->worker_id, err.msg);
+}
+
+static void
+offline_done(void *arg)
+{
+    struct offline_item *it = arg;
+    if (agent_hub_complete(it->hub) && it->rc == 0)
+        agent_hub_publish(it->hub, COORD_EVENT_WORKER, it->worker_id);
+    free(it);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* hello                                                                                       */
+
+struct hello_item {
+    struct agent_sess *s;
+    struct coord_worker w;
+    struct proto_job_ref *running; /* from the hello */
+    size_t n_running;
+    /* Results. */
+    int rc;
+    co_err err;
+    struct coord_job *active; /* assigned/running jobs of the worker in the store */
+    size_t n_active;
+    bool *resend; /* per active job: the agent does not hold it, send job.assign again */
+    bool *zombie; /* per running ref: not a current attempt of this worker, cancel it */
+};
+
+static void
+hello_work(struct coord_store *store, void *arg)
+{
+    struct hello_item *it = arg;
+    it->rc = coord_store_worker_upsert(store, &it->w, NULL, &it->err);
+    if (it->rc < 0)
+        return;
+    for (int st = COORD_JOB_ASSIGNED; st <= COORD_JOB_RUNNING; st++) {
+        struct coord_job_filter f = {
+            .status = st, .buyer_id = NULL, .worker_id = it->w.worker_id, .limit = 1000};
+        struct coord_job_list l = {0};
+        co_err err = CO_ERR_INIT;
+        if (coord_store_job_list(store, &f, &l, &err) < 0) {
+            co_warn("cannot list jobs of worker=%s error=\"%s\"", it->w.worker_id, err.msg);
+            continue;
+        }
+        it->active = co_xreallocarray(it->active, it->n_active + l.len + 1, sizeof(*it->active));
+        for (size_t i = 0; i < l.len; i++)
+            it->active[it->n_active++] = l.items[i];
+        free(l.items); /* the rows moved into it->active */
+    }
+    it->resend = co_xcalloc(it->n_active + 1, sizeof(bool));
+    it->zombie = co_xcalloc(it->n_running + 1, sizeof(bool));
+    for (size_t i = 0; i < it->n_active; i++) {
+        struct coord_job *j = &it->active[i];
+        bool held = false;
+        for (size_t k = 0; k < it->n_running; k++) {
+            if (strcmp(it->running[k].job_id, j->job_id) == 0 &&
+                it->running[k].attempt == j->attempts)
+                held = true;
+        }
+        if (held)
+            continue;
+        /* The agent does not run it (it never got it, or lost it): send it again, with code. */
+        struct coord_job full = {0};
+        co_err err = CO_ERR_INIT;
+        if (coord_store_job_get(store, j->job_id, true, &full, &err) == 0) {
+            coord_job_release(j);
+            *j = full;
+            it->resend[i] = true;
+        } else {
+            co_warn("cannot load job=%s for resending error=\"%s\"", j->job_id, err.msg);
+        }
+    }
+    for (size_t k = 0; k < it->n_running; k++) {
+        bool current = false;
+        for (size_t i = 0; i < it->n_active; i++) {
+            if (strcmp(it->running[k].job_id, it->active[i].job_id) == 0 &&
+                it->running[k].attempt == it->active[i].attempts)
+                current = true;
+        }
+        it->zombie[k] = !current;
+    }
+}
+
+static void
+hello_item_free(struct hello_item *it)
+{
+    for (size_t i = 0; i < it->n_active; i++)
+        coord_job_release(&it->active[i]);
+    free(it->active);
+    free(it->resend);
+    free(it->zombie);
+    free(it->running);
+    free(it);
+}
+
+static void
+sess_welcome(struct agent_sess *s)
+{
+    struct proto_msg m = {.type = PROTO_MSG_WELCOME};
+    char now[CO_ISO_LEN];
+    co_time_iso(co_wall_ms(), now);
+    co_strlcpy(m.u.welcome.worker_id, s->worker_id, sizeof(m.u.welcome.worker_id));
+    m.u.welcome.heartbeat_interval_ms = s->hub->heartbeat_ms;
+    m.u.welcome.lease_timeout_ms = s->hub->lease_ms;
+    m.u.welcome.server_time = now;
+    sess_send(s, &m);
+}
+
+static void
+hello_done(void *arg)
+{
+    struct hello_item *it = arg;
+    struct agent_sess *s = it->s;
+    struct coord_agents *hub = s->hub;
+    if (!agent_hub_complete(hub))
+        goto out;
+    if (!s->wsi || s->state != AS_HELLO_DB)
+        goto out;
+    if (it->rc < 0) {
+        co_warn("agent hello refused worker=%s error=\"%s\"", s->worker_id, it->err.msg);
+        if (it->err.code == CO_E_LIMIT) {
+            sess_send_error(s, "max_workers", NULL, "%s", it->err.msg);
+            agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "max_workers");
+        } else {
+            sess_send_error(s, "unavailable", NULL, "%s", it->err.msg);
+            agent_sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "unavailable");
+        }
+        goto out;
+    }
+    s->state = AS_READY;
+    s->free_cores = s->cores;
+    s->free_ram_mb = s->ram_mb;
+    s->n_jobs = 0;
+    sess_welcome(s);
+    size_t resent = 0, zombies = 0;
+    for (size_t i = 0; i < it->n_active; i++) {
+        struct coord_job *j = &it->active[i];
+        enum agent_job_state st = j->status == COORD_JOB_RUNNING ? AJ_RUNNING : AJ_ACCEPTED;
+        if (it->resend[i])
+            st = AJ_ASSIGNED;
+        agent_sess_add_job(s, j->job_id, j->attempts, j->required_cores, j->required_ram_mb, st);
+        if (it->resend[i]) {
+            agent_sess_send_assign(s, j);
+            resent++;
+        }
+    }
+    for (size_t k = 0; k < it->n_running; k++) {
+        if (it->zombie[k]) {
+            agent_sess_send_cancel(s, it->running[k].job_id, (int)it->running[k].attempt,
+                                   "stale attempt");
+            zombies++;
+        }
+    }
+    if (hub->metrics && !s->counted) {
+        atomic_fetch_add(&hub->metrics->agents_connected, 1);
+        s->counted = true;
+    }
+    co_info("agent welcomed worker=%s owner=%s cores=%lld ram_mb=%lld jobs=%zu resent=%zu "
+            "cancelled=%zu",
+            s->worker_id, s->owner_id, (long long)s->cores, (long long)s->ram_mb, s->n_jobs, resent,
+            zombies);
+    /* Messages that arrived while the hello was being stored. */
+    struct proto_msg *parked = s->parked;
+    size_t n_parked = s->n_parked;
+    s->parked = NULL;
+    s->n_parked = 0;
+    for (size_t i = 0; i < n_parked; i++) {
+        if (s->wsi && s->state == AS_READY)
+            sess_handle(s, &parked[i]);
+        proto_msg_release(&parked[i]);
+    }
+    free(parked);
+    agent_hub_publish(hub, COORD_EVENT_WORKER, s->worker_id);
+    if (hub->sched)
+        coord_sched_kick(hub->sched);
+out:
+    agent_sess_unref(s);
+    hello_item_free(it);
+}
+
+static void
+sess_on_hello(struct agent_sess *s, struct proto_msg *m)
+{
+    struct coord_agents *hub = s->hub;
+    struct proto_hello *h = &m->u.hello;
+    if (s->state != AS_AWAIT_HELLO) {
+        sess_send_error(s, "bad_message", NULL, "hello sent twice");
+        agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "hello sent twice");
+        return;
+    }
+    const char *want = hub->cfg->agent_token;
+    if (want && want[0]) {
+        const char *got = h->token ? h->token : "";
+        if (!co_consttime_eq(got, strlen(got), want, strlen(want))) {
+            co_warn("agent refused: wrong token worker=%s", h->worker_id);
+            sess_send_error(s, "unauthorized", NULL, "wrong agent token");
+            agent_sess_close(s, PROTO_CLOSE_UNAUTHORIZED, "unauthorized");
+            return;
+        }
+    }
+    co_strlcpy(s->worker_id, h->worker_id, sizeof(s->worker_id));
+    co_strlcpy(s->owner_id, h->owner_id[0] ? h->owner_id : h->worker_id, sizeof(s->owner_id));
+    s->cores = h->cores;
+    s->ram_mb = h->ram_mb;
+    s->images = h->images;
+    s->n_images = h->n_images;
+    h->images = NULL;
+    h->n_images = 0;
+    /* A second connection of the same worker replaces the first (likely a dead half-open one). */
+    struct agent_sess *old;
+    while ((old = hub_find_worker(hub, s->worker_id, s)) != NULL) {
+        co_info("agent reconnected, closing its previous session worker=%s", s->worker_id);
+        old->state = AS_CLOSING;
+        agent_sess_close(old, LWS_CLOSE_STATUS_GOINGAWAY, "replaced by a new connection");
+    }
+    struct hello_item *it = co_xcalloc(1, sizeof(*it));
+    it->s = s;
+    co_strlcpy(it->w.worker_id, s->worker_id, sizeof(it->w.worker_id));
+    co_strlcpy(it->w.owner_id, s->owner_id, sizeof(it->w.owner_id));
+    it->w.cpu_cores = s->cores;
+    it->w.ram_mb = s->ram_mb;
+    it->w.status = COORD_WORKER_IDLE;
+    it->w.websocket = true;
+    it->running = h->running;
+    it->n_running = h->n_running;
+    h->running = NULL;
+    h->n_running = 0;
+    s->state = AS_HELLO_DB;
+    agent_sess_ref(s);
+    if (agent_hub_submit(hub, COORD_DB_WRITE, hello_work, hello_done, it) < 0) {
+        agent_sess_unref(s);
+        hello_item_free(it);
+        sess_send_error(s, "unavailable", NULL, "coordinator busy");
+        agent_sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "busy");
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* job messages                                                                                */
+
+struct job_item {
+    struct agent_sess *s;
+    char job_id[CO_ID_MAX + 1];
+    char worker_id[CO_ID_MAX + 1];
+    int attempt;
+    int rc;
+    co_err err;
+    /* job.finished / job.rejected */
+    struct coord_job_result res;
+    bool changed;
+    char buyer_id[CO_ID_MAX + 1];
+    char owner_id[CO_ID_MAX + 1];
+    lws_sorted_usec_list_t retry;
+    int retries;
+    /* job.output */
+    int stream;
+    char *data;
+    size_t len;
+};
+
+static struct job_item *
+job_item_new(struct agent_sess *s, const struct proto_job_ref *ref)
+{
+    struct job_item *it = co_xcalloc(1, sizeof(*it));
+    it->s = s;
+    agent_sess_ref(s);
+    co_strlcpy(it->job_id, ref->job_id, sizeof(it->job_id));
+    co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
+    co_strlcpy(it->owner_id, s->owner_id, sizeof(it->owner_id));
+    it->attempt = (int)ref->attempt;
+    return it;
+}
+
+static void
+job_item_free(struct job_item *it)
+{
+    agent_sess_unref(it->s);
+    free(it->data);
+    free(it);
+}
+
+static void
+job_item_submit(struct job_item *it, enum coord_db_lane lane, coord_db_work_fn work,
+                coord_db_done_fn done)
+{
+    if (agent_hub_submit(it->s->hub, lane, work, done, it) < 0) {
+        co_warn("job message dropped: database queue full job=%s", it->job_id);
+        job_item_free(it);
+    }
+}
+
+static void
+started_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    it->rc = coord_store_job_started(store, it->job_id, it->worker_id, it->attempt, &it->err);
+}
+
+static void
+started_done(void *arg)
+{
+    struct job_item *it = arg;
+    struct agent_sess *s = it->s;
+    if (!agent_hub_complete(s->hub))
+        goto out;
+    if (it->rc == 0) {
+        agent_hub_publish(s->hub, COORD_EVENT_JOB, it->job_id);
+    } else if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
+        /* A stale attempt (or a job cancelled meanwhile): stop it on the agent. */
+        co_debug("job.started ignored job=%s attempt=%d worker=%s: %s", it->job_id, it->attempt,
+                 it->worker_id, it->err.msg);
+        s->hub->stale_dropped++;
+        struct agent_job *j = agent_sess_find(s, it->job_id);
+        if (s->wsi && j && j->attempt == it->attempt && j->state != AJ_CANCELLING) {
+            j->state = AJ_CANCELLING;
+            j->since_ms = co_mono_ms();
+            agent_sess_send_cancel(s, it->job_id, it->attempt, "cancelled");
+        }
+    } else {
+        co_warn("cannot store job.started job=%s error=\"%s\"", it->job_id, it->err.msg);
+    }
+out:
+    job_item_free(it);
+}
+
+static void
+output_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    it->rc = coord_store_output_append(store, it->job_id, it->stream, it->data, it->len, &it->err);
+    if (it->rc < 0)
+        co_warn("cannot store job output job=%s error=\"%s\"", it->job_id, it->err.msg);
+}
+
+static void
+output_done(void *arg)
+{
+    struct job_item *it = arg;
+    agent_hub_complete(it->s->hub);
+    job_item_free(it);
+}
+
+static void finish_submit(struct job_item *it);
+
+static void
+finish_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    it->changed = false;
+    it->rc = coord_store_job_finish(store, it->job_id, it->worker_id, it->attempt, &it->res,
+                                    &it->changed, &it->err);
+    if (it->rc == 0 && it->changed) {
+        struct coord_job j = {0};
+        co_err err = CO_ERR_INIT;
+        if (coord_store_job_get(store, it->job_id, false, &j, &err) == 0) {
+            co_strlcpy(it->buyer_id, j.buyer_id, sizeof(it->buyer_id));
+            coord_job_release(&j);
+        }
+        struct coord_worker w = {0};
+        if (coord_store_worker_get(store, it->worker_id, &w, &err) == 0)
+            co_strlcpy(it->owner_id, w.owner_id, sizeof(it->owner_id));
+    }
+}
+
+static void
+finish_retry_cb(lws_sorted_usec_list_t *sul)
+{
+    struct job_item *it = lws_container_of(sul, struct job_item, retry);
+    struct coord_agents *hub = it->s->hub;
+    hub->inflight--; /* the timer held it */
+    if (hub->dead) {
+        job_item_free(it);
+        if (hub->inflight == 0)
+            hub_free_now(hub);
+        return;
+    }
+    finish_submit(it);
+}
+
+static void
+finish_done(void *arg)
+{
+    struct job_item *it = arg;
+    struct agent_sess *s = it->s;
+    struct coord_agents *hub = s->hub;
+    if (!agent_hub_complete(hub)) {
+        job_item_free(it);
+        return;
+    }
+    if (it->rc < 0 && it->err.code == CO_E_UNAVAILABLE && it->retries < 120) {
+        /* The database is down: keep the result and try again shortly (it is money). */
+        it->retries++;
+        hub->inflight++;
+        lws_sul_schedule(hub->ctx, 0, &it->retry, finish_retry_cb, AGENT_FINISH_RETRY_US);
+        return;
+    }
+    struct agent_job *j = agent_sess_find(s, it->job_id);
+    if (j && j->attempt == it->attempt)
+        agent_sess_remove_job(s, it->job_id);
+    if (it->rc == 0) {
+        if (it->changed) {
+            co_debug("job finished job=%s attempt=%d worker=%s status=%s", it->job_id, it->attempt,
+                     it->worker_id, coord_job_status_name(it->res.status));
+            agent_hub_publish(hub, COORD_EVENT_JOB, it->job_id);
+            agent_hub_publish(hub, COORD_EVENT_CREDITS, it->buyer_id);
+            if (strcmp(it->owner_id, it->buyer_id) != 0)
+                agent_hub_publish(hub, COORD_EVENT_CREDITS, it->owner_id);
+        }
+    } else if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
+        co_debug("job.finished ignored job=%s attempt=%d worker=%s: %s", it->job_id, it->attempt,
+                 it->worker_id, it->err.msg);
+        hub->stale_dropped++;
+    } else {
+        co_error("cannot store job result job=%s attempt=%d error=\"%s\"", it->job_id, it->attempt,
+                 it->err.msg);
+    }
+    if (hub->sched)
+        coord_sched_kick(hub->sched);
+    job_item_free(it);
+}
+
+static void
+finish_submit(struct job_item *it)
+{
+    job_item_submit(it, COORD_DB_WRITE, finish_work, finish_done);
+}
+
+/* Map the sandbox outcome of job.finished to the job's final state. */
+static void
+result_of(const struct proto_job_finished *f, struct coord_job_result *r)
+{
+    memset(r, 0, sizeof(*r));
+    r->status = COORD_JOB_FAILED;
+    r->has_exit_code = f->has_exit_code;
+    r->exit_code = f->exit_code;
+    r->has_usage = true;
+    r->usage.wall_ms = f->wall_ms;
+    r->usage.cpu_ms = f->cpu_ms;
+    r->usage.max_rss_kb = f->max_rss_kb > f->memory_peak_kb ? f->max_rss_kb : f->memory_peak_kb;
+    switch (f->status) {
+    case PROTO_RUN_OK:
+        if (!f->has_exit_code || f->exit_code == 0) {
+            r->status = COORD_JOB_COMPLETED;
+            r->failure = COORD_FAIL_NONE;
+        } else {
+            r->failure = COORD_FAIL_EXIT_CODE;
+        }
+        break;
+    case PROTO_RUN_RUNTIME_ERROR:
+        r->failure = COORD_FAIL_EXIT_CODE;
+        break;
+    case PROTO_RUN_SIGNALED:
+    case PROTO_RUN_SECCOMP:
+    case PROTO_RUN_OUTPUT_LIMIT:
+        r->failure = COORD_FAIL_KILLED;
+        break;
+    case PROTO_RUN_TIMEOUT:
+    case PROTO_RUN_CPU_TIMEOUT:
+        r->failure = COORD_FAIL_TIMEOUT;
+        break;
+    case PROTO_RUN_OOM:
+        r->failure = COORD_FAIL_OOM;
+        break;
+    case PROTO_RUN_INTERNAL_ERROR:
+        r->failure = COORD_FAIL_SANDBOX_ERROR;
+        r->platform_fault = true;
+        break;
+    case PROTO_RUN_CANCELLED:
+        r->status = COORD_JOB_CANCELLED;
+        r->failure = COORD_FAIL_CANCELLED;
+        break;
+    }
+}
+
+/* The entry of a job message if it is for the current attempt this session holds, else NULL. */
+static struct agent_job *
+sess_current(struct agent_sess *s, const struct proto_job_ref *ref, const char *what)
+{
+    struct agent_job *j = agent_sess_find(s, ref->job_id);
+    if (j && j->attempt == ref->attempt && j->state != AJ_CLAIMING)
+        return j;
+    co_debug("%s of a stale or unknown attempt ignored job=%s attempt=%lld worker=%s", what,
+             ref->job_id, (long long)ref->attempt, s->worker_id);
+    s->hub->stale_dropped++;
+    return NULL;
+}
+
+static void
+sess_on_job(struct agent_sess *s, struct proto_msg *m)
+{
+    struct agent_job *j;
+    struct job_item *it;
+    switch (m->type) {
+    case PROTO_MSG_JOB_ACCEPTED:
+        j = sess_current(s, &m->u.ack.job, "job.accepted");
+        if (j && j->state == AJ_ASSIGNED)
+            j->state = AJ_ACCEPTED;
+        return;
+    case PROTO_MSG_JOB_REJECTED:
+        j = sess_current(s, &m->u.ack.job, "job.rejected");
+        if (!j || j->finishing)
+            return;
+        co_warn("job rejected by agent job=%s attempt=%d worker=%s reason=\"%s\"", j->job_id,
+                j->attempt, s->worker_id, m->u.ack.reason ? m->u.ack.reason : "");
+        j->finishing = true;
+        it = job_item_new(s, &m->u.ack.job);
+        it->res.status = COORD_JOB_FAILED;
+        it->res.failure = COORD_FAIL_SANDBOX_ERROR;
+        it->res.platform_fault = true;
+        finish_submit(it);
+        return;
+    case PROTO_MSG_JOB_STARTED:
+        j = agent_sess_find(s, m->u.started.job.job_id);
+        if (!j || j->attempt != m->u.started.job.attempt || j->state == AJ_CLAIMING) {
+            /* The agent runs an attempt that is not current: stop it. */
+            s->hub->stale_dropped++;
+            agent_sess_send_cancel(s, m->u.started.job.job_id, (int)m->u.started.job.attempt,
+                                   "stale attempt");
+            return;
+        }
+        if (j->state == AJ_CANCELLING)
+            return;
+        j->state = AJ_RUNNING;
+        j->since_ms = co_mono_ms();
+        it = job_item_new(s, &m->u.started.job);
+        job_item_submit(it, COORD_DB_WRITE, started_work, started_done);
+        return;
+    case PROTO_MSG_JOB_OUTPUT: {
+        struct proto_job_output *o = &m->u.output;
+        j = sess_current(s, &o->job, "job.output");
+        if (!j)
+            return;
+        int stream = o->stream == PROTO_STREAM_STDERR ? 2 : 1;
+        for (size_t i = 0; i < s->hub->n_out_subs; i++)
+            s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->attempt, stream, o->data,
+                                   o->data_len);
+        if (o->data_len == 0)
+            return;
+        it = job_item_new(s, &o->job);
+        it->stream = stream;
+        it->data = o->data;
+        it->len = o->data_len;
+        o->data = NULL;
+        o->data_len = 0;
+        job_item_submit(it, COORD_DB_WRITE, output_work, output_done);
+        return;
+    }
+    case PROTO_MSG_JOB_FINISHED:
+        j = agent_sess_find(s, m->u.finished.job.job_id);
+        if (!j || j->attempt != m->u.finished.job.attempt) {
+            /* A duplicate after settlement, or a stale attempt: the store would refuse it. */
+            co_debug("job.finished of a stale or settled attempt ignored job=%s attempt=%lld",
+                     m->u.finished.job.job_id, (long long)m->u.finished.job.attempt);
+            s->hub->stale_dropped++;
+            return;
+        }
+        if (j->finishing)
+            return;
+        j->finishing = true;
+        it = job_item_new(s, &m->u.finished.job);
+        result_of(&m->u.finished, &it->res);
+        finish_submit(it);
+        return;
+    default:
+        return;
+    }
+}
+
+static void
+sess_handle(struct agent_sess *s, struct proto_msg *m)
+{
+    switch (m->type) {
+    case PROTO_MSG_HELLO:
+        sess_on_hello(s, m);
+        return;
+    case PROTO_MSG_HEARTBEAT:
+        if (s->state == AS_READY || s->state == AS_HELLO_DB)
+            s->hb_dirty = true;
+        return;
+    case PROTO_MSG_ERROR:
+        co_warn("agent reported an error worker=%s code=%s message=\"%s\"", s->worker_id,
+                m->u.error.code, m->u.error.message ? m->u.error.message : "");
+        return;
+    case PROTO_MSG_JOB_ACCEPTED:
+    case PROTO_MSG_JOB_REJECTED:
+    case PROTO_MSG_JOB_STARTED:
+    case PROTO_MSG_JOB_OUTPUT:
+    case PROTO_MSG_JOB_FINISHED:
+        if (s->state == AS_HELLO_DB) {
+            /* Keep it until the worker's jobs are known (the welcome). */
+            if (s->n_parked >= AGENT_PARK_MAX) {
+                agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many messages");
+                return;
+            }
+            s->parked = co_xreallocarray(s->parked, s->n_parked + 1, sizeof(*s->parked));
+            s->parked[s->n_parked++] = *m;
+            memset(m, 0, sizeof(*m));
+            return;
+        }
+        if (s->state != AS_READY) {
+            if (s->state == AS_AWAIT_HELLO) {
+                sess_send_error(s, "bad_message", NULL, "expected hello first");
+                agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "expected hello");
+            }
+            return;
+        }
+        sess_on_job(s, m);
+        return;
+    default:
+        sess_send_error(s, "bad_message", NULL, "unexpected message type '%s'",
+                        proto_msg_type_name(m->type));
+        return;
+    }
+}
+
+static void
+sess_on_message(struct agent_sess *s, const char *buf, size_t len)
+{
+    struct proto_msg m;
+    co_err err = CO_ERR_INIT;
+    s->last_seen_ms = co_mono_ms();
+    if (proto_msg_decode(buf, len, &m, &err) < 0) {
+        co_debug("bad agent message worker=%s error=\"%s\"", s->worker_id, err.msg);
+        sess_send_error(s, "bad_message", NULL, "%s%s%s", err.field[0] ? err.field : "",
+                        err.field[0] ? ": " : "", err.msg);
+        if (s->state == AS_AWAIT_HELLO)
+            agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "bad hello");
+        return;
+    }
+    sess_handle(s, &m);
+    proto_msg_release(&m);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* job events: cancellation                                                                    */
+
+struct check_item {
+    struct agent_sess *s;
+    char job_id[CO_ID_MAX + 1];
+    int attempt;
+    int rc;
+    struct coord_job job;
+};
+
+static void
+check_work(struct coord_store *store, void *arg)
+{
+    struct check_item *it = arg;
+    co_err err = CO_ERR_INIT;
+    it->rc = coord_store_job_get(store, it->job_id, false, &it->job, &err);
+}
+
+static void
+check_done(void *arg)
+{
+    struct check_item *it = arg;
+    struct agent_sess *s = it->s;
+    if (!agent_hub_complete(s->hub) || !s->wsi)
+        goto out;
+    struct agent_job *j = agent_sess_find(s, it->job_id);
+    if (!j || j->attempt != it->attempt || j->state == AJ_CANCELLING || j->state == AJ_CLAIMING)
+        goto out;
+    bool gone =
+        it->rc == 0 &&
+        (it->job.status == COORD_JOB_CANCELLED || it->job.status == COORD_JOB_COMPLETED ||
+         it->job.status == COORD_JOB_FAILED || it->job.status == COORD_JOB_PENDING ||
+         it->job.attempts != it->attempt || strcmp(it->job.assigned_worker, s->worker_id) != 0);
+    if (gone) {
+        j->state = AJ_CANCELLING;
+        j->since_ms = co_mono_ms();
+        agent_sess_send_cancel(s, it->job_id, it->attempt,
+                               it->job.status == COORD_JOB_CANCELLED ? "cancelled"
+                                                                     : "attempt no longer current");
+    }
+out:
+    if (it->rc == 0)
+        coord_job_release(&it->job);
+    agent_sess_unref(s);
+    free(it);
+}
+
+/* Another module changed a job (submit, cancel, poll status...): schedule, and stop it here. */
+static void
+hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
+{
+    (void)seq;
+    struct coord_agents *hub = ud;
+    if (hub->self_publish || hub->dead || kind != COORD_EVENT_JOB)
+        return;
+    if (hub->sched)
+        coord_sched_kick(hub->sched);
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *s = hub->sess[i];
+        struct agent_job *j = agent_sess_find(s, id);
+        if (!j || j->state == AJ_CLAIMING || j->state == AJ_CANCELLING || j->finishing)
+            continue;
+        struct check_item *it = co_xcalloc(1, sizeof(*it));
+        it->s = s;
+        agent_sess_ref(s);
+        co_strlcpy(it->job_id, id, sizeof(it->job_id));
+        it->attempt = j->attempt;
+        if (agent_hub_submit(hub, COORD_DB_READ, check_work, check_done, it) < 0) {
+            agent_sess_unref(s);
+            free(it);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* lws callback                                                                                */
+
+/* Check the path and, when the agent sends one, the X-Agent-Token header at the upgrade. */
+static int
+filter_connection(struct coord_agents *hub, struct lws *wsi)
+{
+    char uri[256];
+    int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
+    if (n <= 0 || strncmp(uri, AGENT_PATH, strlen(AGENT_PATH)) != 0 ||
+        (uri[strlen(AGENT_PATH)] != '\0' && uri[strlen(AGENT_PATH)] != '?')) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return 1;
+    }
+    const char *want = hub ? hub->cfg->agent_token : NULL;
+    char tok[PROTO_TOKEN_MAX + 1];
+    int tl = lws_hdr_custom_length(wsi, AGENT_TOKEN_HEADER, (int)strlen(AGENT_TOKEN_HEADER));
+    if (want && want[0] && tl > 0) {
+        if (tl > PROTO_TOKEN_MAX ||
+            lws_hdr_custom_copy(wsi, tok, sizeof(tok), AGENT_TOKEN_HEADER,
+                                (int)strlen(AGENT_TOKEN_HEADER)) < 0 ||
+            !co_consttime_eq(tok, strlen(tok), want, strlen(want))) {
+            co_warn("agent upgrade refused: wrong X-Agent-Token");
+            lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int
+sess_writeable(struct agent_sess *s, struct lws *wsi)
+{
+    struct agent_frame *f = s->out_head;
+    if (f) {
+        s->out_head = f->next;
+        if (!s->out_head)
+            s->out_tail = NULL;
+        s->out_frames--;
+        s->out_bytes -= f->len;
+        int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+        size_t want = f->len;
+        free(f);
+        if (n < (int)want) {
+            co_warn("agent write failed worker=%s", s->worker_id);
+            return -1;
+        }
+        if (s->out_head || s->close_code)
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (s->close_code) {
+        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    return 0;
+}
+
+static void
+sess_closed(struct agent_sess *s)
+{
+    struct coord_agents *hub = s->hub;
+    s->wsi = NULL;
+    hub_remove_sess(hub, s);
+    if (s->counted && hub->metrics)
+        atomic_fetch_sub(&hub->metrics->agents_connected, 1);
+    s->counted = false;
+    co_info("agent disconnected worker=%s jobs=%zu peak_cores=%lld peak_ram_mb=%lld",
+            s->worker_id[0] ? s->worker_id : "-", s->n_jobs, (long long)s->peak_cores,
+            (long long)s->peak_ram_mb);
+    bool welcomed = s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB;
+    s->state = AS_CLOSING;
+    if (welcomed && s->worker_id[0] && !hub_find_worker(hub, s->worker_id, s) && !hub->dead) {
+        struct offline_item *it = co_xcalloc(1, sizeof(*it));
+        it->hub = hub;
+        co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
+        if (agent_hub_submit(hub, COORD_DB_WRITE, offline_work, offline_done, it) < 0)
+            free(it);
+    }
+}
+
+int
+coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                     size_t len)
+{
+    struct coord_agent_pss *pss = user;
+    struct lws_vhost *vh = lws_get_vhost(wsi);
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    struct coord_agents **slot = vh && proto ? lws_protocol_vh_priv_get(vh, proto) : NULL;
+    struct coord_agents *hub = slot ? *slot : NULL;
+
+    switch (reason) {
+    case LWS_CALLBACK_PROTOCOL_INIT: {
+        struct lws_context *ctx = lws_get_context(wsi);
+        struct coord_server *srv = lws_context_user(ctx);
+        if (!srv || !srv->cfg || !srv->db) {
+            co_error("agent protocol: no coordinator server as the context user");
+            return -1;
+        }
+        slot = lws_protocol_vh_priv_zalloc(vh, proto, sizeof(*slot));
+        if (!slot)
+            return -1;
+        *slot = hub_new(srv, ctx);
+        return 0;
+    }
+    case LWS_CALLBACK_PROTOCOL_DESTROY:
+        if (hub) {
+            hub_destroy(hub);
+            *slot = NULL;
+        }
+        return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return filter_connection(hub, wsi);
+    case LWS_CALLBACK_ESTABLISHED: {
+        if (!hub || hub->dead)
+            return -1;
+        struct agent_sess *s = co_xcalloc(1, sizeof(*s));
+        s->hub = hub;
+        s->wsi = wsi;
+        s->refs = 1;
+        s->serial = hub->next_serial++;
+        s->state = AS_AWAIT_HELLO;
+        s->last_seen_ms = co_mono_ms();
+        co_buf_init(&s->rx);
+        pss->s = s;
+        hub_add_sess(hub, s);
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE: {
+        struct agent_sess *s = pss ? pss->s : NULL;
+        if (!s || !s->wsi)
+            return -1;
+        if (s->rx.len + len > PROTO_MSG_MAX) {
+            co_warn("agent message too large worker=%s", s->worker_id);
+            lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                             (unsigned char *)"message too large", 17);
+            return -1;
+        }
+        co_buf_append(&s->rx, in, len);
+        if (!lws_is_final_fragment(wsi))
+            return 0;
+        sess_on_message(s, s->rx.data ? s->rx.data : "", s->rx.len);
+        co_buf_reset(&s->rx);
+        return 0;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        struct agent_sess *s = pss ? pss->s : NULL;
+        if (!s)
+            return -1;
+        return sess_writeable(s, wsi);
+    }
+    case LWS_CALLBACK_CLOSED: {
+        struct agent_sess *s = pss ? pss->s : NULL;
+        if (!s)
+            return 0;
+        pss->s = NULL;
+        sess_closed(s);
+        agent_sess_unref(s);
+        return 0;
+    }
+    default:
+        break;
+    }
+    return lws_callback_http_dummy(wsi, reason, user, in, len);
+}

@@ -1,0 +1,63 @@
+/*
+ * coord_agent: the coordinator side of the agent protocol "cacheout.agent.v1" (proto/PROTOCOL.md)
+ * on GET /ws/agent.  One session per agent connection: hello (token, worker id, owner, cores,
+ * RAM, images, jobs still running) -> welcome (heartbeat interval, lease timeout); then
+ * heartbeats, and job.accepted/rejected/started/output/finished for the jobs the scheduler
+ * (coord_sched.h) pushed with job.assign.  Every message about a job carries (job_id, attempt):
+ * the store fences stale attempts (CO_E_CONFLICT), which are logged at debug level and dropped.
+ *
+ * The module state (struct coord_agents, "the hub": sessions, scheduler, lease reaper) is created
+ * by coord_agent_callback() on LWS_CALLBACK_PROTOCOL_INIT from the coord_server found with
+ * lws_context_user() (its cfg, db, events and metrics are borrowed), kept in the protocol's
+ * per-vhost storage, and freed on LWS_CALLBACK_PROTOCOL_DESTROY.  Wiring is one protocol entry:
+ *
+ *   { PROTO_AGENT_SUBPROTOCOL, coord_agent_callback, COORD_AGENT_PSS_SIZE, 65536, 0, NULL, 0 }
+ *
+ * (or a stub handler that forwards every reason to coord_agent_callback()).  Everything here runs
+ * on the lws service thread; database work goes through coord_db.
+ */
+#ifndef COORD_AGENT_H
+#define COORD_AGENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libwebsockets.h>
+
+struct coord_agents;
+struct agent_sess;
+
+/** Per-session data of the protocol (lws allocates and zeroes it). */
+struct coord_agent_pss {
+    struct agent_sess *s;
+};
+#define COORD_AGENT_PSS_SIZE sizeof(struct coord_agent_pss)
+
+/**
+ * The lws callback of protocol "cacheout.agent.v1".  Handles PROTOCOL_INIT/DESTROY (hub life),
+ * FILTER_PROTOCOL_CONNECTION (path /ws/agent, and a wrong X-Agent-Token header gets a real
+ * 401), ESTABLISHED, RECEIVE, SERVER_WRITEABLE and CLOSED.  A wrong token in hello closes the
+ * connection with code PROTO_CLOSE_UNAUTHORIZED and reason "unauthorized".  Other reasons go to
+ * lws_callback_http_dummy().
+ */
+int coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                         size_t len);
+
+/** The hub of @vhost's agent protocol, or NULL before PROTOCOL_INIT (borrowed). */
+struct coord_agents *coord_agents_of_vhost(struct lws_vhost *vhost);
+
+/**
+ * An output listener (dashboards): called on the lws thread for every job.output chunk of a
+ * current attempt, before it is stored.  @stream is 1 (stdout) or 2 (stderr); @data (@len bytes,
+ * any bytes) is borrowed for the call.
+ */
+typedef void (*coord_agent_output_fn)(void *ud, const char *job_id, int attempt, int stream,
+                                      const char *data, size_t len);
+
+/** Add an output listener (lws thread).  @ud is borrowed until the hub is freed. */
+void coord_agents_output_subscribe(struct coord_agents *hub, coord_agent_output_fn fn, void *ud);
+
+/** Agents connected and welcomed right now. */
+size_t coord_agents_connected(const struct coord_agents *hub);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * coord_agent_int: the state shared by the agent sessions (coord_agent.c), the scheduler
+ * (coord_sched.c) and the lease reaper (coord_lease.c).  Private to those three files: everything
+ * here lives on the lws service thread and is never touched from a database thread.
+ */
+#ifndef COORD_AGENT_INT_H
+#define COORD_AGENT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "co_buf.h"
+#include "co_id.h"
+#include "coord_agent.h"
+#include "coord_config.h"
+#include "coord_db.h"
+#include "coord_events.h"
+#include "coord_lease.h"
+#include "coord_metrics.h"
+#include "coord_sched.h"
+#include "proto_agent.h"
+
+struct lws;
+struct lws_context;
+
+/* Per-session caps: queued outgoing frames and bytes, messages parked during the hello. */
+#define AGENT_OUT_MAX_FRAMES 4096
+#define AGENT_OUT_MAX_BYTES (64 * 1024 * 1024)
+#define AGENT_PARK_MAX 4096
+
+enum agent_job_state {
+    AJ_CLAIMING = 0, /* capacity reserved, store claim in flight */
+    AJ_ASSIGNED,     /* claimed and job.assign queued */
+    AJ_ACCEPTED,     /* the agent acknowledged it */
+    AJ_RUNNING,      /* job.started stored */
+    AJ_CANCELLING,   /* job.cancel sent, waiting for job.finished */
+};
+
+/* One job an agent holds (or is being given): its capacity is counted against the agent. */
+struct agent_job {
+    char job_id[CO_ID_MAX + 1];
+    int attempt; /* 0 while claiming */
+    int64_t cores;
+    int64_t ram_mb;
+    enum agent_job_state state;
+    int64_t since_ms; /* monotonic: when it entered its state */
+    bool finishing;   /* a job.finished is being stored */
+};
+
+enum agent_sess_state {
+    AS_AWAIT_HELLO = 0, /* connected, no hello yet */
+    AS_HELLO_DB,        /* hello accepted, worker row being stored */
+    AS_READY,           /* welcomed: schedulable */
+    AS_CLOSING,         /* a close was requested */
+};
+
+struct agent_frame {
+    struct agent_frame *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
+};
+
+/* One agent connection.  Reference-counted: the wsi holds one, every database item one. */
+struct agent_sess {
+    struct coord_agents *hub;
+    struct lws *wsi; /* NULL once the connection closed */
+    int refs;
+    enum agent_sess_state state;
+    uint64_t serial; /* unique per connection, for logs */
+    char worker_id[CO_ID_MAX + 1];
+    char owner_id[CO_ID_MAX + 1];
+    int64_t cores, ram_mb;           /* total capacity from hello */
+    int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
+    int64_t peak_cores, peak_ram_mb; /* highest use seen (for logs) */
+    char **images;
+    size_t n_images;
+    struct agent_job *jobs;
+    size_t n_jobs, cap_jobs;
+    struct co_buf rx; /* fragments of the message being received */
+    struct agent_frame *out_head, *out_tail;
+    size_t out_frames, out_bytes;
+    int close_code; /* > 0: close with this code at the next WRITEABLE */
+    char close_reason[64];
+    int64_t last_seen_ms;     /* monotonic: last message received */
+    bool hb_dirty;            /* a heartbeat to store with the next lease flush */
+    bool counted;             /* counted in metrics.agents_connected */
+    bool blocked;             /* scheduler pass scratch: reserved for a larger job */
+    struct proto_msg *parked; /* job messages received while the hello was being stored */
+    size_t n_parked;
+};
+
+struct coord_sched;
+struct coord_lease;
+
+struct agent_output_sub {
+    coord_agent_output_fn fn;
+    void *ud;
+};
+
+struct coord_agents {
+    const struct coord_config *cfg;
+    struct coord_db *db;
+    struct coord_events *events;
+    struct coord_metrics *metrics; /* may be NULL */
+    struct lws_context *ctx;
+    struct agent_sess **sess; /* live sessions (wsi not NULL) */
+    size_t n_sess, cap_sess;
+    uint64_t next_serial;
+    struct coord_sched *sched;
+    struct coord_lease *lease;
+    int ev_handle;
+    bool self_publish; /* our own publish is running: our subscriber ignores it */
+    int64_t inflight;  /* database items not yet completed */
+    bool dead;         /* the context is gone: completions only free their items */
+    int64_t lease_ms;
+    int64_t heartbeat_ms;
+    struct agent_output_sub *out_subs;
+    size_t n_out_subs;
+    uint64_t stale_dropped; /* messages of a stale attempt that were ignored */
+};
+
+/* ---- coord_agent.c, for the scheduler and the reaper ---- */
+
+/** Take a reference on @s. */
+void agent_sess_ref(struct agent_sess *s);
+/** Drop a reference; frees @s at zero. */
+void agent_sess_unref(struct agent_sess *s);
+/** The job entry of @s for @job_id, or NULL. */
+struct agent_job *agent_sess_find(struct agent_sess *s, const char *job_id);
+/** Add a job entry and count its capacity; returns the entry (valid until the next add/remove). */
+struct agent_job *agent_sess_add_job(struct agent_sess *s, const char *job_id, int attempt,
+                                     int64_t cores, int64_t ram_mb, enum agent_job_state st);
+/** Remove the entry of @job_id (if any) and give its capacity back. */
+void agent_sess_remove_job(struct agent_sess *s, const char *job_id);
+/** True if any live session holds @job_id. */
+bool agent_hub_holds_job(struct coord_agents *hub, const char *job_id);
+/** True if @s can run jobs of @image. */
+bool agent_sess_has_image(const struct agent_sess *s, const char *image);
+/** Queue the job.assign of @job (with code) on @s. */
+int agent_sess_send_assign(struct agent_sess *s, const struct coord_job *job);
+/** Queue a job.cancel for (@job_id, @attempt) on @s. */
+void agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attempt,
+                            const char *reason);
+/** Close @s with @code and @reason at its next WRITEABLE. */
+void agent_sess_close(struct agent_sess *s, int code, const char *reason);
+/** Submit database work on behalf of the hub (counts it in flight). */
+int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_work_fn work,
+                     coord_db_done_fn done, void *arg);
+/**
+ * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
+ * (the completion must only free its item).
+ */
+bool agent_hub_complete(struct coord_agents *hub);
+/** Publish a change as our own (our subscriber does not react to it). */
+void agent_hub_publish(struct coord_agents *hub, enum coord_event_kind kind, const char *id);
+
+#endif

@@ -1,0 +1,29 @@
+/*
+ * coord_lease: agent leases.  Once a second (an lws timer) it stores the heartbeats received
+ * since the last tick (one database item for all of them), closes sessions silent for longer
+ * than the lease, and reaps expired workers: a worker whose last heartbeat is older than
+ * WORKER_TIMEOUT_SECONDS and that holds no live session here gets its jobs released (back to
+ * pending with the next attempt, or failed with worker_lost and a refund at max_attempts) and is
+ * marked offline.  A disconnect alone releases nothing: the agent may reconnect and resume.
+ */
+#ifndef COORD_LEASE_H
+#define COORD_LEASE_H
+
+#include <stdint.h>
+
+struct coord_agents;
+struct coord_lease;
+
+/* Period of the lease tick, in milliseconds. */
+#define COORD_LEASE_TICK_MS 1000
+
+/** A reaper for the sessions of @hub (borrowed; the hub owns it).  Starts its timer. */
+struct coord_lease *coord_lease_new(struct coord_agents *hub);
+
+/** Stop its timer and free it (NULL is fine). */
+void coord_lease_free(struct coord_lease *le);
+
+/** Workers reaped so far (for logs and tests). */
+uint64_t coord_lease_reaped(const struct coord_lease *le);
+
+#endif
