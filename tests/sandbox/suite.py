@@ -82,6 +82,13 @@ def procs_matching(marker):
     return [p for p, _ in live_pids() if p != me and marker in proc_cmdline(p)]
 
 
+def job_processes():
+    """Host pids of processes running the attack program (argv[0] as the sandbox runs it)."""
+    names = ("/work/sbx-attack", "sbx-attack", "/work/sbx-suid")
+    me = str(os.getpid())
+    return [p for p, _ in live_pids() if p != me and proc_cmdline(p).split(" ")[0] in names]
+
+
 def procs_of_uid(uid):
     found = []
     for p, st in live_pids():
@@ -441,7 +448,7 @@ class Suite:
         """After every case: nothing of any job of the case is left running on the host."""
         for j in self.jobs:
             j.wait()
-        left = procs_matching("sbx-attack")
+        left = job_processes()
         if left:
             fail("host after job", "no sbx-attack process left",
                  "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
@@ -1401,27 +1408,71 @@ def c_work_missing(s):
 
 
 def cgroup_override_var(src):
+    """The cgroup-root override variable sandbox/README.md documents for tests, if any."""
     readme = os.path.join(src or "", "sandbox", "README.md")
     try:
         with open(readme) as f:
             text = f.read()
     except OSError:
         return None
-    m = re.search(r"\b([A-Z][A-Z0-9_]*CGROUP[A-Z0-9_]*)\b", text)
+    m = re.search(r"\b((?:CO|CACHEOUT|SBX)_[A-Z0-9_]*CGROUP[A-Z0-9_]*)\b", text)
     return m.group(1) if m else None
+
+
+def unified_job_parent(s):
+    """The cgroup2 folder under which the sandbox creates job cgroups (hybrid and v2 hosts)."""
+    probe = s.bg("sleep", "0.5", "sbx-cgprobe-marker")
+    pid = find_job_pid("sbx-cgprobe-marker")
+    dirs = job_cgroups(pid) if pid else []
+    probe.wait()
+    probe.expect_status("ok", 0)
+    for d in dirs:
+        parent = os.path.dirname(d)
+        if os.path.exists(os.path.join(parent, "cgroup.max.descendants")):
+            return parent
+    return None
 
 
 @case("internal-error-cgroup-cannot-be-created")
 def c_cgroup_fail(s):
+    """
+    Make the creation of the job cgroup fail without touching the library: on hosts with a
+    cgroup2 hierarchy the parent folder of job cgroups gets cgroup.max.descendants = 0 for the
+    duration of one run, so mkdir fails (EAGAIN).  The sandbox must report internal_error and
+    never start the job.  A documented cgroup-root override variable is exercised as well.
+    """
+    ran_any = False
     var = cgroup_override_var(s.src)
-    if var is None:
-        raise CaseSkip("sandbox/README.md documents no cgroup-root override variable yet")
-    fake = s.path("not-a-cgroupfs")
-    os.makedirs(fake, exist_ok=True)
-    marker = s.path("ran-cgroup")
-    j = s.job("touch", marker, env={var: fake})
-    expect_not_run(s, j, marker)
-    j.expect_status("internal_error", 125)
+    if var is not None:
+        fake = s.path("not-a-cgroupfs")
+        os.makedirs(fake, exist_ok=True)
+        marker = s.path("ran-cgroup-var")
+        j = s.job("touch", marker, env={var: fake})
+        expect_not_run(s, j, marker)
+        j.expect_status("internal_error", 125)
+        ran_any = True
+    parent = unified_job_parent(s)
+    if parent is not None:
+        knob = os.path.join(parent, "cgroup.max.descendants")
+        with open(knob) as f:
+            old = f.read().strip()
+        marker = s.path("ran-cgroup-full")
+        try:
+            with open(knob, "w") as f:
+                f.write("0")
+            j = s.job("touch", marker)
+        finally:
+            with open(knob, "w") as f:
+                f.write(old)
+        expect_not_run(s, j, marker)
+        j.expect_status("internal_error", 125)
+        err = j.r("error")
+        if not isinstance(err, dict) or not err.get("step"):
+            fail("result.error", "{step, errno, message}", err)
+        ran_any = True
+    if not ran_any:
+        raise CaseSkip("no cgroup2 job parent found and sandbox/README.md documents no "
+                       "cgroup-root override variable")
 
 
 @case("usage-error-unknown-option")

@@ -6,6 +6,7 @@
 #include <linux/if_ether.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,9 +98,17 @@ cmd_loopback(int argc, char **argv)
     }
     printf("listen OK\n");
     cfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    attack_verdict("connect_self", cfd < 0 ? -1 : connect(cfd, (struct sockaddr *)&sa, sizeof(sa)));
-    afd = accept(lfd, NULL, NULL);
-    attack_verdict("accept", afd);
+    int cr = cfd < 0 ? -1 : connect(cfd, (struct sockaddr *)&sa, sizeof(sa));
+    attack_verdict("connect_self", cr);
+    /* Accept only what is pending: a failed connect must not leave the job blocked here. */
+    struct pollfd pfd = {lfd, POLLIN, 0};
+    if (cr == 0 && poll(&pfd, 1, 2000) == 1) {
+        afd = accept(lfd, NULL, NULL);
+        attack_verdict("accept", afd);
+    } else {
+        afd = -1;
+        printf("accept ERRNO ETIMEDOUT\n");
+    }
     if (afd >= 0)
         close(afd);
     if (cfd >= 0)
