@@ -1,0 +1,705 @@
+/*
+ * Job cgroups written directly to cgroupfs (see sbx_cgroup.h).  Two back ends behind a small
+ * vtable chosen at detection time: v1 (also used on hybrid hosts, where the controllers live in
+ * v1 hierarchies and the cgroup2 mount only adds a leaf for cgroup.kill) and v2.
+ */
+#include "sbx_cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+
+#ifndef CGROUP2_SUPER_MAGIC
+#define CGROUP2_SUPER_MAGIC 0x63677270
+#endif
+
+static const char *const ctrl_names[SBX_CG_NCTRL] = {"cpu", "cpuacct", "memory", "pids", "freezer"};
+
+struct cg_ops {
+    int (*set_limits)(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err);
+    int (*cpu_us)(const struct sbx_cgroup *cg, int64_t *out, co_err *err);
+    int (*stats)(const struct sbx_cgroup *cg, struct sbx_cg_stats *out, co_err *err);
+    int (*kill)(const struct sbx_cgroup *cg, co_err *err);
+};
+
+int
+sbx_write_file(const char *path, const char *s, co_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_TRUNC);
+    if (fd < 0)
+        return co_err_sys(err, errno, "cannot open '%s'", path);
+    size_t len = strlen(s);
+    ssize_t n = write(fd, s, len);
+    int saved = errno;
+    close(fd);
+    if (n < 0)
+        return co_err_sys(err, saved, "cannot write '%s' to '%s'", s, path);
+    if ((size_t)n != len)
+        return co_err_set(err, CO_E_SYS, "short write of '%s' to '%s'", s, path);
+    return 0;
+}
+
+int
+sbx_read_file(const char *path, char *buf, size_t size, co_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return co_err_sys(err, errno, "cannot open '%s'", path);
+    size_t off = 0;
+    while (off + 1 < size) {
+        ssize_t n = read(fd, buf + off, size - 1 - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            close(fd);
+            return co_err_sys(err, saved, "cannot read '%s'", path);
+        }
+        if (n == 0)
+            break;
+        off += (size_t)n;
+    }
+    buf[off] = '\0';
+    close(fd);
+    return 0;
+}
+
+static int
+join(char out[PATH_MAX], const char *a, const char *b, co_err *err)
+{
+    int n = snprintf(out, PATH_MAX, "%s/%s", a, b);
+    if (n < 0 || n >= PATH_MAX)
+        return co_err_set(err, CO_E_RANGE, "path too long: '%s/%s'", a, b);
+    return 0;
+}
+
+static int
+write_in(const char *dir, const char *file, const char *value, co_err *err)
+{
+    char path[PATH_MAX];
+    if (join(path, dir, file, err) < 0)
+        return -1;
+    return sbx_write_file(path, value, err);
+}
+
+static int
+read_in(const char *dir, const char *file, char *buf, size_t size, co_err *err)
+{
+    char path[PATH_MAX];
+    if (join(path, dir, file, err) < 0)
+        return -1;
+    return sbx_read_file(path, buf, size, err);
+}
+
+/* The value after "key " on its own line of @text, or -1. */
+static int64_t
+keyed_value(const char *text, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, key, klen) == 0 && p[klen] == ' ')
+            return strtoll(p + klen + 1, NULL, 10);
+    }
+    return -1;
+}
+
+static int
+mkdir_p1(const char *path, co_err *err)
+{
+    if (mkdir(path, 0755) < 0 && errno != EEXIST)
+        return co_err_sys(err, errno, "cannot create cgroup '%s'", path);
+    return 0;
+}
+
+static void
+sleep_us(long us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* True when the cgroup.procs file of @dir is empty (or gone). */
+static bool
+procs_empty(const char *dir)
+{
+    char buf[64];
+    co_err e = CO_ERR_INIT;
+    if (read_in(dir, "cgroup.procs", buf, sizeof(buf), &e) < 0)
+        return e.sys_errno == ENOENT;
+    return buf[0] == '\0';
+}
+
+/* SIGKILL every pid listed in @dir/cgroup.procs.  Returns how many were listed. */
+static int
+kill_listed(const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/cgroup.procs", dir) >= (int)sizeof(path))
+        return 0;
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int n = 0;
+    long pid;
+    while (fscanf(f, "%ld", &pid) == 1) {
+        if (pid > 0)
+            kill((pid_t)pid, SIGKILL);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+/* ---- v1 back end ---------------------------------------------------------------------------- */
+
+static int
+v1_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
+{
+    char v[32];
+    const char *cpu = cg->dirs[cg->ctrl_dir[SBX_CG_CPU]];
+    const char *mem = cg->dirs[cg->ctrl_dir[SBX_CG_MEMORY]];
+    const char *pids = cg->dirs[cg->ctrl_dir[SBX_CG_PIDS]];
+
+    if (write_in(cpu, "cpu.cfs_period_us", "100000", err) < 0)
+        return -1;
+    snprintf(v, sizeof(v), "%lld", (long long)(l->cores_milli * 100));
+    if (write_in(cpu, "cpu.cfs_quota_us", v, err) < 0)
+        return -1;
+    /* A fresh cgroup starts unlimited: lower memory.limit first, then memsw (LIBRARIES.md). */
+    snprintf(v, sizeof(v), "%lld", (long long)l->memory_bytes);
+    if (write_in(mem, "memory.limit_in_bytes", v, err) < 0)
+        return -1;
+    if (cg->host->memsw) {
+        if (write_in(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+            return -1;
+    }
+    if (write_in(mem, "memory.swappiness", "0", err) < 0)
+        return -1;
+    snprintf(v, sizeof(v), "%lld", (long long)l->pids);
+    if (write_in(pids, "pids.max", v, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int
+v1_cpu_us(const struct sbx_cgroup *cg, int64_t *out, co_err *err)
+{
+    char buf[64];
+    if (read_in(cg->dirs[cg->ctrl_dir[SBX_CG_CPUACCT]], "cpuacct.usage", buf, sizeof(buf), err) < 0)
+        return -1;
+    *out = strtoll(buf, NULL, 10) / 1000;
+    return 0;
+}
+
+static int
+v1_stats(const struct sbx_cgroup *cg, struct sbx_cg_stats *out, co_err *err)
+{
+    char buf[512];
+    const char *mem = cg->dirs[cg->ctrl_dir[SBX_CG_MEMORY]];
+    if (v1_cpu_us(cg, &out->cpu_us, err) < 0)
+        return -1;
+    if (read_in(mem, "memory.max_usage_in_bytes", buf, sizeof(buf), err) < 0)
+        return -1;
+    out->mem_peak = strtoll(buf, NULL, 10);
+    if (read_in(mem, "memory.oom_control", buf, sizeof(buf), err) < 0)
+        return -1;
+    out->oom_kills = keyed_value(buf, "oom_kill");
+    if (out->oom_kills < 0)
+        out->oom_kills = 0;
+    return 0;
+}
+
+static int
+v1_kill(const struct sbx_cgroup *cg, co_err *err)
+{
+    const char *pids = cg->dirs[cg->ctrl_dir[SBX_CG_PIDS]];
+    const char *frz = cg->dirs[cg->ctrl_dir[SBX_CG_FREEZER]];
+
+    if (cg->unified_dir >= 0) {
+        /* Hybrid: the cgroup2 leaf has cgroup.kill, which kills atomically. */
+        co_err e = CO_ERR_INIT;
+        (void)write_in(cg->dirs[cg->unified_dir], "cgroup.kill", "1", &e);
+    }
+    for (int round = 0; round < 2000; round++) {
+        if (procs_empty(pids))
+            return 0;
+        /* Freeze so that nothing forks while we kill, then SIGKILL everything, then thaw so
+         * that the signals are delivered. */
+        co_err e = CO_ERR_INIT;
+        bool frozen = write_in(frz, "freezer.state", "FROZEN", &e) == 0;
+        kill_listed(pids);
+        if (frozen)
+            (void)write_in(frz, "freezer.state", "THAWED", &e);
+        sleep_us(round < 10 ? 200 : 1000);
+    }
+    return co_err_set(err, CO_E_SYS, "cannot empty cgroup '%s'", pids);
+}
+
+static const struct cg_ops v1_ops = {v1_set_limits, v1_cpu_us, v1_stats, v1_kill};
+
+/* ---- v2 back end ---------------------------------------------------------------------------- */
+
+static int
+v2_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
+{
+    char v[64];
+    const char *d = cg->dirs[0];
+    snprintf(v, sizeof(v), "%lld 100000", (long long)(l->cores_milli * 100));
+    if (write_in(d, "cpu.max", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof(v), "%lld", (long long)l->memory_bytes);
+    if (write_in(d, "memory.max", v, err) < 0)
+        return -1;
+    if (write_in(d, "memory.swap.max", "0", err) < 0)
+        return -1;
+    snprintf(v, sizeof(v), "%lld", (long long)l->pids);
+    if (write_in(d, "pids.max", v, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int
+v2_cpu_us(const struct sbx_cgroup *cg, int64_t *out, co_err *err)
+{
+    char buf[1024];
+    if (read_in(cg->dirs[0], "cpu.stat", buf, sizeof(buf), err) < 0)
+        return -1;
+    int64_t v = keyed_value(buf, "usage_usec");
+    if (v < 0)
+        return co_err_set(err, CO_E_SYS, "no usage_usec in '%s/cpu.stat'", cg->dirs[0]);
+    *out = v;
+    return 0;
+}
+
+static int
+v2_stats(const struct sbx_cgroup *cg, struct sbx_cg_stats *out, co_err *err)
+{
+    char buf[1024];
+    if (v2_cpu_us(cg, &out->cpu_us, err) < 0)
+        return -1;
+    /* memory.peak exists from Linux 5.19; older kernels report no peak. */
+    co_err e = CO_ERR_INIT;
+    if (read_in(cg->dirs[0], "memory.peak", buf, sizeof(buf), &e) == 0)
+        out->mem_peak = strtoll(buf, NULL, 10);
+    else
+        out->mem_peak = -1;
+    if (read_in(cg->dirs[0], "memory.events", buf, sizeof(buf), err) < 0)
+        return -1;
+    out->oom_kills = keyed_value(buf, "oom_kill");
+    if (out->oom_kills < 0)
+        out->oom_kills = 0;
+    return 0;
+}
+
+static int
+v2_kill(const struct sbx_cgroup *cg, co_err *err)
+{
+    const char *d = cg->dirs[0];
+    if (procs_empty(d))
+        return 0;
+    if (write_in(d, "cgroup.kill", "1", err) < 0)
+        return -1;
+    for (int round = 0; round < 2000; round++) {
+        if (procs_empty(d))
+            return 0;
+        sleep_us(round < 10 ? 200 : 1000);
+    }
+    return co_err_set(err, CO_E_SYS, "cannot empty cgroup '%s'", d);
+}
+
+static const struct cg_ops v2_ops = {v2_set_limits, v2_cpu_us, v2_stats, v2_kill};
+
+static const struct cg_ops *
+ops_of(const struct sbx_cgroup_host *host)
+{
+    return host->mode == SBX_CG_V2 ? &v2_ops : &v1_ops;
+}
+
+/* ---- detection ------------------------------------------------------------------------------ */
+
+const char *
+sbx_cgroup_mode_name(enum sbx_cg_mode mode)
+{
+    switch (mode) {
+    case SBX_CG_V1:
+        return "v1";
+    case SBX_CG_HYBRID:
+        return "hybrid";
+    case SBX_CG_V2:
+        return "v2";
+    }
+    return "unknown";
+}
+
+unsigned
+sbx_cgroup_parse_mountinfo(const char *mountinfo, struct sbx_cgroup_host *host,
+                           char unified_mnt[PATH_MAX])
+{
+    unsigned found = 0;
+    unified_mnt[0] = '\0';
+    const char *line = mountinfo;
+    while (line && *line) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        char buf[4096];
+        /* Fields: id parent maj:min root mountpoint options [optional...] - fstype source
+         * superoptions. */
+        char *sep;
+        if (len < sizeof(buf)) {
+            memcpy(buf, line, len);
+            buf[len] = '\0';
+        } else {
+            buf[0] = '\0';
+        }
+        if (buf[0] && (sep = strstr(buf, " - ")) != NULL) {
+            *sep = '\0';
+            char *save = NULL;
+            char *mnt = NULL;
+            char *tok = strtok_r(buf, " ", &save);
+            for (int i = 0; tok && i < 4; i++)
+                tok = strtok_r(NULL, " ", &save);
+            mnt = tok;
+            char *fstype = strtok_r(sep + 3, " ", &save);
+            char *source = fstype ? strtok_r(NULL, " ", &save) : NULL;
+            char *super = source ? strtok_r(NULL, " ", &save) : NULL;
+            if (mnt && fstype && strcmp(fstype, "cgroup2") == 0 && !unified_mnt[0]) {
+                co_strlcpy(unified_mnt, mnt, PATH_MAX);
+            } else if (mnt && fstype && strcmp(fstype, "cgroup") == 0 && super) {
+                char *s2 = NULL;
+                for (char *opt = strtok_r(super, ",", &s2); opt; opt = strtok_r(NULL, ",", &s2)) {
+                    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+                        if (strcmp(opt, ctrl_names[c]) == 0 && !(found & (1u << c))) {
+                            co_strlcpy(host->v1[c], mnt, PATH_MAX);
+                            found |= 1u << c;
+                        }
+                    }
+                }
+            }
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    return found;
+}
+
+int
+sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, const char *parent,
+                        co_err *err)
+{
+    char tmp[PATH_MAX];
+    host->mode = unified_mnt ? SBX_CG_HYBRID : SBX_CG_V1;
+    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        if (join(tmp, host->v1[c], parent, err) < 0)
+            return -1;
+        co_strlcpy(host->v1[c], tmp, PATH_MAX);
+        if (mkdir_p1(host->v1[c], err) < 0)
+            return -1;
+    }
+    host->unified[0] = '\0';
+    if (unified_mnt) {
+        if (join(host->unified, unified_mnt, parent, err) < 0 || mkdir_p1(host->unified, err) < 0)
+            return -1;
+    }
+    char probe[PATH_MAX];
+    if (join(probe, host->v1[SBX_CG_MEMORY], "memory.memsw.limit_in_bytes", err) < 0)
+        return -1;
+    host->memsw = access(probe, F_OK) == 0;
+    if (!host->memsw) {
+        /* Without swap accounting, memory.limit alone cannot forbid swap: refuse when the host
+         * has swap at all (fail closed), accept when it has none. */
+        char swaps[256];
+        co_err e = CO_ERR_INIT;
+        if (sbx_read_file("/proc/swaps", swaps, sizeof(swaps), &e) == 0 && strchr(swaps, '\n') &&
+            strchr(swaps, '\n')[1] != '\0')
+            return co_err_set(err, CO_E_UNAVAILABLE,
+                              "cannot disable swap for jobs: no 'memory.memsw.limit_in_bytes' "
+                              "(boot with swapaccount=1) and the host has swap");
+    }
+    return 0;
+}
+
+static bool
+has_word(const char *text, const char *word)
+{
+    size_t wl = strlen(word);
+    for (const char *p = text; (p = strstr(p, word)) != NULL; p += wl) {
+        bool start = p == text || p[-1] == ' ' || p[-1] == '\n';
+        bool end = p[wl] == '\0' || p[wl] == ' ' || p[wl] == '\n';
+        if (start && end)
+            return true;
+    }
+    return false;
+}
+
+static int
+enable_controllers(const char *dir, co_err *err)
+{
+    char have[512];
+    if (read_in(dir, "cgroup.subtree_control", have, sizeof(have), err) < 0)
+        return -1;
+    if (has_word(have, "cpu") && has_word(have, "memory") && has_word(have, "pids"))
+        return 0;
+    return write_in(dir, "cgroup.subtree_control", "+cpu +memory +pids", err);
+}
+
+int
+sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const char *parent,
+                        co_err *err)
+{
+    char buf[4096];
+    host->mode = SBX_CG_V2;
+    host->memsw = false;
+    host->unified[0] = '\0';
+    if (read_in(base, "cgroup.controllers", buf, sizeof(buf), err) < 0)
+        return -1;
+    static const char *const need[] = {"cpu", "memory", "pids"};
+    for (size_t i = 0; i < CO_ARRAY_LEN(need); i++) {
+        if (!has_word(buf, need[i]))
+            return co_err_set(err, CO_E_UNAVAILABLE, "cgroup controller '%s' not delegated to '%s'",
+                              need[i], base);
+    }
+    char sub[512];
+    if (read_in(base, "cgroup.subtree_control", sub, sizeof(sub), err) < 0)
+        return -1;
+    if (!(has_word(sub, "cpu") && has_word(sub, "memory") && has_word(sub, "pids"))) {
+        /* No internal processes: move this process into a leaf before enabling controllers. */
+        if (read_in(base, "cgroup.procs", buf, sizeof(buf), err) < 0)
+            return -1;
+        char self[32];
+        snprintf(self, sizeof(self), "%ld", (long)getpid());
+        for (char *p = buf; *p;) {
+            char *eol = strchr(p, '\n');
+            if (eol)
+                *eol = '\0';
+            if (*p && strcmp(p, self) != 0)
+                return co_err_set(err, CO_E_UNAVAILABLE,
+                                  "cgroup '%s' holds other processes (pid %s): run the sandbox "
+                                  "in a delegated cgroup of its own",
+                                  base, p);
+            p = eol ? eol + 1 : p + strlen(p);
+        }
+        if (buf[0]) {
+            char leaf[PATH_MAX];
+            if (join(leaf, base, "supervisor", err) < 0 || mkdir_p1(leaf, err) < 0 ||
+                write_in(leaf, "cgroup.procs", self, err) < 0)
+                return co_err_wrap(err, "move into leaf cgroup");
+        }
+        if (enable_controllers(base, err) < 0)
+            return -1;
+    }
+    if (join(host->v2, base, parent, err) < 0 || mkdir_p1(host->v2, err) < 0)
+        return -1;
+    return enable_controllers(host->v2, err);
+}
+
+int
+sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root, const char *mountinfo,
+                       const char *self_cgroup, const char *parent, co_err *err)
+{
+    struct statfs sfs;
+    memset(host, 0, sizeof(*host));
+    if (statfs(cgroup_root, &sfs) < 0)
+        return co_err_sys(err, errno, "cannot stat '%s'", cgroup_root);
+    if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC) {
+        /* Pure v2: our own cgroup is the "0::/path" line. */
+        const char *p = strstr(self_cgroup, "0::");
+        if (!p)
+            return co_err_set(err, CO_E_UNAVAILABLE, "no cgroup2 entry in /proc/self/cgroup");
+        p += 3;
+        size_t len = strcspn(p, "\n");
+        char rel[PATH_MAX], base[PATH_MAX];
+        if (len >= sizeof(rel))
+            return co_err_set(err, CO_E_RANGE, "cgroup path too long");
+        memcpy(rel, p, len);
+        rel[len] = '\0';
+        /* A leftover "supervisor" leaf from an earlier start of this process is its base. */
+        size_t rl = strlen(rel);
+        if (rl >= 11 && strcmp(rel + rl - 11, "/supervisor") == 0)
+            rel[rl - 11] = '\0';
+        if (snprintf(base, sizeof(base), "%s%s", cgroup_root, strcmp(rel, "/") ? rel : "") >=
+            (int)sizeof(base))
+            return co_err_set(err, CO_E_RANGE, "cgroup path too long");
+        return sbx_cgroup_host_init_v2(host, base, parent, err);
+    }
+    char unified_mnt[PATH_MAX];
+    unsigned found = sbx_cgroup_parse_mountinfo(mountinfo, host, unified_mnt);
+    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        if (!(found & (1u << c)))
+            return co_err_set(err, CO_E_UNAVAILABLE,
+                              "cgroup v1 controller '%s' is not mounted under '%s'", ctrl_names[c],
+                              cgroup_root);
+    }
+    return sbx_cgroup_host_init_v1(host, unified_mnt[0] ? unified_mnt : NULL, parent, err);
+}
+
+static pthread_once_t host_once = PTHREAD_ONCE_INIT;
+static struct sbx_cgroup_host *host_cached;
+static co_err host_err;
+
+static void
+host_detect_once(void)
+{
+    char *mi = co_xmalloc(1 << 16);
+    char self[4096];
+    co_err_clear(&host_err);
+    struct sbx_cgroup_host *h = co_xcalloc(1, sizeof(*h));
+    const char *parent = getenv("CACHEOUT_CGROUP_PARENT");
+    if (!parent || !*parent)
+        parent = "cacheout";
+    if (sbx_read_file("/proc/self/mountinfo", mi, 1 << 16, &host_err) == 0 &&
+        sbx_read_file("/proc/self/cgroup", self, sizeof(self), &host_err) == 0 &&
+        sbx_cgroup_host_detect(h, "/sys/fs/cgroup", mi, self, parent, &host_err) == 0) {
+        host_cached = h;
+    } else {
+        free(h);
+    }
+    free(mi);
+}
+
+int
+sbx_cgroup_host_get(const struct sbx_cgroup_host **out, co_err *err)
+{
+    pthread_once(&host_once, host_detect_once);
+    if (!host_cached) {
+        if (err)
+            *err = host_err;
+        return -1;
+    }
+    *out = host_cached;
+    return 0;
+}
+
+/* ---- job cgroups ---------------------------------------------------------------------------- */
+
+static int
+add_dir(struct sbx_cgroup *cg, const char *parent, const char *name, co_err *err)
+{
+    char path[PATH_MAX];
+    if (join(path, parent, name, err) < 0)
+        return -1;
+    for (int i = 0; i < cg->n_dirs; i++) {
+        if (strcmp(cg->dirs[i], path) == 0)
+            return i;
+    }
+    int i = cg->n_dirs++;
+    co_strlcpy(cg->dirs[i], path, PATH_MAX);
+    if (join(cg->procs[i], path, "cgroup.procs", err) < 0)
+        return -1;
+    return i;
+}
+
+static int
+remove_dirs(struct sbx_cgroup *cg, co_err *err)
+{
+    int rc = 0;
+    for (int i = cg->n_dirs - 1; i >= 0; i--) {
+        int tries = 0;
+        while (rmdir(cg->dirs[i]) < 0) {
+            if (errno == ENOENT)
+                break;
+            /* A cgroup whose last task just died may still be busy for a moment. */
+            if (errno == EBUSY && tries++ < 200) {
+                sleep_us(500);
+                continue;
+            }
+            if (rc == 0)
+                rc = co_err_sys(err, errno, "cannot remove cgroup '%s'", cg->dirs[i]);
+            break;
+        }
+    }
+    return rc;
+}
+
+int
+sbx_cgroup_create(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
+                  const struct sbx_cg_limits *limits, co_err *err)
+{
+    memset(cg, 0, sizeof(*cg));
+    cg->host = host;
+    cg->unified_dir = -1;
+    if (host->mode == SBX_CG_V2) {
+        if (add_dir(cg, host->v2, name, err) < 0)
+            return -1;
+    } else {
+        for (int c = 0; c < SBX_CG_NCTRL; c++) {
+            int i = add_dir(cg, host->v1[c], name, err);
+            if (i < 0)
+                return -1;
+            cg->ctrl_dir[c] = i;
+        }
+        if (host->unified[0]) {
+            cg->unified_dir = add_dir(cg, host->unified, name, err);
+            if (cg->unified_dir < 0)
+                return -1;
+        }
+    }
+    /* A leftover from a crashed run of the same slot: kill what is in it and remove it. */
+    cg->created = true;
+    if (sbx_cgroup_destroy(cg, err) < 0)
+        return co_err_wrap(err, "remove leftover cgroup '%s'", name);
+    for (int i = 0; i < cg->n_dirs; i++) {
+        cg->created = true;
+        if (mkdir(cg->dirs[i], 0755) < 0) {
+            co_err_sys(err, errno, "cannot create cgroup '%s'", cg->dirs[i]);
+            goto fail;
+        }
+    }
+    if (ops_of(host)->set_limits(cg, limits, err) < 0)
+        goto fail;
+    return 0;
+fail:;
+    co_err e = CO_ERR_INIT;
+    if (sbx_cgroup_destroy(cg, &e) < 0) {
+        /* best effort: the error that got us here matters more */
+    }
+    return -1;
+}
+
+int
+sbx_cgroup_cpu_us(const struct sbx_cgroup *cg, int64_t *out, co_err *err)
+{
+    return ops_of(cg->host)->cpu_us(cg, out, err);
+}
+
+int
+sbx_cgroup_stats(const struct sbx_cgroup *cg, struct sbx_cg_stats *out, co_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    return ops_of(cg->host)->stats(cg, out, err);
+}
+
+int
+sbx_cgroup_kill(const struct sbx_cgroup *cg, co_err *err)
+{
+    return ops_of(cg->host)->kill(cg, err);
+}
+
+int
+sbx_cgroup_destroy(struct sbx_cgroup *cg, co_err *err)
+{
+    if (!cg->created)
+        return 0;
+    bool exists = false;
+    for (int i = 0; i < cg->n_dirs; i++)
+        exists = exists || access(cg->dirs[i], F_OK) == 0;
+    if (!exists) {
+        cg->created = false;
+        return 0;
+    }
+    if (sbx_cgroup_kill(cg, err) < 0)
+        return -1;
+    if (remove_dirs(cg, err) < 0)
+        return -1;
+    cg->created = false;
+    return 0;
+}

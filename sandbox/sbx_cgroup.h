@@ -1,0 +1,141 @@
+/*
+ * sbx_cgroup: job cgroups written directly to cgroupfs behind a small backend interface (v1 and
+ * hybrid hosts: one folder per v1 hierarchy, plus a leaf in the cgroup2 mount when there is one;
+ * pure v2 hosts: a delegated subtree).  Internal to libsandbox; tested against fake trees.
+ */
+#ifndef SBX_CGROUP_H
+#define SBX_CGROUP_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "co_err.h"
+
+enum sbx_cg_mode { SBX_CG_V1 = 1, SBX_CG_HYBRID, SBX_CG_V2 };
+
+/* v1 controllers the sandbox needs (each may share a mount with others, e.g. cpu,cpuacct). */
+enum sbx_cg_ctrl {
+    SBX_CG_CPU,
+    SBX_CG_CPUACCT,
+    SBX_CG_MEMORY,
+    SBX_CG_PIDS,
+    SBX_CG_FREEZER,
+    SBX_CG_NCTRL
+};
+
+/** What was found on the host, detected once per process. */
+struct sbx_cgroup_host {
+    enum sbx_cg_mode mode;
+    char v1[SBX_CG_NCTRL][PATH_MAX]; /* v1: the parent folder of job cgroups per controller */
+    char unified[PATH_MAX];          /* hybrid: parent folder in the cgroup2 mount, or "" */
+    char v2[PATH_MAX];               /* v2: the parent folder of job cgroups */
+    bool memsw;                      /* v1: memory.memsw.* exists (swap accounting) */
+};
+
+#define SBX_CG_MAX_DIRS (SBX_CG_NCTRL + 1)
+
+/** One job cgroup (a folder per distinct hierarchy). */
+struct sbx_cgroup {
+    const struct sbx_cgroup_host *host;
+    int n_dirs;
+    char dirs[SBX_CG_MAX_DIRS][PATH_MAX];  /* distinct folders, created in this order */
+    char procs[SBX_CG_MAX_DIRS][PATH_MAX]; /* their cgroup.procs files (the child writes "0") */
+    int ctrl_dir[SBX_CG_NCTRL];            /* v1: index into dirs per controller */
+    int unified_dir;                       /* index of the cgroup2 folder, -1 if none */
+    bool created;
+};
+
+struct sbx_cg_limits {
+    int64_t cores_milli;  /* quota = cores_milli * 100 us per 100 ms period */
+    int64_t memory_bytes; /* memory limit; swap disabled */
+    int64_t pids;
+};
+
+struct sbx_cg_stats {
+    int64_t cpu_us;    /* user + system CPU of the whole cgroup */
+    int64_t mem_peak;  /* peak memory in bytes, -1 if unknown */
+    int64_t oom_kills; /* processes killed by the OOM killer */
+};
+
+/**
+ * Detect the host's cgroup layout: @cgroup_root (normally "/sys/fs/cgroup"), @mountinfo (the text
+ * of /proc/self/mountinfo) and @self_cgroup (the text of /proc/self/cgroup).  Job cgroups live in
+ * a folder named @parent ("cacheout") at the root of each v1 hierarchy, or, on pure v2, below the
+ * process's own cgroup after it moved itself into a leaf (see sbx_cgroup_host_init_v2()).
+ * Errors: a needed controller is missing, the layout is unknown, a write fails.
+ */
+int sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root,
+                           const char *mountinfo, const char *self_cgroup, const char *parent,
+                           co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Parse v1 and cgroup2 mounts out of the text of /proc/self/mountinfo into @host->v1 (mount
+ * points) and @unified_mnt (the cgroup2 mount point or "").  Returns a bitmask of the controllers
+ * found (1 << enum sbx_cg_ctrl).  Pure, for tests.
+ */
+unsigned sbx_cgroup_parse_mountinfo(const char *mountinfo, struct sbx_cgroup_host *host,
+                                    char unified_mnt[PATH_MAX]);
+
+/**
+ * Set up a v1 (or hybrid, when @unified_parent is not NULL) host whose job cgroups go under the
+ * folders in @host->v1 (already filled with hierarchy mount points) joined with @parent.  Creates
+ * the parent folders.
+ */
+int sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt,
+                            const char *parent, co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Set up a pure v2 host: @base is the delegated cgroup folder this process lives in.  If @base
+ * lacks the cpu, memory and pids controllers in cgroup.subtree_control and holds processes, the
+ * process moves itself into the leaf @base/supervisor first (a cgroup with controllers enabled for
+ * its children may not hold processes).  Then it enables the controllers in @base and in
+ * @base/@parent, where job cgroups are created.  Errors: other processes in @base (not
+ * delegated), controllers not available, writes failing.
+ */
+int sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const char *parent,
+                            co_err *err) __attribute__((warn_unused_result));
+
+/** The host layout of this process, detected on first use (thread-safe).  Borrowed. */
+int sbx_cgroup_host_get(const struct sbx_cgroup_host **out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** "v1", "hybrid" or "v2". */
+const char *sbx_cgroup_mode_name(enum sbx_cg_mode mode);
+
+/**
+ * Create the job cgroup @name (e.g. "slot-3") with @limits, removing a leftover of the same
+ * name first (its processes are killed).  Errors: any mkdir or limit write fails; the partially
+ * created cgroup is removed again (fail closed).
+ */
+int sbx_cgroup_create(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
+                      const struct sbx_cg_limits *limits, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Read the CPU usage of @cg in microseconds. */
+int sbx_cgroup_cpu_us(const struct sbx_cgroup *cg, int64_t *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Read CPU usage, memory peak and OOM kills of @cg. */
+int sbx_cgroup_stats(const struct sbx_cgroup *cg, struct sbx_cg_stats *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Kill every process in @cg (v2 and hybrid: cgroup.kill; v1: freeze, SIGKILL all, thaw) and wait
+ * until it is empty.
+ */
+int sbx_cgroup_kill(const struct sbx_cgroup *cg, co_err *err) __attribute__((warn_unused_result));
+
+/** Kill everything in @cg and remove its folders.  Safe on a cgroup that was not created. */
+int sbx_cgroup_destroy(struct sbx_cgroup *cg, co_err *err) __attribute__((warn_unused_result));
+
+/* Small file helpers shared with the rest of the sandbox. */
+
+/** Write @s to the existing file @path (no O_CREAT).  Errors name the path. */
+int sbx_write_file(const char *path, const char *s, co_err *err)
+    __attribute__((warn_unused_result));
+/** Read up to @size - 1 bytes of @path into @buf (NUL-terminated). */
+int sbx_read_file(const char *path, char *buf, size_t size, co_err *err)
+    __attribute__((warn_unused_result));
+
+#endif

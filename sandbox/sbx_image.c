@@ -1,0 +1,341 @@
+/* Job images: the default skeleton and rootfs folders (see sbx_image.h). */
+#include "sbx_image.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_buf.h"
+#include "co_id.h"
+#include "sbx.h"
+
+/* Bump when the skeleton's contents change, so that a new layout gets a new folder. */
+#define SKELETON_NAME "default-root-v1"
+
+static const char *const host_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+static const char *const mount_points[] = {"proc", "dev", "tmp", "work"};
+
+/*
+ * pathf() for paths: a path that does not fit becomes "" so that the system call using it
+ * fails (ENOENT) instead of acting on a truncated path.
+ */
+static void __attribute__((format(printf, 3, 4)))
+pathf(char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, size, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= size)
+        buf[0] = '\0';
+}
+
+const char *
+sbx_run_dir(void)
+{
+    const char *d = getenv("CACHEOUT_RUN_DIR");
+    return d && *d ? d : SBX_RUN_DIR;
+}
+
+int
+sbx_mkdir_p(const char *path, mode_t mode, co_err *err)
+{
+    char buf[PATH_MAX];
+    if (co_strlcpy(buf, path, sizeof(buf)) >= sizeof(buf))
+        return co_err_set(err, CO_E_RANGE, "path too long: '%s'", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return co_err_sys(err, errno, "cannot create folder '%s'", buf);
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return co_err_sys(err, errno, "cannot create folder '%s'", buf);
+    return 0;
+}
+
+static int
+write_whole(const char *dir, const char *name, const void *data, size_t len, co_err *err)
+{
+    char path[PATH_MAX];
+    pathf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", path);
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            close(fd);
+            return co_err_sys(err, saved, "cannot write '%s'", path);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (close(fd) < 0)
+        return co_err_sys(err, errno, "cannot write '%s'", path);
+    return 0;
+}
+
+static int
+copy_host_file(const char *src, const char *dir, const char *name, co_err *err)
+{
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : co_err_sys(err, errno, "cannot open '%s'", src);
+    struct co_buf b = CO_BUF_INIT;
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+        co_buf_append(&b, chunk, (size_t)n);
+    int saved = errno;
+    close(fd);
+    if (n < 0) {
+        co_buf_release(&b);
+        return co_err_sys(err, saved, "cannot read '%s'", src);
+    }
+    int rc = write_whole(dir, name, b.data ? b.data : "", b.len, err);
+    co_buf_release(&b);
+    return rc;
+}
+
+static void
+remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char sub[PATH_MAX];
+            pathf(sub, sizeof(sub), "%s/%s", path, e->d_name);
+            struct stat st;
+            if (lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+                remove_tree(sub);
+            else
+                unlink(sub);
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+/* Write the generated /etc of the default image into @etc. */
+static int
+write_etc(const char *etc, co_err *err)
+{
+    struct co_buf pw = CO_BUF_INIT, gr = CO_BUF_INIT;
+    co_buf_puts(&pw, "root:x:0:0:root:/root:/usr/sbin/nologin\n");
+    co_buf_puts(&gr, "root:x:0:\n");
+    for (unsigned i = 0; i < SBX_MAX_SLOTS; i++) {
+        co_buf_printf(&pw, "job%u:x:%u:%u:cacheout job:/work:/bin/sh\n", i, SBX_UID_BASE + i,
+                      SBX_UID_BASE + i);
+        co_buf_printf(&gr, "job%u:x:%u:\n", i, SBX_UID_BASE + i);
+    }
+    co_buf_puts(&pw, "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n");
+    co_buf_puts(&gr, "nogroup:x:65534:\n");
+    static const char hosts[] = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost\n";
+    static const char nss[] = "passwd: files\ngroup: files\nshadow: files\nhosts: files\n";
+    int rc = -1;
+    if (write_whole(etc, "passwd", pw.data, pw.len, err) < 0 ||
+        write_whole(etc, "group", gr.data, gr.len, err) < 0 ||
+        write_whole(etc, "hosts", hosts, sizeof(hosts) - 1, err) < 0 ||
+        write_whole(etc, "hostname", "cacheout\n", 9, err) < 0 ||
+        write_whole(etc, "nsswitch.conf", nss, sizeof(nss) - 1, err) < 0 ||
+        copy_host_file("/etc/ld.so.cache", etc, "ld.so.cache", err) < 0)
+        goto out;
+    /* No resolv.conf: jobs have no network.  os-release helps tools identify the system. */
+    char os[PATH_MAX];
+    pathf(os, sizeof(os), "%s/os-release", etc);
+    if (symlink("../usr/lib/os-release", os) < 0) {
+        co_err_sys(err, errno, "cannot create '%s'", os);
+        goto out;
+    }
+    rc = 0;
+out:
+    co_buf_release(&pw);
+    co_buf_release(&gr);
+    return rc;
+}
+
+static int
+build_skeleton(const char *final, co_err *err)
+{
+    char tmp[PATH_MAX], p[PATH_MAX];
+    pathf(tmp, sizeof(tmp), "%s.tmp.%ld.%ld", final, (long)getpid(), (long)syscall(SYS_gettid));
+    remove_tree(tmp);
+    if (mkdir(tmp, 0755) < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", tmp);
+    for (size_t i = 0; i < CO_ARRAY_LEN(mount_points); i++) {
+        pathf(p, sizeof(p), "%s/%s", tmp, mount_points[i]);
+        if (mkdir(p, 0755) < 0) {
+            co_err_sys(err, errno, "cannot create '%s'", p);
+            goto fail;
+        }
+    }
+    for (size_t i = 0; i < CO_ARRAY_LEN(host_dirs); i++) {
+        char host[64], target[PATH_MAX];
+        struct stat st;
+        pathf(host, sizeof(host), "/%s", host_dirs[i]);
+        pathf(p, sizeof(p), "%s/%s", tmp, host_dirs[i]);
+        if (lstat(host, &st) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            ssize_t n = readlink(host, target, sizeof(target) - 1);
+            if (n < 0) {
+                co_err_sys(err, errno, "cannot read link '%s'", host);
+                goto fail;
+            }
+            target[n] = '\0';
+            if (symlink(target, p) < 0) {
+                co_err_sys(err, errno, "cannot create '%s'", p);
+                goto fail;
+            }
+        } else if (S_ISDIR(st.st_mode) && mkdir(p, 0755) < 0) {
+            co_err_sys(err, errno, "cannot create '%s'", p);
+            goto fail;
+        }
+    }
+    pathf(p, sizeof(p), "%s/etc", tmp);
+    if (mkdir(p, 0755) < 0) {
+        co_err_sys(err, errno, "cannot create '%s'", p);
+        goto fail;
+    }
+    if (write_etc(p, err) < 0)
+        goto fail;
+    /* Debian has no "python" unless python-is-python3 is installed: a fallback link at the end
+     * of PATH makes `python` mean Python 3 in the default image. */
+    pathf(p, sizeof(p), "%s/opt/cacheout/bin", tmp);
+    if (sbx_mkdir_p(p, 0755, err) < 0)
+        goto fail;
+    if (access("/usr/bin/python3", X_OK) == 0) {
+        pathf(p, sizeof(p), "%s/opt/cacheout/bin/python", tmp);
+        if (symlink("/usr/bin/python3", p) < 0) {
+            co_err_sys(err, errno, "cannot create '%s'", p);
+            goto fail;
+        }
+    }
+    if (rename(tmp, final) < 0) {
+        if (errno == EEXIST || errno == ENOTEMPTY) {
+            remove_tree(tmp); /* another process won the race; use its skeleton */
+            return 0;
+        }
+        co_err_sys(err, errno, "cannot rename '%s' to '%s'", tmp, final);
+        goto fail;
+    }
+    return 0;
+fail:
+    remove_tree(tmp);
+    return -1;
+}
+
+static int
+resolve_default(struct sbx_image *img, co_err *err)
+{
+    const char *run = sbx_run_dir();
+    memset(img, 0, sizeof(*img));
+    if (sbx_mkdir_p(run, 0755, err) < 0)
+        return -1;
+    pathf(img->root, sizeof(img->root), "%s/%s", run, SKELETON_NAME);
+    struct stat st;
+    if (stat(img->root, &st) < 0) {
+        if (errno != ENOENT)
+            return co_err_sys(err, errno, "cannot stat '%s'", img->root);
+        if (build_skeleton(img->root, err) < 0)
+            return co_err_wrap(err, "prepare default image");
+    }
+    for (size_t i = 0; i < CO_ARRAY_LEN(host_dirs); i++) {
+        char host[64], in[PATH_MAX];
+        struct stat hs, is;
+        pathf(host, sizeof(host), "/%s", host_dirs[i]);
+        pathf(in, sizeof(in), "%s/%s", img->root, host_dirs[i]);
+        if (lstat(host, &hs) < 0 || !S_ISDIR(hs.st_mode))
+            continue;
+        if (lstat(in, &is) < 0 || !S_ISDIR(is.st_mode))
+            return co_err_set(err, CO_E_SYS,
+                              "default image skeleton '%s' is stale: no folder for '%s'", img->root,
+                              host);
+        int n = img->n_binds++;
+        co_strlcpy(img->bind_src[n], host, sizeof(img->bind_src[n]));
+        co_strlcpy(img->bind_dst[n], host_dirs[i], sizeof(img->bind_dst[n]));
+    }
+    if (img->n_binds == 0 || strcmp(img->bind_dst[0], "usr") != 0)
+        return co_err_set(err, CO_E_SYS, "default image: the host has no '/usr' folder");
+    return 0;
+}
+
+static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sbx_image *default_cached;
+
+static int
+resolve_folder(const char *path, struct sbx_image *img, co_err *err)
+{
+    char real[PATH_MAX];
+    memset(img, 0, sizeof(*img));
+    if (!realpath(path, real)) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            return co_err_set(err, CO_E_NOTFOUND, "image folder '%s' does not exist", path);
+        return co_err_sys(err, errno, "cannot resolve image folder '%s'", path);
+    }
+    struct stat st;
+    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
+        return co_err_set(err, CO_E_NOTFOUND, "image '%s' is not a folder", path);
+    if (strcmp(real, "/") == 0)
+        return co_err_set(err, CO_E_INVAL, "the host root cannot be an image");
+    for (size_t i = 0; i < CO_ARRAY_LEN(mount_points); i++) {
+        char p[PATH_MAX];
+        pathf(p, sizeof(p), "%s/%s", real, mount_points[i]);
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return co_err_sys(err, errno, "cannot create mount point '%s' in image", p);
+        if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
+            return co_err_set(err, CO_E_INVAL, "image mount point '%s' is not a folder", p);
+    }
+    co_strlcpy(img->root, real, sizeof(img->root));
+    return 0;
+}
+
+int
+sbx_image_resolve(const char *name, struct sbx_image *img, co_err *err)
+{
+    if (!name || !*name || strcmp(name, "default") == 0) {
+        pthread_mutex_lock(&default_lock);
+        int rc = 0;
+        if (!default_cached) {
+            struct sbx_image *d = co_xcalloc(1, sizeof(*d));
+            rc = resolve_default(d, err);
+            if (rc == 0)
+                default_cached = d;
+            else
+                free(d);
+        }
+        if (rc == 0)
+            *img = *default_cached;
+        pthread_mutex_unlock(&default_lock);
+        return rc;
+    }
+    if (name[0] == '/')
+        return resolve_folder(name, img, err);
+    if (!co_id_valid(name) || name[0] == '.')
+        return co_err_field(err, CO_E_INVAL, "image", "invalid image name '%s'", name);
+    const char *dir = getenv("CACHEOUT_IMAGE_DIR");
+    char path[PATH_MAX];
+    pathf(path, sizeof(path), "%s/%s", dir && *dir ? dir : SBX_IMAGE_DIR, name);
+    if (access(path, F_OK) < 0)
+        return co_err_set(err, CO_E_NOTFOUND, "image '%s' not found: no folder '%s'", name, path);
+    return resolve_folder(path, img, err);
+}

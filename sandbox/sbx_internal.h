@@ -1,0 +1,37 @@
+/* Internal limits and helpers of libsandbox shared between its source files and unit tests. */
+#ifndef SBX_INTERNAL_H
+#define SBX_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "co_err.h"
+#include "sbx.h"
+
+#define SBX_ARGV_MAX 4096
+#define SBX_ENV_MAX 1024
+#define SBX_FILES_MAX 1024
+#define SBX_FILE_NAME_MAX 1024
+
+/** The PATH of every job unless the spec's env overrides it. */
+#define SBX_DEFAULT_PATH                                                                           \
+    "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:/opt/cacheout/bin"
+
+/** Check a work file name (relative, no "", "." or ".." component, no trailing '/'). */
+int sbx_file_name_check(const char *name, co_err *err) __attribute__((warn_unused_result));
+
+/** The eventfd behind a cancellation handle, -1 for NULL. */
+int sbx_cancel_fd(const struct sbx_cancel *c);
+
+/**
+ * Build the job's environment: PATH, HOME=/work, LANG=C.UTF-8, then @extra ("KEY=VALUE", a later
+ * entry replacing an earlier one with the same key).  Returns a NULL-terminated array whose
+ * strings are borrowed from @extra or static; the caller frees the array only.
+ */
+const char **sbx_build_env(const char *const *extra);
+
+/** Lock a free slot under @lock_dir: returns its lock fd (keep it open while the slot is used). */
+int sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
+    __attribute__((warn_unused_result));
+
+#endif

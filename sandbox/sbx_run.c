@@ -1,0 +1,1031 @@
+/*
+ * sbx_run(): prepare everything in the parent (slot, cgroup, image, mount options, argv/envp,
+ * seccomp program, work file descriptors), clone one child into new mount, pid, net, ipc and uts
+ * namespaces, and let it build the sandbox and exec the job.
+ *
+ * Processes: the cloned child is pid 1 of the sandbox ("init").  It sets up the root, drops
+ * privileges, loads the seccomp filter and vforks the job (pid 2), then reaps until the job exits
+ * and reports its wait status on the status pipe.  When init exits the kernel kills every other
+ * process of the pid namespace, so nothing a job leaves behind survives it; the cgroup is then
+ * killed and removed as well.  A job process is never pid 1, so it gets normal signal semantics.
+ *
+ * Between clone() and execve() the child allocates nothing, logs nothing and uses raw system
+ * calls for credentials (glibc's setuid() would try to signal the parent's threads).  Failures
+ * travel to the parent as {step, errno} on the status pipe.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_buf.h"
+#include "co_time.h"
+#include "sbx.h"
+#include "sbx_cgroup.h"
+#include "sbx_image.h"
+#include "sbx_internal.h"
+#include "sbx_seccomp.h"
+
+/* The steps of the child, reported by number and named in errors. */
+enum step {
+    STEP_NONE = 0,
+    STEP_FDS,
+    STEP_PDEATHSIG,
+    STEP_SIGNALS,
+    STEP_CGROUP_JOIN,
+    STEP_CGROUP_NS,
+    STEP_MOUNT_PRIVATE,
+    STEP_ROOT_BIND,
+    STEP_ROOT_CHDIR,
+    STEP_BIND,
+    STEP_BIND_RO,
+    STEP_MOUNT_TMP,
+    STEP_MOUNT_WORK,
+    STEP_WORK_FILES,
+    STEP_MOUNT_PROC,
+    STEP_PROC_RO,
+    STEP_MOUNT_DEV,
+    STEP_MKNOD,
+    STEP_DEV_LINKS,
+    STEP_MOUNT_SHM,
+    STEP_ROOT_RO,
+    STEP_PIVOT_ROOT,
+    STEP_UMOUNT_OLD,
+    STEP_HOSTNAME,
+    STEP_LOOPBACK,
+    STEP_RLIMIT,
+    STEP_CAPS,
+    STEP_SETGROUPS,
+    STEP_SETGID,
+    STEP_SETUID,
+    STEP_NO_NEW_PRIVS,
+    STEP_SECCOMP,
+    STEP_FORK,
+    STEP_STDIO,
+    STEP_CHDIR_WORK,
+    STEP_EXECVE,
+    STEP_COUNT
+};
+
+static const char *const step_names[STEP_COUNT] = {
+    [STEP_NONE] = "none",
+    [STEP_FDS] = "close_fds",
+    [STEP_PDEATHSIG] = "pdeathsig",
+    [STEP_SIGNALS] = "signals",
+    [STEP_CGROUP_JOIN] = "cgroup_join",
+    [STEP_CGROUP_NS] = "cgroup_namespace",
+    [STEP_MOUNT_PRIVATE] = "mount_private",
+    [STEP_ROOT_BIND] = "root_bind",
+    [STEP_ROOT_CHDIR] = "root_chdir",
+    [STEP_BIND] = "bind_host_dir",
+    [STEP_BIND_RO] = "bind_read_only",
+    [STEP_MOUNT_TMP] = "mount_tmp",
+    [STEP_MOUNT_WORK] = "mount_work",
+    [STEP_WORK_FILES] = "work_files",
+    [STEP_MOUNT_PROC] = "mount_proc",
+    [STEP_PROC_RO] = "proc_read_only",
+    [STEP_MOUNT_DEV] = "mount_dev",
+    [STEP_MKNOD] = "mknod_dev",
+    [STEP_DEV_LINKS] = "dev_links",
+    [STEP_MOUNT_SHM] = "mount_shm",
+    [STEP_ROOT_RO] = "root_read_only",
+    [STEP_PIVOT_ROOT] = "pivot_root",
+    [STEP_UMOUNT_OLD] = "umount_old_root",
+    [STEP_HOSTNAME] = "hostname",
+    [STEP_LOOPBACK] = "loopback",
+    [STEP_RLIMIT] = "rlimits",
+    [STEP_CAPS] = "drop_capabilities",
+    [STEP_SETGROUPS] = "setgroups",
+    [STEP_SETGID] = "setgid",
+    [STEP_SETUID] = "setuid",
+    [STEP_NO_NEW_PRIVS] = "no_new_privs",
+    [STEP_SECCOMP] = "seccomp",
+    [STEP_FORK] = "fork_job",
+    [STEP_STDIO] = "stdio",
+    [STEP_CHDIR_WORK] = "chdir_work",
+    [STEP_EXECVE] = "execve",
+};
+
+/* What a step did, for messages. */
+static const char *const step_what[STEP_COUNT] = {
+    [STEP_FDS] = "close inherited file descriptors",
+    [STEP_PDEATHSIG] = "set parent-death signal",
+    [STEP_SIGNALS] = "reset signals",
+    [STEP_CGROUP_JOIN] = "join the job cgroup",
+    [STEP_CGROUP_NS] = "create cgroup namespace",
+    [STEP_MOUNT_PRIVATE] = "make mounts private",
+    [STEP_ROOT_BIND] = "bind the image root",
+    [STEP_ROOT_CHDIR] = "enter the new root",
+    [STEP_BIND] = "bind a host folder",
+    [STEP_BIND_RO] = "make a bind read-only",
+    [STEP_MOUNT_TMP] = "mount tmpfs on /tmp",
+    [STEP_MOUNT_WORK] = "mount tmpfs on /work",
+    [STEP_WORK_FILES] = "write the work files",
+    [STEP_MOUNT_PROC] = "mount /proc",
+    [STEP_PROC_RO] = "make /proc/sys read-only",
+    [STEP_MOUNT_DEV] = "mount /dev",
+    [STEP_MKNOD] = "create device nodes",
+    [STEP_DEV_LINKS] = "create /dev links",
+    [STEP_MOUNT_SHM] = "mount /dev/shm",
+    [STEP_ROOT_RO] = "make the root read-only",
+    [STEP_PIVOT_ROOT] = "pivot_root",
+    [STEP_UMOUNT_OLD] = "detach the old root",
+    [STEP_HOSTNAME] = "set the hostname",
+    [STEP_LOOPBACK] = "bring up loopback",
+    [STEP_RLIMIT] = "set resource limits",
+    [STEP_CAPS] = "drop capabilities",
+    [STEP_SETGROUPS] = "drop supplementary groups",
+    [STEP_SETGID] = "set the job gid",
+    [STEP_SETUID] = "set the job uid",
+    [STEP_NO_NEW_PRIVS] = "set no_new_privs",
+    [STEP_SECCOMP] = "load the seccomp filter",
+    [STEP_FORK] = "fork the job",
+    [STEP_STDIO] = "set up stdin/stdout/stderr",
+    [STEP_CHDIR_WORK] = "enter /work",
+    [STEP_EXECVE] = "execute the program",
+};
+
+enum msg_kind { MSG_SETUP_ERR = 1, MSG_EXEC_ERR, MSG_EXIT };
+
+struct msg {
+    int32_t kind;
+    int32_t step;
+    int32_t err;
+    int32_t wstatus;
+};
+
+/* Everything the child needs, prepared by the parent (the child only reads it). */
+struct child_ctx {
+    const struct sbx_image *img;
+    const struct sbx_cgroup *cg;
+    int status_w, out_w, err_w;
+    int keep[8 + SBX_FILES_MAX];
+    int n_keep;
+    const struct sbx_spec *spec;
+    const int *file_fds; /* per work file: host fd, or -1 for in-memory data */
+    const mode_t *file_modes;
+    char tmp_opts[128], work_opts[160], shm_opts[128];
+    int cap_last;
+    uid_t uid;
+    gid_t gid;
+    struct rlimit nproc, nofile, cpu;
+    bool cpu_rlimit;
+    const struct sock_fprog *prog;
+    char *const *argv;
+    char *const *envp;
+    const char *path; /* PATH used to find argv[0] */
+};
+
+static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int kind, int step)
+{
+    struct msg m = {kind, step, errno, 0};
+    (void)!write(c->status_w, &m, sizeof(m));
+    _exit(kind == MSG_EXEC_ERR ? (m.err == ENOENT ? 127 : 126) : 125);
+}
+
+#define TRY(step, expr)                                                                            \
+    do {                                                                                           \
+        if ((expr) < 0)                                                                            \
+            child_fail(c, MSG_SETUP_ERR, (step));                                                  \
+    } while (0)
+
+static int
+close_all_except(const int *keep, int n)
+{
+    unsigned next = 3;
+    for (int i = 0; i < n; i++) {
+        unsigned k = (unsigned)keep[i];
+        if (k < next)
+            continue;
+        if (k > next && close_range(next, k - 1, 0) < 0)
+            return -1;
+        next = k + 1;
+    }
+    return close_range(next, ~0U, 0);
+}
+
+static int
+write_all_fd(int fd, const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Create the work files in the /work tmpfs (@workfd), owned by the job. */
+static int
+write_work_files(const struct child_ctx *c, int workfd)
+{
+    const struct sbx_spec *s = c->spec;
+    for (size_t i = 0; i < s->n_files; i++) {
+        const struct sbx_file *f = &s->files[i];
+        char dir[SBX_FILE_NAME_MAX];
+        size_t len = strlen(f->name);
+        memcpy(dir, f->name, len + 1);
+        for (size_t k = 0; k < len; k++) {
+            if (dir[k] != '/')
+                continue;
+            dir[k] = '\0';
+            if (mkdirat(workfd, dir, 0755) < 0 && errno != EEXIST)
+                return -1;
+            if (fchownat(workfd, dir, c->uid, c->gid, AT_SYMLINK_NOFOLLOW) < 0)
+                return -1;
+            dir[k] = '/';
+        }
+        int fd =
+            openat(workfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -1;
+        int rc = 0;
+        if (c->file_fds[i] >= 0) {
+            ssize_t n;
+            while ((n = sendfile(fd, c->file_fds[i], NULL, 1 << 30)) > 0)
+                ;
+            rc = n < 0 ? -1 : 0;
+        } else {
+            rc = write_all_fd(fd, f->data, f->len);
+        }
+        if (rc == 0 && fchown(fd, c->uid, c->gid) < 0)
+            rc = -1;
+        if (rc == 0 && fchmod(fd, c->file_modes[i]) < 0)
+            rc = -1;
+        int saved = errno;
+        close(fd);
+        if (c->file_fds[i] >= 0)
+            close(c->file_fds[i]);
+        errno = saved;
+        if (rc < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+bind_ro(const char *src, const char *dst, unsigned long extra)
+{
+    if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+        return -1;
+    return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra,
+                 NULL);
+}
+
+static int
+loopback_up(void)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, "lo", 3);
+    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+    int rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    int saved = errno;
+    close(s);
+    errno = saved;
+    return rc;
+}
+
+/* Search PATH like execvp() without allocating; returns only on failure with errno set. */
+static void
+exec_path(const struct child_ctx *c)
+{
+    const char *file = c->argv[0];
+    if (strchr(file, '/')) {
+        execve(file, c->argv, c->envp);
+        return;
+    }
+    char buf[PATH_MAX];
+    size_t flen = strlen(file);
+    bool eacces = false;
+    int last = ENOENT;
+    for (const char *p = c->path; p;) {
+        const char *end = strchrnul(p, ':');
+        size_t dlen = (size_t)(end - p);
+        if (dlen == 0) {
+            buf[0] = '.';
+            dlen = 1;
+        } else if (dlen < sizeof(buf)) {
+            memcpy(buf, p, dlen);
+        }
+        if (dlen + 1 + flen < sizeof(buf)) {
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, file, flen + 1);
+            execve(buf, c->argv, c->envp);
+            if (errno == EACCES)
+                eacces = true;
+            else if (errno != ENOENT && errno != ENOTDIR)
+                last = errno;
+        }
+        p = *end ? end + 1 : NULL;
+    }
+    errno = eacces ? EACCES : last;
+}
+
+static void __attribute__((noreturn)) job_main(const struct child_ctx *c)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        (void)sigaction(sig, &dfl, NULL);
+    sigset_t none;
+    sigemptyset(&none);
+    TRY(STEP_SIGNALS, sigprocmask(SIG_SETMASK, &none, NULL));
+    int nullfd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    TRY(STEP_STDIO, nullfd);
+    TRY(STEP_STDIO, dup2(nullfd, 0));
+    TRY(STEP_STDIO, dup2(c->out_w, 1));
+    TRY(STEP_STDIO, dup2(c->err_w, 2));
+    /* Everything else closes at execve(); the status pipe stays usable until then. */
+    TRY(STEP_FDS, close_range(3, ~0U, CLOSE_RANGE_CLOEXEC));
+    TRY(STEP_CHDIR_WORK, chdir("/work"));
+    exec_path(c);
+    child_fail(c, MSG_EXEC_ERR, STEP_EXECVE);
+}
+
+static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
+{
+    /* Die with the thread that started us. */
+    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    TRY(STEP_FDS, close_all_except(c->keep, c->n_keep));
+    umask(0);
+
+    /* Enter the job cgroup before anything else uses memory or CPU, then hide the hierarchy. */
+    for (int i = 0; i < c->cg->n_dirs; i++) {
+        int fd = open(c->cg->procs[i], O_WRONLY | O_CLOEXEC);
+        TRY(STEP_CGROUP_JOIN, fd);
+        if (write(fd, "0", 1) != 1)
+            child_fail(c, MSG_SETUP_ERR, STEP_CGROUP_JOIN);
+        close(fd);
+    }
+    TRY(STEP_CGROUP_NS, unshare(CLONE_NEWCGROUP));
+
+    /* The new root: the image folder bound onto itself, with host folders bound read-only. */
+    TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    TRY(STEP_ROOT_BIND, mount(c->img->root, c->img->root, NULL, MS_BIND, NULL));
+    TRY(STEP_ROOT_CHDIR, chdir(c->img->root));
+    for (int i = 0; i < c->img->n_binds; i++)
+        TRY(STEP_BIND, bind_ro(c->img->bind_src[i], c->img->bind_dst[i], 0));
+    TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
+    TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
+    if (c->spec->n_files) {
+        int workfd = open("work", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        TRY(STEP_WORK_FILES, workfd);
+        TRY(STEP_WORK_FILES, write_work_files(c, workfd));
+        close(workfd);
+    }
+    TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+    TRY(STEP_PROC_RO, bind_ro("proc/sys", "proc/sys", MS_NOEXEC));
+    if (access("proc/sysrq-trigger", F_OK) == 0) /* absent without CONFIG_MAGIC_SYSRQ */
+        TRY(STEP_PROC_RO, bind_ro("proc/sysrq-trigger", "proc/sysrq-trigger", MS_NOEXEC));
+    TRY(STEP_MOUNT_DEV,
+        mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));
+    static const struct {
+        const char *name;
+        unsigned minor;
+    } devs[] = {
+        {"dev/null", 3}, {"dev/zero", 5}, {"dev/full", 7}, {"dev/random", 8}, {"dev/urandom", 9}};
+    for (size_t i = 0; i < CO_ARRAY_LEN(devs); i++)
+        TRY(STEP_MKNOD, mknod(devs[i].name, S_IFCHR | 0666, makedev(1, devs[i].minor)));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd", "dev/fd"));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/0", "dev/stdin"));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/1", "dev/stdout"));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/2", "dev/stderr"));
+    TRY(STEP_MOUNT_SHM, mkdir("dev/shm", 01777));
+    TRY(STEP_MOUNT_SHM,
+        mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, c->shm_opts));
+    TRY(STEP_ROOT_RO,
+        mount(NULL, ".", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL));
+    TRY(STEP_PIVOT_ROOT, syscall(SYS_pivot_root, ".", "."));
+    TRY(STEP_UMOUNT_OLD, umount2(".", MNT_DETACH));
+    TRY(STEP_ROOT_CHDIR, chdir("/"));
+
+    TRY(STEP_HOSTNAME, sethostname("cacheout", 8));
+    if (c->spec->network == SBX_NET_LOOPBACK)
+        TRY(STEP_LOOPBACK, loopback_up());
+
+    struct rlimit zero = {0, 0};
+    TRY(STEP_RLIMIT, setrlimit(RLIMIT_CORE, &zero));
+    TRY(STEP_RLIMIT, setrlimit(RLIMIT_NPROC, &c->nproc));
+    TRY(STEP_RLIMIT, setrlimit(RLIMIT_NOFILE, &c->nofile));
+    if (c->cpu_rlimit)
+        TRY(STEP_RLIMIT, setrlimit(RLIMIT_CPU, &c->cpu));
+
+    /* Credentials: empty bounding and ambient sets, then the job's uid/gid (which clears the
+     * permitted and effective sets).  Raw system calls: this process has one thread. */
+    for (int cap = 0; cap <= c->cap_last; cap++) {
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+            child_fail(c, MSG_SETUP_ERR, STEP_CAPS);
+    }
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+        child_fail(c, MSG_SETUP_ERR, STEP_CAPS);
+    TRY(STEP_SETGROUPS, syscall(SYS_setgroups, 0, NULL));
+    TRY(STEP_SETGID, syscall(SYS_setresgid, c->gid, c->gid, c->gid));
+    TRY(STEP_SETUID, syscall(SYS_setresuid, c->uid, c->uid, c->uid));
+    /* Init keeps the host's memory image (copy-on-write): not dumpable means the job, which has
+     * the same uid, cannot read its /proc/1/environ or memory. */
+    TRY(STEP_NO_NEW_PRIVS, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
+    TRY(STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+    TRY(STEP_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->prog));
+
+    pid_t job = vfork();
+    if (job < 0)
+        child_fail(c, MSG_SETUP_ERR, STEP_FORK);
+    if (job == 0)
+        job_main(c);
+    close(c->out_w);
+    close(c->err_w);
+    for (;;) {
+        int st;
+        pid_t p = wait4(-1, &st, __WALL, NULL);
+        if (p == job) {
+            struct msg m = {MSG_EXIT, 0, 0, st};
+            (void)!write(c->status_w, &m, sizeof(m));
+            _exit(0);
+        }
+        if (p < 0 && errno != EINTR)
+            _exit(0);
+    }
+}
+
+/* ---- slots ---------------------------------------------------------------------------------- */
+
+static atomic_uint next_slot;
+
+int
+sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
+{
+    if (sbx_mkdir_p(lock_dir, 0700, err) < 0)
+        return -1;
+    unsigned start = atomic_fetch_add(&next_slot, 1);
+    for (unsigned k = 0; k < SBX_MAX_SLOTS; k++) {
+        unsigned s = (start + k) % SBX_MAX_SLOTS;
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%u.lock", lock_dir, s);
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return co_err_sys(err, errno, "cannot open slot lock '%s'", path);
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+            *slot = s;
+            *lock_fd = fd;
+            return 0;
+        }
+        int saved = errno;
+        close(fd);
+        if (saved != EWOULDBLOCK)
+            return co_err_sys(err, saved, "cannot lock '%s'", path);
+    }
+    return co_err_set(err, CO_E_LIMIT, "all %d sandbox slots are busy", SBX_MAX_SLOTS);
+}
+
+/* ---- environment ---------------------------------------------------------------------------- */
+
+const char **
+sbx_build_env(const char *const *extra)
+{
+    size_t n = 0;
+    while (extra && extra[n])
+        n++;
+    const char **env = co_xcalloc(n + 4, sizeof(*env));
+    size_t k = 0;
+    env[k++] = "PATH=" SBX_DEFAULT_PATH;
+    env[k++] = "HOME=/work";
+    env[k++] = "LANG=C.UTF-8";
+    for (size_t i = 0; i < n; i++) {
+        size_t klen = (size_t)(strchr(extra[i], '=') - extra[i]) + 1;
+        size_t j = 0;
+        for (; j < k; j++) {
+            if (strncmp(env[j], extra[i], klen) == 0)
+                break;
+        }
+        env[j] = extra[i];
+        if (j == k)
+            k++;
+    }
+    env[k] = NULL;
+    return env;
+}
+
+/* ---- the parent ----------------------------------------------------------------------------- */
+
+struct stream {
+    int fd;
+    enum sbx_stream which;
+    int64_t bytes;
+    bool truncated;
+    struct co_buf buf;
+};
+
+struct run {
+    const struct sbx_spec *spec;
+    const struct sbx_run_opts *opts;
+    struct sbx_result *res;
+    struct stream out, err;
+    enum sbx_status killed; /* why the parent killed the job, SBX_OK if it did not */
+    pid_t pid;
+    const struct sbx_cgroup *cg;
+};
+
+static void
+internal(struct sbx_result *res, co_err *err, const char *step, int errnum)
+{
+    res->status = SBX_INTERNAL_ERROR;
+    res->exit_code = -1;
+    res->signal = 0;
+    co_strlcpy(res->error_step, step, sizeof(res->error_step));
+    res->error_errno = errnum ? errnum : err->sys_errno;
+    co_strlcpy(res->error_msg, err->msg, sizeof(res->error_msg));
+}
+
+static void
+kill_job(struct run *r, enum sbx_status why)
+{
+    if (r->killed == SBX_OK)
+        r->killed = why;
+    kill(r->pid, SIGKILL);
+}
+
+static void
+take_output(struct run *r, struct stream *s, const char *data, size_t n)
+{
+    int64_t cap = r->spec->output_limit;
+    int64_t room = cap - (s->bytes < cap ? s->bytes : cap);
+    size_t keep = (int64_t)n < room ? n : (size_t)room;
+    s->bytes += (int64_t)n;
+    if (keep > 0) {
+        if (r->opts && r->opts->on_output)
+            r->opts->on_output(r->opts->ud, s->which, data, keep);
+        if (!r->opts || r->opts->capture)
+            co_buf_append(&s->buf, data, keep);
+    }
+    if (keep < n && !s->truncated) {
+        s->truncated = true;
+        if (r->spec->kill_on_output_limit)
+            kill_job(r, SBX_OUTPUT_LIMIT);
+    }
+}
+
+/* Read what is available on @s; closes it at EOF. */
+static void
+drain(struct run *r, struct stream *s)
+{
+    char chunk[65536];
+    ssize_t n = read(s->fd, chunk, sizeof(chunk));
+    if (n > 0) {
+        take_output(r, s, chunk, (size_t)n);
+    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+        close(s->fd);
+        s->fd = -1;
+    }
+}
+
+static void
+set_status_from_wait(struct sbx_result *res, int st, int64_t oom_kills)
+{
+    if (WIFEXITED(st)) {
+        res->exit_code = WEXITSTATUS(st);
+        res->status = res->exit_code == 0 ? SBX_OK : SBX_RUNTIME_ERROR;
+    } else if (WIFSIGNALED(st)) {
+        res->signal = WTERMSIG(st);
+        res->exit_code = -1;
+        if (res->signal == SIGSYS)
+            res->status = SBX_SECCOMP;
+        else if (res->signal == SIGXCPU)
+            res->status = SBX_CPU_TIMEOUT;
+        else
+            res->status = SBX_SIGNALED;
+    }
+    if (oom_kills > 0 && (res->status == SBX_SIGNALED || res->status == SBX_RUNTIME_ERROR))
+        res->status = SBX_OOM;
+}
+
+static int
+open_work_files(const struct sbx_spec *spec, int *fds, mode_t *modes, co_err *err)
+{
+    for (size_t i = 0; i < spec->n_files; i++) {
+        const struct sbx_file *f = &spec->files[i];
+        fds[i] = -1;
+        modes[i] = f->mode ? f->mode & 0777 : 0644;
+        if (!f->host_path)
+            continue;
+        int fd = open(f->host_path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+            return co_err_sys(err, errno, "cannot open work file '%s'", f->host_path);
+        fds[i] = fd;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+            return co_err_sys(err, errno, "cannot stat work file '%s'", f->host_path);
+        if (!S_ISREG(st.st_mode))
+            return co_err_set(err, CO_E_INVAL, "work file '%s' is not a regular file",
+                              f->host_path);
+        if (!f->mode)
+            modes[i] = st.st_mode & 0777;
+    }
+    return 0;
+}
+
+static int
+cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static int
+read_cap_last(void)
+{
+    char buf[32];
+    co_err e = CO_ERR_INIT;
+    if (sbx_read_file("/proc/sys/kernel/cap_last_cap", buf, sizeof(buf), &e) == 0)
+        return atoi(buf);
+    return 63;
+}
+
+int
+sbx_run(const struct sbx_spec *spec, struct sbx_result *res, co_err *err)
+{
+    return sbx_run_ex(spec, NULL, res, err);
+}
+
+int
+sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct sbx_result *res,
+           co_err *err)
+{
+    int rc = -1;
+    int lock_fd = -1;
+    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    int *file_fds = NULL;
+    mode_t *file_modes = NULL;
+    const char **envp = NULL;
+    struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
+    struct sbx_image *img = co_xcalloc(1, sizeof(*img));
+    struct child_ctx *c = co_xcalloc(1, sizeof(*c));
+    const struct sbx_cgroup_host *host;
+    const struct sock_fprog *prog;
+    struct run r;
+    memset(&r, 0, sizeof(r));
+    r.out.fd = r.err.fd = -1;
+
+    memset(res, 0, sizeof(*res));
+    res->exit_code = -1;
+    r.spec = spec;
+    r.opts = opts;
+    r.res = res;
+
+    if (sbx_spec_validate(spec, err) < 0) {
+        internal(res, err, "spec", 0);
+        goto out;
+    }
+    if (geteuid() != 0) {
+        co_err_set(err, CO_E_UNAVAILABLE,
+                   "the sandbox needs root on the host (namespaces, cgroups, uid switch); "
+                   "running as uid %u",
+                   (unsigned)geteuid());
+        internal(res, err, "privileges", EPERM);
+        goto out;
+    }
+    if (sbx_seccomp_prog(&prog, err) < 0) {
+        internal(res, err, "seccomp_build", 0);
+        goto out;
+    }
+    if (sbx_cgroup_host_get(&host, err) < 0) {
+        internal(res, err, "cgroup_detect", 0);
+        goto out;
+    }
+    if (sbx_image_resolve(spec->image, img, err) < 0) {
+        internal(res, err, "image", err->code == CO_E_NOTFOUND ? ENOENT : 0);
+        goto out;
+    }
+    char lock_dir[PATH_MAX];
+    snprintf(lock_dir, sizeof(lock_dir), "%s/slots", sbx_run_dir());
+    if (sbx_slot_acquire(lock_dir, &res->slot, &lock_fd, err) < 0) {
+        internal(res, err, "slot", 0);
+        goto out;
+    }
+    res->uid = SBX_UID_BASE + res->slot;
+    char cg_name[32];
+    snprintf(cg_name, sizeof(cg_name), "slot-%u", res->slot);
+    struct sbx_cg_limits lim = {spec->cores_milli, spec->memory_bytes, spec->pids};
+    if (sbx_cgroup_create(cg, host, cg_name, &lim, err) < 0) {
+        co_err_wrap(err, "set up cgroup (%s)", sbx_cgroup_mode_name(host->mode));
+        internal(res, err, "cgroup", 0);
+        goto out;
+    }
+    file_fds = co_xcalloc(spec->n_files + 1, sizeof(*file_fds));
+    file_modes = co_xcalloc(spec->n_files + 1, sizeof(*file_modes));
+    for (size_t i = 0; i < spec->n_files; i++)
+        file_fds[i] = -1;
+    if (open_work_files(spec, file_fds, file_modes, err) < 0) {
+        internal(res, err, "work_file", 0);
+        goto out;
+    }
+    for (int i = 0; i < 3; i++) {
+        if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+            co_err_sys(err, errno, "cannot create pipe");
+            internal(res, err, "pipe", 0);
+            goto out;
+        }
+    }
+    envp = sbx_build_env(spec->env);
+
+    /* The child's context. */
+    c->img = img;
+    c->cg = cg;
+    c->spec = spec;
+    c->status_w = pipes[2][1];
+    c->out_w = pipes[0][1];
+    c->err_w = pipes[1][1];
+    c->keep[c->n_keep++] = c->status_w;
+    c->keep[c->n_keep++] = c->out_w;
+    c->keep[c->n_keep++] = c->err_w;
+    for (size_t i = 0; i < spec->n_files; i++) {
+        if (file_fds[i] >= 0)
+            c->keep[c->n_keep++] = file_fds[i];
+    }
+    qsort(c->keep, (size_t)c->n_keep, sizeof(int), cmp_int);
+    c->file_fds = file_fds;
+    c->file_modes = file_modes;
+    snprintf(c->tmp_opts, sizeof(c->tmp_opts), "size=%lld,mode=1777", (long long)spec->tmp_bytes);
+    snprintf(c->work_opts, sizeof(c->work_opts), "size=%lld,mode=0755,uid=%u,gid=%u",
+             (long long)spec->work_bytes, (unsigned)res->uid, (unsigned)res->uid);
+    snprintf(c->shm_opts, sizeof(c->shm_opts), "size=%lld,mode=1777", (long long)spec->shm_bytes);
+    c->cap_last = read_cap_last();
+    c->uid = res->uid;
+    c->gid = (gid_t)res->uid;
+    c->nproc.rlim_cur = c->nproc.rlim_max = (rlim_t)spec->pids;
+    c->nofile.rlim_cur = c->nofile.rlim_max = 4096;
+    if (spec->cpu_ms > 0) {
+        /* A per-process backstop only: the parent enforces the limit on the whole cgroup. */
+        c->cpu_rlimit = true;
+        c->cpu.rlim_cur = (rlim_t)(spec->cpu_ms / 1000 + 2);
+        c->cpu.rlim_max = c->cpu.rlim_cur + 1;
+    }
+    c->prog = prog;
+    c->argv = (char *const *)spec->argv;
+    c->envp = (char *const *)envp;
+    c->path = SBX_DEFAULT_PATH;
+    for (size_t i = 0; envp[i]; i++) {
+        if (strncmp(envp[i], "PATH=", 5) == 0)
+            c->path = envp[i] + 5;
+    }
+
+    /* Block signals around clone so that no handler of this process runs in the child. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int64_t t0 = co_mono_ns();
+    long pid =
+        syscall(SYS_clone,
+                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
+                NULL, NULL, NULL, NULL);
+    if (pid == 0)
+        child_main(c);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        co_err_sys(err, clone_errno, "cannot clone the sandbox (namespaces)");
+        internal(res, err, "clone", clone_errno);
+        goto out;
+    }
+    r.pid = (pid_t)pid;
+    r.cg = cg;
+    for (int i = 0; i < 3; i++) {
+        close(pipes[i][1]);
+        pipes[i][1] = -1;
+    }
+    for (size_t i = 0; i < spec->n_files; i++) {
+        if (file_fds[i] >= 0) {
+            close(file_fds[i]);
+            file_fds[i] = -1;
+        }
+    }
+    r.out.fd = pipes[0][0];
+    r.out.which = SBX_STDOUT;
+    r.err.fd = pipes[1][0];
+    r.err.which = SBX_STDERR;
+    pipes[0][0] = pipes[1][0] = -1;
+    int status_fd = pipes[2][0];
+    int cancel_fd = sbx_cancel_fd(opts ? opts->cancel : NULL);
+
+    struct msg setup = {0}, exec_err = {0}, exitm = {0};
+    int64_t deadline = spec->wall_ms ? t0 + spec->wall_ms * 1000000 : 0;
+    int64_t t_end = 0, drain_deadline = 0;
+    while (status_fd >= 0 || r.out.fd >= 0 || r.err.fd >= 0) {
+        int64_t now = co_mono_ns();
+        int timeout = -1;
+        if (status_fd >= 0 && r.killed == SBX_OK) {
+            if (deadline) {
+                if (now >= deadline) {
+                    kill_job(&r, SBX_TIMEOUT);
+                    continue;
+                }
+                timeout = (int)((deadline - now + 999999) / 1000000);
+            }
+            if (spec->cpu_ms) {
+                int64_t used = 0;
+                co_err e = CO_ERR_INIT;
+                if (sbx_cgroup_cpu_us(cg, &used, &e) == 0 && used / 1000 >= spec->cpu_ms) {
+                    kill_job(&r, SBX_CPU_TIMEOUT);
+                    continue;
+                }
+                if (timeout < 0 || timeout > 20)
+                    timeout = 20;
+            }
+        }
+        if (status_fd < 0) {
+            /* Init is gone, so is every process of the sandbox: the pipes close shortly. */
+            if (!drain_deadline)
+                drain_deadline = now + INT64_C(2000000000);
+            if (now >= drain_deadline)
+                break;
+            timeout = (int)((drain_deadline - now) / 1000000) + 1;
+        }
+        struct pollfd pfd[4];
+        int n = 0;
+        int i_out = -1, i_err = -1, i_st = -1, i_cancel = -1;
+        if (r.out.fd >= 0) {
+            i_out = n;
+            pfd[n++] = (struct pollfd){r.out.fd, POLLIN, 0};
+        }
+        if (r.err.fd >= 0) {
+            i_err = n;
+            pfd[n++] = (struct pollfd){r.err.fd, POLLIN, 0};
+        }
+        if (status_fd >= 0) {
+            i_st = n;
+            pfd[n++] = (struct pollfd){status_fd, POLLIN, 0};
+        }
+        if (cancel_fd >= 0 && status_fd >= 0 && r.killed == SBX_OK) {
+            i_cancel = n;
+            pfd[n++] = (struct pollfd){cancel_fd, POLLIN, 0};
+        }
+        int pr = poll(pfd, (nfds_t)n, timeout);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            kill_job(&r, SBX_INTERNAL_ERROR);
+            break;
+        }
+        if (i_out >= 0 && pfd[i_out].revents)
+            drain(&r, &r.out);
+        if (i_err >= 0 && pfd[i_err].revents)
+            drain(&r, &r.err);
+        if (i_st >= 0 && pfd[i_st].revents) {
+            struct msg m;
+            ssize_t got = read(status_fd, &m, sizeof(m));
+            if (got == (ssize_t)sizeof(m)) {
+                if (m.kind == MSG_SETUP_ERR)
+                    setup = m;
+                else if (m.kind == MSG_EXEC_ERR)
+                    exec_err = m;
+                else if (m.kind == MSG_EXIT) {
+                    exitm = m;
+                    t_end = co_mono_ns();
+                }
+            } else if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+                close(status_fd);
+                status_fd = -1;
+                if (!t_end)
+                    t_end = co_mono_ns();
+            }
+        }
+        if (i_cancel >= 0 && pfd[i_cancel].revents)
+            kill_job(&r, SBX_CANCELLED);
+    }
+    if (status_fd >= 0)
+        close(status_fd);
+    if (r.out.fd >= 0)
+        close(r.out.fd);
+    if (r.err.fd >= 0)
+        close(r.err.fd);
+    r.out.fd = r.err.fd = -1;
+
+    int ist = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    while (wait4(r.pid, &ist, __WALL, &ru) < 0 && errno == EINTR)
+        ;
+    if (!t_end)
+        t_end = co_mono_ns();
+    res->wall_ms = (t_end - t0) / 1000000;
+    res->max_rss_kb = ru.ru_maxrss;
+
+    struct sbx_cg_stats stats = {0, -1, 0};
+    co_err serr = CO_ERR_INIT;
+    if (sbx_cgroup_stats(cg, &stats, &serr) == 0) {
+        res->cpu_ms = stats.cpu_us / 1000;
+        res->memory_peak_kb = stats.mem_peak >= 0 ? stats.mem_peak / 1024 : 0;
+        res->oom_killed = stats.oom_kills > 0;
+    }
+
+    res->stdout_bytes = r.out.bytes;
+    res->stderr_bytes = r.err.bytes;
+    res->stdout_truncated = r.out.truncated;
+    res->stderr_truncated = r.err.truncated;
+    if (!opts || opts->capture) {
+        res->stdout_data = co_buf_steal(&r.out.buf, &res->stdout_len);
+        res->stderr_data = co_buf_steal(&r.err.buf, &res->stderr_len);
+    }
+
+    if (setup.kind) {
+        int s = setup.step > 0 && setup.step < STEP_COUNT ? setup.step : 0;
+        co_err_sys(err, setup.err, "sandbox setup failed at step '%s' (%s)", step_names[s],
+                   step_what[s] ? step_what[s] : "?");
+        internal(res, err, step_names[s], setup.err);
+        goto out;
+    }
+    if (r.killed != SBX_OK && r.killed != SBX_INTERNAL_ERROR) {
+        res->status = r.killed;
+        res->signal = SIGKILL;
+        res->exit_code = -1;
+    } else if (exitm.kind) {
+        set_status_from_wait(res, exitm.wstatus, stats.oom_kills);
+    } else if (WIFSIGNALED(ist) && WTERMSIG(ist) == SIGKILL && stats.oom_kills > 0) {
+        /* The OOM killer chose init: the whole sandbox died of memory exhaustion. */
+        res->status = SBX_OOM;
+        res->signal = SIGKILL;
+    } else {
+        co_err_set(err, CO_E_INTERNAL, "sandbox init ended without reporting the job (status 0x%x)",
+                   ist);
+        internal(res, err, "init", 0);
+        goto out;
+    }
+    if (exec_err.kind) {
+        co_err cerr = CO_ERR_INIT;
+        co_err_sys(&cerr, exec_err.err, "cannot execute '%s'", spec->argv[0]);
+        co_strlcpy(res->error_step, "execve", sizeof(res->error_step));
+        res->error_errno = exec_err.err;
+        co_strlcpy(res->error_msg, cerr.msg, sizeof(res->error_msg));
+    }
+    rc = 0;
+out:
+    if (r.pid > 0) {
+        /* Whatever happened, nothing of the job may outlive the call. */
+        co_err kerr = CO_ERR_INIT;
+        if (sbx_cgroup_destroy(cg, &kerr) < 0 && rc == 0) {
+            *err = kerr;
+            co_err_wrap(err, "clean up cgroup");
+            /* The job ran; report the clean-up failure but keep its result. */
+        }
+    } else {
+        co_err kerr = CO_ERR_INIT;
+        if (sbx_cgroup_destroy(cg, &kerr) < 0) {
+            /* best effort: the error that got us here matters more */
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        for (int j = 0; j < 2; j++) {
+            if (pipes[i][j] >= 0)
+                close(pipes[i][j]);
+        }
+    }
+    if (file_fds) {
+        for (size_t i = 0; i < spec->n_files; i++) {
+            if (file_fds[i] >= 0)
+                close(file_fds[i]);
+        }
+    }
+    if (lock_fd >= 0)
+        close(lock_fd);
+    co_buf_release(&r.out.buf);
+    co_buf_release(&r.err.buf);
+    free(file_fds);
+    free(file_modes);
+    free(envp);
+    free(cg);
+    free(img);
+    free(c);
+    return rc;
+}

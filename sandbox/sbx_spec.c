@@ -1,0 +1,277 @@
+/* The pure parts of libsandbox: spec defaults and validation, status names, result JSON. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_buf.h"
+#include "co_id.h"
+#include "sbx.h"
+#include "sbx_internal.h"
+
+#define KIB INT64_C(1024)
+#define MIB (KIB * 1024)
+#define GIB (MIB * 1024)
+
+void
+sbx_spec_init(struct sbx_spec *spec)
+{
+    memset(spec, 0, sizeof(*spec));
+    spec->image = "default";
+    spec->cores_milli = 1000;
+    spec->memory_bytes = 256 * MIB;
+    spec->pids = 64;
+    spec->tmp_bytes = 64 * MIB;
+    spec->work_bytes = 64 * MIB;
+    spec->shm_bytes = 16 * MIB;
+    spec->wall_ms = 10000;
+    spec->cpu_ms = 0;
+    spec->output_limit = MIB;
+    spec->network = SBX_NET_NONE;
+}
+
+static int
+range(int64_t v, int64_t min, int64_t max, const char *field, co_err *err)
+{
+    if (v < min || v > max)
+        return co_err_field(err, CO_E_RANGE, field, "%s %lld out of range [%lld, %lld]", field,
+                            (long long)v, (long long)min, (long long)max);
+    return 0;
+}
+
+int
+sbx_file_name_check(const char *name, co_err *err)
+{
+    if (!name || !*name)
+        return co_err_field(err, CO_E_INVAL, "files", "empty work file name");
+    size_t len = strlen(name);
+    if (len >= SBX_FILE_NAME_MAX)
+        return co_err_field(err, CO_E_INVAL, "files", "work file name too long: '%.40s...'", name);
+    if (name[0] == '/')
+        return co_err_field(err, CO_E_INVAL, "files", "work file name '%s' is absolute", name);
+    const char *p = name;
+    while (*p) {
+        size_t c = strcspn(p, "/");
+        if (c == 0 || (c == 1 && p[0] == '.') || (c == 2 && p[0] == '.' && p[1] == '.'))
+            return co_err_field(err, CO_E_INVAL, "files",
+                                "work file name '%s' has an empty, '.' or '..' component", name);
+        p += c;
+        if (*p == '/') {
+            p++;
+            if (!*p)
+                return co_err_field(err, CO_E_INVAL, "files", "work file name '%s' ends with '/'",
+                                    name);
+        }
+    }
+    return 0;
+}
+
+int
+sbx_spec_validate(const struct sbx_spec *spec, co_err *err)
+{
+    if (!spec->argv || !spec->argv[0] || !spec->argv[0][0])
+        return co_err_field(err, CO_E_INVAL, "argv", "no program to run");
+    size_t n = 0;
+    for (; spec->argv[n]; n++) {
+        if (n >= SBX_ARGV_MAX)
+            return co_err_field(err, CO_E_RANGE, "argv", "more than %d arguments", SBX_ARGV_MAX);
+    }
+    if (spec->env) {
+        for (n = 0; spec->env[n]; n++) {
+            const char *eq = strchr(spec->env[n], '=');
+            if (n >= SBX_ENV_MAX)
+                return co_err_field(err, CO_E_RANGE, "env", "more than %d variables", SBX_ENV_MAX);
+            if (!eq || eq == spec->env[n])
+                return co_err_field(err, CO_E_INVAL, "env",
+                                    "environment entry '%.60s' is not KEY=VALUE", spec->env[n]);
+        }
+    }
+    if (range(spec->cores_milli, 10, 1024 * 1000, "cores", err) < 0 ||
+        range(spec->memory_bytes, 4 * MIB, 4096 * GIB, "memory", err) < 0 ||
+        range(spec->pids, 1, 1 << 22, "pids", err) < 0 ||
+        range(spec->tmp_bytes, 4 * KIB, 1024 * GIB, "tmp_size", err) < 0 ||
+        range(spec->work_bytes, 4 * KIB, 1024 * GIB, "work_size", err) < 0 ||
+        range(spec->shm_bytes, 4 * KIB, 1024 * GIB, "shm_size", err) < 0 ||
+        range(spec->wall_ms, 0, INT64_C(366) * 86400 * 1000, "wall_time", err) < 0 ||
+        range(spec->cpu_ms, 0, INT64_C(366) * 86400 * 1000, "cpu_time", err) < 0 ||
+        range(spec->output_limit, 0, 16 * GIB, "output_limit", err) < 0)
+        return -1;
+    if (spec->network != SBX_NET_NONE && spec->network != SBX_NET_LOOPBACK)
+        return co_err_field(err, CO_E_INVAL, "network", "unknown network mode %d",
+                            (int)spec->network);
+    if (spec->n_files > SBX_FILES_MAX)
+        return co_err_field(err, CO_E_RANGE, "files", "more than %d work files", SBX_FILES_MAX);
+    if (spec->n_files && !spec->files)
+        return co_err_field(err, CO_E_INVAL, "files", "n_files set but no files");
+    for (size_t i = 0; i < spec->n_files; i++) {
+        const struct sbx_file *f = &spec->files[i];
+        if (sbx_file_name_check(f->name, err) < 0)
+            return -1;
+        if ((f->host_path != NULL) == (f->data != NULL || f->len != 0))
+            return co_err_field(err, CO_E_INVAL, "files",
+                                "work file '%s' needs exactly one of data or host_path", f->name);
+        if (f->mode & ~07777u)
+            return co_err_field(err, CO_E_INVAL, "files", "work file '%s' has a bad mode", f->name);
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(spec->files[j].name, f->name) == 0)
+                return co_err_field(err, CO_E_INVAL, "files", "work file '%s' given twice",
+                                    f->name);
+        }
+    }
+    const char *img = spec->image;
+    if (img && *img && strcmp(img, "default") != 0 && img[0] != '/' &&
+        (!co_id_valid(img) || img[0] == '.'))
+        return co_err_field(err, CO_E_INVAL, "image", "invalid image name '%s'", img);
+    return 0;
+}
+
+const char *
+sbx_status_name(enum sbx_status status)
+{
+    switch (status) {
+    case SBX_OK:
+        return "ok";
+    case SBX_RUNTIME_ERROR:
+        return "runtime_error";
+    case SBX_SIGNALED:
+        return "signaled";
+    case SBX_TIMEOUT:
+        return "timeout";
+    case SBX_CPU_TIMEOUT:
+        return "cpu_timeout";
+    case SBX_OOM:
+        return "oom";
+    case SBX_SECCOMP:
+        return "seccomp";
+    case SBX_OUTPUT_LIMIT:
+        return "output_limit";
+    case SBX_INTERNAL_ERROR:
+        return "internal_error";
+    case SBX_CANCELLED:
+        return "cancelled";
+    }
+    return "internal_error";
+}
+
+void
+sbx_result_release(struct sbx_result *res)
+{
+    free(res->stdout_data);
+    free(res->stderr_data);
+    memset(res, 0, sizeof(*res));
+    res->exit_code = -1;
+}
+
+static void
+json_str(struct co_buf *b, const char *s)
+{
+    co_buf_putc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            co_buf_puts(b, "\\\"");
+            break;
+        case '\\':
+            co_buf_puts(b, "\\\\");
+            break;
+        case '\n':
+            co_buf_puts(b, "\\n");
+            break;
+        case '\t':
+            co_buf_puts(b, "\\t");
+            break;
+        case '\r':
+            co_buf_puts(b, "\\r");
+            break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                co_buf_printf(b, "\\u%04x", *p);
+            else if (*p >= 0x80)
+                co_buf_putc(b, '?'); /* messages are ASCII; never emit invalid UTF-8 */
+            else
+                co_buf_putc(b, (char)*p);
+        }
+    }
+    co_buf_putc(b, '"');
+}
+
+void
+sbx_result_json(const struct sbx_result *res, struct co_buf *out)
+{
+    co_buf_puts(out, "{\"status\":");
+    json_str(out, sbx_status_name(res->status));
+    if (res->exit_code >= 0)
+        co_buf_printf(out, ",\"exit_code\":%d", res->exit_code);
+    else
+        co_buf_puts(out, ",\"exit_code\":null");
+    if (res->signal > 0)
+        co_buf_printf(out, ",\"signal\":%d", res->signal);
+    else
+        co_buf_puts(out, ",\"signal\":null");
+    co_buf_printf(out,
+                  ",\"wall_ms\":%lld,\"cpu_ms\":%lld,\"memory_peak_kb\":%lld,\"max_rss_kb\":%lld"
+                  ",\"oom_killed\":%s,\"stdout_truncated\":%s,\"stderr_truncated\":%s"
+                  ",\"stdout_bytes\":%lld,\"stderr_bytes\":%lld",
+                  (long long)res->wall_ms, (long long)res->cpu_ms, (long long)res->memory_peak_kb,
+                  (long long)res->max_rss_kb, res->oom_killed ? "true" : "false",
+                  res->stdout_truncated ? "true" : "false",
+                  res->stderr_truncated ? "true" : "false", (long long)res->stdout_bytes,
+                  (long long)res->stderr_bytes);
+    if (res->error_step[0]) {
+        co_buf_puts(out, ",\"error\":{\"step\":");
+        json_str(out, res->error_step);
+        co_buf_printf(out, ",\"errno\":%d,\"message\":", res->error_errno);
+        json_str(out, res->error_msg);
+        co_buf_putc(out, '}');
+    } else {
+        co_buf_puts(out, ",\"error\":null");
+    }
+    if (res->uid)
+        co_buf_printf(out, ",\"slot\":%u,\"uid\":%u", res->slot, (unsigned)res->uid);
+    else
+        co_buf_puts(out, ",\"slot\":null,\"uid\":null");
+    co_buf_putc(out, '}');
+}
+
+struct sbx_cancel {
+    int fd;
+};
+
+int
+sbx_cancel_new(struct sbx_cancel **out, co_err *err)
+{
+    int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return co_err_sys(err, errno, "cannot create eventfd");
+    struct sbx_cancel *c = co_xmalloc(sizeof(*c));
+    c->fd = fd;
+    *out = c;
+    return 0;
+}
+
+void
+sbx_cancel_free(struct sbx_cancel *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    free(c);
+}
+
+void
+sbx_cancel(struct sbx_cancel *c)
+{
+    uint64_t one = 1;
+    if (c)
+        (void)!write(c->fd, &one, sizeof(one));
+}
+
+int
+sbx_cancel_fd(const struct sbx_cancel *c)
+{
+    return c ? c->fd : -1;
+}
