@@ -228,6 +228,29 @@ cmdline_has(const char *pid, const char *marker)
     return strstr(buf, marker) != NULL;
 }
 
+static void
+print_cmdline(const char *pid)
+{
+    char path[300];
+    char buf[512];
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    for (ssize_t i = 0; i < n; i++)
+        if (buf[i] == '\0' || buf[i] == '\n')
+            buf[i] = ' ';
+    buf[n] = '\0';
+    printf("MARKER_PROC %s %s\n", pid, buf);
+}
+
 /* Sandbox B: look for sandbox A's files and processes (named MARKER). */
 static int
 cmd_isolation(int argc, char **argv)
@@ -256,8 +279,10 @@ cmd_isolation(int argc, char **argv)
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
         total++;
-        if (cmdline_has(de->d_name, marker))
+        if (cmdline_has(de->d_name, marker)) {
             found++;
+            print_cmdline(de->d_name);
+        }
     }
     closedir(d);
     attack_value("procs", "%ld", total);
