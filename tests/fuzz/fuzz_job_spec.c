@@ -1,0 +1,86 @@
+/*
+ * libFuzzer target for the submit-body decoder (proto_job_decode) and the command splitter.
+ * Beyond "no crash, no leak, no undefined behaviour" it checks the promises of proto_job.h on
+ * every accepted body.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "co_alloc.h"
+#include "co_id.h"
+#include "proto_job.h"
+#include "proto_utf8.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check(int cond)
+{
+    if (!cond)
+        abort();
+}
+
+static void
+check_spec(const struct proto_job_spec *s)
+{
+    char **argv = NULL;
+    size_t argc = 0;
+    char *path = NULL;
+    co_err err = CO_ERR_INIT;
+
+    check(s->title != NULL && s->description != NULL && s->code != NULL && s->command != NULL &&
+          s->parameters != NULL && s->buyer_id != NULL && s->image != NULL);
+    size_t tl = strlen(s->title);
+    check(proto_utf8_valid(s->title, tl));
+    check(proto_utf8_count(s->title, tl) >= 1 && proto_utf8_count(s->title, tl) <= PROTO_TITLE_MAX);
+    check(strlen(s->code) <= PROTO_CODE_MAX);
+    check(s->required_cores >= 1 && s->required_cores <= 64);
+    check(s->required_ram_mb >= 1 && s->required_ram_mb <= 65536);
+    check(s->priority >= PROTO_PRIORITY_MIN && s->priority <= PROTO_PRIORITY_MAX);
+    check(s->timeout_seconds >= PROTO_TIMEOUT_MIN && s->timeout_seconds <= PROTO_TIMEOUT_MAX);
+    check(s->max_attempts >= PROTO_ATTEMPTS_MIN && s->max_attempts <= PROTO_ATTEMPTS_MAX);
+    check(co_id_valid(s->buyer_id) && co_id_valid(s->image));
+    check(s->parameters[0] == '{');
+    if (s->code_file != NULL)
+        check(proto_code_file_check(s->code_file, strlen(s->code_file), NULL) == 0);
+    /* An accepted command always splits, and the code path is always a safe file name. */
+    check(proto_argv_split(s->command, &argv, &argc, &err) == 0 && argc >= 1);
+    proto_argv_free(argv);
+    check(proto_job_code_path(s, &path, &err) == 0);
+    check(proto_code_file_check(path, strlen(path), NULL) == 0);
+    free(path);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const struct proto_job_limits lim = {.max_cores = 64, .max_ram_mb = 65536};
+    struct proto_job_spec spec;
+    co_err err = CO_ERR_INIT;
+
+    if (proto_job_decode((const char *)data, size, &lim, &spec, &err) == 0) {
+        check_spec(&spec);
+        proto_job_spec_release(&spec);
+    } else {
+        /* Every failure is classified: 413, 400 bad_json, or 422 naming a field. */
+        check(err.code == CO_E_INVAL || err.code == CO_E_TOOLARGE);
+        check(proto_utf8_valid(err.msg, strlen(err.msg)));
+        check(proto_utf8_valid(err.field, strlen(err.field)));
+    }
+
+    /* The raw input as a command line. */
+    char *cmd = co_xstrndup((const char *)data, size);
+    char **argv = NULL;
+    size_t argc = 0;
+    if (proto_argv_split(cmd, &argv, &argc, &err) == 0) {
+        check(argc >= 1 && argv[argc] == NULL);
+        const char *p = proto_argv_code_path(argv, argc);
+        check(proto_code_file_check(p, strlen(p), NULL) == 0 && strchr(p, '/') == NULL);
+        proto_argv_free(argv);
+    } else {
+        check(strcmp(err.field, "command") == 0);
+    }
+    free(cmd);
+    return 0;
+}
