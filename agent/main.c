@@ -1,14 +1,243 @@
-/* Placeholder main until its issue lands: prints --help. */
+/* cacheout-agent: the CacheOut seller agent (see agent/README.md). */
+#include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
+
+#include "agent_config.h"
+#include "agent_core.h"
+#include "co_config.h"
+#include "co_log.h"
+
+static volatile sig_atomic_t stop_requests;
+
+static void
+on_stop_signal(int sig)
+{
+    (void)sig;
+    if (stop_requests < 100)
+        stop_requests++;
+}
+
+static void
+usage(FILE *f)
+{
+    fputs(
+        "usage: cacheout-agent [options]\n"
+        "\n"
+        "The CacheOut seller agent: keeps one WebSocket to the coordinator, runs the jobs it is\n"
+        "given in libsandbox (each with exactly the cores and RAM the job asks for), streams\n"
+        "their output and reports their results.  Settings come from flags, the environment and\n"
+        "an optional .env file in the current folder (flags win, then the environment).\n"
+        "\n"
+        "Options (environment variable in brackets):\n"
+        "  --coordinator URL    [COORDINATOR_URL] ws://host:port/ws/agent or wss://...; "
+        "http(s)://\n"
+        "                       is accepted too; the path defaults to /ws/agent (required)\n"
+        "  --token TOKEN        [AGENT_TOKEN] the coordinator's agent token (prefer the\n"
+        "                       environment: flags are visible to other users in ps)\n"
+        "  --worker-id ID       [WORKER_ID] default: the host name\n"
+        "  --owner-id ID        [OWNER_ID] the seller credited for this agent's jobs; default:\n"
+        "                       the worker id\n"
+        "  --cores N            [AGENT_CORES] cores offered; default: all usable CPUs\n"
+        "  --ram-mb N           [AGENT_RAM_MB] RAM offered in MiB; default: MemTotal minus\n"
+        "                       max(512 MiB, 10%)\n"
+        "  --images LIST        [AGENT_IMAGES] comma-separated job images; default: default\n"
+        "  --work-root DIR      [AGENT_WORK_ROOT] where job files are staged; default:\n"
+        "                       /var/lib/cacheout-agent\n"
+        "  --grace-seconds N    [AGENT_GRACE_SECONDS] on SIGTERM/SIGINT, how long running jobs\n"
+        "                       may finish before they are killed; default: 30\n"
+        "  --auth-retry-seconds N [AGENT_AUTH_RETRY_SECONDS] delay before retrying after the\n"
+        "                       coordinator rejected the token; default: 300\n"
+        "  --exit-on-auth-error [AGENT_EXIT_ON_AUTH_ERROR=1] exit with status 3 instead of\n"
+        "                       retrying when the token is rejected\n"
+        "  --output-limit SIZE  [AGENT_OUTPUT_LIMIT] output kept per stream and job (1M, 64K..);\n"
+        "                       default: 1M\n"
+        "  --job-pids N         [AGENT_JOB_PIDS] process limit per job; default: 256\n"
+        "  --log-level LEVEL    [LOG_LEVEL] DEBUG, INFO, WARNING or ERROR; default: INFO\n"
+        "  --log-file PATH      [LOG_FILE] also log to this file\n"
+        "  --env-file PATH      read this file instead of ./.env (it must exist)\n"
+        "  --bench-no-sandbox   [AGENT_BENCH_NO_SANDBOX=1] BENCHMARKS ONLY: run nothing, report\n"
+        "                       every job as an instant success with zero usage\n"
+        "  --help               show this help\n"
+        "  --version            show the version\n"
+        "\n"
+        "Exit status: 0 after a clean shutdown, 1 for bad settings or a start-up failure, 3 when\n"
+        "the token was rejected and --exit-on-auth-error is set.  A rejected token is logged as\n"
+        "\"unauthorized: check AGENT_TOKEN\"; by default the agent keeps retrying every\n"
+        "AGENT_AUTH_RETRY_SECONDS, while network errors are retried with exponential backoff\n"
+        "(1 s to 30 s, with jitter) forever.\n"
+        "Signals: SIGTERM or SIGINT stops taking jobs and waits for running ones up to the grace\n"
+        "period, then kills them, reports them and exits; a second signal kills them at once.\n",
+        f);
+}
+
+enum {
+    OPT_COORDINATOR = 256,
+    OPT_TOKEN,
+    OPT_WORKER_ID,
+    OPT_OWNER_ID,
+    OPT_CORES,
+    OPT_RAM_MB,
+    OPT_IMAGES,
+    OPT_WORK_ROOT,
+    OPT_GRACE,
+    OPT_AUTH_RETRY,
+    OPT_EXIT_AUTH,
+    OPT_OUTPUT_LIMIT,
+    OPT_JOB_PIDS,
+    OPT_LOG_LEVEL,
+    OPT_LOG_FILE,
+    OPT_ENV_FILE,
+    OPT_BENCH,
+    OPT_HELP,
+    OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+    {"coordinator", required_argument, NULL, OPT_COORDINATOR},
+    {"token", required_argument, NULL, OPT_TOKEN},
+    {"worker-id", required_argument, NULL, OPT_WORKER_ID},
+    {"owner-id", required_argument, NULL, OPT_OWNER_ID},
+    {"cores", required_argument, NULL, OPT_CORES},
+    {"ram-mb", required_argument, NULL, OPT_RAM_MB},
+    {"images", required_argument, NULL, OPT_IMAGES},
+    {"work-root", required_argument, NULL, OPT_WORK_ROOT},
+    {"grace-seconds", required_argument, NULL, OPT_GRACE},
+    {"auth-retry-seconds", required_argument, NULL, OPT_AUTH_RETRY},
+    {"exit-on-auth-error", no_argument, NULL, OPT_EXIT_AUTH},
+    {"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
+    {"job-pids", required_argument, NULL, OPT_JOB_PIDS},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-file", required_argument, NULL, OPT_LOG_FILE},
+    {"env-file", required_argument, NULL, OPT_ENV_FILE},
+    {"bench-no-sandbox", no_argument, NULL, OPT_BENCH},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+/* The environment variable a flag sets (flags are applied by overriding the environment). */
+static const char *
+opt_env(int opt)
+{
+    switch (opt) {
+    case OPT_COORDINATOR:
+        return "COORDINATOR_URL";
+    case OPT_TOKEN:
+        return "AGENT_TOKEN";
+    case OPT_WORKER_ID:
+        return "WORKER_ID";
+    case OPT_OWNER_ID:
+        return "OWNER_ID";
+    case OPT_CORES:
+        return "AGENT_CORES";
+    case OPT_RAM_MB:
+        return "AGENT_RAM_MB";
+    case OPT_IMAGES:
+        return "AGENT_IMAGES";
+    case OPT_WORK_ROOT:
+        return "AGENT_WORK_ROOT";
+    case OPT_GRACE:
+        return "AGENT_GRACE_SECONDS";
+    case OPT_AUTH_RETRY:
+        return "AGENT_AUTH_RETRY_SECONDS";
+    case OPT_OUTPUT_LIMIT:
+        return "AGENT_OUTPUT_LIMIT";
+    case OPT_JOB_PIDS:
+        return "AGENT_JOB_PIDS";
+    case OPT_LOG_LEVEL:
+        return "LOG_LEVEL";
+    case OPT_LOG_FILE:
+        return "LOG_FILE";
+    default:
+        return NULL;
+    }
+}
 
 int
 main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-        printf("usage: cacheout-agent [--help]\ncacheout-agent: the CacheOut seller agent (not implemented yet)\n");
-        return 0;
+    const char *env_file = NULL;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        const char *var = opt_env(opt);
+        if (var) {
+            setenv(var, optarg, 1);
+            continue;
+        }
+        switch (opt) {
+        case OPT_EXIT_AUTH:
+            setenv("AGENT_EXIT_ON_AUTH_ERROR", "1", 1);
+            break;
+        case OPT_BENCH:
+            setenv("AGENT_BENCH_NO_SANDBOX", "1", 1);
+            break;
+        case OPT_ENV_FILE:
+            env_file = optarg;
+            break;
+        case 'h':
+        case OPT_HELP:
+            usage(stdout);
+            return 0;
+        case OPT_VERSION:
+            printf("%s\n", AGENT_VERSION_STRING);
+            return 0;
+        default:
+            usage(stderr);
+            return AGENT_EXIT_CONFIG;
+        }
     }
-    fprintf(stderr, "cacheout-agent: not implemented yet (try --help)\n");
-    return 2;
+    if (optind < argc) {
+        fprintf(stderr, "cacheout-agent: unexpected argument '%s' (see --help)\n", argv[optind]);
+        return AGENT_EXIT_CONFIG;
+    }
+
+    co_err err = CO_ERR_INIT;
+    if (co_config_load_env_file(env_file ? env_file : ".env", env_file == NULL, &err) != 0) {
+        fprintf(stderr, "cacheout-agent: %s\n", err.msg);
+        return AGENT_EXIT_CONFIG;
+    }
+    struct agent_host_caps caps;
+    if (agent_host_caps_detect(&caps, &err) != 0) {
+        fprintf(stderr, "cacheout-agent: cannot detect capacity: %s\n", err.msg);
+        return AGENT_EXIT_CONFIG;
+    }
+    struct agent_config cfg;
+    if (agent_config_load(&cfg, &caps, &err) != 0) {
+        fprintf(stderr, "cacheout-agent: %s\n", err.msg);
+        return AGENT_EXIT_CONFIG;
+    }
+    if (co_log_init(cfg.log_level, cfg.log_file, &err) != 0) {
+        fprintf(stderr, "cacheout-agent: %s\n", err.msg);
+        agent_config_release(&cfg);
+        return AGENT_EXIT_CONFIG;
+    }
+    if (!cfg.token[0])
+        co_warn("AGENT_TOKEN is not set: only a coordinator with open registration will accept "
+                "this agent");
+
+    json_object_seed(0);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct agent *agent = NULL;
+    int rc = AGENT_EXIT_CONFIG;
+    if (agent_new(&cfg, &agent, &err) != 0) {
+        co_error("cannot start agent error=\"%s\"", err.msg);
+    } else {
+        rc = agent_run(agent, &stop_requests);
+        agent_free(agent);
+    }
+    agent_config_release(&cfg);
+    co_log_close();
+    return rc;
 }

@@ -1,0 +1,268 @@
+/* agent_job: checking, staging and reporting one job assignment (see agent_job.h). */
+#include "agent_job.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "proto_job.h"
+
+enum proto_run_status
+agent_status_from_sbx(enum sbx_status s)
+{
+    switch (s) {
+    case SBX_OK:
+        return PROTO_RUN_OK;
+    case SBX_RUNTIME_ERROR:
+        return PROTO_RUN_RUNTIME_ERROR;
+    case SBX_SIGNALED:
+        return PROTO_RUN_SIGNALED;
+    case SBX_TIMEOUT:
+        return PROTO_RUN_TIMEOUT;
+    case SBX_CPU_TIMEOUT:
+        return PROTO_RUN_CPU_TIMEOUT;
+    case SBX_OOM:
+        return PROTO_RUN_OOM;
+    case SBX_SECCOMP:
+        return PROTO_RUN_SECCOMP;
+    case SBX_OUTPUT_LIMIT:
+        return PROTO_RUN_OUTPUT_LIMIT;
+    case SBX_INTERNAL_ERROR:
+        return PROTO_RUN_INTERNAL_ERROR;
+    case SBX_CANCELLED:
+        return PROTO_RUN_CANCELLED;
+    }
+    return PROTO_RUN_INTERNAL_ERROR;
+}
+
+static int64_t
+nonneg(int64_t v)
+{
+    return v > 0 ? v : 0;
+}
+
+void
+agent_finished_from_result(const struct proto_job_ref *job, const struct sbx_result *res,
+                           struct proto_job_finished *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->job = *job;
+    out->status = agent_status_from_sbx(res->status);
+    if (res->exit_code >= 0 && res->exit_code <= 255) {
+        out->has_exit_code = true;
+        out->exit_code = res->exit_code;
+    }
+    if (res->signal >= 1 && res->signal <= 64) {
+        out->has_signal = true;
+        out->signal = res->signal;
+    }
+    out->wall_ms = nonneg(res->wall_ms);
+    out->cpu_ms = nonneg(res->cpu_ms);
+    out->max_rss_kb = nonneg(res->max_rss_kb);
+    out->memory_peak_kb = nonneg(res->memory_peak_kb);
+    out->stdout_truncated = res->stdout_truncated;
+    out->stderr_truncated = res->stderr_truncated;
+    if (res->error_step[0] || res->error_msg[0]) {
+        const char *msg = res->error_msg[0] ? res->error_msg : "failed";
+        if (res->error_step[0])
+            out->error = co_xasprintf("%.31s: %.3000s", res->error_step, msg);
+        else
+            out->error = co_xasprintf("%.3000s", msg);
+    } else if (out->status == PROTO_RUN_INTERNAL_ERROR) {
+        out->error = co_xstrdup("sandbox failed without a message");
+    }
+}
+
+void
+agent_finished_internal(const struct proto_job_ref *job, const char *error,
+                        struct proto_job_finished *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->job = *job;
+    out->status = PROTO_RUN_INTERNAL_ERROR;
+    out->error = co_xasprintf("%.4000s", error ? error : "internal error");
+}
+
+void
+agent_finished_release(struct proto_job_finished *f)
+{
+    free(f->error);
+    memset(f, 0, sizeof(*f));
+}
+
+int
+agent_job_check(const struct proto_job_assign *a, char ***argv_out, co_err *err)
+{
+    size_t argc = 0;
+    *argv_out = NULL;
+    if (proto_code_file_check(a->code_file, strlen(a->code_file), err) != 0)
+        return co_err_wrap(err, "bad code_file");
+    if (proto_argv_split(a->command, argv_out, &argc, err) != 0)
+        return co_err_wrap(err, "bad command");
+    return 0;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    if (type == FTW_DP)
+        rmdir(path);
+    else
+        unlink(path);
+    return 0;
+}
+
+/* Remove @path and everything below it, never following symbolic links. */
+static void
+rm_tree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int
+mkdir_one(const char *path, co_err *err)
+{
+    if (mkdir(path, 0700) != 0 && errno != EEXIST)
+        return co_err_sys(err, errno, "cannot create folder '%s'", path);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return co_err_sys(err, errno, "cannot stat '%s'", path);
+    if (!S_ISDIR(st.st_mode))
+        return co_err_set(err, CO_E_INVAL, "'%s' exists and is not a folder", path);
+    return 0;
+}
+
+/* mkdir -p for an absolute @path. */
+static int
+mkdir_parents(const char *path, co_err *err)
+{
+    co_autofree char *p = co_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        int rc = mkdir_one(p, err);
+        *s = '/';
+        if (rc != 0)
+            return -1;
+    }
+    return mkdir_one(p, err);
+}
+
+static int
+write_file(const char *path, const char *data, size_t len, co_err *err)
+{
+    co_autoclose int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", path);
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return co_err_sys(err, errno, "cannot write '%s'", path);
+        }
+        off += (size_t)n;
+    }
+    int fd2 = co_steal_fd(&fd);
+    if (close(fd2) != 0)
+        return co_err_sys(err, errno, "cannot write '%s'", path);
+    return 0;
+}
+
+int
+agent_job_files_stage(const char *work_root, const struct proto_job_assign *a,
+                      struct agent_job_files *out, co_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (proto_code_file_check(a->code_file, strlen(a->code_file), err) != 0)
+        return -1;
+    if (!co_id_valid(a->job.job_id))
+        return co_err_set(err, CO_E_INVAL, "invalid job id '%s'", a->job.job_id);
+
+    co_autofree char *jobs = co_xasprintf("%s/jobs", work_root);
+    if (mkdir_parents(jobs, err) != 0)
+        return -1;
+    out->dir = co_xasprintf("%s/%s.%" PRId64, jobs, a->job.job_id, a->job.attempt);
+    /* A folder left by an earlier run of this attempt (a crash) is replaced. */
+    rm_tree(out->dir);
+    if (mkdir(out->dir, 0700) != 0) {
+        co_err_sys(err, errno, "cannot create folder '%s'", out->dir);
+        goto fail;
+    }
+
+    out->code_path = co_xasprintf("%s/%s", out->dir, a->code_file);
+    /* Sub-folders of code_file ("src/main.py"); proto_code_file_check excludes "." and "..". */
+    for (char *s = out->code_path + strlen(out->dir) + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        int rc = mkdir_one(out->code_path, err);
+        *s = '/';
+        if (rc != 0)
+            goto fail;
+    }
+    if (strcmp(a->code_file, AGENT_PARAMS_FILE) != 0) {
+        out->params_path = co_xasprintf("%s/%s", out->dir, AGENT_PARAMS_FILE);
+        const char *params = a->parameters ? a->parameters : "{}";
+        if (write_file(out->params_path, params, strlen(params), err) != 0)
+            goto fail;
+    }
+    const char *code = a->code ? a->code : "";
+    if (write_file(out->code_path, code, strlen(code), err) != 0)
+        goto fail;
+
+    out->files[0] = (struct sbx_file){.name = a->code_file, .host_path = out->code_path};
+    out->n_files = 1;
+    if (out->params_path) {
+        out->files[1] = (struct sbx_file){.name = AGENT_PARAMS_FILE, .host_path = out->params_path};
+        out->n_files = 2;
+    }
+    /* files[0].name borrows a->code_file: keep a copy owned by us via code_path's tail. */
+    out->files[0].name = out->code_path + strlen(out->dir) + 1;
+    return 0;
+
+fail:
+    agent_job_files_release(out);
+    return -1;
+}
+
+void
+agent_job_files_release(struct agent_job_files *f)
+{
+    if (f->dir)
+        rm_tree(f->dir);
+    free(f->dir);
+    free(f->code_path);
+    free(f->params_path);
+    memset(f, 0, sizeof(*f));
+}
+
+void
+agent_job_spec(const struct proto_job_assign *a, char *const *argv,
+               const struct agent_job_files *files, int64_t output_limit, int64_t pids,
+               struct sbx_spec *spec)
+{
+    sbx_spec_init(spec);
+    spec->argv = (const char *const *)argv;
+    spec->files = files ? files->files : NULL;
+    spec->n_files = files ? files->n_files : 0;
+    spec->image = a->image;
+    spec->cores_milli = a->required_cores * 1000;
+    spec->memory_bytes = a->required_ram_mb * 1024 * 1024;
+    spec->wall_ms = a->timeout_seconds * 1000;
+    if (output_limit > 0)
+        spec->output_limit = output_limit;
+    if (pids > 0)
+        spec->pids = pids;
+}

@@ -1,0 +1,77 @@
+/*
+ * agent_job: the pure parts of running one job assignment: checking it, staging its files
+ * (code at code_file, parameters at params.json) on the host, building the sandbox spec, and
+ * turning the sandbox's result into a job.finished message.
+ */
+#ifndef AGENT_JOB_H
+#define AGENT_JOB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "co_err.h"
+#include "proto_agent.h"
+#include "sbx.h"
+
+#define AGENT_PARAMS_FILE "params.json"
+
+/** The proto_run_status reported for a sandbox status (unknown values: internal_error). */
+enum proto_run_status agent_status_from_sbx(enum sbx_status s);
+
+/**
+ * Fill @out (a job.finished body; its error string is caller-owned, release with
+ * agent_finished_release()) from @res of the run of @job.  Exit code and signal are present only
+ * when the sandbox reports them; an internal error carries "step: message" as its error.
+ */
+void agent_finished_from_result(const struct proto_job_ref *job, const struct sbx_result *res,
+                                struct proto_job_finished *out);
+
+/** A job.finished body for a run that never started (status internal_error, zero usage). */
+void agent_finished_internal(const struct proto_job_ref *job, const char *error,
+                             struct proto_job_finished *out);
+
+/** Free the error string of @f (set by the two functions above) and zero it. */
+void agent_finished_release(struct proto_job_finished *f);
+
+/** The files of a staged job: a private host folder holding the code file and params.json. */
+struct agent_job_files {
+    char *dir;                /* <work_root>/jobs/<job_id>.<attempt>, owned */
+    char *code_path;          /* dir + "/" + code_file, owned */
+    char *params_path;        /* dir + "/params.json", owned; NULL when code_file is params.json */
+    struct sbx_file files[2]; /* names/host_path point into this struct */
+    size_t n_files;
+};
+
+/**
+ * Check @a before accepting it: the command splits into argv (stored in *argv_out,
+ * caller-owned, proto_argv_free()) and code_file is safe.  Errors: CO_E_INVAL with a message fit
+ * for a job.rejected reason.
+ */
+int agent_job_check(const struct proto_job_assign *a, char ***argv_out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Write @a's code to <dir>/<code_file> (creating sub-folders) and its parameters to
+ * <dir>/params.json, where dir is <work_root>/jobs/<job_id>.<attempt> (created 0700, replaced if
+ * it exists), and describe both as sandbox files in @out.  A code_file of "params.json" wins
+ * over the parameters file.  Errors: CO_E_SYS naming the path; nothing is left behind on error.
+ * Release with agent_job_files_release(), which also removes the folder.
+ */
+int agent_job_files_stage(const char *work_root, const struct proto_job_assign *a,
+                          struct agent_job_files *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Remove the staged folder (if any) and free @f's strings; @f is zeroed. */
+void agent_job_files_release(struct agent_job_files *f);
+
+/**
+ * Fill @spec for @a: @argv (borrowed, NULL-terminated), @files, the image, cores_milli =
+ * required_cores * 1000, memory = required_ram_mb MiB, wall limit = timeout_seconds, the
+ * per-stream @output_limit (bytes, 0: the sandbox default) and the @pids limit.
+ */
+void agent_job_spec(const struct proto_job_assign *a, char *const *argv,
+                    const struct agent_job_files *files, int64_t output_limit, int64_t pids,
+                    struct sbx_spec *spec);
+
+#endif
