@@ -4,6 +4,7 @@
 #   pg_start            # initdb in a temp dir, start on a free 127.0.0.1 port, create a database
 #   ... use $DATABASE_URL (postgresql://postgres@127.0.0.1:PORT/cacheout) ...
 #   pg_restart          # stop and start the same server (reconnect tests)
+#   pg_halt, pg_resume  # stop the server keeping its data, start it again (outage tests)
 #   pg_stop             # stop it and delete the temp dir (also run on shell exit)
 #
 # Uses Debian's PostgreSQL 15 server binaries (package `postgresql`); PG_BIN overrides the
@@ -106,6 +107,20 @@ pg_restart() {
     [ -n "$PG_DIR" ] || return 1
     _pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 -m fast \
         restart >/dev/null 2>&1
+}
+
+# Stop the server but keep its data (a database outage); pg_resume starts it again.
+pg_halt() {
+    [ -n "$PG_DIR" ] || return 1
+    _pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -w -t 30 -m fast stop >/dev/null 2>&1
+}
+
+pg_resume() {
+    [ -n "$PG_DIR" ] && [ -n "$PG_PORT" ] || return 1
+    _pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
+        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+        start >/dev/null 2>&1
 }
 
 pg_stop() {

@@ -1,0 +1,1282 @@
+/*
+ * The store contract: the same cases, with the same expected results, against whichever database
+ * CO_STORE_URL names (sqlite:///... or postgresql://...).  Each case prints one line; after every
+ * case the money invariant is checked (coord_store_check_invariant) and leftover unfinished jobs
+ * are cancelled so that cases do not see each other's queue.
+ *
+ * Environment: CO_STORE_URL (required), CO_SQL_DIR (the sql/ folder, required),
+ * CO_STORE_RESTART (optional: an executable called with "stop", "start" or "restart" that
+ * controls the database server; enables the reconnect case).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_time.h"
+#include "coord_store.h"
+#include "store_backend.h"
+
+#define CREDIT INT64_C(1000000)
+#define START_CREDITS (100 * CREDIT)
+#define OUTPUT_CAP 1000
+
+static struct coord_store_config cfg;
+static const char *sql_dir;
+static struct coord_store *S;
+static co_err E;
+static char run_tag[16];
+static char fail_msg[2048];
+
+#define FAIL(...)                                                                                  \
+    do {                                                                                           \
+        snprintf(fail_msg, sizeof(fail_msg), __VA_ARGS__);                                         \
+        return -1;                                                                                 \
+    } while (0)
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            FAIL("line %d: %s", __LINE__, #cond);                                                  \
+    } while (0)
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long a_ = (long long)(a), b_ = (long long)(b);                                        \
+        if (a_ != b_)                                                                              \
+            FAIL("line %d: %s == %lld, expected %s == %lld", __LINE__, #a, a_, #b, b_);            \
+    } while (0)
+#define OK(call)                                                                                   \
+    do {                                                                                           \
+        co_err_clear(&E);                                                                          \
+        if ((call) < 0)                                                                            \
+            FAIL("line %d: %s failed: %s", __LINE__, #call, E.msg);                                \
+    } while (0)
+#define FAILS(call, want)                                                                          \
+    do {                                                                                           \
+        co_err_clear(&E);                                                                          \
+        if ((call) >= 0)                                                                           \
+            FAIL("line %d: %s succeeded, expected %s", __LINE__, #call, co_err_code_name(want));   \
+        if (E.code != (want))                                                                      \
+            FAIL("line %d: %s failed with %s (%s), expected %s", __LINE__, #call,                  \
+                 co_err_code_name(E.code), E.msg, co_err_code_name(want));                         \
+    } while (0)
+
+/* An id unique to this run and case: "<tag>-<name>". */
+static const char *
+id(const char *name)
+{
+    static char buf[256][CO_ID_MAX + 1]; /* a ring: cases hold at most a few dozen at once */
+    static int slot;
+    char *b = buf[slot++ % 256];
+    snprintf(b, CO_ID_MAX + 1, "%s-%s", run_tag, name);
+    return b;
+}
+
+static void
+job_init(struct coord_job *j, const char *job_id, const char *buyer, int64_t cost, int64_t cores,
+         int64_t ram, int priority)
+{
+    memset(j, 0, sizeof(*j));
+    co_strlcpy(j->job_id, job_id, sizeof(j->job_id));
+    co_strlcpy(j->buyer_id, buyer, sizeof(j->buyer_id));
+    j->title = (char *)"a job";
+    j->description = (char *)"";
+    j->code = (char *)"print(\"Hello World\")";
+    j->command = (char *)"python script.py";
+    j->parameters = (char *)"{\"input\": \"data.csv\"}";
+    j->image = (char *)"default";
+    j->cost = cost;
+    j->required_cores = cores;
+    j->required_ram_mb = ram;
+    j->priority = priority;
+    j->timeout_seconds = 60;
+    j->max_attempts = 3;
+}
+
+static int
+submit(const char *job_id, const char *buyer, int64_t cost, int64_t cores, int64_t ram,
+       int priority)
+{
+    struct coord_job j;
+    job_init(&j, job_id, buyer, cost, cores, ram, priority);
+    return coord_store_job_submit(S, &j, &E);
+}
+
+static int
+worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
+{
+    struct coord_worker w;
+    memset(&w, 0, sizeof(w));
+    co_strlcpy(w.worker_id, wid, sizeof(w.worker_id));
+    co_strlcpy(w.owner_id, owner ? owner : "", sizeof(w.owner_id));
+    w.cpu_cores = cores;
+    w.ram_mb = ram;
+    w.status = COORD_WORKER_IDLE;
+    w.websocket = true;
+    return coord_store_worker_upsert(S, &w, NULL, &E);
+}
+
+static int
+balance(const char *user, int64_t *credits, int64_t *held)
+{
+    struct coord_user u;
+    if (coord_store_user_get(S, user, &u, &E) < 0)
+        return -1;
+    *credits = u.credits;
+    *held = u.held;
+    return 0;
+}
+
+static int
+job_status(const char *job_id, struct coord_job *out)
+{
+    return coord_store_job_get(S, job_id, false, out, &E);
+}
+
+static int
+claim(const char *job_id, const char *wid, int *attempt)
+{
+    struct coord_job j;
+    if (coord_store_job_claim(S, job_id, wid, &j, &E) < 0)
+        return -1;
+    *attempt = j.attempts;
+    coord_job_release(&j);
+    return 0;
+}
+
+static int
+finish(const char *job_id, const char *wid, int attempt, enum coord_job_status st,
+       enum coord_failure f, bool platform, bool *changed)
+{
+    struct coord_job_result r;
+    memset(&r, 0, sizeof(r));
+    r.status = st;
+    r.failure = f;
+    r.has_exit_code = true;
+    r.exit_code = st == COORD_JOB_COMPLETED ? 0 : 1;
+    r.has_usage = true;
+    r.usage.wall_ms = 1500;
+    r.usage.cpu_ms = 1200;
+    r.usage.max_rss_kb = 20480;
+    r.platform_fault = platform;
+    return coord_store_job_finish(S, job_id, wid, attempt, &r, changed, &E);
+}
+
+/* ---- cases ---- */
+
+static int
+t_migrate_again(void)
+{
+    OK(coord_store_migrate(S, sql_dir, &E));
+    OK(coord_store_ping(S, &E));
+    return 0;
+}
+
+static int
+t_starting_credits(void)
+{
+    int64_t c, h;
+    const char *buyer = id("buyer");
+    OK(submit(id("job"), buyer, 3 * CREDIT, 1, 100, 5));
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
+    CHECK_EQ(h, 3 * CREDIT);
+    struct coord_ledger_list l;
+    OK(coord_store_ledger_list(S, buyer, 10, 0, &l, &E));
+    int ok = l.len == 2 && l.items[0].kind == COORD_LEDGER_HOLD &&
+             l.items[1].kind == COORD_LEDGER_GRANT && l.items[1].amount == START_CREDITS &&
+             l.items[0].amount == -3 * CREDIT && l.items[0].held == 3 * CREDIT &&
+             l.items[0].balance == START_CREDITS - 3 * CREDIT &&
+             !strcmp(l.items[0].job_id, id("job"));
+    coord_ledger_list_release(&l);
+    CHECK(ok);
+    return 0;
+}
+
+static int
+t_submit_402(void)
+{
+    int64_t c, h;
+    struct coord_job j;
+    struct coord_user u;
+    /* A new buyer whose first job costs more than the starting credits: nothing is stored. */
+    FAILS(submit(id("big"), id("newbuyer"), START_CREDITS + 1, 1, 100, 5), CO_E_FUNDS);
+    FAILS(coord_store_job_get(S, id("big"), false, &j, &E), CO_E_NOTFOUND);
+    FAILS(coord_store_user_get(S, id("newbuyer"), &u, &E), CO_E_NOTFOUND);
+    /* An existing buyer: balance unchanged, exact balance accepted. */
+    OK(submit(id("a"), id("buyer"), 40 * CREDIT, 1, 100, 5));
+    FAILS(submit(id("b"), id("buyer"), 60 * CREDIT + 1, 1, 100, 5), CO_E_FUNDS);
+    OK(balance(id("buyer"), &c, &h));
+    CHECK_EQ(c, 60 * CREDIT);
+    CHECK_EQ(h, 40 * CREDIT);
+    OK(submit(id("c"), id("buyer"), 60 * CREDIT, 1, 100, 5));
+    OK(balance(id("buyer"), &c, &h));
+    CHECK_EQ(c, 0);
+    CHECK_EQ(h, 100 * CREDIT);
+    /* A free job is fine at zero balance. */
+    OK(submit(id("free"), id("buyer"), 0, 1, 100, 5));
+    return 0;
+}
+
+static int
+t_duplicate_job(void)
+{
+    int64_t c, h;
+    OK(submit(id("dup"), id("buyer"), CREDIT, 1, 100, 5));
+    FAILS(submit(id("dup"), id("buyer"), CREDIT, 1, 100, 5), CO_E_CONFLICT);
+    FAILS(submit(id("dup"), id("other"), CREDIT, 1, 100, 5), CO_E_CONFLICT);
+    OK(balance(id("buyer"), &c, &h));
+    CHECK_EQ(c, START_CREDITS - CREDIT);
+    CHECK_EQ(h, CREDIT);
+    struct coord_user u;
+    FAILS(coord_store_user_get(S, id("other"), &u, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
+static int
+t_get_list(void)
+{
+    struct coord_job j;
+    struct coord_job_list l;
+    struct coord_job_filter f = {-1, NULL, NULL, 100, 0};
+    const char *buyer = id("buyer");
+    char names[5][CO_ID_MAX + 1];
+
+    for (int i = 0; i < 5; i++) {
+        char nm[8];
+        snprintf(nm, sizeof(nm), "j%d", i);
+        co_strlcpy(names[i], id(nm), sizeof(names[i]));
+        OK(submit(names[i], buyer, CREDIT, 1, 100, i + 1));
+    }
+    OK(coord_store_job_get(S, names[2], true, &j, &E));
+    int ok = j.code && !strcmp(j.code, "print(\"Hello World\")") && !strcmp(j.title, "a job") &&
+             !strcmp(j.parameters, "{\"input\": \"data.csv\"}") && j.priority == 3 &&
+             j.status == COORD_JOB_PENDING && j.cost == CREDIT && !strcmp(j.buyer_id, buyer) &&
+             j.created_at > 0 && j.attempts == 0 && j.max_attempts == 3 && !j.code_file &&
+             !j.has_exit_code && !*j.assigned_worker;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(coord_store_job_get(S, names[2], false, &j, &E));
+    ok = j.code == NULL;
+    coord_job_release(&j);
+    CHECK(ok);
+    FAILS(coord_store_job_get(S, id("nope"), false, &j, &E), CO_E_NOTFOUND);
+
+    /* Newest first. */
+    f.buyer_id = buyer;
+    OK(coord_store_job_list(S, &f, &l, &E));
+    ok = l.len == 5;
+    for (size_t i = 0; ok && i < 5; i++)
+        ok = !strcmp(l.items[i].job_id, names[4 - i]) && l.items[i].code == NULL;
+    coord_job_list_release(&l);
+    CHECK(ok);
+    /* Limit and offset. */
+    f.limit = 2;
+    f.offset = 1;
+    OK(coord_store_job_list(S, &f, &l, &E));
+    ok = l.len == 2 && !strcmp(l.items[0].job_id, names[3]) && !strcmp(l.items[1].job_id, names[2]);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    f.limit = 0;
+    FAILS(coord_store_job_list(S, &f, &l, &E), CO_E_RANGE);
+    f.limit = 1001;
+    FAILS(coord_store_job_list(S, &f, &l, &E), CO_E_RANGE);
+
+    /* Status and worker filters. */
+    int attempt;
+    OK(worker(id("w"), NULL, 8, 8192));
+    OK(claim(names[0], id("w"), &attempt));
+    f.limit = 100;
+    f.offset = 0;
+    f.status = COORD_JOB_ASSIGNED;
+    OK(coord_store_job_list(S, &f, &l, &E));
+    ok = l.len == 1 && !strcmp(l.items[0].job_id, names[0]) &&
+         !strcmp(l.items[0].assigned_worker, id("w"));
+    coord_job_list_release(&l);
+    CHECK(ok);
+    f.status = COORD_JOB_PENDING;
+    OK(coord_store_job_list(S, &f, &l, &E));
+    CHECK_EQ(l.len, 4);
+    coord_job_list_release(&l);
+    f.status = -1;
+    f.buyer_id = NULL;
+    f.worker_id = id("w");
+    OK(coord_store_job_list(S, &f, &l, &E));
+    ok = l.len == 1 && !strcmp(l.items[0].job_id, names[0]);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    f.worker_id = NULL;
+    f.buyer_id = id("nobody");
+    OK(coord_store_job_list(S, &f, &l, &E));
+    CHECK_EQ(l.len, 0);
+    coord_job_list_release(&l);
+
+    /* Pending in scheduling order: priority desc. */
+    OK(coord_store_job_pending(S, 100, &l, &E));
+    ok = l.len == 4 && !strcmp(l.items[0].job_id, names[4]) && !strcmp(l.items[3].job_id, names[1]);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    return 0;
+}
+
+static int
+t_claim_fencing(void)
+{
+    struct coord_job j;
+    int attempt;
+    const char *w = id("w"), *w2 = id("w2");
+    OK(worker(w, NULL, 4, 8192));
+    OK(worker(w2, NULL, 4, 8192));
+    OK(submit(id("job"), id("buyer"), CREDIT, 2, 1000, 5));
+    OK(coord_store_job_claim(S, id("job"), w, &j, &E));
+    int ok = j.status == COORD_JOB_ASSIGNED && j.attempts == 1 && !strcmp(j.assigned_worker, w) &&
+             j.code && !strcmp(j.code, "print(\"Hello World\")") && j.assigned_at > 0;
+    attempt = j.attempts;
+    coord_job_release(&j);
+    CHECK(ok);
+    FAILS(claim(id("job"), w2, &attempt), CO_E_CONFLICT);
+    FAILS(claim(id("job"), w, &attempt), CO_E_CONFLICT);
+    FAILS(claim(id("nojob"), w, &attempt), CO_E_NOTFOUND);
+    FAILS(claim(id("job"), id("noworker"), &attempt), CO_E_NOTFOUND);
+    FAILS(coord_store_job_started(S, id("job"), w, 2, &E), CO_E_CONFLICT);
+    FAILS(coord_store_job_started(S, id("job"), w2, 1, &E), CO_E_CONFLICT);
+    OK(coord_store_job_started(S, id("job"), w, 1, &E));
+    OK(coord_store_job_started(S, id("job"), w, 1, &E)); /* repeated: no-op */
+    OK(job_status(id("job"), &j));
+    ok = j.status == COORD_JOB_RUNNING && j.started_at > 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    /* Worker usage counts the running job. */
+    struct coord_worker wk;
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.used_cores, 2);
+    CHECK_EQ(wk.used_ram_mb, 1000);
+    CHECK_EQ(wk.running_jobs, 1);
+    bool changed;
+    FAILS(finish(id("job"), w, 2, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_CONFLICT);
+    FAILS(finish(id("job"), w2, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_CONFLICT);
+    OK(job_status(id("job"), &j));
+    ok = j.status == COORD_JOB_RUNNING;
+    coord_job_release(&j);
+    CHECK(ok);
+    return 0;
+}
+
+static int
+t_claim_capacity(void)
+{
+    int attempt;
+    const char *w = id("w");
+    OK(worker(w, NULL, 2, 2048));
+    OK(submit(id("big"), id("buyer"), CREDIT, 3, 100, 5));
+    OK(submit(id("ram"), id("buyer"), CREDIT, 1, 4096, 5));
+    OK(submit(id("fit"), id("buyer"), CREDIT, 2, 1024, 5));
+    OK(submit(id("more"), id("buyer"), CREDIT, 1, 100, 5));
+    FAILS(claim(id("big"), w, &attempt), CO_E_CONFLICT);
+    FAILS(claim(id("ram"), w, &attempt), CO_E_CONFLICT);
+    OK(claim(id("fit"), w, &attempt));
+    FAILS(claim(id("more"), w, &attempt), CO_E_CONFLICT); /* the worker is full */
+    struct coord_job j;
+    OK(job_status(id("more"), &j));
+    int ok = j.status == COORD_JOB_PENDING && j.attempts == 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    return 0;
+}
+
+static int
+t_claim_next_order(void)
+{
+    struct coord_job j;
+    const char *w = id("w");
+    OK(worker(w, NULL, 4, 4096));
+    OK(submit(id("p1"), id("buyer"), CREDIT, 1, 100, 1));
+    OK(submit(id("p9big"), id("buyer"), CREDIT, 8, 100, 9));
+    OK(submit(id("p5a"), id("buyer"), CREDIT, 1, 100, 5));
+    OK(submit(id("p5b"), id("buyer"), CREDIT, 1, 100, 5));
+    OK(submit(id("p7ram"), id("buyer"), CREDIT, 1, 5000, 7));
+    const char *want[] = {id("p5a"), id("p5b"), id("p1")};
+    char wantc[3][CO_ID_MAX + 1];
+    for (int i = 0; i < 3; i++)
+        co_strlcpy(wantc[i], want[i], sizeof(wantc[i]));
+    for (int i = 0; i < 3; i++) {
+        int rc = coord_store_job_claim_next(S, w, &j, &E);
+        if (rc < 0)
+            FAIL("claim_next %d: %s", i, E.msg);
+        CHECK_EQ(rc, 1);
+        int ok = !strcmp(j.job_id, wantc[i]) && j.code != NULL && j.attempts == 1 &&
+                 j.status == COORD_JOB_ASSIGNED;
+        if (!ok)
+            FAIL("claim_next %d gave '%s', expected '%s'", i, j.job_id, wantc[i]);
+        coord_job_release(&j);
+    }
+    CHECK_EQ(coord_store_job_claim_next(S, w, &j, &E), 0); /* the rest does not fit */
+    /* Capacity is shared with pushed claims: 3 cores used, a 2-core job does not fit. */
+    OK(submit(id("two"), id("buyer"), CREDIT, 2, 100, 10));
+    CHECK_EQ(coord_store_job_claim_next(S, w, &j, &E), 0);
+    FAILS(coord_store_job_claim_next(S, id("noworker"), &j, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
+static int
+run_to_end(const char *job_id, const char *w, enum coord_job_status st, enum coord_failure f,
+           bool platform)
+{
+    int attempt;
+    bool changed = false;
+    OK(claim(job_id, w, &attempt));
+    OK(coord_store_job_started(S, job_id, w, attempt, &E));
+    OK(finish(job_id, w, attempt, st, f, platform, &changed));
+    CHECK(changed);
+    return 0;
+}
+
+static int
+t_finish_completed(void)
+{
+    int64_t c, h;
+    struct coord_job j;
+    const char *w = id("w"), *owner = id("seller");
+    OK(worker(w, owner, 4, 4096));
+    OK(submit(id("job"), id("buyer"), 7 * CREDIT, 2, 100, 5));
+    if (run_to_end(id("job"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(coord_store_job_get(S, id("job"), false, &j, &E));
+    int ok = j.status == COORD_JOB_COMPLETED && j.failure == COORD_FAIL_NONE && j.has_exit_code &&
+             j.exit_code == 0 && j.has_usage && j.usage.wall_ms == 1500 && j.usage.cpu_ms == 1200 &&
+             j.usage.max_rss_kb == 20480 && j.completed_at >= j.started_at && j.started_at > 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(id("buyer"), &c, &h));
+    CHECK_EQ(c, START_CREDITS - 7 * CREDIT);
+    CHECK_EQ(h, 0);
+    OK(balance(owner, &c, &h)); /* the owner, not the worker id, is paid */
+    CHECK_EQ(c, 7 * CREDIT);
+    CHECK_EQ(h, 0);
+    struct coord_user u;
+    FAILS(coord_store_user_get(S, w, &u, &E), CO_E_NOTFOUND);
+    struct coord_worker wk;
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.used_cores, 0);
+    CHECK_EQ(wk.running_jobs, 0);
+    /* A worker without owner pays itself. */
+    OK(worker(id("w2"), NULL, 4, 4096));
+    OK(submit(id("job2"), id("buyer"), 2 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("job2"), id("w2"), COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(balance(id("w2"), &c, &h));
+    CHECK_EQ(c, 2 * CREDIT);
+    return 0;
+}
+
+static int
+t_finish_failed(void)
+{
+    int64_t c, h;
+    struct coord_job j;
+    const char *w = id("w");
+    OK(worker(w, id("seller"), 4, 4096));
+    OK(submit(id("exit1"), id("buyer"), 5 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("exit1"), w, COORD_JOB_FAILED, COORD_FAIL_EXIT_CODE, false) < 0)
+        return -1;
+    OK(coord_store_job_get(S, id("exit1"), false, &j, &E));
+    int ok = j.status == COORD_JOB_FAILED && j.failure == COORD_FAIL_EXIT_CODE && j.exit_code == 1;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(id("seller"), &c, &h)); /* failed after running: charged */
+    CHECK_EQ(c, 5 * CREDIT);
+    /* Platform fault: refunded. */
+    OK(submit(id("sbx"), id("buyer"), 3 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("sbx"), w, COORD_JOB_FAILED, COORD_FAIL_SANDBOX_ERROR, true) < 0)
+        return -1;
+    OK(coord_store_job_get(S, id("sbx"), false, &j, &E));
+    ok = j.status == COORD_JOB_FAILED && j.failure == COORD_FAIL_SANDBOX_ERROR;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(id("seller"), &c, &h));
+    CHECK_EQ(c, 5 * CREDIT);
+    OK(balance(id("buyer"), &c, &h));
+    CHECK_EQ(c, START_CREDITS - 5 * CREDIT);
+    CHECK_EQ(h, 0);
+    /* A timeout reported without having sent "started" (assigned -> failed) is charged. */
+    OK(submit(id("timeout"), id("buyer"), CREDIT, 1, 100, 5));
+    int attempt;
+    bool changed;
+    OK(claim(id("timeout"), w, &attempt));
+    OK(finish(id("timeout"), w, attempt, COORD_JOB_FAILED, COORD_FAIL_TIMEOUT, false, &changed));
+    CHECK(changed);
+    OK(balance(id("seller"), &c, &h));
+    CHECK_EQ(c, 6 * CREDIT);
+    return 0;
+}
+
+static int
+t_finish_idempotent(void)
+{
+    int64_t c, h, c2, h2;
+    bool changed = true;
+    const char *w = id("w");
+    OK(worker(w, id("seller"), 4, 4096));
+    OK(submit(id("job"), id("buyer"), 4 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("job"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(balance(id("seller"), &c, &h));
+    OK(finish(id("job"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(!changed);
+    OK(finish(id("job"), w, 1, COORD_JOB_FAILED, COORD_FAIL_EXIT_CODE, false, &changed));
+    CHECK(!changed);
+    OK(finish(id("job"), w, 1, COORD_JOB_FAILED, COORD_FAIL_SANDBOX_ERROR, true, &changed));
+    CHECK(!changed);
+    OK(balance(id("seller"), &c2, &h2));
+    CHECK_EQ(c2, c);
+    struct coord_job j;
+    OK(job_status(id("job"), &j));
+    int ok = j.status == COORD_JOB_COMPLETED;
+    coord_job_release(&j);
+    CHECK(ok);
+    /* A report for a pending job (never claimed) is refused. */
+    OK(submit(id("pend"), id("buyer"), CREDIT, 1, 100, 5));
+    FAILS(finish(id("pend"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_CONFLICT);
+    FAILS(finish(id("nojob"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_NOTFOUND);
+    return 0;
+}
+
+static int
+t_cancel_states(void)
+{
+    int64_t c, h;
+    int attempt;
+    bool changed;
+    struct coord_job j;
+    enum coord_job_status was;
+    const char *w = id("w"), *buyer = id("buyer");
+    OK(worker(w, id("seller"), 8, 8192));
+    OK(submit(id("pending"), buyer, 10 * CREDIT, 1, 100, 5));
+    OK(submit(id("assigned"), buyer, 20 * CREDIT, 1, 100, 5));
+    OK(submit(id("running"), buyer, 30 * CREDIT, 1, 100, 5));
+    OK(submit(id("done"), buyer, 5 * CREDIT, 1, 100, 5));
+    OK(claim(id("assigned"), w, &attempt));
+    OK(claim(id("running"), w, &attempt));
+    OK(coord_store_job_started(S, id("running"), w, attempt, &E));
+    if (run_to_end(id("done"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+
+    OK(coord_store_job_cancel(S, id("pending"), &j, &was, &E));
+    int ok = was == COORD_JOB_PENDING && j.status == COORD_JOB_CANCELLED &&
+             j.failure == COORD_FAIL_CANCELLED;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(coord_store_job_cancel(S, id("assigned"), &j, &was, &E));
+    ok = was == COORD_JOB_ASSIGNED && j.status == COORD_JOB_CANCELLED &&
+         !strcmp(j.assigned_worker, w);
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(coord_store_job_cancel(S, id("running"), &j, &was, &E));
+    ok = was == COORD_JOB_RUNNING && j.status == COORD_JOB_CANCELLED;
+    coord_job_release(&j);
+    CHECK(ok);
+    FAILS(coord_store_job_cancel(S, id("done"), &j, &was, &E), CO_E_CONFLICT);
+    CHECK_EQ(was, COORD_JOB_COMPLETED);
+    FAILS(coord_store_job_cancel(S, id("pending"), &j, &was, &E), CO_E_CONFLICT);
+    FAILS(coord_store_job_cancel(S, id("nojob"), &j, &was, &E), CO_E_NOTFOUND);
+
+    /* Refunds for pending and assigned, charges for running and done. */
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 35 * CREDIT);
+    CHECK_EQ(h, 0);
+    OK(balance(id("seller"), &c, &h));
+    CHECK_EQ(c, 35 * CREDIT);
+    /* The killed job's late report changes nothing. */
+    OK(finish(id("running"), w, attempt, COORD_JOB_FAILED, COORD_FAIL_KILLED, false, &changed));
+    CHECK(!changed);
+    OK(job_status(id("running"), &j));
+    ok = j.status == COORD_JOB_CANCELLED;
+    coord_job_release(&j);
+    CHECK(ok);
+    /* Claiming a cancelled job fails. */
+    FAILS(claim(id("pending"), w, &attempt), CO_E_CONFLICT);
+    return 0;
+}
+
+static int
+t_lease_release(void)
+{
+    int64_t c, h;
+    int attempt;
+    bool changed;
+    struct coord_job j;
+    char **ids = NULL;
+    size_t n = 0;
+    const char *w = id("w"), *w2 = id("w2"), *buyer = id("buyer");
+    OK(worker(w, NULL, 4, 4096));
+    OK(worker(w2, NULL, 4, 4096));
+    struct coord_job sj;
+    job_init(&sj, id("job"), buyer, 9 * CREDIT, 1, 100, 5);
+    sj.max_attempts = 2;
+    OK(coord_store_job_submit(S, &sj, &E));
+    OK(submit(id("other"), buyer, CREDIT, 1, 100, 5));
+
+    OK(claim(id("job"), w, &attempt));
+    CHECK_EQ(attempt, 1);
+    OK(coord_store_job_started(S, id("job"), w, 1, &E));
+    OK(claim(id("other"), w, &attempt));
+
+    /* The worker's lease: expired only when its heartbeat is older than the cut-off. */
+    struct coord_worker_list wl;
+    OK(coord_store_worker_expired(S, co_wall_ms() - 60000, &wl, &E));
+    bool seen = false;
+    for (size_t i = 0; i < wl.len; i++)
+        seen |= !strcmp(wl.items[i].worker_id, w);
+    coord_worker_list_release(&wl);
+    CHECK(!seen);
+    OK(coord_store_worker_expired(S, co_wall_ms() + 1000, &wl, &E));
+    for (size_t i = 0; i < wl.len; i++)
+        if (!strcmp(wl.items[i].worker_id, w))
+            seen = wl.items[i].running_jobs == 2;
+    coord_worker_list_release(&wl);
+    CHECK(seen);
+
+    OK(coord_store_worker_release_jobs(S, w, &ids, &n, &E));
+    CHECK_EQ(n, 2);
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    ids = NULL;
+    n = 0;
+    OK(job_status(id("job"), &j));
+    int ok = j.status == COORD_JOB_PENDING && j.attempts == 1 && !*j.assigned_worker &&
+             j.started_at == 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    /* The lost attempt's late reports are fenced off. */
+    FAILS(coord_store_job_started(S, id("job"), w, 1, &E), CO_E_CONFLICT);
+    FAILS(finish(id("job"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_CONFLICT);
+
+    /* Second attempt on w2, lost again: max_attempts reached, failed and refunded. */
+    OK(claim(id("job"), w2, &attempt));
+    CHECK_EQ(attempt, 2);
+    FAILS(finish(id("job"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_CONFLICT);
+    OK(coord_store_worker_release_jobs(S, w2, &ids, &n, &E));
+    ok = n == 1 && !strcmp(ids[0], id("job"));
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    CHECK(ok);
+    OK(job_status(id("job"), &j));
+    ok = j.status == COORD_JOB_FAILED && j.failure == COORD_FAIL_WORKER_LOST && j.attempts == 2;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - CREDIT);
+    CHECK_EQ(h, CREDIT);
+    /* A worker without jobs releases nothing. */
+    OK(coord_store_worker_release_jobs(S, w2, NULL, NULL, &E));
+    return 0;
+}
+
+static int
+t_output(void)
+{
+    char *out = NULL, *errs = NULL;
+    size_t ol, el;
+    bool trunc = true;
+    const char bin[] = {'a', '\0', 'b', (char)0xff, (char)0xc3, '\n'};
+    OK(submit(id("job"), id("buyer"), CREDIT, 1, 100, 5));
+    OK(coord_store_output_get(S, id("job"), &out, &ol, &errs, &el, &trunc, &E));
+    int ok = ol == 0 && el == 0 && !trunc && !strcmp(out, "");
+    free(out);
+    free(errs);
+    CHECK(ok);
+    OK(coord_store_output_append(S, id("job"), 1, "hello ", 6, &E));
+    OK(coord_store_output_append(S, id("job"), 1, "world\n", 6, &E));
+    OK(coord_store_output_append(S, id("job"), 2, bin, sizeof(bin), &E));
+    OK(coord_store_output_get(S, id("job"), &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 12 && !memcmp(out, "hello world\n", 12) && el == sizeof(bin) &&
+         !memcmp(errs, bin, sizeof(bin)) && !trunc;
+    free(out);
+    free(errs);
+    CHECK(ok);
+    /* The cap: stdout keeps its first OUTPUT_CAP bytes, then says it was truncated. */
+    char chunk[600];
+    memset(chunk, 'x', sizeof(chunk));
+    OK(coord_store_output_append(S, id("job"), 1, chunk, sizeof(chunk), &E));
+    OK(coord_store_output_append(S, id("job"), 1, chunk, sizeof(chunk), &E));
+    OK(coord_store_output_append(S, id("job"), 1, chunk, sizeof(chunk), &E));
+    OK(coord_store_output_get(S, id("job"), &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == OUTPUT_CAP && !memcmp(out, "hello world\nxxx", 15) && out[OUTPUT_CAP - 1] == 'x' &&
+         trunc && el == sizeof(bin);
+    free(out);
+    free(errs);
+    CHECK(ok);
+    FAILS(coord_store_output_append(S, id("nojob"), 1, "x", 1, &E), CO_E_NOTFOUND);
+    FAILS(coord_store_output_get(S, id("nojob"), &out, &ol, &errs, &el, &trunc, &E), CO_E_NOTFOUND);
+    FAILS(coord_store_output_append(S, id("job"), 3, "x", 1, &E), CO_E_INVAL);
+    return 0;
+}
+
+static int
+t_grant(void)
+{
+    struct coord_user u;
+    OK(coord_store_user_grant(S, id("user"), 25 * CREDIT + 500000, &u, &E));
+    CHECK_EQ(u.credits, START_CREDITS + 25 * CREDIT + 500000);
+    CHECK_EQ(u.held, 0);
+    OK(coord_store_user_grant(S, id("user"), 1, &u, &E));
+    CHECK_EQ(u.credits, START_CREDITS + 25 * CREDIT + 500001);
+    FAILS(coord_store_user_grant(S, id("user"), 0, &u, &E), CO_E_INVAL);
+    FAILS(coord_store_user_grant(S, id("user"), -5, &u, &E), CO_E_INVAL);
+    FAILS(coord_store_user_grant(S, "bad id!", 5, &u, &E), CO_E_INVAL);
+    FAILS(coord_store_user_get(S, id("nouser"), &u, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
+static int
+t_ledger_order(void)
+{
+    struct coord_ledger_list l;
+    const char *w = id("w"), *buyer = id("buyer");
+    OK(worker(w, id("seller"), 4, 4096));
+    OK(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5));
+    OK(coord_store_user_grant(S, buyer, 3 * CREDIT, NULL, &E));
+    if (run_to_end(id("a"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(submit(id("b"), buyer, CREDIT, 1, 100, 5));
+    struct coord_job j;
+    OK(coord_store_job_cancel(S, id("b"), &j, NULL, &E));
+    coord_job_release(&j);
+    OK(coord_store_ledger_list(S, buyer, 100, 0, &l, &E));
+    static const enum coord_ledger_kind want[] = {COORD_LEDGER_REFUND, COORD_LEDGER_HOLD,
+                                                  COORD_LEDGER_CHARGE, COORD_LEDGER_GRANT,
+                                                  COORD_LEDGER_HOLD,   COORD_LEDGER_GRANT};
+    static const int64_t bal[] = {101 * CREDIT, 100 * CREDIT, 101 * CREDIT,
+                                  101 * CREDIT, 98 * CREDIT,  100 * CREDIT};
+    int ok = l.len == 6;
+    for (size_t i = 0; ok && i < 6; i++)
+        ok = l.items[i].kind == want[i] && l.items[i].balance == bal[i] &&
+             (i == 0 || l.items[i].id < l.items[i - 1].id) && !strcmp(l.items[i].user_id, buyer);
+    if (!ok && l.len == 6)
+        for (size_t i = 0; i < 6; i++)
+            fprintf(stderr, "  ledger %zu: %s %lld bal %lld\n", i,
+                    coord_ledger_kind_name(l.items[i].kind), (long long)l.items[i].amount,
+                    (long long)l.items[i].balance);
+    coord_ledger_list_release(&l);
+    CHECK(ok);
+    OK(coord_store_ledger_list(S, buyer, 2, 1, &l, &E));
+    ok = l.len == 2 && l.items[0].kind == COORD_LEDGER_HOLD &&
+         l.items[1].kind == COORD_LEDGER_CHARGE && !strcmp(l.items[1].job_id, id("a"));
+    coord_ledger_list_release(&l);
+    CHECK(ok);
+    OK(coord_store_ledger_list(S, id("seller"), 100, 0, &l, &E));
+    ok = l.len == 1 && l.items[0].kind == COORD_LEDGER_PAYOUT && l.items[0].amount == 2 * CREDIT;
+    coord_ledger_list_release(&l);
+    CHECK(ok);
+    FAILS(coord_store_ledger_list(S, id("nouser"), 10, 0, &l, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
+static int
+t_health(void)
+{
+    struct coord_health a, b;
+    OK(coord_store_health(S, &a, &E));
+    OK(submit(id("p1"), id("buyer"), CREDIT, 1, 100, 5));
+    OK(submit(id("p2"), id("buyer"), CREDIT, 1000, 100, 5)); /* fits nobody */
+    OK(worker(id("idle"), NULL, 2, 2048));
+    struct coord_worker w;
+    memset(&w, 0, sizeof(w));
+    co_strlcpy(w.worker_id, id("busy"), sizeof(w.worker_id));
+    w.cpu_cores = 2;
+    w.ram_mb = 2048;
+    w.status = COORD_WORKER_BUSY;
+    OK(coord_store_worker_upsert(S, &w, NULL, &E));
+    OK(worker(id("gone"), NULL, 2, 2048));
+    OK(coord_store_worker_set_status(S, id("gone"), COORD_WORKER_OFFLINE, &E));
+    OK(coord_store_health(S, &b, &E));
+    CHECK_EQ(b.jobs[COORD_JOB_PENDING] - a.jobs[COORD_JOB_PENDING], 2);
+    CHECK_EQ(b.workers_total - a.workers_total, 3);
+    CHECK_EQ(b.workers[COORD_WORKER_IDLE] - a.workers[COORD_WORKER_IDLE], 1);
+    CHECK_EQ(b.workers[COORD_WORKER_BUSY] - a.workers[COORD_WORKER_BUSY], 1);
+    CHECK_EQ(b.workers[COORD_WORKER_OFFLINE] - a.workers[COORD_WORKER_OFFLINE], 1);
+    CHECK_EQ(b.total_credits - a.total_credits, START_CREDITS);
+    CHECK_EQ(b.active_users - a.active_users, 1);
+    CHECK_EQ(b.pending_unfit - a.pending_unfit, 1);
+    /* A heartbeat revives an offline worker; unknown workers are reported. */
+    OK(coord_store_worker_heartbeat(S, id("gone"), &E));
+    struct coord_worker g;
+    OK(coord_store_worker_get(S, id("gone"), &g, &E));
+    CHECK_EQ(g.status, COORD_WORKER_IDLE);
+    FAILS(coord_store_worker_heartbeat(S, id("nope"), &E), CO_E_NOTFOUND);
+    FAILS(coord_store_worker_set_status(S, id("nope"), COORD_WORKER_IDLE, &E), CO_E_NOTFOUND);
+    /* Silent workers count as offline once the timeout has passed. */
+    struct coord_store_config c2 = cfg;
+    struct coord_store *s2 = NULL;
+    c2.worker_timeout_ms = 1;
+    OK(coord_store_open(&c2, &s2, &E));
+    usleep(20 * 1000);
+    int rc = coord_store_health(s2, &b, &E);
+    coord_store_close(s2);
+    if (rc < 0)
+        FAIL("health: %s", E.msg);
+    CHECK_EQ(b.workers[COORD_WORKER_OFFLINE], b.workers_total);
+    CHECK_EQ(b.workers[COORD_WORKER_IDLE], 0);
+    CHECK_EQ(b.pending_unfit, b.jobs[COORD_JOB_PENDING]);
+    return 0;
+}
+
+static int
+t_workers(void)
+{
+    struct coord_worker w, out;
+    struct coord_worker_list l;
+    memset(&w, 0, sizeof(w));
+    co_strlcpy(w.worker_id, id("w"), sizeof(w.worker_id));
+    co_strlcpy(w.owner_id, id("owner"), sizeof(w.owner_id));
+    w.cpu_cores = 8;
+    w.ram_mb = 16384;
+    w.status = COORD_WORKER_IDLE;
+    OK(coord_store_worker_upsert(S, &w, &out, &E));
+    int ok = !strcmp(out.owner_id, id("owner")) && out.cpu_cores == 8 && out.ram_mb == 16384 &&
+             out.last_heartbeat > 0 && out.created_at > 0 && !out.websocket;
+    CHECK(ok);
+    int64_t created = out.created_at;
+    w.cpu_cores = 4;
+    w.websocket = true;
+    w.status = COORD_WORKER_BUSY;
+    OK(coord_store_worker_upsert(S, &w, &out, &E));
+    ok = out.cpu_cores == 4 && out.websocket && out.status == COORD_WORKER_BUSY &&
+         out.created_at == created;
+    CHECK(ok);
+    OK(coord_store_worker_list(S, &l, &E));
+    ok = false;
+    for (size_t i = 0; i < l.len; i++) {
+        if (i > 0 && strcmp(l.items[i - 1].worker_id, l.items[i].worker_id) >= 0) {
+            ok = false;
+            break;
+        }
+        if (!strcmp(l.items[i].worker_id, id("w")))
+            ok = l.items[i].cpu_cores == 4;
+    }
+    coord_worker_list_release(&l);
+    CHECK(ok);
+    co_strlcpy(w.worker_id, "bad id", sizeof(w.worker_id));
+    FAILS(coord_store_worker_upsert(S, &w, NULL, &E), CO_E_INVAL);
+    FAILS(coord_store_worker_get(S, id("nope"), &out, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
+static int
+t_max_workers(void)
+{
+    struct coord_health h;
+    struct coord_store_config c2 = cfg;
+    struct coord_store *keep = S;
+    OK(coord_store_health(S, &h, &E));
+    int64_t online = h.workers_total - h.workers[COORD_WORKER_OFFLINE];
+    c2.max_workers = online + 1;
+    OK(coord_store_open(&c2, &S, &E));
+    int rc = worker(id("one"), NULL, 1, 100);
+    int rc2 = rc < 0 ? 0 : worker(id("two"), NULL, 1, 100);
+    co_err e2 = E;
+    int rc3 = worker(id("one"), NULL, 2, 200); /* updating an existing worker is fine */
+    co_err e3 = E;
+    coord_store_close(S);
+    S = keep;
+    if (rc < 0)
+        FAIL("first worker refused: %s", E.msg);
+    if (rc2 >= 0 || e2.code != CO_E_LIMIT)
+        FAIL("second worker: rc %d code %s, expected limit", rc2, co_err_code_name(e2.code));
+    if (rc3 < 0)
+        FAIL("update refused: %s", e3.msg);
+    struct coord_worker w;
+    FAILS(coord_store_worker_get(S, id("two"), &w, &E), CO_E_NOTFOUND);
+    OK(coord_store_worker_set_status(S, id("one"), COORD_WORKER_OFFLINE, &E));
+    return 0;
+}
+
+static int
+t_migrate_newer(void)
+{
+    OK(S->ops->exec_script(S,
+                           "INSERT INTO schema_migrations (version, name, applied_at) "
+                           "VALUES (999999, '999999_future.sql', 0)",
+                           &E));
+    FAILS(coord_store_migrate(S, sql_dir, &E), CO_E_CONFLICT);
+    int found = strstr(E.msg, "newer") != NULL;
+    OK(S->ops->exec_script(S, "DELETE FROM schema_migrations WHERE version = 999999", &E));
+    CHECK(found);
+    OK(coord_store_migrate(S, sql_dir, &E));
+    FAILS(coord_store_migrate(S, "/nonexistent-sql-dir", &E), CO_E_SYS);
+    return 0;
+}
+
+static int
+t_restart(void)
+{
+    int64_t c, h;
+    OK(submit(id("job"), id("buyer"), 3 * CREDIT, 1, 100, 5));
+    OK(coord_store_output_append(S, id("job"), 1, "kept", 4, &E));
+    coord_store_close(S);
+    S = NULL;
+    OK(coord_store_open(&cfg, &S, &E));
+    OK(coord_store_migrate(S, sql_dir, &E));
+    struct coord_job j;
+    OK(coord_store_job_get(S, id("job"), true, &j, &E));
+    int ok = j.status == COORD_JOB_PENDING && j.cost == 3 * CREDIT && j.code != NULL;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(id("buyer"), &c, &h));
+    CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
+    CHECK_EQ(h, 3 * CREDIT);
+    char *out, *errs;
+    size_t ol, el;
+    bool trunc;
+    OK(coord_store_output_get(S, id("job"), &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 4 && !memcmp(out, "kept", 4);
+    free(out);
+    free(errs);
+    CHECK(ok);
+    return 0;
+}
+
+/* ---- concurrency ---- */
+
+#define N_PARALLEL 50
+
+struct par_arg {
+    int i;
+    const char *buyer;
+    pthread_barrier_t *barrier;
+    int result; /* 0 ok, else the co_err code */
+    char msg[256];
+};
+
+static void *
+par_submit(void *p)
+{
+    struct par_arg *a = p;
+    struct coord_store *s = NULL;
+    co_err e = CO_ERR_INIT;
+    struct coord_job j;
+    char jid[CO_ID_MAX + 1];
+
+    a->result = CO_E_INTERNAL;
+    int rc = coord_store_open(&cfg, &s, &e);
+    pthread_barrier_wait(a->barrier);
+    if (rc < 0) {
+        co_strlcpy(a->msg, e.msg, sizeof(a->msg));
+        return NULL;
+    }
+    snprintf(jid, sizeof(jid), "%s-par-%d", run_tag, a->i);
+    job_init(&j, jid, a->buyer, 10 * CREDIT, 1, 100, 5);
+    rc = coord_store_job_submit(s, &j, &e);
+    a->result = rc < 0 ? (int)e.code : 0;
+    co_strlcpy(a->msg, e.msg, sizeof(a->msg));
+    coord_store_close(s);
+    return NULL;
+}
+
+static int
+t_parallel_submits(void)
+{
+    pthread_t th[N_PARALLEL];
+    struct par_arg args[N_PARALLEL];
+    pthread_barrier_t barrier;
+    int accepted = 0, refused = 0, other = 0;
+    char buyer[CO_ID_MAX + 1];
+    int64_t c, h;
+
+    co_strlcpy(buyer, id("buyer"), sizeof(buyer));
+    pthread_barrier_init(&barrier, NULL, N_PARALLEL);
+    for (int i = 0; i < N_PARALLEL; i++) {
+        args[i] = (struct par_arg){.i = i, .buyer = buyer, .barrier = &barrier};
+        if (pthread_create(&th[i], NULL, par_submit, &args[i]) != 0)
+            abort();
+    }
+    for (int i = 0; i < N_PARALLEL; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&barrier);
+    for (int i = 0; i < N_PARALLEL; i++) {
+        if (args[i].result == 0)
+            accepted++;
+        else if (args[i].result == CO_E_FUNDS)
+            refused++;
+        else {
+            other++;
+            fprintf(stderr, "  submit %d: %s: %s\n", i, co_err_code_name(args[i].result),
+                    args[i].msg);
+        }
+    }
+    CHECK_EQ(other, 0);
+    CHECK_EQ(accepted, 10);
+    CHECK_EQ(refused, 40);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, 0);
+    CHECK_EQ(h, 100 * CREDIT);
+    struct coord_job_list l;
+    struct coord_job_filter f = {-1, buyer, NULL, 1000, 0};
+    OK(coord_store_job_list(S, &f, &l, &E));
+    size_t n = l.len;
+    coord_job_list_release(&l);
+    CHECK_EQ(n, 10);
+    return 0;
+}
+
+struct race_arg {
+    const char *worker;
+    pthread_barrier_t *barrier;
+    int claimed;
+    int errors;
+};
+
+static void *
+race_claim_next(void *p)
+{
+    struct race_arg *a = p;
+    struct coord_store *s = NULL;
+    co_err e = CO_ERR_INIT;
+    struct coord_job j;
+    int rc = coord_store_open(&cfg, &s, &e);
+    pthread_barrier_wait(a->barrier);
+    if (rc < 0) {
+        a->errors++;
+        return NULL;
+    }
+    for (;;) {
+        rc = coord_store_job_claim_next(s, a->worker, &j, &e);
+        if (rc < 0) {
+            a->errors++;
+            fprintf(stderr, "  claim_next: %s\n", e.msg);
+            break;
+        }
+        if (rc == 0)
+            break;
+        a->claimed++;
+        coord_job_release(&j);
+    }
+    coord_store_close(s);
+    return NULL;
+}
+
+static int
+t_parallel_claims(void)
+{
+    enum { NW = 4, NJ = 24 };
+    pthread_t th[NW];
+    struct race_arg args[NW];
+    char wids[NW][CO_ID_MAX + 1];
+    pthread_barrier_t barrier;
+    char jid[CO_ID_MAX + 1];
+
+    for (int i = 0; i < NJ; i++) {
+        snprintf(jid, sizeof(jid), "%s-rj%d", run_tag, i);
+        OK(submit(jid, id("buyer"), CREDIT / 2, 1, 100, 1 + i % 10));
+    }
+    for (int i = 0; i < NW; i++) {
+        snprintf(wids[i], sizeof(wids[i]), "%s-rw%d", run_tag, i);
+        OK(worker(wids[i], NULL, 6, 6000)); /* room for 6 one-core jobs each: 24 in all */
+    }
+    pthread_barrier_init(&barrier, NULL, NW);
+    for (int i = 0; i < NW; i++) {
+        args[i] = (struct race_arg){.worker = wids[i], .barrier = &barrier};
+        if (pthread_create(&th[i], NULL, race_claim_next, &args[i]) != 0)
+            abort();
+    }
+    int total = 0, errors = 0;
+    for (int i = 0; i < NW; i++) {
+        pthread_join(th[i], NULL);
+        total += args[i].claimed;
+        errors += args[i].errors;
+    }
+    pthread_barrier_destroy(&barrier);
+    CHECK_EQ(errors, 0);
+    CHECK_EQ(total, NJ);
+    for (int i = 0; i < NW; i++) {
+        struct coord_worker w;
+        OK(coord_store_worker_get(S, wids[i], &w, &E));
+        CHECK_EQ(w.used_cores, 6); /* never over capacity */
+        CHECK_EQ(w.running_jobs, 6);
+    }
+    struct coord_job_list l;
+    OK(coord_store_job_pending(S, 1000, &l, &E));
+    int left = 0;
+    for (size_t i = 0; i < l.len; i++)
+        left += !strncmp(l.items[i].job_id, id("rj"), strlen(id("rj")));
+    coord_job_list_release(&l);
+    CHECK_EQ(left, 0);
+    return 0;
+}
+
+/* ---- reconnect (needs CO_STORE_RESTART) ---- */
+
+static int
+server_ctl(const char *what)
+{
+    const char *hook = getenv("CO_STORE_RESTART");
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        execl(hook, hook, what, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
+}
+
+static int
+t_reconnect(void)
+{
+    struct coord_job j;
+    OK(coord_store_ping(S, &E));
+    /* Server restarted between two requests: the next one reconnects and succeeds. */
+    if (server_ctl("restart") < 0)
+        FAIL("restart hook failed");
+    OK(submit(id("after-restart"), id("buyer"), CREDIT, 1, 100, 5));
+    /* Server down: requests fail with "unavailable" and store nothing. */
+    if (server_ctl("stop") < 0)
+        FAIL("stop hook failed");
+    FAILS(submit(id("in-gap"), id("buyer"), CREDIT, 1, 100, 5), CO_E_UNAVAILABLE);
+    FAILS(coord_store_ping(S, &E), CO_E_UNAVAILABLE);
+    if (server_ctl("start") < 0)
+        FAIL("start hook failed");
+    OK(coord_store_ping(S, &E));
+    FAILS(coord_store_job_get(S, id("in-gap"), false, &j, &E), CO_E_NOTFOUND);
+    OK(coord_store_job_get(S, id("after-restart"), false, &j, &E));
+    coord_job_release(&j);
+    OK(submit(id("after-start"), id("buyer"), CREDIT, 1, 100, 5));
+    return 0;
+}
+
+/* ---- runner ---- */
+
+/* Cancel every unfinished job so that the next case starts with an empty queue. */
+static int
+drain(void)
+{
+    struct coord_job_filter f = {-1, NULL, NULL, 1000, 0};
+    for (int st = COORD_JOB_PENDING; st <= COORD_JOB_RUNNING; st++) {
+        struct coord_job_list l;
+        f.status = st;
+        if (coord_store_job_list(S, &f, &l, &E) < 0)
+            return -1;
+        for (size_t i = 0; i < l.len; i++) {
+            struct coord_job j;
+            if (coord_store_job_cancel(S, l.items[i].job_id, &j, NULL, &E) < 0) {
+                coord_job_list_release(&l);
+                return -1;
+            }
+            coord_job_release(&j);
+        }
+        coord_job_list_release(&l);
+    }
+    return 0;
+}
+
+struct tcase {
+    const char *name;
+    int (*fn)(void);
+};
+
+int
+main(void)
+{
+    static const struct tcase cases[] = {
+        {"migrate_again", t_migrate_again},
+        {"starting_credits", t_starting_credits},
+        {"submit_402_nothing_stored", t_submit_402},
+        {"duplicate_job_id", t_duplicate_job},
+        {"get_list_filters_order_limits", t_get_list},
+        {"claim_and_fencing", t_claim_fencing},
+        {"claim_capacity", t_claim_capacity},
+        {"claim_next_priority_fit", t_claim_next_order},
+        {"finish_completed_pays_owner", t_finish_completed},
+        {"finish_failed_charge_or_refund", t_finish_failed},
+        {"finish_idempotent", t_finish_idempotent},
+        {"cancel_each_state", t_cancel_states},
+        {"lease_expiry_release_jobs", t_lease_release},
+        {"output_append_cap", t_output},
+        {"grant", t_grant},
+        {"ledger_order", t_ledger_order},
+        {"health_counts", t_health},
+        {"workers_upsert_list", t_workers},
+        {"max_workers", t_max_workers},
+        {"migrate_refuses_newer_schema", t_migrate_newer},
+        {"restart_data_intact", t_restart},
+        {"parallel_submits_50", t_parallel_submits},
+        {"parallel_claim_next", t_parallel_claims},
+        {"reconnect_after_server_restart", t_reconnect},
+    };
+    const char *url = getenv("CO_STORE_URL");
+    sql_dir = getenv("CO_SQL_DIR");
+    if (!url || !*url || !sql_dir || !*sql_dir) {
+        fprintf(stderr, "test_store_contract: set CO_STORE_URL and CO_SQL_DIR\n");
+        return 2;
+    }
+    bool can_restart = getenv("CO_STORE_RESTART") && *getenv("CO_STORE_RESTART");
+    cfg.url = url;
+    cfg.starting_credits = START_CREDITS;
+    cfg.worker_timeout_ms = 60000;
+    cfg.max_workers = 0;
+    cfg.output_cap_bytes = OUTPUT_CAP;
+    snprintf(run_tag, sizeof(run_tag), "t%x", (unsigned)(co_wall_ms() & 0xffffff));
+
+    if (coord_store_open(&cfg, &S, &E) < 0 || coord_store_migrate(S, sql_dir, &E) < 0) {
+        fprintf(stderr, "test_store_contract: cannot set up the store: %s\n", E.msg);
+        return 2;
+    }
+    const char *backend = coord_store_backend(S);
+    int passed = 0, failed = 0, skipped = 0;
+    for (size_t i = 0; i < CO_ARRAY_LEN(cases); i++) {
+        const struct tcase *c = &cases[i];
+        if (c->fn == t_reconnect && !can_restart) {
+            printf("skip %s (no CO_STORE_RESTART hook for this database)\n", c->name);
+            skipped++;
+            continue;
+        }
+        fail_msg[0] = '\0';
+        /* Ids are per case: "<tag>c<n>-...". */
+        snprintf(run_tag, sizeof(run_tag), "t%x-c%zu", (unsigned)(co_wall_ms() & 0xffffff), i);
+        int rc = c->fn();
+        if (!S) {
+            if (coord_store_open(&cfg, &S, &E) < 0) {
+                fprintf(stderr, "cannot reopen the store: %s\n", E.msg);
+                return 2;
+            }
+        }
+        if (drain() < 0 && rc == 0) {
+            snprintf(fail_msg, sizeof(fail_msg), "drain: %s", E.msg);
+            rc = -1;
+        }
+        co_err_clear(&E);
+        if (rc == 0 && coord_store_check_invariant(S, &E) < 0) {
+            snprintf(fail_msg, sizeof(fail_msg), "invariant: %s", E.msg);
+            rc = -1;
+        }
+        if (rc == 0) {
+            printf("ok   %s\n", c->name);
+            passed++;
+        } else {
+            printf("FAIL %s: %s\n", c->name, fail_msg);
+            failed++;
+        }
+        fflush(stdout);
+    }
+    coord_store_close(S);
+    printf("store[%s]: %d passed, %d failed, %d skipped\n", backend, passed, failed, skipped);
+    return failed ? 1 : 0;
+}
