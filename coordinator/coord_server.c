@@ -604,6 +604,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         }
         if (r->content_length > 0) {
             r->close_after = false; /* we read it */
+            r->waiting_body = true;
             co_buf_grow(&r->body, (size_t)r->content_length);
             return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
         }
@@ -650,15 +651,20 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             return -1;
         return http_request(wsi, srv, pss);
     case LWS_CALLBACK_HTTP_BODY:
-        if (!pss || !pss->req)
-            return -1;
+        /*
+         * Bodies of requests answered early (401, 413, ...) or that take no body are dropped:
+         * only an accepted request reads its body, and it is dispatched exactly once.
+         */
+        if (!pss || !pss->req || !pss->req->waiting_body)
+            return 0;
         if (pss->req->body.len + len > (size_t)srv->cfg->max_body_bytes)
             return -1;
         co_buf_append(&pss->req->body, in, len);
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (!pss || !pss->req)
-            return -1;
+        if (!pss || !pss->req || !pss->req->waiting_body)
+            return 0;
+        pss->req->waiting_body = false;
         req_dispatch(srv, pss->req, pss->req->lane);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -795,12 +801,22 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         }
         if (srv->stopping && (srv->inflight == 0 || co_mono_ms() > stop_deadline))
             break;
-        if (lws_service(srv->ctx, srv->stopping ? 50 : 1000) < 0)
+        if (srv->stopping) {
+            /* Poll again soon to re-check the in-flight count. */
+            usleep(1000);
+            lws_cancel_service(srv->ctx);
+        }
+        if (lws_service(srv->ctx, 0) < 0)
             break;
     }
-    /* Let the last answers go out. */
-    for (int i = 0; i < 5; i++)
-        lws_service(srv->ctx, 10);
+    /*
+     * Let the last answers go out.  lws_service() sleeps until lws's own next timer whatever
+     * the timeout says, so wake it first each time.
+     */
+    for (int i = 0; i < 5; i++) {
+        lws_cancel_service(srv->ctx);
+        lws_service(srv->ctx, 0);
+    }
     rc = 0;
 out:
     if (srv->ctx) {

@@ -83,9 +83,10 @@ struct coord_req {
     int64_t dispatch_wait_ms; /* /task: time the assigned job waited, -1 if none */
 
     /* lws-thread bookkeeping. */
-    struct lws *wsi; /* NULL once the connection closed while the request was in flight */
-    bool inflight;   /* owned by the database executor until its completion ran */
-    bool orphaned;   /* the connection closed while in flight: free on completion */
+    struct lws *wsi;   /* NULL once the connection closed while the request was in flight */
+    bool waiting_body; /* accepted: reading the body, dispatched at BODY_COMPLETION */
+    bool inflight;     /* owned by the database executor until its completion ran */
+    bool orphaned;     /* the connection closed while in flight: free on completion */
     char cors_origin[256];
     size_t sent; /* bytes of resp already written */
     bool headers_sent;
