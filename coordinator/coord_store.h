@@ -79,11 +79,11 @@ struct coord_usage {
 struct coord_job {
     char job_id[CO_ID_MAX + 1];
     char *title;
-    char *description;  /* "" when absent */
-    char *code;         /* NULL unless loaded with code (admin views, assignments) */
-    char *code_file;    /* NULL when absent */
+    char *description; /* "" when absent */
+    char *code;        /* NULL unless loaded with code (admin views, assignments) */
+    char *code_file;   /* NULL when absent */
     char *command;
-    char *parameters;   /* JSON object text, "{}" when absent */
+    char *parameters; /* JSON object text, "{}" when absent */
     char *image;
     char buyer_id[CO_ID_MAX + 1];
     char assigned_worker[CO_ID_MAX + 1]; /* "" when none */
@@ -94,7 +94,7 @@ struct coord_job {
     int64_t required_ram_mb;
     int priority; /* 1-10, 10 most urgent */
     int64_t timeout_seconds;
-    int attempts;     /* assignments so far; the current attempt number when assigned/running */
+    int attempts; /* assignments so far; the current attempt number when assigned/running */
     int max_attempts;
     bool has_exit_code;
     int exit_code;
@@ -127,7 +127,7 @@ struct coord_worker {
     char owner_id[CO_ID_MAX + 1];
     int64_t cpu_cores;
     int64_t ram_mb;
-    int64_t used_cores;  /* sum over its assigned/running jobs */
+    int64_t used_cores; /* sum over its assigned/running jobs */
     int64_t used_ram_mb;
     int64_t running_jobs;
     enum coord_worker_status status; /* as stored; callers derive offline from last_heartbeat */
@@ -149,11 +149,11 @@ struct coord_user {
 };
 
 enum coord_ledger_kind {
-    COORD_LEDGER_GRANT = 0,   /* starting credits or an admin grant (+credits) */
-    COORD_LEDGER_HOLD,        /* submit: credits -> held of the buyer */
-    COORD_LEDGER_CHARGE,      /* settlement: held of the buyer -> ... */
-    COORD_LEDGER_PAYOUT,      /* ... -> credits of the worker's owner */
-    COORD_LEDGER_REFUND,      /* held of the buyer -> credits of the buyer */
+    COORD_LEDGER_GRANT = 0, /* starting credits or an admin grant (+credits) */
+    COORD_LEDGER_HOLD,      /* submit: credits -> held of the buyer */
+    COORD_LEDGER_CHARGE,    /* settlement: held of the buyer -> ... */
+    COORD_LEDGER_PAYOUT,    /* ... -> credits of the worker's owner */
+    COORD_LEDGER_REFUND,    /* held of the buyer -> credits of the buyer */
     COORD_LEDGER_KIND_COUNT
 };
 const char *coord_ledger_kind_name(enum coord_ledger_kind k);
@@ -180,18 +180,18 @@ struct coord_health {
     int64_t jobs[COORD_JOB_STATUS_COUNT];
     int64_t workers_total;
     int64_t workers[COORD_WORKER_STATUS_COUNT]; /* offline includes silent past the timeout */
-    int64_t total_credits;  /* sum of available + held over all users */
-    int64_t active_users;   /* users with at least one job or grant */
-    int64_t pending_unfit;  /* pending jobs that fit no registered worker's total capacity */
+    int64_t total_credits;                      /* sum of available + held over all users */
+    int64_t active_users;                       /* users with at least one job or grant */
+    int64_t pending_unfit; /* pending jobs that fit no registered worker's total capacity */
 };
 
 /** Settings the store needs from the configuration. */
 struct coord_store_config {
-    const char *url;                /* DATABASE_URL; NULL or "" = sqlite default file */
-    int64_t starting_credits;       /* DEFAULT_STARTING_CREDITS, micro */
-    int64_t worker_timeout_ms;      /* WORKER_TIMEOUT_SECONDS * 1000 */
-    int64_t max_workers;            /* MAX_WORKERS */
-    int64_t output_cap_bytes;       /* per stream, default 1 MiB */
+    const char *url;           /* DATABASE_URL; NULL or "" = sqlite default file */
+    int64_t starting_credits;  /* DEFAULT_STARTING_CREDITS, micro */
+    int64_t worker_timeout_ms; /* WORKER_TIMEOUT_SECONDS * 1000 */
+    int64_t max_workers;       /* MAX_WORKERS */
+    int64_t output_cap_bytes;  /* per stream, default 1 MiB */
 };
 
 struct coord_store;
@@ -235,7 +235,7 @@ int coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err 
 int coord_store_job_get(struct coord_store *s, const char *job_id, bool with_code,
                         struct coord_job *out, co_err *err) __attribute__((warn_unused_result));
 
-/** Jobs newest first, filtered; code is not loaded. */
+/** Jobs newest first, filtered; code is not loaded.  CO_E_RANGE for a bad limit or offset. */
 int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
                          struct coord_job_list *out, co_err *err)
     __attribute__((warn_unused_result));
@@ -260,9 +260,8 @@ int coord_store_job_claim(struct coord_store *s, const char *job_id, const char 
  * @worker_id (priority desc, oldest first) in one transaction (FOR UPDATE SKIP LOCKED on
  * PostgreSQL).  Returns 1 with the job (with code) in @out, 0 if none fits.
  */
-int coord_store_job_claim_next(struct coord_store *s, const char *worker_id,
-                               struct coord_job *out, co_err *err)
-    __attribute__((warn_unused_result));
+int coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct coord_job *out,
+                               co_err *err) __attribute__((warn_unused_result));
 
 /**
  * The agent started attempt @attempt: assigned -> running, started_at set.  Fencing: a stale
@@ -285,8 +284,10 @@ struct coord_job_result {
 /**
  * Attempt @attempt of @job_id on @worker_id finished: set the final state and settle in the same
  * transaction (charge buyer + payout to the worker's owner, or refund for platform faults and
- * cancellations before start).  Idempotent: a job already final returns 0 and changes nothing
- * (*@changed = false).  Fencing: a stale attempt or another worker gets CO_E_CONFLICT.
+ * cancellations before start).  Accepted from assigned or running.  FAILED with COORD_FAIL_NONE
+ * is stored as exit_code.  The owner is created on its first payout with no starting credits.
+ * Idempotent: a job already final returns 0 and changes nothing (*@changed = false).  Fencing: a
+ * stale attempt or another worker gets CO_E_CONFLICT, as does a report for a pending job.
  */
 int coord_store_job_finish(struct coord_store *s, const char *job_id, const char *worker_id,
                            int attempt, const struct coord_job_result *r, bool *changed,
@@ -332,7 +333,10 @@ int coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *
                               struct coord_worker *out, co_err *err)
     __attribute__((warn_unused_result));
 
-/** Renew the worker's lease (last_heartbeat = now).  CO_E_NOTFOUND if unknown. */
+/**
+ * Renew the worker's lease (last_heartbeat = now); a worker stored as offline becomes idle.
+ * CO_E_NOTFOUND if unknown.
+ */
 int coord_store_worker_heartbeat(struct coord_store *s, const char *worker_id, co_err *err)
     __attribute__((warn_unused_result));
 
@@ -368,24 +372,31 @@ int coord_store_user_get(struct coord_store *s, const char *user_id, struct coor
  * @out receives the balance after.
  */
 int coord_store_user_grant(struct coord_store *s, const char *user_id, int64_t amount,
-                           struct coord_user *out, co_err *err)
-    __attribute__((warn_unused_result));
+                           struct coord_user *out, co_err *err) __attribute__((warn_unused_result));
 
-/** Ledger rows of a user, newest first, at most @limit from @offset. */
+/**
+ * Ledger rows of a user, newest first, at most @limit (1-1000) from @offset.  CO_E_NOTFOUND if
+ * the user is unknown, CO_E_RANGE for a bad limit or offset.
+ */
 int coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t limit,
                             int64_t offset, struct coord_ledger_list *out, co_err *err)
     __attribute__((warn_unused_result));
 
 /**
- * Check the money invariant: sum(credits) + sum(held) == sum of grant rows, and held equals the
- * cost of unsettled jobs per user.  Returns 0 if it holds, CO_E_INTERNAL with the figures if not.
+ * Check the money invariant: sum(credits) + sum(held) == sum of grant rows, each user's credits
+ * and held equal the sums of its ledger rows, held equals the cost of its unsettled jobs, and
+ * every finished job has exactly one settlement (charge or refund).  Returns 0 if it holds,
+ * CO_E_INTERNAL with the figures if not.
  */
 int coord_store_check_invariant(struct coord_store *s, co_err *err)
     __attribute__((warn_unused_result));
 
 /* ---- system ---- */
 
-/** Counts for health and metrics (offline derived with now - worker_timeout_ms). */
+/**
+ * Counts for health and metrics: a worker is offline when stored so or silent for
+ * worker_timeout_ms, else idle or busy as stored.
+ */
 int coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
     __attribute__((warn_unused_result));
 

@@ -470,10 +470,11 @@ coord_store_open(const struct coord_store_config *cfg, struct coord_store **out,
         if (strncmp(url, "sqlite:///", 10) == 0)
             path = url + 10; /* "sqlite:////abs" leaves "/abs", "sqlite:///rel" leaves "rel" */
         else if (strncmp(url, "sqlite:", 7) == 0 || strstr(url, "://"))
+            /* Only the scheme: the rest may hold a password. */
             return co_err_set(err, CO_E_INVAL,
-                              "unsupported DATABASE_URL '%s': expected sqlite:///path or "
+                              "unsupported DATABASE_URL scheme '%.*s': expected sqlite:///path or "
                               "postgresql://...",
-                              url);
+                              (int)strcspn(url, ":"), url);
         if (!*path)
             return co_err_set(err, CO_E_INVAL, "no file name in DATABASE_URL '%s'", url);
         if (ensure_parent_dir(path, err) < 0)
@@ -1489,9 +1490,20 @@ coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
                &changes, err) < 0)
         goto out;
     if (changes == 0) {
-        /* New worker: creations are serialized so two cannot both take the last slot. */
+        /*
+         * New worker: creations are serialized so two cannot both take the last slot; once
+         * serialized, look again in case the same worker was created meanwhile.
+         */
         if (q_exec(s, Q_WORKER_CREATE_LOCK, NULL, 0, NULL, err) < 0)
             goto out;
+        if (q_exec(s, Q_WORKER_UPDATE,
+                   PARAMS(P_TEXT(w->worker_id), P_TEXT(owner), P_INT(w->cpu_cores),
+                          P_INT(w->ram_mb), P_TEXT(coord_worker_status_name(w->status)),
+                          P_INT(w->websocket), P_INT(now)),
+                   &changes, err) < 0)
+            goto out;
+    }
+    if (changes == 0) {
         if (s->cfg.max_workers > 0) {
             if (q_int(s, Q_WORKER_COUNT_ONLINE, PARAMS(P_INT(now - s->cfg.worker_timeout_ms)),
                       &online, NULL, err) < 0)
