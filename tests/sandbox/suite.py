@@ -29,6 +29,13 @@ CASE_TIMEOUT = 30.0  # seconds any single cacheout-run may take before the case 
 
 SECRET = "sbxsuite-host-secret-7f3c9a"
 
+# Several runs of this suite may share a machine: every job of this run executes the attack
+# program under a name unique to the run, and every marker carries the same tag, so that the host
+# checks only ever look at this run's processes.
+RUN_TAG = "r%d" % os.getpid()
+ATTACK = "sbx-attack-" + RUN_TAG
+SUID = "sbx-suid-" + RUN_TAG
+
 
 class CaseFail(Exception):
     pass
@@ -36,6 +43,11 @@ class CaseFail(Exception):
 
 class CaseSkip(Exception):
     pass
+
+
+def mk(name):
+    """A marker unique to this run."""
+    return "%s-%s" % (name, RUN_TAG)
 
 
 def fail(what, expected, got):
@@ -82,7 +94,7 @@ def procs_matching(marker):
     return [p for p, _ in live_pids() if p != me and marker in proc_cmdline(p)]
 
 
-JOB_ARGV0 = ("/work/sbx-attack", "sbx-attack", "/work/sbx-suid")
+JOB_ARGV0 = ("/work/" + ATTACK, "/work/" + SUID)
 
 
 def job_processes(marker=""):
@@ -109,12 +121,42 @@ def procs_of_uid(uid):
     return found
 
 
-def cgroup_dirs():
-    dirs = set()
-    for root, subdirs, _ in os.walk("/sys/fs/cgroup"):
-        for d in subdirs:
-            dirs.add(os.path.join(root, d))
-    return dirs
+def slot_cgroup_dirs(slot):
+    """The host cgroup folders of sandbox slot @slot (cacheout/slot-N in every hierarchy)."""
+    found = []
+    for base in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified"):
+        try:
+            names = os.listdir(base)
+        except OSError:
+            continue
+        for h in names + [""]:
+            d = os.path.join(base, h, "cacheout", "slot-%d" % slot)
+            if os.path.isdir(d) and d not in found:
+                found.append(d)
+    return found
+
+
+def leaked_slot_cgroups(slot):
+    """
+    Cgroup folders of @slot still present after its job ended.  Another run of the suite (or
+    another sandbox user) may already have taken the slot again: a folder holding processes of
+    someone else is not a leak; an empty one that stays for a second is.
+    """
+    deadline = time.monotonic() + 1.0
+    while True:
+        left = []
+        for d in slot_cgroup_dirs(slot):
+            try:
+                with open(os.path.join(d, "cgroup.procs")) as f:
+                    procs = f.read().split()
+            except OSError:
+                continue
+            if procs and not any(RUN_TAG in proc_cmdline(p) for p in procs):
+                continue
+            left.append(d)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
 
 
 def host_mounts():
@@ -221,11 +263,11 @@ class Job:
         else:
             cmd += ["--result-fd", str(result_fd.fileno())]
         if with_attack:
-            cmd += ["--work-file", "sbx-attack=" + suite.attack_bin]
+            cmd += ["--work-file", ATTACK + "=" + suite.attack_bin]
         for wf in work_files:
             cmd += ["--work-file", wf]
         cmd += ["--"]
-        cmd += list(program) if program is not None else ["/work/sbx-attack"] + list(args)
+        cmd += list(program) if program is not None else ["/work/" + ATTACK] + list(args)
         self.cmd = cmd
         run_env = {
             "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -275,6 +317,10 @@ class Job:
                 self.result = json.loads(text)
             except ValueError:
                 self.result_text = text
+        self.cg_left = []
+        if isinstance(self.result, dict) and isinstance(self.result.get("slot"), int) \
+                and self.result.get("status") != "internal_error":
+            self.cg_left = leaked_slot_cgroups(self.result["slot"])
         self.checks = {}
         self.values = {}
         for line in self.stdout.splitlines():
@@ -439,10 +485,9 @@ class Suite:
         self.jobs, self.canaries, self.listeners = [], [], []
 
     def run_case(self, name, fn):
-        cg_before = cgroup_dirs()
         try:
             fn(self)
-            self.host_postconditions(cg_before)
+            self.host_postconditions()
         except CaseSkip as e:
             self.cleanup_case()
             return "skip", str(e)
@@ -455,7 +500,7 @@ class Suite:
         self.cleanup_case()
         return "ok", ""
 
-    def host_postconditions(self, cg_before):
+    def host_postconditions(self):
         """After every case: nothing of any job of the case is left running on the host."""
         for j in self.jobs:
             j.wait()
@@ -471,10 +516,9 @@ class Suite:
                 if left:
                     fail("host after job", "no process of job uid %d left" % uid,
                          "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
-        leaked = sorted(d for d in cgroup_dirs() - cg_before
-                        if "cacheout" in d and os.path.isdir(d))
-        if leaked:
-            fail("host after job", "job cgroups removed", "left: %s" % leaked[:4])
+        for j in self.jobs:
+            if j.cg_left:
+                fail("host after job", "the job's cgroups removed", "left: %s" % j.cg_left[:6])
         if not host_can_fork():
             fail("host after job", "host can fork", "fork failed")
 
@@ -560,7 +604,7 @@ def c_python(s):
 
 @case("fork-bomb-pids-limit")
 def c_forkbomb(s):
-    j = s.bg("forkbomb", "2000", "sbx-bomb-marker", opts=["--pids", "32", "--wall-time", "20s"])
+    j = s.bg("forkbomb", "2000", mk("sbx-bomb-marker"), opts=["--pids", "32", "--wall-time", "20s"])
     time.sleep(1.0)
     if not host_can_fork():
         fail("host during fork bomb", "host can fork", "fork failed")
@@ -735,29 +779,29 @@ def c_out_kill(s):
 
 @case("orphan-setsid-sigterm-gone")
 def c_orphan(s):
-    j = s.job("orphan", "sbx-orphan-marker")
+    j = s.job("orphan", mk("sbx-orphan-marker"))
     j.expect_status("ok", 0)
     j.expect_line("ORPHANED")
-    left = procs_matching("sbx-orphan-marker")
+    left = procs_matching(mk("sbx-orphan-marker"))
     if left:
         fail("host after job", "the double-forked setsid child gone", "pids %s" % left)
 
 
 @case("stopped-child-gone")
 def c_stopped(s):
-    j = s.job("stopped", "sbx-stopped-marker")
+    j = s.job("stopped", mk("sbx-stopped-marker"))
     j.expect_status("ok", 0)
     j.expect_line("STOPPED")
-    left = procs_matching("sbx-stopped-marker")
+    left = procs_matching(mk("sbx-stopped-marker"))
     if left:
         fail("host after job", "the SIGSTOPped child gone", "pids %s" % left)
 
 
 @case("cgroup-limits-applied-and-removed")
 def c_cgroup(s):
-    j = s.bg("linger", "sbx-cg-marker", opts=["--wall-time", "1s", "--memory", "96M",
+    j = s.bg("linger", mk("sbx-cg-marker"), opts=["--wall-time", "1s", "--memory", "96M",
                                               "--pids", "24", "--cores", "1"])
-    pid = find_job_pid("sbx-cg-marker")
+    pid = find_job_pid(mk("sbx-cg-marker"))
     if pid is None:
         j.wait()
         fail("host", "the job's process visible on the host", "not found (%s)" % j.describe())
@@ -814,8 +858,8 @@ def c_ptrace_parent(s):
 
 @case("ptrace-concurrent-sandbox")
 def c_ptrace_other(s):
-    a = s.bg("plant", "sbx-victim-marker", "3")
-    pid = find_job_pid("sbx-victim-marker")
+    a = s.bg("plant", mk("sbx-victim-marker"), "3")
+    pid = find_job_pid(mk("sbx-victim-marker"))
     if pid is None:
         a.wait()
         fail("host", "sandbox A's process visible", "not found (%s)" % a.describe())
@@ -834,8 +878,8 @@ def c_ptrace_other(s):
 def c_kill_all(s):
     root_canary = s.canary()
     slot_canaries = [s.canary(UID_BASE + i) for i in range(8)]
-    a = s.bg("plant", "sbx-kill-victim", "3")
-    if find_job_pid("sbx-kill-victim") is None:
+    a = s.bg("plant", mk("sbx-kill-victim"), "3")
+    if find_job_pid(mk("sbx-kill-victim")) is None:
         a.wait()
         fail("host", "sandbox A running", "not found (%s)" % a.describe())
     b = s.job("killall")
@@ -860,11 +904,11 @@ def c_kill_all(s):
 
 @case("concurrent-sandboxes-isolated")
 def c_concurrent(s):
-    a = s.bg("plant", "sbx-plant-marker", "3")
-    if find_job_pid("sbx-plant-marker") is None:
+    a = s.bg("plant", mk("sbx-plant-marker"), "3")
+    if find_job_pid(mk("sbx-plant-marker")) is None:
         a.wait()
         fail("host", "sandbox A running", "not found (%s)" % a.describe())
-    b = s.job("isolation", "sbx-plant-marker")
+    b = s.job("isolation", mk("sbx-plant-marker"))
     b.expect_status("ok", 0)
     for d in ("/tmp", "/work", "/dev/shm"):
         b.expect_check("peek:" + d, "ENOENT")
@@ -1011,17 +1055,24 @@ def c_fs(s):
 
 @case("root-is-fresh")
 def c_root(s):
-    j = s.job("ls", "/")
+    # Folders the host has and a job must not see into: none of their host entries may appear.
+    dirs = ["/root", "/home", "/var", "/srv", "/opt", "/boot", "/mnt", "/media", "/run"]
+    if s.src:
+        dirs.append(os.path.dirname(s.src))
+    j = s.job("ls", "/", *dirs)
     j.expect_status("ok", 0)
     entries = {line.split()[1] for line in j.stdout.splitlines() if line.startswith("ENTRY ")}
-    extra = sorted(e for e in entries if e in ("//root", "//home", "//var", "//srv", "//opt",
-                                                "//boot", "//mnt", "//media", "//sys"))
-    # The repository checkout must not be visible either.
-    top = "//" + s.src.strip("/").split("/")[0] if s.src else None
-    if top and top in entries and top != "//work":
-        extra.append(top)
-    if extra:
-        fail("entries of /", "no host folders", extra)
+    if "//sys" in entries:
+        fail("entries of /", "no /sys", "/sys present")
+    leaked = []
+    for d in dirs:
+        try:
+            host = os.listdir(d)
+        except OSError:
+            continue
+        leaked += [d + "/" + e for e in host if d + "/" + e in entries]
+    if leaked:
+        fail("host folders inside", "none of their host entries", leaked[:6])
 
 
 @case("read-etc-shadow")
@@ -1174,7 +1225,7 @@ def c_suid(s):
     shutil.copy(s.attack_bin, suid)
     os.chown(suid, 0, 0)
     os.chmod(suid, 0o6755)
-    j = s.job(program=["/work/sbx-suid", "whoami"], work_files=["sbx-suid=" + suid])
+    j = s.job(program=["/work/" + SUID, "whoami"], work_files=[SUID + "=" + suid])
     j.expect_status("ok", 0)
     expect_unprivileged(j)
 
@@ -1438,8 +1489,8 @@ def cgroup_override_var(src):
 
 def unified_job_parent(s):
     """The cgroup2 folder under which the sandbox creates job cgroups (hybrid and v2 hosts)."""
-    probe = s.bg("sleep", "0.5", "sbx-cgprobe-marker")
-    pid = find_job_pid("sbx-cgprobe-marker")
+    probe = s.bg("sleep", "0.5", mk("sbx-cgprobe-marker"))
+    pid = find_job_pid(mk("sbx-cgprobe-marker"))
     dirs = job_cgroups(pid) if pid else []
     probe.wait()
     probe.expect_status("ok", 0)

@@ -37,6 +37,9 @@ long attack_num(const char *s);
 /** Wall clock in seconds (CLOCK_MONOTONIC). */
 double attack_now(void);
 
+/** argv[0] of this process: re-executions keep it so the host can recognise them. */
+extern const char *attack_argv0;
+
 /* Subcommand tables of each topic file (NULL-name terminated). */
 extern const struct attack_cmd attack_limits_cmds[];
 extern const struct attack_cmd attack_proc_cmds[];

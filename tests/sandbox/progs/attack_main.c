@@ -62,6 +62,8 @@ attack_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+const char *attack_argv0 = "sbx-attack";
+
 static const struct attack_cmd *const tables[] = {
     attack_limits_cmds, attack_proc_cmds, attack_fs_cmds, attack_sys_cmds, attack_net_cmds,
 };
@@ -83,6 +85,7 @@ main(int argc, char **argv)
         return 64;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    attack_argv0 = argv[0];
     for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
         for (const struct attack_cmd *c = tables[t]; c->name; c++)
             if (strcmp(c->name, argv[1]) == 0)

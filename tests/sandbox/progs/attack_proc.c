@@ -34,7 +34,7 @@ ignore_polite_signals(void)
 static void
 exec_linger(const char *marker, const char *mode)
 {
-    execl("/proc/self/exe", "sbx-attack", "linger", marker, mode, (char *)NULL);
+    execl("/proc/self/exe", attack_argv0, "linger", marker, mode, (char *)NULL);
     _exit(127);
 }
 
