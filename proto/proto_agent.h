@@ -36,6 +36,12 @@
 /* WebSocket close code (and reason "unauthorized") for a wrong hello token. */
 #define PROTO_CLOSE_UNAUTHORIZED 4001
 
+/* Machine codes of the error message (PROTOCOL.md); receivers log codes they do not know. */
+#define PROTO_ERR_BAD_MESSAGE "bad_message"
+#define PROTO_ERR_UNAUTHORIZED "unauthorized"
+#define PROTO_ERR_MAX_WORKERS "max_workers"
+#define PROTO_ERR_UNAVAILABLE "unavailable"
+
 enum proto_msg_type {
     PROTO_MSG_NONE = 0,
     PROTO_MSG_HELLO,        /* agent -> coordinator */
