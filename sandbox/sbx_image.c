@@ -19,7 +19,7 @@
 #include "sbx.h"
 
 /* Bump when the skeleton's contents change, so that a new layout gets a new folder. */
-#define SKELETON_NAME "default-root-v1"
+#define SKELETON_NAME "default-root-v2"
 
 static const char *const host_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 static const char *const mount_points[] = {"proc", "dev", "tmp", "work"};
@@ -218,18 +218,6 @@ build_skeleton(const char *final, co_err *err)
     }
     if (write_etc(p, err) < 0)
         goto fail;
-    /* Debian has no "python" unless python-is-python3 is installed: a fallback link at the end
-     * of PATH makes `python` mean Python 3 in the default image. */
-    pathf(p, sizeof(p), "%s/opt/cacheout/bin", tmp);
-    if (sbx_mkdir_p(p, 0755, err) < 0)
-        goto fail;
-    if (access("/usr/bin/python3", X_OK) == 0) {
-        pathf(p, sizeof(p), "%s/opt/cacheout/bin/python", tmp);
-        if (symlink("/usr/bin/python3", p) < 0) {
-            co_err_sys(err, errno, "cannot create '%s'", p);
-            goto fail;
-        }
-    }
     if (rename(tmp, final) < 0) {
         if (errno == EEXIST || errno == ENOTEMPTY) {
             remove_tree(tmp); /* another process won the race; use its skeleton */

@@ -14,8 +14,7 @@
 #define SBX_FILE_NAME_MAX 1024
 
 /** The PATH of every job unless the spec's env overrides it. */
-#define SBX_DEFAULT_PATH                                                                           \
-    "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin:/opt/cacheout/bin"
+#define SBX_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
 /** Check a work file name (relative, no "", "." or ".." component, no trailing '/'). */
 int sbx_file_name_check(const char *name, co_err *err) __attribute__((warn_unused_result));

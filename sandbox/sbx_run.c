@@ -837,6 +837,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     r.err.which = SBX_STDERR;
     pipes[0][0] = pipes[1][0] = -1;
     int status_fd = pipes[2][0];
+    pipes[2][0] = -1;
     int cancel_fd = sbx_cancel_fd(opts ? opts->cancel : NULL);
 
     struct msg setup = {0}, exec_err = {0}, exitm = {0};
