@@ -79,6 +79,9 @@ describe("validateSubmit", () => {
   it("checks the code file path", () => {
     expect(errorsOf(form({ code_file: "/etc/passwd" })).code_file).toMatch(/relative/);
     expect(errorsOf(form({ code_file: "a/../b" })).code_file).toMatch(/'\.\.'/);
+    expect(errorsOf(form({ code_file: "./b" })).code_file).toMatch(/'\.'/);
+    expect(errorsOf(form({ code_file: "a\\b" })).code_file).toMatch(/backslash/);
+    expect(errorsOf(form({ code_file: "é".repeat(128) })).code_file).toMatch(/255 bytes/);
     const r = validateSubmit(form({ code_file: "src/main.py" }));
     expect(r.ok && r.body.code_file).toBe("src/main.py");
   });
@@ -88,6 +91,8 @@ describe("validateSubmit", () => {
     expect(r.ok).toBe(true);
     if (r.ok) expect([r.body.image, r.body.timeout_seconds, r.body.max_attempts]).toEqual(["python", 60, 2]);
     expect(errorsOf(form({ timeout_seconds: "0" })).timeout_seconds).toMatch(/at least 1/);
+    expect(errorsOf(form({ timeout_seconds: "604801" })).timeout_seconds).toMatch(/at most 604800/);
+    expect(errorsOf(form({ max_attempts: "101" })).max_attempts).toMatch(/at most 100/);
   });
 });
 

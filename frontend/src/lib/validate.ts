@@ -46,6 +46,8 @@ export type ValidationResult =
 
 export const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 export const MAX_CODE_BYTES = 1 << 20;
+export const MAX_TIMEOUT_SECONDS = 604_800; // one week
+export const MAX_ATTEMPTS = 100;
 
 /** The original README's example job, used as the form's defaults. */
 export const EXAMPLE_FORM: SubmitForm = {
@@ -143,9 +145,12 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
   const codeFile = form.code_file.trim();
   if (codeFile !== "") {
     if (codeFile.startsWith("/")) errors.code_file = "Code file must be a relative path";
-    else if (codeFile.split("/").some((p) => p === ".." || p === ""))
-      errors.code_file = "Code file must not contain empty or '..' parts";
-    else if (chars(codeFile) > 255) errors.code_file = "Code file must be at most 255 characters";
+    else if (codeFile.split("/").some((p) => p === ".." || p === "." || p === ""))
+      errors.code_file = "Code file must not contain empty, '.' or '..' parts";
+    else if (/[\x00-\x1f\x7f\\]/.test(codeFile))
+      errors.code_file = "Code file must not contain control characters or backslashes";
+    else if (new TextEncoder().encode(codeFile).length > 255)
+      errors.code_file = "Code file must be at most 255 bytes";
   }
 
   const cores = intField(errors, "required_cores", form.required_cores, "Cores", 1, limits.maxCores ?? null);
@@ -177,11 +182,11 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
   const timeout =
     form.timeout_seconds.trim() === ""
       ? undefined
-      : intField(errors, "timeout_seconds", form.timeout_seconds, "Timeout", 1, null);
+      : intField(errors, "timeout_seconds", form.timeout_seconds, "Timeout", 1, MAX_TIMEOUT_SECONDS);
   const attempts =
     form.max_attempts.trim() === ""
       ? undefined
-      : intField(errors, "max_attempts", form.max_attempts, "Max attempts", 1, null);
+      : intField(errors, "max_attempts", form.max_attempts, "Max attempts", 1, MAX_ATTEMPTS);
 
   if (Object.keys(errors).length > 0) return { ok: false, errors };
 

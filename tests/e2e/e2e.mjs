@@ -1,0 +1,469 @@
+// Browser tests of the dashboard in real Chromium (playwright-core driving Debian's chromium),
+// against a real cacheout-coordinator and cacheout-agent that this script starts and stops.
+// Started by tests/e2e/run.sh, which checks the prerequisites; see that file for the variables.
+import { spawn } from "node:child_process";
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const env = process.env;
+const SRC = env.CO_SRC_DIR;
+const BUILD = env.CO_BUILD_DIR;
+const DIST = env.E2E_FRONTEND_DIR ?? join(SRC, "frontend", "dist");
+const SHOTS = env.E2E_SCREENSHOT_DIR ?? join(BUILD, "screenshots");
+const CHROMIUM = env.E2E_CHROMIUM ?? "/usr/bin/chromium";
+const WORKER_MODE = env.E2E_WORKER ?? "agent"; // "agent" (real) or "http" (poll-API stand-in)
+const require = createRequire(join(SRC, "frontend", "package.json"));
+const { chromium } = require("playwright-core");
+
+const ADMIN_TOKEN = `e2e-admin-${process.pid}`;
+const AGENT_TOKEN = `e2e-agent-${process.pid}`;
+const WORKER_ID = "e2e-agent-1";
+const WORKER_TIMEOUT = 5;
+const work = mkdtempSync(join(tmpdir(), "cacheout-e2e-"));
+mkdirSync(SHOTS, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const procs = new Set();
+
+function log(...a) {
+  console.log(...a);
+}
+async function step(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    passed++;
+    log(`ok   ${name} (${Date.now() - t0} ms)`);
+    return true;
+  } catch (e) {
+    failed++;
+    log(`FAIL ${name}: ${(e && e.message) || e}`);
+    return false;
+  }
+}
+function skip(name, why) {
+  skipped++;
+  log(`SKIP ${name}: ${why}`);
+}
+function assert(cond, msg) {
+  if (!cond) throw new Error(msg);
+}
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function start(name, cmd, args, extraEnv) {
+  const out = createWriteStream(join(work, `${name}.log`), { flags: "a" });
+  const child = spawn(cmd, args, {
+    cwd: work,
+    env: { PATH: env.PATH, HOME: work, LANG: "C.UTF-8", ...extraEnv },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  child.stdout.pipe(out);
+  child.stderr.pipe(out);
+  child.exited = new Promise((r) => child.on("exit", (code, sig) => r({ code, sig })));
+  procs.add(child);
+  child.exited.then(() => procs.delete(child));
+  return child;
+}
+async function stop(child, signal = "SIGTERM", waitMs = 10000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  const t = setTimeout(() => child.kill("SIGKILL"), waitMs);
+  await child.exited;
+  clearTimeout(t);
+}
+function cleanup() {
+  for (const p of procs) {
+    try {
+      p.kill("SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+}
+process.on("exit", cleanup);
+process.on("uncaughtException", (e) => {
+  failed++;
+  log(`FAIL harness error: ${e.message}`);
+  finish();
+});
+process.on("unhandledRejection", (e) => {
+  failed++;
+  log(`FAIL harness error: ${e?.message ?? e}`);
+  finish();
+});
+for (const s of ["SIGINT", "SIGTERM"])
+  process.on(s, () => {
+    cleanup();
+    process.exit(1);
+  });
+
+const PORT = await freePort();
+const BASE = `http://127.0.0.1:${PORT}`;
+const coordEnv = {
+  HOST: "127.0.0.1",
+  PORT: String(PORT),
+  ADMIN_TOKEN,
+  AGENT_TOKEN,
+  DATABASE_URL: `sqlite:///${join(work, "cacheout.db")}`,
+  FRONTEND_DIR: DIST,
+  SQL_DIR: join(SRC, "sql"),
+  WORKER_TIMEOUT_SECONDS: String(WORKER_TIMEOUT),
+  MAX_JOB_CORES: "8",
+  MAX_JOB_RAM_MB: "16384",
+  DEFAULT_STARTING_CREDITS: "100",
+  CORS_ORIGINS: BASE,
+  LOG_LEVEL: "INFO",
+};
+
+async function startCoordinator() {
+  const c = start("coordinator", join(BUILD, "coordinator", "cacheout-coordinator"), [], coordEnv);
+  const deadline = Date.now() + 20000;
+  while (Date.now() < deadline) {
+    if (c.exitCode !== null) throw new Error(`coordinator exited with ${c.exitCode} (see ${work}/coordinator.log)`);
+    try {
+      const r = await fetch(`${BASE}/api/v1/health`);
+      if (r.ok) return c;
+    } catch {
+      /* not yet */
+    }
+    await sleep(200);
+  }
+  throw new Error("coordinator did not answer /api/v1/health within 20 s");
+}
+
+function startAgent() {
+  return start("agent", join(BUILD, "agent", "cacheout-agent"), [], {
+    COORDINATOR_URL: `ws://127.0.0.1:${PORT}`,
+    AGENT_TOKEN,
+    WORKER_ID,
+    AGENT_CORES: "2",
+    AGENT_RAM_MB: "8192",
+    AGENT_WORK_ROOT: join(work, "agent"),
+    LOG_LEVEL: "INFO",
+  });
+}
+
+/*
+ * Stand-in worker over the poll API (POST /register, GET /task, POST /status), used only with
+ * E2E_WORKER=http to check the harness and the dashboard while cacheout-agent is not available.
+ * It runs nothing: it reports the expected output of the README example. Results obtained this
+ * way say so in the summary line.
+ */
+function startHttpWorker() {
+  let stopped = false;
+  const h = { "Content-Type": "application/json", "X-Agent-Token": AGENT_TOKEN };
+  const post = (p, b) => fetch(`${BASE}${p}`, { method: "POST", headers: h, body: JSON.stringify(b) });
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        await post("/api/v1/register", { worker_id: WORKER_ID, cpu_cores: 2, ram_mb: 8192, status: "idle" });
+        const r = await fetch(`${BASE}/api/v1/task?worker_id=${WORKER_ID}`, { headers: h });
+        if (r.status === 200) {
+          const t = await r.json();
+          const base = { worker_id: WORKER_ID, job_id: t.job_id, attempt: t.attempt };
+          await sleep(1500);
+          await post("/api/v1/status", { ...base, status: "running" });
+          await sleep(2500);
+          const hello = typeof t.code === "string" && t.code.includes("Hello World");
+          await post("/api/v1/status", { ...base, status: "completed", exit_code: 0, stdout: hello ? "Hello World\n" : "", stderr: "" });
+        }
+      } catch {
+        /* coordinator restarting */
+      }
+      await sleep(700);
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+function startWorker() {
+  if (WORKER_MODE === "http") return startHttpWorker();
+  const a = startAgent();
+  return { stop: () => stop(a), proc: a };
+}
+
+/* ---- the run ---- */
+let coord = await startCoordinator().catch((e) => {
+  log(`FAIL start coordinator: ${e.message}`);
+  failed++;
+  return null;
+});
+if (!coord) finish();
+
+// A fresh profile directory per run (playwright wants it as the persistent context's argument).
+const context = await chromium.launchPersistentContext(join(work, "chromium-profile"), {
+  executablePath: CHROMIUM,
+  viewport: { width: 1280, height: 860 },
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+const page = context.pages()[0] ?? (await context.newPage());
+page.setDefaultTimeout(15000);
+
+// Console errors are failures, except network errors the test provokes on purpose (the
+// coordinator is restarted) and answers the app expects (404 for an unknown buyer's balance).
+const consoleErrors = [];
+let expectNetworkErrors = false;
+const allowedStatuses = new Set([404]); // 404: an unknown buyer's balance (checked below)
+page.on("console", (m) => {
+  if (m.type() !== "error") return;
+  const t = m.text();
+  if (expectNetworkErrors && /WebSocket|Failed to load resource|ERR_CONNECTION|net::/.test(t)) return;
+  const st = /Failed to load resource: the server responded with a status of (\d+)/.exec(t);
+  if (st && allowedStatuses.has(Number(st[1]))) return;
+  consoleErrors.push(t);
+});
+page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+page.on("response", (r) => {
+  if (r.status() === 404 && !/\/api\/v1\/credits\//.test(r.url()))
+    consoleErrors.push(`unexpected 404 for ${r.url()}`);
+});
+
+/** Follows a link of the main navigation (a client-side route change, never a reload). */
+async function nav(name) {
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true }).click();
+}
+async function shot(name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+}
+async function connState() {
+  return page.getByTestId("connection-state").getAttribute("data-state");
+}
+async function waitFor(pred, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await pred();
+    if (last) return last;
+    await sleep(200);
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+await step("deep links serve the app (/, /jobs, /jobs/:id, /submit, /workers, /credits)", async () => {
+  for (const p of ["/", "/jobs", "/jobs/some-job", "/submit", "/workers", "/credits"]) {
+    const r = await fetch(BASE + p);
+    const body = await r.text();
+    assert(r.status === 200, `${p}: status ${r.status}`);
+    assert(body.includes('<div id="root">'), `${p}: not the dashboard's index.html`);
+  }
+});
+
+await step("overview renders and shows the connection state, read-only without a token", async () => {
+  await page.goto(BASE + "/");
+  await page.getByRole("heading", { name: "Overview" }).waitFor();
+  await waitFor(async () => ["live", "polling"].includes(await connState()), 12000, "live or polling");
+  await page.getByTestId("read-only-notice").waitFor();
+  await page.getByRole("group", { name: "Agents online" }).waitFor();
+  await page.evaluate(() => (window.__e2eNoReload = true));
+  await shot("overview-empty");
+});
+
+await step("submitting without the token is refused in the form", async () => {
+  await nav("Submit");
+  await page.getByRole("heading", { name: "Submit a job" }).waitFor();
+  await page.getByRole("button", { name: "Submit job" }).click();
+  const msg = await page.getByTestId("form-error").textContent();
+  assert(/admin token/i.test(msg ?? ""), `form error was "${msg}"`);
+});
+
+await step("admin token is entered once and kept in sessionStorage", async () => {
+  await page.getByRole("button", { name: "Admin token" }).click();
+  await page.getByLabel("Admin token", { exact: true }).fill(ADMIN_TOKEN);
+  await page.getByRole("button", { name: "Save token" }).click();
+  await page.getByTestId("read-only-notice").waitFor({ state: "detached" });
+  const stored = await page.evaluate(() => sessionStorage.getItem("cacheout.adminToken"));
+  assert(stored === ADMIN_TOKEN, "token not in sessionStorage");
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+});
+
+await step("client-side validation shows the message at the field", async () => {
+  await page.getByLabel("Cores").fill("0");
+  await page.getByLabel("Buyer id").fill("not an id");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.getByText("Cores must be at least 1").waitFor();
+  await page.getByText("Buyer id must be 1-64 letters").waitFor();
+  assert((await page.getByLabel("Cores").getAttribute("aria-invalid")) === "true", "Cores not marked invalid");
+  await shot("submit-validation");
+});
+
+await step("the API's validation error is shown at its field", async () => {
+  await page.getByRole("button", { name: "Fill example" }).click();
+  await page.getByLabel("Command").fill('python "script.py');
+  allowedStatuses.add(422);
+  await page.getByRole("button", { name: "Submit job" }).click();
+  const err = page.getByTestId("error-command");
+  await err.waitFor();
+  const text = (await err.textContent()) ?? "";
+  assert(/quote/i.test(text), `command error was "${text}"`);
+  assert(page.url().endsWith("/submit"), "left the form after a rejected submit");
+  allowedStatuses.delete(422);
+});
+
+let worker = null;
+await step(`worker starts and shows online (${WORKER_MODE === "http" ? "poll-API stand-in" : "cacheout-agent"})`, async () => {
+  worker = startWorker();
+  await nav("Workers");
+  const card = page.locator(`[data-worker-id="${WORKER_ID}"]`);
+  await card.waitFor({ timeout: 30000 });
+  await waitFor(async () => (await card.getAttribute("data-status")) !== "offline", 20000, "worker online");
+  await shot("workers-online");
+});
+
+let jobId = null;
+await step("the README example submitted through the form goes pending -> running -> completed live", async () => {
+  await nav("Submit");
+  await page.getByRole("button", { name: "Fill example" }).click();
+  await page.getByLabel("Buyer id").fill("default-buyer");
+  await shot("submit");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.waitForURL(/\/jobs\/[^/]+$/);
+  jobId = decodeURIComponent(page.url().split("/jobs/")[1]);
+  const badge = page.getByTestId("job-status");
+  const seen = [];
+  await waitFor(
+    async () => {
+      const s = await badge.getAttribute("data-status").catch(() => null);
+      if (s && seen[seen.length - 1] !== s) seen.push(s);
+      return s === "completed" || s === "failed" || s === "cancelled";
+    },
+    90000,
+    "the job to finish",
+  );
+  assert(seen[seen.length - 1] === "completed", `job ended ${seen.join(" -> ")}`);
+  assert(seen.includes("running") || seen.includes("assigned") || seen[0] === "pending", `saw ${seen.join(" -> ")}`);
+  assert(seen.length >= 2, `the page never showed a change of status (saw ${seen.join(" -> ")})`);
+  log(`     statuses seen: ${seen.join(" -> ")}`);
+  assert(await page.evaluate(() => window.__e2eNoReload === true), "the page was reloaded");
+});
+
+await step("the job page shows Hello World in the output", async () => {
+  assert(jobId, "no job");
+  const out = page.getByTestId("job-stdout");
+  await waitFor(async () => /Hello World/.test((await out.textContent().catch(() => "")) ?? ""), 15000, "Hello World");
+  await shot("job-detail");
+});
+
+await step("jobs page lists the job and filters by status", async () => {
+  await nav("Jobs");
+  await page.locator(`[data-job-id="${jobId}"]`).waitFor();
+  await page.getByLabel("Status").selectOption("failed");
+  await page.getByText("No jobs match these filters").waitFor();
+  await page.getByLabel("Status").selectOption("completed");
+  await page.locator(`[data-job-id="${jobId}"]`).waitFor();
+  await page.getByLabel("Status").selectOption("");
+  await shot("jobs");
+});
+
+await step("credits page shows the buyer's balance and ledger", async () => {
+  await nav("Credits");
+  await page.getByLabel("User id").fill("default-buyer");
+  await page.getByRole("button", { name: "Look up" }).click();
+  const avail = page.getByTestId("credits-available");
+  await avail.waitFor();
+  const text = (await avail.textContent()) ?? "";
+  // 100 starting credits minus the example's cost (2 cores, 4096 MB) at the default prices.
+  assert(/^\d[\d,]*\.\d+$/.test(text.trim()), `balance "${text}"`);
+  await page.getByRole("table", { name: "Ledger" }).waitFor();
+  await shot("credits");
+});
+
+await step("overview shows the finished job and the agent", async () => {
+  await nav("Overview");
+  await waitFor(async () => Number(await page.getByTestId("count-completed").textContent()) >= 1, 10000, "completed count");
+  await shot("overview");
+});
+
+await step("stopping the worker shows it offline without a reload", async () => {
+  assert(worker, "no worker");
+  await nav("Workers");
+  await worker.stop();
+  const card = page.locator(`[data-worker-id="${WORKER_ID}"]`);
+  await waitFor(async () => (await card.getAttribute("data-status")) === "offline", (WORKER_TIMEOUT + 20) * 1000, "worker offline");
+  assert(await page.evaluate(() => window.__e2eNoReload === true), "the page was reloaded");
+  await shot("workers-offline");
+});
+
+await step("restarting the coordinator: the dashboard shows it and reconnects by itself", async () => {
+  expectNetworkErrors = true;
+  const before = await connState();
+  await stop(coord);
+  await waitFor(async () => ["connecting", "offline"].includes(await connState()), 15000, "the connection loss shown");
+  await shot("reconnecting");
+  coord = await startCoordinator();
+  await waitFor(async () => (await connState()) === before, 40000, `state back to ${before}`);
+  // Data from the restarted coordinator reaches the page: the job is still listed.
+  await nav("Jobs");
+  await page.locator(`[data-job-id="${jobId}"]`).waitFor();
+  assert(await page.evaluate(() => window.__e2eNoReload === true), "the page was reloaded");
+  expectNetworkErrors = false;
+});
+
+await step("the connection is live over cacheout.dashboard.v1 (not REST polling)", async () => {
+  const s = await connState();
+  assert(s === "live", `connection state is "${s}": the coordinator's dashboard stream did not deliver a snapshot`);
+});
+
+await step("phone width: pages fit without horizontal scrolling", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const [name, path] of [["overview", "/"], ["jobs", "/jobs"], ["submit", "/submit"], ["workers", "/workers"], ["credits", "/credits?user=default-buyer"], ["job", `/jobs/${encodeURIComponent(jobId ?? "x")}`]]) {
+    await page.evaluate((p) => {
+      history.pushState({}, "", p);
+      dispatchEvent(new PopStateEvent("popstate"));
+    }, path);
+    await sleep(800);
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    await shot(`phone-${name}`);
+    assert(overflow <= 1, `${path} is ${overflow}px wider than the phone screen`);
+  }
+  await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+await step("no console errors", async () => {
+  assert(consoleErrors.length === 0, consoleErrors.slice(0, 5).join(" | "));
+});
+
+await context.close();
+if (worker && WORKER_MODE === "http") await worker.stop();
+await stop(coord);
+finish();
+
+function finish() {
+  cleanup();
+  log(`screenshots: ${SHOTS}`);
+  if (failed) log(`logs kept in ${work}`);
+  else rmSync(work, { recursive: true, force: true });
+  if (WORKER_MODE === "http") log("NOTE: E2E_WORKER=http: a poll-API stand-in replaced cacheout-agent; the agent itself was not tested");
+  log(`e2e: ${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ""}`);
+  process.exit(failed ? 1 : 0);
+}
+void skip;
