@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Agent protocol suite: real cacheout-coordinator and cacheout-agent processes on loopback,
+# on SQLite and on a throw-away PostgreSQL server (tests/lib/pg.sh).  The scenarios live in
+# agent_test.py (one line per case); this script runs them per database and prints the summary
+# line "agent: N passed, M failed[, K skipped]".
+#
+# Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose binaries are tested).
+# AGENT_SUITE_ONLY=<substring> runs only the matching scenarios (for debugging).
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+src=${CO_SRC_DIR:-$(cd "$here/../../.." && pwd)}
+build=${CO_BUILD_DIR:-$src/build}
+coord="$build/coordinator/cacheout-coordinator"
+agent="$build/agent/cacheout-agent"
+driver="$here/agent_test.py"
+n_cases=$(grep -c '^@case(' "$driver")
+
+passed=0
+failed=0
+skipped=0
+
+summary() {
+    if [ "$skipped" -gt 0 ]; then
+        echo "agent: $passed passed, $failed failed, $skipped skipped"
+    else
+        echo "agent: $passed passed, $failed failed"
+    fi
+}
+
+for bin in "$coord" "$agent"; do
+    if [ ! -x "$bin" ]; then
+        echo "FAIL - agent suite: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
+        failed=1
+        summary
+        exit 1
+    fi
+done
+if [ "$(id -u)" -ne 0 ]; then
+    echo "NOTE - agent suite: not running as root; the agent's sandbox may refuse to run jobs"
+fi
+
+# run_driver LABEL [driver args...]: run the scenarios and add their counts.
+run_driver() {
+    local label=$1
+    shift
+    local out rc p f
+    out=$(mktemp)
+    python3 "$driver" --coordinator "$coord" --agent "$agent" --sql-dir "$src/sql" \
+        --label "$label" --only "${AGENT_SUITE_ONLY:-}" "$@" | tee "$out"
+    rc=${PIPESTATUS[0]}
+    read -r p f < <(awk '/^RESULT /{print $2, $3}' "$out")
+    rm -f "$out"
+    if [ -z "${p:-}" ]; then
+        echo "FAIL - $label: the driver crashed (exit status $rc)"
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+}
+
+run_driver sqlite
+
+# shellcheck source=../../lib/pg.sh
+. "$src/tests/lib/pg.sh"
+if pg_start; then
+    run_driver postgres --pg-port "$PG_PORT" --pg-bin "$PG_BIN"
+    pg_stop
+else
+    echo "SKIP - postgres: cannot start a PostgreSQL server (see the message above);" \
+        "the $n_cases scenarios were NOT run on PostgreSQL"
+    skipped=$((skipped + n_cases))
+fi
+
+summary
+[ "$failed" -eq 0 ]
