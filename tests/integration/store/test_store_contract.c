@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1118,6 +1119,77 @@ t_parallel_claims(void)
     return 0;
 }
 
+/* ---- crash: a process killed with SIGKILL loses no acknowledged job ---- */
+
+static int
+t_kill9(void)
+{
+    int fds[2];
+    char buyer[CO_ID_MAX + 1];
+    co_strlcpy(buyer, id("buyer"), sizeof(buyer));
+    if (pipe(fds) < 0)
+        FAIL("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        FAIL("fork: %s", strerror(errno));
+    if (pid == 0) {
+        /* The child never touches the parent's connection: its own store, then submit forever. */
+        struct coord_store *s = NULL;
+        co_err e = CO_ERR_INIT;
+        close(fds[0]);
+        if (coord_store_open(&cfg, &s, &e) < 0)
+            _exit(3);
+        for (int i = 0;; i++) {
+            struct coord_job j;
+            char jid[CO_ID_MAX + 1];
+            snprintf(jid, sizeof(jid), "%s-k%d", run_tag, i);
+            job_init(&j, jid, buyer, 1000, 1, 100, 5);
+            if (coord_store_job_submit(s, &j, &e) < 0)
+                _exit(4);
+            if (write(fds[1], &i, sizeof(i)) != (ssize_t)sizeof(i))
+                _exit(5);
+        }
+    }
+    close(fds[1]);
+    int acked = -1, v, st;
+    while (acked < 300 && read(fds[0], &v, sizeof(v)) == (ssize_t)sizeof(v))
+        acked = v;
+    kill(pid, SIGKILL);
+    while (read(fds[0], &v, sizeof(v)) == (ssize_t)sizeof(v))
+        acked = v; /* acknowledged before it died */
+    close(fds[0]);
+    waitpid(pid, &st, 0);
+    if (!WIFSIGNALED(st))
+        FAIL("the submitting process ended by itself (status %d) after %d jobs", st, acked + 1);
+    CHECK(acked >= 300);
+    /* A new connection, as a restarted coordinator would open. */
+    struct coord_store *keep = S;
+    OK(coord_store_open(&cfg, &S, &E));
+    struct coord_job_filter f = {COORD_JOB_PENDING, buyer, NULL, 1000, 0};
+    struct coord_job_list l;
+    int rc = coord_store_job_list(S, &f, &l, &E);
+    int rc2 = rc < 0 ? -1 : coord_store_check_invariant(S, &E);
+    coord_store_close(S);
+    S = keep;
+    if (rc < 0 || rc2 < 0)
+        FAIL("after the crash: %s", E.msg);
+    size_t n = l.len;
+    bool all = true;
+    for (int i = 0; i <= acked && all; i++) {
+        char jid[CO_ID_MAX + 1];
+        bool seen = false;
+        snprintf(jid, sizeof(jid), "%s-k%d", run_tag, i);
+        for (size_t k = 0; k < l.len && !seen; k++)
+            seen = !strcmp(l.items[k].job_id, jid);
+        all = seen;
+    }
+    coord_job_list_release(&l);
+    CHECK(all);
+    CHECK((int64_t)n >= acked + 1 && (int64_t)n <= acked + 2); /* at most one unacknowledged */
+    return 0;
+}
+
 /* ---- reconnect (needs CO_STORE_RESTART) ---- */
 
 static int
@@ -1219,6 +1291,7 @@ main(void)
         {"restart_data_intact", t_restart},
         {"parallel_submits_50", t_parallel_submits},
         {"parallel_claim_next", t_parallel_claims},
+        {"kill9_loses_no_acknowledged_job", t_kill9},
         {"reconnect_after_server_restart", t_reconnect},
     };
     const char *url = getenv("CO_STORE_URL");
