@@ -113,8 +113,11 @@ def job_processes(marker=""):
 
 
 def procs_of_uid(uid):
+    """Processes of @uid, except canaries (of this or a concurrent run of the suite)."""
     found = []
     for p, st in live_pids():
+        if proc_cmdline(p).startswith("sbx-canary "):
+            continue
         uids = st.get("Uid", "").split()
         if uids and str(uid) in uids:
             found.append(p)
@@ -218,14 +221,16 @@ class Listener:
 class Canary:
     """A host process (optionally of another uid) that must survive every case."""
 
-    def __init__(self, uid=None):
+    def __init__(self, uid=None, env=None):
         def drop():
             if uid is not None:
                 os.setgid(uid)
                 os.setgroups([])
                 os.setuid(uid)
 
-        self.proc = subprocess.Popen(["sleep", "300"], preexec_fn=drop, start_new_session=True)
+        # argv[0] names it as a canary, so that no run of the suite mistakes it for a job.
+        self.proc = subprocess.Popen(["sbx-canary", "300"], executable=shutil.which("sleep"),
+                                     preexec_fn=drop, start_new_session=True, env=env)
         self.uid = uid
 
     def alive(self):
@@ -460,8 +465,8 @@ class Suite:
     def bg(self, *args, **kw):
         return Job(self, args, **kw)
 
-    def canary(self, uid=None):
-        c = Canary(uid)
+    def canary(self, uid=None, env=None):
+        c = Canary(uid, env)
         self.canaries.append(c)
         return c
 
@@ -508,11 +513,10 @@ class Suite:
         if left:
             fail("host after job", "no sbx-attack process left",
                  "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
-        canaries = {str(c.proc.pid) for c in self.canaries}
         for j in self.jobs:
             uid = j.uid()
             if uid is not None and uid != 0:
-                left = [p for p in procs_of_uid(uid) if p not in canaries]
+                left = procs_of_uid(uid)
                 if left:
                     fail("host after job", "no process of job uid %d left" % uid,
                          "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
@@ -927,6 +931,26 @@ def c_concurrent(s):
         fail("uids of concurrent sandboxes", "different", "both %s" % a.uid())
 
 
+@case("cancel-on-sigterm")
+def c_cancel(s):
+    # SIGTERM to cacheout-run (how a job is cancelled) kills the whole job, stubborn or not.
+    j = s.bg("linger", mk("sbx-cancel-marker"), opts=["--wall-time", "20s"])
+    if find_job_pid(mk("sbx-cancel-marker")) is None:
+        j.wait()
+        fail("host", "the job's process visible", "not found (%s)" % j.describe())
+    time.sleep(0.2)
+    os.kill(j.proc.pid, signal.SIGTERM)
+    j.wait()
+    j.expect_status("cancelled")
+    if j.rc == 0:
+        fail("exit code", "non-zero", 0)
+    if j.elapsed > 5:
+        fail("time to cancel", "< 5 s", "%.1f s" % j.elapsed)
+    left = procs_matching(mk("sbx-cancel-marker"))
+    if left:
+        fail("host after cancel", "no process of the job", "pids %s" % left)
+
+
 @case("proc-is-fresh")
 def c_proc(s):
     j = s.job("procinfo")
@@ -1075,6 +1099,26 @@ def c_root(s):
         fail("host folders inside", "none of their host entries", leaked[:6])
 
 
+@case("custom-image-rootfs")
+def c_image(s):
+    # An empty folder is a valid rootfs for a static program: nothing of the host shows.
+    root = s.path("rootfs")
+    os.makedirs(root, exist_ok=True)
+    j = s.job("ls", "/", "/usr", "/bin", "/lib", opts=["--image", root])
+    j.expect_status("ok", 0)
+    for d in ("/usr", "/bin", "/lib"):
+        j.expect_check("opendir:" + d, "ENOENT")
+    entries = {line.split()[1] for line in j.stdout.splitlines() if line.startswith("ENTRY ")}
+    extra = entries - {"//proc", "//dev", "//tmp", "//work", "//etc"}
+    if extra:
+        fail("entries of / with an empty image", "only proc dev tmp work etc", sorted(extra))
+    j2 = s.job("fsinfo", opts=["--image", root])
+    j2.expect_status("ok", 0)
+    j2.expect_failed("create:/sbx-probe", ["EROFS", "EACCES", "EPERM"])
+    if os.path.exists(os.path.join(root, "sbx-probe")):
+        fail("host image folder", "unchanged by the job", "sbx-probe created")
+
+
 @case("read-etc-shadow")
 def c_shadow(s):
     j = s.job("cat", "/etc/shadow", "/etc/gshadow", "/etc/sudoers")
@@ -1107,7 +1151,11 @@ def c_agent_files(s):
 
 @case("proc-environ-no-host-env")
 def c_environ(s):
-    j = s.job("cat", "/proc/1/environ", "/proc/self/environ", "/proc/1/cmdline")
+    # A host process whose environment holds the secret; its pid number is tried inside too.
+    c = s.canary(env={"SBXSUITE_SECRET": SECRET})
+    pid = str(c.proc.pid)
+    j = s.job("cat", "/proc/1/environ", "/proc/self/environ", "/proc/1/cmdline",
+              "/proc/%s/environ" % pid, "/proc/%s/cmdline" % pid)
     j.expect_status("ok", 0)
     if SECRET in j.stdout or "SBXSUITE_SECRET" in j.stdout:
         fail("/proc/*/environ inside", "no variable of the caller", "found SBXSUITE_SECRET")
@@ -1386,6 +1434,20 @@ def c_x32(s):
     j.expect_no_line("SURVIVED")
 
 
+@case("ia32-syscall-killed")
+def c_ia32(s):
+    # Calibrate on the host first: without IA-32 emulation int $0x80 faults on its own.
+    host = subprocess.run([s.attack_bin, "ia32"], capture_output=True, text=True, timeout=10)
+    if "SURVIVED" not in host.stdout:
+        raise CaseSkip("the kernel has no IA-32 emulation (int $0x80 fails outside the sandbox)")
+    j = s.job("ia32")
+    j.expect_status("seccomp", 128 + 31)
+    if j.r("signal") != 31:
+        fail("result.signal", "31 (SIGSYS)", j.r("signal"))
+    j.expect_line("BEFORE")
+    j.expect_no_line("SURVIVED")
+
+
 # ---------------------------------------------------------------------------------------------
 # Cases: file descriptors
 
@@ -1475,14 +1537,22 @@ def c_work_missing(s):
         j.expect_status("internal_error")
 
 
-def cgroup_override_var(src):
-    """The cgroup-root override variable sandbox/README.md documents for tests, if any."""
-    readme = os.path.join(src or "", "sandbox", "README.md")
+def cgroup_override_var(s):
+    """
+    The cgroup location variable that sandbox/README.md or `cacheout-run --help` documents, if
+    any (e.g. CACHEOUT_CGROUP_PARENT, the folder of job cgroups in each hierarchy).
+    """
+    text = ""
     try:
-        with open(readme) as f:
-            text = f.read()
+        with open(os.path.join(s.src or "", "sandbox", "README.md")) as f:
+            text += f.read()
     except OSError:
-        return None
+        pass
+    try:
+        text += subprocess.run([s.run_bin, "--help"], capture_output=True, text=True,
+                               timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        pass
     m = re.search(r"\b((?:CO|CACHEOUT|SBX)_[A-Z0-9_]*CGROUP[A-Z0-9_]*)\b", text)
     return m.group(1) if m else None
 
@@ -1507,15 +1577,19 @@ def c_cgroup_fail(s):
     Make the creation of the job cgroup fail without touching the library: on hosts with a
     cgroup2 hierarchy the parent folder of job cgroups gets cgroup.max.descendants = 0 for the
     duration of one run, so mkdir fails (EAGAIN).  The sandbox must report internal_error and
-    never start the job.  A documented cgroup-root override variable is exercised as well.
+    never start the job.  A documented cgroup location variable is exercised as well.
     """
     ran_any = False
-    var = cgroup_override_var(s.src)
+    var = cgroup_override_var(s)
     if var is not None:
-        fake = s.path("not-a-cgroupfs")
-        os.makedirs(fake, exist_ok=True)
+        if "PARENT" in var:
+            # A folder below a file (every hierarchy root has cgroup.procs): cannot be created.
+            value = "cgroup.procs/" + mk("sbxsuite")
+        else:
+            value = s.path("not-a-cgroupfs")
+            os.makedirs(value, exist_ok=True)
         marker = s.path("ran-cgroup-var")
-        j = s.job("touch", marker, env={var: fake})
+        j = s.job("touch", marker, env={var: value})
         expect_not_run(s, j, marker)
         j.expect_status("internal_error", 125)
         ran_any = True

@@ -330,6 +330,21 @@ cmd_x32(int argc, char **argv)
     return 0;
 }
 
+/* A system call through the i386 entry (int $0x80): also a foreign architecture to the filter. */
+static int
+cmd_ia32(int argc, char **argv)
+{
+    long r;
+
+    (void)argc;
+    (void)argv;
+    printf("BEFORE\n");
+    fflush(stdout);
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(20L /* i386 getpid */) : "memory");
+    printf("SURVIVED %ld\n", r);
+    return 0;
+}
+
 const struct attack_cmd attack_sys_cmds[] = {
     {"unshare", cmd_unshare, ""},
     {"setns", cmd_setns, ""},
@@ -345,5 +360,6 @@ const struct attack_cmd attack_sys_cmds[] = {
     {"time", cmd_time, ""},
     {"tiocsti", cmd_tiocsti, ""},
     {"x32", cmd_x32, ""},
+    {"ia32", cmd_ia32, ""},
     {NULL, NULL, NULL},
 };
