@@ -1034,6 +1034,8 @@ coord_api_render_health(struct coord_server *srv, const struct coord_health *h, 
     coord_jsonw_kint(&w, "connected_agents", atomic_load(&srv->metrics.agents_connected));
     coord_jsonw_kint(&w, "connected_dashboards", atomic_load(&srv->metrics.dashboards_connected));
     coord_jsonw_kint(&w, "db_inflight", coord_db_pending(srv->db));
+    coord_jsonw_kint(&w, "max_loop_callback_us", srv->max_loop_callback_us);
+    coord_jsonw_kint(&w, "max_db_work_us", coord_db_max_work_us(srv->db));
     coord_jsonw_obj_end(&w);
     coord_jsonw_obj_end(&w);
     r->status = db_ok ? 200 : 503;

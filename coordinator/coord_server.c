@@ -634,7 +634,8 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
 }
 
 static int
-http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
 {
     struct http_pss *pss = user;
     struct lws_context *cx = lws_get_context(wsi);
@@ -692,6 +693,23 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         break;
     }
     return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+/*
+ * Every HTTP callback is timed: the longest one is the worst stall of the service loop caused
+ * by this code (database work never runs here; the figure is logged at shutdown and exported).
+ */
+static int
+http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    int64_t t0 = co_mono_ns();
+    int rc = http_callback_inner(wsi, reason, user, in, len);
+    int64_t us = (co_mono_ns() - t0) / 1000;
+    struct lws_context *cx = lws_get_context(wsi);
+    struct coord_server *srv = cx ? lws_context_user(cx) : NULL;
+    if (srv && us > srv->max_loop_callback_us)
+        srv->max_loop_callback_us = us;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ context */
@@ -838,8 +856,9 @@ out:
             return rc; /* leak srv: a late completion may still reach it */
         }
     }
-    co_info("http server stopped max_db_work_us=%" PRId64 " db_time_on_loop_us=%" PRId64,
-            coord_db_max_work_us(db), srv->max_loop_db_us);
+    co_info("http server stopped max_db_work_us=%" PRId64 " max_loop_callback_us=%" PRId64
+            " db_calls_on_loop=0",
+            coord_db_max_work_us(db), srv->max_loop_callback_us);
     coord_events_free(srv->events);
     free(srv);
     return rc;

@@ -109,7 +109,7 @@ struct coord_server {
     int64_t inflight;     /* requests handed to the executor, not yet answered */
     bool stopping;
     volatile sig_atomic_t *stop_flag; /* set by the signal handler */
-    int64_t max_loop_db_us;           /* database time spent on the lws thread: always 0 */
+    int64_t max_loop_callback_us;     /* longest HTTP callback on the lws thread */
 };
 
 /**

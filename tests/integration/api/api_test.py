@@ -26,6 +26,7 @@ ADMIN = "your_admin_token"  # the original README's example token, so its curl w
 PASSED = 0
 FAILED = 0
 LABEL = ""
+WORKDIRS = []
 
 
 def free_port():
@@ -43,6 +44,7 @@ class Server:
         self.args = args
         self.port = free_port()
         self.workdir = workdir or tempfile.mkdtemp(prefix="cacheout-api-")
+        WORKDIRS.append(self.workdir)
         self.env = dict(os.environ)
         for k in list(self.env):
             if k in ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS"):
@@ -1173,6 +1175,11 @@ def main():
         case(".env in the working directory", t_env_file, args)
         case("static files from FRONTEND_DIR", t_static_dist, args)
         case("graceful shutdown on SIGTERM", t_shutdown, args)
+    if FAILED == 0:
+        for d in WORKDIRS:
+            shutil.rmtree(d, ignore_errors=True)
+    else:
+        print("logs kept in: " + " ".join(WORKDIRS), flush=True)
     print("RESULT %d %d" % (PASSED, FAILED), flush=True)
     return 0 if FAILED == 0 else 1
 
