@@ -315,7 +315,17 @@ store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
 {
     struct store_pg *p = co_xcalloc(1, sizeof(*p));
     p->base.ops = &pg_ops;
-    p->conn = PQconnectdb(conninfo);
+    /*
+     * Defaults that a dead server or network cannot turn into a hang; the URL's own settings,
+     * expanded from "dbname" after them, win.
+     */
+    static const char *const keys[] = {
+        "connect_timeout",     "keepalives",       "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "application_name",    "dbname",           NULL};
+    const char *const values[] = {"5",      "1", "30", "10", "3", "30000", "cacheout-coordinator",
+                                  conninfo, NULL};
+    p->conn = PQconnectdbParams(keys, values, 1);
     if (!p->conn) {
         free(p);
         return co_err_set(err, CO_E_UNAVAILABLE, "cannot connect to postgres: out of memory");
