@@ -695,16 +695,43 @@ def c_shm_fill(s):
         fail("bytes written to /dev/shm", "a small cap (<= 128 MiB)", n)
 
 
+def host_idle_ms():
+    """Idle (plus iowait) CPU time of the whole host so far, in ms."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[4]) + int(fields[5])) * 1000 // os.sysconf("SC_CLK_TCK")
+
+
 def cpu_case(s, cores, threads, secs):
-    j = s.job("spin", str(threads), str(secs), opts=["--cores", cores, "--wall-time", "20s"])
-    j.expect_status("ok", 0)
-    wall, cpu = j.r("wall_ms"), j.r("cpu_ms")
-    want = wall * float(cores)
-    if abs(cpu - want) > 0.15 * want:
-        fail("cpu_ms with --cores %s" % cores, "%.0f +-15%% (wall %d ms x %s)"
-             % (want, wall, cores), "%d" % cpu)
-    if wall < secs * 1000:
-        fail("wall_ms", ">= %d" % (secs * 1000), wall)
+    """
+    @threads spinning threads with --cores @cores for @secs: CPU time = wall time x cores
+    within 15%.  More CPU than that is a failure at once.  Less is a failure too when the host
+    had idle CPU the job could have used; when the host was saturated by other work (a shared
+    machine), the lower bound cannot be checked: one more try, then a loud skip.
+    """
+    for attempt in (1, 2):
+        idle0 = host_idle_ms()
+        j = s.job("spin", str(threads), str(secs), opts=["--cores", cores, "--wall-time", "20s"])
+        idle = host_idle_ms() - idle0
+        j.expect_status("ok", 0)
+        wall, cpu = j.r("wall_ms"), j.r("cpu_ms")
+        if wall < secs * 1000:
+            fail("wall_ms", ">= %d" % (secs * 1000), wall)
+        want = wall * float(cores)
+        if cpu > 1.15 * want:
+            fail("cpu_ms with --cores %s" % cores, "%.0f +-15%% (wall %d ms x %s)"
+                 % (want, wall, cores), "%d (over the quota)" % cpu)
+        if cpu >= 0.85 * want:
+            return
+        if idle >= 0.5 * (want - cpu):
+            fail("cpu_ms with --cores %s" % cores, "%.0f +-15%% (wall %d ms x %s)"
+                 % (want, wall, cores), "%d while the host had %d ms idle CPU" % (cpu, idle))
+        if attempt == 2:
+            raise CaseSkip("host saturated by other work (%d ms idle CPU during the job): "
+                           "got %d ms CPU in %d ms wall x %s; the upper bound held, the lower "
+                           "bound cannot be checked here" % (idle, cpu, wall, cores))
+        s.notes.append("cpu case --cores %s: %d ms CPU in %d ms wall on a saturated host, retried"
+                       % (cores, cpu, wall))
 
 
 @case("cpu-hog-one-core")
