@@ -37,8 +37,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-start_coord() { # database_url
-    local port
+start_coord() { # database_url; sets coord_pid and port (not in a subshell)
     port=$(free_port)
     mkdir -p "$work/run"
     (cd "$work/run" && exec env HOST=127.0.0.1 PORT="$port" ADMIN_TOKEN=$token \
@@ -48,7 +47,6 @@ start_coord() { # database_url
     coord_pid=$!
     for _ in $(seq 1 100); do
         if curl -fs "http://127.0.0.1:$port/api/v1/health" >/dev/null 2>&1; then
-            echo "$port"
             return 0
         fi
         sleep 0.1
@@ -68,8 +66,8 @@ stop_coord() {
 }
 
 bench_store() { # label database_url
-    local label=$1 url=$2 port
-    port=$(start_coord "$url") || return 1
+    local label=$1 url=$2
+    start_coord "$url" || return 1
     echo "== $label ($threads threads, $conns connections, ${secs}s each)"
     for script in health submit jobs; do
         local line
@@ -85,6 +83,7 @@ bench_store() { # label database_url
     stop_coord
 }
 
+port=
 results=()
 for store in $stores; do
     case $store in
