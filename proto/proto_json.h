@@ -1,7 +1,7 @@
 /*
  * proto_json: the JSON conventions of the project on top of jansson.  Untrusted input is loaded
- * only from a size-capped buffer with duplicate keys rejected; output is compact with a fixed
- * real precision; credits (int64 micro-credits) cross the JSON boundary exactly.
+ * only from a size-capped buffer with duplicate keys rejected; output is compact with every real
+ * in its shortest exact form; credits (int64 micro-credits) cross the JSON boundary exactly.
  */
 #ifndef PROTO_JSON_H
 #define PROTO_JSON_H
@@ -12,9 +12,6 @@
 #include <jansson.h>
 
 #include "co_err.h"
-
-/* Flags used by proto_json_dumps(). */
-#define PROTO_JSON_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
 
 /**
  * Parse @len bytes of @buf (need not be NUL-terminated) as one JSON value with
@@ -34,19 +31,22 @@ json_t *proto_json_load_object(const char *buf, size_t len, size_t max, co_err *
     __attribute__((warn_unused_result));
 
 /**
- * Dump @j (borrowed) compactly with PROTO_JSON_DUMP_FLAGS plus @extra_flags (e.g.
- * JSON_ESCAPE_SLASH for JSON embedded in HTML, JSON_SORT_KEYS).  Returns a caller-owned
- * NUL-terminated string (free()) and its length in *len (if not NULL); NULL only if jansson
- * cannot encode (e.g. a NaN real).
+ * Dump @j (borrowed) as compact JSON text (any value, not only objects), like json_dumps() with
+ * JSON_COMPACT except for reals: each real is written in the shortest form that reads back as
+ * the same double ("0.1", "1234567.891011", "0.30000000000000004", "1e-6", "100.0"), so no value
+ * changes and credits print exactly.  @flags may add JSON_SORT_KEYS, JSON_ESCAPE_SLASH (for JSON
+ * embedded in HTML) and JSON_ENSURE_ASCII; other flags are ignored.  Returns a caller-owned
+ * NUL-terminated string (free()) and its length in *len (if not NULL); NULL if @j is NULL or
+ * nested deeper than 4096 levels (or contains a reference cycle).
  */
-char *proto_json_dumps(const json_t *j, size_t extra_flags, size_t *len);
+char *proto_json_dumps(const json_t *j, size_t flags, size_t *len);
 
 /**
  * A new JSON number for @micro micro-credits (caller owns the reference): an integer when the
  * amount is whole ("100"), else a real that proto_json_dumps() prints with at most 6 decimals
- * ("0.1", "1234567.891011").  Exact whenever the amount has at most 15 significant digits
- * (every amount below 10^9 credits, and every whole amount); above that a real is the nearest
- * double, as with any JSON number.
+ * ("0.1", "1234567.891011"; amounts under 0.0001 in exponent form, "1e-6").  Exact whenever the
+ * amount has at most 15 significant digits (every amount below 10^9 credits, and every whole
+ * amount); above that a real is the nearest double, as with any JSON number.
  */
 json_t *proto_json_credits(int64_t micro);
 

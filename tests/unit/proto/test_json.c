@@ -2,6 +2,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -184,12 +185,193 @@ test_get_credits(void **state)
     assert_int_equal(proto_json_get_credits(NULL, "amount", &v, &err), -1);
 }
 
+/* A small deterministic generator of JSON trees for the differential tests. */
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static uint64_t
+next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void
+put_cp(char *buf, size_t *n, uint32_t cp)
+{
+    if (cp < 0x80) {
+        buf[(*n)++] = (char)cp;
+    } else if (cp < 0x800) {
+        buf[(*n)++] = (char)(0xc0 | cp >> 6);
+        buf[(*n)++] = (char)(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        buf[(*n)++] = (char)(0xe0 | cp >> 12);
+        buf[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        buf[(*n)++] = (char)(0x80 | (cp & 0x3f));
+    } else {
+        buf[(*n)++] = (char)(0xf0 | cp >> 18);
+        buf[(*n)++] = (char)(0x80 | ((cp >> 12) & 0x3f));
+        buf[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        buf[(*n)++] = (char)(0x80 | (cp & 0x3f));
+    }
+}
+
+static json_t *
+random_string(void)
+{
+    static const uint32_t special[] = {'"',  '\\', '/',  '\n', '\t',   '\r',   '\b',    '\f',
+                                       0x01, 0x1f, 0x7f, 0xe9, 0x20ac, 0x2028, 0x1f600, 0x10ffff};
+    char buf[128];
+    size_t n = 0, len = next() % 12;
+
+    for (size_t i = 0; i < len; i++) {
+        uint64_t r = next();
+        uint32_t cp;
+        if (r % 3 == 0)
+            cp = special[(r >> 8) % (sizeof(special) / sizeof(special[0]))];
+        else
+            cp = 0x20 + (uint32_t)((r >> 8) % 0x5f);
+        put_cp(buf, &n, cp);
+    }
+    return json_stringn(buf, n);
+}
+
+static json_t *
+random_value(int depth, bool reals)
+{
+    uint64_t r = next() % (depth > 3 ? 6 : 8);
+    json_t *v;
+
+    switch (r) {
+    case 0:
+        return json_null();
+    case 1:
+        return json_boolean(next() & 1);
+    case 2:
+        return json_integer((json_int_t)next());
+    case 3:
+        return json_integer((json_int_t)(next() % 2000) - 1000);
+    case 4:
+        if (reals) {
+            double d;
+            do {
+                uint64_t bits = next();
+                memcpy(&d, &bits, sizeof(d));
+            } while (d != d || d - d != 0); /* no NaN, no infinity */
+            return json_real(next() & 1 ? d : (double)(int64_t)(next() % 2000000) / 1000.0);
+        }
+        return json_integer(7);
+    case 5:
+        return random_string();
+    case 6:
+        v = json_array();
+        for (uint64_t i = next() % 5; i > 0; i--)
+            json_array_append_new(v, random_value(depth + 1, reals));
+        return v;
+    default:
+        v = json_object();
+        for (uint64_t i = next() % 5; i > 0; i--) {
+            json_t *k = random_string();
+            json_object_set_new(v, json_string_value(k), random_value(depth + 1, reals));
+            json_decref(k);
+        }
+        return v;
+    }
+}
+
+/* Without reals the output is byte for byte jansson's compact output, for every flag we offer. */
+static void
+test_dumps_matches_jansson(void **state)
+{
+    (void)state;
+    static const size_t flag_sets[] = {0, JSON_SORT_KEYS, JSON_ESCAPE_SLASH, JSON_ENSURE_ASCII,
+                                       JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH};
+
+    for (int i = 0; i < 20000; i++) {
+        json_t *v = random_value(0, false);
+        size_t flags = flag_sets[i % (sizeof(flag_sets) / sizeof(flag_sets[0]))];
+        char *ours = proto_json_dumps(v, flags, NULL);
+        char *theirs = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | flags);
+        assert_non_null(ours);
+        assert_non_null(theirs);
+        if (strcmp(ours, theirs) != 0)
+            fail_msg("flags %zx:\nours   %s\njansson %s", flags, ours, theirs);
+        free(ours);
+        free(theirs);
+        json_decref(v);
+    }
+}
+
+/* With reals, the text reads back as an equal tree (every double exactly). */
+static void
+test_dumps_reals_round_trip(void **state)
+{
+    (void)state;
+    co_err err = CO_ERR_INIT;
+
+    for (int i = 0; i < 20000; i++) {
+        json_t *v = random_value(0, true);
+        size_t len = 0;
+        char *text = proto_json_dumps(v, 0, &len);
+        json_t *back = proto_json_loadb(text, len, len, &err);
+        if (back == NULL || !json_equal(v, back))
+            fail_msg("does not read back equal: %s (%s)", text, err.msg);
+        json_decref(back);
+        json_decref(v);
+        free(text);
+    }
+}
+
+static void
+expect_real_text(double d, const char *want)
+{
+    json_t *j = json_real(d);
+    char *s = proto_json_dumps(j, 0, NULL);
+    if (strcmp(s, want) != 0)
+        fail_msg("%.17g prints as %s, want %s", d, s, want);
+    free(s);
+    json_decref(j);
+}
+
+static void
+test_dumps_reals(void **state)
+{
+    (void)state;
+    expect_real_text(0.1, "0.1");
+    expect_real_text(0.1 + 0.2, "0.30000000000000004");
+    expect_real_text(100.0, "100.0");
+    expect_real_text(-0.0, "-0.0");
+    expect_real_text(1e300, "1e300");
+    expect_real_text(1e-7, "1e-7");
+    expect_real_text(-2.5e-10, "-2.5e-10");
+    expect_real_text(3.141592653589793, "3.141592653589793");
+    expect_real_text(123456789012345680.0, "1.2345678901234568e17");
+
+    /* A reference cycle (or absurd depth) is refused rather than recursing forever. */
+    json_t *a = json_array();
+    json_t *inner = a;
+    for (int i = 0; i < 5000; i++) {
+        json_t *next_arr = json_array();
+        json_array_append_new(inner, next_arr);
+        inner = next_arr;
+    }
+    assert_null(proto_json_dumps(a, 0, NULL));
+    json_decref(a);
+    assert_null(proto_json_dumps(NULL, 0, NULL));
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_load),          cmocka_unit_test(test_dumps),
-        cmocka_unit_test(test_credits_print), cmocka_unit_test(test_credits_round_trip),
+        cmocka_unit_test(test_load),
+        cmocka_unit_test(test_dumps),
+        cmocka_unit_test(test_dumps_matches_jansson),
+        cmocka_unit_test(test_dumps_reals_round_trip),
+        cmocka_unit_test(test_dumps_reals),
+        cmocka_unit_test(test_credits_print),
+        cmocka_unit_test(test_credits_round_trip),
         cmocka_unit_test(test_get_credits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
