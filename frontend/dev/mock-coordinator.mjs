@@ -5,6 +5,7 @@
 // Not a test double for the real coordinator: tests/e2e runs against the real binaries.
 //
 //   node dev/mock-coordinator.mjs [--port 8000] [--dist dist] [--token secret] [--no-ws]
+//                                 [--drop-every N]
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { createServer } from "node:http";
@@ -19,6 +20,9 @@ const PORT = Number(opt("port", "8000"));
 const DIST = opt("dist", "");
 const TOKEN = opt("token", "dev-token");
 const NO_WS = args.includes("--no-ws");
+// Every Nth event is numbered but not sent, as a full queue would do: clients must resync.
+const DROP_EVERY = Number(opt("drop-every", "0"));
+let resyncs = 0;
 
 const iso = (t = Date.now()) => new Date(t).toISOString();
 const users = new Map([["default-buyer", { credits: 100_000_000n, held: 0n }]]);
@@ -62,7 +66,10 @@ function wsFrame(text) {
   return Buffer.concat([head, payload]);
 }
 function send(s, obj, numbered = true) {
-  if (numbered) obj = { ...obj, seq: ++s.seq };
+  if (numbered) {
+    obj = { ...obj, seq: ++s.seq };
+    if (DROP_EVERY && obj.seq % DROP_EVERY === 0) return;
+  }
   s.sock.write(wsFrame(JSON.stringify(obj)));
 }
 function broadcast(obj, adminOnly = false) {
@@ -79,7 +86,11 @@ function onClientMessage(s, text) {
   if (m.type === "auth") {
     s.admin = m.token === TOKEN;
     send(s, s.admin ? { type: "auth.result", ok: true, admin: true } : { type: "auth.result", ok: false, admin: false, error: { code: "unauthorized", message: "admin token rejected" } }, false);
-  } else if (m.type === "resync") snapshot(s);
+  } else if (m.type === "resync") {
+    resyncs++;
+    console.log(`resync #${resyncs} (session seq ${s.seq})`);
+    snapshot(s);
+  }
 }
 
 function upgrade(req, sock) {

@@ -68,6 +68,13 @@ describe("live helpers", () => {
     expect(backoffMs(50, () => 0)).toBe(15000);
     expect(backoffMs(0, () => 1)).toBe(650);
   });
+  it("ratePerMinute does not extrapolate a partial minute", () => {
+    const r = ratePerMinute([
+      { t: 0, finished: 0, running: 0 },
+      { t: 10000, finished: 3, running: 0 },
+    ]);
+    expect(r[1].rate).toBe(3);
+  });
   it("ratePerMinute computes finished jobs per minute over a trailing minute", () => {
     const r = ratePerMinute([
       { t: 0, finished: 0, running: 1 },
@@ -75,7 +82,7 @@ describe("live helpers", () => {
       { t: 60000, finished: 10, running: 3 },
       { t: 120000, finished: 10, running: 0 },
     ]);
-    expect(r.map((x) => x.rate)).toEqual([0, 10, 10, 0]);
+    expect(r.map((x) => x.rate)).toEqual([0, 5, 10, 0]);
     expect(r[2].running).toBe(3);
   });
 });

@@ -325,7 +325,7 @@ export function useLive(): LiveView {
   return useSyncExternalStore(live.subscribe, live.getView, live.getView);
 }
 
-/** Jobs finished per minute from samples, over a trailing window of about a minute. */
+/** Jobs finished per minute from samples, over a trailing window of one minute. */
 export function ratePerMinute(samples: Sample[]): { t: number; rate: number; running: number }[] {
   const out: { t: number; rate: number; running: number }[] = [];
   let j = 0;
@@ -334,7 +334,10 @@ export function ratePerMinute(samples: Sample[]): { t: number; rate: number; run
     const a = samples[j];
     const b = samples[i];
     const dt = b.t - a.t;
-    const rate = dt > 0 ? ((b.finished - a.finished) * 60000) / dt : 0;
+    // Over a full minute: the rate scaled to a minute; before a minute of samples exists: the
+    // count finished so far (not extrapolated from a few seconds).
+    const done = b.finished - a.finished;
+    const rate = dt >= 60000 ? (done * 60000) / dt : done;
     out.push({ t: b.t, rate: Math.max(0, rate), running: b.running });
   }
   return out;

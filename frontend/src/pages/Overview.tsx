@@ -38,6 +38,9 @@ export function Overview() {
   const rates = ratePerMinute(v.samples);
   const lastRate = rates.length ? rates[rates.length - 1].rate : 0;
   const unhealthy = health && health.status !== "healthy";
+  // The chart spans the samples collected since the page opened: 2 to 15 minutes.
+  const span = v.samples.length ? now - v.samples[0].t : 0;
+  const chartWindow = Math.min(15, Math.max(2, Math.ceil(span / 60000))) * 60000;
 
   return (
     <>
@@ -144,7 +147,7 @@ export function Overview() {
             points={rates.map((r) => ({ t: r.t, a: r.rate, b: r.running }))}
             labelA="Jobs finished per minute"
             labelB="Running jobs"
-            windowMs={15 * 60000}
+            windowMs={chartWindow}
             now={now}
           />
         </Card>
