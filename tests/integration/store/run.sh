@@ -24,10 +24,11 @@ pass() { echo "ok   $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
 skip() { echo "skip $1: $2"; skipped=$((skipped + 1)); }
 
-# run_contract LABEL BINARY URL [RESTART_HOOK]: one line per case, prefixed with LABEL.
+# run_contract LABEL BINARY URL FRESH_URL [RESTART_HOOK]: one line per case, prefixed with LABEL.
 run_contract() {
-    local label=$1 bin=$2 url=$3 hook=${4:-} out="$work/$1.out" rc status case rest
-    CO_STORE_URL=$url CO_SQL_DIR="$CO_SRC_DIR/sql" CO_STORE_RESTART=$hook \
+    local label=$1 bin=$2 url=$3 fresh=$4 hook=${5:-} out="$work/$1.out" rc status case rest
+    CO_STORE_URL=$url CO_STORE_FRESH_URL=$fresh CO_SQL_DIR="$CO_SRC_DIR/sql" \
+        CO_STORE_RESTART=$hook \
         timeout 600 "$bin" >"$out" 2>"$work/$label.err"
     rc=$?
     while read -r status case rest; do
@@ -99,10 +100,11 @@ for b in "${builds[@]}"; do
         fi
         continue
     fi
-    run_contract "$name-sqlite" "$bin" "sqlite:///$work/$name.db"
+    run_contract "$name-sqlite" "$bin" "sqlite:///$work/$name.db" "sqlite:///$work/$name-fresh.db"
     if [ $pg_ok -eq 1 ]; then
-        url=$(pg_new_db "cacheout_$name") || { fail "$name-postgres" "createdb failed"; continue; }
-        run_contract "$name-postgres" "$bin" "$url" "$work/pgctl"
+        url=$(pg_new_db "cacheout_$name") && fresh=$(pg_new_db "cacheout_${name}_fresh") ||
+            { fail "$name-postgres" "createdb failed"; continue; }
+        run_contract "$name-postgres" "$bin" "$url" "$fresh" "$work/pgctl"
         compare "$name-sqlite" "$name-postgres"
     else
         skip "$name-postgres" "no PostgreSQL server"

@@ -6,7 +6,8 @@
  *
  * Environment: CO_STORE_URL (required), CO_SQL_DIR (the sql/ folder, required),
  * CO_STORE_RESTART (optional: an executable called with "stop", "start" or "restart" that
- * controls the database server; enables the reconnect case).
+ * controls the database server; enables the reconnect case), CO_STORE_FRESH_URL (optional: an
+ * empty database for the concurrent-migration case).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -1190,6 +1191,78 @@ t_kill9(void)
     return 0;
 }
 
+/* ---- several coordinators starting at once on an empty database ---- */
+
+struct mig_arg {
+    const char *url;
+    pthread_barrier_t *barrier;
+    int rc;
+    char msg[256];
+};
+
+static void *
+mig_thread(void *p)
+{
+    struct mig_arg *a = p;
+    struct coord_store_config c = cfg;
+    struct coord_store *s = NULL;
+    co_err e = CO_ERR_INIT;
+    c.url = a->url;
+    a->rc = coord_store_open(&c, &s, &e);
+    pthread_barrier_wait(a->barrier);
+    if (a->rc == 0)
+        a->rc = coord_store_migrate(s, sql_dir, &e);
+    if (a->rc == 0) {
+        struct coord_job j;
+        char jid[CO_ID_MAX + 1];
+        snprintf(jid, sizeof(jid), "mig-%p", (void *)a);
+        job_init(&j, jid, "mig-buyer", CREDIT, 1, 100, 5);
+        a->rc = coord_store_job_submit(s, &j, &e);
+    }
+    co_strlcpy(a->msg, e.msg, sizeof(a->msg));
+    coord_store_close(s);
+    return NULL;
+}
+
+static int
+t_concurrent_migrate(void)
+{
+    enum { NT = 4 };
+    const char *url = getenv("CO_STORE_FRESH_URL");
+    pthread_t th[NT];
+    struct mig_arg args[NT];
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, NT);
+    for (int i = 0; i < NT; i++) {
+        args[i] = (struct mig_arg){.url = url, .barrier = &barrier};
+        if (pthread_create(&th[i], NULL, mig_thread, &args[i]) != 0)
+            abort();
+    }
+    int bad = 0;
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].rc < 0) {
+            bad++;
+            fprintf(stderr, "  migrate %d: %s\n", i, args[i].msg);
+        }
+    }
+    pthread_barrier_destroy(&barrier);
+    CHECK_EQ(bad, 0);
+    struct coord_store_config c = cfg;
+    struct coord_store *s = NULL;
+    struct coord_user u;
+    c.url = url;
+    OK(coord_store_open(&c, &s, &E));
+    int rc = coord_store_user_get(s, "mig-buyer", &u, &E);
+    int rc2 = rc < 0 ? -1 : coord_store_check_invariant(s, &E);
+    coord_store_close(s);
+    if (rc < 0 || rc2 < 0)
+        FAIL("fresh database: %s", E.msg);
+    CHECK_EQ(u.held, NT * CREDIT);
+    CHECK_EQ(u.credits, START_CREDITS - NT * CREDIT);
+    return 0;
+}
+
 /* ---- reconnect (needs CO_STORE_RESTART) ---- */
 
 static int
@@ -1292,6 +1365,7 @@ main(void)
         {"parallel_submits_50", t_parallel_submits},
         {"parallel_claim_next", t_parallel_claims},
         {"kill9_loses_no_acknowledged_job", t_kill9},
+        {"concurrent_migrate_fresh_db", t_concurrent_migrate},
         {"reconnect_after_server_restart", t_reconnect},
     };
     const char *url = getenv("CO_STORE_URL");
@@ -1318,6 +1392,11 @@ main(void)
         const struct tcase *c = &cases[i];
         if (c->fn == t_reconnect && !can_restart) {
             printf("skip %s (no CO_STORE_RESTART hook for this database)\n", c->name);
+            skipped++;
+            continue;
+        }
+        if (c->fn == t_concurrent_migrate && !getenv("CO_STORE_FRESH_URL")) {
+            printf("skip %s (no CO_STORE_FRESH_URL: an empty database)\n", c->name);
             skipped++;
             continue;
         }
