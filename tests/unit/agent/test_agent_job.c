@@ -1,0 +1,237 @@
+/* Unit tests for agent/agent_job.c: status mapping, results, staging, sandbox spec. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent_job.h"
+#include "co_alloc.h"
+#include "proto_job.h"
+
+static void
+test_status_mapping(void **state)
+{
+    (void)state;
+    static const struct {
+        enum sbx_status s;
+        const char *name;
+    } map[] = {
+        {SBX_OK, "ok"},
+        {SBX_RUNTIME_ERROR, "runtime_error"},
+        {SBX_SIGNALED, "signaled"},
+        {SBX_TIMEOUT, "timeout"},
+        {SBX_CPU_TIMEOUT, "cpu_timeout"},
+        {SBX_OOM, "oom"},
+        {SBX_SECCOMP, "seccomp"},
+        {SBX_OUTPUT_LIMIT, "output_limit"},
+        {SBX_INTERNAL_ERROR, "internal_error"},
+        {SBX_CANCELLED, "cancelled"},
+    };
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        assert_string_equal(proto_run_status_name(agent_status_from_sbx(map[i].s)), map[i].name);
+    assert_int_equal(agent_status_from_sbx((enum sbx_status)99), PROTO_RUN_INTERNAL_ERROR);
+}
+
+static void
+test_finished_from_result(void **state)
+{
+    (void)state;
+    struct proto_job_ref ref = {.job_id = "j1", .attempt = 3};
+    struct sbx_result r;
+    memset(&r, 0, sizeof(r));
+    r.status = SBX_RUNTIME_ERROR;
+    r.exit_code = 2;
+    r.wall_ms = 120;
+    r.cpu_ms = 80;
+    r.memory_peak_kb = 4096;
+    r.max_rss_kb = 2048;
+    r.stdout_truncated = true;
+    struct proto_job_finished f;
+    agent_finished_from_result(&ref, &r, &f);
+    assert_string_equal(f.job.job_id, "j1");
+    assert_int_equal(f.job.attempt, 3);
+    assert_int_equal(f.status, PROTO_RUN_RUNTIME_ERROR);
+    assert_true(f.has_exit_code);
+    assert_int_equal(f.exit_code, 2);
+    assert_false(f.has_signal);
+    assert_int_equal(f.wall_ms, 120);
+    assert_int_equal(f.cpu_ms, 80);
+    assert_int_equal(f.memory_peak_kb, 4096);
+    assert_int_equal(f.max_rss_kb, 2048);
+    assert_true(f.stdout_truncated);
+    assert_false(f.stderr_truncated);
+    assert_null(f.error);
+    agent_finished_release(&f);
+
+    memset(&r, 0, sizeof(r));
+    r.status = SBX_OOM;
+    r.exit_code = -1;
+    r.signal = 9;
+    r.wall_ms = -5;
+    agent_finished_from_result(&ref, &r, &f);
+    assert_int_equal(f.status, PROTO_RUN_OOM);
+    assert_false(f.has_exit_code);
+    assert_true(f.has_signal);
+    assert_int_equal(f.signal, 9);
+    assert_int_equal(f.wall_ms, 0);
+    agent_finished_release(&f);
+
+    memset(&r, 0, sizeof(r));
+    r.status = SBX_INTERNAL_ERROR;
+    r.exit_code = -1;
+    co_strlcpy(r.error_step, "cgroup", sizeof(r.error_step));
+    co_strlcpy(r.error_msg, "cannot set memory.max", sizeof(r.error_msg));
+    agent_finished_from_result(&ref, &r, &f);
+    assert_int_equal(f.status, PROTO_RUN_INTERNAL_ERROR);
+    assert_string_equal(f.error, "cgroup: cannot set memory.max");
+    agent_finished_release(&f);
+
+    agent_finished_internal(&ref, "no room", &f);
+    assert_int_equal(f.status, PROTO_RUN_INTERNAL_ERROR);
+    assert_string_equal(f.error, "no room");
+    assert_false(f.has_exit_code);
+    agent_finished_release(&f);
+}
+
+static struct proto_job_assign
+make_assign(const char *code_file)
+{
+    struct proto_job_assign a;
+    memset(&a, 0, sizeof(a));
+    co_strlcpy(a.job.job_id, "job-7", sizeof(a.job.job_id));
+    a.job.attempt = 2;
+    a.title = "t";
+    a.command = "python3 src/main.py --n 3";
+    a.code = "print(1)\n";
+    a.code_file = (char *)code_file;
+    a.parameters = "{\"n\":3}";
+    co_strlcpy(a.image, "default", sizeof(a.image));
+    a.required_cores = 2;
+    a.required_ram_mb = 300;
+    a.timeout_seconds = 45;
+    return a;
+}
+
+static char *
+slurp(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    char *buf = co_xcalloc(1, 4096);
+    size_t n = fread(buf, 1, 4095, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static void
+test_stage_files(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/agent_job_test_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    struct proto_job_assign a = make_assign("src/main.py");
+    struct agent_job_files files;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), 0);
+    char *want_dir = co_xasprintf("%s/jobs/job-7.2", root);
+    assert_string_equal(files.dir, want_dir);
+    assert_int_equal(files.n_files, 2);
+    assert_string_equal(files.files[0].name, "src/main.py");
+    assert_string_equal(files.files[1].name, "params.json");
+    char *code = slurp(files.files[0].host_path);
+    char *params = slurp(files.files[1].host_path);
+    assert_string_equal(code, "print(1)\n");
+    assert_string_equal(params, "{\"n\":3}");
+    free(code);
+    free(params);
+    struct stat st;
+    assert_int_equal(stat(want_dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+
+    struct sbx_spec spec;
+    char *argv[] = {"python3", "src/main.py", NULL};
+    agent_job_spec(&a, argv, &files, 0, 100, &spec);
+    assert_ptr_equal(spec.argv, argv);
+    assert_int_equal(spec.n_files, 2);
+    assert_string_equal(spec.image, "default");
+    assert_int_equal(spec.cores_milli, 2000);
+    assert_int_equal(spec.memory_bytes, 300LL * 1024 * 1024);
+    assert_int_equal(spec.wall_ms, 45000);
+    assert_int_equal(spec.pids, 100);
+    assert_true(spec.output_limit > 0); /* the sandbox default */
+    agent_job_spec(&a, argv, &files, 12345, 0, &spec);
+    assert_int_equal(spec.output_limit, 12345);
+
+    /* Staging the same attempt again replaces the folder. */
+    struct agent_job_files again;
+    assert_int_equal(agent_job_files_stage(root, &a, &again, &err), 0);
+    agent_job_files_release(&again);
+    agent_job_files_release(&files);
+    assert_int_equal(stat(want_dir, &st), -1);
+    free(want_dir);
+
+    /* A code file named params.json wins over the parameters. */
+    a = make_assign("params.json");
+    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), 0);
+    assert_int_equal(files.n_files, 1);
+    code = slurp(files.files[0].host_path);
+    assert_string_equal(code, "print(1)\n");
+    free(code);
+    agent_job_files_release(&files);
+
+    /* Unsafe code files are refused before anything is written. */
+    a = make_assign("../escape.py");
+    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), -1);
+    a = make_assign("/etc/passwd");
+    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), -1);
+
+    char *jobs = co_xasprintf("%s/jobs", root);
+    assert_int_equal(rmdir(jobs), 0); /* empty: nothing left behind */
+    free(jobs);
+    assert_int_equal(rmdir(root), 0);
+}
+
+static void
+test_check(void **state)
+{
+    (void)state;
+    struct proto_job_assign a = make_assign("main.py");
+    char **argv = NULL;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(agent_job_check(&a, &argv, &err), 0);
+    assert_string_equal(argv[0], "python3");
+    assert_string_equal(argv[3], "3");
+    assert_null(argv[4]);
+    proto_argv_free(argv);
+
+    a.command = "echo \"unterminated";
+    assert_int_equal(agent_job_check(&a, &argv, &err), -1);
+    assert_null(argv);
+    assert_non_null(strstr(err.msg, "command"));
+
+    a = make_assign("a/../b");
+    assert_int_equal(agent_job_check(&a, &argv, &err), -1);
+    assert_non_null(strstr(err.msg, "code_file"));
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_status_mapping),
+        cmocka_unit_test(test_finished_from_result),
+        cmocka_unit_test(test_stage_files),
+        cmocka_unit_test(test_check),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
