@@ -83,7 +83,8 @@ enum proto_run_status {
 /** The wire name of @s ("ok", "runtime_error", ...), or NULL for an unknown value. */
 const char *proto_run_status_name(enum proto_run_status s);
 /** Parse a wire name into *out; returns 0, or -1 if @name is not a status. */
-int proto_run_status_parse(const char *name, enum proto_run_status *out);
+int proto_run_status_parse(const char *name, enum proto_run_status *out)
+    __attribute__((warn_unused_result));
 
 enum proto_stream {
     PROTO_STREAM_STDOUT = 0,

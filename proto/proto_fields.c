@@ -164,4 +164,9 @@ pf_field_name(char *dst, size_t size, const char *name)
     n = proto_utf8_cut(name, len, size - 1);
     memcpy(dst, name, n);
     dst[n] = '\0';
+    /* The name ends up in logs and answers: no control characters (no forged log lines). */
+    for (char *p = dst; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    }
 }

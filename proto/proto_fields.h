@@ -58,7 +58,8 @@ int pf_array(const json_t *obj, const char *key, bool required, size_t max, cons
 
 /**
  * Copy @name into a co_err field, cut on a UTF-8 character boundary to fit, so an error about
- * an unknown (client-chosen) key stays valid UTF-8.  An empty name becomes `""`.
+ * an unknown (client-chosen) key stays valid UTF-8; control characters become '?'.  An empty
+ * name becomes `""`.
  */
 void pf_field_name(char *dst, size_t size, const char *name);
 

@@ -478,6 +478,11 @@ test_unknown_fields(void **state)
     assert_string_equal(err.field, "\"\"");
     assert_false(proto_job_err_is_bad_json(&err));
 
+    /* Control characters in a key do not reach the field name (it is logged and echoed). */
+    assert_int_equal(decode_with("a\nb\x1b", "1", &limits, NULL, &err), -1);
+    assert_string_equal(err.field, "a?b?");
+    assert_null(strchr(err.msg, '\n'));
+
     /* A long multi-byte key is cut on a character boundary. */
     for (int i = 0; i < 100; i++)
         memcpy(key + 3 * i, "\xe2\x82\xac", 3); /* U+20AC, three bytes */

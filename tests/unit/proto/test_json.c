@@ -125,7 +125,7 @@ test_credits_round_trip(void **state)
     uint64_t x = 88172645463325252ULL; /* xorshift64 */
     co_err err = CO_ERR_INIT;
 
-    for (int i = 0; i < 200000; i++) {
+    for (int i = 0; i < 50000; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -288,7 +288,7 @@ test_dumps_matches_jansson(void **state)
     static const size_t flag_sets[] = {0, JSON_SORT_KEYS, JSON_ESCAPE_SLASH, JSON_ENSURE_ASCII,
                                        JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH};
 
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < 5000; i++) {
         json_t *v = random_value(0, false);
         size_t flags = flag_sets[i % (sizeof(flag_sets) / sizeof(flag_sets[0]))];
         char *ours = proto_json_dumps(v, flags, NULL);
@@ -310,7 +310,7 @@ test_dumps_reals_round_trip(void **state)
     (void)state;
     co_err err = CO_ERR_INIT;
 
-    for (int i = 0; i < 20000; i++) {
+    for (int i = 0; i < 5000; i++) {
         json_t *v = random_value(0, true);
         size_t len = 0;
         char *text = proto_json_dumps(v, 0, &len);
