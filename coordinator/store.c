@@ -1430,10 +1430,11 @@ coord_store_output_get(struct coord_store *s, const char *job_id, char **out_std
                        co_err *err)
 {
     struct db_res r;
-    int rc = -1, got;
+    int rc = -1, got = -1;
     int64_t one;
     bool found;
 
+    *out_stdout = *out_stderr = NULL;
     if (tx_begin(s, false, err) < 0)
         return -1;
     if (q_int(s, Q_JOB_GET_NOCODE, PARAMS(P_TEXT(job_id)), &one, &found, err) < 0)
@@ -1459,8 +1460,14 @@ coord_store_output_get(struct coord_store *s, const char *job_id, char **out_std
     if (got >= 0)
         rc = 0;
 out:
-    /* A read-only transaction: ending it cannot lose anything the caller got. */
-    return tx_end(s, rc, err);
+    rc = tx_end(s, rc, err);
+    if (rc < 0 && got >= 0 && *out_stdout) {
+        /* The snapshot could not be closed cleanly: report the error, not half an answer. */
+        free(*out_stdout);
+        free(*out_stderr);
+        *out_stdout = *out_stderr = NULL;
+    }
+    return rc;
 }
 
 /* ---- workers ---- */
