@@ -807,6 +807,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         goto out;
     }
     coord_db_set_context(db, srv->ctx);
+    /* Work queued during PROTOCOL_INIT finished without a wake-up: look at it now. */
+    lws_cancel_service(srv->ctx);
     co_info("listening host=%s port=%d store=%s frontend=%s", cfg->host, cfg->port, backend,
             cfg->frontend_dir);
 
