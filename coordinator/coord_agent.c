@@ -70,6 +70,9 @@ hub_destroy(struct coord_agents *hub)
     if (hub->events && hub->ev_handle > 0)
         coord_events_unsubscribe(hub->events, hub->ev_handle);
     hub->events = NULL;
+    if (hub->wq_scheduled)
+        lws_sul_cancel(&hub->wq_sul);
+    hub->wq_scheduled = false;
     hub->dead = true;
     if (hub->inflight == 0)
         hub_free_now(hub);
@@ -86,6 +89,98 @@ agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_wor
     }
     hub->inflight++;
     return 0;
+}
+
+struct wbatch {
+    struct coord_agents *hub;
+    struct agent_wop *ops;
+    size_t n;
+};
+
+static void
+wbatch_work(struct coord_store *store, void *arg)
+{
+    struct wbatch *b = arg;
+    for (struct agent_wop *op = b->ops; op; op = op->next)
+        op->work(store, op->arg);
+}
+
+static void wq_flush(struct coord_agents *hub);
+
+static void
+wbatch_done(void *arg)
+{
+    struct wbatch *b = arg;
+    struct coord_agents *hub = b->hub;
+    struct agent_wop *op = b->ops;
+    free(b);
+    while (op) {
+        struct agent_wop *next = op->next;
+        if (op->done)
+            op->done(op->arg);
+        free(op);
+        op = next;
+    }
+    /* The batch held its own count, so the completions above cannot have freed the hub. */
+    if (!agent_hub_complete(hub))
+        return;
+    hub->wq_busy = false;
+    if (hub->wq_head)
+        wq_flush(hub);
+}
+
+static void
+wq_timer_cb(lws_sorted_usec_list_t *sul)
+{
+    struct coord_agents *hub = lws_container_of(sul, struct coord_agents, wq_sul);
+    hub->wq_scheduled = false;
+    if (!hub->wq_busy && hub->wq_head)
+        wq_flush(hub);
+}
+
+static void
+wq_flush(struct coord_agents *hub)
+{
+    struct wbatch *b = co_xcalloc(1, sizeof(*b));
+    b->hub = hub;
+    b->ops = hub->wq_head;
+    for (struct agent_wop *op = b->ops; op; op = op->next)
+        b->n++;
+    co_err err = CO_ERR_INIT;
+    if (coord_db_submit(hub->db, COORD_DB_WRITE, wbatch_work, wbatch_done, b, &err) < 0) {
+        /* The executor is full: keep the writes and try again shortly. */
+        free(b);
+        if (!hub->wq_scheduled) {
+            hub->wq_scheduled = true;
+            lws_sul_schedule(hub->ctx, 0, &hub->wq_sul, wq_timer_cb, 50 * LWS_US_PER_MS);
+        }
+        return;
+    }
+    hub->wq_head = hub->wq_tail = NULL;
+    hub->inflight++;
+    hub->wq_busy = true;
+    hub->batches++;
+    hub->batched_ops += b->n;
+}
+
+void
+agent_hub_write(struct coord_agents *hub, coord_db_work_fn work, coord_db_done_fn done, void *arg)
+{
+    struct agent_wop *op = co_xcalloc(1, sizeof(*op));
+    op->work = work;
+    op->done = done;
+    op->arg = arg;
+    if (hub->wq_tail)
+        hub->wq_tail->next = op;
+    else
+        hub->wq_head = op;
+    hub->wq_tail = op;
+    hub->inflight++;
+    /* Flush at the end of this loop turn, so that the writes of a burst share one item. */
+    if (!hub->wq_busy && !hub->wq_scheduled) {
+        hub->wq_scheduled = true;
+        lws_sul_schedule(hub->ctx, 0, &hub->wq_sul, wq_timer_cb, 1);
+    }
 }
 
 bool
@@ -240,16 +335,18 @@ agent_sess_find(struct agent_sess *s, const char *job_id)
 }
 
 struct agent_job *
-agent_sess_add_job(struct agent_sess *s, const char *job_id, int attempt, int64_t cores,
-                   int64_t ram_mb, enum agent_job_state st)
+agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attempt,
+                   enum agent_job_state st)
 {
+    int64_t cores = job->required_cores, ram_mb = job->required_ram_mb;
     if (s->n_jobs == s->cap_jobs) {
         s->cap_jobs = s->cap_jobs ? s->cap_jobs * 2 : 8;
         s->jobs = co_xreallocarray(s->jobs, s->cap_jobs, sizeof(*s->jobs));
     }
     struct agent_job *j = &s->jobs[s->n_jobs++];
     memset(j, 0, sizeof(*j));
-    co_strlcpy(j->job_id, job_id, sizeof(j->job_id));
+    co_strlcpy(j->job_id, job->job_id, sizeof(j->job_id));
+    co_strlcpy(j->buyer_id, job->buyer_id, sizeof(j->buyer_id));
     j->attempt = attempt;
     j->cores = cores;
     j->ram_mb = ram_mb;
@@ -573,7 +670,7 @@ hello_done(void *arg)
         enum agent_job_state st = j->status == COORD_JOB_RUNNING ? AJ_RUNNING : AJ_ACCEPTED;
         if (it->resend[i])
             st = AJ_ASSIGNED;
-        agent_sess_add_job(s, j->job_id, j->attempts, j->required_cores, j->required_ram_mb, st);
+        agent_sess_add_job(s, j, j->attempts, st);
         if (it->resend[i]) {
             agent_sess_send_assign(s, j);
             resent++;
@@ -715,13 +812,9 @@ job_item_free(struct job_item *it)
 }
 
 static void
-job_item_submit(struct job_item *it, enum coord_db_lane lane, coord_db_work_fn work,
-                coord_db_done_fn done)
+job_item_submit(struct job_item *it, coord_db_work_fn work, coord_db_done_fn done)
 {
-    if (agent_hub_submit(it->s->hub, lane, work, done, it) < 0) {
-        co_warn("job message dropped: database queue full job=%s", it->job_id);
-        job_item_free(it);
-    }
+    agent_hub_write(it->s->hub, work, done, it);
 }
 
 static void
@@ -784,17 +877,6 @@ finish_work(struct coord_store *store, void *arg)
     it->changed = false;
     it->rc = coord_store_job_finish(store, it->job_id, it->worker_id, it->attempt, &it->res,
                                     &it->changed, &it->err);
-    if (it->rc == 0 && it->changed) {
-        struct coord_job j = {0};
-        co_err err = CO_ERR_INIT;
-        if (coord_store_job_get(store, it->job_id, false, &j, &err) == 0) {
-            co_strlcpy(it->buyer_id, j.buyer_id, sizeof(it->buyer_id));
-            coord_job_release(&j);
-        }
-        struct coord_worker w = {0};
-        if (coord_store_worker_get(store, it->worker_id, &w, &err) == 0)
-            co_strlcpy(it->owner_id, w.owner_id, sizeof(it->owner_id));
-    }
 }
 
 static void
@@ -838,7 +920,7 @@ finish_done(void *arg)
                      it->worker_id, coord_job_status_name(it->res.status));
             agent_hub_publish(hub, COORD_EVENT_JOB, it->job_id);
             agent_hub_publish(hub, COORD_EVENT_CREDITS, it->buyer_id);
-            if (strcmp(it->owner_id, it->buyer_id) != 0)
+            if (it->owner_id[0] && strcmp(it->owner_id, it->buyer_id) != 0)
                 agent_hub_publish(hub, COORD_EVENT_CREDITS, it->owner_id);
         }
     } else if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
@@ -857,7 +939,7 @@ finish_done(void *arg)
 static void
 finish_submit(struct job_item *it)
 {
-    job_item_submit(it, COORD_DB_WRITE, finish_work, finish_done);
+    job_item_submit(it, finish_work, finish_done);
 }
 
 /* Map the sandbox outcome of job.finished to the job's final state. */
@@ -939,6 +1021,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
                 j->attempt, s->worker_id, m->u.ack.reason ? m->u.ack.reason : "");
         j->finishing = true;
         it = job_item_new(s, &m->u.ack.job);
+        co_strlcpy(it->buyer_id, j->buyer_id, sizeof(it->buyer_id));
         it->res.status = COORD_JOB_FAILED;
         it->res.failure = COORD_FAIL_SANDBOX_ERROR;
         it->res.platform_fault = true;
@@ -958,7 +1041,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         j->state = AJ_RUNNING;
         j->since_ms = co_mono_ms();
         it = job_item_new(s, &m->u.started.job);
-        job_item_submit(it, COORD_DB_WRITE, started_work, started_done);
+        job_item_submit(it, started_work, started_done);
         return;
     case PROTO_MSG_JOB_OUTPUT: {
         struct proto_job_output *o = &m->u.output;
@@ -977,7 +1060,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         it->len = o->data_len;
         o->data = NULL;
         o->data_len = 0;
-        job_item_submit(it, COORD_DB_WRITE, output_work, output_done);
+        job_item_submit(it, output_work, output_done);
         return;
     }
     case PROTO_MSG_JOB_FINISHED:
@@ -993,6 +1076,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
             return;
         j->finishing = true;
         it = job_item_new(s, &m->u.finished.job);
+        co_strlcpy(it->buyer_id, j->buyer_id, sizeof(it->buyer_id));
         result_of(&m->u.finished, &it->res);
         finish_submit(it);
         return;

@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <libwebsockets.h>
+
 #include "co_buf.h"
 #include "co_id.h"
 #include "coord_agent.h"
@@ -40,7 +42,8 @@ enum agent_job_state {
 /* One job an agent holds (or is being given): its capacity is counted against the agent. */
 struct agent_job {
     char job_id[CO_ID_MAX + 1];
-    int attempt; /* 0 while claiming */
+    char buyer_id[CO_ID_MAX + 1]; /* for the credits events of its settlement */
+    int attempt;                  /* 0 while claiming */
     int64_t cores;
     int64_t ram_mb;
     enum agent_job_state state;
@@ -93,6 +96,14 @@ struct agent_sess {
 struct coord_sched;
 struct coord_lease;
 
+/* One queued write of the hub's write batch. */
+struct agent_wop {
+    struct agent_wop *next;
+    coord_db_work_fn work;
+    coord_db_done_fn done;
+    void *arg;
+};
+
 struct agent_output_sub {
     coord_agent_output_fn fn;
     void *ud;
@@ -118,6 +129,12 @@ struct coord_agents {
     struct agent_output_sub *out_subs;
     size_t n_out_subs;
     uint64_t stale_dropped; /* messages of a stale attempt that were ignored */
+    /* Write batch: writes queued during a loop turn go to the database as one item. */
+    struct agent_wop *wq_head, *wq_tail;
+    bool wq_busy;      /* a batch is in flight */
+    bool wq_scheduled; /* the flush timer is armed */
+    lws_sorted_usec_list_t wq_sul;
+    uint64_t batches, batched_ops;
 };
 
 /* ---- coord_agent.c, for the scheduler and the reaper ---- */
@@ -129,8 +146,8 @@ void agent_sess_unref(struct agent_sess *s);
 /** The job entry of @s for @job_id, or NULL. */
 struct agent_job *agent_sess_find(struct agent_sess *s, const char *job_id);
 /** Add a job entry and count its capacity; returns the entry (valid until the next add/remove). */
-struct agent_job *agent_sess_add_job(struct agent_sess *s, const char *job_id, int attempt,
-                                     int64_t cores, int64_t ram_mb, enum agent_job_state st);
+struct agent_job *agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attempt,
+                                     enum agent_job_state st);
 /** Remove the entry of @job_id (if any) and give its capacity back. */
 void agent_sess_remove_job(struct agent_sess *s, const char *job_id);
 /** True if any live session holds @job_id. */
@@ -147,6 +164,14 @@ void agent_sess_close(struct agent_sess *s, int code, const char *reason);
 /** Submit database work on behalf of the hub (counts it in flight). */
 int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_work_fn work,
                      coord_db_done_fn done, void *arg);
+/**
+ * Queue a write (claim, started, output, finished...) for the hub's write batch: the writes of
+ * one loop turn run in order as one database item, one batch at a time (so the writes about one
+ * job never overtake each other), and each @done runs after the batch on the lws thread.  Counts
+ * it in flight like agent_hub_submit(); never fails (a full queue retries the batch later).
+ */
+void agent_hub_write(struct coord_agents *hub, coord_db_work_fn work, coord_db_done_fn done,
+                     void *arg);
 /**
  * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
  * (the completion must only free its item).

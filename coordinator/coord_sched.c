@@ -24,6 +24,7 @@ struct coord_sched {
 struct pass_item {
     struct coord_sched *sc;
     struct coord_agents *hub;
+    int64_t limit;
     int rc;
     co_err err;
     struct coord_job_list jobs;
@@ -70,16 +71,21 @@ coord_sched_passes(const struct coord_sched *sc)
     return sc ? sc->passes : 0;
 }
 
-/* True if some welcomed agent has free cores and RAM at all (else a pass is pointless). */
-static bool
-sched_any_room(struct coord_agents *hub)
+/*
+ * Free cores over the welcomed agents (0: a pass is pointless).  Every job needs a core, so a
+ * pass reads a few times that many pending jobs (enough to see the jobs that fit and the larger,
+ * more urgent ones that reserve an agent) instead of the whole queue.
+ */
+static int64_t
+sched_free_cores(struct coord_agents *hub)
 {
+    int64_t n = 0;
     for (size_t i = 0; i < hub->n_sess; i++) {
         struct agent_sess *s = hub->sess[i];
         if (s->wsi && s->state == AS_READY && s->free_cores > 0 && s->free_ram_mb > 0)
-            return true;
+            n += s->free_cores;
     }
-    return false;
+    return n;
 }
 
 void
@@ -102,7 +108,7 @@ static void
 pending_work(struct coord_store *store, void *arg)
 {
     struct pass_item *it = arg;
-    it->rc = coord_store_job_pending(store, COORD_SCHED_BATCH, &it->jobs, &it->err);
+    it->rc = coord_store_job_pending(store, it->limit, &it->jobs, &it->err);
 }
 
 static void
@@ -159,8 +165,7 @@ claim_done(void *arg)
             struct agent_sess *o = hub->sess[i];
             if (o != s && o->wsi && o->state == AS_READY &&
                 strcmp(o->worker_id, it->worker_id) == 0 && !agent_sess_find(o, it->job_id)) {
-                agent_sess_add_job(o, it->job_id, it->job.attempts, it->job.required_cores,
-                                   it->job.required_ram_mb, AJ_ASSIGNED);
+                agent_sess_add_job(o, &it->job, it->job.attempts, AJ_ASSIGNED);
                 agent_sess_send_assign(o, &it->job);
                 break;
             }
@@ -195,13 +200,9 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
     it->s = s;
     co_strlcpy(it->job_id, job->job_id, sizeof(it->job_id));
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
-    agent_sess_add_job(s, job->job_id, 0, job->required_cores, job->required_ram_mb, AJ_CLAIMING);
+    agent_sess_add_job(s, job, 0, AJ_CLAIMING);
     agent_sess_ref(s);
-    if (agent_hub_submit(hub, COORD_DB_WRITE, claim_work, claim_done, it) < 0) {
-        agent_sess_remove_job(s, job->job_id);
-        agent_sess_unref(s);
-        free(it);
-    }
+    agent_hub_write(hub, claim_work, claim_done, it);
 }
 
 /* Place the pending jobs of one read on the agents (lws thread). */
@@ -275,7 +276,7 @@ pass_done(void *arg)
         goto out; /* the lease tick kicks again */
     }
     size_t placed = sched_place(sc, &it->jobs);
-    if (sc->again || (placed > 0 && it->jobs.len >= COORD_SCHED_BATCH)) {
+    if (sc->again || (placed > 0 && (int64_t)it->jobs.len >= it->limit)) {
         sc->again = false;
         coord_sched_kick(sc);
     }
@@ -291,11 +292,15 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     struct coord_agents *hub = sc->hub;
     sc->scheduled = false;
     sc->again = false;
-    if (sc->running || !sched_any_room(hub))
+    int64_t free_cores = sched_free_cores(hub);
+    if (sc->running || free_cores == 0)
         return;
     struct pass_item *it = co_xcalloc(1, sizeof(*it));
     it->sc = sc;
     it->hub = hub;
+    it->limit = free_cores * 4 < 32 ? 32 : free_cores * 4;
+    if (it->limit > COORD_SCHED_BATCH)
+        it->limit = COORD_SCHED_BATCH;
     sc->running = true;
     sc->passes++;
     if (agent_hub_submit(hub, COORD_DB_READ, pending_work, pass_done, it) < 0) {

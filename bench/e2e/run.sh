@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# End-to-end benchmark (see bench_e2e.py): N trivial jobs through HTTP with one local agent.
+# Prints jobs/s end to end, p50/p99 submit->finished, p50 submit->agent-receives, and the
+# dispatch-only figures with the agent in its benchmark mode (--bench-no-sandbox, never the
+# default).  Figures only; nothing is asserted.
+#
+# Environment: CO_SRC_DIR, CO_BUILD_DIR (binaries), BENCH_JOBS (default 2000), BENCH_THREADS (4),
+# BENCH_CORES (cores the agent offers, default 8; 64 in dispatch-only mode: BENCH_DISPATCH_CORES,
+# so that 64 jobs can be in flight), BENCH_PHASES
+# (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
+build=${CO_BUILD_DIR:-$src/build}
+args=(--coordinator "$build/coordinator/cacheout-coordinator" --agent "$build/agent/cacheout-agent"
+    --sql-dir "$src/sql" --jobs "${BENCH_JOBS:-2000}" --threads "${BENCH_THREADS:-4}"
+    --cores "${BENCH_CORES:-8}" --dispatch-cores "${BENCH_DISPATCH_CORES:-64}")
+for bin in "$build/coordinator/cacheout-coordinator" "$build/agent/cacheout-agent"; do
+    [ -x "$bin" ] || { echo "bench/e2e: missing $bin (build first)"; exit 1; }
+done
+python3 "$here/bench_e2e.py" "${args[@]}" --phases "${BENCH_PHASES:-latency,sandboxed,dispatch,drain}" || exit 1
+if [ "${BENCH_PG:-0}" = 1 ]; then
+    # shellcheck source=../../tests/lib/pg.sh
+    . "$src/tests/lib/pg.sh"
+    if pg_start; then
+        python3 "$here/bench_e2e.py" "${args[@]}" --database-url "$DATABASE_URL" \
+            --phases "${BENCH_PHASES:-sandboxed,dispatch,drain}"
+        pg_stop
+    else
+        echo "bench/e2e: PostgreSQL could not be started; skipped the PostgreSQL figures"
+    fi
+fi
