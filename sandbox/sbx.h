@@ -175,4 +175,12 @@ int sbx_run(const struct sbx_spec *spec, struct sbx_result *res, co_err *err)
 int sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct sbx_result *res,
                co_err *err) __attribute__((warn_unused_result));
 
+/**
+ * Prepare for many runs in this process (the agent): keep @n fresh, empty network namespaces
+ * ready in a background thread, so that jobs with network "none" do not create one on their
+ * critical path.  Each namespace serves exactly one job.  Calling again changes @n; 0 is a no-op.
+ * Errors: the thread cannot be started.
+ */
+int sbx_prewarm(unsigned n, co_err *err) __attribute__((warn_unused_result));
+
 #endif

@@ -33,4 +33,10 @@ const char **sbx_build_env(const char *const *extra);
 int sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
     __attribute__((warn_unused_result));
 
+/**
+ * A fresh network namespace from the pool filled by sbx_prewarm(): an fd the caller owns, or -1
+ * when the pool is empty or not running (the caller then creates one with clone()).
+ */
+int sbx_netns_take(void);
+
 #endif

@@ -57,6 +57,7 @@ enum step {
     STEP_SIGNALS,
     STEP_CGROUP_JOIN,
     STEP_CGROUP_NS,
+    STEP_NETNS,
     STEP_MOUNT_PRIVATE,
     STEP_ROOT_BIND,
     STEP_ROOT_CHDIR,
@@ -97,6 +98,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_SIGNALS] = "signals",
     [STEP_CGROUP_JOIN] = "cgroup_join",
     [STEP_CGROUP_NS] = "cgroup_namespace",
+    [STEP_NETNS] = "network_namespace",
     [STEP_MOUNT_PRIVATE] = "mount_private",
     [STEP_ROOT_BIND] = "root_bind",
     [STEP_ROOT_CHDIR] = "root_chdir",
@@ -136,6 +138,7 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_SIGNALS] = "reset signals",
     [STEP_CGROUP_JOIN] = "join the job cgroup",
     [STEP_CGROUP_NS] = "create cgroup namespace",
+    [STEP_NETNS] = "enter the prepared network namespace",
     [STEP_MOUNT_PRIVATE] = "make mounts private",
     [STEP_ROOT_BIND] = "bind the image root",
     [STEP_ROOT_CHDIR] = "enter the new root",
@@ -182,6 +185,7 @@ struct child_ctx {
     const struct sbx_image *img;
     const struct sbx_cgroup *cg;
     int status_w, out_w, err_w;
+    int netns_fd; /* a fresh namespace from the pool, or -1: clone() made one */
     int keep[8 + SBX_FILES_MAX];
     int n_keep;
     const struct sbx_spec *spec;
@@ -391,6 +395,10 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
         close(fd);
     }
     TRY(STEP_CGROUP_NS, unshare(CLONE_NEWCGROUP));
+    if (c->netns_fd >= 0) {
+        TRY(STEP_NETNS, setns(c->netns_fd, CLONE_NEWNET));
+        close(c->netns_fd);
+    }
 
     /* The new root: the image folder bound onto itself, with host folders bound read-only. */
     TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
@@ -687,6 +695,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     int lock_fd = -1;
     int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     int *file_fds = NULL;
+    int netns_fd = -1;
     mode_t *file_modes = NULL;
     const char **envp = NULL;
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
@@ -770,6 +779,11 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     c->keep[c->n_keep++] = c->status_w;
     c->keep[c->n_keep++] = c->out_w;
     c->keep[c->n_keep++] = c->err_w;
+    if (spec->network == SBX_NET_NONE)
+        netns_fd = sbx_netns_take();
+    c->netns_fd = netns_fd;
+    if (netns_fd >= 0)
+        c->keep[c->n_keep++] = netns_fd;
     for (size_t i = 0; i < spec->n_files; i++) {
         if (file_fds[i] >= 0)
             c->keep[c->n_keep++] = file_fds[i];
@@ -806,10 +820,10 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int64_t t0 = co_mono_ns();
-    long pid =
-        syscall(SYS_clone,
-                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD,
-                NULL, NULL, NULL, NULL);
+    unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    if (netns_fd < 0)
+        flags |= CLONE_NEWNET;
+    long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
     if (pid == 0)
         child_main(c);
     int clone_errno = errno;
@@ -1018,6 +1032,8 @@ out:
                 close(file_fds[i]);
         }
     }
+    if (netns_fd >= 0)
+        close(netns_fd);
     if (lock_fd >= 0)
         close(lock_fd);
     co_buf_release(&r.out.buf);

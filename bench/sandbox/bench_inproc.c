@@ -1,0 +1,113 @@
+/*
+ * sbx-bench-inproc: the per-job overhead of sbx_run() as the agent uses it (one long-lived
+ * process running job after job) over plain fork+exec+wait of the same program.
+ *   sbx-bench-inproc [ITERATIONS [PROGRAM]]     (default 200, /bin/true)
+ * Prints the median and p90 of each and the difference of the medians.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "co_alloc.h"
+#include "co_time.h"
+#include "sbx.h"
+
+static int
+cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static double
+pct(int64_t *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_i64);
+    int i = (int)(p * (n - 1) + 0.5);
+    return (double)v[i] / 1e6;
+}
+
+static int64_t
+plain_once(char *const *argv)
+{
+    int64_t t0 = co_mono_ns();
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(1);
+    }
+    if (pid == 0) {
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "plain run failed (status 0x%x)\n", st);
+        exit(1);
+    }
+    return co_mono_ns() - t0;
+}
+
+static int64_t
+sbx_once(const struct sbx_spec *spec)
+{
+    struct sbx_result res;
+    co_err err = CO_ERR_INIT;
+    int64_t t0 = co_mono_ns();
+    if (sbx_run(spec, &res, &err) < 0 || res.status != SBX_OK) {
+        fprintf(stderr, "sbx_run failed: %s (%s)\n", err.msg, sbx_status_name(res.status));
+        exit(1);
+    }
+    int64_t dt = co_mono_ns() - t0;
+    sbx_result_release(&res);
+    return dt;
+}
+
+int
+main(int argc, char **argv)
+{
+    int n = argc > 1 ? atoi(argv[1]) : 200;
+    const char *prog = argc > 2 ? argv[2] : "/bin/true";
+    if (n < 5)
+        n = 5;
+    char *pargv[] = {(char *)prog, NULL};
+    const char *sargv[] = {prog, NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = sargv;
+
+    /* As the agent does: keep fresh network namespaces ready off the critical path. */
+    co_err err = CO_ERR_INIT;
+    if (getenv("SBX_NO_PREWARM") == NULL && sbx_prewarm(2, &err) < 0) {
+        fprintf(stderr, "sbx_prewarm: %s\n", err.msg);
+        return 1;
+    }
+    int64_t *plain = co_xcalloc((size_t)n, sizeof(int64_t));
+    int64_t *sbx = co_xcalloc((size_t)n, sizeof(int64_t));
+    /* Warm up: the first sbx_run detects cgroups, builds the seccomp program and the default
+     * image skeleton once per process. */
+    for (int i = 0; i < 5; i++) {
+        plain_once(pargv);
+        sbx_once(&spec);
+    }
+    for (int i = 0; i < n; i++) {
+        plain[i] = plain_once(pargv);
+        sbx[i] = sbx_once(&spec);
+    }
+    double pm = pct(plain, n, 0.5), p90 = pct(plain, n, 0.9);
+    double sm = pct(sbx, n, 0.5), s90 = pct(sbx, n, 0.9);
+    printf("in-process, %d runs of %s (interleaved)%s:\n", n, prog,
+           getenv("SBX_NO_PREWARM") ? "" : ", network namespaces prewarmed");
+    printf("  fork+exec+wait   median %.3f ms  p90 %.3f ms\n", pm, p90);
+    printf("  sbx_run          median %.3f ms  p90 %.3f ms\n", sm, s90);
+    printf("  overhead per job (median difference): %.3f ms (target <= 2.5 ms)\n", sm - pm);
+    free(plain);
+    free(sbx);
+    return 0;
+}

@@ -1,0 +1,121 @@
+/*
+ * A pool of fresh network namespaces for jobs with network "none".  Creating a network namespace
+ * is the most expensive part of a sandbox start (about 0.8 ms of the kernel's time here, against
+ * about 0.1 ms for the pid, ipc and uts namespaces): with sbx_prewarm() a background thread
+ * creates them ahead of time.  Each namespace is handed to exactly one job and never reused, so
+ * a job still gets a fresh, empty namespace; only the creation moves off its critical path.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sbx.h"
+#include "sbx_internal.h"
+
+#define POOL_MAX 32
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static int pool_fds[POOL_MAX];
+static unsigned pool_n;
+static unsigned pool_target;
+static bool pool_started;
+
+/* Create a namespace from this (dedicated) thread and switch the thread back to @home. */
+static int
+create_one(int home)
+{
+    if (unshare(CLONE_NEWNET) < 0)
+        return -1;
+    int fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    int saved = errno;
+    if (setns(home, CLONE_NEWNET) < 0) {
+        /* This thread cannot return to the host namespace: stop filling the pool. */
+        if (fd >= 0)
+            close(fd);
+        errno = saved;
+        return -2;
+    }
+    errno = saved;
+    return fd;
+}
+
+static void *
+pool_main(void *arg)
+{
+    int home = (int)(intptr_t)arg;
+    for (;;) {
+        pthread_mutex_lock(&pool_mu);
+        while (pool_n >= pool_target)
+            pthread_cond_wait(&pool_cv, &pool_mu);
+        pthread_mutex_unlock(&pool_mu);
+        int fd = create_one(home);
+        if (fd == -2)
+            break;
+        if (fd < 0) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        pthread_mutex_lock(&pool_mu);
+        pool_fds[pool_n++] = fd;
+        pthread_mutex_unlock(&pool_mu);
+    }
+    pthread_mutex_lock(&pool_mu);
+    pool_target = 0;
+    pthread_mutex_unlock(&pool_mu);
+    close(home);
+    return NULL;
+}
+
+int
+sbx_prewarm(unsigned n, co_err *err)
+{
+    if (n == 0)
+        return 0;
+    if (n > POOL_MAX)
+        n = POOL_MAX;
+    pthread_mutex_lock(&pool_mu);
+    int rc = 0;
+    if (!pool_started) {
+        int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (home < 0) {
+            rc = co_err_sys(err, errno, "cannot open '/proc/self/ns/net'");
+            goto out;
+        }
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &attr, pool_main, (void *)(intptr_t)home);
+        pthread_attr_destroy(&attr);
+        if (e != 0) {
+            close(home);
+            rc = co_err_sys(err, e, "cannot start the network namespace pool thread");
+            goto out;
+        }
+        pool_started = true;
+    }
+    pool_target = n;
+    pthread_cond_signal(&pool_cv);
+out:
+    pthread_mutex_unlock(&pool_mu);
+    return rc;
+}
+
+int
+sbx_netns_take(void)
+{
+    int fd = -1;
+    pthread_mutex_lock(&pool_mu);
+    if (pool_n > 0) {
+        fd = pool_fds[--pool_n];
+        pthread_cond_signal(&pool_cv);
+    }
+    pthread_mutex_unlock(&pool_mu);
+    return fd;
+}
