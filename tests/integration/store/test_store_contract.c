@@ -952,6 +952,64 @@ t_restart(void)
     return 0;
 }
 
+static int
+t_urls(void)
+{
+    struct coord_store_config c = cfg;
+    struct coord_store *s = NULL;
+    char tmpl[] = "/tmp/cacheout-store-url.XXXXXX";
+    char cwd[4096];
+
+    c.url = "mysql://user:secret@db/x";
+    FAILS(coord_store_open(&c, &s, &E), CO_E_INVAL);
+    CHECK(strstr(E.msg, "secret") == NULL);
+    c.url = "sqlite:///";
+    FAILS(coord_store_open(&c, &s, &E), CO_E_INVAL);
+    c.url = "postgresql://postgres@127.0.0.1:1/nothing";
+    FAILS(coord_store_open(&c, &s, &E), CO_E_UNAVAILABLE);
+    /* sqlite:///rel is relative to the working directory; missing folders are created. */
+    CHECK(getcwd(cwd, sizeof(cwd)) != NULL);
+    CHECK(mkdtemp(tmpl) != NULL);
+    CHECK(chdir(tmpl) == 0);
+    c.url = "sqlite:///var/sub/cacheout.db";
+    int rc = coord_store_open(&c, &s, &E);
+    if (rc == 0)
+        rc = coord_store_migrate(s, sql_dir, &E);
+    coord_store_close(s);
+    s = NULL;
+    bool made = access("var/sub/cacheout.db", F_OK) == 0;
+    /* Without a URL the default file is var/cacheout.db. */
+    c.url = NULL;
+    int rc2 = coord_store_open(&c, &s, &E);
+    coord_store_close(s);
+    bool made2 = access("var/cacheout.db", F_OK) == 0;
+    const char *files[] = {"var/sub/cacheout.db",     "var/sub/cacheout.db-wal",
+                           "var/sub/cacheout.db-shm", "var/cacheout.db",
+                           "var/cacheout.db-wal",     "var/cacheout.db-shm"};
+    for (size_t i = 0; i < CO_ARRAY_LEN(files); i++)
+        unlink(files[i]);
+    rmdir("var/sub");
+    rmdir("var");
+    CHECK(chdir(cwd) == 0);
+    rmdir(tmpl);
+    if (rc < 0 || rc2 < 0)
+        FAIL("relative sqlite url: %s", E.msg);
+    CHECK(made);
+    CHECK(made2);
+    /* An absolute one: sqlite:////abs/path. */
+    char abs[256];
+    snprintf(abs, sizeof(abs), "sqlite:///%s.db", tmpl);
+    c.url = abs;
+    OK(coord_store_open(&c, &s, &E));
+    CHECK_EQ(strcmp(coord_store_backend(s), "sqlite"), 0);
+    coord_store_close(s);
+    snprintf(abs, sizeof(abs), "%s.db", tmpl);
+    made = access(abs, F_OK) == 0;
+    unlink(abs);
+    CHECK(made);
+    return 0;
+}
+
 /* ---- concurrency ---- */
 
 #define N_PARALLEL 50
@@ -1342,6 +1400,7 @@ main(void)
 {
     static const struct tcase cases[] = {
         {"migrate_again", t_migrate_again},
+        {"database_urls", t_urls},
         {"starting_credits", t_starting_credits},
         {"submit_402_nothing_stored", t_submit_402},
         {"duplicate_job_id", t_duplicate_job},
