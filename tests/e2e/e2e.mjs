@@ -127,6 +127,8 @@ const coordEnv = {
   MAX_JOB_CORES: "8",
   MAX_JOB_RAM_MB: "16384",
   DEFAULT_STARTING_CREDITS: "100",
+  COST_PER_CORE: "0.1",
+  COST_PER_100MB_RAM: "0.001",
   CORS_ORIGINS: BASE,
   LOG_LEVEL: "INFO",
 };
@@ -345,6 +347,13 @@ await step("the README example submitted through the form goes pending -> runnin
   await page.getByRole("button", { name: "Fill example" }).click();
   await page.getByLabel("Buyer id").fill("default-buyer");
   await shot("submit");
+  // 2 cores * 0.1 + 4096 MB / 100 * 0.001 = 0.24096 credits, when the coordinator reports pricing.
+  const preview = ((await page.getByTestId("cost-preview").textContent()) ?? "").trim();
+  if (/computed on submit/.test(preview)) {
+    log("     NOTE: the coordinator reports no pricing (snapshot or health metrics.pricing): no cost preview");
+  } else {
+    assert(preview === "0.24096 credits", `cost preview "${preview}", expected "0.24096 credits"`);
+  }
   await page.getByRole("button", { name: "Submit job" }).click();
   await page.waitForURL(/\/jobs\/[^/]+$/);
   jobId = decodeURIComponent(page.url().split("/jobs/")[1]);
@@ -391,8 +400,8 @@ await step("credits page shows the buyer's balance and ledger", async () => {
   const avail = page.getByTestId("credits-available");
   await avail.waitFor();
   const text = (await avail.textContent()) ?? "";
-  // 100 starting credits minus the example's cost (2 cores, 4096 MB) at the default prices.
-  assert(/^\d[\d,]*\.\d+$/.test(text.trim()), `balance "${text}"`);
+  // 100 starting credits minus the example's cost (2 cores, 4096 MB at 0.1 and 0.001).
+  assert(text.trim() === "99.75904", `balance "${text}", expected 99.75904`);
   await page.getByRole("table", { name: "Ledger" }).waitFor();
   await shot("credits");
 });

@@ -34,38 +34,58 @@ export function LiveChart({
   const last = visible[visible.length - 1];
   const minutes = Math.round(windowMs / 60000);
 
+  // The plot stretches to the card's width (preserveAspectRatio none), so its text is HTML laid
+  // over it rather than SVG text, which would be distorted.
   return (
     <figure>
-      <svg
-        viewBox={`0 0 ${W} ${H}`}
-        className="h-48 w-full"
-        role="img"
-        aria-label={`${labelA} and ${labelB} over the last ${minutes} minutes${
-          last ? `: now ${last.a.toFixed(1)} and ${last.b}` : ""
-        }`}
-        preserveAspectRatio="none"
-      >
+      <div className="relative">
+        <svg
+          viewBox={`0 0 ${W} ${H}`}
+          className="h-48 w-full"
+          role="img"
+          aria-label={`${labelA} and ${labelB} over the last ${minutes} minutes${
+            last ? `: now ${last.a.toFixed(1)} and ${last.b}` : ""
+          }`}
+          preserveAspectRatio="none"
+        >
+          {ticks.map((v) => (
+            <line
+              key={v}
+              x1={pad.l}
+              x2={W - pad.r}
+              y1={y(v)}
+              y2={y(v)}
+              stroke="#e2e8f0"
+              strokeDasharray={v === 0 ? undefined : "3 3"}
+              vectorEffect="non-scaling-stroke"
+            />
+          ))}
+          {visible.length > 1 && (
+            <>
+              <path d={path("b")} fill="none" stroke="#10b981" strokeWidth="2" vectorEffect="non-scaling-stroke" />
+              <path d={path("a")} fill="none" stroke="#6366f1" strokeWidth="2" vectorEffect="non-scaling-stroke" />
+            </>
+          )}
+        </svg>
         {ticks.map((v) => (
-          <g key={v}>
-            <line x1={pad.l} x2={W - pad.r} y1={y(v)} y2={y(v)} stroke="#e2e8f0" strokeDasharray={v === 0 ? undefined : "3 3"} />
-            <text x={pad.l - 6} y={y(v) + 4} textAnchor="end" fontSize="10" fill="#94a3b8">
-              {Number.isInteger(v) ? v : v.toFixed(1)}
-            </text>
-          </g>
+          <span
+            key={v}
+            className="pointer-events-none absolute left-0 -translate-y-1/2 text-[10px] tabular-nums text-slate-400"
+            style={{ top: `${(y(v) / H) * 100}%` }}
+            aria-hidden
+          >
+            {Number.isInteger(v) ? v : v.toFixed(1)}
+          </span>
         ))}
-        <text x={pad.l} y={H - 6} fontSize="10" fill="#94a3b8">
-          −{minutes} min
-        </text>
-        <text x={W - pad.r} y={H - 6} fontSize="10" fill="#94a3b8" textAnchor="end">
-          now
-        </text>
-        {visible.length > 1 && (
-          <>
-            <path d={path("b")} fill="none" stroke="#10b981" strokeWidth="2" vectorEffect="non-scaling-stroke" />
-            <path d={path("a")} fill="none" stroke="#6366f1" strokeWidth="2" vectorEffect="non-scaling-stroke" />
-          </>
-        )}
-      </svg>
+        <div
+          className="pointer-events-none absolute bottom-0 flex justify-between text-[10px] text-slate-400"
+          style={{ left: `${(pad.l / W) * 100}%`, right: `${(pad.r / W) * 100}%` }}
+          aria-hidden
+        >
+          <span>−{minutes} min</span>
+          <span>now</span>
+        </div>
+      </div>
       <figcaption className="mt-2 flex flex-wrap gap-4 text-xs text-slate-600">
         <span className="inline-flex items-center gap-1.5">
           <span className="h-2 w-3 rounded-sm bg-indigo-500" aria-hidden /> {labelA}

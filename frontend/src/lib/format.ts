@@ -68,3 +68,7 @@ export function runningCount(v: number | unknown[] | undefined): number {
   if (Array.isArray(v)) return v.length;
   return typeof v === "number" ? v : 0;
 }
+
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

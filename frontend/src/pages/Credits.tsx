@@ -9,7 +9,8 @@ import { live, useLive } from "../lib/live";
 import { useToken } from "../lib/token";
 import { ID_RE } from "../lib/validate";
 
-const PREFERRED = ["created_at", "kind", "amount", "balance_after", "job_id", "counterparty", "note"];
+// Ledger rows are shown with whatever fields the coordinator gives; known ones come first, money last.
+const PREFERRED = ["created_at", "kind", "job_id", "counterparty", "note", "amount", "held", "balance", "balance_after"];
 const MONEY = new Set(["amount", "balance_after", "balance", "held", "credits"]);
 
 function cell(key: string, value: unknown): string {
@@ -63,7 +64,7 @@ function Ledger({ user }: { user: string }) {
                 return (
                   <td
                     key={k}
-                    className={`td whitespace-nowrap ${MONEY.has(k) ? "text-right tabular-nums" : ""} ${k === "amount" && micro !== null ? (micro < 0n ? "text-rose-700" : "text-emerald-700") : ""}`}
+                    className={`td whitespace-nowrap ${MONEY.has(k) ? "text-right tabular-nums" : ""} ${k === "amount" && micro !== null ? (micro < 0n ? "text-rose-700" : micro > 0n ? "text-emerald-700" : "") : ""}`}
                   >
                     {cell(k, r[k])}
                   </td>

@@ -4,7 +4,7 @@ import { Link, useParams } from "react-router";
 import { Card, EmptyState, ErrorState, Field, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
 import { ApiError, cancelJob, getJob, getJobOutput } from "../lib/api";
 import { formatCredits } from "../lib/credits";
-import { formatDateTime, formatDuration, formatKb, formatMb, parseTime, pct } from "../lib/format";
+import { formatDateTime, formatDuration, formatKb, formatMb, parseTime, pct, plural } from "../lib/format";
 import { live, useLive } from "../lib/live";
 import { useToken } from "../lib/token";
 import { FINISHED_STATUSES, type Job } from "../lib/types";
@@ -63,7 +63,7 @@ function Usage({ job, now }: { job: Job; now: number }) {
       {cpuPct !== null && (
         <div>
           <div className="mb-1 flex justify-between text-xs text-slate-600">
-            <span>CPU of {job.required_cores} paid cores</span>
+            <span>CPU of {plural(job.required_cores, "paid core")}</span>
             <span>{cpuPct.toFixed(0)}%</span>
           </div>
           <Meter value={cpuPct} label="CPU used of paid cores" />

@@ -4,7 +4,7 @@ import { Link, useSearchParams } from "react-router";
 import { Card, EmptyState, ErrorState, PageHeader, StatusBadge, useNow } from "../components/ui";
 import { getJobs } from "../lib/api";
 import { formatCredits } from "../lib/credits";
-import { formatMb, timeAgo } from "../lib/format";
+import { formatMb, plural, timeAgo } from "../lib/format";
 import { useLive } from "../lib/live";
 import { JOB_STATUSES, type Job } from "../lib/types";
 
@@ -162,7 +162,7 @@ export function Jobs() {
                     <td className="td hidden md:table-cell">{j.buyer_id ?? "—"}</td>
                     <td className="td hidden lg:table-cell">{j.assigned_worker ?? "—"}</td>
                     <td className="td hidden whitespace-nowrap sm:table-cell">
-                      {j.required_cores} cores · {formatMb(j.required_ram_mb)}
+                      {plural(j.required_cores, "core")} · {formatMb(j.required_ram_mb)}
                     </td>
                     <td className="td hidden text-right tabular-nums md:table-cell">{formatCredits(j.cost)}</td>
                     <td className="td hidden whitespace-nowrap text-slate-500 sm:table-cell">{timeAgo(j.created_at, now)}</td>

@@ -1,5 +1,5 @@
 import { Card, EmptyState, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
-import { formatAge, formatMb, parseTime, pct, runningCount } from "../lib/format";
+import { formatAge, formatMb, parseTime, pct, plural, runningCount } from "../lib/format";
 import { useLive } from "../lib/live";
 import type { Worker } from "../lib/types";
 
@@ -25,7 +25,7 @@ function WorkerCard({ w, now }: { w: Worker; now: number }) {
         <div>
           <dt className="text-xs text-slate-500">Capacity</dt>
           <dd className="font-medium text-slate-900">
-            {w.cpu_cores} cores · {formatMb(w.ram_mb)}
+            {plural(w.cpu_cores, "core")} · {formatMb(w.ram_mb)}
           </dd>
         </div>
         <div>
