@@ -516,7 +516,10 @@ class Suite:
         for j in self.jobs:
             uid = j.uid()
             if uid is not None and uid != 0:
-                left = procs_of_uid(uid)
+                # The slot (and so the uid) may already serve another sandbox user: only
+                # processes of this run count (their command lines carry its tag, also a
+                # sandbox-side process that has not executed the job yet).
+                left = [p for p in procs_of_uid(uid) if RUN_TAG in proc_cmdline(p)]
                 if left:
                     fail("host after job", "no process of job uid %d left" % uid,
                          "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
@@ -1669,41 +1672,47 @@ def c_usage_limit(s):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--attack", required=True)
-    ap.add_argument("--src", default="")
-    ap.add_argument("--only", nargs="*")
-    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--run", required=True, help="cacheout-run to test")
+    ap.add_argument("--asan-run", default="",
+                    help="a sanitizer build's cacheout-run: every case runs again against it")
+    ap.add_argument("--attack", required=True, help="the sbx-attack program")
+    ap.add_argument("--src", default="", help="the repository root")
+    ap.add_argument("--only", nargs="*", help="case names to run")
+    ap.add_argument("--list", action="store_true", help="list the case names")
     a = ap.parse_args()
     if a.list:
         for name, _ in CASES:
             print(name)
         return 0
-    s = Suite(os.path.abspath(a.run), os.path.abspath(a.attack), os.path.abspath(a.src)
-              if a.src else "")
+    passes = [("", a.run)]
+    if a.asan_run:
+        passes.append(("asan/", a.asan_run))
     passed = failed = skipped = 0
     started = time.monotonic()
-    try:
-        for name, fn in CASES:
-            if a.only and name not in a.only:
-                continue
-            t0 = time.monotonic()
-            verdict, msg = s.run_case(name, fn)
-            dt = time.monotonic() - t0
-            if verdict == "ok":
-                passed += 1
-                print("ok %s (%.1fs)" % (name, dt), flush=True)
-            elif verdict == "skip":
-                skipped += 1
-                print("skip %s: %s" % (name, msg), flush=True)
-            else:
-                failed += 1
-                print("FAIL %s: %s" % (name, msg), flush=True)
-    finally:
-        s.cleanup_case()
-        shutil.rmtree(s.tmp, ignore_errors=True)
-    for n in s.notes:
-        print("note: " + n)
+    for prefix, run_bin in passes:
+        s = Suite(os.path.abspath(run_bin), os.path.abspath(a.attack),
+                  os.path.abspath(a.src) if a.src else "")
+        try:
+            for name, fn in CASES:
+                if a.only and name not in a.only:
+                    continue
+                t0 = time.monotonic()
+                verdict, msg = s.run_case(name, fn)
+                dt = time.monotonic() - t0
+                if verdict == "ok":
+                    passed += 1
+                    print("ok %s%s (%.1fs)" % (prefix, name, dt), flush=True)
+                elif verdict == "skip":
+                    skipped += 1
+                    print("skip %s%s: %s" % (prefix, name, msg), flush=True)
+                else:
+                    failed += 1
+                    print("FAIL %s%s: %s" % (prefix, name, msg), flush=True)
+        finally:
+            s.cleanup_case()
+            shutil.rmtree(s.tmp, ignore_errors=True)
+        for n in s.notes:
+            print("note: %s%s" % (prefix, n))
     summary = "sandbox: %d passed, %d failed" % (passed, failed)
     if skipped:
         summary += ", %d skipped" % skipped
