@@ -1,0 +1,318 @@
+/*
+ * In-process tests of sbx_run() as the agent uses it: capture, in-memory work files, streaming,
+ * cancellation from another thread, concurrent runs from several threads, exec failures and
+ * fail-closed errors.  These run real sandboxes and need root; as another user they are skipped
+ * (and say so).  The escape and limit suite is tests/sandbox/.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "co_alloc.h"
+#include "sbx.h"
+
+static int
+need_root(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        fprintf(stderr, "SKIP: sandbox run tests need root (namespaces, cgroups, uid switch)\n");
+        skip();
+    }
+    return 0;
+}
+
+static void
+run_ok(const struct sbx_spec *spec, struct sbx_result *res)
+{
+    co_err err = CO_ERR_INIT;
+    int rc = sbx_run(spec, res, &err);
+    if (rc < 0)
+        fail_msg("sbx_run failed: %s", err.msg);
+}
+
+static void
+test_capture_and_files(void **state)
+{
+    need_root(state);
+    static const char code[] = "import os, sys\n"
+                               "print(open('params.json').read().strip())\n"
+                               "print(os.getcwd(), os.getuid() >= 900000, sys.argv[1])\n"
+                               "print('err', file=sys.stderr)\n"
+                               "print(sorted(os.listdir('/work')))\n";
+    struct sbx_file files[] = {
+        {"main.py", code, sizeof(code) - 1, NULL, 0},
+        {"params.json", "{\"a\": 1}\n", 9, NULL, 0},
+        {"sub/dir/empty.txt", "", 0, NULL, 0600},
+    };
+    const char *argv[] = {"python3", "main.py", "arg1", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    spec.files = files;
+    spec.n_files = 3;
+    struct sbx_result res;
+    run_ok(&spec, &res);
+    assert_string_equal(sbx_status_name(res.status), "ok");
+    assert_int_equal(res.exit_code, 0);
+    assert_string_equal(res.stdout_data,
+                        "{\"a\": 1}\n/work True arg1\n['main.py', 'params.json', 'sub']\n");
+    assert_string_equal(res.stderr_data, "err\n");
+    assert_int_equal(res.stdout_bytes, (int64_t)strlen(res.stdout_data));
+    assert_true(res.uid >= SBX_UID_BASE);
+    assert_true(res.wall_ms >= 0);
+    sbx_result_release(&res);
+}
+
+static void
+test_runtime_error_and_exec_failure(void **state)
+{
+    need_root(state);
+    const char *argv[] = {"sh", "-c", "exit 3", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    struct sbx_result res;
+    run_ok(&spec, &res);
+    assert_int_equal(res.status, SBX_RUNTIME_ERROR);
+    assert_int_equal(res.exit_code, 3);
+    assert_string_equal(res.error_step, "");
+    sbx_result_release(&res);
+
+    const char *missing[] = {"no-such-program-xyz", NULL};
+    spec.argv = missing;
+    run_ok(&spec, &res);
+    assert_int_equal(res.status, SBX_RUNTIME_ERROR);
+    assert_int_equal(res.exit_code, 127);
+    assert_string_equal(res.error_step, "execve");
+    assert_int_equal(res.error_errno, ENOENT);
+    sbx_result_release(&res);
+}
+
+static void
+test_output_cap(void **state)
+{
+    need_root(state);
+    const char *argv[] = {"python3", "-c", "import sys; sys.stdout.write('x' * 100000)", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    spec.output_limit = 1000;
+    struct sbx_result res;
+    run_ok(&spec, &res);
+    assert_int_equal(res.status, SBX_OK);
+    assert_true(res.stdout_truncated);
+    assert_false(res.stderr_truncated);
+    assert_int_equal(res.stdout_len, 1000);
+    assert_int_equal(res.stdout_bytes, 100000);
+    sbx_result_release(&res);
+}
+
+struct stream_log {
+    size_t out, err;
+    int calls;
+};
+
+static void
+on_output(void *ud, enum sbx_stream stream, const char *data, size_t len)
+{
+    struct stream_log *l = ud;
+    (void)data;
+    l->calls++;
+    if (stream == SBX_STDOUT)
+        l->out += len;
+    else
+        l->err += len;
+}
+
+static void
+test_streaming_without_capture(void **state)
+{
+    need_root(state);
+    const char *argv[] = {"sh", "-c", "echo one; echo two >&2; echo three", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    struct stream_log log = {0, 0, 0};
+    struct sbx_run_opts opts = {on_output, &log, false, NULL};
+    struct sbx_result res;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_run_ex(&spec, &opts, &res, &err), 0);
+    assert_int_equal(res.status, SBX_OK);
+    assert_int_equal(log.out, 10);
+    assert_int_equal(log.err, 4);
+    assert_true(log.calls >= 2);
+    assert_null(res.stdout_data);
+    sbx_result_release(&res);
+}
+
+static void *
+cancel_later(void *arg)
+{
+    struct timespec ts = {0, 200 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    sbx_cancel(arg);
+    return NULL;
+}
+
+static void
+test_cancel_from_thread(void **state)
+{
+    need_root(state);
+    const char *argv[] = {"sleep", "5", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    struct sbx_cancel *c;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_cancel_new(&c, &err), 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, cancel_later, c), 0);
+    struct sbx_run_opts opts = {NULL, NULL, true, c};
+    struct sbx_result res;
+    assert_int_equal(sbx_run_ex(&spec, &opts, &res, &err), 0);
+    pthread_join(t, NULL);
+    assert_int_equal(res.status, SBX_CANCELLED);
+    assert_int_equal(res.signal, 9);
+    assert_true(res.wall_ms < 3000);
+    sbx_result_release(&res);
+    sbx_cancel_free(c);
+}
+
+struct conc {
+    struct sbx_result res;
+    int rc;
+};
+
+static void *
+run_thread(void *arg)
+{
+    struct conc *c = arg;
+    const char *argv[] = {"sh", "-c", "id -u; sleep 0.3", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    co_err err = CO_ERR_INIT;
+    c->rc = sbx_run(&spec, &c->res, &err);
+    return NULL;
+}
+
+static void
+test_concurrent_threads_get_distinct_uids(void **state)
+{
+    need_root(state);
+    enum { N = 4 };
+    struct conc c[N];
+    pthread_t t[N];
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, run_thread, &c[i]), 0);
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(c[i].rc, 0);
+        assert_int_equal(c[i].res.status, SBX_OK);
+        char want[32];
+        snprintf(want, sizeof(want), "%u\n", (unsigned)c[i].res.uid);
+        assert_string_equal(c[i].res.stdout_data, want);
+        for (int j = 0; j < i; j++)
+            assert_int_not_equal(c[i].res.uid, c[j].res.uid);
+    }
+    for (int i = 0; i < N; i++)
+        sbx_result_release(&c[i].res);
+}
+
+static void
+test_prewarmed_namespaces(void **state)
+{
+    need_root(state);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_prewarm(2, &err), 0);
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    /* Two jobs in a row see a network namespace with only a down "lo", and not the same one. */
+    const char *argv[] = {"sh", "-c", "cat /proc/net/dev | tail -n +3; readlink /proc/self/ns/net",
+                          NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    struct sbx_result a, b;
+    run_ok(&spec, &a);
+    run_ok(&spec, &b);
+    assert_int_equal(a.status, SBX_OK);
+    assert_int_equal(b.status, SBX_OK);
+    assert_non_null(strstr(a.stdout_data, "lo:"));
+    assert_null(strstr(a.stdout_data, "eth"));
+    const char *na = strstr(a.stdout_data, "net:["), *nb = strstr(b.stdout_data, "net:[");
+    assert_non_null(na);
+    assert_non_null(nb);
+    assert_string_not_equal(na, nb);
+    char host[64] = "";
+    ssize_t n = readlink("/proc/self/ns/net", host, sizeof(host) - 1);
+    assert_true(n > 0);
+    host[n] = '\0';
+    assert_null(strstr(a.stdout_data, host));
+    sbx_result_release(&a);
+    sbx_result_release(&b);
+}
+
+static void
+test_fail_closed(void **state)
+{
+    need_root(state);
+    const char *argv[] = {"true", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    spec.image = "/nonexistent/image/folder";
+    struct sbx_result res;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_run(&spec, &res, &err), -1);
+    assert_int_equal(res.status, SBX_INTERNAL_ERROR);
+    assert_string_equal(res.error_step, "image");
+    assert_non_null(strstr(res.error_msg, "/nonexistent/image/folder"));
+    sbx_result_release(&res);
+
+    /* A work file whose host path is missing: the job does not run. */
+    struct sbx_file f = {"x", NULL, 0, "/nonexistent/file", 0};
+    spec.image = "default";
+    spec.files = &f;
+    spec.n_files = 1;
+    assert_int_equal(sbx_run(&spec, &res, &err), -1);
+    assert_string_equal(res.error_step, "work_file");
+    sbx_result_release(&res);
+
+    /* An invalid spec never reaches the kernel. */
+    spec.n_files = 0;
+    spec.memory_bytes = 1;
+    assert_int_equal(sbx_run(&spec, &res, &err), -1);
+    assert_string_equal(res.error_step, "spec");
+    sbx_result_release(&res);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_capture_and_files),
+        cmocka_unit_test(test_runtime_error_and_exec_failure),
+        cmocka_unit_test(test_output_cap),
+        cmocka_unit_test(test_streaming_without_capture),
+        cmocka_unit_test(test_cancel_from_thread),
+        cmocka_unit_test(test_concurrent_threads_get_distinct_uids),
+        cmocka_unit_test(test_prewarmed_namespaces),
+        cmocka_unit_test(test_fail_closed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
