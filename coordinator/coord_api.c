@@ -808,8 +808,13 @@ h_status(struct coord_store *s, struct coord_req *r)
     r->wrote_state = true;
     coord_req_changed(r, COORD_EVENT_JOB, jid);
     coord_req_changed(r, COORD_EVENT_WORKER, wid);
-    if (st != COORD_JOB_RUNNING)
+    if (st != COORD_JOB_RUNNING) {
+        struct coord_worker wk;
+        co_err werr = CO_ERR_INIT;
         coord_req_changed(r, COORD_EVENT_CREDITS, j.buyer_id);
+        if (coord_store_worker_get(s, wid, &wk, &werr) == 0)
+            coord_req_changed(r, COORD_EVENT_CREDITS, wk.owner_id[0] ? wk.owner_id : wid);
+    }
     coord_job_release(&j);
     memset(&j, 0, sizeof(j));
     if (coord_store_job_get(s, jid, false, &j, &err) < 0) {

@@ -1042,8 +1042,8 @@ def t_restart(srv, args):
                                       job_body(buyer_id="race-" + buyer), admin=True)
                 if st == 201:
                     racing.append(doc["job_id"])
-            except OSError:
-                return
+            except (OSError, http.client.HTTPException):
+                return  # the server was killed mid-answer: that request was not acknowledged
 
     t = threading.Thread(target=hammer)
     t.start()
