@@ -36,6 +36,9 @@
 
 struct http_pss {
     struct coord_req *req;
+    /* A static file served by the file mount: logged at FILE_COMPLETION. */
+    int64_t static_t0_ns;
+    char static_path[128];
 };
 
 static const char placeholder_html[] =
@@ -647,9 +650,17 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (srv)
             coord_db_drain_completions(srv->db);
         return 0;
+    case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+        /* Every request passes here first, static files included. */
+        if (pss && in) {
+            pss->static_t0_ns = co_mono_ns();
+            co_strlcpy(pss->static_path, in, sizeof(pss->static_path));
+        }
+        return 0;
     case LWS_CALLBACK_HTTP:
         if (!srv || !pss)
             return -1;
+        pss->static_t0_ns = 0; /* answered by this callback, logged with the request */
         return http_request(wsi, srv, pss);
     case LWS_CALLBACK_HTTP_BODY:
         /*
@@ -673,6 +684,13 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
             return 0;
         return req_write(wsi, pss);
     case LWS_CALLBACK_HTTP_FILE_COMPLETION:
+        if (srv && pss && pss->static_t0_ns) {
+            int64_t us = (co_mono_ns() - pss->static_t0_ns) / 1000;
+            coord_metrics_http(&srv->metrics, 200);
+            co_info("http request method=GET path=%s status=200 duration_ms=%" PRId64 ".%03" PRId64,
+                    pss->static_path, us / 1000, us % 1000);
+            pss->static_t0_ns = 0;
+        }
         if (lws_http_transaction_completed(wsi))
             return -1;
         return 0;
