@@ -7,7 +7,8 @@
  * Error classification of proto_job_decode() (what the HTTP layer answers):
  *   - CO_E_TOOLARGE                     -> 413 too_large (body over the cap)
  *   - CO_E_INVAL and err->field == ""   -> 400 bad_json (not JSON, not an object, duplicate key,
- *                                          an integer too big for JSON parsing, nesting too deep)
+ *                                          an integer outside int64, nesting deeper than 2048,
+ *                                          invalid UTF-8, a \u0000 escape in a string)
  *   - CO_E_INVAL and err->field != ""   -> 422 invalid_field, err->field names the field
  * Use proto_job_err_is_bad_json() rather than testing the field by hand.  Every validation
  * error names a field; an unknown key that is the empty string is reported as the field `""`
@@ -87,7 +88,8 @@ struct proto_job_spec {
  *   - required: title, required_cores, required_ram_mb, command, buyer_id;
  *   - null for an optional field means "absent"; null for a required field is a type error;
  *   - integers must be JSON integers (1.0, 1e2, true, "1" are rejected) in range;
- *   - strings must be strings within their length limits and may not contain NUL (\u0000);
+ *   - strings must be strings within their length limits (a \u0000 escape is already refused
+ *     by the parser, as bad JSON);
  *   - parameters must be an object; ids must be 1-64 of [A-Za-z0-9._-];
  *   - command must split (proto_argv_split) into at least one word;
  *   - code_file must pass proto_code_file_check().
