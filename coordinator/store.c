@@ -3,7 +3,7 @@
  * store_pg.c only run statements), plus URL parsing, migrations, enum names and list release.
  *
  * Lock order on PostgreSQL, kept by every write transaction to avoid deadlocks: the worker row,
- * then job rows, then user rows (in user_id order when there are two).  On SQLite every write
+ * then job rows, then user rows (in user_id order when there are several).  On SQLite every write
  * transaction takes the database write lock at its start (BEGIN IMMEDIATE).
  */
 #include <dirent.h>
@@ -1319,6 +1319,33 @@ out:
     return rc;
 }
 
+static int
+cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Lock the buyers that release_jobs will refund, in user_id order like every other transaction
+ * that locks several users, so that none of them can wait on each other in a cycle.
+ */
+static int
+lock_refunded_buyers(struct coord_store *s, const struct coord_job_list *l, co_err *err)
+{
+    co_autofree const char **ids = co_xcalloc(l->len + 1, sizeof(*ids));
+    size_t n = 0;
+    for (size_t i = 0; i < l->len; i++)
+        if (l->items[i].attempts >= l->items[i].max_attempts)
+            ids[n++] = l->items[i].buyer_id;
+    if (n < 2)
+        return 0;
+    qsort(ids, n, sizeof(*ids), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        if ((i == 0 || strcmp(ids[i - 1], ids[i]) != 0) && user_lock(s, ids[i], err) < 0)
+            return -1;
+    return 0;
+}
+
 int
 coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, char ***changed_ids,
                                 size_t *n_changed, co_err *err)
@@ -1330,6 +1357,8 @@ coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, ch
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (jobs_load(s, Q_JOB_OF_WORKER, PARAMS(P_TEXT(worker_id)), &l, err) < 0)
+        goto out;
+    if (lock_refunded_buyers(s, &l, err) < 0)
         goto out;
     for (size_t i = 0; i < l.len; i++) {
         struct coord_job *j = &l.items[i];

@@ -685,6 +685,32 @@ t_lease_release(void)
     CHECK_EQ(h, CREDIT);
     /* A worker without jobs releases nothing. */
     OK(coord_store_worker_release_jobs(S, w2, NULL, NULL, &E));
+    /* Several buyers refunded in one release. */
+    const char *w3 = id("w3");
+    OK(worker(w3, NULL, 8, 8192));
+    for (int i = 0; i < 3; i++) {
+        char jid[CO_ID_MAX + 1], bid[CO_ID_MAX + 1];
+        snprintf(jid, sizeof(jid), "%s-m%d", run_tag, i);
+        snprintf(bid, sizeof(bid), "%s-mb%d", run_tag, 2 - i);
+        job_init(&sj, jid, bid, 2 * CREDIT, 1, 100, 5);
+        sj.max_attempts = 1;
+        OK(coord_store_job_submit(S, &sj, &E));
+        OK(claim(jid, w3, &attempt));
+    }
+    n = 0;
+    ids = NULL;
+    OK(coord_store_worker_release_jobs(S, w3, &ids, &n, &E));
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    CHECK_EQ(n, 3);
+    for (int i = 0; i < 3; i++) {
+        char bid[CO_ID_MAX + 1];
+        snprintf(bid, sizeof(bid), "%s-mb%d", run_tag, i);
+        OK(balance(bid, &c, &h));
+        CHECK_EQ(c, START_CREDITS);
+        CHECK_EQ(h, 0);
+    }
     return 0;
 }
 
