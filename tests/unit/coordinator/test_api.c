@@ -1,0 +1,102 @@
+/* Unit tests of coordinator/coord_api.c: the routing table (methods, ids, auth, lanes). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <libwebsockets.h>
+
+#include "coord_api.h"
+
+static void
+test_routes(void **state)
+{
+    (void)state;
+    struct {
+        int method;
+        const char *path;
+        enum coord_route route;
+        enum coord_auth auth;
+        bool body;
+        enum coord_db_lane lane;
+        const char *id;
+    } ok[] = {
+        {LWSHUMETH_POST, "/api/v1/submit", COORD_R_SUBMIT, COORD_AUTH_ADMIN, true, COORD_DB_WRITE,
+         ""},
+        {LWSHUMETH_GET, "/api/v1/jobs", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
+        {LWSHUMETH_GET, "/api/v1/jobs/", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
+        {LWSHUMETH_GET, "/api/v1/jobs/abc-1", COORD_R_JOB, COORD_AUTH_NONE, false, COORD_DB_READ,
+         "abc-1"},
+        {LWSHUMETH_GET, "/api/v1/jobs/abc-1/output", COORD_R_JOB_OUTPUT, COORD_AUTH_ADMIN, false,
+         COORD_DB_READ, "abc-1"},
+        {LWSHUMETH_POST, "/api/v1/jobs/a.b_c/cancel", COORD_R_JOB_CANCEL, COORD_AUTH_ADMIN, false,
+         COORD_DB_WRITE, "a.b_c"},
+        {LWSHUMETH_POST, "/api/v1/register", COORD_R_REGISTER, COORD_AUTH_AGENT, true,
+         COORD_DB_WRITE, ""},
+        {LWSHUMETH_POST, "/api/v1/unregister", COORD_R_UNREGISTER, COORD_AUTH_AGENT, true,
+         COORD_DB_WRITE, ""},
+        {LWSHUMETH_GET, "/api/v1/workers", COORD_R_WORKERS, COORD_AUTH_NONE, false, COORD_DB_READ,
+         ""},
+        {LWSHUMETH_GET, "/api/v1/task", COORD_R_TASK, COORD_AUTH_AGENT, false, COORD_DB_WRITE, ""},
+        {LWSHUMETH_POST, "/api/v1/status", COORD_R_STATUS, COORD_AUTH_AGENT, true, COORD_DB_WRITE,
+         ""},
+        {LWSHUMETH_GET, "/api/v1/credits/u1", COORD_R_CREDITS, COORD_AUTH_NONE, false,
+         COORD_DB_READ, "u1"},
+        {LWSHUMETH_POST, "/api/v1/credits/u1/grant", COORD_R_GRANT, COORD_AUTH_ADMIN, true,
+         COORD_DB_WRITE, "u1"},
+        {LWSHUMETH_GET, "/api/v1/credits/u1/ledger", COORD_R_LEDGER, COORD_AUTH_ADMIN, false,
+         COORD_DB_READ, "u1"},
+        {LWSHUMETH_GET, "/api/v1/health", COORD_R_HEALTH, COORD_AUTH_NONE, false, COORD_DB_READ,
+         ""},
+        {LWSHUMETH_GET, "/api/v1/debug/invariant", COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
+         COORD_DB_READ, ""},
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        struct coord_route_info ri;
+        char id[CO_ID_MAX + 1];
+        memset(&ri, 0, sizeof(ri));
+        assert_int_equal(coord_api_route(ok[i].method, ok[i].path, id, &ri), 0);
+        assert_int_equal(ri.route, ok[i].route);
+        assert_int_equal(ri.auth, ok[i].auth);
+        assert_int_equal(ri.body, ok[i].body);
+        assert_int_equal(ri.lane, ok[i].lane);
+        assert_string_equal(id, ok[i].id);
+    }
+}
+
+static void
+test_not_found_and_method(void **state)
+{
+    (void)state;
+    struct coord_route_info ri;
+    char id[CO_ID_MAX + 1];
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/nope", id, &ri), 404);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1", id, &ri), 404);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v2/jobs", id, &ri), 404);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/submit", id, &ri), 405);
+    assert_int_equal(coord_api_route(LWSHUMETH_DELETE, "/api/v1/jobs", id, &ri), 405);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/jobs/x/cancel", id, &ri), 405);
+    /* Ids must be valid: 1-64 of [A-Za-z0-9._-], no slash. */
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/jobs/a b", id, &ri), 404);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/jobs/a/b", id, &ri), 404);
+    char longp[200];
+    snprintf(longp, sizeof(longp), "/api/v1/credits/%065d", 1);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, longp, id, &ri), 404);
+    snprintf(longp, sizeof(longp), "/api/v1/credits/%064d", 1);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, longp, id, &ri), 0);
+    assert_int_equal(strlen(id), 64);
+    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/credits//grant", id, &ri), 404);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_not_found_and_method),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
