@@ -522,6 +522,10 @@ sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root, co
             return co_err_set(err, CO_E_RANGE, "cgroup path too long");
         memcpy(rel, p, len);
         rel[len] = '\0';
+        /* An administrator may name a delegated, empty cgroup for the jobs explicitly. */
+        const char *explicit_base = getenv("CACHEOUT_CGROUP_BASE");
+        if (explicit_base && *explicit_base)
+            return sbx_cgroup_host_init_v2(host, explicit_base, parent, err);
         /* A leftover "supervisor" leaf from an earlier start of this process is its base. */
         size_t rl = strlen(rel);
         if (rl >= 11 && strcmp(rel + rl - 11, "/supervisor") == 0)

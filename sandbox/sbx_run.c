@@ -379,6 +379,47 @@ static void __attribute__((noreturn)) job_main(const struct child_ctx *c)
     child_fail(c, MSG_EXEC_ERR, STEP_EXECVE);
 }
 
+/*
+ * Init is a copy of the host process, command line included: blank it and name the process
+ * "cacheout-init", so that a job reading /proc/1/cmdline does not learn the host's arguments.
+ * (PR_SET_MM would be neater but needs CAP_SYS_RESOURCE, which some hosts withhold from root.)
+ * The argument area is found through fields 48 and 49 of /proc/self/stat.  Best effort.
+ */
+static void
+hide_host_cmdline(void)
+{
+    static const char name[] = "cacheout-init";
+    (void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+    char buf[2048];
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return;
+    unsigned long start = 0, end = 0;
+    /* p points at ")"; the space after it precedes field 3, so the k-th space precedes field
+     * k + 2: arg_start (field 48) and arg_end (field 49) follow the 46th and 47th spaces. */
+    for (int k = 1; p && k <= 47; k++) {
+        p = strchr(p + 1, ' ');
+        if (p && k == 46)
+            start = strtoul(p + 1, NULL, 10);
+        else if (p && k == 47)
+            end = strtoul(p + 1, NULL, 10);
+    }
+    if (start == 0 || end <= start || end - start > (1ul << 20))
+        return;
+    char *area = (char *)start;
+    size_t len = end - start;
+    memset(area, 0, len);
+    memcpy(area, name, len < sizeof(name) ? len - 1 : sizeof(name) - 1);
+}
+
 static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
 {
     /* Die with the thread that started us. */
@@ -468,6 +509,8 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     TRY(STEP_NO_NEW_PRIVS, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
     TRY(STEP_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->prog));
 
+    /* argv and envp were copied by the parent: the host's argument area can go now. */
+    hide_host_cmdline();
     pid_t job = vfork();
     if (job < 0)
         child_fail(c, MSG_SETUP_ERR, STEP_FORK);
@@ -544,6 +587,25 @@ sbx_build_env(const char *const *extra)
     }
     env[k] = NULL;
     return env;
+}
+
+/* A copy of the NULL-terminated string array @v in one allocation (freed with free()). */
+static char **
+copy_strv(const char *const *v)
+{
+    size_t n = 0, bytes = 0;
+    for (; v[n]; n++)
+        bytes += strlen(v[n]) + 1;
+    char **out = co_xmalloc((n + 1) * sizeof(char *) + bytes);
+    char *p = (char *)(out + n + 1);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(v[i]) + 1;
+        memcpy(p, v[i], len);
+        out[i] = p;
+        p += len;
+    }
+    out[n] = NULL;
+    return out;
 }
 
 /* ---- the parent ----------------------------------------------------------------------------- */
@@ -698,6 +760,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     int netns_fd = -1;
     mode_t *file_modes = NULL;
     const char **envp = NULL;
+    char **argv_copy = NULL, **envp_copy = NULL;
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
     struct sbx_image *img = co_xcalloc(1, sizeof(*img));
     struct child_ctx *c = co_xcalloc(1, sizeof(*c));
@@ -807,12 +870,15 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         c->cpu.rlim_max = c->cpu.rlim_cur + 1;
     }
     c->prog = prog;
-    c->argv = (char *const *)spec->argv;
-    c->envp = (char *const *)envp;
+    /* Copies: init blanks the host's argument area, where the CLI's strings live. */
+    argv_copy = copy_strv(spec->argv);
+    envp_copy = copy_strv(envp);
+    c->argv = argv_copy;
+    c->envp = envp_copy;
     c->path = SBX_DEFAULT_PATH;
-    for (size_t i = 0; envp[i]; i++) {
-        if (strncmp(envp[i], "PATH=", 5) == 0)
-            c->path = envp[i] + 5;
+    for (size_t i = 0; envp_copy[i]; i++) {
+        if (strncmp(envp_copy[i], "PATH=", 5) == 0)
+            c->path = envp_copy[i] + 5;
     }
 
     /* Block signals around clone so that no handler of this process runs in the child. */
@@ -1041,6 +1107,8 @@ out:
     free(file_fds);
     free(file_modes);
     free(envp);
+    free(argv_copy);
+    free(envp_copy);
     free(cg);
     free(img);
     free(c);
