@@ -39,6 +39,8 @@
 #include "sbx.h"
 
 #define TICK_MS 200
+/* A coordinator that does not answer hello with welcome in time is dropped and retried. */
+#define WELCOME_TIMEOUT_MS 30000
 #define RESULT_CONFIRM_MS 2000
 /* How long a stopping agent keeps trying to deliver results once its jobs are over. */
 #define DELIVER_AFTER_STOP_MS 15000
@@ -112,6 +114,9 @@ struct agent {
     int64_t grace_deadline_ms;
     int64_t deliver_deadline_ms; /* 0 until every job is over */
     bool exit_loop;
+    bool close_sent;      /* the clean close frame was asked for (logged once) */
+    int64_t hello_at_ms;  /* when hello was written */
+    bool drop_connection; /* close the connection at the next WRITEABLE (no welcome) */
     int exit_code;
 };
 
@@ -428,7 +433,14 @@ handle_message(struct agent *a, const char *buf, size_t len)
     struct proto_msg m;
     co_err err = CO_ERR_INIT;
     if (proto_msg_decode(buf, len, &m, &err) != 0) {
-        co_warn("bad message from coordinator error=\"%s\" field=%s", err.msg, err.field);
+        /* Show the start of the text, with anything unprintable replaced, for debugging. */
+        char shown[161];
+        size_t n = len < sizeof(shown) - 1 ? len : sizeof(shown) - 1;
+        for (size_t i = 0; i < n; i++)
+            shown[i] = buf[i] >= 0x20 && buf[i] < 0x7f && buf[i] != '"' ? buf[i] : '?';
+        shown[n] = '\0';
+        co_warn("bad message from coordinator error=\"%s\" field=%s len=%zu text=\"%s\"", err.msg,
+                err.field, len, shown);
         return;
     }
     switch (m.type) {
@@ -585,8 +597,14 @@ all_results_written(struct agent *a)
 static int
 on_writeable(struct agent *a)
 {
+    if (a->drop_connection) {
+        a->drop_connection = false;
+        lws_close_reason(a->wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"no welcome", 10);
+        return -1;
+    }
     if (a->state == CONN_HELLO) {
         a->state = CONN_WAIT_WELCOME;
+        a->hello_at_ms = co_mono_ms();
         return write_hello(a);
     }
     if (a->state != CONN_READY && a->state != CONN_CLOSING)
@@ -622,7 +640,9 @@ on_writeable(struct agent *a)
     }
 
     if (a->state == CONN_CLOSING && all_results_written(a)) {
-        co_info("closing connection to coordinator");
+        if (!a->close_sent)
+            co_info("closing connection to coordinator");
+        a->close_sent = true;
         lws_close_reason(a->wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *)"shutting down", 13);
         return -1;
     }
@@ -767,19 +787,26 @@ tick_cb(lws_sorted_usec_list_t *sul)
             if (a->deliver_deadline_ms == 0)
                 a->deliver_deadline_ms = now + DELIVER_AFTER_STOP_MS;
             if (a->state == CONN_READY) {
+                /* Send what is left, then close cleanly (see on_writeable). */
                 a->state = CONN_CLOSING;
                 lws_callback_on_writable(a->wsi);
-            } else if (a->state == CONN_DOWN) {
-                if (a->jobs == NULL) {
+            } else if (a->state == CONN_CLOSING) {
+                if (now >= a->deliver_deadline_ms)
                     request_exit(a);
-                } else if (now >= a->deliver_deadline_ms) {
-                    co_warn("exiting with undelivered results: the coordinator is unreachable");
-                    request_exit(a);
-                }
+            } else if (a->jobs == NULL) {
+                /* Nothing to deliver and no session to close: leave now. */
+                request_exit(a);
             } else if (now >= a->deliver_deadline_ms) {
+                co_warn("exiting with undelivered results: the coordinator is unreachable");
                 request_exit(a);
             }
         }
+    }
+    if (a->wsi && a->state == CONN_WAIT_WELCOME && !a->drop_connection &&
+        now - a->hello_at_ms >= WELCOME_TIMEOUT_MS) {
+        co_warn("no welcome from coordinator within %d ms, reconnecting", WELCOME_TIMEOUT_MS);
+        a->drop_connection = true;
+        lws_callback_on_writable(a->wsi);
     }
     if (a->wsi && (a->state == CONN_READY || a->state == CONN_CLOSING))
         lws_callback_on_writable(a->wsi);
@@ -815,6 +842,7 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         a->wsi = wsi;
         a->state = CONN_HELLO;
+        a->drop_connection = false;
         a->gen++;
         a->hb_seq = 0;
         a->rx.len = 0;
