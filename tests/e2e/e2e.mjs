@@ -246,7 +246,7 @@ page.on("console", (m) => {
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
 page.on("response", (r) => {
-  if (r.status() === 404 && !/\/api\/v1\/credits\//.test(r.url()))
+  if (r.status() === 404 && !/\/api\/v1\/credits\/|\/api\/v1\/jobs\/no-such-job$/.test(r.url()))
     consoleErrors.push(`unexpected 404 for ${r.url()}`);
 });
 
@@ -329,6 +329,28 @@ await step("the API's validation error is shown at its field", async () => {
   assert(/quote/i.test(text), `command error was "${text}"`);
   assert(page.url().endsWith("/submit"), "left the form after a rejected submit");
   allowedStatuses.delete(422);
+});
+
+await step("a job no worker can take stays pending and is cancelled from its page", async () => {
+  await nav("Submit");
+  await page.getByRole("button", { name: "Fill example" }).click();
+  await page.getByLabel("Title").fill("Too big to schedule");
+  await page.getByLabel("Cores").fill("8"); // the worker below has 2 cores
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.waitForURL(/\/jobs\/[^/]+$/);
+  const badge = page.getByTestId("job-status");
+  await waitFor(async () => (await badge.getAttribute("data-status")) === "pending", 10000, "pending");
+  await page.getByRole("button", { name: "Cancel job" }).click();
+  await waitFor(async () => (await badge.getAttribute("data-status")) === "cancelled", 10000, "cancelled");
+  await page.getByRole("button", { name: "Cancel job" }).waitFor({ state: "detached" });
+});
+
+await step("an unknown job id shows a not-found state", async () => {
+  await page.evaluate(() => {
+    history.pushState({}, "", "/jobs/no-such-job");
+    dispatchEvent(new PopStateEvent("popstate"));
+  });
+  await page.getByText("No such job").waitFor();
 });
 
 let worker = null;
