@@ -969,7 +969,13 @@ def t_websockets(srv):
     st, frame = ws_handshake(srv, "/ws/agent", "cacheout.agent.v1")
     check(st == 101, (st, frame))
     st, frame = ws_handshake(srv, "/ws/dashboard", "cacheout.dashboard.v1", want_frame=True)
-    check(st == 101 and b'"snapshot"' in frame, (st, frame))
+    check(st == 101 and b'"snapshot"' in frame and b'"admin":false' in frame, (st, frame))
+    st, frame = ws_handshake(srv, "/ws/dashboard?token=" + ADMIN, "cacheout.dashboard.v1",
+                             want_frame=True)
+    check(st == 101 and b'"admin":true' in frame, (st, frame))
+    st, frame = ws_handshake(srv, "/ws/dashboard", "cacheout.dashboard.v1",
+                             {"X-Admin-Token": "wrong"}, want_frame=True)
+    check(st == 101 and b'"admin":false' in frame, (st, frame))
     st, _ = ws_handshake(srv, "/ws/wrong", "cacheout.dashboard.v1")
     check(st == 404, "wrong path: %r" % st)
     st, _ = ws_handshake(srv, "/ws/agent", "cacheout.dashboard.v1")
