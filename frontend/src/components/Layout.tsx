@@ -147,6 +147,19 @@ export function ReadOnlyNotice() {
   );
 }
 
+function OfflineNotice() {
+  const v = useLive();
+  if (v.conn !== "offline" || !v.data.loaded) return null;
+  return (
+    <div role="alert" data-testid="offline-notice" className="border-b border-rose-200 bg-rose-50">
+      <div className="mx-auto max-w-7xl px-4 py-2 text-xs text-rose-900 sm:px-6 lg:px-8">
+        <strong className="font-semibold">The coordinator cannot be reached.</strong> Showing the last known state;
+        reconnecting by itself.
+      </div>
+    </div>
+  );
+}
+
 export function Layout() {
   return (
     <div className="min-h-screen">
@@ -181,6 +194,7 @@ export function Layout() {
           </ul>
         </nav>
       </header>
+      <OfflineNotice />
       <ReadOnlyNotice />
       <main className="mx-auto max-w-7xl px-4 py-6 sm:px-6 lg:px-8">
         <Outlet />
