@@ -810,8 +810,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     info.headers = sec_headers;
     info.user = srv;
     info.vhost_name = "cacheout";
-    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-                   LWS_SERVER_OPTION_DISABLE_IPV6 * 0;
+    info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.keepalive_timeout = 30;
     info.timeout_secs = 30;
     info.max_http_header_data = 8192;
