@@ -285,9 +285,10 @@ struct coord_job_result {
  * Attempt @attempt of @job_id on @worker_id finished: set the final state and settle in the same
  * transaction (charge buyer + payout to the worker's owner, or refund for platform faults and
  * cancellations before start).  Accepted from assigned or running.  FAILED with COORD_FAIL_NONE
- * is stored as exit_code.  The owner is created on its first payout with no starting credits.
- * Idempotent: a job already final returns 0 and changes nothing (*@changed = false).  Fencing: a
- * stale attempt or another worker gets CO_E_CONFLICT, as does a report for a pending job.
+ * is stored as exit_code.  An unknown owner is created (with the starting credits) on its first
+ * payout. Idempotent: a job already final returns 0 and changes nothing (*@changed = false).
+ * Fencing: a stale attempt or another worker gets CO_E_CONFLICT, as does a report for a pending
+ * job.
  */
 int coord_store_job_finish(struct coord_store *s, const char *job_id, const char *worker_id,
                            int attempt, const struct coord_job_result *r, bool *changed,

@@ -910,12 +910,12 @@ money_move(struct coord_store *s, const char *user_id, const char *job_id,
 }
 
 /*
- * Create @user_id if unknown: a buyer gets the starting credits (a grant row), a worker owner
- * created by a payout starts at zero.
+ * Create @user_id if unknown, with the starting credits (a grant row).  Every user gets them,
+ * whichever way it first appears (buyer, grant, payout to a worker's owner), so that a seller who
+ * later buys is treated like any other buyer.
  */
 static int
-user_ensure(struct coord_store *s, const char *user_id, bool starting_credits, bool is_worker,
-            int64_t now, co_err *err)
+user_ensure(struct coord_store *s, const char *user_id, bool is_worker, int64_t now, co_err *err)
 {
     bool created = false;
     struct db_res r;
@@ -926,7 +926,7 @@ user_ensure(struct coord_store *s, const char *user_id, bool starting_credits, b
     q_done(&r);
     if (rc < 0)
         return -1;
-    if (created && starting_credits && s->cfg.starting_credits > 0)
+    if (created && s->cfg.starting_credits > 0)
         return money_move(s, user_id, NULL, COORD_LEDGER_GRANT, s->cfg.starting_credits, 0,
                           "starting credits", now, err);
     return 0;
@@ -965,7 +965,7 @@ settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_
         return -1;
     if (!*owner)
         return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
-    if (user_ensure(s, owner, false, true, now, err) < 0)
+    if (user_ensure(s, owner, true, now, err) < 0)
         return -1;
     /* Both users locked in id order so that two settlements never wait on each other. */
     const char *a = j->buyer_id, *b = owner;
@@ -1000,7 +1000,7 @@ coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err
     int rc = -1;
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (user_ensure(s, job->buyer_id, true, false, now, err) < 0)
+    if (user_ensure(s, job->buyer_id, false, now, err) < 0)
         goto out;
     if (q_exec(s, Q_JOB_INSERT,
                PARAMS(P_TEXT(job->job_id), P_TEXT(job->title),
@@ -1651,7 +1651,7 @@ coord_store_user_grant(struct coord_store *s, const char *user_id, int64_t amoun
     int rc = -1;
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (user_ensure(s, user_id, true, false, now, err) < 0)
+    if (user_ensure(s, user_id, false, now, err) < 0)
         goto out;
     if (money_move(s, user_id, NULL, COORD_LEDGER_GRANT, amount, 0, "admin grant", now, err) < 0) {
         if (err && err->code == CO_E_INTERNAL)

@@ -460,8 +460,8 @@ t_finish_completed(void)
     OK(balance(id("buyer"), &c, &h));
     CHECK_EQ(c, START_CREDITS - 7 * CREDIT);
     CHECK_EQ(h, 0);
-    OK(balance(owner, &c, &h)); /* the owner, not the worker id, is paid */
-    CHECK_EQ(c, 7 * CREDIT);
+    OK(balance(owner, &c, &h)); /* the owner, not the worker id, is paid; new users start funded */
+    CHECK_EQ(c, START_CREDITS + 7 * CREDIT);
     CHECK_EQ(h, 0);
     struct coord_user u;
     FAILS(coord_store_user_get(S, w, &u, &E), CO_E_NOTFOUND);
@@ -475,7 +475,7 @@ t_finish_completed(void)
     if (run_to_end(id("job2"), id("w2"), COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
         return -1;
     OK(balance(id("w2"), &c, &h));
-    CHECK_EQ(c, 2 * CREDIT);
+    CHECK_EQ(c, START_CREDITS + 2 * CREDIT);
     return 0;
 }
 
@@ -494,7 +494,7 @@ t_finish_failed(void)
     coord_job_release(&j);
     CHECK(ok);
     OK(balance(id("seller"), &c, &h)); /* failed after running: charged */
-    CHECK_EQ(c, 5 * CREDIT);
+    CHECK_EQ(c, START_CREDITS + 5 * CREDIT);
     /* Platform fault: refunded. */
     OK(submit(id("sbx"), id("buyer"), 3 * CREDIT, 1, 100, 5));
     if (run_to_end(id("sbx"), w, COORD_JOB_FAILED, COORD_FAIL_SANDBOX_ERROR, true) < 0)
@@ -504,7 +504,7 @@ t_finish_failed(void)
     coord_job_release(&j);
     CHECK(ok);
     OK(balance(id("seller"), &c, &h));
-    CHECK_EQ(c, 5 * CREDIT);
+    CHECK_EQ(c, START_CREDITS + 5 * CREDIT);
     OK(balance(id("buyer"), &c, &h));
     CHECK_EQ(c, START_CREDITS - 5 * CREDIT);
     CHECK_EQ(h, 0);
@@ -516,7 +516,7 @@ t_finish_failed(void)
     OK(finish(id("timeout"), w, attempt, COORD_JOB_FAILED, COORD_FAIL_TIMEOUT, false, &changed));
     CHECK(changed);
     OK(balance(id("seller"), &c, &h));
-    CHECK_EQ(c, 6 * CREDIT);
+    CHECK_EQ(c, START_CREDITS + 6 * CREDIT);
     return 0;
 }
 
@@ -597,7 +597,7 @@ t_cancel_states(void)
     CHECK_EQ(c, START_CREDITS - 35 * CREDIT);
     CHECK_EQ(h, 0);
     OK(balance(id("seller"), &c, &h));
-    CHECK_EQ(c, 35 * CREDIT);
+    CHECK_EQ(c, START_CREDITS + 35 * CREDIT);
     /* The killed job's late report changes nothing. */
     OK(finish(id("running"), w, attempt, COORD_JOB_FAILED, COORD_FAIL_KILLED, false, &changed));
     CHECK(!changed);
@@ -807,7 +807,8 @@ t_ledger_order(void)
     coord_ledger_list_release(&l);
     CHECK(ok);
     OK(coord_store_ledger_list(S, id("seller"), 100, 0, &l, &E));
-    ok = l.len == 1 && l.items[0].kind == COORD_LEDGER_PAYOUT && l.items[0].amount == 2 * CREDIT;
+    ok = l.len == 2 && l.items[0].kind == COORD_LEDGER_PAYOUT && l.items[0].amount == 2 * CREDIT &&
+         l.items[0].balance == START_CREDITS + 2 * CREDIT && l.items[1].kind == COORD_LEDGER_GRANT;
     coord_ledger_list_release(&l);
     CHECK(ok);
     FAILS(coord_store_ledger_list(S, id("nouser"), 10, 0, &l, &E), CO_E_NOTFOUND);
@@ -1204,6 +1205,117 @@ t_parallel_claims(void)
     return 0;
 }
 
+/*
+ * Mixed traffic: each thread buys with one user and sells through a worker owned by the next
+ * thread's buyer, so settlements lock users in crossing orders.
+ */
+enum { MIX_THREADS = 4, MIX_ROUNDS = 40 };
+
+struct mix_arg {
+    int i;
+    pthread_barrier_t *barrier;
+    int errors;
+    int done;
+    char msg[256];
+};
+
+static void
+mix_name(char *out, const char *what, int i)
+{
+    snprintf(out, CO_ID_MAX + 1, "%s-%s%d", run_tag, what, i);
+}
+
+static void *
+mix_thread(void *p)
+{
+    struct mix_arg *a = p;
+    struct coord_store *s = NULL;
+    co_err e = CO_ERR_INIT;
+    char buyer[CO_ID_MAX + 1], wid[CO_ID_MAX + 1], jid[CO_ID_MAX + 1];
+    int rc = coord_store_open(&cfg, &s, &e);
+    pthread_barrier_wait(a->barrier);
+    if (rc < 0) {
+        a->errors++;
+        co_strlcpy(a->msg, e.msg, sizeof(a->msg));
+        return NULL;
+    }
+    mix_name(buyer, "mb", a->i);
+    mix_name(wid, "mw", a->i);
+    for (int r = 0; r < MIX_ROUNDS; r++) {
+        struct coord_job j;
+        bool changed;
+        snprintf(jid, sizeof(jid), "%s-mj%d-%d", run_tag, a->i, r);
+        job_init(&j, jid, buyer, CREDIT / 4, 1, 100, 1 + r % 10);
+        if (coord_store_job_submit(s, &j, &e) < 0)
+            goto fail;
+        rc = coord_store_job_claim_next(s, wid, &j, &e);
+        if (rc < 0)
+            goto fail;
+        if (rc == 0)
+            continue;
+        char got[CO_ID_MAX + 1];
+        int attempt = j.attempts;
+        co_strlcpy(got, j.job_id, sizeof(got));
+        coord_job_release(&j);
+        if (r % 5 == 4) {
+            enum coord_job_status was;
+            if (coord_store_job_cancel(s, got, &j, &was, &e) < 0 && e.code != CO_E_CONFLICT)
+                goto fail;
+            if (e.code != CO_E_CONFLICT)
+                coord_job_release(&j);
+            co_err_clear(&e);
+            continue;
+        }
+        if (coord_store_job_started(s, got, wid, attempt, &e) < 0)
+            goto fail;
+        struct coord_job_result res = {.status = r % 3 ? COORD_JOB_COMPLETED : COORD_JOB_FAILED,
+                                       .failure = r % 3 ? COORD_FAIL_NONE : COORD_FAIL_EXIT_CODE,
+                                       .platform_fault = r % 6 == 0};
+        if (coord_store_job_finish(s, got, wid, attempt, &res, &changed, &e) < 0)
+            goto fail;
+        a->done++;
+        continue;
+    fail:
+        a->errors++;
+        co_strlcpy(a->msg, e.msg, sizeof(a->msg));
+        co_err_clear(&e);
+    }
+    coord_store_close(s);
+    return NULL;
+}
+
+static int
+t_parallel_mixed(void)
+{
+    pthread_t th[MIX_THREADS];
+    struct mix_arg args[MIX_THREADS];
+    pthread_barrier_t barrier;
+    for (int i = 0; i < MIX_THREADS; i++) {
+        char wid[CO_ID_MAX + 1], owner[CO_ID_MAX + 1];
+        mix_name(wid, "mw", i);
+        mix_name(owner, "mb", (i + 1) % MIX_THREADS);
+        OK(worker(wid, owner, 2, 2048));
+    }
+    pthread_barrier_init(&barrier, NULL, MIX_THREADS);
+    for (int i = 0; i < MIX_THREADS; i++) {
+        args[i] = (struct mix_arg){.i = i, .barrier = &barrier};
+        if (pthread_create(&th[i], NULL, mix_thread, &args[i]) != 0)
+            abort();
+    }
+    int errors = 0, done = 0;
+    for (int i = 0; i < MIX_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        errors += args[i].errors;
+        done += args[i].done;
+        if (args[i].errors)
+            fprintf(stderr, "  thread %d: %d errors, last: %s\n", i, args[i].errors, args[i].msg);
+    }
+    pthread_barrier_destroy(&barrier);
+    CHECK_EQ(errors, 0);
+    CHECK(done > 0);
+    return 0;
+}
+
 /* ---- crash: a process killed with SIGKILL loses no acknowledged job ---- */
 
 static int
@@ -1449,6 +1561,7 @@ main(void)
         {"restart_data_intact", t_restart},
         {"parallel_submits_50", t_parallel_submits},
         {"parallel_claim_next", t_parallel_claims},
+        {"parallel_mixed_traffic", t_parallel_mixed},
         {"kill9_loses_no_acknowledged_job", t_kill9},
         {"concurrent_migrate_fresh_db", t_concurrent_migrate},
         {"reconnect_after_server_restart", t_reconnect},
