@@ -201,6 +201,8 @@ decode_assign(const json_t *o, struct proto_job_assign *a, co_err *err)
     a->parameters = params != NULL ? proto_json_dumps(params, 0, NULL) : co_xstrdup("{}");
     if (a->parameters == NULL)
         return co_err_field(err, CO_E_INVAL, "parameters", "invalid 'parameters': cannot encode");
+    if (strlen(a->parameters) > PROTO_PARAMETERS_MAX)
+        return co_err_field(err, CO_E_INVAL, "parameters", "invalid 'parameters': too large");
     co_strlcpy(a->image, PROTO_IMAGE_DEFAULT, sizeof(a->image));
     if (pf_id(o, "image", false, a->image, err) < 0 ||
         pf_int(o, "required_cores", true, 1, INT32_RANGE, &a->required_cores, err) < 0 ||

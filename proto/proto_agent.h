@@ -20,8 +20,13 @@
 
 #define PROTO_AGENT_SUBPROTOCOL "cacheout.agent.v1"
 #define PROTO_AGENT_VERSION 1
-/* Largest message either side accepts (a job.assign carries up to PROTO_JOB_BODY_MAX). */
-#define PROTO_MSG_MAX (2 * 1024 * 1024 + 64 * 1024)
+/*
+ * Largest message either side accepts.  The biggest message is a job.assign, and it always fits:
+ * its strings are re-escaped no longer than they were in a submit body of at most
+ * PROTO_JOB_BODY_MAX (2 MiB), its parameters are at most PROTO_PARAMETERS_MAX (1 MiB) of
+ * normalized text, and the rest is under 1 KiB.
+ */
+#define PROTO_MSG_MAX (4 * 1024 * 1024)
 /* Largest decoded job.output chunk in bytes. */
 #define PROTO_OUTPUT_CHUNK_MAX (1024 * 1024)
 /* Caps on hello arrays. */

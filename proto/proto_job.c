@@ -112,8 +112,13 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
     if (pf_object(obj, "parameters", false, &params, err) < 0)
         return -1;
     s->parameters = params != NULL ? proto_json_dumps(params, 0, NULL) : co_xstrdup("{}");
-    if (s->parameters == NULL) /* only reals can fail, and parsed reals are finite */
+    if (s->parameters == NULL) /* cannot happen for a parsed tree (depth <= 2048) */
         return co_err_field(err, CO_E_INVAL, "parameters", "invalid 'parameters': cannot encode");
+    if (strlen(s->parameters) > PROTO_PARAMETERS_MAX)
+        return co_err_field(
+            err, CO_E_INVAL, "parameters",
+            "invalid 'parameters': too large (%zu bytes as compact JSON, at most %d)",
+            strlen(s->parameters), PROTO_PARAMETERS_MAX);
 
     char id[CO_ID_MAX + 1];
     if (pf_id(obj, "buyer_id", true, id, err) < 0)

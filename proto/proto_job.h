@@ -41,6 +41,11 @@
 #define PROTO_ATTEMPTS_MAX 100
 #define PROTO_ATTEMPTS_DEFAULT 3
 #define PROTO_IMAGE_DEFAULT "default"
+/*
+ * parameters, re-encoded compactly, are at most this many bytes.  Re-encoding can make a body's
+ * text longer ("1e14" becomes "100000000000000.0"), so this caps it after normalization.
+ */
+#define PROTO_PARAMETERS_MAX (1024 * 1024)
 /* The code file used when code_file is absent and the command names no file. */
 #define PROTO_CODE_PATH_DEFAULT "main"
 /*
@@ -90,7 +95,8 @@ struct proto_job_spec {
  *   - integers must be JSON integers (1.0, 1e2, true, "1" are rejected) in range;
  *   - strings must be strings within their length limits (a \u0000 escape is already refused
  *     by the parser, as bad JSON);
- *   - parameters must be an object; ids must be 1-64 of [A-Za-z0-9._-];
+ *   - parameters must be an object of at most PROTO_PARAMETERS_MAX bytes once re-encoded
+ *     compactly; ids must be 1-64 of [A-Za-z0-9._-];
  *   - command must split (proto_argv_split) into at least one word;
  *   - code_file must pass proto_code_file_check().
  * @lim may be NULL (no extra limits).  On success @out is filled (caller releases with

@@ -11,6 +11,8 @@
 #include <jansson.h>
 
 #include "co_alloc.h"
+#include "co_buf.h"
+#include "proto_agent.h"
 #include "proto_job.h"
 
 /* The body of the original README's submit example, byte for byte. */
@@ -600,6 +602,89 @@ test_first_error_wins(void **state)
     proto_job_spec_release(&s);
 }
 
+/* A job.assign built from a decoded spec, as the coordinator sends it (borrows from @s). */
+static void
+set_assign(struct proto_msg *m, const struct proto_job_spec *s, const char *code_file)
+{
+    struct proto_job_assign *a = &m->u.assign;
+
+    co_strlcpy(a->job.job_id, "0b5c6a1e-8a8e-4e43-9d1c-3c2f1a0e9b7d", sizeof(a->job.job_id));
+    a->job.attempt = 1;
+    a->title = s->title;
+    a->command = s->command;
+    a->code = s->code;
+    a->code_file = (char *)code_file;
+    a->parameters = s->parameters;
+    co_strlcpy(a->image, s->image, sizeof(a->image));
+    a->required_cores = s->required_cores;
+    a->required_ram_mb = s->required_ram_mb;
+    a->timeout_seconds = s->timeout_seconds;
+}
+
+/* Re-encoding can lengthen parameters ("1e14" -> "100000000000000.0"): capped after it. */
+static void
+test_parameters_inflation(void **state)
+{
+    (void)state;
+    struct co_buf b = CO_BUF_INIT;
+    struct proto_job_spec s;
+    co_err err = CO_ERR_INIT;
+    size_t n = 0;
+
+    /* About 300 KB of body whose parameters normalize to more than 1 MiB. */
+    co_buf_puts(&b, "{\"title\":\"t\",\"required_cores\":1,\"required_ram_mb\":1,\"command\":\"a\","
+                    "\"buyer_id\":\"b\",\"parameters\":{\"x\":[1e14");
+    while (n++ < PROTO_PARAMETERS_MAX / 18 + 10)
+        co_buf_puts(&b, ",1e14");
+    co_buf_puts(&b, "]}}");
+    assert_true(b.len < PROTO_JOB_BODY_MAX);
+    assert_int_equal(proto_job_decode(b.data, b.len, NULL, &s, &err), -1);
+    assert_string_equal(err.field, "parameters");
+    co_buf_release(&b);
+}
+
+/*
+ * The largest bodies still give a job.assign that fits in PROTO_MSG_MAX: code escaped at the
+ * longest (\u0001 is 6 bytes for 1) filling the body, plus parameters that grow when re-encoded.
+ */
+static void
+test_biggest_assign_fits(void **state)
+{
+    (void)state;
+    struct co_buf b = CO_BUF_INIT;
+    struct proto_job_spec s;
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ASSIGN}, back;
+    co_err err = CO_ERR_INIT;
+    char *path = NULL, *text;
+    size_t len = 0;
+
+    co_buf_puts(&b,
+                "{\"title\":\"t\",\"required_cores\":1,\"required_ram_mb\":1,"
+                "\"command\":\"python script.py\",\"buyer_id\":\"b\",\"parameters\":{\"x\":[1e14");
+    for (int i = 0; i < 10000; i++)
+        co_buf_puts(&b, ",1e14");
+    co_buf_puts(&b, "]},\"code\":\"");
+    while (b.len + 16 < PROTO_JOB_BODY_MAX)
+        co_buf_puts(&b, "\\u0001");
+    co_buf_puts(&b, "\"}");
+    assert_true(b.len <= PROTO_JOB_BODY_MAX);
+    if (proto_job_decode(b.data, b.len, NULL, &s, &err) != 0)
+        fail_msg("big body rejected: %s", err.msg);
+    assert_int_equal(proto_job_code_path(&s, &path, &err), 0);
+    set_assign(&m, &s, path);
+    text = proto_msg_encode(&m, &len);
+    assert_non_null(text);
+    assert_true(len > PROTO_JOB_BODY_MAX);
+    assert_true(len <= PROTO_MSG_MAX);
+    assert_int_equal(proto_msg_decode(text, len, &back, &err), 0);
+    assert_string_equal(back.u.assign.code, s.code);
+    proto_msg_release(&back);
+    free(text);
+    free(path);
+    proto_job_spec_release(&s);
+    co_buf_release(&b);
+}
+
 int
 main(void)
 {
@@ -623,6 +708,8 @@ main(void)
         cmocka_unit_test(test_bad_json),
         cmocka_unit_test(test_too_large),
         cmocka_unit_test(test_first_error_wins),
+        cmocka_unit_test(test_parameters_inflation),
+        cmocka_unit_test(test_biggest_assign_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
