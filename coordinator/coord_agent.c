@@ -1049,9 +1049,16 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         if (!j)
             return;
         int stream = o->stream == PROTO_STREAM_STDERR ? 2 : 1;
-        for (size_t i = 0; i < s->hub->n_out_subs; i++)
-            s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->attempt, stream, o->data,
-                                   o->data_len);
+        uint64_t offset = j->out_bytes[stream - 1];
+        j->out_bytes[stream - 1] += o->data_len;
+        if (offset < COORD_AGENT_OUTPUT_CAP) {
+            size_t fwd = o->data_len;
+            if (offset + fwd > COORD_AGENT_OUTPUT_CAP)
+                fwd = (size_t)(COORD_AGENT_OUTPUT_CAP - offset);
+            for (size_t i = 0; i < s->hub->n_out_subs; i++)
+                s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->attempt, stream,
+                                       offset, o->data, fwd);
+        }
         if (o->data_len == 0)
             return;
         it = job_item_new(s, &o->job);

@@ -46,13 +46,18 @@ int coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 /** The hub of @vhost's agent protocol, or NULL before PROTOCOL_INIT (borrowed). */
 struct coord_agents *coord_agents_of_vhost(struct lws_vhost *vhost);
 
+/* Output per job and stream that is forwarded to listeners (the store keeps the same cap). */
+#define COORD_AGENT_OUTPUT_CAP (1024 * 1024)
+
 /**
  * An output listener (dashboards): called on the lws thread for every job.output chunk of a
- * current attempt, before it is stored.  @stream is 1 (stdout) or 2 (stderr); @data (@len bytes,
- * any bytes) is borrowed for the call.
+ * current attempt, before it is stored.  @stream is 1 (stdout) or 2 (stderr); @offset is the byte
+ * offset of the chunk in that stream of this attempt; @data (@len bytes, any bytes, not
+ * NUL-terminated for listeners' purposes) is borrowed for the call.  Output beyond
+ * COORD_AGENT_OUTPUT_CAP per stream is not forwarded (it is not stored either).
  */
 typedef void (*coord_agent_output_fn)(void *ud, const char *job_id, int attempt, int stream,
-                                      const char *data, size_t len);
+                                      uint64_t offset, const char *data, size_t len);
 
 /** Add an output listener (lws thread).  @ud is borrowed until the hub is freed. */
 void coord_agents_output_subscribe(struct coord_agents *hub, coord_agent_output_fn fn, void *ud);

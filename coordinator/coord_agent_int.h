@@ -47,8 +47,9 @@ struct agent_job {
     int64_t cores;
     int64_t ram_mb;
     enum agent_job_state state;
-    int64_t since_ms; /* monotonic: when it entered its state */
-    bool finishing;   /* a job.finished is being stored */
+    int64_t since_ms;      /* monotonic: when it entered its state */
+    bool finishing;        /* a job.finished is being stored */
+    uint64_t out_bytes[2]; /* output received per stream (stdout, stderr) for this attempt */
 };
 
 enum agent_sess_state {

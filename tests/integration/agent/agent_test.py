@@ -677,6 +677,30 @@ def t_cancel_timeout_oom(env):
           "memory bomb ended %s/%s" % (j["status"], j["failure_reason"]))
 
 
+@case("heartbeats keep a long job on its agent past the lease; a job too large for every "
+      "worker stays pending and health counts it as unfit")
+def t_lease_unfit(env):
+    c = env.coord
+    c.start()
+    a = env.agent("lu-w1", 2, 2048)
+    a.start()
+    wait_connected(c, ["lu-w1"])
+    big = c.submit(title="too-big", buyer_id="lu-buyer", required_cores=16)
+    long = c.submit(title="long", buyer_id="lu-buyer",
+                    command="python -c \"import time; time.sleep(%d)\"" % (LEASE_S + 3))
+    j = wait_jobs_final(c, [long["job_id"]], 60)[0]
+    check(j["status"] == "completed" and j["attempts"] == 1 and j["assigned_worker"] == "lu-w1",
+          "long job ended %s after %s attempts on %s" % (j["status"], j["attempts"],
+                                                         j["assigned_worker"]))
+    j = c.job(big["job_id"])
+    check(j["status"] == "pending" and j["attempts"] == 0, "unfit job is %s" % j["status"])
+    st, h = c.http("GET", "/api/v1/health")
+    check(st == 200 and h["metrics"].get("pending_unfit") == 1,
+          "health pending_unfit is %r" % (h.get("metrics", {}).get("pending_unfit"),))
+    st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % big["job_id"])
+    check(st == 200, "cancel of the unfit job answered %s" % st)
+
+
 @case("an agent presenting a wrong token is refused (401 at the upgrade, 4001 after hello)")
 def t_wrong_token(env):
     c = env.coord
@@ -742,8 +766,8 @@ def t_poll(env):
     check(st == 200, "unregister answered %s" % st)
 
 
-CASES = [t_hello, t_many, t_kill_agent, t_kill_coordinator, t_cancel_timeout_oom, t_wrong_token,
-         t_poll]
+CASES = [t_hello, t_many, t_kill_agent, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
+         t_wrong_token, t_poll]
 
 
 def main():
