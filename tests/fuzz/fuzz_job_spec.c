@@ -9,6 +9,7 @@
 
 #include "co_alloc.h"
 #include "co_id.h"
+#include "proto_agent.h"
 #include "proto_job.h"
 #include "proto_utf8.h"
 
@@ -49,6 +50,29 @@ check_spec(const struct proto_job_spec *s)
     proto_argv_free(argv);
     check(proto_job_code_path(s, &path, &err) == 0);
     check(proto_code_file_check(path, strlen(path), NULL) == 0);
+
+    /* The job.assign the coordinator builds from it encodes, fits, and the agent accepts it. */
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ASSIGN}, back;
+    struct proto_job_assign *a = &m.u.assign;
+    size_t len = 0;
+    co_strlcpy(a->job.job_id, "job-1", sizeof(a->job.job_id));
+    a->job.attempt = 1;
+    a->title = s->title;
+    a->command = s->command;
+    a->code = s->code;
+    a->code_file = path;
+    a->parameters = s->parameters;
+    co_strlcpy(a->image, s->image, sizeof(a->image));
+    a->required_cores = s->required_cores;
+    a->required_ram_mb = s->required_ram_mb;
+    a->timeout_seconds = s->timeout_seconds;
+    char *text = proto_msg_encode(&m, &len);
+    check(text != NULL && len <= PROTO_MSG_MAX);
+    check(proto_msg_decode(text, len, &back, &err) == 0);
+    check(strcmp(back.u.assign.parameters, s->parameters) == 0);
+    check(strcmp(back.u.assign.code, s->code) == 0);
+    proto_msg_release(&back);
+    free(text);
     free(path);
 }
 
