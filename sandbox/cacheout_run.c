@@ -176,9 +176,9 @@ main(int argc, char **argv)
     co_err err = CO_ERR_INIT;
     const char *result_file = NULL;
     int result_fd = fcntl(3, F_GETFD) >= 0 ? 3 : -1;
-    const char **env = co_xcalloc((size_t)argc + 1, sizeof(*env));
+    co_autofree const char **env = co_xcalloc((size_t)argc + 1, sizeof(*env));
     size_t n_env = 0;
-    struct sbx_file *files = co_xcalloc((size_t)argc + 1, sizeof(*files));
+    co_autofree struct sbx_file *files = co_xcalloc((size_t)argc + 1, sizeof(*files));
     size_t n_files = 0;
     int64_t v;
     int c;
@@ -327,7 +327,5 @@ main(int argc, char **argv)
         code = res.exit_code >= 0 ? res.exit_code : EXIT_INTERNAL;
     sbx_result_release(&res);
     sbx_cancel_free(cancel_handle);
-    free(env);
-    free(files);
     return code;
 }

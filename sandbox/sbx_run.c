@@ -55,6 +55,7 @@ enum step {
     STEP_FDS,
     STEP_PDEATHSIG,
     STEP_SIGNALS,
+    STEP_SCHED,
     STEP_CGROUP_JOIN,
     STEP_CGROUP_NS,
     STEP_NETNS,
@@ -96,6 +97,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_FDS] = "close_fds",
     [STEP_PDEATHSIG] = "pdeathsig",
     [STEP_SIGNALS] = "signals",
+    [STEP_SCHED] = "scheduler",
     [STEP_CGROUP_JOIN] = "cgroup_join",
     [STEP_CGROUP_NS] = "cgroup_namespace",
     [STEP_NETNS] = "network_namespace",
@@ -136,6 +138,7 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_FDS] = "close inherited file descriptors",
     [STEP_PDEATHSIG] = "set parent-death signal",
     [STEP_SIGNALS] = "reset signals",
+    [STEP_SCHED] = "reset the scheduling policy",
     [STEP_CGROUP_JOIN] = "join the job cgroup",
     [STEP_CGROUP_NS] = "create cgroup namespace",
     [STEP_NETNS] = "enter the prepared network namespace",
@@ -426,6 +429,9 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
     TRY(STEP_FDS, close_all_except(c->keep, c->n_keep));
     umask(0);
+    /* A real-time host thread must not hand its policy to a job (nice values are kept). */
+    struct sched_param sp = {0};
+    TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
 
     /* Enter the job cgroup before anything else uses memory or CPU, then hide the hierarchy. */
     for (int i = 0; i < c->cg->n_dirs; i++) {
