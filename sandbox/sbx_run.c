@@ -378,6 +378,7 @@ static void __attribute__((noreturn)) job_main(const struct child_ctx *c)
     /* Everything else closes at execve(); the status pipe stays usable until then. */
     TRY(STEP_FDS, close_range(3, ~0U, CLOSE_RANGE_CLOEXEC));
     TRY(STEP_CHDIR_WORK, chdir("/work"));
+    umask(022); /* init worked with 0 to create exact modes; jobs get the usual default */
     exec_path(c);
     child_fail(c, MSG_EXEC_ERR, STEP_EXECVE);
 }
