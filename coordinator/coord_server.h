@@ -46,7 +46,7 @@ enum coord_route {
 
 struct coord_server;
 
-#define COORD_MAX_CHANGES 8
+#define COORD_MAX_CHANGES 16
 
 /**
  * One HTTP request.  Fields above `status` are filled on the lws thread before the request is
