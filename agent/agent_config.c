@@ -219,6 +219,18 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
     if (agent_config_parse_url(cfg, url, err) != 0)
         goto fail;
 
+    const char *ca = co_config_str("AGENT_TLS_CA_FILE", NULL);
+    if (ca) {
+        if (access(ca, R_OK) != 0) {
+            co_err_field(err, CO_E_INVAL, "AGENT_TLS_CA_FILE",
+                         "invalid AGENT_TLS_CA_FILE '%s': cannot read it", ca);
+            goto fail;
+        }
+        cfg->tls_ca_file = co_xstrdup(ca);
+    }
+    if (co_config_bool("AGENT_TLS_INSECURE", false, &cfg->tls_insecure, err) != 0)
+        goto fail;
+
     const char *token = co_config_str("AGENT_TOKEN", "");
     if (strlen(token) > 1024) {
         co_err_field(err, CO_E_RANGE, "AGENT_TOKEN", "invalid AGENT_TOKEN: longer than 1024 bytes");
@@ -296,6 +308,7 @@ agent_config_release(struct agent_config *cfg)
     free(cfg->host);
     free(cfg->path);
     free(cfg->token);
+    free(cfg->tls_ca_file);
     free_images(cfg);
     free(cfg->work_root);
     free(cfg->log_file);

@@ -32,7 +32,9 @@ struct agent_config {
     int port;   /* 1-65535, default 80 / 443 */
     char *path; /* starts with '/', default AGENT_DEFAULT_PATH */
 
-    char *token; /* AGENT_TOKEN, "" when unset */
+    char *tls_ca_file; /* AGENT_TLS_CA_FILE: CA bundle for wss://, NULL: the system's */
+    bool tls_insecure; /* AGENT_TLS_INSECURE: accept any server certificate (testing only) */
+    char *token;       /* AGENT_TOKEN, "" when unset */
     char worker_id[CO_ID_MAX + 1];
     char owner_id[CO_ID_MAX + 1]; /* defaults to worker_id */
     int64_t cores;                /* AGENT_CORES, default: detected */

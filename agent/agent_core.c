@@ -71,6 +71,7 @@ struct job {
     struct sbx_cancel *cancel;
     pthread_t thread;
     bool thread_started;
+    int64_t push_deadline_ms; /* job thread only: output pushes stop blocking after this */
 
     /* Under agent->mu. */
     bool started;
@@ -171,7 +172,7 @@ frame_new(const struct proto_msg *m)
 static void
 ctl_push(struct agent *a, const struct proto_msg *m)
 {
-    if (a->state != CONN_READY)
+    if (a->state != CONN_READY && a->state != CONN_CLOSING)
         return; /* control messages belong to one connection; nothing to send on */
     struct out_msg *f = frame_new(m);
     if (!f)
@@ -226,8 +227,7 @@ on_output(void *ud, enum sbx_stream stream, const char *data, size_t len)
 {
     struct job *j = ud;
     int st = stream == SBX_STDERR ? AGENT_OUTQ_STDERR : AGENT_OUTQ_STDOUT;
-    int64_t deadline = co_mono_ms() + j->assign.timeout_seconds * 1000 + PUSH_SLACK_MS;
-    agent_outq_push(j->outq, st, data, len, deadline);
+    agent_outq_push(j->outq, st, data, len, j->push_deadline_ms);
 }
 
 static void
@@ -274,6 +274,7 @@ job_thread(void *arg)
     agent_job_spec(&j->assign, j->argv, &files, a->cfg->output_limit, a->cfg->pids, &spec);
     struct sbx_run_opts opts = {.on_output = on_output, .ud = j, .cancel = j->cancel};
     struct sbx_result res;
+    j->push_deadline_ms = co_mono_ms() + j->assign.timeout_seconds * 1000 + PUSH_SLACK_MS;
     job_mark_started(j);
     if (sbx_run_ex(&spec, &opts, &res, &err) != 0)
         co_error("job sandbox failed job=%s attempt=%" PRId64 " error=\"%s\"", j->ref.job_id,
@@ -363,6 +364,11 @@ handle_assign(struct agent *a, struct proto_msg *m)
     }
     if (!agent_config_has_image(a->cfg, as->image)) {
         snprintf(reason, sizeof(reason), "image '%s' is not available on this agent", as->image);
+        send_ack(a, PROTO_MSG_JOB_REJECTED, ref, reason);
+        return;
+    }
+    if (a->cap.jobs >= SBX_MAX_SLOTS) {
+        snprintf(reason, sizeof(reason), "too many jobs on this agent (%d)", SBX_MAX_SLOTS);
         send_ack(a, PROTO_MSG_JOB_REJECTED, ref, reason);
         return;
     }
@@ -730,6 +736,9 @@ connect_cb(lws_sorted_usec_list_t *sul)
     ci.host = a->cfg->host;
     ci.origin = a->cfg->host;
     ci.ssl_connection = a->cfg->tls ? LCCSCF_USE_SSL : 0;
+    if (a->cfg->tls && a->cfg->tls_insecure)
+        ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                             LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
     ci.protocol = PROTO_AGENT_SUBPROTOCOL;
     ci.local_protocol_name = PROTO_AGENT_SUBPROTOCOL;
     ci.retry_and_idle_policy = &a->retry;
@@ -961,6 +970,7 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
     info.protocols = protocols;
     info.user = a;
     info.options = cfg->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    info.client_ssl_ca_filepath = cfg->tls_ca_file;
     info.retry_and_idle_policy = &a->retry;
     a->ctx = lws_create_context(&info);
     if (!a->ctx) {

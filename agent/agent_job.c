@@ -1,6 +1,7 @@
 /* agent_job: checking, staging and reporting one job assignment (see agent_job.h). */
 #include "agent_job.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -13,6 +14,7 @@
 
 #include "co_alloc.h"
 #include "proto_job.h"
+#include "proto_utf8.h"
 
 enum proto_run_status
 agent_status_from_sbx(enum sbx_status s)
@@ -71,10 +73,11 @@ agent_finished_from_result(const struct proto_job_ref *job, const struct sbx_res
     out->stderr_truncated = res->stderr_truncated;
     if (res->error_step[0] || res->error_msg[0]) {
         const char *msg = res->error_msg[0] ? res->error_msg : "failed";
-        if (res->error_step[0])
-            out->error = co_xasprintf("%.31s: %.3000s", res->error_step, msg);
-        else
-            out->error = co_xasprintf("%.3000s", msg);
+        co_autofree char *text = res->error_step[0]
+                                     ? co_xasprintf("%.31s: %.3000s", res->error_step, msg)
+                                     : co_xasprintf("%.3000s", msg);
+        /* Messages may quote host paths: make sure the text can travel as a JSON string. */
+        out->error = proto_utf8_sanitize(text, strlen(text), NULL);
     } else if (out->status == PROTO_RUN_INTERNAL_ERROR) {
         out->error = co_xstrdup("sandbox failed without a message");
     }
@@ -177,6 +180,29 @@ write_file(const char *path, const char *data, size_t len, co_err *err)
     int fd2 = co_steal_fd(&fd);
     if (close(fd2) != 0)
         return co_err_sys(err, errno, "cannot write '%s'", path);
+    return 0;
+}
+
+int
+agent_job_root_prepare(const char *work_root, co_err *err)
+{
+    co_autofree char *jobs = co_xasprintf("%s/jobs", work_root);
+    if (mkdir_parents(jobs, err) != 0)
+        return co_err_wrap(err, "AGENT_WORK_ROOT");
+    /* Folders left by a previous run of the agent (a crash) are of no use any more. */
+    DIR *d = opendir(jobs);
+    if (!d)
+        return co_err_sys(err, errno, "AGENT_WORK_ROOT: cannot open '%s'", jobs);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        co_autofree char *path = co_xasprintf("%s/%s", jobs, de->d_name);
+        rm_tree(path);
+    }
+    closedir(d);
+    if (access(jobs, W_OK) != 0)
+        return co_err_sys(err, errno, "AGENT_WORK_ROOT: cannot write to '%s'", jobs);
     return 0;
 }
 

@@ -52,6 +52,12 @@ int agent_job_check(const struct proto_job_assign *a, char ***argv_out, co_err *
     __attribute__((warn_unused_result));
 
 /**
+ * Create <work_root>/jobs (and missing parents, 0700) and remove folders a previous run left in
+ * it.  Called once at start-up.  Errors: CO_E_SYS naming AGENT_WORK_ROOT and the path.
+ */
+int agent_job_root_prepare(const char *work_root, co_err *err) __attribute__((warn_unused_result));
+
+/**
  * Write @a's code to <dir>/<code_file> (creating sub-folders) and its parameters to
  * <dir>/params.json, where dir is <work_root>/jobs/<job_id>.<attempt> (created 0700, replaced if
  * it exists), and describe both as sandbox files in @out.  A code_file of "params.json" wins

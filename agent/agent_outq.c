@@ -9,6 +9,7 @@
 
 #include "co_alloc.h"
 #include "co_time.h"
+#include "proto_utf8.h"
 
 struct seg {
     struct seg *next;
@@ -156,18 +157,36 @@ agent_outq_pop(struct agent_outq *q, size_t max, int *stream, char **data, size_
     if (q->head) {
         int st = q->head->stream;
         size_t avail = 0;
-        for (struct seg *s = q->head; s && s->stream == st && avail < max; s = s->next)
+        for (struct seg *s = q->head; s && s->stream == st && avail <= max + 3; s = s->next)
             avail += s->len - s->off;
         size_t n = avail < max ? avail : max;
-        char *buf = co_xmalloc(n + 1);
+        /*
+         * Copy first (with up to 3 bytes of look-ahead), consume after: the chunk may be
+         * shortened to a character boundary.
+         */
+        size_t want = avail < max + 3 ? avail : max + 3;
+        char *buf = co_xmalloc(want + 1);
         size_t copied = 0;
-        while (copied < n) {
-            struct seg *s = q->head;
+        for (struct seg *s = q->head; s && s->stream == st && copied < want; s = s->next) {
             size_t take = s->len - s->off;
-            if (take > n - copied)
-                take = n - copied;
+            if (take > want - copied)
+                take = want - copied;
             memcpy(buf + copied, s->data + s->off, take);
             copied += take;
+        }
+        if (avail > max) {
+            /* More follows: do not split a UTF-8 character, so text chunks stay text. */
+            size_t cut = proto_utf8_cut(buf, copied, n);
+            if (cut > 0)
+                n = cut;
+        }
+        size_t consumed = 0;
+        while (consumed < n) {
+            struct seg *s = q->head;
+            size_t take = s->len - s->off;
+            if (take > n - consumed)
+                take = n - consumed;
+            consumed += take;
             s->off += take;
             if (s->off == s->len) {
                 q->head = s->next;

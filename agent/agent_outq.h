@@ -49,11 +49,12 @@ size_t agent_outq_push(struct agent_outq *q, int stream, const char *data, size_
 
 /**
  * Take the next chunk without blocking: up to @max (> 0) bytes of consecutive output of one
- * stream.  Returns true and sets *stream, *data (caller-owned, NUL-terminated, free()),
- * *len and *eof when there is something to send, false when not.  *eof is true on the last
- * chunk of a stream once the queue is closed; after close, a stream whose last chunk went
- * out before the close gets one empty chunk with *eof set.  Streams that never had output get
- * no chunk at all.
+ * stream, shortened by up to 3 bytes when more output follows so that it does not end inside a
+ * UTF-8 character (text then stays valid UTF-8 chunk by chunk).  Returns true and sets *stream,
+ * *data (caller-owned, NUL-terminated, free()), *len and *eof when there is something to send,
+ * false when not.  *eof is true on the last chunk of a stream once the queue is closed; after
+ * close, a stream whose last chunk went out before the close gets one empty chunk with *eof set.
+ * Streams that never had output get no chunk at all.
  */
 bool agent_outq_pop(struct agent_outq *q, size_t max, int *stream, char **data, size_t *len,
                     bool *eof);

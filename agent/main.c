@@ -9,6 +9,7 @@
 
 #include "agent_config.h"
 #include "agent_core.h"
+#include "agent_job.h"
 #include "co_config.h"
 #include "co_log.h"
 
@@ -39,6 +40,8 @@ usage(FILE *f)
         "                       is accepted too; the path defaults to /ws/agent (required)\n"
         "  --token TOKEN        [AGENT_TOKEN] the coordinator's agent token (prefer the\n"
         "                       environment: flags are visible to other users in ps)\n"
+        "  --tls-ca-file PATH   [AGENT_TLS_CA_FILE] CA bundle for wss:// (default: the system's)\n"
+        "  --tls-insecure       [AGENT_TLS_INSECURE=1] accept any server certificate (testing)\n"
         "  --worker-id ID       [WORKER_ID] default: the host name\n"
         "  --owner-id ID        [OWNER_ID] the seller credited for this agent's jobs; default:\n"
         "                       the worker id\n"
@@ -78,6 +81,8 @@ usage(FILE *f)
 enum {
     OPT_COORDINATOR = 256,
     OPT_TOKEN,
+    OPT_TLS_CA,
+    OPT_TLS_INSECURE,
     OPT_WORKER_ID,
     OPT_OWNER_ID,
     OPT_CORES,
@@ -100,6 +105,8 @@ enum {
 static const struct option long_opts[] = {
     {"coordinator", required_argument, NULL, OPT_COORDINATOR},
     {"token", required_argument, NULL, OPT_TOKEN},
+    {"tls-ca-file", required_argument, NULL, OPT_TLS_CA},
+    {"tls-insecure", no_argument, NULL, OPT_TLS_INSECURE},
     {"worker-id", required_argument, NULL, OPT_WORKER_ID},
     {"owner-id", required_argument, NULL, OPT_OWNER_ID},
     {"cores", required_argument, NULL, OPT_CORES},
@@ -129,6 +136,8 @@ opt_env(int opt)
         return "COORDINATOR_URL";
     case OPT_TOKEN:
         return "AGENT_TOKEN";
+    case OPT_TLS_CA:
+        return "AGENT_TLS_CA_FILE";
     case OPT_WORKER_ID:
         return "WORKER_ID";
     case OPT_OWNER_ID:
@@ -170,6 +179,9 @@ main(int argc, char **argv)
             continue;
         }
         switch (opt) {
+        case OPT_TLS_INSECURE:
+            setenv("AGENT_TLS_INSECURE", "1", 1);
+            break;
         case OPT_EXIT_AUTH:
             setenv("AGENT_EXIT_ON_AUTH_ERROR", "1", 1);
             break;
@@ -219,6 +231,15 @@ main(int argc, char **argv)
     if (!cfg.token[0])
         co_warn("AGENT_TOKEN is not set: only a coordinator with open registration will accept "
                 "this agent");
+
+    if (cfg.tls_insecure)
+        co_warn("AGENT_TLS_INSECURE is set: the coordinator's certificate is not checked");
+    if (!cfg.bench_no_sandbox && agent_job_root_prepare(cfg.work_root, &err) != 0) {
+        co_error("cannot prepare the work root error=\"%s\"", err.msg);
+        agent_config_release(&cfg);
+        co_log_close();
+        return AGENT_EXIT_CONFIG;
+    }
 
     json_object_seed(0);
     struct sigaction sa;

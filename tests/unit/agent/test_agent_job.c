@@ -16,6 +16,22 @@
 #include "co_alloc.h"
 #include "proto_job.h"
 
+static int
+mkdir_p_for_test(const char *path)
+{
+    char *p = co_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s == '/') {
+            *s = '\0';
+            mkdir(p, 0700);
+            *s = '/';
+        }
+    }
+    int rc = mkdir(p, 0700);
+    free(p);
+    return rc;
+}
+
 static void
 test_status_mapping(void **state)
 {
@@ -202,6 +218,48 @@ test_stage_files(void **state)
 }
 
 static void
+test_root_prepare(void **state)
+{
+    (void)state;
+    char root[] = "/tmp/agent_root_test_XXXXXX";
+    assert_non_null(mkdtemp(root));
+    char *sub = co_xasprintf("%s/a/b", root);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(agent_job_root_prepare(sub, &err), 0);
+    /* A leftover job folder from an earlier run is removed by the next start. */
+    char *left = co_xasprintf("%s/jobs/old.1/src", sub);
+    assert_int_equal(mkdir_p_for_test(left), 0);
+    char *file = co_xasprintf("%s/main.py", left);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(agent_job_root_prepare(sub, &err), 0);
+    struct stat st;
+    assert_int_equal(stat(file, &st), -1);
+    char *jobs = co_xasprintf("%s/jobs", sub);
+    assert_int_equal(stat(jobs, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    /* A root that is a file cannot be used. */
+    char *plain = co_xasprintf("%s/plain", root);
+    f = fopen(plain, "w");
+    fclose(f);
+    assert_int_equal(agent_job_root_prepare(plain, &err), -1);
+    assert_non_null(strstr(err.msg, "AGENT_WORK_ROOT"));
+    unlink(plain);
+    rmdir(jobs);
+    char *a = co_xasprintf("%s/a", root);
+    rmdir(sub);
+    rmdir(a);
+    assert_int_equal(rmdir(root), 0);
+    free(a);
+    free(plain);
+    free(jobs);
+    free(file);
+    free(left);
+    free(sub);
+}
+
+static void
 test_check(void **state)
 {
     (void)state;
@@ -228,9 +286,8 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_mapping),
-        cmocka_unit_test(test_finished_from_result),
-        cmocka_unit_test(test_stage_files),
+        cmocka_unit_test(test_status_mapping), cmocka_unit_test(test_finished_from_result),
+        cmocka_unit_test(test_stage_files),    cmocka_unit_test(test_root_prepare),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

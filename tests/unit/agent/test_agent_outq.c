@@ -208,6 +208,38 @@ test_close_unblocks(void **state)
     agent_outq_free(q);
 }
 
+/* A chunk cut by the size limit does not end inside a UTF-8 character. */
+static void
+test_utf8_boundary(void **state)
+{
+    (void)state;
+    struct agent_outq *q = agent_outq_new(1024, NULL, NULL);
+    const char *text = "ab\xc3\xa9\xe2\x82\xac!"; /* "abé€!" */
+    assert_int_equal(agent_outq_push(q, AGENT_OUTQ_STDOUT, text, strlen(text), 0), strlen(text));
+    int st;
+    char *d;
+    size_t len;
+    bool eof;
+    assert_true(agent_outq_pop(q, 3, &st, &d, &len, &eof)); /* 3 would split the é */
+    assert_int_equal(len, 2);
+    assert_string_equal(d, "ab");
+    free(d);
+    assert_true(agent_outq_pop(q, 4, &st, &d, &len, &eof)); /* é (2) + 2 bytes of € -> é only */
+    assert_int_equal(len, 2);
+    assert_string_equal(d, "\xc3\xa9");
+    free(d);
+    assert_true(agent_outq_pop(q, 100, &st, &d, &len, &eof));
+    assert_string_equal(d, "\xe2\x82\xac!");
+    free(d);
+    /* Binary data with no boundary in reach is still cut at the limit. */
+    const char bin[] = {(char)0xff, (char)0xfe, (char)0xfd, (char)0xfc, (char)0xfb};
+    assert_int_equal(agent_outq_push(q, AGENT_OUTQ_STDERR, bin, 5, 0), 5);
+    assert_true(agent_outq_pop(q, 2, &st, &d, &len, &eof));
+    assert_true(len >= 1 && len <= 2);
+    free(d);
+    agent_outq_free(q);
+}
+
 int
 main(void)
 {
@@ -218,6 +250,7 @@ main(void)
         cmocka_unit_test(test_abort_unblocks),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_close_unblocks),
+        cmocka_unit_test(test_utf8_boundary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
