@@ -68,6 +68,12 @@ pg_err(struct store_pg *p, PGresult *res, const char *what, co_err *err)
 static int
 pg_ensure(struct store_pg *p, co_err *err)
 {
+    /*
+     * An idle connection learns that the server went away (a restart sends a FATAL message and
+     * closes) only by reading: a non-blocking read here finds out before anything is sent.
+     */
+    if (!p->in_tx && !pg_conn_bad(p))
+        (void)PQconsumeInput(p->conn);
     if (!pg_conn_bad(p))
         return 0;
     if (p->in_tx)
@@ -163,10 +169,9 @@ pg_prepare(struct store_pg *p, enum store_q q, const char *name, co_err *err)
 #define PG_MAX_PARAMS 24
 
 static int
-pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int n, struct db_res *r,
-         co_err *err)
+pg_query_once(struct store_pg *p, enum store_q q, const struct db_param *prm, int n,
+              struct db_res *r, co_err *err)
 {
-    struct store_pg *p = pgs(s);
     char name[16];
     char ints[PG_MAX_PARAMS][24];
     const char *values[PG_MAX_PARAMS];
@@ -213,6 +218,24 @@ pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int 
     const char *tuples = PQcmdTuples(res);
     r->changes = *tuples ? strtoll(tuples, NULL, 10) : 0;
     return 0;
+}
+
+static int
+pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int n, struct db_res *r,
+         co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    if (pg_query_once(p, q, prm, n, r, err) == 0)
+        return 0;
+    /*
+     * Outside a transaction every statement the store runs is a read or an idempotent update
+     * (heartbeat, status), so one that met a connection that had died meanwhile can be sent
+     * again on a fresh one.  Inside a transaction the caller gets CO_E_UNAVAILABLE and rolls
+     * back.
+     */
+    if (p->in_tx || !pg_conn_bad(p))
+        return -1;
+    return pg_query_once(p, q, prm, n, r, err);
 }
 
 static int

@@ -1485,8 +1485,18 @@ t_reconnect(void)
     struct coord_job j;
     OK(coord_store_ping(S, &E));
     /* Server restarted between two requests: the next one reconnects and succeeds. */
-    if (server_ctl("restart") < 0)
+    struct coord_store *idle = NULL;
+    OK(coord_store_open(&cfg, &idle, &E));
+    if (server_ctl("restart") < 0) {
+        coord_store_close(idle);
         FAIL("restart hook failed");
+    }
+    /* A lone read on an idle connection, and a transaction on another: no error either way. */
+    co_err_clear(&E);
+    int rc = coord_store_ping(idle, &E);
+    coord_store_close(idle);
+    if (rc < 0)
+        FAIL("ping after restart: %s", E.msg);
     OK(submit(id("after-restart"), id("buyer"), CREDIT, 1, 100, 5));
     /* Server down: requests fail with "unavailable" and store nothing. */
     if (server_ctl("stop") < 0)
