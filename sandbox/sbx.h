@@ -176,10 +176,12 @@ int sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, str
                co_err *err) __attribute__((warn_unused_result));
 
 /**
- * Prepare for many runs in this process (the agent): keep @n fresh, empty network namespaces
- * ready in a background thread, so that jobs with network "none" do not create one on their
- * critical path.  Each namespace serves exactly one job.  Calling again changes @n; 0 is a no-op.
- * Errors: the thread cannot be started.
+ * Prepare for many runs in this process (the agent).  Starts two background threads: one keeps
+ * @n fresh, empty network namespaces ready, so that jobs with network "none" do not create one
+ * on their critical path (each namespace serves exactly one job); a janitor reaps the init of a
+ * job that ended by itself and removes its cgroup after sbx_run() has returned (the slot stays
+ * locked until then; the kernel has already started killing what was left in the sandbox).
+ * Calling again changes @n (0: no namespace pool).  Errors: a thread cannot be started.
  */
 int sbx_prewarm(unsigned n, co_err *err) __attribute__((warn_unused_result));
 

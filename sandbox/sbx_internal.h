@@ -2,7 +2,9 @@
 #ifndef SBX_INTERNAL_H
 #define SBX_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #include "co_err.h"
@@ -38,5 +40,16 @@ int sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err 
  * when the pool is empty or not running (the caller then creates one with clone()).
  */
 int sbx_netns_take(void);
+
+struct sbx_cgroup;
+
+/** True when sbx_prewarm() started the janitor thread (asynchronous clean-up). */
+bool sbx_janitor_enabled(void);
+
+/**
+ * Hand a finished sandbox to the janitor: it reaps init @pid, kills and removes @cg (stolen,
+ * freed) and then closes @lock_fd, releasing the slot.
+ */
+void sbx_janitor_add(pid_t pid, struct sbx_cgroup *cg, int lock_fd);
 
 #endif

@@ -1,19 +1,29 @@
 /*
- * A pool of fresh network namespaces for jobs with network "none".  Creating a network namespace
+ * Background helpers started by sbx_prewarm() for long-lived callers (the agent).
+ *
+ * 1. A pool of fresh network namespaces for jobs with network "none".  Creating a network namespace
  * is the most expensive part of a sandbox start (about 0.8 ms of the kernel's time here, against
  * about 0.1 ms for the pid, ipc and uts namespaces): with sbx_prewarm() a background thread
  * creates them ahead of time.  Each namespace is handed to exactly one job and never reused, so
  * a job still gets a fresh, empty namespace; only the creation moves off its critical path.
+ *
+ * 2. A janitor thread that reaps the init of a finished sandbox, kills and removes its cgroup and
+ *    then releases its slot, so that sbx_run() can return as soon as the job's results are in.
+ *    The slot stays locked until the clean-up is done, so nothing is shared early.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "co_alloc.h"
 #include "sbx.h"
+#include "sbx_cgroup.h"
 #include "sbx_internal.h"
 
 #define POOL_MAX 32
@@ -72,11 +82,105 @@ pool_main(void *arg)
     return NULL;
 }
 
+struct janitor_item {
+    pid_t pid;
+    struct sbx_cgroup *cg;
+    int lock_fd;
+    struct janitor_item *next;
+};
+
+static pthread_mutex_t jan_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t jan_cv = PTHREAD_COND_INITIALIZER;
+static struct janitor_item *jan_head, *jan_tail;
+static bool jan_started;
+
+static void *
+janitor_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&jan_mu);
+        while (!jan_head)
+            pthread_cond_wait(&jan_cv, &jan_mu);
+        struct janitor_item *it = jan_head;
+        jan_head = it->next;
+        if (!jan_head)
+            jan_tail = NULL;
+        pthread_mutex_unlock(&jan_mu);
+
+        int st;
+        while (waitpid(it->pid, &st, __WALL) < 0 && errno == EINTR)
+            ;
+        co_err e = CO_ERR_INIT;
+        if (sbx_cgroup_destroy(it->cg, &e) < 0) {
+            /* Left for the next run of this slot, which removes leftovers before it starts. */
+        }
+        close(it->lock_fd);
+        free(it->cg);
+        free(it);
+    }
+    return NULL;
+}
+
+bool
+sbx_janitor_enabled(void)
+{
+    pthread_mutex_lock(&jan_mu);
+    bool on = jan_started;
+    pthread_mutex_unlock(&jan_mu);
+    return on;
+}
+
+void
+sbx_janitor_add(pid_t pid, struct sbx_cgroup *cg, int lock_fd)
+{
+    struct janitor_item *it = co_xmalloc(sizeof(*it));
+    it->pid = pid;
+    it->cg = cg;
+    it->lock_fd = lock_fd;
+    it->next = NULL;
+    pthread_mutex_lock(&jan_mu);
+    if (jan_tail)
+        jan_tail->next = it;
+    else
+        jan_head = it;
+    jan_tail = it;
+    pthread_cond_signal(&jan_cv);
+    pthread_mutex_unlock(&jan_mu);
+}
+
+static int
+start_janitor(co_err *err)
+{
+    pthread_mutex_lock(&jan_mu);
+    int rc = 0;
+    if (!jan_started) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        int e = pthread_create(&t, &attr, janitor_main, NULL);
+        pthread_attr_destroy(&attr);
+        if (e != 0)
+            rc = co_err_sys(err, e, "cannot start the sandbox janitor thread");
+        else
+            jan_started = true;
+    }
+    pthread_mutex_unlock(&jan_mu);
+    return rc;
+}
+
 int
 sbx_prewarm(unsigned n, co_err *err)
 {
-    if (n == 0)
+    if (start_janitor(err) < 0)
+        return -1;
+    if (n == 0) {
+        pthread_mutex_lock(&pool_mu);
+        pool_target = 0;
+        pthread_mutex_unlock(&pool_mu);
         return 0;
+    }
     if (n > POOL_MAX)
         n = POOL_MAX;
     pthread_mutex_lock(&pool_mu);

@@ -181,6 +181,7 @@ struct msg {
     int32_t step;
     int32_t err;
     int32_t wstatus;
+    int64_t maxrss_kb; /* MSG_EXIT: largest RSS of the processes init reaped so far */
 };
 
 /* Everything the child needs, prepared by the parent (the child only reads it). */
@@ -208,7 +209,7 @@ struct child_ctx {
 
 static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int kind, int step)
 {
-    struct msg m = {kind, step, errno, 0};
+    struct msg m = {kind, step, errno, 0, 0};
     (void)!write(c->status_w, &m, sizeof(m));
     _exit(kind == MSG_EXEC_ERR ? (m.err == ENOENT ? 127 : 126) : 125);
 }
@@ -529,7 +530,10 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
         int st;
         pid_t p = wait4(-1, &st, __WALL, NULL);
         if (p == job) {
-            struct msg m = {MSG_EXIT, 0, 0, st};
+            struct rusage ru;
+            memset(&ru, 0, sizeof(ru));
+            (void)getrusage(RUSAGE_CHILDREN, &ru);
+            struct msg m = {MSG_EXIT, 0, 0, st, ru.ru_maxrss};
             (void)!write(c->status_w, &m, sizeof(m));
             _exit(0);
         }
@@ -1020,15 +1024,24 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         close(r.err.fd);
     r.out.fd = r.err.fd = -1;
 
+    /*
+     * A job that ended by itself, in a process with a janitor (sbx_prewarm()): init has closed
+     * its files and is exiting, and the kernel kills what is left of the pid namespace as it
+     * does.  Reaping it and removing the cgroup (a few hundred microseconds) are left to the
+     * janitor thread, which releases the slot afterwards.  Otherwise both happen here.
+     */
+    bool handed_off = exitm.kind && !setup.kind && r.killed == SBX_OK && sbx_janitor_enabled();
     int ist = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof(ru));
-    while (wait4(r.pid, &ist, __WALL, &ru) < 0 && errno == EINTR)
-        ;
+    if (!handed_off) {
+        while (wait4(r.pid, &ist, __WALL, &ru) < 0 && errno == EINTR)
+            ;
+    }
     if (!t_end)
         t_end = co_mono_ns();
     res->wall_ms = (t_end - t0) / 1000000;
-    res->max_rss_kb = ru.ru_maxrss;
+    res->max_rss_kb = ru.ru_maxrss > exitm.maxrss_kb ? ru.ru_maxrss : exitm.maxrss_kb;
 
     struct sbx_cg_stats stats = {0, -1, 0};
     co_err serr = CO_ERR_INIT;
@@ -1036,6 +1049,12 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         res->cpu_ms = stats.cpu_us / 1000;
         res->memory_peak_kb = stats.mem_peak >= 0 ? stats.mem_peak / 1024 : 0;
         res->oom_killed = stats.oom_kills > 0;
+    }
+    if (handed_off) {
+        sbx_janitor_add(r.pid, cg, lock_fd);
+        cg = NULL;
+        lock_fd = -1;
+        r.pid = 0;
     }
 
     res->stdout_bytes = r.out.bytes;
@@ -1079,7 +1098,9 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     }
     rc = 0;
 out:
-    if (r.pid > 0) {
+    if (!cg) {
+        /* Handed to the janitor. */
+    } else if (r.pid > 0) {
         /* Whatever happened, nothing of the job may outlive the call. */
         co_err kerr = CO_ERR_INIT;
         if (sbx_cgroup_destroy(cg, &kerr) < 0 && rc == 0) {
