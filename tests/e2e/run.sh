@@ -5,7 +5,9 @@
 # Environment: CO_SRC_DIR (repo root), CO_BUILD_DIR (binaries: coordinator/cacheout-coordinator,
 # agent/cacheout-agent). Optional: E2E_SCREENSHOT_DIR (default $CO_BUILD_DIR/screenshots),
 # E2E_CHROMIUM (default /usr/bin/chromium), E2E_WORKER=http (replace the agent with a poll-API
-# stand-in, to check the dashboard while the agent is unavailable; says so in its summary).
+# stand-in, to check the dashboard while the agent is unavailable; says so in its summary),
+# E2E_ALLOW_POLLING=1 (report a coordinator whose /ws/dashboard sends no snapshot as a loud skip
+# instead of a failure; everything else then runs over the REST fallback).
 # Prints one line per case and ends with "e2e: N passed, M failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
