@@ -193,12 +193,17 @@ req_log(struct coord_req *r)
     }
 }
 
-/* Write the status line and headers.  Returns -1 if the connection must close. */
+/*
+ * Write the status line and headers, and on an HTTP/1.1 connection a body of up to BODY_CHUNK
+ * bytes with them (one write, one syscall; HTTP/2 streams need separate frames).  Returns -1 if
+ * the connection must close.
+ */
 static int
 req_send_headers(struct lws *wsi, struct coord_req *r)
 {
-    unsigned char buf[LWS_PRE + HDR_BUF];
-    unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+    /* Only the lws thread writes: one buffer is enough. */
+    static unsigned char buf[LWS_PRE + HDR_BUF + BODY_CHUNK];
+    unsigned char *start = buf + LWS_PRE, *p = start, *end = start + HDR_BUF - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
                                     (lws_filepos_t)r->resp.len, &p, end))
         return -1;
@@ -227,9 +232,37 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
         return -1;
-    if (lws_finalize_write_http_header(wsi, start, &p, end))
+    if (r->resp.len <= BODY_CHUNK && lws_get_network_wsi(wsi) == wsi) {
+        if (lws_finalize_http_header(wsi, &p, end))
+            return -1;
+        if (r->resp.len > 0) {
+            memcpy(p, r->resp.data, r->resp.len);
+            p += r->resp.len;
+        }
+        int n = (int)(p - start);
+        if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) < n)
+            return -1;
+        r->sent = r->resp.len;
+    } else if (lws_finalize_write_http_header(wsi, start, &p, end)) {
         return -1;
+    }
     r->headers_sent = true;
+    return 0;
+}
+
+/* The answer is out: log it, free the request, keep the connection or close it. */
+static int
+req_finish(struct lws *wsi, struct http_pss *pss)
+{
+    struct coord_req *r = pss->req;
+    bool close_after = r->close_after;
+    req_log(r);
+    req_free(r);
+    pss->req = NULL;
+    if (close_after)
+        return -1;
+    if (lws_http_transaction_completed(wsi))
+        return -1;
     return 0;
 }
 
@@ -241,7 +274,7 @@ req_write(struct lws *wsi, struct http_pss *pss)
     if (!r->headers_sent) {
         if (req_send_headers(wsi, r) < 0)
             goto close;
-        if (r->resp.len > 0) {
+        if (r->sent < r->resp.len) {
             lws_callback_on_writable(wsi);
             return 0;
         }
@@ -261,16 +294,7 @@ req_write(struct lws *wsi, struct http_pss *pss)
             return 0;
         }
     }
-    /* Done. */
-    bool close_after = r->close_after;
-    req_log(r);
-    req_free(r);
-    pss->req = NULL;
-    if (close_after)
-        return -1;
-    if (lws_http_transaction_completed(wsi))
-        return -1;
-    return 0;
+    return req_finish(wsi, pss);
 close:
     req_log(r);
     req_free(r);
@@ -629,6 +653,8 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
                                      srv->health_db_ok, r);
         if (req_send_headers(wsi, r) < 0)
             return -1;
+        if (r->sent == r->resp.len)
+            return req_finish(wsi, pss);
         lws_callback_on_writable(wsi);
         return 0;
     }
