@@ -43,7 +43,8 @@ export function backoffMs(n: number, rand: () => number = Math.random): number {
 
 function finishedOf(h: Health | null): number | null {
   if (!h?.jobs) return null;
-  return (h.jobs.completed ?? 0) + (h.jobs.failed ?? 0) + (h.jobs.cancelled ?? 0);
+  // Jobs that ran to an end; cancelled ones did no work and do not count as throughput.
+  return (h.jobs.completed ?? 0) + (h.jobs.failed ?? 0);
 }
 
 export class LiveClient {

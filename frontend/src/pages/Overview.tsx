@@ -65,7 +65,7 @@ export function Overview() {
           tone="emerald"
         />
         <Stat label="Running jobs" value={counts.running ?? 0} hint={`${(counts.pending ?? 0) + (counts.assigned ?? 0)} waiting`} tone="indigo" />
-        <Stat label="Jobs per minute" value={lastRate.toFixed(1)} hint="finished, last minute" />
+        <Stat label="Jobs per minute" value={lastRate.toFixed(1)} hint="completed or failed, last minute" />
         <Stat
           label="Credits in the system"
           value={formatCredits(health?.total_credits)}
