@@ -775,8 +775,10 @@ def c_wall(s):
     j.expect_status("timeout", 128 + 9)
     j.expect_line("SLEEPING")
     j.expect_no_line("WOKE")
-    if not 150 <= j.r("wall_ms") < 500:
-        fail("result.wall_ms", "150..499", j.r("wall_ms"))
+    # No WOKE line already shows the job was killed before its sleep ended; the upper bound
+    # leaves room for a loaded host.
+    if not 190 <= j.r("wall_ms") < 1500:
+        fail("result.wall_ms", "190..1499", j.r("wall_ms"))
 
 
 @case("cpu-time-limit")
