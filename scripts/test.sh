@@ -36,7 +36,11 @@ run_suite() { # name command...
     local log=$logdir/$name.log
     echo
     echo "=== $name"
-    timeout --kill-after=30 "$suite_timeout" "$@" 2>&1 | tee "$log"
+    if [ "$(type -t "$1")" = function ]; then
+        "$@" 2>&1 | tee "$log"
+    else
+        timeout --kill-after=30 "$suite_timeout" "$@" 2>&1 | tee "$log"
+    fi
     local rc=${PIPESTATUS[0]}
     [ "$rc" -eq 124 ] && echo "$name: timed out after ${suite_timeout}s"
     local line p=0 f=0
