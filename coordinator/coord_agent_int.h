@@ -181,4 +181,22 @@ bool agent_hub_complete(struct coord_agents *hub);
 /** Publish a change as our own (our subscriber does not react to it). */
 void agent_hub_publish(struct coord_agents *hub, enum coord_event_kind kind, const char *id);
 
+/* ---- coord_sched.c ---- */
+
+/* One placement of a scheduling pass. */
+struct sched_pick {
+    size_t job;           /* index in the job list */
+    struct agent_sess *s; /* the session it goes to */
+};
+
+/**
+ * Plan one pass over @jobs (pending, in scheduling order) without any I/O: for each job, the
+ * welcomed session with room where it fits best (least leftover), reserving its capacity on that
+ * session (an AJ_CLAIMING entry); a job that fits a session's total but not its free capacity
+ * reserves the best such session for the rest of the pass; jobs held by a session already are
+ * skipped.  Writes the placements to @picks (room for jobs->len) and returns their number.
+ */
+size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
+                        struct sched_pick *picks);
+
 #endif

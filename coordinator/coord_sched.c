@@ -190,6 +190,7 @@ leftover(int64_t have_c, int64_t have_r, int64_t cores, int64_t ram, int64_t tot
            (double)(have_r - ram) / (double)(tot_r > 0 ? tot_r : 1);
 }
 
+/* Queue the store claim of @job for @s, whose capacity coord_sched_plan() reserved already. */
 static void
 sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job *job)
 {
@@ -200,16 +201,14 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
     it->s = s;
     co_strlcpy(it->job_id, job->job_id, sizeof(it->job_id));
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
-    agent_sess_add_job(s, job, 0, AJ_CLAIMING);
     agent_sess_ref(s);
     agent_hub_write(hub, claim_work, claim_done, it);
 }
 
-/* Place the pending jobs of one read on the agents (lws thread). */
-static size_t
-sched_place(struct coord_sched *sc, const struct coord_job_list *jobs)
+size_t
+coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
+                 struct sched_pick *picks)
 {
-    struct coord_agents *hub = sc->hub;
     size_t placed = 0;
     for (size_t i = 0; i < hub->n_sess; i++)
         hub->sess[i]->blocked = false;
@@ -248,7 +247,9 @@ sched_place(struct coord_sched *sc, const struct coord_job_list *jobs)
         if (!any_open)
             break;
         if (best) {
-            sched_claim(sc, best, job);
+            agent_sess_add_job(best, job, 0, AJ_CLAIMING);
+            picks[placed].job = k;
+            picks[placed].s = best;
             placed++;
         } else if (reserve) {
             /*
@@ -260,6 +261,18 @@ sched_place(struct coord_sched *sc, const struct coord_job_list *jobs)
         /* A job that fits no connected agent at all stays pending (health: pending_unfit). */
     }
     return placed;
+}
+
+/* Place the pending jobs of one read on the agents and claim them (lws thread). */
+static size_t
+sched_place(struct coord_sched *sc, const struct coord_job_list *jobs)
+{
+    struct sched_pick *picks = co_xcalloc(jobs->len + 1, sizeof(*picks));
+    size_t n = coord_sched_plan(sc->hub, jobs, picks);
+    for (size_t i = 0; i < n; i++)
+        sched_claim(sc, picks[i].s, &jobs->items[picks[i].job]);
+    free(picks);
+    return n;
 }
 
 static void

@@ -118,7 +118,7 @@ class Stack:
                     "AGENT_TOKEN": AGENT_TOKEN, "SQL_DIR": ARGS.sql_dir,
                     "DATABASE_URL": ARGS.database_url or
                     "sqlite:///" + os.path.join(self.dir, "bench.db"),
-                    "DEFAULT_STARTING_CREDITS": "100000000", "LOG_LEVEL": "WARNING",
+                    "DEFAULT_STARTING_CREDITS": "100000000", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                     "FRONTEND_DIR": self.dir, "WORKER_TIMEOUT_SECONDS": "30"})
         self.env = env
 

@@ -1,0 +1,216 @@
+/*
+ * Unit tests of the scheduler's placement (coord_sched_plan): best fit, capacity, priority order
+ * with reservation, images, unfit jobs, sessions that are not ready, jobs already held.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "co_alloc.h"
+#include "coord_agent_int.h"
+
+static struct coord_agents hub;
+static int fake_wsi; /* any non-NULL pointer: the plan never calls lws */
+
+static struct agent_sess *
+mk_sess(const char *id, int64_t cores, int64_t ram_mb, const char *image)
+{
+    struct agent_sess *s = co_xcalloc(1, sizeof(*s));
+    s->hub = &hub;
+    s->wsi = (struct lws *)&fake_wsi;
+    s->refs = 1;
+    s->state = AS_READY;
+    co_strlcpy(s->worker_id, id, sizeof(s->worker_id));
+    s->cores = s->free_cores = cores;
+    s->ram_mb = s->free_ram_mb = ram_mb;
+    if (image) {
+        s->images = co_xcalloc(1, sizeof(char *));
+        s->images[0] = co_xstrdup(image);
+        s->n_images = 1;
+    }
+    hub.sess = co_xreallocarray(hub.sess, hub.n_sess + 1, sizeof(*hub.sess));
+    hub.sess[hub.n_sess++] = s;
+    return s;
+}
+
+static struct coord_job_list jobs;
+
+static void
+add_job(const char *id, int64_t cores, int64_t ram_mb, const char *image)
+{
+    jobs.items = co_xreallocarray(jobs.items, jobs.len + 1, sizeof(*jobs.items));
+    struct coord_job *j = &jobs.items[jobs.len++];
+    memset(j, 0, sizeof(*j));
+    co_strlcpy(j->job_id, id, sizeof(j->job_id));
+    co_strlcpy(j->buyer_id, "buyer", sizeof(j->buyer_id));
+    j->required_cores = cores;
+    j->required_ram_mb = ram_mb;
+    j->image = co_xstrdup(image ? image : "default");
+}
+
+static void
+reset_jobs(void)
+{
+    for (size_t i = 0; i < jobs.len; i++)
+        free(jobs.items[i].image);
+    jobs.len = 0;
+}
+
+static int
+setup(void **state)
+{
+    (void)state;
+    memset(&hub, 0, sizeof(hub));
+    memset(&jobs, 0, sizeof(jobs));
+    return 0;
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < hub.n_sess; i++)
+        agent_sess_unref(hub.sess[i]);
+    free(hub.sess);
+    reset_jobs();
+    free(jobs.items);
+    return 0;
+}
+
+/* Run a plan; returns the number of picks and fills @picks (room for 64). */
+static size_t
+plan(struct sched_pick *picks)
+{
+    assert_true(jobs.len <= 64);
+    return coord_sched_plan(&hub, &jobs, picks);
+}
+
+static void
+test_best_fit(void **state)
+{
+    (void)state;
+    struct agent_sess *big = mk_sess("big", 8, 8192, NULL);
+    struct agent_sess *small = mk_sess("small", 2, 2048, NULL);
+    add_job("j1", 2, 1024, NULL);
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 1);
+    assert_ptr_equal(p[0].s, small); /* least leftover */
+    assert_int_equal(small->free_cores, 0);
+    assert_int_equal(small->free_ram_mb, 1024);
+    assert_int_equal(big->free_cores, 8);
+    assert_non_null(agent_sess_find(small, "j1"));
+    assert_int_equal(agent_sess_find(small, "j1")->state, AJ_CLAIMING);
+}
+
+static void
+test_capacity_never_exceeded(void **state)
+{
+    (void)state;
+    struct agent_sess *a = mk_sess("a", 4, 1000, NULL);
+    char id[16];
+    for (int i = 0; i < 10; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        add_job(id, 1, 200, NULL);
+    }
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 4); /* cores run out first */
+    assert_int_equal(a->free_cores, 0);
+    assert_int_equal(a->free_ram_mb, 200);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(p[i].job, (size_t)i); /* in order: the most urgent first */
+    /* RAM as the limit. */
+    struct agent_sess *b = mk_sess("b", 16, 500, NULL);
+    assert_int_equal(plan(p), 2);
+    assert_ptr_equal(p[0].s, b);
+    assert_int_equal(b->free_ram_mb, 100);
+}
+
+static void
+test_reservation_keeps_priority(void **state)
+{
+    (void)state;
+    struct agent_sess *a = mk_sess("a", 2, 2048, NULL);
+    add_job("busy", 1, 512, NULL);
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 1); /* a now has 1 free core */
+    reset_jobs();
+    add_job("urgent-big", 2, 512, NULL); /* fits a's total, not its free capacity */
+    add_job("later-small", 1, 512, NULL);
+    assert_int_equal(plan(p), 0); /* a is kept for the urgent job */
+    assert_null(agent_sess_find(a, "later-small"));
+    /* Another agent with room takes the small one. */
+    struct agent_sess *b = mk_sess("b", 1, 1024, NULL);
+    assert_int_equal(plan(p), 1);
+    assert_ptr_equal(p[0].s, b);
+    assert_int_equal(p[0].job, 1);
+}
+
+static void
+test_unfit_does_not_block(void **state)
+{
+    (void)state;
+    struct agent_sess *a = mk_sess("a", 4, 4096, NULL);
+    add_job("huge", 64, 512, NULL);
+    add_job("ok", 1, 512, NULL);
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 1);
+    assert_ptr_equal(p[0].s, a);
+    assert_int_equal(p[0].job, 1);
+    assert_null(agent_sess_find(a, "huge"));
+}
+
+static void
+test_images(void **state)
+{
+    (void)state;
+    struct agent_sess *gpu = mk_sess("gpu", 4, 4096, "cuda");
+    struct agent_sess *plain = mk_sess("plain", 8, 8192, NULL);
+    add_job("d", 1, 64, "default");
+    add_job("c", 1, 64, "cuda");
+    add_job("x", 1, 64, "other");
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 2);
+    assert_ptr_equal(p[0].s, plain); /* an agent listing no image runs "default" only */
+    assert_ptr_equal(p[1].s, gpu);
+    assert_int_equal(p[1].job, 1);
+}
+
+static void
+test_not_ready_and_held(void **state)
+{
+    (void)state;
+    struct agent_sess *hello = mk_sess("hello", 4, 4096, NULL);
+    hello->state = AS_HELLO_DB;
+    struct agent_sess *gone = mk_sess("gone", 4, 4096, NULL);
+    gone->wsi = NULL;
+    add_job("j", 1, 64, NULL);
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 0);
+    struct agent_sess *ok = mk_sess("ok", 4, 4096, NULL);
+    assert_int_equal(plan(p), 1);
+    assert_ptr_equal(p[0].s, ok);
+    /* The same read again (it raced with the claim): the job is held, nothing new. */
+    assert_int_equal(plan(p), 0);
+    assert_int_equal(ok->free_cores, 3);
+    agent_sess_remove_job(ok, "j");
+    assert_int_equal(ok->free_cores, 4);
+    assert_int_equal(ok->free_ram_mb, 4096);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_best_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity_never_exceeded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reservation_keeps_priority, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unfit_does_not_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_images, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_ready_and_held, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
