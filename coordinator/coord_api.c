@@ -270,8 +270,8 @@ query_int(struct coord_req *r, const char *name, bool has, const char *s, int64_
 
 /* ------------------------------------------------------------------ rendering */
 
-static void
-render_job(struct coord_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
+void
+coord_api_write_job(struct coord_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
 {
     coord_jsonw_obj_begin(w);
     coord_jsonw_kstr(w, "job_id", j->job_id);
@@ -322,8 +322,8 @@ render_job(struct coord_jsonw *w, const struct coord_job *j, bool with_code, int
     coord_jsonw_obj_end(w);
 }
 
-static void
-render_worker(struct coord_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
+void
+coord_api_write_worker(struct coord_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
 {
     int64_t now = co_wall_ms();
     enum coord_worker_status st = wk->status;
@@ -365,7 +365,7 @@ answer_job(struct coord_req *r, int status, const struct coord_job *j)
     struct coord_jsonw w;
     co_buf_reset(&r->resp);
     coord_jsonw_init(&w, &r->resp);
-    render_job(&w, j, r->admin, 0);
+    coord_api_write_job(&w, j, r->admin, 0);
     r->status = status;
 }
 
@@ -467,7 +467,7 @@ h_jobs(struct coord_store *s, struct coord_req *r)
     co_buf_grow(&r->resp, l.len * 700);
     coord_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l.len; i++)
-        render_job(&w, &l.items[i], false, 0);
+        coord_api_write_job(&w, &l.items[i], false, 0);
     coord_jsonw_arr_end(&w);
     r->status = 200;
     coord_job_list_release(&l);
@@ -549,7 +549,7 @@ answer_worker(struct coord_req *r, const struct coord_worker *wk)
     struct coord_jsonw w;
     co_buf_reset(&r->resp);
     coord_jsonw_init(&w, &r->resp);
-    render_worker(&w, wk, r->srv->cfg->worker_timeout_seconds * 1000);
+    coord_api_write_worker(&w, wk, r->srv->cfg->worker_timeout_seconds * 1000);
     r->status = 200;
 }
 
@@ -657,7 +657,7 @@ h_workers(struct coord_store *s, struct coord_req *r)
     coord_jsonw_init(&w, &r->resp);
     coord_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l.len; i++)
-        render_worker(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000);
+        coord_api_write_worker(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000);
     coord_jsonw_arr_end(&w);
     r->status = 200;
     coord_worker_list_release(&l);
@@ -696,7 +696,7 @@ h_task(struct coord_store *s, struct coord_req *r)
     coord_req_changed(r, COORD_EVENT_WORKER, r->q_worker);
     struct coord_jsonw w;
     coord_jsonw_init(&w, &r->resp);
-    render_job(&w, &j, true, j.attempts);
+    coord_api_write_job(&w, &j, true, j.attempts);
     r->status = 200;
     coord_job_release(&j);
 }
