@@ -89,7 +89,7 @@ for store in $stores; do
     case $store in
     sqlite) bench_store sqlite "sqlite:///$work/bench.db" ;;
     postgres)
-        # shellcheck source=../../tests/lib/pg.sh
+        # shellcheck disable=SC1091
         . "$src/tests/lib/pg.sh"
         if pg_start; then
             bench_store postgres "$DATABASE_URL"

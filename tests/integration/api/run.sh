@@ -51,7 +51,7 @@ if [ "${API_TEST_PG:-1}" = 0 ]; then
     echo "SKIP postgres: API_TEST_PG=0"
     skipped=$((skipped + 1))
 else
-    # shellcheck source=../../lib/pg.sh
+    # shellcheck disable=SC1091
     . "$src/tests/lib/pg.sh"
     if pg_start; then
         run_pass postgres "$bin" --database-url "$DATABASE_URL" --pg-dir "$PG_DIR" \
