@@ -370,7 +370,7 @@ int coord_store_user_get(struct coord_store *s, const char *user_id, struct coor
 
 /**
  * Grant @amount (> 0) micro-credits, creating the user (with the starting credits) if needed.
- * @out receives the balance after.
+ * CO_E_RANGE if the balance would pass 10^9 credits.  @out receives the balance after.
  */
 int coord_store_user_grant(struct coord_store *s, const char *user_id, int64_t amount,
                            struct coord_user *out, co_err *err) __attribute__((warn_unused_result));

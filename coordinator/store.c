@@ -202,6 +202,9 @@ const struct store_sql store_sql[Q_COUNT] = {
                        NULL, NULL, STORE_LOCK_NONE},
 };
 
+/* The highest balance a grant may produce: 10^9 credits. */
+#define STORE_MAX_BALANCE (INT64_C(1000000000) * INT64_C(1000000))
+
 /* ---- enum names ---- */
 
 static const char *const job_status_names[COORD_JOB_STATUS_COUNT] = {
@@ -1647,17 +1650,27 @@ coord_store_user_grant(struct coord_store *s, const char *user_id, int64_t amoun
         return co_err_field(err, CO_E_INVAL, "amount", "grant amount %lld is not positive",
                             (long long)amount);
     int64_t now = co_wall_ms();
+    struct coord_user u;
     bool found;
     int rc = -1;
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (user_ensure(s, user_id, false, now, err) < 0)
         goto out;
-    if (money_move(s, user_id, NULL, COORD_LEDGER_GRANT, amount, 0, "admin grant", now, err) < 0) {
-        if (err && err->code == CO_E_INTERNAL)
-            co_err_set(err, CO_E_RANGE, "grant to '%s' overflows the balance", user_id);
+    if (user_lock(s, user_id, err) < 0 || user_load(s, user_id, &u, &found, err) < 0)
+        goto out;
+    /*
+     * Balances stay far below int64 so that sums over many users cannot overflow (SQLite would
+     * turn an overflowing sum into an error, or arithmetic into floating point).
+     */
+    if (amount > STORE_MAX_BALANCE || u.credits > STORE_MAX_BALANCE - amount) {
+        co_err_field(err, CO_E_RANGE, "amount",
+                     "grant to '%s' would pass the balance limit of %lld micro-credits", user_id,
+                     (long long)STORE_MAX_BALANCE);
         goto out;
     }
+    if (money_move(s, user_id, NULL, COORD_LEDGER_GRANT, amount, 0, "admin grant", now, err) < 0)
+        goto out;
     if (out && user_load(s, user_id, out, &found, err) < 0)
         goto out;
     rc = 0;

@@ -763,6 +763,11 @@ t_grant(void)
     CHECK_EQ(u.held, 0);
     OK(coord_store_user_grant(S, id("user"), 1, &u, &E));
     CHECK_EQ(u.credits, START_CREDITS + 25 * CREDIT + 500001);
+    FAILS(coord_store_user_grant(S, id("user"), INT64_MAX, &u, &E), CO_E_RANGE);
+    FAILS(coord_store_user_grant(S, id("user"), INT64_C(1000000000) * CREDIT, &u, &E), CO_E_RANGE);
+    OK(coord_store_user_grant(S, id("rich"), INT64_C(1000000000) * CREDIT - START_CREDITS, &u, &E));
+    CHECK_EQ(u.credits, INT64_C(1000000000) * CREDIT);
+    FAILS(coord_store_user_grant(S, id("rich"), 1, &u, &E), CO_E_RANGE);
     FAILS(coord_store_user_grant(S, id("user"), 0, &u, &E), CO_E_INVAL);
     FAILS(coord_store_user_grant(S, id("user"), -5, &u, &E), CO_E_INVAL);
     FAILS(coord_store_user_grant(S, "bad id!", 5, &u, &E), CO_E_INVAL);
