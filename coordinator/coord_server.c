@@ -32,6 +32,8 @@
 #define HDR_BUF 4096
 #define BODY_CHUNK 65536
 #define HEALTH_TTL_MS 1000
+/* After a change made elsewhere (agent sessions, scheduler), the snapshot lives this long. */
+#define HEALTH_DIRTY_TTL_MS 100
 #define SHUTDOWN_GRACE_MS 10000
 
 struct http_pss {
@@ -328,6 +330,7 @@ req_done(void *arg)
         srv->health = r->health;
         srv->health_db_ok = r->health_ok;
         srv->health_valid = true;
+        srv->health_dirty = false;
         srv->health_at_ms = co_mono_ms();
         if (r->route == COORD_R_HEALTH)
             coord_api_render_health(srv, r->health_ok ? &r->health : NULL, r->health_ok, r);
@@ -643,8 +646,9 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         r->close_after = true;
 
     /* Health and metrics from the cache when it is fresh. */
+    int64_t health_age = co_mono_ms() - srv->health_at_ms;
     if ((ri.route == COORD_R_HEALTH || ri.route == COORD_R_METRICS) && srv->health_valid &&
-        co_mono_ms() - srv->health_at_ms < HEALTH_TTL_MS) {
+        health_age < (srv->health_dirty ? HEALTH_DIRTY_TTL_MS : HEALTH_TTL_MS)) {
         if (ri.route == COORD_R_HEALTH)
             coord_api_render_health(srv, srv->health_db_ok ? &srv->health : NULL, srv->health_db_ok,
                                     r);
@@ -758,6 +762,21 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 
 /* ------------------------------------------------------------------ context */
 
+/*
+ * Any committed change (from this API or from the agent sessions) ages the health snapshot:
+ * it is refreshed at most HEALTH_DIRTY_TTL_MS later, so a stream of events cannot turn every
+ * health check into a database query.
+ */
+static void
+server_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
+{
+    struct coord_server *srv = ud;
+    (void)kind;
+    (void)id;
+    (void)seq;
+    srv->health_dirty = true;
+}
+
 static struct lws_protocols protocols[4];
 
 static void
@@ -786,6 +805,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     srv->stop_flag = stop_flag;
     srv->started_mono_ms = co_mono_ms();
     coord_metrics_init(&srv->metrics);
+    coord_events_subscribe(srv->events, server_on_event, srv);
     int rc = -1;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (cfg->debug ? LLL_NOTICE : 0), server_log_emit);

@@ -105,6 +105,7 @@ struct coord_server {
     struct coord_health health;
     bool health_db_ok;
     bool health_valid;
+    bool health_dirty;    /* a change was published since the snapshot */
     int64_t health_at_ms; /* monotonic */
     int64_t inflight;     /* requests handed to the executor, not yet answered */
     bool stopping;
