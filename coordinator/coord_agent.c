@@ -759,12 +759,8 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
     h->n_running = 0;
     s->state = AS_HELLO_DB;
     agent_sess_ref(s);
-    if (agent_hub_submit(hub, COORD_DB_WRITE, hello_work, hello_done, it) < 0) {
-        agent_sess_unref(s);
-        hello_item_free(it);
-        sess_send_error(s, "unavailable", NULL, "coordinator busy");
-        agent_sess_close(s, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, "busy");
-    }
+    /* Through the write batch: ordered with this worker's other writes (e.g. a disconnect's). */
+    agent_hub_write(hub, hello_work, hello_done, it);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1309,8 +1305,7 @@ sess_closed(struct agent_sess *s)
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
         it->hub = hub;
         co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
-        if (agent_hub_submit(hub, COORD_DB_WRITE, offline_work, offline_done, it) < 0)
-            free(it);
+        agent_hub_write(hub, offline_work, offline_done, it);
     }
 }
 

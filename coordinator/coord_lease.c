@@ -197,8 +197,5 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
         }
     }
     le->busy = true;
-    if (agent_hub_submit(hub, COORD_DB_WRITE, tick_work, tick_done, it) < 0) {
-        le->busy = false;
-        tick_item_free(it);
-    }
+    agent_hub_write(hub, tick_work, tick_done, it);
 }
