@@ -755,8 +755,10 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
     int64_t us = (co_mono_ns() - t0) / 1000;
     struct lws_context *cx = lws_get_context(wsi);
     struct coord_server *srv = cx ? lws_context_user(cx) : NULL;
-    if (srv && us > srv->max_loop_callback_us)
+    if (srv && us > srv->max_loop_callback_us) {
         srv->max_loop_callback_us = us;
+        srv->max_loop_callback_reason = (int)reason;
+    }
     return rc;
 }
 
@@ -922,8 +924,8 @@ out:
         }
     }
     co_info("http server stopped max_db_work_us=%" PRId64 " max_loop_callback_us=%" PRId64
-            " db_calls_on_loop=0",
-            coord_db_max_work_us(db), srv->max_loop_callback_us);
+            " max_loop_callback_reason=%d db_calls_on_loop=0",
+            coord_db_max_work_us(db), srv->max_loop_callback_us, srv->max_loop_callback_reason);
     coord_events_free(srv->events);
     free(srv);
     return rc;

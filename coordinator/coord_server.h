@@ -111,6 +111,7 @@ struct coord_server {
     bool stopping;
     volatile sig_atomic_t *stop_flag; /* set by the signal handler */
     int64_t max_loop_callback_us;     /* longest HTTP callback on the lws thread */
+    int max_loop_callback_reason;     /* its lws callback reason */
 };
 
 /**

@@ -61,7 +61,7 @@ stop_coord() {
     wait "$coord_pid" 2>/dev/null
     coord_pid=
     # The longest single database work item (it ran on a database thread, never on the loop).
-    grep -o 'max_db_work_us=[0-9]*' "$work/run/coordinator.log" 2>/dev/null | tail -1
+    grep -o 'max_db_work_us=[0-9]* max_loop_callback_us=[0-9]* max_loop_callback_reason=[0-9]*' "$work/run/coordinator.log" 2>/dev/null | tail -1
     rm -rf "$work/run"
 }
 
