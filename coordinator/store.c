@@ -140,27 +140,27 @@ const struct store_sql store_sql[Q_COUNT] = {
          NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_OWNER] = {"SELECT owner_id FROM worker_registrations WHERE worker_id = $1", NULL,
                         NULL, STORE_LOCK_NONE},
-    [Q_OUTPUT_LEN] = {"SELECT length(stdout), length(stderr), stdout_truncated, "
-                      "stderr_truncated FROM job_output WHERE job_id = $1",
+    [Q_OUTPUT_LEN] = {"SELECT stdout_len, stderr_len, stdout_truncated, stderr_truncated "
+                      "FROM job_output WHERE job_id = $1",
                       NULL, NULL, STORE_LOCK_UPDATE},
-    [Q_OUTPUT_INSERT] = {"INSERT INTO job_output (job_id, stdout, stderr, stdout_truncated, "
-                         "stderr_truncated) VALUES ($1, $2, $2, 0, 0)",
-                         NULL, NULL, STORE_LOCK_NONE},
-    [Q_OUTPUT_APPEND_OUT] = {NULL,
-                             "UPDATE job_output SET stdout = stdout || $2, stdout_truncated = $3 "
-                             "WHERE job_id = $1",
-                             "UPDATE job_output SET stdout = CAST(stdout || $2 AS BLOB), "
-                             "stdout_truncated = $3 WHERE job_id = $1",
-                             STORE_LOCK_NONE},
-    [Q_OUTPUT_APPEND_ERR] = {NULL,
-                             "UPDATE job_output SET stderr = stderr || $2, stderr_truncated = $3 "
-                             "WHERE job_id = $1",
-                             "UPDATE job_output SET stderr = CAST(stderr || $2 AS BLOB), "
-                             "stderr_truncated = $3 WHERE job_id = $1",
-                             STORE_LOCK_NONE},
+    [Q_OUTPUT_INSERT] =
+        {"INSERT INTO job_output (job_id, stdout, stderr, stdout_truncated, "
+         "stderr_truncated, stdout_len, stderr_len) VALUES ($1, $2, $2, 0, 0, 0, 0)",
+         NULL, NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_SET_OUT] = {"UPDATE job_output SET stdout_len = stdout_len + $2, "
+                          "stdout_truncated = $3 WHERE job_id = $1",
+                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_SET_ERR] = {"UPDATE job_output SET stderr_len = stderr_len + $2, "
+                          "stderr_truncated = $3 WHERE job_id = $1",
+                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_CHUNK] = {"INSERT INTO job_output_chunk (job_id, stream, data) VALUES ($1, $2, $3)",
+                        NULL, NULL, STORE_LOCK_NONE},
+    /* stdout/stderr hold output written before migration 0002; chunks follow it. */
     [Q_OUTPUT_GET] = {"SELECT stdout, stderr, stdout_truncated, stderr_truncated FROM job_output "
                       "WHERE job_id = $1",
                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_CHUNKS] = {"SELECT stream, data FROM job_output_chunk WHERE job_id = $1 ORDER BY id",
+                         NULL, NULL, STORE_LOCK_NONE},
     [Q_H_JOBS] = {"SELECT status, COUNT(*) FROM jobs GROUP BY status", NULL, NULL, STORE_LOCK_NONE},
     [Q_H_WORKERS] = {"SELECT CASE WHEN status = 'offline' OR last_heartbeat < $1 THEN 'offline' "
                      "ELSE status END AS st, COUNT(*) FROM worker_registrations GROUP BY st",
@@ -1432,10 +1432,14 @@ coord_store_output_append(struct coord_store *s, const char *job_id, int stream,
         take = (size_t)room;
         truncated = true;
     }
+    /* Each append is its own row: writing it costs its own size, not the output's so far. */
+    if (take > 0 &&
+        q_exec(s, Q_OUTPUT_CHUNK, PARAMS(P_TEXT(job_id), P_INT(stream), P_BLOB(data, take)), NULL,
+               err) < 0)
+        goto out;
     if (take > 0 || truncated) {
-        if (q_exec(s, stream == 1 ? Q_OUTPUT_APPEND_OUT : Q_OUTPUT_APPEND_ERR,
-                   PARAMS(P_TEXT(job_id), P_BLOB(take ? data : "", take), P_INT(truncated)), NULL,
-                   err) < 0)
+        if (q_exec(s, stream == 1 ? Q_OUTPUT_SET_OUT : Q_OUTPUT_SET_ERR,
+                   PARAMS(P_TEXT(job_id), P_INT(take), P_INT(truncated)), NULL, err) < 0)
             goto out;
     }
     rc = 0;
@@ -1443,17 +1447,12 @@ out:
     return tx_end(s, rc, err);
 }
 
-static char *
-blob_dup(struct db_res *r, int c, size_t *len)
+static void
+blob_append(struct db_res *r, int c, struct co_buf *b)
 {
     size_t n = 0;
     const void *p = r->s->ops->col_blob(r, c, &n);
-    char *out = co_xmalloc(n + 1);
-    if (n)
-        memcpy(out, p, n);
-    out[n] = '\0';
-    *len = n;
-    return out;
+    co_buf_append(b, n ? p : "", n);
 }
 
 int
@@ -1461,10 +1460,11 @@ coord_store_output_get(struct coord_store *s, const char *job_id, char **out_std
                        size_t *stdout_len, char **out_stderr, size_t *stderr_len, bool *truncated,
                        co_err *err)
 {
+    struct co_buf bufs[2] = {CO_BUF_INIT, CO_BUF_INIT};
     struct db_res r;
-    int rc = -1, got = -1;
+    int rc = -1, got;
     int64_t one;
-    bool found;
+    bool found, trunc = false;
 
     *out_stdout = *out_stderr = NULL;
     if (tx_begin(s, false, err) < 0)
@@ -1479,26 +1479,31 @@ coord_store_output_get(struct coord_store *s, const char *job_id, char **out_std
         goto out;
     got = q_next(&r, err);
     if (got > 0) {
-        *out_stdout = blob_dup(&r, 0, stdout_len);
-        *out_stderr = blob_dup(&r, 1, stderr_len);
-        *truncated = col_int(&r, 2) != 0 || col_int(&r, 3) != 0;
-    } else if (got == 0) {
-        *out_stdout = co_xstrdup("");
-        *out_stderr = co_xstrdup("");
-        *stdout_len = *stderr_len = 0;
-        *truncated = false;
+        blob_append(&r, 0, &bufs[0]);
+        blob_append(&r, 1, &bufs[1]);
+        trunc = col_int(&r, 2) != 0 || col_int(&r, 3) != 0;
     }
     q_done(&r);
-    if (got >= 0)
-        rc = 0;
+    if (got < 0)
+        goto out;
+    if (q_run(s, Q_OUTPUT_CHUNKS, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        goto out;
+    while ((got = q_next(&r, err)) > 0)
+        blob_append(&r, 1, &bufs[col_int(&r, 0) == 2 ? 1 : 0]);
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    rc = 0;
 out:
     rc = tx_end(s, rc, err);
-    if (rc < 0 && got >= 0 && *out_stdout) {
-        /* The snapshot could not be closed cleanly: report the error, not half an answer. */
-        free(*out_stdout);
-        free(*out_stderr);
-        *out_stdout = *out_stderr = NULL;
+    if (rc == 0) {
+        /* co_buf_steal gives "" for an empty buffer, so the caller always gets two strings. */
+        *out_stdout = co_buf_steal(&bufs[0], stdout_len);
+        *out_stderr = co_buf_steal(&bufs[1], stderr_len);
+        *truncated = trunc;
     }
+    co_buf_release(&bufs[0]);
+    co_buf_release(&bufs[1]);
     return rc;
 }
 

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1425,6 +1426,61 @@ mig_thread(void *p)
     return NULL;
 }
 
+/* Migrate @url to version 1 only and write output the way version 1 stored it. */
+static int
+make_v1_database(const char *url)
+{
+    char dir[] = "/tmp/cacheout-sql-v1.XXXXXX";
+    char path[512], target[512];
+    struct coord_store_config c = cfg;
+    struct coord_store *s = NULL;
+    int rc = -1;
+
+    c.url = url;
+    if (!mkdtemp(dir))
+        FAIL("mkdtemp: %s", strerror(errno));
+    OK(coord_store_open(&c, &s, &E));
+    const char *sub = coord_store_backend(s);
+    snprintf(path, sizeof(path), "%s/%s", dir, sub);
+    snprintf(target, sizeof(target), "%s/%s/0001_init.sql", sql_dir, sub);
+    if (mkdir(path, 0700) == 0) {
+        snprintf(path, sizeof(path), "%s/%s/0001_init.sql", dir, sub);
+        if (symlink(target, path) == 0)
+            rc = coord_store_migrate(s, dir, &E);
+        unlink(path);
+        snprintf(path, sizeof(path), "%s/%s", dir, sub);
+        rmdir(path);
+    }
+    rmdir(dir);
+    bool pg = strcmp(sub, "postgres") == 0;
+    if (rc == 0)
+        rc = s->ops->exec_script(
+            s,
+            pg ? "INSERT INTO users (user_id, username, credits, held, is_worker, created_at, "
+                 "updated_at) VALUES ('legacy', 'legacy', 5, 0, 0, 0, 0);"
+                 "INSERT INTO ledger (user_id, job_id, kind, amount, held, balance, note, "
+                 "created_at) VALUES ('legacy', NULL, 'grant', 5, 0, 5, NULL, 0);"
+                 "INSERT INTO jobs (job_id, title, command, buyer_id, status, cost, "
+                 "required_cores, required_ram_mb, priority, timeout_seconds, max_attempts, "
+                 "created_at) VALUES ('legacy-job', 't', 'c', 'legacy', 'pending', 0, 1, 1, 5, "
+                 "60, 3, 0);"
+                 "INSERT INTO job_output VALUES ('legacy-job', '\\x6f6c64', '\\x00ff', 0, 0)"
+               : "INSERT INTO users (user_id, username, credits, held, is_worker, created_at, "
+                 "updated_at) VALUES ('legacy', 'legacy', 5, 0, 0, 0, 0);"
+                 "INSERT INTO ledger (user_id, job_id, kind, amount, held, balance, note, "
+                 "created_at) VALUES ('legacy', NULL, 'grant', 5, 0, 5, NULL, 0);"
+                 "INSERT INTO jobs (job_id, title, command, buyer_id, status, cost, "
+                 "required_cores, required_ram_mb, priority, timeout_seconds, max_attempts, "
+                 "created_at) VALUES ('legacy-job', 't', 'c', 'legacy', 'pending', 0, 1, 1, 5, "
+                 "60, 3, 0);"
+                 "INSERT INTO job_output VALUES ('legacy-job', X'6f6c64', X'00ff', 0, 0)",
+            &E);
+    coord_store_close(s);
+    if (rc < 0)
+        FAIL("version 1 database: %s", E.msg);
+    return 0;
+}
+
 static int
 t_concurrent_migrate(void)
 {
@@ -1433,6 +1489,8 @@ t_concurrent_migrate(void)
     pthread_t th[NT];
     struct mig_arg args[NT];
     pthread_barrier_t barrier;
+    if (make_v1_database(url) < 0)
+        return -1;
     pthread_barrier_init(&barrier, NULL, NT);
     for (int i = 0; i < NT; i++) {
         args[i] = (struct mig_arg){.url = url, .barrier = &barrier};
@@ -1456,9 +1514,21 @@ t_concurrent_migrate(void)
     OK(coord_store_open(&c, &s, &E));
     int rc = coord_store_user_get(s, "mig-buyer", &u, &E);
     int rc2 = rc < 0 ? -1 : coord_store_check_invariant(s, &E);
+    /* Output written by version 1 is still there, and new output follows it. */
+    char *out = NULL, *errs = NULL;
+    size_t ol = 0, el = 0;
+    bool trunc;
+    int rc3 = rc2 < 0 ? -1 : coord_store_output_append(s, "legacy-job", 1, "+new", 4, &E);
+    if (rc3 == 0)
+        rc3 = coord_store_output_get(s, "legacy-job", &out, &ol, &errs, &el, &trunc, &E);
     coord_store_close(s);
-    if (rc < 0 || rc2 < 0)
-        FAIL("fresh database: %s", E.msg);
+    bool legacy_ok =
+        rc3 == 0 && ol == 7 && !memcmp(out, "old+new", 7) && el == 2 && !memcmp(errs, "\0\xff", 2);
+    free(out);
+    free(errs);
+    if (rc < 0 || rc2 < 0 || rc3 < 0)
+        FAIL("upgraded database: %s", E.msg);
+    CHECK(legacy_ok);
     CHECK_EQ(u.held, NT * CREDIT);
     CHECK_EQ(u.credits, START_CREDITS - NT * CREDIT);
     return 0;
@@ -1578,7 +1648,7 @@ main(void)
         {"parallel_claim_next", t_parallel_claims},
         {"parallel_mixed_traffic", t_parallel_mixed},
         {"kill9_loses_no_acknowledged_job", t_kill9},
-        {"concurrent_migrate_fresh_db", t_concurrent_migrate},
+        {"upgrade_v1_then_concurrent_migrate", t_concurrent_migrate},
         {"reconnect_after_server_restart", t_reconnect},
     };
     const char *url = getenv("CO_STORE_URL");
