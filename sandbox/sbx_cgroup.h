@@ -1,6 +1,6 @@
 /*
  * sbx_cgroup: job cgroups written directly to cgroupfs behind a small backend interface (v1 and
- * hybrid hosts: one folder per v1 hierarchy, plus a leaf in the cgroup2 mount when there is one;
+ * hybrid hosts: one folder per v1 hierarchy, the cgroup2 mount of a hybrid host is not used;
  * pure v2 hosts: a delegated subtree).  Internal to libsandbox; tested against fake trees.
  */
 #ifndef SBX_CGROUP_H
@@ -28,21 +28,20 @@ enum sbx_cg_ctrl {
 struct sbx_cgroup_host {
     enum sbx_cg_mode mode;
     char v1[SBX_CG_NCTRL][PATH_MAX]; /* v1: the parent folder of job cgroups per controller */
-    char unified[PATH_MAX];          /* hybrid: parent folder in the cgroup2 mount, or "" */
     char v2[PATH_MAX];               /* v2: the parent folder of job cgroups */
     bool memsw;                      /* v1: memory.memsw.* exists (swap accounting) */
 };
 
-#define SBX_CG_MAX_DIRS (SBX_CG_NCTRL + 1)
+#define SBX_CG_MAX_DIRS SBX_CG_NCTRL
 
 /** One job cgroup (a folder per distinct hierarchy). */
 struct sbx_cgroup {
     const struct sbx_cgroup_host *host;
     int n_dirs;
     char dirs[SBX_CG_MAX_DIRS][PATH_MAX];  /* distinct folders, created in this order */
-    char procs[SBX_CG_MAX_DIRS][PATH_MAX]; /* their cgroup.procs files (the child writes "0") */
+    char procs[SBX_CG_MAX_DIRS][PATH_MAX]; /* the file the child writes "0" to, to join:
+                                              v1 "tasks", v2 "cgroup.procs" */
     int ctrl_dir[SBX_CG_NCTRL];            /* v1: index into dirs per controller */
-    int unified_dir;                       /* index of the cgroup2 folder, -1 if none */
     bool created;
 };
 
@@ -78,9 +77,9 @@ unsigned sbx_cgroup_parse_mountinfo(const char *mountinfo, struct sbx_cgroup_hos
                                     char unified_mnt[PATH_MAX]);
 
 /**
- * Set up a v1 (or hybrid, when @unified_parent is not NULL) host whose job cgroups go under the
- * folders in @host->v1 (already filled with hierarchy mount points) joined with @parent.  Creates
- * the parent folders.
+ * Set up a v1 host (reported as hybrid when @unified_mnt, a cgroup2 mount, is not NULL) whose
+ * job cgroups go under the folders in @host->v1 (already filled with hierarchy mount points)
+ * joined with @parent.  Creates the parent folders.
  */
 int sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt,
                             const char *parent, co_err *err) __attribute__((warn_unused_result));

@@ -835,7 +835,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         goto out;
     }
     for (int i = 0; i < 3; i++) {
-        if (pipe2(pipes[i], O_CLOEXEC) < 0) {
+        /* The status pipe is read without blocking once init has exited. */
+        if (pipe2(pipes[i], O_CLOEXEC | (i == 2 ? O_NONBLOCK : 0)) < 0) {
             co_err_sys(err, errno, "cannot create pipe");
             internal(res, err, "pipe", 0);
             goto out;
@@ -900,7 +901,9 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
     if (netns_fd < 0)
         flags |= CLONE_NEWNET;
-    long pid = syscall(SYS_clone, flags, NULL, NULL, NULL, NULL);
+    /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
+    int pidfd = -1;
+    long pid = syscall(SYS_clone, flags | CLONE_PIDFD, NULL, &pidfd, NULL, NULL);
     if (pid == 0)
         child_main(c);
     int clone_errno = errno;
@@ -931,13 +934,25 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     pipes[2][0] = -1;
     int cancel_fd = sbx_cancel_fd(opts ? opts->cancel : NULL);
 
+    /*
+     * Wait for the sandbox.  Every wake-up costs a scheduling round on a busy host, so the parent
+     * waits on as few events as it can: the output pipes, and init's pidfd, which fires once
+     * init has exited (the status pipe is then read without waiting).  With a janitor the
+     * status pipe is watched too, so that the call can return as soon as the job has exited.
+     */
+    bool early = sbx_janitor_enabled();
+    bool alive = true;
     struct msg setup = {0}, exec_err = {0}, exitm = {0};
     int64_t deadline = spec->wall_ms ? t0 + spec->wall_ms * 1000000 : 0;
     int64_t t_end = 0, drain_deadline = 0;
-    while (status_fd >= 0 || r.out.fd >= 0 || r.err.fd >= 0) {
+    for (;;) {
+        if (early && exitm.kind && r.out.fd < 0 && r.err.fd < 0)
+            break;
+        if (!alive && r.out.fd < 0 && r.err.fd < 0)
+            break;
         int64_t now = co_mono_ns();
         int timeout = -1;
-        if (status_fd >= 0 && r.killed == SBX_OK) {
+        if (alive && r.killed == SBX_OK) {
             if (deadline) {
                 if (now >= deadline) {
                     kill_job(&r, SBX_TIMEOUT);
@@ -956,7 +971,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
                     timeout = 20;
             }
         }
-        if (status_fd < 0) {
+        if (!alive) {
             /* Init is gone, so is every process of the sandbox: the pipes close shortly. */
             if (!drain_deadline)
                 drain_deadline = now + INT64_C(2000000000);
@@ -964,9 +979,9 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
                 break;
             timeout = (int)((drain_deadline - now) / 1000000) + 1;
         }
-        struct pollfd pfd[4];
+        struct pollfd pfd[5];
         int n = 0;
-        int i_out = -1, i_err = -1, i_st = -1, i_cancel = -1;
+        int i_out = -1, i_err = -1, i_pid = -1, i_st = -1, i_cancel = -1;
         if (r.out.fd >= 0) {
             i_out = n;
             pfd[n++] = (struct pollfd){r.out.fd, POLLIN, 0};
@@ -975,11 +990,15 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
             i_err = n;
             pfd[n++] = (struct pollfd){r.err.fd, POLLIN, 0};
         }
-        if (status_fd >= 0) {
+        if (alive) {
+            i_pid = n;
+            pfd[n++] = (struct pollfd){pidfd, POLLIN, 0};
+        }
+        if (early && status_fd >= 0 && !exitm.kind) {
             i_st = n;
             pfd[n++] = (struct pollfd){status_fd, POLLIN, 0};
         }
-        if (cancel_fd >= 0 && status_fd >= 0 && r.killed == SBX_OK) {
+        if (cancel_fd >= 0 && alive && r.killed == SBX_OK) {
             i_cancel = n;
             pfd[n++] = (struct pollfd){cancel_fd, POLLIN, 0};
         }
@@ -994,7 +1013,13 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
             drain(&r, &r.out);
         if (i_err >= 0 && pfd[i_err].revents)
             drain(&r, &r.err);
-        if (i_st >= 0 && pfd[i_st].revents) {
+        bool read_status = (i_st >= 0 && pfd[i_st].revents) || (i_pid >= 0 && pfd[i_pid].revents);
+        if (i_pid >= 0 && pfd[i_pid].revents) {
+            alive = false;
+            if (!t_end)
+                t_end = co_mono_ns();
+        }
+        while (read_status && status_fd >= 0) {
             struct msg m;
             ssize_t got = read(status_fd, &m, sizeof(m));
             if (got == (ssize_t)sizeof(m)) {
@@ -1006,12 +1031,15 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
                     exitm = m;
                     t_end = co_mono_ns();
                 }
-            } else if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+                continue;
+            }
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got == 0 || (got < 0 && errno != EAGAIN)) {
                 close(status_fd);
                 status_fd = -1;
-                if (!t_end)
-                    t_end = co_mono_ns();
             }
+            break;
         }
         if (i_cancel >= 0 && pfd[i_cancel].revents)
             kill_job(&r, SBX_CANCELLED);
@@ -1023,6 +1051,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     if (r.err.fd >= 0)
         close(r.err.fd);
     r.out.fd = r.err.fd = -1;
+    close(pidfd);
 
     /*
      * A job that ended by itself, in a process with a janitor (sbx_prewarm()): init has closed
@@ -1030,7 +1059,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
      * does.  Reaping it and removing the cgroup (a few hundred microseconds) are left to the
      * janitor thread, which releases the slot afterwards.  Otherwise both happen here.
      */
-    bool handed_off = exitm.kind && !setup.kind && r.killed == SBX_OK && sbx_janitor_enabled();
+    bool handed_off = early && exitm.kind && !setup.kind && r.killed == SBX_OK;
     int ist = 0;
     struct rusage ru;
     memset(&ru, 0, sizeof(ru));

@@ -27,7 +27,7 @@ int __real_rmdir(const char *path);
 int __wrap_mkdir(const char *path, mode_t mode);
 int __wrap_rmdir(const char *path);
 
-static char tree[256];      /* the fake root; "" outside tests */
+static char tree[256];           /* the fake root; "" outside tests */
 static const char *missing_file; /* an interface file not to create (to inject a failure) */
 
 struct iface {
@@ -38,6 +38,7 @@ struct iface {
 /* Files of a new cgroup folder: a superset of v1 and v2 so one wrapper serves both. */
 static const struct iface new_files[] = {
     {"cgroup.procs", ""},
+    {"tasks", ""},
     {"cgroup.controllers", "cpu memory pids\n"},
     {"cgroup.subtree_control", ""},
     {"cgroup.kill", ""},
@@ -400,10 +401,14 @@ test_v1_hybrid_job_cgroup(void **state)
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
     struct sbx_cg_limits lim = {500, 32 << 20, 16};
     assert_int_equal(sbx_cgroup_create(cg, &h, "slot-0", &lim, &err), 0);
-    /* Five hierarchies plus the cgroup2 leaf; the child joins all of them. */
-    assert_int_equal(cg->n_dirs, 6);
-    assert_true(cg->unified_dir >= 0);
+    /* Five hierarchies, joined through "tasks" (see sbx_cgroup_create()); the cgroup2 mount
+     * of a hybrid host gets no folder. */
+    assert_int_equal(cg->n_dirs, 5);
     char d[PATH_MAX];
+    snprintf(d, sizeof(d), "%s/memory/cacheout/slot-0/tasks", tree);
+    assert_string_equal(cg->procs[cg->ctrl_dir[SBX_CG_MEMORY]], d);
+    snprintf(d, sizeof(d), "%s/unified/cacheout/slot-0", tree);
+    assert_int_equal(access(d, F_OK), -1);
     snprintf(d, sizeof(d), "%s/cpu/cacheout/slot-0", tree);
     assert_string_equal(get(d, "cpu.cfs_period_us"), "100000");
     assert_string_equal(get(d, "cpu.cfs_quota_us"), "50000");
@@ -439,7 +444,6 @@ test_v1_joint_cpu_cpuacct(void **state)
     struct sbx_cg_limits lim = {2000, 64 << 20, 8};
     assert_int_equal(sbx_cgroup_create(cg, &h, "slot-9", &lim, &err), 0);
     assert_int_equal(cg->n_dirs, 4);
-    assert_int_equal(cg->unified_dir, -1);
     assert_int_equal(cg->ctrl_dir[SBX_CG_CPU], cg->ctrl_dir[SBX_CG_CPUACCT]);
     char d[PATH_MAX];
     snprintf(d, sizeof(d), "%s/cpu,cpuacct/cacheout/slot-9", tree);
