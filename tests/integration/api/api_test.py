@@ -63,7 +63,7 @@ class Server:
             "MAX_JOB_RAM_MB": "65536",
             "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
             "LOG_FILE": os.path.join(self.workdir, "coordinator.log"),
-            "ASAN_OPTIONS": "detect_leaks=0",
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
         })
         db = database_url if database_url is not None else args.database_url
         if db:
@@ -1143,6 +1143,22 @@ def t_pg_restart(srv, args):
     invariant(srv)
 
 
+def t_sanitizer_reports():
+    """ASan/UBSan/LSan write their reports to stderr, which every Server sends to stdout.log."""
+    bad = []
+    for d in WORKDIRS:
+        path = os.path.join(d, "stdout.log")
+        if not os.path.exists(path):
+            continue
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in text:
+                at = text.index(marker)
+                bad.append("%s: %s" % (path, text[at:at + 300]))
+    check(not bad, "; ".join(bad))
+
+
 def main():
     global LABEL
     ap = argparse.ArgumentParser()
@@ -1194,6 +1210,7 @@ def main():
         case(".env in the working directory", t_env_file, args)
         case("static files from FRONTEND_DIR", t_static_dist, args)
         case("graceful shutdown on SIGTERM", t_shutdown, args)
+    case("no sanitizer or runtime error reports in any coordinator log", t_sanitizer_reports)
     if FAILED == 0:
         for d in WORKDIRS:
             shutil.rmtree(d, ignore_errors=True)
