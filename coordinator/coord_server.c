@@ -687,6 +687,13 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
             co_strlcpy(pss->static_path, in, sizeof(pss->static_path));
         }
         return 0;
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        /*
+         * A WebSocket upgrade lands on this protocol only when it names no known subprotocol:
+         * refuse it with a real HTTP answer (DASHBOARD.md, PROTOCOL.md).
+         */
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, NULL);
+        return 1;
     case LWS_CALLBACK_HTTP:
         if (!srv || !pss)
             return -1;
