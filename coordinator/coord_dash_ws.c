@@ -1,23 +1,61 @@
 /*
- * coord_dash_ws: "cacheout.dashboard.v1" on /ws/dashboard.  For now: handshake checks (path; an
- * optional admin token as X-Admin-Token or ?token= marks the session admin), a small snapshot
- * (the event sequence number and the cached health counts), and an open connection.  The
- * dashboard issue adds the full snapshot and the event stream (coord_events).
+ * coord_dash_ws: "cacheout.dashboard.v1" on /ws/dashboard (proto/DASHBOARD.md).  The handshake
+ * is checked here (path, Origin, optional admin token); the sessions live in the dashboard hub
+ * (coord_dash.c), which this protocol creates at PROTOCOL_INIT and frees at PROTOCOL_DESTROY.
  */
 #include "coord_dash_ws.h"
 
-#include <inttypes.h>
+#include <strings.h>
 
-#include "co_buf.h"
 #include "co_log.h"
-#include "coord_jsonw.h"
+#include "coord_dash.h"
 #include "coord_server.h"
 #include "coord_ws_common.h"
 
 struct dash_pss {
-    struct coord_ws_session ws;
+    struct coord_dash_sess sess;
+    bool admin_at_upgrade;
     bool counted;
 };
+
+/* The per-vhost storage of the protocol: the hub pointer. */
+struct dash_vhd {
+    struct coord_dash *hub;
+};
+
+static struct coord_dash *
+hub_of(struct lws *wsi)
+{
+    struct dash_vhd *vhd = lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi));
+    return vhd ? vhd->hub : NULL;
+}
+
+/*
+ * Origin: absent (tools), one of CORS_ORIGINS, or the coordinator's own origin (the scheme and
+ * the Host header of this very request).
+ */
+static bool
+origin_allowed(struct lws *wsi, const struct coord_config *cfg)
+{
+    char origin[256], host[256];
+    int on = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (on <= 0)
+        return true;
+    if (on >= (int)sizeof(origin) ||
+        lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) < 0)
+        return false;
+    if (coord_config_cors_allowed(cfg, origin, strlen(origin)))
+        return true;
+    int hn = lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST);
+    if (hn <= 0)
+        return false;
+    const char *rest = NULL;
+    if (strncasecmp(origin, "http://", 7) == 0)
+        rest = origin + 7;
+    else if (strncasecmp(origin, "https://", 8) == 0)
+        rest = origin + 8;
+    return rest && strcasecmp(rest, host) == 0;
+}
 
 static int
 dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -25,55 +63,74 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
     struct dash_pss *pss = user;
     struct coord_server *srv = coord_ws_server(wsi);
     switch (reason) {
+    case LWS_CALLBACK_PROTOCOL_INIT: {
+        if (!srv)
+            return 0;
+        struct dash_vhd *vhd = lws_protocol_vh_priv_zalloc(
+            lws_get_vhost(wsi), lws_get_protocol(wsi), sizeof(struct dash_vhd));
+        if (!vhd)
+            return -1;
+        vhd->hub = coord_dash_new(srv, lws_get_context(wsi));
+        coord_dash_attach_agents(vhd->hub, lws_get_vhost(wsi));
+        return 0;
+    }
+    case LWS_CALLBACK_PROTOCOL_DESTROY: {
+        struct dash_vhd *vhd = lws_protocol_vh_priv_get(lws_get_vhost(wsi), lws_get_protocol(wsi));
+        if (vhd) {
+            coord_dash_free(vhd->hub);
+            vhd->hub = NULL;
+        }
+        return 0;
+    }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
         if (!srv)
             return 1;
         bool admin = false;
         int rc = coord_ws_filter(wsi, COORD_DASH_WS_PATH, "x-admin-token:", NULL,
                                  srv->cfg->admin_token, &admin);
-        if (rc == 0 && pss)
-            pss->ws.admin = admin;
-        return rc;
-    }
-    case LWS_CALLBACK_ESTABLISHED: {
-        struct co_buf b = CO_BUF_INIT;
-        struct coord_jsonw w;
-        coord_jsonw_init(&w, &b);
-        coord_jsonw_obj_begin(&w);
-        coord_jsonw_kstr(&w, "type", "snapshot");
-        coord_jsonw_kint(&w, "seq", (int64_t)coord_events_seq(srv->events));
-        coord_jsonw_key(&w, "admin");
-        coord_jsonw_bool(&w, pss->ws.admin);
-        if (srv->health_valid && srv->health_db_ok) {
-            coord_jsonw_key(&w, "jobs");
-            coord_jsonw_obj_begin(&w);
-            for (int i = 0; i < COORD_JOB_STATUS_COUNT; i++)
-                coord_jsonw_kint(&w, coord_job_status_name((enum coord_job_status)i),
-                                 srv->health.jobs[i]);
-            coord_jsonw_obj_end(&w);
+        if (rc != 0)
+            return rc;
+        if (!origin_allowed(wsi, srv->cfg)) {
+            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL);
+            return 1;
         }
-        coord_jsonw_obj_end(&w);
-        pss->counted = true;
-        atomic_fetch_add(&srv->metrics.dashboards_connected, 1);
-        int rc = coord_ws_send(wsi, &pss->ws, b.data, b.len);
-        co_buf_release(&b);
-        return rc < 0 ? -1 : 0;
-    }
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return coord_ws_write_one(wsi, &pss->ws);
-    case LWS_CALLBACK_RECEIVE: {
-        int rc = coord_ws_receive(wsi, &pss->ws, in, len);
-        if (rc < 0)
-            return -1;
-        if (rc == 1)
-            coord_ws_rx_reset(&pss->ws);
+        if (pss)
+            pss->admin_at_upgrade = admin;
         return 0;
     }
+    case LWS_CALLBACK_ESTABLISHED: {
+        struct coord_dash *hub = hub_of(wsi);
+        if (!hub || !pss)
+            return -1;
+        coord_dash_attach_agents(hub, lws_get_vhost(wsi));
+        pss->counted = true;
+        atomic_fetch_add(&srv->metrics.dashboards_connected, 1);
+        coord_dash_open(hub, &pss->sess, wsi, pss->admin_at_upgrade);
+        return 0;
+    }
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        struct coord_dash *hub = hub_of(wsi);
+        if (!hub || !pss || !pss->sess.open)
+            return 0;
+        return coord_dash_writeable(hub, &pss->sess);
+    }
+    case LWS_CALLBACK_RECEIVE: {
+        struct coord_dash *hub = hub_of(wsi);
+        if (!hub || !pss || !pss->sess.open)
+            return 0;
+        return coord_dash_receive(hub, &pss->sess, in, len);
+    }
+    case LWS_CALLBACK_RECEIVE_PONG:
+        if (pss && pss->sess.open)
+            coord_dash_pong(&pss->sess);
+        return 0;
     case LWS_CALLBACK_CLOSED:
+        if (!pss)
+            return 0;
         if (pss->counted)
             atomic_fetch_sub(&srv->metrics.dashboards_connected, 1);
         pss->counted = false;
-        coord_ws_session_release(&pss->ws);
+        coord_dash_close(hub_of(wsi), &pss->sess);
         return 0;
     default:
         return 0;
@@ -87,6 +144,7 @@ coord_dash_ws_protocol(void)
         .name = COORD_DASH_WS_PROTOCOL,
         .callback = dash_callback,
         .per_session_data_size = sizeof(struct dash_pss),
+        .rx_buffer_size = COORD_DASH_RX_MAX,
     };
     return p;
 }

@@ -1,9 +1,10 @@
 /*
  * coord_dash_ws: the WebSocket subprotocol "cacheout.dashboard.v1" on /ws/dashboard, for
- * dashboards: a snapshot on connect, then one event per change. This module wires the protocol into
- * the server: the path and auth are checked in LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION (a real
- * 401/404 answer on failure), the connection gets a small hello message and is kept open.  The
- * session logic lands with its own issue.
+ * dashboards (proto/DASHBOARD.md): a snapshot on connect, then one numbered event per change.
+ * The handshake is checked in LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: another path gets a real
+ * 404, a foreign Origin 403; an X-Admin-Token header (or `?token=`, for tools) equal to
+ * ADMIN_TOKEN makes the session admin, a wrong one leaves it read-only.  The sessions and the
+ * fan-out live in coord_dash.h.
  */
 #ifndef COORD_DASH_WS_H
 #define COORD_DASH_WS_H

@@ -1,0 +1,1066 @@
+/* coord_dash: the dashboard hub (see coord_dash.h). */
+#include "coord_dash.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+
+#include "co_alloc.h"
+#include "co_buf.h"
+#include "co_config.h"
+#include "co_log.h"
+#include "co_time.h"
+#include "coord_agent.h"
+#include "coord_api.h"
+#include "coord_jsonw.h"
+#include "coord_server.h"
+
+#define TICK_US (250 * LWS_US_PER_MS)
+#define HEALTH_MIN_MS 1000
+#define SNAP_JOBS 100
+
+enum dash_msg_kind {
+    DM_EVENT = 0, /* text = head "seq": | tail */
+    DM_SNAPSHOT,  /* as DM_EVENT, the session object goes after the number */
+    DM_CONTROL,   /* no seq (auth.result, error) */
+};
+
+/* One shared message: refcounted, never changed once built. */
+struct dash_msg {
+    int refs;
+    enum dash_msg_kind kind;
+    bool health;  /* a health.updated (coalesced in queues) */
+    size_t split; /* bytes before the seq number */
+    size_t len;
+    char text[];
+};
+
+/* A changed object waiting to be loaded. */
+struct dash_key {
+    enum coord_event_kind kind;
+    char id[CO_ID_MAX + 1];
+};
+
+/* Result slice of one key in a batch's output buffer (len 0: nothing to send). */
+struct dash_slice {
+    size_t start, split, len;
+};
+
+struct dash_batch {
+    struct coord_dash *d;
+    struct dash_key *keys;
+    size_t n;
+    struct dash_slice *slices;
+    struct co_buf out;
+    int64_t timeout_ms;
+    bool want_health;
+    bool health_ok;
+    struct coord_health health;
+};
+
+struct dash_snap {
+    struct coord_dash *d;
+    uint64_t gen;
+    int64_t timeout_ms;
+    bool ok;
+    bool health_ok;
+    struct coord_health health;
+    struct co_buf body; /* ,"workers":[...],"jobs":[...] */
+    char err[CO_ERR_MSG_MAX];
+};
+
+struct coord_dash {
+    struct coord_server *srv;
+    struct lws_context *ctx;
+    bool dead;
+    int inflight; /* database items whose completion still refers to the hub */
+    int ev_handle;
+    bool agents_attached;
+    lws_sorted_usec_list_t sul;
+
+    struct coord_dash_sess *sessions;
+    size_t n_sessions, n_admin;
+
+    /* limits */
+    size_t max_msgs, max_bytes;
+    int64_t slow_close_ms;
+
+    /* dirty set: keys + open-addressing index (slot = key index + 1) */
+    struct dash_key *dirty;
+    size_t n_dirty, cap_dirty;
+    uint32_t *slots;
+    size_t n_slots;
+    bool batch_inflight;
+    bool health_dirty;
+    int64_t health_at_ms; /* monotonic ms of the last health load */
+    bool have_health;
+    struct coord_health last_health;
+
+    /* snapshot builds */
+    uint64_t gen_next; /* generation the next build will have */
+    bool snap_inflight;
+    size_t snap_waiting;   /* sessions with a placeholder */
+    int64_t snap_retry_ms; /* after a failed build: not before */
+
+    /* write scratch (LWS_PRE headroom) */
+    unsigned char *scratch;
+    size_t scratch_cap;
+};
+
+/* ------------------------------------------------------------------ messages */
+
+static struct dash_msg *
+msg_new(enum dash_msg_kind kind, const char *text, size_t len, size_t split)
+{
+    struct dash_msg *m = co_xmalloc(sizeof(*m) + len + 1);
+    m->refs = 1;
+    m->kind = kind;
+    m->health = false;
+    m->split = split;
+    m->len = len;
+    memcpy(m->text, text, len);
+    m->text[len] = '\0';
+    return m;
+}
+
+static void
+msg_unref(struct dash_msg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+/* ------------------------------------------------------------------ session queues */
+
+static struct dash_qent *
+q_at(struct coord_dash_sess *s, size_t i)
+{
+    return &s->q[(s->q_head + i) % s->q_cap];
+}
+
+static void
+q_grow(struct coord_dash_sess *s)
+{
+    size_t ncap = s->q_cap ? s->q_cap * 2 : 8;
+    struct dash_qent *nq = co_xreallocarray(NULL, ncap, sizeof(*nq));
+    for (size_t i = 0; i < s->q_len; i++)
+        nq[i] = *q_at(s, i);
+    free(s->q);
+    s->q = nq;
+    s->q_cap = ncap;
+    s->q_head = 0;
+}
+
+static void
+q_push(struct coord_dash_sess *s, struct dash_msg *m, uint64_t seq)
+{
+    if (s->q_len == s->q_cap)
+        q_grow(s);
+    struct dash_qent *e = &s->q[(s->q_head + s->q_len) % s->q_cap];
+    e->m = m;
+    e->seq = seq;
+    s->q_len++;
+    if (m) {
+        m->refs++;
+        s->q_bytes += m->len;
+    }
+}
+
+static void
+sess_want_write(struct coord_dash_sess *s)
+{
+    if (s->want_write || !s->wsi)
+        return;
+    /* Nothing to write while the head waits for its snapshot (pings aside). */
+    if (!s->ping_due && !s->close_code && (s->q_len == 0 || !q_at(s, 0)->m))
+        return;
+    s->want_write = true;
+    lws_callback_on_writable(s->wsi);
+}
+
+static bool
+sess_full(const struct coord_dash *d, const struct coord_dash_sess *s, size_t len)
+{
+    return s->q_len >= d->max_msgs || s->q_bytes + len > d->max_bytes;
+}
+
+/* Close @s soon: at its next WRITEABLE, or by timeout if it never becomes writeable. */
+static void
+sess_close_soon(struct coord_dash_sess *s, int code, const char *reason)
+{
+    if (s->close_code || !s->wsi)
+        return;
+    s->close_code = code;
+    co_strlcpy(s->close_reason, reason, sizeof(s->close_reason));
+    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 3);
+    s->want_write = false;
+    sess_want_write(s);
+}
+
+/*
+ * Give @m (a state-carrying message) to @s with the session's next seq.  A full queue drops it
+ * (the number is used anyway: the client sees the gap).  health.updated replaces an unsent one.
+ */
+static void
+sess_event(struct coord_dash *d, struct coord_dash_sess *s, struct dash_msg *m)
+{
+    if (s->close_code)
+        return;
+    if (m->health && s->health_abs > s->q_popped) {
+        struct dash_qent *e = q_at(s, (size_t)(s->health_abs - 1 - s->q_popped));
+        if (e->m && e->m->health) {
+            s->q_bytes -= e->m->len;
+            msg_unref(e->m);
+            e->m = m;
+            m->refs++;
+            s->q_bytes += m->len;
+            return;
+        }
+    }
+    s->seq++;
+    if (sess_full(d, s, m->len)) {
+        s->dropped++;
+        if (!s->full_since_ms)
+            s->full_since_ms = co_mono_ms();
+        if (s->dropped > COORD_DASH_MAX_DROPS)
+            sess_close_soon(s, COORD_DASH_CLOSE_SLOW, "slow consumer");
+        return;
+    }
+    q_push(s, m, s->seq);
+    if (m->health)
+        s->health_abs = s->q_popped + s->q_len;
+    sess_want_write(s);
+}
+
+/* A message without seq for one session (dropped silently when the queue is full). */
+static void
+sess_control(struct coord_dash *d, struct coord_dash_sess *s, const char *text, size_t len)
+{
+    if (s->close_code || sess_full(d, s, len))
+        return;
+    struct dash_msg *m = msg_new(DM_CONTROL, text, len, 0);
+    q_push(s, m, 0);
+    msg_unref(m);
+    sess_want_write(s);
+}
+
+static void
+broadcast(struct coord_dash *d, struct dash_msg *m, bool admin_only)
+{
+    for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+        if (admin_only && !s->admin)
+            continue;
+        sess_event(d, s, m);
+    }
+}
+
+/*
+ * Start writing the members that follow `"seq":N` in an event: the writer is put inside an
+ * object that already has a member, so each key comes out as `,"key":value`; the caller closes
+ * the object with '}'.
+ */
+static void
+members_after_seq(struct coord_jsonw *w, struct co_buf *out)
+{
+    coord_jsonw_init(w, out);
+    w->depth = 1;
+    w->need_comma[1] = true;
+}
+
+/* ------------------------------------------------------------------ hub lifetime */
+
+static void hub_tick(lws_sorted_usec_list_t *sul);
+static void on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq);
+static void batch_start(struct coord_dash *d);
+static void snap_start(struct coord_dash *d);
+
+static void
+env_limit(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out)
+{
+    co_err err = CO_ERR_INIT;
+    if (co_config_int(name, def, min, max, out, &err) < 0) {
+        co_warn("dashboard: ignoring %s error=\"%s\"", name, err.msg);
+        *out = def;
+    }
+}
+
+struct coord_dash *
+coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
+{
+    struct coord_dash *d = co_xcalloc(1, sizeof(*d));
+    d->srv = srv;
+    d->ctx = ctx;
+    int64_t v;
+    env_limit("DASHBOARD_QUEUE_MESSAGES", COORD_DASH_QUEUE_MSGS, 4, 1 << 20, &v);
+    d->max_msgs = (size_t)v;
+    env_limit("DASHBOARD_QUEUE_BYTES", COORD_DASH_QUEUE_BYTES, 65536, INT64_C(1) << 32, &v);
+    d->max_bytes = (size_t)v;
+    env_limit("DASHBOARD_SLOW_CLOSE_SECONDS", COORD_DASH_SLOW_CLOSE_MS / 1000, 1, 3600, &v);
+    d->slow_close_ms = v * 1000;
+    d->gen_next = 1;
+    d->ev_handle = coord_events_subscribe(srv->events, on_event, d);
+    lws_sul_schedule(ctx, 0, &d->sul, hub_tick, TICK_US);
+    return d;
+}
+
+static void
+hub_release(struct coord_dash *d)
+{
+    free(d->dirty);
+    free(d->slots);
+    free(d->scratch);
+    free(d);
+}
+
+void
+coord_dash_free(struct coord_dash *d)
+{
+    if (!d)
+        return;
+    coord_events_unsubscribe(d->srv->events, d->ev_handle);
+    lws_sul_cancel(&d->sul);
+    /* Sessions were closed by lws before PROTOCOL_DESTROY; forget any left. */
+    d->sessions = NULL;
+    d->dead = true;
+    if (d->inflight == 0)
+        hub_release(d);
+}
+
+/* A completion ran: returns true if the hub is gone (and frees it with the last one). */
+static bool
+hub_done(struct coord_dash *d)
+{
+    d->inflight--;
+    if (!d->dead)
+        return false;
+    if (d->inflight == 0)
+        hub_release(d);
+    return true;
+}
+
+size_t
+coord_dash_sessions(const struct coord_dash *d)
+{
+    return d->n_sessions;
+}
+
+/* ------------------------------------------------------------------ change feed -> batches */
+
+static uint32_t
+key_hash(enum coord_event_kind kind, const char *id)
+{
+    uint32_t h = 2166136261u ^ (uint32_t)kind;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void
+dirty_rehash(struct coord_dash *d, size_t nslots)
+{
+    free(d->slots);
+    d->slots = co_xcalloc(nslots, sizeof(*d->slots));
+    d->n_slots = nslots;
+    for (size_t i = 0; i < d->n_dirty; i++) {
+        size_t j = key_hash(d->dirty[i].kind, d->dirty[i].id) & (nslots - 1);
+        while (d->slots[j])
+            j = (j + 1) & (nslots - 1);
+        d->slots[j] = (uint32_t)(i + 1);
+    }
+}
+
+static void
+dirty_add(struct coord_dash *d, enum coord_event_kind kind, const char *id)
+{
+    if (strlen(id) > CO_ID_MAX)
+        return;
+    if ((d->n_dirty + 1) * 2 > d->n_slots)
+        dirty_rehash(d, d->n_slots ? d->n_slots * 2 : 64);
+    size_t mask = d->n_slots - 1;
+    size_t j = key_hash(kind, id) & mask;
+    while (d->slots[j]) {
+        struct dash_key *k = &d->dirty[d->slots[j] - 1];
+        if (k->kind == kind && strcmp(k->id, id) == 0)
+            return;
+        j = (j + 1) & mask;
+    }
+    if (d->n_dirty == d->cap_dirty) {
+        d->cap_dirty = d->cap_dirty ? d->cap_dirty * 2 : 64;
+        d->dirty = co_xreallocarray(d->dirty, d->cap_dirty, sizeof(*d->dirty));
+    }
+    d->dirty[d->n_dirty].kind = kind;
+    co_strlcpy(d->dirty[d->n_dirty].id, id, sizeof(d->dirty[0].id));
+    d->n_dirty++;
+    d->slots[j] = (uint32_t)d->n_dirty;
+}
+
+static void
+on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
+{
+    struct coord_dash *d = ud;
+    (void)seq;
+    /* Nobody watching: nothing to load (a new session starts from a snapshot anyway). */
+    if (d->n_sessions == 0 || !id || !*id)
+        return;
+    dirty_add(d, kind, id);
+    d->health_dirty = true;
+    if (!d->batch_inflight)
+        batch_start(d);
+}
+
+/* Database thread: load and render every key of the batch. */
+static void
+batch_work(struct coord_store *store, void *arg)
+{
+    struct dash_batch *b = arg;
+    b->slices = co_xcalloc(b->n ? b->n : 1, sizeof(*b->slices));
+    for (size_t i = 0; i < b->n; i++) {
+        const struct dash_key *k = &b->keys[i];
+        struct dash_slice *sl = &b->slices[i];
+        co_err err = CO_ERR_INIT;
+        struct coord_jsonw w;
+        size_t start = b->out.len;
+        sl->start = start;
+        switch (k->kind) {
+        case COORD_EVENT_JOB: {
+            struct coord_job j;
+            memset(&j, 0, sizeof(j));
+            if (coord_store_job_get(store, k->id, false, &j, &err) < 0) {
+                if (err.code != CO_E_NOTFOUND)
+                    co_warn("dashboard: cannot load job '%s' error=\"%s\"", k->id, err.msg);
+                coord_job_release(&j);
+                continue;
+            }
+            co_buf_puts(&b->out, "{\"type\":\"job.updated\",\"seq\":");
+            sl->split = b->out.len - start;
+            members_after_seq(&w, &b->out);
+            coord_jsonw_key(&w, "job");
+            coord_api_write_job(&w, &j, false, 0);
+            co_buf_putc(&b->out, '}');
+            coord_job_release(&j);
+            break;
+        }
+        case COORD_EVENT_WORKER: {
+            struct coord_worker wk;
+            if (coord_store_worker_get(store, k->id, &wk, &err) < 0) {
+                if (err.code != CO_E_NOTFOUND) {
+                    co_warn("dashboard: cannot load worker '%s' error=\"%s\"", k->id, err.msg);
+                    continue;
+                }
+                co_buf_puts(&b->out, "{\"type\":\"worker.removed\",\"seq\":");
+                sl->split = b->out.len - start;
+                members_after_seq(&w, &b->out);
+                coord_jsonw_kstr(&w, "worker_id", k->id);
+                co_buf_putc(&b->out, '}');
+                break;
+            }
+            co_buf_puts(&b->out, "{\"type\":\"worker.updated\",\"seq\":");
+            sl->split = b->out.len - start;
+            members_after_seq(&w, &b->out);
+            coord_jsonw_key(&w, "worker");
+            coord_api_write_worker(&w, &wk, b->timeout_ms);
+            co_buf_putc(&b->out, '}');
+            break;
+        }
+        case COORD_EVENT_CREDITS: {
+            struct coord_user u;
+            if (coord_store_user_get(store, k->id, &u, &err) < 0) {
+                if (err.code != CO_E_NOTFOUND)
+                    co_warn("dashboard: cannot load user '%s' error=\"%s\"", k->id, err.msg);
+                continue;
+            }
+            co_buf_puts(&b->out, "{\"type\":\"credits.updated\",\"seq\":");
+            sl->split = b->out.len - start;
+            members_after_seq(&w, &b->out);
+            coord_jsonw_kstr(&w, "user_id", u.user_id);
+            coord_jsonw_kcredits(&w, "credits", u.credits);
+            coord_jsonw_kcredits(&w, "held", u.held);
+            co_buf_putc(&b->out, '}');
+            break;
+        }
+        default:
+            continue;
+        }
+        sl->len = b->out.len - start;
+    }
+    if (b->want_health) {
+        co_err err = CO_ERR_INIT;
+        memset(&b->health, 0, sizeof(b->health));
+        b->health_ok =
+            coord_store_ping(store, &err) == 0 && coord_store_health(store, &b->health, &err) == 0;
+    }
+}
+
+/* Render the health body (GET /api/v1/health) on the loop: it reads the server's counters. */
+static void
+render_health(struct coord_dash *d, const struct coord_health *h, bool ok, struct co_buf *out)
+{
+    struct coord_req *r = co_xcalloc(1, sizeof(*r));
+    r->srv = d->srv;
+    co_buf_init(&r->resp);
+    coord_api_render_health(d->srv, ok ? h : NULL, ok, r);
+    co_buf_append(out, r->resp.data ? r->resp.data : "{}", r->resp.data ? r->resp.len : 2);
+    co_buf_release(&r->resp);
+    free(r);
+}
+
+static void
+batch_done(void *arg)
+{
+    struct dash_batch *b = arg;
+    struct coord_dash *d = b->d;
+    if (!hub_done(d)) {
+        d->batch_inflight = false;
+        for (size_t i = 0; i < b->n; i++) {
+            const struct dash_slice *sl = &b->slices[i];
+            if (!sl->len)
+                continue;
+            struct dash_msg *m = msg_new(DM_EVENT, b->out.data + sl->start, sl->len, sl->split);
+            broadcast(d, m, false);
+            msg_unref(m);
+        }
+        if (b->want_health) {
+            d->health_at_ms = co_mono_ms();
+            if (b->health_ok &&
+                (!d->have_health || memcmp(&b->health, &d->last_health, sizeof(b->health)) != 0)) {
+                d->last_health = b->health;
+                d->have_health = true;
+                struct co_buf t = CO_BUF_INIT;
+                co_buf_puts(&t, "{\"type\":\"health.updated\",\"seq\":");
+                size_t split = t.len;
+                co_buf_puts(&t, ",\"health\":");
+                render_health(d, &b->health, true, &t);
+                co_buf_putc(&t, '}');
+                struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
+                m->health = true;
+                broadcast(d, m, false);
+                msg_unref(m);
+                co_buf_release(&t);
+            }
+        }
+        if (d->n_dirty)
+            batch_start(d);
+    }
+    free(b->keys);
+    free(b->slices);
+    co_buf_release(&b->out);
+    free(b);
+}
+
+static void
+batch_start(struct coord_dash *d)
+{
+    if (d->batch_inflight || d->dead)
+        return;
+    bool want_health = d->health_dirty && co_mono_ms() - d->health_at_ms >= HEALTH_MIN_MS;
+    if (!d->n_dirty && !want_health)
+        return;
+    struct dash_batch *b = co_xcalloc(1, sizeof(*b));
+    b->d = d;
+    b->keys = d->dirty;
+    b->n = d->n_dirty;
+    b->timeout_ms = d->srv->cfg->worker_timeout_seconds * 1000;
+    b->want_health = want_health;
+    co_buf_init(&b->out);
+    co_err err = CO_ERR_INIT;
+    if (coord_db_submit(d->srv->db, COORD_DB_READ, batch_work, batch_done, b, &err) < 0) {
+        /* Executor full: keep the keys for the next tick. */
+        co_debug("dashboard: batch postponed error=\"%s\"", err.msg);
+        free(b);
+        return;
+    }
+    if (want_health)
+        d->health_dirty = false;
+    d->dirty = NULL;
+    d->n_dirty = d->cap_dirty = 0;
+    if (d->slots)
+        memset(d->slots, 0, d->n_slots * sizeof(*d->slots));
+    d->batch_inflight = true;
+    d->inflight++;
+}
+
+/* ------------------------------------------------------------------ job output */
+
+static void
+on_output(void *ud, const char *job_id, int attempt, int stream, uint64_t offset, const char *data,
+          size_t len)
+{
+    struct coord_dash *d = ud;
+    if (d->dead || d->n_admin == 0 || len == 0)
+        return;
+    struct co_buf t = CO_BUF_INIT;
+    size_t pos = 0;
+    while (pos < len) {
+        size_t n = len - pos;
+        if (n > COORD_DASH_OUTPUT_CHUNK) {
+            n = COORD_DASH_OUTPUT_CHUNK;
+            /* Cut before a UTF-8 continuation byte run where that is possible. */
+            size_t back = 0;
+            while (back < 3 && n - back > 0 && ((unsigned char)data[pos + n - back] & 0xc0) == 0x80)
+                back++;
+            if (back < 3 || ((unsigned char)data[pos + n - back] & 0xc0) != 0x80)
+                n -= back;
+        }
+        co_buf_reset(&t);
+        co_buf_puts(&t, "{\"type\":\"job.output\",\"seq\":");
+        size_t split = t.len;
+        struct coord_jsonw w;
+        members_after_seq(&w, &t);
+        coord_jsonw_kstr(&w, "job_id", job_id);
+        coord_jsonw_kint(&w, "attempt", attempt);
+        coord_jsonw_kstr(&w, "stream", stream == 2 ? "stderr" : "stdout");
+        coord_jsonw_kint(&w, "offset", (int64_t)(offset + pos));
+        coord_jsonw_kint(&w, "bytes", (int64_t)n);
+        coord_jsonw_key(&w, "data");
+        coord_jsonw_strn(&w, data + pos, n);
+        co_buf_putc(&t, '}');
+        struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
+        broadcast(d, m, true);
+        msg_unref(m);
+        pos += n;
+    }
+    co_buf_release(&t);
+}
+
+void
+coord_dash_attach_agents(struct coord_dash *d, struct lws_vhost *vhost)
+{
+    if (d->agents_attached || !vhost)
+        return;
+    struct coord_agents *hub = coord_agents_of_vhost(vhost);
+    if (!hub)
+        return;
+    coord_agents_output_subscribe(hub, on_output, d);
+    d->agents_attached = true;
+}
+
+/* ------------------------------------------------------------------ snapshots */
+
+static void
+snap_work(struct coord_store *store, void *arg)
+{
+    struct dash_snap *sn = arg;
+    co_err err = CO_ERR_INIT;
+    struct coord_job_filter f = {.status = -1, .limit = SNAP_JOBS};
+    struct coord_job_list jl = {0};
+    struct coord_worker_list wl = {0};
+    memset(&sn->health, 0, sizeof(sn->health));
+    sn->health_ok = coord_store_health(store, &sn->health, &err) == 0;
+    if (!sn->health_ok || coord_store_worker_list(store, &wl, &err) < 0 ||
+        coord_store_job_list(store, &f, &jl, &err) < 0) {
+        co_strlcpy(sn->err, err.msg, sizeof(sn->err));
+        goto out;
+    }
+    struct coord_jsonw w;
+    co_buf_grow(&sn->body, jl.len * 700 + wl.len * 300 + 64);
+    co_buf_puts(&sn->body, ",\"workers\":");
+    coord_jsonw_init(&w, &sn->body);
+    coord_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < wl.len; i++)
+        coord_api_write_worker(&w, &wl.items[i], sn->timeout_ms);
+    coord_jsonw_arr_end(&w);
+    co_buf_puts(&sn->body, ",\"jobs\":");
+    coord_jsonw_init(&w, &sn->body);
+    coord_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < jl.len; i++)
+        coord_api_write_job(&w, &jl.items[i], false, 0);
+    coord_jsonw_arr_end(&w);
+    sn->ok = true;
+out:
+    coord_job_list_release(&jl);
+    coord_worker_list_release(&wl);
+}
+
+static void
+pricing(struct coord_dash *d, struct co_buf *out)
+{
+    const struct coord_config *cfg = d->srv->cfg;
+    struct coord_jsonw w;
+    co_buf_puts(out, ",\"pricing\":");
+    coord_jsonw_init(&w, out);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kcredits(&w, "cost_per_core", cfg->cost_per_core);
+    coord_jsonw_kcredits(&w, "cost_per_100mb_ram", cfg->cost_per_100mb_ram);
+    coord_jsonw_key(&w, "max_job_cores");
+    if (cfg->max_job_cores > 0)
+        coord_jsonw_int(&w, cfg->max_job_cores);
+    else
+        coord_jsonw_null(&w);
+    coord_jsonw_key(&w, "max_job_ram_mb");
+    if (cfg->max_job_ram_mb > 0)
+        coord_jsonw_int(&w, cfg->max_job_ram_mb);
+    else
+        coord_jsonw_null(&w);
+    coord_jsonw_obj_end(&w);
+}
+
+static void
+snap_done(void *arg)
+{
+    struct dash_snap *sn = arg;
+    struct coord_dash *d = sn->d;
+    if (!hub_done(d)) {
+        d->snap_inflight = false;
+        if (!sn->ok) {
+            co_warn("dashboard: snapshot failed, retrying error=\"%s\"", sn->err);
+            d->snap_retry_ms = co_mono_ms() + 1000;
+        } else {
+            struct co_buf t = CO_BUF_INIT;
+            co_buf_grow(&t, sn->body.len + 4096);
+            co_buf_puts(&t, "{\"type\":\"snapshot\",\"seq\":");
+            size_t split = t.len;
+            char iso[CO_ISO_LEN];
+            co_time_iso(co_wall_ms(), iso);
+            co_buf_printf(&t, ",\"server_time\":\"%s\",\"health\":", iso);
+            render_health(d, &sn->health, sn->health_ok, &t);
+            co_buf_append(&t, sn->body.data, sn->body.len);
+            pricing(d, &t);
+            co_buf_putc(&t, '}');
+            struct dash_msg *m = msg_new(DM_SNAPSHOT, t.data, t.len, split);
+            co_buf_release(&t);
+            if (sn->health_ok && !d->have_health) {
+                d->last_health = sn->health;
+                d->have_health = true;
+            }
+            for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+                if (!s->snap_wait || s->snap_gen > sn->gen)
+                    continue;
+                /* Fill the placeholder (the oldest one still unfilled). */
+                for (size_t i = 0; i < s->q_len; i++) {
+                    struct dash_qent *e = q_at(s, i);
+                    if (!e->m) {
+                        e->m = m;
+                        m->refs++;
+                        s->q_bytes += m->len;
+                        break;
+                    }
+                }
+                s->snap_wait = false;
+                d->snap_waiting--;
+                sess_want_write(s);
+            }
+            msg_unref(m);
+        }
+        if (d->snap_waiting)
+            snap_start(d);
+    }
+    co_buf_release(&sn->body);
+    free(sn);
+}
+
+static void
+snap_start(struct coord_dash *d)
+{
+    if (d->snap_inflight || d->dead || !d->snap_waiting || co_mono_ms() < d->snap_retry_ms)
+        return;
+    struct dash_snap *sn = co_xcalloc(1, sizeof(*sn));
+    sn->d = d;
+    sn->gen = d->gen_next;
+    sn->timeout_ms = d->srv->cfg->worker_timeout_seconds * 1000;
+    co_buf_init(&sn->body);
+    co_err err = CO_ERR_INIT;
+    if (coord_db_submit(d->srv->db, COORD_DB_READ, snap_work, snap_done, sn, &err) < 0) {
+        co_debug("dashboard: snapshot postponed error=\"%s\"", err.msg);
+        free(sn);
+        d->snap_retry_ms = co_mono_ms() + 200;
+        return;
+    }
+    d->gen_next++;
+    d->snap_inflight = true;
+    d->inflight++;
+}
+
+/* Queue a placeholder for a snapshot of the next build (no-op if one is outstanding). */
+static void
+sess_request_snapshot(struct coord_dash *d, struct coord_dash_sess *s)
+{
+    if (s->snap_wait)
+        return;
+    for (size_t i = 0; i < s->q_len; i++) {
+        struct dash_qent *e = q_at(s, i);
+        if (e->m && e->m->kind == DM_SNAPSHOT)
+            return; /* one is queued and not yet sent */
+    }
+    q_push(s, NULL, 0);
+    /* The snapshot reflects everything up to the last number assigned before this request. */
+    q_at(s, s->q_len - 1)->seq = s->seq;
+    s->snap_wait = true;
+    s->snap_gen = d->gen_next;
+    d->snap_waiting++;
+    snap_start(d);
+}
+
+/* ------------------------------------------------------------------ timer */
+
+static void
+hub_tick(lws_sorted_usec_list_t *sul)
+{
+    struct coord_dash *d = lws_container_of(sul, struct coord_dash, sul);
+    int64_t now = co_mono_ms();
+    if (!d->batch_inflight && (d->n_dirty || d->health_dirty))
+        batch_start(d);
+    if (d->snap_waiting)
+        snap_start(d);
+    for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+        if (s->close_code)
+            continue;
+        if (s->full_since_ms && now - s->full_since_ms >= d->slow_close_ms) {
+            co_info("dashboard: closing a slow consumer dropped=%" PRIu64, s->dropped);
+            sess_close_soon(s, COORD_DASH_CLOSE_SLOW, "slow consumer");
+            continue;
+        }
+        if (now - s->last_pong_ms >= COORD_DASH_PONG_TIMEOUT_MS) {
+            /* Pings go out every COORD_DASH_PING_MS: no pong for a whole timeout. */
+            sess_close_soon(s, LWS_CLOSE_STATUS_GOINGAWAY, "ping timeout");
+            continue;
+        }
+        if (now - s->last_ping_ms >= COORD_DASH_PING_MS && !s->ping_due) {
+            s->ping_due = true;
+            s->want_write = false;
+            sess_want_write(s);
+        }
+    }
+    lws_sul_schedule(d->ctx, 0, &d->sul, hub_tick, TICK_US);
+}
+
+/* ------------------------------------------------------------------ sessions */
+
+void
+coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi, bool admin)
+{
+    s->wsi = wsi;
+    s->admin = admin;
+    s->open = true;
+    s->last_pong_ms = s->last_ping_ms = co_mono_ms();
+    s->prev = NULL;
+    s->next = d->sessions;
+    if (d->sessions)
+        d->sessions->prev = s;
+    d->sessions = s;
+    d->n_sessions++;
+    if (admin)
+        d->n_admin++;
+    sess_request_snapshot(d, s);
+}
+
+void
+coord_dash_close(struct coord_dash *d, struct coord_dash_sess *s)
+{
+    if (s->open && d && !d->dead) {
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            d->sessions = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        d->n_sessions--;
+        if (s->admin)
+            d->n_admin--;
+        if (s->snap_wait)
+            d->snap_waiting--;
+    }
+    s->open = false;
+    for (size_t i = 0; i < s->q_len; i++)
+        msg_unref(q_at(s, i)->m);
+    free(s->q);
+    s->q = NULL;
+    s->q_len = s->q_cap = s->q_head = 0;
+    free(s->rx);
+    s->rx = NULL;
+    s->rx_len = 0;
+    s->wsi = NULL;
+}
+
+static unsigned char *
+scratch(struct coord_dash *d, size_t need)
+{
+    if (need > d->scratch_cap) {
+        d->scratch_cap = need + need / 2;
+        free(d->scratch);
+        d->scratch = co_xmalloc(d->scratch_cap);
+    }
+    return d->scratch;
+}
+
+int
+coord_dash_writeable(struct coord_dash *d, struct coord_dash_sess *s)
+{
+    s->want_write = false;
+    if (s->close_code) {
+        lws_close_reason(s->wsi, (enum lws_close_status)s->close_code,
+                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+        return -1;
+    }
+    if (s->ping_due) {
+        unsigned char buf[LWS_PRE + 8];
+        s->ping_due = false;
+        s->last_ping_ms = co_mono_ms();
+        if (lws_write(s->wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+            return -1;
+        sess_want_write(s);
+        return 0;
+    }
+    if (s->q_len == 0)
+        return 0;
+    struct dash_qent *e = q_at(s, 0);
+    struct dash_msg *m = e->m;
+    if (!m)
+        return 0; /* the snapshot is being built */
+    unsigned char *buf = scratch(d, LWS_PRE + m->len + 64);
+    unsigned char *p = buf + LWS_PRE;
+    size_t n;
+    if (m->kind == DM_CONTROL) {
+        memcpy(p, m->text, m->len);
+        n = m->len;
+    } else {
+        memcpy(p, m->text, m->split);
+        n = m->split;
+        n += (size_t)snprintf((char *)p + n, 24, "%" PRIu64, e->seq);
+        if (m->kind == DM_SNAPSHOT) {
+            const char *sess =
+                s->admin ? ",\"session\":{\"admin\":true}" : ",\"session\":{\"admin\":false}";
+            size_t sl = strlen(sess);
+            memcpy(p + n, sess, sl);
+            n += sl;
+        }
+        memcpy(p + n, m->text + m->split, m->len - m->split);
+        n += m->len - m->split;
+    }
+    s->q_head = (s->q_head + 1) % s->q_cap;
+    s->q_len--;
+    s->q_popped++;
+    s->q_bytes -= m->len;
+    msg_unref(m);
+    if (s->full_since_ms && !sess_full(d, s, 0))
+        s->full_since_ms = 0;
+    if (lws_write(s->wsi, p, n, LWS_WRITE_TEXT) < (int)n)
+        return -1;
+    sess_want_write(s);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ client messages */
+
+static void
+send_error(struct coord_dash *d, struct coord_dash_sess *s, const char *code, const char *msg)
+{
+    struct co_buf t = CO_BUF_INIT;
+    struct coord_jsonw w;
+    coord_jsonw_init(&w, &t);
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "type", "error");
+    coord_jsonw_key(&w, "error");
+    coord_jsonw_obj_begin(&w);
+    coord_jsonw_kstr(&w, "code", code);
+    coord_jsonw_kstr(&w, "message", msg);
+    coord_jsonw_obj_end(&w);
+    coord_jsonw_obj_end(&w);
+    sess_control(d, s, t.data, t.len);
+    co_buf_release(&t);
+}
+
+static int
+close_now(struct coord_dash_sess *s, enum lws_close_status code, const char *reason)
+{
+    lws_close_reason(s->wsi, code, (unsigned char *)reason, strlen(reason));
+    return -1;
+}
+
+static int
+bad_message(struct coord_dash *d, struct coord_dash_sess *s, const char *msg)
+{
+    if (++s->bad_msgs >= COORD_DASH_MAX_BAD)
+        return close_now(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many bad messages");
+    send_error(d, s, "bad_message", msg);
+    return 0;
+}
+
+static int
+handle_auth(struct coord_dash *d, struct coord_dash_sess *s, json_t *root)
+{
+    json_t *tok = json_object_get(root, "token");
+    const char *want = d->srv->cfg->admin_token;
+    bool ok =
+        json_is_string(tok) && want &&
+        co_consttime_eq(json_string_value(tok), json_string_length(tok), want, strlen(want)) == 1;
+    if (ok != s->admin) {
+        if (ok)
+            d->n_admin++;
+        else
+            d->n_admin--;
+    }
+    s->admin = ok;
+    if (ok) {
+        static const char yes[] = "{\"type\":\"auth.result\",\"ok\":true,\"admin\":true}";
+        sess_control(d, s, yes, sizeof(yes) - 1);
+        return 0;
+    }
+    if (++s->bad_tokens >= COORD_DASH_MAX_BAD_TOKENS)
+        return close_now(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many rejected tokens");
+    static const char no[] =
+        "{\"type\":\"auth.result\",\"ok\":false,\"admin\":false,\"error\":{\"code\":"
+        "\"unauthorized\",\"message\":\"admin token rejected\"}}";
+    sess_control(d, s, no, sizeof(no) - 1);
+    return 0;
+}
+
+static int
+handle_message(struct coord_dash *d, struct coord_dash_sess *s, const char *text, size_t len)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    int rc = 0;
+    if (!root || !json_is_object(root)) {
+        rc = bad_message(d, s, root ? "message is not a JSON object" : "message is not JSON");
+        goto out;
+    }
+    json_t *type = json_object_get(root, "type");
+    const char *t = json_is_string(type) ? json_string_value(type) : NULL;
+    if (t && strcmp(t, "auth") == 0) {
+        rc = handle_auth(d, s, root);
+    } else if (t && strcmp(t, "resync") == 0) {
+        sess_request_snapshot(d, s);
+    } else if (t) {
+        char msg[96];
+        char shown[32];
+        co_strlcpy(shown, t, sizeof(shown));
+        for (char *c = shown; *c; c++) {
+            if ((unsigned char)*c < 0x20 || *c == '\'' || (unsigned char)*c >= 0x7f)
+                *c = '?';
+        }
+        snprintf(msg, sizeof(msg), "unknown message type '%s'", shown);
+        rc = bad_message(d, s, msg);
+    } else {
+        rc = bad_message(d, s, "message has no string 'type'");
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+int
+coord_dash_receive(struct coord_dash *d, struct coord_dash_sess *s, const void *in, size_t len)
+{
+    if (s->rx_len + len > COORD_DASH_RX_MAX) {
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_len = 0;
+        return close_now(s, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message too big");
+    }
+    if (!s->rx)
+        s->rx = co_xmalloc(COORD_DASH_RX_MAX + 1);
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len += len;
+    if (!lws_is_final_fragment(s->wsi))
+        return 0;
+    size_t n = s->rx_len;
+    s->rx_len = 0;
+    if (lws_frame_is_binary(s->wsi))
+        return bad_message(d, s, "binary messages are not accepted");
+    return handle_message(d, s, s->rx, n);
+}
+
+void
+coord_dash_pong(struct coord_dash_sess *s)
+{
+    s->last_pong_ms = co_mono_ms();
+}

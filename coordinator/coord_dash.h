@@ -1,0 +1,126 @@
+/*
+ * coord_dash: the dashboard hub behind "cacheout.dashboard.v1" (proto/DASHBOARD.md).  One hub
+ * per vhost fans the coordinator's change feed (coord_events) and the agents' job output out to
+ * every connected dashboard session:
+ *
+ *   publish(kind, id)   -> the id joins a "dirty" set (deduplicated; nothing happens while no
+ *                          dashboard is connected)
+ *   one batch at a time -> a database READ item loads every dirty object once and renders its
+ *                          event JSON once (off the loop); changes that arrive while a batch is
+ *                          in flight coalesce into the next one
+ *   batch done          -> each event becomes one shared, reference-counted message; every
+ *                          session's bounded queue gets a reference and the session's next `seq`
+ *
+ * The `seq` of an event is per session, so it is not part of the shared text: the text is kept
+ * in two halves around the number, which is put in when the message is written (one copy into
+ * a scratch buffer with LWS_PRE headroom, never a re-encoding).
+ *
+ * Snapshots are built on a database thread (jobs and workers rendered there, health and pricing
+ * added on the loop); sessions that ask while a build is in flight wait for the next one, so a
+ * snapshot never predates the request.  A session's snapshot takes the place of a placeholder
+ * queued at request time: it carries the seq of the last event assigned before the request, and
+ * the events assigned after it follow it in the queue.
+ *
+ * Slow consumers: a full queue (messages or bytes) drops the event for that session but still
+ * numbers it (the client sees a gap and asks for a resync); a session full for too long or with
+ * too many drops is closed with 4000.  Everything here runs on the lws service thread.
+ */
+#ifndef COORD_DASH_H
+#define COORD_DASH_H
+
+#include <libwebsockets.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct coord_server;
+struct coord_dash;
+struct dash_msg;
+
+/* Limits (DASHBOARD.md); the environment variables in coord_dash_new() override them. */
+#define COORD_DASH_QUEUE_MSGS 1024
+#define COORD_DASH_QUEUE_BYTES (4 << 20)
+#define COORD_DASH_SLOW_CLOSE_MS 10000
+#define COORD_DASH_MAX_DROPS 10000
+#define COORD_DASH_PING_MS 30000
+#define COORD_DASH_PONG_TIMEOUT_MS 60000
+#define COORD_DASH_RX_MAX 4096
+#define COORD_DASH_MAX_BAD 10
+#define COORD_DASH_MAX_BAD_TOKENS 5
+#define COORD_DASH_OUTPUT_CHUNK 16384
+
+/* Close codes of DASHBOARD.md. */
+#define COORD_DASH_CLOSE_SLOW 4000
+
+struct dash_qent {
+    struct dash_msg *m; /* NULL: the placeholder of a snapshot being built */
+    uint64_t seq;
+};
+
+/**
+ * One dashboard session (the lws per-session data, zeroed by lws).  Owned by the hub from
+ * coord_dash_open() to coord_dash_close(); fields are private to coord_dash.c.
+ */
+struct coord_dash_sess {
+    struct lws *wsi;
+    struct coord_dash_sess *prev, *next;
+    bool admin;      /* admin session (header at upgrade or an accepted auth message) */
+    bool open;       /* between coord_dash_open and coord_dash_close */
+    bool snap_wait;  /* a placeholder waits for a snapshot build */
+    bool ping_due;   /* write a ping at the next WRITEABLE */
+    bool want_write; /* lws_callback_on_writable asked and not yet served */
+    int close_code;  /* != 0: close with this code at the next WRITEABLE */
+    char close_reason[32];
+    uint64_t snap_gen; /* the build generation the placeholder waits for */
+    uint64_t seq;      /* the last seq assigned to this session */
+    struct dash_qent *q;
+    size_t q_cap, q_head, q_len, q_bytes;
+    uint64_t q_popped;     /* entries written so far (absolute index of the head) */
+    uint64_t health_abs;   /* absolute index + 1 of an unsent health.updated, 0 = none */
+    int64_t full_since_ms; /* monotonic ms when the queue became full (0 = not full) */
+    uint64_t dropped;
+    int64_t last_pong_ms, last_ping_ms;
+    int bad_msgs, bad_tokens;
+    char *rx;
+    size_t rx_len;
+};
+
+/**
+ * A new hub for @srv (borrowed; its events, db and cfg are used) serving @ctx.  Subscribes to
+ * the change feed.  Reads DASHBOARD_QUEUE_MESSAGES, DASHBOARD_QUEUE_BYTES and
+ * DASHBOARD_SLOW_CLOSE_SECONDS from the environment (invalid values are logged and ignored).
+ * Caller-owned: coord_dash_free.
+ */
+struct coord_dash *coord_dash_new(struct coord_server *srv, struct lws_context *ctx);
+
+/**
+ * Stop the hub: unsubscribe, cancel its timer.  The memory is freed now, or by the last
+ * database completion still in flight (those then do nothing).  NULL is fine.
+ */
+void coord_dash_free(struct coord_dash *d);
+
+/** Ask for agent output (job.output) from @vhost's agent hub if it exists and was not yet. */
+void coord_dash_attach_agents(struct coord_dash *d, struct lws_vhost *vhost);
+
+/** ESTABLISHED: register @s (the session's pss, @admin from the upgrade) and ask a snapshot. */
+void coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi, bool admin);
+
+/** CLOSED: forget @s and free what it holds (safe if never opened). */
+void coord_dash_close(struct coord_dash *d, struct coord_dash_sess *s);
+
+/** SERVER_WRITEABLE: write at most one frame.  Returns -1 to close the connection. */
+int coord_dash_writeable(struct coord_dash *d, struct coord_dash_sess *s);
+
+/**
+ * RECEIVE: append a fragment and handle complete messages (auth, resync).  Returns -1 to close
+ * (the close code and reason are set on the wsi).
+ */
+int coord_dash_receive(struct coord_dash *d, struct coord_dash_sess *s, const void *in, size_t len);
+
+/** RECEIVE_PONG: the client is alive. */
+void coord_dash_pong(struct coord_dash_sess *s);
+
+/** Sessions connected now. */
+size_t coord_dash_sessions(const struct coord_dash *d);
+
+#endif

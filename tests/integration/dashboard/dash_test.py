@@ -1,0 +1,677 @@
+#!/usr/bin/env python3
+"""Integration tests of the dashboard WebSocket (proto/DASHBOARD.md) against the real coordinator.
+
+The WebSocket client is written here (RFC 6455 client framing, standard library only).  A fake
+agent speaks cacheout.agent.v1 (proto/PROTOCOL.md) so that job output can be produced on demand.
+Prints one line per case and a final "RESULT <passed> <failed>" line for run.sh.
+"""
+import argparse
+import base64
+import http.client
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import traceback
+
+ADMIN = "dash-admin-token"
+PROTO = "cacheout.dashboard.v1"
+ARGS = None
+WORKDIRS = []
+
+
+class CaseFailed(Exception):
+    pass
+
+
+def check(cond, what):
+    if not cond:
+        raise CaseFailed(str(what)[:600])
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, env_extra=None):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="cacheout-dash-")
+        WORKDIRS.append(self.dir)
+        env = dict(os.environ)
+        for k in ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS",
+                  "DASHBOARD_QUEUE_MESSAGES", "DASHBOARD_QUEUE_BYTES",
+                  "DASHBOARD_SLOW_CLOSE_SECONDS"):
+            env.pop(k, None)
+        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "ADMIN_TOKEN": ADMIN,
+                    "SQL_DIR": ARGS.sql_dir, "DEFAULT_STARTING_CREDITS": "1000",
+                    "COST_PER_CORE": "0.1", "COST_PER_100MB_RAM": "0.001",
+                    "MAX_JOB_CORES": "64", "MAX_JOB_RAM_MB": "65536",
+                    "WORKER_TIMEOUT_SECONDS": "60", "FRONTEND_DIR": self.dir,
+                    "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
+                    "LOG_LEVEL": "INFO", "ASAN_OPTIONS": "detect_leaks=0"})
+        if ARGS.database_url:
+            env["DATABASE_URL"] = ARGS.database_url
+        env.update(env_extra or {})
+        self.env = env
+        self.proc = None
+
+    def start(self):
+        out = open(os.path.join(self.dir, "coordinator.log"), "ab")
+        self.proc = subprocess.Popen([ARGS.bin], cwd=self.dir, env=self.env, stdout=out,
+                                     stderr=subprocess.STDOUT)
+        out.close()
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise CaseFailed("coordinator exited: " + self.log_tail())
+            try:
+                if self.req("GET", "/api/v1/health")[0] == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise CaseFailed("coordinator did not start: " + self.log_tail())
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise CaseFailed("coordinator did not stop on SIGTERM within 15 s")
+        if self.proc and self.proc.returncode not in (0, None):
+            raise CaseFailed("coordinator exited with %d: %s" % (self.proc.returncode,
+                                                                self.log_tail()))
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.dir, "coordinator.log"), "rb") as f:
+                return f.read()[-1500:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def req(self, method, path, body=None, admin=False, timeout=10):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        data = json.dumps(body).encode() if body is not None else None
+        h = {"Content-Length": str(len(data or b""))}
+        if data is not None:
+            h["Content-Type"] = "application/json"
+        if admin:
+            h["X-Admin-Token"] = ADMIN
+        c.request(method, path, body=data, headers=h)
+        r = c.getresponse()
+        raw = r.read()
+        c.close()
+        return r.status, (json.loads(raw) if raw and raw[:1] in (b"{", b"[") else raw)
+
+    def submit(self, title="dash job", buyer="dash-buyer", command="echo hi"):
+        st, j = self.req("POST", "/api/v1/submit", {"title": title, "required_cores": 1,
+                                                     "required_ram_mb": 100, "command": command,
+                                                     "buyer_id": buyer}, admin=True)
+        check(st == 201, "submit answered %s %r" % (st, j))
+        return j
+
+
+class WS:
+    """A minimal RFC 6455 client: masked frames out, reassembly and ping answers in."""
+
+    def __init__(self, port, path="/ws/dashboard", proto=PROTO, headers=None, rcvbuf=None,
+                 connect_timeout=5):
+        self.sock = socket.socket()
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(connect_timeout)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
+                 "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
+                 "Sec-WebSocket-Version: 13"]
+        if proto:
+            lines.append("Sec-WebSocket-Protocol: " + proto)
+        for k, v in (headers or {}).items():
+            lines.append("%s: %s" % (k, v))
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.buf = b""
+        self.status = 0
+        self.close_code = None
+        self.closed = False
+        while b"\r\n\r\n" not in self.buf:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        try:
+            self.status = int(head.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            self.status = 0
+        self.frag = b""
+
+    def send_frame(self, opcode, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        if n < 126:
+            hdr = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(hdr + mask + masked)
+
+    def send(self, obj):
+        self.send_text(json.dumps(obj))
+
+    def send_text(self, text):
+        self.send_frame(0x1, text.encode() if isinstance(text, str) else text)
+
+    def _fill(self, deadline):
+        t = deadline - time.time()
+        if t <= 0:
+            raise socket.timeout()
+        self.sock.settimeout(t)
+        chunk = self.sock.recv(262144)
+        if not chunk:
+            self.closed = True
+            raise EOFError()
+        self.buf += chunk
+
+    def _frame(self, deadline):
+        while True:
+            if len(self.buf) >= 2:
+                b0, b1 = self.buf[0], self.buf[1]
+                n = b1 & 0x7f
+                off = 2
+                if n == 126 and len(self.buf) >= 4:
+                    n = struct.unpack("!H", self.buf[2:4])[0]
+                    off = 4
+                elif n == 127 and len(self.buf) >= 10:
+                    n = struct.unpack("!Q", self.buf[2:10])[0]
+                    off = 10
+                if (b1 & 0x7f) < 126 or off > 2:
+                    if len(self.buf) >= off + n:
+                        payload = self.buf[off:off + n]
+                        self.buf = self.buf[off + n:]
+                        return b0 & 0x80, b0 & 0x0f, payload
+            self._fill(deadline)
+
+    def recv(self, timeout=5.0):
+        """The next text message as JSON; None on timeout; raises EOFError on close."""
+        deadline = time.time() + timeout
+        try:
+            while True:
+                fin, op, payload = self._frame(deadline)
+                if op == 0x9:
+                    self.send_frame(0xA, payload)
+                    continue
+                if op == 0xA:
+                    continue
+                if op == 0x8:
+                    self.close_code = struct.unpack("!H", payload[:2])[0] if len(
+                        payload) >= 2 else 1005
+                    self.closed = True
+                    raise EOFError()
+                self.frag += payload
+                if fin:
+                    text, self.frag = self.frag, b""
+                    return json.loads(text)
+        except socket.timeout:
+            return None
+
+    def expect(self, pred, timeout=10.0, what="message"):
+        """Messages until pred(msg); returns (msg, skipped messages)."""
+        deadline = time.time() + timeout
+        seen = []
+        while time.time() < deadline:
+            m = self.recv(max(0.01, deadline - time.time()))
+            if m is None:
+                break
+            if pred(m):
+                return m, seen
+            seen.append(m)
+        raise CaseFailed("no %s within %.0fs; got %r" % (what, timeout,
+                                                         [x.get("type") for x in seen][-20:]))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def snapshot_of(ws):
+    m, _ = ws.expect(lambda m: m.get("type") == "snapshot", 10, "snapshot")
+    return m
+
+
+class Tracker:
+    """Applies DASHBOARD.md's sequence rule to a session: events must follow without gaps."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.seq = None
+        self.events = []
+
+    def take(self, m):
+        if m.get("type") == "snapshot":
+            self.seq = m["seq"]
+        elif "seq" in m:
+            check(self.seq is not None, "event before the snapshot: %r" % m)
+            check(m["seq"] == self.seq + 1, "seq went from %s to %s" % (self.seq, m["seq"]))
+            self.seq = m["seq"]
+            self.events.append(m)
+        return m
+
+    def until(self, pred, timeout=10.0, what="event"):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            m = self.ws.recv(max(0.01, deadline - time.time()))
+            if m is None:
+                break
+            self.take(m)
+            if pred(m):
+                return m
+        raise CaseFailed("no %s within %.0fs (last types %r)" % (
+            what, timeout, [e.get("type") for e in self.events[-10:]]))
+
+
+class FakeAgent:
+    """A scripted agent on /ws/agent: takes every job, sends output chunks, finishes ok."""
+
+    def __init__(self, port, worker_id="dash-agent"):
+        self.ws = WS(port, "/ws/agent", "cacheout.agent.v1")
+        check(self.ws.status == 101, "agent upgrade answered %s" % self.ws.status)
+        self.ws.send({"v": 1, "type": "hello", "token": "", "worker_id": worker_id,
+                      "cores": 8, "ram_mb": 8192, "images": ["default"]})
+        m, _ = self.ws.expect(lambda m: m.get("type") == "welcome", 10, "welcome")
+
+    def run_job(self, chunks, timeout=10.0):
+        """Take the next job.assign, send @chunks as stdout, finish ok; returns the job id."""
+        a, _ = self.ws.expect(lambda m: m.get("type") == "job.assign", timeout, "job.assign")
+        jid, att = a["job_id"], a["attempt"]
+        self.ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": att})
+        self.ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": att,
+                      "started_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())})
+        for i, c in enumerate(chunks):
+            self.ws.send({"v": 1, "type": "job.output", "job_id": jid, "attempt": att,
+                          "stream": "stdout", "seq": i, "data": c})
+        self.ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": att,
+                      "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 5,
+                      "cpu_ms": 1, "max_rss_kb": 1000})
+        return jid
+
+    def close(self):
+        self.ws.close()
+
+
+# ---------------------------------------------------------------------------------- cases
+
+def t_handshake(srv):
+    ws = WS(srv.port, proto=None)
+    check(ws.status != 101, "an upgrade without the subprotocol was accepted")
+    ws.close()
+    ws = WS(srv.port, path="/ws/other")
+    check(ws.status == 404, "wrong path answered %s" % ws.status)
+    ws.close()
+    ws = WS(srv.port, path="/ws/agent")
+    check(ws.status == 404, "dashboard subprotocol on /ws/agent answered %s" % ws.status)
+    ws.close()
+    ws = WS(srv.port, headers={"Origin": "http://evil.example"})
+    check(ws.status == 403, "foreign Origin answered %s" % ws.status)
+    ws.close()
+    for origin in ("http://allowed.example", "http://127.0.0.1:%d" % srv.port):
+        ws = WS(srv.port, headers={"Origin": origin})
+        check(ws.status == 101, "Origin %s answered %s" % (origin, ws.status))
+        snapshot_of(ws)
+        ws.close()
+
+
+def t_snapshot(srv):
+    srv.req("POST", "/api/v1/register", {"worker_id": "snap-w", "cpu_cores": 2, "ram_mb": 512})
+    job = srv.submit("snapshot job")
+    ws = WS(srv.port)
+    check(ws.status == 101, "upgrade answered %s" % ws.status)
+    s = snapshot_of(ws)
+    for k in ("seq", "server_time", "session", "health", "workers", "jobs", "pricing"):
+        check(k in s, "snapshot has no %r: %r" % (k, sorted(s)))
+    check(s["seq"] == 0, "first snapshot seq %r" % s["seq"])
+    check(s["session"] == {"admin": False}, s["session"])
+    check(s["health"]["status"] == "healthy" and "jobs" in s["health"], s["health"])
+    st, rest_workers = srv.req("GET", "/api/v1/workers")
+    check([w["worker_id"] for w in s["workers"]] == [w["worker_id"] for w in rest_workers],
+          (s["workers"], rest_workers))
+    st, rest_jobs = srv.req("GET", "/api/v1/jobs?limit=100")
+    check([j["job_id"] for j in s["jobs"]] == [j["job_id"] for j in rest_jobs],
+          "snapshot jobs differ from GET /jobs")
+    mine = [j for j in s["jobs"] if j["job_id"] == job["job_id"]]
+    check(mine and "code" not in mine[0] and mine[0]["title"] == "snapshot job", mine)
+    check(set(mine[0]) == set(rest_jobs[[j["job_id"] for j in rest_jobs].index(
+        job["job_id"])]), "job object keys differ from REST")
+    check(s["pricing"] == {"cost_per_core": 0.1, "cost_per_100mb_ram": 0.001,
+                           "max_job_cores": 64, "max_job_ram_mb": 65536}, s["pricing"])
+    ws.close()
+    # An admin session by header.
+    ws = WS(srv.port, headers={"X-Admin-Token": ADMIN})
+    check(snapshot_of(ws)["session"] == {"admin": True}, "admin header not honoured")
+    ws.close()
+    # More than 100 jobs: the 100 newest, newest first.
+    for i in range(101):
+        srv.submit("bulk %d" % i, buyer="bulk-buyer")
+    ws = WS(srv.port)
+    s = snapshot_of(ws)
+    check(len(s["jobs"]) == 100 and s["jobs"][0]["title"] == "bulk 100",
+          (len(s["jobs"]), s["jobs"][0]["title"]))
+    ws.close()
+
+
+def t_events(srv):
+    ws = WS(srv.port)
+    tr = Tracker(ws)
+    tr.take(snapshot_of(ws))
+    job = srv.submit("event job", buyer="ev-buyer")
+    jid = job["job_id"]
+    m = tr.until(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] == jid,
+                 what="job.updated for the new job")
+    check(m["job"]["status"] == "pending" and "code" not in m["job"], m)
+    c = tr.until(lambda m: m.get("type") == "credits.updated" and m["user_id"] == "ev-buyer",
+                 what="credits.updated for the buyer")
+    st, bal = srv.req("GET", "/api/v1/credits/ev-buyer")
+    check(c["credits"] == bal["credits"] and c["held"] == bal["held"], (c, bal))
+    # A cancel is one more change of the same job, later in the stream.
+    st, _ = srv.req("POST", "/api/v1/jobs/%s/cancel" % jid, admin=True)
+    check(st == 200, "cancel answered %s" % st)
+    tr.until(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] == jid and
+             m["job"]["status"] == "cancelled", what="job.updated cancelled")
+    # Workers: register -> worker.updated; grant -> credits.updated.
+    srv.req("POST", "/api/v1/register", {"worker_id": "ev-w", "cpu_cores": 3, "ram_mb": 300})
+    w = tr.until(lambda m: m.get("type") == "worker.updated" and
+                 m["worker"]["worker_id"] == "ev-w", what="worker.updated")
+    check(w["worker"]["cpu_cores"] == 3, w)
+    srv.req("POST", "/api/v1/credits/ev-buyer/grant", {"amount": 5}, admin=True)
+    tr.until(lambda m: m.get("type") == "credits.updated" and m["user_id"] == "ev-buyer" and
+             m["credits"] == bal["credits"] + 0.1 + 5 + 0.001 or
+             (m.get("type") == "credits.updated" and m["user_id"] == "ev-buyer" and
+              m["credits"] > bal["credits"] + 4), what="credits.updated after the grant")
+    seqs = [e["seq"] for e in tr.events]
+    check(seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs)
+    # health.updated follows the counts (at most once a second).
+    tr.until(lambda m: m.get("type") == "health.updated", 5, "health.updated")
+    ws.close()
+
+
+def t_admin_output(srv):
+    agent = FakeAgent(srv.port)
+    admin = WS(srv.port, headers={"X-Admin-Token": ADMIN})
+    plain = WS(srv.port)
+    late = WS(srv.port)
+    ta, tp, tl = Tracker(admin), Tracker(plain), Tracker(late)
+    ta.take(snapshot_of(admin))
+    tp.take(snapshot_of(plain))
+    tl.take(snapshot_of(late))
+    # "late" authenticates by message: a wrong token first, then the right one.
+    late.send({"type": "auth", "token": "nope"})
+    r = tl.until(lambda m: m.get("type") == "auth.result", what="auth.result")
+    check(r["ok"] is False and r["admin"] is False and r["error"]["code"] == "unauthorized", r)
+    late.send({"type": "auth", "token": ADMIN})
+    r = tl.until(lambda m: m.get("type") == "auth.result", what="auth.result")
+    check(r["ok"] is True and r["admin"] is True, r)
+    srv.submit("output job", command="cat x")
+    text = "héllo wörld\n" * 3
+    jid = agent.run_job(["line 1\n", text])
+    o1 = ta.until(lambda m: m.get("type") == "job.output", what="job.output (admin)")
+    check(o1["job_id"] == jid and o1["stream"] == "stdout" and o1["offset"] == 0 and
+          o1["data"] == "line 1\n" and o1["bytes"] == 7, o1)
+    o2 = ta.until(lambda m: m.get("type") == "job.output", what="second job.output")
+    check(o2["offset"] == 7 and o2["data"] == text and o2["bytes"] == len(text.encode()), o2)
+    lo = tl.until(lambda m: m.get("type") == "job.output", what="job.output after auth")
+    check(lo["job_id"] == jid, lo)
+    for t in (ta, tp, tl):
+        t.until(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] == jid and
+                m["job"]["status"] == "completed", what="job.updated completed")
+    # The read-only session saw no output and no gap (its numbering skips nothing).
+    check(not [e for e in tp.events if e.get("type") == "job.output"], "output leaked")
+    # Output larger than a chunk arrives split at 16 KiB, in order.
+    big = "x" * 40000
+    srv.submit("big output", command="cat y")
+    agent.run_job([big])
+    got = []
+    while sum(len(g["data"]) for g in got) < len(big):
+        got.append(ta.until(lambda m: m.get("type") == "job.output", what="big output chunk"))
+    check([g["offset"] for g in got] == [0, 16384, 32768] and
+          all(g["bytes"] <= 16384 for g in got), [(g["offset"], g["bytes"]) for g in got])
+    for ws in (admin, plain, late):
+        ws.close()
+    agent.close()
+
+
+def t_bad_messages(srv):
+    ws = WS(srv.port)
+    snapshot_of(ws)
+    ws.send_text("not json")
+    m, _ = ws.expect(lambda m: m.get("type") == "error", 5, "error")
+    check(m["error"]["code"] == "bad_message", m)
+    ws.send({"type": "frobnicate"})
+    m, _ = ws.expect(lambda m: m.get("type") == "error", 5, "error")
+    check("frobnicate" in m["error"]["message"], m)
+    for _ in range(8):
+        ws.send_text("[]")
+    try:
+        ws.expect(lambda m: False, 5, "close")
+    except EOFError:
+        pass
+    except CaseFailed:
+        raise CaseFailed("10 bad messages did not close the session")
+    check(ws.close_code == 1008, "closed with %r after 10 bad messages" % ws.close_code)
+    ws.close()
+    ws = WS(srv.port)
+    snapshot_of(ws)
+    ws.send_text("x" * 5000)
+    try:
+        ws.expect(lambda m: False, 5, "close")
+    except EOFError:
+        pass
+    except CaseFailed:
+        raise CaseFailed("a 5000-byte message did not close the session")
+    check(ws.close_code == 1009, "closed with %r after a big message" % ws.close_code)
+    ws.close()
+    ws = WS(srv.port)
+    snapshot_of(ws)
+    for i in range(5):
+        ws.send({"type": "auth", "token": "guess-%d" % i})
+    try:
+        ws.expect(lambda m: False, 5, "close")
+    except EOFError:
+        pass
+    except CaseFailed:
+        raise CaseFailed("5 rejected tokens did not close the session")
+    check(ws.close_code == 1008, "closed with %r after 5 rejected tokens" % ws.close_code)
+    ws.close()
+
+
+def t_resync(srv):
+    ws = WS(srv.port)
+    tr = Tracker(ws)
+    tr.take(snapshot_of(ws))
+    for i in range(3):
+        srv.submit("resync %d" % i, buyer="rs-buyer")
+    tr.until(lambda m: m.get("type") == "job.updated" and m["job"]["title"] == "resync 2",
+             what="events before the resync")
+    before = tr.seq
+    ws.send({"type": "resync"})
+    ws.send({"type": "resync"})  # a second one while the first is outstanding is ignored
+    s = tr.until(lambda m: m.get("type") == "snapshot", what="snapshot after resync")
+    check(s["seq"] >= before, "resync snapshot seq %s < %s" % (s["seq"], before))
+    check(any(j["title"] == "resync 2" for j in s["jobs"]), "resync snapshot misses a job")
+    job = srv.submit("after resync", buyer="rs-buyer")
+    m = tr.until(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] ==
+                 job["job_id"], what="event after the resync")
+    check(m["seq"] > s["seq"], (m["seq"], s["seq"]))
+    # No second snapshot came for the duplicate resync.
+    extra = ws.recv(1.5)
+    while extra is not None:
+        tr.take(extra)
+        check(extra.get("type") != "snapshot", "a duplicate resync was answered")
+        extra = ws.recv(0.5)
+    ws.close()
+
+
+def metric(srv, name):
+    st, body = srv.req("GET", "/metrics")
+    for line in body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.split()[-1])
+    return None
+
+
+def t_slow_consumer(args):
+    srv = Server({"DASHBOARD_QUEUE_MESSAGES": "64", "DASHBOARD_QUEUE_BYTES": "1048576",
+                  "DASHBOARD_SLOW_CLOSE_SECONDS": "2"}).start()
+    try:
+        agent = FakeAgent(srv.port)
+        slow = WS(srv.port, headers={"X-Admin-Token": ADMIN}, rcvbuf=4096)
+        fast = WS(srv.port, headers={"X-Admin-Token": ADMIN})
+        tf = Tracker(fast)
+        tf.take(snapshot_of(fast))
+        check(slow.status == 101, "slow upgrade %s" % slow.status)
+        chunk = "y" * 16000
+        n_jobs, n_chunks = 12, 40  # ~7.7 MB of output events
+        worst = 0.0
+        for k in range(n_jobs):
+            srv.submit("flood %d" % k, command="cat z")
+            agent.run_job([chunk] * n_chunks)
+            want = (k + 1) * n_chunks
+            got = 0
+            while got < n_chunks:
+                m = tf.until(lambda m: m.get("type") == "job.output", 20, "flood output")
+                got += 1
+            t = time.time()
+            st, _ = srv.req("GET", "/api/v1/health", timeout=5)
+            worst = max(worst, time.time() - t)
+            check(st == 200, "health answered %s during the flood" % st)
+            del want
+        check(worst < 1.0, "health took %.2fs during the flood" % worst)
+        # The slow session is closed (4000) while the fast one keeps going.
+        deadline = time.time() + 15
+        while time.time() < deadline and metric(srv, "cacheout_dashboards_connected") != 1:
+            time.sleep(0.2)
+        check(metric(srv, "cacheout_dashboards_connected") == 1,
+              "slow consumer still connected: %r" % metric(srv, "cacheout_dashboards_connected"))
+        types = []
+        try:
+            while True:
+                m = slow.recv(3)
+                if m is None:
+                    break
+                types.append(m.get("type"))
+        except EOFError:
+            pass
+        check(slow.closed, "the slow session was not closed")
+        check(slow.close_code in (None, 4000, 1006), "slow session close code %r" %
+              slow.close_code)
+        srv.submit("after flood", command="cat z")
+        agent.run_job(["done\n"])
+        tf.until(lambda m: m.get("type") == "job.output" and m["data"] == "done\n", 10,
+                 "output after the flood")
+        check(not [e for e in tf.events if e.get("type") == "snapshot"], "fast reader resynced")
+        slow.close()
+        fast.close()
+        agent.close()
+    finally:
+        srv.stop()
+
+
+def t_many_sessions(srv):
+    """Fifty sessions get the same events with their own numbering."""
+    socks = [WS(srv.port) for _ in range(50)]
+    trs = [Tracker(w) for w in socks]
+    for t in trs:
+        t.take(snapshot_of(t.ws))
+    job = srv.submit("fan-out")
+    for t in trs:
+        t.until(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] ==
+                job["job_id"], what="fan-out event")
+    check(metric(srv, "cacheout_dashboards_connected") == 50,
+          "dashboards_connected %r" % metric(srv, "cacheout_dashboards_connected"))
+    for w in socks:
+        w.close()
+    deadline = time.time() + 5
+    while time.time() < deadline and metric(srv, "cacheout_dashboards_connected") != 0:
+        time.sleep(0.1)
+    check(metric(srv, "cacheout_dashboards_connected") == 0, "closed sessions still counted")
+
+
+CASES = [
+    ("handshake: subprotocol, path and Origin checked", t_handshake, True),
+    ("snapshot: health, workers, 100 newest jobs, pricing, session", t_snapshot, True),
+    ("events: job/credits/worker/health updates in order, seq without gaps", t_events, True),
+    ("job.output only for admin sessions (header or auth message), 16 KiB chunks", t_admin_output,
+     True),
+    ("bad messages answered, then 1008; 1009 above 4 KiB; 5 rejected tokens close", t_bad_messages,
+     True),
+    ("resync: a fresh snapshot, numbering continues, duplicates ignored", t_resync, True),
+    ("50 sessions each get the events; connection gauge follows", t_many_sessions, True),
+    ("slow reader dropped (4000) while a fast one keeps up and the API answers", t_slow_consumer,
+     False),
+]
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", required=True)
+    ap.add_argument("--sql-dir", required=True)
+    ap.add_argument("--database-url", default="")
+    ap.add_argument("--label", default="sqlite")
+    ap.add_argument("--quick", action="store_true", help="skip the slow-consumer case")
+    ARGS = ap.parse_args()
+    passed = failed = 0
+    shared = None
+    try:
+        shared = Server().start()
+    except CaseFailed as e:
+        print("FAIL %s: coordinator: %s" % (ARGS.label, e))
+        print("RESULT 0 1")
+        return
+    for name, fn, uses_shared in CASES:
+        if ARGS.quick and fn is t_slow_consumer:
+            continue
+        t0 = time.time()
+        try:
+            fn(shared if uses_shared else ARGS)
+            passed += 1
+            print("ok   %s: %s (%.1fs)" % (ARGS.label, name, time.time() - t0), flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure as a case failure
+            failed += 1
+            detail = str(e) if isinstance(e, CaseFailed) else traceback.format_exc(limit=3)
+            print("FAIL %s: %s: %s" % (ARGS.label, name, detail), flush=True)
+    try:
+        shared.stop()
+        passed += 1
+        print("ok   %s: clean shutdown with dashboards connected earlier" % ARGS.label)
+    except CaseFailed as e:
+        failed += 1
+        print("FAIL %s: shutdown: %s" % (ARGS.label, e))
+    if failed == 0:
+        for d in WORKDIRS:
+            shutil.rmtree(d, ignore_errors=True)
+    else:
+        print("logs kept in: " + " ".join(WORKDIRS))
+    print("RESULT %d %d" % (passed, failed))
+
+
+if __name__ == "__main__":
+    main()
