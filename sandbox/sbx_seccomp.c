@@ -7,17 +7,25 @@
 #include "sbx_seccomp.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "co_alloc.h"
+#include "sbx_image.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -186,6 +194,108 @@ out:
     return rc;
 }
 
+static uint64_t
+fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* A key that changes whenever the rules, the libseccomp version or the architecture do. */
+static uint64_t
+rules_key(void)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    static const char tag[] = "cacheout-seccomp-v1";
+    h = fnv1a(h, tag, sizeof(tag));
+    const struct scmp_version *v = seccomp_version();
+    unsigned ver[3] = {v ? v->major : 0, v ? v->minor : 0, v ? v->micro : 0};
+    h = fnv1a(h, ver, sizeof(ver));
+    uint32_t arch = seccomp_arch_native();
+    h = fnv1a(h, &arch, sizeof(arch));
+    for (size_t i = 0; i < CO_ARRAY_LEN(denied); i++)
+        h = fnv1a(h, denied[i], strlen(denied[i]) + 1);
+    h = fnv1a(h, ns_flags, sizeof(ns_flags));
+    h = fnv1a(h, denied_families, sizeof(denied_families));
+    return h;
+}
+
+#define CACHE_MAX (64 * 1024)
+
+static int
+load_cache(const char *path, struct sock_fprog *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    int rc = -1;
+    unsigned char *buf = NULL;
+    /* Only a root-owned file that nobody else can write is trusted. */
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
+        st.st_size <= (off_t)(sizeof(uint64_t) + sizeof(struct sock_filter)) ||
+        st.st_size > CACHE_MAX ||
+        (st.st_size - (off_t)sizeof(uint64_t)) % (off_t)sizeof(struct sock_filter) != 0)
+        goto out;
+    buf = co_xmalloc((size_t)st.st_size);
+    if (pread(fd, buf, (size_t)st.st_size, 0) != st.st_size)
+        goto out;
+    size_t plen = (size_t)st.st_size - sizeof(uint64_t);
+    uint64_t want;
+    memcpy(&want, buf + plen, sizeof(want));
+    if (fnv1a(0xcbf29ce484222325ULL, buf, plen) != want)
+        goto out;
+    out->len = (unsigned short)(plen / sizeof(struct sock_filter));
+    out->filter = (struct sock_filter *)buf;
+    buf = NULL;
+    rc = 0;
+out:
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+static void
+save_cache(const char *path, const struct sock_fprog *prog)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%ld", path, (long)getpid(),
+                 (long)syscall(SYS_gettid)) >= (int)sizeof(tmp))
+        return;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    size_t plen = prog->len * sizeof(struct sock_filter);
+    uint64_t sum = fnv1a(0xcbf29ce484222325ULL, prog->filter, plen);
+    bool ok = write(fd, prog->filter, plen) == (ssize_t)plen &&
+              write(fd, &sum, sizeof(sum)) == (ssize_t)sizeof(sum);
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
+int
+sbx_seccomp_cached(struct sock_fprog *out, const char *dir, co_err *err)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/seccomp-%016llx.bpf", dir,
+                     (unsigned long long)rules_key());
+    if (n < 0 || n >= (int)sizeof(path))
+        return sbx_seccomp_build(out, err);
+    if (load_cache(path, out) == 0)
+        return 0;
+    if (sbx_seccomp_build(out, err) < 0)
+        return -1;
+    co_err e = CO_ERR_INIT;
+    if (geteuid() == 0 && sbx_mkdir_p(dir, 0755, &e) == 0)
+        save_cache(path, out);
+    return 0;
+}
+
 static pthread_once_t prog_once = PTHREAD_ONCE_INIT;
 static struct sock_fprog prog_cached;
 static co_err prog_err;
@@ -194,7 +304,7 @@ static void
 build_once(void)
 {
     co_err_clear(&prog_err);
-    if (sbx_seccomp_build(&prog_cached, &prog_err) < 0)
+    if (sbx_seccomp_cached(&prog_cached, sbx_run_dir(), &prog_err) < 0)
         prog_cached.filter = NULL;
 }
 

@@ -17,7 +17,11 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -162,14 +166,82 @@ test_foreign_arch_killed(void **state)
     assert_int_equal(WTERMSIG(st), SIGSYS);
 }
 
+/* The one cache file in @dir, or "" if none. */
+static void
+cache_file(const char *dir, char *out, size_t size)
+{
+    out[0] = '\0';
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "seccomp-", 8) == 0)
+            snprintf(out, size, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+}
+
+static void
+test_cache(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        fprintf(stderr, "SKIP: the seccomp cache is only written as root\n");
+        skip();
+    }
+    char dir[] = "/tmp/sbx-seccomp-cache-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    co_err err = CO_ERR_INIT;
+    struct sock_fprog built, first, second;
+    assert_int_equal(sbx_seccomp_build(&built, &err), 0);
+    /* First use builds and saves; the second loads the same program from the file. */
+    assert_int_equal(sbx_seccomp_cached(&first, dir, &err), 0);
+    char path[512];
+    cache_file(dir, path, sizeof(path));
+    assert_true(path[0] != '\0');
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(sbx_seccomp_cached(&second, dir, &err), 0);
+    assert_int_equal(first.len, built.len);
+    assert_int_equal(second.len, built.len);
+    assert_memory_equal(second.filter, built.filter, built.len * sizeof(struct sock_filter));
+    free(first.filter);
+    free(second.filter);
+
+    /* A corrupted file fails its checksum: the program is rebuilt and the file replaced. */
+    int fd = open(path, O_WRONLY);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, "\xff\xff\xff\xff", 4, 16), 4);
+    close(fd);
+    assert_int_equal(sbx_seccomp_cached(&second, dir, &err), 0);
+    assert_memory_equal(second.filter, built.filter, built.len * sizeof(struct sock_filter));
+    free(second.filter);
+    assert_int_equal(sbx_seccomp_cached(&second, dir, &err), 0);
+    assert_memory_equal(second.filter, built.filter, built.len * sizeof(struct sock_filter));
+    free(second.filter);
+
+    /* A file others could have written is not trusted (and not used). */
+    assert_int_equal(chmod(path, 0666), 0);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(sbx_seccomp_cached(&second, dir, &err), 0);
+    assert_memory_equal(second.filter, built.filter, built.len * sizeof(struct sock_filter));
+    free(second.filter);
+
+    free(built.filter);
+    unlink(path);
+    rmdir(dir);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_program_builds),
-        cmocka_unit_test(test_denied),
-        cmocka_unit_test(test_allowed),
-        cmocka_unit_test(test_foreign_arch_killed),
+        cmocka_unit_test(test_program_builds), cmocka_unit_test(test_denied),
+        cmocka_unit_test(test_allowed),        cmocka_unit_test(test_foreign_arch_killed),
+        cmocka_unit_test(test_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
