@@ -35,10 +35,11 @@ enum sbx_network {
 };
 
 /**
- * A file written into /work before the job starts, owned by the job's uid.  Exactly one source:
- * @data/@len (in-memory contents) or @host_path (a host file copied in; its mode is kept unless
- * @mode is non-zero).  @name is relative to /work and may contain sub-folders ("src/main.py");
- * it must not be empty, absolute, or contain "." or ".." components.  Strings are borrowed.
+ * A file written into /work before the job starts, owned by the job's uid.  Its contents are
+ * @host_path (a host file copied in; its mode is kept unless @mode is non-zero) or, when
+ * @host_path is NULL, the @len bytes at @data (@data may be NULL when @len is 0).  @name is
+ * relative to /work and may contain sub-folders ("src/main.py"); it must not be empty, absolute, or
+ * contain "." or ".." components.  Strings are borrowed.
  */
 struct sbx_file {
     const char *name;

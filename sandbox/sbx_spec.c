@@ -111,9 +111,11 @@ sbx_spec_validate(const struct sbx_spec *spec, co_err *err)
         const struct sbx_file *f = &spec->files[i];
         if (sbx_file_name_check(f->name, err) < 0)
             return -1;
-        if ((f->host_path != NULL) == (f->data != NULL || f->len != 0))
+        if (f->host_path && (f->data || f->len))
             return co_err_field(err, CO_E_INVAL, "files",
-                                "work file '%s' needs exactly one of data or host_path", f->name);
+                                "work file '%s' has both data and host_path", f->name);
+        if (!f->host_path && !f->data && f->len)
+            return co_err_field(err, CO_E_INVAL, "files", "work file '%s' has no data", f->name);
         if (f->mode & ~07777u)
             return co_err_field(err, CO_E_INVAL, "files", "work file '%s' has a bad mode", f->name);
         for (size_t j = 0; j < i; j++) {

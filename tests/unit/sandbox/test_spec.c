@@ -162,14 +162,17 @@ test_files_in_spec(void **state)
     s.n_files = 2;
     co_err err = CO_ERR_INIT;
     assert_int_equal(sbx_spec_validate(&s, &err), 0);
-    /* Both sources, or neither. */
+    /* Both sources, or a length without data. */
     f[1].data = "x";
     f[1].len = 1;
     expect_invalid(&s, "files");
     f[1].data = NULL;
-    f[1].len = 0;
+    f[1].len = 5;
     f[1].host_path = NULL;
     expect_invalid(&s, "files");
+    /* Neither: an empty file. */
+    f[1].len = 0;
+    assert_int_equal(sbx_spec_validate(&s, &err), 0);
     /* Duplicates. */
     f[1] = f[0];
     expect_invalid(&s, "files");
