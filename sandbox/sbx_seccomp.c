@@ -159,7 +159,7 @@ sbx_seccomp_build(struct sock_fprog *out, co_err *err)
      * personality(): only the query (0xffffffff) is allowed.  libseccomp cannot compare one
      * argument twice in a rule, so PER_LINUX (0), a no-op for a Linux job, is denied as well.
      */
-    struct scmp_arg_cmp pc = SCMP_A0(SCMP_CMP_NE, 0xffffffffu);
+    struct scmp_arg_cmp pc = {0, SCMP_CMP_NE, 0xffffffffu, 0};
     if (rule(ctx, eperm, "personality", 1, &pc, err) < 0)
         goto out;
 
