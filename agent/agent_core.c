@@ -98,7 +98,8 @@ struct agent {
     lws_retry_bo_t retry;
     uint16_t retry_count;
     lws_sorted_usec_list_t sul_connect, sul_heartbeat, sul_tick;
-    bool auth_failed; /* the current connection attempt was refused for the token */
+    bool auth_failed;  /* the current connection attempt was refused for the token */
+    bool attempt_live; /* a connection attempt or connection exists (until on_disconnect) */
     int64_t hb_interval_ms;
     int64_t hb_seq;
     struct co_buf rx;
@@ -709,6 +710,9 @@ schedule_reconnect(struct agent *a)
 static void
 on_disconnect(struct agent *a, const char *why)
 {
+    if (!a->attempt_live)
+        return; /* already handled (lws may report both an error and a close) */
+    a->attempt_live = false;
     bool was_up = a->state != CONN_DOWN;
     a->wsi = NULL;
     a->state = CONN_DOWN;
@@ -746,7 +750,10 @@ connect_cb(lws_sorted_usec_list_t *sul)
     ci.userdata = a;
     co_debug("connecting url=%s", a->cfg->url);
     a->auth_failed = false;
-    if (!lws_client_connect_via_info(&ci)) {
+    a->attempt_live = true;
+    if (!lws_client_connect_via_info(&ci) && a->attempt_live) {
+        /* Failed before any callback reported it (otherwise on_disconnect already ran). */
+        a->attempt_live = false;
         a->wsi = NULL;
         co_warn("cannot start connection to coordinator url=%s", a->cfg->url);
         schedule_reconnect(a);
