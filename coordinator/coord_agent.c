@@ -39,6 +39,8 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
     if (hub->heartbeat_ms < 100)
         hub->heartbeat_ms = 100;
     hub->next_serial = 1;
+    for (int i = 0; i < AGENT_WLANES; i++)
+        hub->wl[i].hub = hub;
     if (hub->events)
         hub->ev_handle = coord_events_subscribe(hub->events, hub_on_event, hub);
     hub->sched = coord_sched_new(hub);
@@ -70,9 +72,11 @@ hub_destroy(struct coord_agents *hub)
     if (hub->events && hub->ev_handle > 0)
         coord_events_unsubscribe(hub->events, hub->ev_handle);
     hub->events = NULL;
-    if (hub->wq_scheduled)
-        lws_sul_cancel(&hub->wq_sul);
-    hub->wq_scheduled = false;
+    for (int i = 0; i < AGENT_WLANES; i++) {
+        if (hub->wl[i].scheduled)
+            lws_sul_cancel(&hub->wl[i].sul);
+        hub->wl[i].scheduled = false;
+    }
     hub->dead = true;
     if (hub->inflight == 0)
         hub_free_now(hub);
@@ -92,7 +96,7 @@ agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_wor
 }
 
 struct wbatch {
-    struct coord_agents *hub;
+    struct agent_wlane *lane;
     struct agent_wop *ops;
     size_t n;
 };
@@ -105,13 +109,14 @@ wbatch_work(struct coord_store *store, void *arg)
         op->work(store, op->arg);
 }
 
-static void wq_flush(struct coord_agents *hub);
+static void wl_flush(struct agent_wlane *wl);
 
 static void
 wbatch_done(void *arg)
 {
     struct wbatch *b = arg;
-    struct coord_agents *hub = b->hub;
+    struct agent_wlane *wl = b->lane;
+    struct coord_agents *hub = wl->hub;
     struct agent_wop *op = b->ops;
     free(b);
     while (op) {
@@ -124,62 +129,75 @@ wbatch_done(void *arg)
     /* The batch held its own count, so the completions above cannot have freed the hub. */
     if (!agent_hub_complete(hub))
         return;
-    hub->wq_busy = false;
-    if (hub->wq_head)
-        wq_flush(hub);
+    wl->busy = false;
+    if (wl->head)
+        wl_flush(wl);
 }
 
 static void
-wq_timer_cb(lws_sorted_usec_list_t *sul)
+wl_timer_cb(lws_sorted_usec_list_t *sul)
 {
-    struct coord_agents *hub = lws_container_of(sul, struct coord_agents, wq_sul);
-    hub->wq_scheduled = false;
-    if (!hub->wq_busy && hub->wq_head)
-        wq_flush(hub);
+    struct agent_wlane *wl = lws_container_of(sul, struct agent_wlane, sul);
+    wl->scheduled = false;
+    if (!wl->busy && wl->head)
+        wl_flush(wl);
 }
 
 static void
-wq_flush(struct coord_agents *hub)
+wl_flush(struct agent_wlane *wl)
 {
+    struct coord_agents *hub = wl->hub;
     struct wbatch *b = co_xcalloc(1, sizeof(*b));
-    b->hub = hub;
-    b->ops = hub->wq_head;
+    b->lane = wl;
+    b->ops = wl->head;
     for (struct agent_wop *op = b->ops; op; op = op->next)
         b->n++;
     co_err err = CO_ERR_INIT;
     if (coord_db_submit(hub->db, COORD_DB_WRITE, wbatch_work, wbatch_done, b, &err) < 0) {
         /* The executor is full: keep the writes and try again shortly. */
         free(b);
-        if (!hub->wq_scheduled) {
-            hub->wq_scheduled = true;
-            lws_sul_schedule(hub->ctx, 0, &hub->wq_sul, wq_timer_cb, 50 * LWS_US_PER_MS);
+        if (!wl->scheduled) {
+            wl->scheduled = true;
+            lws_sul_schedule(hub->ctx, 0, &wl->sul, wl_timer_cb, 50 * LWS_US_PER_MS);
         }
         return;
     }
-    hub->wq_head = hub->wq_tail = NULL;
+    wl->head = wl->tail = NULL;
     hub->inflight++;
-    hub->wq_busy = true;
+    wl->busy = true;
     hub->batches++;
     hub->batched_ops += b->n;
 }
 
-void
-agent_hub_write(struct coord_agents *hub, coord_db_work_fn work, coord_db_done_fn done, void *arg)
+/* FNV-1a: spreads job and worker ids over the write lanes. */
+static unsigned
+wl_index(const char *key)
 {
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)(key ? key : ""); *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % AGENT_WLANES;
+}
+
+void
+agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
+                coord_db_done_fn done, void *arg)
+{
+    struct agent_wlane *wl = &hub->wl[wl_index(key)];
     struct agent_wop *op = co_xcalloc(1, sizeof(*op));
     op->work = work;
     op->done = done;
     op->arg = arg;
-    if (hub->wq_tail)
-        hub->wq_tail->next = op;
+    if (wl->tail)
+        wl->tail->next = op;
     else
-        hub->wq_head = op;
-    hub->wq_tail = op;
+        wl->head = op;
+    wl->tail = op;
     hub->inflight++;
     /* Flush at the end of this loop turn, so that the writes of a burst share one item. */
-    if (!hub->wq_busy && !hub->wq_scheduled) {
-        hub->wq_scheduled = true;
-        lws_sul_schedule(hub->ctx, 0, &hub->wq_sul, wq_timer_cb, 1);
+    if (!wl->busy && !wl->scheduled) {
+        wl->scheduled = true;
+        lws_sul_schedule(hub->ctx, 0, &wl->sul, wl_timer_cb, 1);
     }
 }
 
@@ -760,7 +778,7 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
     s->state = AS_HELLO_DB;
     agent_sess_ref(s);
     /* Through the write batch: ordered with this worker's other writes (e.g. a disconnect's). */
-    agent_hub_write(hub, hello_work, hello_done, it);
+    agent_hub_write(hub, s->worker_id, hello_work, hello_done, it);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -810,7 +828,7 @@ job_item_free(struct job_item *it)
 static void
 job_item_submit(struct job_item *it, coord_db_work_fn work, coord_db_done_fn done)
 {
-    agent_hub_write(it->s->hub, work, done, it);
+    agent_hub_write(it->s->hub, it->job_id, work, done, it);
 }
 
 static void
@@ -1305,7 +1323,7 @@ sess_closed(struct agent_sess *s)
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
         it->hub = hub;
         co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
-        agent_hub_write(hub, offline_work, offline_done, it);
+        agent_hub_write(hub, it->worker_id, offline_work, offline_done, it);
     }
 }
 

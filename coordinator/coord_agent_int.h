@@ -97,7 +97,22 @@ struct agent_sess {
 struct coord_sched;
 struct coord_lease;
 
-/* One queued write of the hub's write batch. */
+/*
+ * Write lanes: a write goes to the lane of its key (job id, worker id), so the writes about one
+ * job or one worker stay in order while different jobs' writes may run on several database
+ * threads (PostgreSQL) at once.
+ */
+#define AGENT_WLANES 4
+
+struct agent_wlane {
+    struct coord_agents *hub;
+    struct agent_wop *head, *tail;
+    bool busy;      /* a batch of this lane is in flight */
+    bool scheduled; /* the flush timer is armed */
+    lws_sorted_usec_list_t sul;
+};
+
+/* One queued write of a write lane. */
 struct agent_wop {
     struct agent_wop *next;
     coord_db_work_fn work;
@@ -130,11 +145,8 @@ struct coord_agents {
     struct agent_output_sub *out_subs;
     size_t n_out_subs;
     uint64_t stale_dropped; /* messages of a stale attempt that were ignored */
-    /* Write batch: writes queued during a loop turn go to the database as one item. */
-    struct agent_wop *wq_head, *wq_tail;
-    bool wq_busy;      /* a batch is in flight */
-    bool wq_scheduled; /* the flush timer is armed */
-    lws_sorted_usec_list_t wq_sul;
+    /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
+    struct agent_wlane wl[AGENT_WLANES];
     uint64_t batches, batched_ops;
 };
 
@@ -166,13 +178,14 @@ void agent_sess_close(struct agent_sess *s, int code, const char *reason);
 int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_work_fn work,
                      coord_db_done_fn done, void *arg);
 /**
- * Queue a write (claim, started, output, finished...) for the hub's write batch: the writes of
- * one loop turn run in order as one database item, one batch at a time (so the writes about one
- * job never overtake each other), and each @done runs after the batch on the lws thread.  Counts
- * it in flight like agent_hub_submit(); never fails (a full queue retries the batch later).
+ * Queue a write (claim, started, output, finished, hello...) on the write lane of @key (a job or
+ * worker id; NULL is a key too): the writes of one loop turn on a lane run in order as one
+ * database item, one batch per lane at a time (so the writes about one job or worker never
+ * overtake each other), and each @done runs after the batch on the lws thread.  Counts it in
+ * flight like agent_hub_submit(); never fails (a full executor retries the batch later).
  */
-void agent_hub_write(struct coord_agents *hub, coord_db_work_fn work, coord_db_done_fn done,
-                     void *arg);
+void agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
+                     coord_db_done_fn done, void *arg);
 /**
  * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
  * (the completion must only free its item).

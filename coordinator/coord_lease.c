@@ -197,5 +197,5 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
         }
     }
     le->busy = true;
-    agent_hub_write(hub, tick_work, tick_done, it);
+    agent_hub_write(hub, NULL, tick_work, tick_done, it);
 }

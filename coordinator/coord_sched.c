@@ -202,7 +202,7 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
     co_strlcpy(it->job_id, job->job_id, sizeof(it->job_id));
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
     agent_sess_ref(s);
-    agent_hub_write(hub, claim_work, claim_done, it);
+    agent_hub_write(hub, it->job_id, claim_work, claim_done, it);
 }
 
 size_t

@@ -102,6 +102,21 @@ class Conn:
                     raise
 
 
+_dbs = [0]
+
+
+def new_database(name, workdir):
+    """A fresh database for one phase: a SQLite file, or a new PostgreSQL database."""
+    if not ARGS.pg_port:
+        return "sqlite:///" + os.path.join(workdir, "bench.db")
+    _dbs[0] += 1
+    db = "bench_%s_%d_%d" % (name.replace("-", "_"), os.getpid(), _dbs[0])
+    subprocess.run([os.path.join(ARGS.pg_bin, "createdb"), "-h", "127.0.0.1", "-p",
+                    str(ARGS.pg_port), "-U", "postgres", db], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    return "postgresql://postgres@127.0.0.1:%d/%s" % (ARGS.pg_port, db)
+
+
 class Stack:
     def __init__(self, name, bench_mode, cores):
         self.dir = tempfile.mkdtemp(prefix="cacheout-bench-%s-" % name)
@@ -116,8 +131,7 @@ class Stack:
             env.pop(k, None)
         env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "ADMIN_TOKEN": ADMIN,
                     "AGENT_TOKEN": AGENT_TOKEN, "SQL_DIR": ARGS.sql_dir,
-                    "DATABASE_URL": ARGS.database_url or
-                    "sqlite:///" + os.path.join(self.dir, "bench.db"),
+                    "DATABASE_URL": new_database(name, self.dir),
                     "DEFAULT_STARTING_CREDITS": "100000000", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                     "FRONTEND_DIR": self.dir, "WORKER_TIMEOUT_SECONDS": "30"})
         self.env = env
@@ -307,7 +321,7 @@ def phase_drain():
         jobs = all_jobs(s.port)
         recv = s.received_ms()
         first = min(recv.values()) if recv else 0
-        last = max(iso_ms(j["completed_at"]) for j in jobs)
+        last = max(iso_ms(j["completed_at"]) for j in jobs if j["completed_at"])
         print("%-22s backlog of %d drained: %.0f jobs/s (server: first received -> last "
               "completed), %.0f jobs/s (client: agent start -> all final)" % (
                   "dispatch-only drain", len(jobs), len(jobs) / max(0.001, (last - first) / 1000),
@@ -322,7 +336,8 @@ def main():
     ap.add_argument("--coordinator", required=True)
     ap.add_argument("--agent", required=True)
     ap.add_argument("--sql-dir", required=True)
-    ap.add_argument("--database-url", default="")
+    ap.add_argument("--pg-port", type=int, default=0, help="PostgreSQL server (else SQLite)")
+    ap.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
     ap.add_argument("--jobs", type=int, default=2000)
     ap.add_argument("--latency-jobs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=4)
@@ -331,7 +346,7 @@ def main():
     ap.add_argument("--phases", default="latency,sandboxed,dispatch,drain")
     ARGS = ap.parse_args()
     print("bench/e2e: store=%s jobs=%d threads=%d agent cores=%d (dispatch-only: %d)" % (
-        "postgres" if ARGS.database_url.startswith("postgres") else "sqlite", ARGS.jobs,
+        "postgres" if ARGS.pg_port else "sqlite", ARGS.jobs,
         ARGS.threads, ARGS.cores, ARGS.dispatch_cores))
     phases = ARGS.phases.split(",")
     if "latency" in phases:

@@ -23,7 +23,7 @@ if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"
     if pg_start; then
-        python3 "$here/bench_e2e.py" "${args[@]}" --database-url "$DATABASE_URL" \
+        python3 "$here/bench_e2e.py" "${args[@]}" --pg-port "$PG_PORT" --pg-bin "$PG_BIN" \
             --phases "${BENCH_PHASES:-sandboxed,dispatch,drain}"
         pg_stop
     else
