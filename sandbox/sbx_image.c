@@ -267,6 +267,34 @@ resolve_default(struct sbx_image *img, co_err *err)
     return 0;
 }
 
+/*
+ * The skeleton's linker cache is a copy of the host's: when ldconfig has run on the host since,
+ * replace the copy (a new file renamed over the old one, so running jobs see either).
+ */
+static void
+refresh_ld_cache(const char *root)
+{
+    char etc[PATH_MAX], copy[PATH_MAX], tmpname[64];
+    struct stat hs, cs;
+    pathf(etc, sizeof(etc), "%s/etc", root);
+    pathf(copy, sizeof(copy), "%s/etc/ld.so.cache", root);
+    if (stat("/etc/ld.so.cache", &hs) < 0)
+        return;
+    if (stat(copy, &cs) == 0 && cs.st_mtim.tv_sec > hs.st_mtim.tv_sec)
+        return;
+    if (stat(copy, &cs) == 0 && cs.st_mtim.tv_sec == hs.st_mtim.tv_sec &&
+        cs.st_mtim.tv_nsec >= hs.st_mtim.tv_nsec)
+        return;
+    pathf(tmpname, sizeof(tmpname), "ld.so.cache.tmp.%ld.%ld", (long)getpid(),
+          (long)syscall(SYS_gettid));
+    co_err e = CO_ERR_INIT;
+    char tmppath[PATH_MAX];
+    pathf(tmppath, sizeof(tmppath), "%s/%s", etc, tmpname);
+    if (copy_host_file("/etc/ld.so.cache", etc, tmpname, &e) == 0 && rename(tmppath, copy) == 0)
+        return;
+    unlink(tmppath);
+}
+
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sbx_image *default_cached;
 
@@ -311,8 +339,10 @@ sbx_image_resolve(const char *name, struct sbx_image *img, co_err *err)
             else
                 free(d);
         }
-        if (rc == 0)
+        if (rc == 0) {
+            refresh_ld_cache(default_cached->root);
             *img = *default_cached;
+        }
         pthread_mutex_unlock(&default_lock);
         return rc;
     }
