@@ -658,6 +658,29 @@ case_bench_hello_run_reject_shutdown(void)
     e = fk_expect(EV_MSG, PROTO_MSG_JOB_REJECTED, 5000, NULL, NULL);
     CHECK(e && strcmp(e->msg.u.ack.job.job_id, "job-3") == 0, "ram rejection");
     EVFREE(e);
+    /* An image the agent does not offer. */
+    {
+        struct proto_msg m = {.type = PROTO_MSG_JOB_ASSIGN};
+        struct proto_job_assign *as = &m.u.assign;
+        co_strlcpy(as->job.job_id, "job-5", sizeof(as->job.job_id));
+        as->job.attempt = 1;
+        as->title = "t";
+        as->command = "true";
+        as->code = "";
+        as->code_file = "main";
+        as->parameters = "{}";
+        co_strlcpy(as->image, "gpu-only", sizeof(as->image));
+        as->required_cores = 1;
+        as->required_ram_mb = 1;
+        as->timeout_seconds = 10;
+        fk_send(&m);
+    }
+    e = fk_expect(EV_MSG, PROTO_MSG_JOB_REJECTED, 5000, NULL, NULL);
+    CHECK(e && strcmp(e->msg.u.ack.job.job_id, "job-5") == 0 &&
+              strstr(e->msg.u.ack.reason, "gpu-only"),
+          "image rejection");
+    EVFREE(e);
+
     e = fk_expect(EV_MSG, PROTO_MSG_HEARTBEAT, 3000, NULL, NULL);
     CHECK(e && e->msg.u.heartbeat.seq >= 0 && e->msg.u.heartbeat.free_cores == 2 &&
               e->msg.u.heartbeat.free_ram_mb == 2048,
@@ -733,6 +756,58 @@ case_reconnect_backoff(void)
     CHECK(dt >= 900 && dt < 5000, "reconnected after %" PRId64 " ms", dt);
     EVFREE(e);
     e = NULL;
+    int rc = agent_stop(&p, SIGTERM, 10000);
+    CHECK(rc == 0, "exit status %d", rc);
+out:
+    EVFREE(e);
+    agent_stop(&p, SIGKILL, 3000);
+    report(name, ok);
+}
+
+static void
+case_result_resent(void)
+{
+    const char *name = "a result whose connection drops right after it is sent again after "
+                       "the reconnect";
+    begin(name);
+    bool ok = true;
+    struct agent_proc p = {0};
+    const char *env[] = {"AGENT_BENCH_NO_SANDBOX=1", NULL};
+    struct event *e = NULL;
+    CHECK(agent_start(&p, env) == 0, "fork");
+    e = connect_and_hello(500);
+    CHECK(e, "no hello");
+    EVFREE(e);
+    send_assign("lost-1", 4, "true", 1, 64, 60);
+    CHECK(expect_accept_start("lost-1"), "accepted and started");
+    e = fk_expect(EV_MSG, PROTO_MSG_JOB_FINISHED, 5000, NULL, NULL);
+    CHECK(e, "first result");
+    EVFREE(e);
+    fk_close(); /* well inside the agent's confirmation window */
+    e = fk_expect(EV_CLOSED, 0, 3000, NULL, NULL);
+    CHECK(e, "close");
+    EVFREE(e);
+    e = connect_and_hello(500);
+    CHECK(e, "no hello after reconnect");
+    CHECK(e->msg.u.hello.n_running == 1 &&
+              strcmp(e->msg.u.hello.running[0].job_id, "lost-1") == 0 &&
+              e->msg.u.hello.running[0].attempt == 4,
+          "unconfirmed result not listed in hello (%zu)", e->msg.u.hello.n_running);
+    EVFREE(e);
+    e = fk_expect(EV_MSG, PROTO_MSG_JOB_FINISHED, 5000, NULL, NULL);
+    CHECK(e && strcmp(e->msg.u.finished.job.job_id, "lost-1") == 0 &&
+              e->msg.u.finished.job.attempt == 4 && e->msg.u.finished.status == PROTO_RUN_OK,
+          "result not sent again");
+    EVFREE(e);
+    /* Once confirmed (the connection stayed up), it is forgotten: not in the next hello. */
+    usleep(2500 * 1000);
+    fk_close();
+    e = fk_expect(EV_CLOSED, 0, 3000, NULL, NULL);
+    CHECK(e, "close");
+    EVFREE(e);
+    e = connect_and_hello(500);
+    CHECK(e && e->msg.u.hello.n_running == 0, "confirmed result still held");
+    EVFREE(e);
     int rc = agent_stop(&p, SIGTERM, 10000);
     CHECK(rc == 0, "exit status %d", rc);
 out:
@@ -965,6 +1040,43 @@ out:
     report(name, ok);
 }
 
+static void
+case_sandbox_second_signal(void)
+{
+    const char *name = "sandbox: a second SIGTERM kills running jobs at once";
+    begin(name);
+    bool ok = true;
+    struct agent_proc p = {0};
+    struct event *e = NULL;
+    const char *env[] = {"AGENT_GRACE_SECONDS=60", NULL};
+    CHECK(agent_start(&p, env) == 0, "fork");
+    e = connect_and_hello(500);
+    CHECK(e, "no hello");
+    EVFREE(e);
+    send_assign("long-2", 1, "sleep 60", 1, 256, 120);
+    CHECK(expect_accept_start("long-2"), "accepted and started");
+    /* The heartbeat counts it as running. */
+    e = fk_expect(EV_MSG, PROTO_MSG_HEARTBEAT, 3000, NULL, NULL);
+    CHECK(e && e->msg.u.heartbeat.running == 1 && e->msg.u.heartbeat.free_cores == 1 &&
+              e->msg.u.heartbeat.free_ram_mb == 2048 - 256,
+          "heartbeat running=%" PRId64, e ? e->msg.u.heartbeat.running : -1);
+    EVFREE(e);
+    int64_t t0 = co_mono_ms();
+    kill(p.pid, SIGTERM);
+    usleep(500 * 1000);
+    kill(p.pid, SIGTERM);
+    e = fk_expect(EV_MSG, PROTO_MSG_JOB_FINISHED, 10000, NULL, NULL);
+    CHECK(e && e->msg.u.finished.status == PROTO_RUN_CANCELLED, "killed job not reported");
+    CHECK(co_mono_ms() - t0 < 8000, "took %" PRId64 " ms", co_mono_ms() - t0);
+    EVFREE(e);
+    int rc = agent_stop(&p, 0, 10000);
+    CHECK(rc == 0, "exit status %d", rc);
+out:
+    EVFREE(e);
+    agent_stop(&p, SIGKILL, 3000);
+    report(name, ok);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -993,12 +1105,14 @@ main(int argc, char **argv)
     case_bench_hello_run_reject_shutdown();
     case_wrong_token();
     case_reconnect_backoff();
+    case_result_resent();
     const char *sandbox_cases[] = {
         "sandbox: echo hi streams output and reports ok with usage",
         "sandbox: duplicate assign ignored, job.cancel kills the job",
         "sandbox: a job survives a reconnect, is listed in hello, result re-sent",
         "sandbox: a coordinator that stops reading does not make the agent buffer the output",
         "sandbox: SIGTERM rejects new jobs, kills after the grace period, reports",
+        "sandbox: a second SIGTERM kills running jobs at once",
     };
     if (geteuid() != 0) {
         fprintf(stderr, "*** NOT ROOT: skipping the sandbox cases (libsandbox needs root) ***\n");
@@ -1010,6 +1124,7 @@ main(int argc, char **argv)
         case_sandbox_resume();
         case_sandbox_backpressure();
         case_sandbox_grace();
+        case_sandbox_second_signal();
     }
     /* The agent removes its job folders: anything left is kept for inspection (and fails). */
     char jobs_dir[300];
