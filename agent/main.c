@@ -232,6 +232,10 @@ main(int argc, char **argv)
         co_warn("AGENT_TOKEN is not set: only a coordinator with open registration will accept "
                 "this agent");
 
+    if (cfg.token[0] && !cfg.tls && strcmp(cfg.host, "127.0.0.1") != 0 &&
+        strcmp(cfg.host, "localhost") != 0 && strcmp(cfg.host, "::1") != 0)
+        co_warn("AGENT_TOKEN travels unencrypted to '%s': use wss:// outside a trusted network",
+                cfg.host);
     if (cfg.tls_insecure)
         co_warn("AGENT_TLS_INSECURE is set: the coordinator's certificate is not checked");
     if (!cfg.bench_no_sandbox && agent_job_root_prepare(cfg.work_root, &err) != 0) {
