@@ -275,6 +275,14 @@ main(int argc, char **argv)
     if (sbx_spec_validate(&spec, &err) < 0)
         return usage_error("%s", err.msg);
 
+    /*
+     * Start making the job's network namespace now, in a thread, while this one prepares the
+     * cgroup and the rest: it is the most expensive namespace to create.  If the thread cannot
+     * start, clone() makes the namespace instead.
+     */
+    if (spec.network == SBX_NET_NONE && geteuid() == 0 && sbx_prewarm(1, false, &err) < 0)
+        co_err_clear(&err);
+
     int out_fd = -1;
     if (result_file) {
         out_fd = open(result_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -37,13 +37,13 @@ int sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err 
 
 /**
  * A fresh network namespace from the pool filled by sbx_prewarm(): an fd the caller owns, or -1
- * when the pool is empty or not running (the caller then creates one with clone()).
+ * when the pool is empty and none is being made (the caller then creates one with clone()).
  */
 int sbx_netns_take(void);
 
 struct sbx_cgroup;
 
-/** True when sbx_prewarm() started the janitor thread (asynchronous clean-up). */
+/** True when sbx_async_cleanup() started the janitor thread. */
 bool sbx_janitor_enabled(void);
 
 /**

@@ -1,5 +1,5 @@
 /*
- * Background helpers started by sbx_prewarm() for long-lived callers (the agent).
+ * Background helpers: sbx_prewarm() and sbx_async_cleanup().
  *
  * 1. A pool of fresh network namespaces for jobs with network "none".  Creating a network namespace
  * is the most expensive part of a sandbox start (about 0.8 ms of the kernel's time here, against
@@ -29,10 +29,13 @@
 #define POOL_MAX 32
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER; /* any change of the pool state */
 static int pool_fds[POOL_MAX];
-static unsigned pool_n;
-static unsigned pool_target;
+static unsigned pool_n;      /* namespaces ready */
+static unsigned pool_target; /* how many to keep ready */
+static bool pool_refill;     /* replace the ones taken (else: create pool_budget more, once) */
+static unsigned pool_budget;
+static bool pool_pending; /* a namespace is being created */
 static bool pool_started;
 
 /* Create a namespace from this (dedicated) thread and switch the thread back to @home. */
@@ -54,30 +57,40 @@ create_one(int home)
     return fd;
 }
 
+static bool
+pool_wants_more(void)
+{
+    return pool_n < pool_target && (pool_refill || pool_budget > 0);
+}
+
 static void *
 pool_main(void *arg)
 {
     int home = (int)(intptr_t)arg;
     for (;;) {
         pthread_mutex_lock(&pool_mu);
-        while (pool_n >= pool_target)
+        while (!pool_wants_more())
             pthread_cond_wait(&pool_cv, &pool_mu);
+        pool_pending = true;
+        if (!pool_refill)
+            pool_budget--;
         pthread_mutex_unlock(&pool_mu);
         int fd = create_one(home);
+        pthread_mutex_lock(&pool_mu);
+        pool_pending = false;
+        if (fd >= 0)
+            pool_fds[pool_n++] = fd;
+        if (fd == -2)
+            pool_target = 0;
+        pthread_cond_broadcast(&pool_cv);
+        pthread_mutex_unlock(&pool_mu);
         if (fd == -2)
             break;
         if (fd < 0) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
-            continue;
         }
-        pthread_mutex_lock(&pool_mu);
-        pool_fds[pool_n++] = fd;
-        pthread_mutex_unlock(&pool_mu);
     }
-    pthread_mutex_lock(&pool_mu);
-    pool_target = 0;
-    pthread_mutex_unlock(&pool_mu);
     close(home);
     return NULL;
 }
@@ -171,21 +184,19 @@ start_janitor(co_err *err)
 }
 
 int
-sbx_prewarm(unsigned n, co_err *err)
+sbx_async_cleanup(co_err *err)
 {
-    if (start_janitor(err) < 0)
-        return -1;
-    if (n == 0) {
-        pthread_mutex_lock(&pool_mu);
-        pool_target = 0;
-        pthread_mutex_unlock(&pool_mu);
-        return 0;
-    }
+    return start_janitor(err);
+}
+
+int
+sbx_prewarm(unsigned n, bool refill, co_err *err)
+{
     if (n > POOL_MAX)
         n = POOL_MAX;
     pthread_mutex_lock(&pool_mu);
     int rc = 0;
-    if (!pool_started) {
+    if (n > 0 && !pool_started) {
         int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
         if (home < 0) {
             rc = co_err_sys(err, errno, "cannot open '/proc/self/ns/net'");
@@ -205,7 +216,9 @@ sbx_prewarm(unsigned n, co_err *err)
         pool_started = true;
     }
     pool_target = n;
-    pthread_cond_signal(&pool_cv);
+    pool_refill = refill;
+    pool_budget = refill ? 0 : n;
+    pthread_cond_broadcast(&pool_cv);
 out:
     pthread_mutex_unlock(&pool_mu);
     return rc;
@@ -216,9 +229,12 @@ sbx_netns_take(void)
 {
     int fd = -1;
     pthread_mutex_lock(&pool_mu);
+    /* One being created is most of the way there: wait for it rather than make another. */
+    while (pool_n == 0 && pool_pending)
+        pthread_cond_wait(&pool_cv, &pool_mu);
     if (pool_n > 0) {
         fd = pool_fds[--pool_n];
-        pthread_cond_signal(&pool_cv);
+        pthread_cond_broadcast(&pool_cv);
     }
     pthread_mutex_unlock(&pool_mu);
     return fd;

@@ -1054,8 +1054,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     close(pidfd);
 
     /*
-     * A job that ended by itself, in a process with a janitor (sbx_prewarm()): init has closed
-     * its files and is exiting, and the kernel kills what is left of the pid namespace as it
+     * A job that ended by itself, in a process with a janitor (sbx_async_cleanup()): init has
+     * closed its files and is exiting, and the kernel kills what is left of the pid namespace as it
      * does.  Reaping it and removing the cgroup (a few hundred microseconds) are left to the
      * janitor thread, which releases the slot afterwards.  Otherwise both happen here.
      */

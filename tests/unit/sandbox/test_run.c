@@ -238,7 +238,8 @@ test_prewarmed_namespaces(void **state)
 {
     need_root(state);
     co_err err = CO_ERR_INIT;
-    assert_int_equal(sbx_prewarm(2, &err), 0);
+    assert_int_equal(sbx_prewarm(2, true, &err), 0);
+    assert_int_equal(sbx_async_cleanup(&err), 0);
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
     /* Two jobs in a row see a network namespace with only a down "lo", and not the same one. */
