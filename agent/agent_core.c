@@ -353,10 +353,19 @@ handle_assign(struct agent *a, struct proto_msg *m)
                 ref->attempt);
         return;
     }
-    /* An older attempt of the same job is stale: the coordinator gave the job out again. */
+    /*
+     * An older attempt of the same job is stale: the coordinator gave the job out again.  An
+     * assignment older than an attempt held here is itself stale and ignored.
+     */
     for (struct job *j = a->jobs; j; j = j->next) {
-        if (strcmp(j->ref.job_id, ref->job_id) == 0 && j->ref.attempt < ref->attempt)
-            job_cancel(j, "superseded by a newer attempt");
+        if (strcmp(j->ref.job_id, ref->job_id) != 0)
+            continue;
+        if (j->ref.attempt > ref->attempt) {
+            co_info("job assign ignored (stale attempt) job=%s attempt=%" PRId64 " held=%" PRId64,
+                    ref->job_id, ref->attempt, j->ref.attempt);
+            return;
+        }
+        job_cancel(j, "superseded by a newer attempt");
     }
 
     if (a->stopping) {

@@ -915,6 +915,52 @@ out:
 }
 
 static void
+case_sandbox_superseded(void)
+{
+    const char *name = "sandbox: a newer attempt cancels the older one; an older assign is ignored";
+    begin(name);
+    bool ok = true;
+    struct agent_proc p = {0};
+    struct event *e = NULL;
+    CHECK(agent_start(&p, NULL) == 0, "fork");
+    e = connect_and_hello(60000);
+    CHECK(e, "no hello");
+    EVFREE(e);
+    send_assign("sup-1", 1, "sleep 60", 1, 256, 120);
+    CHECK(expect_accept_start("sup-1"), "attempt 1 accepted and started");
+    send_assign("sup-1", 2, "true", 1, 256, 60);
+    bool old_cancelled = false, new_accepted = false, new_ok = false;
+    int64_t until = co_mono_ms() + 15000;
+    while (!(old_cancelled && new_accepted && new_ok) && co_mono_ms() < until) {
+        e = fk_next(until - co_mono_ms());
+        if (!e)
+            break;
+        if (e->kind == EV_MSG) {
+            struct proto_msg *m = &e->msg;
+            if (m->type == PROTO_MSG_JOB_FINISHED && m->u.finished.job.attempt == 1)
+                old_cancelled = m->u.finished.status == PROTO_RUN_CANCELLED;
+            else if (m->type == PROTO_MSG_JOB_ACCEPTED && m->u.ack.job.attempt == 2)
+                new_accepted = true;
+            else if (m->type == PROTO_MSG_JOB_FINISHED && m->u.finished.job.attempt == 2)
+                new_ok = m->u.finished.status == PROTO_RUN_OK;
+        }
+        EVFREE(e);
+    }
+    CHECK(old_cancelled && new_accepted && new_ok, "old cancelled %d, new accepted %d, new ok %d",
+          old_cancelled, new_accepted, new_ok);
+    send_assign("sup-1", 1, "true", 1, 256, 60);
+    e = fk_next(1500);
+    CHECK(!e, "stale assign answered with %s",
+          e && e->kind == EV_MSG ? proto_msg_type_name(e->msg.type) : "?");
+    int rc = agent_stop(&p, SIGTERM, 10000);
+    CHECK(rc == 0, "exit status %d", rc);
+out:
+    EVFREE(e);
+    agent_stop(&p, SIGKILL, 3000);
+    report(name, ok);
+}
+
+static void
 case_sandbox_resume(void)
 {
     const char *name = "sandbox: a job survives a reconnect, is listed in hello, result re-sent";
@@ -1109,6 +1155,7 @@ main(int argc, char **argv)
     const char *sandbox_cases[] = {
         "sandbox: echo hi streams output and reports ok with usage",
         "sandbox: duplicate assign ignored, job.cancel kills the job",
+        "sandbox: a newer attempt cancels the older one; an older assign is ignored",
         "sandbox: a job survives a reconnect, is listed in hello, result re-sent",
         "sandbox: a coordinator that stops reading does not make the agent buffer the output",
         "sandbox: SIGTERM rejects new jobs, kills after the grace period, reports",
@@ -1121,6 +1168,7 @@ main(int argc, char **argv)
     } else {
         case_sandbox_echo();
         case_sandbox_cancel_dup();
+        case_sandbox_superseded();
         case_sandbox_resume();
         case_sandbox_backpressure();
         case_sandbox_grace();
