@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -183,6 +184,8 @@ class Stack:
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def received_ms(self):
         """job_id -> ms the agent logged job.accepted."""

@@ -15,6 +15,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -387,7 +388,7 @@ class Env:
 
     def __init__(self, name):
         self.workdir = tempfile.mkdtemp(prefix="cacheout-agent-%s-" % name)
-        self.url = new_database(name)
+        self.url = new_database(name, self.workdir)
         self.coord = Coordinator(self.workdir, self.url)
         self.agents = []
 
@@ -396,10 +397,14 @@ class Env:
         self.agents.append(a)
         return a
 
-    def close(self):
+    def close(self, keep):
         for a in self.agents:
             a.stop()
         self.coord.stop()
+        if keep:
+            print("    # logs and database kept in %s" % self.workdir)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def logs(self):
         out = "---- coordinator log (tail)\n" + self.coord.tail()
@@ -411,7 +416,7 @@ class Env:
 _db_counter = [0]
 
 
-def new_database(name):
+def new_database(name, workdir):
     _db_counter[0] += 1
     if ARGS.pg_port:
         db = "agent_%s_%d_%d" % (name, os.getpid(), _db_counter[0])
@@ -419,8 +424,7 @@ def new_database(name):
                         str(ARGS.pg_port), "-U", "postgres", db], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         return "postgresql://postgres@127.0.0.1:%d/%s" % (ARGS.pg_port, db)
-    d = tempfile.mkdtemp(prefix="cacheout-agent-db-")
-    return "sqlite:///" + os.path.join(d, "co.db")
+    return "sqlite:///" + os.path.join(workdir, "co.db")
 
 
 def case(name):
@@ -802,12 +806,14 @@ def main():
             continue
         name = "%s: %s" % (LABEL, fn.case_name)
         env = None
+        ok = False
         t0 = time.time()
         try:
             env = Env(fn.__name__[2:])
             fn(env)
             env.coord.invariant()
             PASSED += 1
+            ok = True
             print("ok   - %s (%.1fs)" % (name, time.time() - t0), flush=True)
         except Exception as e:  # a failed check or anything unexpected fails the case
             FAILED += 1
@@ -817,7 +823,7 @@ def main():
                     print("    | " + line)
         finally:
             if env:
-                env.close()
+                env.close(keep=not ok or bool(os.environ.get("AGENT_SUITE_KEEP")))
     print("RESULT %d %d" % (PASSED, FAILED), flush=True)
     return 0 if FAILED == 0 else 1
 
