@@ -15,6 +15,7 @@
 #include "coord_server.h"
 
 #define TICK_US (250 * LWS_US_PER_MS)
+#define COORD_DASH_WRITE_BYTES (128 * 1024)
 #define HEALTH_MIN_MS 1000
 #define SNAP_JOBS 100
 
@@ -76,6 +77,10 @@ struct coord_dash {
     int ev_handle;
     bool agents_attached;
     lws_sorted_usec_list_t sul;
+    lws_sorted_usec_list_t batch_sul; /* armed: the next batch waits for batch_ms */
+    bool batch_timer;
+    int64_t batch_ms;       /* minimum time between two batch starts */
+    int64_t batch_start_ms; /* monotonic ms of the last batch start */
 
     struct coord_dash_sess *sessions;
     size_t n_sessions, n_admin;
@@ -271,6 +276,7 @@ members_after_seq(struct coord_jsonw *w, struct co_buf *out)
 static void hub_tick(lws_sorted_usec_list_t *sul);
 static void on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq);
 static void batch_start(struct coord_dash *d);
+static void batch_soon(struct coord_dash *d);
 static void snap_start(struct coord_dash *d);
 
 static void
@@ -296,6 +302,8 @@ coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
     d->max_bytes = (size_t)v;
     env_limit("DASHBOARD_SLOW_CLOSE_SECONDS", COORD_DASH_SLOW_CLOSE_MS / 1000, 1, 3600, &v);
     d->slow_close_ms = v * 1000;
+    env_limit("DASHBOARD_BATCH_MS", COORD_DASH_BATCH_MS, 0, 10000, &v);
+    d->batch_ms = v;
     d->gen_next = 1;
     d->ev_handle = coord_events_subscribe(srv->events, on_event, d);
     lws_sul_schedule(ctx, 0, &d->sul, hub_tick, TICK_US);
@@ -318,6 +326,7 @@ coord_dash_free(struct coord_dash *d)
         return;
     coord_events_unsubscribe(d->srv->events, d->ev_handle);
     lws_sul_cancel(&d->sul);
+    lws_sul_cancel(&d->batch_sul);
     /* Sessions were closed by lws before PROTOCOL_DESTROY; forget any left. */
     d->sessions = NULL;
     d->dead = true;
@@ -403,8 +412,33 @@ on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
         return;
     dirty_add(d, kind, id);
     d->health_dirty = true;
-    if (!d->batch_inflight)
+    batch_soon(d);
+}
+
+static void
+batch_timer_cb(lws_sorted_usec_list_t *sul)
+{
+    struct coord_dash *d = lws_container_of(sul, struct coord_dash, batch_sul);
+    d->batch_timer = false;
+    batch_start(d);
+}
+
+/*
+ * Start a batch now, or when batch_ms have passed since the last one started: changes that
+ * arrive meanwhile coalesce (a job that went through several states is loaded once).
+ */
+static void
+batch_soon(struct coord_dash *d)
+{
+    if (d->batch_inflight || d->batch_timer || d->dead)
+        return;
+    int64_t wait = d->batch_start_ms + d->batch_ms - co_mono_ms();
+    if (wait <= 0) {
         batch_start(d);
+        return;
+    }
+    d->batch_timer = true;
+    lws_sul_schedule(d->ctx, 0, &d->batch_sul, batch_timer_cb, wait * LWS_US_PER_MS);
 }
 
 /* Database thread: load and render every key of the batch. */
@@ -538,7 +572,7 @@ batch_done(void *arg)
             }
         }
         if (d->n_dirty)
-            batch_start(d);
+            batch_soon(d);
     }
     free(b->keys);
     free(b->slices);
@@ -575,6 +609,7 @@ batch_start(struct coord_dash *d)
     if (d->slots)
         memset(d->slots, 0, d->n_slots * sizeof(*d->slots));
     d->batch_inflight = true;
+    d->batch_start_ms = co_mono_ms();
     d->inflight++;
 }
 
@@ -796,8 +831,8 @@ hub_tick(lws_sorted_usec_list_t *sul)
 {
     struct coord_dash *d = lws_container_of(sul, struct coord_dash, sul);
     int64_t now = co_mono_ms();
-    if (!d->batch_inflight && (d->n_dirty || d->health_dirty))
-        batch_start(d);
+    if (d->n_dirty || d->health_dirty)
+        batch_soon(d);
     if (d->snap_waiting)
         snap_start(d);
     for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
@@ -870,17 +905,50 @@ coord_dash_close(struct coord_dash *d, struct coord_dash_sess *s)
     s->wsi = NULL;
 }
 
+/* Make the scratch buffer hold @need bytes, keeping its first @keep bytes. */
 static unsigned char *
-scratch(struct coord_dash *d, size_t need)
+scratch(struct coord_dash *d, size_t need, size_t keep)
 {
     if (need > d->scratch_cap) {
-        d->scratch_cap = need + need / 2;
+        size_t cap = need + need / 2;
+        unsigned char *nb = co_xmalloc(cap);
+        if (d->scratch && keep)
+            memcpy(nb, d->scratch, keep < d->scratch_cap ? keep : d->scratch_cap);
         free(d->scratch);
-        d->scratch = co_xmalloc(d->scratch_cap);
+        d->scratch = nb;
+        d->scratch_cap = cap;
     }
     return d->scratch;
 }
 
+/* RFC 6455 header of an unmasked, final text frame of @len bytes; returns its length. */
+static size_t
+frame_header(unsigned char *h, size_t len)
+{
+    h[0] = 0x81;
+    if (len < 126) {
+        h[1] = (unsigned char)len;
+        return 2;
+    }
+    if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (unsigned char)(len >> 8);
+        h[3] = (unsigned char)len;
+        return 4;
+    }
+    h[1] = 127;
+    for (int i = 0; i < 8; i++)
+        h[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    return 10;
+}
+
+/*
+ * SERVER_WRITEABLE.  The queued messages at the head are written as complete WebSocket frames,
+ * several in one lws_write (LWS_WRITE_RAW: the frames are built here; lws buffers a partial
+ * send and calls back when it is flushed), up to COORD_DASH_WRITE_BYTES per callback.  With
+ * many dashboards this is what keeps the cost per event low: a busy session gets a few large
+ * writes instead of one system call per event.
+ */
 int
 coord_dash_writeable(struct coord_dash *d, struct coord_dash_sess *s)
 {
@@ -899,40 +967,48 @@ coord_dash_writeable(struct coord_dash *d, struct coord_dash_sess *s)
         sess_want_write(s);
         return 0;
     }
-    if (s->q_len == 0)
-        return 0;
-    struct dash_qent *e = q_at(s, 0);
-    struct dash_msg *m = e->m;
-    if (!m)
-        return 0; /* the snapshot is being built */
-    unsigned char *buf = scratch(d, LWS_PRE + m->len + 64);
-    unsigned char *p = buf + LWS_PRE;
-    size_t n;
-    if (m->kind == DM_CONTROL) {
-        memcpy(p, m->text, m->len);
-        n = m->len;
-    } else {
-        memcpy(p, m->text, m->split);
-        n = m->split;
-        n += (size_t)snprintf((char *)p + n, 24, "%" PRIu64, e->seq);
-        if (m->kind == DM_SNAPSHOT) {
-            const char *sess =
-                s->admin ? ",\"session\":{\"admin\":true}" : ",\"session\":{\"admin\":false}";
-            size_t sl = strlen(sess);
-            memcpy(p + n, sess, sl);
-            n += sl;
+    size_t n = 0; /* bytes of frames built after LWS_PRE */
+    while (s->q_len > 0 && q_at(s, 0)->m) {
+        struct dash_qent *e = q_at(s, 0);
+        struct dash_msg *m = e->m;
+        char num[24] = "";
+        const char *sess = "";
+        if (m->kind != DM_CONTROL)
+            snprintf(num, sizeof(num), "%" PRIu64, e->seq);
+        if (m->kind == DM_SNAPSHOT)
+            sess = s->admin ? ",\"session\":{\"admin\":true}" : ",\"session\":{\"admin\":false}";
+        size_t numlen = strlen(num), sesslen = strlen(sess);
+        size_t plen = m->len + numlen + sesslen;
+        if (n > 0 && n + plen + 10 > COORD_DASH_WRITE_BYTES)
+            break;
+        unsigned char *base = scratch(d, LWS_PRE + n + plen + 10, LWS_PRE + n);
+        unsigned char *p = base + LWS_PRE + n;
+        p += frame_header(p, plen);
+        if (m->kind == DM_CONTROL) {
+            memcpy(p, m->text, m->len);
+            p += m->len;
+        } else {
+            memcpy(p, m->text, m->split);
+            p += m->split;
+            memcpy(p, num, numlen);
+            p += numlen;
+            memcpy(p, sess, sesslen);
+            p += sesslen;
+            memcpy(p, m->text + m->split, m->len - m->split);
+            p += m->len - m->split;
         }
-        memcpy(p + n, m->text + m->split, m->len - m->split);
-        n += m->len - m->split;
+        n = (size_t)(p - (base + LWS_PRE));
+        s->q_head = (s->q_head + 1) % s->q_cap;
+        s->q_len--;
+        s->q_popped++;
+        s->q_bytes -= m->len;
+        msg_unref(m);
     }
-    s->q_head = (s->q_head + 1) % s->q_cap;
-    s->q_len--;
-    s->q_popped++;
-    s->q_bytes -= m->len;
-    msg_unref(m);
+    if (n == 0)
+        return 0; /* empty, or the snapshot is being built */
     if (s->full_since_ms && !sess_full(d, s, 0))
         s->full_since_ms = 0;
-    if (lws_write(s->wsi, p, n, LWS_WRITE_TEXT) < (int)n)
+    if (lws_write(s->wsi, d->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
         return -1;
     sess_want_write(s);
     return 0;

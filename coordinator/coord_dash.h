@@ -48,6 +48,7 @@ struct dash_msg;
 #define COORD_DASH_MAX_BAD 10
 #define COORD_DASH_MAX_BAD_TOKENS 5
 #define COORD_DASH_OUTPUT_CHUNK 16384
+#define COORD_DASH_BATCH_MS 100 /* changes are loaded and sent at most this often */
 
 /* Close codes of DASHBOARD.md. */
 #define COORD_DASH_CLOSE_SLOW 4000
@@ -87,9 +88,9 @@ struct coord_dash_sess {
 
 /**
  * A new hub for @srv (borrowed; its events, db and cfg are used) serving @ctx.  Subscribes to
- * the change feed.  Reads DASHBOARD_QUEUE_MESSAGES, DASHBOARD_QUEUE_BYTES and
- * DASHBOARD_SLOW_CLOSE_SECONDS from the environment (invalid values are logged and ignored).
- * Caller-owned: coord_dash_free.
+ * the change feed.  Reads DASHBOARD_QUEUE_MESSAGES, DASHBOARD_QUEUE_BYTES,
+ * DASHBOARD_SLOW_CLOSE_SECONDS and DASHBOARD_BATCH_MS from the environment (invalid values are
+ * logged and ignored). Caller-owned: coord_dash_free.
  */
 struct coord_dash *coord_dash_new(struct coord_server *srv, struct lws_context *ctx);
 
