@@ -399,6 +399,9 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
         co_strlcpy(host->v1[c], tmp, PATH_MAX);
         if (mkdir_p1(host->v1[c], err) < 0)
             return -1;
+        host->dirfd[c] = open(host->v1[c], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (host->dirfd[c] < 0)
+            return co_err_sys(err, errno, "cannot open cgroup '%s'", host->v1[c]);
     }
     /*
      * Hybrid hosts: the controllers are in v1; the cgroup2 mount gets no job folder.  Joining a
@@ -494,6 +497,9 @@ sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const ch
     }
     if (join(host->v2, base, parent, err) < 0 || mkdir_p1(host->v2, err) < 0)
         return -1;
+    host->dirfd[0] = open(host->v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (host->dirfd[0] < 0)
+        return co_err_sys(err, errno, "cannot open cgroup '%s'", host->v2);
     return enable_controllers(host->v2, err);
 }
 
@@ -503,6 +509,8 @@ sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root, co
 {
     struct statfs sfs;
     memset(host, 0, sizeof(*host));
+    for (int c = 0; c < SBX_CG_NCTRL; c++)
+        host->dirfd[c] = -1;
     if (statfs(cgroup_root, &sfs) < 0)
         return co_err_sys(err, errno, "cannot stat '%s'", cgroup_root);
     if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC) {
@@ -581,7 +589,7 @@ sbx_cgroup_host_get(const struct sbx_cgroup_host **out, co_err *err)
 /* ---- job cgroups ---------------------------------------------------------------------------- */
 
 static int
-add_dir(struct sbx_cgroup *cg, const char *parent, const char *name, co_err *err)
+add_dir(struct sbx_cgroup *cg, const char *parent, int parent_fd, const char *name, co_err *err)
 {
     char path[PATH_MAX];
     if (join(path, parent, name, err) < 0)
@@ -601,6 +609,10 @@ add_dir(struct sbx_cgroup *cg, const char *parent, const char *name, co_err *err
     const char *file = cg->host->mode == SBX_CG_V2 ? "cgroup.procs" : "tasks";
     if (join(cg->procs[i], path, file, err) < 0)
         return -1;
+    cg->join_dirfd[i] = parent_fd;
+    int n = snprintf(cg->join_rel[i], sizeof(cg->join_rel[i]), "%s/%s", name, file);
+    if (n < 0 || (size_t)n >= sizeof(cg->join_rel[i]))
+        return co_err_set(err, CO_E_RANGE, "cgroup name too long: '%s'", name);
     return i;
 }
 
@@ -627,26 +639,32 @@ remove_dirs(struct sbx_cgroup *cg, co_err *err)
 }
 
 int
-sbx_cgroup_create(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
-                  const struct sbx_cg_limits *limits, co_err *err)
+sbx_cgroup_prepare(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
+                   co_err *err)
 {
     memset(cg, 0, sizeof(*cg));
     cg->host = host;
     if (host->mode == SBX_CG_V2) {
-        if (add_dir(cg, host->v2, name, err) < 0)
+        if (add_dir(cg, host->v2, host->dirfd[0], name, err) < 0)
             return -1;
     } else {
         for (int c = 0; c < SBX_CG_NCTRL; c++) {
-            int i = add_dir(cg, host->v1[c], name, err);
+            int i = add_dir(cg, host->v1[c], host->dirfd[c], name, err);
             if (i < 0)
                 return -1;
             cg->ctrl_dir[c] = i;
         }
     }
+    return 0;
+}
+
+int
+sbx_cgroup_make(struct sbx_cgroup *cg, const struct sbx_cg_limits *limits, co_err *err)
+{
     /* A leftover from a crashed run of the same slot: kill what is in it and remove it. */
     cg->created = true;
     if (sbx_cgroup_destroy(cg, err) < 0)
-        return co_err_wrap(err, "remove leftover cgroup '%s'", name);
+        return co_err_wrap(err, "remove leftover cgroup '%s'", cg->dirs[0]);
     for (int i = 0; i < cg->n_dirs; i++) {
         cg->created = true;
         if (mkdir(cg->dirs[i], 0755) < 0) {
@@ -654,7 +672,7 @@ sbx_cgroup_create(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, con
             goto fail;
         }
     }
-    if (ops_of(host)->set_limits(cg, limits, err) < 0)
+    if (ops_of(cg->host)->set_limits(cg, limits, err) < 0)
         goto fail;
     return 0;
 fail:;
@@ -663,6 +681,15 @@ fail:;
         /* best effort: the error that got us here matters more */
     }
     return -1;
+}
+
+int
+sbx_cgroup_create(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
+                  const struct sbx_cg_limits *limits, co_err *err)
+{
+    if (sbx_cgroup_prepare(cg, host, name, err) < 0)
+        return -1;
+    return sbx_cgroup_make(cg, limits, err);
 }
 
 int

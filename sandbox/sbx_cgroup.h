@@ -30,6 +30,9 @@ struct sbx_cgroup_host {
     char v1[SBX_CG_NCTRL][PATH_MAX]; /* v1: the parent folder of job cgroups per controller */
     char v2[PATH_MAX];               /* v2: the parent folder of job cgroups */
     bool memsw;                      /* v1: memory.memsw.* exists (swap accounting) */
+    /* Open parent folders (v1: per controller; v2: [0]), so that a sandbox child can join its
+     * cgroup after pivot_root, when the host's /sys is out of sight.  -1 when not open. */
+    int dirfd[SBX_CG_NCTRL];
 };
 
 #define SBX_CG_MAX_DIRS SBX_CG_NCTRL
@@ -42,6 +45,8 @@ struct sbx_cgroup {
     char procs[SBX_CG_MAX_DIRS][PATH_MAX]; /* the file the child writes "0" to, to join:
                                               v1 "tasks", v2 "cgroup.procs" */
     int ctrl_dir[SBX_CG_NCTRL];            /* v1: index into dirs per controller */
+    int join_dirfd[SBX_CG_MAX_DIRS];       /* procs[i] is join_rel[i] below this open folder */
+    char join_rel[SBX_CG_MAX_DIRS][96];
     bool created;
 };
 
@@ -103,10 +108,21 @@ int sbx_cgroup_host_get(const struct sbx_cgroup_host **out, co_err *err)
 const char *sbx_cgroup_mode_name(enum sbx_cg_mode mode);
 
 /**
- * Create the job cgroup @name (e.g. "slot-3") with @limits, removing a leftover of the same
- * name first (its processes are killed).  Errors: any mkdir or limit write fails; the partially
- * created cgroup is removed again (fail closed).
+ * Fill in the paths of the job cgroup @name (e.g. "slot-3") without touching the file system,
+ * so that a sandbox child can be cloned before the cgroup exists (see sbx_cgroup_make()).
  */
+int sbx_cgroup_prepare(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
+                       co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Create the prepared cgroup with @limits, removing a leftover of the same name first (its
+ * processes are killed).  Errors: any mkdir or limit write fails; the partially created cgroup
+ * is removed again (fail closed).
+ */
+int sbx_cgroup_make(struct sbx_cgroup *cg, const struct sbx_cg_limits *limits, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** sbx_cgroup_prepare() and sbx_cgroup_make() in one go. */
 int sbx_cgroup_create(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, const char *name,
                       const struct sbx_cg_limits *limits, co_err *err)
     __attribute__((warn_unused_result));

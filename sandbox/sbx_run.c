@@ -56,6 +56,7 @@ enum step {
     STEP_PDEATHSIG,
     STEP_SIGNALS,
     STEP_SCHED,
+    STEP_WAIT_PARENT,
     STEP_CGROUP_JOIN,
     STEP_CGROUP_NS,
     STEP_NETNS,
@@ -98,6 +99,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_PDEATHSIG] = "pdeathsig",
     [STEP_SIGNALS] = "signals",
     [STEP_SCHED] = "scheduler",
+    [STEP_WAIT_PARENT] = "wait_parent",
     [STEP_CGROUP_JOIN] = "cgroup_join",
     [STEP_CGROUP_NS] = "cgroup_namespace",
     [STEP_NETNS] = "network_namespace",
@@ -139,6 +141,7 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_PDEATHSIG] = "set parent-death signal",
     [STEP_SIGNALS] = "reset signals",
     [STEP_SCHED] = "reset the scheduling policy",
+    [STEP_WAIT_PARENT] = "wait for the parent to create the cgroup",
     [STEP_CGROUP_JOIN] = "join the job cgroup",
     [STEP_CGROUP_NS] = "create cgroup namespace",
     [STEP_NETNS] = "enter the prepared network namespace",
@@ -189,8 +192,9 @@ struct child_ctx {
     const struct sbx_image *img;
     const struct sbx_cgroup *cg;
     int status_w, out_w, err_w;
+    int go_r;     /* the parent writes one byte once the cgroup exists */
     int netns_fd; /* a fresh namespace from the pool, or -1: clone() made one */
-    int keep[8 + SBX_FILES_MAX];
+    int keep[16 + SBX_FILES_MAX];
     int n_keep;
     const struct sbx_spec *spec;
     const int *file_fds; /* per work file: host fd, or -1 for in-memory data */
@@ -435,15 +439,6 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     struct sched_param sp = {0};
     TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
 
-    /* Enter the job cgroup before anything else uses memory or CPU, then hide the hierarchy. */
-    for (int i = 0; i < c->cg->n_dirs; i++) {
-        int fd = open(c->cg->procs[i], O_WRONLY | O_CLOEXEC);
-        TRY(STEP_CGROUP_JOIN, fd);
-        if (write(fd, "0", 1) != 1)
-            child_fail(c, MSG_SETUP_ERR, STEP_CGROUP_JOIN);
-        close(fd);
-    }
-    TRY(STEP_CGROUP_NS, unshare(CLONE_NEWCGROUP));
     if (c->netns_fd >= 0) {
         TRY(STEP_NETNS, setns(c->netns_fd, CLONE_NEWNET));
         close(c->netns_fd);
@@ -457,12 +452,6 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
         TRY(STEP_BIND, bind_ro(c->img->bind_src[i], c->img->bind_dst[i], 0));
     TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
     TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
-    if (c->spec->n_files) {
-        int workfd = open("work", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        TRY(STEP_WORK_FILES, workfd);
-        TRY(STEP_WORK_FILES, write_work_files(c, workfd));
-        close(workfd);
-    }
     TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
     TRY(STEP_PROC_RO, bind_ro("proc/sys", "proc/sys", MS_NOEXEC));
     if (access("proc/sysrq-trigger", F_OK) == 0) /* absent without CONFIG_MAGIC_SYSRQ */
@@ -488,6 +477,35 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     TRY(STEP_PIVOT_ROOT, syscall(SYS_pivot_root, ".", "."));
     TRY(STEP_UMOUNT_OLD, umount2(".", MNT_DETACH));
     TRY(STEP_ROOT_CHDIR, chdir("/"));
+
+    /*
+     * The parent creates the cgroup while this child builds the root.  Join it now, before
+     * anything of the job is written or run (the work files' tmpfs pages are charged to it),
+     * through folders the parent opened (the host's /sys is no longer visible), then hide the
+     * hierarchy.
+     */
+    char go;
+    if (read(c->go_r, &go, 1) != 1)
+        child_fail(c, MSG_SETUP_ERR, STEP_WAIT_PARENT);
+    close(c->go_r);
+    for (int i = 0; i < c->cg->n_dirs; i++) {
+        int fd = openat(c->cg->join_dirfd[i], c->cg->join_rel[i], O_WRONLY | O_CLOEXEC);
+        TRY(STEP_CGROUP_JOIN, fd);
+        if (write(fd, "0", 1) != 1)
+            child_fail(c, MSG_SETUP_ERR, STEP_CGROUP_JOIN);
+        close(fd);
+    }
+    for (int i = 0; i < c->cg->n_dirs; i++) {
+        if (c->cg->join_dirfd[i] >= 0)
+            close(c->cg->join_dirfd[i]);
+    }
+    TRY(STEP_CGROUP_NS, unshare(CLONE_NEWCGROUP));
+    if (c->spec->n_files) {
+        int workfd = open("/work", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        TRY(STEP_WORK_FILES, workfd);
+        TRY(STEP_WORK_FILES, write_work_files(c, workfd));
+        close(workfd);
+    }
 
     TRY(STEP_HOSTNAME, sethostname("cacheout", 8));
     if (c->spec->network == SBX_NET_LOOPBACK)
@@ -766,7 +784,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
 {
     int rc = -1;
     int lock_fd = -1;
-    int pipes[3][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
+    int pipes[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}}; /* out, err, status, go */
     int *file_fds = NULL;
     int netns_fd = -1;
     mode_t *file_modes = NULL;
@@ -821,7 +839,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     char cg_name[32];
     snprintf(cg_name, sizeof(cg_name), "slot-%u", res->slot);
     struct sbx_cg_limits lim = {spec->cores_milli, spec->memory_bytes, spec->pids};
-    if (sbx_cgroup_create(cg, host, cg_name, &lim, err) < 0) {
+    if (sbx_cgroup_prepare(cg, host, cg_name, err) < 0) {
         co_err_wrap(err, "set up cgroup (%s)", sbx_cgroup_mode_name(host->mode));
         internal(res, err, "cgroup", 0);
         goto out;
@@ -834,9 +852,12 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         internal(res, err, "work_file", 0);
         goto out;
     }
-    for (int i = 0; i < 3; i++) {
-        /* The status pipe is read without blocking once init has exited. */
-        if (pipe2(pipes[i], O_CLOEXEC | (i == 2 ? O_NONBLOCK : 0)) < 0) {
+    for (int i = 0; i < 4; i++) {
+        /* The status pipe is read without blocking once init has exited.  The "go" channel is
+         * a socket pair, so that writing to a child that died cannot raise SIGPIPE. */
+        int prc = i == 3 ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pipes[i])
+                         : pipe2(pipes[i], O_CLOEXEC | (i == 2 ? O_NONBLOCK : 0));
+        if (prc < 0) {
             co_err_sys(err, errno, "cannot create pipe");
             internal(res, err, "pipe", 0);
             goto out;
@@ -854,6 +875,10 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     c->keep[c->n_keep++] = c->status_w;
     c->keep[c->n_keep++] = c->out_w;
     c->keep[c->n_keep++] = c->err_w;
+    c->go_r = pipes[3][0];
+    c->keep[c->n_keep++] = c->go_r;
+    for (int i = 0; i < cg->n_dirs; i++)
+        c->keep[c->n_keep++] = cg->join_dirfd[i];
     if (spec->network == SBX_NET_NONE)
         netns_fd = sbx_netns_take();
     c->netns_fd = netns_fd;
@@ -919,6 +944,24 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         close(pipes[i][1]);
         pipes[i][1] = -1;
     }
+    close(pipes[3][0]);
+    pipes[3][0] = -1;
+    /* Create the cgroup while the child builds the root, then let it join (see child_main). */
+    if (sbx_cgroup_make(cg, &lim, err) < 0) {
+        kill(r.pid, SIGKILL);
+        while (waitpid(r.pid, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+        close(pidfd);
+        co_err_wrap(err, "set up cgroup (%s)", sbx_cgroup_mode_name(host->mode));
+        internal(res, err, "cgroup", 0);
+        r.pid = 0;
+        goto out;
+    }
+    if (send(pipes[3][1], "g", 1, MSG_NOSIGNAL) != 1) {
+        /* The child is gone already: its status tells why. */
+    }
+    close(pipes[3][1]);
+    pipes[3][1] = -1;
     for (size_t i = 0; i < spec->n_files; i++) {
         if (file_fds[i] >= 0) {
             close(file_fds[i]);
@@ -1143,7 +1186,7 @@ out:
             /* best effort: the error that got us here matters more */
         }
     }
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         for (int j = 0; j < 2; j++) {
             if (pipes[i][j] >= 0)
                 close(pipes[i][j]);
