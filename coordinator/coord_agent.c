@@ -537,6 +537,7 @@ agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attempt, co
 struct offline_item {
     struct coord_agents *hub;
     char worker_id[CO_ID_MAX + 1];
+    bool stamp; /* renew the lease first: the agent was heard from until now */
     int rc;
 };
 
@@ -545,6 +546,13 @@ offline_work(struct coord_store *store, void *arg)
 {
     struct offline_item *it = arg;
     co_err err = CO_ERR_INIT;
+    /*
+     * Heartbeats are stored once a second, so the stored one can be older than the agent's last
+     * message; stamping it at the disconnect makes the lease run from the last contact.
+     */
+    if (it->stamp && coord_store_worker_heartbeat(store, it->worker_id, &err) < 0 &&
+        err.code != CO_E_NOTFOUND)
+        co_warn("cannot store last heartbeat worker=%s error=\"%s\"", it->worker_id, err.msg);
     it->rc = coord_store_worker_set_status(store, it->worker_id, COORD_WORKER_OFFLINE, &err);
     if (it->rc < 0 && err.code != CO_E_NOTFOUND)
         co_warn("cannot mark worker offline worker=%s error=\"%s\"", it->worker_id, err.msg);
@@ -1323,6 +1331,8 @@ sess_closed(struct agent_sess *s)
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
         it->hub = hub;
         co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
+        /* Not for a session closed for silence: its last contact is a lease ago. */
+        it->stamp = co_mono_ms() - s->last_seen_ms < hub->lease_ms / 2;
         agent_hub_write(hub, it->worker_id, offline_work, offline_done, it);
     }
 }
