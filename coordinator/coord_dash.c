@@ -16,8 +16,11 @@
 
 #define TICK_US (250 * LWS_US_PER_MS)
 #define COORD_DASH_WRITE_BYTES (128 * 1024)
+#define COORD_DASH_FAN_BUDGET 0.05 /* share of the loop the fan-out may take before adapting */
+#define COORD_DASH_BATCH_MAX_MS 2000
 #define HEALTH_MIN_MS 1000
 #define SNAP_JOBS 100
+#define COORD_DASH_OVERLOAD_JOBS SNAP_JOBS /* more job events in one batch: resync instead */
 
 enum dash_msg_kind {
     DM_EVENT = 0, /* text = head "seq": | tail */
@@ -79,8 +82,12 @@ struct coord_dash {
     lws_sorted_usec_list_t sul;
     lws_sorted_usec_list_t batch_sul; /* armed: the next batch waits for batch_ms */
     bool batch_timer;
-    int64_t batch_ms;       /* minimum time between two batch starts */
-    int64_t batch_start_ms; /* monotonic ms of the last batch start */
+    int64_t batch_ms;      /* minimum time between two batch starts (adapted) */
+    int64_t batch_ms_base; /* DASHBOARD_BATCH_MS: the interval when fan-out is cheap */
+    int64_t fan_ns;        /* loop time spent fanning out since fan_at_ms */
+    int64_t fan_at_ms;
+    uint64_t skipped_batches; /* batches whose job events were replaced by resyncs */
+    int64_t batch_start_ms;   /* monotonic ms of the last batch start */
 
     struct coord_dash_sess *sessions;
     size_t n_sessions, n_admin;
@@ -105,6 +112,7 @@ struct coord_dash {
     bool snap_inflight;
     size_t snap_waiting;   /* sessions with a placeholder */
     int64_t snap_retry_ms; /* after a failed build: not before */
+    int64_t snap_start_ms; /* monotonic ms of the last build start */
 
     /* write scratch (LWS_PRE headroom) */
     unsigned char *scratch;
@@ -303,7 +311,8 @@ coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
     env_limit("DASHBOARD_SLOW_CLOSE_SECONDS", COORD_DASH_SLOW_CLOSE_MS / 1000, 1, 3600, &v);
     d->slow_close_ms = v * 1000;
     env_limit("DASHBOARD_BATCH_MS", COORD_DASH_BATCH_MS, 0, 10000, &v);
-    d->batch_ms = v;
+    d->batch_ms = d->batch_ms_base = v;
+    d->fan_at_ms = co_mono_ms();
     d->gen_next = 1;
     d->ev_handle = coord_events_subscribe(srv->events, on_event, d);
     lws_sul_schedule(ctx, 0, &d->sul, hub_tick, TICK_US);
@@ -542,37 +551,57 @@ batch_done(void *arg)
 {
     struct dash_batch *b = arg;
     struct coord_dash *d = b->d;
+    int64_t t0 = co_mono_ns();
     if (!hub_done(d)) {
         d->batch_inflight = false;
+        /*
+         * Overload: more changed jobs than a snapshot holds.  Their events are numbered but not
+         * sent (DASHBOARD.md's drop rule, for every session at once): each client sees the gap
+         * and resyncs, and one shared snapshot of the newest jobs costs less than the events.
+         */
+        size_t n_jobs = 0;
+        for (size_t i = 0; i < b->n; i++)
+            n_jobs += b->keys[i].kind == COORD_EVENT_JOB && b->slices[i].len;
+        bool skip_jobs = n_jobs > COORD_DASH_OVERLOAD_JOBS;
+        if (skip_jobs) {
+            for (struct coord_dash_sess *s = d->sessions; s; s = s->next)
+                s->seq += n_jobs;
+            d->skipped_batches++;
+        }
         for (size_t i = 0; i < b->n; i++) {
             const struct dash_slice *sl = &b->slices[i];
-            if (!sl->len)
+            if (!sl->len || (skip_jobs && b->keys[i].kind == COORD_EVENT_JOB))
                 continue;
             struct dash_msg *m = msg_new(DM_EVENT, b->out.data + sl->start, sl->len, sl->split);
             broadcast(d, m, false);
             msg_unref(m);
         }
-        if (b->want_health) {
+        bool changed =
+            b->want_health && b->health_ok &&
+            (!d->have_health || memcmp(&b->health, &d->last_health, sizeof(b->health)) != 0);
+        if (b->want_health)
             d->health_at_ms = co_mono_ms();
-            if (b->health_ok &&
-                (!d->have_health || memcmp(&b->health, &d->last_health, sizeof(b->health)) != 0)) {
-                d->last_health = b->health;
-                d->have_health = true;
-                struct co_buf t = CO_BUF_INIT;
-                co_buf_puts(&t, "{\"type\":\"health.updated\",\"seq\":");
-                size_t split = t.len;
-                co_buf_puts(&t, ",\"health\":");
-                render_health(d, &b->health, true, &t);
-                co_buf_putc(&t, '}');
-                struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
-                m->health = true;
-                broadcast(d, m, false);
-                msg_unref(m);
-                co_buf_release(&t);
-            }
+        if (changed) {
+            d->last_health = b->health;
+            d->have_health = true;
+        }
+        /* After skipped events a numbered message must follow, or the gap stays unseen. */
+        if ((changed || skip_jobs) && d->have_health) {
+            struct co_buf t = CO_BUF_INIT;
+            co_buf_puts(&t, "{\"type\":\"health.updated\",\"seq\":");
+            size_t split = t.len;
+            co_buf_puts(&t, ",\"health\":");
+            render_health(d, &d->last_health, true, &t);
+            co_buf_putc(&t, '}');
+            struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
+            m->health = !skip_jobs; /* a replaced health message would keep its old number */
+            broadcast(d, m, false);
+            msg_unref(m);
+            co_buf_release(&t);
         }
         if (d->n_dirty)
             batch_soon(d);
+        d->fan_ns += co_mono_ns() - t0;
     }
     free(b->keys);
     free(b->slices);
@@ -785,8 +814,16 @@ snap_done(void *arg)
 static void
 snap_start(struct coord_dash *d)
 {
-    if (d->snap_inflight || d->dead || !d->snap_waiting || co_mono_ms() < d->snap_retry_ms)
+    int64_t now = co_mono_ms();
+    if (d->snap_inflight || d->dead || !d->snap_waiting || now < d->snap_retry_ms)
         return;
+    /*
+     * Snapshots follow the batch interval too: under load, sessions that resync within one
+     * interval share one build (hub_tick starts the postponed one).
+     */
+    if (now - d->snap_start_ms < d->batch_ms)
+        return;
+    d->snap_start_ms = now;
     struct dash_snap *sn = co_xcalloc(1, sizeof(*sn));
     sn->d = d;
     sn->gen = d->gen_next;
@@ -826,11 +863,44 @@ sess_request_snapshot(struct coord_dash *d, struct coord_dash_sess *s)
 
 /* ------------------------------------------------------------------ timer */
 
+/*
+ * Keep the fan-out within its share of the service loop: when writing to the dashboards took
+ * more than COORD_DASH_FAN_BUDGET of the last second, batches are made rarer (each session then
+ * gets fewer, larger writes, and a job that changes several times within one batch is sent
+ * once); when it is cheap again, the interval comes back down.  With few dashboards the interval
+ * stays at DASHBOARD_BATCH_MS.
+ */
+static void
+fan_adapt(struct coord_dash *d, int64_t now)
+{
+    int64_t span = now - d->fan_at_ms;
+    if (span < 500)
+        return;
+    double frac = (double)d->fan_ns / ((double)span * 1e6);
+    int64_t was = d->batch_ms;
+    if (frac > COORD_DASH_FAN_BUDGET) {
+        /* Roughly in proportion: the cost of a batch hardly grows with its interval. */
+        for (double f = frac; f > COORD_DASH_FAN_BUDGET && d->batch_ms < COORD_DASH_BATCH_MAX_MS;
+             f /= 2)
+            d->batch_ms = d->batch_ms * 2 < COORD_DASH_BATCH_MAX_MS ? d->batch_ms * 2
+                                                                    : COORD_DASH_BATCH_MAX_MS;
+    } else if (frac < COORD_DASH_FAN_BUDGET / 4 && d->batch_ms > d->batch_ms_base) {
+        d->batch_ms = d->batch_ms / 2 > d->batch_ms_base ? d->batch_ms / 2 : d->batch_ms_base;
+    }
+    if (d->batch_ms != was)
+        co_debug("dashboard: fan-out took %.1f%% of the loop, batch interval %" PRId64
+                 " ms sessions=%zu",
+                 frac * 100, d->batch_ms, d->n_sessions);
+    d->fan_ns = 0;
+    d->fan_at_ms = now;
+}
+
 static void
 hub_tick(lws_sorted_usec_list_t *sul)
 {
     struct coord_dash *d = lws_container_of(sul, struct coord_dash, sul);
     int64_t now = co_mono_ms();
+    fan_adapt(d, now);
     if (d->n_dirty || d->health_dirty)
         batch_soon(d);
     if (d->snap_waiting)
@@ -949,8 +1019,19 @@ frame_header(unsigned char *h, size_t len)
  * many dashboards this is what keeps the cost per event low: a busy session gets a few large
  * writes instead of one system call per event.
  */
+static int sess_write(struct coord_dash *d, struct coord_dash_sess *s);
+
 int
 coord_dash_writeable(struct coord_dash *d, struct coord_dash_sess *s)
+{
+    int64_t t0 = co_mono_ns();
+    int rc = sess_write(d, s);
+    d->fan_ns += co_mono_ns() - t0;
+    return rc;
+}
+
+static int
+sess_write(struct coord_dash *d, struct coord_dash_sess *s)
 {
     s->want_write = false;
     if (s->close_code) {

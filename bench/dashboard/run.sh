@@ -3,7 +3,7 @@
 # see bench_dash.py), printing both figures and their ratio (target: >= 0.90).  Figures only.
 #
 # Environment: CO_SRC_DIR, CO_BUILD_DIR (binaries, including bench/dashboard/dash_load),
-# BENCH_JOBS (default 2000), BENCH_THREADS (4), BENCH_DASHBOARDS (1000), BENCH_REPS (3),
+# BENCH_JOBS (default 5000), BENCH_THREADS (4), BENCH_DASHBOARDS (1000), BENCH_REPS (3),
 # BENCH_MODES (dispatch: the agent in --bench-no-sandbox mode, the coordinator alone is
 # measured; add "sandboxed" for jobs really run in the sandbox).
 set -u
@@ -26,5 +26,5 @@ if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$need" ]; then
 fi
 exec python3 "$here/bench_dash.py" --coordinator "$build/coordinator/cacheout-coordinator" \
     --agent "$build/agent/cacheout-agent" --load "$build/bench/dashboard/dash_load" \
-    --sql-dir "$src/sql" --jobs "${BENCH_JOBS:-2000}" --threads "${BENCH_THREADS:-4}" \
+    --sql-dir "$src/sql" --jobs "${BENCH_JOBS:-5000}" --threads "${BENCH_THREADS:-4}" \
     --dashboards "$n" --reps "${BENCH_REPS:-3}" --modes "${BENCH_MODES:-dispatch}"
