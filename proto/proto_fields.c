@@ -60,8 +60,8 @@ int
 pf_string_dup(const json_t *obj, const char *key, bool required, size_t min, size_t max,
               enum pf_unit unit, char **out, co_err *err)
 {
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     int rc = pf_string(obj, key, required, min, max, unit, &s, &len, err);
 
     if (rc == 1) {
@@ -108,8 +108,8 @@ pf_bool(const json_t *obj, const char *key, bool required, bool *out, co_err *er
 int
 pf_id(const json_t *obj, const char *key, bool required, char out[CO_ID_MAX + 1], co_err *err)
 {
-    const char *s;
-    size_t len;
+    const char *s = NULL;
+    size_t len = 0;
     int rc = pf_string(obj, key, required, 1, CO_ID_MAX, PF_BYTES, &s, &len, err);
 
     if (rc != 1)
