@@ -57,7 +57,7 @@ class Server:
                     "MAX_JOB_CORES": "64", "MAX_JOB_RAM_MB": "65536",
                     "WORKER_TIMEOUT_SECONDS": "60", "FRONTEND_DIR": self.dir,
                     "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
-                    "LOG_LEVEL": "INFO", "ASAN_OPTIONS": "detect_leaks=0"})
+                    "LOG_LEVEL": "INFO", "ASAN_OPTIONS": os.environ.get("DASH_ASAN_OPTIONS", "detect_leaks=1")})
         if ARGS.database_url:
             env["DATABASE_URL"] = ARGS.database_url
         env.update(env_extra or {})
@@ -614,6 +614,41 @@ def t_many_sessions(srv):
     check(metric(srv, "cacheout_dashboards_connected") == 0, "closed sessions still counted")
 
 
+def t_overload(args):
+    """More job changes in one batch than a snapshot holds: a gap, then a resync."""
+    srv = Server({"DASHBOARD_BATCH_MS": "1500"}).start()
+    try:
+        ws = WS(srv.port)
+        tr = Tracker(ws)
+        tr.take(snapshot_of(ws))
+        ids = [srv.submit("burst %d" % i, buyer="burst-buyer")["job_id"] for i in range(130)]
+        deadline = time.time() + 15
+        gap = None
+        while time.time() < deadline and gap is None:
+            m = ws.recv(max(0.01, deadline - time.time()))
+            if m is None:
+                break
+            if "seq" in m and m.get("type") != "snapshot" and m["seq"] > tr.seq + 1:
+                gap = m
+            else:
+                tr.take(m)
+        check(gap is not None, "no gap after a burst of 130 jobs in one batch")
+        sent = [e for e in tr.events if e.get("type") == "job.updated" and
+                e["job"]["job_id"] in ids[1:]]
+        check(len(sent) < 100, "%d job events sent in the overloaded batch" % len(sent))
+        ws.send({"type": "resync"})
+        # Events before the snapshot are ignored, as DASHBOARD.md tells clients.
+        s = tr.take(snapshot_of(ws))
+        check(s["jobs"][0]["job_id"] == ids[-1] and len(s["jobs"]) == 100,
+              "resync snapshot lacks the newest jobs")
+        job = srv.submit("after burst", buyer="burst-buyer")
+        tr.until(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] ==
+                 job["job_id"], 10, "an event after the resync")
+        ws.close()
+    finally:
+        srv.stop()
+
+
 CASES = [
     ("handshake: subprotocol, path and Origin checked", t_handshake, True),
     ("snapshot: health, workers, 100 newest jobs, pricing, session", t_snapshot, True),
@@ -626,6 +661,8 @@ CASES = [
     ("50 sessions each get the events; connection gauge follows", t_many_sessions, True),
     ("slow reader dropped (4000) while a fast one keeps up and the API answers", t_slow_consumer,
      False),
+    ("overload: a batch with more job changes than a snapshot holds becomes a gap, then a resync",
+     t_overload, False),
 ]
 
 
@@ -647,7 +684,7 @@ def main():
         print("RESULT 0 1")
         return
     for name, fn, uses_shared in CASES:
-        if ARGS.quick and fn is t_slow_consumer:
+        if ARGS.quick and fn in (t_slow_consumer, t_overload):
             continue
         t0 = time.time()
         try:
