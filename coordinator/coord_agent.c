@@ -53,6 +53,7 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
 static void
 hub_free_now(struct coord_agents *hub)
 {
+    agent_hub_ix_free(hub);
     free(hub->sess);
     free(hub->out_subs);
     free(hub);
@@ -257,14 +258,100 @@ hub_find_worker(struct coord_agents *hub, const char *worker_id, const struct ag
     return NULL;
 }
 
+/* ---- the index of held jobs ---- */
+
+static uint32_t
+ix_hash(const char *key)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
+static void
+ix_grow(struct coord_agents *hub)
+{
+    size_t cap = hub->ix_cap ? hub->ix_cap * 2 : 256;
+    struct agent_ix_ent **nb = co_xcalloc(cap, sizeof(*nb));
+    for (size_t i = 0; i < hub->ix_cap; i++) {
+        struct agent_ix_ent *e = hub->ix[i];
+        while (e) {
+            struct agent_ix_ent *next = e->next;
+            size_t b = ix_hash(e->job_id) & (cap - 1);
+            e->next = nb[b];
+            nb[b] = e;
+            e = next;
+        }
+    }
+    free(hub->ix);
+    hub->ix = nb;
+    hub->ix_cap = cap;
+}
+
+static void
+ix_add(struct coord_agents *hub, const char *job_id, struct agent_sess *s)
+{
+    if (hub->ix_n >= hub->ix_cap)
+        ix_grow(hub);
+    struct agent_ix_ent *e = co_xcalloc(1, sizeof(*e));
+    e->s = s;
+    co_strlcpy(e->job_id, job_id, sizeof(e->job_id));
+    size_t b = ix_hash(job_id) & (hub->ix_cap - 1);
+    e->next = hub->ix[b];
+    hub->ix[b] = e;
+    hub->ix_n++;
+}
+
+static void
+ix_del(struct coord_agents *hub, const char *job_id, struct agent_sess *s)
+{
+    if (!hub->ix_cap)
+        return;
+    struct agent_ix_ent **pp = &hub->ix[ix_hash(job_id) & (hub->ix_cap - 1)];
+    for (; *pp; pp = &(*pp)->next) {
+        if ((*pp)->s == s && strcmp((*pp)->job_id, job_id) == 0) {
+            struct agent_ix_ent *e = *pp;
+            *pp = e->next;
+            free(e);
+            hub->ix_n--;
+            return;
+        }
+    }
+}
+
+struct agent_ix_ent *
+agent_hub_ix_first(struct coord_agents *hub, const char *job_id)
+{
+    if (!hub->ix_cap)
+        return NULL;
+    for (struct agent_ix_ent *e = hub->ix[ix_hash(job_id) & (hub->ix_cap - 1)]; e; e = e->next) {
+        if (strcmp(e->job_id, job_id) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+void
+agent_hub_ix_free(struct coord_agents *hub)
+{
+    for (size_t i = 0; i < hub->ix_cap; i++) {
+        struct agent_ix_ent *e = hub->ix[i];
+        while (e) {
+            struct agent_ix_ent *next = e->next;
+            free(e);
+            e = next;
+        }
+    }
+    free(hub->ix);
+    hub->ix = NULL;
+    hub->ix_cap = hub->ix_n = 0;
+}
+
 bool
 agent_hub_holds_job(struct coord_agents *hub, const char *job_id)
 {
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        if (agent_sess_find(hub->sess[i], job_id))
-            return true;
-    }
-    return false;
+    return agent_hub_ix_first(hub, job_id) != NULL;
 }
 
 void
@@ -372,6 +459,7 @@ agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attemp
     j->since_ms = co_mono_ms();
     s->free_cores -= cores;
     s->free_ram_mb -= ram_mb;
+    ix_add(s->hub, job->job_id, s);
     if (s->cores - s->free_cores > s->peak_cores)
         s->peak_cores = s->cores - s->free_cores;
     if (s->ram_mb - s->free_ram_mb > s->peak_ram_mb)
@@ -384,6 +472,7 @@ agent_sess_remove_job(struct agent_sess *s, const char *job_id)
 {
     for (size_t i = 0; i < s->n_jobs; i++) {
         if (strcmp(s->jobs[i].job_id, job_id) == 0) {
+            ix_del(s->hub, job_id, s);
             s->free_cores += s->jobs[i].cores;
             s->free_ram_mb += s->jobs[i].ram_mb;
             s->jobs[i] = s->jobs[--s->n_jobs];
@@ -686,9 +775,10 @@ hello_done(void *arg)
         goto out;
     }
     s->state = AS_READY;
+    while (s->n_jobs > 0)
+        agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
     s->free_cores = s->cores;
     s->free_ram_mb = s->ram_mb;
-    s->n_jobs = 0;
     sess_welcome(s);
     size_t resent = 0, zombies = 0;
     for (size_t i = 0; i < it->n_active; i++) {
@@ -1237,8 +1327,10 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
         return;
     if (hub->sched)
         coord_sched_kick(hub->sched);
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        struct agent_sess *s = hub->sess[i];
+    for (struct agent_ix_ent *e = agent_hub_ix_first(hub, id); e; e = e->next) {
+        if (strcmp(e->job_id, id) != 0)
+            continue;
+        struct agent_sess *s = e->s;
         struct agent_job *j = agent_sess_find(s, id);
         if (!j || j->state == AJ_CLAIMING || j->state == AJ_CANCELLING || j->finishing)
             continue;
@@ -1319,11 +1411,15 @@ sess_closed(struct agent_sess *s)
     struct coord_agents *hub = s->hub;
     s->wsi = NULL;
     hub_remove_sess(hub, s);
+    size_t n_jobs = s->n_jobs;
+    /* Its jobs stay in the store; a reconnect resends them, the lease reaper releases them. */
+    while (s->n_jobs > 0)
+        agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
     if (s->counted && hub->metrics)
         atomic_fetch_sub(&hub->metrics->agents_connected, 1);
     s->counted = false;
     co_info("agent disconnected worker=%s jobs=%zu peak_cores=%lld peak_ram_mb=%lld",
-            s->worker_id[0] ? s->worker_id : "-", s->n_jobs, (long long)s->peak_cores,
+            s->worker_id[0] ? s->worker_id : "-", n_jobs, (long long)s->peak_cores,
             (long long)s->peak_ram_mb);
     bool welcomed = s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB;
     s->state = AS_CLOSING;

@@ -112,6 +112,14 @@ struct agent_wlane {
     lws_sorted_usec_list_t sul;
 };
 
+/* The index of held jobs: job id -> session (a job may sit on two sessions of one worker for a
+ * moment while a new connection replaces an old one). */
+struct agent_ix_ent {
+    struct agent_ix_ent *next;
+    struct agent_sess *s;
+    char job_id[CO_ID_MAX + 1];
+};
+
 /* One queued write of a write lane. */
 struct agent_wop {
     struct agent_wop *next;
@@ -132,6 +140,8 @@ struct coord_agents {
     struct coord_metrics *metrics; /* may be NULL */
     struct lws_context *ctx;
     struct agent_sess **sess; /* live sessions (wsi not NULL) */
+    struct agent_ix_ent **ix; /* held jobs of live sessions, by job id (chained hash) */
+    size_t ix_cap, ix_n;
     size_t n_sess, cap_sess;
     uint64_t next_serial;
     struct coord_sched *sched;
@@ -165,6 +175,10 @@ struct agent_job *agent_sess_add_job(struct agent_sess *s, const struct coord_jo
 void agent_sess_remove_job(struct agent_sess *s, const char *job_id);
 /** True if any live session holds @job_id. */
 bool agent_hub_holds_job(struct coord_agents *hub, const char *job_id);
+/** The first index entry of @job_id (walk ->next and compare ids for the others), or NULL. */
+struct agent_ix_ent *agent_hub_ix_first(struct coord_agents *hub, const char *job_id);
+/** Free the job index of @hub (at its end; sessions no longer use it). */
+void agent_hub_ix_free(struct coord_agents *hub);
 /** True if @s can run jobs of @image. */
 bool agent_sess_has_image(const struct agent_sess *s, const char *image);
 /** Queue the job.assign of @job (with code) on @s. */

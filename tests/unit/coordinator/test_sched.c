@@ -76,6 +76,7 @@ teardown(void **state)
     for (size_t i = 0; i < hub.n_sess; i++)
         agent_sess_unref(hub.sess[i]);
     free(hub.sess);
+    agent_hub_ix_free(&hub);
     reset_jobs();
     free(jobs.items);
     return 0;
