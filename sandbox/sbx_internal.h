@@ -41,6 +41,12 @@ int sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err 
  */
 int sbx_netns_take(void);
 
+/**
+ * Create a fresh network namespace from the calling thread (which returns to its own namespace)
+ * and return an fd of it in *@out.  Errors: unshare or setns fails.
+ */
+int sbx_netns_create(int *out, co_err *err) __attribute__((warn_unused_result));
+
 struct sbx_cgroup;
 
 /** True when sbx_async_cleanup() started the janitor thread. */

@@ -184,6 +184,23 @@ start_janitor(co_err *err)
 }
 
 int
+sbx_netns_create(int *out, co_err *err)
+{
+    int home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (home < 0)
+        return co_err_sys(err, errno, "cannot open '/proc/thread-self/ns/net'");
+    int fd = create_one(home);
+    int saved = errno;
+    close(home);
+    if (fd == -2)
+        return co_err_sys(err, saved, "cannot return to the host network namespace");
+    if (fd < 0)
+        return co_err_sys(err, saved, "cannot create a network namespace");
+    *out = fd;
+    return 0;
+}
+
+int
 sbx_async_cleanup(co_err *err)
 {
     return start_janitor(err);

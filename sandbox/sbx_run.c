@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -192,8 +193,8 @@ struct child_ctx {
     const struct sbx_image *img;
     const struct sbx_cgroup *cg;
     int status_w, out_w, err_w;
-    int go_r;     /* the parent writes one byte once the cgroup exists */
-    int netns_fd; /* a fresh namespace from the pool, or -1: clone() made one */
+    int go_r;          /* the parent writes one byte once the cgroup exists */
+    bool netns_via_go; /* network "none": the namespace comes with the parent's "go" */
     int keep[16 + SBX_FILES_MAX];
     int n_keep;
     const struct sbx_spec *spec;
@@ -389,6 +390,69 @@ static void __attribute__((noreturn)) job_main(const struct child_ctx *c)
 }
 
 /*
+ * Wait for the parent's "go" on the socket @fd; it may carry a file descriptor (the network
+ * namespace), stored in *@passed (-1 if none).  Returns -1 if the parent went away.
+ */
+static int
+recv_go(int fd, int *passed)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    ssize_t n;
+    do {
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        if (n == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    *passed = -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(passed, CMSG_DATA(cm), sizeof(int));
+    return 0;
+}
+
+/* Send "go" on @fd, with @pass (if >= 0) as a file descriptor. */
+static int
+send_go(int fd, int pass)
+{
+    char byte = 'g';
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    memset(&u, 0, sizeof(u));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (pass >= 0) {
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &pass, sizeof(int));
+    }
+    return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+/*
  * Init is a copy of the host process, command line included: blank it and name the process
  * "cacheout-init", so that a job reading /proc/1/cmdline does not learn the host's arguments.
  * (PR_SET_MM would be neater but needs CAP_SYS_RESOURCE, which some hosts withhold from root.)
@@ -439,11 +503,6 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     struct sched_param sp = {0};
     TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
 
-    if (c->netns_fd >= 0) {
-        TRY(STEP_NETNS, setns(c->netns_fd, CLONE_NEWNET));
-        close(c->netns_fd);
-    }
-
     /* The new root: the image folder bound onto itself, with host folders bound read-only. */
     TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
     TRY(STEP_ROOT_BIND, mount(c->img->root, c->img->root, NULL, MS_BIND, NULL));
@@ -484,10 +543,19 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
      * through folders the parent opened (the host's /sys is no longer visible), then hide the
      * hierarchy.
      */
-    char go;
-    if (read(c->go_r, &go, 1) != 1)
-        child_fail(c, MSG_SETUP_ERR, STEP_WAIT_PARENT);
+    int netns = -1;
+    TRY(STEP_WAIT_PARENT, recv_go(c->go_r, &netns));
     close(c->go_r);
+    if (c->netns_via_go) {
+        /* A fresh, empty network namespace made by the parent (or its pool) meanwhile. */
+        if (netns < 0) {
+            errno = EBADF;
+            child_fail(c, MSG_SETUP_ERR, STEP_NETNS);
+        }
+        TRY(STEP_NETNS, setns(netns, CLONE_NEWNET));
+    }
+    if (netns >= 0)
+        close(netns);
     for (int i = 0; i < c->cg->n_dirs; i++) {
         int fd = openat(c->cg->join_dirfd[i], c->cg->join_rel[i], O_WRONLY | O_CLOEXEC);
         TRY(STEP_CGROUP_JOIN, fd);
@@ -879,11 +947,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     c->keep[c->n_keep++] = c->go_r;
     for (int i = 0; i < cg->n_dirs; i++)
         c->keep[c->n_keep++] = cg->join_dirfd[i];
-    if (spec->network == SBX_NET_NONE)
-        netns_fd = sbx_netns_take();
-    c->netns_fd = netns_fd;
-    if (netns_fd >= 0)
-        c->keep[c->n_keep++] = netns_fd;
+    c->netns_via_go = spec->network == SBX_NET_NONE;
     for (size_t i = 0; i < spec->n_files; i++) {
         if (file_fds[i] >= 0)
             c->keep[c->n_keep++] = file_fds[i];
@@ -924,8 +988,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int64_t t0 = co_mono_ns();
     unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-    if (netns_fd < 0)
-        flags |= CLONE_NEWNET;
+    if (!c->netns_via_go)
+        flags |= CLONE_NEWNET; /* loopback: made here, the child brings "lo" up */
     /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
     int pidfd = -1;
     long pid = syscall(SYS_clone, flags | CLONE_PIDFD, NULL, &pidfd, NULL, NULL);
@@ -957,8 +1021,29 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         r.pid = 0;
         goto out;
     }
-    if (send(pipes[3][1], "g", 1, MSG_NOSIGNAL) != 1) {
+    /*
+     * Network "none": a fresh namespace from the pool (made in parallel since the caller's
+     * sbx_prewarm()), or made now while the child is still building its root.  Without one the
+     * child is killed: it never runs in the host's namespace.
+     */
+    if (c->netns_via_go) {
+        netns_fd = sbx_netns_take();
+        if (netns_fd < 0 && sbx_netns_create(&netns_fd, err) < 0) {
+            kill(r.pid, SIGKILL);
+            while (waitpid(r.pid, NULL, __WALL) < 0 && errno == EINTR)
+                ;
+            close(pidfd);
+            internal(res, err, "network_namespace", 0);
+            r.pid = 0;
+            goto out;
+        }
+    }
+    if (send_go(pipes[3][1], netns_fd) < 0) {
         /* The child is gone already: its status tells why. */
+    }
+    if (netns_fd >= 0) {
+        close(netns_fd);
+        netns_fd = -1;
     }
     close(pipes[3][1]);
     pipes[3][1] = -1;

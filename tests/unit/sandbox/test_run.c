@@ -234,6 +234,30 @@ test_concurrent_threads_get_distinct_uids(void **state)
 }
 
 static void
+test_network_namespace_without_pool(void **state)
+{
+    need_root(state);
+    /* Before any sbx_prewarm(): the parent makes the namespace itself while the child builds
+     * the root, and hands it over; it is empty and not the host's. */
+    const char *argv[] = {"sh", "-c", "tail -n +3 /proc/net/dev; readlink /proc/self/ns/net", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    struct sbx_result a;
+    run_ok(&spec, &a);
+    assert_int_equal(a.status, SBX_OK);
+    assert_non_null(strstr(a.stdout_data, "lo:"));
+    assert_null(strstr(a.stdout_data, "eth"));
+    char host[64] = "";
+    ssize_t n = readlink("/proc/self/ns/net", host, sizeof(host) - 1);
+    assert_true(n > 0);
+    host[n] = '\0';
+    assert_non_null(strstr(a.stdout_data, "net:["));
+    assert_null(strstr(a.stdout_data, host));
+    sbx_result_release(&a);
+}
+
+static void
 test_prewarmed_namespaces(void **state)
 {
     need_root(state);
@@ -312,6 +336,7 @@ main(void)
         cmocka_unit_test(test_streaming_without_capture),
         cmocka_unit_test(test_cancel_from_thread),
         cmocka_unit_test(test_concurrent_threads_get_distinct_uids),
+        cmocka_unit_test(test_network_namespace_without_pool),
         cmocka_unit_test(test_prewarmed_namespaces),
         cmocka_unit_test(test_fail_closed),
     };
