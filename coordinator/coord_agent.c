@@ -1211,10 +1211,17 @@ sess_handle(struct agent_sess *s, struct proto_msg *m)
     case PROTO_MSG_HELLO:
         sess_on_hello(s, m);
         return;
-    case PROTO_MSG_HEARTBEAT:
+    case PROTO_MSG_HEARTBEAT: {
+        const struct proto_heartbeat *hb = &m->u.heartbeat;
         if (s->state == AS_READY || s->state == AS_HELLO_DB)
             s->hb_dirty = true;
+        /* The agent's own view of its use (absent fields are -1), for the logs and tests. */
+        if (hb->free_cores >= 0 && s->cores - hb->free_cores > s->agent_peak_cores)
+            s->agent_peak_cores = s->cores - hb->free_cores;
+        if (hb->free_ram_mb >= 0 && s->ram_mb - hb->free_ram_mb > s->agent_peak_ram_mb)
+            s->agent_peak_ram_mb = s->ram_mb - hb->free_ram_mb;
         return;
+    }
     case PROTO_MSG_ERROR:
         co_warn("agent reported an error worker=%s code=%s message=\"%s\"", s->worker_id,
                 m->u.error.code, m->u.error.message ? m->u.error.message : "");
@@ -1418,9 +1425,11 @@ sess_closed(struct agent_sess *s)
     if (s->counted && hub->metrics)
         atomic_fetch_sub(&hub->metrics->agents_connected, 1);
     s->counted = false;
-    co_info("agent disconnected worker=%s jobs=%zu peak_cores=%lld peak_ram_mb=%lld",
+    co_info("agent disconnected worker=%s jobs=%zu peak_cores=%lld peak_ram_mb=%lld "
+            "agent_peak_cores=%lld agent_peak_ram_mb=%lld",
             s->worker_id[0] ? s->worker_id : "-", n_jobs, (long long)s->peak_cores,
-            (long long)s->peak_ram_mb);
+            (long long)s->peak_ram_mb, (long long)s->agent_peak_cores,
+            (long long)s->agent_peak_ram_mb);
     bool welcomed = s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB;
     s->state = AS_CLOSING;
     if (welcomed && s->worker_id[0] && !hub_find_worker(hub, s->worker_id, s) && !hub->dead) {
@@ -1475,6 +1484,7 @@ coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         s->serial = hub->next_serial++;
         s->state = AS_AWAIT_HELLO;
         s->last_seen_ms = co_mono_ms();
+        s->agent_peak_cores = s->agent_peak_ram_mb = -1;
         co_buf_init(&s->rx);
         pss->s = s;
         hub_add_sess(hub, s);

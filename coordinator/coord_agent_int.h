@@ -76,7 +76,9 @@ struct agent_sess {
     char owner_id[CO_ID_MAX + 1];
     int64_t cores, ram_mb;           /* total capacity from hello */
     int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
-    int64_t peak_cores, peak_ram_mb; /* highest use seen (for logs) */
+    int64_t peak_cores, peak_ram_mb; /* highest use handed out (for logs) */
+    int64_t agent_peak_cores;        /* highest use the agent reported in heartbeats, or -1 */
+    int64_t agent_peak_ram_mb;
     char **images;
     size_t n_images;
     struct agent_job *jobs;

@@ -537,6 +537,27 @@ def t_many(env):
               "%s peaked at %d cores / %d MB (offers %d / %d)" % (wid, peak_c, peak_r, cores, ram))
         log("%s ran %d jobs, peak %d/%d cores, %d/%d MB" % (wid, len(ev) // 2, peak_c, cores,
                                                             peak_r, ram))
+    # The agents' own view: the use they reported in heartbeats (sampled once a second), which
+    # the coordinator logs when they disconnect.
+    for a in env.agents:
+        a.stop()
+    rx_peak = re.compile(r"agent disconnected worker=(\S+) .*agent_peak_cores=(-?\d+) "
+                         r"agent_peak_ram_mb=(-?\d+)")
+
+    def reported():
+        got = {}
+        with open(c.logpath, errors="replace") as f:
+            for line in f:
+                m = rx_peak.search(line)
+                if m and m.group(1) in caps:
+                    got[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+        return got if len(got) == len(caps) else False
+    peaks = wait_until(reported, 15, "the coordinator to log the agents' disconnects")
+    for wid, (cores, ram) in caps.items():
+        pc, pr = peaks[wid]
+        log("%s reported a peak of %d/%d cores, %d/%d MB" % (wid, pc, cores, pr, ram))
+        check(pc <= cores and pr <= ram, "%s reported using %d cores / %d MB (offers %d / %d)" % (
+            wid, pc, pr, cores, ram))
     # Priority: among jobs of the same size (interchangeable for the scheduler), a more urgent
     # job never starts noticeably after a less urgent one.  "Starts" is when its agent accepted
     # it (the agents' logs; close to the assignment, unlike the sandbox's start-up time, which
