@@ -161,6 +161,21 @@ kill_listed(const char *dir)
     return n;
 }
 
+/* A CPU weight of @per_core per core, clamped to [lo, hi]. */
+static int64_t
+cpu_weight(int64_t cores_milli, int64_t per_core, int64_t lo, int64_t hi)
+{
+    int64_t w = cores_milli * per_core / 1000;
+    return w < lo ? lo : w > hi ? hi : w;
+}
+
+static int64_t
+online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
 /* ---- v1 back end ---------------------------------------------------------------------------- */
 
 static int
@@ -172,6 +187,11 @@ v1_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
     const char *pids = cg->dirs[cg->ctrl_dir[SBX_CG_PIDS]];
 
     if (write_in(cpu, "cpu.cfs_period_us", "100000", err) < 0)
+        return -1;
+    /* The weight follows the cores too, so that under contention a job is not squeezed below
+     * what it paid for by host processes (each of which weighs one core, 1024). */
+    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(l->cores_milli, 1024, 2, 262144));
+    if (write_in(cpu, "cpu.shares", v, err) < 0)
         return -1;
     snprintf(v, sizeof(v), "%lld", (long long)(l->cores_milli * 100));
     if (write_in(cpu, "cpu.cfs_quota_us", v, err) < 0)
@@ -252,6 +272,9 @@ v2_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
     const char *d = cg->dirs[0];
     snprintf(v, sizeof(v), "%lld 100000", (long long)(l->cores_milli * 100));
     if (write_in(d, "cpu.max", v, err) < 0)
+        return -1;
+    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(l->cores_milli, 100, 1, 10000));
+    if (write_in(d, "cpu.weight", v, err) < 0)
         return -1;
     snprintf(v, sizeof(v), "%lld", (long long)l->memory_bytes);
     if (write_in(d, "memory.max", v, err) < 0)
@@ -409,6 +432,11 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
      * threadgroup lock and waits for an RCU grace period (milliseconds on a busy host), where
      * v1 "tasks" writes by a single-threaded process do not (see sbx_cgroup_create()).
      */
+    /* All jobs together may weigh as much as the whole machine (each is capped by its quota). */
+    char v[32];
+    co_err e = CO_ERR_INIT;
+    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(online_cpus() * 1000, 1024, 2, 262144));
+    (void)write_in(host->v1[SBX_CG_CPU], "cpu.shares", v, &e);
     char probe[PATH_MAX];
     if (join(probe, host->v1[SBX_CG_MEMORY], "memory.memsw.limit_in_bytes", err) < 0)
         return -1;
@@ -417,7 +445,7 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
         /* Without swap accounting, memory.limit alone cannot forbid swap: refuse when the host
          * has swap at all (fail closed), accept when it has none. */
         char swaps[256];
-        co_err e = CO_ERR_INIT;
+        co_err_clear(&e);
         if (sbx_read_file("/proc/swaps", swaps, sizeof(swaps), &e) == 0 && strchr(swaps, '\n') &&
             strchr(swaps, '\n')[1] != '\0')
             return co_err_set(err, CO_E_UNAVAILABLE,
@@ -497,6 +525,10 @@ sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const ch
     }
     if (join(host->v2, base, parent, err) < 0 || mkdir_p1(host->v2, err) < 0)
         return -1;
+    char v[32];
+    co_err e = CO_ERR_INIT;
+    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(online_cpus() * 1000, 100, 1, 10000));
+    (void)write_in(host->v2, "cpu.weight", v, &e);
     host->dirfd[0] = open(host->v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (host->dirfd[0] < 0)
         return co_err_sys(err, errno, "cannot open cgroup '%s'", host->v2);

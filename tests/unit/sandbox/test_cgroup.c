@@ -44,6 +44,8 @@ static const struct iface new_files[] = {
     {"cgroup.kill", ""},
     {"cgroup.events", "populated 0\nfrozen 0\n"},
     {"cpu.max", "max 100000\n"},
+    {"cpu.weight", "100\n"},
+    {"cpu.shares", "1024\n"},
     {"cpu.stat", "usage_usec 4242\nuser_usec 4000\nsystem_usec 242\n"},
     {"memory.max", "max\n"},
     {"memory.swap.max", "max\n"},
@@ -203,6 +205,9 @@ test_v2_moves_into_leaf_and_delegates(void **state)
     assert_string_equal(get(tree, "cgroup.subtree_control"), "+cpu +memory +pids");
     assert_string_equal(get(parent, "cgroup.subtree_control"), "+cpu +memory +pids");
     assert_string_equal(host.v2, parent);
+    char want[32];
+    snprintf(want, sizeof(want), "%ld", 100 * sysconf(_SC_NPROCESSORS_ONLN));
+    assert_string_equal(get(parent, "cpu.weight"), want);
 }
 
 static void
@@ -266,6 +271,7 @@ test_v2_job_cgroup(void **state)
     assert_string_equal(cg->dirs[0], dir);
     assert_string_equal(cg->procs[0], procs);
     assert_string_equal(get(dir, "cpu.max"), "150000 100000");
+    assert_string_equal(get(dir, "cpu.weight"), "150");
     assert_string_equal(get(dir, "memory.max"), "67108864");
     assert_string_equal(get(dir, "memory.swap.max"), "0");
     assert_string_equal(get(dir, "pids.max"), "32");
@@ -398,6 +404,11 @@ test_v1_hybrid_job_cgroup(void **state)
     assert_int_equal(sbx_cgroup_host_init_v1(&h, unified, "cacheout", &err), 0);
     assert_int_equal(h.mode, SBX_CG_HYBRID);
     assert_true(h.memsw);
+    /* The jobs' parent may weigh as much as the whole machine. */
+    char want[32], parent[PATH_MAX];
+    snprintf(want, sizeof(want), "%ld", 1024 * sysconf(_SC_NPROCESSORS_ONLN));
+    snprintf(parent, sizeof(parent), "%s/cpu/cacheout", tree);
+    assert_string_equal(get(parent, "cpu.shares"), want);
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
     struct sbx_cg_limits lim = {500, 32 << 20, 16};
     assert_int_equal(sbx_cgroup_create(cg, &h, "slot-0", &lim, &err), 0);
@@ -412,6 +423,7 @@ test_v1_hybrid_job_cgroup(void **state)
     snprintf(d, sizeof(d), "%s/cpu/cacheout/slot-0", tree);
     assert_string_equal(get(d, "cpu.cfs_period_us"), "100000");
     assert_string_equal(get(d, "cpu.cfs_quota_us"), "50000");
+    assert_string_equal(get(d, "cpu.shares"), "512");
     snprintf(d, sizeof(d), "%s/memory/cacheout/slot-0", tree);
     assert_string_equal(get(d, "memory.limit_in_bytes"), "33554432");
     assert_string_equal(get(d, "memory.memsw.limit_in_bytes"), "33554432");
@@ -448,6 +460,7 @@ test_v1_joint_cpu_cpuacct(void **state)
     char d[PATH_MAX];
     snprintf(d, sizeof(d), "%s/cpu,cpuacct/cacheout/slot-9", tree);
     assert_string_equal(get(d, "cpu.cfs_quota_us"), "200000");
+    assert_string_equal(get(d, "cpu.shares"), "2048");
     assert_int_equal(sbx_cgroup_destroy(cg, &err), 0);
     free(cg);
 }
