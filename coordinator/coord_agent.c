@@ -1016,11 +1016,19 @@ finish_done(void *arg)
         job_item_free(it);
         return;
     }
-    if (it->rc < 0 && it->err.code == CO_E_UNAVAILABLE && it->retries < 120) {
-        /* The database is down: keep the result and try again shortly (it is money). */
-        it->retries++;
+    if (it->rc < 0 && it->err.code == CO_E_UNAVAILABLE) {
+        /*
+         * The database is down: keep the result and try again until it is back (it is money,
+         * and the agent forgets a result once it was delivered).  Back off up to 5 s.
+         */
+        int64_t delay = (int64_t)AGENT_FINISH_RETRY_US << (it->retries < 4 ? it->retries : 4);
+        if (delay > 5 * LWS_US_PER_SEC)
+            delay = 5 * LWS_US_PER_SEC;
+        if (it->retries++ % 10 == 0)
+            co_warn("cannot store job result, retrying job=%s attempt=%d error=\"%s\"", it->job_id,
+                    it->attempt, it->err.msg);
         hub->inflight++;
-        lws_sul_schedule(hub->ctx, 0, &it->retry, finish_retry_cb, AGENT_FINISH_RETRY_US);
+        lws_sul_schedule(hub->ctx, 0, &it->retry, finish_retry_cb, (lws_usec_t)delay);
         return;
     }
     struct agent_job *j = agent_sess_find(s, it->job_id);

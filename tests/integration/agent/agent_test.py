@@ -427,11 +427,20 @@ def new_database(name, workdir):
     return "sqlite:///" + os.path.join(workdir, "co.db")
 
 
-def case(name):
+def case(name, pg_only=False):
     def deco(fn):
         fn.case_name = name
+        fn.pg_only = pg_only
         return fn
     return deco
+
+
+def pg_ctl(action):
+    """Run pg_halt or pg_resume of tests/lib/pg.sh on the suite's PostgreSQL server."""
+    script = '. "$1"; PG_DIR="$2"; PG_PORT="$3"; PG_BIN="$4"; %s' % action
+    r = subprocess.run(["bash", "-c", script, "pg", ARGS.pg_sh, ARGS.pg_dir, str(ARGS.pg_port),
+                        ARGS.pg_bin], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    check(r.returncode == 0, "%s failed: %s" % (action, r.stdout.decode(errors="replace")))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -748,6 +757,33 @@ def t_lease_unfit(env):
     check(st == 200, "cancel of the unfit job answered %s" % st)
 
 
+@case("PostgreSQL down while jobs finish: the results are kept, stored once it is back, "
+      "nothing requeued or charged twice", pg_only=True)
+def t_db_outage(env):
+    c = env.coord
+    c.start()
+    a = env.agent("out-w1", 4, 4096)
+    a.start()
+    wait_connected(c, ["out-w1"])
+    ids = [c.submit(title="out%d" % i, buyer_id="out-buyer",
+                    command="python -c \"import time; time.sleep(3)\"")["job_id"]
+           for i in range(3)]
+    wait_until(lambda: all(c.job(i)["status"] == "running" for i in ids), 30, "jobs running")
+    pg_ctl("pg_halt")
+    try:
+        time.sleep(LEASE_S + 2.5)  # the jobs end while the database is down
+    finally:
+        pg_ctl("pg_resume")
+    js = wait_jobs_final(c, ids, 90)
+    for j in js:
+        check(j["status"] == "completed" and j["attempts"] == 1,
+              "job %s ended %s/%s after %d attempts" % (j["job_id"], j["status"],
+                                                       j["failure_reason"], j["attempts"]))
+        check(len(ledger_rows(c, "out-buyer", j["job_id"], "charge")) == 1,
+              "job %s not charged exactly once" % j["job_id"])
+    wait_connected(c, ["out-w1"])
+
+
 @case("an agent presenting a wrong token is refused (401 at the upgrade, 4001 after hello)")
 def t_wrong_token(env):
     c = env.coord
@@ -814,7 +850,7 @@ def t_poll(env):
 
 
 CASES = [t_hello, t_many, t_kill_agent, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
-         t_wrong_token, t_poll]
+         t_db_outage, t_wrong_token, t_poll]
 
 
 def main():
@@ -826,12 +862,16 @@ def main():
     ap.add_argument("--label", default="sqlite")
     ap.add_argument("--pg-port", type=int, default=0)
     ap.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
+    ap.add_argument("--pg-dir", default="", help="the server's directory (outage cases)")
+    ap.add_argument("--pg-sh", default="", help="tests/lib/pg.sh (outage cases)")
     ap.add_argument("--only", default="")
     ARGS = ap.parse_args()
     LABEL = ARGS.label
     for fn in CASES:
         if ARGS.only and ARGS.only not in fn.__name__:
             continue
+        if fn.pg_only and not (ARGS.pg_port and ARGS.pg_dir and ARGS.pg_sh):
+            continue  # a database outage needs the PostgreSQL server (SQLite cannot be down)
         name = "%s: %s" % (LABEL, fn.case_name)
         env = None
         ok = False

@@ -13,7 +13,7 @@ build=${CO_BUILD_DIR:-$src/build}
 coord="$build/coordinator/cacheout-coordinator"
 agent="$build/agent/cacheout-agent"
 driver="$here/agent_test.py"
-n_cases=$(grep -c '^@case(' "$driver")
+n_cases=$(grep -c '^@case(' "$driver") # on PostgreSQL (some are PostgreSQL-only)
 
 passed=0
 failed=0
@@ -64,7 +64,8 @@ run_driver sqlite
 # shellcheck source=../../lib/pg.sh
 . "$src/tests/lib/pg.sh"
 if pg_start; then
-    run_driver postgres --pg-port "$PG_PORT" --pg-bin "$PG_BIN"
+    run_driver postgres --pg-port "$PG_PORT" --pg-bin "$PG_BIN" --pg-dir "$PG_DIR" \
+        --pg-sh "$src/tests/lib/pg.sh"
     pg_stop
 else
     echo "SKIP - postgres: cannot start a PostgreSQL server (see the message above);" \
