@@ -57,6 +57,8 @@ struct dash_batch {
     struct co_buf out;
     int64_t timeout_ms;
     bool want_health;
+    bool skip_jobs; /* overload: the job keys are numbered, not loaded or sent */
+    size_t n_jobs;  /* job keys in the batch */
     bool health_ok;
     struct coord_health health;
 };
@@ -465,6 +467,8 @@ batch_work(struct coord_store *store, void *arg)
         sl->start = start;
         switch (k->kind) {
         case COORD_EVENT_JOB: {
+            if (b->skip_jobs)
+                continue;
             struct coord_job j;
             memset(&j, 0, sizeof(j));
             if (coord_store_job_get(store, k->id, false, &j, &err) < 0) {
@@ -559,13 +563,10 @@ batch_done(void *arg)
          * sent (DASHBOARD.md's drop rule, for every session at once): each client sees the gap
          * and resyncs, and one shared snapshot of the newest jobs costs less than the events.
          */
-        size_t n_jobs = 0;
-        for (size_t i = 0; i < b->n; i++)
-            n_jobs += b->keys[i].kind == COORD_EVENT_JOB && b->slices[i].len;
-        bool skip_jobs = n_jobs > COORD_DASH_OVERLOAD_JOBS;
+        bool skip_jobs = b->skip_jobs;
         if (skip_jobs) {
             for (struct coord_dash_sess *s = d->sessions; s; s = s->next)
-                s->seq += n_jobs;
+                s->seq += b->n_jobs;
             d->skipped_batches++;
         }
         for (size_t i = 0; i < b->n; i++) {
@@ -623,6 +624,9 @@ batch_start(struct coord_dash *d)
     b->n = d->n_dirty;
     b->timeout_ms = d->srv->cfg->worker_timeout_seconds * 1000;
     b->want_health = want_health;
+    for (size_t i = 0; i < b->n; i++)
+        b->n_jobs += b->keys[i].kind == COORD_EVENT_JOB;
+    b->skip_jobs = b->n_jobs > COORD_DASH_OVERLOAD_JOBS;
     co_buf_init(&b->out);
     co_err err = CO_ERR_INIT;
     if (coord_db_submit(d->srv->db, COORD_DB_READ, batch_work, batch_done, b, &err) < 0) {
