@@ -12,6 +12,7 @@
 #include "agent_job.h"
 #include "co_config.h"
 #include "co_log.h"
+#include "sbx.h"
 
 static volatile sig_atomic_t stop_requests;
 
@@ -240,6 +241,18 @@ main(int argc, char **argv)
         co_warn("AGENT_TLS_INSECURE is set: the coordinator's certificate is not checked");
     if (!cfg.bench_no_sandbox && agent_job_root_prepare(cfg.work_root, &err) != 0) {
         co_error("cannot prepare the work root error=\"%s\"", err.msg);
+        agent_config_release(&cfg);
+        co_log_close();
+        return AGENT_EXIT_CONFIG;
+    }
+
+    /*
+     * Keep empty network namespaces ready and let a janitor thread remove finished sandboxes, so
+     * neither costs time on a job's critical path (the agent is long-lived, as both require).
+     */
+    if (!cfg.bench_no_sandbox &&
+        (sbx_prewarm(2, true, &err) != 0 || sbx_async_cleanup(&err) != 0)) {
+        co_error("cannot start the sandbox helpers error=\"%s\"", err.msg);
         agent_config_release(&cfg);
         co_log_close();
         return AGENT_EXIT_CONFIG;
