@@ -100,6 +100,7 @@ else
     finish
 fi
 
+mkdir -p /run/cacheout # shared by the workers: sandbox slots are host-wide (images/README.md)
 if "${compose[@]}" -p "$project" up -d >"$work/up.log" 2>&1; then
     ok "stack starts"
 else
@@ -169,10 +170,12 @@ else
     bad "job output is Hello World (got: ${out:0:300})"
 fi
 worker=$(curl -fsS "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["assigned_worker"] or "")' 2>/dev/null)
-if [ -n "$worker" ] && $engine ps --format '{{.Names}} {{.ID}}' | grep -q "worker"; then
+# Each agent's worker id defaults to its container's host name.
+hostnames=$(for c in $($engine ps -q); do $engine inspect -f '{{.Config.Hostname}} {{.Name}}' "$c"; done | awk '$2 ~ /worker/ {print $1}')
+if [ -n "$worker" ] && grep -qx "$worker" <<<"$hostnames"; then
     ok "ran on worker container $worker"
 else
-    bad "ran on a worker container (assigned_worker '$worker')"
+    bad "ran on a worker container (assigned_worker '$worker', worker containers: $(echo $hostnames))"
 fi
 
 if [ "$fail" -gt 0 ]; then
