@@ -67,7 +67,7 @@ static void
 put(const char *dir, const char *name, const char *content)
 {
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    assert_true(snprintf(path, sizeof(path), "%s/%s", dir, name) < (int)sizeof(path));
     FILE *f = fopen(path, "w");
     assert_non_null(f);
     fputs(content, f);
@@ -79,7 +79,8 @@ get(const char *dir, const char *name)
 {
     static char buf[4096];
     char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+        return NULL;
     FILE *f = fopen(path, "r");
     if (!f)
         return NULL;
