@@ -1048,8 +1048,8 @@ finish_done(void *arg)
                  it->worker_id, it->err.msg);
         hub->stale_dropped++;
     } else {
-        co_error("cannot store job result job=%s attempt=%d error=\"%s\"", it->job_id, it->attempt,
-                 it->err.msg);
+        co_error("cannot store job result job=%s attempt=%d code=%s error=\"%s\"", it->job_id,
+                 it->attempt, co_err_code_name(it->err.code), it->err.msg);
     }
     if (hub->sched)
         coord_sched_kick(hub->sched);
