@@ -7,13 +7,20 @@
  *                          dashboard is connected)
  *   one batch at a time -> a database READ item loads every dirty object once and renders its
  *                          event JSON once (off the loop); changes that arrive while a batch is
- *                          in flight coalesce into the next one
+ *                          in flight, or within DASHBOARD_BATCH_MS of the last batch start,
+ *                          coalesce into the next one
  *   batch done          -> each event becomes one shared, reference-counted message; every
  *                          session's bounded queue gets a reference and the session's next `seq`
  *
  * The `seq` of an event is per session, so it is not part of the shared text: the text is kept
  * in two halves around the number, which is put in when the message is written (one copy into
- * a scratch buffer with LWS_PRE headroom, never a re-encoding).
+ * a scratch buffer with LWS_PRE headroom, never a re-encoding).  A busy session gets several
+ * frames per write.
+ *
+ * Cost control: the time spent fanning out is measured; above 5% of the loop the batch interval
+ * grows (up to 2 s).  A batch with more changed jobs than a snapshot holds is not sent: its job
+ * events are numbered for every session (a gap), clients resync, and one shared snapshot
+ * replaces them.
  *
  * Snapshots are built on a database thread (jobs and workers rendered there, health and pricing
  * added on the loop); sessions that ask while a build is in flight wait for the next one, so a
