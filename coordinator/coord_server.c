@@ -26,6 +26,7 @@
 #include "co_time.h"
 #include "coord_agent_ws.h"
 #include "coord_api.h"
+#include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
 #include "coord_jsonw.h"
 
@@ -816,6 +817,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     coord_metrics_init(&srv->metrics);
     coord_events_subscribe(srv->events, server_on_event, srv);
     int rc = -1;
+    struct coord_dash_evloop *evl = NULL;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (cfg->debug ? LLL_NOTICE : 0), server_log_emit);
 
@@ -872,7 +874,21 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     info.pt_serv_buf_size = 32768;
     info.pvo = NULL;
 
+    /* An epoll loop when libev is there (see coord_dash_evloop.h), else lws's poll loop. */
+    evl = coord_dash_evloop_new();
+    if (evl) {
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = coord_dash_evloop_foreign(evl);
+    }
     srv->ctx = lws_create_context(&info);
+    if (!srv->ctx && evl) {
+        co_warn("event loop: lws cannot use libev (plugin missing?), using its poll loop");
+        coord_dash_evloop_free(evl);
+        evl = NULL;
+        info.options &= ~(uint64_t)LWS_SERVER_OPTION_LIBEV;
+        info.foreign_loops = NULL;
+        srv->ctx = lws_create_context(&info);
+    }
     if (!srv->ctx) {
         co_err_set(err, CO_E_SYS, "cannot listen on '%s:%d' (address in use or not permitted)",
                    cfg->host, cfg->port);
@@ -898,7 +914,9 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
             usleep(1000);
             lws_cancel_service(srv->ctx);
         }
-        if (lws_service(srv->ctx, 0) < 0)
+        if (evl)
+            coord_dash_evloop_run(evl, false);
+        else if (lws_service(srv->ctx, 0) < 0)
             break;
     }
     /*
@@ -907,7 +925,10 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
      */
     for (int i = 0; i < 5; i++) {
         lws_cancel_service(srv->ctx);
-        lws_service(srv->ctx, 0);
+        if (evl)
+            coord_dash_evloop_run(evl, true);
+        else
+            lws_service(srv->ctx, 0);
     }
     rc = 0;
 out:
@@ -915,6 +936,7 @@ out:
         coord_db_set_context(db, NULL);
         lws_context_destroy(srv->ctx);
     }
+    coord_dash_evloop_free(evl);
     /*
      * Requests still in the executor belong to connections that are gone; their completions
      * touch srv, so wait for them (bounded) before freeing it.
