@@ -5,7 +5,8 @@
 # line "agent: N passed, M failed[, K skipped]".
 #
 # Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose binaries are tested).
-# AGENT_SUITE_ONLY=<substring> runs only the matching scenarios (for debugging).
+# AGENT_SUITE_ONLY=<substring> runs only the matching scenarios, AGENT_SUITE_KEEP=1 keeps the work
+# directories of passing scenarios too (failing ones are always kept and named), for debugging.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../../.." && pwd)}
