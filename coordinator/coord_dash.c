@@ -89,6 +89,7 @@ struct coord_dash {
     int64_t fan_ns;        /* loop time spent fanning out since fan_at_ms */
     int64_t fan_at_ms;
     uint64_t skipped_batches; /* batches whose job events were replaced by resyncs */
+    int64_t overload_at_ms;   /* monotonic ms of the last skipped batch */
     int64_t batch_start_ms;   /* monotonic ms of the last batch start */
 
     struct coord_dash_sess *sessions;
@@ -568,6 +569,12 @@ batch_done(void *arg)
             for (struct coord_dash_sess *s = d->sessions; s; s = s->next)
                 s->seq += b->n_jobs;
             d->skipped_batches++;
+            /*
+             * Each skipped batch costs every session a snapshot: stay at the longest interval
+             * while the overload lasts.
+             */
+            d->batch_ms = COORD_DASH_BATCH_MAX_MS;
+            d->overload_at_ms = co_mono_ms();
         }
         for (size_t i = 0; i < b->n; i++) {
             const struct dash_slice *sl = &b->slices[i];
@@ -888,7 +895,8 @@ fan_adapt(struct coord_dash *d, int64_t now)
              f /= 2)
             d->batch_ms = d->batch_ms * 2 < COORD_DASH_BATCH_MAX_MS ? d->batch_ms * 2
                                                                     : COORD_DASH_BATCH_MAX_MS;
-    } else if (frac < COORD_DASH_FAN_BUDGET / 4 && d->batch_ms > d->batch_ms_base) {
+    } else if (frac < COORD_DASH_FAN_BUDGET / 4 && d->batch_ms > d->batch_ms_base &&
+               now - d->overload_at_ms > 2 * COORD_DASH_BATCH_MAX_MS) {
         d->batch_ms = d->batch_ms / 2 > d->batch_ms_base ? d->batch_ms / 2 : d->batch_ms_base;
     }
     if (d->batch_ms != was)
