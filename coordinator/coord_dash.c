@@ -17,7 +17,7 @@
 #define TICK_US (250 * LWS_US_PER_MS)
 #define COORD_DASH_WRITE_BYTES (128 * 1024)
 #define COORD_DASH_FAN_BUDGET 0.05 /* share of the loop the fan-out may take before adapting */
-#define COORD_DASH_BATCH_MAX_MS 2000
+#define COORD_DASH_BATCH_MAX_MS 5000
 #define HEALTH_MIN_MS 1000
 #define SNAP_JOBS 100
 #define COORD_DASH_OVERLOAD_JOBS SNAP_JOBS /* more job events in one batch: resync instead */
@@ -570,10 +570,9 @@ batch_done(void *arg)
                 s->seq += b->n_jobs;
             d->skipped_batches++;
             /*
-             * Each skipped batch costs every session a snapshot: stay at the longest interval
-             * while the overload lasts.
+             * Each skipped batch costs every session a snapshot: the interval does not come
+             * down while the overload lasts (fan_adapt).
              */
-            d->batch_ms = COORD_DASH_BATCH_MAX_MS;
             d->overload_at_ms = co_mono_ms();
         }
         for (size_t i = 0; i < b->n; i++) {
