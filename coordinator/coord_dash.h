@@ -18,7 +18,7 @@
  * frames per write.
  *
  * Cost control: the time spent fanning out is measured; above 5% of the loop the batch interval
- * grows (up to 2 s).  A batch with more changed jobs than a snapshot holds is not sent: its job
+ * grows (up to 5 s).  A batch with more changed jobs than a snapshot holds is not sent: its job
  * events are numbered for every session (a gap), clients resync, and one shared snapshot
  * replaces them.
  *
