@@ -669,8 +669,8 @@ struct hello_item {
     co_err err;
     struct coord_job *active; /* assigned/running jobs of the worker in the store */
     size_t n_active;
-    bool *resend; /* per active job: the agent does not hold it, send job.assign again */
-    bool *zombie; /* per running ref: not a current attempt of this worker, cancel it */
+    bool *released; /* per active job: the agent does not hold it, it went back to the queue */
+    bool *zombie;   /* per running ref: not a current attempt of this worker, cancel it */
 };
 
 static void
@@ -694,7 +694,7 @@ hello_work(struct coord_store *store, void *arg)
             it->active[it->n_active++] = l.items[i];
         free(l.items); /* the rows moved into it->active */
     }
-    it->resend = co_xcalloc(it->n_active + 1, sizeof(bool));
+    it->released = co_xcalloc(it->n_active + 1, sizeof(bool));
     it->zombie = co_xcalloc(it->n_running + 1, sizeof(bool));
     for (size_t i = 0; i < it->n_active; i++) {
         struct coord_job *j = &it->active[i];
@@ -706,15 +706,27 @@ hello_work(struct coord_store *store, void *arg)
         }
         if (held)
             continue;
-        /* The agent does not run it (it never got it, or lost it): send it again, with code. */
-        struct coord_job full = {0};
+        /*
+         * The agent does not run it (it never got it, or lost it, e.g. it was restarted): that
+         * attempt is over.  The job goes back to the queue as attempt + 1 (or fails as
+         * worker_lost past max_attempts), so that anything the lost attempt still reports is
+         * fenced off and its output is not mixed with the next one's.
+         */
+        enum coord_job_status after;
         co_err err = CO_ERR_INIT;
-        if (coord_store_job_get(store, j->job_id, true, &full, &err) == 0) {
-            coord_job_release(j);
-            *j = full;
-            it->resend[i] = true;
+        if (coord_store_job_release(store, j->job_id, it->w.worker_id, j->attempts, &after, &err) ==
+            0) {
+            it->released[i] = true;
+            co_info("job released, its agent no longer holds it job=%s attempt=%d worker=%s "
+                    "status=%s",
+                    j->job_id, j->attempts, it->w.worker_id, coord_job_status_name(after));
+        } else if (err.code == CO_E_CONFLICT || err.code == CO_E_NOTFOUND) {
+            it->released[i] = true; /* it moved on meanwhile: not this worker's any more */
         } else {
-            co_warn("cannot load job=%s for resending error=\"%s\"", j->job_id, err.msg);
+            /* Refuse the hello: the agent retries it, and the release with it. */
+            it->rc = -1;
+            co_err_set(&it->err, err.code, "release job '%s': %s", j->job_id, err.msg);
+            return;
         }
     }
     for (size_t k = 0; k < it->n_running; k++) {
@@ -734,7 +746,7 @@ hello_item_free(struct hello_item *it)
     for (size_t i = 0; i < it->n_active; i++)
         coord_job_release(&it->active[i]);
     free(it->active);
-    free(it->resend);
+    free(it->released);
     free(it->zombie);
     free(it->running);
     free(it);
@@ -780,17 +792,16 @@ hello_done(void *arg)
     s->free_cores = s->cores;
     s->free_ram_mb = s->ram_mb;
     sess_welcome(s);
-    size_t resent = 0, zombies = 0;
+    size_t released = 0, zombies = 0;
     for (size_t i = 0; i < it->n_active; i++) {
         struct coord_job *j = &it->active[i];
-        enum agent_job_state st = j->status == COORD_JOB_RUNNING ? AJ_RUNNING : AJ_ACCEPTED;
-        if (it->resend[i])
-            st = AJ_ASSIGNED;
-        agent_sess_add_job(s, j, j->attempts, st);
-        if (it->resend[i]) {
-            agent_sess_send_assign(s, j);
-            resent++;
+        if (it->released[i]) {
+            agent_hub_publish(hub, COORD_EVENT_JOB, j->job_id);
+            released++;
+            continue;
         }
+        enum agent_job_state st = j->status == COORD_JOB_RUNNING ? AJ_RUNNING : AJ_ACCEPTED;
+        agent_sess_add_job(s, j, j->attempts, st);
     }
     for (size_t k = 0; k < it->n_running; k++) {
         if (it->zombie[k]) {
@@ -803,10 +814,10 @@ hello_done(void *arg)
         atomic_fetch_add(&hub->metrics->agents_connected, 1);
         s->counted = true;
     }
-    co_info("agent welcomed worker=%s owner=%s cores=%lld ram_mb=%lld jobs=%zu resent=%zu "
+    co_info("agent welcomed worker=%s owner=%s cores=%lld ram_mb=%lld jobs=%zu released=%zu "
             "cancelled=%zu",
-            s->worker_id, s->owner_id, (long long)s->cores, (long long)s->ram_mb, s->n_jobs, resent,
-            zombies);
+            s->worker_id, s->owner_id, (long long)s->cores, (long long)s->ram_mb, s->n_jobs,
+            released, zombies);
     /* Messages that arrived while the hello was being stored. */
     struct proto_msg *parked = s->parked;
     size_t n_parked = s->n_parked;
@@ -967,8 +978,13 @@ static void
 output_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
-    it->rc = coord_store_output_append(store, it->job_id, it->stream, it->data, it->len, &it->err);
-    if (it->rc < 0)
+    /* Fenced: output of an attempt that is no longer current never lands in the new one's. */
+    it->rc = coord_store_output_append_attempt(store, it->job_id, it->worker_id, it->attempt,
+                                               it->stream, it->data, it->len, &it->err);
+    if (it->rc < 0 && (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND))
+        co_debug("job output of a stale attempt dropped job=%s attempt=%d: %s", it->job_id,
+                 it->attempt, it->err.msg);
+    else if (it->rc < 0)
         co_warn("cannot store job output job=%s error=\"%s\"", it->job_id, it->err.msg);
 }
 
@@ -1427,7 +1443,10 @@ sess_closed(struct agent_sess *s)
     s->wsi = NULL;
     hub_remove_sess(hub, s);
     size_t n_jobs = s->n_jobs;
-    /* Its jobs stay in the store; a reconnect resends them, the lease reaper releases them. */
+    /*
+     * Its jobs stay in the store: a reconnect keeps those the agent still runs and releases the
+     * others (attempt + 1); the lease reaper releases them all if it does not come back.
+     */
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
     if (s->counted && hub->metrics)

@@ -157,7 +157,8 @@ claim_done(void *arg)
         /*
          * The session went away while the claim ran.  If the worker reconnected meanwhile, give
          * the job to its new session (the store counts it against that worker already);
-         * otherwise the reconnect resends it, or the lease reaper releases it.
+         * otherwise the reconnect releases it (the agent does not hold it), or the lease reaper
+         * does.
          */
         if (mine)
             agent_sess_remove_job(s, it->job_id);

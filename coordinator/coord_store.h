@@ -249,8 +249,9 @@ int coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_j
 
 /**
  * Claim pending job @job_id for @worker_id: status assigned, attempts + 1, assigned_worker set,
- * only if it is still pending and the worker still has room (free cores/RAM cover it).  Loads the
- * job with code into @out.  CO_E_CONFLICT if it was taken or no longer fits (someone else won).
+ * only if it is still pending and the worker still has room (free cores/RAM cover it); a re-run
+ * (attempt 2 or later) starts with empty stored output.  Loads the job with code into @out.
+ * CO_E_CONFLICT if it was taken or no longer fits (someone else won).
  */
 int coord_store_job_claim(struct coord_store *s, const char *job_id, const char *worker_id,
                           struct coord_job *out, co_err *err) __attribute__((warn_unused_result));
@@ -313,12 +314,39 @@ int coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id
                                     char ***changed_ids, size_t *n_changed, co_err *err)
     __attribute__((warn_unused_result));
 
+/**
+ * Give back one job that @worker_id holds as attempt @attempt and no longer runs (its agent
+ * reconnected without it): back to pending (the next claim is attempt + 1) or, when its attempts
+ * reached max_attempts, failed with worker_lost and refunded, in one transaction.  @after
+ * (optional) receives the job's status after the change.  Fencing: CO_E_CONFLICT, and nothing
+ * changes, unless the job is assigned or running on @worker_id with attempt @attempt;
+ * CO_E_NOTFOUND for an unknown job.
+ */
+int coord_store_job_release(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, enum coord_job_status *after, co_err *err)
+    __attribute__((warn_unused_result));
+
 /** Append output to a job's stored stdout (stream 1) or stderr (stream 2), up to the cap. */
 int coord_store_output_append(struct coord_store *s, const char *job_id, int stream,
                               const char *data, size_t len, co_err *err)
     __attribute__((warn_unused_result));
 
-/** The stored output of a job (caller frees *out_stdout and *out_stderr). */
+/**
+ * Like coord_store_output_append(), but only for the current attempt: the job must be assigned or
+ * running on @worker_id with attempt @attempt (checked with the job row locked, so an append can
+ * never land after the claim of a newer attempt), else CO_E_CONFLICT and nothing is stored.
+ * CO_E_NOTFOUND for an unknown job.
+ */
+int coord_store_output_append_attempt(struct coord_store *s, const char *job_id,
+                                      const char *worker_id, int attempt, int stream,
+                                      const char *data, size_t len, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * The stored output of a job: always the current attempt's (a claim that starts attempt 2 or later
+ * deletes the output of the earlier ones in its transaction).  The caller frees *out_stdout and
+ * *out_stderr.
+ */
 int coord_store_output_get(struct coord_store *s, const char *job_id, char **out_stdout,
                            size_t *stdout_len, char **out_stderr, size_t *stderr_len,
                            bool *truncated, co_err *err) __attribute__((warn_unused_result));

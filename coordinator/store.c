@@ -161,6 +161,14 @@ const struct store_sql store_sql[Q_COUNT] = {
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_OUTPUT_CHUNKS] = {"SELECT stream, data FROM job_output_chunk WHERE job_id = $1 ORDER BY id",
                          NULL, NULL, STORE_LOCK_NONE},
+    /* A new attempt starts with no output: the earlier attempts' rows go. */
+    [Q_OUTPUT_CLEAR] = {"DELETE FROM job_output WHERE job_id = $1", NULL, NULL, STORE_LOCK_NONE},
+    [Q_OUTPUT_CLEAR_CHUNKS] = {"DELETE FROM job_output_chunk WHERE job_id = $1", NULL, NULL,
+                               STORE_LOCK_NONE},
+    /* The job row locked, for a report that must come from its current attempt. */
+    [Q_JOB_FENCE] = {"SELECT status, COALESCE(assigned_worker, ''), attempts FROM jobs "
+                     "WHERE job_id = $1",
+                     NULL, NULL, STORE_LOCK_UPDATE},
     [Q_H_JOBS] = {"SELECT status, COUNT(*) FROM jobs GROUP BY status", NULL, NULL, STORE_LOCK_NONE},
     [Q_H_WORKERS] = {"SELECT CASE WHEN status = 'offline' OR last_heartbeat < $1 THEN 'offline' "
                      "ELSE status END AS st, COUNT(*) FROM worker_registrations GROUP BY st",
@@ -1089,7 +1097,19 @@ job_assign(struct coord_store *s, const char *job_id, const char *worker_id, int
         return -1;
     if (changes != 1)
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
-    return job_load_must(s, Q_JOB_GET, job_id, out, err);
+    if (job_load_must(s, Q_JOB_GET, job_id, out, err) < 0)
+        return -1;
+    /*
+     * A re-run: the output of the earlier attempts goes in the same transaction, so that the
+     * stored output is always the current attempt's.
+     */
+    if (out->attempts > 1 &&
+        (q_exec(s, Q_OUTPUT_CLEAR_CHUNKS, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
+         q_exec(s, Q_OUTPUT_CLEAR, PARAMS(P_TEXT(job_id)), NULL, err) < 0)) {
+        coord_job_release(out);
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -1322,6 +1342,46 @@ out:
     return rc;
 }
 
+int
+coord_store_job_release(struct coord_store *s, const char *job_id, const char *worker_id,
+                        int attempt, enum coord_job_status *after, co_err *err)
+{
+    struct coord_job j;
+    enum coord_job_status st = COORD_JOB_PENDING;
+    bool have_job = false;
+    int rc = -1;
+    int64_t now = co_wall_ms();
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+        goto out;
+    have_job = true;
+    if (j.status != COORD_JOB_ASSIGNED && j.status != COORD_JOB_RUNNING) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
+                   coord_job_status_name(j.status));
+        goto out;
+    }
+    if (job_fence(&j, worker_id, attempt, err) < 0)
+        goto out;
+    if (j.attempts >= j.max_attempts) {
+        st = COORD_JOB_FAILED;
+        if (job_set_final(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
+            settle_refund(s, &j, "worker lost", now, err) < 0)
+            goto out;
+    } else if (q_exec(s, Q_JOB_REQUEUE, PARAMS(P_TEXT(job_id)), NULL, err) < 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    if (have_job)
+        coord_job_release(&j);
+    rc = tx_end(s, rc, err);
+    if (rc == 0 && after)
+        *after = st;
+    return rc;
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -1389,9 +1449,63 @@ out:
     return rc;
 }
 
+/*
+ * Inside a write transaction: lock the job row and check that (@worker_id, @attempt) is its
+ * current attempt, assigned or running.  CO_E_NOTFOUND for an unknown job, CO_E_CONFLICT else.
+ */
+static int
+job_fence_current(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
+                  co_err *err)
+{
+    struct db_res r;
+    char status[16] = "", holder[CO_ID_MAX + 1] = "";
+    int64_t cur = 0;
+    if (q_run(s, Q_JOB_FENCE, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        return -1;
+    int got = q_next(&r, err);
+    if (got > 0) {
+        co_strlcpy(status, col_text(&r, 0), sizeof(status));
+        col_id(&r, 1, holder);
+        cur = col_int(&r, 2);
+    }
+    q_done(&r);
+    if (got < 0)
+        return -1;
+    if (got == 0)
+        return co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+    int st = coord_job_status_parse(status);
+    if ((st != COORD_JOB_ASSIGNED && st != COORD_JOB_RUNNING) || strcmp(holder, worker_id) != 0 ||
+        cur != attempt)
+        return co_err_set(err, CO_E_CONFLICT,
+                          "stale report for job '%s': attempt %d of worker '%s', the job is %s "
+                          "with attempt %lld of '%s'",
+                          job_id, attempt, worker_id, status, (long long)cur,
+                          *holder ? holder : "(none)");
+    return 0;
+}
+
+static int output_append(struct coord_store *s, const char *job_id, const char *worker_id,
+                         int attempt, int stream, const char *data, size_t len, co_err *err);
+
 int
 coord_store_output_append(struct coord_store *s, const char *job_id, int stream, const char *data,
                           size_t len, co_err *err)
+{
+    return output_append(s, job_id, NULL, 0, stream, data, len, err);
+}
+
+int
+coord_store_output_append_attempt(struct coord_store *s, const char *job_id, const char *worker_id,
+                                  int attempt, int stream, const char *data, size_t len,
+                                  co_err *err)
+{
+    return output_append(s, job_id, worker_id, attempt, stream, data, len, err);
+}
+
+/* Append for any attempt (@worker_id NULL) or only for (@worker_id, @attempt). */
+static int
+output_append(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
+              int stream, const char *data, size_t len, co_err *err)
 {
     if (stream != 1 && stream != 2)
         return co_err_set(err, CO_E_INVAL, "bad output stream %d", stream);
@@ -1403,6 +1517,8 @@ coord_store_output_append(struct coord_store *s, const char *job_id, int stream,
 
     if (tx_begin(s, true, err) < 0)
         return -1;
+    if (worker_id && job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
     if (q_run(s, Q_OUTPUT_LEN, PARAMS(P_TEXT(job_id)), &r, err) < 0)
         goto out;
     got = q_next(&r, err);

@@ -605,10 +605,17 @@ def t_kill_agent(env):
     a.start()
     wait_connected(c, ["kill-a"])
     marker = "kill-%s" % uuid.uuid4().hex[:8]
+    # Each attempt prints its own start time, so the output tells the attempts apart.
     ids = [c.submit(title="k%d" % i, buyer_id="kill-buyer",
-                    command="python -c \"import time; time.sleep(4)\" %s" % marker)["job_id"]
+                    command="python -c \"import time; print('ATTEMPT-AT', time.time(), "
+                            "flush=True); time.sleep(4)\" %s" % marker)["job_id"]
            for i in range(2)]
     wait_until(lambda: all(c.job(i)["status"] == "running" for i in ids), 30, "jobs running on A")
+
+    def first_output_stored():
+        return all("ATTEMPT-AT" in c.admin("GET", "/api/v1/jobs/%s/output" % i)[1]["stdout"]
+                   for i in ids)
+    wait_until(first_output_stored, 20, "the first attempt's output stored")
     a.kill9()
     t_kill = time.time()
     b = env.agent("kill-b", 2, 2048, owner="kill-owner-b")
@@ -651,12 +658,72 @@ def t_kill_agent(env):
               "late result changed job %s: %s on %s" % (i, j["status"], j["assigned_worker"]))
         st, out = c.admin("GET", "/api/v1/jobs/%s/output" % i)
         check("LATE" not in out["stdout"], "late output was stored for %s" % i)
+        # Only the second attempt's output: it started after the kill.
+        starts = [float(line.split()[1]) for line in out["stdout"].splitlines()
+                  if line.startswith("ATTEMPT-AT ")]
+        check(len(starts) == 1 and starts[0] > t_kill,
+              "job %s output is not only the second attempt's: %r" % (i, out["stdout"]))
         check(len(ledger_rows(c, "kill-buyer", i, "charge")) == 1, "job %s charged twice" % i)
         check(len(ledger_rows(c, "kill-owner-b", i, "payout")) == 1, "B not paid once for %s" % i)
         check(not ledger_rows(c, "kill-owner-a", i, "payout"), "killed agent's owner paid")
     # The real agent restarted with the same id is accepted again.
     a.start()
     wait_connected(c, ["kill-a", "kill-b"])
+
+
+def fake_agent(c, worker_id, running=()):
+    ws = WS(c.port, {"X-Agent-Token": AGENT_TOKEN})
+    check(ws.status == 101, "fake agent upgrade answered %s" % ws.status)
+    ws.send({"v": 1, "type": "hello", "token": AGENT_TOKEN, "worker_id": worker_id,
+             "owner_id": worker_id + "-owner", "cores": 1, "ram_mb": 1024,
+             "images": ["default"], "running": list(running)})
+    ws.expect("welcome")
+    return ws
+
+
+@case("an agent that reconnects without a job it held: the job is requeued as the next attempt "
+      "(not re-sent as the same one), runs with fresh output, charged once")
+def t_lost_job(env):
+    c = env.coord
+    c.start()
+    fake = fake_agent(c, "lost-w")
+    jid = c.submit(title="lost", buyer_id="lost-buyer")["job_id"]
+    a = fake.expect("job.assign", job_id=jid)
+    check(a["attempt"] == 1, "first assignment is attempt %r" % a["attempt"])
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1,
+               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())})
+    fake.send({"v": 1, "type": "job.output", "job_id": jid, "attempt": 1, "stream": "stdout",
+               "seq": 0, "data": "FIRST\n"})
+    wait_until(lambda: "FIRST" in c.admin("GET", "/api/v1/jobs/%s/output" % jid)[1]["stdout"],
+               10, "the first attempt's output stored")
+    # The agent restarts (well within the lease) and no longer has the job.
+    fake.close()
+    fake = fake_agent(c, "lost-w", running=[])
+    a = fake.expect("job.assign", job_id=jid)
+    check(a["attempt"] == 2, "after the reconnect the job came back as attempt %r, want 2"
+          % a["attempt"])
+    j = c.job(jid)
+    check(j["attempts"] == 2 and j["status"] == "assigned",
+          "job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    # A late report of attempt 1 is ignored; attempt 2 runs and finishes.
+    fake.send({"v": 1, "type": "job.output", "job_id": jid, "attempt": 1, "stream": "stdout",
+               "seq": 1, "data": "LATE\n"})
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 2})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 2,
+               "started_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())})
+    fake.send({"v": 1, "type": "job.output", "job_id": jid, "attempt": 2, "stream": "stdout",
+               "seq": 0, "data": "SECOND\n"})
+    fake.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 2, "status": "ok",
+               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    j = wait_jobs_final(c, [jid], 20)[0]
+    check(j["status"] == "completed" and j["attempts"] == 2,
+          "job ended %s with attempts=%r" % (j["status"], j["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(out["stdout"] == "SECOND\n", "stored output is %r, want only attempt 2's" % out["stdout"])
+    check(len(ledger_rows(c, "lost-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "lost-w-owner", jid, "payout")) == 1, "owner not paid exactly once")
+    fake.close()
 
 
 @case("kill -9 the coordinator mid-run and restart it: agents reconnect, every job final, "
@@ -849,7 +916,7 @@ def t_poll(env):
     check(st == 200, "unregister answered %s" % st)
 
 
-CASES = [t_hello, t_many, t_kill_agent, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
+CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll]
 
 

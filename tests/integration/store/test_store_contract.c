@@ -755,6 +755,162 @@ t_output(void)
     return 0;
 }
 
+/* Single-job release: fenced, attempt + 1 on the next claim, failed and refunded past the max. */
+static int
+t_job_release(void)
+{
+    int64_t c, h;
+    int attempt = 0, ok;
+    bool changed = false;
+    enum coord_job_status after = COORD_JOB_CANCELLED;
+    struct coord_job j;
+    char *out = NULL, *errs = NULL;
+    size_t ol = 0, el = 0;
+    bool trunc = false;
+    const char *w = id("w"), *w2 = id("w2"), *buyer = id("buyer"), *job = id("job");
+    OK(worker(w, NULL, 4, 4096));
+    OK(worker(w2, NULL, 4, 4096));
+    struct coord_job sj;
+    job_init(&sj, job, buyer, 5 * CREDIT, 1, 100, 5);
+    sj.max_attempts = 2;
+    OK(coord_store_job_submit(S, &sj, &E));
+    OK(submit(id("other"), buyer, CREDIT, 1, 100, 5));
+
+    FAILS(coord_store_job_release(S, job, w, 0, &after, &E), CO_E_CONFLICT); /* pending */
+    FAILS(coord_store_job_release(S, id("nojob"), w, 1, &after, &E), CO_E_NOTFOUND);
+    OK(claim(job, w, &attempt));
+    CHECK_EQ(attempt, 1);
+    OK(claim(id("other"), w, &attempt));
+    FAILS(coord_store_job_release(S, job, w2, 1, &after, &E), CO_E_CONFLICT);
+    FAILS(coord_store_job_release(S, job, w, 2, &after, &E), CO_E_CONFLICT);
+    OK(job_status(job, &j));
+    ok = j.status == COORD_JOB_ASSIGNED && j.attempts == 1 && !strcmp(j.assigned_worker, w);
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(coord_store_job_started(S, job, w, 1, &E));
+    OK(coord_store_output_append_attempt(S, job, w, 1, 1, "one", 3, &E));
+
+    /* Lost by the agent: pending again, the hold kept, the other job of the worker untouched. */
+    OK(coord_store_job_release(S, job, w, 1, &after, &E));
+    CHECK_EQ(after, COORD_JOB_PENDING);
+    OK(job_status(job, &j));
+    ok = j.status == COORD_JOB_PENDING && j.attempts == 1 && !*j.assigned_worker &&
+         j.started_at == 0 && j.assigned_at == 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(job_status(id("other"), &j));
+    ok = j.status == COORD_JOB_ASSIGNED && !strcmp(j.assigned_worker, w);
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 6 * CREDIT);
+    CHECK_EQ(h, 6 * CREDIT);
+    /* The released attempt's reports are fenced off, a second release too. */
+    FAILS(coord_store_job_started(S, job, w, 1, &E), CO_E_CONFLICT);
+    FAILS(finish(job, w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed), CO_E_CONFLICT);
+    FAILS(coord_store_job_release(S, job, w, 1, &after, &E), CO_E_CONFLICT);
+
+    /* The same worker claims it again: attempt 2, no output yet. */
+    OK(claim(job, w, &attempt));
+    CHECK_EQ(attempt, 2);
+    OK(coord_store_output_get(S, job, &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 0 && el == 0;
+    free(out);
+    free(errs);
+    CHECK(ok);
+
+    /* Lost again at max_attempts: failed with worker_lost and refunded, once. */
+    OK(coord_store_job_release(S, job, w, 2, &after, &E));
+    CHECK_EQ(after, COORD_JOB_FAILED);
+    OK(job_status(job, &j));
+    ok = j.status == COORD_JOB_FAILED && j.failure == COORD_FAIL_WORKER_LOST && j.attempts == 2 &&
+         j.completed_at > 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - CREDIT);
+    CHECK_EQ(h, CREDIT);
+    FAILS(coord_store_job_release(S, job, w, 2, &after, &E), CO_E_CONFLICT);
+    /* A late result of the lost attempt changes nothing: the job is final already. */
+    OK(finish(job, w, 2, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(!changed);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - CREDIT);
+    return 0;
+}
+
+/* Output per attempt: a re-run starts empty, and appends are fenced to the current attempt. */
+static int
+t_output_attempts(void)
+{
+    char *out = NULL, *errs = NULL;
+    size_t ol = 0, el = 0;
+    bool trunc = false;
+    int attempt = 0, ok;
+    char **ids = NULL;
+    size_t n = 0;
+    const char *w = id("w"), *w2 = id("w2"), *job = id("job");
+    char big[OUTPUT_CAP + 10];
+    memset(big, 'a', sizeof(big));
+
+    OK(worker(w, NULL, 2, 1024));
+    OK(worker(w2, NULL, 2, 1024));
+    OK(submit(job, id("buyer"), CREDIT, 1, 100, 5));
+    /* Nothing is running yet: a fenced append is refused. */
+    FAILS(coord_store_output_append_attempt(S, job, w, 0, 1, "x", 1, &E), CO_E_CONFLICT);
+    OK(claim(job, w, &attempt));
+    CHECK_EQ(attempt, 1);
+    OK(coord_store_output_append_attempt(S, job, w, 1, 1, "first\n", 6, &E));
+    OK(coord_store_output_append_attempt(S, job, w, 1, 2, big, sizeof(big), &E));
+    FAILS(coord_store_output_append_attempt(S, job, w, 2, 1, "x", 1, &E), CO_E_CONFLICT);
+    FAILS(coord_store_output_append_attempt(S, job, w2, 1, 1, "x", 1, &E), CO_E_CONFLICT);
+    FAILS(coord_store_output_append_attempt(S, id("nojob"), w, 1, 1, "x", 1, &E), CO_E_NOTFOUND);
+    OK(coord_store_output_get(S, job, &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 6 && !memcmp(out, "first\n", 6) && el == OUTPUT_CAP && trunc;
+    free(out);
+    free(errs);
+    CHECK(ok);
+
+    /* The worker is lost: attempt 1's late output is fenced off. */
+    OK(coord_store_worker_release_jobs(S, w, &ids, &n, &E));
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+    CHECK_EQ(n, 1);
+    FAILS(coord_store_output_append_attempt(S, job, w, 1, 1, "late", 4, &E), CO_E_CONFLICT);
+
+    /* Attempt 2 starts with no output and the whole cap. */
+    OK(claim(job, w2, &attempt));
+    CHECK_EQ(attempt, 2);
+    OK(coord_store_output_get(S, job, &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 0 && el == 0 && !trunc;
+    free(out);
+    free(errs);
+    CHECK(ok);
+    FAILS(coord_store_output_append_attempt(S, job, w, 1, 1, "late", 4, &E), CO_E_CONFLICT);
+    OK(coord_store_output_append_attempt(S, job, w2, 2, 1, "second\n", 7, &E));
+    OK(coord_store_output_append_attempt(S, job, w2, 2, 2, big, OUTPUT_CAP, &E));
+    OK(coord_store_job_started(S, job, w2, 2, &E));
+    OK(coord_store_output_append_attempt(S, job, w2, 2, 1, "more\n", 5, &E));
+    OK(coord_store_output_get(S, job, &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 12 && !memcmp(out, "second\nmore\n", 12) && el == OUTPUT_CAP && !trunc;
+    free(out);
+    free(errs);
+    CHECK(ok);
+
+    /* Finished: the output stays, and further appends for it are refused. */
+    bool changed = false;
+    OK(finish(job, w2, 2, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(changed);
+    FAILS(coord_store_output_append_attempt(S, job, w2, 2, 1, "x", 1, &E), CO_E_CONFLICT);
+    OK(coord_store_output_get(S, job, &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 12 && !memcmp(out, "second\nmore\n", 12);
+    free(out);
+    free(errs);
+    CHECK(ok);
+    return 0;
+}
+
 static int
 t_grant(void)
 {
@@ -1637,6 +1793,8 @@ main(void)
         {"cancel_each_state", t_cancel_states},
         {"lease_expiry_release_jobs", t_lease_release},
         {"output_append_cap", t_output},
+        {"output_per_attempt", t_output_attempts},
+        {"job_release_single", t_job_release},
         {"grant", t_grant},
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},
