@@ -1,6 +1,6 @@
 /*
  * coord_api: REST handlers of API.md.  Handlers run on a database thread: they decode and
- * validate the body, call the store, and render the answer with coord_jsonw.
+ * validate the body, call the store, and render the answer with co_jsonw.
  */
 #include "coord_api.h"
 
@@ -14,7 +14,7 @@
 #include "co_id.h"
 #include "co_log.h"
 #include "co_time.h"
-#include "coord_jsonw.h"
+#include "co_jsonw.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -271,100 +271,100 @@ query_int(struct coord_req *r, const char *name, bool has, const char *s, int64_
 /* ------------------------------------------------------------------ rendering */
 
 void
-coord_api_write_job(struct coord_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
+coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
 {
-    coord_jsonw_obj_begin(w);
-    coord_jsonw_kstr(w, "job_id", j->job_id);
-    coord_jsonw_kstr(w, "title", j->title ? j->title : "");
-    coord_jsonw_kstr(w, "description", j->description ? j->description : "");
-    coord_jsonw_kstr(w, "status", coord_job_status_name(j->status));
-    coord_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
-    coord_jsonw_kcredits(w, "cost", j->cost);
-    coord_jsonw_kint(w, "required_cores", j->required_cores);
-    coord_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
-    coord_jsonw_kint(w, "priority", j->priority);
-    coord_jsonw_kstr(w, "command", j->command ? j->command : "");
-    coord_jsonw_key(w, "parameters");
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "job_id", j->job_id);
+    co_jsonw_kstr(w, "title", j->title ? j->title : "");
+    co_jsonw_kstr(w, "description", j->description ? j->description : "");
+    co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
+    co_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
+    co_jsonw_kcredits(w, "cost", j->cost);
+    co_jsonw_kint(w, "required_cores", j->required_cores);
+    co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
+    co_jsonw_kint(w, "priority", j->priority);
+    co_jsonw_kstr(w, "command", j->command ? j->command : "");
+    co_jsonw_key(w, "parameters");
     if (j->parameters && j->parameters[0] == '{')
-        coord_jsonw_raw(w, j->parameters, strlen(j->parameters));
+        co_jsonw_raw(w, j->parameters, strlen(j->parameters));
     else
-        coord_jsonw_raw(w, "{}", 2);
-    coord_jsonw_kstr(w, "buyer_id", j->buyer_id);
-    coord_jsonw_kstr(w, "assigned_worker", j->assigned_worker[0] ? j->assigned_worker : NULL);
-    coord_jsonw_kstr(w, "image", j->image ? j->image : "default");
-    coord_jsonw_kint(w, "timeout_seconds", j->timeout_seconds);
-    coord_jsonw_kint(w, "attempts", j->attempts);
-    coord_jsonw_kint(w, "max_attempts", j->max_attempts);
-    coord_jsonw_key(w, "exit_code");
+        co_jsonw_raw(w, "{}", 2);
+    co_jsonw_kstr(w, "buyer_id", j->buyer_id);
+    co_jsonw_kstr(w, "assigned_worker", j->assigned_worker[0] ? j->assigned_worker : NULL);
+    co_jsonw_kstr(w, "image", j->image ? j->image : "default");
+    co_jsonw_kint(w, "timeout_seconds", j->timeout_seconds);
+    co_jsonw_kint(w, "attempts", j->attempts);
+    co_jsonw_kint(w, "max_attempts", j->max_attempts);
+    co_jsonw_key(w, "exit_code");
     if (j->has_exit_code)
-        coord_jsonw_int(w, j->exit_code);
+        co_jsonw_int(w, j->exit_code);
     else
-        coord_jsonw_null(w);
-    coord_jsonw_key(w, "usage");
+        co_jsonw_null(w);
+    co_jsonw_key(w, "usage");
     if (j->has_usage) {
-        coord_jsonw_obj_begin(w);
-        coord_jsonw_kint(w, "wall_ms", j->usage.wall_ms);
-        coord_jsonw_kint(w, "cpu_ms", j->usage.cpu_ms);
-        coord_jsonw_kint(w, "max_rss_kb", j->usage.max_rss_kb);
-        coord_jsonw_obj_end(w);
+        co_jsonw_obj_begin(w);
+        co_jsonw_kint(w, "wall_ms", j->usage.wall_ms);
+        co_jsonw_kint(w, "cpu_ms", j->usage.cpu_ms);
+        co_jsonw_kint(w, "max_rss_kb", j->usage.max_rss_kb);
+        co_jsonw_obj_end(w);
     } else {
-        coord_jsonw_null(w);
+        co_jsonw_null(w);
     }
-    coord_jsonw_ktime(w, "created_at", j->created_at);
-    coord_jsonw_ktime(w, "started_at", j->started_at);
-    coord_jsonw_ktime(w, "completed_at", j->completed_at);
+    co_jsonw_ktime(w, "created_at", j->created_at);
+    co_jsonw_ktime(w, "started_at", j->started_at);
+    co_jsonw_ktime(w, "completed_at", j->completed_at);
     if (with_code) {
-        coord_jsonw_kstr(w, "code", j->code ? j->code : "");
-        coord_jsonw_kstr(w, "code_file", j->code_file);
+        co_jsonw_kstr(w, "code", j->code ? j->code : "");
+        co_jsonw_kstr(w, "code_file", j->code_file);
     }
     if (attempt > 0)
-        coord_jsonw_kint(w, "attempt", attempt);
-    coord_jsonw_obj_end(w);
+        co_jsonw_kint(w, "attempt", attempt);
+    co_jsonw_obj_end(w);
 }
 
 void
-coord_api_write_worker(struct coord_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
+coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
 {
     int64_t now = co_wall_ms();
     enum coord_worker_status st = wk->status;
     if (now - wk->last_heartbeat > timeout_ms)
         st = COORD_WORKER_OFFLINE;
-    coord_jsonw_obj_begin(w);
-    coord_jsonw_kstr(w, "worker_id", wk->worker_id);
-    coord_jsonw_kstr(w, "owner_id", wk->owner_id[0] ? wk->owner_id : wk->worker_id);
-    coord_jsonw_kint(w, "cpu_cores", wk->cpu_cores);
-    coord_jsonw_kint(w, "ram_mb", wk->ram_mb);
-    coord_jsonw_kint(w, "free_cores",
-                     wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
-    coord_jsonw_kint(w, "free_ram_mb",
-                     wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
-    coord_jsonw_kstr(w, "status", coord_worker_status_name(st));
-    coord_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
-    coord_jsonw_kint(w, "running_jobs", wk->running_jobs);
-    coord_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
-    coord_jsonw_ktime(w, "created_at", wk->created_at);
-    coord_jsonw_ktime(w, "updated_at", wk->updated_at);
-    coord_jsonw_obj_end(w);
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "worker_id", wk->worker_id);
+    co_jsonw_kstr(w, "owner_id", wk->owner_id[0] ? wk->owner_id : wk->worker_id);
+    co_jsonw_kint(w, "cpu_cores", wk->cpu_cores);
+    co_jsonw_kint(w, "ram_mb", wk->ram_mb);
+    co_jsonw_kint(w, "free_cores",
+                  wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
+    co_jsonw_kint(w, "free_ram_mb",
+                  wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
+    co_jsonw_kstr(w, "status", coord_worker_status_name(st));
+    co_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
+    co_jsonw_kint(w, "running_jobs", wk->running_jobs);
+    co_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
+    co_jsonw_ktime(w, "created_at", wk->created_at);
+    co_jsonw_ktime(w, "updated_at", wk->updated_at);
+    co_jsonw_obj_end(w);
 }
 
 static void
 render_user(struct coord_req *r, const struct coord_user *u)
 {
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "user_id", u->user_id);
-    coord_jsonw_kcredits(&w, "credits", u->credits);
-    coord_jsonw_kcredits(&w, "held", u->held);
-    coord_jsonw_obj_end(&w);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "user_id", u->user_id);
+    co_jsonw_kcredits(&w, "credits", u->credits);
+    co_jsonw_kcredits(&w, "held", u->held);
+    co_jsonw_obj_end(&w);
 }
 
 static void
 answer_job(struct coord_req *r, int status, const struct coord_job *j)
 {
-    struct coord_jsonw w;
+    struct co_jsonw w;
     co_buf_reset(&r->resp);
-    coord_jsonw_init(&w, &r->resp);
+    co_jsonw_init(&w, &r->resp);
     coord_api_write_job(&w, j, r->admin, 0);
     r->status = status;
 }
@@ -462,13 +462,13 @@ h_jobs(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         return;
     }
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
     co_buf_grow(&r->resp, l.len * 700);
-    coord_jsonw_arr_begin(&w);
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l.len; i++)
         coord_api_write_job(&w, &l.items[i], false, 0);
-    coord_jsonw_arr_end(&w);
+    co_jsonw_arr_end(&w);
     r->status = 200;
     coord_job_list_release(&l);
 }
@@ -499,17 +499,17 @@ h_job_output(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         return;
     }
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "job_id", r->id);
-    coord_jsonw_key(&w, "stdout");
-    coord_jsonw_strn(&w, out ? out : "", out ? out_len : 0);
-    coord_jsonw_key(&w, "stderr");
-    coord_jsonw_strn(&w, errs ? errs : "", errs ? err_len : 0);
-    coord_jsonw_key(&w, "truncated");
-    coord_jsonw_bool(&w, truncated);
-    coord_jsonw_obj_end(&w);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "job_id", r->id);
+    co_jsonw_key(&w, "stdout");
+    co_jsonw_strn(&w, out ? out : "", out ? out_len : 0);
+    co_jsonw_key(&w, "stderr");
+    co_jsonw_strn(&w, errs ? errs : "", errs ? err_len : 0);
+    co_jsonw_key(&w, "truncated");
+    co_jsonw_bool(&w, truncated);
+    co_jsonw_obj_end(&w);
     r->status = 200;
 }
 
@@ -546,9 +546,9 @@ h_job_cancel(struct coord_store *s, struct coord_req *r)
 static void
 answer_worker(struct coord_req *r, const struct coord_worker *wk)
 {
-    struct coord_jsonw w;
+    struct co_jsonw w;
     co_buf_reset(&r->resp);
-    coord_jsonw_init(&w, &r->resp);
+    co_jsonw_init(&w, &r->resp);
     coord_api_write_worker(&w, wk, r->srv->cfg->worker_timeout_seconds * 1000);
     r->status = 200;
 }
@@ -623,19 +623,19 @@ h_unregister(struct coord_store *s, struct coord_req *r)
     }
     r->wrote_state = true;
     coord_req_changed(r, COORD_EVENT_WORKER, wid);
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "worker_id", wid);
-    coord_jsonw_kstr(&w, "status", "offline");
-    coord_jsonw_key(&w, "released_jobs");
-    coord_jsonw_arr_begin(&w);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "worker_id", wid);
+    co_jsonw_kstr(&w, "status", "offline");
+    co_jsonw_key(&w, "released_jobs");
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < n; i++) {
-        coord_jsonw_str(&w, ids[i]);
+        co_jsonw_str(&w, ids[i]);
         coord_req_changed(r, COORD_EVENT_JOB, ids[i]);
     }
-    coord_jsonw_arr_end(&w);
-    coord_jsonw_obj_end(&w);
+    co_jsonw_arr_end(&w);
+    co_jsonw_obj_end(&w);
     r->status = 200;
 out:
     for (size_t i = 0; i < n; i++)
@@ -653,12 +653,12 @@ h_workers(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         return;
     }
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_arr_begin(&w);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l.len; i++)
         coord_api_write_worker(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000);
-    coord_jsonw_arr_end(&w);
+    co_jsonw_arr_end(&w);
     r->status = 200;
     coord_worker_list_release(&l);
 }
@@ -694,8 +694,8 @@ h_task(struct coord_store *s, struct coord_req *r)
     r->dispatch_wait_ms = co_wall_ms() - j.created_at;
     coord_req_changed(r, COORD_EVENT_JOB, j.job_id);
     coord_req_changed(r, COORD_EVENT_WORKER, r->q_worker);
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
     coord_api_write_job(&w, &j, true, j.attempts);
     r->status = 200;
     coord_job_release(&j);
@@ -895,24 +895,24 @@ h_ledger(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         return;
     }
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_arr_begin(&w);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l.len; i++) {
         const struct coord_ledger_row *row = &l.items[i];
-        coord_jsonw_obj_begin(&w);
-        coord_jsonw_kint(&w, "id", row->id);
-        coord_jsonw_kstr(&w, "user_id", row->user_id);
-        coord_jsonw_kstr(&w, "job_id", row->job_id[0] ? row->job_id : NULL);
-        coord_jsonw_kstr(&w, "kind", coord_ledger_kind_name(row->kind));
-        coord_jsonw_kcredits(&w, "amount", row->amount);
-        coord_jsonw_kcredits(&w, "held", row->held);
-        coord_jsonw_kcredits(&w, "balance", row->balance);
-        coord_jsonw_kstr(&w, "note", row->note);
-        coord_jsonw_ktime(&w, "created_at", row->created_at);
-        coord_jsonw_obj_end(&w);
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kint(&w, "id", row->id);
+        co_jsonw_kstr(&w, "user_id", row->user_id);
+        co_jsonw_kstr(&w, "job_id", row->job_id[0] ? row->job_id : NULL);
+        co_jsonw_kstr(&w, "kind", coord_ledger_kind_name(row->kind));
+        co_jsonw_kcredits(&w, "amount", row->amount);
+        co_jsonw_kcredits(&w, "held", row->held);
+        co_jsonw_kcredits(&w, "balance", row->balance);
+        co_jsonw_kstr(&w, "note", row->note);
+        co_jsonw_ktime(&w, "created_at", row->created_at);
+        co_jsonw_obj_end(&w);
     }
-    coord_jsonw_arr_end(&w);
+    co_jsonw_arr_end(&w);
     r->status = 200;
     coord_ledger_list_release(&l);
 }
@@ -1006,43 +1006,43 @@ void
 coord_api_render_health(struct coord_server *srv, const struct coord_health *h, bool db_ok,
                         struct coord_req *r)
 {
-    struct coord_jsonw w;
+    struct co_jsonw w;
     co_buf_reset(&r->resp);
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "status", db_ok ? "healthy" : "unhealthy");
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "status", db_ok ? "healthy" : "unhealthy");
     if (db_ok && h) {
-        coord_jsonw_key(&w, "workers");
-        coord_jsonw_obj_begin(&w);
-        coord_jsonw_kint(&w, "total", h->workers_total);
-        coord_jsonw_kint(&w, "idle", h->workers[COORD_WORKER_IDLE]);
-        coord_jsonw_kint(&w, "busy", h->workers[COORD_WORKER_BUSY]);
-        coord_jsonw_kint(&w, "offline", h->workers[COORD_WORKER_OFFLINE]);
-        coord_jsonw_obj_end(&w);
-        coord_jsonw_key(&w, "jobs");
-        coord_jsonw_obj_begin(&w);
+        co_jsonw_key(&w, "workers");
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kint(&w, "total", h->workers_total);
+        co_jsonw_kint(&w, "idle", h->workers[COORD_WORKER_IDLE]);
+        co_jsonw_kint(&w, "busy", h->workers[COORD_WORKER_BUSY]);
+        co_jsonw_kint(&w, "offline", h->workers[COORD_WORKER_OFFLINE]);
+        co_jsonw_obj_end(&w);
+        co_jsonw_key(&w, "jobs");
+        co_jsonw_obj_begin(&w);
         for (int i = 0; i < COORD_JOB_STATUS_COUNT; i++)
-            coord_jsonw_kint(&w, coord_job_status_name((enum coord_job_status)i), h->jobs[i]);
-        coord_jsonw_obj_end(&w);
-        coord_jsonw_kcredits(&w, "total_credits", h->total_credits);
-        coord_jsonw_kint(&w, "active_users", h->active_users);
+            co_jsonw_kint(&w, coord_job_status_name((enum coord_job_status)i), h->jobs[i]);
+        co_jsonw_obj_end(&w);
+        co_jsonw_kcredits(&w, "total_credits", h->total_credits);
+        co_jsonw_kint(&w, "active_users", h->active_users);
     }
-    coord_jsonw_key(&w, "metrics");
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kint(&w, "uptime_seconds", (co_mono_ms() - srv->started_mono_ms) / 1000);
-    coord_jsonw_kstr(&w, "database", srv->backend);
-    coord_jsonw_kstr(&w, "database_status", db_ok ? "up" : "down");
+    co_jsonw_key(&w, "metrics");
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kint(&w, "uptime_seconds", (co_mono_ms() - srv->started_mono_ms) / 1000);
+    co_jsonw_kstr(&w, "database", srv->backend);
+    co_jsonw_kstr(&w, "database_status", db_ok ? "up" : "down");
     if (db_ok && h) {
-        coord_jsonw_kint(&w, "queue_depth", h->jobs[COORD_JOB_PENDING]);
-        coord_jsonw_kint(&w, "pending_unfit", h->pending_unfit);
+        co_jsonw_kint(&w, "queue_depth", h->jobs[COORD_JOB_PENDING]);
+        co_jsonw_kint(&w, "pending_unfit", h->pending_unfit);
     }
-    coord_jsonw_kint(&w, "connected_agents", atomic_load(&srv->metrics.agents_connected));
-    coord_jsonw_kint(&w, "connected_dashboards", atomic_load(&srv->metrics.dashboards_connected));
-    coord_jsonw_kint(&w, "db_inflight", coord_db_pending(srv->db));
-    coord_jsonw_kint(&w, "max_loop_callback_us", srv->max_loop_callback_us);
-    coord_jsonw_kint(&w, "max_db_work_us", coord_db_max_work_us(srv->db));
-    coord_jsonw_obj_end(&w);
-    coord_jsonw_obj_end(&w);
+    co_jsonw_kint(&w, "connected_agents", atomic_load(&srv->metrics.agents_connected));
+    co_jsonw_kint(&w, "connected_dashboards", atomic_load(&srv->metrics.dashboards_connected));
+    co_jsonw_kint(&w, "db_inflight", coord_db_pending(srv->db));
+    co_jsonw_kint(&w, "max_loop_callback_us", srv->max_loop_callback_us);
+    co_jsonw_kint(&w, "max_db_work_us", coord_db_max_work_us(srv->db));
+    co_jsonw_obj_end(&w);
+    co_jsonw_obj_end(&w);
     r->status = db_ok ? 200 : 503;
     r->content_type = "application/json";
 }

@@ -10,7 +10,7 @@
 #include <stdbool.h>
 
 #include "coord_db.h"
-#include "coord_jsonw.h"
+#include "co_jsonw.h"
 #include "coord_server.h"
 
 enum coord_auth { COORD_AUTH_NONE = 0, COORD_AUTH_ADMIN, COORD_AUTH_AGENT };
@@ -35,15 +35,14 @@ int coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1],
  * Write the job object of API.md (with `code` and `code_file` when @with_code, with `attempt`
  * when @attempt > 0).  Pure: any thread.  @w and @j are borrowed.
  */
-void coord_api_write_job(struct coord_jsonw *w, const struct coord_job *j, bool with_code,
+void coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_code,
                          int attempt);
 
 /**
  * Write the worker object of API.md; a worker silent for @timeout_ms shows as offline.  Pure:
  * any thread.  @w and @wk are borrowed.
  */
-void coord_api_write_worker(struct coord_jsonw *w, const struct coord_worker *wk,
-                            int64_t timeout_ms);
+void coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms);
 
 /** Run the handler of @r->route with @store (database thread). */
 void coord_api_handle(struct coord_store *store, struct coord_req *r);

@@ -11,7 +11,7 @@
 #include "co_time.h"
 #include "coord_agent.h"
 #include "coord_api.h"
-#include "coord_jsonw.h"
+#include "co_jsonw.h"
 #include "coord_server.h"
 
 #define TICK_US (250 * LWS_US_PER_MS)
@@ -275,9 +275,9 @@ broadcast(struct coord_dash *d, struct dash_msg *m, bool admin_only)
  * the object with '}'.
  */
 static void
-members_after_seq(struct coord_jsonw *w, struct co_buf *out)
+members_after_seq(struct co_jsonw *w, struct co_buf *out)
 {
-    coord_jsonw_init(w, out);
+    co_jsonw_init(w, out);
     w->depth = 1;
     w->need_comma[1] = true;
 }
@@ -463,7 +463,7 @@ batch_work(struct coord_store *store, void *arg)
         const struct dash_key *k = &b->keys[i];
         struct dash_slice *sl = &b->slices[i];
         co_err err = CO_ERR_INIT;
-        struct coord_jsonw w;
+        struct co_jsonw w;
         size_t start = b->out.len;
         sl->start = start;
         switch (k->kind) {
@@ -481,7 +481,7 @@ batch_work(struct coord_store *store, void *arg)
             co_buf_puts(&b->out, "{\"type\":\"job.updated\",\"seq\":");
             sl->split = b->out.len - start;
             members_after_seq(&w, &b->out);
-            coord_jsonw_key(&w, "job");
+            co_jsonw_key(&w, "job");
             coord_api_write_job(&w, &j, false, 0);
             co_buf_putc(&b->out, '}');
             coord_job_release(&j);
@@ -497,14 +497,14 @@ batch_work(struct coord_store *store, void *arg)
                 co_buf_puts(&b->out, "{\"type\":\"worker.removed\",\"seq\":");
                 sl->split = b->out.len - start;
                 members_after_seq(&w, &b->out);
-                coord_jsonw_kstr(&w, "worker_id", k->id);
+                co_jsonw_kstr(&w, "worker_id", k->id);
                 co_buf_putc(&b->out, '}');
                 break;
             }
             co_buf_puts(&b->out, "{\"type\":\"worker.updated\",\"seq\":");
             sl->split = b->out.len - start;
             members_after_seq(&w, &b->out);
-            coord_jsonw_key(&w, "worker");
+            co_jsonw_key(&w, "worker");
             coord_api_write_worker(&w, &wk, b->timeout_ms);
             co_buf_putc(&b->out, '}');
             break;
@@ -519,9 +519,9 @@ batch_work(struct coord_store *store, void *arg)
             co_buf_puts(&b->out, "{\"type\":\"credits.updated\",\"seq\":");
             sl->split = b->out.len - start;
             members_after_seq(&w, &b->out);
-            coord_jsonw_kstr(&w, "user_id", u.user_id);
-            coord_jsonw_kcredits(&w, "credits", u.credits);
-            coord_jsonw_kcredits(&w, "held", u.held);
+            co_jsonw_kstr(&w, "user_id", u.user_id);
+            co_jsonw_kcredits(&w, "credits", u.credits);
+            co_jsonw_kcredits(&w, "held", u.held);
             co_buf_putc(&b->out, '}');
             break;
         }
@@ -677,15 +677,15 @@ on_output(void *ud, const char *job_id, int attempt, int stream, uint64_t offset
         co_buf_reset(&t);
         co_buf_puts(&t, "{\"type\":\"job.output\",\"seq\":");
         size_t split = t.len;
-        struct coord_jsonw w;
+        struct co_jsonw w;
         members_after_seq(&w, &t);
-        coord_jsonw_kstr(&w, "job_id", job_id);
-        coord_jsonw_kint(&w, "attempt", attempt);
-        coord_jsonw_kstr(&w, "stream", stream == 2 ? "stderr" : "stdout");
-        coord_jsonw_kint(&w, "offset", (int64_t)(offset + pos));
-        coord_jsonw_kint(&w, "bytes", (int64_t)n);
-        coord_jsonw_key(&w, "data");
-        coord_jsonw_strn(&w, data + pos, n);
+        co_jsonw_kstr(&w, "job_id", job_id);
+        co_jsonw_kint(&w, "attempt", attempt);
+        co_jsonw_kstr(&w, "stream", stream == 2 ? "stderr" : "stdout");
+        co_jsonw_kint(&w, "offset", (int64_t)(offset + pos));
+        co_jsonw_kint(&w, "bytes", (int64_t)n);
+        co_jsonw_key(&w, "data");
+        co_jsonw_strn(&w, data + pos, n);
         co_buf_putc(&t, '}');
         struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
         broadcast(d, m, true);
@@ -724,20 +724,20 @@ snap_work(struct coord_store *store, void *arg)
         co_strlcpy(sn->err, err.msg, sizeof(sn->err));
         goto out;
     }
-    struct coord_jsonw w;
+    struct co_jsonw w;
     co_buf_grow(&sn->body, jl.len * 700 + wl.len * 300 + 64);
     co_buf_puts(&sn->body, ",\"workers\":");
-    coord_jsonw_init(&w, &sn->body);
-    coord_jsonw_arr_begin(&w);
+    co_jsonw_init(&w, &sn->body);
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < wl.len; i++)
         coord_api_write_worker(&w, &wl.items[i], sn->timeout_ms);
-    coord_jsonw_arr_end(&w);
+    co_jsonw_arr_end(&w);
     co_buf_puts(&sn->body, ",\"jobs\":");
-    coord_jsonw_init(&w, &sn->body);
-    coord_jsonw_arr_begin(&w);
+    co_jsonw_init(&w, &sn->body);
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < jl.len; i++)
         coord_api_write_job(&w, &jl.items[i], false, 0);
-    coord_jsonw_arr_end(&w);
+    co_jsonw_arr_end(&w);
     sn->ok = true;
 out:
     coord_job_list_release(&jl);
@@ -748,23 +748,23 @@ static void
 pricing(struct coord_dash *d, struct co_buf *out)
 {
     const struct coord_config *cfg = d->srv->cfg;
-    struct coord_jsonw w;
+    struct co_jsonw w;
     co_buf_puts(out, ",\"pricing\":");
-    coord_jsonw_init(&w, out);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kcredits(&w, "cost_per_core", cfg->cost_per_core);
-    coord_jsonw_kcredits(&w, "cost_per_100mb_ram", cfg->cost_per_100mb_ram);
-    coord_jsonw_key(&w, "max_job_cores");
+    co_jsonw_init(&w, out);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kcredits(&w, "cost_per_core", cfg->cost_per_core);
+    co_jsonw_kcredits(&w, "cost_per_100mb_ram", cfg->cost_per_100mb_ram);
+    co_jsonw_key(&w, "max_job_cores");
     if (cfg->max_job_cores > 0)
-        coord_jsonw_int(&w, cfg->max_job_cores);
+        co_jsonw_int(&w, cfg->max_job_cores);
     else
-        coord_jsonw_null(&w);
-    coord_jsonw_key(&w, "max_job_ram_mb");
+        co_jsonw_null(&w);
+    co_jsonw_key(&w, "max_job_ram_mb");
     if (cfg->max_job_ram_mb > 0)
-        coord_jsonw_int(&w, cfg->max_job_ram_mb);
+        co_jsonw_int(&w, cfg->max_job_ram_mb);
     else
-        coord_jsonw_null(&w);
-    coord_jsonw_obj_end(&w);
+        co_jsonw_null(&w);
+    co_jsonw_obj_end(&w);
 }
 
 static void
@@ -1112,16 +1112,16 @@ static void
 send_error(struct coord_dash *d, struct coord_dash_sess *s, const char *code, const char *msg)
 {
     struct co_buf t = CO_BUF_INIT;
-    struct coord_jsonw w;
-    coord_jsonw_init(&w, &t);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "type", "error");
-    coord_jsonw_key(&w, "error");
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "code", code);
-    coord_jsonw_kstr(&w, "message", msg);
-    coord_jsonw_obj_end(&w);
-    coord_jsonw_obj_end(&w);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &t);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "type", "error");
+    co_jsonw_key(&w, "error");
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "code", code);
+    co_jsonw_kstr(&w, "message", msg);
+    co_jsonw_obj_end(&w);
+    co_jsonw_obj_end(&w);
     sess_control(d, s, t.data, t.len);
     co_buf_release(&t);
 }

@@ -28,7 +28,7 @@
 #include "coord_api.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
-#include "coord_jsonw.h"
+#include "co_jsonw.h"
 
 #define HDR_BUF 4096
 #define BODY_CHUNK 65536
@@ -90,18 +90,18 @@ coord_req_error(struct coord_req *r, int status, const char *code, const char *f
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    struct coord_jsonw w;
+    struct co_jsonw w;
     co_buf_reset(&r->resp);
-    coord_jsonw_init(&w, &r->resp);
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_key(&w, "error");
-    coord_jsonw_obj_begin(&w);
-    coord_jsonw_kstr(&w, "code", code);
-    coord_jsonw_kstr(&w, "message", msg);
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_key(&w, "error");
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "code", code);
+    co_jsonw_kstr(&w, "message", msg);
     if (field && *field)
-        coord_jsonw_kstr(&w, "field", field);
-    coord_jsonw_obj_end(&w);
-    coord_jsonw_obj_end(&w);
+        co_jsonw_kstr(&w, "field", field);
+    co_jsonw_obj_end(&w);
+    co_jsonw_obj_end(&w);
     r->status = status;
     r->content_type = "application/json";
 }

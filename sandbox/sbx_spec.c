@@ -10,6 +10,7 @@
 #include "co_alloc.h"
 #include "co_buf.h"
 #include "co_id.h"
+#include "co_jsonw.h"
 #include "sbx.h"
 #include "sbx_internal.h"
 
@@ -168,75 +169,53 @@ sbx_result_release(struct sbx_result *res)
     res->exit_code = -1;
 }
 
+/* A key with an integer value, or with null when @present is false. */
 static void
-json_str(struct co_buf *b, const char *s)
+json_kint_or_null(struct co_jsonw *w, const char *key, int64_t v, bool present)
 {
-    co_buf_putc(b, '"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            co_buf_puts(b, "\\\"");
-            break;
-        case '\\':
-            co_buf_puts(b, "\\\\");
-            break;
-        case '\n':
-            co_buf_puts(b, "\\n");
-            break;
-        case '\t':
-            co_buf_puts(b, "\\t");
-            break;
-        case '\r':
-            co_buf_puts(b, "\\r");
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                co_buf_printf(b, "\\u%04x", *p);
-            else if (*p >= 0x80)
-                co_buf_putc(b, '?'); /* messages are ASCII; never emit invalid UTF-8 */
-            else
-                co_buf_putc(b, (char)*p);
-        }
-    }
-    co_buf_putc(b, '"');
+    co_jsonw_key(w, key);
+    if (present)
+        co_jsonw_int(w, v);
+    else
+        co_jsonw_null(w);
 }
 
 void
 sbx_result_json(const struct sbx_result *res, struct co_buf *out)
 {
-    co_buf_puts(out, "{\"status\":");
-    json_str(out, sbx_status_name(res->status));
-    if (res->exit_code >= 0)
-        co_buf_printf(out, ",\"exit_code\":%d", res->exit_code);
-    else
-        co_buf_puts(out, ",\"exit_code\":null");
-    if (res->signal > 0)
-        co_buf_printf(out, ",\"signal\":%d", res->signal);
-    else
-        co_buf_puts(out, ",\"signal\":null");
-    co_buf_printf(out,
-                  ",\"wall_ms\":%lld,\"cpu_ms\":%lld,\"memory_peak_kb\":%lld,\"max_rss_kb\":%lld"
-                  ",\"oom_killed\":%s,\"stdout_truncated\":%s,\"stderr_truncated\":%s"
-                  ",\"stdout_bytes\":%lld,\"stderr_bytes\":%lld",
-                  (long long)res->wall_ms, (long long)res->cpu_ms, (long long)res->memory_peak_kb,
-                  (long long)res->max_rss_kb, res->oom_killed ? "true" : "false",
-                  res->stdout_truncated ? "true" : "false",
-                  res->stderr_truncated ? "true" : "false", (long long)res->stdout_bytes,
-                  (long long)res->stderr_bytes);
+    struct co_jsonw w;
+    /*
+     * ASCII only: error messages are ASCII, and a stray byte (from a path, say) becomes '?' so
+     * that cacheout-run never prints invalid UTF-8.  No HTML escaping: this JSON is read by
+     * programs, not embedded in pages.
+     */
+    co_jsonw_init_flags(&w, out, CO_JSONW_ASCII);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "status", sbx_status_name(res->status));
+    json_kint_or_null(&w, "exit_code", res->exit_code, res->exit_code >= 0);
+    json_kint_or_null(&w, "signal", res->signal, res->signal > 0);
+    co_jsonw_kint(&w, "wall_ms", res->wall_ms);
+    co_jsonw_kint(&w, "cpu_ms", res->cpu_ms);
+    co_jsonw_kint(&w, "memory_peak_kb", res->memory_peak_kb);
+    co_jsonw_kint(&w, "max_rss_kb", res->max_rss_kb);
+    co_jsonw_kbool(&w, "oom_killed", res->oom_killed);
+    co_jsonw_kbool(&w, "stdout_truncated", res->stdout_truncated);
+    co_jsonw_kbool(&w, "stderr_truncated", res->stderr_truncated);
+    co_jsonw_kint(&w, "stdout_bytes", res->stdout_bytes);
+    co_jsonw_kint(&w, "stderr_bytes", res->stderr_bytes);
+    co_jsonw_key(&w, "error");
     if (res->error_step[0]) {
-        co_buf_puts(out, ",\"error\":{\"step\":");
-        json_str(out, res->error_step);
-        co_buf_printf(out, ",\"errno\":%d,\"message\":", res->error_errno);
-        json_str(out, res->error_msg);
-        co_buf_putc(out, '}');
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kstr(&w, "step", res->error_step);
+        co_jsonw_kint(&w, "errno", res->error_errno);
+        co_jsonw_kstr(&w, "message", res->error_msg);
+        co_jsonw_obj_end(&w);
     } else {
-        co_buf_puts(out, ",\"error\":null");
+        co_jsonw_null(&w);
     }
-    if (res->uid)
-        co_buf_printf(out, ",\"slot\":%u,\"uid\":%u", res->slot, (unsigned)res->uid);
-    else
-        co_buf_puts(out, ",\"slot\":null,\"uid\":null");
-    co_buf_putc(out, '}');
+    json_kint_or_null(&w, "slot", res->slot, res->uid != 0);
+    json_kint_or_null(&w, "uid", res->uid, res->uid != 0);
+    co_jsonw_obj_end(&w);
 }
 
 struct sbx_cancel {

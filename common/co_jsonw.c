@@ -1,15 +1,23 @@
-/* coord_jsonw: streaming JSON writer (see coord_jsonw.h). */
-#include "coord_jsonw.h"
+/* co_jsonw: streaming JSON writer (see co_jsonw.h). */
+#include "co_jsonw.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #include "co_credits.h"
 #include "co_time.h"
 
 void
-coord_jsonw_init(struct coord_jsonw *w, struct co_buf *out)
+co_jsonw_init(struct co_jsonw *w, struct co_buf *out)
+{
+    co_jsonw_init_flags(w, out, CO_JSONW_DEFAULT);
+}
+
+void
+co_jsonw_init_flags(struct co_jsonw *w, struct co_buf *out, unsigned flags)
 {
     w->out = out;
+    w->flags = flags;
     w->depth = 0;
     w->need_comma[0] = false;
     w->after_key = false;
@@ -17,7 +25,7 @@ coord_jsonw_init(struct coord_jsonw *w, struct co_buf *out)
 
 /* Separator before a value or key at the current level. */
 static void
-jw_sep(struct coord_jsonw *w)
+jw_sep(struct co_jsonw *w)
 {
     if (w->after_key) {
         w->after_key = false;
@@ -29,17 +37,17 @@ jw_sep(struct coord_jsonw *w)
 }
 
 static void
-jw_open(struct coord_jsonw *w, char c)
+jw_open(struct co_jsonw *w, char c)
 {
     jw_sep(w);
     co_buf_putc(w->out, c);
-    if (w->depth + 1 < COORD_JSONW_DEPTH)
+    if (w->depth + 1 < CO_JSONW_DEPTH)
         w->depth++;
     w->need_comma[w->depth] = false;
 }
 
 static void
-jw_close(struct coord_jsonw *w, char c)
+jw_close(struct co_jsonw *w, char c)
 {
     co_buf_putc(w->out, c);
     if (w->depth > 0)
@@ -47,25 +55,25 @@ jw_close(struct coord_jsonw *w, char c)
 }
 
 void
-coord_jsonw_obj_begin(struct coord_jsonw *w)
+co_jsonw_obj_begin(struct co_jsonw *w)
 {
     jw_open(w, '{');
 }
 
 void
-coord_jsonw_obj_end(struct coord_jsonw *w)
+co_jsonw_obj_end(struct co_jsonw *w)
 {
     jw_close(w, '}');
 }
 
 void
-coord_jsonw_arr_begin(struct coord_jsonw *w)
+co_jsonw_arr_begin(struct co_jsonw *w)
 {
     jw_open(w, '[');
 }
 
 void
-coord_jsonw_arr_end(struct coord_jsonw *w)
+co_jsonw_arr_end(struct co_jsonw *w)
 {
     jw_close(w, ']');
 }
@@ -104,8 +112,21 @@ utf8_seq_len(const unsigned char *s, size_t n)
     return len;
 }
 
+/* Whether byte @c is copied as it is under @flags (the fast path of jw_escape). */
+static inline bool
+jw_plain(unsigned char c, unsigned flags)
+{
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+        return false;
+    if (c == 0x7f)
+        return !(flags & CO_JSONW_ASCII);
+    if (c == '<' || c == '>' || c == '&')
+        return !(flags & CO_JSONW_HTML_SAFE);
+    return true;
+}
+
 static void
-jw_escape(struct co_buf *b, const char *s, size_t len)
+jw_escape(struct co_buf *b, const char *s, size_t len, unsigned flags)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
@@ -113,17 +134,15 @@ jw_escape(struct co_buf *b, const char *s, size_t len)
     co_buf_grow(b, len + 2);
     co_buf_putc(b, '"');
     while (i < len) {
-        unsigned char c = p[i];
         size_t start = i;
         /* Copy a run of plain ASCII in one go. */
-        while (i < len && p[i] >= 0x20 && p[i] < 0x80 && p[i] != '"' && p[i] != '\\' &&
-               p[i] != '<' && p[i] != '>' && p[i] != '&')
+        while (i < len && jw_plain(p[i], flags))
             i++;
         if (i > start) {
             co_buf_append(b, p + start, i - start);
             continue;
         }
-        c = p[i];
+        unsigned char c = p[i];
         if (c < 0x80) {
             char esc[7];
             switch (c) {
@@ -143,7 +162,7 @@ jw_escape(struct co_buf *b, const char *s, size_t len)
                 co_buf_puts(b, "\\t");
                 break;
             default:
-                /* Control characters and <, >, & (safe to embed in HTML). */
+                /* Control characters, DEL (ASCII mode), and <, >, & (HTML-safe mode). */
                 esc[0] = '\\';
                 esc[1] = 'u';
                 esc[2] = '0';
@@ -153,6 +172,11 @@ jw_escape(struct co_buf *b, const char *s, size_t len)
                 co_buf_append(b, esc, 6);
                 break;
             }
+            i++;
+            continue;
+        }
+        if (flags & CO_JSONW_ASCII) {
+            co_buf_putc(b, '?');
             i++;
             continue;
         }
@@ -169,54 +193,54 @@ jw_escape(struct co_buf *b, const char *s, size_t len)
 }
 
 void
-coord_jsonw_key(struct coord_jsonw *w, const char *key)
+co_jsonw_key(struct co_jsonw *w, const char *key)
 {
     jw_sep(w);
-    jw_escape(w->out, key, strlen(key));
+    jw_escape(w->out, key, strlen(key), w->flags);
     co_buf_putc(w->out, ':');
     w->after_key = true;
 }
 
 void
-coord_jsonw_strn(struct coord_jsonw *w, const char *s, size_t len)
+co_jsonw_strn(struct co_jsonw *w, const char *s, size_t len)
 {
     jw_sep(w);
-    jw_escape(w->out, s, len);
+    jw_escape(w->out, s, len, w->flags);
 }
 
 void
-coord_jsonw_str(struct coord_jsonw *w, const char *s)
+co_jsonw_str(struct co_jsonw *w, const char *s)
 {
     if (!s) {
-        coord_jsonw_null(w);
+        co_jsonw_null(w);
         return;
     }
-    coord_jsonw_strn(w, s, strlen(s));
+    co_jsonw_strn(w, s, strlen(s));
 }
 
 void
-coord_jsonw_int(struct coord_jsonw *w, int64_t v)
+co_jsonw_int(struct co_jsonw *w, int64_t v)
 {
     jw_sep(w);
     co_buf_printf(w->out, "%" PRId64, v);
 }
 
 void
-coord_jsonw_bool(struct coord_jsonw *w, bool v)
+co_jsonw_bool(struct co_jsonw *w, bool v)
 {
     jw_sep(w);
     co_buf_puts(w->out, v ? "true" : "false");
 }
 
 void
-coord_jsonw_null(struct coord_jsonw *w)
+co_jsonw_null(struct co_jsonw *w)
 {
     jw_sep(w);
     co_buf_puts(w->out, "null");
 }
 
 void
-coord_jsonw_credits(struct coord_jsonw *w, int64_t micro)
+co_jsonw_credits(struct co_jsonw *w, int64_t micro)
 {
     char s[CO_CREDITS_STRLEN];
     co_credits_format(micro, s);
@@ -225,11 +249,11 @@ coord_jsonw_credits(struct coord_jsonw *w, int64_t micro)
 }
 
 void
-coord_jsonw_time(struct coord_jsonw *w, int64_t ms)
+co_jsonw_time(struct co_jsonw *w, int64_t ms)
 {
     char s[CO_ISO_LEN];
     if (ms <= 0) {
-        coord_jsonw_null(w);
+        co_jsonw_null(w);
         return;
     }
     co_time_iso(ms, s);
@@ -240,36 +264,43 @@ coord_jsonw_time(struct coord_jsonw *w, int64_t ms)
 }
 
 void
-coord_jsonw_raw(struct coord_jsonw *w, const char *json, size_t len)
+co_jsonw_raw(struct co_jsonw *w, const char *json, size_t len)
 {
     jw_sep(w);
     co_buf_append(w->out, json, len);
 }
 
 void
-coord_jsonw_kstr(struct coord_jsonw *w, const char *key, const char *s)
+co_jsonw_kstr(struct co_jsonw *w, const char *key, const char *s)
 {
-    coord_jsonw_key(w, key);
-    coord_jsonw_str(w, s);
+    co_jsonw_key(w, key);
+    co_jsonw_str(w, s);
 }
 
 void
-coord_jsonw_kint(struct coord_jsonw *w, const char *key, int64_t v)
+co_jsonw_kint(struct co_jsonw *w, const char *key, int64_t v)
 {
-    coord_jsonw_key(w, key);
-    coord_jsonw_int(w, v);
+    co_jsonw_key(w, key);
+    co_jsonw_int(w, v);
 }
 
 void
-coord_jsonw_kcredits(struct coord_jsonw *w, const char *key, int64_t micro)
+co_jsonw_kbool(struct co_jsonw *w, const char *key, bool v)
 {
-    coord_jsonw_key(w, key);
-    coord_jsonw_credits(w, micro);
+    co_jsonw_key(w, key);
+    co_jsonw_bool(w, v);
 }
 
 void
-coord_jsonw_ktime(struct coord_jsonw *w, const char *key, int64_t ms)
+co_jsonw_kcredits(struct co_jsonw *w, const char *key, int64_t micro)
 {
-    coord_jsonw_key(w, key);
-    coord_jsonw_time(w, ms);
+    co_jsonw_key(w, key);
+    co_jsonw_credits(w, micro);
+}
+
+void
+co_jsonw_ktime(struct co_jsonw *w, const char *key, int64_t ms)
+{
+    co_jsonw_key(w, key);
+    co_jsonw_time(w, ms);
 }
