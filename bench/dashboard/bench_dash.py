@@ -2,8 +2,8 @@
 """Job throughput with 0 vs N connected dashboards (DASHBOARD.md: 1,000 dashboards must not
 change job throughput by more than 10%).
 
-Method of bench/e2e (its Stack, submit and wait helpers are reused): a fresh coordinator and
-SQLite database per run, one local agent, BENCH_JOBS trivial jobs submitted by several client
+Method of bench/e2e (its submit and wait helpers are reused; the processes are started with
+tests/lib/cotest.py): a fresh coordinator and SQLite database per run, one local agent, BENCH_JOBS trivial jobs submitted by several client
 threads; throughput = jobs / (first submit -> every job final).  In the "with dashboards" runs,
 dash_load holds N dashboard sessions open and reads all of them during the whole run.  Runs
 alternate (0, N, 0, N, ...) to spread the noise of a shared machine over both figures; the
@@ -12,44 +12,73 @@ median of each is compared.  Prints figures only.
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
-import bench_e2e as e2e  # noqa: E402  (bench/e2e's harness)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "lib"))
+import bench_e2e as e2e  # noqa: E402  (bench/e2e's submit and wait helpers)
+import cotest  # noqa: E402  (the coordinator test library: processes)
+
+
+def start_stack(args, name, bench_mode):
+    """A coordinator on a fresh SQLite database and one connected agent (bench/e2e's settings)."""
+    cores = args.dispatch_cores if bench_mode else args.cores
+    workdir = cotest.make_workdir("cacheout-bench-%s-" % name)
+    coord = cotest.Coordinator(
+        args.coordinator, args.sql_dir, e2e.ADMIN,
+        database_url=cotest.new_database(name, workdir), workdir=workdir,
+        unset=cotest.UNSET + ("DB_THREADS", "AGENT_BENCH_NO_SANDBOX"),
+        settings={"AGENT_TOKEN": e2e.AGENT_TOKEN, "DEFAULT_STARTING_CREDITS": "100000000",
+                  "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+                  "FRONTEND_DIR": workdir, "WORKER_TIMEOUT_SECONDS": "30"})
+    agent = cotest.Agent(args.agent, coord, "bench-agent", cores, 64 * cores,
+                         token=e2e.AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
+                         args=["--bench-no-sandbox"] if bench_mode else [])
+    try:
+        coord.start()
+        agent.start().wait_connected()
+    except cotest.CaseFailed as e:
+        stop_stack(coord, agent)
+        raise SystemExit("bench/dashboard: %s (see %s)" % (e, workdir))
+    return coord, agent
+
+
+def stop_stack(coord, agent):
+    agent.stop(timeout=20)
+    coord.stop(timeout=20)
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(coord.workdir, ignore_errors=True)
 
 
 def one_run(args, dashboards, bench_mode):
-    s = e2e.Stack("dash%d" % dashboards, bench_mode,
-                  args.dispatch_cores if bench_mode else args.cores)
+    coord, agent = start_stack(args, "dash%d" % dashboards, bench_mode)
     load = None
     stats = None
     try:
-        s.start_coordinator()
-        s.start_agent()
         if dashboards:
-            load = subprocess.Popen([args.load, str(s.port), str(dashboards)],
+            load = subprocess.Popen([args.load, str(coord.port), str(dashboards)],
                                     stdout=subprocess.PIPE, text=True)
             line = load.stdout.readline().split()
             if not line or line[0] != "ready" or int(line[1]) != dashboards:
                 raise SystemExit("bench/dashboard: only %r of %d dashboards connected" % (
                     line, dashboards))
-        c0 = e2e.cpu_s(s.coord)
-        t0, _ = e2e.submit_many(s.port, args.jobs, args.threads)
-        t_end, _ = e2e.wait_final(s.port, args.jobs, 600)
-        cpu = e2e.cpu_s(s.coord) - c0
+        c0 = cotest.cpu_seconds(coord.proc)
+        t0, _ = e2e.submit_many(coord.port, args.jobs, args.threads)
+        t_end, _ = e2e.wait_final(coord.port, args.jobs, 600)
+        cpu = cotest.cpu_seconds(coord.proc) - c0
         if load:
             load.terminate()
             out, _ = load.communicate(timeout=30)
             stats = json.loads(out.strip().splitlines()[-1])
             load = None
-        jobs = e2e.all_jobs(s.port)
+        jobs = e2e.all_jobs(coord.port)
         done = [j for j in jobs if j["completed_at"]]
-        first = min(e2e.iso_ms(j["created_at"]) for j in jobs)
-        last = max(e2e.iso_ms(j["completed_at"]) for j in done)
+        first = min(cotest.iso_ms(j["created_at"]) for j in jobs)
+        last = max(cotest.iso_ms(j["completed_at"]) for j in done)
         return {"client": args.jobs / max(1e-9, t_end - t0),
                 "server": len(done) / max(0.001, (last - first) / 1000.0),
                 "cpu_us_per_job": cpu * 1e6 / args.jobs, "stats": stats}
@@ -57,7 +86,7 @@ def one_run(args, dashboards, bench_mode):
         if load:
             load.kill()
             load.wait()
-        s.stop()
+        stop_stack(coord, agent)
 
 
 def main():
@@ -74,12 +103,6 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--modes", default="dispatch")
     args = ap.parse_args()
-    # bench/e2e's harness reads its settings from its module-level ARGS.
-    e2e.ARGS = argparse.Namespace(sql_dir=args.sql_dir, database_url="", pg_port=None,
-                                  pg_bin=None, coordinator=args.coordinator, agent=args.agent,
-                                  cores=args.cores, dispatch_cores=args.dispatch_cores,
-                                  jobs=args.jobs, threads=args.threads, latency_jobs=0,
-                                  phases="")
     print("bench/dashboard: jobs=%d threads=%d dashboards=%d reps=%d (load average %.1f)" % (
         args.jobs, args.threads, args.dashboards, args.reps, os.getloadavg()[0]))
     for mode in args.modes.split(","):

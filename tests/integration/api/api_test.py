@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -22,38 +21,22 @@ import threading
 import time
 import uuid
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
+import cotest  # noqa: E402  (tests/lib: the coordinator test library)
+from cotest import check  # noqa: E402
+
 ADMIN = "your_admin_token"  # the original README's example token, so its curl works verbatim
-PASSED = 0
-FAILED = 0
-LABEL = ""
-WORKDIRS = []
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Server:
-    """One coordinator process in its own working directory."""
+class Server(cotest.Coordinator):
+    """One coordinator process in its own working directory, with this suite's settings.  Its
+    stdout and stderr go to stdout.log, its log (LOG_FILE) to coordinator.log."""
 
     def __init__(self, args, env_extra=None, workdir=None, database_url=None):
         self.args = args
-        self.port = free_port()
-        self.workdir = workdir or tempfile.mkdtemp(prefix="cacheout-api-")
-        WORKDIRS.append(self.workdir)
-        self.env = dict(os.environ)
-        for k in list(self.env):
-            if k in ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS"):
-                del self.env[k]
-        self.env.update({
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "ADMIN_TOKEN": ADMIN,
-            "SQL_DIR": args.sql_dir,
+        workdir = workdir or cotest.make_workdir("cacheout-api-")
+        settings = {
             "DEFAULT_STARTING_CREDITS": "10",
             "COST_PER_CORE": "0.1",
             "COST_PER_100MB_RAM": "0.001",
@@ -62,101 +45,17 @@ class Server:
             "MAX_JOB_CORES": "64",
             "MAX_JOB_RAM_MB": "65536",
             "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
-            "LOG_FILE": os.path.join(self.workdir, "coordinator.log"),
+            "LOG_FILE": os.path.join(workdir, "coordinator.log"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
-        })
+        }
+        settings.update(env_extra or {})
         db = database_url if database_url is not None else args.database_url
-        if db:
-            self.env["DATABASE_URL"] = db
-        if env_extra:
-            self.env.update(env_extra)
-        self.proc = None
+        super().__init__(args.bin, args.sql_dir, ADMIN, database_url=db, settings=settings,
+                         workdir=workdir, output="stdout.log")
 
     def start(self, wait=True):
-        with open(os.path.join(self.workdir, "stdout.log"), "ab") as out:
-            self.proc = subprocess.Popen([self.args.bin], cwd=self.workdir, env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT)
-        if wait:
-            deadline = time.time() + 20
-            while time.time() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError("coordinator exited with %d: %s" %
-                                       (self.proc.returncode, self.log_tail()))
-                try:
-                    st, _, _ = self.req("GET", "/api/v1/health")
-                    if st in (200, 503):
-                        return self
-                except OSError:
-                    pass
-                time.sleep(0.05)
-            raise RuntimeError("coordinator did not answer: " + self.log_tail())
-        return self
-
-    def log_tail(self):
-        try:
-            with open(os.path.join(self.workdir, "stdout.log"), "rb") as f:
-                return f.read()[-2000:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def kill9(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
-
-    def req(self, method, path, body=None, headers=None, raw=None, timeout=15):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        h = dict(headers or {})
-        data = None
-        if raw is not None:
-            data = raw
-        elif body is not None:
-            data = json.dumps(body).encode()
-            h.setdefault("Content-Type", "application/json")
-        conn.request(method, path, body=data, headers=h)
-        r = conn.getresponse()
-        payload = r.read()
-        hdrs = {k.lower(): v for k, v in r.getheaders()}
-        conn.close()
-        return r.status, hdrs, payload
-
-    def jreq(self, method, path, body=None, headers=None, admin=False, raw=None):
-        h = dict(headers or {})
-        if admin:
-            h["X-Admin-Token"] = ADMIN
-        st, hd, payload = self.req(method, path, body=body, headers=h, raw=raw)
-        try:
-            doc = json.loads(payload) if payload else None
-        except ValueError:
-            doc = payload
-        return st, doc, hd
-
-
-def case(name, fn, *a):
-    global PASSED, FAILED
-    t0 = time.time()
-    try:
-        fn(*a)
-        PASSED += 1
-        print("ok   %s: %s (%.2fs)" % (LABEL, name, time.time() - t0), flush=True)
-    except Exception as e:  # noqa: BLE001 - any failure of a case is reported, then we go on
-        FAILED += 1
-        print("FAIL %s: %s: %s" % (LABEL, name, e), flush=True)
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
+        """Start; with @wait, until health answers (200, or 503 when the database is down)."""
+        return super().start(wait=wait, ready=(200, 503))
 
 
 def expect_error(st, doc, status, code, field=None):
@@ -197,8 +96,7 @@ def cost_of(cores, ram):
 
 
 def invariant(srv):
-    st, doc, _ = srv.jreq("GET", "/api/v1/debug/invariant", admin=True)
-    check(st == 200 and doc == {"ok": True}, "invariant endpoint: %d %r" % (st, doc))
+    srv.invariant()
     st, doc, _ = srv.jreq("GET", "/api/v1/debug/invariant")
     check(st == 401, "invariant endpoint without admin token: %d" % st)
 
@@ -1068,9 +966,7 @@ def t_restart(srv, args):
     srv.kill9()
     stop.set()
     t.join()
-    srv.port = free_port()
-    srv.env["PORT"] = str(srv.port)
-    srv.start()
+    srv.restart(new_port=True)
     for jid in acked + racing:
         st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + jid)
         check(st == 200 and doc["job_id"] == jid, "job %s lost after kill -9" % jid)
@@ -1145,22 +1041,11 @@ def t_pg_restart(srv, args):
 
 def t_sanitizer_reports():
     """ASan/UBSan/LSan write their reports to stderr, which every Server sends to stdout.log."""
-    bad = []
-    for d in WORKDIRS:
-        path = os.path.join(d, "stdout.log")
-        if not os.path.exists(path):
-            continue
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
-            if marker in text:
-                at = text.index(marker)
-                bad.append("%s: %s" % (path, text[at:at + 300]))
+    bad = cotest.sanitizer_reports()
     check(not bad, "; ".join(bad))
 
 
 def main():
-    global LABEL
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--sql-dir", required=True)
@@ -1171,7 +1056,8 @@ def main():
     ap.add_argument("--pg-bin", default="")
     ap.add_argument("--quick", action="store_true", help="skip the slow extra instances")
     args = ap.parse_args()
-    LABEL = args.label
+    run = cotest.Runner(args.label)
+    case = run.case
     srv = Server(args).start()
     try:
         case("health", t_health, srv)
@@ -1211,13 +1097,7 @@ def main():
         case("static files from FRONTEND_DIR", t_static_dist, args)
         case("graceful shutdown on SIGTERM", t_shutdown, args)
     case("no sanitizer or runtime error reports in any coordinator log", t_sanitizer_reports)
-    if FAILED == 0:
-        for d in WORKDIRS:
-            shutil.rmtree(d, ignore_errors=True)
-    else:
-        print("logs kept in: " + " ".join(WORKDIRS), flush=True)
-    print("RESULT %d %d" % (PASSED, FAILED), flush=True)
-    return 0 if FAILED == 0 else 1
+    return run.finish()
 
 
 if __name__ == "__main__":

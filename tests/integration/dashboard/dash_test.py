@@ -1,119 +1,66 @@
 #!/usr/bin/env python3
 """Integration tests of the dashboard WebSocket (proto/DASHBOARD.md) against the real coordinator.
 
-The WebSocket client is written here (RFC 6455 client framing, standard library only).  A fake
-agent speaks cacheout.agent.v1 (proto/PROTOCOL.md) so that job output can be produced on demand.
+The coordinator process, the WebSocket client (RFC 6455 client framing) and the case runner come
+from tests/lib/cotest.py; standard library only.  A fake agent speaks cacheout.agent.v1
+(proto/PROTOCOL.md) so that job output can be produced on demand.
 Prints one line per case and a final "RESULT <passed> <failed>" line for run.sh.
 """
 import argparse
-import base64
-import http.client
 import json
 import os
-import shutil
-import socket
-import struct
-import subprocess
-import tempfile
+import sys
 import time
-import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
+import cotest  # noqa: E402  (tests/lib: the coordinator test library)
+from cotest import CaseFailed  # noqa: E402
 
 ADMIN = "dash-admin-token"
 PROTO = "cacheout.dashboard.v1"
 ARGS = None
-WORKDIRS = []
-
-
-class CaseFailed(Exception):
-    pass
 
 
 def check(cond, what):
-    if not cond:
-        raise CaseFailed(str(what)[:600])
+    cotest.check(cond, what, limit=600)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+class Server(cotest.Coordinator):
+    """A coordinator with this suite's settings; its output (and log) in coordinator.log."""
 
-
-class Server:
     def __init__(self, env_extra=None):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="cacheout-dash-")
-        WORKDIRS.append(self.dir)
-        env = dict(os.environ)
-        for k in ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS",
-                  "DASHBOARD_QUEUE_MESSAGES", "DASHBOARD_QUEUE_BYTES",
-                  "DASHBOARD_SLOW_CLOSE_SECONDS"):
-            env.pop(k, None)
-        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "ADMIN_TOKEN": ADMIN,
-                    "SQL_DIR": ARGS.sql_dir, "DEFAULT_STARTING_CREDITS": "1000",
+        workdir = cotest.make_workdir("cacheout-dash-")
+        settings = {"DEFAULT_STARTING_CREDITS": "1000",
                     "COST_PER_CORE": "0.1", "COST_PER_100MB_RAM": "0.001",
                     "MAX_JOB_CORES": "64", "MAX_JOB_RAM_MB": "65536",
-                    "WORKER_TIMEOUT_SECONDS": "60", "FRONTEND_DIR": self.dir,
+                    "WORKER_TIMEOUT_SECONDS": "60", "FRONTEND_DIR": workdir,
                     "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
-                    "LOG_LEVEL": "INFO", "ASAN_OPTIONS": os.environ.get("DASH_ASAN_OPTIONS", "detect_leaks=1")})
-        if ARGS.database_url:
-            env["DATABASE_URL"] = ARGS.database_url
-        env.update(env_extra or {})
-        self.env = env
-        self.proc = None
-
-    def start(self):
-        out = open(os.path.join(self.dir, "coordinator.log"), "ab")
-        self.proc = subprocess.Popen([ARGS.bin], cwd=self.dir, env=self.env, stdout=out,
-                                     stderr=subprocess.STDOUT)
-        out.close()
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise CaseFailed("coordinator exited: " + self.log_tail())
-            try:
-                if self.req("GET", "/api/v1/health")[0] == 200:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise CaseFailed("coordinator did not start: " + self.log_tail())
+                    "LOG_LEVEL": "INFO",
+                    "ASAN_OPTIONS": os.environ.get("DASH_ASAN_OPTIONS", "detect_leaks=1")}
+        settings.update(env_extra or {})
+        super().__init__(ARGS.bin, ARGS.sql_dir, ADMIN, database_url=ARGS.database_url,
+                         settings=settings, workdir=workdir,
+                         unset=cotest.UNSET + ("DASHBOARD_QUEUE_MESSAGES",
+                                               "DASHBOARD_QUEUE_BYTES",
+                                               "DASHBOARD_SLOW_CLOSE_SECONDS"))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise CaseFailed("coordinator did not stop on SIGTERM within 15 s")
-        if self.proc and self.proc.returncode not in (0, None):
-            raise CaseFailed("coordinator exited with %d: %s" % (self.proc.returncode,
-                                                                self.log_tail()))
-
-    def log_tail(self):
-        try:
-            with open(os.path.join(self.dir, "coordinator.log"), "rb") as f:
-                return f.read()[-1500:].decode("utf-8", "replace")
-        except OSError:
-            return ""
+        """SIGTERM; CaseFailed unless the coordinator exits with 0 within 15 s."""
+        rc = super().stop(timeout=15)
+        if self.stop_timed_out:
+            raise CaseFailed("coordinator did not stop on SIGTERM within 15 s")
+        if rc not in (0, None):
+            raise CaseFailed("coordinator exited with %d: %s" % (rc, self.log_tail(1500)))
 
     def req(self, method, path, body=None, admin=False, timeout=10):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        """(status, decoded JSON when the answer is an object or array, else the bytes)."""
         data = json.dumps(body).encode() if body is not None else None
         h = {"Content-Length": str(len(data or b""))}
-        if data is not None:
-            h["Content-Type"] = "application/json"
         if admin:
             h["X-Admin-Token"] = ADMIN
-        c.request(method, path, body=data, headers=h)
-        r = c.getresponse()
-        raw = r.read()
-        c.close()
-        return r.status, (json.loads(raw) if raw and raw[:1] in (b"{", b"[") else raw)
+        st, _, raw = super().req(method, path, body=body, headers=h, timeout=timeout)
+        return st, (json.loads(raw) if raw and raw[:1] in (b"{", b"[") else raw)
 
     def submit(self, title="dash job", buyer="dash-buyer", command="echo hi"):
         st, j = self.req("POST", "/api/v1/submit", {"title": title, "required_cores": 1,
@@ -123,134 +70,13 @@ class Server:
         return j
 
 
-class WS:
-    """A minimal RFC 6455 client: masked frames out, reassembly and ping answers in."""
+class WS(cotest.WebSocket):
+    """A dashboard session by default."""
 
     def __init__(self, port, path="/ws/dashboard", proto=PROTO, headers=None, rcvbuf=None,
                  connect_timeout=5):
-        self.sock = socket.socket()
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.settimeout(connect_timeout)
-        self.sock.connect(("127.0.0.1", port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
-                 "Connection: Upgrade", "Sec-WebSocket-Key: " + key,
-                 "Sec-WebSocket-Version: 13"]
-        if proto:
-            lines.append("Sec-WebSocket-Protocol: " + proto)
-        for k, v in (headers or {}).items():
-            lines.append("%s: %s" % (k, v))
-        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self.buf = b""
-        self.status = 0
-        self.close_code = None
-        self.closed = False
-        while b"\r\n\r\n" not in self.buf:
-            try:
-                chunk = self.sock.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            self.buf += chunk
-        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
-        try:
-            self.status = int(head.split(b" ", 2)[1])
-        except (IndexError, ValueError):
-            self.status = 0
-        self.frag = b""
-
-    def send_frame(self, opcode, payload):
-        mask = os.urandom(4)
-        n = len(payload)
-        if n < 126:
-            hdr = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(hdr + mask + masked)
-
-    def send(self, obj):
-        self.send_text(json.dumps(obj))
-
-    def send_text(self, text):
-        self.send_frame(0x1, text.encode() if isinstance(text, str) else text)
-
-    def _fill(self, deadline):
-        t = deadline - time.time()
-        if t <= 0:
-            raise socket.timeout()
-        self.sock.settimeout(t)
-        chunk = self.sock.recv(262144)
-        if not chunk:
-            self.closed = True
-            raise EOFError()
-        self.buf += chunk
-
-    def _frame(self, deadline):
-        while True:
-            if len(self.buf) >= 2:
-                b0, b1 = self.buf[0], self.buf[1]
-                n = b1 & 0x7f
-                off = 2
-                if n == 126 and len(self.buf) >= 4:
-                    n = struct.unpack("!H", self.buf[2:4])[0]
-                    off = 4
-                elif n == 127 and len(self.buf) >= 10:
-                    n = struct.unpack("!Q", self.buf[2:10])[0]
-                    off = 10
-                if (b1 & 0x7f) < 126 or off > 2:
-                    if len(self.buf) >= off + n:
-                        payload = self.buf[off:off + n]
-                        self.buf = self.buf[off + n:]
-                        return b0 & 0x80, b0 & 0x0f, payload
-            self._fill(deadline)
-
-    def recv(self, timeout=5.0):
-        """The next text message as JSON; None on timeout; raises EOFError on close."""
-        deadline = time.time() + timeout
-        try:
-            while True:
-                fin, op, payload = self._frame(deadline)
-                if op == 0x9:
-                    self.send_frame(0xA, payload)
-                    continue
-                if op == 0xA:
-                    continue
-                if op == 0x8:
-                    self.close_code = struct.unpack("!H", payload[:2])[0] if len(
-                        payload) >= 2 else 1005
-                    self.closed = True
-                    raise EOFError()
-                self.frag += payload
-                if fin:
-                    text, self.frag = self.frag, b""
-                    return json.loads(text)
-        except socket.timeout:
-            return None
-
-    def expect(self, pred, timeout=10.0, what="message"):
-        """Messages until pred(msg); returns (msg, skipped messages)."""
-        deadline = time.time() + timeout
-        seen = []
-        while time.time() < deadline:
-            m = self.recv(max(0.01, deadline - time.time()))
-            if m is None:
-                break
-            if pred(m):
-                return m, seen
-            seen.append(m)
-        raise CaseFailed("no %s within %.0fs; got %r" % (what, timeout,
-                                                         [x.get("type") for x in seen][-20:]))
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        super().__init__(port, path, proto, headers=headers, rcvbuf=rcvbuf,
+                         connect_timeout=connect_timeout)
 
 
 def snapshot_of(ws):
@@ -675,7 +501,7 @@ def main():
     ap.add_argument("--label", default="sqlite")
     ap.add_argument("--quick", action="store_true", help="skip the slow-consumer case")
     ARGS = ap.parse_args()
-    passed = failed = 0
+    run = cotest.Runner(ARGS.label, decimals=1, tracebacks=True)
     shared = None
     try:
         shared = Server().start()
@@ -686,28 +512,13 @@ def main():
     for name, fn, uses_shared in CASES:
         if ARGS.quick and fn in (t_slow_consumer, t_overload):
             continue
-        t0 = time.time()
-        try:
-            fn(shared if uses_shared else ARGS)
-            passed += 1
-            print("ok   %s: %s (%.1fs)" % (ARGS.label, name, time.time() - t0), flush=True)
-        except Exception as e:  # noqa: BLE001 - report every failure as a case failure
-            failed += 1
-            detail = str(e) if isinstance(e, CaseFailed) else traceback.format_exc(limit=3)
-            print("FAIL %s: %s: %s" % (ARGS.label, name, detail), flush=True)
+        run.case(name, fn, shared if uses_shared else ARGS)
     try:
         shared.stop()
-        passed += 1
-        print("ok   %s: clean shutdown with dashboards connected earlier" % ARGS.label)
+        run.ok("clean shutdown with dashboards connected earlier")
     except CaseFailed as e:
-        failed += 1
-        print("FAIL %s: shutdown: %s" % (ARGS.label, e))
-    if failed == 0:
-        for d in WORKDIRS:
-            shutil.rmtree(d, ignore_errors=True)
-    else:
-        print("logs kept in: " + " ".join(WORKDIRS))
-    print("RESULT %d %d" % (passed, failed))
+        run.fail("shutdown", e)
+    run.finish()
 
 
 if __name__ == "__main__":
