@@ -895,8 +895,14 @@ case_sandbox_cancel_dup(void)
         EVFREE(e);
         e = fk_next(500);
     }
-    CHECK(!e, "duplicate assign answered with type %s",
-          e && e->kind == EV_MSG ? proto_msg_type_name(e->msg.type) : "?");
+    CHECK(!e, "duplicate assign answered with type %s (status %s, error %s)",
+          e && e->kind == EV_MSG ? proto_msg_type_name(e->msg.type) : "?",
+          e && e->kind == EV_MSG && e->msg.type == PROTO_MSG_JOB_FINISHED
+              ? proto_run_status_name(e->msg.u.finished.status)
+              : "-",
+          e && e->kind == EV_MSG && e->msg.type == PROTO_MSG_JOB_FINISHED && e->msg.u.finished.error
+              ? e->msg.u.finished.error
+              : "-");
     int64_t t0 = co_mono_ms();
     send_cancel("sleep-1", 1);
     e = fk_expect(EV_MSG, PROTO_MSG_JOB_FINISHED, 10000, NULL, NULL);
