@@ -8,6 +8,7 @@
 #include "co_credits.h"
 #include "co_config.h"
 #include "co_id.h"
+#include "coord_dash.h"
 
 /* A string setting, NULL when unset or empty. */
 static char *
@@ -103,6 +104,19 @@ coord_config_load(struct coord_config *cfg, co_err *err)
                       err) < 0)
         goto fail;
     if (co_config_int("DB_THREADS", 0, 0, 64, &cfg->db_threads, err) < 0)
+        goto fail;
+    if (co_config_int("DASHBOARD_QUEUE_MESSAGES", COORD_DASH_QUEUE_MSGS, 4, 1 << 20,
+                      &cfg->dash_queue_messages, err) < 0)
+        goto fail;
+    if (co_config_size("DASHBOARD_QUEUE_BYTES", COORD_DASH_QUEUE_BYTES, 65536, INT64_C(1) << 32,
+                       &cfg->dash_queue_bytes, err) < 0)
+        goto fail;
+    if (co_config_int("DASHBOARD_SLOW_CLOSE_SECONDS", COORD_DASH_SLOW_CLOSE_MS / 1000, 1, 3600,
+                      &cfg->dash_slow_close_ms, err) < 0)
+        goto fail;
+    cfg->dash_slow_close_ms *= 1000;
+    if (co_config_int("DASHBOARD_BATCH_MS", COORD_DASH_BATCH_MS, 0, 10000, &cfg->dash_batch_ms,
+                      err) < 0)
         goto fail;
     {
         static const char *const fe[] = {"frontend/dist", "/usr/local/share/cacheout/frontend",

@@ -38,6 +38,11 @@ struct coord_config {
     char *frontend_dir;     /* FRONTEND_DIR */
     char *sql_dir;          /* SQL_DIR */
     int64_t db_threads;     /* DB_THREADS: database worker threads, 0 = per backend default */
+    /* Dashboards (coord_dash.c; proto/DASHBOARD.md). */
+    int64_t dash_queue_messages; /* DASHBOARD_QUEUE_MESSAGES, default 1024 */
+    int64_t dash_queue_bytes;    /* DASHBOARD_QUEUE_BYTES, default 4 MiB */
+    int64_t dash_slow_close_ms;  /* DASHBOARD_SLOW_CLOSE_SECONDS * 1000, default 10 s */
+    int64_t dash_batch_ms;       /* DASHBOARD_BATCH_MS, default 100 */
 };
 
 /**

@@ -6,7 +6,6 @@
 
 #include "co_alloc.h"
 #include "co_buf.h"
-#include "co_config.h"
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent.h"
@@ -290,31 +289,16 @@ static void batch_start(struct coord_dash *d);
 static void batch_soon(struct coord_dash *d);
 static void snap_start(struct coord_dash *d);
 
-static void
-env_limit(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out)
-{
-    co_err err = CO_ERR_INIT;
-    if (co_config_int(name, def, min, max, out, &err) < 0) {
-        co_warn("dashboard: ignoring %s error=\"%s\"", name, err.msg);
-        *out = def;
-    }
-}
-
 struct coord_dash *
 coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
 {
     struct coord_dash *d = co_xcalloc(1, sizeof(*d));
     d->srv = srv;
     d->ctx = ctx;
-    int64_t v;
-    env_limit("DASHBOARD_QUEUE_MESSAGES", COORD_DASH_QUEUE_MSGS, 4, 1 << 20, &v);
-    d->max_msgs = (size_t)v;
-    env_limit("DASHBOARD_QUEUE_BYTES", COORD_DASH_QUEUE_BYTES, 65536, INT64_C(1) << 32, &v);
-    d->max_bytes = (size_t)v;
-    env_limit("DASHBOARD_SLOW_CLOSE_SECONDS", COORD_DASH_SLOW_CLOSE_MS / 1000, 1, 3600, &v);
-    d->slow_close_ms = v * 1000;
-    env_limit("DASHBOARD_BATCH_MS", COORD_DASH_BATCH_MS, 0, 10000, &v);
-    d->batch_ms = d->batch_ms_base = v;
+    d->max_msgs = (size_t)srv->cfg->dash_queue_messages;
+    d->max_bytes = (size_t)srv->cfg->dash_queue_bytes;
+    d->slow_close_ms = srv->cfg->dash_slow_close_ms;
+    d->batch_ms = d->batch_ms_base = srv->cfg->dash_batch_ms;
     d->fan_at_ms = co_mono_ms();
     d->gen_next = 1;
     d->ev_handle = coord_events_subscribe(srv->events, on_event, d);
