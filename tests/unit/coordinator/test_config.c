@@ -30,7 +30,11 @@ static const char *const vars[] = {"HOST",
                                    "MAX_JOB_RAM_MB",
                                    "FRONTEND_DIR",
                                    "SQL_DIR",
-                                   "DB_THREADS"};
+                                   "DB_THREADS",
+                                   "DASHBOARD_QUEUE_MESSAGES",
+                                   "DASHBOARD_QUEUE_BYTES",
+                                   "DASHBOARD_SLOW_CLOSE_SECONDS",
+                                   "DASHBOARD_BATCH_MS"};
 
 static int
 clean_env(void **state)
@@ -60,6 +64,10 @@ test_defaults(void **state)
     assert_int_equal(c.worker_timeout_seconds, 60);
     assert_int_equal(c.max_workers, 100);
     assert_int_equal(c.max_body_bytes, 1 << 20);
+    assert_int_equal(c.dash_queue_messages, 1024);
+    assert_int_equal(c.dash_queue_bytes, 4 << 20);
+    assert_int_equal(c.dash_slow_close_ms, 10000);
+    assert_int_equal(c.dash_batch_ms, 100);
     assert_int_equal(c.n_cors, 1);
     assert_true(coord_config_cors_allowed(&c, "http://localhost:5173", 21));
     assert_false(coord_config_cors_allowed(&c, "http://localhost:5174", 21));
@@ -97,11 +105,20 @@ test_errors_name_the_variable(void **state)
 {
     (void)state;
     static const char *const bad[][2] = {
-        {"PORT", "abc"},           {"PORT", "0"},
-        {"PORT", "65536"},         {"MAX_WORKERS", "-1"},
-        {"COST_PER_CORE", "x"},    {"COST_PER_CORE", "0.0000001"},
-        {"LOG_LEVEL", "LOUD"},     {"DEBUG", "maybe"},
-        {"MAX_BODY_BYTES", "12Q"}, {"WORKER_TIMEOUT_SECONDS", "0"},
+        {"PORT", "abc"},
+        {"PORT", "0"},
+        {"PORT", "65536"},
+        {"MAX_WORKERS", "-1"},
+        {"COST_PER_CORE", "x"},
+        {"COST_PER_CORE", "0.0000001"},
+        {"LOG_LEVEL", "LOUD"},
+        {"DEBUG", "maybe"},
+        {"MAX_BODY_BYTES", "12Q"},
+        {"WORKER_TIMEOUT_SECONDS", "0"},
+        {"DASHBOARD_BATCH_MS", "abc"},
+        {"DASHBOARD_QUEUE_MESSAGES", "1"},
+        {"DASHBOARD_QUEUE_BYTES", "1K"},
+        {"DASHBOARD_SLOW_CLOSE_SECONDS", "0"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clean_env(NULL);
