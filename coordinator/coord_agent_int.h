@@ -105,6 +105,8 @@ struct coord_lease;
  * threads (PostgreSQL) at once.
  */
 #define AGENT_WLANES 4
+/* The most writes one batch transaction holds (a longer batch is split). */
+#define AGENT_TX_MAX_WRITES 512
 
 struct agent_wlane {
     struct coord_agents *hub;
@@ -122,10 +124,18 @@ struct agent_ix_ent {
     char job_id[CO_ID_MAX + 1];
 };
 
+/*
+ * Runs on the database thread when the batch transaction that held a write's work could not be
+ * committed: everything the work did is undone, so it must turn its result into a failure with
+ * @err (CO_E_UNAVAILABLE) and drop what it loaded, before its done runs as usual.
+ */
+typedef void (*agent_undo_fn)(void *arg, const co_err *err);
+
 /* One queued write of a write lane. */
 struct agent_wop {
     struct agent_wop *next;
     coord_db_work_fn work;
+    agent_undo_fn undo;
     coord_db_done_fn done;
     void *arg;
 };
@@ -160,6 +170,7 @@ struct coord_agents {
     /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
     struct agent_wlane wl[AGENT_WLANES];
     uint64_t batches, batched_ops;
+    uint64_t batch_txs, batch_undone; /* transactions of several writes; writes undone */
 };
 
 /* ---- coord_agent.c, for the scheduler and the reaper ---- */
@@ -197,11 +208,15 @@ int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db
  * Queue a write (claim, started, output, finished, hello...) on the write lane of @key (a job or
  * worker id; NULL is a key too): the writes of one loop turn on a lane run in order as one
  * database item, one batch per lane at a time (so the writes about one job or worker never
- * overtake each other), and each @done runs after the batch on the lws thread.  Counts it in
- * flight like agent_hub_submit(); never fails (a full executor retries the batch later).
+ * overtake each other), and each @done runs after the batch on the lws thread.  On SQLite the
+ * batch runs as one database transaction (coord_store_batch_begin; up to AGENT_TX_MAX_WRITES
+ * writes each; PostgreSQL keeps one transaction per write, see wbatch_work()):
+ * @work must not act on its result (its @done does, once the batch committed), and @undo (not
+ * NULL) turns the result into a failure when the commit fails.  Counts it in flight like
+ * agent_hub_submit(); never fails (a full executor retries the batch later).
  */
 void agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
-                     coord_db_done_fn done, void *arg);
+                     agent_undo_fn undo, coord_db_done_fn done, void *arg);
 /**
  * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
  * (the completion must only free its item).

@@ -114,6 +114,18 @@ tick_work(struct coord_store *store, void *arg)
     coord_worker_list_release(&exp);
 }
 
+/* The tick's batch was not committed: nothing was released or reaped. */
+static void
+tick_undo(void *arg, const co_err *err)
+{
+    struct tick_item *it = arg;
+    (void)err;
+    for (size_t i = 0; i < it->n_changed; i++)
+        free(it->changed[i]);
+    it->n_changed = 0;
+    it->n_reaped = 0;
+}
+
 static void
 tick_item_free(struct tick_item *it)
 {
@@ -197,5 +209,5 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
         }
     }
     le->busy = true;
-    agent_hub_write(hub, NULL, tick_work, tick_done, it);
+    agent_hub_write(hub, NULL, tick_work, tick_undo, tick_done, it);
 }

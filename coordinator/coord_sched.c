@@ -119,6 +119,16 @@ claim_work(struct coord_store *store, void *arg)
 }
 
 static void
+claim_undo(void *arg, const co_err *err)
+{
+    struct claim_item *it = arg;
+    if (it->rc == 0)
+        coord_job_release(&it->job);
+    it->rc = -1;
+    it->err = *err;
+}
+
+static void
 claim_done(void *arg)
 {
     struct claim_item *it = arg;
@@ -203,7 +213,7 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
     co_strlcpy(it->job_id, job->job_id, sizeof(it->job_id));
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
     agent_sess_ref(s);
-    agent_hub_write(hub, it->job_id, claim_work, claim_done, it);
+    agent_hub_write(hub, it->job_id, claim_work, claim_undo, claim_done, it);
 }
 
 size_t

@@ -215,6 +215,32 @@ int coord_store_migrate(struct coord_store *s, const char *sql_dir, co_err *err)
 /** Close the connection and free @s (NULL is fine). */
 void coord_store_close(struct coord_store *s);
 
+/**
+ * Batches: run several store calls in one database transaction, to save a commit per call (the
+ * cost that limits write throughput).  Between coord_store_batch_begin() and
+ * coord_store_batch_commit() every store call runs inside a SAVEPOINT of the batch's
+ * transaction: a call that fails rolls back only itself, and its money and job state still change
+ * together or not at all.  Nothing is durable, and nothing a call returned may be acted upon
+ * outside the batch (answered, sent to an agent, published), until the commit succeeded.  If
+ * the commit fails (CO_E_UNAVAILABLE), every call of the batch is undone, including those that
+ * returned success.  Only write calls belong in a batch (on PostgreSQL the batch is a READ
+ * COMMITTED write transaction, and its row locks are held until the commit).
+ *
+ * coord_store_batch_begin: opens the transaction (SQLite: BEGIN IMMEDIATE).  Errors as for any
+ * call (CO_E_UNAVAILABLE); CO_E_INTERNAL if a batch is open already.
+ */
+int coord_store_batch_begin(struct coord_store *s, co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Commit the batch; on failure everything in it is rolled back and the error is
+ * CO_E_UNAVAILABLE.  Either way the batch is closed.
+ */
+int coord_store_batch_commit(struct coord_store *s, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Roll the open batch back and close it (no-op without one). */
+void coord_store_batch_rollback(struct coord_store *s);
+
 /** "sqlite" or "postgres". */
 const char *coord_store_backend(const struct coord_store *s);
 

@@ -335,6 +335,18 @@ coord_ledger_list_release(struct coord_ledger_list *l)
     (const struct db_param[]){__VA_ARGS__},                                                        \
         (int)(sizeof((struct db_param[]){__VA_ARGS__}) / sizeof(struct db_param))
 
+const char *const store_sp_sql[3] = {"SAVEPOINT co_call", "RELEASE SAVEPOINT co_call",
+                                     "ROLLBACK TO SAVEPOINT co_call"};
+
+/* Inside a batch: the batch transaction must still be open (else nothing would be atomic). */
+static int
+batch_alive(struct coord_store *s, co_err *err)
+{
+    if (s->ops->tx_state(s) == 1)
+        return 0;
+    return co_err_set(err, CO_E_UNAVAILABLE, "the batch transaction was lost");
+}
+
 static int
 q_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, struct db_res *r,
       co_err *err)
@@ -342,7 +354,31 @@ q_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, st
     memset(r, 0, sizeof(*r));
     r->s = s;
     r->row = -1;
-    return s->ops->query(s, q, p, n, r, err);
+    if (!s->batch || s->in_call)
+        return s->ops->query(s, q, p, n, r, err);
+    /*
+     * A store call that runs a single statement, inside a batch.  Where a failing statement
+     * aborts the transaction, it gets a savepoint of its own so that it fails alone (its rows,
+     * already fetched, stay readable after the release).
+     */
+    if (batch_alive(s, err) < 0)
+        return -1;
+    if (!s->ops->error_aborts_tx)
+        return s->ops->query(s, q, p, n, r, err);
+    if (s->ops->savepoint(s, STORE_SP_SET, err) < 0)
+        return -1;
+    if (s->ops->query(s, q, p, n, r, err) < 0) {
+        (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
+        (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);
+        r->s = NULL;
+        return -1;
+    }
+    if (s->ops->savepoint(s, STORE_SP_RELEASE, err) < 0) {
+        s->ops->done(r);
+        r->s = NULL;
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -422,16 +458,34 @@ q_int(struct coord_store *s, enum store_q q, const struct db_param *p, int n, in
     return 0;
 }
 
+/*
+ * A store call's transaction: its own, or inside a batch a savepoint of the batch transaction
+ * (so that a failing call rolls back only itself).
+ */
 static int
 tx_begin(struct coord_store *s, bool write, co_err *err)
 {
-    return s->ops->begin(s, write, err);
+    if (!s->batch)
+        return s->ops->begin(s, write, err);
+    if (batch_alive(s, err) < 0 || s->ops->savepoint(s, STORE_SP_SET, err) < 0)
+        return -1;
+    s->in_call = true;
+    return 0;
 }
 
 /* Commit when @rc is 0, else roll back; returns @rc or the commit's failure. */
 static int
 tx_end(struct coord_store *s, int rc, co_err *err)
 {
+    if (s->batch) {
+        s->in_call = false;
+        if (rc == 0 && s->ops->savepoint(s, STORE_SP_RELEASE, err) == 0)
+            return 0;
+        /* A failure here leaves the batch transaction unusable: its commit then fails. */
+        (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
+        (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);
+        return -1;
+    }
     if (rc < 0) {
         s->ops->rollback(s);
         return rc;
@@ -441,6 +495,49 @@ tx_end(struct coord_store *s, int rc, co_err *err)
         return -1;
     }
     return rc;
+}
+
+/* ---- batches ---- */
+
+int
+coord_store_batch_begin(struct coord_store *s, co_err *err)
+{
+    if (s->batch)
+        return co_err_set(err, CO_E_INTERNAL, "a batch is open already");
+    if (s->ops->begin(s, true, err) < 0)
+        return -1;
+    s->batch = true;
+    s->in_call = false;
+    return 0;
+}
+
+int
+coord_store_batch_commit(struct coord_store *s, co_err *err)
+{
+    if (!s->batch)
+        return co_err_set(err, CO_E_INTERNAL, "no batch is open");
+    s->batch = false;
+    if (s->ops->tx_state(s) != 1) {
+        s->ops->rollback(s);
+        return co_err_set(err, CO_E_UNAVAILABLE, "the batch transaction was lost");
+    }
+    if (s->ops->commit(s, err) < 0) {
+        s->ops->rollback(s);
+        if (err)
+            err->code = CO_E_UNAVAILABLE;
+        return -1;
+    }
+    return 0;
+}
+
+void
+coord_store_batch_rollback(struct coord_store *s)
+{
+    if (!s->batch)
+        return;
+    s->batch = false;
+    s->in_call = false;
+    s->ops->rollback(s);
 }
 
 /* ---- open, close, migrate ---- */

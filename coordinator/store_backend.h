@@ -117,6 +117,12 @@ struct db_res {
     int64_t changes; /* rows changed by an INSERT/UPDATE/DELETE */
 };
 
+/* The savepoint of one store call inside a batch transaction. */
+enum store_sp { STORE_SP_SET = 0, STORE_SP_RELEASE, STORE_SP_ROLLBACK };
+
+/* Its SQL, the same on both databases. */
+extern const char *const store_sp_sql[3];
+
 struct store_ops {
     const char *name; /* "sqlite" or "postgres", also the sql/ sub-folder */
     void (*close)(struct coord_store *s);
@@ -138,6 +144,15 @@ struct store_ops {
     void (*done)(struct db_res *r);
     /** Run a script of several statements without parameters (migrations). */
     int (*exec_script)(struct coord_store *s, const char *sql, co_err *err);
+    /** Inside a transaction: set, release or roll back to the savepoint of one store call. */
+    int (*savepoint)(struct coord_store *s, enum store_sp op, co_err *err);
+    /** 1 when a transaction is open and usable, 0 when none is open, -1 when it failed. */
+    int (*tx_state)(struct coord_store *s);
+    /*
+     * True when a failing statement aborts the whole transaction (PostgreSQL): a store call
+     * made without a transaction of its own then gets a savepoint of its own inside a batch.
+     */
+    bool error_aborts_tx;
 };
 
 /** The part of every store that the logic sees; drivers embed it first. */
@@ -145,6 +160,8 @@ struct coord_store {
     const struct store_ops *ops;
     struct coord_store_config cfg; /* cfg.url points to url */
     char *url;
+    bool batch;   /* a batch transaction is open: store calls run in savepoints */
+    bool in_call; /* inside a batch, a store call's savepoint is set */
 };
 
 /** Open a SQLite database file at @path (created if missing). */

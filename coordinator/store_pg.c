@@ -309,6 +309,28 @@ pg_exec_script(struct coord_store *s, const char *sql, co_err *err)
     return pg_command(p, sql, "run script", err);
 }
 
+static int
+pg_savepoint(struct coord_store *s, enum store_sp op, co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    if (pg_conn_bad(p))
+        return pg_err(p, NULL, "connection lost in a transaction", err);
+    return pg_command(p, store_sp_sql[op], "savepoint", err);
+}
+
+static int
+pg_tx_state(struct coord_store *s)
+{
+    switch (PQtransactionStatus(pgs(s)->conn)) {
+    case PQTRANS_INTRANS:
+        return 1;
+    case PQTRANS_IDLE:
+        return 0;
+    default:
+        return -1; /* failed, busy or the connection is gone */
+    }
+}
+
 static const struct store_ops pg_ops = {
     .name = "postgres",
     .close = pg_close,
@@ -323,6 +345,9 @@ static const struct store_ops pg_ops = {
     .col_blob = pg_col_blob,
     .done = pg_done,
     .exec_script = pg_exec_script,
+    .savepoint = pg_savepoint,
+    .tx_state = pg_tx_state,
+    .error_aborts_tx = true,
 };
 
 static void

@@ -18,6 +18,7 @@ struct store_sqlite {
     struct coord_store base; /* first: the logic casts between the two */
     sqlite3 *db;
     sqlite3_stmt *stmts[Q_COUNT];
+    sqlite3_stmt *sp[3]; /* SAVEPOINT, RELEASE, ROLLBACK TO: prepared once */
     bool in_tx;
 };
 
@@ -84,6 +85,8 @@ lite_close(struct coord_store *s)
     struct store_sqlite *l = lite(s);
     for (int i = 0; i < Q_COUNT; i++)
         sqlite3_finalize(l->stmts[i]);
+    for (int i = 0; i < 3; i++)
+        sqlite3_finalize(l->sp[i]);
     sqlite3_close(l->db);
     free(l);
 }
@@ -247,6 +250,30 @@ lite_exec_script(struct coord_store *s, const char *sql, co_err *err)
     return lite_exec(lite(s), sql, err);
 }
 
+static int
+lite_savepoint(struct coord_store *s, enum store_sp op, co_err *err)
+{
+    struct store_sqlite *l = lite(s);
+    if (!l->sp[op]) {
+        int rc = sqlite3_prepare_v3(l->db, store_sp_sql[op], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &l->sp[op], NULL);
+        if (rc != SQLITE_OK)
+            return lite_err(l, rc, "prepare savepoint", err);
+    }
+    int rc = sqlite3_step(l->sp[op]);
+    sqlite3_reset(l->sp[op]);
+    if (rc != SQLITE_DONE)
+        return lite_err(l, sqlite3_extended_errcode(l->db), store_sp_sql[op], err);
+    return 0;
+}
+
+static int
+lite_tx_state(struct coord_store *s)
+{
+    /* SQLite rolls a transaction back by itself after some errors (full disk, I/O, busy). */
+    return sqlite3_get_autocommit(lite(s)->db) ? 0 : 1;
+}
+
 static const struct store_ops sqlite_ops = {
     .name = "sqlite",
     .close = lite_close,
@@ -261,6 +288,9 @@ static const struct store_ops sqlite_ops = {
     .col_blob = lite_col_blob,
     .done = lite_done,
     .exec_script = lite_exec_script,
+    .savepoint = lite_savepoint,
+    .tx_state = lite_tx_state,
+    .error_aborts_tx = false,
 };
 
 int

@@ -839,6 +839,92 @@ t_job_release(void)
     return 0;
 }
 
+/*
+ * Batches: one transaction for several store calls.  A failing call undoes only itself (its job
+ * row and its hold together), nothing is visible to another connection before the commit, and a
+ * rollback undoes every call.
+ */
+static int
+t_batch(void)
+{
+    int64_t c, h;
+    int attempt = 0, ok;
+    bool changed = false;
+    struct coord_job j;
+    struct coord_store *other = NULL;
+    co_err e2 = CO_ERR_INIT;
+    const char *w = id("w"), *buyer = id("buyer"), *owner = id("owner");
+
+    if (coord_store_open(&cfg, &other, &e2) < 0)
+        FAIL("open a second connection: %s", e2.msg);
+    OK(worker(w, owner, 4, 4096));
+    OK(submit(id("before"), buyer, CREDIT, 1, 100, 5));
+
+    OK(coord_store_batch_begin(S, &E));
+    FAILS(coord_store_batch_begin(S, &E), CO_E_INTERNAL);
+    OK(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5));
+    /* A duplicate id (an SQL error inside the batch) and a short balance fail alone. */
+    FAILS(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5), CO_E_CONFLICT);
+    FAILS(submit(id("big"), buyer, START_CREDITS, 1, 100, 5), CO_E_FUNDS);
+    FAILS(coord_store_worker_heartbeat(S, id("nobody"), &E), CO_E_NOTFOUND);
+    OK(coord_store_worker_heartbeat(S, w, &E));
+    OK(claim(id("a"), w, &attempt));
+    CHECK_EQ(attempt, 1);
+    FAILS(claim(id("a"), w, &attempt), CO_E_CONFLICT);
+    OK(coord_store_job_started(S, id("a"), w, 1, &E));
+    OK(coord_store_output_append_attempt(S, id("a"), w, 1, 1, "batched", 7, &E));
+    OK(finish(id("a"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(changed);
+    /* Reads inside the batch see its writes. */
+    OK(job_status(id("a"), &j));
+    ok = j.status == COORD_JOB_COMPLETED;
+    coord_job_release(&j);
+    CHECK(ok);
+    /* Another connection sees none of it yet. */
+    co_err_clear(&e2);
+    int rc = coord_store_job_get(other, id("a"), false, &j, &e2);
+    if (rc == 0)
+        coord_job_release(&j);
+    if (rc == 0 || e2.code != CO_E_NOTFOUND)
+        FAIL("line %d: uncommitted job visible to another connection (rc %d, %s)", __LINE__, rc,
+             e2.msg);
+    OK(coord_store_batch_commit(S, &E));
+    FAILS(coord_store_batch_commit(S, &E), CO_E_INTERNAL);
+
+    /* Committed: visible everywhere, money moved once, the failed calls left nothing. */
+    co_err_clear(&e2);
+    rc = coord_store_job_get(other, id("a"), false, &j, &e2);
+    ok = rc == 0 && j.status == COORD_JOB_COMPLETED && j.attempts == 1;
+    if (rc == 0)
+        coord_job_release(&j);
+    coord_store_close(other);
+    CHECK(ok);
+    FAILS(job_status(id("big"), &j), CO_E_NOTFOUND);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
+    CHECK_EQ(h, CREDIT);
+    OK(balance(owner, &c, &h));
+    CHECK_EQ(c, START_CREDITS + 2 * CREDIT);
+    OK(coord_store_check_invariant(S, &E));
+
+    /* A rolled-back batch leaves nothing. */
+    OK(coord_store_batch_begin(S, &E));
+    OK(submit(id("b"), buyer, 5 * CREDIT, 1, 100, 5));
+    OK(claim(id("before"), w, &attempt));
+    coord_store_batch_rollback(S);
+    FAILS(job_status(id("b"), &j), CO_E_NOTFOUND);
+    OK(job_status(id("before"), &j));
+    ok = j.status == COORD_JOB_PENDING && j.attempts == 0;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
+    CHECK_EQ(h, CREDIT);
+    /* And the store works as before afterwards, one transaction per call. */
+    OK(submit(id("after"), buyer, CREDIT, 1, 100, 5));
+    return 0;
+}
+
 /* Output per attempt: a re-run starts empty, and appends are fenced to the current attempt. */
 static int
 t_output_attempts(void)
@@ -1795,6 +1881,7 @@ main(void)
         {"output_append_cap", t_output},
         {"output_per_attempt", t_output_attempts},
         {"job_release_single", t_job_release},
+        {"batch_transaction", t_batch},
         {"grant", t_grant},
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},
