@@ -889,11 +889,18 @@ case_sandbox_cancel_dup(void)
     EVFREE(e);
     e = NULL;
     send_assign("sleep-1", 1, "sleep 30", 1, 256, 60);
-    /* Nothing but heartbeats may follow a duplicate. */
-    e = fk_next(1500);
-    while (e && e->kind == EV_MSG && e->msg.type == PROTO_MSG_HEARTBEAT) {
+    /*
+     * Nothing but heartbeats may follow a duplicate, for 1.5 s.  The window is bounded in total:
+     * heartbeats come every 500 ms, so waiting "500 ms after the last one" could go on until the
+     * job ends by itself.
+     */
+    int64_t quiet_until = co_mono_ms() + 1500;
+    for (;;) {
+        int64_t left = quiet_until - co_mono_ms();
+        e = left > 0 ? fk_next(left) : NULL;
+        if (!(e && e->kind == EV_MSG && e->msg.type == PROTO_MSG_HEARTBEAT))
+            break;
         EVFREE(e);
-        e = fk_next(500);
     }
     CHECK(!e, "duplicate assign answered with type %s (status %s, error %s)",
           e && e->kind == EV_MSG ? proto_msg_type_name(e->msg.type) : "?",
