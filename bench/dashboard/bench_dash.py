@@ -2,17 +2,17 @@
 """Job throughput with 0 vs N connected dashboards (DASHBOARD.md: 1,000 dashboards must not
 change job throughput by more than 10%).
 
-Method of bench/e2e (its submit and wait helpers are reused; the processes are started with
-tests/lib/cotest.py): a fresh coordinator and SQLite database per run, one local agent, BENCH_JOBS trivial jobs submitted by several client
-threads; throughput = jobs / (first submit -> every job final).  In the "with dashboards" runs,
-dash_load holds N dashboard sessions open and reads all of them during the whole run.  Runs
-alternate (0, N, 0, N, ...) to spread the noise of a shared machine over both figures; the
-median of each is compared.  Prints figures only.
+Method of bench/e2e (its stack, submit and wait helpers are reused; they start the processes
+with tests/lib/cotest.py): a fresh coordinator and SQLite database per run, one local agent,
+BENCH_JOBS trivial jobs submitted by several client threads; throughput = jobs / (first submit
+-> every job final).  In the "with dashboards" runs, dash_load holds N dashboard sessions open
+and reads all of them during the whole run.  Runs alternate (0, N, 0, N, ...) to spread the
+noise of a shared machine over both figures; the median of each is compared.  Prints figures
+only.
 """
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -20,42 +20,13 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "e2e"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "lib"))
-import bench_e2e as e2e  # noqa: E402  (bench/e2e's submit and wait helpers)
-import cotest  # noqa: E402  (the coordinator test library: processes)
-
-
-def start_stack(args, name, bench_mode):
-    """A coordinator on a fresh SQLite database and one connected agent (bench/e2e's settings)."""
-    cores = args.dispatch_cores if bench_mode else args.cores
-    workdir = cotest.make_workdir("cacheout-bench-%s-" % name)
-    coord = cotest.Coordinator(
-        args.coordinator, args.sql_dir, e2e.ADMIN,
-        database_url=cotest.new_database(name, workdir), workdir=workdir,
-        unset=cotest.UNSET + ("DB_THREADS", "AGENT_BENCH_NO_SANDBOX"),
-        settings={"AGENT_TOKEN": e2e.AGENT_TOKEN, "DEFAULT_STARTING_CREDITS": "100000000",
-                  "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-                  "FRONTEND_DIR": workdir, "WORKER_TIMEOUT_SECONDS": "30"})
-    agent = cotest.Agent(args.agent, coord, "bench-agent", cores, 64 * cores,
-                         token=e2e.AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
-                         args=["--bench-no-sandbox"] if bench_mode else [])
-    try:
-        coord.start()
-        agent.start().wait_connected()
-    except cotest.CaseFailed as e:
-        stop_stack(coord, agent)
-        raise SystemExit("bench/dashboard: %s (see %s)" % (e, workdir))
-    return coord, agent
-
-
-def stop_stack(coord, agent):
-    agent.stop(timeout=20)
-    coord.stop(timeout=20)
-    if not os.environ.get("BENCH_KEEP"):
-        shutil.rmtree(coord.workdir, ignore_errors=True)
+import bench_e2e as e2e  # noqa: E402  (bench/e2e's stack, submit and wait helpers)
+import cotest  # noqa: E402  (the coordinator test library: CPU time, times)
 
 
 def one_run(args, dashboards, bench_mode):
-    coord, agent = start_stack(args, "dash%d" % dashboards, bench_mode)
+    cores = args.dispatch_cores if bench_mode else args.cores
+    coord, agent = e2e.start_stack(args, "dash%d" % dashboards, bench_mode, cores)
     load = None
     stats = None
     try:
@@ -86,7 +57,7 @@ def one_run(args, dashboards, bench_mode):
         if load:
             load.kill()
             load.wait()
-        stop_stack(coord, agent)
+        e2e.stop_stack(coord, agent)
 
 
 def main():

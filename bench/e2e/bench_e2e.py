@@ -14,55 +14,30 @@ Phases (each on a fresh coordinator and database):
 Times: "submit" is the job's created_at (stored by the coordinator while answering the submit),
 "finished" its completed_at, "agent receives" the agent's log line for job.accepted; all three
 clocks are the same host's.  Client-side figures (first submit sent -> last job final) are
-printed too.  Standard library only.
+printed too.  Standard library and tests/lib/cotest.py only (processes, HTTP client, databases);
+bench/dashboard imports the stack and submit helpers from here.
 """
 import argparse
-import calendar
-import http.client
-import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "lib"))
+import cotest  # noqa: E402  (the coordinator test library: processes, HTTP client)
+from cotest import cpu_seconds, iso_ms  # noqa: E402
 
 ADMIN = "bench-admin"
 AGENT_TOKEN = "bench-agent"
 ARGS = None
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def iso_ms(s):
-    base, _, frac = s.rstrip("Z").partition(".")
-    return calendar.timegm(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(
-        (frac + "000")[:3])
-
-
-def cpu_s(proc):
-    """CPU seconds (user + system, all threads) used so far by a child process."""
-    try:
-        with open("/proc/%d/stat" % proc.pid) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def print_cpu(name, stack, n, c0, a0):
-    c = cpu_s(stack.coord) - c0
-    a = cpu_s(stack.agent) - a0
+def print_cpu(name, coord, agent, n, c0, a0):
+    c = cpu_seconds(coord.proc) - c0
+    a = cpu_seconds(agent.proc) - a0
     print("%-22s CPU per job: coordinator %.0f us, agent %.0f us (load average now %.1f; the "
           "coordinator alone would sustain ~%.0f jobs/s per core)" % (
               name, c * 1e6 / n, a * 1e6 / n, os.getloadavg()[0], n / c if c > 0 else 0))
@@ -76,127 +51,62 @@ def pct(values, p):
     return v[k]
 
 
-class Conn:
-    """A keep-alive HTTP connection."""
-
-    def __init__(self, port):
-        self.port = port
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def req(self, method, path, body=None, admin=False):
-        data = json.dumps(body).encode() if body is not None else b""
-        h = {"Content-Length": str(len(data))}
-        if body is not None:
-            h["Content-Type"] = "application/json"
-        if admin:
-            h["X-Admin-Token"] = ADMIN
-        for attempt in range(2):
-            try:
-                self.c.request(method, path, body=data or None, headers=h)
-                r = self.c.getresponse()
-                raw = r.read()
-                return r.status, (json.loads(raw) if raw else None)
-            except (http.client.HTTPException, OSError):
-                self.c.close()
-                self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                if attempt:
-                    raise
-
-
-_dbs = [0]
-
-
-def new_database(name, workdir):
-    """A fresh database for one phase: a SQLite file, or a new PostgreSQL database."""
-    if not ARGS.pg_port:
-        return "sqlite:///" + os.path.join(workdir, "bench.db")
-    _dbs[0] += 1
-    db = "bench_%s_%d_%d" % (name.replace("-", "_"), os.getpid(), _dbs[0])
-    subprocess.run([os.path.join(ARGS.pg_bin, "createdb"), "-h", "127.0.0.1", "-p",
-                    str(ARGS.pg_port), "-U", "postgres", db], check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    return "postgresql://postgres@127.0.0.1:%d/%s" % (ARGS.pg_port, db)
+def start_stack(args, name, bench_mode, cores, connect=True):
+    """A coordinator on a fresh database (SQLite, or PostgreSQL when @args has a pg_port) and
+    its agent "bench-agent" offering @cores, in benchmark mode (--bench-no-sandbox) when
+    @bench_mode.  The coordinator is started; the agent too, and connected, when @connect (else
+    call connect_agent() later).  Returns (coordinator, agent); exits with a message when
+    either does not come up.  bench/dashboard uses it too."""
+    workdir = cotest.make_workdir("cacheout-bench-%s-" % name)
+    pg_port = getattr(args, "pg_port", 0)
+    url = cotest.new_database(name, workdir, getattr(args, "pg_bin", None), pg_port,
+                              prefix="bench")
+    coord = cotest.Coordinator(
+        args.coordinator, args.sql_dir, ADMIN, database_url=url, workdir=workdir,
+        unset=cotest.UNSET + ("DB_THREADS", "AGENT_BENCH_NO_SANDBOX"),
+        settings={"AGENT_TOKEN": AGENT_TOKEN, "DEFAULT_STARTING_CREDITS": "100000000",
+                  "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+                  "FRONTEND_DIR": workdir, "WORKER_TIMEOUT_SECONDS": "30"})
+    agent = cotest.Agent(args.agent, coord, "bench-agent", cores, 64 * cores, token=AGENT_TOKEN,
+                         settings={"LOG_LEVEL": "INFO"},
+                         args=["--bench-no-sandbox"] if bench_mode else [])
+    try:
+        coord.start()
+    except cotest.CaseFailed as e:
+        stop_stack(coord, agent)
+        raise SystemExit("bench: the coordinator did not start: %s (see %s)" % (e, workdir))
+    if connect:
+        connect_agent(coord, agent)
+    return coord, agent
 
 
-class Stack:
-    def __init__(self, name, bench_mode, cores):
-        self.dir = tempfile.mkdtemp(prefix="cacheout-bench-%s-" % name)
-        self.port = free_port()
-        self.bench_mode = bench_mode
-        self.cores = cores
-        self.coord = None
-        self.agent = None
-        self.agent_log = os.path.join(self.dir, "agent.log")
-        env = dict(os.environ)
-        for k in ("LOG_FILE", "DB_THREADS", "AGENT_BENCH_NO_SANDBOX"):
-            env.pop(k, None)
-        env.update({"HOST": "127.0.0.1", "PORT": str(self.port), "ADMIN_TOKEN": ADMIN,
-                    "AGENT_TOKEN": AGENT_TOKEN, "SQL_DIR": ARGS.sql_dir,
-                    "DATABASE_URL": new_database(name, self.dir),
-                    "DEFAULT_STARTING_CREDITS": "100000000", "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-                    "FRONTEND_DIR": self.dir, "WORKER_TIMEOUT_SECONDS": "30"})
-        self.env = env
+def connect_agent(coord, agent):
+    """Start @agent and wait until the coordinator lists it; exits with a message if not."""
+    try:
+        agent.start().wait_connected()
+    except cotest.CaseFailed as e:
+        stop_stack(coord, agent)
+        raise SystemExit("bench: the agent did not connect: %s (see %s)" % (e, agent.output))
 
-    def start_coordinator(self):
-        out = open(os.path.join(self.dir, "coordinator.log"), "a")
-        self.coord = subprocess.Popen([ARGS.coordinator], cwd=self.dir, env=self.env, stdout=out,
-                                      stderr=subprocess.STDOUT)
-        out.close()
-        c = Conn(self.port)
-        for _ in range(400):
-            try:
-                if c.req("GET", "/api/v1/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise SystemExit("bench: the coordinator did not start (see %s)" % self.dir)
 
-    def start_agent(self):
-        env = dict(self.env)
-        env.update({"COORDINATOR_URL": "ws://127.0.0.1:%d/ws/agent" % self.port,
-                    "AGENT_TOKEN": AGENT_TOKEN, "WORKER_ID": "bench-agent",
-                    "AGENT_CORES": str(self.cores), "AGENT_RAM_MB": str(64 * self.cores),
-                    "AGENT_WORK_ROOT": os.path.join(self.dir, "work"), "LOG_LEVEL": "INFO"})
-        os.makedirs(env["AGENT_WORK_ROOT"], exist_ok=True)
-        args = [ARGS.agent]
-        if self.bench_mode:
-            args.append("--bench-no-sandbox")
-        out = open(self.agent_log, "a")
-        self.agent = subprocess.Popen(args, cwd=self.dir, env=env, stdout=out,
-                                      stderr=subprocess.STDOUT)
-        out.close()
-        c = Conn(self.port)
-        for _ in range(400):
-            st, ws = c.req("GET", "/api/v1/workers")
-            if st == 200 and any(w["worker_id"] == "bench-agent" and w["status"] != "offline"
-                                 for w in ws):
-                return
-            time.sleep(0.05)
-        raise SystemExit("bench: the agent did not connect (see %s)" % self.agent_log)
+def stop_stack(coord, agent):
+    """Stop both (20 s each before SIGKILL); remove the working directory unless BENCH_KEEP."""
+    agent.stop(timeout=20)
+    coord.stop(timeout=20)
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(coord.workdir, ignore_errors=True)
 
-    def stop(self):
-        for p in (self.agent, self.coord):
-            if p and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(self.dir, ignore_errors=True)
 
-    def received_ms(self):
-        """job_id -> ms the agent logged job.accepted."""
-        got = {}
-        rx = re.compile(r"^(\S+) level=\w+ job accepted job=(\S+)")
-        with open(self.agent_log, errors="replace") as f:
-            for line in f:
-                m = rx.match(line)
-                if m:
-                    got.setdefault(m.group(2), iso_ms(m.group(1)))
-        return got
+def received_ms(agent):
+    """job_id -> ms the agent logged job.accepted."""
+    got = {}
+    rx = re.compile(r"^(\S+) level=\w+ job accepted job=(\S+)")
+    with open(agent.output, errors="replace") as f:
+        for line in f:
+            m = rx.match(line)
+            if m:
+                got.setdefault(m.group(2), iso_ms(m.group(1)))
+    return got
 
 
 JOB = {"title": "bench", "required_cores": 1, "required_ram_mb": 64, "command": "true",
@@ -204,7 +114,7 @@ JOB = {"title": "bench", "required_cores": 1, "required_ram_mb": 64, "command": 
 
 
 def wait_final(port, n, timeout):
-    c = Conn(port)
+    c = cotest.Client(port, ADMIN)
     deadline = time.time() + timeout
     while time.time() < deadline:
         st, h = c.req("GET", "/api/v1/health")
@@ -217,7 +127,7 @@ def wait_final(port, n, timeout):
 
 
 def all_jobs(port):
-    c = Conn(port)
+    c = cotest.Client(port, ADMIN)
     out, off = [], 0
     while True:
         st, js = c.req("GET", "/api/v1/jobs?limit=1000&offset=%d" % off)
@@ -232,7 +142,7 @@ def submit_many(port, n, threads):
     errors = []
 
     def worker(k):
-        c = Conn(port)
+        c = cotest.Client(port, ADMIN)
         for _ in range(k):
             st, body = c.req("POST", "/api/v1/submit", JOB, admin=True)
             if st != 201:
@@ -269,11 +179,9 @@ def report(name, jobs, recv, t0=None, t_end=None):
 
 
 def phase_latency():
-    s = Stack("latency", False, ARGS.cores)
+    coord, agent = start_stack(ARGS, "latency", False, ARGS.cores)
     try:
-        s.start_coordinator()
-        s.start_agent()
-        c = Conn(s.port)
+        c = cotest.Client(coord.port, ADMIN)
         client = []
         for i in range(ARGS.latency_jobs):
             t = time.time()
@@ -287,42 +195,40 @@ def phase_latency():
                 time.sleep(0.001)
             client.append((time.time() - t) * 1000)
             time.sleep(0.02)
-        report("latency (idle, sandboxed)", all_jobs(s.port), s.received_ms())
+        report("latency (idle, sandboxed)", all_jobs(coord.port), received_ms(agent))
         print("%-22s client-observed submit->final ms (polling 1 ms): p50 %.0f  p99 %.0f" % (
             "", pct(client, 50), pct(client, 99)))
     finally:
-        s.stop()
+        stop_stack(coord, agent)
 
 
 def phase_throughput(bench_mode):
     name = "dispatch-only" if bench_mode else "sandboxed"
-    s = Stack(name, bench_mode, ARGS.dispatch_cores if bench_mode else ARGS.cores)
+    coord, agent = start_stack(ARGS, name, bench_mode,
+                               ARGS.dispatch_cores if bench_mode else ARGS.cores)
     try:
-        s.start_coordinator()
-        s.start_agent()
-        c0, a0 = cpu_s(s.coord), cpu_s(s.agent)
-        t0, t_sub = submit_many(s.port, ARGS.jobs, ARGS.threads)
-        t_end, _ = wait_final(s.port, ARGS.jobs, 600)
-        print_cpu(name, s, ARGS.jobs, c0, a0)
+        c0, a0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc)
+        t0, t_sub = submit_many(coord.port, ARGS.jobs, ARGS.threads)
+        t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
+        print_cpu(name, coord, agent, ARGS.jobs, c0, a0)
         print("%-22s submit rate (client, %d threads): %.0f jobs/s" % (
             name, ARGS.threads, ARGS.jobs / max(1e-9, t_sub - t0)))
-        report(name, all_jobs(s.port), s.received_ms(), t0, t_end)
+        report(name, all_jobs(coord.port), received_ms(agent), t0, t_end)
     finally:
-        s.stop()
+        stop_stack(coord, agent)
 
 
 def phase_drain():
-    s = Stack("drain", True, ARGS.dispatch_cores)
+    coord, agent = start_stack(ARGS, "drain", True, ARGS.dispatch_cores, connect=False)
     try:
-        s.start_coordinator()
-        submit_many(s.port, ARGS.jobs, ARGS.threads)
+        submit_many(coord.port, ARGS.jobs, ARGS.threads)
         t0 = time.time()
-        c0 = cpu_s(s.coord)
-        s.start_agent()
-        t_end, _ = wait_final(s.port, ARGS.jobs, 600)
-        print_cpu("dispatch-only drain", s, ARGS.jobs, c0, 0)
-        jobs = all_jobs(s.port)
-        recv = s.received_ms()
+        c0 = cpu_seconds(coord.proc)
+        connect_agent(coord, agent)
+        t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
+        print_cpu("dispatch-only drain", coord, agent, ARGS.jobs, c0, 0)
+        jobs = all_jobs(coord.port)
+        recv = received_ms(agent)
         first = min(recv.values()) if recv else 0
         last = max(iso_ms(j["completed_at"]) for j in jobs if j["completed_at"])
         print("%-22s backlog of %d drained: %.0f jobs/s (server: first received -> last "
@@ -330,7 +236,7 @@ def phase_drain():
                   "dispatch-only drain", len(jobs), len(jobs) / max(0.001, (last - first) / 1000),
                   len(jobs) / max(1e-9, t_end - t0)))
     finally:
-        s.stop()
+        stop_stack(coord, agent)
 
 
 def main():
