@@ -421,10 +421,14 @@ class WebSocket:
 
     The constructor sends the upgrade and reads the answer's head: ``status`` is its HTTP status
     (101 when upgraded, 0 when there was none).  @proto: Sec-WebSocket-Protocol (None: no
-    header); @headers: more request headers; @rcvbuf: SO_RCVBUF, to play a slow reader.
+    header); @headers: more request headers; @rcvbuf: SO_RCVBUF, to play a slow reader;
+    @answer_pings False drops pings unanswered (a peer whose liveness the server must judge
+    from its messages alone, like the agent suite's fake agents).
     """
 
-    def __init__(self, port, path, proto, headers=None, rcvbuf=None, connect_timeout=5):
+    def __init__(self, port, path, proto, headers=None, rcvbuf=None, connect_timeout=5,
+                 answer_pings=True):
+        self.answer_pings = answer_pings
         self.sock = socket.socket()
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -442,6 +446,7 @@ class WebSocket:
         self.buf = b""
         self.status = 0
         self.close_code = None
+        self.close_reason = None
         self.closed = False
         while b"\r\n\r\n" not in self.buf:
             try:
@@ -509,19 +514,22 @@ class WebSocket:
 
     def recv(self, timeout=5.0):
         """The next text message as JSON; None on timeout; raises EOFError on close (then
-        ``closed`` is set and ``close_code`` holds the peer's code, 1005 when it gave none)."""
+        ``closed`` is set, ``close_code`` holds the peer's code, 1005 when it gave none, and
+        ``close_reason`` its reason text)."""
         deadline = time.time() + timeout
         try:
             while True:
                 fin, op, payload = self._frame(deadline)
                 if op == 0x9:
-                    self.send_frame(0xA, payload)
+                    if self.answer_pings:
+                        self.send_frame(0xA, payload)
                     continue
                 if op == 0xA:
                     continue
                 if op == 0x8:
                     self.close_code = struct.unpack("!H", payload[:2])[0] if len(
                         payload) >= 2 else 1005
+                    self.close_reason = payload[2:].decode("utf-8", "replace")
                     self.closed = True
                     raise EOFError()
                 self.frag += payload
