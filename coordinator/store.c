@@ -879,57 +879,90 @@ job_load_must(struct coord_store *s, enum store_q q, const char *job_id, struct 
     return 0;
 }
 
+/* Fills one list item (zeroed) from the current row. */
+typedef void (*row_fn)(struct db_res *r, void *item);
+/* Frees what one list item owns (NULL: nothing). */
+typedef void (*item_release_fn)(void *item);
+
+/*
+ * Run @q and turn every row into an item of @size bytes with @from_row.  On success *@items (a
+ * caller-owned array, NULL when empty) and *@len are set; on error nothing is returned and what
+ * was read is freed.
+ */
 static int
-jobs_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
-          struct coord_job_list *out, co_err *err)
+rows_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n, size_t size,
+          row_fn from_row, item_release_fn release, void **items, size_t *len, co_err *err)
 {
     struct db_res r;
-    struct coord_job_list l = {NULL, 0};
-    size_t cap = 0;
+    char *arr = NULL;
+    size_t cap = 0, count = 0;
     int rc;
 
     if (q_run(s, q, p, n, &r, err) < 0)
         return -1;
     while ((rc = q_next(&r, err)) > 0) {
-        if (l.len == cap) {
+        if (count == cap) {
             cap = cap ? cap * 2 : 16;
-            l.items = co_xreallocarray(l.items, cap, sizeof(*l.items));
+            arr = co_xreallocarray(arr, cap, size);
         }
-        job_from_row(&r, &l.items[l.len++]);
+        void *item = arr + count++ * size;
+        memset(item, 0, size);
+        from_row(&r, item);
     }
     q_done(&r);
     if (rc < 0) {
-        coord_job_list_release(&l);
+        for (size_t i = 0; release != NULL && i < count; i++)
+            release(arr + i * size);
+        free(arr);
         return -1;
     }
-    *out = l;
+    *items = arr;
+    *len = count;
     return 0;
+}
+
+static void
+job_row(struct db_res *r, void *item)
+{
+    job_from_row(r, item);
+}
+
+static void
+job_item_release(void *item)
+{
+    coord_job_release(item);
+}
+
+static int
+jobs_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+          struct coord_job_list *out, co_err *err)
+{
+    void *items;
+    size_t len;
+    if (rows_load(s, q, p, n, sizeof(struct coord_job), job_row, job_item_release, &items, &len,
+                  err) < 0)
+        return -1;
+    out->items = items;
+    out->len = len;
+    return 0;
+}
+
+static void
+worker_row(struct db_res *r, void *item)
+{
+    worker_from_row(r, item);
 }
 
 static int
 workers_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
              struct coord_worker_list *out, co_err *err)
 {
-    struct db_res r;
-    struct coord_worker_list l = {NULL, 0};
-    size_t cap = 0;
-    int rc;
-
-    if (q_run(s, q, p, n, &r, err) < 0)
+    void *items;
+    size_t len;
+    if (rows_load(s, q, p, n, sizeof(struct coord_worker), worker_row, NULL, &items, &len, err) < 0)
         return -1;
-    while ((rc = q_next(&r, err)) > 0) {
-        if (l.len == cap) {
-            cap = cap ? cap * 2 : 16;
-            l.items = co_xreallocarray(l.items, cap, sizeof(*l.items));
-        }
-        worker_from_row(&r, &l.items[l.len++]);
-    }
-    q_done(&r);
-    if (rc < 0) {
-        coord_worker_list_release(&l);
-        return -1;
-    }
-    *out = l;
+    out->items = items;
+    out->len = len;
     return 0;
 }
 
@@ -1896,16 +1929,37 @@ out:
     return tx_end(s, rc, err);
 }
 
+static void
+ledger_row(struct db_res *r, void *item)
+{
+    struct coord_ledger_row *row = item;
+    row->id = col_int(r, 0);
+    col_id(r, 1, row->user_id);
+    col_id(r, 2, row->job_id);
+    int k = name_index(ledger_kind_names, COORD_LEDGER_KIND_COUNT, col_text(r, 3));
+    row->kind = k < 0 ? COORD_LEDGER_GRANT : (enum coord_ledger_kind)k;
+    row->amount = col_int(r, 4);
+    row->held = col_int(r, 5);
+    row->balance = col_int(r, 6);
+    row->note = col_dup(r, 7);
+    row->created_at = col_int(r, 8);
+}
+
+static void
+ledger_item_release(void *item)
+{
+    struct coord_ledger_row *row = item;
+    free(row->note);
+}
+
 int
 coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t limit, int64_t offset,
                         struct coord_ledger_list *out, co_err *err)
 {
     struct coord_user u;
-    struct coord_ledger_list l = {NULL, 0};
-    struct db_res r;
-    size_t cap = 0;
     bool found;
-    int rc;
+    void *items;
+    size_t len;
 
     if (limit < 1 || limit > 1000 || offset < 0)
         return co_err_field(err, CO_E_RANGE, "limit", "limit %lld or offset %lld out of range",
@@ -1914,32 +1968,12 @@ coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t limi
         return -1;
     if (!found)
         return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
-    if (q_run(s, Q_LEDGER_LIST, PARAMS(P_TEXT(user_id), P_INT(limit), P_INT(offset)), &r, err) < 0)
+    if (rows_load(s, Q_LEDGER_LIST, PARAMS(P_TEXT(user_id), P_INT(limit), P_INT(offset)),
+                  sizeof(struct coord_ledger_row), ledger_row, ledger_item_release, &items, &len,
+                  err) < 0)
         return -1;
-    while ((rc = q_next(&r, err)) > 0) {
-        if (l.len == cap) {
-            cap = cap ? cap * 2 : 16;
-            l.items = co_xreallocarray(l.items, cap, sizeof(*l.items));
-        }
-        struct coord_ledger_row *row = &l.items[l.len++];
-        memset(row, 0, sizeof(*row));
-        row->id = col_int(&r, 0);
-        col_id(&r, 1, row->user_id);
-        col_id(&r, 2, row->job_id);
-        int k = name_index(ledger_kind_names, COORD_LEDGER_KIND_COUNT, col_text(&r, 3));
-        row->kind = k < 0 ? COORD_LEDGER_GRANT : (enum coord_ledger_kind)k;
-        row->amount = col_int(&r, 4);
-        row->held = col_int(&r, 5);
-        row->balance = col_int(&r, 6);
-        row->note = col_dup(&r, 7);
-        row->created_at = col_int(&r, 8);
-    }
-    q_done(&r);
-    if (rc < 0) {
-        coord_ledger_list_release(&l);
-        return -1;
-    }
-    *out = l;
+    out->items = items;
+    out->len = len;
     return 0;
 }
 
