@@ -64,7 +64,7 @@ trap cleanup EXIT
 # the machine's own Debian mirror, once, and kept for later runs.
 if ! $engine image exists docker.io/library/debian:bookworm-slim 2>/dev/null &&
    ! $engine image inspect debian:bookworm-slim >/dev/null 2>&1; then
-    if ! $engine pull -q debian:bookworm-slim >/dev/null 2>&1; then
+    if ! timeout 120 $engine pull -q debian:bookworm-slim >/dev/null 2>&1; then
         echo "compose: making debian:bookworm-slim with debootstrap"
         mirror=$(images/debian-mirror.sh) || { bad "find a Debian mirror"; finish; }
         if debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 &&
