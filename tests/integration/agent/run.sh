@@ -4,7 +4,9 @@
 # agent_test.py (one line per case); this script runs them per database and prints the summary
 # line "agent: N passed, M failed[, K skipped]".
 #
-# Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose binaries are tested).
+# Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose binaries are tested),
+# CO_ASAN_BUILD_DIR (if it holds both binaries, the SQLite pass runs again with them, so that
+# ASan/UBSan see every scenario).
 # AGENT_SUITE_ONLY=<substring> runs only the matching scenarios, AGENT_SUITE_KEEP=1 keeps the work
 # directories of passing scenarios too (failing ones are always kept and named), for debugging.
 set -u
@@ -46,8 +48,8 @@ run_driver() {
     shift
     local out rc p f
     out=$(mktemp)
-    python3 "$driver" --coordinator "$coord" --agent "$agent" --sql-dir "$src/sql" \
-        --label "$label" --only "${AGENT_SUITE_ONLY:-}" "$@" | tee "$out"
+    python3 "$driver" --coordinator "${run_coord:-$coord}" --agent "${run_agent:-$agent}" \
+        --sql-dir "$src/sql" --label "$label" --only "${AGENT_SUITE_ONLY:-}" "$@" | tee "$out"
     rc=${PIPESTATUS[0]}
     read -r p f < <(awk '/^RESULT /{print $2, $3}' "$out")
     rm -f "$out"
@@ -72,6 +74,32 @@ else
     echo "SKIP - postgres: cannot start a PostgreSQL server (see the message above);" \
         "the $n_cases scenarios were NOT run on PostgreSQL"
     skipped=$((skipped + n_cases))
+fi
+
+asan=${CO_ASAN_BUILD_DIR:-}
+if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] &&
+    [ -x "$asan/agent/cacheout-agent" ]; then
+    # Errors abort the process (-fno-sanitize-recover) and fail their scenario; leaks are only
+    # reported at exit, so every log of this pass is scanned for sanitizer reports afterwards.
+    marker=$(mktemp)
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} AGENT_SUITE_KEEP=1 \
+        run_coord="$asan/coordinator/cacheout-coordinator" run_agent="$asan/agent/cacheout-agent" \
+        run_driver sqlite-asan
+    dirs=$(find "${TMPDIR:-/tmp}" -maxdepth 1 -type d -name 'cacheout-agent-*' -newer "$marker")
+    reports=$(grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
+        $(find $dirs -maxdepth 1 -name '*.log' 2>/dev/null) /dev/null 2>/dev/null)
+    if [ -n "$reports" ]; then
+        echo "FAIL - sqlite-asan: sanitizer reports in: $reports"
+        failed=$((failed + 1))
+    else
+        echo "ok   - sqlite-asan: no sanitizer report in the logs of the pass"
+        passed=$((passed + 1))
+        # Passing scenarios' folders were kept only for this scan.
+        rm -rf $dirs
+    fi
+    rm -f "$marker"
+else
+    echo "NOTE - agent suite: no sanitizer build (CO_ASAN_BUILD_DIR); the ASan pass is not run"
 fi
 
 summary
