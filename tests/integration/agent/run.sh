@@ -96,6 +96,7 @@ if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] &&
         passed=$((passed + 1))
         # Passing scenarios' folders were kept only for this scan.
         rm -rf $dirs
+        echo "    # the folders kept for the scan are removed again"
     fi
     rm -f "$marker"
 else
