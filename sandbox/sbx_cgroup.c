@@ -93,6 +93,15 @@ write_in(const char *dir, const char *file, const char *value, co_err *err)
     return sbx_write_file(path, value, err);
 }
 
+/* Write the decimal @value into @dir/@file. */
+static int
+write_int_in(const char *dir, const char *file, int64_t value, co_err *err)
+{
+    char v[32];
+    snprintf(v, sizeof(v), "%lld", (long long)value);
+    return write_in(dir, file, v, err);
+}
+
 static int
 read_in(const char *dir, const char *file, char *buf, size_t size, co_err *err)
 {
@@ -181,7 +190,6 @@ online_cpus(void)
 static int
 v1_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
 {
-    char v[32];
     const char *cpu = cg->dirs[cg->ctrl_dir[SBX_CG_CPU]];
     const char *mem = cg->dirs[cg->ctrl_dir[SBX_CG_MEMORY]];
     const char *pids = cg->dirs[cg->ctrl_dir[SBX_CG_PIDS]];
@@ -190,24 +198,20 @@ v1_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
         return -1;
     /* The weight follows the cores too, so that under contention a job is not squeezed below
      * what it paid for by host processes (each of which weighs one core, 1024). */
-    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(l->cores_milli, 1024, 2, 262144));
-    if (write_in(cpu, "cpu.shares", v, err) < 0)
+    if (write_int_in(cpu, "cpu.shares", cpu_weight(l->cores_milli, 1024, 2, 262144), err) < 0)
         return -1;
-    snprintf(v, sizeof(v), "%lld", (long long)(l->cores_milli * 100));
-    if (write_in(cpu, "cpu.cfs_quota_us", v, err) < 0)
+    if (write_int_in(cpu, "cpu.cfs_quota_us", l->cores_milli * 100, err) < 0)
         return -1;
     /* A fresh cgroup starts unlimited: lower memory.limit first, then memsw (LIBRARIES.md). */
-    snprintf(v, sizeof(v), "%lld", (long long)l->memory_bytes);
-    if (write_in(mem, "memory.limit_in_bytes", v, err) < 0)
+    if (write_int_in(mem, "memory.limit_in_bytes", l->memory_bytes, err) < 0)
         return -1;
     if (cg->host->memsw) {
-        if (write_in(mem, "memory.memsw.limit_in_bytes", v, err) < 0)
+        if (write_int_in(mem, "memory.memsw.limit_in_bytes", l->memory_bytes, err) < 0)
             return -1;
     }
     if (write_in(mem, "memory.swappiness", "0", err) < 0)
         return -1;
-    snprintf(v, sizeof(v), "%lld", (long long)l->pids);
-    if (write_in(pids, "pids.max", v, err) < 0)
+    if (write_int_in(pids, "pids.max", l->pids, err) < 0)
         return -1;
     return 0;
 }
@@ -273,16 +277,13 @@ v2_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
     snprintf(v, sizeof(v), "%lld 100000", (long long)(l->cores_milli * 100));
     if (write_in(d, "cpu.max", v, err) < 0)
         return -1;
-    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(l->cores_milli, 100, 1, 10000));
-    if (write_in(d, "cpu.weight", v, err) < 0)
+    if (write_int_in(d, "cpu.weight", cpu_weight(l->cores_milli, 100, 1, 10000), err) < 0)
         return -1;
-    snprintf(v, sizeof(v), "%lld", (long long)l->memory_bytes);
-    if (write_in(d, "memory.max", v, err) < 0)
+    if (write_int_in(d, "memory.max", l->memory_bytes, err) < 0)
         return -1;
     if (write_in(d, "memory.swap.max", "0", err) < 0)
         return -1;
-    snprintf(v, sizeof(v), "%lld", (long long)l->pids);
-    if (write_in(d, "pids.max", v, err) < 0)
+    if (write_int_in(d, "pids.max", l->pids, err) < 0)
         return -1;
     return 0;
 }
@@ -433,10 +434,9 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
      * v1 "tasks" writes by a single-threaded process do not (see sbx_cgroup_create()).
      */
     /* All jobs together may weigh as much as the whole machine (each is capped by its quota). */
-    char v[32];
     co_err e = CO_ERR_INIT;
-    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(online_cpus() * 1000, 1024, 2, 262144));
-    (void)write_in(host->v1[SBX_CG_CPU], "cpu.shares", v, &e);
+    (void)write_int_in(host->v1[SBX_CG_CPU], "cpu.shares",
+                       cpu_weight(online_cpus() * 1000, 1024, 2, 262144), &e);
     char probe[PATH_MAX];
     if (join(probe, host->v1[SBX_CG_MEMORY], "memory.memsw.limit_in_bytes", err) < 0)
         return -1;
@@ -525,10 +525,8 @@ sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const ch
     }
     if (join(host->v2, base, parent, err) < 0 || mkdir_p1(host->v2, err) < 0)
         return -1;
-    char v[32];
     co_err e = CO_ERR_INIT;
-    snprintf(v, sizeof(v), "%lld", (long long)cpu_weight(online_cpus() * 1000, 100, 1, 10000));
-    (void)write_in(host->v2, "cpu.weight", v, &e);
+    (void)write_int_in(host->v2, "cpu.weight", cpu_weight(online_cpus() * 1000, 100, 1, 10000), &e);
     host->dirfd[0] = open(host->v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (host->dirfd[0] < 0)
         return co_err_sys(err, errno, "cannot open cgroup '%s'", host->v2);
