@@ -42,24 +42,15 @@ if [ "$(id -u)" -ne 0 ]; then
     echo "NOTE - agent suite: not running as root; the agent's sandbox may refuse to run jobs"
 fi
 
+# shellcheck source=../../lib/suite.sh
+. "$src/tests/lib/suite.sh"
 # run_driver LABEL [driver args...]: run the scenarios and add their counts.
 run_driver() {
     local label=$1
     shift
-    local out rc p f
-    out=$(mktemp)
-    python3 "$driver" --coordinator "${run_coord:-$coord}" --agent "${run_agent:-$agent}" \
-        --sql-dir "$src/sql" --label "$label" --only "${AGENT_SUITE_ONLY:-}" "$@" | tee "$out"
-    rc=${PIPESTATUS[0]}
-    read -r p f < <(awk '/^RESULT /{print $2, $3}' "$out")
-    rm -f "$out"
-    if [ -z "${p:-}" ]; then
-        echo "FAIL - $label: the driver crashed (exit status $rc)"
-        failed=$((failed + 1))
-        return
-    fi
-    passed=$((passed + p))
-    failed=$((failed + f))
+    suite_pass "$label" python3 "$driver" --coordinator "${run_coord:-$coord}" \
+        --agent "${run_agent:-$agent}" --sql-dir "$src/sql" --label "$label" \
+        --only "${AGENT_SUITE_ONLY:-}" "$@"
 }
 
 run_driver sqlite

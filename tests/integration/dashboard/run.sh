@@ -28,23 +28,13 @@ if ! command -v python3 >/dev/null; then
     exit 1
 fi
 
+# shellcheck source=../../lib/suite.sh
+. "$src/tests/lib/suite.sh"
 run_pass() { # label binary [extra args...]
     local label=$1 binary=$2
     shift 2
-    local out
-    out=$(mktemp)
-    timeout 600 python3 "$here/dash_test.py" --bin "$binary" --sql-dir "$src/sql" \
-        --label "$label" "$@" 2>&1 | tee "$out"
-    local line
-    line=$(grep '^RESULT ' "$out" | tail -n 1)
-    if [ -z "$line" ]; then
-        echo "FAIL $label: the test driver crashed or timed out"
-        failed=$((failed + 1))
-    else
-        passed=$((passed + $(echo "$line" | cut -d' ' -f2)))
-        failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
-    fi
-    rm -f "$out"
+    suite_pass "$label" timeout 600 python3 "$here/dash_test.py" --bin "$binary" \
+        --sql-dir "$src/sql" --label "$label" "$@"
 }
 
 run_pass sqlite "$bin"
