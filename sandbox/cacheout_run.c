@@ -58,18 +58,30 @@ static const char usage_text[] =
     "                         (default: fd 3 if it is open, else nothing)\n"
     "  --help                 show this text\n"
     "\n"
+    "       cacheout-run --setup-rootless USER\n"
+    "\n"
+    "As root, prepare USER to run sandboxes without root (cacheout-run or cacheout-agent run\n"
+    "as USER): a range of subordinate uids/gids for the job uids (added with usermod when\n"
+    "missing) and, on cgroup v1 and hybrid hosts, job cgroup folders USER may use\n"
+    "(<hierarchy>/cacheout-<uid>).  On pure cgroup2 hosts start the agent in a delegated cgroup\n"
+    "instead (systemd: User=USER and Delegate=yes).  Rootless sandboxes need newuidmap and\n"
+    "newgidmap (package uidmap) and unprivileged user namespaces.\n"
+    "\n"
     "Result JSON: status (ok, runtime_error, signaled, timeout, cpu_timeout, oom, seccomp,\n"
     "output_limit, internal_error, cancelled), exit_code, signal, wall_ms, cpu_ms,\n"
     "memory_peak_kb, max_rss_kb, oom_killed, stdout_truncated, stderr_truncated, stdout_bytes,\n"
-    "stderr_bytes, error (null or {step, errno, message}), slot, uid.\n"
+    "stderr_bytes, error (null or {step, errno, message}), slot, uid (inside), host_uid (the\n"
+    "same uid seen from the host: for a rootless caller, its subordinate uid + slot).\n"
     "\n"
     "Exit code: the job's exit code; 128+N if it was killed by signal N (timeouts, OOM and\n"
     "output-limit kills are SIGKILL: 137); 125 if the sandbox failed (the job did not run);\n"
     "2 for usage errors.  SIGINT/SIGTERM cancel the job (status cancelled).\n"
     "\n"
     "Environment: CACHEOUT_IMAGE_DIR (registered images), CACHEOUT_RUN_DIR (locks and the\n"
-    "default image skeleton; default /run/cacheout), CACHEOUT_CGROUP_PARENT (cgroup folder of\n"
-    "the jobs; default cacheout).  Runs as root.\n";
+    "default image skeleton; default /run/cacheout, rootless /run/user/<uid>/cacheout or\n"
+    "/tmp/cacheout-<uid>), CACHEOUT_CGROUP_PARENT (cgroup folder of the jobs; default cacheout,\n"
+    "rootless cacheout-<uid>), CACHEOUT_CGROUP_BASE (pure cgroup2: the delegated cgroup).\n"
+    "Runs as root, or rootless: as another user each sandbox gets a user namespace of its own.\n";
 
 enum opt {
     OPT_CORES = 1000,
@@ -89,6 +101,7 @@ enum opt {
     OPT_RESULT,
     OPT_RESULT_FD,
     OPT_HELP,
+    OPT_SETUP_ROOTLESS,
 };
 
 static const struct option long_opts[] = {
@@ -109,6 +122,7 @@ static const struct option long_opts[] = {
     {"result", required_argument, NULL, OPT_RESULT},
     {"result-fd", required_argument, NULL, OPT_RESULT_FD},
     {"help", no_argument, NULL, OPT_HELP},
+    {"setup-rootless", required_argument, NULL, OPT_SETUP_ROOTLESS},
     {NULL, 0, NULL, 0},
 };
 
@@ -165,6 +179,22 @@ parse_cores(const char *s, int64_t *milli, co_err *err)
     if (micro <= 0 || micro % 1000 != 0)
         return co_err_set(err, CO_E_INVAL, "invalid cores '%s': need > 0, at most 3 decimals", s);
     *milli = micro / 1000;
+    return 0;
+}
+
+static int
+setup_rootless(const char *user)
+{
+    struct co_buf report = CO_BUF_INIT;
+    co_err err = CO_ERR_INIT;
+    int rc = sbx_setup_rootless(user, &report, &err);
+    if (report.len)
+        fwrite(report.data, 1, report.len, stdout);
+    co_buf_release(&report);
+    if (rc < 0) {
+        fprintf(stderr, "cacheout-run: %s\n", err.msg);
+        return 1;
+    }
     return 0;
 }
 
@@ -262,6 +292,8 @@ main(int argc, char **argv)
         case OPT_HELP:
             fputs(usage_text, stdout);
             return 0;
+        case OPT_SETUP_ROOTLESS:
+            return setup_rootless(optarg);
         default:
             return usage_error("%s", "invalid option");
         }

@@ -9,7 +9,8 @@
  *
  * Threads: sbx_run() and sbx_run_ex() may be called from several threads at once (one call per
  * job).  Nothing is allocated between clone() and execve().  sbx_cancel() may be called from any
- * thread.  The host side runs as root (see sandbox/README.md); the sandbox fails closed: if a
+ * thread.  The host side runs as root, or rootless in a user namespace of each sandbox's own
+ * (see sandbox/README.md); the sandbox fails closed: if a
  * namespace, mount, limit or filter cannot be applied the job does not run and the result says
  * which step failed.
  */
@@ -119,6 +120,8 @@ struct sbx_result {
     size_t stdout_len, stderr_len;
     unsigned slot; /* the slot used; the job ran as uid/gid SBX_UID_BASE + slot */
     uid_t uid;
+    uid_t host_uid; /* the job's uid seen from the host: uid, or for a rootless caller its
+                       subordinate uid + slot (see sandbox/README.md) */
     /* For SBX_INTERNAL_ERROR, and for exec failures: the failing step, errno and a message. */
     char error_step[32]; /* "" when no error, else e.g. "cgroup", "mount_proc", "execve" */
     int error_errno;
@@ -131,7 +134,8 @@ void sbx_result_release(struct sbx_result *res);
 /**
  * Append @res as one JSON object (no newline) to @out: status, exit_code, signal, wall_ms, cpu_ms,
  * memory_peak_kb, max_rss_kb, oom_killed, stdout_truncated, stderr_truncated, stdout_bytes,
- * stderr_bytes, error (null or {step, errno, message}), slot, uid.  @out is owned by the caller.
+ * stderr_bytes, error (null or {step, errno, message}), slot, uid, host_uid.  @out is owned by the
+ * caller.
  */
 struct co_buf;
 void sbx_result_json(const struct sbx_result *res, struct co_buf *out);
@@ -194,5 +198,15 @@ int sbx_prewarm(unsigned n, bool refill, co_err *err) __attribute__((warn_unused
  * Errors: the thread cannot be started.
  */
 int sbx_async_cleanup(co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * As root, prepare the user @user for rootless sandboxes (sandbox/README.md, "Rootless"): a range
+ * of subordinate uids and gids for the job ids (added with usermod when missing) and, on v1 and
+ * hybrid hosts, cgroup folders the user may create job cgroups in.  Appends what it found and
+ * did, a line each, to @report (caller-owned).  Errors: not root, no such user, usermod or a
+ * cgroup write failing, a pure cgroup2 host (the message says how to delegate there).
+ */
+int sbx_setup_rootless(const char *user, struct co_buf *report, co_err *err)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "co_alloc.h"
+#include "co_buf.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -579,6 +580,75 @@ sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root, co
     return sbx_cgroup_host_init_v1(host, unified_mnt[0] ? unified_mnt : NULL, parent, err);
 }
 
+void
+sbx_cgroup_parent_name(uid_t uid, char *out, size_t size)
+{
+    const char *env = getenv("CACHEOUT_CGROUP_PARENT");
+    if (env && *env)
+        snprintf(out, size, "%s", env);
+    else if (uid == 0)
+        snprintf(out, size, "cacheout");
+    else
+        snprintf(out, size, "cacheout-%u", (unsigned)uid);
+}
+
+static int
+chown_in(const char *dir, const char *name, uid_t uid, gid_t gid, co_err *err)
+{
+    char path[PATH_MAX];
+    if (join(path, dir, name, err) < 0)
+        return -1;
+    if (chown(path, uid, gid) < 0)
+        return co_err_sys(err, errno, "cannot chown '%s'", path);
+    return 0;
+}
+
+int
+sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *parent, uid_t uid,
+                    gid_t gid, struct co_buf *report, co_err *err)
+{
+    struct statfs sfs;
+    if (statfs(cgroup_root, &sfs) < 0)
+        return co_err_sys(err, errno, "cannot stat '%s'", cgroup_root);
+    if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC)
+        return co_err_set(err, CO_E_UNAVAILABLE,
+                          "pure cgroup2 host: a rootless sandbox uses the cgroup its process was "
+                          "started in, which must be delegated to the user (systemd: a service "
+                          "with User= and Delegate=yes, or 'systemd-run --user -p Delegate=yes "
+                          "--scope cacheout-agent ...'); nothing to create here");
+    struct sbx_cgroup_host h;
+    memset(&h, 0, sizeof(h));
+    char unified[PATH_MAX];
+    unsigned found = sbx_cgroup_parse_mountinfo(mountinfo, &h, unified);
+    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        if (!(found & (1u << c)))
+            return co_err_set(err, CO_E_UNAVAILABLE,
+                              "cgroup v1 controller '%s' is not mounted under '%s'", ctrl_names[c],
+                              cgroup_root);
+    }
+    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        bool seen = false;
+        for (int k = 0; k < c; k++)
+            seen = seen || strcmp(h.v1[k], h.v1[c]) == 0;
+        if (seen)
+            continue;
+        char dir[PATH_MAX];
+        if (join(dir, h.v1[c], parent, err) < 0)
+            return -1;
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return co_err_sys(err, errno, "cannot create cgroup '%s'", dir);
+        /* The folder (to create job cgroups in it) and the files that move processes, as the
+         * kernel's cgroup documentation describes delegation; the folder's limits stay root's. */
+        if (chown(dir, uid, gid) < 0)
+            return co_err_sys(err, errno, "cannot chown '%s'", dir);
+        if (chown_in(dir, "tasks", uid, gid, err) < 0 ||
+            chown_in(dir, "cgroup.procs", uid, gid, err) < 0)
+            return -1;
+        co_buf_printf(report, "cgroup folder %s: owned by uid %u\n", dir, (unsigned)uid);
+    }
+    return 0;
+}
+
 static pthread_once_t host_once = PTHREAD_ONCE_INIT;
 static struct sbx_cgroup_host *host_cached;
 static co_err host_err;
@@ -590,9 +660,8 @@ host_detect_once(void)
     char self[4096];
     co_err_clear(&host_err);
     struct sbx_cgroup_host *h = co_xcalloc(1, sizeof(*h));
-    const char *parent = getenv("CACHEOUT_CGROUP_PARENT");
-    if (!parent || !*parent)
-        parent = "cacheout";
+    char parent[128];
+    sbx_cgroup_parent_name(geteuid(), parent, sizeof(parent));
     if (sbx_read_file("/proc/self/mountinfo", mi, 1 << 16, &host_err) == 0 &&
         sbx_read_file("/proc/self/cgroup", self, sizeof(self), &host_err) == 0 &&
         sbx_cgroup_host_detect(h, "/sys/fs/cgroup", mi, self, parent, &host_err) == 0) {

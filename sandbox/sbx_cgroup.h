@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "co_err.h"
 
@@ -99,6 +100,24 @@ int sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mn
  */
 int sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const char *parent,
                             co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * The name of the folder of job cgroups for a process of @uid: CACHEOUT_CGROUP_PARENT when set,
+ * else "cacheout" for root and "cacheout-<uid>" for a rootless caller.
+ */
+void sbx_cgroup_parent_name(uid_t uid, char *out, size_t size);
+
+/**
+ * As root, delegate job cgroups to @uid/@gid on a v1 or hybrid host: create @parent at the root
+ * of every hierarchy the sandbox needs (found in @mountinfo under @cgroup_root) and give the
+ * user the folder and its tasks and cgroup.procs files.  Appends a line per folder to @report.
+ * Errors: a pure cgroup2 host (the message says how to delegate there), a controller missing,
+ * mkdir or chown failing.
+ */
+struct co_buf;
+int sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *parent,
+                        uid_t uid, gid_t gid, struct co_buf *report, co_err *err)
+    __attribute__((warn_unused_result));
 
 /** The host layout of this process, detected on first use (thread-safe).  Borrowed. */
 int sbx_cgroup_host_get(const struct sbx_cgroup_host **out, co_err *err)

@@ -39,11 +39,37 @@ pathf(char *buf, size_t size, const char *fmt, ...)
         buf[0] = '\0';
 }
 
+static pthread_once_t user_run_once = PTHREAD_ONCE_INIT;
+static char user_run_dir[PATH_MAX];
+
+/*
+ * A rootless caller's own run folder: /run/user/<uid>/cacheout when the user has that runtime
+ * folder, else /tmp/cacheout-<uid>.  Not taken from $XDG_RUNTIME_DIR: every process of the user
+ * must find the same slot locks, or two sandboxes could get the same slot (and host uid).
+ */
+static void
+user_run_dir_once(void)
+{
+    unsigned uid = (unsigned)geteuid();
+    char runtime[64];
+    struct stat st;
+    pathf(runtime, sizeof(runtime), "/run/user/%u", uid);
+    if (stat(runtime, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid)
+        pathf(user_run_dir, sizeof(user_run_dir), "%s/cacheout", runtime);
+    else
+        pathf(user_run_dir, sizeof(user_run_dir), "/tmp/cacheout-%u", uid);
+}
+
 const char *
 sbx_run_dir(void)
 {
     const char *d = getenv("CACHEOUT_RUN_DIR");
-    return d && *d ? d : SBX_RUN_DIR;
+    if (d && *d)
+        return d;
+    if (geteuid() == 0)
+        return SBX_RUN_DIR;
+    pthread_once(&user_run_once, user_run_dir_once);
+    return user_run_dir;
 }
 
 int

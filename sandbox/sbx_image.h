@@ -35,7 +35,10 @@ struct sbx_image {
 int sbx_image_resolve(const char *name, struct sbx_image *img, co_err *err)
     __attribute__((warn_unused_result));
 
-/** The run-time folder (SBX_RUN_DIR unless CACHEOUT_RUN_DIR is set).  Borrowed. */
+/**
+ * The run-time folder: CACHEOUT_RUN_DIR when set; else SBX_RUN_DIR for root, and for other users
+ * (rootless sandboxes) /run/user/<uid>/cacheout or /tmp/cacheout-<uid>.  Borrowed.
+ */
 const char *sbx_run_dir(void);
 
 /** Create @path and missing parents with @mode (existing folders are fine). */

@@ -25,6 +25,7 @@
 #include "sbx.h"
 #include "sbx_cgroup.h"
 #include "sbx_internal.h"
+#include "sbx_userns.h"
 
 #define POOL_MAX 32
 
@@ -211,6 +212,10 @@ sbx_prewarm(unsigned n, bool refill, co_err *err)
 {
     if (n > POOL_MAX)
         n = POOL_MAX;
+    /* Rootless: a network namespace needs CAP_SYS_ADMIN over the host's user namespace, so
+     * each sandbox makes its own inside its user namespace (in the same clone()). */
+    if (sbx_rootless())
+        return 0;
     pthread_mutex_lock(&pool_mu);
     int rc = 0;
     if (n > 0 && !pool_started) {

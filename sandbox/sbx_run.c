@@ -35,6 +35,8 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -49,6 +51,7 @@
 #include "sbx_image.h"
 #include "sbx_internal.h"
 #include "sbx_seccomp.h"
+#include "sbx_userns.h"
 
 /* The steps of the child, reported by number and named in errors. */
 enum step {
@@ -73,6 +76,7 @@ enum step {
     STEP_PROC_RO,
     STEP_MOUNT_DEV,
     STEP_MKNOD,
+    STEP_DEV_BIND,
     STEP_DEV_LINKS,
     STEP_MOUNT_SHM,
     STEP_ROOT_RO,
@@ -116,6 +120,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_PROC_RO] = "proc_read_only",
     [STEP_MOUNT_DEV] = "mount_dev",
     [STEP_MKNOD] = "mknod_dev",
+    [STEP_DEV_BIND] = "bind_dev",
     [STEP_DEV_LINKS] = "dev_links",
     [STEP_MOUNT_SHM] = "mount_shm",
     [STEP_ROOT_RO] = "root_read_only",
@@ -142,7 +147,7 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_PDEATHSIG] = "set parent-death signal",
     [STEP_SIGNALS] = "reset signals",
     [STEP_SCHED] = "reset the scheduling policy",
-    [STEP_WAIT_PARENT] = "wait for the parent to create the cgroup",
+    [STEP_WAIT_PARENT] = "wait for the parent to create the cgroup (and the uid/gid maps)",
     [STEP_CGROUP_JOIN] = "join the job cgroup",
     [STEP_CGROUP_NS] = "create cgroup namespace",
     [STEP_NETNS] = "enter the prepared network namespace",
@@ -158,6 +163,7 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_PROC_RO] = "make /proc/sys read-only",
     [STEP_MOUNT_DEV] = "mount /dev",
     [STEP_MKNOD] = "create device nodes",
+    [STEP_DEV_BIND] = "bind the host's device nodes",
     [STEP_DEV_LINKS] = "create /dev links",
     [STEP_MOUNT_SHM] = "mount /dev/shm",
     [STEP_ROOT_RO] = "make the root read-only",
@@ -195,6 +201,16 @@ struct child_ctx {
     int status_w, out_w, err_w;
     int go_r;          /* the parent writes one byte once the cgroup exists */
     bool netns_via_go; /* network "none": the namespace comes with the parent's "go" */
+    /*
+     * Rootless: the child has its own user namespace and waits for its uid/gid maps (and the
+     * cgroup) before it builds anything.  Its device nodes are binds of the host's (mknod is
+     * not allowed in a user namespace), and every remount keeps the flags the kernel locked on
+     * the host's mounts (noexec, the atime mode), which a user namespace may not clear.
+     */
+    bool userns;
+    unsigned long root_flags;
+    unsigned long dev_flags;
+    unsigned long bind_flags[SBX_IMAGE_MAX_BINDS];
     int keep[16 + SBX_FILES_MAX];
     int n_keep;
     const struct sbx_spec *spec;
@@ -311,6 +327,30 @@ bind_ro(const char *src, const char *dst, unsigned long extra)
         return -1;
     return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra,
                  NULL);
+}
+
+/*
+ * Make @name ("dev/null") a bind of the host's node "/dev/null" (before pivot_root), nosuid and
+ * noexec, keeping the host mount's locked @flags.
+ */
+static int
+bind_dev(const char *name, unsigned long flags)
+{
+    int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    char host[32];
+    size_t len = strlen(name);
+    if (len + 2 > sizeof(host)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    host[0] = '/';
+    memcpy(host + 1, name, len + 1);
+    if (mount(host, name, NULL, MS_BIND, NULL) < 0)
+        return -1;
+    return mount(NULL, name, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | flags, NULL);
 }
 
 static int
@@ -493,56 +533,10 @@ hide_host_cmdline(void)
     memcpy(area, name, len < sizeof(name) ? len - 1 : sizeof(name) - 1);
 }
 
-static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
+/* Wait for the parent's "go" (see recv_go()) and enter the network namespace it may carry. */
+static void
+wait_go(const struct child_ctx *c)
 {
-    /* Die with the thread that started us. */
-    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
-    TRY(STEP_FDS, close_all_except(c->keep, c->n_keep));
-    umask(0);
-    /* A real-time host thread must not hand its policy to a job (nice values are kept). */
-    struct sched_param sp = {0};
-    TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
-
-    /* The new root: the image folder bound onto itself, with host folders bound read-only. */
-    TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
-    TRY(STEP_ROOT_BIND, mount(c->img->root, c->img->root, NULL, MS_BIND, NULL));
-    TRY(STEP_ROOT_CHDIR, chdir(c->img->root));
-    for (int i = 0; i < c->img->n_binds; i++)
-        TRY(STEP_BIND, bind_ro(c->img->bind_src[i], c->img->bind_dst[i], 0));
-    TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
-    TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
-    TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
-    TRY(STEP_PROC_RO, bind_ro("proc/sys", "proc/sys", MS_NOEXEC));
-    if (access("proc/sysrq-trigger", F_OK) == 0) /* absent without CONFIG_MAGIC_SYSRQ */
-        TRY(STEP_PROC_RO, bind_ro("proc/sysrq-trigger", "proc/sysrq-trigger", MS_NOEXEC));
-    TRY(STEP_MOUNT_DEV,
-        mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));
-    static const struct {
-        const char *name;
-        unsigned minor;
-    } devs[] = {
-        {"dev/null", 3}, {"dev/zero", 5}, {"dev/full", 7}, {"dev/random", 8}, {"dev/urandom", 9}};
-    for (size_t i = 0; i < CO_ARRAY_LEN(devs); i++)
-        TRY(STEP_MKNOD, mknod(devs[i].name, S_IFCHR | 0666, makedev(1, devs[i].minor)));
-    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd", "dev/fd"));
-    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/0", "dev/stdin"));
-    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/1", "dev/stdout"));
-    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/2", "dev/stderr"));
-    TRY(STEP_MOUNT_SHM, mkdir("dev/shm", 01777));
-    TRY(STEP_MOUNT_SHM,
-        mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, c->shm_opts));
-    TRY(STEP_ROOT_RO,
-        mount(NULL, ".", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL));
-    TRY(STEP_PIVOT_ROOT, syscall(SYS_pivot_root, ".", "."));
-    TRY(STEP_UMOUNT_OLD, umount2(".", MNT_DETACH));
-    TRY(STEP_ROOT_CHDIR, chdir("/"));
-
-    /*
-     * The parent creates the cgroup while this child builds the root.  Join it now, before
-     * anything of the job is written or run (the work files' tmpfs pages are charged to it),
-     * through folders the parent opened (the host's /sys is no longer visible), then hide the
-     * hierarchy.
-     */
     int netns = -1;
     TRY(STEP_WAIT_PARENT, recv_go(c->go_r, &netns));
     close(c->go_r);
@@ -556,6 +550,68 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     }
     if (netns >= 0)
         close(netns);
+}
+
+static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
+{
+    /* Die with the thread that started us. */
+    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    TRY(STEP_FDS, close_all_except(c->keep, c->n_keep));
+    umask(0);
+    /* A real-time host thread must not hand its policy to a job (nice values are kept). */
+    struct sched_param sp = {0};
+    TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
+    /* Rootless: nothing can be done in the user namespace before it has its maps. */
+    if (c->userns)
+        wait_go(c);
+
+    /* The new root: the image folder bound onto itself, with host folders bound read-only. */
+    TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
+    TRY(STEP_ROOT_BIND, mount(c->img->root, c->img->root, NULL, MS_BIND, NULL));
+    TRY(STEP_ROOT_CHDIR, chdir(c->img->root));
+    for (int i = 0; i < c->img->n_binds; i++)
+        TRY(STEP_BIND, bind_ro(c->img->bind_src[i], c->img->bind_dst[i], c->bind_flags[i]));
+    TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
+    TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
+    TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+    TRY(STEP_PROC_RO, bind_ro("proc/sys", "proc/sys", MS_NOEXEC));
+    if (access("proc/sysrq-trigger", F_OK) == 0) /* absent without CONFIG_MAGIC_SYSRQ */
+        TRY(STEP_PROC_RO, bind_ro("proc/sysrq-trigger", "proc/sysrq-trigger", MS_NOEXEC));
+    TRY(STEP_MOUNT_DEV,
+        mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));
+    static const struct {
+        const char *name; /* below the new root; the host's node is "/" + name */
+        unsigned minor;
+    } devs[] = {
+        {"dev/null", 3}, {"dev/zero", 5}, {"dev/full", 7}, {"dev/random", 8}, {"dev/urandom", 9}};
+    for (size_t i = 0; i < CO_ARRAY_LEN(devs); i++) {
+        if (c->userns)
+            TRY(STEP_DEV_BIND, bind_dev(devs[i].name, c->dev_flags));
+        else
+            TRY(STEP_MKNOD, mknod(devs[i].name, S_IFCHR | 0666, makedev(1, devs[i].minor)));
+    }
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd", "dev/fd"));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/0", "dev/stdin"));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/1", "dev/stdout"));
+    TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/2", "dev/stderr"));
+    TRY(STEP_MOUNT_SHM, mkdir("dev/shm", 01777));
+    TRY(STEP_MOUNT_SHM,
+        mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, c->shm_opts));
+    TRY(STEP_ROOT_RO,
+        mount(NULL, ".", NULL,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | c->root_flags, NULL));
+    TRY(STEP_PIVOT_ROOT, syscall(SYS_pivot_root, ".", "."));
+    TRY(STEP_UMOUNT_OLD, umount2(".", MNT_DETACH));
+    TRY(STEP_ROOT_CHDIR, chdir("/"));
+
+    /*
+     * The parent creates the cgroup while this child builds the root.  Join it now, before
+     * anything of the job is written or run (the work files' tmpfs pages are charged to it),
+     * through folders the parent opened (the host's /sys is no longer visible), then hide the
+     * hierarchy.
+     */
+    if (!c->userns)
+        wait_go(c);
     for (int i = 0; i < c->cg->n_dirs; i++) {
         int fd = openat(c->cg->join_dirfd[i], c->cg->join_rel[i], O_WRONLY | O_CLOEXEC);
         TRY(STEP_CGROUP_JOIN, fd);
@@ -830,6 +886,52 @@ cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Kill and reap a child that has not been let go yet; its cgroup is removed at "out". */
+static void
+abort_child(struct run *r, int pidfd)
+{
+    kill(r->pid, SIGKILL);
+    while (waitpid(r->pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    close(pidfd);
+    r->pid = 0;
+}
+
+/* Lower @want to what this process may set without privileges (its hard limit). */
+static void
+clamp_rlimit(int resource, struct rlimit *want)
+{
+    struct rlimit have;
+    if (getrlimit(resource, &have) < 0 || have.rlim_max == RLIM_INFINITY)
+        return;
+    if (want->rlim_max > have.rlim_max)
+        want->rlim_max = have.rlim_max;
+    if (want->rlim_cur > want->rlim_max)
+        want->rlim_cur = want->rlim_max;
+}
+
+/*
+ * The flags of the mount holding @path that a user namespace cannot change when it remounts a
+ * bind of it (the kernel locks them): noexec and the atime mode.  0 if @path cannot be read.
+ */
+static unsigned long
+locked_mount_flags(const char *path)
+{
+    struct statfs sf;
+    if (statfs(path, &sf) < 0)
+        return 0;
+    unsigned long f = 0;
+    if (sf.f_flags & ST_NOEXEC)
+        f |= MS_NOEXEC;
+    if (sf.f_flags & ST_NOATIME)
+        f |= MS_NOATIME;
+    if (sf.f_flags & ST_NODIRATIME)
+        f |= MS_NODIRATIME;
+    if (sf.f_flags & ST_RELATIME)
+        f |= MS_RELATIME;
+    return f;
+}
+
 static int
 read_cap_last(void)
 {
@@ -877,11 +979,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         internal(res, err, "spec", 0);
         goto out;
     }
-    if (geteuid() != 0) {
-        co_err_set(err, CO_E_UNAVAILABLE,
-                   "the sandbox needs root on the host (namespaces, cgroups, uid switch); "
-                   "running as uid %u",
-                   (unsigned)geteuid());
+    const struct sbx_userns *uns = NULL;
+    if (sbx_rootless() && sbx_userns_get(&uns, err) < 0) {
         internal(res, err, "privileges", EPERM);
         goto out;
     }
@@ -904,6 +1003,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         goto out;
     }
     res->uid = SBX_UID_BASE + res->slot;
+    res->host_uid = uns ? (uid_t)(uns->subuid + res->slot) : res->uid;
     char cg_name[32];
     snprintf(cg_name, sizeof(cg_name), "slot-%u", res->slot);
     struct sbx_cg_limits lim = {spec->cores_milli, spec->memory_bytes, spec->pids};
@@ -970,6 +1070,18 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         c->cpu.rlim_cur = (rlim_t)(spec->cpu_ms / 1000 + 2);
         c->cpu.rlim_max = c->cpu.rlim_cur + 1;
     }
+    c->userns = uns != NULL;
+    if (c->userns) {
+        /* No raising a hard limit without CAP_SYS_RESOURCE on the host: stay below ours. */
+        clamp_rlimit(RLIMIT_NPROC, &c->nproc);
+        clamp_rlimit(RLIMIT_NOFILE, &c->nofile);
+        clamp_rlimit(RLIMIT_CPU, &c->cpu);
+        c->root_flags = locked_mount_flags(img->root);
+        c->dev_flags = locked_mount_flags("/dev/null");
+        for (int i = 0; i < img->n_binds; i++)
+            c->bind_flags[i] = locked_mount_flags(img->bind_src[i]);
+        c->netns_via_go = false; /* the clone below makes it, inside the user namespace */
+    }
     c->prog = prog;
     /* Copies: init blanks the host's argument area, where the CLI's strings live. */
     argv_copy = copy_strv(spec->argv);
@@ -988,6 +1100,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int64_t t0 = co_mono_ns();
     unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    if (c->userns)
+        flags |= CLONE_NEWUSER;
     if (!c->netns_via_go)
         flags |= CLONE_NEWNET; /* loopback: made here, the child brings "lo" up */
     /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
@@ -998,7 +1112,10 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
-        co_err_sys(err, clone_errno, "cannot clone the sandbox (namespaces)");
+        co_err_sys(err, clone_errno,
+                   c->userns ? "cannot clone the sandbox (namespaces; rootless: are unprivileged "
+                               "user namespaces allowed? see user.max_user_namespaces)"
+                             : "cannot clone the sandbox (namespaces)");
         internal(res, err, "clone", clone_errno);
         goto out;
     }
@@ -1010,15 +1127,30 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     }
     close(pipes[3][0]);
     pipes[3][0] = -1;
-    /* Create the cgroup while the child builds the root, then let it join (see child_main). */
+    /*
+     * Rootless: the helpers write the child's uid/gid maps while the cgroup is made here.
+     * Create the cgroup while the child builds the root, then let it join (see child_main).
+     */
+    struct sbx_idmap_run idmap = {{0, 0}, {-1, -1}};
+    if (uns && sbx_userns_map_start(uns, r.pid, res->slot, &idmap, err) < 0) {
+        abort_child(&r, pidfd);
+        internal(res, err, "userns_map", 0);
+        goto out;
+    }
     if (sbx_cgroup_make(cg, &lim, err) < 0) {
-        kill(r.pid, SIGKILL);
-        while (waitpid(r.pid, NULL, __WALL) < 0 && errno == EINTR)
-            ;
-        close(pidfd);
+        co_err e = CO_ERR_INIT;
+        if (uns && sbx_userns_map_finish(&idmap, &e) < 0) {
+            /* the cgroup error is what matters */
+        }
+        abort_child(&r, pidfd);
         co_err_wrap(err, "set up cgroup (%s)", sbx_cgroup_mode_name(host->mode));
         internal(res, err, "cgroup", 0);
-        r.pid = 0;
+        goto out;
+    }
+    if (uns && sbx_userns_map_finish(&idmap, err) < 0) {
+        abort_child(&r, pidfd);
+        co_err_wrap(err, "rootless sandbox: write the uid/gid maps");
+        internal(res, err, "userns_map", 0);
         goto out;
     }
     /*
@@ -1029,12 +1161,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     if (c->netns_via_go) {
         netns_fd = sbx_netns_take();
         if (netns_fd < 0 && sbx_netns_create(&netns_fd, err) < 0) {
-            kill(r.pid, SIGKILL);
-            while (waitpid(r.pid, NULL, __WALL) < 0 && errno == EINTR)
-                ;
-            close(pidfd);
+            abort_child(&r, pidfd);
             internal(res, err, "network_namespace", 0);
-            r.pid = 0;
             goto out;
         }
     }

@@ -235,8 +235,9 @@ load_cache(const char *path, struct sock_fprog *out)
     struct stat st;
     int rc = -1;
     unsigned char *buf = NULL;
-    /* Only a root-owned file that nobody else can write is trusted. */
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0 || (st.st_mode & 022) ||
+    /* Only a file of our own user (root, or a rootless caller) that nobody else can write. */
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 022) ||
         st.st_size <= (off_t)(sizeof(uint64_t) + sizeof(struct sock_filter)) ||
         st.st_size > CACHE_MAX ||
         (st.st_size - (off_t)sizeof(uint64_t)) % (off_t)sizeof(struct sock_filter) != 0)
@@ -291,7 +292,7 @@ sbx_seccomp_cached(struct sock_fprog *out, const char *dir, co_err *err)
     if (sbx_seccomp_build(out, err) < 0)
         return -1;
     co_err e = CO_ERR_INIT;
-    if (geteuid() == 0 && sbx_mkdir_p(dir, 0755, &e) == 0)
+    if (sbx_mkdir_p(dir, geteuid() == 0 ? 0755 : 0700, &e) == 0)
         save_cache(path, out);
     return 0;
 }

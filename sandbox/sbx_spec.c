@@ -215,6 +215,7 @@ sbx_result_json(const struct sbx_result *res, struct co_buf *out)
     }
     json_kint_or_null(&w, "slot", res->slot, res->uid != 0);
     json_kint_or_null(&w, "uid", res->uid, res->uid != 0);
+    json_kint_or_null(&w, "host_uid", res->host_uid, res->uid != 0);
     co_jsonw_obj_end(&w);
 }
 

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "co_alloc.h"
+#include "co_buf.h"
 #include "sbx_cgroup.h"
 
 int __real_mkdir(const char *path, mode_t mode);
@@ -466,6 +467,78 @@ test_v1_joint_cpu_cpuacct(void **state)
     free(cg);
 }
 
+/* Delegation to a rootless user (cacheout-run --setup-rootless) on a fake v1 tree. */
+static void
+test_v1_delegate(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("SKIP test_v1_delegate: chown to another uid needs root\n");
+        skip();
+    }
+    struct sbx_cgroup_host h;
+    make_v1_tree(&h, true, NULL);
+    char pids[PATH_MAX];
+    snprintf(pids, sizeof(pids), "%s/pids", tree);
+    __real_mkdir(pids, 0755);
+    char mi[4096];
+    snprintf(mi, sizeof(mi),
+             "30 25 0:26 / %s/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct\n"
+             "31 25 0:27 / %s/memory rw,nosuid - cgroup cgroup rw,memory\n"
+             "32 25 0:28 / %s/freezer rw,nosuid - cgroup cgroup rw,freezer\n"
+             "33 25 0:29 / %s/pids rw,nosuid - cgroup cgroup rw,pids\n",
+             tree, tree, tree, tree);
+    struct co_buf report = CO_BUF_INIT;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_cgroup_delegate(tree, mi, "cacheout-4321", 4321, 5432, &report, &err), 0);
+    /* One folder per hierarchy (cpu and cpuacct share one), each reported. */
+    static const char *const hier[] = {"cpu,cpuacct", "memory", "freezer", "pids"};
+    for (size_t i = 0; i < 4; i++) {
+        char d[512], f[PATH_MAX];
+        struct stat st;
+        snprintf(d, sizeof(d), "%s/%s/cacheout-4321", tree, hier[i]);
+        assert_int_equal(stat(d, &st), 0);
+        assert_int_equal(st.st_uid, 4321);
+        assert_int_equal(st.st_gid, 5432);
+        snprintf(f, sizeof(f), "%s/tasks", d);
+        assert_int_equal(stat(f, &st), 0);
+        assert_int_equal(st.st_uid, 4321);
+        snprintf(f, sizeof(f), "%s/cgroup.procs", d);
+        assert_int_equal(stat(f, &st), 0);
+        assert_int_equal(st.st_uid, 4321);
+        /* The folder's own limits stay root's. */
+        snprintf(f, sizeof(f), "%s/memory.limit_in_bytes", d);
+        assert_int_equal(stat(f, &st), 0);
+        assert_int_equal(st.st_uid, 0);
+        assert_non_null(strstr(report.data, d));
+    }
+    /* Again: nothing to create, ownership stays. */
+    assert_int_equal(sbx_cgroup_delegate(tree, mi, "cacheout-4321", 4321, 5432, &report, &err), 0);
+    co_buf_release(&report);
+
+    /* A controller missing from the host: refused, naming it. */
+    snprintf(mi, sizeof(mi), "31 25 0:27 / %s/memory rw - cgroup cgroup rw,memory\n", tree);
+    assert_int_equal(sbx_cgroup_delegate(tree, mi, "cacheout-4321", 4321, 5432, &report, &err), -1);
+    assert_non_null(strstr(err.msg, "'cpu'"));
+    co_buf_release(&report);
+}
+
+static void
+test_parent_name(void **state)
+{
+    (void)state;
+    char name[128];
+    unsetenv("CACHEOUT_CGROUP_PARENT");
+    sbx_cgroup_parent_name(0, name, sizeof(name));
+    assert_string_equal(name, "cacheout");
+    sbx_cgroup_parent_name(1000, name, sizeof(name));
+    assert_string_equal(name, "cacheout-1000");
+    setenv("CACHEOUT_CGROUP_PARENT", "jobs", 1);
+    sbx_cgroup_parent_name(1000, name, sizeof(name));
+    assert_string_equal(name, "jobs");
+    unsetenv("CACHEOUT_CGROUP_PARENT");
+}
+
 static void
 test_v1_fails_closed(void **state)
 {
@@ -502,6 +575,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_v1_hybrid_job_cgroup, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_joint_cpu_cpuacct, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_fails_closed, setup_tree, teardown_tree),
+        cmocka_unit_test_setup_teardown(test_v1_delegate, setup_tree, teardown_tree),
+        cmocka_unit_test(test_parent_name),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
