@@ -2,6 +2,8 @@
 # Sandbox escape and resource-limit suite: runs tests/sandbox/suite.py against cacheout-run.
 # Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose cacheout-run is tested),
 # CO_ASAN_BUILD_DIR (optional: its cacheout-run gets a second pass; SBX_SUITE_NO_ASAN=1 skips it).
+# A third pass runs every case rootless, as the unprivileged user of tests/lib/rootless.sh
+# (SBX_SUITE_NO_ROOTLESS=1 skips it, loudly).
 # Must run as root (namespaces, cgroups, uid switching are real).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,12 +48,59 @@ elif [ -n "${CO_ASAN_BUILD_DIR:-}" ]; then
     echo "note: no $CO_ASAN_BUILD_DIR/sandbox/cacheout-run: the sanitizer pass is skipped"
 fi
 
-# Each case bounds its own jobs; this bounds the whole suite.
+# Each case bounds its own jobs; this bounds the whole suite.  The summary lines of the passes
+# are added up into the last line.
+passed=0
+failed=0
+skipped=0
+add_counts() { # log file of one suite.py run, its exit code
+    local line
+    line=$(grep -E '^sandbox: [0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "FAIL sandbox: a pass ended without its summary (exit code $2)"
+        failed=$((failed + 1))
+        return
+    fi
+    passed=$((passed + $(sed -E 's/^sandbox: ([0-9]+) passed.*/\1/' <<<"$line")))
+    failed=$((failed + $(sed -E 's/^sandbox: [0-9]+ passed, ([0-9]+) failed.*/\1/' <<<"$line")))
+    if grep -q 'skipped' <<<"$line"; then
+        skipped=$((skipped + $(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")))
+    fi
+}
+log=$(mktemp)
 timeout -k 10 280 "$py" "$here/suite.py" --run "$run_bin" "${asan_args[@]}" \
-    --attack "$attack_bin" --src "$src" "$@"
-rc=$?
+    --attack "$attack_bin" --src "$src" "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     echo "FAIL sandbox: suite did not finish within 280 s"
-    echo "sandbox: 0 passed, 1 failed"
 fi
-exit $rc
+add_counts "$log" "$rc"
+
+# The rootless pass: the same cases (and the rootless-only ones) with cacheout-run started by an
+# unprivileged user, so that every sandbox gets a user namespace of its own.
+if [ "${SBX_SUITE_NO_ROOTLESS:-0}" = 1 ]; then
+    echo "NOTE sandbox: SBX_SUITE_NO_ROOTLESS=1: the rootless pass is NOT run"
+else
+    # shellcheck source=../lib/rootless.sh
+    . "$src/tests/lib/rootless.sh"
+    if rootless_setup "$build" "$attack_bin"; then
+        timeout -k 10 200 "$py" "$here/suite.py" --run "$ROOTLESS_BIN_DIR/cacheout-run" \
+            --attack "$ROOTLESS_BIN_DIR/sbx-attack" --src "$src" \
+            --rootless-user "$ROOTLESS_USER" "$@" 2>&1 | tee "$log"
+        rc=${PIPESTATUS[0]}
+        if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+            echo "FAIL sandbox: rootless pass did not finish within 200 s"
+        fi
+        add_counts "$log" "$rc"
+        rootless_cleanup
+    else
+        echo "FAIL sandbox: rootless pass cannot be set up: $ROOTLESS_WHY"
+        failed=$((failed + 1))
+    fi
+fi
+rm -f "$log"
+
+summary="sandbox: $passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
+echo "$summary"
+[ "$failed" -eq 0 ]

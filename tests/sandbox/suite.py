@@ -6,13 +6,20 @@ case, both what the job sees inside (the attack fails in the exact expected way)
 is unharmed (canaries alive and unchanged, no process or cgroup of the job left behind).
 
 Usage: suite.py --run PATH/cacheout-run --attack PATH/sbx-attack [--src REPO] [--only NAME...]
+                [--rootless-user USER]
 Prints one line per case ("ok NAME" / "FAIL NAME: ..." / "skip NAME: ..."), then
 "sandbox: N passed, M failed[, K skipped]"; exits 1 on any failure.  Must run as root.
+
+With --rootless-user, every cacheout-run runs as that unprivileged user (prepared with
+`cacheout-run --setup-rootless USER`; the binaries must be readable by it), so each sandbox gets
+a user namespace of its own; the host-side checks still run as root.  Cases are then named
+rootless/NAME, and the rootless-only cases run too.
 """
 
 import argparse
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -25,6 +32,13 @@ import time
 import traceback
 
 UID_BASE = 900000  # slot N runs as UID_BASE + N (sandbox/sbx.h)
+
+# The host's view of the job uids and the folder of job cgroups: UID_BASE + slot and "cacheout"
+# for root; for a rootless caller its subordinate uid + slot and "cacheout-<uid>" (main() sets
+# them).
+HOST_UID_BASE = UID_BASE
+CG_PARENT = "cacheout"
+ROOTLESS = None  # the pwd entry of the rootless user, or None
 CASE_TIMEOUT = 30.0  # seconds any single cacheout-run may take before the case fails
 
 SECRET = "sbxsuite-host-secret-7f3c9a"
@@ -133,7 +147,7 @@ def slot_cgroup_dirs(slot):
         except OSError:
             continue
         for h in names + [""]:
-            d = os.path.join(base, h, "cacheout", "slot-%d" % slot)
+            d = os.path.join(base, h, CG_PARENT, "slot-%d" % slot)
             if os.path.isdir(d) and d not in found:
                 found.append(d)
     return found
@@ -253,7 +267,8 @@ class Job:
     """One cacheout-run invocation (foreground or background)."""
 
     def __init__(self, suite, args, opts=(), program=None, env=None, work_files=(),
-                 pass_fds=(), result_fd=None, with_attack=True, timeout=CASE_TIMEOUT):
+                 pass_fds=(), result_fd=None, with_attack=True, timeout=CASE_TIMEOUT,
+                 as_user=None):
         self.suite = suite
         self.timeout = timeout
         self.res_path = None
@@ -285,10 +300,16 @@ class Job:
         fds = list(pass_fds)
         if result_fd is not None:
             fds.append(result_fd.fileno())
+        # Rootless: cacheout-run runs as the unprivileged user (or @as_user, a pwd entry).
+        who = as_user or ROOTLESS
+        creds = {}
+        if who is not None:
+            creds = {"user": who.pw_uid, "group": who.pw_gid, "extra_groups": []}
+            run_env["HOME"] = "/nonexistent"
         self.started = time.monotonic()
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=run_env, pass_fds=fds,
-                                     start_new_session=True)
+                                     start_new_session=True, **creds)
         suite.jobs.append(self)
         self.done = False
 
@@ -391,8 +412,14 @@ class Job:
             fail("stdout", "a '%s' line" % word, "%r (%s)" % (self.stdout[-300:], self.describe()))
 
     def uid(self):
+        """The job's uid inside the sandbox."""
         u = self.result.get("uid") if self.result else None
         return u if isinstance(u, int) else None
+
+    def host_uid(self):
+        """The job's uid seen from the host (differs from uid() for a rootless caller)."""
+        u = self.result.get("host_uid") if self.result else None
+        return u if isinstance(u, int) else self.uid()
 
 
 def find_job_pid(marker, timeout=5.0):
@@ -440,9 +467,9 @@ def job_cgroups(pid):
 CASES = []
 
 
-def case(name):
+def case(name, rootless_only=False):
     def deco(fn):
-        CASES.append((name, fn))
+        CASES.append((name, fn, rootless_only))
         return fn
     return deco
 
@@ -454,6 +481,9 @@ class Suite:
         self.src = src
         self.tmp = tempfile.mkdtemp(prefix="sbxsuite-")
         os.chmod(self.tmp, 0o755)
+        if ROOTLESS is not None:
+            # cacheout-run writes its result files here.
+            os.chown(self.tmp, ROOTLESS.pw_uid, ROOTLESS.pw_gid)
         self.jobs = []
         self.canaries = []
         self.listeners = []
@@ -514,7 +544,7 @@ class Suite:
             fail("host after job", "no sbx-attack process left",
                  "pids %s: %s" % (left, [proc_cmdline(p)[:80] for p in left]))
         for j in self.jobs:
-            uid = j.uid()
+            uid = j.host_uid()
             if uid is not None and uid != 0:
                 # The slot (and so the uid) may already serve another sandbox user: only
                 # processes of this run count (their command lines carry its tag, also a
@@ -538,6 +568,7 @@ RESULT_FIELDS = {
     "wall_ms": int, "cpu_ms": int, "memory_peak_kb": int, "max_rss_kb": int,
     "oom_killed": bool, "stdout_truncated": bool, "stderr_truncated": bool,
     "stdout_bytes": int, "stderr_bytes": int, "error": (dict, type(None)), "uid": int,
+    "host_uid": int,
 }
 
 
@@ -566,6 +597,9 @@ def c_result_ok(s):
         fail("result.stdout_bytes", 4, j.r("stdout_bytes"))
     if not UID_BASE <= j.r("uid") < UID_BASE + 256:
         fail("result.uid", "a slot uid >= %d" % UID_BASE, j.r("uid"))
+    want = HOST_UID_BASE + j.r("slot")
+    if j.r("host_uid") != want:
+        fail("result.host_uid", "%d (the slot's uid on the host)" % want, j.r("host_uid"))
 
 
 @case("exit-code-mirrors-job")
@@ -929,7 +963,7 @@ def c_ptrace_other(s):
 @case("kill-minus-one-contained")
 def c_kill_all(s):
     root_canary = s.canary()
-    slot_canaries = [s.canary(UID_BASE + i) for i in range(8)]
+    slot_canaries = [s.canary(HOST_UID_BASE + i) for i in range(8)]
     a = s.bg("plant", mk("sbx-kill-victim"), "3")
     if find_job_pid(mk("sbx-kill-victim")) is None:
         a.wait()
@@ -950,8 +984,8 @@ def c_kill_all(s):
     a.wait()
     a.expect_status("ok", 0)
     a.expect_line("DONE")
-    if b.uid() is not None and not UID_BASE <= b.uid() < UID_BASE + 8:
-        s.notes.append("kill-minus-one: job uid %d had no same-uid canary" % b.uid())
+    if b.host_uid() is not None and not HOST_UID_BASE <= b.host_uid() < HOST_UID_BASE + 8:
+        s.notes.append("kill-minus-one: job uid %d had no same-uid canary" % b.host_uid())
 
 
 @case("concurrent-sandboxes-isolated")
@@ -975,8 +1009,9 @@ def c_concurrent(s):
     a.expect_line("DONE")
     for d in ("/tmp", "/work", "/dev/shm"):
         a.expect_check("plant:" + d, "OK")
-    if a.uid() == b.uid():
-        fail("uids of concurrent sandboxes", "different", "both %s" % a.uid())
+    if a.uid() == b.uid() or a.host_uid() == b.host_uid():
+        fail("uids of concurrent sandboxes", "different", "both %s (host %s)"
+             % (a.uid(), a.host_uid()))
 
 
 @case("cancel-on-sigterm")
@@ -1152,6 +1187,11 @@ def c_image(s):
     # An empty folder is a valid rootfs for a static program: nothing of the host shows.
     root = s.path("rootfs")
     os.makedirs(root, exist_ok=True)
+    if ROOTLESS is not None:
+        # The sandbox creates missing mount points in a rootfs folder it may write; a rootless
+        # user may not write this one (root's, as an administrator would install it).
+        for d in ("proc", "dev", "tmp", "work"):
+            os.makedirs(os.path.join(root, d), exist_ok=True)
     j = s.job("ls", "/", "/usr", "/bin", "/lib", opts=["--image", root])
     j.expect_status("ok", 0)
     for d in ("/usr", "/bin", "/lib"):
@@ -1686,6 +1726,99 @@ def c_cgroup_fail(s):
                        "cgroup-root override variable")
 
 
+@case("job-host-credentials")
+def c_host_creds(s):
+    """Seen from the host, every id of a running job is its slot's host uid/gid (root: the slot
+    uid; rootless: the caller's subordinate uid + slot, never the caller's own uid)."""
+    j = s.bg("linger", mk("sbx-creds-marker"), opts=["--wall-time", "1s"])
+    pid = find_job_pid(mk("sbx-creds-marker"))
+    if pid is None:
+        j.wait()
+        fail("host", "the job's process visible", "not found (%s)" % j.describe())
+    st = proc_status(pid)
+    j.wait()
+    j.expect_status("timeout")
+    want = j.host_uid()
+    for k in ("Uid", "Gid"):
+        ids = {int(x) for x in st.get(k, "").split()}
+        if ids != {want}:
+            fail("host %s of the job" % k, "all %d" % want, st.get(k))
+    if st.get("Groups", "") != "":
+        fail("host supplementary groups of the job", "none", st.get("Groups"))
+    if want == 0 or (ROOTLESS is not None and want == ROOTLESS.pw_uid):
+        fail("host uid of the job", "neither root nor the caller", want)
+
+
+def read_job_file(s, path):
+    j = s.job(program=["python3", "-c", "import sys; sys.stdout.write(open(%r).read())" % path])
+    j.expect_status("ok", 0)
+    return j
+
+
+@case("rootless-id-maps", rootless_only=True)
+def c_rootless_maps(s):
+    """The job's user namespace maps exactly two ids each: 0 to the caller (init's set-up
+    identity) and the job's uid/gid to the caller's subordinate id + slot."""
+    for path, host_self in (("/proc/self/uid_map", ROOTLESS.pw_uid),
+                            ("/proc/self/gid_map", ROOTLESS.pw_gid)):
+        j = read_job_file(s, path)
+        rows = sorted(tuple(int(x) for x in line.split()) for line in j.stdout.splitlines()
+                      if line.strip())
+        slot = j.r("slot")
+        want = sorted([(0, host_self, 1), (UID_BASE + slot, HOST_UID_BASE + slot, 1)])
+        if rows != want:
+            fail(path + " inside", want, rows)
+
+
+def rootless_fail_closed(s, env=None, as_user=None, step=None, words=()):
+    """A rootless run that must not start: internal_error at @step, message naming @words."""
+    marker = s.path("ran-rootless-%d" % len(s.jobs))
+    with tempfile.TemporaryFile(mode="w+", dir=s.tmp) as rf:
+        j = Job(s, ("touch", marker), env=env, result_fd=rf, as_user=as_user).wait()
+    expect_not_run(s, j, marker)
+    j.expect_status("internal_error", 125)
+    err = j.r("error")
+    if not isinstance(err, dict) or err.get("step") != step:
+        fail("result.error.step", step, err)
+    for w in words:
+        if w not in err.get("message", ""):
+            fail("result.error.message", "naming '%s'" % w, err.get("message"))
+    return j
+
+
+@case("rootless-no-subordinate-ids-fails-closed", rootless_only=True)
+def c_rootless_nosubids(s):
+    try:
+        nobody = pwd.getpwnam("nobody")
+    except KeyError:
+        raise CaseSkip("the host has no user 'nobody' to run as")
+    if subid_first("/etc/subuid", nobody) is not None:
+        raise CaseSkip("'nobody' has subordinate ids on this host")
+    rootless_fail_closed(s, as_user=nobody, step="privileges",
+                         words=("/etc/subuid", "--setup-rootless"))
+
+
+@case("rootless-cgroup-not-delegated-fails-closed", rootless_only=True)
+def c_rootless_cgroup(s):
+    name = mk("cacheout-undelegated")
+    rootless_fail_closed(s, env={"CACHEOUT_CGROUP_PARENT": name}, step="cgroup_detect",
+                         words=(name,))
+    left = [d for d in slot_cgroup_dirs(0) if name in d]
+    if left:
+        fail("host cgroups", "nothing created", left)
+
+
+@case("rootless-shared-run-dir-fails-closed", rootless_only=True)
+def c_rootless_rundir(s):
+    shared = s.path("shared-run")
+    os.makedirs(shared, exist_ok=True)
+    os.chmod(shared, 0o1777)
+    rootless_fail_closed(s, env={"CACHEOUT_RUN_DIR": shared}, step="privileges",
+                         words=(shared, "CACHEOUT_RUN_DIR"))
+    if os.listdir(shared):
+        fail(shared, "left empty", os.listdir(shared))
+
+
 @case("usage-error-unknown-option")
 def c_usage(s):
     marker = s.path("ran-usage")
@@ -1707,6 +1840,21 @@ def c_usage_limit(s):
 # ---------------------------------------------------------------------------------------------
 
 
+def subid_first(path, pw):
+    """The first id of @pw's first subordinate range of at least 256 ids in @path, or None."""
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (pw.pw_name, str(pw.pw_uid)) \
+                and int(parts[2]) >= 256:
+            return int(parts[1])
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="cacheout-run to test")
@@ -1716,12 +1864,24 @@ def main():
     ap.add_argument("--src", default="", help="the repository root")
     ap.add_argument("--only", nargs="*", help="case names to run")
     ap.add_argument("--list", action="store_true", help="list the case names")
+    ap.add_argument("--rootless-user", default="",
+                    help="run every cacheout-run as this unprivileged user (rootless sandboxes)")
     a = ap.parse_args()
+    global ROOTLESS, HOST_UID_BASE, CG_PARENT
+    if a.rootless_user:
+        ROOTLESS = pwd.getpwnam(a.rootless_user)
+        HOST_UID_BASE = subid_first("/etc/subuid", ROOTLESS)
+        CG_PARENT = "cacheout-%d" % ROOTLESS.pw_uid
+        if HOST_UID_BASE is None:
+            print("FAIL rootless: no subordinate uid range for %s in /etc/subuid (run "
+                  "cacheout-run --setup-rootless %s)" % (a.rootless_user, a.rootless_user))
+            print("sandbox: 0 passed, 1 failed")
+            return 1
     if a.list:
-        for name, _ in CASES:
+        for name, _, _ in CASES:
             print(name)
         return 0
-    passes = [("", a.run)]
+    passes = [("rootless/" if ROOTLESS else "", a.run)]
     if a.asan_run:
         passes.append(("asan/", a.asan_run))
     passed = failed = skipped = 0
@@ -1730,8 +1890,10 @@ def main():
         s = Suite(os.path.abspath(run_bin), os.path.abspath(a.attack),
                   os.path.abspath(a.src) if a.src else "")
         try:
-            for name, fn in CASES:
+            for name, fn, rootless_only in CASES:
                 if a.only and name not in a.only:
+                    continue
+                if rootless_only and ROOTLESS is None:
                     continue
                 t0 = time.monotonic()
                 verdict, msg = s.run_case(name, fn)
