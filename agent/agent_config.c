@@ -143,6 +143,30 @@ agent_config_parse_url(struct agent_config *cfg, const char *url, co_err *err)
     return 0;
 }
 
+int
+agent_default_work_root(uid_t euid, const char *xdg_state_home, const char *home, char **out,
+                        co_err *err)
+{
+    *out = NULL;
+    if (euid == 0) {
+        *out = co_xstrdup(AGENT_DEFAULT_WORK_ROOT);
+        return 0;
+    }
+    /* The XDG base directory rules: a relative XDG_STATE_HOME is invalid and ignored. */
+    if (xdg_state_home && xdg_state_home[0] == '/') {
+        *out = co_xasprintf("%s/cacheout-agent", xdg_state_home);
+        return 0;
+    }
+    if (home && home[0] == '/') {
+        *out = co_xasprintf("%s/.local/state/cacheout-agent", strcmp(home, "/") == 0 ? "" : home);
+        return 0;
+    }
+    return co_err_field(err, CO_E_INVAL, "AGENT_WORK_ROOT",
+                        "missing AGENT_WORK_ROOT: not running as root and neither "
+                        "XDG_STATE_HOME nor HOME is an absolute path; set AGENT_WORK_ROOT "
+                        "(or --work-root)");
+}
+
 static void
 free_images(struct agent_config *cfg)
 {
@@ -262,13 +286,24 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
     if (parse_images(cfg, co_config_str("AGENT_IMAGES", "default"), err) != 0)
         goto fail;
 
-    const char *root = co_config_str("AGENT_WORK_ROOT", AGENT_DEFAULT_WORK_ROOT);
-    if (root[0] != '/' || strlen(root) > 3000) {
+    const char *root = co_config_str("AGENT_WORK_ROOT", NULL);
+    if (root) {
+        if (root[0] != '/' || strlen(root) > 3000) {
+            co_err_field(err, CO_E_INVAL, "AGENT_WORK_ROOT",
+                         "invalid AGENT_WORK_ROOT '%s': must be an absolute path", root);
+            goto fail;
+        }
+        cfg->work_root = co_xstrdup(root);
+    } else if (agent_default_work_root(geteuid(), getenv("XDG_STATE_HOME"), getenv("HOME"),
+                                       &cfg->work_root, err) != 0) {
+        goto fail;
+    } else if (strlen(cfg->work_root) > 3000) {
         co_err_field(err, CO_E_INVAL, "AGENT_WORK_ROOT",
-                     "invalid AGENT_WORK_ROOT '%s': must be an absolute path", root);
+                     "invalid default AGENT_WORK_ROOT '%s': longer than 3000 bytes, set "
+                     "AGENT_WORK_ROOT",
+                     cfg->work_root);
         goto fail;
     }
-    cfg->work_root = co_xstrdup(root);
 
     if (co_config_int("AGENT_GRACE_SECONDS", AGENT_DEFAULT_GRACE_SECONDS, 0, 86400,
                       &cfg->grace_seconds, err) != 0)

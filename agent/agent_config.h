@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "co_err.h"
 #include "co_id.h"
@@ -41,7 +42,8 @@ struct agent_config {
     int64_t ram_mb;               /* AGENT_RAM_MB, default: detected minus reserve */
     char **images;                /* AGENT_IMAGES (comma-separated ids), default "default" */
     size_t n_images;
-    char *work_root;             /* AGENT_WORK_ROOT: absolute, per-job staging folders live here */
+    char *work_root;             /* AGENT_WORK_ROOT: absolute, per-job staging folders live here;
+                                    default: agent_default_work_root() */
     int64_t grace_seconds;       /* AGENT_GRACE_SECONDS, default 30 */
     int64_t auth_retry_s;        /* AGENT_AUTH_RETRY_SECONDS, default 300 */
     bool exit_on_auth_error;     /* AGENT_EXIT_ON_AUTH_ERROR, default false */
@@ -65,6 +67,15 @@ struct agent_host_caps {
  */
 int agent_host_caps_detect(struct agent_host_caps *out, co_err *err)
     __attribute__((warn_unused_result));
+
+/**
+ * The default AGENT_WORK_ROOT for a process of effective uid @euid: AGENT_DEFAULT_WORK_ROOT for
+ * root; otherwise @xdg_state_home/cacheout-agent, else @home/.local/state/cacheout-agent (each
+ * used only when it is an absolute path; both may be NULL).  Stores a caller-owned string in
+ * *@out.  Errors: CO_E_INVAL naming AGENT_WORK_ROOT when a non-root caller has neither.
+ */
+int agent_default_work_root(uid_t euid, const char *xdg_state_home, const char *home, char **out,
+                            co_err *err) __attribute__((warn_unused_result));
 
 /** The default AGENT_RAM_MB for @mem_total_mb: MemTotal minus max(512 MiB, 10%), at least 1. */
 int64_t agent_default_ram_mb(int64_t mem_total_mb);

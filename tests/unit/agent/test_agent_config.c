@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -39,7 +40,69 @@ reset_env(void **state)
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         unsetenv(vars[i]);
     setenv("COORDINATOR_URL", "ws://127.0.0.1:8000/ws/agent", 1);
+    unsetenv("XDG_STATE_HOME");
+    setenv("HOME", "/home/seller", 1);
     return 0;
+}
+
+/* Root keeps /var/lib; another user gets a folder of its own, XDG_STATE_HOME first. */
+static void
+test_default_work_root(void **state)
+{
+    (void)state;
+    char *root = NULL;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(agent_default_work_root(0, "/x/state", "/root", &root, &err), 0);
+    assert_string_equal(root, "/var/lib/cacheout-agent");
+    free(root);
+    assert_int_equal(agent_default_work_root(1000, "/x/state", "/home/s", &root, &err), 0);
+    assert_string_equal(root, "/x/state/cacheout-agent");
+    free(root);
+    assert_int_equal(agent_default_work_root(1000, NULL, "/home/s", &root, &err), 0);
+    assert_string_equal(root, "/home/s/.local/state/cacheout-agent");
+    free(root);
+    /* A relative or empty XDG_STATE_HOME is ignored, as the XDG rules say. */
+    assert_int_equal(agent_default_work_root(1000, "state", "/home/s", &root, &err), 0);
+    assert_string_equal(root, "/home/s/.local/state/cacheout-agent");
+    free(root);
+    assert_int_equal(agent_default_work_root(1000, "", "/home/s", &root, &err), 0);
+    assert_string_equal(root, "/home/s/.local/state/cacheout-agent");
+    free(root);
+    assert_int_equal(agent_default_work_root(1000, NULL, "/", &root, &err), 0);
+    assert_string_equal(root, "/.local/state/cacheout-agent");
+    free(root);
+    /* Neither: an error naming the setting to use instead. */
+    assert_int_equal(agent_default_work_root(1000, NULL, NULL, &root, &err), -1);
+    assert_null(root);
+    assert_string_equal(err.field, "AGENT_WORK_ROOT");
+    assert_non_null(strstr(err.msg, "AGENT_WORK_ROOT"));
+    assert_int_equal(agent_default_work_root(1000, "rel", "also-rel", &root, &err), -1);
+    assert_null(root);
+}
+
+/* agent_config_load uses the default only when AGENT_WORK_ROOT is unset. */
+static void
+test_work_root_env(void **state)
+{
+    (void)state;
+    struct agent_config cfg;
+    co_err err = CO_ERR_INIT;
+    setenv("XDG_STATE_HOME", "/srv/state", 1);
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), 0);
+    assert_string_equal(cfg.work_root,
+                        geteuid() == 0 ? AGENT_DEFAULT_WORK_ROOT : "/srv/state/cacheout-agent");
+    agent_config_release(&cfg);
+    setenv("AGENT_WORK_ROOT", "/given", 1);
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), 0);
+    assert_string_equal(cfg.work_root, "/given");
+    agent_config_release(&cfg);
+    if (geteuid() != 0) {
+        unsetenv("AGENT_WORK_ROOT");
+        unsetenv("XDG_STATE_HOME");
+        unsetenv("HOME");
+        assert_int_equal(agent_config_load(&cfg, &caps, &err), -1);
+        assert_string_equal(err.field, "AGENT_WORK_ROOT");
+    }
 }
 
 static void
@@ -61,7 +124,11 @@ test_defaults(void **state)
     assert_int_equal(cfg.ram_mb, 24000 - 2400);
     assert_int_equal(cfg.n_images, 1);
     assert_string_equal(cfg.images[0], "default");
-    assert_string_equal(cfg.work_root, AGENT_DEFAULT_WORK_ROOT);
+    /* Root's default here; another user's comes from its HOME (see test_default_work_root). */
+    if (geteuid() == 0)
+        assert_string_equal(cfg.work_root, AGENT_DEFAULT_WORK_ROOT);
+    else
+        assert_string_equal(cfg.work_root, "/home/seller/.local/state/cacheout-agent");
     assert_int_equal(cfg.grace_seconds, 30);
     assert_false(cfg.bench_no_sandbox);
     assert_false(cfg.exit_on_auth_error);
@@ -225,6 +292,8 @@ main(void)
         cmocka_unit_test_setup(test_explicit, reset_env),
         cmocka_unit_test_setup(test_bad_values, reset_env),
         cmocka_unit_test_setup(test_hostname_not_an_id, reset_env),
+        cmocka_unit_test(test_default_work_root),
+        cmocka_unit_test_setup(test_work_root_env, reset_env),
         cmocka_unit_test(test_urls),
         cmocka_unit_test(test_default_ram),
         cmocka_unit_test(test_detect),
