@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "co_alloc.h"
+#include "co_time.h"
 #include "proto_job.h"
 #include "proto_utf8.h"
 
@@ -291,4 +292,45 @@ agent_job_spec(const struct proto_job_assign *a, char *const *argv,
         spec->output_limit = output_limit;
     if (pids > 0)
         spec->pids = pids;
+}
+
+int
+agent_sandbox_selftest(int64_t *ms, co_err *err)
+{
+    static const char *const argv[] = {"/bin/true", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    spec.cores_milli = 100;
+    spec.memory_bytes = INT64_C(32) << 20;
+    spec.pids = 8;
+    spec.wall_ms = 5000;
+    spec.tmp_bytes = INT64_C(1) << 20;
+    spec.work_bytes = INT64_C(1) << 20;
+    spec.shm_bytes = INT64_C(1) << 20;
+    spec.output_limit = 4096;
+
+    struct sbx_result res;
+    co_err run_err = CO_ERR_INIT;
+    int64_t t0 = co_mono_ms();
+    int rc = sbx_run(&spec, &res, &run_err);
+    *ms = co_mono_ms() - t0;
+    if (rc != 0) {
+        const char *msg = res.error_msg[0] ? res.error_msg : run_err.msg;
+        co_err_set(err, run_err.code ? run_err.code : CO_E_INTERNAL,
+                   "sandbox self-test failed at step '%s': %s",
+                   res.error_step[0] ? res.error_step : "?", msg[0] ? msg : "no message");
+    } else if (res.status != SBX_OK) {
+        /* The sandbox started but the program did not succeed (e.g. an image without it). */
+        const char *out = res.stderr_data ? res.stderr_data : "";
+        co_err_set(err, CO_E_INTERNAL,
+                   "sandbox self-test: '/bin/true' ended with status %s (exit code %d, signal "
+                   "%d)%s%s%s%.200s",
+                   sbx_status_name(res.status), res.exit_code, res.signal,
+                   res.error_step[0] ? ", step " : "", res.error_step,
+                   res.error_msg[0] || out[0] ? ": " : "", res.error_msg[0] ? res.error_msg : out);
+        rc = -1;
+    }
+    sbx_result_release(&res);
+    return rc;
 }

@@ -80,4 +80,13 @@ void agent_job_spec(const struct proto_job_assign *a, char *const *argv,
                     const struct agent_job_files *files, int64_t output_limit, int64_t pids,
                     struct sbx_spec *spec);
 
+/**
+ * The start-up self-test: run /bin/true in a sandbox with small limits (0.1 core, 32 MiB, 8
+ * pids, 5 s) exactly as jobs are run, so that an agent whose sandbox cannot work (no root and no
+ * rootless set-up, no cgroup delegation, no image) says so at start instead of failing every job
+ * it accepts.  Stores the time it took in *@ms.  Errors: the sandbox could not start (the
+ * message names the failing step and says why) or /bin/true did not exit 0.
+ */
+int agent_sandbox_selftest(int64_t *ms, co_err *err) __attribute__((warn_unused_result));
+
 #endif

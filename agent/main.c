@@ -1,9 +1,11 @@
 /* cacheout-agent: the CacheOut seller agent (see agent/README.md). */
 #include <getopt.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -51,7 +53,9 @@ usage(FILE *f)
         "                       max(512 MiB, 10%)\n"
         "  --images LIST        [AGENT_IMAGES] comma-separated job images; default: default\n"
         "  --work-root DIR      [AGENT_WORK_ROOT] where job files are staged; default:\n"
-        "                       /var/lib/cacheout-agent\n"
+        "                       /var/lib/cacheout-agent as root, else\n"
+        "                       $XDG_STATE_HOME/cacheout-agent or\n"
+        "                       $HOME/.local/state/cacheout-agent\n"
         "  --grace-seconds N    [AGENT_GRACE_SECONDS] on SIGTERM/SIGINT, how long running jobs\n"
         "                       may finish before they are killed; default: 30\n"
         "  --auth-retry-seconds N [AGENT_AUTH_RETRY_SECONDS] delay before retrying after the\n"
@@ -68,6 +72,10 @@ usage(FILE *f)
         "                       every job as an instant success with zero usage\n"
         "  --help               show this help\n"
         "  --version            show the version\n"
+        "\n"
+        "Before connecting, the agent runs /bin/true in a small sandbox; if that fails (as\n"
+        "another user than root: no subordinate ids in /etc/subuid, no delegated cgroup, ...)\n"
+        "it logs the failing step and why, and exits 1.\n"
         "\n"
         "Exit status: 0 after a clean shutdown, 1 for bad settings or a start-up failure, 3 when\n"
         "the token was rejected and --exit-on-auth-error is set.  A rejected token is logged as\n"
@@ -244,6 +252,25 @@ main(int argc, char **argv)
         agent_config_release(&cfg);
         co_log_close();
         return AGENT_EXIT_CONFIG;
+    }
+
+    /*
+     * Run one tiny sandbox before taking jobs: an agent whose sandbox cannot work (typically a
+     * rootless one without subordinate ids or a delegated cgroup) must stop here, naming what is
+     * missing, rather than connect and fail every job it accepts.
+     */
+    if (!cfg.bench_no_sandbox) {
+        bool rootless = geteuid() != 0;
+        int64_t ms = 0;
+        if (agent_sandbox_selftest(&ms, &err) != 0) {
+            co_error("the sandbox does not work, not starting rootless=%s error=\"%s\"",
+                     rootless ? "yes" : "no", err.msg);
+            agent_config_release(&cfg);
+            co_log_close();
+            return AGENT_EXIT_CONFIG;
+        }
+        co_info("sandbox self-test ok rootless=%s uid=%u ms=%" PRId64, rootless ? "yes" : "no",
+                (unsigned)geteuid(), ms);
     }
 
     /*
