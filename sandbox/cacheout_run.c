@@ -310,9 +310,10 @@ main(int argc, char **argv)
     /*
      * Start making the job's network namespace now, in a thread, while this one prepares the
      * cgroup and the rest: it is the most expensive namespace to create.  If the thread cannot
-     * start, clone() makes the namespace instead.
+     * start, clone() makes the namespace instead.  Rootless, the thread makes the job's user
+     * namespace and its maps (the most expensive part there) the same way.
      */
-    if (spec.network == SBX_NET_NONE && geteuid() == 0 && sbx_prewarm(1, false, &err) < 0)
+    if ((spec.network == SBX_NET_NONE || geteuid() != 0) && sbx_prewarm(1, false, &err) < 0)
         co_err_clear(&err);
 
     int out_fd = -1;

@@ -212,10 +212,14 @@ sbx_prewarm(unsigned n, bool refill, co_err *err)
 {
     if (n > POOL_MAX)
         n = POOL_MAX;
-    /* Rootless: a network namespace needs CAP_SYS_ADMIN over the host's user namespace, so
-     * each sandbox makes its own inside its user namespace (in the same clone()). */
+    /*
+     * Rootless: a network namespace needs CAP_SYS_ADMIN over the host's user namespace, so each
+     * sandbox makes its own inside the sandboxes' user namespace.  What costs time there is that
+     * user namespace (its maps take a few milliseconds to write), made once per process: start
+     * making it now, in a thread.
+     */
     if (sbx_rootless())
-        return 0;
+        return n > 0 ? sbx_userns_prepare(err) : 0;
     pthread_mutex_lock(&pool_mu);
     int rc = 0;
     if (n > 0 && !pool_started) {

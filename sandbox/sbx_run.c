@@ -202,10 +202,10 @@ struct child_ctx {
     int go_r;          /* the parent writes one byte once the cgroup exists */
     bool netns_via_go; /* network "none": the namespace comes with the parent's "go" */
     /*
-     * Rootless: the child has its own user namespace and waits for its uid/gid maps (and the
-     * cgroup) before it builds anything.  Its device nodes are binds of the host's (mknod is
-     * not allowed in a user namespace), and every remount keeps the flags the kernel locked on
-     * the host's mounts (noexec, the atime mode), which a user namespace may not clear.
+     * Rootless: the child lives in the sandboxes' user namespace (see clone_in_userns()).  Its
+     * device nodes are binds of the host's (mknod is not allowed in a user namespace), and
+     * every remount keeps the flags the kernel locked on the host's mounts (noexec, the atime
+     * mode), which a user namespace may not clear.
      */
     bool userns;
     unsigned long root_flags;
@@ -561,9 +561,6 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     /* A real-time host thread must not hand its policy to a job (nice values are kept). */
     struct sched_param sp = {0};
     TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
-    /* Rootless: nothing can be done in the user namespace before it has its maps. */
-    if (c->userns)
-        wait_go(c);
 
     /* The new root: the image folder bound onto itself, with host folders bound read-only. */
     TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
@@ -610,8 +607,7 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
      * through folders the parent opened (the host's /sys is no longer visible), then hide the
      * hierarchy.
      */
-    if (!c->userns)
-        wait_go(c);
+    wait_go(c);
     for (int i = 0; i < c->cg->n_dirs; i++) {
         int fd = openat(c->cg->join_dirfd[i], c->cg->join_rel[i], O_WRONLY | O_CLOEXEC);
         TRY(STEP_CGROUP_JOIN, fd);
@@ -886,6 +882,82 @@ cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* What the intermediate process of clone_in_userns() and its caller share (CLONE_VM). */
+struct bridge {
+    const struct child_ctx *c;
+    int userns_fd;
+    unsigned long flags;
+    int pidfd;
+    long pid;
+    int err;
+    const char *what;
+};
+
+/*
+ * The intermediate process: enter the sandbox's user namespace, clone init into new namespaces
+ * owned by it, as a child of the caller (CLONE_PARENT), and exit.  It shares the caller's memory
+ * and files and runs while the caller is suspended (CLONE_VFORK): raw system calls only.
+ */
+static int
+bridge_main(void *arg)
+{
+    struct bridge *b = arg;
+    if (syscall(SYS_setns, b->userns_fd, CLONE_NEWUSER) < 0) {
+        b->err = errno;
+        b->what = "rootless sandbox: cannot enter its user namespace";
+        return 1;
+    }
+    long pid =
+        syscall(SYS_clone, b->flags | CLONE_PARENT | CLONE_PIDFD, NULL, &b->pidfd, NULL, NULL);
+    if (pid == 0)
+        child_main(b->c);
+    if (pid < 0) {
+        b->err = errno;
+        b->what = "cannot clone the sandbox (namespaces, in its user namespace)";
+        return 1;
+    }
+    b->pid = pid;
+    return 0;
+}
+
+/*
+ * Rootless: clone init with @flags inside the user namespace @userns_fd, so that its other
+ * namespaces belong to that user namespace, where it has the capabilities to build the sandbox.
+ * Only a single-threaded process may enter a user namespace, hence the intermediate process;
+ * sharing this process's memory and file table, it costs no page-table copy.  Init becomes a
+ * child of this process, with its pidfd in *@pidfd.  Returns init's pid, or -1 with *@errnum
+ * and *@what set.
+ */
+static long __attribute__((noinline))
+clone_in_userns(const struct child_ctx *c, int userns_fd, unsigned long flags, int *pidfd,
+                int *errnum, const char **what)
+{
+    /* The intermediate's stack, which init inherits (a copy): room for child_main(). */
+    static const size_t stack_size = 128 * 1024;
+    char *stack = co_xmalloc(stack_size);
+    struct bridge b = {c, userns_fd, flags, -1, -1, 0, NULL};
+    pid_t mid =
+        clone(bridge_main, stack + stack_size, CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &b);
+    int saved = errno;
+    if (mid > 0) {
+        while (waitpid(mid, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+    }
+    free(stack);
+    if (mid < 0) {
+        *errnum = saved;
+        *what = "rootless sandbox: cannot start the process that enters the user namespace";
+        return -1;
+    }
+    if (b.pid < 0) {
+        *errnum = b.err;
+        *what = b.what;
+        return -1;
+    }
+    *pidfd = b.pidfd;
+    return b.pid;
+}
+
 /* Kill and reap a child that has not been let go yet; its cgroup is removed at "out". */
 static void
 abort_child(struct run *r, int pidfd)
@@ -957,6 +1029,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     int pipes[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}}; /* out, err, status, go */
     int *file_fds = NULL;
     int netns_fd = -1;
+    int userns_fd = -1; /* rootless: borrowed from sbx_userns_shared() */
     mode_t *file_modes = NULL;
     const char **envp = NULL;
     char **argv_copy = NULL, **envp_copy = NULL;
@@ -1081,6 +1154,11 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         for (int i = 0; i < img->n_binds; i++)
             c->bind_flags[i] = locked_mount_flags(img->bind_src[i]);
         c->netns_via_go = false; /* the clone below makes it, inside the user namespace */
+        /* The user namespace of this process's sandboxes (borrowed). */
+        if (sbx_userns_shared(uns, &userns_fd, err) < 0) {
+            internal(res, err, "user_namespace", 0);
+            goto out;
+        }
     }
     c->prog = prog;
     /* Copies: init blanks the host's argument area, where the CLI's strings live. */
@@ -1100,22 +1178,24 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int64_t t0 = co_mono_ns();
     unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
-    if (c->userns)
-        flags |= CLONE_NEWUSER;
     if (!c->netns_via_go)
         flags |= CLONE_NEWNET; /* loopback: made here, the child brings "lo" up */
     /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
     int pidfd = -1;
-    long pid = syscall(SYS_clone, flags | CLONE_PIDFD, NULL, &pidfd, NULL, NULL);
-    if (pid == 0)
-        child_main(c);
-    int clone_errno = errno;
+    long pid;
+    int clone_errno;
+    const char *clone_what = "cannot clone the sandbox (namespaces)";
+    if (userns_fd >= 0) {
+        pid = clone_in_userns(c, userns_fd, flags, &pidfd, &clone_errno, &clone_what);
+    } else {
+        pid = syscall(SYS_clone, flags | CLONE_PIDFD, NULL, &pidfd, NULL, NULL);
+        if (pid == 0)
+            child_main(c);
+        clone_errno = errno;
+    }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (pid < 0) {
-        co_err_sys(err, clone_errno,
-                   c->userns ? "cannot clone the sandbox (namespaces; rootless: are unprivileged "
-                               "user namespaces allowed? see user.max_user_namespaces)"
-                             : "cannot clone the sandbox (namespaces)");
+        co_err_sys(err, clone_errno, "%s", clone_what);
         internal(res, err, "clone", clone_errno);
         goto out;
     }
@@ -1127,30 +1207,11 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     }
     close(pipes[3][0]);
     pipes[3][0] = -1;
-    /*
-     * Rootless: the helpers write the child's uid/gid maps while the cgroup is made here.
-     * Create the cgroup while the child builds the root, then let it join (see child_main).
-     */
-    struct sbx_idmap_run idmap = {{0, 0}, {-1, -1}};
-    if (uns && sbx_userns_map_start(uns, r.pid, res->slot, &idmap, err) < 0) {
-        abort_child(&r, pidfd);
-        internal(res, err, "userns_map", 0);
-        goto out;
-    }
+    /* Create the cgroup while the child builds the root, then let it join (see child_main). */
     if (sbx_cgroup_make(cg, &lim, err) < 0) {
-        co_err e = CO_ERR_INIT;
-        if (uns && sbx_userns_map_finish(&idmap, &e) < 0) {
-            /* the cgroup error is what matters */
-        }
         abort_child(&r, pidfd);
         co_err_wrap(err, "set up cgroup (%s)", sbx_cgroup_mode_name(host->mode));
         internal(res, err, "cgroup", 0);
-        goto out;
-    }
-    if (uns && sbx_userns_map_finish(&idmap, err) < 0) {
-        abort_child(&r, pidfd);
-        co_err_wrap(err, "rootless sandbox: write the uid/gid maps");
-        internal(res, err, "userns_map", 0);
         goto out;
     }
     /*

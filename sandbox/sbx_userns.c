@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -289,24 +291,33 @@ spawn_helper(const char *path, char *const argv[], pid_t *pid, int *err_fd, co_e
     return 0;
 }
 
-int
-sbx_userns_map_start(const struct sbx_userns *u, pid_t child, unsigned slot,
-                     struct sbx_idmap_run *run, co_err *err)
+/* The helpers of one namespace: newuidmap and newgidmap. */
+struct idmap_run {
+    pid_t pid[2];  /* 0 when not running */
+    int err_fd[2]; /* their stderr, read once they exit; -1 when closed */
+};
+
+static int map_finish(struct idmap_run *run, co_err *err);
+
+/* Start newuidmap and newgidmap for @child: "0 <uid> 1 <SBX_UID_BASE> <subuid> <slots>". */
+static int
+map_start(const struct sbx_userns *u, pid_t child, struct idmap_run *run, co_err *err)
 {
     run->pid[0] = run->pid[1] = 0;
     run->err_fd[0] = run->err_fd[1] = -1;
-    char pid_s[24], inside[24];
+    char pid_s[24], inside[24], count[24];
     snprintf(pid_s, sizeof(pid_s), "%ld", (long)child);
-    snprintf(inside, sizeof(inside), "%u", SBX_UID_BASE + slot);
+    snprintf(inside, sizeof(inside), "%u", SBX_UID_BASE);
+    snprintf(count, sizeof(count), "%d", SBX_MAX_SLOTS);
     for (int i = 0; i < 2; i++) {
         char self[24], outside[24];
         snprintf(self, sizeof(self), "%lu", i == 0 ? (unsigned long)u->uid : (unsigned long)u->gid);
-        snprintf(outside, sizeof(outside), "%lu", (i == 0 ? u->subuid : u->subgid) + slot);
+        snprintf(outside, sizeof(outside), "%lu", i == 0 ? u->subuid : u->subgid);
         const char *path = i == 0 ? u->newuidmap : u->newgidmap;
-        char *const argv[] = {(char *)path, pid_s, "0", self, "1", inside, outside, "1", NULL};
+        char *const argv[] = {(char *)path, pid_s, "0", self, "1", inside, outside, count, NULL};
         if (spawn_helper(path, argv, &run->pid[i], &run->err_fd[i], err) < 0) {
             co_err e = CO_ERR_INIT;
-            if (sbx_userns_map_finish(run, &e) < 0) {
+            if (map_finish(run, &e) < 0) {
                 /* the start failure is what matters */
             }
             return -1;
@@ -315,8 +326,9 @@ sbx_userns_map_start(const struct sbx_userns *u, pid_t child, unsigned slot,
     return 0;
 }
 
-int
-sbx_userns_map_finish(struct sbx_idmap_run *run, co_err *err)
+/* Wait for the helpers of @run.  Errors: one failed; the message quotes what it said. */
+static int
+map_finish(struct idmap_run *run, co_err *err)
 {
     int rc = 0;
     for (int i = 0; i < 2; i++) {
@@ -340,4 +352,111 @@ sbx_userns_map_finish(struct sbx_idmap_run *run, co_err *err)
         run->pid[i] = 0;
     }
     return rc;
+}
+
+/* Make a user namespace with the maps described at sbx_userns_shared(). */
+static int
+userns_create(const struct sbx_userns *u, int *out, co_err *err)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return co_err_sys(err, errno, "cannot create pipe");
+    /*
+     * The holder: a process of its own in the new namespace, alive until the maps are written
+     * and the namespace is opened.  It waits for the end of the pipe and exits.  (A thread of
+     * this process cannot unshare a user namespace: the process has other threads.)
+     */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) {
+        /* Keep nothing of the caller's open files (other sandboxes' pipes among them). */
+        char b;
+        if (dup2(p[0], 0) < 0)
+            _exit(1);
+        close_range(1, ~0U, 0);
+        while (read(0, &b, 1) < 0 && errno == EINTR)
+            ;
+        _exit(0);
+    }
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    close(p[0]);
+    if (pid < 0) {
+        close(p[1]);
+        return co_err_sys(err, clone_errno,
+                          "rootless sandbox: cannot create a user namespace (are unprivileged "
+                          "user namespaces allowed? see user.max_user_namespaces)");
+    }
+    struct idmap_run run;
+    int rc = map_start(u, (pid_t)pid, &run, err);
+    if (rc == 0)
+        rc = map_finish(&run, err);
+    if (rc < 0)
+        co_err_wrap(err, "rootless sandbox: write the uid/gid maps");
+    int fd = -1;
+    if (rc == 0) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%ld/ns/user", pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            rc = co_err_sys(err, errno, "cannot open '%s'", path);
+    }
+    close(p[1]);
+    while (waitpid((pid_t)pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (rc == 0)
+        *out = fd;
+    return rc;
+}
+
+static pthread_mutex_t shared_mu = PTHREAD_MUTEX_INITIALIZER;
+static int shared_fd = -1;
+
+int
+sbx_userns_shared(const struct sbx_userns *u, int *out, co_err *err)
+{
+    int rc = 0;
+    pthread_mutex_lock(&shared_mu);
+    if (shared_fd < 0)
+        rc = userns_create(u, &shared_fd, err);
+    if (rc == 0)
+        *out = shared_fd;
+    pthread_mutex_unlock(&shared_mu);
+    return rc;
+}
+
+static void *
+prepare_main(void *arg)
+{
+    const struct sbx_userns *u = arg;
+    int fd;
+    co_err e = CO_ERR_INIT;
+    if (sbx_userns_shared(u, &fd, &e) < 0) {
+        /* sbx_run() tries again and reports the error */
+    }
+    return NULL;
+}
+
+int
+sbx_userns_prepare(co_err *err)
+{
+    const struct sbx_userns *u;
+    if (sbx_userns_get(&u, NULL) < 0)
+        return 0;
+    pthread_mutex_lock(&shared_mu);
+    bool done = shared_fd >= 0;
+    pthread_mutex_unlock(&shared_mu);
+    if (done)
+        return 0;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int e = pthread_create(&t, &attr, prepare_main, (void *)u);
+    pthread_attr_destroy(&attr);
+    if (e != 0)
+        return co_err_sys(err, e, "cannot start the user namespace thread");
+    return 0;
 }

@@ -1,11 +1,11 @@
 /*
- * sbx_userns: rootless sandboxes.  When the caller is not root, every sandbox gets a user
- * namespace of its own, created by the same clone() as its other namespaces.  In it, uid/gid 0
- * is the caller (init builds the sandbox as that "root", with capabilities over the sandbox's
- * namespaces only) and the job's uid/gid SBX_UID_BASE + slot is the caller's subordinate id
- * + slot, so that two jobs never share a host uid and neither has the caller's.  The maps are
- * written by the setuid helpers newuidmap/newgidmap (package uidmap), which check the caller's
- * ranges in /etc/subuid and /etc/subgid.  Internal to libsandbox.
+ * sbx_userns: rootless sandboxes.  When the caller is not root, its sandboxes create their
+ * namespaces inside a user namespace made for them.  In it, uid/gid 0 is the caller (init builds
+ * the sandbox as that "root", with capabilities over the sandbox's namespaces only) and the job
+ * uids/gids SBX_UID_BASE + slot are the caller's subordinate ids + slot, so that two jobs never
+ * share a host uid and none has the caller's.  The maps are written by the setuid helpers
+ * newuidmap/newgidmap (package uidmap), which check the caller's ranges in /etc/subuid and
+ * /etc/subgid.  Internal to libsandbox.
  */
 #ifndef SBX_USERNS_H
 #define SBX_USERNS_H
@@ -66,26 +66,26 @@ int sbx_slurp(const char *path, struct co_buf *b) __attribute__((warn_unused_res
  */
 int sbx_userns_get(const struct sbx_userns **out, co_err *err) __attribute__((warn_unused_result));
 
-/** The two helpers started for one sandbox (see sbx_userns_map_start()). */
-struct sbx_idmap_run {
-    pid_t pid[2];  /* newuidmap, newgidmap; 0 when not running */
-    int err_fd[2]; /* their stderr, read once they exit; -1 when closed */
-};
-
 /**
- * Start newuidmap and newgidmap for the sandbox init @child (still waiting for its maps) of
- * slot @slot: "0 <uid> 1 <SBX_UID_BASE + slot> <subuid + slot> 1" and the same for gids.  They
- * run while the caller goes on; sbx_userns_map_finish() waits for them.  Errors: a helper
- * cannot be started (the other one is then waited for).
+ * The user namespace of this process's sandboxes, made on first use (thread-safe; a caller
+ * that finds it being made waits): an fd in *@out, borrowed, valid for the process's lifetime.
+ * A short-lived process unshares it and newuidmap/newgidmap write its maps, "0 <uid> 1" and
+ * "SBX_UID_BASE <subuid> SBX_MAX_SLOTS" (gids alike); the fd keeps the namespace.  Each sandbox
+ * enters it with setns() and creates its other namespaces inside, as root's sandboxes all
+ * share the host's user namespace: concurrent jobs are kept apart by their slot uids and their
+ * own pid, mount, network, ipc and uts namespaces, not by the user namespace.  Errors (not
+ * kept: the next call tries again): the process cannot be created (unprivileged user namespaces
+ * disabled), a helper fails (its message is quoted), the namespace cannot be opened.
  */
-int sbx_userns_map_start(const struct sbx_userns *u, pid_t child, unsigned slot,
-                         struct sbx_idmap_run *run, co_err *err)
+int sbx_userns_shared(const struct sbx_userns *u, int *out, co_err *err)
     __attribute__((warn_unused_result));
 
 /**
- * Wait for the helpers of @run.  Errors: one of them failed; the message quotes what it said.
+ * Start making the shared user namespace in a background thread (sbx_prewarm() of a rootless
+ * process), so that the first sandbox does not wait the whole time for it.  Does nothing when
+ * rootless sandboxes cannot work here (sbx_run() then says why).  Errors: the thread cannot
+ * be started.
  */
-int sbx_userns_map_finish(struct sbx_idmap_run *run, co_err *err)
-    __attribute__((warn_unused_result));
+int sbx_userns_prepare(co_err *err) __attribute__((warn_unused_result));
 
 #endif

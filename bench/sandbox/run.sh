@@ -9,8 +9,10 @@
 #     as the agent uses it (target <= 2.5 ms).
 # The build machines are shared and often loaded, so the comparison is repeated ROUNDS times
 # (the order of the commands rotating) and the median of the per-round ratios is printed too.
+#  3. With ROOTLESS=1: both again as an unprivileged user (rootless sandboxes), against
+#     bubblewrap with --unshare-user.
 # Environment: CO_SRC_DIR, CO_BUILD_DIR (default build/), RUNS per command and round (default
-# 200), ROUNDS (default 3).
+# 200), ROUNDS (default 3), ROOTLESS, ROOTLESS_USER (default cacheout-rl).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
@@ -71,4 +73,33 @@ print("ratio cacheout-run / bwrap-strict, median over rounds: %.2f (target <= 0.
 PY
 echo
 "$inproc" "$runs"
+
+# Rootless (ROOTLESS=1, or ROOTLESS_USER=name): the same as an unprivileged user prepared with
+# `cacheout-run --setup-rootless` (tests/lib/rootless.sh makes one), against bubblewrap
+# unprivileged (--unshare-user: a user namespace mapping only the caller's uid).
+if [ "${ROOTLESS:-0}" = 1 ] || [ -n "${ROOTLESS_USER:-}" ]; then
+    # shellcheck source=../../tests/lib/rootless.sh
+    . "$src/tests/lib/rootless.sh"
+    if ! rootless_setup "$build" "$inproc"; then
+        echo "bench/sandbox: rootless part skipped: $ROOTLESS_WHY" >&2
+        exit 1
+    fi
+    trap 'rm -rf "$tmp"; rootless_cleanup' EXIT
+    echo
+    echo "== rootless, as $ROOTLESS_USER (uid $ROOTLESS_UID)"
+    chown "$ROOTLESS_USER" "$tmp" # hyperfine writes its JSON there as that user
+    runuser -u "$ROOTLESS_USER" -- hyperfine -N --warmup 20 --runs "$runs" --style basic \
+        --export-json "$tmp/rootless.json" \
+        -n cacheout-run-rootless "$ROOTLESS_BIN_DIR/cacheout-run -- /bin/true" \
+        -n bwrap-rootless "${bwrap_cmd/bwrap /bwrap --unshare-user }" 2>/dev/null |
+        grep -E '^Benchmark|Time \(mean'
+    python3 - "$tmp/rootless.json" <<'PY'
+import json, sys
+res = {x["command"]: x["median"] * 1000 for x in json.load(open(sys.argv[1]))["results"]}
+a, b = res["cacheout-run-rootless"], res["bwrap-rootless"]
+print("medians (ms): cacheout-run rootless %.3f, bwrap rootless %.3f, ratio %.2f" % (a, b, a / b))
+PY
+    echo "in-process, rootless:"
+    runuser -u "$ROOTLESS_USER" -- "$ROOTLESS_BIN_DIR/$(basename "$inproc")" "$runs"
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

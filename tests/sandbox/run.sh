@@ -83,7 +83,10 @@ if [ "${SBX_SUITE_NO_ROOTLESS:-0}" = 1 ]; then
 else
     # shellcheck source=../lib/rootless.sh
     . "$src/tests/lib/rootless.sh"
-    if rootless_setup "$build" "$attack_bin"; then
+    inproc_test=$build/tests/unit/sandbox/test_sbx_run
+    extra=()
+    [ -x "$inproc_test" ] && extra=("$inproc_test")
+    if rootless_setup "$build" "$attack_bin" "${extra[@]}"; then
         timeout -k 10 200 "$py" "$here/suite.py" --run "$ROOTLESS_BIN_DIR/cacheout-run" \
             --attack "$ROOTLESS_BIN_DIR/sbx-attack" --src "$src" \
             --rootless-user "$ROOTLESS_USER" "$@" 2>&1 | tee "$log"
@@ -92,6 +95,21 @@ else
             echo "FAIL sandbox: rootless pass did not finish within 200 s"
         fi
         add_counts "$log" "$rc"
+        # sbx_run() in-process as the agent uses it (threads, prewarm, cancellation), rootless:
+        # the unit tests of test_sbx_run, run as the unprivileged user.  One case here.
+        if [ ${#extra[@]} -eq 0 ]; then
+            echo "FAIL rootless/in-process: $inproc_test not built"
+            failed=$((failed + 1))
+        elif (cd "$ROOTLESS_BIN_DIR" && timeout -k 5 120 runuser -u "$ROOTLESS_USER" -- \
+            env SBX_TEST_ROOTLESS=1 ./test_sbx_run) >"$log" 2>&1 &&
+            ! grep -q SKIPPED "$log"; then
+            echo "ok rootless/in-process ($(grep -c '^\[       OK \]' "$log") test_sbx_run cases)"
+            passed=$((passed + 1))
+        else
+            sed 's/^/  /' "$log"
+            echo "FAIL rootless/in-process: test_sbx_run as $ROOTLESS_USER failed (above)"
+            failed=$((failed + 1))
+        fi
         rootless_cleanup
     else
         echo "FAIL sandbox: rootless pass cannot be set up: $ROOTLESS_WHY"

@@ -1757,17 +1757,19 @@ def read_job_file(s, path):
 
 @case("rootless-id-maps", rootless_only=True)
 def c_rootless_maps(s):
-    """The job's user namespace maps exactly two ids each: 0 to the caller (init's set-up
-    identity) and the job's uid/gid to the caller's subordinate id + slot."""
+    """The job's user namespace maps 0 to the caller (init's set-up identity) and the slot uids
+    and gids to the caller's subordinate ids, nothing else: no other host id exists inside."""
     for path, host_self in (("/proc/self/uid_map", ROOTLESS.pw_uid),
                             ("/proc/self/gid_map", ROOTLESS.pw_gid)):
         j = read_job_file(s, path)
         rows = sorted(tuple(int(x) for x in line.split()) for line in j.stdout.splitlines()
                       if line.strip())
-        slot = j.r("slot")
-        want = sorted([(0, host_self, 1), (UID_BASE + slot, HOST_UID_BASE + slot, 1)])
+        want = sorted([(0, host_self, 1), (UID_BASE, HOST_UID_BASE, 256)])
         if rows != want:
             fail(path + " inside", want, rows)
+    j = read_job_file(s, "/proc/self/setgroups")
+    if j.stdout.strip() != "allow":
+        fail("/proc/self/setgroups", "allow (init dropped the caller's groups)", j.stdout)
 
 
 def rootless_fail_closed(s, env=None, as_user=None, step=None, words=()):

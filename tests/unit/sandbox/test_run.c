@@ -2,9 +2,12 @@
  * In-process tests of sbx_run() as the agent uses it: capture, in-memory work files, streaming,
  * cancellation from another thread, concurrent runs from several threads, exec failures and
  * fail-closed errors.  These run real sandboxes and need root; as another user they are skipped
- * (and say so).  The escape and limit suite is tests/sandbox/.
+ * (and say so), unless SBX_TEST_ROOTLESS=1 says that the user was prepared for rootless
+ * sandboxes: tests/sandbox/run.sh runs them that way too.  The escape and limit suite is
+ * tests/sandbox/.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,12 +25,20 @@
 #include "co_alloc.h"
 #include "sbx.h"
 
+static bool
+rootless_run(void)
+{
+    const char *v = getenv("SBX_TEST_ROOTLESS");
+    return geteuid() != 0 && v && strcmp(v, "1") == 0;
+}
+
 static int
 need_root(void **state)
 {
     (void)state;
-    if (geteuid() != 0) {
-        fprintf(stderr, "SKIP: sandbox run tests need root (namespaces, cgroups, uid switch)\n");
+    if (geteuid() != 0 && !rootless_run()) {
+        fprintf(stderr, "SKIP: sandbox run tests need root (namespaces, cgroups, uid switch), "
+                        "or SBX_TEST_ROOTLESS=1 for a user prepared for rootless sandboxes\n");
         skip();
     }
     return 0;
@@ -226,8 +237,17 @@ test_concurrent_threads_get_distinct_uids(void **state)
         char want[32];
         snprintf(want, sizeof(want), "%u\n", (unsigned)c[i].res.uid);
         assert_string_equal(c[i].res.stdout_data, want);
-        for (int j = 0; j < i; j++)
+        for (int j = 0; j < i; j++) {
             assert_int_not_equal(c[i].res.uid, c[j].res.uid);
+            assert_int_not_equal(c[i].res.host_uid, c[j].res.host_uid);
+        }
+        /* Rootless: on the host, the job runs as a subordinate uid, not as this user. */
+        if (rootless_run()) {
+            assert_int_not_equal(c[i].res.host_uid, c[i].res.uid);
+            assert_int_not_equal(c[i].res.host_uid, geteuid());
+        } else {
+            assert_int_equal(c[i].res.host_uid, c[i].res.uid);
+        }
     }
     for (int i = 0; i < N; i++)
         sbx_result_release(&c[i].res);
