@@ -649,6 +649,15 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     TRY(STEP_SETGROUPS, syscall(SYS_setgroups, 0, NULL));
     TRY(STEP_SETGID, syscall(SYS_setresgid, c->gid, c->gid, c->gid));
     TRY(STEP_SETUID, syscall(SYS_setresuid, c->uid, c->uid, c->uid));
+    /*
+     * The kernel clears the parent-death signal when the credentials change: set it again, then
+     * catch a parent that died in between (the read end of the status pipe is closed then), or
+     * the sandbox would outlive a killed caller.
+     */
+    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    struct pollfd alive = {c->status_w, 0, 0};
+    if (poll(&alive, 1, 0) > 0 && (alive.revents & (POLLERR | POLLHUP)))
+        _exit(125);
     /* Init keeps the host's memory image (copy-on-write): not dumpable means the job, which has
      * the same uid, cannot read its /proc/1/environ or memory. */
     TRY(STEP_NO_NEW_PRIVS, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));

@@ -1034,6 +1034,33 @@ def c_cancel(s):
         fail("host after cancel", "no process of the job", "pids %s" % left)
 
 
+@case("caller-killed-job-gone")
+def c_caller_killed(s):
+    """SIGKILL to cacheout-run (an agent that dies) takes the whole sandbox with it: the job,
+    which runs under another uid than its caller, must not outlive it."""
+    marker = mk("sbx-orphaned-by-caller")
+    j = s.bg("linger", marker, opts=["--wall-time", "20s"])
+    if find_job_pid(marker) is None:
+        j.wait()
+        fail("host", "the job's process visible", "not found (%s)" % j.describe())
+    time.sleep(0.2)
+    os.kill(j.proc.pid, signal.SIGKILL)
+    j.wait()
+    if j.rc != -signal.SIGKILL:
+        fail("cacheout-run", "killed by SIGKILL", "exit code %s" % j.rc)
+    deadline = time.monotonic() + 5
+    while procs_matching(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = procs_matching(marker)
+    if left:
+        for p in left:
+            try:
+                os.kill(int(p), signal.SIGKILL)
+            except OSError:
+                pass
+        fail("host after the caller was killed", "no process of the job", "pids %s" % left)
+
+
 @case("proc-is-fresh")
 def c_proc(s):
     j = s.job("procinfo")
