@@ -891,80 +891,100 @@ cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* What the intermediate process of clone_in_userns() and its caller share (CLONE_VM). */
+/* The intermediate process of clone_in_userns(): what it needs, and what it reports. */
 struct bridge {
     const struct child_ctx *c;
     int userns_fd;
     unsigned long flags;
+    int out_fd; /* the write end of a pipe to the caller */
+};
+
+struct bridge_out {
+    long pid; /* init's pid, or -1 */
     int pidfd;
-    long pid;
     int err;
-    const char *what;
+    int failed_setns; /* which call failed: setns (1) or clone (0) */
 };
 
 /*
  * The intermediate process: enter the sandbox's user namespace, clone init into new namespaces
- * owned by it, as a child of the caller (CLONE_PARENT), and exit.  It shares the caller's memory
- * and files and runs while the caller is suspended (CLONE_VFORK): raw system calls only.
+ * owned by it, as a child of the caller (CLONE_PARENT), report and exit.  It shares the caller's
+ * file table, and normally its memory too while the caller is suspended (CLONE_VFORK): raw
+ * system calls only.
  */
 static int
 bridge_main(void *arg)
 {
-    struct bridge *b = arg;
-    if (syscall(SYS_setns, b->userns_fd, CLONE_NEWUSER) < 0) {
-        b->err = errno;
-        b->what = "rootless sandbox: cannot enter its user namespace";
-        return 1;
+    const struct bridge *b = arg;
+    struct bridge_out o = {-1, -1, 0, 1};
+    if (syscall(SYS_setns, b->userns_fd, CLONE_NEWUSER) == 0) {
+        o.failed_setns = 0;
+        o.pid =
+            syscall(SYS_clone, b->flags | CLONE_PARENT | CLONE_PIDFD, NULL, &o.pidfd, NULL, NULL);
+        if (o.pid == 0)
+            child_main(b->c);
     }
-    long pid =
-        syscall(SYS_clone, b->flags | CLONE_PARENT | CLONE_PIDFD, NULL, &b->pidfd, NULL, NULL);
-    if (pid == 0)
-        child_main(b->c);
-    if (pid < 0) {
-        b->err = errno;
-        b->what = "cannot clone the sandbox (namespaces, in its user namespace)";
-        return 1;
-    }
-    b->pid = pid;
-    return 0;
+    if (o.pid < 0)
+        o.err = errno;
+    return write(b->out_fd, &o, sizeof(o)) == (ssize_t)sizeof(o) ? 0 : 1;
 }
 
 /*
  * Rootless: clone init with @flags inside the user namespace @userns_fd, so that its other
  * namespaces belong to that user namespace, where it has the capabilities to build the sandbox.
- * Only a single-threaded process may enter a user namespace, hence the intermediate process;
- * sharing this process's memory and file table, it costs no page-table copy.  Init becomes a
- * child of this process, with its pidfd in *@pidfd.  Returns init's pid, or -1 with *@errnum
- * and *@what set.
+ * Only a single-threaded process may enter a user namespace, hence the intermediate process.
+ * It shares this process's memory (no page-table copy: CLONE_VM | CLONE_VFORK, on a stack of its
+ * own that init inherits as a copy), except in AddressSanitizer builds, whose run-time cannot
+ * follow a switch to such a stack: there it is a plain copy.  Init becomes a child of this
+ * process, with its pidfd in *@pidfd.  Returns init's pid, or -1 with *@errnum and *@what set.
  */
 static long __attribute__((noinline))
 clone_in_userns(const struct child_ctx *c, int userns_fd, unsigned long flags, int *pidfd,
                 int *errnum, const char **what)
 {
-    /* The intermediate's stack, which init inherits (a copy): room for child_main(). */
-    static const size_t stack_size = 128 * 1024;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        *errnum = errno;
+        *what = "cannot create pipe";
+        return -1;
+    }
+    struct bridge b = {c, userns_fd, flags, p[1]};
+#if defined(__SANITIZE_ADDRESS__)
+    pid_t mid = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (mid == 0)
+        _exit(bridge_main(&b));
+    char *stack = NULL;
+#else
+    static const size_t stack_size = 128 * 1024; /* room for child_main() */
     char *stack = co_xmalloc(stack_size);
-    struct bridge b = {c, userns_fd, flags, -1, -1, 0, NULL};
     pid_t mid =
         clone(bridge_main, stack + stack_size, CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &b);
+#endif
     int saved = errno;
+    struct bridge_out o = {-1, -1, 0, 0};
     if (mid > 0) {
+        /* The file table is shared: the write end stays open until the intermediate is gone. */
         while (waitpid(mid, NULL, __WALL) < 0 && errno == EINTR)
             ;
+        if (read(p[0], &o, sizeof(o)) != (ssize_t)sizeof(o))
+            o.pid = -1;
     }
+    close(p[1]);
+    close(p[0]);
     free(stack);
     if (mid < 0) {
         *errnum = saved;
         *what = "rootless sandbox: cannot start the process that enters the user namespace";
         return -1;
     }
-    if (b.pid < 0) {
-        *errnum = b.err;
-        *what = b.what;
+    if (o.pid < 0) {
+        *errnum = o.err;
+        *what = o.failed_setns ? "rootless sandbox: cannot enter its user namespace"
+                               : "cannot clone the sandbox (namespaces, in its user namespace)";
         return -1;
     }
-    *pidfd = b.pidfd;
-    return b.pid;
+    *pidfd = o.pidfd;
+    return o.pid;
 }
 
 /* Kill and reap a child that has not been let go yet; its cgroup is removed at "out". */

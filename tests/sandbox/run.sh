@@ -96,20 +96,33 @@ else
         fi
         add_counts "$log" "$rc"
         # sbx_run() in-process as the agent uses it (threads, prewarm, cancellation), rootless:
-        # the unit tests of test_sbx_run, run as the unprivileged user.  One case here.
+        # the unit tests of test_sbx_run, run as the unprivileged user, from the normal build and
+        # from the sanitizer build (whose rootless clone differs, see sbx_run.c).  A case each.
+        asan_test=${CO_ASAN_BUILD_DIR:+$CO_ASAN_BUILD_DIR/tests/unit/sandbox/test_sbx_run}
+        inproc=()
         if [ ${#extra[@]} -eq 0 ]; then
             echo "FAIL rootless/in-process: $inproc_test not built"
             failed=$((failed + 1))
-        elif (cd "$ROOTLESS_BIN_DIR" && timeout -k 5 120 runuser -u "$ROOTLESS_USER" -- \
-            env SBX_TEST_ROOTLESS=1 ./test_sbx_run) >"$log" 2>&1 &&
-            ! grep -q SKIPPED "$log"; then
-            echo "ok rootless/in-process ($(grep -c '^\[       OK \]' "$log") test_sbx_run cases)"
-            passed=$((passed + 1))
         else
-            sed 's/^/  /' "$log"
-            echo "FAIL rootless/in-process: test_sbx_run as $ROOTLESS_USER failed (above)"
-            failed=$((failed + 1))
+            inproc=(test_sbx_run)
         fi
+        if [ -n "$asan_test" ] && [ -x "$asan_test" ] && [ "${SBX_SUITE_NO_ASAN:-0}" != 1 ]; then
+            cp "$asan_test" "$ROOTLESS_BIN_DIR/test_sbx_run-asan"
+            chmod 755 "$ROOTLESS_BIN_DIR/test_sbx_run-asan"
+            inproc+=(test_sbx_run-asan)
+        fi
+        for t in "${inproc[@]}"; do
+            name=rootless/in-process${t#test_sbx_run}
+            if (cd "$ROOTLESS_BIN_DIR" && timeout -k 5 120 runuser -u "$ROOTLESS_USER" -- \
+                env SBX_TEST_ROOTLESS=1 "./$t") >"$log" 2>&1 && ! grep -q SKIPPED "$log"; then
+                echo "ok $name ($(grep -c '^\[       OK \]' "$log") test_sbx_run cases)"
+                passed=$((passed + 1))
+            else
+                sed 's/^/  /' "$log"
+                echo "FAIL $name: test_sbx_run as $ROOTLESS_USER failed (above)"
+                failed=$((failed + 1))
+            fi
+        done
         rootless_cleanup
     else
         echo "FAIL sandbox: rootless pass cannot be set up: $ROOTLESS_WHY"
