@@ -67,9 +67,17 @@ def start_stack(args, name, bench_mode, cores, connect=True):
         settings={"AGENT_TOKEN": AGENT_TOKEN, "DEFAULT_STARTING_CREDITS": "100000000",
                   "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
                   "FRONTEND_DIR": workdir, "WORKER_TIMEOUT_SECONDS": "30"})
-    agent = cotest.Agent(args.agent, coord, "bench-agent", cores, 64 * cores, token=AGENT_TOKEN,
-                         settings={"LOG_LEVEL": "INFO"},
-                         args=["--bench-no-sandbox"] if bench_mode else [])
+    if getattr(args, "rootless_user", "") and not bench_mode:
+        # A rootless agent (its sandboxes in a user namespace): the copy of the binary that
+        # bench/e2e/run.sh made readable for the user, its HOME a folder of its own.
+        agent = cotest.RootlessAgent(args.rootless_user, args.rootless_agent, coord,
+                                     "bench-agent", cores, 64 * cores,
+                                     cotest.rootless_home(args.rootless_user), token=AGENT_TOKEN,
+                                     settings={"LOG_LEVEL": "INFO"})
+    else:
+        agent = cotest.Agent(args.agent, coord, "bench-agent", cores, 64 * cores,
+                             token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
+                             args=["--bench-no-sandbox"] if bench_mode else [])
     try:
         coord.start()
     except cotest.CaseFailed as e:
@@ -95,6 +103,8 @@ def stop_stack(coord, agent):
     coord.stop(timeout=20)
     if not os.environ.get("BENCH_KEEP"):
         shutil.rmtree(coord.workdir, ignore_errors=True)
+        if isinstance(agent, cotest.RootlessAgent):
+            shutil.rmtree(agent.home, ignore_errors=True)
 
 
 def received_ms(agent):
@@ -253,10 +263,14 @@ def main():
     ap.add_argument("--cores", type=int, default=8)
     ap.add_argument("--dispatch-cores", type=int, default=64)
     ap.add_argument("--phases", default="latency,sandboxed,dispatch,drain")
+    ap.add_argument("--rootless-user", default="",
+                    help="run the sandboxing agent as this user (rootless sandboxes)")
+    ap.add_argument("--rootless-agent", default="", help="its copy of cacheout-agent")
     ARGS = ap.parse_args()
-    print("bench/e2e: store=%s jobs=%d threads=%d agent cores=%d (dispatch-only: %d)" % (
+    print("bench/e2e: store=%s jobs=%d threads=%d agent cores=%d (dispatch-only: %d)%s" % (
         "postgres" if ARGS.pg_port else "sqlite", ARGS.jobs,
-        ARGS.threads, ARGS.cores, ARGS.dispatch_cores))
+        ARGS.threads, ARGS.cores, ARGS.dispatch_cores,
+        (" ROOTLESS agent as %s" % ARGS.rootless_user) if ARGS.rootless_user else ""))
     phases = ARGS.phases.split(",")
     if "latency" in phases:
         phase_latency()

@@ -7,7 +7,8 @@
 # Environment: CO_SRC_DIR, CO_BUILD_DIR (binaries), BENCH_JOBS (default 2000), BENCH_THREADS (4),
 # BENCH_CORES (cores the agent offers, default 8; 64 in dispatch-only mode: BENCH_DISPATCH_CORES,
 # so that 64 jobs can be in flight), BENCH_PHASES
-# (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too.
+# (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too,
+# BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
@@ -19,6 +20,18 @@ for bin in "$build/coordinator/cacheout-coordinator" "$build/agent/cacheout-agen
     [ -x "$bin" ] || { echo "bench/e2e: missing $bin (build first)"; exit 1; }
 done
 python3 "$here/bench_e2e.py" "${args[@]}" --phases "${BENCH_PHASES:-latency,sandboxed,dispatch,drain}" || exit 1
+if [ "${BENCH_ROOTLESS:-0}" = 1 ]; then
+    # The sandboxed phases again with a rootless agent (tests/lib/rootless.sh prepares the user).
+    # shellcheck source=../../tests/lib/rootless.sh
+    . "$src/tests/lib/rootless.sh"
+    if rootless_setup "$build" "$build/agent/cacheout-agent"; then
+        python3 "$here/bench_e2e.py" "${args[@]}" --rootless-user "$ROOTLESS_USER" \
+            --rootless-agent "$ROOTLESS_BIN_DIR/cacheout-agent" --phases latency,sandboxed
+        rootless_cleanup
+    else
+        echo "bench/e2e: rootless figures skipped: $ROOTLESS_WHY"
+    fi
+fi
 if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"

@@ -30,6 +30,7 @@ import calendar
 import http.client
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -412,6 +413,49 @@ class Agent(Process):
         wait_until(ok, timeout, "agent %s connected (see %s)" % (self.worker_id, self.output),
                    interval=0.05)
         return self
+
+
+class RootlessAgent(Agent):
+    """An Agent run as the unprivileged @user (no supplementary groups) from @binary, a copy
+    that user can read (tests/lib/rootless.sh makes one), with HOME and XDG_RUNTIME_DIR = @home
+    (a folder of that user's, mode 0700: see rootless_home()).  AGENT_WORK_ROOT is left unset,
+    so the agent's own default under HOME is used; the sandbox's run folder and cgroup parent
+    are the rootless defaults too.  @extra_env is applied last."""
+
+    def __init__(self, user, binary, coord, worker_id, cores, ram_mb, home, token="",
+                 owner=None, settings=None, extra_env=None, args=(), workdir=None):
+        super().__init__(binary, coord, worker_id, cores, ram_mb, token=token, owner=owner,
+                         settings=settings, args=args, workdir=workdir)
+        self.user = user
+        self.pw = pwd.getpwnam(user)
+        self.home = home
+        self.cwd = home
+        for k in ("AGENT_WORK_ROOT", "XDG_STATE_HOME", "CACHEOUT_RUN_DIR",
+                  "CACHEOUT_CGROUP_PARENT", "CACHEOUT_CGROUP_BASE"):
+            self.env.pop(k, None)
+        self.env.update({"HOME": home, "XDG_RUNTIME_DIR": home, "USER": user, "LOGNAME": user})
+        self.env.update(extra_env or {})
+
+    @property
+    def work_root(self):
+        return os.path.join(self.home, ".local", "state", "cacheout-agent")
+
+    def spawn(self):
+        with open(self.output, "ab") as out:
+            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=out,
+                                         stderr=subprocess.STDOUT, user=self.pw.pw_uid,
+                                         group=self.pw.pw_gid, extra_groups=[])
+        return self
+
+
+def rootless_home(user):
+    """A new folder owned by @user alone (mode 0700) for a RootlessAgent's HOME, outside any
+    work folder (which only root may enter).  The caller removes it."""
+    home = tempfile.mkdtemp(prefix="cacheout-agent-rl-")
+    pw = pwd.getpwnam(user)
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    os.chmod(home, 0o700)
+    return home
 
 
 # ------------------------------------------------------------------------------- WebSocket

@@ -122,38 +122,6 @@ class CaseSkipped(Exception):
     """A case that cannot run on this machine; the message says why."""
 
 
-class RootlessAgent(cotest.Agent):
-    """A cacheout-agent run as @user (no supplementary groups) from @binary, a copy that user
-    can read, with HOME and XDG_RUNTIME_DIR = @home (a folder of that user's, mode 0700).
-    AGENT_WORK_ROOT is left unset, so the agent's own default under HOME is used; the sandbox's
-    run folder and cgroup parent are the rootless defaults too."""
-
-    def __init__(self, user, binary, coord, worker_id, cores, ram_mb, home, owner=None,
-                 extra_env=None, workdir=None):
-        super().__init__(binary, coord, worker_id, cores, ram_mb, token=AGENT_TOKEN, owner=owner,
-                         settings={"LOG_LEVEL": "DEBUG"}, workdir=workdir)
-        self.user = user
-        self.pw = pwd.getpwnam(user)
-        self.home = home
-        self.cwd = home
-        for k in ("AGENT_WORK_ROOT", "XDG_STATE_HOME", "CACHEOUT_RUN_DIR",
-                  "CACHEOUT_CGROUP_PARENT", "CACHEOUT_CGROUP_BASE"):
-            self.env.pop(k, None)
-        self.env.update({"HOME": home, "XDG_RUNTIME_DIR": home, "USER": user, "LOGNAME": user})
-        self.env.update(extra_env or {})
-
-    @property
-    def work_root(self):
-        return os.path.join(self.home, ".local", "state", "cacheout-agent")
-
-    def spawn(self):
-        with open(self.output, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, user=self.pw.pw_uid,
-                                         group=self.pw.pw_gid, extra_groups=[])
-        return self
-
-
 def need_rootless():
     """CaseSkipped unless the rootless set-up (run.sh: tests/lib/rootless.sh) is in place."""
     if ARGS.rootless_skip:
@@ -296,21 +264,19 @@ class Env:
         return a
 
     def rootless_home(self, user):
-        """A new folder owned by @user alone (mode 0700): HOME and XDG_RUNTIME_DIR of a rootless
-        agent.  Outside the workdir, which only root may enter."""
-        home = tempfile.mkdtemp(prefix="cacheout-agent-rl-")
-        pw = pwd.getpwnam(user)
-        os.chown(home, pw.pw_uid, pw.pw_gid)
-        os.chmod(home, 0o700)
+        """HOME and XDG_RUNTIME_DIR of a rootless agent (removed with the case)."""
+        home = cotest.rootless_home(user)
         self.homes.append(home)
         return home
 
     def rootless_agent(self, worker_id, cores, ram_mb, user=None, home=None, owner=None,
                        extra_env=None):
-        a = RootlessAgent(user or ARGS.rootless_user, ARGS.rootless_agent, self.coord, worker_id,
-                          cores, ram_mb, home or self.rootless_home(user or ARGS.rootless_user),
-                          owner=owner or ("owner-" + worker_id), extra_env=extra_env,
-                          workdir=self.workdir)
+        a = cotest.RootlessAgent(user or ARGS.rootless_user, ARGS.rootless_agent, self.coord,
+                                 worker_id, cores, ram_mb,
+                                 home or self.rootless_home(user or ARGS.rootless_user),
+                                 token=AGENT_TOKEN, owner=owner or ("owner-" + worker_id),
+                                 settings={"LOG_LEVEL": "DEBUG"}, extra_env=extra_env,
+                                 workdir=self.workdir)
         self.agents.append(a)
         return a
 
