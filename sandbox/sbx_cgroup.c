@@ -645,6 +645,12 @@ sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *
             chown_in(dir, "cgroup.procs", uid, gid, err) < 0)
             return -1;
         co_buf_printf(report, "cgroup folder %s: owned by uid %u\n", dir, (unsigned)uid);
+        if (c == SBX_CG_CPU) {
+            /* As for root's jobs: all of them together may weigh as much as the machine. */
+            co_err e = CO_ERR_INIT;
+            (void)write_int_in(dir, "cpu.shares", cpu_weight(online_cpus() * 1000, 1024, 2, 262144),
+                               &e);
+        }
     }
     return 0;
 }

@@ -512,6 +512,11 @@ test_v1_delegate(void **state)
         assert_int_equal(st.st_uid, 0);
         assert_non_null(strstr(report.data, d));
     }
+    /* The jobs' folder may weigh as much as the whole machine, as root's does. */
+    char cpu_dir[512], want[32];
+    snprintf(cpu_dir, sizeof(cpu_dir), "%s/cpu,cpuacct/cacheout-4321", tree);
+    snprintf(want, sizeof(want), "%ld", 1024 * sysconf(_SC_NPROCESSORS_ONLN));
+    assert_string_equal(get(cpu_dir, "cpu.shares"), want);
     /* Again: nothing to create, ownership stays. */
     assert_int_equal(sbx_cgroup_delegate(tree, mi, "cacheout-4321", 4321, 5432, &report, &err), 0);
     co_buf_release(&report);
