@@ -43,6 +43,14 @@ add_subids(const char *user, unsigned long first, co_err *err)
                           "usermod not found: add a range of 65536 ids for '%s' to /etc/subuid and "
                           "/etc/subgid by hand",
                           user);
+    /* usermod refuses to add ranges to files that do not exist. */
+    static const char *const files[] = {"/etc/subuid", "/etc/subgid"};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = open(files[i], O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return co_err_sys(err, errno, "cannot create '%s'", files[i]);
+        close(fd);
+    }
     char range[64];
     snprintf(range, sizeof(range), "%lu-%lu", first, first + 65535);
     char *const argv[] = {(char *)"usermod",
