@@ -76,6 +76,30 @@ sbx_read_file(const char *path, char *buf, size_t size, co_err *err)
     return 0;
 }
 
+int
+sbx_slurp(const char *path, struct co_buf *b)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char chunk[8192];
+    ssize_t n;
+    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int saved = errno;
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+        co_buf_append(b, chunk, (size_t)n);
+    }
+    close(fd);
+    co_buf_append(b, "", 1);
+    return 0;
+}
+
 static int
 join(char out[PATH_MAX], const char *a, const char *b, co_err *err)
 {

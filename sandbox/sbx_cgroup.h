@@ -168,6 +168,12 @@ int sbx_cgroup_destroy(struct sbx_cgroup *cg, co_err *err) __attribute__((warn_u
 /** Write @s to the existing file @path (no O_CREAT).  Errors name the path. */
 int sbx_write_file(const char *path, const char *s, co_err *err)
     __attribute__((warn_unused_result));
+/**
+ * Append the whole of @path to @b, then a NUL (counted in @b->len).  Returns -1 with errno set
+ * when it cannot be read.
+ */
+struct co_buf;
+int sbx_slurp(const char *path, struct co_buf *b) __attribute__((warn_unused_result));
 /** Read up to @size - 1 bytes of @path into @buf (NUL-terminated). */
 int sbx_read_file(const char *path, char *buf, size_t size, co_err *err)
     __attribute__((warn_unused_result));

@@ -17,6 +17,7 @@
 #include "co_buf.h"
 #include "co_id.h"
 #include "sbx.h"
+#include "sbx_cgroup.h"
 
 /* Bump when the skeleton's contents change, so that a new layout gets a new folder. */
 #define SKELETON_NAME "default-root-v2"
@@ -120,21 +121,13 @@ write_whole(const char *dir, const char *name, const void *data, size_t len, co_
 static int
 copy_host_file(const char *src, const char *dir, const char *name, co_err *err)
 {
-    int fd = open(src, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? 0 : co_err_sys(err, errno, "cannot open '%s'", src);
     struct co_buf b = CO_BUF_INIT;
-    char chunk[65536];
-    ssize_t n;
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-        co_buf_append(&b, chunk, (size_t)n);
-    int saved = errno;
-    close(fd);
-    if (n < 0) {
+    if (sbx_slurp(src, &b) < 0) {
+        int saved = errno;
         co_buf_release(&b);
-        return co_err_sys(err, saved, "cannot read '%s'", src);
+        return saved == ENOENT ? 0 : co_err_sys(err, saved, "cannot read '%s'", src);
     }
-    int rc = write_whole(dir, name, b.data ? b.data : "", b.len, err);
+    int rc = write_whole(dir, name, b.data, b.len - 1, err); /* without slurp's NUL */
     co_buf_release(&b);
     return rc;
 }

@@ -115,8 +115,10 @@ sbx_setup_rootless(const char *user, struct co_buf *report, co_err *err)
     struct co_buf pw = CO_BUF_INIT;
     uid_t uid;
     gid_t gid;
-    if (read_text("/etc/passwd", &pw, err) < 0)
+    if (read_text("/etc/passwd", &pw, err) < 0) {
+        co_buf_release(&pw);
         return -1;
+    }
     int found = sbx_passwd_lookup(pw.data, user, &uid, &gid);
     co_buf_release(&pw);
     if (found < 0)
@@ -128,8 +130,10 @@ sbx_setup_rootless(const char *user, struct co_buf *report, co_err *err)
     if (access("/usr/bin/newuidmap", X_OK) < 0 || access("/usr/bin/newgidmap", X_OK) < 0)
         co_buf_printf(report, "warning: newuidmap/newgidmap missing: install the package uidmap\n");
     struct co_buf mi = CO_BUF_INIT;
-    if (read_text("/proc/self/mountinfo", &mi, err) < 0)
+    if (read_text("/proc/self/mountinfo", &mi, err) < 0) {
+        co_buf_release(&mi);
         return -1;
+    }
     char parent[128];
     sbx_cgroup_parent_name(uid, parent, sizeof(parent));
     int rc = sbx_cgroup_delegate("/sys/fs/cgroup", mi.data, parent, uid, gid, report, err);

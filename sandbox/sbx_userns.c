@@ -18,6 +18,7 @@
 #include "co_alloc.h"
 #include "co_buf.h"
 #include "sbx.h"
+#include "sbx_cgroup.h"
 #include "sbx_image.h"
 
 bool
@@ -145,30 +146,6 @@ sbx_subid_next_free(const char *subuid, const char *subgid)
     if (next < SBX_UID_BASE + SBX_MAX_SLOTS && next + 65536 > SBX_UID_BASE)
         next = 100000 + (SBX_UID_BASE + SBX_MAX_SLOTS - 100000 + 65535) / 65536 * 65536;
     return next;
-}
-
-int
-sbx_slurp(const char *path, struct co_buf *b)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    char chunk[8192];
-    ssize_t n;
-    while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int saved = errno;
-            close(fd);
-            errno = saved;
-            return -1;
-        }
-        co_buf_append(b, chunk, (size_t)n);
-    }
-    close(fd);
-    co_buf_append(b, "", 1);
-    return 0;
 }
 
 static int

@@ -55,10 +55,6 @@ int sbx_passwd_lookup(const char *passwd, const char *name, uid_t *uid, gid_t *g
  */
 unsigned long sbx_subid_next_free(const char *subuid, const char *subgid);
 
-/** Read the whole of @path into @b, NUL-terminated; -1 with errno set on failure. */
-struct co_buf;
-int sbx_slurp(const char *path, struct co_buf *b) __attribute__((warn_unused_result));
-
 /**
  * The rootless set-up of this process, found on first use (thread-safe).  Borrowed.  Errors
  * name what is missing: a subordinate uid or gid range of SBX_MAX_SLOTS ids for the caller, the
