@@ -40,6 +40,28 @@ next_line(const char *p, char *line, size_t size)
     return p[len] ? p + len + 1 : p + len;
 }
 
+/*
+ * Split the /etc/subuid line @line ("name-or-id:first:count") in place: the owner becomes a
+ * NUL-terminated prefix of @line.  Returns 0, or -1 for a comment or a malformed line.
+ */
+static int
+subid_fields(char *line, unsigned long *start, unsigned long *count)
+{
+    char *c1 = strchr(line, ':');
+    char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (!c2 || line[0] == '#')
+        return -1;
+    char *end1, *end2;
+    errno = 0;
+    *start = strtoul(c1 + 1, &end1, 10);
+    *count = strtoul(c2 + 1, &end2, 10);
+    if (errno || end1 != c2 || end1 == c1 + 1 || end2 == c2 + 1 ||
+        (*end2 != '\0' && *end2 != ' ' && *end2 != '\r'))
+        return -1;
+    *c1 = '\0';
+    return 0;
+}
+
 int
 sbx_subid_find(const char *text, const char *user, unsigned long id, unsigned long need,
                unsigned long *first)
@@ -47,19 +69,10 @@ sbx_subid_find(const char *text, const char *user, unsigned long id, unsigned lo
     char line[512], idstr[32];
     snprintf(idstr, sizeof(idstr), "%lu", id);
     for (const char *p = text; (p = next_line(p, line, sizeof(line))) != NULL;) {
-        char *c1 = strchr(line, ':');
-        char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-        if (!c2 || line[0] == '#')
+        unsigned long start, count;
+        if (subid_fields(line, &start, &count) < 0)
             continue;
-        *c1 = '\0';
         if (!((user[0] && strcmp(line, user) == 0) || strcmp(line, idstr) == 0))
-            continue;
-        char *end1, *end2;
-        errno = 0;
-        unsigned long start = strtoul(c1 + 1, &end1, 10);
-        unsigned long count = strtoul(c2 + 1, &end2, 10);
-        if (errno || end1 != c2 || end1 == c1 + 1 || end2 == c2 + 1 ||
-            (*end2 != '\0' && *end2 != ' ' && *end2 != '\r'))
             continue;
         /* The job ids must fit in 32 bits, and so must the highest one. */
         if (count >= need && start <= 0xfffffffful - need) {
@@ -130,13 +143,9 @@ sbx_subid_next_free(const char *subuid, const char *subgid)
     const char *texts[] = {subuid, subgid};
     for (int i = 0; i < 2; i++) {
         for (const char *p = texts[i]; (p = next_line(p, line, sizeof(line))) != NULL;) {
-            char *c1 = strchr(line, ':');
-            char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
-            if (!c2)
-                continue;
-            unsigned long start = strtoul(c1 + 1, NULL, 10);
-            unsigned long count = strtoul(c2 + 1, NULL, 10);
-            if (start + count > next && start + count >= start)
+            unsigned long start, count;
+            if (subid_fields(line, &start, &count) == 0 && start + count > next &&
+                start + count >= start)
                 next = start + count;
         }
     }
