@@ -436,6 +436,44 @@ sbx_cgroup_parse_mountinfo(const char *mountinfo, struct sbx_cgroup_host *host,
     return found;
 }
 
+/* All jobs in @dir together may weigh as much as the whole machine (each is capped by its quota).
+ */
+static void
+weigh_as_machine_v1(const char *dir)
+{
+    co_err e = CO_ERR_INIT;
+    (void)write_int_in(dir, "cpu.shares", cpu_weight(online_cpus() * 1000, 1024, 2, 262144), &e);
+}
+
+/* Whether @cgroup_root is a cgroup2 mount (a pure v2 host) in *@v2. */
+static int
+root_is_v2(const char *cgroup_root, bool *v2, co_err *err)
+{
+    struct statfs sfs;
+    if (statfs(cgroup_root, &sfs) < 0)
+        return co_err_sys(err, errno, "cannot stat '%s'", cgroup_root);
+    *v2 = (unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC;
+    return 0;
+}
+
+/*
+ * The v1 hierarchies of @mountinfo into @host->v1 (mount points) and @unified_mnt (see
+ * sbx_cgroup_parse_mountinfo()).  Errors: a controller the sandbox needs is not mounted.
+ */
+static int
+v1_hierarchies(const char *mountinfo, const char *cgroup_root, struct sbx_cgroup_host *host,
+               char unified_mnt[PATH_MAX], co_err *err)
+{
+    unsigned found = sbx_cgroup_parse_mountinfo(mountinfo, host, unified_mnt);
+    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        if (!(found & (1u << c)))
+            return co_err_set(err, CO_E_UNAVAILABLE,
+                              "cgroup v1 controller '%s' is not mounted under '%s'", ctrl_names[c],
+                              cgroup_root);
+    }
+    return 0;
+}
+
 int
 sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, const char *parent,
                         co_err *err)
@@ -458,10 +496,7 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
      * threadgroup lock and waits for an RCU grace period (milliseconds on a busy host), where
      * v1 "tasks" writes by a single-threaded process do not (see sbx_cgroup_create()).
      */
-    /* All jobs together may weigh as much as the whole machine (each is capped by its quota). */
-    co_err e = CO_ERR_INIT;
-    (void)write_int_in(host->v1[SBX_CG_CPU], "cpu.shares",
-                       cpu_weight(online_cpus() * 1000, 1024, 2, 262144), &e);
+    weigh_as_machine_v1(host->v1[SBX_CG_CPU]);
     char probe[PATH_MAX];
     if (join(probe, host->v1[SBX_CG_MEMORY], "memory.memsw.limit_in_bytes", err) < 0)
         return -1;
@@ -470,7 +505,7 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
         /* Without swap accounting, memory.limit alone cannot forbid swap: refuse when the host
          * has swap at all (fail closed), accept when it has none. */
         char swaps[256];
-        co_err_clear(&e);
+        co_err e = CO_ERR_INIT;
         if (sbx_read_file("/proc/swaps", swaps, sizeof(swaps), &e) == 0 && strchr(swaps, '\n') &&
             strchr(swaps, '\n')[1] != '\0')
             return co_err_set(err, CO_E_UNAVAILABLE,
@@ -562,13 +597,13 @@ int
 sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root, const char *mountinfo,
                        const char *self_cgroup, const char *parent, co_err *err)
 {
-    struct statfs sfs;
     memset(host, 0, sizeof(*host));
     for (int c = 0; c < SBX_CG_NCTRL; c++)
         host->dirfd[c] = -1;
-    if (statfs(cgroup_root, &sfs) < 0)
-        return co_err_sys(err, errno, "cannot stat '%s'", cgroup_root);
-    if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC) {
+    bool v2 = false;
+    if (root_is_v2(cgroup_root, &v2, err) < 0)
+        return -1;
+    if (v2) {
         /* Pure v2: our own cgroup is the "0::/path" line. */
         const char *p = strstr(self_cgroup, "0::");
         if (!p)
@@ -594,13 +629,8 @@ sbx_cgroup_host_detect(struct sbx_cgroup_host *host, const char *cgroup_root, co
         return sbx_cgroup_host_init_v2(host, base, parent, err);
     }
     char unified_mnt[PATH_MAX];
-    unsigned found = sbx_cgroup_parse_mountinfo(mountinfo, host, unified_mnt);
-    for (int c = 0; c < SBX_CG_NCTRL; c++) {
-        if (!(found & (1u << c)))
-            return co_err_set(err, CO_E_UNAVAILABLE,
-                              "cgroup v1 controller '%s' is not mounted under '%s'", ctrl_names[c],
-                              cgroup_root);
-    }
+    if (v1_hierarchies(mountinfo, cgroup_root, host, unified_mnt, err) < 0)
+        return -1;
     return sbx_cgroup_host_init_v1(host, unified_mnt[0] ? unified_mnt : NULL, parent, err);
 }
 
@@ -631,10 +661,10 @@ int
 sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *parent, uid_t uid,
                     gid_t gid, struct co_buf *report, co_err *err)
 {
-    struct statfs sfs;
-    if (statfs(cgroup_root, &sfs) < 0)
-        return co_err_sys(err, errno, "cannot stat '%s'", cgroup_root);
-    if ((unsigned long)sfs.f_type == CGROUP2_SUPER_MAGIC)
+    bool v2 = false;
+    if (root_is_v2(cgroup_root, &v2, err) < 0)
+        return -1;
+    if (v2)
         return co_err_set(err, CO_E_UNAVAILABLE,
                           "pure cgroup2 host: a rootless sandbox uses the cgroup its process was "
                           "started in, which must be delegated to the user (systemd: a service "
@@ -643,13 +673,8 @@ sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *
     struct sbx_cgroup_host h;
     memset(&h, 0, sizeof(h));
     char unified[PATH_MAX];
-    unsigned found = sbx_cgroup_parse_mountinfo(mountinfo, &h, unified);
-    for (int c = 0; c < SBX_CG_NCTRL; c++) {
-        if (!(found & (1u << c)))
-            return co_err_set(err, CO_E_UNAVAILABLE,
-                              "cgroup v1 controller '%s' is not mounted under '%s'", ctrl_names[c],
-                              cgroup_root);
-    }
+    if (v1_hierarchies(mountinfo, cgroup_root, &h, unified, err) < 0)
+        return -1;
     for (int c = 0; c < SBX_CG_NCTRL; c++) {
         bool seen = false;
         for (int k = 0; k < c; k++)
@@ -669,12 +694,8 @@ sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *
             chown_in(dir, "cgroup.procs", uid, gid, err) < 0)
             return -1;
         co_buf_printf(report, "cgroup folder %s: owned by uid %u\n", dir, (unsigned)uid);
-        if (c == SBX_CG_CPU) {
-            /* As for root's jobs: all of them together may weigh as much as the machine. */
-            co_err e = CO_ERR_INIT;
-            (void)write_int_in(dir, "cpu.shares", cpu_weight(online_cpus() * 1000, 1024, 2, 262144),
-                               &e);
-        }
+        if (c == SBX_CG_CPU)
+            weigh_as_machine_v1(dir); /* as root's job folder */
     }
     return 0;
 }
