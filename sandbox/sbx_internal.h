@@ -47,6 +47,13 @@ int sbx_netns_take(void);
  */
 int sbx_netns_create(int *out, co_err *err) __attribute__((warn_unused_result));
 
+/**
+ * Start @fn(@arg) in a detached thread (the background helpers of the sandbox).  Errors: the
+ * thread cannot be created; the message names @what.
+ */
+int sbx_thread_start(void *(*fn)(void *), void *arg, const char *what, co_err *err)
+    __attribute__((warn_unused_result));
+
 struct sbx_cgroup;
 
 /** True when sbx_async_cleanup() started the janitor thread. */

@@ -96,6 +96,20 @@ pool_main(void *arg)
     return NULL;
 }
 
+int
+sbx_thread_start(void *(*fn)(void *), void *arg, const char *what, co_err *err)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int e = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    if (e != 0)
+        return co_err_sys(err, e, "cannot start the thread of %s", what);
+    return 0;
+}
+
 struct janitor_item {
     pid_t pid;
     struct sbx_cgroup *cg;
@@ -169,16 +183,8 @@ start_janitor(co_err *err)
     pthread_mutex_lock(&jan_mu);
     int rc = 0;
     if (!jan_started) {
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int e = pthread_create(&t, &attr, janitor_main, NULL);
-        pthread_attr_destroy(&attr);
-        if (e != 0)
-            rc = co_err_sys(err, e, "cannot start the sandbox janitor thread");
-        else
-            jan_started = true;
+        rc = sbx_thread_start(janitor_main, NULL, "the sandbox janitor", err);
+        jan_started = rc == 0;
     }
     pthread_mutex_unlock(&jan_mu);
     return rc;
@@ -228,15 +234,9 @@ sbx_prewarm(unsigned n, bool refill, co_err *err)
             rc = co_err_sys(err, errno, "cannot open '/proc/self/ns/net'");
             goto out;
         }
-        pthread_t t;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        int e = pthread_create(&t, &attr, pool_main, (void *)(intptr_t)home);
-        pthread_attr_destroy(&attr);
-        if (e != 0) {
+        rc = sbx_thread_start(pool_main, (void *)(intptr_t)home, "the network namespace pool", err);
+        if (rc < 0) {
             close(home);
-            rc = co_err_sys(err, e, "cannot start the network namespace pool thread");
             goto out;
         }
         pool_started = true;

@@ -20,6 +20,7 @@
 #include "sbx.h"
 #include "sbx_cgroup.h"
 #include "sbx_image.h"
+#include "sbx_internal.h"
 
 bool
 sbx_rootless(void)
@@ -436,13 +437,5 @@ sbx_userns_prepare(co_err *err)
     pthread_mutex_unlock(&shared_mu);
     if (done)
         return 0;
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int e = pthread_create(&t, &attr, prepare_main, (void *)u);
-    pthread_attr_destroy(&attr);
-    if (e != 0)
-        return co_err_sys(err, e, "cannot start the user namespace thread");
-    return 0;
+    return sbx_thread_start(prepare_main, (void *)u, "the rootless user namespace", err);
 }
