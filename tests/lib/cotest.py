@@ -448,6 +448,28 @@ class RootlessAgent(Agent):
         return self
 
 
+def subid_first(user, path):
+    """The first id of @user's first range of at least 256 ids in @path (/etc/subuid or
+    /etc/subgid), as the sandbox picks it (by name or uid); None when there is none."""
+    pw = pwd.getpwnam(user)
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) != 3 or parts[0] not in (user, str(pw.pw_uid)):
+            continue
+        try:
+            first, count = int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        if count >= 256:
+            return first
+    return None
+
+
 def rootless_home(user):
     """A new folder owned by @user alone (mode 0700) for a RootlessAgent's HOME, outside any
     work folder (which only root may enter).  The caller removes it."""

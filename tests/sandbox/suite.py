@@ -31,6 +31,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import cotest  # noqa: E402  (tests/lib: subordinate-id lookup shared with the agent suite)
+
 UID_BASE = 900000  # slot N runs as UID_BASE + N (sandbox/sbx.h)
 
 # The host's view of the job uids and the folder of job cgroups: UID_BASE + slot and "cacheout"
@@ -1821,7 +1824,7 @@ def c_rootless_nosubids(s):
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         raise CaseSkip("the host has no user 'nobody' to run as")
-    if subid_first("/etc/subuid", nobody) is not None:
+    if cotest.subid_first("nobody", "/etc/subuid") is not None:
         raise CaseSkip("'nobody' has subordinate ids on this host")
     rootless_fail_closed(s, as_user=nobody, step="privileges",
                          words=("/etc/subuid", "--setup-rootless"))
@@ -1869,21 +1872,6 @@ def c_usage_limit(s):
 # ---------------------------------------------------------------------------------------------
 
 
-def subid_first(path, pw):
-    """The first id of @pw's first subordinate range of at least 256 ids in @path, or None."""
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (pw.pw_name, str(pw.pw_uid)) \
-                and int(parts[2]) >= 256:
-            return int(parts[1])
-    return None
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="cacheout-run to test")
@@ -1899,7 +1887,7 @@ def main():
     global ROOTLESS, HOST_UID_BASE, CG_PARENT
     if a.rootless_user:
         ROOTLESS = pwd.getpwnam(a.rootless_user)
-        HOST_UID_BASE = subid_first("/etc/subuid", ROOTLESS)
+        HOST_UID_BASE = cotest.subid_first(ROOTLESS.pw_name, "/etc/subuid")
         CG_PARENT = "cacheout-%d" % ROOTLESS.pw_uid
         if HOST_UID_BASE is None:
             print("FAIL rootless: no subordinate uid range for %s in /etc/subuid (run "

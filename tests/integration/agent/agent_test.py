@@ -137,28 +137,6 @@ def need_rootless():
         raise CaseSkipped("the rootless test user '%s' does not exist" % ARGS.rootless_user)
 
 
-def subid_first(user, path):
-    """The first id of @user's first range of at least 256 ids in @path (/etc/subuid or
-    /etc/subgid), as the sandbox picks it; None when there is none."""
-    pw = pwd.getpwnam(user)
-    try:
-        with open(path) as f:
-            lines = f.read().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in lines:
-        parts = line.strip().split(":")
-        if len(parts) != 3 or parts[0] not in (user, str(pw.pw_uid)):
-            continue
-        try:
-            first, count = int(parts[1]), int(parts[2])
-        except ValueError:
-            continue
-        if count >= 256:
-            return first
-    return None
-
-
 def procs_with_marker(marker):
     """{pid: (real uid, real gid)} of the host processes whose command line holds @marker."""
     found = {}
@@ -834,7 +812,8 @@ def check_job_procs(procs, a, subuid, subgid, slot=None):
 
 def rootless_subids():
     user = ARGS.rootless_user
-    subuid, subgid = subid_first(user, "/etc/subuid"), subid_first(user, "/etc/subgid")
+    subuid = cotest.subid_first(user, "/etc/subuid")
+    subgid = cotest.subid_first(user, "/etc/subgid")
     check(subuid is not None and subgid is not None,
           "the rootless set-up left %s without 256 subordinate uids/gids (%r/%r)" % (
               user, subuid, subgid))
