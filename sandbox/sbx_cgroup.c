@@ -100,6 +100,17 @@ sbx_slurp(const char *path, struct co_buf *b)
     return 0;
 }
 
+int
+sbx_read_text(const char *path, struct co_buf *b, co_err *err)
+{
+    if (sbx_slurp(path, b) < 0) {
+        if (errno != ENOENT)
+            return co_err_sys(err, errno, "cannot read '%s'", path);
+        co_buf_append(b, "", 1);
+    }
+    return 0;
+}
+
 static int
 join(char out[PATH_MAX], const char *a, const char *b, co_err *err)
 {

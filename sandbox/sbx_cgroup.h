@@ -174,6 +174,9 @@ int sbx_write_file(const char *path, const char *s, co_err *err)
  */
 struct co_buf;
 int sbx_slurp(const char *path, struct co_buf *b) __attribute__((warn_unused_result));
+/** sbx_slurp() for text files that may be missing (read as empty).  Errors name the path. */
+int sbx_read_text(const char *path, struct co_buf *b, co_err *err)
+    __attribute__((warn_unused_result));
 /** Read up to @size - 1 bytes of @path into @buf (NUL-terminated). */
 int sbx_read_file(const char *path, char *buf, size_t size, co_err *err)
     __attribute__((warn_unused_result));

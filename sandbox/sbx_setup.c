@@ -17,17 +17,6 @@
 #include "sbx_cgroup.h"
 #include "sbx_userns.h"
 
-static int
-read_text(const char *path, struct co_buf *b, co_err *err)
-{
-    if (sbx_slurp(path, b) < 0) {
-        if (errno != ENOENT)
-            return co_err_sys(err, errno, "cannot read '%s'", path);
-        co_buf_append(b, "", 1);
-    }
-    return 0;
-}
-
 /* Run usermod (no shell) to give @user the ids @first .. @first + 65535 in both files. */
 static int
 add_subids(const char *user, unsigned long first, co_err *err)
@@ -80,9 +69,9 @@ setup_subids(const char *user, uid_t uid, struct co_buf *report, co_err *err)
     for (int round = 0; round < 2; round++) {
         struct co_buf su = CO_BUF_INIT, sg = CO_BUF_INIT;
         unsigned long fu = 0, fg = 0;
-        int rc = read_text("/etc/subuid", &su, err);
+        int rc = sbx_read_text("/etc/subuid", &su, err);
         if (rc == 0)
-            rc = read_text("/etc/subgid", &sg, err);
+            rc = sbx_read_text("/etc/subgid", &sg, err);
         bool have = rc == 0 && sbx_subid_find(su.data, user, uid, SBX_MAX_SLOTS, &fu) == 0 &&
                     sbx_subid_find(sg.data, user, uid, SBX_MAX_SLOTS, &fg) == 0;
         unsigned long next = rc == 0 ? sbx_subid_next_free(su.data, sg.data) : 0;
@@ -115,7 +104,7 @@ sbx_setup_rootless(const char *user, struct co_buf *report, co_err *err)
     struct co_buf pw = CO_BUF_INIT;
     uid_t uid;
     gid_t gid;
-    if (read_text("/etc/passwd", &pw, err) < 0) {
+    if (sbx_read_text("/etc/passwd", &pw, err) < 0) {
         co_buf_release(&pw);
         return -1;
     }
@@ -130,7 +119,7 @@ sbx_setup_rootless(const char *user, struct co_buf *report, co_err *err)
     if (access("/usr/bin/newuidmap", X_OK) < 0 || access("/usr/bin/newgidmap", X_OK) < 0)
         co_buf_printf(report, "warning: newuidmap/newgidmap missing: install the package uidmap\n");
     struct co_buf mi = CO_BUF_INIT;
-    if (read_text("/proc/self/mountinfo", &mi, err) < 0) {
+    if (sbx_read_text("/proc/self/mountinfo", &mi, err) < 0) {
         co_buf_release(&mi);
         return -1;
     }

@@ -163,10 +163,8 @@ find_range(const char *file, const struct sbx_userns *u, unsigned long id, unsig
            co_err *err)
 {
     struct co_buf b = CO_BUF_INIT;
-    int rc = 0;
-    if (sbx_slurp(file, &b) < 0 && errno != ENOENT)
-        rc = co_err_sys(err, errno, "cannot read '%s'", file);
-    else if (sbx_subid_find(b.data ? b.data : "", u->user, id, SBX_MAX_SLOTS, first) < 0)
+    int rc = sbx_read_text(file, &b, err);
+    if (rc == 0 && sbx_subid_find(b.data, u->user, id, SBX_MAX_SLOTS, first) < 0)
         rc = co_err_set(err, CO_E_UNAVAILABLE,
                         "rootless sandbox: no range of %d subordinate ids for user '%s' (id %lu) "
                         "in '%s'; as root, run 'cacheout-run --setup-rootless %s'",
@@ -220,7 +218,8 @@ userns_detect_once(void)
     u->uid = geteuid();
     u->gid = getegid();
     struct co_buf pw = CO_BUF_INIT;
-    if (sbx_slurp("/etc/passwd", &pw) == 0)
+    co_err ignored = CO_ERR_INIT; /* without a name, the uid is looked up alone */
+    if (sbx_read_text("/etc/passwd", &pw, &ignored) == 0)
         sbx_passwd_name(pw.data, u->uid, u->user, sizeof(u->user));
     co_buf_release(&pw);
     if (find_range("/etc/subuid", u, u->uid, &u->subuid, &userns_err) == 0 &&
