@@ -27,6 +27,23 @@
 #include <cmocka.h>
 
 #include "sbx_seccomp.h"
+#include "sbx_seccomp_key.h"
+
+#ifndef AF_TIPC
+#define AF_TIPC 30
+#endif
+#ifndef AF_RDS
+#define AF_RDS 21
+#endif
+#ifndef AF_CAN
+#define AF_CAN 29
+#endif
+#ifndef IPPROTO_SCTP
+#define IPPROTO_SCTP 132
+#endif
+#ifndef PR_SET_MM
+#define PR_SET_MM 35
+#endif
 
 #ifndef __X32_SYSCALL_BIT
 #define __X32_SYSCALL_BIT 0x40000000
@@ -85,6 +102,39 @@ denied_calls(void)
     EXPECT_ERRNO(19, syscall(SYS_process_vm_readv, 1, NULL, 0, NULL, 0, 0), EPERM);
     EXPECT_ERRNO(20, syscall(SYS_open_by_handle_at, 0, NULL, 0), EPERM);
     EXPECT_ERRNO(21, syscall(SYS_settimeofday, NULL, NULL), EPERM);
+    /* F4: NUMA placement and the LDT. */
+    EXPECT_ERRNO(22, syscall(SYS_modify_ldt, 0, NULL, 0), EPERM);
+    EXPECT_ERRNO(23, syscall(SYS_mbind, NULL, 0, 0, NULL, 0, 0), EPERM);
+    EXPECT_ERRNO(24, syscall(SYS_set_mempolicy, 0, NULL, 0), EPERM);
+    EXPECT_ERRNO(25, syscall(SYS_move_pages, 0, 0, NULL, NULL, NULL, 0), EPERM);
+    EXPECT_ERRNO(26, syscall(SYS_migrate_pages, 0, 0, NULL, NULL), EPERM);
+    /* F3: families and protocols that load modules, also with high bits set. */
+    EXPECT_ERRNO(27, socket(AF_TIPC, SOCK_SEQPACKET, 0), EPERM);
+    EXPECT_ERRNO(28, socket(AF_RDS, SOCK_SEQPACKET, 0), EPERM);
+    EXPECT_ERRNO(29, socket(AF_CAN, SOCK_RAW, 1), EPERM);
+    EXPECT_ERRNO(30, socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP), EPERM);
+    EXPECT_ERRNO(31, socket(AF_INET6, SOCK_SEQPACKET, IPPROTO_SCTP), EPERM);
+    EXPECT_ERRNO(32, syscall(SYS_socket, (1UL << 32) | AF_TIPC, SOCK_SEQPACKET, 0), EPERM);
+    EXPECT_ERRNO(33, syscall(SYS_socket, AF_INET, SOCK_STREAM, (1UL << 32) | IPPROTO_SCTP), EPERM);
+    EXPECT_ERRNO(34, socketpair(AF_TIPC, SOCK_SEQPACKET, 0, (int[2]){0, 0}), EPERM);
+    EXPECT_ERRNO(35, socket(0, SOCK_STREAM, 0), EPERM);
+    EXPECT_ERRNO(36, socket(AF_INET, SOCK_DGRAM, 33 /* DCCP */), EPERM);
+    /* Calls newer than the policy look absent: open_tree_attr (467), an unassigned number. */
+    EXPECT_ERRNO(37, syscall(467, -1, "", 0, NULL, 0), ENOSYS);
+    EXPECT_ERRNO(38, syscall(470, 0, 0, 0), ENOSYS);
+    EXPECT_ERRNO(39, syscall(1000, 0, 0, 0), ENOSYS);
+    /* Not in the allowlist, not dangerous enough for EPERM: ENOSYS. */
+    EXPECT_ERRNO(40, syscall(SYS_landlock_create_ruleset, NULL, 0, 0), ENOSYS);
+    /* Arguments outside the lists. */
+    EXPECT_ERRNO(41, syscall(SYS_clone, CLONE_NEWNS | CLONE_NEWNET | SIGCHLD, NULL, NULL, NULL, 0),
+                 EPERM);
+    EXPECT_ERRNO(42, ioctl(0, TIOCLINUX, "x"), EPERM);
+    EXPECT_ERRNO(43, ioctl(0, 0x5401 + 0x7000 /* unknown */, NULL), ENOSYS);
+    EXPECT_ERRNO(44, prctl(PR_SET_MM, 0, 0, 0, 0), EINVAL);
+    EXPECT_ERRNO(45, syscall(SYS_prctl, (1UL << 32) | PR_SET_MM, 0, 0, 0, 0), EINVAL);
+    EXPECT_ERRNO(46, personality(0x0008 /* PER_LINUX32 */), EPERM);
+    EXPECT_ERRNO(47, syscall(SYS_personality, 0xfffffffeUL), EPERM);
+    EXPECT_ERRNO(48, syscall(SYS_sethostname, "x", 1), EPERM);
     return 0;
 }
 
@@ -113,6 +163,31 @@ allowed_calls(void)
     int n = 0;
     if (ioctl(fds[0], FIONREAD, &n) < 0)
         return 6;
+    /* Internet sockets with the default protocol, TCP, UDP; a high-bits AF_UNIX is AF_UNIX. */
+    static const int inet[][3] = {{AF_INET, SOCK_STREAM, 0},   {AF_INET, SOCK_STREAM, 6},
+                                  {AF_INET, SOCK_DGRAM, 17},   {AF_INET6, SOCK_STREAM, 0},
+                                  {AF_INET6, SOCK_DGRAM, 0},   {AF_INET6, SOCK_STREAM, 6},
+                                  {AF_UNIX, SOCK_SEQPACKET, 0}};
+    for (size_t i = 0; i < sizeof(inet) / sizeof(inet[0]); i++) {
+        s = socket(inet[i][0], inet[i][1], inet[i][2]);
+        if (s < 0 && errno != EAFNOSUPPORT) /* a kernel without IPv6 */
+            return 10 + (int)i;
+        if (s >= 0)
+            close(s);
+    }
+    s = (int)syscall(SYS_socket, (1UL << 32) | AF_UNIX, SOCK_STREAM, 0);
+    if (s < 0)
+        return 20;
+    close(s);
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, fds) < 0)
+        return 21;
+    /* prctl options runtimes use; personality(PER_LINUX). */
+    if (prctl(PR_SET_NAME, "x", 0, 0, 0) < 0 || prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) < 0)
+        return 22;
+    if (personality(0) == -1)
+        return 23;
+    if (isatty(fds[0]) || errno != ENOTTY) /* TCGETS reaches the kernel */
+        return 24;
     return 0;
 }
 
@@ -137,6 +212,37 @@ test_program_builds(void **state)
     assert_int_equal(sbx_seccomp_prog(&a, &err), 0);
     assert_int_equal(sbx_seccomp_prog(&b, &err), 0);
     assert_ptr_equal(a, b);
+}
+
+/* The policy names only calls libseccomp knows: an unknown name is an error, never skipped. */
+static void
+test_unknown_name_fails_closed(void **state)
+{
+    (void)state;
+    int nr = -1;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_seccomp_resolve("getpid", &nr, &err), 0);
+    assert_int_equal(nr, SYS_getpid);
+    assert_int_equal(sbx_seccomp_resolve("no_such_call", &nr, &err), -1);
+    assert_non_null(strstr(err.msg, "no_such_call"));
+    /* A call of another architecture only (libseccomp's pseudo numbers). */
+    assert_int_equal(sbx_seccomp_resolve("socketcall", &nr, &err), -1);
+}
+
+/* The build-time key is the hash of the program this process builds. */
+static void
+test_key_is_program_hash(void **state)
+{
+    (void)state;
+    struct sock_fprog p;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_seccomp_build(&p, &err), 0);
+    assert_true(sbx_seccomp_hash(&p) == SBX_SECCOMP_KEY);
+    assert_int_equal(p.len, SBX_SECCOMP_LEN);
+    /* Any change to the program changes the hash, e.g. one argument value of one rule. */
+    p.filter[p.len / 2].k ^= 1;
+    assert_true(sbx_seccomp_hash(&p) != SBX_SECCOMP_KEY);
+    free(p.filter);
 }
 
 static void
@@ -230,6 +336,34 @@ test_cache(void **state)
     assert_memory_equal(second.filter, built.filter, built.len * sizeof(struct sock_filter));
     free(second.filter);
 
+    /* F6: a valid program of another policy stored under the key's name is not loaded. */
+    struct sock_fprog other = {built.len, malloc(built.len * sizeof(struct sock_filter))};
+    memcpy(other.filter, built.filter, built.len * sizeof(struct sock_filter));
+    other.filter[built.len / 2].k ^= 1;
+    fd = open(path, O_WRONLY | O_TRUNC);
+    assert_true(fd >= 0);
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(write(fd, other.filter, other.len * sizeof(struct sock_filter)),
+                     (ssize_t)(other.len * sizeof(struct sock_filter)));
+    close(fd);
+    assert_int_equal(sbx_seccomp_cached(&second, dir, &err), 0);
+    assert_memory_equal(second.filter, built.filter, built.len * sizeof(struct sock_filter));
+    free(second.filter);
+    /* Under its own key it would be (so the rejection above is the key's doing). */
+    char other_path[600];
+    snprintf(other_path, sizeof(other_path), "%s/seccomp-%016llx.bpf", dir,
+             (unsigned long long)sbx_seccomp_hash(&other));
+    fd = open(other_path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, other.filter, other.len * sizeof(struct sock_filter)),
+                     (ssize_t)(other.len * sizeof(struct sock_filter)));
+    close(fd);
+    assert_int_equal(sbx_seccomp_cached_key(&second, dir, sbx_seccomp_hash(&other), &err), 0);
+    assert_memory_equal(second.filter, other.filter, other.len * sizeof(struct sock_filter));
+    free(second.filter);
+    free(other.filter);
+    unlink(other_path);
+
     free(built.filter);
     unlink(path);
     rmdir(dir);
@@ -239,9 +373,13 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_program_builds), cmocka_unit_test(test_denied),
-        cmocka_unit_test(test_allowed),        cmocka_unit_test(test_foreign_arch_killed),
+        cmocka_unit_test(test_program_builds),
+        cmocka_unit_test(test_denied),
+        cmocka_unit_test(test_allowed),
+        cmocka_unit_test(test_foreign_arch_killed),
         cmocka_unit_test(test_cache),
+        cmocka_unit_test(test_unknown_name_fails_closed),
+        cmocka_unit_test(test_key_is_program_hash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
