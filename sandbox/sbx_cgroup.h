@@ -55,6 +55,9 @@ struct sbx_cg_limits {
     int64_t cores_milli;  /* quota = cores_milli * 100 us per 100 ms period */
     int64_t memory_bytes; /* memory limit; swap disabled */
     int64_t pids;
+    /* The job has a network (not "none"): on v1, TCP buffers are charged to memory too
+     * (memory.kmem.tcp.limit_in_bytes = the memory limit); v2 charges them always. */
+    bool tcp;
 };
 
 struct sbx_cg_stats {

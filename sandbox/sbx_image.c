@@ -20,7 +20,7 @@
 #include "sbx_cgroup.h"
 
 /* Bump when the skeleton's contents change, so that a new layout gets a new folder. */
-#define SKELETON_NAME "default-root-v2"
+#define SKELETON_NAME "default-root-v3"
 
 static const char *const host_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 static const char *const mount_points[] = {"proc", "dev", "tmp", "work"};
@@ -154,6 +154,38 @@ remove_tree(const char *path)
     rmdir(path);
 }
 
+/*
+ * Copy the host's /etc/alternatives links into @etc/alternatives: Debian's alternatives-managed
+ * commands (/usr/bin/awk -> /etc/alternatives/awk -> /usr/bin/mawk) would dangle in the
+ * generated /etc otherwise.  Their targets are host paths below the folders the image binds.
+ */
+static int
+copy_alternatives(const char *etc, co_err *err)
+{
+    char dir[PATH_MAX];
+    pathf(dir, sizeof(dir), "%s/alternatives", etc);
+    if (mkdir(dir, 0755) < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", dir);
+    DIR *d = opendir("/etc/alternatives");
+    if (!d)
+        return errno == ENOENT ? 0 : co_err_sys(err, errno, "cannot open '/etc/alternatives'");
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        char host[PATH_MAX], target[PATH_MAX], link[PATH_MAX];
+        pathf(host, sizeof(host), "/etc/alternatives/%s", e->d_name);
+        ssize_t n = readlink(host, target, sizeof(target) - 1);
+        if (n < 0)
+            continue; /* ".", "..", the README: not links */
+        target[n] = '\0';
+        pathf(link, sizeof(link), "%s/%s", dir, e->d_name);
+        if (symlink(target, link) < 0)
+            rc = co_err_sys(err, errno, "cannot create '%s'", link);
+    }
+    closedir(d);
+    return rc;
+}
+
 /* Write the generated /etc of the default image into @etc. */
 static int
 write_etc(const char *etc, co_err *err)
@@ -176,7 +208,8 @@ write_etc(const char *etc, co_err *err)
         write_whole(etc, "hosts", hosts, sizeof(hosts) - 1, err) < 0 ||
         write_whole(etc, "hostname", "cacheout\n", 9, err) < 0 ||
         write_whole(etc, "nsswitch.conf", nss, sizeof(nss) - 1, err) < 0 ||
-        copy_host_file("/etc/ld.so.cache", etc, "ld.so.cache", err) < 0)
+        copy_host_file("/etc/ld.so.cache", etc, "ld.so.cache", err) < 0 ||
+        copy_alternatives(etc, err) < 0)
         goto out;
     /* No resolv.conf: jobs have no network.  os-release helps tools identify the system. */
     char os[PATH_MAX];

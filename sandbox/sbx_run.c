@@ -74,6 +74,7 @@ enum step {
     STEP_WORK_FILES,
     STEP_MOUNT_PROC,
     STEP_PROC_RO,
+    STEP_PROC_MASK,
     STEP_MOUNT_DEV,
     STEP_MKNOD,
     STEP_DEV_BIND,
@@ -118,6 +119,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_WORK_FILES] = "work_files",
     [STEP_MOUNT_PROC] = "mount_proc",
     [STEP_PROC_RO] = "proc_read_only",
+    [STEP_PROC_MASK] = "proc_mask",
     [STEP_MOUNT_DEV] = "mount_dev",
     [STEP_MKNOD] = "mknod_dev",
     [STEP_DEV_BIND] = "bind_dev",
@@ -160,7 +162,8 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_MOUNT_WORK] = "mount tmpfs on /work",
     [STEP_WORK_FILES] = "write the work files",
     [STEP_MOUNT_PROC] = "mount /proc",
-    [STEP_PROC_RO] = "make /proc/sys read-only",
+    [STEP_PROC_RO] = "make a /proc path read-only",
+    [STEP_PROC_MASK] = "mask a /proc path",
     [STEP_MOUNT_DEV] = "mount /dev",
     [STEP_MKNOD] = "create device nodes",
     [STEP_DEV_BIND] = "bind the host's device nodes",
@@ -222,10 +225,48 @@ struct child_ctx {
     gid_t gid;
     struct rlimit nproc, nofile, cpu;
     bool cpu_rlimit;
+    struct rlimit fixed[5]; /* rlimits set whatever the caller had (see fixed_rlimits) */
     const struct sock_fprog *prog;
     char *const *argv;
     char *const *envp;
     const char *path; /* PATH used to find argv[0] */
+};
+
+/*
+ * Limits that are set explicitly instead of being inherited from the caller (the values are in
+ * child_ctx.fixed, same order): no real-time priority, no nice value below the default, a
+ * bounded amount of locked memory, a bounded stack, and no file larger than the largest tmpfs
+ * the job can write to.
+ */
+static const int fixed_rlimits[] = {RLIMIT_RTPRIO, RLIMIT_NICE, RLIMIT_MEMLOCK, RLIMIT_STACK,
+                                    RLIMIT_FSIZE};
+
+_Static_assert(CO_ARRAY_LEN(fixed_rlimits) == 5, "child_ctx.fixed holds one rlimit per entry");
+
+#define SBX_MEMLOCK_BYTES (8 << 20)
+#define SBX_STACK_BYTES (8 << 20)
+
+/*
+ * The /proc paths a job may not read or may not write, in one place (Docker's masked and
+ * read-only paths, plus the host's boot command line, kernel configuration, interrupt counters
+ * and key users).  Masked files become an empty read-only file (a bind of /dev/null), masked
+ * folders an empty read-only tmpfs.  Paths the kernel does not have are skipped.
+ */
+enum proc_rule { PROC_MASK, PROC_READ_ONLY };
+
+static const struct {
+    const char *path; /* below the new root, before pivot_root */
+    enum proc_rule rule;
+} proc_paths[] = {
+    {"proc/acpi", PROC_MASK},          {"proc/asound", PROC_MASK},
+    {"proc/cmdline", PROC_MASK},       {"proc/config.gz", PROC_MASK},
+    {"proc/interrupts", PROC_MASK},    {"proc/kcore", PROC_MASK},
+    {"proc/keys", PROC_MASK},          {"proc/key-users", PROC_MASK},
+    {"proc/latency_stats", PROC_MASK}, {"proc/sched_debug", PROC_MASK},
+    {"proc/scsi", PROC_MASK},          {"proc/timer_list", PROC_MASK},
+    {"proc/timer_stats", PROC_MASK},   {"proc/bus", PROC_READ_ONLY},
+    {"proc/fs", PROC_READ_ONLY},       {"proc/irq", PROC_READ_ONLY},
+    {"proc/sys", PROC_READ_ONLY},      {"proc/sysrq-trigger", PROC_READ_ONLY},
 };
 
 static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int kind, int step)
@@ -351,6 +392,16 @@ bind_dev(const char *name, unsigned long flags)
     if (mount(host, name, NULL, MS_BIND, NULL) < 0)
         return -1;
     return mount(NULL, name, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | flags, NULL);
+}
+
+/* Mask the file @path with a read-only bind of the host's /dev/null (reads give nothing). */
+static int
+mask_file(const char *path, unsigned long locked)
+{
+    if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0)
+        return -1;
+    return mount(NULL, path, NULL,
+                 MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | locked, NULL);
 }
 
 static int
@@ -571,9 +622,20 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
     TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
     TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
-    TRY(STEP_PROC_RO, bind_ro("proc/sys", "proc/sys", MS_NOEXEC));
-    if (access("proc/sysrq-trigger", F_OK) == 0) /* absent without CONFIG_MAGIC_SYSRQ */
-        TRY(STEP_PROC_RO, bind_ro("proc/sysrq-trigger", "proc/sysrq-trigger", MS_NOEXEC));
+    for (size_t i = 0; i < CO_ARRAY_LEN(proc_paths); i++) {
+        const char *p = proc_paths[i].path;
+        struct stat st;
+        if (lstat(p, &st) < 0)
+            continue; /* e.g. no CONFIG_MAGIC_SYSRQ, no ACPI */
+        if (proc_paths[i].rule == PROC_READ_ONLY)
+            TRY(STEP_PROC_RO, bind_ro(p, p, MS_NOEXEC));
+        else if (S_ISDIR(st.st_mode))
+            TRY(STEP_PROC_MASK,
+                mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "size=4k,mode=0555"));
+        else
+            TRY(STEP_PROC_MASK, mask_file(p, c->dev_flags));
+    }
     TRY(STEP_MOUNT_DEV,
         mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));
     static const struct {
@@ -637,6 +699,8 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
     TRY(STEP_RLIMIT, setrlimit(RLIMIT_NOFILE, &c->nofile));
     if (c->cpu_rlimit)
         TRY(STEP_RLIMIT, setrlimit(RLIMIT_CPU, &c->cpu));
+    for (size_t i = 0; i < CO_ARRAY_LEN(fixed_rlimits); i++)
+        TRY(STEP_RLIMIT, setrlimit(fixed_rlimits[i], &c->fixed[i]));
 
     /* Credentials: empty bounding and ambient sets, then the job's uid/gid (which clears the
      * permitted and effective sets).  Raw system calls: this process has one thread. */
@@ -1108,7 +1172,8 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
     res->host_uid = uns ? (uid_t)(uns->subuid + res->slot) : res->uid;
     char cg_name[32];
     snprintf(cg_name, sizeof(cg_name), "slot-%u", res->slot);
-    struct sbx_cg_limits lim = {spec->cores_milli, spec->memory_bytes, spec->pids};
+    struct sbx_cg_limits lim = {spec->cores_milli, spec->memory_bytes, spec->pids,
+                                spec->network != SBX_NET_NONE};
     if (sbx_cgroup_prepare(cg, host, cg_name, err) < 0) {
         co_err_wrap(err, "set up cgroup (%s)", sbx_cgroup_mode_name(host->mode));
         internal(res, err, "cgroup", 0);
@@ -1172,12 +1237,29 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         c->cpu.rlim_cur = (rlim_t)(spec->cpu_ms / 1000 + 2);
         c->cpu.rlim_max = c->cpu.rlim_cur + 1;
     }
+    int64_t fsize = spec->tmp_bytes;
+    if (spec->work_bytes > fsize)
+        fsize = spec->work_bytes;
+    if (spec->shm_bytes > fsize)
+        fsize = spec->shm_bytes;
+    const struct rlimit fixed[CO_ARRAY_LEN(fixed_rlimits)] = {
+        {0, 0},
+        {0, 0},
+        {SBX_MEMLOCK_BYTES, SBX_MEMLOCK_BYTES},
+        /* The usual 8 MiB; a job may raise it up to its memory limit. */
+        {SBX_STACK_BYTES, (rlim_t)spec->memory_bytes > SBX_STACK_BYTES ? (rlim_t)spec->memory_bytes
+                                                                       : SBX_STACK_BYTES},
+        {(rlim_t)fsize, (rlim_t)fsize},
+    };
+    memcpy(c->fixed, fixed, sizeof(fixed));
     c->userns = uns != NULL;
     if (c->userns) {
         /* No raising a hard limit without CAP_SYS_RESOURCE on the host: stay below ours. */
         clamp_rlimit(RLIMIT_NPROC, &c->nproc);
         clamp_rlimit(RLIMIT_NOFILE, &c->nofile);
         clamp_rlimit(RLIMIT_CPU, &c->cpu);
+        for (size_t i = 0; i < CO_ARRAY_LEN(fixed_rlimits); i++)
+            clamp_rlimit(fixed_rlimits[i], &c->fixed[i]);
         c->root_flags = locked_mount_flags(img->root);
         c->dev_flags = locked_mount_flags("/dev/null");
         for (int i = 0; i < img->n_binds; i++)

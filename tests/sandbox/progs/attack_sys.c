@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -261,6 +263,84 @@ cmd_personality(int argc, char **argv)
     return 0;
 }
 
+/*
+ * System calls newer than the policy: open_tree_attr (467, Linux 6.15) returned a file
+ * descriptor under the old denylist; an unassigned number and one far past the table.
+ */
+static int
+cmd_newsys(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    check("open_tree_attr", syscall(467, AT_FDCWD, "/", 0, NULL, 0));
+    check("syscall_470", syscall(470, 0, 0, 0, 0, 0, 0));
+    check("syscall_1000", syscall(1000, 0, 0, 0, 0, 0, 0));
+    return 0;
+}
+
+/* F4: the LDT and memory placement across NUMA nodes. */
+static int
+cmd_numa(int argc, char **argv)
+{
+    unsigned long mask = 1;
+    (void)argc;
+    (void)argv;
+    check("modify_ldt", syscall(SYS_modify_ldt, 0, NULL, 0));
+    check("mbind", syscall(SYS_mbind, NULL, 4096, 0, NULL, 0, 0));
+    check("set_mempolicy", syscall(SYS_set_mempolicy, 1 /* MPOL_PREFERRED */, &mask, 64));
+    check("move_pages", syscall(SYS_move_pages, 0, 0, NULL, NULL, NULL, 0));
+    check("migrate_pages", syscall(SYS_migrate_pages, 0, 64, &mask, &mask));
+    return 0;
+}
+
+/* prctl options: what runtimes use works, the rest (PR_SET_MM ...) fails with EINVAL. */
+static int
+cmd_prctl(int argc, char **argv)
+{
+    char name[16];
+    (void)argc;
+    (void)argv;
+    check("pr_set_name", prctl(PR_SET_NAME, "sbx-prctl", 0, 0, 0));
+    check("pr_get_name", prctl(PR_GET_NAME, name, 0, 0, 0));
+    check("pr_set_pdeathsig", prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0));
+    check("pr_set_child_subreaper", prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0));
+    check("pr_set_mm", prctl(35 /* PR_SET_MM */, 8 /* PR_SET_MM_ARG_START */, 0, 0, 0));
+    check("pr_set_syscall_user_dispatch", prctl(59, 0, 0, 0, 0));
+    check("pr_set_mm_high", syscall(SYS_prctl, (1UL << 32) | 35, 8, 0, 0, 0));
+    check("personality_linux", syscall(SYS_personality, 0));
+    check("ioctl_unknown", ioctl(1, 0x54ff, NULL));
+    return 0;
+}
+
+/* The limits the job starts with: "rlimit_<name> VALUE <soft> <hard>" (-1 = unlimited). */
+static int
+cmd_rlimits(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        int res;
+    } lims[] = {{"rtprio", RLIMIT_RTPRIO},   {"nice", RLIMIT_NICE},
+                {"memlock", RLIMIT_MEMLOCK}, {"stack", RLIMIT_STACK},
+                {"fsize", RLIMIT_FSIZE},     {"core", RLIMIT_CORE},
+                {"nofile", RLIMIT_NOFILE},   {"msgqueue", RLIMIT_MSGQUEUE}};
+    (void)argc;
+    (void)argv;
+    for (size_t i = 0; i < sizeof(lims) / sizeof(lims[0]); i++) {
+        struct rlimit rl;
+        char key[32];
+        if (getrlimit(lims[i].res, &rl) < 0)
+            return 1;
+        snprintf(key, sizeof(key), "rlimit_%s", lims[i].name);
+        attack_value(key, "%lld %lld", rl.rlim_cur == RLIM_INFINITY ? -1LL : (long long)rl.rlim_cur,
+                     rl.rlim_max == RLIM_INFINITY ? -1LL : (long long)rl.rlim_max);
+    }
+    /* Real-time scheduling and a higher priority are refused. */
+    struct sched_param sp = {1};
+    check("sched_fifo", sched_setscheduler(0, SCHED_FIFO, &sp));
+    check("nice_raise", setpriority(PRIO_PROCESS, 0, -5));
+    return 0;
+}
+
 static int
 cmd_time(int argc, char **argv)
 {
@@ -358,6 +438,10 @@ const struct attack_cmd attack_sys_cmds[] = {
     {"mountapi", cmd_mountapi, ""},
     {"personality", cmd_personality, ""},
     {"time", cmd_time, ""},
+    {"newsys", cmd_newsys, ""},
+    {"numa", cmd_numa, ""},
+    {"prctl", cmd_prctl, ""},
+    {"rlimits", cmd_rlimits, ""},
     {"tiocsti", cmd_tiocsti, ""},
     {"x32", cmd_x32, ""},
     {"ia32", cmd_ia32, ""},

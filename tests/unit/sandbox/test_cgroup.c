@@ -59,6 +59,7 @@ static const struct iface new_files[] = {
     {"memory.limit_in_bytes", "9223372036854771712\n"},
     {"memory.memsw.limit_in_bytes", "9223372036854771712\n"},
     {"memory.swappiness", "60\n"},
+    {"memory.kmem.tcp.limit_in_bytes", "9223372036854771712\n"},
     {"memory.max_usage_in_bytes", "2097152\n"},
     {"memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"},
     {"freezer.state", "THAWED\n"},
@@ -264,7 +265,7 @@ test_v2_job_cgroup(void **state)
     co_err err = CO_ERR_INIT;
     assert_int_equal(sbx_cgroup_host_init_v2(&host, tree, "cacheout", &err), 0);
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
-    struct sbx_cg_limits lim = {1500, 64 << 20, 32};
+    struct sbx_cg_limits lim = {1500, 64 << 20, 32, false};
     assert_int_equal(sbx_cgroup_create(cg, &host, "slot-3", &lim, &err), 0);
     char dir[PATH_MAX], procs[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/cacheout/slot-3", tree);
@@ -306,7 +307,7 @@ test_v2_leftover_is_replaced(void **state)
     assert_int_equal(__wrap_mkdir(dir, 0755), 0);
     put(dir, "pids.max", "7\n");
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
-    struct sbx_cg_limits lim = {1000, 32 << 20, 9};
+    struct sbx_cg_limits lim = {1000, 32 << 20, 9, false};
     assert_int_equal(sbx_cgroup_create(cg, &host, "slot-1", &lim, &err), 0);
     assert_string_equal(get(dir, "pids.max"), "9");
     assert_int_equal(sbx_cgroup_destroy(cg, &err), 0);
@@ -323,7 +324,7 @@ test_v2_fails_closed(void **state)
     assert_int_equal(sbx_cgroup_host_init_v2(&host, tree, "cacheout", &err), 0);
     missing_file = "memory.swap.max"; /* e.g. a kernel without swap accounting */
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
-    struct sbx_cg_limits lim = {1000, 32 << 20, 9};
+    struct sbx_cg_limits lim = {1000, 32 << 20, 9, false};
     assert_int_equal(sbx_cgroup_create(cg, &host, "slot-2", &lim, &err), -1);
     assert_non_null(strstr(err.msg, "memory.swap.max"));
     /* Nothing is left behind. */
@@ -412,7 +413,7 @@ test_v1_hybrid_job_cgroup(void **state)
     snprintf(parent, sizeof(parent), "%s/cpu/cacheout", tree);
     assert_string_equal(get(parent, "cpu.shares"), want);
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
-    struct sbx_cg_limits lim = {500, 32 << 20, 16};
+    struct sbx_cg_limits lim = {500, 32 << 20, 16, true}; /* a job with a network */
     assert_int_equal(sbx_cgroup_create(cg, &h, "slot-0", &lim, &err), 0);
     /* Five hierarchies, joined through "tasks" (see sbx_cgroup_create()); the cgroup2 mount
      * of a hybrid host gets no folder. */
@@ -430,6 +431,8 @@ test_v1_hybrid_job_cgroup(void **state)
     assert_string_equal(get(d, "memory.limit_in_bytes"), "33554432");
     assert_string_equal(get(d, "memory.memsw.limit_in_bytes"), "33554432");
     assert_string_equal(get(d, "memory.swappiness"), "0");
+    /* F1: TCP buffers are charged up to the same limit. */
+    assert_string_equal(get(d, "memory.kmem.tcp.limit_in_bytes"), "33554432");
     snprintf(d, sizeof(d), "%s/pids/cacheout/slot-0", tree);
     assert_string_equal(get(d, "pids.max"), "16");
 
@@ -455,7 +458,7 @@ test_v1_joint_cpu_cpuacct(void **state)
     assert_int_equal(sbx_cgroup_host_init_v1(&h, NULL, "cacheout", &err), 0);
     assert_int_equal(h.mode, SBX_CG_V1);
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
-    struct sbx_cg_limits lim = {2000, 64 << 20, 8};
+    struct sbx_cg_limits lim = {2000, 64 << 20, 8, false};
     assert_int_equal(sbx_cgroup_create(cg, &h, "slot-9", &lim, &err), 0);
     assert_int_equal(cg->n_dirs, 4);
     assert_int_equal(cg->ctrl_dir[SBX_CG_CPU], cg->ctrl_dir[SBX_CG_CPUACCT]);
@@ -463,6 +466,9 @@ test_v1_joint_cpu_cpuacct(void **state)
     snprintf(d, sizeof(d), "%s/cpu,cpuacct/cacheout/slot-9", tree);
     assert_string_equal(get(d, "cpu.cfs_quota_us"), "200000");
     assert_string_equal(get(d, "cpu.shares"), "2048");
+    /* Network "none": no TCP, the kernel's default is left alone. */
+    snprintf(d, sizeof(d), "%s/memory/cacheout/slot-9", tree);
+    assert_string_equal(get(d, "memory.kmem.tcp.limit_in_bytes"), "9223372036854771712\n");
     assert_int_equal(sbx_cgroup_destroy(cg, &err), 0);
     free(cg);
 }
@@ -554,7 +560,7 @@ test_v1_fails_closed(void **state)
     assert_int_equal(sbx_cgroup_host_init_v1(&h, NULL, "cacheout", &err), 0);
     missing_file = "pids.max";
     struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
-    struct sbx_cg_limits lim = {1000, 64 << 20, 8};
+    struct sbx_cg_limits lim = {1000, 64 << 20, 8, false};
     assert_int_equal(sbx_cgroup_create(cg, &h, "slot-5", &lim, &err), -1);
     assert_non_null(strstr(err.msg, "pids.max"));
     for (int i = 0; i < cg->n_dirs; i++)
