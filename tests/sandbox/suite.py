@@ -1575,6 +1575,260 @@ def c_ia32(s):
 
 
 # ---------------------------------------------------------------------------------------------
+# Cases: the allowlist (issue 16: F2, F3, F4, argument filters)
+
+
+@case("syscall-newer-than-policy-enosys")
+def c_newsys(s):
+    # F2: open_tree_attr (467, Linux 6.15) returned a file descriptor under the old denylist.
+    j = s.job("newsys")
+    j.expect_status("ok", 0)
+    for k in ("open_tree_attr", "syscall_470", "syscall_1000"):
+        j.expect_check(k, "ENOSYS")
+
+
+@case("numa-and-ldt-denied")
+def c_numa(s):
+    # F4
+    j = s.job("numa")
+    j.expect_status("ok", 0)
+    for k in ("modify_ldt", "mbind", "set_mempolicy", "move_pages", "migrate_pages"):
+        j.expect_check(k, "EPERM")
+
+
+@case("socket-module-families-denied")
+def c_modules(s):
+    # F3: families and protocols whose first use loads a kernel module.
+    j = s.job("sockets", "modules", opts=["--network", "loopback"])
+    j.expect_status("ok", 0)
+    for k in ("tipc", "rds", "can", "atmpvc", "sctp", "sctp6", "dccp", "l2tp", "mptcp",
+              "socketpair_tipc", "tipc_high"):
+        j.expect_check(k, "EPERM")
+    for k in ("inet_tcp", "inet_udp", "unix_stream", "socketpair_unix"):
+        j.expect_check(k, "OK")
+    if j.checks.get("inet6_tcp") not in ("OK", "EAFNOSUPPORT"):  # a kernel without IPv6
+        fail("inside 'inet6_tcp'", "OK", j.checks.get("inet6_tcp"))
+
+
+@case("prctl-ioctl-personality-filtered")
+def c_prctl(s):
+    j = s.job("prctl")
+    j.expect_status("ok", 0)
+    for k in ("pr_set_name", "pr_get_name", "pr_set_pdeathsig", "pr_set_child_subreaper",
+              "personality_linux"):
+        j.expect_check(k, "OK")
+    for k in ("pr_set_mm", "pr_set_syscall_user_dispatch", "pr_set_mm_high"):
+        j.expect_check(k, "EINVAL")
+    j.expect_check("ioctl_unknown", "ENOSYS")
+
+
+# Measured programs of the default image and the runtimes of custom images, each inside the
+# sandbox with the allowlist: threads, processes, pipes, sockets on loopback, files, timers.
+PY_WORKLOAD = r"""
+import asyncio, hashlib, json, mmap, multiprocessing, os, socket, sqlite3, subprocess, tempfile
+import threading, time
+def sq(x):
+    return x * x
+if __name__ == "__main__":
+    t = threading.Thread(target=time.sleep, args=(0.01,)); t.start(); t.join()
+    with multiprocessing.Pool(2) as p:
+        assert p.map(sq, range(4)) == [0, 1, 4, 9]
+    assert subprocess.run(["echo", "hi"], capture_output=True).stdout == b"hi\n"
+    with tempfile.TemporaryDirectory() as d:
+        open(d + "/x", "w").write("y"); os.listdir(d); os.stat(d + "/x")
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); c = socket.create_connection(s.getsockname())
+    a, _ = s.accept(); c.sendall(b"ping"); assert a.recv(4) == b"ping"
+    x, y = socket.socketpair(); x.send(b"x"); assert y.recv(1) == b"x"
+    asyncio.run(asyncio.sleep(0.01))
+    m = mmap.mmap(-1, 4096); m.close()
+    sqlite3.connect(":memory:").execute("select 1")
+    print("PYTHON-OK", os.cpu_count() > 0, hashlib.sha256(b"x").hexdigest()[:8], json.dumps([1]))
+"""
+
+NODE_WORKLOAD = r"""
+const fs = require('fs'), os = require('os'), cp = require('child_process'), net = require('net');
+const crypto = require('crypto'), { Worker } = require('worker_threads');
+fs.writeFileSync('/tmp/n', 'y'); if (fs.readFileSync('/tmp/n', 'utf8') !== 'y') process.exit(3);
+if (cp.execSync('echo hi').toString() !== 'hi\n') process.exit(4);
+crypto.randomBytes(4); os.cpus();
+const w = new Worker('1 + 1', { eval: true });
+w.on('exit', () => {
+  const srv = net.createServer(c => { c.end('pong'); }).listen(0, '127.0.0.1', () => {
+    const c = net.connect(srv.address().port, '127.0.0.1');
+    let got = ''; c.on('data', d => { got += d; });
+    c.on('end', () => { srv.close(); fs.promises.readFile('/etc/hostname').then(() => {
+      console.log(got === 'pong' ? 'NODE-OK' : 'NODE-BAD ' + got); }); });
+  });
+});
+"""
+
+SHELL_WORKLOAD = r"""
+set -e
+cd /work
+ls -la /usr >/dev/null; sort /etc/passwd | uniq | wc -l >/dev/null
+printf 'a b\n' | awk '{print $2}' | grep -q b
+sed s/a/b/ /etc/hostname >/dev/null; grep -r root /etc/passwd >/dev/null
+cp /etc/hostname h2; mv h2 h3; rm h3; mkdir d; rmdir d; ln -s a l; readlink l >/dev/null; rm l
+touch t; chmod 600 t; stat t >/dev/null; date >/dev/null; id >/dev/null; env >/dev/null
+sleep 0.01; head -c 10 /dev/urandom | od -x >/dev/null; tail -n1 /etc/passwd >/dev/null
+find /etc -maxdepth 1 -name '*.conf' | xargs wc -l >/dev/null
+tar cf x.tar /etc/hostname 2>/dev/null; gzip -f x.tar; sha256sum x.tar.gz >/dev/null
+du -s . >/dev/null; df /tmp >/dev/null; timeout 5 true; nproc >/dev/null; uname -a >/dev/null
+seq 3 | tr 1 2 >/dev/null; dd if=/dev/zero of=/dev/null bs=1k count=1 2>/dev/null
+bash -c 'echo $((1+1))' >/dev/null; perl -e 'print 1' >/dev/null; ps >/dev/null
+echo SHELL-OK
+"""
+
+
+@case("runtime-python3")
+def c_rt_python(s):
+    j = s.job(program=["python3", "-c", PY_WORKLOAD], opts=["--network", "loopback"])
+    j.expect_status("ok", 0)
+    if "PYTHON-OK True" not in j.stdout:
+        fail("python3 workload", "PYTHON-OK", "%r / %r" % (j.stdout[-300:], j.stderr[-600:]))
+
+
+@case("runtime-node")
+def c_rt_node(s):
+    if not os.path.exists("/usr/bin/node"):
+        raise CaseSkip("no /usr/bin/node on this host (Debian package nodejs, "
+                       "scripts/packages/sandbox.txt): the Node runtime is NOT tested")
+    j = s.job(program=["node", "-e", NODE_WORKLOAD], opts=["--network", "loopback"])
+    j.expect_status("ok", 0)
+    if "NODE-OK" not in j.stdout:
+        fail("node workload", "NODE-OK", "%r / %r" % (j.stdout[-300:], j.stderr[-600:]))
+
+
+@case("runtime-shell-coreutils")
+def c_rt_shell(s):
+    j = s.job(program=["sh", "-c", SHELL_WORKLOAD])
+    j.expect_status("ok", 0)
+    if "SHELL-OK" not in j.stdout:
+        fail("shell workload", "SHELL-OK", "%r / %r" % (j.stdout[-300:], j.stderr[-600:]))
+
+
+def host_alternatives():
+    """Commands of the host's PATH that resolve through /etc/alternatives to an executable."""
+    found = []
+    for name in sorted(os.listdir("/etc/alternatives")) if os.path.isdir("/etc/alternatives") \
+            else []:
+        for d in ("/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+            p = os.path.join(d, name)
+            try:
+                if os.readlink(p) == "/etc/alternatives/" + name and os.access(p, os.X_OK):
+                    found.append(p)
+                    break
+            except OSError:
+                continue
+    return found
+
+
+@case("default-image-alternatives")
+def c_alternatives(s):
+    cmds = host_alternatives()
+    if not any(c.endswith("/awk") for c in cmds):
+        fail("host", "awk managed by alternatives (Debian's mawk/gawk)", cmds)
+    script = "".join('if [ -x %s ]; then echo "alt:%s OK"; else echo "alt:%s ERRNO ENOENT"; '
+                     'fi\n' % (c, c, c) for c in cmds)
+    script += "awk 'BEGIN { print \"awk VALUE \" 6 * 7 }'\n"
+    j = s.job(program=["sh", "-c", script])
+    j.expect_status("ok", 0)
+    for c in cmds:
+        j.expect_check("alt:" + c, "OK")
+    if j.value("awk") != 42:
+        fail("awk inside", 42, j.value("awk"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: rlimits, /proc, TCP memory (issue 16: F8, F5, F1)
+
+
+@case("rlimits-explicit")
+def c_rlimits(s):
+    # F8: the caller's limits (raised here to its hard limits: raising those needs
+    # CAP_SYS_RESOURCE, which some hosts withhold from root) must not reach the job.
+    import resource
+    raised = [resource.RLIMIT_RTPRIO, resource.RLIMIT_NICE, resource.RLIMIT_MEMLOCK,
+              resource.RLIMIT_STACK, resource.RLIMIT_FSIZE]
+    saved = {k: resource.getrlimit(k) for k in raised}
+    try:
+        for k in raised:
+            resource.setrlimit(k, (saved[k][1], saved[k][1]))
+        j = s.bg("rlimits", opts=["--memory", "128M", "--tmp-size", "16M", "--work-size", "24M",
+                                  "--shm-size", "8M"])
+    finally:
+        for k, v in saved.items():
+            resource.setrlimit(k, v)
+    j.wait()
+    j.expect_status("ok", 0)
+    want = {"rtprio": "0 0", "nice": "0 0", "memlock": "%d %d" % (8 << 20, 8 << 20),
+            "stack": "%d %d" % (8 << 20, 128 << 20), "fsize": "%d %d" % (24 << 20, 24 << 20),
+            "core": "0 0"}
+    for k, v in want.items():
+        got = j.values.get("rlimit_" + k, ["none"])[-1]
+        if got != v:
+            fail("rlimit " + k, v, got)
+    j.expect_check("sched_fifo", "EPERM")
+    j.expect_failed("nice_raise", ["EACCES", "EPERM"])
+
+
+PROC_MASKED = ["/proc/acpi", "/proc/asound", "/proc/cmdline", "/proc/config.gz",
+               "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/key-users",
+               "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+               "/proc/timer_stats"]
+PROC_READ_ONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+PROC_PROBE = r"""
+import os, sys
+for p in sys.argv[1:]:
+    try:
+        if os.path.isdir(p):
+            print("%s VALUE %d" % (p, len(os.listdir(p))))
+        else:
+            with open(p, "rb") as f:
+                print("%s VALUE %d" % (p, len(f.read(1 << 20))))
+    except OSError as e:
+        print("%s ERRNO %d" % (p, e.errno))
+"""
+
+
+@case("proc-masked-paths")
+def c_proc_mask(s):
+    # F5: the same paths Docker masks, and the host's command line, config, interrupts, keys.
+    masked = [p for p in PROC_MASKED if os.path.exists(p)]
+    if "/proc/cmdline" not in masked or "/proc/interrupts" not in masked:
+        fail("host", "/proc/cmdline and /proc/interrupts present", masked)
+    j = s.job(program=["python3", "-c", PROC_PROBE] + masked)
+    j.expect_status("ok", 0)
+    for p in masked:
+        got = j.values.get(p) or [j.checks.get(p)]
+        if got != ["0"]:
+            fail("reading " + p, "nothing (masked)", got)
+    if SECRET in j.stdout:
+        fail("job output", "no host secret", "found it")
+    # Read-only: a write fails (masked files are /dev/null: writes vanish, as in Docker).
+    ro = [p for p in PROC_READ_ONLY + [m for m in masked if os.path.isdir(m)] if os.path.exists(p)]
+    probe = "".join("if echo x > %s 2>/dev/null; then echo '%s OK'; else echo '%s ERRNO W'; "
+                    "fi\n" % (p + ("/x" if os.path.isdir(p) else ""), p, p) for p in ro)
+    w = s.job(program=["sh", "-c", probe])
+    w.expect_status("ok", 0)
+    for p in ro:
+        w.expect_failed(p)
+
+
+@case("tcp-buffers-charged-loopback")
+def c_tcp(s):
+    # F1: with a network, socket buffers count against the memory limit (v1: kmem.tcp).
+    j = s.job("tcpqueue", "24", opts=["--network", "loopback", "--memory", "32M",
+                                       "--wall-time", "25s"])
+    if j.r("status") == "oom":
+        return  # charged to memory.max and the job was stopped there: capped
+    j.expect_status("ok", 0)
+    q = j.value("queued")
+    if q > 32 * (1 << 20) * 1.1:
+        fail("bytes queued in TCP buffers under a 32 MiB limit", "<= 35 MiB", q)
+
+
+# ---------------------------------------------------------------------------------------------
 # Cases: file descriptors
 
 
