@@ -1,15 +1,10 @@
 /*
- * Background helpers: sbx_prewarm() and sbx_async_cleanup().
- *
- * 1. A pool of fresh network namespaces for jobs with network "none".  Creating a network namespace
- * is the most expensive part of a sandbox start (about 0.8 ms of the kernel's time here, against
- * about 0.1 ms for the pid, ipc and uts namespaces): with sbx_prewarm() a background thread
- * creates them ahead of time.  Each namespace is handed to exactly one job and never reused, so
- * a job still gets a fresh, empty namespace; only the creation moves off its critical path.
- *
- * 2. A janitor thread that reaps the init of a finished sandbox, kills and removes its cgroup and
- *    then releases its slot, so that sbx_run() can return as soon as the job's results are in.
- *    The slot stays locked until the clean-up is done, so nothing is shared early.
+ * sbx_prewarm(): a pool of fresh network namespaces for jobs with network "none".  Creating a
+ * network namespace is the most expensive part of a sandbox start (about 0.8 ms of the kernel's
+ * time here, against about 0.1 ms for the pid, ipc and uts namespaces): with sbx_prewarm() a
+ * background thread creates them ahead of time.  Each namespace is handed to exactly one job and
+ * never reused, so a job still gets a fresh, empty namespace; only the creation moves off its
+ * critical path. The janitor of sbx_async_cleanup() is in sbx_janitor.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,86 +105,6 @@ sbx_thread_start(void *(*fn)(void *), void *arg, const char *what, co_err *err)
     return 0;
 }
 
-struct janitor_item {
-    pid_t pid;
-    struct sbx_cgroup *cg;
-    int lock_fd;
-    struct janitor_item *next;
-};
-
-static pthread_mutex_t jan_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t jan_cv = PTHREAD_COND_INITIALIZER;
-static struct janitor_item *jan_head, *jan_tail;
-static bool jan_started;
-
-static void *
-janitor_main(void *arg)
-{
-    (void)arg;
-    for (;;) {
-        pthread_mutex_lock(&jan_mu);
-        while (!jan_head)
-            pthread_cond_wait(&jan_cv, &jan_mu);
-        struct janitor_item *it = jan_head;
-        jan_head = it->next;
-        if (!jan_head)
-            jan_tail = NULL;
-        pthread_mutex_unlock(&jan_mu);
-
-        int st;
-        while (waitpid(it->pid, &st, __WALL) < 0 && errno == EINTR)
-            ;
-        co_err e = CO_ERR_INIT;
-        if (sbx_cgroup_destroy(it->cg, &e) < 0) {
-            /* Left for the next run of this slot, which removes leftovers before it starts. */
-        }
-        close(it->lock_fd);
-        free(it->cg);
-        free(it);
-    }
-    return NULL;
-}
-
-bool
-sbx_janitor_enabled(void)
-{
-    pthread_mutex_lock(&jan_mu);
-    bool on = jan_started;
-    pthread_mutex_unlock(&jan_mu);
-    return on;
-}
-
-void
-sbx_janitor_add(pid_t pid, struct sbx_cgroup *cg, int lock_fd)
-{
-    struct janitor_item *it = co_xmalloc(sizeof(*it));
-    it->pid = pid;
-    it->cg = cg;
-    it->lock_fd = lock_fd;
-    it->next = NULL;
-    pthread_mutex_lock(&jan_mu);
-    if (jan_tail)
-        jan_tail->next = it;
-    else
-        jan_head = it;
-    jan_tail = it;
-    pthread_cond_signal(&jan_cv);
-    pthread_mutex_unlock(&jan_mu);
-}
-
-static int
-start_janitor(co_err *err)
-{
-    pthread_mutex_lock(&jan_mu);
-    int rc = 0;
-    if (!jan_started) {
-        rc = sbx_thread_start(janitor_main, NULL, "the sandbox janitor", err);
-        jan_started = rc == 0;
-    }
-    pthread_mutex_unlock(&jan_mu);
-    return rc;
-}
-
 int
 sbx_netns_create(int *out, co_err *err)
 {
@@ -205,12 +120,6 @@ sbx_netns_create(int *out, co_err *err)
         return co_err_sys(err, saved, "cannot create a network namespace");
     *out = fd;
     return 0;
-}
-
-int
-sbx_async_cleanup(co_err *err)
-{
-    return start_janitor(err);
 }
 
 int

@@ -1175,8 +1175,10 @@ def c_fs(s):
             fail("mount " + mp, "read-only", ",".join(sorted(opts)))
         if "nosuid" not in opts:
             fail("mount " + mp, "nosuid", ",".join(sorted(opts)))
-        # /dev holds the five device nodes (bind mounts of the host's or nodes on a tmpfs).
-        device_mount = mp == "/dev" or (mp.startswith("/dev/") and mp != "/dev/shm")
+        # /dev holds the five device nodes (bind mounts of the host's or nodes on a tmpfs);
+        # masked /proc files are read-only binds of /dev/null (reads give nothing, as in Docker).
+        device_mount = mp == "/dev" or (mp.startswith("/dev/") and mp != "/dev/shm") \
+            or (mp in PROC_MASKED and fstype == "devtmpfs" and "ro" in opts)
         if "nodev" not in opts and not device_mount:
             fail("mount " + mp, "nodev", ",".join(sorted(opts)))
     for p in ("/usr/sbx-probe", "/sbx-probe", "/etc/sbx-probe", "/bin/sbx-probe"):
