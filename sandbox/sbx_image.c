@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,21 @@ refresh_ld_cache(const char *root)
 static pthread_mutex_t default_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sbx_image *default_cached;
 
+/*
+ * Open @path (which has no symlinks: realpath() made it) as a folder, refusing any symlink met
+ * on the way: a component swapped for one since realpath() fails instead of leading elsewhere.
+ */
+static int
+open_no_symlinks(const char *path)
+{
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof(how));
+    if (fd < 0 && errno == ENOSYS) /* before Linux 5.6: the last component at least */
+        fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    return fd;
+}
+
 static int
 resolve_folder(const char *path, struct sbx_image *img, co_err *err)
 {
@@ -360,20 +376,27 @@ resolve_folder(const char *path, struct sbx_image *img, co_err *err)
             return co_err_set(err, CO_E_NOTFOUND, "image folder '%s' does not exist", path);
         return co_err_sys(err, errno, "cannot resolve image folder '%s'", path);
     }
-    struct stat st;
-    if (stat(real, &st) < 0 || !S_ISDIR(st.st_mode))
+    /* Every check below is made on this one descriptor, and the sandbox binds only the folder
+     * with its device and inode (sbx_run.c): what is checked is what is used. */
+    co_autoclose int fd = open_no_symlinks(real);
+    struct stat st, root;
+    if (fd < 0 || fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode))
         return co_err_set(err, CO_E_NOTFOUND, "image '%s' is not a folder", path);
-    if (strcmp(real, "/") == 0)
+    if (strcmp(real, "/") == 0 ||
+        (stat("/", &root) == 0 && root.st_dev == st.st_dev && root.st_ino == st.st_ino))
         return co_err_set(err, CO_E_INVAL, "the host root cannot be an image");
     for (size_t i = 0; i < CO_ARRAY_LEN(mount_points); i++) {
-        char p[PATH_MAX];
-        pathf(p, sizeof(p), "%s/%s", real, mount_points[i]);
-        if (mkdir(p, 0755) < 0 && errno != EEXIST)
-            return co_err_sys(err, errno, "cannot create mount point '%s' in image", p);
-        if (lstat(p, &st) < 0 || !S_ISDIR(st.st_mode))
-            return co_err_set(err, CO_E_INVAL, "image mount point '%s' is not a folder", p);
+        struct stat mp;
+        if (mkdirat(fd, mount_points[i], 0755) < 0 && errno != EEXIST)
+            return co_err_sys(err, errno, "cannot create mount point '%s/%s' in image", real,
+                              mount_points[i]);
+        if (fstatat(fd, mount_points[i], &mp, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(mp.st_mode))
+            return co_err_set(err, CO_E_INVAL, "image mount point '%s/%s' is not a folder", real,
+                              mount_points[i]);
     }
     co_strlcpy(img->root, real, sizeof(img->root));
+    img->root_dev = st.st_dev;
+    img->root_ino = st.st_ino;
     return 0;
 }
 
@@ -394,6 +417,13 @@ sbx_image_resolve(const char *name, struct sbx_image *img, co_err *err)
         if (rc == 0) {
             refresh_ld_cache(default_cached->root);
             *img = *default_cached;
+            /* The skeleton may have been replaced since (it lives under a run folder). */
+            struct stat st;
+            if (stat(img->root, &st) < 0 || !S_ISDIR(st.st_mode))
+                rc = co_err_sys(err, errno ? errno : ENOTDIR, "default image skeleton '%s' is gone",
+                                img->root);
+            img->root_dev = st.st_dev;
+            img->root_ino = st.st_ino;
         }
         pthread_mutex_unlock(&default_lock);
         return rc;

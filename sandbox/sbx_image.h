@@ -8,6 +8,7 @@
 #define SBX_IMAGE_H
 
 #include <limits.h>
+#include <sys/types.h>
 
 #include "co_err.h"
 
@@ -21,6 +22,10 @@
 /** A resolved image: the folder that becomes "/" and the host folders bound into it. */
 struct sbx_image {
     char root[PATH_MAX];
+    /* The folder that was checked: the sandbox binds only this very folder (fail closed if
+     * the path names another one by then, see sbx_run.c). */
+    dev_t root_dev;
+    ino_t root_ino;
     int n_binds;
     char bind_src[SBX_IMAGE_MAX_BINDS][PATH_MAX]; /* host folder, e.g. "/usr" */
     char bind_dst[SBX_IMAGE_MAX_BINDS][64];       /* relative to root, e.g. "usr" */

@@ -53,6 +53,20 @@
 #include "sbx_seccomp.h"
 #include "sbx_userns.h"
 
+/* The new mount API's flags (<linux/mount.h> conflicts with <sys/mount.h> in glibc 2.36). */
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+
 /* The steps of the child, reported by number and named in errors. */
 enum step {
     STEP_NONE = 0,
@@ -603,6 +617,34 @@ wait_go(const struct child_ctx *c)
         close(netns);
 }
 
+/*
+ * Bind the image folder onto itself and enter the bind.  The folder is looked up once: the
+ * descriptor is checked against what the parent checked (device and inode), cloned as a mount
+ * (open_tree) and attached over that very folder (move_mount), and the child enters the mount
+ * through its descriptor.  Looking the path up twice (mount, then chdir) let a folder swapped in
+ * between, e.g. a symlink to the host's "/", become the job's root.
+ */
+static void
+enter_root(const struct child_ctx *c)
+{
+    int dir = open(c->img->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    TRY(STEP_ROOT_BIND, dir);
+    struct stat st;
+    TRY(STEP_ROOT_BIND, fstat(dir, &st));
+    if (st.st_dev != c->img->root_dev || st.st_ino != c->img->root_ino) {
+        errno = ESTALE;
+        child_fail(c, MSG_SETUP_ERR, STEP_ROOT_BIND);
+    }
+    int mnt =
+        (int)syscall(SYS_open_tree, dir, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+    TRY(STEP_ROOT_BIND, mnt);
+    TRY(STEP_ROOT_BIND, syscall(SYS_move_mount, mnt, "", dir, "",
+                                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+    TRY(STEP_ROOT_CHDIR, fchdir(mnt));
+    close(mnt);
+    close(dir);
+}
+
 static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
 {
     /* Die with the thread that started us. */
@@ -615,8 +657,7 @@ static int __attribute__((noreturn)) child_main(const struct child_ctx *c)
 
     /* The new root: the image folder bound onto itself, with host folders bound read-only. */
     TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
-    TRY(STEP_ROOT_BIND, mount(c->img->root, c->img->root, NULL, MS_BIND, NULL));
-    TRY(STEP_ROOT_CHDIR, chdir(c->img->root));
+    enter_root(c);
     for (int i = 0; i < c->img->n_binds; i++)
         TRY(STEP_BIND, bind_ro(c->img->bind_src[i], c->img->bind_dst[i], c->bind_flags[i]));
     TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));

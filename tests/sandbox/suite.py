@@ -1247,6 +1247,60 @@ def c_image(s):
     expect_unprivileged(j3)
 
 
+@case("image-swapped-fails-closed")
+def c_image_swap(s):
+    # The image folder is swapped (rename exchange) with a symlink to a decoy folder while jobs
+    # start.  The decoy is not a valid image (its "work" is a symlink, which the check refuses)
+    # but could be built on.  A job runs in the folder that was checked, or fails closed: never
+    # in the decoy.
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    base = tempfile.mkdtemp(prefix="swap-", dir=s.tmp)
+    img, alt, decoy = (os.path.join(base, n) for n in ("img", "alt", "decoy"))
+    for d in ("proc", "dev", "tmp", "work"):
+        os.makedirs(os.path.join(img, d), exist_ok=True)
+    for d in ("proc", "dev", "tmp"):
+        os.makedirs(os.path.join(decoy, d), exist_ok=True)
+    os.symlink("tmp", os.path.join(decoy, "work"))
+    marker, decoy_marker = mk("image-marker"), mk("decoy-marker")
+    open(os.path.join(img, marker), "w").close()
+    open(os.path.join(decoy, decoy_marker), "w").close()
+    os.symlink(decoy, alt)
+    if ROOTLESS is not None:
+        os.chmod(base, 0o755)
+    stop = threading.Event()
+    swaps = [0]
+
+    def flip():
+        while not stop.is_set():
+            if libc.renameat2(-100, img.encode(), -100, alt.encode(), 2) == 0:  # RENAME_EXCHANGE
+                swaps[0] += 1
+            time.sleep(0.0002)
+
+    t = threading.Thread(target=flip, daemon=True)
+    t.start()
+    outcomes = {"image": 0, "fail_closed": 0}
+    try:
+        for _ in range(60):
+            j = s.job("ls", "/", opts=["--image", img])
+            if j.r("status") == "internal_error":
+                outcomes["fail_closed"] += 1
+                continue
+            j.expect_status("ok", 0)
+            entries = {l.split()[1] for l in j.stdout.splitlines() if l.startswith("ENTRY ")}
+            if "//" + marker not in entries:
+                fail("root of a job started during the swap", "the checked image (%s)" % marker,
+                     "another folder: %s" % sorted(entries)[:12])
+            outcomes["image"] += 1
+    finally:
+        stop.set()
+        t.join(2)
+    if swaps[0] < 100:
+        fail("swaps during the case", ">= 100", swaps[0])
+    s.notes.append("image swap: %d jobs in the image, %d failed closed, %d swaps"
+                   % (outcomes["image"], outcomes["fail_closed"], swaps[0]))
+
+
 @case("read-etc-shadow")
 def c_shadow(s):
     j = s.job("cat", "/etc/shadow", "/etc/gshadow", "/etc/sudoers")
