@@ -25,7 +25,37 @@
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
 
-static const char *const ctrl_names[SBX_CG_NCTRL] = {"cpu", "cpuacct", "memory", "pids", "freezer"};
+static const char *const ctrl_names[SBX_CG_NCTRL] = {"cpu",  "cpuacct", "memory",
+                                                     "pids", "freezer", "blkio"};
+
+/* I/O weight files, preferred first: name, default weight (one core), range. */
+static const struct {
+    const char *file;
+    int def, min, max;
+} io_weights[] = {
+    {"io.weight", 100, 1, 10000},       /* v2, blk-iocost */
+    {"io.bfq.weight", 100, 1, 1000},    /* v2, BFQ */
+    {"blkio.bfq.weight", 100, 1, 1000}, /* v1, BFQ */
+    {"blkio.weight", 500, 10, 1000},    /* v1, CFQ (before Linux 5.0) */
+};
+
+/* Find the I/O weight file that exists in @dir and record it in @host.  False if none. */
+static bool
+probe_io_weight(struct sbx_cgroup_host *host, const char *dir)
+{
+    for (size_t i = 0; i < CO_ARRAY_LEN(io_weights); i++) {
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof(p), "%s/%s", dir, io_weights[i].file) < (int)sizeof(p) &&
+            access(p, F_OK) == 0) {
+            co_strlcpy(host->io_weight, io_weights[i].file, sizeof(host->io_weight));
+            host->io_weight_default = io_weights[i].def;
+            host->io_weight_max = io_weights[i].max;
+            return true;
+        }
+    }
+    host->io_weight[0] = '\0';
+    return false;
+}
 
 struct cg_ops {
     int (*set_limits)(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err);
@@ -221,6 +251,17 @@ online_cpus(void)
     return n > 0 ? n : 1;
 }
 
+/* The job's I/O weight: the file's default per paid core, clamped to the file's range. */
+static int
+set_io_weight(const struct sbx_cgroup *cg, const char *dir, int64_t cores_milli, co_err *err)
+{
+    const struct sbx_cgroup_host *h = cg->host;
+    if (!h->io_weight[0])
+        return 0;
+    int64_t w = cpu_weight(cores_milli, h->io_weight_default, 1, h->io_weight_max);
+    return write_int_in(dir, h->io_weight, w, err);
+}
+
 /* ---- v1 back end ---------------------------------------------------------------------------- */
 
 static int
@@ -250,6 +291,9 @@ v1_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
     /* v1 does not count socket buffers against memory.limit_in_bytes: without this, a job on
      * loopback queued 87 MB in TCP buffers under a 32 MB limit. */
     if (l->tcp && write_int_in(mem, "memory.kmem.tcp.limit_in_bytes", l->memory_bytes, err) < 0)
+        return -1;
+    if (cg->host->v1[SBX_CG_BLKIO][0] &&
+        set_io_weight(cg, cg->dirs[cg->ctrl_dir[SBX_CG_BLKIO]], l->cores_milli, err) < 0)
         return -1;
     if (write_int_in(pids, "pids.max", l->pids, err) < 0)
         return -1;
@@ -325,7 +369,7 @@ v2_set_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
         return -1;
     if (write_int_in(d, "pids.max", l->pids, err) < 0)
         return -1;
-    return 0;
+    return set_io_weight(cg, d, l->cores_milli, err);
 }
 
 static int
@@ -480,7 +524,7 @@ v1_hierarchies(const char *mountinfo, const char *cgroup_root, struct sbx_cgroup
                char unified_mnt[PATH_MAX], co_err *err)
 {
     unsigned found = sbx_cgroup_parse_mountinfo(mountinfo, host, unified_mnt);
-    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+    for (int c = 0; c < SBX_CG_NREQUIRED; c++) {
         if (!(found & (1u << c)))
             return co_err_set(err, CO_E_UNAVAILABLE,
                               "cgroup v1 controller '%s' is not mounted under '%s'", ctrl_names[c],
@@ -495,7 +539,14 @@ sbx_cgroup_host_init_v1(struct sbx_cgroup_host *host, const char *unified_mnt, c
 {
     char tmp[PATH_MAX];
     host->mode = unified_mnt ? SBX_CG_HYBRID : SBX_CG_V1;
+    host->io_weight[0] = '\0';
+    /* blkio only with a weight file in its root: without a proportional I/O scheduler a job
+     * folder there would cost a join per run and weigh nothing. */
+    if (host->v1[SBX_CG_BLKIO][0] && !probe_io_weight(host, host->v1[SBX_CG_BLKIO]))
+        host->v1[SBX_CG_BLKIO][0] = '\0';
     for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        if (!host->v1[c][0])
+            continue; /* an optional controller the host does not have */
         if (join(tmp, host->v1[c], parent, err) < 0)
             return -1;
         co_strlcpy(host->v1[c], tmp, PATH_MAX);
@@ -543,13 +594,22 @@ has_word(const char *text, const char *word)
     return false;
 }
 
+/*
+ * Enable cpu, memory and pids for the children of @dir, and io too when @dir has it (for the
+ * I/O weight; a host whose io controller cannot be enabled still runs jobs, without it).
+ */
 static int
 enable_controllers(const char *dir, co_err *err)
 {
-    char have[512];
+    char have[512], avail[512];
     if (read_in(dir, "cgroup.subtree_control", have, sizeof(have), err) < 0)
         return -1;
     if (has_word(have, "cpu") && has_word(have, "memory") && has_word(have, "pids"))
+        return 0;
+    co_err e = CO_ERR_INIT;
+    if (read_in(dir, "cgroup.controllers", avail, sizeof(avail), &e) == 0 &&
+        has_word(avail, "io") &&
+        write_in(dir, "cgroup.subtree_control", "+cpu +memory +pids +io", &e) == 0)
         return 0;
     return write_in(dir, "cgroup.subtree_control", "+cpu +memory +pids", err);
 }
@@ -561,6 +621,7 @@ sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const ch
     char buf[4096];
     host->mode = SBX_CG_V2;
     host->memsw = false;
+    host->io_weight[0] = '\0';
     if (read_in(base, "cgroup.controllers", buf, sizeof(buf), err) < 0)
         return -1;
     static const char *const need[] = {"cpu", "memory", "pids"};
@@ -605,7 +666,16 @@ sbx_cgroup_host_init_v2(struct sbx_cgroup_host *host, const char *base, const ch
     host->dirfd[0] = open(host->v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (host->dirfd[0] < 0)
         return co_err_sys(err, errno, "cannot open cgroup '%s'", host->v2);
-    return enable_controllers(host->v2, err);
+    if (enable_controllers(host->v2, err) < 0)
+        return -1;
+    /* The I/O weight: when io is enabled for the job folders, "cacheout" (itself a child of a
+     * folder with io on) has the same weight file they will have. */
+    char enabled[512];
+    co_err e2 = CO_ERR_INIT;
+    if (read_in(host->v2, "cgroup.subtree_control", enabled, sizeof(enabled), &e2) == 0 &&
+        (has_word(enabled, "io") || has_word(enabled, "+io")))
+        (void)probe_io_weight(host, host->v2);
+    return 0;
 }
 
 int
@@ -691,6 +761,8 @@ sbx_cgroup_delegate(const char *cgroup_root, const char *mountinfo, const char *
     if (v1_hierarchies(mountinfo, cgroup_root, &h, unified, err) < 0)
         return -1;
     for (int c = 0; c < SBX_CG_NCTRL; c++) {
+        if (!h.v1[c][0])
+            continue; /* blkio, when the host has none */
         bool seen = false;
         for (int k = 0; k < c; k++)
             seen = seen || strcmp(h.v1[k], h.v1[c]) == 0;
@@ -814,6 +886,8 @@ sbx_cgroup_prepare(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, co
             return -1;
     } else {
         for (int c = 0; c < SBX_CG_NCTRL; c++) {
+            if (!host->v1[c][0])
+                continue;
             int i = add_dir(cg, host->v1[c], host->dirfd[c], name, err);
             if (i < 0)
                 return -1;

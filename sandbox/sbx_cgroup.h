@@ -15,15 +15,21 @@
 
 enum sbx_cg_mode { SBX_CG_V1 = 1, SBX_CG_HYBRID, SBX_CG_V2 };
 
-/* v1 controllers the sandbox needs (each may share a mount with others, e.g. cpu,cpuacct). */
+/*
+ * v1 controllers the sandbox uses (each may share a mount with others, e.g. cpu,cpuacct): the
+ * first SBX_CG_NREQUIRED are needed; blkio is used when the host has it with a weight file (a
+ * proportional I/O scheduler: BFQ), else its folder stays empty ("").
+ */
 enum sbx_cg_ctrl {
     SBX_CG_CPU,
     SBX_CG_CPUACCT,
     SBX_CG_MEMORY,
     SBX_CG_PIDS,
     SBX_CG_FREEZER,
+    SBX_CG_BLKIO,
     SBX_CG_NCTRL
 };
+#define SBX_CG_NREQUIRED SBX_CG_BLKIO
 
 /** What was found on the host, detected once per process. */
 struct sbx_cgroup_host {
@@ -31,6 +37,11 @@ struct sbx_cgroup_host {
     char v1[SBX_CG_NCTRL][PATH_MAX]; /* v1: the parent folder of job cgroups per controller */
     char v2[PATH_MAX];               /* v2: the parent folder of job cgroups */
     bool memsw;                      /* v1: memory.memsw.* exists (swap accounting) */
+    /* The I/O weight file of a job cgroup ("" when the host has none): v1 "blkio.bfq.weight" or
+     * "blkio.weight", v2 "io.weight" or "io.bfq.weight"; the weight follows the paid cores. */
+    char io_weight[24];
+    int io_weight_default; /* the file's default, the weight of one core */
+    int io_weight_max;
     /* Open parent folders (v1: per controller; v2: [0]), so that a sandbox child can join its
      * cgroup after pivot_root, when the host's /sys is out of sight.  -1 when not open. */
     int dirfd[SBX_CG_NCTRL];

@@ -920,6 +920,51 @@ def c_cgroup(s):
         fail("job cgroups after the job", "removed", left)
 
 
+IO_WEIGHT_FILES = {"io.weight": 100, "io.bfq.weight": 100, "blkio.bfq.weight": 100,
+                   "blkio.weight": 500}
+
+
+def host_io_weight():
+    """Whether job cgroups can get an I/O weight here: v1 blkio with a weight file in its root,
+    or pure v2 with one in a child of the root (the root has none)."""
+    for f in IO_WEIGHT_FILES:
+        if os.path.exists(os.path.join("/sys/fs/cgroup/blkio", f)):
+            return True
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        for d in os.listdir("/sys/fs/cgroup"):
+            if any(os.path.exists(os.path.join("/sys/fs/cgroup", d, f)) for f in IO_WEIGHT_FILES):
+                return True
+    return False
+
+
+@case("io-weight-follows-cores")
+def c_io_weight(s):
+    # The job's I/O weight is the weight file's default per paid core (2.5 cores here).
+    j = s.bg("linger", mk("sbx-io-marker"), opts=["--wall-time", "1s", "--cores", "2.5"])
+    pid = find_job_pid(mk("sbx-io-marker"))
+    if pid is None:
+        j.wait()
+        fail("host", "the job's process visible on the host", "not found (%s)" % j.describe())
+    found = {}
+    dirs = job_cgroups(pid)
+    for d in dirs:
+        for f, default in IO_WEIGHT_FILES.items():
+            p = os.path.join(d, f)
+            if os.path.exists(p):
+                with open(p) as fh:
+                    found[f] = (fh.read().split()[-1], str(default * 5 // 2))
+    j.wait()
+    if not found:
+        if not host_io_weight():
+            raise CaseSkip("the host has no proportional I/O scheduler (no io.weight, "
+                           "io.bfq.weight, blkio.bfq.weight or blkio.weight): no weight to set; "
+                           "the weight is checked on fake cgroup trees by test_sbx_cgroup")
+        fail("job cgroups", "an I/O weight file", "none in %s" % dirs)
+    f, (got, want) = sorted(found.items())[0]
+    if got != want:
+        fail("host %s of the job cgroup" % f, want, got)
+
+
 # ---------------------------------------------------------------------------------------------
 # Cases: other processes
 

@@ -40,12 +40,14 @@ struct iface {
 static const struct iface new_files[] = {
     {"cgroup.procs", ""},
     {"tasks", ""},
-    {"cgroup.controllers", "cpu memory pids\n"},
+    {"cgroup.controllers", "cpu io memory pids\n"},
     {"cgroup.subtree_control", ""},
     {"cgroup.kill", ""},
     {"cgroup.events", "populated 0\nfrozen 0\n"},
     {"cpu.max", "max 100000\n"},
     {"cpu.weight", "100\n"},
+    {"io.weight", "default 100\n"},
+    {"blkio.bfq.weight", "100\n"},
     {"cpu.shares", "1024\n"},
     {"cpu.stat", "usage_usec 4242\nuser_usec 4000\nsystem_usec 242\n"},
     {"memory.max", "max\n"},
@@ -205,8 +207,9 @@ test_v2_moves_into_leaf_and_delegates(void **state)
     snprintf(pid, sizeof(pid), "%ld", (long)getpid());
     /* We moved ourselves into the leaf before enabling controllers in the base. */
     assert_string_equal(get(leaf, "cgroup.procs"), pid);
-    assert_string_equal(get(tree, "cgroup.subtree_control"), "+cpu +memory +pids");
-    assert_string_equal(get(parent, "cgroup.subtree_control"), "+cpu +memory +pids");
+    assert_string_equal(get(tree, "cgroup.subtree_control"), "+cpu +memory +pids +io");
+    assert_string_equal(get(parent, "cgroup.subtree_control"), "+cpu +memory +pids +io");
+    assert_string_equal(host.io_weight, "io.weight");
     assert_string_equal(host.v2, parent);
     char want[32];
     snprintf(want, sizeof(want), "%ld", 100 * sysconf(_SC_NPROCESSORS_ONLN));
@@ -278,6 +281,8 @@ test_v2_job_cgroup(void **state)
     assert_string_equal(get(dir, "memory.max"), "67108864");
     assert_string_equal(get(dir, "memory.swap.max"), "0");
     assert_string_equal(get(dir, "pids.max"), "32");
+    /* The I/O weight follows the cores: 100 per core. */
+    assert_string_equal(get(dir, "io.weight"), "150");
 
     int64_t us = 0;
     assert_int_equal(sbx_cgroup_cpu_us(cg, &us, &err), 0);
@@ -343,6 +348,7 @@ static const char hybrid_mountinfo[] =
     "37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer\n"
     "39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids\n"
     "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd\n"
+    "42 31 0:39 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio\n"
     "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
 
 static const char joint_mountinfo[] =
@@ -366,6 +372,7 @@ test_parse_mountinfo(void **state)
     assert_string_equal(h.v1[SBX_CG_MEMORY], "/sys/fs/cgroup/memory");
     assert_string_equal(h.v1[SBX_CG_PIDS], "/sys/fs/cgroup/pids");
     assert_string_equal(h.v1[SBX_CG_FREEZER], "/sys/fs/cgroup/freezer");
+    assert_string_equal(h.v1[SBX_CG_BLKIO], "/sys/fs/cgroup/blkio");
     assert_string_equal(unified, "/sys/fs/cgroup/unified");
 
     memset(&h, 0, sizeof(h));
@@ -381,9 +388,10 @@ test_parse_mountinfo(void **state)
 static void
 make_v1_tree(struct sbx_cgroup_host *h, bool joint, const char *unified)
 {
-    static const char *const names[SBX_CG_NCTRL] = {"cpu", "cpuacct", "memory", "pids", "freezer"};
+    static const char *const names[SBX_CG_NREQUIRED] = {"cpu", "cpuacct", "memory", "pids",
+                                                        "freezer"};
     memset(h, 0, sizeof(*h));
-    for (int c = 0; c < SBX_CG_NCTRL; c++) {
+    for (int c = 0; c < SBX_CG_NREQUIRED; c++) {
         const char *n = joint && c <= SBX_CG_CPUACCT ? "cpu,cpuacct" : names[c];
         snprintf(h->v1[c], PATH_MAX, "%s/%s", tree, n);
         __real_mkdir(h->v1[c], 0755);
@@ -445,6 +453,56 @@ test_v1_hybrid_job_cgroup(void **state)
     assert_int_equal(sbx_cgroup_destroy(cg, &err), 0);
     for (int i = 0; i < cg->n_dirs; i++)
         assert_int_equal(access(cg->dirs[i], F_OK), -1);
+    free(cg);
+}
+
+/* A blkio hierarchy in the v1 tree, with the weight file @weight_file in its root (or none). */
+static void
+add_blkio(struct sbx_cgroup_host *h, const char *weight_file)
+{
+    snprintf(h->v1[SBX_CG_BLKIO], PATH_MAX, "%s/blkio", tree);
+    __real_mkdir(h->v1[SBX_CG_BLKIO], 0755);
+    if (weight_file)
+        put(h->v1[SBX_CG_BLKIO], weight_file, "100\n");
+}
+
+/* v1 with BFQ: the job's blkio weight follows its cores (100 per core); without a weight file
+ * (no proportional I/O scheduler) the blkio hierarchy is not used at all. */
+static void
+test_v1_blkio_weight(void **state)
+{
+    (void)state;
+    struct sbx_cgroup_host h;
+    make_v1_tree(&h, false, NULL);
+    add_blkio(&h, "blkio.bfq.weight");
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_cgroup_host_init_v1(&h, NULL, "cacheout", &err), 0);
+    assert_string_equal(h.io_weight, "blkio.bfq.weight");
+    struct sbx_cgroup *cg = co_xcalloc(1, sizeof(*cg));
+    struct sbx_cg_limits lim = {2500, 32 << 20, 16, false};
+    assert_int_equal(sbx_cgroup_create(cg, &h, "slot-1", &lim, &err), 0);
+    assert_int_equal(cg->n_dirs, 6);
+    char d[PATH_MAX];
+    snprintf(d, sizeof(d), "%s/blkio/cacheout/slot-1", tree);
+    assert_string_equal(get(d, "blkio.bfq.weight"), "250");
+    snprintf(d, sizeof(d), "%s/blkio/cacheout/slot-1/tasks", tree);
+    assert_string_equal(cg->procs[cg->ctrl_dir[SBX_CG_BLKIO]], d);
+    assert_int_equal(sbx_cgroup_destroy(cg, &err), 0);
+    free(cg);
+
+    /* No weight file: five folders, as before. */
+    make_v1_tree(&h, false, NULL);
+    snprintf(d, sizeof(d), "%s/blkio-none", tree);
+    __real_mkdir(d, 0755);
+    co_strlcpy(h.v1[SBX_CG_BLKIO], d, PATH_MAX);
+    if (sbx_cgroup_host_init_v1(&h, NULL, "cacheout2", &err) < 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(h.io_weight, "");
+    assert_string_equal(h.v1[SBX_CG_BLKIO], "");
+    cg = co_xcalloc(1, sizeof(*cg));
+    assert_int_equal(sbx_cgroup_create(cg, &h, "slot-2", &lim, &err), 0);
+    assert_int_equal(cg->n_dirs, 5);
+    assert_int_equal(sbx_cgroup_destroy(cg, &err), 0);
     free(cg);
 }
 
@@ -585,6 +643,7 @@ main(void)
         cmocka_unit_test(test_parse_mountinfo),
         cmocka_unit_test_setup_teardown(test_v1_hybrid_job_cgroup, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_joint_cpu_cpuacct, setup_tree, teardown_tree),
+        cmocka_unit_test_setup_teardown(test_v1_blkio_weight, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_fails_closed, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_delegate, setup_tree, teardown_tree),
         cmocka_unit_test(test_parent_name),
