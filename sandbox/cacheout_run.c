@@ -29,7 +29,7 @@ static const char usage_text[] =
     "Run PROGRAM in the CacheOut sandbox: new mount, pid, network, ipc, uts and cgroup\n"
     "namespaces; a read-only root built from an image; tmpfs /work (the working directory)\n"
     "and /tmp; fresh /proc; minimal /dev; no /sys; an unprivileged uid of its own, no\n"
-    "capabilities, no_new_privs, a seccomp denylist; cgroup limits on CPU, memory and pids.\n"
+    "capabilities, no_new_privs, a seccomp allowlist; cgroup limits on CPU, memory and pids.\n"
     "PROGRAM is looked up in the job's PATH; no shell runs on the host.\n"
     "\n"
     "Options:\n"

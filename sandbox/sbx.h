@@ -5,7 +5,7 @@
  * built from an image, size-limited tmpfs at /work (the working directory) and /tmp, a fresh
  * /proc, a minimal /dev and no /sys.  The job runs as an unprivileged uid/gid of its own (one per
  * concurrent sandbox, see SBX_UID_BASE), with every capability dropped, no_new_privs and a
- * seccomp denylist, inside a cgroup that enforces the requested cores, memory (no swap) and pids.
+ * seccomp allowlist, inside a cgroup that enforces the requested cores, memory (no swap) and pids.
  *
  * Threads: sbx_run() and sbx_run_ex() may be called from several threads at once (one call per
  * job).  Nothing is allocated between clone() and execve().  sbx_cancel() may be called from any

@@ -1574,7 +1574,7 @@ def c_vsock(s):
 
 
 # ---------------------------------------------------------------------------------------------
-# Cases: system-call denylist
+# Cases: denied system calls
 
 
 @case("tiocsti-tioclinux-denied")
