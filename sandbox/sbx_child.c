@@ -172,21 +172,30 @@ _Static_assert(CO_ARRAY_LEN(sbx_fixed_rlimits) == 5, "child_ctx.fixed holds one 
  * and key users).  Masked files become an empty read-only file (a bind of /dev/null), masked
  * folders an empty read-only tmpfs.  Paths the kernel does not have are skipped.
  */
-enum proc_rule { PROC_MASK, PROC_READ_ONLY };
+enum proc_rule { PROC_MASK_FILE, PROC_MASK_DIR, PROC_READ_ONLY };
 
 static const struct {
     const char *path; /* below the new root, before pivot_root */
     enum proc_rule rule;
 } proc_paths[] = {
-    {"proc/acpi", PROC_MASK},          {"proc/asound", PROC_MASK},
-    {"proc/cmdline", PROC_MASK},       {"proc/config.gz", PROC_MASK},
-    {"proc/interrupts", PROC_MASK},    {"proc/kcore", PROC_MASK},
-    {"proc/keys", PROC_MASK},          {"proc/key-users", PROC_MASK},
-    {"proc/latency_stats", PROC_MASK}, {"proc/sched_debug", PROC_MASK},
-    {"proc/scsi", PROC_MASK},          {"proc/timer_list", PROC_MASK},
-    {"proc/timer_stats", PROC_MASK},   {"proc/bus", PROC_READ_ONLY},
-    {"proc/fs", PROC_READ_ONLY},       {"proc/irq", PROC_READ_ONLY},
-    {"proc/sys", PROC_READ_ONLY},      {"proc/sysrq-trigger", PROC_READ_ONLY},
+    {"proc/cmdline", PROC_MASK_FILE},
+    {"proc/config.gz", PROC_MASK_FILE},
+    {"proc/interrupts", PROC_MASK_FILE},
+    {"proc/kcore", PROC_MASK_FILE},
+    {"proc/keys", PROC_MASK_FILE},
+    {"proc/key-users", PROC_MASK_FILE},
+    {"proc/latency_stats", PROC_MASK_FILE},
+    {"proc/sched_debug", PROC_MASK_FILE},
+    {"proc/timer_list", PROC_MASK_FILE},
+    {"proc/timer_stats", PROC_MASK_FILE},
+    {"proc/acpi", PROC_MASK_DIR},
+    {"proc/asound", PROC_MASK_DIR},
+    {"proc/scsi", PROC_MASK_DIR},
+    {"proc/bus", PROC_READ_ONLY},
+    {"proc/fs", PROC_READ_ONLY},
+    {"proc/irq", PROC_READ_ONLY},
+    {"proc/sys", PROC_READ_ONLY},
+    {"proc/sysrq-trigger", PROC_READ_ONLY},
 };
 
 static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int kind, int step)
@@ -569,19 +578,32 @@ sbx_child_main(const struct child_ctx *c)
     TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
     TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
     TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
+    /*
+     * Paths the kernel lacks (ENOENT: no ACPI, no CONFIG_MAGIC_SYSRQ ...) are skipped.  The first
+     * masked file gets a read-only, nosuid bind of /dev/null; the others bind that one, and a
+     * bind keeps the flags of the mount it copies (one mount call each instead of two).
+     */
+    const char *null_mask = NULL;
     for (size_t i = 0; i < CO_ARRAY_LEN(proc_paths); i++) {
         const char *p = proc_paths[i].path;
-        struct stat st;
-        if (lstat(p, &st) < 0)
-            continue; /* e.g. no CONFIG_MAGIC_SYSRQ, no ACPI */
-        if (proc_paths[i].rule == PROC_READ_ONLY)
-            TRY(STEP_PROC_RO, bind_ro(p, p, MS_NOEXEC));
-        else if (S_ISDIR(st.st_mode))
-            TRY(STEP_PROC_MASK,
-                mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                      "size=4k,mode=0555"));
-        else
-            TRY(STEP_PROC_MASK, mask_file(p, c->dev_flags));
+        int rc;
+        switch (proc_paths[i].rule) {
+        case PROC_MASK_FILE:
+            rc = null_mask ? mount(null_mask, p, NULL, MS_BIND, NULL) : mask_file(p, c->dev_flags);
+            if (rc == 0 && !null_mask)
+                null_mask = p;
+            break;
+        case PROC_MASK_DIR:
+            rc = mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                       "size=4k,mode=0555");
+            break;
+        default:
+            rc = bind_ro(p, p, MS_NOEXEC);
+            break;
+        }
+        if (rc < 0 && errno != ENOENT)
+            child_fail(c, MSG_SETUP_ERR,
+                       proc_paths[i].rule == PROC_READ_ONLY ? STEP_PROC_RO : STEP_PROC_MASK);
     }
     TRY(STEP_MOUNT_DEV,
         mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));

@@ -6,12 +6,14 @@
  * - Known-dangerous calls fail with EPERM (explicit rules), whatever their arguments.
  * - Some calls are allowed only for some argument values (socket families and protocols,
  *   clone flags, ioctl requests, personality values, prctl options); the other values get an
- *   error.  32-bit arguments are compared under a 0xffffffff mask, because the kernel passes
- *   all 64 bits of the register to the filter and truncates it only afterwards (LIBRARIES.md).
+ *   error.  The kernel passes all 64 bits of the register to the filter and truncates a 32-bit
+ *   argument only afterwards (LIBRARIES.md): denials by value are compared under a 0xffffffff
+ *   mask, allowed values (socket, prctl, personality) on all 64 bits, with everything else
+ *   denied, so that no high-bits variant of a refused value gets through.
  * - Only the native architecture: any other (i386, x32) kills the process.
  *
  * The rules of one call never overlap (libseccomp does not define which of two matching rules
- * wins): an "every other value" rule is built from disjoint masked comparisons (complement()).
+ * wins): "every other value" is covered by disjoint rules (allow_values()).
  * Every name must be known to libseccomp for the native architecture: a policy that cannot be
  * built as written is an error (fail closed), never silently shorter.
  *
@@ -45,12 +47,6 @@
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
-#endif
-#ifndef PR_SET_VMA
-#define PR_SET_VMA 0x53564d41
-#endif
-#ifndef PR_GET_AUXV
-#define PR_GET_AUXV 0x41555856
 #endif
 
 /* ---- calls allowed whatever their arguments ------------------------------------------------ */
@@ -403,7 +399,6 @@ static const unsigned long ns_flags[] = {
 };
 
 /* Internet protocols a job may open (other protocols load modules: SCTP, DCCP, L2TP ...). */
-static const uint32_t inet_protocols[] = {0, IPPROTO_TCP, IPPROTO_UDP};
 
 /* ioctl requests that runtimes use on terminals, pipes, sockets and files. */
 static const uint32_t allowed_ioctls[] = {
@@ -418,21 +413,18 @@ static const uint32_t denied_ioctls[] = {TIOCSTI, TIOCLINUX};
 /*
  * prctl options a job may use: its own name, death signal, dumpability, capabilities (drop
  * and read only, it has none), seccomp, no_new_privs, subreaper, timer slack, THP, speculation
- * controls, VMA names.  Others (PR_SET_MM, PR_SET_SYSCALL_USER_DISPATCH, ...) fail with EINVAL,
+ * controls.  Others (PR_SET_MM, PR_SET_SYSCALL_USER_DISPATCH, ...) fail with EINVAL,
  * as options unknown to the kernel do.
  */
-static const uint32_t allowed_prctls[] = {
+static const uint64_t allowed_prctls[] = {
     PR_SET_PDEATHSIG,        PR_GET_PDEATHSIG,    PR_GET_DUMPABLE,     PR_SET_DUMPABLE,
     PR_GET_KEEPCAPS,         PR_SET_KEEPCAPS,     PR_SET_NAME,         PR_GET_NAME,
     PR_GET_SECCOMP,          PR_SET_SECCOMP,      PR_CAPBSET_READ,     PR_CAPBSET_DROP,
     PR_GET_SECUREBITS,       PR_GET_TIMERSLACK,   PR_SET_TIMERSLACK,   PR_SET_CHILD_SUBREAPER,
     PR_GET_CHILD_SUBREAPER,  PR_SET_NO_NEW_PRIVS, PR_GET_NO_NEW_PRIVS, PR_GET_TID_ADDRESS,
     PR_SET_THP_DISABLE,      PR_GET_THP_DISABLE,  PR_CAP_AMBIENT,      PR_GET_SPECULATION_CTRL,
-    PR_SET_SPECULATION_CTRL, PR_SET_VMA,          PR_GET_AUXV,
+    PR_SET_SPECULATION_CTRL,
 };
-
-/* personality(): the query and PER_LINUX (a no-op for a Linux job) only. */
-static const uint32_t allowed_personalities[] = {0, 0xffffffffu};
 
 /* ---- building ------------------------------------------------------------------------------ */
 
@@ -465,84 +457,81 @@ rule(scmp_filter_ctx ctx, uint32_t action, const char *name, unsigned n,
 }
 
 static int
-cmp_u32(const void *a, const void *b)
+cmp_u64(const void *a, const void *b)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return (x > y) - (x < y);
 }
 
-/* What complement() adds a rule for: the call, the action, and comparisons on other args. */
-struct complement_ctx {
-    scmp_filter_ctx ctx;
-    uint32_t action;
-    const char *name;
-    unsigned arg;
-    const struct scmp_arg_cmp *extra; /* comparisons on other arguments, ANDed, or NULL */
-    unsigned n_extra;
-};
+/* A rule for @name: the @extra comparisons (on other arguments) and one on argument @arg. */
+static int
+rule_with(scmp_filter_ctx ctx, uint32_t action, const char *name, const struct scmp_arg_cmp *extra,
+          unsigned n_extra, struct scmp_arg_cmp last, co_err *err)
+{
+    struct scmp_arg_cmp c[4];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n_extra && i < 3; i++)
+        c[k++] = extra[i];
+    c[k++] = last;
+    return rule(ctx, action, name, k, c, err);
+}
 
 /*
- * Rules for every 32-bit value of argument @arg NOT in @vals[0..n) (sorted, distinct): walk the
- * binary trie of the values from the highest bit down; each branch that leads to no value is a
- * block "the top bits equal this prefix", one masked comparison.  The blocks are disjoint from
- * each other and from the values, so no two rules of the call overlap; there are at most
- * 32 x n of them (fewer when the values share high bits, as small integers do).
+ * Give @action to @name for the values [@lo, @end) of argument @arg (with the @extra
+ * comparisons): the range split into aligned power-of-two blocks, one masked comparison each.
  */
 static int
-complement(const struct complement_ctx *cc, const uint32_t *vals, size_t n, int bit,
-           uint32_t prefix, co_err *err)
+range_rules(scmp_filter_ctx ctx, uint32_t action, const char *name,
+            const struct scmp_arg_cmp *extra, unsigned n_extra, unsigned arg, uint64_t lo,
+            uint64_t end, co_err *err)
 {
-    if (bit < 0)
-        return 0; /* a single value of the set */
-    uint32_t mask = ~((UINT32_C(1) << bit) - 1u);
-    size_t split = 0;
-    while (split < n && !(vals[split] & (UINT32_C(1) << bit)))
-        split++;
-    for (int half = 0; half < 2; half++) {
-        const uint32_t *sub = half ? vals + split : vals;
-        size_t nsub = half ? n - split : split;
-        uint32_t p = prefix | (half ? UINT32_C(1) << bit : 0);
-        if (nsub > 0) {
-            if (complement(cc, sub, nsub, bit - 1, p, err) < 0)
-                return -1;
-            continue;
-        }
-        /* No value below this branch: one rule for all of it. */
-        struct scmp_arg_cmp c[4];
-        unsigned k = 0;
-        for (unsigned i = 0; i < cc->n_extra; i++)
-            c[k++] = cc->extra[i];
-        c[k++] = (struct scmp_arg_cmp){cc->arg, SCMP_CMP_MASKED_EQ, mask, p};
-        if (rule(cc->ctx, cc->action, cc->name, k, c, err) < 0)
+    while (lo < end) {
+        /* The largest aligned block starting at lo that fits. */
+        uint64_t size = lo ? lo & -lo : UINT64_C(1) << 63;
+        while (size > end - lo)
+            size >>= 1;
+        struct scmp_arg_cmp blk = {arg, SCMP_CMP_MASKED_EQ, ~(size - 1), lo};
+        if (rule_with(ctx, action, name, extra, n_extra, blk, err) < 0)
             return -1;
+        lo += size;
     }
     return 0;
 }
 
 /*
- * Allow @name when argument @arg (32 bits) is one of @vals (plus @extra comparisons); every other
- * value gets @other.  @vals need not be sorted.
+ * Allow @name when argument @arg is exactly one of @vals (all 64 bits: a value with high bits
+ * set is not allowed), with the @extra comparisons; every other value gets @other.  The other
+ * values are covered by disjoint rules: each gap between allowed values split into aligned
+ * power-of-two blocks (one masked comparison each), and "greater or equal" past the largest.
+ * Few rules when the values are small integers; no rule overlaps another (libseccomp does not
+ * define which of two matching rules wins).
  */
 static int
-allow_values(scmp_filter_ctx ctx, const char *name, unsigned arg, const uint32_t *vals, size_t n,
+allow_values(scmp_filter_ctx ctx, const char *name, unsigned arg, const uint64_t *vals, size_t n,
              uint32_t other, const struct scmp_arg_cmp *extra, unsigned n_extra, co_err *err)
 {
-    uint32_t sorted[64];
-    if (n > CO_ARRAY_LEN(sorted) || n_extra > 2)
-        return co_err_set(err, CO_E_INTERNAL, "seccomp policy: too many values for '%s'", name);
+    uint64_t sorted[64];
+    if (n == 0 || n > CO_ARRAY_LEN(sorted) || n_extra > 2)
+        return co_err_set(err, CO_E_INTERNAL, "seccomp policy: bad value list for '%s'", name);
     memcpy(sorted, vals, n * sizeof(*vals));
-    qsort(sorted, n, sizeof(*sorted), cmp_u32);
-    for (size_t i = 0; i < n; i++) {
-        struct scmp_arg_cmp c[3];
-        unsigned k = 0;
-        for (unsigned j = 0; j < n_extra; j++)
-            c[k++] = extra[j];
-        c[k++] = (struct scmp_arg_cmp){arg, SCMP_CMP_MASKED_EQ, 0xffffffffu, sorted[i]};
-        if (rule(ctx, SCMP_ACT_ALLOW, name, k, c, err) < 0)
+    qsort(sorted, n, sizeof(*sorted), cmp_u64);
+    uint64_t next = 0; /* the smallest value not covered yet */
+    for (size_t i = 0; i <= n; i++) {
+        uint64_t end = i < n ? sorted[i] : 0; /* the gap is [next, end) */
+        if (i == n) {
+            struct scmp_arg_cmp ge = {arg, SCMP_CMP_GE, next, 0};
+            return rule_with(ctx, other, name, extra, n_extra, ge, err);
+        }
+        if (range_rules(ctx, other, name, extra, n_extra, arg, next, end, err) < 0)
             return -1;
+        struct scmp_arg_cmp eq = {arg, SCMP_CMP_EQ, end, 0};
+        if (rule_with(ctx, SCMP_ACT_ALLOW, name, extra, n_extra, eq, err) < 0)
+            return -1;
+        next = end + 1;
+        if (next == 0)
+            return 0; /* UINT64_MAX was allowed: nothing past it */
     }
-    struct complement_ctx cc = {ctx, other, name, arg, extra, n_extra};
-    return complement(&cc, sorted, n, 31, 0, err);
+    return 0;
 }
 
 static int
@@ -567,23 +556,31 @@ add_argument_filters(scmp_filter_ctx ctx, co_err *err)
 
     /* socket: AF_UNIX with any type; AF_INET and AF_INET6 with TCP, UDP or the default
      * protocol.  Other families (netlink, packet, vsock, TIPC, RDS, CAN, ... which load modules
-     * or reach the host's kernel) and other internet protocols fail with EPERM. */
-    static const uint32_t families[] = {AF_UNIX, AF_INET, AF_INET6};
-    struct scmp_arg_cmp unix_only = SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, AF_UNIX);
-    if (rule(ctx, SCMP_ACT_ALLOW, "socket", 1, &unix_only, err) < 0)
-        return -1;
-    struct complement_ctx other_families = {ctx, eperm, "socket", 0, NULL, 0};
-    if (complement(&other_families, families, CO_ARRAY_LEN(families), 31, 0, err) < 0)
-        return -1;
-    static const uint32_t inet[] = {AF_INET, AF_INET6};
-    for (size_t i = 0; i < CO_ARRAY_LEN(inet); i++) {
-        struct scmp_arg_cmp fam = SCMP_A0(SCMP_CMP_MASKED_EQ, 0xffffffffu, inet[i]);
-        if (allow_values(ctx, "socket", 2, inet_protocols, CO_ARRAY_LEN(inet_protocols), eperm,
-                         &fam, 1, err) < 0)
+     * or reach the host's kernel) and other internet protocols (SCTP, DCCP, L2TP, MPTCP ...) fail
+     * with EPERM.  The family and the protocol are compared on all 64 bits, so that the kernel's
+     * truncation to int cannot turn a refused value into an allowed one. */
+    static const uint64_t families[] = {AF_UNIX, AF_INET, AF_INET6};
+    static const uint64_t protocols[] = {0, IPPROTO_TCP, IPPROTO_UDP};
+    uint64_t next = 0;
+    for (size_t i = 0; i < CO_ARRAY_LEN(families); i++) {
+        /* The families between the allowed ones: refused. */
+        if (range_rules(ctx, eperm, "socket", NULL, 0, 0, next, families[i], err) < 0)
             return -1;
+        struct scmp_arg_cmp fam = SCMP_A0(SCMP_CMP_EQ, families[i]);
+        if (families[i] == AF_UNIX) {
+            if (rule(ctx, SCMP_ACT_ALLOW, "socket", 1, &fam, err) < 0)
+                return -1;
+        } else if (allow_values(ctx, "socket", 2, protocols, CO_ARRAY_LEN(protocols), eperm, &fam,
+                                1, err) < 0) {
+            return -1;
+        }
+        next = families[i] + 1;
     }
+    struct scmp_arg_cmp rest = SCMP_A0(SCMP_CMP_GE, next);
+    if (rule(ctx, eperm, "socket", 1, &rest, err) < 0)
+        return -1;
     /* socketpair: only AF_UNIX pairs exist, but the family's module is loaded first. */
-    static const uint32_t unix_family[] = {AF_UNIX};
+    static const uint64_t unix_family[] = {AF_UNIX};
     if (allow_values(ctx, "socketpair", 0, unix_family, 1, eperm, NULL, 0, err) < 0)
         return -1;
 
@@ -599,8 +596,15 @@ add_argument_filters(scmp_filter_ctx ctx, co_err *err)
             return -1;
     }
 
-    if (allow_values(ctx, "personality", 0, allowed_personalities,
-                     CO_ARRAY_LEN(allowed_personalities), eperm, NULL, 0, err) < 0)
+    /*
+     * personality(): the query (0xffffffff) only, as before the allowlist.  Allowing PER_LINUX
+     * as well would take dozens of rules (libseccomp compares an argument once per rule), for a
+     * call that is a no-op for a Linux job.
+     */
+    struct scmp_arg_cmp query = SCMP_A0(SCMP_CMP_EQ, 0xffffffffu);
+    struct scmp_arg_cmp not_query = SCMP_A0(SCMP_CMP_NE, 0xffffffffu);
+    if (rule(ctx, SCMP_ACT_ALLOW, "personality", 1, &query, err) < 0 ||
+        rule(ctx, eperm, "personality", 1, &not_query, err) < 0)
         return -1;
     return allow_values(ctx, "prctl", 0, allowed_prctls, CO_ARRAY_LEN(allowed_prctls),
                         SCMP_ACT_ERRNO(EINVAL), NULL, 0, err);
