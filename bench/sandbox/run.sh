@@ -11,8 +11,11 @@
 # (the order of the commands rotating) and the median of the per-round ratios is printed too.
 #  3. With ROOTLESS=1: both again as an unprivileged user (rootless sandboxes), against
 #     bubblewrap with --unshare-user.
+#  4. The same comparison interleaved (one run of each command in turn), which a drifting load
+#     on a shared machine skews less; BASELINE=an older cacheout-run joins it.
 # Environment: CO_SRC_DIR, CO_BUILD_DIR (default build/), RUNS per command and round (default
-# 200), ROUNDS (default 3), ROOTLESS, ROOTLESS_USER (default cacheout-rl).
+# 200), ROUNDS (default 3), INTERLEAVED (default 400), BASELINE, ROOTLESS, ROOTLESS_USER (default
+# cacheout-rl).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
@@ -70,6 +73,32 @@ for r in range(rounds):
                                                         res["bwrap-strict"], ratio))
 print("ratio cacheout-run / bwrap-strict, median over rounds: %.2f (target <= 0.8)"
       % statistics.median(ratios))
+PY
+
+# Interleaved: one run of each command in turn, INTERLEAVED times (default 400), so that the load
+# of a shared machine, which drifts within a hyperfine round, weighs on every command alike.
+# BASELINE=path/to/an/older/cacheout-run adds it to the comparison (e.g. before a change).
+echo
+echo "== interleaved, ${INTERLEAVED:-400} runs of each"
+python3 - "${INTERLEAVED:-400}" "$run_bin" "${BASELINE:-}" $bwrap_cmd <<'PY'
+import statistics, subprocess, sys, time
+n, run_bin, baseline, bwrap = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+cmds = {"plain": ["/bin/true"], "cacheout-run": [run_bin, "--", "/bin/true"], "bwrap-strict": bwrap}
+if baseline:
+    cmds["baseline"] = [baseline, "--", "/bin/true"]
+wall = {k: [] for k in cmds}
+for _ in range(n):
+    for k, c in cmds.items():
+        t0 = time.monotonic()
+        subprocess.run(c, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        wall[k].append((time.monotonic() - t0) * 1000)
+med = {k: statistics.median(v) for k, v in wall.items()}
+print("medians (ms): " + ", ".join("%s %.3f" % kv for kv in med.items()))
+print("ratio cacheout-run / bwrap-strict, interleaved: %.2f (target <= 0.8)"
+      % (med["cacheout-run"] / med["bwrap-strict"]))
+if baseline:
+    print("ratio cacheout-run / baseline: %.2f; baseline / bwrap-strict: %.2f"
+          % (med["cacheout-run"] / med["baseline"], med["baseline"] / med["bwrap-strict"]))
 PY
 echo
 "$inproc" "$runs"
