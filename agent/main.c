@@ -43,7 +43,8 @@ usage(FILE *f)
         "                       is accepted too; the path defaults to /ws/agent (required)\n"
         "  --token TOKEN        [AGENT_TOKEN] the coordinator's agent token (prefer the\n"
         "                       environment: flags are visible to other users in ps)\n"
-        "  --tls-ca-file PATH   [AGENT_TLS_CA_FILE] CA bundle for wss:// (default: the system's)\n"
+        "  --tls-ca-file PATH   [TLS_CA_FILE] CA bundle for wss:// (default: the system's);\n"
+        "                       AGENT_TLS_CA_FILE is accepted too\n"
         "  --tls-insecure       [AGENT_TLS_INSECURE=1] accept any server certificate (testing)\n"
         "  --worker-id ID       [WORKER_ID] default: the host name\n"
         "  --owner-id ID        [OWNER_ID] the seller credited for this agent's jobs; default:\n"
@@ -146,7 +147,7 @@ opt_env(int opt)
     case OPT_TOKEN:
         return "AGENT_TOKEN";
     case OPT_TLS_CA:
-        return "AGENT_TLS_CA_FILE";
+        return "TLS_CA_FILE";
     case OPT_WORKER_ID:
         return "WORKER_ID";
     case OPT_OWNER_ID:
