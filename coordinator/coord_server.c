@@ -882,6 +882,12 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = cfg->tls_cert_file;
         info.ssl_private_key_filepath = cfg->tls_key_file;
+        /*
+         * HTTP/1.1 only: lws would offer h2 through ALPN, and custom request headers
+         * (X-Admin-Token, X-Agent-Token) are not readable with lws_hdr_custom_copy on h2
+         * streams, so curl's requests over https lost their tokens.
+         */
+        info.alpn = "http/1.1";
         if (cfg->tls_redirect_http)
             info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
                             LWS_SERVER_OPTION_REDIRECT_HTTP_TO_HTTPS;
