@@ -11,6 +11,7 @@
 
 #include "agent_config.h"
 #include "agent_core.h"
+#include "agent_enroll.h"
 #include "agent_job.h"
 #include "co_config.h"
 #include "co_log.h"
@@ -31,6 +32,8 @@ usage(FILE *f)
 {
     fputs(
         "usage: cacheout-agent [options]\n"
+        "       cacheout-agent enroll --coordinator URL --key KEY [--tls-ca-file PATH]\n"
+        "                             [--env-file PATH]   (see cacheout-agent enroll --help)\n"
         "\n"
         "The CacheOut seller agent: keeps one WebSocket to the coordinator, runs the jobs it is\n"
         "given in libsandbox (each with exactly the cores and RAM the job asks for), streams\n"
@@ -180,6 +183,8 @@ opt_env(int opt)
 int
 main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "enroll") == 0)
+        return agent_enroll_main(argc - 1, argv + 1);
     const char *env_file = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {

@@ -332,6 +332,99 @@ def t_tls_settings_checked():
         check(rc == 2 and name in c.log_tail(), "exit %d: %s" % (rc, c.log_tail()))
 
 
+# ---------------------------------------------------------------------------------- enroll
+
+class FakeMe:
+    """An HTTPS server (the test CA's certificate) answering GET /api/v1/me as API.md says:
+    200 with the user and the key's scopes for a known bearer key, else 401.  It stands in for
+    the coordinator's accounts, so that enroll's own behaviour is tested on its own."""
+
+    KEYS = {"sell-key-1": ("seller-1", ["sell"]), "buy-key-1": ("buyer-1", ["buy"])}
+
+    def __init__(self):
+        import http.server
+        import threading
+        outer = self
+        self.seen = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server interface
+                auth = self.headers.get("Authorization", "")
+                outer.seen.append((self.path, auth))
+                who = outer.KEYS.get(auth[len("Bearer "):]) if auth.startswith("Bearer ") \
+                    else None
+                if self.path != "/api/v1/me" or not who:
+                    body, st = b'{"error":{"code":"unauthorized","message":"bad key"}}', 401
+                else:
+                    body, st = json.dumps({"user_id": who[0], "username": who[0],
+                                           "key": {"key_id": "k1", "name": "n",
+                                                   "scopes": who[1]}}).encode(), 200
+                self.send_response(st)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls("server.pem"), tls("server.key"))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+ENV_BEFORE = "# the seller's settings\nAGENT_CORES=2\nCOORDINATOR_URL=ws://old:1/ws/agent\n" \
+    "#AGENT_KEY=\nAGENT_KEY=old-key\nLOG_LEVEL=INFO\n"
+
+
+def enroll(port, key, cafile, env_file):
+    return subprocess.run([ARGS.agent, "enroll", "--coordinator", "https://localhost:%d" % port,
+                           "--key", key, "--tls-ca-file", cafile, "--env-file", env_file],
+                          capture_output=True, text=True, timeout=60)
+
+
+def t_enroll():
+    """enroll checks the key with GET /api/v1/me (Bearer, certificate verified) and only then
+    writes COORDINATOR_URL, AGENT_KEY and TLS_CA_FILE (0600), keeping the file's other lines;
+    a refused key, a key without the sell scope and an untrusted certificate write nothing."""
+    d = cotest.make_workdir("cacheout-pkg-enroll-")
+    env_file = os.path.join(d, "agent.env")
+    with open(env_file, "w") as f:
+        f.write(ENV_BEFORE)
+    srv = FakeMe()
+    try:
+        for key, ca, why in (("wrong-key", "ca.pem", "refused the key (HTTP 401"),
+                             ("buy-key-1", "ca.pem", "no sell scope"),
+                             ("sell-key-1", "other-ca.pem", "certificate was refused")):
+            r = enroll(srv.port, key, tls(ca), env_file)
+            check(r.returncode == 1 and why in r.stderr, "%s with %s: exit %d, %r"
+                  % (key, ca, r.returncode, r.stderr))
+            with open(env_file) as f:
+                check(f.read() == ENV_BEFORE, "%s: the env file changed" % key)
+        r = enroll(srv.port, "sell-key-1", tls("ca.pem"), env_file)
+        check(r.returncode == 0 and "seller-1" in r.stdout, "good key: exit %d %r %r"
+              % (r.returncode, r.stdout, r.stderr))
+        with open(env_file) as f:
+            text = f.read()
+        want = ("# the seller's settings\nAGENT_CORES=2\n"
+                "COORDINATOR_URL=wss://localhost:%d/ws/agent\n#AGENT_KEY=\n"
+                "AGENT_KEY=sell-key-1\nLOG_LEVEL=INFO\nTLS_CA_FILE=%s\n" % (srv.port,
+                                                                          tls("ca.pem")))
+        check(text == want, "env file:\n%s\nexpected:\n%s" % (text, want))
+        check(os.stat(env_file).st_mode & 0o777 == 0o600, "mode %o" % os.stat(env_file).st_mode)
+        check(("/api/v1/me", "Bearer sell-key-1") in srv.seen, "requests seen: %r" % srv.seen)
+    finally:
+        srv.close()
+
+
 CASES = [
     ("installed coordinator runs from / (migrations and dashboard from the install)",
      t_installed_from_root),
@@ -347,6 +440,7 @@ CASES = [
     ("an expired certificate is refused by curl, Python and the agent", t_expired_refused),
     ("an agent over wss:// runs the README job", t_agent_wss_runs_readme_job),
     ("bad TLS settings stop the coordinator naming the variable", t_tls_settings_checked),
+    ("enroll validates the key over verified TLS before writing the env file", t_enroll),
 ]
 
 
