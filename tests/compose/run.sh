@@ -28,23 +28,13 @@ project=cacheout-test-$$
 work=$(mktemp -d)
 export COMPOSE_PROJECT_NAME=$project
 
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-    engine=docker
+# shellcheck source=../lib/containers.sh
+. "$top/tests/lib/containers.sh"
+containers_engine "$work"
+if [ "$engine" = docker ]; then
     if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 else
-    engine=podman
     compose=(podman-compose)
-    # Settings for machines without systemd (see images/README.md); kept out of /etc.
-    cat >"$work/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-    export CONTAINERS_CONF=$work/containers.conf
-    export BUILDAH_FORMAT=docker # keep HEALTHCHECK in the images
 fi
 echo "compose: using $engine (${compose[*]})"
 
@@ -60,24 +50,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Base image: no registry is reachable here, so debian:bookworm-slim is made with debootstrap from
-# the machine's own Debian mirror, once, and kept for later runs.
-if ! $engine image exists docker.io/library/debian:bookworm-slim 2>/dev/null &&
-   ! $engine image inspect debian:bookworm-slim >/dev/null 2>&1; then
-    if ! timeout 120 $engine pull -q debian:bookworm-slim >/dev/null 2>&1; then
-        echo "compose: making debian:bookworm-slim with debootstrap"
-        mirror=$(images/debian-mirror.sh) || { bad "find a Debian mirror"; finish; }
-        if debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 &&
-           tar -C "$work/rootfs" -c . | $engine import - localhost/debian:bookworm-slim >/dev/null; then
-            $engine tag localhost/debian:bookworm-slim docker.io/library/debian:bookworm-slim
-            rm -rf "$work/rootfs"
-        else
-            tail -20 "$work/debootstrap.log"
-            bad "make the debian:bookworm-slim base image"
-            finish
-        fi
-    fi
-fi
+containers_base_image "$work" || { bad "make the debian:bookworm-slim base image"; finish; }
 ok "base image debian:bookworm-slim"
 
 if [ ! -f frontend/dist/index.html ]; then
