@@ -1,0 +1,264 @@
+#!/usr/bin/env bash
+# Packaging suite.
+#  1. local_test.py: `cmake --install` into a temporary prefix; the installed coordinator runs from
+#     /; compiled-in migrations; TLS with a throw-away CA (tests/lib/tls.sh); enroll.
+#  2. The .deb packages (cpack) installed with `apt install ./*.deb` into a fresh
+#     debian:bookworm-slim container (tests/lib/containers.sh; Podman, or Docker where it runs):
+#     files, conffiles, the system user; then the coordinator (HTTPS) and the agent (wss://,
+#     certificate verified) started from their installed paths with their packaged settings
+#     files, and the original README's example job run on them; then remove and purge.
+#
+# Environment: CO_SRC_DIR, CO_BUILD_DIR (as scripts/test.sh sets them); PACKAGING_CONTAINER=0
+# skips part 2 (loudly).  Needs root for part 2 (containers with the agent's privileges) and for
+# the agent case of part 1.  Last line: "packaging: N passed, M failed".
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+top=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
+build=${CO_BUILD_DIR:-$top/build}
+passed=0
+failed=0
+ok() { echo "ok   $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL $1"; failed=$((failed + 1)); }
+finish() {
+    echo "packaging: $passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit $?
+}
+t0=$SECONDS
+step_time() { echo "    # $1 took $((SECONDS - $2)) s"; }
+
+for b in coordinator/cacheout-coordinator agent/cacheout-agent sandbox/cacheout-run; do
+    if [ ! -x "$build/$b" ]; then
+        bad "built: $build/$b is missing (build first)"
+        finish
+    fi
+done
+
+work=$(mktemp -d /tmp/cacheout-packaging-XXXXXX)
+name=cacheout-pkg-$$
+engine=
+cleanup() {
+    if [ -n "$engine" ]; then
+        $engine rm -f "$name" >/dev/null 2>&1
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# shellcheck source=../lib/tls.sh
+. "$top/tests/lib/tls.sh"
+if tls_make "$work/tls"; then ok "throw-away CA and certificates"; else bad "throw-away CA"; finish; fi
+
+# ---- part 1: installed tree, run from anywhere, TLS, enroll
+s=$SECONDS
+if cmake --install "$build" --prefix "$work/prefix" >"$work/install.log" 2>&1; then
+    ok "cmake --install into a prefix"
+else
+    tail -20 "$work/install.log"
+    bad "cmake --install into a prefix"
+    finish
+fi
+out=$(mktemp)
+python3 "$here/local_test.py" --src "$top" --bin "$build/coordinator/cacheout-coordinator" \
+    --agent "$build/agent/cacheout-agent" --prefix "$work/prefix" --tls-dir "$work/tls" 2>&1 |
+    tee "$out"
+line=$(grep '^RESULT ' "$out" | tail -n 1)
+rm -f "$out"
+if [ -z "$line" ]; then
+    bad "local_test.py ended without a RESULT line"
+else
+    passed=$((passed + $(cut -d' ' -f2 <<<"$line")))
+    failed=$((failed + $(cut -d' ' -f3 <<<"$line")))
+fi
+step_time "part 1 (install, run from anywhere, TLS)" "$s"
+
+# ---- part 2: the .deb packages in a fresh container
+if [ "${PACKAGING_CONTAINER:-1}" = 0 ]; then
+    echo "SKIPPED LOUDLY: the .deb packages in a container (PACKAGING_CONTAINER=0)"
+    bad "packages installed and run in a container (skipped)"
+    finish
+fi
+if [ "$(id -u)" -ne 0 ]; then
+    echo "SKIPPED LOUDLY: the container part needs root (the agent's sandbox privileges)"
+    bad "packages installed and run in a container (needs root)"
+    finish
+fi
+
+s=$SECONDS
+mkdir -p "$work/debs"
+if (cd "$work/debs" && cpack --config "$build/CPackConfig.cmake" -B "$work/debs") \
+    >"$work/cpack.log" 2>&1 && ls "$work/debs"/cacheout-coordinator_*.deb "$work/debs"/cacheout-agent_*.deb >/dev/null 2>&1; then
+    ok "cpack builds cacheout-coordinator and cacheout-agent .deb packages"
+else
+    tail -30 "$work/cpack.log"
+    bad "cpack builds the .deb packages"
+    finish
+fi
+rm -rf "$work/debs/_CPack_Packages"
+deps=$(dpkg-deb -f "$work/debs"/cacheout-coordinator_*.deb Depends)
+if grep -q 'libwebsockets17' <<<"$deps" && grep -q 'libsqlite3-0' <<<"$deps" && grep -q 'libpq5' <<<"$deps"; then
+    ok "coordinator Depends come from dpkg-shlibdeps ($deps)"
+else
+    bad "coordinator Depends from dpkg-shlibdeps (got: $deps)"
+fi
+step_time "cpack" "$s"
+
+# shellcheck source=../lib/containers.sh
+. "$top/tests/lib/containers.sh"
+containers_engine "$work"
+s=$SECONDS
+if containers_base_image "$work"; then ok "base image debian:bookworm-slim ($engine)"; else
+    bad "base image debian:bookworm-slim"
+    finish
+fi
+
+# The agent's sandbox needs what the compose worker gets (images/README.md): CAP_SYS_ADMIN,
+# no AppArmor profile, the host's cgroup tree, and the host-wide sandbox slot locks.  The host's
+# network: the test talks to the coordinator on a free loopback port.
+mkdir -p /run/cacheout
+if ! $engine run -d --name "$name" --network host --cap-add SYS_ADMIN \
+    --security-opt apparmor=unconfined -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    -v /run/cacheout:/run/cacheout -v "$work/debs:/debs:ro" -v "$work/tls:/tls:ro" \
+    debian:bookworm-slim sleep infinity >"$work/run.log" 2>&1; then
+    cat "$work/run.log"
+    bad "start a debian:bookworm-slim container"
+    finish
+fi
+in_ct() { $engine exec "$name" sh -c "$1"; }
+
+if in_ct 'test ! -e /usr/bin/cacheout-coordinator && test ! -e /work && ! command -v cmake' \
+    >/dev/null 2>&1; then
+    ok "the container is fresh (no CacheOut, no source tree, no build tools)"
+else
+    bad "the container is fresh"
+fi
+
+if in_ct 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q && cd /debs && apt-get install -y -q ./*.deb' \
+    >"$work/apt.log" 2>&1; then
+    ok "apt install ./*.deb in the container"
+else
+    tail -30 "$work/apt.log"
+    bad "apt install ./*.deb in the container"
+    finish
+fi
+step_time "container and apt install" "$s"
+
+files_ok=1
+for f in /usr/bin/cacheout-coordinator /usr/bin/cacheout-agent /usr/bin/cacheout-run \
+    /usr/share/cacheout/frontend/index.html /usr/share/man/man8/cacheout-coordinator.8 \
+    /usr/share/man/man8/cacheout-agent.8 /usr/share/man/man1/cacheout-run.1 \
+    /usr/lib/systemd/system/cacheout-coordinator.service \
+    /usr/lib/systemd/system/cacheout-agent.service /etc/cacheout/coordinator.env \
+    /etc/cacheout/agent.env; do
+    in_ct "test -e $f" || { echo "    missing: $f"; files_ok=0; }
+done
+if [ "$files_ok" = 1 ]; then ok "binaries, dashboard, man pages, units and settings installed"; else
+    bad "installed files"
+fi
+conf=$(in_ct "dpkg-query -W -f='\${Conffiles}\n' cacheout-coordinator cacheout-agent")
+if grep -q /etc/cacheout/coordinator.env <<<"$conf" && grep -q /etc/cacheout/agent.env <<<"$conf"; then
+    ok "/etc/cacheout/*.env are conffiles"
+else
+    bad "conffiles (got: $conf)"
+fi
+perms=$(in_ct 'getent passwd cacheout | cut -d: -f7; stat -c "%U:%G %a" /etc/cacheout/coordinator.env /etc/cacheout/agent.env /var/lib/cacheout-coordinator')
+if [ "$perms" = "$(printf '/usr/sbin/nologin\nroot:cacheout 640\nroot:root 600\ncacheout:cacheout 750')" ]; then
+    ok "system user cacheout; settings files readable by their service only"
+else
+    bad "system user and permissions (got: $(echo $perms))"
+fi
+
+# The coordinator: its packaged settings file plus the test's tokens, port and certificate.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+admin=pkg-admin-$$
+agent_token=pkg-agent-$$
+in_ct "install -d -o root -g cacheout -m 0750 /etc/cacheout/tls &&
+    install -o root -g cacheout -m 0640 /tls/server.pem /tls/server.key /etc/cacheout/tls/ &&
+    install -m 0644 /tls/ca.pem /etc/cacheout/coordinator-ca.pem &&
+    printf 'PORT=$port\nHOST=127.0.0.1\nADMIN_TOKEN=$admin\nAGENT_TOKEN=$agent_token\nTLS_CERT_FILE=/etc/cacheout/tls/server.pem\nTLS_KEY_FILE=/etc/cacheout/tls/server.key\n' >>/etc/cacheout/coordinator.env"
+# As the unit runs it: user cacheout, its EnvironmentFile, from the state folder.
+$engine exec -d "$name" sh -c 'cd /var/lib/cacheout-coordinator && set -a && . /etc/cacheout/coordinator.env && set +a &&
+    exec runuser -u cacheout -- /usr/bin/cacheout-coordinator >/var/log/cacheout-coordinator.log 2>&1' >/dev/null
+api=https://localhost:$port
+cacert=(--cacert "$work/tls/ca.pem")
+up=0
+for _ in $(seq 1 60); do
+    if curl -fsS "${cacert[@]}" "$api/api/v1/health" >/dev/null 2>&1; then up=1; break; fi
+    sleep 0.5
+done
+if [ "$up" = 1 ]; then ok "installed coordinator serves HTTPS as user cacheout (SQLite in its state folder)"; else
+    in_ct 'cat /var/log/cacheout-coordinator.log' | tail -20
+    bad "installed coordinator serves HTTPS"
+fi
+if curl -fsS "${cacert[@]}" "$api/" | grep -q '<div id="root"'; then ok "installed dashboard served"; else
+    bad "installed dashboard served"
+fi
+if in_ct 'test -s /var/lib/cacheout-coordinator/cacheout.db'; then ok "database in /var/lib/cacheout-coordinator"; else
+    bad "database in /var/lib/cacheout-coordinator"
+fi
+
+# The agent, as its unit runs it (root, --env-file /etc/cacheout/agent.env), over wss://.
+in_ct "printf 'COORDINATOR_URL=wss://localhost:$port/ws/agent\nAGENT_TOKEN=$agent_token\nTLS_CA_FILE=/etc/cacheout/coordinator-ca.pem\nWORKER_ID=pkg-worker-$$\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
+$engine exec -d "$name" sh -c 'cd / && exec /usr/bin/cacheout-agent --env-file /etc/cacheout/agent.env >/var/log/cacheout-agent.log 2>&1' >/dev/null
+online=0
+for _ in $(seq 1 60); do
+    if curl -fsS "${cacert[@]}" "$api/api/v1/workers" | grep -q "\"pkg-worker-$$\""; then online=1; break; fi
+    sleep 0.5
+done
+if [ "$online" = 1 ]; then ok "installed agent connected over wss:// (certificate verified)"; else
+    in_ct 'cat /var/log/cacheout-agent.log' | tail -20
+    bad "installed agent connected over wss://"
+fi
+
+# The original README's example, verbatim but for the token, the port and https.
+resp=$(curl -sS "${cacert[@]}" -X POST "$api/api/v1/submit" \
+  -H "Content-Type: application/json" \
+  -H "X-Admin-Token: $admin" \
+  -d '{
+    "title": "Data Processing Job",
+    "description": "Process large dataset",
+    "code": "print(\"Hello World\")",
+    "required_cores": 2,
+    "required_ram_mb": 4096,
+    "priority": 1,
+    "command": "python script.py",
+    "parameters": {"input": "data.csv"},
+    "buyer_id": "default-buyer"
+  }')
+job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$resp" 2>/dev/null)
+status=
+for _ in $(seq 1 120); do
+    [ -n "$job" ] || break
+    status=$(curl -fsS "${cacert[@]}" "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)
+    case $status in completed | failed | cancelled) break ;; esac
+    sleep 0.5
+done
+stdout=$(curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" "$api/api/v1/jobs/$job/output" 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["stdout"], end="")' 2>/dev/null)
+if [ "$status" = completed ] && [ "$stdout" = "Hello World" ]; then
+    ok "the README example job ran on the installed agent: Hello World"
+else
+    in_ct 'tail -20 /var/log/cacheout-agent.log'
+    bad "README example job (submit: ${resp:0:200}; status '$status'; stdout '$stdout')"
+fi
+
+# Stop both (the agent first, as the units would) and remove the packages.
+# (the slim image has no pkill: look the process up in /proc)
+stop_ct() { # process name (comm, 15 characters at most)
+    in_ct "for p in /proc/[0-9]*; do [ \"\$(cat \$p/comm 2>/dev/null)\" = '$1' ] && kill -TERM \${p#/proc/}; done
+        for i in \$(seq 1 100); do grep -qx '$1' /proc/[0-9]*/comm 2>/dev/null || exit 0; sleep 0.1; done; exit 1"
+}
+if stop_ct cacheout-agent && stop_ct cacheout-coordi; then ok "agent and coordinator stop on SIGTERM"; else
+    bad "agent and coordinator stop on SIGTERM"
+fi
+if in_ct 'export DEBIAN_FRONTEND=noninteractive; apt-get remove -y -q cacheout-agent cacheout-coordinator >/dev/null &&
+    test ! -e /usr/bin/cacheout-coordinator && test -e /etc/cacheout/coordinator.env &&
+    apt-get purge -y -q cacheout-agent cacheout-coordinator >/dev/null && test ! -e /etc/cacheout/agent.env' \
+    >"$work/remove.log" 2>&1; then
+    ok "remove keeps the settings files, purge removes them"
+else
+    tail -20 "$work/remove.log"
+    bad "remove and purge"
+fi
+echo "    # packaging suite: $((SECONDS - t0)) s in all"
+finish
