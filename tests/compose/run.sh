@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compose suite: builds every image, brings the stack of docker-compose.yml up (PostgreSQL,
-# coordinator, dashboard on nginx, two workers), waits for health, submits the original README's
-# example job through the dashboard's port, checks that it completes on a worker container with
+# coordinator, dashboard on nginx with TLS from a throw-away CA (tests/lib/tls.sh), two workers),
+# waits for health, checks HTTPS through nginx (and a wrong CA refused), submits the original
+# README's example job over HTTPS through nginx, checks that it completes on a worker container with
 # "Hello World" and that two workers registered, then brings everything down and removes what it
 # made. Uses Docker when a Docker engine answers, else Podman (+ podman-compose).
 set -uo pipefail
@@ -61,7 +62,12 @@ fi
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-export PORT=$(free_port) FRONTEND_PORT=$(free_port) DB_PORT=$(free_port)
+export PORT=$(free_port) FRONTEND_PORT=$(free_port) FRONTEND_TLS_PORT=$(free_port) DB_PORT=$(free_port)
+# nginx terminates TLS with a certificate of a throw-away CA made for this run.
+# shellcheck source=../lib/tls.sh
+. "$top/tests/lib/tls.sh"
+if tls_make "$work/tls"; then ok "throw-away CA and server certificate"; else bad "throw-away CA"; finish; fi
+export TLS_DIR=$work/tls
 export ADMIN_TOKEN=compose-admin-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
 export POSTGRES_PASSWORD=compose-pw-$$ WORKER_TIMEOUT_SECONDS=30
 
@@ -94,6 +100,19 @@ api=http://127.0.0.1:$FRONTEND_PORT
 if wait_for 120 "http://127.0.0.1:$PORT/api/v1/health"; then ok "coordinator healthy"; else bad "coordinator healthy"; fi
 if wait_for 60 "$api/api/v1/health"; then ok "dashboard port proxies the API"; else bad "dashboard port proxies the API"; fi
 if curl -fsS "$api/" | grep -qi '<div id="root"'; then ok "dashboard served"; else bad "dashboard served"; fi
+# TLS on nginx: the certificate checks against the run's CA and is refused against another.
+tls_api=https://localhost:$FRONTEND_TLS_PORT
+if curl -fsS --cacert "$work/tls/ca.pem" "$tls_api/api/v1/health" | grep -q healthy; then
+    ok "nginx serves the API over HTTPS (certificate verified)"
+else
+    bad "nginx serves the API over HTTPS"
+fi
+err=$(curl -sS --cacert "$work/tls/other-ca.pem" "$tls_api/api/v1/health" 2>&1 >/dev/null)
+if grep -q "unable to get local issuer certificate" <<<"$err"; then
+    ok "a client trusting another CA refuses nginx's certificate"
+else
+    bad "a client trusting another CA refuses nginx's certificate (got: $err)"
+fi
 
 workers_online() {
     curl -fsS "$api/api/v1/workers" | python3 -c '
@@ -110,8 +129,8 @@ while [ $SECONDS -lt $deadline ]; do
 done
 if [ "$n" -ge 2 ]; then ok "two workers registered ($n online)"; else bad "two workers registered (saw $n)"; fi
 
-# The original README's example, verbatim but for the token and the port.
-resp=$(curl -sS -X POST "$api/api/v1/submit" \
+# The original README's example, verbatim but for the token, the port and https through nginx.
+resp=$(curl -sS --cacert "$work/tls/ca.pem" -X POST "$tls_api/api/v1/submit" \
   -H "Content-Type: application/json" \
   -H "X-Admin-Token: $ADMIN_TOKEN" \
   -d '{
@@ -126,7 +145,7 @@ resp=$(curl -sS -X POST "$api/api/v1/submit" \
     "buyer_id": "default-buyer"
   }')
 job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$resp" 2>/dev/null)
-if [ -n "$job" ]; then ok "submit through the dashboard port"; else bad "submit through the dashboard port: $resp"; fi
+if [ -n "$job" ]; then ok "submit over HTTPS through nginx"; else bad "submit over HTTPS through nginx: $resp"; fi
 
 status=
 deadline=$((SECONDS + 120))
