@@ -70,6 +70,7 @@ COMMANDS = {
     "useradd": "tests/lib/rootless.sh makes the test user",
     "usermod": "subordinate ids for the test user",
     "runuser": "runs commands as the rootless test user",
+    "systemd-analyze": "verifies the packages' units (tests/packaging)",
     "setpriv": "runs commands as the rootless test user",
 }
 

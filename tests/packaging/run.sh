@@ -58,6 +58,17 @@ else
     bad "cmake --install into a prefix"
     finish
 fi
+# The units: what systemd-analyze finds wrong, with ExecStart pointed at the built binaries (the
+# only thing it cannot find outside an installed system).
+units_ok=1
+for u in cacheout-coordinator cacheout-agent; do
+    sed "s|/usr/bin/$u|$build/${u#cacheout-}/$u|" "$top/packaging/systemd/$u.service" >"$work/$u.service"
+    if ! systemd-analyze verify --man=no "$work/$u.service" >"$work/verify.log" 2>&1; then
+        cat "$work/verify.log"
+        units_ok=0
+    fi
+done
+if [ "$units_ok" = 1 ]; then ok "systemd-analyze verify: both units"; else bad "systemd-analyze verify"; fi
 out=$(mktemp)
 python3 "$here/local_test.py" --src "$top" --bin "$build/coordinator/cacheout-coordinator" \
     --agent "$build/agent/cacheout-agent" --prefix "$work/prefix" --tls-dir "$work/tls" 2>&1 |
