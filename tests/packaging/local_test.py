@@ -441,6 +441,8 @@ CASES = [
     ("an agent over wss:// runs the README job", t_agent_wss_runs_readme_job),
     ("bad TLS settings stop the coordinator naming the variable", t_tls_settings_checked),
     ("enroll validates the key over verified TLS before writing the env file", t_enroll),
+    ("no sanitizer reports in the processes' output", lambda: check(
+        not cotest.sanitizer_reports(), "\n".join(cotest.sanitizer_reports()))),
 ]
 
 

@@ -74,13 +74,28 @@ python3 "$here/local_test.py" --src "$top" --bin "$build/coordinator/cacheout-co
     --agent "$build/agent/cacheout-agent" --prefix "$work/prefix" --tls-dir "$work/tls" 2>&1 |
     tee "$out"
 line=$(grep '^RESULT ' "$out" | tail -n 1)
-rm -f "$out"
 if [ -z "$line" ]; then
     bad "local_test.py ended without a RESULT line"
 else
     passed=$((passed + $(cut -d' ' -f2 <<<"$line")))
     failed=$((failed + $(cut -d' ' -f3 <<<"$line")))
 fi
+asan=${CO_ASAN_BUILD_DIR:-}
+if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] && [ -x "$asan/agent/cacheout-agent" ]; then
+    python3 "$here/local_test.py" --src "$top" --bin "$asan/coordinator/cacheout-coordinator" \
+        --agent "$asan/agent/cacheout-agent" --prefix "$work/prefix" --tls-dir "$work/tls" \
+        --label local-asan 2>&1 | tee "$out"
+    line=$(grep '^RESULT ' "$out" | tail -n 1)
+    if [ -z "$line" ]; then
+        bad "local_test.py (sanitizer build) ended without a RESULT line"
+    else
+        passed=$((passed + $(cut -d' ' -f2 <<<"$line")))
+        failed=$((failed + $(cut -d' ' -f3 <<<"$line")))
+    fi
+else
+    echo "    # no sanitizer build (CO_ASAN_BUILD_DIR unset or not built): part 1 ran once"
+fi
+rm -f "$out"
 step_time "part 1 (install, run from anywhere, TLS)" "$s"
 
 # ---- part 2: the .deb packages in a fresh container
