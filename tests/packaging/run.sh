@@ -196,7 +196,7 @@ fi
 
 # The coordinator: its packaged settings file plus the test's tokens, port and certificate.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-admin=pkg-admin-$$
+admin=pkg-admin-token-$$-0123456789abcdef
 agent_token=pkg-agent-$$
 in_ct "install -d -o root -g cacheout -m 0750 /etc/cacheout/tls &&
     install -o root -g cacheout -m 0640 /tls/server.pem /tls/server.key /etc/cacheout/tls/ &&
