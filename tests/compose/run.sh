@@ -71,7 +71,10 @@ export TLS_DIR=$work/tls
 export ADMIN_TOKEN=compose-admin-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
 export POSTGRES_PASSWORD=compose-pw-$$ WORKER_TIMEOUT_SECONDS=30
 
-if "${compose[@]}" -p "$project" build >"$work/build.log" 2>&1; then
+# podman-compose 1.0 exits 0 even when an image fails to build (and up then runs stale images):
+# its log says "exit code: N" after each build.
+if "${compose[@]}" -p "$project" build >"$work/build.log" 2>&1 &&
+   ! grep -qE '^exit code: [1-9]' "$work/build.log"; then
     ok "images build"
 else
     tail -40 "$work/build.log"
