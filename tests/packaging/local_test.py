@@ -31,18 +31,7 @@ ADMIN = "packaging-admin-token-0123456789abcdef"
 AGENT_TOKEN = "packaging-agent-token"
 ARGS = None
 
-# The original README's example job, verbatim.
-README_JOB = {
-    "title": "Data Processing Job",
-    "description": "Process large dataset",
-    "code": "print(\"Hello World\")",
-    "required_cores": 2,
-    "required_ram_mb": 4096,
-    "priority": 1,
-    "command": "python script.py",
-    "parameters": {"input": "data.csv"},
-    "buyer_id": "default-buyer",
-}
+README_JOB = cotest.README_JOB
 
 
 def coordinator(binary, cwd, settings=None):

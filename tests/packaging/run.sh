@@ -237,35 +237,16 @@ if [ "$online" = 1 ]; then ok "installed agent connected over wss:// (certificat
 fi
 
 # The original README's example, verbatim but for the token, the port and https.
-resp=$(curl -sS "${cacert[@]}" -X POST "$api/api/v1/submit" \
-  -H "Content-Type: application/json" \
-  -H "X-Admin-Token: $admin" \
-  -d '{
-    "title": "Data Processing Job",
-    "description": "Process large dataset",
-    "code": "print(\"Hello World\")",
-    "required_cores": 2,
-    "required_ram_mb": 4096,
-    "priority": 1,
-    "command": "python script.py",
-    "parameters": {"input": "data.csv"},
-    "buyer_id": "default-buyer"
-  }')
-job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$resp" 2>/dev/null)
-status=
-for _ in $(seq 1 120); do
-    [ -n "$job" ] || break
-    status=$(curl -fsS "${cacert[@]}" "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)
-    case $status in completed | failed | cancelled) break ;; esac
-    sleep 0.5
-done
-stdout=$(curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" "$api/api/v1/jobs/$job/output" 2>/dev/null |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["stdout"], end="")' 2>/dev/null)
+# shellcheck source=../lib/readme_job.sh
+. "$top/tests/lib/readme_job.sh"
+job=$(readme_job_submit "$api" "$admin" "${cacert[@]}")
+status=$(readme_job_wait "$api" "$job" 60 "${cacert[@]}")
+stdout=$(readme_job_stdout "$api" "$job" "$admin" "${cacert[@]}")
 if [ "$status" = completed ] && [ "$stdout" = "Hello World" ]; then
     ok "the README example job ran on the installed agent: Hello World"
 else
     in_ct 'tail -20 /var/log/cacheout-agent.log'
-    bad "README example job (submit: ${resp:0:200}; status '$status'; stdout '$stdout')"
+    bad "README example job (job '$job'; status '$status'; stdout '$stdout')"
 fi
 
 # Stop both (the agent first, as the units would) and remove the packages.
