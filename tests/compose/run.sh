@@ -133,38 +133,17 @@ done
 if [ "$n" -ge 2 ]; then ok "two workers registered ($n online)"; else bad "two workers registered (saw $n)"; fi
 
 # The original README's example, verbatim but for the token, the port and https through nginx.
-resp=$(curl -sS --cacert "$work/tls/ca.pem" -X POST "$tls_api/api/v1/submit" \
-  -H "Content-Type: application/json" \
-  -H "X-Admin-Token: $ADMIN_TOKEN" \
-  -d '{
-    "title": "Data Processing Job",
-    "description": "Process large dataset",
-    "code": "print(\"Hello World\")",
-    "required_cores": 2,
-    "required_ram_mb": 4096,
-    "priority": 1,
-    "command": "python script.py",
-    "parameters": {"input": "data.csv"},
-    "buyer_id": "default-buyer"
-  }')
-job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$resp" 2>/dev/null)
-if [ -n "$job" ]; then ok "submit over HTTPS through nginx"; else bad "submit over HTTPS through nginx: $resp"; fi
-
-status=
-deadline=$((SECONDS + 120))
-while [ -n "$job" ] && [ $SECONDS -lt $deadline ]; do
-    status=$(curl -fsS "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)
-    case $status in completed | failed | cancelled) break ;; esac
-    sleep 1
-done
+# shellcheck source=../lib/readme_job.sh
+. "$top/tests/lib/readme_job.sh"
+job=$(readme_job_submit "$tls_api" "$ADMIN_TOKEN" --cacert "$work/tls/ca.pem")
+if [ -n "$job" ]; then ok "submit over HTTPS through nginx"; else bad "submit over HTTPS through nginx"; fi
+status=$(readme_job_wait "$api" "$job" 120)
 if [ "$status" = completed ]; then ok "job completed"; else bad "job completed (status '$status')"; fi
-out=$(curl -fsS -H "X-Admin-Token: $ADMIN_TOKEN" "$api/api/v1/jobs/$job/output" 2>/dev/null)
-if python3 -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["stdout"].strip()=="Hello World" else 1)' "$out" 2>/dev/null; then
-    ok "job output is Hello World"
-else
+out=$(readme_job_stdout "$api" "$job" "$ADMIN_TOKEN")
+if [ "$out" = "Hello World" ]; then ok "job output is Hello World"; else
     bad "job output is Hello World (got: ${out:0:300})"
 fi
-worker=$(curl -fsS "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["assigned_worker"] or "")' 2>/dev/null)
+worker=$(readme_job_field "$api" "$job" assigned_worker)
 # Each agent's worker id defaults to its container's host name.
 hostnames=$(for c in $($engine ps -q); do $engine inspect -f '{{.Config.Hostname}} {{.Name}}' "$c"; done | awk '$2 ~ /worker/ {print $1}')
 if [ -n "$worker" ] && grep -qx "$worker" <<<"$hostnames"; then
