@@ -368,10 +368,10 @@ agent_enroll_main(int argc, char **argv)
         fprintf(stderr, "cacheout-agent enroll: GET /api/v1/me did not answer a user\n");
         goto out;
     }
-    if (json_is_array(scopes) && !sell) {
+    if (!sell) {
         fprintf(stderr,
-                "cacheout-agent enroll: the key of user '%s' has no sell scope: an agent "
-                "needs a sell key; nothing was written\n",
+                "cacheout-agent enroll: the key of user '%s' has no sell scope (or is not an "
+                "API key): an agent needs a sell key; nothing was written\n",
                 user_id);
         goto out;
     }

@@ -328,7 +328,8 @@ class FakeMe:
     200 with the user and the key's scopes for a known bearer key, else 401.  It stands in for
     the coordinator's accounts, so that enroll's own behaviour is tested on its own."""
 
-    KEYS = {"sell-key-1": ("seller-1", ["sell"]), "buy-key-1": ("buyer-1", ["buy"])}
+    KEYS = {"sell-key-1": ("seller-1", ["sell"]), "buy-key-1": ("buyer-1", ["buy"]),
+            "not-a-key-1": ("admin", None)}
 
     def __init__(self):
         import http.server
@@ -345,9 +346,9 @@ class FakeMe:
                 if self.path != "/api/v1/me" or not who:
                     body, st = b'{"error":{"code":"unauthorized","message":"bad key"}}', 401
                 else:
+                    key = {"key_id": "k1", "name": "n", "scopes": who[1]} if who[1] else None
                     body, st = json.dumps({"user_id": who[0], "username": who[0],
-                                           "key": {"key_id": "k1", "name": "n",
-                                                   "scopes": who[1]}}).encode(), 200
+                                           "key": key}).encode(), 200
                 self.send_response(st)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -392,6 +393,7 @@ def t_enroll():
     try:
         for key, ca, why in (("wrong-key", "ca.pem", "refused the key (HTTP 401"),
                              ("buy-key-1", "ca.pem", "no sell scope"),
+                             ("not-a-key-1", "ca.pem", "no sell scope"),
                              ("sell-key-1", "other-ca.pem", "certificate was refused")):
             r = enroll(srv.port, key, tls(ca), env_file)
             check(r.returncode == 1 and why in r.stderr, "%s with %s: exit %d, %r"
