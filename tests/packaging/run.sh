@@ -223,8 +223,30 @@ if in_ct 'test -s /var/lib/cacheout-coordinator/cacheout.db'; then ok "database 
     bad "database in /var/lib/cacheout-coordinator"
 fi
 
+# The agent's settings: with accounts (GET /api/v1/me) and an agent that takes AGENT_KEY, as a
+# seller does it: a user and a sell key made by the admin, then `cacheout-agent enroll` (key
+# checked over verified TLS) writes the settings file.  Otherwise the operator's AGENT_TOKEN.
+me=$(curl -s -o /dev/null -w '%{http_code}' "${cacert[@]}" -H "X-Admin-Token: $admin" "$api/api/v1/me")
+if [ "$me" = 200 ] && in_ct '/usr/bin/cacheout-agent --help' | grep -q AGENT_KEY; then
+    seller=pkg-seller-$$
+    curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" -H "Content-Type: application/json" \
+        -d "{\"user_id\": \"$seller\"}" "$api/api/v1/users" >/dev/null
+    key=$(curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" -H "Content-Type: application/json" \
+        -d '{"name": "packaging", "scopes": ["sell"]}' "$api/api/v1/users/$seller/keys" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+    if in_ct "AGENT_KEY=$key /usr/bin/cacheout-agent enroll --coordinator https://localhost:$port --tls-ca-file /etc/cacheout/coordinator-ca.pem" \
+        >"$work/enroll.log" 2>&1 && in_ct "grep -qx 'AGENT_KEY=$key' /etc/cacheout/agent.env"; then
+        ok "cacheout-agent enroll with a seller's sell key wrote /etc/cacheout/agent.env"
+    else
+        cat "$work/enroll.log"
+        bad "cacheout-agent enroll"
+    fi
+    in_ct "printf 'WORKER_ID=pkg-worker-$$\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
+else
+    echo "    # no accounts (GET /api/v1/me: $me) or no AGENT_KEY in this agent: it uses AGENT_TOKEN, enroll is not run here"
+    in_ct "printf 'COORDINATOR_URL=wss://localhost:$port/ws/agent\nAGENT_TOKEN=$agent_token\nTLS_CA_FILE=/etc/cacheout/coordinator-ca.pem\nWORKER_ID=pkg-worker-$$\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
+fi
 # The agent, as its unit runs it (root, --env-file /etc/cacheout/agent.env), over wss://.
-in_ct "printf 'COORDINATOR_URL=wss://localhost:$port/ws/agent\nAGENT_TOKEN=$agent_token\nTLS_CA_FILE=/etc/cacheout/coordinator-ca.pem\nWORKER_ID=pkg-worker-$$\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
 $engine exec -d "$name" sh -c 'cd / && exec /usr/bin/cacheout-agent --env-file /etc/cacheout/agent.env >/var/log/cacheout-agent.log 2>&1' >/dev/null
 online=0
 for _ in $(seq 1 60); do
