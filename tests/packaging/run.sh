@@ -39,7 +39,7 @@ name=cacheout-pkg-$$
 engine=
 cleanup() {
     if [ -n "$engine" ]; then
-        $engine rm -f "$name" >/dev/null 2>&1
+        $engine rm -f "$name" "$name-systemd" >/dev/null 2>&1
     fi
     rm -rf "$work"
 }
@@ -142,15 +142,23 @@ fi
 # no AppArmor profile, the host's cgroup tree, and the host-wide sandbox slot locks.  The host's
 # network: the test talks to the coordinator on a free loopback port.
 mkdir -p /run/cacheout
-if ! $engine run -d --name "$name" --network host --cap-add SYS_ADMIN \
-    --security-opt apparmor=unconfined -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
-    -v /run/cacheout:/run/cacheout -v "$work/debs:/debs:ro" -v "$work/tls:/tls:ro" \
-    debian:bookworm-slim sleep infinity >"$work/run.log" 2>&1; then
-    cat "$work/run.log"
+ct_start() { # container-name image [run args... --] command...
+    local n=$1 image=$2
+    shift 2
+    local args=()
+    while [ "$1" != -- ]; do args+=("$1"); shift; done
+    shift
+    $engine run -d --name "$n" --cap-add SYS_ADMIN --security-opt apparmor=unconfined \
+        -v /run/cacheout:/run/cacheout -v "$work/debs:/debs:ro" -v "$work/tls:/tls:ro" \
+        "${args[@]}" "$image" "$@" >"$work/run.log" 2>&1 || { cat "$work/run.log"; return 1; }
+}
+if ! ct_start "$name" debian:bookworm-slim --network host -v /sys/fs/cgroup:/sys/fs/cgroup:rw \
+    -- sleep infinity; then
     bad "start a debian:bookworm-slim container"
     finish
 fi
-in_ct() { $engine exec "$name" sh -c "$1"; }
+ct=$name
+in_ct() { $engine exec "$ct" sh -c "$1"; }
 
 if in_ct 'test ! -e /usr/bin/cacheout-coordinator && test ! -e /work && ! command -v cmake' \
     >/dev/null 2>&1; then
@@ -159,8 +167,8 @@ else
     bad "the container is fresh"
 fi
 
-if in_ct 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q && cd /debs && apt-get install -y -q ./*.deb' \
-    >"$work/apt.log" 2>&1; then
+apt_install() { in_ct 'export DEBIAN_FRONTEND=noninteractive; apt-get update -q && cd /debs && apt-get install -y -q ./*.deb'; }
+if apt_install >"$work/apt.log" 2>&1; then
     ok "apt install ./*.deb in the container"
 else
     tail -30 "$work/apt.log"
@@ -198,21 +206,33 @@ fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 admin=pkg-admin-token-$$-0123456789abcdef
 agent_token=pkg-agent-$$
-in_ct "install -d -o root -g cacheout -m 0750 /etc/cacheout/tls &&
-    install -o root -g cacheout -m 0640 /tls/server.pem /tls/server.key /etc/cacheout/tls/ &&
-    install -m 0644 /tls/ca.pem /etc/cacheout/coordinator-ca.pem &&
-    printf 'PORT=$port\nHOST=127.0.0.1\nADMIN_TOKEN=$admin\nAGENT_TOKEN=$agent_token\nTLS_CERT_FILE=/etc/cacheout/tls/server.pem\nTLS_KEY_FILE=/etc/cacheout/tls/server.key\n' >>/etc/cacheout/coordinator.env"
+coordinator_settings() { # listening address
+    in_ct "install -d -o root -g cacheout -m 0750 /etc/cacheout/tls &&
+        install -o root -g cacheout -m 0640 /tls/server.pem /tls/server.key /etc/cacheout/tls/ &&
+        install -m 0644 /tls/ca.pem /etc/cacheout/coordinator-ca.pem &&
+        printf 'PORT=$port\nHOST=$1\nADMIN_TOKEN=$admin\nAGENT_TOKEN=$agent_token\nTLS_CERT_FILE=/etc/cacheout/tls/server.pem\nTLS_KEY_FILE=/etc/cacheout/tls/server.key\n' >>/etc/cacheout/coordinator.env"
+}
+coordinator_settings 127.0.0.1
 # As the unit runs it: user cacheout, its EnvironmentFile, from the state folder.
 $engine exec -d "$name" sh -c 'cd /var/lib/cacheout-coordinator && set -a && . /etc/cacheout/coordinator.env && set +a &&
     exec runuser -u cacheout -- /usr/bin/cacheout-coordinator >/var/log/cacheout-coordinator.log 2>&1' >/dev/null
 api=https://localhost:$port
 cacert=(--cacert "$work/tls/ca.pem")
-up=0
-for _ in $(seq 1 60); do
-    if curl -fsS "${cacert[@]}" "$api/api/v1/health" >/dev/null 2>&1; then up=1; break; fi
-    sleep 0.5
-done
-if [ "$up" = 1 ]; then ok "installed coordinator serves HTTPS as user cacheout (SQLite in its state folder)"; else
+wait_healthy() {
+    for _ in $(seq 1 60); do
+        curl -fsS "${cacert[@]}" "$api/api/v1/health" >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    return 1
+}
+wait_worker() { # worker id
+    for _ in $(seq 1 60); do
+        curl -fsS "${cacert[@]}" "$api/api/v1/workers" | grep -q "\"$1\"" && return 0
+        sleep 0.5
+    done
+    return 1
+}
+if wait_healthy; then ok "installed coordinator serves HTTPS as user cacheout (SQLite in its state folder)"; else
     in_ct 'cat /var/log/cacheout-coordinator.log' | tail -20
     bad "installed coordinator serves HTTPS"
 fi
@@ -226,34 +246,32 @@ fi
 # The agent's settings: with accounts (GET /api/v1/me) and an agent that takes AGENT_KEY, as a
 # seller does it: a user and a sell key made by the admin, then `cacheout-agent enroll` (key
 # checked over verified TLS) writes the settings file.  Otherwise the operator's AGENT_TOKEN.
-me=$(curl -s -o /dev/null -w '%{http_code}' "${cacert[@]}" -H "X-Admin-Token: $admin" "$api/api/v1/me")
-if [ "$me" = 200 ] && in_ct '/usr/bin/cacheout-agent --help' | grep -q AGENT_KEY; then
-    seller=pkg-seller-$$
-    curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" -H "Content-Type: application/json" \
-        -d "{\"user_id\": \"$seller\"}" "$api/api/v1/users" >/dev/null
-    key=$(curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" -H "Content-Type: application/json" \
-        -d '{"name": "packaging", "scopes": ["sell"]}' "$api/api/v1/users/$seller/keys" |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
-    if in_ct "AGENT_KEY=$key /usr/bin/cacheout-agent enroll --coordinator https://localhost:$port --tls-ca-file /etc/cacheout/coordinator-ca.pem" \
-        >"$work/enroll.log" 2>&1 && in_ct "grep -qx 'AGENT_KEY=$key' /etc/cacheout/agent.env"; then
-        ok "cacheout-agent enroll with a seller's sell key wrote /etc/cacheout/agent.env"
+agent_settings() { # worker id
+    me=$(curl -s -o /dev/null -w '%{http_code}' "${cacert[@]}" -H "X-Admin-Token: $admin" "$api/api/v1/me")
+    if [ "$me" = 200 ] && in_ct '/usr/bin/cacheout-agent --help' | grep -q AGENT_KEY; then
+        seller=pkg-seller-$$
+        curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" -H "Content-Type: application/json" \
+            -d "{\"user_id\": \"$seller\"}" "$api/api/v1/users" >/dev/null
+        key=$(curl -fsS "${cacert[@]}" -H "X-Admin-Token: $admin" -H "Content-Type: application/json" \
+            -d '{"name": "packaging", "scopes": ["sell"]}' "$api/api/v1/users/$seller/keys" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+        if in_ct "AGENT_KEY=$key /usr/bin/cacheout-agent enroll --coordinator https://localhost:$port --tls-ca-file /etc/cacheout/coordinator-ca.pem" \
+            >"$work/enroll.log" 2>&1 && in_ct "grep -qx 'AGENT_KEY=$key' /etc/cacheout/agent.env"; then
+            ok "cacheout-agent enroll with a seller's sell key wrote /etc/cacheout/agent.env"
+        else
+            cat "$work/enroll.log"
+            bad "cacheout-agent enroll"
+        fi
+        in_ct "printf 'WORKER_ID=$1\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
     else
-        cat "$work/enroll.log"
-        bad "cacheout-agent enroll"
+        echo "    # no accounts (GET /api/v1/me: $me) or no AGENT_KEY in this agent: it uses AGENT_TOKEN, enroll is not run here"
+        in_ct "printf 'COORDINATOR_URL=wss://localhost:$port/ws/agent\nAGENT_TOKEN=$agent_token\nTLS_CA_FILE=/etc/cacheout/coordinator-ca.pem\nWORKER_ID=$1\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
     fi
-    in_ct "printf 'WORKER_ID=pkg-worker-$$\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
-else
-    echo "    # no accounts (GET /api/v1/me: $me) or no AGENT_KEY in this agent: it uses AGENT_TOKEN, enroll is not run here"
-    in_ct "printf 'COORDINATOR_URL=wss://localhost:$port/ws/agent\nAGENT_TOKEN=$agent_token\nTLS_CA_FILE=/etc/cacheout/coordinator-ca.pem\nWORKER_ID=pkg-worker-$$\nAGENT_CORES=2\nAGENT_RAM_MB=4096\n' >>/etc/cacheout/agent.env"
-fi
+}
+agent_settings "pkg-worker-$$"
 # The agent, as its unit runs it (root, --env-file /etc/cacheout/agent.env), over wss://.
 $engine exec -d "$name" sh -c 'cd / && exec /usr/bin/cacheout-agent --env-file /etc/cacheout/agent.env >/var/log/cacheout-agent.log 2>&1' >/dev/null
-online=0
-for _ in $(seq 1 60); do
-    if curl -fsS "${cacert[@]}" "$api/api/v1/workers" | grep -q "\"pkg-worker-$$\""; then online=1; break; fi
-    sleep 0.5
-done
-if [ "$online" = 1 ]; then ok "installed agent connected over wss:// (certificate verified)"; else
+if wait_worker "pkg-worker-$$"; then ok "installed agent connected over wss:// (certificate verified)"; else
     in_ct 'cat /var/log/cacheout-agent.log' | tail -20
     bad "installed agent connected over wss://"
 fi
@@ -261,15 +279,19 @@ fi
 # The original README's example, verbatim but for the token, the port and https.
 # shellcheck source=../lib/readme_job.sh
 . "$top/tests/lib/readme_job.sh"
-job=$(readme_job_submit "$api" "$admin" "${cacert[@]}")
-status=$(readme_job_wait "$api" "$job" 60 "${cacert[@]}")
-stdout=$(readme_job_stdout "$api" "$job" "$admin" "${cacert[@]}")
-if [ "$status" = completed ] && [ "$stdout" = "Hello World" ]; then
-    ok "the README example job ran on the installed agent: Hello World"
-else
-    in_ct 'tail -20 /var/log/cacheout-agent.log'
-    bad "README example job (job '$job'; status '$status'; stdout '$stdout')"
-fi
+readme_job() { # what ran it, for the case's name; log command
+    local job status stdout
+    job=$(readme_job_submit "$api" "$admin" "${cacert[@]}")
+    status=$(readme_job_wait "$api" "$job" 60 "${cacert[@]}")
+    stdout=$(readme_job_stdout "$api" "$job" "$admin" "${cacert[@]}")
+    if [ "$status" = completed ] && [ "$stdout" = "Hello World" ]; then
+        ok "the README example job ran on $1: Hello World"
+    else
+        in_ct "$2" | tail -20
+        bad "README example job on $1 (job '$job'; status '$status'; stdout '$stdout')"
+    fi
+}
+readme_job "the installed agent" 'tail -20 /var/log/cacheout-agent.log'
 
 # Stop both (the agent first, as the units would) and remove the packages.
 # (the slim image has no pkill: look the process up in /proc)
@@ -289,5 +311,85 @@ else
     tail -20 "$work/remove.log"
     bad "remove and purge"
 fi
+step_time "part 2 (packages in a container)" "$s"
+
+# ---- part 3: the same packages under systemd (the units as shipped, with their hardening)
+# systemd runs as PID 1 of a Podman container (--systemd=always) made from the base image plus
+# systemd, kept for later runs like the base image.
+s=$SECONDS
+if [ "$engine" != podman ]; then
+    echo "SKIPPED LOUDLY: the units under systemd need Podman's --systemd=always"
+    bad "units under systemd (no Podman)"
+    finish
+fi
+sd_image=localhost/cacheout-test-systemd:bookworm
+if ! $engine image exists "$sd_image"; then
+    if $engine run --name "$name-sdbuild" --network host debian:bookworm-slim sh -c \
+        'export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q --no-install-recommends systemd systemd-sysv dbus' \
+        >"$work/sd-image.log" 2>&1 && $engine commit -q "$name-sdbuild" "$sd_image" >/dev/null; then
+        :
+    else
+        tail -20 "$work/sd-image.log"
+    fi
+    $engine rm -f "$name-sdbuild" >/dev/null 2>&1
+fi
+# Its own network (the port published on loopback): the coordinator that postinst starts on
+# the packaged PORT=8000 must not meet another one of the machine.
+# The agent's cgroups: on cgroup v1 each controller hierarchy of the host, read-write (binding
+# the whole /sys/fs/cgroup instead lets the container's set-up create mount points in the
+# host's own cgroup folder); on cgroup v2 Podman gives systemd a writable cgroup of its own.
+cg=()
+while read -r fstype mnt; do
+    [ "$fstype" = cgroup ] && [ "${mnt##*/}" != systemd ] && cg+=(-v "$mnt:$mnt:rw")
+done < <(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { print $(i + 1), $5; break } }' /proc/self/mountinfo)
+ct=$name-systemd
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+api=https://localhost:$port
+if ct_start "$ct" "$sd_image" --systemd=always -p "127.0.0.1:$port:$port" "${cg[@]}" -- /sbin/init &&
+   for _ in $(seq 1 60); do
+       st=$(in_ct 'systemctl is-system-running' 2>/dev/null)
+       case $st in running | degraded) break ;; esac
+       sleep 0.5
+   done && [ "$st" = running ]; then
+    ok "a container with systemd as PID 1 ($st)"
+else
+    bad "a container with systemd as PID 1 (state '$st')"
+    finish
+fi
+if apt_install >"$work/apt-sd.log" 2>&1 &&
+   [ "$(in_ct 'systemctl is-enabled cacheout-coordinator; systemctl is-active cacheout-coordinator')" = "$(printf 'enabled\nactive')" ]; then
+    ok "apt install under systemd: postinst enabled and started cacheout-coordinator"
+else
+    tail -20 "$work/apt-sd.log"
+    bad "apt install under systemd enables and starts the coordinator"
+fi
+coordinator_settings 0.0.0.0
+in_ct 'systemctl restart cacheout-coordinator'
+if wait_healthy; then ok "cacheout-coordinator.service serves HTTPS with the packaged unit's hardening"; else
+    in_ct 'journalctl -u cacheout-coordinator --no-pager | tail -20'
+    bad "cacheout-coordinator.service serves HTTPS"
+fi
+agent_settings "pkg-sd-worker-$$"
+in_ct 'systemctl enable --now cacheout-agent' >/dev/null 2>&1
+if wait_worker "pkg-sd-worker-$$"; then
+    ok "cacheout-agent.service passed its sandbox self-test and connected over wss://"
+else
+    in_ct 'journalctl -u cacheout-agent --no-pager | tail -20'
+    bad "cacheout-agent.service connected"
+fi
+props=$(in_ct 'systemctl show -p Delegate -p KillMode -p OOMPolicy -p NoNewPrivileges cacheout-agent' | sort | tr '\n' ' ')
+if [ "$props" = "Delegate=yes KillMode=mixed NoNewPrivileges=yes OOMPolicy=continue " ]; then
+    ok "the agent's unit: $props"
+else
+    bad "the agent's unit properties (got: $props)"
+fi
+readme_job "cacheout-agent.service (systemd)" 'journalctl -u cacheout-agent --no-pager'
+if in_ct 'systemctl stop cacheout-agent && [ "$(systemctl show -p Result --value cacheout-agent)" = success ]'; then
+    ok "systemctl stop cacheout-agent: a clean stop (KillMode=mixed, SIGTERM to the agent)"
+else
+    in_ct 'journalctl -u cacheout-agent --no-pager | tail -10'
+    bad "systemctl stop cacheout-agent"
+fi
+step_time "part 3 (units under systemd)" "$s"
 echo "    # packaging suite: $((SECONDS - t0)) s in all"
 finish
