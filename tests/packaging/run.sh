@@ -7,10 +7,13 @@
 #     files, conffiles, the system user; then the coordinator (HTTPS) and the agent (wss://,
 #     certificate verified) started from their installed paths with their packaged settings
 #     files, and the original README's example job run on them; then remove and purge.
+#  3. The same packages under systemd (PID 1 of a container): the units as shipped, with their
+#     hardening; postinst starts the coordinator; the agent's unit runs the README job and stops.
 #
-# Environment: CO_SRC_DIR, CO_BUILD_DIR (as scripts/test.sh sets them); PACKAGING_CONTAINER=0
-# skips part 2 (loudly).  Needs root for part 2 (containers with the agent's privileges) and for
-# the agent case of part 1.  Last line: "packaging: N passed, M failed".
+# Environment: CO_SRC_DIR, CO_BUILD_DIR, CO_ASAN_BUILD_DIR (as scripts/test.sh sets them; part 1
+# runs again with the sanitizer build); PACKAGING_CONTAINER=0 skips parts 2 and 3 (loudly).
+# Needs root for parts 2 and 3 (containers with the agent's privileges) and for the agent case
+# of part 1.  Last line: "packaging: N passed, M failed".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
