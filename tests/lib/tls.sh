@@ -8,6 +8,8 @@
 #   other-ca.pem                 an unrelated CA: verifying server.pem against it must fail
 #   expired.pem, expired.key     a certificate for the same names signed by ca.pem that expired
 #                                in 2020
+#   otherhost.pem, otherhost.key a valid certificate signed by ca.pem for another host name only
+#                                (otherhost.invalid): refused for localhost
 # Returns non-zero (and prints openssl's complaint) when a step fails.
 tls_make() {
     local dir=$1
@@ -38,6 +40,11 @@ basicConstraints = CA:FALSE
 keyUsage = digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = $san
+[otherhost_ext]
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:otherhost.invalid
 CNF
     (
         set -e
@@ -47,12 +54,14 @@ CNF
                 -days 2 -subj "/CN=CacheOut test $ca $$" \
                 -addext basicConstraints=critical,CA:TRUE -addext keyUsage=keyCertSign,cRLSign
         done
-        for c in server expired; do
+        for c in server expired otherhost; do
             openssl req -newkey rsa:2048 -nodes -keyout "$c.key" -out "$c.csr" -subj "/CN=localhost"
         done
         openssl ca -batch -config ca.cnf -extensions server_ext -days 2 -in server.csr \
             -out server.pem
         openssl ca -batch -config ca.cnf -extensions server_ext -startdate 20200101000000Z \
             -enddate 20200201000000Z -in expired.csr -out expired.pem
+        openssl ca -batch -config ca.cnf -extensions otherhost_ext -days 2 -in otherhost.csr \
+            -out otherhost.pem
     ) >"$dir/openssl.log" 2>&1 || { tail -20 "$dir/openssl.log"; return 1; }
 }

@@ -230,8 +230,9 @@ def refused(c, cafile, reason):
         raise CaseFailed("python accepted the certificate")
 
 
-def agent_refused(c, cafile, reason, wid):
-    """An agent with @cafile logs the TLS error (with OpenSSL's @reason) and never connects."""
+def agent_refused(c, cafile, reason, wid, server_ok=False):
+    """An agent with @cafile logs the TLS error (with OpenSSL's @reason) and never connects
+    (checked in GET /workers when @server_ok: the test can verify the server itself)."""
     a = cotest.Agent(ARGS.agent, c, wid, 1, 256, token=AGENT_TOKEN,
                      settings={"COORDINATOR_URL": "wss://localhost:%d/ws/agent" % c.port,
                                "TLS_CA_FILE": cafile})
@@ -242,9 +243,10 @@ def agent_refused(c, cafile, reason, wid):
                 text = f.read()
             return reason in text and "the coordinator's certificate was refused" in text
         wait_until(logged, 20, "the agent's TLS error (%s)" % a.output)
-        _, body = https_get(c.port, "/api/v1/workers", tls("ca.pem")) if reason != \
-            "certificate has expired" else (200, b"[]")
-        check(not any(w["worker_id"] == wid for w in json.loads(body)), "agent registered anyway")
+        if server_ok:
+            _, body = https_get(c.port, "/api/v1/workers", tls("ca.pem"))
+            check(not any(w["worker_id"] == wid for w in json.loads(body)),
+                  "agent registered anyway")
     finally:
         a.stop()
 
@@ -255,7 +257,7 @@ def t_wrong_ca_refused():
     try:
         refused(c, tls("other-ca.pem"), "unable to get local issuer certificate")
         agent_refused(c, tls("other-ca.pem"), "unable to get local issuer certificate",
-                      "pkg-wrong-ca")
+                      "pkg-wrong-ca", server_ok=True)
     finally:
         c.stop()
 
@@ -266,6 +268,26 @@ def t_expired_refused():
     try:
         refused(c, tls("ca.pem"), "certificate has expired")
         agent_refused(c, tls("ca.pem"), "certificate has expired", "pkg-expired")
+    finally:
+        c.stop()
+
+
+def t_other_host_refused():
+    """A valid certificate of the trusted CA for another host name: refused by curl, Python and
+    the agent (the host name is checked, not only the chain)."""
+    c = tls_coordinator(cert="otherhost")
+    try:
+        r = curl("--cacert", tls("ca.pem"), "https://localhost:%d/api/v1/health" % c.port)
+        check(r.returncode == 60 and "host name" in r.stderr,
+              "curl: exit %d, %r" % (r.returncode, r.stderr))
+        try:
+            https_get(c.port, "/api/v1/health", tls("ca.pem"))
+        except urllib.error.URLError as e:
+            check(isinstance(e.reason, ssl.SSLCertVerificationError) and
+                  "Hostname mismatch" in str(e.reason), "python: %r" % e.reason)
+        else:
+            raise CaseFailed("python accepted the certificate")
+        agent_refused(c, tls("ca.pem"), "hostname mismatch", "pkg-other-host")
     finally:
         c.stop()
 
@@ -476,6 +498,8 @@ CASES = [
     ("TLS_REDIRECT_HTTP redirects plain HTTP to https", t_https_redirect),
     ("a certificate of another CA is refused by curl, Python and the agent", t_wrong_ca_refused),
     ("an expired certificate is refused by curl, Python and the agent", t_expired_refused),
+    ("a certificate for another host name is refused by curl, Python and the agent",
+     t_other_host_refused),
     ("an agent over wss:// runs the README job", t_agent_wss_runs_readme_job),
     ("bad TLS settings stop the coordinator naming the variable", t_tls_settings_checked),
     ("enroll validates the key over verified TLS before writing the env file", t_enroll),
