@@ -136,6 +136,9 @@ coord_req_fail(struct coord_req *r, const co_err *err)
     case CO_E_AUTH:
         coord_req_error(r, 401, "unauthorized", NULL, "%s", err->msg);
         break;
+    case CO_E_FORBIDDEN:
+        coord_req_error(r, 403, "forbidden", err->field, "%s", err->msg);
+        break;
     default:
         co_error("request failed path=%s error=\"%s\"", r->path, err->msg);
         coord_req_error(r, 500, "internal", NULL, "internal error");
