@@ -381,12 +381,25 @@ int coord_store_output_get(struct coord_store *s, const char *job_id, char **out
 /* ---- workers ---- */
 
 /**
- * Create or update a worker (register, or an agent's hello).  @w->owner_id "" means the worker id.
- * Sets last_heartbeat to now.  CO_E_LIMIT when creating one more than max_workers (non-offline).
+ * Create or update a worker (register, or an agent's hello).  @w->owner_id is the owner the
+ * caller's credential stands for ("" means the worker id).  A worker id belongs to the owner that
+ * first registered it: a registration with another owner gets CO_E_FORBIDDEN and changes
+ * nothing, decided in the same transaction as the write (two registrations of a new id from two
+ * owners, on two coordinators at once: one creates it, the other is refused).  A row from before
+ * ownership was recorded (migration 0004) is claimed by its first registration.  Sets
+ * last_heartbeat to now.  CO_E_LIMIT when creating one more than max_workers (non-offline).
  * @out (optional) receives the stored row.
  */
 int coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
                               struct coord_worker *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Check that @worker_id is registered to @owner_id (the poll routes' worker, against the caller's
+ * credential): 0 if so, CO_E_FORBIDDEN if it belongs to someone else, CO_E_NOTFOUND if unknown.
+ */
+int coord_store_worker_check_owner(struct coord_store *s, const char *worker_id,
+                                   const char *owner_id, co_err *err)
     __attribute__((warn_unused_result));
 
 /**

@@ -116,12 +116,15 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_WORKER_LIST] = {"SELECT " WORKER_COLS " FROM worker_registrations w ORDER BY w.worker_id",
                        NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_INSERT] = {"INSERT INTO worker_registrations (worker_id, owner_id, cpu_cores, "
-                         "ram_mb, status, websocket, last_heartbeat, created_at, updated_at) "
-                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+                         "ram_mb, status, websocket, last_heartbeat, created_at, updated_at, "
+                         "owner_claimed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $7)",
                          NULL, NULL, STORE_LOCK_NONE},
+    /* Only the owner's registration updates a worker (or the first one of a row from before
+     * ownership was recorded, which claims it). */
     [Q_WORKER_UPDATE] = {"UPDATE worker_registrations SET owner_id = $2, cpu_cores = $3, "
                          "ram_mb = $4, status = $5, websocket = $6, last_heartbeat = $7, "
-                         "updated_at = $7 WHERE worker_id = $1",
+                         "updated_at = $7, owner_claimed_at = COALESCE(owner_claimed_at, $7) "
+                         "WHERE worker_id = $1 AND (owner_id = $2 OR owner_claimed_at IS NULL)",
                          NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_COUNT_ONLINE] = {"SELECT COUNT(*) FROM worker_registrations "
                                "WHERE status <> 'offline' AND last_heartbeat >= $1",
@@ -1126,23 +1129,34 @@ settle_refund(struct coord_store *s, const struct coord_job *j, const char *why,
                       err);
 }
 
-/* Move the job's hold to the owner of the worker that ran it. */
+/* The stored owner of @worker_id into @owner ("" and *@found false when unknown). */
+static int
+worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX + 1], bool *found,
+             co_err *err)
+{
+    struct db_res r;
+    *owner = '\0';
+    if (q_run(s, Q_WORKER_OWNER, PARAMS(P_TEXT(worker_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0)
+        col_id(&r, 0, owner);
+    q_done(&r);
+    *found = rc > 0;
+    return rc < 0 ? -1 : 0;
+}
+
+/* Move the job's hold to the owner of the worker that ran it (as stored, never as declared). */
 static int
 settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_err *err)
 {
     char owner[CO_ID_MAX + 1];
-    struct db_res r;
-    int rc;
+    bool found;
 
-    co_strlcpy(owner, j->assigned_worker, sizeof(owner));
-    if (q_run(s, Q_WORKER_OWNER, PARAMS(P_TEXT(j->assigned_worker)), &r, err) < 0)
+    if (worker_owner(s, j->assigned_worker, owner, &found, err) < 0)
         return -1;
-    rc = q_next(&r, err);
-    if (rc > 0 && *col_text(&r, 0))
-        col_id(&r, 0, owner);
-    q_done(&r);
-    if (rc < 0)
-        return -1;
+    if (!*owner)
+        co_strlcpy(owner, j->assigned_worker, sizeof(owner));
     if (!*owner)
         return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
     if (user_ensure(s, owner, true, now, err) < 0)
@@ -1795,6 +1809,24 @@ out:
 /* ---- workers ---- */
 
 int
+coord_store_worker_check_owner(struct coord_store *s, const char *worker_id, const char *owner_id,
+                               co_err *err)
+{
+    char stored[CO_ID_MAX + 1];
+    bool found;
+    if (!co_id_valid(worker_id))
+        return co_err_field(err, CO_E_INVAL, "worker_id", "invalid worker id '%s'", worker_id);
+    if (worker_owner(s, worker_id, stored, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_field(err, CO_E_NOTFOUND, "worker_id", "unknown worker '%s'", worker_id);
+    if (strcmp(stored, owner_id) != 0)
+        return co_err_field(err, CO_E_FORBIDDEN, "worker_id",
+                            "worker id '%s' belongs to another user", worker_id);
+    return 0;
+}
+
+int
 coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
                           struct coord_worker *out, co_err *err)
 {
@@ -1833,6 +1865,15 @@ coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
             goto out;
     }
     if (changes == 0) {
+        /* Still no row updated: either it belongs to someone else or it is new. */
+        char stored[CO_ID_MAX + 1];
+        if (worker_owner(s, w->worker_id, stored, &found, err) < 0)
+            goto out;
+        if (found) {
+            co_err_field(err, CO_E_FORBIDDEN, "worker_id", "worker id '%s' belongs to another user",
+                         w->worker_id);
+            goto out;
+        }
         if (s->cfg.max_workers > 0) {
             if (q_int(s, Q_WORKER_COUNT_ONLINE, PARAMS(P_INT(now - s->cfg.worker_timeout_ms)),
                       &online, NULL, err) < 0)

@@ -111,8 +111,10 @@ submit(const char *job_id, const char *buyer, int64_t cost, int64_t cores, int64
     return coord_store_job_submit(S, &j, &E);
 }
 
+/* Register (or update) an idle websocket worker through @s. */
 static int
-worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
+worker_on(struct coord_store *s, const char *wid, const char *owner, int64_t cores, int64_t ram,
+          co_err *err)
 {
     struct coord_worker w;
     memset(&w, 0, sizeof(w));
@@ -122,7 +124,13 @@ worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
     w.ram_mb = ram;
     w.status = COORD_WORKER_IDLE;
     w.websocket = true;
-    return coord_store_worker_upsert(S, &w, NULL, &E);
+    return coord_store_worker_upsert(s, &w, NULL, err);
+}
+
+static int
+worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
+{
+    return worker_on(S, wid, owner, cores, ram, &E);
 }
 
 static int
@@ -1153,6 +1161,91 @@ t_workers(void)
     return 0;
 }
 
+/* Two owners register one new worker id at once, each on its own connection. */
+struct owner_race_arg {
+    const char *worker;
+    const char *owner;
+    pthread_barrier_t *barrier;
+    int result; /* 0 ok, else the co_err code */
+};
+
+static void *
+owner_race(void *p)
+{
+    struct owner_race_arg *a = p;
+    struct coord_store *s = NULL;
+    co_err e = CO_ERR_INIT;
+    int rc = coord_store_open(&cfg, &s, &e);
+    pthread_barrier_wait(a->barrier);
+    a->result = CO_E_INTERNAL;
+    if (rc == 0) {
+        rc = worker_on(s, a->worker, a->owner, 2, 1024, &e);
+        a->result = rc < 0 ? (int)e.code : 0;
+    }
+    coord_store_close(s);
+    return NULL;
+}
+
+static int
+t_worker_owner(void)
+{
+    const char *w = id("w"), *alice = id("alice"), *mallory = id("mallory");
+    struct coord_worker out;
+    int64_t c, h;
+    OK(worker(w, alice, 4, 4096));
+    /* Another owner: refused, nothing changes; the owner itself: updated. */
+    FAILS(worker(w, mallory, 8, 8192), CO_E_FORBIDDEN);
+    OK(coord_store_worker_get(S, w, &out, &E));
+    CHECK(!strcmp(out.owner_id, alice) && out.cpu_cores == 4);
+    FAILS(worker(w, NULL, 8, 8192), CO_E_FORBIDDEN); /* "" = the worker id: another owner */
+    OK(worker(w, alice, 6, 4096));
+    OK(coord_store_worker_get(S, w, &out, &E));
+    CHECK_EQ(out.cpu_cores, 6);
+    OK(coord_store_worker_check_owner(S, w, alice, &E));
+    FAILS(coord_store_worker_check_owner(S, w, mallory, &E), CO_E_FORBIDDEN);
+    FAILS(coord_store_worker_check_owner(S, id("nope"), alice, &E), CO_E_NOTFOUND);
+    /* Payouts go to the stored owner. */
+    OK(submit(id("job"), id("buyer"), 3 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("job"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(balance(alice, &c, &h));
+    CHECK_EQ(c, START_CREDITS + 3 * CREDIT);
+    FAILS(balance(mallory, &c, &h), CO_E_NOTFOUND);
+    /* A row from before ownership was recorded is claimed by its first registration, once. */
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "UPDATE worker_registrations SET owner_id = 'declared', owner_claimed_at = NULL "
+             "WHERE worker_id = '%s'",
+             w);
+    OK(S->ops->exec_script(S, sql, &E));
+    OK(worker(w, mallory, 2, 2048));
+    OK(coord_store_worker_get(S, w, &out, &E));
+    CHECK(!strcmp(out.owner_id, mallory));
+    FAILS(worker(w, alice, 2, 2048), CO_E_FORBIDDEN);
+    /* A new id registered by two owners at once: exactly one owns it. */
+    for (int round = 0; round < 5; round++) {
+        char name[16], wid[CO_ID_MAX + 1];
+        snprintf(name, sizeof(name), "race-%d", round);
+        co_strlcpy(wid, id(name), sizeof(wid));
+        pthread_t th[2];
+        pthread_barrier_t barrier;
+        struct owner_race_arg a[2] = {{wid, alice, &barrier, 0}, {wid, mallory, &barrier, 0}};
+        pthread_barrier_init(&barrier, NULL, 2);
+        for (int i = 0; i < 2; i++)
+            if (pthread_create(&th[i], NULL, owner_race, &a[i]) != 0)
+                abort();
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        int won = a[0].result == 0 ? 0 : 1;
+        CHECK((a[0].result == 0) != (a[1].result == 0));
+        CHECK_EQ(a[1 - won].result, CO_E_FORBIDDEN);
+        OK(coord_store_worker_get(S, wid, &out, &E));
+        CHECK(!strcmp(out.owner_id, a[won].owner));
+    }
+    return 0;
+}
+
 static int
 t_max_workers(void)
 {
@@ -1888,6 +1981,7 @@ main(void)
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},
         {"workers_upsert_list", t_workers},
+        {"worker_owner_first_registration", t_worker_owner},
         {"max_workers", t_max_workers},
         {"migrate_refuses_newer_schema", t_migrate_newer},
         {"restart_data_intact", t_restart},
