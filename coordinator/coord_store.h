@@ -274,6 +274,30 @@ int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f
 int coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_list *out,
                             co_err *err) __attribute__((warn_unused_result));
 
+/** A buyer's max_running_jobs and its assigned/running jobs now. */
+struct coord_buyer_cap {
+    char buyer_id[CO_ID_MAX + 1];
+    int64_t cap; /* > 0 */
+    int64_t running;
+};
+struct coord_buyer_cap_list {
+    struct coord_buyer_cap *items; /* caller frees (free()) */
+    size_t len;
+};
+
+/**
+ * coord_store_job_pending() for a scheduler that holds back the jobs of buyers at their
+ * max_running_jobs (the user's `limits` override, else @default_cap; 0 = none; admins have
+ * none): the pending jobs of buyers whose assigned/running jobs reached their cap are left out of
+ * the read (so they take no room in it from the others), and @caps receives, for the buyers that
+ * have a cap among those running or read, the cap and their running count (the caller holds back
+ * what would exceed it).  Counts are read, not locked: with several coordinators scheduling at
+ * once a buyer may briefly pass the cap by the jobs claimed meanwhile.
+ */
+int coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t default_cap,
+                                   struct coord_job_list *out, struct coord_buyer_cap_list *caps,
+                                   co_err *err) __attribute__((warn_unused_result));
+
 /**
  * Claim pending job @job_id for @worker_id: status assigned, attempts + 1, assigned_worker set,
  * only if it is still pending and the worker still has room (free cores/RAM cover it); a re-run

@@ -15,6 +15,7 @@
 
 #include "co_alloc.h"
 #include "co_buf.h"
+#include "co_jsonw.h"
 #include "co_time.h"
 #include "coord_store.h"
 #include "store_backend.h"
@@ -36,6 +37,14 @@
     " WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "                                 \
     "(SELECT COUNT(*) FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "     \
     "w.status, w.websocket, w.last_heartbeat, w.created_at, w.updated_at"
+
+/* A buyer's max_running_jobs ($1 the default; 0 = none), from the user's limits override. */
+#define BUYER_CAP                                                                                  \
+    "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE(CAST(json_extract(u.limits, "                  \
+    "'$.max_running_jobs') AS INTEGER), $1) END"
+#define BUYER_CAP_PG                                                                               \
+    "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE((u.limits::jsonb ->> 'max_running_jobs')"      \
+    "::bigint, $1::bigint) END"
 
 const struct store_sql store_sql[Q_COUNT] = {
     [Q_PING] = {"SELECT 1", NULL, NULL, STORE_LOCK_NONE},
@@ -212,6 +221,32 @@ const struct store_sql store_sql[Q_COUNT] = {
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
                        "'payout'))) LIMIT 1",
                        NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * max_running_jobs: a buyer's cap is the user's `limits` override, else the default ($1);
+     * admins have none (0).  Buyers with assigned/running jobs and their counts; the caps of some
+     * buyers (a JSON array of ids); pending jobs without those of some buyers (held back).
+     */
+    [Q_BUYERS_RUNNING] = {"SELECT j.buyer_id, COUNT(*), " BUYER_CAP " FROM jobs j "
+                          "JOIN users u ON u.user_id = j.buyer_id "
+                          "WHERE j.status IN ('assigned', 'running') "
+                          "GROUP BY j.buyer_id, u.is_admin, u.limits",
+                          "SELECT j.buyer_id, COUNT(*), " BUYER_CAP_PG " FROM jobs j "
+                          "JOIN users u ON u.user_id = j.buyer_id "
+                          "WHERE j.status IN ('assigned', 'running') "
+                          "GROUP BY j.buyer_id, u.is_admin, u.limits",
+                          NULL, STORE_LOCK_NONE},
+    [Q_BUYER_CAPS] = {"SELECT u.user_id, 0, " BUYER_CAP " FROM users u "
+                      "WHERE u.user_id IN (SELECT value FROM json_each($2))",
+                      "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
+                      "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+                      NULL, STORE_LOCK_NONE},
+    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                              "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
+                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                              "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
+                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              NULL, STORE_LOCK_NONE},
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -1254,6 +1289,106 @@ coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_l
                         co_err *err)
 {
     return jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit > 0 ? limit : 1)), out, err);
+}
+
+static void
+buyer_cap_row(struct db_res *r, void *item)
+{
+    struct coord_buyer_cap *c = item;
+    col_id(r, 0, c->buyer_id);
+    c->running = col_int(r, 1);
+    c->cap = col_int(r, 2);
+}
+
+/* Load buyer caps with @q into @l (appended), keeping only buyers that have one. */
+static int
+buyer_caps_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+                struct coord_buyer_cap_list *l, co_err *err)
+{
+    void *items;
+    size_t len;
+    if (rows_load(s, q, p, n, sizeof(struct coord_buyer_cap), buyer_cap_row, NULL, &items, &len,
+                  err) < 0)
+        return -1;
+    struct coord_buyer_cap *c = items;
+    l->items = co_xreallocarray(l->items, l->len + len + 1, sizeof(*l->items));
+    for (size_t i = 0; i < len; i++) {
+        if (c[i].cap > 0)
+            l->items[l->len++] = c[i];
+    }
+    free(items);
+    return 0;
+}
+
+static bool
+buyer_caps_has(const struct coord_buyer_cap_list *l, const char *buyer_id)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        if (strcmp(l->items[i].buyer_id, buyer_id) == 0)
+            return true;
+    }
+    return false;
+}
+
+int
+coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t default_cap,
+                               struct coord_job_list *out, struct coord_buyer_cap_list *caps,
+                               co_err *err)
+{
+    struct coord_buyer_cap_list running = {0};
+    struct co_buf held = CO_BUF_INIT, seen = CO_BUF_INIT;
+    struct co_jsonw w;
+    size_t n_held = 0, n_seen = 0;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    memset(caps, 0, sizeof(*caps));
+    if (limit <= 0)
+        limit = 1;
+    if (buyer_caps_load(s, Q_BUYERS_RUNNING, PARAMS(P_INT(default_cap)), &running, err) < 0)
+        goto out;
+    co_jsonw_init(&w, &held);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < running.len; i++) {
+        if (running.items[i].running >= running.items[i].cap) {
+            co_jsonw_str(&w, running.items[i].buyer_id);
+            n_held++;
+        }
+    }
+    co_jsonw_arr_end(&w);
+    int got = n_held == 0 ? jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit)), out, err)
+                          : jobs_load(s, Q_JOB_PENDING_EXCEPT,
+                                      PARAMS(P_INT(limit), P_TEXT(held.data)), out, err);
+    if (got < 0)
+        goto out;
+    /* The caps of the other buyers in the read, which have nothing running yet. */
+    co_jsonw_init(&w, &seen);
+    co_jsonw_arr_begin(&w);
+    for (size_t k = 0; k < out->len; k++) {
+        const char *b = out->items[k].buyer_id;
+        bool dup = buyer_caps_has(&running, b);
+        for (size_t j = 0; !dup && j < k; j++)
+            dup = strcmp(out->items[j].buyer_id, b) == 0;
+        if (!dup) {
+            co_jsonw_str(&w, b);
+            n_seen++;
+        }
+    }
+    co_jsonw_arr_end(&w);
+    if (n_seen > 0 &&
+        buyer_caps_load(s, Q_BUYER_CAPS, PARAMS(P_INT(default_cap), P_TEXT(seen.data)), &running,
+                        err) < 0)
+        goto out;
+    *caps = running;
+    memset(&running, 0, sizeof(running));
+    rc = 0;
+out:
+    if (rc < 0)
+        coord_job_list_release(out);
+    free(running.items);
+    co_buf_release(&held);
+    co_buf_release(&seen);
+    return rc;
 }
 
 /* Inside a write transaction: the worker row locked, its usage read. */

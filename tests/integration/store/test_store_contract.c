@@ -1246,6 +1246,89 @@ t_worker_owner(void)
     return 0;
 }
 
+/* The cap and running count of @buyer in @l, or -1 when it has no cap there. */
+static int64_t
+cap_of(const struct coord_buyer_cap_list *l, const char *buyer, int64_t *running)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        if (!strcmp(l->items[i].buyer_id, buyer)) {
+            *running = l->items[i].running;
+            return l->items[i].cap;
+        }
+    }
+    return -1;
+}
+
+/* How many jobs of @buyer are in @l. */
+static int
+jobs_of(const struct coord_job_list *l, const char *buyer)
+{
+    int n = 0;
+    for (size_t i = 0; i < l->len; i++)
+        n += !strcmp(l->items[i].buyer_id, buyer);
+    return n;
+}
+
+static int
+t_pending_capped(void)
+{
+    const char *w = id("w"), *capped = id("capped"), *free_b = id("free"), *boss = id("boss");
+    struct coord_job_list l;
+    struct coord_buyer_cap_list caps;
+    int64_t running = 0;
+    int attempt;
+    char sql[512];
+    OK(worker(w, id("seller"), 8, 8192));
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        OK(submit(id(name), capped, CREDIT, 1, 100, 9));
+        snprintf(name, sizeof(name), "b%d", i);
+        OK(submit(id(name), boss, CREDIT, 1, 100, 5));
+    }
+    OK(submit(id("f0"), free_b, CREDIT, 1, 100, 1));
+    OK(submit(id("f1"), free_b, CREDIT, 1, 100, 1));
+    snprintf(sql, sizeof(sql),
+             "UPDATE users SET limits = '{\"max_running_jobs\": 1}' WHERE user_id = '%s'; "
+             "UPDATE users SET is_admin = 1, limits = '{\"max_running_jobs\": 1}' "
+             "WHERE user_id = '%s'",
+             capped, boss);
+    OK(S->ops->exec_script(S, sql, &E));
+    /* Nothing running: every job is read; only the capped buyer has a cap (default none). */
+    OK(coord_store_job_pending_capped(S, 100, 0, &l, &caps, &E));
+    int ok = jobs_of(&l, capped) == 3 && jobs_of(&l, free_b) == 2 && jobs_of(&l, boss) == 3 &&
+             cap_of(&caps, capped, &running) == 1 && running == 0 &&
+             cap_of(&caps, free_b, &running) < 0 && cap_of(&caps, boss, &running) < 0;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    /* One of its jobs running: the capped buyer's jobs are left out of the read. */
+    OK(claim(id("c0"), w, &attempt));
+    OK(coord_store_job_started(S, id("c0"), w, attempt, &E));
+    OK(coord_store_job_pending_capped(S, 100, 0, &l, &caps, &E));
+    ok = jobs_of(&l, capped) == 0 && jobs_of(&l, free_b) == 2 && jobs_of(&l, boss) == 3 &&
+         cap_of(&caps, capped, &running) == 1 && running == 1;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    /* A default cap of 2 applies to the others; the admin has none; the override wins. */
+    OK(claim(id("f0"), w, &attempt));
+    OK(coord_store_job_pending_capped(S, 100, 2, &l, &caps, &E));
+    ok = jobs_of(&l, capped) == 0 && jobs_of(&l, free_b) == 1 && jobs_of(&l, boss) == 3 &&
+         cap_of(&caps, free_b, &running) == 2 && running == 1 &&
+         cap_of(&caps, boss, &running) < 0 && cap_of(&caps, capped, &running) == 1;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    OK(claim(id("f1"), w, &attempt));
+    OK(coord_store_job_pending_capped(S, 100, 2, &l, &caps, &E));
+    ok = jobs_of(&l, free_b) == 0 && jobs_of(&l, boss) == 3;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    return 0;
+}
+
 static int
 t_max_workers(void)
 {
@@ -1982,6 +2065,7 @@ main(void)
         {"health_counts", t_health},
         {"workers_upsert_list", t_workers},
         {"worker_owner_first_registration", t_worker_owner},
+        {"pending_capped_max_running_jobs", t_pending_capped},
         {"max_workers", t_max_workers},
         {"migrate_refuses_newer_schema", t_migrate_newer},
         {"restart_data_intact", t_restart},
