@@ -908,6 +908,12 @@ def t_spoofed_owner(env):
     b2.start()
     wait_connected(c, ["spoof-key2"])
     check(worker_row(c, "spoof-key2")["owner_id"] == "bob", "key's worker not bob's")
+    # The key may come as the hello's token instead of the upgrade's header.
+    ws = fake_ws(c)
+    ws.send(hello_msg("spoof-hello", token=bob))
+    expect(ws, "welcome")
+    check(worker_row(c, "spoof-hello")["owner_id"] == "bob", "hello-token key's worker not bob's")
+    ws.close()
     # The shared token: owner_id ignored, the worker belongs to AGENT_TOKEN_OWNER.
     t = env.agent("spoof-tok", 1, 1024, owner="mallory", key=False)
     t.start()
