@@ -1011,15 +1011,15 @@ sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
     bool token_ok =
         want && want[0] && got[0] && co_consttime_eq(got, strlen(got), want, strlen(want));
     memset(&s->principal, 0, sizeof(s->principal));
-    if (got[0] && !token_ok) {
+    /* A key at the upgrade wins: the hello's token is then not looked at. */
+    if (!s->key_hash[0] && got[0] && !token_ok) {
         if (strncmp(got, COORD_KEY_PREFIX, strlen(COORD_KEY_PREFIX)) != 0) {
             co_warn("agent refused: wrong token worker=%s", h->worker_id);
             sess_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "wrong agent token");
             agent_sess_close(s, PROTO_CLOSE_UNAUTHORIZED, "unauthorized");
             return -1;
         }
-        if (!s->key_hash[0])
-            coord_auth_hash(got, strlen(got), s->key_hash);
+        coord_auth_hash(got, strlen(got), s->key_hash);
     }
     if (s->key_hash[0]) {
         s->principal.cred = COORD_CRED_KEY;

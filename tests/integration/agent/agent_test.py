@@ -921,6 +921,11 @@ def t_spoofed_owner(env):
     expect(ws, "welcome")
     check(worker_row(c, "spoof-hello")["owner_id"] == "bob", "hello-token key's worker not bob's")
     ws.close()
+    # A key at the upgrade wins over a stale token in the hello.
+    ws = fake_ws(c, bearer(bob))
+    ws.send(hello_msg("spoof-hello", token="a-stale-agent-token"))
+    expect(ws, "welcome")
+    ws.close()
     # The shared token: owner_id ignored, the worker belongs to AGENT_TOKEN_OWNER.
     t = env.agent("spoof-tok", 1, 1024, owner="mallory", key=False)
     t.start()
