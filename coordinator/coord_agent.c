@@ -30,6 +30,7 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
     hub->db = srv->db;
     hub->events = srv->events;
     hub->metrics = &srv->metrics;
+    hub->limits = srv->limits;
     hub->ctx = ctx;
     hub->lease_ms = srv->cfg->worker_timeout_seconds * 1000;
     if (hub->lease_ms < 1000)
@@ -895,6 +896,14 @@ hello_settle_older(struct agent_sess *s, bool accepted)
         coord_sched_kick(hub->sched);
 }
 
+/* A credential of @s did not match: counted against its address (coord_limits). */
+static void
+sess_auth_failed(struct agent_sess *s)
+{
+    if (s->hub->limits)
+        coord_limits_auth_failed(s->hub->limits, s->peer, co_mono_ms());
+}
+
 /* Refuse a hello whose credential or worker id is not acceptable (CO_E_AUTH, CO_E_FORBIDDEN). */
 static void
 hello_refuse(struct agent_sess *s, const co_err *err)
@@ -906,6 +915,7 @@ hello_refuse(struct agent_sess *s, const co_err *err)
         sess_send_error(s, PROTO_ERR_FORBIDDEN, NULL, "%s", err->msg);
         agent_sess_close(s, PROTO_CLOSE_FORBIDDEN, "forbidden");
     } else {
+        sess_auth_failed(s);
         sess_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "%s", err->msg);
         agent_sess_close(s, PROTO_CLOSE_KEY_REJECTED, "key rejected");
     }
@@ -1015,6 +1025,7 @@ sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
     if (!s->key_hash[0] && got[0] && !token_ok) {
         if (strncmp(got, COORD_KEY_PREFIX, strlen(COORD_KEY_PREFIX)) != 0) {
             co_warn("agent refused: wrong token worker=%s", h->worker_id);
+            sess_auth_failed(s);
             sess_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "wrong agent token");
             agent_sess_close(s, PROTO_CLOSE_UNAUTHORIZED, "unauthorized");
             return -1;
@@ -1715,6 +1726,16 @@ filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return 1;
     }
+    /* An address with too many failed authentications (REST or agents) is refused for now. */
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    if (pss)
+        co_strlcpy(pss->peer, peer, sizeof(pss->peer));
+    if (hub && hub->limits && coord_limits_auth_blocked(hub->limits, peer, co_mono_ms()) > 0) {
+        co_warn("agent upgrade refused: too many failed authentications from %s", peer);
+        lws_return_http_status(wsi, 429, NULL);
+        return 1;
+    }
     const char *want = hub ? hub->cfg->agent_token : NULL;
     char tok[PROTO_TOKEN_MAX + 1];
     int tl = lws_hdr_custom_length(wsi, AGENT_TOKEN_HEADER, (int)strlen(AGENT_TOKEN_HEADER));
@@ -1724,6 +1745,8 @@ filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_
                                 (int)strlen(AGENT_TOKEN_HEADER)) < 0 ||
             !co_consttime_eq(tok, strlen(tok), want, strlen(want))) {
             co_warn("agent upgrade refused: wrong X-Agent-Token");
+            if (hub->limits)
+                coord_limits_auth_failed(hub->limits, peer, co_mono_ms());
             lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
             return 1;
         }
@@ -1733,6 +1756,8 @@ filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_
     char hash[COORD_KEY_HASH_LEN + 1];
     if (upgrade_bearer(wsi, hash) < 0) {
         co_warn("agent upgrade refused: Authorization is not a bearer token");
+        if (hub && hub->limits)
+            coord_limits_auth_failed(hub->limits, peer, co_mono_ms());
         lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
         return 1;
     }
@@ -1848,6 +1873,7 @@ coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         s->last_seen_ms = co_mono_ms();
         s->agent_peak_cores = s->agent_peak_ram_mb = -1;
         s->upgrade_agent_token = pss->agent_token;
+        co_strlcpy(s->peer, pss->peer, sizeof(s->peer));
         co_strlcpy(s->key_hash, pss->key_hash, sizeof(s->key_hash));
         co_buf_init(&s->rx);
         pss->s = s;

@@ -36,6 +36,7 @@ struct coord_agent_pss {
     /* The credential of the upgrade request (set in FILTER_PROTOCOL_CONNECTION). */
     bool agent_token;                      /* a valid X-Agent-Token header */
     char key_hash[COORD_KEY_HASH_LEN + 1]; /* coord_auth_hash of an Authorization: Bearer key */
+    char peer[64];                         /* the client's address */
 };
 #define COORD_AGENT_PSS_SIZE sizeof(struct coord_agent_pss)
 

@@ -81,6 +81,7 @@ struct agent_sess {
     bool upgrade_agent_token;              /* a valid X-Agent-Token header came with the upgrade */
     bool superseded;       /* a newer hello of its worker is being checked: no new assignments */
     bool refused;          /* its hello was refused: it never owned the worker */
+    char peer[64];         /* the client's address (failed-authentication throttle) */
     int64_t cores, ram_mb; /* total capacity from hello */
     int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
     int64_t peak_cores, peak_ram_mb; /* highest use handed out (for logs) */
@@ -157,6 +158,7 @@ struct coord_agents {
     struct coord_db *db;
     struct coord_events *events;
     struct coord_metrics *metrics; /* may be NULL */
+    struct coord_limits *limits;   /* failed authentications per address (the server's) */
     struct lws_context *ctx;
     struct agent_sess **sess; /* live sessions (wsi not NULL) */
     struct agent_ix_ent **ix; /* held jobs of live sessions, by job id (chained hash) */

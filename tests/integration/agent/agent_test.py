@@ -1054,6 +1054,30 @@ def t_closed_routes(env):
     check(n == 2, "the open registration warning appeared %d times over 2 starts" % n)
 
 
+@case("guessing keys on /ws/agent counts as failed authentications: the address is then refused "
+      "(429) on the WebSocket and the REST API alike")
+def t_agent_brute_force(env):
+    c = env.coord
+    c.env["AUTH_FAILURES_PER_MINUTE"] = "3"
+    c.start()
+    refused = None
+    for i in range(8):
+        ws = fake_ws(c, bearer("co_guess%035d" % i))
+        if ws.status == 429:
+            refused = i
+            ws.close()
+            break
+        check(ws.status == 101, "guess %d: upgrade answered %s" % (i, ws.status))
+        ws.send(hello_msg("guess-w"))
+        refused_with(ws, 4401, "guess %d" % i)
+        ws.close()
+    check(refused is not None and refused >= 3, "guesses refused from attempt %r, want after 3" %
+          refused)
+    st, doc = c.http("GET", "/api/v1/task?worker_id=guess-w", None, {"X-Agent-Token": AGENT_TOKEN})
+    check(st == 429, "REST with a good token from the blocked address answered %s %r" % (st, doc))
+    c.restart()  # the throttle is per process, in memory: the invariant check can ask again
+
+
 @case("poll API with sell keys: the owner's register/task/status completes and pays it; another "
       "user's worker id is 403 on every route")
 def t_poll_keys(env):
@@ -1381,7 +1405,8 @@ def t_rootless_unready(env):
 
 CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
-         t_user_disabled, t_closed_routes, t_poll_keys, t_running_cap, t_rootless_hello, t_rootless_cancel_timeout,
+         t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
+         t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 
 
