@@ -50,8 +50,8 @@
 
 /* A buyer's max_running_jobs ($1 the default; 0 = none), from the user's limits override. */
 #define BUYER_CAP                                                                                  \
-    "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE(CAST(json_extract(u.limits, "                  \
-    "'$.max_running_jobs') AS INTEGER), $1) END"
+    "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE(CAST(u.limits ->> 'max_running_jobs' AS "      \
+    "INTEGER), $1) END"
 #define BUYER_CAP_PG                                                                               \
     "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE((u.limits::jsonb ->> 'max_running_jobs')"      \
     "::bigint, $1::bigint) END"
