@@ -8,6 +8,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_ws_common.h"
 #include "coord_server.h"
 #include "proto_job.h"
 
@@ -1425,8 +1426,8 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
             if (offset + fwd > COORD_AGENT_OUTPUT_CAP)
                 fwd = (size_t)(COORD_AGENT_OUTPUT_CAP - offset);
             for (size_t i = 0; i < s->hub->n_out_subs; i++)
-                s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->attempt, stream,
-                                       offset, o->data, fwd);
+                s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->buyer_id, j->attempt,
+                                       stream, offset, o->data, fwd);
         }
         if (o->data_len == 0)
             return;
@@ -1691,28 +1692,6 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
 /* lws callback                                                                                */
 
 /*
- * The upgrade's `Authorization: Bearer <key>`: 0 and its hash in @hash ("" without the header),
- * -1 when the header is there but is not a bearer token.
- */
-static int
-upgrade_bearer(struct lws *wsi, char hash[COORD_KEY_HASH_LEN + 1])
-{
-    char v[PROTO_TOKEN_MAX + 16];
-    hash[0] = '\0';
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n <= 0)
-        return 0;
-    int rc = -1;
-    if (n < (int)sizeof(v) && lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_AUTHORIZATION) >= 0 &&
-        strncasecmp(v, "Bearer ", 7) == 0 && v[7]) {
-        coord_auth_hash(v + 7, strlen(v + 7), hash);
-        rc = 0;
-    }
-    explicit_bzero(v, sizeof(v));
-    return rc;
-}
-
-/*
  * Check the path, the X-Agent-Token header when the agent sends one, and keep the hash of an
  * Authorization: Bearer key in @pss (looked up with the hello, on a database thread).
  */
@@ -1754,7 +1733,7 @@ filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_
             pss->agent_token = true;
     }
     char hash[COORD_KEY_HASH_LEN + 1];
-    if (upgrade_bearer(wsi, hash) < 0) {
+    if (coord_ws_bearer_hash(wsi, hash) < 0) {
         co_warn("agent upgrade refused: Authorization is not a bearer token");
         if (hub && hub->limits)
             coord_limits_auth_failed(hub->limits, peer, co_mono_ms());

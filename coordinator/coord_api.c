@@ -446,10 +446,9 @@ render_user(struct coord_req *r, const struct coord_user *u)
  * admins, and the buyer itself through a credential with the buy scope.  Everyone else gets the
  * public view.
  */
-static bool
-sees_full(const struct coord_req *r, const char *buyer_id)
+bool
+coord_api_sees_full(const struct coord_principal *p, const char *buyer_id)
 {
-    const struct coord_principal *p = &r->principal;
     if (p->is_admin)
         return true;
     return p->cred != COORD_CRED_NONE && coord_auth_has_scope(p, COORD_SCOPE_BUY) &&
@@ -478,7 +477,7 @@ coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j)
 static void
 write_job_for(struct co_jsonw *w, const struct coord_req *r, const struct coord_job *j)
 {
-    if (sees_full(r, j->buyer_id))
+    if (coord_api_sees_full(&r->principal, j->buyer_id))
         coord_api_write_job(w, j, j->code != NULL, 0); /* code when it was loaded */
     else
         coord_api_write_job_public(w, j);
