@@ -24,9 +24,16 @@ function Timeline({ job, seen }: { job: Job; seen: { status: string; at: number 
     steps.push({ label, at: parseTime(job.completed_at) ?? seen.find((s) => s.status === job.status)?.at ?? null, note, tone });
   }
   return (
-    <ol className="relative ml-2 border-l border-slate-200" aria-label="Timeline">
+    <ol
+      className="relative ml-2 border-l border-slate-200"
+      aria-label="Timeline"
+      data-testid="job-timeline"
+      // Every status this page's client saw for the job, in order, from the submit answer on
+      // (recorded whether or not this page was on screen): tests read it instead of sampling.
+      data-seen={seen.map((s) => s.status).join(" ")}
+    >
       {steps.map((s) => (
-        <li key={s.label} className="mb-5 ml-5 last:mb-0">
+        <li key={s.label} className="mb-5 ml-5 last:mb-0" data-step={s.label.toLowerCase()}>
           <span className={`absolute -left-[5px] mt-1.5 h-2.5 w-2.5 rounded-full ring-4 ring-white ${s.tone}`} aria-hidden />
           <div className="text-sm font-medium text-slate-900">{s.label}</div>
           <div className="text-xs text-slate-500">
