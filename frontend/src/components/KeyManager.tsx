@@ -109,7 +109,7 @@ export function KeyManager({ userId, scopes: offered }: { userId: string; scopes
           label="API keys"
           columns={[
             { label: "Name" },
-            { label: "Scopes" },
+            { label: "Scopes", className: "hidden sm:table-cell" },
             { label: "Created", className: "hidden sm:table-cell" },
             { label: "Last used", className: "hidden md:table-cell" },
             { label: <span className="sr-only">Actions</span> },
@@ -120,8 +120,9 @@ export function KeyManager({ userId, scopes: offered }: { userId: string; scopes
               <td className="td">
                 <div className="font-medium text-slate-900">{k.name}</div>
                 <div className="font-mono text-xs text-slate-400">{k.key_id}</div>
+                <div className="text-xs text-slate-500 sm:hidden">{k.scopes.join(", ")}</div>
               </td>
-              <td className="td">{k.scopes.join(", ")}</td>
+              <td className="td hidden sm:table-cell">{k.scopes.join(", ")}</td>
               <td className="td hidden whitespace-nowrap sm:table-cell">{formatDateTime(k.created_at)}</td>
               <td className="td hidden whitespace-nowrap md:table-cell">
                 {k.last_used_at ? formatDateTime(k.last_used_at) : "never"}

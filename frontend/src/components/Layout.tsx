@@ -133,7 +133,7 @@ function SessionControl() {
       {s.credential ? (
         <div className="flex items-center gap-2">
           <span
-            className={`max-w-[9rem] truncate rounded-full px-2.5 py-1 text-xs font-medium ${rejected ? "bg-rose-50 text-rose-700" : "bg-indigo-50 text-indigo-700"}`}
+            className={`max-w-[9rem] sm:max-w-[16rem] truncate rounded-full px-2.5 py-1 text-xs font-medium ${rejected ? "bg-rose-50 text-rose-700" : "bg-indigo-50 text-indigo-700"}`}
             data-testid="session-state"
             data-roles={s.roles.join(" ")}
             title={s.me ? `${s.me.user_id}${s.me.key ? ` · key ${s.me.key.name}` : ""}` : undefined}
@@ -144,7 +144,11 @@ function SessionControl() {
                 ? "Signing in…"
                 : `${s.userId ?? "?"} · ${s.roles.map((r) => ROLE_LABEL[r]).join(", ") || "no rights"}`}
           </span>
-          <button type="button" className="btn-secondary px-2.5 py-1.5 text-xs" onClick={() => setCredential(null)}>
+          <button
+            type="button"
+            className="btn-secondary whitespace-nowrap px-2.5 py-1.5 text-xs"
+            onClick={() => setCredential(null)}
+          >
             Sign out
           </button>
         </div>
@@ -208,7 +212,7 @@ export function Layout() {
         <div className="mx-auto flex max-w-7xl items-center justify-between gap-3 px-4 py-3 sm:px-6 lg:px-8">
           <NavLink to="/" className="flex items-center gap-2" aria-label="CacheOut home">
             <img src="/favicon.svg" alt="" className="h-7 w-7" />
-            <span className="text-base font-semibold tracking-tight text-slate-900">CacheOut</span>
+            <span className="hidden text-base font-semibold sm:inline tracking-tight text-slate-900">CacheOut</span>
           </NavLink>
           <div className="flex items-center gap-3">
             <ConnectionBadge />

@@ -30,10 +30,21 @@ import {
   type Worker,
 } from "./types";
 
+const LIVE_KEYS: readonly (readonly string[])[] = [
+  jobKeys.recent(),
+  workerKeys.all,
+  healthKeys.health,
+  healthKeys.pricing,
+];
+
 /** Entries only the live client writes: kept however long no page looks at them. */
 export function setLiveDefaults(qc: QueryClient): void {
-  for (const key of [jobKeys.recent(), workerKeys.all, healthKeys.health, healthKeys.pricing])
-    qc.setQueryDefaults(key, { gcTime: Infinity, staleTime: Infinity });
+  for (const key of LIVE_KEYS) qc.setQueryDefaults(key, { gcTime: Infinity, staleTime: Infinity });
+}
+
+/** Whether @key is one of the entries only the live client writes. */
+export function isLiveKey(key: readonly unknown[]): boolean {
+  return LIVE_KEYS.some((k) => k.length === key.length && k.every((part, i) => part === key[i]));
 }
 
 /** Updates the cached detail of a job when a page holds one. */

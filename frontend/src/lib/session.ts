@@ -4,13 +4,22 @@
 // session by itself.
 import { useQuery, type QueryClient } from "@tanstack/react-query";
 import { meQuery } from "../queries/me";
+import { isLiveKey } from "./liveCache";
 import { subscribeCredential, useCredential, type Credential } from "./credential";
 import { rolesOf, type Role } from "./roles";
 import type { Me } from "./types";
 
+/**
+ * Forgets every answer when the credential changes. Entries the live client feeds are reset (their
+ * pages show "loading" until the new session's snapshot); all others are removed, so that pages
+ * fetch them again when they render with the new credential, and nothing is refetched with
+ * options of the old one (e.g. a signed-in-only query after signing out).
+ */
 export function resetCacheOnCredentialChange(qc: QueryClient): () => void {
   return subscribeCredential(() => {
-    void qc.resetQueries();
+    void qc.cancelQueries();
+    qc.removeQueries({ predicate: (q) => !isLiveKey(q.queryKey) });
+    void qc.resetQueries({ predicate: (q) => isLiveKey(q.queryKey) });
   });
 }
 

@@ -1,11 +1,15 @@
 import { KeyManager } from "../components/KeyManager";
 import { Card, PageHeader } from "../components/ui";
 import { useSession } from "../lib/session";
+import type { Scope } from "../lib/types";
 
 export function Keys() {
   const s = useSession();
   const userId = s.userId ?? "";
-  const admin = s.roles.includes("admin");
+  // A key may make keys with its own scopes only (no escalation); admins with any.
+  const scopes: Scope[] = s.roles.includes("admin")
+    ? ["buy", "sell", "admin"]
+    : (s.me?.key?.scopes ?? ["buy", "sell"]).filter((x) => x !== "admin");
   return (
     <>
       <PageHeader
@@ -13,7 +17,7 @@ export function Keys() {
         subtitle={`Keys of ${userId}. A key's token is shown once, when it is made; revoking a key takes effect at once, also for agents connected with it.`}
       />
       <Card title="Your keys" labelledBy="keys-title">
-        <KeyManager userId={userId} scopes={admin ? ["buy", "sell", "admin"] : ["buy", "sell"]} />
+        <KeyManager userId={userId} scopes={scopes} />
       </Card>
     </>
   );

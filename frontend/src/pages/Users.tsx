@@ -229,7 +229,10 @@ export function Users() {
                 <td className="td hidden text-right tabular-nums sm:table-cell">{formatCredits(u.credits)}</td>
                 <td className="td hidden text-xs text-slate-500 md:table-cell">
                   {LIMITS.map((l) =>
-                    u.limits?.[l.key] != null ? `${l.label.toLowerCase()}: ${u.limits[l.key]}` : null,
+                    // max_running_jobs 0 is "no cap" (API.md)
+                    u.limits?.[l.key] != null && !(l.key === "max_running_jobs" && u.limits[l.key] === 0)
+                      ? `${l.label.toLowerCase()}: ${u.limits[l.key]}`
+                      : null,
                   )
                     .filter(Boolean)
                     .join(" · ") || "defaults"}
