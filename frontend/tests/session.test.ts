@@ -14,6 +14,7 @@ import {
   subscribeCredential,
   wsAuthMessage,
 } from "../src/lib/credential";
+import { isLiveKey } from "../src/lib/liveCache";
 import { canOpen, navFor, rolesOf } from "../src/lib/roles";
 import { resetCacheOnCredentialChange } from "../src/lib/session";
 import type { Me } from "../src/lib/types";
@@ -21,7 +22,7 @@ import { EXAMPLE_FORM, validateSubmit } from "../src/lib/validate";
 import { auditQuery } from "../src/queries/audit";
 import { creditsQuery } from "../src/queries/credits";
 import { healthQuery, pricingQuery } from "../src/queries/health";
-import { jobListQuery, jobOutputQuery, jobQuery, recentJobsQuery } from "../src/queries/jobs";
+import { jobKeys, jobListQuery, jobOutputQuery, jobQuery, recentJobsQuery } from "../src/queries/jobs";
 import { keysQuery } from "../src/queries/keys";
 import { ledgerQuery } from "../src/queries/ledger";
 import { meQuery } from "../src/queries/me";
@@ -111,9 +112,15 @@ describe("credential", () => {
     const off = resetCacheOnCredentialChange(qc);
     setCredential({ kind: "admin", token: ADMIN });
     qc.setQueryData(["jobs", "detail", "j1"], { job_id: "j1", code: "secret" });
+    qc.setQueryData(jobKeys.recent(), [{ job_id: "j1", command: "secret" }]);
     setCredential({ kind: "key", token: KEY });
     await Promise.resolve();
     expect(qc.getQueryData(["jobs", "detail", "j1"])).toBeUndefined();
+    // The live list is cleared but kept (the live client refills it from the new session).
+    expect(qc.getQueryData(jobKeys.recent())).toBeUndefined();
+    expect(qc.getQueryCache().find({ queryKey: jobKeys.recent() })).toBeDefined();
+    expect(qc.getQueryCache().find({ queryKey: ["jobs", "detail", "j1"] })).toBeUndefined();
+    expect(isLiveKey(jobKeys.recent()) && isLiveKey(["workers"]) && !isLiveKey(jobKeys.detail("j1"))).toBe(true);
     off();
   });
 });
