@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { useSearchParams } from "react-router";
-import { Card, EmptyState, ErrorState, OneFieldForm, PageHeader, Spinner, Stat } from "../components/ui";
+import { Card, EmptyState, ErrorState, OneFieldForm, PageHeader, Spinner, Stat, Table } from "../components/ui";
 import { ApiError, grantCredits } from "../lib/api";
 import { formatCredits, formatMicro, toMicro } from "../lib/credits";
 import { formatDateTime } from "../lib/format";
@@ -25,6 +25,7 @@ const PREFERRED = [
   "balance",
   "balance_after",
 ];
+const PHONE = new Set(["created_at", "kind", "amount"]);
 const MONEY = new Set(["amount", "balance_after", "balance", "held", "credits"]);
 
 function cell(key: string, value: unknown): string {
@@ -57,37 +58,34 @@ export function Ledger({ user, kind }: { user: string; kind?: string }) {
     const ib = PREFERRED.indexOf(b);
     return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
   });
+  // On a phone: when, what and how much; the rest from the small breakpoint up.
+  const colClass = (k: string) => `${MONEY.has(k) ? "text-right" : ""} ${PHONE.has(k) ? "" : "hidden sm:table-cell"}`;
   return (
-    <div className="overflow-x-auto">
-      <table className="min-w-full divide-y divide-slate-100" aria-label="Ledger">
-        <thead className="bg-slate-50">
-          <tr>
-            {keys.map((k) => (
-              <th key={k} scope="col" className={`th ${MONEY.has(k) ? "text-right" : ""}`}>
-                {k.replace(/_/g, " ")}
-              </th>
-            ))}
-          </tr>
-        </thead>
-        <tbody className="divide-y divide-slate-100">
-          {rows.map((r, i) => (
-            <tr key={i}>
-              {keys.map((k) => {
-                const micro = MONEY.has(k) ? toMicro(r[k] as number | string) : null;
-                return (
-                  <td
-                    key={k}
-                    className={`td whitespace-nowrap ${MONEY.has(k) ? "text-right tabular-nums" : ""} ${k === "amount" && micro !== null ? (micro < 0n ? "text-rose-700" : micro > 0n ? "text-emerald-700" : "") : ""}`}
-                  >
-                    {cell(k, r[k])}
-                  </td>
-                );
-              })}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <Table label="Ledger" columns={keys.map((k) => ({ label: k.replace(/_/g, " "), className: colClass(k) }))}>
+      {rows.map((r, i) => (
+        <tr key={i}>
+          {keys.map((k) => {
+            const micro = MONEY.has(k) ? toMicro(r[k] as number | string) : null;
+            const tone =
+              k === "amount" && micro !== null
+                ? micro < 0n
+                  ? "text-rose-700"
+                  : micro > 0n
+                    ? "text-emerald-700"
+                    : ""
+                : "";
+            return (
+              <td
+                key={k}
+                className={`td whitespace-nowrap ${colClass(k)} ${MONEY.has(k) ? "tabular-nums" : ""} ${tone}`}
+              >
+                {cell(k, r[k])}
+              </td>
+            );
+          })}
+        </tr>
+      ))}
+    </Table>
   );
 }
 
