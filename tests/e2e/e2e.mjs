@@ -694,6 +694,17 @@ await rolePass("admin: users (create, disable, limits), keys, grants and the aud
   if (sellerAgent) await stop(sellerAgent);
 });
 
+await rolePass("anonymous: a buyer's job in the public view, without output or cancel", async () => {
+  await signOut();
+  await goClient(`/jobs/${encodeURIComponent(buyerJob ?? jobId)}`);
+  await page.getByText("another buyer's job (public view)").waitFor();
+  await page.getByText("Output is for the job's buyer").waitFor();
+  assert((await page.getByRole("button", { name: "Cancel job" }).count()) === 0, "cancel offered to anonymous");
+  // Signed in again as the admin for the rest of the run.
+  await signIn(ADMIN_TOKEN, "Admin token");
+  await waitFor(async () => (await sessionRoles()) === "admin", 10000, "the admin role");
+});
+
 await goClient("/");
 
 await step("stopping the worker shows it offline without a reload", async () => {
