@@ -267,6 +267,10 @@ page.on("console", (m) => {
   consoleErrors.push(t);
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+// Every URL the page asks for (REST, assets, WebSocket): no credential may ever be in one.
+const seenUrls = [];
+page.on("request", (r) => seenUrls.push(r.url()));
+page.on("websocket", (ws) => seenUrls.push(ws.url()));
 page.on("response", (r) => {
   if (r.status() === 404 && !/\/api\/v1\/credits\/|\/api\/v1\/jobs\/no-such-job$/.test(r.url()) && !(!haveAccounts && /\/api\/v1\/me$/.test(r.url())))
     consoleErrors.push(`unexpected 404 for ${r.url()}`);
@@ -757,6 +761,14 @@ await step("phone width: pages fit without horizontal scrolling", async () => {
     assert(overflow <= 1, `${path} is ${overflow}px wider than the phone screen`);
   }
   await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+await step("no credential in any URL the page asked for (REST, WebSocket, assets)", async () => {
+  const secrets = [ADMIN_TOKEN, buyerKey, sellerKey, agentCmd?.[2]].filter(Boolean);
+  assert(seenUrls.length > 0, "no requests recorded");
+  const leaks = seenUrls.filter((u) => secrets.some((t) => u.includes(t) || u.includes(encodeURIComponent(t))));
+  assert(leaks.length === 0, `${leaks.length} URLs carry a credential, e.g. ${leaks[0]?.replace(/[?#].*/, "?…")}`);
+  assert(!seenUrls.some((u) => /[?&]token=/.test(u)), "a URL has a token= parameter");
 });
 
 await step("no console errors", async () => {
