@@ -1,7 +1,8 @@
 import { useEffect, type ReactNode } from "react";
 import { createBrowserRouter, RouterProvider, useLocation } from "react-router";
 import { Layout } from "./components/Layout";
-import { Card, EmptyState, Spinner } from "./components/ui";
+import { Card, EmptyState, ErrorState, Spinner } from "./components/ui";
+import { ApiError } from "./lib/api";
 import { live } from "./lib/live";
 import { canOpen } from "./lib/roles";
 import { useSession } from "./lib/session";
@@ -35,6 +36,9 @@ function Guard({ children }: { children: ReactNode }) {
   const { pathname } = useLocation();
   if (s.loading) return <Spinner label="Signing in" />;
   if (canOpen(pathname, s.roles)) return children;
+  // Not a refusal of the page: the coordinator could not say who this is (the banner covers 401).
+  if (s.error && !(s.error instanceof ApiError && s.error.status === 401))
+    return <ErrorState title="Could not check your credential" message={s.error.message} />;
   return (
     <Card>
       <div data-testid="not-allowed">

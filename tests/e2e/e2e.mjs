@@ -305,7 +305,9 @@ async function signIn(secret, kind) {
   await page.getByRole("button", { name: "Sign out" }).waitFor();
 }
 async function signOut() {
-  await page.getByRole("button", { name: "Sign out" }).click();
+  const button = page.getByRole("button", { name: "Sign out" });
+  if ((await button.count()) === 0) return; // already signed out
+  await button.click();
   await page.getByTestId("read-only-notice").waitFor();
 }
 async function shot(name) {
@@ -538,6 +540,20 @@ const rolePass = async (name, fn) => {
   }
   await step(name, fn);
 };
+
+await rolePass("a wrong key is refused with a clear message and gives no rights", async () => {
+  await signOut();
+  allowedStatuses.add(401); // the rejected key's answers
+  await signIn(`co_${"x".repeat(43)}`, "API key");
+  await page.getByTestId("rejected-notice").waitFor();
+  assert(/Rejected/.test((await page.getByTestId("session-state").textContent()) ?? ""), "the session is not shown as rejected");
+  assert((await navLabels()).join(",") === "Overview,Jobs,Workers", `navigation with a wrong key: ${await navLabels()}`);
+  await goClient("/credits");
+  await page.getByTestId("not-allowed").waitFor();
+  await signOut();
+  allowedStatuses.delete(401);
+  await goClient("/");
+});
 
 await rolePass("buyer: own jobs, balance, ledger and keys; submits without a buyer id; no admin or seller pages", async () => {
   assert(buyerKey, `no buy key was created for the buyer (creating the user answered ${accounts.status})`);
