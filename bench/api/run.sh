@@ -16,7 +16,7 @@ secs=${BENCH_SECONDS:-10}
 conns=${BENCH_CONNECTIONS:-64}
 threads=${BENCH_THREADS:-2}
 stores=${BENCH_STORES:-sqlite postgres}
-token=bench-token
+token=bench-admin-token-0123456789abcdef
 export BENCH_DIR=$here BENCH_ADMIN_TOKEN=$token
 
 command -v wrk >/dev/null || { echo "bench/api: wrk is not installed (apt-get install wrk)"; exit 1; }

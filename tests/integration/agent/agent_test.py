@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
 import cotest  # noqa: E402  (tests/lib: the coordinator test library)
 from cotest import CaseFailed, check, iso_ms, wait_until  # noqa: E402
 
-ADMIN = "admin-token-agent-suite"
+ADMIN = "admin-token-agent-suite-0123456789"
 AGENT_TOKEN = "agent-token-agent-suite"
 LEASE_S = 3
 PASSED = 0
@@ -84,13 +84,13 @@ class Coordinator(cotest.Coordinator):
         return j
 
     def job(self, job_id):
-        st, j = self.http("GET", "/api/v1/jobs/" + job_id)
+        st, j = self.admin("GET", "/api/v1/jobs/" + job_id)
         check(st == 200, "GET job %s answered %s" % (job_id, st))
         return j
 
     def jobs(self, **q):
         qs = "&".join("%s=%s" % kv for kv in q.items())
-        st, j = self.http("GET", "/api/v1/jobs?limit=1000" + ("&" + qs if qs else ""))
+        st, j = self.admin("GET", "/api/v1/jobs?limit=1000" + ("&" + qs if qs else ""))
         check(st == 200, "GET jobs answered %s" % st)
         return j
 
@@ -336,7 +336,7 @@ def t_hello(env):
           "ledger rows charge=%d payout=%d refund=%d" % (len(charges), len(payouts), len(refunds)))
     check(abs(payouts[0]["amount"] - cost) < 1e-9, "payout %r != cost %r" % (payouts[0]["amount"],
                                                                            cost))
-    st, u = c.http("GET", "/api/v1/credits/default-buyer")
+    st, u = c.admin("GET", "/api/v1/credits/default-buyer")
     check(st == 200 and u["held"] == 0, "buyer still holds %r" % (u,))
     check(abs(u["credits"] - (1000 - cost)) < 1e-6, "buyer balance %r, want %r" % (u["credits"],
                                                                                  1000 - cost))

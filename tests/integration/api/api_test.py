@@ -47,6 +47,9 @@ class Server(cotest.Coordinator):
             "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
             "LOG_FILE": os.path.join(workdir, "coordinator.log"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+            # The original README's token is shorter than the 24 characters a production
+            # ADMIN_TOKEN needs: DEBUG=true allows it (t_secure_defaults tests the refusal).
+            "DEBUG": "true",
         }
         settings.update(env_extra or {})
         db = database_url if database_url is not None else args.database_url
@@ -56,6 +59,11 @@ class Server(cotest.Coordinator):
     def start(self, wait=True):
         """Start; with @wait, until health answers (200, or 503 when the database is down)."""
         return super().start(wait=wait, ready=(200, 503))
+
+
+# API.md "Visibility and rights": what anonymous users and other buyers see of a job.
+PUBLIC_JOB_FIELDS = {"job_id", "status", "required_cores", "required_ram_mb", "priority", "image",
+                     "cost", "assigned_worker", "created_at", "started_at", "completed_at"}
 
 
 def expect_error(st, doc, status, code, field=None):
@@ -275,7 +283,8 @@ def t_readme_examples(srv):
     check(code == 200 and any(x["worker_id"] == "worker-001" for x in json.loads(body)), body)
     code, body = curl([base + "/api/v1/jobs"])
     check(code == 200 and any(x["job_id"] == job["job_id"] for x in json.loads(body)), body)
-    code, body = curl([base + "/api/v1/credits/default-buyer"])
+    code, body = curl([base + "/api/v1/credits/default-buyer", "-H",
+                       "X-Admin-Token: your_admin_token"])
     c = json.loads(body)
     check(code == 200 and micro(c["held"]) == cost_of(2, 4096), body)
     check(micro(c["credits"]) == 10 * 1000000 - cost_of(2, 4096), body)
@@ -412,16 +421,16 @@ def t_bad_bodies(srv):
 def t_insufficient(srv):
     buyer = "poor-" + uuid.uuid4().hex[:8]
     submit(srv, buyer_id=buyer, required_cores=40, required_ram_mb=100)  # 4.001 of 10 held
-    st, doc, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, doc, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     before = doc
-    st, jobs_before, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer)
+    st, jobs_before, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
     st, doc, _ = srv.jreq("POST", "/api/v1/submit",
                           job_body(buyer_id=buyer, required_cores=64, required_ram_mb=60000),
                           admin=True)
     expect_error(st, doc, 402, "insufficient_credits")
-    st, after, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, after, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(after == before, "balance changed: %r -> %r" % (before, after))
-    st, jobs_after, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer)
+    st, jobs_after, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
     check(len(jobs_after) == len(jobs_before), "a job was stored")
     invariant(srv)
 
@@ -429,16 +438,16 @@ def t_insufficient(srv):
 def t_jobs_list(srv):
     buyer = "lister-" + uuid.uuid4().hex[:6]
     ids = [submit(srv, buyer_id=buyer, title="j%d" % i)["job_id"] for i in range(5)]
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
     check(st == 200 and [j["job_id"] for j in doc] == ids[::-1], "newest first: %r" % doc)
     check(all("code" not in j for j in doc), "code leaked in list")
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&limit=2" % buyer)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&limit=2" % buyer, admin=True)
     check([j["job_id"] for j in doc] == ids[::-1][:2], doc)
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&limit=2&offset=2" % buyer)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&limit=2&offset=2" % buyer, admin=True)
     check([j["job_id"] for j in doc] == ids[::-1][2:4], doc)
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&status=pending" % buyer)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&status=pending" % buyer, admin=True)
     check(len(doc) == 5, doc)
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&status=completed" % buyer)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=%s&status=completed" % buyer, admin=True)
     check(doc == [], doc)
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs?limit=1000")
     check(st == 200, st)
@@ -453,11 +462,13 @@ def t_job_get(srv):
     j = submit(srv, buyer_id="getter")
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"])
     check(st == 200 and doc["job_id"] == j["job_id"] and "code" not in doc, doc)
+    check(set(doc) == PUBLIC_JOB_FIELDS, "anonymous sees the public view: %r" % sorted(doc))
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"], admin=True)
     check(st == 200 and doc["code"] == "print(1)", doc)
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"],
                           headers={"X-Admin-Token": "wrong"})
-    check(st == 200 and "code" not in doc, "wrong token must not reveal code")
+    expect_error(st, doc, 401, "unauthorized")  # a wrong credential is refused, not ignored
+    check("print(1)" not in json.dumps(doc), "wrong token must not reveal code")
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs/no-such-job")
     expect_error(st, doc, 404, "not_found")
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs/no-such-job/output", admin=True)
@@ -469,11 +480,11 @@ def t_job_get(srv):
 def t_cancel(srv):
     buyer = "canceller-" + uuid.uuid4().hex[:6]
     j = submit(srv, buyer_id=buyer, required_cores=2, required_ram_mb=1000)
-    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(micro(c["held"]) == cost_of(2, 1000), c)
     st, doc, _ = srv.jreq("POST", "/api/v1/jobs/%s/cancel" % j["job_id"], admin=True)
     check(st == 200 and doc["status"] == "cancelled", doc)
-    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(micro(c["held"]) == 0 and micro(c["credits"]) == 10000000, "refund: %r" % c)
     st, doc, _ = srv.jreq("POST", "/api/v1/jobs/%s/cancel" % j["job_id"], admin=True)
     expect_error(st, doc, 409, "conflict")
@@ -512,9 +523,9 @@ def t_worker_flow(srv):
     st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
     check(st == 200 and a["job_id"] == j["job_id"] and a["attempt"] == 1, a)
     check(a["code"] == "print(2)" and a["command"] == "python main.py", a)
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"])
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"], admin=True)
     check(doc["status"] == "assigned" and doc["assigned_worker"] == wid, doc)
-    st, ws, _ = srv.jreq("GET", "/api/v1/workers")
+    st, ws, _ = srv.jreq("GET", "/api/v1/workers", admin=True)
     me = [w for w in ws if w["worker_id"] == wid][0]
     check(me["free_cores"] == 0 and me["running_jobs"] == 1 and me["owner_id"] == owner, me)
     check(me["connection"] == "http" and me["status"] != "offline", me)
@@ -545,17 +556,17 @@ def t_worker_flow(srv):
     st, out, _ = srv.jreq("GET", "/api/v1/jobs/%s/output" % j["job_id"], admin=True)
     check(out["stdout"] == "out \u00e9\n" and out["stderr"] == "warn\n", out)
     # Settlement: the buyer paid, the owner earned.
-    st, b, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, b, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     cost = cost_of(2, 1000)
     check(micro(b["credits"]) == 10000000 - cost - cost_of(4, 100), b)
     check(micro(b["held"]) == cost_of(4, 100), b)
-    st, o, _ = srv.jreq("GET", "/api/v1/credits/" + owner)
+    st, o, _ = srv.jreq("GET", "/api/v1/credits/" + owner, admin=True)
     check(st == 200 and micro(o["credits"]) >= cost, o)
     # Finishing twice changes nothing.
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": wid, "job_id": j["job_id"],
                                                      "status": "failed", "exit_code": 1})
     check(st in (200, 409), "second finish: %d %r" % (st, doc))
-    st, b2, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, b2, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(b2 == b, "second finish moved money")
     st, led, _ = srv.jreq("GET", "/api/v1/credits/%s/ledger" % buyer, admin=True)
     check(st == 200 and isinstance(led, list) and len(led) >= 2, led)
@@ -567,14 +578,14 @@ def t_worker_flow(srv):
         j3 = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100)
         st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
         check(st == 200 and a["job_id"] == j3["job_id"], a)
-        st, before, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+        st, before, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
         body = {"worker_id": wid, "job_id": j3["job_id"], "status": "failed", "exit_code": 3}
         if reason:
             body["failure_reason"] = reason
         st, doc, _ = srv.jreq("POST", "/api/v1/status", body)
         check(st == 200 and doc["status"] == "failed", doc)
         check(doc["failure_reason"] == (reason or "exit_code"), doc)
-        st, after, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+        st, after, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
         refunded = micro(after["credits"]) - micro(before["credits"])
         check(refunded == (0 if charged else cost_of(1, 100)),
               "reason %s: credits %r -> %r" % (reason, before, after))
@@ -585,7 +596,7 @@ def t_worker_flow(srv):
     check(st == 200 and a["job_id"] == j4["job_id"], a)
     st, doc, _ = srv.jreq("POST", "/api/v1/unregister", {"worker_id": wid})
     check(st == 200 and j4["job_id"] in doc["released_jobs"], doc)
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j4["job_id"])
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j4["job_id"], admin=True)
     check(doc["status"] == "pending" and doc["assigned_worker"] is None, doc)
     st, ws, _ = srv.jreq("GET", "/api/v1/workers")
     me = [w for w in ws if w["worker_id"] == wid][0]
@@ -620,7 +631,7 @@ def t_worker_errors(srv):
 
 
 def t_credits(srv):
-    st, doc, _ = srv.jreq("GET", "/api/v1/credits/nobody-" + uuid.uuid4().hex[:6])
+    st, doc, _ = srv.jreq("GET", "/api/v1/credits/nobody-" + uuid.uuid4().hex[:6], admin=True)
     expect_error(st, doc, 404, "not_found")
     u = "granted-" + uuid.uuid4().hex[:6]
     st, doc, _ = srv.jreq("POST", "/api/v1/credits/%s/grant" % u, {"amount": 2.5}, admin=True)
@@ -628,7 +639,7 @@ def t_credits(srv):
     st, doc, _ = srv.jreq("POST", "/api/v1/credits/%s/grant" % u, {"amount": 0.000001},
                           admin=True)
     check(st == 200 and micro(doc["credits"]) == 12500001, doc)
-    st, doc, _ = srv.jreq("GET", "/api/v1/credits/" + u)
+    st, doc, _ = srv.jreq("GET", "/api/v1/credits/" + u, admin=True)
     check(doc["credits"] == 12.500001, doc)
     for amount in (0, -1, "1", None, 0.0000001, True):
         st, doc, _ = srv.jreq("POST", "/api/v1/credits/%s/grant" % u, {"amount": amount},
@@ -755,9 +766,9 @@ def t_concurrency(srv):
     with concurrent.futures.ThreadPoolExecutor(max_workers=50) as ex:
         codes = list(ex.map(one, range(50)))
     check(codes.count(201) == 10 and codes.count(402) == 40, "codes %r" % sorted(codes))
-    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(micro(c["credits"]) == 0 and micro(c["held"]) == 10000000, c)
-    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?limit=1000&buyer_id=" + buyer)
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?limit=1000&buyer_id=" + buyer, admin=True)
     check(len(jobs) == 10, "stored %d jobs" % len(jobs))
     invariant(srv)
 
@@ -930,7 +941,7 @@ def t_env_file(args):
     srv.start()
     try:
         submit(srv, buyer_id="envfile")
-        st, c, _ = srv.jreq("GET", "/api/v1/credits/envfile")
+        st, c, _ = srv.jreq("GET", "/api/v1/credits/envfile", admin=True)
         check(micro(c["credits"]) + micro(c["held"]) == 7000000, c)
     finally:
         srv.stop()
@@ -944,7 +955,7 @@ def t_restart(srv, args):
         acked.append(submit(srv, buyer_id=buyer, title="d%d" % i)["job_id"])
     st, g, _ = srv.jreq("POST", "/api/v1/credits/%s/grant" % buyer, {"amount": 5}, admin=True)
     check(st == 200, g)
-    st, before, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, before, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     st, health_before, _ = srv.jreq("GET", "/api/v1/health")
     # Submits racing with the kill: whatever was acknowledged must survive.
     stop = threading.Event()
@@ -968,12 +979,12 @@ def t_restart(srv, args):
     t.join()
     srv.restart(new_port=True)
     for jid in acked + racing:
-        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + jid)
+        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + jid, admin=True)
         check(st == 200 and doc["job_id"] == jid, "job %s lost after kill -9" % jid)
-    st, after, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, after, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(after == before, "credits changed across restart: %r -> %r" % (before, after))
     if racing:
-        st, rc, _ = srv.jreq("GET", "/api/v1/credits/race-" + buyer)
+        st, rc, _ = srv.jreq("GET", "/api/v1/credits/race-" + buyer, admin=True)
         check(micro(rc["held"]) >= len(racing) * cost_of(1, 100), rc)
     invariant(srv)
 
@@ -1017,7 +1028,7 @@ def t_pg_restart(srv, args):
         check(st == 503 and doc["status"] == "unhealthy", "health while down: %r" % st)
         st, doc, _ = srv.jreq("POST", "/api/v1/submit", job_body(buyer_id="pgr"), admin=True)
         expect_error(st, doc, 503, "unavailable")
-        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"])
+        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"], admin=True)
         expect_error(st, doc, 503, "unavailable")
     finally:
         pg_ctl(args, "start")
@@ -1032,9 +1043,9 @@ def t_pg_restart(srv, args):
     # Every connection recovers: several requests in a row succeed.
     for _ in range(8):
         j2 = submit(srv, buyer_id="pgr")
-        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j2["job_id"])
+        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j2["job_id"], admin=True)
         check(st == 200, "read after recovery: %d" % st)
-    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"])
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + j["job_id"], admin=True)
     check(st == 200, "old job after recovery")
     invariant(srv)
 
