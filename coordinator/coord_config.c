@@ -9,6 +9,7 @@
 #include "co_config.h"
 #include "co_id.h"
 #include "coord_dash.h"
+#include "coord_limits.h"
 
 /* A string setting, NULL when unset or empty. */
 static char *
@@ -141,6 +142,9 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         goto fail;
     if (co_config_int("MAX_RUNNING_JOBS", 0, 0, INT64_C(1000000000), &cfg->max_running_jobs, err) <
         0)
+        goto fail;
+    if (co_config_int("AUTH_FAILURES_PER_MINUTE", COORD_AUTH_FAIL_MAX, 0, 1000000,
+                      &cfg->auth_failures_per_minute, err) < 0)
         goto fail;
     if (co_config_int("DASHBOARD_QUEUE_MESSAGES", COORD_DASH_QUEUE_MSGS, 4, 1 << 20,
                       &cfg->dash_queue_messages, err) < 0)

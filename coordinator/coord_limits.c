@@ -30,6 +30,7 @@ struct lim_table {
 struct coord_limits {
     struct lim_table buckets;
     struct lim_table addrs;
+    int64_t auth_fail_max;
 };
 
 void
@@ -188,9 +189,11 @@ table_get(struct lim_table *t, const char *key, bool create, bool *created,
 }
 
 struct coord_limits *
-coord_limits_new(void)
+coord_limits_new(int64_t auth_fail_max)
 {
-    return co_xcalloc(1, sizeof(struct coord_limits));
+    struct coord_limits *l = co_xcalloc(1, sizeof(*l));
+    l->auth_fail_max = auth_fail_max;
+    return l;
 }
 
 void
@@ -260,13 +263,15 @@ void
 coord_limits_auth_failed(struct coord_limits *l, const char *addr, int64_t now_ms)
 {
     bool created;
+    if (l->auth_fail_max <= 0)
+        return;
     struct lim_entry *e = table_get(&l->addrs, addr, true, &created, addr_idle, now_ms);
     if (created || now_ms - e->window_start_ms >= COORD_AUTH_FAIL_WINDOW_MS) {
         e->window_start_ms = now_ms;
         e->fails = 0;
     }
     e->fails++;
-    if (e->fails > COORD_AUTH_FAIL_MAX && e->blocked_until_ms <= now_ms)
+    if (e->fails > l->auth_fail_max && e->blocked_until_ms <= now_ms)
         e->blocked_until_ms = now_ms + COORD_AUTH_FAIL_WINDOW_MS;
 }
 

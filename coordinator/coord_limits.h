@@ -16,7 +16,8 @@
 
 #include "co_err.h"
 
-/* More than this many failed authentications from one address within a window ... */
+/* More than this many failed authentications from one address within a window (the default of
+ * AUTH_FAILURES_PER_MINUTE) ... */
 #define COORD_AUTH_FAIL_MAX 20
 /* ... of this length block the address for as long again. */
 #define COORD_AUTH_FAIL_WINDOW_MS 60000
@@ -41,8 +42,11 @@ int coord_limits_parse(const char *json, struct coord_user_limits *out, co_err *
 
 struct coord_limits;
 
-/** Empty state (caller-owned, coord_limits_free). */
-struct coord_limits *coord_limits_new(void);
+/**
+ * Empty state (caller-owned, coord_limits_free).  @auth_fail_max: failures allowed per address
+ * and window (COORD_AUTH_FAIL_MAX by default; 0 = no throttle).
+ */
+struct coord_limits *coord_limits_new(int64_t auth_fail_max);
 void coord_limits_free(struct coord_limits *l);
 
 /**
@@ -58,7 +62,7 @@ void coord_limits_auth_failed(struct coord_limits *l, const char *addr, int64_t 
 
 /**
  * 0 if @addr may try to authenticate, else the whole seconds (>= 1) until it may again: more
- * than COORD_AUTH_FAIL_MAX failures within COORD_AUTH_FAIL_WINDOW_MS block it for that long.
+ * than auth_fail_max failures within COORD_AUTH_FAIL_WINDOW_MS block it for that long.
  */
 int64_t coord_limits_auth_blocked(struct coord_limits *l, const char *addr, int64_t now_ms);
 

@@ -1034,7 +1034,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     srv->backend = backend;
     srv->events = coord_events_new();
     srv->auth_cache = coord_auth_cache_new();
-    srv->limits = coord_limits_new();
+    srv->limits = coord_limits_new(cfg->auth_failures_per_minute);
     srv->stop_flag = stop_flag;
     srv->started_mono_ms = co_mono_ms();
     coord_metrics_init(&srv->metrics);

@@ -31,6 +31,7 @@ static const char *const vars[] = {"HOST",
                                    "RATE_SUBMIT_PER_SECOND",
                                    "MAX_PENDING_JOBS",
                                    "MAX_RUNNING_JOBS",
+                                   "AUTH_FAILURES_PER_MINUTE",
                                    "FRONTEND_DIR",
                                    "SQL_DIR",
                                    "DB_THREADS",
@@ -74,6 +75,7 @@ test_defaults(void **state)
     assert_true(c.rate_submit_per_second == 100.0);
     assert_int_equal(c.max_pending_jobs, 10000);
     assert_int_equal(c.max_running_jobs, 0);
+    assert_int_equal(c.auth_failures_per_minute, 20);
     assert_int_equal(c.n_cors, 1);
     assert_true(coord_config_cors_allowed(&c, "http://localhost:5173", 21));
     assert_false(coord_config_cors_allowed(&c, "http://localhost:5174", 21));

@@ -15,7 +15,7 @@ static void
 test_bucket(void **state)
 {
     (void)state;
-    struct coord_limits *l = coord_limits_new();
+    struct coord_limits *l = coord_limits_new(COORD_AUTH_FAIL_MAX);
     /* 10 per second: a burst of 20, then one every 100 ms. */
     for (int i = 0; i < 20; i++)
         assert_int_equal(coord_limits_submit(l, "a", 10, 1000), 0);
@@ -44,7 +44,7 @@ static void
 test_many_users_are_swept(void **state)
 {
     (void)state;
-    struct coord_limits *l = coord_limits_new();
+    struct coord_limits *l = coord_limits_new(COORD_AUTH_FAIL_MAX);
     char id[32];
     for (int i = 0; i < 20000; i++) {
         snprintf(id, sizeof(id), "u%d", i);
@@ -59,7 +59,7 @@ static void
 test_auth_throttle(void **state)
 {
     (void)state;
-    struct coord_limits *l = coord_limits_new();
+    struct coord_limits *l = coord_limits_new(COORD_AUTH_FAIL_MAX);
     for (int i = 0; i < COORD_AUTH_FAIL_MAX; i++) {
         assert_int_equal(coord_limits_auth_blocked(l, "10.0.0.1", 1000 + i), 0);
         coord_limits_auth_failed(l, "10.0.0.1", 1000 + i);
@@ -74,6 +74,12 @@ test_auth_throttle(void **state)
     for (int i = 0; i < 40; i++)
         coord_limits_auth_failed(l, "10.0.0.3", (int64_t)i * 4000);
     assert_int_equal(coord_limits_auth_blocked(l, "10.0.0.3", 160000), 0);
+    coord_limits_free(l);
+    /* 0: no throttle. */
+    l = coord_limits_new(0);
+    for (int i = 0; i < 100; i++)
+        coord_limits_auth_failed(l, "10.0.0.1", 1000);
+    assert_int_equal(coord_limits_auth_blocked(l, "10.0.0.1", 1000), 0);
     coord_limits_free(l);
 }
 
