@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,6 +109,16 @@ test_cache(void **state)
     coord_auth_cache_invalidate(c, "k9", NULL);
     coord_auth_cache_put(c, h, &e, gen, 4000);
     assert_false(coord_auth_cache_get(c, h, 4000, &got));
+    /* Many keys in use at once stay cached together (no thrashing between two keys). */
+    char hs[256][COORD_KEY_HASH_LEN + 1];
+    for (int i = 0; i < 256; i++) {
+        char tok[32];
+        snprintf(tok, sizeof(tok), "co_token-%d", i);
+        coord_auth_hash(tok, strlen(tok), hs[i]);
+        coord_auth_cache_put(c, hs[i], &e, coord_auth_cache_gen(c), 5000);
+    }
+    for (int i = 0; i < 256; i++)
+        assert_true(coord_auth_cache_get(c, hs[i], 5000, &got));
     coord_auth_cache_free(c);
 }
 
