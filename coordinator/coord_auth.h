@@ -114,7 +114,7 @@ int coord_auth_lookup(struct coord_store *s, const char *token_hash, struct coor
  * Wrong tokens are never cached (they always reach the store; the per-address throttle bounds
  * them).
  */
-#define COORD_AUTH_CACHE_TTL_MS 1000
+#define COORD_AUTH_CACHE_TTL_MS 5000
 struct coord_auth_cache;
 
 struct coord_auth_cache *coord_auth_cache_new(void);

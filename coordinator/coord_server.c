@@ -572,6 +572,7 @@ req_credentials(struct lws *wsi, struct coord_req *r)
         if (req_bearer(wsi, r, bearer) < 0)
             goto out;
         if (coord_auth_cache_get(srv->auth_cache, r->key_hash, co_mono_ms(), &e)) {
+            atomic_fetch_add(&srv->metrics.auth_key_cache_hits, 1);
             r->principal = e.p;
             r->limits = e.limits;
         } else {
@@ -680,6 +681,7 @@ req_continue(struct coord_req *r, struct http_pss *pss)
     struct coord_server *srv = r->srv;
     if (r->auth_pending) {
         co_err err = CO_ERR_INIT;
+        atomic_fetch_add(&srv->metrics.auth_key_lookups, 1);
         r->inflight = true;
         srv->inflight++;
         if (coord_db_submit(srv->db, COORD_DB_READ, auth_work, auth_done, r, &err) < 0) {

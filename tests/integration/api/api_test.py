@@ -1192,6 +1192,27 @@ def t_role_matrix(srv):
     invariant(srv)
 
 
+def auth_counters(srv):
+    st, _, raw = srv.req("GET", "/metrics")
+    _, samples = parse_prometheus(raw.decode())
+    return (samples["cacheout_auth_key_lookups_total"][()],
+            samples["cacheout_auth_key_cache_hits_total"][()])
+
+
+def t_key_counters(srv):
+    """A new key is looked up in the store once; every use is counted as a lookup or a hit."""
+    t = uuid.uuid4().hex[:6]
+    mk_user(srv, "cnt-" + t)
+    k = mk_key(srv, "cnt-" + t, ["buy"])["token"]
+    l0, h0 = auth_counters(srv)
+    for _ in range(3):
+        st, _, _ = srv.jreq("GET", "/api/v1/me", headers=bearer(k))
+        check(st == 200, st)
+    l1, h1 = auth_counters(srv)
+    check(l1 >= l0 + 1 and (l1 - l0) + (h1 - h0) == 3, "lookups %d->%d hits %d->%d" %
+          (l0, l1, h0, h1))
+
+
 def t_visibility(srv):
     """The public view, a buyer's own jobs in full, nobody else's."""
     t = uuid.uuid4().hex[:6]
@@ -1578,6 +1599,7 @@ def main():
         case("users: create, patch, validation; audit rows", t_users_and_audit, srv)
         case("limits: submit rate 429 + Retry-After, pending quota 429", t_rate_limits, srv)
         case("CORS preflight: PATCH, DELETE, Authorization", t_cors_methods, srv)
+        case("key lookups and cache hits counted in /metrics", t_key_counters, srv)
         case("restart after kill -9 keeps every acknowledged job and credit", t_restart, srv,
              args)
         if args.pg_dir:
