@@ -1513,8 +1513,12 @@ h_keys_create(struct coord_store *s, struct coord_req *r)
     co_strlcpy(k.user_id, r->id, sizeof(k.user_id));
     co_strlcpy(k.name, name, sizeof(k.name));
     k.scopes = scopes;
-    json_t *detail =
-        json_pack("{s:s, s:s, s:i}", "user_id", r->id, "name", name, "scopes", (json_int_t)scopes);
+    json_t *names = json_array();
+    for (unsigned bit = 1; bit <= COORD_SCOPE_ADMIN; bit <<= 1) {
+        if (scopes & bit)
+            json_array_append_new(names, json_string(coord_auth_scope_name(bit)));
+    }
+    json_t *detail = json_pack("{s:s, s:s, s:o}", "user_id", r->id, "name", name, "scopes", names);
     if (coord_store_batch_begin(s, &err) < 0) {
         json_decref(detail);
         goto fail;

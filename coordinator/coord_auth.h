@@ -89,7 +89,7 @@ void coord_auth_principal_from_key(const struct coord_key_owner *k, struct coord
 /** "buy", "sell", "admin" for one scope bit; NULL otherwise. */
 const char *coord_auth_scope_name(unsigned bit);
 
-/** The bit of scope name @name (1-@len bytes), 0 if unknown. */
+/** The bit of scope name @name ("buy", "sell", "admin"), 0 if unknown. */
 unsigned coord_auth_scope_parse(const char *name);
 
 /** What authentication of a key yields: the principal and its user's limit overrides. */
