@@ -501,12 +501,13 @@ forbidden(struct coord_req *r, const char *what)
 }
 
 /*
- * Record an action in the audit log (@detail borrowed, may be NULL).  Called inside the batch
- * of the change it records, so that both are committed together or neither.
+ * Record an action in the audit log (@detail borrowed, may be NULL) and commit the batch that
+ * holds the change it records, so that both are committed together or neither (on failure the
+ * batch is rolled back).
  */
 static int
-audit(struct coord_store *s, const struct coord_req *r, const char *action, const char *target,
-      json_t *detail, co_err *err)
+audit_commit(struct coord_store *s, const struct coord_req *r, const char *action,
+             const char *target, json_t *detail, co_err *err)
 {
     co_autofree char *d = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_t *with_key = NULL;
@@ -519,7 +520,11 @@ audit(struct coord_store *s, const struct coord_req *r, const char *action, cons
         json_decref(with_key);
     }
     const char *actor = r->principal.user_id[0] ? r->principal.user_id : "agent-token";
-    return coord_store_audit_append(s, actor, action, target, d, err);
+    if (coord_store_audit_append(s, actor, action, target, d, err) < 0) {
+        coord_store_batch_rollback(s);
+        return -1;
+    }
+    return coord_store_batch_commit(s, err);
 }
 
 /* ------------------------------------------------------------------ handlers */
@@ -748,15 +753,14 @@ h_job_cancel(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         return;
     }
-    if (coord_store_job_cancel(s, r->id, &j, &was, &err) < 0 ||
-        (audited && audit(s, r, "job.cancel", r->id, NULL, &err) < 0)) {
+    if (coord_store_job_cancel(s, r->id, &j, &was, &err) < 0) {
         if (audited)
             coord_store_batch_rollback(s);
         coord_job_release(&j);
         coord_req_fail(r, &err);
         return;
     }
-    if (audited && coord_store_batch_commit(s, &err) < 0) {
+    if (audited && audit_commit(s, r, "job.cancel", r->id, NULL, &err) < 0) {
         coord_job_release(&j);
         coord_req_fail(r, &err);
         return;
@@ -1104,13 +1108,12 @@ h_grant(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         goto out;
     }
-    if (coord_store_user_grant(s, r->id, micro, &u, &err) < 0 ||
-        audit(s, r, "credits.grant", r->id, root, &err) < 0) {
+    if (coord_store_user_grant(s, r->id, micro, &u, &err) < 0) {
         coord_store_batch_rollback(s);
         coord_req_fail(r, &err);
         goto out;
     }
-    if (coord_store_batch_commit(s, &err) < 0) {
+    if (audit_commit(s, r, "credits.grant", r->id, root, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -1323,12 +1326,11 @@ h_users_create(struct coord_store *s, struct coord_req *r)
     a.is_admin = is_admin == 1;
     if (coord_store_batch_begin(s, &err) < 0)
         goto fail;
-    if (coord_store_account_create(s, &a, credits, &out, &err) < 0 ||
-        audit(s, r, "user.create", uid, root, &err) < 0) {
+    if (coord_store_account_create(s, &a, credits, &out, &err) < 0) {
         coord_store_batch_rollback(s);
         goto fail;
     }
-    if (coord_store_batch_commit(s, &err) < 0)
+    if (audit_commit(s, r, "user.create", uid, root, &err) < 0)
         goto fail;
     r->wrote_state = true;
     coord_req_changed(r, COORD_EVENT_CREDITS, uid);
@@ -1422,12 +1424,11 @@ h_user_patch(struct coord_store *s, struct coord_req *r)
     }
     if (coord_store_batch_begin(s, &err) < 0)
         goto fail;
-    if (coord_store_account_patch(s, r->id, &p, &out, &err) < 0 ||
-        audit(s, r, "user.patch", r->id, root, &err) < 0) {
+    if (coord_store_account_patch(s, r->id, &p, &out, &err) < 0) {
         coord_store_batch_rollback(s);
         goto fail;
     }
-    if (coord_store_batch_commit(s, &err) < 0)
+    if (audit_commit(s, r, "user.patch", r->id, root, &err) < 0)
         goto fail;
     r->wrote_state = true;
     /* Cached authentications of this user end now; its agents are told (COORD_EVENT_USER). */
@@ -1523,14 +1524,13 @@ h_keys_create(struct coord_store *s, struct coord_req *r)
         json_decref(detail);
         goto fail;
     }
-    if (coord_store_key_create(s, &k, hash, &err) < 0 ||
-        audit(s, r, "key.create", k.key_id, detail, &err) < 0) {
+    int rc = coord_store_key_create(s, &k, hash, &err);
+    if (rc < 0)
         coord_store_batch_rollback(s);
-        json_decref(detail);
-        goto fail;
-    }
+    else
+        rc = audit_commit(s, r, "key.create", k.key_id, detail, &err);
     json_decref(detail);
-    if (coord_store_batch_commit(s, &err) < 0)
+    if (rc < 0)
         goto fail;
     r->wrote_state = true;
     struct co_jsonw w;
@@ -1582,14 +1582,13 @@ h_key_revoke(struct coord_store *s, struct coord_req *r)
     if (coord_store_batch_begin(s, &err) < 0)
         goto fail;
     json_t *detail = json_pack("{s:s}", "user_id", k.user_id);
-    if (coord_store_key_revoke(s, r->id, NULL, &err) < 0 ||
-        audit(s, r, "key.revoke", r->id, detail, &err) < 0) {
+    int rc = coord_store_key_revoke(s, r->id, NULL, &err);
+    if (rc < 0)
         coord_store_batch_rollback(s);
-        json_decref(detail);
-        goto fail;
-    }
+    else
+        rc = audit_commit(s, r, "key.revoke", r->id, detail, &err);
     json_decref(detail);
-    if (coord_store_batch_commit(s, &err) < 0)
+    if (rc < 0)
         goto fail;
     r->wrote_state = true;
     /* Cached authentications of the key end now; agents connected with it are told. */
