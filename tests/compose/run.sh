@@ -89,7 +89,7 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 export PORT=$(free_port) FRONTEND_PORT=$(free_port) DB_PORT=$(free_port)
-export ADMIN_TOKEN=compose-admin-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
+export ADMIN_TOKEN=compose-admin-token-0123456789-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
 export POSTGRES_PASSWORD=compose-pw-$$ WORKER_TIMEOUT_SECONDS=30
 
 if "${compose[@]}" -p "$project" build >"$work/build.log" 2>&1; then
