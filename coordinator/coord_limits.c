@@ -236,8 +236,10 @@ coord_limits_submit(struct coord_limits *l, const char *user_id, double per_seco
     struct lim_entry *e = table_get(&l->buckets, user_id, true, &created, bucket_idle, now_ms);
     if (created) {
         e->tokens = cap;
-    } else if (now_ms > e->at_ms) {
-        e->tokens += (double)(now_ms - e->at_ms) / 1000.0 * per_second;
+    } else {
+        if (now_ms > e->at_ms)
+            e->tokens += (double)(now_ms - e->at_ms) / 1000.0 * per_second;
+        /* Also when the rate was lowered since (within the same millisecond, too). */
         if (e->tokens > cap)
             e->tokens = cap;
     }

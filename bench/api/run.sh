@@ -186,3 +186,14 @@ for r in "${results[@]}"; do echo "$r"; done
 echo
 echo "== authentication: bearer key against the admin token (mean of 2 runs each; target: < 5% slower)"
 for r in "${auth_lines[@]}"; do echo "$r"; done
+# The same cost without the noise of the machine: the lws thread's work per request.
+if [ -x "$build/bench/api/auth_cost" ]; then
+    cost=$("$build/bench/api/auth_cost")
+    echo "$cost"
+    h=$(cpu_of sqlite "health+admin")
+    if [ -n "$h" ]; then
+        echo "$cost" | awk -v h="$h" '{a = $4; k = $12;
+            printf "auth_cost: the key costs %.0f ns more than the token: %.1f%% of the %s us of CPU a health request takes\n",
+                k - a, (k - a) / 10 / h, h}'
+    fi
+fi

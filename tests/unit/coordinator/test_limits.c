@@ -34,6 +34,11 @@ test_bucket(void **state)
     assert_int_equal(coord_limits_submit(l, "slow", 0.05, 0), 20);
     assert_int_equal(coord_limits_submit(l, "slow", 0.05, 10000), 10);
     assert_int_equal(coord_limits_submit(l, "slow", 0.05, 20000), 0);
+    /* A user whose rate is lowered is held to the new burst at once, even in the same ms. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(coord_limits_submit(l, "lowered", 100, 50000), 0);
+    assert_int_equal(coord_limits_submit(l, "lowered", 0.05, 50000), 0);
+    assert_true(coord_limits_submit(l, "lowered", 0.05, 50000) > 0);
     /* 0 = no limit. */
     for (int i = 0; i < 1000; i++)
         assert_int_equal(coord_limits_submit(l, "free", 0, 0), 0);
