@@ -323,8 +323,9 @@ static void recheck_keys(struct coord_dash *d, enum coord_event_kind kind, const
 static void auth_result(struct coord_dash *d, struct coord_dash_sess *s, bool ok, const char *code,
                         const char *msg);
 static int auth_rejected(struct coord_dash *d, struct coord_dash_sess *s, const char *msg);
-static void sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s,
+static bool sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s,
                                const struct coord_principal *p, const char *key_hash);
+static void sess_view_changed(struct coord_dash *d, struct coord_dash_sess *s, bool changed);
 
 struct coord_dash *
 coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
@@ -1141,22 +1142,18 @@ key_lookup_done(void *arg)
                     s->p.user_id, s->p.key_id);
             sess_close_soon(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "key revoked");
         } else if (a->rc > 0) {
-            bool was_admin = s->admin;
-            unsigned scopes = s->p.scopes;
-            sess_set_principal(d, s, &a->e.p, a->hash);
-            /* Other rights, another view: the client starts again from a snapshot. */
-            if (was_admin != s->admin || scopes != s->p.scopes)
-                sess_request_snapshot(d, s);
+            /* Other rights: a new snapshot. */
+            sess_view_changed(d, s, sess_set_principal(d, s, &a->e.p, a->hash));
         } else {
             co_warn("dashboard: cannot check a session's key again error=\"%s\"", a->err.msg);
         }
         goto out;
     }
     bool first = s->auth_first;
-    s->auth_first = false;
     if (a->rc > 0) {
-        sess_set_principal(d, s, &a->e.p, a->hash);
+        bool changed = sess_set_principal(d, s, &a->e.p, a->hash);
         auth_result(d, s, true, NULL, NULL);
+        sess_view_changed(d, s, changed);
         /* Revoked or changed while this lookup ran: look again. */
         if (s->auth_stale && !s->auth_inflight) {
             s->auth_stale = false;
@@ -1169,8 +1166,10 @@ key_lookup_done(void *arg)
         co_warn("dashboard: cannot check a key error=\"%s\"", a->err.msg);
         auth_result(d, s, false, "unavailable", "the key cannot be checked now");
     }
-    if (first)
+    if (first) {
+        s->auth_first = false;
         sess_request_snapshot(d, s);
+    }
 out:
     explicit_bzero(a->hash, sizeof(a->hash));
     free(a);
@@ -1457,8 +1456,8 @@ bad_message(struct coord_dash *d, struct coord_dash_sess *s, const char *msg)
     return 0;
 }
 
-/* Make @s act for @p (anonymous: cred NONE); keeps the admin count. */
-static void
+/* Make @s act for @p (anonymous: cred NONE); keeps the admin count.  True if the view changed. */
+static bool
 sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s, const struct coord_principal *p,
                    const char *key_hash)
 {
@@ -1469,9 +1468,24 @@ sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s, const struct
         else
             d->n_admin--;
     }
+    bool same_view = s->admin == admin && s->p.cred == p->cred && s->p.scopes == p->scopes &&
+                     strcmp(s->p.user_id, p->user_id) == 0;
     s->admin = admin;
     s->p = *p;
     co_strlcpy(s->key_hash, key_hash ? key_hash : "", sizeof(s->key_hash));
+    return !same_view;
+}
+
+/*
+ * After a change of view: what the client holds was rendered for the old one, so a fresh
+ * snapshot in the new view follows (the first snapshot of a key given at the upgrade is still
+ * to come anyway).
+ */
+static void
+sess_view_changed(struct coord_dash *d, struct coord_dash_sess *s, bool changed)
+{
+    if (changed && !s->auth_first)
+        sess_request_snapshot(d, s);
 }
 
 static void
@@ -1502,12 +1516,13 @@ static int
 auth_rejected(struct coord_dash *d, struct coord_dash_sess *s, const char *msg)
 {
     struct coord_principal anon = {0};
-    sess_set_principal(d, s, &anon, NULL);
+    bool changed = sess_set_principal(d, s, &anon, NULL);
     if (d->srv->limits)
         coord_limits_auth_failed(d->srv->limits, s->peer, co_mono_ms());
     if (++s->bad_tokens >= COORD_DASH_MAX_BAD_TOKENS)
         return -1;
     auth_result(d, s, false, "unauthorized", msg);
+    sess_view_changed(d, s, changed);
     return 0;
 }
 
@@ -1542,8 +1557,9 @@ handle_auth(struct coord_dash *d, struct coord_dash_sess *s, json_t *root)
     if (ok) {
         struct coord_principal p;
         coord_auth_principal_admin(&p);
-        sess_set_principal(d, s, &p, NULL);
+        bool changed = sess_set_principal(d, s, &p, NULL);
         auth_result(d, s, true, NULL, NULL);
+        sess_view_changed(d, s, changed);
         return 0;
     }
     if (auth_rejected(d, s, "admin token rejected") < 0)

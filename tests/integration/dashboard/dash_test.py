@@ -290,6 +290,9 @@ def t_admin_output(srv):
     late.send({"type": "auth", "token": ADMIN})
     r = tl.until(lambda m: m.get("type") == "auth.result", what="auth.result")
     check(r["ok"] is True and r["admin"] is True, r)
+    # The admin view replaces the anonymous one the session got first.
+    s = tl.until(lambda m: m.get("type") == "snapshot", what="snapshot after the admin token")
+    check(s["session"]["admin"] is True and all("title" in j for j in s["jobs"]), s["session"])
     srv.submit("output job", command="cat x")
     text = "héllo wörld\n" * 3
     jid = agent.run_job(["line 1\n", text])
@@ -679,9 +682,12 @@ def t_key_rejected(args):
         check(r["ok"] is True and r["user_id"] == "rk", r)
         r = auth_bearer(ws, "co_wrong")  # a rejected key makes the session anonymous again
         check(r["ok"] is False and r["user_id"] is None, r)
+        # ... and the server sends the anonymous view at once (the client's resync is harmless).
         ws.send({"type": "resync"})
-        s = tr.until(lambda m: m.get("type") == "snapshot", what="snapshot")
+        s = tr.until(lambda m: m.get("type") == "snapshot" and m["session"]["user_id"] is None,
+                     what="the anonymous snapshot after the rejected key")
         check(s["session"] == {"admin": False, "user_id": None}, s["session"])
+        check(all(public_keys(j) == PUBLIC_JOB for j in s["jobs"]), "not the public view")
         # A wrong key on the upgrade: accepted as anonymous, told so, counted (3rd failure).
         up = WS(srv.port, headers=bearer("co_" + "y" * 43))
         check(up.status == 101, "upgrade with a wrong key answered %s" % up.status)
@@ -755,8 +761,8 @@ def t_admin_key(srv):
     snapshot_of(ws)
     r = auth_bearer(ws, k)
     check(r["ok"] is True and r["admin"] is True and r["user_id"] == "boss", r)
-    ws.send({"type": "resync"})
-    s, _ = ws.expect(lambda m: m.get("type") == "snapshot", 10, "snapshot")
+    # Another view: the server follows the auth.result with a snapshot in it, unasked.
+    s, _ = ws.expect(lambda m: m.get("type") == "snapshot", 10, "snapshot after the auth")
     check(s["session"] == {"admin": True, "user_id": "boss"}, s["session"])
     check(all("title" in j for j in s["jobs"]), "admin key session has public jobs")
     ws.close()
