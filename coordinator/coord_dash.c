@@ -945,14 +945,13 @@ snap_done(void *arg)
                 } else {
                     m = snap_msg(d, sn, s, false);
                 }
-                /* Fill the placeholder (the oldest one still unfilled). */
+                /* Fill the placeholders (two after a change of view: both in the new one). */
                 for (size_t i = 0; i < s->q_len; i++) {
                     struct dash_qent *e = q_at(s, i);
                     if (!e->m) {
                         e->m = m;
                         m->refs++;
                         s->q_bytes += m->len;
-                        break;
                     }
                 }
                 if (m != m_admin && m != m_pub)
@@ -1484,8 +1483,20 @@ sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s, const struct
 static void
 sess_view_changed(struct coord_dash *d, struct coord_dash_sess *s, bool changed)
 {
-    if (changed && !s->auth_first)
-        sess_request_snapshot(d, s);
+    if (!changed || s->auth_first)
+        return;
+    /*
+     * Not the one-outstanding-resync rule: a snapshot or events already queued were rendered for
+     * the old view, so the new snapshot goes after them (every placeholder of the session is
+     * filled by the next build, in the view of that moment).
+     */
+    q_push(s, NULL, 0);
+    q_at(s, s->q_len - 1)->seq = s->seq;
+    if (!s->snap_wait)
+        d->snap_waiting++;
+    s->snap_wait = true;
+    s->snap_gen = d->gen_next;
+    snap_start(d);
 }
 
 static void
