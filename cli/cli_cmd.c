@@ -30,6 +30,8 @@
 /* Polling of a followed job: start fast (short jobs), settle at one request a second. */
 #define POLL_FIRST_MS 200
 #define POLL_MAX_MS 1000
+/* A spinner frame every SPIN_MS while waiting (a divisor of the poll delays' steps). */
+#define SPIN_MS 100
 
 static volatile sig_atomic_t interrupted;
 
@@ -112,6 +114,7 @@ struct follow {
     size_t out_off, err_off; /* bytes of stdout/stderr already printed */
     json_int_t attempt;      /* attempt those offsets belong to, -1 before any output */
     char reason[512];        /* last pending message shown (non-TTY: printed on change) */
+    char line[600];          /* the spinner's text */
     int spin;
     bool spinner_shown;
 };
@@ -127,11 +130,21 @@ spinner_clear(struct cli_ctx *ctx, struct follow *f)
     (void)ctx;
 }
 
+/* Draw the spinner's next frame with the last waiting line. */
+static void
+spinner_tick(struct follow *f)
+{
+    static const char spin[] = "|/-\\";
+
+    fprintf(stderr, "\r\033[K%c %s", spin[f->spin++ % 4], f->line);
+    fflush(stderr);
+    f->spinner_shown = true;
+}
+
 /* Show that @job waits (pending or assigned), with its pending_reason when there is one. */
 static void
 show_waiting(struct cli_ctx *ctx, struct follow *f, const json_t *job)
 {
-    static const char spin[] = "|/-\\";
     const json_t *pr = json_object_get(job, "pending_reason");
     const char *msg = jstr(pr, "message");
     char line[600];
@@ -141,9 +154,8 @@ show_waiting(struct cli_ctx *ctx, struct follow *f, const json_t *job)
     snprintf(line, sizeof(line), "job %s %s%s%s", jstr(job, "job_id"), jstr(job, "status"),
              msg[0] ? ": " : "", msg);
     if (ctx->tty_err) {
-        fprintf(stderr, "\r\033[K%c %s", spin[f->spin++ % 4], line);
-        fflush(stderr);
-        f->spinner_shown = true;
+        co_strlcpy(f->line, line, sizeof(f->line));
+        spinner_tick(f);
     } else if (msg[0] != '\0' && strcmp(msg, f->reason) != 0) {
         fprintf(stderr, "cacheout: %s\n", line);
     }
@@ -224,7 +236,12 @@ follow_job(struct cli_ctx *ctx, const char *id, bool output, json_t **final, co_
             return 0;
         }
         json_decref(job);
-        sleep_ms(delay);
+        /* While the spinner shows, it turns between polls. */
+        for (long slept = 0; slept < delay && !interrupted; slept += SPIN_MS) {
+            sleep_ms(SPIN_MS);
+            if (f.spinner_shown)
+                spinner_tick(&f);
+        }
         delay = delay * 3 / 2 > POLL_MAX_MS ? POLL_MAX_MS : delay * 3 / 2;
     }
 }

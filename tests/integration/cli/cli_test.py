@@ -339,6 +339,40 @@ def t_files_artifacts(e):
     cotest.check(hashlib.sha256(data).hexdigest() in res[1], res[1])
 
 
+def t_tls(e):
+    if not ARGS.tls_dir:
+        raise Skip("no test CA (tests/lib/tls.sh could not make one: see run.sh's output)")
+    d = ARGS.tls_dir
+    c = cotest.Coordinator(ARGS.coordinator, ARGS.sql_dir, ADMIN, workdir=e.workdir,
+                           output="coordinator-tls.log",
+                           settings={"TLS_CERT_FILE": os.path.join(d, "server.pem"),
+                                     "TLS_KEY_FILE": os.path.join(d, "server.key"),
+                                     "FRONTEND_DIR": e.workdir})
+    c.start(wait=False)
+    try:
+        url = {"CACHEOUT_URL": "https://127.0.0.1:%d" % c.port}
+
+        def run(**extra):
+            return e.run("show", "no-such-job", extra=dict(url, **extra))
+        ca = os.path.join(d, "ca.pem")
+        # Reaching the server through verified TLS gives the API's 404 for the unknown job.
+        cotest.wait_until(lambda: "HTTP 404" in run(CACHEOUT_CA_FILE=ca)[2], 20,
+                          "the TLS coordinator answering")
+        res = run(TLS_CA_FILE=ca)
+        cotest.check(res[0] == 1 and "HTTP 404" in res[2], "TLS_CA_FILE: %r" % (res,))
+        for name, extra in (("the system store", {}),
+                            ("an unrelated CA", {"CACHEOUT_CA_FILE": os.path.join(
+                                d, "other-ca.pem")})):
+            res = run(**extra)
+            cotest.check(res[0] == 1 and "HTTP" not in res[2] and "certificate" in res[2],
+                         "with %s the server must be refused: %r" % (name, res))
+        res = e.run("show", "x", extra={"CACHEOUT_URL": "https://localhost:%d" % c.port,
+                                        "CACHEOUT_CA_FILE": ca})
+        cotest.check("HTTP 404" in res[2], "host name localhost: %r" % (res,))
+    finally:
+        c.stop()
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -350,6 +384,7 @@ def main():
     ap.add_argument("--label", default="sqlite")
     ap.add_argument("--skip-file", default="")
     ap.add_argument("--only", default="")
+    ap.add_argument("--tls-dir", default="")
     ARGS = ap.parse_args()
     run = cotest.Runner(ARGS.label)
     e = Env(ARGS)
@@ -389,6 +424,7 @@ def main():
         case("balance --user with the admin token", t_balance_admin)
         case("accounts: balance and keys create with a user key, 403", t_accounts)
         case("input files and artifacts with sha256", t_files_artifacts)
+        case("TLS: verified with CACHEOUT_CA_FILE/TLS_CA_FILE, refused otherwise", t_tls)
     except Exception as ex:  # noqa: BLE001 - the set-up failed: one failure
         run.fail("set-up", ex)
     finally:

@@ -5,8 +5,9 @@
 # "cli: N passed, M failed[, K skipped]".  Cases whose coordinator feature is missing (accounts,
 # input files, artifacts) print SKIP with the reason and count as skipped.
 #
-# Environment: CO_SRC_DIR, CO_BUILD_DIR (as scripts/test.sh sets them); CLI_SUITE_ONLY=<substring>
-# runs only the matching cases.
+# Environment: CO_SRC_DIR, CO_BUILD_DIR, CO_ASAN_BUILD_DIR (as scripts/test.sh sets them; with a
+# sanitizer build, a third pass on SQLite runs its cacheout); CLI_SUITE_ONLY=<substring> runs only
+# the matching cases.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../../.." && pwd)}
@@ -43,7 +44,15 @@ fi
 # shellcheck source=../../lib/suite.sh
 . "$src/tests/lib/suite.sh"
 skip_file=$(mktemp)
-trap 'rm -f "$skip_file"' EXIT
+tls_dir=$(mktemp -d)
+trap 'rm -rf "$skip_file" "$tls_dir"' EXIT
+# shellcheck source=../../lib/tls.sh
+. "$src/tests/lib/tls.sh"
+tls_args=(--tls-dir "$tls_dir")
+if ! tls_make "$tls_dir" >/dev/null; then
+    echo "NOTE - cli suite: no test CA (tls_make failed): the TLS case is skipped"
+    tls_args=()
+fi
 
 run_driver() { # label [driver args...]
     local label=$1
@@ -51,7 +60,7 @@ run_driver() { # label [driver args...]
     echo 0 >"$skip_file"
     suite_pass "$label" python3 "$driver" --cli "$cli" --coordinator "$coord" --agent "$agent" \
         --sql-dir "$src/sql" --label "$label" --only "${CLI_SUITE_ONLY:-}" \
-        --skip-file "$skip_file" "$@"
+        --skip-file "$skip_file" "${tls_args[@]}" "$@"
     skipped=$((skipped + $(cat "$skip_file" 2>/dev/null || echo 0) + 0))
 }
 
@@ -66,6 +75,16 @@ else
     echo "SKIP - postgres: cannot start a PostgreSQL server (see the message above);" \
         "the cli cases were NOT run on PostgreSQL"
     skipped=$((skipped + $(grep -c '^        case(' "$driver")))
+fi
+
+# The sanitizer build's cacheout on SQLite: an ASan/UBSan report aborts it, and a leak report at
+# exit changes its exit status, so either fails the case that ran it.
+asan=${CO_ASAN_BUILD_DIR:-}
+if [ -n "$asan" ] && [ -x "$asan/cli/cacheout" ]; then
+    cli="$asan/cli/cacheout" ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} run_driver sqlite-asan
+else
+    echo "NOTE - cli suite: no sanitizer build of cacheout (CO_ASAN_BUILD_DIR); the ASan pass" \
+        "is not run"
 fi
 
 summary
