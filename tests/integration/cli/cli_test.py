@@ -142,6 +142,34 @@ def t_wait_timeout(e):
     cotest.check("timed out" in res[2], "stderr %r" % res[2])
 
 
+def t_wait_pending_then_cancelled(e):
+    # No agent has 64 cores: the job stays pending; --wait says why (when the coordinator gives
+    # a pending_reason) and exits 143 once the job is cancelled.
+    p = subprocess.Popen([ARGS.cli, "submit", "--buyer", BUYER, "--cores", "64", "--wait", "--",
+                          "true"], env=e.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = p.stderr.readline().decode()
+        cotest.check(line.startswith("cacheout: submitted job "), "first note %r" % line)
+        jid = line.split()[-1]
+        st, job = e.api("GET", "/jobs/" + jid)
+        cotest.check(job["status"] == "pending", job)
+        reason = job.get("pending_reason")
+        if reason:
+            line = p.stderr.readline().decode()
+            text = reason.get("message") or reason.get("code")
+            cotest.check(text in line and "pending" in line,
+                         "no pending_reason note: %r (reason %r)" % (line, reason))
+        expect(e.run("cancel", jid), 0, "cancel")
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    cotest.check(p.returncode == 143, "--wait of a cancelled job: exit %d %r" % (p.returncode,
+                                                                                   err))
+    cotest.check(b"cancelled" in err, err)
+
+
 def t_logs_follow_live(e):
     jid = e.submit("sh", "-c", "echo first; sleep 4; echo second")
     p = subprocess.Popen([ARGS.cli, "logs", jid, "-f"], env=e.env(), stdout=subprocess.PIPE,
@@ -415,6 +443,8 @@ def main():
         case("submit --wait: the job's exit code, stdout and stderr apart", t_wait_exit_code)
         case("submit --wait: killed job exits 128+9", t_wait_killed)
         case("submit --wait: timeout exits 124", t_wait_timeout)
+        case("submit --wait: pending (with its reason), then cancelled: 143",
+             t_wait_pending_then_cancelled)
         case("logs -f prints output while the job runs", t_logs_follow_live)
         case("--json shapes and plain output", t_json_shapes)
         case("cancel: pending job, 409 on repeat, a followed job ends", t_cancel)
