@@ -32,6 +32,8 @@
 #define POLL_MAX_MS 1000
 /* A spinner frame every SPIN_MS while waiting (a divisor of the poll delays' steps). */
 #define SPIN_MS 100
+/* Following a job survives this many seconds of a coordinator that does not answer. */
+#define FOLLOW_RETRIES 60
 
 static volatile sig_atomic_t interrupted;
 
@@ -197,6 +199,20 @@ print_new_output(struct cli_ctx *ctx, struct follow *f, const json_t *job, co_er
     return 0;
 }
 
+static bool
+is_waiting(const json_t *job)
+{
+    const char *st = jstr(job, "status");
+    return strcmp(st, "pending") == 0 || strcmp(st, "assigned") == 0;
+}
+
+/* An error worth retrying while following a job: no answer, 5xx, 429. */
+static bool
+transient(const co_err *err)
+{
+    return err->code == CO_E_UNAVAILABLE || err->code == CO_E_LIMIT;
+}
+
 /*
  * Poll job @id until it is finished, printing its output as it comes when @output; *final gets
  * the finished job object.  The output is read once more after the final status is seen, so
@@ -208,6 +224,7 @@ follow_job(struct cli_ctx *ctx, const char *id, bool output, json_t **final, co_
     co_autofree char *path = job_path(ctx, id, "");
     struct follow f = {.attempt = -1};
     long delay = POLL_FIRST_MS;
+    int failures = 0; /* transient errors in a row */
 
     *final = NULL;
     for (;;) {
@@ -217,19 +234,25 @@ follow_job(struct cli_ctx *ctx, const char *id, bool output, json_t **final, co_
             return co_err_set(err, CO_E_INTERNAL,
                               "interrupted: job %s goes on (cacheout cancel %s stops it)", id, id);
         }
-        if (cli_api_call(ctx->http, "GET", path, NULL, &job, err) < 0) {
-            spinner_clear(ctx, &f);
-            return -1;
-        }
-        const char *st = jstr(job, "status");
-        bool waiting = strcmp(st, "pending") == 0 || strcmp(st, "assigned") == 0;
-        if (waiting && !ctx->o->json)
-            show_waiting(ctx, &f, job);
-        if (!waiting && output && print_new_output(ctx, &f, job, err) < 0) {
-            spinner_clear(ctx, &f);
+        if (cli_api_call(ctx->http, "GET", path, NULL, &job, err) < 0 ||
+            (output && !is_waiting(job) && print_new_output(ctx, &f, job, err) < 0)) {
             json_decref(job);
-            return -1;
+            spinner_clear(ctx, &f);
+            /*
+             * A coordinator that restarts, or is briefly overloaded, does not end the wait: the
+             * job goes on without us.  Anything else (401, 404, ...) does.
+             */
+            if (!transient(err) || ++failures > FOLLOW_RETRIES)
+                return -1;
+            if (failures == 1)
+                fprintf(stderr, "cacheout: %s: retrying for up to %d s\n", err->msg,
+                        FOLLOW_RETRIES);
+            sleep_ms(1000);
+            continue;
         }
+        failures = 0;
+        if (is_waiting(job) && !ctx->o->json)
+            show_waiting(ctx, &f, job);
         if (cli_job_finished(job)) {
             spinner_clear(ctx, &f);
             *final = job;

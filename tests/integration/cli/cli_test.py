@@ -401,6 +401,30 @@ def t_tls(e):
         c.stop()
 
 
+def t_follow_survives_restart(e):
+    # The coordinator is killed and started again while `logs -f` follows a running job: the
+    # follower retries, and ends with the job.
+    jid = e.submit("sh", "-c", "echo before; sleep 6; echo after")
+    p = subprocess.Popen([ARGS.cli, "logs", "-f", jid], env=e.env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        first = p.stdout.readline()
+        cotest.check(first == b"before\n", "first line %r" % first)
+        e.coord.kill9()
+        time.sleep(2)
+        e.coord.start()
+        rest, err = p.communicate(timeout=90)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    cotest.check(p.returncode == 0, "logs -f across a restart: exit %d %r" % (p.returncode, err))
+    cotest.check(b"retrying" in err, "no retry note: %r" % err)
+    st, job = e.api("GET", "/jobs/" + jid)
+    cotest.check(job["status"] == "completed", job)
+    cotest.check(rest == b"after\n", "after the restart: %r (stderr %r)" % (rest, err))
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -454,6 +478,7 @@ def main():
         case("balance --user with the admin token", t_balance_admin)
         case("accounts: balance and keys create with a user key, 403", t_accounts)
         case("input files and artifacts with sha256", t_files_artifacts)
+        case("logs -f survives a coordinator restart", t_follow_survives_restart)
         case("TLS: verified with CACHEOUT_CA_FILE/TLS_CA_FILE, refused otherwise", t_tls)
     except Exception as ex:  # noqa: BLE001 - the set-up failed: one failure
         run.fail("set-up", ex)
