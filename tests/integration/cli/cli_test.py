@@ -13,6 +13,8 @@ import argparse
 import hashlib
 import json
 import os
+import pty
+import select
 import subprocess
 import sys
 import time
@@ -168,6 +170,34 @@ def t_wait_pending_then_cancelled(e):
     cotest.check(p.returncode == 143, "--wait of a cancelled job: exit %d %r" % (p.returncode,
                                                                                    err))
     cotest.check(b"cancelled" in err, err)
+
+
+def t_tty_spinner(e):
+    # With stderr on a terminal, a pending job shows a turning spinner with its status on one
+    # line (redrawn with CR + erase-line); stdout stays clean.
+    master, slave = pty.openpty()
+    p = subprocess.Popen([ARGS.cli, "submit", "--buyer", BUYER, "--cores", "64", "--wait", "--",
+                          "true"], env=e.env(), stdout=subprocess.PIPE, stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and seen.count(b"\r\x1b[K") < 4:
+            r, _, _ = select.select([master], [], [], 0.5)
+            if r:
+                seen += os.read(master, 4096)
+        jid = seen.split(b"submitted job ")[1].split()[0].decode()
+        expect(e.run("cancel", jid), 0, "cancel")
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    frames = set(seen[i + 4:i + 5] for i in range(len(seen)) if seen[i:i + 4] == b"\r\x1b[K")
+    cotest.check(len(frames - {b"", b"\r"}) >= 2 and b"pending" in seen,
+                 "no turning spinner: %r" % seen[-300:])
+    cotest.check(out == b"" and p.returncode == 143, (out, p.returncode))
 
 
 def t_logs_follow_live(e):
@@ -469,6 +499,7 @@ def main():
         case("submit --wait: timeout exits 124", t_wait_timeout)
         case("submit --wait: pending (with its reason), then cancelled: 143",
              t_wait_pending_then_cancelled)
+        case("on a terminal: a spinner while pending", t_tty_spinner)
         case("logs -f prints output while the job runs", t_logs_follow_live)
         case("--json shapes and plain output", t_json_shapes)
         case("cancel: pending job, 409 on repeat, a followed job ends", t_cancel)
