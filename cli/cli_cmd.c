@@ -365,8 +365,13 @@ cmd_submit(struct cli_ctx *ctx)
         json_object_set_new(body, "files", files);
     }
 
-    if (cli_api_call(ctx->http, "POST", "/submit", body, &job, &err) < 0)
-        return fail(&err);
+    if (cli_api_call(ctx->http, "POST", "/submit", body, &job, &err) < 0) {
+        int rc = fail(&err);
+        if (strcmp(err.field, "buyer_id") == 0 && o->buyer == NULL)
+            fprintf(stderr, "cacheout: say whose job it is with --buyer ID (the admin token "
+                            "has no buyer of its own)\n");
+        return rc;
+    }
     const char *id = jstr(job, "job_id");
     if (!o->wait) {
         if (o->json)

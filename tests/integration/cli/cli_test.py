@@ -287,6 +287,11 @@ def t_errors(e):
     res = e.run("show", "no-such-job")
     expect(res, 1, "unknown job")
     cotest.check("HTTP 404" in res[2] and "not_found" in res[2], res[2])
+    st, _ = e.api("GET", "/me")
+    if st == 404:  # before accounts, the admin token names no buyer: submit needs --buyer
+        res = e.run("submit", "--", "true")
+        expect(res, 1, "admin submit without --buyer")
+        cotest.check("field 'buyer_id'" in res[2] and "--buyer" in res[2], res[2])
     res = e.run("submit", "--buyer", BUYER, "--image", "bad image!", "--", "true")
     expect(res, 1, "422")
     cotest.check("HTTP 422" in res[2] and "field 'image'" in res[2], res[2])
