@@ -368,6 +368,11 @@ def t_accounts(e):
     res = e.run("submit", "--buyer", BUYER, "--", "true", token=tok2)
     expect(res, 1, "submit for another buyer")
     cotest.check("HTTP 403" in res[2], res[2])
+    # The admin token makes a key for a named user.
+    res = e.run("keys", "create", "by-admin", "--user", "cli-user", "--scope", "buy")
+    expect(res, 0, "keys create --user with the admin token")
+    res = e.run("balance", token=res[1].strip())
+    cotest.check(res[0] == 0 and "user: cli-user" in res[1], res)
 
 
 def t_files_artifacts(e):
