@@ -3,6 +3,7 @@
  * validate the body, call the store, and render the answer with co_jsonw.
  */
 #include "coord_api.h"
+#include "coord_sched.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -279,6 +280,7 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
     co_jsonw_kstr(w, "description", j->description ? j->description : "");
     co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
     co_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
+    coord_sched_write_pending_reason(w, j);
     co_jsonw_kcredits(w, "cost", j->cost);
     co_jsonw_kint(w, "required_cores", j->required_cores);
     co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);

@@ -274,6 +274,22 @@ int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f
 int coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_list *out,
                             co_err *err) __attribute__((warn_unused_result));
 
+/** What the connected agents can run at all: the largest cores and RAM, the images. */
+struct coord_job_fit {
+    int64_t max_cores;
+    int64_t max_ram_mb;
+    const char *images_json; /* a JSON array of image names */
+};
+
+/**
+ * The pending jobs that fit @fit, at most @limit, without code, in scheduling order: priority
+ * desc, then buyers take turns within a priority (each buyer's oldest job first).  Jobs no
+ * connected agent can run are not read (an index by shape skips them).
+ */
+int coord_store_job_pending_fit(struct coord_store *s, int64_t limit,
+                                const struct coord_job_fit *fit, struct coord_job_list *out,
+                                co_err *err) __attribute__((warn_unused_result));
+
 /**
  * Claim pending job @job_id for @worker_id: status assigned, attempts + 1, assigned_worker set,
  * only if it is still pending and the worker still has room (free cores/RAM cover it); a re-run

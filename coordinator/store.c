@@ -87,6 +87,27 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
                        "ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * The placeable pending jobs: a shape (image, cores, RAM) that some connected agent can run
+     * ($2 the most cores, $3 the most RAM, $4 a JSON array of images), found through the
+     * jobs_pending_shape index so that unplaceable jobs are never visited.  Fair share: within a
+     * priority level buyers take turns (each buyer's oldest job first, then their second...).
+     */
+    [Q_JOB_PENDING_FIT] = {"SELECT " JOB_COLS ", NULL FROM jobs JOIN (SELECT id AS qid, "
+                           "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
+                           "ORDER BY created_at, id) AS turn FROM jobs "
+                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "AND required_ram_mb <= $3 "
+                           "AND image IN (SELECT value FROM json_each($4))) q ON id = q.qid "
+                           "ORDER BY priority DESC, q.turn, created_at, id LIMIT $1",
+                           "SELECT " JOB_COLS ", NULL FROM jobs JOIN (SELECT id AS qid, "
+                           "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
+                           "ORDER BY created_at, id) AS turn FROM jobs "
+                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "AND required_ram_mb <= $3 "
+                           "AND image IN (SELECT jsonb_array_elements_text($4::jsonb))) q "
+                           "ON id = q.qid ORDER BY priority DESC, q.turn, created_at, id LIMIT $1",
+                           NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
                         "AND required_cores <= $1 AND required_ram_mb <= $2 "
                         "ORDER BY priority DESC, created_at, id LIMIT 1",
@@ -1240,6 +1261,16 @@ coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_l
                         co_err *err)
 {
     return jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit > 0 ? limit : 1)), out, err);
+}
+
+int
+coord_store_job_pending_fit(struct coord_store *s, int64_t limit, const struct coord_job_fit *fit,
+                            struct coord_job_list *out, co_err *err)
+{
+    return jobs_load(s, Q_JOB_PENDING_FIT,
+                     PARAMS(P_INT(limit > 0 ? limit : 1), P_INT(fit->max_cores),
+                            P_INT(fit->max_ram_mb), P_TEXT(fit->images_json)),
+                     out, err);
 }
 
 /* Inside a write transaction: the worker row locked, its usage read. */

@@ -36,6 +36,7 @@ enum store_q {
     Q_JOB_LOCK,
     Q_JOB_LIST,
     Q_JOB_PENDING,
+    Q_JOB_PENDING_FIT,
     Q_JOB_NEXT_FIT,
     Q_JOB_ASSIGN,
     Q_JOB_SET_RUNNING,

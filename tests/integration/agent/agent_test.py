@@ -512,12 +512,12 @@ def t_kill_agent(env):
     wait_connected(c, ["kill-a", "kill-b"])
 
 
-def fake_agent(c, worker_id, running=()):
+def fake_agent(c, worker_id, running=(), cores=1, ram_mb=1024, images=("default",)):
     ws = fake_ws(c, {"X-Agent-Token": AGENT_TOKEN})
     check(ws.status == 101, "fake agent upgrade answered %s" % ws.status)
     ws.send({"v": 1, "type": "hello", "token": AGENT_TOKEN, "worker_id": worker_id,
-             "owner_id": worker_id + "-owner", "cores": 1, "ram_mb": 1024,
-             "images": ["default"], "running": list(running)})
+             "owner_id": worker_id + "-owner", "cores": cores, "ram_mb": ram_mb,
+             "images": list(images), "running": list(running)})
     expect(ws, "welcome")
     return ws
 
@@ -1023,10 +1023,106 @@ def t_rootless_unready(env):
     b = env.rootless_agent("rl-nocgroup", 1, 1024, extra_env={"CACHEOUT_CGROUP_PARENT": parent})
     expect_start_refused(c, b, ["sandbox self-test failed", "cgroup", parent])
 
+# ---------------------------------------------------------------------------------------------
+# placement (issue 12): no head-of-line blocking, fair share, pending_reason
+
+
+def fake_run(ws, job_id, attempt=1):
+    """The fake agent runs @job_id to a successful end."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    ws.send({"v": 1, "type": "job.accepted", "job_id": job_id, "attempt": attempt})
+    ws.send({"v": 1, "type": "job.started", "job_id": job_id, "attempt": attempt,
+             "started_at": now})
+    ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
+             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 1, "cpu_ms": 1,
+             "max_rss_kb": 100})
+
+
+def reason(c, job_id):
+    j = c.job(job_id)
+    return (j.get("pending_reason") or {}).get("code"), j
+
+
+@case("placement: 41 jobs for a missing image and 41 for 64 cores at priority 10 do not hold "
+      "back a 1-core priority-5 job; each pending job says why (pending_reason)")
+def t_no_head_of_line(env):
+    c = env.coord
+    c.start()
+    early = c.submit(title="early", buyer_id="hol-buyer")["job_id"]
+    code, j = reason(c, early)
+    check(code == "no_agents", "with no agent the reason is %r" % (j.get("pending_reason"),))
+    ws = fake_agent(c, "hol-w", cores=2, ram_mb=2048)
+    a = expect(ws, "job.assign", job_id=early)
+    fake_run(ws, early)
+    wait_jobs_final(c, [early], 20)
+    check(c.job(early).get("pending_reason", "absent") is None,
+          "a finished job's pending_reason is %r, want null" % (c.job(early).get("pending_reason"),))
+    nope, big = [], []
+    for i in range(41):
+        ws.send({"v": 1, "type": "heartbeat", "seq": i})  # keep the fake agent's lease
+        nope.append(c.submit(title="nope", buyer_id="hog", priority=10, image="nope")["job_id"])
+        big.append(c.submit(title="big", buyer_id="hog", priority=10,
+                            required_cores=64)["job_id"])
+    t0 = time.time()
+    small = c.submit(title="small", buyer_id="hol-buyer", priority=5)["job_id"]
+    a = expect(ws, "job.assign", job_id=small, timeout=15)
+    log("placeable job assigned %.0f ms after its submit (82 unplaceable above it)"
+        % ((time.time() - t0) * 1000))
+    check(a["attempt"] == 1, "small job assigned as attempt %r" % a["attempt"])
+    code, j = reason(c, nope[0])
+    check(code == "no_agent_with_image" and "nope" in j["pending_reason"]["message"],
+          "image 'nope' job: pending_reason %r" % (j.get("pending_reason"),))
+    code, j = reason(c, big[-1])
+    check(code == "exceeds_largest_agent" and "hol-w" in j["pending_reason"]["message"],
+          "64-core job: pending_reason %r" % (j.get("pending_reason"),))
+    # The agent has 1 core left: a 2-core job waits for capacity (and reserves the agent).
+    wide = c.submit(title="wide", buyer_id="hol-buyer", required_cores=2)["job_id"]
+    code, j = reason(c, wide)
+    check(code == "waiting_for_capacity", "2-core job: pending_reason %r"
+          % (j.get("pending_reason"),))
+    check(j["status"] == "pending", "2-core job is %s" % j["status"])
+    # The public listing carries the reason too.
+    listed = {x["job_id"]: x for x in c.jobs(status="pending")}
+    check((listed.get(nope[1], {}).get("pending_reason") or {}).get("code") ==
+          "no_agent_with_image", "job list: pending_reason %r"
+          % (listed.get(nope[1], {}).get("pending_reason"),))
+    fake_run(ws, small)
+    a = expect(ws, "job.assign", job_id=wide, timeout=15)
+    fake_run(ws, wide)
+    wait_jobs_final(c, [small, wide], 20)
+    for i, jid in enumerate(nope + big):
+        ws.send({"v": 1, "type": "heartbeat", "seq": 100 + i})
+        st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
+        check(st == 200, "cancel answered %s" % st)
+    ws.close()
+
+
+@case("placement: fair share within a priority level: buyers take turns, each buyer's oldest "
+      "job first")
+def t_fair_share(env):
+    c = env.coord
+    c.start()
+    a_jobs = [c.submit(title="a%d" % i, buyer_id="fs-a")["job_id"] for i in range(4)]
+    b_jobs = [c.submit(title="b%d" % i, buyer_id="fs-b")["job_id"] for i in range(2)]
+    urgent = c.submit(title="urgent", buyer_id="fs-b", priority=9)["job_id"]
+    ws = fake_agent(c, "fs-w", cores=1)
+    order = []
+    for _ in range(7):
+        m = expect(ws, "job.assign", timeout=15)
+        order.append(m["job_id"])
+        fake_run(ws, m["job_id"])
+    want = [urgent, a_jobs[0], b_jobs[0], a_jobs[1], b_jobs[1], a_jobs[2], a_jobs[3]]
+    names = {j: c.job(j)["title"] for j in order}
+    check(order == want, "start order %s, want %s" % ([names[j] for j in order],
+                                                      [names.get(j, j) for j in want]))
+    wait_jobs_final(c, order, 20)
+    ws.close()
+
 
 CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll, t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
+CASES += [t_no_head_of_line, t_fair_share]
 
 
 def main():
