@@ -309,9 +309,8 @@ turn_find(struct coord_sched *sc, const char *buyer_id)
     return NULL;
 }
 
-/* Record that a job of @buyer_id was placed now. */
-static void
-turn_served(struct coord_sched *sc, const char *buyer_id)
+void
+coord_sched_served(struct coord_sched *sc, const char *buyer_id)
 {
     struct buyer_turn *t = turn_find(sc, buyer_id);
     if (!t) {
@@ -358,8 +357,8 @@ turn_cmp(const void *a, const void *b)
  * least recently, so that a buyer whose job just ran does not go first again because its next
  * job is older.
  */
-static void
-sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
+void
+coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
 {
     if (jobs->len < 2 || sc->n_turns == 0)
         return;
@@ -389,11 +388,11 @@ sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
 static size_t
 sched_place(struct coord_sched *sc, struct coord_job_list *jobs)
 {
-    sched_fair_order(sc, jobs);
+    coord_sched_fair_order(sc, jobs);
     struct sched_pick *picks = co_xcalloc(jobs->len + 1, sizeof(*picks));
     size_t n = coord_sched_plan(sc->hub, jobs, picks);
     for (size_t i = 0; i < n; i++) {
-        turn_served(sc, jobs->items[picks[i].job].buyer_id);
+        coord_sched_served(sc, jobs->items[picks[i].job].buyer_id);
         sched_claim(sc, picks[i].s, &jobs->items[picks[i].job]);
     }
     free(picks);
@@ -493,11 +492,11 @@ board_has_image(const struct board_agent *a, const char *image)
 }
 
 /*
- * Rebuild the fit of the pending read (largest cores and RAM, images) and the board when the
+ * The fit of the pending read (largest cores and RAM, images) and the board are rebuilt when the
  * open sessions changed since the last pass: their ids, sizes and images make the signature.
  */
-static void
-sched_refresh_fit(struct coord_sched *sc)
+void
+coord_sched_refresh(struct coord_sched *sc)
 {
     struct coord_agents *hub = sc->hub;
     struct co_buf sig = CO_BUF_INIT;
@@ -601,7 +600,7 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     struct coord_agents *hub = sc->hub;
     sc->scheduled = false;
     sc->again = false;
-    sched_refresh_fit(sc);
+    coord_sched_refresh(sc);
     int64_t free_cores = sched_free_cores(hub);
     if (sc->running || free_cores == 0)
         return;

@@ -90,12 +90,14 @@ const struct store_sql store_sql[Q_COUNT] = {
     /*
      * The placeable pending jobs: a shape (image, cores, RAM) that some connected agent can run
      * ($2 the most cores, $3 the most RAM, $4 a JSON array of images), found through the
-     * jobs_pending_shape index so that unplaceable jobs are never visited.  Fair share: within a
+     * jobs_pending_shape index (named on SQLite, whose planner prefers jobs_queue without
+     * statistics) so that unplaceable jobs are never visited.  Fair share: within a
      * priority level buyers take turns (each buyer's oldest job first, then their second...).
      */
     [Q_JOB_PENDING_FIT] = {"SELECT " JOB_COLS ", NULL FROM jobs JOIN (SELECT id AS qid, "
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
-                           "ORDER BY created_at, id) AS turn FROM jobs "
+                           "ORDER BY created_at, id) AS turn "
+                           "FROM jobs INDEXED BY jobs_pending_shape "
                            "WHERE status = 'pending' AND required_cores <= $2 "
                            "AND required_ram_mb <= $3 "
                            "AND image IN (SELECT value FROM json_each($4))) q ON id = q.qid "
