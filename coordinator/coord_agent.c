@@ -45,6 +45,7 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
         hub->ev_handle = coord_events_subscribe(hub->events, hub_on_event, hub);
     hub->sched = coord_sched_new(hub);
     hub->lease = coord_lease_new(hub);
+    hub->reconcile = coord_reconcile_new(hub);
     co_info("agent sessions ready lease_ms=%lld heartbeat_ms=%lld", (long long)hub->lease_ms,
             (long long)hub->heartbeat_ms);
     return hub;
@@ -73,6 +74,8 @@ hub_destroy(struct coord_agents *hub)
     hub->sched = NULL;
     coord_lease_free(hub->lease);
     hub->lease = NULL;
+    coord_reconcile_free(hub->reconcile);
+    hub->reconcile = NULL;
     if (hub->events && hub->ev_handle > 0)
         coord_events_unsubscribe(hub->events, hub->ev_handle);
     hub->events = NULL;

@@ -19,6 +19,7 @@
 #include "coord_db.h"
 #include "coord_events.h"
 #include "coord_lease.h"
+#include "coord_reconcile.h"
 #include "coord_metrics.h"
 #include "coord_sched.h"
 #include "proto_agent.h"
@@ -158,6 +159,7 @@ struct coord_agents {
     uint64_t next_serial;
     struct coord_sched *sched;
     struct coord_lease *lease;
+    struct coord_reconcile *reconcile;
     int ev_handle;
     bool self_publish; /* our own publish is running: our subscriber ignores it */
     int64_t inflight;  /* database items not yet completed */

@@ -369,6 +369,18 @@ int coord_store_job_release(struct coord_store *s, const char *job_id, const cha
                             int attempt, enum coord_job_status *after, co_err *err)
     __attribute__((warn_unused_result));
 
+/** Every assigned or running job (reconciliation), without code. */
+int coord_store_job_active(struct coord_store *s, struct coord_job_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Give back an attempt that the platform lost (its worker does not hold it): back to pending
+ * without using up one of the buyer's attempts (max_attempts grows by one, so that the attempt
+ * counter keeps fencing stale reports).  Fencing as coord_store_job_release.
+ */
+int coord_store_job_requeue_free(struct coord_store *s, const char *job_id, const char *worker_id,
+                                 int attempt, co_err *err) __attribute__((warn_unused_result));
+
 /** Append output to a job's stored stdout (stream 1) or stderr (stream 2), up to the cap. */
 int coord_store_output_append(struct coord_store *s, const char *job_id, int stream,
                               const char *data, size_t len, co_err *err)

@@ -127,6 +127,14 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
                        NULL, NULL, STORE_LOCK_NONE},
+    /* Reconciliation: every assigned or running job; a requeue that gives the attempt back. */
+    [Q_JOB_ACTIVE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status IN ('assigned', 'running') "
+                      "ORDER BY job_id",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_REQUEUE_FREE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
+                            "assigned_at = NULL, started_at = NULL, "
+                            "max_attempts = max_attempts + 1 WHERE job_id = $1",
+                            NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL FROM jobs j WHERE assigned_worker = $1 "
                          "AND " ACTIVE_JOB " ORDER BY job_id",
                          NULL, NULL, STORE_LOCK_UPDATE},
@@ -1582,6 +1590,41 @@ out:
     if (rc == 0 && after)
         *after = st;
     return rc;
+}
+
+int
+coord_store_job_active(struct coord_store *s, struct coord_job_list *out, co_err *err)
+{
+    return jobs_load(s, Q_JOB_ACTIVE, NULL, 0, out, err);
+}
+
+int
+coord_store_job_requeue_free(struct coord_store *s, const char *job_id, const char *worker_id,
+                             int attempt, co_err *err)
+{
+    struct coord_job j;
+    bool have_job = false;
+    int rc = -1;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+        goto out;
+    have_job = true;
+    if (j.status != COORD_JOB_ASSIGNED && j.status != COORD_JOB_RUNNING) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
+                   coord_job_status_name(j.status));
+        goto out;
+    }
+    if (job_fence(&j, worker_id, attempt, err) < 0)
+        goto out;
+    if (q_exec(s, Q_JOB_REQUEUE_FREE, PARAMS(P_TEXT(job_id)), NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (have_job)
+        coord_job_release(&j);
+    return tx_end(s, rc, err);
 }
 
 static int

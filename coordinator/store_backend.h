@@ -43,6 +43,8 @@ enum store_q {
     Q_JOB_FINISH,
     Q_JOB_REQUEUE,
     Q_JOB_OF_WORKER,
+    Q_JOB_ACTIVE,
+    Q_JOB_REQUEUE_FREE,
     Q_WORKER_CREATE_LOCK,
     Q_WORKER_LOCK,
     Q_WORKER_GET,

@@ -20,12 +20,19 @@ export interface JobUsage {
   max_rss_kb?: number | null;
 }
 
+/** Why a pending job is not placed yet (null unless pending). */
+export interface PendingReason {
+  code: string;
+  message: string;
+}
+
 export interface Job {
   job_id: string;
   title: string;
   description?: string | null;
   status: JobStatus;
   failure_reason?: string | null;
+  pending_reason?: PendingReason | null;
   cost?: number | string | null;
   required_cores: number;
   required_ram_mb: number;

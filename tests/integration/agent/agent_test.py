@@ -1119,10 +1119,128 @@ def t_fair_share(env):
     ws.close()
 
 
+
+# ---------------------------------------------------------------------------------------------
+# reconciliation (issue 12): the store and the sessions compared every few seconds, deadlines
+
+
+def db_exec(env, sql):
+    """Run @sql on the case's database (SQLite file or PostgreSQL), behind the coordinator's
+    back: the way a lost reply or a crashed step leaves the store."""
+    if env.url.startswith("sqlite:///"):
+        import sqlite3
+        con = sqlite3.connect(env.url[len("sqlite:///"):], timeout=10)
+        con.execute(sql)
+        con.commit()
+        con.close()
+        return
+    psql = os.path.join(ARGS.pg_bin, "psql")
+    r = subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", "-d", env.url, "-c", sql],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    check(r.returncode == 0, "psql: %s" % r.stdout.decode(errors="replace"))
+
+
+def expect_alive(ws, mtype, job_id, timeout=20):
+    """expect(), sending heartbeats meanwhile (a fake agent that waits stays within its lease)."""
+    deadline = time.time() + timeout
+    seq = 0
+    while True:
+        ws.send({"v": 1, "type": "heartbeat", "seq": seq})
+        seq += 1
+        try:
+            return expect(ws, mtype, timeout=0.5, job_id=job_id)
+        except CaseFailed:
+            if ws.close_code is not None or time.time() > deadline:
+                raise
+
+
+@case("reconcile: a job the store gives to a connected worker whose agent does not hold it "
+      "(a lost /task answer) goes back to the queue without using up an attempt")
+def t_reconcile_lost(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "rc-w", cores=2, ram_mb=2048)
+    hdr = {"X-Agent-Token": AGENT_TOKEN}
+    # An image the agent lacks: the push scheduler leaves the job alone.
+    j0 = c.submit(title="lost-task", buyer_id="rc-buyer", image="elsewhere")
+    st, task = c.http("GET", "/api/v1/task?worker_id=rc-w", None, hdr)
+    check(st == 200 and task["job_id"] == j0["job_id"], "task answered %s: %r" % (st, task))
+    jid = j0["job_id"]
+    check(c.job(jid)["status"] == "assigned", "job not assigned by /task")
+    # The answer is "lost": nobody reports it.  The agent keeps its session alive.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        ws.send({"v": 1, "type": "heartbeat", "seq": 1})
+        j = c.job(jid)
+        if j["status"] == "pending":
+            break
+        time.sleep(0.3)
+    check(j["status"] == "pending", "job still %s after 20 s" % j["status"])
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"],
+          "the lost attempt was counted: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j0["max_attempts"]))
+    st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
+    check(st == 200, "cancel answered %s" % st)
+    ws.close()
+
+
+@case("reconcile: an attempt the agent holds but the store does not is cancelled on the agent; "
+      "the store's newer attempt goes back to the queue and runs")
+def t_reconcile_orphan(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "ro-w", cores=1)
+    jid = c.submit(title="orphan", buyer_id="ro-buyer")["job_id"]
+    expect(ws, "job.assign", job_id=jid)
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    # The store moves on to attempt 2 behind the session's back (a commit whose reply was lost).
+    db_exec(env, "UPDATE jobs SET attempts = attempts + 1 WHERE job_id = '%s'" % jid)
+    m = expect_alive(ws, "job.cancel", jid)
+    check(m["attempt"] == 1, "job.cancel for attempt %r, want 1" % m["attempt"])
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "cancelled",
+             "exit_code": None, "signal": 9, "wall_ms": 10, "cpu_ms": 1, "max_rss_kb": 100})
+    a = expect_alive(ws, "job.assign", jid)
+    check(a["attempt"] == 3, "requeued job assigned as attempt %r, want 3" % a["attempt"])
+    fake_run(ws, jid, attempt=3)
+    j = wait_jobs_final(c, [jid], 20)[0]
+    check(j["status"] == "completed", "job ended %s" % j["status"])
+    check(len(ledger_rows(c, "ro-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    ws.close()
+
+
+@case("reconcile: the coordinator fails a job running past timeout_seconds + "
+      "TIMEOUT_GRACE_SECONDS as timeout and tells the agent to stop")
+def t_reconcile_deadline(env):
+    c = env.coord
+    c.env["TIMEOUT_GRACE_SECONDS"] = "1"
+    c.start()
+    ws = fake_agent(c, "rd-w", cores=1)
+    jid = c.submit(title="hangs", buyer_id="rd-buyer", timeout_seconds=1)["job_id"]
+    expect(ws, "job.assign", job_id=jid)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1, "started_at": now})
+    # The agent never reports an end (a hung sandbox) but stays connected.
+    m = expect_alive(ws, "job.cancel", jid)
+    check(m["attempt"] == 1, "job.cancel for attempt %r" % m["attempt"])
+    j = c.job(jid)
+    check(j["status"] == "failed" and j["failure_reason"] == "timeout",
+          "job is %s/%s" % (j["status"], j["failure_reason"]))
+    # The agent's late report of the cancelled attempt changes nothing.
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "cancelled",
+             "exit_code": None, "signal": 9, "wall_ms": 3000, "cpu_ms": 1, "max_rss_kb": 100})
+    time.sleep(0.5)
+    j = c.job(jid)
+    check(j["failure_reason"] == "timeout", "job became %s/%s" % (j["status"],
+                                                                   j["failure_reason"]))
+    ws.close()
+
+
 CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll, t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
-CASES += [t_no_head_of_line, t_fair_share]
+CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
+          t_reconcile_deadline]
 
 
 def main():
