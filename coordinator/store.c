@@ -1552,6 +1552,30 @@ out:
     return rc;
 }
 
+/*
+ * Inside a write transaction: lock and load @job_id, which @worker_id must hold as attempt
+ * @attempt (assigned or running), else CO_E_CONFLICT (CO_E_NOTFOUND for an unknown job).  @j is
+ * loaded only on success.
+ */
+static int
+job_lock_held(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
+              struct coord_job *j, co_err *err)
+{
+    if (job_load_must(s, Q_JOB_LOCK, job_id, j, err) < 0)
+        return -1;
+    if (j->status != COORD_JOB_ASSIGNED && j->status != COORD_JOB_RUNNING) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
+                   coord_job_status_name(j->status));
+        coord_job_release(j);
+        return -1;
+    }
+    if (job_fence(j, worker_id, attempt, err) < 0) {
+        coord_job_release(j);
+        return -1;
+    }
+    return 0;
+}
+
 int
 coord_store_job_release(struct coord_store *s, const char *job_id, const char *worker_id,
                         int attempt, enum coord_job_status *after, co_err *err)
@@ -1564,16 +1588,9 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+    if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
         goto out;
     have_job = true;
-    if (j.status != COORD_JOB_ASSIGNED && j.status != COORD_JOB_RUNNING) {
-        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
-                   coord_job_status_name(j.status));
-        goto out;
-    }
-    if (job_fence(&j, worker_id, attempt, err) < 0)
-        goto out;
     if (j.attempts >= j.max_attempts) {
         st = COORD_JOB_FAILED;
         if (job_set_final(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
@@ -1608,16 +1625,9 @@ coord_store_job_requeue_free(struct coord_store *s, const char *job_id, const ch
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+    if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
         goto out;
     have_job = true;
-    if (j.status != COORD_JOB_ASSIGNED && j.status != COORD_JOB_RUNNING) {
-        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
-                   coord_job_status_name(j.status));
-        goto out;
-    }
-    if (job_fence(&j, worker_id, attempt, err) < 0)
-        goto out;
     if (q_exec(s, Q_JOB_REQUEUE_FREE, PARAMS(P_TEXT(job_id)), NULL, err) < 0)
         goto out;
     rc = 0;

@@ -1038,6 +1038,13 @@ def fake_run(ws, job_id, attempt=1):
              "max_rss_kb": 100})
 
 
+def fake_cancelled(ws, job_id, attempt):
+    """The fake agent reports @attempt of @job_id as killed by a cancel."""
+    ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
+             "status": "cancelled", "exit_code": None, "signal": 9, "wall_ms": 10, "cpu_ms": 1,
+             "max_rss_kb": 100})
+
+
 def reason(c, job_id):
     j = c.job(job_id)
     return (j.get("pending_reason") or {}).get("code"), j
@@ -1197,8 +1204,7 @@ def t_reconcile_orphan(env):
     db_exec(env, "UPDATE jobs SET attempts = attempts + 1 WHERE job_id = '%s'" % jid)
     m = expect_alive(ws, "job.cancel", jid)
     check(m["attempt"] == 1, "job.cancel for attempt %r, want 1" % m["attempt"])
-    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "cancelled",
-             "exit_code": None, "signal": 9, "wall_ms": 10, "cpu_ms": 1, "max_rss_kb": 100})
+    fake_cancelled(ws, jid, 1)
     a = expect_alive(ws, "job.assign", jid)
     check(a["attempt"] == 3, "requeued job assigned as attempt %r, want 3" % a["attempt"])
     fake_run(ws, jid, attempt=3)
@@ -1227,8 +1233,7 @@ def t_reconcile_deadline(env):
     check(j["status"] == "failed" and j["failure_reason"] == "timeout",
           "job is %s/%s" % (j["status"], j["failure_reason"]))
     # The agent's late report of the cancelled attempt changes nothing.
-    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "cancelled",
-             "exit_code": None, "signal": 9, "wall_ms": 3000, "cpu_ms": 1, "max_rss_kb": 100})
+    fake_cancelled(ws, jid, 1)
     time.sleep(0.5)
     j = c.job(jid)
     check(j["failure_reason"] == "timeout", "job became %s/%s" % (j["status"],
