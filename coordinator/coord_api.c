@@ -3,6 +3,7 @@
  * validate the body, call the store, and render the answer with co_jsonw.
  */
 #include "coord_api.h"
+#include "coord_reconcile.h"
 #include "coord_sched.h"
 
 #include <inttypes.h>
@@ -340,7 +341,11 @@ coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_
                   wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
     co_jsonw_kint(w, "free_ram_mb",
                   wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
-    co_jsonw_kstr(w, "status", coord_worker_status_name(st));
+    char reason[200];
+    bool quarantined =
+        st != COORD_WORKER_OFFLINE && coord_quarantine_check(wk->worker_id, reason, sizeof(reason));
+    co_jsonw_kstr(w, "status", quarantined ? "quarantined" : coord_worker_status_name(st));
+    co_jsonw_kstr(w, "status_reason", quarantined ? reason : NULL);
     co_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
     co_jsonw_kint(w, "running_jobs", wk->running_jobs);
     co_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);

@@ -1,6 +1,7 @@
 /* coord_reconcile: sessions' jobs against the store, deadlines (see coord_reconcile.h). */
 #include "coord_reconcile.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,4 +355,78 @@ reconcile_timer_cb(lws_sorted_usec_list_t *sul)
         rc->busy = false;
         free(it);
     }
+}
+
+/* ---- quarantine ---- */
+
+struct quarantine_ent {
+    char worker_id[CO_ID_MAX + 1];
+    int streak;       /* consecutive platform-side failures */
+    int64_t until_ms; /* wall clock; 0: not quarantined */
+    char reason[160]; /* the status_reason */
+};
+
+static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct quarantine_ent *q_tab;
+static size_t q_n, q_cap;
+
+static struct quarantine_ent *
+q_find(const char *worker_id)
+{
+    for (size_t i = 0; i < q_n; i++) {
+        if (strcmp(q_tab[i].worker_id, worker_id) == 0)
+            return &q_tab[i];
+    }
+    return NULL;
+}
+
+bool
+coord_quarantine_record(const char *worker_id, bool fault, const char *what, int64_t quarantine_ms)
+{
+    bool now_quarantined = false;
+    pthread_mutex_lock(&q_mu);
+    struct quarantine_ent *e = q_find(worker_id);
+    if (!fault) {
+        if (e)
+            e->streak = 0;
+        pthread_mutex_unlock(&q_mu);
+        return false;
+    }
+    if (!e) {
+        if (q_n == q_cap) {
+            q_cap = q_cap ? q_cap * 2 : 16;
+            q_tab = co_xreallocarray(q_tab, q_cap, sizeof(*q_tab));
+        }
+        e = &q_tab[q_n++];
+        memset(e, 0, sizeof(*e));
+        co_strlcpy(e->worker_id, worker_id, sizeof(e->worker_id));
+    }
+    if (++e->streak >= COORD_QUARANTINE_FAILURES) {
+        int64_t now = co_wall_ms();
+        now_quarantined = e->until_ms <= now;
+        e->until_ms = now + quarantine_ms;
+        snprintf(e->reason, sizeof(e->reason),
+                 "%d consecutive platform-side failures (last: %s); no assignments for %lld s",
+                 e->streak, what ? what : "?", (long long)(quarantine_ms / 1000));
+        e->streak = 0;
+    }
+    pthread_mutex_unlock(&q_mu);
+    return now_quarantined;
+}
+
+bool
+coord_quarantine_check(const char *worker_id, char *reason, size_t size)
+{
+    bool q = false;
+    pthread_mutex_lock(&q_mu);
+    if (q_n > 0) {
+        const struct quarantine_ent *e = q_find(worker_id);
+        if (e && e->until_ms > co_wall_ms()) {
+            q = true;
+            if (reason && size > 0)
+                co_strlcpy(reason, e->reason, size);
+        }
+    }
+    pthread_mutex_unlock(&q_mu);
+    return q;
 }

@@ -15,6 +15,8 @@
 #ifndef COORD_RECONCILE_H
 #define COORD_RECONCILE_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct coord_agents;
@@ -31,5 +33,29 @@ struct coord_reconcile_stats {
     uint64_t rounds, requeued, cancelled, timed_out;
 };
 void coord_reconcile_stats(const struct coord_reconcile *rc, struct coord_reconcile_stats *out);
+
+/*
+ * Quarantine: a worker with COORD_QUARANTINE_FAILURES consecutive platform-side failures
+ * (job.rejected, sandbox_error) gets no assignments for QUARANTINE_SECONDS; GET /workers shows
+ * it as "quarantined" with a status_reason.  The attempts those failures cost are given back
+ * (the job is requeued, up to COORD_PLATFORM_ATTEMPTS_MAX attempts in all, then it fails as
+ * sandbox_error).  The table is kept by this coordinator process, in memory, under a mutex.
+ */
+#define COORD_QUARANTINE_FAILURES 5
+#define COORD_PLATFORM_ATTEMPTS_MAX 20
+
+/**
+ * Record the end of an attempt on @worker_id: a platform-side failure (@fault, described by
+ * @what) or any other end, which resets the streak.  @quarantine_ms: QUARANTINE_SECONDS * 1000.
+ * Returns true when this failure put the worker in quarantine.  Any thread.
+ */
+bool coord_quarantine_record(const char *worker_id, bool fault, const char *what,
+                             int64_t quarantine_ms);
+
+/**
+ * True if @worker_id is quarantined now; writes the reason to @reason (@size bytes, may be
+ * NULL).  Any thread.
+ */
+bool coord_quarantine_check(const char *worker_id, char *reason, size_t size);
 
 #endif

@@ -246,8 +246,9 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                  struct sched_pick *picks)
 {
     size_t placed = 0;
+    /* A quarantined worker takes no jobs: blocked for the whole pass. */
     for (size_t i = 0; i < hub->n_sess; i++)
-        hub->sess[i]->blocked = false;
+        hub->sess[i]->blocked = coord_quarantine_check(hub->sess[i]->worker_id, NULL, 0);
     for (size_t k = 0; k < jobs->len; k++) {
         const struct coord_job *job = &jobs->items[k];
         if (agent_hub_holds_job(hub, job->job_id))

@@ -1241,11 +1241,69 @@ def t_reconcile_deadline(env):
     ws.close()
 
 
+@case("quarantine: a black-hole agent that rejects every assignment is quarantined after 5 "
+      "platform-side failures (GET /workers); its jobs run on a good agent, no attempt used up")
+def t_quarantine(env):
+    c = env.coord
+    c.start()
+    bh = fake_agent(c, "bh-w", cores=2, ram_mb=2048)
+    subs = [c.submit(title="q%d" % i, buyer_id="q-buyer") for i in range(4)]
+    ids = [j["job_id"] for j in subs]
+    rejected = 0
+    deadline = time.time() + 30
+    while rejected < 5 and time.time() < deadline:
+        bh.send({"v": 1, "type": "heartbeat", "seq": rejected})
+        m = bh.recv(0.3)
+        if m and m.get("type") == "job.assign":
+            bh.send({"v": 1, "type": "job.rejected", "job_id": m["job_id"],
+                     "attempt": m["attempt"], "reason": "black hole"})
+            rejected += 1
+    check(rejected == 5, "the black hole got %d assignments, want at least 5" % rejected)
+
+    def quarantined():
+        st, ws = c.http("GET", "/api/v1/workers")
+        w = {x["worker_id"]: x for x in ws}.get("bh-w")
+        return w if w and w["status"] == "quarantined" else False
+    w = wait_until(quarantined, 10, "bh-w quarantined in GET /workers")
+    check("platform-side failures" in (w.get("status_reason") or ""),
+          "status_reason %r" % w.get("status_reason"))
+    good = fake_agent(c, "good-w", cores=1)
+    done = set()
+    late = 0
+    deadline = time.time() + 30
+    while len(done) < len(ids) and time.time() < deadline:
+        bh.send({"v": 1, "type": "heartbeat", "seq": 100})
+        m = bh.recv(0.05)
+        if m and m.get("type") == "job.assign":
+            # Claimed before the quarantine began (at most its 2 cores' worth): rejected too.
+            bh.send({"v": 1, "type": "job.rejected", "job_id": m["job_id"],
+                     "attempt": m["attempt"], "reason": "black hole"})
+            late += 1
+            check(late <= 2, "the quarantined worker got %d more assignments" % late)
+        m = good.recv(0.3)
+        if m and m.get("type") == "job.assign":
+            fake_run(good, m["job_id"], attempt=m["attempt"])
+            done.add(m["job_id"])
+    check(done == set(ids), "the good agent ran %d of %d jobs" % (len(done), len(ids)))
+    js = wait_jobs_final(c, ids, 20)
+    for j0, j in zip(subs, js):
+        check(j["status"] == "completed" and j["assigned_worker"] == "good-w",
+              "job %s ended %s/%s on %s" % (j["title"], j["status"], j["failure_reason"],
+                                           j["assigned_worker"]))
+        check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+              "job %s: attempts %d of %d (submitted with %d): a rejection was counted"
+              % (j["title"], j["attempts"], j["max_attempts"], j0["max_attempts"]))
+        check(len(ledger_rows(c, "q-buyer", j["job_id"], "charge")) == 1,
+              "job %s not charged exactly once" % j["title"])
+    bh.close()
+    good.close()
+
+
 CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll, t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
-          t_reconcile_deadline]
+          t_reconcile_deadline, t_quarantine]
 
 
 def main():
