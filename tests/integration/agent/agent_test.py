@@ -1045,6 +1045,12 @@ def fake_cancelled(ws, job_id, attempt):
              "max_rss_kb": 100})
 
 
+def fake_reject(ws, assign):
+    """The fake agent rejects the job.assign @assign."""
+    ws.send({"v": 1, "type": "job.rejected", "job_id": assign["job_id"],
+             "attempt": assign["attempt"], "reason": "black hole"})
+
+
 def reason(c, job_id):
     j = c.job(job_id)
     return (j.get("pending_reason") or {}).get("code"), j
@@ -1255,8 +1261,7 @@ def t_quarantine(env):
         bh.send({"v": 1, "type": "heartbeat", "seq": rejected})
         m = bh.recv(0.3)
         if m and m.get("type") == "job.assign":
-            bh.send({"v": 1, "type": "job.rejected", "job_id": m["job_id"],
-                     "attempt": m["attempt"], "reason": "black hole"})
+            fake_reject(bh, m)
             rejected += 1
     check(rejected == 5, "the black hole got %d assignments, want at least 5" % rejected)
 
@@ -1276,8 +1281,7 @@ def t_quarantine(env):
         m = bh.recv(0.05)
         if m and m.get("type") == "job.assign":
             # Claimed before the quarantine began (at most its 2 cores' worth): rejected too.
-            bh.send({"v": 1, "type": "job.rejected", "job_id": m["job_id"],
-                     "attempt": m["attempt"], "reason": "black hole"})
+            fake_reject(bh, m)
             late += 1
             check(late <= 2, "the quarantined worker got %d more assignments" % late)
         m = good.recv(0.3)
