@@ -31,6 +31,8 @@ struct round_item {
     int rc;
     co_err err;
     struct coord_job_list jobs; /* assigned and running, sorted by job id here */
+    int64_t poll_before;        /* wall ms: poll jobs assigned before this and not started */
+    struct coord_job_list poll; /* ... which are given back */
 };
 
 /* One fix: a requeue of a lost attempt, or the failure of a job past its deadline. */
@@ -256,7 +258,8 @@ suspect(struct coord_reconcile *rc, struct suspect_set *now, char kind, const ch
 }
 
 static void
-round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs)
+round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
+              const struct coord_job_list *poll)
 {
     struct coord_agents *hub = rc->hub;
     struct suspect_set now = {0};
@@ -280,6 +283,17 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs)
         if (held && (held->state == AJ_CLAIMING || held->attempt == j->attempts))
             continue;
         if (suspect(rc, &now, 'L', j->job_id, j->attempts, j->assigned_worker))
+            fix_submit(hub, false, j);
+    }
+
+    /*
+     * Poll workers (GET /task) hold nothing here: a job handed out a lease ago and never
+     * reported started was lost on the way (or dropped by the worker).
+     */
+    for (size_t k = 0; k < poll->len; k++) {
+        const struct coord_job *j = &poll->items[k];
+        if (j->assigned_worker[0] &&
+            suspect(rc, &now, 'P', j->job_id, j->attempts, j->assigned_worker))
             fix_submit(hub, false, j);
     }
 
@@ -318,6 +332,8 @@ round_work(struct coord_store *store, void *arg)
 {
     struct round_item *it = arg;
     it->rc = coord_store_job_active(store, &it->jobs, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_store_job_poll_unstarted(store, it->poll_before, &it->poll, &it->err);
 }
 
 static void
@@ -335,9 +351,10 @@ round_done(void *arg)
     }
     rc->st.rounds++;
     qsort(it->jobs.items, it->jobs.len, sizeof(*it->jobs.items), cmp_job_id);
-    round_compare(rc, &it->jobs);
+    round_compare(rc, &it->jobs, &it->poll);
 out:
     coord_job_list_release(&it->jobs);
+    coord_job_list_release(&it->poll);
     free(it);
 }
 
@@ -350,6 +367,7 @@ reconcile_timer_cb(lws_sorted_usec_list_t *sul)
         return;
     struct round_item *it = co_xcalloc(1, sizeof(*it));
     it->hub = rc->hub;
+    it->poll_before = co_wall_ms() - rc->hub->lease_ms;
     rc->busy = true;
     if (agent_hub_submit(rc->hub, COORD_DB_READ, round_work, round_done, it) < 0) {
         rc->busy = false;

@@ -5,6 +5,8 @@
  *    back to the queue without using up an attempt (coord_store_job_requeue_free);
  *  - an attempt a session holds that the store does not give to that worker is cancelled
  *    (job.cancel to the agent);
+ *  - a job handed to a poll worker (GET /task) a lease ago and never reported started (a lost
+ *    answer) goes back to the queue the same way;
  *  - a job running longer than timeout_seconds + TIMEOUT_GRACE_SECONDS is failed as `timeout`
  *    and its agent told to stop.
  * A mismatch is acted on only when two consecutive rounds see it, so that a claim, a start or a

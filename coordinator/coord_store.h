@@ -374,6 +374,14 @@ int coord_store_job_active(struct coord_store *s, struct coord_job_list *out, co
     __attribute__((warn_unused_result));
 
 /**
+ * Jobs handed to poll workers (GET /task) before @before (wall ms) and never reported started:
+ * the answer was lost, or the worker dropped the job.  Without code.
+ */
+int coord_store_job_poll_unstarted(struct coord_store *s, int64_t before,
+                                   struct coord_job_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
  * Give back an attempt that the platform lost (its worker does not hold it): back to pending
  * without using up one of the buyer's attempts (max_attempts grows by one, so that the attempt
  * counter keeps fencing stale reports).  Fencing as coord_store_job_release.

@@ -131,6 +131,11 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_ACTIVE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status IN ('assigned', 'running') "
                       "ORDER BY job_id",
                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_POLL_UNSTARTED] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'assigned' "
+                              "AND assigned_at < $1 AND assigned_worker IN "
+                              "(SELECT worker_id FROM worker_registrations WHERE websocket = 0) "
+                              "ORDER BY job_id",
+                              NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_REQUEUE_FREE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                             "assigned_at = NULL, started_at = NULL, "
                             "max_attempts = max_attempts + 1 WHERE job_id = $1",
@@ -1613,6 +1618,13 @@ int
 coord_store_job_active(struct coord_store *s, struct coord_job_list *out, co_err *err)
 {
     return jobs_load(s, Q_JOB_ACTIVE, NULL, 0, out, err);
+}
+
+int
+coord_store_job_poll_unstarted(struct coord_store *s, int64_t before, struct coord_job_list *out,
+                               co_err *err)
+{
+    return jobs_load(s, Q_JOB_POLL_UNSTARTED, PARAMS(P_INT(before)), out, err);
 }
 
 int

@@ -1303,11 +1303,46 @@ def t_quarantine(env):
     good.close()
 
 
+@case("reconcile: a job handed to a poll worker by /task that it never reports (the answer was "
+      "lost) goes back to the queue after a lease without using up an attempt")
+def t_reconcile_poll(env):
+    c = env.coord
+    c.start()
+    hdr = {"X-Agent-Token": AGENT_TOKEN}
+    st, w = c.http("POST", "/api/v1/register", {"worker_id": "rp-w", "cpu_cores": 1,
+                                                "ram_mb": 1024, "status": "idle",
+                                                "owner_id": "rp-owner"}, hdr)
+    check(st == 200, "register answered %s: %r" % (st, w))
+    j0 = c.submit(title="poll-lost", buyer_id="rp-buyer")
+    st, task = c.http("GET", "/api/v1/task?worker_id=rp-w", None, hdr)
+    check(st == 200 and task["job_id"] == j0["job_id"], "task answered %s: %r" % (st, task))
+    # The answer is lost; the worker keeps polling (its heartbeat) and gets nothing meanwhile.
+    deadline = time.time() + 30
+    again = None
+    while time.time() < deadline:
+        st, again = c.http("GET", "/api/v1/task?worker_id=rp-w", None, hdr)
+        if st == 200:
+            break
+        check(st == 204, "task answered %s" % st)
+        time.sleep(0.3)
+    check(st == 200 and again["job_id"] == j0["job_id"],
+          "the lost job was not handed out again within 30 s (%s)" % st)
+    check(again.get("attempt") == 2, "handed out again as attempt %r" % again.get("attempt"))
+    j = c.job(j0["job_id"])
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+          "the lost attempt was counted: attempts %d of %d" % (j["attempts"], j["max_attempts"]))
+    st, body = c.http("POST", "/api/v1/status", {"worker_id": "rp-w", "job_id": j0["job_id"],
+                                                 "status": "completed", "exit_code": 0,
+                                                 "stdout": "", "attempt": 2}, hdr)
+    check(st == 200, "status completed answered %s: %r" % (st, body))
+    check(c.job(j0["job_id"])["status"] == "completed", "job not completed")
+
+
 CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll, t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
-          t_reconcile_deadline, t_quarantine]
+          t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 
 
 def main():
