@@ -727,15 +727,21 @@ def t_wrong_token(env):
     ws2.close()
 
 
+def poll_register(c, worker_id, cores, ram_mb, owner):
+    """Register a poll worker; returns the headers of its requests."""
+    hdr = {"X-Agent-Token": AGENT_TOKEN}
+    st, w = c.http("POST", "/api/v1/register", {"worker_id": worker_id, "cpu_cores": cores,
+                                                "ram_mb": ram_mb, "status": "idle",
+                                                "owner_id": owner}, hdr)
+    check(st == 200, "register answered %s: %r" % (st, w))
+    return hdr
+
+
 @case("the poll API (/register, /task, /status, /unregister) completes a job")
 def t_poll(env):
     c = env.coord
     c.start()
-    hdr = {"X-Agent-Token": AGENT_TOKEN}
-    st, w = c.http("POST", "/api/v1/register", {"worker_id": "poll-w1", "cpu_cores": 2,
-                                                "ram_mb": 2048, "status": "idle",
-                                                "owner_id": "poll-owner"}, hdr)
-    check(st == 200, "register answered %s: %r" % (st, w))
+    hdr = poll_register(c, "poll-w1", 2, 2048, "poll-owner")
     st, _ = c.http("GET", "/api/v1/task?worker_id=poll-w1", None, hdr)
     check(st == 204, "empty queue answered %s" % st)
     j = c.submit(title="poll", buyer_id="poll-buyer", command="echo hi")
@@ -1308,11 +1314,7 @@ def t_quarantine(env):
 def t_reconcile_poll(env):
     c = env.coord
     c.start()
-    hdr = {"X-Agent-Token": AGENT_TOKEN}
-    st, w = c.http("POST", "/api/v1/register", {"worker_id": "rp-w", "cpu_cores": 1,
-                                                "ram_mb": 1024, "status": "idle",
-                                                "owner_id": "rp-owner"}, hdr)
-    check(st == 200, "register answered %s: %r" % (st, w))
+    hdr = poll_register(c, "rp-w", 1, 1024, "rp-owner")
     j0 = c.submit(title="poll-lost", buyer_id="rp-buyer")
     st, task = c.http("GET", "/api/v1/task?worker_id=rp-w", None, hdr)
     check(st == 200 and task["job_id"] == j0["job_id"], "task answered %s: %r" % (st, task))
