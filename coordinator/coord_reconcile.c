@@ -321,7 +321,8 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
         }
     }
 
-    qsort(now.v, now.n, sizeof(char *), cmp_str);
+    if (now.n > 1)
+        qsort(now.v, now.n, sizeof(char *), cmp_str);
     suspects_free(rc->suspects, rc->n_suspects);
     rc->suspects = now.v;
     rc->n_suspects = now.n;
@@ -350,7 +351,8 @@ round_done(void *arg)
         goto out;
     }
     rc->st.rounds++;
-    qsort(it->jobs.items, it->jobs.len, sizeof(*it->jobs.items), cmp_job_id);
+    if (it->jobs.len > 1)
+        qsort(it->jobs.items, it->jobs.len, sizeof(*it->jobs.items), cmp_job_id);
     round_compare(rc, &it->jobs, &it->poll);
 out:
     coord_job_list_release(&it->jobs);
