@@ -133,7 +133,8 @@ ready_sess(struct coord_agents *hub, const char *worker_id)
 {
     for (size_t i = 0; i < hub->n_sess; i++) {
         struct agent_sess *s = hub->sess[i];
-        if (s->wsi && s->state == AS_READY && strcmp(s->worker_id, worker_id) == 0)
+        if (s->wsi && s->state == AS_READY && !s->superseded &&
+            strcmp(s->worker_id, worker_id) == 0)
             return s;
     }
     return NULL;
@@ -300,7 +301,7 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
     /* What the sessions hold. */
     for (size_t i = 0; i < hub->n_sess; i++) {
         struct agent_sess *s = hub->sess[i];
-        if (!s->wsi || s->state != AS_READY)
+        if (!s->wsi || s->state != AS_READY || s->superseded)
             continue;
         for (size_t k = 0; k < s->n_jobs; k++) {
             const struct agent_job *aj = &s->jobs[k];

@@ -30,6 +30,21 @@ enum store_q {
     Q_USER_ADD,
     Q_LEDGER_INSERT,
     Q_LEDGER_LIST,
+    Q_ACC_INSERT,
+    Q_ACC_GET,
+    Q_ACC_LIST,
+    Q_ACC_PATCH,
+    Q_KEY_INSERT,
+    Q_KEY_LIST,
+    Q_KEY_GET,
+    Q_KEY_REVOKE,
+    Q_KEY_LOOKUP,
+    Q_KEY_LOOKUP_PLAN,
+    Q_KEY_TOUCH,
+    Q_AUDIT_INSERT,
+    Q_AUDIT_LIST,
+    Q_JOB_PENDING_OF,
+    Q_JOB_LIST_CODE,
     Q_JOB_INSERT,
     Q_JOB_GET,
     Q_JOB_GET_NOCODE,
@@ -75,6 +90,10 @@ enum store_q {
     Q_INV_LEDGER,
     Q_INV_HELD,
     Q_INV_SETTLED,
+    /* max_running_jobs (coord_store_job_pending_capped) */
+    Q_BUYERS_RUNNING,
+    Q_BUYER_CAPS,
+    Q_JOB_PENDING_EXCEPT,
     Q_COUNT
 };
 
