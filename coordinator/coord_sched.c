@@ -48,6 +48,7 @@ struct pass_item {
     struct coord_job_fit fit;
     char *images_json;   /* owned: fit.images_json */
     int64_t default_cap; /* MAX_RUNNING_JOBS */
+    int64_t began_ms;    /* monotonic: when the read was submitted */
     int rc;
     co_err err;
     struct coord_job_list jobs;
@@ -398,7 +399,7 @@ coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
  */
 static void
 sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
-                const struct coord_buyer_cap_list *caps)
+                const struct coord_buyer_cap_list *caps, int64_t read_began_ms)
 {
     if (caps->len == 0)
         return;
@@ -408,7 +409,13 @@ sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
     for (size_t i = 0; i < hub->n_sess; i++) {
         const struct agent_sess *s = hub->sess[i];
         for (size_t k = 0; k < s->n_jobs; k++) {
-            if (s->jobs[k].state != AJ_CLAIMING)
+            /*
+             * Claims in flight, and claims that landed after the read began (on PostgreSQL the
+             * read can see the store from before their commit).
+             */
+            const struct agent_job *aj = &s->jobs[k];
+            if (aj->state != AJ_CLAIMING &&
+                (aj->state == AJ_CANCELLING || aj->since_ms < read_began_ms))
                 continue;
             for (size_t c = 0; c < caps->len; c++) {
                 if (strcmp(caps->items[c].buyer_id, s->jobs[k].buyer_id) == 0)
@@ -464,7 +471,7 @@ pass_done(void *arg)
         goto out; /* the lease tick kicks again */
     }
     size_t read = it->jobs.len;
-    sched_hold_back(hub, &it->jobs, &it->caps);
+    sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
     if (sc->again || (placed > 0 && (int64_t)read >= it->limit)) {
         sc->again = false;
@@ -662,6 +669,7 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     it->sc = sc;
     it->hub = hub;
     it->default_cap = hub->cfg->max_running_jobs;
+    it->began_ms = co_mono_ms();
     it->limit = free_cores * 4 < 32 ? 32 : free_cores * 4;
     if (it->limit > COORD_SCHED_BATCH)
         it->limit = COORD_SCHED_BATCH;
