@@ -763,6 +763,76 @@ t_output(void)
     return 0;
 }
 
+/*
+ * The placeable pending read (placement, issue 12): only shapes the agents can run (image, cores,
+ * RAM), buyers taking turns within a priority; and the requeue that gives an attempt back.
+ */
+static int
+t_pending_fit(void)
+{
+    const char *img = id("img"), *a = id("buyer-a"), *b = id("buyer-b"), *w = id("w");
+    char images[128];
+    snprintf(images, sizeof(images), "[\"%s\", \"%s\"]", img, id("img-unused"));
+    const char *names[] = {id("a1"), id("b1"), id("a2"), id("b2"), id("a3")};
+    const char *buyers[] = {a, b, a, b, a};
+    /* Submitted oldest first: a1, a2, a3, then b1, b2 (after them in age). */
+    const int order[] = {0, 2, 4, 1, 3};
+    for (int i = 0; i < 5; i++) {
+        struct coord_job j;
+        int k = order[i];
+        job_init(&j, names[k], buyers[k], CREDIT, 1, 100, 5);
+        j.image = (char *)img;
+        OK(coord_store_job_submit(S, &j, &E));
+    }
+    struct coord_job j;
+    job_init(&j, id("too-wide"), a, CREDIT, 64, 100, 9);
+    j.image = (char *)img;
+    OK(coord_store_job_submit(S, &j, &E));
+    job_init(&j, id("too-big"), a, CREDIT, 1, 65536, 9);
+    j.image = (char *)img;
+    OK(coord_store_job_submit(S, &j, &E));
+    job_init(&j, id("no-image"), a, CREDIT, 1, 100, 9);
+    j.image = (char *)id("img-missing");
+    OK(coord_store_job_submit(S, &j, &E));
+
+    struct coord_job_fit fit = {.max_cores = 4, .max_ram_mb = 8192, .images_json = images};
+    struct coord_job_list l;
+    OK(coord_store_job_pending_fit(S, 100, &fit, &l, &E));
+    int ok = l.len == 5;
+    for (size_t i = 0; ok && i < 5; i++)
+        ok = strcmp(l.items[i].job_id, names[i]) == 0; /* a1 b1 a2 b2 a3 */
+    coord_job_list_release(&l);
+    CHECK(ok);
+    OK(coord_store_job_pending_fit(S, 2, &fit, &l, &E));
+    CHECK_EQ(l.len, 2);
+    coord_job_list_release(&l);
+
+    /* A lost attempt given back: pending, the attempt counter kept, one more allowed. */
+    int attempt = 0;
+    OK(worker(w, NULL, 4, 8192));
+    OK(claim(names[0], w, &attempt));
+    CHECK_EQ(attempt, 1);
+    FAILS(coord_store_job_requeue_free(S, names[0], w, 2, &E), CO_E_CONFLICT);
+    FAILS(coord_store_job_requeue_free(S, names[1], w, 1, &E), CO_E_CONFLICT); /* pending */
+    OK(coord_store_job_requeue_free(S, names[0], w, 1, &E));
+    OK(job_status(names[0], &j));
+    ok = j.status == COORD_JOB_PENDING && j.attempts == 1 && j.max_attempts == 4 &&
+         !*j.assigned_worker;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(claim(names[0], w, &attempt));
+    CHECK_EQ(attempt, 2);
+    /* Leave nothing pending or running for the cases after this one. */
+    const char *left[] = {names[0], names[1],       names[2],      names[3],
+                          names[4], id("too-wide"), id("too-big"), id("no-image")};
+    for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+        enum coord_job_status was;
+        OK(coord_store_job_cancel(S, left[i], &j, &was, &E));
+        coord_job_release(&j);
+    }
+    return 0;
+}
+
 /* Single-job release: fenced, attempt + 1 on the next claim, failed and refunded past the max. */
 static int
 t_job_release(void)
@@ -2325,6 +2395,7 @@ main(void)
         {"output_append_cap", t_output},
         {"output_per_attempt", t_output_attempts},
         {"job_release_single", t_job_release},
+        {"pending_fit_and_requeue_free", t_pending_fit},
         {"batch_transaction", t_batch},
         {"grant", t_grant},
         {"ledger_order", t_ledger_order},
