@@ -153,6 +153,7 @@ fk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         bool close = !f && fk.want_close;
         if (close)
             fk.want_close = false;
+        more = more || fk.want_close; /* read under the lock: fk_close() sets it from the test */
         pthread_mutex_unlock(&fk.mu);
         if (f) {
             lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
@@ -162,7 +163,7 @@ fk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"test", 4);
             return -1;
         }
-        if (more || fk.want_close)
+        if (more)
             lws_callback_on_writable(wsi);
         break;
     }
