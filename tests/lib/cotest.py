@@ -44,8 +44,10 @@ import traceback
 # a production DATABASE_URL or tokens); a driver passes more with unset=UNSET + (...).
 UNSET = ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS")
 
-# Markers of sanitizer reports (AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer).
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# Markers of sanitizer reports (AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer,
+# ThreadSanitizer).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 # Every working directory made by this module (and any a driver adds), in creation order.
 WORKDIRS = []
