@@ -243,11 +243,12 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
     if (agent_config_parse_url(cfg, url, err) != 0)
         goto fail;
 
-    const char *ca = co_config_str("AGENT_TLS_CA_FILE", NULL);
+    /* TLS_CA_FILE, the name the coordinator and the packages use; AGENT_TLS_CA_FILE is older. */
+    const char *ca_var = co_config_str("TLS_CA_FILE", NULL) ? "TLS_CA_FILE" : "AGENT_TLS_CA_FILE";
+    const char *ca = co_config_str(ca_var, NULL);
     if (ca) {
         if (access(ca, R_OK) != 0) {
-            co_err_field(err, CO_E_INVAL, "AGENT_TLS_CA_FILE",
-                         "invalid AGENT_TLS_CA_FILE '%s': cannot read it", ca);
+            co_err_field(err, CO_E_INVAL, ca_var, "invalid %s '%s': cannot read it", ca_var, ca);
             goto fail;
         }
         cfg->tls_ca_file = co_xstrdup(ca);

@@ -878,6 +878,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
         const char *msg = in ? (const char *)in : "unknown error";
         if (is_auth_error(msg))
             a->auth_failed = true;
+        /* lws has just logged OpenSSL's reason ("lws: SSL error: certificate has expired"). */
+        if (a->cfg->tls && (strstr(msg, "SSL") || strstr(msg, "ssl")))
+            co_error("TLS: the coordinator's certificate was refused (untrusted, expired or for "
+                     "another host name; the reason is on the line before) url=%s ca=%s",
+                     a->cfg->url, a->cfg->tls_ca_file ? a->cfg->tls_ca_file : "system store");
         on_disconnect(a, msg);
         break;
     }

@@ -11,6 +11,7 @@
 
 #include "agent_config.h"
 #include "agent_core.h"
+#include "agent_enroll.h"
 #include "agent_job.h"
 #include "co_config.h"
 #include "co_log.h"
@@ -31,6 +32,8 @@ usage(FILE *f)
 {
     fputs(
         "usage: cacheout-agent [options]\n"
+        "       cacheout-agent enroll --coordinator URL --key KEY [--tls-ca-file PATH]\n"
+        "                             [--env-file PATH]   (see cacheout-agent enroll --help)\n"
         "\n"
         "The CacheOut seller agent: keeps one WebSocket to the coordinator, runs the jobs it is\n"
         "given in libsandbox (each with exactly the cores and RAM the job asks for), streams\n"
@@ -43,7 +46,8 @@ usage(FILE *f)
         "                       is accepted too; the path defaults to /ws/agent (required)\n"
         "  --token TOKEN        [AGENT_TOKEN] the coordinator's agent token (prefer the\n"
         "                       environment: flags are visible to other users in ps)\n"
-        "  --tls-ca-file PATH   [AGENT_TLS_CA_FILE] CA bundle for wss:// (default: the system's)\n"
+        "  --tls-ca-file PATH   [TLS_CA_FILE] CA bundle for wss:// (default: the system's);\n"
+        "                       AGENT_TLS_CA_FILE is accepted too\n"
         "  --tls-insecure       [AGENT_TLS_INSECURE=1] accept any server certificate (testing)\n"
         "  --worker-id ID       [WORKER_ID] default: the host name\n"
         "  --owner-id ID        [OWNER_ID] the seller credited for this agent's jobs; default:\n"
@@ -146,7 +150,7 @@ opt_env(int opt)
     case OPT_TOKEN:
         return "AGENT_TOKEN";
     case OPT_TLS_CA:
-        return "AGENT_TLS_CA_FILE";
+        return "TLS_CA_FILE";
     case OPT_WORKER_ID:
         return "WORKER_ID";
     case OPT_OWNER_ID:
@@ -179,6 +183,8 @@ opt_env(int opt)
 int
 main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "enroll") == 0)
+        return agent_enroll_main(argc - 1, argv + 1);
     const char *env_file = NULL;
     int opt;
     while ((opt = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {

@@ -1,6 +1,7 @@
 /* coord_config: settings from the environment (see coord_config.h). */
 #include "coord_config.h"
 
+#include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,17 +19,35 @@ cfg_strdup_or_null(const char *name)
     return (v && *v) ? co_xstrdup(v) : NULL;
 }
 
+/*
+ * The dashboard folder: FRONTEND_DIR, else the copy installed beside the binary
+ * (<bindir>/../share/cacheout/frontend, as `cmake --install` and the packages lay it out), else
+ * frontend/dist under the working directory (a source tree), else the installed path anyway, so
+ * that the start-up log names where it was looked for.
+ */
 static char *
-cfg_first_dir(const char *env, const char *const *candidates, size_t n)
+cfg_frontend_dir(void)
 {
-    const char *v = co_config_str(env, NULL);
+    const char *v = co_config_str("FRONTEND_DIR", NULL);
     if (v && *v)
         return co_xstrdup(v);
-    for (size_t i = 0; i < n; i++) {
-        if (access(candidates[i], R_OK | X_OK) == 0)
-            return co_xstrdup(candidates[i]);
+    char exe[4096];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    char *installed = NULL;
+    if (len > 0) {
+        exe[len] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash)
+            *slash = '\0';
+        installed = co_xasprintf("%s/../share/cacheout/frontend", exe);
+        if (access(installed, R_OK | X_OK) == 0)
+            return installed;
     }
-    return co_xstrdup(candidates[0]);
+    if (access("frontend/dist", R_OK | X_OK) == 0 || !installed) {
+        free(installed);
+        return co_xstrdup("frontend/dist");
+    }
+    return installed;
 }
 
 static int
@@ -50,6 +69,33 @@ cfg_parse_cors(struct coord_config *cfg, co_err *err)
                                 "invalid CORS_ORIGINS: more than %d origins", COORD_MAX_CORS);
         cfg->cors[cfg->n_cors++] = co_xstrdup(tok);
     }
+    return 0;
+}
+
+/*
+ * TLS_CERT_FILE and TLS_KEY_FILE: both or neither; each must be readable now, so that a typo
+ * stops the start with the variable's name rather than an lws context error.
+ */
+static int
+cfg_load_tls(struct coord_config *cfg, co_err *err)
+{
+    cfg->tls_cert_file = cfg_strdup_or_null("TLS_CERT_FILE");
+    cfg->tls_key_file = cfg_strdup_or_null("TLS_KEY_FILE");
+    if (!cfg->tls_cert_file != !cfg->tls_key_file)
+        return co_err_field(err, CO_E_INVAL, cfg->tls_cert_file ? "TLS_KEY_FILE" : "TLS_CERT_FILE",
+                            "TLS_CERT_FILE and TLS_KEY_FILE must be set together");
+    static const char *const names[] = {"TLS_CERT_FILE", "TLS_KEY_FILE"};
+    const char *paths[] = {cfg->tls_cert_file, cfg->tls_key_file};
+    for (size_t i = 0; i < CO_ARRAY_LEN(names); i++) {
+        if (paths[i] && access(paths[i], R_OK) != 0)
+            return co_err_field(err, CO_E_INVAL, names[i], "invalid %s '%s': %s", names[i],
+                                paths[i], strerror(errno));
+    }
+    if (co_config_bool("TLS_REDIRECT_HTTP", false, &cfg->tls_redirect_http, err) < 0)
+        return -1;
+    if (cfg->tls_redirect_http && !cfg->tls_cert_file)
+        return co_err_field(err, CO_E_INVAL, "TLS_REDIRECT_HTTP",
+                            "TLS_REDIRECT_HTTP needs TLS_CERT_FILE and TLS_KEY_FILE");
     return 0;
 }
 
@@ -118,14 +164,11 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     if (co_config_int("DASHBOARD_BATCH_MS", COORD_DASH_BATCH_MS, 0, 10000, &cfg->dash_batch_ms,
                       err) < 0)
         goto fail;
-    {
-        static const char *const fe[] = {"frontend/dist", "/usr/local/share/cacheout/frontend",
-                                         "/usr/share/cacheout/frontend"};
-        static const char *const sq[] = {"sql", "/usr/local/share/cacheout/sql",
-                                         "/usr/share/cacheout/sql"};
-        cfg->frontend_dir = cfg_first_dir("FRONTEND_DIR", fe, CO_ARRAY_LEN(fe));
-        cfg->sql_dir = cfg_first_dir("SQL_DIR", sq, CO_ARRAY_LEN(sq));
-    }
+    if (cfg_load_tls(cfg, err) < 0)
+        goto fail;
+    cfg->frontend_dir = cfg_frontend_dir();
+    /* Unset: the migrations compiled into the binary (store_migrations.h). */
+    cfg->sql_dir = cfg_strdup_or_null("SQL_DIR");
     return 0;
 fail:
     coord_config_release(cfg);
@@ -142,6 +185,8 @@ coord_config_release(struct coord_config *cfg)
     free(cfg->log_file);
     free(cfg->frontend_dir);
     free(cfg->sql_dir);
+    free(cfg->tls_cert_file);
+    free(cfg->tls_key_file);
     for (int i = 0; i < cfg->n_cors; i++)
         free(cfg->cors[i]);
     memset(cfg, 0, sizeof(*cfg));

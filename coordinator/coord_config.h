@@ -35,14 +35,18 @@ struct coord_config {
     int64_t max_body_bytes; /* MAX_BODY_BYTES, default 1 MiB */
     int64_t max_job_cores;  /* MAX_JOB_CORES, default 256 */
     int64_t max_job_ram_mb; /* MAX_JOB_RAM_MB, default 1 TiB in MB */
-    char *frontend_dir;     /* FRONTEND_DIR */
-    char *sql_dir;          /* SQL_DIR */
+    char *frontend_dir;     /* FRONTEND_DIR, else <bindir>/../share/cacheout/frontend */
+    char *sql_dir;          /* SQL_DIR, NULL = the migrations compiled in */
     int64_t db_threads;     /* DB_THREADS: database worker threads, 0 = per backend default */
     /* Dashboards (coord_dash.c; proto/DASHBOARD.md). */
     int64_t dash_queue_messages; /* DASHBOARD_QUEUE_MESSAGES, default 1024 */
     int64_t dash_queue_bytes;    /* DASHBOARD_QUEUE_BYTES, default 4 MiB */
     int64_t dash_slow_close_ms;  /* DASHBOARD_SLOW_CLOSE_SECONDS * 1000, default 10 s */
     int64_t dash_batch_ms;       /* DASHBOARD_BATCH_MS, default 100 */
+    /* TLS (coord_server.c): HTTPS and WSS on PORT when both files are set. */
+    char *tls_cert_file;    /* TLS_CERT_FILE: PEM certificate (chain), NULL = plain HTTP */
+    char *tls_key_file;     /* TLS_KEY_FILE: PEM private key */
+    bool tls_redirect_http; /* TLS_REDIRECT_HTTP: plain HTTP on PORT gets a redirect to https */
 };
 
 /**

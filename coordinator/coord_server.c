@@ -873,6 +873,25 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 32768;
     info.pvo = NULL;
+    /*
+     * TLS is configuration of this one vhost and nothing else knows about it: with a certificate
+     * the same port serves HTTPS and WSS (and, with TLS_REDIRECT_HTTP, answers plain HTTP with a
+     * redirect to https instead of a failed handshake).
+     */
+    if (cfg->tls_cert_file) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = cfg->tls_cert_file;
+        info.ssl_private_key_filepath = cfg->tls_key_file;
+        /*
+         * HTTP/1.1 only: lws would offer h2 through ALPN, and custom request headers
+         * (X-Admin-Token, X-Agent-Token) are not readable with lws_hdr_custom_copy on h2
+         * streams, so curl's requests over https lost their tokens.
+         */
+        info.alpn = "http/1.1";
+        if (cfg->tls_redirect_http)
+            info.options |= LWS_SERVER_OPTION_ALLOW_NON_SSL_ON_SSL_PORT |
+                            LWS_SERVER_OPTION_REDIRECT_HTTP_TO_HTTPS;
+    }
 
     /* An epoll loop when libev is there (see coord_dash_evloop.h), else lws's poll loop. */
     evl = coord_dash_evloop_new();
@@ -890,14 +909,18 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         srv->ctx = lws_create_context(&info);
     }
     if (!srv->ctx) {
-        co_err_set(err, CO_E_SYS, "cannot listen on '%s:%d' (address in use or not permitted)",
-                   cfg->host, cfg->port);
+        co_err_set(err, CO_E_SYS, "cannot listen on '%s:%d' (address in use or not permitted%s)",
+                   cfg->host, cfg->port,
+                   cfg->tls_cert_file ? ", or TLS_CERT_FILE/TLS_KEY_FILE not a matching PEM "
+                                        "certificate and key"
+                                      : "");
         goto out;
     }
     coord_db_set_context(db, srv->ctx);
     /* Work queued during PROTOCOL_INIT finished without a wake-up: look at it now. */
     lws_cancel_service(srv->ctx);
-    co_info("listening host=%s port=%d store=%s frontend=%s", cfg->host, cfg->port, backend,
+    co_info("listening host=%s port=%d tls=%s store=%s frontend=%s", cfg->host, cfg->port,
+            cfg->tls_cert_file ? (cfg->tls_redirect_http ? "yes+redirect" : "yes") : "no", backend,
             cfg->frontend_dir);
 
     int64_t stop_deadline = 0;

@@ -205,9 +205,10 @@ int coord_store_open(const struct coord_store_config *cfg, struct coord_store **
     __attribute__((warn_unused_result));
 
 /**
- * Apply the migrations from sql/<backend>/ (looked up in @sql_dir) that are not yet recorded in
+ * Apply the migrations from sql/<backend>/ (looked up in @sql_dir, or the ones compiled into the
+ * binary when @sql_dir is NULL; see store_migrations.h) that are not yet recorded in
  * schema_migrations, each in a transaction.  Refuses (CO_E_CONFLICT) when the database has a
- * migration newer than the highest one in @sql_dir.
+ * migration newer than the highest one it was given.
  */
 int coord_store_migrate(struct coord_store *s, const char *sql_dir, co_err *err)
     __attribute__((warn_unused_result));

@@ -44,7 +44,10 @@ usage(FILE *f)
             "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
             "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (100)  LOG_LEVEL (INFO)  LOG_FILE\n"
             "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (1MiB)  MAX_JOB_CORES (256)\n"
-            "  MAX_JOB_RAM_MB (1048576)  FRONTEND_DIR (frontend/dist)  SQL_DIR (sql)\n"
+            "  MAX_JOB_RAM_MB (1048576)  FRONTEND_DIR (<bindir>/../share/cacheout/frontend,\n"
+            "  else ./frontend/dist)  SQL_DIR (unset: the migrations built into this binary)\n"
+            "  TLS_CERT_FILE, TLS_KEY_FILE (PEM; both set: HTTPS and WSS on PORT)\n"
+            "  TLS_REDIRECT_HTTP (false; true: plain HTTP on PORT is redirected to https)\n"
             "  DB_THREADS (database threads; default: sqlite 1 writer + 1 reader,\n"
             "              postgres 4 writers + 2 readers)\n"
             "See .env.example for details.\n");

@@ -18,6 +18,7 @@
 #include "co_time.h"
 #include "coord_store.h"
 #include "store_backend.h"
+#include "store_migrations.h"
 
 /* ---- statements ---- */
 
@@ -628,7 +629,8 @@ coord_store_ping(struct coord_store *s, co_err *err)
 struct migration {
     long version;
     char *name;
-    char *path;
+    char *path;      /* the file under SQL_DIR, NULL for a compiled-in one */
+    const char *sql; /* the compiled-in text (store_migrations.h), NULL for a file */
 };
 
 static int
@@ -648,6 +650,35 @@ migrations_free(struct migration *m, size_t n)
     free(m);
 }
 
+/*
+ * Append migration @name (a file name; @path or @sql says where its text is) to @m, checking
+ * the NNNN_name.sql form and that its number is new; @where names the source in errors.
+ */
+static int
+migrations_add(struct migration **m, size_t *n, const char *where, const char *name,
+               const char *path, const char *sql, co_err *err)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(name, &end, 10);
+    if (end == name || *end != '_' || v <= 0 || errno)
+        return co_err_set(err, CO_E_INVAL,
+                          "bad migration file name '%s/%s': expected NNNN_name.sql", where, name);
+    for (size_t i = 0; i < *n; i++) {
+        if ((*m)[i].version == v)
+            return co_err_set(err, CO_E_INVAL, "two migrations numbered %ld in '%s'", v, where);
+    }
+    *m = co_xreallocarray(*m, *n + 1, sizeof(**m));
+    (*m)[*n] = (struct migration){
+        .version = v,
+        .name = co_xstrdup(name),
+        .path = path ? co_xasprintf("%s/%s", path, name) : NULL,
+        .sql = sql,
+    };
+    (*n)++;
+    return 0;
+}
+
 /* List NNNN_name.sql files of @dir in version order. */
 static int
 migrations_scan(const char *dir, struct migration **out, size_t *n_out, co_err *err)
@@ -661,31 +692,37 @@ migrations_scan(const char *dir, struct migration **out, size_t *n_out, co_err *
     while ((e = readdir(d))) {
         const char *name = e->d_name;
         size_t len = strlen(name);
-        char *end;
         if (len < 5 || strcmp(name + len - 4, ".sql") != 0)
             continue;
-        errno = 0;
-        long v = strtol(name, &end, 10);
-        if (end == name || *end != '_' || v <= 0 || errno) {
+        if (migrations_add(&m, &n, dir, name, dir, NULL, err) < 0) {
             closedir(d);
             migrations_free(m, n);
-            return co_err_set(err, CO_E_INVAL,
-                              "bad migration file name '%s/%s': expected NNNN_name.sql", dir, name);
+            return -1;
         }
-        for (size_t i = 0; i < n; i++) {
-            if (m[i].version == v) {
-                closedir(d);
-                migrations_free(m, n);
-                return co_err_set(err, CO_E_INVAL, "two migrations numbered %ld in '%s'", v, dir);
-            }
-        }
-        m = co_xreallocarray(m, n + 1, sizeof(*m));
-        m[n].version = v;
-        m[n].name = co_xstrdup(name);
-        m[n].path = co_xasprintf("%s/%s", dir, name);
-        n++;
     }
     closedir(d);
+    if (n)
+        qsort(m, n, sizeof(*m), migration_cmp);
+    *out = m;
+    *n_out = n;
+    return 0;
+}
+
+/* The compiled-in migrations of @backend in version order. */
+static int
+migrations_builtin(const char *backend, struct migration **out, size_t *n_out, co_err *err)
+{
+    co_autofree char *where = co_xasprintf("built-in sql/%s", backend);
+    struct migration *m = NULL;
+    size_t n = 0;
+    for (const struct store_migration *b = store_migrations; b->backend; b++) {
+        if (strcmp(b->backend, backend) != 0)
+            continue;
+        if (migrations_add(&m, &n, where, b->name, NULL, b->sql, err) < 0) {
+            migrations_free(m, n);
+            return -1;
+        }
+    }
     if (n)
         qsort(m, n, sizeof(*m), migration_cmp);
     *out = m;
@@ -748,10 +785,10 @@ migration_apply(struct coord_store *s, const struct migration *m, long highest, 
         rc = 0;
         goto out;
     }
-    if (read_file(m->path, &sql, err) < 0)
+    if (m->path && read_file(m->path, &sql, err) < 0)
         goto out;
-    if (s->ops->exec_script(s, sql, err) < 0) {
-        co_err_wrap(err, "migration '%s'", m->path);
+    if (s->ops->exec_script(s, m->path ? sql : m->sql, err) < 0) {
+        co_err_wrap(err, "migration '%s'", m->path ? m->path : m->name);
         goto out;
     }
     if (q_exec(s, Q_MIG_INSERT, PARAMS(P_INT(m->version), P_TEXT(m->name), P_INT(co_wall_ms())),
@@ -766,12 +803,14 @@ out:
 int
 coord_store_migrate(struct coord_store *s, const char *sql_dir, co_err *err)
 {
-    co_autofree char *dir = co_xasprintf("%s/%s", sql_dir, s->ops->name);
+    co_autofree char *dir = sql_dir ? co_xasprintf("%s/%s", sql_dir, s->ops->name)
+                                    : co_xasprintf("built-in sql/%s", s->ops->name);
     struct migration *m = NULL;
     size_t n = 0;
     int rc = -1;
 
-    if (migrations_scan(dir, &m, &n, err) < 0)
+    if (sql_dir ? migrations_scan(dir, &m, &n, err) < 0
+                : migrations_builtin(s->ops->name, &m, &n, err) < 0)
         return -1;
     if (n == 0) {
         migrations_free(m, n);

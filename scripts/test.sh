@@ -108,10 +108,12 @@ if [ "$build_rc" -ne 0 ]; then
 fi
 
 run_suite format format_check
+# Every program and CNI plugin the scripts use comes from a package scripts/packages/*.txt names.
+run_suite packages scripts/check-packages.py
 run_ctest unit "$CO_BUILD_DIR"
 run_ctest unit-asan "$CO_ASAN_BUILD_DIR"
 [ -x frontend/run-unit.sh ] && run_suite frontend-unit frontend/run-unit.sh
-for suite in fuzz sandbox integration chaos tsan e2e compose; do
+for suite in fuzz sandbox integration chaos tsan e2e compose packaging; do
     if [ -x "tests/$suite/run.sh" ]; then
         run_suite "$suite" "tests/$suite/run.sh"
     else

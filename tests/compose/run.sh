@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compose suite: builds every image, brings the stack of docker-compose.yml up (PostgreSQL,
-# coordinator, dashboard on nginx, two workers), waits for health, submits the original README's
-# example job through the dashboard's port, checks that it completes on a worker container with
+# coordinator, dashboard on nginx with TLS from a throw-away CA (tests/lib/tls.sh), two workers),
+# waits for health, checks HTTPS through nginx (and a wrong CA refused), submits the original
+# README's example job over HTTPS through nginx, checks that it completes on a worker container with
 # "Hello World" and that two workers registered, then brings everything down and removes what it
 # made. Uses Docker when a Docker engine answers, else Podman (+ podman-compose).
 set -uo pipefail
@@ -28,23 +29,13 @@ project=cacheout-test-$$
 work=$(mktemp -d)
 export COMPOSE_PROJECT_NAME=$project
 
-if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
-    engine=docker
+# shellcheck source=../lib/containers.sh
+. "$top/tests/lib/containers.sh"
+containers_engine "$work"
+if [ "$engine" = docker ]; then
     if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 else
-    engine=podman
     compose=(podman-compose)
-    # Settings for machines without systemd (see images/README.md); kept out of /etc.
-    cat >"$work/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-CONF
-    export CONTAINERS_CONF=$work/containers.conf
-    export BUILDAH_FORMAT=docker # keep HEALTHCHECK in the images
 fi
 echo "compose: using $engine (${compose[*]})"
 
@@ -60,24 +51,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Base image: no registry is reachable here, so debian:bookworm-slim is made with debootstrap from
-# the machine's own Debian mirror, once, and kept for later runs.
-if ! $engine image exists docker.io/library/debian:bookworm-slim 2>/dev/null &&
-   ! $engine image inspect debian:bookworm-slim >/dev/null 2>&1; then
-    if ! timeout 120 $engine pull -q debian:bookworm-slim >/dev/null 2>&1; then
-        echo "compose: making debian:bookworm-slim with debootstrap"
-        mirror=$(images/debian-mirror.sh) || { bad "find a Debian mirror"; finish; }
-        if debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 &&
-           tar -C "$work/rootfs" -c . | $engine import - localhost/debian:bookworm-slim >/dev/null; then
-            $engine tag localhost/debian:bookworm-slim docker.io/library/debian:bookworm-slim
-            rm -rf "$work/rootfs"
-        else
-            tail -20 "$work/debootstrap.log"
-            bad "make the debian:bookworm-slim base image"
-            finish
-        fi
-    fi
-fi
+containers_base_image "$work" || { bad "make the debian:bookworm-slim base image"; finish; }
 ok "base image debian:bookworm-slim"
 
 if [ ! -f frontend/dist/index.html ]; then
@@ -88,11 +62,19 @@ fi
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-export PORT=$(free_port) FRONTEND_PORT=$(free_port) DB_PORT=$(free_port)
+export PORT=$(free_port) FRONTEND_PORT=$(free_port) FRONTEND_TLS_PORT=$(free_port) DB_PORT=$(free_port)
+# nginx terminates TLS with a certificate of a throw-away CA made for this run.
+# shellcheck source=../lib/tls.sh
+. "$top/tests/lib/tls.sh"
+if tls_make "$work/tls"; then ok "throw-away CA and server certificate"; else bad "throw-away CA"; finish; fi
+export TLS_DIR=$work/tls
 export ADMIN_TOKEN=compose-admin-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
 export POSTGRES_PASSWORD=compose-pw-$$ WORKER_TIMEOUT_SECONDS=30
 
-if "${compose[@]}" -p "$project" build >"$work/build.log" 2>&1; then
+# podman-compose 1.0 exits 0 even when an image fails to build (and up then runs stale images):
+# its log says "exit code: N" after each build.
+if "${compose[@]}" -p "$project" build >"$work/build.log" 2>&1 &&
+   ! grep -qE '^exit code: [1-9]' "$work/build.log"; then
     ok "images build"
 else
     tail -40 "$work/build.log"
@@ -121,6 +103,19 @@ api=http://127.0.0.1:$FRONTEND_PORT
 if wait_for 120 "http://127.0.0.1:$PORT/api/v1/health"; then ok "coordinator healthy"; else bad "coordinator healthy"; fi
 if wait_for 60 "$api/api/v1/health"; then ok "dashboard port proxies the API"; else bad "dashboard port proxies the API"; fi
 if curl -fsS "$api/" | grep -qi '<div id="root"'; then ok "dashboard served"; else bad "dashboard served"; fi
+# TLS on nginx: the certificate checks against the run's CA and is refused against another.
+tls_api=https://localhost:$FRONTEND_TLS_PORT
+if curl -fsS --cacert "$work/tls/ca.pem" "$tls_api/api/v1/health" | grep -q healthy; then
+    ok "nginx serves the API over HTTPS (certificate verified)"
+else
+    bad "nginx serves the API over HTTPS"
+fi
+err=$(curl -sS --cacert "$work/tls/other-ca.pem" "$tls_api/api/v1/health" 2>&1 >/dev/null)
+if grep -q "unable to get local issuer certificate" <<<"$err"; then
+    ok "a client trusting another CA refuses nginx's certificate"
+else
+    bad "a client trusting another CA refuses nginx's certificate (got: $err)"
+fi
 
 workers_online() {
     curl -fsS "$api/api/v1/workers" | python3 -c '
@@ -137,39 +132,18 @@ while [ $SECONDS -lt $deadline ]; do
 done
 if [ "$n" -ge 2 ]; then ok "two workers registered ($n online)"; else bad "two workers registered (saw $n)"; fi
 
-# The original README's example, verbatim but for the token and the port.
-resp=$(curl -sS -X POST "$api/api/v1/submit" \
-  -H "Content-Type: application/json" \
-  -H "X-Admin-Token: $ADMIN_TOKEN" \
-  -d '{
-    "title": "Data Processing Job",
-    "description": "Process large dataset",
-    "code": "print(\"Hello World\")",
-    "required_cores": 2,
-    "required_ram_mb": 4096,
-    "priority": 1,
-    "command": "python script.py",
-    "parameters": {"input": "data.csv"},
-    "buyer_id": "default-buyer"
-  }')
-job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job_id"])' "$resp" 2>/dev/null)
-if [ -n "$job" ]; then ok "submit through the dashboard port"; else bad "submit through the dashboard port: $resp"; fi
-
-status=
-deadline=$((SECONDS + 120))
-while [ -n "$job" ] && [ $SECONDS -lt $deadline ]; do
-    status=$(curl -fsS "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' 2>/dev/null)
-    case $status in completed | failed | cancelled) break ;; esac
-    sleep 1
-done
+# The original README's example, verbatim but for the token, the port and https through nginx.
+# shellcheck source=../lib/readme_job.sh
+. "$top/tests/lib/readme_job.sh"
+job=$(readme_job_submit "$tls_api" "$ADMIN_TOKEN" --cacert "$work/tls/ca.pem")
+if [ -n "$job" ]; then ok "submit over HTTPS through nginx"; else bad "submit over HTTPS through nginx"; fi
+status=$(readme_job_wait "$api" "$job" 120)
 if [ "$status" = completed ]; then ok "job completed"; else bad "job completed (status '$status')"; fi
-out=$(curl -fsS -H "X-Admin-Token: $ADMIN_TOKEN" "$api/api/v1/jobs/$job/output" 2>/dev/null)
-if python3 -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["stdout"].strip()=="Hello World" else 1)' "$out" 2>/dev/null; then
-    ok "job output is Hello World"
-else
+out=$(readme_job_stdout "$api" "$job" "$ADMIN_TOKEN")
+if [ "$out" = "Hello World" ]; then ok "job output is Hello World"; else
     bad "job output is Hello World (got: ${out:0:300})"
 fi
-worker=$(curl -fsS "$api/api/v1/jobs/$job" | python3 -c 'import json,sys; print(json.load(sys.stdin)["assigned_worker"] or "")' 2>/dev/null)
+worker=$(readme_job_field "$api" "$job" assigned_worker)
 # Each agent's worker id defaults to its container's host name.
 hostnames=$(for c in $($engine ps -q); do $engine inspect -f '{{.Config.Hostname}} {{.Name}}' "$c"; done | awk '$2 ~ /worker/ {print $1}')
 if [ -n "$worker" ] && grep -qx "$worker" <<<"$hostnames"; then

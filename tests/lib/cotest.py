@@ -44,6 +44,19 @@ import traceback
 # a production DATABASE_URL or tokens); a driver passes more with unset=UNSET + (...).
 UNSET = ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS")
 
+# The original README's example job, verbatim (the suites' first end-to-end check).
+README_JOB = {
+    "title": "Data Processing Job",
+    "description": "Process large dataset",
+    "code": "print(\"Hello World\")",
+    "required_cores": 2,
+    "required_ram_mb": 4096,
+    "priority": 1,
+    "command": "python script.py",
+    "parameters": {"input": "data.csv"},
+    "buyer_id": "default-buyer",
+}
+
 # Markers of sanitizer reports (AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer,
 # ThreadSanitizer).
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",

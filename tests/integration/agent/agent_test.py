@@ -298,17 +298,7 @@ def pg_ctl(action):
 # scenarios
 
 
-README_JOB = {
-    "title": "Data Processing Job",
-    "description": "Process large dataset",
-    "code": "print(\"Hello World\")",
-    "required_cores": 2,
-    "required_ram_mb": 4096,
-    "priority": 1,
-    "command": "python script.py",
-    "parameters": {"input": "data.csv"},
-    "buyer_id": "default-buyer",
-}
+README_JOB = cotest.README_JOB
 
 
 @case("README submit example prints Hello World; credits move buyer -> owner exactly once")
