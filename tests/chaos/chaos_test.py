@@ -21,7 +21,12 @@ is up again and the driver waits for the jobs to settle, then checks (one case e
 - double: no job had two results stored (coordinator log "job finished job=<id>", DEBUG);
 - assigned: no job was seen `assigned` (same attempt) for longer than lease + grace, not counting
   time when the coordinator or the database was down;
-- outputs: every completed short job's stored output holds its marker.
+- outputs: every completed short job's stored output holds its marker;
+- platform: no job failed as sandbox_error (the agents are healthy: such a failure comes from a
+  race in the platform, and the agent's rejection reason is printed).
+
+A check named in --xfail (CHAOS_XFAIL in run.sh, each with the bug it waits for) prints XFAIL
+when it fails and XPASS when this run did not hit the bug; both count as passed.
 
 It prints the faults injected and "lost=N double=N".  Standard library and tests/lib/cotest.py
 only; prints one line per case and "RESULT <passed> <failed>".
@@ -466,8 +471,11 @@ def main():
                                                                   xfail_why(name), e), flush=True)
                 r.passed += 1
                 return
-            r.fail(name, "was expected to fail (%s) but passed: remove it from --xfail"
-                   % xfail_why(name))
+            # Faults are random: a run may not hit the bug.  Counted as passed, said loudly.
+            print("XPASS %s: %s: expected to fail (%s) but passed this time; if the bug is "
+                  "fixed, remove it from CHAOS_XFAIL" % (args.label, name, xfail_why(name)),
+                  flush=True)
+            r.passed += 1
             return
         r.case(name, fn)
 
@@ -529,8 +537,24 @@ def main():
                     bad.append(jid)
         check(not bad, "%d completed jobs without their output, e.g. %s" % (len(bad), bad[:3]))
 
+    def t_platform():
+        with open(run.coord.output, errors="replace") as f:
+            text = f.read()
+        why = {}
+        for m in re.finditer(r"job rejected by agent job=(\S+) attempt=\d+ worker=\S+ "
+                             r"reason=\"([^\"]*)\"", text):
+            why[m.group(1)] = re.sub(r"\d+", "N", m.group(2))
+        bad = {}
+        for jid, j in js.items():
+            if j["status"] == "failed" and j.get("failure_reason") == "sandbox_error":
+                k = why.get(jid, "no rejection logged")
+                bad[k] = bad.get(k, 0) + 1
+        check(not bad, "%d jobs failed as sandbox_error on healthy agents: %s" % (
+            sum(bad.values()), "; ".join("%d x %s" % (n, k) for k, n in sorted(bad.items()))))
+
     if js:
         expect("lost: every job final or running on an agent that holds it", t_lost)
+        expect("platform: no job failed as sandbox_error (the agents are healthy)", t_platform)
         expect("settled once: at most one charge, payout, refund per job", t_settled_once)
         expect("double: at most one stored result per job", t_double_result)
         expect("assigned: never longer than lease + grace", t_assigned)

@@ -21,8 +21,13 @@ for bin in "$coord" "$agent"; do
     fi
 done
 # Checks that fail on main because of an open bug owned by other work, each named with the bug
-# (an expected failure is printed loudly as XFAIL and fails the suite once it passes).
-xfail=${CHAOS_XFAIL:-}
+# (printed loudly as XFAIL when it fails, XPASS when a run did not hit it):
+# - platform: right after an agent's hello the coordinator cancels the attempts the agent holds
+#   that the store no longer gives it ("stale attempt") and at once assigns new jobs as if their
+#   cores were free; the agent, whose cancelled jobs are still ending, rejects them ("does not
+#   fit free capacity") and the buyer's job fails for good as sandbox_error on its first attempt
+#   (issue 12: reconciliation, and platform-side failures must not use up the buyer's attempts).
+xfail=${CHAOS_XFAIL-platform}
 
 # shellcheck source=../lib/suite.sh
 . "$src/tests/lib/suite.sh"
