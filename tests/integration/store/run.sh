@@ -37,6 +37,7 @@ run_contract() {
         ok) pass "$label/$case" ;;
         FAIL) fail "$label/$case" "$rest" ;;
         skip) skip "$label/$case" "$rest" ;;
+        "#") echo "    # $label: $case $rest" ;; # figures of the case that follows
         esac
     done <"$out"
     if [ $rc -ne 0 ] && ! grep -q '^FAIL' "$out"; then
