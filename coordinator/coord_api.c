@@ -25,38 +25,101 @@ struct route_def {
     const char *suffix; /* after the id, NULL for routes without an id */
     int method;
     enum coord_route route;
-    enum coord_auth auth;
+    enum coord_auth auth; /* what the principal needs (coord_api_allowed) */
+    bool self;            /* and the {id} must be its own user, unless admin */
     bool body, body_optional;
     enum coord_db_lane lane;
 };
 
+#define GET LWSHUMETH_GET
+#define POST LWSHUMETH_POST
+#define PATCH LWSHUMETH_PATCH
+#define DELETE LWSHUMETH_DELETE
+#define R COORD_DB_READ
+#define W COORD_DB_WRITE
+
+/* Route-level rights are declared here only; handlers check what depends on stored rows. */
 static const struct route_def routes[] = {
-    {"/submit", NULL, LWSHUMETH_POST, COORD_R_SUBMIT, COORD_AUTH_ADMIN, true, false,
-     COORD_DB_WRITE},
-    {"/jobs", NULL, LWSHUMETH_GET, COORD_R_JOBS, COORD_AUTH_NONE, false, false, COORD_DB_READ},
-    {"/jobs/", "", LWSHUMETH_GET, COORD_R_JOB, COORD_AUTH_NONE, false, false, COORD_DB_READ},
-    {"/jobs/", "/output", LWSHUMETH_GET, COORD_R_JOB_OUTPUT, COORD_AUTH_ADMIN, false, false,
-     COORD_DB_READ},
-    {"/jobs/", "/cancel", LWSHUMETH_POST, COORD_R_JOB_CANCEL, COORD_AUTH_ADMIN, false, true,
-     COORD_DB_WRITE},
-    {"/register", NULL, LWSHUMETH_POST, COORD_R_REGISTER, COORD_AUTH_AGENT, true, false,
-     COORD_DB_WRITE},
-    {"/unregister", NULL, LWSHUMETH_POST, COORD_R_UNREGISTER, COORD_AUTH_AGENT, true, false,
-     COORD_DB_WRITE},
-    {"/workers", NULL, LWSHUMETH_GET, COORD_R_WORKERS, COORD_AUTH_NONE, false, false,
-     COORD_DB_READ},
-    {"/task", NULL, LWSHUMETH_GET, COORD_R_TASK, COORD_AUTH_AGENT, false, false, COORD_DB_WRITE},
-    {"/status", NULL, LWSHUMETH_POST, COORD_R_STATUS, COORD_AUTH_AGENT, true, false,
-     COORD_DB_WRITE},
-    {"/credits/", "", LWSHUMETH_GET, COORD_R_CREDITS, COORD_AUTH_NONE, false, false, COORD_DB_READ},
-    {"/credits/", "/grant", LWSHUMETH_POST, COORD_R_GRANT, COORD_AUTH_ADMIN, true, false,
-     COORD_DB_WRITE},
-    {"/credits/", "/ledger", LWSHUMETH_GET, COORD_R_LEDGER, COORD_AUTH_ADMIN, false, false,
-     COORD_DB_READ},
-    {"/health", NULL, LWSHUMETH_GET, COORD_R_HEALTH, COORD_AUTH_NONE, false, false, COORD_DB_READ},
-    {"/debug/invariant", NULL, LWSHUMETH_GET, COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
-     false, COORD_DB_READ},
+    /* prefix, suffix, method, route, auth, self, body, body_optional, lane */
+    {"/submit", NULL, POST, COORD_R_SUBMIT, COORD_AUTH_BUY, false, true, false, W},
+    {"/jobs", NULL, GET, COORD_R_JOBS, COORD_AUTH_NONE, false, false, false, R},
+    {"/jobs/", "", GET, COORD_R_JOB, COORD_AUTH_NONE, false, false, false, R},
+    {"/jobs/", "/output", GET, COORD_R_JOB_OUTPUT, COORD_AUTH_BUY, false, false, false, R},
+    {"/jobs/", "/cancel", POST, COORD_R_JOB_CANCEL, COORD_AUTH_BUY, false, false, true, W},
+    {"/register", NULL, POST, COORD_R_REGISTER, COORD_AUTH_AGENT, false, true, false, W},
+    {"/unregister", NULL, POST, COORD_R_UNREGISTER, COORD_AUTH_AGENT, false, true, false, W},
+    {"/workers", NULL, GET, COORD_R_WORKERS, COORD_AUTH_NONE, false, false, false, R},
+    {"/task", NULL, GET, COORD_R_TASK, COORD_AUTH_AGENT, false, false, false, W},
+    {"/status", NULL, POST, COORD_R_STATUS, COORD_AUTH_AGENT, false, true, false, W},
+    {"/credits/", "", GET, COORD_R_CREDITS, COORD_AUTH_ANY, true, false, false, R},
+    {"/credits/", "/grant", POST, COORD_R_GRANT, COORD_AUTH_ADMIN, false, true, false, W},
+    {"/credits/", "/ledger", GET, COORD_R_LEDGER, COORD_AUTH_ANY, true, false, false, R},
+    {"/health", NULL, GET, COORD_R_HEALTH, COORD_AUTH_NONE, false, false, false, R},
+    {"/debug/invariant", NULL, GET, COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false, false, false,
+     R},
+    {"/users", NULL, POST, COORD_R_USERS_CREATE, COORD_AUTH_ADMIN, false, true, false, W},
+    {"/users", NULL, GET, COORD_R_USERS, COORD_AUTH_ADMIN, false, false, false, R},
+    {"/users/", "", GET, COORD_R_USER, COORD_AUTH_ANY, true, false, false, R},
+    {"/users/", "", PATCH, COORD_R_USER_PATCH, COORD_AUTH_ADMIN, false, true, false, W},
+    {"/users/", "/keys", POST, COORD_R_KEYS_CREATE, COORD_AUTH_ANY, true, true, false, W},
+    {"/users/", "/keys", GET, COORD_R_KEYS, COORD_AUTH_ANY, true, false, false, R},
+    {"/keys/", "", DELETE, COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false, false, false, W},
+    {"/me", NULL, GET, COORD_R_ME, COORD_AUTH_ANY, false, false, false, R},
+    {"/audit", NULL, GET, COORD_R_AUDIT, COORD_AUTH_ADMIN, false, false, false, R},
 };
+
+#undef GET
+#undef POST
+#undef PATCH
+#undef DELETE
+#undef R
+#undef W
+
+int
+coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool self_or_admin,
+                  const char *id, bool open_agents, const char **msg)
+{
+    bool anonymous = p->cred == COORD_CRED_NONE;
+    switch (auth) {
+    case COORD_AUTH_NONE:
+        return 0;
+    case COORD_AUTH_AGENT:
+        /* Open registration is open to anyone; else the admin token is no agent credential. */
+        if (open_agents || p->cred == COORD_CRED_AGENT_TOKEN || p->cred == COORD_CRED_OPEN ||
+            (p->cred == COORD_CRED_KEY && (p->scopes & COORD_SCOPE_SELL)))
+            return 0;
+        if (p->cred == COORD_CRED_KEY) {
+            *msg = "this key has no 'sell' scope";
+            return 403;
+        }
+        *msg = "missing X-Agent-Token or a sell key";
+        return 401;
+    case COORD_AUTH_ANY:
+        break;
+    case COORD_AUTH_BUY:
+        if (!anonymous && !coord_auth_has_scope(p, COORD_SCOPE_BUY)) {
+            *msg = "this key has no 'buy' scope";
+            return 403;
+        }
+        break;
+    case COORD_AUTH_ADMIN:
+        if (!anonymous && !p->is_admin) {
+            *msg = "admin rights are required";
+            return 403;
+        }
+        break;
+    }
+    if (anonymous) {
+        *msg = auth == COORD_AUTH_ADMIN ? "missing X-Admin-Token or an admin key"
+                                        : "missing credential (Authorization: Bearer <key>)";
+        return 401;
+    }
+    if (self_or_admin && !coord_auth_is_self_or_admin(p, id)) {
+        *msg = "this belongs to another user";
+        return 403;
+    }
+    return 0;
+}
 
 int
 coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1], struct coord_route_info *ri)
@@ -99,6 +162,7 @@ coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1], struct coo
             continue;
         ri->route = d->route;
         ri->auth = d->auth;
+        ri->self_or_admin = d->self;
         ri->body = d->body;
         ri->body_optional = d->body_optional;
         ri->lane = d->lane;
@@ -268,6 +332,16 @@ query_int(struct coord_req *r, const char *name, bool has, const char *s, int64_
     return 0;
 }
 
+/* The limit (default 100, 1-1000) and offset of a list; -1 after answering 422. */
+static int
+query_paging(struct coord_req *r, int64_t *limit, int64_t *offset)
+{
+    if (query_int(r, "limit", r->has_limit, r->q_limit, 100, 1, 1000, limit) < 0 ||
+        query_int(r, "offset", r->has_offset, r->q_offset, 0, 0, INT32_MAX, offset) < 0)
+        return -1;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ rendering */
 
 void
@@ -325,13 +399,21 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
 void
 coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
 {
+    coord_api_write_worker_view(w, wk, timeout_ms, true);
+}
+
+void
+coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms,
+                            bool with_owner)
+{
     int64_t now = co_wall_ms();
     enum coord_worker_status st = wk->status;
     if (now - wk->last_heartbeat > timeout_ms)
         st = COORD_WORKER_OFFLINE;
     co_jsonw_obj_begin(w);
     co_jsonw_kstr(w, "worker_id", wk->worker_id);
-    co_jsonw_kstr(w, "owner_id", wk->owner_id[0] ? wk->owner_id : wk->worker_id);
+    if (with_owner)
+        co_jsonw_kstr(w, "owner_id", wk->owner_id[0] ? wk->owner_id : wk->worker_id);
     co_jsonw_kint(w, "cpu_cores", wk->cpu_cores);
     co_jsonw_kint(w, "ram_mb", wk->ram_mb);
     co_jsonw_kint(w, "free_cores",
@@ -359,14 +441,90 @@ render_user(struct coord_req *r, const struct coord_user *u)
     co_jsonw_obj_end(&w);
 }
 
+/*
+ * Whether the principal sees @buyer_id's jobs in full (code, command, parameters, output):
+ * admins, and the buyer itself through a credential with the buy scope.  Everyone else gets the
+ * public view.
+ */
+static bool
+sees_full(const struct coord_req *r, const char *buyer_id)
+{
+    const struct coord_principal *p = &r->principal;
+    if (p->is_admin)
+        return true;
+    return p->cred != COORD_CRED_NONE && coord_auth_has_scope(p, COORD_SCOPE_BUY) &&
+           coord_auth_is_self_or_admin(p, buyer_id);
+}
+
+void
+coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j)
+{
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "job_id", j->job_id);
+    co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
+    co_jsonw_kint(w, "required_cores", j->required_cores);
+    co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
+    co_jsonw_kint(w, "priority", j->priority);
+    co_jsonw_kstr(w, "image", j->image ? j->image : "default");
+    co_jsonw_kcredits(w, "cost", j->cost);
+    co_jsonw_kstr(w, "assigned_worker", j->assigned_worker[0] ? j->assigned_worker : NULL);
+    co_jsonw_ktime(w, "created_at", j->created_at);
+    co_jsonw_ktime(w, "started_at", j->started_at);
+    co_jsonw_ktime(w, "completed_at", j->completed_at);
+    co_jsonw_obj_end(w);
+}
+
+/* A job in the view the request's principal may see. */
+static void
+write_job_for(struct co_jsonw *w, const struct coord_req *r, const struct coord_job *j)
+{
+    if (sees_full(r, j->buyer_id))
+        coord_api_write_job(w, j, j->code != NULL, 0); /* code when it was loaded */
+    else
+        coord_api_write_job_public(w, j);
+}
+
 static void
 answer_job(struct coord_req *r, int status, const struct coord_job *j)
 {
     struct co_jsonw w;
     co_buf_reset(&r->resp);
     co_jsonw_init(&w, &r->resp);
-    coord_api_write_job(&w, j, r->admin, 0);
+    write_job_for(&w, r, j);
     r->status = status;
+}
+
+static void
+forbidden(struct coord_req *r, const char *what)
+{
+    coord_req_error(r, 403, "forbidden", NULL, "%s", what);
+}
+
+/*
+ * Record an action in the audit log (@detail borrowed, may be NULL) and commit the batch that
+ * holds the change it records, so that both are committed together or neither (on failure the
+ * batch is rolled back).
+ */
+static int
+audit_commit(struct coord_store *s, const struct coord_req *r, const char *action,
+             const char *target, json_t *detail, co_err *err)
+{
+    co_autofree char *d = detail ? json_dumps(detail, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_t *with_key = NULL;
+    if (r->principal.key_id[0]) {
+        /* Which key acted, next to what was done. */
+        with_key = detail ? json_deep_copy(detail) : json_object();
+        json_object_set_new(with_key, "by_key", json_string(r->principal.key_id));
+        free(d);
+        d = json_dumps(with_key, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(with_key);
+    }
+    const char *actor = r->principal.user_id[0] ? r->principal.user_id : "agent-token";
+    if (coord_store_audit_append(s, actor, action, target, d, err) < 0) {
+        coord_store_batch_rollback(s);
+        return -1;
+    }
+    return coord_store_batch_commit(s, err);
 }
 
 /* ------------------------------------------------------------------ handlers */
@@ -379,6 +537,8 @@ h_submit(struct coord_store *s, struct coord_req *r)
         .max_cores = cfg->max_job_cores,
         .max_ram_mb = cfg->max_job_ram_mb,
         .max_body = (size_t)cfg->max_body_bytes,
+        /* A key submits for its own user when buyer_id is left out. */
+        .default_buyer = r->principal.cred == COORD_CRED_KEY ? r->principal.user_id : NULL,
     };
     struct proto_job_spec spec;
     struct coord_job job;
@@ -393,6 +553,12 @@ h_submit(struct coord_store *s, struct coord_req *r)
         else
             coord_req_error(r, 422, "invalid_field", err.field, "%s", err.msg);
         return;
+    }
+    if (!coord_auth_is_self_or_admin(&r->principal, spec.buyer_id)) {
+        coord_req_error(r, 403, "forbidden", "buyer_id",
+                        "a key of user '%s' cannot submit for buyer '%s'", r->principal.user_id,
+                        spec.buyer_id);
+        goto out;
     }
     if (co_credits_cost(spec.required_cores, spec.required_ram_mb, cfg->cost_per_core,
                         cfg->cost_per_100mb_ram, &job.cost, &err) < 0) {
@@ -414,15 +580,17 @@ h_submit(struct coord_store *s, struct coord_req *r)
     job.priority = spec.priority;
     job.timeout_seconds = spec.timeout_seconds;
     job.max_attempts = spec.max_attempts;
-    if (coord_store_job_submit(s, &job, &err) < 0) {
-        coord_req_fail(r, &err);
+    if (coord_store_job_submit_capped(s, &job, r->max_pending, &err) < 0) {
+        if (err.code == CO_E_LIMIT)
+            coord_req_error(r, 429, "quota_exceeded", NULL, "%s", err.msg);
+        else
+            coord_req_fail(r, &err);
         goto out;
     }
     r->wrote_state = true;
     coord_req_changed(r, COORD_EVENT_JOB, job.job_id);
     coord_req_changed(r, COORD_EVENT_CREDITS, job.buyer_id);
-    r->admin = true; /* submit is an admin request: the answer includes the code */
-    answer_job(r, 201, &job);
+    answer_job(r, 201, &job); /* the submitter's own job: in full */
 out:
     coord_job_release(&job);
     proto_job_spec_release(&spec);
@@ -446,6 +614,23 @@ h_jobs(struct coord_store *s, struct coord_req *r)
         }
         f.buyer_id = r->q_buyer;
     }
+    /* A buyer's key lists its own jobs only; who owns which job is not public. */
+    const struct coord_principal *p = &r->principal;
+    bool buyer_view = !p->is_admin && p->cred != COORD_CRED_NONE &&
+                      coord_auth_has_scope(p, COORD_SCOPE_BUY) && p->user_id[0];
+    if (f.buyer_id && !coord_auth_is_self_or_admin(p, f.buyer_id)) {
+        if (p->cred == COORD_CRED_NONE)
+            coord_req_error(r, 401, "unauthorized", NULL,
+                            "filtering by buyer_id needs that buyer's key or admin rights");
+        else
+            coord_req_error(r, 403, "forbidden", "buyer_id", "cannot list the jobs of buyer '%s'",
+                            f.buyer_id);
+        return;
+    }
+    if (buyer_view) {
+        f.buyer_id = p->user_id;
+        f.with_code = true; /* its own jobs, in full */
+    }
     if (r->has_worker && r->q_worker[0]) {
         if (!co_id_valid(r->q_worker)) {
             coord_req_error(r, 422, "invalid_field", "worker_id", "invalid worker_id");
@@ -453,8 +638,7 @@ h_jobs(struct coord_store *s, struct coord_req *r)
         }
         f.worker_id = r->q_worker;
     }
-    if (query_int(r, "limit", r->has_limit, r->q_limit, 100, 1, 1000, &f.limit) < 0 ||
-        query_int(r, "offset", r->has_offset, r->q_offset, 0, 0, INT32_MAX, &f.offset) < 0)
+    if (query_paging(r, &f.limit, &f.offset) < 0)
         return;
     struct coord_job_list l = {0};
     co_err err = CO_ERR_INIT;
@@ -467,7 +651,7 @@ h_jobs(struct coord_store *s, struct coord_req *r)
     co_buf_grow(&r->resp, l.len * 700);
     co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l.len; i++)
-        coord_api_write_job(&w, &l.items[i], false, 0);
+        write_job_for(&w, r, &l.items[i]);
     co_jsonw_arr_end(&w);
     r->status = 200;
     coord_job_list_release(&l);
@@ -479,12 +663,39 @@ h_job(struct coord_store *s, struct coord_req *r)
     struct coord_job j;
     memset(&j, 0, sizeof(j));
     co_err err = CO_ERR_INIT;
-    if (coord_store_job_get(s, r->id, r->admin, &j, &err) < 0) {
+    /* The code is loaded for any credential, shown only to who sees the job in full. */
+    if (coord_store_job_get(s, r->id, r->principal.cred != COORD_CRED_NONE, &j, &err) < 0) {
         coord_req_fail(r, &err);
         return;
     }
     answer_job(r, 200, &j);
     coord_job_release(&j);
+}
+
+/*
+ * Load job r->id for an action on it that only its buyer or an admin may take (output, cancel):
+ * -1 after answering 404 or 403.  @out (optional) receives the job (without code).
+ */
+static int
+own_job(struct coord_store *s, struct coord_req *r, struct coord_job *out)
+{
+    struct coord_job j;
+    memset(&j, 0, sizeof(j));
+    co_err err = CO_ERR_INIT;
+    if (coord_store_job_get(s, r->id, false, &j, &err) < 0) {
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    if (!coord_auth_is_self_or_admin(&r->principal, j.buyer_id)) {
+        coord_job_release(&j);
+        forbidden(r, "this job belongs to another buyer");
+        return -1;
+    }
+    if (out)
+        *out = j;
+    else
+        coord_job_release(&j);
+    return 0;
 }
 
 static void
@@ -495,6 +706,8 @@ h_job_output(struct coord_store *s, struct coord_req *r)
     size_t out_len = 0, err_len = 0;
     bool truncated = false;
     co_err err = CO_ERR_INIT;
+    if (own_job(s, r, NULL) < 0)
+        return;
     if (coord_store_output_get(s, r->id, &out, &out_len, &errs, &err_len, &truncated, &err) < 0) {
         coord_req_fail(r, &err);
         return;
@@ -530,7 +743,25 @@ h_job_cancel(struct coord_store *s, struct coord_req *r)
         if (rc < 0)
             return;
     }
+    if (own_job(s, r, &j) < 0)
+        return;
+    /* An admin cancelling is audited, in the same transaction as the cancel. */
+    bool audited = r->principal.is_admin;
+    coord_job_release(&j);
+    memset(&j, 0, sizeof(j));
+    if (audited && coord_store_batch_begin(s, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
     if (coord_store_job_cancel(s, r->id, &j, &was, &err) < 0) {
+        if (audited)
+            coord_store_batch_rollback(s);
+        coord_job_release(&j);
+        coord_req_fail(r, &err);
+        return;
+    }
+    if (audited && audit_commit(s, r, "job.cancel", r->id, NULL, &err) < 0) {
+        coord_job_release(&j);
         coord_req_fail(r, &err);
         return;
     }
@@ -656,8 +887,11 @@ h_workers(struct coord_store *s, struct coord_req *r)
     struct co_jsonw w;
     co_jsonw_init(&w, &r->resp);
     co_jsonw_arr_begin(&w);
+    /* Who owns which worker is not shown to anonymous users. */
+    bool with_owner = r->principal.cred != COORD_CRED_NONE;
     for (size_t i = 0; i < l.len; i++)
-        coord_api_write_worker(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000);
+        coord_api_write_worker_view(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000,
+                                    with_owner);
     co_jsonw_arr_end(&w);
     r->status = 200;
     coord_worker_list_release(&l);
@@ -821,7 +1055,12 @@ h_status(struct coord_store *s, struct coord_req *r)
         coord_req_fail(r, &err);
         goto out;
     }
-    answer_job(r, 200, &j);
+    /* The worker that runs the job sees it (without code), as before accounts. */
+    struct co_jsonw w;
+    co_buf_reset(&r->resp);
+    co_jsonw_init(&w, &r->resp);
+    coord_api_write_job(&w, &j, false, 0);
+    r->status = 200;
 out:
     coord_job_release(&j);
     json_decref(root);
@@ -865,7 +1104,16 @@ h_grant(struct coord_store *s, struct coord_req *r)
         coord_req_error(r, 422, "invalid_field", "amount", "%s", err.msg);
         goto out;
     }
+    if (coord_store_batch_begin(s, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
     if (coord_store_user_grant(s, r->id, micro, &u, &err) < 0) {
+        coord_store_batch_rollback(s);
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    if (audit_commit(s, r, "credits.grant", r->id, root, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -881,8 +1129,7 @@ static void
 h_ledger(struct coord_store *s, struct coord_req *r)
 {
     int64_t limit, offset;
-    if (query_int(r, "limit", r->has_limit, r->q_limit, 100, 1, 1000, &limit) < 0 ||
-        query_int(r, "offset", r->has_offset, r->q_offset, 0, 0, INT32_MAX, &offset) < 0)
+    if (query_paging(r, &limit, &offset) < 0)
         return;
     co_err err = CO_ERR_INIT;
     struct coord_user u;
@@ -944,6 +1191,489 @@ h_invariant(struct coord_store *s, struct coord_req *r)
     r->status = 200;
 }
 
+/* ------------------------------------------------------------------ accounts and keys */
+
+/* The effective limits of a user: its overrides, else the coordinator's defaults. */
+static void
+write_limits(struct co_jsonw *w, const struct coord_config *cfg, const char *overrides)
+{
+    struct coord_user_limits l;
+    co_err err = CO_ERR_INIT;
+    if (coord_limits_parse(overrides, &l, &err) < 0)
+        coord_limits_user_defaults(&l);
+    char rate[32];
+    int n = snprintf(rate, sizeof(rate), "%.6g",
+                     l.submit_per_second >= 0 ? l.submit_per_second : cfg->rate_submit_per_second);
+    co_jsonw_obj_begin(w);
+    co_jsonw_key(w, "submit_per_second");
+    co_jsonw_raw(w, rate, (size_t)n);
+    co_jsonw_kint(w, "max_pending_jobs",
+                  l.max_pending_jobs >= 0 ? l.max_pending_jobs : cfg->max_pending_jobs);
+    co_jsonw_kint(w, "max_running_jobs",
+                  l.max_running_jobs >= 0 ? l.max_running_jobs : cfg->max_running_jobs);
+    co_jsonw_obj_end(w);
+}
+
+/* The user object of API.md (plus its balance); an open object when @open (for /me). */
+static void
+write_account(struct co_jsonw *w, const struct coord_req *r, const struct coord_account *a,
+              bool open)
+{
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "user_id", a->user_id);
+    co_jsonw_kstr(w, "username", a->username);
+    co_jsonw_kstr(w, "email", a->email);
+    co_jsonw_kbool(w, "is_admin", a->is_admin);
+    co_jsonw_kbool(w, "disabled", a->disabled);
+    co_jsonw_key(w, "limits");
+    write_limits(w, r->srv->cfg, a->limits);
+    co_jsonw_kcredits(w, "credits", a->credits);
+    co_jsonw_kcredits(w, "held", a->held);
+    co_jsonw_ktime(w, "created_at", a->created_at);
+    if (!open)
+        co_jsonw_obj_end(w);
+}
+
+static void
+answer_account(struct coord_req *r, int status, const struct coord_account *a)
+{
+    struct co_jsonw w;
+    co_buf_reset(&r->resp);
+    co_jsonw_init(&w, &r->resp);
+    write_account(&w, r, a, false);
+    r->status = status;
+}
+
+static void
+write_scopes(struct co_jsonw *w, unsigned scopes)
+{
+    co_jsonw_arr_begin(w);
+    for (unsigned bit = 1; bit <= COORD_SCOPE_ADMIN; bit <<= 1) {
+        if (scopes & bit)
+            co_jsonw_str(w, coord_auth_scope_name(bit));
+    }
+    co_jsonw_arr_end(w);
+}
+
+/* A key as listed; with its @token only in the answer that created it. */
+static void
+write_key(struct co_jsonw *w, const struct coord_api_key *k, const char *token)
+{
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "key_id", k->key_id);
+    co_jsonw_kstr(w, "user_id", k->user_id);
+    co_jsonw_kstr(w, "name", k->name);
+    co_jsonw_key(w, "scopes");
+    write_scopes(w, k->scopes);
+    if (token)
+        co_jsonw_kstr(w, "token", token);
+    co_jsonw_ktime(w, "created_at", k->created_at);
+    co_jsonw_ktime(w, "last_used_at", k->last_used_at);
+    co_jsonw_obj_end(w);
+}
+
+/* A boolean field: -1 absent or null, 0/1; -1 after answering 422 (returns -2). */
+static int
+get_bool(struct coord_req *r, json_t *obj, const char *name)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v))
+        return -1;
+    if (!json_is_boolean(v)) {
+        coord_req_error(r, 422, "invalid_field", name, "field '%s' must be true or false", name);
+        return -2;
+    }
+    return json_is_true(v) ? 1 : 0;
+}
+
+static void
+h_users_create(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"user_id",  "username", "email",
+                                          "is_admin", "credits",  NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    const char *uid, *username, *email;
+    struct coord_account a, out;
+    memset(&a, 0, sizeof(a));
+    memset(&out, 0, sizeof(out));
+    int64_t credits = r->srv->cfg->starting_credits;
+    co_err err = CO_ERR_INIT;
+    int is_admin;
+    if (only_fields(r, root, allowed) < 0 || get_id(r, root, "user_id", true, &uid) < 0 ||
+        get_str(r, root, "username", false, 1, 200, &username) < 0 ||
+        get_str(r, root, "email", false, 3, 254, &email) < 0 ||
+        (is_admin = get_bool(r, root, "is_admin")) < -1)
+        goto out;
+    if (email && !strchr(email, '@')) {
+        coord_req_error(r, 422, "invalid_field", "email", "field 'email' must contain '@'");
+        goto out;
+    }
+    json_t *c = json_object_get(root, "credits");
+    if (c && !json_is_null(c)) {
+        int rc = proto_json_get_credits(c, "credits", &credits, &err);
+        if (rc == 0 && (credits < 0 || credits > INT64_C(1000000000) * CO_MICRO))
+            rc = co_err_set(&err, CO_E_RANGE, "field 'credits' must be from 0 to 1000000000");
+        if (rc < 0) {
+            coord_req_error(r, 422, "invalid_field", "credits", "%s", err.msg);
+            goto out;
+        }
+    }
+    co_strlcpy(a.user_id, uid, sizeof(a.user_id));
+    a.username = (char *)username;
+    a.email = (char *)email;
+    a.is_admin = is_admin == 1;
+    if (coord_store_batch_begin(s, &err) < 0)
+        goto fail;
+    if (coord_store_account_create(s, &a, credits, &out, &err) < 0) {
+        coord_store_batch_rollback(s);
+        goto fail;
+    }
+    if (audit_commit(s, r, "user.create", uid, root, &err) < 0)
+        goto fail;
+    r->wrote_state = true;
+    coord_req_changed(r, COORD_EVENT_CREDITS, uid);
+    answer_account(r, 201, &out);
+    goto out;
+fail:
+    coord_req_fail(r, &err);
+out:
+    coord_account_release(&out);
+    json_decref(root);
+}
+
+static void
+h_users(struct coord_store *s, struct coord_req *r)
+{
+    int64_t limit, offset;
+    if (query_paging(r, &limit, &offset) < 0)
+        return;
+    struct coord_account_list l = {0};
+    co_err err = CO_ERR_INIT;
+    if (coord_store_account_list(s, limit, offset, &l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++)
+        write_account(&w, r, &l.items[i], false);
+    co_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_account_list_release(&l);
+}
+
+static void
+h_user(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_account a;
+    memset(&a, 0, sizeof(a));
+    co_err err = CO_ERR_INIT;
+    if (coord_store_account_get(s, r->id, &a, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    answer_account(r, 200, &a);
+    coord_account_release(&a);
+}
+
+static void
+h_user_patch(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"is_admin", "disabled", "limits", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    struct coord_account_patch p = {.is_admin = -1, .disabled = -1, .limits = NULL};
+    struct coord_account out;
+    memset(&out, 0, sizeof(out));
+    co_autofree char *limits = NULL;
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 || (p.is_admin = get_bool(r, root, "is_admin")) < -1 ||
+        (p.disabled = get_bool(r, root, "disabled")) < -1)
+        goto out;
+    json_t *lim = json_object_get(root, "limits");
+    if (lim) {
+        struct coord_user_limits parsed;
+        if (json_is_null(lim)) {
+            limits = co_xstrdup("{}"); /* back to the defaults */
+        } else if (!json_is_object(lim)) {
+            coord_req_error(r, 422, "invalid_field", "limits", "field 'limits' must be an object");
+            goto out;
+        } else {
+            limits = json_dumps(lim, JSON_COMPACT | JSON_SORT_KEYS);
+            if (!limits || strlen(limits) > 500 || coord_limits_parse(limits, &parsed, &err) < 0) {
+                coord_req_error(r, 422, "invalid_field", "limits", "%s",
+                                err.msg[0] ? err.msg : "field 'limits' is too long");
+                goto out;
+            }
+        }
+        p.limits = limits;
+    }
+    if (p.is_admin < 0 && p.disabled < 0 && !p.limits) {
+        coord_req_error(r, 422, "invalid_field", NULL,
+                        "nothing to change: give is_admin, disabled or limits");
+        goto out;
+    }
+    if (strcmp(r->id, COORD_ADMIN_USER) == 0 && (p.is_admin == 0 || p.disabled == 1)) {
+        coord_req_error(r, 409, "conflict", p.is_admin == 0 ? "is_admin" : "disabled",
+                        "the built-in user '%s' stays an enabled admin", COORD_ADMIN_USER);
+        goto out;
+    }
+    if (coord_store_batch_begin(s, &err) < 0)
+        goto fail;
+    if (coord_store_account_patch(s, r->id, &p, &out, &err) < 0) {
+        coord_store_batch_rollback(s);
+        goto fail;
+    }
+    if (audit_commit(s, r, "user.patch", r->id, root, &err) < 0)
+        goto fail;
+    r->wrote_state = true;
+    /* Cached authentications of this user end now; its agents are told (COORD_EVENT_USER). */
+    coord_req_changed(r, COORD_EVENT_USER, r->id);
+    answer_account(r, 200, &out);
+    goto out;
+fail:
+    coord_req_fail(r, &err);
+out:
+    coord_account_release(&out);
+    json_decref(root);
+}
+
+/* Parse a "scopes" array into bits; -1 after answering 422. */
+static int
+get_scopes(struct coord_req *r, json_t *obj, unsigned *out)
+{
+    json_t *v = json_object_get(obj, "scopes");
+    size_t i;
+    json_t *e;
+    if (!v || json_is_null(v)) {
+        *out = COORD_SCOPE_BUY | COORD_SCOPE_SELL;
+        return 0;
+    }
+    if (!json_is_array(v) || json_array_size(v) == 0) {
+        coord_req_error(r, 422, "invalid_field", "scopes",
+                        "field 'scopes' must be a non-empty array of \"buy\", \"sell\", \"admin\"");
+        return -1;
+    }
+    *out = 0;
+    json_array_foreach(v, i, e)
+    {
+        unsigned bit = json_is_string(e) ? coord_auth_scope_parse(json_string_value(e)) : 0;
+        if (!bit) {
+            coord_req_error(r, 422, "invalid_field", "scopes",
+                            "unknown scope (known: \"buy\", \"sell\", \"admin\")");
+            return -1;
+        }
+        *out |= bit;
+    }
+    return 0;
+}
+
+static void
+h_keys_create(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"name", "scopes", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    const struct coord_principal *p = &r->principal;
+    const char *name;
+    unsigned scopes = 0;
+    struct coord_account owner;
+    struct coord_api_key k;
+    char token[64], hash[COORD_KEY_HASH_LEN + 1];
+    memset(&owner, 0, sizeof(owner));
+    memset(&k, 0, sizeof(k));
+    token[0] = '\0';
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 || get_str(r, root, "name", true, 1, 100, &name) < 0 ||
+        get_scopes(r, root, &scopes) < 0)
+        goto out;
+    if (coord_store_account_get(s, r->id, &owner, &err) < 0)
+        goto fail;
+    /* No escalation: a key grants only scopes it holds; admin only to admins, by admins. */
+    if ((scopes & COORD_SCOPE_ADMIN) && !owner.is_admin) {
+        coord_req_error(r, 403, "forbidden", "scopes",
+                        "user '%s' is not an admin: its keys cannot have the admin scope", r->id);
+        goto out;
+    }
+    if (!p->is_admin && (scopes & ~p->scopes)) {
+        coord_req_error(r, 403, "forbidden", "scopes",
+                        "this credential cannot grant scopes it does not hold itself");
+        goto out;
+    }
+    if (coord_auth_new_token(token, sizeof(token), &err) < 0)
+        goto fail;
+    coord_auth_hash(token, strlen(token), hash);
+    k.key_id[0] = 'k';
+    k.key_id[1] = '_';
+    co_random_hex(k.key_id + 2, 8);
+    co_strlcpy(k.user_id, r->id, sizeof(k.user_id));
+    co_strlcpy(k.name, name, sizeof(k.name));
+    k.scopes = scopes;
+    json_t *names = json_array();
+    for (unsigned bit = 1; bit <= COORD_SCOPE_ADMIN; bit <<= 1) {
+        if (scopes & bit)
+            json_array_append_new(names, json_string(coord_auth_scope_name(bit)));
+    }
+    json_t *detail = json_pack("{s:s, s:s, s:o}", "user_id", r->id, "name", name, "scopes", names);
+    if (coord_store_batch_begin(s, &err) < 0) {
+        json_decref(detail);
+        goto fail;
+    }
+    int rc = coord_store_key_create(s, &k, hash, &err);
+    if (rc < 0)
+        coord_store_batch_rollback(s);
+    else
+        rc = audit_commit(s, r, "key.create", k.key_id, detail, &err);
+    json_decref(detail);
+    if (rc < 0)
+        goto fail;
+    r->wrote_state = true;
+    struct co_jsonw w;
+    co_buf_reset(&r->resp);
+    co_jsonw_init(&w, &r->resp);
+    write_key(&w, &k, token); /* the only time the token is shown */
+    r->status = 201;
+    goto out;
+fail:
+    coord_req_fail(r, &err);
+out:
+    explicit_bzero(token, sizeof(token));
+    coord_account_release(&owner);
+    json_decref(root);
+}
+
+static void
+h_keys(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_api_key_list l = {0};
+    co_err err = CO_ERR_INIT;
+    if (coord_store_key_list(s, r->id, &l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++)
+        write_key(&w, &l.items[i], NULL);
+    co_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_api_key_list_release(&l);
+}
+
+static void
+h_key_revoke(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_api_key k;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_key_get(s, r->id, &k, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    if (!coord_auth_is_self_or_admin(&r->principal, k.user_id)) {
+        forbidden(r, "this key belongs to another user");
+        return;
+    }
+    if (coord_store_batch_begin(s, &err) < 0)
+        goto fail;
+    json_t *detail = json_pack("{s:s}", "user_id", k.user_id);
+    int rc = coord_store_key_revoke(s, r->id, NULL, &err);
+    if (rc < 0)
+        coord_store_batch_rollback(s);
+    else
+        rc = audit_commit(s, r, "key.revoke", r->id, detail, &err);
+    json_decref(detail);
+    if (rc < 0)
+        goto fail;
+    r->wrote_state = true;
+    /* Cached authentications of the key end now; agents connected with it are told. */
+    coord_req_changed(r, COORD_EVENT_KEY, r->id);
+    co_buf_reset(&r->resp);
+    r->status = 204;
+    return;
+fail:
+    coord_req_fail(r, &err);
+}
+
+static void
+h_me(struct coord_store *s, struct coord_req *r)
+{
+    const struct coord_principal *p = &r->principal;
+    struct coord_account a;
+    memset(&a, 0, sizeof(a));
+    co_err err = CO_ERR_INIT;
+    if (!p->user_id[0]) {
+        coord_req_error(r, 404, "not_found", NULL, "this credential acts for no user");
+        return;
+    }
+    if (coord_store_account_get(s, p->user_id, &a, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    write_account(&w, r, &a, true);
+    co_jsonw_key(&w, "key");
+    if (p->cred == COORD_CRED_KEY) {
+        struct coord_api_key k;
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kstr(&w, "key_id", p->key_id);
+        co_jsonw_kstr(&w, "name", coord_store_key_get(s, p->key_id, &k, &err) == 0 ? k.name : "");
+        co_jsonw_key(&w, "scopes");
+        write_scopes(&w, p->scopes);
+        co_jsonw_obj_end(&w);
+    } else {
+        co_jsonw_null(&w);
+    }
+    co_jsonw_kstr(&w, "credential",
+                  p->cred == COORD_CRED_ADMIN_TOKEN   ? "admin_token"
+                  : p->cred == COORD_CRED_AGENT_TOKEN ? "agent_token"
+                                                      : "key");
+    co_jsonw_obj_end(&w);
+    r->status = 200;
+    coord_account_release(&a);
+}
+
+static void
+h_audit(struct coord_store *s, struct coord_req *r)
+{
+    int64_t limit, offset;
+    if (query_paging(r, &limit, &offset) < 0)
+        return;
+    struct coord_audit_list l = {0};
+    co_err err = CO_ERR_INIT;
+    if (coord_store_audit_list(s, limit, offset, &l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return;
+    }
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++) {
+        const struct coord_audit_row *a = &l.items[i];
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kint(&w, "id", a->id);
+        co_jsonw_ktime(&w, "at", a->at);
+        co_jsonw_kstr(&w, "actor", a->actor);
+        co_jsonw_kstr(&w, "action", a->action);
+        co_jsonw_kstr(&w, "target", a->target);
+        co_jsonw_key(&w, "detail");
+        if (a->detail && a->detail[0] == '{')
+            co_jsonw_raw(&w, a->detail, strlen(a->detail));
+        else
+            co_jsonw_raw(&w, "{}", 2);
+        co_jsonw_obj_end(&w);
+    }
+    co_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_audit_list_release(&l);
+}
+
 void
 coord_api_handle(struct coord_store *store, struct coord_req *r)
 {
@@ -993,6 +1723,33 @@ coord_api_handle(struct coord_store *store, struct coord_req *r)
         break;
     case COORD_R_DEBUG_INVARIANT:
         h_invariant(store, r);
+        break;
+    case COORD_R_USERS_CREATE:
+        h_users_create(store, r);
+        break;
+    case COORD_R_USERS:
+        h_users(store, r);
+        break;
+    case COORD_R_USER:
+        h_user(store, r);
+        break;
+    case COORD_R_USER_PATCH:
+        h_user_patch(store, r);
+        break;
+    case COORD_R_KEYS_CREATE:
+        h_keys_create(store, r);
+        break;
+    case COORD_R_KEYS:
+        h_keys(store, r);
+        break;
+    case COORD_R_KEY_REVOKE:
+        h_key_revoke(store, r);
+        break;
+    case COORD_R_ME:
+        h_me(store, r);
+        break;
+    case COORD_R_AUDIT:
+        h_audit(store, r);
         break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");

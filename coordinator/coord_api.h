@@ -13,11 +13,22 @@
 #include "co_jsonw.h"
 #include "coord_server.h"
 
-enum coord_auth { COORD_AUTH_NONE = 0, COORD_AUTH_ADMIN, COORD_AUTH_AGENT };
+/*
+ * What a route requires of the request's principal (checked in coord_server before the handler
+ * runs; no credential -> 401, a credential without the right -> 403).
+ */
+enum coord_auth {
+    COORD_AUTH_NONE = 0, /* anyone, anonymous included */
+    COORD_AUTH_ADMIN,    /* the admin scope (X-Admin-Token or an admin key) */
+    COORD_AUTH_AGENT,    /* an agent credential: X-Agent-Token, a sell key, or open registration */
+    COORD_AUTH_ANY,      /* any valid credential */
+    COORD_AUTH_BUY,      /* the buy scope */
+};
 
 struct coord_route_info {
     enum coord_route route;
     enum coord_auth auth;
+    bool self_or_admin; /* the {id} of the path must be the principal's user, unless admin */
     bool body;          /* a JSON body is required */
     bool body_optional; /* a body may come (POST .../cancel) */
     enum coord_db_lane lane;
@@ -39,10 +50,28 @@ void coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool wit
                          int attempt);
 
 /**
+ * Write the public view of a job (API.md "Visibility and rights": what anonymous users and other
+ * buyers see).  Pure: any thread.
+ */
+void coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j);
+
+/**
  * Write the worker object of API.md; a worker silent for @timeout_ms shows as offline.  Pure:
  * any thread.  @w and @wk are borrowed.
  */
 void coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms);
+
+/** The same, without `owner_id` unless @with_owner (the anonymous view of GET /workers). */
+void coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk,
+                                 int64_t timeout_ms, bool with_owner);
+
+/**
+ * Whether @p may use a route that requires @auth (with @self_or_admin, on the path's @id): 0, or
+ * the HTTP status to answer (401 without a credential, 403 with one that lacks the right) with
+ * a message in @msg.  @open_agents: agent routes are open (no AGENT_TOKEN, no key needed).
+ */
+int coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool self_or_admin,
+                      const char *id, bool open_agents, const char **msg);
 
 /** Run the handler of @r->route with @store (database thread). */
 void coord_api_handle(struct coord_store *store, struct coord_req *r);

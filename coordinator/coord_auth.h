@@ -70,4 +70,65 @@ bool coord_auth_has_scope(const struct coord_principal *p, unsigned scope);
 /** True if @p is @user_id itself or an admin ("admin or self" in API.md). */
 bool coord_auth_is_self_or_admin(const struct coord_principal *p, const char *user_id);
 
+/* ---- extensions of the agreed interface (accounts work) ---- */
+
+#include <stdint.h>
+
+#include "coord_limits.h"
+#include "coord_store.h"
+
+/** The principal of X-Admin-Token: user "admin", every scope. */
+void coord_auth_principal_admin(struct coord_principal *p);
+
+/**
+ * The principal of a key found by coord_store_key_lookup(): its user and scopes; the admin
+ * scope counts only while the user is an admin (a demoted user's admin keys lose it).
+ */
+void coord_auth_principal_from_key(const struct coord_key_owner *k, struct coord_principal *p);
+
+/** "buy", "sell", "admin" for one scope bit; NULL otherwise. */
+const char *coord_auth_scope_name(unsigned bit);
+
+/** The bit of scope name @name ("buy", "sell", "admin"), 0 if unknown. */
+unsigned coord_auth_scope_parse(const char *name);
+
+/** What authentication of a key yields: the principal and its user's limit overrides. */
+struct coord_auth_entry {
+    struct coord_principal p;
+    struct coord_user_limits limits;
+};
+
+/**
+ * Resolve a key by the hash of its token (database thread): 1 and @out filled, 0 when no usable
+ * key has that hash (unknown, revoked, or its user disabled), -1 on a store error.
+ * last_used_at is written at most once a minute per key.
+ */
+int coord_auth_lookup(struct coord_store *s, const char *token_hash, struct coord_auth_entry *out,
+                      co_err *err) __attribute__((warn_unused_result));
+
+/*
+ * The cache of positive key lookups (lws thread only): token hash -> entry, for at most
+ * COORD_AUTH_CACHE_TTL_MS.  Every revocation, user change or disabling published on this
+ * coordinator's change feed drops the entries concerned before the answer of that change is
+ * sent, and a lookup that was in flight during such a change is not cached (generation check).
+ * Wrong tokens are never cached (they always reach the store; the per-address throttle bounds
+ * them).
+ */
+#define COORD_AUTH_CACHE_TTL_MS 5000
+struct coord_auth_cache;
+
+struct coord_auth_cache *coord_auth_cache_new(void);
+void coord_auth_cache_free(struct coord_auth_cache *c);
+/** True and @out filled when @hash is cached and fresh at monotonic @now_ms. */
+bool coord_auth_cache_get(struct coord_auth_cache *c, const char *hash, int64_t now_ms,
+                          struct coord_auth_entry *out);
+/** The generation to pass to coord_auth_cache_put() for a lookup started now. */
+uint64_t coord_auth_cache_gen(const struct coord_auth_cache *c);
+/** Remember @e for @hash unless an invalidation happened since @gen. */
+void coord_auth_cache_put(struct coord_auth_cache *c, const char *hash,
+                          const struct coord_auth_entry *e, uint64_t gen, int64_t now_ms);
+/** Drop the entries of key @key_id (NULL: any) or of user @user_id (NULL: any); both NULL: all. */
+void coord_auth_cache_invalidate(struct coord_auth_cache *c, const char *key_id,
+                                 const char *user_id);
+
 #endif

@@ -10,6 +10,7 @@
 #include "co_config.h"
 #include "co_id.h"
 #include "coord_dash.h"
+#include "coord_limits.h"
 
 /* A string setting, NULL when unset or empty. */
 static char *
@@ -99,6 +100,30 @@ cfg_load_tls(struct coord_config *cfg, co_err *err)
     return 0;
 }
 
+/*
+ * Secure defaults: an ADMIN_TOKEN that is short or the placeholder of .env.example is refused
+ * unless DEBUG=true (development).  The message never shows the token.
+ */
+static int
+cfg_check_admin_token(const struct coord_config *cfg, co_err *err)
+{
+    if (cfg->admin_generated || cfg->debug)
+        return 0;
+    size_t len = strlen(cfg->admin_token);
+    if (co_consttime_eq(cfg->admin_token, len, COORD_ADMIN_TOKEN_PLACEHOLDER,
+                        strlen(COORD_ADMIN_TOKEN_PLACEHOLDER)))
+        return co_err_field(err, CO_E_INVAL, "ADMIN_TOKEN",
+                            "invalid ADMIN_TOKEN: it is the placeholder of .env.example; set a "
+                            "long random value (e.g. openssl rand -hex 32), or unset it to get "
+                            "a generated one, or set DEBUG=true for development");
+    if (len < COORD_ADMIN_TOKEN_MIN)
+        return co_err_field(err, CO_E_INVAL, "ADMIN_TOKEN",
+                            "invalid ADMIN_TOKEN: %zu characters, at least %d are required "
+                            "(e.g. openssl rand -hex 32), or set DEBUG=true for development",
+                            len, COORD_ADMIN_TOKEN_MIN);
+    return 0;
+}
+
 int
 coord_config_load(struct coord_config *cfg, co_err *err)
 {
@@ -117,6 +142,8 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         cfg->admin_token = co_xstrdup(hex);
         cfg->admin_generated = true;
     }
+    if (cfg_check_admin_token(cfg, err) < 0)
+        goto fail;
     cfg->agent_token = cfg_strdup_or_null("AGENT_TOKEN");
     cfg->database_url = cfg_strdup_or_null("DATABASE_URL");
     if (co_config_credits("COST_PER_CORE", "0.1", INT64_C(1000000) * CO_MICRO, &cfg->cost_per_core,
@@ -150,6 +177,20 @@ coord_config_load(struct coord_config *cfg, co_err *err)
                       err) < 0)
         goto fail;
     if (co_config_int("DB_THREADS", 0, 0, 64, &cfg->db_threads, err) < 0)
+        goto fail;
+    /* Limits per user (API.md "Limits"; coord_limits.h). */
+    if (co_config_credits("RATE_SUBMIT_PER_SECOND", "100", INT64_C(1000000) * CO_MICRO, &v, err) <
+        0)
+        goto fail;
+    cfg->rate_submit_per_second = (double)v / CO_MICRO;
+    if (co_config_int("MAX_PENDING_JOBS", 10000, 0, INT64_C(1000000000), &cfg->max_pending_jobs,
+                      err) < 0)
+        goto fail;
+    if (co_config_int("MAX_RUNNING_JOBS", 0, 0, INT64_C(1000000000), &cfg->max_running_jobs, err) <
+        0)
+        goto fail;
+    if (co_config_int("AUTH_FAILURES_PER_MINUTE", COORD_AUTH_FAIL_MAX, 0, 1000000,
+                      &cfg->auth_failures_per_minute, err) < 0)
         goto fail;
     if (co_config_int("DASHBOARD_QUEUE_MESSAGES", COORD_DASH_QUEUE_MSGS, 4, 1 << 20,
                       &cfg->dash_queue_messages, err) < 0)

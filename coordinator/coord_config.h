@@ -47,7 +47,16 @@ struct coord_config {
     char *tls_cert_file;    /* TLS_CERT_FILE: PEM certificate (chain), NULL = plain HTTP */
     char *tls_key_file;     /* TLS_KEY_FILE: PEM private key */
     bool tls_redirect_http; /* TLS_REDIRECT_HTTP: plain HTTP on PORT gets a redirect to https */
+    /* Per-user limits (defaults; users.limits overrides them; admins are exempt). */
+    double rate_submit_per_second;    /* RATE_SUBMIT_PER_SECOND, default 100 (0 = none) */
+    int64_t max_pending_jobs;         /* MAX_PENDING_JOBS, default 10000 (0 = none) */
+    int64_t max_running_jobs;         /* MAX_RUNNING_JOBS, default 0 = none */
+    int64_t auth_failures_per_minute; /* AUTH_FAILURES_PER_MINUTE per address, default 20 */
 };
+
+/* ADMIN_TOKEN must have this many characters and not be this value, unless DEBUG=true. */
+#define COORD_ADMIN_TOKEN_MIN 24
+#define COORD_ADMIN_TOKEN_PLACEHOLDER "change_me_to_a_long_random_string"
 
 /**
  * Read every setting from the environment into @cfg (caller-owned, released with

@@ -406,6 +406,9 @@ on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
     /* Nobody watching: nothing to load (a new session starts from a snapshot anyway). */
     if (d->n_sessions == 0 || !id || !*id)
         return;
+    /* Key and user changes carry nothing a dashboard shows. */
+    if (kind != COORD_EVENT_JOB && kind != COORD_EVENT_WORKER && kind != COORD_EVENT_CREDITS)
+        return;
     dirty_add(d, kind, id);
     d->health_dirty = true;
     batch_soon(d);

@@ -88,6 +88,10 @@ coord_event_kind_name(enum coord_event_kind kind)
         return "worker";
     case COORD_EVENT_CREDITS:
         return "credits";
+    case COORD_EVENT_KEY:
+        return "key";
+    case COORD_EVENT_USER:
+        return "user";
     default:
         return "unknown";
     }

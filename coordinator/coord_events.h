@@ -13,6 +13,8 @@ enum coord_event_kind {
     COORD_EVENT_JOB = 0, /* a job's row changed (status, output, ...) */
     COORD_EVENT_WORKER,  /* a worker registered, changed or went offline */
     COORD_EVENT_CREDITS, /* a user's balance changed */
+    COORD_EVENT_KEY,     /* an API key was revoked (id: the key_id) */
+    COORD_EVENT_USER,    /* a user was changed: disabled, admin flag, limits (id: the user_id) */
     COORD_EVENT_KIND_COUNT
 };
 
@@ -37,7 +39,7 @@ uint64_t coord_events_publish(struct coord_events *ev, enum coord_event_kind kin
 /** The sequence number of the last published event (0 if none). */
 uint64_t coord_events_seq(const struct coord_events *ev);
 
-/** "job", "worker", "credits". */
+/** "job", "worker", "credits", "key", "user". */
 const char *coord_event_kind_name(enum coord_event_kind kind);
 
 #endif

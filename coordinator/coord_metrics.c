@@ -96,6 +96,14 @@ coord_metrics_render(struct coord_metrics *m, const struct coord_health *h, bool
                      "# TYPE cacheout_dashboards_connected gauge\n");
     co_buf_printf(out, "cacheout_dashboards_connected %" PRId64 "\n",
                   (int64_t)atomic_load(&m->dashboards_connected));
+    co_buf_puts(out, "# HELP cacheout_auth_key_lookups_total Bearer keys looked up in the store.\n"
+                     "# TYPE cacheout_auth_key_lookups_total counter\n");
+    co_buf_printf(out, "cacheout_auth_key_lookups_total %" PRIu64 "\n",
+                  (uint64_t)atomic_load(&m->auth_key_lookups));
+    co_buf_puts(out, "# HELP cacheout_auth_key_cache_hits_total Bearer keys found in the cache.\n"
+                     "# TYPE cacheout_auth_key_cache_hits_total counter\n");
+    co_buf_printf(out, "cacheout_auth_key_cache_hits_total %" PRIu64 "\n",
+                  (uint64_t)atomic_load(&m->auth_key_cache_hits));
     co_buf_puts(out, "# HELP cacheout_db_inflight Database work items queued or running.\n"
                      "# TYPE cacheout_db_inflight gauge\n");
     co_buf_printf(out, "cacheout_db_inflight %" PRId64 "\n", db_inflight);

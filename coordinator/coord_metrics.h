@@ -23,6 +23,8 @@ struct coord_metrics {
     _Atomic uint64_t dispatch_sum_us;
     _Atomic int64_t agents_connected;
     _Atomic int64_t dashboards_connected;
+    _Atomic uint64_t auth_key_lookups;    /* bearer keys looked up in the store */
+    _Atomic uint64_t auth_key_cache_hits; /* bearer keys found in the lookup cache */
 };
 
 /** Zero every counter. */

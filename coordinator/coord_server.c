@@ -218,8 +218,9 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
                 wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, &p, end))
             return -1;
         if (r->method == LWSHUMETH_OPTIONS) {
-            static const char methods[] = "GET, POST, OPTIONS";
-            static const char headers[] = "Content-Type, X-Admin-Token, X-Agent-Token";
+            static const char methods[] = "GET, POST, PATCH, DELETE, OPTIONS";
+            static const char headers[] =
+                "Authorization, Content-Type, Idempotency-Key, X-Admin-Token, X-Agent-Token";
             if (lws_add_http_header_by_name(
                     wsi, (const unsigned char *)"access-control-allow-methods:",
                     (const unsigned char *)methods, (int)strlen(methods), &p, end) ||
@@ -230,6 +231,13 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
                                             (const unsigned char *)"600", 3, &p, end))
                 return -1;
         }
+    }
+    if (r->retry_after > 0) {
+        char ra[24];
+        int n = snprintf(ra, sizeof(ra), "%" PRId64, r->retry_after);
+        if (lws_add_http_header_by_name(
+                wsi, (const unsigned char *)"retry-after:", (const unsigned char *)ra, n, &p, end))
+            return -1;
     }
     if (strcmp(r->content_type, "application/json") == 0 &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
@@ -373,13 +381,16 @@ req_dispatch(struct coord_server *srv, struct coord_req *r, enum coord_db_lane l
 
 /* ------------------------------------------------------------------ HTTP callback helpers */
 
-static bool
+/* A custom header into @buf: 1 present, 0 absent, -1 present but too long for @buf. */
+static int
 hdr_custom(struct lws *wsi, const char *name, char *buf, int len)
 {
     int n = lws_hdr_custom_length(wsi, name, (int)strlen(name));
-    if (n <= 0 || n >= len)
-        return false;
-    return lws_hdr_custom_copy(wsi, buf, len, name, (int)strlen(name)) >= 0;
+    if (n <= 0)
+        return 0;
+    if (n >= len || lws_hdr_custom_copy(wsi, buf, len, name, (int)strlen(name)) < 0)
+        return -1;
+    return 1;
 }
 
 static bool
@@ -475,6 +486,242 @@ method_name(int m)
     }
 }
 
+/* ------------------------------------------------------------------ credentials and rights */
+
+/* Answer 401 for a credential that did not match, and count it against the client's address. */
+static void
+auth_reject(struct coord_req *r, const char *msg)
+{
+    coord_limits_auth_failed(r->srv->limits, r->peer, co_mono_ms());
+    coord_req_error(r, 401, "unauthorized", NULL, "%s", msg);
+}
+
+/*
+ * The bearer token of "Authorization: Bearer <token>" into r->key_hash (only its hash is kept).
+ * Returns -1 after answering 401 for a malformed header.
+ */
+static int
+req_bearer(struct lws *wsi, struct coord_req *r, int len)
+{
+    char auth[512];
+    int rc = -1;
+    if (len >= (int)sizeof(auth) ||
+        lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) < 0) {
+        auth_reject(r, "malformed Authorization header");
+        goto out;
+    }
+    if (strncasecmp(auth, "Bearer ", 7) != 0) {
+        auth_reject(r, "the Authorization header must be 'Bearer <key>'");
+        goto out;
+    }
+    const char *t = auth + 7;
+    while (*t == ' ')
+        t++;
+    size_t tl = strlen(t);
+    while (tl > 0 && t[tl - 1] == ' ')
+        tl--;
+    if (tl == 0 || tl > 256) {
+        auth_reject(r, "malformed bearer token");
+        goto out;
+    }
+    coord_auth_hash(t, tl, r->key_hash);
+    rc = 0;
+out:
+    explicit_bzero(auth, sizeof(auth));
+    return rc;
+}
+
+/*
+ * Resolve the request's credential into r->principal, once: X-Admin-Token, else
+ * Authorization: Bearer (from the cache, or r->auth_pending: looked up on a database thread
+ * before the handler runs), else X-Agent-Token; none is anonymous.  A credential that does not
+ * match is 401 whatever the route; from an address with too many failures it is 429.  Returns
+ * -1 after answering.
+ */
+static int
+req_credentials(struct lws *wsi, struct coord_req *r)
+{
+    struct coord_server *srv = r->srv;
+    char tok[512];
+    int rc = -1;
+    memset(&r->principal, 0, sizeof(r->principal));
+    coord_limits_user_defaults(&r->limits);
+    int admin = hdr_custom(wsi, "x-admin-token:", tok, sizeof(tok));
+    int bearer = admin ? 0 : lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    int agent = admin || bearer > 0 ? 0 : hdr_custom(wsi, "x-agent-token:", tok, sizeof(tok));
+    if (agent && !srv->cfg->agent_token)
+        agent = 0; /* without AGENT_TOKEN the header means nothing (open registration) */
+    if (!admin && bearer <= 0 && !agent)
+        return 0;
+    int64_t wait = coord_limits_auth_blocked(srv->limits, r->peer, co_mono_ms());
+    if (wait > 0) {
+        r->retry_after = wait;
+        coord_req_error(r, 429, "rate_limited", NULL,
+                        "too many failed authentications from this address; retry in %lld s",
+                        (long long)wait);
+        goto out;
+    }
+    if (admin) {
+        if (admin < 0 || !token_ok(tok, srv->cfg->admin_token)) {
+            auth_reject(r, "wrong X-Admin-Token");
+            goto out;
+        }
+        coord_auth_principal_admin(&r->principal);
+    } else if (bearer > 0) {
+        struct coord_auth_entry e;
+        if (req_bearer(wsi, r, bearer) < 0)
+            goto out;
+        if (coord_auth_cache_get(srv->auth_cache, r->key_hash, co_mono_ms(), &e)) {
+            atomic_fetch_add(&srv->metrics.auth_key_cache_hits, 1);
+            r->principal = e.p;
+            r->limits = e.limits;
+        } else {
+            r->auth_pending = true;
+            r->auth_gen = coord_auth_cache_gen(srv->auth_cache);
+        }
+    } else {
+        if (agent < 0 || !token_ok(tok, srv->cfg->agent_token)) {
+            auth_reject(r, "wrong X-Agent-Token");
+            goto out;
+        }
+        r->principal.cred = COORD_CRED_AGENT_TOKEN;
+        r->principal.scopes = COORD_SCOPE_SELL;
+    }
+    rc = 0;
+out:
+    explicit_bzero(tok, sizeof(tok));
+    return rc;
+}
+
+/* The route's declared rights (coord_api_allowed); -1 after answering 401/403. */
+static int
+req_check_route(struct coord_req *r)
+{
+    const char *msg = "";
+    int st = coord_api_allowed(&r->principal, (enum coord_auth)r->auth, r->self_or_admin, r->id,
+                               !r->srv->cfg->agent_token, &msg);
+    if (st == 0)
+        return 0;
+    coord_req_error(r, st, st == 401 ? "unauthorized" : "forbidden", NULL, "%s", msg);
+    return -1;
+}
+
+/*
+ * Per-user limits of a submit (admins are exempt): the rate from the user's bucket here, the
+ * pending quota (r->max_pending) in the submit's transaction.  -1 after answering 429.
+ */
+static int
+req_check_limits(struct coord_req *r)
+{
+    const struct coord_config *cfg = r->srv->cfg;
+    r->max_pending = 0;
+    if (r->route != COORD_R_SUBMIT || r->principal.is_admin || !r->principal.user_id[0])
+        return 0;
+    double rate = r->limits.submit_per_second >= 0 ? r->limits.submit_per_second
+                                                   : cfg->rate_submit_per_second;
+    r->max_pending =
+        r->limits.max_pending_jobs >= 0 ? r->limits.max_pending_jobs : cfg->max_pending_jobs;
+    int64_t wait = coord_limits_submit(r->srv->limits, r->principal.user_id, rate, co_mono_ms());
+    if (wait == 0)
+        return 0;
+    r->retry_after = wait;
+    coord_req_error(r, 429, "rate_limited", NULL,
+                    "submit rate of %g per second reached for user '%s'; retry in %lld s", rate,
+                    r->principal.user_id, (long long)wait);
+    return -1;
+}
+
+static int req_continue(struct coord_req *r, struct http_pss *pss);
+
+/* Database thread: look the bearer key up. */
+static void
+auth_work(struct coord_store *store, void *arg)
+{
+    struct coord_req *r = arg;
+    r->auth_rc = coord_auth_lookup(store, r->key_hash, &r->auth_found, &r->auth_err);
+}
+
+/* lws thread: the key lookup is back; carry on with the request (or answer 401/503). */
+static void
+auth_done(void *arg)
+{
+    struct coord_req *r = arg;
+    struct coord_server *srv = r->srv;
+    r->inflight = false;
+    srv->inflight--;
+    r->auth_pending = false;
+    if (r->orphaned) {
+        req_free(r);
+        return;
+    }
+    if (r->auth_rc < 0) {
+        coord_req_fail(r, &r->auth_err);
+        req_answer(r);
+        return;
+    }
+    if (r->auth_rc == 0) {
+        auth_reject(r, "unknown or revoked key, or its user is disabled");
+        req_answer(r);
+        return;
+    }
+    r->principal = r->auth_found.p;
+    r->limits = r->auth_found.limits;
+    coord_auth_cache_put(srv->auth_cache, r->key_hash, &r->auth_found, r->auth_gen, co_mono_ms());
+    (void)req_continue(r, NULL);
+}
+
+/*
+ * The body (if any) is read: resolve a pending key, check the route's rights and the limits,
+ * then answer health from the cache or dispatch the handler.  @pss: non-NULL when called from
+ * this connection's own callback (an answer may then be written at once).  Returns -1 to close.
+ */
+static int
+req_continue(struct coord_req *r, struct http_pss *pss)
+{
+    struct coord_server *srv = r->srv;
+    if (r->auth_pending) {
+        co_err err = CO_ERR_INIT;
+        atomic_fetch_add(&srv->metrics.auth_key_lookups, 1);
+        r->inflight = true;
+        srv->inflight++;
+        if (coord_db_submit(srv->db, COORD_DB_READ, auth_work, auth_done, r, &err) < 0) {
+            r->inflight = false;
+            srv->inflight--;
+            r->auth_pending = false;
+            coord_req_error(r, 503, "unavailable", NULL, "server busy: %s", err.msg);
+            req_answer(r);
+        }
+        return 0;
+    }
+    if (req_check_route(r) < 0 || req_check_limits(r) < 0) {
+        req_answer(r);
+        return 0;
+    }
+    /* Health and metrics from the cache when it is fresh. */
+    int64_t health_age = co_mono_ms() - srv->health_at_ms;
+    if ((r->route == COORD_R_HEALTH || r->route == COORD_R_METRICS) && srv->health_valid &&
+        health_age < (srv->health_dirty ? HEALTH_DIRTY_TTL_MS : HEALTH_TTL_MS)) {
+        if (r->route == COORD_R_HEALTH)
+            coord_api_render_health(srv, srv->health_db_ok ? &srv->health : NULL, srv->health_db_ok,
+                                    r);
+        else
+            coord_api_render_metrics(srv, srv->health_db_ok ? &srv->health : NULL,
+                                     srv->health_db_ok, r);
+        if (!pss) {
+            req_answer(r);
+            return 0;
+        }
+        if (req_send_headers(r->wsi, r) < 0)
+            return -1;
+        if (r->sent == r->resp.len)
+            return req_finish(r->wsi, pss);
+        lws_callback_on_writable(r->wsi);
+        return 0;
+    }
+    req_dispatch(srv, r, r->lane);
+    return 0;
+}
+
 /* LWS_CALLBACK_HTTP: a new request.  Returns -1 to close. */
 static int
 http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
@@ -560,6 +807,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         }
         ri.route = COORD_R_METRICS;
         ri.auth = COORD_AUTH_NONE;
+        ri.self_or_admin = false;
         ri.body = ri.body_optional = false;
         ri.lane = COORD_DB_READ;
     } else {
@@ -586,24 +834,12 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         return 0;
     }
 
-    /* Tokens. */
-    char tok[512];
-    bool have_admin = hdr_custom(wsi, "x-admin-token:", tok, sizeof(tok));
-    r->admin = have_admin && token_ok(tok, srv->cfg->admin_token);
-    if (ri.auth == COORD_AUTH_ADMIN && !r->admin) {
-        coord_req_error(r, 401, "unauthorized", NULL,
-                        have_admin ? "wrong X-Admin-Token" : "missing X-Admin-Token");
+    lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
+    r->auth = ri.auth;
+    r->self_or_admin = ri.self_or_admin;
+    if (req_credentials(wsi, r) < 0 || (!r->auth_pending && req_check_route(r) < 0)) {
         req_answer(r);
         return 0;
-    }
-    if (ri.auth == COORD_AUTH_AGENT && srv->cfg->agent_token) {
-        bool have = hdr_custom(wsi, "x-agent-token:", tok, sizeof(tok));
-        if (!have || !token_ok(tok, srv->cfg->agent_token)) {
-            coord_req_error(r, 401, "unauthorized", NULL,
-                            have ? "wrong X-Agent-Token" : "missing X-Agent-Token");
-            req_answer(r);
-            return 0;
-        }
     }
 
     /* Query arguments. */
@@ -645,26 +881,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
     }
     if (m == LWSHUMETH_POST && r->content_length < 0)
         r->close_after = true;
-
-    /* Health and metrics from the cache when it is fresh. */
-    int64_t health_age = co_mono_ms() - srv->health_at_ms;
-    if ((ri.route == COORD_R_HEALTH || ri.route == COORD_R_METRICS) && srv->health_valid &&
-        health_age < (srv->health_dirty ? HEALTH_DIRTY_TTL_MS : HEALTH_TTL_MS)) {
-        if (ri.route == COORD_R_HEALTH)
-            coord_api_render_health(srv, srv->health_db_ok ? &srv->health : NULL, srv->health_db_ok,
-                                    r);
-        else
-            coord_api_render_metrics(srv, srv->health_db_ok ? &srv->health : NULL,
-                                     srv->health_db_ok, r);
-        if (req_send_headers(wsi, r) < 0)
-            return -1;
-        if (r->sent == r->resp.len)
-            return req_finish(wsi, pss);
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
-    req_dispatch(srv, r, ri.lane);
-    return 0;
+    return req_continue(r, pss);
 }
 
 static int
@@ -715,8 +932,7 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
         if (!pss || !pss->req || !pss->req->waiting_body)
             return 0;
         pss->req->waiting_body = false;
-        req_dispatch(srv, pss->req, pss->req->lane);
-        return 0;
+        return req_continue(pss->req, pss);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!pss || !pss->req || pss->req->inflight)
             return 0;
@@ -781,9 +997,16 @@ static void
 server_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
 {
     struct coord_server *srv = ud;
-    (void)kind;
-    (void)id;
     (void)seq;
+    /* A revoked key or a changed user: no cached lookup may outlive the change's answer. */
+    if (kind == COORD_EVENT_KEY) {
+        coord_auth_cache_invalidate(srv->auth_cache, id, NULL);
+        return;
+    }
+    if (kind == COORD_EVENT_USER) {
+        coord_auth_cache_invalidate(srv->auth_cache, NULL, id);
+        return;
+    }
     srv->health_dirty = true;
 }
 
@@ -812,6 +1035,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     srv->db = db;
     srv->backend = backend;
     srv->events = coord_events_new();
+    srv->auth_cache = coord_auth_cache_new();
+    srv->limits = coord_limits_new(cfg->auth_failures_per_minute);
     srv->stop_flag = stop_flag;
     srv->started_mono_ms = co_mono_ms();
     coord_metrics_init(&srv->metrics);
@@ -979,6 +1204,8 @@ out:
             " max_loop_callback_reason=%d db_calls_on_loop=0",
             coord_db_max_work_us(db), srv->max_loop_callback_us, srv->max_loop_callback_reason);
     coord_events_free(srv->events);
+    coord_auth_cache_free(srv->auth_cache);
+    coord_limits_free(srv->limits);
     free(srv);
     return rc;
 }

@@ -13,9 +13,11 @@
 
 #include "co_buf.h"
 #include "co_err.h"
+#include "coord_auth.h"
 #include "coord_config.h"
 #include "coord_db.h"
 #include "coord_events.h"
+#include "coord_limits.h"
 #include "coord_metrics.h"
 #include "coord_store.h"
 
@@ -41,6 +43,15 @@ enum coord_route {
     COORD_R_HEALTH,
     COORD_R_METRICS,
     COORD_R_DEBUG_INVARIANT,
+    COORD_R_USERS_CREATE,
+    COORD_R_USERS,
+    COORD_R_USER,
+    COORD_R_USER_PATCH,
+    COORD_R_KEYS_CREATE,
+    COORD_R_KEYS,
+    COORD_R_KEY_REVOKE,
+    COORD_R_ME,
+    COORD_R_AUDIT,
     COORD_R_COUNT
 };
 
@@ -56,11 +67,20 @@ struct coord_req {
     struct coord_server *srv;
     enum coord_route route;
     enum coord_db_lane lane;
-    int method; /* LWSHUMETH_* */
+    int auth;           /* the route's enum coord_auth (coord_api.h) */
+    bool self_or_admin; /* the route's {id} must be the principal's user unless admin */
+    int method;         /* LWSHUMETH_* */
     char method_name[8];
     char path[256];
     char id[CO_ID_MAX + 1]; /* the {id} part of the path */
-    bool admin;             /* a valid X-Admin-Token came with it */
+    /*
+     * Who is asking: resolved once per request (coord_auth.h), on the lws thread for the shared
+     * tokens and cached keys, else by a key lookup on a database thread before the handler runs.
+     * Handlers decide rights from it only.  @limits: the user's limit overrides (keys only).
+     */
+    struct coord_principal principal;
+    struct coord_user_limits limits;
+    int64_t max_pending; /* the submit quota to enforce (0 = none: admins, or no limit) */
     /* Query arguments the API knows (URL-decoded, "" when absent; has_* tells presence). */
     char q_status[32], q_buyer[CO_ID_MAX + 2], q_worker[CO_ID_MAX + 2], q_limit[24], q_offset[24];
     bool has_status, has_buyer, has_worker, has_limit, has_offset;
@@ -81,6 +101,7 @@ struct coord_req {
     enum coord_event_kind change_kind[COORD_MAX_CHANGES];
     char change_id[COORD_MAX_CHANGES][CO_ID_MAX + 1];
     int64_t dispatch_wait_ms; /* /task: time the assigned job waited, -1 if none */
+    int64_t retry_after;      /* > 0: a Retry-After header with these seconds */
 
     /* lws-thread bookkeeping. */
     struct lws *wsi;   /* NULL once the connection closed while the request was in flight */
@@ -88,15 +109,24 @@ struct coord_req {
     bool inflight;     /* owned by the database executor until its completion ran */
     bool orphaned;     /* the connection closed while in flight: free on completion */
     char cors_origin[256];
-    size_t sent; /* bytes of resp already written */
+    char peer[64];                         /* the client's address (failed-auth throttle) */
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* a bearer key's token hash, "" if none */
+    bool auth_pending;                     /* the key still has to be looked up */
+    int auth_rc;                           /* the lookup's result: 1 found, 0 not, -1 error */
+    co_err auth_err;                       /* its error when -1 */
+    struct coord_auth_entry auth_found;    /* what it found */
+    uint64_t auth_gen;                     /* the cache generation when it started */
+    size_t sent;                           /* bytes of resp already written */
     bool headers_sent;
     int64_t t0_ns;
 };
 
 struct coord_server {
-    const struct coord_config *cfg; /* borrowed, read-only */
-    struct coord_db *db;            /* borrowed */
-    struct coord_events *events;    /* owned */
+    const struct coord_config *cfg;      /* borrowed, read-only */
+    struct coord_db *db;                 /* borrowed */
+    struct coord_events *events;         /* owned */
+    struct coord_auth_cache *auth_cache; /* owned; positive key lookups (lws thread) */
+    struct coord_limits *limits;         /* owned; submit buckets, failed-auth throttle */
     struct coord_metrics metrics;
     struct lws_context *ctx;
     const char *backend; /* "sqlite" or "postgres" */

@@ -119,6 +119,7 @@ struct coord_job_filter {
     const char *worker_id; /* NULL = any */
     int64_t limit;         /* 1-1000 */
     int64_t offset;
+    bool with_code; /* load each job's code too */
 };
 
 /** A worker registration. */
@@ -262,7 +263,7 @@ int coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err 
 int coord_store_job_get(struct coord_store *s, const char *job_id, bool with_code,
                         struct coord_job *out, co_err *err) __attribute__((warn_unused_result));
 
-/** Jobs newest first, filtered; code is not loaded.  CO_E_RANGE for a bad limit or offset. */
+/** Jobs newest first, filtered; code only with @f->with_code.  CO_E_RANGE for bad paging. */
 int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
                          struct coord_job_list *out, co_err *err)
     __attribute__((warn_unused_result));
@@ -446,6 +447,160 @@ int coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t 
  */
 int coord_store_check_invariant(struct coord_store *s, co_err *err)
     __attribute__((warn_unused_result));
+
+/* ---- accounts, API keys, audit ---- */
+
+/** A user as an identity (API.md "Accounts"): strings are owned (coord_account_release). */
+struct coord_account {
+    char user_id[CO_ID_MAX + 1];
+    char *username; /* NULL when unset */
+    char *email;    /* NULL when unset */
+    bool is_admin;
+    bool disabled;
+    char *limits;    /* JSON object text of per-user limit overrides, "{}" when none */
+    int64_t credits; /* available balance */
+    int64_t held;
+    int64_t created_at, updated_at;
+};
+void coord_account_release(struct coord_account *a);
+
+struct coord_account_list {
+    struct coord_account *items;
+    size_t len;
+};
+void coord_account_list_release(struct coord_account_list *l);
+
+/**
+ * Create user @a->user_id with @a's username, email and is_admin (limits "{}"), granting it
+ * @credits micro-credits (a grant ledger row when > 0; 0 is allowed).  CO_E_CONFLICT if the user
+ * exists (also when it appeared as a buyer or owner before), CO_E_INVAL for a bad id.  @out
+ * (optional) receives the stored row.
+ */
+int coord_store_account_create(struct coord_store *s, const struct coord_account *a,
+                               int64_t credits, struct coord_account *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** One user.  CO_E_NOTFOUND if unknown. */
+int coord_store_account_get(struct coord_store *s, const char *user_id, struct coord_account *out,
+                            co_err *err) __attribute__((warn_unused_result));
+
+/** Users by user_id, at most @limit (1-1000) from @offset.  CO_E_RANGE for bad paging. */
+int coord_store_account_list(struct coord_store *s, int64_t limit, int64_t offset,
+                             struct coord_account_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** What PATCH /users/{id} may change; -1 / NULL = leave as it is. */
+struct coord_account_patch {
+    int is_admin;       /* -1, 0, 1 */
+    int disabled;       /* -1, 0, 1 */
+    const char *limits; /* JSON object text (validated by the caller), NULL = keep */
+};
+
+/** Apply @p to @user_id.  CO_E_NOTFOUND if unknown.  @out (optional): the row after. */
+int coord_store_account_patch(struct coord_store *s, const char *user_id,
+                              const struct coord_account_patch *p, struct coord_account *out,
+                              co_err *err) __attribute__((warn_unused_result));
+
+/** An API key as listed (never its token or hash). */
+struct coord_api_key {
+    char key_id[CO_ID_MAX + 1];
+    char user_id[CO_ID_MAX + 1];
+    char name[128];
+    unsigned scopes;                              /* COORD_SCOPE_* bits (coord_auth.h) */
+    int64_t created_at, last_used_at, revoked_at; /* ms, 0 = null */
+};
+
+struct coord_api_key_list {
+    struct coord_api_key *items;
+    size_t len;
+};
+void coord_api_key_list_release(struct coord_api_key_list *l);
+
+/**
+ * Store key @k (key_id, user_id, name, scopes) with @token_hash (hex SHA-256 of its token; the
+ * token itself is never stored).  Fills @k->created_at.  CO_E_NOTFOUND if the user is unknown,
+ * CO_E_CONFLICT if the key id or the hash exists.
+ */
+int coord_store_key_create(struct coord_store *s, struct coord_api_key *k, const char *token_hash,
+                           co_err *err) __attribute__((warn_unused_result));
+
+/** The keys of @user_id that are not revoked, oldest first.  CO_E_NOTFOUND if the user is unknown.
+ */
+int coord_store_key_list(struct coord_store *s, const char *user_id, struct coord_api_key_list *out,
+                         co_err *err) __attribute__((warn_unused_result));
+
+/** One key, revoked or not.  CO_E_NOTFOUND if unknown. */
+int coord_store_key_get(struct coord_store *s, const char *key_id, struct coord_api_key *out,
+                        co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * Revoke @key_id now.  CO_E_NOTFOUND if unknown or revoked already (nothing changes).  @out
+ * (optional) receives the key after.
+ */
+int coord_store_key_revoke(struct coord_store *s, const char *key_id, struct coord_api_key *out,
+                           co_err *err) __attribute__((warn_unused_result));
+
+/** Who a key token belongs to (coord_store_key_lookup). */
+struct coord_key_owner {
+    char key_id[CO_ID_MAX + 1];
+    char user_id[CO_ID_MAX + 1];
+    unsigned scopes;    /* as stored */
+    bool user_is_admin; /* the user's is_admin now */
+    char limits[512];   /* the user's limit overrides (JSON object text; "{}" if too long) */
+};
+
+/**
+ * Authentication: the key whose token hashes to @token_hash, if it is not revoked and its user
+ * is not disabled (one indexed equality on the unique hash, joined to the user by its key).
+ * Returns 1 and fills @out, or 0 when there is no such usable key.  last_used_at is written at
+ * most once per @touch_ms per key (0 = never), so that authentication is not a write per request.
+ */
+int coord_store_key_lookup(struct coord_store *s, const char *token_hash, int64_t touch_ms,
+                           struct coord_key_owner *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * The database's query plan for the key lookup (EXPLAIN QUERY PLAN / EXPLAIN), one line per
+ * step, for tests that assert it stays one indexed lookup.  Caller frees *@plan.
+ */
+int coord_store_key_lookup_plan(struct coord_store *s, char **plan, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** An audit row: who did what to whom (API.md "GET /api/v1/audit"). */
+struct coord_audit_row {
+    int64_t id;
+    int64_t at;
+    char actor[CO_ID_MAX + 1];
+    char action[48];
+    char target[CO_ID_MAX + 1];
+    char *detail; /* JSON object text */
+};
+
+struct coord_audit_list {
+    struct coord_audit_row *items;
+    size_t len;
+};
+void coord_audit_list_release(struct coord_audit_list *l);
+
+/**
+ * Append an audit row (@detail: JSON object text or NULL for "{}").  In a batch with the action
+ * it records, so that both are committed together.
+ */
+int coord_store_audit_append(struct coord_store *s, const char *actor, const char *action,
+                             const char *target, const char *detail, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Audit rows newest first, at most @limit (1-1000) from @offset. */
+int coord_store_audit_list(struct coord_store *s, int64_t limit, int64_t offset,
+                           struct coord_audit_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Like coord_store_job_submit(), but refused with CO_E_LIMIT (nothing stored) when the buyer
+ * already has @max_pending pending jobs (counted in the same transaction; 0 = no cap).
+ */
+int coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int64_t max_pending,
+                                  co_err *err) __attribute__((warn_unused_result));
 
 /* ---- system ---- */
 

@@ -105,6 +105,11 @@ main(int argc, char **argv)
         fflush(stdout);
         co_warn("ADMIN_TOKEN not set: generated one for this run (printed on stdout)");
     }
+    if (!cfg.admin_generated && (strlen(cfg.admin_token) < COORD_ADMIN_TOKEN_MIN ||
+                                 strcmp(cfg.admin_token, COORD_ADMIN_TOKEN_PLACEHOLDER) == 0))
+        co_warn("ADMIN_TOKEN is weak (under %d characters or the .env.example placeholder): "
+                "accepted only because DEBUG=true",
+                COORD_ADMIN_TOKEN_MIN);
     if (!cfg.agent_token)
         co_warn("AGENT_TOKEN not set: worker registration and the agent API are open to anyone");
 

@@ -36,6 +36,16 @@
     " WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "                                 \
     "(SELECT COUNT(*) FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "     \
     "w.status, w.websocket, w.last_heartbeat, w.created_at, w.updated_at"
+#define ACCOUNT_COLS                                                                               \
+    "user_id, username, email, is_admin, disabled, limits, credits, held, created_at, updated_at"
+#define KEY_COLS                                                                                   \
+    "key_id, user_id, name, scopes, created_at, COALESCE(last_used_at, 0), "                       \
+    "COALESCE(revoked_at, 0)"
+/* Authentication: one equality on the unique token hash, the user joined by its unique id. */
+#define KEY_LOOKUP_SQL                                                                             \
+    "SELECT k.key_id, k.user_id, k.scopes, u.is_admin, u.limits, COALESCE(k.last_used_at, 0) "     \
+    "FROM api_keys k JOIN users u ON u.user_id = k.user_id "                                       \
+    "WHERE k.token_hash = $1 AND k.revoked_at IS NULL AND u.disabled = 0"
 
 const struct store_sql store_sql[Q_COUNT] = {
     [Q_PING] = {"SELECT 1", NULL, NULL, STORE_LOCK_NONE},
@@ -66,6 +76,43 @@ const struct store_sql store_sql[Q_COUNT] = {
                        "note, created_at FROM ledger WHERE user_id = $1 "
                        "ORDER BY id DESC LIMIT $2 OFFSET $3",
                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_ACC_INSERT] = {"INSERT INTO users (user_id, username, email, credits, held, is_worker, "
+                      "is_admin, disabled, limits, created_at, updated_at) "
+                      "VALUES ($1, $2, $3, 0, 0, 0, $4, 0, '{}', $5, $5) "
+                      "ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_ACC_GET] = {"SELECT " ACCOUNT_COLS " FROM users WHERE user_id = $1", NULL, NULL,
+                   STORE_LOCK_NONE},
+    [Q_ACC_LIST] = {"SELECT " ACCOUNT_COLS " FROM users ORDER BY user_id LIMIT $1 OFFSET $2", NULL,
+                    NULL, STORE_LOCK_NONE},
+    [Q_ACC_PATCH] = {"UPDATE users SET is_admin = COALESCE($2, is_admin), "
+                     "disabled = COALESCE($3, disabled), limits = COALESCE($4, limits), "
+                     "updated_at = $5 WHERE user_id = $1",
+                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_KEY_INSERT] = {"INSERT INTO api_keys (key_id, user_id, name, scopes, token_hash, "
+                      "created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_KEY_LIST] = {"SELECT " KEY_COLS " FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL "
+                    "ORDER BY id",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_KEY_GET] = {"SELECT " KEY_COLS " FROM api_keys WHERE key_id = $1", NULL, NULL,
+                   STORE_LOCK_NONE},
+    [Q_KEY_REVOKE] = {"UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 "
+                      "AND revoked_at IS NULL",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_KEY_LOOKUP] = {KEY_LOOKUP_SQL, NULL, NULL, STORE_LOCK_NONE},
+    [Q_KEY_LOOKUP_PLAN] = {"EXPLAIN " KEY_LOOKUP_SQL, NULL, "EXPLAIN QUERY PLAN " KEY_LOOKUP_SQL,
+                           STORE_LOCK_NONE},
+    [Q_KEY_TOUCH] = {"UPDATE api_keys SET last_used_at = $2 WHERE key_id = $1", NULL, NULL,
+                     STORE_LOCK_NONE},
+    [Q_AUDIT_INSERT] = {"INSERT INTO audit (at, actor, action, target, detail) "
+                        "VALUES ($1, $2, $3, $4, $5)",
+                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_AUDIT_LIST] = {"SELECT id, at, actor, action, target, detail FROM audit "
+                      "ORDER BY id DESC LIMIT $1 OFFSET $2",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_PENDING_OF] = {"SELECT COUNT(*) FROM jobs WHERE buyer_id = $1 AND status = 'pending'",
+                          NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
                       "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "
@@ -84,6 +131,12 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
                     "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code FROM jobs "
+                         "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
+                         "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
+                         "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
+                         "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
+                         NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
                        "ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
@@ -1045,6 +1098,16 @@ user_load(struct coord_store *s, const char *user_id, struct coord_user *out, bo
     return 0;
 }
 
+/* A list's limit (1-1000) and offset (>= 0); CO_E_RANGE otherwise. */
+static int
+paging_check(int64_t limit, int64_t offset, co_err *err)
+{
+    if (limit < 1 || limit > 1000 || offset < 0)
+        return co_err_field(err, CO_E_RANGE, "limit", "limit %lld or offset %lld out of range",
+                            (long long)limit, (long long)offset);
+    return 0;
+}
+
 /* ---- money ---- */
 
 /*
@@ -1166,6 +1229,13 @@ settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_
 int
 coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err)
 {
+    return coord_store_job_submit_capped(s, job, 0, err);
+}
+
+int
+coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int64_t max_pending,
+                              co_err *err)
+{
     if (!co_id_valid(job->job_id))
         return co_err_field(err, CO_E_INVAL, "job_id", "invalid job id '%s'", job->job_id);
     if (!co_id_valid(job->buyer_id))
@@ -1182,6 +1252,19 @@ coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err
         return -1;
     if (user_ensure(s, job->buyer_id, false, now, err) < 0)
         goto out;
+    if (max_pending > 0) {
+        /* The buyer's row lock serializes its submits, so the count cannot be raced past. */
+        int64_t pending = 0;
+        if (user_lock(s, job->buyer_id, err) < 0 ||
+            q_int(s, Q_JOB_PENDING_OF, PARAMS(P_TEXT(job->buyer_id)), &pending, NULL, err) < 0)
+            goto out;
+        if (pending >= max_pending) {
+            co_err_set(err, CO_E_LIMIT,
+                       "quota exceeded: buyer '%s' has %lld pending jobs (max_pending_jobs %lld)",
+                       job->buyer_id, (long long)pending, (long long)max_pending);
+            goto out;
+        }
+    }
     if (q_exec(s, Q_JOB_INSERT,
                PARAMS(P_TEXT(job->job_id), P_TEXT(job->title),
                       P_TEXT(job->description ? job->description : ""), P_TEXT(job->code),
@@ -1229,7 +1312,7 @@ coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
         return co_err_field(err, CO_E_RANGE, "offset", "negative offset %lld",
                             (long long)f->offset);
     const char *st = f->status < 0 ? NULL : coord_job_status_name(f->status);
-    return jobs_load(s, Q_JOB_LIST,
+    return jobs_load(s, f->with_code ? Q_JOB_LIST_CODE : Q_JOB_LIST,
                      PARAMS(P_TEXT(st), P_TEXT(f->buyer_id), P_TEXT(f->worker_id), P_INT(f->limit),
                             P_INT(f->offset)),
                      out, err);
@@ -2000,15 +2083,411 @@ coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t limi
     void *items;
     size_t len;
 
-    if (limit < 1 || limit > 1000 || offset < 0)
-        return co_err_field(err, CO_E_RANGE, "limit", "limit %lld or offset %lld out of range",
-                            (long long)limit, (long long)offset);
+    if (paging_check(limit, offset, err) < 0)
+        return -1;
     if (user_load(s, user_id, &u, &found, err) < 0)
         return -1;
     if (!found)
         return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
     if (rows_load(s, Q_LEDGER_LIST, PARAMS(P_TEXT(user_id), P_INT(limit), P_INT(offset)),
                   sizeof(struct coord_ledger_row), ledger_row, ledger_item_release, &items, &len,
+                  err) < 0)
+        return -1;
+    out->items = items;
+    out->len = len;
+    return 0;
+}
+
+/* ---- accounts, API keys, audit ---- */
+
+void
+coord_account_release(struct coord_account *a)
+{
+    if (!a)
+        return;
+    free(a->username);
+    free(a->email);
+    free(a->limits);
+    a->username = a->email = a->limits = NULL;
+}
+
+void
+coord_account_list_release(struct coord_account_list *l)
+{
+    for (size_t i = 0; i < l->len; i++)
+        coord_account_release(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+void
+coord_api_key_list_release(struct coord_api_key_list *l)
+{
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+void
+coord_audit_list_release(struct coord_audit_list *l)
+{
+    for (size_t i = 0; i < l->len; i++)
+        free(l->items[i].detail);
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+static void
+account_row(struct db_res *r, void *item)
+{
+    struct coord_account *a = item;
+    col_id(r, 0, a->user_id);
+    a->username = col_dup(r, 1);
+    a->email = col_dup(r, 2);
+    a->is_admin = col_int(r, 3) != 0;
+    a->disabled = col_int(r, 4) != 0;
+    a->limits = co_xstrdup(col_null(r, 5) ? "{}" : col_text(r, 5));
+    a->credits = col_int(r, 6);
+    a->held = col_int(r, 7);
+    a->created_at = col_int(r, 8);
+    a->updated_at = col_int(r, 9);
+}
+
+static void
+account_item_release(void *item)
+{
+    coord_account_release(item);
+}
+
+/* Load one account (*found false when absent; @out untouched then). */
+static int
+account_load(struct coord_store *s, const char *user_id, struct coord_account *out, bool *found,
+             co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, Q_ACC_GET, PARAMS(P_TEXT(user_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        memset(out, 0, sizeof(*out));
+        account_row(&r, out);
+    }
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    *found = rc > 0;
+    return 0;
+}
+
+int
+coord_store_account_create(struct coord_store *s, const struct coord_account *a, int64_t credits,
+                           struct coord_account *out, co_err *err)
+{
+    if (!co_id_valid(a->user_id))
+        return co_err_field(err, CO_E_INVAL, "user_id", "invalid user id '%s'", a->user_id);
+    if (credits < 0 || credits > STORE_MAX_BALANCE)
+        return co_err_field(err, CO_E_RANGE, "credits", "starting credits %lld out of range",
+                            (long long)credits);
+    int64_t now = co_wall_ms();
+    int rc = -1;
+    bool found = false;
+    struct db_res r;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_run(s, Q_ACC_INSERT,
+              PARAMS(P_TEXT(a->user_id), P_TEXT(a->username), P_TEXT(a->email),
+                     P_INT(a->is_admin ? 1 : 0), P_INT(now)),
+              &r, err) < 0)
+        goto out;
+    int got = q_next(&r, err);
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (got == 0) {
+        co_err_field(err, CO_E_CONFLICT, "user_id", "user '%s' exists already", a->user_id);
+        goto out;
+    }
+    if (credits > 0 && money_move(s, a->user_id, NULL, COORD_LEDGER_GRANT, credits, 0,
+                                  "starting credits", now, err) < 0)
+        goto out;
+    if (out && account_load(s, a->user_id, out, &found, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_account_get(struct coord_store *s, const char *user_id, struct coord_account *out,
+                        co_err *err)
+{
+    bool found;
+    if (account_load(s, user_id, out, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+    return 0;
+}
+
+int
+coord_store_account_list(struct coord_store *s, int64_t limit, int64_t offset,
+                         struct coord_account_list *out, co_err *err)
+{
+    void *items;
+    size_t len;
+    if (paging_check(limit, offset, err) < 0)
+        return -1;
+    if (rows_load(s, Q_ACC_LIST, PARAMS(P_INT(limit), P_INT(offset)), sizeof(struct coord_account),
+                  account_row, account_item_release, &items, &len, err) < 0)
+        return -1;
+    out->items = items;
+    out->len = len;
+    return 0;
+}
+
+int
+coord_store_account_patch(struct coord_store *s, const char *user_id,
+                          const struct coord_account_patch *p, struct coord_account *out,
+                          co_err *err)
+{
+    int64_t now = co_wall_ms();
+    int64_t changes = 0;
+    bool found = false;
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_ACC_PATCH,
+               PARAMS(P_TEXT(user_id), p->is_admin < 0 ? P_NULL : P_INT(p->is_admin),
+                      p->disabled < 0 ? P_NULL : P_INT(p->disabled), P_TEXT(p->limits), P_INT(now)),
+               &changes, err) < 0)
+        goto out;
+    if (changes == 0) {
+        co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+        goto out;
+    }
+    if (out && account_load(s, user_id, out, &found, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+static void
+key_row(struct db_res *r, void *item)
+{
+    struct coord_api_key *k = item;
+    col_id(r, 0, k->key_id);
+    col_id(r, 1, k->user_id);
+    co_strlcpy(k->name, col_text(r, 2), sizeof(k->name));
+    k->scopes = (unsigned)col_int(r, 3);
+    k->created_at = col_int(r, 4);
+    k->last_used_at = col_int(r, 5);
+    k->revoked_at = col_int(r, 6);
+}
+
+static int
+key_load(struct coord_store *s, const char *key_id, struct coord_api_key *out, bool *found,
+         co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, Q_KEY_GET, PARAMS(P_TEXT(key_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        memset(out, 0, sizeof(*out));
+        key_row(&r, out);
+    }
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    *found = rc > 0;
+    return 0;
+}
+
+int
+coord_store_key_create(struct coord_store *s, struct coord_api_key *k, const char *token_hash,
+                       co_err *err)
+{
+    if (!co_id_valid(k->key_id) || !co_id_valid(k->user_id))
+        return co_err_set(err, CO_E_INVAL, "invalid key id '%s' or user id '%s'", k->key_id,
+                          k->user_id);
+    if (!token_hash || strlen(token_hash) != 64 || k->scopes < 1 || k->scopes > 7)
+        return co_err_set(err, CO_E_INVAL, "key '%s': bad hash or scopes", k->key_id);
+    int64_t now = co_wall_ms();
+    struct coord_user u;
+    bool found = false;
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (user_load(s, k->user_id, &u, &found, err) < 0)
+        goto out;
+    if (!found) {
+        co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", k->user_id);
+        goto out;
+    }
+    if (q_exec(s, Q_KEY_INSERT,
+               PARAMS(P_TEXT(k->key_id), P_TEXT(k->user_id), P_TEXT(k->name), P_INT(k->scopes),
+                      P_TEXT(token_hash), P_INT(now)),
+               NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc == 0) {
+        k->created_at = now;
+        k->last_used_at = k->revoked_at = 0;
+    }
+    return rc;
+}
+
+int
+coord_store_key_list(struct coord_store *s, const char *user_id, struct coord_api_key_list *out,
+                     co_err *err)
+{
+    struct coord_user u;
+    bool found = false;
+    void *items;
+    size_t len;
+    if (user_load(s, user_id, &u, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+    if (rows_load(s, Q_KEY_LIST, PARAMS(P_TEXT(user_id)), sizeof(struct coord_api_key), key_row,
+                  NULL, &items, &len, err) < 0)
+        return -1;
+    out->items = items;
+    out->len = len;
+    return 0;
+}
+
+int
+coord_store_key_get(struct coord_store *s, const char *key_id, struct coord_api_key *out,
+                    co_err *err)
+{
+    bool found;
+    if (key_load(s, key_id, out, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such key '%s'", key_id);
+    return 0;
+}
+
+int
+coord_store_key_revoke(struct coord_store *s, const char *key_id, struct coord_api_key *out,
+                       co_err *err)
+{
+    int64_t changes = 0;
+    bool found = false;
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_KEY_REVOKE, PARAMS(P_TEXT(key_id), P_INT(co_wall_ms())), &changes, err) < 0)
+        goto out;
+    if (changes == 0) {
+        co_err_set(err, CO_E_NOTFOUND, "no such key '%s' (unknown or revoked already)", key_id);
+        goto out;
+    }
+    if (out && key_load(s, key_id, out, &found, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_key_lookup(struct coord_store *s, const char *token_hash, int64_t touch_ms,
+                       struct coord_key_owner *out, co_err *err)
+{
+    struct db_res r;
+    int64_t last_used = 0;
+    if (q_run(s, Q_KEY_LOOKUP, PARAMS(P_TEXT(token_hash)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        memset(out, 0, sizeof(*out));
+        col_id(&r, 0, out->key_id);
+        col_id(&r, 1, out->user_id);
+        out->scopes = (unsigned)col_int(&r, 2);
+        out->user_is_admin = col_int(&r, 3) != 0;
+        const char *lim = col_null(&r, 4) ? "{}" : col_text(&r, 4);
+        if (co_strlcpy(out->limits, lim, sizeof(out->limits)) >= sizeof(out->limits))
+            co_strlcpy(out->limits, "{}", sizeof(out->limits));
+        last_used = col_int(&r, 5);
+    }
+    q_done(&r);
+    if (rc <= 0)
+        return rc;
+    int64_t now = co_wall_ms();
+    /* A usage stamp, not a fact anything depends on: a failure to write it is not an error. */
+    if (touch_ms > 0 && now - last_used >= touch_ms)
+        (void)q_exec(s, Q_KEY_TOUCH, PARAMS(P_TEXT(out->key_id), P_INT(now)), NULL, NULL);
+    return 1;
+}
+
+int
+coord_store_key_lookup_plan(struct coord_store *s, char **plan, co_err *err)
+{
+    struct db_res r;
+    struct co_buf b;
+    int rc;
+    co_buf_init(&b);
+    if (q_run(s, Q_KEY_LOOKUP_PLAN, PARAMS(P_TEXT("0")), &r, err) < 0)
+        return -1;
+    /* SQLite: (id, parent, notused, detail); PostgreSQL: one text column per line. */
+    int col = strcmp(s->ops->name, "sqlite") == 0 ? 3 : 0;
+    while ((rc = q_next(&r, err)) > 0) {
+        co_buf_puts(&b, col_text(&r, col));
+        co_buf_puts(&b, "\n");
+    }
+    q_done(&r);
+    if (rc < 0) {
+        co_buf_release(&b);
+        return -1;
+    }
+    *plan = b.data ? b.data : co_xstrdup("");
+    return 0;
+}
+
+int
+coord_store_audit_append(struct coord_store *s, const char *actor, const char *action,
+                         const char *target, const char *detail, co_err *err)
+{
+    return q_exec(s, Q_AUDIT_INSERT,
+                  PARAMS(P_INT(co_wall_ms()), P_TEXT(actor ? actor : ""), P_TEXT(action),
+                         P_TEXT(target ? target : ""), P_TEXT(detail ? detail : "{}")),
+                  NULL, err);
+}
+
+static void
+audit_row(struct db_res *r, void *item)
+{
+    struct coord_audit_row *a = item;
+    a->id = col_int(r, 0);
+    a->at = col_int(r, 1);
+    col_id(r, 2, a->actor);
+    co_strlcpy(a->action, col_text(r, 3), sizeof(a->action));
+    col_id(r, 4, a->target);
+    a->detail = co_xstrdup(col_null(r, 5) ? "{}" : col_text(r, 5));
+}
+
+static void
+audit_item_release(void *item)
+{
+    free(((struct coord_audit_row *)item)->detail);
+}
+
+int
+coord_store_audit_list(struct coord_store *s, int64_t limit, int64_t offset,
+                       struct coord_audit_list *out, co_err *err)
+{
+    void *items;
+    size_t len;
+    if (paging_check(limit, offset, err) < 0)
+        return -1;
+    if (rows_load(s, Q_AUDIT_LIST, PARAMS(P_INT(limit), P_INT(offset)),
+                  sizeof(struct coord_audit_row), audit_row, audit_item_release, &items, &len,
                   err) < 0)
         return -1;
     out->items = items;

@@ -121,7 +121,9 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
             strlen(s->parameters), PROTO_PARAMETERS_MAX);
 
     char id[CO_ID_MAX + 1];
-    if (pf_id(obj, "buyer_id", true, id, err) < 0)
+    bool buyer_default = lim != NULL && lim->default_buyer != NULL;
+    co_strlcpy(id, buyer_default ? lim->default_buyer : "", sizeof(id));
+    if (pf_id(obj, "buyer_id", !buyer_default, id, err) < 0)
         return -1;
     s->buyer_id = co_xstrdup(id);
     co_strlcpy(id, PROTO_IMAGE_DEFAULT, sizeof(id));

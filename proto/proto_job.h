@@ -60,6 +60,7 @@ struct proto_job_limits {
     int64_t max_ram_mb; /* MAX_JOB_RAM_MB: required_ram_mb above it -> 422 on "required_ram_mb" */
     size_t max_body;    /* body size cap in bytes (CO_E_TOOLARGE); 0 or larger than
                            PROTO_JOB_BODY_MAX means PROTO_JOB_BODY_MAX */
+    const char *default_buyer; /* non-NULL: buyer_id may be absent and is then this id */
 };
 
 /**
@@ -90,7 +91,8 @@ struct proto_job_spec {
  * types, is reported):
  *   - the body must be at most the cap of @lim, be JSON, an object, and have no duplicate key;
  *   - unknown keys are errors naming the key;
- *   - required: title, required_cores, required_ram_mb, command, buyer_id;
+ *   - required: title, required_cores, required_ram_mb, command, buyer_id (unless
+ * lim->default_buyer);
  *   - null for an optional field means "absent"; null for a required field is a type error;
  *   - integers must be JSON integers (1.0, 1e2, true, "1" are rejected) in range;
  *   - strings must be strings within their length limits (a \u0000 escape is already refused

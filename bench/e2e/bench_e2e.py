@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "lib"))
 import cotest  # noqa: E402  (the coordinator test library: processes, HTTP client)
 from cotest import cpu_seconds, iso_ms  # noqa: E402
 
-ADMIN = "bench-admin"
+ADMIN = "bench-admin-token-0123456789abcdef"
 AGENT_TOKEN = "bench-agent"
 ARGS = None
 

@@ -68,7 +68,7 @@ export PORT=$(free_port) FRONTEND_PORT=$(free_port) FRONTEND_TLS_PORT=$(free_por
 . "$top/tests/lib/tls.sh"
 if tls_make "$work/tls"; then ok "throw-away CA and server certificate"; else bad "throw-away CA"; finish; fi
 export TLS_DIR=$work/tls
-export ADMIN_TOKEN=compose-admin-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
+export ADMIN_TOKEN=compose-admin-token-0123456789-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
 export POSTGRES_PASSWORD=compose-pw-$$ WORKER_TIMEOUT_SECONDS=30
 
 # podman-compose 1.0 exits 0 even when an image fails to build (and up then runs stale images):

@@ -3,7 +3,8 @@
  * JSON entry points (submit, register, unregister, status, grant, cancel) and the query-string
  * entry points (jobs, task, ledger) run against a real SQLite store in a temporary directory.
  *
- * Input: byte 0 picks the route (low bits) and whether the request is admin (bit 7); the rest is
+ * Input: byte 0 picks the route (low bits) and whether the request is admin (bit 7, else a buy
+ * key of the path's user); the rest is
  * the body (JSON routes) or the query values (query routes, split on '&').  Oracles: every
  * answer has a status between 200 and 599, a JSON answer parses as JSON, and an error answer
  * has the documented {"error": {"code", "message"}} shape.  ASan/UBSan catch the rest.
@@ -53,7 +54,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
     if (co_log_init(CO_LOG_OFF, NULL, &err) < 0)
         abort();
     json_object_seed(1);
-    setenv("ADMIN_TOKEN", "fuzz", 1);
+    setenv("ADMIN_TOKEN", "fuzz-admin-token-0123456789", 1);
     if (coord_config_load(&cfg, &err) < 0)
         abort();
     if (!mkdtemp(tmpdir))
@@ -94,9 +95,11 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static const enum coord_route fuzz_routes[] = {
-    COORD_R_SUBMIT,     COORD_R_REGISTER,   COORD_R_UNREGISTER, COORD_R_STATUS, COORD_R_GRANT,
-    COORD_R_JOB_CANCEL, COORD_R_JOBS,       COORD_R_TASK,       COORD_R_LEDGER, COORD_R_CREDITS,
-    COORD_R_JOB,        COORD_R_JOB_OUTPUT, COORD_R_WORKERS,
+    COORD_R_SUBMIT,  COORD_R_REGISTER,     COORD_R_UNREGISTER, COORD_R_STATUS,
+    COORD_R_GRANT,   COORD_R_JOB_CANCEL,   COORD_R_JOBS,       COORD_R_TASK,
+    COORD_R_LEDGER,  COORD_R_CREDITS,      COORD_R_JOB,        COORD_R_JOB_OUTPUT,
+    COORD_R_WORKERS, COORD_R_USERS_CREATE, COORD_R_USER_PATCH, COORD_R_KEYS_CREATE,
+    COORD_R_ME,
 };
 
 /* Copy the next '&'-separated piece of [*p, end) into @dst. */
@@ -124,7 +127,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct coord_req *r = co_xcalloc(1, sizeof(*r));
     r->srv = &srv;
     r->route = fuzz_routes[(data[0] & 0x7f) % CO_ARRAY_LEN(fuzz_routes)];
-    r->admin = (data[0] & 0x80) != 0;
+    /* Bit 7: the admin token; else a buy key of the path's user (handlers see only this). */
+    if (data[0] & 0x80) {
+        coord_auth_principal_admin(&r->principal);
+    } else {
+        r->principal.cred = COORD_CRED_KEY;
+        r->principal.scopes = COORD_SCOPE_BUY;
+        co_strlcpy(r->principal.key_id, "k_fuzz", sizeof(r->principal.key_id));
+        co_strlcpy(r->principal.user_id, (data[0] & 1) ? "fuzz-user" : "default-buyer",
+                   sizeof(r->principal.user_id));
+    }
     r->content_type = "application/json";
     r->dispatch_wait_ms = -1;
     co_strlcpy(r->path, "/fuzz", sizeof(r->path));

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
 import cotest  # noqa: E402  (tests/lib: the coordinator test library)
 from cotest import CaseFailed, check, iso_ms, wait_until  # noqa: E402
 
-ADMIN = "admin-token-agent-suite"
+ADMIN = "admin-token-agent-suite-0123456789"
 AGENT_TOKEN = "agent-token-agent-suite"
 LEASE_S = 3
 PASSED = 0
@@ -84,13 +84,13 @@ class Coordinator(cotest.Coordinator):
         return j
 
     def job(self, job_id):
-        st, j = self.http("GET", "/api/v1/jobs/" + job_id)
+        st, j = self.admin("GET", "/api/v1/jobs/" + job_id)
         check(st == 200, "GET job %s answered %s" % (job_id, st))
         return j
 
     def jobs(self, **q):
         qs = "&".join("%s=%s" % kv for kv in q.items())
-        st, j = self.http("GET", "/api/v1/jobs?limit=1000" + ("&" + qs if qs else ""))
+        st, j = self.admin("GET", "/api/v1/jobs?limit=1000" + ("&" + qs if qs else ""))
         check(st == 200, "GET jobs answered %s" % st)
         return j
 
@@ -100,6 +100,11 @@ class Coordinator(cotest.Coordinator):
             return []
         check(st == 200, "ledger of %s answered %s" % (user, st))
         return rows
+
+
+def started(c, job_id):
+    """The job has started (its started_at is set, and stays set when it finishes)."""
+    return c.job(job_id)["started_at"] is not None
 
 
 def wait_connected(coord, worker_ids, timeout=20):
@@ -326,7 +331,7 @@ def t_hello(env):
           "ledger rows charge=%d payout=%d refund=%d" % (len(charges), len(payouts), len(refunds)))
     check(abs(payouts[0]["amount"] - cost) < 1e-9, "payout %r != cost %r" % (payouts[0]["amount"],
                                                                            cost))
-    st, u = c.http("GET", "/api/v1/credits/default-buyer")
+    st, u = c.admin("GET", "/api/v1/credits/default-buyer")
     check(st == 200 and u["held"] == 0, "buyer still holds %r" % (u,))
     check(abs(u["credits"] - (1000 - cost)) < 1e-6, "buyer balance %r, want %r" % (u["credits"],
                                                                                  1000 - cost))
@@ -449,9 +454,11 @@ def t_kill_agent(env):
     # Each attempt prints its own start time, so the output tells the attempts apart.
     ids = [c.submit(title="k%d" % i, buyer_id="kill-buyer",
                     command="python -c \"import time; print('ATTEMPT-AT', time.time(), "
-                            "flush=True); time.sleep(4)\" %s" % marker)["job_id"]
+                            "flush=True); time.sleep(10)\" %s" % marker)["job_id"]
            for i in range(2)]
-    wait_until(lambda: all(c.job(i)["status"] == "running" for i in ids), 30, "jobs running on A")
+    # started_at stays set once a job started: unlike sampling status == "running", this
+    # cannot miss a state that has already passed.  The jobs run long enough to be killed.
+    wait_until(lambda: all(started(c, i) for i in ids), 30, "jobs started on A")
 
     def first_output_stored():
         return all("ATTEMPT-AT" in c.admin("GET", "/api/v1/jobs/%s/output" % i)[1]["stdout"]
@@ -674,12 +681,14 @@ def t_db_outage(env):
     a.start()
     wait_connected(c, ["out-w1"])
     ids = [c.submit(title="out%d" % i, buyer_id="out-buyer",
-                    command="python -c \"import time; time.sleep(3)\"")["job_id"]
+                    command="python -c \"import time; time.sleep(6)\"")["job_id"]
            for i in range(3)]
-    wait_until(lambda: all(c.job(i)["status"] == "running" for i in ids), 30, "jobs running")
+    # Started (not "running" sampled, which a quick job may have left already); each runs 6 s,
+    # so all of them are still running when the database goes, and end while it is away.
+    wait_until(lambda: all(started(c, i) for i in ids), 30, "jobs started")
     pg_ctl("pg_halt")
     try:
-        time.sleep(LEASE_S + 2.5)  # the jobs end while the database is down
+        time.sleep(LEASE_S + 5.5)  # the jobs end while the database is down
     finally:
         pg_ctl("pg_resume")
     js = wait_jobs_final(c, ids, 90)

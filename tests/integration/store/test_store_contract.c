@@ -251,7 +251,7 @@ t_get_list(void)
 {
     struct coord_job j;
     struct coord_job_list l;
-    struct coord_job_filter f = {-1, NULL, NULL, 100, 0};
+    struct coord_job_filter f = {-1, NULL, NULL, 100, 0, false};
     const char *buyer = id("buyer");
     char names[5][CO_ID_MAX + 1];
 
@@ -1366,7 +1366,7 @@ t_parallel_submits(void)
     CHECK_EQ(c, 0);
     CHECK_EQ(h, 100 * CREDIT);
     struct coord_job_list l;
-    struct coord_job_filter f = {-1, buyer, NULL, 1000, 0};
+    struct coord_job_filter f = {-1, buyer, NULL, 1000, 0, false};
     OK(coord_store_job_list(S, &f, &l, &E));
     size_t n = l.len;
     coord_job_list_release(&l);
@@ -1617,7 +1617,7 @@ t_kill9(void)
     /* A new connection, as a restarted coordinator would open. */
     struct coord_store *keep = S;
     OK(coord_store_open(&cfg, &S, &E));
-    struct coord_job_filter f = {COORD_JOB_PENDING, buyer, NULL, 1000, 0};
+    struct coord_job_filter f = {COORD_JOB_PENDING, buyer, NULL, 1000, 0, false};
     struct coord_job_list l;
     int rc = coord_store_job_list(S, &f, &l, &E);
     int rc2 = rc < 0 ? -1 : coord_store_check_invariant(S, &E);
@@ -1838,11 +1838,277 @@ t_reconnect(void)
 
 /* ---- runner ---- */
 
+/* ---- accounts, keys, audit ---- */
+
+static void
+hash_of(const char *token, char out[65])
+{
+    /* Any 64 hex characters do for the store; a token's bytes make them distinct. */
+    static const char hex[] = "0123456789abcdef";
+    uint64_t h = 1469598103934665603u;
+    for (const char *c = token; *c; c++)
+        h = (h ^ (unsigned char)*c) * 1099511628211u;
+    for (int i = 0; i < 64; i++) {
+        out[i] = hex[(h >> ((i % 16) * 4)) & 15];
+        if (i % 16 == 15)
+            h = h * 6364136223846793005u + 1442695040888963407u;
+    }
+    out[64] = '\0';
+}
+
+static int
+t_accounts(void)
+{
+    struct coord_account a, got;
+    struct coord_account_list l = {0};
+    memset(&a, 0, sizeof(a));
+    memset(&got, 0, sizeof(got));
+    co_strlcpy(a.user_id, id("alice"), sizeof(a.user_id));
+    a.username = (char *)"Alice";
+    a.email = (char *)"alice@example.org";
+    OK(coord_store_account_create(S, &a, 5 * CREDIT, &got, &E));
+    CHECK(strcmp(got.user_id, a.user_id) == 0 && strcmp(got.username, "Alice") == 0);
+    CHECK(strcmp(got.email, "alice@example.org") == 0 && !got.is_admin && !got.disabled);
+    CHECK(strcmp(got.limits, "{}") == 0 && got.created_at > 0);
+    CHECK_EQ(got.credits, 5 * CREDIT);
+    coord_account_release(&got);
+    /* Exists: 409 and nothing changes. */
+    FAILS(coord_store_account_create(S, &a, 7 * CREDIT, NULL, &E), CO_E_CONFLICT);
+    int64_t c, h;
+    OK(balance(a.user_id, &c, &h));
+    CHECK_EQ(c, 5 * CREDIT);
+    /* A buyer seen before is a user too. */
+    OK(submit(id("j1"), id("bob"), CREDIT, 1, 1, 5));
+    co_strlcpy(a.user_id, id("bob"), sizeof(a.user_id));
+    FAILS(coord_store_account_create(S, &a, 0, NULL, &E), CO_E_CONFLICT);
+    co_strlcpy(a.user_id, "bad id", sizeof(a.user_id));
+    FAILS(coord_store_account_create(S, &a, 0, NULL, &E), CO_E_INVAL);
+    /* Zero credits: no grant row, still a user. */
+    co_strlcpy(a.user_id, id("zero"), sizeof(a.user_id));
+    a.is_admin = true;
+    OK(coord_store_account_create(S, &a, 0, &got, &E));
+    CHECK(got.is_admin && got.credits == 0);
+    coord_account_release(&got);
+    /* The built-in admin. */
+    OK(coord_store_account_get(S, "admin", &got, &E));
+    CHECK(got.is_admin && !got.disabled);
+    coord_account_release(&got);
+    FAILS(coord_store_account_get(S, id("nobody"), &got, &E), CO_E_NOTFOUND);
+    /* Patch. */
+    struct coord_account_patch p = {
+        .is_admin = -1, .disabled = 1, .limits = "{\"max_pending_jobs\":2}"};
+    OK(coord_store_account_patch(S, id("alice"), &p, &got, &E));
+    CHECK(got.disabled && !got.is_admin && strcmp(got.limits, "{\"max_pending_jobs\":2}") == 0);
+    coord_account_release(&got);
+    p = (struct coord_account_patch){.is_admin = 1, .disabled = -1, .limits = NULL};
+    OK(coord_store_account_patch(S, id("alice"), &p, &got, &E));
+    CHECK(got.disabled && got.is_admin && strcmp(got.limits, "{\"max_pending_jobs\":2}") == 0);
+    coord_account_release(&got);
+    FAILS(coord_store_account_patch(S, id("nobody"), &p, NULL, &E), CO_E_NOTFOUND);
+    /* List: by user_id, paged. */
+    OK(coord_store_account_list(S, 1000, 0, &l, &E));
+    bool seen = false;
+    for (size_t i = 0; i < l.len; i++) {
+        seen |= strcmp(l.items[i].user_id, id("alice")) == 0;
+        if (i > 0)
+            CHECK(strcmp(l.items[i - 1].user_id, l.items[i].user_id) < 0);
+    }
+    coord_account_list_release(&l);
+    CHECK(seen);
+    OK(coord_store_account_list(S, 1, 1, &l, &E));
+    CHECK_EQ(l.len, 1);
+    coord_account_list_release(&l);
+    FAILS(coord_store_account_list(S, 0, 0, &l, &E), CO_E_RANGE);
+    return 0;
+}
+
+static int
+new_key(const char *key_id, const char *user, unsigned scopes, const char *token)
+{
+    struct coord_api_key k;
+    char hash[65];
+    memset(&k, 0, sizeof(k));
+    co_strlcpy(k.key_id, key_id, sizeof(k.key_id));
+    co_strlcpy(k.user_id, user, sizeof(k.user_id));
+    co_strlcpy(k.name, "a key", sizeof(k.name));
+    k.scopes = scopes;
+    hash_of(token, hash);
+    return coord_store_key_create(S, &k, hash, &E);
+}
+
+static int
+t_keys(void)
+{
+    struct coord_account a;
+    struct coord_api_key k;
+    struct coord_api_key_list l = {0};
+    struct coord_key_owner o;
+    char hash[65];
+    memset(&a, 0, sizeof(a));
+    co_strlcpy(a.user_id, id("carol"), sizeof(a.user_id));
+    OK(coord_store_account_create(S, &a, 0, NULL, &E));
+    OK(new_key(id("k1"), a.user_id, 3, id("tok1")));
+    OK(new_key(id("k2"), a.user_id, 1, id("tok2")));
+    FAILS(new_key(id("k3"), id("nobody"), 1, id("tok3")), CO_E_NOTFOUND);
+    FAILS(new_key(id("k1"), a.user_id, 1, id("tok4")), CO_E_CONFLICT); /* same key id */
+    FAILS(new_key(id("k5"), a.user_id, 1, id("tok1")), CO_E_CONFLICT); /* same hash */
+    FAILS(new_key(id("k6"), a.user_id, 8, id("tok6")), CO_E_INVAL);    /* no such scope */
+    OK(coord_store_key_list(S, a.user_id, &l, &E));
+    CHECK_EQ(l.len, 2);
+    CHECK(strcmp(l.items[0].key_id, id("k1")) == 0 && l.items[0].scopes == 3);
+    CHECK(l.items[0].created_at > 0 && l.items[0].last_used_at == 0);
+    coord_api_key_list_release(&l);
+    FAILS(coord_store_key_list(S, id("nobody"), &l, &E), CO_E_NOTFOUND);
+    /* Lookup: by hash only; last_used_at written when asked. */
+    hash_of(id("tok1"), hash);
+    CHECK_EQ(coord_store_key_lookup(S, hash, 0, &o, &E), 1);
+    CHECK(strcmp(o.key_id, id("k1")) == 0 && strcmp(o.user_id, a.user_id) == 0);
+    CHECK(o.scopes == 3 && !o.user_is_admin && strcmp(o.limits, "{}") == 0);
+    OK(coord_store_key_get(S, id("k1"), &k, &E));
+    CHECK_EQ(k.last_used_at, 0);
+    CHECK_EQ(coord_store_key_lookup(S, hash, 60000, &o, &E), 1);
+    OK(coord_store_key_get(S, id("k1"), &k, &E));
+    int64_t used = k.last_used_at;
+    CHECK(used > 0);
+    /* Not again within the interval: no write per request. */
+    CHECK_EQ(coord_store_key_lookup(S, hash, 60000, &o, &E), 1);
+    OK(coord_store_key_get(S, id("k1"), &k, &E));
+    CHECK_EQ(k.last_used_at, used);
+    hash_of(id("wrong"), hash);
+    CHECK_EQ(coord_store_key_lookup(S, hash, 0, &o, &E), 0);
+    /* A disabled user's keys do not authenticate; enabled again, they do. */
+    struct coord_account_patch p = {.is_admin = -1, .disabled = 1, .limits = NULL};
+    OK(coord_store_account_patch(S, a.user_id, &p, NULL, &E));
+    hash_of(id("tok2"), hash);
+    CHECK_EQ(coord_store_key_lookup(S, hash, 0, &o, &E), 0);
+    p.disabled = 0;
+    p.is_admin = 1;
+    p.limits = "{\"submit_per_second\":1}";
+    OK(coord_store_account_patch(S, a.user_id, &p, NULL, &E));
+    CHECK_EQ(coord_store_key_lookup(S, hash, 0, &o, &E), 1);
+    CHECK(o.user_is_admin && strcmp(o.limits, "{\"submit_per_second\":1}") == 0);
+    /* Revoked: no lookup, not listed, a second revoke is 404. */
+    OK(coord_store_key_revoke(S, id("k2"), &k, &E));
+    CHECK(k.revoked_at > 0);
+    CHECK_EQ(coord_store_key_lookup(S, hash, 0, &o, &E), 0);
+    FAILS(coord_store_key_revoke(S, id("k2"), NULL, &E), CO_E_NOTFOUND);
+    FAILS(coord_store_key_revoke(S, id("nokey"), NULL, &E), CO_E_NOTFOUND);
+    OK(coord_store_key_list(S, a.user_id, &l, &E));
+    CHECK(l.len == 1 && strcmp(l.items[0].key_id, id("k1")) == 0);
+    coord_api_key_list_release(&l);
+    OK(coord_store_key_get(S, id("k2"), &k, &E));
+    CHECK(k.revoked_at > 0);
+    return 0;
+}
+
+/* With 10,000 keys authentication is still one indexed lookup (the plan says so). */
+static int
+t_keys_10000(void)
+{
+    struct coord_account a;
+    struct coord_key_owner o;
+    char hash[65], tok[64], kid[CO_ID_MAX + 1];
+    memset(&a, 0, sizeof(a));
+    co_strlcpy(a.user_id, id("many"), sizeof(a.user_id));
+    OK(coord_store_account_create(S, &a, 0, NULL, &E));
+    OK(coord_store_batch_begin(S, &E));
+    for (int i = 0; i < 10000; i++) {
+        snprintf(kid, sizeof(kid), "%s-%d", id("k"), i);
+        snprintf(tok, sizeof(tok), "%s-tok-%d", run_tag, i);
+        if (new_key(kid, a.user_id, 1, tok) < 0) {
+            coord_store_batch_rollback(S);
+            FAIL("key %d: %s", i, E.msg);
+        }
+    }
+    OK(coord_store_batch_commit(S, &E));
+    snprintf(tok, sizeof(tok), "%s-tok-%d", run_tag, 7777);
+    hash_of(tok, hash);
+    CHECK_EQ(coord_store_key_lookup(S, hash, 0, &o, &E), 1);
+    snprintf(kid, sizeof(kid), "%s-%d", id("k"), 7777);
+    CHECK(strcmp(o.key_id, kid) == 0);
+    char *plan = NULL;
+    OK(coord_store_key_lookup_plan(S, &plan, &E));
+    bool ok;
+    if (strcmp(coord_store_backend(S), "sqlite") == 0)
+        /* "SEARCH k USING INDEX sqlite_autoindex_api_keys_2 (token_hash=?)", never "SCAN k". */
+        ok = strstr(plan, "SEARCH k USING INDEX") && strstr(plan, "token_hash=?") &&
+             !strstr(plan, "SCAN k");
+    else
+        /* "Index Scan using api_keys_token_hash_key on api_keys k", no sequential scan of it. */
+        ok = strstr(plan, "api_keys_token_hash_key") && !strstr(plan, "Seq Scan on api_keys");
+    if (!ok) {
+        snprintf(fail_msg, sizeof(fail_msg), "key lookup is not one indexed lookup:\n%s", plan);
+        free(plan);
+        return -1;
+    }
+    free(plan);
+    return 0;
+}
+
+static int
+t_audit(void)
+{
+    struct coord_audit_list l = {0};
+    OK(coord_store_audit_append(S, "admin", "user.create", id("u1"), "{\"a\":1}", &E));
+    OK(coord_store_audit_append(S, "admin", "key.revoke", id("k1"), NULL, &E));
+    OK(coord_store_audit_list(S, 2, 0, &l, &E));
+    CHECK_EQ(l.len, 2);
+    /* Newest first. */
+    CHECK(strcmp(l.items[0].action, "key.revoke") == 0 && strcmp(l.items[0].target, id("k1")) == 0);
+    CHECK(strcmp(l.items[0].detail, "{}") == 0 && l.items[0].id > l.items[1].id);
+    CHECK(strcmp(l.items[1].actor, "admin") == 0 && strcmp(l.items[1].detail, "{\"a\":1}") == 0);
+    CHECK(l.items[1].at > 0);
+    coord_audit_list_release(&l);
+    FAILS(coord_store_audit_list(S, 1001, 0, &l, &E), CO_E_RANGE);
+    /* In a rolled-back batch, nothing is kept. */
+    OK(coord_store_batch_begin(S, &E));
+    OK(coord_store_audit_append(S, "admin", "user.patch", id("gone"), NULL, &E));
+    coord_store_batch_rollback(S);
+    OK(coord_store_audit_list(S, 1, 0, &l, &E));
+    CHECK(l.len == 1 && strcmp(l.items[0].target, id("k1")) == 0);
+    coord_audit_list_release(&l);
+    return 0;
+}
+
+/* The pending-jobs quota is checked in the submit's transaction; over it nothing is stored. */
+static int
+t_submit_capped(void)
+{
+    struct coord_job j;
+    int64_t c0, h0, c1, h1;
+    job_init(&j, id("q1"), id("quota"), CREDIT, 1, 1, 5);
+    OK(coord_store_job_submit_capped(S, &j, 2, &E));
+    job_init(&j, id("q2"), id("quota"), CREDIT, 1, 1, 5);
+    OK(coord_store_job_submit_capped(S, &j, 2, &E));
+    OK(balance(id("quota"), &c0, &h0));
+    job_init(&j, id("q3"), id("quota"), CREDIT, 1, 1, 5);
+    FAILS(coord_store_job_submit_capped(S, &j, 2, &E), CO_E_LIMIT);
+    OK(balance(id("quota"), &c1, &h1));
+    CHECK(c0 == c1 && h0 == h1);
+    struct coord_job got;
+    memset(&got, 0, sizeof(got));
+    FAILS(coord_store_job_get(S, id("q3"), false, &got, &E), CO_E_NOTFOUND);
+    /* Another buyer has its own count; 0 = no cap. */
+    job_init(&j, id("q4"), id("quota2"), CREDIT, 1, 1, 5);
+    OK(coord_store_job_submit_capped(S, &j, 2, &E));
+    job_init(&j, id("q5"), id("quota"), CREDIT, 1, 1, 5);
+    OK(coord_store_job_submit_capped(S, &j, 0, &E));
+    /* A job that is no longer pending no longer counts. */
+    enum coord_job_status was;
+    OK(coord_store_job_cancel(S, id("q1"), &got, &was, &E));
+    coord_job_release(&got);
+    OK(coord_store_job_cancel(S, id("q2"), &got, &was, &E));
+    coord_job_release(&got);
+    job_init(&j, id("q6"), id("quota"), CREDIT, 1, 1, 5);
+    OK(coord_store_job_submit_capped(S, &j, 2, &E));
+    return 0;
+}
+
 /* Cancel every unfinished job so that the next case starts with an empty queue. */
 static int
 drain(void)
 {
-    struct coord_job_filter f = {-1, NULL, NULL, 1000, 0};
+    struct coord_job_filter f = {-1, NULL, NULL, 1000, 0, false};
     for (int st = COORD_JOB_PENDING; st <= COORD_JOB_RUNNING; st++) {
         struct coord_job_list l;
         f.status = st;
@@ -2200,6 +2466,11 @@ main(void)
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},
         {"workers_upsert_list", t_workers},
+        {"accounts_create_get_patch_list", t_accounts},
+        {"keys_create_list_lookup_revoke", t_keys},
+        {"keys_10000_one_indexed_lookup", t_keys_10000},
+        {"audit_append_list", t_audit},
+        {"submit_pending_quota", t_submit_capped},
         {"max_workers", t_max_workers},
         {"migrate_refuses_newer_schema", t_migrate_newer},
         {"restart_data_intact", t_restart},

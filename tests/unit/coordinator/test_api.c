@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <libwebsockets.h>
 
+#include "co_alloc.h"
 #include "coord_api.h"
 
 static void
@@ -24,15 +25,15 @@ test_routes(void **state)
         enum coord_db_lane lane;
         const char *id;
     } ok[] = {
-        {LWSHUMETH_POST, "/api/v1/submit", COORD_R_SUBMIT, COORD_AUTH_ADMIN, true, COORD_DB_WRITE,
+        {LWSHUMETH_POST, "/api/v1/submit", COORD_R_SUBMIT, COORD_AUTH_BUY, true, COORD_DB_WRITE,
          ""},
         {LWSHUMETH_GET, "/api/v1/jobs", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
         {LWSHUMETH_GET, "/api/v1/jobs/", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
         {LWSHUMETH_GET, "/api/v1/jobs/abc-1", COORD_R_JOB, COORD_AUTH_NONE, false, COORD_DB_READ,
          "abc-1"},
-        {LWSHUMETH_GET, "/api/v1/jobs/abc-1/output", COORD_R_JOB_OUTPUT, COORD_AUTH_ADMIN, false,
+        {LWSHUMETH_GET, "/api/v1/jobs/abc-1/output", COORD_R_JOB_OUTPUT, COORD_AUTH_BUY, false,
          COORD_DB_READ, "abc-1"},
-        {LWSHUMETH_POST, "/api/v1/jobs/a.b_c/cancel", COORD_R_JOB_CANCEL, COORD_AUTH_ADMIN, false,
+        {LWSHUMETH_POST, "/api/v1/jobs/a.b_c/cancel", COORD_R_JOB_CANCEL, COORD_AUTH_BUY, false,
          COORD_DB_WRITE, "a.b_c"},
         {LWSHUMETH_POST, "/api/v1/register", COORD_R_REGISTER, COORD_AUTH_AGENT, true,
          COORD_DB_WRITE, ""},
@@ -43,16 +44,31 @@ test_routes(void **state)
         {LWSHUMETH_GET, "/api/v1/task", COORD_R_TASK, COORD_AUTH_AGENT, false, COORD_DB_WRITE, ""},
         {LWSHUMETH_POST, "/api/v1/status", COORD_R_STATUS, COORD_AUTH_AGENT, true, COORD_DB_WRITE,
          ""},
-        {LWSHUMETH_GET, "/api/v1/credits/u1", COORD_R_CREDITS, COORD_AUTH_NONE, false,
-         COORD_DB_READ, "u1"},
+        {LWSHUMETH_GET, "/api/v1/credits/u1", COORD_R_CREDITS, COORD_AUTH_ANY, false, COORD_DB_READ,
+         "u1"},
         {LWSHUMETH_POST, "/api/v1/credits/u1/grant", COORD_R_GRANT, COORD_AUTH_ADMIN, true,
          COORD_DB_WRITE, "u1"},
-        {LWSHUMETH_GET, "/api/v1/credits/u1/ledger", COORD_R_LEDGER, COORD_AUTH_ADMIN, false,
+        {LWSHUMETH_GET, "/api/v1/credits/u1/ledger", COORD_R_LEDGER, COORD_AUTH_ANY, false,
          COORD_DB_READ, "u1"},
         {LWSHUMETH_GET, "/api/v1/health", COORD_R_HEALTH, COORD_AUTH_NONE, false, COORD_DB_READ,
          ""},
         {LWSHUMETH_GET, "/api/v1/debug/invariant", COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
          COORD_DB_READ, ""},
+        {LWSHUMETH_POST, "/api/v1/users", COORD_R_USERS_CREATE, COORD_AUTH_ADMIN, true,
+         COORD_DB_WRITE, ""},
+        {LWSHUMETH_GET, "/api/v1/users", COORD_R_USERS, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
+        {LWSHUMETH_GET, "/api/v1/users/u1", COORD_R_USER, COORD_AUTH_ANY, false, COORD_DB_READ,
+         "u1"},
+        {LWSHUMETH_PATCH, "/api/v1/users/u1", COORD_R_USER_PATCH, COORD_AUTH_ADMIN, true,
+         COORD_DB_WRITE, "u1"},
+        {LWSHUMETH_POST, "/api/v1/users/u1/keys", COORD_R_KEYS_CREATE, COORD_AUTH_ANY, true,
+         COORD_DB_WRITE, "u1"},
+        {LWSHUMETH_GET, "/api/v1/users/u1/keys", COORD_R_KEYS, COORD_AUTH_ANY, false, COORD_DB_READ,
+         "u1"},
+        {LWSHUMETH_DELETE, "/api/v1/keys/k_1", COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false,
+         COORD_DB_WRITE, "k_1"},
+        {LWSHUMETH_GET, "/api/v1/me", COORD_R_ME, COORD_AUTH_ANY, false, COORD_DB_READ, ""},
+        {LWSHUMETH_GET, "/api/v1/audit", COORD_R_AUDIT, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         struct coord_route_info ri;
@@ -91,12 +107,69 @@ test_not_found_and_method(void **state)
     assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/credits//grant", id, &ri), 404);
 }
 
+/* The declarative rights: 401 without a credential, 403 with one that lacks the right. */
+static void
+test_allowed(void **state)
+{
+    (void)state;
+    struct coord_principal anon, admin, buy_a, sell_a, agent;
+    memset(&anon, 0, sizeof(anon));
+    coord_auth_principal_admin(&admin);
+    memset(&buy_a, 0, sizeof(buy_a));
+    buy_a.cred = COORD_CRED_KEY;
+    co_strlcpy(buy_a.user_id, "a", sizeof(buy_a.user_id));
+    co_strlcpy(buy_a.key_id, "k_a", sizeof(buy_a.key_id));
+    buy_a.scopes = COORD_SCOPE_BUY;
+    sell_a = buy_a;
+    sell_a.scopes = COORD_SCOPE_SELL;
+    memset(&agent, 0, sizeof(agent));
+    agent.cred = COORD_CRED_AGENT_TOKEN;
+    agent.scopes = COORD_SCOPE_SELL;
+    const char *msg = NULL;
+    struct {
+        const struct coord_principal *p;
+        enum coord_auth auth;
+        bool self;
+        const char *id;
+        bool open;
+        int want;
+    } cases[] = {
+        {&anon, COORD_AUTH_NONE, false, "", false, 0},
+        {&anon, COORD_AUTH_ANY, false, "", false, 401},
+        {&anon, COORD_AUTH_BUY, false, "", false, 401},
+        {&anon, COORD_AUTH_ADMIN, false, "", false, 401},
+        {&anon, COORD_AUTH_AGENT, false, "", false, 401},
+        {&anon, COORD_AUTH_AGENT, false, "", true, 0},
+        {&admin, COORD_AUTH_ADMIN, false, "", false, 0},
+        {&admin, COORD_AUTH_ANY, true, "someone", false, 0},
+        {&admin, COORD_AUTH_AGENT, false, "", false, 401}, /* not an agent credential */
+        {&admin, COORD_AUTH_AGENT, false, "", true, 0},    /* open registration: anyone */
+        {&buy_a, COORD_AUTH_BUY, false, "", false, 0},
+        {&buy_a, COORD_AUTH_ADMIN, false, "", false, 403},
+        {&buy_a, COORD_AUTH_ANY, true, "a", false, 0},
+        {&buy_a, COORD_AUTH_ANY, true, "b", false, 403},
+        {&buy_a, COORD_AUTH_AGENT, false, "", false, 403},
+        {&sell_a, COORD_AUTH_BUY, false, "", false, 403},
+        {&sell_a, COORD_AUTH_AGENT, false, "", false, 0},
+        {&agent, COORD_AUTH_AGENT, false, "", false, 0},
+        {&agent, COORD_AUTH_BUY, false, "", false, 403},
+        {&agent, COORD_AUTH_ANY, true, "a", false, 403},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = coord_api_allowed(cases[i].p, cases[i].auth, cases[i].self, cases[i].id,
+                                    cases[i].open, &msg);
+        if (got != cases[i].want)
+            fail_msg("case %zu: got %d, want %d", i, got, cases[i].want);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_not_found_and_method),
+        cmocka_unit_test(test_allowed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,10 @@ static const char *const vars[] = {"HOST",
                                    "MAX_BODY_BYTES",
                                    "MAX_JOB_CORES",
                                    "MAX_JOB_RAM_MB",
+                                   "RATE_SUBMIT_PER_SECOND",
+                                   "MAX_PENDING_JOBS",
+                                   "MAX_RUNNING_JOBS",
+                                   "AUTH_FAILURES_PER_MINUTE",
                                    "FRONTEND_DIR",
                                    "SQL_DIR",
                                    "DB_THREADS",
@@ -68,6 +72,10 @@ test_defaults(void **state)
     assert_int_equal(c.dash_queue_bytes, 4 << 20);
     assert_int_equal(c.dash_slow_close_ms, 10000);
     assert_int_equal(c.dash_batch_ms, 100);
+    assert_true(c.rate_submit_per_second == 100.0);
+    assert_int_equal(c.max_pending_jobs, 10000);
+    assert_int_equal(c.max_running_jobs, 0);
+    assert_int_equal(c.auth_failures_per_minute, 20);
     assert_int_equal(c.n_cors, 1);
     assert_true(coord_config_cors_allowed(&c, "http://localhost:5173", 21));
     assert_false(coord_config_cors_allowed(&c, "http://localhost:5174", 21));
@@ -79,7 +87,7 @@ test_values_and_cors(void **state)
 {
     (void)state;
     setenv("PORT", "9001", 1);
-    setenv("ADMIN_TOKEN", "tok", 1);
+    setenv("ADMIN_TOKEN", "tok-0123456789abcdef-0123", 1);
     setenv("AGENT_TOKEN", "ag", 1);
     setenv("COST_PER_CORE", "0.25", 1);
     setenv("MAX_BODY_BYTES", "64K", 1);
@@ -89,7 +97,7 @@ test_values_and_cors(void **state)
     assert_int_equal(coord_config_load(&c, &err), 0);
     assert_int_equal(c.port, 9001);
     assert_false(c.admin_generated);
-    assert_string_equal(c.admin_token, "tok");
+    assert_string_equal(c.admin_token, "tok-0123456789abcdef-0123");
     assert_string_equal(c.agent_token, "ag");
     assert_int_equal(c.cost_per_core, 250000);
     assert_int_equal(c.max_body_bytes, 65536);
@@ -119,6 +127,11 @@ test_errors_name_the_variable(void **state)
         {"DASHBOARD_QUEUE_MESSAGES", "1"},
         {"DASHBOARD_QUEUE_BYTES", "1K"},
         {"DASHBOARD_SLOW_CLOSE_SECONDS", "0"},
+        {"RATE_SUBMIT_PER_SECOND", "-1"},
+        {"MAX_PENDING_JOBS", "x"},
+        {"MAX_RUNNING_JOBS", "-2"},
+        {"ADMIN_TOKEN", "short-token"},
+        {"ADMIN_TOKEN", "change_me_to_a_long_random_string"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         clean_env(NULL);
@@ -131,6 +144,41 @@ test_errors_name_the_variable(void **state)
     }
 }
 
+/* Secure defaults: a weak ADMIN_TOKEN is refused unless DEBUG=true; the message hides it. */
+static void
+test_admin_token_rules(void **state)
+{
+    (void)state;
+    struct coord_config c;
+    co_err err = CO_ERR_INIT;
+    setenv("ADMIN_TOKEN", "0123456789abcdefghijklm", 1); /* 23 characters */
+    assert_int_equal(coord_config_load(&c, &err), -1);
+    assert_non_null(strstr(err.msg, "at least 24"));
+    assert_null(strstr(err.msg, "0123456789abcdefghijklm"));
+    setenv("ADMIN_TOKEN", "0123456789abcdefghijklmn", 1); /* 24 */
+    assert_int_equal(coord_config_load(&c, &err), 0);
+    coord_config_release(&c);
+    setenv("ADMIN_TOKEN", "change_me_to_a_long_random_string", 1);
+    assert_int_equal(coord_config_load(&c, &err), -1);
+    assert_non_null(strstr(err.msg, "placeholder"));
+    assert_null(strstr(err.msg, "change_me"));
+    setenv("DEBUG", "true", 1);
+    assert_int_equal(coord_config_load(&c, &err), 0);
+    coord_config_release(&c);
+    setenv("ADMIN_TOKEN", "x", 1);
+    assert_int_equal(coord_config_load(&c, &err), 0);
+    coord_config_release(&c);
+    unsetenv("ADMIN_TOKEN"); /* generated: always fine */
+    unsetenv("DEBUG");
+    assert_int_equal(coord_config_load(&c, &err), 0);
+    assert_true(c.admin_generated && strlen(c.admin_token) >= 24);
+    coord_config_release(&c);
+    setenv("RATE_SUBMIT_PER_SECOND", "0.5", 1);
+    assert_int_equal(coord_config_load(&c, &err), 0);
+    assert_true(c.rate_submit_per_second == 0.5);
+    coord_config_release(&c);
+}
+
 int
 main(void)
 {
@@ -138,6 +186,7 @@ main(void)
         cmocka_unit_test_setup(test_defaults, clean_env),
         cmocka_unit_test_setup(test_values_and_cors, clean_env),
         cmocka_unit_test_setup(test_errors_name_the_variable, clean_env),
+        cmocka_unit_test_setup(test_admin_token_rules, clean_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
