@@ -48,8 +48,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import cotest  # noqa: E402
 from cotest import CaseFailed, check  # noqa: E402
 
-ADMIN = "admin-token-chaos-suite"
-AGENT_TOKEN = "agent-token-chaos-suite"
+ADMIN = "admin-token-of-the-chaos-suite-0123456789"
+AGENT_TOKEN = "agent-token-of-the-chaos-suite-0123456789"
 LEASE_S = 3
 GRACE_S = 10  # sampling, restarts and a loaded 2-core machine
 BUYERS = ("chaos-b1", "chaos-b2", "chaos-b3")

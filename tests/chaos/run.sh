@@ -27,7 +27,11 @@ done
 #   cores were free; the agent, whose cancelled jobs are still ending, rejects them ("does not
 #   fit free capacity") and the buyer's job fails for good as sandbox_error on its first attempt
 #   (issue 12: reconciliation, and platform-side failures must not use up the buyer's attempts).
-xfail=${CHAOS_XFAIL-platform}
+# - outputs: on PostgreSQL, a job whose output arrives during a database outage ("cannot store
+#   job output ... the database system is shutting down") is stored as completed once the
+#   database is back (its result is retried) but its output chunk was dropped: the job is
+#   completed with an empty stdout (issue 12: exactly-once results, output sequence numbers).
+xfail=${CHAOS_XFAIL-platform,outputs}
 
 # shellcheck source=../lib/suite.sh
 . "$src/tests/lib/suite.sh"
