@@ -558,8 +558,8 @@ def main():
         expect("settled once: at most one charge, payout, refund per job", t_settled_once)
         expect("double: at most one stored result per job", t_double_result)
         expect("assigned: never longer than lease + grace", t_assigned)
-        expect("outputs of completed jobs stored", t_outputs)
-        expect("credit invariant", run.coord.invariant)
+        expect("outputs: every completed job's output stored", t_outputs)
+        expect("invariant: credits (GET /api/v1/debug/invariant)", run.coord.invariant)
         statuses = {}
         for j in js.values():
             statuses[j["status"]] = statuses.get(j["status"], 0) + 1
