@@ -262,6 +262,19 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
         goto fail;
     }
     cfg->token = co_xstrdup(token);
+    const char *key = co_config_str("AGENT_KEY", "");
+    if (strlen(key) > 1024) {
+        co_err_field(err, CO_E_RANGE, "AGENT_KEY", "invalid AGENT_KEY: longer than 1024 bytes");
+        goto fail;
+    }
+    for (const char *c = key; *c; c++) {
+        if (*c <= ' ' || *c == 0x7f) {
+            co_err_field(err, CO_E_INVAL, "AGENT_KEY",
+                         "invalid AGENT_KEY: contains a space or a control character");
+            goto fail;
+        }
+    }
+    cfg->key = co_xstrdup(key);
 
     const char *worker = co_config_str("WORKER_ID", NULL);
     if (!worker) {
@@ -344,6 +357,7 @@ agent_config_release(struct agent_config *cfg)
     free(cfg->host);
     free(cfg->path);
     free(cfg->token);
+    free(cfg->key);
     free(cfg->tls_ca_file);
     free_images(cfg);
     free(cfg->work_root);

@@ -36,6 +36,7 @@ struct agent_config {
     char *tls_ca_file; /* AGENT_TLS_CA_FILE: CA bundle for wss://, NULL: the system's */
     bool tls_insecure; /* AGENT_TLS_INSECURE: accept any server certificate (testing only) */
     char *token;       /* AGENT_TOKEN, "" when unset */
+    char *key; /* AGENT_KEY (a user's sell key, sent as Authorization: Bearer), "" when unset */
     char worker_id[CO_ID_MAX + 1];
     char owner_id[CO_ID_MAX + 1]; /* defaults to worker_id */
     int64_t cores;                /* AGENT_CORES, default: detected */

@@ -98,7 +98,9 @@ struct agent {
     lws_retry_bo_t retry;
     uint16_t retry_count;
     lws_sorted_usec_list_t sul_connect, sul_heartbeat, sul_tick;
-    bool auth_failed;  /* the current connection attempt was refused for the token */
+    bool auth_failed;  /* the current connection attempt was refused for its credential */
+    int auth_close;    /* the close code of that refusal (PROTO_CLOSE_*), 0 if none came */
+    char refusal[256]; /* the coordinator's error message with it ("" if none) */
     bool attempt_live; /* a connection attempt or connection exists (until on_disconnect) */
     int64_t hb_interval_ms;
     int64_t hb_seq;
@@ -490,8 +492,11 @@ handle_message(struct agent *a, const char *buf, size_t len)
     case PROTO_MSG_ERROR:
         co_warn("error from coordinator code=%s message=\"%s\"", m.u.error.code,
                 m.u.error.message ? m.u.error.message : "");
-        if (strcmp(m.u.error.code, "unauthorized") == 0)
+        if (strcmp(m.u.error.code, PROTO_ERR_UNAUTHORIZED) == 0 ||
+            strcmp(m.u.error.code, PROTO_ERR_FORBIDDEN) == 0) {
             a->auth_failed = true;
+            co_strlcpy(a->refusal, m.u.error.message ? m.u.error.message : "", sizeof(a->refusal));
+        }
         break;
     default:
         co_debug("unexpected message from coordinator type=%s", proto_msg_type_name(m.type));
@@ -687,6 +692,33 @@ heartbeat_cb(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(a->ctx, 0, &a->sul_heartbeat, heartbeat_cb, a->hb_interval_ms * LWS_US_PER_MS);
 }
 
+/* Say clearly why the coordinator refused this agent (never printing the key or token). */
+static void
+report_refusal(const struct agent *a)
+{
+    const char *said = a->refusal[0] ? a->refusal : "-";
+    if (a->auth_close == PROTO_CLOSE_FORBIDDEN)
+        co_error("forbidden: worker id %s belongs to another user, or AGENT_KEY may not sell as "
+                 "owner %s (the coordinator at %s said: %s)",
+                 a->cfg->worker_id, a->cfg->owner_id[0] ? a->cfg->owner_id : "-", a->cfg->url,
+                 said);
+    else if (a->auth_close == PROTO_CLOSE_KEY_REJECTED && a->cfg->key[0])
+        co_error("key rejected: check AGENT_KEY (unknown, revoked, or its user is disabled; the "
+                 "coordinator at %s said: %s)",
+                 a->cfg->url, said);
+    else if (a->auth_close == PROTO_CLOSE_KEY_REJECTED)
+        co_error("key rejected: the coordinator at %s needs a credential, set AGENT_KEY (a sell "
+                 "key) or AGENT_TOKEN (it said: %s)",
+                 a->cfg->url, said);
+    else if (a->cfg->key[0] && !a->cfg->token[0])
+        co_error("key rejected: check AGENT_KEY (the coordinator at %s refused it: %s)",
+                 a->cfg->url, said);
+    else
+        co_error("unauthorized: check AGENT_TOKEN (the coordinator at %s rejected this agent's "
+                 "token)",
+                 a->cfg->url);
+}
+
 static void
 schedule_reconnect(struct agent *a)
 {
@@ -698,9 +730,9 @@ schedule_reconnect(struct agent *a)
     }
     if (a->auth_failed) {
         a->auth_failed = false;
-        co_error("unauthorized: check AGENT_TOKEN (the coordinator at %s rejected this agent's "
-                 "token)",
-                 a->cfg->url);
+        report_refusal(a);
+        a->auth_close = 0;
+        a->refusal[0] = '\0';
         if (a->cfg->exit_on_auth_error) {
             a->exit_code = AGENT_EXIT_AUTH;
             request_exit(a);
@@ -855,11 +887,21 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
 
     switch (reason) {
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER: {
-        if (a->cfg->token[0]) {
-            unsigned char **p = (unsigned char **)in, *end = (*p) + len;
-            if (lws_add_http_header_by_name(wsi, (const unsigned char *)"x-agent-token:",
-                                            (const unsigned char *)a->cfg->token,
-                                            (int)strlen(a->cfg->token), p, end))
+        unsigned char **p = (unsigned char **)in, *end = (*p) + len;
+        if (a->cfg->token[0] &&
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *)"x-agent-token:", (const unsigned char *)a->cfg->token,
+                (int)strlen(a->cfg->token), p, end))
+            return -1;
+        if (a->cfg->key[0]) {
+            char bearer[1040];
+            int n = snprintf(bearer, sizeof(bearer), "Bearer %s", a->cfg->key);
+            int rc = n > 0 && (size_t)n < sizeof(bearer)
+                         ? lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_AUTHORIZATION,
+                                                        (const unsigned char *)bearer, n, p, end)
+                         : -1;
+            explicit_bzero(bearer, sizeof(bearer));
+            if (rc)
                 return -1;
         }
         break;
@@ -902,8 +944,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
             int code = (b[0] << 8) | b[1];
             co_info("coordinator closed the connection code=%d reason=\"%.*s\"", code,
                     (int)(len - 2 > 200 ? 200 : len - 2), (const char *)in + 2);
-            if (code == PROTO_CLOSE_UNAUTHORIZED)
+            if (code == PROTO_CLOSE_UNAUTHORIZED || code == PROTO_CLOSE_KEY_REJECTED ||
+                code == PROTO_CLOSE_FORBIDDEN) {
                 a->auth_failed = true;
+                a->auth_close = code;
+            }
         }
         break;
 

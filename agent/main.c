@@ -44,14 +44,20 @@ usage(FILE *f)
         "  --coordinator URL    [COORDINATOR_URL] ws://host:port/ws/agent or wss://...; "
         "http(s)://\n"
         "                       is accepted too; the path defaults to /ws/agent (required)\n"
-        "  --token TOKEN        [AGENT_TOKEN] the coordinator's agent token (prefer the\n"
-        "                       environment: flags are visible to other users in ps)\n"
+        "  --token TOKEN        [AGENT_TOKEN] the coordinator's shared agent token (prefer the\n"
+        "                       environment: flags are visible to other users in ps); its\n"
+        "                       agents belong to the coordinator's AGENT_TOKEN_OWNER\n"
+        "                       [AGENT_KEY] (environment or .env only) a seller's API key with\n"
+        "                       the sell scope, sent as Authorization: Bearer; its workers\n"
+        "                       belong to the key's user.  One of AGENT_KEY or AGENT_TOKEN is\n"
+        "                       needed unless the coordinator has OPEN_REGISTRATION=true\n"
         "  --tls-ca-file PATH   [TLS_CA_FILE] CA bundle for wss:// (default: the system's);\n"
         "                       AGENT_TLS_CA_FILE is accepted too\n"
         "  --tls-insecure       [AGENT_TLS_INSECURE=1] accept any server certificate (testing)\n"
         "  --worker-id ID       [WORKER_ID] default: the host name\n"
-        "  --owner-id ID        [OWNER_ID] the seller credited for this agent's jobs; default:\n"
-        "                       the worker id\n"
+        "  --owner-id ID        [OWNER_ID] optional; with AGENT_KEY it must be the key's user\n"
+        "                       (else refused), with AGENT_TOKEN it is ignored: the coordinator\n"
+        "                       pays the owner it has stored for the worker id\n"
         "  --cores N            [AGENT_CORES] cores offered; default: all usable CPUs\n"
         "  --ram-mb N           [AGENT_RAM_MB] RAM offered in MiB; default: MemTotal minus\n"
         "                       max(512 MiB, 10%)\n"
@@ -82,10 +88,12 @@ usage(FILE *f)
         "it logs the failing step and why, and exits 1.\n"
         "\n"
         "Exit status: 0 after a clean shutdown, 1 for bad settings or a start-up failure, 3 when\n"
-        "the token was rejected and --exit-on-auth-error is set.  A rejected token is logged as\n"
-        "\"unauthorized: check AGENT_TOKEN\"; by default the agent keeps retrying every\n"
-        "AGENT_AUTH_RETRY_SECONDS, while network errors are retried with exponential backoff\n"
-        "(1 s to 30 s, with jitter) forever.\n"
+        "the credential was refused and --exit-on-auth-error is set.  Refusals are logged as\n"
+        "\"unauthorized: check AGENT_TOKEN\" (wrong token), \"key rejected: check AGENT_KEY\"\n"
+        "(unknown or revoked key, disabled user, or no credential) or \"forbidden: worker id X\n"
+        "belongs to another user\" (or the key may not sell as this owner); by default the agent\n"
+        "retries them every AGENT_AUTH_RETRY_SECONDS, while network errors are retried with\n"
+        "exponential backoff (1 s to 30 s, with jitter) forever.  The key is never logged.\n"
         "Signals: SIGTERM or SIGINT stops taking jobs and waits for running ones up to the grace\n"
         "period, then kills them, reports them and exits; a second signal kills them at once.\n",
         f);
@@ -243,14 +251,14 @@ main(int argc, char **argv)
         agent_config_release(&cfg);
         return AGENT_EXIT_CONFIG;
     }
-    if (!cfg.token[0])
-        co_warn("AGENT_TOKEN is not set: only a coordinator with open registration will accept "
-                "this agent");
+    if (!cfg.token[0] && !cfg.key[0])
+        co_warn("neither AGENT_KEY nor AGENT_TOKEN is set: only a coordinator with "
+                "OPEN_REGISTRATION=true will accept this agent");
 
-    if (cfg.token[0] && !cfg.tls && strcmp(cfg.host, "127.0.0.1") != 0 &&
+    if ((cfg.token[0] || cfg.key[0]) && !cfg.tls && strcmp(cfg.host, "127.0.0.1") != 0 &&
         strcmp(cfg.host, "localhost") != 0 && strcmp(cfg.host, "::1") != 0)
-        co_warn("AGENT_TOKEN travels unencrypted to '%s': use wss:// outside a trusted network",
-                cfg.host);
+        co_warn("%s travels unencrypted to '%s': use wss:// outside a trusted network",
+                cfg.key[0] ? "AGENT_KEY" : "AGENT_TOKEN", cfg.host);
     if (cfg.tls_insecure)
         co_warn("AGENT_TLS_INSECURE is set: the coordinator's certificate is not checked");
     if (!cfg.bench_no_sandbox && agent_job_root_prepare(cfg.work_root, &err) != 0) {

@@ -124,6 +124,8 @@ co_err_code_name(enum co_errcode code)
         return "too_large";
     case CO_E_AUTH:
         return "unauthorized";
+    case CO_E_FORBIDDEN:
+        return "forbidden";
     case CO_E_LIMIT:
         return "limit_reached";
     case CO_E_SYS:

@@ -18,6 +18,7 @@ enum co_errcode {
     CO_E_UNAVAILABLE, /* a dependency is down (database, network) */
     CO_E_TOOLARGE,    /* input over a size cap */
     CO_E_AUTH,        /* missing or wrong credentials */
+    CO_E_FORBIDDEN,   /* a known credential that may not do this */
     CO_E_LIMIT,       /* a configured limit reached (e.g. MAX_WORKERS) */
     CO_E_SYS,         /* a system call failed; sys_errno says which errno */
     CO_E_INTERNAL,    /* a bug or an unexpected state */

@@ -2,6 +2,7 @@
 #include "coord_agent.h"
 
 #include <string.h>
+#include <strings.h>
 
 #include "co_alloc.h"
 #include "co_log.h"
@@ -29,6 +30,7 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
     hub->db = srv->db;
     hub->events = srv->events;
     hub->metrics = &srv->metrics;
+    hub->limits = srv->limits;
     hub->ctx = ctx;
     hub->lease_ms = srv->cfg->worker_timeout_seconds * 1000;
     if (hub->lease_ms < 1000)
@@ -718,8 +720,11 @@ offline_done(void *arg)
 
 struct hello_item {
     struct agent_sess *s;
-    struct coord_worker w;
-    struct proto_job_ref *running; /* from the hello */
+    struct coord_worker w; /* w.owner_id: the credential's owner ("" until a key is looked up) */
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* a user key to look up first, else "" */
+    char declared_owner[CO_ID_MAX + 1];    /* the hello's owner_id ("" when absent) */
+    struct coord_principal principal;      /* result: the key's principal */
+    struct proto_job_ref *running;         /* from the hello */
     size_t n_running;
     /* Results. */
     int rc;
@@ -730,10 +735,41 @@ struct hello_item {
     bool *zombie;   /* per running ref: not a current attempt of this worker, cancel it */
 };
 
+/*
+ * The key of a hello (database thread): who it belongs to, and may it sell as @declared_owner?
+ * CO_E_AUTH for an unknown or revoked key or a disabled user, CO_E_FORBIDDEN for a key without
+ * the sell scope or an owner_id other than its user.
+ */
+static int
+hello_key(struct coord_store *store, const char *key_hash, const char *declared_owner,
+          struct coord_principal *p, co_err *err)
+{
+    struct coord_auth_entry e;
+    int found = coord_auth_lookup(store, key_hash, &e, err);
+    if (found < 0)
+        return -1;
+    if (found == 0)
+        return co_err_set(err, CO_E_AUTH,
+                          "key rejected: unknown, revoked, or its user is disabled");
+    *p = e.p;
+    if (!coord_auth_has_scope(p, COORD_SCOPE_SELL))
+        return co_err_set(err, CO_E_FORBIDDEN, "key '%s' has no sell scope", p->key_id);
+    if (declared_owner[0] && strcmp(declared_owner, p->user_id) != 0)
+        return co_err_field(err, CO_E_FORBIDDEN, "owner_id",
+                            "owner_id '%s' is not the key's user '%s'", declared_owner, p->user_id);
+    return 0;
+}
+
 static void
 hello_work(struct coord_store *store, void *arg)
 {
     struct hello_item *it = arg;
+    if (it->key_hash[0]) {
+        it->rc = hello_key(store, it->key_hash, it->declared_owner, &it->principal, &it->err);
+        if (it->rc < 0)
+            return;
+        co_strlcpy(it->w.owner_id, it->principal.user_id, sizeof(it->w.owner_id));
+    }
     it->rc = coord_store_worker_upsert(store, &it->w, NULL, &it->err);
     if (it->rc < 0)
         return;
@@ -831,6 +867,60 @@ sess_welcome(struct agent_sess *s)
     sess_send(s, &m);
 }
 
+/*
+ * The hello of @s was decided: on success the older sessions of its worker are replaced (closed);
+ * otherwise they go on (they were only kept from new assignments while it was checked).
+ */
+static void
+hello_settle_older(struct agent_sess *s, bool accepted)
+{
+    struct coord_agents *hub = s->hub;
+    bool checking = false;
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *o = hub->sess[i];
+        if (o != s && o->wsi && o->state == AS_HELLO_DB && strcmp(o->worker_id, s->worker_id) == 0)
+            checking = true;
+    }
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *o = hub->sess[i];
+        if (o == s || !o->wsi || o->state != AS_READY || strcmp(o->worker_id, s->worker_id) != 0)
+            continue;
+        if (accepted) {
+            co_info("agent reconnected, closing its previous session worker=%s", s->worker_id);
+            agent_sess_close(o, LWS_CLOSE_STATUS_GOINGAWAY, "replaced by a new connection");
+        } else if (!checking) {
+            o->superseded = false;
+        }
+    }
+    if (!accepted && hub->sched)
+        coord_sched_kick(hub->sched);
+}
+
+/* A credential of @s did not match: counted against its address (coord_limits). */
+static void
+sess_auth_failed(struct agent_sess *s)
+{
+    if (s->hub->limits)
+        coord_limits_auth_failed(s->hub->limits, s->peer, co_mono_ms());
+}
+
+/* Refuse a hello whose credential or worker id is not acceptable (CO_E_AUTH, CO_E_FORBIDDEN). */
+static void
+hello_refuse(struct agent_sess *s, const co_err *err)
+{
+    co_warn("agent refused worker=%s owner=%s error=\"%s\"", s->worker_id[0] ? s->worker_id : "-",
+            s->owner_id[0] ? s->owner_id : "-", err->msg);
+    s->refused = true;
+    if (err->code == CO_E_FORBIDDEN) {
+        sess_send_error(s, PROTO_ERR_FORBIDDEN, NULL, "%s", err->msg);
+        agent_sess_close(s, PROTO_CLOSE_FORBIDDEN, "forbidden");
+    } else {
+        sess_auth_failed(s);
+        sess_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "%s", err->msg);
+        agent_sess_close(s, PROTO_CLOSE_KEY_REJECTED, "key rejected");
+    }
+}
+
 static void
 hello_done(void *arg)
 {
@@ -839,9 +929,17 @@ hello_done(void *arg)
     struct coord_agents *hub = s->hub;
     if (!agent_hub_complete(hub))
         goto out;
-    if (!s->wsi || s->state != AS_HELLO_DB)
+    if (!s->wsi || s->state != AS_HELLO_DB) {
+        if (!hub->dead)
+            hello_settle_older(s, false);
         goto out;
+    }
     if (it->rc < 0) {
+        hello_settle_older(s, false);
+        if (it->err.code == CO_E_AUTH || it->err.code == CO_E_FORBIDDEN) {
+            hello_refuse(s, &it->err);
+            goto out;
+        }
         co_warn("agent hello refused worker=%s error=\"%s\"", s->worker_id, it->err.msg);
         if (it->err.code == CO_E_LIMIT) {
             sess_send_error(s, "max_workers", NULL, "%s", it->err.msg);
@@ -852,6 +950,11 @@ hello_done(void *arg)
         }
         goto out;
     }
+    if (it->key_hash[0]) {
+        s->principal = it->principal;
+        co_strlcpy(s->owner_id, it->principal.user_id, sizeof(s->owner_id));
+    }
+    hello_settle_older(s, true);
     s->state = AS_READY;
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
@@ -903,6 +1006,62 @@ out:
     hello_item_free(it);
 }
 
+/*
+ * Decide the credential of a hello (lws thread): a user key (from the upgrade's Authorization
+ * header, or a "co_" token in the hello) is looked up later with the hello's write; the shared
+ * AGENT_TOKEN (header or hello token) stands for AGENT_TOKEN_OWNER whatever owner_id the agent
+ * sends; no credential is refused unless OPEN_REGISTRATION (then the declared owner, as in the
+ * original).  Fills s->principal and s->owner_id (not for keys); -1 when the session was refused.
+ */
+static int
+sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
+{
+    const struct coord_config *cfg = s->hub->cfg;
+    const char *want = cfg->agent_token, *got = h->token ? h->token : "";
+    bool token_ok =
+        want && want[0] && got[0] && co_consttime_eq(got, strlen(got), want, strlen(want));
+    memset(&s->principal, 0, sizeof(s->principal));
+    /* A key at the upgrade wins: the hello's token is then not looked at. */
+    if (!s->key_hash[0] && got[0] && !token_ok) {
+        if (strncmp(got, COORD_KEY_PREFIX, strlen(COORD_KEY_PREFIX)) != 0) {
+            co_warn("agent refused: wrong token worker=%s", h->worker_id);
+            sess_auth_failed(s);
+            sess_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "wrong agent token");
+            agent_sess_close(s, PROTO_CLOSE_UNAUTHORIZED, "unauthorized");
+            return -1;
+        }
+        coord_auth_hash(got, strlen(got), s->key_hash);
+    }
+    if (s->key_hash[0]) {
+        s->principal.cred = COORD_CRED_KEY;
+        s->owner_id[0] = '\0'; /* the key's user, once looked up */
+        return 0;
+    }
+    if (token_ok || s->upgrade_agent_token) {
+        s->principal.cred = COORD_CRED_AGENT_TOKEN;
+        s->principal.scopes = COORD_SCOPE_SELL;
+        co_strlcpy(s->principal.user_id, cfg->agent_token_owner, sizeof(s->principal.user_id));
+        co_strlcpy(s->owner_id, cfg->agent_token_owner, sizeof(s->owner_id));
+        if (h->owner_id[0] && strcmp(h->owner_id, cfg->agent_token_owner) != 0)
+            co_info("agent token: owner_id '%s' ignored, AGENT_TOKEN's agents belong to '%s' "
+                    "worker=%s",
+                    h->owner_id, cfg->agent_token_owner, h->worker_id);
+        return 0;
+    }
+    if (cfg->open_registration) {
+        s->principal.cred = COORD_CRED_OPEN;
+        co_strlcpy(s->owner_id, h->owner_id[0] ? h->owner_id : h->worker_id, sizeof(s->owner_id));
+        co_strlcpy(s->principal.user_id, s->owner_id, sizeof(s->principal.user_id));
+        return 0;
+    }
+    co_warn("agent refused: no credential worker=%s", h->worker_id);
+    sess_send_error(
+        s, PROTO_ERR_UNAUTHORIZED, NULL,
+        "a credential is required: Authorization: Bearer <sell key> or the agent token");
+    agent_sess_close(s, PROTO_CLOSE_KEY_REJECTED, "key rejected");
+    return -1;
+}
+
 static void
 sess_on_hello(struct agent_sess *s, struct proto_msg *m)
 {
@@ -913,35 +1072,33 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
         agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "hello sent twice");
         return;
     }
-    const char *want = hub->cfg->agent_token;
-    if (want && want[0]) {
-        const char *got = h->token ? h->token : "";
-        if (!co_consttime_eq(got, strlen(got), want, strlen(want))) {
-            co_warn("agent refused: wrong token worker=%s", h->worker_id);
-            sess_send_error(s, "unauthorized", NULL, "wrong agent token");
-            agent_sess_close(s, PROTO_CLOSE_UNAUTHORIZED, "unauthorized");
-            return;
-        }
-    }
+    if (sess_hello_credential(s, h) < 0)
+        return;
     co_strlcpy(s->worker_id, h->worker_id, sizeof(s->worker_id));
-    co_strlcpy(s->owner_id, h->owner_id[0] ? h->owner_id : h->worker_id, sizeof(s->owner_id));
     s->cores = h->cores;
     s->ram_mb = h->ram_mb;
     s->images = h->images;
     s->n_images = h->n_images;
     h->images = NULL;
     h->n_images = 0;
-    /* A second connection of the same worker replaces the first (likely a dead half-open one). */
-    struct agent_sess *old;
-    while ((old = hub_find_worker(hub, s->worker_id, s)) != NULL) {
-        co_info("agent reconnected, closing its previous session worker=%s", s->worker_id);
-        old->state = AS_CLOSING;
-        agent_sess_close(old, LWS_CLOSE_STATUS_GOINGAWAY, "replaced by a new connection");
+    /*
+     * A second connection of the same worker replaces the first (likely a dead half-open one)
+     * once its hello is accepted (hello_done): until then the first one gets no new jobs, and if
+     * the hello is refused (another user's credential) the first one goes on.
+     */
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *o = hub->sess[i];
+        if (o != s && o->wsi && strcmp(o->worker_id, s->worker_id) == 0)
+            o->superseded = true;
     }
     struct hello_item *it = co_xcalloc(1, sizeof(*it));
     it->s = s;
     co_strlcpy(it->w.worker_id, s->worker_id, sizeof(it->w.worker_id));
     co_strlcpy(it->w.owner_id, s->owner_id, sizeof(it->w.owner_id));
+    co_strlcpy(it->key_hash, s->key_hash, sizeof(it->key_hash));
+    /* The field defaults to the worker id (proto_agent.c): that value says nothing. */
+    if (strcmp(h->owner_id, h->worker_id) != 0)
+        co_strlcpy(it->declared_owner, h->owner_id, sizeof(it->declared_owner));
     it->w.cpu_cores = s->cores;
     it->w.ram_mb = s->ram_mb;
     it->w.status = COORD_WORKER_IDLE;
@@ -1424,13 +1581,90 @@ out:
     free(it);
 }
 
-/* Another module changed a job (submit, cancel, poll status...): schedule, and stop it here. */
+/* ------------------------------------------------------------------------------------------ */
+/* key and user events: revocation and disabling                                               */
+
+struct recheck_item {
+    struct agent_sess *s;
+    char key_hash[COORD_KEY_HASH_LEN + 1];
+    int rc; /* 1 still usable for selling, 0 not, -1 the database could not tell */
+    co_err err;
+};
+
+static void
+recheck_work(struct coord_store *store, void *arg)
+{
+    struct recheck_item *it = arg;
+    struct coord_auth_entry e;
+    int found = coord_auth_lookup(store, it->key_hash, &e, &it->err);
+    it->rc = found < 0 ? -1 : found > 0 && coord_auth_has_scope(&e.p, COORD_SCOPE_SELL);
+}
+
+static void
+recheck_done(void *arg)
+{
+    struct recheck_item *it = arg;
+    struct agent_sess *s = it->s;
+    if (!agent_hub_complete(s->hub) || !s->wsi)
+        goto out;
+    if (it->rc < 0) {
+        co_warn("cannot check the key of worker=%s again error=\"%s\"", s->worker_id, it->err.msg);
+    } else if (it->rc == 0) {
+        co_warn("agent disconnected: its key was revoked or its user disabled worker=%s key=%s "
+                "owner=%s",
+                s->worker_id, s->principal.key_id, s->principal.user_id);
+        sess_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "key revoked or user disabled");
+        agent_sess_close(s, PROTO_CLOSE_KEY_REJECTED, "key rejected");
+    }
+out:
+    agent_sess_unref(s);
+    free(it);
+}
+
+/*
+ * A key was revoked (@id is its key_id) or a user changed (@id is its user_id): look the key of
+ * each session it concerns up again, and close those that may no longer sell.
+ */
+static void
+hub_recheck_keys(struct coord_agents *hub, enum coord_event_kind kind, const char *id)
+{
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *s = hub->sess[i];
+        if (!s->wsi || s->principal.cred != COORD_CRED_KEY || !s->key_hash[0] ||
+            s->state == AS_CLOSING)
+            continue;
+        /* A hello still being checked has no key_id yet: it is checked against the store now. */
+        bool hit = kind == COORD_EVENT_KEY ? strcmp(s->principal.key_id, id) == 0
+                                           : strcmp(s->principal.user_id, id) == 0;
+        if (!hit && s->state != AS_HELLO_DB)
+            continue;
+        struct recheck_item *it = co_xcalloc(1, sizeof(*it));
+        it->s = s;
+        co_strlcpy(it->key_hash, s->key_hash, sizeof(it->key_hash));
+        agent_sess_ref(s);
+        if (agent_hub_submit(hub, COORD_DB_READ, recheck_work, recheck_done, it) < 0) {
+            agent_sess_unref(s);
+            free(it);
+        }
+    }
+}
+
+/*
+ * Another module changed a job (submit, cancel, poll status...): schedule, and stop it here.  A
+ * key or a user changed: close the sessions that may no longer sell.
+ */
 static void
 hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
 {
     (void)seq;
     struct coord_agents *hub = ud;
-    if (hub->self_publish || hub->dead || kind != COORD_EVENT_JOB)
+    if (hub->dead)
+        return;
+    if (kind == COORD_EVENT_KEY || kind == COORD_EVENT_USER) {
+        hub_recheck_keys(hub, kind, id);
+        return;
+    }
+    if (hub->self_publish || kind != COORD_EVENT_JOB)
         return;
     if (hub->sched)
         coord_sched_kick(hub->sched);
@@ -1456,15 +1690,50 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
 /* ------------------------------------------------------------------------------------------ */
 /* lws callback                                                                                */
 
-/* Check the path and, when the agent sends one, the X-Agent-Token header at the upgrade. */
+/*
+ * The upgrade's `Authorization: Bearer <key>`: 0 and its hash in @hash ("" without the header),
+ * -1 when the header is there but is not a bearer token.
+ */
 static int
-filter_connection(struct coord_agents *hub, struct lws *wsi)
+upgrade_bearer(struct lws *wsi, char hash[COORD_KEY_HASH_LEN + 1])
+{
+    char v[PROTO_TOKEN_MAX + 16];
+    hash[0] = '\0';
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 0)
+        return 0;
+    int rc = -1;
+    if (n < (int)sizeof(v) && lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_AUTHORIZATION) >= 0 &&
+        strncasecmp(v, "Bearer ", 7) == 0 && v[7]) {
+        coord_auth_hash(v + 7, strlen(v + 7), hash);
+        rc = 0;
+    }
+    explicit_bzero(v, sizeof(v));
+    return rc;
+}
+
+/*
+ * Check the path, the X-Agent-Token header when the agent sends one, and keep the hash of an
+ * Authorization: Bearer key in @pss (looked up with the hello, on a database thread).
+ */
+static int
+filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_pss *pss)
 {
     char uri[256];
     int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
     if (n <= 0 || strncmp(uri, AGENT_PATH, strlen(AGENT_PATH)) != 0 ||
         (uri[strlen(AGENT_PATH)] != '\0' && uri[strlen(AGENT_PATH)] != '?')) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return 1;
+    }
+    /* An address with too many failed authentications (REST or agents) is refused for now. */
+    char peer[64] = "";
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    if (pss)
+        co_strlcpy(pss->peer, peer, sizeof(pss->peer));
+    if (hub && hub->limits && coord_limits_auth_blocked(hub->limits, peer, co_mono_ms()) > 0) {
+        co_warn("agent upgrade refused: too many failed authentications from %s", peer);
+        lws_return_http_status(wsi, 429, NULL);
         return 1;
     }
     const char *want = hub ? hub->cfg->agent_token : NULL;
@@ -1476,10 +1745,24 @@ filter_connection(struct coord_agents *hub, struct lws *wsi)
                                 (int)strlen(AGENT_TOKEN_HEADER)) < 0 ||
             !co_consttime_eq(tok, strlen(tok), want, strlen(want))) {
             co_warn("agent upgrade refused: wrong X-Agent-Token");
+            if (hub->limits)
+                coord_limits_auth_failed(hub->limits, peer, co_mono_ms());
             lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
             return 1;
         }
+        if (pss)
+            pss->agent_token = true;
     }
+    char hash[COORD_KEY_HASH_LEN + 1];
+    if (upgrade_bearer(wsi, hash) < 0) {
+        co_warn("agent upgrade refused: Authorization is not a bearer token");
+        if (hub && hub->limits)
+            coord_limits_auth_failed(hub->limits, peer, co_mono_ms());
+        lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+        return 1;
+    }
+    if (pss)
+        co_strlcpy(pss->key_hash, hash, sizeof(pss->key_hash));
     return 0;
 }
 
@@ -1533,7 +1816,8 @@ sess_closed(struct agent_sess *s)
             s->worker_id[0] ? s->worker_id : "-", n_jobs, (long long)s->peak_cores,
             (long long)s->peak_ram_mb, (long long)s->agent_peak_cores,
             (long long)s->agent_peak_ram_mb);
-    bool welcomed = s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB;
+    bool welcomed =
+        !s->refused && (s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB);
     s->state = AS_CLOSING;
     if (welcomed && s->worker_id[0] && !hub_find_worker(hub, s->worker_id, s) && !hub->dead) {
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
@@ -1576,7 +1860,7 @@ coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         }
         return 0;
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-        return filter_connection(hub, wsi);
+        return filter_connection(hub, wsi, pss);
     case LWS_CALLBACK_ESTABLISHED: {
         if (!hub || hub->dead)
             return -1;
@@ -1588,6 +1872,9 @@ coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
         s->state = AS_AWAIT_HELLO;
         s->last_seen_ms = co_mono_ms();
         s->agent_peak_cores = s->agent_peak_ram_mb = -1;
+        s->upgrade_agent_token = pss->agent_token;
+        co_strlcpy(s->peer, pss->peer, sizeof(s->peer));
+        co_strlcpy(s->key_hash, pss->key_hash, sizeof(s->key_hash));
         co_buf_init(&s->rx);
         pss->s = s;
         hub_add_sess(hub, s);

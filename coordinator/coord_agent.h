@@ -19,10 +19,13 @@
 #ifndef COORD_AGENT_H
 #define COORD_AGENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <libwebsockets.h>
+
+#include "coord_auth.h"
 
 struct coord_agents;
 struct agent_sess;
@@ -30,15 +33,25 @@ struct agent_sess;
 /** Per-session data of the protocol (lws allocates and zeroes it). */
 struct coord_agent_pss {
     struct agent_sess *s;
+    /* The credential of the upgrade request (set in FILTER_PROTOCOL_CONNECTION). */
+    bool agent_token;                      /* a valid X-Agent-Token header */
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* coord_auth_hash of an Authorization: Bearer key */
+    char peer[64];                         /* the client's address */
 };
 #define COORD_AGENT_PSS_SIZE sizeof(struct coord_agent_pss)
 
 /**
  * The lws callback of protocol "cacheout.agent.v1".  Handles PROTOCOL_INIT/DESTROY (hub life),
- * FILTER_PROTOCOL_CONNECTION (path /ws/agent, and a wrong X-Agent-Token header gets a real
- * 401), ESTABLISHED, RECEIVE, SERVER_WRITEABLE and CLOSED.  A wrong token in hello closes the
- * connection with code PROTO_CLOSE_UNAUTHORIZED and reason "unauthorized".  Other reasons go to
- * lws_callback_http_dummy().
+ * FILTER_PROTOCOL_CONNECTION (path /ws/agent; a wrong X-Agent-Token header gets a real 401; an
+ * `Authorization: Bearer` key is kept as its hash), ESTABLISHED, RECEIVE, SERVER_WRITEABLE and
+ * CLOSED.  The credential is decided at hello (a key is looked up on a database thread with the
+ * hello's write): a wrong hello token closes with PROTO_CLOSE_UNAUTHORIZED; no credential (unless
+ * OPEN_REGISTRATION), or a key that is unknown, revoked or of a disabled user, with
+ * PROTO_CLOSE_KEY_REJECTED; a key without the sell scope, an owner_id other than the key's user
+ * or a worker id registered to another user, with PROTO_CLOSE_FORBIDDEN.  Agents of the shared
+ * AGENT_TOKEN are owned by AGENT_TOKEN_OWNER.  A revoked key or a disabled user (the change feed's
+ * COORD_EVENT_KEY / COORD_EVENT_USER) closes its sessions with PROTO_CLOSE_KEY_REJECTED.  Other
+ * reasons go to lws_callback_http_dummy().
  */
 int coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                          size_t len);

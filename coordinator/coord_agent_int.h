@@ -15,6 +15,7 @@
 #include "co_buf.h"
 #include "co_id.h"
 #include "coord_agent.h"
+#include "coord_auth.h"
 #include "coord_config.h"
 #include "coord_db.h"
 #include "coord_events.h"
@@ -73,8 +74,15 @@ struct agent_sess {
     enum agent_sess_state state;
     uint64_t serial; /* unique per connection, for logs */
     char worker_id[CO_ID_MAX + 1];
-    char owner_id[CO_ID_MAX + 1];
-    int64_t cores, ram_mb;           /* total capacity from hello */
+    char owner_id[CO_ID_MAX + 1]; /* the owner its credential stands for (never as declared) */
+    /* Its credential: the upgrade's or the hello's; the key's hash to check it again later. */
+    struct coord_principal principal;
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* "" unless a user key */
+    bool upgrade_agent_token;              /* a valid X-Agent-Token header came with the upgrade */
+    bool superseded;       /* a newer hello of its worker is being checked: no new assignments */
+    bool refused;          /* its hello was refused: it never owned the worker */
+    char peer[64];         /* the client's address (failed-authentication throttle) */
+    int64_t cores, ram_mb; /* total capacity from hello */
     int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
     int64_t peak_cores, peak_ram_mb; /* highest use handed out (for logs) */
     int64_t agent_peak_cores;        /* highest use the agent reported in heartbeats, or -1 */
@@ -150,6 +158,7 @@ struct coord_agents {
     struct coord_db *db;
     struct coord_events *events;
     struct coord_metrics *metrics; /* may be NULL */
+    struct coord_limits *limits;   /* failed authentications per address (the server's) */
     struct lws_context *ctx;
     struct agent_sess **sess; /* live sessions (wsi not NULL) */
     struct agent_ix_ent **ix; /* held jobs of live sessions, by job id (chained hash) */

@@ -84,7 +84,7 @@ coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool se
     case COORD_AUTH_NONE:
         return 0;
     case COORD_AUTH_AGENT:
-        /* Open registration is open to anyone; else the admin token is no agent credential. */
+        /* OPEN_REGISTRATION is open to anyone; else the admin token is no agent credential. */
         if (open_agents || p->cred == COORD_CRED_AGENT_TOKEN || p->cred == COORD_CRED_OPEN ||
             (p->cred == COORD_CRED_KEY && (p->scopes & COORD_SCOPE_SELL)))
             return 0;
@@ -784,6 +784,55 @@ answer_worker(struct coord_req *r, const struct coord_worker *wk)
     r->status = 200;
 }
 
+/*
+ * The owner a poll worker's request acts for, from its credential (API.md "Sellers and
+ * workers"): a key's user (an owner_id other than it is 403), AGENT_TOKEN_OWNER for the shared
+ * agent token (whatever owner_id it sends), the declared owner (else the worker id) under
+ * OPEN_REGISTRATION.  Returns -1 after answering 403.
+ */
+static int
+agent_owner(struct coord_req *r, const char *declared, const char *worker_id,
+            char owner[CO_ID_MAX + 1])
+{
+    const struct coord_principal *p = &r->principal;
+    if (p->cred == COORD_CRED_AGENT_TOKEN) {
+        co_strlcpy(owner, r->srv->cfg->agent_token_owner, CO_ID_MAX + 1);
+        return 0;
+    }
+    if (p->cred != COORD_CRED_KEY) {
+        co_strlcpy(owner, declared && *declared ? declared : worker_id, CO_ID_MAX + 1);
+        return 0;
+    }
+    if (declared && *declared && strcmp(declared, p->user_id) != 0) {
+        coord_req_error(r, 403, "forbidden", "owner_id", "owner_id '%s' is not the key's user '%s'",
+                        declared, p->user_id);
+        return -1;
+    }
+    co_strlcpy(owner, p->user_id, CO_ID_MAX + 1);
+    return 0;
+}
+
+/*
+ * A poll route about @worker_id (task, status, unregister): the worker must be the caller's
+ * (not checked under OPEN_REGISTRATION).  Returns -1 after answering 403/404.
+ */
+static int
+agent_check_worker(struct coord_store *s, struct coord_req *r, const char *worker_id)
+{
+    char owner[CO_ID_MAX + 1];
+    co_err err = CO_ERR_INIT;
+    const struct coord_principal *p = &r->principal;
+    if (p->cred != COORD_CRED_KEY && p->cred != COORD_CRED_AGENT_TOKEN)
+        return 0;
+    if (agent_owner(r, NULL, worker_id, owner) < 0)
+        return -1;
+    if (coord_store_worker_check_owner(s, worker_id, owner, &err) < 0) {
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 h_register(struct coord_store *s, struct coord_req *r)
 {
@@ -811,7 +860,8 @@ h_register(struct coord_store *s, struct coord_req *r)
         goto out;
     }
     co_strlcpy(wk.worker_id, wid, sizeof(wk.worker_id));
-    co_strlcpy(wk.owner_id, owner ? owner : "", sizeof(wk.owner_id));
+    if (agent_owner(r, owner, wid, wk.owner_id) < 0)
+        goto out;
     wk.cpu_cores = cores;
     wk.ram_mb = ram;
     wk.status = (enum coord_worker_status)st;
@@ -844,7 +894,8 @@ h_unregister(struct coord_store *s, struct coord_req *r)
     size_t n = 0;
     struct coord_worker wk;
     co_err err = CO_ERR_INIT;
-    if (only_fields(r, root, allowed) < 0 || get_id(r, root, "worker_id", true, &wid) < 0)
+    if (only_fields(r, root, allowed) < 0 || get_id(r, root, "worker_id", true, &wid) < 0 ||
+        agent_check_worker(s, r, wid) < 0)
         goto out;
     if (coord_store_worker_get(s, wid, &wk, &err) < 0 ||
         coord_store_worker_release_jobs(s, wid, &ids, &n, &err) < 0 ||
@@ -911,6 +962,8 @@ h_task(struct coord_store *s, struct coord_req *r)
     co_err err = CO_ERR_INIT;
     struct coord_job j;
     memset(&j, 0, sizeof(j));
+    if (agent_check_worker(s, r, r->q_worker) < 0)
+        return;
     if (coord_store_worker_heartbeat(s, r->q_worker, &err) < 0) {
         coord_req_fail(r, &err);
         return;
@@ -957,7 +1010,8 @@ h_status(struct coord_store *s, struct coord_req *r)
         get_str(r, root, "stdout", false, 0, SIZE_MAX, &out_s) < 0 ||
         get_str(r, root, "stderr", false, 0, SIZE_MAX, &err_s) < 0 ||
         get_int(r, root, "attempt", false, 1, INT32_MAX, &attempt, &has_attempt) < 0 ||
-        get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0)
+        get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0 ||
+        agent_check_worker(s, r, wid) < 0)
         goto out;
     int st = coord_job_status_parse(status);
     if (st != COORD_JOB_RUNNING && st != COORD_JOB_COMPLETED && st != COORD_JOB_FAILED) {

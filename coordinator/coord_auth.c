@@ -30,11 +30,21 @@
 static EVP_MD *auth_sha256;
 static pthread_once_t auth_sha256_once = PTHREAD_ONCE_INIT;
 static _Thread_local EVP_MD_CTX *auth_md_ctx;
+/* Frees a thread's digest context when the thread ends (database threads end at shutdown). */
+static pthread_key_t auth_md_ctx_key;
+static bool auth_md_ctx_key_ok;
+
+static void
+auth_md_ctx_free(void *ctx)
+{
+    EVP_MD_CTX_free(ctx);
+}
 
 static void
 auth_sha256_fetch(void)
 {
     auth_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    auth_md_ctx_key_ok = pthread_key_create(&auth_md_ctx_key, auth_md_ctx_free) == 0;
 }
 
 static noreturn void
@@ -52,8 +62,11 @@ coord_auth_hash(const char *token, size_t len, char out[COORD_KEY_HASH_LEN + 1])
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
     pthread_once(&auth_sha256_once, auth_sha256_fetch);
-    if (!auth_md_ctx)
+    if (!auth_md_ctx) {
         auth_md_ctx = EVP_MD_CTX_new();
+        if (auth_md_ctx && auth_md_ctx_key_ok)
+            (void)pthread_setspecific(auth_md_ctx_key, auth_md_ctx);
+    }
     if (!auth_sha256 || !auth_md_ctx || EVP_DigestInit_ex2(auth_md_ctx, auth_sha256, NULL) != 1 ||
         EVP_DigestUpdate(auth_md_ctx, token, len) != 1 ||
         EVP_DigestFinal_ex(auth_md_ctx, md, &mdlen) != 1 || mdlen != 32)

@@ -205,6 +205,15 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     if (co_config_int("DASHBOARD_BATCH_MS", COORD_DASH_BATCH_MS, 0, 10000, &cfg->dash_batch_ms,
                       err) < 0)
         goto fail;
+    cfg->agent_token_owner = co_xstrdup(co_config_str("AGENT_TOKEN_OWNER", "platform"));
+    if (!co_id_valid(cfg->agent_token_owner)) {
+        co_err_field(err, CO_E_INVAL, "AGENT_TOKEN_OWNER",
+                     "invalid AGENT_TOKEN_OWNER '%s': 1-64 characters of A-Z a-z 0-9 . _ -",
+                     cfg->agent_token_owner);
+        goto fail;
+    }
+    if (co_config_bool("OPEN_REGISTRATION", false, &cfg->open_registration, err) < 0)
+        goto fail;
     if (cfg_load_tls(cfg, err) < 0)
         goto fail;
     cfg->frontend_dir = cfg_frontend_dir();
@@ -228,6 +237,7 @@ coord_config_release(struct coord_config *cfg)
     free(cfg->sql_dir);
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
+    free(cfg->agent_token_owner);
     for (int i = 0; i < cfg->n_cors; i++)
         free(cfg->cors[i]);
     memset(cfg, 0, sizeof(*cfg));

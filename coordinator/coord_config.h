@@ -52,6 +52,9 @@ struct coord_config {
     int64_t max_pending_jobs;         /* MAX_PENDING_JOBS, default 10000 (0 = none) */
     int64_t max_running_jobs;         /* MAX_RUNNING_JOBS, default 0 = none */
     int64_t auth_failures_per_minute; /* AUTH_FAILURES_PER_MINUTE per address, default 20 */
+    /* Sellers (API.md "Sellers and workers"). */
+    char *agent_token_owner; /* AGENT_TOKEN_OWNER: the user AGENT_TOKEN's agents belong to */
+    bool open_registration;  /* OPEN_REGISTRATION: agent routes open without a credential */
 };
 
 /* ADMIN_TOKEN must have this many characters and not be this value, unless DEBUG=true. */

@@ -25,9 +25,11 @@ struct pass_item {
     struct coord_sched *sc;
     struct coord_agents *hub;
     int64_t limit;
+    int64_t default_cap; /* MAX_RUNNING_JOBS */
     int rc;
     co_err err;
     struct coord_job_list jobs;
+    struct coord_buyer_cap_list caps; /* buyers with a max_running_jobs */
 };
 
 /* One claim. */
@@ -82,7 +84,8 @@ sched_free_cores(struct coord_agents *hub)
     int64_t n = 0;
     for (size_t i = 0; i < hub->n_sess; i++) {
         struct agent_sess *s = hub->sess[i];
-        if (s->wsi && s->state == AS_READY && s->free_cores > 0 && s->free_ram_mb > 0)
+        if (s->wsi && s->state == AS_READY && !s->superseded && s->free_cores > 0 &&
+            s->free_ram_mb > 0)
             n += s->free_cores;
     }
     return n;
@@ -108,7 +111,8 @@ static void
 pending_work(struct coord_store *store, void *arg)
 {
     struct pass_item *it = arg;
-    it->rc = coord_store_job_pending(store, it->limit, &it->jobs, &it->err);
+    it->rc = coord_store_job_pending_capped(store, it->limit, it->default_cap, &it->jobs, &it->caps,
+                                            &it->err);
 }
 
 static void
@@ -233,7 +237,7 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
         bool any_open = false;
         for (size_t i = 0; i < hub->n_sess; i++) {
             struct agent_sess *s = hub->sess[i];
-            if (!s->wsi || s->state != AS_READY || s->blocked)
+            if (!s->wsi || s->state != AS_READY || s->blocked || s->superseded)
                 continue;
             any_open = true;
             if (s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
@@ -274,6 +278,52 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
     return placed;
 }
 
+/*
+ * Hold back the jobs of buyers at their max_running_jobs: each buyer with a cap keeps, in
+ * scheduling order, only as many jobs of the read as its cap leaves room for, counting its
+ * running jobs in the store and the claims of this coordinator still in flight (which the store
+ * may not count yet: a claim that committed meanwhile is counted twice, which only delays a job
+ * to the next pass).  The other buyers' jobs stay, so a held buyer blocks nobody.
+ */
+static void
+sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
+                const struct coord_buyer_cap_list *caps)
+{
+    if (caps->len == 0)
+        return;
+    int64_t *room = co_xcalloc(caps->len, sizeof(*room));
+    for (size_t c = 0; c < caps->len; c++)
+        room[c] = caps->items[c].cap - caps->items[c].running;
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        const struct agent_sess *s = hub->sess[i];
+        for (size_t k = 0; k < s->n_jobs; k++) {
+            if (s->jobs[k].state != AJ_CLAIMING)
+                continue;
+            for (size_t c = 0; c < caps->len; c++) {
+                if (strcmp(caps->items[c].buyer_id, s->jobs[k].buyer_id) == 0)
+                    room[c]--;
+            }
+        }
+    }
+    size_t kept = 0;
+    for (size_t k = 0; k < jobs->len; k++) {
+        bool keep = true;
+        for (size_t c = 0; c < caps->len; c++) {
+            if (strcmp(caps->items[c].buyer_id, jobs->items[k].buyer_id) == 0) {
+                keep = room[c] > 0;
+                room[c]--;
+                break;
+            }
+        }
+        if (keep)
+            jobs->items[kept++] = jobs->items[k];
+        else
+            coord_job_release(&jobs->items[k]);
+    }
+    jobs->len = kept;
+    free(room);
+}
+
 /* Place the pending jobs of one read on the agents and claim them (lws thread). */
 static size_t
 sched_place(struct coord_sched *sc, const struct coord_job_list *jobs)
@@ -299,13 +349,16 @@ pass_done(void *arg)
         co_warn("scheduler cannot read pending jobs error=\"%s\"", it->err.msg);
         goto out; /* the lease tick kicks again */
     }
+    size_t read = it->jobs.len;
+    sched_hold_back(hub, &it->jobs, &it->caps);
     size_t placed = sched_place(sc, &it->jobs);
-    if (sc->again || (placed > 0 && (int64_t)it->jobs.len >= it->limit)) {
+    if (sc->again || (placed > 0 && (int64_t)read >= it->limit)) {
         sc->again = false;
         coord_sched_kick(sc);
     }
 out:
     coord_job_list_release(&it->jobs);
+    free(it->caps.items);
     free(it);
 }
 
@@ -322,6 +375,7 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     struct pass_item *it = co_xcalloc(1, sizeof(*it));
     it->sc = sc;
     it->hub = hub;
+    it->default_cap = hub->cfg->max_running_jobs;
     it->limit = free_cores * 4 < 32 ? 32 : free_cores * 4;
     if (it->limit > COORD_SCHED_BATCH)
         it->limit = COORD_SCHED_BATCH;

@@ -136,6 +136,9 @@ coord_req_fail(struct coord_req *r, const co_err *err)
     case CO_E_AUTH:
         coord_req_error(r, 401, "unauthorized", NULL, "%s", err->msg);
         break;
+    case CO_E_FORBIDDEN:
+        coord_req_error(r, 403, "forbidden", err->field, "%s", err->msg);
+        break;
     default:
         co_error("request failed path=%s error=\"%s\"", r->path, err->msg);
         coord_req_error(r, 500, "internal", NULL, "internal error");
@@ -550,7 +553,7 @@ req_credentials(struct lws *wsi, struct coord_req *r)
     int bearer = admin ? 0 : lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
     int agent = admin || bearer > 0 ? 0 : hdr_custom(wsi, "x-agent-token:", tok, sizeof(tok));
     if (agent && !srv->cfg->agent_token)
-        agent = 0; /* without AGENT_TOKEN the header means nothing (open registration) */
+        agent = 0; /* without AGENT_TOKEN the header means nothing (anonymous) */
     if (!admin && bearer <= 0 && !agent)
         return 0;
     int64_t wait = coord_limits_auth_blocked(srv->limits, r->peer, co_mono_ms());
@@ -598,10 +601,15 @@ static int
 req_check_route(struct coord_req *r)
 {
     const char *msg = "";
+    bool open = r->srv->cfg->open_registration;
     int st = coord_api_allowed(&r->principal, (enum coord_auth)r->auth, r->self_or_admin, r->id,
-                               !r->srv->cfg->agent_token, &msg);
-    if (st == 0)
+                               open, &msg);
+    if (st == 0) {
+        /* OPEN_REGISTRATION: an agent route without a credential, as in the original. */
+        if (open && r->auth == COORD_AUTH_AGENT && r->principal.cred == COORD_CRED_NONE)
+            r->principal.cred = COORD_CRED_OPEN;
         return 0;
+    }
     coord_req_error(r, st, st == 401 ? "unauthorized" : "forbidden", NULL, "%s", msg);
     return -1;
 }

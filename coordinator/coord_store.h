@@ -275,6 +275,30 @@ int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f
 int coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_list *out,
                             co_err *err) __attribute__((warn_unused_result));
 
+/** A buyer's max_running_jobs and its assigned/running jobs now. */
+struct coord_buyer_cap {
+    char buyer_id[CO_ID_MAX + 1];
+    int64_t cap; /* > 0 */
+    int64_t running;
+};
+struct coord_buyer_cap_list {
+    struct coord_buyer_cap *items; /* caller frees (free()) */
+    size_t len;
+};
+
+/**
+ * coord_store_job_pending() for a scheduler that holds back the jobs of buyers at their
+ * max_running_jobs (the user's `limits` override, else @default_cap; 0 = none; admins have
+ * none): the pending jobs of buyers whose assigned/running jobs reached their cap are left out of
+ * the read (so they take no room in it from the others), and @caps receives, for the buyers that
+ * have a cap among those running or read, the cap and their running count (the caller holds back
+ * what would exceed it).  Counts are read, not locked: with several coordinators scheduling at
+ * once a buyer may briefly pass the cap by the jobs claimed meanwhile.
+ */
+int coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t default_cap,
+                                   struct coord_job_list *out, struct coord_buyer_cap_list *caps,
+                                   co_err *err) __attribute__((warn_unused_result));
+
 /**
  * Claim pending job @job_id for @worker_id: status assigned, attempts + 1, assigned_worker set,
  * only if it is still pending and the worker still has room (free cores/RAM cover it); a re-run
@@ -382,12 +406,25 @@ int coord_store_output_get(struct coord_store *s, const char *job_id, char **out
 /* ---- workers ---- */
 
 /**
- * Create or update a worker (register, or an agent's hello).  @w->owner_id "" means the worker id.
- * Sets last_heartbeat to now.  CO_E_LIMIT when creating one more than max_workers (non-offline).
+ * Create or update a worker (register, or an agent's hello).  @w->owner_id is the owner the
+ * caller's credential stands for ("" means the worker id).  A worker id belongs to the owner that
+ * first registered it: a registration with another owner gets CO_E_FORBIDDEN and changes
+ * nothing, decided in the same transaction as the write (two registrations of a new id from two
+ * owners, on two coordinators at once: one creates it, the other is refused).  A row from before
+ * ownership was recorded (migration 0004) is claimed by its first registration.  Sets
+ * last_heartbeat to now.  CO_E_LIMIT when creating one more than max_workers (non-offline).
  * @out (optional) receives the stored row.
  */
 int coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
                               struct coord_worker *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Check that @worker_id is registered to @owner_id (the poll routes' worker, against the caller's
+ * credential): 0 if so, CO_E_FORBIDDEN if it belongs to someone else, CO_E_NOTFOUND if unknown.
+ */
+int coord_store_worker_check_owner(struct coord_store *s, const char *worker_id,
+                                   const char *owner_id, co_err *err)
     __attribute__((warn_unused_result));
 
 /**

@@ -40,7 +40,8 @@ usage(FILE *f)
             "The CacheOut coordinator: REST API, dashboard, agent and dashboard WebSockets.\n"
             "Settings come from the environment and from ./.env (environment wins):\n"
             "  HOST (0.0.0.0)  PORT (8000)  DEBUG  ADMIN_TOKEN (generated when unset)\n"
-            "  AGENT_TOKEN (unset: open registration)  DATABASE_URL (sqlite var/cacheout.db)\n"
+            "  AGENT_TOKEN (the operator's agents)  AGENT_TOKEN_OWNER (platform)\n"
+            "  OPEN_REGISTRATION (false; development only)  DATABASE_URL (sqlite var/cacheout.db)\n"
             "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
             "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (100)  LOG_LEVEL (INFO)  LOG_FILE\n"
             "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (1MiB)  MAX_JOB_CORES (256)\n"
@@ -110,8 +111,9 @@ main(int argc, char **argv)
         co_warn("ADMIN_TOKEN is weak (under %d characters or the .env.example placeholder): "
                 "accepted only because DEBUG=true",
                 COORD_ADMIN_TOKEN_MIN);
-    if (!cfg.agent_token)
-        co_warn("AGENT_TOKEN not set: worker registration and the agent API are open to anyone");
+    if (cfg.open_registration)
+        co_warn("OPEN_REGISTRATION=true: the agent routes (/ws/agent, register, unregister, task, "
+                "status) accept agents without a credential; for development only");
 
     int rc = 1;
     struct coord_store *mig = NULL;

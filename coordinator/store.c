@@ -15,6 +15,7 @@
 
 #include "co_alloc.h"
 #include "co_buf.h"
+#include "co_jsonw.h"
 #include "co_time.h"
 #include "coord_store.h"
 #include "store_backend.h"
@@ -46,6 +47,14 @@
     "SELECT k.key_id, k.user_id, k.scopes, u.is_admin, u.limits, COALESCE(k.last_used_at, 0) "     \
     "FROM api_keys k JOIN users u ON u.user_id = k.user_id "                                       \
     "WHERE k.token_hash = $1 AND k.revoked_at IS NULL AND u.disabled = 0"
+
+/* A buyer's max_running_jobs ($1 the default; 0 = none), from the user's limits override. */
+#define BUYER_CAP                                                                                  \
+    "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE(CAST(u.limits ->> 'max_running_jobs' AS "      \
+    "INTEGER), $1) END"
+#define BUYER_CAP_PG                                                                               \
+    "CASE WHEN u.is_admin <> 0 THEN 0 ELSE COALESCE((u.limits::jsonb ->> 'max_running_jobs')"      \
+    "::bigint, $1::bigint) END"
 
 const struct store_sql store_sql[Q_COUNT] = {
     [Q_PING] = {"SELECT 1", NULL, NULL, STORE_LOCK_NONE},
@@ -169,12 +178,15 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_WORKER_LIST] = {"SELECT " WORKER_COLS " FROM worker_registrations w ORDER BY w.worker_id",
                        NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_INSERT] = {"INSERT INTO worker_registrations (worker_id, owner_id, cpu_cores, "
-                         "ram_mb, status, websocket, last_heartbeat, created_at, updated_at) "
-                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+                         "ram_mb, status, websocket, last_heartbeat, created_at, updated_at, "
+                         "owner_claimed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7, $7)",
                          NULL, NULL, STORE_LOCK_NONE},
+    /* Only the owner's registration updates a worker (or the first one of a row from before
+     * ownership was recorded, which claims it). */
     [Q_WORKER_UPDATE] = {"UPDATE worker_registrations SET owner_id = $2, cpu_cores = $3, "
                          "ram_mb = $4, status = $5, websocket = $6, last_heartbeat = $7, "
-                         "updated_at = $7 WHERE worker_id = $1",
+                         "updated_at = $7, owner_claimed_at = COALESCE(owner_claimed_at, $7) "
+                         "WHERE worker_id = $1 AND (owner_id = $2 OR owner_claimed_at IS NULL)",
                          NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_COUNT_ONLINE] = {"SELECT COUNT(*) FROM worker_registrations "
                                "WHERE status <> 'offline' AND last_heartbeat >= $1",
@@ -262,6 +274,32 @@ const struct store_sql store_sql[Q_COUNT] = {
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
                        "'payout'))) LIMIT 1",
                        NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * max_running_jobs: a buyer's cap is the user's `limits` override, else the default ($1);
+     * admins have none (0).  Buyers with assigned/running jobs and their counts; the caps of some
+     * buyers (a JSON array of ids); pending jobs without those of some buyers (held back).
+     */
+    [Q_BUYERS_RUNNING] = {"SELECT j.buyer_id, COUNT(*), " BUYER_CAP " FROM jobs j "
+                          "JOIN users u ON u.user_id = j.buyer_id "
+                          "WHERE j.status IN ('assigned', 'running') "
+                          "GROUP BY j.buyer_id, u.is_admin, u.limits",
+                          "SELECT j.buyer_id, COUNT(*), " BUYER_CAP_PG " FROM jobs j "
+                          "JOIN users u ON u.user_id = j.buyer_id "
+                          "WHERE j.status IN ('assigned', 'running') "
+                          "GROUP BY j.buyer_id, u.is_admin, u.limits",
+                          NULL, STORE_LOCK_NONE},
+    [Q_BUYER_CAPS] = {"SELECT u.user_id, 0, " BUYER_CAP " FROM users u "
+                      "WHERE u.user_id IN (SELECT value FROM json_each($2))",
+                      "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
+                      "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+                      NULL, STORE_LOCK_NONE},
+    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                              "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
+                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                              "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
+                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              NULL, STORE_LOCK_NONE},
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -1189,23 +1227,34 @@ settle_refund(struct coord_store *s, const struct coord_job *j, const char *why,
                       err);
 }
 
-/* Move the job's hold to the owner of the worker that ran it. */
+/* The stored owner of @worker_id into @owner ("" and *@found false when unknown). */
+static int
+worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX + 1], bool *found,
+             co_err *err)
+{
+    struct db_res r;
+    *owner = '\0';
+    if (q_run(s, Q_WORKER_OWNER, PARAMS(P_TEXT(worker_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0)
+        col_id(&r, 0, owner);
+    q_done(&r);
+    *found = rc > 0;
+    return rc < 0 ? -1 : 0;
+}
+
+/* Move the job's hold to the owner of the worker that ran it (as stored, never as declared). */
 static int
 settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_err *err)
 {
     char owner[CO_ID_MAX + 1];
-    struct db_res r;
-    int rc;
+    bool found;
 
-    co_strlcpy(owner, j->assigned_worker, sizeof(owner));
-    if (q_run(s, Q_WORKER_OWNER, PARAMS(P_TEXT(j->assigned_worker)), &r, err) < 0)
+    if (worker_owner(s, j->assigned_worker, owner, &found, err) < 0)
         return -1;
-    rc = q_next(&r, err);
-    if (rc > 0 && *col_text(&r, 0))
-        col_id(&r, 0, owner);
-    q_done(&r);
-    if (rc < 0)
-        return -1;
+    if (!*owner)
+        co_strlcpy(owner, j->assigned_worker, sizeof(owner));
     if (!*owner)
         return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
     if (user_ensure(s, owner, true, now, err) < 0)
@@ -1323,6 +1372,106 @@ coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_l
                         co_err *err)
 {
     return jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit > 0 ? limit : 1)), out, err);
+}
+
+static void
+buyer_cap_row(struct db_res *r, void *item)
+{
+    struct coord_buyer_cap *c = item;
+    col_id(r, 0, c->buyer_id);
+    c->running = col_int(r, 1);
+    c->cap = col_int(r, 2);
+}
+
+/* Load buyer caps with @q into @l (appended), keeping only buyers that have one. */
+static int
+buyer_caps_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+                struct coord_buyer_cap_list *l, co_err *err)
+{
+    void *items;
+    size_t len;
+    if (rows_load(s, q, p, n, sizeof(struct coord_buyer_cap), buyer_cap_row, NULL, &items, &len,
+                  err) < 0)
+        return -1;
+    struct coord_buyer_cap *c = items;
+    l->items = co_xreallocarray(l->items, l->len + len + 1, sizeof(*l->items));
+    for (size_t i = 0; i < len; i++) {
+        if (c[i].cap > 0)
+            l->items[l->len++] = c[i];
+    }
+    free(items);
+    return 0;
+}
+
+static bool
+buyer_caps_has(const struct coord_buyer_cap_list *l, const char *buyer_id)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        if (strcmp(l->items[i].buyer_id, buyer_id) == 0)
+            return true;
+    }
+    return false;
+}
+
+int
+coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t default_cap,
+                               struct coord_job_list *out, struct coord_buyer_cap_list *caps,
+                               co_err *err)
+{
+    struct coord_buyer_cap_list running = {0};
+    struct co_buf held = CO_BUF_INIT, seen = CO_BUF_INIT;
+    struct co_jsonw w;
+    size_t n_held = 0, n_seen = 0;
+    int rc = -1;
+
+    memset(out, 0, sizeof(*out));
+    memset(caps, 0, sizeof(*caps));
+    if (limit <= 0)
+        limit = 1;
+    if (buyer_caps_load(s, Q_BUYERS_RUNNING, PARAMS(P_INT(default_cap)), &running, err) < 0)
+        goto out;
+    co_jsonw_init(&w, &held);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < running.len; i++) {
+        if (running.items[i].running >= running.items[i].cap) {
+            co_jsonw_str(&w, running.items[i].buyer_id);
+            n_held++;
+        }
+    }
+    co_jsonw_arr_end(&w);
+    int got = n_held == 0 ? jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit)), out, err)
+                          : jobs_load(s, Q_JOB_PENDING_EXCEPT,
+                                      PARAMS(P_INT(limit), P_TEXT(held.data)), out, err);
+    if (got < 0)
+        goto out;
+    /* The caps of the other buyers in the read, which have nothing running yet. */
+    co_jsonw_init(&w, &seen);
+    co_jsonw_arr_begin(&w);
+    for (size_t k = 0; k < out->len; k++) {
+        const char *b = out->items[k].buyer_id;
+        bool dup = buyer_caps_has(&running, b);
+        for (size_t j = 0; !dup && j < k; j++)
+            dup = strcmp(out->items[j].buyer_id, b) == 0;
+        if (!dup) {
+            co_jsonw_str(&w, b);
+            n_seen++;
+        }
+    }
+    co_jsonw_arr_end(&w);
+    if (n_seen > 0 &&
+        buyer_caps_load(s, Q_BUYER_CAPS, PARAMS(P_INT(default_cap), P_TEXT(seen.data)), &running,
+                        err) < 0)
+        goto out;
+    *caps = running;
+    memset(&running, 0, sizeof(running));
+    rc = 0;
+out:
+    if (rc < 0)
+        coord_job_list_release(out);
+    free(running.items);
+    co_buf_release(&held);
+    co_buf_release(&seen);
+    return rc;
 }
 
 /* Inside a write transaction: the worker row locked, its usage read. */
@@ -1878,6 +2027,24 @@ out:
 /* ---- workers ---- */
 
 int
+coord_store_worker_check_owner(struct coord_store *s, const char *worker_id, const char *owner_id,
+                               co_err *err)
+{
+    char stored[CO_ID_MAX + 1];
+    bool found;
+    if (!co_id_valid(worker_id))
+        return co_err_field(err, CO_E_INVAL, "worker_id", "invalid worker id '%s'", worker_id);
+    if (worker_owner(s, worker_id, stored, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_field(err, CO_E_NOTFOUND, "worker_id", "unknown worker '%s'", worker_id);
+    if (strcmp(stored, owner_id) != 0)
+        return co_err_field(err, CO_E_FORBIDDEN, "worker_id",
+                            "worker id '%s' belongs to another user", worker_id);
+    return 0;
+}
+
+int
 coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
                           struct coord_worker *out, co_err *err)
 {
@@ -1916,6 +2083,15 @@ coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
             goto out;
     }
     if (changes == 0) {
+        /* Still no row updated: either it belongs to someone else or it is new. */
+        char stored[CO_ID_MAX + 1];
+        if (worker_owner(s, w->worker_id, stored, &found, err) < 0)
+            goto out;
+        if (found) {
+            co_err_field(err, CO_E_FORBIDDEN, "worker_id", "worker id '%s' belongs to another user",
+                         w->worker_id);
+            goto out;
+        }
         if (s->cfg.max_workers > 0) {
             if (q_int(s, Q_WORKER_COUNT_ONLINE, PARAMS(P_INT(now - s->cfg.worker_timeout_ms)),
                       &online, NULL, err) < 0)

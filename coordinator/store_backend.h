@@ -86,6 +86,10 @@ enum store_q {
     Q_INV_LEDGER,
     Q_INV_HELD,
     Q_INV_SETTLED,
+    /* max_running_jobs (coord_store_job_pending_capped) */
+    Q_BUYERS_RUNNING,
+    Q_BUYER_CAPS,
+    Q_JOB_PENDING_EXCEPT,
     Q_COUNT
 };
 

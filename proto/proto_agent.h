@@ -40,10 +40,19 @@
 #define PROTO_TIME_MAX 64
 /* WebSocket close code (and reason "unauthorized") for a wrong hello token. */
 #define PROTO_CLOSE_UNAUTHORIZED 4001
+/*
+ * Close codes for user keys (PROTOCOL.md "Authentication"): no credential at all, or a key that is
+ * unknown, revoked or of a disabled user (reason "key rejected"); a known credential that may not
+ * do this: a worker id of another user, an owner_id other than the key's user, a key without the
+ * sell scope (reason "forbidden").  An agent does not retry these in a tight loop.
+ */
+#define PROTO_CLOSE_KEY_REJECTED 4401
+#define PROTO_CLOSE_FORBIDDEN 4403
 
 /* Machine codes of the error message (PROTOCOL.md); receivers log codes they do not know. */
 #define PROTO_ERR_BAD_MESSAGE "bad_message"
 #define PROTO_ERR_UNAUTHORIZED "unauthorized"
+#define PROTO_ERR_FORBIDDEN "forbidden"
 #define PROTO_ERR_MAX_WORKERS "max_workers"
 #define PROTO_ERR_UNAVAILABLE "unavailable"
 

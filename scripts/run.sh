@@ -50,11 +50,39 @@ for _ in $(seq 1 100); do
     sleep 0.1
 done
 
+# The local agent sells as its own user (local-seller) with a sell key kept in var/agent-key
+# across runs (a new one when it no longer works); if the key cannot be made, it falls back to
+# the shared AGENT_TOKEN (its workers then belong to AGENT_TOKEN_OWNER, default platform).
+api() { # method path [json]: the answer's body, with the admin token
+    curl -sS -X "$1" "http://127.0.0.1:$port/api/v1$2" -H "X-Admin-Token: $ADMIN_TOKEN" \
+        -H "Content-Type: application/json" ${3:+-d "$3"}
+}
+seller=${LOCAL_SELLER:-local-seller}
+local_key() {
+    if [ -s var/agent-key ] && curl -fsS -o /dev/null "http://127.0.0.1:$port/api/v1/me" \
+        -H "Authorization: Bearer $(cat var/agent-key)" 2>/dev/null; then
+        return 0
+    fi
+    api POST /users "{\"user_id\": \"$seller\"}" >/dev/null 2>&1 || true
+    local key
+    key=$(api POST "/users/$seller/keys" '{"name": "make run agent", "scopes": ["sell"]}' |
+        sed -n 's/.*"token": *"\([^"]*\)".*/\1/p')
+    [ -n "$key" ] || return 1
+    (umask 077 && printf '%s' "$key" >var/agent-key)
+}
+agent_owner="$seller (sell key in var/agent-key)"
+agent_env=(AGENT_KEY="")
+if local_key; then
+    agent_env=(AGENT_KEY="$(cat var/agent-key)" AGENT_TOKEN="")
+else
+    agent_owner="${AGENT_TOKEN_OWNER:-platform} (the shared AGENT_TOKEN: no key could be made)"
+fi
+
 if "$bin/agent/cacheout-agent" --help 2>&1 | grep -q "not implemented yet"; then
     echo "make run: the agent is not implemented yet: the coordinator runs without one."
 else
-    COORDINATOR_URL=${COORDINATOR_URL:-ws://127.0.0.1:$port/ws/agent} \
-        WORKER_ID=${WORKER_ID:-local-agent} "$bin/agent/cacheout-agent" &
+    env "${agent_env[@]}" COORDINATOR_URL="${COORDINATOR_URL:-ws://127.0.0.1:$port/ws/agent}" \
+        WORKER_ID="${WORKER_ID:-local-agent}" "$bin/agent/cacheout-agent" &
     pids+=($!)
 fi
 
@@ -64,6 +92,7 @@ CacheOut is running.
   Dashboard:    http://localhost:$port/
   Admin token:  $ADMIN_TOKEN
   Agent token:  $AGENT_TOKEN
+  Local agent:  ${WORKER_ID:-local-agent}, owned by $agent_owner
   Database:     $DATABASE_URL
 
 Submit a first job:

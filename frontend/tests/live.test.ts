@@ -1,8 +1,21 @@
-// The live client against a fake WebSocket and fake REST: auth, gap -> resync, resync timeout,
-// reconnect with backoff, REST polling while the socket is down.
+// The live client against a fake WebSocket and fake REST: auth (admin token and user key), gap
+// -> resync, resync timeout, reconnect with backoff, REST polling while the socket is down; what
+// it brings lands in the query cache.
+import { QueryClient } from "@tanstack/react-query";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { setCredential } from "../src/lib/credential";
 import { LiveClient, POLL_MS, SUBPROTOCOL } from "../src/lib/live";
-import { setToken } from "../src/lib/token";
+import type { Job } from "../src/lib/types";
+import { jobKeys } from "../src/queries/jobs";
+
+let qc: QueryClient;
+function client(): LiveClient {
+  qc = new QueryClient();
+  const c = new LiveClient();
+  c.attach(qc);
+  return c;
+}
+const jobIds = () => (qc.getQueryData<Job[]>(jobKeys.recent()) ?? []).map((j) => j.job_id);
 
 class FakeWS {
   static OPEN = 1;
@@ -72,7 +85,7 @@ beforeEach(() => {
     const body = url.startsWith("/api/v1/health") ? { status: "healthy", jobs: { running: 0 } } : [];
     return new Response(JSON.stringify(body), { status: 200 });
   });
-  setToken("");
+  setCredential(null);
 });
 afterEach(() => {
   vi.useRealTimers();
@@ -81,7 +94,7 @@ afterEach(() => {
 
 describe("LiveClient", () => {
   it("connects with the subprotocol and goes live on the snapshot", async () => {
-    const c = new LiveClient();
+    const c = client();
     c.start();
     const ws = FakeWS.all[0];
     expect(ws.url).toBe("ws://dash.test/ws/dashboard");
@@ -90,30 +103,60 @@ describe("LiveClient", () => {
     expect(c.getView().conn).not.toBe("live");
     ws.msg(snapshot(5));
     expect(c.getView().conn).toBe("live");
-    expect(c.getView().data.seq).toBe(5);
+    expect(c.getView().seq.seq).toBe(5);
     c.stop();
   });
 
-  it("sends the admin token in the first message, and again when it changes", () => {
-    setToken("s3cret");
-    const c = new LiveClient();
+  it("sends the admin token in the first message; another credential starts a new session", async () => {
+    setCredential({ kind: "admin", token: "s3cret" });
+    const c = client();
     c.start();
     const ws = FakeWS.all[0];
     ws.open();
     expect(ws.sent[0]).toEqual({ type: "auth", token: "s3cret" });
     ws.msg(snapshot(1));
-    ws.msg({ type: "auth.result", ok: false, admin: false, error: { code: "unauthorized", message: "admin token rejected" } });
+    ws.msg({
+      type: "auth.result",
+      ok: false,
+      admin: false,
+      error: { code: "unauthorized", message: "admin token rejected" },
+    });
     expect(c.getView().authError).toBe("admin token rejected");
-    setToken("better");
-    expect(ws.sent[1]).toEqual({ type: "auth", token: "better" });
-    ws.msg({ type: "auth.result", ok: true, admin: true });
-    expect(c.getView().admin).toBe(true);
+    setCredential({ kind: "admin", token: "better" });
+    expect(ws.closed).not.toBeNull(); // nothing of the old session's view survives
     expect(c.getView().authError).toBeNull();
+    const ws2 = FakeWS.all[1];
+    ws2.open();
+    expect(ws2.sent[0]).toEqual({ type: "auth", token: "better" });
+    ws2.msg(snapshot(1));
+    ws2.msg({ type: "auth.result", ok: true, admin: true });
+    expect(c.getView().admin).toBe(true);
+    expect(ws2.sent.length).toBe(1); // an admin session needs no new snapshot
+    c.stop();
+  });
+
+  it("sends a user key as bearer, never in the URL, and asks for its own view once accepted", () => {
+    setCredential({ kind: "key", token: "co_abc" });
+    const c = client();
+    c.start();
+    const ws = FakeWS.all[0];
+    expect(ws.url).toBe("ws://dash.test/ws/dashboard");
+    ws.open();
+    expect(ws.sent[0]).toEqual({ type: "auth", bearer: "co_abc" });
+    ws.msg(snapshot(1));
+    ws.msg({ type: "auth.result", ok: true, admin: false, user_id: "alice" });
+    expect(c.getView().admin).toBe(false);
+    expect(c.getView().sessionUser).toBe("alice");
+    expect(ws.sent[1]).toEqual({ type: "resync" });
+    setCredential(null);
+    const ws2 = FakeWS.all[1];
+    ws2.open();
+    expect(ws2.sent).toEqual([]); // signed out: no auth message at all
     c.stop();
   });
 
   it("asks for a snapshot on a gap, once, and resumes from it", () => {
-    const c = new LiveClient();
+    const c = client();
     c.start();
     const ws = FakeWS.all[0];
     ws.open();
@@ -123,16 +166,17 @@ describe("LiveClient", () => {
     ws.msg(jobEvent(13, "j2"));
     ws.msg(jobEvent(14, "j3"));
     expect(ws.sent).toEqual([{ type: "resync" }]);
-    expect(c.getView().data.jobs.map((j) => j.job_id)).toEqual(["j1"]);
+    expect(jobIds()).toEqual(["j1"]);
     ws.msg(snapshot(14));
-    expect(c.getView().data.needResync).toBe(false);
+    expect(c.getView().seq.needResync).toBe(false);
     ws.msg(jobEvent(15, "j4"));
-    expect(c.getView().data.seq).toBe(15);
+    expect(c.getView().seq.seq).toBe(15);
+    expect(jobIds()).toEqual(["j4"]);
     c.stop();
   });
 
   it("reconnects when the resync is not answered", async () => {
-    const c = new LiveClient();
+    const c = client();
     c.start();
     const ws = FakeWS.all[0];
     ws.open();
@@ -146,7 +190,7 @@ describe("LiveClient", () => {
   });
 
   it("closes a socket that never sends a snapshot", async () => {
-    const c = new LiveClient();
+    const c = client();
     c.start();
     const ws = FakeWS.all[0];
     ws.open();
@@ -158,12 +202,12 @@ describe("LiveClient", () => {
   });
 
   it("polls REST while the socket is down and shows polling, then offline", async () => {
-    const c = new LiveClient();
+    const c = client();
     c.start();
     await vi.advanceTimersByTimeAsync(10);
     expect(fetches.some((u) => u.startsWith("/api/v1/jobs"))).toBe(true);
     expect(c.getView().conn).toBe("polling");
-    expect(c.getView().data.source).toBe("rest");
+    expect(qc.getQueryData(jobKeys.recent())).toEqual([]);
     restUp = false;
     await vi.advanceTimersByTimeAsync(POLL_MS + 10);
     expect(c.getView().conn).toBe("offline");
@@ -171,7 +215,7 @@ describe("LiveClient", () => {
   });
 
   it("stops polling when live and backs off between failed connections", async () => {
-    const c = new LiveClient();
+    const c = client();
     c.start();
     FakeWS.all[0].open();
     FakeWS.all[0].msg(snapshot(1));

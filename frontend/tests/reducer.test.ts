@@ -1,6 +1,24 @@
+// Socket messages and REST answers applied to the query cache (src/lib/liveCache.ts, with the
+// pure functions of src/lib/reducer.ts), and the client's recorded job timelines.
+import { QueryClient } from "@tanstack/react-query";
 import { describe, expect, it } from "vitest";
-import { initialState, isNotOlder, MAX_JOBS, reduce, type DashState } from "../src/lib/reducer";
-import type { EventMsg, Job, SnapshotMsg, Worker } from "../src/lib/types";
+import { applyEvent, applyRest, applySnapshot, setLiveDefaults } from "../src/lib/liveCache";
+import {
+  applyOutputChunk,
+  emptyOutput,
+  initialSeq,
+  isNotOlder,
+  MAX_JOBS,
+  restOutput,
+  type JobOutput,
+  type SeqState,
+} from "../src/lib/reducer";
+import { TimelineStore } from "../src/lib/timeline";
+import type { CreditBalance, EventMsg, Health, Job, Pricing, SnapshotMsg, Worker } from "../src/lib/types";
+import { creditKeys } from "../src/queries/credits";
+import { healthKeys } from "../src/queries/health";
+import { jobKeys, storeJob } from "../src/queries/jobs";
+import { workerKeys } from "../src/queries/workers";
 
 function job(id: string, status: Job["status"], extra: Partial<Job> = {}): Job {
   return {
@@ -26,170 +44,166 @@ function snapshot(seq: number, jobs: Job[] = [], workers: Worker[] = []): Snapsh
     pricing: { cost_per_core: 0.1, cost_per_100mb_ram: 0.001, max_job_cores: 8, max_job_ram_mb: 16384 },
   };
 }
-const ev = (e: EventMsg) => ({ kind: "event" as const, msg: e, now: 1000 });
-const snap = (s: SnapshotMsg, now = 500) => ({ kind: "snapshot" as const, msg: s, now });
 
-function start(): DashState {
-  return reduce(initialState(), snap(snapshot(10, [job("1", "pending"), job("2", "running")], [worker("w1")])));
+/** A query cache fed like the live client feeds it, with a timeline recorder on a fake clock. */
+class Feed {
+  qc = new QueryClient();
+  seq: SeqState = initialSeq();
+  clock = 0;
+  timelines = new TimelineStore();
+  constructor() {
+    setLiveDefaults(this.qc);
+    this.timelines.watch(this.qc, () => this.clock);
+  }
+  snap(m: SnapshotMsg) {
+    this.seq = applySnapshot(this.qc, this.seq, m);
+    return this;
+  }
+  ev(m: EventMsg) {
+    this.seq = applyEvent(this.qc, this.seq, m);
+    return this;
+  }
+  jobs = () => this.qc.getQueryData<Job[]>(jobKeys.recent()) ?? [];
+  job = (id: string) => this.jobs().find((j) => j.job_id === id);
+  workers = () => this.qc.getQueryData<Worker[]>(workerKeys.all) ?? [];
+  seen = (id: string) => this.timelines.get(id).map((t) => t.status);
 }
 
+const start = () => new Feed().snap(snapshot(10, [job("1", "pending"), job("2", "running")], [worker("w1")]));
+
 describe("snapshot", () => {
-  it("replaces lists, sets the sequence and marks the state loaded", () => {
-    const s = start();
-    expect(s.seq).toBe(10);
-    expect(s.loaded).toBe(true);
-    expect(s.source).toBe("ws");
-    expect(s.jobs.map((j) => j.job_id)).toEqual(["2", "1"]); // newest first
-    expect(s.workers.map((w) => w.worker_id)).toEqual(["w1"]);
-    expect(s.pricing?.cost_per_core).toBe(0.1);
+  it("replaces lists, sets the sequence and the pricing", () => {
+    const f = start();
+    expect(f.seq.seq).toBe(10);
+    expect(f.jobs().map((j) => j.job_id)).toEqual(["2", "1"]); // newest first
+    expect(f.workers().map((w) => w.worker_id)).toEqual(["w1"]);
+    expect(f.qc.getQueryData<Pricing>(healthKeys.pricing)?.cost_per_core).toBe(0.1);
   });
 
   it("a later snapshot drops jobs and workers it does not list", () => {
-    const s = reduce(start(), snap(snapshot(3, [job("7", "completed")], [])));
-    expect(s.jobs.map((j) => j.job_id)).toEqual(["7"]);
-    expect(s.workers).toEqual([]);
-    expect(s.seq).toBe(3);
+    const f = start().snap(snapshot(3, [job("7", "completed")], []));
+    expect(f.jobs().map((j) => j.job_id)).toEqual(["7"]);
+    expect(f.workers()).toEqual([]);
+    expect(f.seq.seq).toBe(3);
   });
 
   it("events before the first snapshot are ignored", () => {
-    const s = reduce(initialState(), ev({ type: "job.updated", seq: 1, job: job("1", "running") }));
-    expect(s.jobs).toEqual([]);
-    expect(s.seq).toBeNull();
+    const f = new Feed().ev({ type: "job.updated", seq: 1, job: job("1", "running") });
+    expect(f.qc.getQueryData(jobKeys.recent())).toBeUndefined();
+    expect(f.seq.seq).toBeNull();
   });
 });
 
 describe("events in sequence", () => {
-  it("job.updated updates a known job and records the transition", () => {
-    const s = reduce(start(), ev({ type: "job.updated", seq: 11, job: job("1", "running", { assigned_worker: "w1" }) }));
-    expect(s.seq).toBe(11);
-    const j = s.jobs.find((x) => x.job_id === "1")!;
-    expect(j.status).toBe("running");
-    expect(j.assigned_worker).toBe("w1");
-    expect(s.history["1"].map((t) => t.status)).toEqual(["pending", "running"]);
-    expect(s.history["1"][1].at).toBe(1000);
+  it("job.updated updates a known job, its open detail, and the recorded timeline", () => {
+    const f = start();
+    f.qc.setQueryData(jobKeys.detail("1"), job("1", "pending", { code: "print(1)" }));
+    f.clock = 1000;
+    f.ev({ type: "job.updated", seq: 11, job: job("1", "running", { assigned_worker: "w1" }) });
+    expect(f.seq.seq).toBe(11);
+    expect(f.job("1")?.status).toBe("running");
+    expect(f.job("1")?.assigned_worker).toBe("w1");
+    const detail = f.qc.getQueryData<Job>(jobKeys.detail("1"));
+    expect(detail?.status).toBe("running");
+    expect(detail?.code).toBe("print(1)"); // fields the event lacks are kept
+    expect(f.seen("1")).toEqual(["pending", "running"]);
+    expect(f.timelines.get("1")[1].at).toBe(1000);
   });
 
-  it("job.updated for a new job inserts it in order", () => {
-    const s = reduce(start(), ev({ type: "job.updated", seq: 11, job: job("3", "pending") }));
-    expect(s.jobs.map((j) => j.job_id)).toEqual(["3", "2", "1"]);
+  it("does not create a detail entry for a job no page shows", () => {
+    const f = start().ev({ type: "job.updated", seq: 11, job: job("3", "pending") });
+    expect(f.qc.getQueryData(jobKeys.detail("3"))).toBeUndefined();
+    expect(f.jobs().map((j) => j.job_id)).toEqual(["3", "2", "1"]);
   });
 
   it("keeps at most MAX_JOBS jobs, dropping the oldest", () => {
-    let s = reduce(initialState(), snap(snapshot(0)));
-    for (let i = 1; i <= MAX_JOBS + 5; i++) {
-      const id = String(i);
-      s = reduce(s, ev({ type: "job.updated", seq: i, job: job(id, "pending", { created_at: new Date(i * 1000).toISOString() }) }));
-    }
-    expect(s.jobs.length).toBe(MAX_JOBS);
-    expect(s.jobs[0].job_id).toBe(String(MAX_JOBS + 5));
-    expect(s.jobs.some((j) => j.job_id === "1")).toBe(false);
+    const f = new Feed().snap(snapshot(0));
+    for (let i = 1; i <= MAX_JOBS + 5; i++)
+      f.ev({
+        type: "job.updated",
+        seq: i,
+        job: job(String(i), "pending", { created_at: new Date(i * 1000).toISOString() }),
+      });
+    expect(f.jobs().length).toBe(MAX_JOBS);
+    expect(f.jobs()[0].job_id).toBe(String(MAX_JOBS + 5));
+    expect(f.job("1")).toBeUndefined();
   });
 
   it("worker.updated upserts and worker.removed deletes", () => {
-    let s = reduce(start(), ev({ type: "worker.updated", seq: 11, worker: worker("w1", "offline") }));
-    s = reduce(s, ev({ type: "worker.updated", seq: 12, worker: worker("w0") }));
-    expect(s.workers.map((w) => `${w.worker_id}:${w.status}`)).toEqual(["w0:idle", "w1:offline"]);
-    s = reduce(s, ev({ type: "worker.removed", seq: 13, worker_id: "w1" }));
-    expect(s.workers.map((w) => w.worker_id)).toEqual(["w0"]);
+    const f = start()
+      .ev({ type: "worker.updated", seq: 11, worker: worker("w1", "offline") })
+      .ev({ type: "worker.updated", seq: 12, worker: worker("w0") });
+    expect(f.workers().map((w) => `${w.worker_id}:${w.status}`)).toEqual(["w0:idle", "w1:offline"]);
+    f.ev({ type: "worker.removed", seq: 13, worker_id: "w1" });
+    expect(f.workers().map((w) => w.worker_id)).toEqual(["w0"]);
   });
 
   it("credits.updated and health.updated replace their values", () => {
-    let s = reduce(start(), ev({ type: "credits.updated", seq: 11, user_id: "b", credits: 99.5, held: 0.5 }));
-    s = reduce(s, ev({ type: "health.updated", seq: 12, health: { status: "healthy", jobs: { running: 4 } } }));
-    expect(s.credits.b).toEqual({ credits: 99.5, held: 0.5 });
-    expect(s.health?.jobs?.running).toBe(4);
-    expect(s.seq).toBe(12);
+    const f = start()
+      .ev({ type: "credits.updated", seq: 11, user_id: "b", credits: 99.5, held: 0.5 })
+      .ev({ type: "health.updated", seq: 12, health: { status: "healthy", jobs: { running: 4 } } });
+    expect(f.qc.getQueryData<CreditBalance>(creditKeys.user("b"))).toEqual({ user_id: "b", credits: 99.5, held: 0.5 });
+    expect(f.qc.getQueryData<Health>(healthKeys.health)?.jobs?.running).toBe(4);
+    expect(f.seq.seq).toBe(12);
   });
 
   it("ignores duplicates and replays (seq not above the last)", () => {
-    const s1 = reduce(start(), ev({ type: "job.updated", seq: 11, job: job("1", "running") }));
-    const s2 = reduce(s1, ev({ type: "job.updated", seq: 11, job: job("1", "failed") }));
-    const s3 = reduce(s2, ev({ type: "job.updated", seq: 5, job: job("1", "failed") }));
-    expect(s3).toBe(s1);
+    const f = start().ev({ type: "job.updated", seq: 11, job: job("1", "running") });
+    const before = f.jobs();
+    f.ev({ type: "job.updated", seq: 11, job: job("1", "failed") });
+    f.ev({ type: "job.updated", seq: 5, job: job("1", "failed") });
+    expect(f.jobs()).toBe(before);
+    expect(f.seq.seq).toBe(11);
   });
 });
 
 describe("gaps", () => {
   it("a skipped sequence number asks for a resync and applies nothing", () => {
-    const s0 = start();
-    const s = reduce(s0, ev({ type: "job.updated", seq: 12, job: job("1", "completed") }));
-    expect(s.needResync).toBe(true);
-    expect(s.gaps).toBe(1);
-    expect(s.seq).toBe(10);
-    expect(s.jobs.find((j) => j.job_id === "1")!.status).toBe("pending");
+    const f = start().ev({ type: "job.updated", seq: 12, job: job("1", "completed") });
+    expect(f.seq).toEqual({ seq: 10, needResync: true, gaps: 1 });
+    expect(f.job("1")?.status).toBe("pending");
   });
 
-  it("events after a gap are ignored until the next snapshot", () => {
-    let s = reduce(start(), ev({ type: "job.updated", seq: 12, job: job("1", "completed") }));
-    s = reduce(s, ev({ type: "job.updated", seq: 13, job: job("2", "completed") }));
-    expect(s.jobs.find((j) => j.job_id === "2")!.status).toBe("running");
-    expect(s.gaps).toBe(1);
-  });
-
-  it("a snapshot after a gap restores the stream, which continues from its seq", () => {
-    let s = reduce(start(), ev({ type: "job.updated", seq: 12, job: job("1", "completed") }));
-    s = reduce(s, snap(snapshot(20, [job("1", "completed"), job("2", "running")]), 2000));
-    expect(s.needResync).toBe(false);
-    expect(s.seq).toBe(20);
-    expect(s.jobs.find((j) => j.job_id === "1")!.status).toBe("completed");
-    expect(s.history["1"].map((t) => t.status)).toEqual(["pending", "completed"]);
-    s = reduce(s, ev({ type: "job.updated", seq: 21, job: job("2", "completed") }));
-    expect(s.seq).toBe(21);
-    expect(s.jobs.find((j) => j.job_id === "2")!.status).toBe("completed");
-  });
-
-  it("a closed socket forgets the sequence so the next session's snapshot starts afresh", () => {
-    let s = reduce(start(), { kind: "socket-closed" });
-    expect(s.seq).toBeNull();
-    s = reduce(s, ev({ type: "job.updated", seq: 11, job: job("1", "running") }));
-    expect(s.jobs.find((j) => j.job_id === "1")!.status).toBe("pending");
-    s = reduce(s, snap(snapshot(1, [job("1", "running")])));
-    s = reduce(s, ev({ type: "job.updated", seq: 2, job: job("1", "completed") }));
-    expect(s.jobs[0].status).toBe("completed");
+  it("events after a gap are ignored until the next snapshot, which restores the stream", () => {
+    const f = start()
+      .ev({ type: "job.updated", seq: 12, job: job("1", "completed") })
+      .ev({ type: "job.updated", seq: 13, job: job("2", "completed") });
+    expect(f.job("2")?.status).toBe("running");
+    expect(f.seq.gaps).toBe(1);
+    f.snap(snapshot(20, [job("1", "completed"), job("2", "running")]));
+    expect(f.seq.needResync).toBe(false);
+    expect(f.job("1")?.status).toBe("completed");
+    expect(f.seen("1")).toEqual(["pending", "completed"]);
+    f.ev({ type: "job.updated", seq: 21, job: job("2", "completed") });
+    expect(f.seq.seq).toBe(21);
+    expect(f.job("2")?.status).toBe("completed");
   });
 });
 
 describe("job output", () => {
-  const out = (seq: number, offset: number, data: string, stream: "stdout" | "stderr" = "stdout", bytes?: number) =>
-    ev({ type: "job.output", seq, job_id: "2", stream, offset, data, bytes });
-
-  it("appends chunks in order per stream", () => {
-    let s = reduce(start(), out(11, 0, "Hello "));
-    s = reduce(s, out(12, 6, "World\n"));
-    s = reduce(s, out(13, 0, "warn\n", "stderr"));
-    expect(s.output["2"].stdout).toEqual({ text: "Hello World\n", next: 12 });
-    expect(s.output["2"].stderr.text).toBe("warn\n");
-    expect(s.output["2"].gap).toBe(false);
-  });
-
-  it("counts offsets in UTF-8 bytes", () => {
-    let s = reduce(start(), out(11, 0, "é"));
-    expect(s.output["2"].stdout.next).toBe(2);
-    s = reduce(s, out(12, 2, "!"));
-    expect(s.output["2"].stdout.text).toBe("é!");
-  });
-
-  it("uses the raw byte count when the server gives one", () => {
-    const s = reduce(start(), out(11, 0, "\ufffd", "stdout", 1));
-    expect(s.output["2"].stdout.next).toBe(1);
+  it("appends chunks in order per stream, counting UTF-8 bytes", () => {
+    let o = applyOutputChunk(undefined, "stdout", 0, "Hello ");
+    o = applyOutputChunk(o, "stdout", 6, "World\n");
+    o = applyOutputChunk(o, "stderr", 0, "warn\n");
+    expect(o.stdout).toEqual({ text: "Hello World\n", next: 12 });
+    expect(o.stderr.text).toBe("warn\n");
+    expect(applyOutputChunk(undefined, "stdout", 0, "é").stdout.next).toBe(2);
+    expect(applyOutputChunk(undefined, "stdout", 0, "\ufffd", 1).stdout.next).toBe(1); // the server's byte count wins
   });
 
   it("drops the overlapping part of a chunk and whole repeats", () => {
-    let s = reduce(start(), out(11, 0, "abc"));
-    s = reduce(s, out(12, 1, "bcde"));
-    expect(s.output["2"].stdout.text).toBe("abcde");
-    const before = s;
-    s = reduce(s, out(13, 0, "abc"));
-    expect(s.output["2"]).toBe(before.output["2"]);
+    let o = applyOutputChunk(emptyOutput(), "stdout", 0, "abc");
+    o = applyOutputChunk(o, "stdout", 1, "bcde");
+    expect(o.stdout.text).toBe("abcde");
+    expect(applyOutputChunk(o, "stdout", 0, "abc")).toBe(o);
   });
 
-  it("flags a missing chunk so the page refetches the whole output", () => {
-    let s = reduce(start(), out(11, 0, "abc"));
-    s = reduce(s, out(12, 10, "xyz"));
-    expect(s.output["2"].gap).toBe(true);
-    expect(s.output["2"].stdout.text).toBe("abc");
-    s = reduce(s, { kind: "output", jobId: "2", stdout: "abcdefghijxyz", stderr: "", truncated: false });
-    expect(s.output["2"]).toEqual({
+  it("a missing chunk flags a gap, and the whole REST answer then replaces the output", () => {
+    let o = applyOutputChunk(undefined, "stdout", 0, "abc");
+    o = applyOutputChunk(o, "stdout", 10, "xyz");
+    expect(o.gap).toBe(true);
+    expect(o.stdout.text).toBe("abc");
+    expect(restOutput(o, { stdout: "abcdefghijxyz", stderr: "", truncated: false })).toEqual({
       stdout: { text: "abcdefghijxyz", next: 13 },
       stderr: { text: "", next: 0 },
       gap: false,
@@ -198,42 +212,55 @@ describe("job output", () => {
   });
 
   it("a REST answer older than the live output does not replace it", () => {
-    let s = reduce(start(), out(11, 0, "abcdef"));
-    const before = s;
-    s = reduce(s, { kind: "output", jobId: "2", stdout: "abc", stderr: "", truncated: false });
-    expect(s).toBe(before);
+    const o = applyOutputChunk(undefined, "stdout", 0, "abcdef");
+    expect(restOutput(o, { stdout: "abc", stderr: "" })).toBe(o);
+  });
+
+  it("chunks reach the cache only for an output a page holds", () => {
+    const f = start().ev({ type: "job.output", seq: 11, job_id: "2", stream: "stdout", offset: 0, data: "x" });
+    expect(f.qc.getQueryData(jobKeys.output("2"))).toBeUndefined();
+    f.qc.setQueryData(jobKeys.output("2"), emptyOutput());
+    f.ev({ type: "job.output", seq: 12, job_id: "2", stream: "stdout", offset: 0, data: "Hello" });
+    expect(f.qc.getQueryData<JobOutput>(jobKeys.output("2"))?.stdout.text).toBe("Hello");
   });
 });
 
-describe("REST fallback", () => {
-  it("replaces lists, forgets the sequence and reads pricing from health", () => {
-    const s = reduce(initialState(), {
-      kind: "rest",
+describe("REST answers", () => {
+  it("the polling fallback replaces lists and reads pricing from health", () => {
+    const f = new Feed();
+    applyRest(f.qc, {
       jobs: [job("5", "pending")],
       workers: [worker("w2")],
       health: { status: "healthy", metrics: { pricing: { cost_per_core: "0.2", cost_per_100mb_ram: "0.01" } } },
-      now: 3,
     });
-    expect(s.source).toBe("rest");
-    expect(s.seq).toBeNull();
-    expect(s.loaded).toBe(true);
-    expect(s.jobs[0].job_id).toBe("5");
-    expect(s.pricing?.cost_per_core).toBe("0.2");
+    expect(f.jobs()[0].job_id).toBe("5");
+    expect(f.workers()[0].worker_id).toBe("w2");
+    expect(f.qc.getQueryData<Pricing>(healthKeys.pricing)?.cost_per_core).toBe("0.2");
   });
 
   it("a partial REST answer keeps the lists it did not bring", () => {
-    const s = reduce(start(), { kind: "rest", health: { status: "healthy" }, now: 3 });
-    expect(s.jobs.length).toBe(2);
-    expect(s.workers.length).toBe(1);
+    const f = start();
+    applyRest(f.qc, { health: { status: "healthy" } });
+    expect(f.jobs().length).toBe(2);
+    expect(f.workers().length).toBe(1);
   });
 
-  it("a single job from REST never moves a job backwards", () => {
-    let s = reduce(start(), ev({ type: "job.updated", seq: 11, job: job("2", "completed") }));
-    s = reduce(s, { kind: "job", job: job("2", "running"), now: 5 });
-    expect(s.jobs.find((j) => j.job_id === "2")!.status).toBe("completed");
-    // ... but a new attempt after a lost worker does.
-    s = reduce(s, { kind: "job", job: job("2", "pending", { attempts: 2 }), now: 6 });
-    expect(s.jobs.find((j) => j.job_id === "2")!.status).toBe("pending");
+  it("a job from a REST answer (submit, cancel) never moves a job backwards, but a new attempt does", () => {
+    const f = start().ev({ type: "job.updated", seq: 11, job: job("2", "completed") });
+    storeJob(f.qc, job("2", "running"));
+    expect(f.job("2")?.status).toBe("completed");
+    storeJob(f.qc, job("2", "pending", { attempts: 2 }));
+    expect(f.job("2")?.status).toBe("pending");
+    expect(f.qc.getQueryData<Job>(jobKeys.detail("2"))?.status).toBe("pending");
+  });
+
+  it("the submit answer starts a job's recorded timeline before any page shows it", () => {
+    const f = start();
+    f.clock = 5;
+    storeJob(f.qc, job("9", "pending"));
+    f.clock = 6;
+    f.ev({ type: "job.updated", seq: 11, job: job("9", "completed") });
+    expect(f.seen("9")).toEqual(["pending", "completed"]);
   });
 
   it("isNotOlder orders by attempt, then by status", () => {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { EXAMPLE_FORM, emptyForm, formFieldOf, parseIntStrict, validateSubmit, type SubmitForm } from "../src/lib/validate";
+import {
+  EXAMPLE_FORM,
+  emptyForm,
+  formFieldOf,
+  parseIntStrict,
+  validateSubmit,
+  type SubmitForm,
+} from "../src/lib/validate";
 
 const form = (patch: Partial<SubmitForm>): SubmitForm => ({ ...EXAMPLE_FORM, ...patch });
 function errorsOf(f: SubmitForm, limits = {}) {

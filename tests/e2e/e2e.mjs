@@ -1,7 +1,7 @@
 // Browser tests of the dashboard in real Chromium (playwright-core driving Debian's chromium),
 // against a real cacheout-coordinator and cacheout-agent that this script starts and stops.
 // Started by tests/e2e/run.sh, which checks the prerequisites; see that file for the variables.
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { createServer } from "node:net";
@@ -18,7 +18,8 @@ const WORKER_MODE = env.E2E_WORKER ?? "agent"; // "agent" (real) or "http" (poll
 const require = createRequire(join(SRC, "frontend", "package.json"));
 const { chromium } = require("playwright-core");
 
-const ADMIN_TOKEN = `e2e-admin-${process.pid}`;
+// At least 24 characters: the coordinator refuses shorter admin tokens (unless DEBUG=true).
+const ADMIN_TOKEN = `e2e-admin-token-${process.pid}-${Date.now()}`;
 const AGENT_TOKEN = `e2e-agent-${process.pid}`;
 const WORKER_ID = "e2e-agent-1";
 const WORKER_TIMEOUT = 5;
@@ -53,6 +54,7 @@ function skip(name, why) {
 function assert(cond, msg) {
   if (!cond) throw new Error(msg);
 }
+const FINISHED = ["completed", "failed", "cancelled"];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function freePort() {
@@ -213,6 +215,26 @@ let coord = await startCoordinator().catch((e) => {
 });
 if (!coord) finish();
 
+async function rest(method, path, body, headers = { "X-Admin-Token": ADMIN_TOKEN }) {
+  const r = await fetch(BASE + path, {
+    method,
+    headers: { ...headers, ...(body ? { "Content-Type": "application/json" } : {}) },
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const text = await r.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    /* not JSON */
+  }
+  return { status: r.status, json };
+}
+// Whether the coordinator has accounts (API.md "Accounts, API keys, roles"): without them the
+// dashboard treats the admin token as the built-in admin and the role passes are skipped.
+const me0 = await rest("GET", "/api/v1/me");
+const haveAccounts = me0.status !== 404;
+
 // A fresh profile directory per run (playwright wants it as the persistent context's argument).
 const context = await chromium.launchPersistentContext(join(work, "chromium-profile"), {
   executablePath: CHROMIUM,
@@ -245,14 +267,48 @@ page.on("console", (m) => {
   consoleErrors.push(t);
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+// Every URL the page asks for (REST, assets, WebSocket): no credential may ever be in one.
+const seenUrls = [];
+page.on("request", (r) => seenUrls.push(r.url()));
+page.on("websocket", (ws) => seenUrls.push(ws.url()));
 page.on("response", (r) => {
-  if (r.status() === 404 && !/\/api\/v1\/credits\/|\/api\/v1\/jobs\/no-such-job$/.test(r.url()))
+  if (r.status() === 404 && !/\/api\/v1\/credits\/|\/api\/v1\/jobs\/no-such-job$/.test(r.url()) && !(!haveAccounts && /\/api\/v1\/me$/.test(r.url())))
     consoleErrors.push(`unexpected 404 for ${r.url()}`);
 });
 
 /** Follows a link of the main navigation (a client-side route change, never a reload). */
 async function nav(name) {
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true }).click();
+}
+async function navLabels() {
+  return page.getByRole("navigation", { name: "Main" }).getByRole("link").allTextContents();
+}
+/** A client-side route change (no reload, the live connection stays). */
+async function goClient(path) {
+  await page.evaluate((p) => {
+    history.pushState({}, "", p);
+    dispatchEvent(new PopStateEvent("popstate"));
+  }, path);
+}
+async function sessionRoles() {
+  return page
+    .getByTestId("session-state")
+    .getAttribute("data-roles", { timeout: 1000 })
+    .catch(() => null);
+}
+async function signIn(secret, kind) {
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  const dialog = page.getByRole("dialog", { name: "Sign in" });
+  await dialog.getByLabel("API key or admin token").fill(secret);
+  await dialog.getByRole("radio", { name: kind }).check();
+  await dialog.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
+}
+async function signOut() {
+  const button = page.getByRole("button", { name: "Sign out" });
+  if ((await button.count()) === 0) return; // already signed out
+  await button.click();
+  await page.getByTestId("read-only-notice").waitFor();
 }
 async function shot(name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
@@ -290,22 +346,25 @@ await step("overview renders and shows the connection state, read-only without a
   await shot("overview-empty");
 });
 
-await step("submitting without the token is refused in the form", async () => {
-  await nav("Submit");
-  await page.getByRole("heading", { name: "Submit a job" }).waitFor();
-  await page.getByRole("button", { name: "Submit job" }).click();
-  const msg = await page.getByTestId("form-error").textContent();
-  assert(/admin token/i.test(msg ?? ""), `form error was "${msg}"`);
+await step("anonymous: only the public pages are offered; the others say to sign in", async () => {
+  assert((await navLabels()).join(",") === "Overview,Jobs,Workers", `navigation: ${(await navLabels()).join(",")}`);
+  for (const p of ["/submit", "/credits", "/keys", "/selling", "/users", "/audit"]) {
+    await goClient(p);
+    await page.getByTestId("not-allowed").waitFor();
+  }
+  await goClient("/");
 });
 
-await step("admin token is entered once and kept in sessionStorage", async () => {
-  await page.getByRole("button", { name: "Admin token" }).click();
-  await page.getByLabel("Admin token", { exact: true }).fill(ADMIN_TOKEN);
-  await page.getByRole("button", { name: "Save token" }).click();
+await step("the admin token is entered once, kept in sessionStorage and never in a URL", async () => {
+  await signIn(ADMIN_TOKEN, "Admin token");
   await page.getByTestId("read-only-notice").waitFor({ state: "detached" });
-  const stored = await page.evaluate(() => sessionStorage.getItem("cacheout.adminToken"));
-  assert(stored === ADMIN_TOKEN, "token not in sessionStorage");
-  await page.getByRole("button", { name: "Sign out" }).waitFor();
+  const stored = await page.evaluate(() => JSON.parse(sessionStorage.getItem("cacheout.credential") ?? "null"));
+  assert(stored?.kind === "admin" && stored?.token === ADMIN_TOKEN, "credential not in sessionStorage");
+  await waitFor(async () => (await sessionRoles()) === "admin", 10000, "the admin role");
+  const labels = await navLabels();
+  for (const l of ["Submit", "Credits", "Users", "Audit log"]) assert(labels.includes(l), `admin navigation lacks ${l}: ${labels}`);
+  await nav("Submit");
+  await page.getByRole("heading", { name: "Submit a job" }).waitFor();
 });
 
 await step("client-side validation shows the message at the field", async () => {
@@ -376,23 +435,29 @@ await step("the README example submitted through the form goes pending -> runnin
   } else {
     assert(preview === "0.24096 credits", `cost preview "${preview}", expected "0.24096 credits"`);
   }
+  // The job sleeps 2 s before printing, so that it is still running well after the job page
+  // is on screen; the assertions below do not depend on it (they read the recorded timeline).
+  await page.getByLabel("Code", { exact: true }).fill('import time\ntime.sleep(2)\nprint("Hello World")');
   await page.getByRole("button", { name: "Submit job" }).click();
   await page.waitForURL(/\/jobs\/[^/]+$/);
   jobId = decodeURIComponent(page.url().split("/jobs/")[1]);
+  // Wait for the end, then read the statuses the client recorded for this job from the submit
+  // answer on (not a sample of the badge, which a fast job can pass by before the page renders).
   const badge = page.getByTestId("job-status");
-  const seen = [];
   await waitFor(
-    async () => {
-      const s = await badge.getAttribute("data-status").catch(() => null);
-      if (s && seen[seen.length - 1] !== s) seen.push(s);
-      return s === "completed" || s === "failed" || s === "cancelled";
-    },
+    async () => FINISHED.includes(await badge.getAttribute("data-status").catch(() => null)),
     90000,
     "the job to finish",
   );
+  const timeline = page.getByTestId("job-timeline");
+  const seen = ((await timeline.getAttribute("data-seen")) ?? "").split(" ").filter(Boolean);
   assert(seen[seen.length - 1] === "completed", `job ended ${seen.join(" -> ")}`);
-  assert(seen.includes("running") || seen.includes("assigned") || seen[0] === "pending", `saw ${seen.join(" -> ")}`);
-  assert(seen.length >= 2, `the page never showed a change of status (saw ${seen.join(" -> ")})`);
+  // The submit answer is recorded before the page opens: the first status is a waiting one.
+  assert(["pending", "assigned"].includes(seen[0]), `first recorded status ${seen.join(" -> ")}`);
+  // The coordinator's own record: the job started (started_at) before it completed.
+  await timeline.locator('[data-step="started"]').waitFor();
+  const startedText = (await timeline.locator('[data-step="started"]').textContent()) ?? "";
+  assert(!/time not reported/.test(startedText), `no start time: "${startedText}"`);
   log(`     statuses seen: ${seen.join(" -> ")}`);
   assert(await page.evaluate(() => window.__e2eNoReload === true), "the page was reloaded");
 });
@@ -433,6 +498,234 @@ await step("overview shows the finished job and the agent", async () => {
   await waitFor(async () => Number(await page.getByTestId("count-completed").textContent()) >= 1, 10000, "completed count");
   await shot("overview");
 });
+
+/* ---- one pass per role with user keys (API.md "Accounts, API keys, roles") ---- */
+
+/** Desktop and 390 px screenshots of @pages ([name, path]) for @role; phone widths must not overflow. */
+async function roleShots(role, pages) {
+  for (const [name, path] of pages) {
+    await goClient(path);
+    await sleep(600);
+    await shot(`${role}-${name}`);
+  }
+  await page.setViewportSize({ width: 390, height: 844 });
+  try {
+    for (const [name, path] of pages) {
+      await goClient(path);
+      await sleep(600);
+      await shot(`${role}-${name}-390`);
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      assert(overflow <= 1, `${role} ${path} is ${overflow}px wider than a 390 px screen`);
+    }
+  } finally {
+    await page.setViewportSize({ width: 1280, height: 860 });
+  }
+}
+
+const accounts = haveAccounts ? await rest("POST", "/api/v1/users", { user_id: "e2e-buyer", username: "E2E Buyer" }) : me0;
+const BUYER = "e2e-buyer";
+const SELLER = "e2e-seller";
+let buyerKey = null;
+let sellerKey = null;
+let buyerJob = null;
+if (haveAccounts) {
+  await rest("POST", "/api/v1/users", { user_id: SELLER });
+  buyerKey = (await rest("POST", `/api/v1/users/${BUYER}/keys`, { name: "e2e buyer", scopes: ["buy"] })).json?.token ?? null;
+  sellerKey = (await rest("POST", `/api/v1/users/${SELLER}/keys`, { name: "e2e seller", scopes: ["sell"] })).json?.token ?? null;
+}
+const rolePass = async (name, fn) => {
+  if (!haveAccounts) {
+    skip(name, `the coordinator has no accounts API (GET /api/v1/me answered ${me0.status}): role passes need it`);
+    return;
+  }
+  await step(name, fn);
+};
+
+await rolePass("a wrong key is refused with a clear message and gives no rights", async () => {
+  await signOut();
+  allowedStatuses.add(401); // the rejected key's answers
+  await signIn(`co_${"x".repeat(43)}`, "API key");
+  await page.getByTestId("rejected-notice").waitFor();
+  assert(/Rejected/.test((await page.getByTestId("session-state").textContent()) ?? ""), "the session is not shown as rejected");
+  assert((await navLabels()).join(",") === "Overview,Jobs,Workers", `navigation with a wrong key: ${await navLabels()}`);
+  await goClient("/credits");
+  await page.getByTestId("not-allowed").waitFor();
+  await signOut();
+  allowedStatuses.delete(401);
+  await goClient("/");
+});
+
+await rolePass("buyer: own jobs, balance, ledger and keys; submits without a buyer id; no admin or seller pages", async () => {
+  assert(buyerKey, `no buy key was created for the buyer (creating the user answered ${accounts.status})`);
+  await signOut();
+  await signIn(buyerKey, "API key");
+  await waitFor(async () => (await sessionRoles()) === "buyer", 10000, "the buyer role");
+  const labels = await navLabels();
+  assert(labels.join(",") === "Overview,Jobs,Submit,Workers,Credits,API keys", `buyer navigation: ${labels}`);
+  for (const p of ["/users", "/audit", "/selling"]) {
+    await goClient(p);
+    await page.getByTestId("not-allowed").waitFor();
+  }
+  // Submit: no buyer id field; the key's user pays.
+  await nav("Submit");
+  await page.getByTestId("self-buyer").waitFor();
+  assert((await page.getByLabel("Buyer id").count()) === 0, "the buyer's form has a buyer id field");
+  await page.getByRole("button", { name: "Fill example" }).click();
+  await page.getByLabel("Title", { exact: true }).fill("Buyer's own job");
+  await page.getByRole("button", { name: "Submit job" }).click();
+  await page.waitForURL(/\/jobs\/[^/]+$/);
+  buyerJob = decodeURIComponent(page.url().split("/jobs/")[1]);
+  const badge = page.getByTestId("job-status");
+  await waitFor(async () => FINISHED.includes(await badge.getAttribute("data-status")), 90000, "the buyer's job to finish");
+  assert((await badge.getAttribute("data-status")) === "completed", "the buyer's job did not complete");
+  const out = page.getByTestId("job-stdout");
+  await waitFor(async () => /Hello World/.test((await out.textContent().catch(() => "")) ?? ""), 15000, "the buyer's output");
+  // Jobs: only the buyer's own; the admin's default-buyer job is not listed.
+  await nav("Jobs");
+  await page.locator(`[data-job-id="${buyerJob}"]`).waitFor();
+  assert((await page.locator(`[data-job-id="${jobId}"]`).count()) === 0, "another buyer's job is listed to the buyer");
+  // Another buyer's job: public view, no output, no cancel.
+  await goClient(`/jobs/${encodeURIComponent(jobId)}`);
+  await page.getByText("another buyer's job (public view)").waitFor();
+  await page.getByText("Output is for the job's buyer").waitFor();
+  assert((await page.getByRole("button", { name: "Cancel job" }).count()) === 0, "cancel offered on another buyer's job");
+  // Credits: own balance and ledger, no lookup of others, no grant.
+  await nav("Credits");
+  await page.getByTestId("credits-available").waitFor();
+  await page.getByRole("table", { name: "Ledger" }).waitFor();
+  assert((await page.getByRole("button", { name: "Look up" }).count()) === 0, "the buyer can look up other users");
+  assert((await page.getByRole("button", { name: "Grant" }).count()) === 0, "the buyer can grant credits");
+  // Keys: the token is shown once; revoking removes the key.
+  await nav("API keys");
+  await page.getByLabel("New key name").fill("laptop");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const token = ((await page.getByTestId("new-key-token").textContent()) ?? "").trim();
+  assert(token.startsWith("co_"), `new key token "${token.slice(0, 6)}..."`);
+  const row = page.getByTestId("key-row").filter({ hasText: "laptop" });
+  await row.waitFor();
+  const me = await rest("GET", "/api/v1/me", null, { Authorization: `Bearer ${token}` });
+  assert(me.status === 200 && me.json?.user_id === BUYER, `the new key answers /me with ${me.status}`);
+  await row.getByRole("button", { name: "Revoke" }).click();
+  await row.waitFor({ state: "detached" });
+  const after = await rest("GET", "/api/v1/me", null, { Authorization: `Bearer ${token}` });
+  assert(after.status === 401, `a revoked key answers /me with ${after.status}`);
+  allowedStatuses.add(403); // the public pages ask for nothing the buyer may not see, but be explicit
+  await roleShots("buyer", [
+    ["jobs", "/jobs"],
+    ["submit", "/submit"],
+    ["credits", "/credits"],
+    ["keys", "/keys"],
+  ]);
+  allowedStatuses.delete(403);
+});
+
+let sellerAgent = null;
+let agentCmd = null;
+await rolePass("seller: own workers, earnings, the agent command with a new sell key; no submit or admin pages", async () => {
+  assert(sellerKey, "no sell key was created for the seller");
+  await signOut();
+  await signIn(sellerKey, "API key");
+  await waitFor(async () => (await sessionRoles()) === "seller", 10000, "the seller role");
+  const labels = await navLabels();
+  assert(labels.includes("Selling") && !labels.includes("Submit") && !labels.includes("Users"), `seller navigation: ${labels}`);
+  await goClient("/submit");
+  await page.getByTestId("not-allowed").waitFor();
+  await nav("Selling");
+  await page.getByLabel("Worker id").fill("e2e-seller-agent");
+  await page.getByRole("button", { name: "Create agent key" }).click();
+  const cmd = ((await page.getByTestId("agent-command").textContent()) ?? "").trim();
+  const m = /^COORDINATOR_URL=(\S+) AGENT_KEY=(co_\S+) WORKER_ID=(\S+) cacheout-agent$/.exec(cmd);
+  assert(m, `agent command "${cmd.replace(/co_\S+/, "co_...")}"`);
+  assert(m[1] === `ws://127.0.0.1:${PORT}/ws/agent`, `agent URL ${m[1]}`);
+  agentCmd = m;
+  await page.getByTestId("earned").waitFor();
+  await roleShots("seller", [
+    ["selling", "/selling"],
+    ["workers", "/workers"],
+    ["keys", "/keys"],
+  ]);
+});
+
+{
+  // Run exactly what the Selling page says (as environment variables): the worker becomes theirs.
+  const name = "seller: the agent started with the page's command shows up as the seller's worker";
+  const help = spawnSync(join(BUILD, "agent", "cacheout-agent"), ["--help"], { encoding: "utf8" });
+  if (!haveAccounts) skip(name, "no accounts API");
+  else if (WORKER_MODE !== "agent") skip(name, "E2E_WORKER=http: no cacheout-agent to run");
+  else if (!/AGENT_KEY/.test(`${help.stdout}${help.stderr}`))
+    skip(name, "cacheout-agent does not read AGENT_KEY yet (its --help does not name it)");
+  else
+    await step(name, async () => {
+      assert(agentCmd, "the seller pass produced no agent command");
+      const [, url, key, workerId] = agentCmd;
+      sellerAgent = start("seller-agent", join(BUILD, "agent", "cacheout-agent"), [], {
+        COORDINATOR_URL: url,
+        AGENT_KEY: key,
+        WORKER_ID: workerId,
+        AGENT_CORES: "1",
+        AGENT_RAM_MB: "1024",
+        AGENT_WORK_ROOT: join(work, "seller-agent"),
+        LOG_LEVEL: "INFO",
+      });
+      await goClient("/selling");
+      const card = page.getByRole("list", { name: "Your workers" }).locator(`[data-worker-id="${workerId}"]`);
+      await card.waitFor({ timeout: 30000 });
+      await waitFor(async () => (await card.getAttribute("data-status")) !== "offline", 20000, "the seller's agent online");
+      await shot("seller-selling-agent");
+    });
+}
+
+await rolePass("admin: users (create, disable, limits), keys, grants and the audit log", async () => {
+  await signOut();
+  await signIn(ADMIN_TOKEN, "Admin token");
+  await waitFor(async () => (await sessionRoles()) === "admin", 10000, "the admin role");
+  await nav("Users");
+  await page.locator(`[data-user-id="${BUYER}"]`).waitFor();
+  await page.locator(`[data-user-id="${SELLER}"]`).waitFor();
+  await page.getByLabel("New user id").fill("e2e-new");
+  await page.getByRole("button", { name: "Create user" }).click();
+  const row = page.locator('[data-user-id="e2e-new"]');
+  await row.waitFor();
+  await page.getByRole("button", { name: "Manage e2e-new" }).click();
+  await page.getByLabel("Max pending jobs").fill("5");
+  await page.getByRole("button", { name: "Save limits" }).click();
+  await waitFor(async () => /max pending jobs: 5/.test((await row.textContent()) ?? ""), 10000, "the limit shown");
+  await page.getByRole("button", { name: "Disable user" }).click();
+  await waitFor(async () => (await row.getAttribute("data-disabled")) === "true", 10000, "the user disabled");
+  await page.getByRole("textbox", { name: "Grant credits" }).fill("2.5");
+  await page.getByRole("button", { name: "Grant", exact: true }).click();
+  await page.getByRole("button", { name: "Enable user" }).waitFor();
+  await page.getByLabel("New key name").fill("ops");
+  await page.getByRole("button", { name: "Create key" }).click();
+  await page.getByTestId("new-key-token").waitFor();
+  await nav("Audit log");
+  for (const action of ["user", "key", "grant"])
+    await waitFor(
+      async () => (await page.getByTestId("audit-row").allTextContents()).some((t) => t.toLowerCase().includes(action)),
+      10000,
+      `an audit row about ${action}`,
+    );
+  await roleShots("admin", [
+    ["users", "/users"],
+    ["audit", "/audit"],
+    ["jobs", "/jobs"],
+    ["credits", `/credits?user=${BUYER}`],
+  ]);
+  if (sellerAgent) await stop(sellerAgent);
+});
+
+await rolePass("anonymous: a buyer's job in the public view, without output or cancel", async () => {
+  await signOut();
+  await goClient(`/jobs/${encodeURIComponent(buyerJob ?? jobId)}`);
+  await page.getByText("another buyer's job (public view)").waitFor();
+  await page.getByText("Output is for the job's buyer").waitFor();
+  assert((await page.getByRole("button", { name: "Cancel job" }).count()) === 0, "cancel offered to anonymous");
+  // Signed in again as the admin for the rest of the run.
+  await signIn(ADMIN_TOKEN, "Admin token");
+  await waitFor(async () => (await sessionRoles()) === "admin", 10000, "the admin role");
+});
+
+await goClient("/");
 
 await step("stopping the worker shows it offline without a reload", async () => {
   assert(worker, "no worker");
@@ -484,6 +777,14 @@ await step("phone width: pages fit without horizontal scrolling", async () => {
     assert(overflow <= 1, `${path} is ${overflow}px wider than the phone screen`);
   }
   await page.setViewportSize({ width: 1280, height: 860 });
+});
+
+await step("no credential in any URL the page asked for (REST, WebSocket, assets)", async () => {
+  const secrets = [ADMIN_TOKEN, buyerKey, sellerKey, agentCmd?.[2]].filter(Boolean);
+  assert(seenUrls.length > 0, "no requests recorded");
+  const leaks = seenUrls.filter((u) => secrets.some((t) => u.includes(t) || u.includes(encodeURIComponent(t))));
+  assert(leaks.length === 0, `${leaks.length} URLs carry a credential, e.g. ${leaks[0]?.replace(/[?#].*/, "?…")}`);
+  assert(!seenUrls.some((u) => /[?&]token=/.test(u)), "a URL has a token= parameter");
 });
 
 await step("no console errors", async () => {

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Dashboard end-to-end suite: real Chromium (Debian's chromium, driven by playwright-core) against
-# a real cacheout-coordinator and cacheout-agent started on a free loopback port.
+# a real cacheout-coordinator and cacheout-agent started on a free loopback port. One pass per
+# role: anonymous, then buyer, seller and admin with user keys (API.md "Accounts, API keys, roles";
+# skipped with the reason against a coordinator without that API); screenshots of each role's
+# pages, desktop and 390 px wide, go to $E2E_SCREENSHOT_DIR (<role>-<page>[-390].png).
 #
 # Environment: CO_SRC_DIR (repo root), CO_BUILD_DIR (binaries: coordinator/cacheout-coordinator,
 # agent/cacheout-agent). Optional: E2E_SCREENSHOT_DIR (default $CO_BUILD_DIR/screenshots),

@@ -1,16 +1,13 @@
-import { useEffect, useId, useRef, useState, type FormEvent } from "react";
+import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from "react";
 import { NavLink, Outlet } from "react-router";
+import { useQuery } from "@tanstack/react-query";
+import { ApiError } from "../lib/api";
+import { guessKind, setCredential, type CredentialKind } from "../lib/credential";
 import { live, useLive, type ConnState } from "../lib/live";
-import { setToken, useToken } from "../lib/token";
+import { navFor, ROLE_LABEL } from "../lib/roles";
+import { useSession } from "../lib/session";
+import { recentJobsQuery } from "../queries/jobs";
 import { useNow } from "./ui";
-
-const NAV = [
-  { to: "/", label: "Overview", end: true },
-  { to: "/jobs", label: "Jobs", end: false },
-  { to: "/submit", label: "Submit", end: false },
-  { to: "/workers", label: "Workers", end: false },
-  { to: "/credits", label: "Credits", end: false },
-];
 
 const CONN_TEXT: Record<ConnState, { label: string; dot: string; help: string }> = {
   live: { label: "Live", dot: "bg-emerald-500", help: "Receiving events from the coordinator as they happen" },
@@ -40,10 +37,16 @@ function ConnectionBadge() {
       >
         <span className={`h-2 w-2 rounded-full ${c.dot}`} aria-hidden />
         {c.label}
-        {retryIn !== null && retryIn > 0 && <span className="hidden text-slate-400 sm:inline">· retry in {retryIn} s</span>}
+        {retryIn !== null && retryIn > 0 && (
+          <span className="hidden text-slate-400 sm:inline">· retry in {retryIn} s</span>
+        )}
       </span>
       {v.conn !== "live" && (
-        <button type="button" className="hidden text-xs font-medium text-indigo-600 hover:text-indigo-500 sm:inline" onClick={() => live.reconnectNow()}>
+        <button
+          type="button"
+          className="hidden text-xs font-medium text-indigo-600 hover:text-indigo-500 sm:inline"
+          onClick={() => live.reconnectNow()}
+        >
           Reconnect
         </button>
       )}
@@ -51,97 +54,137 @@ function ConnectionBadge() {
   );
 }
 
-function TokenControl() {
-  const token = useToken();
-  const v = useLive();
-  const [open, setOpen] = useState(false);
+function SignIn({ onDone }: { onDone: () => void }) {
   const [value, setValue] = useState("");
+  const [kind, setKind] = useState<CredentialKind | null>(null);
   const inputId = useId();
-  const dialogRef = useRef<HTMLDivElement>(null);
   const inputRef = useRef<HTMLInputElement>(null);
-
+  useEffect(() => inputRef.current?.focus(), []);
   useEffect(() => {
-    if (open) inputRef.current?.focus();
-  }, [open]);
-  useEffect(() => {
-    if (!open) return;
-    const onKey = (e: KeyboardEvent) => e.key === "Escape" && setOpen(false);
+    const onKey = (e: KeyboardEvent) => e.key === "Escape" && onDone();
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  }, [open]);
-
+  }, [onDone]);
+  const effective = kind ?? guessKind(value);
   const save = (e: FormEvent) => {
     e.preventDefault();
     if (!value.trim()) return;
-    setToken(value);
+    setCredential({ kind: effective, token: value });
     setValue("");
-    setOpen(false);
+    onDone();
   };
+  return (
+    <div
+      role="dialog"
+      aria-label="Sign in"
+      className="absolute right-0 z-30 mt-2 w-80 max-w-[calc(100vw-2rem)] rounded-xl border border-slate-200 bg-white p-4 shadow-lg"
+    >
+      <form onSubmit={save}>
+        <label htmlFor={inputId} className="label">
+          API key or admin token
+        </label>
+        <input
+          id={inputId}
+          ref={inputRef}
+          type="password"
+          autoComplete="off"
+          className="input"
+          value={value}
+          onChange={(e) => setValue(e.target.value)}
+          placeholder="co_… or ADMIN_TOKEN"
+        />
+        <fieldset className="mt-3 flex gap-4 text-xs text-slate-700">
+          <legend className="sr-only">Kind of credential</legend>
+          {(["key", "admin"] as const).map((k) => (
+            <label key={k} className="inline-flex items-center gap-1.5">
+              <input type="radio" name="kind" checked={effective === k} onChange={() => setKind(k)} />
+              {k === "key" ? "API key" : "Admin token"}
+            </label>
+          ))}
+        </fieldset>
+        <p className="mt-2 text-xs text-slate-500">
+          Kept in this tab only (session storage); sent as{" "}
+          {effective === "key" ? "Authorization: Bearer" : "X-Admin-Token"}.
+        </p>
+        <div className="mt-3 flex justify-end gap-2">
+          <button type="button" className="btn-secondary px-3 py-1.5 text-xs" onClick={onDone}>
+            Cancel
+          </button>
+          <button type="submit" className="btn-primary px-3 py-1.5 text-xs">
+            Sign in
+          </button>
+        </div>
+      </form>
+    </div>
+  );
+}
 
+function SessionControl() {
+  const s = useSession();
+  const v = useLive();
+  const [open, setOpen] = useState(false);
+  const close = useCallback(() => setOpen(false), []);
+  // REST (/me) is the judge; the socket's verdict counts for the admin token (a coordinator that
+  // does not know user keys on the socket leaves such a session read-only, which is not a rejection).
+  const rejected =
+    (s.error instanceof ApiError && s.error.status === 401) || (s.credential?.kind === "admin" && !!v.authError);
   return (
     <div className="relative">
-      {token ? (
+      {s.credential ? (
         <div className="flex items-center gap-2">
           <span
-            className={`hidden rounded-full px-2.5 py-1 text-xs font-medium sm:inline ${v.authError ? "bg-rose-50 text-rose-700" : "bg-indigo-50 text-indigo-700"}`}
-            data-testid="admin-state"
+            className={`max-w-[9rem] sm:max-w-[16rem] truncate rounded-full px-2.5 py-1 text-xs font-medium ${rejected ? "bg-rose-50 text-rose-700" : "bg-indigo-50 text-indigo-700"}`}
+            data-testid="session-state"
+            data-roles={s.roles.join(" ")}
+            title={s.me ? `${s.me.user_id}${s.me.key ? ` · key ${s.me.key.name}` : ""}` : undefined}
           >
-            {v.authError ? "Token rejected" : "Admin"}
+            {rejected
+              ? "Rejected"
+              : s.loading
+                ? "Signing in…"
+                : `${s.userId ?? "?"} · ${s.roles.map((r) => ROLE_LABEL[r]).join(", ") || "no rights"}`}
           </span>
-          <button type="button" className="btn-secondary px-2.5 py-1.5 text-xs" onClick={() => setToken("")}>
+          <button
+            type="button"
+            className="btn-secondary whitespace-nowrap px-2.5 py-1.5 text-xs"
+            onClick={() => setCredential(null)}
+          >
             Sign out
           </button>
         </div>
       ) : (
-        <button type="button" className="btn-primary px-3 py-1.5 text-xs" onClick={() => setOpen((o) => !o)} aria-expanded={open}>
-          Admin token
+        <button
+          type="button"
+          className="btn-primary px-3 py-1.5 text-xs"
+          onClick={() => setOpen((o) => !o)}
+          aria-expanded={open}
+        >
+          Sign in
         </button>
       )}
-      {open && (
-        <div
-          ref={dialogRef}
-          role="dialog"
-          aria-label="Enter admin token"
-          className="absolute right-0 z-30 mt-2 w-80 max-w-[calc(100vw-2rem)] rounded-xl border border-slate-200 bg-white p-4 shadow-lg"
-        >
-          <form onSubmit={save}>
-            <label htmlFor={inputId} className="label">
-              Admin token
-            </label>
-            <input
-              id={inputId}
-              ref={inputRef}
-              type="password"
-              autoComplete="off"
-              className="input"
-              value={value}
-              onChange={(e) => setValue(e.target.value)}
-              placeholder="ADMIN_TOKEN of the coordinator"
-            />
-            <p className="mt-2 text-xs text-slate-500">Kept in this tab only (session storage) and sent as X-Admin-Token.</p>
-            <div className="mt-3 flex justify-end gap-2">
-              <button type="button" className="btn-secondary px-3 py-1.5 text-xs" onClick={() => setOpen(false)}>
-                Cancel
-              </button>
-              <button type="submit" className="btn-primary px-3 py-1.5 text-xs">
-                Save token
-              </button>
-            </div>
-          </form>
-        </div>
-      )}
+      {open && !s.credential && <SignIn onDone={close} />}
     </div>
   );
 }
 
 export function ReadOnlyNotice() {
-  const token = useToken();
-  if (token) return null;
+  const s = useSession();
+  if (s.credential) {
+    if (!(s.error instanceof ApiError && s.error.status === 401)) return null;
+    return (
+      <div role="alert" data-testid="rejected-notice" className="border-b border-rose-200 bg-rose-50">
+        <div className="mx-auto max-w-7xl px-4 py-2 text-xs text-rose-900 sm:px-6 lg:px-8">
+          <strong className="font-semibold">The coordinator rejected this credential</strong> (wrong, revoked, or its
+          user is disabled). Sign out and sign in again.
+        </div>
+      </div>
+    );
+  }
   return (
     <div role="note" data-testid="read-only-notice" className="border-b border-amber-200 bg-amber-50">
       <div className="mx-auto max-w-7xl px-4 py-2 text-xs text-amber-900 sm:px-6 lg:px-8">
-        <strong className="font-semibold">Read-only.</strong> Enter the admin token to submit and cancel jobs, see job
-        output and credit ledgers.
+        <strong className="font-semibold">Read-only.</strong> Sign in with an API key to submit jobs, see your own jobs,
+        balance and workers; with the admin token to manage users.
       </div>
     </div>
   );
@@ -149,7 +192,8 @@ export function ReadOnlyNotice() {
 
 function OfflineNotice() {
   const v = useLive();
-  if (v.conn !== "offline" || !v.data.loaded) return null;
+  const loaded = useQuery(recentJobsQuery()).data !== undefined;
+  if (v.conn !== "offline" || !loaded) return null;
   return (
     <div role="alert" data-testid="offline-notice" className="border-b border-rose-200 bg-rose-50">
       <div className="mx-auto max-w-7xl px-4 py-2 text-xs text-rose-900 sm:px-6 lg:px-8">
@@ -161,29 +205,32 @@ function OfflineNotice() {
 }
 
 export function Layout() {
+  const s = useSession();
   return (
     <div className="min-h-screen">
       <header className="sticky top-0 z-20 border-b border-slate-200 bg-white/90 backdrop-blur">
         <div className="mx-auto flex max-w-7xl items-center justify-between gap-3 px-4 py-3 sm:px-6 lg:px-8">
           <NavLink to="/" className="flex items-center gap-2" aria-label="CacheOut home">
             <img src="/favicon.svg" alt="" className="h-7 w-7" />
-            <span className="text-base font-semibold tracking-tight text-slate-900">CacheOut</span>
+            <span className="hidden text-base font-semibold sm:inline tracking-tight text-slate-900">CacheOut</span>
           </NavLink>
           <div className="flex items-center gap-3">
             <ConnectionBadge />
-            <TokenControl />
+            <SessionControl />
           </div>
         </div>
         <nav aria-label="Main" className="mx-auto max-w-7xl overflow-x-auto px-2 sm:px-4 lg:px-6">
           <ul className="flex gap-1">
-            {NAV.map((n) => (
+            {navFor(s.roles).map((n) => (
               <li key={n.to}>
                 <NavLink
                   to={n.to}
                   end={n.end}
                   className={({ isActive }) =>
                     `block whitespace-nowrap border-b-2 px-3 py-2.5 text-sm font-medium ${
-                      isActive ? "border-indigo-600 text-indigo-700" : "border-transparent text-slate-600 hover:text-slate-900"
+                      isActive
+                        ? "border-indigo-600 text-indigo-700"
+                        : "border-transparent text-slate-600 hover:text-slate-900"
                     }`
                   }
                 >

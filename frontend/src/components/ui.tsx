@@ -1,4 +1,4 @@
-import { useEffect, useState, type ReactNode } from "react";
+import { useEffect, useId, useState, type ReactNode } from "react";
 import type { JobStatus } from "../lib/types";
 
 export function useNow(intervalMs = 1000): number {
@@ -54,7 +54,17 @@ export function Card({
   );
 }
 
-export function Stat({ label, value, hint, tone = "slate" }: { label: string; value: ReactNode; hint?: ReactNode; tone?: "slate" | "indigo" | "emerald" | "amber" | "rose" }) {
+export function Stat({
+  label,
+  value,
+  hint,
+  tone = "slate",
+}: {
+  label: string;
+  value: ReactNode;
+  hint?: ReactNode;
+  tone?: "slate" | "indigo" | "emerald" | "amber" | "rose";
+}) {
   const tones: Record<string, string> = {
     slate: "text-slate-900",
     indigo: "text-indigo-700",
@@ -108,7 +118,10 @@ export function StatusBadge({ status, testId }: { status: string; testId?: strin
 export function EmptyState({ title, children, icon }: { title: string; children?: ReactNode; icon?: ReactNode }) {
   return (
     <div className="flex flex-col items-center justify-center px-6 py-12 text-center" role="status">
-      <div className="mb-3 flex h-10 w-10 items-center justify-center rounded-full bg-slate-100 text-slate-400" aria-hidden>
+      <div
+        className="mb-3 flex h-10 w-10 items-center justify-center rounded-full bg-slate-100 text-slate-400"
+        aria-hidden
+      >
         {icon ?? (
           <svg viewBox="0 0 20 20" className="h-5 w-5" fill="currentColor">
             <path d="M3 4a1 1 0 011-1h12a1 1 0 011 1v2H3V4zm0 4h14v8a1 1 0 01-1 1H4a1 1 0 01-1-1V8zm5 2a1 1 0 000 2h4a1 1 0 100-2H8z" />
@@ -135,7 +148,15 @@ export function ErrorState({ title, message, onRetry }: { title: string; message
   );
 }
 
-export function Meter({ value, label, tone = "indigo" }: { value: number; label: string; tone?: "indigo" | "emerald" | "amber" | "rose" }) {
+export function Meter({
+  value,
+  label,
+  tone = "indigo",
+}: {
+  value: number;
+  label: string;
+  tone?: "indigo" | "emerald" | "amber" | "rose";
+}) {
   const colors: Record<string, string> = {
     indigo: "bg-indigo-500",
     emerald: "bg-emerald-500",
@@ -176,5 +197,101 @@ export function Field({ label, children }: { label: string; children: ReactNode 
       <dt className="text-xs font-medium uppercase tracking-wide text-slate-500">{label}</dt>
       <dd className="mt-1 break-words text-sm text-slate-900">{children}</dd>
     </div>
+  );
+}
+
+export interface Column {
+  label: ReactNode;
+  className?: string;
+}
+
+/** A table that scrolls sideways on narrow screens, with a header row of @columns. */
+export function Table({ label, columns, children }: { label: string; columns: Column[]; children: ReactNode }) {
+  return (
+    <div className="overflow-x-auto">
+      <table className="min-w-full divide-y divide-slate-100" aria-label={label}>
+        <thead className="bg-slate-50">
+          <tr>
+            {columns.map((c, i) => (
+              <th key={i} scope="col" className={`th ${c.className ?? ""}`}>
+                {c.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody className="divide-y divide-slate-100 bg-white">{children}</tbody>
+      </table>
+    </div>
+  );
+}
+
+/** A form's error message under its fields. */
+export function FormError({ message, className = "" }: { message: string | null; className?: string }) {
+  if (!message) return null;
+  return (
+    <p role="alert" className={`text-xs font-medium text-rose-600 ${className}`}>
+      {message}
+    </p>
+  );
+}
+
+/** A form of one labelled text field and a button, in a row from the small breakpoint up. */
+export function OneFieldForm({
+  name,
+  label,
+  value,
+  onChange,
+  onSubmit,
+  button,
+  error,
+  buttonClass = "btn-primary",
+  busy = false,
+  inputClass = "",
+  inputMode,
+  placeholder,
+}: {
+  name: string;
+  label: string;
+  value: string;
+  onChange: (v: string) => void;
+  onSubmit: () => void;
+  button: string;
+  error: string | null;
+  buttonClass?: string;
+  busy?: boolean;
+  inputClass?: string;
+  inputMode?: "decimal" | "text";
+  placeholder?: string;
+}) {
+  const id = useId();
+  return (
+    <form
+      onSubmit={(e) => {
+        e.preventDefault();
+        onSubmit();
+      }}
+      className="flex flex-col gap-2 sm:flex-row sm:items-end"
+      aria-label={name}
+    >
+      <div className="flex-1">
+        <label htmlFor={id} className="label">
+          {label}
+        </label>
+        <input
+          id={id}
+          className={`input ${inputClass} ${error ? "input-error" : ""}`}
+          value={value}
+          onChange={(e) => onChange(e.target.value)}
+          aria-invalid={!!error}
+          spellCheck={false}
+          inputMode={inputMode}
+          placeholder={placeholder}
+        />
+        <FormError message={error} className="mt-1" />
+      </div>
+      <button type="submit" className={buttonClass} disabled={busy}>
+        {button}
+      </button>
+    </form>
   );
 }

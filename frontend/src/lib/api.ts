@@ -1,7 +1,19 @@
 // REST client for the coordinator (API.md). Errors come back as ApiError with the server's
 // machine code and, for validation errors, the field.
-import { getToken } from "./token";
-import type { CreditBalance, Health, Job, Worker } from "./types";
+import { authHeaders, getCredential } from "./credential";
+import type {
+  ApiKey,
+  AuditRow,
+  CreditBalance,
+  Health,
+  Job,
+  LedgerRow,
+  Me,
+  NewApiKey,
+  User,
+  UserLimits,
+  Worker,
+} from "./types";
 
 export class ApiError extends Error {
   readonly status: number;
@@ -18,15 +30,13 @@ export class ApiError extends Error {
 }
 
 interface Options {
-  method?: "GET" | "POST";
+  method?: "GET" | "POST" | "PATCH" | "DELETE";
   body?: unknown;
   signal?: AbortSignal;
 }
 
 export async function api<T>(path: string, opts: Options = {}): Promise<T> {
-  const headers: Record<string, string> = { Accept: "application/json" };
-  const token = getToken();
-  if (token) headers["X-Admin-Token"] = token;
+  const headers: Record<string, string> = { Accept: "application/json", ...authHeaders(getCredential()) };
   let body: string | undefined;
   if (opts.body !== undefined) {
     body = JSON.stringify(opts.body);
@@ -79,10 +89,30 @@ export const getHealth = (signal?: AbortSignal) => api<Health>("/api/v1/health",
 export const getCredits = (user: string, signal?: AbortSignal) =>
   api<CreditBalance>(`/api/v1/credits/${encodeURIComponent(user)}`, { signal });
 export const getLedger = (user: string, signal?: AbortSignal) =>
-  api<Record<string, unknown>[]>(`/api/v1/credits/${encodeURIComponent(user)}/ledger`, { signal });
+  api<LedgerRow[]>(`/api/v1/credits/${encodeURIComponent(user)}/ledger`, { signal });
 export const grantCredits = (user: string, amount: number | string) =>
   api<CreditBalance>(`/api/v1/credits/${encodeURIComponent(user)}/grant`, {
     method: "POST",
     body: { amount: typeof amount === "string" ? Number(amount) : amount },
   });
 export const submitJob = (body: unknown) => api<Job>("/api/v1/submit", { method: "POST", body });
+
+const u = (id: string) => `/api/v1/users/${encodeURIComponent(id)}`;
+export const getMe = (signal?: AbortSignal) => api<Me>("/api/v1/me", { signal });
+export const getUsers = (signal?: AbortSignal) => api<User[]>("/api/v1/users", { signal });
+export const getUser = (id: string, signal?: AbortSignal) => api<User>(u(id), { signal });
+export const createUser = (body: {
+  user_id: string;
+  username?: string;
+  email?: string;
+  is_admin?: boolean;
+  credits?: number;
+}) => api<User>("/api/v1/users", { method: "POST", body });
+export const patchUser = (id: string, body: { is_admin?: boolean; disabled?: boolean; limits?: UserLimits }) =>
+  api<User>(u(id), { method: "PATCH", body });
+export const getKeys = (user: string, signal?: AbortSignal) => api<ApiKey[]>(`${u(user)}/keys`, { signal });
+export const createKey = (user: string, body: { name: string; scopes: string[] }) =>
+  api<NewApiKey>(`${u(user)}/keys`, { method: "POST", body });
+export const revokeKey = (keyId: string) =>
+  api<void>(`/api/v1/keys/${encodeURIComponent(keyId)}`, { method: "DELETE" });
+export const getAudit = (signal?: AbortSignal) => api<AuditRow[]>("/api/v1/audit", { signal });

@@ -21,7 +21,7 @@ export function toMicro(value: number | string | null | undefined): bigint | nul
   if (!m || (m[2] === "" && (m[3] ?? "") === "")) return null;
   const negative = m[1] === "-";
   let digits = (m[2] || "0") + (m[3] ?? "");
-  let scale = (m[3] ?? "").length - (m[4] ? parseInt(m[4], 10) : 0);
+  const scale = (m[3] ?? "").length - (m[4] ? parseInt(m[4], 10) : 0);
   if (Math.abs(scale) > 400) return null;
   // value = digits * 10^-scale; bring it to scale 6.
   let micro: bigint;
@@ -33,7 +33,6 @@ export function toMicro(value: number | string | null | undefined): bigint | nul
     const keep = BigInt(digits.slice(0, digits.length - drop));
     const rest = digits.slice(digits.length - drop);
     micro = rest[0] >= "5" ? keep + 1n : keep;
-    scale = 6;
   }
   return negative ? -micro : micro;
 }

@@ -1,10 +1,13 @@
 // The live connection: one cacheout.dashboard.v1 WebSocket with reconnect and backoff, and REST
 // polling of jobs, workers and health whenever the socket is not delivering (not yet open,
 // closed, behind a proxy that drops WebSockets, or a server without the dashboard stream).
+import type { QueryClient } from "@tanstack/react-query";
 import { useSyncExternalStore } from "react";
+import { healthKeys } from "../queries/health";
 import { getHealth, getJobs, getWorkers } from "./api";
-import { initialState, reduce, type Action, type DashState } from "./reducer";
-import { getToken, subscribeToken } from "./token";
+import { getCredential, subscribeCredential, wsAuthMessage, type Credential } from "./credential";
+import { applyEvent, applyRest, applySnapshot, setLiveDefaults } from "./liveCache";
+import { initialSeq, type SeqState } from "./reducer";
 import type { Health, ServerMsg } from "./types";
 
 export const SUBPROTOCOL = "cacheout.dashboard.v1";
@@ -23,15 +26,21 @@ export interface Sample {
   running: number;
 }
 
+/**
+ * The connection, not the data: the data (jobs, workers, health, credits, output) lives in the
+ * query cache, where this client writes it.
+ */
 export interface LiveView {
   conn: ConnState;
-  /** Whether the socket session is an admin session (token accepted). */
+  /** Whether the socket session is an admin session (credential accepted as admin). */
   admin: boolean;
+  /** The user the socket session acts for, when the coordinator says so. */
+  sessionUser: string | null;
   authError: string | null;
   lastError: string | null;
   reconnects: number;
   nextRetryAt: number | null;
-  data: DashState;
+  seq: SeqState;
   samples: Sample[];
 }
 
@@ -59,20 +68,34 @@ export class LiveClient {
   private snapshotTimer: ReturnType<typeof setTimeout> | null = null;
   private polling = false;
   private stopped = true;
-  private unsubToken: (() => void) | null = null;
-  private sentToken = "";
+  private unsubCredential: (() => void) | null = null;
+  private sentCredential: Credential | null = null;
+  private qc: QueryClient | null = null;
+  private generation = 0;
 
   constructor() {
     this.view = {
       conn: "connecting",
       admin: false,
+      sessionUser: null,
       authError: null,
       lastError: null,
       reconnects: 0,
       nextRetryAt: null,
-      data: initialState(),
+      seq: initialSeq(),
       samples: [],
     };
+  }
+
+  /** The cache this client writes into (call once, before start). */
+  attach(qc: QueryClient): void {
+    this.qc = qc;
+    setLiveDefaults(qc);
+  }
+
+  private cache(): QueryClient {
+    if (!this.qc) throw new Error("LiveClient: attach(queryClient) before start()");
+    return this.qc;
   }
 
   getView = (): LiveView => this.view;
@@ -87,29 +110,23 @@ export class LiveClient {
     for (const l of this.listeners) l();
   }
 
-  dispatch(action: Action): void {
-    const data = reduce(this.view.data, action);
-    if (data !== this.view.data) this.set({ data });
-  }
-
   start(): void {
     if (!this.stopped) return;
     this.stopped = false;
     this.connect();
     this.schedulePoll(0);
     this.sampleTimer = setInterval(() => this.sample(), SAMPLE_MS);
-    this.unsubToken = subscribeToken(() => this.onTokenChange());
+    this.unsubCredential = subscribeCredential(() => this.onCredentialChange());
   }
 
   stop(): void {
     this.stopped = true;
-    for (const t of [this.retryTimer, this.pollTimer, this.resyncTimer, this.snapshotTimer])
-      if (t) clearTimeout(t);
+    for (const t of [this.retryTimer, this.pollTimer, this.resyncTimer, this.snapshotTimer]) if (t) clearTimeout(t);
     if (this.sampleTimer) clearInterval(this.sampleTimer);
     this.retryTimer = this.pollTimer = this.resyncTimer = this.snapshotTimer = null;
     this.sampleTimer = null;
-    this.unsubToken?.();
-    this.unsubToken = null;
+    this.unsubCredential?.();
+    this.unsubCredential = null;
     const ws = this.ws;
     this.ws = null;
     ws?.close(1000, "page closed");
@@ -147,8 +164,8 @@ export class LiveClient {
     this.ws = ws;
     ws.onopen = () => {
       if (this.ws !== ws) return;
-      this.sentToken = getToken();
-      if (this.sentToken) this.send({ type: "auth", token: this.sentToken });
+      this.sentCredential = getCredential();
+      if (this.sentCredential) this.send(wsAuthMessage(this.sentCredential));
       // A server that accepts the socket but never sends a snapshot is not live.
       this.snapshotTimer = setTimeout(() => {
         if (this.ws === ws && this.view.conn !== "live") {
@@ -175,12 +192,14 @@ export class LiveClient {
     if (this.snapshotTimer) clearTimeout(this.snapshotTimer);
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.snapshotTimer = this.resyncTimer = null;
-    this.dispatch({ kind: "socket-closed" });
     const wasLive = this.view.conn === "live";
+    // The next snapshot starts a new sequence.
     this.set({
       conn: wasLive ? "connecting" : this.view.conn,
       admin: false,
+      sessionUser: null,
       lastError: reason,
+      seq: { ...this.view.seq, seq: null, needResync: false },
     });
     if (!this.pollTimer && !this.polling) this.schedulePoll(0);
   }
@@ -205,7 +224,6 @@ export class LiveClient {
       return;
     }
     if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
-    const now = Date.now();
     switch (msg.type) {
       case "snapshot":
         if (typeof msg.seq !== "number" || !Array.isArray(msg.jobs) || !Array.isArray(msg.workers)) return;
@@ -213,48 +231,57 @@ export class LiveClient {
         if (this.resyncTimer) clearTimeout(this.resyncTimer);
         this.snapshotTimer = this.resyncTimer = null;
         this.attempt = 0; // reset backoff only once the server has really delivered
-        this.dispatch({ kind: "snapshot", msg, now });
         this.set({
+          seq: applySnapshot(this.cache(), this.view.seq, msg),
           conn: "live",
           lastError: null,
           admin: msg.session?.admin ?? this.view.admin,
+          sessionUser: msg.session?.user_id ?? this.view.sessionUser,
         });
         this.sample();
         return;
       case "auth.result":
         this.set({
-          admin: !!(msg.ok && (msg.admin ?? true)),
-          authError: msg.ok ? null : (msg.error?.message ?? "admin token rejected"),
+          admin: !!(msg.ok && (msg.admin ?? this.sentCredential?.kind === "admin")),
+          sessionUser: msg.ok ? (msg.user_id ?? this.view.sessionUser) : null,
+          authError: msg.ok ? null : (msg.error?.message ?? "credential rejected"),
         });
+        // What a session may see depends on who it is: a user key's session asks for a
+        // snapshot of its own view (the first one was the anonymous view).
+        if (msg.ok && this.sentCredential?.kind === "key") this.requestResync();
         return;
       case "error":
         this.set({ lastError: msg.error?.message ?? "error from the coordinator" });
         return;
       default:
         if (typeof (msg as { seq?: unknown }).seq !== "number") return;
-        this.dispatch({ kind: "event", msg, now });
-        if (this.view.data.needResync && !this.resyncTimer) {
-          this.send({ type: "resync" });
-          const ws = this.ws;
-          this.resyncTimer = setTimeout(() => {
-            this.resyncTimer = null;
-            if (this.ws === ws && this.view.data.needResync) ws?.close(4001, "resync timeout");
-          }, RESYNC_TIMEOUT_MS);
+        {
+          const seq = applyEvent(this.cache(), this.view.seq, msg);
+          if (seq !== this.view.seq) this.set({ seq });
         }
+        if (this.view.seq.needResync) this.requestResync();
     }
   }
 
-  private onTokenChange(): void {
-    const token = getToken();
-    if (token === this.sentToken) return;
-    if (token && this.ws && this.ws.readyState === WebSocket.OPEN) {
-      this.sentToken = token;
-      this.set({ authError: null });
-      this.send({ type: "auth", token });
-    } else if (!token && this.ws) {
-      // Dropping admin rights: start a fresh, read-only session.
-      this.reconnectNow();
-    }
+  /** Sends one resync; a snapshot must follow within RESYNC_TIMEOUT_MS or the socket is dropped. */
+  private requestResync(): void {
+    if (this.resyncTimer) return;
+    this.send({ type: "resync" });
+    const ws = this.ws;
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = null;
+      if (this.ws === ws) ws?.close(4001, "resync timeout");
+    }, RESYNC_TIMEOUT_MS);
+  }
+
+  /** Another credential (or none): a fresh session, so nothing of the old one's view remains. */
+  private onCredentialChange(): void {
+    const c = getCredential();
+    if (c?.kind === this.sentCredential?.kind && c?.token === this.sentCredential?.token) return;
+    this.sentCredential = null;
+    this.generation++; // REST answers in flight belong to the old credential
+    this.set({ authError: null });
+    this.reconnectNow();
   }
 
   private schedulePoll(delay: number): void {
@@ -270,31 +297,27 @@ export class LiveClient {
   private async poll(): Promise<void> {
     if (this.stopped) return;
     const live = this.view.conn === "live";
-    if (live && this.view.data.pricing) return; // the socket keeps everything current
+    const qc = this.cache();
+    const havePricing = () => qc.getQueryData(healthKeys.pricing) != null;
+    if (live && havePricing()) return; // the socket keeps everything current
     this.polling = true;
+    const gen = this.generation;
     try {
       if (live) {
         const health = await getHealth().catch(() => null);
-        if (health?.metrics?.pricing) this.dispatch({ kind: "pricing", pricing: health.metrics.pricing });
+        if (health?.metrics?.pricing) qc.setQueryData(healthKeys.pricing, health.metrics.pricing);
         return;
       }
-      const [jobs, workers, health] = await Promise.allSettled([
-        getJobs({ limit: "100" }),
-        getWorkers(),
-        getHealth(),
-      ]);
+      const [jobs, workers, health] = await Promise.allSettled([getJobs({ limit: "100" }), getWorkers(), getHealth()]);
       if (this.view.conn === "live") return; // the socket came up meanwhile: its data wins
+      if (gen !== this.generation) return; // asked with another credential
       const ok = jobs.status === "fulfilled" || workers.status === "fulfilled" || health.status === "fulfilled";
-      this.dispatch({
-        kind: "rest",
+      applyRest(qc, {
         jobs: jobs.status === "fulfilled" ? jobs.value : undefined,
         workers: workers.status === "fulfilled" ? workers.value : undefined,
         health: health.status === "fulfilled" ? health.value : undefined,
-        now: Date.now(),
       });
-      const failed = [jobs, workers, health].find((r) => r.status === "rejected") as
-        | PromiseRejectedResult
-        | undefined;
+      const failed = [jobs, workers, health].find((r) => r.status === "rejected") as PromiseRejectedResult | undefined;
       this.set({
         conn: ok ? "polling" : "offline",
         lastError: failed ? String((failed.reason as Error)?.message ?? failed.reason) : this.view.lastError,
@@ -303,12 +326,12 @@ export class LiveClient {
     } finally {
       this.polling = false;
       if (this.view.conn !== "live") this.schedulePoll(POLL_MS);
-      else if (!this.view.data.pricing) this.schedulePoll(30000);
+      else if (!havePricing()) this.schedulePoll(30000);
     }
   }
 
   private sample(): void {
-    const h = this.view.data.health;
+    const h = this.qc?.getQueryData<Health>(healthKeys.health) ?? null;
     const finished = finishedOf(h);
     if (finished === null || !h) return;
     const now = Date.now();

@@ -2,14 +2,7 @@
 // (proto/DASHBOARD.md). Fields the coordinator may omit are optional so that the dashboard keeps
 // working against older or newer servers.
 
-export const JOB_STATUSES = [
-  "pending",
-  "assigned",
-  "running",
-  "completed",
-  "failed",
-  "cancelled",
-] as const;
+export const JOB_STATUSES = ["pending", "assigned", "running", "completed", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
 export const FINISHED_STATUSES: readonly JobStatus[] = ["completed", "failed", "cancelled"];
@@ -20,9 +13,10 @@ export interface JobUsage {
   max_rss_kb?: number | null;
 }
 
+/** A job as the coordinator shows it: the public view (API.md) lacks title, command, buyer... */
 export interface Job {
   job_id: string;
-  title: string;
+  title?: string;
   description?: string | null;
   status: JobStatus;
   failure_reason?: string | null;
@@ -91,6 +85,54 @@ export interface CreditBalance {
   held?: number | string;
 }
 
+export interface UserLimits {
+  submit_per_second?: number | null;
+  max_pending_jobs?: number | null;
+  max_running_jobs?: number | null;
+}
+
+export interface User {
+  user_id: string;
+  username?: string | null;
+  email?: string | null;
+  is_admin: boolean;
+  disabled: boolean;
+  limits?: UserLimits | null;
+  created_at?: string | null;
+  credits?: number | string;
+  held?: number | string;
+}
+
+export type Scope = "buy" | "sell" | "admin";
+
+/** GET /api/v1/me: the user plus the key the request came with (absent for the admin token). */
+export interface Me extends User {
+  key?: { key_id: string; name: string; scopes: Scope[] } | null;
+}
+
+export interface ApiKey {
+  key_id: string;
+  name: string;
+  scopes: Scope[];
+  created_at?: string | null;
+  last_used_at?: string | null;
+  revoked_at?: string | null;
+}
+/** The answer to a key's creation: the only time its token is shown. */
+export interface NewApiKey extends ApiKey {
+  token: string;
+}
+
+export interface AuditRow {
+  at: string;
+  actor: string;
+  action: string;
+  target?: string | null;
+  detail?: unknown;
+}
+
+export type LedgerRow = Record<string, unknown> & { kind?: string; amount?: number | string; created_at?: string };
+
 export interface OutputChunk {
   job_id: string;
   stream: "stdout" | "stderr";
@@ -107,7 +149,7 @@ export interface SnapshotMsg {
   type: "snapshot";
   seq: number;
   server_time?: string;
-  session?: { admin?: boolean };
+  session?: { admin?: boolean; user_id?: string | null };
   workers: Worker[];
   jobs: Job[];
   health: Health;
@@ -145,17 +187,13 @@ export interface JobOutputMsg extends OutputChunk {
   seq: number;
 }
 export type EventMsg =
-  | JobUpdatedMsg
-  | WorkerUpdatedMsg
-  | WorkerRemovedMsg
-  | CreditsUpdatedMsg
-  | HealthUpdatedMsg
-  | JobOutputMsg;
+  JobUpdatedMsg | WorkerUpdatedMsg | WorkerRemovedMsg | CreditsUpdatedMsg | HealthUpdatedMsg | JobOutputMsg;
 
 export interface AuthResultMsg {
   type: "auth.result";
   ok: boolean;
   admin?: boolean;
+  user_id?: string | null;
   error?: { code: string; message: string };
 }
 export interface ErrorMsg {

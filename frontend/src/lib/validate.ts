@@ -28,7 +28,8 @@ export interface SubmitBody {
   required_cores: number;
   required_ram_mb: number;
   priority: number;
-  buyer_id: string;
+  /** Absent when a buyer's key submits for its own user. */
+  buyer_id?: string;
   parameters?: Record<string, unknown>;
   image?: string;
   timeout_seconds?: number;
@@ -38,11 +39,12 @@ export interface SubmitBody {
 export interface Limits {
   maxCores?: number | null;
   maxRamMb?: number | null;
+  /** The submitter's key pays (a buyer's own submit): the form has no buyer id to check or send. */
+  selfBuyer?: boolean;
 }
 
 export type ValidationResult =
-  | { ok: true; body: SubmitBody }
-  | { ok: false; errors: Partial<Record<SubmitField, string>> };
+  { ok: true; body: SubmitBody } | { ok: false; errors: Partial<Record<SubmitField, string>> };
 
 export const ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 export const MAX_CODE_BYTES = 1 << 20;
@@ -86,9 +88,7 @@ export function emptyForm(): SubmitForm {
 
 /** Length in Unicode code points (what a person counts as characters). */
 function chars(s: string): number {
-  let n = 0;
-  for (const _ of s) n++;
-  return n;
+  return Array.from(s).length;
 }
 
 /** Parses a whole decimal integer; null when the text is not one or is out of the safe range. */
@@ -132,11 +132,9 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
   if (title === "") errors.title = "Title is required";
   else if (chars(title) > 200) errors.title = "Title must be at most 200 characters";
 
-  if (chars(form.description) > 10_000)
-    errors.description = "Description must be at most 10,000 characters";
+  if (chars(form.description) > 10_000) errors.description = "Description must be at most 10,000 characters";
 
-  if (new TextEncoder().encode(form.code).length > MAX_CODE_BYTES)
-    errors.code = "Code must be at most 1 MiB";
+  if (new TextEncoder().encode(form.code).length > MAX_CODE_BYTES) errors.code = "Code must be at most 1 MiB";
 
   const command = form.command.trim();
   if (command === "") errors.command = "Command is required";
@@ -147,21 +145,21 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
     if (codeFile.startsWith("/")) errors.code_file = "Code file must be a relative path";
     else if (codeFile.split("/").some((p) => p === ".." || p === "." || p === ""))
       errors.code_file = "Code file must not contain empty, '.' or '..' parts";
+    // eslint-disable-next-line no-control-regex -- control characters are what it looks for
     else if (/[\x00-\x1f\x7f\\]/.test(codeFile))
       errors.code_file = "Code file must not contain control characters or backslashes";
-    else if (new TextEncoder().encode(codeFile).length > 255)
-      errors.code_file = "Code file must be at most 255 bytes";
+    else if (new TextEncoder().encode(codeFile).length > 255) errors.code_file = "Code file must be at most 255 bytes";
   }
 
   const cores = intField(errors, "required_cores", form.required_cores, "Cores", 1, limits.maxCores ?? null);
   const ram = intField(errors, "required_ram_mb", form.required_ram_mb, "RAM (MB)", 1, limits.maxRamMb ?? null);
-  const priority =
-    form.priority.trim() === "" ? 5 : intField(errors, "priority", form.priority, "Priority", 1, 10);
+  const priority = form.priority.trim() === "" ? 5 : intField(errors, "priority", form.priority, "Priority", 1, 10);
 
   const buyer = form.buyer_id.trim();
-  if (buyer === "") errors.buyer_id = "Buyer id is required";
-  else if (!ID_RE.test(buyer))
-    errors.buyer_id = "Buyer id must be 1-64 letters, digits, '.', '_' or '-'";
+  if (limits.selfBuyer) {
+    /* the key's user */
+  } else if (buyer === "") errors.buyer_id = "Buyer id is required";
+  else if (!ID_RE.test(buyer)) errors.buyer_id = "Buyer id must be 1-64 letters, digits, '.', '_' or '-'";
 
   let parameters: Record<string, unknown> | undefined;
   if (form.parameters.trim() !== "") {
@@ -176,8 +174,7 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
   }
 
   const image = form.image.trim();
-  if (image !== "" && !ID_RE.test(image))
-    errors.image = "Image must be 1-64 letters, digits, '.', '_' or '-'";
+  if (image !== "" && !ID_RE.test(image)) errors.image = "Image must be 1-64 letters, digits, '.', '_' or '-'";
 
   const timeout =
     form.timeout_seconds.trim() === ""
@@ -196,8 +193,8 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
     required_cores: cores!,
     required_ram_mb: ram!,
     priority: priority!,
-    buyer_id: buyer,
   };
+  if (!limits.selfBuyer) body.buyer_id = buyer;
   if (form.description !== "") body.description = form.description;
   if (form.code !== "") body.code = form.code;
   if (codeFile !== "") body.code_file = codeFile;

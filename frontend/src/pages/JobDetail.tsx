@@ -1,33 +1,64 @@
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef } from "react";
 import { Link, useParams } from "react-router";
 import { Card, EmptyState, ErrorState, Field, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
-import { ApiError, cancelJob, getJob, getJobOutput } from "../lib/api";
+import { ApiError, cancelJob } from "../lib/api";
 import { formatCredits } from "../lib/credits";
 import { formatDateTime, formatDuration, formatKb, formatMb, parseTime, pct, plural } from "../lib/format";
-import { live, useLive } from "../lib/live";
-import { useToken } from "../lib/token";
+import { useLive } from "../lib/live";
+import { useSession } from "../lib/session";
+import { useTimeline } from "../lib/timeline";
 import { FINISHED_STATUSES, type Job } from "../lib/types";
+import { jobOutputQuery, jobQuery, storeJob } from "../queries/jobs";
 
 function Timeline({ job, seen }: { job: Job; seen: { status: string; at: number }[] }) {
   const steps: { label: string; at: number | null; note?: string; tone: string }[] = [];
   steps.push({ label: "Submitted", at: parseTime(job.created_at), tone: "bg-slate-400" });
   const assigned = seen.find((s) => s.status === "assigned");
   if (assigned || job.assigned_worker)
-    steps.push({ label: "Assigned", at: assigned?.at ?? null, note: job.assigned_worker ?? undefined, tone: "bg-sky-400" });
+    steps.push({
+      label: "Assigned",
+      at: assigned?.at ?? null,
+      note: job.assigned_worker ?? undefined,
+      tone: "bg-sky-400",
+    });
   if (job.started_at || seen.some((s) => s.status === "running"))
-    steps.push({ label: "Started", at: parseTime(job.started_at) ?? seen.find((s) => s.status === "running")?.at ?? null, tone: "bg-indigo-500" });
+    steps.push({
+      label: "Started",
+      at: parseTime(job.started_at) ?? seen.find((s) => s.status === "running")?.at ?? null,
+      tone: "bg-indigo-500",
+    });
   if (FINISHED_STATUSES.includes(job.status)) {
-    const tone = job.status === "completed" ? "bg-emerald-500" : job.status === "failed" ? "bg-rose-500" : "bg-amber-500";
+    const tone =
+      job.status === "completed" ? "bg-emerald-500" : job.status === "failed" ? "bg-rose-500" : "bg-amber-500";
     const label = job.status[0].toUpperCase() + job.status.slice(1);
-    const note = job.failure_reason ? `reason: ${job.failure_reason}` : job.exit_code !== null && job.exit_code !== undefined ? `exit code ${job.exit_code}` : undefined;
-    steps.push({ label, at: parseTime(job.completed_at) ?? seen.find((s) => s.status === job.status)?.at ?? null, note, tone });
+    const note = job.failure_reason
+      ? `reason: ${job.failure_reason}`
+      : job.exit_code !== null && job.exit_code !== undefined
+        ? `exit code ${job.exit_code}`
+        : undefined;
+    steps.push({
+      label,
+      at: parseTime(job.completed_at) ?? seen.find((s) => s.status === job.status)?.at ?? null,
+      note,
+      tone,
+    });
   }
   return (
-    <ol className="relative ml-2 border-l border-slate-200" aria-label="Timeline">
+    <ol
+      className="relative ml-2 border-l border-slate-200"
+      aria-label="Timeline"
+      data-testid="job-timeline"
+      // Every status this page's client saw for the job, in order, from the submit answer on
+      // (recorded whether or not this page was on screen): tests read it instead of sampling.
+      data-seen={seen.map((s) => s.status).join(" ")}
+    >
       {steps.map((s) => (
-        <li key={s.label} className="mb-5 ml-5 last:mb-0">
-          <span className={`absolute -left-[5px] mt-1.5 h-2.5 w-2.5 rounded-full ring-4 ring-white ${s.tone}`} aria-hidden />
+        <li key={s.label} className="mb-5 ml-5 last:mb-0" data-step={s.label.toLowerCase()}>
+          <span
+            className={`absolute -left-[5px] mt-1.5 h-2.5 w-2.5 rounded-full ring-4 ring-white ${s.tone}`}
+            aria-hidden
+          />
           <div className="text-sm font-medium text-slate-900">{s.label}</div>
           <div className="text-xs text-slate-500">
             {s.at ? formatDateTime(new Date(s.at).toISOString()) : "time not reported"}
@@ -49,7 +80,11 @@ function Usage({ job, now }: { job: Job; now: number }) {
   const started = parseTime(job.started_at);
   const wall = u?.wall_ms ?? (job.status === "running" && started ? now - started : null);
   if (!u && job.status !== "running") {
-    return <EmptyState title={FINISHED_STATUSES.includes(job.status) ? "No usage was reported" : "Usage appears once the job runs"} />;
+    return (
+      <EmptyState
+        title={FINISHED_STATUSES.includes(job.status) ? "No usage was reported" : "Usage appears once the job runs"}
+      />
+    );
   }
   const cpuPct = u?.cpu_ms != null && wall ? pct(u.cpu_ms, wall * job.required_cores) : null;
   const memPct = u?.max_rss_kb != null ? pct(u.max_rss_kb / 1024, job.required_ram_mb) : null;
@@ -82,42 +117,47 @@ function Usage({ job, now }: { job: Job; now: number }) {
   );
 }
 
-function Output({ job, admin }: { job: Job; admin: boolean }) {
+function Output({ job, allowed }: { job: Job; allowed: boolean }) {
   const v = useLive();
-  const out = v.data.output[job.job_id];
   const finished = FINISHED_STATUSES.includes(job.status);
   const pre = useRef<HTMLPreElement>(null);
   const q = useQuery({
-    queryKey: ["output", job.job_id, job.status],
-    queryFn: ({ signal }) => getJobOutput(job.job_id, signal),
-    enabled: admin,
-    // Live chunks arrive over the socket; poll only when it is not delivering them.
-    refetchInterval: !finished && v.conn !== "live" ? 2000 : false,
+    ...jobOutputQuery(job.job_id),
+    enabled: allowed,
+    // Live chunks arrive over the socket (admin sessions); poll otherwise while the job runs.
+    refetchInterval: !finished && !(v.conn === "live" && v.admin) ? 2000 : false,
   });
-  useEffect(() => {
-    if (q.data) live.dispatch({ kind: "output", jobId: job.job_id, stdout: q.data.stdout ?? "", stderr: q.data.stderr ?? "", truncated: !!q.data.truncated });
-  }, [q.data, job.job_id]);
-  useEffect(() => {
-    if (out?.gap) void q.refetch();
-  }, [out?.gap, q]);
+  const out = q.data;
   useEffect(() => {
     const el = pre.current;
     if (el) el.scrollTop = el.scrollHeight;
   }, [out?.stdout.text, out?.stderr.text]);
 
-  if (!admin)
+  if (!allowed)
     return (
-      <EmptyState title="Output needs the admin token">Enter the admin token (top right) to see this job's output live.</EmptyState>
+      <EmptyState title="Output is for the job's buyer">
+        Sign in (top right) as its buyer, or as an admin, to see it.
+      </EmptyState>
     );
   if (q.isError && !out) {
     const e = q.error as ApiError;
-    return <ErrorState title="Could not load the output" message={e.status === 401 ? "The admin token was rejected." : e.message} onRetry={() => q.refetch()} />;
+    return (
+      <ErrorState
+        title="Could not load the output"
+        message={e.status === 401 || e.status === 403 ? "Your credential may not read this output." : e.message}
+        onRetry={() => q.refetch()}
+      />
+    );
   }
   const stdout = out?.stdout.text ?? "";
   const stderr = out?.stderr.text ?? "";
   if (!out && q.isLoading) return <Spinner label="Loading output" />;
   if (!stdout && !stderr)
-    return <EmptyState title={finished ? "The job wrote no output" : "No output yet"}>{!finished && "Output streams here while the job runs."}</EmptyState>;
+    return (
+      <EmptyState title={finished ? "The job wrote no output" : "No output yet"}>
+        {!finished && "Output streams here while the job runs."}
+      </EmptyState>
+    );
   return (
     <div className="space-y-3">
       <pre
@@ -129,7 +169,10 @@ function Output({ job, admin }: { job: Job; admin: boolean }) {
         {stdout || <span className="text-slate-500">(no standard output)</span>}
       </pre>
       {stderr && (
-        <pre aria-label="Standard error" className="max-h-64 overflow-auto whitespace-pre-wrap break-words rounded-lg bg-rose-950 p-4 font-mono text-xs leading-relaxed text-rose-100">
+        <pre
+          aria-label="Standard error"
+          className="max-h-64 overflow-auto whitespace-pre-wrap break-words rounded-lg bg-rose-950 p-4 font-mono text-xs leading-relaxed text-rose-100"
+        >
           {stderr}
         </pre>
       )}
@@ -141,12 +184,12 @@ function Output({ job, admin }: { job: Job; admin: boolean }) {
 export function JobDetail() {
   const { id = "" } = useParams();
   const v = useLive();
-  const token = useToken();
+  const session = useSession();
+  const qc = useQueryClient();
   const now = useNow(1000);
-  const liveJob = v.data.jobs.find((j) => j.job_id === id);
+  const seen = useTimeline(id);
   const q = useQuery({
-    queryKey: ["job", id],
-    queryFn: ({ signal }) => getJob(id, signal),
+    ...jobQuery(id),
     refetchInterval: (query) => {
       const d = query.state.data;
       if (v.conn === "live" || (d && FINISHED_STATUSES.includes(d.status))) return false;
@@ -154,15 +197,12 @@ export function JobDetail() {
     },
     retry: (n, e) => (e as ApiError).status !== 404 && n < 2,
   });
-  useEffect(() => {
-    if (q.data) live.dispatch({ kind: "job", job: q.data, now: Date.now() });
-  }, [q.data]);
   const cancel = useMutation({
     mutationFn: () => cancelJob(id),
-    onSuccess: (job) => live.dispatch({ kind: "job", job, now: Date.now() }),
+    onSuccess: (job) => storeJob(qc, job),
   });
 
-  const job = liveJob ?? q.data;
+  const job = q.data;
   if (!job) {
     if (q.isError) {
       const e = q.error as ApiError;
@@ -173,7 +213,9 @@ export function JobDetail() {
             <Card>
               <EmptyState title="No such job">
                 <span className="font-mono text-xs">{id}</span> is not known to the coordinator.{" "}
-                <Link to="/jobs" className="font-medium text-indigo-600">Back to jobs</Link>
+                <Link to="/jobs" className="font-medium text-indigo-600">
+                  Back to jobs
+                </Link>
               </EmptyState>
             </Card>
           ) : (
@@ -185,23 +227,27 @@ export function JobDetail() {
     return <Spinner label="Loading job" />;
   }
 
-  const admin = !!token;
-  const cancellable = admin && !FINISHED_STATUSES.includes(job.status);
+  const admin = session.roles.includes("admin");
+  // The buyer's own job (the coordinator shows buyer_id only to its buyer and to admins).
+  const own = !!session.userId && job.buyer_id === session.userId && session.is("buyer");
+  const cancellable = (admin || own) && !FINISHED_STATUSES.includes(job.status);
   const params = job.parameters && Object.keys(job.parameters).length ? JSON.stringify(job.parameters, null, 2) : null;
 
   return (
     <>
       <nav aria-label="Breadcrumb" className="mb-2 text-sm text-slate-500">
-        <Link to="/jobs" className="hover:text-slate-700">Jobs</Link> <span aria-hidden>/</span>{" "}
-        <span className="font-mono text-xs">{job.job_id}</span>
+        <Link to="/jobs" className="hover:text-slate-700">
+          Jobs
+        </Link>{" "}
+        <span aria-hidden>/</span> <span className="font-mono text-xs">{job.job_id}</span>
       </nav>
       <PageHeader
-        title={job.title}
+        title={job.title ?? job.job_id}
         subtitle={
           <span className="inline-flex flex-wrap items-center gap-2">
             <StatusBadge status={job.status} testId="job-status" />
             {job.failure_reason && <span className="text-rose-600">{job.failure_reason}</span>}
-            <span>submitted by {job.buyer_id}</span>
+            <span>{job.buyer_id ? `submitted by ${job.buyer_id}` : "another buyer's job (public view)"}</span>
           </span>
         }
         actions={
@@ -221,7 +267,9 @@ export function JobDetail() {
         <div className="space-y-6 lg:col-span-2">
           <Card title="Details" labelledBy="details-title">
             <dl className="grid grid-cols-2 gap-x-6 gap-y-4 sm:grid-cols-3">
-              <Field label="Job id"><span className="font-mono text-xs">{job.job_id}</span></Field>
+              <Field label="Job id">
+                <span className="font-mono text-xs">{job.job_id}</span>
+              </Field>
               <Field label="Cost">{formatCredits(job.cost)} credits</Field>
               <Field label="Priority">{job.priority ?? "—"}</Field>
               <Field label="Cores">{job.required_cores}</Field>
@@ -229,16 +277,26 @@ export function JobDetail() {
               <Field label="Image">{job.image ?? "default"}</Field>
               <Field label="Worker">
                 {job.assigned_worker ? (
-                  <Link to="/workers" className="text-indigo-700 hover:text-indigo-500">{job.assigned_worker}</Link>
+                  <Link to="/workers" className="text-indigo-700 hover:text-indigo-500">
+                    {job.assigned_worker}
+                  </Link>
                 ) : (
                   "—"
                 )}
               </Field>
-              <Field label="Attempts">{job.attempts ?? 0} / {job.max_attempts ?? "—"}</Field>
+              <Field label="Attempts">
+                {job.attempts ?? 0} / {job.max_attempts ?? "—"}
+              </Field>
               <Field label="Timeout">{job.timeout_seconds ? formatDuration(job.timeout_seconds * 1000) : "—"}</Field>
               <Field label="Exit code">{job.exit_code ?? "—"}</Field>
               <div className="col-span-2 sm:col-span-3">
-                <Field label="Command"><code className="rounded bg-slate-100 px-1.5 py-0.5 font-mono text-xs">{job.command}</code></Field>
+                <Field label="Command">
+                  {job.command ? (
+                    <code className="rounded bg-slate-100 px-1.5 py-0.5 font-mono text-xs">{job.command}</code>
+                  ) : (
+                    "not shown"
+                  )}
+                </Field>
               </div>
               {job.description && (
                 <div className="col-span-2 sm:col-span-3">
@@ -247,18 +305,28 @@ export function JobDetail() {
               )}
               {params && (
                 <div className="col-span-2 sm:col-span-3">
-                  <Field label="Parameters"><pre className="overflow-x-auto rounded bg-slate-50 p-2 font-mono text-xs">{params}</pre></Field>
+                  <Field label="Parameters">
+                    <pre className="overflow-x-auto rounded bg-slate-50 p-2 font-mono text-xs">{params}</pre>
+                  </Field>
                 </div>
               )}
             </dl>
           </Card>
-          <Card title="Output" labelledBy="output-title" actions={!FINISHED_STATUSES.includes(job.status) && admin ? <span className="text-xs text-slate-400">live</span> : undefined}>
-            <Output job={job} admin={admin} />
+          <Card
+            title="Output"
+            labelledBy="output-title"
+            actions={
+              !FINISHED_STATUSES.includes(job.status) && (admin || own) ? (
+                <span className="text-xs text-slate-400">live</span>
+              ) : undefined
+            }
+          >
+            <Output job={job} allowed={admin || own} />
           </Card>
         </div>
         <div className="space-y-6">
           <Card title="Timeline" labelledBy="timeline-title">
-            <Timeline job={job} seen={v.data.history[job.job_id] ?? []} />
+            <Timeline job={job} seen={seen} />
           </Card>
           <Card title="Resource usage" labelledBy="usage-title">
             <Usage job={job} now={now} />

@@ -1,24 +1,43 @@
+import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { LiveChart } from "../components/LiveChart";
-import { Card, EmptyState, Meter, PageHeader, Spinner, Stat, STATUS_COLOR, StatusBadge, useNow } from "../components/ui";
+import {
+  Card,
+  EmptyState,
+  Meter,
+  PageHeader,
+  Spinner,
+  Stat,
+  STATUS_COLOR,
+  StatusBadge,
+  useNow,
+} from "../components/ui";
 import { formatCredits } from "../lib/credits";
 import { formatMb, pct, runningCount, timeAgo } from "../lib/format";
 import { ratePerMinute, useLive } from "../lib/live";
 import { JOB_STATUSES } from "../lib/types";
+import { healthQuery } from "../queries/health";
+import { recentJobsQuery } from "../queries/jobs";
+import { workersQuery } from "../queries/workers";
 
 export function Overview() {
   const v = useLive();
   const now = useNow(5000);
-  const { health, workers, jobs } = v.data;
+  const health = useQuery(healthQuery()).data ?? null;
+  const workersQ = useQuery(workersQuery());
+  const jobsQ = useQuery(recentJobsQuery());
+  const workers = workersQ.data ?? [];
+  const jobs = jobsQ.data ?? [];
 
-  if (!v.data.loaded) {
+  if (workersQ.data === undefined && jobsQ.data === undefined && !health) {
     return (
       <>
         <PageHeader title="Overview" />
         {v.conn === "offline" ? (
           <Card>
             <EmptyState title="The coordinator cannot be reached">
-              Retrying in the background. {v.lastError && <span className="block text-xs text-slate-400">{v.lastError}</span>}
+              Retrying in the background.{" "}
+              {v.lastError && <span className="block text-xs text-slate-400">{v.lastError}</span>}
             </EmptyState>
           </Card>
         ) : (
@@ -31,7 +50,10 @@ export function Overview() {
   const online = workers.filter((w) => w.status !== "offline");
   const totalCores = online.reduce((s, w) => s + (w.cpu_cores || 0), 0);
   const totalRam = online.reduce((s, w) => s + (w.ram_mb || 0), 0);
-  const usedCores = online.reduce((s, w) => s + Math.max(0, (w.cpu_cores || 0) - (w.free_cores ?? w.cpu_cores ?? 0)), 0);
+  const usedCores = online.reduce(
+    (s, w) => s + Math.max(0, (w.cpu_cores || 0) - (w.free_cores ?? w.cpu_cores ?? 0)),
+    0,
+  );
   const usedRam = online.reduce((s, w) => s + Math.max(0, (w.ram_mb || 0) - (w.free_ram_mb ?? w.ram_mb ?? 0)), 0);
   const counts = health?.jobs ?? {};
   const totalJobs = JOB_STATUSES.reduce((s, k) => s + (counts[k] ?? 0), 0);
@@ -64,7 +86,12 @@ export function Overview() {
           hint={`${workers.length - online.length} offline · ${workers.length} registered`}
           tone="emerald"
         />
-        <Stat label="Running jobs" value={counts.running ?? 0} hint={`${(counts.pending ?? 0) + (counts.assigned ?? 0)} waiting`} tone="indigo" />
+        <Stat
+          label="Running jobs"
+          value={counts.running ?? 0}
+          hint={`${(counts.pending ?? 0) + (counts.assigned ?? 0)} waiting`}
+          tone="indigo"
+        />
         <Stat label="Jobs per minute" value={lastRate.toFixed(1)} hint="completed or failed, last minute" />
         <Stat
           label="Credits in the system"
@@ -125,7 +152,10 @@ export function Overview() {
               </div>
               <dl className="mt-4 grid grid-cols-2 gap-3 sm:grid-cols-3">
                 {JOB_STATUSES.map((s) => (
-                  <div key={s} className="flex items-center justify-between rounded-lg border border-slate-100 px-3 py-2">
+                  <div
+                    key={s}
+                    className="flex items-center justify-between rounded-lg border border-slate-100 px-3 py-2"
+                  >
                     <dt className="flex items-center gap-2 text-sm text-slate-600">
                       <span className="h-2.5 w-2.5 rounded-full" style={{ background: STATUS_COLOR[s] }} aria-hidden />
                       {s}
@@ -167,11 +197,14 @@ export function Overview() {
             <ul className="divide-y divide-slate-100">
               {jobs.slice(0, 6).map((j) => (
                 <li key={j.job_id}>
-                  <Link to={`/jobs/${encodeURIComponent(j.job_id)}`} className="flex items-center justify-between gap-3 px-5 py-3 hover:bg-slate-50">
+                  <Link
+                    to={`/jobs/${encodeURIComponent(j.job_id)}`}
+                    className="flex items-center justify-between gap-3 px-5 py-3 hover:bg-slate-50"
+                  >
                     <div className="min-w-0">
-                      <div className="truncate text-sm font-medium text-slate-900">{j.title}</div>
+                      <div className="truncate text-sm font-medium text-slate-900">{j.title ?? j.job_id}</div>
                       <div className="truncate text-xs text-slate-500">
-                        {j.buyer_id} · {timeAgo(j.created_at, now)}
+                        {j.buyer_id ?? "another buyer"} · {timeAgo(j.created_at, now)}
                       </div>
                     </div>
                     <StatusBadge status={j.status} />

@@ -1,12 +1,14 @@
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useId, useMemo, useState, type FormEvent, type ReactNode } from "react";
 import { Link, useNavigate } from "react-router";
 import { Card, PageHeader } from "../components/ui";
-import { ApiError, getCredits, submitJob } from "../lib/api";
+import { ApiError, submitJob } from "../lib/api";
 import { formatCredits, formatMicro, jobCostMicro, toMicro } from "../lib/credits";
-import { live, useLive } from "../lib/live";
-import { useToken } from "../lib/token";
+import { useSession } from "../lib/session";
 import type { Pricing } from "../lib/types";
+import { creditsQuery } from "../queries/credits";
+import { pricingQuery } from "../queries/health";
+import { storeJob } from "../queries/jobs";
 import {
   EXAMPLE_FORM,
   emptyForm,
@@ -77,31 +79,28 @@ function CostPreview({ form, pricing }: { form: SubmitForm; pricing: Pricing | n
   return (
     <div>
       <div className="text-xs font-medium uppercase tracking-wide text-slate-500">Estimated cost</div>
-      <div className="mt-1 text-2xl font-semibold tabular-nums text-slate-900" data-testid="cost-preview" aria-live="polite">
+      <div
+        className="mt-1 text-2xl font-semibold tabular-nums text-slate-900"
+        data-testid="cost-preview"
+        aria-live="polite"
+      >
         {cost === null ? "—" : `${formatMicro(cost)} credits`}
       </div>
       <p className="mt-1 text-xs text-slate-500">
-        {formatMicro(pc)} per core + {formatMicro(pr)} per 100 MB of RAM. Held when you submit, paid to the seller
-        when the job has run.
+        {formatMicro(pc)} per core + {formatMicro(pr)} per 100 MB of RAM. Held when you submit, paid to the seller when
+        the job has run.
       </p>
     </div>
   );
 }
 
 function BuyerBalance({ buyer }: { buyer: string }) {
-  const v = useLive();
   const ok = ID_RE.test(buyer);
-  const q = useQuery({
-    queryKey: ["credits", buyer],
-    queryFn: ({ signal }) => getCredits(buyer, signal),
-    enabled: ok,
-    retry: false,
-  });
+  const q = useQuery({ ...creditsQuery(buyer), enabled: ok });
   if (!ok) return null;
-  const liveBal = v.data.credits[buyer];
   if (q.isError && (q.error as ApiError).status === 404)
     return <span>New buyer: starts with the coordinator's default credits.</span>;
-  const bal = liveBal ?? q.data;
+  const bal = q.data;
   if (!bal) return null;
   return (
     <span>
@@ -111,20 +110,25 @@ function BuyerBalance({ buyer }: { buyer: string }) {
 }
 
 export function Submit() {
-  const v = useLive();
-  const token = useToken();
+  const session = useSession();
+  const qc = useQueryClient();
   const navigate = useNavigate();
+  // A buyer's key pays for its own jobs; only an admin names the buyer.
+  const selfBuyer = !session.roles.includes("admin");
   const [form, setForm] = useState<SubmitForm>(() => ({ ...EXAMPLE_FORM }));
   const [errors, setErrors] = useState<Errors>({});
   const [formError, setFormError] = useState<string | null>(null);
-  const pricing = v.data.pricing;
-  const limits = useMemo(() => ({ maxCores: pricing?.max_job_cores, maxRamMb: pricing?.max_job_ram_mb }), [pricing]);
+  const pricing = useQuery(pricingQuery()).data ?? null;
+  const limits = useMemo(
+    () => ({ maxCores: pricing?.max_job_cores, maxRamMb: pricing?.max_job_ram_mb, selfBuyer }),
+    [pricing, selfBuyer],
+  );
 
   const mutation = useMutation({
     mutationFn: submitJob,
     onSuccess: (job) => {
-      live.dispatch({ kind: "job", job, now: Date.now() });
-      navigate(`/jobs/${encodeURIComponent(job.job_id)}`, { state: { submitted: true } });
+      storeJob(qc, job);
+      void navigate(`/jobs/${encodeURIComponent(job.job_id)}`, { state: { submitted: true } });
     },
     onError: (e: Error) => {
       const err = e as ApiError;
@@ -133,7 +137,11 @@ export function Submit() {
         setErrors({ [field]: err.message });
         setFormError("The coordinator rejected a field: see the message at the field.");
       } else if (err.status === 401) {
-        setFormError("The admin token was rejected. Enter the right token (top right) and submit again.");
+        setFormError("Your credential was rejected. Sign in again (top right) and submit again.");
+      } else if (err.status === 403) {
+        setFormError(`Not allowed: ${err.message}`);
+      } else if (err.status === 429) {
+        setFormError(`Slow down: ${err.message}`);
       } else if (err.status === 402) {
         setFormError(`Insufficient credits: ${err.message}`);
       } else {
@@ -158,10 +166,6 @@ export function Submit() {
       return;
     }
     setErrors({});
-    if (!token) {
-      setFormError("Submitting needs the admin token: enter it with the Admin token button at the top right.");
-      return;
-    }
     mutation.mutate(r.body);
   };
 
@@ -183,23 +187,36 @@ export function Submit() {
     <>
       <PageHeader
         title="Submit a job"
-        subtitle="Describe the job, the resources it needs and who pays for it."
+        subtitle={
+          selfBuyer
+            ? `Describe the job and the resources it needs; ${session.userId ?? "your user"} pays for it.`
+            : "Describe the job, the resources it needs and who pays for it."
+        }
         actions={
           <>
-            <button type="button" className="btn-secondary" onClick={() => { setForm({ ...EXAMPLE_FORM }); setErrors({}); }}>
+            <button
+              type="button"
+              className="btn-secondary"
+              onClick={() => {
+                setForm({ ...EXAMPLE_FORM });
+                setErrors({});
+              }}
+            >
               Fill example
             </button>
-            <button type="button" className="btn-secondary" onClick={() => { setForm(emptyForm()); setErrors({}); }}>
+            <button
+              type="button"
+              className="btn-secondary"
+              onClick={() => {
+                setForm(emptyForm());
+                setErrors({});
+              }}
+            >
               Clear form
             </button>
           </>
         }
       />
-      {!token && (
-        <div role="note" className="mb-6 rounded-xl border border-amber-200 bg-amber-50 px-5 py-3 text-sm text-amber-900">
-          Submitting needs the admin token. You can fill in the form and see the cost; enter the token before you submit.
-        </div>
-      )}
       <form noValidate onSubmit={onSubmit} aria-label="Submit job" className="grid gap-6 lg:grid-cols-3">
         <div className="space-y-6 lg:col-span-2">
           <Card title="Job" labelledBy="job-title">
@@ -209,7 +226,13 @@ export function Submit() {
               </FormField>
               <FormField field="description" label="Description" error={errors.description} className="sm:col-span-2">
                 {(p) => (
-                  <textarea {...p} rows={2} className={`input ${errors.description ? "input-error" : ""}`} value={form.description} onChange={update("description")} />
+                  <textarea
+                    {...p}
+                    rows={2}
+                    className={`input ${errors.description ? "input-error" : ""}`}
+                    value={form.description}
+                    onChange={update("description")}
+                  />
                 )}
               </FormField>
               <FormField
@@ -221,7 +244,13 @@ export function Submit() {
               >
                 {input("command", { className: "font-mono", spellCheck: false, required: true })}
               </FormField>
-              <FormField field="code" label="Code" error={errors.code} hint="Written to the file the command names (or to Code file)." className="sm:col-span-2">
+              <FormField
+                field="code"
+                label="Code"
+                error={errors.code}
+                hint="Written to the file the command names (or to Code file)."
+                className="sm:col-span-2"
+              >
                 {(p) => (
                   <textarea
                     {...p}
@@ -239,7 +268,12 @@ export function Submit() {
               <FormField field="image" label="Image" error={errors.image} hint="Optional job image">
                 {input("image", { placeholder: "default", spellCheck: false })}
               </FormField>
-              <FormField field="parameters" label="Parameters (JSON object)" error={errors.parameters} className="sm:col-span-2">
+              <FormField
+                field="parameters"
+                label="Parameters (JSON object)"
+                error={errors.parameters}
+                className="sm:col-span-2"
+              >
                 {(p) => (
                   <textarea
                     {...p}
@@ -275,7 +309,12 @@ export function Submit() {
               <FormField field="priority" label="Priority" error={errors.priority} hint="1 to 10, 10 most urgent">
                 {input("priority", { inputMode: "numeric" })}
               </FormField>
-              <FormField field="timeout_seconds" label="Timeout (seconds)" error={errors.timeout_seconds} hint="Default 3600">
+              <FormField
+                field="timeout_seconds"
+                label="Timeout (seconds)"
+                error={errors.timeout_seconds}
+                hint="Default 3600"
+              >
                 {input("timeout_seconds", { inputMode: "numeric", placeholder: "3600" })}
               </FormField>
               <FormField field="max_attempts" label="Max attempts" error={errors.max_attempts} hint="Default 3">
@@ -286,15 +325,31 @@ export function Submit() {
         </div>
         <div className="space-y-6">
           <Card title="Buyer" labelledBy="buyer-title">
-            <FormField field="buyer_id" label="Buyer id" error={errors.buyer_id} hint={<BuyerBalance buyer={form.buyer_id.trim()} />}>
-              {input("buyer_id", { spellCheck: false, required: true, autoComplete: "off" })}
-            </FormField>
+            {selfBuyer ? (
+              <p className="text-sm text-slate-700" data-testid="self-buyer">
+                <span className="font-medium">{session.userId}</span> (you).{" "}
+                <span className="text-slate-500">{session.userId && <BuyerBalance buyer={session.userId} />}</span>
+              </p>
+            ) : (
+              <FormField
+                field="buyer_id"
+                label="Buyer id"
+                error={errors.buyer_id}
+                hint={<BuyerBalance buyer={form.buyer_id.trim()} />}
+              >
+                {input("buyer_id", { spellCheck: false, required: true, autoComplete: "off" })}
+              </FormField>
+            )}
           </Card>
           <Card title="Cost" labelledBy="cost-title">
             <CostPreview form={form} pricing={pricing} />
           </Card>
           {formError && (
-            <div role="alert" className="rounded-xl border border-rose-200 bg-rose-50 px-5 py-3 text-sm text-rose-800" data-testid="form-error">
+            <div
+              role="alert"
+              className="rounded-xl border border-rose-200 bg-rose-50 px-5 py-3 text-sm text-rose-800"
+              data-testid="form-error"
+            >
               {formError}
             </div>
           )}

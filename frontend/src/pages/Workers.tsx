@@ -1,21 +1,29 @@
+import { useQuery } from "@tanstack/react-query";
 import { Card, EmptyState, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
 import { formatAge, formatMb, parseTime, pct, plural, runningCount } from "../lib/format";
 import { useLive } from "../lib/live";
 import type { Worker } from "../lib/types";
+import { workersQuery } from "../queries/workers";
 
-function WorkerCard({ w, now }: { w: Worker; now: number }) {
+export function WorkerCard({ w, now }: { w: Worker; now: number }) {
   const usedCores = Math.max(0, w.cpu_cores - (w.free_cores ?? w.cpu_cores));
   const usedRam = Math.max(0, w.ram_mb - (w.free_ram_mb ?? w.ram_mb));
   const hb = parseTime(w.last_heartbeat);
   const offline = w.status === "offline";
   const jobs = runningCount(w.running_jobs);
   return (
-    <li className={`card p-5 ${offline ? "opacity-75" : ""}`} data-testid="worker-card" data-worker-id={w.worker_id} data-status={w.status} aria-label={`Worker ${w.worker_id}`}>
+    <li
+      className={`card p-5 ${offline ? "opacity-75" : ""}`}
+      data-testid="worker-card"
+      data-worker-id={w.worker_id}
+      data-status={w.status}
+      aria-label={`Worker ${w.worker_id}`}
+    >
       <div className="flex items-start justify-between gap-3">
         <div className="min-w-0">
           <h2 className="truncate font-mono text-sm font-semibold text-slate-900">{w.worker_id}</h2>
           <p className="mt-0.5 truncate text-xs text-slate-500">
-            owner {w.owner_id ?? w.worker_id}
+            {w.owner_id ? `owner ${w.owner_id}` : "owner not shown"}
             {w.connection && <> · {w.connection}</>}
           </p>
         </div>
@@ -66,15 +74,17 @@ function WorkerCard({ w, now }: { w: Worker; now: number }) {
 export function Workers() {
   const v = useLive();
   const now = useNow(1000);
-  const workers = v.data.workers;
+  const q = useQuery(workersQuery());
+  const loaded = q.data !== undefined;
+  const workers = q.data ?? [];
   const online = workers.filter((w) => w.status !== "offline").length;
   return (
     <>
       <PageHeader
         title="Workers"
-        subtitle={v.data.loaded ? `${online} online · ${workers.length - online} offline` : "Seller agents and their load"}
+        subtitle={loaded ? `${online} online · ${workers.length - online} offline` : "Seller agents and their load"}
       />
-      {!v.data.loaded ? (
+      {!loaded ? (
         v.conn === "offline" ? (
           <Card>
             <EmptyState title="The coordinator cannot be reached">Retrying in the background.</EmptyState>

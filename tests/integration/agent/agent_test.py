@@ -238,11 +238,23 @@ class Env:
         self.agents = []
         self.homes = []
 
-    def agent(self, worker_id, cores, ram_mb, owner=None, token=AGENT_TOKEN, extra_env=None):
+    def agent(self, worker_id, cores, ram_mb, owner=None, token=AGENT_TOKEN, extra_env=None,
+              key=None):
+        """A real agent.  It sells as @owner (default "owner-<worker id>") with a sell key of
+        that user (made on first use, see owner_key()); with @key, as that key's user (OWNER_ID
+        only if @owner is given); with key=False or another @token, with that shared token
+        (OWNER_ID @owner, which the coordinator ignores)."""
+        env = {"LOG_LEVEL": "DEBUG", **(extra_env or {})}
+        if key is None and token == AGENT_TOKEN:
+            key = owner_key(self.coord, owner or ("owner-" + worker_id))
+            owner = None
+        if key:
+            token = ""
+            env["AGENT_KEY"] = key
+        else:
+            owner = owner or ("owner-" + worker_id)
         a = cotest.Agent(ARGS.agent, self.coord, worker_id, cores, ram_mb, token=token,
-                         owner=owner or ("owner-" + worker_id),
-                         settings={"LOG_LEVEL": "DEBUG", **(extra_env or {})},
-                         workdir=self.workdir)
+                         owner=owner, settings=env, workdir=self.workdir)
         self.agents.append(a)
         return a
 
@@ -254,12 +266,12 @@ class Env:
 
     def rootless_agent(self, worker_id, cores, ram_mb, user=None, home=None, owner=None,
                        extra_env=None):
+        key = owner_key(self.coord, owner or ("owner-" + worker_id))
         a = cotest.RootlessAgent(user or ARGS.rootless_user, ARGS.rootless_agent, self.coord,
                                  worker_id, cores, ram_mb,
                                  home or self.rootless_home(user or ARGS.rootless_user),
-                                 token=AGENT_TOKEN, owner=owner or ("owner-" + worker_id),
-                                 settings={"LOG_LEVEL": "DEBUG"}, extra_env=extra_env,
-                                 workdir=self.workdir)
+                                 settings={"LOG_LEVEL": "DEBUG", "AGENT_KEY": key},
+                                 extra_env=extra_env, workdir=self.workdir)
         self.agents.append(a)
         return a
 
@@ -281,6 +293,73 @@ class Env:
         for a in self.agents:
             out += "---- agent %s log (tail)\n%s" % (a.worker_id, a.log_lines(12))
         return out
+
+
+def seller(c, user, scopes=("sell",)):
+    """Create user @user (unless it exists) and a new key of it with @scopes: (token, key_id)."""
+    st, u = c.admin("POST", "/api/v1/users", {"user_id": user})
+    check(st in (201, 409), "create user %s answered %s: %r" % (user, st, u))
+    st, k = c.admin("POST", "/api/v1/users/%s/keys" % user,
+                    {"name": "agent of " + user, "scopes": list(scopes)})
+    check(st == 201 and k.get("token"), "key of %s answered %s: %r" % (user, st, k))
+    return k["token"], k["key_id"]
+
+
+def owner_key(c, owner):
+    """A sell key of user @owner on @c, made on first use and kept for the case."""
+    keys = c.__dict__.setdefault("owner_keys", {})
+    if owner not in keys:
+        keys[owner] = seller(c, owner)[0]
+    return keys[owner]
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
+def worker_row(c, worker_id):
+    st, ws = c.admin("GET", "/api/v1/workers")
+    check(st == 200, "workers answered %s" % st)
+    for w in ws:
+        if w["worker_id"] == worker_id:
+            return w
+    return None
+
+
+def hello_msg(worker_id, owner=None, token=""):
+    m = {"v": 1, "type": "hello", "token": token, "worker_id": worker_id, "cores": 1,
+         "ram_mb": 64, "images": ["default"]}
+    if owner:
+        m["owner_id"] = owner
+    return m
+
+
+def refused_with(ws, code, what):
+    """The fake agent @ws is closed with @code before any welcome; its error message."""
+    said = ""
+    while True:
+        try:
+            m = ws.recv(10)
+        except EOFError:
+            check(ws.close_code == code, "%s: closed with %s %r, want %d" % (
+                what, ws.close_code, ws.close_reason, code))
+            return said
+        check(m is not None, "%s: no close for 10 s" % what)
+        check(m.get("type") != "welcome", "%s: welcomed" % what)
+        if m.get("type") == "error":
+            said = m.get("message", "")
+
+
+def agent_gives_up(a, needle, what):
+    """The real agent @a exits 3 (AGENT_EXIT_ON_AUTH_ERROR) and logged @needle."""
+    try:
+        rc = a.proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise CaseFailed("%s: the agent did not give up: %s" % (what, a.log_lines(20)))
+    log_text = open(a.output, errors="replace").read()
+    check(rc == 3, "%s: agent exited %s, want 3: %s" % (what, rc, a.log_lines(20)))
+    check(needle in log_text, "%s: agent log lacks %r: %s" % (what, needle, a.log_lines(20)))
+    return log_text
 
 
 def case(name, pg_only=False):
@@ -310,7 +389,8 @@ README_JOB = cotest.README_JOB
 def t_hello(env):
     c = env.coord
     c.start()
-    a = env.agent("hello-w1", 2, 6144, owner="hello-owner")
+    key, _ = seller(c, "hello-owner")
+    a = env.agent("hello-w1", 2, 6144, key=key)
     a.start()
     wait_connected(c, ["hello-w1"])
     st, j = c.admin("POST", "/api/v1/submit", README_JOB)
@@ -484,9 +564,9 @@ def t_kill_agent(env):
               "job %s restarted %.1fs after the kill, before the %ds lease expired" % (
                   j["job_id"], moved_after, LEASE_S))
     # The killed agent comes back under the same id and reports attempt 1 as finished.
-    fake = fake_ws(c, {"X-Agent-Token": AGENT_TOKEN})
+    fake = fake_ws(c, bearer(owner_key(c, "kill-owner-a")))
     check(fake.status == 101, "fake agent upgrade answered %s" % fake.status)
-    fake.send({"v": 1, "type": "hello", "token": AGENT_TOKEN, "worker_id": "kill-a",
+    fake.send({"v": 1, "type": "hello", "worker_id": "kill-a",
                "owner_id": "kill-owner-a", "cores": 2, "ram_mb": 2048, "images": ["default"],
                "running": [{"job_id": i, "attempt": 1} for i in ids]})
     expect(fake, "welcome")
@@ -520,9 +600,10 @@ def t_kill_agent(env):
 
 
 def fake_agent(c, worker_id, running=()):
-    ws = fake_ws(c, {"X-Agent-Token": AGENT_TOKEN})
+    """A fake agent selling as user <worker id>-owner (with its key)."""
+    ws = fake_ws(c, bearer(owner_key(c, worker_id + "-owner")))
     check(ws.status == 101, "fake agent upgrade answered %s" % ws.status)
-    ws.send({"v": 1, "type": "hello", "token": AGENT_TOKEN, "worker_id": worker_id,
+    ws.send({"v": 1, "type": "hello", "worker_id": worker_id,
              "owner_id": worker_id + "-owner", "cores": 1, "ram_mb": 1024,
              "images": ["default"], "running": list(running)})
     expect(ws, "welcome")
@@ -736,7 +817,8 @@ def t_wrong_token(env):
     ws2.close()
 
 
-@case("the poll API (/register, /task, /status, /unregister) completes a job")
+@case("the poll API (/register, /task, /status, /unregister) completes a job; with the shared "
+      "token the worker and its payout belong to AGENT_TOKEN_OWNER (platform)")
 def t_poll(env):
     c = env.coord
     c.start()
@@ -745,27 +827,318 @@ def t_poll(env):
                                                 "ram_mb": 2048, "status": "idle",
                                                 "owner_id": "poll-owner"}, hdr)
     check(st == 200, "register answered %s: %r" % (st, w))
+    check(w["owner_id"] == "platform", "token worker owned by %r, not platform" % w["owner_id"])
     st, _ = c.http("GET", "/api/v1/task?worker_id=poll-w1", None, hdr)
     check(st == 204, "empty queue answered %s" % st)
     j = c.submit(title="poll", buyer_id="poll-buyer", command="echo hi")
-    st, task = c.http("GET", "/api/v1/task?worker_id=poll-w1", None, hdr)
+    poll_run(c, "poll-w1", j, hdr, "platform")
+    check(not ledger_rows(c, "poll-owner", j["job_id"], "payout"), "the declared owner was paid")
+
+
+def poll_run(c, wid, j, hdr, owner):
+    """Poll worker @wid (credential headers @hdr) takes job @j, runs it ("hi"), reports it and
+    unregisters: completed, its output stored, the buyer charged and @owner paid once."""
+    st, task = c.http("GET", "/api/v1/task?worker_id=" + wid, None, hdr)
     check(st == 200 and task["job_id"] == j["job_id"], "task answered %s: %r" % (st, task))
     check(task.get("attempt") == 1, "task attempt %r" % task.get("attempt"))
-    st, body = c.http("POST", "/api/v1/status", {"worker_id": "poll-w1", "job_id": j["job_id"],
-                                                 "status": "running", "attempt": 1}, hdr)
-    check(st == 200, "status running answered %s: %r" % (st, body))
-    st, body = c.http("POST", "/api/v1/status", {"worker_id": "poll-w1", "job_id": j["job_id"],
-                                                 "status": "completed", "exit_code": 0,
-                                                 "stdout": "hi\n", "attempt": 1}, hdr)
-    check(st == 200, "status completed answered %s: %r" % (st, body))
-    jj = c.job(j["job_id"])
-    check(jj["status"] == "completed", "job is %s" % jj["status"])
+    for report in ({"status": "running"},
+                   {"status": "completed", "exit_code": 0, "stdout": "hi\n"}):
+        st, body = c.http("POST", "/api/v1/status", dict(report, worker_id=wid, attempt=1,
+                                                         job_id=j["job_id"]), hdr)
+        check(st == 200, "status %s answered %s: %r" % (report["status"], st, body))
+    check(c.job(j["job_id"])["status"] == "completed", "job not completed")
     st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j["job_id"])
     check(out["stdout"] == "hi\n", "stdout %r" % out["stdout"])
-    check(len(ledger_rows(c, "poll-owner", j["job_id"], "payout")) == 1, "owner not paid once")
-    check(len(ledger_rows(c, "poll-buyer", j["job_id"], "charge")) == 1, "buyer not charged once")
-    st, _ = c.http("POST", "/api/v1/unregister", {"worker_id": "poll-w1"}, hdr)
+    check(len(ledger_rows(c, owner, j["job_id"], "payout")) == 1, "%s not paid once" % owner)
+    check(len(ledger_rows(c, j["buyer_id"], j["job_id"], "charge")) == 1,
+          "buyer not charged once")
+    st, _ = c.http("POST", "/api/v1/unregister", {"worker_id": wid}, hdr)
     check(st == 200, "unregister answered %s" % st)
+
+
+# ---------------------------------------------------------------------------------------------
+# sellers: who owns a worker (API.md "Sellers and workers")
+
+
+@case("one worker id from two users: the second is refused (4403), the first keeps running and "
+      "is paid")
+def t_worker_taken(env):
+    c = env.coord
+    c.start()
+    alice, _ = seller(c, "alice")
+    mallory, _ = seller(c, "mallory")
+    a = env.agent("shared-w", 2, 2048, key=alice)
+    a.start()
+    wait_connected(c, ["shared-w"])
+    # The same worker id with another user's key: refused, told why, gives up (exit 3).
+    m = env.agent("shared-w", 2, 2048, key=mallory, extra_env={"AGENT_EXIT_ON_AUTH_ERROR": "1"})
+    # Same worker id, so the same default folder and log: give the second agent its own.
+    m.env["AGENT_WORK_ROOT"] = os.path.join(env.workdir, "agent-shared-w-mallory")
+    os.makedirs(m.env["AGENT_WORK_ROOT"], exist_ok=True)
+    m.output = os.path.join(env.workdir, "agent-shared-w-mallory.log")
+    m.start()
+    agent_gives_up(m, "belongs to another user", "second user's agent")
+    # A fake agent with the other key says hello for that id: error forbidden, close 4403.
+    ws = fake_ws(c, bearer(mallory))
+    check(ws.status == 101, "upgrade with a key answered %s" % ws.status)
+    ws.send(hello_msg("shared-w"))
+    said = refused_with(ws, 4403, "another user's hello")
+    check("belongs to another user" in said, "refusal said %r" % said)
+    ws.close()
+    # The first agent was never disturbed: still its session, still alice's, and it runs jobs.
+    check(a.running(), "the first agent stopped: " + a.log_lines(20))
+    w = worker_row(c, "shared-w")
+    check(w and w["owner_id"] == "alice" and w["status"] != "offline", "worker is %r" % (w,))
+    check("replaced by a new connection" not in open(a.output, errors="replace").read(),
+          "the first agent's session was replaced")
+    j = c.submit(title="taken", buyer_id="taken-buyer", command="echo paid")
+    j = wait_jobs_final(c, [j["job_id"]], 60)[0]
+    check(j["status"] == "completed" and j["assigned_worker"] == "shared-w", "job %r" % (j,))
+    check(len(ledger_rows(c, "alice", j["job_id"], "payout")) == 1, "alice not paid once")
+    check(not ledger_rows(c, "mallory", j["job_id"], "payout"), "mallory paid")
+
+
+@case("a spoofed owner_id: refused with a key (4403), ignored with AGENT_TOKEN (owned and paid "
+      "as AGENT_TOKEN_OWNER)")
+def t_spoofed_owner(env):
+    c = env.coord
+    c.env["AGENT_TOKEN_OWNER"] = "operator"
+    c.start()
+    bob, _ = seller(c, "bob")
+    b = env.agent("spoof-key", 1, 1024, key=bob, owner="mallory",
+                  extra_env={"AGENT_EXIT_ON_AUTH_ERROR": "1"})
+    b.start()
+    agent_gives_up(b, "forbidden", "key with another owner_id")
+    check(worker_row(c, "spoof-key") is None, "the refused worker was registered")
+    # Without OWNER_ID the same key is welcome, as bob.
+    b2 = env.agent("spoof-key2", 1, 1024, key=bob)
+    b2.start()
+    wait_connected(c, ["spoof-key2"])
+    check(worker_row(c, "spoof-key2")["owner_id"] == "bob", "key's worker not bob's")
+    # The key may come as the hello's token instead of the upgrade's header.
+    ws = fake_ws(c)
+    ws.send(hello_msg("spoof-hello", token=bob))
+    expect(ws, "welcome")
+    check(worker_row(c, "spoof-hello")["owner_id"] == "bob", "hello-token key's worker not bob's")
+    ws.close()
+    # A key at the upgrade wins over a stale token in the hello.
+    ws = fake_ws(c, bearer(bob))
+    ws.send(hello_msg("spoof-hello", token="a-stale-agent-token"))
+    expect(ws, "welcome")
+    ws.close()
+    # The shared token: owner_id ignored, the worker belongs to AGENT_TOKEN_OWNER.
+    t = env.agent("spoof-tok", 1, 1024, owner="mallory", key=False)
+    t.start()
+    wait_connected(c, ["spoof-tok"])
+    check(worker_row(c, "spoof-tok")["owner_id"] == "operator", "token worker's owner %r" %
+          worker_row(c, "spoof-tok")["owner_id"])
+    b2.stop()
+    wait_until(lambda: worker_row(c, "spoof-key2")["status"] == "offline", 20, "bob's agent off")
+    j = c.submit(title="spoof", buyer_id="spoof-buyer", command="echo x")
+    j = wait_jobs_final(c, [j["job_id"]], 60)[0]
+    check(j["status"] == "completed" and j["assigned_worker"] == "spoof-tok", "job %r" % (j,))
+    check(len(ledger_rows(c, "operator", j["job_id"], "payout")) == 1, "operator not paid")
+    check(not ledger_rows(c, "mallory", j["job_id"], "payout"), "the declared owner was paid")
+    # The poll API: a key with another owner_id is 403; the token's owner_id is ignored.
+    st, doc = c.http("POST", "/api/v1/register", {"worker_id": "spoof-poll", "cpu_cores": 1,
+                                                  "ram_mb": 64, "owner_id": "mallory"},
+                     bearer(bob))
+    check(st == 403 and doc["error"]["code"] == "forbidden", "register answered %s %r" % (st, doc))
+    st, doc = c.http("POST", "/api/v1/register", {"worker_id": "spoof-poll", "cpu_cores": 1,
+                                                  "ram_mb": 64, "owner_id": "mallory"},
+                     {"X-Agent-Token": AGENT_TOKEN})
+    check(st == 200 and doc["owner_id"] == "operator", "token register answered %s %r" % (st, doc))
+
+
+def revoked_session(c, env, user, key, key_id, change, what):
+    """An agent (real) and a fake agent connected with @key; @change (a callable) revokes the
+    key or disables the user: both are disconnected (4401), cannot reconnect.  Prints the time
+    from the answer of the change to the fake agent's close (the figure asked for: < 1 s)."""
+    a = env.agent(user + "-w", 1, 1024, key=key, extra_env={"AGENT_EXIT_ON_AUTH_ERROR": "1"})
+    a.start()
+    wait_connected(c, [user + "-w"])
+    ws = fake_ws(c, bearer(key))
+    ws.send(hello_msg(user + "-fake"))
+    expect(ws, "welcome")
+    change()
+    t0 = time.time()
+    refused_with(ws, 4401, what + ": connected fake agent")
+    log("%s: connected agent closed %.0f ms after the answer" % (what, (time.time() - t0) * 1000))
+    ws.close()
+    agent_gives_up(a, "key rejected", what + ": connected agent")
+    wait_until(lambda: worker_row(c, user + "-w")["status"] == "offline", 20,
+               "the disconnected worker offline")
+    # Reconnecting with that key: 4401 again.
+    ws = fake_ws(c, bearer(key))
+    ws.send(hello_msg(user + "-w"))
+    refused_with(ws, 4401, what + ": reconnect")
+    ws.close()
+    # The poll API with it: 401.
+    st, doc = c.http("GET", "/api/v1/task?worker_id=%s-w" % user, None, bearer(key))
+    check(st == 401, "%s: poll answered %s %r" % (what, st, doc))
+
+
+@case("a key revoked while its agents are connected: they are disconnected (4401) and cannot "
+      "reconnect")
+def t_key_revoked(env):
+    c = env.coord
+    c.start()
+    key, key_id = seller(c, "carol")
+    other, _ = seller(c, "carol")  # another key of the same user stays usable
+    a2 = env.agent("carol-w2", 1, 1024, key=other)
+    a2.start()
+    wait_connected(c, ["carol-w2"])
+
+    def revoke():
+        st, doc = c.admin("DELETE", "/api/v1/keys/" + key_id)
+        check(st == 204, "revoke answered %s %r" % (st, doc))
+    revoked_session(c, env, "carol", key, key_id, revoke, "revoked key")
+    check(a2.running() and worker_row(c, "carol-w2")["status"] != "offline",
+          "the agent of the user's other key was disconnected")
+
+
+@case("a disabled user's agents are disconnected (4401) and cannot reconnect")
+def t_user_disabled(env):
+    c = env.coord
+    c.start()
+    key, key_id = seller(c, "dave")
+
+    def disable():
+        st, doc = c.admin("PATCH", "/api/v1/users/dave", {"disabled": True})
+        check(st == 200, "disable answered %s %r" % (st, doc))
+    revoked_session(c, env, "dave", key, key_id, disable, "disabled user")
+
+
+@case("agent routes: closed without a credential (401 / close 4401), 403 for a key without sell; "
+      "OPEN_REGISTRATION=true opens them and warns at every start")
+def t_closed_routes(env):
+    c = env.coord
+    c.start()
+    body = {"worker_id": "open-w", "cpu_cores": 1, "ram_mb": 64}
+    buy, _ = seller(c, "erin", scopes=("buy",))
+    for hdr, want in (({}, 401), (bearer("co_" + "x" * 43), 401), (bearer(buy), 403)):
+        for method, path, b in (("POST", "/api/v1/register", body),
+                                ("GET", "/api/v1/task?worker_id=open-w", None),
+                                ("POST", "/api/v1/status", {"worker_id": "open-w", "job_id": "j",
+                                                            "status": "running"}),
+                                ("POST", "/api/v1/unregister", {"worker_id": "open-w"})):
+            st, doc = c.http(method, path, b, hdr)
+            check(st == want, "%s %s with %r answered %s %r, want %d" % (
+                method, path, list(hdr), st, doc, want))
+    ws = fake_ws(c)
+    ws.send(hello_msg("open-w"))
+    refused_with(ws, 4401, "hello without a credential")
+    ws.close()
+    ws = fake_ws(c, bearer(buy))
+    ws.send(hello_msg("open-w"))
+    refused_with(ws, 4403, "hello with a buy key")
+    ws.close()
+    a = env.agent("open-w", 1, 1024, token="", extra_env={"AGENT_EXIT_ON_AUTH_ERROR": "1"})
+    a.start()
+    agent_gives_up(a, "key rejected", "agent without a credential")
+    check(worker_row(c, "open-w") is None, "a worker registered without a credential")
+    warn = "OPEN_REGISTRATION=true"
+    check(warn not in open(c.output, errors="replace").read(), "open registration warned")
+    # Development mode: open, as in the original; warned at every start.
+    c.env["OPEN_REGISTRATION"] = "true"
+    c.restart()
+    st, doc = c.http("POST", "/api/v1/register", dict(body, owner_id="open-owner"))
+    check(st == 200 and doc["owner_id"] == "open-owner", "open register answered %s %r" % (st,
+                                                                                          doc))
+    ws = fake_ws(c)
+    ws.send(hello_msg("open-ws", owner="open-owner"))
+    expect(ws, "welcome")
+    ws.close()
+    # Restart only once its disconnect is stored: a session that closes while the coordinator
+    # shuts down can leave its last write unrun (a shutdown race of the agent write lanes).
+    wait_until(lambda: worker_row(c, "open-ws")["status"] == "offline", 20, "open-ws offline")
+    c.restart()
+    n = open(c.output, errors="replace").read().count(warn)
+    check(n == 2, "the open registration warning appeared %d times over 2 starts" % n)
+
+
+@case("guessing keys on /ws/agent counts as failed authentications: the address is then refused "
+      "(429) on the WebSocket and the REST API alike")
+def t_agent_brute_force(env):
+    c = env.coord
+    c.env["AUTH_FAILURES_PER_MINUTE"] = "3"
+    c.start()
+    refused = None
+    for i in range(8):
+        ws = fake_ws(c, bearer("co_guess%035d" % i))
+        if ws.status == 429:
+            refused = i
+            ws.close()
+            break
+        check(ws.status == 101, "guess %d: upgrade answered %s" % (i, ws.status))
+        ws.send(hello_msg("guess-w"))
+        refused_with(ws, 4401, "guess %d" % i)
+        ws.close()
+    check(refused is not None and refused >= 3, "guesses refused from attempt %r, want after 3" %
+          refused)
+    st, doc = c.http("GET", "/api/v1/task?worker_id=guess-w", None, {"X-Agent-Token": AGENT_TOKEN})
+    check(st == 429, "REST with a good token from the blocked address answered %s %r" % (st, doc))
+    c.restart()  # the throttle is per process, in memory: the invariant check can ask again
+
+
+@case("poll API with sell keys: the owner's register/task/status completes and pays it; another "
+      "user's worker id is 403 on every route")
+def t_poll_keys(env):
+    c = env.coord
+    c.start()
+    alice, _ = seller(c, "pa-alice")
+    mallory, _ = seller(c, "pa-mallory")
+    st, w = c.http("POST", "/api/v1/register", {"worker_id": "pk-w", "cpu_cores": 2,
+                                                "ram_mb": 2048}, bearer(alice))
+    check(st == 200 and w["owner_id"] == "pa-alice", "register answered %s %r" % (st, w))
+    j = c.submit(title="pk", buyer_id="pk-buyer", command="echo hi")
+    for method, path, b in (("POST", "/api/v1/register", {"worker_id": "pk-w", "cpu_cores": 8,
+                                                         "ram_mb": 8192}),
+                            ("GET", "/api/v1/task?worker_id=pk-w", None),
+                            ("POST", "/api/v1/status", {"worker_id": "pk-w", "job_id": j["job_id"],
+                                                        "status": "running"}),
+                            ("POST", "/api/v1/unregister", {"worker_id": "pk-w"})):
+        st, doc = c.http(method, path, b, bearer(mallory))
+        check(st == 403 and doc["error"]["code"] == "forbidden",
+              "%s %s as another user answered %s %r" % (method, path, st, doc))
+    check(c.job(j["job_id"])["status"] == "pending", "another user's poll touched the job")
+    check(worker_row(c, "pk-w")["cpu_cores"] == 2, "another user's register changed the worker")
+    poll_run(c, "pk-w", j, bearer(alice), "pa-alice")
+
+
+@case("max_running_jobs: a capped buyer's jobs run one at a time while another buyer's jobs are "
+      "placed meanwhile")
+def t_running_cap(env):
+    c = env.coord
+    c.start()
+    st, doc = c.admin("POST", "/api/v1/users", {"user_id": "capped"})
+    check(st == 201, "create user answered %s %r" % (st, doc))
+    st, doc = c.admin("PATCH", "/api/v1/users/capped", {"limits": {"max_running_jobs": 1}})
+    check(st == 200, "limits answered %s %r" % (st, doc))
+    a = env.agent("cap-w", 4, 4096)
+    a.start()
+    wait_connected(c, ["cap-w"])
+    sleep = "python -c \"import time; time.sleep(1.5)\""
+    capped = [c.submit(title="capped-%d" % i, buyer_id="capped", priority=9, command=sleep)
+              for i in range(3)]
+    free = [c.submit(title="free-%d" % i, buyer_id="free", priority=1, command=sleep)
+            for i in range(2)]
+    done = wait_jobs_final(c, [j["job_id"] for j in capped + free], 90)
+    for j in done:
+        check(j["status"] == "completed", "job %s ended %s" % (j["job_id"], j["status"]))
+    cj = sorted(done[:3], key=lambda j: iso_ms(j["started_at"]))
+    fj = done[3:]
+    # Never two of the capped buyer's jobs at once: each starts after the previous one ended.
+    for prev, nxt in zip(cj, cj[1:]):
+        check(iso_ms(nxt["started_at"]) >= iso_ms(prev["completed_at"]),
+              "capped jobs overlapped: %s started %s before %s completed %s" % (
+                  nxt["job_id"], nxt["started_at"], prev["job_id"], prev["completed_at"]))
+    # The other buyer was not held behind them (its jobs are less urgent, yet both started
+    # before the capped buyer's last job).
+    for j in fj:
+        check(iso_ms(j["started_at"]) < iso_ms(cj[-1]["started_at"]),
+              "free job %s started %s, after the last capped job %s" % (
+                  j["job_id"], j["started_at"], cj[-1]["started_at"]))
 
 
 def start_rootless(c, a, timeout=30):
@@ -1034,7 +1407,9 @@ def t_rootless_unready(env):
 
 
 CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
-         t_db_outage, t_wrong_token, t_poll, t_rootless_hello, t_rootless_cancel_timeout,
+         t_db_outage, t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
+         t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
+         t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 
 

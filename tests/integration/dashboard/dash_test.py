@@ -37,6 +37,10 @@ class Server(cotest.Coordinator):
                     "WORKER_TIMEOUT_SECONDS": "60", "FRONTEND_DIR": workdir,
                     "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
                     "LOG_LEVEL": "INFO",
+                    # This suite's scripted agents and registrations carry no credential: the
+                    # development mode that keeps the agent routes open (the agent suite tests
+                    # the credentials).
+                    "OPEN_REGISTRATION": "true",
                     "ASAN_OPTIONS": os.environ.get("DASH_ASAN_OPTIONS", "detect_leaks=1")}
         settings.update(env_extra or {})
         super().__init__(ARGS.bin, ARGS.sql_dir, ADMIN, database_url=ARGS.database_url,

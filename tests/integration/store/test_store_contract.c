@@ -115,8 +115,10 @@ submit(const char *job_id, const char *buyer, int64_t cost, int64_t cores, int64
     return coord_store_job_submit(S, &j, &E);
 }
 
+/* Register (or update) an idle websocket worker through @s. */
 static int
-worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
+worker_on(struct coord_store *s, const char *wid, const char *owner, int64_t cores, int64_t ram,
+          co_err *err)
 {
     struct coord_worker w;
     memset(&w, 0, sizeof(w));
@@ -126,7 +128,13 @@ worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
     w.ram_mb = ram;
     w.status = COORD_WORKER_IDLE;
     w.websocket = true;
-    return coord_store_worker_upsert(S, &w, NULL, &E);
+    return coord_store_worker_upsert(s, &w, NULL, err);
+}
+
+static int
+worker(const char *wid, const char *owner, int64_t cores, int64_t ram)
+{
+    return worker_on(S, wid, owner, cores, ram, &E);
 }
 
 static int
@@ -1154,6 +1162,174 @@ t_workers(void)
     co_strlcpy(w.worker_id, "bad id", sizeof(w.worker_id));
     FAILS(coord_store_worker_upsert(S, &w, NULL, &E), CO_E_INVAL);
     FAILS(coord_store_worker_get(S, id("nope"), &out, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
+/* Two owners register one new worker id at once, each on its own connection. */
+struct owner_race_arg {
+    const char *worker;
+    const char *owner;
+    pthread_barrier_t *barrier;
+    int result; /* 0 ok, else the co_err code */
+};
+
+static void *
+owner_race(void *p)
+{
+    struct owner_race_arg *a = p;
+    struct coord_store *s = NULL;
+    co_err e = CO_ERR_INIT;
+    int rc = coord_store_open(&cfg, &s, &e);
+    pthread_barrier_wait(a->barrier);
+    a->result = CO_E_INTERNAL;
+    if (rc == 0) {
+        rc = worker_on(s, a->worker, a->owner, 2, 1024, &e);
+        a->result = rc < 0 ? (int)e.code : 0;
+    }
+    coord_store_close(s);
+    return NULL;
+}
+
+static int
+t_worker_owner(void)
+{
+    const char *w = id("w"), *alice = id("alice"), *mallory = id("mallory");
+    struct coord_worker out;
+    int64_t c, h;
+    OK(worker(w, alice, 4, 4096));
+    /* Another owner: refused, nothing changes; the owner itself: updated. */
+    FAILS(worker(w, mallory, 8, 8192), CO_E_FORBIDDEN);
+    OK(coord_store_worker_get(S, w, &out, &E));
+    CHECK(!strcmp(out.owner_id, alice) && out.cpu_cores == 4);
+    FAILS(worker(w, NULL, 8, 8192), CO_E_FORBIDDEN); /* "" = the worker id: another owner */
+    OK(worker(w, alice, 6, 4096));
+    OK(coord_store_worker_get(S, w, &out, &E));
+    CHECK_EQ(out.cpu_cores, 6);
+    OK(coord_store_worker_check_owner(S, w, alice, &E));
+    FAILS(coord_store_worker_check_owner(S, w, mallory, &E), CO_E_FORBIDDEN);
+    FAILS(coord_store_worker_check_owner(S, id("nope"), alice, &E), CO_E_NOTFOUND);
+    /* Payouts go to the stored owner. */
+    OK(submit(id("job"), id("buyer"), 3 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("job"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(balance(alice, &c, &h));
+    CHECK_EQ(c, START_CREDITS + 3 * CREDIT);
+    FAILS(balance(mallory, &c, &h), CO_E_NOTFOUND);
+    /* A row from before ownership was recorded is claimed by its first registration, once. */
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "UPDATE worker_registrations SET owner_id = 'declared', owner_claimed_at = NULL "
+             "WHERE worker_id = '%s'",
+             w);
+    OK(S->ops->exec_script(S, sql, &E));
+    OK(worker(w, mallory, 2, 2048));
+    OK(coord_store_worker_get(S, w, &out, &E));
+    CHECK(!strcmp(out.owner_id, mallory));
+    FAILS(worker(w, alice, 2, 2048), CO_E_FORBIDDEN);
+    /* A new id registered by two owners at once: exactly one owns it. */
+    for (int round = 0; round < 5; round++) {
+        char name[16], wid[CO_ID_MAX + 1];
+        snprintf(name, sizeof(name), "race-%d", round);
+        co_strlcpy(wid, id(name), sizeof(wid));
+        pthread_t th[2];
+        pthread_barrier_t barrier;
+        struct owner_race_arg a[2] = {{wid, alice, &barrier, 0}, {wid, mallory, &barrier, 0}};
+        pthread_barrier_init(&barrier, NULL, 2);
+        for (int i = 0; i < 2; i++)
+            if (pthread_create(&th[i], NULL, owner_race, &a[i]) != 0)
+                abort();
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        int won = a[0].result == 0 ? 0 : 1;
+        CHECK((a[0].result == 0) != (a[1].result == 0));
+        CHECK_EQ(a[1 - won].result, CO_E_FORBIDDEN);
+        OK(coord_store_worker_get(S, wid, &out, &E));
+        CHECK(!strcmp(out.owner_id, a[won].owner));
+    }
+    return 0;
+}
+
+/* The cap and running count of @buyer in @l, or -1 when it has no cap there. */
+static int64_t
+cap_of(const struct coord_buyer_cap_list *l, const char *buyer, int64_t *running)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        if (!strcmp(l->items[i].buyer_id, buyer)) {
+            *running = l->items[i].running;
+            return l->items[i].cap;
+        }
+    }
+    return -1;
+}
+
+/* How many jobs of @buyer are in @l. */
+static int
+jobs_of(const struct coord_job_list *l, const char *buyer)
+{
+    int n = 0;
+    for (size_t i = 0; i < l->len; i++)
+        n += !strcmp(l->items[i].buyer_id, buyer);
+    return n;
+}
+
+static int
+t_pending_capped(void)
+{
+    const char *w = id("w"), *capped = id("capped"), *free_b = id("free"), *boss = id("boss");
+    struct coord_job_list l;
+    struct coord_buyer_cap_list caps;
+    int64_t running = 0;
+    int attempt;
+    char sql[512];
+    OK(worker(w, id("seller"), 8, 8192));
+    for (int i = 0; i < 3; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "c%d", i);
+        OK(submit(id(name), capped, CREDIT, 1, 100, 9));
+        snprintf(name, sizeof(name), "b%d", i);
+        OK(submit(id(name), boss, CREDIT, 1, 100, 5));
+    }
+    OK(submit(id("f0"), free_b, CREDIT, 1, 100, 1));
+    OK(submit(id("f1"), free_b, CREDIT, 1, 100, 1));
+    snprintf(sql, sizeof(sql),
+             "UPDATE users SET limits = '{\"max_running_jobs\": 1}' WHERE user_id = '%s'; "
+             "UPDATE users SET is_admin = 1, limits = '{\"max_running_jobs\": 1}' "
+             "WHERE user_id = '%s'",
+             capped, boss);
+    OK(S->ops->exec_script(S, sql, &E));
+    /* Nothing running: every job is read; only the capped buyer has a cap (default none). */
+    OK(coord_store_job_pending_capped(S, 100, 0, &l, &caps, &E));
+    int ok = jobs_of(&l, capped) == 3 && jobs_of(&l, free_b) == 2 && jobs_of(&l, boss) == 3 &&
+             cap_of(&caps, capped, &running) == 1 && running == 0 &&
+             cap_of(&caps, free_b, &running) < 0 && cap_of(&caps, boss, &running) < 0;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    /* One of its jobs running: the capped buyer's jobs are left out of the read. */
+    OK(claim(id("c0"), w, &attempt));
+    OK(coord_store_job_started(S, id("c0"), w, attempt, &E));
+    OK(coord_store_job_pending_capped(S, 100, 0, &l, &caps, &E));
+    ok = jobs_of(&l, capped) == 0 && jobs_of(&l, free_b) == 2 && jobs_of(&l, boss) == 3 &&
+         cap_of(&caps, capped, &running) == 1 && running == 1;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    /* A default cap of 2 applies to the others; the admin has none; the override wins. */
+    OK(claim(id("f0"), w, &attempt));
+    OK(coord_store_job_pending_capped(S, 100, 2, &l, &caps, &E));
+    ok = jobs_of(&l, capped) == 0 && jobs_of(&l, free_b) == 1 && jobs_of(&l, boss) == 3 &&
+         cap_of(&caps, free_b, &running) == 2 && running == 1 &&
+         cap_of(&caps, boss, &running) < 0 && cap_of(&caps, capped, &running) == 1;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    OK(claim(id("f1"), w, &attempt));
+    OK(coord_store_job_pending_capped(S, 100, 2, &l, &caps, &E));
+    ok = jobs_of(&l, free_b) == 0 && jobs_of(&l, boss) == 3;
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
     return 0;
 }
 
@@ -2466,6 +2642,8 @@ main(void)
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},
         {"workers_upsert_list", t_workers},
+        {"worker_owner_first_registration", t_worker_owner},
+        {"pending_capped_max_running_jobs", t_pending_capped},
         {"accounts_create_get_patch_list", t_accounts},
         {"keys_create_list_lookup_revoke", t_keys},
         {"keys_10000_one_indexed_lookup", t_keys_10000},

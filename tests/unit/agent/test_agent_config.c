@@ -15,6 +15,7 @@
 static const char *const vars[] = {
     "COORDINATOR_URL",
     "AGENT_TOKEN",
+    "AGENT_KEY",
     "WORKER_ID",
     "OWNER_ID",
     "AGENT_CORES",
@@ -222,6 +223,27 @@ test_bad_values(void **state)
     assert_non_null(strstr(err.msg, "COORDINATOR_URL"));
 }
 
+/* AGENT_KEY: kept as given, "" when unset; a bad one is refused without echoing it. */
+static void
+test_agent_key(void **state)
+{
+    (void)state;
+    struct agent_config cfg;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), 0);
+    assert_string_equal(cfg.key, "");
+    agent_config_release(&cfg);
+    setenv("AGENT_KEY", "co_abcDEF-123_xyz", 1);
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), 0);
+    assert_string_equal(cfg.key, "co_abcDEF-123_xyz");
+    assert_string_equal(cfg.token, "");
+    agent_config_release(&cfg);
+    check_bad("AGENT_KEY", "co_secret with-space");
+    setenv("AGENT_KEY", "co_secret\tpart", 1);
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), -1);
+    assert_null(strstr(err.msg, "co_secret"));
+}
+
 static void
 test_hostname_not_an_id(void **state)
 {
@@ -292,6 +314,7 @@ main(void)
         cmocka_unit_test_setup(test_explicit, reset_env),
         cmocka_unit_test_setup(test_bad_values, reset_env),
         cmocka_unit_test_setup(test_hostname_not_an_id, reset_env),
+        cmocka_unit_test_setup(test_agent_key, reset_env),
         cmocka_unit_test(test_default_work_root),
         cmocka_unit_test_setup(test_work_root_env, reset_env),
         cmocka_unit_test(test_urls),

@@ -62,6 +62,7 @@ test_null_err_and_long_messages(void **state)
     assert_int_equal(strlen(err.msg), CO_ERR_MSG_MAX - 1);
     assert_string_equal(co_err_code_name(CO_E_NOTFOUND), "not_found");
     assert_string_equal(co_err_code_name(CO_E_FUNDS), "insufficient_credits");
+    assert_string_equal(co_err_code_name(CO_E_FORBIDDEN), "forbidden");
     assert_string_equal(co_err_code_name((enum co_errcode)999), "unknown");
 }
 
