@@ -48,6 +48,7 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
         hub->ev_handle = coord_events_subscribe(hub->events, hub_on_event, hub);
     hub->sched = coord_sched_new(hub);
     hub->lease = coord_lease_new(hub);
+    hub->reconcile = coord_reconcile_new(hub);
     co_info("agent sessions ready lease_ms=%lld heartbeat_ms=%lld", (long long)hub->lease_ms,
             (long long)hub->heartbeat_ms);
     return hub;
@@ -76,6 +77,8 @@ hub_destroy(struct coord_agents *hub)
     hub->sched = NULL;
     coord_lease_free(hub->lease);
     hub->lease = NULL;
+    coord_reconcile_free(hub->reconcile);
+    hub->reconcile = NULL;
     if (hub->events && hub->ev_handle > 0)
         coord_events_unsubscribe(hub->events, hub->ev_handle);
     hub->events = NULL;
@@ -1237,8 +1240,30 @@ finish_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
     it->changed = false;
+    if (it->res.platform_fault && it->attempt < COORD_PLATFORM_ATTEMPTS_MAX) {
+        /* Not the buyer's fault: the job goes back to the queue, the attempt is given back. */
+        it->rc =
+            coord_store_job_requeue_free(store, it->job_id, it->worker_id, it->attempt, &it->err);
+        it->changed = it->rc == 0;
+        return;
+    }
     it->rc = coord_store_job_finish(store, it->job_id, it->worker_id, it->attempt, &it->res,
                                     &it->changed, &it->err);
+}
+
+/* Count a stored end towards the worker's streak of platform-side failures (quarantine). */
+static void
+agent_quarantine_note(struct agent_sess *s, const struct job_item *it)
+{
+    if (it->res.status == COORD_JOB_CANCELLED)
+        return;
+    bool fault = it->res.platform_fault;
+    if (coord_quarantine_record(it->worker_id, fault, coord_failure_name(it->res.failure),
+                                s->hub->cfg->quarantine_seconds * 1000))
+        co_warn("worker quarantined after %d consecutive platform-side failures worker=%s "
+                "seconds=%lld",
+                COORD_QUARANTINE_FAILURES, it->worker_id,
+                (long long)s->hub->cfg->quarantine_seconds);
 }
 
 static void
@@ -1284,6 +1309,8 @@ finish_done(void *arg)
     struct agent_job *j = agent_sess_find(s, it->job_id);
     if (j && j->attempt == it->attempt)
         agent_sess_remove_job(s, it->job_id);
+    if (it->rc == 0 && it->changed)
+        agent_quarantine_note(s, it);
     if (it->rc == 0) {
         if (it->changed) {
             co_debug("job finished job=%s attempt=%d worker=%s status=%s", it->job_id, it->attempt,

@@ -3,6 +3,8 @@
  * validate the body, call the store, and render the answer with co_jsonw.
  */
 #include "coord_api.h"
+#include "coord_reconcile.h"
+#include "coord_sched.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -353,6 +355,7 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
     co_jsonw_kstr(w, "description", j->description ? j->description : "");
     co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
     co_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
+    coord_sched_write_pending_reason(w, j);
     co_jsonw_kcredits(w, "cost", j->cost);
     co_jsonw_kint(w, "required_cores", j->required_cores);
     co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
@@ -420,7 +423,11 @@ coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk, i
                   wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
     co_jsonw_kint(w, "free_ram_mb",
                   wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
-    co_jsonw_kstr(w, "status", coord_worker_status_name(st));
+    char reason[200];
+    bool quarantined =
+        st != COORD_WORKER_OFFLINE && coord_quarantine_check(wk->worker_id, reason, sizeof(reason));
+    co_jsonw_kstr(w, "status", quarantined ? "quarantined" : coord_worker_status_name(st));
+    co_jsonw_kstr(w, "status_reason", quarantined ? reason : NULL);
     co_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
     co_jsonw_kint(w, "running_jobs", wk->running_jobs);
     co_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
@@ -461,6 +468,7 @@ coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j)
     co_jsonw_obj_begin(w);
     co_jsonw_kstr(w, "job_id", j->job_id);
     co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
+    coord_sched_write_pending_reason(w, j);
     co_jsonw_kint(w, "required_cores", j->required_cores);
     co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
     co_jsonw_kint(w, "priority", j->priority);
