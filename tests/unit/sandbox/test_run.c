@@ -204,6 +204,7 @@ test_cancel_from_thread(void **state)
 struct conc {
     struct sbx_result res;
     int rc;
+    co_err err;
 };
 
 static void *
@@ -214,8 +215,8 @@ run_thread(void *arg)
     struct sbx_spec spec;
     sbx_spec_init(&spec);
     spec.argv = argv;
-    co_err err = CO_ERR_INIT;
-    c->rc = sbx_run(&spec, &c->res, &err);
+    c->err = (co_err)CO_ERR_INIT;
+    c->rc = sbx_run(&spec, &c->res, &c->err);
     return NULL;
 }
 
@@ -232,6 +233,17 @@ test_concurrent_threads_get_distinct_uids(void **state)
     for (int i = 0; i < N; i++)
         pthread_join(t[i], NULL);
     for (int i = 0; i < N; i++) {
+        if (c[i].rc != 0 || c[i].res.status != SBX_OK) {
+            /* Say what happened to the sandbox before the assertions below fail. */
+            fprintf(stderr,
+                    "sandbox %d: rc %d (%s), status %d, exit %d, signal %d, wall %lld ms, "
+                    "cpu %lld ms, slot %u, step '%s', errno %d, '%s', stdout '%s', stderr '%s'\n",
+                    i, c[i].rc, c[i].err.msg, (int)c[i].res.status, c[i].res.exit_code,
+                    c[i].res.signal, (long long)c[i].res.wall_ms, (long long)c[i].res.cpu_ms,
+                    c[i].res.slot, c[i].res.error_step, c[i].res.error_errno, c[i].res.error_msg,
+                    c[i].res.stdout_data ? c[i].res.stdout_data : "",
+                    c[i].res.stderr_data ? c[i].res.stderr_data : "");
+        }
         assert_int_equal(c[i].rc, 0);
         assert_int_equal(c[i].res.status, SBX_OK);
         char want[32];
