@@ -289,6 +289,25 @@ test_network_namespace_without_pool(void **state)
     sbx_result_release(&a);
 }
 
+struct prewarm_job {
+    struct sbx_result res;
+    int rc;
+};
+
+static void *
+prewarm_job_run(void *arg)
+{
+    struct prewarm_job *j = arg;
+    const char *argv[] = {
+        "sh", "-c", "cat /proc/net/dev | tail -n +3; readlink /proc/self/ns/net; sleep 0.5", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    co_err err = CO_ERR_INIT;
+    j->rc = sbx_run(&spec, &j->res, &err);
+    return NULL;
+}
+
 static void
 test_prewarmed_namespaces(void **state)
 {
@@ -298,15 +317,21 @@ test_prewarmed_namespaces(void **state)
     assert_int_equal(sbx_async_cleanup(&err), 0);
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    /* Two jobs in a row see a network namespace with only a down "lo", and not the same one. */
-    const char *argv[] = {"sh", "-c", "cat /proc/net/dev | tail -n +3; readlink /proc/self/ns/net",
-                          NULL};
-    struct sbx_spec spec;
-    sbx_spec_init(&spec);
-    spec.argv = argv;
-    struct sbx_result a, b;
-    run_ok(&spec, &a);
-    run_ok(&spec, &b);
+    /*
+     * Two jobs at once see a network namespace with only a down "lo", and not the same one.  They
+     * overlap (each sleeps after printing) so that both namespaces exist at the same time: jobs
+     * run one after the other could show the same inode number for two different namespaces,
+     * because the kernel reuses the number of a freed one.
+     */
+    struct prewarm_job pa = {0}, pb = {0};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, prewarm_job_run, &pa), 0);
+    assert_int_equal(pthread_create(&tb, NULL, prewarm_job_run, &pb), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_int_equal(pa.rc, 0);
+    assert_int_equal(pb.rc, 0);
+    struct sbx_result a = pa.res, b = pb.res;
     assert_int_equal(a.status, SBX_OK);
     assert_int_equal(b.status, SBX_OK);
     assert_non_null(strstr(a.stdout_data, "lo:"));
