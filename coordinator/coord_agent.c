@@ -1130,6 +1130,7 @@ struct job_item {
     /* job.finished / job.rejected */
     struct coord_job_result res;
     bool changed;
+    bool requeued; /* a platform fault: back to the queue, attempt given back (not a result) */
     char buyer_id[CO_ID_MAX + 1];
     char owner_id[CO_ID_MAX + 1];
     lws_sorted_usec_list_t retry;
@@ -1245,6 +1246,7 @@ finish_work(struct coord_store *store, void *arg)
         it->rc =
             coord_store_job_requeue_free(store, it->job_id, it->worker_id, it->attempt, &it->err);
         it->changed = it->rc == 0;
+        it->requeued = it->changed;
         return;
     }
     it->rc = coord_store_job_finish(store, it->job_id, it->worker_id, it->attempt, &it->res,
@@ -1312,7 +1314,11 @@ finish_done(void *arg)
     if (it->rc == 0 && it->changed)
         agent_quarantine_note(s, it);
     if (it->rc == 0) {
-        if (it->changed) {
+        if (it->changed && it->requeued) {
+            co_debug("job requeued after a platform fault job=%s attempt=%d worker=%s", it->job_id,
+                     it->attempt, it->worker_id);
+            agent_hub_publish(hub, COORD_EVENT_JOB, it->job_id);
+        } else if (it->changed) {
             co_debug("job finished job=%s attempt=%d worker=%s status=%s", it->job_id, it->attempt,
                      it->worker_id, coord_job_status_name(it->res.status));
             agent_hub_publish(hub, COORD_EVENT_JOB, it->job_id);
