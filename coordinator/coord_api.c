@@ -15,6 +15,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "co_jsonw.h"
+#include "coord_idem.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -712,7 +713,7 @@ h_status(struct coord_store *s, struct coord_req *r)
         return;
     const char *wid, *jid, *status, *out_s, *err_s, *reason;
     int64_t exit_code = 0, attempt = 0;
-    bool has_exit = false, has_attempt = false;
+    bool has_exit = false;
     struct coord_job j;
     memset(&j, 0, sizeof(j));
     co_err err = CO_ERR_INIT;
@@ -722,7 +723,7 @@ h_status(struct coord_store *s, struct coord_req *r)
         get_int(r, root, "exit_code", false, -255, 255, &exit_code, &has_exit) < 0 ||
         get_str(r, root, "stdout", false, 0, SIZE_MAX, &out_s) < 0 ||
         get_str(r, root, "stderr", false, 0, SIZE_MAX, &err_s) < 0 ||
-        get_int(r, root, "attempt", false, 1, INT32_MAX, &attempt, &has_attempt) < 0 ||
+        get_int(r, root, "attempt", true, 1, INT32_MAX, &attempt, NULL) < 0 ||
         get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0)
         goto out;
     int st = coord_job_status_parse(status);
@@ -772,8 +773,6 @@ h_status(struct coord_store *s, struct coord_req *r)
                         wid);
         goto out;
     }
-    if (!has_attempt)
-        attempt = j.attempts;
     if (coord_store_worker_heartbeat(s, wid, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
@@ -785,8 +784,19 @@ h_status(struct coord_store *s, struct coord_req *r)
             goto out;
         }
     }
-    if ((out_s && *out_s && coord_store_output_append(s, jid, 1, out_s, strlen(out_s), &err) < 0) ||
-        (err_s && *err_s && coord_store_output_append(s, jid, 2, err_s, strlen(err_s), &err) < 0)) {
+    /*
+     * Output is fenced like the rest: only the current attempt on this worker appends.  A repeat
+     * of the final report of the current attempt (a client retry) appends nothing again.
+     */
+    bool repeat =
+        j.attempts == attempt && (j.status == COORD_JOB_COMPLETED || j.status == COORD_JOB_FAILED ||
+                                  j.status == COORD_JOB_CANCELLED);
+    if (!repeat && ((out_s && *out_s &&
+                     coord_store_output_append_attempt(s, jid, wid, (int)attempt, 1, out_s,
+                                                       strlen(out_s), &err) < 0) ||
+                    (err_s && *err_s &&
+                     coord_store_output_append_attempt(s, jid, wid, (int)attempt, 2, err_s,
+                                                       strlen(err_s), &err) < 0))) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -944,8 +954,8 @@ h_invariant(struct coord_store *s, struct coord_req *r)
     r->status = 200;
 }
 
-void
-coord_api_handle(struct coord_store *store, struct coord_req *r)
+static void
+api_dispatch(struct coord_store *store, struct coord_req *r)
 {
     switch (r->route) {
     case COORD_R_SUBMIT:
@@ -998,6 +1008,16 @@ coord_api_handle(struct coord_store *store, struct coord_req *r)
         coord_req_error(r, 404, "not_found", NULL, "unknown path");
         break;
     }
+}
+
+void
+coord_api_handle(struct coord_store *store, struct coord_req *r)
+{
+    /* A POST with an Idempotency-Key runs at most once per key (coord_idem). */
+    if (r->method == LWSHUMETH_POST && r->idem_key[0])
+        coord_idem_run(store, r, api_dispatch);
+    else
+        api_dispatch(store, r);
 }
 
 /* ------------------------------------------------------------------ health and metrics */

@@ -26,6 +26,7 @@
 #include "co_time.h"
 #include "coord_agent_ws.h"
 #include "coord_api.h"
+#include "coord_idem.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
 #include "co_jsonw.h"
@@ -219,7 +220,8 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
             return -1;
         if (r->method == LWSHUMETH_OPTIONS) {
             static const char methods[] = "GET, POST, OPTIONS";
-            static const char headers[] = "Content-Type, X-Admin-Token, X-Agent-Token";
+            static const char headers[] =
+                "Content-Type, X-Admin-Token, X-Agent-Token, Idempotency-Key";
             if (lws_add_http_header_by_name(
                     wsi, (const unsigned char *)"access-control-allow-methods:",
                     (const unsigned char *)methods, (int)strlen(methods), &p, end) ||
@@ -231,6 +233,10 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
                 return -1;
         }
     }
+    if (r->idem_replayed &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"idempotent-replayed:",
+                                    (const unsigned char *)"true", 4, &p, end))
+        return -1;
     if (strcmp(r->content_type, "application/json") == 0 &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
@@ -388,6 +394,38 @@ token_ok(const char *got, const char *want)
     if (!want)
         return true;
     return co_consttime_eq(got, strlen(got), want, strlen(want)) == 1;
+}
+
+/*
+ * The Idempotency-Key of a POST into r->idem_key (absent: ""), with the identity of the
+ * credential that came with it into r->idem_cred.  Until per-user keys exist the credentials are
+ * the two shared tokens, so the identity is their role ("admin", "agent") or "anonymous".
+ * Returns -1 with the answer filled when the header is not a valid key.
+ */
+static int
+req_idempotency(struct lws *wsi, struct coord_req *r, bool agent_ok)
+{
+    static const char name[] = "idempotency-key:";
+    r->idem_key[0] = '\0';
+    int n = lws_hdr_custom_length(wsi, name, (int)strlen(name));
+    if (n < 0)
+        return 0;
+    if (n > COORD_IDEM_KEY_MAX ||
+        lws_hdr_custom_copy(wsi, r->idem_key, (int)sizeof(r->idem_key), name, (int)strlen(name)) <
+            0 ||
+        !coord_idem_header_ok(r->idem_key, strlen(r->idem_key))) {
+        r->idem_key[0] = '\0';
+        coord_req_error(r, 422, "invalid_field", "Idempotency-Key",
+                        "Idempotency-Key must be 1-%d visible ASCII characters",
+                        COORD_IDEM_KEY_MAX);
+        return -1;
+    }
+    co_strlcpy(r->idem_cred,
+               r->admin   ? "admin"
+               : agent_ok ? "agent"
+                          : "anonymous",
+               sizeof(r->idem_cred));
+    return 0;
 }
 
 static void
@@ -596,6 +634,9 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         req_answer(r);
         return 0;
     }
+    bool have_agent_ok = false;
+    if (srv->cfg->agent_token && hdr_custom(wsi, "x-agent-token:", tok, sizeof(tok)))
+        have_agent_ok = token_ok(tok, srv->cfg->agent_token);
     if (ri.auth == COORD_AUTH_AGENT && srv->cfg->agent_token) {
         bool have = hdr_custom(wsi, "x-agent-token:", tok, sizeof(tok));
         if (!have || !token_ok(tok, srv->cfg->agent_token)) {
@@ -604,6 +645,11 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
             req_answer(r);
             return 0;
         }
+    }
+
+    if (m == LWSHUMETH_POST && req_idempotency(wsi, r, have_agent_ok) < 0) {
+        req_answer(r);
+        return 0;
     }
 
     /* Query arguments. */

@@ -71,6 +71,17 @@ enum store_q {
     Q_INV_LEDGER,
     Q_INV_HELD,
     Q_INV_SETTLED,
+    Q_IDEM_EXPIRE,
+    Q_IDEM_INSERT,
+    Q_IDEM_GET,
+    Q_IDEM_SET,
+    Q_RET_CODE,
+    Q_RET_CHUNKS,
+    Q_RET_OUTPUT,
+    Q_RET_WORKERS,
+    Q_RET_IDEM,
+    Q_RET_ARTIFACTS_TABLE,
+    Q_RET_ARTIFACTS,
     Q_COUNT
 };
 
