@@ -16,6 +16,7 @@
 #include "co_time.h"
 #include "co_jsonw.h"
 #include "coord_idem.h"
+#include "coord_retention.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -57,6 +58,8 @@ static const struct route_def routes[] = {
     {"/health", NULL, LWSHUMETH_GET, COORD_R_HEALTH, COORD_AUTH_NONE, false, false, COORD_DB_READ},
     {"/debug/invariant", NULL, LWSHUMETH_GET, COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
      false, COORD_DB_READ},
+    {"/debug/retention", NULL, LWSHUMETH_POST, COORD_R_DEBUG_RETENTION, COORD_AUTH_ADMIN, true,
+     false, COORD_DB_WRITE},
 };
 
 int
@@ -954,6 +957,44 @@ h_invariant(struct coord_store *s, struct coord_req *r)
     r->status = 200;
 }
 
+/*
+ * POST /api/v1/debug/retention {"older_than_seconds": N} (admin): run retention now with the
+ * cutoff N seconds ago, in RETENTION_BATCH-row transactions, and answer what it removed.
+ */
+static void
+h_retention(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"older_than_seconds", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    int64_t older = 0;
+    struct coord_retention_counts c;
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 ||
+        get_int(r, root, "older_than_seconds", true, 0, INT64_C(3650) * 86400, &older, NULL) < 0)
+        goto out;
+    if (coord_retention_run(s, co_wall_ms() - older * 1000, r->srv->cfg->retention_batch, &c,
+                            &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kint(&w, "job_code", c.job_code);
+    co_jsonw_kint(&w, "output_chunks", c.output_chunks);
+    co_jsonw_kint(&w, "outputs", c.outputs);
+    co_jsonw_kint(&w, "artifacts", c.artifacts);
+    co_jsonw_kint(&w, "workers", c.workers);
+    co_jsonw_kint(&w, "idempotency_keys", c.idem_keys);
+    co_jsonw_obj_end(&w);
+    r->status = 200;
+out:
+    json_decref(root);
+}
+
 static void
 api_dispatch(struct coord_store *store, struct coord_req *r)
 {
@@ -1003,6 +1044,9 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
         break;
     case COORD_R_DEBUG_INVARIANT:
         h_invariant(store, r);
+        break;
+    case COORD_R_DEBUG_RETENTION:
+        h_retention(store, r);
         break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");

@@ -47,6 +47,10 @@ struct coord_config {
     char *tls_cert_file;    /* TLS_CERT_FILE: PEM certificate (chain), NULL = plain HTTP */
     char *tls_key_file;     /* TLS_KEY_FILE: PEM private key */
     bool tls_redirect_http; /* TLS_REDIRECT_HTTP: plain HTTP on PORT gets a redirect to https */
+    /* Retention (coord_retention.c). */
+    int64_t retention_days;             /* RETENTION_DAYS, default 30 */
+    int64_t retention_interval_seconds; /* RETENTION_INTERVAL_SECONDS, default 3600 */
+    int64_t retention_batch;            /* RETENTION_BATCH: rows per transaction, default 500 */
 };
 
 /**

@@ -27,6 +27,7 @@
 #include "coord_agent_ws.h"
 #include "coord_api.h"
 #include "coord_idem.h"
+#include "coord_retention.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
 #include "co_jsonw.h"
@@ -864,6 +865,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     coord_events_subscribe(srv->events, server_on_event, srv);
     int rc = -1;
     struct coord_dash_evloop *evl = NULL;
+    struct coord_retention *retention = NULL;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (cfg->debug ? LLL_NOTICE : 0), server_log_emit);
 
@@ -965,6 +967,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     coord_db_set_context(db, srv->ctx);
     /* Work queued during PROTOCOL_INIT finished without a wake-up: look at it now. */
     lws_cancel_service(srv->ctx);
+    retention = coord_retention_start(srv->ctx, db, cfg->retention_days * 86400 * INT64_C(1000),
+                                      cfg->retention_interval_seconds * 1000, cfg->retention_batch);
     co_info("listening host=%s port=%d tls=%s store=%s frontend=%s", cfg->host, cfg->port,
             cfg->tls_cert_file ? (cfg->tls_redirect_http ? "yes+redirect" : "yes") : "no", backend,
             cfg->frontend_dir);
@@ -1001,6 +1005,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     }
     rc = 0;
 out:
+    coord_retention_stop(retention);
     if (srv->ctx) {
         coord_db_set_context(db, NULL);
         lws_context_destroy(srv->ctx);

@@ -41,6 +41,7 @@ enum coord_route {
     COORD_R_HEALTH,
     COORD_R_METRICS,
     COORD_R_DEBUG_INVARIANT,
+    COORD_R_DEBUG_RETENTION,
     COORD_R_COUNT
 };
 

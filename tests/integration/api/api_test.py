@@ -44,6 +44,7 @@ class Server(cotest.Coordinator):
             "MAX_BODY_BYTES": "262144",
             "MAX_JOB_CORES": "64",
             "MAX_JOB_RAM_MB": "65536",
+            "RETENTION_BATCH": "2",  # retention runs in many small transactions here
             "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
             "LOG_FILE": os.path.join(workdir, "coordinator.log"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
@@ -1069,6 +1070,74 @@ def t_idempotency(srv, args):
     invariant(srv)
 
 
+def retention_now(srv, older_than_seconds):
+    st, doc, _ = srv.jreq("POST", "/api/v1/debug/retention",
+                          {"older_than_seconds": older_than_seconds}, admin=True)
+    check(st == 200, "debug/retention: %d %r" % (st, doc))
+    return doc
+
+
+def t_retention(srv):
+    """Retention removes old finished jobs' code and output and silent unused workers; job rows,
+    the ledger and recent data stay; runs in batches of RETENTION_BATCH=2 to the end."""
+    buyer = "ret-" + uuid.uuid4().hex[:6]
+    wid = "ret-w-" + uuid.uuid4().hex[:6]
+    ghost = "ret-ghost-" + uuid.uuid4().hex[:6]
+    register(srv, wid, cores=1, ram=100)
+    register(srv, ghost, cores=1, ram=100)
+    done = []
+    for i in range(3):
+        j = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100, priority=10,
+                   code="print('old %d')" % i)
+        st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
+        check(st == 200 and a["job_id"] == j["job_id"], "task: %d %r" % (st, a))
+        st, doc, _ = srv.jreq("POST", "/api/v1/status", {
+            "worker_id": wid, "job_id": j["job_id"], "attempt": a["attempt"],
+            "status": "completed", "exit_code": 0, "stdout": "out %d\n" % i,
+            "stderr": "err %d\n" % i})
+        check(st == 200 and doc["status"] == "completed", doc)
+        done.append(j["job_id"])
+    cancelled = submit(srv, buyer_id=buyer, required_cores=64, code="print('never')")
+    st, _, _ = srv.jreq("POST", "/api/v1/jobs/%s/cancel" % cancelled["job_id"], admin=True)
+    check(st == 200, "cancel")
+    pending = submit(srv, buyer_id=buyer, required_cores=64, code="print('waiting')")
+    st, led_before, _ = srv.jreq("GET", "/api/v1/credits/%s/ledger" % buyer, admin=True)
+    # A cutoff an hour ago: everything here is younger and stays.
+    retention_now(srv, 3600)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + done[0], admin=True)
+    check(doc["code"] == "print('old 0')", "young code removed: %r" % doc["code"])
+    st, out, _ = srv.jreq("GET", "/api/v1/jobs/%s/output" % done[0], admin=True)
+    check(out["stdout"] == "out 0\n", out)
+    time.sleep(1.2)
+    got = retention_now(srv, 1)
+    check(got["job_code"] >= 4 and got["output_chunks"] >= 6 and got["workers"] >= 1, got)
+    for i, jid in enumerate(done):
+        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + jid, admin=True)
+        check(st == 200 and doc["status"] == "completed" and doc["exit_code"] == 0, doc)
+        check(doc["code"] == "", "old code kept: %r" % doc["code"])
+        st, out, _ = srv.jreq("GET", "/api/v1/jobs/%s/output" % jid, admin=True)
+        check(st == 200 and out["stdout"] == "" and out["stderr"] == "", out)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + pending["job_id"], admin=True)
+    check(doc["status"] == "pending" and doc["code"] == "print('waiting')",
+          "a pending job lost its code: %r" % doc)
+    st, led_after, _ = srv.jreq("GET", "/api/v1/credits/%s/ledger" % buyer, admin=True)
+    check(led_after == led_before, "the ledger changed")
+    st, ws, _ = srv.jreq("GET", "/api/v1/workers")
+    ids = {w["worker_id"] for w in ws}
+    check(ghost not in ids, "a silent worker without jobs stayed")
+    check(wid in ids, "a worker named by job rows was removed")
+    # A second run right after finds nothing left.
+    again = retention_now(srv, 1)
+    check(not any(again.values()), "second run still removed %r" % again)
+    st, doc, _ = srv.jreq("POST", "/api/v1/debug/retention", {"older_than_seconds": -1},
+                          admin=True)
+    expect_error(st, doc, 422, "invalid_field", "older_than_seconds")
+    st, doc, _ = srv.jreq("POST", "/api/v1/debug/retention", {"older_than_seconds": 1})
+    expect_error(st, doc, 401, "unauthorized")
+    srv.jreq("POST", "/api/v1/jobs/%s/cancel" % pending["job_id"], admin=True)
+    invariant(srv)
+
+
 def t_shutdown(args):
     srv = Server(args).start()
     submit(srv, buyer_id="shutdown")
@@ -1175,6 +1244,8 @@ def main():
              args)
         case("Idempotency-Key: replay, mismatch, concurrent, credentials, restart",
              t_idempotency, srv, args)
+        case("retention: old code, output and silent workers go; rows and ledger stay",
+             t_retention, srv)
         if args.pg_dir:
             case("PostgreSQL restart: 503 during the gap, recovery after", t_pg_restart, srv,
                  args)
