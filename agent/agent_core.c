@@ -22,8 +22,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
@@ -124,9 +126,10 @@ struct agent {
     int64_t grace_deadline_ms;
     int64_t deliver_deadline_ms; /* 0 until every job is over */
     bool exit_loop;
-    bool close_sent;      /* the clean close frame was asked for (logged once) */
-    int64_t hello_at_ms;  /* when hello was written */
-    bool drop_connection; /* close the connection at the next WRITEABLE (no welcome) */
+    bool close_sent;             /* the clean close frame was asked for (logged once) */
+    int64_t hello_at_ms;         /* when hello was written */
+    bool drop_connection;        /* close the connection at the next WRITEABLE (no welcome) */
+    bool test_kill_after_result; /* AGENT_TEST_KILL_AFTER_RESULT=1: SIGKILL after journaling */
     int exit_code;
 };
 
@@ -313,7 +316,14 @@ job_journal_result(struct agent *a, struct job *j)
         return;
     co_err err = CO_ERR_INIT;
     /* The job thread was joined: j->fin is this thread's alone now. */
-    if (agent_results_save(a->cfg->work_root, &j->fin, &err) != 0)
+    int rc = agent_results_save(a->cfg->work_root, &j->fin, &err);
+    if (rc == 0 && a->test_kill_after_result) {
+        /* Test hook: a crash after the job finished, before its result was sent or acked. */
+        co_warn("AGENT_TEST_KILL_AFTER_RESULT: killing this agent after journaling job=%s",
+                j->ref.job_id);
+        kill(getpid(), SIGKILL);
+    }
+    if (rc != 0)
         co_error("result not journaled (it is kept in memory only) job=%s attempt=%" PRId64
                  " error=\"%s\"",
                  j->ref.job_id, j->ref.attempt, err.msg);
@@ -1051,6 +1061,8 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
     pthread_mutex_init(&a->mu, NULL);
     co_buf_init(&a->rx);
     agent_cap_init(&a->cap, cfg->cores, cfg->ram_mb);
+    const char *kill_hook = getenv("AGENT_TEST_KILL_AFTER_RESULT");
+    a->test_kill_after_result = kill_hook && strcmp(kill_hook, "1") == 0;
     a->hb_interval_ms = 10000;
     a->retry = (lws_retry_bo_t){
         .retry_ms_table = backoff_ms,
