@@ -71,6 +71,9 @@ hub_destroy(struct coord_agents *hub)
     co_info("agent writes stored writes=%llu items=%llu transactions=%llu undone=%llu",
             (unsigned long long)hub->batched_ops, (unsigned long long)hub->batches,
             (unsigned long long)hub->batch_txs, (unsigned long long)hub->batch_undone);
+    co_info("agent results output_duplicates=%llu output_gaps=%llu assigns_resent=%llu",
+            (unsigned long long)hub->output_duplicates, (unsigned long long)hub->output_gaps,
+            (unsigned long long)hub->assigns_resent);
     coord_sched_free(hub->sched);
     hub->sched = NULL;
     coord_lease_free(hub->lease);
@@ -508,6 +511,8 @@ agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attemp
     j->ram_mb = ram_mb;
     j->state = st;
     j->since_ms = co_mono_ms();
+    /* A fresh assignment starts at seq 0; an attempt taken over at hello continues its own. */
+    j->out_next_seq = st == AJ_CLAIMING || st == AJ_ASSIGNED ? 0 : -1;
     s->free_cores -= cores;
     s->free_ram_mb -= ram_mb;
     ix_add(s->hub, job->job_id, s);
@@ -681,6 +686,20 @@ struct offline_item {
     int rc;
 };
 
+/*
+ * job.ack: the result of (@job_id, @attempt) is stored, or was a duplicate or stale: the agent
+ * may forget it (PROTOCOL.md "Results are kept until acknowledged").  Sent only after the
+ * result's transaction committed.
+ */
+static void
+sess_send_result_ack(struct agent_sess *s, const char *job_id, int attempt)
+{
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ACK};
+    co_strlcpy(m.u.ack.job.job_id, job_id, sizeof(m.u.ack.job.job_id));
+    m.u.ack.job.attempt = attempt;
+    sess_send(s, &m);
+}
+
 static void
 offline_work(struct coord_store *store, void *arg)
 {
@@ -732,6 +751,7 @@ struct hello_item {
     struct coord_job *active; /* assigned/running jobs of the worker in the store */
     size_t n_active;
     bool *released; /* per active job: the agent does not hold it, it went back to the queue */
+    bool *resend;   /* per active job: assigned, never reported: job.assign again, same attempt */
     bool *zombie;   /* per running ref: not a current attempt of this worker, cancel it */
 };
 
@@ -758,6 +778,39 @@ hello_key(struct coord_store *store, const char *key_hash, const char *declared_
         return co_err_field(err, CO_E_FORBIDDEN, "owner_id",
                             "owner_id '%s' is not the key's user '%s'", declared_owner, p->user_id);
     return 0;
+}
+
+/*
+ * An active job the agent did not list in its hello: if it is still `assigned` (the agent never
+ * reported it started), the job.assign was lost and is sent again after the welcome on the same
+ * attempt, without using one up.  Loads the job with its code into it->active[@i].  Returns 1 when
+ * it is to be re-sent, 0 when not (the caller releases it), -1 with it->rc/err set when the store
+ * failed (the hello is refused and retried).
+ */
+static int
+hello_resend_assign(struct coord_store *store, struct hello_item *it, size_t i)
+{
+    struct coord_job *j = &it->active[i];
+    if (j->status != COORD_JOB_ASSIGNED)
+        return 0;
+    struct coord_job full;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_job_get(store, j->job_id, true, &full, &err) < 0) {
+        if (err.code == CO_E_NOTFOUND)
+            return 0;
+        it->rc = -1;
+        co_err_set(&it->err, err.code, "load job '%s': %s", j->job_id, err.msg);
+        return -1;
+    }
+    if (full.status != COORD_JOB_ASSIGNED || full.attempts != j->attempts ||
+        strcmp(full.assigned_worker, it->w.worker_id) != 0) {
+        coord_job_release(&full);
+        return 0;
+    }
+    coord_job_release(j);
+    *j = full;
+    it->resend[i] = true;
+    return 1;
 }
 
 static void
@@ -788,6 +841,7 @@ hello_work(struct coord_store *store, void *arg)
         free(l.items); /* the rows moved into it->active */
     }
     it->released = co_xcalloc(it->n_active + 1, sizeof(bool));
+    it->resend = co_xcalloc(it->n_active + 1, sizeof(bool));
     it->zombie = co_xcalloc(it->n_running + 1, sizeof(bool));
     for (size_t i = 0; i < it->n_active; i++) {
         struct coord_job *j = &it->active[i];
@@ -798,6 +852,11 @@ hello_work(struct coord_store *store, void *arg)
                 held = true;
         }
         if (held)
+            continue;
+        int r = hello_resend_assign(store, it, i);
+        if (r < 0)
+            return;
+        if (r > 0)
             continue;
         /*
          * The agent does not run it (it never got it, or lost it, e.g. it was restarted): that
@@ -849,6 +908,7 @@ hello_item_free(struct hello_item *it)
         coord_job_release(&it->active[i]);
     free(it->active);
     free(it->released);
+    free(it->resend);
     free(it->zombie);
     free(it->running);
     free(it);
@@ -967,6 +1027,16 @@ hello_done(void *arg)
         if (it->released[i]) {
             agent_hub_publish(hub, COORD_EVENT_JOB, j->job_id);
             released++;
+            continue;
+        }
+        if (it->resend[i]) {
+            /* Never reported by the agent: the assignment was lost; same attempt again. */
+            agent_sess_add_job(s, j, j->attempts, AJ_ASSIGNED);
+            if (agent_sess_send_assign(s, j) == 0) {
+                hub->assigns_resent++;
+                co_info("job.assign sent again job=%s attempt=%d worker=%s", j->job_id, j->attempts,
+                        s->worker_id);
+            }
             continue;
         }
         enum agent_job_state st = j->status == COORD_JOB_RUNNING ? AJ_RUNNING : AJ_ACCEPTED;
@@ -1283,6 +1353,9 @@ finish_done(void *arg)
     struct agent_job *j = agent_sess_find(s, it->job_id);
     if (j && j->attempt == it->attempt)
         agent_sess_remove_job(s, it->job_id);
+    /* Stored (committed), or refused for good (stale, unknown): the agent may forget it. */
+    if (it->rc == 0 || it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND)
+        sess_send_result_ack(s, it->job_id, it->attempt);
     if (it->rc == 0) {
         if (it->changed) {
             co_debug("job finished job=%s attempt=%d worker=%s status=%s", it->job_id, it->attempt,
@@ -1371,6 +1444,28 @@ sess_current(struct agent_sess *s, const struct proto_job_ref *ref, const char *
     return NULL;
 }
 
+/*
+ * The job.output sequence check of one attempt: false for a chunk already received (a duplicate:
+ * dropped); a gap is logged and counted, and the chunk kept.
+ */
+static bool
+sess_output_seq_ok(struct agent_sess *s, struct agent_job *j, int64_t seq)
+{
+    if (j->out_next_seq >= 0 && seq < j->out_next_seq) {
+        co_debug("duplicate job.output dropped job=%s attempt=%d seq=%lld expected=%lld", j->job_id,
+                 j->attempt, (long long)seq, (long long)j->out_next_seq);
+        s->hub->output_duplicates++;
+        return false;
+    }
+    if (j->out_next_seq >= 0 && seq > j->out_next_seq) {
+        co_warn("gap in job.output job=%s attempt=%d worker=%s seq=%lld expected=%lld", j->job_id,
+                j->attempt, s->worker_id, (long long)seq, (long long)j->out_next_seq);
+        s->hub->output_gaps++;
+    }
+    j->out_next_seq = seq + 1;
+    return true;
+}
+
 static void
 sess_on_job(struct agent_sess *s, struct proto_msg *m)
 {
@@ -1415,7 +1510,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
     case PROTO_MSG_JOB_OUTPUT: {
         struct proto_job_output *o = &m->u.output;
         j = sess_current(s, &o->job, "job.output");
-        if (!j)
+        if (!j || !sess_output_seq_ok(s, j, o->seq))
             return;
         int stream = o->stream == PROTO_STREAM_STDERR ? 2 : 1;
         uint64_t offset = j->out_bytes[stream - 1];
@@ -1446,6 +1541,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
             co_debug("job.finished of a stale or settled attempt ignored job=%s attempt=%lld",
                      m->u.finished.job.job_id, (long long)m->u.finished.job.attempt);
             s->hub->stale_dropped++;
+            sess_send_result_ack(s, m->u.finished.job.job_id, (int)m->u.finished.job.attempt);
             return;
         }
         if (j->finishing)

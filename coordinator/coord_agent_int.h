@@ -51,6 +51,7 @@ struct agent_job {
     int64_t since_ms;      /* monotonic: when it entered its state */
     bool finishing;        /* a job.finished is being stored */
     uint64_t out_bytes[2]; /* output received per stream (stdout, stderr) for this attempt */
+    int64_t out_next_seq;  /* the job.output seq expected next; -1: not known yet (reconnect) */
 };
 
 enum agent_sess_state {
@@ -175,7 +176,10 @@ struct coord_agents {
     int64_t heartbeat_ms;
     struct agent_output_sub *out_subs;
     size_t n_out_subs;
-    uint64_t stale_dropped; /* messages of a stale attempt that were ignored */
+    uint64_t stale_dropped;     /* messages of a stale attempt that were ignored */
+    uint64_t output_duplicates; /* job.output chunks dropped as already received (seq) */
+    uint64_t output_gaps;       /* job.output chunks that came after a missing seq */
+    uint64_t assigns_resent;    /* job.assign sent again at hello on the same attempt */
     /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
     struct agent_wlane wl[AGENT_WLANES];
     uint64_t batches, batched_ops;

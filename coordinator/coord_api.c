@@ -15,6 +15,8 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "co_jsonw.h"
+#include "coord_idem.h"
+#include "coord_retention.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -66,6 +68,8 @@ static const struct route_def routes[] = {
     {"/keys/", "", DELETE, COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false, false, false, W},
     {"/me", NULL, GET, COORD_R_ME, COORD_AUTH_ANY, false, false, false, R},
     {"/audit", NULL, GET, COORD_R_AUDIT, COORD_AUTH_ADMIN, false, false, false, R},
+    {"/debug/retention", NULL, POST, COORD_R_DEBUG_RETENTION, COORD_AUTH_ADMIN, false, true, false,
+     W},
 };
 
 #undef GET
@@ -999,7 +1003,7 @@ h_status(struct coord_store *s, struct coord_req *r)
         return;
     const char *wid, *jid, *status, *out_s, *err_s, *reason;
     int64_t exit_code = 0, attempt = 0;
-    bool has_exit = false, has_attempt = false;
+    bool has_exit = false;
     struct coord_job j;
     memset(&j, 0, sizeof(j));
     co_err err = CO_ERR_INIT;
@@ -1009,7 +1013,7 @@ h_status(struct coord_store *s, struct coord_req *r)
         get_int(r, root, "exit_code", false, -255, 255, &exit_code, &has_exit) < 0 ||
         get_str(r, root, "stdout", false, 0, SIZE_MAX, &out_s) < 0 ||
         get_str(r, root, "stderr", false, 0, SIZE_MAX, &err_s) < 0 ||
-        get_int(r, root, "attempt", false, 1, INT32_MAX, &attempt, &has_attempt) < 0 ||
+        get_int(r, root, "attempt", true, 1, INT32_MAX, &attempt, NULL) < 0 ||
         get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0 ||
         agent_check_worker(s, r, wid) < 0)
         goto out;
@@ -1060,8 +1064,6 @@ h_status(struct coord_store *s, struct coord_req *r)
                         wid);
         goto out;
     }
-    if (!has_attempt)
-        attempt = j.attempts;
     if (coord_store_worker_heartbeat(s, wid, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
@@ -1073,8 +1075,19 @@ h_status(struct coord_store *s, struct coord_req *r)
             goto out;
         }
     }
-    if ((out_s && *out_s && coord_store_output_append(s, jid, 1, out_s, strlen(out_s), &err) < 0) ||
-        (err_s && *err_s && coord_store_output_append(s, jid, 2, err_s, strlen(err_s), &err) < 0)) {
+    /*
+     * Output is fenced like the rest: only the current attempt on this worker appends.  A repeat
+     * of the final report of the current attempt (a client retry) appends nothing again.
+     */
+    bool repeat =
+        j.attempts == attempt && (j.status == COORD_JOB_COMPLETED || j.status == COORD_JOB_FAILED ||
+                                  j.status == COORD_JOB_CANCELLED);
+    if (!repeat && ((out_s && *out_s &&
+                     coord_store_output_append_attempt(s, jid, wid, (int)attempt, 1, out_s,
+                                                       strlen(out_s), &err) < 0) ||
+                    (err_s && *err_s &&
+                     coord_store_output_append_attempt(s, jid, wid, (int)attempt, 2, err_s,
+                                                       strlen(err_s), &err) < 0))) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -1728,8 +1741,46 @@ h_audit(struct coord_store *s, struct coord_req *r)
     coord_audit_list_release(&l);
 }
 
-void
-coord_api_handle(struct coord_store *store, struct coord_req *r)
+/*
+ * POST /api/v1/debug/retention {"older_than_seconds": N} (admin): run retention now with the
+ * cutoff N seconds ago, in RETENTION_BATCH-row transactions, and answer what it removed.
+ */
+static void
+h_retention(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"older_than_seconds", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    int64_t older = 0;
+    struct coord_retention_counts c;
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 ||
+        get_int(r, root, "older_than_seconds", true, 0, INT64_C(3650) * 86400, &older, NULL) < 0)
+        goto out;
+    if (coord_retention_run(s, co_wall_ms() - older * 1000, r->srv->cfg->retention_batch, &c,
+                            &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kint(&w, "job_code", c.job_code);
+    co_jsonw_kint(&w, "output_chunks", c.output_chunks);
+    co_jsonw_kint(&w, "outputs", c.outputs);
+    co_jsonw_kint(&w, "artifacts", c.artifacts);
+    co_jsonw_kint(&w, "workers", c.workers);
+    co_jsonw_kint(&w, "idempotency_keys", c.idem_keys);
+    co_jsonw_obj_end(&w);
+    r->status = 200;
+out:
+    json_decref(root);
+}
+
+static void
+api_dispatch(struct coord_store *store, struct coord_req *r)
 {
     switch (r->route) {
     case COORD_R_SUBMIT:
@@ -1805,10 +1856,23 @@ coord_api_handle(struct coord_store *store, struct coord_req *r)
     case COORD_R_AUDIT:
         h_audit(store, r);
         break;
+    case COORD_R_DEBUG_RETENTION:
+        h_retention(store, r);
+        break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");
         break;
     }
+}
+
+void
+coord_api_handle(struct coord_store *store, struct coord_req *r)
+{
+    /* A POST with an Idempotency-Key runs at most once per key (coord_idem). */
+    if (r->method == LWSHUMETH_POST && r->idem_key[0])
+        coord_idem_run(store, r, api_dispatch);
+    else
+        api_dispatch(store, r);
 }
 
 /* ------------------------------------------------------------------ health and metrics */

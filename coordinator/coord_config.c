@@ -160,6 +160,11 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         goto fail;
     if (co_config_int("MAX_WORKERS", 100, 1, 1000000, &cfg->max_workers, err) < 0)
         goto fail;
+    if (co_config_int("RETENTION_DAYS", 30, 1, 36500, &cfg->retention_days, err) < 0 ||
+        co_config_int("RETENTION_INTERVAL_SECONDS", 3600, 1, 7 * 86400,
+                      &cfg->retention_interval_seconds, err) < 0 ||
+        co_config_int("RETENTION_BATCH", 500, 1, 100000, &cfg->retention_batch, err) < 0)
+        goto fail;
     if (co_log_parse_level(co_config_str("LOG_LEVEL", "INFO"), &cfg->log_level, err) < 0) {
         co_err_field(err, err->code, "LOG_LEVEL", "invalid LOG_LEVEL '%s': %s",
                      co_config_str("LOG_LEVEL", "INFO"), err->msg);

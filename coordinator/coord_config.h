@@ -55,6 +55,10 @@ struct coord_config {
     /* Sellers (API.md "Sellers and workers"). */
     char *agent_token_owner; /* AGENT_TOKEN_OWNER: the user AGENT_TOKEN's agents belong to */
     bool open_registration;  /* OPEN_REGISTRATION: agent routes open without a credential */
+    /* Retention (coord_retention.c). */
+    int64_t retention_days;             /* RETENTION_DAYS, default 30 */
+    int64_t retention_interval_seconds; /* RETENTION_INTERVAL_SECONDS, default 3600 */
+    int64_t retention_batch;            /* RETENTION_BATCH: rows per transaction, default 500 */
 };
 
 /* ADMIN_TOKEN must have this many characters and not be this value, unless DEBUG=true. */

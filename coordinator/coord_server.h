@@ -52,6 +52,7 @@ enum coord_route {
     COORD_R_KEY_REVOKE,
     COORD_R_ME,
     COORD_R_AUDIT,
+    COORD_R_DEBUG_RETENTION,
     COORD_R_COUNT
 };
 
@@ -86,6 +87,10 @@ struct coord_req {
     bool has_status, has_buyer, has_worker, has_limit, has_offset;
     struct co_buf body;
     int64_t content_length; /* -1 when absent */
+    /* Idempotency-Key of a POST ("" when absent) and who presented it (coord_idem). */
+    char idem_key[256];
+    char idem_cred[CO_ID_MAX + 16];
+    bool idem_replayed; /* the answer is a stored first answer: Idempotent-Replayed: true */
 
     /* The answer (filled by the handler or early on the lws thread). */
     int status;

@@ -300,6 +300,55 @@ const struct store_sql store_sql[Q_COUNT] = {
                               "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
                               "ORDER BY priority DESC, created_at, id LIMIT $1",
                               NULL, STORE_LOCK_NONE},
+/* Idempotency keys (coord_idem): one row per (credential, method, path, key). */
+#define IDEM_PK "credential = $1 AND method = $2 AND path = $3 AND idem_key = $4"
+    [Q_IDEM_EXPIRE] = {"DELETE FROM idempotency_keys WHERE " IDEM_PK " AND expires_at <= $5", NULL,
+                       NULL, STORE_LOCK_NONE},
+    [Q_IDEM_INSERT] = {"INSERT INTO idempotency_keys (credential, method, path, idem_key, "
+                       "body_hash, status, response, created_at, expires_at) "
+                       "VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) ON CONFLICT DO NOTHING",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_IDEM_GET] = {"SELECT body_hash, status, response FROM idempotency_keys WHERE " IDEM_PK, NULL,
+                    NULL, STORE_LOCK_NONE},
+    [Q_IDEM_SET] = {"UPDATE idempotency_keys SET status = $5, response = $6 WHERE " IDEM_PK, NULL,
+                    NULL, STORE_LOCK_NONE},
+#undef IDEM_PK
+/* Retention: each statement handles at most $2 rows older than the cutoff $1. */
+#define RET_FINISHED                                                                               \
+    "j.status IN ('completed', 'failed', 'cancelled') AND j.completed_at IS NOT NULL "             \
+    "AND j.completed_at < $1"
+    [Q_RET_CODE] =
+        {"UPDATE jobs SET code = NULL WHERE id IN (SELECT j.id FROM jobs j WHERE " RET_FINISHED
+         " AND j.code IS NOT NULL LIMIT $2)",
+         NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_CHUNKS] = {"DELETE FROM job_output_chunk WHERE id IN (SELECT c.id FROM "
+                      "job_output_chunk c JOIN jobs j ON j.job_id = c.job_id WHERE " RET_FINISHED
+                      " LIMIT $2)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_OUTPUT] = {"DELETE FROM job_output WHERE job_id IN (SELECT o.job_id FROM job_output o "
+                      "JOIN jobs j ON j.job_id = o.job_id WHERE " RET_FINISHED
+                      " AND NOT EXISTS (SELECT 1 FROM job_output_chunk c "
+                      "WHERE c.job_id = o.job_id) LIMIT $2)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    /* Workers silent since the cutoff that no job row names (job rows keep their worker). */
+    [Q_RET_WORKERS] = {"DELETE FROM worker_registrations WHERE worker_id IN (SELECT w.worker_id "
+                       "FROM worker_registrations w WHERE w.last_heartbeat < $1 AND NOT EXISTS "
+                       "(SELECT 1 FROM jobs j WHERE j.assigned_worker = w.worker_id) LIMIT $2)",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_IDEM] = {"DELETE FROM idempotency_keys WHERE (credential, method, path, idem_key) IN "
+                    "(SELECT credential, method, path, idem_key FROM idempotency_keys "
+                    "WHERE expires_at <= $1 LIMIT $2)",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_ARTIFACTS_TABLE] = {"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'job_artifacts'",
+                               "SELECT COUNT(*) FROM information_schema.tables WHERE "
+                               "table_schema = current_schema() AND table_name = 'job_artifacts'",
+                               NULL, STORE_LOCK_NONE},
+    [Q_RET_ARTIFACTS] = {"DELETE FROM job_artifacts WHERE job_id IN (SELECT a.job_id FROM "
+                         "job_artifacts a JOIN jobs j ON j.job_id = a.job_id WHERE " RET_FINISHED
+                         " LIMIT $2)",
+                         NULL, NULL, STORE_LOCK_NONE},
+#undef RET_FINISHED
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -2778,6 +2827,130 @@ coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
         goto out;
     if (q_int(s, Q_H_UNFIT, PARAMS(P_INT(before)), &out->pending_unfit, NULL, err) < 0)
         goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+/* ---- idempotency keys ---- */
+
+#define IDEM_PARAMS(k)                                                                             \
+    P_TEXT((k)->credential), P_TEXT((k)->method), P_TEXT((k)->path), P_TEXT((k)->key)
+
+void
+coord_idem_answer_release(struct coord_idem_answer *a)
+{
+    free(a->response);
+    a->response = NULL;
+    a->len = 0;
+}
+
+int
+coord_store_idem_reserve(struct coord_store *s, const struct coord_idem_key *k,
+                         const char *body_hash, int64_t now_ms, int64_t ttl_ms, bool *reserved,
+                         struct coord_idem_answer *prev, co_err *err)
+{
+    struct db_res r;
+    int64_t changes = 0;
+    int rc = -1, got;
+
+    *reserved = false;
+    memset(prev, 0, sizeof(*prev));
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    /* An expired row no longer binds the key: the request runs again. */
+    if (q_exec(s, Q_IDEM_EXPIRE, PARAMS(IDEM_PARAMS(k), P_INT(now_ms)), NULL, err) < 0)
+        goto out;
+    if (q_exec(s, Q_IDEM_INSERT,
+               PARAMS(IDEM_PARAMS(k), P_TEXT(body_hash), P_BLOB("", 0), P_INT(now_ms),
+                      P_INT(now_ms + ttl_ms)),
+               &changes, err) < 0)
+        goto out;
+    if (changes > 0) {
+        *reserved = true;
+        rc = 0;
+        goto out;
+    }
+    if (q_run(s, Q_IDEM_GET, PARAMS(IDEM_PARAMS(k)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        size_t len = 0;
+        const void *data = s->ops->col_blob(&r, 2, &len);
+        co_strlcpy(prev->body_hash, col_text(&r, 0), sizeof(prev->body_hash));
+        prev->status = (int)col_int(&r, 1);
+        prev->response = co_xmalloc(len + 1);
+        if (len)
+            memcpy(prev->response, data, len);
+        prev->response[len] = '\0';
+        prev->len = len;
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (got == 0) {
+        /* Gone between the insert and the read (purged): the caller may try again. */
+        co_err_set(err, CO_E_CONFLICT, "idempotency key vanished");
+        goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_idem_answer_release(prev);
+    return rc;
+}
+
+int
+coord_store_idem_complete(struct coord_store *s, const struct coord_idem_key *k, int status,
+                          const char *response, size_t len, co_err *err)
+{
+    int64_t changes = 0;
+    if (q_exec(s, Q_IDEM_SET, PARAMS(IDEM_PARAMS(k), P_INT(status), P_BLOB(response, len)),
+               &changes, err) < 0)
+        return -1;
+    if (changes == 0)
+        return co_err_set(err, CO_E_NOTFOUND, "idempotency key not reserved");
+    return 0;
+}
+
+/* ---- retention ---- */
+
+/* Artifact rows of old finished jobs, when the artifacts table exists (migration 0007). */
+static int
+retention_artifacts_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit, int64_t *n,
+                         co_err *err)
+{
+    int64_t tables = 0;
+    *n = 0;
+    if (q_int(s, Q_RET_ARTIFACTS_TABLE, NULL, 0, &tables, NULL, err) < 0)
+        return -1;
+    if (tables == 0)
+        return 0;
+    return q_exec(s, Q_RET_ARTIFACTS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), n, err);
+}
+
+int
+coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms, int64_t limit,
+                           struct coord_retention_counts *c, co_err *err)
+{
+    int64_t n = 0;
+    int rc = -1;
+
+    memset(c, 0, sizeof(*c));
+    if (limit < 1)
+        return co_err_set(err, CO_E_RANGE, "retention batch must be >= 1");
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_RET_CODE, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->job_code, err) < 0 ||
+        q_exec(s, Q_RET_CHUNKS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->output_chunks, err) <
+            0 ||
+        q_exec(s, Q_RET_OUTPUT, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->outputs, err) < 0 ||
+        retention_artifacts_step(s, cutoff_ms, limit, &c->artifacts, err) < 0 ||
+        q_exec(s, Q_RET_WORKERS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->workers, err) < 0 ||
+        q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0)
+        goto out;
+    c->idem_keys = n;
     rc = 0;
 out:
     return tx_end(s, rc, err);

@@ -27,6 +27,7 @@ static const char *const msg_names[] = {
     [PROTO_MSG_JOB_FINISHED] = "job.finished",
     [PROTO_MSG_JOB_CANCEL] = "job.cancel",
     [PROTO_MSG_ERROR] = "error",
+    [PROTO_MSG_JOB_ACK] = "job.ack",
 };
 
 static const char *const status_names[] = {
@@ -359,6 +360,8 @@ decode_body(const json_t *o, struct proto_msg *m, co_err *err)
         return decode_ack(o, false, &m->u.ack, err);
     case PROTO_MSG_JOB_REJECTED:
         return decode_ack(o, true, &m->u.ack, err);
+    case PROTO_MSG_JOB_ACK:
+        return decode_ack(o, false, &m->u.ack, err);
     case PROTO_MSG_JOB_STARTED:
         return decode_started(o, &m->u.started, err);
     case PROTO_MSG_JOB_OUTPUT:
@@ -440,6 +443,7 @@ proto_msg_release(struct proto_msg *m)
         break;
     case PROTO_MSG_JOB_ACCEPTED:
     case PROTO_MSG_JOB_REJECTED:
+    case PROTO_MSG_JOB_ACK:
         free(m->u.ack.reason);
         break;
     case PROTO_MSG_JOB_STARTED:
@@ -621,6 +625,7 @@ enc_body(struct enc *e, const struct proto_msg *m)
         enc_assign(e, &m->u.assign);
         break;
     case PROTO_MSG_JOB_ACCEPTED:
+    case PROTO_MSG_JOB_ACK:
         put_ref(e, &m->u.ack.job);
         break;
     case PROTO_MSG_JOB_REJECTED:

@@ -69,6 +69,7 @@ enum proto_msg_type {
     PROTO_MSG_JOB_FINISHED, /* agent -> coordinator */
     PROTO_MSG_JOB_CANCEL,   /* coordinator -> agent */
     PROTO_MSG_ERROR,        /* both ways */
+    PROTO_MSG_JOB_ACK,      /* coordinator -> agent: a job.finished was stored, forget it */
 };
 
 /** The wire name of @t ("hello", "job.assign", ...), or NULL for an unknown value. */
@@ -215,7 +216,7 @@ struct proto_msg {
         struct proto_welcome welcome;
         struct proto_heartbeat heartbeat;
         struct proto_job_assign assign;
-        struct proto_job_ack ack; /* JOB_ACCEPTED and JOB_REJECTED */
+        struct proto_job_ack ack; /* JOB_ACCEPTED, JOB_REJECTED and JOB_ACK (no reason) */
         struct proto_job_started started;
         struct proto_job_output output;
         struct proto_job_finished finished;

@@ -655,6 +655,121 @@ def t_lost_job(env):
     fake.close()
 
 
+def now_iso():
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+@case("a lost job.assign is sent again on the same attempt (no attempt used); duplicate "
+      "output chunks are dropped, a gap is logged; job.ack after the commit, and for repeats")
+def t_lost_assign(env):
+    c = env.coord
+    c.start()
+    fake = fake_agent(c, "la-w")
+    jid = c.submit(title="lost-assign", buyer_id="la-buyer")["job_id"]
+    first = expect(fake, "job.assign", job_id=jid)
+    check(first["attempt"] == 1, "first assignment is attempt %r" % first["attempt"])
+    # The assignment is lost: the agent never answers and reconnects without it.
+    fake.close()
+    fake = fake_agent(c, "la-w", running=[])
+    a = expect(fake, "job.assign", job_id=jid)
+    check(a["attempt"] == 1, "the lost assignment came back as attempt %r, want 1" % a["attempt"])
+    check(a == first, "the assignment came again changed: %r vs %r" % (a, first))
+    j = c.job(jid)
+    check(j["attempts"] == 1 and j["status"] == "assigned",
+          "job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1,
+               "started_at": now_iso()})
+    for seq, data in ((0, "A\n"), (0, "A\n"), (1, "B\n"), (1, "B\n"), (3, "D\n")):
+        fake.send({"v": 1, "type": "job.output", "job_id": jid, "attempt": 1,
+                   "stream": "stdout", "seq": seq, "data": data})
+    fin = {"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
+           "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100}
+    fake.send(fin)
+    ack = expect(fake, "job.ack", job_id=jid)
+    check(ack["attempt"] == 1, "ack for attempt %r" % ack["attempt"])
+    # The ack comes after the commit: the job is final as soon as it arrived.
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "after the ack the job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(out["stdout"] == "A\nB\nD\n", "stored output %r (duplicates stored?)" % out["stdout"])
+    wait_until(lambda: "gap in job.output job=%s" % jid in c.log_tail(1 << 20), 5,
+               "the gap logged")
+    # A repeat of the result (the agent did not see the ack) is acknowledged, not settled again.
+    fake.send(fin)
+    expect(fake, "job.ack", job_id=jid)
+    # So is a result of a stale attempt.
+    fake.send(dict(fin, attempt=7))
+    ack = expect(fake, "job.ack", job_id=jid)
+    check(ack["attempt"] == 7, "stale result acked as attempt %r" % ack["attempt"])
+    check(len(ledger_rows(c, "la-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "la-w-owner", jid, "payout")) == 1, "owner not paid exactly once")
+    fake.close()
+
+
+@case("kill -9 an agent after its job finished, before the result was acknowledged: the "
+      "restarted agent sends it again from its journal, settled once, not run again")
+def t_result_journal(env):
+    c = env.coord
+    c.start()
+    a = env.agent("rj-w", 2, 2048, extra_env={"AGENT_TEST_KILL_AFTER_RESULT": "1"})
+    a.start()
+    wait_connected(c, ["rj-w"])
+    jid = c.submit(title="journal", buyer_id="rj-buyer",
+                   command="python -c \"print(42)\"")["job_id"]
+    wait_until(lambda: not a.running(), 60, "the agent killed after journaling the result")
+    results = os.path.join(a.root, "results")
+    check(os.listdir(results) == ["%s.1.json" % jid],
+          "journal holds %r" % os.listdir(results))
+    j = c.job(jid)
+    check(j["status"] in ("assigned", "running"), "job is %s before the restart" % j["status"])
+    b = env.agent("rj-w", 2, 2048)  # the same worker and work root, without the hook
+    b.start()
+    j = wait_jobs_final(c, [jid], 30)[0]
+    check(j["status"] == "completed" and j["attempts"] == 1 and j["exit_code"] == 0,
+          "job ended %s attempts=%r exit_code=%r" % (j["status"], j["attempts"], j["exit_code"]))
+    check(len(ledger_rows(c, "rj-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "owner-rj-w", jid, "payout")) == 1, "owner not paid exactly once")
+    wait_until(lambda: not os.listdir(results), 15, "the journal emptied by the ack")
+    log_text = b.log_tail(1 << 22)  # both runs of the agent write this file
+    check(log_text.count("job accepted job=%s" % jid) == 1, "the job ran again")
+    check("unacknowledged result loaded job=%s" % jid in log_text,
+          "the restarted agent did not load the result")
+
+
+@case("the coordinator is killed during a PostgreSQL outage while jobs finish, and restarted "
+      "after it: the agent's kept results are stored once, nothing runs again", pg_only=True)
+def t_restart_in_outage(env):
+    c = env.coord
+    c.start()
+    a = env.agent("ro-w1", 4, 4096)
+    a.start()
+    wait_connected(c, ["ro-w1"])
+    ids = [c.submit(title="ro%d" % i, buyer_id="ro-buyer",
+                    command="python -c \"import time; time.sleep(2)\"")["job_id"]
+           for i in range(2)]
+    wait_until(lambda: all(c.job(i)["status"] == "running" for i in ids), 30, "jobs running")
+    pg_ctl("pg_halt")
+    try:
+        wait_until(lambda: all("job finished job=%s" % i in a.log_tail(1 << 20) for i in ids),
+                   30, "jobs finished on the agent during the outage")
+        time.sleep(2.5)  # past the old agent's forget-after-delivery window
+        c.kill9()
+    finally:
+        pg_ctl("pg_resume")
+    c.start()
+    js = wait_jobs_final(c, ids, 90)
+    for j in js:
+        check(j["status"] == "completed" and j["attempts"] == 1,
+              "job %s ended %s/%s after %d attempts" % (j["job_id"], j["status"],
+                                                       j["failure_reason"], j["attempts"]))
+        check(len(ledger_rows(c, "ro-buyer", j["job_id"], "charge")) == 1,
+              "job %s not charged exactly once" % j["job_id"])
+    wait_until(lambda: not os.listdir(os.path.join(a.root, "results")), 15,
+               "the journal emptied by the acks")
+
+
 @case("kill -9 the coordinator mid-run and restart it: agents reconnect, every job final, "
       "nothing lost or charged twice")
 def t_kill_coordinator(env):
@@ -1406,8 +1521,9 @@ def t_rootless_unready(env):
     expect_start_refused(c, b, ["sandbox self-test failed", "cgroup", parent])
 
 
-CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
-         t_db_outage, t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
+CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_lost_assign, t_result_journal,
+         t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
+         t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
