@@ -646,6 +646,7 @@ agent_sess_send_assign(struct agent_sess *s, const struct coord_job *job)
     a->required_cores = job->required_cores;
     a->required_ram_mb = job->required_ram_mb;
     a->timeout_seconds = job->timeout_seconds;
+    a->files = job->files;
     size_t len = 0;
     co_autofree char *text = proto_msg_encode(&m, &len);
     if (!text) {

@@ -379,6 +379,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
         .max_cores = cfg->max_job_cores,
         .max_ram_mb = cfg->max_job_ram_mb,
         .max_body = (size_t)cfg->max_body_bytes,
+        .max_files_bytes = (size_t)cfg->max_job_files_bytes,
     };
     struct proto_job_spec spec;
     struct coord_job job;
@@ -404,6 +405,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
     job.description = co_steal(&spec.description);
     job.code = co_steal(&spec.code);
     job.code_file = co_steal(&spec.code_file);
+    job.files = co_steal(&spec.files);
     job.command = co_steal(&spec.command);
     job.parameters = co_steal(&spec.parameters);
     job.image = co_steal(&spec.image);

@@ -69,22 +69,22 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
                       "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "
-                      "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, "
-                      "$11, $12, $13, $14, 0, $15, $16)",
+                      "created_at, files) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', "
+                      "$10, $11, $12, $13, $14, 0, $15, $16, $17)",
                       NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code, files FROM jobs WHERE job_id = $1", NULL, NULL,
                    STORE_LOCK_NONE},
-    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE job_id = $1", NULL, NULL,
                           STORE_LOCK_NONE},
-    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE job_id = $1", NULL, NULL,
                     STORE_LOCK_UPDATE},
-    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL FROM jobs "
+    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs "
                     "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                     "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                     "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
                     "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                     NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                        "ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
@@ -104,7 +104,7 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
                        NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL FROM jobs j WHERE assigned_worker = $1 "
+    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs j WHERE assigned_worker = $1 "
                          "AND " ACTIVE_JOB " ORDER BY job_id",
                          NULL, NULL, STORE_LOCK_UPDATE},
     [Q_WORKER_CREATE_LOCK] = {"SELECT 1", "SELECT pg_advisory_xact_lock(7243002)", NULL,
@@ -289,6 +289,8 @@ coord_job_release(struct coord_job *job)
     free(job->description);
     free(job->code);
     free(job->code_file);
+    free(job->files);
+    job->files = NULL;
     free(job->command);
     free(job->parameters);
     free(job->image);
@@ -867,6 +869,7 @@ job_from_row(struct db_res *r, struct coord_job *j)
     j->started_at = col_int(r, 24);
     j->completed_at = col_int(r, 25);
     j->code = col_dup(r, 26);
+    j->files = col_dup(r, 27);
 }
 
 static void
@@ -1190,7 +1193,7 @@ coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err
                       P_TEXT(job->image ? job->image : "default"), P_TEXT(job->buyer_id),
                       P_INT(job->cost), P_INT(job->required_cores), P_INT(job->required_ram_mb),
                       P_INT(job->priority), P_INT(job->timeout_seconds), P_INT(job->max_attempts),
-                      P_INT(now)),
+                      P_INT(now), P_TEXT(job->files)),
                NULL, err) < 0) {
         if (err && err->code == CO_E_CONFLICT)
             co_err_set(err, CO_E_CONFLICT, "job '%s' already exists", job->job_id);

@@ -8,6 +8,7 @@
 
 #include "co_alloc.h"
 #include "proto_fields.h"
+#include "proto_files.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -177,6 +178,22 @@ decode_heartbeat(const json_t *o, struct proto_heartbeat *h, co_err *err)
     return 0;
 }
 
+/* The input files of a job.assign: checked as at submit, kept as normalised text. */
+static int
+decode_assign_files(const json_t *o, struct proto_job_assign *a, co_err *err)
+{
+    const json_t *files = NULL;
+    int rc = pf_object(o, "files", false, &files, err);
+    if (rc <= 0)
+        return rc;
+    const char *reserved[] = {PROTO_PARAMS_FILE, a->code[0] ? a->code_file : NULL, NULL};
+    if (proto_files_check(files, reserved, NULL, err) < 0)
+        return -1;
+    if (json_object_size(files) > 0)
+        a->files = proto_json_dumps(files, 0, NULL);
+    return 0;
+}
+
 static int
 decode_assign(const json_t *o, struct proto_job_assign *a, co_err *err)
 {
@@ -212,7 +229,7 @@ decode_assign(const json_t *o, struct proto_job_assign *a, co_err *err)
         return -1;
     if (a->code == NULL)
         a->code = co_xstrdup("");
-    return 0;
+    return decode_assign_files(o, a, err);
 }
 
 static int
@@ -437,6 +454,7 @@ proto_msg_release(struct proto_msg *m)
         free(m->u.assign.code);
         free(m->u.assign.code_file);
         free(m->u.assign.parameters);
+        free(m->u.assign.files);
         break;
     case PROTO_MSG_JOB_ACCEPTED:
     case PROTO_MSG_JOB_REJECTED:
@@ -537,6 +555,13 @@ enc_hello(struct enc *e, const struct proto_hello *h)
 }
 
 static void
+enc_assign_files(struct enc *e, const struct proto_job_assign *a)
+{
+    if (a->files != NULL && a->files[0] != '\0')
+        put(e, "files", proto_json_load_object(a->files, strlen(a->files), PROTO_MSG_MAX, NULL));
+}
+
+static void
 enc_assign(struct enc *e, const struct proto_job_assign *a)
 {
     json_t *params;
@@ -556,6 +581,7 @@ enc_assign(struct enc *e, const struct proto_job_assign *a)
     put_int(e, "required_cores", a->required_cores);
     put_int(e, "required_ram_mb", a->required_ram_mb);
     put_int(e, "timeout_seconds", a->timeout_seconds);
+    enc_assign_files(e, a);
 }
 
 static void

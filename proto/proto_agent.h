@@ -22,11 +22,12 @@
 #define PROTO_AGENT_VERSION 1
 /*
  * Largest message either side accepts.  The biggest message is a job.assign, and it always fits:
- * its strings are re-escaped no longer than they were in a submit body of at most
- * PROTO_JOB_BODY_MAX (2 MiB), its parameters are at most PROTO_PARAMETERS_MAX (1 MiB) of
- * normalized text, and the rest is under 1 KiB.
+ * its code is at most PROTO_CODE_MAX (1 MiB) of bytes, at most 6 MiB once escaped, its
+ * parameters at most PROTO_PARAMETERS_MAX (1 MiB) of normalized text, its input files at most
+ * PROTO_FILES_BYTES_MAX (8 MiB) decoded, so under 11 MiB of base64 plus 100 escaped paths
+ * (< 160 KiB), and the rest is under 100 KiB: under 19 MiB in all.
  */
-#define PROTO_MSG_MAX (4 * 1024 * 1024)
+#define PROTO_MSG_MAX (24 * 1024 * 1024)
 /* Largest decoded job.output chunk in bytes. */
 #define PROTO_OUTPUT_CHUNK_MAX (1024 * 1024)
 /* Caps on hello arrays. */
@@ -138,6 +139,7 @@ struct proto_job_assign {
     int64_t required_cores;  /* >= 1 */
     int64_t required_ram_mb; /* >= 1 */
     int64_t timeout_seconds; /* 1-604800 */
+    char *files; /* NULL or the normalised input files {"path": "<base64>"} (proto_files.h) */
 };
 
 /* job.accepted (reason unused) and job.rejected (reason required, <= PROTO_REASON_MAX). */
