@@ -12,12 +12,15 @@ case and a last line "RESULT <passed> <failed>" (skipped cases: --skip-file).  S
 and tests/lib/cotest.py only.
 """
 import argparse
+import base64
 import grp
+import hashlib
 import os
 import pwd
 import random
 import re
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -1023,8 +1026,107 @@ def t_rootless_unready(env):
     b = env.rootless_agent("rl-nocgroup", 1, 1024, extra_env={"CACHEOUT_CGROUP_PARENT": parent})
     expect_start_refused(c, b, ["sandbox self-test failed", "cgroup", parent])
 
+# ---------------------------------------------------------------------------------------------
+# input files (API.md "Files, artifacts, callbacks, description")
 
-CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
+
+FILES_SCRIPT = """set -e
+cd /work
+find . -type f ! -name params.json ! -name run.sh | LC_ALL=C sort | xargs sha256sum
+"""
+
+
+def files_checksums(files):
+    """What FILES_SCRIPT prints for @files ({path: bytes}): sha256sum lines, sorted by path."""
+    return "".join("%s  ./%s\n" % (hashlib.sha256(files[p]).hexdigest(), p)
+                   for p in sorted(files, key=lambda x: ("./" + x).encode()))
+
+
+def files_body(files):
+    """The submit value for @files: text as content, the rest as base64."""
+    out = {}
+    for path, data in files.items():
+        try:
+            out[path] = {"content": data.decode("ascii")} if data.isascii() else None
+        except UnicodeDecodeError:
+            out[path] = None
+        if out[path] is None:
+            out[path] = {"base64": base64.b64encode(data).decode()}
+    return out
+
+
+@case("input files: text, binary, nested folders, 100 files and 8 MiB reach /work with their "
+      "checksums; the script itself is a file (no code)")
+def t_files_in(env):
+    c = env.coord
+    c.start()
+    a = env.agent("files-w1", 2, 2048, owner="files-owner")
+    a.start()
+    wait_connected(c, ["files-w1"])
+    rnd = random.Random(15)
+    small = {"data/in.csv": b"a,b\n1,2\n", "bin/blob.bin": bytes(range(256)) * 4,
+             "deep/a/b/c/d/e.txt": "ünïcode\n".encode(), "empty": b""}
+    many = {"many/f%03d.txt" % i: ("%d\n" % i).encode() for i in range(98)}
+    big = {"big.bin": rnd.randbytes(8 * 1024 * 1024 - 1024)}  # run.sh is counted too
+    ids = {}
+    for name, files in (("small", small), ("many", many), ("big", big)):
+        body = files_body(files)
+        body["run.sh"] = {"content": FILES_SCRIPT}
+        j = c.submit(title="files-" + name, command="sh run.sh", files=body,
+                     buyer_id="files-buyer", required_ram_mb=256)
+        ids[name] = (j["job_id"], files)
+    js = wait_jobs_final(c, [v[0] for v in ids.values()], 120)
+    for (name, (jid, files)), j in zip(ids.items(), js):
+        st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+        check(j["status"] == "completed", "%s job ended %s/%s: %r" % (
+            name, j["status"], j["failure_reason"], out))
+        check(out["stdout"] == files_checksums(files),
+              "%s: checksums in the job differ:\n%s\nwant\n%s" % (
+                  name, out["stdout"][:2000], files_checksums(files)[:2000]))
+
+
+@case("input files refused at submit (traversal, absolute, 101 entries, bad base64, over 8 MiB, "
+      "body over MAX_BODY_BYTES) with nothing stored; the coordinator keeps serving")
+def t_files_refused(env):
+    c = env.coord
+    c.start()
+    base = {"title": "bad", "required_cores": 1, "required_ram_mb": 64, "command": "true",
+            "buyer_id": "files-bad"}
+    cases = [
+        ({"../x": {"content": "x"}}, 422),
+        ({"a/../../etc/shadow": {"content": "x"}}, 422),
+        ({"/etc/passwd": {"content": "x"}}, 422),
+        ({"a//b": {"content": "x"}}, 422),
+        ({"a\\b": {"content": "x"}}, 422),
+        ({"x": {"base64": "!!!!"}}, 422),
+        ({"x": {"content": "a", "base64": "YQ=="}}, 422),
+        ({"x": "text"}, 422),
+        ({"a": {"content": ""}, "a/b": {"content": ""}}, 422),
+        ({"params.json": {"content": "{}"}}, 422),
+        ({"f%d" % i: {"content": ""} for i in range(101)}, 422),
+        ({"big": {"base64": base64.b64encode(b"z" * (8 * 1024 * 1024 + 1)).decode()}}, 413),
+        ({"a": {"content": "z" * (4 * 1024 * 1024)}, "b": {"content": "z" * (4 * 1024 * 1024 + 1)}},
+         413),
+    ]
+    for files, want in cases:
+        st, doc = c.admin("POST", "/api/v1/submit", dict(base, files=files))
+        check(st == want, "files %.80r answered %s, want %s: %r" % (files, st, want, doc))
+        check(doc["error"]["field"] == "files" if want == 422 else True,
+              "error names %r, not files" % (doc,))
+    # A body over MAX_BODY_BYTES (16 MiB) is refused from its headers, before being read.
+    with socket.create_connection(("127.0.0.1", c.port), timeout=20) as sk:
+        sk.sendall(("POST /api/v1/submit HTTP/1.1\r\nHost: x\r\nX-Admin-Token: %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % (c.admin_token, 17 * 1024 * 1024)).encode())
+        line = sk.recv(4096).split(b"\r\n", 1)[0]
+    check(b" 413 " in line, "a 17 MiB body answered %r" % line)
+    st, js = c.http("GET", "/api/v1/jobs?limit=1000")
+    check(st == 200 and js == [], "refused submits left jobs: %r" % (js,))
+    j = c.submit(title="still fine", buyer_id="files-bad")
+    check(j["status"] == "pending", "a good submit after the bad ones: %r" % (j,))
+
+
+CASES = [t_hello, t_files_in, t_files_refused, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
          t_db_outage, t_wrong_token, t_poll, t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 
