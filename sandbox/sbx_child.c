@@ -536,13 +536,38 @@ hide_host_cmdline(void)
     memcpy(area, name, len < sizeof(name) ? len - 1 : sizeof(name) - 1);
 }
 
+/*
+ * spec->keep_work: pass a descriptor of /work to the parent over the "go" socket pair, then
+ * close it; the parent reads the folder after the job (sbx_child_recv_work()).
+ */
+static void
+send_work_fd(const struct child_ctx *c)
+{
+    int workfd = open("/work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    TRY(STEP_WORK_FILES, workfd);
+    TRY(STEP_WORK_FILES, sbx_child_send_go(c->go_r, workfd));
+    close(workfd);
+    close(c->go_r);
+}
+
+int
+sbx_child_recv_work(int fd, int *work_fd)
+{
+    *work_fd = -1;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0)
+        return -1;
+    return recv_go(fd, work_fd) < 0 || *work_fd < 0 ? -1 : 0;
+}
+
 /* Wait for the parent's "go" (see recv_go()) and enter the network namespace it may carry. */
 static void
 wait_go(const struct child_ctx *c)
 {
     int netns = -1;
     TRY(STEP_WAIT_PARENT, recv_go(c->go_r, &netns));
-    close(c->go_r);
+    if (!c->spec->keep_work)
+        close(c->go_r);
     if (c->netns_via_go) {
         /* A fresh, empty network namespace made by the parent (or its pool) meanwhile. */
         if (netns < 0) {
@@ -681,6 +706,8 @@ sbx_child_main(const struct child_ctx *c)
         TRY(STEP_WORK_FILES, write_work_files(c, workfd));
         close(workfd);
     }
+    if (c->spec->keep_work)
+        send_work_fd(c);
 
     TRY(STEP_HOSTNAME, sethostname("cacheout", 8));
     if (c->spec->network == SBX_NET_LOOPBACK)
