@@ -30,6 +30,10 @@
 #define PROTO_MSG_MAX (24 * 1024 * 1024)
 /* Largest decoded job.output chunk in bytes. */
 #define PROTO_OUTPUT_CHUNK_MAX (1024 * 1024)
+/* Largest decoded job.artifact chunk, and the caps of one attempt's artifacts. */
+#define PROTO_ARTIFACT_CHUNK_MAX (256 * 1024)
+#define PROTO_ARTIFACT_BYTES_MAX (INT64_C(1) << 40)
+#define PROTO_ARTIFACT_FILES_MAX 100000
 /* Caps on hello arrays. */
 #define PROTO_HELLO_IMAGES_MAX 64
 #define PROTO_HELLO_RUNNING_MAX 1024
@@ -61,6 +65,9 @@ enum proto_msg_type {
     PROTO_MSG_JOB_FINISHED, /* agent -> coordinator */
     PROTO_MSG_JOB_CANCEL,   /* coordinator -> agent */
     PROTO_MSG_ERROR,        /* both ways */
+    /* Output artifacts (files under /work/out), before job.finished. */
+    PROTO_MSG_JOB_ARTIFACT,  /* agent -> coordinator */
+    PROTO_MSG_JOB_ARTIFACTS, /* agent -> coordinator */
 };
 
 /** The wire name of @t ("hello", "job.assign", ...), or NULL for an unknown value. */
@@ -186,6 +193,30 @@ struct proto_job_finished {
     char *error; /* NULL or <= PROTO_MESSAGE_MAX bytes; set for internal_error */
 };
 
+/*
+ * job.artifact: a chunk of one output artifact (a regular file under the job's /work/out).  The
+ * chunks of a file come in order (offset = bytes of the file sent before); the last one has eof.
+ * An empty file is one chunk with no data and eof.  On the wire the bytes are "data_b64".
+ */
+struct proto_job_artifact {
+    struct proto_job_ref job;
+    char *path;      /* relative to /work/out, passes proto_file_path_check */
+    int64_t offset;  /* 0 .. PROTO_ARTIFACT_BYTES_MAX */
+    char *data;      /* data_len bytes plus a NUL (not counted) */
+    size_t data_len; /* <= PROTO_ARTIFACT_CHUNK_MAX */
+    bool eof;
+};
+
+/* job.artifacts: the artifacts of this attempt are complete (sent after the last job.artifact). */
+struct proto_job_artifacts {
+    struct proto_job_ref job;
+    int64_t files;   /* files sent, 0 .. PROTO_ARTIFACT_FILES_MAX */
+    int64_t bytes;   /* bytes sent, 0 .. PROTO_ARTIFACT_BYTES_MAX */
+    bool truncated;  /* a cap (bytes or files) stopped the collection */
+    int64_t skipped; /* entries not sent: links, special files, unusable names, unreadable */
+    char *notes;     /* NULL or <= PROTO_MESSAGE_MAX bytes of text naming skipped entries */
+};
+
 /* job.cancel: stop this attempt. */
 struct proto_job_cancel {
     struct proto_job_ref job;
@@ -214,6 +245,8 @@ struct proto_msg {
         struct proto_job_finished finished;
         struct proto_job_cancel cancel;
         struct proto_error error;
+        struct proto_job_artifact artifact;
+        struct proto_job_artifacts artifacts;
     } u;
 };
 

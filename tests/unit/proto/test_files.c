@@ -294,6 +294,75 @@ test_submit_code_clash(void **state)
     assert_int_equal(err.code, CO_E_TOOLARGE);
 }
 
+/* job.artifact / job.artifacts: round trip, and names that leave /work/out are refused. */
+static void
+test_artifact_messages(void **state)
+{
+    (void)state;
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ARTIFACT}, back;
+    co_err err = CO_ERR_INIT;
+    co_strlcpy(m.u.artifact.job.job_id, "j1", sizeof(m.u.artifact.job.job_id));
+    m.u.artifact.job.attempt = 2;
+    m.u.artifact.path = "a/b.bin";
+    m.u.artifact.offset = 262144;
+    m.u.artifact.data = "\0\1\2";
+    m.u.artifact.data_len = 3;
+    m.u.artifact.eof = true;
+    size_t len;
+    char *text = proto_msg_encode(&m, &len);
+    assert_non_null(text);
+    assert_int_equal(proto_msg_decode(text, len, &back, &err), 0);
+    assert_int_equal(back.type, PROTO_MSG_JOB_ARTIFACT);
+    assert_string_equal(back.u.artifact.path, "a/b.bin");
+    assert_int_equal(back.u.artifact.offset, 262144);
+    assert_int_equal(back.u.artifact.data_len, 3);
+    assert_memory_equal(back.u.artifact.data, "\0\1\2", 3);
+    assert_true(back.u.artifact.eof);
+    proto_msg_release(&back);
+    free(text);
+    static const char *const bad[] = {"../etc/shadow", "/etc/shadow", "a/../../x", "a//b", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        m.u.artifact.path = (char *)bad[i];
+        text = proto_msg_encode(&m, &len);
+        assert_non_null(text);
+        if (proto_msg_decode(text, len, &back, &err) == 0)
+            fail_msg("artifact path '%s' accepted", bad[i]);
+        assert_string_equal(err.field, "path");
+        free(text);
+    }
+    const char *big = "{\"v\":1,\"type\":\"job.artifact\",\"job_id\":\"j\",\"attempt\":1,"
+                      "\"path\":\"x\",\"offset\":0,\"data_b64\":\"";
+    struct co_buf b = CO_BUF_INIT;
+    co_buf_puts(&b, big);
+    char *raw = co_xcalloc(1, PROTO_ARTIFACT_CHUNK_MAX + 3);
+    char *b64 = proto_base64_encode(raw, PROTO_ARTIFACT_CHUNK_MAX + 3);
+    co_buf_puts(&b, b64);
+    co_buf_puts(&b, "\"}");
+    assert_int_equal(proto_msg_decode(b.data, b.len, &back, &err), -1);
+    assert_string_equal(err.field, "data_b64");
+    free(b64);
+    free(raw);
+    co_buf_release(&b);
+
+    struct proto_msg s = {.type = PROTO_MSG_JOB_ARTIFACTS};
+    co_strlcpy(s.u.artifacts.job.job_id, "j1", sizeof(s.u.artifacts.job.job_id));
+    s.u.artifacts.job.attempt = 1;
+    s.u.artifacts.files = 3;
+    s.u.artifacts.bytes = 99;
+    s.u.artifacts.truncated = true;
+    s.u.artifacts.skipped = 2;
+    s.u.artifacts.notes = "link: symbolic link";
+    text = proto_msg_encode(&s, &len);
+    assert_int_equal(proto_msg_decode(text, len, &back, &err), 0);
+    assert_int_equal(back.u.artifacts.files, 3);
+    assert_int_equal(back.u.artifacts.bytes, 99);
+    assert_true(back.u.artifacts.truncated);
+    assert_int_equal(back.u.artifacts.skipped, 2);
+    assert_string_equal(back.u.artifacts.notes, "link: symbolic link");
+    proto_msg_release(&back);
+    free(text);
+}
+
 int
 main(void)
 {
@@ -305,6 +374,7 @@ main(void)
         cmocka_unit_test(test_byte_cap),
         cmocka_unit_test(test_assign_round_trip),
         cmocka_unit_test(test_submit_code_clash),
+        cmocka_unit_test(test_artifact_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
