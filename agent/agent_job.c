@@ -326,6 +326,7 @@ agent_job_spec(const struct proto_job_assign *a, char *const *argv,
         spec->output_limit = output_limit;
     if (pids > 0)
         spec->pids = pids;
+    spec->keep_work = true; /* artifacts are read from /work/out after the run */
 }
 
 int

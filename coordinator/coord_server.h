@@ -41,6 +41,9 @@ enum coord_route {
     COORD_R_HEALTH,
     COORD_R_METRICS,
     COORD_R_DEBUG_INVARIANT,
+    COORD_R_JOB_ARTIFACTS,     /* GET /jobs/{id}/artifacts */
+    COORD_R_JOB_ARTIFACTS_TGZ, /* GET /jobs/{id}/artifacts.tar.gz */
+    COORD_R_JOB_ARTIFACT,      /* GET /jobs/{id}/artifacts/{path} */
     COORD_R_COUNT
 };
 
@@ -58,7 +61,7 @@ struct coord_req {
     enum coord_db_lane lane;
     int method; /* LWSHUMETH_* */
     char method_name[8];
-    char path[256];
+    char path[512];         /* room for an artifact path (255 bytes, percent-encoded) */
     char id[CO_ID_MAX + 1]; /* the {id} part of the path */
     bool admin;             /* a valid X-Admin-Token came with it */
     /* Query arguments the API knows (URL-decoded, "" when absent; has_* tells presence). */
@@ -70,6 +73,7 @@ struct coord_req {
     /* The answer (filled by the handler or early on the lws thread). */
     int status;
     const char *content_type;
+    char disposition[320]; /* Content-Disposition when not "" (downloads) */
     struct co_buf resp;
     bool close_after; /* close the connection after the answer (unread body) */
     bool db_down;     /* the store said the database is unreachable */

@@ -16,6 +16,7 @@
 #include "co_alloc.h"
 #include "co_buf.h"
 #include "co_time.h"
+#include "coord_artifact.h"
 #include "coord_store.h"
 #include "store_backend.h"
 #include "store_migrations.h"
@@ -209,6 +210,40 @@ const struct store_sql store_sql[Q_COUNT] = {
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
                        "'payout'))) LIMIT 1",
                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_OLD_CHUNKS] = {"DELETE FROM job_artifact_chunk WHERE job_id = $1 AND attempt <> $2",
+                               NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_OLD_FILES] = {"DELETE FROM job_artifact WHERE job_id = $1 AND attempt <> $2", NULL,
+                              NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_SET] = {"DELETE FROM job_artifact_set WHERE job_id = $1", NULL, NULL,
+                        STORE_LOCK_NONE},
+    [Q_ART_FILE_INSERT] = {"INSERT INTO job_artifact (job_id, attempt, path, size) "
+                           "VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_SIZE] = {"SELECT size, COUNT(sha256) FROM job_artifact WHERE job_id = $1 "
+                         "AND attempt = $2 AND path = $3 GROUP BY size",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_CHUNK_INSERT] = {"INSERT INTO job_artifact_chunk (job_id, attempt, path, data) "
+                            "VALUES ($1, $2, $3, $4)",
+                            NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_GROW] = {"UPDATE job_artifact SET size = size + $4 WHERE job_id = $1 "
+                         "AND attempt = $2 AND path = $3",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_CHUNKS] = {"SELECT data FROM job_artifact_chunk WHERE job_id = $1 AND attempt = $2 "
+                           "AND path = $3 ORDER BY id",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_SHA] = {"UPDATE job_artifact SET sha256 = $4 WHERE job_id = $1 AND attempt = $2 "
+                        "AND path = $3",
+                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_SET_INSERT] = {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, truncated, "
+                          "skipped, notes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_SET_GET] = {"SELECT attempt, truncated, skipped, COALESCE(notes, '') "
+                       "FROM job_artifact_set WHERE job_id = $1",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_LIST] =
+        {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
+         "AND sha256 IS NOT NULL ORDER BY path",
+         NULL, NULL, STORE_LOCK_NONE},
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -2125,6 +2160,196 @@ coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
     if (got < 0)
         goto out;
     if (q_int(s, Q_H_UNFIT, PARAMS(P_INT(before)), &out->pending_unfit, NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+/* ---- artifacts ---- */
+
+/* The sha256 of the stored chunks of one file, as 64 hex digits in @hex. */
+static int
+artifact_hash(struct coord_store *s, const char *job_id, int attempt, const char *path,
+              char hex[65], co_err *err)
+{
+    struct db_res r;
+    struct coord_sha256 h;
+    coord_sha256_init(&h);
+    if (q_run(s, Q_ART_FILE_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        return -1;
+    int got;
+    while ((got = q_next(&r, err)) > 0) {
+        size_t n = 0;
+        const void *p = s->ops->col_blob(&r, 0, &n);
+        coord_sha256_update(&h, p, n);
+    }
+    q_done(&r);
+    if (got < 0)
+        return -1;
+    coord_sha256_hex(&h, hex);
+    return 0;
+}
+
+int
+coord_store_artifact_append(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, const char *path, int64_t offset, const char *data,
+                            size_t len, bool eof, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t size = -1, done = 0;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
+    if (offset == 0) {
+        /* An attempt's artifacts replace the earlier attempts'. */
+        if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
+                0 ||
+            q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
+                0 ||
+            q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
+            q_exec(s, Q_ART_FILE_INSERT, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), NULL,
+                   err) < 0)
+            goto out;
+    }
+    if (q_run(s, Q_ART_FILE_SIZE, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        size = col_int(&r, 0);
+        done = col_int(&r, 1);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (size != offset || done) {
+        co_err_set(err, CO_E_CONFLICT,
+                   "artifact '%s' of job '%s' attempt %d: chunk at offset %lld, stored %lld%s",
+                   path, job_id, attempt, (long long)offset, (long long)size,
+                   done ? " (complete)" : "");
+        goto out;
+    }
+    if (len > 0 &&
+        (q_exec(s, Q_ART_CHUNK_INSERT,
+                PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_BLOB(data, len)), NULL,
+                err) < 0 ||
+         q_exec(s, Q_ART_FILE_GROW,
+                PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_INT(len)), NULL, err) < 0))
+        goto out;
+    if (eof) {
+        char hex[65];
+        const char *sha = hex;
+        if (artifact_hash(s, job_id, attempt, path, hex, err) < 0 ||
+            q_exec(s, Q_ART_FILE_SHA,
+                   PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_TEXT(sha)), NULL,
+                   err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_artifact_finish(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, const struct coord_artifact_set *set, co_err *err)
+{
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
+    /* No file at all: nothing dropped the earlier attempts' rows yet. */
+    if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_SET_INSERT,
+               PARAMS(P_TEXT(job_id), P_INT(attempt), P_INT(set->files), P_INT(set->bytes),
+                      P_INT(set->truncated), P_INT(set->skipped), P_TEXT(set->notes)),
+               NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_artifact_list(struct coord_store *s, const char *job_id,
+                          struct coord_artifact_list *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t one;
+    bool found;
+
+    memset(out, 0, sizeof(*out));
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_int(s, Q_JOB_GET_NOCODE, PARAMS(P_TEXT(job_id)), &one, &found, err) < 0)
+        goto out;
+    if (!found) {
+        co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+        goto out;
+    }
+    if (q_run(s, Q_ART_SET_GET, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        out->complete = true;
+        out->attempt = (int)col_int(&r, 0);
+        out->truncated = col_int(&r, 1) != 0;
+        out->skipped = col_int(&r, 2);
+        out->notes = co_xstrdup(col_text(&r, 3));
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (out->complete) {
+        if (q_run(s, Q_ART_LIST, PARAMS(P_TEXT(job_id), P_INT(out->attempt)), &r, err) < 0)
+            goto out;
+        size_t cap = 0;
+        while ((got = q_next(&r, err)) > 0) {
+            if (out->len == cap) {
+                cap = cap ? cap * 2 : 16;
+                out->items = co_xreallocarray(out->items, cap, sizeof(*out->items));
+            }
+            struct coord_artifact *a = &out->items[out->len++];
+            a->path = co_xstrdup(col_text(&r, 0));
+            a->size = col_int(&r, 1);
+            co_strlcpy(a->sha256, col_text(&r, 2), sizeof(a->sha256));
+        }
+        q_done(&r);
+        if (got < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_artifact_list_release(out);
+    return rc;
+}
+
+int
+coord_store_artifact_read(struct coord_store *s, const char *job_id, int attempt, const char *path,
+                          struct co_buf *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_run(s, Q_ART_FILE_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        goto out;
+    while ((got = q_next(&r, err)) > 0)
+        blob_append(&r, 0, out);
+    q_done(&r);
+    if (got < 0)
         goto out;
     rc = 0;
 out:
