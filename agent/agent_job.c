@@ -327,6 +327,10 @@ agent_job_spec(const struct proto_job_assign *a, char *const *argv,
     if (pids > 0)
         spec->pids = pids;
     spec->keep_work = true; /* artifacts are read from /work/out after the run */
+    /* /work holds the input files and the artifacts; its pages count against the job's memory
+     * anyway, so it may be as large as the job's RAM (never below the sandbox default). */
+    if (spec->memory_bytes > spec->work_bytes)
+        spec->work_bytes = spec->memory_bytes;
 }
 
 int
