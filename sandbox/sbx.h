@@ -210,7 +210,9 @@ int sbx_prewarm(unsigned n, bool refill, co_err *err) __attribute__((warn_unused
 /**
  * Let a janitor thread finish runs after sbx_run() returns (long-lived callers only, e.g. the
  * agent; never in a process that exits right after a run): for a job that ended by itself, it
- * reaps the sandbox's init and kills and removes its cgroup; the slot stays locked until then.
+ * reaps the sandbox's init and kills what is left in its cgroup; the slot stays locked until then.
+ * On v1 and hybrid hosts the emptied cgroup is kept for the slot's next job in this process
+ * (counters reset, every limit written again; the slot is offered first), elsewhere removed.
  * The kernel is already killing whatever the job left behind when sbx_run() returns.
  * Errors: the thread cannot be started.
  */

@@ -20,6 +20,7 @@
 
 #include "co_alloc.h"
 #include "co_buf.h"
+#include "sbx.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -322,7 +323,7 @@ v1_stats(const struct sbx_cgroup *cg, struct sbx_cg_stats *out, co_err *err)
     out->mem_peak = strtoll(buf, NULL, 10);
     if (read_in(mem, "memory.oom_control", buf, sizeof(buf), err) < 0)
         return -1;
-    out->oom_kills = keyed_value(buf, "oom_kill");
+    out->oom_kills = keyed_value(buf, "oom_kill") - cg->oom_base;
     if (out->oom_kills < 0)
         out->oom_kills = 0;
     return 0;
@@ -897,9 +898,131 @@ sbx_cgroup_prepare(struct sbx_cgroup *cg, const struct sbx_cgroup_host *host, co
     return 0;
 }
 
+/* ---- recycled job cgroups (long-lived callers, v1) ------------------------------------------ */
+
+/* Emptied job cgroups of this process, by the path of their first folder, with their folders'
+ * inodes, so that a folder removed and made again by another process is not taken for ours. */
+struct kept_cg {
+    char dir0[PATH_MAX];
+    int n_dirs;
+    dev_t dev[SBX_CG_MAX_DIRS];
+    ino_t ino[SBX_CG_MAX_DIRS];
+};
+static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct kept_cg *kept[SBX_MAX_SLOTS];
+
+/* Take the entry of @cg out of the table; false if there is none. */
+static bool
+kept_take(const struct sbx_cgroup *cg, struct kept_cg *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&kept_mu);
+    for (int i = 0; i < SBX_MAX_SLOTS && !found; i++) {
+        if (kept[i] && strcmp(kept[i]->dir0, cg->dirs[0]) == 0) {
+            *out = *kept[i];
+            free(kept[i]);
+            kept[i] = NULL;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&kept_mu);
+    return found;
+}
+
+static bool
+kept_put(const struct kept_cg *k)
+{
+    bool done = false;
+    pthread_mutex_lock(&kept_mu);
+    for (int i = 0; i < SBX_MAX_SLOTS && !done; i++) {
+        if (!kept[i]) {
+            kept[i] = co_xmalloc(sizeof(*k));
+            *kept[i] = *k;
+            done = true;
+        }
+    }
+    pthread_mutex_unlock(&kept_mu);
+    return done;
+}
+
+/*
+ * Reuse the emptied cgroup this process kept for @cg's name: 1 when reused (limits written,
+ * counters reset), 0 when there is none or it is not exactly as it was left (the caller then
+ * removes whatever is there and makes a new one), -1 when a limit cannot be written.
+ */
+static int
+reuse_kept(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
+{
+    struct kept_cg k;
+    if (cg->host->mode == SBX_CG_V2 || !kept_take(cg, &k) || k.n_dirs != cg->n_dirs)
+        return 0;
+    for (int i = 0; i < cg->n_dirs; i++) {
+        struct stat st;
+        if (stat(cg->dirs[i], &st) < 0 || st.st_dev != k.dev[i] || st.st_ino != k.ino[i])
+            return 0;
+    }
+    const char *mem = cg->dirs[cg->ctrl_dir[SBX_CG_MEMORY]];
+    char buf[512];
+    co_err e = CO_ERR_INIT;
+    if (!procs_empty(cg->dirs[cg->ctrl_dir[SBX_CG_PIDS]]) ||
+        write_in(cg->dirs[cg->ctrl_dir[SBX_CG_CPUACCT]], "cpuacct.usage", "0", &e) < 0 ||
+        write_in(mem, "memory.max_usage_in_bytes", "0", &e) < 0 ||
+        read_in(mem, "memory.oom_control", buf, sizeof(buf), &e) < 0)
+        return 0;
+    /* The memory limit may grow: lift the memory+swap limit first (it may not be below it). */
+    if (cg->host->memsw && write_in(mem, "memory.memsw.limit_in_bytes", "-1", &e) < 0)
+        return 0;
+    cg->oom_base = keyed_value(buf, "oom_kill");
+    if (cg->oom_base < 0)
+        cg->oom_base = 0;
+    cg->created = true;
+    if (ops_of(cg->host)->set_limits(cg, l, err) < 0)
+        return -1;
+    return 1;
+}
+
+/* Memory a recycled v1 cgroup may keep charged (page cache the last job read): above it the
+ * janitor has it released with memory.force_empty, whose fixed cost (draining every CPU's
+ * per-cpu lists) is about 0.4 ms, as much as the whole recycling saves. */
+#define RECYCLE_KEEP_BYTES (4 << 20)
+
+int
+sbx_cgroup_recycle(struct sbx_cgroup *cg, co_err *err)
+{
+    if (!cg->created || cg->host->mode == SBX_CG_V2)
+        return sbx_cgroup_destroy(cg, err);
+    struct kept_cg k = {.n_dirs = cg->n_dirs};
+    co_strlcpy(k.dir0, cg->dirs[0], sizeof(k.dir0));
+    const char *mem = cg->dirs[cg->ctrl_dir[SBX_CG_MEMORY]];
+    char state[32], usage[32];
+    co_err e = CO_ERR_INIT;
+    bool ok = sbx_cgroup_kill(cg, &e) == 0 &&
+              read_in(cg->dirs[cg->ctrl_dir[SBX_CG_FREEZER]], "freezer.state", state, sizeof(state),
+                      &e) == 0 &&
+              strncmp(state, "THAWED", 6) == 0 &&
+              read_in(mem, "memory.usage_in_bytes", usage, sizeof(usage), &e) == 0;
+    if (ok && strtoll(usage, NULL, 10) > RECYCLE_KEEP_BYTES)
+        ok = write_in(mem, "memory.force_empty", "0", &e) == 0;
+    for (int i = 0; ok && i < cg->n_dirs; i++) {
+        struct stat st;
+        ok = stat(cg->dirs[i], &st) == 0;
+        k.dev[i] = st.st_dev;
+        k.ino[i] = st.st_ino;
+    }
+    if (!ok || !kept_put(&k))
+        return sbx_cgroup_destroy(cg, err);
+    cg->created = false;
+    return 1;
+}
+
 int
 sbx_cgroup_make(struct sbx_cgroup *cg, const struct sbx_cg_limits *limits, co_err *err)
 {
+    int reused = reuse_kept(cg, limits, err);
+    if (reused == 1)
+        return 0;
+    if (reused < 0)
+        goto fail;
     /* A leftover from a crashed run of the same slot: kill what is in it and remove it. */
     cg->created = true;
     if (sbx_cgroup_destroy(cg, err) < 0)

@@ -60,6 +60,7 @@ struct sbx_cgroup {
     int join_dirfd[SBX_CG_MAX_DIRS];       /* procs[i] is join_rel[i] below this open folder */
     char join_rel[SBX_CG_MAX_DIRS][96];
     bool created;
+    int64_t oom_base; /* v1, a recycled cgroup: its oom_kill count before this job */
 };
 
 struct sbx_cg_limits {
@@ -176,6 +177,18 @@ int sbx_cgroup_kill(const struct sbx_cgroup *cg, co_err *err) __attribute__((war
 
 /** Kill everything in @cg and remove its folders.  Safe on a cgroup that was not created. */
 int sbx_cgroup_destroy(struct sbx_cgroup *cg, co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * For long-lived callers (the janitor): instead of removing @cg, empty it for the next job of
+ * the same slot in this process.  v1 (and hybrid) only: kill everything in it, thaw it, release
+ * the memory still charged to it (memory.force_empty), and remember its folders (device and
+ * inode); the next sbx_cgroup_make() of that name in this process reuses them when they are
+ * still those folders and empty, resetting the CPU and memory-peak counters, taking the OOM
+ * count as a base and writing every limit again.  Anything unexpected, and v2: destroyed as by
+ * sbx_cgroup_destroy().  Folders left when the process exits are removed by the next run of the
+ * slot like any leftover.  Returns 1 when kept, 0 when removed, -1 when it could not be removed.
+ */
+int sbx_cgroup_recycle(struct sbx_cgroup *cg, co_err *err) __attribute__((warn_unused_result));
 
 /* Small file helpers shared with the rest of the sandbox. */
 

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -21,7 +23,9 @@
 #include "sbx_cgroup.h"
 
 /* Bump when the skeleton's contents change, so that a new layout gets a new folder. */
-#define SKELETON_NAME "default-root-v3"
+#define SKELETON_NAME "default-root-v4"
+/* Root's skeleton in the host's run folder is a tmpfs of its own (see build_skeleton_tmpfs). */
+#define SKELETON_TMPFS_OPTS "size=8m,nr_inodes=4096,mode=755"
 
 static const char *const host_dirs[] = {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"};
 static const char *const mount_points[] = {"proc", "dev", "tmp", "work"};
@@ -226,20 +230,15 @@ out:
     return rc;
 }
 
+/* Fill the empty folder @tmp with the skeleton's contents; the caller removes it on failure. */
 static int
-build_skeleton(const char *final, co_err *err)
+fill_skeleton(const char *tmp, co_err *err)
 {
-    char tmp[PATH_MAX], p[PATH_MAX];
-    pathf(tmp, sizeof(tmp), "%s.tmp.%ld.%ld", final, (long)getpid(), (long)syscall(SYS_gettid));
-    remove_tree(tmp);
-    if (mkdir(tmp, 0755) < 0)
-        return co_err_sys(err, errno, "cannot create '%s'", tmp);
+    char p[PATH_MAX];
     for (size_t i = 0; i < CO_ARRAY_LEN(mount_points); i++) {
         pathf(p, sizeof(p), "%s/%s", tmp, mount_points[i]);
-        if (mkdir(p, 0755) < 0) {
-            co_err_sys(err, errno, "cannot create '%s'", p);
-            goto fail;
-        }
+        if (mkdir(p, 0755) < 0)
+            return co_err_sys(err, errno, "cannot create '%s'", p);
     }
     for (size_t i = 0; i < CO_ARRAY_LEN(host_dirs); i++) {
         char host[64], target[PATH_MAX];
@@ -250,26 +249,78 @@ build_skeleton(const char *final, co_err *err)
             continue;
         if (S_ISLNK(st.st_mode)) {
             ssize_t n = readlink(host, target, sizeof(target) - 1);
-            if (n < 0) {
-                co_err_sys(err, errno, "cannot read link '%s'", host);
-                goto fail;
-            }
+            if (n < 0)
+                return co_err_sys(err, errno, "cannot read link '%s'", host);
             target[n] = '\0';
-            if (symlink(target, p) < 0) {
-                co_err_sys(err, errno, "cannot create '%s'", p);
-                goto fail;
-            }
+            if (symlink(target, p) < 0)
+                return co_err_sys(err, errno, "cannot create '%s'", p);
         } else if (S_ISDIR(st.st_mode) && mkdir(p, 0755) < 0) {
-            co_err_sys(err, errno, "cannot create '%s'", p);
-            goto fail;
+            return co_err_sys(err, errno, "cannot create '%s'", p);
         }
     }
     pathf(p, sizeof(p), "%s/etc", tmp);
-    if (mkdir(p, 0755) < 0) {
-        co_err_sys(err, errno, "cannot create '%s'", p);
-        goto fail;
+    if (mkdir(p, 0755) < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", p);
+    return write_etc(p, err);
+}
+
+/*
+ * Root's skeleton in the host's run folder: a small tmpfs mounted over @final, so that the job's
+ * root is the root of a filesystem of its own and the sandbox's mountinfo shows "/" as its root
+ * instead of the host path of the folder.  Built on a temporary mount point and moved into place
+ * under a lock; the mount stays until the host reboots, like the folder before it.
+ */
+static int
+build_skeleton_tmpfs(const char *final, co_err *err)
+{
+    char lock[PATH_MAX], tmp[PATH_MAX];
+    pathf(lock, sizeof(lock), "%s.lock", final);
+    co_autoclose int lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd < 0)
+        return co_err_sys(err, errno, "cannot open '%s'", lock);
+    while (flock(lfd, LOCK_EX) < 0)
+        if (errno != EINTR)
+            return co_err_sys(err, errno, "cannot lock '%s'", lock);
+    struct stat st, run;
+    if (stat(final, &st) == 0) {
+        if (stat(sbx_run_dir(), &run) == 0 && run.st_dev != st.st_dev)
+            return 0; /* another process mounted it meanwhile (only ever moved in complete) */
+        rmdir(final); /* the empty mount point of an attempt killed before its move */
     }
-    if (write_etc(p, err) < 0)
+    pathf(tmp, sizeof(tmp), "%s.tmp.%ld.%ld", final, (long)getpid(), (long)syscall(SYS_gettid));
+    umount2(tmp, MNT_DETACH); /* a crashed attempt of a recycled pid */
+    remove_tree(tmp);
+    if (mkdir(tmp, 0755) < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", tmp);
+    if (mount("cacheout-root", tmp, "tmpfs", MS_NOSUID | MS_NODEV, SKELETON_TMPFS_OPTS) < 0) {
+        co_err_sys(err, errno, "cannot mount a tmpfs on '%s'", tmp);
+        rmdir(tmp);
+        return -1;
+    }
+    int rc = fill_skeleton(tmp, err);
+    if (rc == 0 && mkdir(final, 0755) < 0)
+        rc = co_err_sys(err, errno, "cannot create '%s'", final);
+    if (rc == 0 && mount(tmp, final, NULL, MS_MOVE, NULL) < 0) {
+        rc = co_err_sys(err, errno, "cannot move the skeleton's mount to '%s'", final);
+        rmdir(final);
+    }
+    if (rc < 0)
+        umount2(tmp, MNT_DETACH);
+    rmdir(tmp);
+    return rc;
+}
+
+static int
+build_skeleton(const char *final, co_err *err)
+{
+    char tmp[PATH_MAX];
+    if (geteuid() == 0 && strcmp(sbx_run_dir(), SBX_RUN_DIR) == 0)
+        return build_skeleton_tmpfs(final, err);
+    pathf(tmp, sizeof(tmp), "%s.tmp.%ld.%ld", final, (long)getpid(), (long)syscall(SYS_gettid));
+    remove_tree(tmp);
+    if (mkdir(tmp, 0755) < 0)
+        return co_err_sys(err, errno, "cannot create '%s'", tmp);
+    if (fill_skeleton(tmp, err) < 0)
         goto fail;
     if (rename(tmp, final) < 0) {
         if (errno == EEXIST || errno == ENOTEMPTY) {

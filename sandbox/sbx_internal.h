@@ -60,9 +60,13 @@ struct sbx_cgroup;
 bool sbx_janitor_enabled(void);
 
 /**
- * Hand a finished sandbox to the janitor: it reaps init @pid, kills and removes @cg (stolen,
- * freed) and then closes @lock_fd, releasing the slot.
+ * Hand a finished sandbox of @slot to the janitor: it reaps init @pid, empties @cg (stolen,
+ * freed) for the slot's next job (sbx_cgroup_recycle(), or removes it) and then closes @lock_fd,
+ * releasing the slot; a slot whose cgroup was kept is offered first by sbx_slot_acquire().
  */
-void sbx_janitor_add(pid_t pid, struct sbx_cgroup *cg, int lock_fd);
+void sbx_janitor_add(pid_t pid, unsigned slot, struct sbx_cgroup *cg, int lock_fd);
+
+/** Note that @slot's cgroup was kept for reuse (the janitor), so that it is taken first. */
+void sbx_slot_recycled(unsigned slot);
 
 #endif

@@ -18,6 +18,7 @@
 
 struct janitor_item {
     pid_t pid;
+    unsigned slot;
     struct sbx_cgroup *cg;
     int lock_fd;
     struct janitor_item *next;
@@ -46,10 +47,12 @@ janitor_main(void *arg)
         while (waitpid(it->pid, &st, __WALL) < 0 && errno == EINTR)
             ;
         co_err e = CO_ERR_INIT;
-        if (sbx_cgroup_destroy(it->cg, &e) < 0) {
-            /* Left for the next run of this slot, which removes leftovers before it starts. */
-        }
+        /* A cgroup that cannot be emptied or removed is left for the next run of this slot,
+         * which removes leftovers before it starts. */
+        bool kept = sbx_cgroup_recycle(it->cg, &e) == 1;
         close(it->lock_fd);
+        if (kept)
+            sbx_slot_recycled(it->slot);
         free(it->cg);
         free(it);
     }
@@ -66,10 +69,11 @@ sbx_janitor_enabled(void)
 }
 
 void
-sbx_janitor_add(pid_t pid, struct sbx_cgroup *cg, int lock_fd)
+sbx_janitor_add(pid_t pid, unsigned slot, struct sbx_cgroup *cg, int lock_fd)
 {
     struct janitor_item *it = co_xmalloc(sizeof(*it));
     it->pid = pid;
+    it->slot = slot;
     it->cg = cg;
     it->lock_fd = lock_fd;
     it->next = NULL;

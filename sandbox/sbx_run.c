@@ -48,28 +48,71 @@
 
 static atomic_uint next_slot;
 
+/* Slots whose cgroup the janitor kept for reuse (sbx_cgroup_recycle()), most recent last. */
+static pthread_mutex_t recycled_mu = PTHREAD_MUTEX_INITIALIZER;
+static unsigned recycled[SBX_MAX_SLOTS];
+static unsigned n_recycled;
+
+void
+sbx_slot_recycled(unsigned slot)
+{
+    pthread_mutex_lock(&recycled_mu);
+    if (n_recycled < SBX_MAX_SLOTS)
+        recycled[n_recycled++] = slot;
+    pthread_mutex_unlock(&recycled_mu);
+}
+
+/* Lock slot @s: 1 when taken, 0 when busy, -1 on errors. */
+static int
+slot_try(const char *lock_dir, unsigned s, int *lock_fd, co_err *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/%u.lock", lock_dir, s);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return co_err_sys(err, errno, "cannot open slot lock '%s'", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        *lock_fd = fd;
+        return 1;
+    }
+    int saved = errno;
+    close(fd);
+    if (saved != EWOULDBLOCK)
+        return co_err_sys(err, saved, "cannot lock '%s'", path);
+    return 0;
+}
+
 int
 sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
 {
     if (sbx_mkdir_p(lock_dir, 0700, err) < 0)
         return -1;
+    /* First a slot whose emptied cgroup this process kept (no mkdir/rmdir), if one is free. */
+    for (;;) {
+        pthread_mutex_lock(&recycled_mu);
+        bool have = n_recycled > 0;
+        unsigned s = have ? recycled[--n_recycled] : 0;
+        pthread_mutex_unlock(&recycled_mu);
+        if (!have)
+            break;
+        int rc = slot_try(lock_dir, s, lock_fd, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 1) {
+            *slot = s;
+            return 0;
+        }
+    }
     unsigned start = atomic_fetch_add(&next_slot, 1);
     for (unsigned k = 0; k < SBX_MAX_SLOTS; k++) {
         unsigned s = (start + k) % SBX_MAX_SLOTS;
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/%u.lock", lock_dir, s);
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-            return co_err_sys(err, errno, "cannot open slot lock '%s'", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+        int rc = slot_try(lock_dir, s, lock_fd, err);
+        if (rc < 0)
+            return -1;
+        if (rc == 1) {
             *slot = s;
-            *lock_fd = fd;
             return 0;
         }
-        int saved = errno;
-        close(fd);
-        if (saved != EWOULDBLOCK)
-            return co_err_sys(err, saved, "cannot lock '%s'", path);
     }
     return co_err_set(err, CO_E_LIMIT, "all %d sandbox slots are busy", SBX_MAX_SLOTS);
 }
@@ -867,7 +910,7 @@ run_collect(struct run *r, co_err *err)
         res->oom_killed = stats.oom_kills > 0;
     }
     if (handed_off) {
-        sbx_janitor_add(r->pid, co_steal(&r->cg), co_steal_fd(&r->lock_fd));
+        sbx_janitor_add(r->pid, res->slot, co_steal(&r->cg), co_steal_fd(&r->lock_fd));
         r->pid = 0;
     }
 

@@ -7,6 +7,9 @@ Phases (each on a fresh coordinator and database):
               p50 submit->agent-receives
   sandboxed   N jobs submitted by several client threads, the agent runs each in its sandbox:
               jobs/s end to end, p50/p99 submit->finished, p50 submit->agent-receives
+  loop        the one-shot runner from a shell loop, `xargs -P<cores> cacheout-run ... true`,
+              just before and just after the sandboxed phase: the ratio sandboxed / loop jobs/s
+              is printed with the sandboxed figures (what a resident agent should beat)
   dispatch    the same with the agent in benchmark mode (--bench-no-sandbox: it runs nothing and
               reports success), measuring the coordinator alone; plus the drain rate of a backlog
               queued before the agent connects (no HTTP client in the way)
@@ -21,6 +24,8 @@ import argparse
 import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -212,20 +217,72 @@ def phase_latency():
         stop_stack(coord, agent)
 
 
+def xargs_loop(n):
+    """Jobs/s of `xargs -P<cores> cacheout-run --cores 1 --memory 64M -- true` over @n jobs (the
+    e2e job's limits), or None without a cacheout-run (or for a rootless agent: the loop runs
+    as root)."""
+    if n <= 0 or ARGS.rootless_user or not ARGS.run or not os.access(ARGS.run, os.X_OK):
+        return None
+    cmd = "seq %d | xargs -P%d -I{} %s --cores 1 --memory 64M -- true" % (
+        n, os.cpu_count() or 1, ARGS.run)
+    t0 = time.time()
+    rc = os.system(cmd)
+    dt = time.time() - t0
+    if rc != 0:
+        raise SystemExit("bench: the xargs loop failed (%s)" % cmd)
+    return n / dt
+
+
+def start_perf(name, coord, agent):
+    """With BENCH_PERF_OUT=folder (bench/profile): `perf record` of the coordinator and of the
+    agent (with the sandboxes it starts), one file each, while the phase's jobs run."""
+    out = os.environ.get("BENCH_PERF_OUT")
+    if not out:
+        return []
+    procs = []
+    for who, p in (("coordinator", coord.proc), ("agent", agent.proc)):
+        procs.append(subprocess.Popen(
+            ["perf", "record", "-q", "-g", "-F", os.environ.get("BENCH_PERF_FREQ", "1999"),
+             "-e", "cpu-clock", "-p", str(p.pid), "-o",
+             os.path.join(out, "%s-%s.data" % (name, who))],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    time.sleep(0.5)  # perf attached before the first submit
+    return procs
+
+
+def stop_perf(procs):
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        p.wait()
+
+
 def phase_throughput(bench_mode):
     name = "dispatch-only" if bench_mode else "sandboxed"
+    loops = [] if bench_mode else [xargs_loop(ARGS.loop_jobs)]
     coord, agent = start_stack(ARGS, name, bench_mode,
                                ARGS.dispatch_cores if bench_mode else ARGS.cores)
     try:
+        perf = start_perf(name, coord, agent)
         c0, a0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc)
         t0, t_sub = submit_many(coord.port, ARGS.jobs, ARGS.threads)
         t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
+        stop_perf(perf)
         print_cpu(name, coord, agent, ARGS.jobs, c0, a0)
         print("%-22s submit rate (client, %d threads): %.0f jobs/s" % (
             name, ARGS.threads, ARGS.jobs / max(1e-9, t_sub - t0)))
         report(name, all_jobs(coord.port), received_ms(agent), t0, t_end)
     finally:
         stop_stack(coord, agent)
+    if loops and loops[0] is not None:
+        loops.append(xargs_loop(ARGS.loop_jobs))
+        loop = (loops[0] + loops[1]) / 2
+        e2e = ARGS.jobs / max(1e-9, t_end - t0)
+        print("%-22s xargs -P%d cacheout-run loop (%d jobs, before/after): %.0f / %.0f jobs/s; "
+              "ratio end to end / loop: %.2f (target >= 1.5; load average %.1f)" % (
+                  "loop", os.cpu_count() or 1, ARGS.loop_jobs, loops[0], loops[1], e2e / loop,
+                  os.getloadavg()[0]))
+        sys.stdout.flush()
 
 
 def phase_drain():
@@ -258,6 +315,8 @@ def main():
     ap.add_argument("--pg-port", type=int, default=0, help="PostgreSQL server (else SQLite)")
     ap.add_argument("--pg-bin", default="/usr/lib/postgresql/15/bin")
     ap.add_argument("--jobs", type=int, default=2000)
+    ap.add_argument("--run", default="", help="cacheout-run, for the xargs loop")
+    ap.add_argument("--loop-jobs", type=int, default=500)
     ap.add_argument("--latency-jobs", type=int, default=100)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--cores", type=int, default=8)

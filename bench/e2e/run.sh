@@ -8,12 +8,15 @@
 # BENCH_CORES (cores the agent offers, default 8; 64 in dispatch-only mode: BENCH_DISPATCH_CORES,
 # so that 64 jobs can be in flight), BENCH_PHASES
 # (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too,
-# BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent.
+# BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent,
+# BENCH_LOOP_JOBS (500): jobs of the `xargs -P<cores> cacheout-run` loop run before and after the
+# sandboxed phase (its ratio is printed with the sandboxed figures).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
 build=${CO_BUILD_DIR:-$src/build}
 args=(--coordinator "$build/coordinator/cacheout-coordinator" --agent "$build/agent/cacheout-agent"
+    --run "$build/sandbox/cacheout-run" --loop-jobs "${BENCH_LOOP_JOBS:-500}"
     --sql-dir "$src/sql" --jobs "${BENCH_JOBS:-2000}" --threads "${BENCH_THREADS:-4}"
     --cores "${BENCH_CORES:-8}" --dispatch-cores "${BENCH_DISPATCH_CORES:-64}")
 for bin in "$build/coordinator/cacheout-coordinator" "$build/agent/cacheout-agent"; do

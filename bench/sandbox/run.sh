@@ -4,9 +4,9 @@
 #     seccomp); bubblewrap with an equivalent strict setup (pid/net/ipc/uts namespaces, read-only
 #     binds of /usr /lib /lib64 /bin, tmpfs /tmp, /proc, /dev, --cap-drop ALL,
 #     --die-with-parent), which has no cgroups and no seccomp.  Prints the medians and the ratio
-#     cacheout-run / bwrap (target <= 0.8).
+#     cacheout-run / bwrap (target <= 0.6).
 #  2. sbx-bench-inproc: the per-job overhead of sbx_run() over fork+exec+wait inside one process,
-#     as the agent uses it (target <= 2.5 ms).
+#     as the agent uses it (target: sbx_run <= 1.4x fork+exec+wait, and its CPU per job <= 1.5x).
 # The build machines are shared and often loaded, so the comparison is repeated ROUNDS times
 # (the order of the commands rotating) and the median of the per-round ratios is printed too.
 #  3. With ROOTLESS=1: both again as an unprivileged user (rootless sandboxes), against
@@ -71,7 +71,7 @@ for r in range(rounds):
     ratios.append(ratio)
     print("  round %d     %7.3f  %12.3f  %12.3f  %5.2f" % (r + 1, res["plain"], res["cacheout-run"],
                                                         res["bwrap-strict"], ratio))
-print("ratio cacheout-run / bwrap-strict, median over rounds: %.2f (target <= 0.8)"
+print("ratio cacheout-run / bwrap-strict, median over rounds: %.2f (target <= 0.6)"
       % statistics.median(ratios))
 PY
 
@@ -94,7 +94,7 @@ for _ in range(n):
         wall[k].append((time.monotonic() - t0) * 1000)
 med = {k: statistics.median(v) for k, v in wall.items()}
 print("medians (ms): " + ", ".join("%s %.3f" % kv for kv in med.items()))
-print("ratio cacheout-run / bwrap-strict, interleaved: %.2f (target <= 0.8)"
+print("ratio cacheout-run / bwrap-strict, interleaved: %.2f (target <= 0.6)"
       % (med["cacheout-run"] / med["bwrap-strict"]))
 if baseline:
     print("ratio cacheout-run / baseline: %.2f; baseline / bwrap-strict: %.2f"

@@ -1808,6 +1808,77 @@ def c_rt_shell(s):
         fail("shell workload", "SHELL-OK", "%r / %r" % (j.stdout[-300:], j.stderr[-600:]))
 
 
+GO_BINARY = "/usr/sbin/runc"
+
+
+@case("runtime-go")
+def c_rt_go(s):
+    # A real Go program (Debian's runc, Go with cgo; scripts/packages/sandbox.txt), so that no Go
+    # toolchain is needed. GOGC=1 makes its runtime collect garbage during start-up: the
+    # collector's mark workers are goroutines on threads of their own (GOMAXPROCS = the job's
+    # cores), woken by futexes; schedtrace=1 has the runtime's monitor thread (a timer loop)
+    # print the scheduler every millisecond; signal handlers are installed on alternate stacks.
+    # Whether a collection or a trace line falls within the program's few milliseconds varies
+    # from run to run (also outside a sandbox), so the program runs up to 8 times until both
+    # were seen; every run must succeed.
+    if not os.access(GO_BINARY, os.X_OK):
+        raise CaseSkip("no %s on this host (Debian package runc, scripts/packages/sandbox.txt): "
+                       "the Go runtime is NOT tested" % GO_BINARY)
+    seen_gc = seen_sched = None
+    for _ in range(8):
+        j = s.job(program=[GO_BINARY, "--version"],
+                  opts=["--cores", "2", "--env", "GOGC=1",
+                        "--env", "GODEBUG=gctrace=1,schedtrace=1"])
+        j.expect_status("ok", 0)
+        if "runc version" not in j.stdout or "go: go1." not in j.stdout:
+            fail("go program output", "runc version ... go: go1.*",
+                 "%r / %r" % (j.stdout[-300:], j.stderr[-600:]))
+        seen_gc = seen_gc or re.search(r"^gc \d+ @[^\n]* (\d+) P$", j.stderr, re.M)
+        seen_sched = seen_sched or re.search(r"^SCHED \d+ms: gomaxprocs=(\d+) \S+ threads=(\d+)",
+                                             j.stderr, re.M)
+        if seen_gc and seen_sched:
+            break
+    if not seen_gc or not seen_sched:
+        fail("go runtime trace", "a collection (gc N @... 2 P) and a scheduler line (SCHED ...)",
+             "%r / %r" % (seen_gc and seen_gc.group(0), seen_sched and seen_sched.group(0)))
+    if int(seen_gc.group(1)) != 2 or int(seen_sched.group(1)) != 2:
+        fail("go GOMAXPROCS", "2 (the job's 2 cores)", (seen_gc.group(0), seen_sched.group(0)))
+    if int(seen_sched.group(2)) < 3:
+        fail("go threads", "at least 3 runtime threads", seen_sched.group(0))
+
+
+@case("mountinfo-no-host-paths")
+def c_mountinfo_host_paths(s):
+    # The job's mountinfo names no host folder of the sandbox: not the run folder (root: the
+    # default image's skeleton is a tmpfs of its own, so the root mount's root is "/"), not the
+    # folder the work files come from, not the images' folder, not the build. Rootless: the
+    # skeleton is a plain folder of the caller's run folder (an unprivileged caller cannot mount
+    # a tmpfs on the host), and the root mount's root shows its path (sandbox/README.md).
+    j = s.job(program=["cat", "/proc/self/mountinfo"], work_files=["wf=" + s.attack_bin],
+              with_attack=False)
+    j.expect_status("ok", 0)
+    lines = j.stdout.splitlines()
+    root = [ln for ln in lines if ln.split()[4:5] == ["/"]]
+    if len(root) != 1:
+        fail("mountinfo", "one mount at /", lines[:3])
+    hidden = [s.tmp, "/var/lib/cacheout", os.path.dirname(s.run_bin), s.src]
+    if ROOTLESS is None:
+        hidden.append("/run/cacheout")
+        fields = root[0].split()
+        if fields[3] != "/" or fields[fields.index("-") + 1] != "tmpfs":
+            fail("root mount", "root '/' of a tmpfs", root[0])
+    else:
+        uid = ROOTLESS.pw_uid
+        run_dirs = ["/run/user/%d/cacheout" % uid, "/tmp/cacheout-%d" % uid]
+        lines = [ln for ln in lines if ln not in root]
+        hidden += run_dirs
+        s.notes.append("mountinfo: rootless root mount shows %s" % root[0].split()[3])
+    for ln in lines:
+        for h in hidden:
+            if h in ln:
+                fail("mountinfo line", "no host path %s" % h, ln)
+
+
 def host_alternatives():
     """Commands of the host's PATH that resolve through /etc/alternatives to an executable."""
     found = []

@@ -349,6 +349,63 @@ test_prewarmed_namespaces(void **state)
     sbx_result_release(&b);
 }
 
+/* Run @spec until it gets @slot (the janitor keeps the slot's cgroup a moment after a run). */
+static void
+run_in_slot(struct sbx_spec *spec, unsigned slot, struct sbx_result *res)
+{
+    for (int i = 0; i < 50; i++) {
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        run_ok(spec, res);
+        if (res->slot == slot)
+            return;
+        sbx_result_release(res);
+    }
+    fail_msg("slot %u (whose cgroup was kept) was never offered again", slot);
+}
+
+static void
+test_recycled_cgroup_starts_clean(void **state)
+{
+    need_root(state);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_async_cleanup(&err), 0);
+    /* A job killed by the OOM killer after burning CPU, then jobs in the same slot (its cgroup
+     * reused, on v1 hosts): no OOM, CPU or memory peak of the first may show in their results,
+     * and the limits are the new job's (a larger memory limit, then a smaller one). */
+    const char *hog[] = {"sh", "-c",
+                         "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; "
+                         "python3 -c 'x = bytearray(96 << 20)'",
+                         NULL};
+    const char *small[] = {"sh", "-c", "cat /proc/self/cgroup >/dev/null", NULL};
+    const char *big[] = {"python3", "-c", "x = bytearray(96 << 20); print(len(x))", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = hog;
+    spec.memory_bytes = 48 << 20;
+    struct sbx_result a, b, c, d;
+    run_ok(&spec, &a);
+    assert_string_equal(sbx_status_name(a.status), "oom");
+    assert_true(a.cpu_ms >= 50);
+    spec.argv = small;
+    run_in_slot(&spec, a.slot, &b);
+    assert_string_equal(sbx_status_name(b.status), "ok");
+    assert_false(b.oom_killed);
+    assert_true(b.cpu_ms < a.cpu_ms);
+    assert_true(b.memory_peak_kb < 40 * 1024);
+    spec.argv = big;
+    spec.memory_bytes = 256 << 20;
+    run_in_slot(&spec, a.slot, &c);
+    assert_string_equal(sbx_status_name(c.status), "ok");
+    spec.memory_bytes = 48 << 20;
+    run_in_slot(&spec, a.slot, &d);
+    assert_string_equal(sbx_status_name(d.status), "oom");
+    sbx_result_release(&a);
+    sbx_result_release(&b);
+    sbx_result_release(&c);
+    sbx_result_release(&d);
+}
+
 static void
 test_fail_closed(void **state)
 {
@@ -396,6 +453,7 @@ main(void)
         cmocka_unit_test(test_concurrent_threads_get_distinct_uids),
         cmocka_unit_test(test_network_namespace_without_pool),
         cmocka_unit_test(test_prewarmed_namespaces),
+        cmocka_unit_test(test_recycled_cgroup_starts_clean),
         cmocka_unit_test(test_fail_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
