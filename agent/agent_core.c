@@ -31,6 +31,7 @@
 
 #include "agent_cap.h"
 #include "agent_job.h"
+#include "agent_artifacts.h"
 #include "agent_outq.h"
 #include "agent_results.h"
 #include "co_alloc.h"
@@ -78,6 +79,12 @@ struct job {
     pthread_t thread;
     bool thread_started;
     int64_t push_deadline_ms; /* job thread only: output pushes stop blocking after this */
+
+    /* Artifact frames (job.artifact, job.artifacts) from the job thread, under agent->mu. */
+    struct out_msg *art_head, *art_tail;
+    size_t art_bytes;
+    bool art_aborted;
+    pthread_cond_t art_cv;
 
     /* Under agent->mu. */
     bool started;
@@ -218,7 +225,127 @@ job_free(struct job *j)
     agent_outq_free(j->outq);
     sbx_cancel_free(j->cancel);
     agent_finished_release(&j->fin);
+    for (struct out_msg *f = j->art_head, *next; f; f = next) {
+        next = f->next;
+        free(f);
+    }
+    pthread_cond_destroy(&j->art_cv);
     free(j);
+}
+
+/* ---- artifacts: a bounded queue of frames from the job thread to the service thread ---- */
+
+/* Frames a job may have queued; its thread waits (back-pressure) above it. */
+#define AGENT_ARTQ_CAP (1024 * 1024)
+
+static void
+art_abort(struct job *j)
+{
+    pthread_mutex_lock(&j->agent->mu);
+    j->art_aborted = true;
+    pthread_cond_broadcast(&j->art_cv);
+    pthread_mutex_unlock(&j->agent->mu);
+}
+
+/* Queue @m (job thread); waits while the queue is full.  -1 when aborted or past the deadline. */
+static int
+art_push(struct job *j, const struct proto_msg *m)
+{
+    struct agent *a = j->agent;
+    struct out_msg *f = frame_new(m);
+    if (!f)
+        return -1;
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    while (j->art_bytes >= AGENT_ARTQ_CAP && !j->art_aborted) {
+        if (co_mono_ms() > j->push_deadline_ms) {
+            rc = -1;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j->art_cv, &a->mu, &ts);
+    }
+    if (j->art_aborted)
+        rc = -1;
+    if (rc == 0) {
+        if (j->art_tail)
+            j->art_tail->next = f;
+        else
+            j->art_head = f;
+        j->art_tail = f;
+        j->art_bytes += f->len;
+        f = NULL;
+    }
+    pthread_mutex_unlock(&a->mu);
+    free(f);
+    if (rc == 0)
+        lws_cancel_service(a->ctx);
+    return rc;
+}
+
+/* The next artifact frame (service thread), or NULL. */
+static struct out_msg *
+art_pop(struct job *j)
+{
+    pthread_mutex_lock(&j->agent->mu);
+    struct out_msg *f = j->art_head;
+    if (f) {
+        j->art_head = f->next;
+        if (!j->art_head)
+            j->art_tail = NULL;
+        j->art_bytes -= f->len;
+        pthread_cond_broadcast(&j->art_cv);
+    }
+    pthread_mutex_unlock(&j->agent->mu);
+    return f;
+}
+
+static int
+art_emit(void *ud, const char *path, int64_t offset, const char *data, size_t len, bool eof)
+{
+    struct job *j = ud;
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ARTIFACT};
+    m.u.artifact.job = j->ref;
+    m.u.artifact.path = (char *)path;
+    m.u.artifact.offset = offset;
+    m.u.artifact.data = (char *)data;
+    m.u.artifact.data_len = len;
+    m.u.artifact.eof = eof;
+    return art_push(j, &m);
+}
+
+/* After the run: send what the job left under /work/out, then the summary (job thread). */
+static void
+send_artifacts(struct job *j, int work_fd)
+{
+    const struct agent_config *cfg = j->agent->cfg;
+    struct agent_art_limits lim = {.max_bytes = cfg->max_artifact_bytes,
+                                   .max_files = cfg->max_artifact_files};
+    struct agent_art_summary sum;
+    if (work_fd >= 0)
+        agent_artifacts_collect(work_fd, &lim, art_emit, j, &sum);
+    else
+        memset(&sum, 0, sizeof(sum));
+    if (sum.stopped)
+        return; /* cancelled or shut down: no summary, the attempt's artifacts stay incomplete */
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ARTIFACTS};
+    m.u.artifacts.job = j->ref;
+    m.u.artifacts.files = sum.files;
+    m.u.artifacts.bytes = sum.bytes;
+    m.u.artifacts.truncated = sum.truncated;
+    m.u.artifacts.skipped = sum.skipped;
+    m.u.artifacts.notes = sum.notes[0] ? sum.notes : NULL;
+    if (sum.files || sum.skipped || sum.truncated)
+        co_info("artifacts sent job=%s attempt=%" PRId64 " files=%" PRId64 " bytes=%" PRId64
+                " skipped=%" PRId64 " truncated=%d",
+                j->ref.job_id, j->ref.attempt, sum.files, sum.bytes, sum.skipped, sum.truncated);
+    art_push(j, &m);
 }
 
 static void
@@ -230,6 +357,7 @@ job_cancel(struct job *j, const char *why)
     co_info("job cancel job=%s attempt=%" PRId64 " reason=\"%s\"", j->ref.job_id, j->ref.attempt,
             why);
     agent_outq_abort(j->outq);
+    art_abort(j);
     if (j->cancel)
         sbx_cancel(j->cancel);
 }
@@ -294,6 +422,7 @@ job_thread(void *arg)
         co_error("job sandbox failed job=%s attempt=%" PRId64 " error=\"%s\"", j->ref.job_id,
                  j->ref.attempt, err.msg);
     agent_finished_from_result(&j->ref, &res, &fin);
+    send_artifacts(j, res.has_work_fd ? res.work_fd : -1);
     co_info("job finished job=%s attempt=%" PRId64 " status=%s exit_code=%d wall_ms=%" PRId64
             " cpu_ms=%" PRId64 " memory_peak_kb=%" PRId64,
             j->ref.job_id, j->ref.attempt, proto_run_status_name(fin.status), res.exit_code,
@@ -499,6 +628,7 @@ handle_assign(struct agent *a, struct proto_msg *m)
     j->argv = argv;
     j->cancel = cancel;
     j->outq = agent_outq_new(AGENT_OUTQ_CAP, wake_loop, a);
+    pthread_cond_init(&j->art_cv, NULL);
     agent_cap_take(&a->cap, j->assign.required_cores, j->assign.required_ram_mb);
     j->next = a->jobs;
     a->jobs = j;
@@ -673,6 +803,12 @@ write_job(struct agent *a, struct job *j)
         m.u.output.eof = eof;
         int rc = write_msg(a, &m);
         free(data);
+        return rc == 0 ? 1 : -1;
+    }
+    struct out_msg *af = art_pop(j);
+    if (af) {
+        int rc = write_frame(a, af);
+        free(af);
         return rc == 0 ? 1 : -1;
     }
     /* No job.ack for a while on this connection: send the result again. */

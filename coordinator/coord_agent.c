@@ -8,6 +8,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_artifact.h"
 #include "coord_server.h"
 #include "proto_job.h"
 
@@ -653,6 +654,7 @@ agent_sess_send_assign(struct agent_sess *s, const struct coord_job *job)
     a->required_cores = job->required_cores;
     a->required_ram_mb = job->required_ram_mb;
     a->timeout_seconds = job->timeout_seconds;
+    a->files = job->files;
     size_t len = 0;
     co_autofree char *text = proto_msg_encode(&m, &len);
     if (!text) {
@@ -1204,6 +1206,12 @@ struct job_item {
     int stream;
     char *data;
     size_t len;
+    /* job.artifact (data, len above) and job.artifacts */
+    char *path;
+    int64_t offset;
+    bool eof;
+    struct coord_artifact_set set;
+    char *notes;
 };
 
 static struct job_item *
@@ -1224,6 +1232,8 @@ job_item_free(struct job_item *it)
 {
     agent_sess_unref(it->s);
     free(it->data);
+    free(it->path);
+    free(it->notes);
     free(it);
 }
 
@@ -1297,6 +1307,92 @@ output_done(void *arg)
     struct job_item *it = arg;
     agent_hub_complete(it->s->hub);
     job_item_free(it);
+}
+
+/* ---- artifacts: stored in order on the job's write lane, before its job.finished ---- */
+
+static struct agent_job *sess_current(struct agent_sess *s, const struct proto_job_ref *ref,
+                                      const char *what);
+
+static void
+artifact_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    it->rc = coord_store_artifact_append(store, it->job_id, it->worker_id, it->attempt, it->path,
+                                         it->offset, it->data, it->len, it->eof, &it->err);
+    if (it->rc < 0)
+        co_warn("artifact chunk not stored job=%s attempt=%d path=\"%s\" error=\"%s\"", it->job_id,
+                it->attempt, it->path, it->err.msg);
+}
+
+static void
+artifact_done(void *arg)
+{
+    struct job_item *it = arg;
+    struct agent_sess *s = it->s;
+    s->art_pending -= it->len;
+    if (s->rx_paused && s->art_pending < COORD_ARTIFACT_PENDING_MAX / 2) {
+        s->rx_paused = false;
+        if (s->wsi)
+            lws_rx_flow_control(s->wsi, 1);
+    }
+    agent_hub_complete(s->hub);
+    job_item_free(it);
+}
+
+static void
+artifacts_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    it->set.notes = it->notes;
+    it->rc = coord_store_artifact_finish(store, it->job_id, it->worker_id, it->attempt, &it->set,
+                                         &it->err);
+    if (it->rc < 0)
+        co_warn("artifact summary not stored job=%s attempt=%d error=\"%s\"", it->job_id,
+                it->attempt, it->err.msg);
+}
+
+static void
+artifacts_done(void *arg)
+{
+    struct job_item *it = arg;
+    if (agent_hub_complete(it->s->hub) && it->rc == 0)
+        agent_hub_publish(it->s->hub, COORD_EVENT_JOB, it->job_id);
+    job_item_free(it);
+}
+
+static void
+sess_on_artifact(struct agent_sess *s, struct proto_msg *m)
+{
+    struct job_item *it;
+    if (m->type == PROTO_MSG_JOB_ARTIFACT) {
+        struct proto_job_artifact *a = &m->u.artifact;
+        if (!sess_current(s, &a->job, "job.artifact"))
+            return;
+        it = job_item_new(s, &a->job);
+        it->path = co_steal(&a->path);
+        it->offset = a->offset;
+        it->eof = a->eof;
+        it->data = co_steal(&a->data);
+        it->len = a->data_len;
+        s->art_pending += it->len;
+        if (!s->rx_paused && s->art_pending > COORD_ARTIFACT_PENDING_MAX && s->wsi) {
+            s->rx_paused = true;
+            lws_rx_flow_control(s->wsi, 0);
+        }
+        job_item_submit(it, artifact_work, artifact_done);
+        return;
+    }
+    struct proto_job_artifacts *a = &m->u.artifacts;
+    if (!sess_current(s, &a->job, "job.artifacts"))
+        return;
+    it = job_item_new(s, &a->job);
+    it->set.files = a->files;
+    it->set.bytes = a->bytes;
+    it->set.skipped = a->skipped;
+    it->set.truncated = a->truncated;
+    it->notes = co_steal(&a->notes);
+    job_item_submit(it, artifacts_work, artifacts_done);
 }
 
 static void finish_submit(struct job_item *it);
@@ -1534,6 +1630,10 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         job_item_submit(it, output_work, output_done);
         return;
     }
+    case PROTO_MSG_JOB_ARTIFACT:
+    case PROTO_MSG_JOB_ARTIFACTS:
+        sess_on_artifact(s, m);
+        return;
     case PROTO_MSG_JOB_FINISHED:
         j = agent_sess_find(s, m->u.finished.job.job_id);
         if (!j || j->attempt != m->u.finished.job.attempt) {
@@ -1584,6 +1684,8 @@ sess_handle(struct agent_sess *s, struct proto_msg *m)
     case PROTO_MSG_JOB_STARTED:
     case PROTO_MSG_JOB_OUTPUT:
     case PROTO_MSG_JOB_FINISHED:
+    case PROTO_MSG_JOB_ARTIFACT:
+    case PROTO_MSG_JOB_ARTIFACTS:
         if (s->state == AS_HELLO_DB) {
             /* Keep it until the worker's jobs are known (the welcome). */
             if (s->n_parked >= AGENT_PARK_MAX) {

@@ -103,7 +103,14 @@ struct agent_sess {
     bool blocked;             /* scheduler pass scratch: reserved for a larger job */
     struct proto_msg *parked; /* job messages received while the hello was being stored */
     size_t n_parked;
+    /* Artifacts: chunk bytes waiting for the database; reading is paused above the cap. */
+    size_t art_pending;
+    bool rx_paused;
 };
+
+/* Bytes of artifact chunks an agent may have waiting for the database before its connection
+ * stops being read (lws_rx_flow_control); reading resumes below half of it. */
+#define COORD_ARTIFACT_PENDING_MAX (8 * 1024 * 1024)
 
 struct coord_sched;
 struct coord_lease;

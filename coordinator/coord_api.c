@@ -15,6 +15,8 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "co_jsonw.h"
+#include "coord_artifact.h"
+#include "proto_files.h"
 #include "coord_idem.h"
 #include "coord_retention.h"
 #include "proto_job.h"
@@ -70,6 +72,9 @@ static const struct route_def routes[] = {
     {"/audit", NULL, GET, COORD_R_AUDIT, COORD_AUTH_ADMIN, false, false, false, R},
     {"/debug/retention", NULL, POST, COORD_R_DEBUG_RETENTION, COORD_AUTH_ADMIN, false, true, false,
      W},
+    {"/jobs/", "/artifacts", GET, COORD_R_JOB_ARTIFACTS, COORD_AUTH_BUY, false, false, false, R},
+    {"/jobs/", "/artifacts.tar.gz", GET, COORD_R_JOB_ARTIFACTS_TGZ, COORD_AUTH_BUY, false, false,
+     false, R},
 };
 
 #undef GET
@@ -78,6 +83,36 @@ static const struct route_def routes[] = {
 #undef DELETE
 #undef R
 #undef W
+
+/* /jobs/{id}/artifacts/{path}: the one route whose tail has slashes (checked in the handler). */
+static int
+route_artifact(int method, const char *p, size_t plen, char id[CO_ID_MAX + 1],
+               struct coord_route_info *ri)
+{
+    static const char mid[] = "/artifacts/";
+    if (plen <= 6 || strncmp(p, "/jobs/", 6) != 0)
+        return 404;
+    const char *idp = p + 6;
+    const char *slash = memchr(idp, '/', plen - 6);
+    if (!slash || (size_t)(slash - idp) > CO_ID_MAX || strncmp(slash, mid, sizeof(mid) - 1) != 0 ||
+        slash + sizeof(mid) - 1 >= p + plen)
+        return 404;
+    char tmp[CO_ID_MAX + 1];
+    memcpy(tmp, idp, (size_t)(slash - idp));
+    tmp[slash - idp] = '\0';
+    if (!co_id_valid(tmp))
+        return 404;
+    if (method != LWSHUMETH_GET)
+        return 405;
+    memcpy(id, tmp, sizeof(tmp));
+    ri->route = COORD_R_JOB_ARTIFACT;
+    ri->auth = COORD_AUTH_BUY; /* and the job's buyer or an admin (handler) */
+    ri->self_or_admin = false;
+    ri->body = false;
+    ri->body_optional = false;
+    ri->lane = COORD_DB_READ;
+    return 0;
+}
 
 int
 coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool self_or_admin,
@@ -172,7 +207,9 @@ coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1], struct coo
         ri->lane = d->lane;
         return 0;
     }
-    return path_matched ? 405 : 404;
+    if (!path_matched)
+        return route_artifact(method, p, plen, id, ri);
+    return 405;
 }
 
 /* ------------------------------------------------------------------ input helpers */
@@ -541,6 +578,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
         .max_cores = cfg->max_job_cores,
         .max_ram_mb = cfg->max_job_ram_mb,
         .max_body = (size_t)cfg->max_body_bytes,
+        .max_files_bytes = (size_t)cfg->max_job_files_bytes,
         /* A key submits for its own user when buyer_id is left out. */
         .default_buyer = r->principal.cred == COORD_CRED_KEY ? r->principal.user_id : NULL,
     };
@@ -574,6 +612,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
     job.description = co_steal(&spec.description);
     job.code = co_steal(&spec.code);
     job.code_file = co_steal(&spec.code_file);
+    job.files = co_steal(&spec.files);
     job.command = co_steal(&spec.command);
     job.parameters = co_steal(&spec.parameters);
     job.image = co_steal(&spec.image);
@@ -661,6 +700,25 @@ h_jobs(struct coord_store *s, struct coord_req *r)
     coord_job_list_release(&l);
 }
 
+/*
+ * GET /jobs/{id}: once an attempt's artifacts are complete, the job object also has
+ * "artifacts" (how many) and "artifacts_truncated" (a cap stopped their collection).
+ */
+static void
+add_artifact_fields(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_artifact_list l;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_artifact_list(s, r->id, &l, &err) < 0)
+        return; /* the job object stands without them */
+    if (l.complete && r->resp.len > 0 && r->resp.data[r->resp.len - 1] == '}') {
+        r->resp.len--;
+        co_buf_printf(&r->resp, ",\"artifacts\":%zu,\"artifacts_truncated\":%s}", l.len,
+                      l.truncated ? "true" : "false");
+    }
+    coord_artifact_list_release(&l);
+}
+
 static void
 h_job(struct coord_store *s, struct coord_req *r)
 {
@@ -674,6 +732,7 @@ h_job(struct coord_store *s, struct coord_req *r)
     }
     answer_job(r, 200, &j);
     coord_job_release(&j);
+    add_artifact_fields(s, r);
 }
 
 /*
@@ -728,6 +787,124 @@ h_job_output(struct coord_store *s, struct coord_req *r)
     co_jsonw_bool(&w, truncated);
     co_jsonw_obj_end(&w);
     r->status = 200;
+}
+
+/* ---- artifacts ---- */
+
+/* The artifacts of the job; answers and returns -1 when there is no such job. */
+static int
+artifact_list(struct coord_store *s, struct coord_req *r, struct coord_artifact_list *l)
+{
+    co_err err = CO_ERR_INIT;
+    if (coord_store_artifact_list(s, r->id, l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+h_job_artifacts(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_artifact_list l;
+    if (artifact_list(s, r, &l) < 0)
+        return;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++) {
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kstr(&w, "path", l.items[i].path);
+        co_jsonw_kint(&w, "size", l.items[i].size);
+        co_jsonw_kstr(&w, "sha256", l.items[i].sha256);
+        co_jsonw_obj_end(&w);
+    }
+    co_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_artifact_list_release(&l);
+}
+
+/* attachment; filename="<name>" with anything but safe ASCII replaced by '_'. */
+static void
+set_disposition(struct coord_req *r, const char *name)
+{
+    char safe[200];
+    size_t n = 0;
+    for (const char *p = name; *p && n + 1 < sizeof(safe); p++)
+        safe[n++] = (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : '_';
+    safe[n] = '\0';
+    snprintf(r->disposition, sizeof(r->disposition), "attachment; filename=\"%s\"", safe);
+}
+
+static void
+h_job_artifact(struct coord_store *s, struct coord_req *r)
+{
+    /*
+     * coord_api_route() matched "/api/v1/jobs/<id>/artifacts/<path>"; lws has already
+     * percent-decoded the path (and resolved "." and ".." segments).
+     */
+    const char *tail = strstr(r->path + 8, "/artifacts/");
+    char path[PROTO_FILE_PATH_MAX + 2];
+    co_err err = CO_ERR_INIT;
+    if (!tail || co_strlcpy(path, tail + 11, sizeof(path)) >= sizeof(path) ||
+        proto_file_path_check(path, strlen(path), "path", &err) < 0) {
+        coord_req_error(r, 404, "not_found", NULL, "no such artifact");
+        return;
+    }
+    struct coord_artifact_list l;
+    if (artifact_list(s, r, &l) < 0)
+        return;
+    const struct coord_artifact *a = NULL;
+    for (size_t i = 0; i < l.len && !a; i++) {
+        if (strcmp(l.items[i].path, path) == 0)
+            a = &l.items[i];
+    }
+    if (!a) {
+        coord_req_error(r, 404, "not_found", NULL, "job '%s' has no artifact '%s'", r->id, path);
+    } else if (coord_store_artifact_read(s, r->id, l.attempt, path, &r->resp, &err) < 0) {
+        coord_req_fail(r, &err);
+    } else {
+        const char *base = strrchr(path, '/');
+        set_disposition(r, base ? base + 1 : path);
+        r->content_type = "application/octet-stream";
+        r->status = 200;
+    }
+    coord_artifact_list_release(&l);
+}
+
+static void
+h_job_artifacts_tgz(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_artifact_list l;
+    if (artifact_list(s, r, &l) < 0)
+        return;
+    struct coord_targz t;
+    struct co_buf file = CO_BUF_INIT;
+    co_err err = CO_ERR_INIT;
+    coord_targz_init(&t, co_wall_ms() / 1000);
+    int rc = 0;
+    for (size_t i = 0; i < l.len && rc == 0; i++) {
+        co_buf_reset(&file);
+        rc = coord_store_artifact_read(s, r->id, l.attempt, l.items[i].path, &file, &err);
+        if (rc == 0)
+            rc = coord_targz_add(&t, l.items[i].path, file.data ? file.data : "", file.len, &err);
+    }
+    if (rc < 0) {
+        coord_req_fail(r, &err);
+    } else {
+        size_t len = 0;
+        char *gz = coord_targz_finish(&t, &len);
+        co_buf_append(&r->resp, gz, len);
+        free(gz);
+        char name[CO_ID_MAX + 32];
+        snprintf(name, sizeof(name), "%s-artifacts.tar.gz", r->id);
+        set_disposition(r, name);
+        r->content_type = "application/gzip";
+        r->status = 200;
+    }
+    co_buf_release(&file);
+    coord_targz_release(&t);
+    coord_artifact_list_release(&l);
 }
 
 static void
@@ -1858,6 +2035,15 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
         break;
     case COORD_R_DEBUG_RETENTION:
         h_retention(store, r);
+        break;
+    case COORD_R_JOB_ARTIFACTS:
+        h_job_artifacts(store, r);
+        break;
+    case COORD_R_JOB_ARTIFACTS_TGZ:
+        h_job_artifacts_tgz(store, r);
+        break;
+    case COORD_R_JOB_ARTIFACT:
+        h_job_artifact(store, r);
         break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");

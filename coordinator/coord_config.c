@@ -11,6 +11,7 @@
 #include "co_id.h"
 #include "coord_dash.h"
 #include "coord_limits.h"
+#include "proto_files.h"
 
 /* A string setting, NULL when unset or empty. */
 static char *
@@ -173,8 +174,11 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     cfg->log_file = cfg_strdup_or_null("LOG_FILE");
     if (cfg_parse_cors(cfg, err) < 0)
         goto fail;
-    if (co_config_size("MAX_BODY_BYTES", 1 << 20, 1024, INT64_C(64) << 20, &cfg->max_body_bytes,
-                       err) < 0)
+    if (co_config_size("MAX_BODY_BYTES", INT64_C(16) << 20, 1024, INT64_C(64) << 20,
+                       &cfg->max_body_bytes, err) < 0)
+        goto fail;
+    if (co_config_size("MAX_JOB_FILES_BYTES", PROTO_FILES_BYTES_DEFAULT, 1024,
+                       PROTO_FILES_BYTES_MAX, &cfg->max_job_files_bytes, err) < 0)
         goto fail;
     if (co_config_int("MAX_JOB_CORES", 256, 1, 1 << 20, &cfg->max_job_cores, err) < 0)
         goto fail;

@@ -32,12 +32,13 @@ struct coord_config {
     char *log_file;                 /* LOG_FILE, NULL = stderr only */
     char *cors[COORD_MAX_CORS];     /* CORS_ORIGINS, comma-separated */
     int n_cors;
-    int64_t max_body_bytes; /* MAX_BODY_BYTES, default 1 MiB */
-    int64_t max_job_cores;  /* MAX_JOB_CORES, default 256 */
-    int64_t max_job_ram_mb; /* MAX_JOB_RAM_MB, default 1 TiB in MB */
-    char *frontend_dir;     /* FRONTEND_DIR, else <bindir>/../share/cacheout/frontend */
-    char *sql_dir;          /* SQL_DIR, NULL = the migrations compiled in */
-    int64_t db_threads;     /* DB_THREADS: database worker threads, 0 = per backend default */
+    int64_t max_body_bytes;      /* MAX_BODY_BYTES, default 16 MiB */
+    int64_t max_job_files_bytes; /* MAX_JOB_FILES_BYTES: decoded input files, default 8 MiB */
+    int64_t max_job_cores;       /* MAX_JOB_CORES, default 256 */
+    int64_t max_job_ram_mb;      /* MAX_JOB_RAM_MB, default 1 TiB in MB */
+    char *frontend_dir;          /* FRONTEND_DIR, else <bindir>/../share/cacheout/frontend */
+    char *sql_dir;               /* SQL_DIR, NULL = the migrations compiled in */
+    int64_t db_threads;          /* DB_THREADS: database worker threads, 0 = per backend default */
     /* Dashboards (coord_dash.c; proto/DASHBOARD.md). */
     int64_t dash_queue_messages; /* DASHBOARD_QUEUE_MESSAGES, default 1024 */
     int64_t dash_queue_bytes;    /* DASHBOARD_QUEUE_BYTES, default 4 MiB */

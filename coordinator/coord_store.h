@@ -82,6 +82,8 @@ struct coord_job {
     char *description; /* "" when absent */
     char *code;        /* NULL unless loaded with code (admin views, assignments) */
     char *code_file;   /* NULL when absent */
+    char *files;       /* NULL unless loaded with code, and when the job has no input files;
+                          else normalised JSON {"path": "<base64>"} (proto_files.h) */
     char *command;
     char *parameters; /* JSON object text, "{}" when absent */
     char *image;

@@ -17,6 +17,7 @@
 #include "co_buf.h"
 #include "co_jsonw.h"
 #include "co_time.h"
+#include "coord_artifact.h"
 #include "coord_store.h"
 #include "store_backend.h"
 #include "store_migrations.h"
@@ -125,28 +126,28 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
                       "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "
-                      "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, "
-                      "$11, $12, $13, $14, 0, $15, $16)",
+                      "created_at, files) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', "
+                      "$10, $11, $12, $13, $14, 0, $15, $16, $17)",
                       NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code, files FROM jobs WHERE job_id = $1", NULL, NULL,
                    STORE_LOCK_NONE},
-    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE job_id = $1", NULL, NULL,
                           STORE_LOCK_NONE},
-    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE job_id = $1", NULL, NULL,
                     STORE_LOCK_UPDATE},
-    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL FROM jobs "
+    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs "
                     "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                     "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                     "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
                     "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                     NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code FROM jobs "
+    [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code, NULL FROM jobs "
                          "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                          "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                          "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
                          "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                          NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                        "ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
@@ -166,7 +167,7 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
                        NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL FROM jobs j WHERE assigned_worker = $1 "
+    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs j WHERE assigned_worker = $1 "
                          "AND " ACTIVE_JOB " ORDER BY job_id",
                          NULL, NULL, STORE_LOCK_UPDATE},
     [Q_WORKER_CREATE_LOCK] = {"SELECT 1", "SELECT pg_advisory_xact_lock(7243002)", NULL,
@@ -293,10 +294,10 @@ const struct store_sql store_sql[Q_COUNT] = {
                       "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
                       "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
                       NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
                               "ORDER BY priority DESC, created_at, id LIMIT $1",
-                              "SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                              "SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
                               "ORDER BY priority DESC, created_at, id LIMIT $1",
                               NULL, STORE_LOCK_NONE},
@@ -349,6 +350,40 @@ const struct store_sql store_sql[Q_COUNT] = {
                          " LIMIT $2)",
                          NULL, NULL, STORE_LOCK_NONE},
 #undef RET_FINISHED
+    [Q_ART_DROP_OLD_CHUNKS] = {"DELETE FROM job_artifact_chunk WHERE job_id = $1 AND attempt <> $2",
+                               NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_OLD_FILES] = {"DELETE FROM job_artifact WHERE job_id = $1 AND attempt <> $2", NULL,
+                              NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_SET] = {"DELETE FROM job_artifact_set WHERE job_id = $1", NULL, NULL,
+                        STORE_LOCK_NONE},
+    [Q_ART_FILE_INSERT] = {"INSERT INTO job_artifact (job_id, attempt, path, size) "
+                           "VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_SIZE] = {"SELECT size, COUNT(sha256) FROM job_artifact WHERE job_id = $1 "
+                         "AND attempt = $2 AND path = $3 GROUP BY size",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_CHUNK_INSERT] = {"INSERT INTO job_artifact_chunk (job_id, attempt, path, data) "
+                            "VALUES ($1, $2, $3, $4)",
+                            NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_GROW] = {"UPDATE job_artifact SET size = size + $4 WHERE job_id = $1 "
+                         "AND attempt = $2 AND path = $3",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_CHUNKS] = {"SELECT data FROM job_artifact_chunk WHERE job_id = $1 AND attempt = $2 "
+                           "AND path = $3 ORDER BY id",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_SHA] = {"UPDATE job_artifact SET sha256 = $4 WHERE job_id = $1 AND attempt = $2 "
+                        "AND path = $3",
+                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_SET_INSERT] = {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, truncated, "
+                          "skipped, notes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_SET_GET] = {"SELECT attempt, truncated, skipped, COALESCE(notes, '') "
+                       "FROM job_artifact_set WHERE job_id = $1",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_LIST] =
+        {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
+         "AND sha256 IS NOT NULL ORDER BY path",
+         NULL, NULL, STORE_LOCK_NONE},
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -429,6 +464,8 @@ coord_job_release(struct coord_job *job)
     free(job->description);
     free(job->code);
     free(job->code_file);
+    free(job->files);
+    job->files = NULL;
     free(job->command);
     free(job->parameters);
     free(job->image);
@@ -1007,6 +1044,7 @@ job_from_row(struct db_res *r, struct coord_job *j)
     j->started_at = col_int(r, 24);
     j->completed_at = col_int(r, 25);
     j->code = col_dup(r, 26);
+    j->files = col_dup(r, 27);
 }
 
 static void
@@ -1371,7 +1409,7 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
                       P_TEXT(job->image ? job->image : "default"), P_TEXT(job->buyer_id),
                       P_INT(job->cost), P_INT(job->required_cores), P_INT(job->required_ram_mb),
                       P_INT(job->priority), P_INT(job->timeout_seconds), P_INT(job->max_attempts),
-                      P_INT(now)),
+                      P_INT(now), P_TEXT(job->files)),
                NULL, err) < 0) {
         if (err && err->code == CO_E_CONFLICT)
             co_err_set(err, CO_E_CONFLICT, "job '%s' already exists", job->job_id);
@@ -2951,6 +2989,196 @@ coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now
         q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0)
         goto out;
     c->idem_keys = n;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+/* ---- artifacts ---- */
+
+/* The sha256 of the stored chunks of one file, as 64 hex digits in @hex. */
+static int
+artifact_hash(struct coord_store *s, const char *job_id, int attempt, const char *path,
+              char hex[65], co_err *err)
+{
+    struct db_res r;
+    struct coord_sha256 h;
+    coord_sha256_init(&h);
+    if (q_run(s, Q_ART_FILE_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        return -1;
+    int got;
+    while ((got = q_next(&r, err)) > 0) {
+        size_t n = 0;
+        const void *p = s->ops->col_blob(&r, 0, &n);
+        coord_sha256_update(&h, p, n);
+    }
+    q_done(&r);
+    if (got < 0)
+        return -1;
+    coord_sha256_hex(&h, hex);
+    return 0;
+}
+
+int
+coord_store_artifact_append(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, const char *path, int64_t offset, const char *data,
+                            size_t len, bool eof, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t size = -1, done = 0;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
+    if (offset == 0) {
+        /* An attempt's artifacts replace the earlier attempts'. */
+        if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
+                0 ||
+            q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
+                0 ||
+            q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
+            q_exec(s, Q_ART_FILE_INSERT, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), NULL,
+                   err) < 0)
+            goto out;
+    }
+    if (q_run(s, Q_ART_FILE_SIZE, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        size = col_int(&r, 0);
+        done = col_int(&r, 1);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (size != offset || done) {
+        co_err_set(err, CO_E_CONFLICT,
+                   "artifact '%s' of job '%s' attempt %d: chunk at offset %lld, stored %lld%s",
+                   path, job_id, attempt, (long long)offset, (long long)size,
+                   done ? " (complete)" : "");
+        goto out;
+    }
+    if (len > 0 &&
+        (q_exec(s, Q_ART_CHUNK_INSERT,
+                PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_BLOB(data, len)), NULL,
+                err) < 0 ||
+         q_exec(s, Q_ART_FILE_GROW,
+                PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_INT(len)), NULL, err) < 0))
+        goto out;
+    if (eof) {
+        char hex[65];
+        const char *sha = hex;
+        if (artifact_hash(s, job_id, attempt, path, hex, err) < 0 ||
+            q_exec(s, Q_ART_FILE_SHA,
+                   PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_TEXT(sha)), NULL,
+                   err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_artifact_finish(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, const struct coord_artifact_set *set, co_err *err)
+{
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
+    /* No file at all: nothing dropped the earlier attempts' rows yet. */
+    if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_SET_INSERT,
+               PARAMS(P_TEXT(job_id), P_INT(attempt), P_INT(set->files), P_INT(set->bytes),
+                      P_INT(set->truncated), P_INT(set->skipped), P_TEXT(set->notes)),
+               NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_artifact_list(struct coord_store *s, const char *job_id,
+                          struct coord_artifact_list *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t one;
+    bool found;
+
+    memset(out, 0, sizeof(*out));
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_int(s, Q_JOB_GET_NOCODE, PARAMS(P_TEXT(job_id)), &one, &found, err) < 0)
+        goto out;
+    if (!found) {
+        co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+        goto out;
+    }
+    if (q_run(s, Q_ART_SET_GET, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        out->complete = true;
+        out->attempt = (int)col_int(&r, 0);
+        out->truncated = col_int(&r, 1) != 0;
+        out->skipped = col_int(&r, 2);
+        out->notes = co_xstrdup(col_text(&r, 3));
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (out->complete) {
+        if (q_run(s, Q_ART_LIST, PARAMS(P_TEXT(job_id), P_INT(out->attempt)), &r, err) < 0)
+            goto out;
+        size_t cap = 0;
+        while ((got = q_next(&r, err)) > 0) {
+            if (out->len == cap) {
+                cap = cap ? cap * 2 : 16;
+                out->items = co_xreallocarray(out->items, cap, sizeof(*out->items));
+            }
+            struct coord_artifact *a = &out->items[out->len++];
+            a->path = co_xstrdup(col_text(&r, 0));
+            a->size = col_int(&r, 1);
+            co_strlcpy(a->sha256, col_text(&r, 2), sizeof(a->sha256));
+        }
+        q_done(&r);
+        if (got < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_artifact_list_release(out);
+    return rc;
+}
+
+int
+coord_store_artifact_read(struct coord_store *s, const char *job_id, int attempt, const char *path,
+                          struct co_buf *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_run(s, Q_ART_FILE_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        goto out;
+    while ((got = q_next(&r, err)) > 0)
+        blob_append(&r, 0, out);
+    q_done(&r);
+    if (got < 0)
+        goto out;
     rc = 0;
 out:
     return tx_end(s, rc, err);

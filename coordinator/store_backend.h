@@ -101,6 +101,19 @@ enum store_q {
     Q_RET_IDEM,
     Q_RET_ARTIFACTS_TABLE,
     Q_RET_ARTIFACTS,
+    /* output artifacts (store.c, "artifacts") */
+    Q_ART_DROP_OLD_CHUNKS,
+    Q_ART_DROP_OLD_FILES,
+    Q_ART_DROP_SET,
+    Q_ART_FILE_INSERT,
+    Q_ART_FILE_SIZE,
+    Q_ART_CHUNK_INSERT,
+    Q_ART_FILE_GROW,
+    Q_ART_FILE_CHUNKS,
+    Q_ART_FILE_SHA,
+    Q_ART_SET_INSERT,
+    Q_ART_SET_GET,
+    Q_ART_LIST,
     Q_COUNT
 };
 
