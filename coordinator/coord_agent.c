@@ -1211,6 +1211,7 @@ struct job_item {
     int64_t offset;
     bool eof;
     struct coord_artifact_set set;
+    int64_t max_bytes; /* MAX_ARTIFACT_BYTES (artifact items) */
     char *notes;
 };
 
@@ -1224,6 +1225,7 @@ job_item_new(struct agent_sess *s, const struct proto_job_ref *ref)
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
     co_strlcpy(it->owner_id, s->owner_id, sizeof(it->owner_id));
     it->attempt = (int)ref->attempt;
+    it->max_bytes = s->hub->cfg->max_artifact_bytes;
     return it;
 }
 
@@ -1318,8 +1320,13 @@ static void
 artifact_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
+    bool capped = false;
     it->rc = coord_store_artifact_append(store, it->job_id, it->worker_id, it->attempt, it->path,
-                                         it->offset, it->data, it->len, it->eof, &it->err);
+                                         it->offset, it->data, it->len, it->eof, it->max_bytes,
+                                         &capped, &it->err);
+    if (capped)
+        co_debug("artifact chunk over MAX_ARTIFACT_BYTES cut off job=%s attempt=%d path=\"%s\"",
+                 it->job_id, it->attempt, it->path);
     if (it->rc < 0)
         co_warn("artifact chunk not stored job=%s attempt=%d path=\"%s\" error=\"%s\"", it->job_id,
                 it->attempt, it->path, it->err.msg);
@@ -1346,7 +1353,7 @@ artifacts_work(struct coord_store *store, void *arg)
     struct job_item *it = arg;
     it->set.notes = it->notes;
     it->rc = coord_store_artifact_finish(store, it->job_id, it->worker_id, it->attempt, &it->set,
-                                         &it->err);
+                                         it->max_bytes, &it->err);
     if (it->rc < 0)
         co_warn("artifact summary not stored job=%s attempt=%d error=\"%s\"", it->job_id,
                 it->attempt, it->err.msg);

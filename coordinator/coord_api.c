@@ -731,8 +731,10 @@ h_job(struct coord_store *s, struct coord_req *r)
         return;
     }
     answer_job(r, 200, &j);
+    bool full = sees_full(r, j.buyer_id);
     coord_job_release(&j);
-    add_artifact_fields(s, r);
+    if (full) /* artifacts, like the output, are the buyer's and admins' */
+        add_artifact_fields(s, r);
 }
 
 /*
@@ -791,11 +793,16 @@ h_job_output(struct coord_store *s, struct coord_req *r)
 
 /* ---- artifacts ---- */
 
-/* The artifacts of the job; answers and returns -1 when there is no such job. */
+/*
+ * The artifacts of the job, for its buyer or an admin (like its output); answers and returns -1
+ * when there is no such job or it is another buyer's.
+ */
 static int
 artifact_list(struct coord_store *s, struct coord_req *r, struct coord_artifact_list *l)
 {
     co_err err = CO_ERR_INIT;
+    if (own_job(s, r, NULL) < 0)
+        return -1;
     if (coord_store_artifact_list(s, r->id, l, &err) < 0) {
         coord_req_fail(r, &err);
         return -1;

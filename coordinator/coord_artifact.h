@@ -14,6 +14,9 @@
 #include "co_buf.h"
 #include "co_err.h"
 
+/* MAX_ARTIFACT_BYTES default (API.md): stored artifact bytes per attempt. */
+#define COORD_ARTIFACT_BYTES_DEFAULT (INT64_C(64) << 20)
+
 struct coord_store;
 
 /* Incremental SHA-256 (OpenSSL's libcrypto). */
@@ -57,16 +60,24 @@ void coord_artifact_list_release(struct coord_artifact_list *l);
  * (@offset 0) drops the artifacts of earlier attempts.  @offset must be the size stored so far
  * (else CO_E_CONFLICT: a chunk lost or repeated); @eof completes the file and stores the
  * SHA-256 of its stored chunks.
+ *
+ * The coordinator does not trust the agent's caps: with @max_bytes > 0, the attempt's stored
+ * artifacts never exceed @max_bytes.  The chunk that crosses it is cut there and completes its
+ * file; every later chunk of the attempt is dropped (returns 0, nothing stored, *@capped true).
  */
 int coord_store_artifact_append(struct coord_store *s, const char *job_id, const char *worker_id,
                                 int attempt, const char *path, int64_t offset, const char *data,
-                                size_t len, bool eof, co_err *err)
+                                size_t len, bool eof, int64_t max_bytes, bool *capped, co_err *err)
     __attribute__((warn_unused_result));
 
-/** Store the summary of this attempt's artifacts: they are served from now on. */
+/**
+ * Store the summary of this attempt's artifacts: they are served from now on.  `bytes` is what
+ * was stored, and `truncated` is also set when the stored bytes reached @max_bytes (> 0): the
+ * coordinator's own cap cut them, whatever the agent says.
+ */
 int coord_store_artifact_finish(struct coord_store *s, const char *job_id, const char *worker_id,
-                                int attempt, const struct coord_artifact_set *set, co_err *err)
-    __attribute__((warn_unused_result));
+                                int attempt, const struct coord_artifact_set *set,
+                                int64_t max_bytes, co_err *err) __attribute__((warn_unused_result));
 
 /** The artifacts of @job_id (CO_E_NOTFOUND for an unknown job).  Release @out. */
 int coord_store_artifact_list(struct coord_store *s, const char *job_id,

@@ -9,6 +9,7 @@
 #include "co_credits.h"
 #include "co_config.h"
 #include "co_id.h"
+#include "coord_artifact.h"
 #include "coord_dash.h"
 #include "coord_limits.h"
 #include "proto_files.h"
@@ -179,6 +180,9 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         goto fail;
     if (co_config_size("MAX_JOB_FILES_BYTES", PROTO_FILES_BYTES_DEFAULT, 1024,
                        PROTO_FILES_BYTES_MAX, &cfg->max_job_files_bytes, err) < 0)
+        goto fail;
+    if (co_config_size("MAX_ARTIFACT_BYTES", COORD_ARTIFACT_BYTES_DEFAULT, 0, INT64_C(1) << 40,
+                       &cfg->max_artifact_bytes, err) < 0)
         goto fail;
     if (co_config_int("MAX_JOB_CORES", 256, 1, 1 << 20, &cfg->max_job_cores, err) < 0)
         goto fail;

@@ -34,6 +34,7 @@ struct coord_config {
     int n_cors;
     int64_t max_body_bytes;      /* MAX_BODY_BYTES, default 16 MiB */
     int64_t max_job_files_bytes; /* MAX_JOB_FILES_BYTES: decoded input files, default 8 MiB */
+    int64_t max_artifact_bytes;  /* MAX_ARTIFACT_BYTES: stored artifacts per attempt, 64 MiB */
     int64_t max_job_cores;       /* MAX_JOB_CORES, default 256 */
     int64_t max_job_ram_mb;      /* MAX_JOB_RAM_MB, default 1 TiB in MB */
     char *frontend_dir;          /* FRONTEND_DIR, else <bindir>/../share/cacheout/frontend */

@@ -3,7 +3,6 @@
  */
 #include "coord_idem.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -21,24 +20,34 @@ coord_idem_header_ok(const char *key, size_t len)
     return true;
 }
 
-static uint64_t
-fnv1a64(const unsigned char *p, size_t len, uint64_t h)
+void
+coord_idem_body_hash(const void *body, size_t len, char out[COORD_IDEM_HASH_SIZE])
 {
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
+    coord_auth_hash(body ? body : "", len, out);
 }
 
 void
-coord_idem_body_hash(const void *body, size_t len, char out[64])
+coord_idem_credential(const struct coord_principal *p, char out[COORD_IDEM_CRED_SIZE])
 {
-    const unsigned char *p = body ? body : (const unsigned char *)"";
-    /* Two sums from different starting values: a changed body that keeps one is still caught. */
-    uint64_t a = fnv1a64(p, len, 0xcbf29ce484222325ULL);
-    uint64_t b = fnv1a64(p, len, 0x84222325cbf29ce4ULL ^ (uint64_t)len);
-    snprintf(out, 64, "%zx-%016" PRIx64 "-%016" PRIx64, len, a, b);
+    switch (p->cred) {
+    case COORD_CRED_KEY:
+        /* A user's key: its user and the key itself (two keys of one user are apart too). */
+        snprintf(out, COORD_IDEM_CRED_SIZE, "key:%s/%s", p->user_id, p->key_id);
+        break;
+    case COORD_CRED_ADMIN_TOKEN:
+        snprintf(out, COORD_IDEM_CRED_SIZE, "admin-token");
+        break;
+    case COORD_CRED_AGENT_TOKEN:
+        snprintf(out, COORD_IDEM_CRED_SIZE, "agent-token");
+        break;
+    case COORD_CRED_OPEN:
+        snprintf(out, COORD_IDEM_CRED_SIZE, "open");
+        break;
+    case COORD_CRED_NONE:
+    default:
+        snprintf(out, COORD_IDEM_CRED_SIZE, "anonymous");
+        break;
+    }
 }
 
 /* Answer @r with the stored first answer. */
@@ -55,8 +64,10 @@ idem_replay(struct coord_req *r, const struct coord_idem_answer *a)
 void
 coord_idem_run(struct coord_store *s, struct coord_req *r, coord_idem_handler_fn handler)
 {
-    char hash[64];
-    struct coord_idem_key k = {r->idem_cred, "POST", r->path, r->idem_key};
+    char hash[COORD_IDEM_HASH_SIZE];
+    char cred[COORD_IDEM_CRED_SIZE];
+    coord_idem_credential(&r->principal, cred);
+    struct coord_idem_key k = {cred, "POST", r->path, r->idem_key};
     struct coord_idem_answer prev;
     bool reserved = false;
     co_err err = CO_ERR_INIT;

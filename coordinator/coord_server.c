@@ -247,11 +247,11 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
     if (r->idem_replayed &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"idempotent-replayed:",
                                     (const unsigned char *)"true", 4, &p, end))
-    if (r->disposition[0] &&
-        lws_add_http_header_by_name(wsi, (const unsigned char *)"content-disposition:",
-                                    (const unsigned char *)r->disposition,
-                                    (int)strlen(r->disposition), &p, end))
-        return -1;
+        if (r->disposition[0] &&
+            lws_add_http_header_by_name(wsi, (const unsigned char *)"content-disposition:",
+                                        (const unsigned char *)r->disposition,
+                                        (int)strlen(r->disposition), &p, end))
+            return -1;
     if (strcmp(r->content_type, "application/json") == 0 &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
@@ -415,13 +415,12 @@ token_ok(const char *got, const char *want)
 }
 
 /*
- * The Idempotency-Key of a POST into r->idem_key (absent: ""), with the identity of the
- * credential that came with it into r->idem_cred.  Until per-user keys exist the credentials are
- * the two shared tokens, so the identity is their role ("admin", "agent") or "anonymous".
- * Returns -1 with the answer filled when the header is not a valid key.
+ * The Idempotency-Key of a POST into r->idem_key (absent: "").  Who presented it is the request's
+ * principal, resolved by the time the handler runs (coord_idem_run).  Returns -1 with the answer
+ * filled when the header is not a valid key.
  */
 static int
-req_idempotency(struct lws *wsi, struct coord_req *r, bool agent_ok)
+req_idempotency(struct lws *wsi, struct coord_req *r)
 {
     static const char name[] = "idempotency-key:";
     r->idem_key[0] = '\0';
@@ -438,11 +437,6 @@ req_idempotency(struct lws *wsi, struct coord_req *r, bool agent_ok)
                         COORD_IDEM_KEY_MAX);
         return -1;
     }
-    co_strlcpy(r->idem_cred,
-               r->admin   ? "admin"
-               : agent_ok ? "agent"
-                          : "anonymous",
-               sizeof(r->idem_cred));
     return 0;
 }
 
@@ -892,7 +886,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         return 0;
     }
 
-    if (m == LWSHUMETH_POST && req_idempotency(wsi, r, have_agent_ok) < 0) {
+    if (m == LWSHUMETH_POST && req_idempotency(wsi, r) < 0) {
         req_answer(r);
         return 0;
     }

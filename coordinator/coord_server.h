@@ -90,9 +90,8 @@ struct coord_req {
     bool has_status, has_buyer, has_worker, has_limit, has_offset;
     struct co_buf body;
     int64_t content_length; /* -1 when absent */
-    /* Idempotency-Key of a POST ("" when absent) and who presented it (coord_idem). */
+    /* Idempotency-Key of a POST ("" when absent); who presented it is @principal (coord_idem). */
     char idem_key[256];
-    char idem_cred[CO_ID_MAX + 16];
     bool idem_replayed; /* the answer is a stored first answer: Idempotent-Replayed: true */
 
     /* The answer (filled by the handler or early on the lws thread). */

@@ -231,7 +231,9 @@ void coord_store_close(struct coord_store *s);
  * COMMITTED write transaction, and its row locks are held until the commit).
  *
  * coord_store_batch_begin: opens the transaction (SQLite: BEGIN IMMEDIATE).  Errors as for any
- * call (CO_E_UNAVAILABLE); CO_E_INTERNAL if a batch is open already.
+ * call (CO_E_UNAVAILABLE).  Inside an open batch it nests (a handler that batches its own calls,
+ * run under coord_idem's batch): the inner batch is a savepoint, its commit releases it into the
+ * outer transaction and its rollback undoes only its own calls.
  */
 int coord_store_batch_begin(struct coord_store *s, co_err *err) __attribute__((warn_unused_result));
 
@@ -693,7 +695,7 @@ struct coord_retention_counts {
     int64_t job_code;      /* finished jobs whose code was removed */
     int64_t output_chunks; /* output chunk rows deleted */
     int64_t outputs;       /* job_output rows deleted */
-    int64_t artifacts;     /* artifact rows deleted (when the artifacts table exists) */
+    int64_t artifacts;     /* artifact rows deleted (sets, files and chunks, migration 0007) */
     int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
     int64_t idem_keys;     /* expired idempotency keys deleted */
 };

@@ -45,7 +45,7 @@ usage(FILE *f)
             "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
             "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (100)  LOG_LEVEL (INFO)  LOG_FILE\n"
             "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (16MiB)  MAX_JOB_CORES (256)\n"
-            "  MAX_JOB_FILES_BYTES (8MiB)  MAX_JOB_RAM_MB (1048576)\n"
+            "  MAX_JOB_FILES_BYTES (8MiB)  MAX_ARTIFACT_BYTES (64MiB)  MAX_JOB_RAM_MB (1048576)\n"
             "  FRONTEND_DIR (<bindir>/../share/cacheout/frontend,\n"
             "  else ./frontend/dist)  SQL_DIR (unset: the migrations built into this binary)\n"
             "  TLS_CERT_FILE, TLS_KEY_FILE (PEM; both set: HTTPS and WSS on PORT)\n"

@@ -340,15 +340,19 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "(SELECT credential, method, path, idem_key FROM idempotency_keys "
                     "WHERE expires_at <= $1 LIMIT $2)",
                     NULL, NULL, STORE_LOCK_NONE},
-    [Q_RET_ARTIFACTS_TABLE] = {"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND "
-                               "name = 'job_artifacts'",
-                               "SELECT COUNT(*) FROM information_schema.tables WHERE "
-                               "table_schema = current_schema() AND table_name = 'job_artifacts'",
-                               NULL, STORE_LOCK_NONE},
-    [Q_RET_ARTIFACTS] = {"DELETE FROM job_artifacts WHERE job_id IN (SELECT a.job_id FROM "
-                         "job_artifacts a JOIN jobs j ON j.job_id = a.job_id WHERE " RET_FINISHED
-                         " LIMIT $2)",
+    /* Artifacts (0007): the set first (the job shows none), then the files, then the chunks. */
+    [Q_RET_ART_SETS] = {"DELETE FROM job_artifact_set WHERE job_id IN (SELECT a.job_id FROM "
+                        "job_artifact_set a JOIN jobs j ON j.job_id = a.job_id WHERE " RET_FINISHED
+                        " LIMIT $2)",
+                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_ART_FILES] = {"DELETE FROM job_artifact WHERE (job_id, attempt, path) IN (SELECT "
+                         "a.job_id, a.attempt, a.path FROM job_artifact a JOIN jobs j ON "
+                         "j.job_id = a.job_id WHERE " RET_FINISHED " LIMIT $2)",
                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_ART_CHUNKS] =
+        {"DELETE FROM job_artifact_chunk WHERE id IN (SELECT c.id FROM "
+         "job_artifact_chunk c JOIN jobs j ON j.job_id = c.job_id WHERE " RET_FINISHED " LIMIT $2)",
+         NULL, NULL, STORE_LOCK_NONE},
 #undef RET_FINISHED
     [Q_ART_DROP_OLD_CHUNKS] = {"DELETE FROM job_artifact_chunk WHERE job_id = $1 AND attempt <> $2",
                                NULL, NULL, STORE_LOCK_NONE},
@@ -374,6 +378,9 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_ART_FILE_SHA] = {"UPDATE job_artifact SET sha256 = $4 WHERE job_id = $1 AND attempt = $2 "
                         "AND path = $3",
                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_ATTEMPT_BYTES] = {"SELECT COALESCE(SUM(size), 0) FROM job_artifact WHERE job_id = $1 "
+                             "AND attempt = $2",
+                             NULL, NULL, STORE_LOCK_NONE},
     [Q_ART_SET_INSERT] = {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, truncated, "
                           "skipped, notes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                           NULL, NULL, STORE_LOCK_NONE},
@@ -680,8 +687,15 @@ tx_end(struct coord_store *s, int rc, co_err *err)
 int
 coord_store_batch_begin(struct coord_store *s, co_err *err)
 {
-    if (s->batch)
-        return co_err_set(err, CO_E_INTERNAL, "a batch is open already");
+    if (s->batch) {
+        /* A batch inside a batch (a handler's own batch under coord_idem's): a savepoint. */
+        if (s->in_call)
+            return co_err_set(err, CO_E_INTERNAL, "a batch inside a store call");
+        if (batch_alive(s, err) < 0 || s->ops->savepoint(s, STORE_SP_SET, err) < 0)
+            return -1;
+        s->batch_depth++;
+        return 0;
+    }
     if (s->ops->begin(s, true, err) < 0)
         return -1;
     s->batch = true;
@@ -694,6 +708,15 @@ coord_store_batch_commit(struct coord_store *s, co_err *err)
 {
     if (!s->batch)
         return co_err_set(err, CO_E_INTERNAL, "no batch is open");
+    if (s->batch_depth > 0) {
+        /* The inner batch's changes join the outer one, committed (or not) with it. */
+        s->batch_depth--;
+        if (s->ops->savepoint(s, STORE_SP_RELEASE, err) == 0)
+            return 0;
+        (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
+        (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);
+        return -1;
+    }
     s->batch = false;
     if (s->ops->tx_state(s) != 1) {
         s->ops->rollback(s);
@@ -713,8 +736,15 @@ coord_store_batch_rollback(struct coord_store *s)
 {
     if (!s->batch)
         return;
-    s->batch = false;
     s->in_call = false;
+    if (s->batch_depth > 0) {
+        /* Only the inner batch: the outer one goes on without its changes. */
+        s->batch_depth--;
+        (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
+        (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);
+        return;
+    }
+    s->batch = false;
     s->ops->rollback(s);
 }
 
@@ -2954,18 +2984,20 @@ coord_store_idem_complete(struct coord_store *s, const struct coord_idem_key *k,
 
 /* ---- retention ---- */
 
-/* Artifact rows of old finished jobs, when the artifacts table exists (migration 0007). */
+/* Artifact rows of old finished jobs: at most @limit rows of each table, counted together. */
 static int
 retention_artifacts_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit, int64_t *n,
                          co_err *err)
 {
-    int64_t tables = 0;
+    static const enum store_q qs[] = {Q_RET_ART_SETS, Q_RET_ART_FILES, Q_RET_ART_CHUNKS};
     *n = 0;
-    if (q_int(s, Q_RET_ARTIFACTS_TABLE, NULL, 0, &tables, NULL, err) < 0)
-        return -1;
-    if (tables == 0)
-        return 0;
-    return q_exec(s, Q_RET_ARTIFACTS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), n, err);
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        int64_t k = 0;
+        if (q_exec(s, qs[i], PARAMS(P_INT(cutoff_ms), P_INT(limit)), &k, err) < 0)
+            return -1;
+        *n += k;
+    }
+    return 0;
 }
 
 int
@@ -3023,12 +3055,13 @@ artifact_hash(struct coord_store *s, const char *job_id, int attempt, const char
 int
 coord_store_artifact_append(struct coord_store *s, const char *job_id, const char *worker_id,
                             int attempt, const char *path, int64_t offset, const char *data,
-                            size_t len, bool eof, co_err *err)
+                            size_t len, bool eof, int64_t max_bytes, bool *capped, co_err *err)
 {
     struct db_res r;
     int rc = -1, got;
-    int64_t size = -1, done = 0;
+    int64_t size = -1, done = 0, stored = 0;
 
+    *capped = false;
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
@@ -3039,11 +3072,28 @@ coord_store_artifact_append(struct coord_store *s, const char *job_id, const cha
                 0 ||
             q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
                 0 ||
-            q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
-            q_exec(s, Q_ART_FILE_INSERT, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), NULL,
-                   err) < 0)
+            q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0)
             goto out;
     }
+    if (max_bytes > 0) {
+        /* The coordinator's own cap: an agent that sends more is cut off here. */
+        if (q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL,
+                  err) < 0)
+            goto out;
+        if (stored >= max_bytes) {
+            *capped = true;
+            rc = 0;
+            goto out;
+        }
+        if ((int64_t)len > max_bytes - stored) {
+            len = (size_t)(max_bytes - stored);
+            eof = true;
+            *capped = true;
+        }
+    }
+    if (offset == 0 && q_exec(s, Q_ART_FILE_INSERT,
+                              PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), NULL, err) < 0)
+        goto out;
     if (q_run(s, Q_ART_FILE_SIZE, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
         0)
         goto out;
@@ -3085,9 +3135,11 @@ out:
 
 int
 coord_store_artifact_finish(struct coord_store *s, const char *job_id, const char *worker_id,
-                            int attempt, const struct coord_artifact_set *set, co_err *err)
+                            int attempt, const struct coord_artifact_set *set, int64_t max_bytes,
+                            co_err *err)
 {
     int rc = -1;
+    int64_t stored = 0;
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
@@ -3096,9 +3148,14 @@ coord_store_artifact_finish(struct coord_store *s, const char *job_id, const cha
     if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
         q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
         q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
-        q_exec(s, Q_ART_SET_INSERT,
-               PARAMS(P_TEXT(job_id), P_INT(attempt), P_INT(set->files), P_INT(set->bytes),
-                      P_INT(set->truncated), P_INT(set->skipped), P_TEXT(set->notes)),
+        q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL, err) <
+            0)
+        goto out;
+    /* What was stored, not what the agent claims; the coordinator's cap reached is a truncation. */
+    bool truncated = set->truncated || (max_bytes > 0 && stored >= max_bytes);
+    if (q_exec(s, Q_ART_SET_INSERT,
+               PARAMS(P_TEXT(job_id), P_INT(attempt), P_INT(set->files), P_INT(stored),
+                      P_INT(truncated), P_INT(set->skipped), P_TEXT(set->notes)),
                NULL, err) < 0)
         goto out;
     rc = 0;

@@ -58,10 +58,10 @@
 struct proto_job_limits {
     int64_t max_cores;  /* MAX_JOB_CORES: required_cores above it -> 422 on "required_cores" */
     int64_t max_ram_mb; /* MAX_JOB_RAM_MB: required_ram_mb above it -> 422 on "required_ram_mb" */
-    size_t max_files_bytes; /* MAX_JOB_FILES_BYTES: decoded input files; 0 or above
-                               PROTO_FILES_BYTES_MAX means PROTO_FILES_BYTES_MAX */
-    size_t max_body;        /* body size cap in bytes (CO_E_TOOLARGE); 0 or larger than
-                               PROTO_JOB_BODY_MAX means PROTO_JOB_BODY_MAX */
+    size_t max_files_bytes;    /* MAX_JOB_FILES_BYTES: decoded input files; 0 or above
+                                  PROTO_FILES_BYTES_MAX means PROTO_FILES_BYTES_MAX */
+    size_t max_body;           /* body size cap in bytes (CO_E_TOOLARGE); 0 or larger than
+                                  PROTO_JOB_BODY_MAX means PROTO_JOB_BODY_MAX */
     const char *default_buyer; /* non-NULL: buyer_id may be absent and is then this id */
 };
 

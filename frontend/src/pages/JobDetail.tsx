@@ -324,7 +324,7 @@ export function JobDetail() {
           >
             <Output job={job} allowed={admin || own} />
           </Card>
-          {admin && FINISHED_STATUSES.includes(job.status) && (
+          {(admin || own) && FINISHED_STATUSES.includes(job.status) && (
             <Card title="Artifacts" labelledBy="artifacts-title">
               <Artifacts jobId={job.job_id} truncated={job.artifacts_truncated} />
             </Card>

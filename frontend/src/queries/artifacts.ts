@@ -3,7 +3,7 @@
 // through fetch with the credential (a plain link would not carry the token).
 import { queryOptions } from "@tanstack/react-query";
 import { api, ApiError } from "../lib/api";
-import { getToken } from "../lib/token";
+import { authHeaders, getCredential } from "../lib/credential";
 
 export interface Artifact {
   path: string;
@@ -25,10 +25,7 @@ export function artifactUrl(jobId: string, path: string | null): string {
 
 /** Download @url with the credential and hand it to the browser as a file named @name. */
 export async function downloadArtifact(url: string, name: string): Promise<void> {
-  const headers: Record<string, string> = {};
-  const token = getToken();
-  if (token) headers["X-Admin-Token"] = token;
-  const res = await fetch(url, { headers });
+  const res = await fetch(url, { headers: authHeaders(getCredential()) });
   if (!res.ok) throw new ApiError(res.status, `http_${res.status}`, `Download failed: ${res.status} ${res.statusText}`);
   const blob = await res.blob();
   const href = URL.createObjectURL(blob);

@@ -17,6 +17,7 @@ import grp
 import hashlib
 import http.client
 import io
+import json
 import os
 import pwd
 import random
@@ -1725,6 +1726,101 @@ def t_artifacts(env):
     check(st == 404, "artifacts of an unknown job answered %s" % st)
 
 
+def art_chunks(job_id, path, data, chunk):
+    """job.artifact messages of attempt 1 for @data, in @chunk-byte pieces (the last with eof)."""
+    out = []
+    for off in range(0, max(len(data), 1), chunk):
+        piece = data[off:off + chunk]
+        out.append({"v": 1, "type": "job.artifact", "job_id": job_id, "attempt": 1, "path": path,
+                    "offset": off, "data_b64": base64.b64encode(piece).decode(),
+                    "eof": off + chunk >= len(data)})
+    return out
+
+
+@case("artifacts from a fake agent that ignores the cap: the coordinator stores at most "
+      "MAX_ARTIFACT_BYTES (cut there, artifacts_truncated); buyer and admin only (other buyer "
+      "403, anonymous 401, public job view without them); retention removes them, the job row "
+      "and the ledger stay")
+def t_artifacts_fake(env):
+    c = env.coord
+    cap = 600000
+    c.env["MAX_ARTIFACT_BYTES"] = str(cap)
+    c.start()
+    kb, _ = seller(c, "fa-buyer", ("buy",))
+    ko, _ = seller(c, "fa-other", ("buy",))
+    fake = fake_agent(c, "fa-w")
+    st, j = c.http("POST", "/api/v1/submit", {"title": "fake artifacts", "required_cores": 1,
+                                              "required_ram_mb": 64, "command": "true"},
+                   headers=bearer(kb))
+    check(st == 201 and j["buyer_id"] == "fa-buyer", "submit with the buyer's key: %s %r" % (st, j))
+    jid = j["job_id"]
+    expect(fake, "job.assign", job_id=jid)
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1, "started_at": now_iso()})
+    rnd = random.Random(11)
+    a_data, b_data, c_data = rnd.randbytes(300000), rnd.randbytes(400000), rnd.randbytes(1000)
+    for m in (art_chunks(jid, "a.txt", a_data, 200000) + art_chunks(jid, "sub/b.bin", b_data, 200000)
+              + art_chunks(jid, "c.txt", c_data, 200000)):
+        fake.send(m)
+    # The agent claims everything went and nothing was cut.
+    fake.send({"v": 1, "type": "job.artifacts", "job_id": jid, "attempt": 1, "files": 3,
+               "bytes": 701000, "truncated": False})
+    fake.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
+               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    expect(fake, "job.ack", job_id=jid)
+    st, j = c.http("GET", "/api/v1/jobs/" + jid, headers=bearer(kb))
+    check(st == 200 and j["status"] == "completed", "job %s %r" % (st, j))
+    check(j.get("artifacts") == 2 and j.get("artifacts_truncated") is True,
+          "buyer's job view: artifacts=%r truncated=%r" % (j.get("artifacts"),
+                                                           j.get("artifacts_truncated")))
+    st, hd, body = cotest.http_request(c.port, "GET", "/api/v1/jobs/%s/artifacts" % jid,
+                                       headers=bearer(kb))
+    check(st == 200, "buyer's list answered %s" % st)
+    lst = json.loads(body)
+    want = {"a.txt": a_data, "sub/b.bin": b_data[:cap - len(a_data)]}
+    check({x["path"]: x["size"] for x in lst} == {k: len(v) for k, v in want.items()},
+          "stored %r, want a.txt whole and sub/b.bin cut at the cap" % lst)
+    total = 0
+    for x in lst:
+        st, hd, body = cotest.http_request(c.port, "GET", "/api/v1/jobs/%s/artifacts/%s"
+                                           % (jid, x["path"]), headers=bearer(kb))
+        check(st == 200 and body == want[x["path"]], "%s: %s, bytes differ" % (x["path"], st))
+        check(x["sha256"] == hashlib.sha256(body).hexdigest(), "%s: sha256" % x["path"])
+        total += len(body)
+    check(total <= cap, "%d bytes stored over the cap of %d" % (total, cap))
+    wait_until(lambda: "over MAX_ARTIFACT_BYTES" in c.log_tail(1 << 20), 5, "the cut logged")
+    # Who may see them: the buyer and admins; another buyer 403, anonymous 401.
+    for sub in ("artifacts", "artifacts/a.txt", "artifacts.tar.gz"):
+        path = "/api/v1/jobs/%s/%s" % (jid, sub)
+        st, _, _ = cotest.http_request(c.port, "GET", path, headers=bearer(kb))
+        check(st == 200, "buyer: %s answered %s" % (sub, st))
+        st, _, _ = get_raw(c, path)
+        check(st == 200, "admin: %s answered %s" % (sub, st))
+        st, _, _ = cotest.http_request(c.port, "GET", path, headers=bearer(ko))
+        check(st == 403, "another buyer: %s answered %s" % (sub, st))
+        st, _, _ = get_raw(c, path, admin=False)
+        check(st == 401, "anonymous: %s answered %s" % (sub, st))
+    for who, hdr in (("another buyer", bearer(ko)), ("anonymous", None)):
+        st, j = c.http("GET", "/api/v1/jobs/" + jid, headers=hdr)
+        check(st == 200 and "artifacts" not in j and "artifacts_truncated" not in j
+              and "code" not in j, "%s sees %r" % (who, sorted(j)))
+    charges = ledger_rows(c, "fa-buyer", jid, "charge")
+    check(len(charges) == 1, "charged %d times" % len(charges))
+    fake.close()
+    # Retention: the artifacts go (in RETENTION_BATCH rows per step), the job and ledger stay.
+    time.sleep(1.2)
+    st, got = c.admin("POST", "/api/v1/debug/retention", {"older_than_seconds": 1})
+    check(st == 200 and got["artifacts"] >= 1 + 2 + 3, "retention answered %s %r" % (st, got))
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % jid)
+    check(st == 200 and lst == [], "artifacts after retention: %s %r" % (st, lst))
+    st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/a.txt" % jid)
+    check(st == 404, "a removed artifact answered %s" % st)
+    j = c.job(jid)
+    check(j["status"] == "completed" and "artifacts" not in j,
+          "job row after retention: %r" % j)
+    check(ledger_rows(c, "fa-buyer", jid, "charge") == charges, "the ledger changed")
+
+
 @case("artifacts under pressure: the byte cap (AGENT_MAX_ARTIFACT_BYTES, 1 MiB here) enforced "
       "while reading (truncated), 100,000 tiny "
       "files (count cap, truncated), a /work/out that fills the tmpfs; the agent stays usable")
@@ -1771,7 +1867,7 @@ def t_artifacts_limits(env):
           "job after the limits: %s %r" % (j["status"], lst))
 
 
-CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_many, t_kill_agent,
+CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
          t_lost_job, t_lost_assign, t_result_journal,
          t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
          t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,

@@ -1019,14 +1019,39 @@ def t_idempotency(srv, args):
     st, again, hd = srv.jreq("POST", "/api/v1/submit", body, headers=h, admin=True)
     check(st == 201 and again == first, "replay answered %d %r" % (st, again))
     check(hd.get("idempotent-replayed") == "true", hd)
-    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer)
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
     check(len(jobs) == 1, "two jobs for one key: %r" % jobs)
-    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer)
+    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(micro(c["held"]) == cost_of(1, 100), "held twice: %r" % c)
     # Another body under the same key: 409, nothing created.
     st, doc, _ = srv.jreq("POST", "/api/v1/submit", job_body(buyer_id=buyer, title="other"),
                           headers=h, admin=True)
     expect_error(st, doc, 409, "idempotency_mismatch")
+    # Keys belong to the principal: two users' keys with one key text and one body make two jobs;
+    # a second key of one user is its own identity too; a repeat with the first key replays.
+    t = uuid.uuid4().hex[:6]
+    ua, ub = "idem-ua-" + t, "idem-ub-" + t
+    mk_user(srv, ua)
+    mk_user(srv, ub)
+    ka = mk_key(srv, ua, ["buy"])["token"]
+    ka2 = mk_key(srv, ua, ["buy"], name="second")["token"]
+    kb = mk_key(srv, ub, ["buy"])["token"]
+    ukey = {"Idempotency-Key": "shared-" + uuid.uuid4().hex}
+    ubody = {k: v for k, v in job_body(title="per-user").items() if k != "buyer_id"}
+    st, ja, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(ka), **ukey})
+    check(st == 201 and ja["buyer_id"] == ua and "idempotent-replayed" not in hd, (st, ja, hd))
+    st, jb, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(kb), **ukey})
+    check(st == 201 and jb["buyer_id"] == ub and jb["job_id"] != ja["job_id"]
+          and "idempotent-replayed" not in hd, "another user's key shared the key: %r %r" % (jb, hd))
+    st, ja2, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(ka2), **ukey})
+    check(st == 201 and ja2["job_id"] not in (ja["job_id"], jb["job_id"])
+          and "idempotent-replayed" not in hd, "a second key of the user shared it: %r" % hd)
+    st, again_a, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(ka), **ukey})
+    check(st == 201 and again_a == ja and hd.get("idempotent-replayed") == "true",
+          "the first key's repeat: %d %r" % (st, hd))
+    for u, n in ((ua, 2), (ub, 1)):
+        st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + u, admin=True)
+        check(st == 200 and len(jobs) == n, "%s has %d jobs, want %d" % (u, len(jobs), n))
     # The same key on another path is another key; so is another credential.
     st, g, hd = srv.jreq("POST", "/api/v1/credits/%s/grant" % buyer, {"amount": 1}, headers=h,
                          admin=True)
@@ -1074,7 +1099,7 @@ def t_idempotency(srv, args):
           "concurrent duplicates: %r" % [(st, doc) for st, doc, _ in answers])
     check(sum(1 for _, _, hd in answers if hd.get("idempotent-replayed") == "true") == 7,
           "replayed count: %r" % [hd for _, _, hd in answers])
-    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + cbuyer)
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + cbuyer, admin=True)
     check(len(jobs) == 1, "concurrent duplicates made %d jobs" % len(jobs))
     # Replay after a restart: the key is in the database.
     srv.kill9()
@@ -1082,7 +1107,7 @@ def t_idempotency(srv, args):
     st, again, hd = srv.jreq("POST", "/api/v1/submit", body, headers=h, admin=True)
     check(st == 201 and again == first and hd.get("idempotent-replayed") == "true",
           "after restart: %d %r %r" % (st, again, hd))
-    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer)
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
     check(len(jobs) == 2, "jobs after restart replay: %r" % [j["title"] for j in jobs])
     invariant(srv)
 
@@ -1102,6 +1127,15 @@ def t_retention(srv):
     ghost = "ret-ghost-" + uuid.uuid4().hex[:6]
     register(srv, wid, cores=1, ram=100)
     register(srv, ghost, cores=1, ram=100)
+    # A silent worker owned through a sell key (ownership claimed, migration 0004): its delete
+    # must not trip over any key of the ownership columns.
+    owner = "ret-o-" + uuid.uuid4().hex[:6]
+    owned = "ret-owned-" + uuid.uuid4().hex[:6]
+    mk_user(srv, owner)
+    register(srv, owned, cores=1, ram=100, headers=bearer(mk_key(srv, owner, ["sell"])["token"]))
+    st, ws, _ = srv.jreq("GET", "/api/v1/workers", admin=True)
+    check(any(w["worker_id"] == owned and w.get("owner_id") == owner for w in ws),
+          "the owned worker is not stored as %s's" % owner)
     done = []
     for i in range(3):
         j = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100, priority=10,
@@ -1131,7 +1165,7 @@ def t_retention(srv):
     for i, jid in enumerate(done):
         st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + jid, admin=True)
         check(st == 200 and doc["status"] == "completed" and doc["exit_code"] == 0, doc)
-        check(doc["code"] == "", "old code kept: %r" % doc["code"])
+        check(doc.get("code") in (None, ""), "old code kept: %r" % doc.get("code"))
         st, out, _ = srv.jreq("GET", "/api/v1/jobs/%s/output" % jid, admin=True)
         check(st == 200 and out["stdout"] == "" and out["stderr"] == "", out)
     st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + pending["job_id"], admin=True)
@@ -1142,6 +1176,7 @@ def t_retention(srv):
     st, ws, _ = srv.jreq("GET", "/api/v1/workers")
     ids = {w["worker_id"] for w in ws}
     check(ghost not in ids, "a silent worker without jobs stayed")
+    check(owned not in ids, "a silent owned worker without jobs stayed")
     check(wid in ids, "a worker named by job rows was removed")
     # A second run right after finds nothing left.
     again = retention_now(srv, 1)

@@ -869,7 +869,14 @@ t_batch(void)
     OK(submit(id("before"), buyer, CREDIT, 1, 100, 5));
 
     OK(coord_store_batch_begin(S, &E));
-    FAILS(coord_store_batch_begin(S, &E), CO_E_INTERNAL);
+    /* A batch inside the batch nests: its rollback undoes only itself, its commit joins. */
+    OK(coord_store_batch_begin(S, &E));
+    OK(submit(id("nested-undone"), id("nbuyer"), CREDIT, 1, 100, 5));
+    coord_store_batch_rollback(S);
+    FAILS(job_status(id("nested-undone"), &j), CO_E_NOTFOUND);
+    OK(coord_store_batch_begin(S, &E));
+    OK(submit(id("nested-kept"), id("nbuyer"), CREDIT, 1, 100, 5));
+    OK(coord_store_batch_commit(S, &E));
     OK(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5));
     /* A duplicate id (an SQL error inside the batch) and a short balance fail alone. */
     FAILS(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5), CO_E_CONFLICT);
@@ -908,6 +915,9 @@ t_batch(void)
     coord_store_close(other);
     CHECK(ok);
     FAILS(job_status(id("big"), &j), CO_E_NOTFOUND);
+    FAILS(job_status(id("nested-undone"), &j), CO_E_NOTFOUND);
+    OK(job_status(id("nested-kept"), &j));
+    coord_job_release(&j);
     OK(balance(buyer, &c, &h));
     CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
     CHECK_EQ(h, CREDIT);

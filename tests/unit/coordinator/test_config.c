@@ -27,6 +27,7 @@ static const char *const vars[] = {"HOST",
                                    "CORS_ORIGINS",
                                    "MAX_BODY_BYTES",
                                    "MAX_JOB_FILES_BYTES",
+                                   "MAX_ARTIFACT_BYTES",
                                    "MAX_JOB_CORES",
                                    "MAX_JOB_RAM_MB",
                                    "RATE_SUBMIT_PER_SECOND",
@@ -70,6 +71,7 @@ test_defaults(void **state)
     assert_int_equal(c.max_workers, 100);
     assert_int_equal(c.max_body_bytes, 16 << 20);
     assert_int_equal(c.max_job_files_bytes, 8 << 20);
+    assert_int_equal(c.max_artifact_bytes, INT64_C(64) << 20);
     assert_int_equal(c.dash_queue_messages, 1024);
     assert_int_equal(c.dash_queue_bytes, 4 << 20);
     assert_int_equal(c.dash_slow_close_ms, 10000);
