@@ -15,11 +15,18 @@ export function Artifacts({ jobId, truncated }: { jobId: string; truncated?: boo
   };
   if (q.isPending) return <Spinner label="Loading artifacts" />;
   if (q.isError) return <ErrorState title="Artifacts cannot be loaded" message={q.error.message} />;
-  if (q.data.length === 0) return <EmptyState title="No artifacts">Files the job writes under /work/out/ appear here.</EmptyState>;
+  if (q.data.length === 0)
+    return <EmptyState title="No artifacts">Files the job writes under /work/out/ appear here.</EmptyState>;
   return (
     <div className="space-y-3">
-      {truncated && <p className="text-xs text-amber-700">Truncated: the job left more than the artifact limits allow.</p>}
-      {error && <p role="alert" className="text-xs text-rose-700">{error}</p>}
+      {truncated && (
+        <p className="text-xs text-amber-700">Truncated: the job left more than the artifact limits allow.</p>
+      )}
+      {error && (
+        <p role="alert" className="text-xs text-rose-700">
+          {error}
+        </p>
+      )}
       <ul className="divide-y divide-slate-100 text-sm" aria-label="Artifacts">
         {q.data.map((a) => (
           <li key={a.path} className="flex items-center justify-between gap-3 py-2">
@@ -28,14 +35,22 @@ export function Artifacts({ jobId, truncated }: { jobId: string; truncated?: boo
             </span>
             <span className="flex shrink-0 items-center gap-3">
               <span className="text-xs text-slate-500">{formatKb(a.size / 1024)}</span>
-              <button type="button" className="btn-secondary" onClick={() => download(artifactUrl(jobId, a.path), a.path.split("/").pop() ?? a.path)}>
+              <button
+                type="button"
+                className="btn-secondary"
+                onClick={() => download(artifactUrl(jobId, a.path), a.path.split("/").pop() ?? a.path)}
+              >
                 Download
               </button>
             </span>
           </li>
         ))}
       </ul>
-      <button type="button" className="btn-secondary" onClick={() => download(artifactUrl(jobId, null), `${jobId}-artifacts.tar.gz`)}>
+      <button
+        type="button"
+        className="btn-secondary"
+        onClick={() => download(artifactUrl(jobId, null), `${jobId}-artifacts.tar.gz`)}
+      >
         Download all (.tar.gz)
       </button>
     </div>

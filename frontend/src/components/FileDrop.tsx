@@ -65,15 +65,26 @@ export function FileDrop({ onChange }: { onChange: (files: JobFiles) => void }) 
           choose files
           <input type="file" multiple className="sr-only" onChange={(e) => take(Array.from(e.target.files ?? []))} />
         </label>
-        <div className="text-xs text-slate-500">Written to /work/&lt;name&gt; before the job starts (at most 100 files, 8 MiB).</div>
+        <div className="text-xs text-slate-500">
+          Written to /work/&lt;name&gt; before the job starts (at most 100 files, 8 MiB).
+        </div>
       </div>
-      {error && <p role="alert" className="text-xs text-rose-700">{error}</p>}
+      {error && (
+        <p role="alert" className="text-xs text-rose-700">
+          {error}
+        </p>
+      )}
       {files.length > 0 && (
         <ul className="text-xs" aria-label="Chosen files">
           {files.map((f) => (
             <li key={f.name} className="flex justify-between gap-2">
               <span className="font-mono">{f.name}</span>
-              <button type="button" className="text-rose-700" onClick={() => remove(f.name)} aria-label={`Remove ${f.name}`}>
+              <button
+                type="button"
+                className="text-rose-700"
+                onClick={() => remove(f.name)}
+                aria-label={`Remove ${f.name}`}
+              >
                 remove
               </button>
             </li>
