@@ -247,11 +247,12 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
     if (r->idem_replayed &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"idempotent-replayed:",
                                     (const unsigned char *)"true", 4, &p, end))
-        if (r->disposition[0] &&
-            lws_add_http_header_by_name(wsi, (const unsigned char *)"content-disposition:",
-                                        (const unsigned char *)r->disposition,
-                                        (int)strlen(r->disposition), &p, end))
-            return -1;
+        return -1;
+    if (r->disposition[0] &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"content-disposition:",
+                                    (const unsigned char *)r->disposition,
+                                    (int)strlen(r->disposition), &p, end))
+        return -1;
     if (strcmp(r->content_type, "application/json") == 0 &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
