@@ -1197,9 +1197,9 @@ h_status(struct coord_store *s, struct coord_req *r)
         get_int(r, root, "exit_code", false, -255, 255, &exit_code, &has_exit) < 0 ||
         get_str(r, root, "stdout", false, 0, SIZE_MAX, &out_s) < 0 ||
         get_str(r, root, "stderr", false, 0, SIZE_MAX, &err_s) < 0 ||
-        get_int(r, root, "attempt", true, 1, INT32_MAX, &attempt, NULL) < 0 ||
         get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0 ||
-        agent_check_worker(s, r, wid) < 0)
+        agent_check_worker(s, r, wid) < 0 ||
+        get_int(r, root, "attempt", true, 1, INT32_MAX, &attempt, NULL) < 0)
         goto out;
     int st = coord_job_status_parse(status);
     if (st != COORD_JOB_RUNNING && st != COORD_JOB_COMPLETED && st != COORD_JOB_FAILED) {
