@@ -1151,6 +1151,16 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
         on_disconnect(a, msg);
         break;
     }
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
+        /*
+         * The connection closed before the upgrade: lws gave up waiting for the coordinator's
+         * answer to the handshake (a silent network, an overloaded coordinator).  lws 4.1 reports
+         * neither CLIENT_CONNECTION_ERROR nor CLIENT_CLOSED then: without this, no reconnect.
+         */
+        if (a->state == CONN_DOWN)
+            on_disconnect(a, "no answer to the WebSocket handshake");
+        break;
+
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (len >= 2) {
             const unsigned char *b = in;

@@ -9,6 +9,7 @@
 #include "co_time.h"
 #include "coord_agent_int.h"
 #include "coord_artifact.h"
+#include "coord_ws_common.h"
 #include "coord_server.h"
 #include "proto_job.h"
 
@@ -48,6 +49,7 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
         hub->ev_handle = coord_events_subscribe(hub->events, hub_on_event, hub);
     hub->sched = coord_sched_new(hub);
     hub->lease = coord_lease_new(hub);
+    hub->reconcile = coord_reconcile_new(hub);
     co_info("agent sessions ready lease_ms=%lld heartbeat_ms=%lld", (long long)hub->lease_ms,
             (long long)hub->heartbeat_ms);
     return hub;
@@ -79,6 +81,8 @@ hub_destroy(struct coord_agents *hub)
     hub->sched = NULL;
     coord_lease_free(hub->lease);
     hub->lease = NULL;
+    coord_reconcile_free(hub->reconcile);
+    hub->reconcile = NULL;
     if (hub->events && hub->ev_handle > 0)
         coord_events_unsubscribe(hub->events, hub->ev_handle);
     hub->events = NULL;
@@ -1409,8 +1413,30 @@ finish_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
     it->changed = false;
+    if (it->res.platform_fault && it->attempt < COORD_PLATFORM_ATTEMPTS_MAX) {
+        /* Not the buyer's fault: the job goes back to the queue, the attempt is given back. */
+        it->rc =
+            coord_store_job_requeue_free(store, it->job_id, it->worker_id, it->attempt, &it->err);
+        it->changed = it->rc == 0;
+        return;
+    }
     it->rc = coord_store_job_finish(store, it->job_id, it->worker_id, it->attempt, &it->res,
                                     &it->changed, &it->err);
+}
+
+/* Count a stored end towards the worker's streak of platform-side failures (quarantine). */
+static void
+agent_quarantine_note(struct agent_sess *s, const struct job_item *it)
+{
+    if (it->res.status == COORD_JOB_CANCELLED)
+        return;
+    bool fault = it->res.platform_fault;
+    if (coord_quarantine_record(it->worker_id, fault, coord_failure_name(it->res.failure),
+                                s->hub->cfg->quarantine_seconds * 1000))
+        co_warn("worker quarantined after %d consecutive platform-side failures worker=%s "
+                "seconds=%lld",
+                COORD_QUARANTINE_FAILURES, it->worker_id,
+                (long long)s->hub->cfg->quarantine_seconds);
 }
 
 static void
@@ -1459,6 +1485,8 @@ finish_done(void *arg)
     /* Stored (committed), or refused for good (stale, unknown): the agent may forget it. */
     if (it->rc == 0 || it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND)
         sess_send_result_ack(s, it->job_id, it->attempt);
+    if (it->rc == 0 && it->changed)
+        agent_quarantine_note(s, it);
     if (it->rc == 0) {
         if (it->changed) {
             co_debug("job finished job=%s attempt=%d worker=%s status=%s", it->job_id, it->attempt,
@@ -1623,8 +1651,8 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
             if (offset + fwd > COORD_AGENT_OUTPUT_CAP)
                 fwd = (size_t)(COORD_AGENT_OUTPUT_CAP - offset);
             for (size_t i = 0; i < s->hub->n_out_subs; i++)
-                s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->attempt, stream,
-                                       offset, o->data, fwd);
+                s->hub->out_subs[i].fn(s->hub->out_subs[i].ud, j->job_id, j->buyer_id, j->attempt,
+                                       stream, offset, o->data, fwd);
         }
         if (o->data_len == 0)
             return;
@@ -1896,28 +1924,6 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
 /* lws callback                                                                                */
 
 /*
- * The upgrade's `Authorization: Bearer <key>`: 0 and its hash in @hash ("" without the header),
- * -1 when the header is there but is not a bearer token.
- */
-static int
-upgrade_bearer(struct lws *wsi, char hash[COORD_KEY_HASH_LEN + 1])
-{
-    char v[PROTO_TOKEN_MAX + 16];
-    hash[0] = '\0';
-    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (n <= 0)
-        return 0;
-    int rc = -1;
-    if (n < (int)sizeof(v) && lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_AUTHORIZATION) >= 0 &&
-        strncasecmp(v, "Bearer ", 7) == 0 && v[7]) {
-        coord_auth_hash(v + 7, strlen(v + 7), hash);
-        rc = 0;
-    }
-    explicit_bzero(v, sizeof(v));
-    return rc;
-}
-
-/*
  * Check the path, the X-Agent-Token header when the agent sends one, and keep the hash of an
  * Authorization: Bearer key in @pss (looked up with the hello, on a database thread).
  */
@@ -1959,7 +1965,7 @@ filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_
             pss->agent_token = true;
     }
     char hash[COORD_KEY_HASH_LEN + 1];
-    if (upgrade_bearer(wsi, hash) < 0) {
+    if (coord_ws_bearer_hash(wsi, hash) < 0) {
         co_warn("agent upgrade refused: Authorization is not a bearer token");
         if (hub && hub->limits)
             coord_limits_auth_failed(hub->limits, peer, co_mono_ms());

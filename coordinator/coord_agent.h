@@ -64,13 +64,15 @@ struct coord_agents *coord_agents_of_vhost(struct lws_vhost *vhost);
 
 /**
  * An output listener (dashboards): called on the lws thread for every job.output chunk of a
+ * job (bought by @buyer_id) in its
  * current attempt, before it is stored.  @stream is 1 (stdout) or 2 (stderr); @offset is the byte
  * offset of the chunk in that stream of this attempt; @data (@len bytes, any bytes, not
  * NUL-terminated for listeners' purposes) is borrowed for the call.  Output beyond
  * COORD_AGENT_OUTPUT_CAP per stream is not forwarded (it is not stored either).
  */
-typedef void (*coord_agent_output_fn)(void *ud, const char *job_id, int attempt, int stream,
-                                      uint64_t offset, const char *data, size_t len);
+typedef void (*coord_agent_output_fn)(void *ud, const char *job_id, const char *buyer_id,
+                                      int attempt, int stream, uint64_t offset, const char *data,
+                                      size_t len);
 
 /** Add an output listener (lws thread).  @ud is borrowed until the hub is freed. */
 void coord_agents_output_subscribe(struct coord_agents *hub, coord_agent_output_fn fn, void *ud);

@@ -20,6 +20,7 @@
 #include "coord_db.h"
 #include "coord_events.h"
 #include "coord_lease.h"
+#include "coord_reconcile.h"
 #include "coord_metrics.h"
 #include "coord_sched.h"
 #include "proto_agent.h"
@@ -175,6 +176,7 @@ struct coord_agents {
     uint64_t next_serial;
     struct coord_sched *sched;
     struct coord_lease *lease;
+    struct coord_reconcile *reconcile;
     int ev_handle;
     bool self_publish; /* our own publish is running: our subscriber ignores it */
     int64_t inflight;  /* database items not yet completed */
@@ -262,5 +264,20 @@ struct sched_pick {
  */
 size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                         struct sched_pick *picks);
+
+/**
+ * Rebuild the fit of the pending read and the pending_reason board from the ready sessions,
+ * if they changed (each pass does this first).
+ */
+void coord_sched_refresh(struct coord_sched *sc);
+
+/**
+ * Fair share: reorder a read (in the store's order) so that within a priority a round of turns
+ * starts with the buyer served least recently (see coord_sched_served).
+ */
+void coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs);
+
+/** Record that a job of @buyer_id was placed now. */
+void coord_sched_served(struct coord_sched *sc, const char *buyer_id);
 
 #endif

@@ -3,6 +3,8 @@
  * validate the body, call the store, and render the answer with co_jsonw.
  */
 #include "coord_api.h"
+#include "coord_reconcile.h"
+#include "coord_sched.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -394,6 +396,7 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
     co_jsonw_kstr(w, "description", j->description ? j->description : "");
     co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
     co_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
+    coord_sched_write_pending_reason(w, j);
     co_jsonw_kcredits(w, "cost", j->cost);
     co_jsonw_kint(w, "required_cores", j->required_cores);
     co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
@@ -461,7 +464,11 @@ coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk, i
                   wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
     co_jsonw_kint(w, "free_ram_mb",
                   wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
-    co_jsonw_kstr(w, "status", coord_worker_status_name(st));
+    char reason[200];
+    bool quarantined =
+        st != COORD_WORKER_OFFLINE && coord_quarantine_check(wk->worker_id, reason, sizeof(reason));
+    co_jsonw_kstr(w, "status", quarantined ? "quarantined" : coord_worker_status_name(st));
+    co_jsonw_kstr(w, "status_reason", quarantined ? reason : NULL);
     co_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
     co_jsonw_kint(w, "running_jobs", wk->running_jobs);
     co_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
@@ -487,10 +494,9 @@ render_user(struct coord_req *r, const struct coord_user *u)
  * admins, and the buyer itself through a credential with the buy scope.  Everyone else gets the
  * public view.
  */
-static bool
-sees_full(const struct coord_req *r, const char *buyer_id)
+bool
+coord_api_sees_full(const struct coord_principal *p, const char *buyer_id)
 {
-    const struct coord_principal *p = &r->principal;
     if (p->is_admin)
         return true;
     return p->cred != COORD_CRED_NONE && coord_auth_has_scope(p, COORD_SCOPE_BUY) &&
@@ -503,6 +509,7 @@ coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j)
     co_jsonw_obj_begin(w);
     co_jsonw_kstr(w, "job_id", j->job_id);
     co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
+    coord_sched_write_pending_reason(w, j);
     co_jsonw_kint(w, "required_cores", j->required_cores);
     co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
     co_jsonw_kint(w, "priority", j->priority);
@@ -519,7 +526,7 @@ coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j)
 static void
 write_job_for(struct co_jsonw *w, const struct coord_req *r, const struct coord_job *j)
 {
-    if (sees_full(r, j->buyer_id))
+    if (coord_api_sees_full(&r->principal, j->buyer_id))
         coord_api_write_job(w, j, j->code != NULL, 0); /* code when it was loaded */
     else
         coord_api_write_job_public(w, j);

@@ -56,6 +56,12 @@ void coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool wit
 void coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j);
 
 /**
+ * Whether @p sees @buyer_id's jobs in full (code, command, parameters, output): admins, and the
+ * buyer itself with the buy scope; everyone else gets the public view.  Pure: any thread.
+ */
+bool coord_api_sees_full(const struct coord_principal *p, const char *buyer_id);
+
+/**
  * Write the worker object of API.md; a worker silent for @timeout_ms shows as offline.  Pure:
  * any thread.  @w and @wk are borrowed.
  */

@@ -167,6 +167,10 @@ coord_config_load(struct coord_config *cfg, co_err *err)
                       &cfg->retention_interval_seconds, err) < 0 ||
         co_config_int("RETENTION_BATCH", 500, 1, 100000, &cfg->retention_batch, err) < 0)
         goto fail;
+    if (co_config_int("TIMEOUT_GRACE_SECONDS", 30, 0, 86400, &cfg->timeout_grace_seconds, err) < 0)
+        goto fail;
+    if (co_config_int("QUARANTINE_SECONDS", 600, 1, 86400 * 7, &cfg->quarantine_seconds, err) < 0)
+        goto fail;
     if (co_log_parse_level(co_config_str("LOG_LEVEL", "INFO"), &cfg->log_level, err) < 0) {
         co_err_field(err, err->code, "LOG_LEVEL", "invalid LOG_LEVEL '%s': %s",
                      co_config_str("LOG_LEVEL", "INFO"), err->msg);

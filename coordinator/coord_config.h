@@ -28,6 +28,8 @@ struct coord_config {
     int64_t starting_credits;       /* DEFAULT_STARTING_CREDITS, micro-credits */
     int64_t worker_timeout_seconds; /* WORKER_TIMEOUT_SECONDS */
     int64_t max_workers;            /* MAX_WORKERS */
+    int64_t timeout_grace_seconds;  /* TIMEOUT_GRACE_SECONDS, default 30 */
+    int64_t quarantine_seconds;     /* QUARANTINE_SECONDS, default 600 */
     enum co_log_level log_level;    /* LOG_LEVEL */
     char *log_file;                 /* LOG_FILE, NULL = stderr only */
     char *cors[COORD_MAX_CORS];     /* CORS_ORIGINS, comma-separated */

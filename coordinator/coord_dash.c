@@ -12,6 +12,7 @@
 #include "coord_api.h"
 #include "co_jsonw.h"
 #include "coord_server.h"
+#include "coord_ws_common.h"
 
 #define TICK_US (250 * LWS_US_PER_MS)
 #define COORD_DASH_WRITE_BYTES (128 * 1024)
@@ -46,6 +47,8 @@ struct dash_key {
 /* Result slice of one key in a batch's output buffer (len 0: nothing to send). */
 struct dash_slice {
     size_t start, split, len;
+    size_t pstart, plen;       /* the public view of the same event (plen 0: none) */
+    char owner[CO_ID_MAX + 1]; /* the job's buyer, the credits' user */
 };
 
 struct dash_batch {
@@ -69,7 +72,12 @@ struct dash_snap {
     bool ok;
     bool health_ok;
     struct coord_health health;
-    struct co_buf body; /* ,"workers":[...],"jobs":[...] */
+    /* Each view rendered once: workers with and without owner_id, each job full and public. */
+    struct co_buf workers_full, workers_pub;
+    struct co_buf jobs_full, jobs_pub;
+    size_t n_jobs;
+    size_t *jf_end, *jp_end;       /* end offsets of each job's object in jobs_full/_pub */
+    char (*buyers)[CO_ID_MAX + 1]; /* each job's buyer */
     char err[CO_ERR_MSG_MAX];
 };
 
@@ -93,6 +101,7 @@ struct coord_dash {
 
     struct coord_dash_sess *sessions;
     size_t n_sessions, n_admin;
+    uint64_t sess_next_id;
 
     /* limits */
     size_t max_msgs, max_bytes;
@@ -259,13 +268,31 @@ sess_control(struct coord_dash *d, struct coord_dash_sess *s, const char *text, 
 }
 
 static void
-broadcast(struct coord_dash *d, struct dash_msg *m, bool admin_only)
+broadcast(struct coord_dash *d, struct dash_msg *m)
 {
-    for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
-        if (admin_only && !s->admin)
-            continue;
+    for (struct coord_dash_sess *s = d->sessions; s; s = s->next)
         sess_event(d, s, m);
-    }
+}
+
+/* The session sees @buyer_id's jobs in full (and their output): the rule of GET /jobs. */
+static bool
+sess_sees_full(const struct coord_dash_sess *s, const char *buyer_id)
+{
+    return coord_api_sees_full(&s->p, buyer_id);
+}
+
+/* Who owns which worker is shown to sessions with a credential only (GET /workers). */
+static bool
+sess_sees_owners(const struct coord_dash_sess *s)
+{
+    return s->p.cred != COORD_CRED_NONE;
+}
+
+/* A user's credits are shown to that user and to admins only. */
+static bool
+sess_sees_credits(const struct coord_dash_sess *s, const char *user_id)
+{
+    return coord_auth_is_self_or_admin(&s->p, user_id);
 }
 
 /*
@@ -288,6 +315,17 @@ static void on_event(void *ud, enum coord_event_kind kind, const char *id, uint6
 static void batch_start(struct coord_dash *d);
 static void batch_soon(struct coord_dash *d);
 static void snap_start(struct coord_dash *d);
+enum auth_why { AUTH_UPGRADE, AUTH_MESSAGE, AUTH_RECHECK };
+static void key_lookup_start(struct coord_dash *d, struct coord_dash_sess *s, const char *hash,
+                             enum auth_why why);
+static void sess_request_snapshot(struct coord_dash *d, struct coord_dash_sess *s);
+static void recheck_keys(struct coord_dash *d, enum coord_event_kind kind, const char *id);
+static void auth_result(struct coord_dash *d, struct coord_dash_sess *s, bool ok, const char *code,
+                        const char *msg);
+static int auth_rejected(struct coord_dash *d, struct coord_dash_sess *s, const char *msg);
+static bool sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s,
+                               const struct coord_principal *p, const char *key_hash);
+static void sess_view_changed(struct coord_dash *d, struct coord_dash_sess *s, bool changed);
 
 struct coord_dash *
 coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
@@ -406,7 +444,11 @@ on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
     /* Nobody watching: nothing to load (a new session starts from a snapshot anyway). */
     if (d->n_sessions == 0 || !id || !*id)
         return;
-    /* Key and user changes carry nothing a dashboard shows. */
+    /* Key and user changes end or change the sessions of that key or user. */
+    if (kind == COORD_EVENT_KEY || kind == COORD_EVENT_USER) {
+        recheck_keys(d, kind, id);
+        return;
+    }
     if (kind != COORD_EVENT_JOB && kind != COORD_EVENT_WORKER && kind != COORD_EVENT_CREDITS)
         return;
     dirty_add(d, kind, id);
@@ -471,8 +513,18 @@ batch_work(struct coord_store *store, void *arg)
             co_jsonw_key(&w, "job");
             coord_api_write_job(&w, &j, false, 0);
             co_buf_putc(&b->out, '}');
+            /* The public view: the same envelope, so the same split. */
+            sl->pstart = b->out.len;
+            co_buf_puts(&b->out, "{\"type\":\"job.updated\",\"seq\":");
+            members_after_seq(&w, &b->out);
+            co_jsonw_key(&w, "job");
+            coord_api_write_job_public(&w, &j);
+            co_buf_putc(&b->out, '}');
+            sl->plen = b->out.len - sl->pstart;
+            co_strlcpy(sl->owner, j.buyer_id, sizeof(sl->owner));
             coord_job_release(&j);
-            break;
+            sl->len = sl->pstart - start;
+            continue;
         }
         case COORD_EVENT_WORKER: {
             struct coord_worker wk;
@@ -494,7 +546,15 @@ batch_work(struct coord_store *store, void *arg)
             co_jsonw_key(&w, "worker");
             coord_api_write_worker(&w, &wk, b->timeout_ms);
             co_buf_putc(&b->out, '}');
-            break;
+            sl->pstart = b->out.len;
+            co_buf_puts(&b->out, "{\"type\":\"worker.updated\",\"seq\":");
+            members_after_seq(&w, &b->out);
+            co_jsonw_key(&w, "worker");
+            coord_api_write_worker_view(&w, &wk, b->timeout_ms, false);
+            co_buf_putc(&b->out, '}');
+            sl->plen = b->out.len - sl->pstart;
+            sl->len = sl->pstart - start;
+            continue;
         }
         case COORD_EVENT_CREDITS: {
             struct coord_user u;
@@ -510,6 +570,7 @@ batch_work(struct coord_store *store, void *arg)
             co_jsonw_kcredits(&w, "credits", u.credits);
             co_jsonw_kcredits(&w, "held", u.held);
             co_buf_putc(&b->out, '}');
+            co_strlcpy(sl->owner, u.user_id, sizeof(sl->owner));
             break;
         }
         default:
@@ -566,8 +627,23 @@ batch_done(void *arg)
             const struct dash_slice *sl = &b->slices[i];
             if (!sl->len || (skip_jobs && b->keys[i].kind == COORD_EVENT_JOB))
                 continue;
+            /* One text per view class, shared by the sessions of that class. */
+            enum coord_event_kind kind = b->keys[i].kind;
             struct dash_msg *m = msg_new(DM_EVENT, b->out.data + sl->start, sl->len, sl->split);
-            broadcast(d, m, false);
+            struct dash_msg *pub =
+                sl->plen ? msg_new(DM_EVENT, b->out.data + sl->pstart, sl->plen, sl->split) : m;
+            for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+                if (kind == COORD_EVENT_CREDITS) {
+                    if (sess_sees_credits(s, sl->owner))
+                        sess_event(d, s, m);
+                } else if (kind == COORD_EVENT_JOB) {
+                    sess_event(d, s, sess_sees_full(s, sl->owner) ? m : pub);
+                } else {
+                    sess_event(d, s, sess_sees_owners(s) ? m : pub);
+                }
+            }
+            if (pub != m)
+                msg_unref(pub);
             msg_unref(m);
         }
         bool changed =
@@ -589,7 +665,7 @@ batch_done(void *arg)
             co_buf_putc(&t, '}');
             struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
             m->health = !skip_jobs; /* a replaced health message would keep its old number */
-            broadcast(d, m, false);
+            broadcast(d, m);
             msg_unref(m);
             co_buf_release(&t);
         }
@@ -642,11 +718,17 @@ batch_start(struct coord_dash *d)
 /* ------------------------------------------------------------------ job output */
 
 static void
-on_output(void *ud, const char *job_id, int attempt, int stream, uint64_t offset, const char *data,
-          size_t len)
+on_output(void *ud, const char *job_id, const char *buyer_id, int attempt, int stream,
+          uint64_t offset, const char *data, size_t len)
 {
     struct coord_dash *d = ud;
-    if (d->dead || d->n_admin == 0 || len == 0)
+    if (d->dead || len == 0)
+        return;
+    /* Output goes to admins and to the job's buyer only. */
+    bool any = false;
+    for (struct coord_dash_sess *s = d->sessions; s && !any; s = s->next)
+        any = sess_sees_full(s, buyer_id);
+    if (!any)
         return;
     struct co_buf t = CO_BUF_INIT;
     size_t pos = 0;
@@ -675,7 +757,10 @@ on_output(void *ud, const char *job_id, int attempt, int stream, uint64_t offset
         co_jsonw_strn(&w, data + pos, n);
         co_buf_putc(&t, '}');
         struct dash_msg *m = msg_new(DM_EVENT, t.data, t.len, split);
-        broadcast(d, m, true);
+        for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+            if (sess_sees_full(s, buyer_id))
+                sess_event(d, s, m);
+        }
         msg_unref(m);
         pos += n;
     }
@@ -697,6 +782,19 @@ coord_dash_attach_agents(struct coord_dash *d, struct lws_vhost *vhost)
 /* ------------------------------------------------------------------ snapshots */
 
 static void
+snap_free(struct dash_snap *sn)
+{
+    co_buf_release(&sn->workers_full);
+    co_buf_release(&sn->workers_pub);
+    co_buf_release(&sn->jobs_full);
+    co_buf_release(&sn->jobs_pub);
+    free(sn->jf_end);
+    free(sn->jp_end);
+    free(sn->buyers);
+    free(sn);
+}
+
+static void
 snap_work(struct coord_store *store, void *arg)
 {
     struct dash_snap *sn = arg;
@@ -711,24 +809,85 @@ snap_work(struct coord_store *store, void *arg)
         co_strlcpy(sn->err, err.msg, sizeof(sn->err));
         goto out;
     }
+    /* Every view rendered once (DASHBOARD.md "Views"); sessions get them joined. */
     struct co_jsonw w;
-    co_buf_grow(&sn->body, jl.len * 700 + wl.len * 300 + 64);
-    co_buf_puts(&sn->body, ",\"workers\":");
-    co_jsonw_init(&w, &sn->body);
-    co_jsonw_arr_begin(&w);
-    for (size_t i = 0; i < wl.len; i++)
-        coord_api_write_worker(&w, &wl.items[i], sn->timeout_ms);
-    co_jsonw_arr_end(&w);
-    co_buf_puts(&sn->body, ",\"jobs\":");
-    co_jsonw_init(&w, &sn->body);
-    co_jsonw_arr_begin(&w);
-    for (size_t i = 0; i < jl.len; i++)
+    co_buf_grow(&sn->workers_full, wl.len * 300 + 16);
+    co_buf_grow(&sn->workers_pub, wl.len * 300 + 16);
+    for (int view = 0; view < 2; view++) {
+        co_jsonw_init(&w, view ? &sn->workers_pub : &sn->workers_full);
+        co_jsonw_arr_begin(&w);
+        for (size_t i = 0; i < wl.len; i++)
+            coord_api_write_worker_view(&w, &wl.items[i], sn->timeout_ms, view == 0);
+        co_jsonw_arr_end(&w);
+    }
+    co_buf_grow(&sn->jobs_full, jl.len * 700 + 16);
+    co_buf_grow(&sn->jobs_pub, jl.len * 300 + 16);
+    sn->n_jobs = jl.len;
+    sn->jf_end = co_xcalloc(jl.len + 1, sizeof(*sn->jf_end));
+    sn->jp_end = co_xcalloc(jl.len + 1, sizeof(*sn->jp_end));
+    sn->buyers = co_xcalloc(jl.len + 1, sizeof(*sn->buyers));
+    for (size_t i = 0; i < jl.len; i++) {
+        co_jsonw_init(&w, &sn->jobs_full);
         coord_api_write_job(&w, &jl.items[i], false, 0);
-    co_jsonw_arr_end(&w);
+        sn->jf_end[i] = sn->jobs_full.len;
+        co_jsonw_init(&w, &sn->jobs_pub);
+        coord_api_write_job_public(&w, &jl.items[i]);
+        sn->jp_end[i] = sn->jobs_pub.len;
+        co_strlcpy(sn->buyers[i], jl.items[i].buyer_id, sizeof(sn->buyers[i]));
+    }
     sn->ok = true;
 out:
     coord_job_list_release(&jl);
     coord_worker_list_release(&wl);
+}
+
+/*
+ * The jobs array for @s: each job in full when the session sees its buyer's jobs in full, else
+ * in the public view (a copy of the rendered objects, no re-encoding).  @s NULL: @full for all.
+ */
+static void
+snap_jobs(const struct dash_snap *sn, const struct coord_dash_sess *s, bool full,
+          struct co_buf *out)
+{
+    co_buf_putc(out, '[');
+    for (size_t i = 0; i < sn->n_jobs; i++) {
+        bool f = s ? sess_sees_full(s, sn->buyers[i]) : full;
+        const struct co_buf *b = f ? &sn->jobs_full : &sn->jobs_pub;
+        const size_t *end = f ? sn->jf_end : sn->jp_end;
+        size_t from = i ? end[i - 1] : 0;
+        if (i)
+            co_buf_putc(out, ',');
+        co_buf_append(out, b->data + from, end[i] - from);
+    }
+    co_buf_putc(out, ']');
+}
+
+static void pricing(struct coord_dash *d, struct co_buf *out);
+
+/* One snapshot message for the view of @s (NULL: @full for every job, the admin or public view). */
+static struct dash_msg *
+snap_msg(struct coord_dash *d, const struct dash_snap *sn, const struct coord_dash_sess *s,
+         bool full)
+{
+    bool owners = s ? sess_sees_owners(s) : full;
+    const struct co_buf *wk = owners ? &sn->workers_full : &sn->workers_pub;
+    struct co_buf t = CO_BUF_INIT;
+    co_buf_grow(&t, wk->len + sn->jobs_full.len + 4096);
+    co_buf_puts(&t, "{\"type\":\"snapshot\",\"seq\":");
+    size_t split = t.len;
+    char iso[CO_ISO_LEN];
+    co_time_iso(co_wall_ms(), iso);
+    co_buf_printf(&t, ",\"server_time\":\"%s\",\"health\":", iso);
+    render_health(d, &sn->health, sn->health_ok, &t);
+    co_buf_puts(&t, ",\"workers\":");
+    co_buf_append(&t, wk->data ? wk->data : "[]", wk->data ? wk->len : 2);
+    co_buf_puts(&t, ",\"jobs\":");
+    snap_jobs(sn, s, full, &t);
+    pricing(d, &t);
+    co_buf_putc(&t, '}');
+    struct dash_msg *m = msg_new(DM_SNAPSHOT, t.data, t.len, split);
+    co_buf_release(&t);
+    return m;
 }
 
 static void
@@ -765,19 +924,8 @@ snap_done(void *arg)
             co_warn("dashboard: snapshot failed, retrying error=\"%s\"", sn->err);
             d->snap_retry_ms = co_mono_ms() + 1000;
         } else {
-            struct co_buf t = CO_BUF_INIT;
-            co_buf_grow(&t, sn->body.len + 4096);
-            co_buf_puts(&t, "{\"type\":\"snapshot\",\"seq\":");
-            size_t split = t.len;
-            char iso[CO_ISO_LEN];
-            co_time_iso(co_wall_ms(), iso);
-            co_buf_printf(&t, ",\"server_time\":\"%s\",\"health\":", iso);
-            render_health(d, &sn->health, sn->health_ok, &t);
-            co_buf_append(&t, sn->body.data, sn->body.len);
-            pricing(d, &t);
-            co_buf_putc(&t, '}');
-            struct dash_msg *m = msg_new(DM_SNAPSHOT, t.data, t.len, split);
-            co_buf_release(&t);
+            /* Shared texts for the admin and the public views; a buyer's own view per session. */
+            struct dash_msg *m_admin = NULL, *m_pub = NULL;
             if (sn->health_ok && !d->have_health) {
                 d->last_health = sn->health;
                 d->have_health = true;
@@ -785,27 +933,42 @@ snap_done(void *arg)
             for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
                 if (!s->snap_wait || s->snap_gen > sn->gen)
                     continue;
-                /* Fill the placeholder (the oldest one still unfilled). */
+                struct dash_msg *m;
+                if (s->admin) {
+                    if (!m_admin)
+                        m_admin = snap_msg(d, sn, NULL, true);
+                    m = m_admin;
+                } else if (s->p.cred == COORD_CRED_NONE) {
+                    if (!m_pub)
+                        m_pub = snap_msg(d, sn, NULL, false);
+                    m = m_pub;
+                } else {
+                    m = snap_msg(d, sn, s, false);
+                }
+                /* Fill the placeholders (two after a change of view: both in the new one). */
                 for (size_t i = 0; i < s->q_len; i++) {
                     struct dash_qent *e = q_at(s, i);
                     if (!e->m) {
                         e->m = m;
                         m->refs++;
                         s->q_bytes += m->len;
-                        break;
                     }
                 }
+                if (m != m_admin && m != m_pub)
+                    msg_unref(m);
                 s->snap_wait = false;
                 d->snap_waiting--;
                 sess_want_write(s);
             }
-            msg_unref(m);
+            if (m_admin)
+                msg_unref(m_admin);
+            if (m_pub)
+                msg_unref(m_pub);
         }
         if (d->snap_waiting)
             snap_start(d);
     }
-    co_buf_release(&sn->body);
-    free(sn);
+    snap_free(sn);
 }
 
 static void
@@ -825,11 +988,10 @@ snap_start(struct coord_dash *d)
     sn->d = d;
     sn->gen = d->gen_next;
     sn->timeout_ms = d->srv->cfg->worker_timeout_seconds * 1000;
-    co_buf_init(&sn->body);
     co_err err = CO_ERR_INIT;
     if (coord_db_submit(d->srv->db, COORD_DB_READ, snap_work, snap_done, sn, &err) < 0) {
         co_debug("dashboard: snapshot postponed error=\"%s\"", err.msg);
-        free(sn);
+        snap_free(sn);
         d->snap_retry_ms = co_mono_ms() + 200;
         return;
     }
@@ -925,13 +1087,159 @@ hub_tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(d->ctx, 0, &d->sul, hub_tick, TICK_US);
 }
 
+/* ------------------------------------------------------------------ user keys */
+
+/*
+ * A key lookup of one session (database thread).  The completion finds the session by its id:
+ * it may have closed meanwhile, and a newer auth message makes an older lookup moot (auth_no).
+ */
+struct dash_auth {
+    struct coord_dash *d;
+    uint64_t sess_id, auth_no;
+    enum auth_why why;
+    char hash[COORD_KEY_HASH_LEN + 1];
+    int rc; /* coord_auth_lookup: 1 usable, 0 not, -1 store error */
+    struct coord_auth_entry e;
+    co_err err;
+};
+
+static void
+key_lookup_work(struct coord_store *store, void *arg)
+{
+    struct dash_auth *a = arg;
+    a->rc = coord_auth_lookup(store, a->hash, &a->e, &a->err);
+}
+
+static struct coord_dash_sess *
+sess_by_id(struct coord_dash *d, uint64_t id)
+{
+    for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+        if (s->id == id)
+            return s;
+    }
+    return NULL;
+}
+
+static void
+key_lookup_done(void *arg)
+{
+    struct dash_auth *a = arg;
+    struct coord_dash *d = a->d;
+    if (hub_done(d))
+        goto out;
+    struct coord_dash_sess *s = sess_by_id(d, a->sess_id);
+    if (!s)
+        goto out;
+    s->auth_inflight--;
+    if (s->auth_no != a->auth_no || s->close_code)
+        goto out;
+    if (a->why == AUTH_RECHECK) {
+        if (a->rc == 0) {
+            /* Revoked key or disabled user: the session ends (the client reconnects anonymous). */
+            co_info("dashboard session closed: its key was revoked or its user disabled user=%s "
+                    "key=%s",
+                    s->p.user_id, s->p.key_id);
+            sess_close_soon(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "key revoked");
+        } else if (a->rc > 0) {
+            /* Other rights: a new snapshot. */
+            sess_view_changed(d, s, sess_set_principal(d, s, &a->e.p, a->hash));
+        } else {
+            co_warn("dashboard: cannot check a session's key again error=\"%s\"", a->err.msg);
+        }
+        goto out;
+    }
+    bool first = s->auth_first;
+    if (a->rc > 0) {
+        bool changed = sess_set_principal(d, s, &a->e.p, a->hash);
+        auth_result(d, s, true, NULL, NULL);
+        sess_view_changed(d, s, changed);
+        /* Revoked or changed while this lookup ran: look again. */
+        if (s->auth_stale && !s->auth_inflight) {
+            s->auth_stale = false;
+            key_lookup_start(d, s, a->hash, AUTH_RECHECK);
+        }
+    } else if (a->rc == 0) {
+        if (auth_rejected(d, s, "key rejected") < 0)
+            sess_close_soon(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many rejected tokens");
+    } else {
+        co_warn("dashboard: cannot check a key error=\"%s\"", a->err.msg);
+        auth_result(d, s, false, "unavailable", "the key cannot be checked now");
+    }
+    if (first) {
+        s->auth_first = false;
+        sess_request_snapshot(d, s);
+    }
+out:
+    explicit_bzero(a->hash, sizeof(a->hash));
+    free(a);
+}
+
+static void
+key_lookup_start(struct coord_dash *d, struct coord_dash_sess *s, const char *hash,
+                 enum auth_why why)
+{
+    struct dash_auth *a = co_xcalloc(1, sizeof(*a));
+    a->d = d;
+    a->sess_id = s->id;
+    if (why != AUTH_RECHECK)
+        s->auth_no++;
+    a->auth_no = s->auth_no;
+    a->why = why;
+    co_strlcpy(a->hash, hash, sizeof(a->hash));
+    co_err err = CO_ERR_INIT;
+    if (coord_db_submit(d->srv->db, COORD_DB_READ, key_lookup_work, key_lookup_done, a, &err) < 0) {
+        co_warn("dashboard: cannot check a key now error=\"%s\"", err.msg);
+        free(a);
+        if (why == AUTH_RECHECK) {
+            /* Not knowing whether the key still holds: end the session rather than keep it. */
+            sess_close_soon(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "key revoked");
+            return;
+        }
+        auth_result(d, s, false, "unavailable", "the key cannot be checked now");
+        if (s->auth_first) {
+            s->auth_first = false;
+            sess_request_snapshot(d, s);
+        }
+        return;
+    }
+    s->auth_inflight++;
+    d->inflight++;
+}
+
+/*
+ * A key was revoked (@id: its key_id) or a user changed (@id: its user_id): the sessions of that
+ * key or user look their key up again; those whose key no longer holds are closed.
+ */
+static void
+recheck_keys(struct coord_dash *d, enum coord_event_kind kind, const char *id)
+{
+    for (struct coord_dash_sess *s = d->sessions; s; s = s->next) {
+        if (s->close_code)
+            continue;
+        if (s->auth_inflight)
+            s->auth_stale = true;
+        if (s->p.cred != COORD_CRED_KEY || !s->key_hash[0])
+            continue;
+        bool hit =
+            kind == COORD_EVENT_KEY ? strcmp(s->p.key_id, id) == 0 : strcmp(s->p.user_id, id) == 0;
+        if (hit)
+            key_lookup_start(d, s, s->key_hash, AUTH_RECHECK);
+    }
+}
+
 /* ------------------------------------------------------------------ sessions */
 
 void
-coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi, bool admin)
+coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi, bool admin,
+                const char *key_hash, const char *peer)
 {
     s->wsi = wsi;
     s->admin = admin;
+    memset(&s->p, 0, sizeof(s->p));
+    if (admin)
+        coord_auth_principal_admin(&s->p);
+    s->id = ++d->sess_next_id;
+    co_strlcpy(s->peer, peer ? peer : "", sizeof(s->peer));
     s->open = true;
     s->last_pong_ms = s->last_ping_ms = co_mono_ms();
     s->prev = NULL;
@@ -942,6 +1250,12 @@ coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi
     d->n_sessions++;
     if (admin)
         d->n_admin++;
+    /* A key on the upgrade: the first snapshot is the view of its user, once it is known. */
+    if (!admin && key_hash && key_hash[0]) {
+        s->auth_first = true;
+        key_lookup_start(d, s, key_hash, AUTH_UPGRADE);
+        return;
+    }
     sess_request_snapshot(d, s);
 }
 
@@ -1051,11 +1365,16 @@ sess_write(struct coord_dash *d, struct coord_dash_sess *s)
         struct dash_qent *e = q_at(s, 0);
         struct dash_msg *m = e->m;
         char num[24] = "";
-        const char *sess = "";
+        char sess[48 + CO_ID_MAX] = "";
         if (m->kind != DM_CONTROL)
             snprintf(num, sizeof(num), "%" PRIu64, e->seq);
-        if (m->kind == DM_SNAPSHOT)
-            sess = s->admin ? ",\"session\":{\"admin\":true}" : ",\"session\":{\"admin\":false}";
+        /* The session's identity (user ids are plain id characters: no escaping needed). */
+        if (m->kind == DM_SNAPSHOT && s->p.user_id[0])
+            snprintf(sess, sizeof(sess), ",\"session\":{\"admin\":%s,\"user_id\":\"%s\"}",
+                     s->admin ? "true" : "false", s->p.user_id);
+        else if (m->kind == DM_SNAPSHOT)
+            snprintf(sess, sizeof(sess), ",\"session\":{\"admin\":%s,\"user_id\":null}",
+                     s->admin ? "true" : "false");
         size_t numlen = strlen(num), sesslen = strlen(sess);
         size_t plen = m->len + numlen + sesslen;
         if (n > 0 && n + plen + 10 > COORD_DASH_WRITE_BYTES)
@@ -1095,6 +1414,17 @@ sess_write(struct coord_dash *d, struct coord_dash_sess *s)
 
 /* ------------------------------------------------------------------ client messages */
 
+/* The member `"error":{"code":..,"message":..}` of a control message. */
+static void
+error_member(struct co_jsonw *w, const char *code, const char *msg)
+{
+    co_jsonw_key(w, "error");
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "code", code);
+    co_jsonw_kstr(w, "message", msg);
+    co_jsonw_obj_end(w);
+}
+
 static void
 send_error(struct coord_dash *d, struct coord_dash_sess *s, const char *code, const char *msg)
 {
@@ -1103,11 +1433,7 @@ send_error(struct coord_dash *d, struct coord_dash_sess *s, const char *code, co
     co_jsonw_init(&w, &t);
     co_jsonw_obj_begin(&w);
     co_jsonw_kstr(&w, "type", "error");
-    co_jsonw_key(&w, "error");
-    co_jsonw_obj_begin(&w);
-    co_jsonw_kstr(&w, "code", code);
-    co_jsonw_kstr(&w, "message", msg);
-    co_jsonw_obj_end(&w);
+    error_member(&w, code, msg);
     co_jsonw_obj_end(&w);
     sess_control(d, s, t.data, t.len);
     co_buf_release(&t);
@@ -1129,32 +1455,126 @@ bad_message(struct coord_dash *d, struct coord_dash_sess *s, const char *msg)
     return 0;
 }
 
+/* Make @s act for @p (anonymous: cred NONE); keeps the admin count.  True if the view changed. */
+static bool
+sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s, const struct coord_principal *p,
+                   const char *key_hash)
+{
+    bool admin = p->is_admin;
+    if (admin != s->admin) {
+        if (admin)
+            d->n_admin++;
+        else
+            d->n_admin--;
+    }
+    bool same_view = s->admin == admin && s->p.cred == p->cred && s->p.scopes == p->scopes &&
+                     strcmp(s->p.user_id, p->user_id) == 0;
+    s->admin = admin;
+    s->p = *p;
+    co_strlcpy(s->key_hash, key_hash ? key_hash : "", sizeof(s->key_hash));
+    return !same_view;
+}
+
+/*
+ * After a change of view: what the client holds was rendered for the old one, so a fresh
+ * snapshot in the new view follows (the first snapshot of a key given at the upgrade is still
+ * to come anyway).
+ */
+static void
+sess_view_changed(struct coord_dash *d, struct coord_dash_sess *s, bool changed)
+{
+    if (!changed || s->auth_first)
+        return;
+    /*
+     * Not the one-outstanding-resync rule: a snapshot or events already queued were rendered for
+     * the old view, so the new snapshot goes after them (every placeholder of the session is
+     * filled by the next build, in the view of that moment).
+     */
+    q_push(s, NULL, 0);
+    q_at(s, s->q_len - 1)->seq = s->seq;
+    if (!s->snap_wait)
+        d->snap_waiting++;
+    s->snap_wait = true;
+    s->snap_gen = d->gen_next;
+    snap_start(d);
+}
+
+static void
+auth_result(struct coord_dash *d, struct coord_dash_sess *s, bool ok, const char *code,
+            const char *msg)
+{
+    struct co_buf t = CO_BUF_INIT;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &t);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kstr(&w, "type", "auth.result");
+    co_jsonw_kbool(&w, "ok", ok);
+    co_jsonw_kbool(&w, "admin", s->admin);
+    co_jsonw_kstr(&w, "user_id", s->p.user_id[0] ? s->p.user_id : NULL);
+    if (!ok)
+        error_member(&w, code, msg);
+    co_jsonw_obj_end(&w);
+    sess_control(d, s, t.data, t.len);
+    co_buf_release(&t);
+}
+
+/*
+ * A rejected credential: counted against the address (the throttle shared with REST and the
+ * agents) and against the session; the session is anonymous from now on.  Returns -1 when the
+ * session is to be closed (too many rejected credentials).
+ */
+static int
+auth_rejected(struct coord_dash *d, struct coord_dash_sess *s, const char *msg)
+{
+    struct coord_principal anon = {0};
+    bool changed = sess_set_principal(d, s, &anon, NULL);
+    if (d->srv->limits)
+        coord_limits_auth_failed(d->srv->limits, s->peer, co_mono_ms());
+    if (++s->bad_tokens >= COORD_DASH_MAX_BAD_TOKENS)
+        return -1;
+    auth_result(d, s, false, "unauthorized", msg);
+    sess_view_changed(d, s, changed);
+    return 0;
+}
+
 static int
 handle_auth(struct coord_dash *d, struct coord_dash_sess *s, json_t *root)
 {
+    json_t *bearer = json_object_get(root, "bearer");
+    if (d->srv->limits && coord_limits_auth_blocked(d->srv->limits, s->peer, co_mono_ms()) > 0) {
+        auth_result(d, s, false, "rate_limited", "too many failed authentications");
+        return 0;
+    }
+    if (bearer) {
+        const char *v = json_string_value(bearer);
+        if (!json_is_string(bearer) || json_string_length(bearer) == 0 ||
+            json_string_length(bearer) > COORD_WS_BEARER_MAX) {
+            if (auth_rejected(d, s, "key rejected") < 0)
+                return close_now(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many rejected tokens");
+            return 0;
+        }
+        char hash[COORD_KEY_HASH_LEN + 1];
+        coord_auth_hash(v, json_string_length(bearer), hash);
+        key_lookup_start(d, s, hash, AUTH_MESSAGE);
+        return 0;
+    }
     json_t *tok = json_object_get(root, "token");
     const char *want = d->srv->cfg->admin_token;
     bool ok =
         json_is_string(tok) && want &&
         co_consttime_eq(json_string_value(tok), json_string_length(tok), want, strlen(want)) == 1;
-    if (ok != s->admin) {
-        if (ok)
-            d->n_admin++;
-        else
-            d->n_admin--;
-    }
-    s->admin = ok;
+    /* A lookup still in flight must not overwrite what this message decides. */
+    s->auth_no++;
     if (ok) {
-        static const char yes[] = "{\"type\":\"auth.result\",\"ok\":true,\"admin\":true}";
-        sess_control(d, s, yes, sizeof(yes) - 1);
+        struct coord_principal p;
+        coord_auth_principal_admin(&p);
+        bool changed = sess_set_principal(d, s, &p, NULL);
+        auth_result(d, s, true, NULL, NULL);
+        sess_view_changed(d, s, changed);
         return 0;
     }
-    if (++s->bad_tokens >= COORD_DASH_MAX_BAD_TOKENS)
+    if (auth_rejected(d, s, "admin token rejected") < 0)
         return close_now(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many rejected tokens");
-    static const char no[] =
-        "{\"type\":\"auth.result\",\"ok\":false,\"admin\":false,\"error\":{\"code\":"
-        "\"unauthorized\",\"message\":\"admin token rejected\"}}";
-    sess_control(d, s, no, sizeof(no) - 1);
     return 0;
 }
 

@@ -40,6 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "coord_auth.h"
+
 struct coord_server;
 struct coord_dash;
 struct dash_msg;
@@ -72,12 +74,20 @@ struct dash_qent {
 struct coord_dash_sess {
     struct lws *wsi;
     struct coord_dash_sess *prev, *next;
-    bool admin;      /* admin session (header at upgrade or an accepted auth message) */
-    bool open;       /* between coord_dash_open and coord_dash_close */
-    bool snap_wait;  /* a placeholder waits for a snapshot build */
-    bool ping_due;   /* write a ping at the next WRITEABLE */
-    bool want_write; /* lws_callback_on_writable asked and not yet served */
-    int close_code;  /* != 0: close with this code at the next WRITEABLE */
+    bool admin;               /* admin session (admin token, or a key with the admin scope) */
+    struct coord_principal p; /* who the session acts for (anonymous: cred NONE) */
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* the accepted key's hash, for re-checks */
+    char peer[64];                         /* the client's address (failed-auth throttle) */
+    uint64_t id;                           /* hub-unique, for database completions */
+    uint64_t auth_no;  /* numbers key lookups; a completion for an older one is ignored */
+    bool auth_first;   /* the upgrade's key is being looked up: the snapshot waits for it */
+    int auth_inflight; /* key lookups of this session in flight */
+    bool auth_stale;   /* a key or user changed while a lookup was in flight */
+    bool open;         /* between coord_dash_open and coord_dash_close */
+    bool snap_wait;    /* a placeholder waits for a snapshot build */
+    bool ping_due;     /* write a ping at the next WRITEABLE */
+    bool want_write;   /* lws_callback_on_writable asked and not yet served */
+    int close_code;    /* != 0: close with this code at the next WRITEABLE */
     char close_reason[32];
     uint64_t snap_gen; /* the build generation the placeholder waits for */
     uint64_t seq;      /* the last seq assigned to this session */
@@ -110,8 +120,13 @@ void coord_dash_free(struct coord_dash *d);
 /** Ask for agent output (job.output) from @vhost's agent hub if it exists and was not yet. */
 void coord_dash_attach_agents(struct coord_dash *d, struct lws_vhost *vhost);
 
-/** ESTABLISHED: register @s (the session's pss, @admin from the upgrade) and ask a snapshot. */
-void coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi, bool admin);
+/**
+ * ESTABLISHED: register @s (the session's pss, @admin from the upgrade) and ask a snapshot.  With
+ * @key_hash (an upgrade's bearer key, "" without), the key is looked up first (database thread)
+ * and the snapshot is the view of its user; @peer is the client's address.
+ */
+void coord_dash_open(struct coord_dash *d, struct coord_dash_sess *s, struct lws *wsi, bool admin,
+                     const char *key_hash, const char *peer);
 
 /** CLOSED: forget @s and free what it holds (safe if never opened). */
 void coord_dash_close(struct coord_dash *d, struct coord_dash_sess *s);

@@ -8,6 +8,8 @@
 #include <strings.h>
 
 #include "co_log.h"
+#include "co_alloc.h"
+#include "co_time.h"
 #include "coord_dash.h"
 #include "coord_server.h"
 #include "coord_ws_common.h"
@@ -16,6 +18,8 @@ struct dash_pss {
     struct coord_dash_sess sess;
     bool admin_at_upgrade;
     bool counted;
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* Authorization: Bearer on the upgrade ("" none) */
+    char peer[64];
 };
 
 /* The per-vhost storage of the protocol: the hub pointer. */
@@ -94,8 +98,26 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL);
             return 1;
         }
-        if (pss)
+        /* An address with too many failed authentications (REST, agents, dashboards) waits. */
+        char peer[64] = "";
+        lws_get_peer_simple(wsi, peer, sizeof(peer));
+        if (srv->limits && coord_limits_auth_blocked(srv->limits, peer, co_mono_ms()) > 0) {
+            co_warn("dashboard upgrade refused: too many failed authentications from %s", peer);
+            lws_return_http_status(wsi, 429, NULL);
+            return 1;
+        }
+        char hash[COORD_KEY_HASH_LEN + 1];
+        if (coord_ws_bearer_hash(wsi, hash) < 0) {
+            if (srv->limits)
+                coord_limits_auth_failed(srv->limits, peer, co_mono_ms());
+            lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
+            return 1;
+        }
+        if (pss) {
             pss->admin_at_upgrade = admin;
+            co_strlcpy(pss->key_hash, hash, sizeof(pss->key_hash));
+            co_strlcpy(pss->peer, peer, sizeof(pss->peer));
+        }
         return 0;
     }
     case LWS_CALLBACK_ESTABLISHED: {
@@ -105,7 +127,8 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         coord_dash_attach_agents(hub, lws_get_vhost(wsi));
         pss->counted = true;
         atomic_fetch_add(&srv->metrics.dashboards_connected, 1);
-        coord_dash_open(hub, &pss->sess, wsi, pss->admin_at_upgrade);
+        coord_dash_open(hub, &pss->sess, wsi, pss->admin_at_upgrade, pss->key_hash, pss->peer);
+        explicit_bzero(pss->key_hash, sizeof(pss->key_hash));
         return 0;
     }
     case LWS_CALLBACK_SERVER_WRITEABLE: {

@@ -1,14 +1,18 @@
 /* coord_sched: the push scheduler (see coord_sched.h). */
 #include "coord_sched.h"
 
+#include <pthread.h>
 #include <string.h>
 
 #include <libwebsockets.h>
 
 #include "co_alloc.h"
+#include "co_buf.h"
+#include "co_jsonw.h"
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "proto_job.h"
 
 struct coord_sched {
     struct coord_agents *hub;
@@ -18,6 +22,22 @@ struct coord_sched {
     bool again;     /* a kick came during the pass */
     uint64_t passes;
     uint64_t claims, conflicts;
+    /* What the connected agents can run (rebuilt when the set of agents changes). */
+    struct co_buf sig;    /* the agents the fit was built from */
+    struct co_buf images; /* their images, a JSON array */
+    int64_t max_cores, max_ram_mb;
+    /* Fair share: when each buyer last had a job placed (a serial; a buyer not listed: never). */
+    struct buyer_turn *turns;
+    size_t n_turns;
+    uint64_t turn_serial;
+};
+
+/* Fair share: buyers remembered at most, the least recently served forgotten first. */
+#define SCHED_TURNS_MAX 4096
+
+struct buyer_turn {
+    char buyer_id[CO_ID_MAX + 1];
+    uint64_t served; /* turn_serial when a job of the buyer was last placed */
 };
 
 /* The read of one pass. */
@@ -25,7 +45,10 @@ struct pass_item {
     struct coord_sched *sc;
     struct coord_agents *hub;
     int64_t limit;
+    struct coord_job_fit fit;
+    char *images_json;   /* owned: fit.images_json */
     int64_t default_cap; /* MAX_RUNNING_JOBS */
+    int64_t began_ms;    /* monotonic: when the read was submitted */
     int rc;
     co_err err;
     struct coord_job_list jobs;
@@ -64,6 +87,9 @@ coord_sched_free(struct coord_sched *sc)
     co_info("scheduler stopped passes=%llu claims=%llu conflicts=%llu",
             (unsigned long long)sc->passes, (unsigned long long)sc->claims,
             (unsigned long long)sc->conflicts);
+    co_buf_release(&sc->sig);
+    co_buf_release(&sc->images);
+    free(sc->turns);
     free(sc);
 }
 
@@ -111,8 +137,8 @@ static void
 pending_work(struct coord_store *store, void *arg)
 {
     struct pass_item *it = arg;
-    it->rc = coord_store_job_pending_capped(store, it->limit, it->default_cap, &it->jobs, &it->caps,
-                                            &it->err);
+    it->rc = coord_store_job_pending_fit_capped(store, it->limit, &it->fit, it->default_cap,
+                                                &it->jobs, &it->caps, &it->err);
 }
 
 static void
@@ -225,8 +251,9 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                  struct sched_pick *picks)
 {
     size_t placed = 0;
+    /* A quarantined worker takes no jobs: blocked for the whole pass. */
     for (size_t i = 0; i < hub->n_sess; i++)
-        hub->sess[i]->blocked = false;
+        hub->sess[i]->blocked = coord_quarantine_check(hub->sess[i]->worker_id, NULL, 0);
     for (size_t k = 0; k < jobs->len; k++) {
         const struct coord_job *job = &jobs->items[k];
         if (agent_hub_holds_job(hub, job->job_id))
@@ -278,6 +305,91 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
     return placed;
 }
 
+static struct buyer_turn *
+turn_find(struct coord_sched *sc, const char *buyer_id)
+{
+    for (size_t i = 0; i < sc->n_turns; i++) {
+        if (strcmp(sc->turns[i].buyer_id, buyer_id) == 0)
+            return &sc->turns[i];
+    }
+    return NULL;
+}
+
+void
+coord_sched_served(struct coord_sched *sc, const char *buyer_id)
+{
+    struct buyer_turn *t = turn_find(sc, buyer_id);
+    if (!t) {
+        if (sc->n_turns == SCHED_TURNS_MAX) {
+            size_t old = 0;
+            for (size_t i = 1; i < sc->n_turns; i++) {
+                if (sc->turns[i].served < sc->turns[old].served)
+                    old = i;
+            }
+            t = &sc->turns[old];
+        } else {
+            if (!sc->turns)
+                sc->turns = co_xcalloc(SCHED_TURNS_MAX, sizeof(*sc->turns));
+            t = &sc->turns[sc->n_turns++];
+        }
+        co_strlcpy(t->buyer_id, buyer_id, sizeof(t->buyer_id));
+    }
+    t->served = ++sc->turn_serial;
+}
+
+struct turn_key {
+    size_t k;         /* index in the read */
+    int64_t priority; /* the job's */
+    size_t turn;      /* 0 for its buyer's oldest job of that priority in the read, then 1... */
+    uint64_t served;  /* when its buyer was last served (0: never) */
+};
+
+static int
+turn_cmp(const void *a, const void *b)
+{
+    const struct turn_key *x = a, *y = b;
+    if (x->priority != y->priority)
+        return x->priority > y->priority ? -1 : 1;
+    if (x->turn != y->turn)
+        return x->turn < y->turn ? -1 : 1;
+    if (x->served != y->served)
+        return x->served < y->served ? -1 : 1;
+    return (x->k > y->k) - (x->k < y->k); /* the read's order: oldest first */
+}
+
+/*
+ * Fair share: within a priority level, buyers take turns.  The read comes in the store's order
+ * (priority, each buyer's n-th job, age); here a round of turns starts with the buyer served
+ * least recently, so that a buyer whose job just ran does not go first again because its next
+ * job is older.
+ */
+void
+coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
+{
+    if (jobs->len < 2 || sc->n_turns == 0)
+        return;
+    struct turn_key *keys = co_xcalloc(jobs->len, sizeof(*keys));
+    for (size_t k = 0; k < jobs->len; k++) {
+        const struct coord_job *j = &jobs->items[k];
+        keys[k].k = k;
+        keys[k].priority = j->priority;
+        for (size_t p = 0; p < k; p++) {
+            if (jobs->items[p].priority == j->priority &&
+                strcmp(jobs->items[p].buyer_id, j->buyer_id) == 0)
+                keys[k].turn = keys[p].turn + 1;
+        }
+        const struct buyer_turn *t = turn_find(sc, j->buyer_id);
+        keys[k].served = t ? t->served : 0;
+    }
+    qsort(keys, jobs->len, sizeof(*keys), turn_cmp);
+    struct coord_job *items = co_xcalloc(jobs->len, sizeof(*items));
+    for (size_t k = 0; k < jobs->len; k++)
+        items[k] = jobs->items[keys[k].k];
+    free(jobs->items);
+    jobs->items = items;
+    free(keys);
+}
+
 /*
  * Hold back the jobs of buyers at their max_running_jobs: each buyer with a cap keeps, in
  * scheduling order, only as many jobs of the read as its cap leaves room for, counting its
@@ -287,7 +399,7 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
  */
 static void
 sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
-                const struct coord_buyer_cap_list *caps)
+                const struct coord_buyer_cap_list *caps, int64_t read_began_ms)
 {
     if (caps->len == 0)
         return;
@@ -297,7 +409,13 @@ sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
     for (size_t i = 0; i < hub->n_sess; i++) {
         const struct agent_sess *s = hub->sess[i];
         for (size_t k = 0; k < s->n_jobs; k++) {
-            if (s->jobs[k].state != AJ_CLAIMING)
+            /*
+             * Claims in flight, and claims that landed after the read began (on PostgreSQL the
+             * read can see the store from before their commit).
+             */
+            const struct agent_job *aj = &s->jobs[k];
+            if (aj->state != AJ_CLAIMING &&
+                (aj->state == AJ_CANCELLING || aj->since_ms < read_began_ms))
                 continue;
             for (size_t c = 0; c < caps->len; c++) {
                 if (strcmp(caps->items[c].buyer_id, s->jobs[k].buyer_id) == 0)
@@ -326,12 +444,15 @@ sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
 
 /* Place the pending jobs of one read on the agents and claim them (lws thread). */
 static size_t
-sched_place(struct coord_sched *sc, const struct coord_job_list *jobs)
+sched_place(struct coord_sched *sc, struct coord_job_list *jobs)
 {
+    coord_sched_fair_order(sc, jobs);
     struct sched_pick *picks = co_xcalloc(jobs->len + 1, sizeof(*picks));
     size_t n = coord_sched_plan(sc->hub, jobs, picks);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        coord_sched_served(sc, jobs->items[picks[i].job].buyer_id);
         sched_claim(sc, picks[i].s, &jobs->items[picks[i].job]);
+    }
     free(picks);
     return n;
 }
@@ -350,7 +471,7 @@ pass_done(void *arg)
         goto out; /* the lease tick kicks again */
     }
     size_t read = it->jobs.len;
-    sched_hold_back(hub, &it->jobs, &it->caps);
+    sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
     if (sc->again || (placed > 0 && (int64_t)read >= it->limit)) {
         sc->again = false;
@@ -358,8 +479,179 @@ pass_done(void *arg)
     }
 out:
     coord_job_list_release(&it->jobs);
+    free(it->images_json);
     free(it->caps.items);
     free(it);
+}
+
+/* ---- the board of connected agents (pending_reason) ---- */
+
+struct board_agent {
+    char worker_id[CO_ID_MAX + 1];
+    int64_t cores, ram_mb;
+    char **images;
+    size_t n_images;
+};
+
+static pthread_mutex_t board_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct board_agent *board;
+static size_t board_n;
+
+static bool
+sess_open(const struct agent_sess *s)
+{
+    return s->wsi && s->state == AS_READY && !s->superseded;
+}
+
+static void
+board_free(struct board_agent *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < b[i].n_images; k++)
+            free(b[i].images[k]);
+        free(b[i].images);
+    }
+    free(b);
+}
+
+/* Replace the board with the open sessions of @hub (lws thread). */
+static void
+board_publish(struct coord_agents *hub)
+{
+    struct board_agent *b = co_xcalloc(hub->n_sess + 1, sizeof(*b));
+    size_t n = 0;
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        const struct agent_sess *s = hub->sess[i];
+        if (!sess_open(s))
+            continue;
+        struct board_agent *a = &b[n++];
+        co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
+        a->cores = s->cores;
+        a->ram_mb = s->ram_mb;
+        a->n_images = s->n_images ? s->n_images : 1;
+        a->images = co_xcalloc(a->n_images, sizeof(*a->images));
+        for (size_t k = 0; k < a->n_images; k++)
+            a->images[k] = co_xstrdup(s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT);
+    }
+    pthread_mutex_lock(&board_mu);
+    struct board_agent *old = board;
+    size_t old_n = board_n;
+    board = b;
+    board_n = n;
+    pthread_mutex_unlock(&board_mu);
+    board_free(old, old_n);
+}
+
+static bool
+board_has_image(const struct board_agent *a, const char *image)
+{
+    for (size_t k = 0; k < a->n_images; k++) {
+        if (strcmp(a->images[k], image) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The fit of the pending read (largest cores and RAM, images) and the board are rebuilt when the
+ * open sessions changed since the last pass: their ids, sizes and images make the signature.
+ */
+void
+coord_sched_refresh(struct coord_sched *sc)
+{
+    struct coord_agents *hub = sc->hub;
+    struct co_buf sig = CO_BUF_INIT;
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        const struct agent_sess *s = hub->sess[i];
+        if (!sess_open(s))
+            continue;
+        co_buf_printf(&sig, "%s %lld %lld", s->worker_id, (long long)s->cores,
+                      (long long)s->ram_mb);
+        for (size_t k = 0; k < s->n_images; k++)
+            co_buf_printf(&sig, " %s", s->images[k]);
+        co_buf_putc(&sig, '\n');
+    }
+    bool same =
+        sig.len == sc->sig.len && (sig.len == 0 || memcmp(sig.data, sc->sig.data, sig.len) == 0);
+    if (same && sc->images.len > 0) {
+        co_buf_release(&sig);
+        return;
+    }
+    co_buf_release(&sc->sig);
+    sc->sig = sig;
+    sc->max_cores = sc->max_ram_mb = 0;
+    co_buf_reset(&sc->images);
+    struct co_jsonw w;
+    co_jsonw_init(&w, &sc->images);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        const struct agent_sess *s = hub->sess[i];
+        if (!sess_open(s))
+            continue;
+        if (s->cores > sc->max_cores)
+            sc->max_cores = s->cores;
+        if (s->ram_mb > sc->max_ram_mb)
+            sc->max_ram_mb = s->ram_mb;
+        if (s->n_images == 0)
+            co_jsonw_str(&w, PROTO_IMAGE_DEFAULT);
+        for (size_t k = 0; k < s->n_images; k++)
+            co_jsonw_str(&w, s->images[k]);
+    }
+    co_jsonw_arr_end(&w);
+    board_publish(hub);
+}
+
+void
+coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
+{
+    co_jsonw_key(w, "pending_reason");
+    if (j->status != COORD_JOB_PENDING) {
+        co_jsonw_null(w);
+        return;
+    }
+    const char *image = j->image && j->image[0] ? j->image : PROTO_IMAGE_DEFAULT;
+    const char *code;
+    struct co_buf msg = CO_BUF_INIT;
+    pthread_mutex_lock(&board_mu);
+    const struct board_agent *largest = NULL;
+    bool image_seen = false, fits = false;
+    for (size_t i = 0; i < board_n; i++) {
+        const struct board_agent *a = &board[i];
+        if (!board_has_image(a, image))
+            continue;
+        image_seen = true;
+        if (a->cores >= j->required_cores && a->ram_mb >= j->required_ram_mb)
+            fits = true;
+        if (!largest || a->cores > largest->cores ||
+            (a->cores == largest->cores && a->ram_mb > largest->ram_mb))
+            largest = a;
+    }
+    if (board_n == 0) {
+        code = "no_agents";
+        co_buf_puts(&msg, "no agent is connected");
+    } else if (!image_seen) {
+        code = "no_agent_with_image";
+        co_buf_printf(&msg, "no connected agent has the image '%s'", image);
+    } else if (!fits) {
+        code = "exceeds_largest_agent";
+        co_buf_printf(&msg,
+                      "needs %lld cores and %lld MB of RAM; the largest connected agent with "
+                      "the image '%s' is %s (%lld cores, %lld MB)",
+                      (long long)j->required_cores, (long long)j->required_ram_mb, image,
+                      largest->worker_id, (long long)largest->cores, (long long)largest->ram_mb);
+    } else {
+        code = "waiting_for_capacity";
+        co_buf_printf(&msg,
+                      "waiting for a connected agent to free %lld cores and %lld MB of RAM "
+                      "(jobs of higher priority or of other buyers go first)",
+                      (long long)j->required_cores, (long long)j->required_ram_mb);
+    }
+    pthread_mutex_unlock(&board_mu);
+    co_jsonw_obj_begin(w);
+    co_jsonw_kstr(w, "code", code);
+    co_jsonw_kstr(w, "message", msg.data);
+    co_jsonw_obj_end(w);
+    co_buf_release(&msg);
 }
 
 static void
@@ -369,6 +661,7 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     struct coord_agents *hub = sc->hub;
     sc->scheduled = false;
     sc->again = false;
+    coord_sched_refresh(sc);
     int64_t free_cores = sched_free_cores(hub);
     if (sc->running || free_cores == 0)
         return;
@@ -376,9 +669,14 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     it->sc = sc;
     it->hub = hub;
     it->default_cap = hub->cfg->max_running_jobs;
+    it->began_ms = co_mono_ms();
     it->limit = free_cores * 4 < 32 ? 32 : free_cores * 4;
     if (it->limit > COORD_SCHED_BATCH)
         it->limit = COORD_SCHED_BATCH;
+    it->images_json = co_xstrdup(sc->images.data);
+    it->fit.images_json = it->images_json;
+    it->fit.max_cores = sc->max_cores;
+    it->fit.max_ram_mb = sc->max_ram_mb;
     sc->running = true;
     sc->passes++;
     if (agent_hub_submit(hub, COORD_DB_READ, pending_work, pass_done, it) < 0) {

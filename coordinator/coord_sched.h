@@ -13,7 +13,9 @@
 
 #include <stdint.h>
 
+struct co_jsonw;
 struct coord_agents;
+struct coord_job;
 struct coord_sched;
 
 /* Pending jobs read per pass. */
@@ -30,5 +32,19 @@ void coord_sched_kick(struct coord_sched *sc);
 
 /** Passes run so far (for logs and tests). */
 uint64_t coord_sched_passes(const struct coord_sched *sc);
+
+/*
+ * pending_reason: the scheduler keeps a board of what the connected agents can run (worker id,
+ * total cores and RAM, images), refreshed by each pass when the set of agents changed.  The
+ * board is process-wide and read under a mutex, so REST handlers on the database threads and
+ * the dashboards render reasons without asking the lws thread.
+ */
+
+/**
+ * Write "pending_reason": null unless @j is pending, else {"code","message"}: no_agents,
+ * no_agent_with_image, exceeds_largest_agent (naming the largest connected agent with the
+ * image), or waiting_for_capacity.  Any thread.
+ */
+void coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j);
 
 #endif

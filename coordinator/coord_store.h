@@ -279,6 +279,22 @@ int coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f
 int coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_list *out,
                             co_err *err) __attribute__((warn_unused_result));
 
+/** What the connected agents can run at all: the largest cores and RAM, the images. */
+struct coord_job_fit {
+    int64_t max_cores;
+    int64_t max_ram_mb;
+    const char *images_json; /* a JSON array of image names */
+};
+
+/**
+ * The pending jobs that fit @fit, at most @limit, without code, in scheduling order: priority
+ * desc, then buyers take turns within a priority (each buyer's oldest job first).  Jobs no
+ * connected agent can run are not read (an index by shape skips them).
+ */
+int coord_store_job_pending_fit(struct coord_store *s, int64_t limit,
+                                const struct coord_job_fit *fit, struct coord_job_list *out,
+                                co_err *err) __attribute__((warn_unused_result));
+
 /** A buyer's max_running_jobs and its assigned/running jobs now. */
 struct coord_buyer_cap {
     char buyer_id[CO_ID_MAX + 1];
@@ -302,6 +318,16 @@ struct coord_buyer_cap_list {
 int coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t default_cap,
                                    struct coord_job_list *out, struct coord_buyer_cap_list *caps,
                                    co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * coord_store_job_pending_capped() for the placeable jobs only (@fit, as
+ * coord_store_job_pending_fit: shapes some connected agent can run, buyers taking turns).
+ */
+int coord_store_job_pending_fit_capped(struct coord_store *s, int64_t limit,
+                                       const struct coord_job_fit *fit, int64_t default_cap,
+                                       struct coord_job_list *out,
+                                       struct coord_buyer_cap_list *caps, co_err *err)
+    __attribute__((warn_unused_result));
 
 /**
  * Claim pending job @job_id for @worker_id: status assigned, attempts + 1, assigned_worker set,
@@ -381,6 +407,26 @@ int coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id
 int coord_store_job_release(struct coord_store *s, const char *job_id, const char *worker_id,
                             int attempt, enum coord_job_status *after, co_err *err)
     __attribute__((warn_unused_result));
+
+/** Every assigned or running job (reconciliation), without code. */
+int coord_store_job_active(struct coord_store *s, struct coord_job_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Jobs handed to poll workers (GET /task) before @before (wall ms) and never reported started:
+ * the answer was lost, or the worker dropped the job.  Without code.
+ */
+int coord_store_job_poll_unstarted(struct coord_store *s, int64_t before,
+                                   struct coord_job_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Give back an attempt that the platform lost (its worker does not hold it): back to pending
+ * without using up one of the buyer's attempts (max_attempts grows by one, so that the attempt
+ * counter keeps fencing stale reports).  Fencing as coord_store_job_release.
+ */
+int coord_store_job_requeue_free(struct coord_store *s, const char *job_id, const char *worker_id,
+                                 int attempt, co_err *err) __attribute__((warn_unused_result));
 
 /** Append output to a job's stored stdout (stream 1) or stderr (stream 2), up to the cap. */
 int coord_store_output_append(struct coord_store *s, const char *job_id, int stream,

@@ -1,7 +1,11 @@
 /* coord_ws_common: WebSocket session helpers (see coord_ws_common.h). */
 #include "coord_ws_common.h"
 
+#include <string.h>
+#include <strings.h>
+
 #include "co_alloc.h"
+#include "coord_auth.h"
 #include "coord_server.h"
 
 struct coord_server *
@@ -135,4 +139,22 @@ coord_ws_session_release(struct coord_ws_session *s)
     s->tail = NULL;
     s->queued = 0;
     coord_ws_rx_reset(s);
+}
+
+int
+coord_ws_bearer_hash(struct lws *wsi, char hash[COORD_KEY_HASH_LEN + 1])
+{
+    char v[COORD_WS_BEARER_MAX + 16];
+    hash[0] = '\0';
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n <= 0)
+        return 0;
+    int rc = -1;
+    if (n < (int)sizeof(v) && lws_hdr_copy(wsi, v, sizeof(v), WSI_TOKEN_HTTP_AUTHORIZATION) >= 0 &&
+        strncasecmp(v, "Bearer ", 7) == 0 && v[7]) {
+        coord_auth_hash(v + 7, strlen(v + 7), hash);
+        rc = 0;
+    }
+    explicit_bzero(v, sizeof(v));
+    return rc;
 }

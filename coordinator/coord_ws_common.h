@@ -61,4 +61,14 @@ void coord_ws_rx_reset(struct coord_ws_session *s);
 /** Free everything the session holds. */
 void coord_ws_session_release(struct coord_ws_session *s);
 
+/* The longest bearer token read from an upgrade (longer ones are malformed). */
+#define COORD_WS_BEARER_MAX 1024
+
+/**
+ * The upgrade's `Authorization: Bearer <key>`: 0 and the key's coord_auth_hash() in @hash (""
+ * without the header), -1 when the header is there but is not a bearer token.  The key itself
+ * is wiped from the stack.
+ */
+int coord_ws_bearer_hash(struct lws *wsi, char hash[65]);
+
 #endif

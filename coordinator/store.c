@@ -150,6 +150,32 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                        "ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * The placeable pending jobs: a shape (image, cores, RAM) that some connected agent can run
+     * ($2 the most cores, $3 the most RAM, $4 a JSON array of images; $5 a JSON array of buyers
+     * held back at their max_running_jobs), found through the
+     * jobs_pending_shape index (named on SQLite, whose planner prefers jobs_queue without
+     * statistics) so that unplaceable jobs are never visited.  Fair share: within a
+     * priority level buyers take turns (each buyer's oldest job first, then their second...).
+     */
+    [Q_JOB_PENDING_FIT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT id AS qid, "
+                           "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
+                           "ORDER BY created_at, id) AS turn "
+                           "FROM jobs INDEXED BY jobs_pending_shape "
+                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "AND required_ram_mb <= $3 "
+                           "AND image IN (SELECT value FROM json_each($4)) "
+                           "AND buyer_id NOT IN (SELECT value FROM json_each($5))) q ON id = q.qid "
+                           "ORDER BY priority DESC, q.turn, created_at, id LIMIT $1",
+                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT id AS qid, "
+                           "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
+                           "ORDER BY created_at, id) AS turn FROM jobs "
+                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "AND required_ram_mb <= $3 "
+                           "AND image IN (SELECT jsonb_array_elements_text($4::jsonb)) "
+                           "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($5::jsonb))) q "
+                           "ON id = q.qid ORDER BY priority DESC, q.turn, created_at, id LIMIT $1",
+                           NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
                         "AND required_cores <= $1 AND required_ram_mb <= $2 "
                         "ORDER BY priority DESC, created_at, id LIMIT 1",
@@ -167,6 +193,20 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
                        NULL, NULL, STORE_LOCK_NONE},
+    /* Reconciliation: every assigned or running job; a requeue that gives the attempt back. */
+    [Q_JOB_ACTIVE] = {"SELECT " JOB_COLS
+                      ", NULL, NULL FROM jobs WHERE status IN ('assigned', 'running') "
+                      "ORDER BY job_id",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_POLL_UNSTARTED] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'assigned' "
+                              "AND assigned_at < $1 AND assigned_worker IN "
+                              "(SELECT worker_id FROM worker_registrations WHERE websocket = 0) "
+                              "ORDER BY job_id",
+                              NULL, NULL, STORE_LOCK_NONE},
+    [Q_JOB_REQUEUE_FREE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
+                            "assigned_at = NULL, started_at = NULL, "
+                            "max_attempts = max_attempts + 1 WHERE job_id = $1",
+                            NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs j WHERE assigned_worker = $1 "
                          "AND " ACTIVE_JOB " ORDER BY job_id",
                          NULL, NULL, STORE_LOCK_UPDATE},
@@ -1491,6 +1531,23 @@ coord_store_job_pending(struct coord_store *s, int64_t limit, struct coord_job_l
     return jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit > 0 ? limit : 1)), out, err);
 }
 
+static int
+pending_fit_load(struct coord_store *s, int64_t limit, const struct coord_job_fit *fit,
+                 const char *held_json, struct coord_job_list *out, co_err *err)
+{
+    return jobs_load(s, Q_JOB_PENDING_FIT,
+                     PARAMS(P_INT(limit > 0 ? limit : 1), P_INT(fit->max_cores),
+                            P_INT(fit->max_ram_mb), P_TEXT(fit->images_json), P_TEXT(held_json)),
+                     out, err);
+}
+
+int
+coord_store_job_pending_fit(struct coord_store *s, int64_t limit, const struct coord_job_fit *fit,
+                            struct coord_job_list *out, co_err *err)
+{
+    return pending_fit_load(s, limit, fit, "[]", out, err);
+}
+
 static void
 buyer_cap_row(struct db_res *r, void *item)
 {
@@ -1535,6 +1592,15 @@ coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t def
                                struct coord_job_list *out, struct coord_buyer_cap_list *caps,
                                co_err *err)
 {
+    return coord_store_job_pending_fit_capped(s, limit, NULL, default_cap, out, caps, err);
+}
+
+int
+coord_store_job_pending_fit_capped(struct coord_store *s, int64_t limit,
+                                   const struct coord_job_fit *fit, int64_t default_cap,
+                                   struct coord_job_list *out, struct coord_buyer_cap_list *caps,
+                                   co_err *err)
+{
     struct coord_buyer_cap_list running = {0};
     struct co_buf held = CO_BUF_INIT, seen = CO_BUF_INIT;
     struct co_jsonw w;
@@ -1556,9 +1622,10 @@ coord_store_job_pending_capped(struct coord_store *s, int64_t limit, int64_t def
         }
     }
     co_jsonw_arr_end(&w);
-    int got = n_held == 0 ? jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit)), out, err)
-                          : jobs_load(s, Q_JOB_PENDING_EXCEPT,
-                                      PARAMS(P_INT(limit), P_TEXT(held.data)), out, err);
+    int got = fit           ? pending_fit_load(s, limit, fit, held.data, out, err)
+              : n_held == 0 ? jobs_load(s, Q_JOB_PENDING, PARAMS(P_INT(limit)), out, err)
+                            : jobs_load(s, Q_JOB_PENDING_EXCEPT,
+                                        PARAMS(P_INT(limit), P_TEXT(held.data)), out, err);
     if (got < 0)
         goto out;
     /* The caps of the other buyers in the read, which have nothing running yet. */
@@ -1860,6 +1927,30 @@ out:
     return rc;
 }
 
+/*
+ * Inside a write transaction: lock and load @job_id, which @worker_id must hold as attempt
+ * @attempt (assigned or running), else CO_E_CONFLICT (CO_E_NOTFOUND for an unknown job).  @j is
+ * loaded only on success.
+ */
+static int
+job_lock_held(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
+              struct coord_job *j, co_err *err)
+{
+    if (job_load_must(s, Q_JOB_LOCK, job_id, j, err) < 0)
+        return -1;
+    if (j->status != COORD_JOB_ASSIGNED && j->status != COORD_JOB_RUNNING) {
+        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
+                   coord_job_status_name(j->status));
+        coord_job_release(j);
+        return -1;
+    }
+    if (job_fence(j, worker_id, attempt, err) < 0) {
+        coord_job_release(j);
+        return -1;
+    }
+    return 0;
+}
+
 int
 coord_store_job_release(struct coord_store *s, const char *job_id, const char *worker_id,
                         int attempt, enum coord_job_status *after, co_err *err)
@@ -1872,16 +1963,9 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+    if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
         goto out;
     have_job = true;
-    if (j.status != COORD_JOB_ASSIGNED && j.status != COORD_JOB_RUNNING) {
-        co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, no attempt of it is held", job_id,
-                   coord_job_status_name(j.status));
-        goto out;
-    }
-    if (job_fence(&j, worker_id, attempt, err) < 0)
-        goto out;
     if (j.attempts >= j.max_attempts) {
         st = COORD_JOB_FAILED;
         if (job_set_final(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
@@ -1898,6 +1982,41 @@ out:
     if (rc == 0 && after)
         *after = st;
     return rc;
+}
+
+int
+coord_store_job_active(struct coord_store *s, struct coord_job_list *out, co_err *err)
+{
+    return jobs_load(s, Q_JOB_ACTIVE, NULL, 0, out, err);
+}
+
+int
+coord_store_job_poll_unstarted(struct coord_store *s, int64_t before, struct coord_job_list *out,
+                               co_err *err)
+{
+    return jobs_load(s, Q_JOB_POLL_UNSTARTED, PARAMS(P_INT(before)), out, err);
+}
+
+int
+coord_store_job_requeue_free(struct coord_store *s, const char *job_id, const char *worker_id,
+                             int attempt, co_err *err)
+{
+    struct coord_job j;
+    bool have_job = false;
+    int rc = -1;
+
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
+        goto out;
+    have_job = true;
+    if (q_exec(s, Q_JOB_REQUEUE_FREE, PARAMS(P_TEXT(job_id)), NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    if (have_job)
+        coord_job_release(&j);
+    return tx_end(s, rc, err);
 }
 
 static int

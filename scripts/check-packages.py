@@ -55,6 +55,7 @@ COMMANDS = {
     "chromium": "dashboard end-to-end tests",
     "wrk": "bench/api load generator",
     "hyperfine": "bench/sandbox timings",
+    "perf": "bench/profile records the agent and the coordinator (linux-perf)",
     "bwrap": "bench/sandbox comparison",
     "/usr/lib/postgresql/15/bin/initdb": "throw-away PostgreSQL (tests/lib/pg.sh)",
     "/usr/lib/postgresql/15/bin/pg_ctl": "throw-away PostgreSQL (tests/lib/pg.sh)",
@@ -256,9 +257,10 @@ def package_of(path):
     for p in tries:
         r = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
         if r.returncode == 0:
-            line = r.stdout.strip().split("\n")[0]
-            if not line.startswith("diversion"):
-                return line.split(":")[0].split(",")[0].strip()
+            # Diverted paths (linux-perf's /usr/bin/perf) list the diversion first: skip it.
+            for line in r.stdout.strip().split("\n"):
+                if not line.startswith("diversion"):
+                    return line.split(":")[0].split(",")[0].strip()
     return None
 
 

@@ -8,6 +8,7 @@ cd "$top"
 export CO_SRC_DIR=$top
 export CO_BUILD_DIR=$top/build
 export CO_ASAN_BUILD_DIR=$top/build-asan
+export CO_TSAN_BUILD_DIR=$top/build-tsan
 logdir=$top/build/test-logs
 jobs=${JOBS:-2}
 suite_timeout=${SUITE_TIMEOUT:-1800}
@@ -95,6 +96,7 @@ mkdir -p "$logdir"
 build_rc=0
 scripts/build.sh "$CO_BUILD_DIR" || build_rc=1
 scripts/build.sh "$CO_ASAN_BUILD_DIR" -DCO_SANITIZE=ON || build_rc=1
+scripts/build.sh "$CO_TSAN_BUILD_DIR" -DCO_SANITIZE=thread || build_rc=1
 if [ -x scripts/build-frontend.sh ]; then
     scripts/build-frontend.sh || build_rc=1
 fi
@@ -111,7 +113,7 @@ run_suite packages scripts/check-packages.py
 run_ctest unit "$CO_BUILD_DIR"
 run_ctest unit-asan "$CO_ASAN_BUILD_DIR"
 [ -x frontend/run-unit.sh ] && run_suite frontend-unit frontend/run-unit.sh
-for suite in fuzz sandbox integration e2e compose packaging; do
+for suite in fuzz sandbox integration chaos tsan e2e compose packaging; do
     if [ -x "tests/$suite/run.sh" ]; then
         run_suite "$suite" "tests/$suite/run.sh"
     else

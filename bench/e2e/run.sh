@@ -8,6 +8,7 @@
 # BENCH_CORES (cores the agent offers, default 8; 64 in dispatch-only mode: BENCH_DISPATCH_CORES,
 # so that 64 jobs can be in flight), BENCH_PHASES
 # (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too,
+# BENCH_SCHED=0 to leave out the scheduling figures (bench_sched.py; BENCH_UNPLACEABLE, 10000),
 # BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent,
 # BENCH_LOOP_JOBS (500): jobs of the `xargs -P<cores> cacheout-run` loop run before and after the
 # sandboxed phase (its ratio is printed with the sandboxed figures).
@@ -45,4 +46,11 @@ if [ "${BENCH_PG:-0}" = 1 ]; then
     else
         echo "bench/e2e: PostgreSQL could not be started; skipped the PostgreSQL figures"
     fi
+fi
+if [ "${BENCH_SCHED:-1}" = 1 ]; then
+    # Scheduling figures (bench_sched.py): submit -> assignment behind BENCH_UNPLACEABLE
+    # unplaceable jobs, and fair-share start positions of a second buyer.
+    python3 "$here/bench_sched.py" --coordinator "$build/coordinator/cacheout-coordinator" \
+        --agent "$build/agent/cacheout-agent" --sql-dir "$src/sql" \
+        --unplaceable "${BENCH_UNPLACEABLE:-10000}" || exit 1
 fi

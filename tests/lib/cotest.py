@@ -57,8 +57,10 @@ README_JOB = {
     "buyer_id": "default-buyer",
 }
 
-# Markers of sanitizer reports (AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer).
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# Markers of sanitizer reports (AddressSanitizer, LeakSanitizer, UndefinedBehaviorSanitizer,
+# ThreadSanitizer).
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
 
 # Every working directory made by this module (and any a driver adds), in creation order.
 WORKDIRS = []

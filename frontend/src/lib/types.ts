@@ -13,6 +13,12 @@ export interface JobUsage {
   max_rss_kb?: number | null;
 }
 
+/** Why a pending job is not placed yet (null unless pending). */
+export interface PendingReason {
+  code: string;
+  message: string;
+}
+
 /** A job as the coordinator shows it: the public view (API.md) lacks title, command, buyer... */
 export interface Job {
   job_id: string;
@@ -20,6 +26,7 @@ export interface Job {
   description?: string | null;
   status: JobStatus;
   failure_reason?: string | null;
+  pending_reason?: PendingReason | null;
   cost?: number | string | null;
   required_cores: number;
   required_ram_mb: number;

@@ -248,6 +248,11 @@ export function JobDetail() {
           <span className="inline-flex flex-wrap items-center gap-2">
             <StatusBadge status={job.status} testId="job-status" />
             {job.failure_reason && <span className="text-rose-600">{job.failure_reason}</span>}
+            {job.pending_reason && (
+              <span className="text-amber-700" data-testid="job-pending-reason">
+                {job.pending_reason.code}: {job.pending_reason.message}
+              </span>
+            )}
             <span>{job.buyer_id ? `submitted by ${job.buyer_id}` : "another buyer's job (public view)"}</span>
           </span>
         }

@@ -177,6 +177,15 @@ export function Jobs() {
                 <td className="td">
                   <StatusBadge status={j.status} />
                   {j.failure_reason && <div className="mt-1 text-xs text-rose-600">{j.failure_reason}</div>}
+                  {j.pending_reason && (
+                    <div
+                      className="mt-1 text-xs text-amber-700"
+                      title={j.pending_reason.message}
+                      data-testid="pending-reason"
+                    >
+                      {j.pending_reason.code}
+                    </div>
+                  )}
                 </td>
                 <td className="td hidden md:table-cell">{j.buyer_id ?? "—"}</td>
                 <td className="td hidden lg:table-cell">{j.assigned_worker ?? "—"}</td>

@@ -606,13 +606,13 @@ def t_kill_agent(env):
     wait_connected(c, ["kill-a", "kill-b"])
 
 
-def fake_agent(c, worker_id, running=()):
+def fake_agent(c, worker_id, running=(), cores=1, ram_mb=1024, images=("default",)):
     """A fake agent selling as user <worker id>-owner (with its key)."""
     ws = fake_ws(c, bearer(owner_key(c, worker_id + "-owner")))
     check(ws.status == 101, "fake agent upgrade answered %s" % ws.status)
     ws.send({"v": 1, "type": "hello", "worker_id": worker_id,
-             "owner_id": worker_id + "-owner", "cores": 1, "ram_mb": 1024,
-             "images": ["default"], "running": list(running)})
+             "owner_id": worker_id + "-owner", "cores": cores, "ram_mb": ram_mb,
+             "images": list(images), "running": list(running)})
     expect(ws, "welcome")
     return ws
 
@@ -939,16 +939,22 @@ def t_wrong_token(env):
     ws2.close()
 
 
+def poll_register(c, worker_id, cores, ram_mb, owner):
+    """Register a poll worker with the shared token; returns (request headers, worker)."""
+    hdr = {"X-Agent-Token": AGENT_TOKEN}
+    st, w = c.http("POST", "/api/v1/register", {"worker_id": worker_id, "cpu_cores": cores,
+                                                "ram_mb": ram_mb, "status": "idle",
+                                                "owner_id": owner}, hdr)
+    check(st == 200, "register answered %s: %r" % (st, w))
+    return hdr, w
+
+
 @case("the poll API (/register, /task, /status, /unregister) completes a job; with the shared "
       "token the worker and its payout belong to AGENT_TOKEN_OWNER (platform)")
 def t_poll(env):
     c = env.coord
     c.start()
-    hdr = {"X-Agent-Token": AGENT_TOKEN}
-    st, w = c.http("POST", "/api/v1/register", {"worker_id": "poll-w1", "cpu_cores": 2,
-                                                "ram_mb": 2048, "status": "idle",
-                                                "owner_id": "poll-owner"}, hdr)
-    check(st == 200, "register answered %s: %r" % (st, w))
+    hdr, w = poll_register(c, "poll-w1", 2, 2048, "poll-owner")
     check(w["owner_id"] == "platform", "token worker owned by %r, not platform" % w["owner_id"])
     st, _ = c.http("GET", "/api/v1/task?worker_id=poll-w1", None, hdr)
     check(st == 204, "empty queue answered %s" % st)
@@ -1528,6 +1534,315 @@ def t_rootless_unready(env):
     expect_start_refused(c, b, ["sandbox self-test failed", "cgroup", parent])
 
 # ---------------------------------------------------------------------------------------------
+# placement (issue 12): no head-of-line blocking, fair share, pending_reason
+
+
+def fake_run(ws, job_id, attempt=1):
+    """The fake agent runs @job_id to a successful end."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    ws.send({"v": 1, "type": "job.accepted", "job_id": job_id, "attempt": attempt})
+    ws.send({"v": 1, "type": "job.started", "job_id": job_id, "attempt": attempt,
+             "started_at": now})
+    ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
+             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 1, "cpu_ms": 1,
+             "max_rss_kb": 100})
+
+
+def fake_cancelled(ws, job_id, attempt):
+    """The fake agent reports @attempt of @job_id as killed by a cancel."""
+    ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
+             "status": "cancelled", "exit_code": None, "signal": 9, "wall_ms": 10, "cpu_ms": 1,
+             "max_rss_kb": 100})
+
+
+def fake_reject(ws, assign):
+    """The fake agent rejects the job.assign @assign."""
+    ws.send({"v": 1, "type": "job.rejected", "job_id": assign["job_id"],
+             "attempt": assign["attempt"], "reason": "black hole"})
+
+
+def reason(c, job_id):
+    j = c.job(job_id)
+    return (j.get("pending_reason") or {}).get("code"), j
+
+
+@case("placement: 41 jobs for a missing image and 41 for 64 cores at priority 10 do not hold "
+      "back a 1-core priority-5 job; each pending job says why (pending_reason)")
+def t_no_head_of_line(env):
+    c = env.coord
+    c.start()
+    early = c.submit(title="early", buyer_id="hol-buyer")["job_id"]
+    code, j = reason(c, early)
+    check(code == "no_agents", "with no agent the reason is %r" % (j.get("pending_reason"),))
+    ws = fake_agent(c, "hol-w", cores=2, ram_mb=2048)
+    a = expect(ws, "job.assign", job_id=early)
+    fake_run(ws, early)
+    wait_jobs_final(c, [early], 20)
+    check(c.job(early).get("pending_reason", "absent") is None,
+          "a finished job's pending_reason is %r, want null" % (c.job(early).get("pending_reason"),))
+    nope, big = [], []
+    for i in range(41):
+        ws.send({"v": 1, "type": "heartbeat", "seq": i})  # keep the fake agent's lease
+        nope.append(c.submit(title="nope", buyer_id="hog", priority=10, image="nope")["job_id"])
+        big.append(c.submit(title="big", buyer_id="hog", priority=10,
+                            required_cores=64)["job_id"])
+    t0 = time.time()
+    small = c.submit(title="small", buyer_id="hol-buyer", priority=5)["job_id"]
+    a = expect(ws, "job.assign", job_id=small, timeout=15)
+    log("placeable job assigned %.0f ms after its submit (82 unplaceable above it)"
+        % ((time.time() - t0) * 1000))
+    check(a["attempt"] == 1, "small job assigned as attempt %r" % a["attempt"])
+    code, j = reason(c, nope[0])
+    check(code == "no_agent_with_image" and "nope" in j["pending_reason"]["message"],
+          "image 'nope' job: pending_reason %r" % (j.get("pending_reason"),))
+    code, j = reason(c, big[-1])
+    check(code == "exceeds_largest_agent" and "hol-w" in j["pending_reason"]["message"],
+          "64-core job: pending_reason %r" % (j.get("pending_reason"),))
+    # The agent has 1 core left: a 2-core job waits for capacity (and reserves the agent).
+    wide = c.submit(title="wide", buyer_id="hol-buyer", required_cores=2)["job_id"]
+    code, j = reason(c, wide)
+    check(code == "waiting_for_capacity", "2-core job: pending_reason %r"
+          % (j.get("pending_reason"),))
+    check(j["status"] == "pending", "2-core job is %s" % j["status"])
+    # The public listing carries the reason too.
+    listed = {x["job_id"]: x for x in c.jobs(status="pending")}
+    check((listed.get(nope[1], {}).get("pending_reason") or {}).get("code") ==
+          "no_agent_with_image", "job list: pending_reason %r"
+          % (listed.get(nope[1], {}).get("pending_reason"),))
+    fake_run(ws, small)
+    a = expect(ws, "job.assign", job_id=wide, timeout=15)
+    fake_run(ws, wide)
+    wait_jobs_final(c, [small, wide], 20)
+    for i, jid in enumerate(nope + big):
+        ws.send({"v": 1, "type": "heartbeat", "seq": 100 + i})
+        st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
+        check(st == 200, "cancel answered %s" % st)
+    ws.close()
+
+
+@case("placement: fair share within a priority level: buyers take turns, each buyer's oldest "
+      "job first")
+def t_fair_share(env):
+    c = env.coord
+    c.start()
+    a_jobs = [c.submit(title="a%d" % i, buyer_id="fs-a")["job_id"] for i in range(4)]
+    b_jobs = [c.submit(title="b%d" % i, buyer_id="fs-b")["job_id"] for i in range(2)]
+    urgent = c.submit(title="urgent", buyer_id="fs-b", priority=9)["job_id"]
+    ws = fake_agent(c, "fs-w", cores=1)
+    order = []
+    for _ in range(7):
+        m = expect(ws, "job.assign", timeout=15)
+        order.append(m["job_id"])
+        fake_run(ws, m["job_id"])
+    want = [urgent, a_jobs[0], b_jobs[0], a_jobs[1], b_jobs[1], a_jobs[2], a_jobs[3]]
+    names = {j: c.job(j)["title"] for j in order}
+    check(order == want, "start order %s, want %s" % ([names[j] for j in order],
+                                                      [names.get(j, j) for j in want]))
+    wait_jobs_final(c, order, 20)
+    ws.close()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# reconciliation (issue 12): the store and the sessions compared every few seconds, deadlines
+
+
+def db_exec(env, sql):
+    """Run @sql on the case's database (SQLite file or PostgreSQL), behind the coordinator's
+    back: the way a lost reply or a crashed step leaves the store."""
+    if env.url.startswith("sqlite:///"):
+        import sqlite3
+        con = sqlite3.connect(env.url[len("sqlite:///"):], timeout=10)
+        con.execute(sql)
+        con.commit()
+        con.close()
+        return
+    psql = os.path.join(ARGS.pg_bin, "psql")
+    r = subprocess.run([psql, "-q", "-v", "ON_ERROR_STOP=1", "-d", env.url, "-c", sql],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    check(r.returncode == 0, "psql: %s" % r.stdout.decode(errors="replace"))
+
+
+def expect_alive(ws, mtype, job_id, timeout=20):
+    """expect(), sending heartbeats meanwhile (a fake agent that waits stays within its lease)."""
+    deadline = time.time() + timeout
+    seq = 0
+    while True:
+        ws.send({"v": 1, "type": "heartbeat", "seq": seq})
+        seq += 1
+        try:
+            return expect(ws, mtype, timeout=0.5, job_id=job_id)
+        except CaseFailed:
+            if ws.close_code is not None or time.time() > deadline:
+                raise
+
+
+@case("reconcile: a job the store gives to a connected worker whose agent does not hold it "
+      "(a lost /task answer) goes back to the queue without using up an attempt")
+def t_reconcile_lost(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "rc-w", cores=2, ram_mb=2048)
+    hdr = bearer(owner_key(c, "rc-w-owner"))
+    # An image the agent lacks: the push scheduler leaves the job alone.
+    j0 = c.submit(title="lost-task", buyer_id="rc-buyer", image="elsewhere")
+    st, task = c.http("GET", "/api/v1/task?worker_id=rc-w", None, hdr)
+    check(st == 200 and task["job_id"] == j0["job_id"], "task answered %s: %r" % (st, task))
+    jid = j0["job_id"]
+    check(c.job(jid)["status"] == "assigned", "job not assigned by /task")
+    # The answer is "lost": nobody reports it.  The agent keeps its session alive.
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        ws.send({"v": 1, "type": "heartbeat", "seq": 1})
+        j = c.job(jid)
+        if j["status"] == "pending":
+            break
+        time.sleep(0.3)
+    check(j["status"] == "pending", "job still %s after 20 s" % j["status"])
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"],
+          "the lost attempt was counted: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j0["max_attempts"]))
+    st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
+    check(st == 200, "cancel answered %s" % st)
+    ws.close()
+
+
+@case("reconcile: an attempt the agent holds but the store does not is cancelled on the agent; "
+      "the store's newer attempt goes back to the queue and runs")
+def t_reconcile_orphan(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "ro-w", cores=1)
+    jid = c.submit(title="orphan", buyer_id="ro-buyer")["job_id"]
+    expect(ws, "job.assign", job_id=jid)
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    # The store moves on to attempt 2 behind the session's back (a commit whose reply was lost).
+    db_exec(env, "UPDATE jobs SET attempts = attempts + 1 WHERE job_id = '%s'" % jid)
+    m = expect_alive(ws, "job.cancel", jid)
+    check(m["attempt"] == 1, "job.cancel for attempt %r, want 1" % m["attempt"])
+    fake_cancelled(ws, jid, 1)
+    a = expect_alive(ws, "job.assign", jid)
+    check(a["attempt"] == 3, "requeued job assigned as attempt %r, want 3" % a["attempt"])
+    fake_run(ws, jid, attempt=3)
+    j = wait_jobs_final(c, [jid], 20)[0]
+    check(j["status"] == "completed", "job ended %s" % j["status"])
+    check(len(ledger_rows(c, "ro-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    ws.close()
+
+
+@case("reconcile: the coordinator fails a job running past timeout_seconds + "
+      "TIMEOUT_GRACE_SECONDS as timeout and tells the agent to stop")
+def t_reconcile_deadline(env):
+    c = env.coord
+    c.env["TIMEOUT_GRACE_SECONDS"] = "1"
+    c.start()
+    ws = fake_agent(c, "rd-w", cores=1)
+    jid = c.submit(title="hangs", buyer_id="rd-buyer", timeout_seconds=1)["job_id"]
+    expect(ws, "job.assign", job_id=jid)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1, "started_at": now})
+    # The agent never reports an end (a hung sandbox) but stays connected.
+    m = expect_alive(ws, "job.cancel", jid)
+    check(m["attempt"] == 1, "job.cancel for attempt %r" % m["attempt"])
+    j = c.job(jid)
+    check(j["status"] == "failed" and j["failure_reason"] == "timeout",
+          "job is %s/%s" % (j["status"], j["failure_reason"]))
+    # The agent's late report of the cancelled attempt changes nothing.
+    fake_cancelled(ws, jid, 1)
+    time.sleep(0.5)
+    j = c.job(jid)
+    check(j["failure_reason"] == "timeout", "job became %s/%s" % (j["status"],
+                                                                   j["failure_reason"]))
+    ws.close()
+
+
+@case("quarantine: a black-hole agent that rejects every assignment is quarantined after 5 "
+      "platform-side failures (GET /workers); its jobs run on a good agent, no attempt used up")
+def t_quarantine(env):
+    c = env.coord
+    c.start()
+    bh = fake_agent(c, "bh-w", cores=2, ram_mb=2048)
+    subs = [c.submit(title="q%d" % i, buyer_id="q-buyer") for i in range(4)]
+    ids = [j["job_id"] for j in subs]
+    rejected = 0
+    deadline = time.time() + 30
+    while rejected < 5 and time.time() < deadline:
+        bh.send({"v": 1, "type": "heartbeat", "seq": rejected})
+        m = bh.recv(0.3)
+        if m and m.get("type") == "job.assign":
+            fake_reject(bh, m)
+            rejected += 1
+    check(rejected == 5, "the black hole got %d assignments, want at least 5" % rejected)
+
+    def quarantined():
+        st, ws = c.http("GET", "/api/v1/workers")
+        w = {x["worker_id"]: x for x in ws}.get("bh-w")
+        return w if w and w["status"] == "quarantined" else False
+    w = wait_until(quarantined, 10, "bh-w quarantined in GET /workers")
+    check("platform-side failures" in (w.get("status_reason") or ""),
+          "status_reason %r" % w.get("status_reason"))
+    good = fake_agent(c, "good-w", cores=1)
+    done = set()
+    late = 0
+    deadline = time.time() + 30
+    while len(done) < len(ids) and time.time() < deadline:
+        bh.send({"v": 1, "type": "heartbeat", "seq": 100})
+        m = bh.recv(0.05)
+        if m and m.get("type") == "job.assign":
+            # Claimed before the quarantine began (at most its 2 cores' worth): rejected too.
+            fake_reject(bh, m)
+            late += 1
+            check(late <= 2, "the quarantined worker got %d more assignments" % late)
+        m = good.recv(0.3)
+        if m and m.get("type") == "job.assign":
+            fake_run(good, m["job_id"], attempt=m["attempt"])
+            done.add(m["job_id"])
+    check(done == set(ids), "the good agent ran %d of %d jobs" % (len(done), len(ids)))
+    js = wait_jobs_final(c, ids, 20)
+    for j0, j in zip(subs, js):
+        check(j["status"] == "completed" and j["assigned_worker"] == "good-w",
+              "job %s ended %s/%s on %s" % (j["title"], j["status"], j["failure_reason"],
+                                           j["assigned_worker"]))
+        check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+              "job %s: attempts %d of %d (submitted with %d): a rejection was counted"
+              % (j["title"], j["attempts"], j["max_attempts"], j0["max_attempts"]))
+        check(len(ledger_rows(c, "q-buyer", j["job_id"], "charge")) == 1,
+              "job %s not charged exactly once" % j["title"])
+    bh.close()
+    good.close()
+
+
+@case("reconcile: a job handed to a poll worker by /task that it never reports (the answer was "
+      "lost) goes back to the queue after a lease without using up an attempt")
+def t_reconcile_poll(env):
+    c = env.coord
+    c.start()
+    hdr, _ = poll_register(c, "rp-w", 1, 1024, "rp-owner")
+    j0 = c.submit(title="poll-lost", buyer_id="rp-buyer")
+    st, task = c.http("GET", "/api/v1/task?worker_id=rp-w", None, hdr)
+    check(st == 200 and task["job_id"] == j0["job_id"], "task answered %s: %r" % (st, task))
+    # The answer is lost; the worker keeps polling (its heartbeat) and gets nothing meanwhile.
+    deadline = time.time() + 30
+    again = None
+    while time.time() < deadline:
+        st, again = c.http("GET", "/api/v1/task?worker_id=rp-w", None, hdr)
+        if st == 200:
+            break
+        check(st == 204, "task answered %s" % st)
+        time.sleep(0.3)
+    check(st == 200 and again["job_id"] == j0["job_id"],
+          "the lost job was not handed out again within 30 s (%s)" % st)
+    check(again.get("attempt") == 2, "handed out again as attempt %r" % again.get("attempt"))
+    j = c.job(j0["job_id"])
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+          "the lost attempt was counted: attempts %d of %d" % (j["attempts"], j["max_attempts"]))
+    st, body = c.http("POST", "/api/v1/status", {"worker_id": "rp-w", "job_id": j0["job_id"],
+                                                 "status": "completed", "exit_code": 0,
+                                                 "stdout": "", "attempt": 2}, hdr)
+    check(st == 200, "status completed answered %s: %r" % (st, body))
+    check(c.job(j0["job_id"])["status"] == "completed", "job not completed")
+
 # input files (API.md "Files, artifacts, callbacks, description")
 
 
@@ -1874,6 +2189,8 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
+CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
+          t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 
 
 def main():

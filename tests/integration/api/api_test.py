@@ -69,8 +69,9 @@ class Server(cotest.Coordinator):
 
 
 # API.md "Visibility and rights": what anonymous users and other buyers see of a job.
-PUBLIC_JOB_FIELDS = {"job_id", "status", "required_cores", "required_ram_mb", "priority", "image",
-                     "cost", "assigned_worker", "created_at", "started_at", "completed_at"}
+PUBLIC_JOB_FIELDS = {"job_id", "status", "pending_reason", "required_cores", "required_ram_mb",
+                     "priority", "image", "cost", "assigned_worker", "created_at", "started_at",
+                     "completed_at"}
 
 
 def expect_error(st, doc, status, code, field=None):

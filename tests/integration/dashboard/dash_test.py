@@ -83,6 +83,19 @@ class WS(cotest.WebSocket):
                          connect_timeout=connect_timeout)
 
 
+# API.md "Visibility and rights": the public view of a job (pending_reason only when present).
+PUBLIC_JOB = {"job_id", "status", "required_cores", "required_ram_mb", "priority", "image",
+              "cost", "assigned_worker", "created_at", "started_at", "completed_at"}
+
+
+def public_keys(job):
+    return set(job) - {"pending_reason"}
+
+
+def bearer(token):
+    return {"Authorization": "Bearer " + token}
+
+
 def snapshot_of(ws):
     m, _ = ws.expect(lambda m: m.get("type") == "snapshot", 10, "snapshot")
     return m
@@ -129,9 +142,11 @@ class FakeAgent:
                       "cores": 8, "ram_mb": 8192, "images": ["default"]})
         m, _ = self.ws.expect(lambda m: m.get("type") == "welcome", 10, "welcome")
 
-    def run_job(self, chunks, timeout=10.0):
-        """Take the next job.assign, send @chunks as stdout, finish ok; returns the job id."""
-        a, _ = self.ws.expect(lambda m: m.get("type") == "job.assign", timeout, "job.assign")
+    def run_job(self, chunks, timeout=10.0, job_id=None):
+        """Take the next job.assign (of @job_id when given: others are left unanswered), send
+        @chunks as stdout, finish ok; returns the job id."""
+        a, _ = self.ws.expect(lambda m: m.get("type") == "job.assign" and
+                              job_id in (None, m["job_id"]), timeout, "job.assign")
         jid, att = a["job_id"], a["attempt"]
         self.ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": att})
         self.ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": att,
@@ -163,6 +178,9 @@ def t_handshake(srv):
     ws = WS(srv.port, headers={"Origin": "http://evil.example"})
     check(ws.status == 403, "foreign Origin answered %s" % ws.status)
     ws.close()
+    ws = WS(srv.port, headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    check(ws.status == 401, "a non-bearer Authorization answered %s" % ws.status)
+    ws.close()
     for origin in ("http://allowed.example", "http://127.0.0.1:%d" % srv.port):
         ws = WS(srv.port, headers={"Origin": origin})
         check(ws.status == 101, "Origin %s answered %s" % (origin, ws.status))
@@ -179,38 +197,50 @@ def t_snapshot(srv):
     for k in ("seq", "server_time", "session", "health", "workers", "jobs", "pricing"):
         check(k in s, "snapshot has no %r: %r" % (k, sorted(s)))
     check(s["seq"] == 0, "first snapshot seq %r" % s["seq"])
-    check(s["session"] == {"admin": False}, s["session"])
+    check(s["session"] == {"admin": False, "user_id": None}, s["session"])
     check(s["health"]["status"] == "healthy" and "jobs" in s["health"], s["health"])
     st, rest_workers = srv.req("GET", "/api/v1/workers")
     check([w["worker_id"] for w in s["workers"]] == [w["worker_id"] for w in rest_workers],
           (s["workers"], rest_workers))
-    # The admin's REST view without the code (the dashboard feed never carries code).
+    # Anonymous: the public view of GET /jobs (the dashboard feed never carries code).
+    st, rest_jobs = srv.req("GET", "/api/v1/jobs?limit=100")
+    check(st == 200 and [j["job_id"] for j in s["jobs"]] == [j["job_id"] for j in rest_jobs],
+          "snapshot jobs differ from GET /jobs")
+    mine = [j for j in s["jobs"] if j["job_id"] == job["job_id"]]
+    check(mine and public_keys(mine[0]) == PUBLIC_JOB, mine)
+    ws.close()
+    # Admin: the admin's REST view without the code.
+    ws = WS(srv.port, headers={"X-Admin-Token": ADMIN})
+    s = snapshot_of(ws)
     st, rest_jobs = srv.req("GET", "/api/v1/jobs?limit=100", admin=True)
     check([j["job_id"] for j in s["jobs"]] == [j["job_id"] for j in rest_jobs],
-          "snapshot jobs differ from GET /jobs")
+          "admin snapshot jobs differ from GET /jobs")
     mine = [j for j in s["jobs"] if j["job_id"] == job["job_id"]]
     check(mine and "code" not in mine[0] and mine[0]["title"] == "snapshot job", mine)
     check(set(mine[0]) == set(rest_jobs[[j["job_id"] for j in rest_jobs].index(
         job["job_id"])]) - {"code", "code_file"}, "job object keys differ from REST")
+    check(all("owner_id" in w for w in s["workers"]), "admin snapshot lacks owner_id")
     check(s["pricing"] == {"cost_per_core": 0.1, "cost_per_100mb_ram": 0.001,
                            "max_job_cores": 64, "max_job_ram_mb": 65536}, s["pricing"])
     ws.close()
     # An admin session by header.
     ws = WS(srv.port, headers={"X-Admin-Token": ADMIN})
-    check(snapshot_of(ws)["session"] == {"admin": True}, "admin header not honoured")
+    check(snapshot_of(ws)["session"] == {"admin": True, "user_id": "admin"},
+          "admin header not honoured")
     ws.close()
     # More than 100 jobs: the 100 newest, newest first.
     for i in range(101):
         srv.submit("bulk %d" % i, buyer="bulk-buyer")
     ws = WS(srv.port)
     s = snapshot_of(ws)
-    check(len(s["jobs"]) == 100 and s["jobs"][0]["title"] == "bulk 100",
-          (len(s["jobs"]), s["jobs"][0]["title"]))
+    check(len(s["jobs"]) == 100 and s["jobs"][0]["job_id"] == srv.req(
+        "GET", "/api/v1/jobs?limit=1")[1][0]["job_id"], (len(s["jobs"]), s["jobs"][0]))
     ws.close()
 
 
 def t_events(srv):
-    ws = WS(srv.port)
+    # An admin session sees every change (the views of the others: t_views).
+    ws = WS(srv.port, headers={"X-Admin-Token": ADMIN})
     tr = Tracker(ws)
     tr.take(snapshot_of(ws))
     job = srv.submit("event job", buyer="ev-buyer")
@@ -260,6 +290,9 @@ def t_admin_output(srv):
     late.send({"type": "auth", "token": ADMIN})
     r = tl.until(lambda m: m.get("type") == "auth.result", what="auth.result")
     check(r["ok"] is True and r["admin"] is True, r)
+    # The admin view replaces the anonymous one the session got first.
+    s = tl.until(lambda m: m.get("type") == "snapshot", what="snapshot after the admin token")
+    check(s["session"]["admin"] is True and all("title" in j for j in s["jobs"]), s["session"])
     srv.submit("output job", command="cat x")
     text = "héllo wörld\n" * 3
     jid = agent.run_job(["line 1\n", text])
@@ -334,7 +367,7 @@ def t_bad_messages(srv):
 
 
 def t_resync(srv):
-    ws = WS(srv.port)
+    ws = WS(srv.port, headers={"X-Admin-Token": ADMIN})
     tr = Tracker(ws)
     tr.take(snapshot_of(ws))
     for i in range(3):
@@ -480,6 +513,261 @@ def t_overload(args):
         srv.stop()
 
 
+def mk_user(srv, uid, **kw):
+    body = {"user_id": uid}
+    body.update(kw)
+    st, doc = srv.req("POST", "/api/v1/users", body, admin=True)
+    check(st == 201, "create user %s: %s %r" % (uid, st, doc))
+    return doc
+
+
+def mk_key(srv, uid, scopes=("buy",)):
+    st, doc = srv.req("POST", "/api/v1/users/%s/keys" % uid,
+                      {"name": "dash", "scopes": list(scopes)}, admin=True)
+    check(st == 201 and doc["token"].startswith("co_"), "key for %s: %s %r" % (uid, st, doc))
+    return doc
+
+
+def submit_as(srv, token, title, command="echo hi", priority=5):
+    """Submit with a buyer's key (no buyer_id: the key's user)."""
+    body = {"title": title, "required_cores": 1, "required_ram_mb": 100, "command": command,
+            "parameters": {"secret": title}, "priority": priority}
+    st, _, raw = cotest.Coordinator.req(srv, "POST", "/api/v1/submit", body=body,
+                                        headers=bearer(token))
+    j = json.loads(raw)
+    check(st == 201, "submit with a key answered %s %r" % (st, j))
+    return j
+
+
+def auth_bearer(ws, token):
+    """The dashboard's sign-in: an auth message with the key, then a resync."""
+    ws.send({"type": "auth", "bearer": token})
+    r, _ = ws.expect(lambda m: m.get("type") == "auth.result", 10, "auth.result")
+    return r
+
+
+def drain(tr, pred, what, quiet=1.0):
+    """Events until @pred, then whatever follows within @quiet seconds."""
+    tr.until(pred, what=what)
+    while True:
+        m = tr.ws.recv(quiet)
+        if m is None:
+            return
+        tr.take(m)
+
+
+def t_views(args):
+    """Anonymous, buyer and admin sessions: each gets the view REST would give it."""
+    srv = Server().start()
+    try:
+        mk_user(srv, "va")
+        mk_user(srv, "vb")
+        ka, kb = mk_key(srv, "va")["token"], mk_key(srv, "vb")["token"]
+        srv.req("POST", "/api/v1/register", {"worker_id": "view-w", "cpu_cores": 2,
+                                             "ram_mb": 512, "owner_id": "someone"})
+        ja = submit_as(srv, ka, "a's job")["job_id"]
+        jb = submit_as(srv, kb, "b's job")["job_id"]
+        admin = WS(srv.port, headers={"X-Admin-Token": ADMIN})
+        anon = WS(srv.port)
+        sa = WS(srv.port, headers=bearer(ka))  # a key on the upgrade
+        sb = WS(srv.port)                      # a key by message, as the dashboard does
+        check(sa.status == 101, "upgrade with a key answered %s" % sa.status)
+        tad, tan, ta, tb = Tracker(admin), Tracker(anon), Tracker(sa), Tracker(sb)
+        full_keys = None
+        # Snapshots.
+        s = tad.take(snapshot_of(admin))
+        full_keys = set(next(j for j in s["jobs"] if j["job_id"] == ja))
+        check({"title", "command", "parameters", "buyer_id"} <= full_keys, full_keys)
+        s = tan.take(snapshot_of(anon))
+        check(s["session"] == {"admin": False, "user_id": None}, s["session"])
+        check(all(public_keys(j) == PUBLIC_JOB for j in s["jobs"]),
+              "anonymous snapshot job keys: %r" % [sorted(j) for j in s["jobs"]])
+        check(s["workers"] and all("owner_id" not in w for w in s["workers"]),
+              "anonymous snapshot shows owners: %r" % s["workers"])
+        s = ta.take(snapshot_of(sa))
+        check(s["session"] == {"admin": False, "user_id": "va"}, s["session"])
+        jobs = {j["job_id"]: j for j in s["jobs"]}
+        check(set(jobs[ja]) == full_keys and jobs[ja]["parameters"] == {"secret": "a's job"},
+              "a's own job in a's snapshot: %r" % jobs[ja])
+        check(public_keys(jobs[jb]) == PUBLIC_JOB, "b's job in a's snapshot: %r" % jobs[jb])
+        check(all("owner_id" in w for w in s["workers"]), "a key's session sees owners")
+        # b signs in by message on an anonymous session, then resyncs.
+        tb.take(snapshot_of(sb))
+        r = auth_bearer(sb, kb)
+        check(r["ok"] is True and r["admin"] is False and r["user_id"] == "vb", r)
+        sb.send({"type": "resync"})
+        s = tb.until(lambda m: m.get("type") == "snapshot", what="snapshot after sign-in")
+        check(s["session"] == {"admin": False, "user_id": "vb"}, s["session"])
+        jobs = {j["job_id"]: j for j in s["jobs"]}
+        check(set(jobs[jb]) == full_keys and public_keys(jobs[ja]) == PUBLIC_JOB,
+              "b's snapshot: %r" % jobs)
+        # Events: a new job of each buyer, their credits; a marker job last.
+        na = submit_as(srv, ka, "a's second", priority=10)["job_id"]
+        nb = submit_as(srv, kb, "b's second")["job_id"]
+        marker = srv.submit("marker", buyer="vmarker")["job_id"]
+
+        def is_marker(m):
+            return m.get("type") == "job.updated" and m["job"]["job_id"] == marker
+        for t in (tad, tan, ta, tb):
+            drain(t, is_marker, "the marker job")
+
+        def jobs_of(t, jid):
+            return [e["job"] for e in t.events if e.get("type") == "job.updated" and
+                    e["job"]["job_id"] == jid]
+
+        def credits_of(t):
+            return {e["user_id"] for e in t.events if e.get("type") == "credits.updated"}
+        for t, name in ((tan, "anonymous"), (ta, "a"), (tb, "b")):
+            for jid in (na, nb, marker):
+                got = jobs_of(t, jid)
+                check(got, "%s saw no event for %s" % (name, jid))
+                own = (name == "a" and jid == na) or (name == "b" and jid == nb)
+                for j in got:
+                    if own:
+                        check(set(j) == full_keys, "%s's own job event: %r" % (name, j))
+                    else:
+                        check(public_keys(j) == PUBLIC_JOB,
+                              "%s got %s with keys %r" % (name, jid, sorted(j)))
+        for e in tan.events:
+            if e.get("type") == "worker.updated":
+                check("owner_id" not in e["worker"], "anonymous worker event: %r" % e)
+        check(credits_of(tan) == set(), "anonymous saw credits of %r" % credits_of(tan))
+        check(credits_of(ta) == {"va"}, "a saw credits of %r" % credits_of(ta))
+        check(credits_of(tb) == {"vb"}, "b saw credits of %r" % credits_of(tb))
+        check({"va", "vb", "vmarker"} <= credits_of(tad), "admin credits %r" % credits_of(tad))
+        check(all(set(j) == full_keys for jid in (na, nb, marker) for j in jobs_of(tad, jid)),
+              "admin job events are not full")
+        # Output: a's job streams to a and the admin only.  a's priority puts it among the first
+        # jobs the agent gets (on PostgreSQL the database holds the other cases' jobs too).
+        agent = FakeAgent(srv.port)
+        agent.run_job(["out of x\n"], job_id=na)
+        for t in (tad, ta):
+            o = t.until(lambda m: m.get("type") == "job.output" and m["job_id"] == na,
+                        what="a's output")
+            check(o["data"] == "out of x\n", o)
+        for t in (tad, tan, ta, tb):
+            drain(t, lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] == na and
+                  m["job"]["status"] == "completed", "a's job completed")
+        outs = {name: {e["job_id"] for e in t.events if e.get("type") == "job.output"}
+                for t, name in ((tad, "admin"), (tan, "anonymous"), (ta, "a"), (tb, "b"))}
+        check(outs == {"admin": {na}, "anonymous": set(), "a": {na}, "b": set()},
+              "job.output went to %r" % outs)
+        agent.close()
+
+        def agent_offline():
+            st, ws_ = srv.req("GET", "/api/v1/workers", admin=True)
+            return any(w["worker_id"] == "dash-agent" and w["status"] == "offline" for w in ws_)
+        # The coordinator records the disconnection before it is stopped (a stop right after
+        # an agent leaves is not what this case tests).
+        cotest.wait_until(agent_offline, 10, "the agent recorded offline")
+        for w in (admin, anon, sa, sb):
+            w.close()
+    finally:
+        srv.stop()
+
+
+def t_key_rejected(args):
+    """Wrong keys: answered ok=false, counted against the address, which is then refused."""
+    srv = Server({"AUTH_FAILURES_PER_MINUTE": "3"}).start()
+    try:
+        mk_user(srv, "rk")
+        good = mk_key(srv, "rk")["token"]
+        ws = WS(srv.port)
+        tr = Tracker(ws)
+        tr.take(snapshot_of(ws))
+        r = auth_bearer(ws, "co_" + "x" * 43)
+        check(r["ok"] is False and r["admin"] is False and r["user_id"] is None and
+              r["error"]["code"] == "unauthorized", r)
+        r = auth_bearer(ws, good)  # the session stays usable
+        check(r["ok"] is True and r["user_id"] == "rk", r)
+        r = auth_bearer(ws, "co_wrong")  # a rejected key makes the session anonymous again
+        check(r["ok"] is False and r["user_id"] is None, r)
+        # ... and the server sends the anonymous view at once (the client's resync is harmless).
+        ws.send({"type": "resync"})
+        s = tr.until(lambda m: m.get("type") == "snapshot" and m["session"]["user_id"] is None,
+                     what="the anonymous snapshot after the rejected key")
+        check(s["session"] == {"admin": False, "user_id": None}, s["session"])
+        check(all(public_keys(j) == PUBLIC_JOB for j in s["jobs"]), "not the public view")
+        # A wrong key on the upgrade: accepted as anonymous, told so, counted (3rd failure).
+        up = WS(srv.port, headers=bearer("co_" + "y" * 43))
+        check(up.status == 101, "upgrade with a wrong key answered %s" % up.status)
+        r, _ = up.expect(lambda m: m.get("type") == "auth.result", 10, "auth.result")
+        check(r["ok"] is False, r)
+        s = snapshot_of(up)
+        check(s["session"]["user_id"] is None, s["session"])
+        up.close()
+        r = auth_bearer(ws, "co_" + "z" * 43)  # 4th: over the limit of 3
+        check(r["ok"] is False, r)
+        r = auth_bearer(ws, good)
+        check(r["ok"] is False and r["error"]["code"] == "rate_limited",
+              "a blocked address was not refused: %r" % r)
+        blocked = WS(srv.port)
+        check(blocked.status == 429, "upgrade from a blocked address answered %s" %
+              blocked.status)
+        blocked.close()
+        st, _, _ = cotest.Coordinator.req(srv, "GET", "/api/v1/me", headers=bearer(good))
+        check(st == 429, "REST from the blocked address answered %s (not shared)" % st)
+        ws.close()
+    finally:
+        srv.stop()
+
+
+def expect_close(ws, code, what):
+    """The server closes @ws with @code within 10 s."""
+    try:
+        ws.expect(lambda m: False, 10, "close")
+    except EOFError:
+        pass
+    check(ws.closed and ws.close_code == code, "%s: closed=%s code=%r" % (
+        what, ws.closed, ws.close_code))
+
+
+def t_revoke(srv):
+    """Revoking the key or disabling the user closes the session (1008); other changes don't."""
+    mk_user(srv, "rv")
+    k1, k2 = mk_key(srv, "rv"), mk_key(srv, "rv")
+    s1 = WS(srv.port, headers=bearer(k1["token"]))
+    s2 = WS(srv.port)
+    check(snapshot_of(s1)["session"]["user_id"] == "rv", "key session")
+    snapshot_of(s2)
+    check(auth_bearer(s2, k2["token"])["ok"] is True, "second key")
+    # A change of the user's limits keeps both sessions.
+    st, _ = srv.req("PATCH", "/api/v1/users/rv", {"limits": {"max_pending_jobs": 5}}, admin=True)
+    check(st == 200, "patch limits answered %s" % st)
+    job = srv.submit("still there", buyer="rv-other")["job_id"]
+    for w in (s1, s2):
+        w.expect(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] == job, 10,
+                 "an event after a limits change")
+    # Revoking k1 closes s1 only.
+    st, _ = srv.req("DELETE", "/api/v1/keys/" + k1["key_id"], admin=True)
+    check(st == 204, "revoke answered %s" % st)
+    expect_close(s1, 1008, "revoked key session")
+    job = srv.submit("after revoke", buyer="rv-other")["job_id"]
+    s2.expect(lambda m: m.get("type") == "job.updated" and m["job"]["job_id"] == job, 10,
+              "s2 still open after another key was revoked")
+    # Disabling the user closes s2.
+    st, _ = srv.req("PATCH", "/api/v1/users/rv", {"disabled": True}, admin=True)
+    check(st == 200, "disable answered %s" % st)
+    expect_close(s2, 1008, "disabled user's session")
+    s1.close()
+    s2.close()
+
+
+def t_admin_key(srv):
+    """An admin user's key with the admin scope makes an admin session, as the token does."""
+    mk_user(srv, "boss", is_admin=True)
+    k = mk_key(srv, "boss", scopes=("admin", "buy"))["token"]
+    ws = WS(srv.port)
+    snapshot_of(ws)
+    r = auth_bearer(ws, k)
+    check(r["ok"] is True and r["admin"] is True and r["user_id"] == "boss", r)
+    # Another view: the server follows the auth.result with a snapshot in it, unasked.
+    s, _ = ws.expect(lambda m: m.get("type") == "snapshot", 10, "snapshot after the auth")
+    check(s["session"] == {"admin": True, "user_id": "boss"}, s["session"])
+    check(all("title" in j for j in s["jobs"]), "admin key session has public jobs")
+    ws.close()
+
+
 CASES = [
     ("handshake: subprotocol, path and Origin checked", t_handshake, True),
     ("snapshot: health, workers, 100 newest jobs, pricing, session", t_snapshot, True),
@@ -490,6 +778,13 @@ CASES = [
      True),
     ("resync: a fresh snapshot, numbering continues, duplicates ignored", t_resync, True),
     ("50 sessions each get the events; connection gauge follows", t_many_sessions, True),
+    ("views: anonymous public jobs/no owners/no credits; a buyer's own jobs, credits and output "
+     "only; admin everything", t_views, False),
+    ("wrong keys: ok=false, counted per address (then 429, shared with REST)", t_key_rejected,
+     False),
+    ("revoked key / disabled user: session closed with 1008; limits change keeps it", t_revoke,
+     True),
+    ("admin user's admin key: admin session", t_admin_key, True),
     ("slow reader dropped (4000) while a fast one keeps up and the API answers", t_slow_consumer,
      False),
     ("overload: a batch with more job changes than a snapshot holds becomes a gap, then a resync",

@@ -17,10 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
 
 #include "co_alloc.h"
 #include "co_time.h"
@@ -760,6 +764,76 @@ t_output(void)
     FAILS(coord_store_output_append(S, id("nojob"), 1, "x", 1, &E), CO_E_NOTFOUND);
     FAILS(coord_store_output_get(S, id("nojob"), &out, &ol, &errs, &el, &trunc, &E), CO_E_NOTFOUND);
     FAILS(coord_store_output_append(S, id("job"), 3, "x", 1, &E), CO_E_INVAL);
+    return 0;
+}
+
+/*
+ * The placeable pending read (placement, issue 12): only shapes the agents can run (image, cores,
+ * RAM), buyers taking turns within a priority; and the requeue that gives an attempt back.
+ */
+static int
+t_pending_fit(void)
+{
+    const char *img = id("img"), *a = id("buyer-a"), *b = id("buyer-b"), *w = id("w");
+    char images[128];
+    snprintf(images, sizeof(images), "[\"%s\", \"%s\"]", img, id("img-unused"));
+    const char *names[] = {id("a1"), id("b1"), id("a2"), id("b2"), id("a3")};
+    const char *buyers[] = {a, b, a, b, a};
+    /* Submitted oldest first: a1, a2, a3, then b1, b2 (after them in age). */
+    const int order[] = {0, 2, 4, 1, 3};
+    for (int i = 0; i < 5; i++) {
+        struct coord_job j;
+        int k = order[i];
+        job_init(&j, names[k], buyers[k], CREDIT, 1, 100, 5);
+        j.image = (char *)img;
+        OK(coord_store_job_submit(S, &j, &E));
+    }
+    struct coord_job j;
+    job_init(&j, id("too-wide"), a, CREDIT, 64, 100, 9);
+    j.image = (char *)img;
+    OK(coord_store_job_submit(S, &j, &E));
+    job_init(&j, id("too-big"), a, CREDIT, 1, 65536, 9);
+    j.image = (char *)img;
+    OK(coord_store_job_submit(S, &j, &E));
+    job_init(&j, id("no-image"), a, CREDIT, 1, 100, 9);
+    j.image = (char *)id("img-missing");
+    OK(coord_store_job_submit(S, &j, &E));
+
+    struct coord_job_fit fit = {.max_cores = 4, .max_ram_mb = 8192, .images_json = images};
+    struct coord_job_list l;
+    OK(coord_store_job_pending_fit(S, 100, &fit, &l, &E));
+    int ok = l.len == 5;
+    for (size_t i = 0; ok && i < 5; i++)
+        ok = strcmp(l.items[i].job_id, names[i]) == 0; /* a1 b1 a2 b2 a3 */
+    coord_job_list_release(&l);
+    CHECK(ok);
+    OK(coord_store_job_pending_fit(S, 2, &fit, &l, &E));
+    CHECK_EQ(l.len, 2);
+    coord_job_list_release(&l);
+
+    /* A lost attempt given back: pending, the attempt counter kept, one more allowed. */
+    int attempt = 0;
+    OK(worker(w, NULL, 4, 8192));
+    OK(claim(names[0], w, &attempt));
+    CHECK_EQ(attempt, 1);
+    FAILS(coord_store_job_requeue_free(S, names[0], w, 2, &E), CO_E_CONFLICT);
+    FAILS(coord_store_job_requeue_free(S, names[1], w, 1, &E), CO_E_CONFLICT); /* pending */
+    OK(coord_store_job_requeue_free(S, names[0], w, 1, &E));
+    OK(job_status(names[0], &j));
+    ok = j.status == COORD_JOB_PENDING && j.attempts == 1 && j.max_attempts == 4 &&
+         !*j.assigned_worker;
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(claim(names[0], w, &attempt));
+    CHECK_EQ(attempt, 2);
+    /* Leave nothing pending or running for the cases after this one. */
+    const char *left[] = {names[0], names[1],       names[2],      names[3],
+                          names[4], id("too-wide"), id("too-big"), id("no-image")};
+    for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++) {
+        enum coord_job_status was;
+        OK(coord_store_job_cancel(S, left[i], &j, &was, &E));
+        coord_job_release(&j);
+    }
     return 0;
 }
 
@@ -2355,6 +2429,314 @@ drain(void)
     return 0;
 }
 
+/*
+ * ---- failure injection, in the spirit of SQLite's own tests ----
+ *
+ * The store's backend operations are wrapped (S->ops points to a copy whose commit and query
+ * can fail on their Nth call), and on SQLite its allocator too (SQLITE_CONFIG_MALLOC, set
+ * before the library starts).  A fault case runs one small scenario (a worker, a submit, a
+ * claim, a start, output, a finish, a batch) with the fault armed at the 1st, 2nd, ... call
+ * until the scenario runs through without reaching it.  After each run: the fault is disarmed,
+ * the invariant must hold, the scenario's jobs must be in a state their buyer's held credits
+ * agree with, and the same scenario must then run through cleanly (the store recovered).
+ */
+enum fault_kind {
+    FAULT_NONE = 0,
+    FAULT_COMMIT,      /* COMMIT fails, nothing is committed */
+    FAULT_COMMIT_LOST, /* COMMIT is applied but its reply is lost */
+    FAULT_STATEMENT,   /* a statement fails (I/O error) */
+    FAULT_DROP,        /* PostgreSQL: the backend is terminated before a statement */
+    FAULT_ALLOC,       /* SQLite: an allocation fails */
+};
+static struct {
+    enum fault_kind kind;
+    int countdown; /* calls left before the fault fires */
+    int fired;
+} fault;
+static const struct store_ops *real_ops;
+static struct store_ops fault_ops;
+static sqlite3_mem_methods real_mem;
+
+static bool
+fault_fire(enum fault_kind k)
+{
+    if (fault.kind != k || fault.countdown < 0)
+        return false;
+    if (fault.countdown-- > 0)
+        return false;
+    fault.fired++;
+    return true;
+}
+
+static int
+fault_commit(struct coord_store *s, co_err *err)
+{
+    if (fault_fire(FAULT_COMMIT)) {
+        real_ops->rollback(s);
+        return co_err_set(err, CO_E_UNAVAILABLE, "injected: COMMIT failed");
+    }
+    int rc = real_ops->commit(s, err);
+    if (rc == 0 && fault_fire(FAULT_COMMIT_LOST))
+        return co_err_set(err, CO_E_UNAVAILABLE, "injected: the reply to COMMIT was lost");
+    return rc;
+}
+
+/* Terminates every other session of the store's PostgreSQL database (the store's own). */
+static void
+pg_drop_sessions(void)
+{
+    PGconn *c = PQconnectdb(cfg.url);
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+        PQclear(r);
+    }
+    PQfinish(c);
+}
+
+static int
+fault_query(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+            struct db_res *r, co_err *err)
+{
+    if (fault_fire(FAULT_STATEMENT))
+        return co_err_set(err, CO_E_UNAVAILABLE, "injected: disk I/O error");
+    if (fault_fire(FAULT_DROP))
+        pg_drop_sessions();
+    return real_ops->query(s, q, p, n, r, err);
+}
+
+static void *
+fault_malloc(int n)
+{
+    return fault_fire(FAULT_ALLOC) ? NULL : real_mem.xMalloc(n);
+}
+
+static void *
+fault_realloc(void *p, int n)
+{
+    return fault_fire(FAULT_ALLOC) ? NULL : real_mem.xRealloc(p, n);
+}
+
+/* Before SQLite starts: its allocator goes through fault_malloc/fault_realloc. */
+static void
+fault_install_sqlite_malloc(void)
+{
+    if (sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem) != SQLITE_OK)
+        return;
+    sqlite3_mem_methods m = real_mem;
+    m.xMalloc = fault_malloc;
+    m.xRealloc = fault_realloc;
+    if (sqlite3_config(SQLITE_CONFIG_MALLOC, &m) != SQLITE_OK)
+        memset(&real_mem, 0, sizeof(real_mem));
+}
+
+static void
+fault_wrap(void)
+{
+    if (S->ops == &fault_ops)
+        return;
+    real_ops = S->ops;
+    fault_ops = *real_ops;
+    fault_ops.commit = fault_commit;
+    fault_ops.query = fault_query;
+    S->ops = &fault_ops;
+}
+
+/* The scenario run under a fault: every store call may fail, and failures are ignored. */
+static void
+fault_scenario(const char *tag)
+{
+    char w[64], job[64], job2[64], buyer[64];
+    snprintf(w, sizeof(w), "%s-w", tag);
+    snprintf(job, sizeof(job), "%s-j", tag);
+    snprintf(job2, sizeof(job2), "%s-b", tag);
+    snprintf(buyer, sizeof(buyer), "%s", id("fault-buyer"));
+    (void)worker(w, id("fault-seller"), 4, 4096);
+    (void)submit(job, buyer, 3 * CREDIT, 1, 100, 5);
+    int attempt;
+    if (claim(job, w, &attempt) == 0) {
+        bool changed;
+        if (coord_store_job_started(S, job, w, attempt, &E) < 0)
+            co_err_clear(&E);
+        (void)finish(job, w, attempt, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed);
+    }
+    if (coord_store_batch_begin(S, &E) == 0) {
+        (void)submit(job2, buyer, 2 * CREDIT, 1, 100, 5);
+        if (coord_store_batch_commit(S, &E) < 0)
+            co_err_clear(&E);
+    }
+}
+
+/* After a faulty run: each job of the scenario is absent or in a state its held credits and
+ * the worker's counters agree with (checked by the invariant), and the store answers again. */
+static int
+fault_consistent(const char *tag)
+{
+    OK(coord_store_check_invariant(S, &E));
+    char job[64];
+    snprintf(job, sizeof(job), "%s-j", tag);
+    struct coord_job j;
+    co_err_clear(&E);
+    if (coord_store_job_get(S, job, false, &j, &E) == 0) {
+        bool ok = j.status >= COORD_JOB_PENDING && j.status <= COORD_JOB_CANCELLED;
+        coord_job_release(&j);
+        CHECK(ok);
+    } else if (E.code != CO_E_NOTFOUND) {
+        FAIL("job %s after a fault: %s", job, E.msg);
+    }
+    return drain();
+}
+
+static int
+fault_case(enum fault_kind kind)
+{
+    if (kind == FAULT_ALLOC && !real_mem.xMalloc)
+        FAIL("the SQLite allocator hook was not installed");
+    fault_wrap();
+    int runs = 0, fired_total = 0;
+    for (int n = 0; n < 400; n++) {
+        char tag[48];
+        snprintf(tag, sizeof(tag), "%s-f%d-%d", run_tag, (int)kind, n);
+        fault.kind = kind;
+        fault.countdown = n;
+        fault.fired = 0;
+        fault_scenario(tag);
+        int fired = fault.fired;
+        fault.kind = FAULT_NONE;
+        runs++;
+        fired_total += fired;
+        if (fault_consistent(tag) < 0) {
+            char m[1024];
+            snprintf(m, sizeof(m), "%.1000s", fail_msg);
+            FAIL("after the fault at call %d: %s", n + 1, m);
+        }
+        if (!fired)
+            break; /* the scenario ran through without reaching call n + 1 */
+    }
+    /* The store recovered: the scenario runs through, and the job is paid once. */
+    char tag[48];
+    snprintf(tag, sizeof(tag), "%s-clean", run_tag);
+    OK(worker(id("clean-w"), id("fault-seller"), 4, 4096));
+    OK(submit(id("clean-j"), id("clean-buyer"), 3 * CREDIT, 1, 100, 5));
+    if (run_to_end(id("clean-j"), id("clean-w"), COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    int64_t c, h;
+    OK(balance(id("clean-buyer"), &c, &h));
+    CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
+    CHECK_EQ(h, 0);
+    CHECK(fired_total > 0);
+    printf("     # %d runs, %d faults injected\n", runs, fired_total);
+    return 0;
+}
+
+static int
+t_fault_commit(void)
+{
+    return fault_case(FAULT_COMMIT);
+}
+
+static int
+t_fault_commit_lost(void)
+{
+    return fault_case(FAULT_COMMIT_LOST);
+}
+
+static int
+t_fault_statement(void)
+{
+    return fault_case(FAULT_STATEMENT);
+}
+
+static int
+t_fault_drop(void)
+{
+    return fault_case(FAULT_DROP);
+}
+
+static int
+t_fault_alloc(void)
+{
+    return fault_case(FAULT_ALLOC);
+}
+
+/*
+ * ENOSPC on SQLite: a child process opens the same database with its file size capped
+ * (RLIMIT_FSIZE) a little above the current files and submits jobs with large code until a
+ * write fails; the parent then checks that the buyer's held credits match the jobs stored.
+ */
+static int
+t_fault_enospc(void)
+{
+    const char *path = cfg.url + strlen("sqlite://");
+    char wal[1024];
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    const char *buyer = id("full-buyer");
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        signal(SIGXFSZ, SIG_IGN);
+        struct coord_store *c;
+        co_err e = {0};
+        int res[2] = {-1, 0}; /* jobs stored, error code of the failure */
+        /* Empty the WAL first, so that the next writes must grow a file. */
+        sqlite3 *db;
+        if (sqlite3_open(path, &db) == SQLITE_OK)
+            sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+        sqlite3_close(db);
+        struct stat st1, st2;
+        off_t big = 0;
+        if (stat(path, &st1) == 0)
+            big = st1.st_size;
+        if (stat(wal, &st2) == 0 && st2.st_size > big)
+            big = st2.st_size;
+        struct rlimit rl = {(rlim_t)big + 65536, (rlim_t)big + 65536};
+        if (coord_store_open(&cfg, &c, &e) == 0 && setrlimit(RLIMIT_FSIZE, &rl) == 0) {
+            static char code[65536];
+            memset(code, 'x', sizeof(code) - 1);
+            res[0] = 0;
+            for (int i = 0; i < 400; i++) {
+                char jid[64];
+                snprintf(jid, sizeof(jid), "%s-%d", buyer, i);
+                struct coord_job j;
+                job_init(&j, jid, buyer, CREDIT / 100, 1, 100, 5);
+                j.code = code;
+                if (coord_store_job_submit(c, &j, &e) < 0) {
+                    res[1] = e.code;
+                    break;
+                }
+                res[0]++;
+            }
+        }
+        if (write(pfd[1], res, sizeof(res)) != sizeof(res))
+            _exit(3);
+        _exit(0);
+    }
+    close(pfd[1]);
+    int res[2] = {-1, 0};
+    ssize_t got = read(pfd[0], res, sizeof(res));
+    close(pfd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(got == (ssize_t)sizeof(res));
+    if (res[0] < 0)
+        FAIL("the child could not open the store");
+    if (res[1] == 0)
+        FAIL("no write failed with the file size capped (%d jobs stored)", res[0]);
+    printf("     # %d jobs stored, then %s\n", res[0], co_err_code_name(res[1]));
+    OK(coord_store_check_invariant(S, &E));
+    int64_t c, h;
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(h, (int64_t)res[0] * (CREDIT / 100));
+    CHECK_EQ(c + h, START_CREDITS);
+    /* The store works again (the cap was the child's). */
+    OK(submit(id("after-full"), buyer, CREDIT, 1, 100, 5));
+    return 0;
+}
+
 struct tcase {
     const char *name;
     int (*fn)(void);
@@ -2381,6 +2763,7 @@ main(void)
         {"output_append_cap", t_output},
         {"output_per_attempt", t_output_attempts},
         {"job_release_single", t_job_release},
+        {"pending_fit_and_requeue_free", t_pending_fit},
         {"batch_transaction", t_batch},
         {"idempotency_keys_and_purge", t_idempotency},
         {"grant", t_grant},
@@ -2403,6 +2786,12 @@ main(void)
         {"kill9_loses_no_acknowledged_job", t_kill9},
         {"upgrade_v1_then_concurrent_migrate", t_concurrent_migrate},
         {"reconnect_after_server_restart", t_reconnect},
+        {"fault_commit_fails", t_fault_commit},
+        {"fault_commit_reply_lost", t_fault_commit_lost},
+        {"fault_statement_io_error", t_fault_statement},
+        {"fault_connection_dropped_mid_transaction", t_fault_drop},
+        {"fault_allocation_fails", t_fault_alloc},
+        {"fault_enospc", t_fault_enospc},
     };
     const char *url = getenv("CO_STORE_URL");
     sql_dir = getenv("CO_SQL_DIR");
@@ -2411,6 +2800,9 @@ main(void)
         return 2;
     }
     bool can_restart = getenv("CO_STORE_RESTART") && *getenv("CO_STORE_RESTART");
+    bool is_sqlite = strncmp(url, "sqlite:", 7) == 0;
+    if (is_sqlite)
+        fault_install_sqlite_malloc(); /* before the library starts */
     cfg.url = url;
     cfg.starting_credits = START_CREDITS;
     cfg.worker_timeout_ms = 60000;
@@ -2428,6 +2820,20 @@ main(void)
         const struct tcase *c = &cases[i];
         if (c->fn == t_reconnect && !can_restart) {
             printf("skip %s (no CO_STORE_RESTART hook for this database)\n", c->name);
+            skipped++;
+            continue;
+        }
+        if (c->fn == t_fault_drop && is_sqlite) {
+            printf("skip %s (SQLite runs in the process: no connection to drop; kill -9 mid-"
+                   "transaction is kill9_loses_no_acknowledged_job)\n",
+                   c->name);
+            skipped++;
+            continue;
+        }
+        if ((c->fn == t_fault_alloc || c->fn == t_fault_enospc) && !is_sqlite) {
+            printf("skip %s (PostgreSQL: the server's disk and memory are not the client's; "
+                   "libpq's own allocations cannot be hooked and the store's abort by design)\n",
+                   c->name);
             skipped++;
             continue;
         }

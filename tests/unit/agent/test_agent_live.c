@@ -13,11 +13,14 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -179,6 +182,7 @@ fk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
         bool close = !f && fk.want_close;
         if (close)
             fk.want_close = false;
+        more = more || fk.want_close; /* read under the lock: fk_close() sets it from the test */
         pthread_mutex_unlock(&fk.mu);
         if (f) {
             lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
@@ -188,7 +192,7 @@ fk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
             lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, (unsigned char *)"test", 4);
             return -1;
         }
-        if (more || fk.want_close)
+        if (more)
             lws_callback_on_writable(wsi);
         break;
     }
@@ -797,6 +801,46 @@ out:
 }
 
 static void
+case_handshake_unanswered(void)
+{
+    const char *name = "a coordinator that never answers the handshake: the agent gives up and "
+                       "connects again";
+    begin(name);
+    bool ok = true;
+    struct agent_proc p = {0};
+    int conns[2] = {-1, -1};
+    /* A listener that accepts and never answers, in place of the fake coordinator. */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    CHECK(lfd >= 0 && bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) == 0 && listen(lfd, 4) == 0 &&
+              getsockname(lfd, (struct sockaddr *)&sa, &sl) == 0,
+          "listener");
+    char url[128];
+    snprintf(url, sizeof(url), "COORDINATOR_URL=ws://127.0.0.1:%d/ws/agent", ntohs(sa.sin_port));
+    const char *env[] = {"AGENT_BENCH_NO_SANDBOX=1", url, NULL};
+    CHECK(agent_start(&p, env) == 0, "fork");
+    for (int i = 0; i < 2; i++) {
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+        /* lws waits 5 s for the answer; then the backoff's first step, 1 s plus jitter. */
+        CHECK(poll(&pfd, 1, 30000) == 1, "connection %d not made within 30 s", i + 1);
+        conns[i] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        CHECK(conns[i] >= 0, "accept");
+    }
+    int rc = agent_stop(&p, SIGTERM, 10000);
+    CHECK(rc == 0, "exit status %d", rc);
+out:
+    for (int i = 0; i < 2; i++) {
+        if (conns[i] >= 0)
+            close(conns[i]);
+    }
+    if (lfd >= 0)
+        close(lfd);
+    agent_stop(&p, SIGKILL, 3000);
+    report(name, ok);
+}
+
+static void
 case_result_resent(void)
 {
     const char *name = "a result whose connection drops right after it is sent again after "
@@ -1198,6 +1242,7 @@ main(int argc, char **argv)
     case_bench_hello_run_reject_shutdown();
     case_wrong_token();
     case_reconnect_backoff();
+    case_handshake_unanswered();
     case_result_resent();
     const char *sandbox_cases[] = {
         "sandbox: echo hi streams output and reports ok with usage",

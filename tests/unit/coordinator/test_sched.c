@@ -1,17 +1,23 @@
 /*
  * Unit tests of the scheduler's placement (coord_sched_plan): best fit, capacity, priority order
- * with reservation, images, unfit jobs, sessions that are not ready, jobs already held.
+ * with reservation, images, unfit jobs, sessions that are not ready, jobs already held; the
+ * pending_reason board and the fair-share order.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "co_alloc.h"
+#include "co_buf.h"
+#include "co_jsonw.h"
 #include "coord_agent_int.h"
+#include "coord_sched.h"
 
 static struct coord_agents hub;
 static int fake_wsi; /* any non-NULL pointer: the plan never calls lws */
@@ -202,6 +208,110 @@ test_not_ready_and_held(void **state)
     assert_int_equal(ok->free_ram_mb, 4096);
 }
 
+/* The pending_reason of @j as JSON text (caller frees). */
+static char *
+reason_of(const struct coord_job *j)
+{
+    struct co_buf b = CO_BUF_INIT;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &b);
+    co_jsonw_obj_begin(&w);
+    coord_sched_write_pending_reason(&w, j);
+    co_jsonw_obj_end(&w);
+    return co_buf_steal(&b, NULL);
+}
+
+static void
+expect_reason(const struct coord_job *j, const char *code, const char *in_message)
+{
+    char *r = reason_of(j);
+    if (!code) {
+        assert_string_equal(r, "{\"pending_reason\":null}");
+    } else {
+        char want[96];
+        snprintf(want, sizeof(want), "\"code\":\"%s\"", code);
+        if (!strstr(r, want) || (in_message && !strstr(r, in_message)))
+            fail_msg("pending_reason %s, want code %s mentioning '%s'", r, code,
+                     in_message ? in_message : "");
+    }
+    free(r);
+}
+
+static void
+test_pending_reason(void **state)
+{
+    (void)state;
+    struct coord_sched *sc = coord_sched_new(&hub);
+    add_job("j", 1, 512, NULL);
+    coord_sched_refresh(sc);
+    expect_reason(&jobs.items[0], "no_agents", NULL);
+
+    struct agent_sess *small = mk_sess("w-small", 2, 2048, NULL);
+    mk_sess("w-py", 8, 16384, "py");
+    coord_sched_refresh(sc);
+    add_job("nope", 1, 512, "nope");
+    add_job("wide", 4, 512, NULL);
+    add_job("fat", 1, 4096, NULL);
+    add_job("py", 16, 512, "py");
+    expect_reason(&jobs.items[0], "waiting_for_capacity", NULL);
+    expect_reason(&jobs.items[1], "no_agent_with_image", "'nope'");
+    expect_reason(&jobs.items[2], "exceeds_largest_agent", "w-small (2 cores, 2048 MB)");
+    expect_reason(&jobs.items[3], "exceeds_largest_agent", "w-small");
+    expect_reason(&jobs.items[4], "exceeds_largest_agent", "w-py (8 cores");
+    jobs.items[0].status = COORD_JOB_RUNNING;
+    expect_reason(&jobs.items[0], NULL, NULL);
+
+    /* A session that is no longer ready leaves the board at the next refresh. */
+    small->state = AS_CLOSING;
+    coord_sched_refresh(sc);
+    expect_reason(&jobs.items[3], "no_agent_with_image", "'default'");
+    coord_sched_free(sc);
+}
+
+static void
+add_buyer_job(const char *id, const char *buyer, int64_t priority)
+{
+    add_job(id, 1, 64, NULL);
+    co_strlcpy(jobs.items[jobs.len - 1].buyer_id, buyer, sizeof(jobs.items[0].buyer_id));
+    jobs.items[jobs.len - 1].priority = priority;
+}
+
+static void
+expect_order(const char *const *want)
+{
+    for (size_t i = 0; i < jobs.len; i++) {
+        if (strcmp(jobs.items[i].job_id, want[i]) != 0)
+            fail_msg("position %zu is %s, want %s", i, jobs.items[i].job_id, want[i]);
+    }
+}
+
+static void
+test_fair_order(void **state)
+{
+    (void)state;
+    struct coord_sched *sc = coord_sched_new(&hub);
+    /* The store's order: priority, each buyer's n-th job, age. */
+    add_buyer_job("urgent", "b", 9);
+    add_buyer_job("a1", "a", 5);
+    add_buyer_job("b1", "b", 5);
+    add_buyer_job("a2", "a", 5);
+    add_buyer_job("a3", "a", 5);
+    coord_sched_fair_order(sc, &jobs);
+    static const char *const same[] = {"urgent", "a1", "b1", "a2", "a3"};
+    expect_order(same); /* nobody served yet: the store's order stands */
+
+    /* a was just served, then b: b's turn comes after a's within each round. */
+    coord_sched_served(sc, "a");
+    coord_sched_served(sc, "b");
+    coord_sched_fair_order(sc, &jobs);
+    expect_order(same);
+    coord_sched_served(sc, "a");
+    coord_sched_fair_order(sc, &jobs);
+    static const char *const b_first[] = {"urgent", "b1", "a1", "a2", "a3"};
+    expect_order(b_first);
+    coord_sched_free(sc);
+}
+
 int
 main(void)
 {
@@ -212,6 +322,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_unfit_does_not_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_images, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_ready_and_held, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_reason, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fair_order, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Chaos suite: tests/chaos/chaos_test.py on SQLite, then on a throw-away PostgreSQL server
+# (tests/lib/pg.sh), about 3 minutes in all.  Closing line "chaos: N passed, M failed".
+#
+# Environment: CO_SRC_DIR, CO_BUILD_DIR (as scripts/test.sh sets them); CHAOS_SEED replays a
+# run's faults (each run prints its seed); CHAOS_SECONDS: seconds of faults per store (60);
+# CHAOS_STORES: "sqlite postgres" (default) or one of them.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
+build=${CO_BUILD_DIR:-$src/build}
+coord="$build/coordinator/cacheout-coordinator"
+agent="$build/agent/cacheout-agent"
+passed=0
+failed=0
+for bin in "$coord" "$agent"; do
+    if [ ! -x "$bin" ]; then
+        echo "FAIL - chaos: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
+        echo "chaos: 0 passed, 1 failed"
+        exit 1
+    fi
+done
+# Checks that fail on main because of an open bug owned by other work, each named with the bug
+# (printed loudly as XFAIL when it fails, XPASS when a run did not hit it):
+# - platform: right after an agent's hello the coordinator cancels the attempts the agent holds
+#   that the store no longer gives it ("stale attempt") and at once assigns new jobs as if their
+#   cores were free; the agent, whose cancelled jobs are still ending, rejects them ("does not
+#   fit free capacity") and the buyer's job fails for good as sandbox_error on its first attempt
+#   (issue 12: reconciliation, and platform-side failures must not use up the buyer's attempts).
+# - outputs: on PostgreSQL, a job whose output arrives during a database outage ("cannot store
+#   job output ... the database system is shutting down") is stored as completed once the
+#   database is back (its result is retried) but its output chunk was dropped: the job is
+#   completed with an empty stdout (issue 12: exactly-once results, output sequence numbers).
+xfail=${CHAOS_XFAIL-platform,outputs}
+
+# shellcheck source=../lib/suite.sh
+. "$src/tests/lib/suite.sh"
+run_driver() {
+    local label=$1
+    shift
+    suite_pass "$label" timeout --kill-after=30 600 python3 "$here/chaos_test.py" \
+        --coordinator "$coord" --agent "$agent" --sql-dir "$src/sql" --label "$label" \
+        --duration "${CHAOS_SECONDS:-60}" --xfail "$xfail" ${CHAOS_SEED:+--seed "$CHAOS_SEED"} "$@"
+}
+
+stores=${CHAOS_STORES:-sqlite postgres}
+[[ " $stores " == *" sqlite "* ]] && run_driver sqlite
+
+# shellcheck source=../lib/pg.sh
+. "$src/tests/lib/pg.sh"
+if [[ " $stores " != *" postgres "* ]]; then
+    echo "NOTE - chaos: PostgreSQL run left out (CHAOS_STORES=$stores)"
+elif pg_start; then
+    run_driver postgres --pg-port "$PG_PORT" --pg-bin "$PG_BIN" --pg-dir "$PG_DIR" \
+        --pg-sh "$src/tests/lib/pg.sh"
+    pg_stop
+else
+    echo "FAIL - chaos: cannot start a PostgreSQL server (see above): the PostgreSQL run did NOT run"
+    failed=$((failed + 1))
+fi
+echo "chaos: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
