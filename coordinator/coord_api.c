@@ -738,7 +738,7 @@ h_job(struct coord_store *s, struct coord_req *r)
         return;
     }
     answer_job(r, 200, &j);
-    bool full = sees_full(r, j.buyer_id);
+    bool full = coord_api_sees_full(&r->principal, j.buyer_id);
     coord_job_release(&j);
     if (full) /* artifacts, like the output, are the buyer's and admins' */
         add_artifact_fields(s, r);
