@@ -1,5 +1,6 @@
 /* agent_config: settings of cacheout-agent (see agent_config.h). */
 #include "agent_config.h"
+#include "agent_artifacts.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -331,6 +332,12 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
                        err) != 0)
         goto fail;
     if (co_config_int("AGENT_JOB_PIDS", 256, 1, 1 << 22, &cfg->pids, err) != 0)
+        goto fail;
+    if (co_config_size("AGENT_MAX_ARTIFACT_BYTES", AGENT_ARTIFACT_BYTES_DEFAULT, 0,
+                       PROTO_ARTIFACT_BYTES_MAX, &cfg->max_artifact_bytes, err) != 0)
+        goto fail;
+    if (co_config_int("AGENT_MAX_ARTIFACT_FILES", AGENT_ARTIFACT_FILES_DEFAULT, 0,
+                      PROTO_ARTIFACT_FILES_MAX, &cfg->max_artifact_files, err) != 0)
         goto fail;
     if (co_config_bool("AGENT_BENCH_NO_SANDBOX", false, &cfg->bench_no_sandbox, err) != 0)
         goto fail;

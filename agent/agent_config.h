@@ -50,6 +50,8 @@ struct agent_config {
     bool exit_on_auth_error;     /* AGENT_EXIT_ON_AUTH_ERROR, default false */
     int64_t output_limit;        /* AGENT_OUTPUT_LIMIT bytes per stream, default 1 MiB */
     int64_t pids;                /* AGENT_JOB_PIDS, pids limit per job, default 256 */
+    int64_t max_artifact_bytes;  /* AGENT_MAX_ARTIFACT_BYTES per attempt, default 64 MiB */
+    int64_t max_artifact_files;  /* AGENT_MAX_ARTIFACT_FILES per attempt, default 1000 */
     bool bench_no_sandbox;       /* AGENT_BENCH_NO_SANDBOX: never run anything (benchmarks only) */
     enum co_log_level log_level; /* LOG_LEVEL, default INFO */
     char *log_file;              /* LOG_FILE, NULL when unset */

@@ -11,25 +11,29 @@
  * (accepted, rejected, heartbeat), then per job in turn job.started, job.output chunks, and
  * job.finished once the job's output is drained.
  *
- * Results.  The protocol has no acknowledgement of job.finished, and the coordinator settles an
- * attempt once, so a result is kept after it was written and forgotten only once the same
- * connection stayed up for a while afterwards (RESULT_CONFIRM_MS, or a heartbeat interval if
- * longer) or closed cleanly.  If the connection drops first, the job is listed as running in the
- * next hello and its job.finished is sent again after welcome.
+ * Results.  A finished attempt's job.finished is written to the results journal in the work
+ * root (agent_results.h) and kept, on disk and here, until the coordinator answers job.ack, which
+ * it sends once the result is stored.  Until then the attempt is listed as running in every hello
+ * and its job.finished is sent again after welcome, and every RESULT_RESEND_MS on the same
+ * connection.  A restarted agent loads the journal first, so a result survives kill -9.
  */
 #include "agent_core.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <libwebsockets.h>
 
 #include "agent_cap.h"
 #include "agent_job.h"
+#include "agent_artifacts.h"
 #include "agent_outq.h"
+#include "agent_results.h"
 #include "co_alloc.h"
 #include "co_buf.h"
 #include "co_log.h"
@@ -41,7 +45,10 @@
 #define TICK_MS 200
 /* A coordinator that does not answer hello with welcome in time is dropped and retried. */
 #define WELCOME_TIMEOUT_MS 30000
-#define RESULT_CONFIRM_MS 2000
+/* Attempts whose result was acknowledged, remembered so that a late assign of one is ignored. */
+#define ACKED_RING 256
+/* An unacknowledged result is sent again this often on the same connection. */
+#define RESULT_RESEND_MS 10000
 /* How long a stopping agent keeps trying to deliver results once its jobs are over. */
 #define DELIVER_AFTER_STOP_MS 15000
 /* A job thread's output push stops blocking this long after the job's own wall limit. */
@@ -73,6 +80,12 @@ struct job {
     bool thread_started;
     int64_t push_deadline_ms; /* job thread only: output pushes stop blocking after this */
 
+    /* Artifact frames (job.artifact, job.artifacts) from the job thread, under agent->mu. */
+    struct out_msg *art_head, *art_tail;
+    size_t art_bytes;
+    bool art_aborted;
+    pthread_cond_t art_cv;
+
     /* Under agent->mu. */
     bool started;
     char started_at[CO_ISO_LEN];
@@ -87,6 +100,7 @@ struct job {
     bool fin_written;
     uint64_t fin_gen;  /* connection generation the result was written on */
     int64_t fin_at_ms; /* when */
+    bool journaled;    /* the result is in the results journal (or could not be: logged) */
 };
 
 struct agent {
@@ -108,6 +122,9 @@ struct agent {
     struct out_msg *ctl_head, *ctl_tail;
     struct job *rr_next; /* round-robin position for output */
 
+    struct proto_job_ref acked[ACKED_RING]; /* service thread only: ring of acknowledged results */
+    size_t acked_next;
+
     pthread_mutex_t mu;
     struct job *jobs;
     struct agent_cap cap;
@@ -118,9 +135,10 @@ struct agent {
     int64_t grace_deadline_ms;
     int64_t deliver_deadline_ms; /* 0 until every job is over */
     bool exit_loop;
-    bool close_sent;      /* the clean close frame was asked for (logged once) */
-    int64_t hello_at_ms;  /* when hello was written */
-    bool drop_connection; /* close the connection at the next WRITEABLE (no welcome) */
+    bool close_sent;             /* the clean close frame was asked for (logged once) */
+    int64_t hello_at_ms;         /* when hello was written */
+    bool drop_connection;        /* close the connection at the next WRITEABLE (no welcome) */
+    bool test_kill_after_result; /* AGENT_TEST_KILL_AFTER_RESULT=1: SIGKILL after journaling */
     int exit_code;
 };
 
@@ -207,7 +225,127 @@ job_free(struct job *j)
     agent_outq_free(j->outq);
     sbx_cancel_free(j->cancel);
     agent_finished_release(&j->fin);
+    for (struct out_msg *f = j->art_head, *next; f; f = next) {
+        next = f->next;
+        free(f);
+    }
+    pthread_cond_destroy(&j->art_cv);
     free(j);
+}
+
+/* ---- artifacts: a bounded queue of frames from the job thread to the service thread ---- */
+
+/* Frames a job may have queued; its thread waits (back-pressure) above it. */
+#define AGENT_ARTQ_CAP (1024 * 1024)
+
+static void
+art_abort(struct job *j)
+{
+    pthread_mutex_lock(&j->agent->mu);
+    j->art_aborted = true;
+    pthread_cond_broadcast(&j->art_cv);
+    pthread_mutex_unlock(&j->agent->mu);
+}
+
+/* Queue @m (job thread); waits while the queue is full.  -1 when aborted or past the deadline. */
+static int
+art_push(struct job *j, const struct proto_msg *m)
+{
+    struct agent *a = j->agent;
+    struct out_msg *f = frame_new(m);
+    if (!f)
+        return -1;
+    int rc = 0;
+    pthread_mutex_lock(&a->mu);
+    while (j->art_bytes >= AGENT_ARTQ_CAP && !j->art_aborted) {
+        if (co_mono_ms() > j->push_deadline_ms) {
+            rc = -1;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&j->art_cv, &a->mu, &ts);
+    }
+    if (j->art_aborted)
+        rc = -1;
+    if (rc == 0) {
+        if (j->art_tail)
+            j->art_tail->next = f;
+        else
+            j->art_head = f;
+        j->art_tail = f;
+        j->art_bytes += f->len;
+        f = NULL;
+    }
+    pthread_mutex_unlock(&a->mu);
+    free(f);
+    if (rc == 0)
+        lws_cancel_service(a->ctx);
+    return rc;
+}
+
+/* The next artifact frame (service thread), or NULL. */
+static struct out_msg *
+art_pop(struct job *j)
+{
+    pthread_mutex_lock(&j->agent->mu);
+    struct out_msg *f = j->art_head;
+    if (f) {
+        j->art_head = f->next;
+        if (!j->art_head)
+            j->art_tail = NULL;
+        j->art_bytes -= f->len;
+        pthread_cond_broadcast(&j->art_cv);
+    }
+    pthread_mutex_unlock(&j->agent->mu);
+    return f;
+}
+
+static int
+art_emit(void *ud, const char *path, int64_t offset, const char *data, size_t len, bool eof)
+{
+    struct job *j = ud;
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ARTIFACT};
+    m.u.artifact.job = j->ref;
+    m.u.artifact.path = (char *)path;
+    m.u.artifact.offset = offset;
+    m.u.artifact.data = (char *)data;
+    m.u.artifact.data_len = len;
+    m.u.artifact.eof = eof;
+    return art_push(j, &m);
+}
+
+/* After the run: send what the job left under /work/out, then the summary (job thread). */
+static void
+send_artifacts(struct job *j, int work_fd)
+{
+    const struct agent_config *cfg = j->agent->cfg;
+    struct agent_art_limits lim = {.max_bytes = cfg->max_artifact_bytes,
+                                   .max_files = cfg->max_artifact_files};
+    struct agent_art_summary sum;
+    if (work_fd >= 0)
+        agent_artifacts_collect(work_fd, &lim, art_emit, j, &sum);
+    else
+        memset(&sum, 0, sizeof(sum));
+    if (sum.stopped)
+        return; /* cancelled or shut down: no summary, the attempt's artifacts stay incomplete */
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ARTIFACTS};
+    m.u.artifacts.job = j->ref;
+    m.u.artifacts.files = sum.files;
+    m.u.artifacts.bytes = sum.bytes;
+    m.u.artifacts.truncated = sum.truncated;
+    m.u.artifacts.skipped = sum.skipped;
+    m.u.artifacts.notes = sum.notes[0] ? sum.notes : NULL;
+    if (sum.files || sum.skipped || sum.truncated)
+        co_info("artifacts sent job=%s attempt=%" PRId64 " files=%" PRId64 " bytes=%" PRId64
+                " skipped=%" PRId64 " truncated=%d",
+                j->ref.job_id, j->ref.attempt, sum.files, sum.bytes, sum.skipped, sum.truncated);
+    art_push(j, &m);
 }
 
 static void
@@ -219,6 +357,7 @@ job_cancel(struct job *j, const char *why)
     co_info("job cancel job=%s attempt=%" PRId64 " reason=\"%s\"", j->ref.job_id, j->ref.attempt,
             why);
     agent_outq_abort(j->outq);
+    art_abort(j);
     if (j->cancel)
         sbx_cancel(j->cancel);
 }
@@ -283,6 +422,7 @@ job_thread(void *arg)
         co_error("job sandbox failed job=%s attempt=%" PRId64 " error=\"%s\"", j->ref.job_id,
                  j->ref.attempt, err.msg);
     agent_finished_from_result(&j->ref, &res, &fin);
+    send_artifacts(j, res.has_work_fd ? res.work_fd : -1);
     co_info("job finished job=%s attempt=%" PRId64 " status=%s exit_code=%d wall_ms=%" PRId64
             " cpu_ms=%" PRId64 " memory_peak_kb=%" PRId64,
             j->ref.job_id, j->ref.attempt, proto_run_status_name(fin.status), res.exit_code,
@@ -295,16 +435,36 @@ job_thread(void *arg)
 
 /* ---- capacity, reaping ---- */
 
-/* Join finished job threads, give back their capacity, forget confirmed results. */
+/*
+ * Keep a finished attempt's result in the journal before it is sent (not in benchmark mode,
+ * whose results are fake and whose figures must not include an fsync per job).
+ */
+static void
+job_journal_result(struct agent *a, struct job *j)
+{
+    j->journaled = true;
+    if (a->cfg->bench_no_sandbox)
+        return;
+    co_err err = CO_ERR_INIT;
+    /* The job thread was joined: j->fin is this thread's alone now. */
+    int rc = agent_results_save(a->cfg->work_root, &j->fin, &err);
+    if (rc == 0 && a->test_kill_after_result) {
+        /* Test hook: a crash after the job finished, before its result was sent or acked. */
+        co_warn("AGENT_TEST_KILL_AFTER_RESULT: killing this agent after journaling job=%s",
+                j->ref.job_id);
+        kill(getpid(), SIGKILL);
+    }
+    if (rc != 0)
+        co_error("result not journaled (it is kept in memory only) job=%s attempt=%" PRId64
+                 " error=\"%s\"",
+                 j->ref.job_id, j->ref.attempt, err.msg);
+}
+
+/* Join finished job threads, give back their capacity, journal their results. */
 static void
 reap_jobs(struct agent *a)
 {
-    int64_t now = co_mono_ms();
-    int64_t confirm_ms =
-        a->hb_interval_ms > RESULT_CONFIRM_MS ? a->hb_interval_ms : RESULT_CONFIRM_MS;
-    struct job **pp = &a->jobs;
-    while (*pp) {
-        struct job *j = *pp;
+    for (struct job *j = a->jobs; j; j = j->next) {
         pthread_mutex_lock(&a->mu);
         bool done = j->done;
         pthread_mutex_unlock(&a->mu);
@@ -314,17 +474,55 @@ reap_jobs(struct agent *a)
             j->reaped = true;
             agent_cap_put(&a->cap, j->assign.required_cores, j->assign.required_ram_mb);
         }
-        bool confirmed = j->reaped && j->fin_written && a->state == CONN_READY &&
-                         j->fin_gen == a->gen && now - j->fin_at_ms >= confirm_ms;
-        if (confirmed) {
-            *pp = j->next;
-            if (a->rr_next == j)
-                a->rr_next = NULL;
-            job_free(j);
-            continue;
-        }
-        pp = &j->next;
+        if (j->reaped && !j->journaled)
+            job_journal_result(a, j);
     }
+}
+
+/* job.ack: the coordinator stored the result of @ref; forget it, on disk and here. */
+static void
+job_result_acked(struct agent *a, const struct proto_job_ref *ref)
+{
+    for (struct job **pp = &a->jobs; *pp; pp = &(*pp)->next) {
+        struct job *j = *pp;
+        if (strcmp(j->ref.job_id, ref->job_id) != 0 || j->ref.attempt != ref->attempt)
+            continue;
+        if (!j->reaped || !j->fin_written)
+            return; /* not a result we sent: ignore */
+        if (!a->cfg->bench_no_sandbox)
+            agent_results_forget(a->cfg->work_root, &j->ref);
+        co_debug("result acknowledged job=%s attempt=%" PRId64, j->ref.job_id, j->ref.attempt);
+        a->acked[a->acked_next++ % ACKED_RING] = j->ref;
+        *pp = j->next;
+        if (a->rr_next == j)
+            a->rr_next = NULL;
+        job_free(j);
+        return;
+    }
+}
+
+/* At start: every result of the journal becomes a finished attempt to list and send again. */
+static void
+job_from_journal(void *ud, struct proto_job_finished *fin)
+{
+    struct agent *a = ud;
+    if (job_find(a, fin->job.job_id, fin->job.attempt)) {
+        agent_finished_release(fin);
+        return;
+    }
+    struct job *j = co_xcalloc(1, sizeof(*j));
+    j->agent = a;
+    j->ref = fin->job;
+    j->fin = *fin;
+    memset(fin, 0, sizeof(*fin));
+    j->outq = agent_outq_new(AGENT_OUTQ_CAP, wake_loop, a);
+    agent_outq_close(j->outq);
+    j->started = j->started_sent = true; /* its job.started is not sent again */
+    j->done = j->reaped = j->journaled = true;
+    j->next = a->jobs;
+    a->jobs = j;
+    co_info("unacknowledged result loaded job=%s attempt=%" PRId64 " status=%s", j->ref.job_id,
+            j->ref.attempt, proto_run_status_name(j->fin.status));
 }
 
 /* ---- messages in ---- */
@@ -342,6 +540,18 @@ send_ack(struct agent *a, enum proto_msg_type type, const struct proto_job_ref *
     ctl_push(a, &m);
 }
 
+/* True if a result of @ref's job at @ref's attempt or later was acknowledged recently. */
+static bool
+job_acked_since(const struct agent *a, const struct proto_job_ref *ref)
+{
+    for (size_t i = 0; i < ACKED_RING; i++) {
+        const struct proto_job_ref *r = &a->acked[i];
+        if (r->attempt >= ref->attempt && strcmp(r->job_id, ref->job_id) == 0)
+            return true;
+    }
+    return false;
+}
+
 static void
 handle_assign(struct agent *a, struct proto_msg *m)
 {
@@ -350,7 +560,7 @@ handle_assign(struct agent *a, struct proto_msg *m)
     char reason[PROTO_REASON_MAX];
 
     struct job *same = job_find(a, ref->job_id, ref->attempt);
-    if (same) {
+    if (same || job_acked_since(a, ref)) {
         co_info("job assign ignored (duplicate) job=%s attempt=%" PRId64, ref->job_id,
                 ref->attempt);
         return;
@@ -418,6 +628,7 @@ handle_assign(struct agent *a, struct proto_msg *m)
     j->argv = argv;
     j->cancel = cancel;
     j->outq = agent_outq_new(AGENT_OUTQ_CAP, wake_loop, a);
+    pthread_cond_init(&j->art_cv, NULL);
     agent_cap_take(&a->cap, j->assign.required_cores, j->assign.required_ram_mb);
     j->next = a->jobs;
     a->jobs = j;
@@ -481,6 +692,9 @@ handle_message(struct agent *a, const char *buf, size_t len)
     case PROTO_MSG_JOB_ASSIGN:
         if (a->state == CONN_READY || a->state == CONN_CLOSING)
             handle_assign(a, &m);
+        break;
+    case PROTO_MSG_JOB_ACK:
+        job_result_acked(a, &m.u.ack.job);
         break;
     case PROTO_MSG_JOB_CANCEL: {
         struct job *j = job_find(a, m.u.cancel.job.job_id, m.u.cancel.job.attempt);
@@ -591,7 +805,16 @@ write_job(struct agent *a, struct job *j)
         free(data);
         return rc == 0 ? 1 : -1;
     }
-    if (done && j->reaped && !j->fin_written && agent_outq_drained(j->outq)) {
+    struct out_msg *af = art_pop(j);
+    if (af) {
+        int rc = write_frame(a, af);
+        free(af);
+        return rc == 0 ? 1 : -1;
+    }
+    /* No job.ack for a while on this connection: send the result again. */
+    if (j->fin_written && j->fin_gen == a->gen && co_mono_ms() - j->fin_at_ms >= RESULT_RESEND_MS)
+        j->fin_written = false;
+    if (done && j->reaped && j->journaled && !j->fin_written && agent_outq_drained(j->outq)) {
         struct proto_msg m = {.type = PROTO_MSG_JOB_FINISHED};
         pthread_mutex_lock(&a->mu);
         m.u.finished = j->fin;
@@ -1029,6 +1252,8 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
     pthread_mutex_init(&a->mu, NULL);
     co_buf_init(&a->rx);
     agent_cap_init(&a->cap, cfg->cores, cfg->ram_mb);
+    const char *kill_hook = getenv("AGENT_TEST_KILL_AFTER_RESULT");
+    a->test_kill_after_result = kill_hook && strcmp(kill_hook, "1") == 0;
     a->hb_interval_ms = 10000;
     a->retry = (lws_retry_bo_t){
         .retry_ms_table = backoff_ms,
@@ -1071,6 +1296,10 @@ agent_run(struct agent *a, volatile sig_atomic_t *stop)
     co_info("agent starting worker_id=%s owner_id=%s cores=%" PRId64 " ram_mb=%" PRId64
             " coordinator=%s",
             a->cfg->worker_id, a->cfg->owner_id, a->cfg->cores, a->cfg->ram_mb, a->cfg->url);
+    co_err err = CO_ERR_INIT;
+    if (!a->cfg->bench_no_sandbox &&
+        agent_results_load(a->cfg->work_root, job_from_journal, a, &err) != 0)
+        co_error("results journal unreadable error=\"%s\"", err.msg);
     lws_sul_schedule(a->ctx, 0, &a->sul_connect, connect_cb, 1);
     lws_sul_schedule(a->ctx, 0, &a->sul_tick, tick_cb, TICK_MS * LWS_US_PER_MS);
     while (!a->exit_loop) {

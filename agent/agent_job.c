@@ -207,6 +207,45 @@ agent_job_root_prepare(const char *work_root, co_err *err)
     return 0;
 }
 
+/* True if @l has a file at @path. */
+static bool
+input_has(const struct proto_file_list *l, const char *path)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        if (strcmp(l->items[i].path, path) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * The sandbox's list of work files: the code file (unless code is empty and an input file takes
+ * its place), params.json, then the input files of a->files, written by the sandbox's init from
+ * memory (O_EXCL|O_NOFOLLOW, before the job runs).
+ */
+static int
+stage_input_files(const struct proto_job_assign *a, struct agent_job_files *out, co_err *err)
+{
+    const char *reserved[] = {AGENT_PARAMS_FILE, a->code && a->code[0] ? a->code_file : NULL, NULL};
+    if (proto_files_parse(a->files, reserved, &out->input, err) != 0)
+        return co_err_wrap(err, "bad files");
+    out->files = co_xcalloc(out->input.len + 2, sizeof(*out->files));
+    /* files[0].name borrows code_path's tail, owned by us. */
+    const char *code_name = out->code_path + strlen(out->dir) + 1;
+    if (!input_has(&out->input, code_name))
+        out->files[out->n_files++] =
+            (struct sbx_file){.name = code_name, .host_path = out->code_path};
+    if (out->params_path)
+        out->files[out->n_files++] =
+            (struct sbx_file){.name = AGENT_PARAMS_FILE, .host_path = out->params_path};
+    for (size_t i = 0; i < out->input.len; i++) {
+        const struct proto_file *f = &out->input.items[i];
+        out->files[out->n_files++] =
+            (struct sbx_file){.name = f->path, .data = f->data, .len = f->len};
+    }
+    return 0;
+}
+
 int
 agent_job_files_stage(const char *work_root, const struct proto_job_assign *a,
                       struct agent_job_files *out, co_err *err)
@@ -248,15 +287,8 @@ agent_job_files_stage(const char *work_root, const struct proto_job_assign *a,
     const char *code = a->code ? a->code : "";
     if (write_file(out->code_path, code, strlen(code), err) != 0)
         goto fail;
-
-    out->files[0] = (struct sbx_file){.name = a->code_file, .host_path = out->code_path};
-    out->n_files = 1;
-    if (out->params_path) {
-        out->files[1] = (struct sbx_file){.name = AGENT_PARAMS_FILE, .host_path = out->params_path};
-        out->n_files = 2;
-    }
-    /* files[0].name borrows a->code_file: keep a copy owned by us via code_path's tail. */
-    out->files[0].name = out->code_path + strlen(out->dir) + 1;
+    if (stage_input_files(a, out, err) != 0)
+        goto fail;
     return 0;
 
 fail:
@@ -272,6 +304,8 @@ agent_job_files_release(struct agent_job_files *f)
     free(f->dir);
     free(f->code_path);
     free(f->params_path);
+    free(f->files);
+    proto_file_list_release(&f->input);
     memset(f, 0, sizeof(*f));
 }
 
@@ -292,6 +326,11 @@ agent_job_spec(const struct proto_job_assign *a, char *const *argv,
         spec->output_limit = output_limit;
     if (pids > 0)
         spec->pids = pids;
+    spec->keep_work = true; /* artifacts are read from /work/out after the run */
+    /* /work holds the input files and the artifacts; its pages count against the job's memory
+     * anyway, so it may be as large as the job's RAM (never below the sandbox default). */
+    if (spec->memory_bytes > spec->work_bytes)
+        spec->work_bytes = spec->memory_bytes;
 }
 
 int

@@ -12,6 +12,7 @@
 
 #include "co_err.h"
 #include "proto_agent.h"
+#include "proto_files.h"
 #include "sbx.h"
 
 #define AGENT_PARAMS_FILE "params.json"
@@ -36,10 +37,12 @@ void agent_finished_release(struct proto_job_finished *f);
 
 /** The files of a staged job: a private host folder holding the code file and params.json. */
 struct agent_job_files {
-    char *dir;                /* <work_root>/jobs/<job_id>.<attempt>, owned */
-    char *code_path;          /* dir + "/" + code_file, owned */
-    char *params_path;        /* dir + "/params.json", owned; NULL when code_file is params.json */
-    struct sbx_file files[2]; /* names/host_path point into this struct */
+    char *dir;         /* <work_root>/jobs/<job_id>.<attempt>, owned */
+    char *code_path;   /* dir + "/" + code_file, owned */
+    char *params_path; /* dir + "/params.json", owned; NULL when code_file is params.json */
+    struct proto_file_list input; /* the job's input files (proto_files.h), decoded, owned */
+    struct sbx_file *files;       /* code, params.json, then @input; names/data point into this
+                                     struct; owned array */
     size_t n_files;
 };
 

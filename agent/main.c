@@ -75,6 +75,10 @@ usage(FILE *f)
         "  --output-limit SIZE  [AGENT_OUTPUT_LIMIT] output kept per stream and job (1M, 64K..);\n"
         "                       default: 1M\n"
         "  --job-pids N         [AGENT_JOB_PIDS] process limit per job; default: 256\n"
+        "  --max-artifact-bytes SIZE [AGENT_MAX_ARTIFACT_BYTES] bytes of /work/out sent back\n"
+        "                       per attempt (the cap holds while reading); default: 64M\n"
+        "  --max-artifact-files N [AGENT_MAX_ARTIFACT_FILES] files of /work/out sent back per\n"
+        "                       attempt; default: 1000\n"
         "  --log-level LEVEL    [LOG_LEVEL] DEBUG, INFO, WARNING or ERROR; default: INFO\n"
         "  --log-file PATH      [LOG_FILE] also log to this file\n"
         "  --env-file PATH      read this file instead of ./.env (it must exist)\n"
@@ -115,6 +119,8 @@ enum {
     OPT_EXIT_AUTH,
     OPT_OUTPUT_LIMIT,
     OPT_JOB_PIDS,
+    OPT_MAX_ART_BYTES,
+    OPT_MAX_ART_FILES,
     OPT_LOG_LEVEL,
     OPT_LOG_FILE,
     OPT_ENV_FILE,
@@ -139,6 +145,8 @@ static const struct option long_opts[] = {
     {"exit-on-auth-error", no_argument, NULL, OPT_EXIT_AUTH},
     {"output-limit", required_argument, NULL, OPT_OUTPUT_LIMIT},
     {"job-pids", required_argument, NULL, OPT_JOB_PIDS},
+    {"max-artifact-bytes", required_argument, NULL, OPT_MAX_ART_BYTES},
+    {"max-artifact-files", required_argument, NULL, OPT_MAX_ART_FILES},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-file", required_argument, NULL, OPT_LOG_FILE},
     {"env-file", required_argument, NULL, OPT_ENV_FILE},
@@ -179,6 +187,10 @@ opt_env(int opt)
         return "AGENT_OUTPUT_LIMIT";
     case OPT_JOB_PIDS:
         return "AGENT_JOB_PIDS";
+    case OPT_MAX_ART_BYTES:
+        return "AGENT_MAX_ARTIFACT_BYTES";
+    case OPT_MAX_ART_FILES:
+        return "AGENT_MAX_ARTIFACT_FILES";
     case OPT_LOG_LEVEL:
         return "LOG_LEVEL";
     case OPT_LOG_FILE:

@@ -8,6 +8,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_artifact.h"
 #include "coord_ws_common.h"
 #include "coord_server.h"
 #include "proto_job.h"
@@ -73,6 +74,9 @@ hub_destroy(struct coord_agents *hub)
     co_info("agent writes stored writes=%llu items=%llu transactions=%llu undone=%llu",
             (unsigned long long)hub->batched_ops, (unsigned long long)hub->batches,
             (unsigned long long)hub->batch_txs, (unsigned long long)hub->batch_undone);
+    co_info("agent results output_duplicates=%llu output_gaps=%llu assigns_resent=%llu",
+            (unsigned long long)hub->output_duplicates, (unsigned long long)hub->output_gaps,
+            (unsigned long long)hub->assigns_resent);
     coord_sched_free(hub->sched);
     hub->sched = NULL;
     coord_lease_free(hub->lease);
@@ -512,6 +516,8 @@ agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attemp
     j->ram_mb = ram_mb;
     j->state = st;
     j->since_ms = co_mono_ms();
+    /* A fresh assignment starts at seq 0; an attempt taken over at hello continues its own. */
+    j->out_next_seq = st == AJ_CLAIMING || st == AJ_ASSIGNED ? 0 : -1;
     s->free_cores -= cores;
     s->free_ram_mb -= ram_mb;
     ix_add(s->hub, job->job_id, s);
@@ -652,6 +658,7 @@ agent_sess_send_assign(struct agent_sess *s, const struct coord_job *job)
     a->required_cores = job->required_cores;
     a->required_ram_mb = job->required_ram_mb;
     a->timeout_seconds = job->timeout_seconds;
+    a->files = job->files;
     size_t len = 0;
     co_autofree char *text = proto_msg_encode(&m, &len);
     if (!text) {
@@ -684,6 +691,20 @@ struct offline_item {
     bool stamp; /* renew the lease first: the agent was heard from until now */
     int rc;
 };
+
+/*
+ * job.ack: the result of (@job_id, @attempt) is stored, or was a duplicate or stale: the agent
+ * may forget it (PROTOCOL.md "Results are kept until acknowledged").  Sent only after the
+ * result's transaction committed.
+ */
+static void
+sess_send_result_ack(struct agent_sess *s, const char *job_id, int attempt)
+{
+    struct proto_msg m = {.type = PROTO_MSG_JOB_ACK};
+    co_strlcpy(m.u.ack.job.job_id, job_id, sizeof(m.u.ack.job.job_id));
+    m.u.ack.job.attempt = attempt;
+    sess_send(s, &m);
+}
 
 static void
 offline_work(struct coord_store *store, void *arg)
@@ -736,6 +757,7 @@ struct hello_item {
     struct coord_job *active; /* assigned/running jobs of the worker in the store */
     size_t n_active;
     bool *released; /* per active job: the agent does not hold it, it went back to the queue */
+    bool *resend;   /* per active job: assigned, never reported: job.assign again, same attempt */
     bool *zombie;   /* per running ref: not a current attempt of this worker, cancel it */
 };
 
@@ -762,6 +784,39 @@ hello_key(struct coord_store *store, const char *key_hash, const char *declared_
         return co_err_field(err, CO_E_FORBIDDEN, "owner_id",
                             "owner_id '%s' is not the key's user '%s'", declared_owner, p->user_id);
     return 0;
+}
+
+/*
+ * An active job the agent did not list in its hello: if it is still `assigned` (the agent never
+ * reported it started), the job.assign was lost and is sent again after the welcome on the same
+ * attempt, without using one up.  Loads the job with its code into it->active[@i].  Returns 1 when
+ * it is to be re-sent, 0 when not (the caller releases it), -1 with it->rc/err set when the store
+ * failed (the hello is refused and retried).
+ */
+static int
+hello_resend_assign(struct coord_store *store, struct hello_item *it, size_t i)
+{
+    struct coord_job *j = &it->active[i];
+    if (j->status != COORD_JOB_ASSIGNED)
+        return 0;
+    struct coord_job full;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_job_get(store, j->job_id, true, &full, &err) < 0) {
+        if (err.code == CO_E_NOTFOUND)
+            return 0;
+        it->rc = -1;
+        co_err_set(&it->err, err.code, "load job '%s': %s", j->job_id, err.msg);
+        return -1;
+    }
+    if (full.status != COORD_JOB_ASSIGNED || full.attempts != j->attempts ||
+        strcmp(full.assigned_worker, it->w.worker_id) != 0) {
+        coord_job_release(&full);
+        return 0;
+    }
+    coord_job_release(j);
+    *j = full;
+    it->resend[i] = true;
+    return 1;
 }
 
 static void
@@ -792,6 +847,7 @@ hello_work(struct coord_store *store, void *arg)
         free(l.items); /* the rows moved into it->active */
     }
     it->released = co_xcalloc(it->n_active + 1, sizeof(bool));
+    it->resend = co_xcalloc(it->n_active + 1, sizeof(bool));
     it->zombie = co_xcalloc(it->n_running + 1, sizeof(bool));
     for (size_t i = 0; i < it->n_active; i++) {
         struct coord_job *j = &it->active[i];
@@ -802,6 +858,11 @@ hello_work(struct coord_store *store, void *arg)
                 held = true;
         }
         if (held)
+            continue;
+        int r = hello_resend_assign(store, it, i);
+        if (r < 0)
+            return;
+        if (r > 0)
             continue;
         /*
          * The agent does not run it (it never got it, or lost it, e.g. it was restarted): that
@@ -853,6 +914,7 @@ hello_item_free(struct hello_item *it)
         coord_job_release(&it->active[i]);
     free(it->active);
     free(it->released);
+    free(it->resend);
     free(it->zombie);
     free(it->running);
     free(it);
@@ -971,6 +1033,16 @@ hello_done(void *arg)
         if (it->released[i]) {
             agent_hub_publish(hub, COORD_EVENT_JOB, j->job_id);
             released++;
+            continue;
+        }
+        if (it->resend[i]) {
+            /* Never reported by the agent: the assignment was lost; same attempt again. */
+            agent_sess_add_job(s, j, j->attempts, AJ_ASSIGNED);
+            if (agent_sess_send_assign(s, j) == 0) {
+                hub->assigns_resent++;
+                co_info("job.assign sent again job=%s attempt=%d worker=%s", j->job_id, j->attempts,
+                        s->worker_id);
+            }
             continue;
         }
         enum agent_job_state st = j->status == COORD_JOB_RUNNING ? AJ_RUNNING : AJ_ACCEPTED;
@@ -1139,6 +1211,13 @@ struct job_item {
     int stream;
     char *data;
     size_t len;
+    /* job.artifact (data, len above) and job.artifacts */
+    char *path;
+    int64_t offset;
+    bool eof;
+    struct coord_artifact_set set;
+    int64_t max_bytes; /* MAX_ARTIFACT_BYTES (artifact items) */
+    char *notes;
 };
 
 static struct job_item *
@@ -1151,6 +1230,7 @@ job_item_new(struct agent_sess *s, const struct proto_job_ref *ref)
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
     co_strlcpy(it->owner_id, s->owner_id, sizeof(it->owner_id));
     it->attempt = (int)ref->attempt;
+    it->max_bytes = s->hub->cfg->max_artifact_bytes;
     return it;
 }
 
@@ -1159,6 +1239,8 @@ job_item_free(struct job_item *it)
 {
     agent_sess_unref(it->s);
     free(it->data);
+    free(it->path);
+    free(it->notes);
     free(it);
 }
 
@@ -1232,6 +1314,97 @@ output_done(void *arg)
     struct job_item *it = arg;
     agent_hub_complete(it->s->hub);
     job_item_free(it);
+}
+
+/* ---- artifacts: stored in order on the job's write lane, before its job.finished ---- */
+
+static struct agent_job *sess_current(struct agent_sess *s, const struct proto_job_ref *ref,
+                                      const char *what);
+
+static void
+artifact_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    bool capped = false;
+    it->rc = coord_store_artifact_append(store, it->job_id, it->worker_id, it->attempt, it->path,
+                                         it->offset, it->data, it->len, it->eof, it->max_bytes,
+                                         &capped, &it->err);
+    if (capped)
+        co_debug("artifact chunk over MAX_ARTIFACT_BYTES cut off job=%s attempt=%d path=\"%s\"",
+                 it->job_id, it->attempt, it->path);
+    if (it->rc < 0)
+        co_warn("artifact chunk not stored job=%s attempt=%d path=\"%s\" error=\"%s\"", it->job_id,
+                it->attempt, it->path, it->err.msg);
+}
+
+static void
+artifact_done(void *arg)
+{
+    struct job_item *it = arg;
+    struct agent_sess *s = it->s;
+    s->art_pending -= it->len;
+    if (s->rx_paused && s->art_pending < COORD_ARTIFACT_PENDING_MAX / 2) {
+        s->rx_paused = false;
+        if (s->wsi)
+            lws_rx_flow_control(s->wsi, 1);
+    }
+    agent_hub_complete(s->hub);
+    job_item_free(it);
+}
+
+static void
+artifacts_work(struct coord_store *store, void *arg)
+{
+    struct job_item *it = arg;
+    it->set.notes = it->notes;
+    it->rc = coord_store_artifact_finish(store, it->job_id, it->worker_id, it->attempt, &it->set,
+                                         it->max_bytes, &it->err);
+    if (it->rc < 0)
+        co_warn("artifact summary not stored job=%s attempt=%d error=\"%s\"", it->job_id,
+                it->attempt, it->err.msg);
+}
+
+static void
+artifacts_done(void *arg)
+{
+    struct job_item *it = arg;
+    if (agent_hub_complete(it->s->hub) && it->rc == 0)
+        agent_hub_publish(it->s->hub, COORD_EVENT_JOB, it->job_id);
+    job_item_free(it);
+}
+
+static void
+sess_on_artifact(struct agent_sess *s, struct proto_msg *m)
+{
+    struct job_item *it;
+    if (m->type == PROTO_MSG_JOB_ARTIFACT) {
+        struct proto_job_artifact *a = &m->u.artifact;
+        if (!sess_current(s, &a->job, "job.artifact"))
+            return;
+        it = job_item_new(s, &a->job);
+        it->path = co_steal(&a->path);
+        it->offset = a->offset;
+        it->eof = a->eof;
+        it->data = co_steal(&a->data);
+        it->len = a->data_len;
+        s->art_pending += it->len;
+        if (!s->rx_paused && s->art_pending > COORD_ARTIFACT_PENDING_MAX && s->wsi) {
+            s->rx_paused = true;
+            lws_rx_flow_control(s->wsi, 0);
+        }
+        job_item_submit(it, artifact_work, artifact_done);
+        return;
+    }
+    struct proto_job_artifacts *a = &m->u.artifacts;
+    if (!sess_current(s, &a->job, "job.artifacts"))
+        return;
+    it = job_item_new(s, &a->job);
+    it->set.files = a->files;
+    it->set.bytes = a->bytes;
+    it->set.skipped = a->skipped;
+    it->set.truncated = a->truncated;
+    it->notes = co_steal(&a->notes);
+    job_item_submit(it, artifacts_work, artifacts_done);
 }
 
 static void finish_submit(struct job_item *it);
@@ -1311,6 +1484,9 @@ finish_done(void *arg)
     struct agent_job *j = agent_sess_find(s, it->job_id);
     if (j && j->attempt == it->attempt)
         agent_sess_remove_job(s, it->job_id);
+    /* Stored (committed), or refused for good (stale, unknown): the agent may forget it. */
+    if (it->rc == 0 || it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND)
+        sess_send_result_ack(s, it->job_id, it->attempt);
     if (it->rc == 0 && it->changed)
         agent_quarantine_note(s, it);
     if (it->rc == 0) {
@@ -1405,6 +1581,28 @@ sess_current(struct agent_sess *s, const struct proto_job_ref *ref, const char *
     return NULL;
 }
 
+/*
+ * The job.output sequence check of one attempt: false for a chunk already received (a duplicate:
+ * dropped); a gap is logged and counted, and the chunk kept.
+ */
+static bool
+sess_output_seq_ok(struct agent_sess *s, struct agent_job *j, int64_t seq)
+{
+    if (j->out_next_seq >= 0 && seq < j->out_next_seq) {
+        co_debug("duplicate job.output dropped job=%s attempt=%d seq=%lld expected=%lld", j->job_id,
+                 j->attempt, (long long)seq, (long long)j->out_next_seq);
+        s->hub->output_duplicates++;
+        return false;
+    }
+    if (j->out_next_seq >= 0 && seq > j->out_next_seq) {
+        co_warn("gap in job.output job=%s attempt=%d worker=%s seq=%lld expected=%lld", j->job_id,
+                j->attempt, s->worker_id, (long long)seq, (long long)j->out_next_seq);
+        s->hub->output_gaps++;
+    }
+    j->out_next_seq = seq + 1;
+    return true;
+}
+
 static void
 sess_on_job(struct agent_sess *s, struct proto_msg *m)
 {
@@ -1449,7 +1647,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
     case PROTO_MSG_JOB_OUTPUT: {
         struct proto_job_output *o = &m->u.output;
         j = sess_current(s, &o->job, "job.output");
-        if (!j)
+        if (!j || !sess_output_seq_ok(s, j, o->seq))
             return;
         int stream = o->stream == PROTO_STREAM_STDERR ? 2 : 1;
         uint64_t offset = j->out_bytes[stream - 1];
@@ -1473,6 +1671,10 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         job_item_submit(it, output_work, output_done);
         return;
     }
+    case PROTO_MSG_JOB_ARTIFACT:
+    case PROTO_MSG_JOB_ARTIFACTS:
+        sess_on_artifact(s, m);
+        return;
     case PROTO_MSG_JOB_FINISHED:
         j = agent_sess_find(s, m->u.finished.job.job_id);
         if (!j || j->attempt != m->u.finished.job.attempt) {
@@ -1480,6 +1682,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
             co_debug("job.finished of a stale or settled attempt ignored job=%s attempt=%lld",
                      m->u.finished.job.job_id, (long long)m->u.finished.job.attempt);
             s->hub->stale_dropped++;
+            sess_send_result_ack(s, m->u.finished.job.job_id, (int)m->u.finished.job.attempt);
             return;
         }
         if (j->finishing)
@@ -1522,6 +1725,8 @@ sess_handle(struct agent_sess *s, struct proto_msg *m)
     case PROTO_MSG_JOB_STARTED:
     case PROTO_MSG_JOB_OUTPUT:
     case PROTO_MSG_JOB_FINISHED:
+    case PROTO_MSG_JOB_ARTIFACT:
+    case PROTO_MSG_JOB_ARTIFACTS:
         if (s->state == AS_HELLO_DB) {
             /* Keep it until the worker's jobs are known (the welcome). */
             if (s->n_parked >= AGENT_PARK_MAX) {

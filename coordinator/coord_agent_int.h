@@ -52,6 +52,7 @@ struct agent_job {
     int64_t since_ms;      /* monotonic: when it entered its state */
     bool finishing;        /* a job.finished is being stored */
     uint64_t out_bytes[2]; /* output received per stream (stdout, stderr) for this attempt */
+    int64_t out_next_seq;  /* the job.output seq expected next; -1: not known yet (reconnect) */
 };
 
 enum agent_sess_state {
@@ -103,7 +104,14 @@ struct agent_sess {
     bool blocked;             /* scheduler pass scratch: reserved for a larger job */
     struct proto_msg *parked; /* job messages received while the hello was being stored */
     size_t n_parked;
+    /* Artifacts: chunk bytes waiting for the database; reading is paused above the cap. */
+    size_t art_pending;
+    bool rx_paused;
 };
+
+/* Bytes of artifact chunks an agent may have waiting for the database before its connection
+ * stops being read (lws_rx_flow_control); reading resumes below half of it. */
+#define COORD_ARTIFACT_PENDING_MAX (8 * 1024 * 1024)
 
 struct coord_sched;
 struct coord_lease;
@@ -177,7 +185,10 @@ struct coord_agents {
     int64_t heartbeat_ms;
     struct agent_output_sub *out_subs;
     size_t n_out_subs;
-    uint64_t stale_dropped; /* messages of a stale attempt that were ignored */
+    uint64_t stale_dropped;     /* messages of a stale attempt that were ignored */
+    uint64_t output_duplicates; /* job.output chunks dropped as already received (seq) */
+    uint64_t output_gaps;       /* job.output chunks that came after a missing seq */
+    uint64_t assigns_resent;    /* job.assign sent again at hello on the same attempt */
     /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
     struct agent_wlane wl[AGENT_WLANES];
     uint64_t batches, batched_ops;

@@ -17,6 +17,10 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "co_jsonw.h"
+#include "coord_artifact.h"
+#include "proto_files.h"
+#include "coord_idem.h"
+#include "coord_retention.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -68,6 +72,11 @@ static const struct route_def routes[] = {
     {"/keys/", "", DELETE, COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false, false, false, W},
     {"/me", NULL, GET, COORD_R_ME, COORD_AUTH_ANY, false, false, false, R},
     {"/audit", NULL, GET, COORD_R_AUDIT, COORD_AUTH_ADMIN, false, false, false, R},
+    {"/debug/retention", NULL, POST, COORD_R_DEBUG_RETENTION, COORD_AUTH_ADMIN, false, true, false,
+     W},
+    {"/jobs/", "/artifacts", GET, COORD_R_JOB_ARTIFACTS, COORD_AUTH_BUY, false, false, false, R},
+    {"/jobs/", "/artifacts.tar.gz", GET, COORD_R_JOB_ARTIFACTS_TGZ, COORD_AUTH_BUY, false, false,
+     false, R},
 };
 
 #undef GET
@@ -76,6 +85,36 @@ static const struct route_def routes[] = {
 #undef DELETE
 #undef R
 #undef W
+
+/* /jobs/{id}/artifacts/{path}: the one route whose tail has slashes (checked in the handler). */
+static int
+route_artifact(int method, const char *p, size_t plen, char id[CO_ID_MAX + 1],
+               struct coord_route_info *ri)
+{
+    static const char mid[] = "/artifacts/";
+    if (plen <= 6 || strncmp(p, "/jobs/", 6) != 0)
+        return 404;
+    const char *idp = p + 6;
+    const char *slash = memchr(idp, '/', plen - 6);
+    if (!slash || (size_t)(slash - idp) > CO_ID_MAX || strncmp(slash, mid, sizeof(mid) - 1) != 0 ||
+        slash + sizeof(mid) - 1 >= p + plen)
+        return 404;
+    char tmp[CO_ID_MAX + 1];
+    memcpy(tmp, idp, (size_t)(slash - idp));
+    tmp[slash - idp] = '\0';
+    if (!co_id_valid(tmp))
+        return 404;
+    if (method != LWSHUMETH_GET)
+        return 405;
+    memcpy(id, tmp, sizeof(tmp));
+    ri->route = COORD_R_JOB_ARTIFACT;
+    ri->auth = COORD_AUTH_BUY; /* and the job's buyer or an admin (handler) */
+    ri->self_or_admin = false;
+    ri->body = false;
+    ri->body_optional = false;
+    ri->lane = COORD_DB_READ;
+    return 0;
+}
 
 int
 coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool self_or_admin,
@@ -170,7 +209,9 @@ coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1], struct coo
         ri->lane = d->lane;
         return 0;
     }
-    return path_matched ? 405 : 404;
+    if (!path_matched)
+        return route_artifact(method, p, plen, id, ri);
+    return 405;
 }
 
 /* ------------------------------------------------------------------ input helpers */
@@ -544,6 +585,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
         .max_cores = cfg->max_job_cores,
         .max_ram_mb = cfg->max_job_ram_mb,
         .max_body = (size_t)cfg->max_body_bytes,
+        .max_files_bytes = (size_t)cfg->max_job_files_bytes,
         /* A key submits for its own user when buyer_id is left out. */
         .default_buyer = r->principal.cred == COORD_CRED_KEY ? r->principal.user_id : NULL,
     };
@@ -577,6 +619,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
     job.description = co_steal(&spec.description);
     job.code = co_steal(&spec.code);
     job.code_file = co_steal(&spec.code_file);
+    job.files = co_steal(&spec.files);
     job.command = co_steal(&spec.command);
     job.parameters = co_steal(&spec.parameters);
     job.image = co_steal(&spec.image);
@@ -664,6 +707,25 @@ h_jobs(struct coord_store *s, struct coord_req *r)
     coord_job_list_release(&l);
 }
 
+/*
+ * GET /jobs/{id}: once an attempt's artifacts are complete, the job object also has
+ * "artifacts" (how many) and "artifacts_truncated" (a cap stopped their collection).
+ */
+static void
+add_artifact_fields(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_artifact_list l;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_artifact_list(s, r->id, &l, &err) < 0)
+        return; /* the job object stands without them */
+    if (l.complete && r->resp.len > 0 && r->resp.data[r->resp.len - 1] == '}') {
+        r->resp.len--;
+        co_buf_printf(&r->resp, ",\"artifacts\":%zu,\"artifacts_truncated\":%s}", l.len,
+                      l.truncated ? "true" : "false");
+    }
+    coord_artifact_list_release(&l);
+}
+
 static void
 h_job(struct coord_store *s, struct coord_req *r)
 {
@@ -676,7 +738,10 @@ h_job(struct coord_store *s, struct coord_req *r)
         return;
     }
     answer_job(r, 200, &j);
+    bool full = coord_api_sees_full(&r->principal, j.buyer_id);
     coord_job_release(&j);
+    if (full) /* artifacts, like the output, are the buyer's and admins' */
+        add_artifact_fields(s, r);
 }
 
 /*
@@ -731,6 +796,129 @@ h_job_output(struct coord_store *s, struct coord_req *r)
     co_jsonw_bool(&w, truncated);
     co_jsonw_obj_end(&w);
     r->status = 200;
+}
+
+/* ---- artifacts ---- */
+
+/*
+ * The artifacts of the job, for its buyer or an admin (like its output); answers and returns -1
+ * when there is no such job or it is another buyer's.
+ */
+static int
+artifact_list(struct coord_store *s, struct coord_req *r, struct coord_artifact_list *l)
+{
+    co_err err = CO_ERR_INIT;
+    if (own_job(s, r, NULL) < 0)
+        return -1;
+    if (coord_store_artifact_list(s, r->id, l, &err) < 0) {
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    return 0;
+}
+
+static void
+h_job_artifacts(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_artifact_list l;
+    if (artifact_list(s, r, &l) < 0)
+        return;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < l.len; i++) {
+        co_jsonw_obj_begin(&w);
+        co_jsonw_kstr(&w, "path", l.items[i].path);
+        co_jsonw_kint(&w, "size", l.items[i].size);
+        co_jsonw_kstr(&w, "sha256", l.items[i].sha256);
+        co_jsonw_obj_end(&w);
+    }
+    co_jsonw_arr_end(&w);
+    r->status = 200;
+    coord_artifact_list_release(&l);
+}
+
+/* attachment; filename="<name>" with anything but safe ASCII replaced by '_'. */
+static void
+set_disposition(struct coord_req *r, const char *name)
+{
+    char safe[200];
+    size_t n = 0;
+    for (const char *p = name; *p && n + 1 < sizeof(safe); p++)
+        safe[n++] = (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\') ? *p : '_';
+    safe[n] = '\0';
+    snprintf(r->disposition, sizeof(r->disposition), "attachment; filename=\"%s\"", safe);
+}
+
+static void
+h_job_artifact(struct coord_store *s, struct coord_req *r)
+{
+    /*
+     * coord_api_route() matched "/api/v1/jobs/<id>/artifacts/<path>"; lws has already
+     * percent-decoded the path (and resolved "." and ".." segments).
+     */
+    const char *tail = strstr(r->path + 8, "/artifacts/");
+    char path[PROTO_FILE_PATH_MAX + 2];
+    co_err err = CO_ERR_INIT;
+    if (!tail || co_strlcpy(path, tail + 11, sizeof(path)) >= sizeof(path) ||
+        proto_file_path_check(path, strlen(path), "path", &err) < 0) {
+        coord_req_error(r, 404, "not_found", NULL, "no such artifact");
+        return;
+    }
+    struct coord_artifact_list l;
+    if (artifact_list(s, r, &l) < 0)
+        return;
+    const struct coord_artifact *a = NULL;
+    for (size_t i = 0; i < l.len && !a; i++) {
+        if (strcmp(l.items[i].path, path) == 0)
+            a = &l.items[i];
+    }
+    if (!a) {
+        coord_req_error(r, 404, "not_found", NULL, "job '%s' has no artifact '%s'", r->id, path);
+    } else if (coord_store_artifact_read(s, r->id, l.attempt, path, &r->resp, &err) < 0) {
+        coord_req_fail(r, &err);
+    } else {
+        const char *base = strrchr(path, '/');
+        set_disposition(r, base ? base + 1 : path);
+        r->content_type = "application/octet-stream";
+        r->status = 200;
+    }
+    coord_artifact_list_release(&l);
+}
+
+static void
+h_job_artifacts_tgz(struct coord_store *s, struct coord_req *r)
+{
+    struct coord_artifact_list l;
+    if (artifact_list(s, r, &l) < 0)
+        return;
+    struct coord_targz t;
+    struct co_buf file = CO_BUF_INIT;
+    co_err err = CO_ERR_INIT;
+    coord_targz_init(&t, co_wall_ms() / 1000);
+    int rc = 0;
+    for (size_t i = 0; i < l.len && rc == 0; i++) {
+        co_buf_reset(&file);
+        rc = coord_store_artifact_read(s, r->id, l.attempt, l.items[i].path, &file, &err);
+        if (rc == 0)
+            rc = coord_targz_add(&t, l.items[i].path, file.data ? file.data : "", file.len, &err);
+    }
+    if (rc < 0) {
+        coord_req_fail(r, &err);
+    } else {
+        size_t len = 0;
+        char *gz = coord_targz_finish(&t, &len);
+        co_buf_append(&r->resp, gz, len);
+        free(gz);
+        char name[CO_ID_MAX + 32];
+        snprintf(name, sizeof(name), "%s-artifacts.tar.gz", r->id);
+        set_disposition(r, name);
+        r->content_type = "application/gzip";
+        r->status = 200;
+    }
+    co_buf_release(&file);
+    coord_targz_release(&t);
+    coord_artifact_list_release(&l);
 }
 
 static void
@@ -1006,7 +1194,7 @@ h_status(struct coord_store *s, struct coord_req *r)
         return;
     const char *wid, *jid, *status, *out_s, *err_s, *reason;
     int64_t exit_code = 0, attempt = 0;
-    bool has_exit = false, has_attempt = false;
+    bool has_exit = false;
     struct coord_job j;
     memset(&j, 0, sizeof(j));
     co_err err = CO_ERR_INIT;
@@ -1016,9 +1204,9 @@ h_status(struct coord_store *s, struct coord_req *r)
         get_int(r, root, "exit_code", false, -255, 255, &exit_code, &has_exit) < 0 ||
         get_str(r, root, "stdout", false, 0, SIZE_MAX, &out_s) < 0 ||
         get_str(r, root, "stderr", false, 0, SIZE_MAX, &err_s) < 0 ||
-        get_int(r, root, "attempt", false, 1, INT32_MAX, &attempt, &has_attempt) < 0 ||
         get_str(r, root, "failure_reason", false, 1, 32, &reason) < 0 ||
-        agent_check_worker(s, r, wid) < 0)
+        agent_check_worker(s, r, wid) < 0 ||
+        get_int(r, root, "attempt", true, 1, INT32_MAX, &attempt, NULL) < 0)
         goto out;
     int st = coord_job_status_parse(status);
     if (st != COORD_JOB_RUNNING && st != COORD_JOB_COMPLETED && st != COORD_JOB_FAILED) {
@@ -1067,8 +1255,6 @@ h_status(struct coord_store *s, struct coord_req *r)
                         wid);
         goto out;
     }
-    if (!has_attempt)
-        attempt = j.attempts;
     if (coord_store_worker_heartbeat(s, wid, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
@@ -1080,8 +1266,19 @@ h_status(struct coord_store *s, struct coord_req *r)
             goto out;
         }
     }
-    if ((out_s && *out_s && coord_store_output_append(s, jid, 1, out_s, strlen(out_s), &err) < 0) ||
-        (err_s && *err_s && coord_store_output_append(s, jid, 2, err_s, strlen(err_s), &err) < 0)) {
+    /*
+     * Output is fenced like the rest: only the current attempt on this worker appends.  A repeat
+     * of the final report of the current attempt (a client retry) appends nothing again.
+     */
+    bool repeat =
+        j.attempts == attempt && (j.status == COORD_JOB_COMPLETED || j.status == COORD_JOB_FAILED ||
+                                  j.status == COORD_JOB_CANCELLED);
+    if (!repeat && ((out_s && *out_s &&
+                     coord_store_output_append_attempt(s, jid, wid, (int)attempt, 1, out_s,
+                                                       strlen(out_s), &err) < 0) ||
+                    (err_s && *err_s &&
+                     coord_store_output_append_attempt(s, jid, wid, (int)attempt, 2, err_s,
+                                                       strlen(err_s), &err) < 0))) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -1735,8 +1932,46 @@ h_audit(struct coord_store *s, struct coord_req *r)
     coord_audit_list_release(&l);
 }
 
-void
-coord_api_handle(struct coord_store *store, struct coord_req *r)
+/*
+ * POST /api/v1/debug/retention {"older_than_seconds": N} (admin): run retention now with the
+ * cutoff N seconds ago, in RETENTION_BATCH-row transactions, and answer what it removed.
+ */
+static void
+h_retention(struct coord_store *s, struct coord_req *r)
+{
+    static const char *const allowed[] = {"older_than_seconds", NULL};
+    json_t *root = body_object(r);
+    if (!root)
+        return;
+    int64_t older = 0;
+    struct coord_retention_counts c;
+    co_err err = CO_ERR_INIT;
+    if (only_fields(r, root, allowed) < 0 ||
+        get_int(r, root, "older_than_seconds", true, 0, INT64_C(3650) * 86400, &older, NULL) < 0)
+        goto out;
+    if (coord_retention_run(s, co_wall_ms() - older * 1000, r->srv->cfg->retention_batch, &c,
+                            &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    r->wrote_state = true;
+    struct co_jsonw w;
+    co_jsonw_init(&w, &r->resp);
+    co_jsonw_obj_begin(&w);
+    co_jsonw_kint(&w, "job_code", c.job_code);
+    co_jsonw_kint(&w, "output_chunks", c.output_chunks);
+    co_jsonw_kint(&w, "outputs", c.outputs);
+    co_jsonw_kint(&w, "artifacts", c.artifacts);
+    co_jsonw_kint(&w, "workers", c.workers);
+    co_jsonw_kint(&w, "idempotency_keys", c.idem_keys);
+    co_jsonw_obj_end(&w);
+    r->status = 200;
+out:
+    json_decref(root);
+}
+
+static void
+api_dispatch(struct coord_store *store, struct coord_req *r)
 {
     switch (r->route) {
     case COORD_R_SUBMIT:
@@ -1812,10 +2047,32 @@ coord_api_handle(struct coord_store *store, struct coord_req *r)
     case COORD_R_AUDIT:
         h_audit(store, r);
         break;
+    case COORD_R_DEBUG_RETENTION:
+        h_retention(store, r);
+        break;
+    case COORD_R_JOB_ARTIFACTS:
+        h_job_artifacts(store, r);
+        break;
+    case COORD_R_JOB_ARTIFACTS_TGZ:
+        h_job_artifacts_tgz(store, r);
+        break;
+    case COORD_R_JOB_ARTIFACT:
+        h_job_artifact(store, r);
+        break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");
         break;
     }
+}
+
+void
+coord_api_handle(struct coord_store *store, struct coord_req *r)
+{
+    /* A POST with an Idempotency-Key runs at most once per key (coord_idem). */
+    if (r->method == LWSHUMETH_POST && r->idem_key[0])
+        coord_idem_run(store, r, api_dispatch);
+    else
+        api_dispatch(store, r);
 }
 
 /* ------------------------------------------------------------------ health and metrics */

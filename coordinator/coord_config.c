@@ -9,8 +9,10 @@
 #include "co_credits.h"
 #include "co_config.h"
 #include "co_id.h"
+#include "coord_artifact.h"
 #include "coord_dash.h"
 #include "coord_limits.h"
+#include "proto_files.h"
 
 /* A string setting, NULL when unset or empty. */
 static char *
@@ -160,6 +162,11 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         goto fail;
     if (co_config_int("MAX_WORKERS", 100, 1, 1000000, &cfg->max_workers, err) < 0)
         goto fail;
+    if (co_config_int("RETENTION_DAYS", 30, 1, 36500, &cfg->retention_days, err) < 0 ||
+        co_config_int("RETENTION_INTERVAL_SECONDS", 3600, 1, 7 * 86400,
+                      &cfg->retention_interval_seconds, err) < 0 ||
+        co_config_int("RETENTION_BATCH", 500, 1, 100000, &cfg->retention_batch, err) < 0)
+        goto fail;
     if (co_config_int("TIMEOUT_GRACE_SECONDS", 30, 0, 86400, &cfg->timeout_grace_seconds, err) < 0)
         goto fail;
     if (co_config_int("QUARANTINE_SECONDS", 600, 1, 86400 * 7, &cfg->quarantine_seconds, err) < 0)
@@ -172,8 +179,14 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     cfg->log_file = cfg_strdup_or_null("LOG_FILE");
     if (cfg_parse_cors(cfg, err) < 0)
         goto fail;
-    if (co_config_size("MAX_BODY_BYTES", 1 << 20, 1024, INT64_C(64) << 20, &cfg->max_body_bytes,
-                       err) < 0)
+    if (co_config_size("MAX_BODY_BYTES", INT64_C(16) << 20, 1024, INT64_C(64) << 20,
+                       &cfg->max_body_bytes, err) < 0)
+        goto fail;
+    if (co_config_size("MAX_JOB_FILES_BYTES", PROTO_FILES_BYTES_DEFAULT, 1024,
+                       PROTO_FILES_BYTES_MAX, &cfg->max_job_files_bytes, err) < 0)
+        goto fail;
+    if (co_config_size("MAX_ARTIFACT_BYTES", COORD_ARTIFACT_BYTES_DEFAULT, 0, INT64_C(1) << 40,
+                       &cfg->max_artifact_bytes, err) < 0)
         goto fail;
     if (co_config_int("MAX_JOB_CORES", 256, 1, 1 << 20, &cfg->max_job_cores, err) < 0)
         goto fail;

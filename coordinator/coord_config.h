@@ -34,12 +34,14 @@ struct coord_config {
     char *log_file;                 /* LOG_FILE, NULL = stderr only */
     char *cors[COORD_MAX_CORS];     /* CORS_ORIGINS, comma-separated */
     int n_cors;
-    int64_t max_body_bytes; /* MAX_BODY_BYTES, default 1 MiB */
-    int64_t max_job_cores;  /* MAX_JOB_CORES, default 256 */
-    int64_t max_job_ram_mb; /* MAX_JOB_RAM_MB, default 1 TiB in MB */
-    char *frontend_dir;     /* FRONTEND_DIR, else <bindir>/../share/cacheout/frontend */
-    char *sql_dir;          /* SQL_DIR, NULL = the migrations compiled in */
-    int64_t db_threads;     /* DB_THREADS: database worker threads, 0 = per backend default */
+    int64_t max_body_bytes;      /* MAX_BODY_BYTES, default 16 MiB */
+    int64_t max_job_files_bytes; /* MAX_JOB_FILES_BYTES: decoded input files, default 8 MiB */
+    int64_t max_artifact_bytes;  /* MAX_ARTIFACT_BYTES: stored artifacts per attempt, 64 MiB */
+    int64_t max_job_cores;       /* MAX_JOB_CORES, default 256 */
+    int64_t max_job_ram_mb;      /* MAX_JOB_RAM_MB, default 1 TiB in MB */
+    char *frontend_dir;          /* FRONTEND_DIR, else <bindir>/../share/cacheout/frontend */
+    char *sql_dir;               /* SQL_DIR, NULL = the migrations compiled in */
+    int64_t db_threads;          /* DB_THREADS: database worker threads, 0 = per backend default */
     /* Dashboards (coord_dash.c; proto/DASHBOARD.md). */
     int64_t dash_queue_messages; /* DASHBOARD_QUEUE_MESSAGES, default 1024 */
     int64_t dash_queue_bytes;    /* DASHBOARD_QUEUE_BYTES, default 4 MiB */
@@ -57,6 +59,10 @@ struct coord_config {
     /* Sellers (API.md "Sellers and workers"). */
     char *agent_token_owner; /* AGENT_TOKEN_OWNER: the user AGENT_TOKEN's agents belong to */
     bool open_registration;  /* OPEN_REGISTRATION: agent routes open without a credential */
+    /* Retention (coord_retention.c). */
+    int64_t retention_days;             /* RETENTION_DAYS, default 30 */
+    int64_t retention_interval_seconds; /* RETENTION_INTERVAL_SECONDS, default 3600 */
+    int64_t retention_batch;            /* RETENTION_BATCH: rows per transaction, default 500 */
 };
 
 /* ADMIN_TOKEN must have this many characters and not be this value, unless DEBUG=true. */

@@ -15,6 +15,7 @@ struct coord_lease {
     lws_sorted_usec_list_t sul;
     bool busy; /* a tick's database item is in flight */
     uint64_t reaped;
+    int64_t started_wall_ms; /* when this coordinator started its reaper */
 };
 
 /* One tick's database work: heartbeats to store, then expired workers to reap. */
@@ -25,6 +26,7 @@ struct tick_item {
     char (*live)[CO_ID_MAX + 1]; /* workers connected here: never reaped */
     size_t n_live;
     int64_t lease_ms;
+    int64_t started_wall_ms;
     /* Results. */
     char (*reaped)[CO_ID_MAX + 1];
     size_t n_reaped;
@@ -46,6 +48,7 @@ coord_lease_new(struct coord_agents *hub)
 {
     struct coord_lease *le = co_xcalloc(1, sizeof(*le));
     le->hub = hub;
+    le->started_wall_ms = co_wall_ms();
     lease_arm(le);
     return le;
 }
@@ -75,6 +78,19 @@ is_live(const struct tick_item *it, const char *worker_id)
     return false;
 }
 
+/*
+ * After a restart, a worker not heard from since this coordinator started is given the time its
+ * agent needs to come back (its reconnect back-off) before its jobs are released: it may hold
+ * finished results that it sends again after its hello (an outage that outlived the lease must
+ * not turn them into requeued attempts).
+ */
+static bool
+restart_grace(const struct tick_item *it, const struct coord_worker *w)
+{
+    return w->last_heartbeat < it->started_wall_ms &&
+           co_wall_ms() < it->started_wall_ms + it->lease_ms + COORD_LEASE_RESTART_GRACE_MS;
+}
+
 static void
 tick_work(struct coord_store *store, void *arg)
 {
@@ -92,7 +108,7 @@ tick_work(struct coord_store *store, void *arg)
     it->reaped = co_xcalloc(exp.len + 1, sizeof(*it->reaped));
     for (size_t i = 0; i < exp.len; i++) {
         const struct coord_worker *w = &exp.items[i];
-        if (is_live(it, w->worker_id))
+        if (is_live(it, w->worker_id) || restart_grace(it, w))
             continue;
         char **ids = NULL;
         size_t n = 0;
@@ -195,6 +211,7 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
     struct tick_item *it = co_xcalloc(1, sizeof(*it));
     it->hub = hub;
     it->lease_ms = hub->lease_ms;
+    it->started_wall_ms = le->started_wall_ms;
     it->beats = co_xcalloc(hub->n_sess + 1, sizeof(*it->beats));
     it->live = co_xcalloc(hub->n_sess + 1, sizeof(*it->live));
     for (size_t i = 0; i < hub->n_sess; i++) {

@@ -5,6 +5,7 @@
  * WORKER_TIMEOUT_SECONDS and that holds no live session here gets its jobs released (back to
  * pending with the next attempt, or failed with worker_lost and a refund at max_attempts) and is
  * marked offline.  A disconnect alone releases nothing: the agent may reconnect and resume.
+ * Right after a start, workers not heard from since get COORD_LEASE_RESTART_GRACE_MS more.
  */
 #ifndef COORD_LEASE_H
 #define COORD_LEASE_H
@@ -16,6 +17,11 @@ struct coord_lease;
 
 /* Period of the lease tick, in milliseconds. */
 #define COORD_LEASE_TICK_MS 1000
+/*
+ * After a coordinator start, workers not heard from since then keep their jobs for the lease plus
+ * this long (an agent's longest reconnect back-off) before the reaper releases them.
+ */
+#define COORD_LEASE_RESTART_GRACE_MS 30000
 
 /** A reaper for the sessions of @hub (borrowed; the hub owns it).  Starts its timer. */
 struct coord_lease *coord_lease_new(struct coord_agents *hub);

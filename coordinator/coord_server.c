@@ -26,6 +26,8 @@
 #include "co_time.h"
 #include "coord_agent_ws.h"
 #include "coord_api.h"
+#include "coord_idem.h"
+#include "coord_retention.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
 #include "co_jsonw.h"
@@ -242,6 +244,15 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
                 wsi, (const unsigned char *)"retry-after:", (const unsigned char *)ra, n, &p, end))
             return -1;
     }
+    if (r->idem_replayed &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"idempotent-replayed:",
+                                    (const unsigned char *)"true", 4, &p, end))
+        return -1;
+    if (r->disposition[0] &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"content-disposition:",
+                                    (const unsigned char *)r->disposition,
+                                    (int)strlen(r->disposition), &p, end))
+        return -1;
     if (strcmp(r->content_type, "application/json") == 0 &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
                                     (const unsigned char *)"no-store", 8, &p, end))
@@ -402,6 +413,32 @@ token_ok(const char *got, const char *want)
     if (!want)
         return true;
     return co_consttime_eq(got, strlen(got), want, strlen(want)) == 1;
+}
+
+/*
+ * The Idempotency-Key of a POST into r->idem_key (absent: "").  Who presented it is the request's
+ * principal, resolved by the time the handler runs (coord_idem_run).  Returns -1 with the answer
+ * filled when the header is not a valid key.
+ */
+static int
+req_idempotency(struct lws *wsi, struct coord_req *r)
+{
+    static const char name[] = "idempotency-key:";
+    r->idem_key[0] = '\0';
+    int n = lws_hdr_custom_length(wsi, name, (int)strlen(name));
+    if (n < 0)
+        return 0;
+    if (n > COORD_IDEM_KEY_MAX ||
+        lws_hdr_custom_copy(wsi, r->idem_key, (int)sizeof(r->idem_key), name, (int)strlen(name)) <
+            0 ||
+        !coord_idem_header_ok(r->idem_key, strlen(r->idem_key))) {
+        r->idem_key[0] = '\0';
+        coord_req_error(r, 422, "invalid_field", "Idempotency-Key",
+                        "Idempotency-Key must be 1-%d visible ASCII characters",
+                        COORD_IDEM_KEY_MAX);
+        return -1;
+    }
+    return 0;
 }
 
 static void
@@ -850,6 +887,11 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         return 0;
     }
 
+    if (m == LWSHUMETH_POST && req_idempotency(wsi, r) < 0) {
+        req_answer(r);
+        return 0;
+    }
+
     /* Query arguments. */
     copy_arg(wsi, "status", r->q_status, sizeof(r->q_status), &r->has_status);
     copy_arg(wsi, "buyer_id", r->q_buyer, sizeof(r->q_buyer), &r->has_buyer);
@@ -1051,6 +1093,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     coord_events_subscribe(srv->events, server_on_event, srv);
     int rc = -1;
     struct coord_dash_evloop *evl = NULL;
+    struct coord_retention *retention = NULL;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (cfg->debug ? LLL_NOTICE : 0), server_log_emit);
 
@@ -1152,6 +1195,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     coord_db_set_context(db, srv->ctx);
     /* Work queued during PROTOCOL_INIT finished without a wake-up: look at it now. */
     lws_cancel_service(srv->ctx);
+    retention = coord_retention_start(srv->ctx, db, cfg->retention_days * 86400 * INT64_C(1000),
+                                      cfg->retention_interval_seconds * 1000, cfg->retention_batch);
     co_info("listening host=%s port=%d tls=%s store=%s frontend=%s", cfg->host, cfg->port,
             cfg->tls_cert_file ? (cfg->tls_redirect_http ? "yes+redirect" : "yes") : "no", backend,
             cfg->frontend_dir);
@@ -1188,6 +1233,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     }
     rc = 0;
 out:
+    coord_retention_stop(retention);
     if (srv->ctx) {
         coord_db_set_context(db, NULL);
         lws_context_destroy(srv->ctx);

@@ -52,6 +52,10 @@ enum coord_route {
     COORD_R_KEY_REVOKE,
     COORD_R_ME,
     COORD_R_AUDIT,
+    COORD_R_DEBUG_RETENTION,
+    COORD_R_JOB_ARTIFACTS,     /* GET /jobs/{id}/artifacts */
+    COORD_R_JOB_ARTIFACTS_TGZ, /* GET /jobs/{id}/artifacts.tar.gz */
+    COORD_R_JOB_ARTIFACT,      /* GET /jobs/{id}/artifacts/{path} */
     COORD_R_COUNT
 };
 
@@ -71,7 +75,7 @@ struct coord_req {
     bool self_or_admin; /* the route's {id} must be the principal's user unless admin */
     int method;         /* LWSHUMETH_* */
     char method_name[8];
-    char path[256];
+    char path[512];         /* room for an artifact path (255 bytes, percent-encoded) */
     char id[CO_ID_MAX + 1]; /* the {id} part of the path */
     /*
      * Who is asking: resolved once per request (coord_auth.h), on the lws thread for the shared
@@ -86,10 +90,14 @@ struct coord_req {
     bool has_status, has_buyer, has_worker, has_limit, has_offset;
     struct co_buf body;
     int64_t content_length; /* -1 when absent */
+    /* Idempotency-Key of a POST ("" when absent); who presented it is @principal (coord_idem). */
+    char idem_key[256];
+    bool idem_replayed; /* the answer is a stored first answer: Idempotent-Replayed: true */
 
     /* The answer (filled by the handler or early on the lws thread). */
     int status;
     const char *content_type;
+    char disposition[320]; /* Content-Disposition when not "" (downloads) */
     struct co_buf resp;
     bool close_after; /* close the connection after the answer (unread body) */
     bool db_down;     /* the store said the database is unreachable */

@@ -82,6 +82,8 @@ struct coord_job {
     char *description; /* "" when absent */
     char *code;        /* NULL unless loaded with code (admin views, assignments) */
     char *code_file;   /* NULL when absent */
+    char *files;       /* NULL unless loaded with code, and when the job has no input files;
+                          else normalised JSON {"path": "<base64>"} (proto_files.h) */
     char *command;
     char *parameters; /* JSON object text, "{}" when absent */
     char *image;
@@ -229,7 +231,9 @@ void coord_store_close(struct coord_store *s);
  * COMMITTED write transaction, and its row locks are held until the commit).
  *
  * coord_store_batch_begin: opens the transaction (SQLite: BEGIN IMMEDIATE).  Errors as for any
- * call (CO_E_UNAVAILABLE); CO_E_INTERNAL if a batch is open already.
+ * call (CO_E_UNAVAILABLE).  Inside an open batch it nests (a handler that batches its own calls,
+ * run under coord_idem's batch): the inner batch is a savepoint, its commit releases it into the
+ * outer transaction and its rollback undoes only its own calls.
  */
 int coord_store_batch_begin(struct coord_store *s, co_err *err) __attribute__((warn_unused_result));
 
@@ -692,6 +696,64 @@ int coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, 
  * worker_timeout_ms, else idle or busy as stored.
  */
 int coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- idempotency keys (coord_idem) ---- */
+
+/** What identifies one idempotent request (all borrowed). */
+struct coord_idem_key {
+    const char *credential; /* who asked (coord_idem_credential) */
+    const char *method;     /* "POST" */
+    const char *path;       /* the request path, without query */
+    const char *key;        /* the Idempotency-Key header, 1-255 visible ASCII */
+};
+
+/** A stored first answer (caller-owned: coord_idem_answer_release). */
+struct coord_idem_answer {
+    char body_hash[80];
+    int status; /* HTTP status of the first answer; 0 = reserved, not answered yet */
+    char *response;
+    size_t len;
+};
+void coord_idem_answer_release(struct coord_idem_answer *a);
+
+/**
+ * Reserve @k for a request whose body hashes to @body_hash, valid until @now_ms + @ttl_ms.  One
+ * INSERT ... ON CONFLICT DO NOTHING: of two concurrent reservations exactly one wins (on
+ * PostgreSQL the loser waits for the winner's transaction).  *@reserved true: the caller runs the
+ * request and stores its answer with coord_store_idem_complete(), best in the same batch
+ * transaction.  false: @prev receives the stored row (expired rows are replaced, not returned).
+ */
+int coord_store_idem_reserve(struct coord_store *s, const struct coord_idem_key *k,
+                             const char *body_hash, int64_t now_ms, int64_t ttl_ms, bool *reserved,
+                             struct coord_idem_answer *prev, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Store the first answer of reserved @k.  CO_E_NOTFOUND if it is not reserved. */
+int coord_store_idem_complete(struct coord_store *s, const struct coord_idem_key *k, int status,
+                              const char *response, size_t len, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- retention (coord_retention) ---- */
+
+/** Rows one retention step changed. */
+struct coord_retention_counts {
+    int64_t job_code;      /* finished jobs whose code was removed */
+    int64_t output_chunks; /* output chunk rows deleted */
+    int64_t outputs;       /* job_output rows deleted */
+    int64_t artifacts;     /* artifact rows deleted (sets, files and chunks, migration 0007) */
+    int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
+    int64_t idem_keys;     /* expired idempotency keys deleted */
+};
+
+/**
+ * One small retention transaction: for jobs finished before @cutoff_ms, remove at most @limit
+ * rows of each kind (code, output, artifacts); delete at most @limit workers whose last heartbeat
+ * is older than @cutoff_ms and that no job row names; delete at most @limit idempotency keys
+ * expired at @now_ms.  Job rows and the ledger stay.  Call again until every count is 0.
+ */
+int coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms,
+                               int64_t limit, struct coord_retention_counts *c, co_err *err)
     __attribute__((warn_unused_result));
 
 #endif

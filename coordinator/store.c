@@ -17,6 +17,7 @@
 #include "co_buf.h"
 #include "co_jsonw.h"
 #include "co_time.h"
+#include "coord_artifact.h"
 #include "coord_store.h"
 #include "store_backend.h"
 #include "store_migrations.h"
@@ -125,28 +126,28 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
                       "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "
-                      "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, "
-                      "$11, $12, $13, $14, 0, $15, $16)",
+                      "created_at, files) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', "
+                      "$10, $11, $12, $13, $14, 0, $15, $16, $17)",
                       NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_GET] = {"SELECT " JOB_COLS ", code, files FROM jobs WHERE job_id = $1", NULL, NULL,
                    STORE_LOCK_NONE},
-    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_GET_NOCODE] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE job_id = $1", NULL, NULL,
                           STORE_LOCK_NONE},
-    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE job_id = $1", NULL, NULL,
+    [Q_JOB_LOCK] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE job_id = $1", NULL, NULL,
                     STORE_LOCK_UPDATE},
-    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL FROM jobs "
+    [Q_JOB_LIST] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs "
                     "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                     "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                     "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
                     "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                     NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code FROM jobs "
+    [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code, NULL FROM jobs "
                          "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                          "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                          "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
                          "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                          NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+    [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                        "ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
     /*
@@ -157,7 +158,7 @@ const struct store_sql store_sql[Q_COUNT] = {
      * statistics) so that unplaceable jobs are never visited.  Fair share: within a
      * priority level buyers take turns (each buyer's oldest job first, then their second...).
      */
-    [Q_JOB_PENDING_FIT] = {"SELECT " JOB_COLS ", NULL FROM jobs JOIN (SELECT id AS qid, "
+    [Q_JOB_PENDING_FIT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT id AS qid, "
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
                            "ORDER BY created_at, id) AS turn "
                            "FROM jobs INDEXED BY jobs_pending_shape "
@@ -166,7 +167,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "AND image IN (SELECT value FROM json_each($4)) "
                            "AND buyer_id NOT IN (SELECT value FROM json_each($5))) q ON id = q.qid "
                            "ORDER BY priority DESC, q.turn, created_at, id LIMIT $1",
-                           "SELECT " JOB_COLS ", NULL FROM jobs JOIN (SELECT id AS qid, "
+                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT id AS qid, "
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
                            "ORDER BY created_at, id) AS turn FROM jobs "
                            "WHERE status = 'pending' AND required_cores <= $2 "
@@ -193,10 +194,11 @@ const struct store_sql store_sql[Q_COUNT] = {
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
                        NULL, NULL, STORE_LOCK_NONE},
     /* Reconciliation: every assigned or running job; a requeue that gives the attempt back. */
-    [Q_JOB_ACTIVE] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status IN ('assigned', 'running') "
+    [Q_JOB_ACTIVE] = {"SELECT " JOB_COLS
+                      ", NULL, NULL FROM jobs WHERE status IN ('assigned', 'running') "
                       "ORDER BY job_id",
                       NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_POLL_UNSTARTED] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'assigned' "
+    [Q_JOB_POLL_UNSTARTED] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'assigned' "
                               "AND assigned_at < $1 AND assigned_worker IN "
                               "(SELECT worker_id FROM worker_registrations WHERE websocket = 0) "
                               "ORDER BY job_id",
@@ -205,7 +207,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                             "assigned_at = NULL, started_at = NULL, "
                             "max_attempts = max_attempts + 1 WHERE job_id = $1",
                             NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL FROM jobs j WHERE assigned_worker = $1 "
+    [Q_JOB_OF_WORKER] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs j WHERE assigned_worker = $1 "
                          "AND " ACTIVE_JOB " ORDER BY job_id",
                          NULL, NULL, STORE_LOCK_UPDATE},
     [Q_WORKER_CREATE_LOCK] = {"SELECT 1", "SELECT pg_advisory_xact_lock(7243002)", NULL,
@@ -332,13 +334,103 @@ const struct store_sql store_sql[Q_COUNT] = {
                       "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
                       "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
                       NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
                               "ORDER BY priority DESC, created_at, id LIMIT $1",
-                              "SELECT " JOB_COLS ", NULL FROM jobs WHERE status = 'pending' "
+                              "SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
                               "ORDER BY priority DESC, created_at, id LIMIT $1",
                               NULL, STORE_LOCK_NONE},
+/* Idempotency keys (coord_idem): one row per (credential, method, path, key). */
+#define IDEM_PK "credential = $1 AND method = $2 AND path = $3 AND idem_key = $4"
+    [Q_IDEM_EXPIRE] = {"DELETE FROM idempotency_keys WHERE " IDEM_PK " AND expires_at <= $5", NULL,
+                       NULL, STORE_LOCK_NONE},
+    [Q_IDEM_INSERT] = {"INSERT INTO idempotency_keys (credential, method, path, idem_key, "
+                       "body_hash, status, response, created_at, expires_at) "
+                       "VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8) ON CONFLICT DO NOTHING",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_IDEM_GET] = {"SELECT body_hash, status, response FROM idempotency_keys WHERE " IDEM_PK, NULL,
+                    NULL, STORE_LOCK_NONE},
+    [Q_IDEM_SET] = {"UPDATE idempotency_keys SET status = $5, response = $6 WHERE " IDEM_PK, NULL,
+                    NULL, STORE_LOCK_NONE},
+#undef IDEM_PK
+/* Retention: each statement handles at most $2 rows older than the cutoff $1. */
+#define RET_FINISHED                                                                               \
+    "j.status IN ('completed', 'failed', 'cancelled') AND j.completed_at IS NOT NULL "             \
+    "AND j.completed_at < $1"
+    [Q_RET_CODE] =
+        {"UPDATE jobs SET code = NULL WHERE id IN (SELECT j.id FROM jobs j WHERE " RET_FINISHED
+         " AND j.code IS NOT NULL LIMIT $2)",
+         NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_CHUNKS] = {"DELETE FROM job_output_chunk WHERE id IN (SELECT c.id FROM "
+                      "job_output_chunk c JOIN jobs j ON j.job_id = c.job_id WHERE " RET_FINISHED
+                      " LIMIT $2)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_OUTPUT] = {"DELETE FROM job_output WHERE job_id IN (SELECT o.job_id FROM job_output o "
+                      "JOIN jobs j ON j.job_id = o.job_id WHERE " RET_FINISHED
+                      " AND NOT EXISTS (SELECT 1 FROM job_output_chunk c "
+                      "WHERE c.job_id = o.job_id) LIMIT $2)",
+                      NULL, NULL, STORE_LOCK_NONE},
+    /* Workers silent since the cutoff that no job row names (job rows keep their worker). */
+    [Q_RET_WORKERS] = {"DELETE FROM worker_registrations WHERE worker_id IN (SELECT w.worker_id "
+                       "FROM worker_registrations w WHERE w.last_heartbeat < $1 AND NOT EXISTS "
+                       "(SELECT 1 FROM jobs j WHERE j.assigned_worker = w.worker_id) LIMIT $2)",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_IDEM] = {"DELETE FROM idempotency_keys WHERE (credential, method, path, idem_key) IN "
+                    "(SELECT credential, method, path, idem_key FROM idempotency_keys "
+                    "WHERE expires_at <= $1 LIMIT $2)",
+                    NULL, NULL, STORE_LOCK_NONE},
+    /* Artifacts (0007): the set first (the job shows none), then the files, then the chunks. */
+    [Q_RET_ART_SETS] = {"DELETE FROM job_artifact_set WHERE job_id IN (SELECT a.job_id FROM "
+                        "job_artifact_set a JOIN jobs j ON j.job_id = a.job_id WHERE " RET_FINISHED
+                        " LIMIT $2)",
+                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_ART_FILES] = {"DELETE FROM job_artifact WHERE (job_id, attempt, path) IN (SELECT "
+                         "a.job_id, a.attempt, a.path FROM job_artifact a JOIN jobs j ON "
+                         "j.job_id = a.job_id WHERE " RET_FINISHED " LIMIT $2)",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_ART_CHUNKS] =
+        {"DELETE FROM job_artifact_chunk WHERE id IN (SELECT c.id FROM "
+         "job_artifact_chunk c JOIN jobs j ON j.job_id = c.job_id WHERE " RET_FINISHED " LIMIT $2)",
+         NULL, NULL, STORE_LOCK_NONE},
+#undef RET_FINISHED
+    [Q_ART_DROP_OLD_CHUNKS] = {"DELETE FROM job_artifact_chunk WHERE job_id = $1 AND attempt <> $2",
+                               NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_OLD_FILES] = {"DELETE FROM job_artifact WHERE job_id = $1 AND attempt <> $2", NULL,
+                              NULL, STORE_LOCK_NONE},
+    [Q_ART_DROP_SET] = {"DELETE FROM job_artifact_set WHERE job_id = $1", NULL, NULL,
+                        STORE_LOCK_NONE},
+    [Q_ART_FILE_INSERT] = {"INSERT INTO job_artifact (job_id, attempt, path, size) "
+                           "VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_SIZE] = {"SELECT size, COUNT(sha256) FROM job_artifact WHERE job_id = $1 "
+                         "AND attempt = $2 AND path = $3 GROUP BY size",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_CHUNK_INSERT] = {"INSERT INTO job_artifact_chunk (job_id, attempt, path, data) "
+                            "VALUES ($1, $2, $3, $4)",
+                            NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_GROW] = {"UPDATE job_artifact SET size = size + $4 WHERE job_id = $1 "
+                         "AND attempt = $2 AND path = $3",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_CHUNKS] = {"SELECT data FROM job_artifact_chunk WHERE job_id = $1 AND attempt = $2 "
+                           "AND path = $3 ORDER BY id",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_FILE_SHA] = {"UPDATE job_artifact SET sha256 = $4 WHERE job_id = $1 AND attempt = $2 "
+                        "AND path = $3",
+                        NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_ATTEMPT_BYTES] = {"SELECT COALESCE(SUM(size), 0) FROM job_artifact WHERE job_id = $1 "
+                             "AND attempt = $2",
+                             NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_SET_INSERT] = {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, truncated, "
+                          "skipped, notes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_SET_GET] = {"SELECT attempt, truncated, skipped, COALESCE(notes, '') "
+                       "FROM job_artifact_set WHERE job_id = $1",
+                       NULL, NULL, STORE_LOCK_NONE},
+    [Q_ART_LIST] =
+        {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
+         "AND sha256 IS NOT NULL ORDER BY path",
+         NULL, NULL, STORE_LOCK_NONE},
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -419,6 +511,8 @@ coord_job_release(struct coord_job *job)
     free(job->description);
     free(job->code);
     free(job->code_file);
+    free(job->files);
+    job->files = NULL;
     free(job->command);
     free(job->parameters);
     free(job->image);
@@ -633,8 +727,15 @@ tx_end(struct coord_store *s, int rc, co_err *err)
 int
 coord_store_batch_begin(struct coord_store *s, co_err *err)
 {
-    if (s->batch)
-        return co_err_set(err, CO_E_INTERNAL, "a batch is open already");
+    if (s->batch) {
+        /* A batch inside a batch (a handler's own batch under coord_idem's): a savepoint. */
+        if (s->in_call)
+            return co_err_set(err, CO_E_INTERNAL, "a batch inside a store call");
+        if (batch_alive(s, err) < 0 || s->ops->savepoint(s, STORE_SP_SET, err) < 0)
+            return -1;
+        s->batch_depth++;
+        return 0;
+    }
     if (s->ops->begin(s, true, err) < 0)
         return -1;
     s->batch = true;
@@ -647,6 +748,15 @@ coord_store_batch_commit(struct coord_store *s, co_err *err)
 {
     if (!s->batch)
         return co_err_set(err, CO_E_INTERNAL, "no batch is open");
+    if (s->batch_depth > 0) {
+        /* The inner batch's changes join the outer one, committed (or not) with it. */
+        s->batch_depth--;
+        if (s->ops->savepoint(s, STORE_SP_RELEASE, err) == 0)
+            return 0;
+        (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
+        (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);
+        return -1;
+    }
     s->batch = false;
     if (s->ops->tx_state(s) != 1) {
         s->ops->rollback(s);
@@ -666,8 +776,15 @@ coord_store_batch_rollback(struct coord_store *s)
 {
     if (!s->batch)
         return;
-    s->batch = false;
     s->in_call = false;
+    if (s->batch_depth > 0) {
+        /* Only the inner batch: the outer one goes on without its changes. */
+        s->batch_depth--;
+        (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
+        (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);
+        return;
+    }
+    s->batch = false;
     s->ops->rollback(s);
 }
 
@@ -997,6 +1114,7 @@ job_from_row(struct db_res *r, struct coord_job *j)
     j->started_at = col_int(r, 24);
     j->completed_at = col_int(r, 25);
     j->code = col_dup(r, 26);
+    j->files = col_dup(r, 27);
 }
 
 static void
@@ -1361,7 +1479,7 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
                       P_TEXT(job->image ? job->image : "default"), P_TEXT(job->buyer_id),
                       P_INT(job->cost), P_INT(job->required_cores), P_INT(job->required_ram_mb),
                       P_INT(job->priority), P_INT(job->timeout_seconds), P_INT(job->max_attempts),
-                      P_INT(now)),
+                      P_INT(now), P_TEXT(job->files)),
                NULL, err) < 0) {
         if (err && err->code == CO_E_CONFLICT)
             co_err_set(err, CO_E_CONFLICT, "job '%s' already exists", job->job_id);
@@ -2895,6 +3013,347 @@ coord_store_health(struct coord_store *s, struct coord_health *out, co_err *err)
     if (got < 0)
         goto out;
     if (q_int(s, Q_H_UNFIT, PARAMS(P_INT(before)), &out->pending_unfit, NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+/* ---- idempotency keys ---- */
+
+#define IDEM_PARAMS(k)                                                                             \
+    P_TEXT((k)->credential), P_TEXT((k)->method), P_TEXT((k)->path), P_TEXT((k)->key)
+
+void
+coord_idem_answer_release(struct coord_idem_answer *a)
+{
+    free(a->response);
+    a->response = NULL;
+    a->len = 0;
+}
+
+int
+coord_store_idem_reserve(struct coord_store *s, const struct coord_idem_key *k,
+                         const char *body_hash, int64_t now_ms, int64_t ttl_ms, bool *reserved,
+                         struct coord_idem_answer *prev, co_err *err)
+{
+    struct db_res r;
+    int64_t changes = 0;
+    int rc = -1, got;
+
+    *reserved = false;
+    memset(prev, 0, sizeof(*prev));
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    /* An expired row no longer binds the key: the request runs again. */
+    if (q_exec(s, Q_IDEM_EXPIRE, PARAMS(IDEM_PARAMS(k), P_INT(now_ms)), NULL, err) < 0)
+        goto out;
+    if (q_exec(s, Q_IDEM_INSERT,
+               PARAMS(IDEM_PARAMS(k), P_TEXT(body_hash), P_BLOB("", 0), P_INT(now_ms),
+                      P_INT(now_ms + ttl_ms)),
+               &changes, err) < 0)
+        goto out;
+    if (changes > 0) {
+        *reserved = true;
+        rc = 0;
+        goto out;
+    }
+    if (q_run(s, Q_IDEM_GET, PARAMS(IDEM_PARAMS(k)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        size_t len = 0;
+        const void *data = s->ops->col_blob(&r, 2, &len);
+        co_strlcpy(prev->body_hash, col_text(&r, 0), sizeof(prev->body_hash));
+        prev->status = (int)col_int(&r, 1);
+        prev->response = co_xmalloc(len + 1);
+        if (len)
+            memcpy(prev->response, data, len);
+        prev->response[len] = '\0';
+        prev->len = len;
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (got == 0) {
+        /* Gone between the insert and the read (purged): the caller may try again. */
+        co_err_set(err, CO_E_CONFLICT, "idempotency key vanished");
+        goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_idem_answer_release(prev);
+    return rc;
+}
+
+int
+coord_store_idem_complete(struct coord_store *s, const struct coord_idem_key *k, int status,
+                          const char *response, size_t len, co_err *err)
+{
+    int64_t changes = 0;
+    if (q_exec(s, Q_IDEM_SET, PARAMS(IDEM_PARAMS(k), P_INT(status), P_BLOB(response, len)),
+               &changes, err) < 0)
+        return -1;
+    if (changes == 0)
+        return co_err_set(err, CO_E_NOTFOUND, "idempotency key not reserved");
+    return 0;
+}
+
+/* ---- retention ---- */
+
+/* Artifact rows of old finished jobs: at most @limit rows of each table, counted together. */
+static int
+retention_artifacts_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit, int64_t *n,
+                         co_err *err)
+{
+    static const enum store_q qs[] = {Q_RET_ART_SETS, Q_RET_ART_FILES, Q_RET_ART_CHUNKS};
+    *n = 0;
+    for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+        int64_t k = 0;
+        if (q_exec(s, qs[i], PARAMS(P_INT(cutoff_ms), P_INT(limit)), &k, err) < 0)
+            return -1;
+        *n += k;
+    }
+    return 0;
+}
+
+int
+coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms, int64_t limit,
+                           struct coord_retention_counts *c, co_err *err)
+{
+    int64_t n = 0;
+    int rc = -1;
+
+    memset(c, 0, sizeof(*c));
+    if (limit < 1)
+        return co_err_set(err, CO_E_RANGE, "retention batch must be >= 1");
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_RET_CODE, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->job_code, err) < 0 ||
+        q_exec(s, Q_RET_CHUNKS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->output_chunks, err) <
+            0 ||
+        q_exec(s, Q_RET_OUTPUT, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->outputs, err) < 0 ||
+        retention_artifacts_step(s, cutoff_ms, limit, &c->artifacts, err) < 0 ||
+        q_exec(s, Q_RET_WORKERS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->workers, err) < 0 ||
+        q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0)
+        goto out;
+    c->idem_keys = n;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+/* ---- artifacts ---- */
+
+/* The sha256 of the stored chunks of one file, as 64 hex digits in @hex. */
+static int
+artifact_hash(struct coord_store *s, const char *job_id, int attempt, const char *path,
+              char hex[65], co_err *err)
+{
+    struct db_res r;
+    struct coord_sha256 h;
+    coord_sha256_init(&h);
+    if (q_run(s, Q_ART_FILE_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        return -1;
+    int got;
+    while ((got = q_next(&r, err)) > 0) {
+        size_t n = 0;
+        const void *p = s->ops->col_blob(&r, 0, &n);
+        coord_sha256_update(&h, p, n);
+    }
+    q_done(&r);
+    if (got < 0)
+        return -1;
+    coord_sha256_hex(&h, hex);
+    return 0;
+}
+
+int
+coord_store_artifact_append(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, const char *path, int64_t offset, const char *data,
+                            size_t len, bool eof, int64_t max_bytes, bool *capped, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t size = -1, done = 0, stored = 0;
+
+    *capped = false;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
+    if (offset == 0) {
+        /* An attempt's artifacts replace the earlier attempts'. */
+        if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
+                0 ||
+            q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) <
+                0 ||
+            q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0)
+            goto out;
+    }
+    if (max_bytes > 0) {
+        /* The coordinator's own cap: an agent that sends more is cut off here. */
+        if (q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL,
+                  err) < 0)
+            goto out;
+        if (stored >= max_bytes) {
+            *capped = true;
+            rc = 0;
+            goto out;
+        }
+        if ((int64_t)len > max_bytes - stored) {
+            len = (size_t)(max_bytes - stored);
+            eof = true;
+            *capped = true;
+        }
+    }
+    if (offset == 0 && q_exec(s, Q_ART_FILE_INSERT,
+                              PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), NULL, err) < 0)
+        goto out;
+    if (q_run(s, Q_ART_FILE_SIZE, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        size = col_int(&r, 0);
+        done = col_int(&r, 1);
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (size != offset || done) {
+        co_err_set(err, CO_E_CONFLICT,
+                   "artifact '%s' of job '%s' attempt %d: chunk at offset %lld, stored %lld%s",
+                   path, job_id, attempt, (long long)offset, (long long)size,
+                   done ? " (complete)" : "");
+        goto out;
+    }
+    if (len > 0 &&
+        (q_exec(s, Q_ART_CHUNK_INSERT,
+                PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_BLOB(data, len)), NULL,
+                err) < 0 ||
+         q_exec(s, Q_ART_FILE_GROW,
+                PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_INT(len)), NULL, err) < 0))
+        goto out;
+    if (eof) {
+        char hex[65];
+        const char *sha = hex;
+        if (artifact_hash(s, job_id, attempt, path, hex, err) < 0 ||
+            q_exec(s, Q_ART_FILE_SHA,
+                   PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path), P_TEXT(sha)), NULL,
+                   err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_artifact_finish(struct coord_store *s, const char *job_id, const char *worker_id,
+                            int attempt, const struct coord_artifact_set *set, int64_t max_bytes,
+                            co_err *err)
+{
+    int rc = -1;
+    int64_t stored = 0;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+        goto out;
+    /* No file at all: nothing dropped the earlier attempts' rows yet. */
+    if (q_exec(s, Q_ART_DROP_OLD_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_DROP_OLD_FILES, PARAMS(P_TEXT(job_id), P_INT(attempt)), NULL, err) < 0 ||
+        q_exec(s, Q_ART_DROP_SET, PARAMS(P_TEXT(job_id)), NULL, err) < 0 ||
+        q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL, err) <
+            0)
+        goto out;
+    /* What was stored, not what the agent claims; the coordinator's cap reached is a truncation. */
+    bool truncated = set->truncated || (max_bytes > 0 && stored >= max_bytes);
+    if (q_exec(s, Q_ART_SET_INSERT,
+               PARAMS(P_TEXT(job_id), P_INT(attempt), P_INT(set->files), P_INT(stored),
+                      P_INT(truncated), P_INT(set->skipped), P_TEXT(set->notes)),
+               NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_artifact_list(struct coord_store *s, const char *job_id,
+                          struct coord_artifact_list *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    int64_t one;
+    bool found;
+
+    memset(out, 0, sizeof(*out));
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_int(s, Q_JOB_GET_NOCODE, PARAMS(P_TEXT(job_id)), &one, &found, err) < 0)
+        goto out;
+    if (!found) {
+        co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
+        goto out;
+    }
+    if (q_run(s, Q_ART_SET_GET, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        goto out;
+    got = q_next(&r, err);
+    if (got > 0) {
+        out->complete = true;
+        out->attempt = (int)col_int(&r, 0);
+        out->truncated = col_int(&r, 1) != 0;
+        out->skipped = col_int(&r, 2);
+        out->notes = co_xstrdup(col_text(&r, 3));
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    if (out->complete) {
+        if (q_run(s, Q_ART_LIST, PARAMS(P_TEXT(job_id), P_INT(out->attempt)), &r, err) < 0)
+            goto out;
+        size_t cap = 0;
+        while ((got = q_next(&r, err)) > 0) {
+            if (out->len == cap) {
+                cap = cap ? cap * 2 : 16;
+                out->items = co_xreallocarray(out->items, cap, sizeof(*out->items));
+            }
+            struct coord_artifact *a = &out->items[out->len++];
+            a->path = co_xstrdup(col_text(&r, 0));
+            a->size = col_int(&r, 1);
+            co_strlcpy(a->sha256, col_text(&r, 2), sizeof(a->sha256));
+        }
+        q_done(&r);
+        if (got < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_artifact_list_release(out);
+    return rc;
+}
+
+int
+coord_store_artifact_read(struct coord_store *s, const char *job_id, int attempt, const char *path,
+                          struct co_buf *out, co_err *err)
+{
+    struct db_res r;
+    int rc = -1, got;
+    if (tx_begin(s, false, err) < 0)
+        return -1;
+    if (q_run(s, Q_ART_FILE_CHUNKS, PARAMS(P_TEXT(job_id), P_INT(attempt), P_TEXT(path)), &r, err) <
+        0)
+        goto out;
+    while ((got = q_next(&r, err)) > 0)
+        blob_append(&r, 0, out);
+    q_done(&r);
+    if (got < 0)
         goto out;
     rc = 0;
 out:

@@ -94,6 +94,32 @@ enum store_q {
     Q_BUYERS_RUNNING,
     Q_BUYER_CAPS,
     Q_JOB_PENDING_EXCEPT,
+    Q_IDEM_EXPIRE,
+    Q_IDEM_INSERT,
+    Q_IDEM_GET,
+    Q_IDEM_SET,
+    Q_RET_CODE,
+    Q_RET_CHUNKS,
+    Q_RET_OUTPUT,
+    Q_RET_WORKERS,
+    Q_RET_IDEM,
+    Q_RET_ART_SETS,
+    Q_RET_ART_FILES,
+    Q_RET_ART_CHUNKS,
+    /* output artifacts (store.c, "artifacts") */
+    Q_ART_DROP_OLD_CHUNKS,
+    Q_ART_DROP_OLD_FILES,
+    Q_ART_DROP_SET,
+    Q_ART_FILE_INSERT,
+    Q_ART_FILE_SIZE,
+    Q_ART_CHUNK_INSERT,
+    Q_ART_FILE_GROW,
+    Q_ART_FILE_CHUNKS,
+    Q_ART_FILE_SHA,
+    Q_ART_ATTEMPT_BYTES,
+    Q_ART_SET_INSERT,
+    Q_ART_SET_GET,
+    Q_ART_LIST,
     Q_COUNT
 };
 
@@ -183,8 +209,9 @@ struct coord_store {
     const struct store_ops *ops;
     struct coord_store_config cfg; /* cfg.url points to url */
     char *url;
-    bool batch;   /* a batch transaction is open: store calls run in savepoints */
-    bool in_call; /* inside a batch, a store call's savepoint is set */
+    bool batch;      /* a batch transaction is open: store calls run in savepoints */
+    bool in_call;    /* inside a batch, a store call's savepoint is set */
+    int batch_depth; /* batches begun inside the open batch (each a savepoint) */
 };
 
 /** Open a SQLite database file at @path (created if missing). */

@@ -8,6 +8,7 @@
 
 #include "co_alloc.h"
 #include "proto_fields.h"
+#include "proto_files.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -27,6 +28,9 @@ static const char *const msg_names[] = {
     [PROTO_MSG_JOB_FINISHED] = "job.finished",
     [PROTO_MSG_JOB_CANCEL] = "job.cancel",
     [PROTO_MSG_ERROR] = "error",
+    [PROTO_MSG_JOB_ACK] = "job.ack",
+    [PROTO_MSG_JOB_ARTIFACT] = "job.artifact",
+    [PROTO_MSG_JOB_ARTIFACTS] = "job.artifacts",
 };
 
 static const char *const status_names[] = {
@@ -177,6 +181,22 @@ decode_heartbeat(const json_t *o, struct proto_heartbeat *h, co_err *err)
     return 0;
 }
 
+/* The input files of a job.assign: checked as at submit, kept as normalised text. */
+static int
+decode_assign_files(const json_t *o, struct proto_job_assign *a, co_err *err)
+{
+    const json_t *files = NULL;
+    int rc = pf_object(o, "files", false, &files, err);
+    if (rc <= 0)
+        return rc;
+    const char *reserved[] = {PROTO_PARAMS_FILE, a->code[0] ? a->code_file : NULL, NULL};
+    if (proto_files_check(files, reserved, NULL, err) < 0)
+        return -1;
+    if (json_object_size(files) > 0)
+        a->files = proto_json_dumps(files, 0, NULL);
+    return 0;
+}
+
 static int
 decode_assign(const json_t *o, struct proto_job_assign *a, co_err *err)
 {
@@ -212,7 +232,7 @@ decode_assign(const json_t *o, struct proto_job_assign *a, co_err *err)
         return -1;
     if (a->code == NULL)
         a->code = co_xstrdup("");
-    return 0;
+    return decode_assign_files(o, a, err);
 }
 
 static int
@@ -343,6 +363,43 @@ decode_error(const json_t *o, struct proto_error *e, co_err *err)
     return 0;
 }
 
+/* Artifacts ------------------------------------------------------------------------------- */
+
+static int
+decode_artifact(const json_t *o, struct proto_job_artifact *a, co_err *err)
+{
+    const char *p, *b64;
+    size_t len, b64_len;
+
+    if (decode_ref(o, &a->job, err) < 0 ||
+        pf_string(o, "path", true, 1, PROTO_FILE_PATH_MAX, PF_BYTES, &p, &len, err) < 0 ||
+        proto_file_path_check(p, len, "path", err) < 0 ||
+        pf_int(o, "offset", true, 0, PROTO_ARTIFACT_BYTES_MAX, &a->offset, err) < 0 ||
+        pf_bool(o, "eof", false, &a->eof, err) < 0 ||
+        pf_string(o, "data_b64", true, 0, proto_base64_len(PROTO_ARTIFACT_CHUNK_MAX), PF_BYTES,
+                  &b64, &b64_len, err) < 0)
+        return -1;
+    a->path = co_xstrndup(p, len);
+    if (proto_base64_decode(b64, b64_len, &a->data, &a->data_len, err) < 0) {
+        co_strlcpy(err->field, "data_b64", sizeof(err->field));
+        return co_err_wrap(err, "invalid 'data_b64'");
+    }
+    return 0;
+}
+
+static int
+decode_artifacts(const json_t *o, struct proto_job_artifacts *a, co_err *err)
+{
+    if (decode_ref(o, &a->job, err) < 0 ||
+        pf_int(o, "files", true, 0, PROTO_ARTIFACT_FILES_MAX, &a->files, err) < 0 ||
+        pf_int(o, "bytes", true, 0, PROTO_ARTIFACT_BYTES_MAX, &a->bytes, err) < 0 ||
+        pf_bool(o, "truncated", true, &a->truncated, err) < 0 ||
+        pf_int(o, "skipped", false, 0, INT64_MAX, &a->skipped, err) < 0 ||
+        pf_string_dup(o, "notes", false, 0, PROTO_MESSAGE_MAX, PF_BYTES, &a->notes, err) < 0)
+        return -1;
+    return 0;
+}
+
 static int
 decode_body(const json_t *o, struct proto_msg *m, co_err *err)
 {
@@ -359,6 +416,8 @@ decode_body(const json_t *o, struct proto_msg *m, co_err *err)
         return decode_ack(o, false, &m->u.ack, err);
     case PROTO_MSG_JOB_REJECTED:
         return decode_ack(o, true, &m->u.ack, err);
+    case PROTO_MSG_JOB_ACK:
+        return decode_ack(o, false, &m->u.ack, err);
     case PROTO_MSG_JOB_STARTED:
         return decode_started(o, &m->u.started, err);
     case PROTO_MSG_JOB_OUTPUT:
@@ -369,6 +428,10 @@ decode_body(const json_t *o, struct proto_msg *m, co_err *err)
         return decode_cancel(o, &m->u.cancel, err);
     case PROTO_MSG_ERROR:
         return decode_error(o, &m->u.error, err);
+    case PROTO_MSG_JOB_ARTIFACT:
+        return decode_artifact(o, &m->u.artifact, err);
+    case PROTO_MSG_JOB_ARTIFACTS:
+        return decode_artifacts(o, &m->u.artifacts, err);
     case PROTO_MSG_NONE:
         break;
     }
@@ -437,9 +500,11 @@ proto_msg_release(struct proto_msg *m)
         free(m->u.assign.code);
         free(m->u.assign.code_file);
         free(m->u.assign.parameters);
+        free(m->u.assign.files);
         break;
     case PROTO_MSG_JOB_ACCEPTED:
     case PROTO_MSG_JOB_REJECTED:
+    case PROTO_MSG_JOB_ACK:
         free(m->u.ack.reason);
         break;
     case PROTO_MSG_JOB_STARTED:
@@ -453,6 +518,13 @@ proto_msg_release(struct proto_msg *m)
         break;
     case PROTO_MSG_JOB_CANCEL:
         free(m->u.cancel.reason);
+        break;
+    case PROTO_MSG_JOB_ARTIFACT:
+        free(m->u.artifact.path);
+        free(m->u.artifact.data);
+        break;
+    case PROTO_MSG_JOB_ARTIFACTS:
+        free(m->u.artifacts.notes);
         break;
     case PROTO_MSG_ERROR:
         free(m->u.error.message);
@@ -537,6 +609,13 @@ enc_hello(struct enc *e, const struct proto_hello *h)
 }
 
 static void
+enc_assign_files(struct enc *e, const struct proto_job_assign *a)
+{
+    if (a->files != NULL && a->files[0] != '\0')
+        put(e, "files", proto_json_load_object(a->files, strlen(a->files), PROTO_MSG_MAX, NULL));
+}
+
+static void
 enc_assign(struct enc *e, const struct proto_job_assign *a)
 {
     json_t *params;
@@ -556,6 +635,7 @@ enc_assign(struct enc *e, const struct proto_job_assign *a)
     put_int(e, "required_cores", a->required_cores);
     put_int(e, "required_ram_mb", a->required_ram_mb);
     put_int(e, "timeout_seconds", a->timeout_seconds);
+    enc_assign_files(e, a);
 }
 
 static void
@@ -596,6 +676,31 @@ enc_finished(struct enc *e, const struct proto_job_finished *f)
 }
 
 static void
+enc_artifact(struct enc *e, const struct proto_job_artifact *a)
+{
+    put_ref(e, &a->job);
+    put_str(e, "path", a->path, false);
+    put_int(e, "offset", a->offset);
+    char *b64 = proto_base64_encode(a->data != NULL ? a->data : "", a->data ? a->data_len : 0);
+    put(e, "data_b64", json_string(b64));
+    free(b64);
+    if (a->eof)
+        put(e, "eof", json_true());
+}
+
+static void
+enc_artifacts(struct enc *e, const struct proto_job_artifacts *a)
+{
+    put_ref(e, &a->job);
+    put_int(e, "files", a->files);
+    put_int(e, "bytes", a->bytes);
+    put(e, "truncated", json_boolean(a->truncated));
+    put_int(e, "skipped", a->skipped);
+    if (a->notes != NULL)
+        put_str(e, "notes", a->notes, false);
+}
+
+static void
 enc_body(struct enc *e, const struct proto_msg *m)
 {
     switch (m->type) {
@@ -621,6 +726,7 @@ enc_body(struct enc *e, const struct proto_msg *m)
         enc_assign(e, &m->u.assign);
         break;
     case PROTO_MSG_JOB_ACCEPTED:
+    case PROTO_MSG_JOB_ACK:
         put_ref(e, &m->u.ack.job);
         break;
     case PROTO_MSG_JOB_REJECTED:
@@ -646,6 +752,12 @@ enc_body(struct enc *e, const struct proto_msg *m)
         put_str(e, "message", m->u.error.message, true);
         if (m->u.error.has_job)
             put_ref(e, &m->u.error.job);
+        break;
+    case PROTO_MSG_JOB_ARTIFACT:
+        enc_artifact(e, &m->u.artifact);
+        break;
+    case PROTO_MSG_JOB_ARTIFACTS:
+        enc_artifacts(e, &m->u.artifacts);
         break;
     case PROTO_MSG_NONE:
         e->bad = true;

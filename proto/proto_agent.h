@@ -22,13 +22,18 @@
 #define PROTO_AGENT_VERSION 1
 /*
  * Largest message either side accepts.  The biggest message is a job.assign, and it always fits:
- * its strings are re-escaped no longer than they were in a submit body of at most
- * PROTO_JOB_BODY_MAX (2 MiB), its parameters are at most PROTO_PARAMETERS_MAX (1 MiB) of
- * normalized text, and the rest is under 1 KiB.
+ * its code is at most PROTO_CODE_MAX (1 MiB) of bytes, at most 6 MiB once escaped, its
+ * parameters at most PROTO_PARAMETERS_MAX (1 MiB) of normalized text, its input files at most
+ * PROTO_FILES_BYTES_MAX (8 MiB) decoded, so under 11 MiB of base64 plus 100 escaped paths
+ * (< 160 KiB), and the rest is under 100 KiB: under 19 MiB in all.
  */
-#define PROTO_MSG_MAX (4 * 1024 * 1024)
+#define PROTO_MSG_MAX (24 * 1024 * 1024)
 /* Largest decoded job.output chunk in bytes. */
 #define PROTO_OUTPUT_CHUNK_MAX (1024 * 1024)
+/* Largest decoded job.artifact chunk, and the caps of one attempt's artifacts. */
+#define PROTO_ARTIFACT_CHUNK_MAX (256 * 1024)
+#define PROTO_ARTIFACT_BYTES_MAX (INT64_C(1) << 40)
+#define PROTO_ARTIFACT_FILES_MAX 100000
 /* Caps on hello arrays. */
 #define PROTO_HELLO_IMAGES_MAX 64
 #define PROTO_HELLO_RUNNING_MAX 1024
@@ -69,6 +74,10 @@ enum proto_msg_type {
     PROTO_MSG_JOB_FINISHED, /* agent -> coordinator */
     PROTO_MSG_JOB_CANCEL,   /* coordinator -> agent */
     PROTO_MSG_ERROR,        /* both ways */
+    PROTO_MSG_JOB_ACK,      /* coordinator -> agent: a job.finished was stored, forget it */
+    /* Output artifacts (files under /work/out), before job.finished. */
+    PROTO_MSG_JOB_ARTIFACT,  /* agent -> coordinator */
+    PROTO_MSG_JOB_ARTIFACTS, /* agent -> coordinator */
 };
 
 /** The wire name of @t ("hello", "job.assign", ...), or NULL for an unknown value. */
@@ -147,6 +156,7 @@ struct proto_job_assign {
     int64_t required_cores;  /* >= 1 */
     int64_t required_ram_mb; /* >= 1 */
     int64_t timeout_seconds; /* 1-604800 */
+    char *files; /* NULL or the normalised input files {"path": "<base64>"} (proto_files.h) */
 };
 
 /* job.accepted (reason unused) and job.rejected (reason required, <= PROTO_REASON_MAX). */
@@ -193,6 +203,30 @@ struct proto_job_finished {
     char *error; /* NULL or <= PROTO_MESSAGE_MAX bytes; set for internal_error */
 };
 
+/*
+ * job.artifact: a chunk of one output artifact (a regular file under the job's /work/out).  The
+ * chunks of a file come in order (offset = bytes of the file sent before); the last one has eof.
+ * An empty file is one chunk with no data and eof.  On the wire the bytes are "data_b64".
+ */
+struct proto_job_artifact {
+    struct proto_job_ref job;
+    char *path;      /* relative to /work/out, passes proto_file_path_check */
+    int64_t offset;  /* 0 .. PROTO_ARTIFACT_BYTES_MAX */
+    char *data;      /* data_len bytes plus a NUL (not counted) */
+    size_t data_len; /* <= PROTO_ARTIFACT_CHUNK_MAX */
+    bool eof;
+};
+
+/* job.artifacts: the artifacts of this attempt are complete (sent after the last job.artifact). */
+struct proto_job_artifacts {
+    struct proto_job_ref job;
+    int64_t files;   /* files sent, 0 .. PROTO_ARTIFACT_FILES_MAX */
+    int64_t bytes;   /* bytes sent, 0 .. PROTO_ARTIFACT_BYTES_MAX */
+    bool truncated;  /* a cap (bytes or files) stopped the collection */
+    int64_t skipped; /* entries not sent: links, special files, unusable names, unreadable */
+    char *notes;     /* NULL or <= PROTO_MESSAGE_MAX bytes of text naming skipped entries */
+};
+
 /* job.cancel: stop this attempt. */
 struct proto_job_cancel {
     struct proto_job_ref job;
@@ -215,12 +249,14 @@ struct proto_msg {
         struct proto_welcome welcome;
         struct proto_heartbeat heartbeat;
         struct proto_job_assign assign;
-        struct proto_job_ack ack; /* JOB_ACCEPTED and JOB_REJECTED */
+        struct proto_job_ack ack; /* JOB_ACCEPTED, JOB_REJECTED and JOB_ACK (no reason) */
         struct proto_job_started started;
         struct proto_job_output output;
         struct proto_job_finished finished;
         struct proto_job_cancel cancel;
         struct proto_error error;
+        struct proto_job_artifact artifact;
+        struct proto_job_artifacts artifacts;
     } u;
 };
 

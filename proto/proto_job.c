@@ -9,13 +9,14 @@
 #include "co_buf.h"
 #include "co_id.h"
 #include "proto_fields.h"
+#include "proto_files.h"
 #include "proto_json.h"
 
 /* The fields of API.md "POST /api/v1/submit", in the order they are checked. */
 static const char *const job_fields[] = {
     "title",           "description",     "code",         "code_file",  "required_cores",
     "required_ram_mb", "priority",        "command",      "parameters", "buyer_id",
-    "image",           "timeout_seconds", "max_attempts",
+    "image",           "timeout_seconds", "max_attempts", "files",
 };
 
 bool
@@ -33,6 +34,7 @@ proto_job_spec_release(struct proto_job_spec *spec)
     free(spec->description);
     free(spec->code);
     free(spec->code_file);
+    free(spec->files);
     free(spec->command);
     free(spec->parameters);
     free(spec->buyer_id);
@@ -62,6 +64,26 @@ check_unknown_keys(const json_t *obj, co_err *err)
         }
     }
     return 0;
+}
+
+/*
+ * The input files: the agent writes the code file (when code is not empty) and params.json
+ * itself, so a file may not use (or be a folder of) either.
+ */
+static int
+decode_files(const json_t *obj, const struct proto_job_limits *lim, struct proto_job_spec *s,
+             co_err *err)
+{
+    const json_t *files = NULL;
+    co_autofree char *code_path = NULL;
+
+    int rc = pf_object(obj, "files", false, &files, err);
+    if (rc <= 0)
+        return rc;
+    if (proto_job_code_path(s, &code_path, err) < 0)
+        return -1;
+    const char *reserved[] = {PROTO_PARAMS_FILE, s->code[0] ? code_path : NULL, NULL};
+    return proto_files_from_submit(files, reserved, lim ? lim->max_files_bytes : 0, &s->files, err);
 }
 
 static int
@@ -144,7 +166,7 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
         s->description = co_xstrdup("");
     if (s->code == NULL)
         s->code = co_xstrdup("");
-    return 0;
+    return decode_files(obj, lim, s, err);
 }
 
 int
@@ -327,34 +349,5 @@ proto_job_code_path(const struct proto_job_spec *spec, char **out, co_err *err)
 int
 proto_code_file_check(const char *path, size_t len, co_err *err)
 {
-    size_t start = 0;
-
-    if (len == 0)
-        return co_err_field(err, CO_E_INVAL, "code_file", "invalid 'code_file': must not be empty");
-    if (len > PROTO_CODE_FILE_MAX)
-        return co_err_field(err, CO_E_INVAL, "code_file",
-                            "invalid 'code_file': too long (%zu bytes, at most %d)", len,
-                            PROTO_CODE_FILE_MAX);
-    if (path[0] == '/')
-        return co_err_field(err, CO_E_INVAL, "code_file",
-                            "invalid 'code_file': must be a relative path");
-    for (size_t i = 0; i <= len; i++) {
-        unsigned char c = i < len ? (unsigned char)path[i] : '/';
-
-        if (c < 0x20 || c == 0x7f || c == '\\')
-            return co_err_field(err, CO_E_INVAL, "code_file",
-                                "invalid 'code_file': contains a control character or backslash");
-        if (c != '/')
-            continue;
-        size_t n = i - start;
-        if (n == 0)
-            return co_err_field(err, CO_E_INVAL, "code_file",
-                                "invalid 'code_file': empty path component");
-        if ((n == 1 && path[start] == '.') ||
-            (n == 2 && path[start] == '.' && path[start + 1] == '.'))
-            return co_err_field(err, CO_E_INVAL, "code_file",
-                                "invalid 'code_file': '.' and '..' are not allowed");
-        start = i + 1;
-    }
-    return 0;
+    return proto_file_path_check(path, len, "code_file", err);
 }

@@ -52,14 +52,16 @@
  * Hard cap on a submit body, whatever the caller's limit says.  It keeps every job.assign
  * message (which carries the same fields) under PROTO_MSG_MAX (proto_agent.h).
  */
-#define PROTO_JOB_BODY_MAX (2 * 1024 * 1024)
+#define PROTO_JOB_BODY_MAX (16 * 1024 * 1024)
 
 /** Limits chosen by the coordinator's configuration.  Zero means "no extra limit". */
 struct proto_job_limits {
     int64_t max_cores;  /* MAX_JOB_CORES: required_cores above it -> 422 on "required_cores" */
     int64_t max_ram_mb; /* MAX_JOB_RAM_MB: required_ram_mb above it -> 422 on "required_ram_mb" */
-    size_t max_body;    /* body size cap in bytes (CO_E_TOOLARGE); 0 or larger than
-                           PROTO_JOB_BODY_MAX means PROTO_JOB_BODY_MAX */
+    size_t max_files_bytes;    /* MAX_JOB_FILES_BYTES: decoded input files; 0 or above
+                                  PROTO_FILES_BYTES_MAX means PROTO_FILES_BYTES_MAX */
+    size_t max_body;           /* body size cap in bytes (CO_E_TOOLARGE); 0 or larger than
+                                  PROTO_JOB_BODY_MAX means PROTO_JOB_BODY_MAX */
     const char *default_buyer; /* non-NULL: buyer_id may be absent and is then this id */
 };
 
@@ -82,6 +84,8 @@ struct proto_job_spec {
     char *image;             /* an id, default "default" */
     int64_t timeout_seconds; /* 1-604800, default 3600 */
     int max_attempts;        /* 1-100, default 3 */
+    char *files;             /* NULL when absent or empty, else the normalised compact JSON object
+                                {"path": "<base64>"} of proto_files_from_submit() */
 };
 
 /**
@@ -100,7 +104,9 @@ struct proto_job_spec {
  *   - parameters must be an object of at most PROTO_PARAMETERS_MAX bytes once re-encoded
  *     compactly; ids must be 1-64 of [A-Za-z0-9._-];
  *   - command must split (proto_argv_split) into at least one word;
- *   - code_file must pass proto_code_file_check().
+ *   - code_file must pass proto_code_file_check();
+ *   - files must pass proto_files_from_submit() (proto_files.h), params.json and, when code is
+ *     not empty, the resolved code file being reserved.
  * @lim may be NULL (no extra limits).  On success @out is filled (caller releases with
  * proto_job_spec_release()) and 0 is returned; on error @out is left zeroed, @err is set as
  * described at the top of this header and -1 is returned.

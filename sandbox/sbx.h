@@ -72,6 +72,13 @@ struct sbx_spec {
     int64_t output_limit;      /* per-stream cap in bytes (stdout, stderr); default 1 MiB */
     bool kill_on_output_limit; /* kill the job when a stream passes its cap */
     enum sbx_network network;  /* default SBX_NET_NONE */
+    /*
+     * Keep the job's /work: sbx_run() hands back a descriptor of the /work folder in
+     * res->work_fd (see struct sbx_result).  The tmpfs outlives the sandbox while the
+     * descriptor is open, so that the caller can read what the job left there (artifacts) once
+     * every process of the job is gone.  Default false.
+     */
+    bool keep_work;
 };
 
 /** Fill @spec with the defaults documented in struct sbx_spec (argv NULL). */
@@ -126,6 +133,16 @@ struct sbx_result {
     char error_step[32]; /* "" when no error, else e.g. "cgroup", "mount_proc", "execve" */
     int error_errno;
     char error_msg[512];
+    /*
+     * spec->keep_work: a read-only descriptor (O_DIRECTORY, close-on-exec) of the job's /work
+     * when has_work_fd, owned by @res (sbx_result_release() closes it; take it with
+     * co_steal_fd() to keep it longer).  Nothing of the job runs any more when sbx_run()
+     * returns, so nothing changes below it; its files are still charged to the job's memory
+     * limit on the host until it is closed.  Read it without following links (openat with
+     * O_NOFOLLOW): the job chose every name and link in it.
+     */
+    bool has_work_fd;
+    int work_fd;
 };
 
 /** Free what @res owns (the captured output) and zero it. */

@@ -242,6 +242,35 @@ write_all_fd(int fd, const char *p, size_t len)
     return 0;
 }
 
+/*
+ * Open the folder of @name (relative to @workfd) for writing its last component, creating the
+ * missing folders owned by the job: one component at a time with mkdirat and openat
+ * (O_DIRECTORY|O_NOFOLLOW), so no symbolic link is ever followed.  Returns a descriptor (the
+ * caller closes it) and sets *@base to the last component, or -1 with errno.
+ */
+static int
+open_work_parent(const struct child_ctx *c, int workfd, char *name, const char **base)
+{
+    int dfd = fcntl(workfd, F_DUPFD_CLOEXEC, 0);
+    char *comp = name;
+    for (char *slash; dfd >= 0 && (slash = strchr(comp, '/')); comp = slash + 1) {
+        *slash = '\0';
+        int nfd = -1;
+        if (mkdirat(dfd, comp, 0755) == 0 || errno == EEXIST)
+            nfd = openat(dfd, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (nfd >= 0 && fchown(nfd, c->uid, c->gid) < 0) {
+            close(nfd);
+            nfd = -1;
+        }
+        int saved = errno;
+        close(dfd);
+        errno = saved;
+        dfd = nfd;
+    }
+    *base = comp;
+    return dfd;
+}
+
 /* Create the work files in the /work tmpfs (@workfd), owned by the job. */
 static int
 write_work_files(const struct child_ctx *c, int workfd)
@@ -249,21 +278,16 @@ write_work_files(const struct child_ctx *c, int workfd)
     const struct sbx_spec *s = c->spec;
     for (size_t i = 0; i < s->n_files; i++) {
         const struct sbx_file *f = &s->files[i];
-        char dir[SBX_FILE_NAME_MAX];
-        size_t len = strlen(f->name);
-        memcpy(dir, f->name, len + 1);
-        for (size_t k = 0; k < len; k++) {
-            if (dir[k] != '/')
-                continue;
-            dir[k] = '\0';
-            if (mkdirat(workfd, dir, 0755) < 0 && errno != EEXIST)
-                return -1;
-            if (fchownat(workfd, dir, c->uid, c->gid, AT_SYMLINK_NOFOLLOW) < 0)
-                return -1;
-            dir[k] = '/';
-        }
-        int fd =
-            openat(workfd, f->name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        char name[SBX_FILE_NAME_MAX];
+        const char *base;
+        memcpy(name, f->name, strlen(f->name) + 1);
+        int dfd = open_work_parent(c, workfd, name, &base);
+        if (dfd < 0)
+            return -1;
+        int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        int saved = errno;
+        close(dfd);
+        errno = saved;
         if (fd < 0)
             return -1;
         int rc = 0;
@@ -279,7 +303,7 @@ write_work_files(const struct child_ctx *c, int workfd)
             rc = -1;
         if (rc == 0 && fchmod(fd, c->file_modes[i]) < 0)
             rc = -1;
-        int saved = errno;
+        saved = errno;
         close(fd);
         if (c->file_fds[i] >= 0)
             close(c->file_fds[i]);
@@ -512,13 +536,38 @@ hide_host_cmdline(void)
     memcpy(area, name, len < sizeof(name) ? len - 1 : sizeof(name) - 1);
 }
 
+/*
+ * spec->keep_work: pass a descriptor of /work to the parent over the "go" socket pair, then
+ * close it; the parent reads the folder after the job (sbx_child_recv_work()).
+ */
+static void
+send_work_fd(const struct child_ctx *c)
+{
+    int workfd = open("/work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    TRY(STEP_WORK_FILES, workfd);
+    TRY(STEP_WORK_FILES, sbx_child_send_go(c->go_r, workfd));
+    close(workfd);
+    close(c->go_r);
+}
+
+int
+sbx_child_recv_work(int fd, int *work_fd)
+{
+    *work_fd = -1;
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 0) <= 0)
+        return -1;
+    return recv_go(fd, work_fd) < 0 || *work_fd < 0 ? -1 : 0;
+}
+
 /* Wait for the parent's "go" (see recv_go()) and enter the network namespace it may carry. */
 static void
 wait_go(const struct child_ctx *c)
 {
     int netns = -1;
     TRY(STEP_WAIT_PARENT, recv_go(c->go_r, &netns));
-    close(c->go_r);
+    if (!c->spec->keep_work)
+        close(c->go_r);
     if (c->netns_via_go) {
         /* A fresh, empty network namespace made by the parent (or its pool) meanwhile. */
         if (netns < 0) {
@@ -657,6 +706,8 @@ sbx_child_main(const struct child_ctx *c)
         TRY(STEP_WORK_FILES, write_work_files(c, workfd));
         close(workfd);
     }
+    if (c->spec->keep_work)
+        send_work_fd(c);
 
     TRY(STEP_HOSTNAME, sethostname("cacheout", 8));
     if (c->spec->network == SBX_NET_LOOPBACK)

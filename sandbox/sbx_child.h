@@ -135,4 +135,11 @@ int sbx_child_main(const struct child_ctx *c) __attribute__((noreturn));
  */
 int sbx_child_send_go(int fd, int pass);
 
+/**
+ * The parent's side of spec->keep_work: take the /work descriptor init sent on the "go" socket
+ * @fd, without waiting (init sends it before the job starts).  Returns 0 with *@work_fd set, or
+ * -1 (*@work_fd = -1) when init sent none (it failed before).
+ */
+int sbx_child_recv_work(int fd, int *work_fd);
+
 #endif

@@ -727,7 +727,8 @@ run_clone(struct run *r, co_err *err)
         /* The child is gone already: its status tells why. */
     }
     close_fd(&r->netns_fd);
-    close_fd(&r->go_parent);
+    if (!r->spec->keep_work)
+        close_fd(&r->go_parent); /* else kept for the /work descriptor (run_take_work()) */
     for (size_t i = 0; i < r->spec->n_files; i++)
         close_fd(&r->file_fds[i]);
     r->out.fd = co_steal_fd(&r->out_r);
@@ -863,6 +864,20 @@ run_wait(struct run *r)
     close_fd(&r->pidfd);
 }
 
+/* spec->keep_work: the job has ended; take the /work descriptor init sent before it started. */
+static void
+run_take_work(struct run *r)
+{
+    if (!r->spec->keep_work || r->go_parent < 0)
+        return;
+    int fd = -1;
+    if (sbx_child_recv_work(r->go_parent, &fd) == 0) {
+        r->res->has_work_fd = true;
+        r->res->work_fd = fd;
+    }
+    close_fd(&r->go_parent);
+}
+
 /* Reap init (or hand it to the janitor) and turn what happened into the result. */
 static int
 run_collect(struct run *r, co_err *err)
@@ -985,6 +1000,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         rc = run_clone(&r, err);
     if (rc == 0) {
         run_wait(&r);
+        run_take_work(&r);
         rc = run_collect(&r, err);
     }
     run_finish(&r, rc, err);

@@ -165,6 +165,8 @@ sbx_result_release(struct sbx_result *res)
 {
     free(res->stdout_data);
     free(res->stderr_data);
+    if (res->has_work_fd && res->work_fd >= 0)
+        close(res->work_fd);
     memset(res, 0, sizeof(*res));
     res->exit_code = -1;
 }

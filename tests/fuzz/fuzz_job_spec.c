@@ -10,6 +10,7 @@
 #include "co_alloc.h"
 #include "co_id.h"
 #include "proto_agent.h"
+#include "proto_files.h"
 #include "proto_job.h"
 #include "proto_utf8.h"
 
@@ -20,6 +21,22 @@ check(int cond)
 {
     if (!cond)
         abort();
+}
+
+/* Accepted input files decode under the agent's rules: safe paths, within the caps. */
+static void
+check_files(const struct proto_job_spec *s, const char *code_path)
+{
+    struct proto_file_list l;
+    const char *reserved[] = {PROTO_PARAMS_FILE, s->code[0] ? code_path : NULL, NULL};
+    check(proto_files_parse(s->files, reserved, &l, NULL) == 0);
+    check(l.len <= PROTO_FILES_MAX && l.total <= PROTO_FILES_BYTES_MAX);
+    check((s->files == NULL) == (l.len == 0));
+    for (size_t i = 0; i < l.len; i++) {
+        check(proto_file_path_check(l.items[i].path, strlen(l.items[i].path), "files", NULL) == 0);
+        check(strcmp(l.items[i].path, PROTO_PARAMS_FILE) != 0);
+    }
+    proto_file_list_release(&l);
 }
 
 static void
@@ -66,11 +83,15 @@ check_spec(const struct proto_job_spec *s)
     a->required_cores = s->required_cores;
     a->required_ram_mb = s->required_ram_mb;
     a->timeout_seconds = s->timeout_seconds;
+    a->files = s->files;
+    check_files(s, path);
     char *text = proto_msg_encode(&m, &len);
     check(text != NULL && len <= PROTO_MSG_MAX);
     check(proto_msg_decode(text, len, &back, &err) == 0);
     check(strcmp(back.u.assign.parameters, s->parameters) == 0);
     check(strcmp(back.u.assign.code, s->code) == 0);
+    check((back.u.assign.files == NULL) == (s->files == NULL));
+    check(s->files == NULL || strcmp(back.u.assign.files, s->files) == 0);
     proto_msg_release(&back);
     free(text);
     free(path);

@@ -2078,6 +2078,25 @@ def c_img_file(s):
     internal_error_case(s, ["--image", f], "img-file")
 
 
+@case("work-files-nested-owned-by-job")
+def c_work_files_nested(s):
+    """Work files in sub-folders (the agent's input files): the init creates each folder one
+    component at a time (mkdirat, openat O_NOFOLLOW), owned by the job like the files."""
+    src = s.path("nested-src")
+    with open(src, "w") as fh:
+        fh.write("NESTED-OK\n")
+    j = s.job(program=["sh", "-c", "stat -c '%u %n' /work/a /work/a/b /work/a/b/c.txt "
+                       "/work/a/d.txt; cat /work/a/b/c.txt; echo more >> /work/a/b/c.txt && "
+                       "mkdir /work/a/b/e && echo WRITABLE"],
+              work_files=["a/b/c.txt=" + src, "a/d.txt=" + src])
+    j.expect_status("ok", 0)
+    uid = j.r("uid")
+    want = "".join("%d /work/%s\n" % (uid, p) for p in ("a", "a/b", "a/b/c.txt", "a/d.txt"))
+    want += "NESTED-OK\nWRITABLE\n"
+    if j.stdout != want:
+        fail("nested work files", repr(want), repr(j.stdout))
+
+
 @case("internal-error-missing-work-file")
 def c_work_missing(s):
     marker = s.path("ran-workfile")

@@ -45,6 +45,8 @@ export interface Job {
   started_at?: string | null;
   completed_at?: string | null;
   code?: string;
+  artifacts?: number; // once the attempt's artifacts are complete
+  artifacts_truncated?: boolean;
 }
 
 export type WorkerStatus = "idle" | "busy" | "offline";

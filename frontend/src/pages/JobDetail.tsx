@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useEffect, useRef } from "react";
 import { Link, useParams } from "react-router";
+import { Artifacts } from "../components/Artifacts";
 import { Card, EmptyState, ErrorState, Field, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
 import { ApiError, cancelJob } from "../lib/api";
 import { formatCredits } from "../lib/credits";
@@ -328,6 +329,11 @@ export function JobDetail() {
           >
             <Output job={job} allowed={admin || own} />
           </Card>
+          {(admin || own) && FINISHED_STATUSES.includes(job.status) && (
+            <Card title="Artifacts" labelledBy="artifacts-title">
+              <Artifacts jobId={job.job_id} truncated={job.artifacts_truncated} />
+            </Card>
+          )}
         </div>
         <div className="space-y-6">
           <Card title="Timeline" labelledBy="timeline-title">

@@ -3,6 +3,7 @@ import { useId, useMemo, useState, type FormEvent, type ReactNode } from "react"
 import { Link, useNavigate } from "react-router";
 import { Card, PageHeader } from "../components/ui";
 import { ApiError, submitJob } from "../lib/api";
+import { FileDrop, type JobFiles } from "../components/FileDrop";
 import { formatCredits, formatMicro, jobCostMicro, toMicro } from "../lib/credits";
 import { useSession } from "../lib/session";
 import type { Pricing } from "../lib/types";
@@ -118,6 +119,7 @@ export function Submit() {
   const [form, setForm] = useState<SubmitForm>(() => ({ ...EXAMPLE_FORM }));
   const [errors, setErrors] = useState<Errors>({});
   const [formError, setFormError] = useState<string | null>(null);
+  const [files, setFiles] = useState<JobFiles>({});
   const pricing = useQuery(pricingQuery()).data ?? null;
   const limits = useMemo(
     () => ({ maxCores: pricing?.max_job_cores, maxRamMb: pricing?.max_job_ram_mb, selfBuyer }),
@@ -166,7 +168,7 @@ export function Submit() {
       return;
     }
     setErrors({});
-    mutation.mutate(r.body);
+    mutation.mutate(Object.keys(files).length > 0 ? { ...r.body, files } : r.body);
   };
 
   const input = (field: SubmitField, props: Record<string, unknown> = {}) =>
@@ -262,6 +264,9 @@ export function Submit() {
                   />
                 )}
               </FormField>
+              <div className="sm:col-span-2">
+                <FileDrop onChange={setFiles} />
+              </div>
               <FormField field="code_file" label="Code file" error={errors.code_file} hint="Optional, e.g. script.py">
                 {input("code_file", { placeholder: "from the command", spellCheck: false })}
               </FormField>

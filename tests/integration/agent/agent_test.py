@@ -12,15 +12,22 @@ case and a last line "RESULT <passed> <failed>" (skipped cases: --skip-file).  S
 and tests/lib/cotest.py only.
 """
 import argparse
+import base64
 import grp
+import hashlib
+import http.client
+import io
+import json
 import os
 import pwd
 import random
 import re
 import shutil
+import socket
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
@@ -653,6 +660,121 @@ def t_lost_job(env):
     check(len(ledger_rows(c, "lost-buyer", jid, "charge")) == 1, "job not charged exactly once")
     check(len(ledger_rows(c, "lost-w-owner", jid, "payout")) == 1, "owner not paid exactly once")
     fake.close()
+
+
+def now_iso():
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+
+
+@case("a lost job.assign is sent again on the same attempt (no attempt used); duplicate "
+      "output chunks are dropped, a gap is logged; job.ack after the commit, and for repeats")
+def t_lost_assign(env):
+    c = env.coord
+    c.start()
+    fake = fake_agent(c, "la-w")
+    jid = c.submit(title="lost-assign", buyer_id="la-buyer")["job_id"]
+    first = expect(fake, "job.assign", job_id=jid)
+    check(first["attempt"] == 1, "first assignment is attempt %r" % first["attempt"])
+    # The assignment is lost: the agent never answers and reconnects without it.
+    fake.close()
+    fake = fake_agent(c, "la-w", running=[])
+    a = expect(fake, "job.assign", job_id=jid)
+    check(a["attempt"] == 1, "the lost assignment came back as attempt %r, want 1" % a["attempt"])
+    check(a == first, "the assignment came again changed: %r vs %r" % (a, first))
+    j = c.job(jid)
+    check(j["attempts"] == 1 and j["status"] == "assigned",
+          "job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1,
+               "started_at": now_iso()})
+    for seq, data in ((0, "A\n"), (0, "A\n"), (1, "B\n"), (1, "B\n"), (3, "D\n")):
+        fake.send({"v": 1, "type": "job.output", "job_id": jid, "attempt": 1,
+                   "stream": "stdout", "seq": seq, "data": data})
+    fin = {"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
+           "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100}
+    fake.send(fin)
+    ack = expect(fake, "job.ack", job_id=jid)
+    check(ack["attempt"] == 1, "ack for attempt %r" % ack["attempt"])
+    # The ack comes after the commit: the job is final as soon as it arrived.
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "after the ack the job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(out["stdout"] == "A\nB\nD\n", "stored output %r (duplicates stored?)" % out["stdout"])
+    wait_until(lambda: "gap in job.output job=%s" % jid in c.log_tail(1 << 20), 5,
+               "the gap logged")
+    # A repeat of the result (the agent did not see the ack) is acknowledged, not settled again.
+    fake.send(fin)
+    expect(fake, "job.ack", job_id=jid)
+    # So is a result of a stale attempt.
+    fake.send(dict(fin, attempt=7))
+    ack = expect(fake, "job.ack", job_id=jid)
+    check(ack["attempt"] == 7, "stale result acked as attempt %r" % ack["attempt"])
+    check(len(ledger_rows(c, "la-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "la-w-owner", jid, "payout")) == 1, "owner not paid exactly once")
+    fake.close()
+
+
+@case("kill -9 an agent after its job finished, before the result was acknowledged: the "
+      "restarted agent sends it again from its journal, settled once, not run again")
+def t_result_journal(env):
+    c = env.coord
+    c.start()
+    a = env.agent("rj-w", 2, 2048, extra_env={"AGENT_TEST_KILL_AFTER_RESULT": "1"})
+    a.start()
+    wait_connected(c, ["rj-w"])
+    jid = c.submit(title="journal", buyer_id="rj-buyer",
+                   command="python -c \"print(42)\"")["job_id"]
+    wait_until(lambda: not a.running(), 60, "the agent killed after journaling the result")
+    results = os.path.join(a.root, "results")
+    check(os.listdir(results) == ["%s.1.json" % jid],
+          "journal holds %r" % os.listdir(results))
+    j = c.job(jid)
+    check(j["status"] in ("assigned", "running"), "job is %s before the restart" % j["status"])
+    b = env.agent("rj-w", 2, 2048)  # the same worker and work root, without the hook
+    b.start()
+    j = wait_jobs_final(c, [jid], 30)[0]
+    check(j["status"] == "completed" and j["attempts"] == 1 and j["exit_code"] == 0,
+          "job ended %s attempts=%r exit_code=%r" % (j["status"], j["attempts"], j["exit_code"]))
+    check(len(ledger_rows(c, "rj-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "owner-rj-w", jid, "payout")) == 1, "owner not paid exactly once")
+    wait_until(lambda: not os.listdir(results), 15, "the journal emptied by the ack")
+    log_text = b.log_tail(1 << 22)  # both runs of the agent write this file
+    check(log_text.count("job accepted job=%s" % jid) == 1, "the job ran again")
+    check("unacknowledged result loaded job=%s" % jid in log_text,
+          "the restarted agent did not load the result")
+
+
+@case("the coordinator is killed during a PostgreSQL outage while jobs finish, and restarted "
+      "after it: the agent's kept results are stored once, nothing runs again", pg_only=True)
+def t_restart_in_outage(env):
+    c = env.coord
+    c.start()
+    a = env.agent("ro-w1", 4, 4096)
+    a.start()
+    wait_connected(c, ["ro-w1"])
+    ids = [c.submit(title="ro%d" % i, buyer_id="ro-buyer",
+                    command="python -c \"import time; time.sleep(2)\"")["job_id"]
+           for i in range(2)]
+    wait_until(lambda: all(c.job(i)["status"] == "running" for i in ids), 30, "jobs running")
+    pg_ctl("pg_halt")
+    try:
+        wait_until(lambda: all("job finished job=%s" % i in a.log_tail(1 << 20) for i in ids),
+                   30, "jobs finished on the agent during the outage")
+        time.sleep(2.5)  # past the old agent's forget-after-delivery window
+        c.kill9()
+    finally:
+        pg_ctl("pg_resume")
+    c.start()
+    js = wait_jobs_final(c, ids, 90)
+    for j in js:
+        check(j["status"] == "completed" and j["attempts"] == 1,
+              "job %s ended %s/%s after %d attempts" % (j["job_id"], j["status"],
+                                                       j["failure_reason"], j["attempts"]))
+        check(len(ledger_rows(c, "ro-buyer", j["job_id"], "charge")) == 1,
+              "job %s not charged exactly once" % j["job_id"])
+    wait_until(lambda: not os.listdir(os.path.join(a.root, "results")), 15,
+               "the journal emptied by the acks")
 
 
 @case("kill -9 the coordinator mid-run and restart it: agents reconnect, every job final, "
@@ -1721,9 +1843,349 @@ def t_reconcile_poll(env):
     check(st == 200, "status completed answered %s: %r" % (st, body))
     check(c.job(j0["job_id"])["status"] == "completed", "job not completed")
 
+# input files (API.md "Files, artifacts, callbacks, description")
 
-CASES = [t_hello, t_many, t_kill_agent, t_lost_job, t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit,
-         t_db_outage, t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
+
+FILES_SCRIPT = """set -e
+cd /work
+find . -type f ! -name params.json ! -name run.sh | LC_ALL=C sort | xargs sha256sum
+"""
+
+
+def files_checksums(files):
+    """What FILES_SCRIPT prints for @files ({path: bytes}): sha256sum lines, sorted by path."""
+    return "".join("%s  ./%s\n" % (hashlib.sha256(files[p]).hexdigest(), p)
+                   for p in sorted(files, key=lambda x: ("./" + x).encode()))
+
+
+def files_body(files):
+    """The submit value for @files: text as content, the rest as base64."""
+    out = {}
+    for path, data in files.items():
+        try:
+            out[path] = {"content": data.decode("ascii")} if data.isascii() else None
+        except UnicodeDecodeError:
+            out[path] = None
+        if out[path] is None:
+            out[path] = {"base64": base64.b64encode(data).decode()}
+    return out
+
+
+@case("input files: text, binary, nested folders, 100 files and 8 MiB reach /work with their "
+      "checksums; the script itself is a file (no code)")
+def t_files_in(env):
+    c = env.coord
+    c.start()
+    a = env.agent("files-w1", 2, 2048, owner="files-owner")
+    a.start()
+    wait_connected(c, ["files-w1"])
+    rnd = random.Random(15)
+    small = {"data/in.csv": b"a,b\n1,2\n", "bin/blob.bin": bytes(range(256)) * 4,
+             "deep/a/b/c/d/e.txt": "ünïcode\n".encode(), "empty": b""}
+    many = {"many/f%03d.txt" % i: ("%d\n" % i).encode() for i in range(98)}
+    big = {"big.bin": rnd.randbytes(8 * 1024 * 1024 - 1024)}  # run.sh is counted too
+    ids = {}
+    for name, files in (("small", small), ("many", many), ("big", big)):
+        body = files_body(files)
+        body["run.sh"] = {"content": FILES_SCRIPT}
+        j = c.submit(title="files-" + name, command="sh run.sh", files=body,
+                     buyer_id="files-buyer", required_ram_mb=256)
+        ids[name] = (j["job_id"], files)
+    js = wait_jobs_final(c, [v[0] for v in ids.values()], 120)
+    for (name, (jid, files)), j in zip(ids.items(), js):
+        st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+        check(j["status"] == "completed", "%s job ended %s/%s: %r" % (
+            name, j["status"], j["failure_reason"], out))
+        check(out["stdout"] == files_checksums(files),
+              "%s: checksums in the job differ:\n%s\nwant\n%s" % (
+                  name, out["stdout"][:2000], files_checksums(files)[:2000]))
+
+
+@case("input files refused at submit (traversal, absolute, 101 entries, bad base64, over 8 MiB, "
+      "body over MAX_BODY_BYTES) with nothing stored; the coordinator keeps serving")
+def t_files_refused(env):
+    c = env.coord
+    c.start()
+    base = {"title": "bad", "required_cores": 1, "required_ram_mb": 64, "command": "true",
+            "buyer_id": "files-bad"}
+    cases = [
+        ({"../x": {"content": "x"}}, 422),
+        ({"a/../../etc/shadow": {"content": "x"}}, 422),
+        ({"/etc/passwd": {"content": "x"}}, 422),
+        ({"a//b": {"content": "x"}}, 422),
+        ({"a\\b": {"content": "x"}}, 422),
+        ({"x": {"base64": "!!!!"}}, 422),
+        ({"x": {"content": "a", "base64": "YQ=="}}, 422),
+        ({"x": "text"}, 422),
+        ({"a": {"content": ""}, "a/b": {"content": ""}}, 422),
+        ({"params.json": {"content": "{}"}}, 422),
+        ({"f%d" % i: {"content": ""} for i in range(101)}, 422),
+        ({"big": {"base64": base64.b64encode(b"z" * (8 * 1024 * 1024 + 1)).decode()}}, 413),
+        ({"a": {"content": "z" * (4 * 1024 * 1024)}, "b": {"content": "z" * (4 * 1024 * 1024 + 1)}},
+         413),
+    ]
+    for files, want in cases:
+        st, doc = c.admin("POST", "/api/v1/submit", dict(base, files=files))
+        check(st == want, "files %.80r answered %s, want %s: %r" % (files, st, want, doc))
+        check(doc["error"]["field"] == "files" if want == 422 else True,
+              "error names %r, not files" % (doc,))
+    # A body over MAX_BODY_BYTES (16 MiB) is refused from its headers, before being read.
+    with socket.create_connection(("127.0.0.1", c.port), timeout=20) as sk:
+        sk.sendall(("POST /api/v1/submit HTTP/1.1\r\nHost: x\r\nX-Admin-Token: %s\r\n"
+                    "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                    % (c.admin_token, 17 * 1024 * 1024)).encode())
+        line = sk.recv(4096).split(b"\r\n", 1)[0]
+    check(b" 413 " in line, "a 17 MiB body answered %r" % line)
+    st, js = c.http("GET", "/api/v1/jobs?limit=1000")
+    check(st == 200 and js == [], "refused submits left jobs: %r" % (js,))
+    j = c.submit(title="still fine", buyer_id="files-bad")
+    check(j["status"] == "pending", "a good submit after the bad ones: %r" % (j,))
+
+
+# ---------------------------------------------------------------------------------------------
+# output artifacts
+
+
+ART_SCRIPT = """set -e
+mkdir -p /work/out/sub/deeper
+printf 'hello artifacts\\n' > /work/out/hello.txt
+head -c 300000 /dev/urandom > /work/out/sub/random.bin
+: > /work/out/sub/deeper/empty
+cp /work/data.bin /work/out/sub/deeper/copy-of-input.bin
+ln -s /etc/shadow /work/out/shadow
+ln -s /work/out/hello.txt /work/out/link-to-hello
+mkfifo /work/out/fifo
+cd /work/out && find . -type f | LC_ALL=C sort | xargs sha256sum
+"""
+
+
+def get_raw(c, path, admin=True):
+    h = {"X-Admin-Token": c.admin_token} if admin else {}
+    return cotest.http_request(c.port, "GET", path, headers=h, timeout=60)
+
+
+def artifact_job(c, script, files=None, **kw):
+    body = {"run.sh": {"content": script}}
+    body.update(files or {})
+    j = c.submit(title=kw.pop("title", "artifacts"), command="sh run.sh", files=body,
+                 buyer_id="art-buyer", required_ram_mb=kw.pop("required_ram_mb", 512), **kw)
+    return j["job_id"]
+
+
+@case("artifacts: files, nested folders and an input copied out come back with the job's own "
+      "sha256; symlinks (to /etc/shadow too) and a FIFO are skipped; raw, list and tar.gz "
+      "downloads with their headers; 401 without a credential, traversal is 404")
+def t_artifacts(env):
+    c = env.coord
+    c.start()
+    a = env.agent("art-w1", 2, 2048, owner="art-owner")
+    a.start()
+    wait_connected(c, ["art-w1"])
+    data = random.Random(7).randbytes(100000)
+    jid = artifact_job(c, ART_SCRIPT, {"data.bin": {"base64": base64.b64encode(data).decode()}})
+    j = wait_jobs_final(c, [jid], 90)[0]
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(j["status"] == "completed", "job ended %s: %r" % (j["status"], out))
+    inside = {}
+    for line in out["stdout"].splitlines():
+        digest, name = line.split("  ", 1)
+        inside[name[2:]] = digest
+    check(set(inside) == {"hello.txt", "sub/random.bin", "sub/deeper/empty",
+                          "sub/deeper/copy-of-input.bin"}, "files in the job: %r" % inside)
+    check(inside["sub/deeper/copy-of-input.bin"] == hashlib.sha256(data).hexdigest(),
+          "the input file reached the job altered")
+    check(j.get("artifacts") == 4 and j.get("artifacts_truncated") is False,
+          "job object: artifacts=%r truncated=%r" % (j.get("artifacts"),
+                                                     j.get("artifacts_truncated")))
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % jid)
+    check(st == 200, "list answered %s" % st)
+    check([x["path"] for x in lst] == sorted(inside), "listed %r" % lst)
+    for x in lst:
+        check(x["sha256"] == inside[x["path"]], "%s: stored sha256 %s, the job saw %s" % (
+            x["path"], x["sha256"], inside[x["path"]]))
+        st, hd, body = get_raw(c, "/api/v1/jobs/%s/artifacts/%s" % (jid, x["path"]))
+        check(st == 200, "%s answered %s" % (x["path"], st))
+        check(hashlib.sha256(body).hexdigest() == x["sha256"] and len(body) == x["size"],
+              "%s: downloaded bytes differ" % x["path"])
+        check(hd.get("content-type") == "application/octet-stream", "content-type %r" % hd)
+        check(hd.get("content-length") == str(len(body)), "content-length %r" % hd)
+        base = x["path"].rsplit("/", 1)[-1]
+        check(hd.get("content-disposition") == 'attachment; filename="%s"' % base,
+              "content-disposition %r" % hd.get("content-disposition"))
+    st, hd, body = get_raw(c, "/api/v1/jobs/%s/artifacts.tar.gz" % jid)
+    check(st == 200 and hd.get("content-type") == "application/gzip",
+          "tar.gz answered %s %r" % (st, hd.get("content-type")))
+    check(hd.get("content-length") == str(len(body)), "tar.gz content-length %r" % hd)
+    check(hd.get("content-disposition") == 'attachment; filename="%s-artifacts.tar.gz"' % jid,
+          "tar.gz content-disposition %r" % hd.get("content-disposition"))
+    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tf:
+        members = {m.name: hashlib.sha256(tf.extractfile(m).read()).hexdigest()
+                   for m in tf.getmembers() if m.isfile()}
+        kinds = {m.name for m in tf.getmembers() if not m.isfile()}
+    check(members == inside and not kinds, "tar.gz holds %r (non-files %r)" % (members, kinds))
+    # Anonymous: 401; traversal and unknown names: 404; no job: 404.
+    st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts" % jid, admin=False)
+    check(st == 401, "anonymous list answered %s" % st)
+    st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/hello.txt" % jid, admin=False)
+    check(st == 401, "anonymous download answered %s" % st)
+    for bad in ("..%2F..%2Fetc%2Fshadow", "sub/..%2F..%2Fhello.txt", "shadow", "fifo",
+                "link-to-hello", "%2Fetc%2Fpasswd", "nope"):
+        st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/%s" % (jid, bad))
+        check(st == 404, "artifact %r answered %s" % (bad, st))
+    try:  # lws itself refuses a NUL in the path (closes the connection)
+        st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/sub%%00x" % jid)
+        check(st >= 400, "a NUL in the path answered %s" % st)
+    except (OSError, http.client.HTTPException):
+        pass
+    st, _, _ = get_raw(c, "/api/v1/jobs/no-such-job/artifacts")
+    check(st == 404, "artifacts of an unknown job answered %s" % st)
+
+
+def art_chunks(job_id, path, data, chunk):
+    """job.artifact messages of attempt 1 for @data, in @chunk-byte pieces (the last with eof)."""
+    out = []
+    for off in range(0, max(len(data), 1), chunk):
+        piece = data[off:off + chunk]
+        out.append({"v": 1, "type": "job.artifact", "job_id": job_id, "attempt": 1, "path": path,
+                    "offset": off, "data_b64": base64.b64encode(piece).decode(),
+                    "eof": off + chunk >= len(data)})
+    return out
+
+
+@case("artifacts from a fake agent that ignores the cap: the coordinator stores at most "
+      "MAX_ARTIFACT_BYTES (cut there, artifacts_truncated); buyer and admin only (other buyer "
+      "403, anonymous 401, public job view without them); retention removes them, the job row "
+      "and the ledger stay")
+def t_artifacts_fake(env):
+    c = env.coord
+    cap = 600000
+    c.env["MAX_ARTIFACT_BYTES"] = str(cap)
+    c.start()
+    kb, _ = seller(c, "fa-buyer", ("buy",))
+    ko, _ = seller(c, "fa-other", ("buy",))
+    fake = fake_agent(c, "fa-w")
+    st, j = c.http("POST", "/api/v1/submit", {"title": "fake artifacts", "required_cores": 1,
+                                              "required_ram_mb": 64, "command": "true"},
+                   headers=bearer(kb))
+    check(st == 201 and j["buyer_id"] == "fa-buyer", "submit with the buyer's key: %s %r" % (st, j))
+    jid = j["job_id"]
+    expect(fake, "job.assign", job_id=jid)
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1, "started_at": now_iso()})
+    rnd = random.Random(11)
+    a_data, b_data, c_data = rnd.randbytes(300000), rnd.randbytes(400000), rnd.randbytes(1000)
+    for m in (art_chunks(jid, "a.txt", a_data, 200000) + art_chunks(jid, "sub/b.bin", b_data, 200000)
+              + art_chunks(jid, "c.txt", c_data, 200000)):
+        fake.send(m)
+    # The agent claims everything went and nothing was cut.
+    fake.send({"v": 1, "type": "job.artifacts", "job_id": jid, "attempt": 1, "files": 3,
+               "bytes": 701000, "truncated": False})
+    fake.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
+               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    expect(fake, "job.ack", job_id=jid)
+    st, j = c.http("GET", "/api/v1/jobs/" + jid, headers=bearer(kb))
+    check(st == 200 and j["status"] == "completed", "job %s %r" % (st, j))
+    check(j.get("artifacts") == 2 and j.get("artifacts_truncated") is True,
+          "buyer's job view: artifacts=%r truncated=%r" % (j.get("artifacts"),
+                                                           j.get("artifacts_truncated")))
+    st, hd, body = cotest.http_request(c.port, "GET", "/api/v1/jobs/%s/artifacts" % jid,
+                                       headers=bearer(kb))
+    check(st == 200, "buyer's list answered %s" % st)
+    lst = json.loads(body)
+    want = {"a.txt": a_data, "sub/b.bin": b_data[:cap - len(a_data)]}
+    check({x["path"]: x["size"] for x in lst} == {k: len(v) for k, v in want.items()},
+          "stored %r, want a.txt whole and sub/b.bin cut at the cap" % lst)
+    total = 0
+    for x in lst:
+        st, hd, body = cotest.http_request(c.port, "GET", "/api/v1/jobs/%s/artifacts/%s"
+                                           % (jid, x["path"]), headers=bearer(kb))
+        check(st == 200 and body == want[x["path"]], "%s: %s, bytes differ" % (x["path"], st))
+        check(x["sha256"] == hashlib.sha256(body).hexdigest(), "%s: sha256" % x["path"])
+        total += len(body)
+    check(total <= cap, "%d bytes stored over the cap of %d" % (total, cap))
+    wait_until(lambda: "over MAX_ARTIFACT_BYTES" in c.log_tail(1 << 20), 5, "the cut logged")
+    # Who may see them: the buyer and admins; another buyer 403, anonymous 401.
+    for sub in ("artifacts", "artifacts/a.txt", "artifacts.tar.gz"):
+        path = "/api/v1/jobs/%s/%s" % (jid, sub)
+        st, _, _ = cotest.http_request(c.port, "GET", path, headers=bearer(kb))
+        check(st == 200, "buyer: %s answered %s" % (sub, st))
+        st, _, _ = get_raw(c, path)
+        check(st == 200, "admin: %s answered %s" % (sub, st))
+        st, _, _ = cotest.http_request(c.port, "GET", path, headers=bearer(ko))
+        check(st == 403, "another buyer: %s answered %s" % (sub, st))
+        st, _, _ = get_raw(c, path, admin=False)
+        check(st == 401, "anonymous: %s answered %s" % (sub, st))
+    for who, hdr in (("another buyer", bearer(ko)), ("anonymous", None)):
+        st, j = c.http("GET", "/api/v1/jobs/" + jid, headers=hdr)
+        check(st == 200 and "artifacts" not in j and "artifacts_truncated" not in j
+              and "code" not in j, "%s sees %r" % (who, sorted(j)))
+    charges = ledger_rows(c, "fa-buyer", jid, "charge")
+    check(len(charges) == 1, "charged %d times" % len(charges))
+    fake.close()
+    # Retention: the artifacts go (in RETENTION_BATCH rows per step), the job and ledger stay.
+    time.sleep(1.2)
+    st, got = c.admin("POST", "/api/v1/debug/retention", {"older_than_seconds": 1})
+    check(st == 200 and got["artifacts"] >= 1 + 2 + 3, "retention answered %s %r" % (st, got))
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % jid)
+    check(st == 200 and lst == [], "artifacts after retention: %s %r" % (st, lst))
+    st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/a.txt" % jid)
+    check(st == 404, "a removed artifact answered %s" % st)
+    j = c.job(jid)
+    check(j["status"] == "completed" and "artifacts" not in j,
+          "job row after retention: %r" % j)
+    check(ledger_rows(c, "fa-buyer", jid, "charge") == charges, "the ledger changed")
+
+
+@case("artifacts under pressure: the byte cap (AGENT_MAX_ARTIFACT_BYTES, 1 MiB here) enforced "
+      "while reading (truncated), 100,000 tiny "
+      "files (count cap, truncated), a /work/out that fills the tmpfs; the agent stays usable")
+def t_artifacts_limits(env):
+    c = env.coord
+    c.start()
+    a = env.agent("artl-w1", 2, 4096, owner="artl-owner",
+                  extra_env={"AGENT_MAX_ARTIFACT_BYTES": "1MiB"})
+    a.start()
+    wait_connected(c, ["artl-w1"])
+    over = artifact_job(c, "mkdir -p out && head -c 3000000 /dev/zero > out/big.bin && "
+                           "echo small > out/z-small.txt\n", title="over-cap")
+    tiny = artifact_job(c, "python3 -c \"import os\nos.makedirs('out/many')\n"
+                           "for i in range(100000): open('out/many/%d' % i, 'w').close()\"\n",
+                        title="tiny", timeout_seconds=300)
+    full = artifact_job(c, "mkdir -p out; head -c 200000000 /dev/zero > out/fill.bin; "
+                           "echo exit $?\n", title="fill")
+    js = wait_jobs_final(c, [over, tiny, full], 300)
+    for j in js:
+        check(j["status"] in ("completed", "failed"), "%s ended %s" % (j["title"], j["status"]))
+    j = c.job(over)
+    check(j.get("artifacts_truncated") is True, "over-cap job: %r" % j)
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % over)
+    total = sum(x["size"] for x in lst)
+    check(total <= 1024 * 1024, "stored %d bytes over a 1 MiB cap" % total)
+    check(total == 1024 * 1024, "stored %d bytes, not the 1 MiB cap" % total)
+    big = [x for x in lst if x["path"] == "big.bin"]
+    check(big and big[0]["sha256"] == hashlib.sha256(b"\0" * big[0]["size"]).hexdigest(),
+          "cut file: %r" % lst)
+    j = c.job(tiny)
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % tiny)
+    check(j["status"] == "completed", "tiny-files job %s" % j["status"])
+    check(j.get("artifacts_truncated") is True and len(lst) == 1000,
+          "100,000 files: truncated=%r, %d listed" % (j.get("artifacts_truncated"), len(lst)))
+    j = c.job(full)
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % full)
+    check(st == 200 and len(lst) == 1 and lst[0]["size"] <= 1024 * 1024,
+          "a full tmpfs: %r" % (lst,))
+    # The agent still runs jobs.
+    after = artifact_job(c, "mkdir -p out && echo ok > out/ok\n", title="after")
+    j = wait_jobs_final(c, [after], 60)[0]
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % after)
+    check(j["status"] == "completed" and [x["path"] for x in lst] == ["ok"],
+          "job after the limits: %s %r" % (j["status"], lst))
+
+
+CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
+         t_lost_job, t_lost_assign, t_result_journal,
+         t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
+         t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]

@@ -44,6 +44,7 @@ class Server(cotest.Coordinator):
             "MAX_BODY_BYTES": "262144",
             "MAX_JOB_CORES": "64",
             "MAX_JOB_RAM_MB": "65536",
+            "RETENTION_BATCH": "2",  # retention runs in many small transactions here
             "CORS_ORIGINS": "http://localhost:5173,http://allowed.example",
             "LOG_FILE": os.path.join(workdir, "coordinator.log"),
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
@@ -302,7 +303,7 @@ def t_readme_examples(srv):
     code, body = curl(["-X", "POST", base + "/api/v1/status", "-H",
                        "Content-Type: application/json", "-d",
                        json.dumps({"worker_id": "worker-001", "job_id": job["job_id"],
-                                   "status": "completed", "exit_code": 0,
+                                   "attempt": 1, "status": "completed", "exit_code": 0,
                                    "stdout": "Hello World\n"})])
     check(code == 200 and json.loads(body)["status"] == "completed", body)
     invariant(srv)
@@ -542,7 +543,17 @@ def t_worker_flow(srv):
     # Wrong worker and stale attempt are refused.
     register(srv, "other-" + wid)
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": "other-" + wid,
-                                                     "job_id": j["job_id"], "status": "running"})
+                                                     "job_id": j["job_id"], "status": "running",
+                                                     "attempt": 1})
+    expect_error(st, doc, 409, "conflict")
+    # The attempt is required: a report cannot be fenced without it.
+    st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": wid, "job_id": j["job_id"],
+                                                     "status": "running"})
+    expect_error(st, doc, 422, "invalid_field", "attempt")
+    # A stale attempt's output is not stored.
+    st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": wid, "job_id": j["job_id"],
+                                                     "status": "running", "attempt": 2,
+                                                     "stdout": "stale output\n"})
     expect_error(st, doc, 409, "conflict")
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": wid, "job_id": j["job_id"],
                                                      "status": "running", "attempt": 7})
@@ -551,7 +562,7 @@ def t_worker_flow(srv):
                                                      "status": "running", "attempt": 1})
     check(st == 200 and doc["status"] == "running" and doc["started_at"], doc)
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": wid, "job_id": j["job_id"],
-                                                     "status": "bogus"})
+                                                     "status": "bogus", "attempt": 1})
     expect_error(st, doc, 422, "invalid_field", "status")
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {
         "worker_id": wid, "job_id": j["job_id"], "status": "completed", "exit_code": 0,
@@ -571,7 +582,8 @@ def t_worker_flow(srv):
     check(st == 200 and micro(o["credits"]) >= cost, o)
     # Finishing twice changes nothing.
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": wid, "job_id": j["job_id"],
-                                                     "status": "failed", "exit_code": 1})
+                                                     "status": "failed", "exit_code": 1,
+                                                     "attempt": 1})
     check(st in (200, 409), "second finish: %d %r" % (st, doc))
     st, b2, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
     check(b2 == b, "second finish moved money")
@@ -586,7 +598,8 @@ def t_worker_flow(srv):
         st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
         check(st == 200 and a["job_id"] == j3["job_id"], a)
         st, before, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
-        body = {"worker_id": wid, "job_id": j3["job_id"], "status": "failed", "exit_code": 3}
+        body = {"worker_id": wid, "job_id": j3["job_id"], "status": "failed", "exit_code": 3,
+                "attempt": a["attempt"]}
         if reason:
             body["failure_reason"] = reason
         st, doc, _ = srv.jreq("POST", "/api/v1/status", body)
@@ -620,7 +633,7 @@ def t_worker_errors(srv):
     st, doc, _ = srv.jreq("POST", "/api/v1/unregister", {"worker_id": "ghost"})
     expect_error(st, doc, 404, "not_found")
     st, doc, _ = srv.jreq("POST", "/api/v1/status", {"worker_id": "w", "job_id": "ghost",
-                                                     "status": "running"})
+                                                     "status": "running", "attempt": 1})
     expect_error(st, doc, 404, "not_found")
     for body, field in (({"worker_id": "w", "cpu_cores": 0, "ram_mb": 1}, "cpu_cores"),
                         ({"worker_id": "w", "cpu_cores": 1, "ram_mb": 0}, "ram_mb"),
@@ -993,6 +1006,188 @@ def t_restart(srv, args):
     if racing:
         st, rc, _ = srv.jreq("GET", "/api/v1/credits/race-" + buyer, admin=True)
         check(micro(rc["held"]) >= len(racing) * cost_of(1, 100), rc)
+    invariant(srv)
+
+
+def t_idempotency(srv, args):
+    """Idempotency-Key: one job and one hold per key; replayed answers; mismatch; bad keys."""
+    buyer = "idem-" + uuid.uuid4().hex[:6]
+    key = "submit-" + uuid.uuid4().hex
+    body = job_body(buyer_id=buyer, title="once")
+    h = {"Idempotency-Key": key}
+    st, first, hd = srv.jreq("POST", "/api/v1/submit", body, headers=h, admin=True)
+    check(st == 201 and "idempotent-replayed" not in hd, (st, first, hd))
+    st, again, hd = srv.jreq("POST", "/api/v1/submit", body, headers=h, admin=True)
+    check(st == 201 and again == first, "replay answered %d %r" % (st, again))
+    check(hd.get("idempotent-replayed") == "true", hd)
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
+    check(len(jobs) == 1, "two jobs for one key: %r" % jobs)
+    st, c, _ = srv.jreq("GET", "/api/v1/credits/" + buyer, admin=True)
+    check(micro(c["held"]) == cost_of(1, 100), "held twice: %r" % c)
+    # Another body under the same key: 409, nothing created.
+    st, doc, _ = srv.jreq("POST", "/api/v1/submit", job_body(buyer_id=buyer, title="other"),
+                          headers=h, admin=True)
+    expect_error(st, doc, 409, "idempotency_mismatch")
+    # Keys belong to the principal: two users' keys with one key text and one body make two jobs;
+    # a second key of one user is its own identity too; a repeat with the first key replays.
+    t = uuid.uuid4().hex[:6]
+    ua, ub = "idem-ua-" + t, "idem-ub-" + t
+    mk_user(srv, ua)
+    mk_user(srv, ub)
+    ka = mk_key(srv, ua, ["buy"])["token"]
+    ka2 = mk_key(srv, ua, ["buy"], name="second")["token"]
+    kb = mk_key(srv, ub, ["buy"])["token"]
+    ukey = {"Idempotency-Key": "shared-" + uuid.uuid4().hex}
+    ubody = {k: v for k, v in job_body(title="per-user").items() if k != "buyer_id"}
+    st, ja, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(ka), **ukey})
+    check(st == 201 and ja["buyer_id"] == ua and "idempotent-replayed" not in hd, (st, ja, hd))
+    st, jb, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(kb), **ukey})
+    check(st == 201 and jb["buyer_id"] == ub and jb["job_id"] != ja["job_id"]
+          and "idempotent-replayed" not in hd, "another user's key shared the key: %r %r" % (jb, hd))
+    st, ja2, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(ka2), **ukey})
+    check(st == 201 and ja2["job_id"] not in (ja["job_id"], jb["job_id"])
+          and "idempotent-replayed" not in hd, "a second key of the user shared it: %r" % hd)
+    st, again_a, hd = srv.jreq("POST", "/api/v1/submit", ubody, headers={**bearer(ka), **ukey})
+    check(st == 201 and again_a == ja and hd.get("idempotent-replayed") == "true",
+          "the first key's repeat: %d %r" % (st, hd))
+    for u, n in ((ua, 2), (ub, 1)):
+        st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + u, admin=True)
+        check(st == 200 and len(jobs) == n, "%s has %d jobs, want %d" % (u, len(jobs), n))
+    # The same key on another path is another key; so is another credential.
+    st, g, hd = srv.jreq("POST", "/api/v1/credits/%s/grant" % buyer, {"amount": 1}, headers=h,
+                         admin=True)
+    check(st == 200 and "idempotent-replayed" not in hd, (st, g))
+    st, g2, hd = srv.jreq("POST", "/api/v1/credits/%s/grant" % buyer, {"amount": 1}, headers=h,
+                          admin=True)
+    check(st == 200 and g2 == g and hd.get("idempotent-replayed") == "true", (st, g2, hd))
+    st, led, _ = srv.jreq("GET", "/api/v1/credits/%s/ledger" % buyer, admin=True)
+    check(sum(1 for row in led if row["kind"] == "grant" and micro(row["amount"]) == 1000000)
+          == 1, "grant replayed twice: %r" % led)
+    wid = "idem-w-" + uuid.uuid4().hex[:6]
+    reg = {"worker_id": wid, "cpu_cores": 1, "ram_mb": 100}
+    # An anonymous agent route and the admin share the key text but not the key.
+    st, doc, hd = srv.jreq("POST", "/api/v1/register", reg, headers={"Idempotency-Key": key})
+    check(st == 200 and "idempotent-replayed" not in hd, (st, doc, hd))
+    st, doc, hd = srv.jreq("POST", "/api/v1/register", reg,
+                           headers={"Idempotency-Key": key, "X-Admin-Token": srv.admin_token})
+    check(st == 200 and "idempotent-replayed" not in hd, "credentials share a key: %r" % hd)
+    # Bad keys.
+    for bad in ("", "x" * 256, "has space", "caf\u00e9"):
+        st, doc, _ = srv.jreq("POST", "/api/v1/submit", body,
+                              headers={"Idempotency-Key": bad.encode("utf-8").decode("latin-1")},
+                              admin=True)
+        expect_error(st, doc, 422, "invalid_field", "Idempotency-Key")
+    st, doc, _ = srv.jreq("POST", "/api/v1/submit", job_body(buyer_id=buyer, title="k255"),
+                          headers={"Idempotency-Key": "k" * 255}, admin=True)
+    check(st == 201, (st, doc))
+    # Concurrent duplicates: 8 at once with one key make one job.
+    ckey = "conc-" + uuid.uuid4().hex
+    cbuyer = "idem-c-" + uuid.uuid4().hex[:6]
+    cbody = job_body(buyer_id=cbuyer)
+    answers = []
+
+    def one():
+        answers.append(srv.jreq("POST", "/api/v1/submit", cbody,
+                                headers={"Idempotency-Key": ckey}, admin=True))
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = {doc["job_id"] for st, doc, _ in answers if st == 201}
+    check(len(ids) == 1 and all(st == 201 for st, _, _ in answers),
+          "concurrent duplicates: %r" % [(st, doc) for st, doc, _ in answers])
+    check(sum(1 for _, _, hd in answers if hd.get("idempotent-replayed") == "true") == 7,
+          "replayed count: %r" % [hd for _, _, hd in answers])
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + cbuyer, admin=True)
+    check(len(jobs) == 1, "concurrent duplicates made %d jobs" % len(jobs))
+    # Replay after a restart: the key is in the database.
+    srv.kill9()
+    srv.restart(new_port=True)
+    st, again, hd = srv.jreq("POST", "/api/v1/submit", body, headers=h, admin=True)
+    check(st == 201 and again == first and hd.get("idempotent-replayed") == "true",
+          "after restart: %d %r %r" % (st, again, hd))
+    st, jobs, _ = srv.jreq("GET", "/api/v1/jobs?buyer_id=" + buyer, admin=True)
+    check(len(jobs) == 2, "jobs after restart replay: %r" % [j["title"] for j in jobs])
+    invariant(srv)
+
+
+def retention_now(srv, older_than_seconds):
+    st, doc, _ = srv.jreq("POST", "/api/v1/debug/retention",
+                          {"older_than_seconds": older_than_seconds}, admin=True)
+    check(st == 200, "debug/retention: %d %r" % (st, doc))
+    return doc
+
+
+def t_retention(srv):
+    """Retention removes old finished jobs' code and output and silent unused workers; job rows,
+    the ledger and recent data stay; runs in batches of RETENTION_BATCH=2 to the end."""
+    buyer = "ret-" + uuid.uuid4().hex[:6]
+    wid = "ret-w-" + uuid.uuid4().hex[:6]
+    ghost = "ret-ghost-" + uuid.uuid4().hex[:6]
+    register(srv, wid, cores=1, ram=100)
+    register(srv, ghost, cores=1, ram=100)
+    # A silent worker owned through a sell key (ownership claimed, migration 0004): its delete
+    # must not trip over any key of the ownership columns.
+    owner = "ret-o-" + uuid.uuid4().hex[:6]
+    owned = "ret-owned-" + uuid.uuid4().hex[:6]
+    mk_user(srv, owner)
+    register(srv, owned, cores=1, ram=100, headers=bearer(mk_key(srv, owner, ["sell"])["token"]))
+    st, ws, _ = srv.jreq("GET", "/api/v1/workers", admin=True)
+    check(any(w["worker_id"] == owned and w.get("owner_id") == owner for w in ws),
+          "the owned worker is not stored as %s's" % owner)
+    done = []
+    for i in range(3):
+        j = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100, priority=10,
+                   code="print('old %d')" % i)
+        st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
+        check(st == 200 and a["job_id"] == j["job_id"], "task: %d %r" % (st, a))
+        st, doc, _ = srv.jreq("POST", "/api/v1/status", {
+            "worker_id": wid, "job_id": j["job_id"], "attempt": a["attempt"],
+            "status": "completed", "exit_code": 0, "stdout": "out %d\n" % i,
+            "stderr": "err %d\n" % i})
+        check(st == 200 and doc["status"] == "completed", doc)
+        done.append(j["job_id"])
+    cancelled = submit(srv, buyer_id=buyer, required_cores=64, code="print('never')")
+    st, _, _ = srv.jreq("POST", "/api/v1/jobs/%s/cancel" % cancelled["job_id"], admin=True)
+    check(st == 200, "cancel")
+    pending = submit(srv, buyer_id=buyer, required_cores=64, code="print('waiting')")
+    st, led_before, _ = srv.jreq("GET", "/api/v1/credits/%s/ledger" % buyer, admin=True)
+    # A cutoff an hour ago: everything here is younger and stays.
+    retention_now(srv, 3600)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + done[0], admin=True)
+    check(doc["code"] == "print('old 0')", "young code removed: %r" % doc["code"])
+    st, out, _ = srv.jreq("GET", "/api/v1/jobs/%s/output" % done[0], admin=True)
+    check(out["stdout"] == "out 0\n", out)
+    time.sleep(1.2)
+    got = retention_now(srv, 1)
+    check(got["job_code"] >= 4 and got["output_chunks"] >= 6 and got["workers"] >= 1, got)
+    for i, jid in enumerate(done):
+        st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + jid, admin=True)
+        check(st == 200 and doc["status"] == "completed" and doc["exit_code"] == 0, doc)
+        check(doc.get("code") in (None, ""), "old code kept: %r" % doc.get("code"))
+        st, out, _ = srv.jreq("GET", "/api/v1/jobs/%s/output" % jid, admin=True)
+        check(st == 200 and out["stdout"] == "" and out["stderr"] == "", out)
+    st, doc, _ = srv.jreq("GET", "/api/v1/jobs/" + pending["job_id"], admin=True)
+    check(doc["status"] == "pending" and doc["code"] == "print('waiting')",
+          "a pending job lost its code: %r" % doc)
+    st, led_after, _ = srv.jreq("GET", "/api/v1/credits/%s/ledger" % buyer, admin=True)
+    check(led_after == led_before, "the ledger changed")
+    st, ws, _ = srv.jreq("GET", "/api/v1/workers")
+    ids = {w["worker_id"] for w in ws}
+    check(ghost not in ids, "a silent worker without jobs stayed")
+    check(owned not in ids, "a silent owned worker without jobs stayed")
+    check(wid in ids, "a worker named by job rows was removed")
+    # A second run right after finds nothing left.
+    again = retention_now(srv, 1)
+    check(not any(again.values()), "second run still removed %r" % again)
+    st, doc, _ = srv.jreq("POST", "/api/v1/debug/retention", {"older_than_seconds": -1},
+                          admin=True)
+    expect_error(st, doc, 422, "invalid_field", "older_than_seconds")
+    st, doc, _ = srv.jreq("POST", "/api/v1/debug/retention", {"older_than_seconds": 1})
+    expect_error(st, doc, 401, "unauthorized")
+    srv.jreq("POST", "/api/v1/jobs/%s/cancel" % pending["job_id"], admin=True)
     invariant(srv)
 
 
@@ -1606,6 +1801,10 @@ def main():
         case("key lookups and cache hits counted in /metrics", t_key_counters, srv)
         case("restart after kill -9 keeps every acknowledged job and credit", t_restart, srv,
              args)
+        case("Idempotency-Key: replay, mismatch, concurrent, credentials, restart",
+             t_idempotency, srv, args)
+        case("retention: old code, output and silent workers go; rows and ledger stay",
+             t_retention, srv)
         if args.pg_dir:
             case("PostgreSQL restart: 503 during the gap, recovery after", t_pg_restart, srv,
                  args)

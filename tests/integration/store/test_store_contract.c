@@ -943,7 +943,14 @@ t_batch(void)
     OK(submit(id("before"), buyer, CREDIT, 1, 100, 5));
 
     OK(coord_store_batch_begin(S, &E));
-    FAILS(coord_store_batch_begin(S, &E), CO_E_INTERNAL);
+    /* A batch inside the batch nests: its rollback undoes only itself, its commit joins. */
+    OK(coord_store_batch_begin(S, &E));
+    OK(submit(id("nested-undone"), id("nbuyer"), CREDIT, 1, 100, 5));
+    coord_store_batch_rollback(S);
+    FAILS(job_status(id("nested-undone"), &j), CO_E_NOTFOUND);
+    OK(coord_store_batch_begin(S, &E));
+    OK(submit(id("nested-kept"), id("nbuyer"), CREDIT, 1, 100, 5));
+    OK(coord_store_batch_commit(S, &E));
     OK(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5));
     /* A duplicate id (an SQL error inside the batch) and a short balance fail alone. */
     FAILS(submit(id("a"), buyer, 2 * CREDIT, 1, 100, 5), CO_E_CONFLICT);
@@ -982,6 +989,9 @@ t_batch(void)
     coord_store_close(other);
     CHECK(ok);
     FAILS(job_status(id("big"), &j), CO_E_NOTFOUND);
+    FAILS(job_status(id("nested-undone"), &j), CO_E_NOTFOUND);
+    OK(job_status(id("nested-kept"), &j));
+    coord_job_release(&j);
     OK(balance(buyer, &c, &h));
     CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
     CHECK_EQ(h, CREDIT);
@@ -1076,6 +1086,52 @@ t_output_attempts(void)
     free(out);
     free(errs);
     CHECK(ok);
+    return 0;
+}
+
+/* Idempotency keys: one reservation per key, the answer kept, expiry; retention purges. */
+static int
+t_idempotency(void)
+{
+    struct coord_idem_key k = {id("cred"), "POST", "/api/v1/submit", id("key")};
+    struct coord_idem_key other = {id("cred2"), "POST", "/api/v1/submit", id("key")};
+    struct coord_idem_answer prev;
+    bool reserved = false;
+    int64_t now = co_wall_ms();
+
+    OK(coord_store_idem_reserve(S, &k, "h1", now, 60000, &reserved, &prev, &E));
+    CHECK(reserved);
+    /* A second reservation sees the first, not yet answered (status 0). */
+    OK(coord_store_idem_reserve(S, &k, "h1", now, 60000, &reserved, &prev, &E));
+    CHECK(!reserved);
+    CHECK_EQ(prev.status, 0);
+    coord_idem_answer_release(&prev);
+    OK(coord_store_idem_complete(S, &k, 201, "{\"a\":1}", 7, &E));
+    OK(coord_store_idem_reserve(S, &k, "h2", now, 60000, &reserved, &prev, &E));
+    CHECK(!reserved);
+    CHECK_EQ(prev.status, 201);
+    CHECK(strcmp(prev.body_hash, "h1") == 0);
+    CHECK(prev.len == 7 && memcmp(prev.response, "{\"a\":1}", 7) == 0);
+    coord_idem_answer_release(&prev);
+    /* Another credential: another key. */
+    OK(coord_store_idem_reserve(S, &other, "h1", now, 1, &reserved, &prev, &E));
+    CHECK(reserved);
+    FAILS(coord_store_idem_complete(S, &(struct coord_idem_key){id("cred3"), "POST", "/x", "k"},
+                                    200, "", 0, &E),
+          CO_E_NOTFOUND);
+    /* Expired (ttl 1 ms): a new reservation replaces it. */
+    OK(coord_store_idem_reserve(S, &other, "h9", now + 10, 60000, &reserved, &prev, &E));
+    CHECK(reserved);
+    /* Retention purges expired keys only (@now far ahead: both are expired then). */
+    struct coord_retention_counts c;
+    OK(coord_store_retention_step(S, 0, now + 30000, 1000, &c, &E));
+    CHECK_EQ(c.idem_keys, 0);
+    OK(coord_store_retention_step(S, 0, now + 120000, 1, &c, &E));
+    CHECK_EQ(c.idem_keys, 1); /* batch of one */
+    OK(coord_store_retention_step(S, 0, now + 120000, 1000, &c, &E));
+    CHECK(c.idem_keys >= 1);
+    OK(coord_store_idem_reserve(S, &k, "h3", now + 120000, 60000, &reserved, &prev, &E));
+    CHECK(reserved);
     return 0;
 }
 
@@ -2709,6 +2765,7 @@ main(void)
         {"job_release_single", t_job_release},
         {"pending_fit_and_requeue_free", t_pending_fit},
         {"batch_transaction", t_batch},
+        {"idempotency_keys_and_purge", t_idempotency},
         {"grant", t_grant},
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},

@@ -61,6 +61,7 @@ static struct {
     struct event *ev_head, *ev_tail;
     struct outframe *out_head, *out_tail;
     bool want_close;
+    bool no_ack;      /* do not answer job.finished with job.ack (a coordinator that lost it) */
     int want_rx_flow; /* -1 nothing, 0 stop reading, 1 read again */
     bool accept_token_any;
     int refused; /* connections refused for a wrong token */
@@ -87,6 +88,30 @@ ev_push(enum ev_kind kind, struct proto_msg *m)
         fk.ev_head = e;
     fk.ev_tail = e;
     pthread_cond_broadcast(&fk.cv);
+    pthread_mutex_unlock(&fk.mu);
+}
+
+static void fk_send(const struct proto_msg *m);
+
+/* Like the coordinator: every job.finished is acknowledged (unless fk.no_ack). */
+static void
+fk_ack_result(const struct proto_msg *m)
+{
+    pthread_mutex_lock(&fk.mu);
+    bool no = fk.no_ack;
+    pthread_mutex_unlock(&fk.mu);
+    if (no || m->type != PROTO_MSG_JOB_FINISHED)
+        return;
+    struct proto_msg ack = {.type = PROTO_MSG_JOB_ACK};
+    ack.u.ack.job = m->u.finished.job;
+    fk_send(&ack);
+}
+
+static void
+fk_set_no_ack(bool on)
+{
+    pthread_mutex_lock(&fk.mu);
+    fk.no_ack = on;
     pthread_mutex_unlock(&fk.mu);
 }
 
@@ -140,6 +165,7 @@ fk_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void 
                         fk.rx.data);
                 m.type = PROTO_MSG_NONE;
             }
+            fk_ack_result(&m);
             ev_push(EV_MSG, &m);
             fk.rx.len = 0;
         }
@@ -348,6 +374,12 @@ fk_expect(enum ev_kind kind, enum proto_msg_type type, int64_t ms, int *heartbea
         if (e->kind == EV_MSG && e->msg.type == PROTO_MSG_JOB_OUTPUT && out &&
             type != PROTO_MSG_JOB_OUTPUT) {
             co_buf_append(out, e->msg.u.output.data, e->msg.u.output.data_len);
+            EVFREE(e);
+            continue;
+        }
+        /* These jobs leave no /work/out: the only artifact message is the empty summary. */
+        if (e->kind == EV_MSG && e->msg.type == PROTO_MSG_JOB_ARTIFACTS && type != e->msg.type &&
+            e->msg.u.artifacts.files == 0) {
             EVFREE(e);
             continue;
         }
@@ -822,15 +854,17 @@ case_result_resent(void)
     e = connect_and_hello(500);
     CHECK(e, "no hello");
     EVFREE(e);
+    fk_set_no_ack(true); /* the first delivery is never acknowledged */
     send_assign("lost-1", 4, "true", 1, 64, 60);
     CHECK(expect_accept_start("lost-1"), "accepted and started");
     e = fk_expect(EV_MSG, PROTO_MSG_JOB_FINISHED, 5000, NULL, NULL);
     CHECK(e, "first result");
     EVFREE(e);
-    fk_close(); /* well inside the agent's confirmation window */
+    fk_close(); /* before any job.ack */
     e = fk_expect(EV_CLOSED, 0, 3000, NULL, NULL);
     CHECK(e, "close");
     EVFREE(e);
+    fk_set_no_ack(false);
     e = connect_and_hello(500);
     CHECK(e, "no hello after reconnect");
     CHECK(e->msg.u.hello.n_running == 1 &&
@@ -843,8 +877,8 @@ case_result_resent(void)
               e->msg.u.finished.job.attempt == 4 && e->msg.u.finished.status == PROTO_RUN_OK,
           "result not sent again");
     EVFREE(e);
-    /* Once confirmed (the connection stayed up), it is forgotten: not in the next hello. */
-    usleep(2500 * 1000);
+    /* Once acknowledged it is forgotten: not in the next hello. */
+    usleep(500 * 1000);
     fk_close();
     e = fk_expect(EV_CLOSED, 0, 3000, NULL, NULL);
     CHECK(e, "close");
@@ -1233,9 +1267,12 @@ main(int argc, char **argv)
         case_sandbox_second_signal();
     }
     /* The agent removes its job folders: anything left is kept for inspection (and fails). */
-    char jobs_dir[300];
+    char jobs_dir[300], results_dir[300];
     snprintf(jobs_dir, sizeof(jobs_dir), "%s/jobs", work_root);
-    if ((rmdir(jobs_dir) != 0 && errno != ENOENT) || rmdir(work_root) != 0) {
+    /* Every result was acknowledged: the results journal is empty. */
+    snprintf(results_dir, sizeof(results_dir), "%s/results", work_root);
+    if ((rmdir(jobs_dir) != 0 && errno != ENOENT) || (rmdir(results_dir) != 0 && errno != ENOENT) ||
+        rmdir(work_root) != 0) {
         fprintf(stderr, "FAIL the agent left files in %s\n", work_root);
         failures++;
     }

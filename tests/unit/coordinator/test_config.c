@@ -26,6 +26,8 @@ static const char *const vars[] = {"HOST",
                                    "LOG_FILE",
                                    "CORS_ORIGINS",
                                    "MAX_BODY_BYTES",
+                                   "MAX_JOB_FILES_BYTES",
+                                   "MAX_ARTIFACT_BYTES",
                                    "MAX_JOB_CORES",
                                    "MAX_JOB_RAM_MB",
                                    "RATE_SUBMIT_PER_SECOND",
@@ -67,7 +69,9 @@ test_defaults(void **state)
     assert_int_equal(c.starting_credits, 100 * CO_MICRO);
     assert_int_equal(c.worker_timeout_seconds, 60);
     assert_int_equal(c.max_workers, 100);
-    assert_int_equal(c.max_body_bytes, 1 << 20);
+    assert_int_equal(c.max_body_bytes, 16 << 20);
+    assert_int_equal(c.max_job_files_bytes, 8 << 20);
+    assert_int_equal(c.max_artifact_bytes, INT64_C(64) << 20);
     assert_int_equal(c.dash_queue_messages, 1024);
     assert_int_equal(c.dash_queue_bytes, 4 << 20);
     assert_int_equal(c.dash_slow_close_ms, 10000);
@@ -122,6 +126,7 @@ test_errors_name_the_variable(void **state)
         {"LOG_LEVEL", "LOUD"},
         {"DEBUG", "maybe"},
         {"MAX_BODY_BYTES", "12Q"},
+        {"MAX_JOB_FILES_BYTES", "9MiB"},
         {"WORKER_TIMEOUT_SECONDS", "0"},
         {"DASHBOARD_BATCH_MS", "abc"},
         {"DASHBOARD_QUEUE_MESSAGES", "1"},

@@ -27,7 +27,7 @@ test_examples_decode(void **state)
     char line[1024];
     struct co_buf block = CO_BUF_INIT;
     bool in_json = false;
-    int seen[PROTO_MSG_ERROR + 1] = {0};
+    int seen[PROTO_MSG_JOB_ARTIFACTS + 1] = {0};
     int examples = 0;
 
     assert_non_null(f);
@@ -55,7 +55,7 @@ test_examples_decode(void **state)
     fclose(f);
     co_buf_release(&block);
     assert_false(in_json);
-    for (int t = PROTO_MSG_HELLO; t <= PROTO_MSG_ERROR; t++) {
+    for (int t = PROTO_MSG_HELLO; t <= PROTO_MSG_JOB_ARTIFACTS; t++) {
         if (seen[t] == 0)
             fail_msg("no example of '%s' in PROTOCOL.md", proto_msg_type_name(t));
     }

@@ -13,6 +13,7 @@
 #include "co_alloc.h"
 #include "co_buf.h"
 #include "proto_agent.h"
+#include "proto_files.h"
 #include "proto_job.h"
 
 /* The body of the original README's submit example, byte for byte. */
@@ -619,6 +620,7 @@ set_assign(struct proto_msg *m, const struct proto_job_spec *s, const char *code
     a->required_cores = s->required_cores;
     a->required_ram_mb = s->required_ram_mb;
     a->timeout_seconds = s->timeout_seconds;
+    a->files = s->files;
 }
 
 /* Re-encoding can lengthen parameters ("1e14" -> "100000000000000.0"): capped after it. */
@@ -664,9 +666,13 @@ test_biggest_assign_fits(void **state)
     for (int i = 0; i < 10000; i++)
         co_buf_puts(&b, ",1e14");
     co_buf_puts(&b, "]},\"code\":\"");
-    while (b.len + 16 < PROTO_JOB_BODY_MAX)
+    /* The longest code once escaped (6 bytes a byte), then the most input files. */
+    for (int i = 0; i < PROTO_CODE_MAX; i++)
         co_buf_puts(&b, "\\u0001");
-    co_buf_puts(&b, "\"}");
+    co_buf_puts(&b, "\",\"files\":{\"f\":{\"content\":\"");
+    for (int i = 0; i < PROTO_FILES_BYTES_MAX; i++)
+        co_buf_putc(&b, 'x');
+    co_buf_puts(&b, "\"}}}");
     assert_true(b.len <= PROTO_JOB_BODY_MAX);
     if (proto_job_decode(b.data, b.len, NULL, &s, &err) != 0)
         fail_msg("big body rejected: %s", err.msg);
@@ -678,6 +684,7 @@ test_biggest_assign_fits(void **state)
     assert_true(len <= PROTO_MSG_MAX);
     assert_int_equal(proto_msg_decode(text, len, &back, &err), 0);
     assert_string_equal(back.u.assign.code, s.code);
+    assert_string_equal(back.u.assign.files, s.files);
     proto_msg_release(&back);
     free(text);
     free(path);

@@ -7,6 +7,7 @@
  * tests/sandbox/.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -83,6 +84,42 @@ test_capture_and_files(void **state)
     assert_int_equal(res.stdout_bytes, (int64_t)strlen(res.stdout_data));
     assert_true(res.uid >= SBX_UID_BASE);
     assert_true(res.wall_ms >= 0);
+    sbx_result_release(&res);
+}
+
+/* keep_work: /work outlives the sandbox through res.work_fd, links are not followed. */
+static void
+test_keep_work(void **state)
+{
+    need_root(state);
+    const char *argv[] = {
+        "sh", "-c", "mkdir -p out/sub && printf kept > out/sub/a.txt && ln -s /etc/passwd out/link",
+        NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    spec.keep_work = true;
+    struct sbx_result res;
+    run_ok(&spec, &res);
+    assert_string_equal(sbx_status_name(res.status), "ok");
+    assert_true(res.has_work_fd);
+    assert_true(res.work_fd >= 0);
+    int fd = openat(res.work_fd, "out/sub/a.txt", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    assert_true(fd >= 0);
+    char buf[16] = {0};
+    assert_int_equal(read(fd, buf, sizeof(buf) - 1), 4);
+    assert_string_equal(buf, "kept");
+    close(fd);
+    errno = 0;
+    assert_int_equal(openat(res.work_fd, "out/link", O_RDONLY | O_NOFOLLOW | O_CLOEXEC), -1);
+    assert_int_equal(errno, ELOOP);
+    sbx_result_release(&res);
+    assert_false(res.has_work_fd);
+
+    /* Without keep_work there is no descriptor. */
+    spec.keep_work = false;
+    run_ok(&spec, &res);
+    assert_false(res.has_work_fd);
     sbx_result_release(&res);
 }
 
@@ -445,6 +482,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capture_and_files),
+        cmocka_unit_test(test_keep_work),
         cmocka_unit_test(test_runtime_error_and_exec_failure),
         cmocka_unit_test(test_output_cap),
         cmocka_unit_test(test_streaming_without_capture),
