@@ -100,8 +100,18 @@ tick_work(struct coord_store *store, void *arg)
         if (coord_store_worker_heartbeat(store, it->beats[i], &err) < 0)
             co_warn("cannot store heartbeat worker=%s error=\"%s\"", it->beats[i], err.msg);
     }
+    /* Several nodes: one reaps at a time, judging leases by the database's clock. */
+    int64_t now_ms = 0;
+    co_err lerr = CO_ERR_INIT;
+    int may_reap = coord_store_reaper_lock(store, &lerr);
+    if (may_reap < 0 || (may_reap > 0 && coord_store_now_ms(store, &now_ms, &lerr) < 0)) {
+        co_warn("cannot take the reaper's turn error=\"%s\"", lerr.msg);
+        return;
+    }
+    if (may_reap == 0)
+        return; /* another node reaps this time */
     struct coord_worker_list exp = {0};
-    if (coord_store_worker_expired(store, co_wall_ms() - it->lease_ms, &exp, &err) < 0) {
+    if (coord_store_worker_expired(store, now_ms - it->lease_ms, &exp, &err) < 0) {
         co_warn("cannot list expired workers error=\"%s\"", err.msg);
         return;
     }

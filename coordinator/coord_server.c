@@ -30,6 +30,7 @@
 #include "coord_retention.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
+#include "coord_feed.h"
 #include "co_jsonw.h"
 
 #define HDR_BUF 4096
@@ -945,8 +946,10 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Delivered to every protocol; completions are drained here only. */
-        if (srv)
+        if (srv) {
             coord_db_drain_completions(srv->db);
+            coord_feed_drain(srv->feed);
+        }
         return 0;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
         /* Every request passes here first, static files included. */
@@ -1197,6 +1200,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     lws_cancel_service(srv->ctx);
     retention = coord_retention_start(srv->ctx, db, cfg->retention_days * 86400 * INT64_C(1000),
                                       cfg->retention_interval_seconds * 1000, cfg->retention_batch);
+    if (coord_feed_start(cfg->database_url, srv->ctx, srv->events, &srv->feed, err) < 0)
+        goto out;
     co_info("listening host=%s port=%d tls=%s store=%s frontend=%s", cfg->host, cfg->port,
             cfg->tls_cert_file ? (cfg->tls_redirect_http ? "yes+redirect" : "yes") : "no", backend,
             cfg->frontend_dir);
@@ -1234,6 +1239,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     rc = 0;
 out:
     coord_retention_stop(retention);
+    coord_feed_stop(srv->feed);
+    srv->feed = NULL;
     if (srv->ctx) {
         coord_db_set_context(db, NULL);
         lws_context_destroy(srv->ctx);
