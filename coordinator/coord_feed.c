@@ -63,6 +63,7 @@ struct coord_feed {
     /* Feed thread only. */
     PGconn *conn;
     bool have_seq;
+    bool need_read; /* a notification came, or the connection is new */
     uint64_t last_seq;
     int64_t next_prune_ms;
 };
@@ -164,9 +165,35 @@ feed_stopping(struct coord_feed *f)
     return s;
 }
 
+/* Until the connection can give a result without blocking; false (dropped) on error/deadline. */
+static bool
+feed_ready(struct coord_feed *f, int64_t deadline)
+{
+    for (;;) {
+        int flush = PQflush(f->conn);
+        if (flush < 0) {
+            feed_disconnect(f, PQerrorMessage(f->conn));
+            return false;
+        }
+        if (flush == 0 && !PQisBusy(f->conn))
+            return true;
+        int64_t left = deadline - co_mono_ms();
+        if (left <= 0 || feed_stopping(f)) {
+            feed_disconnect(f, left <= 0 ? "statement timed out" : "stopping");
+            return false;
+        }
+        (void)feed_wait(f, PQsocket(f->conn), flush > 0 ? POLLIN | POLLOUT : POLLIN,
+                        (int)(left < 200 ? left : 200));
+        if (!PQconsumeInput(f->conn)) {
+            feed_disconnect(f, PQerrorMessage(f->conn));
+            return false;
+        }
+    }
+}
+
 /*
  * Run one statement with its deadline; returns its result (the caller clears it) or NULL with
- * the connection dropped (error, timeout, stop).
+ * the connection dropped (error, timeout, stop: any failure starts over on a new connection).
  */
 static PGresult *
 feed_exec(struct coord_feed *f, const char *sql, int n, const char *const *vals)
@@ -178,22 +205,15 @@ feed_exec(struct coord_feed *f, const char *sql, int n, const char *const *vals)
         return NULL;
     }
     int64_t deadline = co_mono_ms() + COORD_FEED_STMT_TIMEOUT_MS;
-    while (PQflush(f->conn) > 0 || PQisBusy(f->conn)) {
-        int64_t left = deadline - co_mono_ms();
-        if (left <= 0 || feed_stopping(f)) {
-            feed_disconnect(f, left <= 0 ? "statement timed out" : "stopping");
-            return NULL;
-        }
-        (void)feed_wait(f, PQsocket(f->conn), POLLIN, (int)(left < 200 ? left : 200));
-        if (!PQconsumeInput(f->conn)) {
-            feed_disconnect(f, PQerrorMessage(f->conn));
-            return NULL;
-        }
-    }
     PGresult *res = NULL, *r;
-    while ((r = PQgetResult(f->conn)) != NULL) {
-        if (res)
+    for (;;) {
+        if (!feed_ready(f, deadline)) {
             PQclear(res);
+            return NULL;
+        }
+        if ((r = PQgetResult(f->conn)) == NULL)
+            break;
+        PQclear(res);
         res = r;
     }
     ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
@@ -202,13 +222,6 @@ feed_exec(struct coord_feed *f, const char *sql, int n, const char *const *vals)
         snprintf(msg, sizeof(msg), "%s", res ? PQresultErrorMessage(res) : "no result");
         msg[strcspn(msg, "\n")] = '\0';
         PQclear(res);
-        if (f->conn && PQstatus(f->conn) == CONNECTION_OK) {
-            /* A statement error on a live connection: roll back whatever was open. */
-            PGresult *rb = PQexec(f->conn, "ROLLBACK");
-            PQclear(rb);
-            co_warn("change feed: statement failed error=\"%s\"", msg);
-            return NULL;
-        }
         feed_disconnect(f, msg);
         return NULL;
     }
@@ -381,34 +394,60 @@ feed_prune(struct coord_feed *f)
     PQclear(r);
 }
 
+/* Notifications received (they are only a wake-up: the rows say what changed). */
+static bool
+feed_notified(struct coord_feed *f)
+{
+    bool any = false;
+    PGnotify *nt;
+    while (f->conn && (nt = PQnotifies(f->conn)) != NULL) {
+        any = true;
+        PQfreemem(nt);
+    }
+    if (any)
+        f->need_read = true;
+    return any;
+}
+
+/* After a failure: wait (woken early by a stop), doubling the wait up to FEED_BACKOFF_MAX_MS. */
+static void
+feed_backoff(struct coord_feed *f, int *backoff)
+{
+    (void)feed_wait(f, -1, 0, *backoff);
+    *backoff = *backoff * 2 > FEED_BACKOFF_MAX_MS ? FEED_BACKOFF_MAX_MS : *backoff * 2;
+}
+
 static void *
 feed_main(void *arg)
 {
     struct coord_feed *f = arg;
     int backoff = 100;
-    bool need_read = true;
     int64_t next_read = 0;
+    f->need_read = true;
     while (!feed_stopping(f)) {
         if (!f->conn) {
             if (!feed_connect(f)) {
                 if (f->conn)
                     feed_disconnect(f, "setup failed");
-                (void)feed_wait(f, -1, 0, backoff);
-                backoff = backoff * 2 > FEED_BACKOFF_MAX_MS ? FEED_BACKOFF_MAX_MS : backoff * 2;
+                feed_backoff(f, &backoff);
                 continue;
             }
             pthread_mutex_lock(&f->mu);
             f->st.reconnects++;
             pthread_mutex_unlock(&f->mu);
-            backoff = 100;
-            need_read = true;
+            f->need_read = true;
         }
-        if (!feed_write(f))
+        if (!feed_write(f)) {
+            feed_backoff(f, &backoff);
             continue;
-        if (need_read || co_mono_ms() >= next_read) {
-            if (!feed_read(f))
+        }
+        if (f->need_read || co_mono_ms() >= next_read) {
+            if (!feed_read(f)) {
+                feed_backoff(f, &backoff);
                 continue;
-            need_read = false;
+            }
+            backoff = 100; /* a whole round worked */
+            f->need_read = false;
             next_read = co_mono_ms() + FEED_POLL_MS;
         }
         feed_prune(f);
@@ -417,7 +456,7 @@ feed_main(void *arg)
         pthread_mutex_lock(&f->mu);
         bool pending = f->out.len > 0;
         pthread_mutex_unlock(&f->mu);
-        if (pending)
+        if (pending || feed_notified(f)) /* a notification read along with a result */
             continue;
         int64_t left = next_read - co_mono_ms();
         (void)feed_wait(f, PQsocket(f->conn), POLLIN, left < 0 ? 0 : (int)left);
@@ -425,11 +464,7 @@ feed_main(void *arg)
             feed_disconnect(f, PQerrorMessage(f->conn));
             continue;
         }
-        PGnotify *nt;
-        while ((nt = PQnotifies(f->conn)) != NULL) {
-            need_read = true;
-            PQfreemem(nt);
-        }
+        (void)feed_notified(f);
     }
     if (f->conn)
         PQfinish(f->conn);
