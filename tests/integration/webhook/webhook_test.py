@@ -326,6 +326,12 @@ def case_redirect_not_followed():
         time.sleep(0.3)
         check(rx.count() == 1 and target.count() == 0,
               "requests: receiver %d, redirect target %d" % (rx.count(), target.count()))
+        # Retention removes an old job's delivery and its log once the delivery is over.
+        time.sleep(0.05)
+        st, n = c.admin("POST", "/api/v1/debug/retention", {"older_than_seconds": 0})
+        check(st == 200 and n["deliveries"] == 2, "retention: %s %r" % (st, n))
+        d = c.deliveries(j["job_id"])
+        check(d["state"] == "none" and d["attempts"] == [], d)
     finally:
         rx.close()
         target.close()
@@ -363,6 +369,7 @@ def case_slow_receivers_bounded():
             check(a["error"] and a["status_code"] in (None, 200), d)
             # curl's bound (timeout, low-speed cut), with generous room for a loaded machine.
             check(a["duration_ms"] < (timeout_s + 20) * 1000, "attempt took %r" % a)
+            print("    # %s: %s after %d ms" % (jid[:8], a["error"], a["duration_ms"]), flush=True)
     finally:
         silent.close()
         slow.close()
@@ -379,6 +386,9 @@ def case_restart_continues():
         j = c.submit_ok(callback_url=rx.url())
         c.cancel(j["job_id"])
         c.wait_state(j["job_id"], ("pending",), 30, attempts=2)
+        # Retention keeps a delivery that is still pending, however old its job.
+        st, n = c.admin("POST", "/api/v1/debug/retention", {"older_than_seconds": 0})
+        check(st == 200 and n["deliveries"] == 0, "retention: %s %r" % (st, n))
         c.kill9()
         accept.set()
         seen = rx.count()
