@@ -637,7 +637,7 @@ h_submit(struct coord_store *s, struct coord_req *r)
     if (spec.callback_url) {
         /* Resolved and checked now (coord_webhook); nothing is stored when refused. */
         struct coord_webhook_check_opts wo = {cfg->webhook_allow_private, cfg->webhook_debug_hosts,
-                                              5000};
+                                              COORD_WEBHOOK_SUBMIT_RESOLVE_MS};
         struct coord_webhook_target target;
         if (coord_webhook_url_check(spec.callback_url, &wo, &target, &err) < 0) {
             coord_req_error(r, 422, "invalid_field", "callback_url", "%s", err.msg);

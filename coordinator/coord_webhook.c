@@ -33,6 +33,9 @@
 #include "coord_db.h"
 #include "coord_server.h"
 
+/* Longest resolution of a callback host before an attempt. */
+#define COORD_WEBHOOK_RESOLVE_MS 5000
+
 /* ------------------------------------------------------------------ address checks */
 
 /* @a in host order: a reason when it is in a range a callback may not reach. */
@@ -209,9 +212,9 @@ gai_req_notify(union sigval v)
     gai_req_unref(v.sival_ptr);
 }
 
-static int
-resolve_name(const char *host, int64_t timeout_ms, struct sockaddr_storage *out, int *n,
-             co_err *err)
+/* Start resolving @host; NULL (and @err) when it cannot start. */
+static struct gai_req *
+gai_start(const char *host, co_err *err)
 {
     struct gai_req *g = co_xcalloc(1, sizeof(*g));
     atomic_init(&g->refs, 2);
@@ -228,26 +231,35 @@ resolve_name(const char *host, int64_t timeout_ms, struct sockaddr_storage *out,
     sev.sigev_value.sival_ptr = g;
     if (getaddrinfo_a(GAI_NOWAIT, list, 1, &sev) != 0) {
         free(g);
-        return co_err_field(err, CO_E_INVAL, "callback_url", "cannot resolve '%s'", host);
+        co_err_field(err, CO_E_INVAL, "callback_url", "cannot resolve '%s'", host);
+        return NULL;
     }
-    int64_t deadline = co_mono_ms() + timeout_ms;
-    int rc;
-    while ((rc = gai_error(&g->cb)) == EAI_INPROGRESS) {
-        int64_t left = deadline - co_mono_ms();
-        if (left <= 0)
-            break;
-        struct timespec ts = {left / 1000, (left % 1000) * 1000000};
-        (void)gai_suspend((const struct gaicb *const *)list, 1, &ts);
-    }
+    return g;
+}
+
+/*
+ * The outcome of @g (EAI_INPROGRESS: not yet, nothing done): its addresses into @out, else an
+ * error; either way @g is let go.  @timed_out: give up on a request still in progress.
+ */
+static int
+gai_finish(struct gai_req *g, bool timed_out, int64_t timeout_ms, struct sockaddr_storage *out,
+           int *n, co_err *err)
+{
+    int rc = gai_error(&g->cb);
+    if (rc == EAI_INPROGRESS && !timed_out)
+        return EAI_INPROGRESS;
+    const char *host = g->host;
     if (rc == EAI_INPROGRESS) {
+        co_err_field(err, CO_E_INVAL, "callback_url",
+                     "resolving '%s' took longer than %" PRId64 " ms", host, timeout_ms);
         gai_req_unref(g);
-        return co_err_field(err, CO_E_INVAL, "callback_url",
-                            "resolving '%s' took longer than %" PRId64 " ms", host, timeout_ms);
+        return -1;
     }
     if (rc != 0) {
+        co_err_field(err, CO_E_INVAL, "callback_url", "cannot resolve '%s': %s", host,
+                     gai_strerror(rc));
         gai_req_unref(g);
-        return co_err_field(err, CO_E_INVAL, "callback_url", "cannot resolve '%s': %s", host,
-                            gai_strerror(rc));
+        return -1;
     }
     *n = 0;
     for (struct addrinfo *ai = g->cb.ar_result; ai && *n < COORD_WEBHOOK_ADDRS; ai = ai->ai_next) {
@@ -258,10 +270,31 @@ resolve_name(const char *host, int64_t timeout_ms, struct sockaddr_storage *out,
         memcpy(&out[*n], ai->ai_addr, ai->ai_addrlen);
         (*n)++;
     }
-    gai_req_unref(g);
     if (*n == 0)
-        return co_err_field(err, CO_E_INVAL, "callback_url", "'%s' has no IP address", host);
-    return 0;
+        co_err_field(err, CO_E_INVAL, "callback_url", "'%s' has no IP address", host);
+    gai_req_unref(g);
+    return *n == 0 ? -1 : 0;
+}
+
+/* Resolve @host, waiting at most @timeout_ms (the submit check). */
+static int
+resolve_name(const char *host, int64_t timeout_ms, struct sockaddr_storage *out, int *n,
+             co_err *err)
+{
+    struct gai_req *g = gai_start(host, err);
+    if (!g)
+        return -1;
+    struct gaicb *list[1] = {&g->cb};
+    int64_t deadline = co_mono_ms() + timeout_ms;
+    int rc;
+    while ((rc = gai_finish(g, co_mono_ms() >= deadline, timeout_ms, out, n, err)) ==
+           EAI_INPROGRESS) {
+        int64_t left = deadline - co_mono_ms();
+        struct timespec ts = {left / 1000, (left % 1000) * 1000000};
+        if (left > 0)
+            (void)gai_suspend((const struct gaicb *const *)list, 1, &ts);
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ URL check */
@@ -274,9 +307,9 @@ url_free(CURLU *u, char **parts, size_t n)
     curl_url_cleanup(u);
 }
 
-int
-coord_webhook_url_check(const char *url, const struct coord_webhook_check_opts *opts,
-                        struct coord_webhook_target *out, co_err *err)
+/* Parse and check @url up to its host and port (no resolution). */
+static int
+url_parse(const char *url, struct coord_webhook_target *out, co_err *err)
 {
     enum { P_SCHEME, P_HOST, P_PORT, P_USER, P_ZONE, P_N };
     char *parts[P_N] = {NULL};
@@ -328,14 +361,22 @@ coord_webhook_url_check(const char *url, const struct coord_webhook_check_opts *
     url_free(u, parts, P_N);
     if (out->port < 1 || out->port > 65535)
         return co_err_field(err, CO_E_INVAL, "callback_url", "callback_url has no valid port");
+    return 0;
+}
 
-    struct sockaddr_storage addrs[COORD_WEBHOOK_ADDRS];
-    int n = 0;
-    if (addr_parse(out->host, &addrs[0]) || hosts_override(opts->hosts_file, out->host, &addrs[0]))
-        n = 1;
-    else if (resolve_name(out->host, opts->resolve_timeout_ms > 0 ? opts->resolve_timeout_ms : 5000,
-                          addrs, &n, err) < 0)
-        return -1;
+/* A numeric host, or one WEBHOOK_DEBUG_HOSTS names: its address without a resolver. */
+static bool
+url_known_addr(const struct coord_webhook_target *t, const char *hosts_file,
+               struct sockaddr_storage *ss)
+{
+    return addr_parse(t->host, ss) || hosts_override(hosts_file, t->host, ss);
+}
+
+/* Check every address of @t's host; the first becomes t->addr. */
+static int
+url_check_addrs(struct coord_webhook_target *out, const struct sockaddr_storage *addrs, int n,
+                bool allow_private, co_err *err)
+{
     for (int i = 0; i < n; i++) {
         const char *why = coord_webhook_addr_refused((struct sockaddr *)&addrs[i]);
         char text[INET6_ADDRSTRLEN] = "?";
@@ -343,7 +384,7 @@ coord_webhook_url_check(const char *url, const struct coord_webhook_check_opts *
                               ? (const void *)&((struct sockaddr_in *)&addrs[i])->sin_addr
                               : (const void *)&((struct sockaddr_in6 *)&addrs[i])->sin6_addr;
         inet_ntop(addrs[i].ss_family, raw, text, sizeof(text));
-        if (why && !opts->allow_private)
+        if (why && !allow_private)
             return co_err_field(err, CO_E_INVAL, "callback_url",
                                 "callback_url host '%s' resolves to %s, a %s address: refused "
                                 "(WEBHOOK_ALLOW_PRIVATE is not set)",
@@ -352,8 +393,27 @@ coord_webhook_url_check(const char *url, const struct coord_webhook_check_opts *
             co_strlcpy(out->addr, text, sizeof(out->addr));
             out->addr_v6 = addrs[i].ss_family == AF_INET6;
         }
+        size_t used = strlen(out->addrs);
+        snprintf(out->addrs + used, sizeof(out->addrs) - used, "%s%s%s%s", used ? "," : "",
+                 addrs[i].ss_family == AF_INET6 ? "[" : "", text,
+                 addrs[i].ss_family == AF_INET6 ? "]" : "");
     }
     return 0;
+}
+
+int
+coord_webhook_url_check(const char *url, const struct coord_webhook_check_opts *opts,
+                        struct coord_webhook_target *out, co_err *err)
+{
+    struct sockaddr_storage addrs[COORD_WEBHOOK_ADDRS];
+    int n = 1;
+    if (url_parse(url, out, err) < 0)
+        return -1;
+    if (!url_known_addr(out, opts->hosts_file, &addrs[0]) &&
+        resolve_name(out->host, opts->resolve_timeout_ms > 0 ? opts->resolve_timeout_ms : 5000,
+                     addrs, &n, err) < 0)
+        return -1;
+    return url_check_addrs(out, addrs, n, opts->allow_private, err);
 }
 
 /* ------------------------------------------------------------------ signing, backoff */
@@ -455,7 +515,9 @@ struct coord_webhook {
     bool stop, kicked, claim_busy;
     struct wh_claim *claim_done; /* a finished claim not yet taken */
     /* Thread only. */
-    struct wh_xfer *xfers; /* in flight */
+    struct wh_xfer *xfers;        /* in flight */
+    struct wh_pending *resolving; /* hosts being resolved before their attempt */
+    int n_resolving;
     int inflight;
     int64_t next_claim_ms; /* monotonic */
     int kick_followups;    /* claims after a kick that may run before the queuing commit */
@@ -644,28 +706,124 @@ slist_addf(struct curl_slist *l, const char *fmt, ...)
     return n;
 }
 
-/* Check the target again and start one attempt (delivery thread); @body is taken. */
-static void
-wh_start(struct coord_webhook *wh, const struct coord_webhook_due *d, char *body)
-{
-    int attempt = d->attempts + 1;
-    int64_t at = co_wall_ms(), t0 = co_mono_ms();
-    struct coord_webhook_check_opts opts = {
-        .allow_private = wh->cfg->webhook_allow_private,
-        .hosts_file = wh->cfg->webhook_debug_hosts,
-        .resolve_timeout_ms = 5000,
-    };
+/*
+ * A claimed delivery on its way to an attempt: its row (taken from the claim), its body, and
+ * while its host is being resolved, the request (delivery thread only).
+ */
+struct wh_pending {
+    struct wh_pending *next;
+    struct coord_webhook_due due;
+    char *body;
     struct coord_webhook_target t;
-    co_err err = CO_ERR_INIT;
-    if (coord_webhook_url_check(d->url, &opts, &t, &err) < 0) {
-        char msg[sizeof(err.msg) + 40];
-        snprintf(msg, sizeof(msg), "refused at connect time: %s", err.msg);
+    struct gai_req *g;
+    int64_t at_ms, t0_mono, deadline_mono;
+};
+
+static void
+pending_free(struct wh_pending *p)
+{
+    if (p->g)
+        gai_req_unref(p->g);
+    free(p->body);
+    free(p->due.url);
+    free(p->due.secret);
+    coord_job_release(&p->due.job);
+    free(p);
+}
+
+/* The attempt ends before any connection: @err says why (@refused: an address check). */
+static void
+pending_fail(struct coord_webhook *wh, struct wh_pending *p, const co_err *err, bool refused)
+{
+    char msg[sizeof(err->msg) + 40];
+    snprintf(msg, sizeof(msg), "%s%s", refused ? "refused at connect time: " : "", err->msg);
+    if (refused)
         atomic_fetch_add(&stats.refused, 1);
-        wh_finish(wh, d->delivery_id, d->job.job_id, attempt, d->first_attempt_at, at, 0, msg,
-                  co_mono_ms() - t0);
-        free(body);
-        return;
+    wh_finish(wh, p->due.delivery_id, p->due.job.job_id, p->due.attempts + 1,
+              p->due.first_attempt_at, p->at_ms, 0, msg, co_mono_ms() - p->t0_mono);
+    pending_free(p);
+}
+
+static void wh_connect(struct coord_webhook *wh, struct wh_pending *p);
+
+/* The host's addresses are known: check every one, then connect to the first. */
+static void
+pending_addrs(struct coord_webhook *wh, struct wh_pending *p, const struct sockaddr_storage *addrs,
+              int n)
+{
+    co_err err = CO_ERR_INIT;
+    if (url_check_addrs(&p->t, addrs, n, wh->cfg->webhook_allow_private, &err) < 0)
+        pending_fail(wh, p, &err, true);
+    else
+        wh_connect(wh, p);
+}
+
+/*
+ * Start one attempt of claimed row @d (its strings are taken; @body too): the URL is parsed and
+ * its host resolved again -- without blocking this thread: a name is resolved by
+ * getaddrinfo_a and looked at in wh_poll_resolving -- then checked, then connected to.
+ */
+static void
+wh_start(struct coord_webhook *wh, struct coord_webhook_due *d, char *body)
+{
+    struct wh_pending *p = co_xcalloc(1, sizeof(*p));
+    p->due = *d;
+    memset(d, 0, sizeof(*d));
+    p->body = body;
+    p->at_ms = co_wall_ms();
+    p->t0_mono = co_mono_ms();
+    co_err err = CO_ERR_INIT;
+    struct sockaddr_storage addr;
+    if (url_parse(p->due.url, &p->t, &err) < 0) {
+        pending_fail(wh, p, &err, false);
+    } else if (url_known_addr(&p->t, wh->cfg->webhook_debug_hosts, &addr)) {
+        pending_addrs(wh, p, &addr, 1);
+    } else if (!(p->g = gai_start(p->t.host, &err))) {
+        pending_fail(wh, p, &err, false);
+    } else {
+        p->deadline_mono = p->t0_mono + COORD_WEBHOOK_RESOLVE_MS;
+        p->next = wh->resolving;
+        wh->resolving = p;
+        wh->n_resolving++;
     }
+}
+
+/* Resolutions that ended (or ran out of time) go on to their check and attempt. */
+static void
+wh_poll_resolving(struct coord_webhook *wh)
+{
+    struct wh_pending **pp = &wh->resolving;
+    while (*pp) {
+        struct wh_pending *p = *pp;
+        struct sockaddr_storage addrs[COORD_WEBHOOK_ADDRS];
+        int n = 0;
+        co_err err = CO_ERR_INIT;
+        int rc = gai_finish(p->g, co_mono_ms() >= p->deadline_mono, COORD_WEBHOOK_RESOLVE_MS, addrs,
+                            &n, &err);
+        if (rc == EAI_INPROGRESS) {
+            pp = &p->next;
+            continue;
+        }
+        p->g = NULL; /* let go by gai_finish */
+        *pp = p->next;
+        wh->n_resolving--;
+        if (rc < 0)
+            pending_fail(wh, p, &err, false);
+        else
+            pending_addrs(wh, p, addrs, n);
+    }
+}
+
+/* Connect to the checked address and post (delivery thread); frees @p. */
+static void
+wh_connect(struct coord_webhook *wh, struct wh_pending *p)
+{
+    const struct coord_webhook_due *d = &p->due;
+    const struct coord_webhook_target t = p->t;
+    char *body = p->body;
+    int attempt = d->attempts + 1;
+    int64_t at = p->at_ms, t0 = p->t0_mono;
+    p->body = NULL;
     struct wh_xfer *x = co_xcalloc(1, sizeof(*x));
     x->body = body;
     co_strlcpy(x->delivery_id, d->delivery_id, sizeof(x->delivery_id));
@@ -688,11 +846,19 @@ wh_start(struct coord_webhook *wh, const struct coord_webhook_due *d, char *body
         x->headers = slist_addf(x->headers, "X-CacheOut-Signature: %s", sig);
     }
     x->headers = slist_addf(x->headers, "Expect:");
-    /* Connect to exactly the address that was checked, whatever a later lookup would say. */
-    const char *lb = t.addr_v6 ? "[" : "", *rb = t.addr_v6 ? "]" : "";
-    x->connect_to = slist_addf(NULL, "::%s%s%s:%d", lb, t.addr, rb, t.port);
-    if (strcmp(t.host, t.addr) != 0)
-        x->resolve = slist_addf(NULL, "%s:%d:%s%s%s", t.host, t.port, lb, t.addr, rb);
+    /*
+     * Connect only to addresses that were checked, whatever a later lookup would say: a numeric
+     * host is its own address (pinned with CONNECT_TO all the same); a name gets all of its
+     * checked addresses as libcurl's resolution (RESOLVE), so it does no lookup of its own and
+     * can still fall back from one address to the next.
+     */
+    struct sockaddr_storage lit;
+    if (addr_parse(t.host, &lit)) {
+        const char *lb = t.addr_v6 ? "[" : "", *rb = t.addr_v6 ? "]" : "";
+        x->connect_to = slist_addf(NULL, "::%s%s%s:%d", lb, t.addr, rb, t.port);
+    } else {
+        x->resolve = slist_addf(NULL, "%s:%d:%s", t.host, t.port, t.addrs);
+    }
     CURL *e = x->easy;
     long timeout_ms = (long)wh->cfg->webhook_timeout_seconds * 1000;
     curl_easy_setopt(e, CURLOPT_URL, d->url);
@@ -701,7 +867,8 @@ wh_start(struct coord_webhook *wh, const struct coord_webhook_due *d, char *body
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(e, CURLOPT_CONNECT_TO, x->connect_to);
+    if (x->connect_to)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, x->connect_to);
     if (x->resolve)
         curl_easy_setopt(e, CURLOPT_RESOLVE, x->resolve);
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
@@ -720,6 +887,7 @@ wh_start(struct coord_webhook *wh, const struct coord_webhook_due *d, char *body
     curl_easy_setopt(e, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)COORD_WEBHOOK_ANSWER_MAX);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
+    pending_free(p);
     if (curl_multi_add_handle(wh->multi, e) != CURLM_OK) {
         wh_finish(wh, x->delivery_id, x->job_id, attempt, x->first_attempt_at, at, 0,
                   "cannot start the transfer", 0);
@@ -830,10 +998,12 @@ wh_main(void *arg)
                 wh->next_claim_ms = now + 5;
             wh->kick_followups = 2;
         }
-        if (!busy && now >= wh->next_claim_ms && wh->inflight < max) {
+        wh_poll_resolving(wh);
+        int used = wh->inflight + wh->n_resolving;
+        if (!busy && now >= wh->next_claim_ms && used < max) {
             struct wh_claim *c = co_xcalloc(1, sizeof(*c));
             c->wh = wh;
-            c->limit = max - wh->inflight;
+            c->limit = max - used;
             co_err err = CO_ERR_INIT;
             pthread_mutex_lock(&wh->mu);
             wh->claim_busy = true;
@@ -862,8 +1032,10 @@ wh_main(void *arg)
             wait = 0;
         if (wait > wh->cfg->webhook_poll_ms)
             wait = wh->cfg->webhook_poll_ms;
-        if (wh->inflight >= max || busy)
+        if (wh->inflight + wh->n_resolving >= max || busy)
             wait = wh->cfg->webhook_poll_ms;
+        if (wh->n_resolving > 0 && wait > 20)
+            wait = 20; /* resolutions are looked at, not waited for */
         curl_multi_poll(wh->multi, NULL, 0, (int)wait, NULL);
     }
     /* Queued claim work still points at @wh: wait for it. */
@@ -878,6 +1050,11 @@ wh_main(void *arg)
     /* Abandon what is in flight: the leases make those rows due again. */
     while (wh->xfers)
         xfer_unlink(wh, wh->xfers);
+    while (wh->resolving) {
+        struct wh_pending *p = wh->resolving;
+        wh->resolving = p->next;
+        pending_free(p);
+    }
     return NULL;
 }
 

@@ -39,6 +39,11 @@ struct coord_req;
 #define COORD_WEBHOOK_ADDRS 8
 /* Longest wait between two attempts. */
 #define COORD_WEBHOOK_BACKOFF_MAX_MS (INT64_C(600) * 1000)
+/*
+ * Longest resolution at submit: it runs on the database thread of the submit (SQLite: the only
+ * writer), so it is kept short; a slower name is refused (422) and can be submitted again.
+ */
+#define COORD_WEBHOOK_SUBMIT_RESOLVE_MS 2000
 /* Answer bytes read per attempt (the rest is not read: the attempt ends there). */
 #define COORD_WEBHOOK_ANSWER_MAX 4096
 
@@ -54,11 +59,12 @@ const char *coord_webhook_addr_refused(const struct sockaddr *sa);
 
 /** A checked callback target. */
 struct coord_webhook_target {
-    char scheme[8]; /* "http" or "https" */
-    char host[256]; /* as in the URL (IPv6 without brackets) */
-    int port;       /* explicit or the scheme's default */
-    char addr[64];  /* the checked address that is connected to (numeric) */
-    bool addr_v6;   /* @addr is IPv6 */
+    char scheme[8];                       /* "http" or "https" */
+    char host[256];                       /* as in the URL (IPv6 without brackets) */
+    int port;                             /* explicit or the scheme's default */
+    char addr[64];                        /* the first checked address (numeric) */
+    bool addr_v6;                         /* @addr is IPv6 */
+    char addrs[COORD_WEBHOOK_ADDRS * 50]; /* every checked address: "a,[b],..." */
 };
 
 /** Settings of the checks. */

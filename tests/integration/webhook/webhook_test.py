@@ -383,7 +383,8 @@ def case_restart_continues():
     c = Coordinator("restart", {"WEBHOOK_ALLOW_PRIVATE": "true", "WEBHOOK_BACKOFF_BASE_MS": "300"})
     try:
         c.start()
-        j = c.submit_ok(callback_url=rx.url())
+        # A name (resolved on the delivery thread without blocking it, every address checked).
+        j = c.submit_ok(callback_url="http://localhost:%d/hook" % rx.port)
         c.cancel(j["job_id"])
         c.wait_state(j["job_id"], ("pending",), 30, attempts=2)
         # Retention keeps a delivery that is still pending, however old its job.

@@ -154,6 +154,9 @@ test_url_check(void **state)
     /* WEBHOOK_ALLOW_PRIVATE lets private targets through (development, tests). */
     assert_int_equal(check("http://127.0.0.1:9/x", true, NULL, &t), 0);
     assert_string_equal(t.addr, "127.0.0.1");
+    assert_string_equal(t.addrs, "127.0.0.1");
+    assert_int_equal(check("http://[::1]:9/x", true, NULL, &t), 0);
+    assert_string_equal(t.addrs, "[::1]");
     /* Too long. */
     char *longurl = calloc(1, COORD_WEBHOOK_URL_MAX + 64);
     static const char head[] = "http://93.184.216.34/";
