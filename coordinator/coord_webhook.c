@@ -1081,6 +1081,9 @@ coord_webhook_start(const struct coord_config *cfg, struct coord_db *db, struct 
     pthread_mutex_lock(&g_mu);
     g_wh = wh;
     pthread_mutex_unlock(&g_mu);
+    if (cfg->webhook_debug_hosts)
+        co_warn("WEBHOOK_DEBUG_HOSTS is set: callback host names listed in that file skip DNS; "
+                "for tests only");
     if (cfg->webhook_allow_private)
         co_warn("WEBHOOK_ALLOW_PRIVATE=true: callbacks may reach loopback, private and metadata "
                 "addresses; for development and tests only");
