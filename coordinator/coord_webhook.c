@@ -186,13 +186,19 @@ hosts_override(const char *file, const char *host, struct sockaddr_storage *ss)
 }
 
 /*
- * getaddrinfo_a with a deadline.  The request is shared by the waiter and glibc's completion
- * notification; whichever lets go last frees it, so a waiter that gives up leaves it safely.
+ * A name resolved by getaddrinfo on a short-lived thread of its own, so that neither the
+ * delivery thread nor a database thread waits for DNS longer than it chooses to.  (Not
+ * getaddrinfo_a: glibc starts its helper and notification threads internally, which the
+ * sanitizers' thread tracking does not see.)  The request is shared by its waiter and the
+ * resolving thread; whichever lets go last frees it, so a waiter that gives up leaves it safely.
  */
 struct gai_req {
     atomic_int refs;
-    struct gaicb cb;
-    struct addrinfo hints;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done; /* under @mu */
+    int rc;
+    struct addrinfo *res;
     char host[256];
 };
 
@@ -201,15 +207,30 @@ gai_req_unref(struct gai_req *g)
 {
     if (atomic_fetch_sub(&g->refs, 1) != 1)
         return;
-    if (g->cb.ar_result)
-        freeaddrinfo(g->cb.ar_result);
+    if (g->res)
+        freeaddrinfo(g->res);
+    pthread_mutex_destroy(&g->mu);
+    pthread_cond_destroy(&g->cv);
     free(g);
 }
 
-static void
-gai_req_notify(union sigval v)
+static void *
+gai_thread(void *arg)
 {
-    gai_req_unref(v.sival_ptr);
+    struct gai_req *g = arg;
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(g->host, NULL, &hints, &res);
+    pthread_mutex_lock(&g->mu);
+    g->rc = rc;
+    g->res = rc == 0 ? res : NULL;
+    g->done = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    gai_req_unref(g);
+    return NULL;
 }
 
 /* Start resolving @host; NULL (and @err) when it cannot start. */
@@ -219,19 +240,22 @@ gai_start(const char *host, co_err *err)
     struct gai_req *g = co_xcalloc(1, sizeof(*g));
     atomic_init(&g->refs, 2);
     co_strlcpy(g->host, host, sizeof(g->host));
-    g->hints.ai_family = AF_UNSPEC;
-    g->hints.ai_socktype = SOCK_STREAM;
-    g->cb.ar_name = g->host;
-    g->cb.ar_request = &g->hints;
-    struct gaicb *list[1] = {&g->cb};
-    struct sigevent sev;
-    memset(&sev, 0, sizeof(sev));
-    sev.sigev_notify = SIGEV_THREAD;
-    sev.sigev_notify_function = gai_req_notify;
-    sev.sigev_value.sival_ptr = g;
-    if (getaddrinfo_a(GAI_NOWAIT, list, 1, &sev) != 0) {
-        free(g);
-        co_err_field(err, CO_E_INVAL, "callback_url", "cannot resolve '%s'", host);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_attr_t attr;
+    pthread_t th;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&th, &attr, gai_thread, g);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        atomic_store(&g->refs, 1);
+        gai_req_unref(g);
+        co_err_field(err, CO_E_INVAL, "callback_url", "cannot resolve '%s' now (no thread)", host);
         return NULL;
     }
     return g;
@@ -245,7 +269,9 @@ static int
 gai_finish(struct gai_req *g, bool timed_out, int64_t timeout_ms, struct sockaddr_storage *out,
            int *n, co_err *err)
 {
-    int rc = gai_error(&g->cb);
+    pthread_mutex_lock(&g->mu);
+    int rc = g->done ? g->rc : EAI_INPROGRESS;
+    pthread_mutex_unlock(&g->mu);
     if (rc == EAI_INPROGRESS && !timed_out)
         return EAI_INPROGRESS;
     const char *host = g->host;
@@ -262,7 +288,7 @@ gai_finish(struct gai_req *g, bool timed_out, int64_t timeout_ms, struct sockadd
         return -1;
     }
     *n = 0;
-    for (struct addrinfo *ai = g->cb.ar_result; ai && *n < COORD_WEBHOOK_ADDRS; ai = ai->ai_next) {
+    for (struct addrinfo *ai = g->res; ai && *n < COORD_WEBHOOK_ADDRS; ai = ai->ai_next) {
         if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
             ai->ai_addrlen > sizeof(*out))
             continue;
@@ -284,16 +310,19 @@ resolve_name(const char *host, int64_t timeout_ms, struct sockaddr_storage *out,
     struct gai_req *g = gai_start(host, err);
     if (!g)
         return -1;
-    struct gaicb *list[1] = {&g->cb};
-    int64_t deadline = co_mono_ms() + timeout_ms;
-    int rc;
-    while ((rc = gai_finish(g, co_mono_ms() >= deadline, timeout_ms, out, n, err)) ==
-           EAI_INPROGRESS) {
-        int64_t left = deadline - co_mono_ms();
-        struct timespec ts = {left / 1000, (left % 1000) * 1000000};
-        if (left > 0)
-            (void)gai_suspend((const struct gaicb *const *)list, 1, &ts);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
     }
+    pthread_mutex_lock(&g->mu);
+    while (!g->done && pthread_cond_timedwait(&g->cv, &g->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&g->mu);
+    int rc = gai_finish(g, true, timeout_ms, out, n, err);
     return rc;
 }
 
@@ -760,8 +789,8 @@ pending_addrs(struct coord_webhook *wh, struct wh_pending *p, const struct socka
 
 /*
  * Start one attempt of claimed row @d (its strings are taken; @body too): the URL is parsed and
- * its host resolved again -- without blocking this thread: a name is resolved by
- * getaddrinfo_a and looked at in wh_poll_resolving -- then checked, then connected to.
+ * its host resolved again -- without blocking this thread: a name is resolved on a thread of
+ * its own (gai_start) and looked at in wh_poll_resolving -- then checked, then connected to.
  */
 static void
 wh_start(struct coord_webhook *wh, struct coord_webhook_due *d, char *body)

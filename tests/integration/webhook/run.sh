@@ -2,9 +2,10 @@
 # Completion callbacks suite: the real coordinator (and a real agent for the end-to-end case) on
 # loopback with local HTTP receivers, driven by webhook_test.py (Python standard library only),
 # on SQLite and on a throw-away PostgreSQL server (tests/lib/pg.sh), then once more on SQLite
-# with the sanitizer build.
+# with the sanitizer build and once with the ThreadSanitizer build (reports fail the pass).
 #
-# Environment: CO_SRC_DIR, CO_BUILD_DIR, CO_ASAN_BUILD_DIR (as scripts/test.sh sets them);
+# Environment: CO_SRC_DIR, CO_BUILD_DIR, CO_ASAN_BUILD_DIR, CO_TSAN_BUILD_DIR (as
+# scripts/test.sh sets them);
 # WEBHOOK_SUITE_ONLY=<substring> runs only the matching cases.
 # Last line: "webhook: N passed, M failed[, K skipped]".
 set -u
@@ -60,6 +61,17 @@ if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] &&
         "$asan/coordinator/cacheout-coordinator" "$asan/agent/cacheout-agent"
 else
     echo "SKIP sqlite-asan: no sanitizer build (CO_ASAN_BUILD_DIR unset or not built)"
+    skipped=$((skipped + 1))
+fi
+
+# ThreadSanitizer: the delivery thread, the resolver threads and the database threads together.
+tsan=${CO_TSAN_BUILD_DIR:-}
+if [ -n "$tsan" ] && [ -x "$tsan/coordinator/cacheout-coordinator" ] &&
+    [ -x "$tsan/agent/cacheout-agent" ]; then
+    TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=0 exitcode=66 suppressions=$src/tests/tsan/suppressions.txt} \
+        run_pass sqlite-tsan "$tsan/coordinator/cacheout-coordinator" "$tsan/agent/cacheout-agent"
+else
+    echo "SKIP sqlite-tsan: no ThreadSanitizer build (CO_TSAN_BUILD_DIR unset or not built)"
     skipped=$((skipped + 1))
 fi
 
