@@ -205,6 +205,7 @@ def case_delivery_after_failures():
     """A real job on a real agent; the receiver fails twice, then accepts."""
     rx = Receiver(lambda n, h: 500 if n <= 2 else 200)
     c = Coordinator("deliver", {"WEBHOOK_ALLOW_PRIVATE": "true"})
+    a = None
     try:
         c.start()
         a = cotest.Agent(ARGS.agent, c, "wh-agent", 2, 1024, token=AGENT_TOKEN).start()
@@ -240,8 +241,9 @@ def case_delivery_after_failures():
         st, _, m = c.req("GET", "/metrics")
         text = m.decode() if isinstance(m, bytes) else str(m)
         check("cacheout_webhook_delivered_total 1" in text, "metrics: %s" % text[-600:])
-        a.stop()
     finally:
+        if a:
+            a.stop()
         rx.close()
         c.stop()
 
