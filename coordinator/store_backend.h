@@ -120,6 +120,27 @@ enum store_q {
     Q_ART_SET_INSERT,
     Q_ART_SET_GET,
     Q_ART_LIST,
+    /* replicas (coord_verify.c; text in coord_verify_sql.h) */
+    Q_VER_SPAWN,
+    Q_VER_REPLICA_INSERT,
+    Q_VER_SET_REPLICAS,
+    Q_VER_OWNER_ADD,
+    Q_VER_REPLICA_CLAIMED,
+    Q_VER_PARENT_RUNNING,
+    Q_VER_REPLICA_RESULT,
+    Q_VER_REPLICAS,
+    Q_VER_OUTCOME,
+    Q_VER_COPY_OUTPUT,
+    Q_VER_COPY_CHUNKS,
+    Q_VER_COPY_ART,
+    Q_VER_COPY_ART_CHUNKS,
+    Q_VER_COPY_ART_SET,
+    Q_VER_OWNERS,
+    Q_VER_WAITING,
+    Q_VER_OPEN_CHILDREN,
+    Q_VER_CHILDREN,
+    Q_VER_INV_PARENT,
+    Q_VER_INV_CHILD,
     Q_COUNT
 };
 

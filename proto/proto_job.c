@@ -16,7 +16,7 @@
 static const char *const job_fields[] = {
     "title",           "description",     "code",         "code_file",  "required_cores",
     "required_ram_mb", "priority",        "command",      "parameters", "buyer_id",
-    "image",           "timeout_seconds", "max_attempts", "files",
+    "image",           "timeout_seconds", "max_attempts", "files",      "replicas",
 };
 
 bool
@@ -161,6 +161,10 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
     if (pf_int(obj, "max_attempts", false, PROTO_ATTEMPTS_MIN, PROTO_ATTEMPTS_MAX, &v, err) < 0)
         return -1;
     s->max_attempts = (int)v;
+    v = 1;
+    if (pf_int(obj, "replicas", false, PROTO_REPLICAS_MIN, PROTO_REPLICAS_MAX, &v, err) < 0)
+        return -1;
+    s->replicas = (int)v;
 
     if (s->description == NULL)
         s->description = co_xstrdup("");
