@@ -293,6 +293,9 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
         if (!any_open)
             break;
         if (best) {
+            if (job->parent_job_id[0]) /* its sibling replicas go to other owners */
+                coord_verify_avoid_add(jobs, job->parent_job_id,
+                                       best->owner_id[0] ? best->owner_id : best->worker_id);
             agent_sess_add_job(best, job, 0, AJ_CLAIMING);
             picks[placed].job = k;
             picks[placed].s = best;

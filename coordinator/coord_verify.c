@@ -628,39 +628,55 @@ coord_verify_load_view(struct coord_store *s, struct coord_job *j, co_err *err)
     return got < 0 ? -1 : 0;
 }
 
+void
+coord_verify_avoid_add(const struct coord_job_list *l, const char *parent_id, const char *owner)
+{
+    for (size_t i = 0; i < l->len; i++) {
+        struct coord_job *j = &l->items[i];
+        if (strcmp(j->parent_job_id, parent_id) != 0)
+            continue;
+        struct co_buf b = CO_BUF_INIT;
+        if (j->avoid_owners)
+            co_buf_puts(&b, j->avoid_owners);
+        co_buf_puts(&b, owner);
+        co_buf_putc(&b, '\n');
+        free(j->avoid_owners);
+        j->avoid_owners = co_buf_steal(&b, NULL);
+    }
+}
+
 int
 coord_verify_load_avoid(struct coord_store *s, struct coord_job_list *l, co_err *err)
 {
-    bool any = false;
-    for (size_t i = 0; i < l->len && !any; i++)
-        any = l->items[i].parent_job_id[0] != '\0';
-    if (!any)
-        return 0;
-    int rc = -1, got = 0;
-    if (store_tx_begin(s, false, err) < 0)
-        return -1;
+    struct co_buf ids = CO_BUF_INIT;
+    struct co_jsonw w;
+    size_t n = 0;
+    co_jsonw_init(&w, &ids);
+    co_jsonw_arr_begin(&w);
     for (size_t i = 0; i < l->len; i++) {
-        struct coord_job *j = &l->items[i];
-        if (!j->parent_job_id[0])
-            continue;
-        struct co_buf b = CO_BUF_INIT;
-        struct db_res r;
-        if (store_run(s, Q_VER_OWNERS, PARAMS(P_TEXT(j->parent_job_id)), &r, err) < 0)
-            goto out;
-        while ((got = store_next(&r, err)) > 0) {
-            co_buf_puts(&b, r_text(&r, 0));
-            co_buf_putc(&b, '\n');
+        if (l->items[i].parent_job_id[0]) {
+            co_jsonw_str(&w, l->items[i].parent_job_id);
+            n++;
         }
-        store_done(&r);
-        free(j->avoid_owners);
-        j->avoid_owners = b.len ? co_buf_steal(&b, NULL) : NULL;
-        co_buf_release(&b);
-        if (got < 0)
-            goto out;
     }
-    rc = 0;
-out:
-    return store_tx_end(s, rc, err);
+    co_jsonw_arr_end(&w);
+    co_buf_putc(&ids, '\0');
+    if (n == 0) {
+        co_buf_release(&ids);
+        return 0;
+    }
+    struct db_res r;
+    int got;
+    const char *json = ids.data;
+    if (store_run(s, Q_VER_OWNERS, PARAMS(P_TEXT(json)), &r, err) < 0) {
+        co_buf_release(&ids);
+        return -1;
+    }
+    while ((got = store_next(&r, err)) > 0)
+        coord_verify_avoid_add(l, r_text(&r, 0), r_text(&r, 1));
+    store_done(&r);
+    co_buf_release(&ids);
+    return got < 0 ? -1 : 0;
 }
 
 int

@@ -119,9 +119,16 @@ int coord_verify_settle(struct coord_store *s, const struct coord_job *j, bool r
 int coord_verify_load_view(struct coord_store *s, struct coord_job *j, co_err *err)
     __attribute__((warn_unused_result));
 
-/** The scheduler's read: fill avoid_owners of the replicas in @l (own transaction). */
+/** The scheduler's read: fill avoid_owners of the replicas in @l (one read). */
 int coord_verify_load_avoid(struct coord_store *s, struct coord_job_list *l, co_err *err)
     __attribute__((warn_unused_result));
+
+/**
+ * Placement of a replica of @parent_id on a worker of @owner (planned or read): the other
+ * replicas of that parent in @l may no longer use @owner (their avoid_owners grow).
+ */
+void coord_verify_avoid_add(const struct coord_job_list *l, const char *parent_id,
+                            const char *owner);
 
 /** The replica job ids of @parent_id (caller frees each and the array). */
 int coord_verify_children(struct coord_store *s, const char *parent_id, char ***ids, size_t *n,

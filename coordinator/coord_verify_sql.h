@@ -69,13 +69,17 @@
                                "SELECT $1, attempt, path, data FROM job_artifact_chunk "           \
                                "WHERE job_id = $2 AND attempt = $3 ORDER BY id",                   \
                                NULL, NULL, STORE_LOCK_NONE},                                       \
-    [Q_VER_COPY_ART_SET] = {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, "        \
-                            "truncated, skipped, notes) SELECT $1, attempt, files, bytes, "        \
-                            "truncated, skipped, notes FROM job_artifact_set WHERE job_id = $2",   \
-                            NULL, NULL, STORE_LOCK_NONE},                                          \
-    [Q_VER_OWNERS] = {"SELECT owner_id FROM job_replica_owner WHERE parent_job_id = $1 "           \
-                      "ORDER BY owner_id",                                                         \
-                      NULL, NULL, STORE_LOCK_NONE},                                                \
+    [Q_VER_COPY_ART_SET] =                                                                         \
+        {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, "                           \
+         "truncated, skipped, notes) SELECT $1, attempt, files, bytes, "                           \
+         "truncated, skipped, notes FROM job_artifact_set WHERE job_id = $2",                      \
+         NULL, NULL,                                                                               \
+         STORE_LOCK_NONE}, /* The owners used by the parents in $1 (a JSON array of job ids). */   \
+        [Q_VER_OWNERS] = {"SELECT parent_job_id, owner_id FROM job_replica_owner "                 \
+                          "WHERE parent_job_id IN (SELECT value FROM json_each($1))",              \
+                          "SELECT parent_job_id, owner_id FROM job_replica_owner "                 \
+                          "WHERE parent_job_id IN (SELECT jsonb_array_elements_text($1::jsonb))",  \
+                          NULL, STORE_LOCK_NONE},                                                  \
     [Q_VER_WAITING] = {"SELECT (SELECT COUNT(*) FROM jobs c WHERE c.parent_job_id = $1 "           \
                        "AND c.status = 'pending'), (SELECT COUNT(*) FROM job_replica_owner o "     \
                        "WHERE o.parent_job_id = $1), (SELECT COUNT(DISTINCT "                      \
@@ -92,7 +96,7 @@
         {"SELECT job_id FROM jobs WHERE parent_job_id = $1 ORDER BY id", NULL, NULL,               \
          STORE_LOCK_NONE}, /*                                                                      \
                             * A finished replicated job: one charge row, at most one refund row,   \
-                            * the two take exactly its hold, and the charge equals the payouts to                                                    \
+                            * the two take exactly its hold, and the charge equals the payouts to  \
                             * its replicas' sellers.                                               \
                             */                                                                     \
         [Q_VER_INV_PARENT] =                                                                       \

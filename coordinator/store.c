@@ -3430,29 +3430,10 @@ store_exec(struct coord_store *s, enum store_q q, const struct db_param *p, int 
 }
 
 int
-store_tx_begin(struct coord_store *s, bool write, co_err *err)
-{
-    return tx_begin(s, write, err);
-}
-
-int
-store_tx_end(struct coord_store *s, int rc, co_err *err)
-{
-    return tx_end(s, rc, err);
-}
-
-int
 store_job_load(struct coord_store *s, enum store_q q, const char *job_id, struct coord_job *out,
                co_err *err)
 {
     return job_load_must(s, q, job_id, out, err);
-}
-
-int
-store_jobs_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
-                struct coord_job_list *out, co_err *err)
-{
-    return jobs_load(s, q, p, n, out, err);
 }
 
 int

@@ -17,16 +17,9 @@ int store_next(struct db_res *r, co_err *err) __attribute__((warn_unused_result)
 void store_done(struct db_res *r);
 int store_exec(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
                int64_t *changes, co_err *err) __attribute__((warn_unused_result));
-/** A store call's own transaction (a savepoint inside a batch); tx_end commits when @rc is 0. */
-int store_tx_begin(struct coord_store *s, bool write, co_err *err)
-    __attribute__((warn_unused_result));
-int store_tx_end(struct coord_store *s, int rc, co_err *err);
 /** Load one job with statement @q (Q_JOB_GET, Q_JOB_GET_NOCODE, Q_JOB_LOCK); CO_E_NOTFOUND. */
 int store_job_load(struct coord_store *s, enum store_q q, const char *job_id, struct coord_job *out,
                    co_err *err) __attribute__((warn_unused_result));
-/** Jobs of a statement whose columns are the job columns plus code and files. */
-int store_jobs_load(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
-                    struct coord_job_list *out, co_err *err) __attribute__((warn_unused_result));
 /** Set @j final (status, failure, exit code and usage from @r when given). */
 int store_job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
                         enum coord_failure f, const struct coord_job_result *r, int64_t now,
