@@ -343,14 +343,13 @@ const struct store_sql store_sql[Q_COUNT] = {
                       "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
                       "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
                       NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING_EXCEPT] =
-        {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
-         "AND replicas = 1 AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
-         "ORDER BY priority DESC, created_at, id LIMIT $1",
-         "SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
-         "AND replicas = 1 AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
-         "ORDER BY priority DESC, created_at, id LIMIT $1",
-         NULL, STORE_LOCK_NONE},
+    [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
+                              "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
+                              "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
+                              "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
+                              "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
+                              NULL, STORE_LOCK_NONE},
 /* Idempotency keys (coord_idem): one row per (credential, method, path, key). */
 #define IDEM_PK "credential = $1 AND method = $2 AND path = $3 AND idem_key = $4"
     [Q_IDEM_EXPIRE] = {"DELETE FROM idempotency_keys WHERE " IDEM_PK " AND expires_at <= $5", NULL,
@@ -441,7 +440,8 @@ const struct store_sql store_sql[Q_COUNT] = {
         {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
          "AND sha256 IS NOT NULL ORDER BY path",
          NULL, NULL, STORE_LOCK_NONE},
-    COORD_VERIFY_SQL};
+    COORD_VERIFY_SQL /* replicas (coord_verify_sql.h) */
+};
 
 /* The highest balance a grant may produce: 10^9 credits. */
 #define STORE_MAX_BALANCE (INT64_C(1000000000) * INT64_C(1000000))

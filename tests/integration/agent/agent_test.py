@@ -2281,7 +2281,9 @@ def t_replicas_agree(env):
     # A buyer capped at one running job still gets its replicas run (one at a time).
     st, doc = c.admin("PATCH", "/api/v1/users/ra-buyer", {"limits": {"max_running_jobs": 1}})
     check(st == 200, "limits answered %s %r" % (st, doc))
-    j = c.submit(title="three", buyer_id="ra-buyer", command="echo agreed", replicas=3)
+    script = "echo agreed; mkdir -p out; echo art > out/r.txt\n"
+    j = c.submit(title="three", buyer_id="ra-buyer", command="sh run.sh", replicas=3,
+                 files={"run.sh": {"content": script}})
     check(j["replicas"] == 3 and micro(j["cost"]) == 3 * micro(one["cost"]),
           "hold %r is not 3 x %r" % (j["cost"], one["cost"]))
     j = wait_jobs_final(c, [j["job_id"], one["job_id"]], 90)[0]
@@ -2293,6 +2295,10 @@ def t_replicas_agree(env):
     check(len({r["digest"] for r in v["results"]}) == 1, "digests differ")
     st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j["job_id"])
     check(st == 200 and out["stdout"] == "agreed\n", "output %r" % (out,))
+    # The majority's artifacts are the job's (and are part of the digest).
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % j["job_id"])
+    check(st == 200 and [(x["path"], x["sha256"]) for x in lst] ==
+          [("r.txt", hashlib.sha256(b"art\n").hexdigest())], "artifacts %s %r" % (st, lst))
     check_money(c, j, "ra-buyer", {o: 1 for o in owners})
     unit = micro(one["cost"])
     st, u = c.admin("GET", "/api/v1/credits/ra-buyer")
