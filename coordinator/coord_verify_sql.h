@@ -45,7 +45,7 @@
                               "started_at = $2 WHERE job_id = $1 AND status = 'pending'",          \
                               NULL, NULL, STORE_LOCK_NONE},                                        \
     [Q_VER_REPLICA_RESULT] = {"UPDATE job_replica SET digest = $2, outcome = $3 "                  \
-                              "WHERE job_id = $1",                                                 \
+                              "WHERE job_id = $1 AND outcome IS NULL",                             \
                               NULL, NULL, STORE_LOCK_NONE},                                        \
     [Q_VER_REPLICAS] = {"SELECT " VERIFY_REPLICA_COLS " FROM job_replica r JOIN jobs j "           \
                         "ON j.job_id = r.job_id WHERE r.parent_job_id = $1 ORDER BY r.idx",        \
