@@ -267,10 +267,21 @@ coord_verify_claimed(struct coord_store *s, const struct coord_job *child, const
             "owner '%s' already ran a replica of job '%s' (waiting_for_distinct_owner)", owner,
             child->parent_job_id);
     if (store_exec(s, Q_VER_REPLICA_CLAIMED,
-                   PARAMS(P_TEXT(child->job_id), P_TEXT(worker_id), P_TEXT(owner)), NULL, err) < 0)
+                   PARAMS(P_TEXT(child->job_id), P_TEXT(worker_id), P_TEXT(owner)), NULL,
+                   err) < 0 ||
+        store_exec(s, Q_VER_PARENT_RUNNING, PARAMS(P_TEXT(child->parent_job_id), P_INT(now)),
+                   &added, err) < 0)
         return -1;
-    return store_exec(s, Q_VER_PARENT_RUNNING, PARAMS(P_TEXT(child->parent_job_id), P_INT(now)),
-                      NULL, err);
+    if (added != 1)
+        return co_err_set(err, CO_E_CONFLICT, "job '%s' is final: its replica '%s' is not run",
+                          child->parent_job_id, child->job_id);
+    return 0;
+}
+
+int
+coord_verify_lock_replicas(struct coord_store *s, const char *job_id, co_err *err)
+{
+    return store_exec(s, Q_VER_LOCK_OPEN, PARAMS(P_TEXT(job_id)), NULL, err);
 }
 
 /* Append the blob column @c of the current row to @b. */

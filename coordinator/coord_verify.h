@@ -107,6 +107,13 @@ int coord_verify_claimed(struct coord_store *s, const struct coord_job *child,
     __attribute__((warn_unused_result));
 
 /**
+ * Cancel of @job_id, inside its transaction and before it locks the job: lock its open replicas
+ * (none for an ordinary job), so that a cancel and a replica's result lock in the same order.
+ */
+int coord_verify_lock_replicas(struct coord_store *s, const char *job_id, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
  * The store settles @j, inside its transaction, after setting its final state.  A replica: its
  * digest (when @result and it was not cancelled) or void, then the parent's decision (payouts,
  * refund, the majority's output copied to the parent, a tie-break).  A parent (cancel): the

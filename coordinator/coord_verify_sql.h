@@ -41,8 +41,10 @@
     [Q_VER_REPLICA_CLAIMED] = {"UPDATE job_replica SET worker_id = $2, owner_id = $3 "             \
                                "WHERE job_id = $1",                                                \
                                NULL, NULL, STORE_LOCK_NONE},                                       \
-    [Q_VER_PARENT_RUNNING] = {"UPDATE jobs SET status = 'running', assigned_at = $2, "             \
-                              "started_at = $2 WHERE job_id = $1 AND status = 'pending'",          \
+    [Q_VER_PARENT_RUNNING] = {"UPDATE jobs SET status = 'running', "                               \
+                              "assigned_at = COALESCE(assigned_at, $2), "                          \
+                              "started_at = COALESCE(started_at, $2) "                             \
+                              "WHERE job_id = $1 AND status IN ('pending', 'running')",            \
                               NULL, NULL, STORE_LOCK_NONE},                                        \
     [Q_VER_REPLICA_RESULT] = {"UPDATE job_replica SET digest = $2, outcome = $3 "                  \
                               "WHERE job_id = $1 AND outcome IS NULL",                             \
@@ -89,9 +91,15 @@
                        "w.worker_id) NOT IN (SELECT owner_id FROM job_replica_owner "              \
                        "WHERE parent_job_id = $1))",                                               \
                        NULL, NULL, STORE_LOCK_NONE},                                               \
-    [Q_VER_OPEN_CHILDREN] = {"SELECT job_id FROM jobs WHERE parent_job_id = $1 AND status IN "     \
+    [Q_VER_OPEN_CHILDREN] =                                                                        \
+        {"SELECT job_id FROM jobs WHERE parent_job_id = $1 AND status IN "                         \
+         "('pending', 'assigned', 'running') ORDER BY job_id",                                     \
+         NULL, NULL,                                                                               \
+         STORE_LOCK_NONE}, /* Cancel: the open replicas locked before their parent (a replica's    \
+                            * result locks it, then the parent), in id order. */                                                                      \
+        [Q_VER_LOCK_OPEN] = {"SELECT job_id FROM jobs WHERE parent_job_id = $1 AND status IN "     \
                              "('pending', 'assigned', 'running') ORDER BY job_id",                 \
-                             NULL, NULL, STORE_LOCK_NONE},                                         \
+                             NULL, NULL, STORE_LOCK_UPDATE},                                       \
     [Q_VER_CHILDREN] =                                                                             \
         {"SELECT job_id FROM jobs WHERE parent_job_id = $1 ORDER BY id", NULL, NULL,               \
          STORE_LOCK_NONE}, /*                                                                      \

@@ -1940,7 +1940,8 @@ coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_j
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+    if (coord_verify_lock_replicas(s, job_id, err) < 0 ||
+        job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
         goto out;
     have_job = true;
     if (was)

@@ -138,6 +138,7 @@ enum store_q {
     Q_VER_OWNERS,
     Q_VER_WAITING,
     Q_VER_OPEN_CHILDREN,
+    Q_VER_LOCK_OPEN,
     Q_VER_CHILDREN,
     Q_VER_INV_PARENT,
     Q_VER_INV_CHILD,

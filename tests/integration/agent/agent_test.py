@@ -2417,6 +2417,32 @@ def t_replicas_kill(env):
     check_money(c, j, "rk-buyer", {"rk-own1": 0, "rk-own2": 1, "rk-own3": 1})
 
 
+@case("replicas: cancelling a replicated job stops its running replicas on the sellers' agents "
+      "and refunds the whole hold")
+def t_replicas_cancel(env):
+    c = env.coord
+    c.start()
+    for i in (1, 2):
+        env.agent("rx-w%d" % i, 2, 2048, owner="rx-own%d" % i).start()
+    wait_connected(c, ["rx-w1", "rx-w2"])
+    marker = "rx-%s" % uuid.uuid4().hex[:8]
+    j = c.submit(title="cancel", buyer_id="rx-buyer", replicas=2,
+                 command="python -c \"import time; time.sleep(60)\" %s" % marker)
+    jid = j["job_id"]
+
+    def both_running():
+        rows = c.job(jid)["verification"]["results"]
+        return len(rows) == 2 and all(started(c, r["job_id"]) for r in rows)
+    wait_until(both_running, 30, "both replicas started")
+    wait_until(lambda: proc_with_marker(marker), 10, "the replicas' processes")
+    st, doc = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
+    check(st == 200 and doc["status"] == "cancelled", "cancel answered %s %r" % (st, doc))
+    wait_until(lambda: not proc_with_marker(marker), 20, "the replicas' processes gone")
+    for r in c.job(jid)["verification"]["results"]:
+        check(c.job(r["job_id"])["status"] == "cancelled", "replica %r" % r)
+    check_money(c, c.job(jid), "rx-buyer", {"rx-own1": 0, "rx-own2": 0})
+
+
 @case("replicas: 3 with only 2 owners: accepted, the third replica waits with pending_reason "
       "waiting_for_distinct_owner; replicas 5 with no seller at all too; cancel refunds exactly")
 def t_replicas_distinct(env):
@@ -2448,6 +2474,12 @@ def t_replicas_distinct(env):
         check(st == 200 and doc["status"] == "cancelled", "cancel answered %s %r" % (st, doc))
     st, u = c.admin("GET", "/api/v1/credits/rd-buyer")
     check(u["held"] == 0 and micro(u["credits"]) == micro(1000), "buyer after cancel %r" % (u,))
+    for parent in (j, big):
+        p = c.job(parent["job_id"])
+        check(p["verification"]["state"] == "unverified", "cancelled: %r" % p["verification"])
+        for r in p["verification"]["results"]:
+            check(c.job(r["job_id"])["status"] == "cancelled" and r["outcome"] == "void",
+                  "replica %s after cancel: %r" % (r["job_id"], r))
     # The replicas were cancelled with it: their reports are refused as stale.
     st, _ = c.http("GET", "/api/v1/task?worker_id=d1", None, hdrs["d1"])
     check(st == 204, "a cancelled job's replica was given out (%s)" % st)
@@ -2461,7 +2493,7 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 CASES += [t_replicas_agree, t_replicas_cheater, t_replicas_tiebreak, t_replicas_unverified,
-          t_replicas_kill, t_replicas_distinct]
+          t_replicas_kill, t_replicas_cancel, t_replicas_distinct]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 
