@@ -32,12 +32,15 @@ sha_puts(struct coord_sha256 *h, const char *s)
     coord_sha256_update(h, s, strlen(s));
 }
 
-static const char *const *sort_paths; /* qsort's context (the digest is not called re-entrantly) */
+/* One artifact line of the digest. */
+struct art_line {
+    const char *path, *sha256;
+};
 
 static int
-path_order(const void *a, const void *b)
+art_order(const void *a, const void *b)
 {
-    return strcmp(sort_paths[*(const size_t *)a], sort_paths[*(const size_t *)b]);
+    return strcmp(((const struct art_line *)a)->path, ((const struct art_line *)b)->path);
 }
 
 void
@@ -61,22 +64,19 @@ coord_verify_digest(const struct coord_verify_result *r, char hex[65])
         coord_sha256_update(&h, r->out, r->out_len);
     snprintf(line, sizeof(line), "\nartifacts:%zu\n", r->n_artifacts);
     sha_puts(&h, line);
-    size_t *order = co_xcalloc(r->n_artifacts + 1, sizeof(*order));
+    struct art_line *lines = co_xcalloc(r->n_artifacts + 1, sizeof(*lines));
     for (size_t i = 0; i < r->n_artifacts; i++)
-        order[i] = i;
-    sort_paths = r->paths;
-    qsort(order, r->n_artifacts, sizeof(*order), path_order);
-    sort_paths = NULL;
+        lines[i] = (struct art_line){r->paths[i], r->sha256s[i]};
+    qsort(lines, r->n_artifacts, sizeof(*lines), art_order);
     for (size_t k = 0; k < r->n_artifacts; k++) {
-        const char *p = r->paths[order[k]];
-        snprintf(line, sizeof(line), "%zu:", strlen(p));
+        snprintf(line, sizeof(line), "%zu:", strlen(lines[k].path));
         sha_puts(&h, line);
-        sha_puts(&h, p);
+        sha_puts(&h, lines[k].path);
         sha_puts(&h, " ");
-        sha_puts(&h, r->sha256s[order[k]]);
+        sha_puts(&h, lines[k].sha256);
         sha_puts(&h, "\n");
     }
-    free(order);
+    free(lines);
     coord_sha256_hex(&h, hex);
 }
 
