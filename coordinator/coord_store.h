@@ -110,6 +110,7 @@ struct coord_job {
     char *verification;  /* parents loaded by job_get/list: the JSON object text, else NULL */
     char *avoid_owners;  /* replicas read by the scheduler: owners already used, "\n"-joined */
     bool verify_waiting; /* parents: a replica waits for a worker of an owner not used yet */
+    char *callback_url;  /* submit only: stored in webhook_delivery, never loaded back here */
 };
 
 /** Free the strings of @job (not the struct). */
@@ -751,6 +752,7 @@ struct coord_retention_counts {
     int64_t artifacts;     /* artifact rows deleted (sets, files and chunks, migration 0007) */
     int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
     int64_t idem_keys;     /* expired idempotency keys deleted */
+    int64_t deliveries;    /* callback deliveries and attempts deleted (migration 0008) */
 };
 
 /**
