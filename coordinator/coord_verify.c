@@ -509,7 +509,7 @@ parent_cancelled(struct coord_store *s, const struct coord_job *p, int64_t now, 
         (p->cost > 0 && store_money_move(s, p->buyer_id, p->job_id, COORD_LEDGER_REFUND, p->cost,
                                          -p->cost, "job cancelled", now, err) < 0))
         return -1;
-    if (store_run(s, Q_VER_OPEN_CHILDREN, PARAMS(P_TEXT(p->job_id)), &r, err) < 0)
+    if (store_run(s, Q_VER_LOCK_OPEN, PARAMS(P_TEXT(p->job_id)), &r, err) < 0)
         return -1;
     while ((got = store_next(&r, err)) > 0) {
         ids = co_xreallocarray(ids, n + 1, sizeof(*ids));

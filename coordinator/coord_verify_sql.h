@@ -4,19 +4,24 @@
  * others.  Included by store_int.h only.
  */
 #ifndef COORD_VERIFY_SQL_H
+/*
+ * Q_VER_OWNERS: the owners used by the parents in $1 (a JSON array of job ids).
+ * Q_VER_LOCK_OPEN: a cancel locks the parent's open replicas in id order before the parent (the
+ * order a replica's result takes: its row, then the parent's).
+ * Q_VER_INV_PARENT: a finished replicated job has one charge row, at most one refund row, the two
+ * take exactly its hold, and the charge equals the payouts to its replicas' sellers.
+ * Q_VER_INV_CHILD: a replica holds nothing and moves no money but its seller's payout.
+ */
 #define COORD_VERIFY_SQL_H
 
-/* The owner a worker stands for: its stored owner, else its own id (as settlement pays). */
 #define VERIFY_OWNER_OF(w)                                                                         \
     "(SELECT COALESCE(NULLIF(owner_id, ''), worker_id) FROM worker_registrations "                 \
     "WHERE worker_id = " w ")"
 
-/* A job the worker @w may take: not a replica whose parent already ran on the worker's owner. */
 #define VERIFY_OWNER_FREE(w)                                                                       \
     "(parent_job_id IS NULL OR NOT EXISTS (SELECT 1 FROM job_replica_owner o "                     \
     "WHERE o.parent_job_id = jobs.parent_job_id AND o.owner_id = " VERIFY_OWNER_OF(w) ")) "
 
-/* Replica rows joined to their job rows. */
 #define VERIFY_REPLICA_COLS                                                                        \
     "r.job_id, r.idx, r.tiebreak, COALESCE(r.worker_id, ''), COALESCE(r.owner_id, ''), "           \
     "r.digest, r.outcome, j.status"
@@ -71,17 +76,15 @@
                                "SELECT $1, attempt, path, data FROM job_artifact_chunk "           \
                                "WHERE job_id = $2 AND attempt = $3 ORDER BY id",                   \
                                NULL, NULL, STORE_LOCK_NONE},                                       \
-    [Q_VER_COPY_ART_SET] =                                                                         \
-        {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, "                           \
-         "truncated, skipped, notes) SELECT $1, attempt, files, bytes, "                           \
-         "truncated, skipped, notes FROM job_artifact_set WHERE job_id = $2",                      \
-         NULL, NULL,                                                                               \
-         STORE_LOCK_NONE}, /* The owners used by the parents in $1 (a JSON array of job ids). */   \
-        [Q_VER_OWNERS] = {"SELECT parent_job_id, owner_id FROM job_replica_owner "                 \
-                          "WHERE parent_job_id IN (SELECT value FROM json_each($1))",              \
-                          "SELECT parent_job_id, owner_id FROM job_replica_owner "                 \
-                          "WHERE parent_job_id IN (SELECT jsonb_array_elements_text($1::jsonb))",  \
-                          NULL, STORE_LOCK_NONE},                                                  \
+    [Q_VER_COPY_ART_SET] = {"INSERT INTO job_artifact_set (job_id, attempt, files, bytes, "        \
+                            "truncated, skipped, notes) SELECT $1, attempt, files, bytes, "        \
+                            "truncated, skipped, notes FROM job_artifact_set WHERE job_id = $2",   \
+                            NULL, NULL, STORE_LOCK_NONE},                                          \
+    [Q_VER_OWNERS] = {"SELECT parent_job_id, owner_id FROM job_replica_owner "                     \
+                      "WHERE parent_job_id IN (SELECT value FROM json_each($1))",                  \
+                      "SELECT parent_job_id, owner_id FROM job_replica_owner "                     \
+                      "WHERE parent_job_id IN (SELECT jsonb_array_elements_text($1::jsonb))",      \
+                      NULL, STORE_LOCK_NONE},                                                      \
     [Q_VER_WAITING] = {"SELECT (SELECT COUNT(*) FROM jobs c WHERE c.parent_job_id = $1 "           \
                        "AND c.status = 'pending'), (SELECT COUNT(*) FROM job_replica_owner o "     \
                        "WHERE o.parent_job_id = $1), (SELECT COUNT(DISTINCT "                      \
@@ -91,36 +94,24 @@
                        "w.worker_id) NOT IN (SELECT owner_id FROM job_replica_owner "              \
                        "WHERE parent_job_id = $1))",                                               \
                        NULL, NULL, STORE_LOCK_NONE},                                               \
-    [Q_VER_OPEN_CHILDREN] =                                                                        \
-        {"SELECT job_id FROM jobs WHERE parent_job_id = $1 AND status IN "                         \
-         "('pending', 'assigned', 'running') ORDER BY job_id",                                     \
-         NULL, NULL,                                                                               \
-         STORE_LOCK_NONE}, /* Cancel: the open replicas locked before their parent (a replica's    \
-                            * result locks it, then the parent), in id order. */                                                                      \
-        [Q_VER_LOCK_OPEN] = {"SELECT job_id FROM jobs WHERE parent_job_id = $1 AND status IN "     \
-                             "('pending', 'assigned', 'running') ORDER BY job_id",                 \
-                             NULL, NULL, STORE_LOCK_UPDATE},                                       \
-    [Q_VER_CHILDREN] =                                                                             \
-        {"SELECT job_id FROM jobs WHERE parent_job_id = $1 ORDER BY id", NULL, NULL,               \
-         STORE_LOCK_NONE}, /*                                                                      \
-                            * A finished replicated job: one charge row, at most one refund row,   \
-                            * the two take exactly its hold, and the charge equals the payouts to  \
-                            * its replicas' sellers.                                               \
-                            */                                                                     \
-        [Q_VER_INV_PARENT] =                                                                       \
-            {"SELECT p.job_id, p.cost, (SELECT COUNT(*) FROM ledger l WHERE l.job_id = p.job_id "  \
-             "AND l.kind = 'charge'), (SELECT COALESCE(-SUM(l.held), 0) FROM ledger l "            \
-             "WHERE l.job_id = p.job_id AND l.kind IN ('charge', 'refund')), (SELECT "             \
-             "COALESCE(-SUM(l.held), 0) FROM ledger l WHERE l.job_id = p.job_id AND l.kind = "     \
-             "'charge'), (SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs c ON "         \
-             "c.job_id = "                                                                         \
-             "l.job_id WHERE c.parent_job_id = p.job_id AND l.kind = 'payout') FROM jobs p "       \
-             "WHERE p.replicas > 1 AND p.status IN ('completed', 'failed', 'cancelled')",          \
-             NULL, NULL, STORE_LOCK_NONE}, /* A replica holds nothing and moves no money but its   \
-                                              seller's payout. */                                  \
-        [Q_VER_INV_CHILD] = {"SELECT c.job_id FROM jobs c WHERE c.parent_job_id IS NOT NULL AND "  \
-                             "(c.cost <> 0 OR EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = "    \
-                             "c.job_id AND l.kind <> 'payout')) LIMIT 1",                          \
-                             NULL, NULL, STORE_LOCK_NONE},
+    [Q_VER_LOCK_OPEN] = {"SELECT job_id FROM jobs WHERE parent_job_id = $1 AND status IN "         \
+                         "('pending', 'assigned', 'running') ORDER BY job_id",                     \
+                         NULL, NULL, STORE_LOCK_UPDATE},                                           \
+    [Q_VER_CHILDREN] = {"SELECT job_id FROM jobs WHERE parent_job_id = $1 ORDER BY id", NULL,      \
+                        NULL, STORE_LOCK_NONE},                                                    \
+    [Q_VER_INV_PARENT] =                                                                           \
+        {"SELECT p.job_id, p.cost, (SELECT COUNT(*) FROM ledger l WHERE l.job_id = p.job_id "      \
+         "AND l.kind = 'charge'), (SELECT COALESCE(-SUM(l.held), 0) FROM ledger l "                \
+         "WHERE l.job_id = p.job_id AND l.kind IN ('charge', 'refund')), (SELECT "                 \
+         "COALESCE(-SUM(l.held), 0) FROM ledger l WHERE l.job_id = p.job_id AND l.kind = "         \
+         "'charge'), (SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs c ON "             \
+         "c.job_id = "                                                                             \
+         "l.job_id WHERE c.parent_job_id = p.job_id AND l.kind = 'payout') FROM jobs p "           \
+         "WHERE p.replicas > 1 AND p.status IN ('completed', 'failed', 'cancelled')",              \
+         NULL, NULL, STORE_LOCK_NONE},                                                             \
+    [Q_VER_INV_CHILD] = {"SELECT c.job_id FROM jobs c WHERE c.parent_job_id IS NOT NULL AND "      \
+                         "(c.cost <> 0 OR EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = "        \
+                         "c.job_id AND l.kind <> 'payout')) LIMIT 1",                              \
+                         NULL, NULL, STORE_LOCK_NONE},
 
 #endif
