@@ -200,8 +200,13 @@ const struct store_sql store_sql[Q_COUNT] = {
                         "(max_price_per_core_second >= $4 AND max_price_per_gb_second >= $5)) "
                         "ORDER BY priority DESC, created_at, id LIMIT 1",
                         NULL, NULL, STORE_LOCK_SKIP_LOCKED},
+    /* A market job is charged at the prices of the worker that claims it ($4, $5). */
     [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
-                      "attempts = attempts + 1, assigned_at = $3, started_at = NULL "
+                      "attempts = attempts + 1, assigned_at = $3, started_at = NULL, "
+                      "price_per_core_second = CASE WHEN pricing = 'market' THEN $4 "
+                      "ELSE price_per_core_second END, "
+                      "price_per_gb_second = CASE WHEN pricing = 'market' THEN $5 "
+                      "ELSE price_per_gb_second END "
                       "WHERE job_id = $1 AND status = 'pending'",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_SET_RUNNING] = {"UPDATE jobs SET status = 'running', started_at = $2 "
@@ -267,9 +272,6 @@ const struct store_sql store_sql[Q_COUNT] = {
          NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_OWNER] = {"SELECT owner_id FROM worker_registrations WHERE worker_id = $1", NULL,
                         NULL, STORE_LOCK_NONE},
-    [Q_JOB_SET_PRICE] = {"UPDATE jobs SET price_per_core_second = $2, price_per_gb_second = $3 "
-                         "WHERE job_id = $1 AND pricing = 'market'",
-                         NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_SET_CHARGED] = {"UPDATE jobs SET charged = $2 WHERE job_id = $1", NULL, NULL,
                            STORE_LOCK_NONE},
     [Q_OUTCOME_INSERT] = {"INSERT INTO worker_outcome (worker_id, owner_id, job_id, kind, "
@@ -1512,11 +1514,16 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
     };
     struct coord_settlement st;
     coord_price_settle(&pj, s->cfg.fee_percent, &st);
-    if (q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(st.charge)), NULL, err) < 0)
-        return -1;
+    /*
+     * `charged` is written last, once the users are locked: on PostgreSQL a second update of the
+     * job row in this transaction checks its foreign keys again (a key-share lock on the buyer),
+     * which taken before the users' locks would let two settlements wait on each other.
+     */
     if (e->refund_all)
         return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, e->why,
-                          now, err);
+                          now, err) < 0
+                   ? -1
+                   : q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(0)), NULL, err);
 
     char owner[CO_ID_MAX + 1];
     bool found;
@@ -1538,12 +1545,11 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
         (st.refund > 0 && money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, st.refund,
                                      -st.refund, "unused time", now, err) < 0) ||
         money_move(s, owner, j->job_id, COORD_LEDGER_PAYOUT, st.payout, 0, "job payout", now, err) <
-            0)
+            0 ||
+        (st.fee > 0 && money_move(s, fee_user, j->job_id, COORD_LEDGER_FEE, st.fee, 0,
+                                  "platform fee", now, err) < 0))
         return -1;
-    if (st.fee > 0)
-        return money_move(s, fee_user, j->job_id, COORD_LEDGER_FEE, st.fee, 0, "platform fee", now,
-                          err);
-    return 0;
+    return q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(st.charge)), NULL, err);
 }
 
 static int
@@ -1848,16 +1854,13 @@ job_assign(struct coord_store *s, const char *job_id, const struct coord_worker 
 {
     int64_t changes = 0;
     const char *worker_id = w->worker_id;
-    if (q_exec(s, Q_JOB_ASSIGN, PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now)), &changes,
-               err) < 0)
+    if (q_exec(s, Q_JOB_ASSIGN,
+               PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now),
+                      P_INT(w->price.per_core_second), P_INT(w->price.per_gb_second)),
+               &changes, err) < 0)
         return -1;
     if (changes != 1)
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
-    if (q_exec(
-            s, Q_JOB_SET_PRICE,
-            PARAMS(P_TEXT(job_id), P_INT(w->price.per_core_second), P_INT(w->price.per_gb_second)),
-            NULL, err) < 0)
-        return -1;
     if (job_load_must(s, Q_JOB_GET, job_id, out, err) < 0)
         return -1;
     /*

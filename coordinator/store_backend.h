@@ -73,7 +73,6 @@ enum store_q {
     Q_WORKER_EXPIRED,
     Q_WORKER_OWNER,
     /* Pricing and reputation (migration 0011). */
-    Q_JOB_SET_PRICE,
     Q_JOB_SET_CHARGED,
     Q_OUTCOME_INSERT,
     Q_WORKER_REPUTE,
