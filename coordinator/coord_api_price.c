@@ -83,6 +83,15 @@ coord_api_write_job_price(struct co_jsonw *w, const struct coord_job *j)
 }
 
 void
+coord_api_write_pricing_settings(struct co_jsonw *w, const struct coord_config *cfg)
+{
+    co_jsonw_kstr(w, "mode", coord_pricing_name((enum coord_pricing)cfg->pricing));
+    co_jsonw_kcredits(w, "price_per_core_second", cfg->price_per_core_second);
+    co_jsonw_kcredits(w, "price_per_gb_second", cfg->price_per_gb_second);
+    co_jsonw_kint(w, "platform_fee_percent", cfg->platform_fee_percent);
+}
+
+void
 coord_api_write_worker_price(struct co_jsonw *w, const struct coord_worker *wk)
 {
     write_rate(w, "price_per_core_second", "price_per_gb_second", &wk->price);

@@ -30,6 +30,13 @@ int coord_api_job_price(const struct coord_config *cfg, const struct proto_job_s
 /** "pricing", "charged" (null until settled), "min_reputation", and the prices of a job. */
 void coord_api_write_job_price(struct co_jsonw *w, const struct coord_job *j);
 
+/**
+ * The pricing settings for the dashboard's cost preview (inside its "pricing" object):
+ * "mode" (flat, metered, market), "price_per_core_second", "price_per_gb_second" (metered),
+ * "platform_fee_percent".
+ */
+void coord_api_write_pricing_settings(struct co_jsonw *w, const struct coord_config *cfg);
+
 /** "price_per_core_second", "price_per_gb_second", "reputation", "owner_reputation". */
 void coord_api_write_worker_price(struct co_jsonw *w, const struct coord_worker *wk);
 

@@ -1795,6 +1795,7 @@ def t_metered(args):
                         "PRICE_PER_GB_SECOND": "0.00005", "PLATFORM_FEE_PERCENT": "10",
                         "OPEN_REGISTRATION": "true"}).start()
     try:
+        drain_pending(srv)  # PostgreSQL: the database is shared with the other cases
         wid, owner, buyer = "met-w", "met-seller", "met-buyer"
         register(srv, wid, cores=4, ram=4096, owner=owner)
         # (wall_ms or a failure, charge, fee): 1 ms, exactly 1 s, 1 s + 1 ms, 9.999 s, timeout.
@@ -1954,6 +1955,7 @@ def t_market(args):
     srv = Server(args, {"PRICING": "market", "PLATFORM_FEE_PERCENT": "10"}).start()
     agents = []
     try:
+        drain_pending(srv)  # PostgreSQL: the database is shared with the other cases
         buyer = "mkt-buyer"
         # Required in this mode: both maximums.
         st, doc, _ = srv.jreq("POST", "/api/v1/submit", job_body(buyer_id=buyer), admin=True)
