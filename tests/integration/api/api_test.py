@@ -2037,6 +2037,15 @@ def t_market(args):
     finally:
         for a in agents:
             a.close()
+        # Stop once the disconnects are stored: a write still queued when the coordinator stops
+        # is dropped with its agent hub (reported as a leak by the sanitizer build).
+        deadline = time.time() + 10
+        while agents and time.time() < deadline:
+            st, ws, _ = srv.jreq("GET", "/api/v1/workers")
+            if st == 200 and all(w["status"] == "offline" for w in ws
+                                 if w["worker_id"].startswith("mkt-w")):
+                break
+            time.sleep(0.1)
         srv.stop()
 
 
