@@ -58,6 +58,8 @@ enum coord_route {
     COORD_R_JOB_ARTIFACT,      /* GET /jobs/{id}/artifacts/{path} */
     COORD_R_WORKER_PATCH,      /* PATCH /workers/{id}: a seller's prices */
     COORD_R_STATEMENT,         /* GET /users/{id}/statement?days= */
+    COORD_R_WEBHOOK_SECRET,    /* POST /users/{id}/webhook-secret */
+    COORD_R_JOB_DELIVERIES,    /* GET /jobs/{id}/deliveries */
     COORD_R_COUNT
 };
 

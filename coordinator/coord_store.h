@@ -111,6 +111,7 @@ struct coord_job {
     int64_t min_reputation;     /* parts per million, 0-1000000 */
     bool has_charged;           /* settled */
     int64_t charged;            /* what the buyer paid, once settled */
+    char *callback_url; /* submit only: stored in webhook_delivery, never loaded back here */
 };
 
 /** Free the strings of @job (not the struct). */
@@ -823,6 +824,7 @@ struct coord_retention_counts {
     int64_t artifacts;     /* artifact rows deleted (sets, files and chunks, migration 0007) */
     int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
     int64_t idem_keys;     /* expired idempotency keys deleted */
+    int64_t deliveries;    /* callback deliveries and attempts deleted (migration 0008) */
 };
 
 /**

@@ -31,6 +31,7 @@ static const char *const job_fields[] = {
     "min_reputation",
     "max_price_per_core_second",
     "max_price_per_gb_second",
+    "callback_url",
 };
 
 static int decode_micro(const json_t *obj, const char *key, int64_t max, int64_t *out, bool *has,
@@ -56,6 +57,7 @@ proto_job_spec_release(struct proto_job_spec *spec)
     free(spec->parameters);
     free(spec->buyer_id);
     free(spec->image);
+    free(spec->callback_url);
     memset(spec, 0, sizeof(*spec));
 }
 
@@ -178,6 +180,10 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
     if (pf_int(obj, "max_attempts", false, PROTO_ATTEMPTS_MIN, PROTO_ATTEMPTS_MAX, &v, err) < 0)
         return -1;
     s->max_attempts = (int)v;
+    /* Scheme, host and addresses are the coordinator's checks (coord_webhook_url_check). */
+    if (pf_string_dup(obj, "callback_url", false, 1, PROTO_CALLBACK_URL_MAX, PF_BYTES,
+                      &s->callback_url, err) < 0)
+        return -1;
 
     if (decode_micro(obj, "min_reputation", PROTO_REPUTATION_MAX, &s->min_reputation, NULL, err) <
             0 ||

@@ -72,6 +72,8 @@ struct proto_job_limits {
  * embedded NUL, and owned by the struct (freed by proto_job_spec_release()).  Defaults of
  * API.md are filled in for absent (or null) optional fields.
  */
+#define PROTO_CALLBACK_URL_MAX 2048
+
 struct proto_job_spec {
     char *title;       /* 1-200 characters */
     char *description; /* <= 10,000 characters, "" when absent */
@@ -94,6 +96,8 @@ struct proto_job_spec {
     bool has_max_price_gb;             /* max_price_per_gb_second was given */
     int64_t max_price_per_core_second; /* micro-credits, >= 0 */
     int64_t max_price_per_gb_second;   /* micro-credits, >= 0 */
+    char *callback_url; /* NULL when absent, else 1-2048 characters (checked further by the
+                           coordinator: coord_webhook_url_check) */
 };
 
 /**
