@@ -264,7 +264,8 @@ struct sched_pick {
  * maximum price), the cheapest (market), then the best reputation, then where it fits best
  * (least leftover), reserving its capacity on that session (an AJ_CLAIMING entry); a job that
  * fits a session's total but not its free capacity reserves the best such session for the rest
- * of the pass; jobs held by a session already are skipped.  Writes the placements to @picks (room for jobs->len) and returns their number.
+ * of the pass; jobs held by a session already are skipped.  Writes the placements to @picks
+ * (room for jobs->len) and returns their number.
  */
 size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                         struct sched_pick *picks);

@@ -87,6 +87,20 @@ function StartAgent({ userId }: { userId: string }) {
   );
 }
 
+function PriceInput(props: { label: string; name: string; value: string; onChange: (v: string) => void }) {
+  return (
+    <label className="text-xs text-slate-600">
+      {props.label}
+      <input
+        className="input mt-1 font-mono"
+        name={props.name}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+      />
+    </label>
+  );
+}
+
 /** The seller sets its worker's market prices (PATCH /api/v1/workers/{id}). */
 function WorkerPrices({ w }: { w: Worker }) {
   const qc = useQueryClient();
@@ -123,24 +137,8 @@ function WorkerPrices({ w }: { w: Worker }) {
       onSubmit={submit}
       aria-label={`Prices of ${w.worker_id}`}
     >
-      <label className="text-xs text-slate-600">
-        Per core-second
-        <input
-          className="input mt-1 font-mono"
-          name="price_per_core_second"
-          value={core}
-          onChange={(e) => setCore(e.target.value)}
-        />
-      </label>
-      <label className="text-xs text-slate-600">
-        Per GB-second
-        <input
-          className="input mt-1 font-mono"
-          name="price_per_gb_second"
-          value={gb}
-          onChange={(e) => setGb(e.target.value)}
-        />
-      </label>
+      <PriceInput label="Per core-second" name="price_per_core_second" value={core} onChange={setCore} />
+      <PriceInput label="Per GB-second" name="price_per_gb_second" value={gb} onChange={setGb} />
       <button type="submit" className="btn-secondary px-3 py-2 text-xs" disabled={m.isPending}>
         {m.isPending ? "Saving…" : "Set prices"}
       </button>
