@@ -32,6 +32,7 @@ static const char *const job_fields[] = {
     "max_price_per_core_second",
     "max_price_per_gb_second",
     "callback_url",
+    "replicas",
 };
 
 static int decode_micro(const json_t *obj, const char *key, int64_t max, int64_t *out, bool *has,
@@ -180,6 +181,10 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
     if (pf_int(obj, "max_attempts", false, PROTO_ATTEMPTS_MIN, PROTO_ATTEMPTS_MAX, &v, err) < 0)
         return -1;
     s->max_attempts = (int)v;
+    v = 1;
+    if (pf_int(obj, "replicas", false, PROTO_REPLICAS_MIN, PROTO_REPLICAS_MAX, &v, err) < 0)
+        return -1;
+    s->replicas = (int)v;
     /* Scheme, host and addresses are the coordinator's checks (coord_webhook_url_check). */
     if (pf_string_dup(obj, "callback_url", false, 1, PROTO_CALLBACK_URL_MAX, PF_BYTES,
                       &s->callback_url, err) < 0)

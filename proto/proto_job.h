@@ -39,6 +39,8 @@
 #define PROTO_TIMEOUT_DEFAULT 3600
 #define PROTO_ATTEMPTS_MIN 1
 #define PROTO_ATTEMPTS_MAX 100
+#define PROTO_REPLICAS_MIN 1
+#define PROTO_REPLICAS_MAX 5
 #define PROTO_ATTEMPTS_DEFAULT 3
 #define PROTO_IMAGE_DEFAULT "default"
 /* min_reputation is 0-1 with at most 6 decimals, kept in parts per million. */
@@ -88,6 +90,7 @@ struct proto_job_spec {
     char *image;             /* an id, default "default" */
     int64_t timeout_seconds; /* 1-604800, default 3600 */
     int max_attempts;        /* 1-100, default 3 */
+    int replicas;            /* 1-5, default 1: workers of distinct owners that run it */
     char *files;             /* NULL when absent or empty, else the normalised compact JSON object
                                 {"path": "<base64>"} of proto_files_from_submit() */
     /* Reputation and market pricing (API.md "Verified results, reputation, pricing"). */
