@@ -2384,6 +2384,12 @@ def t_replicas_cheater(env):
           by_owner["rc-mallory"]["outcome"] == "mismatch", "cheater row %r" % by_owner)
     check(by_owner["rc-own1"]["agrees"] and by_owner["rc-own2"]["agrees"], "honest rows")
     check_money(c, j, "rc-buyer", {"rc-mallory": 0, "rc-own1": 1, "rc-own2": 1})
+    # Its reputation drops (one completion, then the mismatch: (4 + 1) / (5 + 2)); an honest
+    # seller's rises from the 0.8 of a newcomer.
+    cheat, honest = worker_row(c, "rc-cheat"), worker_row(c, "rc-w1")
+    check(cheat["reputation"] < 0.8 and cheat["owner_reputation"] < 0.8,
+          "the cheater's reputation %r" % cheat)
+    check(honest["reputation"] > 0.8, "an honest seller's reputation %r" % honest)
     show_ledger(c, j, "rc-buyer", ["rc-mallory", "rc-own1", "rc-own2"])
 
 
