@@ -20,6 +20,7 @@
 #include "coord_artifact.h"
 #include "proto_files.h"
 #include "coord_idem.h"
+#include "coord_openapi.h"
 #include "coord_retention.h"
 #include "proto_job.h"
 #include "proto_json.h"
@@ -77,6 +78,7 @@ static const struct route_def routes[] = {
     {"/jobs/", "/artifacts", GET, COORD_R_JOB_ARTIFACTS, COORD_AUTH_BUY, false, false, false, R},
     {"/jobs/", "/artifacts.tar.gz", GET, COORD_R_JOB_ARTIFACTS_TGZ, COORD_AUTH_BUY, false, false,
      false, R},
+    {"/openapi.json", NULL, GET, COORD_R_OPENAPI, COORD_AUTH_NONE, false, false, false, R},
 };
 
 #undef GET
@@ -2049,6 +2051,9 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
         break;
     case COORD_R_DEBUG_RETENTION:
         h_retention(store, r);
+        break;
+    case COORD_R_OPENAPI:
+        coord_openapi_render(r);
         break;
     case COORD_R_JOB_ARTIFACTS:
         h_job_artifacts(store, r);

@@ -63,6 +63,8 @@ struct coord_config {
     int64_t retention_days;             /* RETENTION_DAYS, default 30 */
     int64_t retention_interval_seconds; /* RETENTION_INTERVAL_SECONDS, default 3600 */
     int64_t retention_batch;            /* RETENTION_BATCH: rows per transaction, default 500 */
+    /* Debugging: RECORD_ANSWERS=<file> appends every REST answer as a JSON line (coord_openapi). */
+    char *record_answers;
 };
 
 /* ADMIN_TOKEN must have this many characters and not be this value, unless DEBUG=true. */

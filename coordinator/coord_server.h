@@ -56,6 +56,7 @@ enum coord_route {
     COORD_R_JOB_ARTIFACTS,     /* GET /jobs/{id}/artifacts */
     COORD_R_JOB_ARTIFACTS_TGZ, /* GET /jobs/{id}/artifacts.tar.gz */
     COORD_R_JOB_ARTIFACT,      /* GET /jobs/{id}/artifacts/{path} */
+    COORD_R_OPENAPI,           /* GET /openapi.json (coord_openapi) */
     COORD_R_COUNT
 };
 
@@ -135,6 +136,7 @@ struct coord_server {
     struct coord_events *events;         /* owned */
     struct coord_auth_cache *auth_cache; /* owned; positive key lookups (lws thread) */
     struct coord_limits *limits;         /* owned; submit buckets, failed-auth throttle */
+    struct coord_openapi_rec *rec;       /* owned; RECORD_ANSWERS log, NULL when unset */
     struct coord_metrics metrics;
     struct lws_context *ctx;
     const char *backend; /* "sqlite" or "postgres" */
