@@ -21,8 +21,12 @@ import argparse
 import collections
 import copy
 import json
+import os
 import re
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+import cotest  # noqa: E402
 
 try:
     import jsonschema
@@ -43,20 +47,15 @@ CORE = {("POST", "/api/v1/submit"), ("GET", "/api/v1/jobs"), ("GET", "/api/v1/jo
         ("GET", "/api/v1/jobs/{job_id}/artifacts"), ("GET", "/api/v1/me"),
         ("POST", "/api/v1/users"), ("POST", "/api/v1/users/{user_id}/keys")}
 
-PASSED = 0
-FAILED = 0
+RUN = cotest.Runner("openapi")
 
 
 def ok(msg):
-    global PASSED
-    PASSED += 1
-    print("ok   " + msg, flush=True)
+    RUN.ok(msg)
 
 
 def bad(msg):
-    global FAILED
-    FAILED += 1
-    print("FAIL " + msg, flush=True)
+    RUN.fail("mismatch", msg)
 
 
 def pointer(doc, ref):
@@ -266,11 +265,18 @@ def main():
             r = pointer(doc, r["$ref"])
         return r
 
+    mismatches = collections.Counter()
+
+    def mismatch(key, msg):
+        """A failure, shown for the first 3 answers of each route (the rest are counted)."""
+        mismatches[key] += 1
+        if mismatches[key] <= 3:
+            bad(msg)
+
     error_v = validator({"$ref": "#/components/schemas/Error"})
     regexes = [(template_regex(p), p) for p in doc["paths"]]
     counts = collections.Counter()
     statuses = collections.defaultdict(set)
-    mismatches = collections.Counter()
     total = 0
     cache = {}
     for fname in args.answers:
@@ -293,8 +299,8 @@ def main():
                     if a["body"] is not None:
                         errors = list(error_v.iter_errors(a["body"]))
                         if errors:
-                            bad("%s: not an Error object: %s" % (where, errors[0].message))
-                            mismatches[("-", "unrouted")] += 1
+                            mismatch(("-", "unrouted"), "%s: not an Error object: %s" % (
+                                where, errors[0].message))
                             continue
                     counts[(a["method"], "(unrouted %d)" % a["status"])] += 1
                     continue
@@ -310,27 +316,25 @@ def main():
             o = doc["paths"].get(route, {}).get(a["method"].lower())
             key = (a["method"], route)
             if o is None:
-                bad("%s: %s %s is not in the document" % (where, a["method"], route))
-                mismatches[key] += 1
+                mismatch(key, "%s: %s %s is not in the document" % (where, a["method"], route))
                 continue
             r = response(o, a["status"])
             if r is None:
-                bad("%s: status %d is not documented for %s %s (documented: %s)" % (
+                mismatch(key, "%s: status %d is not documented for %s %s (documented: %s)" % (
                     where, a["status"], a["method"], route, ", ".join(o["responses"])))
-                mismatches[key] += 1
                 continue
             counts[key] += 1
             statuses[key].add(a["status"])
             content = r.get("content")
             if not content:
                 if a["bytes"]:
-                    bad("%s: documented without a body, answered %d bytes" % (where, a["bytes"]))
-                    mismatches[key] += 1
+                    mismatch(key, "%s: documented without a body, answered %d bytes" % (
+                        where, a["bytes"]))
                 continue
             ct = (a["content_type"] or "").split(";")[0].strip()
             if ct not in content:
-                bad("%s: content type %s, documented %s" % (where, ct, ", ".join(content)))
-                mismatches[key] += 1
+                mismatch(key, "%s: content type %s, documented %s" % (
+                    where, ct, ", ".join(content)))
                 continue
             if ct != "application/json":
                 continue
@@ -339,13 +343,15 @@ def main():
                 cache[ck] = validator(content[ct]["schema"])
             errors = list(cache[ck].iter_errors(a["body"]))
             if errors:
-                bad("%s: body does not validate: %s" % (where, explain(errors)))
-                mismatches[key] += 1
+                mismatch(key, "%s: body does not validate: %s" % (where, explain(errors)))
 
     print("answers checked per route (method route: count [statuses]):")
     for key in sorted(counts, key=lambda k: (k[1], k[0])):
         print("  %-6s %-48s %5d  [%s]" % (key[0], key[1], counts[key],
                                          " ".join(str(s) for s in sorted(statuses[key]))))
+    for key, n in sorted(mismatches.items(), key=str):
+        if n > 3:
+            bad("%s %s: %d more mismatching answers not shown" % (key[0], key[1], n - 3))
     never = []
     served = {(m, t) for m, t, _ in routes}
     for path, item in doc["paths"].items():
@@ -365,8 +371,7 @@ def main():
                 sum(mismatches.values())))
         else:
             bad("no recorded answers to check (RECORD_ANSWERS produced nothing)")
-    print("RESULT %d %d" % (PASSED, FAILED))
-    return 1 if FAILED else 0
+    return RUN.finish()
 
 
 if __name__ == "__main__":
