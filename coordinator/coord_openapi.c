@@ -55,6 +55,8 @@ static const char *const templates[COORD_R_COUNT] = {
     [COORD_R_JOB_ARTIFACTS] = "/api/v1/jobs/{job_id}/artifacts",
     [COORD_R_JOB_ARTIFACTS_TGZ] = "/api/v1/jobs/{job_id}/artifacts.tar.gz",
     [COORD_R_JOB_ARTIFACT] = "/api/v1/jobs/{job_id}/artifacts/{path}",
+    [COORD_R_WEBHOOK_SECRET] = "/api/v1/users/{user_id}/webhook-secret",
+    [COORD_R_JOB_DELIVERIES] = "/api/v1/jobs/{job_id}/deliveries",
     [COORD_R_OPENAPI] = "/api/v1/openapi.json",
 };
 

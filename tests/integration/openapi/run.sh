@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# OpenAPI suite: keeps coordinator/openapi.json true.  The coordinators of the api, agent and cli
-# suites run with RECORD_ANSWERS=<file> (coord_openapi.h), which appends every REST answer they
-# give as a JSON line; validate.py then checks the document itself, the server's route table
+# OpenAPI suite: keeps coordinator/openapi.json true.  The coordinators of the api, agent, cli
+# and webhook suites run with RECORD_ANSWERS=<file> (coord_openapi.h), which appends every REST
+# answer they give as a JSON line; validate.py then checks the document itself, the server's route table
 # against it (both ways), and every recorded answer (route, status, content type, body schema).
 # serve_test.py checks GET /api/v1/openapi.json itself.
 #
 # Under tests/integration/run.sh the other parts have already run with RECORD_ANSWERS set and
 # OPENAPI_ANSWERS names their file: they are not run again.  Alone, this script runs the api,
-# agent and cli drivers on SQLite (their PostgreSQL passes give the same answers from the same
+# agent, cli and webhook drivers on SQLite (their PostgreSQL passes give the same answers from the same
 # code).  Environment: CO_SRC_DIR, CO_BUILD_DIR, OPENAPI_ANSWERS.
 # Last line: "openapi: N passed, M failed[, K skipped]".
 set -u
@@ -58,7 +58,7 @@ answers=${OPENAPI_ANSWERS:-}
 if [ -z "$answers" ]; then
     answers="$tmp/answers.jsonl"
     export RECORD_ANSWERS="$answers"
-    echo "== the api, agent and cli drivers on SQLite, recording their answers"
+    echo "== the api, agent, cli and webhook drivers on SQLite, recording their answers"
     # Their counts are not this suite's (their failures are their own suites' business; the
     # answers they got are checked all the same): a summary of them is shown.
     (
@@ -73,6 +73,9 @@ if [ -z "$answers" ]; then
             [ -x "$cli" ] && suite_pass cli python3 "$src/tests/integration/cli/cli_test.py" \
                 --cli "$cli" --coordinator "$coord" --agent "$agent" --sql-dir "$src/sql" \
                 --label sqlite
+            webhook="$src/tests/integration/webhook/webhook_test.py"
+            [ -f "$webhook" ] && suite_pass webhook python3 "$webhook" --bin "$coord" \
+                --agent "$agent" --sql-dir "$src/sql" --label sqlite
         fi
         echo "drivers: $passed passed, $failed failed (counted by their own suites)"
     ) >"$tmp/drivers.log" 2>&1
