@@ -22,6 +22,7 @@
 #include "coord_idem.h"
 #include "coord_openapi.h"
 #include "coord_retention.h"
+#include "coord_verify.h"
 #include "coord_webhook.h"
 #include "proto_job.h"
 #include "proto_json.h"
@@ -437,6 +438,7 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
     co_jsonw_ktime(w, "created_at", j->created_at);
     co_jsonw_ktime(w, "started_at", j->started_at);
     co_jsonw_ktime(w, "completed_at", j->completed_at);
+    coord_verify_write_fields(w, j);
     if (with_code) {
         co_jsonw_kstr(w, "code", j->code ? j->code : "");
         co_jsonw_kstr(w, "code_file", j->code_file);
@@ -618,6 +620,12 @@ h_submit(struct coord_store *s, struct coord_req *r)
     if (co_credits_cost(spec.required_cores, spec.required_ram_mb, cfg->cost_per_core,
                         cfg->cost_per_100mb_ram, &job.cost, &err) < 0) {
         coord_req_error(r, 422, "invalid_field", "required_cores", "%s", err.msg);
+        goto out;
+    }
+    /* replicas: the hold is replicas x the unit cost (coord_verify). */
+    job.replicas = spec.replicas > 0 ? spec.replicas : 1;
+    if (__builtin_mul_overflow(job.cost, (int64_t)job.replicas, &job.cost)) {
+        coord_req_error(r, 422, "invalid_field", "replicas", "replicas x cost overflows");
         goto out;
     }
     co_uuid4(job.job_id);
@@ -938,6 +946,22 @@ h_job_artifacts_tgz(struct coord_store *s, struct coord_req *r)
     coord_artifact_list_release(&l);
 }
 
+/* A job event for each replica of @parent_id (best effort: the reconciler catches the rest). */
+static void
+changed_replicas(struct coord_store *s, struct coord_req *r, const char *parent_id)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    co_err err = CO_ERR_INIT;
+    if (coord_verify_children(s, parent_id, &ids, &n, &err) == 0) {
+        for (size_t i = 0; i < n; i++)
+            coord_req_changed(r, COORD_EVENT_JOB, ids[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
 static void
 h_job_cancel(struct coord_store *s, struct coord_req *r)
 {
@@ -982,6 +1006,8 @@ h_job_cancel(struct coord_store *s, struct coord_req *r)
     coord_req_changed(r, COORD_EVENT_CREDITS, j.buyer_id);
     if (j.assigned_worker[0])
         coord_req_changed(r, COORD_EVENT_WORKER, j.assigned_worker);
+    if (j.replicas > 1)
+        changed_replicas(s, r, j.job_id); /* their agents stop them */
     answer_job(r, 200, &j);
     coord_job_release(&j);
 }

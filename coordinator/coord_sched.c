@@ -12,6 +12,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_verify.h"
 #include "proto_job.h"
 
 struct coord_sched {
@@ -139,6 +140,8 @@ pending_work(struct coord_store *store, void *arg)
     struct pass_item *it = arg;
     it->rc = coord_store_job_pending_fit_capped(store, it->limit, &it->fit, it->default_cap,
                                                 &it->jobs, &it->caps, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_verify_load_avoid(store, &it->jobs, &it->err); /* replicas' owners */
 }
 
 static void
@@ -268,7 +271,8 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                 continue;
             any_open = true;
             if (s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
-                !agent_sess_has_image(s, image))
+                !agent_sess_has_image(s, image) ||
+                !coord_verify_owner_ok(job, s->owner_id[0] ? s->owner_id : s->worker_id))
                 continue;
             if (s->free_cores >= job->required_cores && s->free_ram_mb >= job->required_ram_mb) {
                 double l = leftover(s->free_cores, s->free_ram_mb, job->required_cores,
@@ -289,6 +293,9 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
         if (!any_open)
             break;
         if (best) {
+            if (job->parent_job_id[0]) /* its sibling replicas go to other owners */
+                coord_verify_avoid_add(jobs, job->parent_job_id,
+                                       best->owner_id[0] ? best->owner_id : best->worker_id);
             agent_sess_add_job(best, job, 0, AJ_CLAIMING);
             picks[placed].job = k;
             picks[placed].s = best;
@@ -604,6 +611,8 @@ coord_sched_refresh(struct coord_sched *sc)
 void
 coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
 {
+    if (coord_verify_write_pending_reason(w, j))
+        return; /* a replica waits for a distinct owner */
     co_jsonw_key(w, "pending_reason");
     if (j->status != COORD_JOB_PENDING) {
         co_jsonw_null(w);

@@ -19,8 +19,11 @@
 #include "co_time.h"
 #include "coord_artifact.h"
 #include "coord_store.h"
+#include "coord_verify.h"
+
 #include "coord_webhook.h"
 #include "store_backend.h"
+#include "store_int.h"
 #include "store_migrations.h"
 
 /* ---- statements ---- */
@@ -29,7 +32,8 @@
     "job_id, title, description, code_file, command, parameters, image, buyer_id, "                \
     "COALESCE(assigned_worker, ''), status, failure, cost, required_cores, required_ram_mb, "      \
     "priority, timeout_seconds, attempts, max_attempts, exit_code, wall_ms, cpu_ms, max_rss_kb, "  \
-    "created_at, COALESCE(assigned_at, 0), COALESCE(started_at, 0), COALESCE(completed_at, 0)"
+    "created_at, COALESCE(assigned_at, 0), COALESCE(started_at, 0), COALESCE(completed_at, 0), "   \
+    "replicas, COALESCE(parent_job_id, '')"
 #define ACTIVE_JOB "j.status IN ('assigned', 'running')"
 #define WORKER_COLS                                                                                \
     "w.worker_id, w.owner_id, w.cpu_cores, w.ram_mb, "                                             \
@@ -122,7 +126,8 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_AUDIT_LIST] = {"SELECT id, at, actor, action, target, detail FROM audit "
                       "ORDER BY id DESC LIMIT $1 OFFSET $2",
                       NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING_OF] = {"SELECT COUNT(*) FROM jobs WHERE buyer_id = $1 AND status = 'pending'",
+    [Q_JOB_PENDING_OF] = {"SELECT COUNT(*) FROM jobs WHERE buyer_id = $1 AND status = 'pending' "
+                          "AND parent_job_id IS NULL",
                           NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
@@ -140,16 +145,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                     "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                     "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
+                    "AND (parent_job_id IS NULL OR CAST($3 AS TEXT) IS NOT NULL) "
                     "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                     NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code, NULL FROM jobs "
                          "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                          "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                          "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
+                         "AND (parent_job_id IS NULL OR CAST($3 AS TEXT) IS NOT NULL) "
                          "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                          NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
-                       "ORDER BY priority DESC, created_at, id LIMIT $1",
+                       "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
     /*
      * The placeable pending jobs: a shape (image, cores, RAM) that some connected agent can run
@@ -163,7 +170,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
                            "ORDER BY created_at, id) AS turn "
                            "FROM jobs INDEXED BY jobs_pending_shape "
-                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
                            "AND required_ram_mb <= $3 "
                            "AND image IN (SELECT value FROM json_each($4)) "
                            "AND buyer_id NOT IN (SELECT value FROM json_each($5))) q ON id = q.qid "
@@ -171,7 +178,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT id AS qid, "
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
                            "ORDER BY created_at, id) AS turn FROM jobs "
-                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
                            "AND required_ram_mb <= $3 "
                            "AND image IN (SELECT jsonb_array_elements_text($4::jsonb)) "
                            "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($5::jsonb))) q "
@@ -179,7 +186,8 @@ const struct store_sql store_sql[Q_COUNT] = {
                            NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
                         "AND required_cores <= $1 AND required_ram_mb <= $2 "
-                        "ORDER BY priority DESC, created_at, id LIMIT 1",
+                        "AND replicas = 1 AND " VERIFY_OWNER_FREE(
+                            "$3") "ORDER BY priority DESC, created_at, id LIMIT 1",
                         NULL, NULL, STORE_LOCK_SKIP_LOCKED},
     [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
                       "attempts = attempts + 1, assigned_at = $3, started_at = NULL "
@@ -286,7 +294,8 @@ const struct store_sql store_sql[Q_COUNT] = {
                    "WHERE j.buyer_id = u.user_id) OR EXISTS (SELECT 1 FROM ledger l "
                    "WHERE l.user_id = u.user_id AND l.kind = 'grant'))",
                    NULL, NULL, STORE_LOCK_NONE},
-    [Q_H_UNFIT] = {"SELECT COUNT(*) FROM jobs j WHERE j.status = 'pending' AND NOT EXISTS "
+    [Q_H_UNFIT] = {"SELECT COUNT(*) FROM jobs j WHERE j.status = 'pending' AND j.replicas = 1 "
+                   "AND NOT EXISTS "
                    "(SELECT 1 FROM worker_registrations w WHERE w.status <> 'offline' "
                    "AND w.last_heartbeat >= $1 AND w.cpu_cores >= j.required_cores "
                    "AND w.ram_mb >= j.required_ram_mb)",
@@ -309,12 +318,13 @@ const struct store_sql store_sql[Q_COUNT] = {
                     NULL, NULL, STORE_LOCK_NONE},
     [Q_INV_SETTLED] = {"SELECT j.job_id, j.status, (SELECT COUNT(*) FROM ledger l "
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund')) AS n "
-                       "FROM jobs j WHERE (j.status IN ('completed', 'failed', 'cancelled') "
+                       "FROM jobs j WHERE j.replicas = 1 AND j.parent_job_id IS NULL AND "
+                       "((j.status IN ('completed', 'failed', 'cancelled') "
                        "AND (SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.job_id "
                        "AND l.kind IN ('charge', 'refund')) <> 1) OR (j.status IN ('pending', "
                        "'assigned', 'running') AND EXISTS (SELECT 1 FROM ledger l "
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
-                       "'payout'))) LIMIT 1",
+                       "'payout')))) LIMIT 1",
                        NULL, NULL, STORE_LOCK_NONE},
     /*
      * max_running_jobs: a buyer's cap is the user's `limits` override, else the default ($1);
@@ -323,11 +333,11 @@ const struct store_sql store_sql[Q_COUNT] = {
      */
     [Q_BUYERS_RUNNING] = {"SELECT j.buyer_id, COUNT(*), " BUYER_CAP " FROM jobs j "
                           "JOIN users u ON u.user_id = j.buyer_id "
-                          "WHERE j.status IN ('assigned', 'running') "
+                          "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
                           "GROUP BY j.buyer_id, u.is_admin, u.limits",
                           "SELECT j.buyer_id, COUNT(*), " BUYER_CAP_PG " FROM jobs j "
                           "JOIN users u ON u.user_id = j.buyer_id "
-                          "WHERE j.status IN ('assigned', 'running') "
+                          "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
                           "GROUP BY j.buyer_id, u.is_admin, u.limits",
                           NULL, STORE_LOCK_NONE},
     [Q_BUYER_CAPS] = {"SELECT u.user_id, 0, " BUYER_CAP " FROM users u "
@@ -337,10 +347,10 @@ const struct store_sql store_sql[Q_COUNT] = {
                       NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
-                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
                               "SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
-                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
                               NULL, STORE_LOCK_NONE},
 /* Idempotency keys (coord_idem): one row per (credential, method, path, key). */
 #define IDEM_PK "credential = $1 AND method = $2 AND path = $3 AND idem_key = $4"
@@ -480,6 +490,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                              "webhook_attempt a WHERE a.delivery_id = d.delivery_id) LIMIT $2)",
                              NULL, NULL, STORE_LOCK_NONE},
 #undef WH_RET_OVER
+    COORD_VERIFY_SQL /* replicas (coord_verify_sql.h) */
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -490,7 +501,8 @@ const struct store_sql store_sql[Q_COUNT] = {
 static const char *const job_status_names[COORD_JOB_STATUS_COUNT] = {
     "pending", "assigned", "running", "completed", "failed", "cancelled"};
 static const char *const failure_names[COORD_FAIL_COUNT] = {
-    NULL, "exit_code", "timeout", "oom", "killed", "sandbox_error", "worker_lost", "cancelled"};
+    NULL,          "exit_code", "timeout",   "oom", "killed", "sandbox_error",
+    "worker_lost", "cancelled", "unverified"};
 static const char *const worker_status_names[COORD_WORKER_STATUS_COUNT] = {"idle", "busy",
                                                                            "offline"};
 static const char *const ledger_kind_names[COORD_LEDGER_KIND_COUNT] = {"grant", "hold", "charge",
@@ -569,6 +581,9 @@ coord_job_release(struct coord_job *job)
     free(job->image);
     job->title = job->description = job->code = job->code_file = NULL;
     job->command = job->parameters = job->image = NULL;
+    free(job->verification);
+    free(job->avoid_owners);
+    job->verification = job->avoid_owners = NULL;
 }
 
 void
@@ -1164,8 +1179,10 @@ job_from_row(struct db_res *r, struct coord_job *j)
     j->assigned_at = col_int(r, 23);
     j->started_at = col_int(r, 24);
     j->completed_at = col_int(r, 25);
-    j->code = col_dup(r, 26);
-    j->files = col_dup(r, 27);
+    j->replicas = (int)col_int(r, 26);
+    col_id(r, 27, j->parent_job_id);
+    j->code = col_dup(r, 28);
+    j->files = col_dup(r, 29);
 }
 
 static void
@@ -1431,6 +1448,8 @@ static int
 settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
               co_err *err)
 {
+    if (j->replicas > 1 || j->parent_job_id[0])
+        return coord_verify_settle(s, j, false, now, err);
     return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, why, now,
                       err);
 }
@@ -1459,6 +1478,8 @@ settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_
     char owner[CO_ID_MAX + 1];
     bool found;
 
+    if (j->replicas > 1 || j->parent_job_id[0])
+        return coord_verify_settle(s, j, true, now, err);
     if (worker_owner(s, j->assigned_worker, owner, &found, err) < 0)
         return -1;
     if (!*owner)
@@ -1551,6 +1572,8 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
     if (money_move(s, job->buyer_id, job->job_id, COORD_LEDGER_HOLD, -job->cost, job->cost,
                    "job submitted", now, err) < 0)
         goto out;
+    if (job->replicas > 1 && coord_verify_spawn(s, job, err) < 0)
+        goto out;
     if (job->callback_url && webhook_insert(s, job, now, err) < 0)
         goto out;
     rc = 0;
@@ -1569,7 +1592,13 @@ int
 coord_store_job_get(struct coord_store *s, const char *job_id, bool with_code,
                     struct coord_job *out, co_err *err)
 {
-    return job_load_must(s, with_code ? Q_JOB_GET : Q_JOB_GET_NOCODE, job_id, out, err);
+    if (job_load_must(s, with_code ? Q_JOB_GET : Q_JOB_GET_NOCODE, job_id, out, err) < 0)
+        return -1;
+    if (out->replicas > 1 && coord_verify_load_view(s, out, err) < 0) {
+        coord_job_release(out);
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -1583,10 +1612,18 @@ coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
         return co_err_field(err, CO_E_RANGE, "offset", "negative offset %lld",
                             (long long)f->offset);
     const char *st = f->status < 0 ? NULL : coord_job_status_name(f->status);
-    return jobs_load(s, f->with_code ? Q_JOB_LIST_CODE : Q_JOB_LIST,
-                     PARAMS(P_TEXT(st), P_TEXT(f->buyer_id), P_TEXT(f->worker_id), P_INT(f->limit),
-                            P_INT(f->offset)),
-                     out, err);
+    if (jobs_load(s, f->with_code ? Q_JOB_LIST_CODE : Q_JOB_LIST,
+                  PARAMS(P_TEXT(st), P_TEXT(f->buyer_id), P_TEXT(f->worker_id), P_INT(f->limit),
+                         P_INT(f->offset)),
+                  out, err) < 0)
+        return -1;
+    for (size_t i = 0; i < out->len; i++) {
+        if (out->items[i].replicas > 1 && coord_verify_load_view(s, &out->items[i], err) < 0) {
+            coord_job_list_release(out);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int
@@ -1749,6 +1786,10 @@ job_assign(struct coord_store *s, const char *job_id, const char *worker_id, int
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
     if (job_load_must(s, Q_JOB_GET, job_id, out, err) < 0)
         return -1;
+    if (out->parent_job_id[0] && coord_verify_claimed(s, out, worker_id, now, err) < 0) {
+        coord_job_release(out);
+        return -1;
+    }
     /*
      * A re-run: the output of the earlier attempts goes in the same transaction, so that the
      * stored output is always the current attempt's.
@@ -1814,8 +1855,9 @@ coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct 
     if (worker_lock_load(s, worker_id, &w, err) < 0)
         goto out;
     if (q_run(s, Q_JOB_NEXT_FIT,
-              PARAMS(P_INT(w.cpu_cores - w.used_cores), P_INT(w.ram_mb - w.used_ram_mb)), &r,
-              err) < 0)
+              PARAMS(P_INT(w.cpu_cores - w.used_cores), P_INT(w.ram_mb - w.used_ram_mb),
+                     P_TEXT(worker_id)),
+              &r, err) < 0)
         goto out;
     got = q_next(&r, err);
     if (got > 0)
@@ -1971,7 +2013,8 @@ coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_j
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+    if (coord_verify_lock_replicas(s, job_id, err) < 0 ||
+        job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
         goto out;
     have_job = true;
     if (was)
@@ -3034,7 +3077,7 @@ coord_store_check_invariant(struct coord_store *s, co_err *err)
                          "credit invariant broken: job '%s' (%s) has %lld settlements",
                          col_text(&r, 0), col_text(&r, 1), (long long)col_int(&r, 2));
     q_done(&r);
-    if (got != 0)
+    if (got != 0 || coord_verify_check_invariant(s, err) != 0)
         goto out;
     rc = 0;
 out:
@@ -3444,6 +3487,78 @@ coord_store_artifact_read(struct coord_store *s, const char *job_id, int attempt
     rc = 0;
 out:
     return tx_end(s, rc, err);
+}
+
+/* ---- for coord_verify (store_int.h) ---- */
+
+int
+store_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, struct db_res *r,
+          co_err *err)
+{
+    return q_run(s, q, p, n, r, err);
+}
+
+int
+store_next(struct db_res *r, co_err *err)
+{
+    return q_next(r, err);
+}
+
+void
+store_done(struct db_res *r)
+{
+    q_done(r);
+}
+
+int
+store_exec(struct coord_store *s, enum store_q q, const struct db_param *p, int n, int64_t *changes,
+           co_err *err)
+{
+    return q_exec(s, q, p, n, changes, err);
+}
+
+int
+store_job_load(struct coord_store *s, enum store_q q, const char *job_id, struct coord_job *out,
+               co_err *err)
+{
+    return job_load_must(s, q, job_id, out, err);
+}
+
+int
+store_job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+                    enum coord_failure f, const struct coord_job_result *r, int64_t now,
+                    co_err *err)
+{
+    return job_set_final(s, j, st, f, r, now, err);
+}
+
+int
+store_money_move(struct coord_store *s, const char *user_id, const char *job_id,
+                 enum coord_ledger_kind kind, int64_t d_credits, int64_t d_held, const char *note,
+                 int64_t now, co_err *err)
+{
+    return money_move(s, user_id, job_id, kind, d_credits, d_held, note, now, err);
+}
+
+int
+store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker, int64_t now,
+                  co_err *err)
+{
+    return user_ensure(s, user_id, is_worker, now, err);
+}
+
+int
+store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
+{
+    return user_lock(s, user_id, err);
+}
+
+int
+store_worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX + 1],
+                   co_err *err)
+{
+    bool found;
+    return worker_owner(s, worker_id, owner, &found, err);
 }
 
 /* ---- callbacks (coord_webhook.h; tables of sql/<backend>/0008_callbacks.sql) ---- */
