@@ -21,6 +21,7 @@
 #include "coord_artifact.h"
 #include "proto_files.h"
 #include "coord_idem.h"
+#include "coord_openapi.h"
 #include "coord_retention.h"
 #include "coord_verify.h"
 #include "coord_webhook.h"
@@ -86,6 +87,7 @@ static const struct route_def routes[] = {
     {"/users/", "/webhook-secret", POST, COORD_R_WEBHOOK_SECRET, COORD_AUTH_ANY, true, false, true,
      W},
     {"/jobs/", "/deliveries", GET, COORD_R_JOB_DELIVERIES, COORD_AUTH_BUY, false, false, false, R},
+    {"/openapi.json", NULL, GET, COORD_R_OPENAPI, COORD_AUTH_NONE, false, false, false, R},
 };
 
 #undef GET
@@ -2129,6 +2131,9 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
         break;
     case COORD_R_DEBUG_RETENTION:
         h_retention(store, r);
+        break;
+    case COORD_R_OPENAPI:
+        coord_openapi_render(r);
         break;
     case COORD_R_JOB_ARTIFACTS:
         h_job_artifacts(store, r);

@@ -222,6 +222,7 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         goto fail;
     }
     cfg->log_file = cfg_strdup_or_null("LOG_FILE");
+    cfg->record_answers = cfg_strdup_or_null("RECORD_ANSWERS");
     if (cfg_parse_cors(cfg, err) < 0)
         goto fail;
     if (co_config_size("MAX_BODY_BYTES", INT64_C(16) << 20, 1024, INT64_C(64) << 20,
@@ -296,6 +297,7 @@ coord_config_release(struct coord_config *cfg)
     free(cfg->agent_token);
     free(cfg->database_url);
     free(cfg->log_file);
+    free(cfg->record_answers);
     free(cfg->frontend_dir);
     free(cfg->sql_dir);
     free(cfg->tls_cert_file);

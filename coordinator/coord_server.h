@@ -60,6 +60,7 @@ enum coord_route {
     COORD_R_STATEMENT,         /* GET /users/{id}/statement?days= */
     COORD_R_WEBHOOK_SECRET,    /* POST /users/{id}/webhook-secret */
     COORD_R_JOB_DELIVERIES,    /* GET /jobs/{id}/deliveries */
+    COORD_R_OPENAPI,           /* GET /openapi.json (coord_openapi) */
     COORD_R_COUNT
 };
 
@@ -141,6 +142,7 @@ struct coord_server {
     struct coord_events *events;         /* owned */
     struct coord_auth_cache *auth_cache; /* owned; positive key lookups (lws thread) */
     struct coord_limits *limits;         /* owned; submit buckets, failed-auth throttle */
+    struct coord_openapi_rec *rec;       /* owned; RECORD_ANSWERS log, NULL when unset */
     struct coord_metrics metrics;
     struct lws_context *ctx;
     const char *backend; /* "sqlite" or "postgres" */
