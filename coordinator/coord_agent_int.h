@@ -280,4 +280,14 @@ void coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
 /** Record that a job of @buyer_id was placed now. */
 void coord_sched_served(struct coord_sched *sc, const char *buyer_id);
 
+struct coord_buyer_cap_list;
+
+/**
+ * After a pass: the buyers of @caps left without room (sched_room: running jobs read at
+ * @read_began_ms plus this coordinator's claims since) go on the pending_reason board as at their
+ * max_running_jobs (running_limit).
+ */
+void coord_sched_note_caps(struct coord_sched *sc, const struct coord_buyer_cap_list *caps,
+                           int64_t read_began_ms);
+
 #endif
