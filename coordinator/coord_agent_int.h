@@ -130,6 +130,7 @@ struct agent_wlane {
     struct agent_wop *head, *tail;
     bool busy;      /* a batch of this lane is in flight */
     bool scheduled; /* the flush timer is armed */
+    int retries;    /* batches in a row that left writes to run again (back-off) */
     lws_sorted_usec_list_t sul;
 };
 
@@ -149,11 +150,15 @@ struct agent_ix_ent {
 typedef void (*agent_undo_fn)(void *arg, const co_err *err);
 
 /* One queued write of a write lane. */
+/* Whether a write that ran should run again (the database was unavailable). */
+typedef bool (*agent_again_fn)(void *arg);
+
 struct agent_wop {
     struct agent_wop *next;
     coord_db_work_fn work;
     agent_undo_fn undo;
     coord_db_done_fn done;
+    agent_again_fn again; /* NULL: never run again */
     void *arg;
 };
 
@@ -239,6 +244,16 @@ int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db
  */
 void agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
                      agent_undo_fn undo, coord_db_done_fn done, void *arg);
+
+/**
+ * agent_hub_write() for a write that must not be lost while the database is down: when its
+ * batch is done and @again says so, it is not completed but put back at the head of its lane,
+ * which then waits (0.5 s doubling to 5 s) before it runs it again, with every later write of
+ * the lane behind it: the order of a job's writes holds across the outage.
+ */
+void agent_hub_write_kept(struct coord_agents *hub, const char *key, coord_db_work_fn work,
+                          agent_undo_fn undo, coord_db_done_fn done, agent_again_fn again,
+                          void *arg);
 /**
  * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
  * (the completion must only free its item).

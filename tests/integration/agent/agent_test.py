@@ -777,6 +777,42 @@ def t_restart_in_outage(env):
                "the journal emptied by the acks")
 
 
+@case("output that arrives during a PostgreSQL outage is kept and stored once the database is "
+      "back, before the job's result (nothing lost, nothing stored twice)", pg_only=True)
+def t_output_in_outage(env):
+    c = env.coord
+    c.start()
+    a = env.agent("oo-w", 2, 2048)
+    a.start()
+    wait_connected(c, ["oo-w"])
+    code = ("import sys, time\n"
+            "print('before-outage', flush=True)\n"
+            "time.sleep(3)\n"
+            "print('during-outage', flush=True)\n"
+            "sys.stderr.write('err-during-outage\\n')\n")
+    jid = c.submit(title="output-outage", buyer_id="oo-buyer", code=code,
+                   command="python script.py")["job_id"]
+    wait_until(lambda: c.job(jid)["status"] == "running", 30, "job running")
+    wait_until(lambda: "before-outage" in c.admin("GET", "/api/v1/jobs/%s/output" % jid)[1]
+               .get("stdout", ""), 10, "the first line stored")
+    pg_ctl("pg_halt")
+    try:
+        wait_until(lambda: "job finished job=%s" % jid in a.log_tail(1 << 20), 30,
+                   "the job finished on the agent during the outage")
+        time.sleep(1.5)  # the output and the result were sent into the outage
+    finally:
+        pg_ctl("pg_resume")
+    j = wait_jobs_final(c, [jid], 60)[0]
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "job ended %s after %d attempts" % (j["status"], j["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(st == 200 and out["stdout"] == "before-outage\nduring-outage\n",
+          "stored stdout %r" % out.get("stdout"))
+    check(out["stderr"] == "err-during-outage\n", "stored stderr %r" % out.get("stderr"))
+    check("agent writes kept to run again" in c.log_tail(1 << 20),
+          "the coordinator did not keep any write through the outage")
+
+
 @case("kill -9 the coordinator mid-run and restart it: agents reconnect, every job final, "
       "nothing lost or charged twice")
 def t_kill_coordinator(env):
@@ -1235,7 +1271,7 @@ def t_poll_keys(env):
 
 
 @case("max_running_jobs: a capped buyer's jobs run one at a time while another buyer's jobs are "
-      "placed meanwhile")
+      "placed meanwhile; the held jobs show pending_reason running_limit")
 def t_running_cap(env):
     c = env.coord
     c.start()
@@ -1251,6 +1287,24 @@ def t_running_cap(env):
               for i in range(3)]
     free = [c.submit(title="free-%d" % i, buyer_id="free", priority=1, command=sleep)
             for i in range(2)]
+    # While one of them runs, the capped buyer's waiting jobs say why (pending_reason), naming
+    # the limit; the job list says the same.
+    seen = {}
+
+    def held():
+        for j in capped:
+            r = c.job(j["job_id"]).get("pending_reason") or {}
+            if r.get("code") == "running_limit":
+                seen.update(r, job_id=j["job_id"])
+                return True
+        return False
+    wait_until(held, 20, "a capped job pending with pending_reason running_limit", interval=0.05)
+    check("max_running_jobs = 1" in seen["message"] and "capped" in seen["message"],
+          "running_limit message %r" % seen["message"])
+    codes = {(j.get("pending_reason") or {}).get("code")
+             for j in c.jobs(buyer_id="capped", status="pending")}
+    check(codes <= {"running_limit", "waiting_for_capacity"},
+          "job list of the capped buyer's pending jobs: reasons %r" % codes)
     done = wait_jobs_final(c, [j["job_id"] for j in capped + free], 90)
     for j in done:
         check(j["status"] == "completed", "job %s ended %s" % (j["job_id"], j["status"]))
