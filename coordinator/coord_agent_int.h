@@ -50,6 +50,7 @@ struct agent_job {
     int64_t ram_mb;
     enum agent_job_state state;
     int64_t since_ms;      /* monotonic: when it entered its state */
+    int assign_resends;    /* job.assign sent again on this connection without an answer */
     bool finishing;        /* a job.finished is being stored */
     uint64_t out_bytes[2]; /* output received per stream (stdout, stderr) for this attempt */
     int64_t out_next_seq;  /* the job.output seq expected next; -1: not known yet (reconnect) */
@@ -193,7 +194,7 @@ struct coord_agents {
     uint64_t stale_dropped;     /* messages of a stale attempt that were ignored */
     uint64_t output_duplicates; /* job.output chunks dropped as already received (seq) */
     uint64_t output_gaps;       /* job.output chunks that came after a missing seq */
-    uint64_t assigns_resent;    /* job.assign sent again at hello on the same attempt */
+    uint64_t assigns_resent;    /* job.assign sent again on the same attempt (hello, no answer) */
     /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
     struct agent_wlane wl[AGENT_WLANES];
     uint64_t batches, batched_ops;

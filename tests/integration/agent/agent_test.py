@@ -715,6 +715,52 @@ def t_lost_assign(env):
     fake.close()
 
 
+@case("a job.assign lost on a live connection (the agent never answers it) is sent again on the "
+      "same attempt (no attempt used); unanswered for good, the job goes back to the queue "
+      "without using up an attempt")
+def t_lost_assign_live(env):
+    c = env.coord
+    c.start()
+    fake = fake_agent(c, "lal-w")
+    j0 = c.submit(title="lost-assign-live", buyer_id="lal-buyer")
+    jid = j0["job_id"]
+    first = expect(fake, "job.assign", job_id=jid)
+    check(first["attempt"] == 1, "first assignment is attempt %r" % first["attempt"])
+    # No answer: the coordinator sends it again on the same connection, same attempt.
+    again = expect_alive(fake, "job.assign", jid, timeout=15)
+    check(again == first, "the assignment came again changed: %r vs %r" % (again, first))
+    j = c.job(jid)
+    check(j["status"] == "assigned" and j["attempts"] == 1,
+          "job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1,
+               "started_at": now_iso()})
+    fake.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
+               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    expect_alive(fake, "job.ack", jid, timeout=10)
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "job ended %s with attempts=%r" % (j["status"], j["attempts"]))
+    wait_until(lambda: "job.assign sent again (no answer) job=%s" % jid in c.log_tail(1 << 20),
+               5, "the resend logged")
+    # A second job is never answered at all: after the resends it goes back to the queue and is
+    # assigned again as the next attempt, the lost one not counted.
+    j1 = c.submit(title="never-answered", buyer_id="lal-buyer")
+    a = expect_alive(fake, "job.assign", j1["job_id"], timeout=10)
+    while a["attempt"] == 1:
+        a = expect_alive(fake, "job.assign", j1["job_id"], timeout=40)
+    check(a["attempt"] == 2, "assigned again as attempt %r" % a["attempt"])
+    j = c.job(j1["job_id"])
+    check(j["max_attempts"] - j["attempts"] == j1["max_attempts"] - 1,
+          "the unanswered attempt was counted: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j1["max_attempts"]))
+    check("job.assign never answered, the job goes back to the queue job=%s" % j1["job_id"]
+          in c.log_tail(1 << 20), "no give-up logged")
+    st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % j1["job_id"])
+    check(st == 200, "cancel answered %s" % st)
+    fake.close()
+
+
 @case("kill -9 an agent after its job finished, before the result was acknowledged: the "
       "restarted agent sends it again from its journal, settled once, not run again")
 def t_result_journal(env):
@@ -2237,8 +2283,9 @@ def t_artifacts_limits(env):
 
 
 CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
-         t_lost_job, t_lost_assign, t_result_journal,
+         t_lost_job, t_lost_assign, t_lost_assign_live, t_result_journal,
          t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
+         t_output_in_outage,
          t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
