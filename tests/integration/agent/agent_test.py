@@ -1807,6 +1807,60 @@ def t_reconcile_lost(env):
     ws.close()
 
 
+@case("reconcile: a job whose job.finished the store refuses with a non-retryable error (not "
+      "stored, not acknowledged) leaves running within lease + grace: back to the queue without "
+      "using up an attempt, then runs and is charged once")
+def t_reconcile_finish_error(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "rf-w", cores=1)
+    j0 = c.submit(title="finish-refused", buyer_id="rf-buyer")
+    jid = j0["job_id"]
+    # The store refuses this job's end (a trigger: the way a constraint or a bug refuses it).
+    if env.url.startswith("sqlite:///"):
+        db_exec(env, "CREATE TRIGGER rf_refuse BEFORE UPDATE OF status ON jobs WHEN "
+                "NEW.job_id = '%s' AND NEW.status IN ('completed', 'failed') BEGIN "
+                "SELECT RAISE(ABORT, 'injected: result refused'); END" % jid)
+    else:
+        db_exec(env, "CREATE FUNCTION rf_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.job_id = '%s' AND NEW.status IN ('completed', 'failed') THEN "
+                "RAISE EXCEPTION 'injected: result refused'; END IF; RETURN NEW; END $$; "
+                "CREATE TRIGGER rf_refuse BEFORE UPDATE ON jobs FOR EACH ROW "
+                "EXECUTE FUNCTION rf_refuse()" % jid)
+    a = expect(ws, "job.assign", job_id=jid)
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": a["attempt"]})
+    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": a["attempt"],
+             "started_at": now_iso()})
+    wait_until(lambda: c.job(jid)["status"] == "running", 10, "job running")
+    t0 = time.time()
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": a["attempt"],
+             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1,
+             "max_rss_kb": 100})
+    wait_until(lambda: "cannot store job result job=%s" % jid in c.log_tail(1 << 20), 10,
+               "the refused result logged")
+    # Not stuck: the next assignment of the job is the next attempt, the refused one not counted.
+    b = expect_alive(ws, "job.assign", jid, timeout=LEASE_S + 30)
+    took = time.time() - t0
+    check(b["attempt"] == a["attempt"] + 1, "assigned again as attempt %r" % b["attempt"])
+    log("the job left 'running' %.1f s after its refused result" % took)
+    j = c.job(jid)
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+          "the refused attempt was counted: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j0["max_attempts"]))
+    db_exec(env, "DROP TRIGGER rf_refuse" + ("" if env.url.startswith("sqlite:///")
+                                            else " ON jobs; DROP FUNCTION rf_refuse()"))
+    att = b["attempt"]
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": att})
+    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": att, "started_at": now_iso()})
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": att, "status": "ok",
+             "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    expect_alive(ws, "job.ack", jid, timeout=10)
+    j = c.job(jid)
+    check(j["status"] == "completed", "job ended %s" % j["status"])
+    check(len(ledger_rows(c, "rf-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    ws.close()
+
+
 @case("reconcile: an attempt the agent holds but the store does not is cancelled on the agent; "
       "the store's newer attempt goes back to the queue and runs")
 def t_reconcile_orphan(env):
@@ -2291,6 +2345,7 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
+          t_reconcile_finish_error,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 
 
