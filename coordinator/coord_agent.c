@@ -901,8 +901,14 @@ hello_work(struct coord_store *store, void *arg)
         struct coord_job_list l = {0};
         co_err err = CO_ERR_INIT;
         if (coord_store_job_list(store, &f, &l, &err) < 0) {
-            co_warn("cannot list jobs of worker=%s error=\"%s\"", it->w.worker_id, err.msg);
-            continue;
+            /*
+             * Refuse the hello (the agent retries it): welcomed without its jobs, the session
+             * would take the agent's running attempts for strays and cancel them.
+             */
+            it->rc = -1;
+            co_err_set(&it->err, err.code, "list the jobs of worker '%s': %s", it->w.worker_id,
+                       err.msg);
+            return;
         }
         it->active = co_xreallocarray(it->active, it->n_active + l.len + 1, sizeof(*it->active));
         for (size_t i = 0; i < l.len; i++)

@@ -1807,6 +1807,53 @@ def t_reconcile_lost(env):
     ws.close()
 
 
+@case("reconcile: a hello whose job list cannot be read is refused (the agent retries), not "
+      "welcomed without its jobs: the running attempt is neither cancelled nor requeued")
+def t_hello_list_fails(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "hl-w", cores=1)
+    j0 = c.submit(title="hello-list", buyer_id="hl-buyer")
+    jid = j0["job_id"]
+    a = expect(ws, "job.assign", job_id=jid)
+    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": a["attempt"]})
+    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": a["attempt"],
+             "started_at": now_iso()})
+    wait_until(lambda: c.job(jid)["status"] == "running", 10, "job running")
+    ws.close()
+    held = [{"job_id": jid, "attempt": a["attempt"]}]
+    # Reading the jobs table fails (a column renamed behind the coordinator's back).
+    db_exec(env, "ALTER TABLE jobs RENAME COLUMN description TO description_gone")
+    try:
+        ws = fake_ws(c, bearer(owner_key(c, "hl-w-owner")))
+        check(ws.status == 101, "upgrade answered %s" % ws.status)
+        ws.send({"v": 1, "type": "hello", "worker_id": "hl-w", "owner_id": "hl-w-owner",
+                 "cores": 1, "ram_mb": 1024, "images": ["default"], "running": held})
+        try:
+            m, _ = ws.expect(lambda o: o.get("type") in ("welcome", "error"), 10, "hello answer")
+        except EOFError:
+            m = {"type": "closed"}
+        check(m.get("type") != "welcome", "welcomed although its jobs could not be read")
+        ws.close()
+    finally:
+        db_exec(env, "ALTER TABLE jobs RENAME COLUMN description_gone TO description")
+    # The retried hello is welcomed with the job: nothing cancelled, same attempt, completes.
+    ws = fake_agent(c, "hl-w", cores=1, running=held)
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": a["attempt"],
+             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1,
+             "max_rss_kb": 100})
+    while True:
+        m, _ = ws.expect(lambda o: o.get("type") in ("job.ack", "job.cancel"), 10, "job.ack")
+        check(m["type"] != "job.cancel", "the held attempt was cancelled: %r" % m)
+        if m.get("job_id") == jid:
+            break
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["attempts"] == a["attempt"],
+          "job ended %s after %d attempts" % (j["status"], j["attempts"]))
+    check(len(ledger_rows(c, "hl-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    ws.close()
+
+
 @case("reconcile: a job whose job.finished the store refuses with a non-retryable error (not "
       "stored, not acknowledged) leaves running within lease + grace: back to the queue without "
       "using up an attempt, then runs and is charged once")
@@ -2345,7 +2392,7 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
-          t_reconcile_finish_error,
+          t_reconcile_finish_error, t_hello_list_fails,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 
 
