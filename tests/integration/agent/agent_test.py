@@ -732,11 +732,7 @@ def t_lost_assign_live(env):
     j = c.job(jid)
     check(j["status"] == "assigned" and j["attempts"] == 1,
           "job is %s with attempts=%r" % (j["status"], j["attempts"]))
-    fake.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": 1})
-    fake.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": 1,
-               "started_at": now_iso()})
-    fake.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
-               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    fake_run(fake, jid, 1)
     expect_alive(fake, "job.ack", jid, timeout=10)
     j = c.job(jid)
     check(j["status"] == "completed" and j["attempts"] == 1,
@@ -1637,15 +1633,16 @@ def t_rootless_unready(env):
 # placement (issue 12): no head-of-line blocking, fair share, pending_reason
 
 
-def fake_run(ws, job_id, attempt=1):
-    """The fake agent runs @job_id to a successful end."""
+def fake_run(ws, job_id, attempt=1, finish=True):
+    """The fake agent runs @job_id to a successful end (with @finish false: only starts it)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     ws.send({"v": 1, "type": "job.accepted", "job_id": job_id, "attempt": attempt})
     ws.send({"v": 1, "type": "job.started", "job_id": job_id, "attempt": attempt,
              "started_at": now})
-    ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
-             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 1, "cpu_ms": 1,
-             "max_rss_kb": 100})
+    if finish:
+        ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
+                 "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 1, "cpu_ms": 1,
+                 "max_rss_kb": 100})
 
 
 def fake_cancelled(ws, job_id, attempt):
@@ -1816,9 +1813,7 @@ def t_hello_list_fails(env):
     j0 = c.submit(title="hello-list", buyer_id="hl-buyer")
     jid = j0["job_id"]
     a = expect(ws, "job.assign", job_id=jid)
-    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": a["attempt"]})
-    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": a["attempt"],
-             "started_at": now_iso()})
+    fake_run(ws, jid, a["attempt"], finish=False)
     wait_until(lambda: c.job(jid)["status"] == "running", 10, "job running")
     ws.close()
     held = [{"job_id": jid, "attempt": a["attempt"]}]
@@ -1875,9 +1870,7 @@ def t_reconcile_finish_error(env):
                 "CREATE TRIGGER rf_refuse BEFORE UPDATE ON jobs FOR EACH ROW "
                 "EXECUTE FUNCTION rf_refuse()" % jid)
     a = expect(ws, "job.assign", job_id=jid)
-    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": a["attempt"]})
-    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": a["attempt"],
-             "started_at": now_iso()})
+    fake_run(ws, jid, a["attempt"], finish=False)
     wait_until(lambda: c.job(jid)["status"] == "running", 10, "job running")
     t0 = time.time()
     ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": a["attempt"],
@@ -1897,10 +1890,7 @@ def t_reconcile_finish_error(env):
     db_exec(env, "DROP TRIGGER rf_refuse" + ("" if env.url.startswith("sqlite:///")
                                             else " ON jobs; DROP FUNCTION rf_refuse()"))
     att = b["attempt"]
-    ws.send({"v": 1, "type": "job.accepted", "job_id": jid, "attempt": att})
-    ws.send({"v": 1, "type": "job.started", "job_id": jid, "attempt": att, "started_at": now_iso()})
-    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": att, "status": "ok",
-             "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    fake_run(ws, jid, att)
     expect_alive(ws, "job.ack", jid, timeout=10)
     j = c.job(jid)
     check(j["status"] == "completed", "job ended %s" % j["status"])
