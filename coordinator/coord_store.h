@@ -103,6 +103,7 @@ struct coord_job {
     bool has_usage;
     struct coord_usage usage;
     int64_t created_at, assigned_at, started_at, completed_at; /* ms, 0 = null */
+    char *callback_url; /* submit only: stored in webhook_delivery, never loaded back here */
 };
 
 /** Free the strings of @job (not the struct). */
@@ -744,6 +745,7 @@ struct coord_retention_counts {
     int64_t artifacts;     /* artifact rows deleted (sets, files and chunks, migration 0007) */
     int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
     int64_t idem_keys;     /* expired idempotency keys deleted */
+    int64_t deliveries;    /* callback deliveries and attempts deleted (migration 0008) */
 };
 
 /**

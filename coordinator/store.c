@@ -19,6 +19,7 @@
 #include "co_time.h"
 #include "coord_artifact.h"
 #include "coord_store.h"
+#include "coord_webhook.h"
 #include "store_backend.h"
 #include "store_migrations.h"
 
@@ -431,6 +432,54 @@ const struct store_sql store_sql[Q_COUNT] = {
         {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
          "AND sha256 IS NOT NULL ORDER BY path",
          NULL, NULL, STORE_LOCK_NONE},
+    /* Completion callbacks (0008; coord_webhook.h). */
+    [Q_WH_INSERT] = {"INSERT INTO webhook_delivery (delivery_id, job_id, url, state, created_at) "
+                     "VALUES ($1, $2, $3, 'waiting', $4)",
+                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_QUEUE] = {"UPDATE webhook_delivery SET state = 'pending', queued_at = $2, next_at = $2 "
+                    "WHERE job_id = $1 AND state = 'waiting'",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_DUE] = {"SELECT delivery_id, job_id, url, attempts, COALESCE(first_attempt_at, 0) "
+                  "FROM webhook_delivery WHERE state = 'pending' AND next_at <= $1 "
+                  "ORDER BY next_at LIMIT $2",
+                  NULL, NULL, STORE_LOCK_SKIP_LOCKED},
+    [Q_WH_LEASE] = {"UPDATE webhook_delivery SET next_at = $2 WHERE delivery_id = $1", NULL, NULL,
+                    STORE_LOCK_NONE},
+    [Q_WH_SECRET_GET] = {"SELECT secret FROM webhook_secret WHERE user_id = $1", NULL, NULL,
+                         STORE_LOCK_NONE},
+    [Q_WH_SECRET_SET] = {"INSERT INTO webhook_secret (user_id, secret, created_at) "
+                         "VALUES ($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET "
+                         "secret = excluded.secret, created_at = excluded.created_at",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_ATTEMPT_INSERT] = {"INSERT INTO webhook_attempt (delivery_id, job_id, attempt, at, "
+                             "status_code, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                             NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_UPDATE] = {"UPDATE webhook_delivery SET state = $2, attempts = $3, "
+                     "first_attempt_at = COALESCE(first_attempt_at, $4), next_at = $5, "
+                     "done_at = $6 WHERE delivery_id = $1",
+                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_GET] = {"SELECT delivery_id, url, state, attempts, COALESCE(first_attempt_at, 0), "
+                  "COALESCE(next_at, 0), COALESCE(done_at, 0) FROM webhook_delivery "
+                  "WHERE job_id = $1",
+                  NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_ATTEMPTS] = {"SELECT attempt, at, COALESCE(status_code, 0), error, duration_ms "
+                       "FROM webhook_attempt WHERE job_id = $1 ORDER BY id",
+                       NULL, NULL, STORE_LOCK_NONE},
+/* Retention: the log, then the deliveries, of old finished jobs whose delivery is over. */
+#define WH_RET_OVER                                                                                \
+    "j.status IN ('completed', 'failed', 'cancelled') AND j.completed_at IS NOT NULL "             \
+    "AND j.completed_at < $1 AND d.state IN ('delivered', 'failed')"
+    [Q_RET_WH_ATTEMPTS] = {"DELETE FROM webhook_attempt WHERE id IN (SELECT a.id FROM "
+                           "webhook_attempt a JOIN webhook_delivery d ON d.delivery_id = "
+                           "a.delivery_id JOIN jobs j ON j.job_id = d.job_id WHERE " WH_RET_OVER
+                           " LIMIT $2)",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_WH_DELIVERIES] = {"DELETE FROM webhook_delivery WHERE delivery_id IN (SELECT "
+                             "d.delivery_id FROM webhook_delivery d JOIN jobs j ON j.job_id = "
+                             "d.job_id WHERE " WH_RET_OVER " AND NOT EXISTS (SELECT 1 FROM "
+                             "webhook_attempt a WHERE a.delivery_id = d.delivery_id) LIMIT $2)",
+                             NULL, NULL, STORE_LOCK_NONE},
+#undef WH_RET_OVER
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -513,6 +562,8 @@ coord_job_release(struct coord_job *job)
     free(job->code_file);
     free(job->files);
     job->files = NULL;
+    free(job->callback_url);
+    job->callback_url = NULL;
     free(job->command);
     free(job->parameters);
     free(job->image);
@@ -1432,6 +1483,18 @@ settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_
 
 /* ---- jobs ---- */
 
+/* The job's callback, waiting for its final status (coord_webhook.h). */
+static int
+webhook_insert(struct coord_store *s, const struct coord_job *job, int64_t now, co_err *err)
+{
+    char uuid[CO_UUID_STRLEN + 1];
+    const char *id = uuid;
+    co_uuid4(uuid);
+    return q_exec(s, Q_WH_INSERT,
+                  PARAMS(P_TEXT(id), P_TEXT(job->job_id), P_TEXT(job->callback_url), P_INT(now)),
+                  NULL, err);
+}
+
 int
 coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err)
 {
@@ -1487,6 +1550,8 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
     }
     if (money_move(s, job->buyer_id, job->job_id, COORD_LEDGER_HOLD, -job->cost, job->cost,
                    "job submitted", now, err) < 0)
+        goto out;
+    if (job->callback_url && webhook_insert(s, job, now, err) < 0)
         goto out;
     rc = 0;
 out:
@@ -1821,13 +1886,20 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
               enum coord_failure f, const struct coord_job_result *r, int64_t now, co_err *err)
 {
     bool exit = r && r->has_exit_code, usage = r && r->has_usage;
-    return q_exec(s, Q_JOB_FINISH,
-                  PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
-                         P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
-                         usage ? P_INT(r->usage.wall_ms) : P_NULL,
-                         usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                         usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
-                  NULL, err);
+    int64_t queued = 0;
+    if (q_exec(s, Q_JOB_FINISH,
+               PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
+                      P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
+                      usage ? P_INT(r->usage.wall_ms) : P_NULL,
+                      usage ? P_INT(r->usage.cpu_ms) : P_NULL,
+                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
+               NULL, err) < 0 ||
+        /* Its callback is queued in the same transaction (coord_webhook). */
+        q_exec(s, Q_WH_QUEUE, PARAMS(P_TEXT(j->job_id), P_INT(now)), &queued, err) < 0)
+        return -1;
+    if (queued > 0)
+        coord_webhook_kick();
+    return 0;
 }
 
 int
@@ -3119,6 +3191,19 @@ retention_artifacts_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit
     return 0;
 }
 
+/* Callback rows (0008) of old finished jobs whose delivery is over. */
+static int
+retention_webhook_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit, int64_t *n,
+                       co_err *err)
+{
+    int64_t a = 0, d = 0;
+    if (q_exec(s, Q_RET_WH_ATTEMPTS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &a, err) < 0 ||
+        q_exec(s, Q_RET_WH_DELIVERIES, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &d, err) < 0)
+        return -1;
+    *n = a + d;
+    return 0;
+}
+
 int
 coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms, int64_t limit,
                            struct coord_retention_counts *c, co_err *err)
@@ -3137,7 +3222,8 @@ coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now
         q_exec(s, Q_RET_OUTPUT, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->outputs, err) < 0 ||
         retention_artifacts_step(s, cutoff_ms, limit, &c->artifacts, err) < 0 ||
         q_exec(s, Q_RET_WORKERS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->workers, err) < 0 ||
-        q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0)
+        q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0 ||
+        retention_webhook_step(s, cutoff_ms, limit, &c->deliveries, err) < 0)
         goto out;
     c->idem_keys = n;
     rc = 0;
@@ -3358,4 +3444,185 @@ coord_store_artifact_read(struct coord_store *s, const char *job_id, int attempt
     rc = 0;
 out:
     return tx_end(s, rc, err);
+}
+
+/* ---- callbacks (coord_webhook.h; tables of sql/<backend>/0008_callbacks.sql) ---- */
+
+void
+coord_webhook_due_list_release(struct coord_webhook_due_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->len; i++) {
+        free(l->items[i].url);
+        free(l->items[i].secret);
+        coord_job_release(&l->items[i].job);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+static void
+webhook_due_row(struct db_res *r, void *item)
+{
+    struct coord_webhook_due *d = item;
+    col_id(r, 0, d->delivery_id);
+    co_strlcpy(d->job.job_id, col_text(r, 1), sizeof(d->job.job_id));
+    d->url = col_dup(r, 2);
+    d->attempts = (int)col_int(r, 3);
+    d->first_attempt_at = col_int(r, 4);
+}
+
+static void
+webhook_due_release(void *item)
+{
+    struct coord_webhook_due *d = item;
+    free(d->url);
+    free(d->secret);
+    coord_job_release(&d->job);
+}
+
+/* The row's job and its buyer's secret. */
+static int
+webhook_due_fill(struct coord_store *s, struct coord_webhook_due *d, co_err *err)
+{
+    char job_id[CO_ID_MAX + 1];
+    co_strlcpy(job_id, d->job.job_id, sizeof(job_id));
+    if (job_load_must(s, Q_JOB_GET_NOCODE, job_id, &d->job, err) < 0)
+        return -1;
+    struct db_res r;
+    if (q_run(s, Q_WH_SECRET_GET, PARAMS(P_TEXT(d->job.buyer_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    d->secret = co_xstrdup(rc > 0 ? col_text(&r, 0) : "");
+    q_done(&r);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+coord_store_webhook_claim(struct coord_store *s, int64_t now_ms, int64_t lease_until_ms,
+                          int64_t limit, struct coord_webhook_due_list *out, co_err *err)
+{
+    void *items = NULL;
+    size_t len = 0;
+    int rc = -1;
+
+    out->items = NULL;
+    out->len = 0;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (rows_load(s, Q_WH_DUE, PARAMS(P_INT(now_ms), P_INT(limit)),
+                  sizeof(struct coord_webhook_due), webhook_due_row, webhook_due_release, &items,
+                  &len, err) < 0)
+        goto out;
+    out->items = items;
+    out->len = len;
+    for (size_t i = 0; i < len; i++) {
+        struct coord_webhook_due *d = &out->items[i];
+        if (q_exec(s, Q_WH_LEASE, PARAMS(P_TEXT(d->delivery_id), P_INT(lease_until_ms)), NULL,
+                   err) < 0 ||
+            webhook_due_fill(s, d, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_webhook_due_list_release(out);
+    return rc;
+}
+
+int
+coord_store_webhook_record(struct coord_store *s, const struct coord_webhook_outcome *o,
+                           co_err *err)
+{
+    bool pending = strcmp(o->state, "pending") == 0;
+    int64_t now = co_wall_ms();
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_WH_ATTEMPT_INSERT,
+               PARAMS(P_TEXT(o->delivery_id), P_TEXT(o->job_id), P_INT(o->attempt), P_INT(o->at_ms),
+                      o->status_code > 0 ? P_INT(o->status_code) : P_NULL, P_TEXT(o->error),
+                      P_INT(o->duration_ms)),
+               NULL, err) < 0 ||
+        q_exec(s, Q_WH_UPDATE,
+               PARAMS(P_TEXT(o->delivery_id), P_TEXT(o->state), P_INT(o->attempt),
+                      P_INT(o->first_attempt_at), pending ? P_INT(o->next_at) : P_NULL,
+                      pending ? P_NULL : P_INT(now)),
+               NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_webhook_secret_set(struct coord_store *s, const char *user_id, const char *secret,
+                               co_err *err)
+{
+    return q_exec(s, Q_WH_SECRET_SET, PARAMS(P_TEXT(user_id), P_TEXT(secret), P_INT(co_wall_ms())),
+                  NULL, err);
+}
+
+void
+coord_webhook_log_release(struct coord_webhook_log *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->len; i++)
+        free(l->items[i].error);
+    free(l->items);
+    free(l->url);
+    memset(l, 0, sizeof(*l));
+}
+
+static void
+webhook_attempt_row(struct db_res *r, void *item)
+{
+    struct coord_webhook_attempt *a = item;
+    a->attempt = (int)col_int(r, 0);
+    a->at = col_int(r, 1);
+    a->status_code = (int)col_int(r, 2);
+    a->error = col_dup(r, 3);
+    a->duration_ms = col_int(r, 4);
+}
+
+static void
+webhook_attempt_release(void *item)
+{
+    free(((struct coord_webhook_attempt *)item)->error);
+}
+
+int
+coord_store_webhook_log(struct coord_store *s, const char *job_id, struct coord_webhook_log *out,
+                        co_err *err)
+{
+    struct db_res r;
+    memset(out, 0, sizeof(*out));
+    if (q_run(s, Q_WH_GET, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        out->found = true;
+        col_id(&r, 0, out->delivery_id);
+        out->url = col_dup(&r, 1);
+        co_strlcpy(out->state, col_text(&r, 2), sizeof(out->state));
+        out->attempts = (int)col_int(&r, 3);
+        out->first_attempt_at = col_int(&r, 4);
+        out->next_at = col_int(&r, 5);
+        out->done_at = col_int(&r, 6);
+    }
+    q_done(&r);
+    if (rc <= 0)
+        return rc;
+    void *items = NULL;
+    if (rows_load(s, Q_WH_ATTEMPTS, PARAMS(P_TEXT(job_id)), sizeof(struct coord_webhook_attempt),
+                  webhook_attempt_row, webhook_attempt_release, &items, &out->len, err) < 0) {
+        coord_webhook_log_release(out);
+        return -1;
+    }
+    out->items = items;
+    return 0;
 }

@@ -120,6 +120,19 @@ enum store_q {
     Q_ART_SET_INSERT,
     Q_ART_SET_GET,
     Q_ART_LIST,
+    /* completion callbacks (store.c, "callbacks"; coord_webhook.h) */
+    Q_WH_INSERT,
+    Q_WH_QUEUE,
+    Q_WH_DUE,
+    Q_WH_LEASE,
+    Q_WH_SECRET_GET,
+    Q_WH_SECRET_SET,
+    Q_WH_ATTEMPT_INSERT,
+    Q_WH_UPDATE,
+    Q_WH_GET,
+    Q_WH_ATTEMPTS,
+    Q_RET_WH_ATTEMPTS,
+    Q_RET_WH_DELIVERIES,
     Q_COUNT
 };
 

@@ -70,6 +70,8 @@ struct proto_job_limits {
  * embedded NUL, and owned by the struct (freed by proto_job_spec_release()).  Defaults of
  * API.md are filled in for absent (or null) optional fields.
  */
+#define PROTO_CALLBACK_URL_MAX 2048
+
 struct proto_job_spec {
     char *title;       /* 1-200 characters */
     char *description; /* <= 10,000 characters, "" when absent */
@@ -86,6 +88,8 @@ struct proto_job_spec {
     int max_attempts;        /* 1-100, default 3 */
     char *files;             /* NULL when absent or empty, else the normalised compact JSON object
                                 {"path": "<base64>"} of proto_files_from_submit() */
+    char *callback_url;      /* NULL when absent, else 1-2048 characters (checked further by the
+                                coordinator: coord_webhook_url_check) */
 };
 
 /**
