@@ -8,10 +8,12 @@
 
 #include "co_alloc.h"
 #include "co_buf.h"
+#include "co_credits.h"
 #include "co_jsonw.h"
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_verify.h"
 #include "proto_job.h"
 
 struct coord_sched {
@@ -53,6 +55,7 @@ struct pass_item {
     co_err err;
     struct coord_job_list jobs;
     struct coord_buyer_cap_list caps; /* buyers with a max_running_jobs */
+    struct coord_worker_list terms;   /* prices and reputation of the workers not offline */
 };
 
 /* One claim. */
@@ -139,6 +142,13 @@ pending_work(struct coord_store *store, void *arg)
     struct pass_item *it = arg;
     it->rc = coord_store_job_pending_fit_capped(store, it->limit, &it->fit, it->default_cap,
                                                 &it->jobs, &it->caps, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_verify_load_avoid(store, &it->jobs, &it->err); /* replicas' owners */
+    if (it->rc == 0 && coord_store_worker_terms(store, &it->terms, &it->err) < 0) {
+        /* Placement goes on with the terms the sessions had. */
+        co_warn("scheduler cannot read worker prices and reputation error=\"%s\"", it->err.msg);
+        it->terms.len = 0;
+    }
 }
 
 static void
@@ -231,6 +241,53 @@ leftover(int64_t have_c, int64_t have_r, int64_t cores, int64_t ram, int64_t tot
            (double)(have_r - ram) / (double)(tot_r > 0 ? tot_r : 1);
 }
 
+/* The job's buyer accepts @s: its reputation, and in market pricing its price. */
+static bool
+sched_terms_allow(const struct agent_sess *s, const struct coord_job *job)
+{
+    if (s->reputation < job->min_reputation)
+        return false;
+    return job->pricing != COORD_PRICING_MARKET || coord_rate_within(&s->price, &job->max_rate);
+}
+
+/* Placement order before fit: market price (cheapest first), then reputation (highest first). */
+static int
+sched_terms_cmp(const struct agent_sess *a, const struct agent_sess *b, const struct coord_job *job)
+{
+    if (job->pricing == COORD_PRICING_MARKET) {
+        int c = coord_rate_cmp(&a->price, &b->price, job->required_cores, job->required_ram_mb);
+        if (c != 0)
+            return c;
+    }
+    return (a->reputation < b->reputation) - (a->reputation > b->reputation);
+}
+
+static int
+terms_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct coord_worker *)a)->worker_id,
+                  ((const struct coord_worker *)b)->worker_id);
+}
+
+void
+coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms)
+{
+    if (terms->len == 0)
+        return;
+    qsort(terms->items, terms->len, sizeof(*terms->items), terms_cmp);
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *s = hub->sess[i];
+        struct coord_worker key;
+        co_strlcpy(key.worker_id, s->worker_id, sizeof(key.worker_id));
+        const struct coord_worker *t =
+            bsearch(&key, terms->items, terms->len, sizeof(*terms->items), terms_cmp);
+        if (t) {
+            s->price = t->price;
+            s->reputation = t->reputation;
+        }
+    }
+}
+
 /* Queue the store claim of @job for @s, whose capacity coord_sched_plan() reserved already. */
 static void
 sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job *job)
@@ -268,12 +325,14 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                 continue;
             any_open = true;
             if (s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
-                !agent_sess_has_image(s, image))
+                !agent_sess_has_image(s, image) || !sched_terms_allow(s, job) ||
+                !coord_verify_owner_ok(job, s->owner_id[0] ? s->owner_id : s->worker_id))
                 continue;
             if (s->free_cores >= job->required_cores && s->free_ram_mb >= job->required_ram_mb) {
                 double l = leftover(s->free_cores, s->free_ram_mb, job->required_cores,
                                     job->required_ram_mb, s->cores, s->ram_mb);
-                if (!best || l < best_left) {
+                int order = best ? sched_terms_cmp(s, best, job) : -1;
+                if (order < 0 || (order == 0 && l < best_left)) {
                     best = s;
                     best_left = l;
                 }
@@ -289,6 +348,9 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
         if (!any_open)
             break;
         if (best) {
+            if (job->parent_job_id[0]) /* its sibling replicas go to other owners */
+                coord_verify_avoid_add(jobs, job->parent_job_id,
+                                       best->owner_id[0] ? best->owner_id : best->worker_id);
             agent_sess_add_job(best, job, 0, AJ_CLAIMING);
             picks[placed].job = k;
             picks[placed].s = best;
@@ -482,6 +544,8 @@ pass_done(void *arg)
         goto out; /* the lease tick kicks again */
     }
     size_t read = it->jobs.len;
+    coord_sched_apply_terms(hub, &it->terms);
+    coord_sched_refresh(sc); /* the board shows the terms just read */
     sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
     coord_sched_note_caps(sc, &it->caps, it->began_ms);
@@ -491,6 +555,7 @@ pass_done(void *arg)
     }
 out:
     coord_job_list_release(&it->jobs);
+    coord_worker_list_release(&it->terms);
     free(it->images_json);
     free(it->caps.items);
     free(it);
@@ -501,6 +566,8 @@ out:
 struct board_agent {
     char worker_id[CO_ID_MAX + 1];
     int64_t cores, ram_mb;
+    struct coord_rate price;
+    int64_t reputation;
     char **images;
     size_t n_images;
 };
@@ -549,6 +616,8 @@ board_publish(struct coord_agents *hub)
         co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
         a->cores = s->cores;
         a->ram_mb = s->ram_mb;
+        a->price = s->price;
+        a->reputation = s->reputation;
         a->n_images = s->n_images ? s->n_images : 1;
         a->images = co_xcalloc(a->n_images, sizeof(*a->images));
         for (size_t k = 0; k < a->n_images; k++)
@@ -635,8 +704,9 @@ coord_sched_refresh(struct coord_sched *sc)
         const struct agent_sess *s = hub->sess[i];
         if (!sess_open(s))
             continue;
-        co_buf_printf(&sig, "%s %lld %lld", s->worker_id, (long long)s->cores,
-                      (long long)s->ram_mb);
+        co_buf_printf(&sig, "%s %lld %lld %lld %lld %lld", s->worker_id, (long long)s->cores,
+                      (long long)s->ram_mb, (long long)s->price.per_core_second,
+                      (long long)s->price.per_gb_second, (long long)s->reputation);
         for (size_t k = 0; k < s->n_images; k++)
             co_buf_printf(&sig, " %s", s->images[k]);
         co_buf_putc(&sig, '\n');
@@ -685,6 +755,8 @@ board_held_find(const char *buyer_id)
 void
 coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
 {
+    if (coord_verify_write_pending_reason(w, j))
+        return; /* a replica waits for a distinct owner */
     co_jsonw_key(w, "pending_reason");
     if (j->status != COORD_JOB_PENDING) {
         co_jsonw_null(w);
@@ -694,16 +766,25 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
     const char *code;
     struct co_buf msg = CO_BUF_INIT;
     pthread_mutex_lock(&board_mu);
-    const struct board_agent *largest = NULL;
+    const struct board_agent *largest = NULL, *cheapest = NULL;
     const struct board_held *held;
-    bool image_seen = false, fits = false;
+    bool image_seen = false, fits = false, priced = false, reputed = false;
     for (size_t i = 0; i < board_n; i++) {
         const struct board_agent *a = &board[i];
         if (!board_has_image(a, image))
             continue;
         image_seen = true;
-        if (a->cores >= j->required_cores && a->ram_mb >= j->required_ram_mb)
+        if (a->cores >= j->required_cores && a->ram_mb >= j->required_ram_mb) {
             fits = true;
+            if (a->reputation >= j->min_reputation) {
+                reputed = true;
+                if (!cheapest || coord_rate_cmp(&a->price, &cheapest->price, j->required_cores,
+                                                j->required_ram_mb) < 0)
+                    cheapest = a;
+                if (coord_rate_within(&a->price, &j->max_rate))
+                    priced = true;
+            }
+        }
         if (!largest || a->cores > largest->cores ||
             (a->cores == largest->cores && a->ram_mb > largest->ram_mb))
             largest = a;
@@ -721,6 +802,23 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
                       "the image '%s' is %s (%lld cores, %lld MB)",
                       (long long)j->required_cores, (long long)j->required_ram_mb, image,
                       largest->worker_id, (long long)largest->cores, (long long)largest->ram_mb);
+    } else if (!reputed) {
+        code = "no_agent_with_reputation";
+        co_buf_printf(&msg, "no connected agent that fits has a reputation of at least %.6g",
+                      (double)j->min_reputation / 1e6);
+    } else if (j->pricing == COORD_PRICING_MARKET && !priced) {
+        char c[CO_CREDITS_STRLEN], g[CO_CREDITS_STRLEN], mc[CO_CREDITS_STRLEN],
+            mg[CO_CREDITS_STRLEN];
+        co_credits_format(cheapest->price.per_core_second, c);
+        co_credits_format(cheapest->price.per_gb_second, g);
+        co_credits_format(j->max_rate.per_core_second, mc);
+        co_credits_format(j->max_rate.per_gb_second, mg);
+        code = "no_agent_within_price";
+        co_buf_printf(&msg,
+                      "no fitting agent is within the maximum price (%s per core-second, %s per "
+                      "GB-second); the cheapest fitting agent is %s at %s per core-second and %s "
+                      "per GB-second",
+                      mc, mg, cheapest->worker_id, c, g);
     } else if ((held = board_held_find(j->buyer_id)) != NULL) {
         code = "running_limit";
         co_buf_printf(&msg,

@@ -898,6 +898,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
     copy_arg(wsi, "buyer_id", r->q_buyer, sizeof(r->q_buyer), &r->has_buyer);
     copy_arg(wsi, "worker_id", r->q_worker, sizeof(r->q_worker), &r->has_worker);
     copy_arg(wsi, "limit", r->q_limit, sizeof(r->q_limit), &r->has_limit);
+    copy_arg(wsi, "days", r->q_days, sizeof(r->q_days), &r->has_days);
     copy_arg(wsi, "offset", r->q_offset, sizeof(r->q_offset), &r->has_offset);
 
     /* Bodies. */

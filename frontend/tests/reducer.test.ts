@@ -183,6 +183,8 @@ describe("pending reasons", () => {
       "no_agents",
       "no_agent_with_image",
       "exceeds_largest_agent",
+      "no_agent_with_reputation",
+      "no_agent_within_price",
       "waiting_for_capacity",
       "running_limit",
       "waiting_for_distinct_owner",

@@ -78,6 +78,8 @@ const PENDING_REASON_LABELS: Record<string, string> = {
   no_agents: "No agent connected",
   no_agent_with_image: "No agent has its image",
   exceeds_largest_agent: "Larger than any agent",
+  no_agent_with_reputation: "No agent with the reputation asked",
+  no_agent_within_price: "No agent within the price asked",
   waiting_for_capacity: "Waiting for free capacity",
   running_limit: "Buyer at its running-jobs limit",
   waiting_for_distinct_owner: "Waiting for an agent of another owner",
