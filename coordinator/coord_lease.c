@@ -1,6 +1,7 @@
 /* coord_lease: heartbeat flush and lease reaper (see coord_lease.h). */
 #include "coord_lease.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include <libwebsockets.h>
@@ -68,14 +69,17 @@ coord_lease_reaped(const struct coord_lease *le)
     return le ? le->reaped : 0;
 }
 
+static int
+id_cmp(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* @it->live is sorted by tick_work before the first call. */
 static bool
 is_live(const struct tick_item *it, const char *worker_id)
 {
-    for (size_t i = 0; i < it->n_live; i++) {
-        if (strcmp(it->live[i], worker_id) == 0)
-            return true;
-    }
-    return false;
+    return bsearch(worker_id, it->live, it->n_live, sizeof(*it->live), id_cmp) != NULL;
 }
 
 /*
@@ -96,10 +100,11 @@ tick_work(struct coord_store *store, void *arg)
 {
     struct tick_item *it = arg;
     co_err err = CO_ERR_INIT;
-    for (size_t i = 0; i < it->n_beats; i++) {
-        if (coord_store_worker_heartbeat(store, it->beats[i], &err) < 0)
-            co_warn("cannot store heartbeat worker=%s error=\"%s\"", it->beats[i], err.msg);
-    }
+    /* One statement for the tick's heartbeats (not one UPDATE each: 2,000 a second with
+     * 10,000 agents). */
+    if (coord_store_worker_heartbeat_many(store, it->beats, it->n_beats, &err) < 0)
+        co_warn("cannot store heartbeats workers=%zu error=\"%s\"", it->n_beats, err.msg);
+    qsort(it->live, it->n_live, sizeof(*it->live), id_cmp);
     struct coord_worker_list exp = {0};
     if (coord_store_worker_expired(store, co_wall_ms() - it->lease_ms, &exp, &err) < 0) {
         co_warn("cannot list expired workers error=\"%s\"", err.msg);
