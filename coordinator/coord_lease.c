@@ -185,6 +185,7 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
 {
     struct coord_lease *le = lws_container_of(sul, struct coord_lease, sul);
     struct coord_agents *hub = le->hub;
+    int64_t t0 = co_mono_ns();
     int64_t now = co_mono_ms();
     lease_arm(le);
 
@@ -210,8 +211,10 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
     /* A safety net: anything missed (a claim error, a database hiccup) is retried. */
     if (hub->sched)
         coord_sched_kick(hub->sched);
-    if (le->busy)
+    if (le->busy) {
+        coord_metrics_agent_loop(hub->metrics, t0);
         return;
+    }
 
     struct tick_item *it = co_xcalloc(1, sizeof(*it));
     it->hub = hub;
@@ -232,4 +235,5 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
     }
     le->busy = true;
     agent_hub_write(hub, NULL, tick_work, tick_undo, tick_done, it);
+    coord_metrics_agent_loop(hub->metrics, t0);
 }

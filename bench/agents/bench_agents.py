@@ -9,7 +9,10 @@ after a settling pause:
 - CPU per heartbeat = the coordinator's CPU time over --window seconds / heartbeats sent then
   (everything the process did in the window: reading them, the lease tick, scheduler passes);
 - max_loop_callback_us = the health metric (the longest callback of the service loop since
-  start, connection ramp included), read after the window;
+  start, connection ramp included), read after the window; max_agent_loop_us (agent callbacks
+  and agent timers only) read once every agent is connected (_ramp) and after the window
+  (_heartbeats: when it is unchanged, the heartbeats' callbacks were all shorter than the
+  ramp's longest);
 - time to assign = submit -> job.assign seen by agent_load, for --assigns jobs submitted one
   after the other (each answered at once with job.finished).
 Prints one JSON line per N.  Figures only: nothing is asserted.
@@ -109,6 +112,8 @@ def one(args, n):
         if not load.wait(lambda: load.ready is not None, 300):
             raise SystemExit("bench/agents: agent_load never said ready")
         welcomed, ramp_s = load.ready
+        st, h_ready, _ = coord.jreq("GET", "/api/v1/health", admin=True)
+        m_ready = (h_ready or {}).get("metrics", {})
         time.sleep(args.settle)
         rss1 = rss_kb(coord.proc.pid)
         hb0, cpu0, t0 = load.heartbeats(), cotest.cpu_seconds(coord.proc), time.time()
@@ -143,6 +148,8 @@ def one(args, n):
             "heartbeats_per_s": round(hbs / (t1 - t0), 1),
             "cpu_pct": round(100 * (cpu1 - cpu0) / (t1 - t0), 1),
             "cpu_us_per_heartbeat": round((cpu1 - cpu0) * 1e6 / max(1, hbs), 1),
+            "max_agent_loop_us_ramp": m_ready.get("max_agent_loop_us"),
+            "max_agent_loop_us_heartbeats": m.get("max_agent_loop_us"),
             "max_loop_callback_us": m.get("max_loop_callback_us"),
             "max_loop_callback_us_after_assigns": m2.get("max_loop_callback_us"),
             "assign_ms_median": round(statistics.median(waits), 1) if waits else None,

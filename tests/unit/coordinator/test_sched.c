@@ -113,6 +113,34 @@ test_best_fit(void **state)
     assert_int_equal(agent_sess_find(small, "j1")->state, AJ_CLAIMING);
 }
 
+/* Many agents of one shape: ties go to the first agent in order, and a half-used agent is the
+ * best fit for the next job (the placement classes choose as a scan of every agent would). */
+static void
+test_same_shape_ties(void **state)
+{
+    (void)state;
+    struct agent_sess *s[6];
+    char id[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        s[i] = mk_sess(id, 2, 2048, NULL);
+    }
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        add_job(id, 1, 512, NULL);
+    }
+    add_job("other-image", 1, 512, "gpu");
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 5);
+    struct agent_sess *want[5] = {s[0], s[0], s[1], s[1], s[2]};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(p[i].job, (size_t)i);
+        assert_ptr_equal(p[i].s, want[i]);
+    }
+    assert_int_equal(s[2]->free_cores, 1);
+    assert_int_equal(s[3]->free_cores, 2);
+}
+
 static void
 test_capacity_never_exceeded(void **state)
 {
@@ -317,6 +345,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_best_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_shape_ties, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_never_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservation_keeps_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfit_does_not_block, setup, teardown),
