@@ -47,17 +47,18 @@ fi
 suite_pass api-sqlite-tsan python3 "$src/tests/integration/api/api_test.py" --bin "$coord" \
     --sql-dir "$src/sql" --label api-sqlite-tsan --quick
 
-marker=$(mktemp)
+keep_tmp=$(mktemp -d) # this pass's scenario folders only, never another run's
+chmod 1777 "$keep_tmp"
 skip_file=$(mktemp)
-AGENT_SUITE_KEEP=1 suite_pass agent-sqlite-tsan python3 "$src/tests/integration/agent/agent_test.py" \
+TMPDIR=$keep_tmp AGENT_SUITE_KEEP=1 suite_pass agent-sqlite-tsan python3 "$src/tests/integration/agent/agent_test.py" \
     --coordinator "$coord" --agent "$agent" --sql-dir "$src/sql" --label agent-sqlite-tsan \
     --only t_hello --skip-file "$skip_file" \
     --rootless-skip "not run under ThreadSanitizer"
 # The scenarios' folders are kept (AGENT_SUITE_KEEP) for this scan, and removed when clean.
-dirs=$(find "${TMPDIR:-/tmp}" -maxdepth 1 -type d -name 'cacheout-agent-*' -newer "$marker")
+dirs=$(find "$keep_tmp" -maxdepth 1 -type d -name 'cacheout-agent-*')
 found=$(grep -lE 'WARNING: ThreadSanitizer' $(find $dirs -maxdepth 1 -name '*.log' 2>/dev/null) \
     /dev/null 2>/dev/null)
-rm -f "$marker" "$skip_file"
+rm -f "$skip_file"
 if [ -n "$found" ]; then
     echo "FAIL tsan: ThreadSanitizer reports in: $found"
     failed=$((failed + 1))

@@ -99,7 +99,10 @@ if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] &&
     [ -x "$asan/agent/cacheout-agent" ]; then
     # Errors abort the process (-fno-sanitize-recover) and fail their scenario; leaks are only
     # reported at exit, so every log of this pass is scanned for sanitizer reports afterwards.
-    marker=$(mktemp)
+    # The pass's scenario folders go to a folder of its own, so that the scan below sees only
+    # them (never another run's on the same machine).
+    keep_tmp=$(mktemp -d)
+    chmod 1777 "$keep_tmp"
     # The rootless scenarios too, with a copy of the sanitizer build's agent that user can run.
     asan_rootless=("${rootless_args[@]}")
     if [ -n "${ROOTLESS_BIN_DIR:-}" ]; then
@@ -109,10 +112,10 @@ if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] &&
         asan_rootless=(--rootless-user "$ROOTLESS_USER"
             --rootless-agent "$ROOTLESS_BIN_DIR/asan/cacheout-agent")
     fi
-    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} AGENT_SUITE_KEEP=1 \
+    TMPDIR=$keep_tmp ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} AGENT_SUITE_KEEP=1 \
         run_coord="$asan/coordinator/cacheout-coordinator" run_agent="$asan/agent/cacheout-agent" \
         run_driver sqlite-asan "${asan_rootless[@]}"
-    dirs=$(find "${TMPDIR:-/tmp}" -maxdepth 1 -type d -name 'cacheout-agent-*' -newer "$marker")
+    dirs=$(find "$keep_tmp" -maxdepth 1 -type d -name 'cacheout-agent-*')
     reports=$(grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
         $(find $dirs -maxdepth 1 -name '*.log' 2>/dev/null) /dev/null 2>/dev/null)
     if [ -n "$reports" ]; then
@@ -125,7 +128,7 @@ if [ -n "$asan" ] && [ -x "$asan/coordinator/cacheout-coordinator" ] &&
         rm -rf $dirs
         echo "    # the folders kept for the scan are removed again"
     fi
-    rm -f "$marker"
+    rmdir "$keep_tmp" 2>/dev/null || true
 else
     echo "NOTE - agent suite: no sanitizer build (CO_ASAN_BUILD_DIR); the ASan pass is not run"
 fi
