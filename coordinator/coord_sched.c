@@ -370,6 +370,8 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                  struct sched_pick *picks)
 {
     size_t placed = 0;
+    if (jobs->len == 0)
+        return 0;
     struct pclasses pc = {0};
     pc.n_bucket = hub->n_sess < 64 ? 64 : hub->n_sess;
     pc.bucket = co_xcalloc(pc.n_bucket, sizeof(*pc.bucket));
