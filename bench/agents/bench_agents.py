@@ -152,6 +152,7 @@ def one(args, n):
             "max_agent_loop_us_heartbeats": m.get("max_agent_loop_us"),
             "max_loop_callback_us": m.get("max_loop_callback_us"),
             "max_loop_callback_us_after_assigns": m2.get("max_loop_callback_us"),
+            "max_db_work_us": m2.get("max_db_work_us"),
             "assign_ms_median": round(statistics.median(waits), 1) if waits else None,
             "assign_ms_max": round(max(waits), 1) if waits else None,
         }
