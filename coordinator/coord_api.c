@@ -21,6 +21,8 @@
 #include "proto_files.h"
 #include "coord_idem.h"
 #include "coord_retention.h"
+#include "coord_verify.h"
+#include "coord_webhook.h"
 #include "proto_job.h"
 #include "proto_json.h"
 
@@ -77,6 +79,9 @@ static const struct route_def routes[] = {
     {"/jobs/", "/artifacts", GET, COORD_R_JOB_ARTIFACTS, COORD_AUTH_BUY, false, false, false, R},
     {"/jobs/", "/artifacts.tar.gz", GET, COORD_R_JOB_ARTIFACTS_TGZ, COORD_AUTH_BUY, false, false,
      false, R},
+    {"/users/", "/webhook-secret", POST, COORD_R_WEBHOOK_SECRET, COORD_AUTH_ANY, true, false, true,
+     W},
+    {"/jobs/", "/deliveries", GET, COORD_R_JOB_DELIVERIES, COORD_AUTH_BUY, false, false, false, R},
 };
 
 #undef GET
@@ -431,6 +436,7 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
     co_jsonw_ktime(w, "created_at", j->created_at);
     co_jsonw_ktime(w, "started_at", j->started_at);
     co_jsonw_ktime(w, "completed_at", j->completed_at);
+    coord_verify_write_fields(w, j);
     if (with_code) {
         co_jsonw_kstr(w, "code", j->code ? j->code : "");
         co_jsonw_kstr(w, "code_file", j->code_file);
@@ -614,6 +620,12 @@ h_submit(struct coord_store *s, struct coord_req *r)
         coord_req_error(r, 422, "invalid_field", "required_cores", "%s", err.msg);
         goto out;
     }
+    /* replicas: the hold is replicas x the unit cost (coord_verify). */
+    job.replicas = spec.replicas > 0 ? spec.replicas : 1;
+    if (__builtin_mul_overflow(job.cost, (int64_t)job.replicas, &job.cost)) {
+        coord_req_error(r, 422, "invalid_field", "replicas", "replicas x cost overflows");
+        goto out;
+    }
     co_uuid4(job.job_id);
     job.title = co_steal(&spec.title);
     job.description = co_steal(&spec.description);
@@ -630,6 +642,17 @@ h_submit(struct coord_store *s, struct coord_req *r)
     job.priority = spec.priority;
     job.timeout_seconds = spec.timeout_seconds;
     job.max_attempts = spec.max_attempts;
+    if (spec.callback_url) {
+        /* Resolved and checked now (coord_webhook); nothing is stored when refused. */
+        struct coord_webhook_check_opts wo = {cfg->webhook_allow_private, cfg->webhook_debug_hosts,
+                                              COORD_WEBHOOK_SUBMIT_RESOLVE_MS};
+        struct coord_webhook_target target;
+        if (coord_webhook_url_check(spec.callback_url, &wo, &target, &err) < 0) {
+            coord_req_error(r, 422, "invalid_field", "callback_url", "%s", err.msg);
+            goto out;
+        }
+        job.callback_url = co_steal(&spec.callback_url);
+    }
     if (coord_store_job_submit_capped(s, &job, r->max_pending, &err) < 0) {
         if (err.code == CO_E_LIMIT)
             coord_req_error(r, 429, "quota_exceeded", NULL, "%s", err.msg);
@@ -921,6 +944,22 @@ h_job_artifacts_tgz(struct coord_store *s, struct coord_req *r)
     coord_artifact_list_release(&l);
 }
 
+/* A job event for each replica of @parent_id (best effort: the reconciler catches the rest). */
+static void
+changed_replicas(struct coord_store *s, struct coord_req *r, const char *parent_id)
+{
+    char **ids = NULL;
+    size_t n = 0;
+    co_err err = CO_ERR_INIT;
+    if (coord_verify_children(s, parent_id, &ids, &n, &err) == 0) {
+        for (size_t i = 0; i < n; i++)
+            coord_req_changed(r, COORD_EVENT_JOB, ids[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+}
+
 static void
 h_job_cancel(struct coord_store *s, struct coord_req *r)
 {
@@ -965,6 +1004,8 @@ h_job_cancel(struct coord_store *s, struct coord_req *r)
     coord_req_changed(r, COORD_EVENT_CREDITS, j.buyer_id);
     if (j.assigned_worker[0])
         coord_req_changed(r, COORD_EVENT_WORKER, j.assigned_worker);
+    if (j.replicas > 1)
+        changed_replicas(s, r, j.job_id); /* their agents stop them */
     answer_job(r, 200, &j);
     coord_job_release(&j);
 }
@@ -1964,10 +2005,25 @@ h_retention(struct coord_store *s, struct coord_req *r)
     co_jsonw_kint(&w, "artifacts", c.artifacts);
     co_jsonw_kint(&w, "workers", c.workers);
     co_jsonw_kint(&w, "idempotency_keys", c.idem_keys);
+    co_jsonw_kint(&w, "deliveries", c.deliveries);
     co_jsonw_obj_end(&w);
     r->status = 200;
 out:
     json_decref(root);
+}
+
+/* For the handlers of other modules (coord_webhook). */
+int
+coord_api_audit_commit(struct coord_store *s, const struct coord_req *r, const char *action,
+                       const char *target, json_t *detail, co_err *err)
+{
+    return audit_commit(s, r, action, target, detail, err);
+}
+
+int
+coord_api_own_job(struct coord_store *s, struct coord_req *r, struct coord_job *out)
+{
+    return own_job(s, r, out);
 }
 
 static void
@@ -2059,6 +2115,12 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
     case COORD_R_JOB_ARTIFACT:
         h_job_artifact(store, r);
         break;
+    case COORD_R_WEBHOOK_SECRET:
+        coord_webhook_h_secret(store, r);
+        break;
+    case COORD_R_JOB_DELIVERIES:
+        coord_webhook_h_deliveries(store, r);
+        break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");
         break;
@@ -2134,6 +2196,7 @@ coord_api_render_metrics(struct coord_server *srv, const struct coord_health *h,
     coord_metrics_render(&srv->metrics, db_ok ? h : NULL, db_ok,
                          (co_mono_ms() - srv->started_mono_ms) / 1000, coord_db_pending(srv->db),
                          &r->resp);
+    coord_webhook_metrics_render(&r->resp);
     r->status = 200;
     r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }

@@ -7,6 +7,7 @@
 #ifndef COORD_API_H
 #define COORD_API_H
 
+#include <jansson.h>
 #include <stdbool.h>
 
 #include "coord_db.h"
@@ -78,6 +79,21 @@ void coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *
  */
 int coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool self_or_admin,
                       const char *id, bool open_agents, const char **msg);
+
+/**
+ * Record an action in the audit log (@detail borrowed, may be NULL) and commit the open batch
+ * that holds the change it records (rolled back on failure).  Database thread.
+ */
+int coord_api_audit_commit(struct coord_store *s, const struct coord_req *r, const char *action,
+                           const char *target, json_t *detail, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Load job r->id for an action only its buyer or an admin may take: -1 after answering 404 or
+ * 403.  @out (optional) receives the job (without code).  Database thread.
+ */
+int coord_api_own_job(struct coord_store *s, struct coord_req *r, struct coord_job *out)
+    __attribute__((warn_unused_result));
 
 /** Run the handler of @r->route with @store (database thread). */
 void coord_api_handle(struct coord_store *store, struct coord_req *r);

@@ -75,6 +75,23 @@ cfg_parse_cors(struct coord_config *cfg, co_err *err)
     return 0;
 }
 
+/* Completion callbacks (coord_webhook.c; coordinator/README.md "Callbacks"). */
+static int
+cfg_load_webhook(struct coord_config *cfg, co_err *err)
+{
+    if (co_config_bool("WEBHOOK_ALLOW_PRIVATE", false, &cfg->webhook_allow_private, err) < 0 ||
+        co_config_int("WEBHOOK_TIMEOUT_SECONDS", 10, 1, 300, &cfg->webhook_timeout_seconds, err) <
+            0 ||
+        co_config_int("WEBHOOK_MAX_HOURS", 24, 0, 24 * 30, &cfg->webhook_max_hours, err) < 0 ||
+        co_config_int("WEBHOOK_CONCURRENCY", 16, 1, 1024, &cfg->webhook_concurrency, err) < 0 ||
+        co_config_int("WEBHOOK_BACKOFF_BASE_MS", 1000, 1, 600000, &cfg->webhook_backoff_base_ms,
+                      err) < 0 ||
+        co_config_int("WEBHOOK_POLL_MS", 1000, 10, 60000, &cfg->webhook_poll_ms, err) < 0)
+        return -1;
+    cfg->webhook_debug_hosts = cfg_strdup_or_null("WEBHOOK_DEBUG_HOSTS");
+    return 0;
+}
+
 /*
  * TLS_CERT_FILE and TLS_KEY_FILE: both or neither; each must be readable now, so that a typo
  * stops the start with the variable's name rather than an lws context error.
@@ -231,7 +248,7 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     }
     if (co_config_bool("OPEN_REGISTRATION", false, &cfg->open_registration, err) < 0)
         goto fail;
-    if (cfg_load_tls(cfg, err) < 0)
+    if (cfg_load_tls(cfg, err) < 0 || cfg_load_webhook(cfg, err) < 0)
         goto fail;
     cfg->frontend_dir = cfg_frontend_dir();
     /* Unset: the migrations compiled into the binary (store_migrations.h). */
@@ -255,6 +272,7 @@ coord_config_release(struct coord_config *cfg)
     free(cfg->tls_cert_file);
     free(cfg->tls_key_file);
     free(cfg->agent_token_owner);
+    free(cfg->webhook_debug_hosts);
     for (int i = 0; i < cfg->n_cors; i++)
         free(cfg->cors[i]);
     memset(cfg, 0, sizeof(*cfg));

@@ -63,6 +63,14 @@ struct coord_config {
     int64_t retention_days;             /* RETENTION_DAYS, default 30 */
     int64_t retention_interval_seconds; /* RETENTION_INTERVAL_SECONDS, default 3600 */
     int64_t retention_batch;            /* RETENTION_BATCH: rows per transaction, default 500 */
+    /* Completion callbacks (coord_webhook.c). */
+    bool webhook_allow_private;      /* WEBHOOK_ALLOW_PRIVATE: private targets allowed, false */
+    int64_t webhook_timeout_seconds; /* WEBHOOK_TIMEOUT_SECONDS: per attempt, default 10 */
+    int64_t webhook_max_hours;       /* WEBHOOK_MAX_HOURS: retried this long, default 24 */
+    int64_t webhook_concurrency;     /* WEBHOOK_CONCURRENCY: attempts in flight, default 16 */
+    int64_t webhook_backoff_base_ms; /* WEBHOOK_BACKOFF_BASE_MS: first wait, default 1000 */
+    int64_t webhook_poll_ms;         /* WEBHOOK_POLL_MS: look for due rows, default 1000 */
+    char *webhook_debug_hosts;       /* WEBHOOK_DEBUG_HOSTS: "name address" file (tests) */
 };
 
 /* ADMIN_TOKEN must have this many characters and not be this value, unless DEBUG=true. */

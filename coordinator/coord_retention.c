@@ -30,7 +30,8 @@ struct coord_retention {
 static int64_t
 counts_sum(const struct coord_retention_counts *c)
 {
-    return c->job_code + c->output_chunks + c->outputs + c->artifacts + c->workers + c->idem_keys;
+    return c->job_code + c->output_chunks + c->outputs + c->artifacts + c->workers + c->idem_keys +
+           c->deliveries;
 }
 
 static void
@@ -42,6 +43,7 @@ counts_add(struct coord_retention_counts *to, const struct coord_retention_count
     to->artifacts += c->artifacts;
     to->workers += c->workers;
     to->idem_keys += c->idem_keys;
+    to->deliveries += c->deliveries;
 }
 
 int
@@ -101,9 +103,10 @@ retention_step_done(void *arg)
     }
     if (counts_sum(&rt->total) > 0)
         co_info("retention removed job_code=%" PRId64 " output_chunks=%" PRId64 " outputs=%" PRId64
-                " artifacts=%" PRId64 " workers=%" PRId64 " idempotency_keys=%" PRId64,
+                " artifacts=%" PRId64 " workers=%" PRId64 " idempotency_keys=%" PRId64
+                " deliveries=%" PRId64,
                 rt->total.job_code, rt->total.output_chunks, rt->total.outputs, rt->total.artifacts,
-                rt->total.workers, rt->total.idem_keys);
+                rt->total.workers, rt->total.idem_keys, rt->total.deliveries);
     retention_arm(rt, rt->interval_ms);
 }
 

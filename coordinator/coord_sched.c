@@ -12,6 +12,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_verify.h"
 #include "proto_job.h"
 
 struct coord_sched {
@@ -140,6 +141,8 @@ pending_work(struct coord_store *store, void *arg)
     struct pass_item *it = arg;
     it->rc = coord_store_job_pending_fit_capped(store, it->limit, &it->fit, it->default_cap,
                                                 &it->jobs, &it->caps, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_verify_load_avoid(store, &it->jobs, &it->err); /* replicas' owners */
 }
 
 static void
@@ -264,6 +267,7 @@ struct pclass {
 };
 
 struct pclasses {
+    bool by_owner; /* replicas in the read (coord_verify_owner_ok): the owner is in the shape */
     struct pclass *c;
     size_t n, cap;
     size_t *bucket; /* class index + 1, 0: empty */
@@ -280,21 +284,31 @@ fnv(uint64_t h, const void *p, size_t len)
     return h;
 }
 
+/* The owner a session sells for (the worker id when none is stored). */
+static const char *
+sess_owner(const struct agent_sess *s)
+{
+    return s->owner_id[0] ? s->owner_id : s->worker_id;
+}
+
 static uint64_t
-shape_hash(const struct agent_sess *s)
+shape_hash(const struct agent_sess *s, bool by_owner)
 {
     int64_t v[4] = {s->cores, s->ram_mb, s->free_cores, s->free_ram_mb};
     uint64_t h = fnv(14695981039346656037ULL, v, sizeof(v));
     for (size_t k = 0; k < s->n_images; k++)
         h = fnv(h, s->images[k], strlen(s->images[k]) + 1);
+    if (by_owner)
+        h = fnv(h, sess_owner(s), strlen(sess_owner(s)));
     return h;
 }
 
 static bool
-shape_eq(const struct agent_sess *a, const struct agent_sess *b)
+shape_eq(const struct agent_sess *a, const struct agent_sess *b, bool by_owner)
 {
     if (a->cores != b->cores || a->ram_mb != b->ram_mb || a->free_cores != b->free_cores ||
-        a->free_ram_mb != b->free_ram_mb || a->n_images != b->n_images)
+        a->free_ram_mb != b->free_ram_mb || a->n_images != b->n_images ||
+        (by_owner && strcmp(sess_owner(a), sess_owner(b)) != 0))
         return false;
     for (size_t k = 0; k < a->n_images; k++) {
         if (strcmp(a->images[k], b->images[k]) != 0)
@@ -339,10 +353,10 @@ static void
 pclass_add(struct pclasses *pc, struct coord_agents *hub, size_t pos)
 {
     const struct agent_sess *s = hub->sess[pos];
-    uint64_t h = shape_hash(s);
+    uint64_t h = shape_hash(s, pc->by_owner);
     size_t *slot = &pc->bucket[h % pc->n_bucket];
     size_t ci = *slot;
-    while (ci && !(pc->c[ci - 1].hash == h && shape_eq(&pc->c[ci - 1].rep, s)))
+    while (ci && !(pc->c[ci - 1].hash == h && shape_eq(&pc->c[ci - 1].rep, s, pc->by_owner)))
         ci = pc->c[ci - 1].next;
     if (!ci) {
         if (pc->n == pc->cap) {
@@ -373,6 +387,8 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
     if (jobs->len == 0)
         return 0;
     struct pclasses pc = {0};
+    for (size_t k = 0; k < jobs->len && !pc.by_owner; k++)
+        pc.by_owner = jobs->items[k].parent_job_id[0] || jobs->items[k].avoid_owners;
     pc.n_bucket = hub->n_sess < 64 ? 64 : hub->n_sess;
     pc.bucket = co_xcalloc(pc.n_bucket, sizeof(*pc.bucket));
     for (size_t i = 0; i < hub->n_sess; i++) {
@@ -393,7 +409,7 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
             struct pclass *c = &pc.c[ci];
             const struct agent_sess *s = &c->rep;
             if (c->n == 0 || s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
-                !agent_sess_has_image(s, image))
+                !agent_sess_has_image(s, image) || !coord_verify_owner_ok(job, sess_owner(s)))
                 continue;
             if (s->free_cores >= job->required_cores && s->free_ram_mb >= job->required_ram_mb) {
                 double l = leftover(s->free_cores, s->free_ram_mb, job->required_cores,
@@ -415,6 +431,8 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
         if (best) {
             size_t pos = heap_pop(best);
             struct agent_sess *s = hub->sess[pos];
+            if (job->parent_job_id[0]) /* its sibling replicas go to other owners */
+                coord_verify_avoid_add(jobs, job->parent_job_id, sess_owner(s));
             agent_sess_add_job(s, job, 0, AJ_CLAIMING);
             picks[placed].job = k;
             picks[placed].s = s;
@@ -752,6 +770,8 @@ coord_sched_refresh(struct coord_sched *sc)
 void
 coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
 {
+    if (coord_verify_write_pending_reason(w, j))
+        return; /* a replica waits for a distinct owner */
     co_jsonw_key(w, "pending_reason");
     if (j->status != COORD_JOB_PENDING) {
         co_jsonw_null(w);

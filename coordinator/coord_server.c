@@ -28,6 +28,7 @@
 #include "coord_api.h"
 #include "coord_idem.h"
 #include "coord_retention.h"
+#include "coord_webhook.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
 #include "co_jsonw.h"
@@ -1094,6 +1095,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     int rc = -1;
     struct coord_dash_evloop *evl = NULL;
     struct coord_retention *retention = NULL;
+    struct coord_webhook *webhook = NULL;
 
     lws_set_log_level(LLL_ERR | LLL_WARN | (cfg->debug ? LLL_NOTICE : 0), server_log_emit);
 
@@ -1197,6 +1199,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     lws_cancel_service(srv->ctx);
     retention = coord_retention_start(srv->ctx, db, cfg->retention_days * 86400 * INT64_C(1000),
                                       cfg->retention_interval_seconds * 1000, cfg->retention_batch);
+    if (coord_webhook_start(cfg, db, &webhook, err) < 0)
+        goto out;
     co_info("listening host=%s port=%d tls=%s store=%s frontend=%s", cfg->host, cfg->port,
             cfg->tls_cert_file ? (cfg->tls_redirect_http ? "yes+redirect" : "yes") : "no", backend,
             cfg->frontend_dir);
@@ -1233,6 +1237,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     }
     rc = 0;
 out:
+    coord_webhook_stop(webhook);
     coord_retention_stop(retention);
     if (srv->ctx) {
         coord_db_set_context(db, NULL);

@@ -56,6 +56,8 @@ enum coord_route {
     COORD_R_JOB_ARTIFACTS,     /* GET /jobs/{id}/artifacts */
     COORD_R_JOB_ARTIFACTS_TGZ, /* GET /jobs/{id}/artifacts.tar.gz */
     COORD_R_JOB_ARTIFACT,      /* GET /jobs/{id}/artifacts/{path} */
+    COORD_R_WEBHOOK_SECRET,    /* POST /users/{id}/webhook-secret */
+    COORD_R_JOB_DELIVERIES,    /* GET /jobs/{id}/deliveries */
     COORD_R_COUNT
 };
 

@@ -48,6 +48,7 @@ enum coord_failure {
     COORD_FAIL_SANDBOX_ERROR,
     COORD_FAIL_WORKER_LOST,
     COORD_FAIL_CANCELLED,
+    COORD_FAIL_UNVERIFIED, /* replicas: no majority of results agreed (coord_verify) */
     COORD_FAIL_COUNT
 };
 
@@ -103,6 +104,13 @@ struct coord_job {
     bool has_usage;
     struct coord_usage usage;
     int64_t created_at, assigned_at, started_at, completed_at; /* ms, 0 = null */
+    /* Replicas (coord_verify.h). */
+    int replicas;                      /* 1-5; > 1: a replicated (parent) job */
+    char parent_job_id[CO_ID_MAX + 1]; /* a replica's parent job, "" otherwise */
+    char *verification;  /* parents loaded by job_get/list: the JSON object text, else NULL */
+    char *avoid_owners;  /* replicas read by the scheduler: owners already used, "\n"-joined */
+    bool verify_waiting; /* parents: a replica waits for a worker of an owner not used yet */
+    char *callback_url;  /* submit only: stored in webhook_delivery, never loaded back here */
 };
 
 /** Free the strings of @job (not the struct). */
@@ -755,6 +763,7 @@ struct coord_retention_counts {
     int64_t artifacts;     /* artifact rows deleted (sets, files and chunks, migration 0007) */
     int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
     int64_t idem_keys;     /* expired idempotency keys deleted */
+    int64_t deliveries;    /* callback deliveries and attempts deleted (migration 0008) */
 };
 
 /**

@@ -35,25 +35,27 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-    fprintf(f,
-            "usage: cacheout-coordinator [--help] [--version]\n"
-            "\n"
-            "The CacheOut coordinator: REST API, dashboard, agent and dashboard WebSockets.\n"
-            "Settings come from the environment and from ./.env (environment wins):\n"
-            "  HOST (0.0.0.0)  PORT (8000)  DEBUG  ADMIN_TOKEN (generated when unset)\n"
-            "  AGENT_TOKEN (the operator's agents)  AGENT_TOKEN_OWNER (platform)\n"
-            "  OPEN_REGISTRATION (false; development only)  DATABASE_URL (sqlite var/cacheout.db)\n"
-            "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
-            "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (10000)  LOG_LEVEL (INFO)  LOG_FILE\n"
-            "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (16MiB)  MAX_JOB_CORES (256)\n"
-            "  MAX_JOB_FILES_BYTES (8MiB)  MAX_ARTIFACT_BYTES (64MiB)  MAX_JOB_RAM_MB (1048576)\n"
-            "  FRONTEND_DIR (<bindir>/../share/cacheout/frontend,\n"
-            "  else ./frontend/dist)  SQL_DIR (unset: the migrations built into this binary)\n"
-            "  TLS_CERT_FILE, TLS_KEY_FILE (PEM; both set: HTTPS and WSS on PORT)\n"
-            "  TLS_REDIRECT_HTTP (false; true: plain HTTP on PORT is redirected to https)\n"
-            "  DB_THREADS (database threads; default: sqlite 1 writer + 1 reader,\n"
-            "              postgres 4 writers + 2 readers)\n"
-            "See .env.example for details.\n");
+    fprintf(
+        f, "usage: cacheout-coordinator [--help] [--version]\n"
+           "\n"
+           "The CacheOut coordinator: REST API, dashboard, agent and dashboard WebSockets.\n"
+           "Settings come from the environment and from ./.env (environment wins):\n"
+           "  HOST (0.0.0.0)  PORT (8000)  DEBUG  ADMIN_TOKEN (generated when unset)\n"
+           "  AGENT_TOKEN (the operator's agents)  AGENT_TOKEN_OWNER (platform)\n"
+           "  OPEN_REGISTRATION (false; development only)  DATABASE_URL (sqlite var/cacheout.db)\n"
+           "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
+           "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (10000)  LOG_LEVEL (INFO)  LOG_FILE\n"
+           "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (16MiB)  MAX_JOB_CORES (256)\n"
+           "  MAX_JOB_FILES_BYTES (8MiB)  MAX_ARTIFACT_BYTES (64MiB)  MAX_JOB_RAM_MB (1048576)\n"
+           "  FRONTEND_DIR (<bindir>/../share/cacheout/frontend,\n"
+           "  else ./frontend/dist)  SQL_DIR (unset: the migrations built into this binary)\n"
+           "  TLS_CERT_FILE, TLS_KEY_FILE (PEM; both set: HTTPS and WSS on PORT)\n"
+           "  TLS_REDIRECT_HTTP (false; true: plain HTTP on PORT is redirected to https)\n"
+           "  DB_THREADS (database threads; default: sqlite 1 writer + 1 reader,\n"
+           "              postgres 4 writers + 2 readers)\n"
+           "  WEBHOOK_ALLOW_PRIVATE (false)  WEBHOOK_TIMEOUT_SECONDS (10)  WEBHOOK_MAX_HOURS (24)\n"
+           "  WEBHOOK_CONCURRENCY (16)\n"
+           "See .env.example for details.\n");
 }
 
 static void

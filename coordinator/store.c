@@ -19,7 +19,11 @@
 #include "co_time.h"
 #include "coord_artifact.h"
 #include "coord_store.h"
+#include "coord_verify.h"
+
+#include "coord_webhook.h"
 #include "store_backend.h"
+#include "store_int.h"
 #include "store_migrations.h"
 
 /* ---- statements ---- */
@@ -28,7 +32,8 @@
     "job_id, title, description, code_file, command, parameters, image, buyer_id, "                \
     "COALESCE(assigned_worker, ''), status, failure, cost, required_cores, required_ram_mb, "      \
     "priority, timeout_seconds, attempts, max_attempts, exit_code, wall_ms, cpu_ms, max_rss_kb, "  \
-    "created_at, COALESCE(assigned_at, 0), COALESCE(started_at, 0), COALESCE(completed_at, 0)"
+    "created_at, COALESCE(assigned_at, 0), COALESCE(started_at, 0), COALESCE(completed_at, 0), "   \
+    "replicas, COALESCE(parent_job_id, '')"
 #define ACTIVE_JOB "j.status IN ('assigned', 'running')"
 #define WORKER_COLS                                                                                \
     "w.worker_id, w.owner_id, w.cpu_cores, w.ram_mb, "                                             \
@@ -121,7 +126,8 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_AUDIT_LIST] = {"SELECT id, at, actor, action, target, detail FROM audit "
                       "ORDER BY id DESC LIMIT $1 OFFSET $2",
                       NULL, NULL, STORE_LOCK_NONE},
-    [Q_JOB_PENDING_OF] = {"SELECT COUNT(*) FROM jobs WHERE buyer_id = $1 AND status = 'pending'",
+    [Q_JOB_PENDING_OF] = {"SELECT COUNT(*) FROM jobs WHERE buyer_id = $1 AND status = 'pending' "
+                          "AND parent_job_id IS NULL",
                           NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
@@ -139,16 +145,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                     "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                     "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
+                    "AND (parent_job_id IS NULL OR CAST($3 AS TEXT) IS NOT NULL) "
                     "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                     NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_LIST_CODE] = {"SELECT " JOB_COLS ", code, NULL FROM jobs "
                          "WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) "
                          "AND (CAST($2 AS TEXT) IS NULL OR buyer_id = $2) "
                          "AND (CAST($3 AS TEXT) IS NULL OR assigned_worker = $3) "
+                         "AND (parent_job_id IS NULL OR CAST($3 AS TEXT) IS NOT NULL) "
                          "ORDER BY created_at DESC, id DESC LIMIT $4 OFFSET $5",
                          NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
-                       "ORDER BY priority DESC, created_at, id LIMIT $1",
+                       "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
                        NULL, NULL, STORE_LOCK_NONE},
     /*
      * The placeable pending jobs: a shape (image, cores, RAM) that some connected agent can run
@@ -162,7 +170,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
                            "ORDER BY created_at, id) AS turn "
                            "FROM jobs INDEXED BY jobs_pending_shape "
-                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
                            "AND required_ram_mb <= $3 "
                            "AND image IN (SELECT value FROM json_each($4)) "
                            "AND buyer_id NOT IN (SELECT value FROM json_each($5))) q ON id = q.qid "
@@ -170,7 +178,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT id AS qid, "
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
                            "ORDER BY created_at, id) AS turn FROM jobs "
-                           "WHERE status = 'pending' AND required_cores <= $2 "
+                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
                            "AND required_ram_mb <= $3 "
                            "AND image IN (SELECT jsonb_array_elements_text($4::jsonb)) "
                            "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($5::jsonb))) q "
@@ -178,7 +186,8 @@ const struct store_sql store_sql[Q_COUNT] = {
                            NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
                         "AND required_cores <= $1 AND required_ram_mb <= $2 "
-                        "ORDER BY priority DESC, created_at, id LIMIT 1",
+                        "AND replicas = 1 AND " VERIFY_OWNER_FREE(
+                            "$3") "ORDER BY priority DESC, created_at, id LIMIT 1",
                         NULL, NULL, STORE_LOCK_SKIP_LOCKED},
     [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
                       "attempts = attempts + 1, assigned_at = $3, started_at = NULL "
@@ -295,7 +304,8 @@ const struct store_sql store_sql[Q_COUNT] = {
                    "WHERE j.buyer_id = u.user_id) OR EXISTS (SELECT 1 FROM ledger l "
                    "WHERE l.user_id = u.user_id AND l.kind = 'grant'))",
                    NULL, NULL, STORE_LOCK_NONE},
-    [Q_H_UNFIT] = {"SELECT COUNT(*) FROM jobs j WHERE j.status = 'pending' AND NOT EXISTS "
+    [Q_H_UNFIT] = {"SELECT COUNT(*) FROM jobs j WHERE j.status = 'pending' AND j.replicas = 1 "
+                   "AND NOT EXISTS "
                    "(SELECT 1 FROM worker_registrations w WHERE w.status <> 'offline' "
                    "AND w.last_heartbeat >= $1 AND w.cpu_cores >= j.required_cores "
                    "AND w.ram_mb >= j.required_ram_mb)",
@@ -318,12 +328,13 @@ const struct store_sql store_sql[Q_COUNT] = {
                     NULL, NULL, STORE_LOCK_NONE},
     [Q_INV_SETTLED] = {"SELECT j.job_id, j.status, (SELECT COUNT(*) FROM ledger l "
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund')) AS n "
-                       "FROM jobs j WHERE (j.status IN ('completed', 'failed', 'cancelled') "
+                       "FROM jobs j WHERE j.replicas = 1 AND j.parent_job_id IS NULL AND "
+                       "((j.status IN ('completed', 'failed', 'cancelled') "
                        "AND (SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.job_id "
                        "AND l.kind IN ('charge', 'refund')) <> 1) OR (j.status IN ('pending', "
                        "'assigned', 'running') AND EXISTS (SELECT 1 FROM ledger l "
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
-                       "'payout'))) LIMIT 1",
+                       "'payout')))) LIMIT 1",
                        NULL, NULL, STORE_LOCK_NONE},
     /*
      * max_running_jobs: a buyer's cap is the user's `limits` override, else the default ($1);
@@ -332,11 +343,11 @@ const struct store_sql store_sql[Q_COUNT] = {
      */
     [Q_BUYERS_RUNNING] = {"SELECT j.buyer_id, COUNT(*), " BUYER_CAP " FROM jobs j "
                           "JOIN users u ON u.user_id = j.buyer_id "
-                          "WHERE j.status IN ('assigned', 'running') "
+                          "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
                           "GROUP BY j.buyer_id, u.is_admin, u.limits",
                           "SELECT j.buyer_id, COUNT(*), " BUYER_CAP_PG " FROM jobs j "
                           "JOIN users u ON u.user_id = j.buyer_id "
-                          "WHERE j.status IN ('assigned', 'running') "
+                          "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
                           "GROUP BY j.buyer_id, u.is_admin, u.limits",
                           NULL, STORE_LOCK_NONE},
     [Q_BUYER_CAPS] = {"SELECT u.user_id, 0, " BUYER_CAP " FROM users u "
@@ -346,10 +357,10 @@ const struct store_sql store_sql[Q_COUNT] = {
                       NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
-                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
                               "SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($2::jsonb)) "
-                              "ORDER BY priority DESC, created_at, id LIMIT $1",
+                              "AND replicas = 1 ORDER BY priority DESC, created_at, id LIMIT $1",
                               NULL, STORE_LOCK_NONE},
 /* Idempotency keys (coord_idem): one row per (credential, method, path, key). */
 #define IDEM_PK "credential = $1 AND method = $2 AND path = $3 AND idem_key = $4"
@@ -441,6 +452,55 @@ const struct store_sql store_sql[Q_COUNT] = {
         {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
          "AND sha256 IS NOT NULL ORDER BY path",
          NULL, NULL, STORE_LOCK_NONE},
+    /* Completion callbacks (0008; coord_webhook.h). */
+    [Q_WH_INSERT] = {"INSERT INTO webhook_delivery (delivery_id, job_id, url, state, created_at) "
+                     "VALUES ($1, $2, $3, 'waiting', $4)",
+                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_QUEUE] = {"UPDATE webhook_delivery SET state = 'pending', queued_at = $2, next_at = $2 "
+                    "WHERE job_id = $1 AND state = 'waiting'",
+                    NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_DUE] = {"SELECT delivery_id, job_id, url, attempts, COALESCE(first_attempt_at, 0) "
+                  "FROM webhook_delivery WHERE state = 'pending' AND next_at <= $1 "
+                  "ORDER BY next_at LIMIT $2",
+                  NULL, NULL, STORE_LOCK_SKIP_LOCKED},
+    [Q_WH_LEASE] = {"UPDATE webhook_delivery SET next_at = $2 WHERE delivery_id = $1", NULL, NULL,
+                    STORE_LOCK_NONE},
+    [Q_WH_SECRET_GET] = {"SELECT secret FROM webhook_secret WHERE user_id = $1", NULL, NULL,
+                         STORE_LOCK_NONE},
+    [Q_WH_SECRET_SET] = {"INSERT INTO webhook_secret (user_id, secret, created_at) "
+                         "VALUES ($1, $2, $3) ON CONFLICT (user_id) DO UPDATE SET "
+                         "secret = excluded.secret, created_at = excluded.created_at",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_ATTEMPT_INSERT] = {"INSERT INTO webhook_attempt (delivery_id, job_id, attempt, at, "
+                             "status_code, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                             NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_UPDATE] = {"UPDATE webhook_delivery SET state = $2, attempts = $3, "
+                     "first_attempt_at = COALESCE(first_attempt_at, $4), next_at = $5, "
+                     "done_at = $6 WHERE delivery_id = $1",
+                     NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_GET] = {"SELECT delivery_id, url, state, attempts, COALESCE(first_attempt_at, 0), "
+                  "COALESCE(next_at, 0), COALESCE(done_at, 0) FROM webhook_delivery "
+                  "WHERE job_id = $1",
+                  NULL, NULL, STORE_LOCK_NONE},
+    [Q_WH_ATTEMPTS] = {"SELECT attempt, at, COALESCE(status_code, 0), error, duration_ms "
+                       "FROM webhook_attempt WHERE job_id = $1 ORDER BY id",
+                       NULL, NULL, STORE_LOCK_NONE},
+/* Retention: the log, then the deliveries, of old finished jobs whose delivery is over. */
+#define WH_RET_OVER                                                                                \
+    "j.status IN ('completed', 'failed', 'cancelled') AND j.completed_at IS NOT NULL "             \
+    "AND j.completed_at < $1 AND d.state IN ('delivered', 'failed')"
+    [Q_RET_WH_ATTEMPTS] = {"DELETE FROM webhook_attempt WHERE id IN (SELECT a.id FROM "
+                           "webhook_attempt a JOIN webhook_delivery d ON d.delivery_id = "
+                           "a.delivery_id JOIN jobs j ON j.job_id = d.job_id WHERE " WH_RET_OVER
+                           " LIMIT $2)",
+                           NULL, NULL, STORE_LOCK_NONE},
+    [Q_RET_WH_DELIVERIES] = {"DELETE FROM webhook_delivery WHERE delivery_id IN (SELECT "
+                             "d.delivery_id FROM webhook_delivery d JOIN jobs j ON j.job_id = "
+                             "d.job_id WHERE " WH_RET_OVER " AND NOT EXISTS (SELECT 1 FROM "
+                             "webhook_attempt a WHERE a.delivery_id = d.delivery_id) LIMIT $2)",
+                             NULL, NULL, STORE_LOCK_NONE},
+#undef WH_RET_OVER
+    COORD_VERIFY_SQL /* replicas (coord_verify_sql.h) */
 };
 
 /* The highest balance a grant may produce: 10^9 credits. */
@@ -451,7 +511,8 @@ const struct store_sql store_sql[Q_COUNT] = {
 static const char *const job_status_names[COORD_JOB_STATUS_COUNT] = {
     "pending", "assigned", "running", "completed", "failed", "cancelled"};
 static const char *const failure_names[COORD_FAIL_COUNT] = {
-    NULL, "exit_code", "timeout", "oom", "killed", "sandbox_error", "worker_lost", "cancelled"};
+    NULL,          "exit_code", "timeout",   "oom", "killed", "sandbox_error",
+    "worker_lost", "cancelled", "unverified"};
 static const char *const worker_status_names[COORD_WORKER_STATUS_COUNT] = {"idle", "busy",
                                                                            "offline"};
 static const char *const ledger_kind_names[COORD_LEDGER_KIND_COUNT] = {"grant", "hold", "charge",
@@ -523,11 +584,16 @@ coord_job_release(struct coord_job *job)
     free(job->code_file);
     free(job->files);
     job->files = NULL;
+    free(job->callback_url);
+    job->callback_url = NULL;
     free(job->command);
     free(job->parameters);
     free(job->image);
     job->title = job->description = job->code = job->code_file = NULL;
     job->command = job->parameters = job->image = NULL;
+    free(job->verification);
+    free(job->avoid_owners);
+    job->verification = job->avoid_owners = NULL;
 }
 
 void
@@ -1123,8 +1189,10 @@ job_from_row(struct db_res *r, struct coord_job *j)
     j->assigned_at = col_int(r, 23);
     j->started_at = col_int(r, 24);
     j->completed_at = col_int(r, 25);
-    j->code = col_dup(r, 26);
-    j->files = col_dup(r, 27);
+    j->replicas = (int)col_int(r, 26);
+    col_id(r, 27, j->parent_job_id);
+    j->code = col_dup(r, 28);
+    j->files = col_dup(r, 29);
 }
 
 static void
@@ -1390,6 +1458,8 @@ static int
 settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
               co_err *err)
 {
+    if (j->replicas > 1 || j->parent_job_id[0])
+        return coord_verify_settle(s, j, false, now, err);
     return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, why, now,
                       err);
 }
@@ -1418,6 +1488,8 @@ settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_
     char owner[CO_ID_MAX + 1];
     bool found;
 
+    if (j->replicas > 1 || j->parent_job_id[0])
+        return coord_verify_settle(s, j, true, now, err);
     if (worker_owner(s, j->assigned_worker, owner, &found, err) < 0)
         return -1;
     if (!*owner)
@@ -1441,6 +1513,18 @@ settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_
 }
 
 /* ---- jobs ---- */
+
+/* The job's callback, waiting for its final status (coord_webhook.h). */
+static int
+webhook_insert(struct coord_store *s, const struct coord_job *job, int64_t now, co_err *err)
+{
+    char uuid[CO_UUID_STRLEN + 1];
+    const char *id = uuid;
+    co_uuid4(uuid);
+    return q_exec(s, Q_WH_INSERT,
+                  PARAMS(P_TEXT(id), P_TEXT(job->job_id), P_TEXT(job->callback_url), P_INT(now)),
+                  NULL, err);
+}
 
 int
 coord_store_job_submit(struct coord_store *s, struct coord_job *job, co_err *err)
@@ -1498,6 +1582,10 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
     if (money_move(s, job->buyer_id, job->job_id, COORD_LEDGER_HOLD, -job->cost, job->cost,
                    "job submitted", now, err) < 0)
         goto out;
+    if (job->replicas > 1 && coord_verify_spawn(s, job, err) < 0)
+        goto out;
+    if (job->callback_url && webhook_insert(s, job, now, err) < 0)
+        goto out;
     rc = 0;
 out:
     rc = tx_end(s, rc, err);
@@ -1514,7 +1602,13 @@ int
 coord_store_job_get(struct coord_store *s, const char *job_id, bool with_code,
                     struct coord_job *out, co_err *err)
 {
-    return job_load_must(s, with_code ? Q_JOB_GET : Q_JOB_GET_NOCODE, job_id, out, err);
+    if (job_load_must(s, with_code ? Q_JOB_GET : Q_JOB_GET_NOCODE, job_id, out, err) < 0)
+        return -1;
+    if (out->replicas > 1 && coord_verify_load_view(s, out, err) < 0) {
+        coord_job_release(out);
+        return -1;
+    }
+    return 0;
 }
 
 int
@@ -1528,10 +1622,18 @@ coord_store_job_list(struct coord_store *s, const struct coord_job_filter *f,
         return co_err_field(err, CO_E_RANGE, "offset", "negative offset %lld",
                             (long long)f->offset);
     const char *st = f->status < 0 ? NULL : coord_job_status_name(f->status);
-    return jobs_load(s, f->with_code ? Q_JOB_LIST_CODE : Q_JOB_LIST,
-                     PARAMS(P_TEXT(st), P_TEXT(f->buyer_id), P_TEXT(f->worker_id), P_INT(f->limit),
-                            P_INT(f->offset)),
-                     out, err);
+    if (jobs_load(s, f->with_code ? Q_JOB_LIST_CODE : Q_JOB_LIST,
+                  PARAMS(P_TEXT(st), P_TEXT(f->buyer_id), P_TEXT(f->worker_id), P_INT(f->limit),
+                         P_INT(f->offset)),
+                  out, err) < 0)
+        return -1;
+    for (size_t i = 0; i < out->len; i++) {
+        if (out->items[i].replicas > 1 && coord_verify_load_view(s, &out->items[i], err) < 0) {
+            coord_job_list_release(out);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int
@@ -1694,6 +1796,10 @@ job_assign(struct coord_store *s, const char *job_id, const char *worker_id, int
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
     if (job_load_must(s, Q_JOB_GET, job_id, out, err) < 0)
         return -1;
+    if (out->parent_job_id[0] && coord_verify_claimed(s, out, worker_id, now, err) < 0) {
+        coord_job_release(out);
+        return -1;
+    }
     /*
      * A re-run: the output of the earlier attempts goes in the same transaction, so that the
      * stored output is always the current attempt's.
@@ -1759,8 +1865,9 @@ coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct 
     if (worker_lock_load(s, worker_id, &w, err) < 0)
         goto out;
     if (q_run(s, Q_JOB_NEXT_FIT,
-              PARAMS(P_INT(w.cpu_cores - w.used_cores), P_INT(w.ram_mb - w.used_ram_mb)), &r,
-              err) < 0)
+              PARAMS(P_INT(w.cpu_cores - w.used_cores), P_INT(w.ram_mb - w.used_ram_mb),
+                     P_TEXT(worker_id)),
+              &r, err) < 0)
         goto out;
     got = q_next(&r, err);
     if (got > 0)
@@ -1831,13 +1938,20 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
               enum coord_failure f, const struct coord_job_result *r, int64_t now, co_err *err)
 {
     bool exit = r && r->has_exit_code, usage = r && r->has_usage;
-    return q_exec(s, Q_JOB_FINISH,
-                  PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
-                         P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
-                         usage ? P_INT(r->usage.wall_ms) : P_NULL,
-                         usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                         usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
-                  NULL, err);
+    int64_t queued = 0;
+    if (q_exec(s, Q_JOB_FINISH,
+               PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
+                      P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
+                      usage ? P_INT(r->usage.wall_ms) : P_NULL,
+                      usage ? P_INT(r->usage.cpu_ms) : P_NULL,
+                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
+               NULL, err) < 0 ||
+        /* Its callback is queued in the same transaction (coord_webhook). */
+        q_exec(s, Q_WH_QUEUE, PARAMS(P_TEXT(j->job_id), P_INT(now)), &queued, err) < 0)
+        return -1;
+    if (queued > 0)
+        coord_webhook_kick();
+    return 0;
 }
 
 int
@@ -1909,7 +2023,8 @@ coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_j
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
+    if (coord_verify_lock_replicas(s, job_id, err) < 0 ||
+        job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
         goto out;
     have_job = true;
     if (was)
@@ -3009,7 +3124,7 @@ coord_store_check_invariant(struct coord_store *s, co_err *err)
                          "credit invariant broken: job '%s' (%s) has %lld settlements",
                          col_text(&r, 0), col_text(&r, 1), (long long)col_int(&r, 2));
     q_done(&r);
-    if (got != 0)
+    if (got != 0 || coord_verify_check_invariant(s, err) != 0)
         goto out;
     rc = 0;
 out:
@@ -3166,6 +3281,19 @@ retention_artifacts_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit
     return 0;
 }
 
+/* Callback rows (0008) of old finished jobs whose delivery is over. */
+static int
+retention_webhook_step(struct coord_store *s, int64_t cutoff_ms, int64_t limit, int64_t *n,
+                       co_err *err)
+{
+    int64_t a = 0, d = 0;
+    if (q_exec(s, Q_RET_WH_ATTEMPTS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &a, err) < 0 ||
+        q_exec(s, Q_RET_WH_DELIVERIES, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &d, err) < 0)
+        return -1;
+    *n = a + d;
+    return 0;
+}
+
 int
 coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms, int64_t limit,
                            struct coord_retention_counts *c, co_err *err)
@@ -3184,7 +3312,8 @@ coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now
         q_exec(s, Q_RET_OUTPUT, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->outputs, err) < 0 ||
         retention_artifacts_step(s, cutoff_ms, limit, &c->artifacts, err) < 0 ||
         q_exec(s, Q_RET_WORKERS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->workers, err) < 0 ||
-        q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0)
+        q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0 ||
+        retention_webhook_step(s, cutoff_ms, limit, &c->deliveries, err) < 0)
         goto out;
     c->idem_keys = n;
     rc = 0;
@@ -3405,4 +3534,257 @@ coord_store_artifact_read(struct coord_store *s, const char *job_id, int attempt
     rc = 0;
 out:
     return tx_end(s, rc, err);
+}
+
+/* ---- for coord_verify (store_int.h) ---- */
+
+int
+store_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, struct db_res *r,
+          co_err *err)
+{
+    return q_run(s, q, p, n, r, err);
+}
+
+int
+store_next(struct db_res *r, co_err *err)
+{
+    return q_next(r, err);
+}
+
+void
+store_done(struct db_res *r)
+{
+    q_done(r);
+}
+
+int
+store_exec(struct coord_store *s, enum store_q q, const struct db_param *p, int n, int64_t *changes,
+           co_err *err)
+{
+    return q_exec(s, q, p, n, changes, err);
+}
+
+int
+store_job_load(struct coord_store *s, enum store_q q, const char *job_id, struct coord_job *out,
+               co_err *err)
+{
+    return job_load_must(s, q, job_id, out, err);
+}
+
+int
+store_job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+                    enum coord_failure f, const struct coord_job_result *r, int64_t now,
+                    co_err *err)
+{
+    return job_set_final(s, j, st, f, r, now, err);
+}
+
+int
+store_money_move(struct coord_store *s, const char *user_id, const char *job_id,
+                 enum coord_ledger_kind kind, int64_t d_credits, int64_t d_held, const char *note,
+                 int64_t now, co_err *err)
+{
+    return money_move(s, user_id, job_id, kind, d_credits, d_held, note, now, err);
+}
+
+int
+store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker, int64_t now,
+                  co_err *err)
+{
+    return user_ensure(s, user_id, is_worker, now, err);
+}
+
+int
+store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
+{
+    return user_lock(s, user_id, err);
+}
+
+int
+store_worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX + 1],
+                   co_err *err)
+{
+    bool found;
+    return worker_owner(s, worker_id, owner, &found, err);
+}
+
+/* ---- callbacks (coord_webhook.h; tables of sql/<backend>/0008_callbacks.sql) ---- */
+
+void
+coord_webhook_due_list_release(struct coord_webhook_due_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->len; i++) {
+        free(l->items[i].url);
+        free(l->items[i].secret);
+        coord_job_release(&l->items[i].job);
+    }
+    free(l->items);
+    l->items = NULL;
+    l->len = 0;
+}
+
+static void
+webhook_due_row(struct db_res *r, void *item)
+{
+    struct coord_webhook_due *d = item;
+    col_id(r, 0, d->delivery_id);
+    co_strlcpy(d->job.job_id, col_text(r, 1), sizeof(d->job.job_id));
+    d->url = col_dup(r, 2);
+    d->attempts = (int)col_int(r, 3);
+    d->first_attempt_at = col_int(r, 4);
+}
+
+static void
+webhook_due_release(void *item)
+{
+    struct coord_webhook_due *d = item;
+    free(d->url);
+    free(d->secret);
+    coord_job_release(&d->job);
+}
+
+/* The row's job and its buyer's secret. */
+static int
+webhook_due_fill(struct coord_store *s, struct coord_webhook_due *d, co_err *err)
+{
+    char job_id[CO_ID_MAX + 1];
+    co_strlcpy(job_id, d->job.job_id, sizeof(job_id));
+    if (job_load_must(s, Q_JOB_GET_NOCODE, job_id, &d->job, err) < 0)
+        return -1;
+    struct db_res r;
+    if (q_run(s, Q_WH_SECRET_GET, PARAMS(P_TEXT(d->job.buyer_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    d->secret = co_xstrdup(rc > 0 ? col_text(&r, 0) : "");
+    q_done(&r);
+    return rc < 0 ? -1 : 0;
+}
+
+int
+coord_store_webhook_claim(struct coord_store *s, int64_t now_ms, int64_t lease_until_ms,
+                          int64_t limit, struct coord_webhook_due_list *out, co_err *err)
+{
+    void *items = NULL;
+    size_t len = 0;
+    int rc = -1;
+
+    out->items = NULL;
+    out->len = 0;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (rows_load(s, Q_WH_DUE, PARAMS(P_INT(now_ms), P_INT(limit)),
+                  sizeof(struct coord_webhook_due), webhook_due_row, webhook_due_release, &items,
+                  &len, err) < 0)
+        goto out;
+    out->items = items;
+    out->len = len;
+    for (size_t i = 0; i < len; i++) {
+        struct coord_webhook_due *d = &out->items[i];
+        if (q_exec(s, Q_WH_LEASE, PARAMS(P_TEXT(d->delivery_id), P_INT(lease_until_ms)), NULL,
+                   err) < 0 ||
+            webhook_due_fill(s, d, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    rc = tx_end(s, rc, err);
+    if (rc < 0)
+        coord_webhook_due_list_release(out);
+    return rc;
+}
+
+int
+coord_store_webhook_record(struct coord_store *s, const struct coord_webhook_outcome *o,
+                           co_err *err)
+{
+    bool pending = strcmp(o->state, "pending") == 0;
+    int64_t now = co_wall_ms();
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(s, Q_WH_ATTEMPT_INSERT,
+               PARAMS(P_TEXT(o->delivery_id), P_TEXT(o->job_id), P_INT(o->attempt), P_INT(o->at_ms),
+                      o->status_code > 0 ? P_INT(o->status_code) : P_NULL, P_TEXT(o->error),
+                      P_INT(o->duration_ms)),
+               NULL, err) < 0 ||
+        q_exec(s, Q_WH_UPDATE,
+               PARAMS(P_TEXT(o->delivery_id), P_TEXT(o->state), P_INT(o->attempt),
+                      P_INT(o->first_attempt_at), pending ? P_INT(o->next_at) : P_NULL,
+                      pending ? P_NULL : P_INT(now)),
+               NULL, err) < 0)
+        goto out;
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_webhook_secret_set(struct coord_store *s, const char *user_id, const char *secret,
+                               co_err *err)
+{
+    return q_exec(s, Q_WH_SECRET_SET, PARAMS(P_TEXT(user_id), P_TEXT(secret), P_INT(co_wall_ms())),
+                  NULL, err);
+}
+
+void
+coord_webhook_log_release(struct coord_webhook_log *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->len; i++)
+        free(l->items[i].error);
+    free(l->items);
+    free(l->url);
+    memset(l, 0, sizeof(*l));
+}
+
+static void
+webhook_attempt_row(struct db_res *r, void *item)
+{
+    struct coord_webhook_attempt *a = item;
+    a->attempt = (int)col_int(r, 0);
+    a->at = col_int(r, 1);
+    a->status_code = (int)col_int(r, 2);
+    a->error = col_dup(r, 3);
+    a->duration_ms = col_int(r, 4);
+}
+
+static void
+webhook_attempt_release(void *item)
+{
+    free(((struct coord_webhook_attempt *)item)->error);
+}
+
+int
+coord_store_webhook_log(struct coord_store *s, const char *job_id, struct coord_webhook_log *out,
+                        co_err *err)
+{
+    struct db_res r;
+    memset(out, 0, sizeof(*out));
+    if (q_run(s, Q_WH_GET, PARAMS(P_TEXT(job_id)), &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        out->found = true;
+        col_id(&r, 0, out->delivery_id);
+        out->url = col_dup(&r, 1);
+        co_strlcpy(out->state, col_text(&r, 2), sizeof(out->state));
+        out->attempts = (int)col_int(&r, 3);
+        out->first_attempt_at = col_int(&r, 4);
+        out->next_at = col_int(&r, 5);
+        out->done_at = col_int(&r, 6);
+    }
+    q_done(&r);
+    if (rc <= 0)
+        return rc;
+    void *items = NULL;
+    if (rows_load(s, Q_WH_ATTEMPTS, PARAMS(P_TEXT(job_id)), sizeof(struct coord_webhook_attempt),
+                  webhook_attempt_row, webhook_attempt_release, &items, &out->len, err) < 0) {
+        coord_webhook_log_release(out);
+        return -1;
+    }
+    out->items = items;
+    return 0;
 }

@@ -14,9 +14,9 @@
 
 /* The fields of API.md "POST /api/v1/submit", in the order they are checked. */
 static const char *const job_fields[] = {
-    "title",           "description",     "code",         "code_file",  "required_cores",
-    "required_ram_mb", "priority",        "command",      "parameters", "buyer_id",
-    "image",           "timeout_seconds", "max_attempts", "files",
+    "title",        "description", "code",         "code_file", "required_cores", "required_ram_mb",
+    "priority",     "command",     "parameters",   "buyer_id",  "image",          "timeout_seconds",
+    "max_attempts", "files",       "callback_url", "replicas",
 };
 
 bool
@@ -39,6 +39,7 @@ proto_job_spec_release(struct proto_job_spec *spec)
     free(spec->parameters);
     free(spec->buyer_id);
     free(spec->image);
+    free(spec->callback_url);
     memset(spec, 0, sizeof(*spec));
 }
 
@@ -161,6 +162,14 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
     if (pf_int(obj, "max_attempts", false, PROTO_ATTEMPTS_MIN, PROTO_ATTEMPTS_MAX, &v, err) < 0)
         return -1;
     s->max_attempts = (int)v;
+    v = 1;
+    if (pf_int(obj, "replicas", false, PROTO_REPLICAS_MIN, PROTO_REPLICAS_MAX, &v, err) < 0)
+        return -1;
+    s->replicas = (int)v;
+    /* Scheme, host and addresses are the coordinator's checks (coord_webhook_url_check). */
+    if (pf_string_dup(obj, "callback_url", false, 1, PROTO_CALLBACK_URL_MAX, PF_BYTES,
+                      &s->callback_url, err) < 0)
+        return -1;
 
     if (s->description == NULL)
         s->description = co_xstrdup("");

@@ -39,6 +39,8 @@
 #define PROTO_TIMEOUT_DEFAULT 3600
 #define PROTO_ATTEMPTS_MIN 1
 #define PROTO_ATTEMPTS_MAX 100
+#define PROTO_REPLICAS_MIN 1
+#define PROTO_REPLICAS_MAX 5
 #define PROTO_ATTEMPTS_DEFAULT 3
 #define PROTO_IMAGE_DEFAULT "default"
 /*
@@ -70,6 +72,8 @@ struct proto_job_limits {
  * embedded NUL, and owned by the struct (freed by proto_job_spec_release()).  Defaults of
  * API.md are filled in for absent (or null) optional fields.
  */
+#define PROTO_CALLBACK_URL_MAX 2048
+
 struct proto_job_spec {
     char *title;       /* 1-200 characters */
     char *description; /* <= 10,000 characters, "" when absent */
@@ -84,8 +88,11 @@ struct proto_job_spec {
     char *image;             /* an id, default "default" */
     int64_t timeout_seconds; /* 1-604800, default 3600 */
     int max_attempts;        /* 1-100, default 3 */
+    int replicas;            /* 1-5, default 1: workers of distinct owners that run it */
     char *files;             /* NULL when absent or empty, else the normalised compact JSON object
                                 {"path": "<base64>"} of proto_files_from_submit() */
+    char *callback_url;      /* NULL when absent, else 1-2048 characters (checked further by the
+                                coordinator: coord_webhook_url_check) */
 };
 
 /**

@@ -152,14 +152,14 @@ def all_jobs(port):
         off += len(js)
 
 
-def submit_many(port, n, threads):
+def submit_many(port, n, threads, job=None):
     per = [n // threads + (1 if i < n % threads else 0) for i in range(threads)]
     errors = []
 
     def worker(k):
         c = cotest.Client(port, ADMIN)
         for _ in range(k):
-            st, body = c.req("POST", "/api/v1/submit", JOB, admin=True)
+            st, body = c.req("POST", "/api/v1/submit", job or JOB, admin=True)
             if st != 201:
                 errors.append((st, body))
 
@@ -306,6 +306,53 @@ def phase_drain():
         stop_stack(coord, agent)
 
 
+def seller_agent(coord, k, cores, bench_mode):
+    """Agent "bench-seller<k>" selling as user seller<k> with a sell key of its own (replicas run
+    on distinct owners, which the shared agent token is not), started and connected."""
+    c = cotest.Client(coord.port, ADMIN)
+    user = "seller%d" % k
+    st, _ = c.req("POST", "/api/v1/users", {"user_id": user}, admin=True)
+    st, key = c.req("POST", "/api/v1/users/%s/keys" % user, {"name": "bench", "scopes": ["sell"]},
+                    admin=True)
+    if st != 201:
+        raise SystemExit("bench: no sell key for %s: %s %r" % (user, st, key))
+    a = cotest.Agent(ARGS.agent, coord, "bench-seller%d" % k, cores, 64 * cores,
+                     settings={"LOG_LEVEL": "INFO", "AGENT_KEY": key["token"]},
+                     args=["--bench-no-sandbox"] if bench_mode else [])
+    connect_agent(coord, a)
+    return a
+
+
+def phase_replicas(bench_mode):
+    """The cost of verification: the same N jobs with replicas 1, then 2, each on a fresh stack
+    of two agents of two sellers (@bench_mode: agents in benchmark mode)."""
+    name = "replicas (%s)" % ("dispatch-only" if bench_mode else "sandboxed")
+    cores = ARGS.dispatch_cores if bench_mode else ARGS.cores
+    rates = {}
+    for r in (1, 2):
+        coord, spare = start_stack(ARGS, "replicas%d" % r, bench_mode, cores, connect=False)
+        agents = []
+        try:
+            agents = [seller_agent(coord, k, cores, bench_mode) for k in (1, 2)]
+            c0 = cpu_seconds(coord.proc)
+            t0, _ = submit_many(coord.port, ARGS.replica_jobs, ARGS.threads,
+                                dict(JOB, replicas=r))
+            # Health counts the replicas' own job rows too: r of them per job when r > 1.
+            t_end, _ = wait_final(coord.port, ARGS.replica_jobs * (1 + r if r > 1 else 1), 600)
+            cpu = cpu_seconds(coord.proc) - c0
+        finally:
+            for a in agents:
+                a.stop(timeout=20)
+            stop_stack(coord, spare)
+        rates[r] = ARGS.replica_jobs / max(1e-9, t_end - t0)
+        print("%-22s replicas=%d: %d jobs, %.0f jobs/s end to end (client: first submit -> all "
+              "final), coordinator %.0f us CPU per job" % (name, r, ARGS.replica_jobs, rates[r],
+                                                           cpu * 1e6 / ARGS.replica_jobs))
+    print("%-22s replicas 2 / replicas 1 throughput: %.2f (load average %.1f)" % (
+        name, rates[2] / rates[1], os.getloadavg()[0]))
+    sys.stdout.flush()
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -322,6 +369,8 @@ def main():
     ap.add_argument("--cores", type=int, default=8)
     ap.add_argument("--dispatch-cores", type=int, default=64)
     ap.add_argument("--phases", default="latency,sandboxed,dispatch,drain")
+    ap.add_argument("--replica-jobs", type=int, default=1000,
+                    help="jobs of the replicas phases (each run with replicas 1 and 2)")
     ap.add_argument("--rootless-user", default="",
                     help="run the sandboxing agent as this user (rootless sandboxes)")
     ap.add_argument("--rootless-agent", default="", help="its copy of cacheout-agent")
@@ -339,6 +388,10 @@ def main():
         phase_throughput(True)
     if "drain" in phases:
         phase_drain()
+    if "replicas" in phases:
+        phase_replicas(False)
+    if "replicas-dispatch" in phases:
+        phase_replicas(True)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@
 # BENCH_SCHED=0 to leave out the scheduling figures (bench_sched.py; BENCH_UNPLACEABLE, 10000),
 # BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent,
 # BENCH_LOOP_JOBS (500): jobs of the `xargs -P<cores> cacheout-run` loop run before and after the
-# sandboxed phase (its ratio is printed with the sandboxed figures).
+# sandboxed phase (its ratio is printed with the sandboxed figures), BENCH_REPLICAS=1 to add the
+# replicas figures (jobs/s with replicas 1 against 2, BENCH_REPLICA_JOBS jobs, default 1000).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../.." && pwd)}
@@ -24,6 +25,11 @@ for bin in "$build/coordinator/cacheout-coordinator" "$build/agent/cacheout-agen
     [ -x "$bin" ] || { echo "bench/e2e: missing $bin (build first)"; exit 1; }
 done
 python3 "$here/bench_e2e.py" "${args[@]}" --phases "${BENCH_PHASES:-latency,sandboxed,dispatch,drain}" || exit 1
+if [ "${BENCH_REPLICAS:-0}" = 1 ]; then
+    # The cost of verification: jobs/s with replicas 1 against 2 (two agents of two sellers).
+    python3 "$here/bench_e2e.py" "${args[@]}" --replica-jobs "${BENCH_REPLICA_JOBS:-1000}" \
+        --phases replicas,replicas-dispatch || exit 1
+fi
 if [ "${BENCH_ROOTLESS:-0}" = 1 ]; then
     # The sandboxed phases again with a rootless agent (tests/lib/rootless.sh prepares the user).
     # shellcheck source=../../tests/lib/rootless.sh

@@ -10,7 +10,7 @@ fail=0
 skip=0
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for part in store api agent dashboard cli; do
+for part in store api agent dashboard cli webhook; do
     script="$here/$part/run.sh"
     [ -x "$script" ] || continue
     parts=$((parts + 1))

@@ -2228,6 +2228,309 @@ def t_artifacts_limits(env):
           "job after the limits: %s %r" % (j["status"], lst))
 
 
+# ---------------------------------------------------------------------------------------------
+# replicas: verified results (API.md "Verified results, reputation, pricing")
+
+
+def micro(x):
+    """Credits (a JSON number) as integer micro-credits."""
+    return int(round(x * 1000000))
+
+
+def poll_seller(c, worker_id, user):
+    """A poll worker registered with its own user's sell key: its request headers."""
+    key, _ = seller(c, user)
+    hdr = bearer(key)
+    st, w = c.http("POST", "/api/v1/register", {"worker_id": worker_id, "cpu_cores": 2,
+                                                "ram_mb": 2048}, hdr)
+    check(st == 200 and w["owner_id"] == user, "register %s answered %s %r" % (worker_id, st, w))
+    return hdr
+
+
+def poll_take(c, wid, hdr, parent_id):
+    """Poll worker @wid takes a replica of @parent_id from /task: the replica's task."""
+    st, task = c.http("GET", "/api/v1/task?worker_id=" + wid, None, hdr)
+    check(st == 200, "task for %s answered %s: %r" % (wid, st, task))
+    rows = c.job(parent_id)["verification"]["results"]
+    check(task["job_id"] in [r["job_id"] for r in rows],
+          "%s got %s, not a replica of %s: %r" % (wid, task["job_id"], parent_id, rows))
+    return task
+
+
+def poll_finish(c, wid, hdr, task, stdout):
+    """Report @task of @wid run and completed with @stdout."""
+    for report in ({"status": "running"},
+                   {"status": "completed", "exit_code": 0, "stdout": stdout}):
+        st, body = c.http("POST", "/api/v1/status",
+                          dict(report, worker_id=wid, attempt=task["attempt"],
+                               job_id=task["job_id"]), hdr)
+        check(st == 200, "status %s of %s answered %s: %r" % (report["status"], wid, st, body))
+
+
+def replica_ledger(c, parent, buyer, owners):
+    """The money of replicated job @parent: (charge, refund, {owner: payout}) in micro-credits,
+    each at most one row; the replicas' payouts are on the replica job ids."""
+    child_ids = {r["job_id"] for r in parent["verification"]["results"]}
+    charges = ledger_rows(c, buyer, parent["job_id"], "charge")
+    refunds = ledger_rows(c, buyer, parent["job_id"], "refund")
+    check(len(charges) == 1 and len(refunds) <= 1,
+          "buyer rows: %d charges, %d refunds" % (len(charges), len(refunds)))
+    paid = {}
+    for o in owners:
+        rows = [r for r in c.ledger(o) if r["kind"] == "payout" and r["job_id"] in child_ids]
+        check(len(rows) <= 1, "%s paid %d times" % (o, len(rows)))
+        paid[o] = micro(rows[0]["amount"]) if rows else 0
+    charge = -micro(charges[0]["held"])
+    refund = micro(refunds[0]["amount"]) if refunds else 0
+    return charge, refund, paid
+
+
+def check_money(c, parent, buyer, units):
+    """Replicated job @parent settled as @units says: {owner: replica units paid}; the buyer
+    charged the payouts and refunded the rest of the hold, exactly."""
+    charge, refund, paid = replica_ledger(c, parent, buyer, list(units))
+    unit = micro(parent["cost"]) // parent["replicas"]
+    want = {o: n * unit for o, n in units.items()}
+    check(paid == want and charge == sum(want.values()) and
+          charge + refund == micro(parent["cost"]),
+          "charge %d refund %d paid %r, want paid %r (unit %d)" % (charge, refund, paid, want,
+                                                                  unit))
+
+
+def show_ledger(c, parent, buyer, owners):
+    """Log the replicated job's ledger rows (the report quotes one job's rows)."""
+    ids = {parent["job_id"]} | {r["job_id"] for r in parent["verification"]["results"]}
+    for u in [buyer] + list(owners):
+        for r in reversed(c.ledger(u)):
+            if r.get("job_id") in ids:
+                log("ledger %-12s %-7s job=%s amount=%s held=%s balance=%s note=%s" % (
+                    u, r["kind"], r["job_id"][:8], r["amount"], r["held"], r["balance"],
+                    r.get("note")))
+
+
+@case("replicas: bad values are 422 on the field; replicas 3 on three sellers' agents agree: "
+      "completed with their output, each seller paid the unit once, the buyer charged the hold")
+def t_replicas_agree(env):
+    c = env.coord
+    c.start()
+    for bad in (0, 6, "2", 1.5):
+        st, doc = c.admin("POST", "/api/v1/submit", {"title": "bad", "required_cores": 1,
+                                                     "required_ram_mb": 64, "command": "true",
+                                                     "buyer_id": "rb", "replicas": bad})
+        check(st == 422 and doc["error"].get("field") == "replicas",
+              "replicas %r answered %s %r" % (bad, st, doc))
+    owners = ["ra-own1", "ra-own2", "ra-own3"]
+    for i, o in enumerate(owners):
+        env.agent("ra-w%d" % (i + 1), 2, 2048, owner=o).start()
+    wait_connected(c, ["ra-w1", "ra-w2", "ra-w3"])
+    one = c.submit(title="unit", buyer_id="ra-buyer", command="echo one")
+    # A buyer capped at one running job still gets its replicas run (one at a time).
+    st, doc = c.admin("PATCH", "/api/v1/users/ra-buyer", {"limits": {"max_running_jobs": 1}})
+    check(st == 200, "limits answered %s %r" % (st, doc))
+    script = "echo agreed; mkdir -p out; echo art > out/r.txt\n"
+    j = c.submit(title="three", buyer_id="ra-buyer", command="sh run.sh", replicas=3,
+                 files={"run.sh": {"content": script}})
+    check(j["replicas"] == 3 and micro(j["cost"]) == 3 * micro(one["cost"]),
+          "hold %r is not 3 x %r" % (j["cost"], one["cost"]))
+    j = wait_jobs_final(c, [j["job_id"], one["job_id"]], 90)[0]
+    check(j["status"] == "completed", "ended %s/%s" % (j["status"], j["failure_reason"]))
+    v = j["verification"]
+    check(v["state"] == "agreed" and len(v["results"]) == 3 and
+          all(r["agrees"] for r in v["results"]), "verification %r" % v)
+    check(sorted(r["owner_id"] for r in v["results"]) == owners, "owners %r" % v["results"])
+    check(len({r["digest"] for r in v["results"]}) == 1, "digests differ")
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j["job_id"])
+    check(st == 200 and out["stdout"] == "agreed\n", "output %r" % (out,))
+    # The majority's artifacts are the job's (and are part of the digest).
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % j["job_id"])
+    check(st == 200 and [(x["path"], x["sha256"]) for x in lst] ==
+          [("r.txt", hashlib.sha256(b"art\n").hexdigest())], "artifacts %s %r" % (st, lst))
+    check_money(c, j, "ra-buyer", {o: 1 for o in owners})
+    unit = micro(one["cost"])
+    st, u = c.admin("GET", "/api/v1/credits/ra-buyer")
+    check(u["held"] == 0 and micro(u["credits"]) == micro(1000) - 4 * unit, "buyer %r" % (u,))
+    # The replicas are not listed as the buyer's jobs; a seller's worker lists its replica.
+    check(len(c.jobs(buyer_id="ra-buyer")) == 2, "the buyer's list shows the replicas")
+    check(len(c.jobs(worker_id="ra-w1")) >= 1, "worker ra-w1 lists no job")
+    show_ledger(c, j, "ra-buyer", owners)
+    c.invariant()
+
+
+@case("replicas: a cheating seller through the poll API posts a wrong stdout: the majority wins, "
+      "the cheater is not paid, its outcome is recorded as mismatch, the buyer refunded its share")
+def t_replicas_cheater(env):
+    c = env.coord
+    c.start()
+    hdr = poll_seller(c, "rc-cheat", "rc-mallory")
+    j = c.submit(title="cheat", buyer_id="rc-buyer", command="echo honest", replicas=3)
+    task = poll_take(c, "rc-cheat", hdr, j["job_id"])
+    # The same owner cannot take a second replica.
+    st, _ = c.http("GET", "/api/v1/task?worker_id=rc-cheat", None, hdr)
+    check(st == 204, "a second replica for the same owner answered %s" % st)
+    for i in (1, 2):
+        env.agent("rc-w%d" % i, 2, 2048, owner="rc-own%d" % i).start()
+    poll_finish(c, "rc-cheat", hdr, task, "forged\n")
+    j = wait_jobs_final(c, [j["job_id"]], 90)[0]
+    check(j["status"] == "completed", "ended %s/%s" % (j["status"], j["failure_reason"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j["job_id"])
+    check(out["stdout"] == "honest\n", "the job's output is %r" % out["stdout"])
+    by_owner = {r["owner_id"]: r for r in j["verification"]["results"]}
+    check(by_owner["rc-mallory"]["agrees"] is False and
+          by_owner["rc-mallory"]["outcome"] == "mismatch", "cheater row %r" % by_owner)
+    check(by_owner["rc-own1"]["agrees"] and by_owner["rc-own2"]["agrees"], "honest rows")
+    check_money(c, j, "rc-buyer", {"rc-mallory": 0, "rc-own1": 1, "rc-own2": 1})
+    show_ledger(c, j, "rc-buyer", ["rc-mallory", "rc-own1", "rc-own2"])
+
+
+@case("replicas: 2 that disagree start a tie-break on a third owner, which decides; the "
+      "tie-break is paid what the loser forfeited, the buyer pays the hold")
+def t_replicas_tiebreak(env):
+    c = env.coord
+    c.start()
+    hdrs = {w: poll_seller(c, w, "rt-" + w) for w in ("p1", "p2", "p3")}
+    j = c.submit(title="tie", buyer_id="rt-buyer", command="echo x", replicas=2)
+    t1 = poll_take(c, "p1", hdrs["p1"], j["job_id"])
+    t2 = poll_take(c, "p2", hdrs["p2"], j["job_id"])
+    st, _ = c.http("GET", "/api/v1/task?worker_id=p3", None, hdrs["p3"])
+    check(st == 204, "a third replica was given out before a tie: %s" % st)
+    poll_finish(c, "p1", hdrs["p1"], t1, "A\n")
+    poll_finish(c, "p2", hdrs["p2"], t2, "B\n")
+    # The tie-break never goes to an owner that ran one.
+    for w in ("p1", "p2"):
+        st, _ = c.http("GET", "/api/v1/task?worker_id=" + w, None, hdrs[w])
+        check(st == 204, "%s got the tie-break (%s)" % (w, st))
+    check(c.job(j["job_id"])["verification"]["state"] == "pending", "decided without tie-break")
+    t3 = poll_take(c, "p3", hdrs["p3"], j["job_id"])
+    poll_finish(c, "p3", hdrs["p3"], t3, "B\n")
+    j = c.job(j["job_id"])
+    check(j["status"] == "completed", "ended %s/%s" % (j["status"], j["failure_reason"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j["job_id"])
+    check(out["stdout"] == "B\n", "output %r" % out["stdout"])
+    tb = [r for r in j["verification"]["results"] if r["tiebreak"]]
+    check(len(tb) == 1 and tb[0]["owner_id"] == "rt-p3", "tie-break rows %r" % tb)
+    check_money(c, j, "rt-buyer", {"rt-p1": 0, "rt-p2": 1, "rt-p3": 1})
+
+
+@case("replicas: no majority even after 2 tie-breaks: failed/unverified, nobody paid, the hold "
+      "refunded exactly")
+def t_replicas_unverified(env):
+    c = env.coord
+    c.start()
+    ws = ("u1", "u2", "u3", "u4")
+    hdrs = {w: poll_seller(c, w, "ru-" + w) for w in ws}
+    j = c.submit(title="nomaj", buyer_id="ru-buyer", command="echo x", replicas=2)
+    tasks = {w: poll_take(c, w, hdrs[w], j["job_id"]) for w in ws[:2]}
+    for w in ws[:2]:
+        poll_finish(c, w, hdrs[w], tasks[w], "%s\n" % w)
+    for w in ws[2:]:  # each tie-break disagrees too
+        t = poll_take(c, w, hdrs[w], j["job_id"])
+        poll_finish(c, w, hdrs[w], t, "%s\n" % w)
+    j = c.job(j["job_id"])
+    check(j["status"] == "failed" and j["failure_reason"] == "unverified",
+          "ended %s/%s" % (j["status"], j["failure_reason"]))
+    check(j["verification"]["state"] == "unverified" and len(j["verification"]["results"]) == 4,
+          "verification %r" % j["verification"])
+    check_money(c, j, "ru-buyer", {"ru-" + w: 0 for w in ws})
+    st, u = c.admin("GET", "/api/v1/credits/ru-buyer")
+    check(u["held"] == 0 and micro(u["credits"]) == micro(1000), "buyer %r" % (u,))
+
+
+@case("replicas: a seller killed mid-replica: the replica runs again on another owner after the "
+      "lease, never on the killed one's; two payouts, the buyer charged once")
+def t_replicas_kill(env):
+    c = env.coord
+    c.start()
+    agents = {}
+    for i in (1, 2):
+        agents["rk-w%d" % i] = env.agent("rk-w%d" % i, 2, 2048, owner="rk-own%d" % i)
+        agents["rk-w%d" % i].start()
+    wait_connected(c, list(agents))
+    j = c.submit(title="kill", buyer_id="rk-buyer", replicas=2,
+                 command="python -c \"import time; time.sleep(4); print('done')\"")
+    jid = j["job_id"]
+
+    def both_running():
+        rows = c.job(jid)["verification"]["results"]
+        return len(rows) == 2 and all(started(c, r["job_id"]) for r in rows)
+    wait_until(both_running, 30, "both replicas started")
+    agents["rk-w1"].kill9()
+    agents["rk-w3"] = env.agent("rk-w3", 2, 2048, owner="rk-own3")
+    agents["rk-w3"].start()
+    j = wait_jobs_final(c, [jid], 90)[0]
+    check(j["status"] == "completed", "ended %s/%s" % (j["status"], j["failure_reason"]))
+    rows = j["verification"]["results"]
+    check(sorted(r["owner_id"] for r in rows) == ["rk-own2", "rk-own3"], "rows %r" % rows)
+    check_money(c, j, "rk-buyer", {"rk-own1": 0, "rk-own2": 1, "rk-own3": 1})
+
+
+@case("replicas: cancelling a replicated job stops its running replicas on the sellers' agents "
+      "and refunds the whole hold")
+def t_replicas_cancel(env):
+    c = env.coord
+    c.start()
+    for i in (1, 2):
+        env.agent("rx-w%d" % i, 2, 2048, owner="rx-own%d" % i).start()
+    wait_connected(c, ["rx-w1", "rx-w2"])
+    marker = "rx-%s" % uuid.uuid4().hex[:8]
+    j = c.submit(title="cancel", buyer_id="rx-buyer", replicas=2,
+                 command="python -c \"import time; time.sleep(60)\" %s" % marker)
+    jid = j["job_id"]
+
+    def both_running():
+        rows = c.job(jid)["verification"]["results"]
+        return len(rows) == 2 and all(started(c, r["job_id"]) for r in rows)
+    wait_until(both_running, 30, "both replicas started")
+    wait_until(lambda: proc_with_marker(marker), 10, "the replicas' processes")
+    st, doc = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
+    check(st == 200 and doc["status"] == "cancelled", "cancel answered %s %r" % (st, doc))
+    wait_until(lambda: not proc_with_marker(marker), 20, "the replicas' processes gone")
+    for r in c.job(jid)["verification"]["results"]:
+        check(c.job(r["job_id"])["status"] == "cancelled", "replica %r" % r)
+    check_money(c, c.job(jid), "rx-buyer", {"rx-own1": 0, "rx-own2": 0})
+
+
+@case("replicas: 3 with only 2 owners: accepted, the third replica waits with pending_reason "
+      "waiting_for_distinct_owner; replicas 5 with no seller at all too; cancel refunds exactly")
+def t_replicas_distinct(env):
+    c = env.coord
+    c.start()
+    big = c.submit(title="five", buyer_id="rd-buyer", command="echo x", replicas=5)
+    check(big["status"] == "pending", "replicas 5 with no seller: %r" % big["status"])
+    pr = c.job(big["job_id"])["pending_reason"]
+    check(pr and pr["code"] == "waiting_for_distinct_owner", "pending_reason %r" % pr)
+    hdrs = {w: poll_seller(c, w, "rd-" + w) for w in ("d1", "d2")}
+    j = c.submit(title="three", buyer_id="rd-buyer", command="echo x", replicas=3)
+    for w in ("d1", "d2"):
+        for parent in (j, big):
+            st, task = c.http("GET", "/api/v1/task?worker_id=" + w, None, hdrs[w])
+            check(st == 200, "%s took nothing: %s" % (w, st))
+        st, _ = c.http("GET", "/api/v1/task?worker_id=" + w, None, hdrs[w])
+        check(st == 204, "%s took a second replica of a job (%s)" % (w, st))
+    for parent in (j, big):
+        p = c.job(parent["job_id"])
+        check(p["status"] == "running", "status %r" % p["status"])
+        pr = p["pending_reason"]
+        check(pr and pr["code"] == "waiting_for_distinct_owner" and pr["message"],
+              "pending_reason %r" % pr)
+        check(sorted(r["owner_id"] for r in p["verification"]["results"]) == ["rd-d1", "rd-d2"],
+              "rows %r" % p["verification"]["results"])
+    c.invariant()
+    for parent in (j, big):
+        st, doc = c.admin("POST", "/api/v1/jobs/%s/cancel" % parent["job_id"])
+        check(st == 200 and doc["status"] == "cancelled", "cancel answered %s %r" % (st, doc))
+    st, u = c.admin("GET", "/api/v1/credits/rd-buyer")
+    check(u["held"] == 0 and micro(u["credits"]) == micro(1000), "buyer after cancel %r" % (u,))
+    for parent in (j, big):
+        p = c.job(parent["job_id"])
+        check(p["verification"]["state"] == "unverified", "cancelled: %r" % p["verification"])
+        for r in p["verification"]["results"]:
+            check(c.job(r["job_id"])["status"] == "cancelled" and r["outcome"] == "void",
+                  "replica %s after cancel: %r" % (r["job_id"], r))
+    # The replicas were cancelled with it: their reports are refused as stale.
+    st, _ = c.http("GET", "/api/v1/task?worker_id=d1", None, hdrs["d1"])
+    check(st == 204, "a cancelled job's replica was given out (%s)" % st)
+
+
 CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
          t_lost_job, t_lost_assign, t_result_journal,
          t_kill_coordinator, t_failover, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
@@ -2235,6 +2538,8 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
+CASES += [t_replicas_agree, t_replicas_cheater, t_replicas_tiebreak, t_replicas_unverified,
+          t_replicas_kill, t_replicas_cancel, t_replicas_distinct]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 

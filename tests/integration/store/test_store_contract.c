@@ -29,6 +29,7 @@
 #include "co_alloc.h"
 #include "co_time.h"
 #include "coord_store.h"
+#include "coord_webhook.h"
 #include "store_backend.h"
 
 #define CREDIT INT64_C(1000000)
@@ -1090,6 +1091,132 @@ t_output_attempts(void)
 }
 
 /* Idempotency keys: one reservation per key, the answer kept, expiry; retention purges. */
+/* Claim due callbacks of this run's jobs (others of an earlier run on the same database are
+ * recorded as delivered and not counted). */
+static int
+wh_claim(int64_t now, struct coord_webhook_due_list *out, size_t *mine)
+{
+    OK(coord_store_webhook_claim(S, now, now + 60000, 100, out, &E));
+    *mine = 0;
+    for (size_t i = 0; i < out->len; i++)
+        if (strncmp(out->items[i].job.job_id, run_tag, strlen(run_tag)) == 0)
+            (*mine)++;
+    return 0;
+}
+
+static int
+wh_record(const struct coord_webhook_due *d, const char *state, int code, int64_t next_at)
+{
+    struct coord_webhook_outcome o = {d->delivery_id,
+                                      d->job.job_id,
+                                      d->attempts + 1,
+                                      co_wall_ms(),
+                                      code,
+                                      code == 200 ? NULL : "HTTP 500",
+                                      7,
+                                      state,
+                                      0,
+                                      next_at};
+    OK(coord_store_webhook_record(S, &o, &E));
+    return 0;
+}
+
+/*
+ * Callbacks (0008): a job's callback is queued by every transaction that makes it final
+ * (completed, cancelled, failed on release, failed with its worker lost), not before; a claim
+ * leases its rows; records log attempts and retry or end the delivery.
+ */
+static int
+t_webhook_queue(void)
+{
+    const char *w = id("w"), *buyer = id("buyer");
+    const char *names[] = {id("done"), id("cancel"), id("lost"), id("release")};
+    int attempt;
+    OK(worker(w, NULL, 16, 16384));
+    for (int i = 0; i < 4; i++) {
+        struct coord_job j;
+        job_init(&j, names[i], buyer, CREDIT, 1, 100, 5);
+        j.max_attempts = 1;
+        j.callback_url = (char *)"http://hook.example/cb";
+        OK(coord_store_job_submit(S, &j, &E));
+    }
+    OK(submit(id("plain"), buyer, CREDIT, 1, 100, 5));
+    struct coord_webhook_due_list l;
+    size_t mine;
+    if (wh_claim(co_wall_ms(), &l, &mine) < 0)
+        return -1;
+    for (size_t i = 0; i < l.len; i++) /* an earlier run's leftovers */
+        if (strncmp(l.items[i].job.job_id, run_tag, strlen(run_tag)) != 0)
+            wh_record(&l.items[i], "delivered", 200, 0);
+    coord_webhook_due_list_release(&l);
+    CHECK_EQ(mine, 0); /* waiting: nothing is final yet */
+    struct coord_webhook_log log;
+    OK(coord_store_webhook_log(S, names[0], &log, &E));
+    CHECK(log.found && !strcmp(log.state, "waiting") && log.len == 0);
+    coord_webhook_log_release(&log);
+    OK(coord_store_webhook_log(S, id("plain"), &log, &E));
+    CHECK(!log.found);
+    coord_webhook_log_release(&log);
+
+    if (run_to_end(names[0], w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    struct coord_job cancelled;
+    OK(coord_store_job_cancel(S, names[1], &cancelled, NULL, &E));
+    coord_job_release(&cancelled);
+    OK(claim(names[2], w, &attempt));
+    char **ids = NULL;
+    size_t n = 0;
+    OK(claim(names[3], w, &attempt));
+    OK(coord_store_job_release(S, names[3], w, attempt, NULL, &E));
+    OK(coord_store_worker_release_jobs(S, w, &ids, &n, &E));
+    for (size_t i = 0; i < n; i++)
+        free(ids[i]);
+    free(ids);
+
+    int64_t now = co_wall_ms();
+    if (wh_claim(now, &l, &mine) < 0)
+        return -1;
+    CHECK_EQ(mine, 4);
+    CHECK_EQ(l.len, 4);
+    for (size_t i = 0; i < l.len; i++) {
+        const struct coord_webhook_due *d = &l.items[i];
+        CHECK(!strcmp(d->url, "http://hook.example/cb"));
+        CHECK_EQ(d->attempts, 0);
+        CHECK(!strcmp(d->job.buyer_id, buyer) && d->job.status != COORD_JOB_PENDING &&
+              d->job.completed_at > 0 && d->secret && !d->secret[0]);
+    }
+    /* Leased: not claimed again until the lease ends. */
+    struct coord_webhook_due_list again;
+    if (wh_claim(now + 1000, &again, &mine) < 0)
+        return -1;
+    coord_webhook_due_list_release(&again);
+    CHECK_EQ(mine, 0);
+    /* One fails and is due again at once; the others are delivered. */
+    char failed_job[CO_ID_MAX + 1];
+    co_strlcpy(failed_job, l.items[0].job.job_id, sizeof(failed_job));
+    for (size_t i = 0; i < l.len; i++)
+        if (wh_record(&l.items[i], i == 0 ? "pending" : "delivered", i == 0 ? 500 : 200, now) < 0)
+            return -1;
+    coord_webhook_due_list_release(&l);
+    OK(coord_store_webhook_secret_set(S, buyer, "s3cret", &E));
+    if (wh_claim(now + 1, &l, &mine) < 0)
+        return -1;
+    CHECK_EQ(mine, 1);
+    CHECK(!strcmp(l.items[0].job.job_id, failed_job) && l.items[0].attempts == 1 &&
+          !strcmp(l.items[0].secret, "s3cret"));
+    if (wh_record(&l.items[0], "failed", 500, 0) < 0)
+        return -1;
+    coord_webhook_due_list_release(&l);
+    OK(coord_store_webhook_log(S, failed_job, &log, &E));
+    int ok = log.found && !strcmp(log.state, "failed") && log.len == 2 &&
+             log.items[0].attempt == 1 && log.items[0].status_code == 500 &&
+             !strcmp(log.items[0].error, "HTTP 500") && log.items[1].attempt == 2 &&
+             log.done_at > 0 && log.attempts == 2;
+    coord_webhook_log_release(&log);
+    CHECK(ok);
+    return 0;
+}
+
 static int
 t_idempotency(void)
 {
@@ -2787,6 +2914,7 @@ main(void)
         {"pending_fit_and_requeue_free", t_pending_fit},
         {"batch_transaction", t_batch},
         {"idempotency_keys_and_purge", t_idempotency},
+        {"webhook_queue_claim_record", t_webhook_queue},
         {"grant", t_grant},
         {"ledger_order", t_ledger_order},
         {"health_counts", t_health},

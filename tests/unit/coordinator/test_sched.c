@@ -141,6 +141,33 @@ test_same_shape_ties(void **state)
     assert_int_equal(s[3]->free_cores, 2);
 }
 
+/* Replicas of one job go to different owners even among agents of one shape (the owner joins
+ * the placement classes when replicas are in the read). */
+static void
+test_replicas_other_owners(void **state)
+{
+    (void)state;
+    struct agent_sess *a = mk_sess("a", 4, 4096, NULL);
+    struct agent_sess *b = mk_sess("b", 4, 4096, NULL);
+    struct agent_sess *c = mk_sess("c", 4, 4096, NULL);
+    co_strlcpy(a->owner_id, "alice", sizeof(a->owner_id));
+    co_strlcpy(b->owner_id, "alice", sizeof(b->owner_id));
+    co_strlcpy(c->owner_id, "carol", sizeof(c->owner_id));
+    add_job("r1", 1, 512, NULL);
+    add_job("r2", 1, 512, NULL);
+    add_job("r3", 1, 512, NULL);
+    for (size_t i = 0; i < 3; i++)
+        co_strlcpy(jobs.items[i].parent_job_id, "parent", sizeof(jobs.items[i].parent_job_id));
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 2); /* two owners: the third replica waits */
+    assert_ptr_equal(p[0].s, a);
+    assert_ptr_equal(p[1].s, c);
+    for (size_t i = 0; i < jobs.len; i++) {
+        free(jobs.items[i].avoid_owners);
+        jobs.items[i].avoid_owners = NULL;
+    }
+}
+
 static void
 test_capacity_never_exceeded(void **state)
 {
@@ -346,6 +373,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_best_fit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_same_shape_ties, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_other_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_never_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservation_keeps_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfit_does_not_block, setup, teardown),
