@@ -360,6 +360,13 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
         goto fail;
     if (parse_images(cfg, co_config_str("AGENT_IMAGES", "default"), err) != 0)
         goto fail;
+    cfg->has_price = co_config_str("AGENT_PRICE_PER_CORE_SECOND", NULL) != NULL ||
+                     co_config_str("AGENT_PRICE_PER_GB_SECOND", NULL) != NULL;
+    if (co_config_credits("AGENT_PRICE_PER_CORE_SECOND", "0", INT64_MAX,
+                          &cfg->price_per_core_second, err) != 0 ||
+        co_config_credits("AGENT_PRICE_PER_GB_SECOND", "0", INT64_MAX, &cfg->price_per_gb_second,
+                          err) != 0)
+        goto fail;
 
     const char *root = co_config_str("AGENT_WORK_ROOT", NULL);
     if (root) {

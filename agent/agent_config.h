@@ -73,6 +73,11 @@ struct agent_config {
     bool bench_no_sandbox;       /* AGENT_BENCH_NO_SANDBOX: never run anything (benchmarks only) */
     enum co_log_level log_level; /* LOG_LEVEL, default INFO */
     char *log_file;              /* LOG_FILE, NULL when unset */
+    /* AGENT_PRICE_PER_CORE_SECOND / AGENT_PRICE_PER_GB_SECOND (credits): the seller's market
+     * prices, sent in the hello when either is set. */
+    bool has_price;
+    int64_t price_per_core_second; /* micro-credits */
+    int64_t price_per_gb_second;   /* micro-credits */
 };
 
 /** What the machine offers, as detected (or given by tests). */

@@ -761,6 +761,9 @@ write_hello(struct agent *a)
     h->images = a->cfg->images;
     h->n_images = a->cfg->n_images;
     h->agent_version = AGENT_VERSION_STRING;
+    h->has_price = a->cfg->has_price;
+    h->price_per_core_second = a->cfg->price_per_core_second;
+    h->price_per_gb_second = a->cfg->price_per_gb_second;
     size_t n = 0;
     for (struct job *j = a->jobs; j; j = j->next)
         n++;

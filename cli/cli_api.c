@@ -39,6 +39,33 @@ hint(long status)
     }
 }
 
+/* What the user can do about an API error code (API.md), when the status alone says too little. */
+static const char *
+code_hint(const char *code)
+{
+    static const struct {
+        const char *code, *hint;
+    } hints[] = {
+        {"bad_request", "the request was malformed (a bug in cacheout?)"},
+        {"bad_json", "the request was not valid JSON (a bug in cacheout?)"},
+        {"method_not_allowed", "this coordinator does not serve that request (an older version?)"},
+        {"quota_exceeded",
+         "too many pending jobs for this user: wait for some to finish or cancel some"},
+        {"rate_limited", "too many requests: slow down"},
+        {"idempotency_mismatch", "that Idempotency-Key was already used with another request"},
+        {"idempotency_in_progress",
+         "the first request with that Idempotency-Key is still running: try again"},
+        {"invariant_broken", "the coordinator's credit check failed: tell its operator"},
+        {"internal", "the coordinator failed: try again later, or tell its operator"},
+        {"unavailable", "the coordinator cannot serve now (database down?): try again later"},
+    };
+    for (size_t i = 0; code && i < CO_ARRAY_LEN(hints); i++) {
+        if (strcmp(code, hints[i].code) == 0)
+            return hints[i].hint;
+    }
+    return NULL;
+}
+
 static enum co_errcode
 code_of(long status)
 {
@@ -73,10 +100,12 @@ cli_api_error_message(long status, const char *body, size_t len, long retry_afte
     const char *field = json_string_value(json_object_get(e, "field"));
     struct co_buf b = CO_BUF_INIT;
 
+    const char *advice = code_hint(code) ? code_hint(code) : hint(status);
+
     co_buf_printf(&b, "HTTP %ld", status);
     if (code != NULL)
         co_buf_printf(&b, " %s", code);
-    co_buf_printf(&b, ": %s", msg && msg[0] ? msg : hint(status));
+    co_buf_printf(&b, ": %s", msg && msg[0] ? msg : advice);
     if (field != NULL && field[0] != '\0')
         co_buf_printf(&b, " (field '%s')", field);
     if (status == 429) {
@@ -85,8 +114,8 @@ cli_api_error_message(long status, const char *body, size_t len, long retry_afte
         else
             co_buf_puts(&b, "; retry later");
     }
-    if (msg && msg[0] && status != 422 && status != 429)
-        co_buf_printf(&b, " (%s)", hint(status));
+    if (msg && msg[0] && status != 422 && (status != 429 || code_hint(code) != NULL))
+        co_buf_printf(&b, " (%s)", advice);
     co_err_set(err, code_of(status), "%s", b.data);
     if (field != NULL)
         co_strlcpy(err->field, field, sizeof(err->field));

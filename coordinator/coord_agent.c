@@ -1157,6 +1157,10 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
     s->ram_mb = h->ram_mb;
     s->images = h->images;
     s->n_images = h->n_images;
+    /* Placement terms until the scheduler reads the stored ones: the hello's, the prior's. */
+    s->price.per_core_second = h->price_per_core_second;
+    s->price.per_gb_second = h->price_per_gb_second;
+    s->reputation = COORD_REPUTATION_PPM * 4 / 5;
     h->images = NULL;
     h->n_images = 0;
     /*
@@ -1181,6 +1185,10 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
     it->w.ram_mb = s->ram_mb;
     it->w.status = COORD_WORKER_IDLE;
     it->w.websocket = true;
+    /* The seller's prices (AGENT_PRICE_PER_*), when the agent sends them. */
+    it->w.has_price = h->has_price;
+    it->w.price.per_core_second = h->price_per_core_second;
+    it->w.price.per_gb_second = h->price_per_gb_second;
     it->running = h->running;
     it->n_running = h->n_running;
     h->running = NULL;
@@ -1420,6 +1428,11 @@ finish_work(struct coord_store *store, void *arg)
         /* Not the buyer's fault: the job goes back to the queue, the attempt is given back. */
         it->rc =
             coord_store_job_requeue_free(store, it->job_id, it->worker_id, it->attempt, &it->err);
+        /* It counts against the seller's reputation (best effort: the requeue stands). */
+        co_err oerr = CO_ERR_INIT;
+        if (it->rc == 0 && coord_store_outcome_record(store, it->worker_id, it->job_id,
+                                                      COORD_OUTCOME_REJECTED, &oerr) < 0)
+            co_warn("cannot record a rejection worker=%s error=\"%s\"", it->worker_id, oerr.msg);
         it->changed = it->rc == 0;
         it->requeued = it->changed;
         return;

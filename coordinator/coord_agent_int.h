@@ -107,6 +107,9 @@ struct agent_sess {
     /* Artifacts: chunk bytes waiting for the database; reading is paused above the cap. */
     size_t art_pending;
     bool rx_paused;
+    /* Placement terms from the store (each scheduler pass reads them; coord_price.h). */
+    struct coord_rate price; /* the seller's market prices for this worker */
+    int64_t reputation;      /* parts per million (coord_store_outcome_record) */
 };
 
 /* Bytes of artifact chunks an agent may have waiting for the database before its connection
@@ -256,14 +259,21 @@ struct sched_pick {
 };
 
 /**
- * Plan one pass over @jobs (pending, in scheduling order) without any I/O: for each job, the
- * welcomed session with room where it fits best (least leftover), reserving its capacity on that
- * session (an AJ_CLAIMING entry); a job that fits a session's total but not its free capacity
- * reserves the best such session for the rest of the pass; jobs held by a session already are
- * skipped.  Writes the placements to @picks (room for jobs->len) and returns their number.
+ * Plan one pass over @jobs (pending, in scheduling order) without any I/O: for each job, among
+ * the welcomed sessions with room that its terms allow (min_reputation; market: within its
+ * maximum price), the cheapest (market), then the best reputation, then where it fits best
+ * (least leftover), reserving its capacity on that session (an AJ_CLAIMING entry); a job that
+ * fits a session's total but not its free capacity reserves the best such session for the rest
+ * of the pass; jobs held by a session already are skipped.  Writes the placements to @picks
+ * (room for jobs->len) and returns their number.
  */
 size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                         struct sched_pick *picks);
+/*
+ * Copy each session's placement terms (price, reputation) from @terms (the store's read; sorted
+ * here by worker id), O(sessions x log terms) once per pass.
+ */
+void coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms);
 
 /**
  * Rebuild the fit of the pending read and the pending_reason board from the ready sessions,

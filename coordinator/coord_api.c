@@ -3,6 +3,7 @@
  * validate the body, call the store, and render the answer with co_jsonw.
  */
 #include "coord_api.h"
+#include "coord_api_price.h"
 #include "coord_reconcile.h"
 #include "coord_sched.h"
 
@@ -20,6 +21,7 @@
 #include "coord_artifact.h"
 #include "proto_files.h"
 #include "coord_idem.h"
+#include "coord_openapi.h"
 #include "coord_retention.h"
 #include "coord_verify.h"
 #include "coord_webhook.h"
@@ -79,9 +81,13 @@ static const struct route_def routes[] = {
     {"/jobs/", "/artifacts", GET, COORD_R_JOB_ARTIFACTS, COORD_AUTH_BUY, false, false, false, R},
     {"/jobs/", "/artifacts.tar.gz", GET, COORD_R_JOB_ARTIFACTS_TGZ, COORD_AUTH_BUY, false, false,
      false, R},
+    /* Pricing (coord_price.h): a seller's prices (its owner or an admin: handler), statements. */
+    {"/workers/", "", PATCH, COORD_R_WORKER_PATCH, COORD_AUTH_ANY, false, true, false, W},
+    {"/users/", "/statement", GET, COORD_R_STATEMENT, COORD_AUTH_ANY, true, false, false, R},
     {"/users/", "/webhook-secret", POST, COORD_R_WEBHOOK_SECRET, COORD_AUTH_ANY, true, false, true,
      W},
     {"/jobs/", "/deliveries", GET, COORD_R_JOB_DELIVERIES, COORD_AUTH_BUY, false, false, false, R},
+    {"/openapi.json", NULL, GET, COORD_R_OPENAPI, COORD_AUTH_NONE, false, false, false, R},
 };
 
 #undef GET
@@ -266,6 +272,18 @@ only_fields(struct coord_req *r, json_t *obj, const char *const *allowed)
     return 0;
 }
 
+json_t *
+coord_api_body_object(struct coord_req *r)
+{
+    return body_object(r);
+}
+
+int
+coord_api_only_fields(struct coord_req *r, json_t *obj, const char *const *allowed)
+{
+    return only_fields(r, obj, allowed);
+}
+
 /* Number of UTF-8 characters in @s (jansson guarantees valid UTF-8). */
 static size_t
 utf8_chars(const char *s, size_t len)
@@ -403,6 +421,7 @@ coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_cod
     co_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
     coord_sched_write_pending_reason(w, j);
     co_jsonw_kcredits(w, "cost", j->cost);
+    coord_api_write_job_price(w, j);
     co_jsonw_kint(w, "required_cores", j->required_cores);
     co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
     co_jsonw_kint(w, "priority", j->priority);
@@ -477,6 +496,7 @@ coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk, i
     co_jsonw_kstr(w, "status_reason", quarantined ? reason : NULL);
     co_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
     co_jsonw_kint(w, "running_jobs", wk->running_jobs);
+    coord_api_write_worker_price(w, wk);
     co_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
     co_jsonw_ktime(w, "created_at", wk->created_at);
     co_jsonw_ktime(w, "updated_at", wk->updated_at);
@@ -615,11 +635,8 @@ h_submit(struct coord_store *s, struct coord_req *r)
                         spec.buyer_id);
         goto out;
     }
-    if (co_credits_cost(spec.required_cores, spec.required_ram_mb, cfg->cost_per_core,
-                        cfg->cost_per_100mb_ram, &job.cost, &err) < 0) {
-        coord_req_error(r, 422, "invalid_field", "required_cores", "%s", err.msg);
+    if (coord_api_job_price(cfg, &spec, &job, r) < 0)
         goto out;
-    }
     /* replicas: the hold is replicas x the unit cost (coord_verify). */
     job.replicas = spec.replicas > 0 ? spec.replicas : 1;
     if (__builtin_mul_overflow(job.cost, (int64_t)job.replicas, &job.cost)) {
@@ -1072,8 +1089,9 @@ agent_check_worker(struct coord_store *s, struct coord_req *r, const char *worke
 static void
 h_register(struct coord_store *s, struct coord_req *r)
 {
-    static const char *const allowed[] = {"worker_id", "cpu_cores", "ram_mb",
-                                          "status",    "owner_id",  NULL};
+    static const char *const allowed[] = {
+        "worker_id",           "cpu_cores", "ram_mb", "status", "owner_id", "price_per_core_second",
+        "price_per_gb_second", NULL};
     json_t *root = body_object(r);
     if (!root)
         return;
@@ -1102,6 +1120,8 @@ h_register(struct coord_store *s, struct coord_req *r)
     wk.ram_mb = ram;
     wk.status = (enum coord_worker_status)st;
     wk.websocket = false;
+    if (coord_api_read_price(r, root, false, &wk.price, &wk.has_price) < 0)
+        goto out;
     if (coord_store_worker_upsert(s, &wk, &out, &err) < 0) {
         if (err.code == CO_E_LIMIT)
             co_err_set(&err, CO_E_LIMIT,
@@ -2069,6 +2089,12 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
     case COORD_R_LEDGER:
         h_ledger(store, r);
         break;
+    case COORD_R_WORKER_PATCH:
+        coord_api_worker_patch(store, r);
+        break;
+    case COORD_R_STATEMENT:
+        coord_api_statement(store, r);
+        break;
     case COORD_R_HEALTH:
     case COORD_R_METRICS:
         h_health(store, r);
@@ -2105,6 +2131,9 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
         break;
     case COORD_R_DEBUG_RETENTION:
         h_retention(store, r);
+        break;
+    case COORD_R_OPENAPI:
+        coord_openapi_render(r);
         break;
     case COORD_R_JOB_ARTIFACTS:
         h_job_artifacts(store, r);

@@ -12,7 +12,9 @@
 #include "coord_artifact.h"
 #include "coord_dash.h"
 #include "coord_limits.h"
+#include "coord_price.h"
 #include "proto_files.h"
+#include "proto_job.h"
 
 /* A string setting, NULL when unset or empty. */
 static char *
@@ -143,6 +145,32 @@ cfg_check_admin_token(const struct coord_config *cfg, co_err *err)
     return 0;
 }
 
+/*
+ * PRICING and its prices: metered prices whose hold for the largest job (MAX_JOB_CORES,
+ * MAX_JOB_RAM_MB, the longest timeout_seconds) overflows int64 stop the start.
+ */
+static int
+cfg_load_pricing(struct coord_config *cfg, co_err *err)
+{
+    const char *mode = co_config_str("PRICING", "flat");
+    cfg->pricing = coord_pricing_parse(mode);
+    if (cfg->pricing < 0)
+        return co_err_field(err, CO_E_INVAL, "PRICING",
+                            "invalid PRICING '%s': one of flat, metered, market", mode);
+    if (co_config_credits("PRICE_PER_CORE_SECOND", "0.0001", INT64_MAX, &cfg->price_per_core_second,
+                          err) < 0 ||
+        co_config_credits("PRICE_PER_GB_SECOND", "0.00005", INT64_MAX, &cfg->price_per_gb_second,
+                          err) < 0 ||
+        co_config_int("PLATFORM_FEE_PERCENT", 0, 0, 100, &cfg->platform_fee_percent, err) < 0)
+        return -1;
+    struct coord_rate rate = {cfg->price_per_core_second, cfg->price_per_gb_second};
+    if (cfg->pricing == COORD_PRICING_METERED &&
+        coord_price_check_rate(&rate, cfg->max_job_cores, cfg->max_job_ram_mb, PROTO_TIMEOUT_MAX,
+                               "PRICE_PER_CORE_SECOND", "PRICE_PER_GB_SECOND", err) < 0)
+        return -1;
+    return 0;
+}
+
 int
 coord_config_load(struct coord_config *cfg, co_err *err)
 {
@@ -194,6 +222,7 @@ coord_config_load(struct coord_config *cfg, co_err *err)
         goto fail;
     }
     cfg->log_file = cfg_strdup_or_null("LOG_FILE");
+    cfg->record_answers = cfg_strdup_or_null("RECORD_ANSWERS");
     if (cfg_parse_cors(cfg, err) < 0)
         goto fail;
     if (co_config_size("MAX_BODY_BYTES", INT64_C(16) << 20, 1024, INT64_C(64) << 20,
@@ -248,7 +277,8 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     }
     if (co_config_bool("OPEN_REGISTRATION", false, &cfg->open_registration, err) < 0)
         goto fail;
-    if (cfg_load_tls(cfg, err) < 0 || cfg_load_webhook(cfg, err) < 0)
+    if (cfg_load_tls(cfg, err) < 0 || cfg_load_pricing(cfg, err) < 0 ||
+        cfg_load_webhook(cfg, err) < 0)
         goto fail;
     cfg->frontend_dir = cfg_frontend_dir();
     /* Unset: the migrations compiled into the binary (store_migrations.h). */
@@ -267,6 +297,7 @@ coord_config_release(struct coord_config *cfg)
     free(cfg->agent_token);
     free(cfg->database_url);
     free(cfg->log_file);
+    free(cfg->record_answers);
     free(cfg->frontend_dir);
     free(cfg->sql_dir);
     free(cfg->tls_cert_file);

@@ -63,6 +63,13 @@ struct coord_config {
     int64_t retention_days;             /* RETENTION_DAYS, default 30 */
     int64_t retention_interval_seconds; /* RETENTION_INTERVAL_SECONDS, default 3600 */
     int64_t retention_batch;            /* RETENTION_BATCH: rows per transaction, default 500 */
+    /* Pricing (coord_price.h; API.md "Verified results, reputation, pricing"). */
+    int pricing;                   /* PRICING: enum coord_pricing, default flat */
+    int64_t price_per_core_second; /* PRICE_PER_CORE_SECOND (metered), micro-credits */
+    int64_t price_per_gb_second;   /* PRICE_PER_GB_SECOND (metered), micro-credits */
+    int64_t platform_fee_percent;  /* PLATFORM_FEE_PERCENT of each payout, 0-100, default 0 */
+    /* Debugging: RECORD_ANSWERS=<file> appends every REST answer as a JSON line (coord_openapi). */
+    char *record_answers;
     /* Completion callbacks (coord_webhook.c). */
     bool webhook_allow_private;      /* WEBHOOK_ALLOW_PRIVATE: private targets allowed, false */
     int64_t webhook_timeout_seconds; /* WEBHOOK_TIMEOUT_SECONDS: per attempt, default 10 */

@@ -10,6 +10,7 @@
 #include "co_time.h"
 #include "coord_agent.h"
 #include "coord_api.h"
+#include "coord_api_price.h"
 #include "co_jsonw.h"
 #include "coord_server.h"
 #include "coord_ws_common.h"
@@ -900,6 +901,7 @@ pricing(struct coord_dash *d, struct co_buf *out)
     co_jsonw_obj_begin(&w);
     co_jsonw_kcredits(&w, "cost_per_core", cfg->cost_per_core);
     co_jsonw_kcredits(&w, "cost_per_100mb_ram", cfg->cost_per_100mb_ram);
+    coord_api_write_pricing_settings(&w, cfg);
     co_jsonw_key(&w, "max_job_cores");
     if (cfg->max_job_cores > 0)
         co_jsonw_int(&w, cfg->max_job_cores);

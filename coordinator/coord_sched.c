@@ -8,6 +8,7 @@
 
 #include "co_alloc.h"
 #include "co_buf.h"
+#include "co_credits.h"
 #include "co_jsonw.h"
 #include "co_log.h"
 #include "co_time.h"
@@ -56,6 +57,7 @@ struct pass_item {
     co_err err;
     struct coord_job_list jobs;
     struct coord_buyer_cap_list caps; /* buyers with a max_running_jobs */
+    struct coord_worker_list terms;   /* prices and reputation of the workers not offline */
 };
 
 /* One claim. */
@@ -143,6 +145,11 @@ pending_work(struct coord_store *store, void *arg)
                                                 &it->jobs, &it->caps, &it->err);
     if (it->rc == 0)
         it->rc = coord_verify_load_avoid(store, &it->jobs, &it->err); /* replicas' owners */
+    if (it->rc == 0 && coord_store_worker_terms(store, &it->terms, &it->err) < 0) {
+        /* Placement goes on with the terms the sessions had. */
+        co_warn("scheduler cannot read worker prices and reputation error=\"%s\"", it->err.msg);
+        it->terms.len = 0;
+    }
 }
 
 static void
@@ -235,6 +242,53 @@ leftover(int64_t have_c, int64_t have_r, int64_t cores, int64_t ram, int64_t tot
            (double)(have_r - ram) / (double)(tot_r > 0 ? tot_r : 1);
 }
 
+/* The job's buyer accepts @s: its reputation, and in market pricing its price. */
+static bool
+sched_terms_allow(const struct agent_sess *s, const struct coord_job *job)
+{
+    if (s->reputation < job->min_reputation)
+        return false;
+    return job->pricing != COORD_PRICING_MARKET || coord_rate_within(&s->price, &job->max_rate);
+}
+
+/* Placement order before fit: market price (cheapest first), then reputation (highest first). */
+static int
+sched_terms_cmp(const struct agent_sess *a, const struct agent_sess *b, const struct coord_job *job)
+{
+    if (job->pricing == COORD_PRICING_MARKET) {
+        int c = coord_rate_cmp(&a->price, &b->price, job->required_cores, job->required_ram_mb);
+        if (c != 0)
+            return c;
+    }
+    return (a->reputation < b->reputation) - (a->reputation > b->reputation);
+}
+
+static int
+terms_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct coord_worker *)a)->worker_id,
+                  ((const struct coord_worker *)b)->worker_id);
+}
+
+void
+coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms)
+{
+    if (terms->len == 0)
+        return;
+    qsort(terms->items, terms->len, sizeof(*terms->items), terms_cmp);
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *s = hub->sess[i];
+        struct coord_worker key;
+        co_strlcpy(key.worker_id, s->worker_id, sizeof(key.worker_id));
+        const struct coord_worker *t =
+            bsearch(&key, terms->items, terms->len, sizeof(*terms->items), terms_cmp);
+        if (t) {
+            s->price = t->price;
+            s->reputation = t->reputation;
+        }
+    }
+}
+
 /* Queue the store claim of @job for @s, whose capacity coord_sched_plan() reserved already. */
 static void
 sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job *job)
@@ -252,11 +306,12 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
 
 /*
  * Placement classes.  Open sessions that no job can tell apart (same total and free cores and
- * RAM, same images) form one class; a class keeps its sessions' positions in hub->sess in a
- * min-heap.  A pass then costs O(sessions) to build the classes plus O(jobs x classes) to place,
- * instead of O(jobs x sessions), and chooses exactly as a scan of every session would: the
- * least leftover, ties to the session that comes first in hub->sess.  A placed session moves to
- * the class of its new free capacity; a reserved one leaves the pass.
+ * RAM, same images, same placement terms: prices and reputation) form one class; a class keeps its
+ * sessions' positions in hub->sess in a min-heap.  A pass then costs O(sessions) to build the
+ * classes plus O(jobs x classes) to place, instead of O(jobs x sessions), and chooses exactly as a
+ * scan of every session would: the best terms (sched_terms_cmp), then the least leftover, ties
+ * to the session that comes first in hub->sess.  A placed session moves to the class of its new
+ * free capacity; a reserved one leaves the pass.
  */
 struct pclass {
     struct agent_sess rep; /* a shallow copy of its first member as it was then: the shape */
@@ -294,7 +349,13 @@ sess_owner(const struct agent_sess *s)
 static uint64_t
 shape_hash(const struct agent_sess *s, bool by_owner)
 {
-    int64_t v[4] = {s->cores, s->ram_mb, s->free_cores, s->free_ram_mb};
+    int64_t v[7] = {s->cores,
+                    s->ram_mb,
+                    s->free_cores,
+                    s->free_ram_mb,
+                    s->reputation,
+                    s->price.per_core_second,
+                    s->price.per_gb_second};
     uint64_t h = fnv(14695981039346656037ULL, v, sizeof(v));
     for (size_t k = 0; k < s->n_images; k++)
         h = fnv(h, s->images[k], strlen(s->images[k]) + 1);
@@ -308,6 +369,8 @@ shape_eq(const struct agent_sess *a, const struct agent_sess *b, bool by_owner)
 {
     if (a->cores != b->cores || a->ram_mb != b->ram_mb || a->free_cores != b->free_cores ||
         a->free_ram_mb != b->free_ram_mb || a->n_images != b->n_images ||
+        a->reputation != b->reputation || a->price.per_core_second != b->price.per_core_second ||
+        a->price.per_gb_second != b->price.per_gb_second ||
         (by_owner && strcmp(sess_owner(a), sess_owner(b)) != 0))
         return false;
     for (size_t k = 0; k < a->n_images; k++) {
@@ -409,12 +472,15 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
             struct pclass *c = &pc.c[ci];
             const struct agent_sess *s = &c->rep;
             if (c->n == 0 || s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
-                !agent_sess_has_image(s, image) || !coord_verify_owner_ok(job, sess_owner(s)))
+                !agent_sess_has_image(s, image) || !sched_terms_allow(s, job) ||
+                !coord_verify_owner_ok(job, sess_owner(s)))
                 continue;
             if (s->free_cores >= job->required_cores && s->free_ram_mb >= job->required_ram_mb) {
                 double l = leftover(s->free_cores, s->free_ram_mb, job->required_cores,
                                     job->required_ram_mb, s->cores, s->ram_mb);
-                if (!best || l < best_left || (l == best_left && c->heap[0] < best->heap[0])) {
+                int order = best ? sched_terms_cmp(s, &best->rep, job) : -1;
+                if (order < 0 || (order == 0 && (l < best_left ||
+                                                 (l == best_left && c->heap[0] < best->heap[0])))) {
                     best = c;
                     best_left = l;
                 }
@@ -620,6 +686,8 @@ pass_done(void *arg)
     }
     size_t read = it->jobs.len;
     int64_t t0 = co_mono_ns();
+    coord_sched_apply_terms(hub, &it->terms);
+    coord_sched_refresh(sc); /* the board shows the terms just read */
     sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
     coord_metrics_agent_loop(hub->metrics, t0);
@@ -629,6 +697,7 @@ pass_done(void *arg)
     }
 out:
     coord_job_list_release(&it->jobs);
+    coord_worker_list_release(&it->terms);
     free(it->images_json);
     free(it->caps.items);
     free(it);
@@ -639,6 +708,8 @@ out:
 struct board_agent {
     char worker_id[CO_ID_MAX + 1];
     int64_t cores, ram_mb;
+    struct coord_rate price;
+    int64_t reputation;
     char **images;
     size_t n_images;
 };
@@ -678,6 +749,8 @@ board_publish(struct coord_agents *hub)
         co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
         a->cores = s->cores;
         a->ram_mb = s->ram_mb;
+        a->price = s->price;
+        a->reputation = s->reputation;
         a->n_images = s->n_images ? s->n_images : 1;
         a->images = co_xcalloc(a->n_images, sizeof(*a->images));
         for (size_t k = 0; k < a->n_images; k++)
@@ -711,8 +784,8 @@ coord_sched_refresh(struct coord_sched *sc)
 {
     struct coord_agents *hub = sc->hub;
     /*
-     * The signature is a hash of the open sessions' serials and sizes (a session's images are
-     * fixed at its hello): a few nanoseconds per agent, where the text it replaced cost a
+     * The signature is a hash of the open sessions' serials, sizes and terms (a session's images
+     * are fixed at its hello): a few nanoseconds per agent, where the text it replaced cost a
      * formatted line per agent on every pass.
      */
     uint64_t sig = 14695981039346656037ULL;
@@ -721,7 +794,8 @@ coord_sched_refresh(struct coord_sched *sc)
         const struct agent_sess *s = hub->sess[i];
         if (!sess_open(s))
             continue;
-        int64_t v[3] = {(int64_t)s->serial, s->cores, s->ram_mb};
+        int64_t v[6] = {(int64_t)s->serial,     s->cores,     s->ram_mb, s->price.per_core_second,
+                        s->price.per_gb_second, s->reputation};
         sig = fnv(sig, v, sizeof(v));
         n_open++;
     }
@@ -781,15 +855,24 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
     const char *code;
     struct co_buf msg = CO_BUF_INIT;
     pthread_mutex_lock(&board_mu);
-    const struct board_agent *largest = NULL;
-    bool image_seen = false, fits = false;
+    const struct board_agent *largest = NULL, *cheapest = NULL;
+    bool image_seen = false, fits = false, priced = false, reputed = false;
     for (size_t i = 0; i < board_n; i++) {
         const struct board_agent *a = &board[i];
         if (!board_has_image(a, image))
             continue;
         image_seen = true;
-        if (a->cores >= j->required_cores && a->ram_mb >= j->required_ram_mb)
+        if (a->cores >= j->required_cores && a->ram_mb >= j->required_ram_mb) {
             fits = true;
+            if (a->reputation >= j->min_reputation) {
+                reputed = true;
+                if (!cheapest || coord_rate_cmp(&a->price, &cheapest->price, j->required_cores,
+                                                j->required_ram_mb) < 0)
+                    cheapest = a;
+                if (coord_rate_within(&a->price, &j->max_rate))
+                    priced = true;
+            }
+        }
         if (!largest || a->cores > largest->cores ||
             (a->cores == largest->cores && a->ram_mb > largest->ram_mb))
             largest = a;
@@ -807,6 +890,23 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
                       "the image '%s' is %s (%lld cores, %lld MB)",
                       (long long)j->required_cores, (long long)j->required_ram_mb, image,
                       largest->worker_id, (long long)largest->cores, (long long)largest->ram_mb);
+    } else if (!reputed) {
+        code = "no_agent_with_reputation";
+        co_buf_printf(&msg, "no connected agent that fits has a reputation of at least %.6g",
+                      (double)j->min_reputation / 1e6);
+    } else if (j->pricing == COORD_PRICING_MARKET && !priced) {
+        char c[CO_CREDITS_STRLEN], g[CO_CREDITS_STRLEN], mc[CO_CREDITS_STRLEN],
+            mg[CO_CREDITS_STRLEN];
+        co_credits_format(cheapest->price.per_core_second, c);
+        co_credits_format(cheapest->price.per_gb_second, g);
+        co_credits_format(j->max_rate.per_core_second, mc);
+        co_credits_format(j->max_rate.per_gb_second, mg);
+        code = "no_agent_within_price";
+        co_buf_printf(&msg,
+                      "no fitting agent is within the maximum price (%s per core-second, %s per "
+                      "GB-second); the cheapest fitting agent is %s at %s per core-second and %s "
+                      "per GB-second",
+                      mc, mg, cheapest->worker_id, c, g);
     } else {
         code = "waiting_for_capacity";
         co_buf_printf(&msg,

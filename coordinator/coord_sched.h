@@ -43,7 +43,9 @@ uint64_t coord_sched_passes(const struct coord_sched *sc);
 /**
  * Write "pending_reason": null unless @j is pending, else {"code","message"}: no_agents,
  * no_agent_with_image, exceeds_largest_agent (naming the largest connected agent with the
- * image), or waiting_for_capacity.  Any thread.
+ * image), no_agent_with_reputation (none that fits has min_reputation), no_agent_within_price
+ * (PRICING=market: naming the cheapest fitting agent and its prices), or waiting_for_capacity.
+ * Any thread.
  */
 void coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j);
 

@@ -27,6 +27,7 @@
 #include "coord_agent_ws.h"
 #include "coord_api.h"
 #include "coord_idem.h"
+#include "coord_openapi.h"
 #include "coord_retention.h"
 #include "coord_webhook.h"
 #include "coord_dash_evloop.h"
@@ -195,6 +196,8 @@ req_log(struct coord_req *r)
 {
     struct coord_server *srv = r->srv;
     coord_metrics_http(&srv->metrics, r->status);
+    if (srv->rec)
+        coord_openapi_rec_answer(srv->rec, r);
     if (co_log_enabled(CO_LOG_INFO)) {
         int64_t us = (co_mono_ns() - r->t0_ns) / 1000;
         co_info("http request method=%s path=%s status=%d duration_ms=%" PRId64 ".%03" PRId64,
@@ -898,6 +901,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
     copy_arg(wsi, "buyer_id", r->q_buyer, sizeof(r->q_buyer), &r->has_buyer);
     copy_arg(wsi, "worker_id", r->q_worker, sizeof(r->q_worker), &r->has_worker);
     copy_arg(wsi, "limit", r->q_limit, sizeof(r->q_limit), &r->has_limit);
+    copy_arg(wsi, "days", r->q_days, sizeof(r->q_days), &r->has_days);
     copy_arg(wsi, "offset", r->q_offset, sizeof(r->q_offset), &r->has_offset);
 
     /* Bodies. */
@@ -1081,6 +1085,14 @@ int
 coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char *backend,
                  volatile sig_atomic_t *stop_flag, co_err *err)
 {
+    struct coord_openapi_rec *rec = NULL;
+    if (cfg->record_answers) {
+        rec = coord_openapi_rec_open(cfg->record_answers, err);
+        if (!rec)
+            return -1;
+        co_warn("RECORD_ANSWERS is set: every REST answer is appended to '%s' (debugging only)",
+                cfg->record_answers);
+    }
     struct coord_server *srv = co_xcalloc(1, sizeof(*srv));
     srv->cfg = cfg;
     srv->db = db;
@@ -1088,6 +1100,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     srv->events = coord_events_new();
     srv->auth_cache = coord_auth_cache_new();
     srv->limits = coord_limits_new(cfg->auth_failures_per_minute);
+    srv->rec = rec;
     srv->stop_flag = stop_flag;
     srv->started_mono_ms = co_mono_ms();
     coord_metrics_init(&srv->metrics);
@@ -1265,6 +1278,7 @@ out:
     coord_events_free(srv->events);
     coord_auth_cache_free(srv->auth_cache);
     coord_limits_free(srv->limits);
+    coord_openapi_rec_free(srv->rec);
     free(srv);
     return rc;
 }

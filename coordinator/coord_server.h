@@ -56,8 +56,11 @@ enum coord_route {
     COORD_R_JOB_ARTIFACTS,     /* GET /jobs/{id}/artifacts */
     COORD_R_JOB_ARTIFACTS_TGZ, /* GET /jobs/{id}/artifacts.tar.gz */
     COORD_R_JOB_ARTIFACT,      /* GET /jobs/{id}/artifacts/{path} */
+    COORD_R_WORKER_PATCH,      /* PATCH /workers/{id}: a seller's prices */
+    COORD_R_STATEMENT,         /* GET /users/{id}/statement?days= */
     COORD_R_WEBHOOK_SECRET,    /* POST /users/{id}/webhook-secret */
     COORD_R_JOB_DELIVERIES,    /* GET /jobs/{id}/deliveries */
+    COORD_R_OPENAPI,           /* GET /openapi.json (coord_openapi) */
     COORD_R_COUNT
 };
 
@@ -90,6 +93,8 @@ struct coord_req {
     /* Query arguments the API knows (URL-decoded, "" when absent; has_* tells presence). */
     char q_status[32], q_buyer[CO_ID_MAX + 2], q_worker[CO_ID_MAX + 2], q_limit[24], q_offset[24];
     bool has_status, has_buyer, has_worker, has_limit, has_offset;
+    char q_days[24];
+    bool has_days;
     struct co_buf body;
     int64_t content_length; /* -1 when absent */
     /* Idempotency-Key of a POST ("" when absent); who presented it is @principal (coord_idem). */
@@ -137,6 +142,7 @@ struct coord_server {
     struct coord_events *events;         /* owned */
     struct coord_auth_cache *auth_cache; /* owned; positive key lookups (lws thread) */
     struct coord_limits *limits;         /* owned; submit buckets, failed-auth throttle */
+    struct coord_openapi_rec *rec;       /* owned; RECORD_ANSWERS log, NULL when unset */
     struct coord_metrics metrics;
     struct lws_context *ctx;
     const char *backend; /* "sqlite" or "postgres" */

@@ -28,6 +28,7 @@
 
 #include "co_err.h"
 #include "co_id.h"
+#include "coord_price.h"
 
 enum coord_job_status {
     COORD_JOB_PENDING = 0,
@@ -104,6 +105,13 @@ struct coord_job {
     bool has_usage;
     struct coord_usage usage;
     int64_t created_at, assigned_at, started_at, completed_at; /* ms, 0 = null */
+    /* Pricing (migration 0011, coord_price.h). */
+    enum coord_pricing pricing; /* decided at submit */
+    struct coord_rate rate;     /* metered: the prices at submit; market: the seller's, at claim */
+    struct coord_rate max_rate; /* market: the buyer's maximum */
+    int64_t min_reputation;     /* parts per million, 0-1000000 */
+    bool has_charged;           /* settled */
+    int64_t charged;            /* what the buyer paid, once settled */
     /* Replicas (coord_verify.h). */
     int replicas;                      /* 1-5; > 1: a replicated (parent) job */
     char parent_job_id[CO_ID_MAX + 1]; /* a replica's parent job, "" otherwise */
@@ -144,6 +152,11 @@ struct coord_worker {
     enum coord_worker_status status; /* as stored; callers derive offline from last_heartbeat */
     bool websocket;                  /* connection kind: websocket or http (poll) */
     int64_t last_heartbeat, created_at, updated_at;
+    /* Market prices and reputation (migration 0011). */
+    bool has_price;           /* upsert: set price (else the stored price stays) */
+    struct coord_rate price;  /* the seller's prices for this worker */
+    int64_t reputation;       /* parts per million (coord_store_outcome_record) */
+    int64_t owner_reputation; /* the owner's, over all its workers */
 };
 
 struct coord_worker_list {
@@ -165,6 +178,7 @@ enum coord_ledger_kind {
     COORD_LEDGER_CHARGE,    /* settlement: held of the buyer -> ... */
     COORD_LEDGER_PAYOUT,    /* ... -> credits of the worker's owner */
     COORD_LEDGER_REFUND,    /* held of the buyer -> credits of the buyer */
+    COORD_LEDGER_FEE,       /* ... -> credits of the platform (PLATFORM_FEE_PERCENT) */
     COORD_LEDGER_KIND_COUNT
 };
 const char *coord_ledger_kind_name(enum coord_ledger_kind k);
@@ -203,6 +217,8 @@ struct coord_store_config {
     int64_t worker_timeout_ms; /* WORKER_TIMEOUT_SECONDS * 1000 */
     int64_t max_workers;       /* MAX_WORKERS */
     int64_t output_cap_bytes;  /* per stream, default 1 MiB */
+    int64_t fee_percent;       /* PLATFORM_FEE_PERCENT of each payout */
+    const char *fee_user;      /* who receives fees; NULL = "platform" */
 };
 
 struct coord_store;
@@ -547,11 +563,74 @@ int coord_store_ledger_list(struct coord_store *s, const char *user_id, int64_t 
 
 /**
  * Check the money invariant: sum(credits) + sum(held) == sum of grant rows, each user's credits
- * and held equal the sums of its ledger rows, held equals the cost of its unsettled jobs, and
- * every finished job has exactly one settlement (charge or refund).  Returns 0 if it holds,
- * CO_E_INTERNAL with the figures if not.
+ * and held equal the sums of its ledger rows, held equals the cost of its unsettled jobs, every
+ * finished job is settled (a charge, a refund or both, which together release exactly its hold,
+ * and its payout plus fee equal its charge; `charged` equals its charge), and no unsettled job
+ * has a settlement row.  Returns 0 if it holds, CO_E_INTERNAL with the figures if not.
  */
 int coord_store_check_invariant(struct coord_store *s, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- reputation, prices, statements (migration 0011) ---- */
+
+/*
+ * Reputation, computed by SQL in the store so that every coordinator agrees: over the worker's
+ * (or the owner's) last COORD_REPUTATION_WINDOW outcomes, with a Beta(4, 1) prior,
+ *     score = (4 + completed) / (5 + outcomes)      in parts per million, rounded down
+ * so a newcomer has 0.8, and every lost, timed-out, rejected or mismatched attempt lowers it.
+ */
+#define COORD_REPUTATION_WINDOW 50
+#define COORD_REPUTATION_PPM INT64_C(1000000)
+
+enum coord_outcome {
+    COORD_OUTCOME_COMPLETED = 0, /* ran to its end (completed, or the buyer's code failed) */
+    COORD_OUTCOME_LOST,          /* the worker went away with it */
+    COORD_OUTCOME_TIMEOUT,       /* ran past timeout_seconds */
+    COORD_OUTCOME_REJECTED,      /* the agent refused it or its sandbox could not start */
+    COORD_OUTCOME_MISMATCH,      /* a replica result that disagreed with the majority */
+    COORD_OUTCOME_COUNT
+};
+const char *coord_outcome_name(enum coord_outcome o);
+
+/**
+ * Record an outcome of @worker_id (owner as stored) for @job_id (may be NULL) and recompute the
+ * worker's score in the same transaction (inside a batch or alone).  An unknown worker:
+ * CO_E_NOTFOUND.
+ */
+int coord_store_outcome_record(struct coord_store *s, const char *worker_id, const char *job_id,
+                               enum coord_outcome o, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** Set a worker's market prices.  CO_E_NOTFOUND if unknown; @out (optional): the row after. */
+int coord_store_worker_set_price(struct coord_store *s, const char *worker_id,
+                                 const struct coord_rate *price, struct coord_worker *out,
+                                 co_err *err) __attribute__((warn_unused_result));
+
+/**
+ * The workers not stored offline, by worker_id, with only worker_id, owner_id, price and
+ * reputation filled (the scheduler's read of placement terms, once per pass).
+ */
+int coord_store_worker_terms(struct coord_store *s, struct coord_worker_list *out, co_err *err)
+    __attribute__((warn_unused_result));
+
+/** One day of a user's statement (UTC days). */
+struct coord_statement_day {
+    char day[11];   /* YYYY-MM-DD */
+    int64_t spent;  /* charges of its jobs */
+    int64_t earned; /* payouts of its workers */
+    int64_t fees;   /* fees received (the platform) */
+};
+struct coord_statement {
+    struct coord_statement_day *items; /* oldest first; caller frees (free()) */
+    size_t len;
+};
+
+/**
+ * Spending and earnings of @user_id per UTC day for the @days (1-366) days up to @now_ms, days
+ * without movement included as zeros.  CO_E_NOTFOUND for an unknown user.
+ */
+int coord_store_statement(struct coord_store *s, const char *user_id, int64_t days, int64_t now_ms,
+                          struct coord_statement *out, co_err *err)
     __attribute__((warn_unused_result));
 
 /* ---- accounts, API keys, audit ---- */

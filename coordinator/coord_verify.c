@@ -439,6 +439,11 @@ parent_decide(struct coord_store *s, const struct coord_job *p, struct replica_r
         if (store_exec(s, Q_VER_OUTCOME,
                        PARAMS(P_TEXT(rows[i].job_id), P_TEXT(outcome), P_INT(now)), NULL, err) < 0)
             return -1;
+        /* A result outside the majority costs its worker reputation (coord_store.h). */
+        if (agreed && rows[i].digest[0] && !agrees[i] &&
+            store_outcome_note(s, rows[i].worker_id, rows[i].job_id, COORD_OUTCOME_MISMATCH, now,
+                               err) < 0)
+            return -1;
     }
     if (!agreed)
         return store_job_set_final(s, p, COORD_JOB_FAILED, COORD_FAIL_UNVERIFIED, NULL, now, err);

@@ -151,6 +151,7 @@ main(int argc, char **argv)
         .worker_timeout_ms = cfg.worker_timeout_seconds * 1000,
         .max_workers = cfg.max_workers,
         .output_cap_bytes = 1 << 20,
+        .fee_percent = cfg.platform_fee_percent,
     };
     if (coord_store_open(&scfg, &mig, &err) < 0) {
         co_error("cannot open the database error=\"%s\"", err.msg);

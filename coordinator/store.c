@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "co_alloc.h"
 #include "co_buf.h"
@@ -33,7 +34,19 @@
     "COALESCE(assigned_worker, ''), status, failure, cost, required_cores, required_ram_mb, "      \
     "priority, timeout_seconds, attempts, max_attempts, exit_code, wall_ms, cpu_ms, max_rss_kb, "  \
     "created_at, COALESCE(assigned_at, 0), COALESCE(started_at, 0), COALESCE(completed_at, 0), "   \
-    "replicas, COALESCE(parent_job_id, '')"
+    "pricing, price_per_core_second, price_per_gb_second, max_price_per_core_second, "             \
+    "max_price_per_gb_second, min_reputation, charged, replicas, COALESCE(parent_job_id, '')"
+/* The columns after JOB_COLS (code, files) */
+#define JOB_COL_CODE 35
+/*
+ * A score in parts per million over the last COORD_REPUTATION_WINDOW outcomes whose column @c
+ * equals @v (coord_store.h: Beta(4, 1) prior).
+ */
+#define REPUTATION_SQL(c, v)                                                                       \
+    "(SELECT (4 + COALESCE(SUM(CASE WHEN o.kind = 'completed' THEN 1 ELSE 0 END), 0)) * 1000000 "  \
+    "/ (5 + COUNT(*)) FROM worker_outcome o WHERE o." c " = " v " AND o.id > COALESCE((SELECT "    \
+    "o2.id FROM worker_outcome o2 WHERE o2." c " = " v " ORDER BY o2.id DESC LIMIT 1 OFFSET 49), " \
+    "0))"
 #define ACTIVE_JOB "j.status IN ('assigned', 'running')"
 #define WORKER_COLS                                                                                \
     "w.worker_id, w.owner_id, w.cpu_cores, w.ram_mb, "                                             \
@@ -42,7 +55,9 @@
     "(SELECT COALESCE(SUM(j.required_ram_mb), 0) FROM jobs j "                                     \
     " WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "                                 \
     "(SELECT COUNT(*) FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB "), "     \
-    "w.status, w.websocket, w.last_heartbeat, w.created_at, w.updated_at"
+    "w.status, w.websocket, w.last_heartbeat, w.created_at, w.updated_at, "                        \
+    "w.price_per_core_second, w.price_per_gb_second, w.reputation, " REPUTATION_SQL("owner_id",    \
+                                                                                    "w.owner_id")
 #define ACCOUNT_COLS                                                                               \
     "user_id, username, email, is_admin, disabled, limits, credits, held, created_at, updated_at"
 #define KEY_COLS                                                                                   \
@@ -132,8 +147,10 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_JOB_INSERT] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "
                       "parameters, image, buyer_id, status, cost, required_cores, "
                       "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "
-                      "created_at, files) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', "
-                      "$10, $11, $12, $13, $14, 0, $15, $16, $17)",
+                      "created_at, files, pricing, price_per_core_second, price_per_gb_second, "
+                      "max_price_per_core_second, max_price_per_gb_second, min_reputation) "
+                      "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', "
+                      "$10, $11, $12, $13, $14, 0, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_GET] = {"SELECT " JOB_COLS ", code, files FROM jobs WHERE job_id = $1", NULL, NULL,
                    STORE_LOCK_NONE},
@@ -186,11 +203,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                            NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
                         "AND required_cores <= $1 AND required_ram_mb <= $2 "
+                        "AND min_reputation <= $3 AND (pricing <> 'market' OR "
+                        "(max_price_per_core_second >= $4 AND max_price_per_gb_second >= $5)) "
                         "AND replicas = 1 AND " VERIFY_OWNER_FREE(
-                            "$3") "ORDER BY priority DESC, created_at, id LIMIT 1",
+                            "$6") "ORDER BY priority DESC, created_at, id LIMIT 1",
                         NULL, NULL, STORE_LOCK_SKIP_LOCKED},
+    /* A market job is charged at the prices of the worker that claims it ($4, $5). */
     [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
-                      "attempts = attempts + 1, assigned_at = $3, started_at = NULL "
+                      "attempts = attempts + 1, assigned_at = $3, started_at = NULL, "
+                      "price_per_core_second = CASE WHEN pricing = 'market' THEN $4 "
+                      "ELSE price_per_core_second END, "
+                      "price_per_gb_second = CASE WHEN pricing = 'market' THEN $5 "
+                      "ELSE price_per_gb_second END "
                       "WHERE job_id = $1 AND status = 'pending'",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_SET_RUNNING] = {"UPDATE jobs SET status = 'running', started_at = $2 "
@@ -266,6 +290,30 @@ const struct store_sql store_sql[Q_COUNT] = {
          NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_OWNER] = {"SELECT owner_id FROM worker_registrations WHERE worker_id = $1", NULL,
                         NULL, STORE_LOCK_NONE},
+    [Q_JOB_SET_CHARGED] = {"UPDATE jobs SET charged = $2 WHERE job_id = $1", NULL, NULL,
+                           STORE_LOCK_NONE},
+    [Q_OUTCOME_INSERT] = {"INSERT INTO worker_outcome (worker_id, owner_id, job_id, kind, "
+                          "created_at) SELECT worker_id, owner_id, $2, $3, $4 "
+                          "FROM worker_registrations WHERE worker_id = $1 RETURNING owner_id",
+                          NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_REPUTE] = {"UPDATE worker_registrations SET reputation = " REPUTATION_SQL(
+                             "worker_id", "$1") " WHERE worker_id = $1",
+                         NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_SET_PRICE] = {"UPDATE worker_registrations SET price_per_core_second = $2, "
+                            "price_per_gb_second = $3 WHERE worker_id = $1",
+                            NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_TERMS] = {"SELECT worker_id, owner_id, price_per_core_second, price_per_gb_second, "
+                        "reputation FROM worker_registrations WHERE status <> 'offline' "
+                        "ORDER BY worker_id",
+                        NULL, NULL, STORE_LOCK_NONE},
+    /* A user's movements per UTC day since $2 (ms): spent (charges), earned (payouts), fees. */
+    [Q_STATEMENT] = {"SELECT created_at / 86400000 AS d, "
+                     "COALESCE(SUM(CASE WHEN kind = 'charge' THEN -held ELSE 0 END), 0), "
+                     "COALESCE(SUM(CASE WHEN kind = 'payout' THEN amount ELSE 0 END), 0), "
+                     "COALESCE(SUM(CASE WHEN kind = 'fee' THEN amount ELSE 0 END), 0) "
+                     "FROM ledger WHERE user_id = $1 AND created_at >= $2 "
+                     "AND kind IN ('charge', 'payout', 'fee') GROUP BY d ORDER BY d",
+                     NULL, NULL, STORE_LOCK_NONE},
     [Q_OUTPUT_LEN] = {"SELECT stdout_len, stderr_len, stdout_truncated, stderr_truncated "
                       "FROM job_output WHERE job_id = $1",
                       NULL, NULL, STORE_LOCK_UPDATE},
@@ -326,15 +374,27 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "SUM(j.cost) FROM jobs j WHERE j.buyer_id = u.user_id AND j.status IN "
                     "('pending', 'assigned', 'running')), 0) LIMIT 1",
                     NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * A finished job is settled once: charge and/or refund release exactly its hold (cost), its
+     * payout and fee add up to its charge, and `charged` (when recorded) is its charge.
+     */
     [Q_INV_SETTLED] = {"SELECT j.job_id, j.status, (SELECT COUNT(*) FROM ledger l "
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund')) AS n "
                        "FROM jobs j WHERE j.replicas = 1 AND j.parent_job_id IS NULL AND "
                        "((j.status IN ('completed', 'failed', 'cancelled') "
-                       "AND (SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.job_id "
-                       "AND l.kind IN ('charge', 'refund')) <> 1) OR (j.status IN ('pending', "
+                       "AND ((SELECT COUNT(*) FROM ledger l WHERE l.job_id = j.job_id "
+                       "AND l.kind IN ('charge', 'refund')) = 0 "
+                       "OR (SELECT COALESCE(SUM(l.held), 0) FROM ledger l "
+                       "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund')) <> -j.cost "
+                       "OR (SELECT COALESCE(SUM(l.amount), 0) FROM ledger l "
+                       "WHERE l.job_id = j.job_id AND l.kind IN ('payout', 'fee')) <> "
+                       "-(SELECT COALESCE(SUM(l.held), 0) FROM ledger l WHERE l.job_id = j.job_id "
+                       "AND l.kind = 'charge') OR (j.charged IS NOT NULL AND j.charged <> "
+                       "-(SELECT COALESCE(SUM(l.held), 0) FROM ledger l WHERE l.job_id = j.job_id "
+                       "AND l.kind = 'charge')))) OR (j.status IN ('pending', "
                        "'assigned', 'running') AND EXISTS (SELECT 1 FROM ledger l "
                        "WHERE l.job_id = j.job_id AND l.kind IN ('charge', 'refund', "
-                       "'payout')))) LIMIT 1",
+                       "'payout', 'fee')))) LIMIT 1",
                        NULL, NULL, STORE_LOCK_NONE},
     /*
      * max_running_jobs: a buyer's cap is the user's `limits` override, else the default ($1);
@@ -515,8 +575,8 @@ static const char *const failure_names[COORD_FAIL_COUNT] = {
     "worker_lost", "cancelled", "unverified"};
 static const char *const worker_status_names[COORD_WORKER_STATUS_COUNT] = {"idle", "busy",
                                                                            "offline"};
-static const char *const ledger_kind_names[COORD_LEDGER_KIND_COUNT] = {"grant", "hold", "charge",
-                                                                       "payout", "refund"};
+static const char *const ledger_kind_names[COORD_LEDGER_KIND_COUNT] = {"grant",  "hold",   "charge",
+                                                                       "payout", "refund", "fee"};
 
 static int
 name_index(const char *const *names, int n, const char *s)
@@ -1189,10 +1249,19 @@ job_from_row(struct db_res *r, struct coord_job *j)
     j->assigned_at = col_int(r, 23);
     j->started_at = col_int(r, 24);
     j->completed_at = col_int(r, 25);
-    j->replicas = (int)col_int(r, 26);
-    col_id(r, 27, j->parent_job_id);
-    j->code = col_dup(r, 28);
-    j->files = col_dup(r, 29);
+    int pr = coord_pricing_parse(col_text(r, 26));
+    j->pricing = pr < 0 ? COORD_PRICING_FLAT : (enum coord_pricing)pr;
+    j->rate.per_core_second = col_int(r, 27);
+    j->rate.per_gb_second = col_int(r, 28);
+    j->max_rate.per_core_second = col_int(r, 29);
+    j->max_rate.per_gb_second = col_int(r, 30);
+    j->min_reputation = col_int(r, 31);
+    j->has_charged = !col_null(r, 32);
+    j->charged = j->has_charged ? col_int(r, 32) : 0;
+    j->replicas = (int)col_int(r, 33);
+    col_id(r, 34, j->parent_job_id);
+    j->code = col_dup(r, JOB_COL_CODE);
+    j->files = col_dup(r, JOB_COL_CODE + 1);
 }
 
 static void
@@ -1212,6 +1281,10 @@ worker_from_row(struct db_res *r, struct coord_worker *w)
     w->last_heartbeat = col_int(r, 9);
     w->created_at = col_int(r, 10);
     w->updated_at = col_int(r, 11);
+    w->price.per_core_second = col_int(r, 12);
+    w->price.per_gb_second = col_int(r, 13);
+    w->reputation = col_int(r, 14);
+    w->owner_reputation = col_int(r, 15);
 }
 
 /* Load one job (*found false when absent). */
@@ -1454,16 +1527,6 @@ user_lock(struct coord_store *s, const char *user_id, co_err *err)
     return q_exec(s, Q_USER_LOCK, PARAMS(P_TEXT(user_id)), NULL, err);
 }
 
-static int
-settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
-              co_err *err)
-{
-    if (j->replicas > 1 || j->parent_job_id[0])
-        return coord_verify_settle(s, j, false, now, err);
-    return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, why, now,
-                      err);
-}
-
 /* The stored owner of @worker_id into @owner ("" and *@found false when unknown). */
 static int
 worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX + 1], bool *found,
@@ -1481,35 +1544,142 @@ worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX 
     return rc < 0 ? -1 : 0;
 }
 
-/* Move the job's hold to the owner of the worker that ran it (as stored, never as declared). */
 static int
-settle_charge(struct coord_store *s, const struct coord_job *j, int64_t now, co_err *err)
+cmp_str(const void *a, const void *b)
 {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Lock @n users in user_id order (duplicates once), so that settlements never wait in a cycle. */
+static int
+users_lock_sorted(struct coord_store *s, const char **ids, size_t n, co_err *err)
+{
+    qsort(ids, n, sizeof(*ids), cmp_str);
+    for (size_t i = 0; i < n; i++)
+        if ((i == 0 || strcmp(ids[i - 1], ids[i]) != 0) && user_lock(s, ids[i], err) < 0)
+            return -1;
+    return 0;
+}
+
+/* How a job ended, for its settlement. */
+struct settle_end {
+    bool refund_all; /* not run: everything back to the buyer */
+    bool timed_out;  /* charged every second of timeout_seconds */
+    int64_t wall_ms; /* wall time used */
+    const char *why; /* the refund's note */
+};
+
+/*
+ * Settle @j's hold through coord_price (every pricing mode): charge, refund of the rest, payout
+ * to the owner of the worker that ran it (as stored, never as declared), fee to the platform.
+ * One ledger row per movement; `charged` recorded on the job.
+ */
+static int
+settle(struct coord_store *s, const struct coord_job *j, const struct settle_end *e, int64_t now,
+       co_err *err)
+{
+    /* A replicated job and its replicas settle by the plan coord_verify decided. */
+    if (j->replicas > 1 || j->parent_job_id[0])
+        return coord_verify_settle(s, j, !e->refund_all, now, err);
+    struct coord_price_job pj = {
+        .pricing = j->pricing,
+        .hold = j->cost,
+        .rate = j->rate,
+        .cores = j->required_cores,
+        .ram_mb = j->required_ram_mb,
+        .timeout_seconds = j->timeout_seconds,
+        .wall_ms = e->wall_ms,
+        .timed_out = e->timed_out,
+        .refund_all = e->refund_all,
+    };
+    struct coord_settlement st;
+    coord_price_settle(&pj, s->cfg.fee_percent, &st);
+    /*
+     * `charged` is written last, once the users are locked: on PostgreSQL a second update of the
+     * job row in this transaction checks its foreign keys again (a key-share lock on the buyer),
+     * which taken before the users' locks would let two settlements wait on each other.
+     */
+    if (e->refund_all)
+        return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, e->why,
+                          now, err) < 0
+                   ? -1
+                   : q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(0)), NULL, err);
+
     char owner[CO_ID_MAX + 1];
     bool found;
-
-    if (j->replicas > 1 || j->parent_job_id[0])
-        return coord_verify_settle(s, j, true, now, err);
+    const char *fee_user = s->cfg.fee_user ? s->cfg.fee_user : "platform";
     if (worker_owner(s, j->assigned_worker, owner, &found, err) < 0)
         return -1;
     if (!*owner)
         co_strlcpy(owner, j->assigned_worker, sizeof(owner));
     if (!*owner)
         return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
-    if (user_ensure(s, owner, true, now, err) < 0)
+    if (user_ensure(s, owner, true, now, err) < 0 ||
+        (st.fee > 0 && user_ensure(s, fee_user, false, now, err) < 0))
         return -1;
-    /* Both users locked in id order so that two settlements never wait on each other. */
-    const char *a = j->buyer_id, *b = owner;
-    if (strcmp(a, b) > 0) {
-        a = owner;
-        b = j->buyer_id;
-    }
-    if (user_lock(s, a, err) < 0 || (strcmp(a, b) != 0 && user_lock(s, b, err) < 0))
+    const char *ids[3] = {j->buyer_id, owner, fee_user};
+    if (users_lock_sorted(s, ids, st.fee > 0 ? 3 : 2, err) < 0)
         return -1;
-    if (money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_CHARGE, 0, -j->cost, "job settled", now,
-                   err) < 0)
+    if (money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_CHARGE, 0, -st.charge, "job settled",
+                   now, err) < 0 ||
+        (st.refund > 0 && money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, st.refund,
+                                     -st.refund, "unused time", now, err) < 0) ||
+        money_move(s, owner, j->job_id, COORD_LEDGER_PAYOUT, st.payout, 0, "job payout", now, err) <
+            0 ||
+        (st.fee > 0 && money_move(s, fee_user, j->job_id, COORD_LEDGER_FEE, st.fee, 0,
+                                  "platform fee", now, err) < 0))
         return -1;
-    return money_move(s, owner, j->job_id, COORD_LEDGER_PAYOUT, j->cost, 0, "job payout", now, err);
+    return q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(st.charge)), NULL, err);
+}
+
+static int
+settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
+              co_err *err)
+{
+    struct settle_end e = {.refund_all = true, .why = why};
+    return settle(s, j, &e, now, err);
+}
+
+/* The wall time of @j so far, from the coordinator's clock (no usage reported). */
+static int64_t
+job_wall_ms(const struct coord_job *j, int64_t now)
+{
+    int64_t from = j->started_at ? j->started_at : j->assigned_at;
+    return from && now > from ? now - from : 0;
+}
+
+static int
+settle_charge(struct coord_store *s, const struct coord_job *j, int64_t wall_ms, bool timed_out,
+              int64_t now, co_err *err)
+{
+    struct settle_end e = {.wall_ms = wall_ms, .timed_out = timed_out};
+    return settle(s, j, &e, now, err);
+}
+
+/* Record an outcome inside the caller's transaction; an unknown worker records nothing. */
+static int
+outcome_note(struct coord_store *s, const char *worker_id, const char *job_id, enum coord_outcome o,
+             int64_t now, co_err *err)
+{
+    bool found = false;
+    char owner[CO_ID_MAX + 1];
+    struct db_res r;
+    if (!worker_id || !*worker_id)
+        return 0;
+    if (q_run(s, Q_OUTCOME_INSERT,
+              PARAMS(P_TEXT(worker_id), P_TEXT(job_id), P_TEXT(coord_outcome_name(o)), P_INT(now)),
+              &r, err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0)
+        col_id(&r, 0, owner);
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    found = rc > 0;
+    if (!found)
+        return 0;
+    return q_exec(s, Q_WORKER_REPUTE, PARAMS(P_TEXT(worker_id)), NULL, err);
 }
 
 /* ---- jobs ---- */
@@ -1573,7 +1743,10 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
                       P_TEXT(job->image ? job->image : "default"), P_TEXT(job->buyer_id),
                       P_INT(job->cost), P_INT(job->required_cores), P_INT(job->required_ram_mb),
                       P_INT(job->priority), P_INT(job->timeout_seconds), P_INT(job->max_attempts),
-                      P_INT(now), P_TEXT(job->files)),
+                      P_INT(now), P_TEXT(job->files), P_TEXT(coord_pricing_name(job->pricing)),
+                      P_INT(job->rate.per_core_second), P_INT(job->rate.per_gb_second),
+                      P_INT(job->max_rate.per_core_second), P_INT(job->max_rate.per_gb_second),
+                      P_INT(job->min_reputation)),
                NULL, err) < 0) {
         if (err && err->code == CO_E_CONFLICT)
             co_err_set(err, CO_E_CONFLICT, "job '%s' already exists", job->job_id);
@@ -1784,13 +1957,17 @@ worker_lock_load(struct coord_store *s, const char *worker_id, struct coord_work
     return 0;
 }
 
+/* A market job is charged at the prices of the worker that claims it. */
 static int
-job_assign(struct coord_store *s, const char *job_id, const char *worker_id, int64_t now,
+job_assign(struct coord_store *s, const char *job_id, const struct coord_worker *w, int64_t now,
            struct coord_job *out, co_err *err)
 {
     int64_t changes = 0;
-    if (q_exec(s, Q_JOB_ASSIGN, PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now)), &changes,
-               err) < 0)
+    const char *worker_id = w->worker_id;
+    if (q_exec(s, Q_JOB_ASSIGN,
+               PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now),
+                      P_INT(w->price.per_core_second), P_INT(w->price.per_gb_second)),
+               &changes, err) < 0)
         return -1;
     if (changes != 1)
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
@@ -1839,7 +2016,13 @@ coord_store_job_claim(struct coord_store *s, const char *job_id, const char *wor
         co_err_set(err, CO_E_CONFLICT, "worker '%s' has no room for job '%s'", worker_id, job_id);
         goto out;
     }
-    rc = job_assign(s, job_id, worker_id, co_wall_ms(), out, err);
+    if (w.reputation < j.min_reputation ||
+        (j.pricing == COORD_PRICING_MARKET && !coord_rate_within(&w.price, &j.max_rate))) {
+        co_err_set(err, CO_E_CONFLICT, "worker '%s' is outside the price or reputation of job '%s'",
+                   worker_id, job_id);
+        goto out;
+    }
+    rc = job_assign(s, job_id, &w, co_wall_ms(), out, err);
     assigned = rc == 0;
 out:
     if (have_job)
@@ -1866,7 +2049,8 @@ coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct 
         goto out;
     if (q_run(s, Q_JOB_NEXT_FIT,
               PARAMS(P_INT(w.cpu_cores - w.used_cores), P_INT(w.ram_mb - w.used_ram_mb),
-                     P_TEXT(worker_id)),
+                     P_INT(w.reputation), P_INT(w.price.per_core_second),
+                     P_INT(w.price.per_gb_second), P_TEXT(worker_id)),
               &r, err) < 0)
         goto out;
     got = q_next(&r, err);
@@ -1879,7 +2063,7 @@ coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct 
         rc = 0;
         goto out;
     }
-    if (job_assign(s, job_id, worker_id, co_wall_ms(), out, err) < 0)
+    if (job_assign(s, job_id, &w, co_wall_ms(), out, err) < 0)
         goto out;
     assigned = true;
     rc = 1;
@@ -1954,6 +2138,17 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
     return 0;
 }
 
+/* What a final report says about the seller (reputation). */
+static enum coord_outcome
+finish_outcome(enum coord_job_status st, enum coord_failure f, bool platform_fault)
+{
+    if (platform_fault || f == COORD_FAIL_SANDBOX_ERROR || f == COORD_FAIL_KILLED)
+        return COORD_OUTCOME_REJECTED;
+    if (st == COORD_JOB_FAILED && f == COORD_FAIL_TIMEOUT)
+        return COORD_OUTCOME_TIMEOUT;
+    return COORD_OUTCOME_COMPLETED; /* completed, or the buyer's code failed or ran out of RAM */
+}
+
 int
 coord_store_job_finish(struct coord_store *s, const char *job_id, const char *worker_id,
                        int attempt, const struct coord_job_result *r, bool *changed, co_err *err)
@@ -1999,7 +2194,13 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
     }
     if (job_set_final(s, &j, r->status, f, r, now, err) < 0)
         goto out;
-    if (refund ? settle_refund(s, &j, "job not run", now, err) : settle_charge(s, &j, now, err))
+    int64_t wall = r->has_usage ? r->usage.wall_ms : job_wall_ms(&j, now);
+    if (refund ? settle_refund(s, &j, "job not run", now, err)
+               : settle_charge(s, &j, wall, f == COORD_FAIL_TIMEOUT, now, err))
+        goto out;
+    if (r->status != COORD_JOB_CANCELLED &&
+        outcome_note(s, worker_id, job_id, finish_outcome(r->status, f, r->platform_fault), now,
+                     err) < 0)
         goto out;
     *changed = true;
     rc = 0;
@@ -2036,7 +2237,7 @@ coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_j
     }
     if (job_set_final(s, &j, COORD_JOB_CANCELLED, COORD_FAIL_CANCELLED, NULL, now, err) < 0)
         goto out;
-    if (j.status == COORD_JOB_RUNNING ? settle_charge(s, &j, now, err)
+    if (j.status == COORD_JOB_RUNNING ? settle_charge(s, &j, job_wall_ms(&j, now), false, now, err)
                                       : settle_refund(s, &j, "job cancelled", now, err))
         goto out;
     if (job_load_must(s, Q_JOB_GET_NOCODE, job_id, out, err) < 0)
@@ -2091,6 +2292,8 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
     if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
         goto out;
     have_job = true;
+    if (outcome_note(s, worker_id, job_id, COORD_OUTCOME_LOST, now, err) < 0)
+        goto out;
     if (j.attempts >= j.max_attempts) {
         st = COORD_JOB_FAILED;
         if (job_set_final(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
@@ -2144,12 +2347,6 @@ out:
     return tx_end(s, rc, err);
 }
 
-static int
-cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
 /*
  * Lock the buyers that release_jobs will refund, in user_id order like every other transaction
  * that locks several users, so that none of them can wait on each other in a cycle.
@@ -2164,11 +2361,7 @@ lock_refunded_buyers(struct coord_store *s, const struct coord_job_list *l, co_e
             ids[n++] = l->items[i].buyer_id;
     if (n < 2)
         return 0;
-    qsort(ids, n, sizeof(*ids), cmp_str);
-    for (size_t i = 0; i < n; i++)
-        if ((i == 0 || strcmp(ids[i - 1], ids[i]) != 0) && user_lock(s, ids[i], err) < 0)
-            return -1;
-    return 0;
+    return users_lock_sorted(s, ids, n, err);
 }
 
 int
@@ -2187,6 +2380,8 @@ coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, ch
         goto out;
     for (size_t i = 0; i < l.len; i++) {
         struct coord_job *j = &l.items[i];
+        if (outcome_note(s, worker_id, j->job_id, COORD_OUTCOME_LOST, now, err) < 0)
+            goto out;
         if (j->attempts >= j->max_attempts) {
             if (job_set_final(s, j, COORD_JOB_FAILED, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
                 settle_refund(s, j, "worker lost", now, err) < 0)
@@ -2470,6 +2665,11 @@ coord_store_worker_upsert(struct coord_store *s, const struct coord_worker *w,
                    NULL, err) < 0)
             goto out;
     }
+    if (w->has_price && q_exec(s, Q_WORKER_SET_PRICE,
+                               PARAMS(P_TEXT(w->worker_id), P_INT(w->price.per_core_second),
+                                      P_INT(w->price.per_gb_second)),
+                               NULL, err) < 0)
+        goto out;
     if (out) {
         if (worker_load(s, w->worker_id, out, &found, err) < 0)
             goto out;
@@ -3595,6 +3795,13 @@ store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker, in
 }
 
 int
+store_outcome_note(struct coord_store *s, const char *worker_id, const char *job_id,
+                   enum coord_outcome o, int64_t now, co_err *err)
+{
+    return outcome_note(s, worker_id, job_id, o, now, err);
+}
+
+int
 store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
 {
     return user_lock(s, user_id, err);
@@ -3787,4 +3994,134 @@ coord_store_webhook_log(struct coord_store *s, const char *job_id, struct coord_
     }
     out->items = items;
     return 0;
+}
+
+/* ---- reputation, prices, statements (migration 0011) ---- */
+
+static const char *const outcome_names[COORD_OUTCOME_COUNT] = {"completed", "lost", "timeout",
+                                                               "rejected", "mismatch"};
+
+const char *
+coord_outcome_name(enum coord_outcome o)
+{
+    return (unsigned)o < COORD_OUTCOME_COUNT ? outcome_names[o] : "completed";
+}
+
+int
+coord_store_outcome_record(struct coord_store *s, const char *worker_id, const char *job_id,
+                           enum coord_outcome o, co_err *err)
+{
+    struct coord_worker w;
+    bool found;
+    int rc = -1;
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (worker_load(s, worker_id, &w, &found, err) < 0)
+        goto out;
+    if (!found) {
+        co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+        goto out;
+    }
+    rc = outcome_note(s, worker_id, job_id, o, co_wall_ms(), err);
+out:
+    return tx_end(s, rc, err);
+}
+
+int
+coord_store_worker_set_price(struct coord_store *s, const char *worker_id,
+                             const struct coord_rate *price, struct coord_worker *out, co_err *err)
+{
+    int64_t changes = 0;
+    bool found;
+    int rc = -1;
+    if (price->per_core_second < 0 || price->per_gb_second < 0)
+        return co_err_field(err, CO_E_INVAL, "price_per_core_second", "negative price");
+    if (tx_begin(s, true, err) < 0)
+        return -1;
+    if (q_exec(
+            s, Q_WORKER_SET_PRICE,
+            PARAMS(P_TEXT(worker_id), P_INT(price->per_core_second), P_INT(price->per_gb_second)),
+            &changes, err) < 0)
+        goto out;
+    if (changes == 0) {
+        co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+        goto out;
+    }
+    if (out) {
+        if (worker_load(s, worker_id, out, &found, err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    return tx_end(s, rc, err);
+}
+
+static void
+terms_row(struct db_res *r, void *item)
+{
+    struct coord_worker *w = item;
+    col_id(r, 0, w->worker_id);
+    col_id(r, 1, w->owner_id);
+    w->price.per_core_second = col_int(r, 2);
+    w->price.per_gb_second = col_int(r, 3);
+    w->reputation = col_int(r, 4);
+}
+
+int
+coord_store_worker_terms(struct coord_store *s, struct coord_worker_list *out, co_err *err)
+{
+    void *items;
+    size_t len;
+    if (rows_load(s, Q_WORKER_TERMS, NULL, 0, sizeof(struct coord_worker), terms_row, NULL, &items,
+                  &len, err) < 0)
+        return -1;
+    out->items = items;
+    out->len = len;
+    return 0;
+}
+
+#define DAY_MS INT64_C(86400000)
+
+int
+coord_store_statement(struct coord_store *s, const char *user_id, int64_t days, int64_t now_ms,
+                      struct coord_statement *out, co_err *err)
+{
+    struct coord_user u;
+    bool found;
+    struct db_res r;
+    memset(out, 0, sizeof(*out));
+    if (days < 1 || days > 366)
+        return co_err_field(err, CO_E_RANGE, "days", "days %lld outside 1-366", (long long)days);
+    if (user_load(s, user_id, &u, &found, err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such user '%s'", user_id);
+    int64_t last = now_ms / DAY_MS, first = last - days + 1;
+    out->items = co_xcalloc((size_t)days, sizeof(*out->items));
+    out->len = (size_t)days;
+    for (int64_t d = 0; d < days; d++) {
+        time_t t = (time_t)((first + d) * 86400);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(out->items[d].day, sizeof(out->items[d].day), "%Y-%m-%d", &tm);
+    }
+    if (q_run(s, Q_STATEMENT, PARAMS(P_TEXT(user_id), P_INT(first * DAY_MS)), &r, err) < 0)
+        goto fail;
+    int rc;
+    while ((rc = q_next(&r, err)) > 0) {
+        int64_t d = col_int(&r, 0) - first;
+        if (d < 0 || d >= days)
+            continue;
+        out->items[d].spent = col_int(&r, 1);
+        out->items[d].earned = col_int(&r, 2);
+        out->items[d].fees = col_int(&r, 3);
+    }
+    q_done(&r);
+    if (rc < 0)
+        goto fail;
+    return 0;
+fail:
+    free(out->items);
+    memset(out, 0, sizeof(*out));
+    return -1;
 }

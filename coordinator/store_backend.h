@@ -73,6 +73,13 @@ enum store_q {
     Q_WORKER_SET_STATUS,
     Q_WORKER_EXPIRED,
     Q_WORKER_OWNER,
+    /* Pricing and reputation (migration 0011). */
+    Q_JOB_SET_CHARGED,
+    Q_OUTCOME_INSERT,
+    Q_WORKER_REPUTE,
+    Q_WORKER_SET_PRICE,
+    Q_WORKER_TERMS,
+    Q_STATEMENT,
     Q_OUTPUT_LEN,
     Q_OUTPUT_INSERT,
     Q_OUTPUT_SET_OUT,

@@ -34,6 +34,10 @@ int store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker
                       co_err *err) __attribute__((warn_unused_result));
 int store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
     __attribute__((warn_unused_result));
+/** Record a reputation outcome of @worker_id (coord_store_outcome_record, in this transaction). */
+int store_outcome_note(struct coord_store *s, const char *worker_id, const char *job_id,
+                       enum coord_outcome o, int64_t now, co_err *err)
+    __attribute__((warn_unused_result));
 /** The stored owner of @worker_id ("" when unknown or unset). */
 int store_worker_owner(struct coord_store *s, const char *worker_id, char owner[CO_ID_MAX + 1],
                        co_err *err) __attribute__((warn_unused_result));

@@ -98,6 +98,21 @@ decode_ref(const json_t *o, struct proto_job_ref *ref, co_err *err)
     return 0;
 }
 
+/* An optional price of the hello (credits >= 0): sets h->has_price when present. */
+static int
+decode_hello_price(const json_t *o, const char *key, struct proto_hello *h, int64_t *out,
+                   co_err *err)
+{
+    const json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (proto_json_get_credits(v, key, out, err) < 0 || *out < 0)
+        return co_err_field(err, CO_E_INVAL, key,
+                            "invalid '%s': a number of credits >= 0 with at most 6 decimals", key);
+    h->has_price = true;
+    return 0;
+}
+
 static int
 decode_hello(const json_t *o, struct proto_hello *h, co_err *err)
 {
@@ -147,7 +162,9 @@ decode_hello(const json_t *o, struct proto_hello *h, co_err *err)
     }
 
     if (pf_string_dup(o, "agent_version", false, 0, PROTO_AGENT_VERSION_MAX, PF_BYTES,
-                      &h->agent_version, err) < 0)
+                      &h->agent_version, err) < 0 ||
+        decode_hello_price(o, "price_per_core_second", h, &h->price_per_core_second, err) < 0 ||
+        decode_hello_price(o, "price_per_gb_second", h, &h->price_per_gb_second, err) < 0)
         return -1;
     if (h->token == NULL)
         h->token = co_xstrdup("");
@@ -606,6 +623,10 @@ enc_hello(struct enc *e, const struct proto_hello *h)
     }
     put(e, "running", arr);
     put_str(e, "agent_version", h->agent_version, true);
+    if (h->has_price) {
+        put(e, "price_per_core_second", proto_json_credits(h->price_per_core_second));
+        put(e, "price_per_gb_second", proto_json_credits(h->price_per_gb_second));
+    }
 }
 
 static void

@@ -126,6 +126,10 @@ struct proto_hello {
     struct proto_job_ref *running; /* jobs still running on this agent (after a reconnect) */
     size_t n_running;              /* <= PROTO_HELLO_RUNNING_MAX */
     char *agent_version;           /* <= PROTO_AGENT_VERSION_MAX bytes, no control chars */
+    /* The seller's market prices (credits on the wire, >= 0, 6 decimals), when sent. */
+    bool has_price;
+    int64_t price_per_core_second; /* micro-credits */
+    int64_t price_per_gb_second;   /* micro-credits */
 };
 
 /* welcome: the coordinator accepted the hello. */

@@ -14,10 +14,29 @@
 
 /* The fields of API.md "POST /api/v1/submit", in the order they are checked. */
 static const char *const job_fields[] = {
-    "title",        "description", "code",         "code_file", "required_cores", "required_ram_mb",
-    "priority",     "command",     "parameters",   "buyer_id",  "image",          "timeout_seconds",
-    "max_attempts", "files",       "callback_url", "replicas",
+    "title",
+    "description",
+    "code",
+    "code_file",
+    "required_cores",
+    "required_ram_mb",
+    "priority",
+    "command",
+    "parameters",
+    "buyer_id",
+    "image",
+    "timeout_seconds",
+    "max_attempts",
+    "files",
+    "min_reputation",
+    "max_price_per_core_second",
+    "max_price_per_gb_second",
+    "callback_url",
+    "replicas",
 };
+
+static int decode_micro(const json_t *obj, const char *key, int64_t max, int64_t *out, bool *has,
+                        co_err *err);
 
 bool
 proto_job_err_is_bad_json(const co_err *err)
@@ -171,11 +190,43 @@ decode_fields(const json_t *obj, const struct proto_job_limits *lim, struct prot
                       &s->callback_url, err) < 0)
         return -1;
 
+    if (decode_micro(obj, "min_reputation", PROTO_REPUTATION_MAX, &s->min_reputation, NULL, err) <
+            0 ||
+        decode_micro(obj, "max_price_per_core_second", INT64_MAX, &s->max_price_per_core_second,
+                     &s->has_max_prices, err) < 0 ||
+        decode_micro(obj, "max_price_per_gb_second", INT64_MAX, &s->max_price_per_gb_second,
+                     &s->has_max_price_gb, err) < 0)
+        return -1;
     if (s->description == NULL)
         s->description = co_xstrdup("");
     if (s->code == NULL)
         s->code = co_xstrdup("");
     return decode_files(obj, lim, s, err);
+}
+
+/*
+ * An optional number with at most 6 decimals, as millionths (credits -> micro-credits; a
+ * reputation 0-1 -> parts per million), 0..@max.  *@has (optional) tells whether it was there.
+ */
+static int
+decode_micro(const json_t *obj, const char *key, int64_t max, int64_t *out, bool *has, co_err *err)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (has)
+        *has = false;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (proto_json_get_credits(v, key, out, err) < 0)
+        return co_err_field(err, CO_E_INVAL, key, "invalid '%s': a number with at most 6 decimals",
+                            key);
+    if (*out < 0 || *out > max) {
+        if (max == PROTO_REPUTATION_MAX)
+            return co_err_field(err, CO_E_INVAL, key, "invalid '%s': must be between 0 and 1", key);
+        return co_err_field(err, CO_E_INVAL, key, "invalid '%s': must not be negative", key);
+    }
+    if (has)
+        *has = true;
+    return 0;
 }
 
 int

@@ -43,6 +43,8 @@
 #define PROTO_REPLICAS_MAX 5
 #define PROTO_ATTEMPTS_DEFAULT 3
 #define PROTO_IMAGE_DEFAULT "default"
+/* min_reputation is 0-1 with at most 6 decimals, kept in parts per million. */
+#define PROTO_REPUTATION_MAX 1000000
 /*
  * parameters, re-encoded compactly, are at most this many bytes.  Re-encoding can make a body's
  * text longer ("1e14" becomes "100000000000000.0"), so this caps it after normalization.
@@ -91,8 +93,14 @@ struct proto_job_spec {
     int replicas;            /* 1-5, default 1: workers of distinct owners that run it */
     char *files;             /* NULL when absent or empty, else the normalised compact JSON object
                                 {"path": "<base64>"} of proto_files_from_submit() */
-    char *callback_url;      /* NULL when absent, else 1-2048 characters (checked further by the
-                                coordinator: coord_webhook_url_check) */
+    /* Reputation and market pricing (API.md "Verified results, reputation, pricing"). */
+    int64_t min_reputation;            /* parts per million, 0-1000000, default 0 */
+    bool has_max_prices;               /* max_price_per_core_second was given */
+    bool has_max_price_gb;             /* max_price_per_gb_second was given */
+    int64_t max_price_per_core_second; /* micro-credits, >= 0 */
+    int64_t max_price_per_gb_second;   /* micro-credits, >= 0 */
+    char *callback_url; /* NULL when absent, else 1-2048 characters (checked further by the
+                           coordinator: coord_webhook_url_check) */
 };
 
 /**

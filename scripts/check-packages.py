@@ -11,6 +11,8 @@ What is checked, one line each and the closing line "packages: N passed, M faile
 - Each listed command is looked up on this machine (`dpkg -S` on its path) and its package must
   be named in scripts/packages/*.txt, be a dependency of one that is, or be Essential.  A missing
   command or an unlisted package fails, naming the package to add.
+- PYTHON_MODULES below: each non-standard Python module a driver imports is imported by Debian's
+  python3 and the package of its file checked the same way.
 - The CNI plugins that Podman's compose networks use: the types in the machine's CNI network
   configurations (/etc/cni/net.d) plus `dnsname`, which resolves the compose services' names
   (`db`, `coordinator`); each /usr/lib/cni/<type> is checked the same way.
@@ -73,6 +75,13 @@ COMMANDS = {
     "runuser": "runs commands as the rootless test user",
     "systemd-analyze": "verifies the packages' units (tests/packaging)",
     "setpriv": "runs commands as the rootless test user",
+}
+
+# Python modules outside the standard library that the drivers import -> why.  Each is looked
+# up with Debian's python3 (/usr/bin/python3: what CI has) and its file's package checked like a
+# command's.
+PYTHON_MODULES = {
+    "jsonschema": "tests/integration/openapi validates answers against the OpenAPI document",
 }
 
 # Used only where present (another engine, privilege escalation for non-root users): not
@@ -340,6 +349,18 @@ def main():
         if ".pyenv/" in os.path.realpath(path) and os.path.exists("/usr/bin/" + cmd):
             path = "/usr/bin/" + cmd  # a pyenv shim first on PATH; Debian's is what CI has
         check_package(cmd, path, allowed, listed)
+
+    # 2b. each Python module's package (the file Debian's python3 imports)
+    for mod in sorted(PYTHON_MODULES):
+        if not re.search(r"^\s*(import|from)\s+%s\b" % re.escape(mod), texts, re.M):
+            bad("Python module %s is in PYTHON_MODULES but no script imports it" % mod)
+        r = subprocess.run(["/usr/bin/python3", "-c", "import %s; print(%s.__file__)" % (mod, mod)],
+                           capture_output=True, text=True)
+        if r.returncode != 0 or not r.stdout.strip():
+            bad("Python module %s: not importable by /usr/bin/python3 (%s): the package that "
+                "provides it is missing from scripts/packages/*.txt" % (mod, PYTHON_MODULES[mod]))
+            continue
+        check_package("python3 module " + mod, r.stdout.strip(), allowed, listed)
 
     # 3. CNI plugins of the compose networks
     types = set(CNI_REQUIRED)

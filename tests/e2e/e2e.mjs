@@ -593,6 +593,10 @@ await rolePass("buyer: own jobs, balance, ledger and keys; submits without a buy
   await nav("Credits");
   await page.getByTestId("credits-available").waitFor();
   await page.getByRole("table", { name: "Ledger" }).waitFor();
+  // Spending per day: today's bar carries the job's charge.
+  const spent = page.getByTestId("statement-spent");
+  await spent.waitFor();
+  await waitFor(async () => (await spent.getAttribute("data-total")) !== "0.00", 10000, "the day's spending");
   assert((await page.getByRole("button", { name: "Look up" }).count()) === 0, "the buyer can look up other users");
   assert((await page.getByRole("button", { name: "Grant" }).count()) === 0, "the buyer can grant credits");
   // Keys: the token is shown once; revoking removes the key.
@@ -672,6 +676,34 @@ await rolePass("seller: own workers, earnings, the agent command with a new sell
       await card.waitFor({ timeout: 30000 });
       await waitFor(async () => (await card.getAttribute("data-status")) !== "offline", 20000, "the seller's agent online");
       await shot("seller-selling-agent");
+    });
+}
+
+{
+  const name = "seller: sets its worker's prices on the Selling page; reputation, prices and earnings shown";
+  if (!sellerAgent) skip(name, "no seller agent is running (see the step above)");
+  else
+    await step(name, async () => {
+      const workerId = agentCmd[3];
+      await goClient("/selling");
+      const card = page.getByRole("list", { name: "Your workers" }).locator(`[data-worker-id="${workerId}"]`);
+      await card.waitFor();
+      const rep = (await card.getByTestId("worker-reputation").textContent()) ?? "";
+      assert(/\d+%/.test(rep), `reputation "${rep}"`);
+      await card.getByLabel("Per core-second").fill("0.0002");
+      await card.getByLabel("Per GB-second").fill("0.00001");
+      await card.getByRole("button", { name: "Set prices" }).click();
+      await card.getByTestId("prices-saved").waitFor();
+      await waitFor(
+        async () => /0\.0002 \/ core-s/.test((await card.getByTestId("worker-price").textContent()) ?? ""),
+        10000,
+        "the new price on the card",
+      );
+      const ws = await rest("GET", "/api/v1/workers");
+      const mine = (ws.json ?? []).find((w) => w.worker_id === workerId);
+      assert(mine && mine.price_per_core_second === 0.0002 && mine.price_per_gb_second === 0.00001, `stored prices ${JSON.stringify(mine)}`);
+      await page.getByTestId("statement-earned").waitFor();
+      await shot("seller-prices");
     });
 }
 

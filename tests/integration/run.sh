@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Integration suite: runs every tests/integration/<part>/run.sh in turn, each ending with its own
-# "<part>: N passed, M failed" line, and closes with the sum over the parts.
+# "<part>: N passed, M failed" line, and closes with the sum over the parts.  The coordinators of
+# every part record their answers (RECORD_ANSWERS); the last part, openapi, validates them.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 status=0
@@ -9,8 +10,10 @@ pass=0
 fail=0
 skip=0
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-for part in store api agent dashboard cli webhook; do
+answers=$(mktemp)
+trap 'rm -f "$log" "$answers"' EXIT
+export RECORD_ANSWERS="$answers" OPENAPI_ANSWERS="$answers"
+for part in store api agent dashboard cli webhook openapi; do
     script="$here/$part/run.sh"
     [ -x "$script" ] || continue
     parts=$((parts + 1))

@@ -10,6 +10,7 @@ import type {
   LedgerRow,
   Me,
   NewApiKey,
+  StatementDay,
   User,
   UserLimits,
   Worker,
@@ -96,6 +97,10 @@ export const grantCredits = (user: string, amount: number | string) =>
     body: { amount: typeof amount === "string" ? Number(amount) : amount },
   });
 export const submitJob = (body: unknown) => api<Job>("/api/v1/submit", { method: "POST", body });
+export const patchWorkerPrices = (id: string, body: { price_per_core_second?: number; price_per_gb_second?: number }) =>
+  api<Worker>(`/api/v1/workers/${encodeURIComponent(id)}`, { method: "PATCH", body });
+export const getStatement = (user: string, days: number, signal?: AbortSignal) =>
+  api<StatementDay[]>(`/api/v1/users/${encodeURIComponent(user)}/statement?days=${days}`, { signal });
 
 const u = (id: string) => `/api/v1/users/${encodeURIComponent(id)}`;
 export const getMe = (signal?: AbortSignal) => api<Me>("/api/v1/me", { signal });

@@ -6,6 +6,7 @@ import { creditKeys } from "../queries/credits";
 import { healthKeys } from "../queries/health";
 import { jobKeys } from "../queries/jobs";
 import { ledgerKeys } from "../queries/ledger";
+import { statementKeys } from "../queries/statement";
 import { workerKeys } from "../queries/workers";
 import {
   applyOutputChunk,
@@ -97,6 +98,7 @@ export function applyEvent(qc: QueryClient, seq: SeqState, msg: EventMsg): SeqSt
         held: msg.held,
       });
       void qc.invalidateQueries({ queryKey: ledgerKeys.user(msg.user_id) });
+      void qc.invalidateQueries({ queryKey: [...statementKeys.all, msg.user_id] });
       break;
     case "health.updated":
       setHealth(qc, msg.health);

@@ -47,6 +47,14 @@ export interface Job {
   code?: string;
   artifacts?: number; // once the attempt's artifacts are complete
   artifacts_truncated?: boolean;
+  // Pricing (coordinator/README.md "Pricing, reputation and statements").
+  pricing?: "flat" | "metered" | "market" | string;
+  charged?: number | string | null;
+  min_reputation?: number | string;
+  price_per_core_second?: number | string;
+  price_per_gb_second?: number | string;
+  max_price_per_core_second?: number | string;
+  max_price_per_gb_second?: number | string;
 }
 
 export type WorkerStatus = "idle" | "busy" | "offline";
@@ -64,6 +72,20 @@ export interface Worker {
   last_heartbeat?: string | null;
   created_at?: string | null;
   updated_at?: string | null;
+  /** The seller's market prices, credits per core-second and per GB-second. */
+  price_per_core_second?: number | string;
+  price_per_gb_second?: number | string;
+  /** 0-1 (Beta(4,1) prior over the last 50 outcomes). */
+  reputation?: number | string;
+  owner_reputation?: number | string;
+}
+
+/** One UTC day of GET /api/v1/users/{id}/statement. */
+export interface StatementDay {
+  day: string;
+  spent: number | string;
+  earned: number | string;
+  fees: number | string;
 }
 
 /** Pricing as the coordinator reports it: credits are JSON numbers with at most 6 decimals. */
@@ -72,6 +94,11 @@ export interface Pricing {
   cost_per_100mb_ram: number | string;
   max_job_cores?: number | null;
   max_job_ram_mb?: number | null;
+  /** PRICING: flat (the cost above), metered, market. */
+  mode?: "flat" | "metered" | "market" | string;
+  price_per_core_second?: number | string;
+  price_per_gb_second?: number | string;
+  platform_fee_percent?: number;
 }
 
 export interface Health {

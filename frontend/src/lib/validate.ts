@@ -1,5 +1,6 @@
 // Client-side validation of the submit form, following API.md's rules for POST /api/v1/submit.
 // The server validates again; its 422 answers name the field and are shown at that field too.
+import { parsePrice, parseReputation } from "./pricing";
 
 export interface SubmitForm {
   title: string;
@@ -15,6 +16,11 @@ export interface SubmitForm {
   image: string;
   timeout_seconds: string;
   max_attempts: string;
+  /** 0-1; empty: any reputation. */
+  min_reputation: string;
+  /** Credits per core-second / GB-second the buyer pays at most (PRICING=market). */
+  max_price_per_core_second: string;
+  max_price_per_gb_second: string;
 }
 
 export type SubmitField = keyof SubmitForm;
@@ -34,6 +40,9 @@ export interface SubmitBody {
   image?: string;
   timeout_seconds?: number;
   max_attempts?: number;
+  min_reputation?: number;
+  max_price_per_core_second?: number;
+  max_price_per_gb_second?: number;
 }
 
 export interface Limits {
@@ -41,6 +50,8 @@ export interface Limits {
   maxRamMb?: number | null;
   /** The submitter's key pays (a buyer's own submit): the form has no buyer id to check or send. */
   selfBuyer?: boolean;
+  /** PRICING=market: the maximum prices are required. */
+  market?: boolean;
 }
 
 export type ValidationResult =
@@ -66,6 +77,9 @@ export const EXAMPLE_FORM: SubmitForm = {
   image: "",
   timeout_seconds: "",
   max_attempts: "",
+  min_reputation: "",
+  max_price_per_core_second: "",
+  max_price_per_gb_second: "",
 };
 
 export function emptyForm(): SubmitForm {
@@ -83,6 +97,9 @@ export function emptyForm(): SubmitForm {
     image: "",
     timeout_seconds: "",
     max_attempts: "",
+    min_reputation: "",
+    max_price_per_core_second: "",
+    max_price_per_gb_second: "",
   };
 }
 
@@ -185,6 +202,21 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
       ? undefined
       : intField(errors, "max_attempts", form.max_attempts, "Max attempts", 1, MAX_ATTEMPTS);
 
+  const minRep = form.min_reputation.trim();
+  const reputation = minRep === "" ? undefined : parseReputation(minRep);
+  if (reputation === null) errors.min_reputation = "Minimum reputation must be between 0 and 1 (at most 6 decimals)";
+  const maxPrices: Partial<Record<"max_price_per_core_second" | "max_price_per_gb_second", number>> = {};
+  for (const f of ["max_price_per_core_second", "max_price_per_gb_second"] as const) {
+    const t = form[f].trim();
+    if (t === "") {
+      if (limits.market) errors[f] = "Required: the market needs the most you pay";
+      continue;
+    }
+    const v = parsePrice(t);
+    if (v === null) errors[f] = "A price in credits, at least 0, with at most 6 decimals";
+    else maxPrices[f] = v;
+  }
+
   if (Object.keys(errors).length > 0) return { ok: false, errors };
 
   const body: SubmitBody = {
@@ -202,6 +234,8 @@ export function validateSubmit(form: SubmitForm, limits: Limits = {}): Validatio
   if (image !== "") body.image = image;
   if (timeout !== undefined) body.timeout_seconds = timeout;
   if (attempts !== undefined) body.max_attempts = attempts;
+  if (reputation !== undefined && reputation !== null) body.min_reputation = reputation;
+  Object.assign(body, maxPrices);
   return { ok: true, body };
 }
 
@@ -222,6 +256,9 @@ export function formFieldOf(field: string | undefined | null): SubmitField | nul
     "image",
     "timeout_seconds",
     "max_attempts",
+    "min_reputation",
+    "max_price_per_core_second",
+    "max_price_per_gb_second",
   ];
   return (known as string[]).includes(field) ? (field as SubmitField) : null;
 }

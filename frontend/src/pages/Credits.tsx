@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { useSearchParams } from "react-router";
+import { StatementChart } from "../components/StatementChart";
 import { Card, EmptyState, ErrorState, OneFieldForm, PageHeader, Spinner, Stat, Table } from "../components/ui";
 import { ApiError, grantCredits } from "../lib/api";
 import { formatCredits, formatMicro, toMicro } from "../lib/credits";
@@ -226,6 +227,9 @@ export function Credits() {
               <Grant user={user} />
             </Card>
           )}
+          <Card title="Spending" labelledBy="spending-title" className="mt-6" bodyClassName="p-0">
+            <StatementChart user={user} column="spent" label="Spending" />
+          </Card>
           <Card title="Ledger" labelledBy="ledger-title" className="mt-6" bodyClassName="p-0">
             <Ledger user={user} />
           </Card>

@@ -276,7 +276,16 @@ export function JobDetail() {
               <Field label="Job id">
                 <span className="font-mono text-xs">{job.job_id}</span>
               </Field>
-              <Field label="Cost">{formatCredits(job.cost)} credits</Field>
+              <Field label={job.pricing && job.pricing !== "flat" ? "Held" : "Cost"}>
+                {formatCredits(job.cost)} credits
+              </Field>
+              {job.charged !== undefined && (
+                <Field label="Charged">
+                  <span data-testid="job-charged">
+                    {job.charged === null ? "not settled yet" : `${formatCredits(job.charged)} credits`}
+                  </span>
+                </Field>
+              )}
               <Field label="Priority">{job.priority ?? "—"}</Field>
               <Field label="Cores">{job.required_cores}</Field>
               <Field label="RAM">{formatMb(job.required_ram_mb)}</Field>

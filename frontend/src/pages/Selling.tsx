@@ -1,16 +1,19 @@
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { useState } from "react";
+import { useState, type FormEvent } from "react";
 import { Link } from "react-router";
 import { OnceToken } from "../components/KeyManager";
 import { Card, EmptyState, OneFieldForm, PageHeader, Spinner, Stat, useNow } from "../components/ui";
 import { agentCommand, agentUrl } from "../lib/agentCommand";
-import { createKey } from "../lib/api";
+import { StatementChart } from "../components/StatementChart";
+import { createKey, patchWorkerPrices } from "../lib/api";
 import { formatCredits, formatMicro, toMicro } from "../lib/credits";
+import { parsePrice } from "../lib/pricing";
 import { useSession } from "../lib/session";
-import type { NewApiKey } from "../lib/types";
+import type { NewApiKey, Worker } from "../lib/types";
 import { ID_RE } from "../lib/validate";
 import { creditsQuery } from "../queries/credits";
 import { keyKeys } from "../queries/keys";
+import { workerKeys } from "../queries/workers";
 import { ledgerQuery } from "../queries/ledger";
 import { workersQuery } from "../queries/workers";
 import { Ledger } from "./Credits";
@@ -84,6 +87,71 @@ function StartAgent({ userId }: { userId: string }) {
   );
 }
 
+function PriceInput(props: { label: string; name: string; value: string; onChange: (v: string) => void }) {
+  return (
+    <label className="text-xs text-slate-600">
+      {props.label}
+      <input
+        className="input mt-1 font-mono"
+        name={props.name}
+        value={props.value}
+        onChange={(e) => props.onChange(e.target.value)}
+      />
+    </label>
+  );
+}
+
+/** The seller sets its worker's market prices (PATCH /api/v1/workers/{id}). */
+function WorkerPrices({ w }: { w: Worker }) {
+  const qc = useQueryClient();
+  const [core, setCore] = useState(String(w.price_per_core_second ?? "0"));
+  const [gb, setGb] = useState(String(w.price_per_gb_second ?? "0"));
+  const [err, setErr] = useState<string | null>(null);
+  const [saved, setSaved] = useState(false);
+  const m = useMutation({
+    mutationFn: (body: { price_per_core_second: number; price_per_gb_second: number }) =>
+      patchWorkerPrices(w.worker_id, body),
+    onSuccess: (updated) => {
+      setSaved(true);
+      qc.setQueryData<Worker[]>(workerKeys.all, (prev) =>
+        prev?.map((x) => (x.worker_id === updated.worker_id ? { ...x, ...updated } : x)),
+      );
+    },
+    onError: (e: Error) => setErr(e.message),
+  });
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setErr(null);
+    setSaved(false);
+    const c = parsePrice(core);
+    const g = parsePrice(gb);
+    if (c === null || g === null) {
+      setErr("Prices are credits of at least 0 with at most 6 decimals");
+      return;
+    }
+    m.mutate({ price_per_core_second: c, price_per_gb_second: g });
+  };
+  return (
+    <form
+      className="mt-4 grid grid-cols-[1fr_1fr_auto] items-end gap-2 border-t border-slate-100 pt-3"
+      onSubmit={submit}
+      aria-label={`Prices of ${w.worker_id}`}
+    >
+      <PriceInput label="Per core-second" name="price_per_core_second" value={core} onChange={setCore} />
+      <PriceInput label="Per GB-second" name="price_per_gb_second" value={gb} onChange={setGb} />
+      <button type="submit" className="btn-secondary px-3 py-2 text-xs" disabled={m.isPending}>
+        {m.isPending ? "Saving…" : "Set prices"}
+      </button>
+      {err && <p className="col-span-3 text-xs font-medium text-rose-600">{err}</p>}
+      {saved && !err && (
+        <p className="col-span-3 text-xs text-emerald-700" data-testid="prices-saved">
+          Prices saved.
+        </p>
+      )}
+    </form>
+  );
+}
+
 export function Selling() {
   const s = useSession();
   const userId = s.userId ?? "";
@@ -135,10 +203,15 @@ export function Selling() {
       ) : (
         <ul className="grid gap-4 sm:grid-cols-2 xl:grid-cols-3" aria-label="Your workers">
           {mine.map((w) => (
-            <WorkerCard key={w.worker_id} w={w} now={now} />
+            <WorkerCard key={w.worker_id} w={w} now={now}>
+              <WorkerPrices w={w} />
+            </WorkerCard>
           ))}
         </ul>
       )}
+      <Card title="Earnings" labelledBy="earnings-title" className="mt-6" bodyClassName="p-0">
+        <StatementChart user={userId} column="earned" label="Earnings" />
+      </Card>
       <Card title="Payouts" labelledBy="payouts-title" className="mt-6" bodyClassName="p-0">
         <Ledger user={userId} kind="payout" />
       </Card>

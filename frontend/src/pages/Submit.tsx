@@ -9,6 +9,8 @@ import { useSession } from "../lib/session";
 import type { Pricing } from "../lib/types";
 import { creditsQuery } from "../queries/credits";
 import { pricingQuery } from "../queries/health";
+import { estimate, parsePrice, priceRange, pricingMode } from "../lib/pricing";
+import { workersQuery } from "../queries/workers";
 import { storeJob } from "../queries/jobs";
 import {
   EXAMPLE_FORM,
@@ -63,7 +65,65 @@ function FormField({
   );
 }
 
+/** Metered and market: the hold, the charge per started second, the market's price range. */
+function UsageCostPreview({ form, pricing }: { form: SubmitForm; pricing: Pricing | null }) {
+  const workers = useQuery(workersQuery()).data ?? [];
+  const mode = pricingMode(pricing);
+  const cores = parseIntStrict(form.required_cores);
+  const ram = parseIntStrict(form.required_ram_mb);
+  const timeoutText = form.timeout_seconds.trim();
+  const timeout = timeoutText === "" ? 3600 : parseIntStrict(timeoutText);
+  const valid = cores !== null && ram !== null && timeout !== null && cores >= 1 && ram >= 1 && timeout >= 1;
+  const maxCore = parsePrice(form.max_price_per_core_second);
+  const maxGb = parsePrice(form.max_price_per_gb_second);
+  const max = maxCore !== null && maxGb !== null ? { core: toMicro(maxCore) ?? 0n, gb: toMicro(maxGb) ?? 0n } : null;
+  const range = valid && mode === "market" ? priceRange(workers, cores, ram) : null;
+  const est = valid ? estimate(pricing, cores, ram, timeout, max, range) : null;
+  const show = (v: bigint | null | undefined) => (v === null || v === undefined ? "—" : `${formatMicro(v)} credits`);
+  return (
+    <div className="space-y-3" data-testid="cost-preview-usage" data-mode={mode}>
+      <div>
+        <div className="text-xs font-medium uppercase tracking-wide text-slate-500">Held at submit</div>
+        <div
+          className="mt-1 text-2xl font-semibold tabular-nums text-slate-900"
+          data-testid="cost-hold"
+          aria-live="polite"
+        >
+          {show(est?.hold)}
+        </div>
+        <p className="mt-1 text-xs text-slate-500">
+          {mode === "market"
+            ? "Your maximum prices for the whole timeout."
+            : `${formatCredits(pricing?.price_per_core_second)} per core-second + ${formatCredits(pricing?.price_per_gb_second)} per GB-second, for the whole timeout.`}
+        </p>
+      </div>
+      <div>
+        <div className="text-xs font-medium uppercase tracking-wide text-slate-500">Expected charge</div>
+        <div className="mt-1 text-sm tabular-nums text-slate-900" data-testid="cost-expected">
+          {est?.perSecond != null
+            ? `${formatMicro(est.perSecond)} credits per started second, at most ${show(est.expectedMax)}`
+            : mode === "market"
+              ? "No connected worker that fits is within your maximum."
+              : "—"}
+        </div>
+        <p className="mt-1 text-xs text-slate-500">Only the seconds used are charged; the rest is refunded.</p>
+      </div>
+      {mode === "market" && (
+        <div data-testid="price-range">
+          <div className="text-xs font-medium uppercase tracking-wide text-slate-500">Prices available</div>
+          <div className="mt-1 text-sm tabular-nums text-slate-900">
+            {range && range.count > 0
+              ? `${range.count} fitting worker${range.count === 1 ? "" : "s"}: ${formatMicro(range.minPerSecond!)} to ${formatMicro(range.maxPerSecond!)} credits per second`
+              : "No online worker fits these resources."}
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
+
 function CostPreview({ form, pricing }: { form: SubmitForm; pricing: Pricing | null }) {
+  if (pricingMode(pricing) !== "flat") return <UsageCostPreview form={form} pricing={pricing} />;
   const cores = parseIntStrict(form.required_cores);
   const ram = parseIntStrict(form.required_ram_mb);
   const pc = pricing ? toMicro(pricing.cost_per_core) : null;
@@ -122,7 +182,12 @@ export function Submit() {
   const [files, setFiles] = useState<JobFiles>({});
   const pricing = useQuery(pricingQuery()).data ?? null;
   const limits = useMemo(
-    () => ({ maxCores: pricing?.max_job_cores, maxRamMb: pricing?.max_job_ram_mb, selfBuyer }),
+    () => ({
+      maxCores: pricing?.max_job_cores,
+      maxRamMb: pricing?.max_job_ram_mb,
+      selfBuyer,
+      market: pricingMode(pricing) === "market",
+    }),
     [pricing, selfBuyer],
   );
 
@@ -325,6 +390,34 @@ export function Submit() {
               <FormField field="max_attempts" label="Max attempts" error={errors.max_attempts} hint="Default 3">
                 {input("max_attempts", { inputMode: "numeric", placeholder: "3" })}
               </FormField>
+              <FormField
+                field="min_reputation"
+                label="Minimum reputation"
+                error={errors.min_reputation}
+                hint="0 to 1; sellers below it are not used"
+              >
+                {input("min_reputation", { inputMode: "decimal", placeholder: "0" })}
+              </FormField>
+              {limits.market && (
+                <>
+                  <FormField
+                    field="max_price_per_core_second"
+                    label="Max price per core-second"
+                    error={errors.max_price_per_core_second}
+                    hint="Credits; the cheapest seller within it runs the job"
+                  >
+                    {input("max_price_per_core_second", { inputMode: "decimal", className: "font-mono" })}
+                  </FormField>
+                  <FormField
+                    field="max_price_per_gb_second"
+                    label="Max price per GB-second"
+                    error={errors.max_price_per_gb_second}
+                    hint="Credits per GB of RAM and second"
+                  >
+                    {input("max_price_per_gb_second", { inputMode: "decimal", className: "font-mono" })}
+                  </FormField>
+                </>
+              )}
             </div>
           </Card>
         </div>

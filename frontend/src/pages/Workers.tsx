@@ -1,11 +1,14 @@
 import { useQuery } from "@tanstack/react-query";
+import type { ReactNode } from "react";
 import { Card, EmptyState, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
 import { formatAge, formatMb, parseTime, pct, plural, runningCount } from "../lib/format";
 import { useLive } from "../lib/live";
+import { formatCredits } from "../lib/credits";
+import { formatReputation } from "../lib/pricing";
 import type { Worker } from "../lib/types";
 import { workersQuery } from "../queries/workers";
 
-export function WorkerCard({ w, now }: { w: Worker; now: number }) {
+export function WorkerCard({ w, now, children }: { w: Worker; now: number; children?: ReactNode }) {
   const usedCores = Math.max(0, w.cpu_cores - (w.free_cores ?? w.cpu_cores));
   const usedRam = Math.max(0, w.ram_mb - (w.free_ram_mb ?? w.ram_mb));
   const hb = parseTime(w.last_heartbeat);
@@ -46,6 +49,23 @@ export function WorkerCard({ w, now }: { w: Worker; now: number }) {
             {hb === null ? "never" : `${formatAge(now - hb)} ago`}
           </dd>
         </div>
+        <div>
+          <dt className="text-xs text-slate-500">Reputation</dt>
+          <dd className="font-medium tabular-nums text-slate-900" data-testid="worker-reputation">
+            {formatReputation(w.reputation)}
+            {w.owner_reputation !== undefined && (
+              <span className="ml-1 text-xs font-normal text-slate-500">
+                (owner {formatReputation(w.owner_reputation)})
+              </span>
+            )}
+          </dd>
+        </div>
+        <div className="col-span-2">
+          <dt className="text-xs text-slate-500">Price (credits)</dt>
+          <dd className="font-medium tabular-nums text-slate-900" data-testid="worker-price">
+            {formatCredits(w.price_per_core_second)} / core-s · {formatCredits(w.price_per_gb_second)} / GB-s
+          </dd>
+        </div>
       </dl>
       <div className="mt-4 space-y-3">
         <div>
@@ -67,6 +87,7 @@ export function WorkerCard({ w, now }: { w: Worker; now: number }) {
           <Meter value={offline ? 0 : pct(usedRam, w.ram_mb)} label={`Memory load of ${w.worker_id}`} tone="emerald" />
         </div>
       </div>
+      {children}
     </li>
   );
 }

@@ -1612,6 +1612,57 @@ def reason(c, job_id):
     return (j.get("pending_reason") or {}).get("code"), j
 
 
+def micro(x):
+    """Credits as the API writes them (a JSON number, at most 6 decimals) to micro-credits."""
+    return int(round(x * 1000000))
+
+
+@case("market pricing, real agents of three sellers (AGENT_PRICE_PER_*): a maximum below all "
+      "stays pending naming the cheapest; the cheapest within the maximum runs the job, is paid "
+      "its own price for the started seconds, 10% of it goes to platform, the rest is refunded")
+def t_market_real_agents(env):
+    c = env.coord
+    c.env["PRICING"] = "market"
+    c.env["PLATFORM_FEE_PERCENT"] = "10"
+    c.start()
+    prices = {"mkt-a": "0.0003", "mkt-b": "0.0001", "mkt-c": "0.0002"}
+    for wid, core in prices.items():
+        env.agent(wid, 2, 2048, extra_env={"AGENT_PRICE_PER_CORE_SECOND": core,
+                                           "AGENT_PRICE_PER_GB_SECOND": "0.00005"}).start()
+    wait_connected(c, list(prices))
+    for wid, core in prices.items():
+        w = worker_row(c, wid)
+        check(micro(w["price_per_core_second"]) == micro(float(core)) and
+              micro(w["price_per_gb_second"]) == 50, "prices of %s: %r" % (wid, w))
+    low = c.submit(title="below every seller", buyer_id="mkt-buyer", timeout_seconds=60,
+                   max_price_per_core_second=0.00005, max_price_per_gb_second=0.001)["job_id"]
+    wait_until(lambda: (c.job(low).get("pending_reason") or {}).get("code") ==
+               "no_agent_within_price", 20, "pending_reason no_agent_within_price")
+    msg = c.job(low)["pending_reason"]["message"]
+    check("mkt-b" in msg and "0.0001" in msg, "the reason does not name the cheapest: %r" % msg)
+    jid = c.submit(title="within b and c", buyer_id="mkt-buyer", timeout_seconds=60,
+                   max_price_per_core_second=0.00025, max_price_per_gb_second=0.0001)["job_id"]
+    j = wait_jobs_final(c, [jid], 60)[0]
+    check(j["status"] == "completed" and j["assigned_worker"] == "mkt-b",
+          "ran on %r, ended %s" % (j["assigned_worker"], j["status"]))
+    # hold: 60 s x (250 + 64 MB x 100 / 1024); charge: b's price for the started seconds
+    hold = 60 * (250 * 1024 + 64 * 100) // 1024
+    secs = max(1, min(60, -(-j["usage"]["wall_ms"] // 1000)))
+    charge = secs * (100 * 1024 + 64 * 50) // 1024
+    fee = charge * 10 // 100
+    check(micro(j["cost"]) == hold and micro(j["charged"]) == charge,
+          "cost %r charged %r, want %d and %d" % (j["cost"], j["charged"], hold, charge))
+    pay = ledger_rows(c, "owner-mkt-b", jid, "payout")
+    fees = ledger_rows(c, "platform", jid, "fee")
+    refund = ledger_rows(c, "mkt-buyer", jid, "refund")
+    check(len(pay) == 1 and micro(pay[0]["amount"]) == charge - fee, "payout %r" % pay)
+    check(len(fees) == 1 and micro(fees[0]["amount"]) == fee, "fee %r" % fees)
+    check(len(refund) == 1 and micro(refund[0]["amount"]) == hold - charge, "refund %r" % refund)
+    check(c.job(low)["status"] == "pending", "the job below every seller was placed")
+    c.admin("POST", "/api/v1/jobs/%s/cancel" % low)
+    c.invariant()
+
+
 @case("placement: 41 jobs for a missing image and 41 for 64 cores at priority 10 do not hold "
       "back a 1-core priority-5 job; each pending job says why (pending_reason)")
 def t_no_head_of_line(env):
@@ -2379,6 +2430,12 @@ def t_replicas_cheater(env):
           by_owner["rc-mallory"]["outcome"] == "mismatch", "cheater row %r" % by_owner)
     check(by_owner["rc-own1"]["agrees"] and by_owner["rc-own2"]["agrees"], "honest rows")
     check_money(c, j, "rc-buyer", {"rc-mallory": 0, "rc-own1": 1, "rc-own2": 1})
+    # Its reputation drops (one completion, then the mismatch: (4 + 1) / (5 + 2)); an honest
+    # seller's rises from the 0.8 of a newcomer.
+    cheat, honest = worker_row(c, "rc-cheat"), worker_row(c, "rc-w1")
+    check(cheat["reputation"] < 0.8 and cheat["owner_reputation"] < 0.8,
+          "the cheater's reputation %r" % cheat)
+    check(honest["reputation"] > 0.8, "an honest seller's reputation %r" % honest)
     show_ledger(c, j, "rc-buyer", ["rc-mallory", "rc-own1", "rc-own2"])
 
 
@@ -2542,6 +2599,7 @@ CASES += [t_replicas_agree, t_replicas_cheater, t_replicas_tiebreak, t_replicas_
           t_replicas_kill, t_replicas_cancel, t_replicas_distinct]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]
+CASES += [t_market_real_agents]
 
 
 def main():

@@ -4,10 +4,11 @@ loopback (one database per pass: SQLite, or PostgreSQL with --database-url).
 
 Each case runs `cacheout` as a buyer would and checks its exit status, stdout and stderr: the
 --wait exit statuses (0, a job's own non-zero code, 128+9 for a killed job, 124 for a timeout),
-`logs -f` printing output while the job still runs, the --json shapes, the API errors (401, 404,
-422 with its field) and usage errors (2), the command quoting, config files, and, when the
-coordinator has them, accounts (`balance`, `keys create`) and input files/artifacts.  A case whose
-server feature is missing is reported as SKIP with the reason and counted in --skip-file.
+`logs -f` printing output while the job still runs, the --json shapes, the API errors (401, 403,
+404, 422 with its field) and usage errors (2), the command quoting, config files, accounts
+(`balance`, `keys create`), input files and artifacts with their sha256 (and artifact names or
+bytes that must be refused, from a fake server).  A case that cannot run here (no test CA for
+the TLS case) is reported as SKIP with the reason and counted in --skip-file.
 """
 import argparse
 import hashlib
@@ -347,9 +348,6 @@ def t_balance_admin(e):
 
 
 def t_accounts(e):
-    st, _ = e.api("GET", "/me")
-    if st == 404:
-        raise Skip("the coordinator has no accounts (GET /api/v1/me is 404)")
     st, user = e.api("POST", "/users", {"user_id": "cli-user"})
     cotest.check(st == 201, "create user: %d %r" % (st, user))
     st, key = e.api("POST", "/users/cli-user/keys", {"name": "boot", "scopes": ["buy"]})
@@ -375,36 +373,173 @@ def t_accounts(e):
     cotest.check(res[0] == 0 and "user: cli-user" in res[1], res)
 
 
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def t_files_artifacts(e):
-    src = os.path.join(e.workdir, "in")
+    # Each --file goes up under its base name (text as it is, binary as base64): the job prints
+    # the sha256 of what it got, copies the files to out/ as artifacts, and `artifacts -o DIR`
+    # brings them back checked against the list's size and sha256.
+    src = os.path.join(e.workdir, "in", "deeper")
     os.makedirs(src, exist_ok=True)
     text = os.path.join(src, "data.txt")
     blob = os.path.join(src, "blob.bin")
     with open(text, "w") as f:
         f.write("line one\nline two\n")
-    data = bytes(range(256)) * 64
+    data = bytes(range(256)) * 64 + b"\x00\xff" * 999
     with open(blob, "wb") as f:
         f.write(data)
-    res = e.run("submit", "--buyer", BUYER, "--file", text, "--file", blob, "--wait", "--",
-                "sh", "-c", "mkdir -p out/sub && cp data.txt out/ && cp blob.bin out/sub/ && "
-                "wc -l < data.txt")
-    if res[0] == 1 and "field 'files'" in res[2]:
-        raise Skip("the coordinator does not take input files yet: " + res[2].strip())
+    script = ("import hashlib, os, shutil\n"
+              "for n in ('data.txt', 'blob.bin'):\n"
+              "    print(n, hashlib.sha256(open(n, 'rb').read()).hexdigest())\n"
+              "os.makedirs('out/sub', exist_ok=True)\n"
+              "shutil.copy('data.txt', 'out/data.txt')\n"
+              "shutil.copy('blob.bin', 'out/sub/blob.bin')\n")
+    res = e.run("--json", "submit", "--buyer", BUYER, "--file", text, "--file", blob, "--wait",
+                "--", "python3", "-c", script)
     expect(res, 0, "submit with files")
-    cotest.check(res[1].strip() == "2", "wc -l of data.txt in the job: %r" % res[1])
-    st, jobs = e.api("GET", "/jobs?limit=1")
-    jid = jobs[0]["job_id"]
-    st, _ = e.api("GET", "/jobs/%s/artifacts" % jid)
-    if st == 404:
-        raise Skip("the coordinator serves no artifacts yet (404)")
+    fin = json.loads(res[1])
+    jid = fin["job_id"]
+    st, out = e.api("GET", "/jobs/%s/output" % jid)
+    got = dict(ln.split() for ln in out["stdout"].splitlines())
+    cotest.check(got == {"data.txt": sha256_file(text), "blob.bin": sha256_file(blob)},
+                 "the job saw other bytes: %r" % got)
+    st, listed = e.api("GET", "/jobs/%s/artifacts" % jid)
+    cotest.check(st == 200 and sorted(a["path"] for a in listed) == ["data.txt", "sub/blob.bin"],
+                 "artifact list %d %r" % (st, listed))
     dest = os.path.join(e.workdir, "dl")
     res = e.run("artifacts", jid, "-o", dest)
     expect(res, 0, "artifacts")
-    with open(os.path.join(dest, "data.txt"), "rb") as f:
-        cotest.check(f.read() == b"line one\nline two\n", "data.txt differs")
-    with open(os.path.join(dest, "sub", "blob.bin"), "rb") as f:
-        cotest.check(f.read() == data, "blob.bin differs")
-    cotest.check(hashlib.sha256(data).hexdigest() in res[1], res[1])
+    lines = sorted(res[1].splitlines())
+    want = sorted("%s  %d  %s" % (a["sha256"], a["size"], a["path"]) for a in listed)
+    cotest.check(lines == want, "artifacts output %r, wanted %r" % (lines, want))
+    for a in listed:
+        local = os.path.join(dest, a["path"])
+        cotest.check(sha256_file(local) == a["sha256"] and os.path.getsize(local) == a["size"],
+                     "%s differs from the list" % a["path"])
+    cotest.check(sha256_file(os.path.join(dest, "sub", "blob.bin")) == hashlib.sha256(
+        data).hexdigest(), "blob.bin differs from what was sent")
+    cotest.check(sorted(os.listdir(dest)) == ["data.txt", "sub"] and
+                 os.listdir(os.path.join(dest, "sub")) == ["blob.bin"],
+                 "stray files: %r" % os.listdir(dest))
+    # --json: the list itself; a second download over the first replaces the files.
+    res = e.run("--json", "artifacts", jid, "-o", dest)
+    expect(res, 0, "artifacts --json")
+    cotest.check(json.loads(res[1]) == listed, res[1][:300])
+
+
+class FakeCoordinator:
+    """A loopback HTTP server that answers GET requests from a table {path: (status, type,
+    bytes)}: for the answers a real coordinator never gives (artifact names with '..', damaged
+    downloads)."""
+
+    def __init__(self, table):
+        import http.server
+        import threading
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server API
+                st, ctype, body = table.get(self.path.split("?")[0], (404, "application/json",
+                                            b'{"error":{"code":"not_found","message":"no"}}'))
+                self.send_response(st)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.srv.server_address[1]
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def t_artifacts_refused(e):
+    # Names that would leave -o DIR and bytes that do not match the list are refused, and
+    # nothing is left behind (no file outside, no temporary file inside).
+    good = b"fine\n"
+    bad = b"not what the list says\n"
+    def art(path, body, claimed=None):
+        return {"path": path, "size": len(claimed or body),
+                "sha256": hashlib.sha256(claimed or body).hexdigest()}
+    base = "/api/v1/jobs/fake"
+    cases = [
+        ("../escape.txt", [art("../escape.txt", good)], "refused"),
+        ("/etc/evil", [art("/etc/evil", good)], "refused"),
+        ("a/../../up", [art("a/../../up", good)], "refused"),
+        ("damaged", [art("ok.txt", good), art("damaged.txt", bad, claimed=b"other bytes!\n")],
+         "damaged"),
+    ]
+    for name, listing, needle in cases:
+        table = {base + "/artifacts": (200, "application/json", json.dumps(listing).encode()),
+                 base + "/artifacts/ok.txt": (200, "application/octet-stream", good),
+                 base + "/artifacts/damaged.txt": (200, "application/octet-stream", bad)}
+        fake = FakeCoordinator(table)
+        top = os.path.join(e.workdir, "refused-" + name.replace("/", "_"))
+        dest = os.path.join(top, "dl")
+        os.makedirs(dest)
+        try:
+            res = e.run("artifacts", "fake", "-o", dest,
+                        extra={"CACHEOUT_URL": "http://127.0.0.1:%d" % fake.port})
+        finally:
+            fake.close()
+        expect(res, 1, "artifacts with %s" % name)
+        cotest.check(needle in res[2], "%s: stderr %r" % (name, res[2]))
+        left = [os.path.relpath(os.path.join(d, f), top) for d, _, fs in os.walk(top) for f in fs]
+        want = ["dl/ok.txt"] if name == "damaged" else []
+        cotest.check(sorted(left) == want, "%s: files left %r" % (name, left))
+        cotest.check(not os.path.exists(os.path.join(e.workdir, "escape.txt")) and
+                     not os.path.exists(os.path.join(top, "up")), "a file escaped")
+
+
+def t_json_accounts_shapes(e):
+    # --json of balance and keys create is the API's own object.
+    res = e.run("--json", "balance", "--user", BUYER)
+    expect(res, 0, "balance --json")
+    bal = json.loads(res[1])
+    cotest.check(set(bal) == {"user_id", "credits", "held"} and bal["user_id"] == BUYER, bal)
+    st, _ = e.api("POST", "/users", {"user_id": "cli-json-user"})
+    cotest.check(st in (201, 409), "create user: %d" % st)
+    res = e.run("--json", "keys", "create", "jk", "--user", "cli-json-user", "--scope", "buy")
+    expect(res, 0, "keys create --json")
+    key = json.loads(res[1])
+    for k in ("key_id", "name", "scopes", "token", "created_at"):
+        cotest.check(k in key, "keys create --json lacks %s: %r" % (k, key))
+    cotest.check(key["name"] == "jk" and key["scopes"] == ["buy"], key)
+    res = e.run("--json", "cancel", e.submit("true", opts=("--cores", "64")))
+    expect(res, 0, "cancel --json")
+    cotest.check(json.loads(res[1])["status"] == "cancelled", res[1][:300])
+
+
+def t_error_messages(e):
+    # Each API error comes out as "HTTP <status> <code>: <message>" plus what to do about it.
+    res = e.run("submit", "--buyer", BUYER, "--cores", "0", "--", "true")
+    expect(res, 2, "--cores 0 is a usage error")
+    st, _ = e.api("POST", "/users", {"user_id": "cli-err-user"})
+    st, key = e.api("POST", "/users/cli-err-user/keys", {"name": "k", "scopes": ["sell"]})
+    cotest.check(st == 201, "sell key: %d %r" % (st, key))
+    res = e.run("submit", "--", "true", token=key["token"])
+    expect(res, 1, "submit with a sell-only key")
+    cotest.check("HTTP 403 forbidden" in res[2] and "scope" in res[2], res[2])
+    res = e.run("show", "bad id!")
+    cotest.check(res[0] in (1, 2) and ("HTTP 404" in res[2] or "invalid" in res[2]), res)
+    res = e.run("cancel", "no-such-job")
+    expect(res, 1, "cancel of an unknown job")
+    cotest.check("HTTP 404 not_found" in res[2] and "no such job" in res[2], res[2])
+    res = e.run("artifacts", "no-such-job", "-o", os.path.join(e.workdir, "none"))
+    expect(res, 1, "artifacts of an unknown job")
+    cotest.check("HTTP 404" in res[2], res[2])
+    port = cotest.free_port()
+    res = e.run("jobs", extra={"CACHEOUT_URL": "http://127.0.0.1:%d" % port})
+    expect(res, 1, "nothing listening")
+    cotest.check(("127.0.0.1:%d" % port) in res[2] or "connect" in res[2].lower(), res[2])
 
 
 def t_tls(e):
@@ -518,7 +653,10 @@ def main():
         case("config file: default place, CACHEOUT_CONFIG, permissions, bad key", t_config_file)
         case("balance --user with the admin token", t_balance_admin)
         case("accounts: balance and keys create with a user key, 403", t_accounts)
-        case("input files and artifacts with sha256", t_files_artifacts)
+        case("--file round trip and artifacts -o DIR, with sha256", t_files_artifacts)
+        case("artifacts: '..' and absolute names, damaged bytes refused", t_artifacts_refused)
+        case("--json shapes of balance, keys create, cancel", t_json_accounts_shapes)
+        case("error messages: 403 scope, 404, usage, no server", t_error_messages)
         case("logs -f survives a coordinator restart", t_follow_survives_restart)
         case("TLS: verified with CACHEOUT_CA_FILE/TLS_CA_FILE, refused otherwise", t_tls)
     except Exception as ex:  # noqa: BLE001 - the set-up failed: one failure

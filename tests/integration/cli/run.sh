@@ -2,8 +2,8 @@
 # CLI suite: the `cacheout` client against real cacheout-coordinator and cacheout-agent
 # processes on loopback, on SQLite and on a throw-away PostgreSQL server (tests/lib/pg.sh).  The
 # cases live in cli_test.py; this script runs them per database and prints the summary line
-# "cli: N passed, M failed[, K skipped]".  Cases whose coordinator feature is missing (accounts,
-# input files, artifacts) print SKIP with the reason and count as skipped.
+# "cli: N passed, M failed[, K skipped]".  A case that cannot run here (the TLS case without a
+# test CA) prints SKIP with the reason and counts as skipped.
 #
 # Environment: CO_SRC_DIR, CO_BUILD_DIR, CO_ASAN_BUILD_DIR (as scripts/test.sh sets them; with a
 # sanitizer build, a third pass on SQLite runs its cacheout); CLI_SUITE_ONLY=<substring> runs only

@@ -221,6 +221,8 @@ def t_snapshot(srv):
         job["job_id"])]) - {"code", "code_file"}, "job object keys differ from REST")
     check(all("owner_id" in w for w in s["workers"]), "admin snapshot lacks owner_id")
     check(s["pricing"] == {"cost_per_core": 0.1, "cost_per_100mb_ram": 0.001,
+                           "mode": "flat", "price_per_core_second": 0.0001,
+                           "price_per_gb_second": 0.00005, "platform_fee_percent": 0,
                            "max_job_cores": 64, "max_job_ram_mb": 65536}, s["pricing"])
     ws.close()
     # An admin session by header.

@@ -493,6 +493,60 @@ t_finish_completed(void)
     return 0;
 }
 
+/*
+ * PRICING=metered through the store: the hold for the timeout, the started seconds charged, the
+ * rest refunded, `charged` recorded; reputation from outcomes (completed, then a mismatch as
+ * replica verification records it) computed by SQL; the statement per day.
+ */
+static int
+t_metered_reputation_statement(void)
+{
+    int64_t c, h;
+    struct coord_job j;
+    const char *w = id("w"), *owner = id("seller"), *buyer = id("buyer");
+    OK(worker(w, owner, 4, 4096));
+    struct coord_worker wk;
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.reputation, 800000); /* the prior */
+    job_init(&j, id("job"), buyer, 2250, 2, 512, 5);
+    j.pricing = COORD_PRICING_METERED;
+    j.rate = (struct coord_rate){100, 50}; /* 225 micro-credits per second */
+    j.timeout_seconds = 10;
+    OK(coord_store_job_submit(S, &j, &E));
+    if (run_to_end(id("job"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(coord_store_job_get(S, id("job"), false, &j, &E));
+    bool charged = j.has_charged && j.charged == 450 && j.pricing == COORD_PRICING_METERED &&
+                   j.rate.per_core_second == 100 && j.rate.per_gb_second == 50; /* 1.5 s: 2 s */
+    coord_job_release(&j);
+    CHECK(charged);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 450);
+    CHECK_EQ(h, 0);
+    OK(balance(owner, &c, &h));
+    CHECK_EQ(c, START_CREDITS + 450);
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.reputation, 833333); /* (4 + 1) / (5 + 1) */
+    OK(coord_store_outcome_record(S, w, id("job"), COORD_OUTCOME_MISMATCH, &E));
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.reputation, 714285); /* (4 + 1) / (5 + 2) */
+    CHECK_EQ(wk.owner_reputation, 714285);
+    FAILS(coord_store_outcome_record(S, id("ghost"), NULL, COORD_OUTCOME_LOST, &E), CO_E_NOTFOUND);
+    struct coord_statement st;
+    OK(coord_store_statement(S, buyer, 2, co_wall_ms(), &st, &E));
+    bool spent = st.len == 2 && st.items[1].spent == 450 && st.items[0].spent == 0 &&
+                 st.items[1].earned == 0 && strlen(st.items[1].day) == 10;
+    free(st.items);
+    CHECK(spent);
+    OK(coord_store_statement(S, owner, 1, co_wall_ms(), &st, &E));
+    bool earned = st.len == 1 && st.items[0].earned == 450 && st.items[0].spent == 0;
+    free(st.items);
+    CHECK(earned);
+    FAILS(coord_store_statement(S, buyer, 0, co_wall_ms(), &st, &E), CO_E_RANGE);
+    FAILS(coord_store_statement(S, id("nobody"), 3, co_wall_ms(), &st, &E), CO_E_NOTFOUND);
+    return 0;
+}
+
 static int
 t_finish_failed(void)
 {
@@ -2905,6 +2959,7 @@ main(void)
         {"claim_next_priority_fit", t_claim_next_order},
         {"finish_completed_pays_owner", t_finish_completed},
         {"finish_failed_charge_or_refund", t_finish_failed},
+        {"metered_reputation_statement", t_metered_reputation_statement},
         {"finish_idempotent", t_finish_idempotent},
         {"cancel_each_state", t_cancel_states},
         {"lease_expiry_release_jobs", t_lease_release},

@@ -48,6 +48,29 @@ test_every_status(void **state)
     expect_msg(400, E("bad_json", "x"), -1, N("HTTP 400 bad_json"), CO_E_INVAL);
 }
 
+/* Codes that share a status get their own advice (API.md's error codes). */
+static void
+test_every_code(void **state)
+{
+    (void)state;
+    expect_msg(429, E("quota_exceeded", "1000 pending jobs"), -1,
+               N("HTTP 429 quota_exceeded: 1000 pending jobs", "cancel some"), CO_E_LIMIT);
+    expect_msg(409, E("idempotency_mismatch", "other body"), -1,
+               N("HTTP 409 idempotency_mismatch", "another request"), CO_E_CONFLICT);
+    expect_msg(409, E("idempotency_in_progress", "running"), -1,
+               N("HTTP 409 idempotency_in_progress", "still running"), CO_E_CONFLICT);
+    expect_msg(405, E("method_not_allowed", "no"), -1, N("HTTP 405", "older version"), CO_E_INVAL);
+    expect_msg(400, E("bad_request", "invalid Content-Length"), -1,
+               N("HTTP 400 bad_request", "malformed"), CO_E_INVAL);
+    expect_msg(411, E("length_required", "no length"), -1, N("HTTP 411", "malformed"), CO_E_INVAL);
+    expect_msg(415, E("unsupported_media_type", "json only"), -1, N("HTTP 415", "malformed"),
+               CO_E_INVAL);
+    expect_msg(500, E("invariant_broken", "sum differs"), -1, N("HTTP 500", "operator"),
+               CO_E_UNAVAILABLE);
+    expect_msg(500, E("internal", "internal error"), -1, N("HTTP 500 internal", "try again"),
+               CO_E_UNAVAILABLE);
+}
+
 static void
 test_field_of_422(void **state)
 {
@@ -65,6 +88,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_status),
+        cmocka_unit_test(test_every_code),
         cmocka_unit_test(test_field_of_422),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

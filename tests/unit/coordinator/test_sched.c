@@ -323,6 +323,51 @@ test_pending_reason(void **state)
     coord_sched_free(sc);
 }
 
+/* Placement terms: reputation before fit; market price before reputation; the limits. */
+static void
+test_terms(void **state)
+{
+    (void)state;
+    struct coord_sched *sc = coord_sched_new(&hub);
+    struct agent_sess *a = mk_sess("w-a", 8, 8192, NULL);
+    struct agent_sess *b = mk_sess("w-b", 8, 8192, NULL);
+    struct agent_sess *c = mk_sess("w-c", 2, 2048, NULL); /* the best fit */
+    a->reputation = 900000;
+    a->price = (struct coord_rate){300, 0};
+    b->reputation = 600000;
+    b->price = (struct coord_rate){100, 0};
+    c->reputation = 800000;
+    c->price = (struct coord_rate){100, 0};
+    struct sched_pick p[64];
+
+    add_job("flat", 1, 512, NULL); /* flat pricing: the best reputation wins over the best fit */
+    assert_int_equal(plan(p), 1);
+    assert_ptr_equal(p[0].s, a);
+    reset_jobs();
+
+    add_job("market", 1, 512, NULL); /* within b and c, equal price: c's reputation */
+    jobs.items[0].pricing = COORD_PRICING_MARKET;
+    jobs.items[0].max_rate = (struct coord_rate){200, 0};
+    assert_int_equal(plan(p), 1);
+    assert_ptr_equal(p[0].s, c);
+    reset_jobs();
+
+    add_job("cheap", 1, 512, NULL); /* a is above the maximum even though it ranks first */
+    jobs.items[0].pricing = COORD_PRICING_MARKET;
+    jobs.items[0].max_rate = (struct coord_rate){100, 0};
+    jobs.items[0].min_reputation = 850000; /* and c, b are below this */
+    assert_int_equal(plan(p), 0);
+    coord_sched_refresh(sc);
+    jobs.items[0].min_reputation = 950000; /* nobody */
+    expect_reason(&jobs.items[0], "no_agent_with_reputation", "0.95");
+    jobs.items[0].min_reputation = 0;
+    jobs.items[0].max_rate = (struct coord_rate){50, 1000};
+    expect_reason(&jobs.items[0], "no_agent_within_price", "at 0.0001 per core-second");
+    jobs.items[0].max_rate = (struct coord_rate){100, 0};
+    expect_reason(&jobs.items[0], "waiting_for_capacity", NULL);
+    coord_sched_free(sc);
+}
+
 static void
 add_buyer_job(const char *id, const char *buyer, int64_t priority)
 {
@@ -381,6 +426,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_not_ready_and_held, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fair_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_terms, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

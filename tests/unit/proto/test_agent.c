@@ -60,7 +60,13 @@ test_hello(void **state)
     m.u.hello.running = running;
     m.u.hello.n_running = 2;
     m.u.hello.agent_version = "cacheout-agent 1.0";
+    m.u.hello.has_price = true;
+    m.u.hello.price_per_core_second = 100; /* 0.0001 credits */
+    m.u.hello.price_per_gb_second = 0;
     round_trip(&m, &out);
+    assert_true(out.u.hello.has_price);
+    assert_int_equal(out.u.hello.price_per_core_second, 100);
+    assert_int_equal(out.u.hello.price_per_gb_second, 0);
     assert_string_equal(out.u.hello.token, "s3cret");
     assert_string_equal(out.u.hello.worker_id, "worker-001");
     assert_string_equal(out.u.hello.owner_id, "seller-7");
@@ -85,6 +91,7 @@ test_hello(void **state)
     assert_string_equal(out.u.hello.owner_id, "w");
     assert_int_equal(out.u.hello.n_images, 0);
     assert_int_equal(out.u.hello.n_running, 0);
+    assert_false(out.u.hello.has_price); /* none sent: the stored prices stay */
     proto_msg_release(&out);
 }
 
@@ -454,6 +461,12 @@ test_fields(void **state)
     expect_fail("{\"v\":1,\"type\":\"hello\",\"worker_id\":\"w\",\"cores\":1,\"ram_mb\":1,"
                 "\"agent_version\":\"a\\u001bb\"}",
                 "agent_version");
+    expect_fail("{\"v\":1,\"type\":\"hello\",\"worker_id\":\"w\",\"cores\":1,\"ram_mb\":1,"
+                "\"price_per_core_second\":-0.1}",
+                "price_per_core_second");
+    expect_fail("{\"v\":1,\"type\":\"hello\",\"worker_id\":\"w\",\"cores\":1,\"ram_mb\":1,"
+                "\"price_per_gb_second\":0.0000001}",
+                "price_per_gb_second");
 
     /* job.output. */
     expect_fail("{\"v\":1,\"type\":\"job.output\"," REF ",\"stream\":\"stdin\",\"seq\":0,"

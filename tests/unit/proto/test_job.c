@@ -313,6 +313,35 @@ test_required_ram_mb(void **state)
     expect_ok("required_ram_mb", "65536");
 }
 
+/* min_reputation 0-1 and the market's maximum prices: millionths, exact, 6 decimals at most. */
+static void
+test_reputation_and_max_prices(void **state)
+{
+    (void)state;
+    struct proto_job_spec s;
+    co_err err = CO_ERR_INIT;
+
+    expect_ok("min_reputation", "0");
+    expect_ok("min_reputation", "1");
+    expect_ok("min_reputation", "null");
+    expect_bad("min_reputation", "1.5");
+    expect_bad("min_reputation", "-0.1");
+    expect_bad("min_reputation", "0.1234567");
+    expect_bad("min_reputation", "\"0.5\"");
+    expect_ok("max_price_per_core_second", "0.0001");
+    expect_bad("max_price_per_core_second", "-1");
+    expect_bad("max_price_per_gb_second", "true");
+    assert_int_equal(decode_with("min_reputation", "0.7", &limits, &s, &err), 0);
+    assert_int_equal(s.min_reputation, 700000);
+    assert_false(s.has_max_prices);
+    proto_job_spec_release(&s);
+    assert_int_equal(decode_with("max_price_per_core_second", "0.00025", &limits, &s, &err), 0);
+    assert_true(s.has_max_prices);
+    assert_false(s.has_max_price_gb);
+    assert_int_equal(s.max_price_per_core_second, 250);
+    proto_job_spec_release(&s);
+}
+
 static void
 test_priority(void **state)
 {
@@ -705,6 +734,7 @@ main(void)
         cmocka_unit_test(test_required_cores),
         cmocka_unit_test(test_required_ram_mb),
         cmocka_unit_test(test_priority),
+        cmocka_unit_test(test_reputation_and_max_prices),
         cmocka_unit_test(test_command),
         cmocka_unit_test(test_parameters),
         cmocka_unit_test(test_buyer_id),
