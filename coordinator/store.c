@@ -3613,7 +3613,8 @@ coord_store_artifact_append(struct coord_store *s, const char *job_id, const cha
         if (q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL,
                   err) < 0)
             goto out;
-        if (stored >= max_bytes) {
+        /* A file that ends exactly at the cap still gets its end (an empty chunk with eof). */
+        if (stored >= max_bytes && !(len == 0 && eof)) {
             *capped = true;
             rc = 0;
             goto out;

@@ -2409,11 +2409,37 @@ def t_artifacts_fake(env):
               and "code" not in j, "%s sees %r" % (who, sorted(j)))
     charges = ledger_rows(c, "fa-buyer", jid, "charge")
     check(len(charges) == 1, "charged %d times" % len(charges))
+    # A file of exactly the cap's size, its end sent as an empty chunk (as the real agent does),
+    # is stored whole: the end at the cap is not a byte over it.
+    st, j = c.http("POST", "/api/v1/submit", {"title": "exact cap", "required_cores": 1,
+                                              "required_ram_mb": 64, "command": "true"},
+                   headers=bearer(kb))
+    exact = j["job_id"]
+    expect(fake, "job.assign", job_id=exact)
+    fake.send({"v": 1, "type": "job.accepted", "job_id": exact, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": exact, "attempt": 1,
+               "started_at": now_iso()})
+    e_data = rnd.randbytes(cap)
+    msgs = art_chunks(exact, "e.bin", e_data, 200000)
+    msgs[-1]["eof"] = False
+    msgs.append({"v": 1, "type": "job.artifact", "job_id": exact, "attempt": 1, "path": "e.bin",
+                 "offset": cap, "data_b64": "", "eof": True})
+    for m in msgs:
+        fake.send(m)
+    fake.send({"v": 1, "type": "job.artifacts", "job_id": exact, "attempt": 1, "files": 1,
+               "bytes": cap, "truncated": False})
+    fake.send({"v": 1, "type": "job.finished", "job_id": exact, "attempt": 1, "status": "ok",
+               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    expect(fake, "job.ack", job_id=exact)
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % exact)
+    check(st == 200 and [(x["path"], x["size"], x["sha256"]) for x in lst] ==
+          [("e.bin", cap, hashlib.sha256(e_data).hexdigest())],
+          "a file of exactly MAX_ARTIFACT_BYTES: %s %r" % (st, lst))
     fake.close()
     # Retention: the artifacts go (in RETENTION_BATCH rows per step), the job and ledger stay.
     time.sleep(1.2)
     st, got = c.admin("POST", "/api/v1/debug/retention", {"older_than_seconds": 1})
-    check(st == 200 and got["artifacts"] >= 1 + 2 + 3, "retention answered %s %r" % (st, got))
+    check(st == 200 and got["artifacts"] >= 1 + 2 + 3 + 1 + 1 + 1, "retention answered %s %r" % (st, got))
     st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % jid)
     check(st == 200 and lst == [], "artifacts after retention: %s %r" % (st, lst))
     st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/a.txt" % jid)
