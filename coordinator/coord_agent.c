@@ -65,6 +65,27 @@ hub_free_now(struct coord_agents *hub)
 }
 
 /*
+ * Shutdown: the writes still queued on @wl never run.  Each is undone (CO_E_UNAVAILABLE) and its
+ * completion runs as for a failed batch, which on a dead hub only frees its item.
+ */
+static void
+wl_release(struct agent_wlane *wl)
+{
+    co_err err = CO_ERR_INIT;
+    co_err_set(&err, CO_E_UNAVAILABLE, "the coordinator is stopping: write not run");
+    struct agent_wop *op = wl->head;
+    wl->head = wl->tail = NULL;
+    while (op) {
+        struct agent_wop *next = op->next;
+        op->undo(op->arg, &err);
+        if (op->done)
+            op->done(op->arg);
+        free(op);
+        op = next;
+    }
+}
+
+/*
  * The context is going away.  Sessions were closed by lws before this (CLOSED for each); the
  * database items still in flight keep the hub alive until their completions ran.
  */
@@ -92,8 +113,14 @@ hub_destroy(struct coord_agents *hub)
         hub->wl[i].scheduled = false;
     }
     hub->dead = true;
-    if (hub->inflight == 0)
-        hub_free_now(hub);
+    /* Hold the hub while the writes still queued on idle lanes are released (their completions
+     * count themselves done); a busy lane releases its queue when its batch completes. */
+    hub->inflight++;
+    for (size_t i = 0; i < AGENT_WLANES; i++) {
+        if (!hub->wl[i].busy)
+            wl_release(&hub->wl[i]);
+    }
+    agent_hub_complete(hub);
 }
 
 int
@@ -186,6 +213,10 @@ wbatch_done(void *arg)
         op = next;
     }
     /* The batch held its own count, so the completions above cannot have freed the hub. */
+    if (hub->dead) {
+        wl->busy = false;
+        wl_release(wl); /* nothing more runs: the writes queued behind this batch neither */
+    }
     if (!agent_hub_complete(hub))
         return;
     wl->busy = false;
