@@ -8,6 +8,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_node.h"
 #include "coord_artifact.h"
 #include "coord_ws_common.h"
 #include "coord_server.h"
@@ -77,7 +78,8 @@ wl_release(struct agent_wlane *wl)
     wl->head = wl->tail = NULL;
     while (op) {
         struct agent_wop *next = op->next;
-        op->undo(op->arg, &err);
+        if (op->undo)
+            op->undo(op->arg, &err);
         if (op->done)
             op->done(op->arg);
         free(op);
@@ -113,12 +115,31 @@ hub_destroy(struct coord_agents *hub)
         hub->wl[i].scheduled = false;
     }
     hub->dead = true;
-    /* Hold the hub while the writes still queued on idle lanes are released (their completions
-     * count themselves done); a busy lane releases its queue when its batch completes. */
+    /*
+     * Writes kept through an outage that is still on: given up (with the hub dead their
+     * completions only free them).  The writes still queued on idle lanes never run: released
+     * (undone, then completed); a busy lane releases its queue when its batch completes.  The
+     * extra count keeps the hub alive meanwhile.
+     */
     hub->inflight++;
-    for (size_t i = 0; i < AGENT_WLANES; i++) {
-        if (!hub->wl[i].busy)
-            wl_release(&hub->wl[i]);
+    for (int i = 0; i < AGENT_WLANES; i++) {
+        struct agent_wlane *wl = &hub->wl[i];
+        for (struct agent_wop **pp = &wl->head; *pp;) {
+            struct agent_wop *op = *pp;
+            if (!op->again) {
+                pp = &op->next;
+                continue;
+            }
+            *pp = op->next;
+            if (op->done)
+                op->done(op->arg); /* dead hub: the completion only frees */
+            free(op);
+        }
+        wl->tail = NULL;
+        for (struct agent_wop *op = wl->head; op; op = op->next)
+            wl->tail = op;
+        if (!wl->busy)
+            wl_release(wl);
     }
     agent_hub_complete(hub);
 }
@@ -194,6 +215,7 @@ wbatch_work(struct coord_store *store, void *arg)
 }
 
 static void wl_flush(struct agent_wlane *wl);
+static void wl_timer_cb(lws_sorted_usec_list_t *sul);
 
 static void
 wbatch_done(void *arg)
@@ -202,11 +224,23 @@ wbatch_done(void *arg)
     struct agent_wlane *wl = b->lane;
     struct coord_agents *hub = wl->hub;
     struct agent_wop *op = b->ops;
+    struct agent_wop *kept = NULL, *kept_last = NULL;
     hub->batch_txs += b->txs;
     hub->batch_undone += b->undone;
     free(b);
     while (op) {
         struct agent_wop *next = op->next;
+        if (op->again && !hub->dead && op->again(op->arg)) {
+            /* The database was unavailable: kept, in order, to run again. */
+            op->next = NULL;
+            if (kept_last)
+                kept_last->next = op;
+            else
+                kept = op;
+            kept_last = op;
+            op = next;
+            continue;
+        }
         if (op->done)
             op->done(op->arg);
         free(op);
@@ -220,6 +254,25 @@ wbatch_done(void *arg)
     if (!agent_hub_complete(hub))
         return;
     wl->busy = false;
+    if (kept) {
+        /* Back at the head of the lane, before the writes that came meanwhile. */
+        kept_last->next = wl->head;
+        if (!wl->head)
+            wl->tail = kept_last;
+        wl->head = kept;
+        int64_t delay = (int64_t)AGENT_FINISH_RETRY_US << (wl->retries < 4 ? wl->retries : 4);
+        if (delay > 5 * LWS_US_PER_SEC)
+            delay = 5 * LWS_US_PER_SEC;
+        if (wl->retries++ % 10 == 0)
+            co_warn("database unavailable: agent writes kept to run again delay_ms=%lld",
+                    (long long)(delay / LWS_US_PER_MS));
+        if (wl->scheduled)
+            lws_sul_cancel(&wl->sul);
+        wl->scheduled = true;
+        lws_sul_schedule(hub->ctx, 0, &wl->sul, wl_timer_cb, (lws_usec_t)delay);
+        return;
+    }
+    wl->retries = 0;
     if (wl->head)
         wl_flush(wl);
 }
@@ -273,11 +326,19 @@ void
 agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
                 agent_undo_fn undo, coord_db_done_fn done, void *arg)
 {
+    agent_hub_write_kept(hub, key, work, undo, done, NULL, arg);
+}
+
+void
+agent_hub_write_kept(struct coord_agents *hub, const char *key, coord_db_work_fn work,
+                     agent_undo_fn undo, coord_db_done_fn done, agent_again_fn again, void *arg)
+{
     struct agent_wlane *wl = &hub->wl[wl_index(key)];
     struct agent_wop *op = co_xcalloc(1, sizeof(*op));
     op->work = work;
     op->undo = undo;
     op->done = done;
+    op->again = again;
     op->arg = arg;
     if (wl->tail)
         wl->tail->next = op;
@@ -719,9 +780,21 @@ agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attempt, co
 struct offline_item {
     struct coord_agents *hub;
     char worker_id[CO_ID_MAX + 1];
-    bool stamp; /* renew the lease first: the agent was heard from until now */
+    int64_t epoch; /* its session's: a session that moved on leaves the worker alone */
+    bool stamp;    /* renew the lease first: the agent was heard from until now */
     int rc;
 };
+
+/* A write of @s was fenced off: its worker's session moved on (another node, or a newer hello). */
+void
+agent_sess_moved(struct agent_sess *s, const co_err *err)
+{
+    if (!s->wsi || s->state == AS_CLOSING)
+        return;
+    co_warn("agent session moved on, closing worker=%s epoch=%lld: %s", s->worker_id,
+            (long long)s->session_epoch, err->msg);
+    agent_sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "session moved");
+}
 
 /*
  * job.ack: the result of (@job_id, @attempt) is stored, or was a duplicate or stale: the agent
@@ -742,6 +815,12 @@ offline_work(struct coord_store *store, void *arg)
 {
     struct offline_item *it = arg;
     co_err err = CO_ERR_INIT;
+    if (coord_node_fence(store, it->worker_id, it->epoch, false, &err) < 0) {
+        it->rc = -1;
+        if (!coord_node_fenced(&err))
+            co_warn("cannot check the session of worker=%s error=\"%s\"", it->worker_id, err.msg);
+        return; /* a newer session (maybe on another node) holds the worker now */
+    }
     /*
      * Heartbeats are stored once a second, so the stored one can be older than the agent's last
      * message; stamping it at the disconnect makes the lease run from the last contact.
@@ -785,6 +864,7 @@ struct hello_item {
     /* Results. */
     int rc;
     co_err err;
+    int64_t epoch;            /* the session epoch this hello began (coord_node) */
     struct coord_job *active; /* assigned/running jobs of the worker in the store */
     size_t n_active;
     bool *released; /* per active job: the agent does not hold it, it went back to the queue */
@@ -863,14 +943,25 @@ hello_work(struct coord_store *store, void *arg)
     it->rc = coord_store_worker_upsert(store, &it->w, NULL, &it->err);
     if (it->rc < 0)
         return;
+    /* The worker's session is this node's now: older ones (here or elsewhere) are fenced off. */
+    it->rc = coord_store_worker_session_begin(store, it->w.worker_id, coord_node_id(), &it->epoch,
+                                              &it->err);
+    if (it->rc < 0)
+        return;
     for (int st = COORD_JOB_ASSIGNED; st <= COORD_JOB_RUNNING; st++) {
         struct coord_job_filter f = {
             .status = st, .buyer_id = NULL, .worker_id = it->w.worker_id, .limit = 1000};
         struct coord_job_list l = {0};
         co_err err = CO_ERR_INIT;
         if (coord_store_job_list(store, &f, &l, &err) < 0) {
-            co_warn("cannot list jobs of worker=%s error=\"%s\"", it->w.worker_id, err.msg);
-            continue;
+            /*
+             * Refuse the hello (the agent retries it): welcomed without its jobs, the session
+             * would take the agent's running attempts for strays and cancel them.
+             */
+            it->rc = -1;
+            co_err_set(&it->err, err.code, "list the jobs of worker '%s': %s", it->w.worker_id,
+                       err.msg);
+            return;
         }
         it->active = co_xreallocarray(it->active, it->n_active + l.len + 1, sizeof(*it->active));
         for (size_t i = 0; i < l.len; i++)
@@ -1052,6 +1143,7 @@ hello_done(void *arg)
         co_strlcpy(s->owner_id, it->principal.user_id, sizeof(s->owner_id));
     }
     hello_settle_older(s, true);
+    s->session_epoch = it->epoch;
     s->state = AS_READY;
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
@@ -1236,6 +1328,7 @@ struct job_item {
     char job_id[CO_ID_MAX + 1];
     char worker_id[CO_ID_MAX + 1];
     int attempt;
+    int64_t epoch; /* the session's (fencing) */
     int rc;
     co_err err;
     /* job.finished / job.rejected */
@@ -1269,6 +1362,7 @@ job_item_new(struct agent_sess *s, const struct proto_job_ref *ref)
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
     co_strlcpy(it->owner_id, s->owner_id, sizeof(it->owner_id));
     it->attempt = (int)ref->attempt;
+    it->epoch = s->session_epoch;
     it->max_bytes = s->hub->cfg->max_artifact_bytes;
     return it;
 }
@@ -1299,11 +1393,31 @@ job_item_submit(struct job_item *it, coord_db_work_fn work, coord_db_done_fn don
     agent_hub_write(it->s->hub, it->job_id, work, job_item_undo, done, it);
 }
 
+/*
+ * started, output, the artifact summary: not stored because the database was unavailable (run
+ * again, in order).
+ */
+static bool
+job_item_again(void *arg)
+{
+    struct job_item *it = arg;
+    return it->rc < 0 && it->err.code == CO_E_UNAVAILABLE;
+}
+
+/* A write that waits out a database outage on the job's lane (agent_hub_write_kept). */
+static void
+job_item_submit_kept(struct job_item *it, coord_db_work_fn work, coord_db_done_fn done)
+{
+    agent_hub_write_kept(it->s->hub, it->job_id, work, job_item_undo, done, job_item_again, it);
+}
+
 static void
 started_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
-    it->rc = coord_store_job_started(store, it->job_id, it->worker_id, it->attempt, &it->err);
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_store_job_started(store, it->job_id, it->worker_id, it->attempt, &it->err);
 }
 
 static void
@@ -1315,6 +1429,8 @@ started_done(void *arg)
         goto out;
     if (it->rc == 0) {
         agent_hub_publish(s->hub, COORD_EVENT_JOB, it->job_id);
+    } else if (coord_node_fenced(&it->err)) {
+        agent_sess_moved(s, &it->err);
     } else if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
         /* A stale attempt (or a job cancelled meanwhile): stop it on the agent. */
         co_debug("job.started ignored job=%s attempt=%d worker=%s: %s", it->job_id, it->attempt,
@@ -1338,11 +1454,16 @@ output_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
     /* Fenced: output of an attempt that is no longer current never lands in the new one's. */
-    it->rc = coord_store_output_append_attempt(store, it->job_id, it->worker_id, it->attempt,
-                                               it->stream, it->data, it->len, &it->err);
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_store_output_append_attempt(store, it->job_id, it->worker_id, it->attempt,
+                                                   it->stream, it->data, it->len, &it->err);
     if (it->rc < 0 && (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND))
         co_debug("job output of a stale attempt dropped job=%s attempt=%d: %s", it->job_id,
                  it->attempt, it->err.msg);
+    else if (it->rc < 0 && it->err.code == CO_E_UNAVAILABLE)
+        co_debug("job output kept until the database is back job=%s error=\"%s\"", it->job_id,
+                 it->err.msg);
     else if (it->rc < 0)
         co_warn("cannot store job output job=%s error=\"%s\"", it->job_id, it->err.msg);
 }
@@ -1443,7 +1564,7 @@ sess_on_artifact(struct agent_sess *s, struct proto_msg *m)
     it->set.skipped = a->skipped;
     it->set.truncated = a->truncated;
     it->notes = co_steal(&a->notes);
-    job_item_submit(it, artifacts_work, artifacts_done);
+    job_item_submit_kept(it, artifacts_work, artifacts_done);
 }
 
 static void finish_submit(struct job_item *it);
@@ -1453,6 +1574,9 @@ finish_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
     it->changed = false;
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+    if (it->rc < 0)
+        return;
     if (it->res.platform_fault && it->attempt < COORD_PLATFORM_ATTEMPTS_MAX) {
         /* Not the buyer's fault: the job goes back to the queue, the attempt is given back. */
         it->rc =
@@ -1523,6 +1647,12 @@ finish_done(void *arg)
                     it->attempt, it->err.msg);
         hub->inflight++;
         lws_sul_schedule(hub->ctx, 0, &it->retry, finish_retry_cb, (lws_usec_t)delay);
+        return;
+    }
+    if (coord_node_fenced(&it->err)) {
+        /* Not acknowledged: the agent sends it again on its current session. */
+        agent_sess_moved(s, &it->err);
+        job_item_free(it);
         return;
     }
     struct agent_job *j = agent_sess_find(s, it->job_id);
@@ -1686,7 +1816,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         j->state = AJ_RUNNING;
         j->since_ms = co_mono_ms();
         it = job_item_new(s, &m->u.started.job);
-        job_item_submit(it, started_work, started_done);
+        job_item_submit_kept(it, started_work, started_done);
         return;
     case PROTO_MSG_JOB_OUTPUT: {
         struct proto_job_output *o = &m->u.output;
@@ -1712,7 +1842,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         it->len = o->data_len;
         o->data = NULL;
         o->data_len = 0;
-        job_item_submit(it, output_work, output_done);
+        job_item_submit_kept(it, output_work, output_done);
         return;
     }
     case PROTO_MSG_JOB_ARTIFACT:
@@ -1932,6 +2062,49 @@ hub_recheck_keys(struct coord_agents *hub, enum coord_event_kind kind, const cha
     }
 }
 
+/* Another node changed a worker that has a session here: is this session still the current? */
+struct moved_item {
+    struct agent_sess *s;
+    char worker_id[CO_ID_MAX + 1];
+    int64_t epoch;
+    int rc;
+    co_err err;
+};
+
+static void
+moved_work(struct coord_store *store, void *arg)
+{
+    struct moved_item *it = arg;
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+}
+
+static void
+moved_done(void *arg)
+{
+    struct moved_item *it = arg;
+    if (agent_hub_complete(it->s->hub) && it->rc < 0 && coord_node_fenced(&it->err))
+        agent_sess_moved(it->s, &it->err);
+    agent_sess_unref(it->s);
+    free(it);
+}
+
+static void
+hub_check_moved(struct coord_agents *hub, const char *worker_id)
+{
+    struct agent_sess *s = hub_find_worker(hub, worker_id, NULL);
+    if (!s || s->state != AS_READY || s->session_epoch <= 0)
+        return;
+    struct moved_item *it = co_xcalloc(1, sizeof(*it));
+    it->s = s;
+    agent_sess_ref(s);
+    co_strlcpy(it->worker_id, worker_id, sizeof(it->worker_id));
+    it->epoch = s->session_epoch;
+    if (agent_hub_submit(hub, COORD_DB_READ, moved_work, moved_done, it) < 0) {
+        agent_sess_unref(s);
+        free(it);
+    }
+}
+
 /*
  * Another module changed a job (submit, cancel, poll status...): schedule, and stop it here.  A
  * key or a user changed: close the sessions that may no longer sell.
@@ -1945,6 +2118,10 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
         return;
     if (kind == COORD_EVENT_KEY || kind == COORD_EVENT_USER) {
         hub_recheck_keys(hub, kind, id);
+        return;
+    }
+    if (kind == COORD_EVENT_WORKER && coord_events_remote(hub->events)) {
+        hub_check_moved(hub, id); /* a hello on another node ends the session here */
         return;
     }
     if (hub->self_publish || kind != COORD_EVENT_JOB)
@@ -2084,6 +2261,7 @@ sess_closed(struct agent_sess *s)
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
         it->hub = hub;
         co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
+        it->epoch = s->session_epoch;
         /* Not for a session closed for silence: its last contact is a lease ago. */
         it->stamp = co_mono_ms() - s->last_seen_ms < hub->lease_ms / 2;
         agent_hub_write(hub, it->worker_id, offline_work, offline_undo, offline_done, it);
