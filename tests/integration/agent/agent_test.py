@@ -885,6 +885,52 @@ def t_kill_coordinator(env):
     wait_connected(c, [a.worker_id for a in agents])
 
 
+@case("COORDINATOR_URL with two coordinators: kill -9 the first, the agent fails over to the "
+      "second on the same database; a job running across the failover finishes exactly once")
+def t_failover(env):
+    c = env.coord
+    c.start()
+    port2 = cotest.free_port()
+    urls = "ws://127.0.0.1:%d/ws/agent, ws://127.0.0.1:%d/ws/agent" % (c.port, port2)
+    a = env.agent("fo-w1", 2, 2048, extra_env={"COORDINATOR_URL": urls})
+    a.start()
+    wait_connected(c, ["fo-w1"])
+    j = c.submit(title="fo-long", buyer_id="fo-buyer",
+                 command="python -c \"import time; time.sleep(6); print('across')\"")["job_id"]
+    wait_until(lambda: c.job(j)["status"] == "running", 30, "job running")
+    # The second coordinator comes up at the list's second URL on the same database once the
+    # first is dead (one database, one coordinator at a time: SQLite cannot be shared, and
+    # several live nodes on one PostgreSQL are the scale-out suite's subject).
+    c.kill9()
+    t_kill = time.time()
+    c.port = port2
+    c.env["PORT"] = str(port2)
+    c.start()
+    t_up = time.time()
+    needle = "connected to coordinator url=ws://127.0.0.1:%d/ws/agent" % port2
+    wait_until(lambda: needle in a.log_tail(1 << 20), 60, "the agent connected to the second URL")
+    t_conn = time.time()
+    log("failover: agent on the second coordinator %.2f s after the kill, %.2f s after that "
+        "coordinator answered health (bound: one backoff step, 1-1.3 s, per URL tried; the "
+        "second URL is tried first)" % (t_conn - t_kill, t_conn - t_up))
+    check("failing over to coordinator url=" in a.log_tail(1 << 20), "no failover logged")
+    wait_connected(c, ["fo-w1"])
+    done = wait_jobs_final(c, [j], 60)[0]
+    check(done["status"] == "completed" and done["attempts"] == 1,
+          "job ended %s/%s after %d attempts" % (done["status"], done["failure_reason"],
+                                                 done["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j)
+    check(st == 200 and "across" in out["stdout"], "output of the job: %s %r" % (st, out))
+    check(len(ledger_rows(c, "fo-buyer", j, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "owner-fo-w1", j, "payout")) == 1, "job not paid out exactly once")
+    # The agent works on for the new coordinator.
+    j2 = c.submit(title="fo-after", buyer_id="fo-buyer", command="true")["job_id"]
+    done2 = wait_jobs_final(c, [j2], 60)[0]
+    check(done2["status"] == "completed", "job after the failover ended %s" % done2["status"])
+    wait_until(lambda: not os.listdir(os.path.join(a.root, "results")), 15,
+               "the journal emptied by the acks")
+
+
 @case("cancel a pending and a running job; a job over its timeout fails with timeout; "
       "a memory bomb fails with oom")
 def t_cancel_timeout_oom(env):
@@ -2735,8 +2781,8 @@ def t_replicas_distinct(env):
 
 CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
          t_lost_job, t_lost_assign, t_lost_assign_live, t_result_journal,
-         t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
-         t_output_in_outage,
+         t_kill_coordinator, t_failover, t_cancel_timeout_oom, t_lease_unfit, t_db_outage,
+         t_restart_in_outage, t_output_in_outage,
          t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
