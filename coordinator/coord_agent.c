@@ -66,6 +66,28 @@ hub_free_now(struct coord_agents *hub)
 }
 
 /*
+ * Shutdown: the writes still queued on @wl never run.  Each is undone (CO_E_UNAVAILABLE) and its
+ * completion runs as for a failed batch, which on a dead hub only frees its item.
+ */
+static void
+wl_release(struct agent_wlane *wl)
+{
+    co_err err = CO_ERR_INIT;
+    co_err_set(&err, CO_E_UNAVAILABLE, "the coordinator is stopping: write not run");
+    struct agent_wop *op = wl->head;
+    wl->head = wl->tail = NULL;
+    while (op) {
+        struct agent_wop *next = op->next;
+        if (op->undo)
+            op->undo(op->arg, &err);
+        if (op->done)
+            op->done(op->arg);
+        free(op);
+        op = next;
+    }
+}
+
+/*
  * The context is going away.  Sessions were closed by lws before this (CLOSED for each); the
  * database items still in flight keep the hub alive until their completions ran.
  */
@@ -94,8 +116,10 @@ hub_destroy(struct coord_agents *hub)
     }
     hub->dead = true;
     /*
-     * Writes kept through an outage that is still on, or queued behind them: given up (with the
-     * hub dead their completions only free them).  The extra count keeps the hub alive meanwhile.
+     * Writes kept through an outage that is still on: given up (with the hub dead their
+     * completions only free them).  The writes still queued on idle lanes never run: released
+     * (undone, then completed); a busy lane releases its queue when its batch completes.  The
+     * extra count keeps the hub alive meanwhile.
      */
     hub->inflight++;
     for (int i = 0; i < AGENT_WLANES; i++) {
@@ -114,10 +138,10 @@ hub_destroy(struct coord_agents *hub)
         wl->tail = NULL;
         for (struct agent_wop *op = wl->head; op; op = op->next)
             wl->tail = op;
+        if (!wl->busy)
+            wl_release(wl);
     }
-    hub->inflight--;
-    if (hub->inflight == 0)
-        hub_free_now(hub);
+    agent_hub_complete(hub);
 }
 
 int
@@ -223,6 +247,10 @@ wbatch_done(void *arg)
         op = next;
     }
     /* The batch held its own count, so the completions above cannot have freed the hub. */
+    if (hub->dead) {
+        wl->busy = false;
+        wl_release(wl); /* nothing more runs: the writes queued behind this batch neither */
+    }
     if (!agent_hub_complete(hub))
         return;
     wl->busy = false;

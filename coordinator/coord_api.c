@@ -2026,6 +2026,7 @@ h_retention(struct coord_store *s, struct coord_req *r)
     co_jsonw_kint(&w, "workers", c.workers);
     co_jsonw_kint(&w, "idempotency_keys", c.idem_keys);
     co_jsonw_kint(&w, "deliveries", c.deliveries);
+    co_jsonw_kint(&w, "outcomes", c.outcomes);
     co_jsonw_obj_end(&w);
     r->status = 200;
 out:

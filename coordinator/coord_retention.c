@@ -31,7 +31,7 @@ static int64_t
 counts_sum(const struct coord_retention_counts *c)
 {
     return c->job_code + c->output_chunks + c->outputs + c->artifacts + c->workers + c->idem_keys +
-           c->deliveries;
+           c->deliveries + c->outcomes;
 }
 
 static void
@@ -44,6 +44,7 @@ counts_add(struct coord_retention_counts *to, const struct coord_retention_count
     to->workers += c->workers;
     to->idem_keys += c->idem_keys;
     to->deliveries += c->deliveries;
+    to->outcomes += c->outcomes;
 }
 
 int
@@ -104,9 +105,9 @@ retention_step_done(void *arg)
     if (counts_sum(&rt->total) > 0)
         co_info("retention removed job_code=%" PRId64 " output_chunks=%" PRId64 " outputs=%" PRId64
                 " artifacts=%" PRId64 " workers=%" PRId64 " idempotency_keys=%" PRId64
-                " deliveries=%" PRId64,
+                " deliveries=%" PRId64 " outcomes=%" PRId64,
                 rt->total.job_code, rt->total.output_chunks, rt->total.outputs, rt->total.artifacts,
-                rt->total.workers, rt->total.idem_keys, rt->total.deliveries);
+                rt->total.workers, rt->total.idem_keys, rt->total.deliveries, rt->total.outcomes);
     retention_arm(rt, rt->interval_ms);
 }
 

@@ -849,13 +849,16 @@ struct coord_retention_counts {
     int64_t workers;       /* workers silent since the cutoff, named by no job, deleted */
     int64_t idem_keys;     /* expired idempotency keys deleted */
     int64_t deliveries;    /* callback deliveries and attempts deleted (migration 0008) */
+    int64_t outcomes;      /* worker_outcome rows no reputation window uses any more (0011) */
 };
 
 /**
  * One small retention transaction: for jobs finished before @cutoff_ms, remove at most @limit
  * rows of each kind (code, output, artifacts); delete at most @limit workers whose last heartbeat
  * is older than @cutoff_ms and that no job row names; delete at most @limit idempotency keys
- * expired at @now_ms.  Job rows and the ledger stay.  Call again until every count is 0.
+ * expired at @now_ms; delete at most @limit worker_outcome rows older than both the last
+ * COORD_REPUTATION_WINDOW outcomes of their worker and of their owner (whatever the cutoff: no
+ * score reads them).  Job rows and the ledger stay.  Call again until every count is 0.
  */
 int coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms,
                                int64_t limit, struct coord_retention_counts *c, co_err *err)

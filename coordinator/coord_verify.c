@@ -11,6 +11,7 @@
 #include "co_jsonw.h"
 #include "co_time.h"
 #include "coord_artifact.h"
+#include "coord_price.h"
 #include "coord_store.h"
 #include "store_int.h"
 
@@ -113,6 +114,33 @@ coord_verify_decide(int replicas, size_t n, const char *const *digests, const bo
 }
 
 int
+coord_verify_settle_due(int64_t hold, size_t n, const bool *agrees, const int64_t *due,
+                        int64_t fee_percent, struct coord_verify_plan *out, co_err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (n > COORD_VERIFY_RUNS_MAX || hold < 0 || fee_percent < 0 || fee_percent > 100)
+        return co_err_set(err, CO_E_INVAL, "replica settlement: %zu rows, hold %lld, fee %lld%%", n,
+                          (long long)hold, (long long)fee_percent);
+    int64_t left = hold;
+    for (size_t i = 0; i < n; i++) {
+        if (!agrees[i])
+            continue;
+        if (due[i] < 0)
+            return co_err_set(err, CO_E_INVAL, "replica settlement: row %zu due %lld", i,
+                              (long long)due[i]);
+        int64_t take = due[i] < left ? due[i] : left;
+        struct coord_settlement st;
+        coord_price_split(take, take, fee_percent, &st);
+        out->pay[i] = st.payout;
+        out->fee[i] = st.fee;
+        left -= take;
+        out->charge += take;
+    }
+    out->refund = hold - out->charge;
+    return 0;
+}
+
+int
 coord_verify_settle_plan(int64_t unit, int replicas, size_t n, const bool *agrees,
                          struct coord_verify_plan *out, co_err *err)
 {
@@ -121,19 +149,13 @@ coord_verify_settle_plan(int64_t unit, int replicas, size_t n, const bool *agree
         unit < 0)
         return co_err_set(err, CO_E_INVAL, "replica settlement: %d replicas, %zu rows, unit %lld",
                           replicas, n, (long long)unit);
-    int64_t hold;
+    int64_t hold, due[COORD_VERIFY_RUNS_MAX];
     if (__builtin_mul_overflow(unit, (int64_t)replicas, &hold))
         return co_err_set(err, CO_E_RANGE, "replica settlement: %d x %lld overflows", replicas,
                           (long long)unit);
-    int64_t left = hold;
-    for (size_t i = 0; i < n; i++) {
-        int64_t pay = agrees[i] ? (unit < left ? unit : left) : 0;
-        out->pay[i] = pay;
-        left -= pay;
-        out->charge += pay;
-    }
-    out->refund = hold - out->charge;
-    return 0;
+    for (size_t i = 0; i < n; i++)
+        due[i] = unit;
+    return coord_verify_settle_due(hold, n, agrees, due, 0, out, err);
 }
 
 /* ------------------------------------------------------------------ store steps */
@@ -392,6 +414,37 @@ copy_result(struct coord_store *s, const char *parent_id, const struct coord_job
                       err);
 }
 
+/*
+ * What the run of replica @job_id costs under its job's pricing (coord_price): flat the @unit,
+ * metered and market the started seconds of its own wall time at its prices (market: its
+ * seller's, set at claim), never above the @unit each replica holds.
+ */
+static int
+replica_due(struct coord_store *s, const char *job_id, int64_t unit, int64_t *due, co_err *err)
+{
+    struct coord_job c;
+    if (store_job_load(s, Q_JOB_GET_NOCODE, job_id, &c, err) < 0)
+        return -1;
+    int64_t from = c.started_at ? c.started_at : c.assigned_at;
+    struct coord_price_job pj = {
+        .pricing = c.pricing,
+        .hold = unit,
+        .rate = c.rate,
+        .cores = c.required_cores,
+        .ram_mb = c.required_ram_mb,
+        .timeout_seconds = c.timeout_seconds,
+        .wall_ms = c.has_usage                     ? c.usage.wall_ms
+                   : from && c.completed_at > from ? c.completed_at - from
+                                                   : 0,
+        .timed_out = c.failure == COORD_FAIL_TIMEOUT,
+    };
+    struct coord_settlement st;
+    coord_price_settle(&pj, 0, &st);
+    *due = st.charge;
+    coord_job_release(&c);
+    return 0;
+}
+
 /* Decided (@agreed, else unverified): pay, refund, record outcomes, finish the parent. */
 static int
 parent_decide(struct coord_store *s, const struct coord_job *p, struct replica_row *rows, size_t n,
@@ -401,21 +454,32 @@ parent_decide(struct coord_store *s, const struct coord_job *p, struct replica_r
     for (size_t i = 0; i < n; i++)
         agrees[i] = agreed && rows[i].digest[0] && strcmp(rows[i].digest, rows[winner].digest) == 0;
     struct coord_verify_plan plan;
-    int64_t unit = p->replicas > 0 ? p->cost / p->replicas : 0;
-    if (coord_verify_settle_plan(unit, p->replicas, n, agrees, &plan, err) < 0)
-        return -1;
+    int64_t unit = p->replicas > 0 ? p->cost / p->replicas : 0, due[COORD_VERIFY_RUNS_MAX] = {0};
+    for (size_t i = 0; i < n; i++) {
+        if (agrees[i] && replica_due(s, rows[i].job_id, unit, &due[i], err) < 0)
+            return -1;
+    }
     /* The hold is what was taken at submit; anything the unit division left over is refunded. */
-    plan.refund = p->cost - plan.charge;
+    if (coord_verify_settle_due(p->cost, n, agrees, due, s->cfg.fee_percent, &plan, err) < 0)
+        return -1;
+    const char *fee_user = s->cfg.fee_user ? s->cfg.fee_user : "platform";
 
-    const char *ids[COORD_VERIFY_RUNS_MAX + 1];
+    const char *ids[COORD_VERIFY_RUNS_MAX + 2];
     size_t n_ids = 0;
     ids[n_ids++] = p->buyer_id;
+    bool fees = false;
     for (size_t i = 0; i < n; i++) {
         if (plan.pay[i] > 0) {
             if (store_user_ensure(s, rows[i].owner_id, true, now, err) < 0)
                 return -1;
             ids[n_ids++] = rows[i].owner_id;
         }
+        fees = fees || plan.fee[i] > 0;
+    }
+    if (fees) {
+        if (store_user_ensure(s, fee_user, false, now, err) < 0)
+            return -1;
+        ids[n_ids++] = fee_user;
     }
     if (lock_users(s, ids, n_ids, err) < 0)
         return -1;
@@ -432,6 +496,9 @@ parent_decide(struct coord_store *s, const struct coord_job *p, struct replica_r
             store_money_move(s, rows[i].owner_id, rows[i].job_id, COORD_LEDGER_PAYOUT, plan.pay[i],
                              0, "replica payout", now, err) < 0)
             return -1;
+        if (plan.fee[i] > 0 && store_money_move(s, fee_user, rows[i].job_id, COORD_LEDGER_FEE,
+                                                plan.fee[i], 0, "platform fee", now, err) < 0)
+            return -1;
         const char *outcome = !rows[i].digest[0] ? "void"
                               : !agreed          ? "unverified"
                               : agrees[i]        ? "agree"
@@ -445,6 +512,10 @@ parent_decide(struct coord_store *s, const struct coord_job *p, struct replica_r
                                err) < 0)
             return -1;
     }
+    /* `charged` after the users' locks, like the store's settlement (store.c settle()). */
+    if (store_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(p->job_id), P_INT(plan.charge)), NULL, err) <
+        0)
+        return -1;
     if (!agreed)
         return store_job_set_final(s, p, COORD_JOB_FAILED, COORD_FAIL_UNVERIFIED, NULL, now, err);
 
@@ -512,7 +583,8 @@ parent_cancelled(struct coord_store *s, const struct coord_job *p, int64_t now, 
     if (store_money_move(s, p->buyer_id, p->job_id, COORD_LEDGER_CHARGE, 0, 0,
                          "replicated job cancelled", now, err) < 0 ||
         (p->cost > 0 && store_money_move(s, p->buyer_id, p->job_id, COORD_LEDGER_REFUND, p->cost,
-                                         -p->cost, "job cancelled", now, err) < 0))
+                                         -p->cost, "job cancelled", now, err) < 0) ||
+        store_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(p->job_id), P_INT(0)), NULL, err) < 0)
         return -1;
     if (store_run(s, Q_VER_LOCK_OPEN, PARAMS(P_TEXT(p->job_id)), &r, err) < 0)
         return -1;
@@ -722,13 +794,14 @@ coord_verify_check_invariant(struct coord_store *s, co_err *err)
         return -1;
     while (!bad && (got = store_next(&r, err)) > 0) {
         int64_t cost = r_int(&r, 1), charges = r_int(&r, 2), taken = r_int(&r, 3);
-        int64_t charged = r_int(&r, 4), paid = r_int(&r, 5);
-        if (charges != 1 || taken != cost || charged != paid)
+        int64_t charged = r_int(&r, 4), paid = r_int(&r, 5), recorded = r_int(&r, 6);
+        if (charges != 1 || taken != cost || charged != paid ||
+            (recorded != -1 && recorded != charged))
             bad = co_err_set(err, CO_E_INTERNAL,
                              "credit invariant broken: replicated job '%s' holds %lld, has %lld "
-                             "charges, settles %lld, charges %lld and pays %lld",
+                             "charges, settles %lld, charges %lld (charged %lld) and pays %lld",
                              r_text(&r, 0), (long long)cost, (long long)charges, (long long)taken,
-                             (long long)charged, (long long)paid);
+                             (long long)charged, (long long)recorded, (long long)paid);
     }
     store_done(&r);
     if (bad || got < 0)

@@ -75,15 +75,29 @@ enum coord_verify_step coord_verify_decide(int replicas, size_t n, const char *c
 /** The money of one decided replicated job. */
 struct coord_verify_plan {
     int64_t pay[COORD_VERIFY_RUNS_MAX]; /* per row: the payout to its seller */
-    int64_t charge;                     /* what the buyer pays: the sum of pay[] */
+    int64_t fee[COORD_VERIFY_RUNS_MAX]; /* per row: the platform's fee on that row's charge */
+    int64_t charge;                     /* what the buyer pays: the sum of pay[] and fee[] */
     int64_t refund;                     /* hold - charge */
 };
+
+/**
+ * The settlement of a decided replicated job whose replicas cost different amounts (pricing):
+ * every row in @agrees is charged @due[i] (what its own run costs under the job's pricing,
+ * coord_price), in row order as long as @hold lasts; of each row's charge,
+ * floor(charge x @fee_percent / 100) goes to the platform and the rest to its seller.  A row
+ * that does not agree is charged nothing; the buyer is refunded the rest of @hold.
+ * CO_E_INVAL for bad counts, a negative hold or due, a fee outside 0-100.
+ */
+int coord_verify_settle_due(int64_t hold, size_t n, const bool *agrees, const int64_t *due,
+                            int64_t fee_percent, struct coord_verify_plan *out, co_err *err)
+    __attribute__((warn_unused_result));
 
 /**
  * The per-replica settlement, in one place so that pricing can change the unit: every row in
  * @agrees is paid @unit, in row order, as long as the hold (@unit x @replicas) lasts; a row that
  * does not agree (mismatch, void, or all rows of an unverified job) is paid nothing, and what it
  * would have cost pays the tie-breaks; the buyer is charged the payouts and refunded the rest.
+ * No fee (coord_verify_settle_due with every due @unit and fee 0).
  * CO_E_RANGE when the hold overflows, CO_E_INVAL for bad counts.
  */
 int coord_verify_settle_plan(int64_t unit, int replicas, size_t n, const bool *agrees,

@@ -9,8 +9,10 @@
  * Q_VER_LOCK_OPEN: a cancel locks the parent's open replicas in id order before the parent (the
  * order a replica's result takes: its row, then the parent's).
  * Q_VER_INV_PARENT: a finished replicated job has one charge row, at most one refund row, the two
- * take exactly its hold, and the charge equals the payouts to its replicas' sellers.
- * Q_VER_INV_CHILD: a replica holds nothing and moves no money but its seller's payout.
+ * take exactly its hold, the charge equals the payouts and fees on its replicas, and `charged`
+ * (when recorded: settled since pricing) is the charge.
+ * Q_VER_INV_CHILD: a replica holds nothing and moves no money but its seller's payout and the
+ * platform's fee on it.
  */
 #define COORD_VERIFY_SQL_H
 
@@ -22,19 +24,27 @@
     "(parent_job_id IS NULL OR NOT EXISTS (SELECT 1 FROM job_replica_owner o "                     \
     "WHERE o.parent_job_id = jobs.parent_job_id AND o.owner_id = " VERIFY_OWNER_OF(w) ")) "
 
+/* A replica runs on its parent's terms: pricing, prices (market: the buyer's maximum, the
+ * seller's price replaces price_* at claim) and min_reputation. */
+#define VERIFY_TERMS                                                                               \
+    "pricing, price_per_core_second, price_per_gb_second, max_price_per_core_second, "             \
+    "max_price_per_gb_second, min_reputation"
+
 #define VERIFY_REPLICA_COLS                                                                        \
     "r.job_id, r.idx, r.tiebreak, COALESCE(r.worker_id, ''), COALESCE(r.owner_id, ''), "           \
     "r.digest, r.outcome, j.status"
 
 #define COORD_VERIFY_SQL                                                                           \
-    [Q_VER_SPAWN] = {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "    \
-                     "parameters, image, buyer_id, status, cost, required_cores, "                 \
-                     "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "        \
-                     "created_at, files, replicas, parent_job_id) SELECT $2, title, "              \
-                     "description, code, code_file, command, parameters, image, buyer_id, "        \
-                     "'pending', 0, required_cores, required_ram_mb, priority, timeout_seconds, "  \
-                     "0, max_attempts, created_at, files, 1, job_id FROM jobs WHERE job_id = $1",  \
-                     NULL, NULL, STORE_LOCK_NONE},                                                 \
+    [Q_VER_SPAWN] =                                                                                \
+        {"INSERT INTO jobs (job_id, title, description, code, code_file, command, "                \
+         "parameters, image, buyer_id, status, cost, required_cores, "                             \
+         "required_ram_mb, priority, timeout_seconds, attempts, max_attempts, "                    \
+         "created_at, files, replicas, parent_job_id, " VERIFY_TERMS ") SELECT $2, "               \
+         "title, description, code, code_file, command, parameters, image, "                       \
+         "buyer_id, 'pending', 0, required_cores, required_ram_mb, priority, "                     \
+         "timeout_seconds, 0, max_attempts, created_at, files, 1, job_id, " VERIFY_TERMS           \
+         " FROM jobs WHERE job_id = $1",                                                           \
+         NULL, NULL, STORE_LOCK_NONE},                                                             \
     [Q_VER_REPLICA_INSERT] = {"INSERT INTO job_replica (job_id, parent_job_id, idx, tiebreak) "    \
                               "VALUES ($1, $2, $3, $4)",                                           \
                               NULL, NULL, STORE_LOCK_NONE},                                        \
@@ -106,12 +116,13 @@
          "COALESCE(-SUM(l.held), 0) FROM ledger l WHERE l.job_id = p.job_id AND l.kind = "         \
          "'charge'), (SELECT COALESCE(SUM(l.amount), 0) FROM ledger l JOIN jobs c ON "             \
          "c.job_id = "                                                                             \
-         "l.job_id WHERE c.parent_job_id = p.job_id AND l.kind = 'payout') FROM jobs p "           \
+         "l.job_id WHERE c.parent_job_id = p.job_id AND l.kind IN ('payout', 'fee')), "            \
+         "COALESCE(p.charged, -1) FROM jobs p "                                                    \
          "WHERE p.replicas > 1 AND p.status IN ('completed', 'failed', 'cancelled')",              \
          NULL, NULL, STORE_LOCK_NONE},                                                             \
     [Q_VER_INV_CHILD] = {"SELECT c.job_id FROM jobs c WHERE c.parent_job_id IS NOT NULL AND "      \
                          "(c.cost <> 0 OR EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = "        \
-                         "c.job_id AND l.kind <> 'payout')) LIMIT 1",                              \
+                         "c.job_id AND l.kind NOT IN ('payout', 'fee'))) LIMIT 1",                 \
                          NULL, NULL, STORE_LOCK_NONE},
 
 #endif

@@ -44,7 +44,7 @@
  */
 #define REPUTATION_SQL(c, v)                                                                       \
     "(SELECT (4 + COALESCE(SUM(CASE WHEN o.kind = 'completed' THEN 1 ELSE 0 END), 0)) * 1000000 "  \
-    "/ (5 + COUNT(*)) FROM worker_outcome o WHERE o." c " = " v " AND o.id > COALESCE((SELECT "    \
+    "/ (5 + COUNT(*)) FROM worker_outcome o WHERE o." c " = " v " AND o.id >= COALESCE((SELECT "   \
     "o2.id FROM worker_outcome o2 WHERE o2." c " = " v " ORDER BY o2.id DESC LIMIT 1 OFFSET 49), " \
     "0))"
 #define ACTIVE_JOB "j.status IN ('assigned', 'running')"
@@ -482,6 +482,14 @@ const struct store_sql store_sql[Q_COUNT] = {
         {"DELETE FROM job_artifact_chunk WHERE id IN (SELECT c.id FROM "
          "job_artifact_chunk c JOIN jobs j ON j.job_id = c.job_id WHERE " RET_FINISHED " LIMIT $2)",
          NULL, NULL, STORE_LOCK_NONE},
+    /* Outcomes older than the last 50 of their worker and of their owner (REPUTATION_SQL). */
+    [Q_RET_OUTCOMES] = {"DELETE FROM worker_outcome WHERE id IN (SELECT o.id FROM worker_outcome o "
+                        "WHERE o.id <= COALESCE((SELECT o2.id FROM worker_outcome o2 WHERE "
+                        "o2.worker_id = o.worker_id ORDER BY o2.id DESC LIMIT 1 OFFSET 50), 0) "
+                        "AND o.id <= COALESCE((SELECT o3.id FROM worker_outcome o3 WHERE "
+                        "o3.owner_id = o.owner_id ORDER BY o3.id DESC LIMIT 1 OFFSET 50), 0) "
+                        "LIMIT $1)",
+                        NULL, NULL, STORE_LOCK_NONE},
 #undef RET_FINISHED
     [Q_ART_DROP_OLD_CHUNKS] = {"DELETE FROM job_artifact_chunk WHERE job_id = $1 AND attempt <> $2",
                                NULL, NULL, STORE_LOCK_NONE},
@@ -3551,7 +3559,8 @@ coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now
         retention_artifacts_step(s, cutoff_ms, limit, &c->artifacts, err) < 0 ||
         q_exec(s, Q_RET_WORKERS, PARAMS(P_INT(cutoff_ms), P_INT(limit)), &c->workers, err) < 0 ||
         q_exec(s, Q_RET_IDEM, PARAMS(P_INT(now_ms), P_INT(limit)), &n, err) < 0 ||
-        retention_webhook_step(s, cutoff_ms, limit, &c->deliveries, err) < 0)
+        retention_webhook_step(s, cutoff_ms, limit, &c->deliveries, err) < 0 ||
+        q_exec(s, Q_RET_OUTCOMES, PARAMS(P_INT(limit)), &c->outcomes, err) < 0)
         goto out;
     c->idem_keys = n;
     rc = 0;

@@ -168,6 +168,7 @@ enum store_q {
     Q_WH_ATTEMPTS,
     Q_RET_WH_ATTEMPTS,
     Q_RET_WH_DELIVERIES,
+    Q_RET_OUTCOMES,
     Q_COUNT
 };
 

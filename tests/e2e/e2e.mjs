@@ -507,6 +507,33 @@ await step("the job page shows Hello World in the output", async () => {
   await shot("job-detail");
 });
 
+await step("a replicated job's page shows its verification: state, majority, the replica the worker claimed", async () => {
+  const sub = await rest("POST", "/api/v1/submit", {
+    title: "Replicated",
+    buyer_id: "replica-buyer",
+    command: "echo replicated",
+    required_cores: 1,
+    required_ram_mb: 64,
+    replicas: 2,
+  });
+  assert(sub.status === 201, `submit answered ${sub.status}: ${JSON.stringify(sub.json)}`);
+  const id = sub.json.job_id;
+  await goClient(`/jobs/${encodeURIComponent(id)}`);
+  const state = page.getByTestId("job-verification-state");
+  await waitFor(async () => /^2 replicas: /.test((await state.textContent().catch(() => "")) ?? ""), 15000, "the verification");
+  // One owner's worker runs one replica; the other waits for a distinct owner.
+  const row = page.getByTestId("job-verification-row");
+  await waitFor(async () => (await row.count()) === 1, 60000, "the claimed replica's row");
+  const cells = await row.first().locator("td").allTextContents();
+  assert(cells[0] === WORKER_ID, `replica row ${JSON.stringify(cells)}, expected worker ${WORKER_ID}`);
+  const text = (await state.textContent()) ?? "";
+  assert(/pending \(majority 2 of 2 needed\)/.test(text), `state "${text}"`);
+  await shot("job-verification");
+  const c = await rest("POST", `/api/v1/jobs/${encodeURIComponent(id)}/cancel`);
+  assert(c.status === 200, `cancel answered ${c.status}`);
+  await waitFor(async () => /unverified/.test((await state.textContent().catch(() => "")) ?? ""), 15000, "unverified after cancel");
+});
+
 await step("jobs page lists the job and filters by status", async () => {
   await nav("Jobs");
   await page.locator(`[data-job-id="${jobId}"]`).waitFor();

@@ -2,6 +2,8 @@
 // (proto/DASHBOARD.md). Fields the coordinator may omit are optional so that the dashboard keeps
 // working against older or newer servers.
 
+import type { Verification } from "./verification";
+
 export const JOB_STATUSES = ["pending", "assigned", "running", "completed", "failed", "cancelled"] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
 
@@ -55,6 +57,9 @@ export interface Job {
   price_per_gb_second?: number | string;
   max_price_per_core_second?: number | string;
   max_price_per_gb_second?: number | string;
+  // Replicas (coordinator/README.md "Replicas"): verification in the owner/admin view only.
+  replicas?: number;
+  verification?: Verification | null;
 }
 
 export type WorkerStatus = "idle" | "busy" | "offline";

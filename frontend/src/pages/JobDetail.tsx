@@ -19,6 +19,7 @@ import { useLive } from "../lib/live";
 import { useSession } from "../lib/session";
 import { useTimeline } from "../lib/timeline";
 import { FINISHED_STATUSES, type Job } from "../lib/types";
+import { verificationRows, verificationSummary } from "../lib/verification";
 import { jobOutputQuery, jobQuery, storeJob } from "../queries/jobs";
 
 function Timeline({ job, seen }: { job: Job; seen: { status: string; at: number }[] }) {
@@ -352,6 +353,11 @@ export function JobDetail() {
           >
             <Output job={job} allowed={admin || own} />
           </Card>
+          {(job.replicas ?? 1) > 1 && job.verification && (
+            <Card title="Verification" labelledBy="verification-title">
+              <Verification job={job} />
+            </Card>
+          )}
           {(admin || own) && FINISHED_STATUSES.includes(job.status) && (
             <Card title="Artifacts" labelledBy="artifacts-title">
               <Artifacts jobId={job.job_id} truncated={job.artifacts_truncated} />
@@ -368,5 +374,47 @@ export function JobDetail() {
         </div>
       </div>
     </>
+  );
+}
+
+/** A replicated job's replicas: who ran each, its result digest's prefix, whether it agrees. */
+function Verification({ job }: { job: Job }) {
+  const v = job.verification;
+  if (!v) return null;
+  const rows = verificationRows(v);
+  return (
+    <div data-testid="job-verification">
+      <p className="mb-2 text-sm text-slate-600" data-testid="job-verification-state">
+        {job.replicas} replicas: {verificationSummary(v, job.replicas ?? 1)}
+      </p>
+      {rows.length === 0 ? (
+        <p className="text-sm text-slate-500">No replica has been claimed yet.</p>
+      ) : (
+        <table className="w-full text-left text-sm">
+          <thead className="text-xs uppercase text-slate-500">
+            <tr>
+              <th scope="col">Worker</th>
+              <th scope="col">Owner</th>
+              <th scope="col">Digest</th>
+              <th scope="col">Agrees</th>
+              <th scope="col">Note</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((r) => (
+              <tr key={r.jobId} data-testid="job-verification-row">
+                <td>{r.worker}</td>
+                <td>{r.owner}</td>
+                <td className="font-mono text-xs" title={r.jobId}>
+                  {r.digest}
+                </td>
+                <td>{r.agrees}</td>
+                <td className="text-slate-500">{r.note}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </div>
   );
 }

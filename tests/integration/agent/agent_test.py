@@ -2813,8 +2813,116 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
          t_rootless_kill_agent, t_rootless_unready]
+def poll_finish_timed(c, wid, hdr, task, stdout, wall_ms):
+    """Report @task of @wid completed with @stdout after @wall_ms of wall time (its usage)."""
+    for report in ({"status": "running"},
+                   {"status": "completed", "exit_code": 0, "stdout": stdout,
+                    "usage": {"wall_ms": wall_ms, "cpu_ms": wall_ms, "max_rss_kb": 1000}}):
+        st, body = c.http("POST", "/api/v1/status",
+                          dict(report, worker_id=wid, attempt=task["attempt"],
+                               job_id=task["job_id"]), hdr)
+        check(st == 200, "status %s of %s answered %s: %r" % (report["status"], wid, st, body))
+
+
+def check_priced_money(c, j, buyer, want):
+    """Replicated job @j settled with fees: @want {owner: (payout, fee)} exactly, the buyer
+    charged their sum (also `charged`) and refunded the rest of the hold."""
+    charge, refund, paid = replica_ledger(c, j, buyer, list(want))
+    child = {r["owner_id"]: r["job_id"] for r in j["verification"]["results"]}
+    fees = {o: sum(micro(r["amount"]) for r in ledger_rows(c, "platform", child[o], "fee"))
+            for o in want}
+    got = {o: (paid[o], fees[o]) for o in want}
+    total = sum(p + f for p, f in want.values())
+    check(got == want and charge == total and micro(j["charged"]) == total and
+          charge + refund == micro(j["cost"]),
+          "charge %d refund %d charged %r paid/fees %r, want %r (total %d, hold %d)" % (
+              charge, refund, j["charged"], got, want, total, micro(j["cost"])))
+    return charge, refund
+
+
+@case("replicas under PRICING=metered with a 10% fee: each agreeing seller is charged its own "
+      "started seconds (poll workers report wall time), the fee goes to platform, the cheater is "
+      "paid nothing, charged is the sum and the rest of replicas x the timeout's amount refunded")
+def t_replicas_metered(env):
+    c = env.coord
+    c.env["PRICING"] = "metered"
+    c.env["PRICE_PER_CORE_SECOND"] = "0.0001"
+    c.env["PRICE_PER_GB_SECOND"] = "0.00005"
+    c.env["PLATFORM_FEE_PERCENT"] = "10"
+    c.start()
+    ws = {"rm-a": "rm-own-a", "rm-b": "rm-own-b", "rm-x": "rm-cheat"}
+    hdrs = {w: poll_seller(c, w, o) for w, o in ws.items()}
+    j = c.submit(title="metered", buyer_id="rm-buyer", command="echo ok", replicas=3,
+                 timeout_seconds=60)
+    # 1 core, 64 MB: amount(S) = floor(S x (100 x 1024 + 64 x 50) / 1024) = floor(S x 103.125);
+    # hold = 3 x amount(60) = 3 x 6187
+    check(micro(j["cost"]) == 18561 and j["charged"] is None, "submitted %r" % j)
+    tasks = {w: poll_take(c, w, hdrs[w], j["job_id"]) for w in ws}
+    poll_finish_timed(c, "rm-x", hdrs["rm-x"], tasks["rm-x"], "forged\n", 100)
+    poll_finish_timed(c, "rm-a", hdrs["rm-a"], tasks["rm-a"], "ok\n", 1500)  # 2 s: 206
+    poll_finish_timed(c, "rm-b", hdrs["rm-b"], tasks["rm-b"], "ok\n", 3001)  # 4 s: 412
+    j = c.job(j["job_id"])
+    check(j["status"] == "completed" and j["verification"]["state"] == "agreed",
+          "ended %s/%s %r" % (j["status"], j["failure_reason"], j["verification"]))
+    # a: 206 = 186 + fee 20; b: 412 = 371 + fee 41; charge 618, refund 18561 - 618 = 17943
+    charge, refund = check_priced_money(c, j, "rm-buyer", {
+        "rm-own-a": (186, 20), "rm-own-b": (371, 41), "rm-cheat": (0, 0)})
+    check((charge, refund) == (618, 17943), "charge %d refund %d" % (charge, refund))
+    st, u = c.admin("GET", "/api/v1/credits/rm-buyer")
+    check(u["held"] == 0 and micro(u["credits"]) == micro(1000) - 618, "buyer %r" % (u,))
+    show_ledger(c, j, "rm-buyer", ["rm-own-a", "rm-own-b", "rm-cheat", "platform"])
+
+
+@case("replicas under PRICING=market with a 10% fee: a seller above the buyer's maximum gets no "
+      "replica, each agreeing seller is charged its own price for its started seconds, the hold "
+      "is replicas x the maximum for the timeout; a parent's min_reputation binds its replicas")
+def t_replicas_market(env):
+    c = env.coord
+    c.env["PRICING"] = "market"
+    c.env["PLATFORM_FEE_PERCENT"] = "10"
+    c.start()
+    prices = {"rk-a": 0.0001, "rk-b": 0.0002, "rk-c": 0.0003}
+    hdrs = {}
+    for w, core in prices.items():
+        hdrs[w] = poll_seller(c, w, "own-" + w)
+        st, body = c.http("PATCH", "/api/v1/workers/" + w,
+                          {"price_per_core_second": core, "price_per_gb_second": 0.00005},
+                          hdrs[w])
+        check(st == 200, "PATCH prices of %s answered %s: %r" % (w, st, body))
+    j = c.submit(title="market", buyer_id="rk-buyer", command="echo ok", replicas=2,
+                 timeout_seconds=60, max_price_per_core_second=0.00025,
+                 max_price_per_gb_second=0.0001)
+    # hold = 2 x floor(60 x (250 x 1024 + 64 x 100) / 1024) = 2 x 15375
+    check(micro(j["cost"]) == 30750, "submitted %r" % j)
+    st, _ = c.http("GET", "/api/v1/task?worker_id=rk-c", None, hdrs["rk-c"])
+    check(st == 204, "a seller above the maximum got a replica (%s)" % st)
+    ta = poll_take(c, "rk-a", hdrs["rk-a"], j["job_id"])
+    tb = poll_take(c, "rk-b", hdrs["rk-b"], j["job_id"])
+    poll_finish_timed(c, "rk-a", hdrs["rk-a"], ta, "ok\n", 2500)  # 3 s at a's price: 309
+    poll_finish_timed(c, "rk-b", hdrs["rk-b"], tb, "ok\n", 1000)  # 1 s at b's price: 203
+    j = c.job(j["job_id"])
+    check(j["status"] == "completed", "ended %s/%s" % (j["status"], j["failure_reason"]))
+    # a: floor(3 x 105600 / 1024) = 309 = 279 + 30; b: floor(208000 / 1024) = 203 = 183 + 20
+    charge, refund = check_priced_money(c, j, "rk-buyer", {
+        "own-rk-a": (279, 30), "own-rk-b": (183, 20)})
+    check((charge, refund) == (512, 30238), "charge %d refund %d" % (charge, refund))
+    show_ledger(c, j, "rk-buyer", ["own-rk-a", "own-rk-b", "platform"])
+    # min_reputation 0.9 on the parent: newcomers (0.8 and a little above) get no replica.
+    hi = c.submit(title="reputable", buyer_id="rk-buyer", command="echo ok", replicas=2,
+                  min_reputation=0.9, max_price_per_core_second=0.00025,
+                  max_price_per_gb_second=0.0001)
+    for w in ("rk-a", "rk-b"):
+        st, _ = c.http("GET", "/api/v1/task?worker_id=" + w, None, hdrs[w])
+        check(st == 204, "%s (reputation %r) got a replica of a job needing 0.9 (%s)" % (
+            w, worker_row(c, w)["reputation"], st))
+    st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % hi["job_id"])
+    check(st == 200, "cancel answered %s" % st)
+    check(micro(c.job(hi["job_id"])["charged"]) == 0, "a cancelled parent's charged")
+
+
 CASES += [t_replicas_agree, t_replicas_cheater, t_replicas_tiebreak, t_replicas_unverified,
           t_replicas_kill, t_replicas_cancel, t_replicas_distinct]
+CASES += [t_replicas_metered, t_replicas_market]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
           t_reconcile_finish_error, t_hello_list_fails,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]

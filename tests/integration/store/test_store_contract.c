@@ -548,6 +548,48 @@ t_metered_reputation_statement(void)
     return 0;
 }
 
+/*
+ * Retention prunes worker_outcome rows no reputation window reads: older than the last 50 of
+ * their worker and of their owner, in batches; every score stays what it was.
+ */
+static int
+t_retention_outcomes(void)
+{
+    const char *w1 = id("w1"), *w2 = id("w2");
+    struct coord_worker a, b;
+    struct coord_retention_counts c;
+    OK(worker(w1, id("seller"), 4, 4096));
+    OK(worker(w2, id("other"), 4, 4096));
+    for (int i = 0; i < 3; i++)
+        OK(coord_store_outcome_record(S, w2, NULL, COORD_OUTCOME_LOST, &E));
+    for (int i = 0; i < 55; i++)
+        OK(coord_store_outcome_record(S, w1, NULL,
+                                      i < 5 ? COORD_OUTCOME_TIMEOUT : COORD_OUTCOME_COMPLETED, &E));
+    OK(coord_store_worker_get(S, w1, &a, &E));
+    CHECK_EQ(a.reputation, 981818); /* the last 50 completed: 54 / 55 */
+    int64_t pruned = 0;
+    OK(coord_store_retention_step(S, 0, co_wall_ms(), 2, &c, &E));
+    CHECK_EQ(c.outcomes, 2); /* a batch */
+    pruned += c.outcomes;
+    do {
+        OK(coord_store_retention_step(S, 0, co_wall_ms(), 2, &c, &E));
+        pruned += c.outcomes;
+    } while (c.outcomes > 0);
+    CHECK_EQ(pruned, 5); /* w1's 5 timeouts; w2's 3 rows are its whole window */
+    OK(coord_store_worker_get(S, w1, &b, &E));
+    CHECK_EQ(b.reputation, 981818);
+    CHECK_EQ(b.owner_reputation, 981818);
+    OK(coord_store_worker_get(S, w2, &b, &E));
+    CHECK_EQ(b.owner_reputation, 500000); /* (4 + 0) / (5 + 3) */
+    /* The window moves on from the rows kept: one timeout, (4 + 49) / (5 + 50). */
+    OK(coord_store_outcome_record(S, w1, NULL, COORD_OUTCOME_TIMEOUT, &E));
+    OK(coord_store_worker_get(S, w1, &b, &E));
+    CHECK_EQ(b.reputation, 963636);
+    OK(coord_store_retention_step(S, 0, co_wall_ms(), 100, &c, &E));
+    CHECK_EQ(c.outcomes, 1);
+    return 0;
+}
+
 static int
 t_finish_failed(void)
 {
@@ -3009,6 +3051,7 @@ main(void)
         {"finish_completed_pays_owner", t_finish_completed},
         {"finish_failed_charge_or_refund", t_finish_failed},
         {"metered_reputation_statement", t_metered_reputation_statement},
+        {"retention_outcomes", t_retention_outcomes},
         {"finish_idempotent", t_finish_idempotent},
         {"cancel_each_state", t_cancel_states},
         {"lease_expiry_release_jobs", t_lease_release},

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "coord_price.h"
 #include "coord_verify.h"
 
 static void
@@ -181,14 +182,114 @@ test_plan_property(void **state)
     }
 }
 
+/*
+ * Priced replicas: each agreeing row is charged what its own run cost (metered: its wall time;
+ * market: its seller's price), the fee comes out of that charge, the rest of the hold goes back.
+ */
+static void
+test_due_examples(void **state)
+{
+    (void)state;
+    struct coord_verify_plan p;
+    /* 3 replicas holding 3 x 6000; two agree, charged 2000 and 3000; 10% fee; one mismatch. */
+    bool agree[] = {true, false, true};
+    int64_t due[] = {2000, 6000, 3000};
+    assert_int_equal(coord_verify_settle_due(18000, 3, agree, due, 10, &p, NULL), 0);
+    assert_int_equal(p.pay[0], 1800);
+    assert_int_equal(p.fee[0], 200);
+    assert_int_equal(p.pay[1] + p.fee[1], 0);
+    assert_int_equal(p.pay[2], 2700);
+    assert_int_equal(p.fee[2], 300);
+    assert_int_equal(p.charge, 5000);
+    assert_int_equal(p.refund, 13000);
+    /* Rounding: the fee rounds down (floor(999 x 7 / 100) = 69). */
+    bool one[] = {true};
+    int64_t d999[] = {999};
+    assert_int_equal(coord_verify_settle_due(1000, 1, one, d999, 7, &p, NULL), 0);
+    assert_int_equal(p.fee[0], 69);
+    assert_int_equal(p.pay[0], 930);
+    assert_int_equal(p.refund, 1);
+    /* Dues beyond the hold are cut at it, in row order. */
+    bool both[] = {true, true};
+    int64_t big[] = {700, 700};
+    assert_int_equal(coord_verify_settle_due(1000, 2, both, big, 0, &p, NULL), 0);
+    assert_int_equal(p.pay[0], 700);
+    assert_int_equal(p.pay[1], 300);
+    assert_int_equal(p.refund, 0);
+    /* Bad input. */
+    int64_t neg[] = {-1};
+    assert_int_equal(coord_verify_settle_due(1000, 1, one, neg, 0, &p, NULL), -1);
+    assert_int_equal(coord_verify_settle_due(-1, 1, one, d999, 0, &p, NULL), -1);
+    assert_int_equal(coord_verify_settle_due(1000, 1, one, d999, 101, &p, NULL), -1);
+    assert_int_equal(
+        coord_verify_settle_due(1000, COORD_VERIFY_RUNS_MAX + 1, one, d999, 0, &p, NULL), -1);
+}
+
+/*
+ * Property: random per-replica holds, prices, wall times, fees and agreement patterns, each
+ * row's due computed by coord_price as the store does.  Nothing is created or lost (payouts +
+ * fees + refund == hold), no amount is negative, an agreeing row is charged exactly its due (a
+ * due never exceeds the per-replica hold, and at most `replicas` rows agree), a fee never exceeds
+ * its percentage, and a row that does not agree moves nothing.
+ */
+static void
+test_due_property(void **state)
+{
+    (void)state;
+    srand(1414);
+    for (int iter = 0; iter < 200000; iter++) {
+        int replicas = 2 + rand() % 4;
+        size_t n = (size_t)replicas + (size_t)(rand() % 3);
+        int64_t cores = 1 + rand() % 8, ram = 64 + rand() % 8192, timeout = 1 + rand() % 3600;
+        int64_t fee_pct = rand() % 3 == 0 ? 0 : rand() % 101;
+        struct coord_rate max = {rand() % 100000, rand() % 100000};
+        int64_t unit;
+        assert_int_equal(coord_price_amount(&max, cores, ram, timeout, NULL, &unit, NULL), 0);
+        bool agrees[COORD_VERIFY_RUNS_MAX] = {false};
+        int64_t due[COORD_VERIFY_RUNS_MAX] = {0};
+        int n_agree = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct coord_price_job pj = {
+                .pricing = rand() % 2 ? COORD_PRICING_METERED : COORD_PRICING_MARKET,
+                .hold = unit,
+                /* a seller's price within the maximum (metered: the configured one) */
+                .rate = {max.per_core_second ? rand() % (max.per_core_second + 1) : 0,
+                         max.per_gb_second ? rand() % (max.per_gb_second + 1) : 0},
+                .cores = cores,
+                .ram_mb = ram,
+                .timeout_seconds = timeout,
+                .wall_ms = (int64_t)rand() % (timeout * 1000 + 5000),
+                .timed_out = rand() % 10 == 0,
+            };
+            struct coord_settlement st;
+            coord_price_settle(&pj, 0, &st);
+            due[i] = st.charge;
+            agrees[i] = n_agree < replicas && rand() % 3 != 0;
+            n_agree += agrees[i];
+        }
+        struct coord_verify_plan p;
+        int64_t hold = unit * replicas, moved = 0;
+        assert_int_equal(coord_verify_settle_due(hold, n, agrees, due, fee_pct, &p, NULL), 0);
+        for (size_t i = 0; i < n; i++) {
+            assert_true(p.pay[i] >= 0 && p.fee[i] >= 0);
+            assert_true(due[i] <= unit);
+            assert_int_equal(p.pay[i] + p.fee[i], agrees[i] ? due[i] : 0);
+            assert_true(p.fee[i] * 100 <= (p.pay[i] + p.fee[i]) * fee_pct);
+            moved += p.pay[i] + p.fee[i];
+        }
+        assert_int_equal(moved, p.charge);
+        assert_true(p.refund >= 0);
+        assert_int_equal(p.charge + p.refund, hold);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_digest_layout),
-        cmocka_unit_test(test_decide),
-        cmocka_unit_test(test_plan_examples),
-        cmocka_unit_test(test_plan_property),
+        cmocka_unit_test(test_digest_layout), cmocka_unit_test(test_decide),
+        cmocka_unit_test(test_plan_examples), cmocka_unit_test(test_plan_property),
+        cmocka_unit_test(test_due_examples),  cmocka_unit_test(test_due_property),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
