@@ -8,6 +8,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_node.h"
 #include "coord_artifact.h"
 #include "coord_ws_common.h"
 #include "coord_server.h"
@@ -688,9 +689,21 @@ agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attempt, co
 struct offline_item {
     struct coord_agents *hub;
     char worker_id[CO_ID_MAX + 1];
-    bool stamp; /* renew the lease first: the agent was heard from until now */
+    int64_t epoch; /* its session's: a session that moved on leaves the worker alone */
+    bool stamp;    /* renew the lease first: the agent was heard from until now */
     int rc;
 };
+
+/* A write of @s was fenced off: its worker's session moved on (another node, or a newer hello). */
+void
+agent_sess_moved(struct agent_sess *s, const co_err *err)
+{
+    if (!s->wsi || s->state == AS_CLOSING)
+        return;
+    co_warn("agent session moved on, closing worker=%s epoch=%lld: %s", s->worker_id,
+            (long long)s->session_epoch, err->msg);
+    agent_sess_close(s, LWS_CLOSE_STATUS_GOINGAWAY, "session moved");
+}
 
 /*
  * job.ack: the result of (@job_id, @attempt) is stored, or was a duplicate or stale: the agent
@@ -711,6 +724,12 @@ offline_work(struct coord_store *store, void *arg)
 {
     struct offline_item *it = arg;
     co_err err = CO_ERR_INIT;
+    if (coord_node_fence(store, it->worker_id, it->epoch, false, &err) < 0) {
+        it->rc = -1;
+        if (!coord_node_fenced(&err))
+            co_warn("cannot check the session of worker=%s error=\"%s\"", it->worker_id, err.msg);
+        return; /* a newer session (maybe on another node) holds the worker now */
+    }
     /*
      * Heartbeats are stored once a second, so the stored one can be older than the agent's last
      * message; stamping it at the disconnect makes the lease run from the last contact.
@@ -754,6 +773,7 @@ struct hello_item {
     /* Results. */
     int rc;
     co_err err;
+    int64_t epoch;            /* the session epoch this hello began (coord_node) */
     struct coord_job *active; /* assigned/running jobs of the worker in the store */
     size_t n_active;
     bool *released; /* per active job: the agent does not hold it, it went back to the queue */
@@ -830,6 +850,11 @@ hello_work(struct coord_store *store, void *arg)
         co_strlcpy(it->w.owner_id, it->principal.user_id, sizeof(it->w.owner_id));
     }
     it->rc = coord_store_worker_upsert(store, &it->w, NULL, &it->err);
+    if (it->rc < 0)
+        return;
+    /* The worker's session is this node's now: older ones (here or elsewhere) are fenced off. */
+    it->rc = coord_store_worker_session_begin(store, it->w.worker_id, coord_node_id(), &it->epoch,
+                                              &it->err);
     if (it->rc < 0)
         return;
     for (int st = COORD_JOB_ASSIGNED; st <= COORD_JOB_RUNNING; st++) {
@@ -1021,6 +1046,7 @@ hello_done(void *arg)
         co_strlcpy(s->owner_id, it->principal.user_id, sizeof(s->owner_id));
     }
     hello_settle_older(s, true);
+    s->session_epoch = it->epoch;
     s->state = AS_READY;
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
@@ -1205,6 +1231,7 @@ struct job_item {
     char job_id[CO_ID_MAX + 1];
     char worker_id[CO_ID_MAX + 1];
     int attempt;
+    int64_t epoch; /* the session's (fencing) */
     int rc;
     co_err err;
     /* job.finished / job.rejected */
@@ -1238,6 +1265,7 @@ job_item_new(struct agent_sess *s, const struct proto_job_ref *ref)
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
     co_strlcpy(it->owner_id, s->owner_id, sizeof(it->owner_id));
     it->attempt = (int)ref->attempt;
+    it->epoch = s->session_epoch;
     it->max_bytes = s->hub->cfg->max_artifact_bytes;
     return it;
 }
@@ -1272,7 +1300,9 @@ static void
 started_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
-    it->rc = coord_store_job_started(store, it->job_id, it->worker_id, it->attempt, &it->err);
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_store_job_started(store, it->job_id, it->worker_id, it->attempt, &it->err);
 }
 
 static void
@@ -1284,6 +1314,8 @@ started_done(void *arg)
         goto out;
     if (it->rc == 0) {
         agent_hub_publish(s->hub, COORD_EVENT_JOB, it->job_id);
+    } else if (coord_node_fenced(&it->err)) {
+        agent_sess_moved(s, &it->err);
     } else if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
         /* A stale attempt (or a job cancelled meanwhile): stop it on the agent. */
         co_debug("job.started ignored job=%s attempt=%d worker=%s: %s", it->job_id, it->attempt,
@@ -1307,8 +1339,10 @@ output_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
     /* Fenced: output of an attempt that is no longer current never lands in the new one's. */
-    it->rc = coord_store_output_append_attempt(store, it->job_id, it->worker_id, it->attempt,
-                                               it->stream, it->data, it->len, &it->err);
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_store_output_append_attempt(store, it->job_id, it->worker_id, it->attempt,
+                                                   it->stream, it->data, it->len, &it->err);
     if (it->rc < 0 && (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND))
         co_debug("job output of a stale attempt dropped job=%s attempt=%d: %s", it->job_id,
                  it->attempt, it->err.msg);
@@ -1422,6 +1456,9 @@ finish_work(struct coord_store *store, void *arg)
 {
     struct job_item *it = arg;
     it->changed = false;
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+    if (it->rc < 0)
+        return;
     if (it->res.platform_fault && it->attempt < COORD_PLATFORM_ATTEMPTS_MAX) {
         /* Not the buyer's fault: the job goes back to the queue, the attempt is given back. */
         it->rc =
@@ -1492,6 +1529,12 @@ finish_done(void *arg)
                     it->attempt, it->err.msg);
         hub->inflight++;
         lws_sul_schedule(hub->ctx, 0, &it->retry, finish_retry_cb, (lws_usec_t)delay);
+        return;
+    }
+    if (coord_node_fenced(&it->err)) {
+        /* Not acknowledged: the agent sends it again on its current session. */
+        agent_sess_moved(s, &it->err);
+        job_item_free(it);
         return;
     }
     struct agent_job *j = agent_sess_find(s, it->job_id);
@@ -1901,6 +1944,49 @@ hub_recheck_keys(struct coord_agents *hub, enum coord_event_kind kind, const cha
     }
 }
 
+/* Another node changed a worker that has a session here: is this session still the current? */
+struct moved_item {
+    struct agent_sess *s;
+    char worker_id[CO_ID_MAX + 1];
+    int64_t epoch;
+    int rc;
+    co_err err;
+};
+
+static void
+moved_work(struct coord_store *store, void *arg)
+{
+    struct moved_item *it = arg;
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
+}
+
+static void
+moved_done(void *arg)
+{
+    struct moved_item *it = arg;
+    if (agent_hub_complete(it->s->hub) && it->rc < 0 && coord_node_fenced(&it->err))
+        agent_sess_moved(it->s, &it->err);
+    agent_sess_unref(it->s);
+    free(it);
+}
+
+static void
+hub_check_moved(struct coord_agents *hub, const char *worker_id)
+{
+    struct agent_sess *s = hub_find_worker(hub, worker_id, NULL);
+    if (!s || s->state != AS_READY || s->session_epoch <= 0)
+        return;
+    struct moved_item *it = co_xcalloc(1, sizeof(*it));
+    it->s = s;
+    agent_sess_ref(s);
+    co_strlcpy(it->worker_id, worker_id, sizeof(it->worker_id));
+    it->epoch = s->session_epoch;
+    if (agent_hub_submit(hub, COORD_DB_READ, moved_work, moved_done, it) < 0) {
+        agent_sess_unref(s);
+        free(it);
+    }
+}
+
 /*
  * Another module changed a job (submit, cancel, poll status...): schedule, and stop it here.  A
  * key or a user changed: close the sessions that may no longer sell.
@@ -1914,6 +2000,10 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
         return;
     if (kind == COORD_EVENT_KEY || kind == COORD_EVENT_USER) {
         hub_recheck_keys(hub, kind, id);
+        return;
+    }
+    if (kind == COORD_EVENT_WORKER && coord_events_remote(hub->events)) {
+        hub_check_moved(hub, id); /* a hello on another node ends the session here */
         return;
     }
     if (hub->self_publish || kind != COORD_EVENT_JOB)
@@ -2053,6 +2143,7 @@ sess_closed(struct agent_sess *s)
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
         it->hub = hub;
         co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
+        it->epoch = s->session_epoch;
         /* Not for a session closed for silence: its last contact is a lease ago. */
         it->stamp = co_mono_ms() - s->last_seen_ms < hub->lease_ms / 2;
         agent_hub_write(hub, it->worker_id, offline_work, offline_undo, offline_done, it);

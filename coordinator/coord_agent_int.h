@@ -84,6 +84,7 @@ struct agent_sess {
     bool superseded;       /* a newer hello of its worker is being checked: no new assignments */
     bool refused;          /* its hello was refused: it never owned the worker */
     char peer[64];         /* the client's address (failed-authentication throttle) */
+    int64_t session_epoch; /* the store's session epoch of its accepted hello (coord_node) */
     int64_t cores, ram_mb; /* total capacity from hello */
     int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
     int64_t peak_cores, peak_ram_mb; /* highest use handed out (for logs) */
@@ -226,6 +227,8 @@ void agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attemp
                             const char *reason);
 /** Close @s with @code and @reason at its next WRITEABLE. */
 void agent_sess_close(struct agent_sess *s, int code, const char *reason);
+/** A write of @s was fenced off (coord_node): its worker's session moved on; close it. */
+void agent_sess_moved(struct agent_sess *s, const co_err *err);
 /** Submit database work on behalf of the hub (counts it in flight). */
 int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_work_fn work,
                      coord_db_done_fn done, void *arg);

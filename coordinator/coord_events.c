@@ -1,6 +1,8 @@
 /* coord_events: change feed (see coord_events.h). */
 #include "coord_events.h"
 
+#include <string.h>
+
 #include "co_alloc.h"
 
 struct ev_sub {
@@ -14,6 +16,9 @@ struct coord_events {
     size_t n, cap;
     int next_handle;
     uint64_t seq;
+    coord_event_tap_fn tap; /* local changes go to the node's feed too */
+    void *tap_ud;
+    bool remote; /* a publish of another node's change is being delivered */
 };
 
 struct coord_events *
@@ -58,8 +63,15 @@ coord_events_unsubscribe(struct coord_events *ev, int handle)
     }
 }
 
-uint64_t
-coord_events_publish(struct coord_events *ev, enum coord_event_kind kind, const char *id)
+void
+coord_events_set_tap(struct coord_events *ev, coord_event_tap_fn fn, void *ud)
+{
+    ev->tap = fn;
+    ev->tap_ud = ud;
+}
+
+static uint64_t
+events_deliver(struct coord_events *ev, enum coord_event_kind kind, const char *id)
 {
     uint64_t seq = ++ev->seq;
     /* Index loop: a subscriber may unsubscribe itself while being called. */
@@ -70,6 +82,39 @@ coord_events_publish(struct coord_events *ev, enum coord_event_kind kind, const 
             i--;
     }
     return seq;
+}
+
+uint64_t
+coord_events_publish(struct coord_events *ev, enum coord_event_kind kind, const char *id)
+{
+    if (ev->tap)
+        ev->tap(ev->tap_ud, kind, id);
+    return events_deliver(ev, kind, id);
+}
+
+uint64_t
+coord_events_publish_remote(struct coord_events *ev, enum coord_event_kind kind, const char *id)
+{
+    ev->remote = true;
+    uint64_t seq = events_deliver(ev, kind, id);
+    ev->remote = false;
+    return seq;
+}
+
+bool
+coord_events_remote(const struct coord_events *ev)
+{
+    return ev && ev->remote;
+}
+
+int
+coord_event_kind_parse(const char *name)
+{
+    for (int k = 0; k < COORD_EVENT_KIND_COUNT; k++) {
+        if (strcmp(name, coord_event_kind_name((enum coord_event_kind)k)) == 0)
+            return k;
+    }
+    return -1;
 }
 
 uint64_t

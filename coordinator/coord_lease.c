@@ -91,17 +91,13 @@ restart_grace(const struct tick_item *it, const struct coord_worker *w)
            co_wall_ms() < it->started_wall_ms + it->lease_ms + COORD_LEASE_RESTART_GRACE_MS;
 }
 
+/* Release the jobs of the workers whose lease ran out (inside the reaper's transaction). */
 static void
-tick_work(struct coord_store *store, void *arg)
+reap_expired(struct coord_store *store, struct tick_item *it, int64_t now_ms)
 {
-    struct tick_item *it = arg;
     co_err err = CO_ERR_INIT;
-    for (size_t i = 0; i < it->n_beats; i++) {
-        if (coord_store_worker_heartbeat(store, it->beats[i], &err) < 0)
-            co_warn("cannot store heartbeat worker=%s error=\"%s\"", it->beats[i], err.msg);
-    }
     struct coord_worker_list exp = {0};
-    if (coord_store_worker_expired(store, co_wall_ms() - it->lease_ms, &exp, &err) < 0) {
+    if (coord_store_worker_expired(store, now_ms - it->lease_ms, &exp, &err) < 0) {
         co_warn("cannot list expired workers error=\"%s\"", err.msg);
         return;
     }
@@ -128,6 +124,44 @@ tick_work(struct coord_store *store, void *arg)
         free(ids);
     }
     coord_worker_list_release(&exp);
+}
+
+static void tick_undo(void *arg, const co_err *err);
+
+static void
+tick_work(struct coord_store *store, void *arg)
+{
+    struct tick_item *it = arg;
+    co_err err = CO_ERR_INIT;
+    for (size_t i = 0; i < it->n_beats; i++) {
+        if (coord_store_worker_heartbeat(store, it->beats[i], &err) < 0)
+            co_warn("cannot store heartbeat worker=%s error=\"%s\"", it->beats[i], err.msg);
+    }
+    /*
+     * Several nodes: one reaps at a time, judging leases by the database's clock.  The reaper's
+     * transaction takes a transaction-level advisory lock (PostgreSQL) and holds every release
+     * of the tick; its commit releases the lock.
+     */
+    int64_t now_ms = 0;
+    co_err lerr = CO_ERR_INIT;
+    if (coord_store_batch_begin(store, &lerr) < 0) {
+        co_warn("cannot begin the reaper's transaction error=\"%s\"", lerr.msg);
+        return;
+    }
+    int may_reap = coord_store_reaper_lock(store, &lerr);
+    if (may_reap > 0 && coord_store_now_ms(store, &now_ms, &lerr) < 0)
+        may_reap = -1;
+    if (may_reap <= 0) {
+        if (may_reap < 0)
+            co_warn("cannot take the reaper's turn error=\"%s\"", lerr.msg);
+        coord_store_batch_rollback(store); /* 0: another node reaps this time */
+        return;
+    }
+    reap_expired(store, it, now_ms);
+    if (coord_store_batch_commit(store, &lerr) < 0) {
+        co_warn("the reaper's transaction was not committed error=\"%s\"", lerr.msg);
+        tick_undo(it, &lerr);
+    }
 }
 
 /* The tick's batch was not committed: nothing was released or reaped. */

@@ -13,6 +13,7 @@
 #include "co_log.h"
 #include "co_time.h"
 #include "coord_agent_int.h"
+#include "coord_node.h"
 #include "coord_verify.h"
 #include "proto_job.h"
 
@@ -65,6 +66,7 @@ struct claim_item {
     struct agent_sess *s;
     char job_id[CO_ID_MAX + 1];
     char worker_id[CO_ID_MAX + 1];
+    int64_t epoch; /* the session's: a claim for a session that moved on is refused */
     int rc;
     co_err err;
     struct coord_job job; /* with code */
@@ -155,7 +157,9 @@ static void
 claim_work(struct coord_store *store, void *arg)
 {
     struct claim_item *it = arg;
-    it->rc = coord_store_job_claim(store, it->job_id, it->worker_id, &it->job, &it->err);
+    it->rc = coord_node_fence(store, it->worker_id, it->epoch, true, &it->err);
+    if (it->rc == 0)
+        it->rc = coord_store_job_claim(store, it->job_id, it->worker_id, &it->job, &it->err);
 }
 
 static void
@@ -182,7 +186,9 @@ claim_done(void *arg)
     if (it->rc < 0) {
         if (mine)
             agent_sess_remove_job(s, it->job_id);
-        if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
+        if (coord_node_fenced(&it->err))
+            agent_sess_moved(s, &it->err);
+        else if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND) {
             co_debug("claim lost job=%s worker=%s: %s", it->job_id, it->worker_id, it->err.msg);
             if (sc)
                 sc->conflicts++;
@@ -299,6 +305,7 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
     it->s = s;
     co_strlcpy(it->job_id, job->job_id, sizeof(it->job_id));
     co_strlcpy(it->worker_id, s->worker_id, sizeof(it->worker_id));
+    it->epoch = s->session_epoch;
     agent_sess_ref(s);
     agent_hub_write(hub, it->job_id, claim_work, claim_undo, claim_done, it);
 }

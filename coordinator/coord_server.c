@@ -32,6 +32,7 @@
 #include "coord_webhook.h"
 #include "coord_dash_evloop.h"
 #include "coord_dash_ws.h"
+#include "coord_feed.h"
 #include "co_jsonw.h"
 
 #define HDR_BUF 4096
@@ -950,8 +951,10 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* Delivered to every protocol; completions are drained here only. */
-        if (srv)
+        if (srv) {
             coord_db_drain_completions(srv->db);
+            coord_feed_drain(srv->feed);
+        }
         return 0;
     case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
         /* Every request passes here first, static files included. */
@@ -1214,6 +1217,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
                                       cfg->retention_interval_seconds * 1000, cfg->retention_batch);
     if (coord_webhook_start(cfg, db, &webhook, err) < 0)
         goto out;
+    if (coord_feed_start(cfg->database_url, srv->ctx, srv->events, &srv->feed, err) < 0)
+        goto out;
     co_info("listening host=%s port=%d tls=%s store=%s frontend=%s", cfg->host, cfg->port,
             cfg->tls_cert_file ? (cfg->tls_redirect_http ? "yes+redirect" : "yes") : "no", backend,
             cfg->frontend_dir);
@@ -1252,6 +1257,8 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
 out:
     coord_webhook_stop(webhook);
     coord_retention_stop(retention);
+    coord_feed_stop(srv->feed);
+    srv->feed = NULL;
     if (srv->ctx) {
         coord_db_set_context(db, NULL);
         lws_context_destroy(srv->ctx);

@@ -140,6 +140,7 @@ struct coord_server {
     const struct coord_config *cfg;      /* borrowed, read-only */
     struct coord_db *db;                 /* borrowed */
     struct coord_events *events;         /* owned */
+    struct coord_feed *feed;             /* owned; the feed between nodes (NULL on SQLite) */
     struct coord_auth_cache *auth_cache; /* owned; positive key lookups (lws thread) */
     struct coord_limits *limits;         /* owned; submit buckets, failed-auth throttle */
     struct coord_openapi_rec *rec;       /* owned; RECORD_ANSWERS log, NULL when unset */

@@ -240,6 +240,12 @@ int coord_store_open(const struct coord_store_config *cfg, struct coord_store **
 int coord_store_migrate(struct coord_store *s, const char *sql_dir, co_err *err)
     __attribute__((warn_unused_result));
 
+/**
+ * The SQLite file a DATABASE_URL names (NULL or "" = the default file), borrowed from @url or a
+ * constant; NULL for a PostgreSQL URL or an unsupported scheme.
+ */
+const char *coord_store_sqlite_path(const char *url);
+
 /** Close the connection and free @s (NULL is fine). */
 void coord_store_close(struct coord_store *s);
 
@@ -842,6 +848,36 @@ struct coord_retention_counts {
  */
 int coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t now_ms,
                                int64_t limit, struct coord_retention_counts *c, co_err *err)
+    __attribute__((warn_unused_result));
+
+/* ---- scale-out: worker sessions across nodes (coord_node) ---- */
+
+/**
+ * An accepted hello of @worker_id on node @node_id: the worker's session is now this node's,
+ * with a new epoch (the previous one + 1) returned in *@epoch.  CO_E_NOTFOUND if unknown.
+ */
+int coord_store_worker_session_begin(struct coord_store *s, const char *worker_id,
+                                     const char *node_id, int64_t *epoch, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * The node and epoch of @worker_id's current session; @lock: the worker's row stays locked until
+ * the transaction ends (PostgreSQL FOR UPDATE), so that no hello moves the session meanwhile.
+ * CO_E_NOTFOUND if unknown.
+ */
+int coord_store_worker_session_get(struct coord_store *s, const char *worker_id, bool lock,
+                                   char *node_id, size_t node_size, int64_t *epoch, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Inside the reaper's transaction: 1 when this node may reap now (PostgreSQL: a transaction-level
+ * advisory lock, released at commit, that at most one node holds), 0 when another node does.
+ * SQLite: always 1.
+ */
+int coord_store_reaper_lock(struct coord_store *s, co_err *err) __attribute__((warn_unused_result));
+
+/** The database's clock in ms since the epoch (leases are judged by it). */
+int coord_store_now_ms(struct coord_store *s, int64_t *out, co_err *err)
     __attribute__((warn_unused_result));
 
 #endif

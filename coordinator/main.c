@@ -15,6 +15,7 @@
 #include "co_log.h"
 #include "coord_config.h"
 #include "coord_db.h"
+#include "coord_node.h"
 #include "coord_server.h"
 #include "coord_store.h"
 
@@ -131,6 +132,11 @@ main(int argc, char **argv)
     };
     if (coord_store_open(&scfg, &mig, &err) < 0) {
         co_error("cannot open the database error=\"%s\"", err.msg);
+        goto out;
+    }
+    coord_node_init();
+    if (coord_node_instance_lock(cfg.database_url, &err) < 0) {
+        co_error("refusing to start: %s", err.msg);
         goto out;
     }
     if (coord_store_migrate(mig, cfg.sql_dir, &err) < 0) {

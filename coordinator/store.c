@@ -265,10 +265,16 @@ const struct store_sql store_sql[Q_COUNT] = {
     [Q_WORKER_COUNT_ONLINE] = {"SELECT COUNT(*) FROM worker_registrations "
                                "WHERE status <> 'offline' AND last_heartbeat >= $1",
                                NULL, NULL, STORE_LOCK_NONE},
+    /* PostgreSQL: database time (leases are judged by one clock whatever node writes). */
     [Q_WORKER_HEARTBEAT] = {"UPDATE worker_registrations SET last_heartbeat = $2, "
                             "status = CASE WHEN status = 'offline' THEN 'idle' ELSE status END "
                             "WHERE worker_id = $1",
-                            NULL, NULL, STORE_LOCK_NONE},
+                            "UPDATE worker_registrations SET last_heartbeat = "
+                            "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) "
+                            "+ 0 * $2::bigint, "
+                            "status = CASE WHEN status = 'offline' THEN 'idle' ELSE status END "
+                            "WHERE worker_id = $1",
+                            NULL, STORE_LOCK_NONE},
     [Q_WORKER_SET_STATUS] = {"UPDATE worker_registrations SET status = $2, updated_at = $3 "
                              "WHERE worker_id = $1",
                              NULL, NULL, STORE_LOCK_NONE},
@@ -502,6 +508,24 @@ const struct store_sql store_sql[Q_COUNT] = {
         {"SELECT path, size, sha256 FROM job_artifact WHERE job_id = $1 AND attempt = $2 "
          "AND sha256 IS NOT NULL ORDER BY path",
          NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_SESSION_BEGIN] = {"UPDATE worker_registrations SET session_node = $2, "
+                                "session_epoch = session_epoch + 1 WHERE worker_id = $1 "
+                                "RETURNING session_epoch",
+                                NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_SESSION_GET] = {"SELECT session_node, session_epoch FROM worker_registrations "
+                              "WHERE worker_id = $1",
+                              NULL, NULL, STORE_LOCK_NONE},
+    [Q_WORKER_SESSION_LOCK] = {"SELECT session_node, session_epoch FROM worker_registrations "
+                               "WHERE worker_id = $1",
+                               NULL, NULL, STORE_LOCK_UPDATE},
+    /* One node at a time reaps: a transaction-level advisory lock ("COREAP"). */
+    [Q_REAPER_LOCK] = {"SELECT 1",
+                       "SELECT CASE WHEN pg_try_advisory_xact_lock(73612193435728) THEN 1 ELSE 0 "
+                       "END",
+                       NULL, STORE_LOCK_NONE},
+    [Q_DB_NOW] = {"SELECT CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)",
+                  "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)", NULL,
+                  STORE_LOCK_NONE},
     /* Completion callbacks (0008; coord_webhook.h). */
     [Q_WH_INSERT] = {"INSERT INTO webhook_delivery (delivery_id, job_id, url, state, created_at) "
                      "VALUES ($1, $2, $3, 'waiting', $4)",
@@ -938,6 +962,20 @@ ensure_parent_dir(const char *path, co_err *err)
     return 0;
 }
 
+const char *
+coord_store_sqlite_path(const char *url)
+{
+    if (!url || !*url)
+        url = "sqlite:///var/cacheout.db";
+    if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0)
+        return NULL;
+    if (strncmp(url, "sqlite:///", 10) == 0)
+        return url + 10; /* "sqlite:////abs" leaves "/abs", "sqlite:///rel" leaves "rel" */
+    if (strncmp(url, "sqlite:", 7) == 0 || strstr(url, "://"))
+        return NULL;
+    return url;
+}
+
 int
 coord_store_open(const struct coord_store_config *cfg, struct coord_store **out, co_err *err)
 {
@@ -948,10 +986,8 @@ coord_store_open(const struct coord_store_config *cfg, struct coord_store **out,
     if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
         rc = store_pg_open(url, &s, err);
     } else {
-        const char *path = url;
-        if (strncmp(url, "sqlite:///", 10) == 0)
-            path = url + 10; /* "sqlite:////abs" leaves "/abs", "sqlite:///rel" leaves "rel" */
-        else if (strncmp(url, "sqlite:", 7) == 0 || strstr(url, "://"))
+        const char *path = coord_store_sqlite_path(url);
+        if (!path)
             /* Only the scheme: the rest may hold a password. */
             return co_err_set(err, CO_E_INVAL,
                               "unsupported DATABASE_URL scheme '%.*s': expected sqlite:///path or "
@@ -3689,6 +3725,56 @@ out:
     return tx_end(s, rc, err);
 }
 
+/* ---- scale-out (coord_node) ---- */
+
+int
+coord_store_worker_session_begin(struct coord_store *s, const char *worker_id, const char *node_id,
+                                 int64_t *epoch, co_err *err)
+{
+    bool found = false;
+    if (q_int(s, Q_WORKER_SESSION_BEGIN, PARAMS(P_TEXT(worker_id), P_TEXT(node_id)), epoch, &found,
+              err) < 0)
+        return -1;
+    if (!found)
+        return co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+    return 0;
+}
+
+int
+coord_store_worker_session_get(struct coord_store *s, const char *worker_id, bool lock,
+                               char *node_id, size_t node_size, int64_t *epoch, co_err *err)
+{
+    struct db_res r;
+    if (q_run(s, lock ? Q_WORKER_SESSION_LOCK : Q_WORKER_SESSION_GET, PARAMS(P_TEXT(worker_id)), &r,
+              err) < 0)
+        return -1;
+    int rc = q_next(&r, err);
+    if (rc > 0) {
+        co_strlcpy(node_id, col_text(&r, 0), node_size);
+        *epoch = col_int(&r, 1);
+    }
+    q_done(&r);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        return co_err_set(err, CO_E_NOTFOUND, "no such worker '%s'", worker_id);
+    return 0;
+}
+
+int
+coord_store_reaper_lock(struct coord_store *s, co_err *err)
+{
+    int64_t got = 0;
+    if (q_int(s, Q_REAPER_LOCK, NULL, 0, &got, NULL, err) < 0)
+        return -1;
+    return got ? 1 : 0;
+}
+
+int
+coord_store_now_ms(struct coord_store *s, int64_t *out, co_err *err)
+{
+    return q_int(s, Q_DB_NOW, NULL, 0, out, NULL, err);
+}
 /* ---- for coord_verify (store_int.h) ---- */
 
 int

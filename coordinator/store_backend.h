@@ -127,6 +127,12 @@ enum store_q {
     Q_ART_SET_INSERT,
     Q_ART_SET_GET,
     Q_ART_LIST,
+    /* scale-out: worker sessions, the reaper's lock, database time (coord_node) */
+    Q_WORKER_SESSION_BEGIN,
+    Q_WORKER_SESSION_GET,
+    Q_WORKER_SESSION_LOCK,
+    Q_REAPER_LOCK,
+    Q_DB_NOW,
     /* replicas (coord_verify.c; text in coord_verify_sql.h) */
     Q_VER_SPAWN,
     Q_VER_REPLICA_INSERT,

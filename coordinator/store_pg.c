@@ -17,6 +17,9 @@
 #include "co_alloc.h"
 #include "store_backend.h"
 
+/* How long the server lets a transaction of ours sit idle before it ends the session (ms). */
+#define STORE_PG_IDLE_TX_TIMEOUT "15000"
+
 struct store_pg {
     struct coord_store base; /* first: the logic casts between the two */
     PGconn *conn;
@@ -367,12 +370,27 @@ store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
      * Defaults that a dead server or network cannot turn into a hang; the URL's own settings,
      * expanded from "dbname" after them, win.
      */
-    static const char *const keys[] = {
-        "connect_timeout",     "keepalives",       "keepalives_idle",
-        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-        "application_name",    "dbname",           NULL};
-    const char *const values[] = {"5",      "1", "30", "10", "3", "30000", "cacheout-coordinator",
-                                  conninfo, NULL};
+    static const char *const keys[] = {"connect_timeout",  "keepalives",
+                                       "keepalives_idle",  "keepalives_interval",
+                                       "keepalives_count", "tcp_user_timeout",
+                                       "application_name", "options",
+                                       "dbname",           NULL};
+    /*
+     * A transaction left open by a node cut off from the server (a partition: nothing closes,
+     * nothing arrives) is ended by the server, so that its row and advisory locks (the reaper's
+     * turn) do not stop the other nodes.
+     */
+    const char *const values[] = {
+        "5",
+        "1",
+        "30",
+        "10",
+        "3",
+        "30000",
+        "cacheout-coordinator",
+        "-c idle_in_transaction_session_timeout=" STORE_PG_IDLE_TX_TIMEOUT,
+        conninfo,
+        NULL};
     p->conn = PQconnectdbParams(keys, values, 1);
     if (!p->conn) {
         free(p);

@@ -13,6 +13,9 @@ Phases (each on a fresh coordinator and database):
   dispatch    the same with the agent in benchmark mode (--bench-no-sandbox: it runs nothing and
               reports success), measuring the coordinator alone; plus the drain rate of a backlog
               queued before the agent connects (no HTTP client in the way)
+  drain2      PostgreSQL only: the same drain with two coordinators on the one database, each
+              with one benchmark-mode agent of half the cores (the same capacity in all), and
+              the ratio to the one-coordinator drain when that phase ran too
 
 Times: "submit" is the job's created_at (stored by the coordinator while answering the submit),
 "finished" its completed_at, "agent receives" the agent's log line for job.accepted; all three
@@ -56,22 +59,32 @@ def pct(values, p):
     return v[k]
 
 
+def new_database(args, name):
+    """A working directory and a fresh database (SQLite, or PostgreSQL with args.pg_port)."""
+    workdir = cotest.make_workdir("cacheout-bench-%s-" % name)
+    url = cotest.new_database(name, workdir, getattr(args, "pg_bin", None),
+                              getattr(args, "pg_port", 0), prefix="bench")
+    return workdir, url
+
+
+def new_coordinator(args, workdir, url, output="coordinator.log"):
+    """A coordinator (not started) on @url with the benchmark's settings."""
+    return cotest.Coordinator(
+        args.coordinator, args.sql_dir, ADMIN, database_url=url, workdir=workdir, output=output,
+        unset=cotest.UNSET + ("DB_THREADS", "AGENT_BENCH_NO_SANDBOX"),
+        settings={"AGENT_TOKEN": AGENT_TOKEN, "DEFAULT_STARTING_CREDITS": "100000000",
+                  "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+                  "FRONTEND_DIR": workdir, "WORKER_TIMEOUT_SECONDS": "30"})
+
+
 def start_stack(args, name, bench_mode, cores, connect=True):
     """A coordinator on a fresh database (SQLite, or PostgreSQL when @args has a pg_port) and
     its agent "bench-agent" offering @cores, in benchmark mode (--bench-no-sandbox) when
     @bench_mode.  The coordinator is started; the agent too, and connected, when @connect (else
     call connect_agent() later).  Returns (coordinator, agent); exits with a message when
     either does not come up.  bench/dashboard uses it too."""
-    workdir = cotest.make_workdir("cacheout-bench-%s-" % name)
-    pg_port = getattr(args, "pg_port", 0)
-    url = cotest.new_database(name, workdir, getattr(args, "pg_bin", None), pg_port,
-                              prefix="bench")
-    coord = cotest.Coordinator(
-        args.coordinator, args.sql_dir, ADMIN, database_url=url, workdir=workdir,
-        unset=cotest.UNSET + ("DB_THREADS", "AGENT_BENCH_NO_SANDBOX"),
-        settings={"AGENT_TOKEN": AGENT_TOKEN, "DEFAULT_STARTING_CREDITS": "100000000",
-                  "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-                  "FRONTEND_DIR": workdir, "WORKER_TIMEOUT_SECONDS": "30"})
+    workdir, url = new_database(args, name)
+    coord = new_coordinator(args, workdir, url)
     if getattr(args, "rootless_user", "") and not bench_mode:
         # A rootless agent (its sandboxes in a user namespace): the copy of the binary that
         # bench/e2e/run.sh made readable for the user, its HOME a folder of its own.
@@ -285,6 +298,26 @@ def phase_throughput(bench_mode):
         sys.stdout.flush()
 
 
+def drain_figures(name, coords, agents, t0):
+    """Wait for the backlog, print the drain rates; returns the server-side jobs/s."""
+    t_end, _ = wait_final(coords[0].port, ARGS.jobs, 600)
+    jobs = all_jobs(coords[0].port)
+    recv = {}
+    for a in agents:
+        recv.update(received_ms(a))
+    first = min(recv.values()) if recv else 0
+    last = max(iso_ms(j["completed_at"]) for j in jobs if j["completed_at"])
+    rate = len(jobs) / max(0.001, (last - first) / 1000)
+    print("%-22s backlog of %d drained: %.0f jobs/s (server: first received -> last "
+          "completed), %.0f jobs/s (client: agent start -> all final)" % (
+              name, len(jobs), rate, len(jobs) / max(1e-9, t_end - t0)))
+    sys.stdout.flush()
+    return rate
+
+
+DRAIN_RATES = {}
+
+
 def phase_drain():
     coord, agent = start_stack(ARGS, "drain", True, ARGS.dispatch_cores, connect=False)
     try:
@@ -292,18 +325,54 @@ def phase_drain():
         t0 = time.time()
         c0 = cpu_seconds(coord.proc)
         connect_agent(coord, agent)
-        t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
+        DRAIN_RATES[1] = drain_figures("dispatch-only drain", [coord], [agent], t0)
         print_cpu("dispatch-only drain", coord, agent, ARGS.jobs, c0, 0)
-        jobs = all_jobs(coord.port)
-        recv = received_ms(agent)
-        first = min(recv.values()) if recv else 0
-        last = max(iso_ms(j["completed_at"]) for j in jobs if j["completed_at"])
-        print("%-22s backlog of %d drained: %.0f jobs/s (server: first received -> last "
-              "completed), %.0f jobs/s (client: agent start -> all final)" % (
-                  "dispatch-only drain", len(jobs), len(jobs) / max(0.001, (last - first) / 1000),
-                  len(jobs) / max(1e-9, t_end - t0)))
     finally:
         stop_stack(coord, agent)
+
+
+def phase_drain_nodes(n):
+    """The drain with @n coordinators on one PostgreSQL database, one agent on each."""
+    if not ARGS.pg_port:
+        print("drain%d: skipped (several coordinators need PostgreSQL: BENCH_PG=1)" % n)
+        return
+    name = "dispatch-only drain, %d coordinators" % n
+    workdir, url = new_database(ARGS, "drain%d" % n)
+    coords = [new_coordinator(ARGS, workdir, url, "coordinator-%d.log" % i) for i in range(n)]
+    cores = max(1, ARGS.dispatch_cores // n)
+    agents = [cotest.Agent(ARGS.agent, c, "bench-agent-%d" % i, cores, 64 * cores,
+                           token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
+                           args=["--bench-no-sandbox"]) for i, c in enumerate(coords)]
+    try:
+        for c in coords:
+            c.start()  # one after the other: the first one migrates
+        submit_many(coords[0].port, ARGS.jobs, ARGS.threads)
+        t0 = time.time()
+        c0 = [cpu_seconds(c.proc) for c in coords]
+        for a in agents:
+            a.start()
+        for a in agents:
+            a.wait_connected(60)
+        rate = drain_figures(name, coords, agents, t0)
+        per_node = {}
+        for j in all_jobs(coords[0].port):
+            per_node[j["assigned_worker"]] = per_node.get(j["assigned_worker"], 0) + 1
+        cpu = [cpu_seconds(c.proc) - c0[i] for i, c in enumerate(coords)]
+        print("%-22s jobs per node's agent: %s; coordinator CPU per job: %s us (load average "
+              "%.1f)" % ("", ", ".join("%s=%d" % kv for kv in sorted(per_node.items())),
+                         " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in cpu),
+                         os.getloadavg()[0]))
+        if 1 in DRAIN_RATES:
+            print("%-22s %d coordinators / 1 coordinator: %.2f (target >= 1.6 when the database "
+                  "is not the limit)" % ("", n, rate / DRAIN_RATES[1]))
+        sys.stdout.flush()
+    finally:
+        for a in agents:
+            a.stop(timeout=20)
+        for c in coords:
+            c.stop(timeout=20)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def seller_agent(coord, k, cores, bench_mode):
@@ -388,6 +457,8 @@ def main():
         phase_throughput(True)
     if "drain" in phases:
         phase_drain()
+    if "drain2" in phases:
+        phase_drain_nodes(2)
     if "replicas" in phases:
         phase_replicas(False)
     if "replicas-dispatch" in phases:

@@ -8,6 +8,7 @@
 # BENCH_CORES (cores the agent offers, default 8; 64 in dispatch-only mode: BENCH_DISPATCH_CORES,
 # so that 64 jobs can be in flight), BENCH_PHASES
 # (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too,
+# with the drain by two coordinators on the one database (phase drain2) next to one's,
 # BENCH_SCHED=0 to leave out the scheduling figures (bench_sched.py; BENCH_UNPLACEABLE, 10000),
 # BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent,
 # BENCH_LOOP_JOBS (500): jobs of the `xargs -P<cores> cacheout-run` loop run before and after the
@@ -47,7 +48,7 @@ if [ "${BENCH_PG:-0}" = 1 ]; then
     . "$src/tests/lib/pg.sh"
     if pg_start; then
         python3 "$here/bench_e2e.py" "${args[@]}" --pg-port "$PG_PORT" --pg-bin "$PG_BIN" \
-            --phases "${BENCH_PHASES:-sandboxed,dispatch,drain}"
+            --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain2}"
         pg_stop
     else
         echo "bench/e2e: PostgreSQL could not be started; skipped the PostgreSQL figures"

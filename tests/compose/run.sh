@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Compose suite: builds every image, brings the stack of docker-compose.yml up (PostgreSQL,
-# coordinator, dashboard on nginx with TLS from a throw-away CA (tests/lib/tls.sh), two workers),
-# waits for health, checks HTTPS through nginx (and a wrong CA refused), submits the original
-# README's example job over HTTPS through nginx, checks that it completes on a worker container with
-# "Hello World" and that two workers registered, then brings everything down and removes what it
-# made. Uses Docker when a Docker engine answers, else Podman (+ podman-compose).
+# two coordinators, dashboard on nginx with TLS from a throw-away CA (tests/lib/tls.sh), two
+# workers), waits for health, checks HTTPS through nginx (and a wrong CA refused), submits the
+# original README's example job over HTTPS through nginx, checks that it completes on a worker
+# container with "Hello World" and that two workers registered; then kills one coordinator while
+# a job runs: nginx goes on answering, the agents of the killed one reconnect through nginx to the
+# other, the job finishes on its first attempt and the credit invariant holds.  Then it brings
+# everything down and removes what it made. Uses Docker when a Docker engine answers, else Podman
+# (+ podman-compose).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -69,6 +72,7 @@ export PORT=$(free_port) FRONTEND_PORT=$(free_port) FRONTEND_TLS_PORT=$(free_por
 if tls_make "$work/tls"; then ok "throw-away CA and server certificate"; else bad "throw-away CA"; finish; fi
 export TLS_DIR=$work/tls
 export ADMIN_TOKEN=compose-admin-token-0123456789-$$ AGENT_TOKEN=compose-agent-$$ WORKER_REPLICAS=2
+export COORDINATOR_REPLICAS=2
 export POSTGRES_PASSWORD=compose-pw-$$ WORKER_TIMEOUT_SECONDS=30
 
 # podman-compose 1.0 exits 0 even when an image fails to build (and up then runs stale images):
@@ -152,8 +156,74 @@ else
     bad "ran on a worker container (assigned_worker '$worker', worker containers: $(echo $hostnames))"
 fi
 
+# Two coordinators behind nginx: one is killed while a job runs.
+names() { $engine ps --format '{{.Names}}' | grep -E "^${project}[_-]$1[_-]" | sort; }
+mapfile -t coords < <(names coordinator)
+if [ "${#coords[@]}" -eq 2 ]; then ok "two coordinators running"; else
+    bad "two coordinators running (saw: ${coords[*]:-none})"
+fi
+submit_long() {
+    curl -fsS -X POST "$api/api/v1/submit" -H "Content-Type: application/json" \
+        -H "X-Admin-Token: $ADMIN_TOKEN" -d '{"title": "failover", "required_cores": 1,
+        "required_ram_mb": 64, "buyer_id": "default-buyer",
+        "command": "python3 -c \"import time; time.sleep(20); print(42 * 1000 + 7)\""}' |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])' 2>/dev/null
+}
+connected_now() { # container: 1 when its agent's last connection event is a connect
+    $engine logs "$1" 2>&1 | grep -E "connected to coordinator|disconnected from coordinator" |
+        tail -n 1 | grep -qv disconnected && echo 1 || echo 0
+}
+long=$(submit_long)
+deadline=$((SECONDS + 90))
+st=
+while [ -n "$long" ] && [ $SECONDS -lt $deadline ]; do
+    st=$(readme_job_field "$api" "$long" status)
+    [ "$st" = running ] && break
+    sleep 0.5
+done
+if [ "$st" = running ] && [ "${#coords[@]}" -eq 2 ]; then
+    ok "a long job runs ($long)"
+    # Kill the coordinator that holds the session of the job's agent.
+    w=$(readme_job_field "$api" "$long" assigned_worker)
+    victim=${coords[0]} other=${coords[1]}
+    if ! $engine logs "$victim" 2>&1 | grep -q "agent welcomed worker=$w "; then
+        victim=${coords[1]} other=${coords[0]}
+    fi
+    $engine kill "$victim" >/dev/null 2>&1
+    t0=$SECONDS
+    if wait_for 30 "$api/api/v1/health"; then ok "nginx answers with one coordinator killed"; else
+        bad "nginx answers with one coordinator killed"
+    fi
+    mapfile -t workers < <(names worker)
+    deadline=$((SECONDS + 90))
+    while [ $SECONDS -lt $deadline ]; do
+        all=1
+        for c in "${workers[@]}"; do [ "$(connected_now "$c")" = 1 ] || all=0; done
+        $engine logs "$other" 2>&1 | grep -q "agent welcomed worker=$w " || all=0
+        [ $all = 1 ] && break
+        sleep 1
+    done
+    if [ $all = 1 ]; then
+        ok "the job's agent ($w) reconnected to the other coordinator ($((SECONDS - t0)) s)"
+    else
+        bad "the job's agent ($w) reconnected to the other coordinator"
+    fi
+    st=$(readme_job_wait "$api" "$long" 120)
+    attempts=$(readme_job_field "$api" "$long" attempts -H "X-Admin-Token: $ADMIN_TOKEN")
+    out=$(readme_job_stdout "$api" "$long" "$ADMIN_TOKEN")
+    if [ "$st" = completed ] && [ "$attempts" = 1 ] && [ "$out" = 42007 ]; then
+        ok "the job kept running and finished on its first attempt"
+    else
+        bad "the job kept running (status '$st', attempts '$attempts', output '${out:0:200}')"
+    fi
+    inv=$(curl -sS -H "X-Admin-Token: $ADMIN_TOKEN" "$api/api/v1/debug/invariant")
+    if [ "$inv" = '{"ok":true}' ]; then ok "credit invariant"; else bad "credit invariant ($inv)"; fi
+else
+    bad "a long job runs (job '$long', status '$st')"
+fi
+
 if [ "$fail" -gt 0 ]; then
-    for s in coordinator worker; do
+    for s in coordinator worker frontend; do
         echo "--- logs: $s"
         "${compose[@]}" -p "$project" logs "$s" 2>&1 | tail -30
     done

@@ -13,7 +13,7 @@ log=$(mktemp)
 answers=$(mktemp)
 trap 'rm -f "$log" "$answers"' EXIT
 export RECORD_ANSWERS="$answers" OPENAPI_ANSWERS="$answers"
-for part in store api agent dashboard cli webhook openapi; do
+for part in store api agent dashboard cli webhook openapi scaleout; do
     script="$here/$part/run.sh"
     [ -x "$script" ] || continue
     parts=$((parts + 1))

@@ -28,6 +28,7 @@
 
 #include "co_alloc.h"
 #include "co_time.h"
+#include "coord_node.h"
 #include "coord_store.h"
 #include "coord_webhook.h"
 #include "store_backend.h"
@@ -2918,6 +2919,54 @@ t_fault_enospc(void)
     return 0;
 }
 
+/*
+ * Scale-out (coord_node): a hello's session epoch, fencing of a session that moved on, the
+ * reaper's turn (one connection at a time on PostgreSQL) and the database's clock.
+ */
+static int
+t_worker_sessions(void)
+{
+    const char *w = id("sess-w");
+    int64_t e1 = 0, e2 = 0, e = 0;
+    char node[32];
+    OK(worker(w, NULL, 2, 1024));
+    OK(coord_store_worker_session_begin(S, w, "node-a", &e1, &E));
+    CHECK(e1 >= 1);
+    OK(coord_store_worker_session_get(S, w, false, node, sizeof(node), &e, &E));
+    CHECK(!strcmp(node, "node-a") && e == e1);
+    OK(coord_store_worker_session_begin(S, w, "node-b", &e2, &E));
+    CHECK_EQ(e2, e1 + 1);
+    FAILS(coord_store_worker_session_begin(S, id("sess-none"), "node-a", &e, &E), CO_E_NOTFOUND);
+    /* This process as a node: its session is current, then another hello moves it on. */
+    coord_node_init();
+    OK(coord_store_worker_session_begin(S, w, coord_node_id(), &e, &E));
+    OK(coord_node_fence(S, w, e, true, &E));
+    OK(coord_node_fence(S, w, 0, false, &E)); /* no agent session: not fenced */
+    OK(coord_store_worker_session_begin(S, w, "node-c", &e2, &E));
+    FAILS(coord_node_fence(S, w, e, false, &E), CO_E_CONFLICT);
+    CHECK(coord_node_fenced(&E));
+
+    /* The reaper's turn: held by one transaction at a time, released with its commit. */
+    struct coord_store *s2 = NULL;
+    OK(coord_store_open(&cfg, &s2, &E));
+    bool pg = !strcmp(coord_store_backend(S), "postgres");
+    int got = -1;
+    OK(coord_store_batch_begin(S, &E));
+    got = coord_store_reaper_lock(S, &E);
+    int other = pg ? coord_store_reaper_lock(s2, &E) : 0;
+    coord_store_batch_rollback(S);
+    int after = coord_store_reaper_lock(s2, &E);
+    coord_store_close(s2);
+    CHECK_EQ(got, 1);
+    CHECK_EQ(other, 0); /* PostgreSQL: another connection does not get it meanwhile */
+    CHECK_EQ(after, 1);
+
+    int64_t now = 0;
+    OK(coord_store_now_ms(S, &now, &E));
+    CHECK(now > co_wall_ms() - 5000 && now < co_wall_ms() + 5000);
+    return 0;
+}
+
 struct tcase {
     const char *name;
     int (*fn)(void);
@@ -2975,6 +3024,7 @@ main(void)
         {"fault_connection_dropped_mid_transaction", t_fault_drop},
         {"fault_allocation_fails", t_fault_alloc},
         {"fault_enospc", t_fault_enospc},
+        {"worker_sessions_fencing_reaper_turn", t_worker_sessions},
     };
     const char *url = getenv("CO_STORE_URL");
     sql_dir = getenv("CO_SQL_DIR");

@@ -1,0 +1,561 @@
+/* coord_feed: the change feed between nodes on PostgreSQL (see coord_feed.h). */
+#include "coord_feed.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "co_alloc.h"
+#include "co_buf.h"
+#include "co_id.h"
+#include "co_log.h"
+#include "co_time.h"
+#include "coord_events.h"
+#include "coord_node.h"
+#include "coord_store.h"
+
+/* The advisory lock key of outbox writers ("COFEED" in ASCII). */
+#define FEED_LOCK_KEY "73612193433924"
+#define FEED_CHANNEL "cacheout_events"
+/* Changes waiting to be written while the database is away, at most. */
+#define FEED_OUT_MAX 200000
+/* Rows written per transaction, rows read per query. */
+#define FEED_BATCH 500
+#define FEED_POLL_MS 1000
+#define FEED_PRUNE_MS 60000
+#define FEED_BACKOFF_MAX_MS 2000
+
+struct feed_ev {
+    int kind;
+    char id[CO_ID_MAX + 1];
+};
+
+struct feed_q {
+    struct feed_ev *v;
+    size_t head, len, cap; /* a ring */
+};
+
+struct coord_feed {
+    char *url;
+    struct lws_context *ctx;
+    struct coord_events *ev;
+    pthread_t tid;
+    bool started;
+    int wake[2]; /* pipe: the tap and stop wake the thread */
+
+    pthread_mutex_t mu;
+    struct feed_q out; /* local changes to write */
+    struct feed_q in;  /* other nodes' changes to publish */
+    bool stop;
+    struct coord_feed_stats st;
+    uint64_t dropped;
+
+    /* Feed thread only. */
+    PGconn *conn;
+    bool have_seq;
+    bool need_read; /* a notification came, or the connection is new */
+    uint64_t last_seq;
+    int64_t next_prune_ms;
+};
+
+static void
+q_push(struct feed_q *q, int kind, const char *id)
+{
+    if (q->len == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 64;
+        struct feed_ev *nv = co_xcalloc(ncap, sizeof(*nv));
+        for (size_t i = 0; i < q->len; i++)
+            nv[i] = q->v[(q->head + i) % q->cap];
+        free(q->v);
+        q->v = nv;
+        q->cap = ncap;
+        q->head = 0;
+    }
+    struct feed_ev *e = &q->v[(q->head + q->len) % q->cap];
+    e->kind = kind;
+    co_strlcpy(e->id, id, sizeof(e->id));
+    q->len++;
+}
+
+static struct feed_ev *
+q_at(struct feed_q *q, size_t i)
+{
+    return &q->v[(q->head + i) % q->cap];
+}
+
+static void
+q_pop(struct feed_q *q, size_t n)
+{
+    q->head = (q->head + n) % (q->cap ? q->cap : 1);
+    q->len -= n;
+}
+
+static void
+feed_wake(struct coord_feed *f)
+{
+    char c = 1;
+    ssize_t n = write(f->wake[1], &c, 1); /* a full pipe already wakes the thread */
+    (void)n;
+}
+
+/* The tap of coord_events (lws thread): queue the local change for the outbox. */
+static void
+feed_tap(void *ud, enum coord_event_kind kind, const char *id)
+{
+    struct coord_feed *f = ud;
+    if (!id || !id[0])
+        return;
+    pthread_mutex_lock(&f->mu);
+    if (f->out.len >= FEED_OUT_MAX) {
+        q_pop(&f->out, 1);
+        if (f->dropped++ % 10000 == 0)
+            co_warn("change feed: the database has been away too long, oldest local changes "
+                    "dropped dropped=%" PRIu64,
+                    f->dropped);
+    }
+    q_push(&f->out, (int)kind, id);
+    bool first = f->out.len == 1;
+    pthread_mutex_unlock(&f->mu);
+    if (first)
+        feed_wake(f);
+}
+
+/* ---- the feed connection (feed thread) ---------------------------------------------------- */
+
+static void
+feed_disconnect(struct coord_feed *f, const char *why)
+{
+    if (!f->conn)
+        return;
+    co_warn("change feed: connection lost, reconnecting error=\"%s\"", why);
+    PQfinish(f->conn);
+    f->conn = NULL;
+}
+
+/* Wait until @fd is readable (or the wake pipe is), up to @ms; 1 readable, 0 timeout. */
+static int
+feed_wait(struct coord_feed *f, int fd, int events, int ms)
+{
+    struct pollfd p[2] = {{.fd = f->wake[0], .events = POLLIN}, {.fd = fd, .events = events}};
+    int n = poll(p, fd >= 0 ? 2 : 1, ms);
+    if (n > 0 && (p[0].revents & POLLIN)) {
+        char buf[256];
+        while (read(f->wake[0], buf, sizeof(buf)) > 0) {
+        }
+    }
+    return n > 0 && fd >= 0 && p[1].revents ? 1 : 0;
+}
+
+static bool
+feed_stopping(struct coord_feed *f)
+{
+    pthread_mutex_lock(&f->mu);
+    bool s = f->stop;
+    pthread_mutex_unlock(&f->mu);
+    return s;
+}
+
+/* Until the connection can give a result without blocking; false (dropped) on error/deadline. */
+static bool
+feed_ready(struct coord_feed *f, int64_t deadline)
+{
+    for (;;) {
+        int flush = PQflush(f->conn);
+        if (flush < 0) {
+            feed_disconnect(f, PQerrorMessage(f->conn));
+            return false;
+        }
+        if (flush == 0 && !PQisBusy(f->conn))
+            return true;
+        int64_t left = deadline - co_mono_ms();
+        if (left <= 0 || feed_stopping(f)) {
+            feed_disconnect(f, left <= 0 ? "statement timed out" : "stopping");
+            return false;
+        }
+        (void)feed_wait(f, PQsocket(f->conn), flush > 0 ? POLLIN | POLLOUT : POLLIN,
+                        (int)(left < 200 ? left : 200));
+        if (!PQconsumeInput(f->conn)) {
+            feed_disconnect(f, PQerrorMessage(f->conn));
+            return false;
+        }
+    }
+}
+
+/*
+ * Run one statement with its deadline; returns its result (the caller clears it) or NULL with
+ * the connection dropped (error, timeout, stop: any failure starts over on a new connection).
+ */
+static PGresult *
+feed_exec(struct coord_feed *f, const char *sql, int n, const char *const *vals)
+{
+    if (!f->conn)
+        return NULL;
+    if (!PQsendQueryParams(f->conn, sql, n, NULL, vals, NULL, NULL, 0)) {
+        feed_disconnect(f, PQerrorMessage(f->conn));
+        return NULL;
+    }
+    int64_t deadline = co_mono_ms() + COORD_FEED_STMT_TIMEOUT_MS;
+    PGresult *res = NULL, *r;
+    for (;;) {
+        if (!feed_ready(f, deadline)) {
+            PQclear(res);
+            return NULL;
+        }
+        if ((r = PQgetResult(f->conn)) == NULL)
+            break;
+        PQclear(res);
+        res = r;
+    }
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s", res ? PQresultErrorMessage(res) : "no result");
+        msg[strcspn(msg, "\n")] = '\0';
+        PQclear(res);
+        feed_disconnect(f, msg);
+        return NULL;
+    }
+    return res;
+}
+
+static bool
+feed_cmd(struct coord_feed *f, const char *sql)
+{
+    PGresult *r = feed_exec(f, sql, 0, NULL);
+    PQclear(r);
+    return r != NULL;
+}
+
+static bool
+feed_connect(struct coord_feed *f)
+{
+    /* The URL's own settings (expanded from "dbname", last) win. */
+    const char *keys[] = {"connect_timeout", "application_name", "options", "dbname", NULL};
+    const char *vals[] = {"5", "cacheout-feed", "-c idle_in_transaction_session_timeout=15000",
+                          f->url, NULL};
+    f->conn = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(f->conn) != CONNECTION_OK) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s", PQerrorMessage(f->conn));
+        msg[strcspn(msg, "\n")] = '\0';
+        co_warn("change feed: cannot connect error=\"%s\"", msg);
+        PQfinish(f->conn);
+        f->conn = NULL;
+        return false;
+    }
+    if (PQsetnonblocking(f->conn, 1) != 0 || !feed_cmd(f, "LISTEN " FEED_CHANNEL))
+        return false;
+    if (!f->have_seq) {
+        /* A node starts with the changes made after it started (dashboards take a snapshot). */
+        PGresult *r = feed_exec(f, "SELECT COALESCE(MAX(seq), 0) FROM event_outbox", 0, NULL);
+        if (!r)
+            return false;
+        f->last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+        f->have_seq = true;
+        co_info("change feed: listening node=%s from_seq=%" PRIu64, coord_node_id(), f->last_seq);
+    } else {
+        co_info("change feed: reconnected, resuming node=%s from_seq=%" PRIu64, coord_node_id(),
+                f->last_seq);
+    }
+    return true;
+}
+
+/* Write up to FEED_BATCH queued local changes in one transaction; false when it failed. */
+static bool
+feed_write(struct coord_feed *f)
+{
+    struct feed_ev batch[64];
+    size_t total = 0;
+    for (;;) {
+        pthread_mutex_lock(&f->mu);
+        size_t n = f->out.len < 64 ? f->out.len : 64;
+        for (size_t i = 0; i < n; i++)
+            batch[i] = *q_at(&f->out, i);
+        pthread_mutex_unlock(&f->mu);
+        if (n == 0 || total >= FEED_BATCH)
+            return true;
+        /* One statement for the batch: arrays of kinds and refs. */
+        struct co_buf kinds = CO_BUF_INIT, refs = CO_BUF_INIT;
+        co_buf_puts(&kinds, "{");
+        co_buf_puts(&refs, "{");
+        for (size_t i = 0; i < n; i++) {
+            if (i) {
+                co_buf_puts(&kinds, ",");
+                co_buf_puts(&refs, ",");
+            }
+            co_buf_puts(&kinds, coord_event_kind_name((enum coord_event_kind)batch[i].kind));
+            /* Ids are [A-Za-z0-9._-] (co_id_valid) but quote them anyway. */
+            co_buf_putc(&refs, '"');
+            for (const char *p = batch[i].id; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                    co_buf_putc(&refs, '\\');
+                co_buf_putc(&refs, *p);
+            }
+            co_buf_putc(&refs, '"');
+        }
+        co_buf_puts(&kinds, "}");
+        co_buf_puts(&refs, "}");
+        const char *vals[] = {kinds.data, refs.data, coord_node_id()};
+        bool ok =
+            feed_cmd(f, "BEGIN") && feed_cmd(f, "SELECT pg_advisory_xact_lock(" FEED_LOCK_KEY ")");
+        if (ok) {
+            PGresult *r = feed_exec(f,
+                                    "INSERT INTO event_outbox (kind, ref, origin) "
+                                    "SELECT k, r, $3 FROM unnest($1::text[], $2::text[]) "
+                                    "WITH ORDINALITY AS t(k, r, o) ORDER BY o",
+                                    3, vals);
+            ok = r != NULL;
+            PQclear(r);
+        }
+        ok = ok && feed_cmd(f, "SELECT pg_notify('" FEED_CHANNEL "', '')") && feed_cmd(f, "COMMIT");
+        co_buf_release(&kinds);
+        co_buf_release(&refs);
+        if (!ok)
+            return false;
+        pthread_mutex_lock(&f->mu);
+        q_pop(&f->out, n);
+        f->st.written += n;
+        pthread_mutex_unlock(&f->mu);
+        total += n;
+    }
+}
+
+/* Read the rows above the last sequence seen; queue the other nodes' ones for the lws thread. */
+static bool
+feed_read(struct coord_feed *f)
+{
+    bool any = false;
+    for (;;) {
+        char from[24], lim[16];
+        snprintf(from, sizeof(from), "%" PRIu64, f->last_seq);
+        snprintf(lim, sizeof(lim), "%d", FEED_BATCH);
+        const char *vals[] = {from, lim};
+        PGresult *r = feed_exec(f,
+                                "SELECT seq, kind, ref, origin FROM event_outbox "
+                                "WHERE seq > $1::bigint ORDER BY seq LIMIT $2::int",
+                                2, vals);
+        if (!r)
+            return false;
+        int rows = PQntuples(r);
+        pthread_mutex_lock(&f->mu);
+        for (int i = 0; i < rows; i++) {
+            uint64_t seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+            if (seq > f->last_seq + 1 && i == 0 && f->st.received + f->st.written > 0)
+                co_debug("change feed: sequence gap from=%" PRIu64 " to=%" PRIu64
+                         " (rolled back or pruned)",
+                         f->last_seq, seq);
+            f->last_seq = seq;
+            f->st.last_seq = seq;
+            if (strcmp(PQgetvalue(r, i, 3), coord_node_id()) == 0)
+                continue; /* published here already */
+            int kind = coord_event_kind_parse(PQgetvalue(r, i, 1));
+            if (kind < 0)
+                continue;
+            q_push(&f->in, kind, PQgetvalue(r, i, 2));
+            f->st.received++;
+            any = true;
+        }
+        pthread_mutex_unlock(&f->mu);
+        PQclear(r);
+        if (any)
+            lws_cancel_service(f->ctx);
+        if (rows < FEED_BATCH)
+            return true;
+    }
+}
+
+static void
+feed_prune(struct coord_feed *f)
+{
+    int64_t now = co_mono_ms();
+    if (now < f->next_prune_ms)
+        return;
+    f->next_prune_ms = now + FEED_PRUNE_MS;
+    char keep[24];
+    snprintf(keep, sizeof(keep), "%d", COORD_FEED_KEEP_S);
+    const char *vals[] = {keep};
+    PGresult *r = feed_exec(f,
+                            "DELETE FROM event_outbox WHERE created_at < "
+                            "now() - make_interval(secs => $1::int)",
+                            1, vals);
+    if (r && atoi(PQcmdTuples(r)) > 0)
+        co_debug("change feed: pruned rows=%s", PQcmdTuples(r));
+    PQclear(r);
+}
+
+/* Notifications received (they are only a wake-up: the rows say what changed). */
+static bool
+feed_notified(struct coord_feed *f)
+{
+    bool any = false;
+    PGnotify *nt;
+    while (f->conn && (nt = PQnotifies(f->conn)) != NULL) {
+        any = true;
+        PQfreemem(nt);
+    }
+    if (any)
+        f->need_read = true;
+    return any;
+}
+
+/* After a failure: wait (woken early by a stop), doubling the wait up to FEED_BACKOFF_MAX_MS. */
+static void
+feed_backoff(struct coord_feed *f, int *backoff)
+{
+    (void)feed_wait(f, -1, 0, *backoff);
+    *backoff = *backoff * 2 > FEED_BACKOFF_MAX_MS ? FEED_BACKOFF_MAX_MS : *backoff * 2;
+}
+
+static void *
+feed_main(void *arg)
+{
+    struct coord_feed *f = arg;
+    int backoff = 100;
+    int64_t next_read = 0;
+    f->need_read = true;
+    while (!feed_stopping(f)) {
+        if (!f->conn) {
+            if (!feed_connect(f)) {
+                if (f->conn)
+                    feed_disconnect(f, "setup failed");
+                feed_backoff(f, &backoff);
+                continue;
+            }
+            pthread_mutex_lock(&f->mu);
+            f->st.reconnects++;
+            pthread_mutex_unlock(&f->mu);
+            f->need_read = true;
+        }
+        if (!feed_write(f)) {
+            feed_backoff(f, &backoff);
+            continue;
+        }
+        if (f->need_read || co_mono_ms() >= next_read) {
+            if (!feed_read(f)) {
+                feed_backoff(f, &backoff);
+                continue;
+            }
+            backoff = 100; /* a whole round worked */
+            f->need_read = false;
+            next_read = co_mono_ms() + FEED_POLL_MS;
+        }
+        feed_prune(f);
+        if (!f->conn)
+            continue;
+        pthread_mutex_lock(&f->mu);
+        bool pending = f->out.len > 0;
+        pthread_mutex_unlock(&f->mu);
+        if (pending || feed_notified(f)) /* a notification read along with a result */
+            continue;
+        int64_t left = next_read - co_mono_ms();
+        (void)feed_wait(f, PQsocket(f->conn), POLLIN, left < 0 ? 0 : (int)left);
+        if (!PQconsumeInput(f->conn)) {
+            feed_disconnect(f, PQerrorMessage(f->conn));
+            continue;
+        }
+        (void)feed_notified(f);
+    }
+    if (f->conn)
+        PQfinish(f->conn);
+    f->conn = NULL;
+    return NULL;
+}
+
+/* ---- lws thread --------------------------------------------------------------------------- */
+
+int
+coord_feed_start(const char *database_url, struct lws_context *ctx, struct coord_events *ev,
+                 struct coord_feed **out, co_err *err)
+{
+    *out = NULL;
+    if (!database_url || coord_store_sqlite_path(database_url) ||
+        (strncmp(database_url, "postgresql://", 13) != 0 &&
+         strncmp(database_url, "postgres://", 11) != 0))
+        return 0;
+    struct coord_feed *f = co_xcalloc(1, sizeof(*f));
+    f->url = co_xstrdup(database_url);
+    f->ctx = ctx;
+    f->ev = ev;
+    pthread_mutex_init(&f->mu, NULL);
+    if (pipe2(f->wake, O_CLOEXEC | O_NONBLOCK) < 0) {
+        int e = errno;
+        free(f->url);
+        free(f);
+        return co_err_sys(err, e, "change feed: pipe");
+    }
+    coord_events_set_tap(ev, feed_tap, f);
+    if (pthread_create(&f->tid, NULL, feed_main, f) != 0) {
+        coord_events_set_tap(ev, NULL, NULL);
+        close(f->wake[0]);
+        close(f->wake[1]);
+        free(f->url);
+        free(f);
+        return co_err_set(err, CO_E_INTERNAL, "change feed: cannot start its thread");
+    }
+    f->started = true;
+    *out = f;
+    return 0;
+}
+
+void
+coord_feed_drain(struct coord_feed *f)
+{
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    struct feed_q q = f->in;
+    memset(&f->in, 0, sizeof(f->in));
+    pthread_mutex_unlock(&f->mu);
+    for (size_t i = 0; i < q.len; i++) {
+        struct feed_ev *e = q_at(&q, i);
+        coord_events_publish_remote(f->ev, (enum coord_event_kind)e->kind, e->id);
+    }
+    free(q.v);
+}
+
+void
+coord_feed_stats(struct coord_feed *f, struct coord_feed_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!f)
+        return;
+    pthread_mutex_lock(&f->mu);
+    *out = f->st;
+    pthread_mutex_unlock(&f->mu);
+}
+
+void
+coord_feed_stop(struct coord_feed *f)
+{
+    if (!f)
+        return;
+    coord_events_set_tap(f->ev, NULL, NULL);
+    pthread_mutex_lock(&f->mu);
+    f->stop = true;
+    size_t unwritten = f->out.len;
+    pthread_mutex_unlock(&f->mu);
+    feed_wake(f);
+    if (f->started)
+        pthread_join(f->tid, NULL);
+    co_info("change feed stopped written=%" PRIu64 " received=%" PRIu64 " connections=%" PRIu64
+            " last_seq=%" PRIu64 " unwritten=%zu",
+            f->st.written, f->st.received, f->st.reconnects, f->st.last_seq, unwritten);
+    close(f->wake[0]);
+    close(f->wake[1]);
+    free(f->out.v);
+    free(f->in.v);
+    pthread_mutex_destroy(&f->mu);
+    free(f->url);
+    free(f);
+}
