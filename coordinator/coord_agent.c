@@ -93,6 +93,29 @@ hub_destroy(struct coord_agents *hub)
         hub->wl[i].scheduled = false;
     }
     hub->dead = true;
+    /*
+     * Writes kept through an outage that is still on, or queued behind them: given up (with the
+     * hub dead their completions only free them).  The extra count keeps the hub alive meanwhile.
+     */
+    hub->inflight++;
+    for (int i = 0; i < AGENT_WLANES; i++) {
+        struct agent_wlane *wl = &hub->wl[i];
+        for (struct agent_wop **pp = &wl->head; *pp;) {
+            struct agent_wop *op = *pp;
+            if (!op->again) {
+                pp = &op->next;
+                continue;
+            }
+            *pp = op->next;
+            if (op->done)
+                op->done(op->arg); /* dead hub: the completion only frees */
+            free(op);
+        }
+        wl->tail = NULL;
+        for (struct agent_wop *op = wl->head; op; op = op->next)
+            wl->tail = op;
+    }
+    hub->inflight--;
     if (hub->inflight == 0)
         hub_free_now(hub);
 }
@@ -168,6 +191,7 @@ wbatch_work(struct coord_store *store, void *arg)
 }
 
 static void wl_flush(struct agent_wlane *wl);
+static void wl_timer_cb(lws_sorted_usec_list_t *sul);
 
 static void
 wbatch_done(void *arg)
@@ -176,11 +200,23 @@ wbatch_done(void *arg)
     struct agent_wlane *wl = b->lane;
     struct coord_agents *hub = wl->hub;
     struct agent_wop *op = b->ops;
+    struct agent_wop *kept = NULL, *kept_last = NULL;
     hub->batch_txs += b->txs;
     hub->batch_undone += b->undone;
     free(b);
     while (op) {
         struct agent_wop *next = op->next;
+        if (op->again && !hub->dead && op->again(op->arg)) {
+            /* The database was unavailable: kept, in order, to run again. */
+            op->next = NULL;
+            if (kept_last)
+                kept_last->next = op;
+            else
+                kept = op;
+            kept_last = op;
+            op = next;
+            continue;
+        }
         if (op->done)
             op->done(op->arg);
         free(op);
@@ -190,6 +226,25 @@ wbatch_done(void *arg)
     if (!agent_hub_complete(hub))
         return;
     wl->busy = false;
+    if (kept) {
+        /* Back at the head of the lane, before the writes that came meanwhile. */
+        kept_last->next = wl->head;
+        if (!wl->head)
+            wl->tail = kept_last;
+        wl->head = kept;
+        int64_t delay = (int64_t)AGENT_FINISH_RETRY_US << (wl->retries < 4 ? wl->retries : 4);
+        if (delay > 5 * LWS_US_PER_SEC)
+            delay = 5 * LWS_US_PER_SEC;
+        if (wl->retries++ % 10 == 0)
+            co_warn("database unavailable: agent writes kept to run again delay_ms=%lld",
+                    (long long)(delay / LWS_US_PER_MS));
+        if (wl->scheduled)
+            lws_sul_cancel(&wl->sul);
+        wl->scheduled = true;
+        lws_sul_schedule(hub->ctx, 0, &wl->sul, wl_timer_cb, (lws_usec_t)delay);
+        return;
+    }
+    wl->retries = 0;
     if (wl->head)
         wl_flush(wl);
 }
@@ -243,11 +298,19 @@ void
 agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
                 agent_undo_fn undo, coord_db_done_fn done, void *arg)
 {
+    agent_hub_write_kept(hub, key, work, undo, done, NULL, arg);
+}
+
+void
+agent_hub_write_kept(struct coord_agents *hub, const char *key, coord_db_work_fn work,
+                     agent_undo_fn undo, coord_db_done_fn done, agent_again_fn again, void *arg)
+{
     struct agent_wlane *wl = &hub->wl[wl_index(key)];
     struct agent_wop *op = co_xcalloc(1, sizeof(*op));
     op->work = work;
     op->undo = undo;
     op->done = done;
+    op->again = again;
     op->arg = arg;
     if (wl->tail)
         wl->tail->next = op;
@@ -863,8 +926,14 @@ hello_work(struct coord_store *store, void *arg)
         struct coord_job_list l = {0};
         co_err err = CO_ERR_INIT;
         if (coord_store_job_list(store, &f, &l, &err) < 0) {
-            co_warn("cannot list jobs of worker=%s error=\"%s\"", it->w.worker_id, err.msg);
-            continue;
+            /*
+             * Refuse the hello (the agent retries it): welcomed without its jobs, the session
+             * would take the agent's running attempts for strays and cancel them.
+             */
+            it->rc = -1;
+            co_err_set(&it->err, err.code, "list the jobs of worker '%s': %s", it->w.worker_id,
+                       err.msg);
+            return;
         }
         it->active = co_xreallocarray(it->active, it->n_active + l.len + 1, sizeof(*it->active));
         for (size_t i = 0; i < l.len; i++)
@@ -1296,6 +1365,24 @@ job_item_submit(struct job_item *it, coord_db_work_fn work, coord_db_done_fn don
     agent_hub_write(it->s->hub, it->job_id, work, job_item_undo, done, it);
 }
 
+/*
+ * started, output, the artifact summary: not stored because the database was unavailable (run
+ * again, in order).
+ */
+static bool
+job_item_again(void *arg)
+{
+    struct job_item *it = arg;
+    return it->rc < 0 && it->err.code == CO_E_UNAVAILABLE;
+}
+
+/* A write that waits out a database outage on the job's lane (agent_hub_write_kept). */
+static void
+job_item_submit_kept(struct job_item *it, coord_db_work_fn work, coord_db_done_fn done)
+{
+    agent_hub_write_kept(it->s->hub, it->job_id, work, job_item_undo, done, job_item_again, it);
+}
+
 static void
 started_work(struct coord_store *store, void *arg)
 {
@@ -1346,6 +1433,9 @@ output_work(struct coord_store *store, void *arg)
     if (it->rc < 0 && (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND))
         co_debug("job output of a stale attempt dropped job=%s attempt=%d: %s", it->job_id,
                  it->attempt, it->err.msg);
+    else if (it->rc < 0 && it->err.code == CO_E_UNAVAILABLE)
+        co_debug("job output kept until the database is back job=%s error=\"%s\"", it->job_id,
+                 it->err.msg);
     else if (it->rc < 0)
         co_warn("cannot store job output job=%s error=\"%s\"", it->job_id, it->err.msg);
 }
@@ -1446,7 +1536,7 @@ sess_on_artifact(struct agent_sess *s, struct proto_msg *m)
     it->set.skipped = a->skipped;
     it->set.truncated = a->truncated;
     it->notes = co_steal(&a->notes);
-    job_item_submit(it, artifacts_work, artifacts_done);
+    job_item_submit_kept(it, artifacts_work, artifacts_done);
 }
 
 static void finish_submit(struct job_item *it);
@@ -1698,7 +1788,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         j->state = AJ_RUNNING;
         j->since_ms = co_mono_ms();
         it = job_item_new(s, &m->u.started.job);
-        job_item_submit(it, started_work, started_done);
+        job_item_submit_kept(it, started_work, started_done);
         return;
     case PROTO_MSG_JOB_OUTPUT: {
         struct proto_job_output *o = &m->u.output;
@@ -1724,7 +1814,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         it->len = o->data_len;
         o->data = NULL;
         o->data_len = 0;
-        job_item_submit(it, output_work, output_done);
+        job_item_submit_kept(it, output_work, output_done);
         return;
     }
     case PROTO_MSG_JOB_ARTIFACT:

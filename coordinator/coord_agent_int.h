@@ -50,6 +50,7 @@ struct agent_job {
     int64_t ram_mb;
     enum agent_job_state state;
     int64_t since_ms;      /* monotonic: when it entered its state */
+    int assign_resends;    /* job.assign sent again on this connection without an answer */
     bool finishing;        /* a job.finished is being stored */
     uint64_t out_bytes[2]; /* output received per stream (stdout, stderr) for this attempt */
     int64_t out_next_seq;  /* the job.output seq expected next; -1: not known yet (reconnect) */
@@ -134,6 +135,7 @@ struct agent_wlane {
     struct agent_wop *head, *tail;
     bool busy;      /* a batch of this lane is in flight */
     bool scheduled; /* the flush timer is armed */
+    int retries;    /* batches in a row that left writes to run again (back-off) */
     lws_sorted_usec_list_t sul;
 };
 
@@ -153,11 +155,15 @@ struct agent_ix_ent {
 typedef void (*agent_undo_fn)(void *arg, const co_err *err);
 
 /* One queued write of a write lane. */
+/* Whether a write that ran should run again (the database was unavailable). */
+typedef bool (*agent_again_fn)(void *arg);
+
 struct agent_wop {
     struct agent_wop *next;
     coord_db_work_fn work;
     agent_undo_fn undo;
     coord_db_done_fn done;
+    agent_again_fn again; /* NULL: never run again */
     void *arg;
 };
 
@@ -192,7 +198,7 @@ struct coord_agents {
     uint64_t stale_dropped;     /* messages of a stale attempt that were ignored */
     uint64_t output_duplicates; /* job.output chunks dropped as already received (seq) */
     uint64_t output_gaps;       /* job.output chunks that came after a missing seq */
-    uint64_t assigns_resent;    /* job.assign sent again at hello on the same attempt */
+    uint64_t assigns_resent;    /* job.assign sent again on the same attempt (hello, no answer) */
     /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
     struct agent_wlane wl[AGENT_WLANES];
     uint64_t batches, batched_ops;
@@ -245,6 +251,16 @@ int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db
  */
 void agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
                      agent_undo_fn undo, coord_db_done_fn done, void *arg);
+
+/**
+ * agent_hub_write() for a write that must not be lost while the database is down: when its
+ * batch is done and @again says so, it is not completed but put back at the head of its lane,
+ * which then waits (0.5 s doubling to 5 s) before it runs it again, with every later write of
+ * the lane behind it: the order of a job's writes holds across the outage.
+ */
+void agent_hub_write_kept(struct coord_agents *hub, const char *key, coord_db_work_fn work,
+                          agent_undo_fn undo, coord_db_done_fn done, agent_again_fn again,
+                          void *arg);
 /**
  * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
  * (the completion must only free its item).
@@ -292,5 +308,15 @@ void coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
 
 /** Record that a job of @buyer_id was placed now. */
 void coord_sched_served(struct coord_sched *sc, const char *buyer_id);
+
+struct coord_buyer_cap_list;
+
+/**
+ * After a pass: the buyers of @caps left without room (sched_room: running jobs read at
+ * @read_began_ms plus this coordinator's claims since) go on the pending_reason board as at their
+ * max_running_jobs (running_limit).
+ */
+void coord_sched_note_caps(struct coord_sched *sc, const struct coord_buyer_cap_list *caps,
+                           int64_t read_began_ms);
 
 #endif

@@ -12,6 +12,7 @@
 #include "coord_api.h"
 #include "coord_api_price.h"
 #include "co_jsonw.h"
+#include "coord_sched.h"
 #include "coord_server.h"
 #include "coord_ws_common.h"
 
@@ -61,6 +62,7 @@ struct dash_batch {
     int64_t timeout_ms;
     bool want_health;
     bool skip_jobs; /* overload: the job keys are numbered, not loaded or sent */
+    bool reasons;   /* pending reasons changed: the newest pending jobs are sent again */
     size_t n_jobs;  /* job keys in the batch */
     bool health_ok;
     struct coord_health health;
@@ -115,6 +117,9 @@ struct coord_dash {
     size_t n_slots;
     bool batch_inflight;
     bool health_dirty;
+    /* coord_sched_reasons_generation() last seen; a change sends the pending jobs again */
+    uint64_t reasons_gen;
+    bool reasons_dirty;
     int64_t health_at_ms; /* monotonic ms of the last health load */
     bool have_health;
     struct coord_health last_health;
@@ -483,11 +488,44 @@ batch_soon(struct coord_dash *d)
     lws_sul_schedule(d->ctx, 0, &d->batch_sul, batch_timer_cb, wait * LWS_US_PER_MS);
 }
 
+/*
+ * Pending reasons changed (agents came or went, a buyer reached or left its max_running_jobs):
+ * the newest pending jobs join the batch, so that lists and job pages show the reason of now.
+ * The snapshot holds the SNAP_JOBS newest jobs, so those pending among them are all covered.
+ */
+static void
+batch_add_pending(struct coord_store *store, struct dash_batch *b)
+{
+    struct coord_job_filter f = {.status = COORD_JOB_PENDING, .limit = SNAP_JOBS};
+    struct coord_job_list l;
+    co_err err = CO_ERR_INIT;
+    if (coord_store_job_list(store, &f, &l, &err) < 0) {
+        co_warn("dashboard: cannot list pending jobs error=\"%s\"", err.msg);
+        return;
+    }
+    b->keys = co_xreallocarray(b->keys, b->n + l.len + 1, sizeof(*b->keys));
+    for (size_t k = 0; k < l.len; k++) {
+        bool dup = false;
+        for (size_t i = 0; i < b->n && !dup; i++)
+            dup =
+                b->keys[i].kind == COORD_EVENT_JOB && strcmp(b->keys[i].id, l.items[k].job_id) == 0;
+        if (dup)
+            continue;
+        b->keys[b->n].kind = COORD_EVENT_JOB;
+        co_strlcpy(b->keys[b->n].id, l.items[k].job_id, sizeof(b->keys[0].id));
+        b->n++;
+        b->n_jobs++;
+    }
+    coord_job_list_release(&l);
+}
+
 /* Database thread: load and render every key of the batch. */
 static void
 batch_work(struct coord_store *store, void *arg)
 {
     struct dash_batch *b = arg;
+    if (b->reasons && !b->skip_jobs)
+        batch_add_pending(store, b);
     b->slices = co_xcalloc(b->n ? b->n : 1, sizeof(*b->slices));
     for (size_t i = 0; i < b->n; i++) {
         const struct dash_key *k = &b->keys[i];
@@ -686,7 +724,7 @@ batch_start(struct coord_dash *d)
     if (d->batch_inflight || d->dead)
         return;
     bool want_health = d->health_dirty && co_mono_ms() - d->health_at_ms >= HEALTH_MIN_MS;
-    if (!d->n_dirty && !want_health)
+    if (!d->n_dirty && !want_health && !d->reasons_dirty)
         return;
     struct dash_batch *b = co_xcalloc(1, sizeof(*b));
     b->d = d;
@@ -697,6 +735,7 @@ batch_start(struct coord_dash *d)
     for (size_t i = 0; i < b->n; i++)
         b->n_jobs += b->keys[i].kind == COORD_EVENT_JOB;
     b->skip_jobs = b->n_jobs > COORD_DASH_OVERLOAD_JOBS;
+    b->reasons = d->reasons_dirty;
     co_buf_init(&b->out);
     co_err err = CO_ERR_INIT;
     if (coord_db_submit(d->srv->db, COORD_DB_READ, batch_work, batch_done, b, &err) < 0) {
@@ -707,6 +746,7 @@ batch_start(struct coord_dash *d)
     }
     if (want_health)
         d->health_dirty = false;
+    d->reasons_dirty = false;
     d->dirty = NULL;
     d->n_dirty = d->cap_dirty = 0;
     if (d->slots)
@@ -1063,7 +1103,12 @@ hub_tick(lws_sorted_usec_list_t *sul)
     struct coord_dash *d = lws_container_of(sul, struct coord_dash, sul);
     int64_t now = co_mono_ms();
     fan_adapt(d, now);
-    if (d->n_dirty || d->health_dirty)
+    uint64_t gen = coord_sched_reasons_generation();
+    if (gen != d->reasons_gen) {
+        d->reasons_gen = gen;
+        d->reasons_dirty = d->n_sessions > 0;
+    }
+    if (d->n_dirty || d->health_dirty || d->reasons_dirty)
         batch_soon(d);
     if (d->snap_waiting)
         snap_start(d);

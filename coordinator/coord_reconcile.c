@@ -206,6 +206,82 @@ fix_submit(struct coord_agents *hub, bool timeout, const struct coord_job *j)
     agent_hub_write(hub, it->job_id, fix_work, fix_undo, fix_done, it);
 }
 
+/* ---- job.assign without an answer on a live connection ---- */
+
+/* A job.assign sent again: the job is read with its code first. */
+struct resend_item {
+    struct coord_agents *hub;
+    struct agent_sess *s; /* referenced */
+    char job_id[CO_ID_MAX + 1];
+    int attempt;
+    int rc;
+    co_err err;
+    struct coord_job job;
+};
+
+static void
+resend_work(struct coord_store *store, void *arg)
+{
+    struct resend_item *it = arg;
+    it->rc = coord_store_job_get(store, it->job_id, true, &it->job, &it->err);
+}
+
+static void
+resend_done(void *arg)
+{
+    struct resend_item *it = arg;
+    struct agent_sess *s = it->s;
+    if (!agent_hub_complete(it->hub) || it->rc < 0)
+        goto out;
+    const struct agent_job *aj = agent_sess_find(s, it->job_id);
+    /* Still unanswered, and the store still gives this attempt to the worker. */
+    if (s->wsi && s->state == AS_READY && aj && aj->state == AJ_ASSIGNED &&
+        aj->attempt == it->attempt && it->job.status == COORD_JOB_ASSIGNED &&
+        it->job.attempts == it->attempt && strcmp(it->job.assigned_worker, s->worker_id) == 0 &&
+        agent_sess_send_assign(s, &it->job) == 0) {
+        it->hub->assigns_resent++;
+        co_info("job.assign sent again (no answer) job=%s attempt=%d worker=%s", it->job_id,
+                it->attempt, s->worker_id);
+    }
+out:
+    if (it->rc == 0)
+        coord_job_release(&it->job);
+    agent_sess_unref(s);
+    free(it);
+}
+
+/*
+ * @aj on @s was assigned COORD_ASSIGN_RESEND_MS ago and the agent has not answered (job.accepted
+ * or job.rejected come at once): the job.assign was lost.  It is sent again on the same attempt
+ * (no attempt used), up to COORD_ASSIGN_RESENDS times; then the session lets go of the job and
+ * the next rounds give it back to the queue without using up an attempt.  Returns false if @aj
+ * was removed.
+ */
+static bool
+assign_unanswered(struct coord_agents *hub, struct agent_sess *s, struct agent_job *aj)
+{
+    if (aj->assign_resends >= COORD_ASSIGN_RESENDS) {
+        co_warn("job.assign never answered, the job goes back to the queue job=%s attempt=%d "
+                "worker=%s",
+                aj->job_id, aj->attempt, s->worker_id);
+        agent_sess_remove_job(s, aj->job_id);
+        return false;
+    }
+    aj->assign_resends++;
+    aj->since_ms = co_mono_ms();
+    struct resend_item *it = co_xcalloc(1, sizeof(*it));
+    it->hub = hub;
+    it->s = s;
+    co_strlcpy(it->job_id, aj->job_id, sizeof(it->job_id));
+    it->attempt = aj->attempt;
+    agent_sess_ref(s);
+    if (agent_hub_submit(hub, COORD_DB_READ, resend_work, resend_done, it) < 0) {
+        agent_sess_unref(s);
+        free(it);
+    }
+    return true;
+}
+
 /* ---- rounds ---- */
 
 static int
@@ -264,7 +340,7 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
 {
     struct coord_agents *hub = rc->hub;
     struct suspect_set now = {0};
-    int64_t wall = co_wall_ms();
+    int64_t wall = co_wall_ms(), mono = co_mono_ms();
     int64_t grace_ms = hub->cfg ? hub->cfg->timeout_grace_seconds * 1000 : 30000;
 
     /* What the store gives out. */
@@ -304,12 +380,16 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
         if (!s->wsi || s->state != AS_READY || s->superseded)
             continue;
         for (size_t k = 0; k < s->n_jobs; k++) {
-            const struct agent_job *aj = &s->jobs[k];
+            struct agent_job *aj = &s->jobs[k];
             if (aj->state == AJ_CLAIMING || aj->state == AJ_CANCELLING)
                 continue;
             const struct coord_job *j = store_find(jobs, aj->job_id);
-            if (j && j->attempts == aj->attempt && strcmp(j->assigned_worker, s->worker_id) == 0)
+            if (j && j->attempts == aj->attempt && strcmp(j->assigned_worker, s->worker_id) == 0) {
+                if (aj->state == AJ_ASSIGNED && j->status == COORD_JOB_ASSIGNED &&
+                    mono - aj->since_ms >= COORD_ASSIGN_RESEND_MS && !assign_unanswered(hub, s, aj))
+                    k--; /* removed: the next entry moved to k */
                 continue;
+            }
             if (!suspect(rc, &now, 'O', aj->job_id, aj->attempt, s->worker_id))
                 continue;
             co_warn("attempt held by an agent but not by the store, cancelling job=%s "

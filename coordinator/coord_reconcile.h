@@ -8,7 +8,11 @@
  *  - a job handed to a poll worker (GET /task) a lease ago and never reported started (a lost
  *    answer) goes back to the queue the same way;
  *  - a job running longer than timeout_seconds + TIMEOUT_GRACE_SECONDS is failed as `timeout`
- *    and its agent told to stop.
+ *    and its agent told to stop;
+ *  - a job.assign the agent has not answered (job.accepted or job.rejected come at once) after
+ *    COORD_ASSIGN_RESEND_MS on a live connection was lost: it is sent again on the same attempt
+ *    (read again with its code), up to COORD_ASSIGN_RESENDS times, after which the session lets
+ *    go of the job and it goes back to the queue as above, without using up an attempt.
  * A mismatch is acted on only when two consecutive rounds see it, so that a claim, a start or a
  * finish in flight between the store read and the comparison is never mistaken for one.  Store
  * calls go through coord_db; everything else runs on the lws service thread.  Owned by the agent
@@ -23,6 +27,9 @@
 
 struct coord_agents;
 struct coord_reconcile;
+
+#define COORD_ASSIGN_RESEND_MS 2000
+#define COORD_ASSIGN_RESENDS 5
 
 /** Start the rounds for the sessions of @hub (borrowed; the hub owns the result). */
 struct coord_reconcile *coord_reconcile_new(struct coord_agents *hub);

@@ -460,19 +460,15 @@ coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs)
 }
 
 /*
- * Hold back the jobs of buyers at their max_running_jobs: each buyer with a cap keeps, in
- * scheduling order, only as many jobs of the read as its cap leaves room for, counting its
- * running jobs in the store and the claims of this coordinator still in flight (which the store
- * may not count yet: a claim that committed meanwhile is counted twice, which only delays a job
- * to the next pass).  The other buyers' jobs stay, so a held buyer blocks nobody.
+ * The room each buyer of @caps has left under its max_running_jobs: its cap minus its running
+ * jobs in the store, minus the claims of this coordinator still in flight (which the store may
+ * not count yet: a claim that committed meanwhile is counted twice, which only delays a job to
+ * the next pass).  Caller frees.
  */
-static void
-sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
-                const struct coord_buyer_cap_list *caps, int64_t read_began_ms)
+static int64_t *
+sched_room(struct coord_agents *hub, const struct coord_buyer_cap_list *caps, int64_t read_began_ms)
 {
-    if (caps->len == 0)
-        return;
-    int64_t *room = co_xcalloc(caps->len, sizeof(*room));
+    int64_t *room = co_xcalloc(caps->len + 1, sizeof(*room));
     for (size_t c = 0; c < caps->len; c++)
         room[c] = caps->items[c].cap - caps->items[c].running;
     for (size_t i = 0; i < hub->n_sess; i++) {
@@ -492,6 +488,21 @@ sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
             }
         }
     }
+    return room;
+}
+
+/*
+ * Hold back the jobs of buyers at their max_running_jobs: each buyer with a cap keeps, in
+ * scheduling order, only as many jobs of the read as its room (sched_room) allows.  The other
+ * buyers' jobs stay, so a held buyer blocks nobody.
+ */
+static void
+sched_hold_back(struct coord_agents *hub, struct coord_job_list *jobs,
+                const struct coord_buyer_cap_list *caps, int64_t read_began_ms)
+{
+    if (caps->len == 0)
+        return;
+    int64_t *room = sched_room(hub, caps, read_began_ms);
     size_t kept = 0;
     for (size_t k = 0; k < jobs->len; k++) {
         bool keep = true;
@@ -544,6 +555,7 @@ pass_done(void *arg)
     coord_sched_refresh(sc); /* the board shows the terms just read */
     sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
+    coord_sched_note_caps(sc, &it->caps, it->began_ms);
     if (sc->again || (placed > 0 && (int64_t)read >= it->limit)) {
         sc->again = false;
         coord_sched_kick(sc);
@@ -567,9 +579,18 @@ struct board_agent {
     size_t n_images;
 };
 
+/* A buyer at its max_running_jobs after the last pass (pending_reason running_limit). */
+struct board_held {
+    char buyer_id[CO_ID_MAX + 1];
+    int64_t cap, running;
+};
+
 static pthread_mutex_t board_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct board_agent *board;
 static size_t board_n;
+static struct board_held *board_held;
+static size_t board_held_n;
+static uint64_t board_gen; /* bumped whenever a reason may have changed (under board_mu) */
 
 static bool
 sess_open(const struct agent_sess *s)
@@ -614,6 +635,7 @@ board_publish(struct coord_agents *hub)
     size_t old_n = board_n;
     board = b;
     board_n = n;
+    board_gen++;
     pthread_mutex_unlock(&board_mu);
     board_free(old, old_n);
 }
@@ -626,6 +648,54 @@ board_has_image(const struct board_agent *a, const char *image)
             return true;
     }
     return false;
+}
+
+uint64_t
+coord_sched_reasons_generation(void)
+{
+    pthread_mutex_lock(&board_mu);
+    uint64_t g = board_gen;
+    pthread_mutex_unlock(&board_mu);
+    return g;
+}
+
+void
+coord_sched_note_caps(struct coord_sched *sc, const struct coord_buyer_cap_list *caps,
+                      int64_t read_began_ms)
+{
+    int64_t *room = sched_room(sc->hub, caps, read_began_ms);
+    struct board_held *h = co_xcalloc(caps->len + 1, sizeof(*h));
+    size_t n = 0;
+    for (size_t c = 0; c < caps->len; c++) {
+        if (room[c] > 0)
+            continue;
+        co_strlcpy(h[n].buyer_id, caps->items[c].buyer_id, sizeof(h[n].buyer_id));
+        h[n].cap = caps->items[c].cap;
+        h[n].running = caps->items[c].cap - room[c];
+        n++;
+    }
+    free(room);
+    pthread_mutex_lock(&board_mu);
+    bool same = n == board_held_n;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(h[i].buyer_id, board_held[i].buyer_id) == 0 && h[i].cap == board_held[i].cap;
+    struct board_held *old = board_held;
+    board_held = h;
+    board_held_n = n;
+    if (!same)
+        board_gen++;
+    pthread_mutex_unlock(&board_mu);
+    free(old);
+}
+
+/* Whether the last pass saw a buyer at its limit (a pass runs without free capacity then). */
+static bool
+board_holds_buyers(void)
+{
+    pthread_mutex_lock(&board_mu);
+    bool any = board_held_n > 0;
+    pthread_mutex_unlock(&board_mu);
+    return any;
 }
 
 /*
@@ -678,6 +748,17 @@ coord_sched_refresh(struct coord_sched *sc)
     board_publish(hub);
 }
 
+/* The held entry of @buyer_id (board_mu held). */
+static const struct board_held *
+board_held_find(const char *buyer_id)
+{
+    for (size_t i = 0; i < board_held_n; i++) {
+        if (strcmp(board_held[i].buyer_id, buyer_id) == 0)
+            return &board_held[i];
+    }
+    return NULL;
+}
+
 void
 coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
 {
@@ -693,6 +774,7 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
     struct co_buf msg = CO_BUF_INIT;
     pthread_mutex_lock(&board_mu);
     const struct board_agent *largest = NULL, *cheapest = NULL;
+    const struct board_held *held;
     bool image_seen = false, fits = false, priced = false, reputed = false;
     for (size_t i = 0; i < board_n; i++) {
         const struct board_agent *a = &board[i];
@@ -744,6 +826,12 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
                       "GB-second); the cheapest fitting agent is %s at %s per core-second and %s "
                       "per GB-second",
                       mc, mg, cheapest->worker_id, c, g);
+    } else if ((held = board_held_find(j->buyer_id)) != NULL) {
+        code = "running_limit";
+        co_buf_printf(&msg,
+                      "the buyer '%s' is at its limit of running jobs (max_running_jobs = %lld): "
+                      "%lld assigned or running",
+                      j->buyer_id, (long long)held->cap, (long long)held->running);
     } else {
         code = "waiting_for_capacity";
         co_buf_printf(&msg,
@@ -768,7 +856,8 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     sc->again = false;
     coord_sched_refresh(sc);
     int64_t free_cores = sched_free_cores(hub);
-    if (sc->running || free_cores == 0)
+    /* Without free capacity nothing can be placed; a pass still refreshes the held buyers. */
+    if (sc->running || (free_cores == 0 && !board_holds_buyers()))
         return;
     struct pass_item *it = co_xcalloc(1, sizeof(*it));
     it->sc = sc;

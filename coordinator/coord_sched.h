@@ -44,9 +44,16 @@ uint64_t coord_sched_passes(const struct coord_sched *sc);
  * Write "pending_reason": null unless @j is pending, else {"code","message"}: no_agents,
  * no_agent_with_image, exceeds_largest_agent (naming the largest connected agent with the
  * image), no_agent_with_reputation (none that fits has min_reputation), no_agent_within_price
- * (PRICING=market: naming the cheapest fitting agent and its prices), or waiting_for_capacity.
- * Any thread.
+ * (PRICING=market: naming the cheapest fitting agent and its prices), running_limit (the buyer is
+ * at its max_running_jobs as of the last pass; the message names the limit), or
+ * waiting_for_capacity.  Any thread.
  */
 void coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j);
+
+/**
+ * A number that changes whenever a pending job's reason may have changed (the board of agents or
+ * the buyers at their limit), so that the dashboards know to send pending jobs again.  Any thread.
+ */
+uint64_t coord_sched_reasons_generation(void);
 
 #endif

@@ -158,7 +158,7 @@ def all_jobs(port):
     c = cotest.Client(port, ADMIN)
     out, off = [], 0
     while True:
-        st, js = c.req("GET", "/api/v1/jobs?limit=1000&offset=%d" % off)
+        st, js = c.req("GET", "/api/v1/jobs?limit=1000&offset=%d" % off, admin=True)
         if st != 200 or not js:
             return out
         out += js

@@ -13,6 +13,7 @@ import {
   type JobOutput,
   type SeqState,
 } from "../src/lib/reducer";
+import { pendingReasonLabel } from "../src/lib/format";
 import { TimelineStore } from "../src/lib/timeline";
 import type { CreditBalance, EventMsg, Health, Job, Pricing, SnapshotMsg, Worker } from "../src/lib/types";
 import { creditKeys } from "../src/queries/credits";
@@ -154,6 +155,43 @@ describe("events in sequence", () => {
     f.ev({ type: "job.updated", seq: 5, job: job("1", "failed") });
     expect(f.jobs()).toBe(before);
     expect(f.seq.seq).toBe(11);
+  });
+});
+
+describe("pending reasons", () => {
+  const reason = (code: string, message = `because ${code}`) => ({ code, message });
+
+  it("a job.updated with another pending_reason replaces the one shown in the list and the open page", () => {
+    const f = new Feed().snap(snapshot(10, [job("1", "pending", { pending_reason: reason("no_agents") })]));
+    f.qc.setQueryData(jobKeys.detail("1"), job("1", "pending", { code: "x", pending_reason: reason("no_agents") }));
+    f.ev({ type: "job.updated", seq: 11, job: job("1", "pending", { pending_reason: reason("no_agent_with_image") }) });
+    expect(f.job("1")?.pending_reason?.code).toBe("no_agent_with_image");
+    expect(f.qc.getQueryData<Job>(jobKeys.detail("1"))?.pending_reason).toEqual(reason("no_agent_with_image"));
+    // Same status, same attempt: a newer reason from a REST answer is taken too (not "older").
+    applyRest(f.qc, {
+      jobs: [job("1", "pending", { pending_reason: reason("running_limit", "max_running_jobs = 1") })],
+    });
+    expect(f.job("1")?.pending_reason?.message).toBe("max_running_jobs = 1");
+    // Placed: the reason goes away.
+    f.ev({ type: "job.updated", seq: 12, job: job("1", "assigned", { pending_reason: null, attempts: 1 }) });
+    expect(f.job("1")?.pending_reason).toBeNull();
+    expect(f.qc.getQueryData<Job>(jobKeys.detail("1"))?.pending_reason).toBeNull();
+  });
+
+  it("labels every code of the contract and shows unknown codes as they are", () => {
+    for (const code of [
+      "no_agents",
+      "no_agent_with_image",
+      "exceeds_largest_agent",
+      "no_agent_with_reputation",
+      "no_agent_within_price",
+      "waiting_for_capacity",
+      "running_limit",
+      "waiting_for_distinct_owner",
+    ])
+      expect(pendingReasonLabel(code)).not.toBe(code);
+    expect(pendingReasonLabel("running_limit")).toMatch(/limit/);
+    expect(pendingReasonLabel("something_new")).toBe("something_new");
   });
 });
 

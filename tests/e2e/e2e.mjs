@@ -413,8 +413,46 @@ await step("an unknown job id shows a not-found state", async () => {
 });
 
 let worker = null;
+const REASON_STEP = "a pending job's reason (pending_reason) shows on its page and in the list, and follows live when an agent connects";
+if (WORKER_MODE === "http") {
+  skip(REASON_STEP, "E2E_WORKER=http: the poll-API stand-in is not a connected agent, so no reason changes");
+} else {
+  await step(REASON_STEP, async () => {
+    const r = await rest("POST", "/api/v1/submit", {
+      title: "Waits for a larger agent",
+      buyer_id: "reason-buyer",
+      code: 'print("never")',
+      command: "python script.py",
+      required_cores: 8, // the agent started below has 2
+      required_ram_mb: 256,
+    });
+    assert(r.status === 201, `submit answered ${r.status}`);
+    const id = r.json.job_id;
+    await goClient(`/jobs/${encodeURIComponent(id)}`);
+    const reason = page.getByTestId("job-pending-reason");
+    const code = () => reason.getAttribute("data-code", { timeout: 1000 }).catch(() => null);
+    await waitFor(async () => (await code()) === "no_agents", 10000, "reason no_agents on the job page");
+    await shot("job-pending-reason");
+    // The agent connects while the page is open: the reason changes without a reload.
+    worker = startWorker();
+    await waitFor(async () => (await code()) === "exceeds_largest_agent", 30000, "reason exceeds_largest_agent");
+    const text = (await reason.textContent()) ?? "";
+    assert(text.includes(WORKER_ID) && text.includes("2 cores"), `the reason does not name the agent: "${text}"`);
+    await nav("Jobs");
+    const row = page.locator(`[data-job-id="${id}"]`).getByTestId("pending-reason");
+    await row.waitFor();
+    assert((await row.getAttribute("data-code")) === "exceeds_largest_agent", "list: another reason");
+    assert(((await row.getAttribute("title")) ?? "").includes(WORKER_ID), "list: the message is not the tooltip");
+    await shot("jobs-pending-reason");
+    const c = await rest("POST", `/api/v1/jobs/${encodeURIComponent(id)}/cancel`);
+    assert(c.status === 200, `cancel answered ${c.status}`);
+    await waitFor(async () => (await row.count()) === 0, 10000, "the reason gone once the job is cancelled");
+    assert(await page.evaluate(() => window.__e2eNoReload === true), "the page was reloaded");
+  });
+}
+
 await step(`worker starts and shows online (${WORKER_MODE === "http" ? "poll-API stand-in" : "cacheout-agent"})`, async () => {
-  worker = startWorker();
+  worker = worker ?? startWorker(); // started by the pending-reason step already
   await nav("Workers");
   const card = page.locator(`[data-worker-id="${WORKER_ID}"]`);
   await card.waitFor({ timeout: 30000 });

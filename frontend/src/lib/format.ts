@@ -72,3 +72,20 @@ export function runningCount(v: number | unknown[] | undefined): number {
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${n} ${n === 1 ? one : many}`;
 }
+
+/** Short labels of the pending_reason codes (API.md "Scheduling guarantees"). */
+const PENDING_REASON_LABELS: Record<string, string> = {
+  no_agents: "No agent connected",
+  no_agent_with_image: "No agent has its image",
+  exceeds_largest_agent: "Larger than any agent",
+  no_agent_with_reputation: "No agent with the reputation asked",
+  no_agent_within_price: "No agent within the price asked",
+  waiting_for_capacity: "Waiting for free capacity",
+  running_limit: "Buyer at its running-jobs limit",
+  waiting_for_distinct_owner: "Waiting for an agent of another owner",
+};
+
+/** The label of a pending_reason code; an unknown code is shown as it is. */
+export function pendingReasonLabel(code: string): string {
+  return PENDING_REASON_LABELS[code] ?? code;
+}

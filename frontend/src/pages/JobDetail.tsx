@@ -5,7 +5,16 @@ import { Artifacts } from "../components/Artifacts";
 import { Card, EmptyState, ErrorState, Field, Meter, PageHeader, Spinner, StatusBadge, useNow } from "../components/ui";
 import { ApiError, cancelJob } from "../lib/api";
 import { formatCredits } from "../lib/credits";
-import { formatDateTime, formatDuration, formatKb, formatMb, parseTime, pct, plural } from "../lib/format";
+import {
+  formatDateTime,
+  formatDuration,
+  formatKb,
+  formatMb,
+  parseTime,
+  pct,
+  pendingReasonLabel,
+  plural,
+} from "../lib/format";
 import { useLive } from "../lib/live";
 import { useSession } from "../lib/session";
 import { useTimeline } from "../lib/timeline";
@@ -249,8 +258,13 @@ export function JobDetail() {
             <StatusBadge status={job.status} testId="job-status" />
             {job.failure_reason && <span className="text-rose-600">{job.failure_reason}</span>}
             {job.pending_reason && (
-              <span className="text-amber-700" data-testid="job-pending-reason">
-                {job.pending_reason.code}: {job.pending_reason.message}
+              <span
+                className="text-amber-700"
+                data-testid="job-pending-reason"
+                data-code={job.pending_reason.code}
+                title={job.pending_reason.code}
+              >
+                {pendingReasonLabel(job.pending_reason.code)}: {job.pending_reason.message}
               </span>
             )}
             <span>{job.buyer_id ? `submitted by ${job.buyer_id}` : "another buyer's job (public view)"}</span>

@@ -3,7 +3,7 @@ import { useId, useMemo } from "react";
 import { Link, useSearchParams } from "react-router";
 import { Card, EmptyState, ErrorState, PageHeader, StatusBadge, Table, useNow } from "../components/ui";
 import { formatCredits } from "../lib/credits";
-import { formatMb, plural, timeAgo } from "../lib/format";
+import { formatMb, pendingReasonLabel, plural, timeAgo } from "../lib/format";
 import { useSession } from "../lib/session";
 import { JOB_STATUSES, type Job } from "../lib/types";
 import { jobListQuery, recentJobsQuery } from "../queries/jobs";
@@ -179,11 +179,13 @@ export function Jobs() {
                   {j.failure_reason && <div className="mt-1 text-xs text-rose-600">{j.failure_reason}</div>}
                   {j.pending_reason && (
                     <div
-                      className="mt-1 text-xs text-amber-700"
+                      className="mt-1 max-w-xs text-xs text-amber-700"
                       title={j.pending_reason.message}
                       data-testid="pending-reason"
+                      data-code={j.pending_reason.code}
                     >
-                      {j.pending_reason.code}
+                      <span className="font-medium">{pendingReasonLabel(j.pending_reason.code)}</span>
+                      <span className="hidden break-words text-amber-600 md:block">{j.pending_reason.message}</span>
                     </div>
                   )}
                 </td>

@@ -715,6 +715,48 @@ def t_lost_assign(env):
     fake.close()
 
 
+@case("a job.assign lost on a live connection (the agent never answers it) is sent again on the "
+      "same attempt (no attempt used); unanswered for good, the job goes back to the queue "
+      "without using up an attempt")
+def t_lost_assign_live(env):
+    c = env.coord
+    c.start()
+    fake = fake_agent(c, "lal-w")
+    j0 = c.submit(title="lost-assign-live", buyer_id="lal-buyer")
+    jid = j0["job_id"]
+    first = expect(fake, "job.assign", job_id=jid)
+    check(first["attempt"] == 1, "first assignment is attempt %r" % first["attempt"])
+    # No answer: the coordinator sends it again on the same connection, same attempt.
+    again = expect_alive(fake, "job.assign", jid, timeout=15)
+    check(again == first, "the assignment came again changed: %r vs %r" % (again, first))
+    j = c.job(jid)
+    check(j["status"] == "assigned" and j["attempts"] == 1,
+          "job is %s with attempts=%r" % (j["status"], j["attempts"]))
+    fake_run(fake, jid, 1)
+    expect_alive(fake, "job.ack", jid, timeout=10)
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "job ended %s with attempts=%r" % (j["status"], j["attempts"]))
+    wait_until(lambda: "job.assign sent again (no answer) job=%s" % jid in c.log_tail(1 << 20),
+               5, "the resend logged")
+    # A second job is never answered at all: after the resends it goes back to the queue and is
+    # assigned again as the next attempt, the lost one not counted.
+    j1 = c.submit(title="never-answered", buyer_id="lal-buyer")
+    a = expect_alive(fake, "job.assign", j1["job_id"], timeout=10)
+    while a["attempt"] == 1:
+        a = expect_alive(fake, "job.assign", j1["job_id"], timeout=40)
+    check(a["attempt"] == 2, "assigned again as attempt %r" % a["attempt"])
+    j = c.job(j1["job_id"])
+    check(j["max_attempts"] - j["attempts"] == j1["max_attempts"] - 1,
+          "the unanswered attempt was counted: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j1["max_attempts"]))
+    check("job.assign never answered, the job goes back to the queue job=%s" % j1["job_id"]
+          in c.log_tail(1 << 20), "no give-up logged")
+    st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % j1["job_id"])
+    check(st == 200, "cancel answered %s" % st)
+    fake.close()
+
+
 @case("kill -9 an agent after its job finished, before the result was acknowledged: the "
       "restarted agent sends it again from its journal, settled once, not run again")
 def t_result_journal(env):
@@ -775,6 +817,42 @@ def t_restart_in_outage(env):
               "job %s not charged exactly once" % j["job_id"])
     wait_until(lambda: not os.listdir(os.path.join(a.root, "results")), 15,
                "the journal emptied by the acks")
+
+
+@case("output that arrives during a PostgreSQL outage is kept and stored once the database is "
+      "back, before the job's result (nothing lost, nothing stored twice)", pg_only=True)
+def t_output_in_outage(env):
+    c = env.coord
+    c.start()
+    a = env.agent("oo-w", 2, 2048)
+    a.start()
+    wait_connected(c, ["oo-w"])
+    code = ("import sys, time\n"
+            "print('before-outage', flush=True)\n"
+            "time.sleep(3)\n"
+            "print('during-outage', flush=True)\n"
+            "sys.stderr.write('err-during-outage\\n')\n")
+    jid = c.submit(title="output-outage", buyer_id="oo-buyer", code=code,
+                   command="python script.py")["job_id"]
+    wait_until(lambda: c.job(jid)["status"] == "running", 30, "job running")
+    wait_until(lambda: "before-outage" in c.admin("GET", "/api/v1/jobs/%s/output" % jid)[1]
+               .get("stdout", ""), 10, "the first line stored")
+    pg_ctl("pg_halt")
+    try:
+        wait_until(lambda: "job finished job=%s" % jid in a.log_tail(1 << 20), 30,
+                   "the job finished on the agent during the outage")
+        time.sleep(1.5)  # the output and the result were sent into the outage
+    finally:
+        pg_ctl("pg_resume")
+    j = wait_jobs_final(c, [jid], 60)[0]
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "job ended %s after %d attempts" % (j["status"], j["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(st == 200 and out["stdout"] == "before-outage\nduring-outage\n",
+          "stored stdout %r" % out.get("stdout"))
+    check(out["stderr"] == "err-during-outage\n", "stored stderr %r" % out.get("stderr"))
+    check("agent writes kept to run again" in c.log_tail(1 << 20),
+          "the coordinator did not keep any write through the outage")
 
 
 @case("kill -9 the coordinator mid-run and restart it: agents reconnect, every job final, "
@@ -1235,7 +1313,7 @@ def t_poll_keys(env):
 
 
 @case("max_running_jobs: a capped buyer's jobs run one at a time while another buyer's jobs are "
-      "placed meanwhile")
+      "placed meanwhile; the held jobs show pending_reason running_limit")
 def t_running_cap(env):
     c = env.coord
     c.start()
@@ -1251,6 +1329,24 @@ def t_running_cap(env):
               for i in range(3)]
     free = [c.submit(title="free-%d" % i, buyer_id="free", priority=1, command=sleep)
             for i in range(2)]
+    # While one of them runs, the capped buyer's waiting jobs say why (pending_reason), naming
+    # the limit; the job list says the same.
+    seen = {}
+
+    def held():
+        for j in capped:
+            r = c.job(j["job_id"]).get("pending_reason") or {}
+            if r.get("code") == "running_limit":
+                seen.update(r, job_id=j["job_id"])
+                return True
+        return False
+    wait_until(held, 20, "a capped job pending with pending_reason running_limit", interval=0.05)
+    check("max_running_jobs = 1" in seen["message"] and "capped" in seen["message"],
+          "running_limit message %r" % seen["message"])
+    codes = {(j.get("pending_reason") or {}).get("code")
+             for j in c.jobs(buyer_id="capped", status="pending")}
+    check(codes <= {"running_limit", "waiting_for_capacity"},
+          "job list of the capped buyer's pending jobs: reasons %r" % codes)
     done = wait_jobs_final(c, [j["job_id"] for j in capped + free], 90)
     for j in done:
         check(j["status"] == "completed", "job %s ended %s" % (j["job_id"], j["status"]))
@@ -1537,15 +1633,16 @@ def t_rootless_unready(env):
 # placement (issue 12): no head-of-line blocking, fair share, pending_reason
 
 
-def fake_run(ws, job_id, attempt=1):
-    """The fake agent runs @job_id to a successful end."""
+def fake_run(ws, job_id, attempt=1, finish=True):
+    """The fake agent runs @job_id to a successful end (with @finish false: only starts it)."""
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
     ws.send({"v": 1, "type": "job.accepted", "job_id": job_id, "attempt": attempt})
     ws.send({"v": 1, "type": "job.started", "job_id": job_id, "attempt": attempt,
              "started_at": now})
-    ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
-             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 1, "cpu_ms": 1,
-             "max_rss_kb": 100})
+    if finish:
+        ws.send({"v": 1, "type": "job.finished", "job_id": job_id, "attempt": attempt,
+                 "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 1, "cpu_ms": 1,
+                 "max_rss_kb": 100})
 
 
 def fake_cancelled(ws, job_id, attempt):
@@ -1755,6 +1852,100 @@ def t_reconcile_lost(env):
           % (j["attempts"], j["max_attempts"], j0["max_attempts"]))
     st, _ = c.admin("POST", "/api/v1/jobs/%s/cancel" % jid)
     check(st == 200, "cancel answered %s" % st)
+    ws.close()
+
+
+@case("reconcile: a hello whose job list cannot be read is refused (the agent retries), not "
+      "welcomed without its jobs: the running attempt is neither cancelled nor requeued")
+def t_hello_list_fails(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "hl-w", cores=1)
+    j0 = c.submit(title="hello-list", buyer_id="hl-buyer")
+    jid = j0["job_id"]
+    a = expect(ws, "job.assign", job_id=jid)
+    fake_run(ws, jid, a["attempt"], finish=False)
+    wait_until(lambda: c.job(jid)["status"] == "running", 10, "job running")
+    ws.close()
+    held = [{"job_id": jid, "attempt": a["attempt"]}]
+    # Reading the jobs table fails (a column renamed behind the coordinator's back).
+    db_exec(env, "ALTER TABLE jobs RENAME COLUMN description TO description_gone")
+    try:
+        ws = fake_ws(c, bearer(owner_key(c, "hl-w-owner")))
+        check(ws.status == 101, "upgrade answered %s" % ws.status)
+        ws.send({"v": 1, "type": "hello", "worker_id": "hl-w", "owner_id": "hl-w-owner",
+                 "cores": 1, "ram_mb": 1024, "images": ["default"], "running": held})
+        try:
+            m, _ = ws.expect(lambda o: o.get("type") in ("welcome", "error"), 10, "hello answer")
+        except EOFError:
+            m = {"type": "closed"}
+        check(m.get("type") != "welcome", "welcomed although its jobs could not be read")
+        ws.close()
+    finally:
+        db_exec(env, "ALTER TABLE jobs RENAME COLUMN description_gone TO description")
+    # The retried hello is welcomed with the job: nothing cancelled, same attempt, completes.
+    ws = fake_agent(c, "hl-w", cores=1, running=held)
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": a["attempt"],
+             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1,
+             "max_rss_kb": 100})
+    while True:
+        m, _ = ws.expect(lambda o: o.get("type") in ("job.ack", "job.cancel"), 10, "job.ack")
+        check(m["type"] != "job.cancel", "the held attempt was cancelled: %r" % m)
+        if m.get("job_id") == jid:
+            break
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["attempts"] == a["attempt"],
+          "job ended %s after %d attempts" % (j["status"], j["attempts"]))
+    check(len(ledger_rows(c, "hl-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    ws.close()
+
+
+@case("reconcile: a job whose job.finished the store refuses with a non-retryable error (not "
+      "stored, not acknowledged) leaves running within lease + grace: back to the queue without "
+      "using up an attempt, then runs and is charged once")
+def t_reconcile_finish_error(env):
+    c = env.coord
+    c.start()
+    ws = fake_agent(c, "rf-w", cores=1)
+    j0 = c.submit(title="finish-refused", buyer_id="rf-buyer")
+    jid = j0["job_id"]
+    # The store refuses this job's end (a trigger: the way a constraint or a bug refuses it).
+    if env.url.startswith("sqlite:///"):
+        db_exec(env, "CREATE TRIGGER rf_refuse BEFORE UPDATE OF status ON jobs WHEN "
+                "NEW.job_id = '%s' AND NEW.status IN ('completed', 'failed') BEGIN "
+                "SELECT RAISE(ABORT, 'injected: result refused'); END" % jid)
+    else:
+        db_exec(env, "CREATE FUNCTION rf_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                "IF NEW.job_id = '%s' AND NEW.status IN ('completed', 'failed') THEN "
+                "RAISE EXCEPTION 'injected: result refused'; END IF; RETURN NEW; END $$; "
+                "CREATE TRIGGER rf_refuse BEFORE UPDATE ON jobs FOR EACH ROW "
+                "EXECUTE FUNCTION rf_refuse()" % jid)
+    a = expect(ws, "job.assign", job_id=jid)
+    fake_run(ws, jid, a["attempt"], finish=False)
+    wait_until(lambda: c.job(jid)["status"] == "running", 10, "job running")
+    t0 = time.time()
+    ws.send({"v": 1, "type": "job.finished", "job_id": jid, "attempt": a["attempt"],
+             "status": "ok", "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1,
+             "max_rss_kb": 100})
+    wait_until(lambda: "cannot store job result job=%s" % jid in c.log_tail(1 << 20), 10,
+               "the refused result logged")
+    # Not stuck: the next assignment of the job is the next attempt, the refused one not counted.
+    b = expect_alive(ws, "job.assign", jid, timeout=LEASE_S + 30)
+    took = time.time() - t0
+    check(b["attempt"] == a["attempt"] + 1, "assigned again as attempt %r" % b["attempt"])
+    log("the job left 'running' %.1f s after its refused result" % took)
+    j = c.job(jid)
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+          "the refused attempt was counted: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j0["max_attempts"]))
+    db_exec(env, "DROP TRIGGER rf_refuse" + ("" if env.url.startswith("sqlite:///")
+                                            else " ON jobs; DROP FUNCTION rf_refuse()"))
+    att = b["attempt"]
+    fake_run(ws, jid, att)
+    expect_alive(ws, "job.ack", jid, timeout=10)
+    j = c.job(jid)
+    check(j["status"] == "completed", "job ended %s" % j["status"])
+    check(len(ledger_rows(c, "rf-buyer", jid, "charge")) == 1, "job not charged exactly once")
     ws.close()
 
 
@@ -2543,8 +2734,9 @@ def t_replicas_distinct(env):
 
 
 CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
-         t_lost_job, t_lost_assign, t_result_journal,
+         t_lost_job, t_lost_assign, t_lost_assign_live, t_result_journal,
          t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
+         t_output_in_outage,
          t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,
@@ -2552,6 +2744,7 @@ CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, 
 CASES += [t_replicas_agree, t_replicas_cheater, t_replicas_tiebreak, t_replicas_unverified,
           t_replicas_kill, t_replicas_cancel, t_replicas_distinct]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
+          t_reconcile_finish_error, t_hello_list_fails,
           t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 CASES += [t_market_real_agents]
 

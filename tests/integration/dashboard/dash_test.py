@@ -770,6 +770,40 @@ def t_admin_key(srv):
     ws.close()
 
 
+def t_pending_reasons(args):
+    """A pending job's reason changes without the job changing: sessions get it again."""
+    srv = Server().start()
+    try:
+        admin, anon = WS(srv.port, headers={"X-Admin-Token": ADMIN}), WS(srv.port)
+        tad, tan = Tracker(admin), Tracker(anon)
+        tad.take(snapshot_of(admin))
+        tan.take(snapshot_of(anon))
+        st, job = srv.req("POST", "/api/v1/submit", {
+            "title": "needs py", "required_cores": 1, "required_ram_mb": 100,
+            "command": "echo hi", "buyer_id": "pr-buyer", "image": "py"}, admin=True)
+        check(st == 201, "submit answered %s %r" % (st, job))
+        jid = job["job_id"]
+
+        def reason_is(code):
+            return lambda m: (m.get("type") == "job.updated" and m["job"]["job_id"] == jid and
+                              (m["job"].get("pending_reason") or {}).get("code") == code)
+        for tr in (tad, tan):
+            tr.until(reason_is("no_agents"), what="job.updated with no_agents")
+        # An agent without the image connects: nothing about the job changed, its reason did.
+        agent = FakeAgent(srv.port, "pr-agent")
+        for tr in (tad, tan):
+            m = tr.until(reason_is("no_agent_with_image"), what="job.updated with "
+                         "no_agent_with_image after the agent connected")
+            check("'py'" in m["job"]["pending_reason"]["message"], m)
+        agent.close()
+        for tr in (tad, tan):
+            tr.until(reason_is("no_agents"), what="job.updated with no_agents after it left")
+        admin.close()
+        anon.close()
+    finally:
+        srv.stop()
+
+
 CASES = [
     ("handshake: subprotocol, path and Origin checked", t_handshake, True),
     ("snapshot: health, workers, 100 newest jobs, pricing, session", t_snapshot, True),
@@ -787,6 +821,8 @@ CASES = [
     ("revoked key / disabled user: session closed with 1008; limits change keeps it", t_revoke,
      True),
     ("admin user's admin key: admin session", t_admin_key, True),
+    ("pending reasons: a job whose reason changes (an agent comes or goes) is sent again to every "
+     "view", t_pending_reasons, False),
     ("slow reader dropped (4000) while a fast one keeps up and the API answers", t_slow_consumer,
      False),
     ("overload: a batch with more job changes than a snapshot holds becomes a gap, then a resync",

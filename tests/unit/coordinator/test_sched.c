@@ -268,6 +268,49 @@ test_pending_reason(void **state)
     coord_sched_free(sc);
 }
 
+/* running_limit: a buyer at its max_running_jobs after a pass; structural reasons go first. */
+static void
+test_running_limit_reason(void **state)
+{
+    (void)state;
+    struct coord_sched *sc = coord_sched_new(&hub);
+    struct agent_sess *w = mk_sess("w", 4, 4096, NULL);
+    coord_sched_refresh(sc);
+    add_job("capped-1", 1, 512, NULL);
+    co_strlcpy(jobs.items[0].buyer_id, "capped", sizeof(jobs.items[0].buyer_id));
+    add_job("capped-nope", 1, 512, "nope");
+    co_strlcpy(jobs.items[1].buyer_id, "capped", sizeof(jobs.items[1].buyer_id));
+    add_job("other", 1, 512, NULL);
+    uint64_t g0 = coord_sched_reasons_generation();
+
+    /* Room left (cap 2, one running): nothing held. */
+    struct coord_buyer_cap cap = {.cap = 2, .running = 1};
+    co_strlcpy(cap.buyer_id, "capped", sizeof(cap.buyer_id));
+    struct coord_buyer_cap_list caps = {.items = &cap, .len = 1};
+    coord_sched_note_caps(sc, &caps, 0);
+    expect_reason(&jobs.items[0], "waiting_for_capacity", NULL);
+    assert_true(coord_sched_reasons_generation() == g0);
+
+    /* A claim of this coordinator in flight takes the last place: held, the reason changes. */
+    agent_sess_add_job(w, &jobs.items[0], 0, AJ_CLAIMING);
+    coord_sched_note_caps(sc, &caps, 0);
+    expect_reason(&jobs.items[0], "running_limit", "max_running_jobs = 2");
+    expect_reason(&jobs.items[0], "running_limit", "'capped'");
+    expect_reason(&jobs.items[1], "no_agent_with_image", "'nope'"); /* cannot run anyway */
+    expect_reason(&jobs.items[2], "waiting_for_capacity", NULL);    /* another buyer */
+    uint64_t g1 = coord_sched_reasons_generation();
+    assert_true(g1 != g0);
+    coord_sched_note_caps(sc, &caps, 0);
+    assert_true(coord_sched_reasons_generation() == g1); /* the same set: no change */
+
+    /* The claim ended (job finished): room again. */
+    agent_sess_remove_job(w, "capped-1");
+    coord_sched_note_caps(sc, &caps, 0);
+    expect_reason(&jobs.items[0], "waiting_for_capacity", NULL);
+    assert_true(coord_sched_reasons_generation() != g1);
+    coord_sched_free(sc);
+}
+
 /* Placement terms: reputation before fit; market price before reputation; the limits. */
 static void
 test_terms(void **state)
@@ -370,6 +413,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_pending_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fair_order, setup, teardown),
         cmocka_unit_test_setup_teardown(test_terms, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_running_limit_reason, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
