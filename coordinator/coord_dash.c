@@ -1451,7 +1451,9 @@ sess_write(struct coord_dash *d, struct coord_dash_sess *s)
     }
     if (n == 0)
         return 0; /* empty, or the snapshot is being built */
-    if (s->full_since_ms && !sess_full(d, s, 0))
+    /* A reader is forgiven once it has drained half its queue, not as soon as one message left:
+     * one that takes a message now and then at the end of a flood stays marked, and is closed. */
+    if (s->full_since_ms && s->q_len <= d->max_msgs / 2 && s->q_bytes <= d->max_bytes / 2)
         s->full_since_ms = 0;
     if (lws_write(s->wsi, d->scratch + LWS_PRE, n, LWS_WRITE_RAW) < (int)n)
         return -1;
