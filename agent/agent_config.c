@@ -229,6 +229,66 @@ load_id(const char *name, const char *value, char out[CO_ID_MAX + 1], co_err *er
     return 0;
 }
 
+static void
+free_urls(struct agent_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_urls; i++) {
+        free(cfg->urls[i].url);
+        free(cfg->urls[i].host);
+        free(cfg->urls[i].path);
+    }
+    free(cfg->urls);
+    cfg->urls = NULL;
+    cfg->n_urls = 0;
+}
+
+/*
+ * COORDINATOR_URL: one URL or a comma-separated list of them (spaces around the commas are
+ * ignored).  Every entry is checked now, so a typo in the third URL stops start-up rather than
+ * showing up at the first failover.  cfg->url/tls/host/port/path end up as the first entry.
+ */
+static int
+parse_url_list(struct agent_config *cfg, const char *list, co_err *err)
+{
+    co_autofree char *copy = co_xstrdup(list);
+    size_t n = 1;
+    for (const char *p = copy; *p; p++)
+        n += *p == ',';
+    if (n > AGENT_URLS_MAX)
+        return co_err_field(err, CO_E_INVAL, "COORDINATOR_URL",
+                            "invalid COORDINATOR_URL: %zu URLs, at most %d", n, AGENT_URLS_MAX);
+    cfg->urls = co_xcalloc(n, sizeof(*cfg->urls));
+    char *item = copy;
+    for (size_t i = 0; i < n; i++) {
+        char *comma = strchr(item, ',');
+        if (comma)
+            *comma = '\0';
+        while (*item == ' ' || *item == '\t')
+            item++;
+        size_t len = strlen(item);
+        while (len > 0 && (item[len - 1] == ' ' || item[len - 1] == '\t'))
+            item[--len] = '\0';
+        if (len == 0)
+            return co_err_field(err, CO_E_INVAL, "COORDINATOR_URL",
+                                "invalid COORDINATOR_URL '%s': entry %zu of the list is empty",
+                                list, i + 1);
+        if (agent_config_parse_url(cfg, item, err) != 0)
+            return -1;
+        struct agent_url *u = &cfg->urls[cfg->n_urls++];
+        u->url = cfg->url, u->tls = cfg->tls, u->host = cfg->host, u->port = cfg->port;
+        u->path = cfg->path;
+        cfg->url = cfg->host = cfg->path = NULL;
+        cfg->any_tls |= u->tls;
+        item = comma ? comma + 1 : item + len;
+    }
+    cfg->url = co_xstrdup(cfg->urls[0].url);
+    cfg->tls = cfg->urls[0].tls;
+    cfg->host = co_xstrdup(cfg->urls[0].host);
+    cfg->port = cfg->urls[0].port;
+    cfg->path = co_xstrdup(cfg->urls[0].path);
+    return 0;
+}
+
 int
 agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, co_err *err)
 {
@@ -241,7 +301,7 @@ agent_config_load(struct agent_config *cfg, const struct agent_host_caps *caps, 
                      "ws:// or wss:// address");
         goto fail;
     }
-    if (agent_config_parse_url(cfg, url, err) != 0)
+    if (parse_url_list(cfg, url, err) != 0)
         goto fail;
 
     /* TLS_CA_FILE, the name the coordinator and the packages use; AGENT_TLS_CA_FILE is older. */
@@ -367,6 +427,7 @@ fail:
 void
 agent_config_release(struct agent_config *cfg)
 {
+    free_urls(cfg);
     free(cfg->url);
     free(cfg->host);
     free(cfg->path);

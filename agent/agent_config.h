@@ -24,9 +24,27 @@
 #define AGENT_RAM_RESERVE_MIN_MB 512
 #define AGENT_IMAGES_MAX 64
 
+/* Most coordinator URLs COORDINATOR_URL may list. */
+#define AGENT_URLS_MAX 16
+
+/** One parsed coordinator URL (strings owned by the agent_config holding it). */
+struct agent_url {
+    char *url;  /* as given */
+    bool tls;   /* wss:// (or https://) */
+    char *host; /* host name or address, without brackets */
+    int port;   /* 1-65535, default 80 / 443 */
+    char *path; /* starts with '/', default AGENT_DEFAULT_PATH */
+};
+
 /** The agent's settings (a plain value struct; strings are owned, see agent_config_release). */
 struct agent_config {
-    /* Parsed COORDINATOR_URL. */
+    /* Every URL of COORDINATOR_URL (a comma-separated list), in order; the agent connects to
+     * one at a time and fails over to the next (agent_core.c).  n_urls >= 1 after a load. */
+    struct agent_url *urls;
+    size_t n_urls;
+    bool any_tls; /* one of them is wss:// */
+
+    /* The first URL parsed (or the one agent_config_parse_url parsed). */
     char *url;  /* as given */
     bool tls;   /* wss:// (or https://) */
     char *host; /* host name or address, without brackets */

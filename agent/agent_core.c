@@ -112,10 +112,13 @@ struct agent {
     lws_retry_bo_t retry;
     uint16_t retry_count;
     lws_sorted_usec_list_t sul_connect, sul_heartbeat, sul_tick;
-    bool auth_failed;  /* the current connection attempt was refused for its credential */
-    int auth_close;    /* the close code of that refusal (PROTO_CLOSE_*), 0 if none came */
-    char refusal[256]; /* the coordinator's error message with it ("" if none) */
-    bool attempt_live; /* a connection attempt or connection exists (until on_disconnect) */
+    bool auth_failed;          /* the current connection attempt was refused for its credential */
+    int auth_close;            /* the close code of that refusal (PROTO_CLOSE_*), 0 if none came */
+    char refusal[256];         /* the coordinator's error message with it ("" if none) */
+    bool attempt_live;         /* a connection attempt or connection exists (until on_disconnect) */
+    const struct agent_url *u; /* the coordinator URL in use: cfg->urls[url_idx] */
+    size_t url_idx;
+    int64_t down_since_ms; /* when the last connection was lost (0: never connected yet) */
     int64_t hb_interval_ms;
     int64_t hb_seq;
     struct co_buf rx;
@@ -680,10 +683,12 @@ handle_message(struct agent *a, const char *buf, size_t len)
             a->hb_interval_ms = m.u.welcome.heartbeat_interval_ms;
             if (a->hb_interval_ms < 100)
                 a->hb_interval_ms = 100;
-            co_info("connected to coordinator worker_id=%s heartbeat_ms=%" PRId64
-                    " lease_timeout_ms=%" PRId64,
-                    a->cfg->worker_id, m.u.welcome.heartbeat_interval_ms,
-                    m.u.welcome.lease_timeout_ms);
+            co_info("connected to coordinator url=%s worker_id=%s heartbeat_ms=%" PRId64
+                    " lease_timeout_ms=%" PRId64 " down_ms=%" PRId64,
+                    a->u->url, a->cfg->worker_id, m.u.welcome.heartbeat_interval_ms,
+                    m.u.welcome.lease_timeout_ms,
+                    a->down_since_ms ? co_mono_ms() - a->down_since_ms : 0);
+            a->down_since_ms = 0;
             lws_sul_schedule(a->ctx, 0, &a->sul_heartbeat, heartbeat_cb,
                              a->hb_interval_ms * LWS_US_PER_MS);
             lws_callback_on_writable(a->wsi);
@@ -926,23 +931,39 @@ report_refusal(const struct agent *a)
     if (a->auth_close == PROTO_CLOSE_FORBIDDEN)
         co_error("forbidden: worker id %s belongs to another user, or AGENT_KEY may not sell as "
                  "owner %s (the coordinator at %s said: %s)",
-                 a->cfg->worker_id, a->cfg->owner_id[0] ? a->cfg->owner_id : "-", a->cfg->url,
-                 said);
+                 a->cfg->worker_id, a->cfg->owner_id[0] ? a->cfg->owner_id : "-", a->u->url, said);
     else if (a->auth_close == PROTO_CLOSE_KEY_REJECTED && a->cfg->key[0])
         co_error("key rejected: check AGENT_KEY (unknown, revoked, or its user is disabled; the "
                  "coordinator at %s said: %s)",
-                 a->cfg->url, said);
+                 a->u->url, said);
     else if (a->auth_close == PROTO_CLOSE_KEY_REJECTED)
         co_error("key rejected: the coordinator at %s needs a credential, set AGENT_KEY (a sell "
                  "key) or AGENT_TOKEN (it said: %s)",
-                 a->cfg->url, said);
+                 a->u->url, said);
     else if (a->cfg->key[0] && !a->cfg->token[0])
-        co_error("key rejected: check AGENT_KEY (the coordinator at %s refused it: %s)",
-                 a->cfg->url, said);
+        co_error("key rejected: check AGENT_KEY (the coordinator at %s refused it: %s)", a->u->url,
+                 said);
     else
         co_error("unauthorized: check AGENT_TOKEN (the coordinator at %s rejected this agent's "
                  "token)",
-                 a->cfg->url);
+                 a->u->url);
+}
+
+/*
+ * Failover: with several URLs in COORDINATOR_URL every new attempt goes to the next one, in
+ * order and round again, so a dead coordinator costs one backoff step.  The delays are the
+ * backoff table's (1, 2, 4, 8, 15, then 30 s, each plus 0-30% random so that the agents of a
+ * lost coordinator do not all arrive at once), and start again at 1 s after a welcome.
+ * Returns whether the URL changed.
+ */
+static bool
+next_url(struct agent *a)
+{
+    if (a->cfg->n_urls < 2)
+        return false;
+    a->url_idx = (a->url_idx + 1) % a->cfg->n_urls;
+    a->u = &a->cfg->urls[a->url_idx];
+    return true;
 }
 
 static void
@@ -964,13 +985,18 @@ schedule_reconnect(struct agent *a)
             request_exit(a);
             return;
         }
-        co_info("retrying after auth failure in %" PRId64 " s", a->cfg->auth_retry_s);
+        next_url(a);
+        co_info("retrying after auth failure in %" PRId64 " s url=%s", a->cfg->auth_retry_s,
+                a->u->url);
         lws_sul_schedule(a->ctx, 0, &a->sul_connect, connect_cb,
                          a->cfg->auth_retry_s * LWS_US_PER_SEC);
         return;
     }
     uint32_t delay = lws_retry_get_delay_ms(a->ctx, &a->retry, &a->retry_count, NULL);
-    co_info("reconnecting in %u ms", delay);
+    if (next_url(a))
+        co_info("failing over to coordinator url=%s in %u ms", a->u->url, delay);
+    else
+        co_info("reconnecting in %u ms", delay);
     lws_sul_schedule(a->ctx, 0, &a->sul_connect, connect_cb, (lws_usec_t)delay * LWS_US_PER_MS);
 }
 
@@ -983,6 +1009,8 @@ on_disconnect(struct agent *a, const char *why)
     bool was_up = a->state != CONN_DOWN;
     a->wsi = NULL;
     a->state = CONN_DOWN;
+    if (was_up)
+        a->down_since_ms = co_mono_ms();
     ctl_clear(a);
     a->rx.len = 0;
     lws_sul_cancel(&a->sul_heartbeat);
@@ -1001,13 +1029,13 @@ connect_cb(lws_sorted_usec_list_t *sul)
     struct lws_client_connect_info ci;
     memset(&ci, 0, sizeof(ci));
     ci.context = a->ctx;
-    ci.address = a->cfg->host;
-    ci.port = a->cfg->port;
-    ci.path = a->cfg->path;
-    ci.host = a->cfg->host;
-    ci.origin = a->cfg->host;
-    ci.ssl_connection = a->cfg->tls ? LCCSCF_USE_SSL : 0;
-    if (a->cfg->tls && a->cfg->tls_insecure)
+    ci.address = a->u->host;
+    ci.port = a->u->port;
+    ci.path = a->u->path;
+    ci.host = a->u->host;
+    ci.origin = a->u->host;
+    ci.ssl_connection = a->u->tls ? LCCSCF_USE_SSL : 0;
+    if (a->u->tls && a->cfg->tls_insecure)
         ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
                              LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
     ci.protocol = PROTO_AGENT_SUBPROTOCOL;
@@ -1015,14 +1043,14 @@ connect_cb(lws_sorted_usec_list_t *sul)
     ci.retry_and_idle_policy = &a->retry;
     ci.pwsi = &a->wsi;
     ci.userdata = a;
-    co_debug("connecting url=%s", a->cfg->url);
+    co_debug("connecting url=%s", a->u->url);
     a->auth_failed = false;
     a->attempt_live = true;
     if (!lws_client_connect_via_info(&ci) && a->attempt_live) {
         /* Failed before any callback reported it (otherwise on_disconnect already ran). */
         a->attempt_live = false;
         a->wsi = NULL;
-        co_warn("cannot start connection to coordinator url=%s", a->cfg->url);
+        co_warn("cannot start connection to coordinator url=%s", a->u->url);
         schedule_reconnect(a);
     }
 }
@@ -1147,10 +1175,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in
         if (is_auth_error(msg))
             a->auth_failed = true;
         /* lws has just logged OpenSSL's reason ("lws: SSL error: certificate has expired"). */
-        if (a->cfg->tls && (strstr(msg, "SSL") || strstr(msg, "ssl")))
+        if (a->u->tls && (strstr(msg, "SSL") || strstr(msg, "ssl")))
             co_error("TLS: the coordinator's certificate was refused (untrusted, expired or for "
                      "another host name; the reason is on the line before) url=%s ca=%s",
-                     a->cfg->url, a->cfg->tls_ca_file ? a->cfg->tls_ca_file : "system store");
+                     a->u->url, a->cfg->tls_ca_file ? a->cfg->tls_ca_file : "system store");
         on_disconnect(a, msg);
         break;
     }
@@ -1252,6 +1280,7 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
 {
     struct agent *a = co_xcalloc(1, sizeof(*a));
     a->cfg = cfg;
+    a->u = &cfg->urls[0];
     pthread_mutex_init(&a->mu, NULL);
     co_buf_init(&a->rx);
     agent_cap_init(&a->cap, cfg->cores, cfg->ram_mb);
@@ -1273,7 +1302,7 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
     info.user = a;
-    info.options = cfg->tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
+    info.options = cfg->any_tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0;
     info.client_ssl_ca_filepath = cfg->tls_ca_file;
     info.retry_and_idle_policy = &a->retry;
     a->ctx = lws_create_context(&info);
@@ -1298,7 +1327,7 @@ agent_run(struct agent *a, volatile sig_atomic_t *stop)
     }
     co_info("agent starting worker_id=%s owner_id=%s cores=%" PRId64 " ram_mb=%" PRId64
             " coordinator=%s",
-            a->cfg->worker_id, a->cfg->owner_id, a->cfg->cores, a->cfg->ram_mb, a->cfg->url);
+            a->cfg->worker_id, a->cfg->owner_id, a->cfg->cores, a->cfg->ram_mb, a->u->url);
     co_err err = CO_ERR_INIT;
     if (!a->cfg->bench_no_sandbox &&
         agent_results_load(a->cfg->work_root, job_from_journal, a, &err) != 0)

@@ -253,9 +253,11 @@ static void
 wl_timer_cb(lws_sorted_usec_list_t *sul)
 {
     struct agent_wlane *wl = lws_container_of(sul, struct agent_wlane, sul);
+    int64_t t0 = co_mono_ns();
     wl->scheduled = false;
     if (!wl->busy && wl->head)
         wl_flush(wl);
+    coord_metrics_agent_loop(wl->hub->metrics, t0);
 }
 
 static void
@@ -2240,9 +2242,25 @@ sess_closed(struct agent_sess *s)
     }
 }
 
+static int agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                          size_t len);
+
+/* Every agent callback is timed (the health's max_agent_loop_us): a stall of the service loop
+ * caused by agent work shows there. */
 int
 coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                      size_t len)
+{
+    int64_t t0 = co_mono_ns();
+    struct lws_context *cx = lws_get_context(wsi);
+    struct coord_server *srv = cx ? lws_context_user(cx) : NULL;
+    int rc = agent_callback(wsi, reason, user, in, len);
+    coord_metrics_agent_loop(srv ? &srv->metrics : NULL, t0);
+    return rc;
+}
+
+static int
+agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct coord_agent_pss *pss = user;
     struct lws_vhost *vh = lws_get_vhost(wsi);

@@ -2205,7 +2205,11 @@ coord_api_render_health(struct coord_server *srv, const struct coord_health *h, 
     co_jsonw_kint(&w, "connected_agents", atomic_load(&srv->metrics.agents_connected));
     co_jsonw_kint(&w, "connected_dashboards", atomic_load(&srv->metrics.dashboards_connected));
     co_jsonw_kint(&w, "db_inflight", coord_db_pending(srv->db));
-    co_jsonw_kint(&w, "max_loop_callback_us", srv->max_loop_callback_us);
+    int64_t agent_loop_us = atomic_load(&srv->metrics.agent_loop_max_us);
+    co_jsonw_kint(&w, "max_loop_callback_us",
+                  srv->max_loop_callback_us > agent_loop_us ? srv->max_loop_callback_us
+                                                            : agent_loop_us);
+    co_jsonw_kint(&w, "max_agent_loop_us", agent_loop_us);
     co_jsonw_kint(&w, "max_db_work_us", coord_db_max_work_us(srv->db));
     co_jsonw_obj_end(&w);
     co_jsonw_obj_end(&w);

@@ -205,7 +205,7 @@ coord_config_load(struct coord_config *cfg, co_err *err)
     if (co_config_int("WORKER_TIMEOUT_SECONDS", 60, 1, 86400, &cfg->worker_timeout_seconds, err) <
         0)
         goto fail;
-    if (co_config_int("MAX_WORKERS", 100, 1, 1000000, &cfg->max_workers, err) < 0)
+    if (co_config_int("MAX_WORKERS", 10000, 1, 1000000, &cfg->max_workers, err) < 0)
         goto fail;
     if (co_config_int("RETENTION_DAYS", 30, 1, 36500, &cfg->retention_days, err) < 0 ||
         co_config_int("RETENTION_INTERVAL_SECONDS", 3600, 1, 7 * 86400,

@@ -2,6 +2,7 @@
 #include "coord_metrics.h"
 
 #include <inttypes.h>
+#include "co_time.h"
 
 static const int metric_codes[COORD_METRICS_CODES] = {
     200, 201, 204, 304, 400, 401, 402, 403, 404, 405,
@@ -28,6 +29,17 @@ coord_metrics_http(struct coord_metrics *m, int code)
         }
     }
     atomic_fetch_add(&m->http[idx], 1);
+}
+
+void
+coord_metrics_agent_loop(struct coord_metrics *m, int64_t t0_ns)
+{
+    if (!m)
+        return;
+    int64_t us = (co_mono_ns() - t0_ns) / 1000;
+    int64_t was = atomic_load(&m->agent_loop_max_us);
+    if (us > was)
+        atomic_store(&m->agent_loop_max_us, us); /* one writer: the lws thread */
 }
 
 void

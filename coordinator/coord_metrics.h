@@ -25,6 +25,9 @@ struct coord_metrics {
     _Atomic int64_t dashboards_connected;
     _Atomic uint64_t auth_key_lookups;    /* bearer keys looked up in the store */
     _Atomic uint64_t auth_key_cache_hits; /* bearer keys found in the lookup cache */
+    /* The longest agent callback or agent timer (scheduler pass, lease tick, write flush) on the
+     * service loop, wall clock (HTTP callbacks are the server's max_loop_callback_us). */
+    _Atomic int64_t agent_loop_max_us;
 };
 
 /** Zero every counter. */
@@ -33,6 +36,9 @@ void coord_metrics_init(struct coord_metrics *m);
 void coord_metrics_http(struct coord_metrics *m, int code);
 /** Count one assignment that waited @wait_ms since the job was submitted. */
 void coord_metrics_dispatch(struct coord_metrics *m, int64_t wait_ms);
+/** Note an agent callback or timer that began at @t0_ns (co_mono_ns) and ends now, on the
+ *  service loop (@m may be NULL). */
+void coord_metrics_agent_loop(struct coord_metrics *m, int64_t t0_ns);
 
 /**
  * Append the Prometheus text exposition to @out: the counters of @m, job counts and queue depth

@@ -26,8 +26,10 @@ struct coord_sched {
     uint64_t passes;
     uint64_t claims, conflicts;
     /* What the connected agents can run (rebuilt when the set of agents changes). */
-    struct co_buf sig;    /* the agents the fit was built from */
-    struct co_buf images; /* their images, a JSON array */
+    uint64_t sig; /* the agents the fit was built from (coord_sched_refresh) */
+    size_t sig_n;
+    bool sig_valid;
+    struct co_buf images; /* their images, a JSON array, each once */
     int64_t max_cores, max_ram_mb;
     /* Fair share: when each buyer last had a job placed (a serial; a buyer not listed: never). */
     struct buyer_turn *turns;
@@ -92,7 +94,6 @@ coord_sched_free(struct coord_sched *sc)
     co_info("scheduler stopped passes=%llu claims=%llu conflicts=%llu",
             (unsigned long long)sc->passes, (unsigned long long)sc->claims,
             (unsigned long long)sc->conflicts);
-    co_buf_release(&sc->sig);
     co_buf_release(&sc->images);
     free(sc->turns);
     free(sc);
@@ -310,67 +311,218 @@ sched_claim(struct coord_sched *sc, struct agent_sess *s, const struct coord_job
     agent_hub_write(hub, it->job_id, claim_work, claim_undo, claim_done, it);
 }
 
+/*
+ * Placement classes.  Open sessions that no job can tell apart (same total and free cores and
+ * RAM, same images, same placement terms: prices and reputation) form one class; a class keeps its
+ * sessions' positions in hub->sess in a min-heap.  A pass then costs O(sessions) to build the
+ * classes plus O(jobs x classes) to place, instead of O(jobs x sessions), and chooses exactly as a
+ * scan of every session would: the best terms (sched_terms_cmp), then the least leftover, ties
+ * to the session that comes first in hub->sess.  A placed session moves to the class of its new
+ * free capacity; a reserved one leaves the pass.
+ */
+struct pclass {
+    struct agent_sess rep; /* a shallow copy of its first member as it was then: the shape */
+    uint64_t hash;
+    size_t next;  /* the next class in this hash bucket, + 1 (0: none) */
+    size_t *heap; /* positions in hub->sess, smallest first */
+    size_t n, cap;
+};
+
+struct pclasses {
+    bool by_owner; /* replicas in the read (coord_verify_owner_ok): the owner is in the shape */
+    struct pclass *c;
+    size_t n, cap;
+    size_t *bucket; /* class index + 1, 0: empty */
+    size_t n_bucket;
+    size_t members; /* sessions in every class together */
+};
+
+static uint64_t
+fnv(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* The owner a session sells for (the worker id when none is stored). */
+static const char *
+sess_owner(const struct agent_sess *s)
+{
+    return s->owner_id[0] ? s->owner_id : s->worker_id;
+}
+
+static uint64_t
+shape_hash(const struct agent_sess *s, bool by_owner)
+{
+    int64_t v[7] = {s->cores,
+                    s->ram_mb,
+                    s->free_cores,
+                    s->free_ram_mb,
+                    s->reputation,
+                    s->price.per_core_second,
+                    s->price.per_gb_second};
+    uint64_t h = fnv(14695981039346656037ULL, v, sizeof(v));
+    for (size_t k = 0; k < s->n_images; k++)
+        h = fnv(h, s->images[k], strlen(s->images[k]) + 1);
+    if (by_owner)
+        h = fnv(h, sess_owner(s), strlen(sess_owner(s)));
+    return h;
+}
+
+static bool
+shape_eq(const struct agent_sess *a, const struct agent_sess *b, bool by_owner)
+{
+    if (a->cores != b->cores || a->ram_mb != b->ram_mb || a->free_cores != b->free_cores ||
+        a->free_ram_mb != b->free_ram_mb || a->n_images != b->n_images ||
+        a->reputation != b->reputation || a->price.per_core_second != b->price.per_core_second ||
+        a->price.per_gb_second != b->price.per_gb_second ||
+        (by_owner && strcmp(sess_owner(a), sess_owner(b)) != 0))
+        return false;
+    for (size_t k = 0; k < a->n_images; k++) {
+        if (strcmp(a->images[k], b->images[k]) != 0)
+            return false;
+    }
+    return true;
+}
+
+static void
+heap_push(struct pclass *c, size_t pos)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 4;
+        c->heap = co_xreallocarray(c->heap, c->cap, sizeof(*c->heap));
+    }
+    size_t i = c->n++;
+    while (i > 0 && c->heap[(i - 1) / 2] > pos) {
+        c->heap[i] = c->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    c->heap[i] = pos;
+}
+
+static size_t
+heap_pop(struct pclass *c)
+{
+    size_t top = c->heap[0], last = c->heap[--c->n], i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, m = l + 1 < c->n && c->heap[l + 1] < c->heap[l] ? l + 1 : l;
+        if (l >= c->n || c->heap[m] >= last)
+            break;
+        c->heap[i] = c->heap[m];
+        i = m;
+    }
+    if (c->n > 0)
+        c->heap[i] = last;
+    return top;
+}
+
+/* Put the session at @pos of hub->sess into the class of its shape. */
+static void
+pclass_add(struct pclasses *pc, struct coord_agents *hub, size_t pos)
+{
+    const struct agent_sess *s = hub->sess[pos];
+    uint64_t h = shape_hash(s, pc->by_owner);
+    size_t *slot = &pc->bucket[h % pc->n_bucket];
+    size_t ci = *slot;
+    while (ci && !(pc->c[ci - 1].hash == h && shape_eq(&pc->c[ci - 1].rep, s, pc->by_owner)))
+        ci = pc->c[ci - 1].next;
+    if (!ci) {
+        if (pc->n == pc->cap) {
+            pc->cap = pc->cap ? pc->cap * 2 : 8;
+            pc->c = co_xreallocarray(pc->c, pc->cap, sizeof(*pc->c));
+        }
+        pc->c[pc->n] = (struct pclass){.rep = *s, .hash = h, .next = *slot};
+        ci = *slot = ++pc->n;
+    }
+    heap_push(&pc->c[ci - 1], pos);
+    pc->members++;
+}
+
+static void
+pclasses_release(struct pclasses *pc)
+{
+    for (size_t i = 0; i < pc->n; i++)
+        free(pc->c[i].heap);
+    free(pc->c);
+    free(pc->bucket);
+}
+
 size_t
 coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                  struct sched_pick *picks)
 {
     size_t placed = 0;
-    /* A quarantined worker takes no jobs: blocked for the whole pass. */
-    for (size_t i = 0; i < hub->n_sess; i++)
-        hub->sess[i]->blocked = coord_quarantine_check(hub->sess[i]->worker_id, NULL, 0);
-    for (size_t k = 0; k < jobs->len; k++) {
+    if (jobs->len == 0)
+        return 0;
+    struct pclasses pc = {0};
+    for (size_t k = 0; k < jobs->len && !pc.by_owner; k++)
+        pc.by_owner = jobs->items[k].parent_job_id[0] || jobs->items[k].avoid_owners;
+    pc.n_bucket = hub->n_sess < 64 ? 64 : hub->n_sess;
+    pc.bucket = co_xcalloc(pc.n_bucket, sizeof(*pc.bucket));
+    for (size_t i = 0; i < hub->n_sess; i++) {
+        struct agent_sess *s = hub->sess[i];
+        /* A quarantined worker takes no jobs: blocked for the whole pass. */
+        s->blocked = coord_quarantine_check(s->worker_id, NULL, 0);
+        if (s->wsi && s->state == AS_READY && !s->blocked && !s->superseded)
+            pclass_add(&pc, hub, i);
+    }
+    for (size_t k = 0; k < jobs->len && pc.members > 0; k++) {
         const struct coord_job *job = &jobs->items[k];
         if (agent_hub_holds_job(hub, job->job_id))
             continue; /* claimed already; the read raced with the claim */
         const char *image = job->image && job->image[0] ? job->image : "default";
-        struct agent_sess *best = NULL, *reserve = NULL;
+        struct pclass *best = NULL, *reserve = NULL;
         double best_left = 0, reserve_left = 0;
-        bool any_open = false;
-        for (size_t i = 0; i < hub->n_sess; i++) {
-            struct agent_sess *s = hub->sess[i];
-            if (!s->wsi || s->state != AS_READY || s->blocked || s->superseded)
-                continue;
-            any_open = true;
-            if (s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
+        for (size_t ci = 0; ci < pc.n; ci++) {
+            struct pclass *c = &pc.c[ci];
+            const struct agent_sess *s = &c->rep;
+            if (c->n == 0 || s->cores < job->required_cores || s->ram_mb < job->required_ram_mb ||
                 !agent_sess_has_image(s, image) || !sched_terms_allow(s, job) ||
-                !coord_verify_owner_ok(job, s->owner_id[0] ? s->owner_id : s->worker_id))
+                !coord_verify_owner_ok(job, sess_owner(s)))
                 continue;
             if (s->free_cores >= job->required_cores && s->free_ram_mb >= job->required_ram_mb) {
                 double l = leftover(s->free_cores, s->free_ram_mb, job->required_cores,
                                     job->required_ram_mb, s->cores, s->ram_mb);
-                int order = best ? sched_terms_cmp(s, best, job) : -1;
-                if (order < 0 || (order == 0 && l < best_left)) {
-                    best = s;
+                int order = best ? sched_terms_cmp(s, &best->rep, job) : -1;
+                if (order < 0 || (order == 0 && (l < best_left ||
+                                                 (l == best_left && c->heap[0] < best->heap[0])))) {
+                    best = c;
                     best_left = l;
                 }
             } else {
                 double l = leftover(s->cores, s->ram_mb, job->required_cores, job->required_ram_mb,
                                     s->cores, s->ram_mb);
-                if (!reserve || l < reserve_left) {
-                    reserve = s;
+                if (!reserve || l < reserve_left ||
+                    (l == reserve_left && c->heap[0] < reserve->heap[0])) {
+                    reserve = c;
                     reserve_left = l;
                 }
             }
         }
-        if (!any_open)
-            break;
         if (best) {
+            size_t pos = heap_pop(best);
+            struct agent_sess *s = hub->sess[pos];
             if (job->parent_job_id[0]) /* its sibling replicas go to other owners */
-                coord_verify_avoid_add(jobs, job->parent_job_id,
-                                       best->owner_id[0] ? best->owner_id : best->worker_id);
-            agent_sess_add_job(best, job, 0, AJ_CLAIMING);
+                coord_verify_avoid_add(jobs, job->parent_job_id, sess_owner(s));
+            agent_sess_add_job(s, job, 0, AJ_CLAIMING);
             picks[placed].job = k;
-            picks[placed].s = best;
+            picks[placed].s = s;
             placed++;
+            pc.members--;
+            pclass_add(&pc, hub, pos); /* its new free capacity (may add a class) */
         } else if (reserve) {
             /*
              * It fits this agent once running jobs end: keep less urgent jobs off it for the
              * rest of the pass, so the job is not starved by a stream of small ones.
              */
-            reserve->blocked = true;
+            hub->sess[heap_pop(reserve)]->blocked = true;
+            pc.members--;
         }
         /* A job that fits no connected agent at all stays pending (health: pending_unfit). */
     }
+    pclasses_release(&pc);
     return placed;
 }
 
@@ -551,11 +703,13 @@ pass_done(void *arg)
         goto out; /* the lease tick kicks again */
     }
     size_t read = it->jobs.len;
+    int64_t t0 = co_mono_ns();
     coord_sched_apply_terms(hub, &it->terms);
     coord_sched_refresh(sc); /* the board shows the terms just read */
     sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
     coord_sched_note_caps(sc, &it->caps, it->began_ms);
+    coord_metrics_agent_loop(hub->metrics, t0);
     if (sc->again || (placed > 0 && (int64_t)read >= it->limit)) {
         sc->again = false;
         coord_sched_kick(sc);
@@ -706,27 +860,31 @@ void
 coord_sched_refresh(struct coord_sched *sc)
 {
     struct coord_agents *hub = sc->hub;
-    struct co_buf sig = CO_BUF_INIT;
+    /*
+     * The signature is a hash of the open sessions' serials, sizes and terms (a session's images
+     * are fixed at its hello): a few nanoseconds per agent, where the text it replaced cost a
+     * formatted line per agent on every pass.
+     */
+    uint64_t sig = 14695981039346656037ULL;
+    size_t n_open = 0;
     for (size_t i = 0; i < hub->n_sess; i++) {
         const struct agent_sess *s = hub->sess[i];
         if (!sess_open(s))
             continue;
-        co_buf_printf(&sig, "%s %lld %lld %lld %lld %lld", s->worker_id, (long long)s->cores,
-                      (long long)s->ram_mb, (long long)s->price.per_core_second,
-                      (long long)s->price.per_gb_second, (long long)s->reputation);
-        for (size_t k = 0; k < s->n_images; k++)
-            co_buf_printf(&sig, " %s", s->images[k]);
-        co_buf_putc(&sig, '\n');
+        int64_t v[6] = {(int64_t)s->serial,     s->cores,     s->ram_mb, s->price.per_core_second,
+                        s->price.per_gb_second, s->reputation};
+        sig = fnv(sig, v, sizeof(v));
+        n_open++;
     }
-    bool same =
-        sig.len == sc->sig.len && (sig.len == 0 || memcmp(sig.data, sc->sig.data, sig.len) == 0);
-    if (same && sc->images.len > 0) {
-        co_buf_release(&sig);
+    if (sc->sig_valid && sig == sc->sig && n_open == sc->sig_n)
         return;
-    }
-    co_buf_release(&sc->sig);
+    sc->sig_valid = true;
     sc->sig = sig;
+    sc->sig_n = n_open;
     sc->max_cores = sc->max_ram_mb = 0;
+    /* Each image once: the pending read matches the jobs' images against this list. */
+    const char **seen = NULL;
+    size_t n_seen = 0, cap_seen = 0;
     co_buf_reset(&sc->images);
     struct co_jsonw w;
     co_jsonw_init(&w, &sc->images);
@@ -739,12 +897,24 @@ coord_sched_refresh(struct coord_sched *sc)
             sc->max_cores = s->cores;
         if (s->ram_mb > sc->max_ram_mb)
             sc->max_ram_mb = s->ram_mb;
-        if (s->n_images == 0)
-            co_jsonw_str(&w, PROTO_IMAGE_DEFAULT);
-        for (size_t k = 0; k < s->n_images; k++)
-            co_jsonw_str(&w, s->images[k]);
+        size_t n_img = s->n_images ? s->n_images : 1;
+        for (size_t k = 0; k < n_img; k++) {
+            const char *img = s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT;
+            bool dup = false;
+            for (size_t d = 0; d < n_seen && !dup; d++)
+                dup = strcmp(seen[d], img) == 0;
+            if (dup)
+                continue;
+            if (n_seen == cap_seen) {
+                cap_seen = cap_seen ? cap_seen * 2 : 8;
+                seen = co_xreallocarray(seen, cap_seen, sizeof(*seen));
+            }
+            seen[n_seen++] = img;
+            co_jsonw_str(&w, img);
+        }
     }
     co_jsonw_arr_end(&w);
+    free(seen);
     board_publish(hub);
 }
 
@@ -852,10 +1022,12 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
 {
     struct coord_sched *sc = lws_container_of(sul, struct coord_sched, sul);
     struct coord_agents *hub = sc->hub;
+    int64_t t0 = co_mono_ns();
     sc->scheduled = false;
     sc->again = false;
     coord_sched_refresh(sc);
     int64_t free_cores = sched_free_cores(hub);
+    coord_metrics_agent_loop(hub->metrics, t0);
     /* Without free capacity nothing can be placed; a pass still refreshes the held buyers. */
     if (sc->running || (free_cores == 0 && !board_holds_buyers()))
         return;

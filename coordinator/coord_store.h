@@ -507,6 +507,17 @@ int coord_store_worker_check_owner(struct coord_store *s, const char *worker_id,
                                    const char *owner_id, co_err *err)
     __attribute__((warn_unused_result));
 
+/* Worker ids per statement of coord_store_worker_heartbeat_many. */
+#define COORD_STORE_HEARTBEAT_BATCH 2000
+
+/**
+ * Renew the leases of @n workers (coord_lease's tick), like coord_store_worker_heartbeat for
+ * each but in one statement per COORD_STORE_HEARTBEAT_BATCH ids, taken in sorted order; unknown
+ * ids are ignored.  Call it inside a transaction (a coord_db write) to make it one commit.
+ */
+int coord_store_worker_heartbeat_many(struct coord_store *s, const char (*ids)[CO_ID_MAX + 1],
+                                      size_t n, co_err *err) __attribute__((warn_unused_result));
+
 /**
  * Renew the worker's lease (last_heartbeat = now); a worker stored as offline becomes idle.
  * CO_E_NOTFOUND if unknown.

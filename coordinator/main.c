@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "co_alloc.h"
 #include "co_config.h"
@@ -44,7 +45,7 @@ usage(FILE *f)
            "  AGENT_TOKEN (the operator's agents)  AGENT_TOKEN_OWNER (platform)\n"
            "  OPEN_REGISTRATION (false; development only)  DATABASE_URL (sqlite var/cacheout.db)\n"
            "  COST_PER_CORE (0.1)  COST_PER_100MB_RAM (0.001)  DEFAULT_STARTING_CREDITS (100)\n"
-           "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (100)  LOG_LEVEL (INFO)  LOG_FILE\n"
+           "  WORKER_TIMEOUT_SECONDS (60)  MAX_WORKERS (10000)  LOG_LEVEL (INFO)  LOG_FILE\n"
            "  CORS_ORIGINS (http://localhost:5173)  MAX_BODY_BYTES (16MiB)  MAX_JOB_CORES (256)\n"
            "  MAX_JOB_FILES_BYTES (8MiB)  MAX_ARTIFACT_BYTES (64MiB)  MAX_JOB_RAM_MB (1048576)\n"
            "  FRONTEND_DIR (<bindir>/../share/cacheout/frontend,\n"
@@ -69,6 +70,27 @@ install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+/*
+ * Every agent is one descriptor: take the hard RLIMIT_NOFILE (Debian's soft default of 1024 would
+ * stop at about 1,000 agents) and say so when even that is short of MAX_WORKERS.
+ */
+static void
+raise_nofile(int64_t max_workers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (int64_t)rl.rlim_cur < max_workers + 256)
+        co_warn("RLIMIT_NOFILE is %llu: fewer descriptors than MAX_WORKERS=%lld agents need "
+                "(raise the hard limit, e.g. LimitNOFILE= in the service unit)",
+                (unsigned long long)rl.rlim_cur, (long long)max_workers);
 }
 
 int
@@ -118,6 +140,8 @@ main(int argc, char **argv)
     if (cfg.open_registration)
         co_warn("OPEN_REGISTRATION=true: the agent routes (/ws/agent, register, unregister, task, "
                 "status) accept agents without a credential; for development only");
+
+    raise_nofile(cfg.max_workers);
 
     int rc = 1;
     struct coord_store *mig = NULL;

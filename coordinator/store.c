@@ -275,6 +275,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                             "status = CASE WHEN status = 'offline' THEN 'idle' ELSE status END "
                             "WHERE worker_id = $1",
                             NULL, STORE_LOCK_NONE},
+    /* coord_lease's tick: every heartbeat of the last second in one statement ($1 a JSON
+     * array of worker ids, sorted, so that row locks are always taken in one order); the
+     * database's clock on PostgreSQL, as Q_WORKER_HEARTBEAT. */
+    [Q_WORKER_HEARTBEAT_MANY] =
+        {"UPDATE worker_registrations SET last_heartbeat = $2, "
+         "status = CASE WHEN status = 'offline' THEN 'idle' ELSE status END "
+         "WHERE worker_id IN (SELECT value FROM json_each($1))",
+         "UPDATE worker_registrations SET last_heartbeat = "
+         "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT) + 0 * $2::bigint, "
+         "status = CASE WHEN status = 'offline' THEN 'idle' ELSE status END "
+         "WHERE worker_id IN (SELECT jsonb_array_elements_text($1::jsonb))",
+         NULL, STORE_LOCK_NONE},
     [Q_WORKER_SET_STATUS] = {"UPDATE worker_registrations SET status = $2, updated_at = $3 "
                              "WHERE worker_id = $1",
                              NULL, NULL, STORE_LOCK_NONE},
@@ -2721,6 +2733,43 @@ coord_store_worker_heartbeat(struct coord_store *s, const char *worker_id, co_er
     return 0;
 }
 
+static int
+id_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int
+coord_store_worker_heartbeat_many(struct coord_store *s, const char (*ids)[CO_ID_MAX + 1], size_t n,
+                                  co_err *err)
+{
+    if (n == 0)
+        return 0;
+    const char **sorted = co_xcalloc(n, sizeof(*sorted));
+    for (size_t i = 0; i < n; i++)
+        sorted[i] = ids[i];
+    qsort(sorted, n, sizeof(*sorted), id_cmp);
+    int rc = 0;
+    int64_t now = co_wall_ms();
+    for (size_t at = 0; at < n && rc == 0; at += COORD_STORE_HEARTBEAT_BATCH) {
+        size_t end = at + COORD_STORE_HEARTBEAT_BATCH < n ? at + COORD_STORE_HEARTBEAT_BATCH : n;
+        struct co_buf json = CO_BUF_INIT;
+        struct co_jsonw w;
+        co_jsonw_init(&w, &json);
+        co_jsonw_arr_begin(&w);
+        for (size_t i = at; i < end; i++)
+            co_jsonw_str(&w, sorted[i]);
+        co_jsonw_arr_end(&w);
+        int64_t changes = 0;
+        if (q_exec(s, Q_WORKER_HEARTBEAT_MANY, PARAMS(P_TEXT(json.data), P_INT(now)), &changes,
+                   err) < 0)
+            rc = -1;
+        co_buf_release(&json);
+    }
+    free(sorted);
+    return rc;
+}
+
 int
 coord_store_worker_set_status(struct coord_store *s, const char *worker_id,
                               enum coord_worker_status st, co_err *err)
@@ -3564,7 +3613,8 @@ coord_store_artifact_append(struct coord_store *s, const char *job_id, const cha
         if (q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL,
                   err) < 0)
             goto out;
-        if (stored >= max_bytes) {
+        /* A file that ends exactly at the cap still gets its end (an empty chunk with eof). */
+        if (stored >= max_bytes && !(len == 0 && eof)) {
             *capped = true;
             rc = 0;
             goto out;

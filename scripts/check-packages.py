@@ -62,6 +62,8 @@ COMMANDS = {
     "/usr/lib/postgresql/15/bin/initdb": "throw-away PostgreSQL (tests/lib/pg.sh)",
     "/usr/lib/postgresql/15/bin/pg_ctl": "throw-away PostgreSQL (tests/lib/pg.sh)",
     "/usr/lib/postgresql/15/bin/createdb": "throw-away PostgreSQL (tests/lib/pg.sh)",
+    "/usr/lib/postgresql/15/bin/psql": "the scale-out suite prints the sessions and locks it "
+    "finds when a node hangs",
     # containers
     "podman": "compose and packaging suites",
     "podman-compose": "compose suite",

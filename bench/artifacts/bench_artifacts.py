@@ -82,7 +82,8 @@ def main():
                   "tar.gz %.2f s for %.1f MB); checksum %s"
                   % (label, run + 1, args.mb, total_s, mb / total_s,
                      (stored_ms - end_ms) / 1000, mb / max((stored_ms - end_ms) / 1000, 1e-3),
-                     dl_s, mb / dl_s, tgz_s, len(tgz) / 1e6, "ok" if ok else "MISMATCH"),
+                     dl_s, mb / dl_s, tgz_s, len(tgz) / 1e6,
+                     "ok" if ok else "MISMATCH (%s: %r; list %r)" % (st, payload[:200], lst)),
                   flush=True)
     finally:
         agent.stop()

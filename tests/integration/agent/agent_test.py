@@ -885,6 +885,52 @@ def t_kill_coordinator(env):
     wait_connected(c, [a.worker_id for a in agents])
 
 
+@case("COORDINATOR_URL with two coordinators: kill -9 the first, the agent fails over to the "
+      "second on the same database; a job running across the failover finishes exactly once")
+def t_failover(env):
+    c = env.coord
+    c.start()
+    port2 = cotest.free_port()
+    urls = "ws://127.0.0.1:%d/ws/agent, ws://127.0.0.1:%d/ws/agent" % (c.port, port2)
+    a = env.agent("fo-w1", 2, 2048, extra_env={"COORDINATOR_URL": urls})
+    a.start()
+    wait_connected(c, ["fo-w1"])
+    j = c.submit(title="fo-long", buyer_id="fo-buyer",
+                 command="python -c \"import time; time.sleep(6); print('across')\"")["job_id"]
+    wait_until(lambda: c.job(j)["status"] == "running", 30, "job running")
+    # The second coordinator comes up at the list's second URL on the same database once the
+    # first is dead (one database, one coordinator at a time: SQLite cannot be shared, and
+    # several live nodes on one PostgreSQL are the scale-out suite's subject).
+    c.kill9()
+    t_kill = time.time()
+    c.port = port2
+    c.env["PORT"] = str(port2)
+    c.start()
+    t_up = time.time()
+    needle = "connected to coordinator url=ws://127.0.0.1:%d/ws/agent" % port2
+    wait_until(lambda: needle in a.log_tail(1 << 20), 60, "the agent connected to the second URL")
+    t_conn = time.time()
+    log("failover: agent on the second coordinator %.2f s after the kill, %.2f s after that "
+        "coordinator answered health (bound: one backoff step, 1-1.3 s, per URL tried; the "
+        "second URL is tried first)" % (t_conn - t_kill, t_conn - t_up))
+    check("failing over to coordinator url=" in a.log_tail(1 << 20), "no failover logged")
+    wait_connected(c, ["fo-w1"])
+    done = wait_jobs_final(c, [j], 60)[0]
+    check(done["status"] == "completed" and done["attempts"] == 1,
+          "job ended %s/%s after %d attempts" % (done["status"], done["failure_reason"],
+                                                 done["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % j)
+    check(st == 200 and "across" in out["stdout"], "output of the job: %s %r" % (st, out))
+    check(len(ledger_rows(c, "fo-buyer", j, "charge")) == 1, "job not charged exactly once")
+    check(len(ledger_rows(c, "owner-fo-w1", j, "payout")) == 1, "job not paid out exactly once")
+    # The agent works on for the new coordinator.
+    j2 = c.submit(title="fo-after", buyer_id="fo-buyer", command="true")["job_id"]
+    done2 = wait_jobs_final(c, [j2], 60)[0]
+    check(done2["status"] == "completed", "job after the failover ended %s" % done2["status"])
+    wait_until(lambda: not os.listdir(os.path.join(a.root, "results")), 15,
+               "the journal emptied by the acks")
+
+
 @case("cancel a pending and a running job; a job over its timeout fails with timeout; "
       "a memory bomb fails with oom")
 def t_cancel_timeout_oom(env):
@@ -2363,11 +2409,37 @@ def t_artifacts_fake(env):
               and "code" not in j, "%s sees %r" % (who, sorted(j)))
     charges = ledger_rows(c, "fa-buyer", jid, "charge")
     check(len(charges) == 1, "charged %d times" % len(charges))
+    # A file of exactly the cap's size, its end sent as an empty chunk (as the real agent does),
+    # is stored whole: the end at the cap is not a byte over it.
+    st, j = c.http("POST", "/api/v1/submit", {"title": "exact cap", "required_cores": 1,
+                                              "required_ram_mb": 64, "command": "true"},
+                   headers=bearer(kb))
+    exact = j["job_id"]
+    expect(fake, "job.assign", job_id=exact)
+    fake.send({"v": 1, "type": "job.accepted", "job_id": exact, "attempt": 1})
+    fake.send({"v": 1, "type": "job.started", "job_id": exact, "attempt": 1,
+               "started_at": now_iso()})
+    e_data = rnd.randbytes(cap)
+    msgs = art_chunks(exact, "e.bin", e_data, 200000)
+    msgs[-1]["eof"] = False
+    msgs.append({"v": 1, "type": "job.artifact", "job_id": exact, "attempt": 1, "path": "e.bin",
+                 "offset": cap, "data_b64": "", "eof": True})
+    for m in msgs:
+        fake.send(m)
+    fake.send({"v": 1, "type": "job.artifacts", "job_id": exact, "attempt": 1, "files": 1,
+               "bytes": cap, "truncated": False})
+    fake.send({"v": 1, "type": "job.finished", "job_id": exact, "attempt": 1, "status": "ok",
+               "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100})
+    expect(fake, "job.ack", job_id=exact)
+    st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % exact)
+    check(st == 200 and [(x["path"], x["size"], x["sha256"]) for x in lst] ==
+          [("e.bin", cap, hashlib.sha256(e_data).hexdigest())],
+          "a file of exactly MAX_ARTIFACT_BYTES: %s %r" % (st, lst))
     fake.close()
     # Retention: the artifacts go (in RETENTION_BATCH rows per step), the job and ledger stay.
     time.sleep(1.2)
     st, got = c.admin("POST", "/api/v1/debug/retention", {"older_than_seconds": 1})
-    check(st == 200 and got["artifacts"] >= 1 + 2 + 3, "retention answered %s %r" % (st, got))
+    check(st == 200 and got["artifacts"] >= 1 + 2 + 3 + 1 + 1 + 1, "retention answered %s %r" % (st, got))
     st, lst = c.admin("GET", "/api/v1/jobs/%s/artifacts" % jid)
     check(st == 200 and lst == [], "artifacts after retention: %s %r" % (st, lst))
     st, _, _ = get_raw(c, "/api/v1/jobs/%s/artifacts/a.txt" % jid)
@@ -2735,8 +2807,8 @@ def t_replicas_distinct(env):
 
 CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
          t_lost_job, t_lost_assign, t_lost_assign_live, t_result_journal,
-         t_kill_coordinator, t_cancel_timeout_oom, t_lease_unfit, t_db_outage, t_restart_in_outage,
-         t_output_in_outage,
+         t_kill_coordinator, t_failover, t_cancel_timeout_oom, t_lease_unfit, t_db_outage,
+         t_restart_in_outage, t_output_in_outage,
          t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
          t_user_disabled, t_closed_routes, t_agent_brute_force, t_poll_keys, t_running_cap,
          t_rootless_hello, t_rootless_cancel_timeout,

@@ -156,7 +156,8 @@ class Cluster:
                "backend_xid, now() - state_change AS since, left(query, 90) AS query "
                "FROM pg_stat_activity WHERE datname = current_database(); "
                "SELECT locktype, objid, pid, granted FROM pg_locks WHERE locktype = 'advisory'")
-        out = subprocess.run(["psql", self.url, "-c", sql], stdout=subprocess.PIPE,
+        psql = os.path.join(self.args.pg_bin, "psql")
+        out = subprocess.run([psql, self.url, "-c", sql], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, timeout=30).stdout.decode(errors="replace")
         for line in out.splitlines():
             log("pg: " + line)

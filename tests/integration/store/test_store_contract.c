@@ -1416,6 +1416,27 @@ t_health(void)
     CHECK_EQ(g.status, COORD_WORKER_IDLE);
     FAILS(coord_store_worker_heartbeat(S, id("nope"), &E), CO_E_NOTFOUND);
     FAILS(coord_store_worker_set_status(S, id("nope"), COORD_WORKER_IDLE, &E), CO_E_NOTFOUND);
+    /* Heartbeats in one statement (the lease tick): known workers renewed, offline ones
+     * revived, unknown ids ignored, more ids than one statement takes. */
+    {
+        size_t n = COORD_STORE_HEARTBEAT_BATCH + 3;
+        char(*ids)[CO_ID_MAX + 1] = calloc(n, sizeof(*ids));
+        for (size_t i = 0; i < n; i++)
+            snprintf(ids[i], sizeof(ids[i]), "hb-unknown-%zu", i);
+        co_strlcpy(ids[n - 1], id("gone"), sizeof(ids[0]));
+        co_strlcpy(ids[7], id("idle"), sizeof(ids[0]));
+        OK(coord_store_worker_set_status(S, id("gone"), COORD_WORKER_OFFLINE, &E));
+        int64_t before = co_wall_ms();
+        OK(coord_store_worker_heartbeat_many(S, ids, n, &E));
+        OK(coord_store_worker_heartbeat_many(S, ids, 0, &E));
+        free(ids);
+        struct coord_worker h;
+        OK(coord_store_worker_get(S, id("gone"), &h, &E));
+        CHECK_EQ(h.status, COORD_WORKER_IDLE);
+        CHECK(h.last_heartbeat >= before);
+        OK(coord_store_worker_get(S, id("idle"), &h, &E));
+        CHECK(h.last_heartbeat >= before);
+    }
     /* Silent workers count as offline once the timeout has passed. */
     struct coord_store_config c2 = cfg;
     struct coord_store *s2 = NULL;

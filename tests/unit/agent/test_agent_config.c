@@ -198,6 +198,14 @@ test_bad_values(void **state)
     check_bad("COORDINATOR_URL", "ws://");
     check_bad("COORDINATOR_URL", "ws://host:0/");
     check_bad("COORDINATOR_URL", "ws://host:99999/");
+    /* A list: every entry is checked, an empty one too. */
+    check_bad("COORDINATOR_URL", "ws://a:1,ftp://b");
+    check_bad("COORDINATOR_URL", "ws://a:1,,ws://b:2");
+    check_bad("COORDINATOR_URL", "ws://a:1,");
+    check_bad("COORDINATOR_URL", "ws://a:1,ws://b:0");
+    check_bad("COORDINATOR_URL",
+              "ws://a,ws://a,ws://a,ws://a,ws://a,ws://a,ws://a,ws://a,ws://a,ws://a,ws://a,"
+              "ws://a,ws://a,ws://a,ws://a,ws://a,ws://a");
     check_bad("COORDINATOR_URL", "ws://host:12ab/");
     check_bad("COORDINATOR_URL", "ws://us er@host/");
     check_bad("COORDINATOR_URL", "ws://user@host/");
@@ -286,6 +294,46 @@ test_urls(void **state)
     agent_config_release(&cfg);
 }
 
+/* COORDINATOR_URL as a list: every entry parsed, in order; the first one is cfg.url. */
+static void
+test_url_list(void **state)
+{
+    (void)state;
+    reset_env(NULL);
+    setenv("COORDINATOR_URL", "ws://c1:8000 , wss://[::1]:9443/x,ws://c3", 1);
+    struct agent_config cfg;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), 0);
+    assert_int_equal(cfg.n_urls, 3);
+    assert_string_equal(cfg.urls[0].url, "ws://c1:8000");
+    assert_string_equal(cfg.urls[0].host, "c1");
+    assert_int_equal(cfg.urls[0].port, 8000);
+    assert_false(cfg.urls[0].tls);
+    assert_string_equal(cfg.urls[1].host, "::1");
+    assert_int_equal(cfg.urls[1].port, 9443);
+    assert_string_equal(cfg.urls[1].path, "/x");
+    assert_true(cfg.urls[1].tls);
+    assert_string_equal(cfg.urls[2].path, "/ws/agent");
+    assert_int_equal(cfg.urls[2].port, 80);
+    assert_true(cfg.any_tls);
+    assert_string_equal(cfg.url, "ws://c1:8000");
+    assert_string_equal(cfg.host, "c1");
+    agent_config_release(&cfg);
+    assert_null(cfg.urls);
+
+    setenv("COORDINATOR_URL", "ws://only", 1);
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), 0);
+    assert_int_equal(cfg.n_urls, 1);
+    assert_false(cfg.any_tls);
+    assert_string_equal(cfg.urls[0].host, "only");
+    agent_config_release(&cfg);
+
+    /* The error names the bad entry. */
+    setenv("COORDINATOR_URL", "ws://good:1,http//bad", 1);
+    assert_int_equal(agent_config_load(&cfg, &caps, &err), -1);
+    assert_non_null(strstr(err.msg, "http//bad"));
+}
+
 static void
 test_default_ram(void **state)
 {
@@ -318,6 +366,7 @@ main(void)
         cmocka_unit_test(test_default_work_root),
         cmocka_unit_test_setup(test_work_root_env, reset_env),
         cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_url_list),
         cmocka_unit_test(test_default_ram),
         cmocka_unit_test(test_detect),
     };

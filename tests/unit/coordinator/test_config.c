@@ -68,7 +68,7 @@ test_defaults(void **state)
     assert_int_equal(c.cost_per_100mb_ram, 1000);
     assert_int_equal(c.starting_credits, 100 * CO_MICRO);
     assert_int_equal(c.worker_timeout_seconds, 60);
-    assert_int_equal(c.max_workers, 100);
+    assert_int_equal(c.max_workers, 10000);
     assert_int_equal(c.max_body_bytes, 16 << 20);
     assert_int_equal(c.max_job_files_bytes, 8 << 20);
     assert_int_equal(c.max_artifact_bytes, INT64_C(64) << 20);

@@ -113,6 +113,61 @@ test_best_fit(void **state)
     assert_int_equal(agent_sess_find(small, "j1")->state, AJ_CLAIMING);
 }
 
+/* Many agents of one shape: ties go to the first agent in order, and a half-used agent is the
+ * best fit for the next job (the placement classes choose as a scan of every agent would). */
+static void
+test_same_shape_ties(void **state)
+{
+    (void)state;
+    struct agent_sess *s[6];
+    char id[16];
+    for (int i = 0; i < 6; i++) {
+        snprintf(id, sizeof(id), "a%d", i);
+        s[i] = mk_sess(id, 2, 2048, NULL);
+    }
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof(id), "j%d", i);
+        add_job(id, 1, 512, NULL);
+    }
+    add_job("other-image", 1, 512, "gpu");
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 5);
+    struct agent_sess *want[5] = {s[0], s[0], s[1], s[1], s[2]};
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(p[i].job, (size_t)i);
+        assert_ptr_equal(p[i].s, want[i]);
+    }
+    assert_int_equal(s[2]->free_cores, 1);
+    assert_int_equal(s[3]->free_cores, 2);
+}
+
+/* Replicas of one job go to different owners even among agents of one shape (the owner joins
+ * the placement classes when replicas are in the read). */
+static void
+test_replicas_other_owners(void **state)
+{
+    (void)state;
+    struct agent_sess *a = mk_sess("a", 4, 4096, NULL);
+    struct agent_sess *b = mk_sess("b", 4, 4096, NULL);
+    struct agent_sess *c = mk_sess("c", 4, 4096, NULL);
+    co_strlcpy(a->owner_id, "alice", sizeof(a->owner_id));
+    co_strlcpy(b->owner_id, "alice", sizeof(b->owner_id));
+    co_strlcpy(c->owner_id, "carol", sizeof(c->owner_id));
+    add_job("r1", 1, 512, NULL);
+    add_job("r2", 1, 512, NULL);
+    add_job("r3", 1, 512, NULL);
+    for (size_t i = 0; i < 3; i++)
+        co_strlcpy(jobs.items[i].parent_job_id, "parent", sizeof(jobs.items[i].parent_job_id));
+    struct sched_pick p[64];
+    assert_int_equal(plan(p), 2); /* two owners: the third replica waits */
+    assert_ptr_equal(p[0].s, a);
+    assert_ptr_equal(p[1].s, c);
+    for (size_t i = 0; i < jobs.len; i++) {
+        free(jobs.items[i].avoid_owners);
+        jobs.items[i].avoid_owners = NULL;
+    }
+}
+
 static void
 test_capacity_never_exceeded(void **state)
 {
@@ -405,6 +460,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_best_fit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_same_shape_ties, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_replicas_other_owners, setup, teardown),
         cmocka_unit_test_setup_teardown(test_capacity_never_exceeded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reservation_keeps_priority, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unfit_does_not_block, setup, teardown),
