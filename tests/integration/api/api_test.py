@@ -1842,6 +1842,18 @@ def t_metered(args):
         expect_error(st, doc, 422, "invalid_field", "days")
         st, doc, _ = srv.jreq("GET", "/api/v1/users/%s/statement" % buyer)
         check(st == 401, "anonymous statement: %d %r" % (st, doc))
+        # Self or admin: a user's own key reads its statement, another user's key is refused,
+        # and an unknown user is 404.
+        mk_user(srv, "met-other")
+        other = mk_key(srv, "met-other")["token"]
+        st, doc, _ = srv.jreq("GET", "/api/v1/users/%s/statement" % buyer, headers=bearer(other))
+        expect_error(st, doc, 403, "forbidden")
+        st, days, _ = srv.jreq("GET", "/api/v1/users/met-other/statement?days=1",
+                               headers=bearer(other))
+        check(st == 200 and len(days) == 1 and micro(days[0]["spent"]) == 0,
+              "own statement: %d %r" % (st, days))
+        st, doc, _ = srv.jreq("GET", "/api/v1/users/nobody-met/statement", admin=True)
+        expect_error(st, doc, 404, "not_found")
         # A cancel of a running job charges the seconds it ran (at least one).
         j = submit(srv, buyer_id=buyer, required_cores=2, required_ram_mb=512, timeout_seconds=10)
         st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
