@@ -546,7 +546,10 @@ def t_tls(e):
     if not ARGS.tls_dir:
         raise Skip("no test CA (tests/lib/tls.sh could not make one: see run.sh's output)")
     d = ARGS.tls_dir
-    c = cotest.Coordinator(ARGS.coordinator, ARGS.sql_dir, ADMIN, workdir=e.workdir,
+    # A folder (so a database) of its own: the suite's coordinator holds the SQLite instance lock
+    # of the shared one.
+    c = cotest.Coordinator(ARGS.coordinator, ARGS.sql_dir, ADMIN,
+                           workdir=cotest.make_workdir("cacheout-cli-tls-"),
                            output="coordinator-tls.log",
                            settings={"TLS_CERT_FILE": os.path.join(d, "server.pem"),
                                      "TLS_KEY_FILE": os.path.join(d, "server.key"),
