@@ -107,7 +107,9 @@ def t_sql_dir_override():
             open(os.path.join(d, "sqlite", first), "w") as dst:
         dst.write(src.read())
     c = coordinator(ARGS.bin, "/", settings={"SQL_DIR": d})
-    c.start()
+    # With 0001 alone the tables later features read are missing, so health may say 503: the
+    # coordinator answering at all shows it started on what SQL_DIR gave it.
+    c.start(ready=(200, 503))
     try:
         check(applied_migrations(c) == [first], "applied %r" % applied_migrations(c))
     finally:
