@@ -13,13 +13,9 @@ coord="$build/coordinator/cacheout-coordinator"
 agent="$build/agent/cacheout-agent"
 passed=0
 failed=0
-for bin in "$coord" "$agent"; do
-    if [ ! -x "$bin" ]; then
-        echo "FAIL - chaos: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
-        echo "chaos: 0 passed, 1 failed"
-        exit 1
-    fi
-done
+# shellcheck source=../lib/suite.sh
+. "$src/tests/lib/suite.sh"
+suite_need chaos "$coord" "$agent"
 # CHAOS_XFAIL: checks expected to fail because of an open bug (comma-separated names, printed
 # loudly as XFAIL when they fail, XPASS when they pass).  Listed by default:
 # - outputs: output that arrives during a database outage is now kept and stored, but on SQLite
@@ -30,8 +26,6 @@ done
 #   and reconciliation acts only on mismatches seen twice).
 xfail=${CHAOS_XFAIL-outputs}
 
-# shellcheck source=../lib/suite.sh
-. "$src/tests/lib/suite.sh"
 run_driver() {
     local label=$1
     shift
@@ -55,5 +49,5 @@ else
     echo "FAIL - chaos: cannot start a PostgreSQL server (see above): the PostgreSQL run did NOT run"
     failed=$((failed + 1))
 fi
-echo "chaos: $passed passed, $failed failed"
+suite_summary chaos
 [ "$failed" -eq 0 ]

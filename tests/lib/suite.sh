@@ -19,3 +19,28 @@ suite_pass() {
     passed=$((passed + $(cut -d' ' -f2 <<<"$line")))
     failed=$((failed + $(cut -d' ' -f3 <<<"$line")))
 }
+
+# suite_summary NAME: the closing line "NAME: P passed, F failed[, K skipped]" from $passed,
+# $failed and $skipped (when set and above 0).
+suite_summary() {
+    if [ "${skipped:-0}" -gt 0 ]; then
+        echo "$1: $passed passed, $failed failed, $skipped skipped"
+    else
+        echo "$1: $passed passed, $failed failed"
+    fi
+}
+
+# suite_need NAME BINARY...: each BINARY must be executable; else one failure, the closing line,
+# and the script ends (nothing can run without the build).
+suite_need() {
+    local name=$1 bin
+    shift
+    for bin in "$@"; do
+        if [ ! -x "$bin" ]; then
+            echo "FAIL - $name: binary '$bin' is missing (build first; CO_BUILD_DIR=${build:-unset})"
+            failed=$((failed + 1))
+            suite_summary "$name"
+            exit 1
+        fi
+    done
+}

@@ -24,29 +24,13 @@ passed=0
 failed=0
 skipped=0
 
-summary() {
-    if [ "$skipped" -gt 0 ]; then
-        echo "agent: $passed passed, $failed failed, $skipped skipped"
-    else
-        echo "agent: $passed passed, $failed failed"
-    fi
-}
-
-for bin in "$coord" "$agent"; do
-    if [ ! -x "$bin" ]; then
-        echo "FAIL - agent suite: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
-        failed=1
-        summary
-        exit 1
-    fi
-done
+# shellcheck source=../../lib/suite.sh
+. "$src/tests/lib/suite.sh"
+suite_need agent "$coord" "$agent"
 if [ "$(id -u)" -ne 0 ]; then
     echo "NOTE - agent suite: not running as root; an agent whose sandbox fails its start-up" \
         "self-test exits, so the scenarios that run jobs fail"
 fi
-
-# shellcheck source=../../lib/suite.sh
-. "$src/tests/lib/suite.sh"
 
 # The rootless scenarios start cacheout-agent as an unprivileged user (tests/lib/rootless.sh
 # makes it and copies the agent where that user can read it); without that set-up they are
@@ -133,5 +117,5 @@ else
     echo "NOTE - agent suite: no sanitizer build (CO_ASAN_BUILD_DIR); the ASan pass is not run"
 fi
 
-summary
+suite_summary agent
 [ "$failed" -eq 0 ]

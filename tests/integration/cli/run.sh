@@ -20,29 +20,14 @@ passed=0
 failed=0
 skipped=0
 
-summary() {
-    if [ "$skipped" -gt 0 ]; then
-        echo "cli: $passed passed, $failed failed, $skipped skipped"
-    else
-        echo "cli: $passed passed, $failed failed"
-    fi
-}
-
-for bin in "$cli" "$coord" "$agent"; do
-    if [ ! -x "$bin" ]; then
-        echo "FAIL - cli suite: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
-        failed=1
-        summary
-        exit 1
-    fi
-done
+# shellcheck source=../../lib/suite.sh
+. "$src/tests/lib/suite.sh"
+suite_need cli "$cli" "$coord" "$agent"
 if [ "$(id -u)" -ne 0 ]; then
     echo "NOTE - cli suite: not running as root; the agent's sandbox may refuse to start and" \
         "the cases that run jobs then fail"
 fi
 
-# shellcheck source=../../lib/suite.sh
-. "$src/tests/lib/suite.sh"
 skip_file=$(mktemp)
 tls_dir=$(mktemp -d)
 trap 'rm -rf "$skip_file" "$tls_dir"' EXIT
@@ -87,5 +72,5 @@ else
         "is not run"
 fi
 
-summary
+suite_summary cli
 [ "$failed" -eq 0 ]

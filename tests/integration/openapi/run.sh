@@ -9,7 +9,7 @@
 # OPENAPI_ANSWERS names their file: they are not run again.  Alone, this script runs the api,
 # agent, cli and webhook drivers on SQLite (their PostgreSQL passes give the same answers from the same
 # code).  Environment: CO_SRC_DIR, CO_BUILD_DIR, OPENAPI_ANSWERS.
-# Last line: "openapi: N passed, M failed[, K skipped]".
+# Last line: "openapi: N passed, M failed".
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 src=${CO_SRC_DIR:-$(cd "$here/../../.." && pwd)}
@@ -19,14 +19,9 @@ agent="$build/agent/cacheout-agent"
 cli="$build/cli/cacheout"
 passed=0
 failed=0
-skipped=0
-summary() {
-    if [ "$skipped" -gt 0 ]; then
-        echo "openapi: $passed passed, $failed failed, $skipped skipped"
-    else
-        echo "openapi: $passed passed, $failed failed"
-    fi
-}
+# shellcheck source=../../lib/suite.sh
+. "$src/tests/lib/suite.sh"
+suite_need openapi "$coord"
 
 # validate.py needs jsonschema (python3-jsonschema): the python3 on PATH, or Debian's own.
 py=""
@@ -40,18 +35,10 @@ if [ -z "$py" ]; then
     echo "FAIL - openapi suite: no python3 with the jsonschema module (Debian package" \
         "python3-jsonschema, named in scripts/packages/api.txt; run scripts/bootstrap.sh)"
     failed=1
-    summary
-    exit 1
-fi
-if [ ! -x "$coord" ]; then
-    echo "FAIL - openapi suite: binary '$coord' is missing (build first; CO_BUILD_DIR=$build)"
-    failed=1
-    summary
+    suite_summary openapi
     exit 1
 fi
 
-# shellcheck source=../../lib/suite.sh
-. "$src/tests/lib/suite.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 answers=${OPENAPI_ANSWERS:-}
@@ -92,5 +79,5 @@ suite_pass validate "$py" "$here/validate.py" --doc "$src/coordinator/openapi.js
     --api-c "$src/coordinator/coord_api.c" --openapi-c "$src/coordinator/coord_openapi.c" \
     "${served[@]}" "$answers"
 
-summary
+suite_summary openapi
 [ "$failed" -eq 0 ]

@@ -12,16 +12,10 @@ coord="$build/coordinator/cacheout-coordinator"
 agent="$build/agent/cacheout-agent"
 passed=0
 failed=0
-for bin in "$coord" "$agent"; do
-    if [ ! -x "$bin" ]; then
-        echo "FAIL - scaleout: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
-        echo "scaleout: 0 passed, 1 failed"
-        exit 1
-    fi
-done
-
 # shellcheck source=../../lib/suite.sh
 . "$src/tests/lib/suite.sh"
+suite_need scaleout "$coord" "$agent"
+
 # shellcheck source=../../lib/pg.sh
 . "$src/tests/lib/pg.sh"
 asan_coord=${CO_ASAN_BUILD_DIR:+$CO_ASAN_BUILD_DIR/coordinator/cacheout-coordinator}
@@ -42,5 +36,5 @@ else
     echo "FAIL - scaleout: cannot start a PostgreSQL server (see above): the suite did NOT run"
     failed=$((failed + 1))
 fi
-echo "scaleout: $passed passed, $failed failed"
+suite_summary scaleout
 [ "$failed" -eq 0 ]

@@ -18,21 +18,10 @@ passed=0
 failed=0
 skipped=0
 
-summary() {
-    echo "webhook: $passed passed, $failed failed, $skipped skipped"
-}
-
-for bin in "$coord" "$agent"; do
-    if [ ! -x "$bin" ]; then
-        echo "FAIL webhook: binary '$bin' is missing (build first; CO_BUILD_DIR=$build)"
-        failed=1
-        summary
-        exit 1
-    fi
-done
-
 # shellcheck source=../../lib/suite.sh
 . "$src/tests/lib/suite.sh"
+suite_need webhook "$coord" "$agent"
+
 run_pass() { # label coordinator agent [driver args...]
     local label=$1 c=$2 a=$3
     shift 3
@@ -75,5 +64,5 @@ else
     skipped=$((skipped + 1))
 fi
 
-summary
+suite_summary webhook
 [ "$failed" -eq 0 ]
