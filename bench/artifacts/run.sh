@@ -13,10 +13,5 @@ python3 "$here/bench_artifacts.py" "${args[@]}" || exit 1
 if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"
-    if pg_start; then
-        python3 "$here/bench_artifacts.py" "${args[@]}" --pg-port "$PG_PORT" --pg-bin "$PG_BIN"
-        pg_stop
-    else
-        echo "bench/artifacts: no PostgreSQL server; the PostgreSQL figures were NOT measured"
-    fi
+    pg_run_with bench/artifacts python3 "$here/bench_artifacts.py" "${args[@]}"
 fi

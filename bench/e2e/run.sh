@@ -46,13 +46,8 @@ fi
 if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"
-    if pg_start; then
-        python3 "$here/bench_e2e.py" "${args[@]}" --pg-port "$PG_PORT" --pg-bin "$PG_BIN" \
-            --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain2}"
-        pg_stop
-    else
-        echo "bench/e2e: PostgreSQL could not be started; skipped the PostgreSQL figures"
-    fi
+    pg_run_with bench/e2e python3 "$here/bench_e2e.py" "${args[@]}" \
+        --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain2}"
 fi
 if [ "${BENCH_SCHED:-1}" = 1 ]; then
     # Scheduling figures (bench_sched.py): submit -> assignment behind BENCH_UNPLACEABLE

@@ -13,10 +13,5 @@ python3 "$here/bench_webhook.py" "${args[@]}" || exit 1
 if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"
-    if pg_start; then
-        python3 "$here/bench_webhook.py" "${args[@]}" --pg-port "$PG_PORT" --pg-bin "$PG_BIN"
-        pg_stop
-    else
-        echo "bench/webhook: no PostgreSQL server; the PostgreSQL figures were NOT measured"
-    fi
+    pg_run_with bench/webhook python3 "$here/bench_webhook.py" "${args[@]}"
 fi

@@ -6,6 +6,7 @@
 #   pg_restart          # stop and start the same server (reconnect tests)
 #   pg_halt, pg_resume  # stop the server keeping its data, start it again (outage tests)
 #   pg_stop             # stop it and delete the temp dir (also run on shell exit)
+#   pg_run_with NAME CMD...  # CMD with --pg-port/--pg-bin on a server of its own (benches)
 #
 # Uses Debian's PostgreSQL 15 server binaries (package `postgresql`); PG_BIN overrides the
 # directory.  initdb refuses to run as root, so as root every server command runs as the
@@ -133,4 +134,20 @@ pg_stop() {
     fi
     PG_DIR=
     return 0
+}
+
+# pg_run_with NAME COMMAND...: run COMMAND with "--pg-port PORT --pg-bin DIR" on a throw-away
+# server started for it and stopped after (the benches' PostgreSQL figures); without a server,
+# says so under NAME and returns 1.
+pg_run_with() {
+    local name=$1
+    shift
+    if ! pg_start; then
+        echo "$name: no PostgreSQL server; the PostgreSQL figures were NOT measured"
+        return 1
+    fi
+    "$@" --pg-port "$PG_PORT" --pg-bin "$PG_BIN"
+    local rc=$?
+    pg_stop
+    return $rc
 }
