@@ -139,6 +139,15 @@ function Output({ job, allowed }: { job: Job; allowed: boolean }) {
     refetchInterval: !finished && !(v.conn === "live" && v.admin) ? 2000 : false,
   });
   const out = q.data;
+  // The job's output is stored before its final status: read it once more when the job ends
+  // while the page is open, or a poll that ran just before the last chunks were stored would stay
+  // the page's last word (a page opened on a finished job reads it once, on mount).
+  const { refetch } = q;
+  const wasFinished = useRef(finished);
+  useEffect(() => {
+    if (finished && !wasFinished.current && allowed) void refetch();
+    wasFinished.current = finished;
+  }, [finished, allowed, refetch]);
   useEffect(() => {
     const el = pre.current;
     if (el) el.scrollTop = el.scrollHeight;
