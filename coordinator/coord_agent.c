@@ -1341,7 +1341,8 @@ struct job_item {
     char owner_id[CO_ID_MAX + 1];
     lws_sorted_usec_list_t retry;
     int retries;
-    /* job.output */
+    /* job.output (offset above: where the chunk starts in its stream, -1 unknown) */
+    bool late; /* sent again for an attempt this session does not hold (its result is stored) */
     int stream;
     char *data;
     size_t len;
@@ -1458,8 +1459,8 @@ output_work(struct coord_store *store, void *arg)
     /* Fenced: output of an attempt that is no longer current never lands in the new one's. */
     it->rc = coord_node_fence(store, it->worker_id, it->epoch, false, &it->err);
     if (it->rc == 0)
-        it->rc = coord_store_output_append_attempt(store, it->job_id, it->worker_id, it->attempt,
-                                                   it->stream, it->data, it->len, &it->err);
+        it->rc = coord_store_output_put(store, it->job_id, it->worker_id, it->attempt, it->late,
+                                        it->stream, it->offset, it->data, it->len, &it->err);
     if (it->rc < 0 && (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND))
         co_debug("job output of a stale attempt dropped job=%s attempt=%d: %s", it->job_id,
                  it->attempt, it->err.msg);
@@ -1475,6 +1476,37 @@ output_done(void *arg)
 {
     struct job_item *it = arg;
     agent_hub_complete(it->s->hub);
+    job_item_free(it);
+}
+
+/* Store @o (its data taken) on the job's write lane; @late: see job_item.late. */
+static void
+output_submit(struct agent_sess *s, struct proto_job_output *o, int stream, bool late)
+{
+    struct job_item *it = job_item_new(s, &o->job);
+    it->stream = stream;
+    it->offset = o->offset;
+    it->late = late;
+    it->data = o->data;
+    it->len = o->data_len;
+    o->data = NULL;
+    o->data_len = 0;
+    job_item_submit_kept(it, output_work, output_done);
+}
+
+static void
+lane_noop_work(struct coord_store *store, void *arg)
+{
+    (void)store;
+    ((struct job_item *)arg)->rc = 0;
+}
+
+static void
+lane_ack_done(void *arg)
+{
+    struct job_item *it = arg;
+    if (agent_hub_complete(it->s->hub))
+        sess_send_result_ack(it->s, it->job_id, it->attempt);
     job_item_free(it);
 }
 
@@ -1822,11 +1854,20 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         return;
     case PROTO_MSG_JOB_OUTPUT: {
         struct proto_job_output *o = &m->u.output;
+        int stream = o->stream == PROTO_STREAM_STDERR ? 2 : 1;
         j = sess_current(s, &o->job, "job.output");
+        if (!j && o->offset >= 0 && o->data_len > 0) {
+            /*
+             * Output sent again with the result of an attempt this session does not hold: if
+             * that result is stored already, the store still takes the bytes it lacks (fenced to
+             * the job's last attempt on this worker), before the result's ack (same lane).
+             */
+            output_submit(s, o, stream, true);
+            return;
+        }
         if (!j || !sess_output_seq_ok(s, j, o->seq))
             return;
-        int stream = o->stream == PROTO_STREAM_STDERR ? 2 : 1;
-        uint64_t offset = j->out_bytes[stream - 1];
+        uint64_t offset = o->offset >= 0 ? (uint64_t)o->offset : j->out_bytes[stream - 1];
         j->out_bytes[stream - 1] += o->data_len;
         if (offset < COORD_AGENT_OUTPUT_CAP) {
             size_t fwd = o->data_len;
@@ -1838,13 +1879,7 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
         }
         if (o->data_len == 0)
             return;
-        it = job_item_new(s, &o->job);
-        it->stream = stream;
-        it->data = o->data;
-        it->len = o->data_len;
-        o->data = NULL;
-        o->data_len = 0;
-        job_item_submit_kept(it, output_work, output_done);
+        output_submit(s, o, stream, false);
         return;
     }
     case PROTO_MSG_JOB_ARTIFACT:
@@ -1858,7 +1893,9 @@ sess_on_job(struct agent_sess *s, struct proto_msg *m)
             co_debug("job.finished of a stale or settled attempt ignored job=%s attempt=%lld",
                      m->u.finished.job.job_id, (long long)m->u.finished.job.attempt);
             s->hub->stale_dropped++;
-            sess_send_result_ack(s, m->u.finished.job.job_id, (int)m->u.finished.job.attempt);
+            /* On the job's lane: after any output sent again before it is stored. */
+            it = job_item_new(s, &m->u.finished.job);
+            job_item_submit(it, lane_noop_work, lane_ack_done);
             return;
         }
         if (j->finishing)

@@ -475,6 +475,18 @@ int coord_store_output_append_attempt(struct coord_store *s, const char *job_id,
     __attribute__((warn_unused_result));
 
 /**
+ * An agent's job.output chunk that says where it starts: @offset is the bytes of its stream the
+ * attempt sent before it.  Bytes already stored (the chunk is sent again after a reconnect or a
+ * restart of the agent) are skipped without error; the rest is appended, up to the cap.  Fenced
+ * like coord_store_output_append_attempt(); with @final_ok the job may also be final with
+ * (@worker_id, @attempt) as its last attempt, so that output sent again after its result was
+ * stored still lands.
+ */
+int coord_store_output_put(struct coord_store *s, const char *job_id, const char *worker_id,
+                           int attempt, bool final_ok, int stream, int64_t offset, const char *data,
+                           size_t len, co_err *err) __attribute__((warn_unused_result));
+
+/**
  * The stored output of a job: always the current attempt's (a claim that starts attempt 2 or later
  * deletes the output of the earlier ones in its transaction).  The caller frees *out_stdout and
  * *out_stderr.

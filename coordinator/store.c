@@ -2452,6 +2452,9 @@ out:
     return rc;
 }
 
+static int job_fence_row(struct coord_store *s, const char *job_id, const char *worker_id,
+                         int attempt, bool final_ok, co_err *err);
+
 /*
  * Inside a write transaction: lock the job row and check that (@worker_id, @attempt) is its
  * current attempt, assigned or running.  CO_E_NOTFOUND for an unknown job, CO_E_CONFLICT else.
@@ -2459,6 +2462,14 @@ out:
 static int
 job_fence_current(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
                   co_err *err)
+{
+    return job_fence_row(s, job_id, worker_id, attempt, false, err);
+}
+
+/* job_fence_current(), or with @final_ok also the last attempt of a final job. */
+static int
+job_fence_row(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
+              bool final_ok, co_err *err)
 {
     struct db_res r;
     char status[16] = "", holder[CO_ID_MAX + 1] = "";
@@ -2477,8 +2488,9 @@ job_fence_current(struct coord_store *s, const char *job_id, const char *worker_
     if (got == 0)
         return co_err_set(err, CO_E_NOTFOUND, "no such job '%s'", job_id);
     int st = coord_job_status_parse(status);
-    if ((st != COORD_JOB_ASSIGNED && st != COORD_JOB_RUNNING) || strcmp(holder, worker_id) != 0 ||
-        cur != attempt)
+    bool live = st == COORD_JOB_ASSIGNED || st == COORD_JOB_RUNNING;
+    bool final = st == COORD_JOB_COMPLETED || st == COORD_JOB_FAILED || st == COORD_JOB_CANCELLED;
+    if (!(live || (final_ok && final)) || strcmp(holder, worker_id) != 0 || cur != attempt)
         return co_err_set(err, CO_E_CONFLICT,
                           "stale report for job '%s': attempt %d of worker '%s', the job is %s "
                           "with attempt %lld of '%s'",
@@ -2488,13 +2500,14 @@ job_fence_current(struct coord_store *s, const char *job_id, const char *worker_
 }
 
 static int output_append(struct coord_store *s, const char *job_id, const char *worker_id,
-                         int attempt, int stream, const char *data, size_t len, co_err *err);
+                         int attempt, bool final_ok, int stream, int64_t offset, const char *data,
+                         size_t len, co_err *err);
 
 int
 coord_store_output_append(struct coord_store *s, const char *job_id, int stream, const char *data,
                           size_t len, co_err *err)
 {
-    return output_append(s, job_id, NULL, 0, stream, data, len, err);
+    return output_append(s, job_id, NULL, 0, false, stream, -1, data, len, err);
 }
 
 int
@@ -2502,13 +2515,25 @@ coord_store_output_append_attempt(struct coord_store *s, const char *job_id, con
                                   int attempt, int stream, const char *data, size_t len,
                                   co_err *err)
 {
-    return output_append(s, job_id, worker_id, attempt, stream, data, len, err);
+    return output_append(s, job_id, worker_id, attempt, false, stream, -1, data, len, err);
 }
 
-/* Append for any attempt (@worker_id NULL) or only for (@worker_id, @attempt). */
+int
+coord_store_output_put(struct coord_store *s, const char *job_id, const char *worker_id,
+                       int attempt, bool final_ok, int stream, int64_t offset, const char *data,
+                       size_t len, co_err *err)
+{
+    return output_append(s, job_id, worker_id, attempt, final_ok, stream, offset, data, len, err);
+}
+
+/*
+ * Append for any attempt (@worker_id NULL) or only for (@worker_id, @attempt) (and, @final_ok,
+ * its final job).  @offset >= 0: where the chunk starts in its stream; bytes before the stored
+ * length are already there and skipped.
+ */
 static int
 output_append(struct coord_store *s, const char *job_id, const char *worker_id, int attempt,
-              int stream, const char *data, size_t len, co_err *err)
+              bool final_ok, int stream, int64_t offset, const char *data, size_t len, co_err *err)
 {
     if (stream != 1 && stream != 2)
         return co_err_set(err, CO_E_INVAL, "bad output stream %d", stream);
@@ -2520,7 +2545,7 @@ output_append(struct coord_store *s, const char *job_id, const char *worker_id, 
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (worker_id && job_fence_current(s, job_id, worker_id, attempt, err) < 0)
+    if (worker_id && job_fence_row(s, job_id, worker_id, attempt, final_ok, err) < 0)
         goto out;
     if (q_run(s, Q_OUTPUT_LEN, PARAMS(P_TEXT(job_id)), &r, err) < 0)
         goto out;
@@ -2542,6 +2567,16 @@ output_append(struct coord_store *s, const char *job_id, const char *worker_id, 
         }
         if (q_exec(s, Q_OUTPUT_INSERT, PARAMS(P_TEXT(job_id), P_BLOB("", 0)), NULL, err) < 0)
             goto out;
+    }
+    if (offset >= 0 && offset < cur) {
+        /* Sent again (a reconnect or a restart of the agent): keep only what is not stored. */
+        uint64_t have = (uint64_t)(cur - offset);
+        if (have >= len) {
+            rc = 0;
+            goto out;
+        }
+        data += have;
+        len -= (size_t)have;
     }
     int64_t room = s->cfg.output_cap_bytes - cur;
     size_t take = len;

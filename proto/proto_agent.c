@@ -290,7 +290,9 @@ decode_output(const json_t *o, struct proto_job_output *out, co_err *err)
     else
         return co_err_field(err, CO_E_INVAL, "stream",
                             "invalid 'stream': must be \"stdout\" or \"stderr\"");
+    out->offset = -1;
     if (pf_int(o, "seq", true, 0, INT64_MAX, &out->seq, err) < 0 ||
+        pf_int(o, "offset", false, 0, INT64_MAX, &out->offset, err) < 0 ||
         pf_bool(o, "eof", false, &out->eof, err) < 0)
         return -1;
     has_data = pf_string(o, "data", false, 0, PROTO_OUTPUT_CHUNK_MAX, PF_BYTES, &s, &len, err);
@@ -668,6 +670,8 @@ enc_output(struct enc *e, const struct proto_job_output *out)
     put_ref(e, &out->job);
     put_str(e, "stream", out->stream == PROTO_STREAM_STDERR ? "stderr" : "stdout", false);
     put_int(e, "seq", out->seq);
+    if (out->offset >= 0)
+        put_int(e, "offset", out->offset);
     if (proto_utf8_valid(data, len) && memchr(data, '\0', len) == NULL) {
         put(e, "data", json_stringn(data, len));
     } else {

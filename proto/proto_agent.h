@@ -185,6 +185,7 @@ struct proto_job_output {
     struct proto_job_ref job;
     enum proto_stream stream;
     int64_t seq;     /* per job and attempt, both streams together, from 0 */
+    int64_t offset;  /* bytes of this stream sent before this chunk; -1: absent on the wire */
     char *data;      /* data_len bytes plus a NUL (not counted) */
     size_t data_len; /* <= PROTO_OUTPUT_CHUNK_MAX */
     bool eof;        /* last chunk of this stream; optional on the wire, default false */

@@ -1187,6 +1187,49 @@ t_output_attempts(void)
     return 0;
 }
 
+/*
+ * Output with offsets (an agent sending an attempt's output again): stored bytes are skipped,
+ * missing ones appended; after the end only the last attempt's worker may fill in what is missing.
+ */
+static int
+t_output_offsets(void)
+{
+    char *out = NULL, *errs = NULL;
+    size_t ol = 0, el = 0;
+    bool trunc = false, changed = false;
+    int attempt = 0, ok;
+    const char *w = id("w"), *w2 = id("w2"), *job = id("job");
+
+    OK(worker(w, NULL, 2, 1024));
+    OK(worker(w2, NULL, 2, 1024));
+    OK(submit(job, id("buyer"), CREDIT, 1, 100, 5));
+    OK(claim(job, w, &attempt));
+    CHECK_EQ(attempt, 1);
+    OK(coord_store_output_put(S, job, w, 1, false, 1, 0, "abc", 3, &E));
+    OK(coord_store_output_put(S, job, w, 1, false, 1, 0, "abc", 3, &E));   /* again: dropped */
+    OK(coord_store_output_put(S, job, w, 1, false, 1, 1, "bcdef", 5, &E)); /* overlaps: "def" */
+    OK(coord_store_output_put(S, job, w, 1, false, 2, 0, "E", 1, &E));
+    OK(coord_store_output_put(S, job, w, 1, false, 1, -1, "g", 1, &E)); /* no offset: appended */
+    FAILS(coord_store_output_put(S, job, w2, 1, true, 1, 7, "x", 1, &E), CO_E_CONFLICT);
+    /* A running job is not final: final_ok changes nothing for another attempt. */
+    FAILS(coord_store_output_put(S, job, w, 2, true, 1, 7, "x", 1, &E), CO_E_CONFLICT);
+    OK(finish(job, w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(changed);
+    /* Final: a live append is refused; the last attempt's worker fills in what is missing. */
+    FAILS(coord_store_output_put(S, job, w, 1, false, 1, 7, "h", 1, &E), CO_E_CONFLICT);
+    FAILS(coord_store_output_put(S, job, w2, 1, true, 1, 7, "h", 1, &E), CO_E_CONFLICT);
+    FAILS(coord_store_output_put(S, job, w, 2, true, 1, 7, "h", 1, &E), CO_E_CONFLICT);
+    OK(coord_store_output_put(S, job, w, 1, true, 1, 0, "abcdefg", 7, &E));
+    OK(coord_store_output_put(S, job, w, 1, true, 1, 7, "hi", 2, &E));
+    OK(coord_store_output_put(S, job, w, 1, true, 2, 0, "EF", 2, &E));
+    OK(coord_store_output_get(S, job, &out, &ol, &errs, &el, &trunc, &E));
+    ok = ol == 9 && !memcmp(out, "abcdefghi", 9) && el == 2 && !memcmp(errs, "EF", 2) && !trunc;
+    free(out);
+    free(errs);
+    CHECK(ok);
+    return 0;
+}
+
 /* Idempotency keys: one reservation per key, the answer kept, expiry; retention purges. */
 /* Claim due callbacks of this run's jobs (others of an earlier run on the same database are
  * recorded as delivered and not counted). */
@@ -3057,6 +3100,7 @@ main(void)
         {"lease_expiry_release_jobs", t_lease_release},
         {"output_append_cap", t_output},
         {"output_per_attempt", t_output_attempts},
+        {"output_offsets", t_output_offsets},
         {"job_release_single", t_job_release},
         {"pending_fit_and_requeue_free", t_pending_fit},
         {"batch_transaction", t_batch},

@@ -234,15 +234,18 @@ test_output(void **state)
     set_ref(&o->job, "job-1", 1);
     o->stream = PROTO_STREAM_STDOUT;
     o->seq = 0;
+    o->offset = -1; /* absent on the wire */
     o->data = "Hello World\n";
     o->data_len = 12;
     text = proto_msg_encode(&m, NULL);
     assert_non_null(strstr(text, "\"data\":\"Hello World\\n\""));
     assert_null(strstr(text, "data_b64"));
     assert_null(strstr(text, "eof"));
+    assert_null(strstr(text, "offset"));
     free(text);
     round_trip(&m, &out);
     assert_int_equal(out.u.output.stream, PROTO_STREAM_STDOUT);
+    assert_int_equal(out.u.output.offset, -1);
     assert_int_equal(out.u.output.data_len, 12);
     assert_memory_equal(out.u.output.data, "Hello World\n", 12);
     assert_false(out.u.output.eof);
@@ -252,6 +255,7 @@ test_output(void **state)
     static const char raw[] = {'a', '\0', (char)0xff, (char)0xc3, 'z', (char)0x80};
     o->stream = PROTO_STREAM_STDERR;
     o->seq = 17;
+    o->offset = 4096; /* bytes of this stream sent before the chunk */
     o->data = (char *)raw;
     o->data_len = sizeof(raw);
     o->eof = true;
@@ -261,6 +265,7 @@ test_output(void **state)
     round_trip(&m, &out);
     assert_int_equal(out.u.output.stream, PROTO_STREAM_STDERR);
     assert_int_equal(out.u.output.seq, 17);
+    assert_int_equal(out.u.output.offset, 4096);
     assert_int_equal(out.u.output.data_len, sizeof(raw));
     assert_memory_equal(out.u.output.data, raw, sizeof(raw));
     assert_int_equal(out.u.output.data[sizeof(raw)], '\0');
