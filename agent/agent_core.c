@@ -16,6 +16,12 @@
  * it sends once the result is stored.  Until then the attempt is listed as running in every hello
  * and its job.finished is sent again after welcome, and every RESULT_RESEND_MS on the same
  * connection.  A restarted agent loads the journal first, so a result survives kill -9.
+ *
+ * Output.  Every job.output chunk goes through the attempt's output log (struct agent_outlog,
+ * up to the per-stream output limit) and stays there until the ack: on each new connection the
+ * log is sent again from its first chunk (same seq, with its byte offset, which the coordinator
+ * uses to drop what it already stored) before anything newer and before the result; and it is
+ * journaled with the result when the attempt ends, so a restarted agent sends it again too.
  */
 #include "agent_core.h"
 
@@ -51,6 +57,8 @@
 #define RESULT_RESEND_MS 10000
 /* How long a stopping agent keeps trying to deliver results once its jobs are over. */
 #define DELIVER_AFTER_STOP_MS 15000
+/* Output kept per stream for a resend when AGENT_OUTPUT_LIMIT is 0 (the sandbox's default). */
+#define AGENT_OUTLOG_DEFAULT_LIMIT (1024 * 1024)
 /* A job thread's output push stops blocking this long after the job's own wall limit. */
 #define PUSH_SLACK_MS 30000
 
@@ -97,6 +105,8 @@ struct job {
     bool cancelled;
     bool started_sent;
     int64_t out_seq;
+    struct agent_outlog outlog; /* output sent (or about to be), kept until the ack */
+    size_t outlog_next;         /* the next chunk of outlog to send on this connection */
     bool fin_written;
     uint64_t fin_gen;  /* connection generation the result was written on */
     int64_t fin_at_ms; /* when */
@@ -226,6 +236,7 @@ job_free(struct job *j)
     proto_msg_release(&m);
     proto_argv_free(j->argv);
     agent_outq_free(j->outq);
+    agent_outlog_release(&j->outlog);
     sbx_cancel_free(j->cancel);
     agent_finished_release(&j->fin);
     for (struct out_msg *f = j->art_head, *next; f; f = next) {
@@ -439,18 +450,59 @@ job_thread(void *arg)
 /* ---- capacity, reaping ---- */
 
 /*
- * Keep a finished attempt's result in the journal before it is sent (not in benchmark mode,
- * whose results are fake and whose figures must not include an fsync per job).
+ * Output kept per stream until the ack: the agent's own cap (AGENT_OUTPUT_LIMIT, which the
+ * sandbox enforces), the coordinator's default cap when that is unset.  The coordinator stores
+ * no more than its cap, 1 MiB by default, either.
+ */
+static int64_t
+outlog_limit(const struct agent *a)
+{
+    return a->cfg->output_limit > 0 ? a->cfg->output_limit : AGENT_OUTLOG_DEFAULT_LIMIT;
+}
+
+/*
+ * Move the next chunk of @j's output queue into its log, with its seq and offset.  Returns false
+ * when the queue has nothing now.  *@kept tells whether the log took it; a chunk over the log's
+ * per-stream limit is not kept and is put in *@over instead (the caller sends it, then frees its
+ * data), or dropped when @over is NULL.
+ */
+static bool
+outq_to_log(struct job *j, struct proto_job_output *over, bool *kept)
+{
+    int stream;
+    char *data;
+    size_t len;
+    bool eof;
+    if (!agent_outq_pop(j->outq, AGENT_OUTQ_CHUNK, &stream, &data, &len, &eof))
+        return false;
+    struct proto_job_output c = {
+        .job = j->ref, .seq = j->out_seq++, .data = data, .data_len = len, .eof = eof};
+    c.stream = stream == AGENT_OUTQ_STDERR ? PROTO_STREAM_STDERR : PROTO_STREAM_STDOUT;
+    *kept = agent_outlog_add(&j->outlog, &c);
+    if (!*kept && over)
+        *over = c;
+    else if (!*kept)
+        free(c.data);
+    return true;
+}
+
+/*
+ * Keep a finished attempt's result, with its output log, in the journal before it is sent (not in
+ * benchmark mode, whose results are fake and whose figures must not include an fsync per job).
  */
 static void
 job_journal_result(struct agent *a, struct job *j)
 {
     j->journaled = true;
+    /* The queue is closed: move what is left of the output into the log, to be journaled. */
+    bool kept;
+    while (outq_to_log(j, NULL, &kept))
+        ;
     if (a->cfg->bench_no_sandbox)
         return;
     co_err err = CO_ERR_INIT;
     /* The job thread was joined: j->fin is this thread's alone now. */
-    int rc = agent_results_save(a->cfg->work_root, &j->fin, &err);
+    int rc = agent_results_save(a->cfg->work_root, &j->fin, &j->outlog, &err);
     if (rc == 0 && a->test_kill_after_result) {
         /* Test hook: a crash after the job finished, before its result was sent or acked. */
         co_warn("AGENT_TEST_KILL_AFTER_RESULT: killing this agent after journaling job=%s",
@@ -506,11 +558,12 @@ job_result_acked(struct agent *a, const struct proto_job_ref *ref)
 
 /* At start: every result of the journal becomes a finished attempt to list and send again. */
 static void
-job_from_journal(void *ud, struct proto_job_finished *fin)
+job_from_journal(void *ud, struct proto_job_finished *fin, struct agent_outlog *log)
 {
     struct agent *a = ud;
     if (job_find(a, fin->job.job_id, fin->job.attempt)) {
         agent_finished_release(fin);
+        agent_outlog_release(log);
         return;
     }
     struct job *j = co_xcalloc(1, sizeof(*j));
@@ -518,14 +571,18 @@ job_from_journal(void *ud, struct proto_job_finished *fin)
     j->ref = fin->job;
     j->fin = *fin;
     memset(fin, 0, sizeof(*fin));
+    j->outlog = *log;
+    j->outlog.limit = outlog_limit(a);
+    memset(log, 0, sizeof(*log));
+    j->out_seq = j->outlog.n ? j->outlog.chunks[j->outlog.n - 1].seq + 1 : 0;
     j->outq = agent_outq_new(AGENT_OUTQ_CAP, wake_loop, a);
     agent_outq_close(j->outq);
     j->started = j->started_sent = true; /* its job.started is not sent again */
     j->done = j->reaped = j->journaled = true;
     j->next = a->jobs;
     a->jobs = j;
-    co_info("unacknowledged result loaded job=%s attempt=%" PRId64 " status=%s", j->ref.job_id,
-            j->ref.attempt, proto_run_status_name(j->fin.status));
+    co_info("unacknowledged result loaded job=%s attempt=%" PRId64 " status=%s output_chunks=%zu",
+            j->ref.job_id, j->ref.attempt, proto_run_status_name(j->fin.status), j->outlog.n);
 }
 
 /* ---- messages in ---- */
@@ -631,6 +688,7 @@ handle_assign(struct agent *a, struct proto_msg *m)
     j->argv = argv;
     j->cancel = cancel;
     j->outq = agent_outq_new(AGENT_OUTQ_CAP, wake_loop, a);
+    agent_outlog_init(&j->outlog, outlog_limit(a));
     pthread_cond_init(&j->art_cv, NULL);
     agent_cap_take(&a->cap, j->assign.required_cores, j->assign.required_ram_mb);
     j->next = a->jobs;
@@ -797,20 +855,15 @@ write_job(struct agent *a, struct job *j)
         j->started_sent = true;
         return write_msg(a, &m) == 0 ? 1 : -1;
     }
-    int stream;
-    char *data;
-    size_t len;
-    bool eof;
-    if (agent_outq_pop(j->outq, AGENT_OUTQ_CHUNK, &stream, &data, &len, &eof)) {
-        struct proto_msg m = {.type = PROTO_MSG_JOB_OUTPUT};
-        m.u.output.job = j->ref;
-        m.u.output.stream = stream == AGENT_OUTQ_STDERR ? PROTO_STREAM_STDERR : PROTO_STREAM_STDOUT;
-        m.u.output.seq = j->out_seq++;
-        m.u.output.data = data;
-        m.u.output.data_len = len;
-        m.u.output.eof = eof;
+    /* Output: the log first (again from its start on a new connection), then new chunks. */
+    struct proto_msg m = {.type = PROTO_MSG_JOB_OUTPUT};
+    bool kept = true;
+    if (j->outlog_next < j->outlog.n || outq_to_log(j, &m.u.output, &kept)) {
+        if (kept)
+            m.u.output = j->outlog.chunks[j->outlog_next++];
         int rc = write_msg(a, &m);
-        free(data);
+        if (!kept)
+            free(m.u.output.data);
         return rc == 0 ? 1 : -1;
     }
     struct out_msg *af = art_pop(j);
@@ -822,8 +875,9 @@ write_job(struct agent *a, struct job *j)
     /* No job.ack for a while on this connection: send the result again. */
     if (j->fin_written && j->fin_gen == a->gen && co_mono_ms() - j->fin_at_ms >= RESULT_RESEND_MS)
         j->fin_written = false;
-    if (done && j->reaped && j->journaled && !j->fin_written && agent_outq_drained(j->outq)) {
-        struct proto_msg m = {.type = PROTO_MSG_JOB_FINISHED};
+    if (done && j->reaped && j->journaled && !j->fin_written && agent_outq_drained(j->outq) &&
+        j->outlog_next == j->outlog.n) {
+        m.type = PROTO_MSG_JOB_FINISHED;
         pthread_mutex_lock(&a->mu);
         m.u.finished = j->fin;
         pthread_mutex_unlock(&a->mu);
@@ -1015,8 +1069,10 @@ on_disconnect(struct agent *a, const char *why)
     a->rx.len = 0;
     lws_sul_cancel(&a->sul_heartbeat);
     /* Results written on the lost connection may not have arrived: send them again. */
-    for (struct job *j = a->jobs; j; j = j->next)
+    for (struct job *j = a->jobs; j; j = j->next) {
         j->fin_written = false;
+        j->outlog_next = 0; /* and the output before it: it may not have arrived either */
+    }
     if (was_up || why)
         co_warn("disconnected from coordinator reason=\"%s\"", why ? why : "closed");
     schedule_reconnect(a);
