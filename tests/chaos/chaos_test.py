@@ -71,10 +71,13 @@ def log(msg):
 class Proxy:
     """A TCP proxy on a free loopback port to 127.0.0.1:@target_port, run by an asyncio loop in
     its own thread.  partition() stops moving bytes in both directions (and leaves new
-    connections hanging) without closing anything; heal() resumes."""
+    connections hanging) without closing anything; heal() resumes.  With @hold_eof a partition
+    also holds back an end of stream (a peer that dies during it stays invisible to the other
+    side, as across a real network partition)."""
 
-    def __init__(self, target_port, logfile):
+    def __init__(self, target_port, logfile, hold_eof=False):
         self.target_port = target_port
+        self.hold_eof = hold_eof
         self.logf = open(logfile, "a", buffering=1)
         self.nconn = 0
         self.port = cotest.free_port()
@@ -106,9 +109,11 @@ class Proxy:
             while True:
                 await self.open.wait()
                 data = await reader.read(65536)
-                if not data:
+                if not data and not self.hold_eof:
                     break
                 await self.open.wait()  # a partition that began during the read drops nothing
+                if not data:
+                    break
                 writer.write(data)
                 n += len(data)
                 await writer.drain()

@@ -17,14 +17,17 @@ failed=0
 . "$src/tests/lib/suite.sh"
 suite_need chaos "$coord" "$agent"
 # CHAOS_XFAIL: checks expected to fail because of an open bug (comma-separated names, printed
-# loudly as XFAIL when they fail, XPASS when they pass).  Listed by default:
-# - outputs: output that arrives during a database outage is now kept and stored, but on SQLite
-#   (no database outage) 2 completed jobs of one run still had no stored output: an open bug,
-#   seen once in several runs, after a coordinator kill or an agent partition.
+# loudly as XFAIL when they fail, XPASS when they pass).  None is listed by default.
 # Formerly listed:
+# - outputs (fixed: an agent that ran a job on a connection that was already dead, the
+#   coordinator killed and the proxy holding the agent's side open, sent its output and result
+#   into it; after a reconnect or a restart only the journaled result was sent again, so the job
+#   completed without its output.  Now the agent keeps each attempt's output with its result,
+#   journaled when the attempt ends, and sends it again before the result on every new
+#   connection; the coordinator drops the bytes it already stored, by offset).
 # - platform (fixed: platform-side failures are requeued without using up the buyer's attempts,
 #   and reconciliation acts only on mismatches seen twice).
-xfail=${CHAOS_XFAIL-outputs}
+xfail=${CHAOS_XFAIL-}
 
 run_driver() {
     local label=$1

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import uuid
 
@@ -36,6 +37,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "lib"))
 import cotest  # noqa: E402  (tests/lib: the coordinator test library)
 from cotest import CaseFailed, check, iso_ms, wait_until  # noqa: E402
+
+sys.path.insert(0, os.path.join(HERE, "..", "..", "chaos"))
+from chaos_test import Proxy  # noqa: E402  (the chaos suite's TCP proxy)
 
 ADMIN = "admin-token-agent-suite-0123456789"
 AGENT_TOKEN = "agent-token-agent-suite"
@@ -244,6 +248,7 @@ class Env:
         self.coord = Coordinator(self.workdir, self.url)
         self.agents = []
         self.homes = []
+        self.closers = []
 
     def agent(self, worker_id, cores, ram_mb, owner=None, token=AGENT_TOKEN, extra_env=None,
               key=None):
@@ -285,6 +290,8 @@ class Env:
     def close(self, keep):
         for a in self.agents:
             a.stop()
+        for fn in self.closers:
+            fn()
         self.coord.stop()
         if keep:
             print("    # logs and database kept in %s" % self.workdir)
@@ -785,6 +792,151 @@ def t_result_journal(env):
     check(log_text.count("job accepted job=%s" % jid) == 1, "the job ran again")
     check("unacknowledged result loaded job=%s" % jid in log_text,
           "the restarted agent did not load the result")
+
+
+class CutProxy(Proxy):
+    """The chaos suite's TCP proxy, holding ends of stream during a partition, plus cut(): close
+    every connection at once, dropping what a partition holds, then let new connections
+    through."""
+
+    def __init__(self, target_port, logfile):
+        super().__init__(target_port, logfile, hold_eof=True)
+
+    def cut(self):
+        done = threading.Event()
+
+        def cut_now():
+            self.event("cut")
+            for t in list(self.conns):
+                t.cancel()
+            self.open.set()
+            done.set()
+        self.loop.call_soon_threadsafe(cut_now)
+        done.wait(10)
+
+
+JOURNAL_OUTPUT = ("import sys, time\n"
+                  "print('first', flush=True)\n"
+                  "time.sleep(5)\n"
+                  "print('second', flush=True)\n"
+                  "sys.stderr.write('err-after\\n')\n")
+
+
+def output_into_dead_connection(env, worker_id):
+    """A real agent, connected through a proxy, runs a job whose first line is stored; then the
+    proxy stops moving bytes (ends of stream too) and the coordinator is killed, so the job's
+    remaining output and its result are written into a connection that looks alive to the agent
+    and delivers nothing.  Returns (coordinator, agent, proxy, job id) once the agent has
+    finished the job."""
+    c = env.coord
+    c.start()
+    proxy = CutProxy(c.port, os.path.join(env.workdir, "proxy-%s.log" % worker_id))
+    env.closers.append(proxy.close)
+    a = env.agent(worker_id, 2, 2048, extra_env={
+        "COORDINATOR_URL": "ws://127.0.0.1:%d/ws/agent" % proxy.port})
+    a.start()
+    wait_connected(c, [worker_id])
+    jid = c.submit(title="journal-output", buyer_id=worker_id + "-buyer", code=JOURNAL_OUTPUT,
+                   command="python script.py")["job_id"]
+    wait_until(lambda: "first" in c.admin("GET", "/api/v1/jobs/%s/output" % jid)[1]
+               .get("stdout", ""), 20, "the first line stored")
+    proxy.partition()
+    c.kill9()
+    check("job finished job=%s" % jid not in a.log_tail(1 << 20),
+          "the job ended before the partition: the case did not test anything (machine too slow?)")
+    wait_until(lambda: "job finished job=%s" % jid in a.log_tail(1 << 20), 30,
+               "the job finished on the agent, its output and result sent into the partition")
+    time.sleep(1.0)  # the agent writes the rest of the output and the result
+    check("disconnected from coordinator" not in a.log_tail(1 << 20),
+          "the agent saw its connection close: the output was not sent into a dead connection")
+    return c, a, proxy, jid
+
+
+def check_output_once(c, jid, buyer):
+    j = wait_jobs_final(c, [jid], 60)[0]
+    check(j["status"] == "completed" and j["attempts"] == 1,
+          "job ended %s/%s after %d attempts" % (j["status"], j["failure_reason"], j["attempts"]))
+    st, out = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(st == 200 and out["stdout"] == "first\nsecond\n",
+          "stored stdout %r, want 'first\\nsecond\\n' (lost or stored twice)" % out.get("stdout"))
+    check(out["stderr"] == "err-after\n", "stored stderr %r" % out.get("stderr"))
+    check(len(ledger_rows(c, buyer, jid, "charge")) == 1, "job not charged exactly once")
+
+
+@case("an agent runs a job into a dead connection (the coordinator killed, a proxy holding the "
+      "agent's side), then is killed -9 and restarted: its journal sends the output, then the "
+      "result; all output stored exactly once")
+def t_journal_output_restart(env):
+    c, a, proxy, jid = output_into_dead_connection(env, "jo-w")
+    a.kill9()
+    proxy.cut()
+    results = os.path.join(a.root, "results")
+    check(os.listdir(results) == ["%s.1.json" % jid], "journal holds %r" % os.listdir(results))
+    c.start()
+    b = env.agent("jo-w", 2, 2048)  # the same worker and work root, straight to the coordinator
+    b.start()
+    check_output_once(c, jid, "jo-w-buyer")
+    wait_until(lambda: not os.listdir(results), 15, "the journal emptied by the ack")
+    log_text = b.log_tail(1 << 22)
+    check(log_text.count("job accepted job=%s" % jid) == 1, "the job ran again")
+
+
+@case("an agent that stays up runs a job into a dead connection (the coordinator killed, a "
+      "proxy holding it); on its next connection it sends the attempt's output again before the "
+      "result: all output stored exactly once")
+def t_journal_output_reconnect(env):
+    c, a, proxy, jid = output_into_dead_connection(env, "jr-w")
+    c.start()
+    proxy.cut()  # the agent sees its connection close and reconnects through the proxy
+    check_output_once(c, jid, "jr-w-buyer")
+    check(a.running(), "the agent exited")
+    wait_until(lambda: not os.listdir(os.path.join(a.root, "results")), 15,
+               "the journal emptied by the ack")
+
+
+@case("output sent again after its job's result was stored (chunks with offsets): the bytes "
+      "already stored are dropped, the missing ones stored, and only then is the result acked; "
+      "a stale attempt's resent output is not stored")
+def t_output_after_result(env):
+    c = env.coord
+    c.start()
+    fake = fake_agent(c, "oa-w")
+    jid = c.submit(title="output-after-result", buyer_id="oa-buyer")["job_id"]
+    expect(fake, "job.assign", job_id=jid)
+    fake_run(fake, jid, finish=False)
+
+    def out(seq, off, data, stream="stdout"):
+        return {"v": 1, "type": "job.output", "job_id": jid, "attempt": 1, "stream": stream,
+                "seq": seq, "offset": off, "data": data}
+    fin = {"v": 1, "type": "job.finished", "job_id": jid, "attempt": 1, "status": "ok",
+           "exit_code": 0, "signal": None, "wall_ms": 5, "cpu_ms": 1, "max_rss_kb": 100}
+    fake.send(out(0, 0, "A\n"))
+    fake.send(fin)  # chunks 1 and 2 were lost on the way
+    expect(fake, "job.ack", job_id=jid)
+    check(c.job(jid)["status"] == "completed", "job not completed")
+    # A new connection sends the whole output again, then the result.
+    fake.close()
+    fake = fake_agent(c, "oa-w", running=[{"job_id": jid, "attempt": 1}])
+    for m in (out(0, 0, "A\n"), out(1, 2, "BB\n"), out(2, 0, "E\n", "stderr"), fin):
+        fake.send(m)
+    expect(fake, "job.ack", job_id=jid)
+    # The ack came after the output was stored (same lane): no waiting here.
+    st, o = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(o["stdout"] == "A\nBB\n" and o["stderr"] == "E\n",
+          "stored output %r / %r" % (o["stdout"], o["stderr"]))
+    # Again (the ack was lost): nothing changes.
+    for m in (out(0, 0, "A\n"), out(1, 2, "BB\n"), out(2, 0, "E\n", "stderr"), fin):
+        fake.send(m)
+    expect(fake, "job.ack", job_id=jid)
+    # A stale attempt's output is fenced off, also after the end.
+    fake.send(dict(out(3, 5, "STALE\n"), attempt=2))
+    fake.send(dict(fin, attempt=2))
+    expect(fake, "job.ack", job_id=jid)
+    st, o = c.admin("GET", "/api/v1/jobs/%s/output" % jid)
+    check(o["stdout"] == "A\nBB\n" and o["stderr"] == "E\n",
+          "stored output after repeats %r / %r" % (o["stdout"], o["stderr"]))
+    check(len(ledger_rows(c, "oa-buyer", jid, "charge")) == 1, "job not charged exactly once")
+    fake.close()
 
 
 @case("the coordinator is killed during a PostgreSQL outage while jobs finish, and restarted "
@@ -2807,6 +2959,7 @@ def t_replicas_distinct(env):
 
 CASES = [t_hello, t_files_in, t_files_refused, t_artifacts, t_artifacts_limits, t_artifacts_fake, t_many, t_kill_agent,
          t_lost_job, t_lost_assign, t_lost_assign_live, t_result_journal,
+         t_journal_output_restart, t_journal_output_reconnect, t_output_after_result,
          t_kill_coordinator, t_failover, t_cancel_timeout_oom, t_lease_unfit, t_db_outage,
          t_restart_in_outage, t_output_in_outage,
          t_wrong_token, t_poll, t_worker_taken, t_spoofed_owner, t_key_revoked,
