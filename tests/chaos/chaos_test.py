@@ -10,7 +10,9 @@ seeded random generator (the seed is printed; CHAOS_SEED replays a run):
 - kill -9 of the coordinator, restarted a moment later;
 - on PostgreSQL: a server restart, or a halt of a few seconds then a resume (tests/lib/pg.sh);
 - a network partition of an agent: its proxy stops moving bytes both ways (nothing is closed,
-  nothing is answered) for a few seconds, then heals.
+  nothing is answered, and an end of stream is held back too, as across a real partition: a
+  coordinator killed meanwhile looks alive to the agent, which goes on sending into the dead
+  connection) for a few seconds, then heals.
 
 Meanwhile a sampler lists the jobs twice a second.  At the end the faults stop, every process
 is up again and the driver waits for the jobs to settle, then checks (one case each):
@@ -22,7 +24,8 @@ is up again and the driver waits for the jobs to settle, then checks (one case e
 - assigned: no job was seen `assigned` (same attempt) for longer than lease + grace, not counting
   time when the coordinator or the database was down, nor the restart grace the coordinator
   gives silent workers after it restarts (COORD_LEASE_RESTART_GRACE_MS);
-- outputs: every completed short job's stored output holds its marker;
+- outputs: every completed short or long job's stored output is its marker line, once (none
+  lost, none stored twice);
 - platform: no job failed as sandbox_error (the agents are healthy: such a failure comes from a
   race in the platform, and the agent's rejection reason is printed).
 
@@ -210,7 +213,8 @@ class Run:
     def start(self):
         self.coord.start(timeout=60)
         for i in range(self.args.agents):
-            p = Proxy(self.coord.port, os.path.join(self.workdir, "proxy-chaos-w%d.log" % i))
+            p = Proxy(self.coord.port, os.path.join(self.workdir, "proxy-chaos-w%d.log" % i),
+                      hold_eof=True)
             self.proxies.append(p)
             wid = "chaos-w%d" % i
             a = cotest.Agent(self.args.agent, self.coord, wid, 2, 2048, token=AGENT_TOKEN,
@@ -549,14 +553,19 @@ def main():
               "+ grace %d s" % (key[0], key[1], worst, LEASE_S, GRACE_S) if key else "")
 
     def t_outputs():
-        bad = []
+        bad, twice = [], []
         for jid, meta in run.jobs.items():
             j = js.get(jid)
-            if meta["kind"] == "short" and j and j["status"] == "completed":
+            if meta["kind"] in ("short", "long") and j and j["status"] == "completed":
                 st, out = run.admin("GET", "/api/v1/jobs/%s/output" % jid, timeout=20)
-                if st != 200 or meta["marker"] not in (out or {}).get("stdout", ""):
+                stdout = (out or {}).get("stdout", "") if st == 200 else ""
+                if meta["marker"] not in stdout:
                     bad.append(jid)
+                elif stdout != meta["marker"] + "\n":
+                    twice.append((jid, stdout[:200]))
         check(not bad, "%d completed jobs without their output, e.g. %s" % (len(bad), bad[:3]))
+        check(not twice, "%d completed jobs whose output is not their one line (stored twice?), "
+              "e.g. %r" % (len(twice), twice[:3]))
 
     def t_platform():
         with open(run.coord.output, errors="replace") as f:
@@ -579,7 +588,7 @@ def main():
         expect("settled once: at most one charge, payout, refund per job", t_settled_once)
         expect("double: at most one stored result per job", t_double_result)
         expect("assigned: never longer than lease + grace", t_assigned)
-        expect("outputs: every completed job's output stored", t_outputs)
+        expect("outputs: every completed job's output stored, once", t_outputs)
         expect("invariant: credits (GET /api/v1/debug/invariant)", run.coord.invariant)
         statuses = {}
         for j in js.values():
