@@ -1004,7 +1004,7 @@ coord_store_open(const struct coord_store_config *cfg, struct coord_store **out,
     int rc;
 
     if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        rc = store_pg_open(url, &s, err);
+        rc = store_pg_open(url, cfg->node_id, &s, err);
     } else {
         const char *path = coord_store_sqlite_path(url);
         if (!path)
