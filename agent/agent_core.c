@@ -407,7 +407,7 @@ job_thread(void *arg)
     struct agent_job_files files;
     co_err err = CO_ERR_INIT;
 
-    if (agent_job_files_stage(a->cfg->work_root, &j->assign, &files, &err) != 0) {
+    if (agent_job_files_build(&j->assign, &files, &err) != 0) {
         co_error("job files failed job=%s attempt=%" PRId64 " error=\"%s\"", j->ref.job_id,
                  j->ref.attempt, err.msg);
         agent_finished_internal(&j->ref, err.msg, &fin);
