@@ -1989,6 +1989,21 @@ out:
     return rc;
 }
 
+/*
+ * At the start of a transaction that ends by noting an outcome of @worker_id (outcome_note
+ * updates the worker's reputation): its row first.  A claim locks the worker, then jobs
+ * (skipping locked ones), then the buyer; a transaction that locked a job and the buyer before
+ * the worker would wait on a claim waiting on it (PostgreSQL deadlocks, each found after
+ * deadlock_timeout).  NULL or "" locks nothing.
+ */
+static int
+worker_lock_first(struct coord_store *s, const char *worker_id, co_err *err)
+{
+    if (!worker_id || !worker_id[0])
+        return 0;
+    return q_exec(s, Q_WORKER_LOCK, PARAMS(P_TEXT(worker_id)), NULL, err);
+}
+
 /* Inside a write transaction: the worker row locked, its usage read. */
 static int
 worker_lock_load(struct coord_store *s, const char *worker_id, struct coord_worker *w, co_err *err)
@@ -2211,13 +2226,7 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
     int64_t now = co_wall_ms();
     if (tx_begin(s, true, err) < 0)
         return -1;
-    /*
-     * The worker's row first (its reputation is updated last): a claim locks the worker, then
-     * jobs (skipping locked ones), then the buyer; a finish that locked its job and the buyer
-     * before the worker would wait on a claim waiting on it (PostgreSQL).
-     */
-    if (worker_id && worker_id[0] &&
-        q_exec(s, Q_WORKER_LOCK, PARAMS(P_TEXT(worker_id)), NULL, err) < 0)
+    if (worker_lock_first(s, worker_id, err) < 0)
         goto out;
     if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
         goto out;
@@ -2343,7 +2352,8 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
+    if (worker_lock_first(s, worker_id, err) < 0 ||
+        job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
         goto out;
     have_job = true;
     if (outcome_note(s, worker_id, job_id, COORD_OUTCOME_LOST, now, err) < 0)
@@ -2428,7 +2438,8 @@ coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, ch
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (jobs_load(s, Q_JOB_OF_WORKER, PARAMS(P_TEXT(worker_id)), &l, err) < 0)
+    if (worker_lock_first(s, worker_id, err) < 0 ||
+        jobs_load(s, Q_JOB_OF_WORKER, PARAMS(P_TEXT(worker_id)), &l, err) < 0)
         goto out;
     if (lock_refunded_buyers(s, &l, err) < 0)
         goto out;
