@@ -2028,6 +2028,19 @@ def log_index(text, needle, nth=1):
     return at
 
 
+def write_lane(key):
+    """The agent write lane of @key: FNV-1a modulo AGENT_WLANES, as wl_index() in coord_agent.c
+    (the constant is read from coord_agent_int.h)."""
+    hdr = os.path.join(os.path.dirname(os.path.abspath(ARGS.sql_dir)), "coordinator",
+                       "coord_agent_int.h")
+    with open(hdr) as f:
+        lanes = int(re.search(r"#define AGENT_WLANES (\d+)", f.read()).group(1))
+    h = 2166136261
+    for b in key.encode():
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return h % lanes
+
+
 def fake_finish_once(c, ws, j0, worker_id, attempt):
     """The fake agent @ws runs the submitted job @j0 (as @attempt) to its acknowledged end: it
     completed on @worker_id with no attempt used up beyond the one that ran, the buyer charged
@@ -2084,25 +2097,29 @@ def t_commit_lost_claim(env):
       "hello_gap_ms widen the window) is not stuck: it runs to completion, no attempt used up")
 def t_claim_in_hello_gap(env):
     c = env.coord
-    c.env["DEBUG_FAULTS"] = "claim_hold_ms:4000,hello_gap_ms:1500"
+    c.env["DEBUG_FAULTS"] = "claim_hold_ms:6000,hello_gap_ms:1500"
     pg = not env.url.startswith("sqlite:///")
     c.start()
-    old = fake_agent(c, "gap-w", cores=1)
-    old.send({"v": 1, "type": "heartbeat", "seq": 0})  # its last word: it goes silent now
     j0 = c.submit(title="hello-gap", buyer_id="gap-buyer")
     jid = j0["job_id"]
+    # A worker's hello and a job's claim that share a write lane run in order (the lane waits for
+    # the held claim), so the race needs them on two lanes: pick a worker id that gives that.
+    wid = next(w for w in ("gap-w%d" % i for i in range(64))
+               if write_lane(w) != write_lane(jid))
+    old = fake_agent(c, wid, cores=1)
+    old.send({"v": 1, "type": "heartbeat", "seq": 0})  # its last word: it goes silent now
     wait_until(lambda: "DEBUG_FAULTS: claim of job=%s held" % jid in c.log_tail(1 << 20), 10,
                "the claim for the old session held after its session check")
     # The agent reconnects: its old connection is dead to it (nothing more is read or sent there).
-    new = fake_ws(c, bearer(owner_key(c, "gap-w-owner")))
+    new = fake_ws(c, bearer(owner_key(c, wid + "-owner")))
     check(new.status == 101, "upgrade answered %s" % new.status)
-    new.send({"v": 1, "type": "hello", "worker_id": "gap-w", "owner_id": "gap-w-owner",
+    new.send({"v": 1, "type": "hello", "worker_id": wid, "owner_id": wid + "-owner",
               "cores": 1, "ram_mb": 1024, "images": ["default"], "running": []})
     expect_alive(new, "welcome", None, timeout=30)  # heartbeats keep it within its lease
     a = expect_alive(new, "job.assign", jid, timeout=LEASE_S + 40)
     text = c.log_tail(1 << 22)
-    gap_in = log_index(text, "DEBUG_FAULTS: hello of worker=gap-w listed its jobs", 2)
-    gap_out = log_index(text, "DEBUG_FAULTS: hello of worker=gap-w gap over", 2)
+    gap_in = log_index(text, "DEBUG_FAULTS: hello of worker=%s listed its jobs" % wid, 2)
+    gap_out = log_index(text, "DEBUG_FAULTS: hello of worker=%s gap over" % wid, 2)
     went_on = log_index(text, "DEBUG_FAULTS: claim of job=%s goes on" % jid)
     check(min(gap_in, gap_out, went_on) >= 0, "fault log lines missing (%d %d %d)"
           % (gap_in, gap_out, went_on))
@@ -2127,7 +2144,7 @@ def t_claim_in_hello_gap(env):
         check(went_on < gap_in, "SQLite: the claim went on inside the hello's gap")
         check(a["attempt"] == 1, "job.assign is attempt %r, want 1 (listed by the hello)"
               % a["attempt"])
-    fake_finish_once(c, new, j0, "gap-w", attempt=a["attempt"])
+    fake_finish_once(c, new, j0, wid, attempt=a["attempt"])
     old.close()
     new.close()
 
