@@ -16,7 +16,6 @@
 #include <libwebsockets.h>
 
 #include "co_alloc.h"
-#include "co_buf.h"
 #include "co_id.h"
 #include "co_log.h"
 #include "co_time.h"
@@ -24,14 +23,12 @@
 #include "coord_node.h"
 #include "coord_store.h"
 
-/* The advisory lock key of outbox writers ("COFEED" in ASCII). */
-#define FEED_LOCK_KEY "73612193433924"
 #define FEED_CHANNEL "cacheout_events"
-/* Changes waiting to be written while the database is away, at most. */
-#define FEED_OUT_MAX 200000
-/* Rows written per transaction, rows read per query. */
+/* Rows read per query. */
 #define FEED_BATCH 500
 #define FEED_POLL_MS 1000
+/* Rows remembered above the horizon, at most (beyond: delivered once the horizon passes). */
+#define FEED_EARLY_MAX 1000000
 #define FEED_PRUNE_MS 60000
 #define FEED_BACKOFF_MAX_MS 2000
 
@@ -51,20 +48,26 @@ struct coord_feed {
     struct coord_events *ev;
     pthread_t tid;
     bool started;
-    int wake[2]; /* pipe: the tap and stop wake the thread */
+    int wake[2]; /* pipe: stop wakes the thread */
 
     pthread_mutex_t mu;
-    struct feed_q out; /* local changes to write */
-    struct feed_q in;  /* other nodes' changes to publish */
+    struct feed_q in; /* other nodes' changes to publish */
     bool stop;
     struct coord_feed_stats st;
-    uint64_t dropped;
 
-    /* Feed thread only. */
+    /*
+     * Feed thread only.  The read cursor: rows after (cur_txid, cur_seq) in (txid, seq) order,
+     * up to the horizon of the round (below it, every transaction has ended).
+     */
     PGconn *conn;
-    bool have_seq;
+    bool have_cursor;
     bool need_read; /* a notification came, or the connection is new */
-    uint64_t last_seq;
+    uint64_t cur_txid, cur_seq;
+    uint64_t page_a, page_b; /* where the next page of a paged query starts */
+    /* Rows above the horizon delivered already, by sequence; the highest sequence read there. */
+    struct feed_early *early;
+    size_t n_early, cap_early;
+    uint64_t early_seq;
     int64_t next_prune_ms;
 };
 
@@ -94,40 +97,11 @@ q_at(struct feed_q *q, size_t i)
 }
 
 static void
-q_pop(struct feed_q *q, size_t n)
-{
-    q->head = (q->head + n) % (q->cap ? q->cap : 1);
-    q->len -= n;
-}
-
-static void
 feed_wake(struct coord_feed *f)
 {
     char c = 1;
     ssize_t n = write(f->wake[1], &c, 1); /* a full pipe already wakes the thread */
     (void)n;
-}
-
-/* The tap of coord_events (lws thread): queue the local change for the outbox. */
-static void
-feed_tap(void *ud, enum coord_event_kind kind, const char *id)
-{
-    struct coord_feed *f = ud;
-    if (!id || !id[0])
-        return;
-    pthread_mutex_lock(&f->mu);
-    if (f->out.len >= FEED_OUT_MAX) {
-        q_pop(&f->out, 1);
-        if (f->dropped++ % 10000 == 0)
-            co_warn("change feed: the database has been away too long, oldest local changes "
-                    "dropped dropped=%" PRIu64,
-                    f->dropped);
-    }
-    q_push(&f->out, (int)kind, id);
-    bool first = f->out.len == 1;
-    pthread_mutex_unlock(&f->mu);
-    if (first)
-        feed_wake(f);
 }
 
 /* ---- the feed connection (feed thread) ---------------------------------------------------- */
@@ -236,6 +210,18 @@ feed_cmd(struct coord_feed *f, const char *sql)
     return r != NULL;
 }
 
+/* The oldest transaction still open: every transaction below it has ended (committed or not). */
+static bool
+feed_horizon(struct coord_feed *f, uint64_t *out)
+{
+    PGresult *r = feed_exec(f, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text", 0, NULL);
+    if (!r)
+        return false;
+    *out = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
 static bool
 feed_connect(struct coord_feed *f)
 {
@@ -255,124 +241,167 @@ feed_connect(struct coord_feed *f)
     }
     if (PQsetnonblocking(f->conn, 1) != 0 || !feed_cmd(f, "LISTEN " FEED_CHANNEL))
         return false;
-    if (!f->have_seq) {
-        /* A node starts with the changes made after it started (dashboards take a snapshot). */
-        PGresult *r = feed_exec(f, "SELECT COALESCE(MAX(seq), 0) FROM event_outbox", 0, NULL);
-        if (!r)
+    if (!f->have_cursor) {
+        /*
+         * A node starts with the changes of the transactions still open or begun after it
+         * started (dashboards take a snapshot).
+         */
+        uint64_t horizon;
+        if (!feed_horizon(f, &horizon))
             return false;
-        f->last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        f->have_seq = true;
-        co_info("change feed: listening node=%s from_seq=%" PRIu64, coord_node_id(), f->last_seq);
+        f->cur_txid = horizon;
+        f->cur_seq = 0;
+        f->have_cursor = true;
+        co_info("change feed: listening node=%s from_txid=%" PRIu64, coord_node_id(), f->cur_txid);
     } else {
-        co_info("change feed: reconnected, resuming node=%s from_seq=%" PRIu64, coord_node_id(),
-                f->last_seq);
+        co_info("change feed: reconnected, resuming node=%s from_txid=%" PRIu64
+                " from_seq=%" PRIu64,
+                coord_node_id(), f->cur_txid, f->cur_seq);
     }
     return true;
 }
 
-/* Write up to FEED_BATCH queued local changes in one transaction; false when it failed. */
+/* A row delivered before the horizon passed its transaction (feed thread). */
+struct feed_early {
+    uint64_t seq, txid;
+};
+
 static bool
-feed_write(struct coord_feed *f)
+feed_early_has(const struct coord_feed *f, uint64_t seq)
 {
-    struct feed_ev batch[64];
-    size_t total = 0;
-    for (;;) {
-        pthread_mutex_lock(&f->mu);
-        size_t n = f->out.len < 64 ? f->out.len : 64;
-        for (size_t i = 0; i < n; i++)
-            batch[i] = *q_at(&f->out, i);
-        pthread_mutex_unlock(&f->mu);
-        if (n == 0 || total >= FEED_BATCH)
+    size_t lo = 0, hi = f->n_early; /* sorted by seq: appended in increasing order */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->early[mid].seq == seq)
             return true;
-        /* One statement for the batch: arrays of kinds and refs. */
-        struct co_buf kinds = CO_BUF_INIT, refs = CO_BUF_INIT;
-        co_buf_puts(&kinds, "{");
-        co_buf_puts(&refs, "{");
-        for (size_t i = 0; i < n; i++) {
-            if (i) {
-                co_buf_puts(&kinds, ",");
-                co_buf_puts(&refs, ",");
-            }
-            co_buf_puts(&kinds, coord_event_kind_name((enum coord_event_kind)batch[i].kind));
-            /* Ids are [A-Za-z0-9._-] (co_id_valid) but quote them anyway. */
-            co_buf_putc(&refs, '"');
-            for (const char *p = batch[i].id; *p; p++) {
-                if (*p == '"' || *p == '\\')
-                    co_buf_putc(&refs, '\\');
-                co_buf_putc(&refs, *p);
-            }
-            co_buf_putc(&refs, '"');
-        }
-        co_buf_puts(&kinds, "}");
-        co_buf_puts(&refs, "}");
-        const char *vals[] = {kinds.data, refs.data, coord_node_id()};
-        bool ok =
-            feed_cmd(f, "BEGIN") && feed_cmd(f, "SELECT pg_advisory_xact_lock(" FEED_LOCK_KEY ")");
-        if (ok) {
-            PGresult *r = feed_exec(f,
-                                    "INSERT INTO event_outbox (kind, ref, origin) "
-                                    "SELECT k, r, $3 FROM unnest($1::text[], $2::text[]) "
-                                    "WITH ORDINALITY AS t(k, r, o) ORDER BY o",
-                                    3, vals);
-            ok = r != NULL;
-            PQclear(r);
-        }
-        ok = ok && feed_cmd(f, "SELECT pg_notify('" FEED_CHANNEL "', '')") && feed_cmd(f, "COMMIT");
-        co_buf_release(&kinds);
-        co_buf_release(&refs);
-        if (!ok)
-            return false;
-        pthread_mutex_lock(&f->mu);
-        q_pop(&f->out, n);
-        f->st.written += n;
-        pthread_mutex_unlock(&f->mu);
-        total += n;
+        if (f->early[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    return false;
 }
 
-/* Read the rows above the last sequence seen; queue the other nodes' ones for the lws thread. */
+/* Queue one row for the lws thread unless it is this node's own (lock held); true if queued. */
 static bool
-feed_read(struct coord_feed *f)
+feed_take(struct coord_feed *f, PGresult *r, int i)
+{
+    if (strcmp(PQgetvalue(r, i, 3), coord_node_id()) == 0)
+        return false; /* published here already */
+    int kind = coord_event_kind_parse(PQgetvalue(r, i, 1));
+    if (kind < 0)
+        return false;
+    q_push(&f->in, kind, PQgetvalue(r, i, 2));
+    f->st.received++;
+    return true;
+}
+
+/*
+ * One paged query of the feed: @sql with the parameters @vals (the last one the page size) and
+ * the columns seq, kind, ref, origin, txid; @on_row sees each row (lock held).  False when the
+ * connection failed.
+ */
+static bool
+feed_pages(struct coord_feed *f, const char *sql, char (*vals)[24], int n,
+           void (*on_row)(struct coord_feed *f, PGresult *r, int i, bool *any))
 {
     bool any = false;
     for (;;) {
-        char from[24], lim[16];
-        snprintf(from, sizeof(from), "%" PRIu64, f->last_seq);
-        snprintf(lim, sizeof(lim), "%d", FEED_BATCH);
-        const char *vals[] = {from, lim};
-        PGresult *r = feed_exec(f,
-                                "SELECT seq, kind, ref, origin FROM event_outbox "
-                                "WHERE seq > $1::bigint ORDER BY seq LIMIT $2::int",
-                                2, vals);
+        const char *v[8];
+        for (int k = 0; k < n; k++)
+            v[k] = vals[k];
+        PGresult *r = feed_exec(f, sql, n, v);
         if (!r)
             return false;
         int rows = PQntuples(r);
         pthread_mutex_lock(&f->mu);
-        for (int i = 0; i < rows; i++) {
-            uint64_t seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-            if (seq > f->last_seq + 1 && i == 0 && f->st.received + f->st.written > 0)
-                co_debug("change feed: sequence gap from=%" PRIu64 " to=%" PRIu64
-                         " (rolled back or pruned)",
-                         f->last_seq, seq);
-            f->last_seq = seq;
-            f->st.last_seq = seq;
-            if (strcmp(PQgetvalue(r, i, 3), coord_node_id()) == 0)
-                continue; /* published here already */
-            int kind = coord_event_kind_parse(PQgetvalue(r, i, 1));
-            if (kind < 0)
-                continue;
-            q_push(&f->in, kind, PQgetvalue(r, i, 2));
-            f->st.received++;
-            any = true;
-        }
+        for (int i = 0; i < rows; i++)
+            on_row(f, r, i, &any);
         pthread_mutex_unlock(&f->mu);
         PQclear(r);
         if (any)
             lws_cancel_service(f->ctx);
         if (rows < FEED_BATCH)
             return true;
+        /* The next page starts after the last row (the caller's cursor moved there). */
+        snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, f->page_a);
+        snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->page_b);
     }
+}
+
+static void
+on_settled_row(struct coord_feed *f, PGresult *r, int i, bool *any)
+{
+    f->cur_seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    f->cur_txid = strtoull(PQgetvalue(r, i, 4), NULL, 10);
+    f->page_a = f->cur_txid;
+    f->page_b = f->cur_seq;
+    f->st.last_seq = f->cur_seq;
+    if (!feed_early_has(f, f->cur_seq) && feed_take(f, r, i))
+        *any = true;
+}
+
+static void
+on_early_row(struct coord_feed *f, PGresult *r, int i, bool *any)
+{
+    uint64_t seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    f->early_seq = seq;
+    f->page_b = seq;
+    if (f->n_early >= FEED_EARLY_MAX)
+        return; /* delivered once the horizon passes it */
+    if (f->n_early == f->cap_early) {
+        f->cap_early = f->cap_early ? f->cap_early * 2 : 256;
+        f->early = co_xrealloc(f->early, f->cap_early * sizeof(*f->early));
+    }
+    f->early[f->n_early++] = (struct feed_early){seq, strtoull(PQgetvalue(r, i, 4), NULL, 10)};
+    if (feed_take(f, r, i))
+        *any = true;
+}
+
+/*
+ * A reading round.  The horizon is the oldest transaction still open: every transaction below it
+ * has ended, so the rows after the cursor and below it are read in (txid, seq) order and the
+ * cursor moves to the horizon, never to be passed by a row committed later.  The rows of ended
+ * transactions above the horizon (behind one still open, e.g. an operator's session left in a
+ * transaction) are delivered at once too, by sequence, and remembered until the horizon passes
+ * them, so that the cursor's read does not deliver them again.
+ */
+static bool
+feed_read(struct coord_feed *f)
+{
+    uint64_t horizon;
+    if (!feed_horizon(f, &horizon))
+        return false;
+    char vals[4][24];
+    snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, f->cur_txid);
+    snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->cur_seq);
+    snprintf(vals[2], sizeof(vals[2]), "%" PRIu64, horizon);
+    snprintf(vals[3], sizeof(vals[3]), "%d", FEED_BATCH);
+    if (!feed_pages(f,
+                    "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
+                    "WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < $3::xid8 "
+                    "ORDER BY txid, seq LIMIT $4::int",
+                    vals, 4, on_settled_row))
+        return false;
+    if (horizon > f->cur_txid) {
+        f->cur_txid = horizon;
+        f->cur_seq = 0;
+    }
+    /* Rows the cursor has now passed need no memory. */
+    size_t k = 0;
+    for (size_t i = 0; i < f->n_early; i++)
+        if (f->early[i].txid >= horizon)
+            f->early[k++] = f->early[i];
+    f->n_early = k;
+    /* Ended transactions above the horizon (also when the list is full: early_seq moves on). */
+    snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, horizon);
+    snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->early_seq);
+    snprintf(vals[2], sizeof(vals[2]), "%d", FEED_BATCH);
+    f->page_a = horizon;
+    return feed_pages(f,
+                      "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
+                      "WHERE txid >= $1::xid8 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
+                      vals, 3, on_early_row);
 }
 
 static void
@@ -437,10 +466,6 @@ feed_main(void *arg)
             pthread_mutex_unlock(&f->mu);
             f->need_read = true;
         }
-        if (!feed_write(f)) {
-            feed_backoff(f, &backoff);
-            continue;
-        }
         if (f->need_read || co_mono_ms() >= next_read) {
             if (!feed_read(f)) {
                 feed_backoff(f, &backoff);
@@ -453,10 +478,7 @@ feed_main(void *arg)
         feed_prune(f);
         if (!f->conn)
             continue;
-        pthread_mutex_lock(&f->mu);
-        bool pending = f->out.len > 0;
-        pthread_mutex_unlock(&f->mu);
-        if (pending || feed_notified(f)) /* a notification read along with a result */
+        if (feed_notified(f)) /* a notification read along with a result */
             continue;
         int64_t left = next_read - co_mono_ms();
         (void)feed_wait(f, PQsocket(f->conn), POLLIN, left < 0 ? 0 : (int)left);
@@ -494,9 +516,7 @@ coord_feed_start(const char *database_url, struct lws_context *ctx, struct coord
         free(f);
         return co_err_sys(err, e, "change feed: pipe");
     }
-    coord_events_set_tap(ev, feed_tap, f);
     if (pthread_create(&f->tid, NULL, feed_main, f) != 0) {
-        coord_events_set_tap(ev, NULL, NULL);
         close(f->wake[0]);
         close(f->wake[1]);
         free(f->url);
@@ -540,21 +560,18 @@ coord_feed_stop(struct coord_feed *f)
 {
     if (!f)
         return;
-    coord_events_set_tap(f->ev, NULL, NULL);
     pthread_mutex_lock(&f->mu);
     f->stop = true;
-    size_t unwritten = f->out.len;
     pthread_mutex_unlock(&f->mu);
     feed_wake(f);
     if (f->started)
         pthread_join(f->tid, NULL);
-    co_info("change feed stopped written=%" PRIu64 " received=%" PRIu64 " connections=%" PRIu64
-            " last_seq=%" PRIu64 " unwritten=%zu",
-            f->st.written, f->st.received, f->st.reconnects, f->st.last_seq, unwritten);
+    co_info("change feed stopped received=%" PRIu64 " connections=%" PRIu64 " last_seq=%" PRIu64,
+            f->st.received, f->st.reconnects, f->st.last_seq);
     close(f->wake[0]);
     close(f->wake[1]);
-    free(f->out.v);
     free(f->in.v);
+    free(f->early);
     pthread_mutex_destroy(&f->mu);
     free(f->url);
     free(f);

@@ -172,7 +172,8 @@ pg_prepare(struct store_pg *p, enum store_q q, const char *name, co_err *err)
 {
     if (p->prepared[q])
         return 0;
-    static const char *const lock_clause[] = {"", " FOR UPDATE", " FOR UPDATE SKIP LOCKED"};
+    static const char *const lock_clause[] = {"", " FOR NO KEY UPDATE",
+                                              " FOR NO KEY UPDATE SKIP LOCKED"};
     const char *text = store_sql[q].pg ? store_sql[q].pg : store_sql[q].sql;
     co_autofree char *sql = co_xasprintf("%s%s", text, lock_clause[store_sql[q].lock]);
     PGresult *res = PQprepare(p->conn, name, sql, 0, NULL);
@@ -379,7 +380,7 @@ pg_notice_quiet(void *arg, const char *message)
 }
 
 int
-store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
+store_pg_open(const char *conninfo, const char *node_id, struct coord_store **out, co_err *err)
 {
     struct store_pg *p = co_xcalloc(1, sizeof(*p));
     p->base.ops = &pg_ops;
@@ -395,19 +396,16 @@ store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
     /*
      * A transaction left open by a node cut off from the server (a partition: nothing closes,
      * nothing arrives) is ended by the server, so that its row and advisory locks (the reaper's
-     * turn) do not stop the other nodes.
+     * turn) do not stop the other nodes.  cacheout.node: the origin of the change-feed rows
+     * this session's transactions write (migration 0013's triggers).
      */
+    char options[160];
+    bool node_ok = node_id && node_id[0] && strspn(node_id, "0123456789abcdef") == strlen(node_id);
+    snprintf(options, sizeof(options),
+             "-c idle_in_transaction_session_timeout=" STORE_PG_IDLE_TX_TIMEOUT "%s%.64s",
+             node_ok ? " -c cacheout.node=" : "", node_ok ? node_id : "");
     const char *const values[] = {
-        "5",
-        "1",
-        "30",
-        "10",
-        "3",
-        "30000",
-        "cacheout-coordinator",
-        "-c idle_in_transaction_session_timeout=" STORE_PG_IDLE_TX_TIMEOUT,
-        conninfo,
-        NULL};
+        "5", "1", "30", "10", "3", "30000", "cacheout-coordinator", options, conninfo, NULL};
     p->conn = PQconnectdbParams(keys, values, 1);
     if (!p->conn) {
         free(p);
