@@ -13,6 +13,7 @@
 #include "coord_ws_common.h"
 #include "coord_server.h"
 #include "proto_job.h"
+#include "coord_fault.h"
 
 #define AGENT_PATH "/ws/agent"
 #define AGENT_TOKEN_HEADER "x-agent-token:"
@@ -1020,6 +1021,7 @@ hello_work(struct coord_store *store, void *arg)
         }
         it->zombie[k] = !current;
     }
+    coord_fault_hello_gap(it->w.worker_id); /* DEBUG_FAULTS: a window before the welcome */
 }
 
 static void
