@@ -154,13 +154,30 @@ pending_work(struct coord_store *store, void *arg)
     }
 }
 
+/*
+ * The session check and the claim in one transaction, the worker's row locked by the check until
+ * the claim commits: a hello (which moves the session on and lists the worker's jobs in its own
+ * transaction) either comes first, and the check refuses the claim, or waits and lists the job.
+ * As two transactions (PostgreSQL, outside a write batch), a claim could commit between a hello's
+ * list and its welcome, unknown to both sessions until reconciliation gave it back.
+ */
 static void
 claim_work(struct coord_store *store, void *arg)
 {
     struct claim_item *it = arg;
+    it->rc = coord_store_batch_begin(store, &it->err);
+    if (it->rc < 0)
+        return;
     it->rc = coord_node_fence(store, it->worker_id, it->epoch, true, &it->err);
     if (it->rc == 0)
         it->rc = coord_store_job_claim(store, it->job_id, it->worker_id, &it->job, &it->err);
+    if (it->rc < 0) {
+        coord_store_batch_rollback(store);
+        return;
+    }
+    it->rc = coord_store_batch_commit(store, &it->err);
+    if (it->rc < 0)
+        coord_job_release(&it->job);
 }
 
 static void

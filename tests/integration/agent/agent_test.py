@@ -2092,13 +2092,12 @@ def t_commit_lost_claim(env):
     ws.close()
 
 
-@case("reconcile: a claim that commits between a hello's job list and its welcome (an agent "
-      "reconnects while a claim for its old session is in flight; DEBUG_FAULTS claim_hold_ms and "
-      "hello_gap_ms widen the window) is not stuck: it runs to completion, no attempt used up")
+@case("a claim for an agent's old session, in flight while the agent reconnects (DEBUG_FAULTS "
+      "claim_hold_ms and hello_gap_ms widen the window), cannot commit between the hello's job "
+      "list and its welcome: the hello lists it, it runs on its first attempt")
 def t_claim_in_hello_gap(env):
     c = env.coord
     c.env["DEBUG_FAULTS"] = "claim_hold_ms:6000,hello_gap_ms:1500"
-    pg = not env.url.startswith("sqlite:///")
     c.start()
     j0 = c.submit(title="hello-gap", buyer_id="gap-buyer")
     jid = j0["job_id"]
@@ -2123,27 +2122,18 @@ def t_claim_in_hello_gap(env):
     went_on = log_index(text, "DEBUG_FAULTS: claim of job=%s goes on" % jid)
     check(min(gap_in, gap_out, went_on) >= 0, "fault log lines missing (%d %d %d)"
           % (gap_in, gap_out, went_on))
-    if pg:
-        # The claim's session check passed before the hello moved the session on, and its
-        # transaction committed after the hello's list: neither the list nor the new session
-        # knew it.  Reconciliation gives it back; the next attempt runs.
-        check(gap_in < went_on < gap_out, "the claim did not commit inside the hello's gap "
-              "(gap %d..%d, claim %d): if the claim's transaction now checks the session itself, "
-              "this path is closed and the case needs changing" % (gap_in, gap_out, went_on))
-        check(a["attempt"] == 2, "first job.assign on the new session is attempt %r, want 2"
-              % a["attempt"])
-        check("job requeued: its worker does not hold it job=%s attempt=1" % jid in text,
-              "not given back by reconciliation")
-    else:
-        # SQLite runs writes on one thread: the held claim keeps the hello's write waiting, so it
-        # commits before the hello's list, which sends it again on the same attempt.
-        print("NOTE - %s: a claim CANNOT land in a hello's gap on SQLite (one writer thread: "
-              "the claim's session check and transaction run back to back, the hello waits); "
-              "checked that the hello lists it instead; the stuck path itself is checked on "
-              "PostgreSQL only" % LABEL, flush=True)
-        check(went_on < gap_in, "SQLite: the claim went on inside the hello's gap")
-        check(a["attempt"] == 1, "job.assign is attempt %r, want 1 (listed by the hello)"
-              % a["attempt"])
+    # The claim's session check and its transaction are one transaction, the worker's row locked
+    # from the check to the commit: the hello's session move waits for it (PostgreSQL; SQLite's
+    # one writer thread runs them in turn), so the claim commits before the hello's list, which
+    # sends it again on the same attempt.  (With the check committed on its own, PostgreSQL let
+    # the claim commit inside the gap, known to neither session until reconciliation gave it
+    # back as the next attempt: the stuck path this case reproduced.)
+    check(went_on < gap_in, "%s: the claim went on inside the hello's gap (gap %d..%d, claim %d)"
+          % (LABEL, gap_in, gap_out, went_on))
+    check(a["attempt"] == 1, "job.assign is attempt %r, want 1 (listed by the hello)"
+          % a["attempt"])
+    check("job requeued: its worker does not hold it job=%s" % jid not in text,
+          "reconciliation had to give the job back")
     fake_finish_once(c, new, j0, wid, attempt=a["attempt"])
     old.close()
     new.close()
