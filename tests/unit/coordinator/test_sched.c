@@ -40,6 +40,7 @@ mk_sess(const char *id, int64_t cores, int64_t ram_mb, const char *image)
     }
     hub.sess = co_xreallocarray(hub.sess, hub.n_sess + 1, sizeof(*hub.sess));
     hub.sess[hub.n_sess++] = s;
+    agent_hub_changed(&hub);
     return s;
 }
 
@@ -82,7 +83,7 @@ teardown(void **state)
     for (size_t i = 0; i < hub.n_sess; i++)
         agent_sess_unref(hub.sess[i]);
     free(hub.sess);
-    agent_hub_ix_free(&hub);
+    agent_ix_free(&hub.jobs);
     reset_jobs();
     free(jobs.items);
     return 0;
@@ -318,6 +319,7 @@ test_pending_reason(void **state)
 
     /* A session that is no longer ready leaves the board at the next refresh. */
     small->state = AS_CLOSING;
+    agent_hub_changed(&hub);
     coord_sched_refresh(sc);
     expect_reason(&jobs.items[3], "no_agent_with_image", "'default'");
     coord_sched_free(sc);
