@@ -16,8 +16,6 @@ struct coord_events {
     size_t n, cap;
     int next_handle;
     uint64_t seq;
-    coord_event_tap_fn tap; /* local changes go to the node's feed too */
-    void *tap_ud;
     bool remote; /* a publish of another node's change is being delivered */
 };
 
@@ -63,13 +61,6 @@ coord_events_unsubscribe(struct coord_events *ev, int handle)
     }
 }
 
-void
-coord_events_set_tap(struct coord_events *ev, coord_event_tap_fn fn, void *ud)
-{
-    ev->tap = fn;
-    ev->tap_ud = ud;
-}
-
 static uint64_t
 events_deliver(struct coord_events *ev, enum coord_event_kind kind, const char *id)
 {
@@ -87,8 +78,6 @@ events_deliver(struct coord_events *ev, enum coord_event_kind kind, const char *
 uint64_t
 coord_events_publish(struct coord_events *ev, enum coord_event_kind kind, const char *id)
 {
-    if (ev->tap)
-        ev->tap(ev->tap_ud, kind, id);
     return events_deliver(ev, kind, id);
 }
 

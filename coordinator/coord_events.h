@@ -36,22 +36,16 @@ void coord_events_unsubscribe(struct coord_events *ev, int handle);
 
 /**
  * Publish one change made by this node (lws thread); returns its sequence number (1, 2, ...).
- * The tap, when one is set, sees it first (the change feed writes it for the other nodes).
+ * The other nodes learn of it from the database (coord_feed: the changing transaction wrote it).
  */
 uint64_t coord_events_publish(struct coord_events *ev, enum coord_event_kind kind, const char *id);
 
-/** Deliver a change another node made (coord_feed, lws thread): subscribers only, no tap. */
+/** Deliver a change another node made (coord_feed, lws thread), marked remote. */
 uint64_t coord_events_publish_remote(struct coord_events *ev, enum coord_event_kind kind,
                                      const char *id);
 
 /** True while a subscriber is being called for another node's change. */
 bool coord_events_remote(const struct coord_events *ev);
-
-/** Sees every local change before its subscribers (lws thread); @id is borrowed. */
-typedef void (*coord_event_tap_fn)(void *ud, enum coord_event_kind kind, const char *id);
-
-/** Set (or clear, with NULL) the tap of local changes. */
-void coord_events_set_tap(struct coord_events *ev, coord_event_tap_fn fn, void *ud);
 
 /** The sequence number of the last published event (0 if none). */
 uint64_t coord_events_seq(const struct coord_events *ev);

@@ -16,7 +16,6 @@
 #include <libwebsockets.h>
 
 #include "co_alloc.h"
-#include "co_buf.h"
 #include "co_id.h"
 #include "co_log.h"
 #include "co_time.h"
@@ -24,14 +23,11 @@
 #include "coord_node.h"
 #include "coord_store.h"
 
-/* The advisory lock key of outbox writers ("COFEED" in ASCII). */
-#define FEED_LOCK_KEY "73612193433924"
 #define FEED_CHANNEL "cacheout_events"
-/* Changes waiting to be written while the database is away, at most. */
-#define FEED_OUT_MAX 200000
-/* Rows written per transaction, rows read per query. */
+/* Rows read per query. */
 #define FEED_BATCH 500
 #define FEED_POLL_MS 1000
+#define FEED_SOON_MS 20
 #define FEED_PRUNE_MS 60000
 #define FEED_BACKOFF_MAX_MS 2000
 
@@ -51,20 +47,22 @@ struct coord_feed {
     struct coord_events *ev;
     pthread_t tid;
     bool started;
-    int wake[2]; /* pipe: the tap and stop wake the thread */
+    int wake[2]; /* pipe: stop wakes the thread */
 
     pthread_mutex_t mu;
-    struct feed_q out; /* local changes to write */
-    struct feed_q in;  /* other nodes' changes to publish */
+    struct feed_q in; /* other nodes' changes to publish */
     bool stop;
     struct coord_feed_stats st;
-    uint64_t dropped;
 
-    /* Feed thread only. */
+    /*
+     * Feed thread only.  The read cursor: rows after (cur_txid, cur_seq) in (txid, seq) order,
+     * up to the horizon of the round (below it, every transaction has ended).
+     */
     PGconn *conn;
-    bool have_seq;
+    bool have_cursor;
     bool need_read; /* a notification came, or the connection is new */
-    uint64_t last_seq;
+    bool read_soon; /* rows wait behind a transaction still open: look again shortly */
+    uint64_t cur_txid, cur_seq;
     int64_t next_prune_ms;
 };
 
@@ -94,40 +92,11 @@ q_at(struct feed_q *q, size_t i)
 }
 
 static void
-q_pop(struct feed_q *q, size_t n)
-{
-    q->head = (q->head + n) % (q->cap ? q->cap : 1);
-    q->len -= n;
-}
-
-static void
 feed_wake(struct coord_feed *f)
 {
     char c = 1;
     ssize_t n = write(f->wake[1], &c, 1); /* a full pipe already wakes the thread */
     (void)n;
-}
-
-/* The tap of coord_events (lws thread): queue the local change for the outbox. */
-static void
-feed_tap(void *ud, enum coord_event_kind kind, const char *id)
-{
-    struct coord_feed *f = ud;
-    if (!id || !id[0])
-        return;
-    pthread_mutex_lock(&f->mu);
-    if (f->out.len >= FEED_OUT_MAX) {
-        q_pop(&f->out, 1);
-        if (f->dropped++ % 10000 == 0)
-            co_warn("change feed: the database has been away too long, oldest local changes "
-                    "dropped dropped=%" PRIu64,
-                    f->dropped);
-    }
-    q_push(&f->out, (int)kind, id);
-    bool first = f->out.len == 1;
-    pthread_mutex_unlock(&f->mu);
-    if (first)
-        feed_wake(f);
 }
 
 /* ---- the feed connection (feed thread) ---------------------------------------------------- */
@@ -236,6 +205,18 @@ feed_cmd(struct coord_feed *f, const char *sql)
     return r != NULL;
 }
 
+/* The oldest transaction still open: every transaction below it has ended (committed or not). */
+static bool
+feed_horizon(struct coord_feed *f, uint64_t *out)
+{
+    PGresult *r = feed_exec(f, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text", 0, NULL);
+    if (!r)
+        return false;
+    *out = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return true;
+}
+
 static bool
 feed_connect(struct coord_feed *f)
 {
@@ -255,108 +236,58 @@ feed_connect(struct coord_feed *f)
     }
     if (PQsetnonblocking(f->conn, 1) != 0 || !feed_cmd(f, "LISTEN " FEED_CHANNEL))
         return false;
-    if (!f->have_seq) {
-        /* A node starts with the changes made after it started (dashboards take a snapshot). */
-        PGresult *r = feed_exec(f, "SELECT COALESCE(MAX(seq), 0) FROM event_outbox", 0, NULL);
-        if (!r)
+    if (!f->have_cursor) {
+        /*
+         * A node starts with the changes of the transactions still open or begun after it
+         * started (dashboards take a snapshot).
+         */
+        uint64_t horizon;
+        if (!feed_horizon(f, &horizon))
             return false;
-        f->last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-        f->have_seq = true;
-        co_info("change feed: listening node=%s from_seq=%" PRIu64, coord_node_id(), f->last_seq);
+        f->cur_txid = horizon;
+        f->cur_seq = 0;
+        f->have_cursor = true;
+        co_info("change feed: listening node=%s from_txid=%" PRIu64, coord_node_id(), f->cur_txid);
     } else {
-        co_info("change feed: reconnected, resuming node=%s from_seq=%" PRIu64, coord_node_id(),
-                f->last_seq);
+        co_info("change feed: reconnected, resuming node=%s from_txid=%" PRIu64
+                " from_seq=%" PRIu64,
+                coord_node_id(), f->cur_txid, f->cur_seq);
     }
     return true;
 }
 
-/* Write up to FEED_BATCH queued local changes in one transaction; false when it failed. */
-static bool
-feed_write(struct coord_feed *f)
-{
-    struct feed_ev batch[64];
-    size_t total = 0;
-    for (;;) {
-        pthread_mutex_lock(&f->mu);
-        size_t n = f->out.len < 64 ? f->out.len : 64;
-        for (size_t i = 0; i < n; i++)
-            batch[i] = *q_at(&f->out, i);
-        pthread_mutex_unlock(&f->mu);
-        if (n == 0 || total >= FEED_BATCH)
-            return true;
-        /* One statement for the batch: arrays of kinds and refs. */
-        struct co_buf kinds = CO_BUF_INIT, refs = CO_BUF_INIT;
-        co_buf_puts(&kinds, "{");
-        co_buf_puts(&refs, "{");
-        for (size_t i = 0; i < n; i++) {
-            if (i) {
-                co_buf_puts(&kinds, ",");
-                co_buf_puts(&refs, ",");
-            }
-            co_buf_puts(&kinds, coord_event_kind_name((enum coord_event_kind)batch[i].kind));
-            /* Ids are [A-Za-z0-9._-] (co_id_valid) but quote them anyway. */
-            co_buf_putc(&refs, '"');
-            for (const char *p = batch[i].id; *p; p++) {
-                if (*p == '"' || *p == '\\')
-                    co_buf_putc(&refs, '\\');
-                co_buf_putc(&refs, *p);
-            }
-            co_buf_putc(&refs, '"');
-        }
-        co_buf_puts(&kinds, "}");
-        co_buf_puts(&refs, "}");
-        const char *vals[] = {kinds.data, refs.data, coord_node_id()};
-        bool ok =
-            feed_cmd(f, "BEGIN") && feed_cmd(f, "SELECT pg_advisory_xact_lock(" FEED_LOCK_KEY ")");
-        if (ok) {
-            PGresult *r = feed_exec(f,
-                                    "INSERT INTO event_outbox (kind, ref, origin) "
-                                    "SELECT k, r, $3 FROM unnest($1::text[], $2::text[]) "
-                                    "WITH ORDINALITY AS t(k, r, o) ORDER BY o",
-                                    3, vals);
-            ok = r != NULL;
-            PQclear(r);
-        }
-        ok = ok && feed_cmd(f, "SELECT pg_notify('" FEED_CHANNEL "', '')") && feed_cmd(f, "COMMIT");
-        co_buf_release(&kinds);
-        co_buf_release(&refs);
-        if (!ok)
-            return false;
-        pthread_mutex_lock(&f->mu);
-        q_pop(&f->out, n);
-        f->st.written += n;
-        pthread_mutex_unlock(&f->mu);
-        total += n;
-    }
-}
-
-/* Read the rows above the last sequence seen; queue the other nodes' ones for the lws thread. */
+/*
+ * Read the rows after the cursor whose transaction lies below this round's horizon (all ended,
+ * so none can still appear there with a lower sequence); queue the other nodes' ones for the lws
+ * thread.  The cursor then moves to the horizon.
+ */
 static bool
 feed_read(struct coord_feed *f)
 {
     bool any = false;
+    uint64_t horizon;
+    if (!feed_horizon(f, &horizon))
+        return false;
     for (;;) {
-        char from[24], lim[16];
-        snprintf(from, sizeof(from), "%" PRIu64, f->last_seq);
+        char txid[24], seq[24], hz[24], lim[16];
+        snprintf(txid, sizeof(txid), "%" PRIu64, f->cur_txid);
+        snprintf(seq, sizeof(seq), "%" PRIu64, f->cur_seq);
+        snprintf(hz, sizeof(hz), "%" PRIu64, horizon);
         snprintf(lim, sizeof(lim), "%d", FEED_BATCH);
-        const char *vals[] = {from, lim};
+        const char *vals[] = {txid, seq, hz, lim};
         PGresult *r = feed_exec(f,
-                                "SELECT seq, kind, ref, origin FROM event_outbox "
-                                "WHERE seq > $1::bigint ORDER BY seq LIMIT $2::int",
-                                2, vals);
+                                "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
+                                "WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < $3::xid8 "
+                                "ORDER BY txid, seq LIMIT $4::int",
+                                4, vals);
         if (!r)
             return false;
         int rows = PQntuples(r);
         pthread_mutex_lock(&f->mu);
         for (int i = 0; i < rows; i++) {
-            uint64_t seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-            if (seq > f->last_seq + 1 && i == 0 && f->st.received + f->st.written > 0)
-                co_debug("change feed: sequence gap from=%" PRIu64 " to=%" PRIu64
-                         " (rolled back or pruned)",
-                         f->last_seq, seq);
-            f->last_seq = seq;
-            f->st.last_seq = seq;
+            f->cur_seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+            f->cur_txid = strtoull(PQgetvalue(r, i, 4), NULL, 10);
+            f->st.last_seq = f->cur_seq;
             if (strcmp(PQgetvalue(r, i, 3), coord_node_id()) == 0)
                 continue; /* published here already */
             int kind = coord_event_kind_parse(PQgetvalue(r, i, 1));
@@ -371,8 +302,23 @@ feed_read(struct coord_feed *f)
         if (any)
             lws_cancel_service(f->ctx);
         if (rows < FEED_BATCH)
-            return true;
+            break;
     }
+    if (horizon > f->cur_txid) {
+        f->cur_txid = horizon;
+        f->cur_seq = 0;
+    }
+    /* Rows of ended transactions may wait behind an open one: their notification came already. */
+    char hz[24];
+    snprintf(hz, sizeof(hz), "%" PRIu64, horizon);
+    const char *vals[] = {hz};
+    PGresult *r =
+        feed_exec(f, "SELECT EXISTS (SELECT 1 FROM event_outbox WHERE txid >= $1::xid8)", 1, vals);
+    if (!r)
+        return false;
+    f->read_soon = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return true;
 }
 
 static void
@@ -437,10 +383,6 @@ feed_main(void *arg)
             pthread_mutex_unlock(&f->mu);
             f->need_read = true;
         }
-        if (!feed_write(f)) {
-            feed_backoff(f, &backoff);
-            continue;
-        }
         if (f->need_read || co_mono_ms() >= next_read) {
             if (!feed_read(f)) {
                 feed_backoff(f, &backoff);
@@ -448,15 +390,12 @@ feed_main(void *arg)
             }
             backoff = 100; /* a whole round worked */
             f->need_read = false;
-            next_read = co_mono_ms() + FEED_POLL_MS;
+            next_read = co_mono_ms() + (f->read_soon ? FEED_SOON_MS : FEED_POLL_MS);
         }
         feed_prune(f);
         if (!f->conn)
             continue;
-        pthread_mutex_lock(&f->mu);
-        bool pending = f->out.len > 0;
-        pthread_mutex_unlock(&f->mu);
-        if (pending || feed_notified(f)) /* a notification read along with a result */
+        if (feed_notified(f)) /* a notification read along with a result */
             continue;
         int64_t left = next_read - co_mono_ms();
         (void)feed_wait(f, PQsocket(f->conn), POLLIN, left < 0 ? 0 : (int)left);
@@ -494,9 +433,7 @@ coord_feed_start(const char *database_url, struct lws_context *ctx, struct coord
         free(f);
         return co_err_sys(err, e, "change feed: pipe");
     }
-    coord_events_set_tap(ev, feed_tap, f);
     if (pthread_create(&f->tid, NULL, feed_main, f) != 0) {
-        coord_events_set_tap(ev, NULL, NULL);
         close(f->wake[0]);
         close(f->wake[1]);
         free(f->url);
@@ -540,20 +477,16 @@ coord_feed_stop(struct coord_feed *f)
 {
     if (!f)
         return;
-    coord_events_set_tap(f->ev, NULL, NULL);
     pthread_mutex_lock(&f->mu);
     f->stop = true;
-    size_t unwritten = f->out.len;
     pthread_mutex_unlock(&f->mu);
     feed_wake(f);
     if (f->started)
         pthread_join(f->tid, NULL);
-    co_info("change feed stopped written=%" PRIu64 " received=%" PRIu64 " connections=%" PRIu64
-            " last_seq=%" PRIu64 " unwritten=%zu",
-            f->st.written, f->st.received, f->st.reconnects, f->st.last_seq, unwritten);
+    co_info("change feed stopped received=%" PRIu64 " connections=%" PRIu64 " last_seq=%" PRIu64,
+            f->st.received, f->st.reconnects, f->st.last_seq);
     close(f->wake[0]);
     close(f->wake[1]);
-    free(f->out.v);
     free(f->in.v);
     pthread_mutex_destroy(&f->mu);
     free(f->url);

@@ -1,31 +1,33 @@
 /*
  * coord_feed: the change feed between coordinator nodes that share one PostgreSQL database.
  *
- * Every change a node publishes (coord_events_publish: jobs, workers, credits, keys, users) is
- * delivered at once to the node's own subscribers, as on a single node, and handed to the feed
- * (the coord_events tap), which writes it as a row of `event_outbox` (migration 0009) with the
- * node's id as its origin, followed by pg_notify('cacheout_events') in the same transaction.
- * Each node's feed thread holds one connection that LISTENs on that channel; on a notification
- * (and once a second in any case) it reads the rows above the last sequence it saw, in order,
- * and hands the other nodes' changes to the lws thread (a locked queue + lws_cancel_service),
- * where coord_feed_drain publishes them with coord_events_publish_remote: dashboards, agent
- * session cancels and scheduler wake-ups then see every node's changes.  A node never gets its
- * own changes twice (it skips rows of its origin).
+ * Every change to jobs, their output, workers, balances, users and API keys is written as a
+ * row of `event_outbox` by the changing transaction itself (migration 0013's triggers, with the
+ * session's `cacheout.node` as its origin), followed by pg_notify('cacheout_events') in that
+ * transaction; a node's own subscribers get its changes at once from coord_events_publish, as
+ * on a single node.  Each node's feed thread holds one connection that LISTENs on that
+ * channel; on a notification (and once a second in any case) it reads the new rows and hands
+ * the changes of other origins (other nodes, or any other session: an operator's psql) to the
+ * lws thread (a locked queue + lws_cancel_service), where coord_feed_drain publishes them with
+ * coord_events_publish_remote: dashboards, agent session cancels and scheduler wake-ups then
+ * see every node's changes.  A node never gets its own changes twice (it skips rows of its
+ * origin), and a node that dies right after a commit has written its change already.
  *
- * Order: writers take a transaction-level advisory lock before inserting, so that sequence order
- * is commit order and "rows above the last one seen" never skips a row committed later with a
- * lower number.  A lost connection is reconnected (with back-off) and the reader resumes from
- * the last sequence it saw: no gaps.  Changes published while the database cannot be reached
- * wait in memory (up to a bound) and are written once it is back.  Rows older than
- * COORD_FEED_KEEP_S are deleted (once a minute, by whichever node gets there).
+ * Order without a lock among writers: each row carries its transaction's id; a reading round
+ * takes the rows after its cursor, in (txid, seq) order, whose transaction is below the oldest
+ * one still open (pg_snapshot_xmin): those have all ended, so no row can appear there later.
+ * A transaction open for long holds the feed back (at most idle_in_transaction_session_timeout
+ * for an idle one).  A lost connection is reconnected (with back-off) and the reader resumes
+ * from its cursor: no gaps.  Rows older than COORD_FEED_KEEP_S are deleted (once a minute, by
+ * whichever node gets there).
  *
  * Every statement runs asynchronously with a deadline (COORD_FEED_STMT_TIMEOUT_MS): a database
  * that stops answering (a network partition) counts as a lost connection.
  *
  * SQLite: no feed (coord_feed_start returns NULL): one coordinator, coord_events in-process.
  *
- * Threads: coord_feed_start, coord_feed_drain and coord_feed_stop on the lws thread; the tap on
- * the lws thread; the rest on the feed's own thread.
+ * Threads: coord_feed_start, coord_feed_drain and coord_feed_stop on the lws thread; the rest
+ * on the feed's own thread.
  */
 #ifndef COORD_FEED_H
 #define COORD_FEED_H
@@ -44,8 +46,8 @@ struct coord_feed;
 #define COORD_FEED_STMT_TIMEOUT_MS 10000
 
 /**
- * Start the feed for @database_url (borrowed until coord_feed_stop): for PostgreSQL, set the tap
- * of @ev and start the thread; *@out is NULL for SQLite.  The thread connects by itself (a
+ * Start the feed for @database_url (borrowed until coord_feed_stop): for PostgreSQL, start the
+ * thread that publishes other origins' changes into @ev; *@out is NULL for SQLite.  The thread connects by itself (a
  * database down at start is retried).
  */
 int coord_feed_start(const char *database_url, struct lws_context *ctx, struct coord_events *ev,
@@ -54,16 +56,15 @@ int coord_feed_start(const char *database_url, struct lws_context *ctx, struct c
 /** Publish the other nodes' changes received so far (lws thread; NULL is fine). */
 void coord_feed_drain(struct coord_feed *f);
 
-/** Counters for the log and tests: changes written, changes received from other nodes. */
+/** Counters for the log and tests: changes received from other origins. */
 struct coord_feed_stats {
-    uint64_t written;
     uint64_t received;
     uint64_t reconnects;
     uint64_t last_seq;
 };
 void coord_feed_stats(struct coord_feed *f, struct coord_feed_stats *out);
 
-/** Clear the tap, stop the thread (changes not yet written are dropped), free (NULL is fine). */
+/** Stop the thread, free (NULL is fine). */
 void coord_feed_stop(struct coord_feed *f);
 
 #endif

@@ -19,9 +19,10 @@ struct coord_lease;
 #define COORD_LEASE_TICK_MS 1000
 /*
  * After a coordinator start, workers not heard from since then keep their jobs for the lease plus
- * this long (an agent's longest reconnect back-off) before the reaper releases them.
+ * this long (an agent's longest reconnect back-off: 30 s plus up to 30% jitter, agent_core.c)
+ * before the reaper releases them.
  */
-#define COORD_LEASE_RESTART_GRACE_MS 30000
+#define COORD_LEASE_RESTART_GRACE_MS 40000
 
 /** A reaper for the sessions of @hub (borrowed; the hub owns it).  Starts its timer. */
 struct coord_lease *coord_lease_new(struct coord_agents *hub);

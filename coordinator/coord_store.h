@@ -219,6 +219,7 @@ struct coord_store_config {
     int64_t output_cap_bytes;  /* per stream, default 1 MiB */
     int64_t fee_percent;       /* PLATFORM_FEE_PERCENT of each payout */
     const char *fee_user;      /* who receives fees; NULL = "platform" */
+    const char *node_id;       /* this coordinator's node (coord_node_id); NULL = none */
 };
 
 struct coord_store;

@@ -146,6 +146,7 @@ main(int argc, char **argv)
     int rc = 1;
     struct coord_store *mig = NULL;
     struct coord_db *db = NULL;
+    coord_node_init();
     struct coord_store_config scfg = {
         .url = cfg.database_url,
         .starting_credits = cfg.starting_credits,
@@ -153,12 +154,12 @@ main(int argc, char **argv)
         .max_workers = cfg.max_workers,
         .output_cap_bytes = 1 << 20,
         .fee_percent = cfg.platform_fee_percent,
+        .node_id = coord_node_id(),
     };
     if (coord_store_open(&scfg, &mig, &err) < 0) {
         co_error("cannot open the database error=\"%s\"", err.msg);
         goto out;
     }
-    coord_node_init();
     if (coord_node_instance_lock(cfg.database_url, &err) < 0) {
         co_error("refusing to start: %s", err.msg);
         goto out;

@@ -1004,7 +1004,7 @@ coord_store_open(const struct coord_store_config *cfg, struct coord_store **out,
     int rc;
 
     if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0) {
-        rc = store_pg_open(url, &s, err);
+        rc = store_pg_open(url, cfg->node_id, &s, err);
     } else {
         const char *path = coord_store_sqlite_path(url);
         if (!path)
@@ -3694,8 +3694,10 @@ coord_store_artifact_finish(struct coord_store *s, const char *job_id, const cha
         q_int(s, Q_ART_ATTEMPT_BYTES, PARAMS(P_TEXT(job_id), P_INT(attempt)), &stored, NULL, err) <
             0)
         goto out;
-    /* What was stored, not what the agent claims; the coordinator's cap reached is a truncation. */
-    bool truncated = set->truncated || (max_bytes > 0 && stored >= max_bytes);
+    /* What was stored, not what the agent claims: the coordinator's cap cut something when it
+     * is reached with less stored than the agent sent (a set of exactly the cap is whole). */
+    bool truncated =
+        set->truncated || (max_bytes > 0 && stored >= max_bytes && set->bytes > stored);
     if (q_exec(s, Q_ART_SET_INSERT,
                PARAMS(P_TEXT(job_id), P_INT(attempt), P_INT(set->files), P_INT(stored),
                       P_INT(truncated), P_INT(set->skipped), P_TEXT(set->notes)),

@@ -267,8 +267,12 @@ struct coord_store {
 int store_sqlite_open(const char *path, struct coord_store **out, co_err *err)
     __attribute__((warn_unused_result));
 
-/** Connect to PostgreSQL with the libpq connection string or URI @conninfo. */
-int store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
+/**
+ * Connect to PostgreSQL with the libpq connection string or URI @conninfo.  @node_id (NULL or
+ * hex) becomes the session's `cacheout.node`, the origin of the change-feed rows its
+ * transactions write (migration 0013).
+ */
+int store_pg_open(const char *conninfo, const char *node_id, struct coord_store **out, co_err *err)
     __attribute__((warn_unused_result));
 
 #endif

@@ -362,7 +362,7 @@ pg_notice_quiet(void *arg, const char *message)
 }
 
 int
-store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
+store_pg_open(const char *conninfo, const char *node_id, struct coord_store **out, co_err *err)
 {
     struct store_pg *p = co_xcalloc(1, sizeof(*p));
     p->base.ops = &pg_ops;
@@ -378,19 +378,16 @@ store_pg_open(const char *conninfo, struct coord_store **out, co_err *err)
     /*
      * A transaction left open by a node cut off from the server (a partition: nothing closes,
      * nothing arrives) is ended by the server, so that its row and advisory locks (the reaper's
-     * turn) do not stop the other nodes.
+     * turn) do not stop the other nodes.  cacheout.node: the origin of the change-feed rows
+     * this session's transactions write (migration 0013's triggers).
      */
+    char options[160];
+    bool node_ok = node_id && node_id[0] && strspn(node_id, "0123456789abcdef") == strlen(node_id);
+    snprintf(options, sizeof(options),
+             "-c idle_in_transaction_session_timeout=" STORE_PG_IDLE_TX_TIMEOUT "%s%.64s",
+             node_ok ? " -c cacheout.node=" : "", node_ok ? node_id : "");
     const char *const values[] = {
-        "5",
-        "1",
-        "30",
-        "10",
-        "3",
-        "30000",
-        "cacheout-coordinator",
-        "-c idle_in_transaction_session_timeout=" STORE_PG_IDLE_TX_TIMEOUT,
-        conninfo,
-        NULL};
+        "5", "1", "30", "10", "3", "30000", "cacheout-coordinator", options, conninfo, NULL};
     p->conn = PQconnectdbParams(keys, values, 1);
     if (!p->conn) {
         free(p);

@@ -57,7 +57,7 @@ GRACE_S = 10  # sampling, restarts and a loaded 2-core machine
 # reconnect back-off before releasing that worker's jobs (COORD_LEASE_RESTART_GRACE_MS): an agent
 # cut off across the restart may still hold finished results.  A job assigned across a restart is
 # allowed that much more.
-RESTART_GRACE_S = 30
+RESTART_GRACE_S = 40
 BUYERS = ("chaos-b1", "chaos-b2", "chaos-b3")
 FINAL = ("completed", "failed", "cancelled")
 

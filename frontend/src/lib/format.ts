@@ -47,6 +47,21 @@ export function formatDuration(ms: number | null | undefined): string {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+/**
+ * A job's wall time: the reported usage, else (while it runs) the time since it started,
+ * never below zero (the page's clock ticks once a second and may lag a start it just read).
+ */
+export function wallTime(
+  usageWallMs: number | null | undefined,
+  running: boolean,
+  startedAt: string | null | undefined,
+  now: number,
+): number | null {
+  if (usageWallMs !== null && usageWallMs !== undefined) return Math.max(0, usageWallMs);
+  const started = parseTime(startedAt);
+  return running && started !== null ? Math.max(0, now - started) : null;
+}
+
 export function formatMb(mb: number | null | undefined): string {
   if (mb === null || mb === undefined || !Number.isFinite(mb)) return "—";
   if (mb >= 1024) return `${(mb / 1024).toFixed(mb % 1024 === 0 ? 0 : 1)} GB`;

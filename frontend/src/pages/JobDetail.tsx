@@ -14,6 +14,7 @@ import {
   pct,
   pendingReasonLabel,
   plural,
+  wallTime,
 } from "../lib/format";
 import { useLive } from "../lib/live";
 import { useSession } from "../lib/session";
@@ -88,8 +89,7 @@ function Timeline({ job, seen }: { job: Job; seen: { status: string; at: number 
 
 function Usage({ job, now }: { job: Job; now: number }) {
   const u = job.usage;
-  const started = parseTime(job.started_at);
-  const wall = u?.wall_ms ?? (job.status === "running" && started ? now - started : null);
+  const wall = wallTime(u?.wall_ms, job.status === "running", job.started_at, now);
   if (!u && job.status !== "running") {
     return (
       <EmptyState

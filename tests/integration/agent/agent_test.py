@@ -2435,6 +2435,9 @@ def t_artifacts_fake(env):
     check(st == 200 and [(x["path"], x["size"], x["sha256"]) for x in lst] ==
           [("e.bin", cap, hashlib.sha256(e_data).hexdigest())],
           "a file of exactly MAX_ARTIFACT_BYTES: %s %r" % (st, lst))
+    j = c.job(exact)
+    check(j.get("artifacts") == 1 and j.get("artifacts_truncated") is False,
+          "a set of exactly MAX_ARTIFACT_BYTES reads as cut: %r" % j)
     fake.close()
     # Retention: the artifacts go (in RETENTION_BATCH rows per step), the job and ledger stay.
     time.sleep(1.2)

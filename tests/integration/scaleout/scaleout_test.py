@@ -162,6 +162,13 @@ class Cluster:
         for line in out.splitlines():
             log("pg: " + line)
 
+    def sql(self, stmt):
+        """Run @stmt in a psql session of its own (no node's: an operator's)."""
+        psql = os.path.join(self.args.pg_bin, "psql")
+        out = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", self.url, "-c", stmt],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+        check(out.returncode == 0, "psql %r: %s" % (stmt, out.stdout.decode(errors="replace")))
+
     def close(self):
         self.pg_proxy.heal()
         for _, a in self.agents:
@@ -273,6 +280,39 @@ def main():
             # Generous: a cancel that waited for a lease or a poll would take far longer.
             check(max(lat) < 5, "a cancel took %.1f s to reach another node's agent" % max(lat))
         r.case("a cancel on one node stops a job on another node's agent", t_cancel)
+
+        # ---- the outbox is written by the changing transaction: any session's change counts
+        def t_outside_change():
+            st, doc = cl.admin("A", "POST", "/api/v1/users", {"user_id": "so-outsider"})
+            check(st == 201, "create user: %s %r" % (st, doc))
+            st, k = cl.admin("A", "POST", "/api/v1/users/so-outsider/keys",
+                             {"name": "outsider", "scopes": ["buy"]})
+            check(st == 201 and k.get("token"), "key: %s %r" % (st, k))
+            auth = {"Authorization": "Bearer " + k["token"]}
+
+            def me(n):
+                return cl.nodes[n].jreq("GET", "/api/v1/me", headers=auth)[0]
+            for n in NODES:  # twice: the second answer comes from each node's cache
+                check(me(n) == 200 and me(n) == 200, "GET /me on %s with the new key" % n)
+            t0 = time.time()
+            # No node makes this change: only the table's trigger writes it to the feed.
+            cl.sql("UPDATE users SET disabled = 1 WHERE user_id = 'so-outsider'")
+            refused = {}
+            while len(refused) < len(NODES) and time.time() - t0 < 10:
+                for n in NODES:
+                    if n not in refused and me(n) != 200:
+                        refused[n] = time.time() - t0
+                time.sleep(0.02)
+            check(len(refused) == len(NODES), "nodes that still accept the disabled user's key "
+                  "10 s later: %s" % [n for n in NODES if n not in refused])
+            log("a user disabled from psql was refused by every node within %.0f ms (%s)" % (
+                max(refused.values()) * 1000,
+                ", ".join("%s %.0f ms" % (n, refused[n] * 1000) for n in NODES)))
+            # Without the feed each node's cache would serve the key until its 5 s entry expired.
+            check(max(refused.values()) < 4, "the change reached a node only after %.1f s: the "
+                  "auth cache expired, the feed did not tell it" % max(refused.values()))
+        r.case("a change made outside every node (psql) reaches all of them through the feed",
+               t_outside_change)
 
         # ---- a dashboard on one node sees every node's events, in order, without gaps
         def t_dashboard():
