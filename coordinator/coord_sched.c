@@ -765,13 +765,20 @@ struct board_held {
 };
 
 /*
- * The board is rebuilt as two blocks (the agents, and their images' text), not an allocation per
- * agent: with 10,000 agents connecting, a rebuild per pass spent most of its time in malloc.
+ * The board is built in two blocks (the agents, and their images' text), not an allocation per
+ * agent: with 10,000 agents connecting, a rebuild per pass spent most of its time in malloc.  Two
+ * boards take turns: the lws thread builds the spare one and swaps it in under the mutex (readers
+ * only look under it), so a rebuild allocates nothing once the blocks are large enough.
  */
+struct board_buf {
+    struct board_agent *a;
+    size_t n, cap;
+    struct co_buf text; /* the images of every agent of the board */
+};
+
 static pthread_mutex_t board_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct board_agent *board;
-static size_t board_n;
-static char *board_text; /* the images of every agent of the board */
+static struct board_buf board;       /* the published one (under board_mu) */
+static struct board_buf board_spare; /* the lws thread's */
 static struct board_held *board_held;
 static size_t board_held_n;
 static uint64_t board_gen; /* bumped whenever a reason may have changed (under board_mu) */
@@ -782,26 +789,36 @@ sess_open(const struct agent_sess *s)
     return s->wsi && s->state == AS_READY && !s->superseded;
 }
 
-/* Replace the board with @b (@n agents, their images in @text; all taken over) (lws thread). */
+/* Empty the spare board with room for @n agents (lws thread). */
+static struct board_buf *
+board_spare_reset(size_t n)
+{
+    struct board_buf *b = &board_spare;
+    if (b->cap < n) {
+        b->cap = n > b->cap * 2 ? n : b->cap * 2;
+        b->a = co_xreallocarray(b->a, b->cap, sizeof(*b->a));
+    }
+    b->n = 0;
+    co_buf_reset(&b->text);
+    return b;
+}
+
+/* Publish the spare board (lws thread). */
 static void
-board_publish(struct board_agent *b, size_t n, char *text)
+board_publish(void)
 {
     pthread_mutex_lock(&board_mu);
-    struct board_agent *old = board;
-    char *old_text = board_text;
-    board = b;
-    board_n = n;
-    board_text = text;
+    struct board_buf t = board;
+    board = board_spare;
+    board_spare = t;
     board_gen++;
     pthread_mutex_unlock(&board_mu);
-    free(old);
-    free(old_text);
 }
 
 static bool
 board_has_image(const struct board_agent *a, const char *image)
 {
-    const char *p = board_text + a->images;
+    const char *p = board.text.data + a->images;
     for (size_t k = 0; k < a->n_images; k++, p += strlen(p) + 1) {
         if (strcmp(p, image) == 0)
             return true;
@@ -883,9 +900,7 @@ coord_sched_refresh(struct coord_sched *sc)
     co_jsonw_init(&w, &sc->images);
     co_jsonw_arr_begin(&w);
     /* The board, in the same walk. */
-    struct board_agent *b = co_xcalloc(hub->n_sess + 1, sizeof(*b));
-    size_t n = 0;
-    struct co_buf text = CO_BUF_INIT;
+    struct board_buf *b = board_spare_reset(hub->n_sess + 1);
     for (size_t i = 0; i < hub->n_sess; i++) {
         const struct agent_sess *s = hub->sess[i];
         if (!sess_open(s))
@@ -894,18 +909,19 @@ coord_sched_refresh(struct coord_sched *sc)
             sc->max_cores = s->cores;
         if (s->ram_mb > sc->max_ram_mb)
             sc->max_ram_mb = s->ram_mb;
-        struct board_agent *a = &b[n++];
+        struct board_agent *a = &b->a[b->n++];
+        memset(a, 0, sizeof(*a));
         co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
         a->cores = s->cores;
         a->ram_mb = s->ram_mb;
         a->price = s->price;
         a->reputation = s->reputation;
-        a->images = text.len;
+        a->images = b->text.len;
         size_t n_img = s->n_images ? s->n_images : 1;
         a->n_images = n_img;
         for (size_t k = 0; k < n_img; k++) {
             const char *img = s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT;
-            co_buf_append(&text, img, strlen(img) + 1);
+            co_buf_append(&b->text, img, strlen(img) + 1);
             bool dup = false;
             for (size_t d = 0; d < n_seen && !dup; d++)
                 dup = strcmp(seen[d], img) == 0;
@@ -921,7 +937,7 @@ coord_sched_refresh(struct coord_sched *sc)
     }
     co_jsonw_arr_end(&w);
     free(seen);
-    board_publish(b, n, co_buf_steal(&text, NULL));
+    board_publish();
 }
 
 /* The held entry of @buyer_id (board_mu held). */
@@ -952,8 +968,8 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
     const struct board_agent *largest = NULL, *cheapest = NULL;
     const struct board_held *held;
     bool image_seen = false, fits = false, priced = false, reputed = false;
-    for (size_t i = 0; i < board_n; i++) {
-        const struct board_agent *a = &board[i];
+    for (size_t i = 0; i < board.n; i++) {
+        const struct board_agent *a = &board.a[i];
         if (!board_has_image(a, image))
             continue;
         image_seen = true;
@@ -972,7 +988,7 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
             (a->cores == largest->cores && a->ram_mb > largest->ram_mb))
             largest = a;
     }
-    if (board_n == 0) {
+    if (board.n == 0) {
         code = "no_agents";
         co_buf_puts(&msg, "no agent is connected");
     } else if (!image_seen) {
