@@ -317,6 +317,14 @@ test_pending_reason(void **state)
     jobs.items[0].status = COORD_JOB_RUNNING;
     expect_reason(&jobs.items[0], NULL, NULL);
 
+    /* No change counted (agent_hub_changed): a refresh rebuilds nothing, the reasons stay. */
+    uint64_t g = coord_sched_reasons_generation();
+    small->state = AS_CLOSING;
+    coord_sched_refresh(sc);
+    assert_true(coord_sched_reasons_generation() == g);
+    expect_reason(&jobs.items[3], "exceeds_largest_agent", "w-small");
+    small->state = AS_READY;
+
     /* A session that is no longer ready leaves the board at the next refresh. */
     small->state = AS_CLOSING;
     agent_hub_changed(&hub);
