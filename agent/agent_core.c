@@ -1,10 +1,11 @@
 /*
  * agent_core: connection, job threads and shutdown of cacheout-agent (see agent_core.h).
  *
- * Threads.  Everything here runs on the lws service thread except job_thread() (one per job)
- * and what it calls.  A job thread shares with the service thread only the fields marked
- * "under mu" and its output queue; it wakes the loop with lws_cancel_service(), which delivers
- * LWS_CALLBACK_EVENT_WAIT_CANCELLED to our (only) protocol.
+ * Threads.  Everything here runs on the lws service thread except job_run() (on a worker of
+ * the job thread pool, agent_pool.h, for as long as the job lasts) and what it calls.  A job thread
+ * shares with the service thread only the fields marked "under mu" and its output queue; it wakes
+ * the loop with lws_cancel_service(), which delivers LWS_CALLBACK_EVENT_WAIT_CANCELLED to our
+ * (only) protocol.
  *
  * Writing.  Frames are written only in LWS_CALLBACK_CLIENT_WRITEABLE, one lws_write() per
  * callback, in this order: hello (until welcome nothing else), queued control messages
@@ -33,6 +34,7 @@
 #include "agent_job.h"
 #include "agent_artifacts.h"
 #include "agent_outq.h"
+#include "agent_pool.h"
 #include "agent_results.h"
 #include "co_alloc.h"
 #include "co_buf.h"
@@ -76,8 +78,6 @@ struct job {
     char **argv;
     struct agent_outq *outq;
     struct sbx_cancel *cancel;
-    pthread_t thread;
-    bool thread_started;
     int64_t push_deadline_ms; /* job thread only: output pushes stop blocking after this */
 
     /* Artifact frames (job.artifact, job.artifacts) from the job thread, under agent->mu. */
@@ -93,7 +93,7 @@ struct job {
     struct proto_job_finished fin;
 
     /* Service thread only. */
-    bool reaped; /* thread joined, capacity given back */
+    bool reaped; /* done seen, capacity given back */
     bool cancelled;
     bool started_sent;
     int64_t out_seq;
@@ -131,6 +131,7 @@ struct agent {
     pthread_mutex_t mu;
     struct job *jobs;
     struct agent_cap cap;
+    struct agent_pool *pool; /* job threads, reused */
 
     volatile sig_atomic_t *stop;
     int stop_seen;
@@ -386,20 +387,25 @@ job_mark_started(struct job *j)
     lws_cancel_service(a->ctx);
 }
 
+/*
+ * The job's last step on its thread: once j->done is set the service thread may free @j at any
+ * time (the thread is not joined), so nothing of @j is touched after the unlock.
+ */
 static void
 job_mark_done(struct job *j, struct proto_job_finished *fin)
 {
     struct agent *a = j->agent;
+    agent_outq_close(j->outq);
     pthread_mutex_lock(&a->mu);
     j->fin = *fin;
     memset(fin, 0, sizeof(*fin));
     j->done = true;
     pthread_mutex_unlock(&a->mu);
-    agent_outq_close(j->outq); /* wakes the loop */
+    wake_loop(a);
 }
 
-static void *
-job_thread(void *arg)
+static void
+job_run(void *arg)
 {
     struct job *j = arg;
     struct agent *a = j->agent;
@@ -407,12 +413,12 @@ job_thread(void *arg)
     struct agent_job_files files;
     co_err err = CO_ERR_INIT;
 
-    if (agent_job_files_stage(a->cfg->work_root, &j->assign, &files, &err) != 0) {
+    if (agent_job_files_build(&j->assign, &files, &err) != 0) {
         co_error("job files failed job=%s attempt=%" PRId64 " error=\"%s\"", j->ref.job_id,
                  j->ref.attempt, err.msg);
         agent_finished_internal(&j->ref, err.msg, &fin);
         job_mark_done(j, &fin);
-        return NULL;
+        return;
     }
 
     struct sbx_spec spec;
@@ -433,7 +439,6 @@ job_thread(void *arg)
     sbx_result_release(&res);
     agent_job_files_release(&files);
     job_mark_done(j, &fin);
-    return NULL;
 }
 
 /* ---- capacity, reaping ---- */
@@ -449,7 +454,7 @@ job_journal_result(struct agent *a, struct job *j)
     if (a->cfg->bench_no_sandbox)
         return;
     co_err err = CO_ERR_INIT;
-    /* The job thread was joined: j->fin is this thread's alone now. */
+    /* The job's thread set j->done and left @j: j->fin is this thread's alone now. */
     int rc = agent_results_save(a->cfg->work_root, &j->fin, &err);
     if (rc == 0 && a->test_kill_after_result) {
         /* Test hook: a crash after the job finished, before its result was sent or acked. */
@@ -463,7 +468,7 @@ job_journal_result(struct agent *a, struct job *j)
                  j->ref.job_id, j->ref.attempt, err.msg);
 }
 
-/* Join finished job threads, give back their capacity, journal their results. */
+/* Give back the capacity of finished jobs, journal their results. */
 static void
 reap_jobs(struct agent *a)
 {
@@ -472,8 +477,6 @@ reap_jobs(struct agent *a)
         bool done = j->done;
         pthread_mutex_unlock(&a->mu);
         if (done && !j->reaped) {
-            if (j->thread_started)
-                pthread_join(j->thread, NULL);
             j->reaped = true;
             agent_cap_put(&a->cap, j->assign.required_cores, j->assign.required_ram_mb);
         }
@@ -649,14 +652,13 @@ handle_assign(struct agent *a, struct proto_msg *m)
         job_mark_done(j, &fin);
         return;
     }
-    int rc = pthread_create(&j->thread, NULL, job_thread, j);
-    if (rc != 0) {
+    if (agent_pool_run(a->pool, job_run, j, &err) != 0) {
+        co_error("job not started job=%s attempt=%" PRId64 " error=\"%s\"", j->ref.job_id,
+                 j->ref.attempt, err.msg);
         struct proto_job_finished fin;
         agent_finished_internal(&j->ref, "cannot start a job thread", &fin);
         job_mark_done(j, &fin);
-        return;
     }
-    j->thread_started = true;
 }
 
 static void
@@ -1284,6 +1286,9 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
     pthread_mutex_init(&a->mu, NULL);
     co_buf_init(&a->rx);
     agent_cap_init(&a->cap, cfg->cores, cfg->ram_mb);
+    /* A job takes at least one core: at most cfg->cores jobs run at once, as many threads wait. */
+    a->pool = agent_pool_new(cfg->cores > 0 && cfg->cores < SBX_MAX_SLOTS ? (unsigned)cfg->cores
+                                                                          : SBX_MAX_SLOTS);
     const char *kill_hook = getenv("AGENT_TEST_KILL_AFTER_RESULT");
     a->test_kill_after_result = kill_hook && strcmp(kill_hook, "1") == 0;
     a->hb_interval_ms = 10000;
@@ -1307,6 +1312,7 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
     info.retry_and_idle_policy = &a->retry;
     a->ctx = lws_create_context(&info);
     if (!a->ctx) {
+        agent_pool_free(a->pool);
         pthread_mutex_destroy(&a->mu);
         free(a);
         return co_err_set(err, CO_E_INTERNAL, "cannot create the websocket context");
@@ -1349,12 +1355,10 @@ agent_free(struct agent *a)
         return;
     /* Jobs still running (undeliverable results, or an early exit): stop and wait for them. */
     for (struct job *j = a->jobs; j; j = j->next) {
-        if (!j->reaped) {
+        if (!j->reaped)
             job_cancel(j, "agent exiting");
-            if (j->thread_started)
-                pthread_join(j->thread, NULL);
-        }
     }
+    agent_pool_free(a->pool);
     lws_sul_cancel(&a->sul_connect);
     lws_sul_cancel(&a->sul_heartbeat);
     lws_sul_cancel(&a->sul_tick);

@@ -162,28 +162,6 @@ mkdir_parents(const char *path, co_err *err)
     return mkdir_one(p, err);
 }
 
-static int
-write_file(const char *path, const char *data, size_t len, co_err *err)
-{
-    co_autoclose int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return co_err_sys(err, errno, "cannot create '%s'", path);
-    size_t off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, data + off, len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return co_err_sys(err, errno, "cannot write '%s'", path);
-        }
-        off += (size_t)n;
-    }
-    int fd2 = co_steal_fd(&fd);
-    if (close(fd2) != 0)
-        return co_err_sys(err, errno, "cannot write '%s'", path);
-    return 0;
-}
-
 int
 agent_job_root_prepare(const char *work_root, co_err *err)
 {
@@ -218,26 +196,27 @@ input_has(const struct proto_file_list *l, const char *path)
     return false;
 }
 
-/*
- * The sandbox's list of work files: the code file (unless code is empty and an input file takes
- * its place), params.json, then the input files of a->files, written by the sandbox's init from
- * memory (O_EXCL|O_NOFOLLOW, before the job runs).
- */
-static int
-stage_input_files(const struct proto_job_assign *a, struct agent_job_files *out, co_err *err)
+int
+agent_job_files_build(const struct proto_job_assign *a, struct agent_job_files *out, co_err *err)
 {
-    const char *reserved[] = {AGENT_PARAMS_FILE, a->code && a->code[0] ? a->code_file : NULL, NULL};
+    memset(out, 0, sizeof(*out));
+    if (proto_code_file_check(a->code_file, strlen(a->code_file), err) != 0)
+        return -1;
+    const char *code = a->code ? a->code : "";
+    const char *reserved[] = {AGENT_PARAMS_FILE, code[0] ? a->code_file : NULL, NULL};
     if (proto_files_parse(a->files, reserved, &out->input, err) != 0)
         return co_err_wrap(err, "bad files");
     out->files = co_xcalloc(out->input.len + 2, sizeof(*out->files));
-    /* files[0].name borrows code_path's tail, owned by us. */
-    const char *code_name = out->code_path + strlen(out->dir) + 1;
-    if (!input_has(&out->input, code_name))
+    /* An empty code file gives way to an input file of the same name. */
+    if (!input_has(&out->input, a->code_file))
         out->files[out->n_files++] =
-            (struct sbx_file){.name = code_name, .host_path = out->code_path};
-    if (out->params_path)
+            (struct sbx_file){.name = a->code_file, .data = code, .len = strlen(code)};
+    /* A code file named params.json wins over the parameters. */
+    if (strcmp(a->code_file, AGENT_PARAMS_FILE) != 0) {
+        const char *params = a->parameters ? a->parameters : "{}";
         out->files[out->n_files++] =
-            (struct sbx_file){.name = AGENT_PARAMS_FILE, .host_path = out->params_path};
+            (struct sbx_file){.name = AGENT_PARAMS_FILE, .data = params, .len = strlen(params)};
+    }
     for (size_t i = 0; i < out->input.len; i++) {
         const struct proto_file *f = &out->input.items[i];
         out->files[out->n_files++] =
@@ -246,64 +225,9 @@ stage_input_files(const struct proto_job_assign *a, struct agent_job_files *out,
     return 0;
 }
 
-int
-agent_job_files_stage(const char *work_root, const struct proto_job_assign *a,
-                      struct agent_job_files *out, co_err *err)
-{
-    memset(out, 0, sizeof(*out));
-    if (proto_code_file_check(a->code_file, strlen(a->code_file), err) != 0)
-        return -1;
-    if (!co_id_valid(a->job.job_id))
-        return co_err_set(err, CO_E_INVAL, "invalid job id '%s'", a->job.job_id);
-
-    co_autofree char *jobs = co_xasprintf("%s/jobs", work_root);
-    if (mkdir_parents(jobs, err) != 0)
-        return -1;
-    out->dir = co_xasprintf("%s/%s.%" PRId64, jobs, a->job.job_id, a->job.attempt);
-    /* A folder left by an earlier run of this attempt (a crash) is replaced. */
-    rm_tree(out->dir);
-    if (mkdir(out->dir, 0700) != 0) {
-        co_err_sys(err, errno, "cannot create folder '%s'", out->dir);
-        goto fail;
-    }
-
-    out->code_path = co_xasprintf("%s/%s", out->dir, a->code_file);
-    /* Sub-folders of code_file ("src/main.py"); proto_code_file_check excludes "." and "..". */
-    for (char *s = out->code_path + strlen(out->dir) + 1; *s; s++) {
-        if (*s != '/')
-            continue;
-        *s = '\0';
-        int rc = mkdir_one(out->code_path, err);
-        *s = '/';
-        if (rc != 0)
-            goto fail;
-    }
-    if (strcmp(a->code_file, AGENT_PARAMS_FILE) != 0) {
-        out->params_path = co_xasprintf("%s/%s", out->dir, AGENT_PARAMS_FILE);
-        const char *params = a->parameters ? a->parameters : "{}";
-        if (write_file(out->params_path, params, strlen(params), err) != 0)
-            goto fail;
-    }
-    const char *code = a->code ? a->code : "";
-    if (write_file(out->code_path, code, strlen(code), err) != 0)
-        goto fail;
-    if (stage_input_files(a, out, err) != 0)
-        goto fail;
-    return 0;
-
-fail:
-    agent_job_files_release(out);
-    return -1;
-}
-
 void
 agent_job_files_release(struct agent_job_files *f)
 {
-    if (f->dir)
-        rm_tree(f->dir);
-    free(f->dir);
-    free(f->code_path);
-    free(f->params_path);
     free(f->files);
     proto_file_list_release(&f->input);
     memset(f, 0, sizeof(*f));

@@ -1,7 +1,8 @@
 /*
- * agent_job: the pure parts of running one job assignment: checking it, staging its files
- * (code at code_file, parameters at params.json) on the host, building the sandbox spec, and
- * turning the sandbox's result into a job.finished message.
+ * agent_job: the pure parts of running one job assignment: checking it, listing its work files
+ * (code at code_file, parameters at params.json, the input files) for the sandbox, which writes
+ * them into the job's /work from the agent's memory, building the sandbox spec, and turning the
+ * sandbox's result into a job.finished message.
  */
 #ifndef AGENT_JOB_H
 #define AGENT_JOB_H
@@ -35,14 +36,12 @@ void agent_finished_internal(const struct proto_job_ref *job, const char *error,
 /** Free the error string of @f (set by the two functions above) and zero it. */
 void agent_finished_release(struct proto_job_finished *f);
 
-/** The files of a staged job: a private host folder holding the code file and params.json. */
+/** The work files of a job, in memory: nothing of them is written on the host. */
 struct agent_job_files {
-    char *dir;         /* <work_root>/jobs/<job_id>.<attempt>, owned */
-    char *code_path;   /* dir + "/" + code_file, owned */
-    char *params_path; /* dir + "/params.json", owned; NULL when code_file is params.json */
     struct proto_file_list input; /* the job's input files (proto_files.h), decoded, owned */
-    struct sbx_file *files;       /* code, params.json, then @input; names/data point into this
-                                     struct; owned array */
+    struct sbx_file *files;       /* code, params.json, then @input; names and data point into
+                                     the assignment (borrowed: it must outlive the run) and into
+                                     @input; owned array */
     size_t n_files;
 };
 
@@ -55,23 +54,24 @@ int agent_job_check(const struct proto_job_assign *a, char ***argv_out, co_err *
     __attribute__((warn_unused_result));
 
 /**
- * Create <work_root>/jobs (and missing parents, 0700) and remove folders a previous run left in
- * it.  Called once at start-up.  Errors: CO_E_SYS naming AGENT_WORK_ROOT and the path.
+ * Create @work_root (and missing parents, 0700) with its folder "jobs", and remove what earlier
+ * versions of the agent staged in that folder (job files are no longer written on the host).
+ * Called once at start-up.  Errors: CO_E_SYS naming AGENT_WORK_ROOT and the path.
  */
 int agent_job_root_prepare(const char *work_root, co_err *err) __attribute__((warn_unused_result));
 
 /**
- * Write @a's code to <dir>/<code_file> (creating sub-folders) and its parameters to
- * <dir>/params.json, where dir is <work_root>/jobs/<job_id>.<attempt> (created 0700, replaced if
- * it exists), and describe both as sandbox files in @out.  A code_file of "params.json" wins
- * over the parameters file.  Errors: CO_E_SYS naming the path; nothing is left behind on error.
- * Release with agent_job_files_release(), which also removes the folder.
+ * Describe @a's work files as sandbox files in @out, all from memory: the code at <code_file>
+ * (unless the code is empty and an input file of that name takes its place), the parameters at
+ * params.json ("{}" when absent; a code_file of "params.json" wins over them), then the decoded
+ * input files of a->files.  The sandbox's init writes them into /work (O_EXCL, O_NOFOLLOW,
+ * owned by the job) before the job runs.  Errors: CO_E_INVAL for an unsafe code_file or bad
+ * files.  Release with agent_job_files_release().
  */
-int agent_job_files_stage(const char *work_root, const struct proto_job_assign *a,
-                          struct agent_job_files *out, co_err *err)
-    __attribute__((warn_unused_result));
+int agent_job_files_build(const struct proto_job_assign *a, struct agent_job_files *out,
+                          co_err *err) __attribute__((warn_unused_result));
 
-/** Remove the staged folder (if any) and free @f's strings; @f is zeroed. */
+/** Free what @f owns; @f is zeroed. */
 void agent_job_files_release(struct agent_job_files *f);
 
 /**

@@ -27,7 +27,8 @@
 /* Rows read per query. */
 #define FEED_BATCH 500
 #define FEED_POLL_MS 1000
-#define FEED_SOON_MS 20
+/* Rows remembered above the horizon, at most (beyond: delivered once the horizon passes). */
+#define FEED_EARLY_MAX 1000000
 #define FEED_PRUNE_MS 60000
 #define FEED_BACKOFF_MAX_MS 2000
 
@@ -61,8 +62,12 @@ struct coord_feed {
     PGconn *conn;
     bool have_cursor;
     bool need_read; /* a notification came, or the connection is new */
-    bool read_soon; /* rows wait behind a transaction still open: look again shortly */
     uint64_t cur_txid, cur_seq;
+    uint64_t page_a, page_b; /* where the next page of a paged query starts */
+    /* Rows above the horizon delivered already, by sequence; the highest sequence read there. */
+    struct feed_early *early;
+    size_t n_early, cap_early;
+    uint64_t early_seq;
     int64_t next_prune_ms;
 };
 
@@ -256,69 +261,147 @@ feed_connect(struct coord_feed *f)
     return true;
 }
 
+/* A row delivered before the horizon passed its transaction (feed thread). */
+struct feed_early {
+    uint64_t seq, txid;
+};
+
+static bool
+feed_early_has(const struct coord_feed *f, uint64_t seq)
+{
+    size_t lo = 0, hi = f->n_early; /* sorted by seq: appended in increasing order */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->early[mid].seq == seq)
+            return true;
+        if (f->early[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* Queue one row for the lws thread unless it is this node's own (lock held); true if queued. */
+static bool
+feed_take(struct coord_feed *f, PGresult *r, int i)
+{
+    if (strcmp(PQgetvalue(r, i, 3), coord_node_id()) == 0)
+        return false; /* published here already */
+    int kind = coord_event_kind_parse(PQgetvalue(r, i, 1));
+    if (kind < 0)
+        return false;
+    q_push(&f->in, kind, PQgetvalue(r, i, 2));
+    f->st.received++;
+    return true;
+}
+
 /*
- * Read the rows after the cursor whose transaction lies below this round's horizon (all ended,
- * so none can still appear there with a lower sequence); queue the other nodes' ones for the lws
- * thread.  The cursor then moves to the horizon.
+ * One paged query of the feed: @sql with the parameters @vals (the last one the page size) and
+ * the columns seq, kind, ref, origin, txid; @on_row sees each row (lock held).  False when the
+ * connection failed.
  */
 static bool
-feed_read(struct coord_feed *f)
+feed_pages(struct coord_feed *f, const char *sql, char (*vals)[24], int n,
+           void (*on_row)(struct coord_feed *f, PGresult *r, int i, bool *any))
 {
     bool any = false;
-    uint64_t horizon;
-    if (!feed_horizon(f, &horizon))
-        return false;
     for (;;) {
-        char txid[24], seq[24], hz[24], lim[16];
-        snprintf(txid, sizeof(txid), "%" PRIu64, f->cur_txid);
-        snprintf(seq, sizeof(seq), "%" PRIu64, f->cur_seq);
-        snprintf(hz, sizeof(hz), "%" PRIu64, horizon);
-        snprintf(lim, sizeof(lim), "%d", FEED_BATCH);
-        const char *vals[] = {txid, seq, hz, lim};
-        PGresult *r = feed_exec(f,
-                                "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
-                                "WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < $3::xid8 "
-                                "ORDER BY txid, seq LIMIT $4::int",
-                                4, vals);
+        const char *v[8];
+        for (int k = 0; k < n; k++)
+            v[k] = vals[k];
+        PGresult *r = feed_exec(f, sql, n, v);
         if (!r)
             return false;
         int rows = PQntuples(r);
         pthread_mutex_lock(&f->mu);
-        for (int i = 0; i < rows; i++) {
-            f->cur_seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-            f->cur_txid = strtoull(PQgetvalue(r, i, 4), NULL, 10);
-            f->st.last_seq = f->cur_seq;
-            if (strcmp(PQgetvalue(r, i, 3), coord_node_id()) == 0)
-                continue; /* published here already */
-            int kind = coord_event_kind_parse(PQgetvalue(r, i, 1));
-            if (kind < 0)
-                continue;
-            q_push(&f->in, kind, PQgetvalue(r, i, 2));
-            f->st.received++;
-            any = true;
-        }
+        for (int i = 0; i < rows; i++)
+            on_row(f, r, i, &any);
         pthread_mutex_unlock(&f->mu);
         PQclear(r);
         if (any)
             lws_cancel_service(f->ctx);
         if (rows < FEED_BATCH)
-            break;
+            return true;
+        /* The next page starts after the last row (the caller's cursor moved there). */
+        snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, f->page_a);
+        snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->page_b);
     }
+}
+
+static void
+on_settled_row(struct coord_feed *f, PGresult *r, int i, bool *any)
+{
+    f->cur_seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    f->cur_txid = strtoull(PQgetvalue(r, i, 4), NULL, 10);
+    f->page_a = f->cur_txid;
+    f->page_b = f->cur_seq;
+    f->st.last_seq = f->cur_seq;
+    if (!feed_early_has(f, f->cur_seq) && feed_take(f, r, i))
+        *any = true;
+}
+
+static void
+on_early_row(struct coord_feed *f, PGresult *r, int i, bool *any)
+{
+    uint64_t seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
+    f->early_seq = seq;
+    f->page_b = seq;
+    if (f->n_early >= FEED_EARLY_MAX)
+        return; /* delivered once the horizon passes it */
+    if (f->n_early == f->cap_early) {
+        f->cap_early = f->cap_early ? f->cap_early * 2 : 256;
+        f->early = co_xrealloc(f->early, f->cap_early * sizeof(*f->early));
+    }
+    f->early[f->n_early++] = (struct feed_early){seq, strtoull(PQgetvalue(r, i, 4), NULL, 10)};
+    if (feed_take(f, r, i))
+        *any = true;
+}
+
+/*
+ * A reading round.  The horizon is the oldest transaction still open: every transaction below it
+ * has ended, so the rows after the cursor and below it are read in (txid, seq) order and the
+ * cursor moves to the horizon, never to be passed by a row committed later.  The rows of ended
+ * transactions above the horizon (behind one still open, e.g. an operator's session left in a
+ * transaction) are delivered at once too, by sequence, and remembered until the horizon passes
+ * them, so that the cursor's read does not deliver them again.
+ */
+static bool
+feed_read(struct coord_feed *f)
+{
+    uint64_t horizon;
+    if (!feed_horizon(f, &horizon))
+        return false;
+    char vals[4][24];
+    snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, f->cur_txid);
+    snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->cur_seq);
+    snprintf(vals[2], sizeof(vals[2]), "%" PRIu64, horizon);
+    snprintf(vals[3], sizeof(vals[3]), "%d", FEED_BATCH);
+    if (!feed_pages(f,
+                    "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
+                    "WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < $3::xid8 "
+                    "ORDER BY txid, seq LIMIT $4::int",
+                    vals, 4, on_settled_row))
+        return false;
     if (horizon > f->cur_txid) {
         f->cur_txid = horizon;
         f->cur_seq = 0;
     }
-    /* Rows of ended transactions may wait behind an open one: their notification came already. */
-    char hz[24];
-    snprintf(hz, sizeof(hz), "%" PRIu64, horizon);
-    const char *vals[] = {hz};
-    PGresult *r =
-        feed_exec(f, "SELECT EXISTS (SELECT 1 FROM event_outbox WHERE txid >= $1::xid8)", 1, vals);
-    if (!r)
-        return false;
-    f->read_soon = PQgetvalue(r, 0, 0)[0] == 't';
-    PQclear(r);
-    return true;
+    /* Rows the cursor has now passed need no memory. */
+    size_t k = 0;
+    for (size_t i = 0; i < f->n_early; i++)
+        if (f->early[i].txid >= horizon)
+            f->early[k++] = f->early[i];
+    f->n_early = k;
+    /* Ended transactions above the horizon (also when the list is full: early_seq moves on). */
+    snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, horizon);
+    snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->early_seq);
+    snprintf(vals[2], sizeof(vals[2]), "%d", FEED_BATCH);
+    f->page_a = horizon;
+    return feed_pages(f,
+                      "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
+                      "WHERE txid >= $1::xid8 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
+                      vals, 3, on_early_row);
 }
 
 static void
@@ -390,7 +473,7 @@ feed_main(void *arg)
             }
             backoff = 100; /* a whole round worked */
             f->need_read = false;
-            next_read = co_mono_ms() + (f->read_soon ? FEED_SOON_MS : FEED_POLL_MS);
+            next_read = co_mono_ms() + FEED_POLL_MS;
         }
         feed_prune(f);
         if (!f->conn)
@@ -488,6 +571,7 @@ coord_feed_stop(struct coord_feed *f)
     close(f->wake[0]);
     close(f->wake[1]);
     free(f->in.v);
+    free(f->early);
     pthread_mutex_destroy(&f->mu);
     free(f->url);
     free(f);

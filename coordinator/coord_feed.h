@@ -16,9 +16,10 @@
  * Order without a lock among writers: each row carries its transaction's id; a reading round
  * takes the rows after its cursor, in (txid, seq) order, whose transaction is below the oldest
  * one still open (pg_snapshot_xmin): those have all ended, so no row can appear there later.
- * A transaction open for long holds the feed back (at most idle_in_transaction_session_timeout
- * for an idle one).  A lost connection is reconnected (with back-off) and the reader resumes
- * from its cursor: no gaps.  Rows older than COORD_FEED_KEEP_S are deleted (once a minute, by
+ * The rows of ended transactions above that horizon (behind one left open) are delivered at
+ * once too, and remembered until the cursor passes them, so an open transaction delays
+ * nothing.  A lost connection is reconnected (with back-off) and the reader resumes from its
+ * cursor: no gaps.  Rows older than COORD_FEED_KEEP_S are deleted (once a minute, by
  * whichever node gets there).
  *
  * Every statement runs asynchronously with a deadline (COORD_FEED_STMT_TIMEOUT_MS): a database

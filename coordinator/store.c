@@ -2211,6 +2211,14 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
     int64_t now = co_wall_ms();
     if (tx_begin(s, true, err) < 0)
         return -1;
+    /*
+     * The worker's row first (its reputation is updated last): a claim locks the worker, then
+     * jobs (skipping locked ones), then the buyer; a finish that locked its job and the buyer
+     * before the worker would wait on a claim waiting on it (PostgreSQL).
+     */
+    if (worker_id && worker_id[0] &&
+        q_exec(s, Q_WORKER_LOCK, PARAMS(P_TEXT(worker_id)), NULL, err) < 0)
+        goto out;
     if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
         goto out;
     have_job = true;

@@ -156,7 +156,8 @@ pg_prepare(struct store_pg *p, enum store_q q, const char *name, co_err *err)
 {
     if (p->prepared[q])
         return 0;
-    static const char *const lock_clause[] = {"", " FOR UPDATE", " FOR UPDATE SKIP LOCKED"};
+    static const char *const lock_clause[] = {"", " FOR NO KEY UPDATE",
+                                              " FOR NO KEY UPDATE SKIP LOCKED"};
     const char *text = store_sql[q].pg ? store_sql[q].pg : store_sql[q].sql;
     co_autofree char *sql = co_xasprintf("%s%s", text, lock_clause[store_sql[q].lock]);
     PGresult *res = PQprepare(p->conn, name, sql, 0, NULL);

@@ -451,6 +451,25 @@ resolve_folder(const char *path, struct sbx_image *img, co_err *err)
     return 0;
 }
 
+/*
+ * Copy the used part of @src into @dst: the strings up to their end, the binds up to n_binds.
+ * A whole-struct copy would write all of its ~37 KiB (PATH_MAX buffers) for every job.
+ */
+static void
+image_copy(struct sbx_image *dst, const struct sbx_image *src)
+{
+    memcpy(dst->root, src->root, strnlen(src->root, sizeof(src->root) - 1) + 1);
+    dst->root_dev = src->root_dev;
+    dst->root_ino = src->root_ino;
+    dst->n_binds = src->n_binds;
+    for (int i = 0; i < src->n_binds; i++) {
+        memcpy(dst->bind_src[i], src->bind_src[i],
+               strnlen(src->bind_src[i], sizeof(src->bind_src[i]) - 1) + 1);
+        memcpy(dst->bind_dst[i], src->bind_dst[i],
+               strnlen(src->bind_dst[i], sizeof(src->bind_dst[i]) - 1) + 1);
+    }
+}
+
 int
 sbx_image_resolve(const char *name, struct sbx_image *img, co_err *err)
 {
@@ -467,7 +486,7 @@ sbx_image_resolve(const char *name, struct sbx_image *img, co_err *err)
         }
         if (rc == 0) {
             refresh_ld_cache(default_cached->root);
-            *img = *default_cached;
+            image_copy(img, default_cached);
             /* The skeleton may have been replaced since (it lives under a run folder). */
             struct stat st;
             if (stat(img->root, &st) < 0 || !S_ISDIR(st.st_mode))

@@ -21,6 +21,17 @@
 /** Check a work file name (relative, no "", "." or ".." component, no trailing '/'). */
 int sbx_file_name_check(const char *name, co_err *err) __attribute__((warn_unused_result));
 
+/**
+ * Zeroed memory of fresh pages (an anonymous mapping of its own), for the large per-run
+ * structures (image, cgroup, child context: about 90 KiB, mostly PATH_MAX buffers).  Every clone
+ * of a sandbox write-protects the caller's private pages; heap pages reused and zeroed (calloc)
+ * after it take a copy-on-write fault each, with a TLB shoot-down of the caller's other threads'
+ * CPUs, while fresh pages take a plain zero-fill fault, and only those written.  Aborts when out
+ * of memory, as co_xcalloc().  Free with sbx_fresh_free() and the same @len (NULL allowed).
+ */
+void *sbx_fresh_alloc(size_t len);
+void sbx_fresh_free(void *p, size_t len);
+
 /** The eventfd behind a cancellation handle, -1 for NULL. */
 int sbx_cancel_fd(const struct sbx_cancel *c);
 
@@ -61,8 +72,9 @@ bool sbx_janitor_enabled(void);
 
 /**
  * Hand a finished sandbox of @slot to the janitor: it reaps init @pid, empties @cg (stolen,
- * freed) for the slot's next job (sbx_cgroup_recycle(), or removes it) and then closes @lock_fd,
- * releasing the slot; a slot whose cgroup was kept is offered first by sbx_slot_acquire().
+ * from sbx_fresh_alloc(), freed) for the slot's next job (sbx_cgroup_recycle(), or removes it) and
+ * then closes @lock_fd, releasing the slot; a slot whose cgroup was kept is offered first by
+ * sbx_slot_acquire().
  */
 void sbx_janitor_add(pid_t pid, unsigned slot, struct sbx_cgroup *cg, int lock_fd);
 

@@ -53,7 +53,7 @@ janitor_main(void *arg)
         close(it->lock_fd);
         if (kept)
             sbx_slot_recycled(it->slot);
-        free(it->cg);
+        sbx_fresh_free(it->cg, sizeof(*it->cg));
         free(it);
     }
     return NULL;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -493,6 +494,29 @@ close_fd(int *fd)
     *fd = -1;
 }
 
+void *
+sbx_fresh_alloc(size_t len)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+        static const char msg[] = "fatal: out of memory\n";
+        (void)!write(2, msg, sizeof(msg) - 1);
+        abort();
+    }
+    return p;
+}
+
+void
+sbx_fresh_free(void *p, size_t len)
+{
+    if (p)
+        munmap(p, len);
+}
+
+/* One fresh mapping holds a run's image and child context (r->img, then r->c). */
+#define RUN_MEM_CTX_OFF ((sizeof(struct sbx_image) + 63) & ~(size_t)63)
+#define RUN_MEM_LEN (RUN_MEM_CTX_OFF + sizeof(struct child_ctx))
+
 /* The cleanup of a struct run: whatever it still holds (see struct run). */
 static void
 run_release(struct run *r)
@@ -513,9 +537,8 @@ run_release(struct run *r)
     free(r->envp);
     free(r->argv_copy);
     free(r->envp_copy);
-    free(r->cg);
-    free(r->img);
-    free(r->c);
+    sbx_fresh_free(r->cg, sizeof(*r->cg));
+    sbx_fresh_free(r->img, RUN_MEM_LEN);
 }
 
 static int
@@ -535,9 +558,9 @@ run_prepare(struct run *r, co_err *err)
 {
     const struct sbx_spec *spec = r->spec;
     struct sbx_result *res = r->res;
-    r->cg = co_xcalloc(1, sizeof(*r->cg));
-    r->img = co_xcalloc(1, sizeof(*r->img));
-    r->c = co_xcalloc(1, sizeof(*r->c));
+    r->cg = sbx_fresh_alloc(sizeof(*r->cg));
+    r->img = sbx_fresh_alloc(RUN_MEM_LEN);
+    r->c = (struct child_ctx *)((char *)r->img + RUN_MEM_CTX_OFF);
 
     if (sbx_spec_validate(spec, err) < 0)
         return internal(res, err, "spec", 0);

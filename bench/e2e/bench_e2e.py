@@ -43,12 +43,24 @@ AGENT_TOKEN = "bench-agent"
 ARGS = None
 
 
-def print_cpu(name, coord, agent, n, c0, a0):
+def minor_faults(proc):
+    """Minor page faults of a child process's own threads so far (copy-on-write faults after
+    each sandbox clone are most of an agent's); nan if gone."""
+    try:
+        with open("/proc/%d/stat" % proc.pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[7])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def print_cpu(name, coord, agent, n, c0, a0, f0=None):
     c = cpu_seconds(coord.proc) - c0
     a = cpu_seconds(agent.proc) - a0
-    print("%-22s CPU per job: coordinator %.0f us, agent %.0f us (load average now %.1f; the "
+    faults = "" if f0 is None else ", %.0f minor page faults" % ((minor_faults(agent.proc) - f0) / n)
+    print("%-22s CPU per job: coordinator %.0f us, agent %.0f us%s (load average now %.1f; the "
           "coordinator alone would sustain ~%.0f jobs/s per core)" % (
-              name, c * 1e6 / n, a * 1e6 / n, os.getloadavg()[0], n / c if c > 0 else 0))
+              name, c * 1e6 / n, a * 1e6 / n, faults, os.getloadavg()[0],
+              n / c if c > 0 else 0))
 
 
 def pct(values, p):
@@ -278,10 +290,11 @@ def phase_throughput(bench_mode):
     try:
         perf = start_perf(name, coord, agent)
         c0, a0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc)
+        f0 = minor_faults(agent.proc)
         t0, t_sub = submit_many(coord.port, ARGS.jobs, ARGS.threads)
         t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
         stop_perf(perf)
-        print_cpu(name, coord, agent, ARGS.jobs, c0, a0)
+        print_cpu(name, coord, agent, ARGS.jobs, c0, a0, f0)
         print("%-22s submit rate (client, %d threads): %.0f jobs/s" % (
             name, ARGS.threads, ARGS.jobs / max(1e-9, t_sub - t0)))
         report(name, all_jobs(coord.port), received_ms(agent), t0, t_end)

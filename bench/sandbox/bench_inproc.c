@@ -5,6 +5,9 @@
  * Prints the median and p90 of each, the difference and the ratio of the medians, and the CPU
  * time of this process (all its threads: the caller, the prewarm and clean-up threads) per job
  * of each, next to each other (the agent's CPU per job against fork+exec+wait's).
+ * SBX_BENCH_BALLAST_MB=N first maps and touches N MiB of private memory (the caller's size,
+ * e.g. a grown agent's heap and thread arenas), which every clone of the caller copies the page
+ * tables of: the cost of cloning sandboxes from a large process against a small one.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -95,6 +98,14 @@ main(int argc, char **argv)
     sbx_spec_init(&spec);
     spec.argv = sargv;
 
+    const char *ballast_env = getenv("SBX_BENCH_BALLAST_MB");
+    size_t ballast = ballast_env ? (size_t)atol(ballast_env) << 20 : 0;
+    if (ballast) {
+        char *b = co_xmalloc(ballast);
+        for (size_t off = 0; off < ballast; off += 4096)
+            b[off] = 1; /* touched: present pages, whose page tables a clone copies */
+    }
+
     /* As the agent does: keep fresh network namespaces ready off the critical path. */
     co_err err = CO_ERR_INIT;
     if (getenv("SBX_NO_PREWARM") == NULL &&
@@ -122,8 +133,9 @@ main(int argc, char **argv)
     }
     double pm = pct(plain, n, 0.5), p90 = pct(plain, n, 0.9);
     double sm = pct(sbx, n, 0.5), s90 = pct(sbx, n, 0.9);
-    printf("in-process, %d runs of %s (interleaved)%s:\n", n, prog,
-           getenv("SBX_NO_PREWARM") ? "" : ", prewarmed namespaces and async clean-up");
+    printf("in-process, %d runs of %s (interleaved)%s, %zu MiB of ballast:\n", n, prog,
+           getenv("SBX_NO_PREWARM") ? "" : ", prewarmed namespaces and async clean-up",
+           ballast >> 20);
     printf("  fork+exec+wait   median %.3f ms  p90 %.3f ms\n", pm, p90);
     printf("  sbx_run          median %.3f ms  p90 %.3f ms\n", sm, s90);
     printf("  overhead per job (median difference): %.3f ms; ratio sbx_run / fork+exec+wait: "

@@ -163,11 +163,27 @@ class Cluster:
             log("pg: " + line)
 
     def sql(self, stmt):
-        """Run @stmt in a psql session of its own (no node's: an operator's)."""
+        """Run @stmt in a psql session of its own (no node's: an operator's); its output."""
         psql = os.path.join(self.args.pg_bin, "psql")
-        out = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", self.url, "-c", stmt],
+        out = subprocess.run([psql, "-v", "ON_ERROR_STOP=1", "-At", self.url, "-c", stmt],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
-        check(out.returncode == 0, "psql %r: %s" % (stmt, out.stdout.decode(errors="replace")))
+        text = out.stdout.decode(errors="replace")
+        check(out.returncode == 0, "psql %r: %s" % (stmt, text))
+        return text.strip()
+
+    def open_transaction(self, stmt):
+        """A psql session left inside a transaction that ran @stmt (a write: it has an id)."""
+        psql = os.path.join(self.args.pg_bin, "psql")
+        p = subprocess.Popen([psql, "-v", "ON_ERROR_STOP=1", "-At", self.url],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        p.stdin.write(("BEGIN;\n%s;\n" % stmt).encode())
+        p.stdin.flush()
+        wait_until(lambda: self.sql("SELECT count(*) FROM pg_stat_activity WHERE state = "
+                                    "'idle in transaction' AND backend_xid IS NOT NULL "
+                                    "AND application_name = 'psql'") == "1", 10,
+                   "the psql session inside its transaction")
+        return p
 
     def close(self):
         self.pg_proxy.heal()
@@ -282,10 +298,11 @@ def main():
         r.case("a cancel on one node stops a job on another node's agent", t_cancel)
 
         # ---- the outbox is written by the changing transaction: any session's change counts
-        def t_outside_change():
-            st, doc = cl.admin("A", "POST", "/api/v1/users", {"user_id": "so-outsider"})
+        def disable_from_psql(user):
+            """A user made here and disabled from psql; ms until every node refused its key."""
+            st, doc = cl.admin("A", "POST", "/api/v1/users", {"user_id": user})
             check(st == 201, "create user: %s %r" % (st, doc))
-            st, k = cl.admin("A", "POST", "/api/v1/users/so-outsider/keys",
+            st, k = cl.admin("A", "POST", "/api/v1/users/%s/keys" % user,
                              {"name": "outsider", "scopes": ["buy"]})
             check(st == 201 and k.get("token"), "key: %s %r" % (st, k))
             auth = {"Authorization": "Bearer " + k["token"]}
@@ -296,7 +313,7 @@ def main():
                 check(me(n) == 200 and me(n) == 200, "GET /me on %s with the new key" % n)
             t0 = time.time()
             # No node makes this change: only the table's trigger writes it to the feed.
-            cl.sql("UPDATE users SET disabled = 1 WHERE user_id = 'so-outsider'")
+            cl.sql("UPDATE users SET disabled = 1 WHERE user_id = '%s'" % user)
             refused = {}
             while len(refused) < len(NODES) and time.time() - t0 < 10:
                 for n in NODES:
@@ -305,12 +322,25 @@ def main():
                 time.sleep(0.02)
             check(len(refused) == len(NODES), "nodes that still accept the disabled user's key "
                   "10 s later: %s" % [n for n in NODES if n not in refused])
-            log("a user disabled from psql was refused by every node within %.0f ms (%s)" % (
-                max(refused.values()) * 1000,
-                ", ".join("%s %.0f ms" % (n, refused[n] * 1000) for n in NODES)))
             # Without the feed each node's cache would serve the key until its 5 s entry expired.
             check(max(refused.values()) < 4, "the change reached a node only after %.1f s: the "
                   "auth cache expired, the feed did not tell it" % max(refused.values()))
+            return ", ".join("%s %.0f ms" % (n, refused[n] * 1000) for n in NODES)
+
+        def t_outside_change():
+            log("a user disabled from psql was refused by every node: %s" %
+                disable_from_psql("so-outsider"))
+            # Again while another session holds a transaction open (the oldest one: the rows
+            # committed after it are above the feed's horizon, and must not wait for it).
+            cl.sql("INSERT INTO users (user_id, credits, held, created_at, updated_at) "
+                   "VALUES ('so-holder', 0, 0, 0, 0)")
+            holder = cl.open_transaction("UPDATE users SET updated_at = 1 "
+                                         "WHERE user_id = 'so-holder'")
+            try:
+                log("the same behind an open transaction: %s" % disable_from_psql("so-outsider2"))
+            finally:
+                holder.stdin.close()  # psql ends: the open transaction is rolled back
+                holder.wait(10)
         r.case("a change made outside every node (psql) reaches all of them through the feed",
                t_outside_change)
 

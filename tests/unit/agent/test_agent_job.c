@@ -1,4 +1,4 @@
-/* Unit tests for agent/agent_job.c: status mapping, results, staging, sandbox spec. */
+/* Unit tests for agent/agent_job.c: status mapping, results, work files, sandbox spec. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -136,48 +136,44 @@ make_assign(const char *code_file)
     return a;
 }
 
+/* The work file @name of @f, as a NUL-terminated copy of its in-memory data (NULL if absent). */
 static char *
-slurp(const char *path)
+file_text(const struct agent_job_files *f, const char *name)
 {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    char *buf = co_xcalloc(1, 4096);
-    size_t n = fread(buf, 1, 4095, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
+    for (size_t i = 0; i < f->n_files; i++) {
+        if (strcmp(f->files[i].name, name) != 0)
+            continue;
+        assert_null(f->files[i].host_path); /* nothing is staged on the host */
+        char *t = co_xcalloc(1, f->files[i].len + 1);
+        memcpy(t, f->files[i].data, f->files[i].len);
+        return t;
+    }
+    return NULL;
 }
 
 static void
-test_stage_files(void **state)
+test_build_files(void **state)
 {
     (void)state;
-    char root[] = "/tmp/agent_job_test_XXXXXX";
-    assert_non_null(mkdtemp(root));
     struct proto_job_assign a = make_assign("src/main.py");
     struct agent_job_files files;
     co_err err = CO_ERR_INIT;
-    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), 0);
-    char *want_dir = co_xasprintf("%s/jobs/job-7.2", root);
-    assert_string_equal(files.dir, want_dir);
+    assert_int_equal(agent_job_files_build(&a, &files, &err), 0);
     assert_int_equal(files.n_files, 2);
     assert_string_equal(files.files[0].name, "src/main.py");
     assert_string_equal(files.files[1].name, "params.json");
-    char *code = slurp(files.files[0].host_path);
-    char *params = slurp(files.files[1].host_path);
+    char *code = file_text(&files, "src/main.py");
+    char *params = file_text(&files, "params.json");
     assert_string_equal(code, "print(1)\n");
     assert_string_equal(params, "{\"n\":3}");
     free(code);
     free(params);
-    struct stat st;
-    assert_int_equal(stat(want_dir, &st), 0);
-    assert_int_equal(st.st_mode & 0777, 0700);
 
     struct sbx_spec spec;
     char *argv[] = {"python3", "src/main.py", NULL};
     agent_job_spec(&a, argv, &files, 0, 100, &spec);
     assert_ptr_equal(spec.argv, argv);
+    assert_ptr_equal(spec.files, files.files);
     assert_int_equal(spec.n_files, 2);
     assert_string_equal(spec.image, "default");
     assert_int_equal(spec.cores_milli, 2000);
@@ -185,36 +181,50 @@ test_stage_files(void **state)
     assert_int_equal(spec.wall_ms, 45000);
     assert_int_equal(spec.pids, 100);
     assert_true(spec.output_limit > 0); /* the sandbox default */
+    assert_true(spec.keep_work);
+    assert_int_equal(sbx_spec_validate(&spec, &err), 0);
     agent_job_spec(&a, argv, &files, 12345, 0, &spec);
     assert_int_equal(spec.output_limit, 12345);
-
-    /* Staging the same attempt again replaces the folder. */
-    struct agent_job_files again;
-    assert_int_equal(agent_job_files_stage(root, &a, &again, &err), 0);
-    agent_job_files_release(&again);
     agent_job_files_release(&files);
-    assert_int_equal(stat(want_dir, &st), -1);
-    free(want_dir);
+    assert_null(files.files);
+
+    /* No parameters: params.json is "{}". */
+    a.parameters = NULL;
+    assert_int_equal(agent_job_files_build(&a, &files, &err), 0);
+    params = file_text(&files, "params.json");
+    assert_string_equal(params, "{}");
+    free(params);
+    agent_job_files_release(&files);
 
     /* A code file named params.json wins over the parameters. */
     a = make_assign("params.json");
-    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), 0);
+    assert_int_equal(agent_job_files_build(&a, &files, &err), 0);
     assert_int_equal(files.n_files, 1);
-    code = slurp(files.files[0].host_path);
+    code = file_text(&files, "params.json");
     assert_string_equal(code, "print(1)\n");
     free(code);
     agent_job_files_release(&files);
 
-    /* Unsafe code files are refused before anything is written. */
-    a = make_assign("../escape.py");
-    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), -1);
-    a = make_assign("/etc/passwd");
-    assert_int_equal(agent_job_files_stage(root, &a, &files, &err), -1);
+    /* Input files follow; an empty code gives way to an input file of its name. */
+    a = make_assign("main.sh");
+    a.code = "";
+    a.files = "{\"main.sh\":\"ZWNobyBoaQo=\",\"data/in.txt\":\"eA==\"}";
+    assert_int_equal(agent_job_files_build(&a, &files, &err), 0);
+    assert_int_equal(files.n_files, 3);
+    assert_string_equal(files.files[0].name, "params.json");
+    code = file_text(&files, "main.sh");
+    assert_string_equal(code, "echo hi\n");
+    free(code);
+    char *in = file_text(&files, "data/in.txt");
+    assert_string_equal(in, "x");
+    free(in);
+    agent_job_files_release(&files);
 
-    char *jobs = co_xasprintf("%s/jobs", root);
-    assert_int_equal(rmdir(jobs), 0); /* empty: nothing left behind */
-    free(jobs);
-    assert_int_equal(rmdir(root), 0);
+    /* Unsafe code files are refused. */
+    a = make_assign("../escape.py");
+    assert_int_equal(agent_job_files_build(&a, &files, &err), -1);
+    a = make_assign("/etc/passwd");
+    assert_int_equal(agent_job_files_build(&a, &files, &err), -1);
 }
 
 static void
@@ -287,7 +297,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_mapping), cmocka_unit_test(test_finished_from_result),
-        cmocka_unit_test(test_stage_files),    cmocka_unit_test(test_root_prepare),
+        cmocka_unit_test(test_build_files),    cmocka_unit_test(test_root_prepare),
         cmocka_unit_test(test_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
