@@ -13,6 +13,7 @@
 #include "coord_ws_common.h"
 #include "coord_server.h"
 #include "proto_job.h"
+#include "coord_fault.h"
 
 #define AGENT_PATH "/ws/agent"
 #define AGENT_TOKEN_HEADER "x-agent-token:"
@@ -59,7 +60,8 @@ hub_new(struct coord_server *srv, struct lws_context *ctx)
 static void
 hub_free_now(struct coord_agents *hub)
 {
-    agent_hub_ix_free(hub);
+    agent_ix_free(&hub->jobs);
+    agent_ix_free(&hub->workers);
     free(hub->sess);
     free(hub->out_subs);
     free(hub);
@@ -377,41 +379,7 @@ agent_hub_publish(struct coord_agents *hub, enum coord_event_kind kind, const ch
     hub->self_publish = false;
 }
 
-static void
-hub_add_sess(struct coord_agents *hub, struct agent_sess *s)
-{
-    if (hub->n_sess == hub->cap_sess) {
-        hub->cap_sess = hub->cap_sess ? hub->cap_sess * 2 : 16;
-        hub->sess = co_xreallocarray(hub->sess, hub->cap_sess, sizeof(*hub->sess));
-    }
-    hub->sess[hub->n_sess++] = s;
-}
-
-static void
-hub_remove_sess(struct coord_agents *hub, struct agent_sess *s)
-{
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        if (hub->sess[i] == s) {
-            hub->sess[i] = hub->sess[--hub->n_sess];
-            return;
-        }
-    }
-}
-
-/* A live, welcomed session of @worker_id other than @not, or NULL. */
-static struct agent_sess *
-hub_find_worker(struct coord_agents *hub, const char *worker_id, const struct agent_sess * not )
-{
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        struct agent_sess *o = hub->sess[i];
-        if (o != not &&o->wsi && o->state != AS_CLOSING && o->state != AS_AWAIT_HELLO &&
-            strcmp(o->worker_id, worker_id) == 0)
-            return o;
-    }
-    return NULL;
-}
-
-/* ---- the index of held jobs ---- */
+/* ---- indexes of live sessions: by job id held, by worker id ---- */
 
 static uint32_t
 ix_hash(const char *key)
@@ -423,88 +391,141 @@ ix_hash(const char *key)
 }
 
 static void
-ix_grow(struct coord_agents *hub)
+ix_grow(struct agent_ix *ix)
 {
-    size_t cap = hub->ix_cap ? hub->ix_cap * 2 : 256;
+    size_t cap = ix->cap ? ix->cap * 2 : 256;
     struct agent_ix_ent **nb = co_xcalloc(cap, sizeof(*nb));
-    for (size_t i = 0; i < hub->ix_cap; i++) {
-        struct agent_ix_ent *e = hub->ix[i];
+    for (size_t i = 0; i < ix->cap; i++) {
+        struct agent_ix_ent *e = ix->b[i];
         while (e) {
             struct agent_ix_ent *next = e->next;
-            size_t b = ix_hash(e->job_id) & (cap - 1);
+            size_t b = ix_hash(e->key) & (cap - 1);
             e->next = nb[b];
             nb[b] = e;
             e = next;
         }
     }
-    free(hub->ix);
-    hub->ix = nb;
-    hub->ix_cap = cap;
+    free(ix->b);
+    ix->b = nb;
+    ix->cap = cap;
 }
 
 static void
-ix_add(struct coord_agents *hub, const char *job_id, struct agent_sess *s)
+ix_add(struct agent_ix *ix, const char *key, struct agent_sess *s)
 {
-    if (hub->ix_n >= hub->ix_cap)
-        ix_grow(hub);
+    if (ix->n >= ix->cap)
+        ix_grow(ix);
     struct agent_ix_ent *e = co_xcalloc(1, sizeof(*e));
     e->s = s;
-    co_strlcpy(e->job_id, job_id, sizeof(e->job_id));
-    size_t b = ix_hash(job_id) & (hub->ix_cap - 1);
-    e->next = hub->ix[b];
-    hub->ix[b] = e;
-    hub->ix_n++;
+    co_strlcpy(e->key, key, sizeof(e->key));
+    size_t b = ix_hash(key) & (ix->cap - 1);
+    e->next = ix->b[b];
+    ix->b[b] = e;
+    ix->n++;
 }
 
 static void
-ix_del(struct coord_agents *hub, const char *job_id, struct agent_sess *s)
+ix_del(struct agent_ix *ix, const char *key, struct agent_sess *s)
 {
-    if (!hub->ix_cap)
+    if (!ix->cap)
         return;
-    struct agent_ix_ent **pp = &hub->ix[ix_hash(job_id) & (hub->ix_cap - 1)];
+    struct agent_ix_ent **pp = &ix->b[ix_hash(key) & (ix->cap - 1)];
     for (; *pp; pp = &(*pp)->next) {
-        if ((*pp)->s == s && strcmp((*pp)->job_id, job_id) == 0) {
+        if ((*pp)->s == s && strcmp((*pp)->key, key) == 0) {
             struct agent_ix_ent *e = *pp;
             *pp = e->next;
             free(e);
-            hub->ix_n--;
+            ix->n--;
             return;
         }
     }
 }
 
 struct agent_ix_ent *
-agent_hub_ix_first(struct coord_agents *hub, const char *job_id)
+agent_ix_first(const struct agent_ix *ix, const char *key)
 {
-    if (!hub->ix_cap)
+    if (!ix->cap)
         return NULL;
-    for (struct agent_ix_ent *e = hub->ix[ix_hash(job_id) & (hub->ix_cap - 1)]; e; e = e->next) {
-        if (strcmp(e->job_id, job_id) == 0)
+    for (struct agent_ix_ent *e = ix->b[ix_hash(key) & (ix->cap - 1)]; e; e = e->next) {
+        if (strcmp(e->key, key) == 0)
             return e;
     }
     return NULL;
 }
 
 void
-agent_hub_ix_free(struct coord_agents *hub)
+agent_ix_free(struct agent_ix *ix)
 {
-    for (size_t i = 0; i < hub->ix_cap; i++) {
-        struct agent_ix_ent *e = hub->ix[i];
+    for (size_t i = 0; i < ix->cap; i++) {
+        struct agent_ix_ent *e = ix->b[i];
         while (e) {
             struct agent_ix_ent *next = e->next;
             free(e);
             e = next;
         }
     }
-    free(hub->ix);
-    hub->ix = NULL;
-    hub->ix_cap = hub->ix_n = 0;
+    free(ix->b);
+    ix->b = NULL;
+    ix->cap = ix->n = 0;
+}
+
+static void
+hub_add_sess(struct coord_agents *hub, struct agent_sess *s)
+{
+    if (hub->n_sess == hub->cap_sess) {
+        hub->cap_sess = hub->cap_sess ? hub->cap_sess * 2 : 16;
+        hub->sess = co_xreallocarray(hub->sess, hub->cap_sess, sizeof(*hub->sess));
+    }
+    s->pos = hub->n_sess;
+    hub->sess[hub->n_sess++] = s;
+}
+
+/* O(1): the last session takes its place (the order a scan of hub->sess sees, as before). */
+static void
+hub_remove_sess(struct coord_agents *hub, struct agent_sess *s)
+{
+    if (s->pos >= hub->n_sess || hub->sess[s->pos] != s)
+        return;
+    if (s->worker_id[0])
+        ix_del(&hub->workers, s->worker_id, s);
+    hub->sess[s->pos] = hub->sess[--hub->n_sess];
+    hub->sess[s->pos]->pos = s->pos;
+}
+
+struct agent_sess *
+agent_hub_worker_first(struct coord_agents *hub, const char *worker_id,
+                       const struct agent_sess * not,
+                       bool (*pred)(const struct agent_sess *o, const void *ud), const void *ud)
+{
+    struct agent_sess *best = NULL;
+    for (struct agent_ix_ent *e = agent_ix_first(&hub->workers, worker_id); e; e = e->next) {
+        struct agent_sess *o = e->s;
+        if (o == not || strcmp(e->key, worker_id) != 0 || (pred && !pred(o, ud)))
+            continue;
+        if (!best || o->pos < best->pos)
+            best = o;
+    }
+    return best;
+}
+
+static bool
+sess_welcomed_live(const struct agent_sess *o, const void *ud)
+{
+    (void)ud;
+    return o->wsi && o->state != AS_CLOSING && o->state != AS_AWAIT_HELLO;
+}
+
+/* A live, welcomed session of @worker_id other than @not, or NULL. */
+static struct agent_sess *
+hub_find_worker(struct coord_agents *hub, const char *worker_id, const struct agent_sess * not )
+{
+    return agent_hub_worker_first(hub, worker_id, not, sess_welcomed_live, NULL);
 }
 
 bool
 agent_hub_holds_job(struct coord_agents *hub, const char *job_id)
 {
-    return agent_hub_ix_first(hub, job_id) != NULL;
+    return agent_ix_first(&hub->jobs, job_id) != NULL;
 }
 
 void
@@ -614,7 +635,7 @@ agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attemp
     j->out_next_seq = st == AJ_CLAIMING || st == AJ_ASSIGNED ? 0 : -1;
     s->free_cores -= cores;
     s->free_ram_mb -= ram_mb;
-    ix_add(s->hub, job->job_id, s);
+    ix_add(&s->hub->jobs, job->job_id, s);
     if (s->cores - s->free_cores > s->peak_cores)
         s->peak_cores = s->cores - s->free_cores;
     if (s->ram_mb - s->free_ram_mb > s->peak_ram_mb)
@@ -627,7 +648,7 @@ agent_sess_remove_job(struct agent_sess *s, const char *job_id)
 {
     for (size_t i = 0; i < s->n_jobs; i++) {
         if (strcmp(s->jobs[i].job_id, job_id) == 0) {
-            ix_del(s->hub, job_id, s);
+            ix_del(&s->hub->jobs, job_id, s);
             s->free_cores += s->jobs[i].cores;
             s->free_ram_mb += s->jobs[i].ram_mb;
             s->jobs[i] = s->jobs[--s->n_jobs];
@@ -718,6 +739,7 @@ agent_sess_close(struct agent_sess *s, int code, const char *reason)
     s->close_code = code;
     co_strlcpy(s->close_reason, reason, sizeof(s->close_reason));
     s->state = AS_CLOSING;
+    agent_hub_changed(s->hub);
     lws_callback_on_writable(s->wsi);
 }
 
@@ -1020,6 +1042,7 @@ hello_work(struct coord_store *store, void *arg)
         }
         it->zombie[k] = !current;
     }
+    coord_fault_hello_gap(it->w.worker_id); /* DEBUG_FAULTS: a window before the welcome */
 }
 
 static void
@@ -1066,20 +1089,22 @@ hello_settle_older(struct agent_sess *s, bool accepted)
 {
     struct coord_agents *hub = s->hub;
     bool checking = false;
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        struct agent_sess *o = hub->sess[i];
-        if (o != s && o->wsi && o->state == AS_HELLO_DB && strcmp(o->worker_id, s->worker_id) == 0)
+    struct agent_ix_ent *first = agent_ix_first(&hub->workers, s->worker_id);
+    for (struct agent_ix_ent *e = first; e; e = e->next) {
+        struct agent_sess *o = e->s;
+        if (o != s && o->wsi && o->state == AS_HELLO_DB && strcmp(e->key, s->worker_id) == 0)
             checking = true;
     }
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        struct agent_sess *o = hub->sess[i];
-        if (o == s || !o->wsi || o->state != AS_READY || strcmp(o->worker_id, s->worker_id) != 0)
+    for (struct agent_ix_ent *e = first; e; e = e->next) {
+        struct agent_sess *o = e->s;
+        if (o == s || !o->wsi || o->state != AS_READY || strcmp(e->key, s->worker_id) != 0)
             continue;
         if (accepted) {
             co_info("agent reconnected, closing its previous session worker=%s", s->worker_id);
             agent_sess_close(o, LWS_CLOSE_STATUS_GOINGAWAY, "replaced by a new connection");
         } else if (!checking) {
             o->superseded = false;
+            agent_hub_changed(hub);
         }
     }
     if (!accepted && hub->sched)
@@ -1147,6 +1172,7 @@ hello_done(void *arg)
     hello_settle_older(s, true);
     s->session_epoch = it->epoch;
     s->state = AS_READY;
+    agent_hub_changed(hub);
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
     s->free_cores = s->cores;
@@ -1276,6 +1302,7 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
     if (sess_hello_credential(s, h) < 0)
         return;
     co_strlcpy(s->worker_id, h->worker_id, sizeof(s->worker_id));
+    ix_add(&hub->workers, s->worker_id, s);
     s->cores = h->cores;
     s->ram_mb = h->ram_mb;
     s->images = h->images;
@@ -1291,10 +1318,11 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
      * once its hello is accepted (hello_done): until then the first one gets no new jobs, and if
      * the hello is refused (another user's credential) the first one goes on.
      */
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        struct agent_sess *o = hub->sess[i];
-        if (o != s && o->wsi && strcmp(o->worker_id, s->worker_id) == 0)
-            o->superseded = true;
+    for (struct agent_ix_ent *e = agent_ix_first(&hub->workers, s->worker_id); e; e = e->next) {
+        if (e->s != s && e->s->wsi && strcmp(e->key, s->worker_id) == 0) {
+            e->s->superseded = true;
+            agent_hub_changed(hub);
+        }
     }
     struct hello_item *it = co_xcalloc(1, sizeof(*it));
     it->s = s;
@@ -2167,8 +2195,8 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
         return;
     if (hub->sched)
         coord_sched_kick(hub->sched);
-    for (struct agent_ix_ent *e = agent_hub_ix_first(hub, id); e; e = e->next) {
-        if (strcmp(e->job_id, id) != 0)
+    for (struct agent_ix_ent *e = agent_ix_first(&hub->jobs, id); e; e = e->next) {
+        if (strcmp(e->key, id) != 0)
             continue;
         struct agent_sess *s = e->s;
         struct agent_job *j = agent_sess_find(s, id);
@@ -2278,6 +2306,7 @@ sess_closed(struct agent_sess *s)
     struct coord_agents *hub = s->hub;
     s->wsi = NULL;
     hub_remove_sess(hub, s);
+    agent_hub_changed(hub);
     size_t n_jobs = s->n_jobs;
     /*
      * Its jobs stay in the store: a reconnect keeps those the agent still runs and releases the

@@ -76,6 +76,7 @@ struct agent_sess {
     int refs;
     enum agent_sess_state state;
     uint64_t serial; /* unique per connection, for logs */
+    size_t pos;      /* its index in hub->sess while live */
     char worker_id[CO_ID_MAX + 1];
     char owner_id[CO_ID_MAX + 1]; /* the owner its credential stands for (never as declared) */
     /* Its credential: the upgrade's or the hello's; the key's hash to check it again later. */
@@ -139,12 +140,20 @@ struct agent_wlane {
     lws_sorted_usec_list_t sul;
 };
 
-/* The index of held jobs: job id -> session (a job may sit on two sessions of one worker for a
- * moment while a new connection replaces an old one). */
+/*
+ * An index of live sessions by a key (chained hash): the held jobs by job id (a job may sit on
+ * two sessions of one worker for a moment while a new connection replaces an old one), and the
+ * sessions by worker id (a worker has two while a new connection replaces an old one).
+ */
 struct agent_ix_ent {
     struct agent_ix_ent *next;
     struct agent_sess *s;
-    char job_id[CO_ID_MAX + 1];
+    char key[CO_ID_MAX + 1];
+};
+
+struct agent_ix {
+    struct agent_ix_ent **b;
+    size_t cap, n;
 };
 
 /*
@@ -179,9 +188,10 @@ struct coord_agents {
     struct coord_metrics *metrics; /* may be NULL */
     struct coord_limits *limits;   /* failed authentications per address (the server's) */
     struct lws_context *ctx;
-    struct agent_sess **sess; /* live sessions (wsi not NULL) */
-    struct agent_ix_ent **ix; /* held jobs of live sessions, by job id (chained hash) */
-    size_t ix_cap, ix_n;
+    struct agent_sess **sess; /* live sessions (wsi not NULL); each knows its position */
+    struct agent_ix jobs;     /* held jobs of live sessions, by job id */
+    struct agent_ix workers;  /* live sessions that said hello, by worker id */
+    uint64_t open_gen;        /* agent_hub_changed() */
     size_t n_sess, cap_sess;
     uint64_t next_serial;
     struct coord_sched *sched;
@@ -218,12 +228,29 @@ struct agent_job *agent_sess_add_job(struct agent_sess *s, const struct coord_jo
                                      enum agent_job_state st);
 /** Remove the entry of @job_id (if any) and give its capacity back. */
 void agent_sess_remove_job(struct agent_sess *s, const char *job_id);
+/**
+ * Count a change of the open sessions (welcomed, not closing, not replaced) or of their sizes or
+ * placement terms: the scheduler rebuilds its fit and the pending_reason board only then.
+ */
+static inline void
+agent_hub_changed(struct coord_agents *hub)
+{
+    hub->open_gen++;
+}
 /** True if any live session holds @job_id. */
 bool agent_hub_holds_job(struct coord_agents *hub, const char *job_id);
-/** The first index entry of @job_id (walk ->next and compare ids for the others), or NULL. */
-struct agent_ix_ent *agent_hub_ix_first(struct coord_agents *hub, const char *job_id);
-/** Free the job index of @hub (at its end; sessions no longer use it). */
-void agent_hub_ix_free(struct coord_agents *hub);
+/** The first entry of @key in @ix (walk ->next and compare keys for the others), or NULL. */
+struct agent_ix_ent *agent_ix_first(const struct agent_ix *ix, const char *key);
+/** Free @ix (at the hub's end; sessions no longer use it). */
+void agent_ix_free(struct agent_ix *ix);
+/**
+ * The live session of @worker_id other than @not that comes first in hub->sess among those
+ * @pred accepts (NULL: any), or NULL.  O(sessions of that worker).
+ */
+struct agent_sess *agent_hub_worker_first(struct coord_agents *hub, const char *worker_id,
+                                          const struct agent_sess * not,
+                                          bool (*pred)(const struct agent_sess *o, const void *ud),
+                                          const void *ud);
 /** True if @s can run jobs of @image. */
 bool agent_sess_has_image(const struct agent_sess *s, const char *image);
 /** Queue the job.assign of @job (with code) on @s. */
@@ -289,8 +316,8 @@ struct sched_pick {
 size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
                         struct sched_pick *picks);
 /*
- * Copy each session's placement terms (price, reputation) from @terms (the store's read; sorted
- * here by worker id), O(sessions x log terms) once per pass.
+ * Copy each session's placement terms (price, reputation) from @terms (the store's read), found
+ * through the worker index: O(terms) once per pass.
  */
 void coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms);
 

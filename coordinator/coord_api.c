@@ -2211,6 +2211,7 @@ coord_api_render_health(struct coord_server *srv, const struct coord_health *h, 
                   srv->max_loop_callback_us > agent_loop_us ? srv->max_loop_callback_us
                                                             : agent_loop_us);
     co_jsonw_kint(&w, "max_agent_loop_us", agent_loop_us);
+    co_jsonw_kint(&w, "max_agent_loop_us_recent", coord_metrics_agent_loop_recent(&srv->metrics));
     co_jsonw_kint(&w, "max_db_work_us", coord_db_max_work_us(srv->db));
     co_jsonw_obj_end(&w);
     co_jsonw_obj_end(&w);

@@ -2,6 +2,7 @@
 #include "coord_metrics.h"
 
 #include <inttypes.h>
+#include <stdbool.h>
 #include "co_time.h"
 
 static const int metric_codes[COORD_METRICS_CODES] = {
@@ -36,10 +37,28 @@ coord_metrics_agent_loop(struct coord_metrics *m, int64_t t0_ns)
 {
     if (!m)
         return;
-    int64_t us = (co_mono_ns() - t0_ns) / 1000;
+    int64_t now_ns = co_mono_ns();
+    int64_t us = (now_ns - t0_ns) / 1000;
     int64_t was = atomic_load(&m->agent_loop_max_us);
     if (us > was)
         atomic_store(&m->agent_loop_max_us, us); /* one writer: the lws thread */
+    int64_t now_ms = now_ns / 1000000;
+    if (now_ms - m->agent_loop_window_ms >= COORD_METRICS_LOOP_WINDOW_MS) {
+        /* A window without any agent work in between leaves nothing to carry over. */
+        bool next = now_ms - m->agent_loop_window_ms < 2 * COORD_METRICS_LOOP_WINDOW_MS;
+        atomic_store(&m->agent_loop_prev_us, next ? atomic_load(&m->agent_loop_cur_us) : 0);
+        atomic_store(&m->agent_loop_cur_us, 0);
+        m->agent_loop_window_ms = now_ms;
+    }
+    if (us > atomic_load(&m->agent_loop_cur_us))
+        atomic_store(&m->agent_loop_cur_us, us);
+}
+
+int64_t
+coord_metrics_agent_loop_recent(struct coord_metrics *m)
+{
+    int64_t cur = atomic_load(&m->agent_loop_cur_us), prev = atomic_load(&m->agent_loop_prev_us);
+    return cur > prev ? cur : prev;
 }
 
 void

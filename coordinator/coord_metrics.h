@@ -28,7 +28,13 @@ struct coord_metrics {
     /* The longest agent callback or agent timer (scheduler pass, lease tick, write flush) on the
      * service loop, wall clock (HTTP callbacks are the server's max_loop_callback_us). */
     _Atomic int64_t agent_loop_max_us;
+    /* The same over recent windows of COORD_METRICS_LOOP_WINDOW_MS: the longest of the current
+     * window and the one before (coord_metrics_agent_loop_recent). */
+    _Atomic int64_t agent_loop_cur_us, agent_loop_prev_us;
+    int64_t agent_loop_window_ms; /* monotonic start of the current window (lws thread) */
 };
+
+#define COORD_METRICS_LOOP_WINDOW_MS 5000
 
 /** Zero every counter. */
 void coord_metrics_init(struct coord_metrics *m);
@@ -39,6 +45,8 @@ void coord_metrics_dispatch(struct coord_metrics *m, int64_t wait_ms);
 /** Note an agent callback or timer that began at @t0_ns (co_mono_ns) and ends now, on the
  *  service loop (@m may be NULL). */
 void coord_metrics_agent_loop(struct coord_metrics *m, int64_t t0_ns);
+/** The longest agent callback or timer of the last 5 to 10 s with agent work (any thread). */
+int64_t coord_metrics_agent_loop_recent(struct coord_metrics *m);
 
 /**
  * Append the Prometheus text exposition to @out: the counters of @m, job counts and queue depth

@@ -26,9 +26,11 @@ struct coord_sched {
     uint64_t passes;
     uint64_t claims, conflicts;
     /* What the connected agents can run (rebuilt when the set of agents changes). */
-    uint64_t sig; /* the agents the fit was built from (coord_sched_refresh) */
-    size_t sig_n;
+    uint64_t sig; /* the hub's open_gen the fit was built from (coord_sched_refresh) */
     bool sig_valid;
+    /* The terms last applied to the sessions: their terms_sig() and the hub's open_gen then. */
+    uint64_t terms_sig, terms_gen;
+    bool terms_valid;
     struct co_buf images; /* their images, a JSON array, each once */
     int64_t max_cores, max_ram_mb;
     /* Fair share: when each buyer last had a job placed (a serial; a buyer not listed: never). */
@@ -59,6 +61,7 @@ struct pass_item {
     struct coord_job_list jobs;
     struct coord_buyer_cap_list caps; /* buyers with a max_running_jobs */
     struct coord_worker_list terms;   /* prices and reputation of the workers not offline */
+    uint64_t terms_sig;               /* terms_sig() of them */
 };
 
 /* One claim. */
@@ -139,6 +142,22 @@ coord_sched_kick(struct coord_sched *sc)
     lws_sul_schedule(sc->hub->ctx, 0, &sc->sul, sched_timer_cb, 1);
 }
 
+static uint64_t fnv(uint64_t h, const void *p, size_t len);
+
+/* A hash of a terms read, whatever the order of its rows (database thread). */
+static uint64_t
+terms_sig(const struct coord_worker_list *terms)
+{
+    uint64_t sig = terms->len;
+    for (size_t i = 0; i < terms->len; i++) {
+        const struct coord_worker *t = &terms->items[i];
+        int64_t v[3] = {t->price.per_core_second, t->price.per_gb_second, t->reputation};
+        uint64_t h = fnv(14695981039346656037ULL, t->worker_id, strlen(t->worker_id));
+        sig += fnv(h, v, sizeof(v));
+    }
+    return sig;
+}
+
 static void
 pending_work(struct coord_store *store, void *arg)
 {
@@ -152,15 +171,33 @@ pending_work(struct coord_store *store, void *arg)
         co_warn("scheduler cannot read worker prices and reputation error=\"%s\"", it->err.msg);
         it->terms.len = 0;
     }
+    it->terms_sig = terms_sig(&it->terms);
 }
 
+/*
+ * The session check and the claim in one transaction, the worker's row locked by the check until
+ * the claim commits: a hello (which moves the session on and lists the worker's jobs in its own
+ * transaction) either comes first, and the check refuses the claim, or waits and lists the job.
+ * As two transactions (PostgreSQL, outside a write batch), a claim could commit between a hello's
+ * list and its welcome, unknown to both sessions until reconciliation gave it back.
+ */
 static void
 claim_work(struct coord_store *store, void *arg)
 {
     struct claim_item *it = arg;
+    it->rc = coord_store_batch_begin(store, &it->err);
+    if (it->rc < 0)
+        return;
     it->rc = coord_node_fence(store, it->worker_id, it->epoch, true, &it->err);
     if (it->rc == 0)
         it->rc = coord_store_job_claim(store, it->job_id, it->worker_id, &it->job, &it->err);
+    if (it->rc < 0) {
+        coord_store_batch_rollback(store);
+        return;
+    }
+    it->rc = coord_store_batch_commit(store, &it->err);
+    if (it->rc < 0)
+        coord_job_release(&it->job);
 }
 
 static void
@@ -171,6 +208,13 @@ claim_undo(void *arg, const co_err *err)
         coord_job_release(&it->job);
     it->rc = -1;
     it->err = *err;
+}
+
+/* A welcomed live session that does not hold the job @ud (a job id). */
+static bool
+sess_ready_without(const struct agent_sess *o, const void *ud)
+{
+    return o->wsi && o->state == AS_READY && !agent_sess_find((struct agent_sess *)o, ud);
 }
 
 static void
@@ -219,14 +263,11 @@ claim_done(void *arg)
          */
         if (mine)
             agent_sess_remove_job(s, it->job_id);
-        for (size_t i = 0; i < hub->n_sess; i++) {
-            struct agent_sess *o = hub->sess[i];
-            if (o != s && o->wsi && o->state == AS_READY &&
-                strcmp(o->worker_id, it->worker_id) == 0 && !agent_sess_find(o, it->job_id)) {
-                agent_sess_add_job(o, &it->job, it->job.attempts, AJ_ASSIGNED);
-                agent_sess_send_assign(o, &it->job);
-                break;
-            }
+        struct agent_sess *o =
+            agent_hub_worker_first(hub, it->worker_id, s, sess_ready_without, it->job_id);
+        if (o) {
+            agent_sess_add_job(o, &it->job, it->job.attempts, AJ_ASSIGNED);
+            agent_sess_send_assign(o, &it->job);
         }
     }
     agent_hub_publish(hub, COORD_EVENT_JOB, it->job_id);
@@ -269,28 +310,23 @@ sched_terms_cmp(const struct agent_sess *a, const struct agent_sess *b, const st
     return (a->reputation < b->reputation) - (a->reputation > b->reputation);
 }
 
-static int
-terms_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct coord_worker *)a)->worker_id,
-                  ((const struct coord_worker *)b)->worker_id);
-}
-
 void
 coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms)
 {
-    if (terms->len == 0)
-        return;
-    qsort(terms->items, terms->len, sizeof(*terms->items), terms_cmp);
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        struct agent_sess *s = hub->sess[i];
-        struct coord_worker key;
-        co_strlcpy(key.worker_id, s->worker_id, sizeof(key.worker_id));
-        const struct coord_worker *t =
-            bsearch(&key, terms->items, terms->len, sizeof(*terms->items), terms_cmp);
-        if (t) {
+    /* Each worker's sessions through the worker index: O(terms), no sort. */
+    for (size_t i = 0; i < terms->len; i++) {
+        const struct coord_worker *t = &terms->items[i];
+        for (struct agent_ix_ent *e = agent_ix_first(&hub->workers, t->worker_id); e; e = e->next) {
+            if (strcmp(e->key, t->worker_id) != 0)
+                continue;
+            struct agent_sess *s = e->s;
+            if (s->reputation == t->reputation &&
+                s->price.per_core_second == t->price.per_core_second &&
+                s->price.per_gb_second == t->price.per_gb_second)
+                continue;
             s->price = t->price;
             s->reputation = t->reputation;
+            agent_hub_changed(hub);
         }
     }
 }
@@ -704,7 +740,13 @@ pass_done(void *arg)
     }
     size_t read = it->jobs.len;
     int64_t t0 = co_mono_ns();
-    coord_sched_apply_terms(hub, &it->terms);
+    /* The sessions hold these terms already unless they or the set of sessions changed. */
+    if (!sc->terms_valid || sc->terms_sig != it->terms_sig || sc->terms_gen != hub->open_gen) {
+        coord_sched_apply_terms(hub, &it->terms);
+        sc->terms_valid = true;
+        sc->terms_sig = it->terms_sig;
+        sc->terms_gen = hub->open_gen;
+    }
     coord_sched_refresh(sc); /* the board shows the terms just read */
     sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
@@ -729,8 +771,8 @@ struct board_agent {
     int64_t cores, ram_mb;
     struct coord_rate price;
     int64_t reputation;
-    char **images;
-    size_t n_images;
+    size_t images;   /* offset of its first image in the board's image text */
+    size_t n_images; /* its images there, one after the other, each ending with a NUL */
 };
 
 /* A buyer at its max_running_jobs after the last pass (pending_reason running_limit). */
@@ -739,9 +781,21 @@ struct board_held {
     int64_t cap, running;
 };
 
+/*
+ * The board is built in two blocks (the agents, and their images' text), not an allocation per
+ * agent: with 10,000 agents connecting, a rebuild per pass spent most of its time in malloc.  Two
+ * boards take turns: the lws thread builds the spare one and swaps it in under the mutex (readers
+ * only look under it), so a rebuild allocates nothing once the blocks are large enough.
+ */
+struct board_buf {
+    struct board_agent *a;
+    size_t n, cap;
+    struct co_buf text; /* the images of every agent of the board */
+};
+
 static pthread_mutex_t board_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct board_agent *board;
-static size_t board_n;
+static struct board_buf board;       /* the published one (under board_mu) */
+static struct board_buf board_spare; /* the lws thread's */
 static struct board_held *board_held;
 static size_t board_held_n;
 static uint64_t board_gen; /* bumped whenever a reason may have changed (under board_mu) */
@@ -752,53 +806,38 @@ sess_open(const struct agent_sess *s)
     return s->wsi && s->state == AS_READY && !s->superseded;
 }
 
-static void
-board_free(struct board_agent *b, size_t n)
+/* Empty the spare board with room for @n agents (lws thread). */
+static struct board_buf *
+board_spare_reset(size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        for (size_t k = 0; k < b[i].n_images; k++)
-            free(b[i].images[k]);
-        free(b[i].images);
+    struct board_buf *b = &board_spare;
+    if (b->cap < n) {
+        b->cap = n > b->cap * 2 ? n : b->cap * 2;
+        b->a = co_xreallocarray(b->a, b->cap, sizeof(*b->a));
     }
-    free(b);
+    b->n = 0;
+    co_buf_reset(&b->text);
+    return b;
 }
 
-/* Replace the board with the open sessions of @hub (lws thread). */
+/* Publish the spare board (lws thread). */
 static void
-board_publish(struct coord_agents *hub)
+board_publish(void)
 {
-    struct board_agent *b = co_xcalloc(hub->n_sess + 1, sizeof(*b));
-    size_t n = 0;
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        const struct agent_sess *s = hub->sess[i];
-        if (!sess_open(s))
-            continue;
-        struct board_agent *a = &b[n++];
-        co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
-        a->cores = s->cores;
-        a->ram_mb = s->ram_mb;
-        a->price = s->price;
-        a->reputation = s->reputation;
-        a->n_images = s->n_images ? s->n_images : 1;
-        a->images = co_xcalloc(a->n_images, sizeof(*a->images));
-        for (size_t k = 0; k < a->n_images; k++)
-            a->images[k] = co_xstrdup(s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT);
-    }
     pthread_mutex_lock(&board_mu);
-    struct board_agent *old = board;
-    size_t old_n = board_n;
-    board = b;
-    board_n = n;
+    struct board_buf t = board;
+    board = board_spare;
+    board_spare = t;
     board_gen++;
     pthread_mutex_unlock(&board_mu);
-    board_free(old, old_n);
 }
 
 static bool
 board_has_image(const struct board_agent *a, const char *image)
 {
-    for (size_t k = 0; k < a->n_images; k++) {
-        if (strcmp(a->images[k], image) == 0)
+    const char *p = board.text.data + a->images;
+    for (size_t k = 0; k < a->n_images; k++, p += strlen(p) + 1) {
+        if (strcmp(p, image) == 0)
             return true;
     }
     return false;
@@ -861,26 +900,14 @@ coord_sched_refresh(struct coord_sched *sc)
 {
     struct coord_agents *hub = sc->hub;
     /*
-     * The signature is a hash of the open sessions' serials, sizes and terms (a session's images
-     * are fixed at its hello): a few nanoseconds per agent, where the text it replaced cost a
-     * formatted line per agent on every pass.
+     * The open sessions and their terms change only where agent_hub_changed() is called
+     * (welcome, close, replacement, new terms): nothing to walk when its count did not move.
+     * This was a hash over every open session, computed twice per pass.
      */
-    uint64_t sig = 14695981039346656037ULL;
-    size_t n_open = 0;
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        const struct agent_sess *s = hub->sess[i];
-        if (!sess_open(s))
-            continue;
-        int64_t v[6] = {(int64_t)s->serial,     s->cores,     s->ram_mb, s->price.per_core_second,
-                        s->price.per_gb_second, s->reputation};
-        sig = fnv(sig, v, sizeof(v));
-        n_open++;
-    }
-    if (sc->sig_valid && sig == sc->sig && n_open == sc->sig_n)
+    if (sc->sig_valid && sc->sig == hub->open_gen)
         return;
     sc->sig_valid = true;
-    sc->sig = sig;
-    sc->sig_n = n_open;
+    sc->sig = hub->open_gen;
     sc->max_cores = sc->max_ram_mb = 0;
     /* Each image once: the pending read matches the jobs' images against this list. */
     const char **seen = NULL;
@@ -889,6 +916,8 @@ coord_sched_refresh(struct coord_sched *sc)
     struct co_jsonw w;
     co_jsonw_init(&w, &sc->images);
     co_jsonw_arr_begin(&w);
+    /* The board, in the same walk. */
+    struct board_buf *b = board_spare_reset(hub->n_sess + 1);
     for (size_t i = 0; i < hub->n_sess; i++) {
         const struct agent_sess *s = hub->sess[i];
         if (!sess_open(s))
@@ -897,9 +926,19 @@ coord_sched_refresh(struct coord_sched *sc)
             sc->max_cores = s->cores;
         if (s->ram_mb > sc->max_ram_mb)
             sc->max_ram_mb = s->ram_mb;
+        struct board_agent *a = &b->a[b->n++];
+        memset(a, 0, sizeof(*a));
+        co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
+        a->cores = s->cores;
+        a->ram_mb = s->ram_mb;
+        a->price = s->price;
+        a->reputation = s->reputation;
+        a->images = b->text.len;
         size_t n_img = s->n_images ? s->n_images : 1;
+        a->n_images = n_img;
         for (size_t k = 0; k < n_img; k++) {
             const char *img = s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT;
+            co_buf_append(&b->text, img, strlen(img) + 1);
             bool dup = false;
             for (size_t d = 0; d < n_seen && !dup; d++)
                 dup = strcmp(seen[d], img) == 0;
@@ -915,7 +954,7 @@ coord_sched_refresh(struct coord_sched *sc)
     }
     co_jsonw_arr_end(&w);
     free(seen);
-    board_publish(hub);
+    board_publish();
 }
 
 /* The held entry of @buyer_id (board_mu held). */
@@ -946,8 +985,8 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
     const struct board_agent *largest = NULL, *cheapest = NULL;
     const struct board_held *held;
     bool image_seen = false, fits = false, priced = false, reputed = false;
-    for (size_t i = 0; i < board_n; i++) {
-        const struct board_agent *a = &board[i];
+    for (size_t i = 0; i < board.n; i++) {
+        const struct board_agent *a = &board.a[i];
         if (!board_has_image(a, image))
             continue;
         image_seen = true;
@@ -966,7 +1005,7 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
             (a->cores == largest->cores && a->ram_mb > largest->ram_mb))
             largest = a;
     }
-    if (board_n == 0) {
+    if (board.n == 0) {
         code = "no_agents";
         co_buf_puts(&msg, "no agent is connected");
     } else if (!image_seen) {

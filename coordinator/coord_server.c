@@ -1164,6 +1164,15 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.keepalive_timeout = 30;
     info.timeout_secs = 30;
+    /*
+     * No lws validity timers (its idle PING/hangup, by default after 300 s): agents are judged
+     * by the lease and dashboards pinged by coord_dash, and lws re-armed the timer on every
+     * message received, an insertion into one sorted list of every connection's timer, O(agents)
+     * per heartbeat.
+     */
+    static const lws_retry_bo_t no_validity = {.secs_since_valid_ping = 0,
+                                               .secs_since_valid_hangup = 0};
+    info.retry_and_idle_policy = &no_validity;
     info.max_http_header_data = 8192;
     info.pt_serv_buf_size = 32768;
     info.pvo = NULL;

@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -16,6 +17,7 @@
 #include "co_log.h"
 #include "coord_config.h"
 #include "coord_db.h"
+#include "coord_fault.h"
 #include "coord_node.h"
 #include "coord_server.h"
 #include "coord_store.h"
@@ -56,6 +58,10 @@ usage(FILE *f)
            "              postgres 4 writers + 2 readers)\n"
            "  WEBHOOK_ALLOW_PRIVATE (false)  WEBHOOK_TIMEOUT_SECONDS (10)  WEBHOOK_MAX_HOURS (24)\n"
            "  WEBHOOK_CONCURRENCY (16)\n"
+           "Tests only (never in production; each logs a warning at start):\n"
+           "  RECORD_ANSWERS (a file: every REST answer appended as a JSON line)\n"
+           "  DEBUG_FAULTS (unset: off; e.g. commit_lost:claim:2,hello_gap_ms:1500,\n"
+           "                claim_hold_ms:3000: injected faults, coordinator/README.md)\n"
            "See .env.example for details.\n");
 }
 
@@ -137,6 +143,12 @@ main(int argc, char **argv)
         co_warn("ADMIN_TOKEN is weak (under %d characters or the .env.example placeholder): "
                 "accepted only because DEBUG=true",
                 COORD_ADMIN_TOKEN_MIN);
+    if (coord_fault_init(getenv("DEBUG_FAULTS"), &err) < 0) {
+        fprintf(stderr, "cacheout-coordinator: %s\n", err.msg);
+        co_log_close();
+        coord_config_release(&cfg);
+        return 2;
+    }
     if (cfg.open_registration)
         co_warn("OPEN_REGISTRATION=true: the agent routes (/ws/agent, register, unregister, task, "
                 "status) accept agents without a credential; for development only");

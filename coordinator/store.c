@@ -19,6 +19,7 @@
 #include "co_jsonw.h"
 #include "co_time.h"
 #include "coord_artifact.h"
+#include "coord_fault.h"
 #include "coord_store.h"
 #include "coord_verify.h"
 
@@ -860,11 +861,34 @@ q_int(struct coord_store *s, enum store_q q, const struct db_param *p, int n, in
 static int
 tx_begin(struct coord_store *s, bool write, co_err *err)
 {
-    if (!s->batch)
+    if (!s->batch) {
+        s->fault_tx = 0;
         return s->ops->begin(s, write, err);
+    }
     if (batch_alive(s, err) < 0 || s->ops->savepoint(s, STORE_SP_SET, err) < 0)
         return -1;
     s->in_call = true;
+    return 0;
+}
+
+/*
+ * COMMIT the open transaction.  DEBUG_FAULTS (coord_fault) may report its reply lost: it was
+ * applied, yet the call fails as when the connection breaks right after the server committed.
+ */
+static int
+store_commit(struct coord_store *s, co_err *err)
+{
+    unsigned kinds = s->fault_tx;
+    s->fault_tx = 0;
+    if (s->ops->commit(s, err) < 0)
+        return -1;
+    if (coord_fault_commit_lost(kinds)) {
+        if (s->ops->lose_connection)
+            s->ops->lose_connection(s);
+        return co_err_set(err, CO_E_UNAVAILABLE,
+                          "%s: commit: the reply was lost (DEBUG_FAULTS commit_lost)",
+                          s->ops->name);
+    }
     return 0;
 }
 
@@ -885,11 +909,20 @@ tx_end(struct coord_store *s, int rc, co_err *err)
         s->ops->rollback(s);
         return rc;
     }
-    if (s->ops->commit(s, err) < 0) {
+    if (store_commit(s, err) < 0) {
         s->ops->rollback(s);
         return -1;
     }
     return rc;
+}
+
+/* tx_end() of a transaction of kind @kind (coord_fault_tx bits; 0: none), for DEBUG_FAULTS. */
+static int
+tx_end_kind(struct coord_store *s, int rc, unsigned kind, co_err *err)
+{
+    if (rc >= 0 && coord_fault_armed)
+        s->fault_tx |= kind;
+    return tx_end(s, rc, err);
 }
 
 /* ---- batches ---- */
@@ -906,6 +939,7 @@ coord_store_batch_begin(struct coord_store *s, co_err *err)
         s->batch_depth++;
         return 0;
     }
+    s->fault_tx = 0;
     if (s->ops->begin(s, true, err) < 0)
         return -1;
     s->batch = true;
@@ -932,7 +966,7 @@ coord_store_batch_commit(struct coord_store *s, co_err *err)
         s->ops->rollback(s);
         return co_err_set(err, CO_E_UNAVAILABLE, "the batch transaction was lost");
     }
-    if (s->ops->commit(s, err) < 0) {
+    if (store_commit(s, err) < 0) {
         s->ops->rollback(s);
         if (err)
             err->code = CO_E_UNAVAILABLE;
@@ -1989,6 +2023,21 @@ out:
     return rc;
 }
 
+/*
+ * At the start of a transaction that ends by noting an outcome of @worker_id (outcome_note
+ * updates the worker's reputation): its row first.  A claim locks the worker, then jobs
+ * (skipping locked ones), then the buyer; a transaction that locked a job and the buyer before
+ * the worker would wait on a claim waiting on it (PostgreSQL deadlocks, each found after
+ * deadlock_timeout).  NULL or "" locks nothing.
+ */
+static int
+worker_lock_first(struct coord_store *s, const char *worker_id, co_err *err)
+{
+    if (!worker_id || !worker_id[0])
+        return 0;
+    return q_exec(s, Q_WORKER_LOCK, PARAMS(P_TEXT(worker_id)), NULL, err);
+}
+
 /* Inside a write transaction: the worker row locked, its usage read. */
 static int
 worker_lock_load(struct coord_store *s, const char *worker_id, struct coord_worker *w, co_err *err)
@@ -2045,6 +2094,7 @@ coord_store_job_claim(struct coord_store *s, const char *job_id, const char *wor
     bool have_job = false, assigned = false;
     int rc = -1;
 
+    coord_fault_claim_hold(job_id);
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (worker_lock_load(s, worker_id, &w, err) < 0)
@@ -2073,7 +2123,7 @@ coord_store_job_claim(struct coord_store *s, const char *job_id, const char *wor
 out:
     if (have_job)
         coord_job_release(&j);
-    rc = tx_end(s, rc, err);
+    rc = tx_end_kind(s, rc, COORD_FAULT_TX_CLAIM, err);
     if (rc < 0 && assigned)
         coord_job_release(out); /* the commit failed after @out was filled */
     return rc;
@@ -2114,7 +2164,7 @@ coord_store_job_claim_next(struct coord_store *s, const char *worker_id, struct 
     assigned = true;
     rc = 1;
 out:
-    rc = tx_end(s, rc, err);
+    rc = tx_end_kind(s, rc, assigned ? COORD_FAULT_TX_CLAIM : 0, err);
     if (rc < 0 && assigned)
         coord_job_release(out); /* the commit failed after @out was filled */
     return rc;
@@ -2211,13 +2261,7 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
     int64_t now = co_wall_ms();
     if (tx_begin(s, true, err) < 0)
         return -1;
-    /*
-     * The worker's row first (its reputation is updated last): a claim locks the worker, then
-     * jobs (skipping locked ones), then the buyer; a finish that locked its job and the buyer
-     * before the worker would wait on a claim waiting on it (PostgreSQL).
-     */
-    if (worker_id && worker_id[0] &&
-        q_exec(s, Q_WORKER_LOCK, PARAMS(P_TEXT(worker_id)), NULL, err) < 0)
+    if (worker_lock_first(s, worker_id, err) < 0)
         goto out;
     if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
         goto out;
@@ -2343,7 +2387,8 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
+    if (worker_lock_first(s, worker_id, err) < 0 ||
+        job_lock_held(s, job_id, worker_id, attempt, &j, err) < 0)
         goto out;
     have_job = true;
     if (outcome_note(s, worker_id, job_id, COORD_OUTCOME_LOST, now, err) < 0)
@@ -2428,7 +2473,8 @@ coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, ch
 
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (jobs_load(s, Q_JOB_OF_WORKER, PARAMS(P_TEXT(worker_id)), &l, err) < 0)
+    if (worker_lock_first(s, worker_id, err) < 0 ||
+        jobs_load(s, Q_JOB_OF_WORKER, PARAMS(P_TEXT(worker_id)), &l, err) < 0)
         goto out;
     if (lock_refunded_buyers(s, &l, err) < 0)
         goto out;

@@ -251,6 +251,8 @@ struct store_ops {
      * made without a transaction of its own then gets a savepoint of its own inside a batch.
      */
     bool error_aborts_tx;
+    /** DEBUG_FAULTS (coord_fault): break the connection as a lost reply does; NULL: no-op. */
+    void (*lose_connection)(struct coord_store *s);
 };
 
 /** The part of every store that the logic sees; drivers embed it first. */
@@ -258,9 +260,10 @@ struct coord_store {
     const struct store_ops *ops;
     struct coord_store_config cfg; /* cfg.url points to url */
     char *url;
-    bool batch;      /* a batch transaction is open: store calls run in savepoints */
-    bool in_call;    /* inside a batch, a store call's savepoint is set */
-    int batch_depth; /* batches begun inside the open batch (each a savepoint) */
+    bool batch;        /* a batch transaction is open: store calls run in savepoints */
+    bool in_call;      /* inside a batch, a store call's savepoint is set */
+    int batch_depth;   /* batches begun inside the open batch (each a savepoint) */
+    unsigned fault_tx; /* DEBUG_FAULTS: coord_fault_tx kinds of the open transaction */
 };
 
 /** Open a SQLite database file at @path (created if missing). */

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "co_alloc.h"
 #include "store_backend.h"
@@ -138,6 +139,21 @@ pg_commit(struct coord_store *s, co_err *err)
     if (rc == 0)
         p->in_tx = false;
     return rc;
+}
+
+/*
+ * DEBUG_FAULTS commit_lost: the socket is shut down, as when the network drops after the server
+ * committed; libpq notices on its next read and the next call reconnects (pg_ensure).
+ */
+static void
+pg_lose_connection(struct coord_store *s)
+{
+    struct store_pg *p = pgs(s);
+    p->in_tx = false;
+    int fd = PQsocket(p->conn);
+    if (fd >= 0)
+        (void)shutdown(fd, SHUT_RDWR);
+    (void)PQconsumeInput(p->conn);
 }
 
 static void
@@ -341,6 +357,7 @@ static const struct store_ops pg_ops = {
     .begin = pg_begin,
     .commit = pg_commit,
     .rollback = pg_rollback,
+    .lose_connection = pg_lose_connection,
     .query = pg_query,
     .next = pg_next,
     .col_null = pg_col_null,

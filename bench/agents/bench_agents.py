@@ -12,7 +12,8 @@ after a settling pause:
   start, connection ramp included), read after the window; max_agent_loop_us (agent callbacks
   and agent timers only) read once every agent is connected (_ramp) and after the window
   (_heartbeats: when it is unchanged, the heartbeats' callbacks were all shorter than the
-  ramp's longest);
+  ramp's longest); max_agent_loop_us_steady is the health's max_agent_loop_us_recent after the
+  window (the longest of its last 5 to 10 s: heartbeats only, the ramp long over);
 - time to assign = submit -> job.assign seen by agent_load, for --assigns jobs submitted one
   after the other (each answered at once with job.finished).
 Prints one JSON line per N.  Figures only: nothing is asserted.
@@ -150,6 +151,9 @@ def one(args, n):
             "cpu_us_per_heartbeat": round((cpu1 - cpu0) * 1e6 / max(1, hbs), 1),
             "max_agent_loop_us_ramp": m_ready.get("max_agent_loop_us"),
             "max_agent_loop_us_heartbeats": m.get("max_agent_loop_us"),
+            # The longest of the window's last 5 to 10 s only (null from a coordinator without it).
+            "max_agent_loop_us_steady": m.get("max_agent_loop_us_recent"),
+            "loadavg_1m": round(os.getloadavg()[0], 1),
             "max_loop_callback_us": m.get("max_loop_callback_us"),
             "max_loop_callback_us_after_assigns": m2.get("max_loop_callback_us"),
             "max_db_work_us": m2.get("max_db_work_us"),

@@ -41,8 +41,9 @@ import time
 import traceback
 
 # Settings a test must not inherit from the caller's environment (a developer's shell may hold
-# a production DATABASE_URL or tokens); a driver passes more with unset=UNSET + (...).
-UNSET = ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS")
+# a production DATABASE_URL or tokens, or test-only DEBUG_FAULTS that cases set themselves); a
+# driver passes more with unset=UNSET + (...).
+UNSET = ("ADMIN_TOKEN", "AGENT_TOKEN", "DATABASE_URL", "LOG_FILE", "MAX_WORKERS", "DEBUG_FAULTS")
 
 # The original README's example job, verbatim (the suites' first end-to-end check).
 README_JOB = {

@@ -2170,6 +2170,127 @@ def t_reconcile_orphan(env):
     ws.close()
 
 
+def log_index(text, needle, nth=1):
+    """Where the @nth occurrence of @needle starts in @text (-1 when there are fewer)."""
+    at = -1
+    for _ in range(nth):
+        at = text.find(needle, at + 1)
+        if at < 0:
+            return -1
+    return at
+
+
+def write_lane(key):
+    """The agent write lane of @key: FNV-1a modulo AGENT_WLANES, as wl_index() in coord_agent.c
+    (the constant is read from coord_agent_int.h)."""
+    hdr = os.path.join(os.path.dirname(os.path.abspath(ARGS.sql_dir)), "coordinator",
+                       "coord_agent_int.h")
+    with open(hdr) as f:
+        lanes = int(re.search(r"#define AGENT_WLANES (\d+)", f.read()).group(1))
+    h = 2166136261
+    for b in key.encode():
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return h % lanes
+
+
+def fake_finish_once(c, ws, j0, worker_id, attempt):
+    """The fake agent @ws runs the submitted job @j0 (as @attempt) to its acknowledged end: it
+    completed on @worker_id with no attempt used up beyond the one that ran, the buyer charged
+    and the owner paid exactly once."""
+    jid = j0["job_id"]
+    fake_run(ws, jid, attempt=attempt)
+    expect_alive(ws, "job.ack", jid, timeout=10)
+    j = c.job(jid)
+    check(j["status"] == "completed" and j["assigned_worker"] == worker_id,
+          "job ended %s on %r" % (j["status"], j["assigned_worker"]))
+    check(j["max_attempts"] - j["attempts"] == j0["max_attempts"] - 1,
+          "an attempt was used up: attempts %d of %d (submitted with %d)"
+          % (j["attempts"], j["max_attempts"], j0["max_attempts"]))
+    check(len(ledger_rows(c, j0["buyer_id"], jid, "charge")) == 1,
+          "job not charged exactly once")
+    check(len(ledger_rows(c, worker_id + "-owner", jid, "payout")) == 1,
+          "owner not paid exactly once")
+
+
+@case("reconcile: a claim whose COMMIT reply is lost (DEBUG_FAULTS commit_lost:claim:1: applied, "
+      "yet the scheduler sees an error and sends no job.assign) goes back to the queue without "
+      "using up an attempt, then runs on that agent and is charged once")
+def t_commit_lost_claim(env):
+    c = env.coord
+    c.env["DEBUG_FAULTS"] = "commit_lost:claim:1"
+    c.start()
+    check("DEBUG_FAULTS='commit_lost:claim:1' is set" in c.log_tail(1 << 20),
+          "no warning at start about DEBUG_FAULTS")
+    ws = fake_agent(c, "cl-w", cores=1)
+    j0 = c.submit(title="commit-lost", buyer_id="cl-buyer")
+    jid = j0["job_id"]
+    t0 = time.time()
+    wait_until(lambda: "cannot claim job=%s" % jid in c.log_tail(1 << 20), 10,
+               "the scheduler seeing its claim fail")
+    text = c.log_tail(1 << 20)
+    check("the reply to COMMIT of claim transaction #1 is lost" in text,
+          "the fault did not fire on the first claim")
+    check(log_index(text, "DEBUG_FAULTS commit_lost", 1) >= 0,
+          "the claim's error is not the lost reply")
+    # The claim was applied (attempt 1 is the worker's in the store) but nobody sends it: the
+    # first job.assign the agent gets must be the next attempt, given back by reconciliation.
+    a = expect_alive(ws, "job.assign", jid, timeout=LEASE_S + 30)
+    log("job.assign came %.1f s after the submit (lease %d s)" % (time.time() - t0, LEASE_S))
+    check(a["attempt"] == 2, "first job.assign is attempt %r, want 2 (attempt 1 was the claim "
+          "whose reply was lost)" % a["attempt"])
+    check("job requeued: its worker does not hold it job=%s attempt=1" % jid
+          in c.log_tail(1 << 20), "not given back by reconciliation")
+    fake_finish_once(c, ws, j0, "cl-w", attempt=2)
+    ws.close()
+
+
+@case("a claim for an agent's old session, in flight while the agent reconnects (DEBUG_FAULTS "
+      "claim_hold_ms and hello_gap_ms widen the window), cannot commit between the hello's job "
+      "list and its welcome: the hello lists it, it runs on its first attempt")
+def t_claim_in_hello_gap(env):
+    c = env.coord
+    c.env["DEBUG_FAULTS"] = "claim_hold_ms:6000,hello_gap_ms:1500"
+    c.start()
+    j0 = c.submit(title="hello-gap", buyer_id="gap-buyer")
+    jid = j0["job_id"]
+    # A worker's hello and a job's claim that share a write lane run in order (the lane waits for
+    # the held claim), so the race needs them on two lanes: pick a worker id that gives that.
+    wid = next(w for w in ("gap-w%d" % i for i in range(64))
+               if write_lane(w) != write_lane(jid))
+    old = fake_agent(c, wid, cores=1)
+    old.send({"v": 1, "type": "heartbeat", "seq": 0})  # its last word: it goes silent now
+    wait_until(lambda: "DEBUG_FAULTS: claim of job=%s held" % jid in c.log_tail(1 << 20), 10,
+               "the claim for the old session held after its session check")
+    # The agent reconnects: its old connection is dead to it (nothing more is read or sent there).
+    new = fake_ws(c, bearer(owner_key(c, wid + "-owner")))
+    check(new.status == 101, "upgrade answered %s" % new.status)
+    new.send({"v": 1, "type": "hello", "worker_id": wid, "owner_id": wid + "-owner",
+              "cores": 1, "ram_mb": 1024, "images": ["default"], "running": []})
+    expect_alive(new, "welcome", None, timeout=30)  # heartbeats keep it within its lease
+    a = expect_alive(new, "job.assign", jid, timeout=LEASE_S + 40)
+    text = c.log_tail(1 << 22)
+    gap_in = log_index(text, "DEBUG_FAULTS: hello of worker=%s listed its jobs" % wid, 2)
+    gap_out = log_index(text, "DEBUG_FAULTS: hello of worker=%s gap over" % wid, 2)
+    went_on = log_index(text, "DEBUG_FAULTS: claim of job=%s goes on" % jid)
+    check(min(gap_in, gap_out, went_on) >= 0, "fault log lines missing (%d %d %d)"
+          % (gap_in, gap_out, went_on))
+    # The claim's session check and its transaction are one transaction, the worker's row locked
+    # from the check to the commit: the hello's session move waits for it (PostgreSQL; SQLite's
+    # one writer thread runs them in turn), so the claim commits before the hello's list, which
+    # sends it again on the same attempt.  (With the check committed on its own, PostgreSQL let
+    # the claim commit inside the gap, known to neither session until reconciliation gave it
+    # back as the next attempt: the stuck path this case reproduced.)
+    check(went_on < gap_in, "%s: the claim went on inside the hello's gap (gap %d..%d, claim %d)"
+          % (LABEL, gap_in, gap_out, went_on))
+    check(a["attempt"] == 1, "job.assign is attempt %r, want 1 (listed by the hello)"
+          % a["attempt"])
+    check("job requeued: its worker does not hold it job=%s" % jid not in text,
+          "reconciliation had to give the job back")
+    fake_finish_once(c, new, j0, wid, attempt=a["attempt"])
+    old.close()
+    new.close()
+
+
 @case("reconcile: the coordinator fails a job running past timeout_seconds + "
       "TIMEOUT_GRACE_SECONDS as timeout and tells the agent to stop")
 def t_reconcile_deadline(env):
@@ -3080,8 +3201,8 @@ CASES += [t_replicas_agree, t_replicas_cheater, t_replicas_tiebreak, t_replicas_
           t_replicas_kill, t_replicas_cancel, t_replicas_distinct]
 CASES += [t_replicas_metered, t_replicas_market]
 CASES += [t_no_head_of_line, t_fair_share, t_reconcile_lost, t_reconcile_orphan,
-          t_reconcile_finish_error, t_hello_list_fails,
-          t_reconcile_deadline, t_reconcile_poll, t_quarantine]
+          t_reconcile_finish_error, t_hello_list_fails, t_commit_lost_claim,
+          t_claim_in_hello_gap, t_reconcile_deadline, t_reconcile_poll, t_quarantine]
 CASES += [t_market_real_agents]
 
 

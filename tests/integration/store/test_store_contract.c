@@ -28,6 +28,7 @@
 
 #include "co_alloc.h"
 #include "co_time.h"
+#include "coord_fault.h"
 #include "coord_node.h"
 #include "coord_store.h"
 #include "coord_webhook.h"
@@ -2948,6 +2949,91 @@ t_fault_alloc(void)
 }
 
 /*
+ * DEBUG_FAULTS commit_lost:claim:N (coord_fault, the coordinator's own injection): the Nth claim's
+ * COMMIT is applied and then reported lost (CO_E_UNAVAILABLE; on PostgreSQL the connection is
+ * dropped too).  Pushed claims, poll claims and a claim inside a batch; the store goes on after
+ * each, and only claims are counted.
+ */
+/* How many jobs the store gives to worker @wid as assigned. */
+static int
+assigned_to(const char *wid, size_t *n)
+{
+    struct coord_job_filter f = {.status = COORD_JOB_ASSIGNED, .worker_id = wid, .limit = 1000};
+    struct coord_job_list l = {0};
+    if (coord_store_job_list(S, &f, &l, &E) < 0)
+        return -1;
+    *n = l.len;
+    coord_job_list_release(&l);
+    return 0;
+}
+
+static int
+t_debug_fault_claim_lost(void)
+{
+    const char *w = id("dfw"), *buyer = id("dfbuyer");
+    struct coord_job j;
+    int attempt = 0;
+    co_err ferr = CO_ERR_INIT;
+    OK(worker(w, id("dfowner"), 8, 8192));
+    for (int i = 0; i < 4; i++) {
+        char jid[32];
+        snprintf(jid, sizeof(jid), "df%d", i);
+        OK(submit(id(jid), buyer, CREDIT, 1, 100, 5));
+    }
+    if (coord_fault_init("commit_lost:claim:2", &ferr) < 0)
+        FAIL("DEBUG_FAULTS: %s", ferr.msg);
+    OK(coord_store_worker_heartbeat(S, w, &E));             /* not a claim: not counted */
+    OK(claim(id("df0"), w, &attempt));                      /* claim #1 */
+    FAILS(claim(id("df1"), w, &attempt), CO_E_UNAVAILABLE); /* #2: applied, reply lost */
+    /* The next call works (PostgreSQL: after a reconnect) and sees the claim applied. */
+    OK(job_status(id("df1"), &j));
+    int ok = j.status == COORD_JOB_ASSIGNED && j.attempts == 1 && !strcmp(j.assigned_worker, w);
+    coord_job_release(&j);
+    CHECK(ok);
+    OK(claim(id("df2"), w, &attempt)); /* #3 */
+
+    /* A poll claim counts as a claim; one that finds nothing is not counted. */
+    if (coord_fault_init("commit_lost:claim:1", &ferr) < 0)
+        FAIL("DEBUG_FAULTS: %s", ferr.msg);
+    size_t before = 0, after = 0;
+    OK(assigned_to(w, &before));
+    FAILS(coord_store_job_claim_next(S, w, &j, &E), CO_E_UNAVAILABLE);
+    OK(assigned_to(w, &after)); /* it took some pending job (maybe another case's) */
+    CHECK_EQ(after, before + 1);
+
+    /* In a batch, the batch's COMMIT loses its reply: every write of it was applied. */
+    if (coord_fault_init("commit_lost:claim:1", &ferr) < 0)
+        FAIL("DEBUG_FAULTS: %s", ferr.msg);
+    OK(submit(id("df4"), buyer, CREDIT, 1, 100, 5));
+    OK(coord_store_batch_begin(S, &E));
+    OK(coord_store_worker_heartbeat(S, w, &E));
+    OK(claim(id("df4"), w, &attempt));
+    FAILS(coord_store_batch_commit(S, &E), CO_E_UNAVAILABLE);
+    OK(job_status(id("df4"), &j));
+    ok = j.status == COORD_JOB_ASSIGNED && !strcmp(j.assigned_worker, w);
+    coord_job_release(&j);
+    CHECK(ok);
+    /* A rolled-back batch's claim is not counted: the next claim's reply is the lost one. */
+    if (coord_fault_init("commit_lost:claim:1", &ferr) < 0)
+        FAIL("DEBUG_FAULTS: %s", ferr.msg);
+    OK(submit(id("df5"), buyer, CREDIT, 1, 100, 5));
+    OK(coord_store_batch_begin(S, &E));
+    OK(claim(id("df5"), w, &attempt));
+    coord_store_batch_rollback(S);
+    OK(job_status(id("df5"), &j));
+    ok = j.status == COORD_JOB_PENDING;
+    coord_job_release(&j);
+    CHECK(ok);
+    FAILS(claim(id("df5"), w, &attempt), CO_E_UNAVAILABLE);
+
+    if (coord_fault_init(NULL, &ferr) < 0)
+        FAIL("DEBUG_FAULTS: %s", ferr.msg);
+    FAILS(claim(id("df5"), w, &attempt), CO_E_CONFLICT); /* applied already */
+    OK(coord_store_check_invariant(S, &E));
+    return 0;
+}
+
+/*
  * ENOSPC on SQLite: a child process opens the same database with its file size capped
  * (RLIMIT_FSIZE) a little above the current files and submits jobs with large code until a
  * write fails; the parent then checks that the buyer's held credits match the jobs stored.
@@ -3132,6 +3218,7 @@ main(void)
         {"fault_connection_dropped_mid_transaction", t_fault_drop},
         {"fault_allocation_fails", t_fault_alloc},
         {"fault_enospc", t_fault_enospc},
+        {"debug_faults_claim_reply_lost", t_debug_fault_claim_lost},
         {"worker_sessions_fencing_reaper_turn", t_worker_sessions},
     };
     const char *url = getenv("CO_STORE_URL");

@@ -40,6 +40,7 @@ mk_sess(const char *id, int64_t cores, int64_t ram_mb, const char *image)
     }
     hub.sess = co_xreallocarray(hub.sess, hub.n_sess + 1, sizeof(*hub.sess));
     hub.sess[hub.n_sess++] = s;
+    agent_hub_changed(&hub);
     return s;
 }
 
@@ -82,7 +83,7 @@ teardown(void **state)
     for (size_t i = 0; i < hub.n_sess; i++)
         agent_sess_unref(hub.sess[i]);
     free(hub.sess);
-    agent_hub_ix_free(&hub);
+    agent_ix_free(&hub.jobs);
     reset_jobs();
     free(jobs.items);
     return 0;
@@ -316,8 +317,17 @@ test_pending_reason(void **state)
     jobs.items[0].status = COORD_JOB_RUNNING;
     expect_reason(&jobs.items[0], NULL, NULL);
 
+    /* No change counted (agent_hub_changed): a refresh rebuilds nothing, the reasons stay. */
+    uint64_t g = coord_sched_reasons_generation();
+    small->state = AS_CLOSING;
+    coord_sched_refresh(sc);
+    assert_true(coord_sched_reasons_generation() == g);
+    expect_reason(&jobs.items[3], "exceeds_largest_agent", "w-small");
+    small->state = AS_READY;
+
     /* A session that is no longer ready leaves the board at the next refresh. */
     small->state = AS_CLOSING;
+    agent_hub_changed(&hub);
     coord_sched_refresh(sc);
     expect_reason(&jobs.items[3], "no_agent_with_image", "'default'");
     coord_sched_free(sc);
