@@ -48,8 +48,8 @@ struct coord_feed;
 
 /**
  * Start the feed for @database_url (borrowed until coord_feed_stop): for PostgreSQL, start the
- * thread that publishes other origins' changes into @ev; *@out is NULL for SQLite.  The thread connects by itself (a
- * database down at start is retried).
+ * thread that publishes other origins' changes into @ev; *@out is NULL for SQLite.  The thread
+ * connects by itself (a database down at start is retried).
  */
 int coord_feed_start(const char *database_url, struct lws_context *ctx, struct coord_events *ev,
                      struct coord_feed **out, co_err *err) __attribute__((warn_unused_result));
