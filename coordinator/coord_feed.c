@@ -63,7 +63,6 @@ struct coord_feed {
     bool have_cursor;
     bool need_read; /* a notification came, or the connection is new */
     uint64_t cur_txid, cur_seq;
-    uint64_t page_a, page_b; /* where the next page of a paged query starts */
     /* Rows above the horizon delivered already, by sequence; the highest sequence read there. */
     struct feed_early *early;
     size_t n_early, cap_early;
@@ -298,12 +297,13 @@ feed_take(struct coord_feed *f, PGresult *r, int i)
 
 /*
  * One paged query of the feed: @sql with the parameters @vals (the last one the page size) and
- * the columns seq, kind, ref, origin, txid; @on_row sees each row (lock held).  False when the
+ * the columns seq, kind, ref, origin, txid; @on_row sees each row (lock held) and moves the
+ * cursor *@a, *@b, from which the next page's first two parameters are made.  False when the
  * connection failed.
  */
 static bool
-feed_pages(struct coord_feed *f, const char *sql, char (*vals)[24], int n,
-           void (*on_row)(struct coord_feed *f, PGresult *r, int i, bool *any))
+feed_pages(struct coord_feed *f, const char *sql, char (*vals)[24], int n, const uint64_t *a,
+           const uint64_t *b, void (*on_row)(struct coord_feed *f, PGresult *r, int i, bool *any))
 {
     bool any = false;
     for (;;) {
@@ -323,9 +323,9 @@ feed_pages(struct coord_feed *f, const char *sql, char (*vals)[24], int n,
             lws_cancel_service(f->ctx);
         if (rows < FEED_BATCH)
             return true;
-        /* The next page starts after the last row (the caller's cursor moved there). */
-        snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, f->page_a);
-        snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->page_b);
+        /* The next page starts after the last row (the cursor moved there). */
+        snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, *a);
+        snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, *b);
     }
 }
 
@@ -334,8 +334,6 @@ on_settled_row(struct coord_feed *f, PGresult *r, int i, bool *any)
 {
     f->cur_seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
     f->cur_txid = strtoull(PQgetvalue(r, i, 4), NULL, 10);
-    f->page_a = f->cur_txid;
-    f->page_b = f->cur_seq;
     f->st.last_seq = f->cur_seq;
     if (!feed_early_has(f, f->cur_seq) && feed_take(f, r, i))
         *any = true;
@@ -346,7 +344,6 @@ on_early_row(struct coord_feed *f, PGresult *r, int i, bool *any)
 {
     uint64_t seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
     f->early_seq = seq;
-    f->page_b = seq;
     if (f->n_early >= FEED_EARLY_MAX)
         return; /* delivered once the horizon passes it */
     if (f->n_early == f->cap_early) {
@@ -381,7 +378,7 @@ feed_read(struct coord_feed *f)
                     "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
                     "WHERE (txid, seq) > ($1::xid8, $2::bigint) AND txid < $3::xid8 "
                     "ORDER BY txid, seq LIMIT $4::int",
-                    vals, 4, on_settled_row))
+                    vals, 4, &f->cur_txid, &f->cur_seq, on_settled_row))
         return false;
     if (horizon > f->cur_txid) {
         f->cur_txid = horizon;
@@ -397,11 +394,10 @@ feed_read(struct coord_feed *f)
     snprintf(vals[0], sizeof(vals[0]), "%" PRIu64, horizon);
     snprintf(vals[1], sizeof(vals[1]), "%" PRIu64, f->early_seq);
     snprintf(vals[2], sizeof(vals[2]), "%d", FEED_BATCH);
-    f->page_a = horizon;
     return feed_pages(f,
                       "SELECT seq, kind, ref, origin, txid::text FROM event_outbox "
                       "WHERE txid >= $1::xid8 AND seq > $2::bigint ORDER BY seq LIMIT $3::int",
-                      vals, 3, on_early_row);
+                      vals, 3, &horizon, &f->early_seq, on_early_row);
 }
 
 static void
