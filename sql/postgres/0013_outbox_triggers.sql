@@ -31,15 +31,10 @@ BEGIN
     RETURN NULL;
 END $$;
 
-CREATE FUNCTION cacheout_outbox_credits() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM cacheout_outbox('credits', NEW.user_id);
-    RETURN NULL;
-END $$;
-
+-- A user's row: the kind ('credits' or 'user') is the trigger's argument.
 CREATE FUNCTION cacheout_outbox_user() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM cacheout_outbox('user', NEW.user_id);
+    PERFORM cacheout_outbox(TG_ARGV[0], NEW.user_id);
     RETURN NULL;
 END $$;
 
@@ -76,12 +71,12 @@ CREATE TRIGGER workers_outbox_change AFTER UPDATE ON worker_registrations
 
 -- Users: balances (credits) and what authorization reads (user).
 CREATE TRIGGER users_outbox_credits AFTER INSERT OR UPDATE OF credits, held ON users
-    FOR EACH ROW EXECUTE FUNCTION cacheout_outbox_credits();
+    FOR EACH ROW EXECUTE FUNCTION cacheout_outbox_user('credits');
 CREATE TRIGGER users_outbox_user AFTER UPDATE ON users
     FOR EACH ROW WHEN (OLD.disabled IS DISTINCT FROM NEW.disabled
                        OR OLD.is_admin IS DISTINCT FROM NEW.is_admin
                        OR OLD.limits IS DISTINCT FROM NEW.limits)
-    EXECUTE FUNCTION cacheout_outbox_user();
+    EXECUTE FUNCTION cacheout_outbox_user('user');
 
 -- API keys: a revocation.
 CREATE TRIGGER api_keys_outbox AFTER UPDATE OF revoked_at ON api_keys
