@@ -1324,6 +1324,7 @@ sess_on_hello(struct agent_sess *s, struct proto_msg *m)
             agent_hub_changed(hub);
         }
     }
+    coord_fault_hello_arrived(s->worker_id); /* DEBUG_FAULTS: held claims go on */
     struct hello_item *it = co_xcalloc(1, sizeof(*it));
     it->s = s;
     co_strlcpy(it->w.worker_id, s->worker_id, sizeof(it->w.worker_id));

@@ -26,10 +26,10 @@ static struct {
     atomic_llong commits[N_KINDS];   /* commits of each kind so far */
     int64_t hello_gap_ms;
     int64_t claim_hold_ms;
-    /* claim_hold_ms: a hello entering its gap bumps gaps and wakes the held claims. */
+    /* claim_hold_ms: a hello arriving bumps hellos and wakes the held claims. */
     pthread_mutex_t mu;
     pthread_cond_t cond;
-    uint64_t gaps;
+    uint64_t hellos;
 } F = {.mu = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
 /* A positive integer of @len characters at @p (at most a day for durations, a million else). */
@@ -155,17 +155,28 @@ coord_fault_claim_hold_slow(const char *job_id)
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
-    bool by_hello = false;
     pthread_mutex_lock(&F.mu);
-    uint64_t gaps = F.gaps;
-    while (F.gaps == gaps) {
+    uint64_t hellos = F.hellos;
+    while (F.hellos == hellos) {
         if (pthread_cond_timedwait(&F.cond, &F.mu, &until) == ETIMEDOUT)
             break;
     }
-    by_hello = F.gaps != gaps;
+    bool by_hello = F.hellos != hellos;
     pthread_mutex_unlock(&F.mu);
     co_info("DEBUG_FAULTS: claim of job=%s goes on (%s)", job_id,
-            by_hello ? "a hello entered its gap" : "hold over");
+            by_hello ? "a hello arrived" : "hold over");
+}
+
+void
+coord_fault_hello_arrived_slow(const char *worker_id)
+{
+    if (F.claim_hold_ms <= 0)
+        return;
+    co_info("DEBUG_FAULTS: hello of worker=%s arrived", worker_id);
+    pthread_mutex_lock(&F.mu);
+    F.hellos++;
+    pthread_cond_broadcast(&F.cond);
+    pthread_mutex_unlock(&F.mu);
 }
 
 void
@@ -175,10 +186,6 @@ coord_fault_hello_gap_slow(const char *worker_id)
         return;
     co_info("DEBUG_FAULTS: hello of worker=%s listed its jobs; %lld ms before its welcome",
             worker_id, (long long)F.hello_gap_ms);
-    pthread_mutex_lock(&F.mu);
-    F.gaps++;
-    pthread_cond_broadcast(&F.cond);
-    pthread_mutex_unlock(&F.mu);
     struct timespec d = {.tv_sec = F.hello_gap_ms / 1000,
                          .tv_nsec = (F.hello_gap_ms % 1000) * 1000000L};
     while (nanosleep(&d, &d) < 0 && errno == EINTR)

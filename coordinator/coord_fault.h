@@ -17,9 +17,9 @@
  *                           loop for the welcome: the window in which a claim may land that
  *                           neither the hello's list nor the new session knows.  The loop is not
  *                           blocked; on SQLite (one writer thread) every write waits meanwhile.
- *   claim_hold_ms:<ms>      every claim waits after its session check (coord_node_fence), before
- *                           its transaction, for <ms> ms at most; a hello reaching its gap ends
- *                           the waits at once, so that the held claims commit inside that gap.
+ *   claim_hold_ms:<ms>      every claim waits after its session check (coord_node_fence), inside
+ *                           its transaction, until an agent's hello arrives, for <ms> ms at most:
+ *                           a claim in flight while an agent reconnects, on purpose.
  * Example: DEBUG_FAULTS=commit_lost:claim:2,hello_gap_ms:1500
  *
  * A bad value stops the start (exit 2).  When set, a warning is logged at start and each fault
@@ -73,6 +73,16 @@ coord_fault_claim_hold(const char *job_id)
 {
     if (coord_fault_armed)
         coord_fault_claim_hold_slow(job_id);
+}
+
+/** claim_hold_ms: a hello of @worker_id arrived (lws thread): held claims go on. */
+void coord_fault_hello_arrived_slow(const char *worker_id);
+
+static inline void
+coord_fault_hello_arrived(const char *worker_id)
+{
+    if (coord_fault_armed)
+        coord_fault_hello_arrived_slow(worker_id);
 }
 
 /** hello_gap_ms: called by the hello of @worker_id after its job list (a database thread). */
