@@ -6,10 +6,13 @@
  * (coord_sched.h) pushed with job.assign.  Every message about a job carries (job_id, attempt):
  * the store fences stale attempts (CO_E_CONFLICT), which are logged at debug level and dropped.
  *
- * The module state (struct coord_agents, "the hub": sessions, scheduler, lease reaper) is created
- * by coord_agent_callback() on LWS_CALLBACK_PROTOCOL_INIT from the coord_server found with
- * lws_context_user() (its cfg, db, events and metrics are borrowed), kept in the protocol's
- * per-vhost storage, and freed on LWS_CALLBACK_PROTOCOL_DESTROY.  Wiring is one protocol entry:
+ * The state under the protocol (struct coord_agents, "the hub": sessions, job and worker indexes,
+ * write lanes; coord_hub.h) is created by coord_agent_callback() on LWS_CALLBACK_PROTOCOL_INIT
+ * from the coord_server found with lws_context_user() (its cfg, db, events and metrics are
+ * borrowed), with the scheduler, the lease reaper and reconciliation on it, kept in the protocol's
+ * per-vhost storage, and stopped on LWS_CALLBACK_PROTOCOL_DESTROY (freed once its database items
+ * in flight completed).  The protocol's files are listed in coord_agent.c.  Wiring is one
+ * protocol entry:
  *
  *   { PROTO_AGENT_SUBPROTOCOL, coord_agent_callback, COORD_AGENT_PSS_SIZE, 65536, 0, NULL, 0 }
  *

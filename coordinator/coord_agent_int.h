@@ -1,7 +1,11 @@
 /*
- * coord_agent_int: the state shared by the agent sessions (coord_agent.c), the scheduler
- * (coord_sched.c) and the lease reaper (coord_lease.c).  Private to those three files: everything
- * here lives on the lws service thread and is never touched from a database thread.
+ * coord_agent_int: private to the files of the agent protocol (coord_agent.c, coord_agent_hello.c,
+ * coord_agent_job.c, coord_agent_output.c, coord_agent_feed.c): the protocol's state, the item of
+ * a job message's database write, and the functions those files share.  The scheduler, the lease
+ * reaper and reconciliation never include it: they see the hub (coord_hub.h) only.
+ *
+ * Thread: everything here runs on the lws service thread; the work functions of the items run on
+ * database threads and see only their item.
  */
 #ifndef COORD_AGENT_INT_H
 #define COORD_AGENT_INT_H
@@ -12,338 +16,133 @@
 
 #include <libwebsockets.h>
 
-#include "co_buf.h"
 #include "co_id.h"
 #include "coord_agent.h"
-#include "coord_auth.h"
-#include "coord_config.h"
-#include "coord_db.h"
-#include "coord_events.h"
-#include "coord_lease.h"
-#include "coord_reconcile.h"
-#include "coord_metrics.h"
-#include "coord_sched.h"
+#include "coord_artifact.h"
+#include "coord_hub.h"
+#include "coord_limits.h"
+#include "coord_store.h"
 #include "proto_agent.h"
 
-struct lws;
-struct lws_context;
-
-/* Per-session caps: queued outgoing frames and bytes, messages parked during the hello. */
-#define AGENT_OUT_MAX_FRAMES 4096
-#define AGENT_OUT_MAX_BYTES (64 * 1024 * 1024)
-#define AGENT_PARK_MAX 4096
-
-enum agent_job_state {
-    AJ_CLAIMING = 0, /* capacity reserved, store claim in flight */
-    AJ_ASSIGNED,     /* claimed and job.assign queued */
-    AJ_ACCEPTED,     /* the agent acknowledged it */
-    AJ_RUNNING,      /* job.started stored */
-    AJ_CANCELLING,   /* job.cancel sent, waiting for job.finished */
-};
-
-/* One job an agent holds (or is being given): its capacity is counted against the agent. */
-struct agent_job {
-    char job_id[CO_ID_MAX + 1];
-    char buyer_id[CO_ID_MAX + 1]; /* for the credits events of its settlement */
-    int attempt;                  /* 0 while claiming */
-    int64_t cores;
-    int64_t ram_mb;
-    enum agent_job_state state;
-    int64_t since_ms;      /* monotonic: when it entered its state */
-    int assign_resends;    /* job.assign sent again on this connection without an answer */
-    bool finishing;        /* a job.finished is being stored */
-    uint64_t out_bytes[2]; /* output received per stream (stdout, stderr) for this attempt */
-    int64_t out_next_seq;  /* the job.output seq expected next; -1: not known yet (reconnect) */
-};
-
-enum agent_sess_state {
-    AS_AWAIT_HELLO = 0, /* connected, no hello yet */
-    AS_HELLO_DB,        /* hello accepted, worker row being stored */
-    AS_READY,           /* welcomed: schedulable */
-    AS_CLOSING,         /* a close was requested */
-};
-
-struct agent_frame {
-    struct agent_frame *next;
-    size_t len;
-    unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
-};
-
-/* One agent connection.  Reference-counted: the wsi holds one, every database item one. */
-struct agent_sess {
-    struct coord_agents *hub;
-    struct lws *wsi; /* NULL once the connection closed */
-    int refs;
-    enum agent_sess_state state;
-    uint64_t serial; /* unique per connection, for logs */
-    size_t pos;      /* its index in hub->sess while live */
-    char worker_id[CO_ID_MAX + 1];
-    char owner_id[CO_ID_MAX + 1]; /* the owner its credential stands for (never as declared) */
-    /* Its credential: the upgrade's or the hello's; the key's hash to check it again later. */
-    struct coord_principal principal;
-    char key_hash[COORD_KEY_HASH_LEN + 1]; /* "" unless a user key */
-    bool upgrade_agent_token;              /* a valid X-Agent-Token header came with the upgrade */
-    bool superseded;       /* a newer hello of its worker is being checked: no new assignments */
-    bool refused;          /* its hello was refused: it never owned the worker */
-    char peer[64];         /* the client's address (failed-authentication throttle) */
-    int64_t session_epoch; /* the store's session epoch of its accepted hello (coord_node) */
-    int64_t cores, ram_mb; /* total capacity from hello */
-    int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
-    int64_t peak_cores, peak_ram_mb; /* highest use handed out (for logs) */
-    int64_t agent_peak_cores;        /* highest use the agent reported in heartbeats, or -1 */
-    int64_t agent_peak_ram_mb;
-    char **images;
-    size_t n_images;
-    struct agent_job *jobs;
-    size_t n_jobs, cap_jobs;
-    struct co_buf rx; /* fragments of the message being received */
-    struct agent_frame *out_head, *out_tail;
-    size_t out_frames, out_bytes;
-    int close_code; /* > 0: close with this code at the next WRITEABLE */
-    char close_reason[64];
-    int64_t last_seen_ms;     /* monotonic: last message received */
-    bool hb_dirty;            /* a heartbeat to store with the next lease flush */
-    bool counted;             /* counted in metrics.agents_connected */
-    bool blocked;             /* scheduler pass scratch: reserved for a larger job */
-    struct proto_msg *parked; /* job messages received while the hello was being stored */
-    size_t n_parked;
-    /* Artifacts: chunk bytes waiting for the database; reading is paused above the cap. */
-    size_t art_pending;
-    bool rx_paused;
-    /* Placement terms from the store (each scheduler pass reads them; coord_price.h). */
-    struct coord_rate price; /* the seller's market prices for this worker */
-    int64_t reputation;      /* parts per million (coord_store_outcome_record) */
-};
+struct coord_sched;
+struct coord_lease;
+struct coord_reconcile;
 
 /* Bytes of artifact chunks an agent may have waiting for the database before its connection
  * stops being read (lws_rx_flow_control); reading resumes below half of it. */
 #define COORD_ARTIFACT_PENDING_MAX (8 * 1024 * 1024)
-
-struct coord_sched;
-struct coord_lease;
-
-/*
- * Write lanes: a write goes to the lane of its key (job id, worker id), so the writes about one
- * job or one worker stay in order while different jobs' writes may run on several database
- * threads (PostgreSQL) at once.
- */
-#define AGENT_WLANES 4
-/* The most writes one batch transaction holds (a longer batch is split). */
-#define AGENT_TX_MAX_WRITES 512
-
-struct agent_wlane {
-    struct coord_agents *hub;
-    struct agent_wop *head, *tail;
-    bool busy;      /* a batch of this lane is in flight */
-    bool scheduled; /* the flush timer is armed */
-    int retries;    /* batches in a row that left writes to run again (back-off) */
-    lws_sorted_usec_list_t sul;
-};
-
-/*
- * An index of live sessions by a key (chained hash): the held jobs by job id (a job may sit on
- * two sessions of one worker for a moment while a new connection replaces an old one), and the
- * sessions by worker id (a worker has two while a new connection replaces an old one).
- */
-struct agent_ix_ent {
-    struct agent_ix_ent *next;
-    struct agent_sess *s;
-    char key[CO_ID_MAX + 1];
-};
-
-struct agent_ix {
-    struct agent_ix_ent **b;
-    size_t cap, n;
-};
-
-/*
- * Runs on the database thread when the batch transaction that held a write's work could not be
- * committed: everything the work did is undone, so it must turn its result into a failure with
- * @err (CO_E_UNAVAILABLE) and drop what it loaded, before its done runs as usual.
- */
-typedef void (*agent_undo_fn)(void *arg, const co_err *err);
-
-/* One queued write of a write lane. */
-/* Whether a write that ran should run again (the database was unavailable). */
-typedef bool (*agent_again_fn)(void *arg);
-
-struct agent_wop {
-    struct agent_wop *next;
-    coord_db_work_fn work;
-    agent_undo_fn undo;
-    coord_db_done_fn done;
-    agent_again_fn again; /* NULL: never run again */
-    void *arg;
-};
 
 struct agent_output_sub {
     coord_agent_output_fn fn;
     void *ud;
 };
 
-struct coord_agents {
-    const struct coord_config *cfg;
-    struct coord_db *db;
-    struct coord_events *events;
-    struct coord_metrics *metrics; /* may be NULL */
-    struct coord_limits *limits;   /* failed authentications per address (the server's) */
-    struct lws_context *ctx;
-    struct agent_sess **sess; /* live sessions (wsi not NULL); each knows its position */
-    struct agent_ix jobs;     /* held jobs of live sessions, by job id */
-    struct agent_ix workers;  /* live sessions that said hello, by worker id */
-    uint64_t open_gen;        /* agent_hub_changed() */
-    size_t n_sess, cap_sess;
-    uint64_t next_serial;
+/*
+ * The protocol's state, one per vhost: the hub and the modules on it, which the protocol creates
+ * at PROTOCOL_INIT and stops at PROTOCOL_DESTROY.  The hub's hooks carry it (hooks.ud); it is
+ * freed with the hub (the release hook), so completions that run after the destroy still find it.
+ */
+struct agent_proto {
+    struct coord_agents *hub;
+    struct coord_limits *limits; /* failed authentications per address (the server's) */
     struct coord_sched *sched;
     struct coord_lease *lease;
     struct coord_reconcile *reconcile;
     int ev_handle;
-    bool self_publish; /* our own publish is running: our subscriber ignores it */
-    int64_t inflight;  /* database items not yet completed */
-    bool dead;         /* the context is gone: completions only free their items */
-    int64_t lease_ms;
-    int64_t heartbeat_ms;
     struct agent_output_sub *out_subs;
     size_t n_out_subs;
-    uint64_t stale_dropped;     /* messages of a stale attempt that were ignored */
-    uint64_t output_duplicates; /* job.output chunks dropped as already received (seq) */
-    uint64_t output_gaps;       /* job.output chunks that came after a missing seq */
-    uint64_t assigns_resent;    /* job.assign sent again on the same attempt (hello, no answer) */
-    /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
-    struct agent_wlane wl[AGENT_WLANES];
-    uint64_t batches, batched_ops;
-    uint64_t batch_txs, batch_undone; /* transactions of several writes; writes undone */
 };
 
-/* ---- coord_agent.c, for the scheduler and the reaper ---- */
-
-/** Take a reference on @s. */
-void agent_sess_ref(struct agent_sess *s);
-/** Drop a reference; frees @s at zero. */
-void agent_sess_unref(struct agent_sess *s);
-/** The job entry of @s for @job_id, or NULL. */
-struct agent_job *agent_sess_find(struct agent_sess *s, const char *job_id);
-/** Add a job entry and count its capacity; returns the entry (valid until the next add/remove). */
-struct agent_job *agent_sess_add_job(struct agent_sess *s, const struct coord_job *job, int attempt,
-                                     enum agent_job_state st);
-/** Remove the entry of @job_id (if any) and give its capacity back. */
-void agent_sess_remove_job(struct agent_sess *s, const char *job_id);
-/**
- * Count a change of the open sessions (welcomed, not closing, not replaced) or of their sizes or
- * placement terms: the scheduler rebuilds its fit and the pending_reason board only then.
- */
-static inline void
-agent_hub_changed(struct coord_agents *hub)
+/** The protocol's state of @hub. */
+static inline struct agent_proto *
+agent_proto_of(const struct coord_agents *hub)
 {
-    hub->open_gen++;
+    return hub->hooks.ud;
 }
-/** True if any live session holds @job_id. */
-bool agent_hub_holds_job(struct coord_agents *hub, const char *job_id);
-/** The first entry of @key in @ix (walk ->next and compare keys for the others), or NULL. */
-struct agent_ix_ent *agent_ix_first(const struct agent_ix *ix, const char *key);
-/** Free @ix (at the hub's end; sessions no longer use it). */
-void agent_ix_free(struct agent_ix *ix);
-/**
- * The live session of @worker_id other than @not that comes first in hub->sess among those
- * @pred accepts (NULL: any), or NULL.  O(sessions of that worker).
- */
-struct agent_sess *agent_hub_worker_first(struct coord_agents *hub, const char *worker_id,
-                                          const struct agent_sess * not,
-                                          bool (*pred)(const struct agent_sess *o, const void *ud),
-                                          const void *ud);
-/** True if @s can run jobs of @image. */
-bool agent_sess_has_image(const struct agent_sess *s, const char *image);
-/** Queue the job.assign of @job (with code) on @s. */
-int agent_sess_send_assign(struct agent_sess *s, const struct coord_job *job);
-/** Queue a job.cancel for (@job_id, @attempt) on @s. */
-void agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attempt,
-                            const char *reason);
-/** Close @s with @code and @reason at its next WRITEABLE. */
-void agent_sess_close(struct agent_sess *s, int code, const char *reason);
-/** A write of @s was fenced off (coord_node): its worker's session moved on; close it. */
-void agent_sess_moved(struct agent_sess *s, const co_err *err);
-/** Submit database work on behalf of the hub (counts it in flight). */
-int agent_hub_submit(struct coord_agents *hub, enum coord_db_lane lane, coord_db_work_fn work,
-                     coord_db_done_fn done, void *arg);
-/**
- * Queue a write (claim, started, output, finished, hello...) on the write lane of @key (a job or
- * worker id; NULL is a key too): the writes of one loop turn on a lane run in order as one
- * database item, one batch per lane at a time (so the writes about one job or worker never
- * overtake each other), and each @done runs after the batch on the lws thread.  On SQLite the
- * batch runs as one database transaction (coord_store_batch_begin; up to AGENT_TX_MAX_WRITES
- * writes each; PostgreSQL keeps one transaction per write, see wbatch_work()):
- * @work must not act on its result (its @done does, once the batch committed), and @undo (not
- * NULL) turns the result into a failure when the commit fails.  Counts it in flight like
- * agent_hub_submit(); never fails (a full executor retries the batch later).
- */
-void agent_hub_write(struct coord_agents *hub, const char *key, coord_db_work_fn work,
-                     agent_undo_fn undo, coord_db_done_fn done, void *arg);
 
-/**
- * agent_hub_write() for a write that must not be lost while the database is down: when its
- * batch is done and @again says so, it is not completed but put back at the head of its lane,
- * which then waits (0.5 s doubling to 5 s) before it runs it again, with every later write of
- * the lane behind it: the order of a job's writes holds across the outage.
- */
-void agent_hub_write_kept(struct coord_agents *hub, const char *key, coord_db_work_fn work,
-                          agent_undo_fn undo, coord_db_done_fn done, agent_again_fn again,
-                          void *arg);
-/**
- * Call at the start of every completion: counts the item done.  Returns false if the hub is dead
- * (the completion must only free its item).
- */
-bool agent_hub_complete(struct coord_agents *hub);
-/** Publish a change as our own (our subscriber does not react to it). */
-void agent_hub_publish(struct coord_agents *hub, enum coord_event_kind kind, const char *id);
+/* ---- coord_agent.c: sending and dispatch ---- */
 
-/* ---- coord_sched.c ---- */
+/** Queue @len bytes of @text as one text message; closes @s when its queue is full. */
+void coord_agent_queue_text(struct agent_sess *s, const char *text, size_t len);
+/** Queue @m on @s (encoded; closes @s when its queue is full). */
+void coord_agent_send(struct agent_sess *s, const struct proto_msg *m);
+/** Queue an "error" message with @code (and @job when not NULL). */
+void coord_agent_send_error(struct agent_sess *s, const char *code, const struct proto_job_ref *job,
+                            const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/** Handle one decoded message of @s (which may take its contents). */
+void coord_agent_handle(struct agent_sess *s, struct proto_msg *m);
 
-/* One placement of a scheduling pass. */
-struct sched_pick {
-    size_t job;           /* index in the job list */
-    struct agent_sess *s; /* the session it goes to */
+/* ---- coord_agent_hello.c ---- */
+
+/** A hello: check its credential, then store the worker and take its session (a write). */
+void coord_agent_on_hello(struct agent_sess *s, struct proto_msg *m);
+
+/* ---- coord_agent_job.c ---- */
+
+/*
+ * The database write of one job message (started, output, finished, rejected, artifacts), on
+ * the job's write lane.  Holds a reference on its session.
+ */
+struct job_item {
+    struct agent_sess *s;
+    char job_id[CO_ID_MAX + 1];
+    char worker_id[CO_ID_MAX + 1];
+    int attempt;
+    int64_t epoch; /* the session's (fencing) */
+    int rc;
+    co_err err;
+    /* job.finished / job.rejected */
+    struct coord_job_result res;
+    bool changed;
+    bool requeued; /* a platform fault: back to the queue, attempt given back (not a result) */
+    char buyer_id[CO_ID_MAX + 1];
+    char owner_id[CO_ID_MAX + 1];
+    lws_sorted_usec_list_t retry;
+    int retries;
+    /* job.output (offset above: where the chunk starts in its stream, -1 unknown) */
+    bool late; /* sent again for an attempt this session does not hold (its result is stored) */
+    int stream;
+    char *data;
+    size_t len;
+    /* job.artifact (data, len above) and job.artifacts */
+    char *path;
+    int64_t offset;
+    bool eof;
+    struct coord_artifact_set set;
+    int64_t max_bytes; /* MAX_ARTIFACT_BYTES (artifact items) */
+    char *notes;
 };
 
-/**
- * Plan one pass over @jobs (pending, in scheduling order) without any I/O: for each job, among
- * the welcomed sessions with room that its terms allow (min_reputation; market: within its
- * maximum price), the cheapest (market), then the best reputation, then where it fits best
- * (least leftover), reserving its capacity on that session (an AJ_CLAIMING entry); a job that
- * fits a session's total but not its free capacity reserves the best such session for the rest
- * of the pass; jobs held by a session already are skipped.  Writes the placements to @picks
- * (room for jobs->len) and returns their number.
- */
-size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
-                        struct sched_pick *picks);
-/*
- * Copy each session's placement terms (price, reputation) from @terms (the store's read), found
- * through the worker index: O(terms) once per pass.
- */
-void coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms);
+/** An item for the job of @ref on @s (a reference on @s taken). */
+struct job_item *coord_agent_item_new(struct agent_sess *s, const struct proto_job_ref *ref);
+/** Free @it and drop its reference. */
+void coord_agent_item_free(struct job_item *it);
+/** Queue @it's write on its job's lane (agent_hub_write). */
+void coord_agent_item_submit(struct job_item *it, coord_db_work_fn work, coord_db_done_fn done);
+/** The same, kept through a database outage (agent_hub_write_kept). */
+void coord_agent_item_submit_kept(struct job_item *it, coord_db_work_fn work,
+                                  coord_db_done_fn done);
+/** The entry of a job message if it is for the current attempt @s holds, else NULL (counted). */
+struct agent_job *coord_agent_current(struct agent_sess *s, const struct proto_job_ref *ref,
+                                      const char *what);
+/** A job message (accepted, rejected, started, output, artifact(s), finished) of a ready @s. */
+void coord_agent_on_job(struct agent_sess *s, struct proto_msg *m);
+/** The send_assign hook: queue the job.assign of @job on @s. */
+int coord_agent_send_assign(struct agent_sess *s, const struct coord_job *job);
+/** The send_cancel hook: queue a job.cancel for (@job_id, @attempt) on @s. */
+void coord_agent_send_cancel(struct agent_sess *s, const char *job_id, int attempt,
+                             const char *reason);
 
-/**
- * Rebuild the fit of the pending read and the pending_reason board from the ready sessions,
- * if they changed (each pass does this first).
- */
-void coord_sched_refresh(struct coord_sched *sc);
+/* ---- coord_agent_output.c ---- */
 
-/**
- * Fair share: reorder a read (in the store's order) so that within a priority a round of turns
- * starts with the buyer served least recently (see coord_sched_served).
- */
-void coord_sched_fair_order(struct coord_sched *sc, struct coord_job_list *jobs);
+/** job.output: sequence check, the listeners, then the write. */
+void coord_agent_on_output(struct agent_sess *s, struct proto_msg *m);
+/** job.artifact (a chunk) and job.artifacts (the summary). */
+void coord_agent_on_artifact(struct agent_sess *s, struct proto_msg *m);
 
-/** Record that a job of @buyer_id was placed now. */
-void coord_sched_served(struct coord_sched *sc, const char *buyer_id);
+/* ---- coord_agent_feed.c ---- */
 
-struct coord_buyer_cap_list;
-
-/**
- * After a pass: the buyers of @caps left without room (sched_room: running jobs read at
- * @read_began_ms plus this coordinator's claims since) go on the pending_reason board as at their
- * max_running_jobs (running_limit).
- */
-void coord_sched_note_caps(struct coord_sched *sc, const struct coord_buyer_cap_list *caps,
-                           int64_t read_began_ms);
+/** The change-feed subscriber of the protocol (@ud: the hub). */
+void coord_agent_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq);
 
 #endif

@@ -1,8 +1,8 @@
 /*
  * coord_agent_ws: wires "cacheout.agent.v1" on /ws/agent into the server's protocol table.  The
- * sessions, the scheduler and the lease reaper live in coord_agent.c (coord_agent_callback);
- * this module only provides the table entry so that coord_server.c does not depend on their
- * internals.
+ * protocol lives in coord_agent*.c (coord_agent_callback), the sessions in the hub (coord_hub.h),
+ * the scheduler and the lease reaper on the hub; this module only provides the table entry so
+ * that coord_server.c does not depend on their internals.
  */
 #include "coord_agent_ws.h"
 

@@ -9,7 +9,7 @@
 #include "co_alloc.h"
 #include "co_log.h"
 #include "co_time.h"
-#include "coord_agent_int.h"
+#include "coord_hub.h"
 
 struct coord_lease {
     struct coord_agents *hub;
@@ -22,6 +22,7 @@ struct coord_lease {
 /* One tick's database work: heartbeats to store, then expired workers to reap. */
 struct tick_item {
     struct coord_agents *hub;
+    struct coord_lease *le;
     char (*beats)[CO_ID_MAX + 1]; /* workers that sent a heartbeat since the last tick */
     size_t n_beats;
     char (*live)[CO_ID_MAX + 1]; /* workers connected here: never reaped */
@@ -200,16 +201,16 @@ tick_done(void *arg)
     struct coord_agents *hub = it->hub;
     if (!agent_hub_complete(hub))
         goto out;
-    if (hub->lease) {
-        hub->lease->busy = false;
-        hub->lease->reaped += it->n_reaped;
+    if (it->le) {
+        it->le->busy = false;
+        it->le->reaped += it->n_reaped;
     }
     for (size_t i = 0; i < it->n_changed; i++)
         agent_hub_publish(hub, COORD_EVENT_JOB, it->changed[i]);
     for (size_t i = 0; i < it->n_reaped; i++)
         agent_hub_publish(hub, COORD_EVENT_WORKER, it->reaped[i]);
-    if (it->n_changed > 0 && hub->sched)
-        coord_sched_kick(hub->sched);
+    if (it->n_changed > 0)
+        agent_hub_kick(hub);
 out:
     tick_item_free(it);
 }
@@ -243,8 +244,7 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
         }
     }
     /* A safety net: anything missed (a claim error, a database hiccup) is retried. */
-    if (hub->sched)
-        coord_sched_kick(hub->sched);
+    agent_hub_kick(hub);
     if (le->busy) {
         coord_metrics_agent_loop(hub->metrics, t0);
         return;
@@ -252,6 +252,7 @@ lease_timer_cb(lws_sorted_usec_list_t *sul)
 
     struct tick_item *it = co_xcalloc(1, sizeof(*it));
     it->hub = hub;
+    it->le = le;
     it->lease_ms = hub->lease_ms;
     it->started_wall_ms = le->started_wall_ms;
     it->beats = co_xcalloc(hub->n_sess + 1, sizeof(*it->beats));

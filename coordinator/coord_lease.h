@@ -6,6 +6,9 @@
  * pending with the next attempt, or failed with worker_lost and a refund at max_attempts) and is
  * marked offline.  A disconnect alone releases nothing: the agent may reconnect and resume.
  * Right after a start, workers not heard from since get COORD_LEASE_RESTART_GRACE_MS more.
+ * Thread: the lws service thread (the tick's write on a database thread, through the hub's write
+ * lane).  It sees the sessions through the hub (coord_hub.h) only; created and freed by the agent
+ * protocol (coord_agent.c) at its start and stop, its timer armed from creation.
  */
 #ifndef COORD_LEASE_H
 #define COORD_LEASE_H
@@ -24,7 +27,7 @@ struct coord_lease;
  */
 #define COORD_LEASE_RESTART_GRACE_MS 40000
 
-/** A reaper for the sessions of @hub (borrowed; the hub owns it).  Starts its timer. */
+/** A reaper for the sessions of @hub (borrowed; the agent protocol owns it).  Starts its timer. */
 struct coord_lease *coord_lease_new(struct coord_agents *hub);
 
 /** Stop its timer and free it (NULL is fine). */

@@ -11,8 +11,7 @@
 #include "co_alloc.h"
 #include "co_log.h"
 #include "co_time.h"
-#include "coord_agent_int.h"
-#include "coord_sched.h"
+#include "coord_hub.h"
 
 struct coord_reconcile {
     struct coord_agents *hub;
@@ -28,6 +27,7 @@ struct coord_reconcile {
 /* A round's read. */
 struct round_item {
     struct coord_agents *hub;
+    struct coord_reconcile *recon;
     int rc;
     co_err err;
     struct coord_job_list jobs; /* assigned and running, sorted by job id here */
@@ -38,6 +38,7 @@ struct round_item {
 /* One fix: a requeue of a lost attempt, or the failure of a job past its deadline. */
 struct fix_item {
     struct coord_agents *hub;
+    struct coord_reconcile *recon;
     bool timeout;
     char job_id[CO_ID_MAX + 1];
     char worker_id[CO_ID_MAX + 1];
@@ -159,7 +160,7 @@ fix_done(void *arg)
     struct coord_agents *hub = it->hub;
     if (!agent_hub_complete(hub))
         goto out;
-    struct coord_reconcile *rc = hub->reconcile;
+    struct coord_reconcile *rc = it->recon;
     if (it->rc < 0) {
         if (it->err.code == CO_E_CONFLICT || it->err.code == CO_E_NOTFOUND)
             co_debug("reconcile: job=%s attempt=%d moved on meanwhile: %s", it->job_id, it->attempt,
@@ -188,17 +189,18 @@ fix_done(void *arg)
             rc->st.requeued++;
     }
     agent_hub_publish(hub, COORD_EVENT_JOB, it->job_id);
-    if (hub->sched)
-        coord_sched_kick(hub->sched);
+    agent_hub_kick(hub);
 out:
     free(it);
 }
 
 static void
-fix_submit(struct coord_agents *hub, bool timeout, const struct coord_job *j)
+fix_submit(struct coord_reconcile *rc, bool timeout, const struct coord_job *j)
 {
+    struct coord_agents *hub = rc->hub;
     struct fix_item *it = co_xcalloc(1, sizeof(*it));
     it->hub = hub;
+    it->recon = rc;
     it->timeout = timeout;
     co_strlcpy(it->job_id, j->job_id, sizeof(it->job_id));
     co_strlcpy(it->worker_id, j->assigned_worker, sizeof(it->worker_id));
@@ -350,7 +352,7 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
             continue;
         if (j->status == COORD_JOB_RUNNING && j->started_at > 0 &&
             wall > j->started_at + j->timeout_seconds * 1000 + grace_ms) {
-            fix_submit(hub, true, j);
+            fix_submit(rc, true, j);
             continue;
         }
         struct agent_sess *s = ready_sess(hub, j->assigned_worker);
@@ -360,7 +362,7 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
         if (held && (held->state == AJ_CLAIMING || held->attempt == j->attempts))
             continue;
         if (suspect(rc, &now, 'L', j->job_id, j->attempts, j->assigned_worker))
-            fix_submit(hub, false, j);
+            fix_submit(rc, false, j);
     }
 
     /*
@@ -371,7 +373,7 @@ round_compare(struct coord_reconcile *rc, const struct coord_job_list *jobs,
         const struct coord_job *j = &poll->items[k];
         if (j->assigned_worker[0] &&
             suspect(rc, &now, 'P', j->job_id, j->attempts, j->assigned_worker))
-            fix_submit(hub, false, j);
+            fix_submit(rc, false, j);
     }
 
     /* What the sessions hold. */
@@ -423,9 +425,9 @@ round_done(void *arg)
 {
     struct round_item *it = arg;
     struct coord_agents *hub = it->hub;
-    if (!agent_hub_complete(hub) || !hub->reconcile)
+    if (!agent_hub_complete(hub) || !it->recon)
         goto out;
-    struct coord_reconcile *rc = hub->reconcile;
+    struct coord_reconcile *rc = it->recon;
     rc->busy = false;
     if (it->rc < 0) {
         co_warn("reconcile: cannot read the active jobs error=\"%s\"", it->err.msg);
@@ -450,6 +452,7 @@ reconcile_timer_cb(lws_sorted_usec_list_t *sul)
         return;
     struct round_item *it = co_xcalloc(1, sizeof(*it));
     it->hub = rc->hub;
+    it->recon = rc;
     it->poll_before = co_wall_ms() - rc->hub->lease_ms;
     rc->busy = true;
     if (agent_hub_submit(rc->hub, COORD_DB_READ, round_work, round_done, it) < 0) {

@@ -15,8 +15,9 @@
  *    go of the job and it goes back to the queue as above, without using up an attempt.
  * A mismatch is acted on only when two consecutive rounds see it, so that a claim, a start or a
  * finish in flight between the store read and the comparison is never mistaken for one.  Store
- * calls go through coord_db; everything else runs on the lws service thread.  Owned by the agent
- * hub (coord_agent.c).
+ * calls go through coord_db; everything else runs on the lws service thread.  It sees the sessions
+ * through the hub (coord_hub.h) only; created and freed by the agent protocol (coord_agent.c) at
+ * its start and stop, its timer armed from creation.
  */
 #ifndef COORD_RECONCILE_H
 #define COORD_RECONCILE_H
@@ -31,7 +32,7 @@ struct coord_reconcile;
 #define COORD_ASSIGN_RESEND_MS 2000
 #define COORD_ASSIGN_RESENDS 5
 
-/** Start the rounds for the sessions of @hub (borrowed; the hub owns the result). */
+/** Start the rounds for the sessions of @hub (borrowed; the agent protocol owns the result). */
 struct coord_reconcile *coord_reconcile_new(struct coord_agents *hub);
 
 /** Stop the rounds and free (NULL is fine).  A round in flight completes harmlessly. */

@@ -12,8 +12,9 @@
 #include "co_jsonw.h"
 #include "co_log.h"
 #include "co_time.h"
-#include "coord_agent_int.h"
+#include "coord_hub.h"
 #include "coord_node.h"
+#include "coord_reconcile.h"
 #include "coord_verify.h"
 #include "proto_job.h"
 
@@ -67,7 +68,7 @@ struct pass_item {
 /* One claim. */
 struct claim_item {
     struct coord_agents *hub;
-    struct coord_sched *sc; /* NULL once the scheduler is freed */
+    struct coord_sched *sc; /* freed only with a dead hub: valid once agent_hub_complete() */
     struct agent_sess *s;
     char job_id[CO_ID_MAX + 1];
     char worker_id[CO_ID_MAX + 1];
@@ -225,7 +226,7 @@ claim_done(void *arg)
     struct coord_agents *hub = it->hub;
     if (!agent_hub_complete(hub))
         goto out;
-    struct coord_sched *sc = hub->sched;
+    struct coord_sched *sc = it->sc;
     struct agent_job *j = agent_sess_find(s, it->job_id);
     bool mine = j && j->state == AJ_CLAIMING;
     if (it->rc < 0) {
@@ -730,9 +731,9 @@ pass_done(void *arg)
 {
     struct pass_item *it = arg;
     struct coord_agents *hub = it->hub;
-    if (!agent_hub_complete(hub) || !hub->sched)
+    if (!agent_hub_complete(hub) || !it->sc)
         goto out;
-    struct coord_sched *sc = hub->sched;
+    struct coord_sched *sc = it->sc;
     sc->running = false;
     if (it->rc < 0) {
         co_warn("scheduler cannot read pending jobs error=\"%s\"", it->err.msg);

@@ -2181,10 +2181,10 @@ def log_index(text, needle, nth=1):
 
 
 def write_lane(key):
-    """The agent write lane of @key: FNV-1a modulo AGENT_WLANES, as wl_index() in coord_agent.c
-    (the constant is read from coord_agent_int.h)."""
+    """The agent write lane of @key: FNV-1a modulo AGENT_WLANES, as wl_index() in coord_hub.c
+    (the constant is read from coord_hub.h)."""
     hdr = os.path.join(os.path.dirname(os.path.abspath(ARGS.sql_dir)), "coordinator",
-                       "coord_agent_int.h")
+                       "coord_hub.h")
     with open(hdr) as f:
         lanes = int(re.search(r"#define AGENT_WLANES (\d+)", f.read()).group(1))
     h = 2166136261

@@ -16,7 +16,7 @@
 #include "co_alloc.h"
 #include "co_buf.h"
 #include "co_jsonw.h"
-#include "coord_agent_int.h"
+#include "coord_hub.h"
 #include "coord_sched.h"
 
 static struct coord_agents hub;
