@@ -224,8 +224,8 @@ struct coord_agents {
     uint64_t open_gen;        /* agent_hub_changed() */
     size_t n_sess, cap_sess;
     uint64_t next_serial;
-    bool self_publish; /* our own publish is running: our subscriber ignores it */
-    int64_t inflight;  /* database items not yet completed */
+    bool self_publish; /* agent_hub_publish is running: the feed's subscriber here ignores it */
+    int64_t inflight;  /* database items (and held timers) not yet completed */
     bool dead;         /* the context is gone: completions only free their items */
     int64_t lease_ms;
     int64_t heartbeat_ms;
