@@ -529,7 +529,6 @@ agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
         s->upgrade_agent_token = pss->agent_token;
         co_strlcpy(s->peer, pss->peer, sizeof(s->peer));
         co_strlcpy(s->key_hash, pss->key_hash, sizeof(s->key_hash));
-        co_buf_init(&s->rx);
         pss->s = s;
         return 0;
     }
