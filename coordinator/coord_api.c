@@ -1073,7 +1073,7 @@ h_workers(struct coord_store *s, struct coord_req *r)
     co_jsonw_init(&w, &r->resp);
     co_jsonw_arr_begin(&w);
     /* Who owns which worker is not shown to anonymous users. */
-    bool with_owner = r->principal.cred != COORD_CRED_NONE;
+    bool with_owner = coord_render_sees_owners(&r->principal);
     for (size_t i = 0; i < l.len; i++)
         coord_render_worker(&w, &l.items[i], r->cfg->worker_timeout_seconds * 1000, with_owner);
     co_jsonw_arr_end(&w);

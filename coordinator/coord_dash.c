@@ -292,7 +292,7 @@ sess_sees_full(const struct coord_dash_sess *s, const char *buyer_id)
 static bool
 sess_sees_owners(const struct coord_dash_sess *s)
 {
-    return s->p.cred != COORD_CRED_NONE;
+    return coord_render_sees_owners(&s->p);
 }
 
 /* A user's credits are shown to that user and to admins only. */

@@ -26,6 +26,12 @@ coord_render_sees_full(const struct coord_principal *p, const char *buyer_id)
            coord_auth_is_self_or_admin(p, buyer_id);
 }
 
+bool
+coord_render_sees_owners(const struct coord_principal *p)
+{
+    return p->cred != COORD_CRED_NONE;
+}
+
 void
 coord_render_job(struct co_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
 {

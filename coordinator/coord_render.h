@@ -42,6 +42,9 @@ struct coord_render_node {
  */
 bool coord_render_sees_full(const struct coord_principal *p, const char *buyer_id);
 
+/** Whether @p sees who owns which worker (`owner_id`): any credential, not anonymous users. */
+bool coord_render_sees_owners(const struct coord_principal *p);
+
 /**
  * The job object of API.md (with `code` and `code_file` when @with_code, with `attempt` when
  * @attempt > 0).  @w and @j are borrowed.

@@ -121,6 +121,10 @@ test_sees_full(void **state)
     assert_true(coord_render_sees_full(&buyer, "alice"));
     assert_false(coord_render_sees_full(&other, "alice"));
     assert_false(coord_render_sees_full(&seller, "alice")); /* its own, but no buy scope */
+    /* Owners of workers: any credential, never anonymous users. */
+    assert_false(coord_render_sees_owners(&anon));
+    assert_true(coord_render_sees_owners(&seller));
+    assert_true(coord_render_sees_owners(&admin));
 }
 
 static void
