@@ -17,8 +17,6 @@
 #include "coord_store.h"
 #include "proto_job.h"
 
-struct co_jsonw;
-
 /**
  * Price a job being submitted: @job->cost (the hold), pricing, rate, max_rate and min_reputation
  * from @spec and @cfg.  flat: the original formula; metered: the configured prices for
