@@ -2188,8 +2188,9 @@ hub_on_event(void *ud, enum coord_event_kind kind, const char *id, uint64_t seq)
         hub_recheck_keys(hub, kind, id);
         return;
     }
-    if (kind == COORD_EVENT_WORKER && coord_events_remote(hub->events)) {
-        hub_check_moved(hub, id); /* a hello on another node ends the session here */
+    if (kind == COORD_EVENT_WORKER && (coord_events_remote(hub->events) || !hub->self_publish)) {
+        /* A hello on another node, or a POST /register (a REST change), ends the session here. */
+        hub_check_moved(hub, id);
         return;
     }
     if (hub->self_publish || kind != COORD_EVENT_JOB)
