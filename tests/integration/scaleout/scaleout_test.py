@@ -491,15 +491,15 @@ def main():
             ws = hello()
             try:
                 n_a = a_log().count(pat)
+                t0 = time.time()
                 st, doc = b("POST", "/api/v1/register",
                             {"worker_id": wid, "cpu_cores": 4, "ram_mb": 4096})
                 check(st == 200, "register on B: %s %r" % (st, doc))
-                t0 = time.time()
                 wait_until(lambda: a_log().count(pat) > n_a, 10,
                            "node A closing its session of %s after the register on B" % wid,
                            interval=0.01)
-                log("node A closed the agent session of %s %.0f ms after POST /register on B" %
-                    (wid, (time.time() - t0) * 1000))
+                log("node A closed the agent session of %s %.0f ms after POST /register on B was "
+                    "sent" % (wid, (time.time() - t0) * 1000))
                 try:
                     while ws.recv(10) is not None:
                         pass
