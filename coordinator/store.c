@@ -222,7 +222,7 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "ORDER BY created_at, id) AS turn FROM jobs "
                            "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
                            "AND required_ram_mb <= $3 "
-                           "AND image IN (SELECT jsonb_array_elements_text($4::jsonb)) "
+                           "AND image = ANY (ARRAY(SELECT jsonb_array_elements_text($4::jsonb))) "
                            "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($5::jsonb))) w "
                            "ORDER BY qp DESC, turn, qc, qid LIMIT $1) q "
                            "ON id = q.qid ORDER BY priority DESC, q.turn, created_at, id",
