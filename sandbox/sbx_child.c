@@ -15,6 +15,7 @@
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -495,17 +496,13 @@ sbx_child_send_go(int fd, int pass)
     return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-/*
- * Init is a copy of the host process, command line included: blank it and name the process
- * "cacheout-init", so that a job reading /proc/1/cmdline does not learn the host's arguments.
- * (PR_SET_MM would be neater but needs CAP_SYS_RESOURCE, which some hosts withhold from root.)
- * The argument area is found through fields 48 and 49 of /proc/self/stat.  Best effort.
- */
+static pthread_once_t args_once = PTHREAD_ONCE_INIT;
+static unsigned long args_start, args_end;
+
+/* Fields 48 and 49 of /proc/self/stat: the argument area.  Best effort (0, 0 if not found). */
 static void
-hide_host_cmdline(void)
+find_args_area(void)
 {
-    static const char name[] = "cacheout-init";
-    (void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
     char buf[2048];
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -530,8 +527,34 @@ hide_host_cmdline(void)
     }
     if (start == 0 || end <= start || end - start > (1ul << 20))
         return;
-    char *area = (char *)start;
-    size_t len = end - start;
+    args_start = start;
+    args_end = end;
+}
+
+void
+sbx_child_args_area(unsigned long *start, unsigned long *end)
+{
+    pthread_once(&args_once, find_args_area);
+    *start = args_start;
+    *end = args_end;
+}
+
+/*
+ * Init is a copy of the host process, command line included: blank it and name the process
+ * "cacheout-init", so that a job reading /proc/1/cmdline does not learn the host's arguments.
+ * (PR_SET_MM would be neater but needs CAP_SYS_RESOURCE, which some hosts withhold from root.)
+ * The parent found the argument area once per process (sbx_child_args_area()): init's memory is
+ * a copy of the parent's, at the same addresses.
+ */
+static void
+hide_host_cmdline(const struct child_ctx *c)
+{
+    static const char name[] = "cacheout-init";
+    (void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+    if (c->arg_start == 0 || c->arg_end <= c->arg_start)
+        return;
+    char *area = (char *)c->arg_start;
+    size_t len = c->arg_end - c->arg_start;
     memset(area, 0, len);
     memcpy(area, name, len < sizeof(name) ? len - 1 : sizeof(name) - 1);
 }
@@ -749,7 +772,7 @@ sbx_child_main(const struct child_ctx *c)
     TRY(STEP_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->prog));
 
     /* argv and envp were copied by the parent: the host's argument area can go now. */
-    hide_host_cmdline();
+    hide_host_cmdline(c);
     pid_t job = vfork();
     if (job < 0)
         child_fail(c, MSG_SETUP_ERR, STEP_FORK);

@@ -102,6 +102,9 @@ struct child_ctx {
     const mode_t *file_modes;
     char tmp_opts[128], work_opts[160], shm_opts[128];
     int cap_last;
+    /* The host process's argument area (sbx_child_args_area(), found once per process): init
+     * blanks it, since it is a copy of the host's memory.  0, 0: not found (nothing blanked). */
+    unsigned long arg_start, arg_end;
     uid_t uid;
     gid_t gid;
     struct rlimit nproc, nofile, cpu;
@@ -118,6 +121,13 @@ struct child_ctx {
  * child_ctx.fixed: RTPRIO, NICE, MEMLOCK, STACK, FSIZE.
  */
 extern const int sbx_fixed_rlimits[SBX_FIXED_RLIMITS];
+
+/**
+ * The argument area of this process ([*@start, *@end), from /proc/self/stat), read once per
+ * process: init, a copy of this process's memory, blanks it (see sbx_child_main()).  Both 0 when
+ * it cannot be found.
+ */
+void sbx_child_args_area(unsigned long *start, unsigned long *end);
 
 /** The name ("mount_proc") and the description of child step @step; "none"/"?" if unknown. */
 const char *sbx_child_step_name(int step);

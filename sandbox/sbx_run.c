@@ -70,6 +70,12 @@ slot_try(const char *lock_dir, unsigned s, int *lock_fd, co_err *err)
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%u.lock", lock_dir, s);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) {
+        /* The folder is made on first use (not checked on every run: a few path walks). */
+        if (sbx_mkdir_p(lock_dir, 0700, err) < 0)
+            return -1;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (fd < 0)
         return co_err_sys(err, errno, "cannot open slot lock '%s'", path);
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -86,8 +92,6 @@ slot_try(const char *lock_dir, unsigned s, int *lock_fd, co_err *err)
 int
 sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
 {
-    if (sbx_mkdir_p(lock_dir, 0700, err) < 0)
-        return -1;
     /* First a slot whose emptied cgroup this process kept (no mkdir/rmdir), if one is free. */
     for (;;) {
         pthread_mutex_lock(&recycled_mu);
@@ -470,14 +474,24 @@ locked_mount_flags(const char *path)
     return f;
 }
 
-static int
-read_cap_last(void)
+static int cap_last_value = 63;
+
+static void
+read_cap_last_once(void)
 {
     char buf[32];
     co_err e = CO_ERR_INIT;
     if (sbx_read_file("/proc/sys/kernel/cap_last_cap", buf, sizeof(buf), &e) == 0)
-        return atoi(buf);
-    return 63;
+        cap_last_value = atoi(buf);
+}
+
+/* The highest capability the kernel knows, read once per process (it cannot change). */
+static int
+read_cap_last(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_cap_last_once);
+    return cap_last_value;
 }
 
 int
@@ -634,6 +648,7 @@ run_prepare(struct run *r, co_err *err)
              (long long)spec->work_bytes, (unsigned)res->uid, (unsigned)res->uid);
     snprintf(c->shm_opts, sizeof(c->shm_opts), "size=%lld,mode=1777", (long long)spec->shm_bytes);
     c->cap_last = read_cap_last();
+    sbx_child_args_area(&c->arg_start, &c->arg_end);
     c->uid = res->uid;
     c->gid = (gid_t)res->uid;
     c->nproc.rlim_cur = c->nproc.rlim_max = (rlim_t)spec->pids;

@@ -443,6 +443,58 @@ test_recycled_cgroup_starts_clean(void **state)
     sbx_result_release(&d);
 }
 
+/*
+ * A recycled cgroup whose next job asks for the same limits keeps them without writing them
+ * again (sbx_cgroup.c): every job of a slot must still get exactly its own memory limit and
+ * nothing the previous job left (files, processes, OOM counts).  Each job reports what it finds,
+ * then allocates 80 MiB: OOM-killed under 48 MiB (written, then kept, then written again after a
+ * larger limit), not under 128 MiB.
+ */
+static void
+test_recycled_cgroup_same_limits(void **state)
+{
+    need_root(state);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_async_cleanup(&err), 0);
+    static const char probe[] =
+        "import os\n"
+        "left = len(os.listdir('/tmp')) + len(os.listdir('/dev/shm')) + len(os.listdir('/work'))\n"
+        "procs = len([d for d in os.listdir('/proc') if d.isdigit()])\n"
+        "for p in ('/tmp/a', '/dev/shm/a', '/work/a'):\n"
+        "    open(p, 'w').write('x')\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    os.execvp('sleep', ['sleep', '30'])\n"
+        "print('left=%d procs=%d' % (left, procs), flush=True)\n"
+        "x = bytearray(80 << 20)\n";
+    const char *argv[] = {"python3", "-c", probe, NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    const int64_t mem_mib[] = {48, 48, 48, 128, 48};
+    const char *want[] = {"oom", "oom", "oom", "ok", "oom"};
+    unsigned slot = 0;
+    for (int i = 0; i < 5; i++) {
+        struct sbx_result r;
+        spec.memory_bytes = mem_mib[i] << 20;
+        if (i == 0)
+            run_ok(&spec, &r);
+        else
+            run_in_slot(&spec, slot, &r);
+        slot = r.slot;
+        assert_string_equal(sbx_status_name(r.status), want[i]);
+        assert_int_equal(r.oom_killed, strcmp(want[i], "oom") == 0);
+        /* Nothing of the previous job: no file in the tmpfs folders, no process left (init and
+         * the probe only: the previous job's detached sleep died with its sandbox). */
+        int left = -1, procs = -1;
+        assert_non_null(r.stdout_data);
+        assert_int_equal(sscanf(r.stdout_data, "left=%d procs=%d", &left, &procs), 2);
+        assert_int_equal(left, 0);
+        assert_int_equal(procs, 2);
+        sbx_result_release(&r);
+    }
+}
+
 static void
 test_fail_closed(void **state)
 {
@@ -491,6 +543,7 @@ main(void)
         cmocka_unit_test(test_network_namespace_without_pool),
         cmocka_unit_test(test_prewarmed_namespaces),
         cmocka_unit_test(test_recycled_cgroup_starts_clean),
+        cmocka_unit_test(test_recycled_cgroup_same_limits),
         cmocka_unit_test(test_fail_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
