@@ -211,6 +211,7 @@ struct run {
     int status_r, status_w;         /* struct child_msg from init */
     int go_parent, go_child;        /* the parent's "go" (a socket pair) */
     int userns_fd;                  /* rootless: borrowed from sbx_userns_shared() */
+    int mnt_fd;                     /* the image's mount template (a copy), or -1 */
     const char **envp;
     char **argv_copy, **envp_copy;
     struct child_ctx *c;
@@ -537,7 +538,7 @@ run_release(struct run *r)
 {
     int *fds[] = {&r->lock_fd,  &r->out_r,    &r->out_w,     &r->err_r,    &r->err_w,
                   &r->status_r, &r->status_w, &r->go_parent, &r->go_child, &r->pidfd,
-                  &r->netns_fd, &r->out.fd,   &r->err.fd};
+                  &r->netns_fd, &r->out.fd,   &r->err.fd,    &r->mnt_fd};
     for (size_t i = 0; i < CO_ARRAY_LEN(fds); i++)
         close_fd(fds[i]);
     if (r->file_fds) {
@@ -564,6 +565,26 @@ make_pipe(int *rd, int *wr, int flags)
     *rd = p[0];
     *wr = p[1];
     return 0;
+}
+
+/*
+ * Whether init enters a copy of the image's mount template (sbx_mnt_template.c) instead of
+ * building the root: as root (not in a user namespace) in long-lived callers, which run many
+ * sandboxes (sbx_async_cleanup() says so); a one-shot run would pay the template's helper on
+ * top.  CACHEOUT_MOUNT_TEMPLATE=1 uses it in any root caller (the escape suite runs cacheout-run
+ * so), =0 never (to compare).
+ */
+static bool
+use_mnt_template(const struct run *r)
+{
+    if (r->uns)
+        return false;
+    const char *v = getenv("CACHEOUT_MOUNT_TEMPLATE");
+    if (v && strcmp(v, "0") == 0)
+        return false;
+    if (v && strcmp(v, "1") == 0)
+        return true;
+    return sbx_janitor_enabled();
 }
 
 /* Everything before the clone; see struct run. */
@@ -636,6 +657,15 @@ run_prepare(struct run *r, co_err *err)
     for (int i = 0; i < r->cg->n_dirs; i++)
         c->keep[c->n_keep++] = r->cg->join_dirfd[i];
     c->netns_via_go = spec->network == SBX_NET_NONE;
+    c->mnt_template_fd = -1;
+    if (use_mnt_template(r)) {
+        /* Without one (the helper failed), init builds the root itself, as before. */
+        co_err terr = CO_ERR_INIT;
+        if (sbx_mnt_template_get(r->img, &r->mnt_fd, &terr) == 0) {
+            c->mnt_template_fd = r->mnt_fd;
+            c->keep[c->n_keep++] = r->mnt_fd;
+        }
+    }
     for (size_t i = 0; i < spec->n_files; i++) {
         if (r->file_fds[i] >= 0)
             c->keep[c->n_keep++] = r->file_fds[i];
@@ -718,7 +748,9 @@ run_clone(struct run *r, co_err *err)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     r->t0 = co_mono_ns();
-    unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    unsigned long flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    if (c->mnt_template_fd < 0)
+        flags |= CLONE_NEWNS; /* else init enters a copy of the template */
     if (!c->netns_via_go)
         flags |= CLONE_NEWNET; /* loopback: made here, the child brings "lo" up */
     /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
@@ -739,6 +771,7 @@ run_clone(struct run *r, co_err *err)
         return internal(r->res, err, "clone", clone_errno);
     }
     r->pid = (pid_t)pid;
+    close_fd(&r->mnt_fd);
     close_fd(&r->out_w);
     close_fd(&r->err_w);
     close_fd(&r->status_w);
@@ -1028,6 +1061,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         .go_parent = -1,
         .go_child = -1,
         .userns_fd = -1,
+        .mnt_fd = -1,
         .pidfd = -1,
         .netns_fd = -1,
         .out = {.fd = -1},
