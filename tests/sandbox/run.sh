@@ -78,12 +78,13 @@ fi
 add_counts "$log" "$rc"
 
 # The mount-template pass: the same cases with every cacheout-run entering a copy of the image's
-# mount template, as long-lived callers (the agent) do, instead of building the root per run.
-timeout -k 10 200 "$py" "$here/suite.py" --run "$run_bin" --attack "$attack_bin" --src "$src" \
-    --mount-template "$@" 2>&1 | tee "$log"
+# mount template, as long-lived callers (the agent) do, instead of building the root per run
+# (and again against the sanitizer build's cacheout-run: asan/template/NAME).
+timeout -k 10 280 "$py" "$here/suite.py" --run "$run_bin" "${asan_args[@]}" --attack "$attack_bin" \
+    --src "$src" --mount-template "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
-    echo "FAIL sandbox: mount-template pass did not finish within 200 s"
+    echo "FAIL sandbox: mount-template pass did not finish within 280 s"
 fi
 add_counts "$log" "$rc"
 

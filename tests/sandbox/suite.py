@@ -2353,9 +2353,10 @@ def main():
         return 0
     if a.mount_template:
         EXTRA_ENV["CACHEOUT_MOUNT_TEMPLATE"] = "1"
-    passes = [("rootless/" if ROOTLESS else "template/" if a.mount_template else "", a.run)]
+    prefix = "rootless/" if ROOTLESS else "template/" if a.mount_template else ""
+    passes = [(prefix, a.run)]
     if a.asan_run:
-        passes.append(("asan/", a.asan_run))
+        passes.append(("asan/" + prefix, a.asan_run))
     passed = failed = skipped = 0
     started = time.monotonic()
     for prefix, run_bin in passes:
