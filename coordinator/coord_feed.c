@@ -27,6 +27,12 @@
 /* Rows read per query. */
 #define FEED_BATCH 500
 #define FEED_POLL_MS 1000
+/*
+ * Rounds woken by notifications start at least this far apart: under a stream of other nodes'
+ * changes a round then reads several transactions' rows at once (at most 200 rounds a second),
+ * for at most this much more latency.
+ */
+#define FEED_MIN_GAP_MS 5
 /* Rows remembered above the horizon, at most (beyond: delivered once the horizon passes). */
 #define FEED_EARLY_MAX 1000000
 #define FEED_PRUNE_MS 60000
@@ -419,14 +425,19 @@ feed_prune(struct coord_feed *f)
     PQclear(r);
 }
 
-/* Notifications received (they are only a wake-up: the rows say what changed). */
+/*
+ * Notifications received (they are only a wake-up: the rows say what changed).  Their payload is
+ * the node that made the change (migration 0014): this node's own changes were delivered in
+ * process already, so they wake nothing (the once-a-second round moves the cursor past them).
+ */
 static bool
 feed_notified(struct coord_feed *f)
 {
     bool any = false;
     PGnotify *nt;
     while (f->conn && (nt = PQnotifies(f->conn)) != NULL) {
-        any = true;
+        if (!nt->extra || strcmp(nt->extra, coord_node_id()) != 0)
+            any = true;
         PQfreemem(nt);
     }
     if (any)
@@ -447,7 +458,7 @@ feed_main(void *arg)
 {
     struct coord_feed *f = arg;
     int backoff = 100;
-    int64_t next_read = 0;
+    int64_t next_read = 0, last_read = INT64_MIN / 2;
     f->need_read = true;
     while (!feed_stopping(f)) {
         if (!f->conn) {
@@ -462,21 +473,25 @@ feed_main(void *arg)
             pthread_mutex_unlock(&f->mu);
             f->need_read = true;
         }
-        if (f->need_read || co_mono_ms() >= next_read) {
+        int64_t now = co_mono_ms();
+        if (now >= next_read || (f->need_read && now >= last_read + FEED_MIN_GAP_MS)) {
             if (!feed_read(f)) {
                 feed_backoff(f, &backoff);
                 continue;
             }
             backoff = 100; /* a whole round worked */
             f->need_read = false;
-            next_read = co_mono_ms() + FEED_POLL_MS;
+            last_read = co_mono_ms();
+            next_read = last_read + FEED_POLL_MS;
         }
         feed_prune(f);
         if (!f->conn)
             continue;
         if (feed_notified(f)) /* a notification read along with a result */
             continue;
-        int64_t left = next_read - co_mono_ms();
+        /* A wake-up that came too soon after a round waits for the gap, not for the poll. */
+        int64_t until = f->need_read ? last_read + FEED_MIN_GAP_MS : next_read;
+        int64_t left = until - co_mono_ms();
         (void)feed_wait(f, PQsocket(f->conn), POLLIN, left < 0 ? 0 : (int)left);
         if (!PQconsumeInput(f->conn)) {
             feed_disconnect(f, PQerrorMessage(f->conn));

@@ -141,6 +141,9 @@ tick_work(struct coord_store *store, void *arg)
      * 10,000 agents). */
     if (coord_store_worker_heartbeat_many(store, it->beats, it->n_beats, &err) < 0)
         co_warn("cannot store heartbeats workers=%zu error=\"%s\"", it->n_beats, err.msg);
+    co_err rerr = CO_ERR_INIT;
+    if (coord_store_worker_repute_pending(store, &rerr) < 0)
+        co_warn("cannot update reputations error=\"%s\"", rerr.msg);
     qsort(it->live, it->n_live, sizeof(*it->live), id_cmp);
     /*
      * Several nodes: one reaps at a time, judging leases by the database's clock.  The reaper's

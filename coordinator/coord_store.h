@@ -520,6 +520,15 @@ int coord_store_worker_check_owner(struct coord_store *s, const char *worker_id,
                                    const char *owner_id, co_err *err)
     __attribute__((warn_unused_result));
 
+/**
+ * Update the reputation of the workers whose update a finish skipped (PostgreSQL: the finish
+ * updates it after its commit without waiting for the worker's row; when a claim holds that row
+ * the worker is remembered, in this process, for this call).  coord_lease's tick calls it; each
+ * update is a statement of its own.  The first error stops it (the rest are kept for next time).
+ */
+int coord_store_worker_repute_pending(struct coord_store *s, co_err *err)
+    __attribute__((warn_unused_result));
+
 /* Worker ids per statement of coord_store_worker_heartbeat_many. */
 #define COORD_STORE_HEARTBEAT_BATCH 2000
 

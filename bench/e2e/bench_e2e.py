@@ -13,6 +13,9 @@ Phases (each on a fresh coordinator and database):
   dispatch    the same with the agent in benchmark mode (--bench-no-sandbox: it runs nothing and
               reports success), measuring the coordinator alone; plus the drain rate of a backlog
               queued before the agent connects (no HTTP client in the way)
+  drain-spread the same drain spread over several benchmark-mode agents (BENCH_SPREAD, 8, of
+              the same cores in all) and as many buyers: a marketplace's shape, where claims
+              and settlements do not all meet on one worker's and one buyer's rows
   drain2      PostgreSQL only: the same drain with two coordinators on the one database, each
               with one benchmark-mode agent of half the cores (the same capacity in all), and
               the ratio to the one-coordinator drain when that phase ran too
@@ -331,17 +334,114 @@ def drain_figures(name, coords, agents, t0):
 DRAIN_RATES = {}
 
 
+def db_server_cpu():
+    """CPU seconds used so far by the PostgreSQL server on ARGS.pg_port: its postmaster (with the
+    ended backends it reaped) and its live processes; nan without one."""
+    if not ARGS.pg_port:
+        return float("nan")
+    procs = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                head, rest = f.read().rsplit(")", 1)
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        fields = rest.split()
+        procs[int(d)] = (head.endswith("(postgres"), int(fields[1]), argv,
+                         [int(x) for x in fields[11:15]])
+    port = str(ARGS.pg_port).encode()
+    master = [pid for pid, (pg, _, argv, _) in procs.items()
+              if pg and b"-p" in argv and port in argv]
+    if not master:
+        return float("nan")
+    m = master[0]
+    ticks = sum(procs[m][3])  # utime, stime, cutime, cstime
+    ticks += sum(sum(t[:2]) for pid, (pg, ppid, _, t) in procs.items() if ppid == m)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def print_db_cpu(name, n, d0):
+    """PostgreSQL: the database server's CPU per job since @d0 (db_server_cpu)."""
+    d = db_server_cpu() - d0
+    if d == d:  # not nan
+        print("%-22s CPU per job: database server %.0f us" % (name, d * 1e6 / n))
+
+
+def compare_rates(key, rate):
+    """BENCH_RATES_FILE: the SQLite run records its drain rates there, the PostgreSQL run prints
+    its own against them (the same machine, minutes apart)."""
+    path = os.environ.get("BENCH_RATES_FILE")
+    if not path:
+        return
+    rates = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                k, v = line.split()
+                rates[(k.split(":")[0], k.split(":")[1])] = float(v)
+    store = "postgres" if ARGS.pg_port else "sqlite"
+    with open(path, "a") as f:
+        f.write("%s:%s %f\n" % (store, key, rate))
+    if store == "postgres" and ("sqlite", key) in rates:
+        print("%-22s PostgreSQL / SQLite (%s): %.0f / %.0f jobs/s = %.2f (target >= 0.5)" % (
+            "", key, rate, rates[("sqlite", key)], rate / rates[("sqlite", key)]))
+
+
 def phase_drain():
     coord, agent = start_stack(ARGS, "drain", True, ARGS.dispatch_cores, connect=False)
     try:
         submit_many(coord.port, ARGS.jobs, ARGS.threads)
         t0 = time.time()
-        c0 = cpu_seconds(coord.proc)
+        c0, d0 = cpu_seconds(coord.proc), db_server_cpu()
         connect_agent(coord, agent)
         DRAIN_RATES[1] = drain_figures("dispatch-only drain", [coord], [agent], t0)
         print_cpu("dispatch-only drain", coord, agent, ARGS.jobs, c0, 0)
+        print_db_cpu("dispatch-only drain", ARGS.jobs, d0)
+        compare_rates("drain", DRAIN_RATES[1])
     finally:
         stop_stack(coord, agent)
+
+
+def phase_drain_spread():
+    """The drain over ARGS.spread agents (the same cores in all) and as many buyers."""
+    k = max(1, ARGS.spread)
+    name = "drain, %d agents+buyers" % k
+    workdir, url = new_database(ARGS, "drain-spread")
+    coord = new_coordinator(ARGS, workdir, url)
+    cores = max(1, ARGS.dispatch_cores // k)
+    agents = [cotest.Agent(ARGS.agent, coord, "bench-agent-%d" % i, cores, 64 * cores,
+                           token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
+                           args=["--bench-no-sandbox"]) for i in range(k)]
+    try:
+        coord.start()
+        for i in range(k):
+            n = ARGS.jobs // k + (1 if i < ARGS.jobs % k else 0)
+            submit_many(coord.port, n, ARGS.threads, dict(JOB, buyer_id="bench-buyer-%d" % i))
+        t0 = time.time()
+        c0, d0 = cpu_seconds(coord.proc), db_server_cpu()
+        a0 = [0.0] * k
+        for a in agents:
+            a.start()
+        for a in agents:
+            a.wait_connected(60)
+        rate = drain_figures(name, [coord], agents, t0)
+        c = cpu_seconds(coord.proc) - c0
+        a = sum(cpu_seconds(x.proc) - a0[i] for i, x in enumerate(agents))
+        print("%-22s CPU per job: coordinator %.0f us, agents %.0f us (load average now %.1f)" % (
+            name, c * 1e6 / ARGS.jobs, a * 1e6 / ARGS.jobs, os.getloadavg()[0]))
+        print_db_cpu(name, ARGS.jobs, d0)
+        compare_rates("drain-spread", rate)
+        sys.stdout.flush()
+    finally:
+        for a in agents:
+            a.stop(timeout=20)
+        coord.stop(timeout=20)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def phase_drain_nodes(n):
@@ -361,7 +461,7 @@ def phase_drain_nodes(n):
             c.start()  # one after the other: the first one migrates
         submit_many(coords[0].port, ARGS.jobs, ARGS.threads)
         t0 = time.time()
-        c0 = [cpu_seconds(c.proc) for c in coords]
+        c0, d0 = [cpu_seconds(c.proc) for c in coords], db_server_cpu()
         for a in agents:
             a.start()
         for a in agents:
@@ -375,6 +475,7 @@ def phase_drain_nodes(n):
               "%.1f)" % ("", ", ".join("%s=%d" % kv for kv in sorted(per_node.items())),
                          " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in cpu),
                          os.getloadavg()[0]))
+        print_db_cpu(name, ARGS.jobs, d0)
         if 1 in DRAIN_RATES:
             print("%-22s %d coordinators / 1 coordinator: %.2f (target >= 1.6 when the database "
                   "is not the limit)" % ("", n, rate / DRAIN_RATES[1]))
@@ -451,6 +552,7 @@ def main():
     ap.add_argument("--cores", type=int, default=8)
     ap.add_argument("--dispatch-cores", type=int, default=64)
     ap.add_argument("--phases", default="latency,sandboxed,dispatch,drain")
+    ap.add_argument("--spread", type=int, default=8, help="agents and buyers of drain-spread")
     ap.add_argument("--replica-jobs", type=int, default=1000,
                     help="jobs of the replicas phases (each run with replicas 1 and 2)")
     ap.add_argument("--rootless-user", default="",
@@ -470,6 +572,8 @@ def main():
         phase_throughput(True)
     if "drain" in phases:
         phase_drain()
+    if "drain-spread" in phases:
+        phase_drain_spread()
     if "drain2" in phases:
         phase_drain_nodes(2)
     if "replicas" in phases:

@@ -7,7 +7,8 @@
 # Environment: CO_SRC_DIR, CO_BUILD_DIR (binaries), BENCH_JOBS (default 2000), BENCH_THREADS (4),
 # BENCH_CORES (cores the agent offers, default 8; 64 in dispatch-only mode: BENCH_DISPATCH_CORES,
 # so that 64 jobs can be in flight), BENCH_PHASES
-# (latency,sandboxed,dispatch,drain), BENCH_PG=1 to run the throughput phases on PostgreSQL too,
+# (latency,sandboxed,dispatch,drain,drain-spread; BENCH_SPREAD agents and buyers, 8),
+# BENCH_PG=1 to run the throughput phases on PostgreSQL too (the drains' PostgreSQL / SQLite ratio),
 # with the drain by two coordinators on the one database (phase drain2) next to one's,
 # BENCH_SCHED=0 to leave out the scheduling figures (bench_sched.py; BENCH_UNPLACEABLE, 10000),
 # BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent,
@@ -25,7 +26,12 @@ args=(--coordinator "$build/coordinator/cacheout-coordinator" --agent "$build/ag
 for bin in "$build/coordinator/cacheout-coordinator" "$build/agent/cacheout-agent"; do
     [ -x "$bin" ] || { echo "bench/e2e: missing $bin (build first)"; exit 1; }
 done
-python3 "$here/bench_e2e.py" "${args[@]}" --phases "${BENCH_PHASES:-latency,sandboxed,dispatch,drain}" || exit 1
+# The SQLite run records its drain rates, the PostgreSQL run prints its own against them.
+BENCH_RATES_FILE=$(mktemp /tmp/cacheout-bench-rates.XXXXXX)
+export BENCH_RATES_FILE
+trap 'rm -f "$BENCH_RATES_FILE"' EXIT
+args+=(--spread "${BENCH_SPREAD:-8}")
+python3 "$here/bench_e2e.py" "${args[@]}" --phases "${BENCH_PHASES:-latency,sandboxed,dispatch,drain,drain-spread}" || exit 1
 if [ "${BENCH_REPLICAS:-0}" = 1 ]; then
     # The cost of verification: jobs/s with replicas 1 against 2 (two agents of two sellers).
     python3 "$here/bench_e2e.py" "${args[@]}" --replica-jobs "${BENCH_REPLICA_JOBS:-1000}" \
@@ -47,7 +53,7 @@ if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"
     pg_run_with bench/e2e python3 "$here/bench_e2e.py" "${args[@]}" \
-        --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain2}"
+        --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain-spread,drain2}"
 fi
 if [ "${BENCH_SCHED:-1}" = 1 ]; then
     # Scheduling figures (bench_sched.py): submit -> assignment behind BENCH_UNPLACEABLE

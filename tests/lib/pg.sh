@@ -9,7 +9,8 @@
 #   pg_run_with NAME CMD...  # CMD with --pg-port/--pg-bin on a server of its own (benches)
 #
 # Uses Debian's PostgreSQL 15 server binaries (package `postgresql`); PG_BIN overrides the
-# directory.  initdb refuses to run as root, so as root every server command runs as the
+# directory; PG_EXTRA_OPTS adds server options (e.g. "-c shared_preload_libraries=pg_stat_statements"
+# to profile a bench).  initdb refuses to run as root, so as root every server command runs as the
 # `postgres` user in a directory owned by it.  Exports DATABASE_URL, PG_PORT, PG_DIR, PG_BIN.
 # pg_start returns non-zero (with a message on stderr) when the binaries are missing or the
 # server does not start; callers decide whether that is a skip or a failure.
@@ -67,7 +68,7 @@ pg_start() {
         PG_PORT=$(_pg_free_port) || { echo "pg.sh: no free port" >&2; pg_stop; return 1; }
         if _pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
             -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off \
-                -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+                -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${PG_EXTRA_OPTS:-}" \
             start >/dev/null 2>&1; then
             break
         fi
@@ -120,7 +121,7 @@ pg_resume() {
     [ -n "$PG_DIR" ] && [ -n "$PG_PORT" ] || return 1
     _pg_run "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
         -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off \
-            -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" \
+            -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 ${PG_EXTRA_OPTS:-}" \
         start >/dev/null 2>&1
 }
 
