@@ -1,15 +1,19 @@
 /*
  * coord_api: REST handlers of API.md.  Handlers run on a database thread: they decode and
- * validate the body, call the store, and render the answer with co_jsonw.
+ * validate the body, call the store, and render the answer with co_jsonw (the objects shared
+ * with the dashboards through coord_render).  They see the request only as a struct coord_req
+ * (coord_req.h), never the HTTP connection.
+ *
+ * Thread: coord_api_route() and coord_api_allowed() on the lws thread (pure); every handler on
+ * the database thread that took the request, with that thread's store.
+ * Life cycle: none of its own (a routing table and functions); a request is owned by
+ * coord_server from the request line to the written answer.
  */
 #include "coord_api.h"
 #include "coord_api_price.h"
-#include "coord_reconcile.h"
-#include "coord_sched.h"
 
 #include <inttypes.h>
 #include <jansson.h>
-#include <libwebsockets.h>
 
 #include "co_alloc.h"
 #include "co_config.h"
@@ -22,6 +26,7 @@
 #include "proto_files.h"
 #include "coord_idem.h"
 #include "coord_openapi.h"
+#include "coord_render.h"
 #include "coord_retention.h"
 #include "coord_verify.h"
 #include "coord_webhook.h"
@@ -33,7 +38,7 @@
 struct route_def {
     const char *prefix; /* path after /api/v1 up to the id (or the whole path) */
     const char *suffix; /* after the id, NULL for routes without an id */
-    int method;
+    enum coord_method method;
     enum coord_route route;
     enum coord_auth auth; /* what the principal needs (coord_api_allowed) */
     bool self;            /* and the {id} must be its own user, unless admin */
@@ -41,10 +46,10 @@ struct route_def {
     enum coord_db_lane lane;
 };
 
-#define GET LWSHUMETH_GET
-#define POST LWSHUMETH_POST
-#define PATCH LWSHUMETH_PATCH
-#define DELETE LWSHUMETH_DELETE
+#define GET COORD_M_GET
+#define POST COORD_M_POST
+#define PATCH COORD_M_PATCH
+#define DELETE COORD_M_DELETE
 #define R COORD_DB_READ
 #define W COORD_DB_WRITE
 
@@ -99,7 +104,7 @@ static const struct route_def routes[] = {
 
 /* /jobs/{id}/artifacts/{path}: the one route whose tail has slashes (checked in the handler). */
 static int
-route_artifact(int method, const char *p, size_t plen, char id[CO_ID_MAX + 1],
+route_artifact(enum coord_method method, const char *p, size_t plen, char id[CO_ID_MAX + 1],
                struct coord_route_info *ri)
 {
     static const char mid[] = "/artifacts/";
@@ -115,7 +120,7 @@ route_artifact(int method, const char *p, size_t plen, char id[CO_ID_MAX + 1],
     tmp[slash - idp] = '\0';
     if (!co_id_valid(tmp))
         return 404;
-    if (method != LWSHUMETH_GET)
+    if (method != COORD_M_GET)
         return 405;
     memcpy(id, tmp, sizeof(tmp));
     ri->route = COORD_R_JOB_ARTIFACT;
@@ -174,7 +179,8 @@ coord_api_allowed(const struct coord_principal *p, enum coord_auth auth, bool se
 }
 
 int
-coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1], struct coord_route_info *ri)
+coord_api_route(enum coord_method method, const char *path, char id[CO_ID_MAX + 1],
+                struct coord_route_info *ri)
 {
     if (strncmp(path, "/api/v1", 7) != 0)
         return 404;
@@ -233,7 +239,7 @@ body_object(struct coord_req *r)
 {
     co_err err = CO_ERR_INIT;
     json_t *root = proto_json_load_object(r->body.data ? r->body.data : "", r->body.len,
-                                          (size_t)r->srv->cfg->max_body_bytes, &err);
+                                          (size_t)r->cfg->max_body_bytes, &err);
     if (!root) {
         if (err.code == CO_E_TOOLARGE)
             coord_req_error(r, 413, "too_large", NULL, "%s", err.msg);
@@ -410,152 +416,24 @@ query_paging(struct coord_req *r, int64_t *limit, int64_t *offset)
 
 /* ------------------------------------------------------------------ rendering */
 
-void
-coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_code, int attempt)
-{
-    co_jsonw_obj_begin(w);
-    co_jsonw_kstr(w, "job_id", j->job_id);
-    co_jsonw_kstr(w, "title", j->title ? j->title : "");
-    co_jsonw_kstr(w, "description", j->description ? j->description : "");
-    co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
-    co_jsonw_kstr(w, "failure_reason", coord_failure_name(j->failure));
-    coord_sched_write_pending_reason(w, j);
-    co_jsonw_kcredits(w, "cost", j->cost);
-    coord_api_write_job_price(w, j);
-    co_jsonw_kint(w, "required_cores", j->required_cores);
-    co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
-    co_jsonw_kint(w, "priority", j->priority);
-    co_jsonw_kstr(w, "command", j->command ? j->command : "");
-    co_jsonw_key(w, "parameters");
-    if (j->parameters && j->parameters[0] == '{')
-        co_jsonw_raw(w, j->parameters, strlen(j->parameters));
-    else
-        co_jsonw_raw(w, "{}", 2);
-    co_jsonw_kstr(w, "buyer_id", j->buyer_id);
-    co_jsonw_kstr(w, "assigned_worker", j->assigned_worker[0] ? j->assigned_worker : NULL);
-    co_jsonw_kstr(w, "image", j->image ? j->image : "default");
-    co_jsonw_kint(w, "timeout_seconds", j->timeout_seconds);
-    co_jsonw_kint(w, "attempts", j->attempts);
-    co_jsonw_kint(w, "max_attempts", j->max_attempts);
-    co_jsonw_key(w, "exit_code");
-    if (j->has_exit_code)
-        co_jsonw_int(w, j->exit_code);
-    else
-        co_jsonw_null(w);
-    co_jsonw_key(w, "usage");
-    if (j->has_usage) {
-        co_jsonw_obj_begin(w);
-        co_jsonw_kint(w, "wall_ms", j->usage.wall_ms);
-        co_jsonw_kint(w, "cpu_ms", j->usage.cpu_ms);
-        co_jsonw_kint(w, "max_rss_kb", j->usage.max_rss_kb);
-        co_jsonw_obj_end(w);
-    } else {
-        co_jsonw_null(w);
-    }
-    co_jsonw_ktime(w, "created_at", j->created_at);
-    co_jsonw_ktime(w, "started_at", j->started_at);
-    co_jsonw_ktime(w, "completed_at", j->completed_at);
-    coord_verify_write_fields(w, j);
-    if (with_code) {
-        co_jsonw_kstr(w, "code", j->code ? j->code : "");
-        co_jsonw_kstr(w, "code_file", j->code_file);
-    }
-    if (attempt > 0)
-        co_jsonw_kint(w, "attempt", attempt);
-    co_jsonw_obj_end(w);
-}
-
-void
-coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms)
-{
-    coord_api_write_worker_view(w, wk, timeout_ms, true);
-}
-
-void
-coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms,
-                            bool with_owner)
-{
-    int64_t now = co_wall_ms();
-    enum coord_worker_status st = wk->status;
-    if (now - wk->last_heartbeat > timeout_ms)
-        st = COORD_WORKER_OFFLINE;
-    co_jsonw_obj_begin(w);
-    co_jsonw_kstr(w, "worker_id", wk->worker_id);
-    if (with_owner)
-        co_jsonw_kstr(w, "owner_id", wk->owner_id[0] ? wk->owner_id : wk->worker_id);
-    co_jsonw_kint(w, "cpu_cores", wk->cpu_cores);
-    co_jsonw_kint(w, "ram_mb", wk->ram_mb);
-    co_jsonw_kint(w, "free_cores",
-                  wk->cpu_cores - wk->used_cores > 0 ? wk->cpu_cores - wk->used_cores : 0);
-    co_jsonw_kint(w, "free_ram_mb",
-                  wk->ram_mb - wk->used_ram_mb > 0 ? wk->ram_mb - wk->used_ram_mb : 0);
-    char reason[200];
-    bool quarantined =
-        st != COORD_WORKER_OFFLINE && coord_quarantine_check(wk->worker_id, reason, sizeof(reason));
-    co_jsonw_kstr(w, "status", quarantined ? "quarantined" : coord_worker_status_name(st));
-    co_jsonw_kstr(w, "status_reason", quarantined ? reason : NULL);
-    co_jsonw_kstr(w, "connection", wk->websocket ? "websocket" : "http");
-    co_jsonw_kint(w, "running_jobs", wk->running_jobs);
-    coord_api_write_worker_price(w, wk);
-    co_jsonw_ktime(w, "last_heartbeat", wk->last_heartbeat);
-    co_jsonw_ktime(w, "created_at", wk->created_at);
-    co_jsonw_ktime(w, "updated_at", wk->updated_at);
-    co_jsonw_obj_end(w);
-}
-
 static void
 render_user(struct coord_req *r, const struct coord_user *u)
 {
     struct co_jsonw w;
     co_jsonw_init(&w, &r->resp);
     co_jsonw_obj_begin(&w);
-    co_jsonw_kstr(&w, "user_id", u->user_id);
-    co_jsonw_kcredits(&w, "credits", u->credits);
-    co_jsonw_kcredits(&w, "held", u->held);
+    coord_render_credits(&w, u);
     co_jsonw_obj_end(&w);
-}
-
-/*
- * Whether the principal sees @buyer_id's jobs in full (code, command, parameters, output):
- * admins, and the buyer itself through a credential with the buy scope.  Everyone else gets the
- * public view.
- */
-bool
-coord_api_sees_full(const struct coord_principal *p, const char *buyer_id)
-{
-    if (p->is_admin)
-        return true;
-    return p->cred != COORD_CRED_NONE && coord_auth_has_scope(p, COORD_SCOPE_BUY) &&
-           coord_auth_is_self_or_admin(p, buyer_id);
-}
-
-void
-coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j)
-{
-    co_jsonw_obj_begin(w);
-    co_jsonw_kstr(w, "job_id", j->job_id);
-    co_jsonw_kstr(w, "status", coord_job_status_name(j->status));
-    coord_sched_write_pending_reason(w, j);
-    co_jsonw_kint(w, "required_cores", j->required_cores);
-    co_jsonw_kint(w, "required_ram_mb", j->required_ram_mb);
-    co_jsonw_kint(w, "priority", j->priority);
-    co_jsonw_kstr(w, "image", j->image ? j->image : "default");
-    co_jsonw_kcredits(w, "cost", j->cost);
-    co_jsonw_kstr(w, "assigned_worker", j->assigned_worker[0] ? j->assigned_worker : NULL);
-    co_jsonw_ktime(w, "created_at", j->created_at);
-    co_jsonw_ktime(w, "started_at", j->started_at);
-    co_jsonw_ktime(w, "completed_at", j->completed_at);
-    co_jsonw_obj_end(w);
 }
 
 /* A job in the view the request's principal may see. */
 static void
 write_job_for(struct co_jsonw *w, const struct coord_req *r, const struct coord_job *j)
 {
-    if (coord_api_sees_full(&r->principal, j->buyer_id))
-        coord_api_write_job(w, j, j->code != NULL, 0); /* code when it was loaded */
+    if (coord_render_sees_full(&r->principal, j->buyer_id))
+        coord_render_job(w, j, j->code != NULL, 0); /* code when it was loaded */
     else
-        coord_api_write_job_public(w, j);
+        coord_render_job_public(w, j);
 }
 
 static void
@@ -606,7 +484,7 @@ audit_commit(struct coord_store *s, const struct coord_req *r, const char *actio
 static void
 h_submit(struct coord_store *s, struct coord_req *r)
 {
-    const struct coord_config *cfg = r->srv->cfg;
+    const struct coord_config *cfg = r->cfg;
     struct proto_job_limits lim = {
         .max_cores = cfg->max_job_cores,
         .max_ram_mb = cfg->max_job_ram_mb,
@@ -778,7 +656,7 @@ h_job(struct coord_store *s, struct coord_req *r)
         return;
     }
     answer_job(r, 200, &j);
-    bool full = coord_api_sees_full(&r->principal, j.buyer_id);
+    bool full = coord_render_sees_full(&r->principal, j.buyer_id);
     coord_job_release(&j);
     if (full) /* artifacts, like the output, are the buyer's and admins' */
         add_artifact_fields(s, r);
@@ -1033,7 +911,7 @@ answer_worker(struct coord_req *r, const struct coord_worker *wk)
     struct co_jsonw w;
     co_buf_reset(&r->resp);
     co_jsonw_init(&w, &r->resp);
-    coord_api_write_worker(&w, wk, r->srv->cfg->worker_timeout_seconds * 1000);
+    coord_render_worker(&w, wk, r->cfg->worker_timeout_seconds * 1000, true);
     r->status = 200;
 }
 
@@ -1049,7 +927,7 @@ agent_owner(struct coord_req *r, const char *declared, const char *worker_id,
 {
     const struct coord_principal *p = &r->principal;
     if (p->cred == COORD_CRED_AGENT_TOKEN) {
-        co_strlcpy(owner, r->srv->cfg->agent_token_owner, CO_ID_MAX + 1);
+        co_strlcpy(owner, r->cfg->agent_token_owner, CO_ID_MAX + 1);
         return 0;
     }
     if (p->cred != COORD_CRED_KEY) {
@@ -1127,7 +1005,7 @@ h_register(struct coord_store *s, struct coord_req *r)
             co_err_set(&err, CO_E_LIMIT,
                        "worker limit reached: MAX_WORKERS=%" PRId64
                        " workers are registered; unregister one or raise MAX_WORKERS",
-                       r->srv->cfg->max_workers);
+                       r->cfg->max_workers);
         coord_req_fail(r, &err);
         goto out;
     }
@@ -1195,10 +1073,9 @@ h_workers(struct coord_store *s, struct coord_req *r)
     co_jsonw_init(&w, &r->resp);
     co_jsonw_arr_begin(&w);
     /* Who owns which worker is not shown to anonymous users. */
-    bool with_owner = r->principal.cred != COORD_CRED_NONE;
+    bool with_owner = coord_render_sees_owners(&r->principal);
     for (size_t i = 0; i < l.len; i++)
-        coord_api_write_worker_view(&w, &l.items[i], r->srv->cfg->worker_timeout_seconds * 1000,
-                                    with_owner);
+        coord_render_worker(&w, &l.items[i], r->cfg->worker_timeout_seconds * 1000, with_owner);
     co_jsonw_arr_end(&w);
     r->status = 200;
     coord_worker_list_release(&l);
@@ -1239,7 +1116,7 @@ h_task(struct coord_store *s, struct coord_req *r)
     coord_req_changed(r, COORD_EVENT_WORKER, r->q_worker);
     struct co_jsonw w;
     co_jsonw_init(&w, &r->resp);
-    coord_api_write_job(&w, &j, true, j.attempts);
+    coord_render_job(&w, &j, true, j.attempts);
     r->status = 200;
     coord_job_release(&j);
 }
@@ -1378,7 +1255,7 @@ h_status(struct coord_store *s, struct coord_req *r)
     struct co_jsonw w;
     co_buf_reset(&r->resp);
     co_jsonw_init(&w, &r->resp);
-    coord_api_write_job(&w, &j, false, 0);
+    coord_render_job(&w, &j, false, 0);
     r->status = 200;
 out:
     coord_job_release(&j);
@@ -1545,7 +1422,7 @@ write_account(struct co_jsonw *w, const struct coord_req *r, const struct coord_
     co_jsonw_kbool(w, "is_admin", a->is_admin);
     co_jsonw_kbool(w, "disabled", a->disabled);
     co_jsonw_key(w, "limits");
-    write_limits(w, r->srv->cfg, a->limits);
+    write_limits(w, r->cfg, a->limits);
     co_jsonw_kcredits(w, "credits", a->credits);
     co_jsonw_kcredits(w, "held", a->held);
     co_jsonw_ktime(w, "created_at", a->created_at);
@@ -1617,7 +1494,7 @@ h_users_create(struct coord_store *s, struct coord_req *r)
     struct coord_account a, out;
     memset(&a, 0, sizeof(a));
     memset(&out, 0, sizeof(out));
-    int64_t credits = r->srv->cfg->starting_credits;
+    int64_t credits = r->cfg->starting_credits;
     co_err err = CO_ERR_INIT;
     int is_admin;
     if (only_fields(r, root, allowed) < 0 || get_id(r, root, "user_id", true, &uid) < 0 ||
@@ -2010,8 +1887,8 @@ h_retention(struct coord_store *s, struct coord_req *r)
     if (only_fields(r, root, allowed) < 0 ||
         get_int(r, root, "older_than_seconds", true, 0, INT64_C(3650) * 86400, &older, NULL) < 0)
         goto out;
-    if (coord_retention_run(s, co_wall_ms() - older * 1000, r->srv->cfg->retention_batch, &c,
-                            &err) < 0) {
+    if (coord_retention_run(s, co_wall_ms() - older * 1000, r->cfg->retention_batch, &c, &err) <
+        0) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -2033,7 +1910,7 @@ out:
     json_decref(root);
 }
 
-/* For the handlers of other modules (coord_webhook). */
+/* For the handlers in other files of the REST API (coord_api_webhook.c). */
 int
 coord_api_audit_commit(struct coord_store *s, const struct coord_req *r, const char *action,
                        const char *target, json_t *detail, co_err *err)
@@ -2146,10 +2023,10 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
         h_job_artifact(store, r);
         break;
     case COORD_R_WEBHOOK_SECRET:
-        coord_webhook_h_secret(store, r);
+        coord_api_webhook_secret(store, r);
         break;
     case COORD_R_JOB_DELIVERIES:
-        coord_webhook_h_deliveries(store, r);
+        coord_api_webhook_deliveries(store, r);
         break;
     default:
         coord_req_error(r, 404, "not_found", NULL, "unknown path");
@@ -2161,73 +2038,8 @@ void
 coord_api_handle(struct coord_store *store, struct coord_req *r)
 {
     /* A POST with an Idempotency-Key runs at most once per key (coord_idem). */
-    if (r->method == LWSHUMETH_POST && r->idem_key[0])
+    if (r->method == COORD_M_POST && r->idem_key[0])
         coord_idem_run(store, r, api_dispatch);
     else
         api_dispatch(store, r);
-}
-
-/* ------------------------------------------------------------------ health and metrics */
-
-void
-coord_api_render_health(struct coord_server *srv, const struct coord_health *h, bool db_ok,
-                        struct coord_req *r)
-{
-    struct co_jsonw w;
-    co_buf_reset(&r->resp);
-    co_jsonw_init(&w, &r->resp);
-    co_jsonw_obj_begin(&w);
-    co_jsonw_kstr(&w, "status", db_ok ? "healthy" : "unhealthy");
-    if (db_ok && h) {
-        co_jsonw_key(&w, "workers");
-        co_jsonw_obj_begin(&w);
-        co_jsonw_kint(&w, "total", h->workers_total);
-        co_jsonw_kint(&w, "idle", h->workers[COORD_WORKER_IDLE]);
-        co_jsonw_kint(&w, "busy", h->workers[COORD_WORKER_BUSY]);
-        co_jsonw_kint(&w, "offline", h->workers[COORD_WORKER_OFFLINE]);
-        co_jsonw_obj_end(&w);
-        co_jsonw_key(&w, "jobs");
-        co_jsonw_obj_begin(&w);
-        for (int i = 0; i < COORD_JOB_STATUS_COUNT; i++)
-            co_jsonw_kint(&w, coord_job_status_name((enum coord_job_status)i), h->jobs[i]);
-        co_jsonw_obj_end(&w);
-        co_jsonw_kcredits(&w, "total_credits", h->total_credits);
-        co_jsonw_kint(&w, "active_users", h->active_users);
-    }
-    co_jsonw_key(&w, "metrics");
-    co_jsonw_obj_begin(&w);
-    co_jsonw_kint(&w, "uptime_seconds", (co_mono_ms() - srv->started_mono_ms) / 1000);
-    co_jsonw_kstr(&w, "database", srv->backend);
-    co_jsonw_kstr(&w, "database_status", db_ok ? "up" : "down");
-    if (db_ok && h) {
-        co_jsonw_kint(&w, "queue_depth", h->jobs[COORD_JOB_PENDING]);
-        co_jsonw_kint(&w, "pending_unfit", h->pending_unfit);
-    }
-    co_jsonw_kint(&w, "connected_agents", atomic_load(&srv->metrics.agents_connected));
-    co_jsonw_kint(&w, "connected_dashboards", atomic_load(&srv->metrics.dashboards_connected));
-    co_jsonw_kint(&w, "db_inflight", coord_db_pending(srv->db));
-    int64_t agent_loop_us = atomic_load(&srv->metrics.agent_loop_max_us);
-    co_jsonw_kint(&w, "max_loop_callback_us",
-                  srv->max_loop_callback_us > agent_loop_us ? srv->max_loop_callback_us
-                                                            : agent_loop_us);
-    co_jsonw_kint(&w, "max_agent_loop_us", agent_loop_us);
-    co_jsonw_kint(&w, "max_agent_loop_us_recent", coord_metrics_agent_loop_recent(&srv->metrics));
-    co_jsonw_kint(&w, "max_db_work_us", coord_db_max_work_us(srv->db));
-    co_jsonw_obj_end(&w);
-    co_jsonw_obj_end(&w);
-    r->status = db_ok ? 200 : 503;
-    r->content_type = "application/json";
-}
-
-void
-coord_api_render_metrics(struct coord_server *srv, const struct coord_health *h, bool db_ok,
-                         struct coord_req *r)
-{
-    co_buf_reset(&r->resp);
-    coord_metrics_render(&srv->metrics, db_ok ? h : NULL, db_ok,
-                         (co_mono_ms() - srv->started_mono_ms) / 1000, coord_db_pending(srv->db),
-                         &r->resp);
-    coord_webhook_metrics_render(&r->resp);
-    r->status = 200;
-    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }

@@ -1,8 +1,11 @@
 /*
  * coord_api: the REST API of API.md.  Routing and auth requirements are decided on the lws thread
  * (coord_api_route); each handler then runs on a database thread with that thread's store
- * (coord_api_handle) and fills the answer of the request.  Pure request -> answer code: it never
- * touches a wsi.
+ * (coord_api_handle) and fills the answer of the request.  Pure request -> answer code: it sees
+ * a struct coord_req (coord_req.h), never a wsi.  The handlers of pricing (coord_api_price.c)
+ * and of callbacks (coord_api_webhook.c) are part of it.
+ *
+ * Thread: routing on the lws thread, handlers on database threads.  No state of its own.
  */
 #ifndef COORD_API_H
 #define COORD_API_H
@@ -12,7 +15,7 @@
 
 #include "coord_db.h"
 #include "co_jsonw.h"
-#include "coord_server.h"
+#include "coord_req.h"
 
 /*
  * What a route requires of the request's principal (checked in coord_server before the handler
@@ -36,41 +39,12 @@ struct coord_route_info {
 };
 
 /**
- * Match @method (LWSHUMETH_*) and @path (no query) under /api/v1.  Copies the {id} path part
+ * Match @method and @path (no query) under /api/v1.  Copies the {id} path part
  * into @id.  Returns 0 and fills @ri, or 404 (unknown path, or an id that is not valid) or 405
  * (known path, other method).
  */
-int coord_api_route(int method, const char *path, char id[CO_ID_MAX + 1],
+int coord_api_route(enum coord_method method, const char *path, char id[CO_ID_MAX + 1],
                     struct coord_route_info *ri);
-
-/**
- * Write the job object of API.md (with `code` and `code_file` when @with_code, with `attempt`
- * when @attempt > 0).  Pure: any thread.  @w and @j are borrowed.
- */
-void coord_api_write_job(struct co_jsonw *w, const struct coord_job *j, bool with_code,
-                         int attempt);
-
-/**
- * Write the public view of a job (API.md "Visibility and rights": what anonymous users and other
- * buyers see).  Pure: any thread.
- */
-void coord_api_write_job_public(struct co_jsonw *w, const struct coord_job *j);
-
-/**
- * Whether @p sees @buyer_id's jobs in full (code, command, parameters, output): admins, and the
- * buyer itself with the buy scope; everyone else gets the public view.  Pure: any thread.
- */
-bool coord_api_sees_full(const struct coord_principal *p, const char *buyer_id);
-
-/**
- * Write the worker object of API.md; a worker silent for @timeout_ms shows as offline.  Pure:
- * any thread.  @w and @wk are borrowed.
- */
-void coord_api_write_worker(struct co_jsonw *w, const struct coord_worker *wk, int64_t timeout_ms);
-
-/** The same, without `owner_id` unless @with_owner (the anonymous view of GET /workers). */
-void coord_api_write_worker_view(struct co_jsonw *w, const struct coord_worker *wk,
-                                 int64_t timeout_ms, bool with_owner);
 
 /**
  * Whether @p may use a route that requires @auth (with @self_or_admin, on the path's @id): 0, or
@@ -98,15 +72,10 @@ int coord_api_own_job(struct coord_store *s, struct coord_req *r, struct coord_j
 /** Run the handler of @r->route with @store (database thread). */
 void coord_api_handle(struct coord_store *store, struct coord_req *r);
 
-/**
- * Render /api/v1/health into @r from @h (NULL or !@db_ok: 503 unhealthy).  Any thread; @srv is
- * read for settings and counters only.
- */
-void coord_api_render_health(struct coord_server *srv, const struct coord_health *h, bool db_ok,
-                             struct coord_req *r);
+/** POST /users/{id}/webhook-secret (coord_api_webhook.c).  Database thread. */
+void coord_api_webhook_secret(struct coord_store *s, struct coord_req *r);
 
-/** Render /metrics into @r. */
-void coord_api_render_metrics(struct coord_server *srv, const struct coord_health *h, bool db_ok,
-                              struct coord_req *r);
+/** GET /jobs/{id}/deliveries (coord_api_webhook.c).  Database thread. */
+void coord_api_webhook_deliveries(struct coord_store *s, struct coord_req *r);
 
 #endif

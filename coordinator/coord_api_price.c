@@ -9,6 +9,7 @@
 #include "coord_api.h"
 #include "coord_auth.h"
 #include "coord_price.h"
+#include "coord_render.h"
 #include "proto_json.h"
 
 int
@@ -54,49 +55,6 @@ coord_api_job_price(const struct coord_config *cfg, const struct proto_job_spec 
     }
     coord_req_error(r, 422, "invalid_field", err.field[0] ? err.field : NULL, "%s", err.msg);
     return -1;
-}
-
-static void
-write_rate(struct co_jsonw *w, const char *core_key, const char *gb_key,
-           const struct coord_rate *rate)
-{
-    co_jsonw_kcredits(w, core_key, rate->per_core_second);
-    co_jsonw_kcredits(w, gb_key, rate->per_gb_second);
-}
-
-void
-coord_api_write_job_price(struct co_jsonw *w, const struct coord_job *j)
-{
-    co_jsonw_kstr(w, "pricing", coord_pricing_name(j->pricing));
-    co_jsonw_key(w, "charged");
-    if (j->has_charged)
-        co_jsonw_credits(w, j->charged);
-    else
-        co_jsonw_null(w);
-    co_jsonw_kcredits(w, "min_reputation", j->min_reputation);
-    if (j->pricing == COORD_PRICING_FLAT)
-        return;
-    /* metered: the prices of the submit; market: the seller's, once a worker claimed it. */
-    write_rate(w, "price_per_core_second", "price_per_gb_second", &j->rate);
-    if (j->pricing == COORD_PRICING_MARKET)
-        write_rate(w, "max_price_per_core_second", "max_price_per_gb_second", &j->max_rate);
-}
-
-void
-coord_api_write_pricing_settings(struct co_jsonw *w, const struct coord_config *cfg)
-{
-    co_jsonw_kstr(w, "mode", coord_pricing_name((enum coord_pricing)cfg->pricing));
-    co_jsonw_kcredits(w, "price_per_core_second", cfg->price_per_core_second);
-    co_jsonw_kcredits(w, "price_per_gb_second", cfg->price_per_gb_second);
-    co_jsonw_kint(w, "platform_fee_percent", cfg->platform_fee_percent);
-}
-
-void
-coord_api_write_worker_price(struct co_jsonw *w, const struct coord_worker *wk)
-{
-    write_rate(w, "price_per_core_second", "price_per_gb_second", &wk->price);
-    co_jsonw_kcredits(w, "reputation", wk->reputation);
-    co_jsonw_kcredits(w, "owner_reputation", wk->owner_reputation);
 }
 
 int
@@ -173,7 +131,7 @@ coord_api_worker_patch(struct coord_store *s, struct coord_req *r)
     coord_req_changed(r, COORD_EVENT_WORKER, r->id);
     struct co_jsonw w;
     co_jsonw_init(&w, &r->resp);
-    coord_api_write_worker(&w, &out, r->srv->cfg->worker_timeout_seconds * 1000);
+    coord_render_worker(&w, &out, r->cfg->worker_timeout_seconds * 1000, true);
     r->status = 200;
 out:
     json_decref(root);

@@ -1,8 +1,9 @@
 /*
  * coord_api_price: the REST side of pricing and reputation (coord_price.h, API.md "Verified
- * results, reputation, pricing"): the hold of a submitted job in each PRICING mode, the price and
- * reputation fields of jobs and workers, PATCH /workers/{id} (a seller's prices) and
- * GET /users/{id}/statement.  Handlers run on database threads, like coord_api's.
+ * results, reputation, pricing"): the hold of a submitted job in each PRICING mode, PATCH
+ * /workers/{id} (a seller's prices) and GET /users/{id}/statement (the price and reputation
+ * fields of jobs and workers are coord_render's).  Handlers run on database threads, like
+ * coord_api's.
  */
 #ifndef COORD_API_PRICE_H
 #define COORD_API_PRICE_H
@@ -12,11 +13,9 @@
 #include <jansson.h>
 
 #include "coord_config.h"
-#include "coord_server.h"
+#include "coord_req.h"
 #include "coord_store.h"
 #include "proto_job.h"
-
-struct co_jsonw;
 
 /**
  * Price a job being submitted: @job->cost (the hold), pricing, rate, max_rate and min_reputation
@@ -26,19 +25,6 @@ struct co_jsonw;
  */
 int coord_api_job_price(const struct coord_config *cfg, const struct proto_job_spec *spec,
                         struct coord_job *job, struct coord_req *r);
-
-/** "pricing", "charged" (null until settled), "min_reputation", and the prices of a job. */
-void coord_api_write_job_price(struct co_jsonw *w, const struct coord_job *j);
-
-/**
- * The pricing settings for the dashboard's cost preview (inside its "pricing" object):
- * "mode" (flat, metered, market), "price_per_core_second", "price_per_gb_second" (metered),
- * "platform_fee_percent".
- */
-void coord_api_write_pricing_settings(struct co_jsonw *w, const struct coord_config *cfg);
-
-/** "price_per_core_second", "price_per_gb_second", "reputation", "owner_reputation". */
-void coord_api_write_worker_price(struct co_jsonw *w, const struct coord_worker *wk);
 
 /**
  * Read "price_per_core_second" / "price_per_gb_second" (credits, >= 0) from @obj; both are

@@ -8,12 +8,13 @@
 #include "co_buf.h"
 #include "co_log.h"
 #include "co_time.h"
-#include "coord_agent.h"
-#include "coord_api.h"
-#include "coord_api_price.h"
 #include "co_jsonw.h"
+#include "coord_agent.h"
+#include "coord_db.h"
+#include "coord_events.h"
+#include "coord_limits.h"
+#include "coord_render.h"
 #include "coord_sched.h"
-#include "coord_server.h"
 #include "coord_ws_common.h"
 
 #define TICK_US (250 * LWS_US_PER_MS)
@@ -85,7 +86,7 @@ struct dash_snap {
 };
 
 struct coord_dash {
-    struct coord_server *srv;
+    const struct coord_dash_env *env;
     struct lws_context *ctx;
     bool dead;
     int inflight; /* database items whose completion still refers to the hub */
@@ -284,14 +285,14 @@ broadcast(struct coord_dash *d, struct dash_msg *m)
 static bool
 sess_sees_full(const struct coord_dash_sess *s, const char *buyer_id)
 {
-    return coord_api_sees_full(&s->p, buyer_id);
+    return coord_render_sees_full(&s->p, buyer_id);
 }
 
 /* Who owns which worker is shown to sessions with a credential only (GET /workers). */
 static bool
 sess_sees_owners(const struct coord_dash_sess *s)
 {
-    return s->p.cred != COORD_CRED_NONE;
+    return coord_render_sees_owners(&s->p);
 }
 
 /* A user's credits are shown to that user and to admins only. */
@@ -334,18 +335,18 @@ static bool sess_set_principal(struct coord_dash *d, struct coord_dash_sess *s,
 static void sess_view_changed(struct coord_dash *d, struct coord_dash_sess *s, bool changed);
 
 struct coord_dash *
-coord_dash_new(struct coord_server *srv, struct lws_context *ctx)
+coord_dash_new(const struct coord_dash_env *env, struct lws_context *ctx)
 {
     struct coord_dash *d = co_xcalloc(1, sizeof(*d));
-    d->srv = srv;
+    d->env = env;
     d->ctx = ctx;
-    d->max_msgs = (size_t)srv->cfg->dash_queue_messages;
-    d->max_bytes = (size_t)srv->cfg->dash_queue_bytes;
-    d->slow_close_ms = srv->cfg->dash_slow_close_ms;
-    d->batch_ms = d->batch_ms_base = srv->cfg->dash_batch_ms;
+    d->max_msgs = (size_t)env->cfg->dash_queue_messages;
+    d->max_bytes = (size_t)env->cfg->dash_queue_bytes;
+    d->slow_close_ms = env->cfg->dash_slow_close_ms;
+    d->batch_ms = d->batch_ms_base = env->cfg->dash_batch_ms;
     d->fan_at_ms = co_mono_ms();
     d->gen_next = 1;
-    d->ev_handle = coord_events_subscribe(srv->events, on_event, d);
+    d->ev_handle = coord_events_subscribe(env->events, on_event, d);
     lws_sul_schedule(ctx, 0, &d->sul, hub_tick, TICK_US);
     return d;
 }
@@ -364,7 +365,7 @@ coord_dash_free(struct coord_dash *d)
 {
     if (!d)
         return;
-    coord_events_unsubscribe(d->srv->events, d->ev_handle);
+    coord_events_unsubscribe(d->env->events, d->ev_handle);
     lws_sul_cancel(&d->sul);
     lws_sul_cancel(&d->batch_sul);
     /* Sessions were closed by lws before PROTOCOL_DESTROY; forget any left. */
@@ -550,14 +551,14 @@ batch_work(struct coord_store *store, void *arg)
             sl->split = b->out.len - start;
             members_after_seq(&w, &b->out);
             co_jsonw_key(&w, "job");
-            coord_api_write_job(&w, &j, false, 0);
+            coord_render_job(&w, &j, false, 0);
             co_buf_putc(&b->out, '}');
             /* The public view: the same envelope, so the same split. */
             sl->pstart = b->out.len;
             co_buf_puts(&b->out, "{\"type\":\"job.updated\",\"seq\":");
             members_after_seq(&w, &b->out);
             co_jsonw_key(&w, "job");
-            coord_api_write_job_public(&w, &j);
+            coord_render_job_public(&w, &j);
             co_buf_putc(&b->out, '}');
             sl->plen = b->out.len - sl->pstart;
             co_strlcpy(sl->owner, j.buyer_id, sizeof(sl->owner));
@@ -583,13 +584,13 @@ batch_work(struct coord_store *store, void *arg)
             sl->split = b->out.len - start;
             members_after_seq(&w, &b->out);
             co_jsonw_key(&w, "worker");
-            coord_api_write_worker(&w, &wk, b->timeout_ms);
+            coord_render_worker(&w, &wk, b->timeout_ms, true);
             co_buf_putc(&b->out, '}');
             sl->pstart = b->out.len;
             co_buf_puts(&b->out, "{\"type\":\"worker.updated\",\"seq\":");
             members_after_seq(&w, &b->out);
             co_jsonw_key(&w, "worker");
-            coord_api_write_worker_view(&w, &wk, b->timeout_ms, false);
+            coord_render_worker(&w, &wk, b->timeout_ms, false);
             co_buf_putc(&b->out, '}');
             sl->plen = b->out.len - sl->pstart;
             sl->len = sl->pstart - start;
@@ -605,9 +606,7 @@ batch_work(struct coord_store *store, void *arg)
             co_buf_puts(&b->out, "{\"type\":\"credits.updated\",\"seq\":");
             sl->split = b->out.len - start;
             members_after_seq(&w, &b->out);
-            co_jsonw_kstr(&w, "user_id", u.user_id);
-            co_jsonw_kcredits(&w, "credits", u.credits);
-            co_jsonw_kcredits(&w, "held", u.held);
+            coord_render_credits(&w, &u);
             co_buf_putc(&b->out, '}');
             co_strlcpy(sl->owner, u.user_id, sizeof(sl->owner));
             break;
@@ -625,17 +624,11 @@ batch_work(struct coord_store *store, void *arg)
     }
 }
 
-/* Render the health body (GET /api/v1/health) on the loop: it reads the server's counters. */
+/* Render the health body (GET /api/v1/health) on the loop: it reads the node's counters. */
 static void
 render_health(struct coord_dash *d, const struct coord_health *h, bool ok, struct co_buf *out)
 {
-    struct coord_req *r = co_xcalloc(1, sizeof(*r));
-    r->srv = d->srv;
-    co_buf_init(&r->resp);
-    coord_api_render_health(d->srv, ok ? h : NULL, ok, r);
-    co_buf_append(out, r->resp.data ? r->resp.data : "{}", r->resp.data ? r->resp.len : 2);
-    co_buf_release(&r->resp);
-    free(r);
+    (void)coord_render_health(out, d->env->node, ok ? h : NULL, ok);
 }
 
 static void
@@ -730,7 +723,7 @@ batch_start(struct coord_dash *d)
     b->d = d;
     b->keys = d->dirty;
     b->n = d->n_dirty;
-    b->timeout_ms = d->srv->cfg->worker_timeout_seconds * 1000;
+    b->timeout_ms = d->env->cfg->worker_timeout_seconds * 1000;
     b->want_health = want_health;
     for (size_t i = 0; i < b->n; i++)
         b->n_jobs += b->keys[i].kind == COORD_EVENT_JOB;
@@ -738,7 +731,7 @@ batch_start(struct coord_dash *d)
     b->reasons = d->reasons_dirty;
     co_buf_init(&b->out);
     co_err err = CO_ERR_INIT;
-    if (coord_db_submit(d->srv->db, COORD_DB_READ, batch_work, batch_done, b, &err) < 0) {
+    if (coord_db_submit(d->env->db, COORD_DB_READ, batch_work, batch_done, b, &err) < 0) {
         /* Executor full: keep the keys for the next tick. */
         co_debug("dashboard: batch postponed error=\"%s\"", err.msg);
         free(b);
@@ -858,7 +851,7 @@ snap_work(struct coord_store *store, void *arg)
         co_jsonw_init(&w, view ? &sn->workers_pub : &sn->workers_full);
         co_jsonw_arr_begin(&w);
         for (size_t i = 0; i < wl.len; i++)
-            coord_api_write_worker_view(&w, &wl.items[i], sn->timeout_ms, view == 0);
+            coord_render_worker(&w, &wl.items[i], sn->timeout_ms, view == 0);
         co_jsonw_arr_end(&w);
     }
     co_buf_grow(&sn->jobs_full, jl.len * 700 + 16);
@@ -869,10 +862,10 @@ snap_work(struct coord_store *store, void *arg)
     sn->buyers = co_xcalloc(jl.len + 1, sizeof(*sn->buyers));
     for (size_t i = 0; i < jl.len; i++) {
         co_jsonw_init(&w, &sn->jobs_full);
-        coord_api_write_job(&w, &jl.items[i], false, 0);
+        coord_render_job(&w, &jl.items[i], false, 0);
         sn->jf_end[i] = sn->jobs_full.len;
         co_jsonw_init(&w, &sn->jobs_pub);
-        coord_api_write_job_public(&w, &jl.items[i]);
+        coord_render_job_public(&w, &jl.items[i]);
         sn->jp_end[i] = sn->jobs_pub.len;
         co_strlcpy(sn->buyers[i], jl.items[i].buyer_id, sizeof(sn->buyers[i]));
     }
@@ -934,25 +927,10 @@ snap_msg(struct coord_dash *d, const struct dash_snap *sn, const struct coord_da
 static void
 pricing(struct coord_dash *d, struct co_buf *out)
 {
-    const struct coord_config *cfg = d->srv->cfg;
     struct co_jsonw w;
     co_buf_puts(out, ",\"pricing\":");
     co_jsonw_init(&w, out);
-    co_jsonw_obj_begin(&w);
-    co_jsonw_kcredits(&w, "cost_per_core", cfg->cost_per_core);
-    co_jsonw_kcredits(&w, "cost_per_100mb_ram", cfg->cost_per_100mb_ram);
-    coord_api_write_pricing_settings(&w, cfg);
-    co_jsonw_key(&w, "max_job_cores");
-    if (cfg->max_job_cores > 0)
-        co_jsonw_int(&w, cfg->max_job_cores);
-    else
-        co_jsonw_null(&w);
-    co_jsonw_key(&w, "max_job_ram_mb");
-    if (cfg->max_job_ram_mb > 0)
-        co_jsonw_int(&w, cfg->max_job_ram_mb);
-    else
-        co_jsonw_null(&w);
-    co_jsonw_obj_end(&w);
+    coord_render_pricing(&w, d->env->cfg);
 }
 
 static void
@@ -1029,9 +1007,9 @@ snap_start(struct coord_dash *d)
     struct dash_snap *sn = co_xcalloc(1, sizeof(*sn));
     sn->d = d;
     sn->gen = d->gen_next;
-    sn->timeout_ms = d->srv->cfg->worker_timeout_seconds * 1000;
+    sn->timeout_ms = d->env->cfg->worker_timeout_seconds * 1000;
     co_err err = CO_ERR_INIT;
-    if (coord_db_submit(d->srv->db, COORD_DB_READ, snap_work, snap_done, sn, &err) < 0) {
+    if (coord_db_submit(d->env->db, COORD_DB_READ, snap_work, snap_done, sn, &err) < 0) {
         co_debug("dashboard: snapshot postponed error=\"%s\"", err.msg);
         snap_free(sn);
         d->snap_retry_ms = co_mono_ms() + 200;
@@ -1234,7 +1212,7 @@ key_lookup_start(struct coord_dash *d, struct coord_dash_sess *s, const char *ha
     a->why = why;
     co_strlcpy(a->hash, hash, sizeof(a->hash));
     co_err err = CO_ERR_INIT;
-    if (coord_db_submit(d->srv->db, COORD_DB_READ, key_lookup_work, key_lookup_done, a, &err) < 0) {
+    if (coord_db_submit(d->env->db, COORD_DB_READ, key_lookup_work, key_lookup_done, a, &err) < 0) {
         co_warn("dashboard: cannot check a key now error=\"%s\"", err.msg);
         free(a);
         if (why == AUTH_RECHECK) {
@@ -1577,8 +1555,8 @@ auth_rejected(struct coord_dash *d, struct coord_dash_sess *s, const char *msg)
 {
     struct coord_principal anon = {0};
     bool changed = sess_set_principal(d, s, &anon, NULL);
-    if (d->srv->limits)
-        coord_limits_auth_failed(d->srv->limits, s->peer, co_mono_ms());
+    if (d->env->limits)
+        coord_limits_auth_failed(d->env->limits, s->peer, co_mono_ms());
     if (++s->bad_tokens >= COORD_DASH_MAX_BAD_TOKENS)
         return -1;
     auth_result(d, s, false, "unauthorized", msg);
@@ -1590,7 +1568,7 @@ static int
 handle_auth(struct coord_dash *d, struct coord_dash_sess *s, json_t *root)
 {
     json_t *bearer = json_object_get(root, "bearer");
-    if (d->srv->limits && coord_limits_auth_blocked(d->srv->limits, s->peer, co_mono_ms()) > 0) {
+    if (d->env->limits && coord_limits_auth_blocked(d->env->limits, s->peer, co_mono_ms()) > 0) {
         auth_result(d, s, false, "rate_limited", "too many failed authentications");
         return 0;
     }
@@ -1608,7 +1586,7 @@ handle_auth(struct coord_dash *d, struct coord_dash_sess *s, json_t *root)
         return 0;
     }
     json_t *tok = json_object_get(root, "token");
-    const char *want = d->srv->cfg->admin_token;
+    const char *want = d->env->cfg->admin_token;
     bool ok =
         json_is_string(tok) && want &&
         co_consttime_eq(json_string_value(tok), json_string_length(tok), want, strlen(want)) == 1;

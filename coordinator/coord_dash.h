@@ -30,7 +30,13 @@
  *
  * Slow consumers: a full queue (messages or bytes) drops the event for that session but still
  * numbers it (the client sees a gap and asks for a resync); a session full for too long or with
- * too many drops is closed with 4000.  Everything here runs on the lws service thread.
+ * too many drops is closed with 4000.
+ *
+ * Thread: everything here runs on the lws service thread, except the loads and renders of
+ * batches and snapshots (database READ items).  Life cycle: coord_dash_ws creates the hub at
+ * PROTOCOL_INIT and frees it at PROTOCOL_DESTROY; a database item still in flight then keeps
+ * the memory until its completion.  Jobs, workers, credits, pricing and health are written by
+ * coord_render, so they read the same as in the REST answers.
  */
 #ifndef COORD_DASH_H
 #define COORD_DASH_H
@@ -41,9 +47,14 @@
 #include <stdint.h>
 
 #include "coord_auth.h"
+#include "coord_config.h"
+#include "coord_render.h"
 
-struct coord_server;
 struct coord_dash;
+struct coord_db;
+struct coord_events;
+struct coord_limits;
+struct coord_metrics;
 struct dash_msg;
 
 /* Limits (DASHBOARD.md); the environment variables in coord_dash_new() override them. */
@@ -104,12 +115,25 @@ struct coord_dash_sess {
 };
 
 /**
- * A new hub for @srv (borrowed; its events, db and cfg are used) serving @ctx.  Subscribes to
+ * What the dashboards use of the coordinator, given by coord_server at start (it owns every
+ * pointer, and the structure, until the context is destroyed).
+ */
+struct coord_dash_env {
+    const struct coord_config *cfg;
+    struct coord_db *db;                  /* snapshots, batches and key lookups are READ items */
+    struct coord_events *events;          /* the change feed the hub subscribes to */
+    struct coord_limits *limits;          /* failed-auth throttle; NULL: none */
+    struct coord_metrics *metrics;        /* dashboards_connected */
+    const struct coord_render_node *node; /* health as GET /api/v1/health renders it */
+};
+
+/**
+ * A new hub for @env (borrowed, see struct coord_dash_env) serving @ctx.  Subscribes to
  * the change feed.  Reads DASHBOARD_QUEUE_MESSAGES, DASHBOARD_QUEUE_BYTES,
  * DASHBOARD_SLOW_CLOSE_SECONDS and DASHBOARD_BATCH_MS from the environment (invalid values are
  * logged and ignored). Caller-owned: coord_dash_free.
  */
-struct coord_dash *coord_dash_new(struct coord_server *srv, struct lws_context *ctx);
+struct coord_dash *coord_dash_new(const struct coord_dash_env *env, struct lws_context *ctx);
 
 /**
  * Stop the hub: unsubscribe, cancel its timer.  The memory is freed now, or by the last

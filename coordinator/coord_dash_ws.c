@@ -2,6 +2,10 @@
  * coord_dash_ws: "cacheout.dashboard.v1" on /ws/dashboard (proto/DASHBOARD.md).  The handshake
  * is checked here (path, Origin, optional admin token); the sessions live in the dashboard hub
  * (coord_dash.c), which this protocol creates at PROTOCOL_INIT and frees at PROTOCOL_DESTROY.
+ *
+ * Thread: the lws service thread.  What it uses of the coordinator (settings, the failed-auth
+ * throttle, counters, the hub's environment) is the struct coord_dash_env that coord_server
+ * put in the protocol entry (its `user` pointer) at start.
  */
 #include "coord_dash_ws.h"
 
@@ -11,7 +15,8 @@
 #include "co_alloc.h"
 #include "co_time.h"
 #include "coord_dash.h"
-#include "coord_server.h"
+#include "coord_limits.h"
+#include "coord_metrics.h"
 #include "coord_ws_common.h"
 
 struct dash_pss {
@@ -61,20 +66,28 @@ origin_allowed(struct lws *wsi, const struct coord_config *cfg)
     return rest && strcasecmp(rest, host) == 0;
 }
 
+/* The environment coord_server gave the protocol (NULL before the vhost has protocols). */
+static const struct coord_dash_env *
+env_of(struct lws *wsi)
+{
+    const struct lws_protocols *p = lws_get_protocol(wsi);
+    return p ? p->user : NULL;
+}
+
 static int
 dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct dash_pss *pss = user;
-    struct coord_server *srv = coord_ws_server(wsi);
+    const struct coord_dash_env *env = env_of(wsi);
     switch (reason) {
     case LWS_CALLBACK_PROTOCOL_INIT: {
-        if (!srv)
+        if (!env)
             return 0;
         struct dash_vhd *vhd = lws_protocol_vh_priv_zalloc(
             lws_get_vhost(wsi), lws_get_protocol(wsi), sizeof(struct dash_vhd));
         if (!vhd)
             return -1;
-        vhd->hub = coord_dash_new(srv, lws_get_context(wsi));
+        vhd->hub = coord_dash_new(env, lws_get_context(wsi));
         coord_dash_attach_agents(vhd->hub, lws_get_vhost(wsi));
         return 0;
     }
@@ -87,29 +100,29 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         return 0;
     }
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
-        if (!srv)
+        if (!env)
             return 1;
         bool admin = false;
         int rc = coord_ws_filter(wsi, COORD_DASH_WS_PATH, "x-admin-token:", NULL,
-                                 srv->cfg->admin_token, &admin);
+                                 env->cfg->admin_token, &admin);
         if (rc != 0)
             return rc;
-        if (!origin_allowed(wsi, srv->cfg)) {
+        if (!origin_allowed(wsi, env->cfg)) {
             lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, NULL);
             return 1;
         }
         /* An address with too many failed authentications (REST, agents, dashboards) waits. */
         char peer[64] = "";
         lws_get_peer_simple(wsi, peer, sizeof(peer));
-        if (srv->limits && coord_limits_auth_blocked(srv->limits, peer, co_mono_ms()) > 0) {
+        if (env->limits && coord_limits_auth_blocked(env->limits, peer, co_mono_ms()) > 0) {
             co_warn("dashboard upgrade refused: too many failed authentications from %s", peer);
             lws_return_http_status(wsi, 429, NULL);
             return 1;
         }
         char hash[COORD_KEY_HASH_LEN + 1];
         if (coord_ws_bearer_hash(wsi, hash) < 0) {
-            if (srv->limits)
-                coord_limits_auth_failed(srv->limits, peer, co_mono_ms());
+            if (env->limits)
+                coord_limits_auth_failed(env->limits, peer, co_mono_ms());
             lws_return_http_status(wsi, HTTP_STATUS_UNAUTHORIZED, NULL);
             return 1;
         }
@@ -126,7 +139,7 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
             return -1;
         coord_dash_attach_agents(hub, lws_get_vhost(wsi));
         pss->counted = true;
-        atomic_fetch_add(&srv->metrics.dashboards_connected, 1);
+        atomic_fetch_add(&env->metrics->dashboards_connected, 1);
         coord_dash_open(hub, &pss->sess, wsi, pss->admin_at_upgrade, pss->key_hash, pss->peer);
         explicit_bzero(pss->key_hash, sizeof(pss->key_hash));
         return 0;
@@ -151,7 +164,7 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
         if (!pss)
             return 0;
         if (pss->counted)
-            atomic_fetch_sub(&srv->metrics.dashboards_connected, 1);
+            atomic_fetch_sub(&env->metrics->dashboards_connected, 1);
         pss->counted = false;
         coord_dash_close(hub_of(wsi), &pss->sess);
         return 0;
@@ -161,13 +174,14 @@ dash_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
 }
 
 struct lws_protocols
-coord_dash_ws_protocol(void)
+coord_dash_ws_protocol(struct coord_dash_env *env)
 {
     struct lws_protocols p = {
         .name = COORD_DASH_WS_PROTOCOL,
         .callback = dash_callback,
         .per_session_data_size = sizeof(struct dash_pss),
         .rx_buffer_size = COORD_DASH_RX_MAX,
+        .user = env,
     };
     return p;
 }

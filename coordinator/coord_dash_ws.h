@@ -14,7 +14,12 @@
 #define COORD_DASH_WS_PROTOCOL "cacheout.dashboard.v1"
 #define COORD_DASH_WS_PATH "/ws/dashboard"
 
-/** The lws protocol entry (name, callback, per-session size) for the server's table. */
-struct lws_protocols coord_dash_ws_protocol(void);
+struct coord_dash_env;
+
+/**
+ * The lws protocol entry (name, callback, per-session size) for the server's table; @env
+ * (borrowed until the context is destroyed) is what the protocol and its hub use.
+ */
+struct lws_protocols coord_dash_ws_protocol(struct coord_dash_env *env);
 
 #endif

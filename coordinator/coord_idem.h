@@ -21,7 +21,7 @@
 #include <stddef.h>
 
 #include "coord_auth.h"
-#include "coord_server.h"
+#include "coord_req.h"
 #include "coord_store.h"
 
 #define COORD_IDEM_KEY_MAX 255

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 #include "co_err.h"
-#include "coord_server.h"
+#include "coord_req.h"
 
 /** The compiled-in document (static, NUL-terminated) and its length in bytes. */
 const char *coord_openapi_document(size_t *len);

@@ -11,13 +11,21 @@
  *   HTTP_WRITEABLE           headers, then the body in chunks, then keep-alive or close
  * A connection that closes while its request is in flight marks the request orphaned; the
  * completion then frees it without touching the wsi.
+ *
+ * The top of the coordinator: the handlers (coord_api) see only the struct coord_req inside each
+ * struct http_req, the dashboards (coord_dash*) only the struct coord_dash_env given to their
+ * protocol entry here, and health is rendered by coord_render from this node's figures.
+ *
+ * Thread: the lws service thread (the handlers and key lookups on coord_db's threads).  Life
+ * cycle: coord_server_run() from main() creates the context and the modules it wires (change
+ * feed, dashboards' environment, callbacks, retention), serves until the stop flag, drains the
+ * requests in flight and frees them all.
  */
 #include "coord_server.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <libwebsockets.h>
-#include <stdarg.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,6 +34,7 @@
 #include "co_time.h"
 #include "coord_agent_ws.h"
 #include "coord_api.h"
+#include "coord_dash.h"
 #include "coord_idem.h"
 #include "coord_openapi.h"
 #include "coord_retention.h"
@@ -42,8 +51,33 @@
 #define HEALTH_DIRTY_TTL_MS 100
 #define SHUTDOWN_GRACE_MS 10000
 
+/*
+ * One REST request on its connection: the request and its answer (coord_req.h, all that
+ * coord_api sees) and what only the lws side knows.
+ */
+struct http_req {
+    struct coord_req r; /* first */
+    struct coord_server *srv;
+    struct lws *wsi;   /* NULL once the connection closed while the request was in flight */
+    bool waiting_body; /* accepted: reading the body, dispatched at BODY_COMPLETION */
+    bool inflight;     /* owned by the database executor until its completion ran */
+    bool orphaned;     /* the connection closed while in flight: free on completion */
+    bool close_after;  /* close the connection after the answer (unread body) */
+    char cors_origin[256];
+    char peer[64];                         /* the client's address (failed-auth throttle) */
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* a bearer key's token hash, "" if none */
+    bool auth_pending;                     /* the key still has to be looked up */
+    int auth_rc;                           /* the lookup's result: 1 found, 0 not, -1 error */
+    co_err auth_err;                       /* its error when -1 */
+    struct coord_auth_entry auth_found;    /* what it found */
+    uint64_t auth_gen;                     /* the cache generation when it started */
+    size_t sent;                           /* bytes of resp already written */
+    bool headers_sent;
+    int64_t t0_ns;
+};
+
 struct http_pss {
-    struct coord_req *req;
+    struct http_req *req;
     /* A static file served by the file mount: logged at FILE_COMPLETION. */
     int64_t static_t0_ns;
     char static_path[128];
@@ -84,123 +118,38 @@ static const struct lws_protocol_vhost_options mimes[] = {
     {NULL, NULL, ".js", "text/javascript"},
 };
 
-/* ------------------------------------------------------------------ answers (any thread) */
-
-void
-coord_req_error(struct coord_req *r, int status, const char *code, const char *field,
-                const char *fmt, ...)
-{
-    char msg[CO_ERR_MSG_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    struct co_jsonw w;
-    co_buf_reset(&r->resp);
-    co_jsonw_init(&w, &r->resp);
-    co_jsonw_obj_begin(&w);
-    co_jsonw_key(&w, "error");
-    co_jsonw_obj_begin(&w);
-    co_jsonw_kstr(&w, "code", code);
-    co_jsonw_kstr(&w, "message", msg);
-    if (field && *field)
-        co_jsonw_kstr(&w, "field", field);
-    co_jsonw_obj_end(&w);
-    co_jsonw_obj_end(&w);
-    r->status = status;
-    r->content_type = "application/json";
-}
-
-void
-coord_req_fail(struct coord_req *r, const co_err *err)
-{
-    switch (err->code) {
-    case CO_E_NOTFOUND:
-        coord_req_error(r, 404, "not_found", err->field, "%s", err->msg);
-        break;
-    case CO_E_CONFLICT:
-        coord_req_error(r, 409, "conflict", err->field, "%s", err->msg);
-        break;
-    case CO_E_LIMIT:
-        coord_req_error(r, 409, "conflict", err->field, "%s", err->msg);
-        break;
-    case CO_E_FUNDS:
-        coord_req_error(r, 402, "insufficient_credits", err->field, "%s", err->msg);
-        break;
-    case CO_E_UNAVAILABLE:
-        r->db_down = true;
-        coord_req_error(r, 503, "unavailable", NULL, "%s", err->msg);
-        break;
-    case CO_E_INVAL:
-    case CO_E_RANGE:
-        coord_req_error(r, 422, "invalid_field", err->field, "%s", err->msg);
-        break;
-    case CO_E_TOOLARGE:
-        coord_req_error(r, 413, "too_large", err->field, "%s", err->msg);
-        break;
-    case CO_E_AUTH:
-        coord_req_error(r, 401, "unauthorized", NULL, "%s", err->msg);
-        break;
-    case CO_E_FORBIDDEN:
-        coord_req_error(r, 403, "forbidden", err->field, "%s", err->msg);
-        break;
-    default:
-        co_error("request failed path=%s error=\"%s\"", r->path, err->msg);
-        coord_req_error(r, 500, "internal", NULL, "internal error");
-        break;
-    }
-}
-
-void
-coord_req_changed(struct coord_req *r, enum coord_event_kind kind, const char *id)
-{
-    if (r->n_changes >= COORD_MAX_CHANGES || !id || !*id)
-        return;
-    for (int i = 0; i < r->n_changes; i++) {
-        if (r->change_kind[i] == kind && strcmp(r->change_id[i], id) == 0)
-            return;
-    }
-    r->change_kind[r->n_changes] = kind;
-    co_strlcpy(r->change_id[r->n_changes], id, sizeof(r->change_id[0]));
-    r->n_changes++;
-}
-
 /* ------------------------------------------------------------------ request lifecycle */
 
-static struct coord_req *
+static struct http_req *
 req_new(struct coord_server *srv, struct lws *wsi)
 {
-    struct coord_req *r = co_xcalloc(1, sizeof(*r));
-    r->srv = srv;
-    r->wsi = wsi;
-    r->content_length = -1;
-    r->dispatch_wait_ms = -1;
-    r->content_type = "application/json";
-    r->t0_ns = co_mono_ns();
-    co_buf_init(&r->body);
-    co_buf_init(&r->resp);
-    return r;
+    struct http_req *q = co_xcalloc(1, sizeof(*q));
+    coord_req_init(&q->r, srv->cfg);
+    q->srv = srv;
+    q->wsi = wsi;
+    q->t0_ns = co_mono_ns();
+    return q;
 }
 
 static void
-req_free(struct coord_req *r)
+req_free(struct http_req *q)
 {
-    if (!r)
+    if (!q)
         return;
-    co_buf_release(&r->body);
-    co_buf_release(&r->resp);
-    free(r);
+    coord_req_release(&q->r);
+    free(q);
 }
 
 static void
-req_log(struct coord_req *r)
+req_log(struct http_req *q)
 {
-    struct coord_server *srv = r->srv;
+    struct coord_server *srv = q->srv;
+    struct coord_req *r = &q->r;
     coord_metrics_http(&srv->metrics, r->status);
     if (srv->rec)
         coord_openapi_rec_answer(srv->rec, r);
     if (co_log_enabled(CO_LOG_INFO)) {
-        int64_t us = (co_mono_ns() - r->t0_ns) / 1000;
+        int64_t us = (co_mono_ns() - q->t0_ns) / 1000;
         co_info("http request method=%s path=%s status=%d duration_ms=%" PRId64 ".%03" PRId64,
                 r->method_name, r->path, r->status, us / 1000, us % 1000);
     }
@@ -212,22 +161,23 @@ req_log(struct coord_req *r)
  * the connection must close.
  */
 static int
-req_send_headers(struct lws *wsi, struct coord_req *r)
+req_send_headers(struct lws *wsi, struct http_req *q)
 {
+    struct coord_req *r = &q->r;
     /* Only the lws thread writes: one buffer is enough. */
     static unsigned char buf[LWS_PRE + HDR_BUF + BODY_CHUNK];
     unsigned char *start = buf + LWS_PRE, *p = start, *end = start + HDR_BUF - 1;
     if (lws_add_http_common_headers(wsi, (unsigned int)r->status, r->content_type,
                                     (lws_filepos_t)r->resp.len, &p, end))
         return -1;
-    if (r->cors_origin[0]) {
+    if (q->cors_origin[0]) {
         if (lws_add_http_header_by_name(wsi, (const unsigned char *)"access-control-allow-origin:",
-                                        (const unsigned char *)r->cors_origin,
-                                        (int)strlen(r->cors_origin), &p, end) ||
+                                        (const unsigned char *)q->cors_origin,
+                                        (int)strlen(q->cors_origin), &p, end) ||
             lws_add_http_header_by_name(
                 wsi, (const unsigned char *)"vary:", (const unsigned char *)"Origin", 6, &p, end))
             return -1;
-        if (r->method == LWSHUMETH_OPTIONS) {
+        if (r->method == COORD_M_OPTIONS) {
             static const char methods[] = "GET, POST, PATCH, DELETE, OPTIONS";
             static const char headers[] =
                 "Authorization, Content-Type, Idempotency-Key, X-Admin-Token, X-Agent-Token";
@@ -272,11 +222,11 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
         int n = (int)(p - start);
         if (lws_write(wsi, start, (size_t)n, LWS_WRITE_HTTP_FINAL) < n)
             return -1;
-        r->sent = r->resp.len;
+        q->sent = r->resp.len;
     } else if (lws_finalize_write_http_header(wsi, start, &p, end)) {
         return -1;
     }
-    r->headers_sent = true;
+    q->headers_sent = true;
     return 0;
 }
 
@@ -284,10 +234,10 @@ req_send_headers(struct lws *wsi, struct coord_req *r)
 static int
 req_finish(struct lws *wsi, struct http_pss *pss)
 {
-    struct coord_req *r = pss->req;
-    bool close_after = r->close_after;
-    req_log(r);
-    req_free(r);
+    struct http_req *q = pss->req;
+    bool close_after = q->close_after;
+    req_log(q);
+    req_free(q);
     pss->req = NULL;
     if (close_after)
         return -1;
@@ -300,23 +250,24 @@ req_finish(struct lws *wsi, struct http_pss *pss)
 static int
 req_write(struct lws *wsi, struct http_pss *pss)
 {
-    struct coord_req *r = pss->req;
-    if (!r->headers_sent) {
-        if (req_send_headers(wsi, r) < 0)
+    struct http_req *q = pss->req;
+    struct coord_req *r = &q->r;
+    if (!q->headers_sent) {
+        if (req_send_headers(wsi, q) < 0)
             goto close;
-        if (r->sent < r->resp.len) {
+        if (q->sent < r->resp.len) {
             lws_callback_on_writable(wsi);
             return 0;
         }
     }
-    if (r->sent < r->resp.len) {
+    if (q->sent < r->resp.len) {
         static unsigned char buf[LWS_PRE + BODY_CHUNK];
-        size_t n = r->resp.len - r->sent;
+        size_t n = r->resp.len - q->sent;
         if (n > BODY_CHUNK)
             n = BODY_CHUNK;
-        memcpy(buf + LWS_PRE, r->resp.data + r->sent, n);
-        r->sent += n;
-        bool last = r->sent == r->resp.len;
+        memcpy(buf + LWS_PRE, r->resp.data + q->sent, n);
+        q->sent += n;
+        bool last = q->sent == r->resp.len;
         if (lws_write(wsi, buf + LWS_PRE, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
             goto close;
         if (!last) {
@@ -326,17 +277,37 @@ req_write(struct lws *wsi, struct http_pss *pss)
     }
     return req_finish(wsi, pss);
 close:
-    req_log(r);
-    req_free(r);
+    req_log(q);
+    req_free(q);
     pss->req = NULL;
     return -1;
 }
 
-/* The answer in @r is ready: have it written. */
+/* The answer in @q is ready: have it written. */
 static void
-req_answer(struct coord_req *r)
+req_answer(struct http_req *q)
 {
-    lws_callback_on_writable(r->wsi);
+    lws_callback_on_writable(q->wsi);
+}
+
+/*
+ * Render health (or /metrics) into @r from @h with this node's figures (lws thread: they are
+ * read here).  @h NULL or !@db_ok: the database is down.
+ */
+static void
+render_health(struct coord_server *srv, const struct coord_health *h, bool db_ok,
+              struct coord_req *r)
+{
+    co_buf_reset(&r->resp);
+    if (r->route == COORD_R_HEALTH) {
+        r->status = coord_render_health(&r->resp, &srv->node, db_ok ? h : NULL, db_ok);
+        r->content_type = "application/json";
+        return;
+    }
+    coord_render_metrics(&r->resp, &srv->node, db_ok ? h : NULL, db_ok);
+    coord_webhook_metrics_render(&r->resp);
+    r->status = 200;
+    r->content_type = "text/plain; version=0.0.4; charset=utf-8";
 }
 
 static void
@@ -350,9 +321,10 @@ server_publish(struct coord_server *srv, struct coord_req *r)
 static void
 req_done(void *arg)
 {
-    struct coord_req *r = arg;
-    struct coord_server *srv = r->srv;
-    r->inflight = false;
+    struct http_req *q = arg;
+    struct coord_req *r = &q->r;
+    struct coord_server *srv = q->srv;
+    q->inflight = false;
     srv->inflight--;
     if (r->route == COORD_R_HEALTH || r->route == COORD_R_METRICS) {
         srv->health = r->health;
@@ -360,10 +332,7 @@ req_done(void *arg)
         srv->health_valid = true;
         srv->health_dirty = false;
         srv->health_at_ms = co_mono_ms();
-        if (r->route == COORD_R_HEALTH)
-            coord_api_render_health(srv, r->health_ok ? &r->health : NULL, r->health_ok, r);
-        else
-            coord_api_render_metrics(srv, r->health_ok ? &r->health : NULL, r->health_ok, r);
+        render_health(srv, &r->health, r->health_ok, r);
     } else if (r->wrote_state || r->db_down) {
         /* Counts changed (or the database went away): the next health check asks again. */
         srv->health_valid = false;
@@ -371,30 +340,31 @@ req_done(void *arg)
     if (r->dispatch_wait_ms >= 0)
         coord_metrics_dispatch(&srv->metrics, r->dispatch_wait_ms);
     server_publish(srv, r);
-    if (r->orphaned) {
-        req_free(r);
+    if (q->orphaned) {
+        req_free(q);
         return;
     }
-    req_answer(r);
+    req_answer(q);
 }
 
 static void
 req_work(struct coord_store *store, void *arg)
 {
-    coord_api_handle(store, arg);
+    struct http_req *q = arg;
+    coord_api_handle(store, &q->r);
 }
 
 static void
-req_dispatch(struct coord_server *srv, struct coord_req *r, enum coord_db_lane lane)
+req_dispatch(struct coord_server *srv, struct http_req *q, enum coord_db_lane lane)
 {
     co_err err = CO_ERR_INIT;
-    r->inflight = true;
+    q->inflight = true;
     srv->inflight++;
-    if (coord_db_submit(srv->db, lane, req_work, req_done, r, &err) < 0) {
-        r->inflight = false;
+    if (coord_db_submit(srv->db, lane, req_work, req_done, q, &err) < 0) {
+        q->inflight = false;
         srv->inflight--;
-        coord_req_error(r, 503, "unavailable", NULL, "server busy: %s", err.msg);
-        req_answer(r);
+        coord_req_error(&q->r, 503, "unavailable", NULL, "server busy: %s", err.msg);
+        req_answer(q);
     }
 }
 
@@ -474,14 +444,15 @@ path_has_ext(const char *path)
 static int
 serve_spa(struct lws *wsi, struct http_pss *pss)
 {
-    struct coord_req *r = pss->req;
-    struct coord_server *srv = r->srv;
+    struct http_req *q = pss->req;
+    struct coord_req *r = &q->r;
+    struct coord_server *srv = q->srv;
     co_autofree char *index = co_xasprintf("%s/index.html", srv->cfg->frontend_dir);
     struct stat st;
     if (stat(index, &st) == 0 && S_ISREG(st.st_mode)) {
         r->status = 200;
-        req_log(r);
-        req_free(r);
+        req_log(q);
+        req_free(q);
         pss->req = NULL;
         int n = lws_serve_http_file(wsi, index, "text/html", NULL, 0);
         if (n < 0 || (n > 0 && lws_http_transaction_completed(wsi)))
@@ -491,7 +462,7 @@ serve_spa(struct lws *wsi, struct http_pss *pss)
     r->status = 200;
     r->content_type = "text/html";
     co_buf_puts(&r->resp, placeholder_html);
-    req_answer(r);
+    req_answer(q);
     return 0;
 }
 
@@ -508,26 +479,27 @@ content_type_json(struct lws *wsi)
     return len == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
-static const char *
-method_name(int m)
+/* The request's method from lws's (-1 or an unknown one: OTHER). */
+static enum coord_method
+method_of(int m)
 {
     switch (m) {
     case LWSHUMETH_GET:
-        return "GET";
+        return COORD_M_GET;
     case LWSHUMETH_POST:
-        return "POST";
+        return COORD_M_POST;
     case LWSHUMETH_OPTIONS:
-        return "OPTIONS";
+        return COORD_M_OPTIONS;
     case LWSHUMETH_PUT:
-        return "PUT";
+        return COORD_M_PUT;
     case LWSHUMETH_PATCH:
-        return "PATCH";
+        return COORD_M_PATCH;
     case LWSHUMETH_DELETE:
-        return "DELETE";
+        return COORD_M_DELETE;
     case LWSHUMETH_HEAD:
-        return "HEAD";
+        return COORD_M_HEAD;
     default:
-        return "OTHER";
+        return COORD_M_OTHER;
     }
 }
 
@@ -535,28 +507,28 @@ method_name(int m)
 
 /* Answer 401 for a credential that did not match, and count it against the client's address. */
 static void
-auth_reject(struct coord_req *r, const char *msg)
+auth_reject(struct http_req *q, const char *msg)
 {
-    coord_limits_auth_failed(r->srv->limits, r->peer, co_mono_ms());
-    coord_req_error(r, 401, "unauthorized", NULL, "%s", msg);
+    coord_limits_auth_failed(q->srv->limits, q->peer, co_mono_ms());
+    coord_req_error(&q->r, 401, "unauthorized", NULL, "%s", msg);
 }
 
 /*
- * The bearer token of "Authorization: Bearer <token>" into r->key_hash (only its hash is kept).
+ * The bearer token of "Authorization: Bearer <token>" into q->key_hash (only its hash is kept).
  * Returns -1 after answering 401 for a malformed header.
  */
 static int
-req_bearer(struct lws *wsi, struct coord_req *r, int len)
+req_bearer(struct lws *wsi, struct http_req *q, int len)
 {
     char auth[512];
     int rc = -1;
     if (len >= (int)sizeof(auth) ||
         lws_hdr_copy(wsi, auth, sizeof(auth), WSI_TOKEN_HTTP_AUTHORIZATION) < 0) {
-        auth_reject(r, "malformed Authorization header");
+        auth_reject(q, "malformed Authorization header");
         goto out;
     }
     if (strncasecmp(auth, "Bearer ", 7) != 0) {
-        auth_reject(r, "the Authorization header must be 'Bearer <key>'");
+        auth_reject(q, "the Authorization header must be 'Bearer <key>'");
         goto out;
     }
     const char *t = auth + 7;
@@ -566,10 +538,10 @@ req_bearer(struct lws *wsi, struct coord_req *r, int len)
     while (tl > 0 && t[tl - 1] == ' ')
         tl--;
     if (tl == 0 || tl > 256) {
-        auth_reject(r, "malformed bearer token");
+        auth_reject(q, "malformed bearer token");
         goto out;
     }
-    coord_auth_hash(t, tl, r->key_hash);
+    coord_auth_hash(t, tl, q->key_hash);
     rc = 0;
 out:
     explicit_bzero(auth, sizeof(auth));
@@ -578,15 +550,16 @@ out:
 
 /*
  * Resolve the request's credential into r->principal, once: X-Admin-Token, else
- * Authorization: Bearer (from the cache, or r->auth_pending: looked up on a database thread
+ * Authorization: Bearer (from the cache, or q->auth_pending: looked up on a database thread
  * before the handler runs), else X-Agent-Token; none is anonymous.  A credential that does not
  * match is 401 whatever the route; from an address with too many failures it is 429.  Returns
  * -1 after answering.
  */
 static int
-req_credentials(struct lws *wsi, struct coord_req *r)
+req_credentials(struct lws *wsi, struct http_req *q)
 {
-    struct coord_server *srv = r->srv;
+    struct coord_req *r = &q->r;
+    struct coord_server *srv = q->srv;
     char tok[512];
     int rc = -1;
     memset(&r->principal, 0, sizeof(r->principal));
@@ -598,7 +571,7 @@ req_credentials(struct lws *wsi, struct coord_req *r)
         agent = 0; /* without AGENT_TOKEN the header means nothing (anonymous) */
     if (!admin && bearer <= 0 && !agent)
         return 0;
-    int64_t wait = coord_limits_auth_blocked(srv->limits, r->peer, co_mono_ms());
+    int64_t wait = coord_limits_auth_blocked(srv->limits, q->peer, co_mono_ms());
     if (wait > 0) {
         r->retry_after = wait;
         coord_req_error(r, 429, "rate_limited", NULL,
@@ -608,25 +581,25 @@ req_credentials(struct lws *wsi, struct coord_req *r)
     }
     if (admin) {
         if (admin < 0 || !token_ok(tok, srv->cfg->admin_token)) {
-            auth_reject(r, "wrong X-Admin-Token");
+            auth_reject(q, "wrong X-Admin-Token");
             goto out;
         }
         coord_auth_principal_admin(&r->principal);
     } else if (bearer > 0) {
         struct coord_auth_entry e;
-        if (req_bearer(wsi, r, bearer) < 0)
+        if (req_bearer(wsi, q, bearer) < 0)
             goto out;
-        if (coord_auth_cache_get(srv->auth_cache, r->key_hash, co_mono_ms(), &e)) {
+        if (coord_auth_cache_get(srv->auth_cache, q->key_hash, co_mono_ms(), &e)) {
             atomic_fetch_add(&srv->metrics.auth_key_cache_hits, 1);
             r->principal = e.p;
             r->limits = e.limits;
         } else {
-            r->auth_pending = true;
-            r->auth_gen = coord_auth_cache_gen(srv->auth_cache);
+            q->auth_pending = true;
+            q->auth_gen = coord_auth_cache_gen(srv->auth_cache);
         }
     } else {
         if (agent < 0 || !token_ok(tok, srv->cfg->agent_token)) {
-            auth_reject(r, "wrong X-Agent-Token");
+            auth_reject(q, "wrong X-Agent-Token");
             goto out;
         }
         r->principal.cred = COORD_CRED_AGENT_TOKEN;
@@ -643,7 +616,7 @@ static int
 req_check_route(struct coord_req *r)
 {
     const char *msg = "";
-    bool open = r->srv->cfg->open_registration;
+    bool open = r->cfg->open_registration;
     int st = coord_api_allowed(&r->principal, (enum coord_auth)r->auth, r->self_or_admin, r->id,
                                open, &msg);
     if (st == 0) {
@@ -661,9 +634,10 @@ req_check_route(struct coord_req *r)
  * pending quota (r->max_pending) in the submit's transaction.  -1 after answering 429.
  */
 static int
-req_check_limits(struct coord_req *r)
+req_check_limits(struct http_req *q)
 {
-    const struct coord_config *cfg = r->srv->cfg;
+    struct coord_req *r = &q->r;
+    const struct coord_config *cfg = r->cfg;
     r->max_pending = 0;
     if (r->route != COORD_R_SUBMIT || r->principal.is_admin || !r->principal.user_id[0])
         return 0;
@@ -671,7 +645,7 @@ req_check_limits(struct coord_req *r)
                                                    : cfg->rate_submit_per_second;
     r->max_pending =
         r->limits.max_pending_jobs >= 0 ? r->limits.max_pending_jobs : cfg->max_pending_jobs;
-    int64_t wait = coord_limits_submit(r->srv->limits, r->principal.user_id, rate, co_mono_ms());
+    int64_t wait = coord_limits_submit(q->srv->limits, r->principal.user_id, rate, co_mono_ms());
     if (wait == 0)
         return 0;
     r->retry_after = wait;
@@ -681,43 +655,44 @@ req_check_limits(struct coord_req *r)
     return -1;
 }
 
-static int req_continue(struct coord_req *r, struct http_pss *pss);
+static int req_continue(struct http_req *q, struct http_pss *pss);
 
 /* Database thread: look the bearer key up. */
 static void
 auth_work(struct coord_store *store, void *arg)
 {
-    struct coord_req *r = arg;
-    r->auth_rc = coord_auth_lookup(store, r->key_hash, &r->auth_found, &r->auth_err);
+    struct http_req *q = arg;
+    q->auth_rc = coord_auth_lookup(store, q->key_hash, &q->auth_found, &q->auth_err);
 }
 
 /* lws thread: the key lookup is back; carry on with the request (or answer 401/503). */
 static void
 auth_done(void *arg)
 {
-    struct coord_req *r = arg;
-    struct coord_server *srv = r->srv;
-    r->inflight = false;
+    struct http_req *q = arg;
+    struct coord_req *r = &q->r;
+    struct coord_server *srv = q->srv;
+    q->inflight = false;
     srv->inflight--;
-    r->auth_pending = false;
-    if (r->orphaned) {
-        req_free(r);
+    q->auth_pending = false;
+    if (q->orphaned) {
+        req_free(q);
         return;
     }
-    if (r->auth_rc < 0) {
-        coord_req_fail(r, &r->auth_err);
-        req_answer(r);
+    if (q->auth_rc < 0) {
+        coord_req_fail(r, &q->auth_err);
+        req_answer(q);
         return;
     }
-    if (r->auth_rc == 0) {
-        auth_reject(r, "unknown or revoked key, or its user is disabled");
-        req_answer(r);
+    if (q->auth_rc == 0) {
+        auth_reject(q, "unknown or revoked key, or its user is disabled");
+        req_answer(q);
         return;
     }
-    r->principal = r->auth_found.p;
-    r->limits = r->auth_found.limits;
-    coord_auth_cache_put(srv->auth_cache, r->key_hash, &r->auth_found, r->auth_gen, co_mono_ms());
-    (void)req_continue(r, NULL);
+    r->principal = q->auth_found.p;
+    r->limits = q->auth_found.limits;
+    coord_auth_cache_put(srv->auth_cache, q->key_hash, &q->auth_found, q->auth_gen, co_mono_ms());
+    (void)req_continue(q, NULL);
 }
 
 /*
@@ -726,49 +701,45 @@ auth_done(void *arg)
  * this connection's own callback (an answer may then be written at once).  Returns -1 to close.
  */
 static int
-req_continue(struct coord_req *r, struct http_pss *pss)
+req_continue(struct http_req *q, struct http_pss *pss)
 {
-    struct coord_server *srv = r->srv;
-    if (r->auth_pending) {
+    struct coord_req *r = &q->r;
+    struct coord_server *srv = q->srv;
+    if (q->auth_pending) {
         co_err err = CO_ERR_INIT;
         atomic_fetch_add(&srv->metrics.auth_key_lookups, 1);
-        r->inflight = true;
+        q->inflight = true;
         srv->inflight++;
-        if (coord_db_submit(srv->db, COORD_DB_READ, auth_work, auth_done, r, &err) < 0) {
-            r->inflight = false;
+        if (coord_db_submit(srv->db, COORD_DB_READ, auth_work, auth_done, q, &err) < 0) {
+            q->inflight = false;
             srv->inflight--;
-            r->auth_pending = false;
+            q->auth_pending = false;
             coord_req_error(r, 503, "unavailable", NULL, "server busy: %s", err.msg);
-            req_answer(r);
+            req_answer(q);
         }
         return 0;
     }
-    if (req_check_route(r) < 0 || req_check_limits(r) < 0) {
-        req_answer(r);
+    if (req_check_route(r) < 0 || req_check_limits(q) < 0) {
+        req_answer(q);
         return 0;
     }
     /* Health and metrics from the cache when it is fresh. */
     int64_t health_age = co_mono_ms() - srv->health_at_ms;
     if ((r->route == COORD_R_HEALTH || r->route == COORD_R_METRICS) && srv->health_valid &&
         health_age < (srv->health_dirty ? HEALTH_DIRTY_TTL_MS : HEALTH_TTL_MS)) {
-        if (r->route == COORD_R_HEALTH)
-            coord_api_render_health(srv, srv->health_db_ok ? &srv->health : NULL, srv->health_db_ok,
-                                    r);
-        else
-            coord_api_render_metrics(srv, srv->health_db_ok ? &srv->health : NULL,
-                                     srv->health_db_ok, r);
+        render_health(srv, &srv->health, srv->health_db_ok, r);
         if (!pss) {
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
-        if (req_send_headers(r->wsi, r) < 0)
+        if (req_send_headers(q->wsi, q) < 0)
             return -1;
-        if (r->sent == r->resp.len)
-            return req_finish(r->wsi, pss);
-        lws_callback_on_writable(r->wsi);
+        if (q->sent == r->resp.len)
+            return req_finish(q->wsi, pss);
+        lws_callback_on_writable(q->wsi);
         return 0;
     }
-    req_dispatch(srv, r, r->lane);
+    req_dispatch(srv, q, r->lane);
     return 0;
 }
 
@@ -783,29 +754,26 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         /* A previous request on this connection is still being answered. */
         return -1;
     }
-    struct coord_req *r = req_new(srv, wsi);
-    pss->req = r;
-    r->method = m;
-    co_strlcpy(r->method_name, method_name(m), sizeof(r->method_name));
+    struct http_req *q = req_new(srv, wsi);
+    struct coord_req *r = &q->r;
+    pss->req = q;
+    r->method = method_of(m);
+    co_strlcpy(r->method_name, coord_req_method_name(r->method), sizeof(r->method_name));
     if (m < 0 || !uri || uri_len <= 0 || (size_t)uri_len >= sizeof(r->path)) {
         co_strlcpy(r->path, "?", sizeof(r->path));
-        r->close_after = true;
+        q->close_after = true;
         coord_req_error(r, 404, "not_found", NULL, "unknown path");
-        req_answer(r);
+        req_answer(q);
         return 0;
     }
     memcpy(r->path, uri, (size_t)uri_len);
     r->path[uri_len] = '\0';
-    {
-        char *q = strchr(r->path, '?');
-        if (q)
-            *q = '\0';
-    }
+    r->path[strcspn(r->path, "?")] = '\0';
 
     char origin[256];
     int on = lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN);
     if (on > 0 && coord_config_cors_allowed(srv->cfg, origin, (size_t)on))
-        co_strlcpy(r->cors_origin, origin, sizeof(r->cors_origin));
+        co_strlcpy(q->cors_origin, origin, sizeof(q->cors_origin));
 
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0) {
         char cl[32];
@@ -814,9 +782,9 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         errno = 0;
         long long v = strtoll(cl, &endp, 10);
         if (errno || endp == cl || *endp || v < 0) {
-            r->close_after = true;
+            q->close_after = true;
             coord_req_error(r, 400, "bad_request", NULL, "invalid Content-Length");
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         r->content_length = v;
@@ -825,24 +793,24 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
     bool metrics = strcmp(r->path, "/metrics") == 0;
     /* A request body we will not read leaves the connection unusable for keep-alive. */
     if (r->content_length > 0 || (m == LWSHUMETH_POST && r->content_length < 0))
-        r->close_after = true;
+        q->close_after = true;
 
     if (m == LWSHUMETH_OPTIONS) {
         r->status = 204;
-        req_answer(r);
+        req_answer(q);
         return 0;
     }
     if (!api && !metrics) {
         if (m != LWSHUMETH_GET && m != LWSHUMETH_HEAD) {
             coord_req_error(r, 405, "method_not_allowed", NULL, "method not allowed");
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         if (path_has_ext(r->path) || strstr(r->path, "..")) {
             r->status = 404;
             r->content_type = "text/plain";
             co_buf_puts(&r->resp, "not found\n");
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         return serve_spa(wsi, pss);
@@ -852,7 +820,7 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
     if (metrics) {
         if (m != LWSHUMETH_GET) {
             coord_req_error(r, 405, "method_not_allowed", NULL, "method not allowed");
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         ri.route = COORD_R_METRICS;
@@ -861,16 +829,16 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         ri.body = ri.body_optional = false;
         ri.lane = COORD_DB_READ;
     } else {
-        int rc = coord_api_route(m, r->path, r->id, &ri);
+        int rc = coord_api_route(r->method, r->path, r->id, &ri);
         if (rc == 404) {
             coord_req_error(r, 404, "not_found", NULL, "unknown path '%s'", r->path);
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         if (rc == 405) {
             coord_req_error(r, 405, "method_not_allowed", NULL, "method %s not allowed on '%s'",
                             r->method_name, r->path);
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
     }
@@ -878,22 +846,22 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
     r->lane = ri.lane;
 
     if (srv->stopping) {
-        r->close_after = true;
+        q->close_after = true;
         coord_req_error(r, 503, "unavailable", NULL, "server is shutting down");
-        req_answer(r);
+        req_answer(q);
         return 0;
     }
 
-    lws_get_peer_simple(wsi, r->peer, sizeof(r->peer));
+    lws_get_peer_simple(wsi, q->peer, sizeof(q->peer));
     r->auth = ri.auth;
     r->self_or_admin = ri.self_or_admin;
-    if (req_credentials(wsi, r) < 0 || (!r->auth_pending && req_check_route(r) < 0)) {
-        req_answer(r);
+    if (req_credentials(wsi, q) < 0 || (!q->auth_pending && req_check_route(r) < 0)) {
+        req_answer(q);
         return 0;
     }
 
     if (m == LWSHUMETH_POST && req_idempotency(wsi, r) < 0) {
-        req_answer(r);
+        req_answer(q);
         return 0;
     }
 
@@ -910,34 +878,34 @@ http_request(struct lws *wsi, struct coord_server *srv, struct http_pss *pss)
         if (r->content_length < 0) {
             coord_req_error(r, 411, "length_required", NULL,
                             "a request body needs a Content-Length header");
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         if (r->content_length > srv->cfg->max_body_bytes) {
             coord_req_error(r, 413, "too_large", NULL, "request body of %lld bytes over %" PRId64,
                             (long long)r->content_length, srv->cfg->max_body_bytes);
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         if (!content_type_json(wsi)) {
             coord_req_error(r, 415, "unsupported_media_type", NULL,
                             "Content-Type must be application/json");
-            req_answer(r);
+            req_answer(q);
             return 0;
         }
         if (r->content_length > 0) {
-            r->close_after = false; /* we read it */
-            r->waiting_body = true;
+            q->close_after = false; /* we read it */
+            q->waiting_body = true;
             co_buf_grow(&r->body, (size_t)r->content_length);
             return 0; /* wait for LWS_CALLBACK_HTTP_BODY_COMPLETION */
         }
     } else if (r->content_length > 0) {
         /* A body where none is expected: it is not read, so close after the answer. */
-        r->close_after = true;
+        q->close_after = true;
     }
     if (m == LWSHUMETH_POST && r->content_length < 0)
-        r->close_after = true;
-    return req_continue(r, pss);
+        q->close_after = true;
+    return req_continue(q, pss);
 }
 
 static int
@@ -982,9 +950,9 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
          */
         if (!pss || !pss->req || !pss->req->waiting_body)
             return 0;
-        if (pss->req->body.len + len > (size_t)srv->cfg->max_body_bytes)
+        if (pss->req->r.body.len + len > (size_t)srv->cfg->max_body_bytes)
             return -1;
-        co_buf_append(&pss->req->body, in, len);
+        co_buf_append(&pss->req->r.body, in, len);
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         if (!pss || !pss->req || !pss->req->waiting_body)
@@ -1009,13 +977,13 @@ http_callback_inner(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (pss && pss->req) {
-            struct coord_req *r = pss->req;
+            struct http_req *q = pss->req;
             pss->req = NULL;
-            if (r->inflight) {
-                r->orphaned = true;
-                r->wsi = NULL;
+            if (q->inflight) {
+                q->orphaned = true;
+                q->wsi = NULL;
             } else {
-                req_free(r);
+                req_free(q);
             }
         }
         return 0;
@@ -1037,8 +1005,8 @@ http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, voi
     int64_t us = (co_mono_ns() - t0) / 1000;
     struct lws_context *cx = lws_get_context(wsi);
     struct coord_server *srv = cx ? lws_context_user(cx) : NULL;
-    if (srv && us > srv->max_loop_callback_us) {
-        srv->max_loop_callback_us = us;
+    if (srv && us > srv->node.max_loop_callback_us) {
+        srv->node.max_loop_callback_us = us;
         srv->max_loop_callback_reason = (int)reason;
     }
     return rc;
@@ -1099,14 +1067,26 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
     struct coord_server *srv = co_xcalloc(1, sizeof(*srv));
     srv->cfg = cfg;
     srv->db = db;
-    srv->backend = backend;
+    srv->node.backend = backend;
+    srv->node.metrics = &srv->metrics;
+    srv->node.db = db;
     srv->events = coord_events_new();
     srv->auth_cache = coord_auth_cache_new();
     srv->limits = coord_limits_new(cfg->auth_failures_per_minute);
     srv->rec = rec;
     srv->stop_flag = stop_flag;
-    srv->started_mono_ms = co_mono_ms();
+    srv->node.started_mono_ms = co_mono_ms();
     coord_metrics_init(&srv->metrics);
+    /* What the dashboards use of the server (coord_dash_ws reads it from its protocol entry). */
+    srv->dash_env = co_xcalloc(1, sizeof(*srv->dash_env));
+    *srv->dash_env = (struct coord_dash_env){
+        .cfg = cfg,
+        .db = db,
+        .events = srv->events,
+        .limits = srv->limits,
+        .metrics = &srv->metrics,
+        .node = &srv->node,
+    };
     coord_events_subscribe(srv->events, server_on_event, srv);
     int rc = -1;
     struct coord_dash_evloop *evl = NULL;
@@ -1121,7 +1101,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         .per_session_data_size = sizeof(struct http_pss),
     };
     protocols[1] = coord_agent_ws_protocol();
-    protocols[2] = coord_dash_ws_protocol();
+    protocols[2] = coord_dash_ws_protocol(srv->dash_env);
     memset(&protocols[3], 0, sizeof(protocols[3]));
 
     static struct lws_http_mount mount_static, mount_api, mount_metrics;
@@ -1290,11 +1270,13 @@ out:
     }
     co_info("http server stopped max_db_work_us=%" PRId64 " max_loop_callback_us=%" PRId64
             " max_loop_callback_reason=%d db_calls_on_loop=0",
-            coord_db_max_work_us(db), srv->max_loop_callback_us, srv->max_loop_callback_reason);
+            coord_db_max_work_us(db), srv->node.max_loop_callback_us,
+            srv->max_loop_callback_reason);
     coord_events_free(srv->events);
     coord_auth_cache_free(srv->auth_cache);
     coord_limits_free(srv->limits);
     coord_openapi_rec_free(srv->rec);
+    free(srv->dash_env);
     free(srv);
     return rc;
 }

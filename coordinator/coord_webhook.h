@@ -12,9 +12,13 @@
  *   WEBHOOK_CONCURRENCY in flight, bounded time and answer size, no redirects), signs it with the
  *   buyer's secret (HMAC-SHA256), and records each attempt.  Failures are retried with
  *   exponential backoff (WEBHOOK_BACKOFF_BASE_MS doubling, at most 10 min apart) until
- *   WEBHOOK_MAX_HOURS after the first attempt.  Nothing here runs on the lws thread except
- *   the REST handlers' rendering, which runs on database threads like every handler.
- * - REST: POST /users/{id}/webhook-secret and GET /jobs/{id}/deliveries (database threads).
+ *   WEBHOOK_MAX_HOURS after the first attempt.  Nothing here runs on the lws thread.
+ * - REST: POST /users/{id}/webhook-secret and GET /jobs/{id}/deliveries are handlers of coord_api
+ *   (coord_api_webhook.c); the body POSTed is coord_render's job object.
+ *
+ * Threads: coord_webhook_url_check() any thread; the delivery on its own thread; its store work
+ * on coord_db's threads.  Life cycle: coord_webhook_start() by coord_server once the lws context
+ * exists, coord_webhook_stop() at shutdown.
  *
  * The store calls declared here are implemented in store.c (section "callbacks").
  */
@@ -32,7 +36,6 @@
 
 struct coord_config;
 struct coord_db;
-struct coord_req;
 
 #define COORD_WEBHOOK_URL_MAX 2048
 /* Addresses kept from one resolution (all are checked, the first is used). */
@@ -116,14 +119,6 @@ void coord_webhook_kick(void);
 
 /** Append the callback counters to /metrics (Prometheus text). */
 void coord_webhook_metrics_render(struct co_buf *out);
-
-/* ---- REST handlers (database threads, like coord_api's) ---- */
-
-/** POST /api/v1/users/{id}/webhook-secret: a new signing secret, {"secret"}. */
-void coord_webhook_h_secret(struct coord_store *s, struct coord_req *r);
-
-/** GET /api/v1/jobs/{id}/deliveries: the job's delivery and its attempts. */
-void coord_webhook_h_deliveries(struct coord_store *s, struct coord_req *r);
 
 /* ---- store calls (store.c, "callbacks") ---- */
 

@@ -6,14 +6,6 @@
 
 #include "co_alloc.h"
 #include "coord_auth.h"
-#include "coord_server.h"
-
-struct coord_server *
-coord_ws_server(struct lws *wsi)
-{
-    struct lws_context *cx = lws_get_context(wsi);
-    return cx ? lws_context_user(cx) : NULL;
-}
 
 static bool
 ws_token_matches(const char *got, size_t len, const char *want)

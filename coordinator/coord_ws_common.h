@@ -1,7 +1,8 @@
 /*
  * coord_ws_common: helpers shared by the WebSocket protocol modules (lws thread only): the
  * handshake checks and a small per-session outgoing queue written in WRITEABLE with LWS_PRE
- * headroom, one lws_write per callback.
+ * headroom, one lws_write per callback.  No state of its own: a session's queue lives in the
+ * session that owns it (coord_ws_session_release frees it).
  */
 #ifndef COORD_WS_COMMON_H
 #define COORD_WS_COMMON_H
@@ -9,8 +10,6 @@
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stddef.h>
-
-struct coord_server;
 
 #define COORD_WS_MAX_QUEUE 256
 #define COORD_WS_MAX_MESSAGE (1 << 20)
@@ -29,9 +28,6 @@ struct coord_ws_session {
     size_t rx_len;
     bool admin;
 };
-
-/** The server a wsi belongs to (the context user). */
-struct coord_server *coord_ws_server(struct lws *wsi);
 
 /**
  * Handshake check for @path: the request path must match, and when @token is set the

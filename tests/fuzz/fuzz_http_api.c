@@ -21,14 +21,13 @@
 #include "co_log.h"
 #include "coord_api.h"
 #include "coord_config.h"
-#include "coord_server.h"
+#include "coord_req.h"
 #include "coord_store.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct coord_config cfg;
-static struct coord_server srv;
 static struct coord_store *store;
 static char tmpdir[] = "/tmp/cacheout-fuzz-http-XXXXXX";
 
@@ -88,8 +87,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_http_api: store: %s\n", err.msg);
         abort();
     }
-    srv.cfg = &cfg;
-    srv.backend = "sqlite";
     atexit(cleanup);
     return 0;
 }
@@ -125,7 +122,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1 || size > (1 << 20))
         return 0;
     struct coord_req *r = co_xcalloc(1, sizeof(*r));
-    r->srv = &srv;
+    r->cfg = &cfg;
     r->route = fuzz_routes[(data[0] & 0x7f) % CO_ARRAY_LEN(fuzz_routes)];
     /* Bit 7: the admin token; else a buy key of the path's user (handlers see only this). */
     if (data[0] & 0x80) {

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <cmocka.h>
-#include <libwebsockets.h>
 
 #include "co_alloc.h"
 #include "coord_api.h"
@@ -17,7 +16,7 @@ test_routes(void **state)
 {
     (void)state;
     struct {
-        int method;
+        enum coord_method method;
         const char *path;
         enum coord_route route;
         enum coord_auth auth;
@@ -25,50 +24,47 @@ test_routes(void **state)
         enum coord_db_lane lane;
         const char *id;
     } ok[] = {
-        {LWSHUMETH_POST, "/api/v1/submit", COORD_R_SUBMIT, COORD_AUTH_BUY, true, COORD_DB_WRITE,
-         ""},
-        {LWSHUMETH_GET, "/api/v1/jobs", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
-        {LWSHUMETH_GET, "/api/v1/jobs/", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
-        {LWSHUMETH_GET, "/api/v1/jobs/abc-1", COORD_R_JOB, COORD_AUTH_NONE, false, COORD_DB_READ,
+        {COORD_M_POST, "/api/v1/submit", COORD_R_SUBMIT, COORD_AUTH_BUY, true, COORD_DB_WRITE, ""},
+        {COORD_M_GET, "/api/v1/jobs", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
+        {COORD_M_GET, "/api/v1/jobs/", COORD_R_JOBS, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
+        {COORD_M_GET, "/api/v1/jobs/abc-1", COORD_R_JOB, COORD_AUTH_NONE, false, COORD_DB_READ,
          "abc-1"},
-        {LWSHUMETH_GET, "/api/v1/jobs/abc-1/output", COORD_R_JOB_OUTPUT, COORD_AUTH_BUY, false,
+        {COORD_M_GET, "/api/v1/jobs/abc-1/output", COORD_R_JOB_OUTPUT, COORD_AUTH_BUY, false,
          COORD_DB_READ, "abc-1"},
-        {LWSHUMETH_POST, "/api/v1/jobs/a.b_c/cancel", COORD_R_JOB_CANCEL, COORD_AUTH_BUY, false,
+        {COORD_M_POST, "/api/v1/jobs/a.b_c/cancel", COORD_R_JOB_CANCEL, COORD_AUTH_BUY, false,
          COORD_DB_WRITE, "a.b_c"},
-        {LWSHUMETH_POST, "/api/v1/register", COORD_R_REGISTER, COORD_AUTH_AGENT, true,
-         COORD_DB_WRITE, ""},
-        {LWSHUMETH_POST, "/api/v1/unregister", COORD_R_UNREGISTER, COORD_AUTH_AGENT, true,
-         COORD_DB_WRITE, ""},
-        {LWSHUMETH_GET, "/api/v1/workers", COORD_R_WORKERS, COORD_AUTH_NONE, false, COORD_DB_READ,
+        {COORD_M_POST, "/api/v1/register", COORD_R_REGISTER, COORD_AUTH_AGENT, true, COORD_DB_WRITE,
          ""},
-        {LWSHUMETH_GET, "/api/v1/task", COORD_R_TASK, COORD_AUTH_AGENT, false, COORD_DB_WRITE, ""},
-        {LWSHUMETH_POST, "/api/v1/status", COORD_R_STATUS, COORD_AUTH_AGENT, true, COORD_DB_WRITE,
+        {COORD_M_POST, "/api/v1/unregister", COORD_R_UNREGISTER, COORD_AUTH_AGENT, true,
+         COORD_DB_WRITE, ""},
+        {COORD_M_GET, "/api/v1/workers", COORD_R_WORKERS, COORD_AUTH_NONE, false, COORD_DB_READ,
          ""},
-        {LWSHUMETH_GET, "/api/v1/credits/u1", COORD_R_CREDITS, COORD_AUTH_ANY, false, COORD_DB_READ,
+        {COORD_M_GET, "/api/v1/task", COORD_R_TASK, COORD_AUTH_AGENT, false, COORD_DB_WRITE, ""},
+        {COORD_M_POST, "/api/v1/status", COORD_R_STATUS, COORD_AUTH_AGENT, true, COORD_DB_WRITE,
+         ""},
+        {COORD_M_GET, "/api/v1/credits/u1", COORD_R_CREDITS, COORD_AUTH_ANY, false, COORD_DB_READ,
          "u1"},
-        {LWSHUMETH_POST, "/api/v1/credits/u1/grant", COORD_R_GRANT, COORD_AUTH_ADMIN, true,
+        {COORD_M_POST, "/api/v1/credits/u1/grant", COORD_R_GRANT, COORD_AUTH_ADMIN, true,
          COORD_DB_WRITE, "u1"},
-        {LWSHUMETH_GET, "/api/v1/credits/u1/ledger", COORD_R_LEDGER, COORD_AUTH_ANY, false,
+        {COORD_M_GET, "/api/v1/credits/u1/ledger", COORD_R_LEDGER, COORD_AUTH_ANY, false,
          COORD_DB_READ, "u1"},
-        {LWSHUMETH_GET, "/api/v1/health", COORD_R_HEALTH, COORD_AUTH_NONE, false, COORD_DB_READ,
-         ""},
-        {LWSHUMETH_GET, "/api/v1/debug/invariant", COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
+        {COORD_M_GET, "/api/v1/health", COORD_R_HEALTH, COORD_AUTH_NONE, false, COORD_DB_READ, ""},
+        {COORD_M_GET, "/api/v1/debug/invariant", COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false,
          COORD_DB_READ, ""},
-        {LWSHUMETH_POST, "/api/v1/users", COORD_R_USERS_CREATE, COORD_AUTH_ADMIN, true,
+        {COORD_M_POST, "/api/v1/users", COORD_R_USERS_CREATE, COORD_AUTH_ADMIN, true,
          COORD_DB_WRITE, ""},
-        {LWSHUMETH_GET, "/api/v1/users", COORD_R_USERS, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
-        {LWSHUMETH_GET, "/api/v1/users/u1", COORD_R_USER, COORD_AUTH_ANY, false, COORD_DB_READ,
-         "u1"},
-        {LWSHUMETH_PATCH, "/api/v1/users/u1", COORD_R_USER_PATCH, COORD_AUTH_ADMIN, true,
+        {COORD_M_GET, "/api/v1/users", COORD_R_USERS, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
+        {COORD_M_GET, "/api/v1/users/u1", COORD_R_USER, COORD_AUTH_ANY, false, COORD_DB_READ, "u1"},
+        {COORD_M_PATCH, "/api/v1/users/u1", COORD_R_USER_PATCH, COORD_AUTH_ADMIN, true,
          COORD_DB_WRITE, "u1"},
-        {LWSHUMETH_POST, "/api/v1/users/u1/keys", COORD_R_KEYS_CREATE, COORD_AUTH_ANY, true,
+        {COORD_M_POST, "/api/v1/users/u1/keys", COORD_R_KEYS_CREATE, COORD_AUTH_ANY, true,
          COORD_DB_WRITE, "u1"},
-        {LWSHUMETH_GET, "/api/v1/users/u1/keys", COORD_R_KEYS, COORD_AUTH_ANY, false, COORD_DB_READ,
+        {COORD_M_GET, "/api/v1/users/u1/keys", COORD_R_KEYS, COORD_AUTH_ANY, false, COORD_DB_READ,
          "u1"},
-        {LWSHUMETH_DELETE, "/api/v1/keys/k_1", COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false,
+        {COORD_M_DELETE, "/api/v1/keys/k_1", COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false,
          COORD_DB_WRITE, "k_1"},
-        {LWSHUMETH_GET, "/api/v1/me", COORD_R_ME, COORD_AUTH_ANY, false, COORD_DB_READ, ""},
-        {LWSHUMETH_GET, "/api/v1/audit", COORD_R_AUDIT, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
+        {COORD_M_GET, "/api/v1/me", COORD_R_ME, COORD_AUTH_ANY, false, COORD_DB_READ, ""},
+        {COORD_M_GET, "/api/v1/audit", COORD_R_AUDIT, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         struct coord_route_info ri;
@@ -89,22 +85,22 @@ test_not_found_and_method(void **state)
     (void)state;
     struct coord_route_info ri;
     char id[CO_ID_MAX + 1];
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/nope", id, &ri), 404);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1", id, &ri), 404);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v2/jobs", id, &ri), 404);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/submit", id, &ri), 405);
-    assert_int_equal(coord_api_route(LWSHUMETH_DELETE, "/api/v1/jobs", id, &ri), 405);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/jobs/x/cancel", id, &ri), 405);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1/nope", id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1", id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v2/jobs", id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1/submit", id, &ri), 405);
+    assert_int_equal(coord_api_route(COORD_M_DELETE, "/api/v1/jobs", id, &ri), 405);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1/jobs/x/cancel", id, &ri), 405);
     /* Ids must be valid: 1-64 of [A-Za-z0-9._-], no slash. */
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/jobs/a b", id, &ri), 404);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/jobs/a/b", id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1/jobs/a b", id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1/jobs/a/b", id, &ri), 404);
     char longp[200];
     snprintf(longp, sizeof(longp), "/api/v1/credits/%065d", 1);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, longp, id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, longp, id, &ri), 404);
     snprintf(longp, sizeof(longp), "/api/v1/credits/%064d", 1);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, longp, id, &ri), 0);
+    assert_int_equal(coord_api_route(COORD_M_GET, longp, id, &ri), 0);
     assert_int_equal(strlen(id), 64);
-    assert_int_equal(coord_api_route(LWSHUMETH_GET, "/api/v1/credits//grant", id, &ri), 404);
+    assert_int_equal(coord_api_route(COORD_M_GET, "/api/v1/credits//grant", id, &ri), 404);
 }
 
 /* The declarative rights: 401 without a credential, 403 with one that lacks the right. */
