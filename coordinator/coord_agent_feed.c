@@ -2,8 +2,9 @@
  * coord_agent_feed: what the agent sessions do about the change feed (coord_events): a job
  * changed elsewhere (a cancel, a poll status...) is read again and stopped on its agent if its
  * attempt is no longer current, and a scheduling pass is asked for; a revoked key or a disabled
- * user closes the sessions that may no longer sell; a worker changed by another node ends its
- * session here if that session was fenced off (a hello elsewhere).
+ * user closes the sessions that may no longer sell; a worker changed by another node or by REST
+ * ends its session here if that session was fenced off (a hello elsewhere, a poll worker's POST
+ * /register).
  *
  * Thread: the lws service thread (the feed calls its subscribers there); the *_work functions run
  * on database threads.  Life cycle: subscribed when the protocol starts, unsubscribed when it
@@ -192,8 +193,9 @@ coord_agent_on_event(void *ud, enum coord_event_kind kind, const char *id, uint6
         hub_recheck_keys(hub, kind, id);
         return;
     }
-    if (kind == COORD_EVENT_WORKER && coord_events_remote(hub->events)) {
-        hub_check_moved(hub, id); /* a hello on another node ends the session here */
+    if (kind == COORD_EVENT_WORKER && (coord_events_remote(hub->events) || !hub->self_publish)) {
+        /* A hello on another node, or a POST /register (a REST change), ends the session here. */
+        hub_check_moved(hub, id);
         return;
     }
     if (hub->self_publish || kind != COORD_EVENT_JOB)

@@ -25,6 +25,7 @@
 #include "coord_artifact.h"
 #include "proto_files.h"
 #include "coord_idem.h"
+#include "coord_node.h"
 #include "coord_openapi.h"
 #include "coord_render.h"
 #include "coord_retention.h"
@@ -964,6 +965,45 @@ agent_check_worker(struct coord_store *s, struct coord_req *r, const char *worke
     return 0;
 }
 
+/*
+ * A poll route about @worker_id (task, status, unregister) runs in one transaction that starts
+ * with the poll fence (coord_node_poll_fence): refused with 409 conflict (field "session") while
+ * an agent session holds the worker, and no hello can take the worker before the route's writes
+ * commit (its row stays locked).  Returns -1 after answering; else the transaction is open and
+ * poll_commit ends it.
+ */
+static int
+poll_begin(struct coord_store *s, struct coord_req *r, const char *worker_id)
+{
+    co_err err = CO_ERR_INIT;
+    if (coord_store_batch_begin(s, &err) < 0) {
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    if (coord_node_poll_fence(s, worker_id, &err) < 0) {
+        coord_store_batch_rollback(s);
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The end of a poll route's transaction, whatever the route answered: the store calls that
+ * succeeded are kept (each ran in its own savepoint, as when they committed one by one).
+ * Returns -1 after answering 503 when the commit failed (then every call was undone).
+ */
+static int
+poll_commit(struct coord_store *s, struct coord_req *r)
+{
+    co_err err = CO_ERR_INIT;
+    if (coord_store_batch_commit(s, &err) < 0) {
+        coord_req_fail(r, &err);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 h_register(struct coord_store *s, struct coord_req *r)
 {
@@ -1000,12 +1040,23 @@ h_register(struct coord_store *s, struct coord_req *r)
     wk.websocket = false;
     if (coord_api_read_price(r, root, false, &wk.price, &wk.has_price) < 0)
         goto out;
-    if (coord_store_worker_upsert(s, &wk, &out, &err) < 0) {
+    if (coord_store_batch_begin(s, &err) < 0) {
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    /* The poll worker takes the worker's session: an agent session of it is fenced off. */
+    if (coord_store_worker_upsert(s, &wk, &out, &err) < 0 ||
+        coord_node_poll_take(s, wid, &err) < 0) {
+        coord_store_batch_rollback(s);
         if (err.code == CO_E_LIMIT)
             co_err_set(&err, CO_E_LIMIT,
                        "worker limit reached: MAX_WORKERS=%" PRId64
                        " workers are registered; unregister one or raise MAX_WORKERS",
                        r->cfg->max_workers);
+        coord_req_fail(r, &err);
+        goto out;
+    }
+    if (coord_store_batch_commit(s, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
     }
@@ -1029,14 +1080,17 @@ h_unregister(struct coord_store *s, struct coord_req *r)
     struct coord_worker wk;
     co_err err = CO_ERR_INIT;
     if (only_fields(r, root, allowed) < 0 || get_id(r, root, "worker_id", true, &wid) < 0 ||
-        agent_check_worker(s, r, wid) < 0)
+        agent_check_worker(s, r, wid) < 0 || poll_begin(s, r, wid) < 0)
         goto out;
     if (coord_store_worker_get(s, wid, &wk, &err) < 0 ||
         coord_store_worker_release_jobs(s, wid, &ids, &n, &err) < 0 ||
         coord_store_worker_set_status(s, wid, COORD_WORKER_OFFLINE, &err) < 0) {
         coord_req_fail(r, &err);
+        (void)poll_commit(s, r);
         goto out;
     }
+    if (poll_commit(s, r) < 0)
+        goto out;
     r->wrote_state = true;
     coord_req_changed(r, COORD_EVENT_WORKER, wid);
     struct co_jsonw w;
@@ -1095,15 +1149,18 @@ h_task(struct coord_store *s, struct coord_req *r)
     co_err err = CO_ERR_INIT;
     struct coord_job j;
     memset(&j, 0, sizeof(j));
-    if (agent_check_worker(s, r, r->q_worker) < 0)
+    if (agent_check_worker(s, r, r->q_worker) < 0 || poll_begin(s, r, r->q_worker) < 0)
         return;
-    if (coord_store_worker_heartbeat(s, r->q_worker, &err) < 0) {
-        coord_req_fail(r, &err);
-        return;
-    }
-    int got = coord_store_job_claim_next(s, r->q_worker, &j, &err);
+    int got = coord_store_worker_heartbeat(s, r->q_worker, &err);
+    if (got == 0)
+        got = coord_store_job_claim_next(s, r->q_worker, &j, &err);
     if (got < 0) {
         coord_req_fail(r, &err);
+        (void)poll_commit(s, r);
+        return;
+    }
+    if (poll_commit(s, r) < 0) {
+        coord_job_release(&j);
         return;
     }
     if (got == 0) {
@@ -1132,7 +1189,7 @@ h_status(struct coord_store *s, struct coord_req *r)
         return;
     const char *wid, *jid, *status, *out_s, *err_s, *reason;
     int64_t exit_code = 0, attempt = 0;
-    bool has_exit = false;
+    bool has_exit = false, fenced = false;
     struct coord_job j;
     memset(&j, 0, sizeof(j));
     co_err err = CO_ERR_INIT;
@@ -1184,6 +1241,9 @@ h_status(struct coord_store *s, struct coord_req *r)
             goto out;
         }
     }
+    if (poll_begin(s, r, wid) < 0)
+        goto out;
+    fenced = true;
     if (coord_store_job_get(s, jid, false, &j, &err) < 0) {
         coord_req_fail(r, &err);
         goto out;
@@ -1235,6 +1295,9 @@ h_status(struct coord_store *s, struct coord_req *r)
             goto out;
         }
     }
+    fenced = false;
+    if (poll_commit(s, r) < 0)
+        goto out;
     r->wrote_state = true;
     coord_req_changed(r, COORD_EVENT_JOB, jid);
     coord_req_changed(r, COORD_EVENT_WORKER, wid);
@@ -1258,6 +1321,8 @@ h_status(struct coord_store *s, struct coord_req *r)
     coord_render_job(&w, &j, false, 0);
     r->status = 200;
 out:
+    if (fenced)
+        (void)poll_commit(s, r); /* after a refusal: what succeeded before it is kept */
     coord_job_release(&j);
     json_decref(root);
 }

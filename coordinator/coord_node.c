@@ -81,3 +81,25 @@ coord_node_fenced(const co_err *err)
 {
     return err && err->code == CO_E_CONFLICT && strcmp(err->field, "session") == 0;
 }
+
+int
+coord_node_poll_take(struct coord_store *store, const char *worker_id, co_err *err)
+{
+    int64_t epoch = 0;
+    return coord_store_worker_session_begin(store, worker_id, "", &epoch, err);
+}
+
+int
+coord_node_poll_fence(struct coord_store *store, const char *worker_id, co_err *err)
+{
+    char node[COORD_NODE_ID_LEN + 1] = "";
+    int64_t cur = 0;
+    if (coord_store_worker_session_get(store, worker_id, true, node, sizeof(node), &cur, err) < 0)
+        return -1;
+    if (!node[0])
+        return 0;
+    return co_err_field(err, CO_E_CONFLICT, "session",
+                        "worker '%s' is held by an agent session (node %s epoch %lld): its poll "
+                        "requests are refused until it registers again (POST /api/v1/register)",
+                        worker_id, node, (long long)cur);
+}

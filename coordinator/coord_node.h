@@ -3,7 +3,8 @@
  *
  * - Its node id: random, chosen once at start (coord_node_init), recorded with every worker
  *   session it holds (worker_registrations.session_node, with session_epoch incremented at each
- *   accepted hello) and with every change it publishes to the feed (event_outbox.origin).
+ *   accepted hello and at each poll worker's POST /register, which leaves the node empty) and
+ *   with every change it publishes to the feed (event_outbox.origin).
  * - The SQLite instance lock: SQLite is single-node; a second coordinator on the same file is
  *   refused at start (an exclusive fcntl lock on "<file>.lock", held for the process lifetime).
  *
@@ -48,7 +49,32 @@ struct coord_store;
 int coord_node_fence(struct coord_store *store, const char *worker_id, int64_t epoch, bool lock,
                      co_err *err) __attribute__((warn_unused_result));
 
-/** True when @err is a refusal of coord_node_fence. */
+/** True when @err is a refusal of coord_node_fence or coord_node_poll_fence. */
 bool coord_node_fenced(const co_err *err);
+
+/*
+ * Poll workers (POST /register, GET /task, POST /status, POST /unregister) hold a worker's
+ * session too, as a "poll session": session_node "" with its own epoch.  Whoever registered last
+ * holds the worker: a POST /register takes it from an agent session, an agent's hello takes it
+ * back.
+ */
+
+/**
+ * A POST /register of @worker_id (database thread, in the registration's transaction): the
+ * worker's session becomes a poll session (a new epoch, no node), so that an agent session of it,
+ * on this node or another, is fenced off from then on.  CO_E_NOTFOUND if unknown.
+ */
+int coord_node_poll_take(struct coord_store *store, const char *worker_id, co_err *err)
+    __attribute__((warn_unused_result));
+
+/**
+ * Fencing of the other poll routes (GET /task, POST /status, POST /unregister; database thread,
+ * first in the route's transaction): 0 when no agent session holds @worker_id; CO_E_CONFLICT
+ * with err->field "session" when one does (an agent's hello, on any node, since the worker's last
+ * POST /register).  The worker's row stays locked until the transaction ends, so that no hello
+ * takes the worker between the check and the route's writes.  CO_E_NOTFOUND if unknown.
+ */
+int coord_node_poll_fence(struct coord_store *store, const char *worker_id, co_err *err)
+    __attribute__((warn_unused_result));
 
 #endif

@@ -890,7 +890,8 @@ int coord_store_retention_step(struct coord_store *s, int64_t cutoff_ms, int64_t
 
 /**
  * An accepted hello of @worker_id on node @node_id: the worker's session is now this node's,
- * with a new epoch (the previous one + 1) returned in *@epoch.  CO_E_NOTFOUND if unknown.
+ * with a new epoch (the previous one + 1) returned in *@epoch.  @node_id "": a poll worker's
+ * POST /register (a poll session, held by no node).  CO_E_NOTFOUND if unknown.
  */
 int coord_store_worker_session_begin(struct coord_store *s, const char *worker_id,
                                      const char *node_id, int64_t *epoch, co_err *err)

@@ -935,14 +935,17 @@ store_commit(struct coord_store *s, co_err *err)
     return 0;
 }
 
-/* Commit when @rc is 0, else roll back; returns @rc or the commit's failure. */
+/*
+ * Commit when @rc is 0 or more (a count, e.g. a claim's 1), else roll back; returns @rc or the
+ * commit's failure.
+ */
 static int
 tx_end(struct coord_store *s, int rc, co_err *err)
 {
     if (s->batch) {
         s->in_call = false;
-        if (rc == 0 && s->ops->savepoint(s, STORE_SP_RELEASE, err) == 0)
-            return 0;
+        if (rc >= 0 && s->ops->savepoint(s, STORE_SP_RELEASE, err) == 0)
+            return rc;
         /* A failure here leaves the batch transaction unusable: its commit then fails. */
         (void)s->ops->savepoint(s, STORE_SP_ROLLBACK, NULL);
         (void)s->ops->savepoint(s, STORE_SP_RELEASE, NULL);

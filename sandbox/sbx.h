@@ -212,7 +212,9 @@ int sbx_prewarm(unsigned n, bool refill, co_err *err) __attribute__((warn_unused
  * agent; never in a process that exits right after a run): for a job that ended by itself, it
  * reaps the sandbox's init and kills what is left in its cgroup; the slot stays locked until then.
  * On v1 and hybrid hosts the emptied cgroup is kept for the slot's next job in this process
- * (counters reset, every limit written again; the slot is offered first), elsewhere removed.
+ * (counters reset, limits written again unless they are the slot's last job's; the slot is
+ * offered first), elsewhere removed.  As root, later runs also enter copies of a mount template
+ * per image instead of building the root each time (sandbox/README.md, "Mount templates").
  * The kernel is already killing whatever the job left behind when sbx_run() returns.
  * Errors: the thread cannot be started.
  */

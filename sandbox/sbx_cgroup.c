@@ -907,6 +907,8 @@ struct kept_cg {
     int n_dirs;
     dev_t dev[SBX_CG_MAX_DIRS];
     ino_t ino[SBX_CG_MAX_DIRS];
+    struct sbx_cg_limits lim; /* what the folders are limited to (if lim_set) */
+    bool lim_set;
 };
 static pthread_mutex_t kept_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct kept_cg *kept[SBX_MAX_SLOTS];
@@ -945,6 +947,25 @@ kept_put(const struct kept_cg *k)
     return done;
 }
 
+static bool
+same_limits(const struct sbx_cg_limits *a, const struct sbx_cg_limits *b)
+{
+    return a->cores_milli == b->cores_milli && a->memory_bytes == b->memory_bytes &&
+           a->pids == b->pids && a->tcp == b->tcp;
+}
+
+/* Write every limit of @l into @cg's folders and remember them. */
+static int
+apply_limits(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
+{
+    cg->applied_set = false;
+    if (ops_of(cg->host)->set_limits(cg, l, err) < 0)
+        return -1;
+    cg->applied = *l;
+    cg->applied_set = true;
+    return 0;
+}
+
 /*
  * Reuse the emptied cgroup this process kept for @cg's name: 1 when reused (limits written,
  * counters reset), 0 when there is none or it is not exactly as it was left (the caller then
@@ -969,14 +990,25 @@ reuse_kept(struct sbx_cgroup *cg, const struct sbx_cg_limits *l, co_err *err)
         write_in(mem, "memory.max_usage_in_bytes", "0", &e) < 0 ||
         read_in(mem, "memory.oom_control", buf, sizeof(buf), &e) < 0)
         return 0;
-    /* The memory limit may grow: lift the memory+swap limit first (it may not be below it). */
-    if (cg->host->memsw && write_in(mem, "memory.memsw.limit_in_bytes", "-1", &e) < 0)
-        return 0;
     cg->oom_base = keyed_value(buf, "oom_kill");
     if (cg->oom_base < 0)
         cg->oom_base = 0;
     cg->created = true;
-    if (ops_of(cg->host)->set_limits(cg, l, err) < 0)
+    /*
+     * The same limits as the slot's last job (the usual case: one seller's jobs ask for the same
+     * cores and memory): the folders hold them already.  Nothing of a job can change them (the
+     * files are root's, outside the job's cgroup namespace and root), and the folders are the
+     * very ones this process wrote (checked by device and inode above).
+     */
+    if (k.lim_set && same_limits(&k.lim, l)) {
+        cg->applied = *l;
+        cg->applied_set = true;
+        return 1;
+    }
+    /* The memory limit may grow: lift the memory+swap limit first (it may not be below it). */
+    if (cg->host->memsw && write_in(mem, "memory.memsw.limit_in_bytes", "-1", &e) < 0)
+        return 0;
+    if (apply_limits(cg, l, err) < 0)
         return -1;
     return 1;
 }
@@ -991,7 +1023,7 @@ sbx_cgroup_recycle(struct sbx_cgroup *cg, co_err *err)
 {
     if (!cg->created || cg->host->mode == SBX_CG_V2)
         return sbx_cgroup_destroy(cg, err);
-    struct kept_cg k = {.n_dirs = cg->n_dirs};
+    struct kept_cg k = {.n_dirs = cg->n_dirs, .lim = cg->applied, .lim_set = cg->applied_set};
     co_strlcpy(k.dir0, cg->dirs[0], sizeof(k.dir0));
     const char *mem = cg->dirs[cg->ctrl_dir[SBX_CG_MEMORY]];
     char state[32], usage[32];
@@ -1034,7 +1066,7 @@ sbx_cgroup_make(struct sbx_cgroup *cg, const struct sbx_cg_limits *limits, co_er
             goto fail;
         }
     }
-    if (ops_of(cg->host)->set_limits(cg, limits, err) < 0)
+    if (apply_limits(cg, limits, err) < 0)
         goto fail;
     return 0;
 fail:;

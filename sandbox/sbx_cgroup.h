@@ -50,6 +50,15 @@ struct sbx_cgroup_host {
 #define SBX_CG_MAX_DIRS SBX_CG_NCTRL
 
 /** One job cgroup (a folder per distinct hierarchy). */
+struct sbx_cg_limits {
+    int64_t cores_milli;  /* quota = cores_milli * 100 us per 100 ms period */
+    int64_t memory_bytes; /* memory limit; swap disabled */
+    int64_t pids;
+    /* The job has a network (not "none"): on v1, TCP buffers are charged to memory too
+     * (memory.kmem.tcp.limit_in_bytes = the memory limit); v2 charges them always. */
+    bool tcp;
+};
+
 struct sbx_cgroup {
     const struct sbx_cgroup_host *host;
     int n_dirs;
@@ -61,15 +70,10 @@ struct sbx_cgroup {
     char join_rel[SBX_CG_MAX_DIRS][96];
     bool created;
     int64_t oom_base; /* v1, a recycled cgroup: its oom_kill count before this job */
-};
-
-struct sbx_cg_limits {
-    int64_t cores_milli;  /* quota = cores_milli * 100 us per 100 ms period */
-    int64_t memory_bytes; /* memory limit; swap disabled */
-    int64_t pids;
-    /* The job has a network (not "none"): on v1, TCP buffers are charged to memory too
-     * (memory.kmem.tcp.limit_in_bytes = the memory limit); v2 charges them always. */
-    bool tcp;
+    /* The limits written to the folders (applied_set): a recycled cgroup whose next job asks
+     * for the same limits keeps them instead of writing every file again. */
+    struct sbx_cg_limits applied;
+    bool applied_set;
 };
 
 struct sbx_cg_stats {

@@ -15,6 +15,7 @@
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,6 +67,7 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_CGROUP_NS] = "cgroup_namespace",
     [STEP_NETNS] = "network_namespace",
     [STEP_MOUNT_PRIVATE] = "mount_private",
+    [STEP_MOUNT_TEMPLATE] = "mount_template",
     [STEP_ROOT_BIND] = "root_bind",
     [STEP_ROOT_CHDIR] = "root_chdir",
     [STEP_BIND] = "bind_host_dir",
@@ -110,6 +112,7 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_CGROUP_NS] = "create cgroup namespace",
     [STEP_NETNS] = "enter the prepared network namespace",
     [STEP_MOUNT_PRIVATE] = "make mounts private",
+    [STEP_MOUNT_TEMPLATE] = "enter a copy of the image's mount template",
     [STEP_ROOT_BIND] = "bind the image root",
     [STEP_ROOT_CHDIR] = "enter the new root",
     [STEP_BIND] = "bind a host folder",
@@ -347,11 +350,11 @@ bind_dev(const char *name, unsigned long flags)
     return mount(NULL, name, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NOEXEC | flags, NULL);
 }
 
-/* Mask the file @path with a read-only bind of the host's /dev/null (reads give nothing). */
+/* Mask the file @path with a read-only bind of the null device @null (reads give nothing). */
 static int
-mask_file(const char *path, unsigned long locked)
+mask_file(const char *null, const char *path, unsigned long locked)
 {
-    if (mount("/dev/null", path, NULL, MS_BIND, NULL) < 0)
+    if (mount(null, path, NULL, MS_BIND, NULL) < 0)
         return -1;
     return mount(NULL, path, NULL,
                  MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC | locked, NULL);
@@ -495,17 +498,13 @@ sbx_child_send_go(int fd, int pass)
     return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
 
-/*
- * Init is a copy of the host process, command line included: blank it and name the process
- * "cacheout-init", so that a job reading /proc/1/cmdline does not learn the host's arguments.
- * (PR_SET_MM would be neater but needs CAP_SYS_RESOURCE, which some hosts withhold from root.)
- * The argument area is found through fields 48 and 49 of /proc/self/stat.  Best effort.
- */
+static pthread_once_t args_once = PTHREAD_ONCE_INIT;
+static unsigned long args_start, args_end;
+
+/* Fields 48 and 49 of /proc/self/stat: the argument area.  Best effort (0, 0 if not found). */
 static void
-hide_host_cmdline(void)
+find_args_area(void)
 {
-    static const char name[] = "cacheout-init";
-    (void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
     char buf[2048];
     int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -530,8 +529,34 @@ hide_host_cmdline(void)
     }
     if (start == 0 || end <= start || end - start > (1ul << 20))
         return;
-    char *area = (char *)start;
-    size_t len = end - start;
+    args_start = start;
+    args_end = end;
+}
+
+void
+sbx_child_args_area(unsigned long *start, unsigned long *end)
+{
+    pthread_once(&args_once, find_args_area);
+    *start = args_start;
+    *end = args_end;
+}
+
+/*
+ * Init is a copy of the host process, command line included: blank it and name the process
+ * "cacheout-init", so that a job reading /proc/1/cmdline does not learn the host's arguments.
+ * (PR_SET_MM would be neater but needs CAP_SYS_RESOURCE, which some hosts withhold from root.)
+ * The parent found the argument area once per process (sbx_child_args_area()): init's memory is
+ * a copy of the parent's, at the same addresses.
+ */
+static void
+hide_host_cmdline(const struct child_ctx *c)
+{
+    static const char name[] = "cacheout-init";
+    (void)prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+    if (c->arg_start == 0 || c->arg_end <= c->arg_start)
+        return;
+    char *area = (char *)c->arg_start;
+    size_t len = c->arg_end - c->arg_start;
     memset(area, 0, len);
     memcpy(area, name, len < sizeof(name) ? len - 1 : sizeof(name) - 1);
 }
@@ -608,29 +633,49 @@ enter_root(const struct child_ctx *c)
     close(dir);
 }
 
-int
-sbx_child_main(const struct child_ctx *c)
+/* The root's skeleton: mounts made private, the image folder bound and entered, host folders
+ * bound read-only (all relative to the new root, entered as the working folder). */
+static void
+build_root(const struct child_ctx *c)
 {
-    /* Die with the thread that started us. */
-    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
-    TRY(STEP_FDS, close_all_except(c->keep, c->n_keep));
-    umask(0);
-    /* A real-time host thread must not hand its policy to a job (nice values are kept). */
-    struct sched_param sp = {0};
-    TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
-
-    /* The new root: the image folder bound onto itself, with host folders bound read-only. */
     TRY(STEP_MOUNT_PRIVATE, mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
     enter_root(c);
     for (int i = 0; i < c->img->n_binds; i++)
         TRY(STEP_BIND, bind_ro(c->img->bind_src[i], c->img->bind_dst[i], c->bind_flags[i]));
+}
+
+/* The root made read-only and made "/": pivot_root, the old root detached. */
+static void
+seal_root(const struct child_ctx *c)
+{
+    TRY(STEP_ROOT_RO,
+        mount(NULL, ".", NULL,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | c->root_flags, NULL));
+    TRY(STEP_PIVOT_ROOT, syscall(SYS_pivot_root, ".", "."));
+    TRY(STEP_UMOUNT_OLD, umount2(".", MNT_DETACH));
+    TRY(STEP_ROOT_CHDIR, chdir("/"));
+}
+
+static void
+mount_tmp_work(const struct child_ctx *c)
+{
     TRY(STEP_MOUNT_TMP, mount("tmpfs", "tmp", "tmpfs", MS_NOSUID | MS_NODEV, c->tmp_opts));
     TRY(STEP_MOUNT_WORK, mount("tmpfs", "work", "tmpfs", MS_NOSUID | MS_NODEV, c->work_opts));
+}
+
+/*
+ * A fresh /proc of the sandbox's pid namespace, with the paths of proc_paths masked or read-only.
+ * @null is the null device whose bind masks a file: the host's before pivot_root, the sandbox's
+ * own (dev/null) in a copy of a mount template.
+ */
+static void
+mount_proc(const struct child_ctx *c, const char *null)
+{
     TRY(STEP_MOUNT_PROC, mount("proc", "proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL));
     /*
      * Paths the kernel lacks (ENOENT: no ACPI, no CONFIG_MAGIC_SYSRQ ...) are skipped.  The first
-     * masked file gets a read-only, nosuid bind of /dev/null; the others bind that one, and a
-     * bind keeps the flags of the mount it copies (one mount call each instead of two).
+     * masked file gets a read-only, nosuid bind of the null device; the others bind that one, and
+     * a bind keeps the flags of the mount it copies (one mount call each instead of two).
      */
     const char *null_mask = NULL;
     for (size_t i = 0; i < CO_ARRAY_LEN(proc_paths); i++) {
@@ -638,7 +683,8 @@ sbx_child_main(const struct child_ctx *c)
         int rc;
         switch (proc_paths[i].rule) {
         case PROC_MASK_FILE:
-            rc = null_mask ? mount(null_mask, p, NULL, MS_BIND, NULL) : mask_file(p, c->dev_flags);
+            rc = null_mask ? mount(null_mask, p, NULL, MS_BIND, NULL)
+                           : mask_file(null, p, c->dev_flags);
             if (rc == 0 && !null_mask)
                 null_mask = p;
             break;
@@ -654,6 +700,12 @@ sbx_child_main(const struct child_ctx *c)
             child_fail(c, MSG_SETUP_ERR,
                        proc_paths[i].rule == PROC_READ_ONLY ? STEP_PROC_RO : STEP_PROC_MASK);
     }
+}
+
+/* /dev: a small tmpfs with the usual nodes (rootless: binds of the host's), links, /dev/shm. */
+static void
+mount_dev(const struct child_ctx *c)
+{
     TRY(STEP_MOUNT_DEV,
         mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));
     static const struct {
@@ -674,12 +726,59 @@ sbx_child_main(const struct child_ctx *c)
     TRY(STEP_MOUNT_SHM, mkdir("dev/shm", 01777));
     TRY(STEP_MOUNT_SHM,
         mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, c->shm_opts));
-    TRY(STEP_ROOT_RO,
-        mount(NULL, ".", NULL,
-              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | c->root_flags, NULL));
-    TRY(STEP_PIVOT_ROOT, syscall(SYS_pivot_root, ".", "."));
-    TRY(STEP_UMOUNT_OLD, umount2(".", MNT_DETACH));
-    TRY(STEP_ROOT_CHDIR, chdir("/"));
+}
+
+int
+sbx_child_template_main(const struct child_ctx *c, int hold_r)
+{
+    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    int keep[2] = {c->status_w < hold_r ? c->status_w : hold_r,
+                   c->status_w < hold_r ? hold_r : c->status_w};
+    TRY(STEP_FDS, close_all_except(keep, 2));
+    build_root(c);
+    seal_root(c);
+    struct child_msg m = {MSG_EXIT, 0, 0, 0, 0};
+    if (write(c->status_w, &m, sizeof(m)) != (ssize_t)sizeof(m))
+        _exit(1);
+    char byte;
+    while (read(hold_r, &byte, 1) < 0 && errno == EINTR)
+        ;
+    _exit(0);
+}
+
+int
+sbx_child_main(const struct child_ctx *c)
+{
+    /* Die with the thread that started us. */
+    TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    TRY(STEP_FDS, close_all_except(c->keep, c->n_keep));
+    umask(0);
+    /* A real-time host thread must not hand its policy to a job (nice values are kept). */
+    struct sched_param sp = {0};
+    TRY(STEP_SCHED, sched_setscheduler(0, SCHED_OTHER, &sp));
+
+    if (c->mnt_template_fd >= 0) {
+        /*
+         * A copy of the image's mount template: its root is the image, bound read-only with
+         * its host folders, the host's mounts detached (built once, sbx_mnt_template.c).  The
+         * copy is this sandbox's own; the fresh mounts below are made in it only (every mount
+         * of the template is private, so nothing propagates back or between copies).
+         */
+        TRY(STEP_MOUNT_TEMPLATE, setns(c->mnt_template_fd, CLONE_NEWNS));
+        TRY(STEP_MOUNT_TEMPLATE, unshare(CLONE_NEWNS));
+        close(c->mnt_template_fd);
+        TRY(STEP_ROOT_CHDIR, chdir("/"));
+        mount_tmp_work(c);
+        mount_dev(c);
+        mount_proc(c, "dev/null");
+    } else {
+        /* The new root: the image folder bound onto itself, with host folders bound read-only. */
+        build_root(c);
+        mount_tmp_work(c);
+        mount_proc(c, "/dev/null");
+        mount_dev(c);
+        seal_root(c);
+    }
 
     /*
      * The parent creates the cgroup while this child builds the root.  Join it now, before
@@ -749,7 +848,7 @@ sbx_child_main(const struct child_ctx *c)
     TRY(STEP_SECCOMP, syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, c->prog));
 
     /* argv and envp were copied by the parent: the host's argument area can go now. */
-    hide_host_cmdline();
+    hide_host_cmdline(c);
     pid_t job = vfork();
     if (job < 0)
         child_fail(c, MSG_SETUP_ERR, STEP_FORK);

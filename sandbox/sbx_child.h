@@ -32,6 +32,7 @@ enum step {
     STEP_CGROUP_NS,
     STEP_NETNS,
     STEP_MOUNT_PRIVATE,
+    STEP_MOUNT_TEMPLATE,
     STEP_ROOT_BIND,
     STEP_ROOT_CHDIR,
     STEP_BIND,
@@ -102,6 +103,12 @@ struct child_ctx {
     const mode_t *file_modes;
     char tmp_opts[128], work_opts[160], shm_opts[128];
     int cap_last;
+    /* A mount template of the image (sbx_mnt_template_get()), or -1: init enters a copy of it
+     * instead of building the root (it is then cloned without CLONE_NEWNS). */
+    int mnt_template_fd;
+    /* The host process's argument area (sbx_child_args_area(), found once per process): init
+     * blanks it, since it is a copy of the host's memory.  0, 0: not found (nothing blanked). */
+    unsigned long arg_start, arg_end;
     uid_t uid;
     gid_t gid;
     struct rlimit nproc, nofile, cpu;
@@ -119,6 +126,13 @@ struct child_ctx {
  */
 extern const int sbx_fixed_rlimits[SBX_FIXED_RLIMITS];
 
+/**
+ * The argument area of this process ([*@start, *@end), from /proc/self/stat), read once per
+ * process: init, a copy of this process's memory, blanks it (see sbx_child_main()).  Both 0 when
+ * it cannot be found.
+ */
+void sbx_child_args_area(unsigned long *start, unsigned long *end);
+
 /** The name ("mount_proc") and the description of child step @step; "none"/"?" if unknown. */
 const char *sbx_child_step_name(int step);
 const char *sbx_child_step_what(int step);
@@ -128,6 +142,14 @@ const char *sbx_child_step_what(int step);
  * load the seccomp program, fork the job and report its end on the status pipe.  Never returns.
  */
 int sbx_child_main(const struct child_ctx *c) __attribute__((noreturn));
+
+/**
+ * The helper process of a mount template (sbx_mnt_template.c), cloned into a new mount
+ * namespace: build @c's root as init would (binds, read-only, pivot_root, old root detached),
+ * report on c->status_w (MSG_EXIT when done, else MSG_SETUP_ERR with the step), then wait for a
+ * byte or the end on @hold_r, and exit.  Never returns.
+ */
+int sbx_child_template_main(const struct child_ctx *c, int hold_r) __attribute__((noreturn));
 
 /**
  * The parent's "go" to the child on the socket @fd, with @pass (if >= 0) as a file descriptor

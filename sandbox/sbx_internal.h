@@ -78,6 +78,17 @@ bool sbx_janitor_enabled(void);
  */
 void sbx_janitor_add(pid_t pid, unsigned slot, struct sbx_cgroup *cg, int lock_fd);
 
+struct sbx_image;
+
+/**
+ * The mount template of @img (sbx_mnt_template.c): a descriptor of a mount namespace whose root
+ * is @img's, as init builds it, made on first use and kept for the process; *@fd is the caller's
+ * copy (close it).  Root only (not in a user namespace).  Errors: the helper that builds it
+ * failed (the message names its step); the caller then builds the root per run as before.
+ */
+int sbx_mnt_template_get(const struct sbx_image *img, int *fd, co_err *err)
+    __attribute__((warn_unused_result));
+
 /** Note that @slot's cgroup was kept for reuse (the janitor), so that it is taken first. */
 void sbx_slot_recycled(unsigned slot);
 

@@ -70,6 +70,12 @@ slot_try(const char *lock_dir, unsigned s, int *lock_fd, co_err *err)
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%u.lock", lock_dir, s);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == ENOENT) {
+        /* The folder is made on first use (not checked on every run: a few path walks). */
+        if (sbx_mkdir_p(lock_dir, 0700, err) < 0)
+            return -1;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
     if (fd < 0)
         return co_err_sys(err, errno, "cannot open slot lock '%s'", path);
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
@@ -86,8 +92,6 @@ slot_try(const char *lock_dir, unsigned s, int *lock_fd, co_err *err)
 int
 sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
 {
-    if (sbx_mkdir_p(lock_dir, 0700, err) < 0)
-        return -1;
     /* First a slot whose emptied cgroup this process kept (no mkdir/rmdir), if one is free. */
     for (;;) {
         pthread_mutex_lock(&recycled_mu);
@@ -207,6 +211,7 @@ struct run {
     int status_r, status_w;         /* struct child_msg from init */
     int go_parent, go_child;        /* the parent's "go" (a socket pair) */
     int userns_fd;                  /* rootless: borrowed from sbx_userns_shared() */
+    int mnt_fd;                     /* the image's mount template (a copy), or -1 */
     const char **envp;
     char **argv_copy, **envp_copy;
     struct child_ctx *c;
@@ -470,14 +475,24 @@ locked_mount_flags(const char *path)
     return f;
 }
 
-static int
-read_cap_last(void)
+static int cap_last_value = 63;
+
+static void
+read_cap_last_once(void)
 {
     char buf[32];
     co_err e = CO_ERR_INIT;
     if (sbx_read_file("/proc/sys/kernel/cap_last_cap", buf, sizeof(buf), &e) == 0)
-        return atoi(buf);
-    return 63;
+        cap_last_value = atoi(buf);
+}
+
+/* The highest capability the kernel knows, read once per process (it cannot change). */
+static int
+read_cap_last(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, read_cap_last_once);
+    return cap_last_value;
 }
 
 int
@@ -523,7 +538,7 @@ run_release(struct run *r)
 {
     int *fds[] = {&r->lock_fd,  &r->out_r,    &r->out_w,     &r->err_r,    &r->err_w,
                   &r->status_r, &r->status_w, &r->go_parent, &r->go_child, &r->pidfd,
-                  &r->netns_fd, &r->out.fd,   &r->err.fd};
+                  &r->netns_fd, &r->out.fd,   &r->err.fd,    &r->mnt_fd};
     for (size_t i = 0; i < CO_ARRAY_LEN(fds); i++)
         close_fd(fds[i]);
     if (r->file_fds) {
@@ -550,6 +565,26 @@ make_pipe(int *rd, int *wr, int flags)
     *rd = p[0];
     *wr = p[1];
     return 0;
+}
+
+/*
+ * Whether init enters a copy of the image's mount template (sbx_mnt_template.c) instead of
+ * building the root: as root (not in a user namespace) in long-lived callers, which run many
+ * sandboxes (sbx_async_cleanup() says so); a one-shot run would pay the template's helper on
+ * top.  CACHEOUT_MOUNT_TEMPLATE=1 uses it in any root caller (the escape suite runs cacheout-run
+ * so), =0 never (to compare).
+ */
+static bool
+use_mnt_template(const struct run *r)
+{
+    if (r->uns)
+        return false;
+    const char *v = getenv("CACHEOUT_MOUNT_TEMPLATE");
+    if (v && strcmp(v, "0") == 0)
+        return false;
+    if (v && strcmp(v, "1") == 0)
+        return true;
+    return sbx_janitor_enabled();
 }
 
 /* Everything before the clone; see struct run. */
@@ -622,6 +657,15 @@ run_prepare(struct run *r, co_err *err)
     for (int i = 0; i < r->cg->n_dirs; i++)
         c->keep[c->n_keep++] = r->cg->join_dirfd[i];
     c->netns_via_go = spec->network == SBX_NET_NONE;
+    c->mnt_template_fd = -1;
+    if (use_mnt_template(r)) {
+        /* Without one (the helper failed), init builds the root itself, as before. */
+        co_err terr = CO_ERR_INIT;
+        if (sbx_mnt_template_get(r->img, &r->mnt_fd, &terr) == 0) {
+            c->mnt_template_fd = r->mnt_fd;
+            c->keep[c->n_keep++] = r->mnt_fd;
+        }
+    }
     for (size_t i = 0; i < spec->n_files; i++) {
         if (r->file_fds[i] >= 0)
             c->keep[c->n_keep++] = r->file_fds[i];
@@ -634,6 +678,7 @@ run_prepare(struct run *r, co_err *err)
              (long long)spec->work_bytes, (unsigned)res->uid, (unsigned)res->uid);
     snprintf(c->shm_opts, sizeof(c->shm_opts), "size=%lld,mode=1777", (long long)spec->shm_bytes);
     c->cap_last = read_cap_last();
+    sbx_child_args_area(&c->arg_start, &c->arg_end);
     c->uid = res->uid;
     c->gid = (gid_t)res->uid;
     c->nproc.rlim_cur = c->nproc.rlim_max = (rlim_t)spec->pids;
@@ -703,7 +748,9 @@ run_clone(struct run *r, co_err *err)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     r->t0 = co_mono_ns();
-    unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    unsigned long flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    if (c->mnt_template_fd < 0)
+        flags |= CLONE_NEWNS; /* else init enters a copy of the template */
     if (!c->netns_via_go)
         flags |= CLONE_NEWNET; /* loopback: made here, the child brings "lo" up */
     /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
@@ -724,6 +771,7 @@ run_clone(struct run *r, co_err *err)
         return internal(r->res, err, "clone", clone_errno);
     }
     r->pid = (pid_t)pid;
+    close_fd(&r->mnt_fd);
     close_fd(&r->out_w);
     close_fd(&r->err_w);
     close_fd(&r->status_w);
@@ -1013,6 +1061,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         .go_parent = -1,
         .go_child = -1,
         .userns_fd = -1,
+        .mnt_fd = -1,
         .pidfd = -1,
         .netns_fd = -1,
         .out = {.fd = -1},

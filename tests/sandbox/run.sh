@@ -2,7 +2,8 @@
 # Sandbox escape and resource-limit suite: runs tests/sandbox/suite.py against cacheout-run.
 # Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose cacheout-run is tested),
 # CO_ASAN_BUILD_DIR (optional: its cacheout-run gets a second pass; SBX_SUITE_NO_ASAN=1 skips it).
-# A third pass runs every case rootless, as the unprivileged user of tests/lib/rootless.sh
+# A pass runs every case with the mount template of long-lived callers (template/NAME).
+# Another pass runs every case rootless, as the unprivileged user of tests/lib/rootless.sh
 # (SBX_SUITE_NO_ROOTLESS=1 skips it, loudly).
 # Must run as root (namespaces, cgroups, uid switching are real).
 set -u
@@ -73,6 +74,17 @@ timeout -k 10 280 "$py" "$here/suite.py" --run "$run_bin" "${asan_args[@]}" \
 rc=${PIPESTATUS[0]}
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     echo "FAIL sandbox: suite did not finish within 280 s"
+fi
+add_counts "$log" "$rc"
+
+# The mount-template pass: the same cases with every cacheout-run entering a copy of the image's
+# mount template, as long-lived callers (the agent) do, instead of building the root per run
+# (and again against the sanitizer build's cacheout-run: asan/template/NAME).
+timeout -k 10 280 "$py" "$here/suite.py" --run "$run_bin" "${asan_args[@]}" --attack "$attack_bin" \
+    --src "$src" --mount-template "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "FAIL sandbox: mount-template pass did not finish within 280 s"
 fi
 add_counts "$log" "$rc"
 

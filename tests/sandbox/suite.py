@@ -42,6 +42,7 @@ UID_BASE = 900000  # slot N runs as UID_BASE + N (sandbox/sbx.h)
 HOST_UID_BASE = UID_BASE
 CG_PARENT = "cacheout"
 ROOTLESS = None  # the pwd entry of the rootless user, or None
+EXTRA_ENV = {}  # added to every cacheout-run's environment (--mount-template)
 CASE_TIMEOUT = 30.0  # seconds any single cacheout-run may take before the case fails
 
 SECRET = "sbxsuite-host-secret-7f3c9a"
@@ -298,6 +299,7 @@ class Job:
             "LANG": "C.UTF-8",
             "SBXSUITE_SECRET": SECRET,
         }
+        run_env.update(EXTRA_ENV)
         if env:
             run_env.update(env)
         fds = list(pass_fds)
@@ -1221,9 +1223,11 @@ def c_fs(s):
         if "nosuid" not in opts:
             fail("mount " + mp, "nosuid", ",".join(sorted(opts)))
         # /dev holds the five device nodes (bind mounts of the host's or nodes on a tmpfs);
-        # masked /proc files are read-only binds of /dev/null (reads give nothing, as in Docker).
+        # masked /proc files are read-only binds of a null device (reads give nothing, as in
+        # Docker): the host's /dev/null (devtmpfs), or in a copy of a mount template the
+        # sandbox's own /dev/null (its /dev tmpfs).
         device_mount = mp == "/dev" or (mp.startswith("/dev/") and mp != "/dev/shm") \
-            or (mp in PROC_MASKED and fstype == "devtmpfs" and "ro" in opts)
+            or (mp in PROC_MASKED and fstype in ("devtmpfs", "tmpfs") and "ro" in opts)
         if "nodev" not in opts and not device_mount:
             fail("mount " + mp, "nodev", ",".join(sorted(opts)))
     for p in ("/usr/sbx-probe", "/sbx-probe", "/etc/sbx-probe", "/bin/sbx-probe"):
@@ -2326,6 +2330,10 @@ def main():
     ap.add_argument("--src", default="", help="the repository root")
     ap.add_argument("--only", nargs="*", help="case names to run")
     ap.add_argument("--list", action="store_true", help="list the case names")
+    ap.add_argument("--mount-template", action="store_true",
+                    help="every cacheout-run enters a copy of the image's mount template "
+                         "(CACHEOUT_MOUNT_TEMPLATE=1, as a long-lived caller such as the agent "
+                         "does) instead of building the root per run; cases named template/NAME")
     ap.add_argument("--rootless-user", default="",
                     help="run every cacheout-run as this unprivileged user (rootless sandboxes)")
     a = ap.parse_args()
@@ -2343,9 +2351,12 @@ def main():
         for name, _, _ in CASES:
             print(name)
         return 0
-    passes = [("rootless/" if ROOTLESS else "", a.run)]
+    if a.mount_template:
+        EXTRA_ENV["CACHEOUT_MOUNT_TEMPLATE"] = "1"
+    prefix = "rootless/" if ROOTLESS else "template/" if a.mount_template else ""
+    passes = [(prefix, a.run)]
     if a.asan_run:
-        passes.append(("asan/", a.asan_run))
+        passes.append(("asan/" + prefix, a.asan_run))
     passed = failed = skipped = 0
     started = time.monotonic()
     for prefix, run_bin in passes:

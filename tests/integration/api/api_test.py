@@ -1932,18 +1932,33 @@ def t_reputation(srv):
     invariant(srv)
 
 
-class PricedAgent:
-    """A fake agent on /ws/agent (open registration) with its seller's prices in the hello."""
+class FakeAgent:
+    """A fake agent on /ws/agent (open registration); @owner and the seller's prices (@core,
+    @gb) go in the hello when given."""
 
-    def __init__(self, srv, worker_id, owner, core, gb, cores=4, ram_mb=4096):
+    def __init__(self, srv, worker_id, owner=None, core=None, gb=None, cores=4, ram_mb=4096):
         self.worker_id = worker_id
         self.ws = cotest.WebSocket(srv.port, "/ws/agent", "cacheout.agent.v1")
         check(self.ws.status == 101, "agent upgrade answered %s" % self.ws.status)
-        self.ws.send({"v": 1, "type": "hello", "token": "", "worker_id": worker_id,
-                      "owner_id": owner, "cores": cores, "ram_mb": ram_mb,
-                      "images": ["default"], "price_per_core_second": core,
-                      "price_per_gb_second": gb})
+        hello = {"v": 1, "type": "hello", "token": "", "worker_id": worker_id, "cores": cores,
+                 "ram_mb": ram_mb, "images": ["default"]}
+        for k, v in (("owner_id", owner), ("price_per_core_second", core),
+                     ("price_per_gb_second", gb)):
+            if v is not None:
+                hello[k] = v
+        self.ws.send(hello)
         self.ws.expect(lambda m: m.get("type") == "welcome", 10, "welcome")
+
+    def wait_closed(self, timeout=10):
+        """Until the coordinator closes the session (CaseFailed if it does not)."""
+        deadline = time.time() + timeout
+        try:
+            while time.time() < deadline:
+                self.ws.recv(max(0.01, deadline - time.time()))
+        except EOFError:
+            return
+        raise cotest.CaseFailed("the session of %s is still open after %ds" %
+                                (self.worker_id, timeout))
 
     def run(self, job_id, wall_ms):
         a, _ = self.ws.expect(lambda m: m.get("type") == "job.assign" and
@@ -1958,6 +1973,73 @@ class PricedAgent:
 
     def close(self):
         self.ws.close()
+
+
+def wait_offline(srv, wid, timeout=10):
+    """Until @wid is offline (an agent's disconnect stored: a write still queued when the
+    coordinator stops is dropped with its agent hub, reported as a leak by the sanitizer build)."""
+    cotest.wait_until(lambda: [w for w in srv.jreq("GET", "/api/v1/workers")[1]
+                               if w["worker_id"] == wid][0]["status"] == "offline",
+                      timeout, "worker %s offline" % wid)
+
+
+def t_poll_fence(srv):
+    """A worker is held by one session, an agent's or the poll protocol's: whoever registered
+    last.  POST /register closes the agent session of the worker and its /task claims; the
+    agent's next hello takes the worker back and /task, /status, /unregister are refused (409
+    conflict, field session) and change nothing."""
+    drain_pending(srv)
+    wid = "fence-w-" + uuid.uuid4().hex[:6]
+    buyer = "fence-b-" + uuid.uuid4().hex[:6]
+    agent = FakeAgent(srv, wid, cores=2, ram_mb=2048)
+    try:
+        register(srv, wid, cores=2, ram=2048)
+        agent.wait_closed()
+        check(agent.ws.close_code == 1001 and "moved" in (agent.ws.close_reason or ""),
+              "the agent session closed with %r %r" % (agent.ws.close_code,
+                                                       agent.ws.close_reason))
+        j = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100)
+        st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
+        check(st == 200 and a["job_id"] == j["job_id"] and a["attempt"] == 1,
+              "task after the register: %d %r" % (st, a))
+        for report in ({"status": "running"}, {"status": "completed", "exit_code": 0}):
+            st, doc, _ = srv.jreq("POST", "/api/v1/status",
+                                  dict(report, worker_id=wid, job_id=j["job_id"], attempt=1))
+            check(st == 200 and doc["status"] == report["status"], "status: %d %r" % (st, doc))
+
+        # The poll worker holds a job when the agent says hello again: the agent's now.
+        j2 = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100)
+        st, a, _ = srv.jreq("GET", "/api/v1/task?worker_id=" + wid)
+        check(st == 200 and a["job_id"] == j2["job_id"], "task: %d %r" % (st, a))
+        agent = FakeAgent(srv, wid, cores=2, ram_mb=2048)
+        # A job the agent's scheduler leaves alone (an image the agent lacks) that /task would
+        # give to this worker.
+        j3 = submit(srv, buyer_id=buyer, required_cores=1, required_ram_mb=100,
+                    image="elsewhere")
+        for method, path, body in (
+                ("GET", "/api/v1/task?worker_id=" + wid, None),
+                ("POST", "/api/v1/status", {"worker_id": wid, "job_id": j2["job_id"],
+                                            "status": "running", "attempt": 1,
+                                            "stdout": "refused\n"}),
+                ("POST", "/api/v1/unregister", {"worker_id": wid})):
+            st, doc, _ = srv.jreq(method, path, body)
+            expect_error(st, doc, 409, "conflict", "session")
+            check("agent session" in doc["error"]["message"], doc)
+        doc = srv.jreq("GET", "/api/v1/jobs/" + j3["job_id"], admin=True)[1]
+        check(doc["status"] == "pending" and doc["attempts"] == 0, "j3 claimed: %r" % doc)
+        doc = srv.jreq("GET", "/api/v1/jobs/" + j2["job_id"], admin=True)[1]
+        check(doc["status"] == "assigned" and doc["assigned_worker"] == wid, doc)
+        out = srv.jreq("GET", "/api/v1/jobs/%s/output" % j2["job_id"], admin=True)[1]
+        check(out["stdout"] == "", "refused output stored: %r" % out)
+        me = [w for w in srv.jreq("GET", "/api/v1/workers")[1] if w["worker_id"] == wid][0]
+        check(me["status"] != "offline" and me["connection"] == "websocket", me)
+        for jid in (j2["job_id"], j3["job_id"]):
+            st, doc, _ = srv.jreq("POST", "/api/v1/jobs/%s/cancel" % jid, admin=True)
+            check(st == 200, "cancel %s: %d %r" % (jid, st, doc))
+    finally:
+        agent.close()
+    wait_offline(srv, wid)
+    invariant(srv)
 
 
 def t_market(args):
@@ -1984,7 +2066,7 @@ def t_market(args):
         for wid, owner, core, gb in (("mkt-w1", "mkt-s1", 0.0003, 0.0001),
                                      ("mkt-w2", "mkt-s2", 0.0001, 0.00005),
                                      ("mkt-w3", "mkt-s3", 0.0002, 0.00005)):
-            agents.append(PricedAgent(srv, wid, owner, core, gb))
+            agents.append(FakeAgent(srv, wid, owner, core, gb))
         st, ws, _ = srv.jreq("GET", "/api/v1/workers")
         prices = {w["worker_id"]: (micro(w["price_per_core_second"]),
                                    micro(w["price_per_gb_second"])) for w in ws}
@@ -2112,6 +2194,8 @@ def main():
         case("retention: old code, output and silent workers go; rows and ledger stay",
              t_retention, srv)
         case("reputation: prior, timeout and lost lower it, min_reputation", t_reputation, srv)
+        case("poll fence: register closes the agent session; after a hello, task, status, "
+             "unregister 409", t_poll_fence, srv)
         if args.pg_dir:
             case("PostgreSQL restart: 503 during the gap, recovery after", t_pg_restart, srv,
                  args)

@@ -12,6 +12,8 @@ Cases (one line each, "RESULT <passed> <failed>" at the end):
 - jobs submitted on any node run on agents of every node;
 - a cancel on one node stops a job on another node's agent (the latency is printed);
 - a dashboard on one node sees every node's job events, in order, with no gap in its sequence;
+- a poll worker's POST /register on one node closes the worker's agent session on another (the
+  feed), and the agent's next hello makes the poll routes answer 409;
 - kill -9 of one node: its agents reconnect to another node (time printed), nothing is lost,
   nothing is charged twice, one stored result per job, the credit invariant holds;
 - a partition of one node from PostgreSQL, and its recovery (it serves and sees the feed again).
@@ -460,6 +462,81 @@ def main():
             check(not bad, "jobs not completed after the move: %r" % bad[:4])
         r.case("a worker's hello on another node closes its stale session (through the feed)",
                t_moved)
+
+        # ---- poll workers hold a worker's session too, across nodes
+        def t_poll_fence():
+            """A fake agent on node A holds worker so-poll; POST /register of so-poll on node B
+            takes it: A closes its session (told by the feed) and B's /task claims.  The agent
+            says hello to A again: B's /task, /status and /unregister are refused (409)."""
+            wid = "so-poll"
+            hdr = {"X-Agent-Token": AGENT_TOKEN}
+            pat = "agent session moved on, closing worker=%s" % wid
+
+            def a_log():
+                with open(cl.nodes["A"].output, errors="replace") as f:
+                    return f.read()
+
+            def hello():
+                ws = cotest.WebSocket(cl.nodes["A"].port, "/ws/agent", "cacheout.agent.v1")
+                check(ws.status == 101, "agent upgrade on A answered %s" % ws.status)
+                ws.send({"v": 1, "type": "hello", "token": AGENT_TOKEN, "worker_id": wid,
+                         "cores": 4, "ram_mb": 4096, "images": ["default"]})
+                ws.expect(lambda m: m.get("type") == "welcome", 15, "welcome from node A")
+                return ws
+
+            def b(method, path, body=None):
+                st, doc, _ = cl.nodes["B"].jreq(method, path, body=body, headers=hdr)
+                return st, doc
+
+            ws = hello()
+            try:
+                n_a = a_log().count(pat)
+                t0 = time.time()
+                st, doc = b("POST", "/api/v1/register",
+                            {"worker_id": wid, "cpu_cores": 4, "ram_mb": 4096})
+                check(st == 200, "register on B: %s %r" % (st, doc))
+                wait_until(lambda: a_log().count(pat) > n_a, 10,
+                           "node A closing its session of %s after the register on B" % wid,
+                           interval=0.01)
+                log("node A closed the agent session of %s %.0f ms after POST /register on B was "
+                    "sent" % (wid, (time.time() - t0) * 1000))
+                try:
+                    while ws.recv(10) is not None:
+                        pass
+                    raise CaseFailed("the fake agent's connection to A is still open")
+                except EOFError:
+                    pass
+                # Only this worker has 3 cores (the real agents have 2).
+                st, doc = cl.admin("B", "POST", "/api/v1/submit", {
+                    "title": "poll-fence", "buyer_id": "so-poll-buyer", "required_cores": 3,
+                    "required_ram_mb": 64, "timeout_seconds": 120, "command": "echo POLL"})
+                check(st == 201, "submit on B: %s %r" % (st, doc))
+                jid = doc["job_id"]
+                st, task = b("GET", "/api/v1/task?worker_id=" + wid)
+                check(st == 200 and task["job_id"] == jid, "task on B: %s %r" % (st, task))
+                st, doc = b("POST", "/api/v1/status", {"worker_id": wid, "job_id": jid,
+                                                       "status": "running", "attempt": 1})
+                check(st == 200, "status on B: %s %r" % (st, doc))
+                # The agent comes back to A: the worker is its session's again.
+                ws = hello()
+                for method, path, body in (
+                        ("GET", "/api/v1/task?worker_id=" + wid, None),
+                        ("POST", "/api/v1/status", {"worker_id": wid, "job_id": jid,
+                                                    "status": "completed", "exit_code": 0,
+                                                    "attempt": 1}),
+                        ("POST", "/api/v1/unregister", {"worker_id": wid})):
+                    st, doc = b(method, path, body)
+                    check(st == 409 and doc["error"]["code"] == "conflict" and
+                          doc["error"].get("field") == "session",
+                          "%s %s on B after the hello on A: %s %r" % (method, path, st, doc))
+                j = cl.job("B", jid)
+                check(j["status"] != "completed", "the refused report completed the job: %r" % j)
+                st, doc = cl.admin("B", "POST", "/api/v1/jobs/%s/cancel" % jid)
+                check(st == 200, "cancel: %s %r" % (st, doc))
+            finally:
+                ws.close()
+        r.case("poll workers: a register on one node takes a worker from an agent session on "
+               "another; the agent's hello takes it back (409)", t_poll_fence)
 
         def t_restart_c():
             cl.nodes["C"].start(timeout=60)

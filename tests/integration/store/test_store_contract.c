@@ -3212,6 +3212,61 @@ t_worker_sessions(void)
     return 0;
 }
 
+/*
+ * Poll workers hold a worker's session too (coord_node_poll_take, coord_node_poll_fence): a
+ * register takes it from an agent session (a new epoch, no node: the agent session is fenced off),
+ * a hello takes it back (the poll routes are refused).  A poll route's writes run in the fence's
+ * transaction: a claim inside it keeps its job (a store call's positive result in a batch).
+ */
+static int
+t_poll_sessions(void)
+{
+    const char *w = id("poll-w");
+    int64_t e = 0, cur = 0;
+    char node[32];
+    coord_node_init();
+    OK(worker(w, NULL, 2, 1024));
+    OK(coord_node_poll_fence(S, w, &E)); /* never said hello: a poll worker's */
+    FAILS(coord_node_poll_fence(S, id("poll-none"), &E), CO_E_NOTFOUND);
+    OK(coord_store_worker_session_begin(S, w, coord_node_id(), &e, &E)); /* an agent's hello */
+    FAILS(coord_node_poll_fence(S, w, &E), CO_E_CONFLICT);
+    CHECK(coord_node_fenced(&E));
+    OK(coord_node_poll_take(S, w, &E)); /* POST /register */
+    FAILS(coord_node_fence(S, w, e, false, &E), CO_E_CONFLICT);
+    CHECK(coord_node_fenced(&E));
+    OK(coord_store_worker_session_get(S, w, false, node, sizeof(node), &cur, &E));
+    CHECK(node[0] == 0 && cur == e + 1);
+    FAILS(coord_node_poll_take(S, id("poll-none"), &E), CO_E_NOTFOUND);
+
+    /* GET /task: the fence, the heartbeat and the claim in one transaction. */
+    OK(submit(id("poll-j"), id("poll-buyer"), CREDIT, 1, 100, 10));
+    struct coord_job j;
+    memset(&j, 0, sizeof(j));
+    OK(coord_store_batch_begin(S, &E));
+    int fenced = coord_node_poll_fence(S, w, &E);
+    int beat = fenced < 0 ? -1 : coord_store_worker_heartbeat(S, w, &E);
+    int got = beat < 0 ? -1 : coord_store_job_claim_next(S, w, &j, &E);
+    if (got < 0)
+        coord_store_batch_rollback(S);
+    else
+        OK(coord_store_batch_commit(S, &E));
+    CHECK_EQ(got, 1);
+    bool mine = !strcmp(j.assigned_worker, w) && j.attempts >= 1;
+    coord_job_release(&j);
+    CHECK(mine);
+    struct coord_worker wk;
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK(wk.used_cores >= 1); /* the claim was committed with the batch */
+
+    /* The agent's hello takes the worker back: the poll routes are refused again. */
+    OK(coord_store_worker_session_begin(S, w, coord_node_id(), &e, &E));
+    OK(coord_store_batch_begin(S, &E));
+    fenced = coord_node_poll_fence(S, w, &E);
+    coord_store_batch_rollback(S);
+    CHECK(fenced < 0 && coord_node_fenced(&E));
+    return 0;
+}
+
 struct tcase {
     const char *name;
     int (*fn)(void);
@@ -3274,6 +3329,7 @@ main(void)
         {"fault_enospc", t_fault_enospc},
         {"debug_faults_claim_reply_lost", t_debug_fault_claim_lost},
         {"worker_sessions_fencing_reaper_turn", t_worker_sessions},
+        {"poll_sessions_take_and_fence", t_poll_sessions},
     };
     const char *url = getenv("CO_STORE_URL");
     sql_dir = getenv("CO_SQL_DIR");

@@ -443,6 +443,120 @@ test_recycled_cgroup_starts_clean(void **state)
     sbx_result_release(&d);
 }
 
+/*
+ * A recycled cgroup whose next job asks for the same limits keeps them without writing them
+ * again (sbx_cgroup.c): every job of a slot must still get exactly its own memory limit and
+ * nothing the previous job left (files, processes, OOM counts).  Each job reports what it finds,
+ * then allocates 80 MiB: OOM-killed under 48 MiB (written, then kept, then written again after a
+ * larger limit), not under 128 MiB.
+ */
+static void
+test_recycled_cgroup_same_limits(void **state)
+{
+    need_root(state);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_async_cleanup(&err), 0);
+    static const char probe[] =
+        "import os\n"
+        "left = len(os.listdir('/tmp')) + len(os.listdir('/dev/shm')) + len(os.listdir('/work'))\n"
+        "procs = len([d for d in os.listdir('/proc') if d.isdigit()])\n"
+        "for p in ('/tmp/a', '/dev/shm/a', '/work/a'):\n"
+        "    open(p, 'w').write('x')\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    os.execvp('sleep', ['sleep', '30'])\n"
+        "print('left=%d procs=%d' % (left, procs), flush=True)\n"
+        "x = bytearray(80 << 20)\n";
+    const char *argv[] = {"python3", "-c", probe, NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    const int64_t mem_mib[] = {48, 48, 48, 128, 48};
+    const char *want[] = {"oom", "oom", "oom", "ok", "oom"};
+    unsigned slot = 0;
+    for (int i = 0; i < 5; i++) {
+        struct sbx_result r;
+        spec.memory_bytes = mem_mib[i] << 20;
+        if (i == 0)
+            run_ok(&spec, &r);
+        else
+            run_in_slot(&spec, slot, &r);
+        slot = r.slot;
+        assert_string_equal(sbx_status_name(r.status), want[i]);
+        assert_int_equal(r.oom_killed, strcmp(want[i], "oom") == 0);
+        /* Nothing of the previous job: no file in the tmpfs folders, no process left (init and
+         * the probe only: the previous job's detached sleep died with its sandbox). */
+        int left = -1, procs = -1;
+        assert_non_null(r.stdout_data);
+        assert_int_equal(sscanf(r.stdout_data, "left=%d procs=%d", &left, &procs), 2);
+        assert_int_equal(left, 0);
+        assert_int_equal(procs, 2);
+        sbx_result_release(&r);
+    }
+}
+
+/*
+ * A long-lived caller (janitor on) runs its jobs in copies of the image's mount template
+ * (sbx_mnt_template.c): each copy must be fresh.  A first job writes into every writable mount
+ * and tries the read-only ones; the next jobs find none of it, the same mounts (nothing leaked
+ * into the template) and their own /proc.  As root the masked /proc files are binds of the
+ * sandbox's own /dev/null (its /dev tmpfs), which shows the template was used.
+ */
+static void
+test_mount_template_copies_are_fresh(void **state)
+{
+    need_root(state);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_async_cleanup(&err), 0);
+    static const char probe[] =
+        "import os\n"
+        "left = sorted(os.listdir('/tmp') + os.listdir('/dev/shm') + os.listdir('/work'))\n"
+        "wrote = []\n"
+        "for p in ('/tmp/a', '/dev/shm/a', '/work/a', '/a', '/usr/a', '/etc/a', '/dev/a'):\n"
+        "    try:\n"
+        "        open(p, 'w').write('x')\n"
+        "        wrote.append(p)\n"
+        "    except OSError:\n"
+        "        pass\n"
+        "mounts = open('/proc/self/mountinfo').read().splitlines()\n"
+        "cmdline = [l.split(' - ')[1].split()[0] for l in mounts if l.split()[4] == "
+        "'/proc/cmdline']\n"
+        "print('left=%s' % ','.join(left))\n"
+        "print('wrote=%s' % ','.join(wrote))\n"
+        "print('mounts=%d' % len(mounts))\n"
+        "print('cmdline=%s' % ','.join(cmdline))\n"
+        "print('pid=%d' % os.getpid())\n";
+    const char *argv[] = {"python3", "-c", probe, NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    char first_mounts[64] = "";
+    for (int i = 0; i < 3; i++) {
+        struct sbx_result r;
+        run_ok(&spec, &r);
+        assert_int_equal(r.status, SBX_OK);
+        const char *out = r.stdout_data;
+        assert_non_null(out);
+        assert_non_null(strstr(out, "left=\n"));
+        assert_non_null(strstr(out, "wrote=/tmp/a,/dev/shm/a,/work/a\n"));
+        assert_non_null(strstr(out, "pid=2\n"));
+        const char *m = strstr(out, "mounts=");
+        assert_non_null(m);
+        char mounts[64];
+        size_t n = strcspn(m, "\n");
+        assert_true(n < sizeof(mounts));
+        memcpy(mounts, m, n);
+        mounts[n] = '\0';
+        if (i == 0)
+            memcpy(first_mounts, mounts, n + 1);
+        else
+            assert_string_equal(mounts, first_mounts);
+        if (!rootless_run())
+            assert_non_null(strstr(out, "cmdline=tmpfs\n"));
+        sbx_result_release(&r);
+    }
+}
+
 static void
 test_fail_closed(void **state)
 {
@@ -491,6 +605,8 @@ main(void)
         cmocka_unit_test(test_network_namespace_without_pool),
         cmocka_unit_test(test_prewarmed_namespaces),
         cmocka_unit_test(test_recycled_cgroup_starts_clean),
+        cmocka_unit_test(test_recycled_cgroup_same_limits),
+        cmocka_unit_test(test_mount_template_copies_are_fresh),
         cmocka_unit_test(test_fail_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
