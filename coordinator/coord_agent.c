@@ -37,7 +37,6 @@
 #include "coord_node.h"
 #include "coord_reconcile.h"
 #include "coord_sched.h"
-#include "coord_server.h"
 #include "coord_ws_common.h"
 
 #define AGENT_PATH "/ws/agent"
@@ -67,7 +66,7 @@ static void coord_agent_moved(struct agent_sess *s, const co_err *err);
 
 /* The hub, the modules on it and the hooks between them (PROTOCOL_INIT). */
 static struct coord_agents *
-proto_start(struct coord_server *srv, struct lws_context *ctx)
+proto_start(const struct coord_agent_env *env, struct lws_context *ctx)
 {
     struct agent_proto *p = co_xcalloc(1, sizeof(*p));
     struct agent_hub_hooks hooks = {
@@ -80,9 +79,9 @@ proto_start(struct coord_server *srv, struct lws_context *ctx)
         .release = proto_release,
     };
     struct coord_agents *hub =
-        agent_hub_new(srv->cfg, srv->db, srv->events, &srv->metrics, ctx, &hooks);
+        agent_hub_new(env->cfg, env->db, env->events, env->metrics, ctx, &hooks);
     p->hub = hub;
-    p->limits = srv->limits;
+    p->limits = env->limits;
     if (hub->events)
         p->ev_handle = coord_events_subscribe(hub->events, coord_agent_on_event, hub);
     p->sched = coord_sched_new(hub);
@@ -484,10 +483,10 @@ coord_agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *us
                      size_t len)
 {
     int64_t t0 = co_mono_ns();
-    struct lws_context *cx = lws_get_context(wsi);
-    struct coord_server *srv = cx ? lws_context_user(cx) : NULL;
+    const struct lws_protocols *proto = lws_get_protocol(wsi);
+    const struct coord_agent_env *env = proto ? proto->user : NULL;
     int rc = agent_callback(wsi, reason, user, in, len);
-    coord_metrics_agent_loop(srv ? &srv->metrics : NULL, t0);
+    coord_metrics_agent_loop(env ? env->metrics : NULL, t0);
     return rc;
 }
 
@@ -503,15 +502,15 @@ agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
     switch (reason) {
     case LWS_CALLBACK_PROTOCOL_INIT: {
         struct lws_context *ctx = lws_get_context(wsi);
-        struct coord_server *srv = lws_context_user(ctx);
-        if (!srv || !srv->cfg || !srv->db) {
-            co_error("agent protocol: no coordinator server as the context user");
+        const struct coord_agent_env *env = proto ? proto->user : NULL;
+        if (!env || !env->cfg || !env->db) {
+            co_error("agent protocol: no struct coord_agent_env as the protocol's user");
             return -1;
         }
         slot = lws_protocol_vh_priv_zalloc(vh, proto, sizeof(*slot));
         if (!slot)
             return -1;
-        *slot = proto_start(srv, ctx);
+        *slot = proto_start(env, ctx);
         return 0;
     }
     case LWS_CALLBACK_PROTOCOL_DESTROY:

@@ -8,13 +8,13 @@
  *
  * The state under the protocol (struct coord_agents, "the hub": sessions, job and worker indexes,
  * write lanes; coord_hub.h) is created by coord_agent_callback() on LWS_CALLBACK_PROTOCOL_INIT
- * from the coord_server found with lws_context_user() (its cfg, db, events and metrics are
- * borrowed), with the scheduler, the lease reaper and reconciliation on it, kept in the protocol's
- * per-vhost storage, and stopped on LWS_CALLBACK_PROTOCOL_DESTROY (freed once its database items
- * in flight completed).  The protocol's files are listed in coord_agent.c.  Wiring is one
- * protocol entry:
+ * from the struct coord_agent_env given as the protocol entry's `user` (its cfg, db, events,
+ * metrics and limits are borrowed), with the scheduler, the lease reaper and reconciliation on
+ * it, kept in the protocol's per-vhost storage, and stopped on LWS_CALLBACK_PROTOCOL_DESTROY
+ * (freed once its database items in flight completed).  The protocol's files are listed in
+ * coord_agent.c.  Wiring is one protocol entry (coord_agent_ws_protocol):
  *
- *   { PROTO_AGENT_SUBPROTOCOL, coord_agent_callback, COORD_AGENT_PSS_SIZE, 65536, 0, NULL, 0 }
+ *   { PROTO_AGENT_SUBPROTOCOL, coord_agent_callback, COORD_AGENT_PSS_SIZE, 65536, 0, &env, 0 }
  *
  * (or a stub handler that forwards every reason to coord_agent_callback()).  Everything here runs
  * on the lws service thread; database work goes through coord_db.
@@ -32,6 +32,23 @@
 
 struct coord_agents;
 struct agent_sess;
+struct coord_config;
+struct coord_db;
+struct coord_events;
+struct coord_limits;
+struct coord_metrics;
+
+/**
+ * What the agent protocol uses of the server, borrowed for the protocol's life; the server
+ * (coord_server) owns it and gives it as the protocol entry's `user`.
+ */
+struct coord_agent_env {
+    const struct coord_config *cfg;
+    struct coord_db *db;
+    struct coord_events *events;   /* the change feed the hub subscribes to */
+    struct coord_metrics *metrics; /* agents connected, the longest agent callback */
+    struct coord_limits *limits;   /* failed-auth throttle; NULL: none */
+};
 
 /** Per-session data of the protocol (lws allocates and zeroes it). */
 struct coord_agent_pss {

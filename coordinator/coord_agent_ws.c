@@ -9,13 +9,14 @@
 #include "coord_agent.h"
 
 struct lws_protocols
-coord_agent_ws_protocol(void)
+coord_agent_ws_protocol(struct coord_agent_env *env)
 {
     struct lws_protocols p = {
         .name = COORD_AGENT_WS_PROTOCOL,
         .callback = coord_agent_callback,
         .per_session_data_size = COORD_AGENT_PSS_SIZE,
         .rx_buffer_size = 65536,
+        .user = env,
     };
     return p;
 }

@@ -13,7 +13,12 @@
 #define COORD_AGENT_WS_PROTOCOL "cacheout.agent.v1"
 #define COORD_AGENT_WS_PATH "/ws/agent"
 
-/** The lws protocol entry (name, callback, per-session size) for the server's table. */
-struct lws_protocols coord_agent_ws_protocol(void);
+struct coord_agent_env;
+
+/**
+ * The lws protocol entry (name, callback, per-session size) for the server's table; @env (see
+ * coord_agent.h) is its `user`, borrowed for the protocol's life.
+ */
+struct lws_protocols coord_agent_ws_protocol(struct coord_agent_env *env);
 
 #endif

@@ -32,6 +32,7 @@
 #include "co_alloc.h"
 #include "co_log.h"
 #include "co_time.h"
+#include "coord_agent.h"
 #include "coord_agent_ws.h"
 #include "coord_api.h"
 #include "coord_dash.h"
@@ -1087,6 +1088,15 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         .metrics = &srv->metrics,
         .node = &srv->node,
     };
+    /* What the agent protocol uses of the server (coord_agent reads it from its protocol entry). */
+    srv->agent_env = co_xcalloc(1, sizeof(*srv->agent_env));
+    *srv->agent_env = (struct coord_agent_env){
+        .cfg = cfg,
+        .db = db,
+        .events = srv->events,
+        .metrics = &srv->metrics,
+        .limits = srv->limits,
+    };
     coord_events_subscribe(srv->events, server_on_event, srv);
     int rc = -1;
     struct coord_dash_evloop *evl = NULL;
@@ -1100,7 +1110,7 @@ coord_server_run(const struct coord_config *cfg, struct coord_db *db, const char
         .callback = http_callback,
         .per_session_data_size = sizeof(struct http_pss),
     };
-    protocols[1] = coord_agent_ws_protocol();
+    protocols[1] = coord_agent_ws_protocol(srv->agent_env);
     protocols[2] = coord_dash_ws_protocol(srv->dash_env);
     memset(&protocols[3], 0, sizeof(protocols[3]));
 
@@ -1277,6 +1287,7 @@ out:
     coord_limits_free(srv->limits);
     coord_openapi_rec_free(srv->rec);
     free(srv->dash_env);
+    free(srv->agent_env);
     free(srv);
     return rc;
 }

@@ -29,6 +29,7 @@ struct lws;
 struct lws_context;
 
 struct coord_dash_env;
+struct coord_agent_env;
 
 struct coord_server {
     const struct coord_config *cfg;      /* borrowed, read-only */
@@ -42,7 +43,8 @@ struct coord_server {
     struct lws_context *ctx;
     /* Backend, start time, counters and the longest HTTP callback: what health shows. */
     struct coord_render_node node;
-    struct coord_dash_env *dash_env; /* owned; what the dashboards use of the server */
+    struct coord_dash_env *dash_env;   /* owned; what the dashboards use of the server */
+    struct coord_agent_env *agent_env; /* owned; what the agent protocol uses of the server */
     /* Health cache (lws thread only). */
     struct coord_health health;
     bool health_db_ok;
