@@ -4,6 +4,11 @@
  * module wires the protocol into the server: the path and auth are checked in
  * LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION (a real 401/404 answer on failure), the connection
  * gets a small hello message and is kept open.  The session logic lands with its own issue.
+ *
+ * Thread: coord_agent_ws_protocol() runs once on the main thread, when coord_server_run() builds
+ * the protocol table before creating the lws context; the callback it names then runs on the lws
+ * service thread.  No state of its own: the entry's `user` is the struct coord_agent_env that
+ * coord_server owns from start to shutdown.
  */
 #ifndef COORD_AGENT_WS_H
 #define COORD_AGENT_WS_H

@@ -3,7 +3,7 @@
  * results, reputation, pricing"): the hold of a submitted job in each PRICING mode, PATCH
  * /workers/{id} (a seller's prices) and GET /users/{id}/statement (the price and reputation
  * fields of jobs and workers are coord_render's).  Handlers run on database threads, like
- * coord_api's.
+ * coord_api's, with that thread's store.  No state of its own, no life cycle.
  */
 #ifndef COORD_API_PRICE_H
 #define COORD_API_PRICE_H

@@ -2,7 +2,7 @@
  * coord_api_webhook: the REST routes of completion callbacks (API.md): POST
  * /users/{id}/webhook-secret (a new signing secret) and GET /jobs/{id}/deliveries (the job's
  * delivery and its attempts).  Handlers of coord_api: database threads, with that thread's store;
- * the delivery itself is coord_webhook's.
+ * the delivery itself is coord_webhook's.  No state of its own, no life cycle.
  */
 #include <jansson.h>
 #include <string.h>

@@ -2,7 +2,8 @@
  * coord_artifact: output artifacts on the coordinator's side -- the store calls that keep them
  * (store.c, tables of sql/<backend>/0007_files.sql), SHA-256 of stored bytes, and the tar.gz
  * writer of GET /api/v1/jobs/{id}/artifacts.tar.gz.  The store calls run on database threads
- * like every coord_store call; the rest is pure and thread-safe.
+ * like every coord_store call; the rest is pure and thread-safe.  No state of its own: a tar.gz
+ * writer (struct coord_targz) belongs to the handler that inits and releases it.
  */
 #ifndef COORD_ARTIFACT_H
 #define COORD_ARTIFACT_H

@@ -15,7 +15,10 @@
  * co_consttime_eq.
  *
  * Threads: the value type and the pure functions below are usable from any thread; the lookup
- * of a key is a store call (database threads only).
+ * of a key is a store call (database threads only); the cache of lookups belongs to the lws
+ * service thread.  Life cycle: the cache is created by coord_server_run() at start and freed
+ * when it returns; besides, the SHA-256 method is fetched once per process and each thread
+ * keeps a hashing context, freed at its exit.
  */
 #ifndef COORD_AUTH_H
 #define COORD_AUTH_H

@@ -2,7 +2,8 @@
  * coord_config: the coordinator's settings, read once at start-up from the environment (and the
  * optional .env loaded before).  Every setting of the original README plus AGENT_TOKEN,
  * CORS_ORIGINS, MAX_BODY_BYTES, MAX_JOB_CORES, MAX_JOB_RAM_MB, FRONTEND_DIR and SQL_DIR.
- * Read-only after coord_config_load(); shared by every thread.
+ * Read-only after coord_config_load(); shared by every thread.  Life cycle: main() loads it
+ * before starting anything and releases it after the server and the database executor stopped.
  */
 #ifndef COORD_CONFIG_H
 #define COORD_CONFIG_H

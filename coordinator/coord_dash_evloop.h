@@ -9,6 +9,10 @@
  * libev is opened at run time (dlopen of libev.so.4, which lws's libev event-lib plugin needs
  * anyway), so the coordinator neither links it nor fails without it: when it is missing, or lws
  * cannot load its plugin, the caller keeps lws's built-in loop.
+ *
+ * Thread: the lws service thread (the main thread inside coord_server_run()).  Life cycle:
+ * coord_server_run() creates the loop before the lws context, runs it in its service loop, and
+ * frees it after lws_context_destroy() (or at once when the context cannot use it).
  */
 #ifndef COORD_DASH_EVLOOP_H
 #define COORD_DASH_EVLOOP_H

@@ -4,7 +4,8 @@
  * The handshake is checked in LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: another path gets a real
  * 404, a foreign Origin 403; an X-Admin-Token header (or `?token=`, for tools) equal to
  * ADMIN_TOKEN makes the session admin, a wrong one leaves it read-only.  The sessions and the
- * fan-out live in coord_dash.h.
+ * fan-out live in coord_dash.h.  Thread: the lws service thread.  Life cycle: the protocol
+ * creates the dashboard hub at PROTOCOL_INIT and frees it at PROTOCOL_DESTROY (coord_dash_ws.c).
  */
 #ifndef COORD_DASH_WS_H
 #define COORD_DASH_WS_H

@@ -8,6 +8,12 @@
  * Lanes: COORD_DB_WRITE items change state (SQLite: one writer thread, so writers never fight
  * over the database lock); COORD_DB_READ items only read and run on their own threads in
  * parallel.  Any module (HTTP API, scheduler, agent sessions, dashboard) may submit work.
+ *
+ * Threads: work functions on the executor's own threads; completions on the lws service thread;
+ * coord_db_submit from any thread (the lws thread, the webhook delivery thread).  Life cycle:
+ * main() starts it (coord_db_start: one store per thread) once the migrations ran, before
+ * coord_server_run(), and stops it after that returned (coord_db_stop: the threads run what is
+ * queued and exit, the completions left run on the caller, the stores are closed).
  */
 #ifndef COORD_DB_H
 #define COORD_DB_H

@@ -3,6 +3,11 @@
  * credits publishes the id after the change is committed; subscribers (the dashboard sessions,
  * later) are called synchronously on the lws service thread, in order.  Publishing with no
  * subscriber costs a counter increment.
+ *
+ * Thread: the lws service thread only.  Life cycle: coord_server_run() creates it at start and
+ * frees it once the lws context is destroyed; the agent protocol and the dashboard hub
+ * subscribe at their PROTOCOL_INIT and unsubscribe at their PROTOCOL_DESTROY, the server for its
+ * whole run.
  */
 #ifndef COORD_EVENTS_H
 #define COORD_EVENTS_H

@@ -28,7 +28,8 @@
  * SQLite: no feed (coord_feed_start returns NULL): one coordinator, coord_events in-process.
  *
  * Threads: coord_feed_start, coord_feed_drain and coord_feed_stop on the lws thread; the rest
- * on the feed's own thread.
+ * on the feed's own thread.  Life cycle: coord_server_run() starts it once the lws context
+ * exists and stops it at shutdown (joining the thread), before destroying the context.
  */
 #ifndef COORD_FEED_H
 #define COORD_FEED_H

@@ -12,7 +12,8 @@
  * (database down, internal errors) are not kept: the client may retry with the same key.
  *
  * Threads: coord_idem_header_ok() and coord_idem_body_hash() anywhere; coord_idem_run() on a
- * database thread with that thread's store.
+ * database thread with that thread's store.  No state of its own: the keys live in the store,
+ * and coord_retention purges the expired ones.
  */
 #ifndef COORD_IDEM_H
 #define COORD_IDEM_H

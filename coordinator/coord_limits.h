@@ -6,7 +6,8 @@
  * are counted in the database instead.
  *
  * Threads: a `struct coord_limits` belongs to the lws service thread.  coord_limits_parse() is
- * pure (any thread).
+ * pure (any thread).  Life cycle: coord_server_run() creates the one table at start and frees it
+ * when it returns; the agent protocol and the dashboards borrow it through their environment.
  */
 #ifndef COORD_LIMITS_H
 #define COORD_LIMITS_H

@@ -1,6 +1,8 @@
 /*
  * coord_metrics: process counters and their Prometheus text rendering (/metrics).  Counters are
- * atomics so any thread (HTTP, scheduler, agent sessions) may update them.
+ * atomics so any thread (HTTP, scheduler, agent sessions) may update them.  Life cycle: one
+ * struct coord_metrics inside the server, set up by coord_metrics_init() in coord_server_run()
+ * and gone when it returns; the agent protocol and the dashboards borrow it.
  */
 #ifndef COORD_METRICS_H
 #define COORD_METRICS_H

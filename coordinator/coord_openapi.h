@@ -11,6 +11,8 @@
  *    "content_type", "body" (parsed JSON when the answer is JSON, else null), "bytes"}
  * tests/integration/openapi/ validates these lines against the document.  The recorder runs on
  * the lws thread only; when the setting is unset nothing is allocated and nothing is written.
+ * Life cycle: the document and the templates are read-only data (any thread); the recorder is
+ * opened by coord_server_run() at start and freed when it returns.
  */
 #ifndef COORD_OPENAPI_H
 #define COORD_OPENAPI_H

@@ -10,7 +10,8 @@
  * long.  POST /api/v1/debug/retention (admin) runs it at once with a given cutoff (tests).
  *
  * Threads: coord_retention_start/stop on the lws thread; coord_retention_run on a database
- * thread.
+ * thread.  Life cycle: coord_server_run() starts it once the lws context exists and stops it at
+ * shutdown; a step still in flight then frees it from its completion.
  */
 #ifndef COORD_RETENTION_H
 #define COORD_RETENTION_H

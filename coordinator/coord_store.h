@@ -7,7 +7,9 @@
  * time.  Every function below is synchronous and may block (disk, network); the lws service
  * thread never calls them directly but through the coordinator's database executor (worker
  * threads, results handed back with lws_cancel_service).  Several stores may be open on one
- * database at once (several threads, or several coordinators on one PostgreSQL).
+ * database at once (several threads, or several coordinators on one PostgreSQL).  Life cycle: a
+ * store is opened by coord_store_open() and closed by coord_store_close(): one per database
+ * thread, by coord_db_start() and coord_db_stop(), and one in main() for the migrations.
  *
  * Every function that changes money does it in the same transaction as the job state change it
  * belongs to, and writes one ledger row per movement, unique on (job_id, kind), so a movement can

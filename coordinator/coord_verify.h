@@ -12,7 +12,8 @@
  * tie-break replica runs (at most 2), else the parent fails `unverified`.
  *
  * Pure functions (digest, decision, settlement plan): any thread.  Store steps: database threads,
- * inside the store's transaction when so documented.  Writers: any thread.
+ * inside the store's transaction when so documented.  Writers: any thread.  No state of its
+ * own: everything it keeps is in the store's tables.
  */
 #ifndef COORD_VERIFY_H
 #define COORD_VERIFY_H

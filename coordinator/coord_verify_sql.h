@@ -1,7 +1,7 @@
 /*
  * coord_verify_sql: the statements of coord_verify's store steps (migration 0010), spliced into
  * the store's statement table (store.c) so that both drivers prepare and cache them like the
- * others.  Included by store_int.h only.
+ * others.  Included by store_int.h only.  Read-only data (no code, no state): any thread.
  */
 #ifndef COORD_VERIFY_SQL_H
 /*

@@ -2,6 +2,12 @@
  * cacheout-coordinator: reads the configuration (environment and ./.env), opens and migrates the
  * store, starts the database executor and serves HTTP and WebSockets until SIGINT/SIGTERM.
  * Exit codes: 0 clean shutdown, 1 runtime failure (database, port), 2 configuration error.
+ *
+ * Thread: the main thread, which becomes the lws service thread inside coord_server_run().  Life
+ * cycle: main() owns what outlives the server -- the settings, the debug faults, the node id and
+ * instance lock, the database executor -- and creates them before coord_server_run(); the
+ * migration store is closed once the executor started; the executor is stopped and the settings
+ * released after coord_server_run() returned.
  */
 #include <errno.h>
 #include <jansson.h>

@@ -5,6 +5,10 @@
  * Lock order on PostgreSQL, kept by every write transaction to avoid deadlocks: the worker row,
  * then job rows, then user rows (in user_id order when there are several).  On SQLite every write
  * transaction takes the database write lock at its start (BEGIN IMMEDIATE).
+ *
+ * Thread: the database thread that owns the store (see coord_store.h).  Its state is in struct
+ * coord_store (coord_store_open to coord_store_close), except the process-wide list of pending
+ * reputation updates (under its own mutex, kept until the process exits).
  */
 #include <dirent.h>
 #include <errno.h>

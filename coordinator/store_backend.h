@@ -7,6 +7,9 @@
  * placeholders; the SQLite driver rewrites them to ?1..?N, the PostgreSQL driver appends the row
  * lock clause (`lock`) and uses the `pg` variant when one is given.  Every statement is prepared
  * once per connection and cached.
+ *
+ * Thread: the database thread that owns the store; a driver's state belongs to its struct
+ * coord_store, from coord_store_open() to coord_store_close().
  */
 #ifndef COORD_STORE_BACKEND_H
 #define COORD_STORE_BACKEND_H

@@ -2,7 +2,8 @@
  * store_int: the store's internals that coord_verify's store steps use (store.c exports them;
  * nothing outside the store's own files and coord_verify.c includes this).  They behave as their
  * static counterparts in store.c: statements by name with bound parameters, the caller's
- * transaction, the money movement with its ledger row.
+ * transaction, the money movement with its ledger row.  Thread and life cycle: those of the
+ * store (coord_store.h): the database thread that owns it.
  */
 #ifndef COORD_STORE_INT_H
 #define COORD_STORE_INT_H

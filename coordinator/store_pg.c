@@ -8,6 +8,9 @@
  * Reconnection: when the server goes away, the failing call returns CO_E_UNAVAILABLE (its
  * transaction was not committed, so nothing was written) and the next call resets the
  * connection with PQreset before doing anything.
+ *
+ * Thread: the database thread that owns the store.  The connection and its prepared statements
+ * live from coord_store_open() to coord_store_close().
  */
 #include <libpq-fe.h>
 #include <stdio.h>

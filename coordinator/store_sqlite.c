@@ -4,6 +4,9 @@
  * lost" needs), a busy timeout so that concurrent writers wait instead of failing, foreign keys
  * on.  Write transactions start with BEGIN IMMEDIATE: the write lock is taken at once, so two
  * connections never both read and then fail to upgrade (SQLITE_BUSY that no timeout can cure).
+ *
+ * Thread: the database thread that owns the store.  The connection and its cached statements
+ * live from coord_store_open() to coord_store_close().
  */
 #include <sqlite3.h>
 #include <stdlib.h>
