@@ -1,9 +1,8 @@
 /*
  * coord_agent_ws: the WebSocket subprotocol "cacheout.agent.v1" on /ws/agent, for agents
  * (cacheout-agent): push assignments, heartbeats, output and results (see proto/PROTOCOL.md). This
- * module wires the protocol into the server: the path and auth are checked in
- * LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION (a real 401/404 answer on failure), the connection
- * gets a small hello message and is kept open.  The session logic lands with its own issue.
+ * module only builds the protocol's entry of the server's table; the protocol itself (path and
+ * credential checks, sessions, messages) is coord_agent*.c, on the hub of coord_hub.h.
  *
  * Thread: coord_agent_ws_protocol() runs once on the main thread, when coord_server_run() builds
  * the protocol table before creating the lws context; the callback it names then runs on the lws

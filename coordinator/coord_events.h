@@ -1,8 +1,9 @@
 /*
  * coord_events: the coordinator's change feed.  Whoever changes a job, a worker or a user's
- * credits publishes the id after the change is committed; subscribers (the dashboard sessions,
- * later) are called synchronously on the lws service thread, in order.  Publishing with no
- * subscriber costs a counter increment.
+ * credits publishes the id after the change is committed; subscribers (the agent protocol, the
+ * dashboard hub, the server's authentication cache) are called synchronously on the lws service
+ * thread, in order; with PostgreSQL, coord_feed publishes other nodes' changes here too. Publishing
+ * with no subscriber costs a counter increment.
  *
  * Thread: the lws service thread only.  Life cycle: coord_server_run() creates it at start and
  * frees it once the lws context is destroyed; the agent protocol and the dashboard hub

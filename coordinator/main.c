@@ -186,7 +186,9 @@ main(int argc, char **argv)
         co_error("cannot migrate the database error=\"%s\"", err.msg);
         goto out;
     }
-    const char *backend = coord_store_backend(mig);
+    /* A copy: the migrations' store is closed before the server runs. */
+    char backend[16];
+    co_strlcpy(backend, coord_store_backend(mig), sizeof(backend));
     bool pg = strcmp(backend, "postgres") == 0;
     struct coord_db_options dopt = {
         .store = &scfg,
