@@ -1605,22 +1605,15 @@ money_move(struct coord_store *s, const char *user_id, const char *job_id,
     int64_t balance = 0;
     bool found = false;
     bool pg = store_is_pg(s);
-    if (pg) {
-        if (q_int(s, Q_MONEY_MOVE_PG,
-                  PARAMS(P_TEXT(user_id), P_TEXT(job_id), P_TEXT(coord_ledger_kind_name(kind)),
-                         P_INT(d_credits), P_INT(d_held), P_TEXT(note), P_INT(now)),
-                  &balance, &found, err) < 0) {
-            if (err && err->code == CO_E_CONFLICT)
-                co_err_wrap(err, "ledger %s for job '%s' already recorded",
-                            coord_ledger_kind_name(kind), job_id ? job_id : "");
-            return -1;
-        }
-    } else if (q_int(s, Q_USER_ADD,
-                     PARAMS(P_TEXT(user_id), P_INT(d_credits), P_INT(d_held), P_INT(now)), &balance,
-                     &found, err) < 0) {
-        return -1;
-    }
-    if (!found) {
+    const char *kname = coord_ledger_kind_name(kind);
+    int rc = pg ? q_int(s, Q_MONEY_MOVE_PG,
+                        PARAMS(P_TEXT(user_id), P_TEXT(job_id), P_TEXT(kname), P_INT(d_credits),
+                               P_INT(d_held), P_TEXT(note), P_INT(now)),
+                        &balance, &found, err)
+                : q_int(s, Q_USER_ADD,
+                        PARAMS(P_TEXT(user_id), P_INT(d_credits), P_INT(d_held), P_INT(now)),
+                        &balance, &found, err);
+    if (rc == 0 && !found) {
         struct coord_user u;
         bool exists = false;
         if (user_load(s, user_id, &u, &exists, err) < 0)
@@ -1633,21 +1626,18 @@ money_move(struct coord_store *s, const char *user_id, const char *job_id,
                               "costs %lld",
                               user_id, (long long)u.credits, (long long)-d_credits);
         return co_err_set(err, CO_E_INTERNAL,
-                          "ledger %s for user '%s' job '%s' would make a balance negative",
-                          coord_ledger_kind_name(kind), user_id, job_id ? job_id : "");
+                          "ledger %s for user '%s' job '%s' would make a balance negative", kname,
+                          user_id, job_id ? job_id : "");
     }
-    if (pg)
-        return 0; /* the ledger row went with the update */
-    if (q_exec(s, Q_LEDGER_INSERT,
-               PARAMS(P_TEXT(user_id), P_TEXT(job_id), P_TEXT(coord_ledger_kind_name(kind)),
-                      P_INT(d_credits), P_INT(d_held), P_INT(balance), P_TEXT(note), P_INT(now)),
-               NULL, err) < 0) {
-        if (err && err->code == CO_E_CONFLICT)
-            co_err_wrap(err, "ledger %s for job '%s' already recorded",
-                        coord_ledger_kind_name(kind), job_id ? job_id : "");
-        return -1;
-    }
-    return 0;
+    /* PostgreSQL: the ledger row went with the update. */
+    if (rc == 0 && !pg)
+        rc = q_exec(s, Q_LEDGER_INSERT,
+                    PARAMS(P_TEXT(user_id), P_TEXT(job_id), P_TEXT(kname), P_INT(d_credits),
+                           P_INT(d_held), P_INT(balance), P_TEXT(note), P_INT(now)),
+                    NULL, err);
+    if (rc < 0 && err && err->code == CO_E_CONFLICT)
+        co_err_wrap(err, "ledger %s for job '%s' already recorded", kname, job_id ? job_id : "");
+    return rc < 0 ? -1 : 0;
 }
 
 /*
