@@ -7,11 +7,12 @@
  *
  * CPU per job (bench/README.md, "Sixth wave"): temporary tables and indexes in memory (with the
  * default, file, a statement that needed one created, wrote and unlinked a file in the temporary
- * folder: 10-15% of the coordinator's CPU under load); the database file read through a memory
- * map (a page not in the WAL is read without a pread copy); a larger page cache; checkpoints
- * every 4000 pages of WAL rather than 1000 (a page changed by many
- * commits is written back and synced once).  None of these touch durability: that is the WAL
- * and synchronous=NORMAL.
+ * folder: 10-15% of the coordinator's CPU under load); a larger page cache; checkpoints every
+ * 4000 pages of WAL rather than 1000 (a page changed by many commits is written back and synced
+ * once).  No memory map of the database: as the file grows every connection maps it again (a TLB
+ * shoot-down each time), which cost as much as the reads it saved, and an I/O error would become
+ * a SIGBUS instead of an error.  None of these touch durability: that is the WAL and
+ * synchronous=NORMAL.
  *
  * Thread: the database thread that owns the store.  The connection and its cached statements
  * live from coord_store_open() to coord_store_close().
@@ -328,7 +329,6 @@ store_sqlite_open(const char *path, struct coord_store **out, co_err *err)
         lite_exec(l, "PRAGMA foreign_keys = ON", err) < 0 ||
         lite_exec(l, "PRAGMA temp_store = MEMORY", err) < 0 ||
         lite_exec(l, "PRAGMA cache_size = -16384", err) < 0 ||
-        lite_exec(l, "PRAGMA mmap_size = 268435456", err) < 0 ||
         lite_exec(l, "PRAGMA wal_autocheckpoint = 4000", err) < 0) {
         co_err_wrap(err, "database '%s'", path);
         lite_close(&l->base);
