@@ -36,6 +36,7 @@ struct coord_db {
     struct db_lane lanes[COORD_DB_LANES];
     struct db_thread *threads;
     int n_threads;
+    int writers;
     int max_queue;
     atomic_bool stopping;
     _Atomic(struct lws_context *) ctx;
@@ -131,6 +132,7 @@ coord_db_start(const struct coord_db_options *opt, struct coord_db **out, co_err
         pthread_cond_init(&db->lanes[i].cv, NULL);
     }
     pthread_mutex_init(&db->done_mu, NULL);
+    db->writers = writers;
     db->n_threads = writers + readers;
     db->threads = co_xcalloc((size_t)db->n_threads, sizeof(*db->threads));
     for (int i = 0; i < db->n_threads; i++) {
@@ -226,6 +228,12 @@ coord_db_drain_completions(struct coord_db *db)
         n++;
     }
     return n;
+}
+
+int
+coord_db_writers(const struct coord_db *db)
+{
+    return db->writers;
 }
 
 int64_t

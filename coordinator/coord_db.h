@@ -76,6 +76,9 @@ int coord_db_submit(struct coord_db *db, enum coord_db_lane lane, coord_db_work_
 /** Run the completions of finished items (lws thread only).  Returns how many ran. */
 int coord_db_drain_completions(struct coord_db *db);
 
+/** Threads on the write lane (fixed at start). */
+int coord_db_writers(const struct coord_db *db);
+
 /** Items queued or running, over all lanes. */
 int64_t coord_db_pending(struct coord_db *db);
 
