@@ -239,19 +239,29 @@ const struct store_sql store_sql[Q_COUNT] = {
                             "$6") "ORDER BY priority DESC, created_at, id LIMIT 1",
                         NULL, NULL, STORE_LOCK_SKIP_LOCKED},
     /* A market job is charged at the prices of the worker that claims it ($4, $5). */
+    /* The assigned row comes back whole (as Q_JOB_GET): no second read in the claim. */
     [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
                       "attempts = attempts + 1, assigned_at = $3, started_at = NULL, "
                       "price_per_core_second = CASE WHEN pricing = 'market' THEN $4 "
                       "ELSE price_per_core_second END, "
                       "price_per_gb_second = CASE WHEN pricing = 'market' THEN $5 "
                       "ELSE price_per_gb_second END "
-                      "WHERE job_id = $1 AND status = 'pending'",
+                      "WHERE job_id = $1 AND status = 'pending' RETURNING " JOB_COLS
+                      ", code, files",
                       NULL, NULL, STORE_LOCK_NONE},
+    /* Fenced in the statement: only the holder of the attempt ($3, $4) starts it. */
     [Q_JOB_SET_RUNNING] = {"UPDATE jobs SET status = 'running', started_at = $2 "
-                           "WHERE job_id = $1 AND status = 'assigned'",
+                           "WHERE job_id = $1 AND status = 'assigned' AND assigned_worker = $3 "
+                           "AND attempts = $4",
                            NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * The final state and, in the same row version, what the job was charged ($9; NULL keeps
+     * it: a replicated job's is written by coord_verify): one write of the row, one outbox row,
+     * and on PostgreSQL no second update that checks the row's foreign keys again.
+     */
     [Q_JOB_FINISH] = {"UPDATE jobs SET status = $2, failure = $3, exit_code = $4, wall_ms = $5, "
-                      "cpu_ms = $6, max_rss_kb = $7, completed_at = $8 WHERE job_id = $1",
+                      "cpu_ms = $6, max_rss_kb = $7, completed_at = $8, "
+                      "charged = COALESCE($9, charged) WHERE job_id = $1",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
@@ -1748,18 +1758,18 @@ struct settle_end {
     const char *why; /* the refund's note */
 };
 
-/*
- * Settle @j's hold through coord_price (every pricing mode): charge, refund of the rest, payout
- * to the owner of the worker that ran it (as stored, never as declared), fee to the platform.
- * One ledger row per movement; `charged` recorded on the job.
- */
-static int
-settle(struct coord_store *s, const struct coord_job *j, const struct settle_end *e, int64_t now,
-       co_err *err)
+/* A replicated job and its replicas settle by the plan coord_verify decides. */
+static bool
+settle_by_verify(const struct coord_job *j)
 {
-    /* A replicated job and its replicas settle by the plan coord_verify decided. */
-    if (j->replicas > 1 || j->parent_job_id[0])
-        return coord_verify_settle(s, j, !e->refund_all, now, err);
+    return j->replicas > 1 || j->parent_job_id[0];
+}
+
+/* The amounts of @j's settlement (coord_price, every pricing mode). */
+static void
+settle_plan(const struct coord_store *s, const struct coord_job *j, const struct settle_end *e,
+            struct coord_settlement *st)
+{
     struct coord_price_job pj = {
         .pricing = j->pricing,
         .hold = j->cost,
@@ -1771,18 +1781,28 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
         .timed_out = e->timed_out,
         .refund_all = e->refund_all,
     };
+    coord_price_settle(&pj, s->cfg.fee_percent, st);
+}
+
+/*
+ * Settle @j's hold through coord_price (every pricing mode): charge, refund of the rest, payout
+ * to the owner of the worker that ran it (as stored, never as declared), fee to the platform.
+ * One ledger row per movement.  `charged` was recorded on the job with its final status
+ * (job_end), before the users are locked: that first update of the job row in the transaction
+ * leaves its foreign keys unchecked on PostgreSQL (a second update checked them again, with a
+ * key-share lock on the buyer).
+ */
+static int
+settle(struct coord_store *s, const struct coord_job *j, const struct settle_end *e, int64_t now,
+       co_err *err)
+{
+    if (settle_by_verify(j))
+        return coord_verify_settle(s, j, !e->refund_all, now, err);
     struct coord_settlement st;
-    coord_price_settle(&pj, s->cfg.fee_percent, &st);
-    /*
-     * `charged` is written last, once the users are locked: on PostgreSQL a second update of the
-     * job row in this transaction checks its foreign keys again (a key-share lock on the buyer),
-     * which taken before the users' locks would let two settlements wait on each other.
-     */
+    settle_plan(s, j, e, &st);
     if (e->refund_all)
         return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, e->why,
-                          now, err) < 0
-                   ? -1
-                   : q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(0)), NULL, err);
+                          now, err);
 
     char owner[CO_ID_MAX + 1];
     bool found;
@@ -1806,15 +1826,7 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
         (st.fee > 0 && money_move(s, fee_user, j->job_id, COORD_LEDGER_FEE, st.fee, 0,
                                   "platform fee", now, err) < 0))
         return -1;
-    return q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(st.charge)), NULL, err);
-}
-
-static int
-settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
-              co_err *err)
-{
-    struct settle_end e = {.refund_all = true, .why = why};
-    return settle(s, j, &e, now, err);
+    return 0;
 }
 
 /* The wall time of @j so far, from the coordinator's clock (no usage reported). */
@@ -1823,14 +1835,6 @@ job_wall_ms(const struct coord_job *j, int64_t now)
 {
     int64_t from = j->started_at ? j->started_at : j->assigned_at;
     return from && now > from ? now - from : 0;
-}
-
-static int
-settle_charge(struct coord_store *s, const struct coord_job *j, int64_t wall_ms, bool timed_out,
-              int64_t now, co_err *err)
-{
-    struct settle_end e = {.wall_ms = wall_ms, .timed_out = timed_out};
-    return settle(s, j, &e, now, err);
 }
 
 /*
@@ -1981,7 +1985,11 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
     int rc = -1;
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (user_ensure(s, job->buyer_id, false, now, err) < 0)
+    /* A known buyer (the usual case) is read, not offered an insert that would do nothing. */
+    struct coord_user buyer;
+    bool known = false;
+    if (user_load(s, job->buyer_id, &buyer, &known, err) < 0 ||
+        (!known && user_ensure(s, job->buyer_id, false, now, err) < 0))
         goto out;
     if (max_pending > 0) {
         /* The buyer's row lock serializes its submits, so the count cannot be raced past. */
@@ -2239,17 +2247,21 @@ static int
 job_assign(struct coord_store *s, const char *job_id, const struct coord_worker *w, int64_t now,
            struct coord_job *out, co_err *err)
 {
-    int64_t changes = 0;
+    struct db_res r;
     const char *worker_id = w->worker_id;
-    if (q_exec(s, Q_JOB_ASSIGN,
-               PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now),
-                      P_INT(w->price.per_core_second), P_INT(w->price.per_gb_second)),
-               &changes, err) < 0)
+    if (q_run(s, Q_JOB_ASSIGN,
+              PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now), P_INT(w->price.per_core_second),
+                     P_INT(w->price.per_gb_second)),
+              &r, err) < 0)
         return -1;
-    if (changes != 1)
+    int got = q_next(&r, err);
+    if (got > 0)
+        job_from_row(&r, out);
+    q_done(&r);
+    if (got < 0)
+        return -1;
+    if (got == 0)
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
-    if (job_load_must(s, Q_JOB_GET, job_id, out, err) < 0)
-        return -1;
     if (out->parent_job_id[0] && coord_verify_claimed(s, out, worker_id, now, err) < 0) {
         coord_job_release(out);
         return -1;
@@ -2371,7 +2383,16 @@ coord_store_job_started(struct coord_store *s, const char *job_id, const char *w
 {
     struct coord_job j;
     int rc = -1;
+    int64_t changes = 0;
+    const struct db_param run[] = {P_TEXT(job_id), P_INT(co_wall_ms()), P_TEXT(worker_id),
+                                   P_INT(attempt)};
 
+    /* The usual case, the holder of the assigned attempt, in one fenced statement. */
+    if (q_exec(s, Q_JOB_SET_RUNNING, run, 4, &changes, err) < 0)
+        return -1;
+    if (changes > 0)
+        return 0;
+    /* Else: already running (a repeated report), or why not. */
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
@@ -2380,10 +2401,7 @@ coord_store_job_started(struct coord_store *s, const char *job_id, const char *w
         co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, it cannot start", job_id,
                    coord_job_status_name(j.status));
     else if (job_fence(&j, worker_id, attempt, err) == 0)
-        rc = j.status == COORD_JOB_RUNNING
-                 ? 0
-                 : q_exec(s, Q_JOB_SET_RUNNING, PARAMS(P_TEXT(job_id), P_INT(co_wall_ms())), NULL,
-                          err);
+        rc = j.status == COORD_JOB_RUNNING ? 0 : q_exec(s, Q_JOB_SET_RUNNING, run, 4, NULL, err);
     coord_job_release(&j);
 out:
     return tx_end(s, rc, err);
@@ -2395,9 +2413,14 @@ job_final(enum coord_job_status st)
     return st == COORD_JOB_COMPLETED || st == COORD_JOB_FAILED || st == COORD_JOB_CANCELLED;
 }
 
+/*
+ * Write @j's final state (with @r's exit code and usage) and queue its callback.  @charged: what
+ * it was charged, or NULL to leave the column as it is.
+ */
 static int
 job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
-              enum coord_failure f, const struct coord_job_result *r, int64_t now, co_err *err)
+              enum coord_failure f, const struct coord_job_result *r, const int64_t *charged,
+              int64_t now, co_err *err)
 {
     bool exit = r && r->has_exit_code, usage = r && r->has_usage;
     int64_t queued = 0;
@@ -2406,7 +2429,8 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
                       P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
                       usage ? P_INT(r->usage.wall_ms) : P_NULL,
                       usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
+                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now),
+                      charged ? P_INT(*charged) : P_NULL),
                NULL, err) < 0 ||
         /* Its callback is queued in the same transaction (coord_webhook). */
         q_exec(s, Q_WH_QUEUE, PARAMS(P_TEXT(j->job_id), P_INT(now)), &queued, err) < 0)
@@ -2414,6 +2438,34 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
     if (queued > 0)
         coord_webhook_kick();
     return 0;
+}
+
+/*
+ * End @j (locked by the caller) as @st/@f and settle it as @e says: its final state and charge
+ * in one update of its row, then the money moves.
+ */
+static int
+job_end(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+        enum coord_failure f, const struct coord_job_result *r, const struct settle_end *e,
+        int64_t now, co_err *err)
+{
+    struct coord_settlement plan;
+    bool own = !settle_by_verify(j);
+    if (own)
+        settle_plan(s, j, e, &plan);
+    if (job_set_final(s, j, st, f, r, own ? &plan.charge : NULL, now, err) < 0)
+        return -1;
+    return settle(s, j, e, now, err);
+}
+
+/* job_end for a job that did not run: everything back to the buyer (@why the ledger's note). */
+static int
+job_end_refund(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+               enum coord_failure f, const struct coord_job_result *r, const char *why, int64_t now,
+               co_err *err)
+{
+    struct settle_end e = {.refund_all = true, .why = why};
+    return job_end(s, j, st, f, r, &e, now, err);
 }
 
 /* What a final report says about the seller (reputation). */
@@ -2476,11 +2528,13 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
             f = COORD_FAIL_EXIT_CODE;
         refund = r->platform_fault;
     }
-    if (job_set_final(s, &j, r->status, f, r, now, err) < 0)
-        goto out;
-    int64_t wall = r->has_usage ? r->usage.wall_ms : job_wall_ms(&j, now);
-    if (refund ? settle_refund(s, &j, "job not run", now, err)
-               : settle_charge(s, &j, wall, f == COORD_FAIL_TIMEOUT, now, err))
+    struct settle_end e = {
+        .refund_all = refund,
+        .timed_out = f == COORD_FAIL_TIMEOUT,
+        .wall_ms = r->has_usage ? r->usage.wall_ms : job_wall_ms(&j, now),
+        .why = "job not run",
+    };
+    if (job_end(s, &j, r->status, f, r, &e, now, err) < 0)
         goto out;
     if (r->status != COORD_JOB_CANCELLED &&
         outcome_record(s, worker_id, job_id, finish_outcome(r->status, f, r->platform_fault), now,
@@ -2521,10 +2575,12 @@ coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_j
                    coord_job_status_name(j.status));
         goto out;
     }
-    if (job_set_final(s, &j, COORD_JOB_CANCELLED, COORD_FAIL_CANCELLED, NULL, now, err) < 0)
-        goto out;
-    if (j.status == COORD_JOB_RUNNING ? settle_charge(s, &j, job_wall_ms(&j, now), false, now, err)
-                                      : settle_refund(s, &j, "job cancelled", now, err))
+    struct settle_end e = {
+        .refund_all = j.status != COORD_JOB_RUNNING,
+        .wall_ms = job_wall_ms(&j, now),
+        .why = "job cancelled",
+    };
+    if (job_end(s, &j, COORD_JOB_CANCELLED, COORD_FAIL_CANCELLED, NULL, &e, now, err) < 0)
         goto out;
     if (job_load_must(s, Q_JOB_GET_NOCODE, job_id, out, err) < 0)
         goto out;
@@ -2583,8 +2639,7 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
         goto out;
     if (j.attempts >= j.max_attempts) {
         st = COORD_JOB_FAILED;
-        if (job_set_final(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
-            settle_refund(s, &j, "worker lost", now, err) < 0)
+        if (job_end_refund(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, "worker lost", now, err) < 0)
             goto out;
     } else if (q_exec(s, Q_JOB_REQUEUE, PARAMS(P_TEXT(job_id)), NULL, err) < 0) {
         goto out;
@@ -2671,8 +2726,8 @@ coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, ch
         if (outcome_note(s, worker_id, j->job_id, COORD_OUTCOME_LOST, now, err) < 0)
             goto out;
         if (j->attempts >= j->max_attempts) {
-            if (job_set_final(s, j, COORD_JOB_FAILED, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
-                settle_refund(s, j, "worker lost", now, err) < 0)
+            if (job_end_refund(s, j, COORD_JOB_FAILED, COORD_FAIL_WORKER_LOST, NULL, "worker lost",
+                               now, err) < 0)
                 goto out;
         } else if (q_exec(s, Q_JOB_REQUEUE, PARAMS(P_TEXT(j->job_id)), NULL, err) < 0) {
             goto out;
@@ -4153,7 +4208,7 @@ store_job_set_final(struct coord_store *s, const struct coord_job *j, enum coord
                     enum coord_failure f, const struct coord_job_result *r, int64_t now,
                     co_err *err)
 {
-    return job_set_final(s, j, st, f, r, now, err);
+    return job_set_final(s, j, st, f, r, NULL, now, err);
 }
 
 int
