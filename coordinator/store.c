@@ -107,6 +107,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "WHERE user_id = $1",
                     NULL, NULL, STORE_LOCK_NONE},
     [Q_USER_LOCK] = {"SELECT user_id FROM users WHERE user_id = $1", NULL, NULL, STORE_LOCK_UPDATE},
+    /*
+     * Several users ($1 a JSON array of ids) locked in one statement, in byte order (the order
+     * of strcmp, which every transaction that locks users one by one follows): PostgreSQL locks
+     * the rows as the sort hands them over.  The ids found come back in that order.
+     */
+    [Q_USERS_LOCK] =
+        {"SELECT user_id FROM users WHERE user_id IN (SELECT value FROM json_each($1)) "
+         "ORDER BY user_id",
+         "SELECT user_id FROM users "
+         "WHERE user_id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+         "ORDER BY user_id COLLATE \"C\"",
+         NULL, STORE_LOCK_UPDATE},
     [Q_USER_ADD] = {"UPDATE users SET credits = credits + $2, held = held + $3, updated_at = $4 "
                     "WHERE user_id = $1 AND credits + $2 >= 0 AND held + $3 >= 0 "
                     "RETURNING credits",
@@ -220,15 +232,31 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "AND buyer_id NOT IN (SELECT value FROM json_each($5))) "
                            "ORDER BY qp DESC, turn, qc, qid LIMIT $1) q ON id = q.qid "
                            "ORDER BY priority DESC, q.turn, created_at, id",
-                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT qid, turn FROM "
-                           "(SELECT id AS qid, priority AS qp, created_at AS qc, "
-                           "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
-                           "ORDER BY created_at, id) AS turn FROM jobs "
-                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
-                           "AND required_ram_mb <= $3 "
+                           /*
+                            * PostgreSQL: only the first $1 placeable jobs of each (priority,
+                            * buyer) can be among the first $1 turns, so each is read through
+                            * jobs_pending_turn up to there; the pairs come from a skip scan of
+                            * that index (b).  A pass reads about $1 rows per buyer with pending
+                            * jobs instead of every placeable pending row.
+                            */
+                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN ("
+                           "WITH RECURSIVE b (bp, bb) AS ("
+                           "(SELECT priority, buyer_id FROM jobs WHERE status = 'pending' "
+                           "AND replicas = 1 ORDER BY priority, buyer_id LIMIT 1) UNION ALL "
+                           "SELECT n.priority, n.buyer_id FROM b, LATERAL (SELECT priority, "
+                           "buyer_id FROM jobs WHERE status = 'pending' AND replicas = 1 "
+                           "AND (priority, buyer_id) > (b.bp, b.bb) "
+                           "ORDER BY priority, buyer_id LIMIT 1) n) "
+                           "SELECT t.qid, t.turn, t.qp, t.qc FROM b, LATERAL (SELECT id AS qid, "
+                           "priority AS qp, created_at AS qc, "
+                           "ROW_NUMBER() OVER (ORDER BY created_at, id) AS turn FROM "
+                           "(SELECT id, priority, created_at FROM jobs WHERE status = 'pending' "
+                           "AND replicas = 1 AND priority = b.bp AND buyer_id = b.bb "
+                           "AND required_cores <= $2 AND required_ram_mb <= $3 "
                            "AND image = ANY (ARRAY(SELECT jsonb_array_elements_text($4::jsonb))) "
-                           "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($5::jsonb))) w "
-                           "ORDER BY qp DESC, turn, qc, qid LIMIT $1) q "
+                           "ORDER BY created_at, id LIMIT $1) f) t "
+                           "WHERE b.bb NOT IN (SELECT jsonb_array_elements_text($5::jsonb)) "
+                           "ORDER BY t.qp DESC, t.turn, t.qc, t.qid LIMIT $1) q "
                            "ON id = q.qid ORDER BY priority DESC, q.turn, created_at, id",
                            NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
@@ -1716,32 +1744,63 @@ user_lock_found(struct coord_store *s, const char *user_id, bool *found, co_err 
 }
 
 /*
- * Lock @n users in user_id order (duplicates once), so that settlements never wait in a cycle.
- * A user named in @ensure (NULL-terminated: a payout's owner, the fee's user) that does not exist
- * yet is created (user_ensure, is_worker when it is @ensure[0]) and then locked.  Creating only
- * the missing ones after the lock, rather than trying an insert first, keeps the insert from
- * waiting on the transactions that hold the row (a settlement of the same owner).
+ * Lock @n users in user_id order (duplicates once), so that settlements never wait in a cycle,
+ * in one statement (Q_USERS_LOCK).  A user named in @ensure (NULL-terminated: a payout's owner,
+ * the fee's user) that does not exist yet is created (user_ensure, is_worker when it is
+ * @ensure[0]) and then locked.  Creating only the missing ones after the lock, rather than trying
+ * an insert first, keeps the insert from waiting on the transactions that hold the row (a
+ * settlement of the same owner).  Every transaction that goes through here takes all its locks
+ * before it creates anyone, and creates the missing in id order: an insert waits only on another
+ * transaction's insert of the same id, which waits on nothing but inserts of higher ids.
  */
 static int
 users_lock_sorted_ensure(struct coord_store *s, const char **ids, size_t n,
                          const char *const *ensure, int64_t now, co_err *err)
 {
+    struct co_buf json = CO_BUF_INIT;
+    struct co_jsonw w;
+    struct db_res r;
+    size_t m = 0;
+    int rc = -1;
+
     qsort(ids, n, sizeof(*ids), cmp_str);
     for (size_t i = 0; i < n; i++) {
-        bool found;
-        if (i > 0 && strcmp(ids[i - 1], ids[i]) == 0)
-            continue;
-        if (user_lock_found(s, ids[i], &found, err) < 0)
-            return -1;
-        for (size_t k = 0; !found && ensure && ensure[k]; k++) {
+        if (i == 0 || strcmp(ids[i - 1], ids[i]) != 0)
+            ids[m++] = ids[i];
+    }
+    co_autofree bool *found = co_xcalloc(m + 1, sizeof(*found));
+    co_jsonw_init(&w, &json);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < m; i++)
+        co_jsonw_str(&w, ids[i]);
+    co_jsonw_arr_end(&w);
+    if (q_run(s, Q_USERS_LOCK, PARAMS(P_TEXT(json.data)), &r, err) < 0)
+        goto out;
+    int got;
+    size_t at = 0;
+    while ((got = q_next(&r, err)) > 0) {
+        const char *u = col_text(&r, 0); /* in the order of @ids */
+        while (at < m && strcmp(ids[at], u) < 0)
+            at++;
+        if (at < m && strcmp(ids[at], u) == 0)
+            found[at] = true;
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    for (size_t i = 0; i < m; i++) {
+        for (size_t k = 0; !found[i] && ensure && ensure[k]; k++) {
             if (strcmp(ensure[k], ids[i]) != 0)
                 continue;
             if (user_ensure(s, ids[i], k == 0, now, err) < 0 ||
-                user_lock_found(s, ids[i], &found, err) < 0)
-                return -1;
+                user_lock_found(s, ids[i], &found[i], err) < 0)
+                goto out;
         }
     }
-    return 0;
+    rc = 0;
+out:
+    co_buf_release(&json);
+    return rc;
 }
 
 static int
