@@ -315,9 +315,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                               STORE_LOCK_NONE},
     [Q_WORKER_LOCK] = {"SELECT worker_id FROM worker_registrations WHERE worker_id = $1", NULL,
                        NULL, STORE_LOCK_UPDATE},
+    /* PostgreSQL: the worker's active jobs read once for the three sums, not once for each. */
     [Q_WORKER_GET_CLAIM] = {"SELECT " WORKER_COLS_CLAIM
                             " FROM worker_registrations w WHERE w.worker_id = $1",
-                            NULL, NULL, STORE_LOCK_NONE},
+                            "SELECT w.worker_id, w.owner_id, w.cpu_cores, w.ram_mb, a.cores, "
+                            "a.ram, a.n, w.status, w.websocket, w.last_heartbeat, w.created_at, "
+                            "w.updated_at, w.price_per_core_second, w.price_per_gb_second, "
+                            "w.reputation, 0 FROM worker_registrations w, LATERAL (SELECT "
+                            "COALESCE(SUM(j.required_cores), 0) AS cores, "
+                            "COALESCE(SUM(j.required_ram_mb), 0) AS ram, COUNT(*) AS n "
+                            "FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB
+                            ") a WHERE w.worker_id = $1",
+                            NULL, STORE_LOCK_NONE},
     [Q_WORKER_GET] = {"SELECT " WORKER_COLS " FROM worker_registrations w WHERE w.worker_id = $1",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_LIST] = {"SELECT " WORKER_COLS " FROM worker_registrations w ORDER BY w.worker_id",
