@@ -116,7 +116,7 @@ const struct store_sql store_sql[Q_COUNT] = {
         {"SELECT user_id FROM users WHERE user_id IN (SELECT value FROM json_each($1)) "
          "ORDER BY user_id",
          "SELECT user_id FROM users "
-         "WHERE user_id IN (SELECT jsonb_array_elements_text($1::jsonb)) "
+         "WHERE user_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) "
          "ORDER BY user_id COLLATE \"C\"",
          NULL, STORE_LOCK_UPDATE},
     [Q_USER_ADD] = {"UPDATE users SET credits = credits + $2, held = held + $3, updated_at = $4 "
@@ -277,10 +277,14 @@ const struct store_sql store_sql[Q_COUNT] = {
                       "WHERE job_id = $1 AND status = 'pending' RETURNING " JOB_COLS
                       ", code, files",
                       NULL, NULL, STORE_LOCK_NONE},
-    /* Fenced in the statement: only the holder of the attempt ($3, $4) starts it. */
+    /*
+     * Fenced in the statement: only the holder of the attempt ($3, $4) starts it.  The worker is
+     * compared through COALESCE so that the row is found by its id, never by a walk of the
+     * worker's jobs in jobs_worker (PostgreSQL's generic plan took that one).
+     */
     [Q_JOB_SET_RUNNING] = {"UPDATE jobs SET status = 'running', started_at = $2 "
-                           "WHERE job_id = $1 AND status = 'assigned' AND assigned_worker = $3 "
-                           "AND attempts = $4",
+                           "WHERE job_id = $1 AND status = 'assigned' "
+                           "AND COALESCE(assigned_worker, '') = $3 AND attempts = $4",
                            NULL, NULL, STORE_LOCK_NONE},
     /*
      * The final state and, in the same row version, what the job was charged ($9; NULL keeps
@@ -501,15 +505,16 @@ const struct store_sql store_sql[Q_COUNT] = {
                           "JOIN users u ON u.user_id = j.buyer_id "
                           "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
                           "GROUP BY j.buyer_id, u.is_admin, u.limits",
-                          "SELECT j.buyer_id, COUNT(*), " BUYER_CAP_PG " FROM jobs j "
-                          "JOIN users u ON u.user_id = j.buyer_id "
-                          "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
-                          "GROUP BY j.buyer_id, u.is_admin, u.limits",
+                          /* PostgreSQL: counted per buyer first, then one user row each. */
+                          "SELECT j.buyer_id, j.n, " BUYER_CAP_PG " FROM (SELECT buyer_id, "
+                          "COUNT(*) AS n FROM jobs WHERE status IN ('assigned', 'running') "
+                          "AND replicas = 1 GROUP BY buyer_id) j "
+                          "JOIN users u ON u.user_id = j.buyer_id",
                           NULL, STORE_LOCK_NONE},
     [Q_BUYER_CAPS] = {"SELECT u.user_id, 0, " BUYER_CAP " FROM users u "
                       "WHERE u.user_id IN (SELECT value FROM json_each($2))",
                       "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
-                      "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+                      "WHERE u.user_id = ANY (ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))",
                       NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
