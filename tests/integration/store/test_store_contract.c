@@ -1035,6 +1035,63 @@ t_pending_fit(void)
     return 0;
 }
 
+/* The ids of @l equal @want (@n of them). */
+static bool
+list_is(const struct coord_job_list *l, const char *const *want, size_t n)
+{
+    if (l->len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(l->items[i].job_id, want[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Fair-share turns over two priorities and three buyers, with a limit that cuts a priority in
+ * the middle and a buyer held back at its max_running_jobs (PostgreSQL reads each buyer's first
+ * N jobs only: the order must be the one of a numbering of every pending job).
+ */
+static int
+t_pending_fit_turns(void)
+{
+    const char *a = id("a"), *b = id("b"), *c = id("c"), *w = id("w");
+    const char *names[] = {id("a3-1"), id("a3-2"), id("a3-3"), id("b7-1"),
+                           id("b7-2"), id("c7-1"), id("a7-1"), id("c3-1")};
+    const char *buyers[] = {a, a, a, b, b, c, a, c};
+    const int prio[] = {3, 3, 3, 7, 7, 7, 7, 3};
+    for (int i = 0; i < 8; i++) {
+        struct coord_job j;
+        job_init(&j, names[i], buyers[i], CREDIT, 1, 100, prio[i]);
+        OK(coord_store_job_submit(S, &j, &E));
+    }
+    struct coord_job_fit fit = {.max_cores = 4, .max_ram_mb = 8192, .images_json = "[\"default\"]"};
+    struct coord_job_list l;
+    const char *all[] = {names[3], names[5], names[6], names[4],
+                         names[0], names[7], names[1], names[2]};
+    OK(coord_store_job_pending_fit(S, 100, &fit, &l, &E));
+    bool ok = list_is(&l, all, 8);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    OK(coord_store_job_pending_fit(S, 5, &fit, &l, &E));
+    ok = list_is(&l, all, 5);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    /* b runs one job at a cap of one: its other job is held back, the others keep their turns. */
+    int attempt = 0;
+    OK(worker(w, NULL, 4, 8192));
+    OK(claim(names[3], w, &attempt));
+    struct coord_buyer_cap_list caps;
+    OK(coord_store_job_pending_fit_capped(S, 100, &fit, 1, &l, &caps, &E));
+    const char *unheld[] = {names[5], names[6], names[0], names[7], names[1], names[2]};
+    ok = list_is(&l, unheld, 6);
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
+    return 0;
+}
+
 /* Single-job release: fenced, attempt + 1 on the next claim, failed and refunded past the max. */
 static int
 t_job_release(void)
@@ -3395,6 +3452,7 @@ main(void)
         {"job_release_single", t_job_release},
         {"one_write_of_the_job_per_step", t_one_write_per_step},
         {"pending_fit_and_requeue_free", t_pending_fit},
+        {"pending_fit_turns_priorities_held", t_pending_fit_turns},
         {"batch_transaction", t_batch},
         {"idempotency_keys_and_purge", t_idempotency},
         {"webhook_queue_claim_record", t_webhook_queue},
