@@ -2461,7 +2461,7 @@ coord_store_job_started(struct coord_store *s, const char *job_id, const char *w
                                    P_INT(attempt)};
 
     /* The usual case, the holder of the assigned attempt, in one fenced statement. */
-    if (q_exec(s, Q_JOB_SET_RUNNING, run, 4, &changes, err) < 0)
+    if (q_exec(s, Q_JOB_SET_RUNNING, run, (int)CO_ARRAY_LEN(run), &changes, err) < 0)
         return -1;
     if (changes > 0)
         return 0;
@@ -2474,7 +2474,9 @@ coord_store_job_started(struct coord_store *s, const char *job_id, const char *w
         co_err_set(err, CO_E_CONFLICT, "job '%s' is %s, it cannot start", job_id,
                    coord_job_status_name(j.status));
     else if (job_fence(&j, worker_id, attempt, err) == 0)
-        rc = j.status == COORD_JOB_RUNNING ? 0 : q_exec(s, Q_JOB_SET_RUNNING, run, 4, NULL, err);
+        rc = j.status == COORD_JOB_RUNNING
+                 ? 0
+                 : q_exec(s, Q_JOB_SET_RUNNING, run, (int)CO_ARRAY_LEN(run), NULL, err);
     coord_job_release(&j);
 out:
     return tx_end(s, rc, err);
