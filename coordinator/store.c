@@ -1759,17 +1759,17 @@ user_lock_found(struct coord_store *s, const char *user_id, bool *found, co_err 
 
 /*
  * Lock @n users in user_id order (duplicates once), so that settlements never wait in a cycle,
- * in one statement (Q_USERS_LOCK).  A user named in @ensure (NULL-terminated: a payout's owner,
- * the fee's user) that does not exist yet is created (user_ensure, is_worker when it is
- * @ensure[0]) and then locked.  Creating only the missing ones after the lock, rather than trying
- * an insert first, keeps the insert from waiting on the transactions that hold the row (a
- * settlement of the same owner).  Every transaction that goes through here takes all its locks
- * before it creates anyone, and creates the missing in id order: an insert waits only on another
- * transaction's insert of the same id, which waits on nothing but inserts of higher ids.
+ * in one statement (Q_USERS_LOCK).  A user named in @workers (NULL-terminated, may be NULL: the
+ * paid owners, created as sellers) or @plain (may be NULL: the fee's user) that does not exist
+ * yet is created (user_ensure) and then locked.  Creating only the missing ones after the lock,
+ * rather than trying an insert first, keeps the insert from waiting on the transactions that hold
+ * the row (a settlement of the same owner).  Every transaction that goes through here takes all its
+ * locks before it creates anyone, and creates the missing in id order: an insert waits only on
+ * another transaction's insert of the same id, which waits on nothing but inserts of higher ids.
  */
 static int
 users_lock_sorted_ensure(struct coord_store *s, const char **ids, size_t n,
-                         const char *const *ensure, int64_t now, co_err *err)
+                         const char *const *workers, const char *plain, int64_t now, co_err *err)
 {
     struct co_buf json = CO_BUF_INIT;
     struct co_jsonw w;
@@ -1803,13 +1803,16 @@ users_lock_sorted_ensure(struct coord_store *s, const char **ids, size_t n,
     if (got < 0)
         goto out;
     for (size_t i = 0; i < m; i++) {
-        for (size_t k = 0; !found[i] && ensure && ensure[k]; k++) {
-            if (strcmp(ensure[k], ids[i]) != 0)
-                continue;
-            if (user_ensure(s, ids[i], k == 0, now, err) < 0 ||
-                user_lock_found(s, ids[i], &found[i], err) < 0)
-                goto out;
-        }
+        if (found[i])
+            continue;
+        bool worker = false;
+        for (size_t k = 0; workers && workers[k] && !worker; k++)
+            worker = strcmp(workers[k], ids[i]) == 0;
+        if (!worker && (!plain || strcmp(plain, ids[i]) != 0))
+            continue;
+        if (user_ensure(s, ids[i], worker, now, err) < 0 ||
+            user_lock_found(s, ids[i], &found[i], err) < 0)
+            goto out;
     }
     rc = 0;
 out:
@@ -1820,7 +1823,7 @@ out:
 static int
 users_lock_sorted(struct coord_store *s, const char **ids, size_t n, co_err *err)
 {
-    return users_lock_sorted_ensure(s, ids, n, NULL, 0, err);
+    return users_lock_sorted_ensure(s, ids, n, NULL, NULL, 0, err);
 }
 
 /* How a job ended, for its settlement. */
@@ -1887,8 +1890,9 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
     if (!*owner)
         return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
     const char *ids[3] = {j->buyer_id, owner, fee_user};
-    const char *const ensure[3] = {owner, st.fee > 0 ? fee_user : NULL, NULL};
-    if (users_lock_sorted_ensure(s, ids, st.fee > 0 ? 3 : 2, ensure, now, err) < 0)
+    const char *const workers[2] = {owner, NULL};
+    if (users_lock_sorted_ensure(s, ids, st.fee > 0 ? 3 : 2, workers, st.fee > 0 ? fee_user : NULL,
+                                 now, err) < 0)
         return -1;
     if (money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_CHARGE, 0, -st.charge, "job settled",
                    now, err) < 0 ||
@@ -4295,13 +4299,6 @@ store_money_move(struct coord_store *s, const char *user_id, const char *job_id,
 }
 
 int
-store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker, int64_t now,
-                  co_err *err)
-{
-    return user_ensure(s, user_id, is_worker, now, err);
-}
-
-int
 store_outcome_note(struct coord_store *s, const char *worker_id, const char *job_id,
                    enum coord_outcome o, int64_t now, co_err *err)
 {
@@ -4309,9 +4306,10 @@ store_outcome_note(struct coord_store *s, const char *worker_id, const char *job
 }
 
 int
-store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
+store_users_lock_ensure(struct coord_store *s, const char **ids, size_t n,
+                        const char *const *workers, const char *plain, int64_t now, co_err *err)
 {
-    return user_lock(s, user_id, err);
+    return users_lock_sorted_ensure(s, ids, n, workers, plain, now, err);
 }
 
 int
