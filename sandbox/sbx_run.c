@@ -396,7 +396,7 @@ clone_in_userns(const struct child_ctx *c, int userns_fd, unsigned long flags, i
 #if defined(__SANITIZE_ADDRESS__)
     pid_t mid = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
     if (mid == 0)
-        _exit(bridge_main(&b));
+        sbx_exit_group(bridge_main(&b));
     char *stack = NULL;
 #else
     static const size_t stack_size = 128 * 1024; /* room for sbx_child_main() */
