@@ -27,6 +27,9 @@
  */
 void sbx_exit_group(int code) __attribute__((noreturn));
 
+/** qsort() comparison of two ints. */
+int sbx_cmp_int(const void *a, const void *b);
+
 /** Check a work file name (relative, no "", "." or ".." component, no trailing '/'). */
 int sbx_file_name_check(const char *name, co_err *err) __attribute__((warn_unused_result));
 
