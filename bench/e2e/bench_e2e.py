@@ -78,7 +78,16 @@ def launcher_stats(agent_pid):
     return [pid for pid, _ in found], sum(cpu for _, cpu in found)
 
 
-def print_cpu(name, coord, agent, n, c0, a0, f0=None, l0=0.0):
+def reaped_cpu(proc):
+    """CPU seconds of a process's reaped children (the agent's: every sandbox's init with its
+    job, cloned by the agent or by its launcher); nan if gone."""
+    for pid, _, f in each_process():
+        if pid == proc.pid:
+            return (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
+def print_cpu(name, coord, agent, n, c0, a0, f0=None, l0=0.0, r0=None):
     c = cpu_seconds(coord.proc) - c0
     a = cpu_seconds(agent.proc) - a0
     launch = launcher_stats(agent.proc.pid)[1] - l0
@@ -90,6 +99,9 @@ def print_cpu(name, coord, agent, n, c0, a0, f0=None, l0=0.0):
     if launch > 0:
         print("%-22s agent CPU per job: its threads %.0f us + its sandbox launcher %.0f us" % (
             name, a * 1e6 / n, launch * 1e6 / n))
+    if r0 is not None:
+        print("%-22s the sandboxes the agent reaped (init and job): %.0f us CPU per job" % (
+            name, (reaped_cpu(agent.proc) - r0) * 1e6 / n))
 
 
 def pct(values, p):
@@ -323,10 +335,11 @@ def phase_throughput(bench_mode):
         c0, a0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc)
         f0 = minor_faults(agent.proc)
         l0 = launcher_stats(agent.proc.pid)[1]
+        r0 = reaped_cpu(agent.proc)
         t0, t_sub = submit_many(coord.port, ARGS.jobs, ARGS.threads)
         t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
         stop_perf(perf)
-        print_cpu(name, coord, agent, ARGS.jobs, c0, a0, f0, l0)
+        print_cpu(name, coord, agent, ARGS.jobs, c0, a0, f0, l0, r0)
         print("%-22s submit rate (client, %d threads): %.0f jobs/s" % (
             name, ARGS.threads, ARGS.jobs / max(1e-9, t_sub - t0)))
         report(name, all_jobs(coord.port), received_ms(agent), t0, t_end)

@@ -49,7 +49,7 @@ self_cpu_ns(void)
            (int64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1000;
 }
 
-/* CPU time of the sandbox launcher so far (0 without one), in ns. */
+/* CPU time of the sandbox launcher so far (0 without one), in ns (schedstat: not in ticks). */
 static int64_t
 launcher_cpu_ns(void)
 {
@@ -59,19 +59,16 @@ launcher_cpu_ns(void)
     sbx_launcher_stats(&pid, &clones, &starts);
     if (pid <= 0)
         return 0;
-    char path[64], buf[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
-    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    long long ns = 0;
+    if (fscanf(f, "%lld", &ns) != 1)
+        ns = 0;
     fclose(f);
-    buf[len] = '\0';
-    const char *p = strrchr(buf, ')');
-    unsigned long ut = 0, st = 0;
-    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
-        return 0;
-    return (int64_t)(ut + st) * (1000000000 / sysconf(_SC_CLK_TCK));
+    return ns;
 }
 
 static int64_t
