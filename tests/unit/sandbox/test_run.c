@@ -649,6 +649,22 @@ on_output_find_init(void *ud, enum sbx_stream stream, const char *data, size_t l
     closedir(d);
 }
 
+/* sbx_launcher_enable(), then run `true` with @spec (argv set to @argv), which must succeed. */
+static void
+enable_launcher_run_true(struct sbx_spec *spec, const char **argv)
+{
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_launcher_enable(&err), 0);
+    argv[0] = "true";
+    argv[1] = NULL;
+    sbx_spec_init(spec);
+    spec->argv = argv;
+    struct sbx_result res;
+    run_ok(spec, &res);
+    assert_int_equal(res.status, SBX_OK);
+    sbx_result_release(&res);
+}
+
 /*
  * Rootless: sbx_launcher_enable() starts no launcher and runs clone directly (their init is
  * cloned inside the sandboxes' user namespace).  Returns true (checked) when rootless.
@@ -658,16 +674,9 @@ rootless_without_launcher(void)
 {
     if (!rootless_run())
         return false;
-    co_err err = CO_ERR_INIT;
-    assert_int_equal(sbx_launcher_enable(&err), 0);
-    const char *argv[] = {"true", NULL};
+    const char *argv[2];
     struct sbx_spec spec;
-    sbx_spec_init(&spec);
-    spec.argv = argv;
-    struct sbx_result res;
-    run_ok(&spec, &res);
-    assert_int_equal(res.status, SBX_OK);
-    sbx_result_release(&res);
+    enable_launcher_run_true(&spec, argv);
     pid_t lpid = -1;
     uint64_t clones = 1;
     unsigned starts = 1;
@@ -735,16 +744,11 @@ test_launcher_killed_fails_closed(void **state)
     need_root(state);
     if (rootless_without_launcher())
         return;
-    co_err err = CO_ERR_INIT;
-    assert_int_equal(sbx_launcher_enable(&err), 0);
-    const char *argv[] = {"true", NULL};
+    const char *argv[2];
     struct sbx_spec spec;
-    sbx_spec_init(&spec);
-    spec.argv = argv;
+    enable_launcher_run_true(&spec, argv);
+    co_err err = CO_ERR_INIT;
     struct sbx_result res;
-    run_ok(&spec, &res);
-    assert_int_equal(res.status, SBX_OK);
-    sbx_result_release(&res);
 
     pid_t lpid = 0;
     uint64_t clones = 0;
