@@ -36,6 +36,7 @@ struct coord_db {
     struct db_lane lanes[COORD_DB_LANES];
     struct db_thread *threads;
     int n_threads;
+    int writers;
     int max_queue;
     atomic_bool stopping;
     _Atomic(struct lws_context *) ctx;
@@ -45,21 +46,40 @@ struct coord_db {
     /* Finished items waiting for the lws thread. */
     pthread_mutex_t done_mu;
     struct db_item *done_head, *done_tail;
+    bool wake_sent;      /* a wake-up was sent and no drain took the list since (done_mu) */
+    int64_t wakes_saved; /* completions that rode on a wake-up already sent (done_mu) */
+    _Atomic(coord_db_wake_fn) wake_hook; /* tests: called instead of lws_cancel_service */
+    void *wake_hook_arg;
 };
 
 static void
 db_push_done(struct coord_db *db, struct db_item *it)
 {
     it->next = NULL;
+    struct lws_context *ctx = atomic_load(&db->ctx);
+    coord_db_wake_fn hook = atomic_load(&db->wake_hook);
     pthread_mutex_lock(&db->done_mu);
     if (db->done_tail)
         db->done_tail->next = it;
     else
         db->done_head = it;
     db->done_tail = it;
+    /*
+     * One wake-up per batch of completions, not one per item: while a wake-up sent earlier was
+     * not followed by a drain, that drain takes this item too (it takes the whole list and clears
+     * the flag under this mutex).
+     */
+    bool wake = !db->wake_sent && (ctx || hook);
+    if (wake)
+        db->wake_sent = true;
+    else
+        db->wakes_saved++;
     pthread_mutex_unlock(&db->done_mu);
-    struct lws_context *ctx = atomic_load(&db->ctx);
-    if (ctx)
+    if (!wake)
+        return;
+    if (hook)
+        hook(db->wake_hook_arg);
+    else
         lws_cancel_service(ctx);
 }
 
@@ -112,6 +132,7 @@ coord_db_start(const struct coord_db_options *opt, struct coord_db **out, co_err
         pthread_cond_init(&db->lanes[i].cv, NULL);
     }
     pthread_mutex_init(&db->done_mu, NULL);
+    db->writers = writers;
     db->n_threads = writers + readers;
     db->threads = co_xcalloc((size_t)db->n_threads, sizeof(*db->threads));
     for (int i = 0; i < db->n_threads; i++) {
@@ -143,6 +164,22 @@ void
 coord_db_set_context(struct coord_db *db, struct lws_context *ctx)
 {
     atomic_store(&db->ctx, ctx);
+}
+
+void
+coord_db_set_wake_hook(struct coord_db *db, coord_db_wake_fn wake, void *arg)
+{
+    db->wake_hook_arg = arg;
+    atomic_store(&db->wake_hook, wake);
+}
+
+int64_t
+coord_db_wakes_saved(struct coord_db *db)
+{
+    pthread_mutex_lock(&db->done_mu);
+    int64_t n = db->wakes_saved;
+    pthread_mutex_unlock(&db->done_mu);
+    return n;
 }
 
 int
@@ -179,6 +216,7 @@ coord_db_drain_completions(struct coord_db *db)
     pthread_mutex_lock(&db->done_mu);
     struct db_item *it = db->done_head;
     db->done_head = db->done_tail = NULL;
+    db->wake_sent = false;
     pthread_mutex_unlock(&db->done_mu);
     int n = 0;
     while (it) {
@@ -190,6 +228,12 @@ coord_db_drain_completions(struct coord_db *db)
         n++;
     }
     return n;
+}
+
+int
+coord_db_writers(const struct coord_db *db)
+{
+    return db->writers;
 }
 
 int64_t

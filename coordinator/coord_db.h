@@ -3,7 +3,9 @@
  * work items taken from per-lane queues; finished items are handed back to the lws service
  * thread (lws_cancel_service) and their completion runs there, in
  * coord_db_drain_completions(), which exactly one protocol calls from
- * LWS_CALLBACK_EVENT_WAIT_CANCELLED.  Nothing that touches the database runs on the lws thread.
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED.  The loop is woken once per batch: a completion that
+ * finishes while an earlier wake-up is not yet drained sends none (the drain takes the whole
+ * list).  Nothing that touches the database runs on the lws thread.
  *
  * Lanes: COORD_DB_WRITE items change state (SQLite: one writer thread, so writers never fight
  * over the database lock); COORD_DB_READ items only read and run on their own threads in
@@ -50,6 +52,19 @@ int coord_db_start(const struct coord_db_options *opt, struct coord_db **out, co
 /** Set the lws context to wake (call before the first submit that needs a completion). */
 void coord_db_set_context(struct coord_db *db, struct lws_context *ctx);
 
+/** Wakes the thread that drains completions (tests; lws_cancel_service otherwise). */
+typedef void (*coord_db_wake_fn)(void *arg);
+
+/**
+ * Tests: call @wake(@arg) instead of lws_cancel_service() when completions wait (set before the
+ * first submit).  As with the lws context, one wake-up covers every completion that finishes
+ * before the next coord_db_drain_completions().
+ */
+void coord_db_set_wake_hook(struct coord_db *db, coord_db_wake_fn wake, void *arg);
+
+/** Completions that needed no wake-up of their own (one was sent and not drained yet). */
+int64_t coord_db_wakes_saved(struct coord_db *db);
+
 /**
  * Queue @work on @lane.  @arg is borrowed until @done ran (or until @work ran if @done is NULL).
  * Returns -1 (CO_E_UNAVAILABLE) if the lane is full or the executor is stopping.
@@ -60,6 +75,9 @@ int coord_db_submit(struct coord_db *db, enum coord_db_lane lane, coord_db_work_
 
 /** Run the completions of finished items (lws thread only).  Returns how many ran. */
 int coord_db_drain_completions(struct coord_db *db);
+
+/** Threads on the write lane (fixed at start). */
+int coord_db_writers(const struct coord_db *db);
 
 /** Items queued or running, over all lanes. */
 int64_t coord_db_pending(struct coord_db *db);

@@ -35,6 +35,8 @@ agent_hub_new(const struct coord_config *cfg, struct coord_db *db, struct coord_
     hub->next_serial = 1;
     for (int i = 0; i < AGENT_WLANES; i++)
         hub->wl[i].hub = hub;
+    /* More lanes than writer threads only split batches into more transactions (SQLite: one). */
+    hub->n_wl = db && coord_db_writers(db) < AGENT_WLANES ? coord_db_writers(db) : AGENT_WLANES;
     return hub;
 }
 
@@ -288,12 +290,12 @@ wl_flush(struct agent_wlane *wl)
 
 /* FNV-1a: spreads job and worker ids over the write lanes. */
 static unsigned
-wl_index(const char *key)
+wl_index(const struct coord_agents *hub, const char *key)
 {
     uint32_t h = 2166136261u;
     for (const unsigned char *p = (const unsigned char *)(key ? key : ""); *p; p++)
         h = (h ^ *p) * 16777619u;
-    return h % AGENT_WLANES;
+    return h % (unsigned)hub->n_wl;
 }
 
 void
@@ -307,7 +309,7 @@ void
 agent_hub_write_kept(struct coord_agents *hub, const char *key, coord_db_work_fn work,
                      agent_undo_fn undo, coord_db_done_fn done, agent_again_fn again, void *arg)
 {
-    struct agent_wlane *wl = &hub->wl[wl_index(key)];
+    struct agent_wlane *wl = &hub->wl[wl_index(hub, key)];
     struct agent_wop *op = co_xcalloc(1, sizeof(*op));
     op->work = work;
     op->undo = undo;

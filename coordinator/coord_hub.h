@@ -139,7 +139,9 @@ struct agent_sess {
 /*
  * Write lanes: a write goes to the lane of its key (job id, worker id), so the writes about one
  * job or one worker stay in order while different jobs' writes may run on several database
- * threads (PostgreSQL) at once.
+ * threads (PostgreSQL) at once.  As many lanes are used as the database has writer threads, at
+ * most AGENT_WLANES: SQLite has one, so every write of a loop turn (and of the turns that pass
+ * while a batch runs) shares one transaction.
  */
 #define AGENT_WLANES 4
 /* The most writes one batch transaction holds (a longer batch is split). */
@@ -235,6 +237,7 @@ struct coord_agents {
     uint64_t assigns_resent;    /* job.assign sent again on the same attempt (hello, no answer) */
     /* Write batches: writes queued during a loop turn go to the database as one item per lane. */
     struct agent_wlane wl[AGENT_WLANES];
+    int n_wl; /* lanes in use: at most the database's writer threads */
     uint64_t batches, batched_ops;
     uint64_t batch_txs, batch_undone; /* transactions of several writes; writes undone */
 };

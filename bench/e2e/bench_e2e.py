@@ -19,6 +19,9 @@ Phases (each on a fresh coordinator and database):
   drain2      PostgreSQL only: the same drain with two coordinators on the one database, each
               with one benchmark-mode agent of half the cores (the same capacity in all), and
               the ratio to the one-coordinator drain when that phase ran too
+  sandboxed2  PostgreSQL only: the sandboxed phase with two coordinators on the one database,
+              each with a sandboxing agent of half the cores and half the submitting threads,
+              and the ratio to the one-coordinator sandboxed phase when it ran too
 
 Times: "submit" is the job's created_at (stored by the coordinator while answering the submit),
 "finished" its completed_at, "agent receives" the agent's log line for job.accepted; all three
@@ -332,7 +335,7 @@ def phase_throughput(bench_mode):
                                ARGS.dispatch_cores if bench_mode else ARGS.cores)
     try:
         perf = start_perf(name, coord, agent)
-        c0, a0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc)
+        c0, a0, d0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc), db_server_cpu()
         f0 = minor_faults(agent.proc)
         l0 = launcher_stats(agent.proc.pid)[1]
         r0 = reaped_cpu(agent.proc)
@@ -340,9 +343,12 @@ def phase_throughput(bench_mode):
         t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
         stop_perf(perf)
         print_cpu(name, coord, agent, ARGS.jobs, c0, a0, f0, l0, r0)
+        print_db_cpu(name, ARGS.jobs, d0)
         print("%-22s submit rate (client, %d threads): %.0f jobs/s" % (
             name, ARGS.threads, ARGS.jobs / max(1e-9, t_sub - t0)))
         report(name, all_jobs(coord.port), received_ms(agent), t0, t_end)
+        if not bench_mode:
+            SANDBOXED_RATES[1] = ARGS.jobs / max(1e-9, t_end - t0)
     finally:
         stop_stack(coord, agent)
     if loops and loops[0] is not None:
@@ -374,6 +380,7 @@ def drain_figures(name, coords, agents, t0):
 
 
 DRAIN_RATES = {}
+SANDBOXED_RATES = {}
 
 
 def db_server_cpu():
@@ -525,6 +532,72 @@ def phase_drain_nodes(n):
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def phase_sandboxed_nodes(n):
+    """The sandboxed phase with @n coordinators on one PostgreSQL database: a sandboxing agent
+    of ARGS.cores / @n on each, the jobs submitted to every node by its share of the threads."""
+    if not ARGS.pg_port:
+        print("sandboxed%d: skipped (several coordinators need PostgreSQL: BENCH_PG=1)" % n)
+        return
+    name = "sandboxed, %d coordinators" % n
+    workdir, url = new_database(ARGS, "sandboxed%d" % n)
+    coords = [new_coordinator(ARGS, workdir, url, "coordinator-%d.log" % i) for i in range(n)]
+    cores = max(1, ARGS.cores // n)
+    agents = [cotest.Agent(ARGS.agent, c, "bench-agent-%d" % i, cores, 64 * cores,
+                           token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"})
+              for i, c in enumerate(coords)]
+    try:
+        for c in coords:
+            c.start()  # one after the other: the first one migrates
+        for a in agents:
+            a.start()
+        for a in agents:
+            a.wait_connected(60)
+        c0, d0 = [cpu_seconds(c.proc) for c in coords], db_server_cpu()
+        a0 = [cpu_seconds(a.proc) for a in agents]
+        threads = max(1, ARGS.threads // n)
+        counts = [ARGS.jobs // n + (1 if i < ARGS.jobs % n else 0) for i in range(n)]
+        spans = [None] * n
+        subs = [threading.Thread(target=lambda i=i: spans.__setitem__(
+            i, submit_many(coords[i].port, counts[i], threads))) for i in range(n)]
+        t0 = time.time()
+        for t in subs:
+            t.start()
+        for t in subs:
+            t.join()
+        if None in spans:
+            raise SystemExit("bench: a node's submits failed")
+        t_end, _ = wait_final(coords[0].port, ARGS.jobs, 600)
+        recv = {}
+        for a in agents:
+            recv.update(received_ms(a))
+        jobs = all_jobs(coords[0].port)
+        report(name, jobs, recv, t0, t_end)
+        per_node = {}
+        for j in jobs:
+            per_node[j["assigned_worker"]] = per_node.get(j["assigned_worker"], 0) + 1
+        cpu = [cpu_seconds(c.proc) - c0[i] for i, c in enumerate(coords)]
+        acpu = [cpu_seconds(a.proc) - a0[i] for i, a in enumerate(agents)]
+        print("%-22s jobs per node's agent: %s; CPU per job: coordinators %s us, agents %s us "
+              "(load average %.1f)" % ("", ", ".join("%s=%d" % kv for kv in sorted(per_node.items())),
+                                        " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in cpu),
+                                        " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in acpu),
+                                        os.getloadavg()[0]))
+        print_db_cpu(name, ARGS.jobs, d0)
+        rate = ARGS.jobs / max(1e-9, t_end - t0)
+        if 1 in SANDBOXED_RATES:
+            print("%-22s %d coordinators / 1 coordinator, sandboxed: %.0f / %.0f jobs/s = %.2f "
+                  "(the same agent cores in all)" % ("", n, rate, SANDBOXED_RATES[1],
+                                                     rate / SANDBOXED_RATES[1]))
+        sys.stdout.flush()
+    finally:
+        for a in agents:
+            a.stop(timeout=20)
+        for c in coords:
+            c.stop(timeout=20)
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
 def seller_agent(coord, k, cores, bench_mode):
     """Agent "bench-seller<k>" selling as user seller<k> with a sell key of its own (replicas run
     on distinct owners, which the shared agent token is not), started and connected."""
@@ -612,6 +685,8 @@ def main():
         phase_drain_spread()
     if "drain2" in phases:
         phase_drain_nodes(2)
+    if "sandboxed2" in phases:
+        phase_sandboxed_nodes(2)
     if "replicas" in phases:
         phase_replicas(False)
     if "replicas-dispatch" in phases:

@@ -9,7 +9,8 @@
 # so that 64 jobs can be in flight), BENCH_PHASES
 # (latency,sandboxed,dispatch,drain,drain-spread; BENCH_SPREAD agents and buyers, 8),
 # BENCH_PG=1 to run the throughput phases on PostgreSQL too (the drains' PostgreSQL / SQLite ratio),
-# with the drain by two coordinators on the one database (phase drain2) next to one's,
+# with the drain by two coordinators on the one database (phase drain2) next to one's, and the
+# sandboxed phase by two coordinators, a sandboxing agent on each (phase sandboxed2),
 # BENCH_SCHED=0 to leave out the scheduling figures (bench_sched.py; BENCH_UNPLACEABLE, 10000),
 # BENCH_ROOTLESS=1 (as root) to run the sandboxed phases again with a rootless agent,
 # BENCH_LOOP_JOBS (500): jobs of the `xargs -P<cores> cacheout-run` loop run before and after the
@@ -53,7 +54,7 @@ if [ "${BENCH_PG:-0}" = 1 ]; then
     # shellcheck source=../../tests/lib/pg.sh
     . "$src/tests/lib/pg.sh"
     pg_run_with bench/e2e python3 "$here/bench_e2e.py" "${args[@]}" \
-        --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain-spread,drain2}"
+        --phases "${BENCH_PHASES:-sandboxed,dispatch,drain,drain-spread,drain2,sandboxed2}"
 fi
 if [ "${BENCH_SCHED:-1}" = 1 ]; then
     # Scheduling figures (bench_sched.py): submit -> assignment behind BENCH_UNPLACEABLE

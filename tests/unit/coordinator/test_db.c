@@ -173,6 +173,102 @@ test_stop_finishes_queued_work(void **state)
     assert_int_equal(atomic_load(&count), 100);
 }
 
+/* Wake-ups: one per batch of completions that finish before a drain, not one per item. */
+static atomic_int wakes;
+static atomic_int ran;
+static int order[64];
+static int n_order;
+
+static void
+count_wake(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&wakes, 1);
+}
+
+struct seq_item {
+    int seq;
+    atomic_bool *block;
+};
+
+static void
+seq_work(struct coord_store *store, void *arg)
+{
+    (void)store;
+    struct seq_item *it = arg;
+    while (it->block && atomic_load(it->block))
+        usleep(1000);
+    atomic_fetch_add(&ran, 1);
+}
+
+static void
+seq_done(void *arg)
+{
+    struct seq_item *it = arg;
+    order[n_order++] = it->seq;
+}
+
+static void
+wait_ran(int want)
+{
+    for (int i = 0; i < 5000 && atomic_load(&ran) < want; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&ran), want);
+}
+
+static void
+test_one_wake_per_batch_of_completions(void **state)
+{
+    (void)state;
+    struct coord_db *db = start(1, 1, 0);
+    coord_db_set_wake_hook(db, count_wake, NULL);
+    atomic_store(&wakes, 0);
+    atomic_store(&ran, 0);
+    n_order = 0;
+    atomic_bool block = true;
+    struct seq_item items[21];
+    co_err err = CO_ERR_INIT;
+    /* The first item holds the one writer thread while the other 20 queue behind it. */
+    for (int i = 0; i < 21; i++) {
+        items[i].seq = i;
+        items[i].block = i == 0 ? &block : NULL;
+        assert_int_equal(coord_db_submit(db, COORD_DB_WRITE, seq_work, seq_done, &items[i], &err),
+                         0);
+    }
+    assert_int_equal(atomic_load(&wakes), 0);
+    atomic_store(&block, false);
+    wait_ran(21);
+    /* 21 completions wait; the first woke the loop, the 20 others rode on that wake-up. */
+    for (int i = 0; i < 1000 && coord_db_wakes_saved(db) < 20; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&wakes), 1);
+    assert_int_equal(coord_db_wakes_saved(db), 20);
+    /* One drain runs them all, in the order they were submitted (one writer). */
+    assert_int_equal(coord_db_drain_completions(db), 21);
+    assert_int_equal(n_order, 21);
+    for (int i = 0; i < 21; i++)
+        assert_int_equal(order[i], i);
+    /* After a drain, the next completion wakes the loop again (none is lost). */
+    struct seq_item last = {.seq = 21};
+    assert_int_equal(coord_db_submit(db, COORD_DB_READ, seq_work, seq_done, &last, &err), 0);
+    wait_ran(22);
+    for (int i = 0; i < 1000 && atomic_load(&wakes) < 2; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&wakes), 2);
+    assert_int_equal(coord_db_drain_completions(db), 1);
+    assert_int_equal(order[21], 21);
+    /* A drain that finds nothing leaves no wake-up owed: the next completion still sends one. */
+    assert_int_equal(coord_db_drain_completions(db), 0);
+    struct seq_item again = {.seq = 22};
+    assert_int_equal(coord_db_submit(db, COORD_DB_WRITE, seq_work, seq_done, &again, &err), 0);
+    wait_ran(23);
+    for (int i = 0; i < 1000 && atomic_load(&wakes) < 3; i++)
+        usleep(1000);
+    assert_int_equal(atomic_load(&wakes), 3);
+    coord_db_stop(db); /* runs the completion left */
+    assert_int_equal(n_order, 23);
+}
+
 int
 main(void)
 {
@@ -180,6 +276,7 @@ main(void)
         cmocka_unit_test(test_work_runs_off_thread_and_completes_on_drain),
         cmocka_unit_test(test_queue_cap),
         cmocka_unit_test(test_stop_finishes_queued_work),
+        cmocka_unit_test(test_one_wake_per_batch_of_completions),
     };
     return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
 }

@@ -2,7 +2,9 @@
  * Unit tests of the agent hub (coord_hub): the hooks are the only way up (each dispatcher calls
  * its hook, a hub without hooks is safe), the hub is freed (and the release hook called) only when
  * the last item in flight completed after agent_hub_destroy, the worker and job indexes, the O(1)
- * removal of a session, and the capacity a session's jobs hold.
+ * removal of a session, the capacity a session's jobs hold, and the write lanes on a database
+ * with one writer thread (SQLite): the writes of one loop turn, whatever their job, run in order
+ * in one database item and one transaction, and each gets its own completion.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,8 +15,12 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <libwebsockets.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
 #include "co_alloc.h"
+#include "coord_db.h"
 #include "coord_hub.h"
 #include "coord_store.h"
 
@@ -244,6 +250,149 @@ test_indexes_and_capacity(void **state)
     assert_int_equal(seen.releases, 1);
 }
 
+/* ---- write lanes with one writer thread ---- */
+
+#define N_WRITES 8
+
+struct wr {
+    int seq;
+    bool done, undone;
+};
+
+static atomic_int ran_n;
+static int ran_order[2 * N_WRITES];
+static int done_n;
+static int done_order[2 * N_WRITES];
+static struct coord_agents *wr_hub;
+
+static void
+wr_work(struct coord_store *store, void *arg)
+{
+    (void)store;
+    struct wr *w = arg;
+    ran_order[atomic_fetch_add(&ran_n, 1)] = w->seq; /* the one writer thread */
+}
+
+static void
+wr_undo(void *arg, const co_err *err)
+{
+    (void)err;
+    ((struct wr *)arg)->undone = true;
+}
+
+static void
+wr_done(void *arg)
+{
+    struct wr *w = arg;
+    w->done = true;
+    done_order[done_n++] = w->seq;
+    agent_hub_complete(wr_hub); /* each write's completion ends its count, as the protocol's do */
+}
+
+static int
+proto_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    (void)wsi;
+    (void)reason;
+    (void)user;
+    (void)in;
+    (void)len;
+    return 0;
+}
+
+static void
+service_until(struct lws_context *ctx, struct coord_db *db, int want)
+{
+    for (int i = 0; i < 2000 && done_n < want; i++) {
+        lws_service(ctx, 0); /* the lane's flush timer; wakes from the database's completions */
+        coord_db_drain_completions(db);
+    }
+    assert_int_equal(done_n, want);
+}
+
+static void
+test_one_lane_per_writer_thread(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cacheout-test-hub-XXXXXX", url[128];
+    assert_non_null(mkdtemp(dir));
+    snprintf(url, sizeof(url), "sqlite:///%s/t.db", dir);
+    struct coord_store_config sc = {.url = url,
+                                    .starting_credits = 1,
+                                    .worker_timeout_ms = 1000,
+                                    .max_workers = 10,
+                                    .output_cap_bytes = 1024};
+    struct coord_db_options o = {.store = &sc, .writers = 1, .readers = 1};
+    struct coord_db *db = NULL;
+    co_err err = CO_ERR_INIT;
+    if (coord_db_start(&o, &db, &err) < 0)
+        fail_msg("start: %s", err.msg);
+    static const struct lws_protocols protocols[] = {{"test", proto_cb, 0, 0, 0, NULL, 0},
+                                                     {NULL, NULL, 0, 0, 0, NULL, 0}};
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = protocols;
+    lws_set_log_level(LLL_ERR, NULL);
+    struct lws_context *ctx = lws_create_context(&info);
+    assert_non_null(ctx);
+    coord_db_set_context(db, ctx);
+
+    memset(&seen, 0, sizeof(seen));
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.worker_timeout_seconds = 30;
+    struct coord_agents *hub = agent_hub_new(&cfg, db, NULL, NULL, ctx, &hooks);
+    assert_int_equal(hub->n_wl, 1);
+    wr_hub = hub;
+    atomic_store(&ran_n, 0);
+    done_n = 0;
+
+    /* Writes about eight different jobs in one loop turn: one item, one transaction. */
+    struct wr w[2 * N_WRITES];
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < N_WRITES; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "job-%d", i);
+        w[i].seq = i;
+        agent_hub_write(hub, key, wr_work, wr_undo, wr_done, &w[i]);
+    }
+    service_until(ctx, db, N_WRITES);
+    assert_int_equal(hub->batches, 1);
+    assert_int_equal(hub->batched_ops, N_WRITES);
+    assert_int_equal(hub->batch_txs, 1);
+    assert_int_equal(hub->batch_undone, 0);
+    /* A second turn: its own batch, after the first; order kept, each write answered once. */
+    for (int i = N_WRITES; i < 2 * N_WRITES; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "job-%d", i % 3);
+        w[i].seq = i;
+        agent_hub_write(hub, key, wr_work, wr_undo, wr_done, &w[i]);
+    }
+    service_until(ctx, db, 2 * N_WRITES);
+    assert_int_equal(hub->batches, 2);
+    assert_int_equal(hub->batch_txs, 2);
+    assert_int_equal(atomic_load(&ran_n), 2 * N_WRITES);
+    for (int i = 0; i < 2 * N_WRITES; i++) {
+        assert_int_equal(ran_order[i], i);
+        assert_int_equal(done_order[i], i);
+        assert_true(w[i].done);
+        assert_false(w[i].undone);
+    }
+
+    end_hub(hub);
+    /* The hub is freed by its last completion; none is in flight any more. */
+    assert_int_equal(seen.releases, 1);
+    lws_context_destroy(ctx);
+    coord_db_stop(db);
+    static const char *const f[] = {"t.db", "t.db-wal", "t.db-shm"};
+    for (size_t i = 0; i < 3; i++) {
+        char p[256];
+        snprintf(p, sizeof(p), "%s/%s", dir, f[i]);
+        unlink(p);
+    }
+    rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -252,6 +401,7 @@ main(void)
         cmocka_unit_test(test_no_hooks),
         cmocka_unit_test(test_life_cycle),
         cmocka_unit_test(test_indexes_and_capacity),
+        cmocka_unit_test(test_one_lane_per_writer_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
