@@ -416,6 +416,8 @@ recv_with_fds(int sock, void *p, size_t len, int *fds, int max, int *n_fds)
     do
         r = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
     while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -1; /* the control buffer was not filled in */
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&m); cm; cm = CMSG_NXTHDR(&m, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
@@ -428,9 +430,8 @@ recv_with_fds(int sock, void *p, size_t len, int *fds, int max, int *n_fds)
                 close(got[i]);
         }
     }
-    if (r <= 0) {
-        if (r == 0)
-            errno = EPIPE;
+    if (r == 0) {
+        errno = EPIPE;
         return -1;
     }
     if (m.msg_flags & MSG_CTRUNC) {
