@@ -378,24 +378,6 @@ out:
     return rc;
 }
 
-static int
-cmp_id(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Lock the buyer and the paid sellers in user_id order (the store's lock order for users). */
-static int
-lock_users(struct coord_store *s, const char **ids, size_t n, co_err *err)
-{
-    qsort(ids, n, sizeof(*ids), cmp_id);
-    for (size_t i = 0; i < n; i++) {
-        if ((i == 0 || strcmp(ids[i - 1], ids[i]) != 0) && store_user_lock(s, ids[i], err) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 /* The majority's stored output and artifacts become the parent's. */
 static int
 copy_result(struct coord_store *s, const char *parent_id, const struct coord_job *w, co_err *err)
@@ -464,24 +446,20 @@ parent_decide(struct coord_store *s, const struct coord_job *p, struct replica_r
         return -1;
     const char *fee_user = s->cfg.fee_user ? s->cfg.fee_user : "platform";
 
-    const char *ids[COORD_VERIFY_RUNS_MAX + 2];
-    size_t n_ids = 0;
+    /* Lock the buyer and the paid sellers, then create the missing payees (the store's order). */
+    const char *ids[COORD_VERIFY_RUNS_MAX + 2], *owners[COORD_VERIFY_RUNS_MAX + 1];
+    size_t n_ids = 0, n_owners = 0;
     ids[n_ids++] = p->buyer_id;
     bool fees = false;
     for (size_t i = 0; i < n; i++) {
-        if (plan.pay[i] > 0) {
-            if (store_user_ensure(s, rows[i].owner_id, true, now, err) < 0)
-                return -1;
-            ids[n_ids++] = rows[i].owner_id;
-        }
+        if (plan.pay[i] > 0)
+            ids[n_ids++] = owners[n_owners++] = rows[i].owner_id;
         fees = fees || plan.fee[i] > 0;
     }
-    if (fees) {
-        if (store_user_ensure(s, fee_user, false, now, err) < 0)
-            return -1;
+    owners[n_owners] = NULL;
+    if (fees)
         ids[n_ids++] = fee_user;
-    }
-    if (lock_users(s, ids, n_ids, err) < 0)
+    if (store_users_lock_ensure(s, ids, n_ids, owners, fees ? fee_user : NULL, now, err) < 0)
         return -1;
     if (store_money_move(s, p->buyer_id, p->job_id, COORD_LEDGER_CHARGE, 0, -plan.charge,
                          agreed ? "replicated job settled" : "replicated job unverified", now,

@@ -107,6 +107,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                     "WHERE user_id = $1",
                     NULL, NULL, STORE_LOCK_NONE},
     [Q_USER_LOCK] = {"SELECT user_id FROM users WHERE user_id = $1", NULL, NULL, STORE_LOCK_UPDATE},
+    /*
+     * Several users ($1 a JSON array of ids) locked in one statement, in byte order (the order
+     * of strcmp, which every transaction that locks users one by one follows): PostgreSQL locks
+     * the rows as the sort hands them over.  The ids found come back in that order.
+     */
+    [Q_USERS_LOCK] =
+        {"SELECT user_id FROM users WHERE user_id IN (SELECT value FROM json_each($1)) "
+         "ORDER BY user_id",
+         "SELECT user_id FROM users "
+         "WHERE user_id = ANY (ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) "
+         "ORDER BY user_id COLLATE \"C\"",
+         NULL, STORE_LOCK_UPDATE},
     [Q_USER_ADD] = {"UPDATE users SET credits = credits + $2, held = held + $3, updated_at = $4 "
                     "WHERE user_id = $1 AND credits + $2 >= 0 AND held + $3 >= 0 "
                     "RETURNING credits",
@@ -220,15 +232,31 @@ const struct store_sql store_sql[Q_COUNT] = {
                            "AND buyer_id NOT IN (SELECT value FROM json_each($5))) "
                            "ORDER BY qp DESC, turn, qc, qid LIMIT $1) q ON id = q.qid "
                            "ORDER BY priority DESC, q.turn, created_at, id",
-                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT qid, turn FROM "
-                           "(SELECT id AS qid, priority AS qp, created_at AS qc, "
-                           "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
-                           "ORDER BY created_at, id) AS turn FROM jobs "
-                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
-                           "AND required_ram_mb <= $3 "
+                           /*
+                            * PostgreSQL: only the first $1 placeable jobs of each (priority,
+                            * buyer) can be among the first $1 turns, so each is read through
+                            * jobs_pending_turn up to there; the pairs come from a skip scan of
+                            * that index (b).  A pass reads about $1 rows per buyer with pending
+                            * jobs instead of every placeable pending row.
+                            */
+                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN ("
+                           "WITH RECURSIVE b (bp, bb) AS ("
+                           "(SELECT priority, buyer_id FROM jobs WHERE status = 'pending' "
+                           "AND replicas = 1 ORDER BY priority, buyer_id LIMIT 1) UNION ALL "
+                           "SELECT n.priority, n.buyer_id FROM b, LATERAL (SELECT priority, "
+                           "buyer_id FROM jobs WHERE status = 'pending' AND replicas = 1 "
+                           "AND (priority, buyer_id) > (b.bp, b.bb) "
+                           "ORDER BY priority, buyer_id LIMIT 1) n) "
+                           "SELECT t.qid, t.turn, t.qp, t.qc FROM b, LATERAL (SELECT id AS qid, "
+                           "priority AS qp, created_at AS qc, "
+                           "ROW_NUMBER() OVER (ORDER BY created_at, id) AS turn FROM "
+                           "(SELECT id, priority, created_at FROM jobs WHERE status = 'pending' "
+                           "AND replicas = 1 AND priority = b.bp AND buyer_id = b.bb "
+                           "AND required_cores <= $2 AND required_ram_mb <= $3 "
                            "AND image = ANY (ARRAY(SELECT jsonb_array_elements_text($4::jsonb))) "
-                           "AND buyer_id NOT IN (SELECT jsonb_array_elements_text($5::jsonb))) w "
-                           "ORDER BY qp DESC, turn, qc, qid LIMIT $1) q "
+                           "ORDER BY created_at, id LIMIT $1) f) t "
+                           "WHERE b.bb NOT IN (SELECT jsonb_array_elements_text($5::jsonb)) "
+                           "ORDER BY t.qp DESC, t.turn, t.qc, t.qid LIMIT $1) q "
                            "ON id = q.qid ORDER BY priority DESC, q.turn, created_at, id",
                            NULL, STORE_LOCK_NONE},
     [Q_JOB_NEXT_FIT] = {"SELECT job_id FROM jobs WHERE status = 'pending' "
@@ -239,19 +267,33 @@ const struct store_sql store_sql[Q_COUNT] = {
                             "$6") "ORDER BY priority DESC, created_at, id LIMIT 1",
                         NULL, NULL, STORE_LOCK_SKIP_LOCKED},
     /* A market job is charged at the prices of the worker that claims it ($4, $5). */
+    /* The assigned row comes back whole (as Q_JOB_GET): no second read in the claim. */
     [Q_JOB_ASSIGN] = {"UPDATE jobs SET status = 'assigned', assigned_worker = $2, "
                       "attempts = attempts + 1, assigned_at = $3, started_at = NULL, "
                       "price_per_core_second = CASE WHEN pricing = 'market' THEN $4 "
                       "ELSE price_per_core_second END, "
                       "price_per_gb_second = CASE WHEN pricing = 'market' THEN $5 "
                       "ELSE price_per_gb_second END "
-                      "WHERE job_id = $1 AND status = 'pending'",
+                      "WHERE job_id = $1 AND status = 'pending' RETURNING " JOB_COLS
+                      ", code, files",
                       NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * Fenced in the statement: only the holder of the attempt ($3, $4) starts it.  The worker is
+     * compared through COALESCE so that the row is found by its id, never by a walk of the
+     * worker's jobs in jobs_worker (PostgreSQL's generic plan took that one).
+     */
     [Q_JOB_SET_RUNNING] = {"UPDATE jobs SET status = 'running', started_at = $2 "
-                           "WHERE job_id = $1 AND status = 'assigned'",
+                           "WHERE job_id = $1 AND status = 'assigned' "
+                           "AND COALESCE(assigned_worker, '') = $3 AND attempts = $4",
                            NULL, NULL, STORE_LOCK_NONE},
+    /*
+     * The final state and, in the same row version, what the job was charged ($9; NULL keeps
+     * it: a replicated job's is written by coord_verify): one write of the row, one outbox row,
+     * and on PostgreSQL no second update that checks the row's foreign keys again.
+     */
     [Q_JOB_FINISH] = {"UPDATE jobs SET status = $2, failure = $3, exit_code = $4, wall_ms = $5, "
-                      "cpu_ms = $6, max_rss_kb = $7, completed_at = $8 WHERE job_id = $1",
+                      "cpu_ms = $6, max_rss_kb = $7, completed_at = $8, "
+                      "charged = COALESCE($9, charged) WHERE job_id = $1",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_JOB_REQUEUE] = {"UPDATE jobs SET status = 'pending', assigned_worker = NULL, "
                        "assigned_at = NULL, started_at = NULL WHERE job_id = $1",
@@ -277,9 +319,18 @@ const struct store_sql store_sql[Q_COUNT] = {
                               STORE_LOCK_NONE},
     [Q_WORKER_LOCK] = {"SELECT worker_id FROM worker_registrations WHERE worker_id = $1", NULL,
                        NULL, STORE_LOCK_UPDATE},
+    /* PostgreSQL: the worker's active jobs read once for the three sums, not once for each. */
     [Q_WORKER_GET_CLAIM] = {"SELECT " WORKER_COLS_CLAIM
                             " FROM worker_registrations w WHERE w.worker_id = $1",
-                            NULL, NULL, STORE_LOCK_NONE},
+                            "SELECT w.worker_id, w.owner_id, w.cpu_cores, w.ram_mb, a.cores, "
+                            "a.ram, a.n, w.status, w.websocket, w.last_heartbeat, w.created_at, "
+                            "w.updated_at, w.price_per_core_second, w.price_per_gb_second, "
+                            "w.reputation, 0 FROM worker_registrations w, LATERAL (SELECT "
+                            "COALESCE(SUM(j.required_cores), 0) AS cores, "
+                            "COALESCE(SUM(j.required_ram_mb), 0) AS ram, COUNT(*) AS n "
+                            "FROM jobs j WHERE j.assigned_worker = w.worker_id AND " ACTIVE_JOB
+                            ") a WHERE w.worker_id = $1",
+                            NULL, STORE_LOCK_NONE},
     [Q_WORKER_GET] = {"SELECT " WORKER_COLS " FROM worker_registrations w WHERE w.worker_id = $1",
                       NULL, NULL, STORE_LOCK_NONE},
     [Q_WORKER_LIST] = {"SELECT " WORKER_COLS " FROM worker_registrations w ORDER BY w.worker_id",
@@ -454,15 +505,16 @@ const struct store_sql store_sql[Q_COUNT] = {
                           "JOIN users u ON u.user_id = j.buyer_id "
                           "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
                           "GROUP BY j.buyer_id, u.is_admin, u.limits",
-                          "SELECT j.buyer_id, COUNT(*), " BUYER_CAP_PG " FROM jobs j "
-                          "JOIN users u ON u.user_id = j.buyer_id "
-                          "WHERE j.status IN ('assigned', 'running') AND j.replicas = 1 "
-                          "GROUP BY j.buyer_id, u.is_admin, u.limits",
+                          /* PostgreSQL: counted per buyer first, then one user row each. */
+                          "SELECT j.buyer_id, j.n, " BUYER_CAP_PG " FROM (SELECT buyer_id, "
+                          "COUNT(*) AS n FROM jobs WHERE status IN ('assigned', 'running') "
+                          "AND replicas = 1 GROUP BY buyer_id) j "
+                          "JOIN users u ON u.user_id = j.buyer_id",
                           NULL, STORE_LOCK_NONE},
     [Q_BUYER_CAPS] = {"SELECT u.user_id, 0, " BUYER_CAP " FROM users u "
                       "WHERE u.user_id IN (SELECT value FROM json_each($2))",
                       "SELECT u.user_id, 0, " BUYER_CAP_PG " FROM users u "
-                      "WHERE u.user_id IN (SELECT jsonb_array_elements_text($2::jsonb))",
+                      "WHERE u.user_id = ANY (ARRAY(SELECT jsonb_array_elements_text($2::jsonb)))",
                       NULL, STORE_LOCK_NONE},
     [Q_JOB_PENDING_EXCEPT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs WHERE status = 'pending' "
                               "AND buyer_id NOT IN (SELECT value FROM json_each($2)) "
@@ -1706,38 +1758,72 @@ user_lock_found(struct coord_store *s, const char *user_id, bool *found, co_err 
 }
 
 /*
- * Lock @n users in user_id order (duplicates once), so that settlements never wait in a cycle.
- * A user named in @ensure (NULL-terminated: a payout's owner, the fee's user) that does not exist
- * yet is created (user_ensure, is_worker when it is @ensure[0]) and then locked.  Creating only
- * the missing ones after the lock, rather than trying an insert first, keeps the insert from
- * waiting on the transactions that hold the row (a settlement of the same owner).
+ * Lock @n users in user_id order (duplicates once), so that settlements never wait in a cycle,
+ * in one statement (Q_USERS_LOCK).  A user named in @workers (NULL-terminated, may be NULL: the
+ * paid owners, created as sellers) or @plain (may be NULL: the fee's user) that does not exist
+ * yet is created (user_ensure) and then locked.  Creating only the missing ones after the lock,
+ * rather than trying an insert first, keeps the insert from waiting on the transactions that hold
+ * the row (a settlement of the same owner).  Every transaction that goes through here takes all its
+ * locks before it creates anyone, and creates the missing in id order: an insert waits only on
+ * another transaction's insert of the same id, which waits on nothing but inserts of higher ids.
  */
 static int
 users_lock_sorted_ensure(struct coord_store *s, const char **ids, size_t n,
-                         const char *const *ensure, int64_t now, co_err *err)
+                         const char *const *workers, const char *plain, int64_t now, co_err *err)
 {
+    struct co_buf json = CO_BUF_INIT;
+    struct co_jsonw w;
+    struct db_res r;
+    size_t m = 0;
+    int rc = -1;
+
     qsort(ids, n, sizeof(*ids), cmp_str);
     for (size_t i = 0; i < n; i++) {
-        bool found;
-        if (i > 0 && strcmp(ids[i - 1], ids[i]) == 0)
-            continue;
-        if (user_lock_found(s, ids[i], &found, err) < 0)
-            return -1;
-        for (size_t k = 0; !found && ensure && ensure[k]; k++) {
-            if (strcmp(ensure[k], ids[i]) != 0)
-                continue;
-            if (user_ensure(s, ids[i], k == 0, now, err) < 0 ||
-                user_lock_found(s, ids[i], &found, err) < 0)
-                return -1;
-        }
+        if (i == 0 || strcmp(ids[i - 1], ids[i]) != 0)
+            ids[m++] = ids[i];
     }
-    return 0;
+    co_autofree bool *found = co_xcalloc(m + 1, sizeof(*found));
+    co_jsonw_init(&w, &json);
+    co_jsonw_arr_begin(&w);
+    for (size_t i = 0; i < m; i++)
+        co_jsonw_str(&w, ids[i]);
+    co_jsonw_arr_end(&w);
+    if (q_run(s, Q_USERS_LOCK, PARAMS(P_TEXT(json.data)), &r, err) < 0)
+        goto out;
+    int got;
+    size_t at = 0;
+    while ((got = q_next(&r, err)) > 0) {
+        const char *u = col_text(&r, 0); /* in the order of @ids */
+        while (at < m && strcmp(ids[at], u) < 0)
+            at++;
+        if (at < m && strcmp(ids[at], u) == 0)
+            found[at] = true;
+    }
+    q_done(&r);
+    if (got < 0)
+        goto out;
+    for (size_t i = 0; i < m; i++) {
+        if (found[i])
+            continue;
+        bool worker = false;
+        for (size_t k = 0; workers && workers[k] && !worker; k++)
+            worker = strcmp(workers[k], ids[i]) == 0;
+        if (!worker && (!plain || strcmp(plain, ids[i]) != 0))
+            continue;
+        if (user_ensure(s, ids[i], worker, now, err) < 0 ||
+            user_lock_found(s, ids[i], &found[i], err) < 0)
+            goto out;
+    }
+    rc = 0;
+out:
+    co_buf_release(&json);
+    return rc;
 }
 
 static int
 users_lock_sorted(struct coord_store *s, const char **ids, size_t n, co_err *err)
 {
-    return users_lock_sorted_ensure(s, ids, n, NULL, 0, err);
+    return users_lock_sorted_ensure(s, ids, n, NULL, NULL, 0, err);
 }
 
 /* How a job ended, for its settlement. */
@@ -1748,18 +1834,18 @@ struct settle_end {
     const char *why; /* the refund's note */
 };
 
-/*
- * Settle @j's hold through coord_price (every pricing mode): charge, refund of the rest, payout
- * to the owner of the worker that ran it (as stored, never as declared), fee to the platform.
- * One ledger row per movement; `charged` recorded on the job.
- */
-static int
-settle(struct coord_store *s, const struct coord_job *j, const struct settle_end *e, int64_t now,
-       co_err *err)
+/* A replicated job and its replicas settle by the plan coord_verify decides. */
+static bool
+settle_by_verify(const struct coord_job *j)
 {
-    /* A replicated job and its replicas settle by the plan coord_verify decided. */
-    if (j->replicas > 1 || j->parent_job_id[0])
-        return coord_verify_settle(s, j, !e->refund_all, now, err);
+    return j->replicas > 1 || j->parent_job_id[0];
+}
+
+/* The amounts of @j's settlement (coord_price, every pricing mode). */
+static void
+settle_plan(const struct coord_store *s, const struct coord_job *j, const struct settle_end *e,
+            struct coord_settlement *st)
+{
     struct coord_price_job pj = {
         .pricing = j->pricing,
         .hold = j->cost,
@@ -1771,18 +1857,28 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
         .timed_out = e->timed_out,
         .refund_all = e->refund_all,
     };
+    coord_price_settle(&pj, s->cfg.fee_percent, st);
+}
+
+/*
+ * Settle @j's hold through coord_price (every pricing mode): charge, refund of the rest, payout
+ * to the owner of the worker that ran it (as stored, never as declared), fee to the platform.
+ * One ledger row per movement.  `charged` was recorded on the job with its final status
+ * (job_end), before the users are locked: that first update of the job row in the transaction
+ * leaves its foreign keys unchecked on PostgreSQL (a second update checked them again, with a
+ * key-share lock on the buyer).
+ */
+static int
+settle(struct coord_store *s, const struct coord_job *j, const struct settle_end *e, int64_t now,
+       co_err *err)
+{
+    if (settle_by_verify(j))
+        return coord_verify_settle(s, j, !e->refund_all, now, err);
     struct coord_settlement st;
-    coord_price_settle(&pj, s->cfg.fee_percent, &st);
-    /*
-     * `charged` is written last, once the users are locked: on PostgreSQL a second update of the
-     * job row in this transaction checks its foreign keys again (a key-share lock on the buyer),
-     * which taken before the users' locks would let two settlements wait on each other.
-     */
+    settle_plan(s, j, e, &st);
     if (e->refund_all)
         return money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_REFUND, j->cost, -j->cost, e->why,
-                          now, err) < 0
-                   ? -1
-                   : q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(0)), NULL, err);
+                          now, err);
 
     char owner[CO_ID_MAX + 1];
     bool found;
@@ -1794,8 +1890,9 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
     if (!*owner)
         return co_err_set(err, CO_E_INTERNAL, "job '%s' has no worker to pay", j->job_id);
     const char *ids[3] = {j->buyer_id, owner, fee_user};
-    const char *const ensure[3] = {owner, st.fee > 0 ? fee_user : NULL, NULL};
-    if (users_lock_sorted_ensure(s, ids, st.fee > 0 ? 3 : 2, ensure, now, err) < 0)
+    const char *const workers[2] = {owner, NULL};
+    if (users_lock_sorted_ensure(s, ids, st.fee > 0 ? 3 : 2, workers, st.fee > 0 ? fee_user : NULL,
+                                 now, err) < 0)
         return -1;
     if (money_move(s, j->buyer_id, j->job_id, COORD_LEDGER_CHARGE, 0, -st.charge, "job settled",
                    now, err) < 0 ||
@@ -1806,15 +1903,7 @@ settle(struct coord_store *s, const struct coord_job *j, const struct settle_end
         (st.fee > 0 && money_move(s, fee_user, j->job_id, COORD_LEDGER_FEE, st.fee, 0,
                                   "platform fee", now, err) < 0))
         return -1;
-    return q_exec(s, Q_JOB_SET_CHARGED, PARAMS(P_TEXT(j->job_id), P_INT(st.charge)), NULL, err);
-}
-
-static int
-settle_refund(struct coord_store *s, const struct coord_job *j, const char *why, int64_t now,
-              co_err *err)
-{
-    struct settle_end e = {.refund_all = true, .why = why};
-    return settle(s, j, &e, now, err);
+    return 0;
 }
 
 /* The wall time of @j so far, from the coordinator's clock (no usage reported). */
@@ -1823,14 +1912,6 @@ job_wall_ms(const struct coord_job *j, int64_t now)
 {
     int64_t from = j->started_at ? j->started_at : j->assigned_at;
     return from && now > from ? now - from : 0;
-}
-
-static int
-settle_charge(struct coord_store *s, const struct coord_job *j, int64_t wall_ms, bool timed_out,
-              int64_t now, co_err *err)
-{
-    struct settle_end e = {.wall_ms = wall_ms, .timed_out = timed_out};
-    return settle(s, j, &e, now, err);
 }
 
 /*
@@ -1981,7 +2062,11 @@ coord_store_job_submit_capped(struct coord_store *s, struct coord_job *job, int6
     int rc = -1;
     if (tx_begin(s, true, err) < 0)
         return -1;
-    if (user_ensure(s, job->buyer_id, false, now, err) < 0)
+    /* A known buyer (the usual case) is read, not offered an insert that would do nothing. */
+    struct coord_user buyer;
+    bool known = false;
+    if (user_load(s, job->buyer_id, &buyer, &known, err) < 0 ||
+        (!known && user_ensure(s, job->buyer_id, false, now, err) < 0))
         goto out;
     if (max_pending > 0) {
         /* The buyer's row lock serializes its submits, so the count cannot be raced past. */
@@ -2239,17 +2324,21 @@ static int
 job_assign(struct coord_store *s, const char *job_id, const struct coord_worker *w, int64_t now,
            struct coord_job *out, co_err *err)
 {
-    int64_t changes = 0;
+    struct db_res r;
     const char *worker_id = w->worker_id;
-    if (q_exec(s, Q_JOB_ASSIGN,
-               PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now),
-                      P_INT(w->price.per_core_second), P_INT(w->price.per_gb_second)),
-               &changes, err) < 0)
+    if (q_run(s, Q_JOB_ASSIGN,
+              PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now), P_INT(w->price.per_core_second),
+                     P_INT(w->price.per_gb_second)),
+              &r, err) < 0)
         return -1;
-    if (changes != 1)
+    int got = q_next(&r, err);
+    if (got > 0)
+        job_from_row(&r, out);
+    q_done(&r);
+    if (got < 0)
+        return -1;
+    if (got == 0)
         return co_err_set(err, CO_E_CONFLICT, "job '%s' is no longer pending", job_id);
-    if (job_load_must(s, Q_JOB_GET, job_id, out, err) < 0)
-        return -1;
     if (out->parent_job_id[0] && coord_verify_claimed(s, out, worker_id, now, err) < 0) {
         coord_job_release(out);
         return -1;
@@ -2371,7 +2460,16 @@ coord_store_job_started(struct coord_store *s, const char *job_id, const char *w
 {
     struct coord_job j;
     int rc = -1;
+    int64_t changes = 0;
+    const struct db_param run[] = {P_TEXT(job_id), P_INT(co_wall_ms()), P_TEXT(worker_id),
+                                   P_INT(attempt)};
 
+    /* The usual case, the holder of the assigned attempt, in one fenced statement. */
+    if (q_exec(s, Q_JOB_SET_RUNNING, run, (int)CO_ARRAY_LEN(run), &changes, err) < 0)
+        return -1;
+    if (changes > 0)
+        return 0;
+    /* Else: already running (a repeated report), or why not. */
     if (tx_begin(s, true, err) < 0)
         return -1;
     if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
@@ -2382,8 +2480,7 @@ coord_store_job_started(struct coord_store *s, const char *job_id, const char *w
     else if (job_fence(&j, worker_id, attempt, err) == 0)
         rc = j.status == COORD_JOB_RUNNING
                  ? 0
-                 : q_exec(s, Q_JOB_SET_RUNNING, PARAMS(P_TEXT(job_id), P_INT(co_wall_ms())), NULL,
-                          err);
+                 : q_exec(s, Q_JOB_SET_RUNNING, run, (int)CO_ARRAY_LEN(run), NULL, err);
     coord_job_release(&j);
 out:
     return tx_end(s, rc, err);
@@ -2395,9 +2492,14 @@ job_final(enum coord_job_status st)
     return st == COORD_JOB_COMPLETED || st == COORD_JOB_FAILED || st == COORD_JOB_CANCELLED;
 }
 
+/*
+ * Write @j's final state (with @r's exit code and usage) and queue its callback.  @charged: what
+ * it was charged, or NULL to leave the column as it is.
+ */
 static int
 job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
-              enum coord_failure f, const struct coord_job_result *r, int64_t now, co_err *err)
+              enum coord_failure f, const struct coord_job_result *r, const int64_t *charged,
+              int64_t now, co_err *err)
 {
     bool exit = r && r->has_exit_code, usage = r && r->has_usage;
     int64_t queued = 0;
@@ -2406,7 +2508,8 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
                       P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
                       usage ? P_INT(r->usage.wall_ms) : P_NULL,
                       usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now)),
+                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now),
+                      charged ? P_INT(*charged) : P_NULL),
                NULL, err) < 0 ||
         /* Its callback is queued in the same transaction (coord_webhook). */
         q_exec(s, Q_WH_QUEUE, PARAMS(P_TEXT(j->job_id), P_INT(now)), &queued, err) < 0)
@@ -2414,6 +2517,34 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
     if (queued > 0)
         coord_webhook_kick();
     return 0;
+}
+
+/*
+ * End @j (locked by the caller) as @st/@f and settle it as @e says: its final state and charge
+ * in one update of its row, then the money moves.
+ */
+static int
+job_end(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+        enum coord_failure f, const struct coord_job_result *r, const struct settle_end *e,
+        int64_t now, co_err *err)
+{
+    struct coord_settlement plan;
+    bool own = !settle_by_verify(j);
+    if (own)
+        settle_plan(s, j, e, &plan);
+    if (job_set_final(s, j, st, f, r, own ? &plan.charge : NULL, now, err) < 0)
+        return -1;
+    return settle(s, j, e, now, err);
+}
+
+/* job_end for a job that did not run: everything back to the buyer (@why the ledger's note). */
+static int
+job_end_refund(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+               enum coord_failure f, const struct coord_job_result *r, const char *why, int64_t now,
+               co_err *err)
+{
+    struct settle_end e = {.refund_all = true, .why = why};
+    return job_end(s, j, st, f, r, &e, now, err);
 }
 
 /* What a final report says about the seller (reputation). */
@@ -2476,11 +2607,13 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
             f = COORD_FAIL_EXIT_CODE;
         refund = r->platform_fault;
     }
-    if (job_set_final(s, &j, r->status, f, r, now, err) < 0)
-        goto out;
-    int64_t wall = r->has_usage ? r->usage.wall_ms : job_wall_ms(&j, now);
-    if (refund ? settle_refund(s, &j, "job not run", now, err)
-               : settle_charge(s, &j, wall, f == COORD_FAIL_TIMEOUT, now, err))
+    struct settle_end e = {
+        .refund_all = refund,
+        .timed_out = f == COORD_FAIL_TIMEOUT,
+        .wall_ms = r->has_usage ? r->usage.wall_ms : job_wall_ms(&j, now),
+        .why = "job not run",
+    };
+    if (job_end(s, &j, r->status, f, r, &e, now, err) < 0)
         goto out;
     if (r->status != COORD_JOB_CANCELLED &&
         outcome_record(s, worker_id, job_id, finish_outcome(r->status, f, r->platform_fault), now,
@@ -2521,10 +2654,12 @@ coord_store_job_cancel(struct coord_store *s, const char *job_id, struct coord_j
                    coord_job_status_name(j.status));
         goto out;
     }
-    if (job_set_final(s, &j, COORD_JOB_CANCELLED, COORD_FAIL_CANCELLED, NULL, now, err) < 0)
-        goto out;
-    if (j.status == COORD_JOB_RUNNING ? settle_charge(s, &j, job_wall_ms(&j, now), false, now, err)
-                                      : settle_refund(s, &j, "job cancelled", now, err))
+    struct settle_end e = {
+        .refund_all = j.status != COORD_JOB_RUNNING,
+        .wall_ms = job_wall_ms(&j, now),
+        .why = "job cancelled",
+    };
+    if (job_end(s, &j, COORD_JOB_CANCELLED, COORD_FAIL_CANCELLED, NULL, &e, now, err) < 0)
         goto out;
     if (job_load_must(s, Q_JOB_GET_NOCODE, job_id, out, err) < 0)
         goto out;
@@ -2583,8 +2718,7 @@ coord_store_job_release(struct coord_store *s, const char *job_id, const char *w
         goto out;
     if (j.attempts >= j.max_attempts) {
         st = COORD_JOB_FAILED;
-        if (job_set_final(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
-            settle_refund(s, &j, "worker lost", now, err) < 0)
+        if (job_end_refund(s, &j, st, COORD_FAIL_WORKER_LOST, NULL, "worker lost", now, err) < 0)
             goto out;
     } else if (q_exec(s, Q_JOB_REQUEUE, PARAMS(P_TEXT(job_id)), NULL, err) < 0) {
         goto out;
@@ -2671,8 +2805,8 @@ coord_store_worker_release_jobs(struct coord_store *s, const char *worker_id, ch
         if (outcome_note(s, worker_id, j->job_id, COORD_OUTCOME_LOST, now, err) < 0)
             goto out;
         if (j->attempts >= j->max_attempts) {
-            if (job_set_final(s, j, COORD_JOB_FAILED, COORD_FAIL_WORKER_LOST, NULL, now, err) < 0 ||
-                settle_refund(s, j, "worker lost", now, err) < 0)
+            if (job_end_refund(s, j, COORD_JOB_FAILED, COORD_FAIL_WORKER_LOST, NULL, "worker lost",
+                               now, err) < 0)
                 goto out;
         } else if (q_exec(s, Q_JOB_REQUEUE, PARAMS(P_TEXT(j->job_id)), NULL, err) < 0) {
             goto out;
@@ -4153,7 +4287,7 @@ store_job_set_final(struct coord_store *s, const struct coord_job *j, enum coord
                     enum coord_failure f, const struct coord_job_result *r, int64_t now,
                     co_err *err)
 {
-    return job_set_final(s, j, st, f, r, now, err);
+    return job_set_final(s, j, st, f, r, NULL, now, err);
 }
 
 int
@@ -4165,13 +4299,6 @@ store_money_move(struct coord_store *s, const char *user_id, const char *job_id,
 }
 
 int
-store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker, int64_t now,
-                  co_err *err)
-{
-    return user_ensure(s, user_id, is_worker, now, err);
-}
-
-int
 store_outcome_note(struct coord_store *s, const char *worker_id, const char *job_id,
                    enum coord_outcome o, int64_t now, co_err *err)
 {
@@ -4179,9 +4306,10 @@ store_outcome_note(struct coord_store *s, const char *worker_id, const char *job
 }
 
 int
-store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
+store_users_lock_ensure(struct coord_store *s, const char **ids, size_t n,
+                        const char *const *workers, const char *plain, int64_t now, co_err *err)
 {
-    return user_lock(s, user_id, err);
+    return users_lock_sorted_ensure(s, ids, n, workers, plain, now, err);
 }
 
 int

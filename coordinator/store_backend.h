@@ -30,6 +30,7 @@ enum store_q {
     Q_USER_INSERT,
     Q_USER_GET,
     Q_USER_LOCK,
+    Q_USERS_LOCK,
     Q_USER_ADD,
     Q_LEDGER_INSERT,
     Q_MONEY_MOVE_PG,

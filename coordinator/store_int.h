@@ -30,10 +30,14 @@ int store_money_move(struct coord_store *s, const char *user_id, const char *job
                      enum coord_ledger_kind kind, int64_t d_credits, int64_t d_held,
                      const char *note, int64_t now, co_err *err)
     __attribute__((warn_unused_result));
-/** Create @user_id with the starting credits if unknown; lock a user row. */
-int store_user_ensure(struct coord_store *s, const char *user_id, bool is_worker, int64_t now,
-                      co_err *err) __attribute__((warn_unused_result));
-int store_user_lock(struct coord_store *s, const char *user_id, co_err *err)
+/**
+ * Lock the users @ids (@n, reordered in place) in user_id order, the store's lock order for
+ * users, and then create the missing ones named in @workers (NULL-terminated, may be NULL:
+ * created as sellers) or @plain (may be NULL), each locked as it is created.  Every lock is
+ * taken before anyone is created, so an insert never waits on a settlement that holds the row.
+ */
+int store_users_lock_ensure(struct coord_store *s, const char **ids, size_t n,
+                            const char *const *workers, const char *plain, int64_t now, co_err *err)
     __attribute__((warn_unused_result));
 /** Record a reputation outcome of @worker_id (coord_store_outcome_record, in this transaction). */
 int store_outcome_note(struct coord_store *s, const char *worker_id, const char *job_id,

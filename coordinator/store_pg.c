@@ -29,6 +29,12 @@ struct store_pg {
     PGconn *conn;
     bool prepared[Q_COUNT];
     bool in_tx;
+    /*
+     * A RELEASE SAVEPOINT not sent yet: it goes with the next savepoint command (one round trip
+     * for "RELEASE ...; SAVEPOINT ..." between two store calls of a batch), and the COMMIT
+     * releases it by itself.
+     */
+    bool release_due;
 };
 
 static struct store_pg *
@@ -120,6 +126,7 @@ pg_begin(struct coord_store *s, bool write, co_err *err)
     const char *sql = write ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
     p->in_tx = false;
+    p->release_due = false;
     if (pg_ensure(p, err) < 0)
         return -1;
     if (pg_command(p, sql, "begin", err) < 0) {
@@ -138,6 +145,7 @@ static int
 pg_commit(struct coord_store *s, co_err *err)
 {
     struct store_pg *p = pgs(s);
+    p->release_due = false; /* the COMMIT releases every savepoint */
     int rc = pg_command(p, "COMMIT", "commit", err);
     if (rc == 0)
         p->in_tx = false;
@@ -153,6 +161,7 @@ pg_lose_connection(struct coord_store *s)
 {
     struct store_pg *p = pgs(s);
     p->in_tx = false;
+    p->release_due = false;
     int fd = PQsocket(p->conn);
     if (fd >= 0)
         (void)shutdown(fd, SHUT_RDWR);
@@ -168,6 +177,7 @@ pg_rollback(struct coord_store *s)
         PQclear(res);
     }
     p->in_tx = false;
+    p->release_due = false;
 }
 
 static int
@@ -338,6 +348,19 @@ pg_savepoint(struct coord_store *s, enum store_sp op, co_err *err)
     struct store_pg *p = pgs(s);
     if (pg_conn_bad(p))
         return pg_err(p, NULL, "connection lost in a transaction", err);
+    bool due = p->release_due;
+    p->release_due = false;
+    if (op == STORE_SP_RELEASE) {
+        /* Two in a row (a call's, then a nested batch's): the first one goes now. */
+        if (due && pg_command(p, store_sp_sql[STORE_SP_RELEASE], "savepoint", err) < 0)
+            return -1;
+        p->release_due = true;
+        return 0;
+    }
+    if (due && op == STORE_SP_SET)
+        return pg_command(p, "RELEASE SAVEPOINT co_call; SAVEPOINT co_call", "savepoint", err);
+    if (due && pg_command(p, store_sp_sql[STORE_SP_RELEASE], "savepoint", err) < 0)
+        return -1;
     return pg_command(p, store_sp_sql[op], "savepoint", err);
 }
 

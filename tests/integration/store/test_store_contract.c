@@ -549,6 +549,102 @@ t_metered_reputation_statement(void)
     return 0;
 }
 
+/* PostgreSQL: the change feed's outbox rows of kind @kind naming @ref (-1 on SQLite: none). */
+static long long
+pg_outbox_rows(const char *kind, const char *ref)
+{
+    if (strncmp(cfg.url, "sqlite:", 7) == 0)
+        return -1;
+    long long n = -2;
+    PGconn *c = PQconnectdb(cfg.url);
+    const char *vals[2] = {kind, ref};
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r =
+            PQexecParams(c, "SELECT COUNT(*) FROM event_outbox WHERE kind = $1 AND ref = $2", 2,
+                         NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    PQfinish(c);
+    return n;
+}
+
+/*
+ * One write of the job row per step: a claim returns the row it assigned (with its code), a
+ * start is fenced in its one statement, and a finish records the final state and `charged`
+ * together (on PostgreSQL one outbox row per step: submit, claim, start, finish).  A known
+ * buyer's submit grants nothing again; an unknown buyer and an unknown payee are created with
+ * the starting credits.
+ */
+static int
+t_one_write_per_step(void)
+{
+    int64_t c, h;
+    struct coord_job j;
+    const char *w = id("w"), *owner = id("seller"), *buyer = id("buyer");
+    OK(worker(w, owner, 4, 4096));
+    OK(submit(id("job"), buyer, 3 * CREDIT, 1, 100, 5));
+    OK(submit(id("job2"), buyer, 2 * CREDIT, 1, 100, 5));
+    struct coord_ledger_list l;
+    OK(coord_store_ledger_list(S, buyer, 10, 0, &l, &E));
+    size_t grants = 0;
+    for (size_t i = 0; i < l.len; i++)
+        grants += l.items[i].kind == COORD_LEDGER_GRANT;
+    size_t rows = l.len;
+    coord_ledger_list_release(&l);
+    CHECK_EQ(rows, 3);
+    CHECK_EQ(grants, 1);
+
+    OK(coord_store_job_claim(S, id("job"), w, &j, &E));
+    bool whole =
+        j.status == COORD_JOB_ASSIGNED && j.attempts == 1 && !strcmp(j.assigned_worker, w) &&
+        j.code && !strcmp(j.code, "print(\"Hello World\")") &&
+        !strcmp(j.command, "python script.py") && j.assigned_at > 0 && j.cost == 3 * CREDIT;
+    coord_job_release(&j);
+    CHECK(whole);
+    FAILS(coord_store_job_started(S, id("job"), w, 2, &E), CO_E_CONFLICT);
+    FAILS(coord_store_job_started(S, id("job"), id("other"), 1, &E), CO_E_CONFLICT);
+    OK(job_status(id("job"), &j));
+    bool assigned = j.status == COORD_JOB_ASSIGNED && j.started_at == 0;
+    coord_job_release(&j);
+    CHECK(assigned);
+    OK(coord_store_job_started(S, id("job"), w, 1, &E));
+    OK(coord_store_job_started(S, id("job"), w, 1, &E)); /* repeated: nothing changes */
+    OK(job_status(id("job"), &j));
+    bool running = j.status == COORD_JOB_RUNNING && j.started_at > 0 && !j.has_charged;
+    coord_job_release(&j);
+    CHECK(running);
+
+    bool changed = false;
+    OK(finish(id("job"), w, 1, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(changed);
+    OK(job_status(id("job"), &j));
+    bool charged = j.status == COORD_JOB_COMPLETED && j.has_charged && j.charged == 3 * CREDIT;
+    coord_job_release(&j);
+    CHECK(charged);
+    long long outbox = pg_outbox_rows("job", id("job"));
+    CHECK(outbox == -1 || outbox == 4);
+    OK(balance(owner, &c, &h)); /* the payee was created at its first payout */
+    CHECK_EQ(c, START_CREDITS + 3 * CREDIT);
+
+    /* Ended without running: `charged` is 0, written with the final state. */
+    OK(coord_store_job_claim(S, id("job2"), w, &j, &E));
+    coord_job_release(&j);
+    enum coord_job_status was;
+    OK(coord_store_job_cancel(S, id("job2"), &j, &was, &E));
+    bool refunded = was == COORD_JOB_ASSIGNED && j.status == COORD_JOB_CANCELLED && j.has_charged &&
+                    j.charged == 0;
+    coord_job_release(&j);
+    CHECK(refunded);
+    outbox = pg_outbox_rows("job", id("job2"));
+    CHECK(outbox == -1 || outbox == 3);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(c, START_CREDITS - 3 * CREDIT);
+    CHECK_EQ(h, 0);
+    return 0;
+}
+
 /*
  * Retention prunes worker_outcome rows no reputation window reads: older than the last 50 of
  * their worker and of their owner, in batches; every score stays what it was.
@@ -936,6 +1032,63 @@ t_pending_fit(void)
         OK(coord_store_job_cancel(S, left[i], &j, &was, &E));
         coord_job_release(&j);
     }
+    return 0;
+}
+
+/* The ids of @l equal @want (@n of them). */
+static bool
+list_is(const struct coord_job_list *l, const char *const *want, size_t n)
+{
+    if (l->len != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(l->items[i].job_id, want[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Fair-share turns over two priorities and three buyers, with a limit that cuts a priority in
+ * the middle and a buyer held back at its max_running_jobs (PostgreSQL reads each buyer's first
+ * N jobs only: the order must be the one of a numbering of every pending job).
+ */
+static int
+t_pending_fit_turns(void)
+{
+    const char *a = id("a"), *b = id("b"), *c = id("c"), *w = id("w");
+    const char *names[] = {id("a3-1"), id("a3-2"), id("a3-3"), id("b7-1"),
+                           id("b7-2"), id("c7-1"), id("a7-1"), id("c3-1")};
+    const char *buyers[] = {a, a, a, b, b, c, a, c};
+    const int prio[] = {3, 3, 3, 7, 7, 7, 7, 3};
+    for (int i = 0; i < 8; i++) {
+        struct coord_job j;
+        job_init(&j, names[i], buyers[i], CREDIT, 1, 100, prio[i]);
+        OK(coord_store_job_submit(S, &j, &E));
+    }
+    struct coord_job_fit fit = {.max_cores = 4, .max_ram_mb = 8192, .images_json = "[\"default\"]"};
+    struct coord_job_list l;
+    const char *all[] = {names[3], names[5], names[6], names[4],
+                         names[0], names[7], names[1], names[2]};
+    OK(coord_store_job_pending_fit(S, 100, &fit, &l, &E));
+    bool ok = list_is(&l, all, 8);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    OK(coord_store_job_pending_fit(S, 5, &fit, &l, &E));
+    ok = list_is(&l, all, 5);
+    coord_job_list_release(&l);
+    CHECK(ok);
+    /* b runs one job at a cap of one: its other job is held back, the others keep their turns. */
+    int attempt = 0;
+    OK(worker(w, NULL, 4, 8192));
+    OK(claim(names[3], w, &attempt));
+    struct coord_buyer_cap_list caps;
+    OK(coord_store_job_pending_fit_capped(S, 100, &fit, 1, &l, &caps, &E));
+    const char *unheld[] = {names[5], names[6], names[0], names[7], names[1], names[2]};
+    ok = list_is(&l, unheld, 6);
+    coord_job_list_release(&l);
+    free(caps.items);
+    CHECK(ok);
     return 0;
 }
 
@@ -3297,7 +3450,9 @@ main(void)
         {"output_per_attempt", t_output_attempts},
         {"output_offsets", t_output_offsets},
         {"job_release_single", t_job_release},
+        {"one_write_of_the_job_per_step", t_one_write_per_step},
         {"pending_fit_and_requeue_free", t_pending_fit},
+        {"pending_fit_turns_priorities_held", t_pending_fit_turns},
         {"batch_transaction", t_batch},
         {"idempotency_keys_and_purge", t_idempotency},
         {"webhook_queue_claim_record", t_webhook_queue},
