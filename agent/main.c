@@ -207,6 +207,7 @@ opt_env(int opt)
 int
 main(int argc, char **argv)
 {
+    sbx_launcher_entry(argc, argv); /* returns unless this process is the sandbox launcher */
     if (argc > 1 && strcmp(argv[1], "enroll") == 0)
         return agent_enroll_main(argc - 1, argv + 1);
     const char *env_file = NULL;
@@ -289,6 +290,17 @@ main(int argc, char **argv)
      * rootless one without subordinate ids or a delegated cgroup) must stop here, naming what is
      * missing, rather than connect and fail every job it accepts.
      */
+    /*
+     * Clone sandboxes from a small launcher process rather than from this one (whose page
+     * tables every clone would copy); CACHEOUT_LAUNCHER=0 turns it off.  The self-test below
+     * runs through it.
+     */
+    if (!cfg.bench_no_sandbox && sbx_launcher_enable(&err) != 0) {
+        co_error("cannot start the sandbox launcher error=\"%s\"", err.msg);
+        agent_config_release(&cfg);
+        co_log_close();
+        return AGENT_EXIT_CONFIG;
+    }
     if (!cfg.bench_no_sandbox) {
         bool rootless = geteuid() != 0;
         int64_t ms = 0;

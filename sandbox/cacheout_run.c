@@ -201,6 +201,7 @@ setup_rootless(const char *user)
 int
 main(int argc, char **argv)
 {
+    sbx_launcher_entry(argc, argv); /* CACHEOUT_LAUNCHER=1 (the escape suite's launcher pass) */
     struct sbx_spec spec;
     sbx_spec_init(&spec);
     co_err err = CO_ERR_INIT;

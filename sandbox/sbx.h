@@ -208,6 +208,23 @@ int sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, str
 int sbx_prewarm(unsigned n, bool refill, co_err *err) __attribute__((warn_unused_result));
 
 /**
+ * The sandbox launcher (sandbox/README.md, "The launcher"): sandboxes cloned from a small
+ * single-threaded process, this program re-executed, instead of from the caller, whose page
+ * tables a clone would copy.  A program that may use it calls sbx_launcher_entry(argc, argv)
+ * first thing in main(): in the launcher it serves runs and never returns; elsewhere it returns
+ * at once.  Long-lived callers opt in with sbx_launcher_enable(), which starts it (a thread of
+ * the caller keeps one running: a launcher that died fails the run it was serving as an internal
+ * error at step "clone", and the next run starts a new one).  CACHEOUT_LAUNCHER=1 uses it in any
+ * root caller that called sbx_launcher_entry() (cacheout-run in the escape suite), =0 never.
+ * Rootless sandboxes never use it.  Errors: the launcher cannot be started.
+ */
+void sbx_launcher_entry(int argc, char **argv);
+int sbx_launcher_enable(co_err *err) __attribute__((warn_unused_result));
+
+/** For tests: the current launcher's pid (0: none), its sandboxes so far, launchers started. */
+void sbx_launcher_stats(pid_t *pid, uint64_t *clones, unsigned *starts);
+
+/**
  * Let a janitor thread finish runs after sbx_run() returns (long-lived callers only, e.g. the
  * agent; never in a process that exits right after a run): for a job that ended by itself, it
  * reaps the sandbox's init and kills what is left in its cgroup; the slot stays locked until then.

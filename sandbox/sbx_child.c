@@ -201,13 +201,8 @@ static const struct {
     {"proc/sysrq-trigger", PROC_READ_ONLY},
 };
 
-/*
- * Leave a cloned child (init, the template helper) with the raw system call, not _exit(): the
- * child of a multi-threaded process must not run a sanitizer's exit hook, whose locks another
- * thread of the parent may have held at the clone (ThreadSanitizer's _exit waited for ever on its
- * thread registry in the template helper, and the agent's job threads with it).
- */
-static void __attribute__((noreturn)) child_exit(int code)
+void
+sbx_exit_group(int code)
 {
     for (;;)
         syscall(SYS_exit_group, code);
@@ -217,7 +212,7 @@ static void __attribute__((noreturn)) child_fail(const struct child_ctx *c, int 
 {
     struct child_msg m = {kind, step, errno, 0, 0};
     (void)!write(c->status_w, &m, sizeof(m));
-    child_exit(kind == MSG_EXEC_ERR ? (m.err == ENOENT ? 127 : 126) : 125);
+    sbx_exit_group(kind == MSG_EXEC_ERR ? (m.err == ENOENT ? 127 : 126) : 125);
 }
 
 #define TRY(step, expr)                                                                            \
@@ -751,11 +746,11 @@ sbx_child_template_main(const struct child_ctx *c, int hold_r)
     seal_root(c);
     struct child_msg m = {MSG_EXIT, 0, 0, 0, 0};
     if (write(c->status_w, &m, sizeof(m)) != (ssize_t)sizeof(m))
-        child_exit(1);
+        sbx_exit_group(1);
     char byte;
     while (read(hold_r, &byte, 1) < 0 && errno == EINTR)
         ;
-    child_exit(0);
+    sbx_exit_group(0);
 }
 
 int
@@ -852,7 +847,7 @@ sbx_child_main(const struct child_ctx *c)
     TRY(STEP_PDEATHSIG, prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
     struct pollfd alive = {c->status_w, 0, 0};
     if (poll(&alive, 1, 0) > 0 && (alive.revents & (POLLERR | POLLHUP)))
-        child_exit(125);
+        sbx_exit_group(125);
     /* Init keeps the host's memory image (copy-on-write): not dumpable means the job, which has
      * the same uid, cannot read its /proc/1/environ or memory. */
     TRY(STEP_NO_NEW_PRIVS, prctl(PR_SET_DUMPABLE, 0, 0, 0, 0));
@@ -877,9 +872,9 @@ sbx_child_main(const struct child_ctx *c)
             (void)getrusage(RUSAGE_CHILDREN, &ru);
             struct child_msg m = {MSG_EXIT, 0, 0, st, ru.ru_maxrss};
             (void)!write(c->status_w, &m, sizeof(m));
-            child_exit(0);
+            sbx_exit_group(0);
         }
         if (p < 0 && errno != EINTR)
-            child_exit(0);
+            sbx_exit_group(0);
     }
 }

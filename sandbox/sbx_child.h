@@ -164,4 +164,22 @@ int sbx_child_send_go(int fd, int pass);
  */
 int sbx_child_recv_work(int fd, int *work_fd);
 
+/**
+ * Whether the init of @c is cloned by the launcher (sbx_launcher.c): CACHEOUT_LAUNCHER=1 yes,
+ * =0 no, else when the process called sbx_launcher_enable(); never when its descriptors do not
+ * fit in one message.  Root sandboxes only (the caller checks: a rootless init is cloned inside
+ * its user namespace, see clone_in_userns()).
+ */
+bool sbx_launcher_wanted(const struct child_ctx *c);
+
+/**
+ * Clone init from the launcher with @flags (namespaces and SIGCHLD) and CLONE_PARENT, so that it
+ * is this process's child; @c is packed and sent with its descriptors.  Returns init's pid with
+ * its pidfd in *@pidfd, or -1 with *@errnum and *@what set: the launcher could not be started,
+ * is gone or answered garbage (it is then dropped and the next run starts a new one), or its
+ * clone failed.
+ */
+long sbx_launcher_clone(const struct child_ctx *c, unsigned long flags, int *pidfd, int *errnum,
+                        const char **what);
+
 #endif

@@ -18,6 +18,18 @@
 /** The PATH of every job unless the spec's env overrides it. */
 #define SBX_DEFAULT_PATH "/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin"
 
+/**
+ * Leave a cloned child (init, the template helper, the rootless intermediate, the user
+ * namespace's holder) with the raw exit_group system call, not _exit(): the child of a
+ * multi-threaded process must not run a sanitizer's exit hook, whose locks another thread of the
+ * parent may have held at the clone (ThreadSanitizer's _exit waited for ever on its thread
+ * registry in the template helper, and the agent's job threads with it).
+ */
+void sbx_exit_group(int code) __attribute__((noreturn));
+
+/** qsort() comparison of two ints. */
+int sbx_cmp_int(const void *a, const void *b);
+
 /** Check a work file name (relative, no "", "." or ".." component, no trailing '/'). */
 int sbx_file_name_check(const char *name, co_err *err) __attribute__((warn_unused_result));
 

@@ -328,8 +328,8 @@ open_work_files(const struct sbx_spec *spec, int *fds, mode_t *modes, co_err *er
     return 0;
 }
 
-static int
-cmp_int(const void *a, const void *b)
+int
+sbx_cmp_int(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
     return (x > y) - (x < y);
@@ -396,7 +396,7 @@ clone_in_userns(const struct child_ctx *c, int userns_fd, unsigned long flags, i
 #if defined(__SANITIZE_ADDRESS__)
     pid_t mid = (pid_t)syscall(SYS_clone, CLONE_FILES | SIGCHLD, NULL, NULL, NULL, NULL);
     if (mid == 0)
-        _exit(bridge_main(&b));
+        sbx_exit_group(bridge_main(&b));
     char *stack = NULL;
 #else
     static const size_t stack_size = 128 * 1024; /* room for sbx_child_main() */
@@ -670,7 +670,7 @@ run_prepare(struct run *r, co_err *err)
         if (r->file_fds[i] >= 0)
             c->keep[c->n_keep++] = r->file_fds[i];
     }
-    qsort(c->keep, (size_t)c->n_keep, sizeof(int), cmp_int);
+    qsort(c->keep, (size_t)c->n_keep, sizeof(int), sbx_cmp_int);
     c->file_fds = r->file_fds;
     c->file_modes = r->file_modes;
     snprintf(c->tmp_opts, sizeof(c->tmp_opts), "size=%lld,mode=1777", (long long)spec->tmp_bytes);
@@ -759,6 +759,9 @@ run_clone(struct run *r, co_err *err)
     const char *clone_what = "cannot clone the sandbox (namespaces)";
     if (r->userns_fd >= 0) {
         pid = clone_in_userns(c, r->userns_fd, flags, &r->pidfd, &clone_errno, &clone_what);
+    } else if (sbx_launcher_wanted(c)) {
+        /* From the small launcher process (sbx_launcher.c), as this process's child. */
+        pid = sbx_launcher_clone(c, flags, &r->pidfd, &clone_errno, &clone_what);
     } else {
         pid = syscall(SYS_clone, flags | CLONE_PIDFD, NULL, &r->pidfd, NULL, NULL);
         if (pid == 0)

@@ -360,11 +360,11 @@ userns_create(const struct sbx_userns *u, int *out, co_err *err)
         /* Keep nothing of the caller's open files (other sandboxes' pipes among them). */
         char b;
         if (dup2(p[0], 0) < 0)
-            _exit(1);
+            sbx_exit_group(1);
         close_range(1, ~0U, 0);
         while (read(0, &b, 1) < 0 && errno == EINTR)
             ;
-        _exit(0);
+        sbx_exit_group(0);
     }
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -59,14 +59,52 @@ def minor_faults(proc):
         return float("nan")
 
 
-def print_cpu(name, coord, agent, n, c0, a0, f0=None):
+def each_process():
+    """(pid, command name, the /proc/PID/stat fields after it) of every process that can be read."""
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                head, rest = f.read().rsplit(")", 1)
+        except OSError:
+            continue
+        yield int(d), head.split("(", 1)[1], rest.split()
+
+
+def launcher_stats(agent_pid):
+    """The agent's sandbox launchers (children named cacheout-launch, see sandbox/README.md):
+    their pids, and the CPU seconds they used so far."""
+    found = [(pid, (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK"))
+             for pid, comm, f in each_process()
+             if comm == "cacheout-launch" and f[1] == str(agent_pid)]
+    return [pid for pid, _ in found], sum(cpu for _, cpu in found)
+
+
+def reaped_cpu(proc):
+    """CPU seconds of a process's reaped children (the agent's: every sandbox's init with its
+    job, cloned by the agent or by its launcher); nan if gone."""
+    for pid, _, f in each_process():
+        if pid == proc.pid:
+            return (int(f[13]) + int(f[14])) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
+
+
+def print_cpu(name, coord, agent, n, c0, a0, f0=None, l0=0.0, r0=None):
     c = cpu_seconds(coord.proc) - c0
     a = cpu_seconds(agent.proc) - a0
+    launch = launcher_stats(agent.proc.pid)[1] - l0
     faults = "" if f0 is None else ", %.0f minor page faults" % ((minor_faults(agent.proc) - f0) / n)
     print("%-22s CPU per job: coordinator %.0f us, agent %.0f us%s (load average now %.1f; the "
           "coordinator alone would sustain ~%.0f jobs/s per core)" % (
-              name, c * 1e6 / n, a * 1e6 / n, faults, os.getloadavg()[0],
+              name, c * 1e6 / n, (a + launch) * 1e6 / n, faults, os.getloadavg()[0],
               n / c if c > 0 else 0))
+    if launch > 0:
+        print("%-22s agent CPU per job: its threads %.0f us + its sandbox launcher %.0f us" % (
+            name, a * 1e6 / n, launch * 1e6 / n))
+    if r0 is not None:
+        print("%-22s the sandboxes the agent reaped (init and job): %.0f us CPU per job" % (
+            name, (reaped_cpu(agent.proc) - r0) * 1e6 / n))
 
 
 def pct(values, p):
@@ -272,9 +310,11 @@ def start_perf(name, coord, agent):
         return []
     procs = []
     for who, p in (("coordinator", coord.proc), ("agent", agent.proc)):
+        # The agent with its sandbox launcher, which clones the sandboxes (sandbox/README.md).
+        pids = [p.pid] + (launcher_stats(p.pid)[0] if who == "agent" else [])
         procs.append(subprocess.Popen(
             ["perf", "record", "-q", "-g", "-F", os.environ.get("BENCH_PERF_FREQ", "1999"),
-             "-e", "cpu-clock", "-p", str(p.pid), "-o",
+             "-e", "cpu-clock", "-p", ",".join(str(x) for x in pids), "-o",
              os.path.join(out, "%s-%s.data" % (name, who))],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     time.sleep(0.5)  # perf attached before the first submit
@@ -297,10 +337,12 @@ def phase_throughput(bench_mode):
         perf = start_perf(name, coord, agent)
         c0, a0, d0 = cpu_seconds(coord.proc), cpu_seconds(agent.proc), db_server_cpu()
         f0 = minor_faults(agent.proc)
+        l0 = launcher_stats(agent.proc.pid)[1]
+        r0 = reaped_cpu(agent.proc)
         t0, t_sub = submit_many(coord.port, ARGS.jobs, ARGS.threads)
         t_end, _ = wait_final(coord.port, ARGS.jobs, 600)
         stop_perf(perf)
-        print_cpu(name, coord, agent, ARGS.jobs, c0, a0, f0)
+        print_cpu(name, coord, agent, ARGS.jobs, c0, a0, f0, l0, r0)
         print_db_cpu(name, ARGS.jobs, d0)
         print("%-22s submit rate (client, %d threads): %.0f jobs/s" % (
             name, ARGS.threads, ARGS.jobs / max(1e-9, t_sub - t0)))
@@ -347,19 +389,13 @@ def db_server_cpu():
     if not ARGS.pg_port:
         return float("nan")
     procs = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
+    for pid, comm, fields in each_process():
         try:
-            with open("/proc/%s/stat" % d) as f:
-                head, rest = f.read().rsplit(")", 1)
-            with open("/proc/%s/cmdline" % d, "rb") as f:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        fields = rest.split()
-        procs[int(d)] = (head.endswith("(postgres"), int(fields[1]), argv,
-                         [int(x) for x in fields[11:15]])
+        procs[pid] = (comm == "postgres", int(fields[1]), argv, [int(x) for x in fields[11:15]])
     port = str(ARGS.pg_port).encode()
     master = [pid for pid, (pg, _, argv, _) in procs.items()
               if pg and b"-p" in argv and port in argv]

@@ -16,6 +16,8 @@ import sys
 GROUPS = [
     ("agent", re.compile(r"^cacheout-agent")),
     ("sandbox init (before exec)", re.compile(r"^cacheout-init")),
+    # The agent's sandbox launcher, and the sandbox child it clones until that names itself.
+    ("sandbox launcher", re.compile(r"^cacheout-launch")),
     ("coordinator", re.compile(r"^cacheout-coord")),
     ("cacheout-run (one-shot)", re.compile(r"^cacheout-run")),
     ("kernel workers (any user's clean-up)", re.compile(r"^kworker")),

@@ -6,7 +6,8 @@
 #     --die-with-parent), which has no cgroups and no seccomp.  Prints the medians and the ratio
 #     cacheout-run / bwrap (target <= 0.6).
 #  2. sbx-bench-inproc: the per-job overhead of sbx_run() over fork+exec+wait inside one process,
-#     as the agent uses it (target: sbx_run <= 1.4x fork+exec+wait, and its CPU per job <= 1.5x).
+#     as the agent uses it (target: sbx_run <= 1.4x fork+exec+wait, and its CPU per job <= 1.5x),
+#     cloning from the caller, then from the sandbox launcher (CACHEOUT_LAUNCHER=1) as the agent.
 # The build machines are shared and often loaded, so the comparison is repeated ROUNDS times
 # (the order of the commands rotating) and the median of the per-round ratios is printed too.
 #  3. With ROOTLESS=1: both again as an unprivileged user (rootless sandboxes), against
@@ -102,6 +103,8 @@ if baseline:
 PY
 echo
 "$inproc" "$runs"
+echo
+CACHEOUT_LAUNCHER=1 "$inproc" "$runs"
 
 # Rootless (ROOTLESS=1, or ROOTLESS_USER=name): the same as an unprivileged user prepared with
 # `cacheout-run --setup-rootless` (tests/lib/rootless.sh makes one), against bubblewrap

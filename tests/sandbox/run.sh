@@ -2,7 +2,8 @@
 # Sandbox escape and resource-limit suite: runs tests/sandbox/suite.py against cacheout-run.
 # Environment: CO_SRC_DIR (repository root), CO_BUILD_DIR (build whose cacheout-run is tested),
 # CO_ASAN_BUILD_DIR (optional: its cacheout-run gets a second pass; SBX_SUITE_NO_ASAN=1 skips it).
-# A pass runs every case with the mount template of long-lived callers (template/NAME).
+# A pass runs every case with the mount template of long-lived callers (template/NAME), another
+# with the template and the sandbox launcher, as the agent runs them (launcher/NAME).
 # Another pass runs every case rootless, as the unprivileged user of tests/lib/rootless.sh
 # (SBX_SUITE_NO_ROOTLESS=1 skips it, loudly).
 # Must run as root (namespaces, cgroups, uid switching are real).
@@ -85,6 +86,17 @@ timeout -k 10 280 "$py" "$here/suite.py" --run "$run_bin" "${asan_args[@]}" --at
 rc=${PIPESTATUS[0]}
 if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     echo "FAIL sandbox: mount-template pass did not finish within 280 s"
+fi
+add_counts "$log" "$rc"
+
+# The launcher pass: as the agent runs sandboxes, every cacheout-run clones init from the small
+# launcher process (CACHEOUT_LAUNCHER=1) and enters a copy of the mount template
+# (launcher/NAME, and asan/launcher/NAME against the sanitizer build).
+timeout -k 10 280 "$py" "$here/suite.py" --run "$run_bin" "${asan_args[@]}" --attack "$attack_bin" \
+    --src "$src" --mount-template --launcher "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
+    echo "FAIL sandbox: launcher pass did not finish within 280 s"
 fi
 add_counts "$log" "$rc"
 

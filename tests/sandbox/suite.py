@@ -2334,6 +2334,10 @@ def main():
                     help="every cacheout-run enters a copy of the image's mount template "
                          "(CACHEOUT_MOUNT_TEMPLATE=1, as a long-lived caller such as the agent "
                          "does) instead of building the root per run; cases named template/NAME")
+    ap.add_argument("--launcher", action="store_true",
+                    help="with --mount-template: every cacheout-run clones the sandbox from the "
+                         "launcher process (CACHEOUT_LAUNCHER=1), as the agent does; cases named "
+                         "launcher/NAME")
     ap.add_argument("--rootless-user", default="",
                     help="run every cacheout-run as this unprivileged user (rootless sandboxes)")
     a = ap.parse_args()
@@ -2353,7 +2357,10 @@ def main():
         return 0
     if a.mount_template:
         EXTRA_ENV["CACHEOUT_MOUNT_TEMPLATE"] = "1"
-    prefix = "rootless/" if ROOTLESS else "template/" if a.mount_template else ""
+    if a.launcher:
+        EXTRA_ENV["CACHEOUT_LAUNCHER"] = "1"
+    prefix = ("rootless/" if ROOTLESS else "launcher/" if a.launcher
+              else "template/" if a.mount_template else "")
     passes = [(prefix, a.run)]
     if a.asan_run:
         passes.append(("asan/" + prefix, a.asan_run))

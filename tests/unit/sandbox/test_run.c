@@ -6,8 +6,10 @@
  * sandboxes: tests/sandbox/run.sh runs them that way too.  The escape and limit suite is
  * tests/sandbox/.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -591,9 +593,199 @@ test_fail_closed(void **state)
     sbx_result_release(&res);
 }
 
-int
-main(void)
+/* The parent (field 4) and state (field 3) of process @pid from /proc; false if it is gone. */
+static bool
+proc_stat(pid_t pid, pid_t *ppid, char *state)
 {
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    int pp = 0;
+    if (!p || sscanf(p + 1, " %c %d", state, &pp) != 2)
+        return false;
+    *ppid = pp;
+    return true;
+}
+
+struct init_probe {
+    pid_t inits; /* processes named cacheout-init whose parent is this process */
+    bool checked;
+};
+
+/* On the job's first output: look for the sandbox's init among this process's children. */
+static void
+on_output_find_init(void *ud, enum sbx_stream stream, const char *data, size_t len)
+{
+    struct init_probe *p = ud;
+    (void)stream, (void)data, (void)len;
+    if (p->checked)
+        return;
+    p->checked = true;
+    char path[300], comm[32];
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    for (struct dirent *e; (e = readdir(d));) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid <= 0)
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool named = fgets(comm, sizeof(comm), f) && strcmp(comm, "cacheout-init\n") == 0;
+        fclose(f);
+        pid_t ppid = 0;
+        char st = 0;
+        if (named && proc_stat(pid, &ppid, &st) && ppid == getpid())
+            p->inits++;
+    }
+    closedir(d);
+}
+
+/* sbx_launcher_enable(), then run `true` with @spec (argv set to @argv), which must succeed. */
+static void
+enable_launcher_run_true(struct sbx_spec *spec, const char **argv)
+{
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_launcher_enable(&err), 0);
+    argv[0] = "true";
+    argv[1] = NULL;
+    sbx_spec_init(spec);
+    spec->argv = argv;
+    struct sbx_result res;
+    run_ok(spec, &res);
+    assert_int_equal(res.status, SBX_OK);
+    sbx_result_release(&res);
+}
+
+/*
+ * Rootless: sbx_launcher_enable() starts no launcher and runs clone directly (their init is
+ * cloned inside the sandboxes' user namespace).  Returns true (checked) when rootless.
+ */
+static bool
+rootless_without_launcher(void)
+{
+    if (!rootless_run())
+        return false;
+    const char *argv[2];
+    struct sbx_spec spec;
+    enable_launcher_run_true(&spec, argv);
+    pid_t lpid = -1;
+    uint64_t clones = 1;
+    unsigned starts = 1;
+    sbx_launcher_stats(&lpid, &clones, &starts);
+    assert_int_equal(lpid, 0);
+    assert_int_equal(clones, 0);
+    assert_int_equal(starts, 0);
+    return true;
+}
+
+/*
+ * The launcher clones init, and init is still this process's child: the launcher's count of
+ * clones goes up by one per run, the launcher is a child of this process, and while the job
+ * runs, one cacheout-init is this process's child.
+ */
+static void
+test_launcher_clones_init(void **state)
+{
+    need_root(state);
+    if (rootless_without_launcher())
+        return;
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_launcher_enable(&err), 0);
+    pid_t lpid = 0;
+    uint64_t before = 0, after = 0;
+    unsigned starts = 0;
+    sbx_launcher_stats(&lpid, &before, &starts);
+    assert_true(lpid > 0);
+    pid_t ppid = 0;
+    char st = 0;
+    assert_true(proc_stat(lpid, &ppid, &st));
+    assert_int_equal(ppid, getpid());
+
+    /* The inits of earlier cases are reaped by the janitor after their runs returned. */
+    for (int i = 0; i < 500; i++) {
+        struct init_probe earlier = {0, false};
+        on_output_find_init(&earlier, SBX_STDOUT, "", 0);
+        if (earlier.inits == 0)
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    const char *argv[] = {"sh", "-c", "echo ready; sleep 0.3", NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    struct init_probe probe = {0, false};
+    struct sbx_run_opts opts = {on_output_find_init, &probe, true, NULL};
+    struct sbx_result res;
+    assert_int_equal(sbx_run_ex(&spec, &opts, &res, &err), 0);
+    assert_int_equal(res.status, SBX_OK);
+    sbx_result_release(&res);
+    assert_true(probe.checked);
+    assert_int_equal(probe.inits, 1);
+    pid_t lpid2 = 0;
+    sbx_launcher_stats(&lpid2, &after, &starts);
+    assert_int_equal(lpid2, lpid);
+    assert_int_equal(after, before + 1);
+}
+
+/* A launcher killed between runs fails the next run closed (step "clone"); the one after works. */
+static void
+test_launcher_killed_fails_closed(void **state)
+{
+    need_root(state);
+    if (rootless_without_launcher())
+        return;
+    const char *argv[2];
+    struct sbx_spec spec;
+    enable_launcher_run_true(&spec, argv);
+    co_err err = CO_ERR_INIT;
+    struct sbx_result res;
+
+    pid_t lpid = 0;
+    uint64_t clones = 0;
+    unsigned starts = 0;
+    sbx_launcher_stats(&lpid, &clones, &starts);
+    assert_true(lpid > 0);
+    assert_int_equal(kill(lpid, SIGKILL), 0);
+    /* Dead (a zombie until the next run reaps it): its end of the socket is closed by then. */
+    for (int i = 0; i < 500; i++) {
+        pid_t ppid = 0;
+        char st = 0;
+        if (!proc_stat(lpid, &ppid, &st) || st == 'Z')
+            break;
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(sbx_run(&spec, &res, &err), -1);
+    assert_int_equal(res.status, SBX_INTERNAL_ERROR);
+    assert_string_equal(res.error_step, "clone");
+    assert_non_null(strstr(res.error_msg, "launcher"));
+    sbx_result_release(&res);
+
+    run_ok(&spec, &res);
+    assert_int_equal(res.status, SBX_OK);
+    sbx_result_release(&res);
+    pid_t lpid2 = 0;
+    unsigned starts2 = 0;
+    sbx_launcher_stats(&lpid2, &clones, &starts2);
+    assert_true(lpid2 > 0);
+    assert_true(lpid2 != lpid);
+    assert_int_equal(starts2, starts + 1);
+}
+
+int
+main(int argc, char **argv)
+{
+    sbx_launcher_entry(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capture_and_files),
         cmocka_unit_test(test_keep_work),
@@ -608,6 +800,9 @@ main(void)
         cmocka_unit_test(test_recycled_cgroup_same_limits),
         cmocka_unit_test(test_mount_template_copies_are_fresh),
         cmocka_unit_test(test_fail_closed),
+        /* Last: they turn the launcher on for the rest of the process. */
+        cmocka_unit_test(test_launcher_clones_init),
+        cmocka_unit_test(test_launcher_killed_fails_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
