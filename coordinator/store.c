@@ -221,15 +221,38 @@ const struct store_sql store_sql[Q_COUNT] = {
      * (PostgreSQL read every placeable pending row before its top-N sort: 8-18 ms a pass with
      * 2,000 pending jobs).
      */
-    [Q_JOB_PENDING_FIT] = {"SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT qid, turn FROM "
+    /*
+     * SQLite: a skip scan of jobs_pending_class (0016). k walks the pending classes (priority,
+     * buyer, image, cores, RAM) with one seek each: ">= (..., kr + 1)" lands past the class in
+     * one seek (">" would step over its rows), and "kb || ''", "kc + 0" have no affinity so
+     * that SQLite seeks on all five columns, not on priority alone. A placeable class gives
+     * its first $1 jobs in (created_at, id) order: every job of the first $1 turns of its
+     * (priority, buyer) is among them, and a later turn is never among the first $1 rows, so
+     * the turns are those of numbering every placeable job. An unplaceable class: one seek.
+     */
+    [Q_JOB_PENDING_FIT] = {"WITH RECURSIVE k (kp, kb, ki, kc, kr) AS (SELECT * FROM (SELECT "
+                           "priority, buyer_id, image, required_cores, required_ram_mb FROM jobs "
+                           "INDEXED BY jobs_pending_class WHERE status = 'pending' "
+                           "AND replicas = 1 "
+                           "ORDER BY priority, buyer_id, image, required_cores, required_ram_mb "
+                           "LIMIT 1) UNION ALL SELECT priority, buyer_id, image, required_cores, "
+                           "required_ram_mb FROM k, jobs WHERE id = (SELECT id FROM jobs "
+                           "INDEXED BY jobs_pending_class WHERE status = 'pending' "
+                           "AND replicas = 1 "
+                           "AND (priority, buyer_id, image, required_cores, required_ram_mb) "
+                           ">= (kp, kb || '', ki || '', kc + 0, kr + 1) ORDER BY priority, "
+                           "buyer_id, image, required_cores, required_ram_mb LIMIT 1)) "
+                           "SELECT " JOB_COLS ", NULL, NULL FROM jobs JOIN (SELECT qid, turn FROM "
                            "(SELECT id AS qid, priority AS qp, created_at AS qc, "
                            "ROW_NUMBER() OVER (PARTITION BY priority, buyer_id "
-                           "ORDER BY created_at, id) AS turn "
-                           "FROM jobs INDEXED BY jobs_pending_shape "
-                           "WHERE status = 'pending' AND replicas = 1 AND required_cores <= $2 "
-                           "AND required_ram_mb <= $3 "
-                           "AND image IN (SELECT value FROM json_each($4)) "
-                           "AND buyer_id NOT IN (SELECT value FROM json_each($5))) "
+                           "ORDER BY created_at, id) AS turn FROM k, jobs "
+                           "WHERE kc <= $2 AND kr <= $3 "
+                           "AND ki IN (SELECT value FROM json_each($4)) "
+                           "AND kb NOT IN (SELECT value FROM json_each($5)) "
+                           "AND id IN (SELECT id FROM jobs INDEXED BY jobs_pending_class "
+                           "WHERE status = 'pending' AND replicas = 1 AND priority = kp "
+                           "AND buyer_id = kb AND image = ki AND required_cores = kc "
+                           "AND required_ram_mb = kr ORDER BY created_at, id LIMIT $1)) "
                            "ORDER BY qp DESC, turn, qc, qid LIMIT $1) q ON id = q.qid "
                            "ORDER BY priority DESC, q.turn, created_at, id",
                            /*

@@ -1035,6 +1035,79 @@ t_pending_fit(void)
     return 0;
 }
 
+/*
+ * Fair share across several buyers, priorities and shapes with more pending jobs than the limit:
+ * a buyer's turns count its placeable jobs of every shape in age order (not per shape), its
+ * unplaceable jobs take no turn, and a limit below the pending count gives a prefix of the same
+ * order (a read that stopped at a buyer's first N jobs, placeable or not, or at N per shape,
+ * would lose a later turn or number it wrongly).
+ */
+static int
+t_pending_fair_turns(void)
+{
+    const char *img = id("img-fair"), *a = id("fair-a"), *b = id("fair-b"), *c = id("fair-c");
+    char images[128];
+    snprintf(images, sizeof(images), "[\"%s\"]", img);
+    /* Submitted in this order (age order); shape s = 1 core, m = 2 cores, w = 64 (unplaceable). */
+    static const struct {
+        const char *name;
+        char buyer, shape;
+        int priority;
+    } sub[] = {
+        {"a7s1", 'a', 's', 7}, {"a7w1", 'a', 'w', 7}, {"a7m1", 'a', 'm', 7}, {"a7w2", 'a', 'w', 7},
+        {"b7s1", 'b', 's', 7}, {"a7s2", 'a', 's', 7}, {"a7w3", 'a', 'w', 7}, {"a7m2", 'a', 'm', 7},
+        {"a7s3", 'a', 's', 7}, {"b7m1", 'b', 'm', 7}, {"c5s1", 'c', 's', 5}, {"a5m1", 'a', 'm', 5},
+        {"c5s2", 'c', 's', 5}, {"a5s1", 'a', 's', 5}, {"c5m1", 'c', 'm', 5}, {"a5s2", 'a', 's', 5},
+    };
+    enum { N = sizeof(sub) / sizeof(sub[0]) };
+    const char *names[N];
+    for (int i = 0; i < N; i++) {
+        struct coord_job j;
+        names[i] = id(sub[i].name);
+        job_init(&j, names[i],
+                 sub[i].buyer == 'a'   ? a
+                 : sub[i].buyer == 'b' ? b
+                                       : c,
+                 CREDIT,
+                 sub[i].shape == 's'   ? 1
+                 : sub[i].shape == 'm' ? 2
+                                       : 64,
+                 sub[i].shape == 's' ? 100 : 200, sub[i].priority);
+        j.image = (char *)img;
+        OK(coord_store_job_submit(S, &j, &E));
+    }
+    /* Priority 7 first, buyers a and b taking turns (a's turns: s1 m1 s2 m2 s3), then 5. */
+    static const char *want[] = {"a7s1", "b7s1", "a7m1", "b7m1", "a7s2", "a7m2", "a7s3",
+                                 "c5s1", "a5m1", "c5s2", "a5s1", "c5m1", "a5s2"};
+    enum { W = sizeof(want) / sizeof(want[0]) };
+    struct coord_job_fit fit = {.max_cores = 4, .max_ram_mb = 8192, .images_json = images};
+    static const int limits[] = {100, W, 9, 7, 5, 2, 1};
+    for (size_t k = 0; k < sizeof(limits) / sizeof(limits[0]); k++) {
+        struct coord_job_list l;
+        OK(coord_store_job_pending_fit(S, limits[k], &fit, &l, &E));
+        size_t n = limits[k] < W ? (size_t)limits[k] : W;
+        int ok = l.len == n;
+        for (size_t i = 0; ok && i < n; i++) {
+            ok = strcmp(l.items[i].job_id, id(want[i])) == 0;
+            if (!ok)
+                fprintf(stderr, "limit %d: row %zu is %s, want %s\n", limits[k], i,
+                        l.items[i].job_id, id(want[i]));
+        }
+        if (l.len != n)
+            fprintf(stderr, "limit %d: %zu rows, want %zu\n", limits[k], l.len, n);
+        coord_job_list_release(&l);
+        CHECK(ok);
+    }
+    /* Leave nothing pending for the cases after this one. */
+    for (int i = 0; i < N; i++) {
+        struct coord_job j;
+        enum coord_job_status was;
+        OK(coord_store_job_cancel(S, names[i], &j, &was, &E));
+        coord_job_release(&j);
+    }
+    return 0;
+}
+
 /* The ids of @l equal @want (@n of them). */
 static bool
 list_is(const struct coord_job_list *l, const char *const *want, size_t n)
@@ -3452,6 +3525,7 @@ main(void)
         {"job_release_single", t_job_release},
         {"one_write_of_the_job_per_step", t_one_write_per_step},
         {"pending_fit_and_requeue_free", t_pending_fit},
+        {"pending_fair_turns_limit", t_pending_fair_turns},
         {"pending_fit_turns_priorities_held", t_pending_fit_turns},
         {"batch_transaction", t_batch},
         {"idempotency_keys_and_purge", t_idempotency},
