@@ -487,18 +487,44 @@ def phase_drain_spread():
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def nodes_stack(name, n, cores, bench_mode):
+    """@n coordinators on one fresh PostgreSQL database (not started) and one agent of @cores /
+    @n on each (benchmark mode when @bench_mode): (workdir, coordinators, agents)."""
+    workdir, url = new_database(ARGS, name)
+    coords = [new_coordinator(ARGS, workdir, url, "coordinator-%d.log" % i) for i in range(n)]
+    each = max(1, cores // n)
+    agents = [cotest.Agent(ARGS.agent, c, "bench-agent-%d" % i, each, 64 * each,
+                           token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
+                           args=["--bench-no-sandbox"] if bench_mode else [])
+              for i, c in enumerate(coords)]
+    return workdir, coords, agents
+
+
+def stop_nodes(workdir, coords, agents):
+    """Stop what nodes_stack made; remove the working directory unless BENCH_KEEP."""
+    for a in agents:
+        a.stop(timeout=20)
+    for c in coords:
+        c.stop(timeout=20)
+    if not os.environ.get("BENCH_KEEP"):
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def jobs_per_worker(jobs):
+    """"worker=count, ..." of @jobs by assigned worker."""
+    per = {}
+    for j in jobs:
+        per[j["assigned_worker"]] = per.get(j["assigned_worker"], 0) + 1
+    return ", ".join("%s=%d" % kv for kv in sorted(per.items()))
+
+
 def phase_drain_nodes(n):
     """The drain with @n coordinators on one PostgreSQL database, one agent on each."""
     if not ARGS.pg_port:
         print("drain%d: skipped (several coordinators need PostgreSQL: BENCH_PG=1)" % n)
         return
     name = "dispatch-only drain, %d coordinators" % n
-    workdir, url = new_database(ARGS, "drain%d" % n)
-    coords = [new_coordinator(ARGS, workdir, url, "coordinator-%d.log" % i) for i in range(n)]
-    cores = max(1, ARGS.dispatch_cores // n)
-    agents = [cotest.Agent(ARGS.agent, c, "bench-agent-%d" % i, cores, 64 * cores,
-                           token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"},
-                           args=["--bench-no-sandbox"]) for i, c in enumerate(coords)]
+    workdir, coords, agents = nodes_stack("drain%d" % n, n, ARGS.dispatch_cores, True)
     try:
         for c in coords:
             c.start()  # one after the other: the first one migrates
@@ -510,12 +536,9 @@ def phase_drain_nodes(n):
         for a in agents:
             a.wait_connected(60)
         rate = drain_figures(name, coords, agents, t0)
-        per_node = {}
-        for j in all_jobs(coords[0].port):
-            per_node[j["assigned_worker"]] = per_node.get(j["assigned_worker"], 0) + 1
         cpu = [cpu_seconds(c.proc) - c0[i] for i, c in enumerate(coords)]
         print("%-22s jobs per node's agent: %s; coordinator CPU per job: %s us (load average "
-              "%.1f)" % ("", ", ".join("%s=%d" % kv for kv in sorted(per_node.items())),
+              "%.1f)" % ("", jobs_per_worker(all_jobs(coords[0].port)),
                          " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in cpu),
                          os.getloadavg()[0]))
         print_db_cpu(name, ARGS.jobs, d0)
@@ -524,12 +547,7 @@ def phase_drain_nodes(n):
                   "is not the limit)" % ("", n, rate / DRAIN_RATES[1]))
         sys.stdout.flush()
     finally:
-        for a in agents:
-            a.stop(timeout=20)
-        for c in coords:
-            c.stop(timeout=20)
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(workdir, ignore_errors=True)
+        stop_nodes(workdir, coords, agents)
 
 
 def phase_sandboxed_nodes(n):
@@ -539,12 +557,7 @@ def phase_sandboxed_nodes(n):
         print("sandboxed%d: skipped (several coordinators need PostgreSQL: BENCH_PG=1)" % n)
         return
     name = "sandboxed, %d coordinators" % n
-    workdir, url = new_database(ARGS, "sandboxed%d" % n)
-    coords = [new_coordinator(ARGS, workdir, url, "coordinator-%d.log" % i) for i in range(n)]
-    cores = max(1, ARGS.cores // n)
-    agents = [cotest.Agent(ARGS.agent, c, "bench-agent-%d" % i, cores, 64 * cores,
-                           token=AGENT_TOKEN, settings={"LOG_LEVEL": "INFO"})
-              for i, c in enumerate(coords)]
+    workdir, coords, agents = nodes_stack("sandboxed%d" % n, n, ARGS.cores, False)
     try:
         for c in coords:
             c.start()  # one after the other: the first one migrates
@@ -572,13 +585,10 @@ def phase_sandboxed_nodes(n):
             recv.update(received_ms(a))
         jobs = all_jobs(coords[0].port)
         report(name, jobs, recv, t0, t_end)
-        per_node = {}
-        for j in jobs:
-            per_node[j["assigned_worker"]] = per_node.get(j["assigned_worker"], 0) + 1
         cpu = [cpu_seconds(c.proc) - c0[i] for i, c in enumerate(coords)]
         acpu = [cpu_seconds(a.proc) - a0[i] for i, a in enumerate(agents)]
         print("%-22s jobs per node's agent: %s; CPU per job: coordinators %s us, agents %s us "
-              "(load average %.1f)" % ("", ", ".join("%s=%d" % kv for kv in sorted(per_node.items())),
+              "(load average %.1f)" % ("", jobs_per_worker(jobs),
                                         " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in cpu),
                                         " / ".join("%.0f" % (x * 1e6 / ARGS.jobs) for x in acpu),
                                         os.getloadavg()[0]))
@@ -590,12 +600,7 @@ def phase_sandboxed_nodes(n):
                                                      rate / SANDBOXED_RATES[1]))
         sys.stdout.flush()
     finally:
-        for a in agents:
-            a.stop(timeout=20)
-        for c in coords:
-            c.stop(timeout=20)
-        if not os.environ.get("BENCH_KEEP"):
-            shutil.rmtree(workdir, ignore_errors=True)
+        stop_nodes(workdir, coords, agents)
 
 
 def seller_agent(coord, k, cores, bench_mode):
