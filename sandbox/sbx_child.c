@@ -490,13 +490,17 @@ recv_go(int fd, int passed[GO_FDS_MAX])
         n_got = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
         memcpy(got, CMSG_DATA(cm), sizeof(int) * (size_t)n_got);
     }
-    int k = 0;
-    for (int i = 0; i < GO_FDS_MAX; i++)
-        passed[i] = (byte & (1u << i)) && k < n_got ? got[k++] : -1;
-    if ((byte & ~((1u << GO_FDS_MAX) - 1)) != GO_BASE || k != n_got ||
-        __builtin_popcount(byte & ((1u << GO_FDS_MAX) - 1)) != n_got) {
+    int k = 0, bits = 0;
+    for (int i = 0; i < GO_FDS_MAX; i++) {
+        bool set = byte & (1u << i);
+        bits += set;
+        passed[i] = set && k < n_got ? got[k++] : -1;
+    }
+    if ((byte & ~((1u << GO_FDS_MAX) - 1)) != GO_BASE || k != n_got || bits != n_got) {
         for (int i = 0; i < n_got; i++)
             close(got[i]);
+        for (int i = 0; i < GO_FDS_MAX; i++)
+            passed[i] = -1;
         errno = EPROTO;
         return -1;
     }
