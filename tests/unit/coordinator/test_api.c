@@ -67,6 +67,9 @@ test_routes(void **state)
          COORD_DB_WRITE_GROUP, "k_1"},
         {COORD_M_GET, "/api/v1/me", COORD_R_ME, COORD_AUTH_ANY, false, COORD_DB_READ, ""},
         {COORD_M_GET, "/api/v1/audit", COORD_R_AUDIT, COORD_AUTH_ADMIN, false, COORD_DB_READ, ""},
+        /* Retention runs transactions of its own on purpose: a write that is never grouped. */
+        {COORD_M_POST, "/api/v1/debug/retention", COORD_R_DEBUG_RETENTION, COORD_AUTH_ADMIN, true,
+         COORD_DB_WRITE, ""},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         struct coord_route_info ri;
