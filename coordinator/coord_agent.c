@@ -20,8 +20,9 @@
  * hub with its hooks, then the scheduler, the lease reaper and reconciliation on it;
  * LWS_CALLBACK_PROTOCOL_DESTROY stops them and the hub (after lws closed every session).  The
  * hub, and with it the protocol's state, is freed once the database items still in flight
- * completed.  A session (struct agent_sess) is created at ESTABLISHED, leaves the hub at CLOSED,
- * and is freed when the last database item about it completed.
+ * completed.  A session (struct agent_sess, with its protocol part struct agent_conn) is created
+ * at ESTABLISHED, leaves the hub at CLOSED, and is freed when the last database item about it
+ * completed (the hub frees the protocol part through the conn_free hook).
  */
 #include "coord_agent.h"
 

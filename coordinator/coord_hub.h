@@ -3,14 +3,16 @@
  * (coord_sched), the lease reaper (coord_lease) and reconciliation (coord_reconcile), which all
  * call down into it:
  *  - the sessions (struct agent_sess, one per agent connection, reference-counted) and the jobs
- *    each holds, with their capacity (cores, RAM) counted against the session;
+ *    each holds, with their capacity (cores, RAM) counted against the session; a session's
+ *    protocol part (struct agent_conn: credential, buffers, close) is opaque here;
  *  - two indexes of the live sessions: by the job ids they hold, by worker id;
  *  - the write lanes (agent_hub_write): ordered, batched database writes per job or worker;
  *  - publishing to the change feed as the hub's own (agent_hub_publish), and agent_hub_changed(),
- *    the generation of the open sessions the scheduler rebuilds its fit from.
+ *    the sessions changed since the scheduler last brought its fit and board up to date.
  * The hub calls nothing above it: what must reach up (a scheduling pass, sending or closing on a
- * session) goes through the hooks (struct agent_hub_hooks) that coord_agent.c registers when it
- * creates the hub.
+ * session, freeing a session's protocol part) or across (the scheduler's question to
+ * reconciliation's quarantine) goes through the hooks (struct agent_hub_hooks) that coord_agent.c
+ * registers when it creates the hub.
  *
  * Thread: everything here lives on the lws service thread and is never touched from a database
  * thread; the work functions given to agent_hub_submit/agent_hub_write run on database threads

@@ -209,7 +209,11 @@ static void
 terms_diff(struct pass_item *it)
 {
     struct coord_worker_list *n = &it->terms, *o = &it->prev;
-    if (n->len > 1)
+    /* The store reads them by worker id already; a database collation other than bytes may not. */
+    bool sorted = true;
+    for (size_t i = 1; i < n->len && sorted; i++)
+        sorted = terms_cmp(&n->items[i - 1], &n->items[i]) <= 0;
+    if (!sorted)
         qsort(n->items, n->len, sizeof(*n->items), terms_cmp);
     it->diff = co_xcalloc(n->len + 1, sizeof(*it->diff));
     size_t j = 0;
