@@ -176,6 +176,8 @@ enum store_q {
     Q_RET_WH_ATTEMPTS,
     Q_RET_WH_DELIVERIES,
     Q_RET_OUTCOMES,
+    Q_JOB_CLAIM_PG,
+    Q_JOB_SETTLE_PG,
     Q_COUNT
 };
 
