@@ -921,6 +921,23 @@ q_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, st
     return 0;
 }
 
+/*
+ * The last statement of a store call's own transaction (not inside a batch): on PostgreSQL its
+ * COMMIT goes with it (store_ops.query_last), so that the locks it holds are released at once;
+ * tx_end's commit then reads the COMMIT's outcome.  Nothing may run after it but tx_end.
+ */
+static int
+q_run_last(struct coord_store *s, enum store_q q, const struct db_param *p, int n, struct db_res *r,
+           co_err *err)
+{
+    if (s->batch || !s->ops->query_last)
+        return q_run(s, q, p, n, r, err);
+    memset(r, 0, sizeof(*r));
+    r->s = s;
+    r->row = -1;
+    return s->ops->query_last(s, q, p, n, r, err);
+}
+
 static int
 q_next(struct db_res *r, co_err *err)
 {
@@ -2646,17 +2663,19 @@ job_settle_pg(struct coord_store *s, const struct coord_job *j, enum coord_job_s
     bool exit = r && r->has_exit_code, usage = r && r->has_usage;
     const char *fee_user = s->cfg.fee_user ? s->cfg.fee_user : "platform";
     settle_plan(s, j, e, &plan);
-    if (q_run(s, Q_JOB_SETTLE_PG,
-              PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
-                     P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
-                     usage ? P_INT(r->usage.wall_ms) : P_NULL,
-                     usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                     usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now), P_TEXT(j->buyer_id),
-                     P_TEXT(j->assigned_worker), P_TEXT(e->refund_all ? "true" : "false"),
-                     P_INT(j->cost), P_INT(plan.charge), P_INT(plan.refund), P_INT(plan.payout),
-                     P_INT(plan.fee), P_TEXT(fee_user), P_INT(s->cfg.starting_credits),
-                     P_TEXT(e->why), P_TEXT(outcome)),
-              &res, err) < 0)
+    /* The finish's last statement: its users' and job's locks go with its COMMIT. */
+    if (q_run_last(s, Q_JOB_SETTLE_PG,
+                   PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
+                          P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
+                          usage ? P_INT(r->usage.wall_ms) : P_NULL,
+                          usage ? P_INT(r->usage.cpu_ms) : P_NULL,
+                          usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now),
+                          P_TEXT(j->buyer_id), P_TEXT(j->assigned_worker),
+                          P_TEXT(e->refund_all ? "true" : "false"), P_INT(j->cost),
+                          P_INT(plan.charge), P_INT(plan.refund), P_INT(plan.payout),
+                          P_INT(plan.fee), P_TEXT(fee_user), P_INT(s->cfg.starting_credits),
+                          P_TEXT(e->why), P_TEXT(outcome)),
+                   &res, err) < 0)
         return -1;
     int got = q_next(&res, err);
     bool queued = got > 0 && col_int(&res, 0) != 0;

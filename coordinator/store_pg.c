@@ -49,6 +49,12 @@ struct store_pg {
     const char *due[PG_DUE_MAX];
     int n_due;
     bool begin_due;
+    /*
+     * pg_query_last: the COMMIT went with the transaction's last statement; commit_err is its
+     * outcome (code 0: committed), which pg_commit returns.
+     */
+    bool commit_sent;
+    co_err commit_err;
 };
 
 static struct store_pg *
@@ -208,6 +214,15 @@ pg_commit(struct coord_store *s, co_err *err)
 {
     struct store_pg *p = pgs(s);
     p->release_due = false; /* the COMMIT releases every savepoint */
+    if (p->commit_sent) {
+        p->commit_sent = false;
+        p->in_tx = false;
+        if (p->commit_err.code == CO_OK)
+            return 0;
+        if (err)
+            *err = p->commit_err;
+        return -1;
+    }
     if (p->begin_due) {
         /* Nothing was sent: there is nothing to commit. */
         pg_due_clear(p);
@@ -230,6 +245,7 @@ pg_lose_connection(struct coord_store *s)
     struct store_pg *p = pgs(s);
     p->in_tx = false;
     p->release_due = false;
+    p->commit_sent = false;
     pg_due_clear(p);
     int fd = PQsocket(p->conn);
     if (fd >= 0)
@@ -241,7 +257,8 @@ static void
 pg_rollback(struct coord_store *s)
 {
     struct store_pg *p = pgs(s);
-    bool sent = !p->begin_due;
+    bool sent = !p->begin_due && !p->commit_sent; /* a COMMIT sent ended the transaction */
+    p->commit_sent = false;
     pg_due_clear(p); /* what was not sent needs no undoing */
     if (p->in_tx && sent && !pg_conn_bad(p)) {
         PGresult *res = PQexec(p->conn, "ROLLBACK");
@@ -279,7 +296,7 @@ pg_prepare(struct store_pg *p, enum store_q q, const char *name, co_err *err)
  */
 static PGresult *
 pg_exec_pipelined(struct store_pg *p, const char *name, int n, const char *const *values,
-                  const int *lengths, const int *formats)
+                  const int *lengths, const int *formats, const char *after, PGresult **after_res)
 {
     PGconn *c = p->conn;
     int n_cmds = p->n_due;
@@ -287,11 +304,16 @@ pg_exec_pipelined(struct store_pg *p, const char *name, int n, const char *const
     for (int i = 0; sent && i < n_cmds; i++)
         sent = PQsendQueryParams(c, p->due[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
     sent = sent && PQsendQueryPrepared(c, name, n, values, lengths, formats, 0) == 1;
+    if (after)
+        sent = sent && PQsendQueryParams(c, after, 0, NULL, NULL, NULL, NULL, 0) == 1;
     sent = sent && PQpipelineSync(c) == 1;
     pg_due_clear(p);
     PGresult *failed = NULL, *out = NULL;
-    /* Each command's result, then the statement's, each followed by a NULL; then the sync. */
-    for (int i = 0; sent && i <= n_cmds; i++) {
+    /*
+     * Each command's result, then the statement's (then @after's), each followed by a NULL;
+     * then the sync.
+     */
+    for (int i = 0; sent && i <= n_cmds + (after ? 1 : 0); i++) {
         PGresult *r = PQgetResult(c);
         if (!r)
             break;
@@ -301,6 +323,8 @@ pg_exec_pipelined(struct store_pg *p, const char *name, int n, const char *const
         ExecStatusType st = PQresultStatus(r);
         if (i == n_cmds) {
             out = r;
+        } else if (i > n_cmds) {
+            *after_res = r;
         } else if (!failed && st != PGRES_COMMAND_OK) {
             failed = r;
         } else {
@@ -326,7 +350,7 @@ pg_exec_pipelined(struct store_pg *p, const char *name, int n, const char *const
 
 static int
 pg_query_once(struct store_pg *p, enum store_q q, const struct db_param *prm, int n,
-              struct db_res *r, co_err *err)
+              struct db_res *r, const char *after, PGresult **after_res, co_err *err)
 {
     char name[16];
     char ints[PG_MAX_PARAMS][24];
@@ -361,8 +385,9 @@ pg_query_once(struct store_pg *p, enum store_q q, const struct db_param *prm, in
             break;
         }
     }
-    PGresult *res = p->n_due ? pg_exec_pipelined(p, name, n, values, lengths, formats)
-                             : PQexecPrepared(p->conn, name, n, values, lengths, formats, 0);
+    PGresult *res = p->n_due || after
+                        ? pg_exec_pipelined(p, name, n, values, lengths, formats, after, after_res)
+                        : PQexecPrepared(p->conn, name, n, values, lengths, formats, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         pg_err(p, res, "run statement", err);
@@ -386,7 +411,7 @@ pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int 
     int n_due = p->n_due;
     const char *due[PG_DUE_MAX];
     memcpy(due, p->due, sizeof(due));
-    if (pg_query_once(p, q, prm, n, r, err) == 0)
+    if (pg_query_once(p, q, prm, n, r, NULL, NULL, err) == 0)
         return 0;
     /*
      * Outside a transaction every statement the store runs is a read or an idempotent update
@@ -402,7 +427,31 @@ pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int 
         p->n_due = n_due;
         p->begin_due = true;
     }
-    return pg_query_once(p, q, prm, n, r, err);
+    return pg_query_once(p, q, prm, n, r, NULL, NULL, err);
+}
+
+/*
+ * The transaction's last statement and its COMMIT in one pipeline: the row locks it holds are
+ * released by the server as soon as the statement is done, not one client round trip later.
+ */
+static int
+pg_query_last(struct coord_store *s, enum store_q q, const struct db_param *prm, int n,
+              struct db_res *r, co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    PGresult *cres = NULL;
+    if (!p->in_tx)
+        return pg_query(s, q, prm, n, r, err);
+    if (pg_query_once(p, q, prm, n, r, "COMMIT", &cres, err) < 0) {
+        PQclear(cres); /* not run: the statement failed, the transaction is rolled back */
+        return -1;
+    }
+    p->commit_sent = true;
+    co_err_clear(&p->commit_err);
+    if (PQresultStatus(cres) != PGRES_COMMAND_OK)
+        pg_err(p, cres, "commit", &p->commit_err);
+    PQclear(cres);
+    return 0;
 }
 
 static int
@@ -531,6 +580,7 @@ static const struct store_ops pg_ops = {
     .savepoint = pg_savepoint,
     .tx_state = pg_tx_state,
     .error_aborts_tx = true,
+    .query_last = pg_query_last,
 };
 
 static void

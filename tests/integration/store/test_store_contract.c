@@ -655,6 +655,74 @@ t_settle_writes(void)
     return 0;
 }
 
+/* Run @sql (no parameters) on the store's database through a connection of its own. */
+static int
+raw_sql(const char *sql)
+{
+    int rc = -1;
+    if (strncmp(cfg.url, "sqlite:", 7) == 0) {
+        sqlite3 *db;
+        if (sqlite3_open(coord_store_sqlite_path(cfg.url), &db) == SQLITE_OK &&
+            sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+            rc = 0;
+        sqlite3_close(db);
+        return rc;
+    }
+    PGconn *c = PQconnectdb(cfg.url);
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        PQclear(r);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+/*
+ * A settlement the database refuses (the buyer's hold no longer covers the charge: on
+ * PostgreSQL the server's function fails, its COMMIT sent with it is not run) leaves nothing
+ * behind: the job is still running, no ledger row, the store's next calls work, and the finish
+ * goes through once the hold is back.
+ */
+static int
+t_settle_refused(void)
+{
+    int attempt;
+    bool changed = true;
+    int64_t c, h;
+    struct coord_job j;
+    char sql[256];
+    const char *w = id("w"), *buyer = id("buyer");
+    OK(worker(w, id("seller"), 4, 4096));
+    OK(submit(id("job"), buyer, 3 * CREDIT, 1, 100, 5));
+    OK(claim(id("job"), w, &attempt));
+    OK(coord_store_job_started(S, id("job"), w, attempt, &E));
+    snprintf(sql, sizeof(sql), "UPDATE users SET held = held - 1 WHERE user_id = '%s'", buyer);
+    OK(raw_sql(sql));
+    FAILS(finish(id("job"), w, attempt, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_INTERNAL);
+    CHECK(!changed);
+    OK(job_status(id("job"), &j));
+    bool running = j.status == COORD_JOB_RUNNING && !j.has_charged;
+    coord_job_release(&j);
+    CHECK(running);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(h, 3 * CREDIT - 1);
+    struct coord_ledger_list l;
+    OK(coord_store_ledger_list(S, buyer, 1, 0, &l, &E));
+    bool last_hold = l.len == 1 && l.items[0].kind == COORD_LEDGER_HOLD;
+    coord_ledger_list_release(&l);
+    CHECK(last_hold);
+    snprintf(sql, sizeof(sql), "UPDATE users SET held = held + 1 WHERE user_id = '%s'", buyer);
+    OK(raw_sql(sql));
+    OK(finish(id("job"), w, attempt, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(changed);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(h, 0);
+    OK(coord_store_check_invariant(S, &E));
+    return 0;
+}
+
 /*
  * One write of the job row per step: a claim returns the row it assigned (with its code), a
  * start is fenced in its one statement, and a finish records the final state and `charged`
@@ -3610,6 +3678,7 @@ main(void)
         {"job_release_single", t_job_release},
         {"one_write_of_the_job_per_step", t_one_write_per_step},
         {"settle_writes_each_row_once", t_settle_writes},
+        {"settle_refused_leaves_nothing", t_settle_refused},
         {"pending_fit_and_requeue_free", t_pending_fit},
         {"pending_fair_turns_limit", t_pending_fair_turns},
         {"pending_fit_turns_priorities_held", t_pending_fit_turns},
