@@ -2593,6 +2593,17 @@ job_final(enum coord_job_status st)
 }
 
 /*
+ * The parameters of a job's final state: its id, status @st, failure @f, @r's exit code and
+ * usage (NULL when not reported), the time @now (Q_JOB_FINISH, Q_JOB_SETTLE_PG).
+ */
+#define JOB_FINAL_PARAMS(j, st, f, r, now)                                                         \
+    P_TEXT((j)->job_id), P_TEXT(coord_job_status_name(st)), P_TEXT(coord_failure_name(f)),         \
+        (r) && (r)->has_exit_code ? P_INT((r)->exit_code) : P_NULL,                                \
+        (r) && (r)->has_usage ? P_INT((r)->usage.wall_ms) : P_NULL,                                \
+        (r) && (r)->has_usage ? P_INT((r)->usage.cpu_ms) : P_NULL,                                 \
+        (r) && (r)->has_usage ? P_INT((r)->usage.max_rss_kb) : P_NULL, P_INT(now)
+
+/*
  * Write @j's final state (with @r's exit code and usage) and queue its callback.  @charged: what
  * it was charged, or NULL to leave the column as it is.
  */
@@ -2601,16 +2612,10 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
               enum coord_failure f, const struct coord_job_result *r, const int64_t *charged,
               int64_t now, co_err *err)
 {
-    bool exit = r && r->has_exit_code, usage = r && r->has_usage;
     int64_t queued = 0;
     if (q_exec(s, Q_JOB_FINISH,
-               PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
-                      P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
-                      usage ? P_INT(r->usage.wall_ms) : P_NULL,
-                      usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now),
-                      charged ? P_INT(*charged) : P_NULL),
-               NULL, err) < 0 ||
+               PARAMS(JOB_FINAL_PARAMS(j, st, f, r, now), charged ? P_INT(*charged) : P_NULL), NULL,
+               err) < 0 ||
         /* Its callback is queued in the same transaction (coord_webhook). */
         q_exec(s, Q_WH_QUEUE, PARAMS(P_TEXT(j->job_id), P_INT(now)), &queued, err) < 0)
         return -1;
@@ -2660,21 +2665,15 @@ job_settle_pg(struct coord_store *s, const struct coord_job *j, enum coord_job_s
 {
     struct coord_settlement plan;
     struct db_res res;
-    bool exit = r && r->has_exit_code, usage = r && r->has_usage;
     const char *fee_user = s->cfg.fee_user ? s->cfg.fee_user : "platform";
     settle_plan(s, j, e, &plan);
     /* The finish's last statement: its users' and job's locks go with its COMMIT. */
     if (q_run_last(s, Q_JOB_SETTLE_PG,
-                   PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
-                          P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
-                          usage ? P_INT(r->usage.wall_ms) : P_NULL,
-                          usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                          usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now),
-                          P_TEXT(j->buyer_id), P_TEXT(j->assigned_worker),
-                          P_TEXT(e->refund_all ? "true" : "false"), P_INT(j->cost),
-                          P_INT(plan.charge), P_INT(plan.refund), P_INT(plan.payout),
-                          P_INT(plan.fee), P_TEXT(fee_user), P_INT(s->cfg.starting_credits),
-                          P_TEXT(e->why), P_TEXT(outcome)),
+                   PARAMS(JOB_FINAL_PARAMS(j, st, f, r, now), P_TEXT(j->buyer_id),
+                          P_TEXT(j->assigned_worker), P_TEXT(e->refund_all ? "true" : "false"),
+                          P_INT(j->cost), P_INT(plan.charge), P_INT(plan.refund),
+                          P_INT(plan.payout), P_INT(plan.fee), P_TEXT(fee_user),
+                          P_INT(s->cfg.starting_credits), P_TEXT(e->why), P_TEXT(outcome)),
                    &res, err) < 0)
         return -1;
     int got = q_next(&res, err);
