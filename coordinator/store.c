@@ -2427,7 +2427,8 @@ job_assign(struct coord_store *s, const char *job_id, const struct coord_worker 
 
 /*
  * PostgreSQL: the claim's locks, checks and assign in one call (cacheout_claim, migration 0017),
- * in the caller's transaction; then what needs the store's C code (a replica's claim, rare).
+ * in the caller's transaction; then what needs the store's C code (a replica's claim, rare).  A
+ * refusal comes back as a row without a job id, not as an error (routine when schedulers race).
  */
 static int
 job_claim_pg(struct coord_store *s, const char *job_id, const char *worker_id,
@@ -2439,11 +2440,17 @@ job_claim_pg(struct coord_store *s, const char *job_id, const char *worker_id,
         0)
         return -1;
     int got = q_next(&r, err);
-    if (got > 0)
+    bool refused = got > 0 && col_null(&r, 0);
+    if (refused) /* job_id NULL: status the code, failure the message (0017) */
+        co_err_set(err, strcmp(col_text(&r, 9), "CO404") == 0 ? CO_E_NOTFOUND : CO_E_CONFLICT, "%s",
+                   col_text(&r, 10));
+    else if (got > 0)
         job_from_row(&r, out);
     q_done(&r);
-    if (got <= 0)
-        return got < 0 ? -1 : co_err_set(err, CO_E_INTERNAL, "claim of job '%s': no row", job_id);
+    if (got <= 0 || refused)
+        return got < 0 || refused
+                   ? -1
+                   : co_err_set(err, CO_E_INTERNAL, "claim of job '%s': no row", job_id);
     if (out->parent_job_id[0] && coord_verify_claimed(s, out, worker_id, now, err) < 0) {
         coord_job_release(out);
         return -1;

@@ -4,15 +4,19 @@
 -- queue, owner read, users lock, three money moves, outcome and (after the commit) reputation.
 -- Each is now one call; store.c keeps the same checks, lock order and error codes:
 --
---   cacheout_claim   the worker row first (FOR NO KEY UPDATE), then the job; no room, the wrong
---                    state or terms raise SQLSTATE CO409 (CO_E_CONFLICT), an unknown worker or job
---                    CO404 (CO_E_NOTFOUND); the assigned row comes back whole.
+--   cacheout_claim   the worker row first (FOR NO KEY UPDATE), then the job; the assigned row
+--                    comes back whole.  A refusal is a row too, not an error (a lost race is
+--                    routine with several schedulers, and an error would be written to the
+--                    server's log): job_id NULL, status 'CO409' (no room, the wrong state or
+--                    terms: CO_E_CONFLICT) or 'CO404' (unknown worker or job: CO_E_NOTFOUND),
+--                    failure the message.
 --   cacheout_settle  the end of a job the caller locked and fenced: its final state and charge,
 --                    its callback queued, its users locked in byte order (COLLATE "C", as
 --                    store_users_lock_ensure), a missing payee created with the starting credits,
 --                    the money moves (the buyer's charge and refund in one write of its row), the
 --                    worker's outcome, and its reputation when the score changed and no claim
---                    holds its row.  A balance that would go negative raises CO500.
+--                    holds its row.  A balance that would go negative raises SQLSTATE CO500
+--                    (CO_E_INTERNAL; CO404 for an unknown buyer).
 --
 -- The outbox triggers of jobs and users insert their row themselves instead of calling
 -- cacheout_outbox() (a nested function call and an executor start for each of the seven rows of
@@ -42,34 +46,39 @@ LANGUAGE plpgsql AS $$
 DECLARE
     w worker_registrations;
     j jobs;
+    no jobs; -- a refusal: job_id NULL, status the code, failure the message
     used_cores BIGINT;
     used_ram BIGINT;
 BEGIN
     SELECT * INTO w FROM worker_registrations WHERE worker_id = wid FOR NO KEY UPDATE;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CO404', MESSAGE = format('no such worker ''%s''', wid);
+        no.status := 'CO404';
+        no.failure := format('no such worker ''%s''', wid);
+        RETURN NEXT no;
+        RETURN;
     END IF;
     SELECT COALESCE(SUM(required_cores), 0), COALESCE(SUM(required_ram_mb), 0)
         INTO used_cores, used_ram FROM jobs
         WHERE assigned_worker = wid AND status IN ('assigned', 'running');
     SELECT * INTO j FROM jobs WHERE job_id = jid FOR NO KEY UPDATE;
+    no.status := 'CO409';
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CO404', MESSAGE = format('no such job ''%s''', jid);
-    END IF;
-    IF j.status <> 'pending' THEN
-        RAISE EXCEPTION USING ERRCODE = 'CO409',
-            MESSAGE = format('job ''%s'' is %s, not pending', jid, j.status);
-    END IF;
-    IF w.cpu_cores - used_cores < j.required_cores OR w.ram_mb - used_ram < j.required_ram_mb THEN
-        RAISE EXCEPTION USING ERRCODE = 'CO409',
-            MESSAGE = format('worker ''%s'' has no room for job ''%s''', wid, jid);
-    END IF;
-    IF w.reputation < j.min_reputation OR (j.pricing = 'market' AND
-        (w.price_per_core_second > j.max_price_per_core_second OR
-         w.price_per_gb_second > j.max_price_per_gb_second)) THEN
-        RAISE EXCEPTION USING ERRCODE = 'CO409',
-            MESSAGE = format('worker ''%s'' is outside the price or reputation of job ''%s''',
+        no.status := 'CO404';
+        no.failure := format('no such job ''%s''', jid);
+    ELSIF j.status <> 'pending' THEN
+        no.failure := format('job ''%s'' is %s, not pending', jid, j.status);
+    ELSIF w.cpu_cores - used_cores < j.required_cores
+          OR w.ram_mb - used_ram < j.required_ram_mb THEN
+        no.failure := format('worker ''%s'' has no room for job ''%s''', wid, jid);
+    ELSIF w.reputation < j.min_reputation OR (j.pricing = 'market' AND
+          (w.price_per_core_second > j.max_price_per_core_second OR
+           w.price_per_gb_second > j.max_price_per_gb_second)) THEN
+        no.failure := format('worker ''%s'' is outside the price or reputation of job ''%s''',
                              wid, jid);
+    END IF;
+    IF no.failure IS NOT NULL THEN
+        RETURN NEXT no;
+        RETURN;
     END IF;
     UPDATE jobs SET status = 'assigned', assigned_worker = wid, attempts = attempts + 1,
         assigned_at = now, started_at = NULL,
