@@ -605,7 +605,25 @@ const struct store_sql store_sql[Q_COUNT] = {
                         "AND o.id <= COALESCE((SELECT o3.id FROM worker_outcome o3 WHERE "
                         "o3.owner_id = o.owner_id ORDER BY o3.id DESC LIMIT 1 OFFSET 50), 0) "
                         "LIMIT $1)",
-                        NULL, NULL, STORE_LOCK_NONE},
+                        /*
+                         * PostgreSQL: each worker's and owner's cut found once (materialized),
+                         * not once per row: two reads of the worker's and the owner's outcomes
+                         * for each row (whole, by a bitmap scan and a sort, while the table has
+                         * no statistics) took 0.6-2.5 s a step with 3,000 outcomes, and the
+                         * first retention run falls in a drain of the benches.
+                         */
+                        "WITH wc AS MATERIALIZED (SELECT d.worker_id, (SELECT o2.id "
+                        "FROM worker_outcome o2 WHERE o2.worker_id = d.worker_id "
+                        "ORDER BY o2.id DESC LIMIT 1 OFFSET 50) AS cut "
+                        "FROM (SELECT DISTINCT worker_id FROM worker_outcome) d), "
+                        "oc AS MATERIALIZED (SELECT d.owner_id, (SELECT o3.id "
+                        "FROM worker_outcome o3 WHERE o3.owner_id = d.owner_id "
+                        "ORDER BY o3.id DESC LIMIT 1 OFFSET 50) AS cut "
+                        "FROM (SELECT DISTINCT owner_id FROM worker_outcome) d) "
+                        "DELETE FROM worker_outcome WHERE id IN (SELECT o.id FROM worker_outcome o "
+                        "JOIN wc ON wc.worker_id = o.worker_id JOIN oc ON oc.owner_id = o.owner_id "
+                        "WHERE o.id <= wc.cut AND o.id <= oc.cut LIMIT $1)",
+                        NULL, STORE_LOCK_NONE},
 #undef RET_FINISHED
     [Q_ART_DROP_OLD_CHUNKS] = {"DELETE FROM job_artifact_chunk WHERE job_id = $1 AND attempt <> $2",
                                NULL, NULL, STORE_LOCK_NONE},
@@ -710,6 +728,17 @@ const struct store_sql store_sql[Q_COUNT] = {
                              "webhook_attempt a WHERE a.delivery_id = d.delivery_id) LIMIT $2)",
                              NULL, NULL, STORE_LOCK_NONE},
 #undef WH_RET_OVER
+    /*
+     * PostgreSQL (migration 0017): a claim in one call (the worker locked first, then the job,
+     * the checks of coord_store_job_claim, the assign), the assigned row whole.
+     */
+    [Q_JOB_CLAIM_PG] = {"SELECT " JOB_COLS ", code, files FROM cacheout_claim($1, $2, $3)", NULL,
+                        NULL, STORE_LOCK_NONE},
+    /* PostgreSQL (0017): the end of a locked, fenced job with the settlement store.c planned. */
+    [Q_JOB_SETTLE_PG] =
+        {"SELECT queued::int, noted::int, reputed FROM cacheout_settle($1, $2, $3, $4, $5, "
+         "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         NULL, NULL, STORE_LOCK_NONE},
     COORD_VERIFY_SQL /* replicas (coord_verify_sql.h) */
 };
 
@@ -890,6 +919,23 @@ q_run(struct coord_store *s, enum store_q q, const struct db_param *p, int n, st
         return -1;
     }
     return 0;
+}
+
+/*
+ * The last statement of a store call's own transaction (not inside a batch): on PostgreSQL its
+ * COMMIT goes with it (store_ops.query_last), so that the locks it holds are released at once;
+ * tx_end's commit then reads the COMMIT's outcome.  Nothing may run after it but tx_end.
+ */
+static int
+q_run_last(struct coord_store *s, enum store_q q, const struct db_param *p, int n, struct db_res *r,
+           co_err *err)
+{
+    if (s->batch || !s->ops->query_last)
+        return q_run(s, q, p, n, r, err);
+    memset(r, 0, sizeof(*r));
+    r->s = s;
+    r->row = -1;
+    return s->ops->query_last(s, q, p, n, r, err);
 }
 
 static int
@@ -2379,6 +2425,39 @@ job_assign(struct coord_store *s, const char *job_id, const struct coord_worker 
     return 0;
 }
 
+/*
+ * PostgreSQL: the claim's locks, checks and assign in one call (cacheout_claim, migration 0017),
+ * in the caller's transaction; then what needs the store's C code (a replica's claim, rare).  A
+ * refusal comes back as a row without a job id, not as an error (routine when schedulers race).
+ */
+static int
+job_claim_pg(struct coord_store *s, const char *job_id, const char *worker_id,
+             struct coord_job *out, co_err *err)
+{
+    struct db_res r;
+    int64_t now = co_wall_ms();
+    if (q_run(s, Q_JOB_CLAIM_PG, PARAMS(P_TEXT(job_id), P_TEXT(worker_id), P_INT(now)), &r, err) <
+        0)
+        return -1;
+    int got = q_next(&r, err);
+    bool refused = got > 0 && col_null(&r, 0);
+    if (refused) /* job_id NULL: status the code, failure the message (0017) */
+        co_err_set(err, strcmp(col_text(&r, 9), "CO404") == 0 ? CO_E_NOTFOUND : CO_E_CONFLICT, "%s",
+                   col_text(&r, 10));
+    else if (got > 0)
+        job_from_row(&r, out);
+    q_done(&r);
+    if (got <= 0 || refused)
+        return got < 0 || refused
+                   ? -1
+                   : co_err_set(err, CO_E_INTERNAL, "claim of job '%s': no row", job_id);
+    if (out->parent_job_id[0] && coord_verify_claimed(s, out, worker_id, now, err) < 0) {
+        coord_job_release(out);
+        return -1;
+    }
+    return 0;
+}
+
 int
 coord_store_job_claim(struct coord_store *s, const char *job_id, const char *worker_id,
                       struct coord_job *out, co_err *err)
@@ -2391,6 +2470,11 @@ coord_store_job_claim(struct coord_store *s, const char *job_id, const char *wor
     coord_fault_claim_hold(job_id);
     if (tx_begin(s, true, err) < 0)
         return -1;
+    if (store_is_pg(s)) {
+        rc = job_claim_pg(s, job_id, worker_id, out, err);
+        assigned = rc == 0;
+        goto out;
+    }
     if (worker_lock_load(s, worker_id, &w, err) < 0)
         goto out;
     if (job_load_must(s, Q_JOB_LOCK, job_id, &j, err) < 0)
@@ -2516,6 +2600,17 @@ job_final(enum coord_job_status st)
 }
 
 /*
+ * The parameters of a job's final state: its id, status @st, failure @f, @r's exit code and
+ * usage (NULL when not reported), the time @now (Q_JOB_FINISH, Q_JOB_SETTLE_PG).
+ */
+#define JOB_FINAL_PARAMS(j, st, f, r, now)                                                         \
+    P_TEXT((j)->job_id), P_TEXT(coord_job_status_name(st)), P_TEXT(coord_failure_name(f)),         \
+        (r) && (r)->has_exit_code ? P_INT((r)->exit_code) : P_NULL,                                \
+        (r) && (r)->has_usage ? P_INT((r)->usage.wall_ms) : P_NULL,                                \
+        (r) && (r)->has_usage ? P_INT((r)->usage.cpu_ms) : P_NULL,                                 \
+        (r) && (r)->has_usage ? P_INT((r)->usage.max_rss_kb) : P_NULL, P_INT(now)
+
+/*
  * Write @j's final state (with @r's exit code and usage) and queue its callback.  @charged: what
  * it was charged, or NULL to leave the column as it is.
  */
@@ -2524,16 +2619,10 @@ job_set_final(struct coord_store *s, const struct coord_job *j, enum coord_job_s
               enum coord_failure f, const struct coord_job_result *r, const int64_t *charged,
               int64_t now, co_err *err)
 {
-    bool exit = r && r->has_exit_code, usage = r && r->has_usage;
     int64_t queued = 0;
     if (q_exec(s, Q_JOB_FINISH,
-               PARAMS(P_TEXT(j->job_id), P_TEXT(coord_job_status_name(st)),
-                      P_TEXT(coord_failure_name(f)), exit ? P_INT(r->exit_code) : P_NULL,
-                      usage ? P_INT(r->usage.wall_ms) : P_NULL,
-                      usage ? P_INT(r->usage.cpu_ms) : P_NULL,
-                      usage ? P_INT(r->usage.max_rss_kb) : P_NULL, P_INT(now),
-                      charged ? P_INT(*charged) : P_NULL),
-               NULL, err) < 0 ||
+               PARAMS(JOB_FINAL_PARAMS(j, st, f, r, now), charged ? P_INT(*charged) : P_NULL), NULL,
+               err) < 0 ||
         /* Its callback is queued in the same transaction (coord_webhook). */
         q_exec(s, Q_WH_QUEUE, PARAMS(P_TEXT(j->job_id), P_INT(now)), &queued, err) < 0)
         return -1;
@@ -2570,6 +2659,43 @@ job_end_refund(struct coord_store *s, const struct coord_job *j, enum coord_job_
     return job_end(s, j, st, f, r, &e, now, err);
 }
 
+/*
+ * PostgreSQL: job_end() of a finish and its outcome (@outcome: its name, NULL for none) in one
+ * call (cacheout_settle, migration 0017), with the amounts coord_price plans here.  The worker's
+ * reputation is updated there when its score moved, unless a claim holds its row: then
+ * *@repute_later is set (the lease tick updates it, coord_store_worker_repute_pending).
+ */
+static int
+job_settle_pg(struct coord_store *s, const struct coord_job *j, enum coord_job_status st,
+              enum coord_failure f, const struct coord_job_result *r, const struct settle_end *e,
+              const char *outcome, int64_t now, bool *repute_later, co_err *err)
+{
+    struct coord_settlement plan;
+    struct db_res res;
+    const char *fee_user = s->cfg.fee_user ? s->cfg.fee_user : "platform";
+    settle_plan(s, j, e, &plan);
+    /* The finish's last statement: its users' and job's locks go with its COMMIT. */
+    if (q_run_last(s, Q_JOB_SETTLE_PG,
+                   PARAMS(JOB_FINAL_PARAMS(j, st, f, r, now), P_TEXT(j->buyer_id),
+                          P_TEXT(j->assigned_worker), P_TEXT(e->refund_all ? "true" : "false"),
+                          P_INT(j->cost), P_INT(plan.charge), P_INT(plan.refund),
+                          P_INT(plan.payout), P_INT(plan.fee), P_TEXT(fee_user),
+                          P_INT(s->cfg.starting_credits), P_TEXT(e->why), P_TEXT(outcome)),
+                   &res, err) < 0)
+        return -1;
+    int got = q_next(&res, err);
+    bool queued = got > 0 && col_int(&res, 0) != 0;
+    *repute_later = got > 0 && col_int(&res, 2) < 0;
+    q_done(&res);
+    if (got <= 0)
+        return got < 0
+                   ? -1
+                   : co_err_set(err, CO_E_INTERNAL, "settlement of job '%s': no row", j->job_id);
+    if (queued)
+        coord_webhook_kick();
+    return 0;
+}
+
 /* What a final report says about the seller (reputation). */
 static enum coord_outcome
 finish_outcome(enum coord_job_status st, enum coord_failure f, bool platform_fault)
@@ -2595,7 +2721,7 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
         return co_err_field(err, CO_E_INVAL, "status", "final status '%s' is not final",
                             coord_job_status_name(r->status));
     int64_t now = co_wall_ms();
-    bool noted = false;
+    bool noted = false, repute_later = false;
     /*
      * The worker's row is not locked here: the reputation update that needs it runs after the
      * commit (outcome_repute), so a finish does not wait for that worker's claims (which hold
@@ -2636,12 +2762,16 @@ coord_store_job_finish(struct coord_store *s, const char *job_id, const char *wo
         .wall_ms = r->has_usage ? r->usage.wall_ms : job_wall_ms(&j, now),
         .why = "job not run",
     };
-    if (job_end(s, &j, r->status, f, r, &e, now, err) < 0)
+    enum coord_outcome oc = finish_outcome(r->status, f, r->platform_fault);
+    bool note = r->status != COORD_JOB_CANCELLED;
+    if (store_is_pg(s) && !settle_by_verify(&j)) {
+        if (job_settle_pg(s, &j, r->status, f, r, &e, note ? coord_outcome_name(oc) : NULL, now,
+                          &repute_later, err) < 0)
+            goto out;
+    } else if (job_end(s, &j, r->status, f, r, &e, now, err) < 0 ||
+               (note && outcome_record(s, worker_id, job_id, oc, now, &noted, err) < 0)) {
         goto out;
-    if (r->status != COORD_JOB_CANCELLED &&
-        outcome_record(s, worker_id, job_id, finish_outcome(r->status, f, r->platform_fault), now,
-                       &noted, err) < 0)
-        goto out;
+    }
     *changed = true;
     rc = 0;
 out:
@@ -2652,6 +2782,8 @@ out:
         *changed = false;
     else if (noted)
         outcome_repute(s, worker_id);
+    else if (repute_later)
+        repute_pending_add(worker_id);
     return rc;
 }
 

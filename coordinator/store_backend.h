@@ -176,6 +176,8 @@ enum store_q {
     Q_RET_WH_ATTEMPTS,
     Q_RET_WH_DELIVERIES,
     Q_RET_OUTCOMES,
+    Q_JOB_CLAIM_PG,
+    Q_JOB_SETTLE_PG,
     Q_COUNT
 };
 
@@ -260,6 +262,14 @@ struct store_ops {
     bool error_aborts_tx;
     /** DEBUG_FAULTS (coord_fault): break the connection as a lost reply does; NULL: no-op. */
     void (*lose_connection)(struct coord_store *s);
+    /*
+     * Optional (NULL: not offered): query() as the last statement of the open transaction, with
+     * its COMMIT sent in the same round trip, so that the transaction's row locks are released
+     * without waiting for the client.  The next commit() returns the COMMIT's outcome; when the
+     * statement fails, nothing was committed and the transaction is rolled back as usual.
+     */
+    int (*query_last)(struct coord_store *s, enum store_q q, const struct db_param *p, int n,
+                      struct db_res *r, co_err *err);
 };
 
 /** The part of every store that the logic sees; drivers embed it first. */

@@ -19,10 +19,14 @@
 #include <sys/socket.h>
 
 #include "co_alloc.h"
+#include "co_buf.h"
 #include "store_backend.h"
 
 /* How long the server lets a transaction of ours sit idle before it ends the session (ms). */
 #define STORE_PG_IDLE_TX_TIMEOUT "15000"
+
+/* Commands a transaction can owe before its next statement: BEGIN, RELEASE, SAVEPOINT. */
+#define PG_DUE_MAX 4
 
 struct store_pg {
     struct coord_store base; /* first: the logic casts between the two */
@@ -35,6 +39,22 @@ struct store_pg {
      * releases it by itself.
      */
     bool release_due;
+    /*
+     * Commands without parameters not sent yet (BEGIN, SAVEPOINT, RELEASE SAVEPOINT): they go
+     * in one pipeline with the next statement, or in one simple query with the next command
+     * (pg_flush_with), so that a transaction's start and a store call's savepoint cost no round
+     * trip of their own.  begin_due: the first of them is the BEGIN, nothing of this transaction
+     * reached the server yet (a dead connection can still be replaced, as before a BEGIN).
+     */
+    const char *due[PG_DUE_MAX];
+    int n_due;
+    bool begin_due;
+    /*
+     * pg_query_last: the COMMIT went with the transaction's last statement; commit_err is its
+     * outcome (code 0: committed), which pg_commit returns.
+     */
+    bool commit_sent;
+    co_err commit_err;
 };
 
 static struct store_pg *
@@ -59,6 +79,17 @@ pg_err(struct store_pg *p, PGresult *res, const char *what, co_err *err)
 
     if (!msg || !*msg)
         msg = PQerrorMessage(p->conn);
+    /*
+     * The store's own functions (migration 0017) say why a step was refused with SQLSTATEs of
+     * class CO: CO404 not found, CO409 conflict, else internal; their message is the store's.
+     */
+    const char *own = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (state && own && strncmp(state, "CO", 2) == 0 && !pg_conn_bad(p)) {
+        code = strcmp(state, "CO404") == 0   ? CO_E_NOTFOUND
+               : strcmp(state, "CO409") == 0 ? CO_E_CONFLICT
+                                             : CO_E_INTERNAL;
+        return co_err_set(err, code, "%s", own);
+    }
     if (pg_conn_bad(p) || !state)
         code = CO_E_UNAVAILABLE;
     else if (strcmp(state, "23505") == 0)
@@ -85,11 +116,12 @@ pg_ensure(struct store_pg *p, co_err *err)
      * An idle connection learns that the server went away (a restart sends a FATAL message and
      * closes) only by reading: a non-blocking read here finds out before anything is sent.
      */
-    if (!p->in_tx && !pg_conn_bad(p))
+    bool sent = p->in_tx && !p->begin_due; /* a transaction the server knows of */
+    if (!sent && !pg_conn_bad(p))
         (void)PQconsumeInput(p->conn);
     if (!pg_conn_bad(p))
         return 0;
-    if (p->in_tx)
+    if (sent)
         return pg_err(p, NULL, "connection lost in a transaction", err);
     PQreset(p->conn);
     memset(p->prepared, 0, sizeof(p->prepared));
@@ -98,10 +130,40 @@ pg_ensure(struct store_pg *p, co_err *err)
     return 0;
 }
 
-/* Run a command without parameters (BEGIN, COMMIT, scripts). */
+/* Forget the commands not sent (the transaction ends, or its connection is gone). */
+static void
+pg_due_clear(struct store_pg *p)
+{
+    p->n_due = 0;
+    p->begin_due = false;
+}
+
+static void
+pg_due_add(struct store_pg *p, const char *sql)
+{
+    p->due[p->n_due++] = sql;
+}
+
+/*
+ * Run a command without parameters (COMMIT, savepoints, scripts), after the commands still due,
+ * all in one simple query (one round trip; the server runs them in order and stops at the
+ * first that fails).
+ */
 static int
 pg_command(struct store_pg *p, const char *sql, const char *what, co_err *err)
 {
+    co_autofree char *all = NULL;
+    if (p->n_due > 0) {
+        struct co_buf b = CO_BUF_INIT;
+        for (int i = 0; i < p->n_due; i++) {
+            co_buf_append(&b, p->due[i], strlen(p->due[i]));
+            co_buf_append(&b, "; ", 2);
+        }
+        co_buf_append(&b, sql, strlen(sql) + 1);
+        all = co_buf_steal(&b, NULL);
+        sql = all;
+        pg_due_clear(p);
+    }
     PGresult *res = PQexec(p->conn, sql);
     ExecStatusType st = PQresultStatus(res);
     int rc = 0;
@@ -109,6 +171,16 @@ pg_command(struct store_pg *p, const char *sql, const char *what, co_err *err)
         rc = pg_err(p, res, what, err);
     PQclear(res);
     return rc;
+}
+
+/* @sql is due: sent with the next statement or command (now when too many are due). */
+static int
+pg_due_push(struct store_pg *p, const char *sql, co_err *err)
+{
+    if (p->n_due == PG_DUE_MAX)
+        return pg_command(p, sql, "savepoint", err);
+    pg_due_add(p, sql);
+    return 0;
 }
 
 static void
@@ -127,16 +199,12 @@ pg_begin(struct coord_store *s, bool write, co_err *err)
 
     p->in_tx = false;
     p->release_due = false;
+    pg_due_clear(p);
     if (pg_ensure(p, err) < 0)
         return -1;
-    if (pg_command(p, sql, "begin", err) < 0) {
-        /*
-         * The server may have restarted since the last call: the connection only notices
-         * now.  Nothing was done yet, so reconnect and try once more.
-         */
-        if (!pg_conn_bad(p) || pg_ensure(p, err) < 0 || pg_command(p, sql, "begin", err) < 0)
-            return -1;
-    }
+    /* Sent with the transaction's first statement (pg_query_once) or command (pg_command). */
+    pg_due_add(p, sql);
+    p->begin_due = true;
     p->in_tx = true;
     return 0;
 }
@@ -146,6 +214,21 @@ pg_commit(struct coord_store *s, co_err *err)
 {
     struct store_pg *p = pgs(s);
     p->release_due = false; /* the COMMIT releases every savepoint */
+    if (p->commit_sent) {
+        p->commit_sent = false;
+        p->in_tx = false;
+        if (p->commit_err.code == CO_OK)
+            return 0;
+        if (err)
+            *err = p->commit_err;
+        return -1;
+    }
+    if (p->begin_due) {
+        /* Nothing was sent: there is nothing to commit. */
+        pg_due_clear(p);
+        p->in_tx = false;
+        return 0;
+    }
     int rc = pg_command(p, "COMMIT", "commit", err);
     if (rc == 0)
         p->in_tx = false;
@@ -162,6 +245,8 @@ pg_lose_connection(struct coord_store *s)
     struct store_pg *p = pgs(s);
     p->in_tx = false;
     p->release_due = false;
+    p->commit_sent = false;
+    pg_due_clear(p);
     int fd = PQsocket(p->conn);
     if (fd >= 0)
         (void)shutdown(fd, SHUT_RDWR);
@@ -172,7 +257,10 @@ static void
 pg_rollback(struct coord_store *s)
 {
     struct store_pg *p = pgs(s);
-    if (p->in_tx && !pg_conn_bad(p)) {
+    bool sent = !p->begin_due && !p->commit_sent; /* a COMMIT sent ended the transaction */
+    p->commit_sent = false;
+    pg_due_clear(p); /* what was not sent needs no undoing */
+    if (p->in_tx && sent && !pg_conn_bad(p)) {
         PGresult *res = PQexec(p->conn, "ROLLBACK");
         PQclear(res);
     }
@@ -201,9 +289,68 @@ pg_prepare(struct store_pg *p, enum store_q q, const char *name, co_err *err)
 
 #define PG_MAX_PARAMS 24
 
+/*
+ * The commands due (BEGIN, savepoints), then prepared statement @name, in one pipeline: one
+ * round trip.  Returns the statement's result, or the first failing command's (the server
+ * skips what follows a failure up to the pipeline's end).  NULL when nothing came back.
+ */
+static PGresult *
+pg_exec_pipelined(struct store_pg *p, const char *name, int n, const char *const *values,
+                  const int *lengths, const int *formats, const char *after, PGresult **after_res)
+{
+    PGconn *c = p->conn;
+    int n_cmds = p->n_due;
+    bool sent = PQenterPipelineMode(c) == 1;
+    for (int i = 0; sent && i < n_cmds; i++)
+        sent = PQsendQueryParams(c, p->due[i], 0, NULL, NULL, NULL, NULL, 0) == 1;
+    sent = sent && PQsendQueryPrepared(c, name, n, values, lengths, formats, 0) == 1;
+    if (after)
+        sent = sent && PQsendQueryParams(c, after, 0, NULL, NULL, NULL, NULL, 0) == 1;
+    sent = sent && PQpipelineSync(c) == 1;
+    pg_due_clear(p);
+    PGresult *failed = NULL, *out = NULL;
+    /*
+     * Each command's result, then the statement's (then @after's), each followed by a NULL;
+     * then the sync.
+     */
+    for (int i = 0; sent && i <= n_cmds + (after ? 1 : 0); i++) {
+        PGresult *r = PQgetResult(c);
+        if (!r)
+            break;
+        PGresult *end;
+        while ((end = PQgetResult(c)) != NULL) /* only a NULL is expected here */
+            PQclear(end);
+        ExecStatusType st = PQresultStatus(r);
+        if (i == n_cmds) {
+            out = r;
+        } else if (i > n_cmds) {
+            *after_res = r;
+        } else if (!failed && st != PGRES_COMMAND_OK) {
+            failed = r;
+        } else {
+            PQclear(r);
+        }
+    }
+    if (sent) {
+        PGresult *sync;
+        while ((sync = PQgetResult(c)) != NULL) {
+            bool done = PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+            PQclear(sync);
+            if (done)
+                break;
+        }
+    }
+    (void)PQexitPipelineMode(c);
+    if (failed) {
+        PQclear(out);
+        return failed;
+    }
+    return out;
+}
+
 static int
 pg_query_once(struct store_pg *p, enum store_q q, const struct db_param *prm, int n,
-              struct db_res *r, co_err *err)
+              struct db_res *r, const char *after, PGresult **after_res, co_err *err)
 {
     char name[16];
     char ints[PG_MAX_PARAMS][24];
@@ -238,7 +385,9 @@ pg_query_once(struct store_pg *p, enum store_q q, const struct db_param *prm, in
             break;
         }
     }
-    PGresult *res = PQexecPrepared(p->conn, name, n, values, lengths, formats, 0);
+    PGresult *res = p->n_due || after
+                        ? pg_exec_pipelined(p, name, n, values, lengths, formats, after, after_res)
+                        : PQexecPrepared(p->conn, name, n, values, lengths, formats, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         pg_err(p, res, "run statement", err);
@@ -258,17 +407,51 @@ pg_query(struct coord_store *s, enum store_q q, const struct db_param *prm, int 
          co_err *err)
 {
     struct store_pg *p = pgs(s);
-    if (pg_query_once(p, q, prm, n, r, err) == 0)
+    bool first = p->begin_due;
+    int n_due = p->n_due;
+    const char *due[PG_DUE_MAX];
+    memcpy(due, p->due, sizeof(due));
+    if (pg_query_once(p, q, prm, n, r, NULL, NULL, err) == 0)
         return 0;
     /*
      * Outside a transaction every statement the store runs is a read or an idempotent update
      * (heartbeat, status), so one that met a connection that had died meanwhile can be sent
-     * again on a fresh one.  Inside a transaction the caller gets CO_E_UNAVAILABLE and rolls
-     * back.
+     * again on a fresh one; so can a transaction's first statement, sent with its BEGIN (the
+     * server may have restarted since the last call: the connection only notices now).  Inside
+     * a transaction the caller gets CO_E_UNAVAILABLE and rolls back.
      */
-    if (p->in_tx || !pg_conn_bad(p))
+    if ((p->in_tx && !first) || !pg_conn_bad(p))
         return -1;
-    return pg_query_once(p, q, prm, n, r, err);
+    if (first) {
+        memcpy(p->due, due, sizeof(due));
+        p->n_due = n_due;
+        p->begin_due = true;
+    }
+    return pg_query_once(p, q, prm, n, r, NULL, NULL, err);
+}
+
+/*
+ * The transaction's last statement and its COMMIT in one pipeline: the row locks it holds are
+ * released by the server as soon as the statement is done, not one client round trip later.
+ */
+static int
+pg_query_last(struct coord_store *s, enum store_q q, const struct db_param *prm, int n,
+              struct db_res *r, co_err *err)
+{
+    struct store_pg *p = pgs(s);
+    PGresult *cres = NULL;
+    if (!p->in_tx)
+        return pg_query(s, q, prm, n, r, err);
+    if (pg_query_once(p, q, prm, n, r, "COMMIT", &cres, err) < 0) {
+        PQclear(cres); /* not run: the statement failed, the transaction is rolled back */
+        return -1;
+    }
+    p->commit_sent = true;
+    co_err_clear(&p->commit_err);
+    if (PQresultStatus(cres) != PGRES_COMMAND_OK)
+        pg_err(p, cres, "commit", &p->commit_err);
+    PQclear(cres);
+    return 0;
 }
 
 static int
@@ -350,24 +533,26 @@ pg_savepoint(struct coord_store *s, enum store_sp op, co_err *err)
         return pg_err(p, NULL, "connection lost in a transaction", err);
     bool due = p->release_due;
     p->release_due = false;
+    /* Two releases in a row (a call's, then a nested batch's): the first one is due now. */
+    if (due && pg_due_push(p, store_sp_sql[STORE_SP_RELEASE], err) < 0)
+        return -1;
     if (op == STORE_SP_RELEASE) {
-        /* Two in a row (a call's, then a nested batch's): the first one goes now. */
-        if (due && pg_command(p, store_sp_sql[STORE_SP_RELEASE], "savepoint", err) < 0)
-            return -1;
         p->release_due = true;
         return 0;
     }
-    if (due && op == STORE_SP_SET)
-        return pg_command(p, "RELEASE SAVEPOINT co_call; SAVEPOINT co_call", "savepoint", err);
-    if (due && pg_command(p, store_sp_sql[STORE_SP_RELEASE], "savepoint", err) < 0)
-        return -1;
+    /* A savepoint goes with the next statement; a rollback to one is sent now. */
+    if (op == STORE_SP_SET)
+        return pg_due_push(p, store_sp_sql[op], err);
     return pg_command(p, store_sp_sql[op], "savepoint", err);
 }
 
 static int
 pg_tx_state(struct coord_store *s)
 {
-    switch (PQtransactionStatus(pgs(s)->conn)) {
+    struct store_pg *p = pgs(s);
+    if (p->begin_due)
+        return pg_conn_bad(p) ? -1 : 1; /* open, its BEGIN not sent yet */
+    switch (PQtransactionStatus(p->conn)) {
     case PQTRANS_INTRANS:
         return 1;
     case PQTRANS_IDLE:
@@ -395,6 +580,7 @@ static const struct store_ops pg_ops = {
     .savepoint = pg_savepoint,
     .tx_state = pg_tx_state,
     .error_aborts_tx = true,
+    .query_last = pg_query_last,
 };
 
 static void

@@ -570,6 +570,159 @@ pg_outbox_rows(const char *kind, const char *ref)
     return n;
 }
 
+/* PostgreSQL: the row version (xmin) of worker @wid ("" on SQLite or when unknown). */
+static void
+pg_worker_version(const char *wid, char out[32])
+{
+    out[0] = '\0';
+    if (strncmp(cfg.url, "sqlite:", 7) == 0)
+        return;
+    PGconn *c = PQconnectdb(cfg.url);
+    const char *vals[1] = {wid};
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r =
+            PQexecParams(c, "SELECT xmin::text FROM worker_registrations WHERE worker_id = $1", 1,
+                         NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+            snprintf(out, 32, "%s", PQgetvalue(r, 0, 0));
+        PQclear(r);
+    }
+    PQfinish(c);
+}
+
+/*
+ * A settlement writes each user's row once: the buyer's charge and refund of a metered job in one
+ * write (PostgreSQL: one outbox row), each movement with its own ledger row and the balance after
+ * it.  The worker's row is written only when its reputation moves: 50 completed out of the last
+ * 50 stays so when one more completes (no new row version), a timeout moves it.
+ */
+static int
+t_settle_writes(void)
+{
+    struct coord_job j;
+    struct coord_worker wk;
+    struct coord_ledger_list l;
+    char v0[32], v1[32];
+    const char *w = id("w"), *buyer = id("buyer");
+    OK(worker(w, id("seller"), 64, 65536));
+    job_init(&j, id("m"), buyer, 2250, 2, 512, 5);
+    j.pricing = COORD_PRICING_METERED;
+    j.rate = (struct coord_rate){100, 50}; /* 225 micro-credits a second */
+    j.timeout_seconds = 10;
+    OK(coord_store_job_submit(S, &j, &E));
+    long long before = pg_outbox_rows("credits", buyer);
+    if (run_to_end(id("m"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    long long after = pg_outbox_rows("credits", buyer);
+    CHECK(before == -1 || after - before == 1);
+    OK(coord_store_ledger_list(S, buyer, 2, 0, &l, &E));
+    bool rows = l.len == 2 && l.items[0].kind == COORD_LEDGER_REFUND && l.items[0].amount == 1800 &&
+                l.items[0].held == -1800 && l.items[0].balance == START_CREDITS - 450 &&
+                l.items[1].kind == COORD_LEDGER_CHARGE && l.items[1].amount == 0 &&
+                l.items[1].held == -450 && l.items[1].balance == START_CREDITS - 2250;
+    coord_ledger_list_release(&l);
+    CHECK(rows);
+    OK(coord_store_check_invariant(S, &E));
+
+    /* 49 more completed: 50 of 50, the highest score. */
+    char name[32];
+    for (int i = 0; i < 54; i++) {
+        if (i == 49)
+            pg_worker_version(w, v0);
+        snprintf(name, sizeof(name), "c%d", i);
+        OK(submit(id(name), buyer, CREDIT, 1, 100, 5));
+        if (run_to_end(id(name), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+            return -1;
+    }
+    /* Five past the window's 50: the score stayed, the row was not written again. */
+    pg_worker_version(w, v1);
+    CHECK(strcmp(v0, v1) == 0);
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.reputation, 981818); /* (4 + 50) / (5 + 50) */
+    OK(submit(id("t"), buyer, CREDIT, 1, 100, 5));
+    if (run_to_end(id("t"), w, COORD_JOB_FAILED, COORD_FAIL_TIMEOUT, false) < 0)
+        return -1;
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.reputation, 963636); /* (4 + 49) / (5 + 50) */
+    pg_worker_version(w, v0);
+    CHECK(strcmp(v0, v1) != 0 || !v0[0]);
+    OK(submit(id("c"), buyer, CREDIT, 1, 100, 5));
+    if (run_to_end(id("c"), w, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false) < 0)
+        return -1;
+    OK(coord_store_worker_get(S, w, &wk, &E));
+    CHECK_EQ(wk.reputation, 963636); /* the timeout is still in the window */
+    OK(coord_store_check_invariant(S, &E));
+    return 0;
+}
+
+/* Run @sql (no parameters) on the store's database through a connection of its own. */
+static int
+raw_sql(const char *sql)
+{
+    int rc = -1;
+    if (strncmp(cfg.url, "sqlite:", 7) == 0) {
+        sqlite3 *db;
+        if (sqlite3_open(coord_store_sqlite_path(cfg.url), &db) == SQLITE_OK &&
+            sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK)
+            rc = 0;
+        sqlite3_close(db);
+        return rc;
+    }
+    PGconn *c = PQconnectdb(cfg.url);
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
+        PQclear(r);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+/*
+ * A settlement the database refuses (the buyer's hold no longer covers the charge: on
+ * PostgreSQL the server's function fails, its COMMIT sent with it is not run) leaves nothing
+ * behind: the job is still running, no ledger row, the store's next calls work, and the finish
+ * goes through once the hold is back.
+ */
+static int
+t_settle_refused(void)
+{
+    int attempt;
+    bool changed = true;
+    int64_t c, h;
+    struct coord_job j;
+    char sql[256];
+    const char *w = id("w"), *buyer = id("buyer");
+    OK(worker(w, id("seller"), 4, 4096));
+    OK(submit(id("job"), buyer, 3 * CREDIT, 1, 100, 5));
+    OK(claim(id("job"), w, &attempt));
+    OK(coord_store_job_started(S, id("job"), w, attempt, &E));
+    snprintf(sql, sizeof(sql), "UPDATE users SET held = held - 1 WHERE user_id = '%s'", buyer);
+    OK(raw_sql(sql));
+    FAILS(finish(id("job"), w, attempt, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed),
+          CO_E_INTERNAL);
+    CHECK(!changed);
+    OK(job_status(id("job"), &j));
+    bool running = j.status == COORD_JOB_RUNNING && !j.has_charged;
+    coord_job_release(&j);
+    CHECK(running);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(h, 3 * CREDIT - 1);
+    struct coord_ledger_list l;
+    OK(coord_store_ledger_list(S, buyer, 1, 0, &l, &E));
+    bool last_hold = l.len == 1 && l.items[0].kind == COORD_LEDGER_HOLD;
+    coord_ledger_list_release(&l);
+    CHECK(last_hold);
+    snprintf(sql, sizeof(sql), "UPDATE users SET held = held + 1 WHERE user_id = '%s'", buyer);
+    OK(raw_sql(sql));
+    OK(finish(id("job"), w, attempt, COORD_JOB_COMPLETED, COORD_FAIL_NONE, false, &changed));
+    CHECK(changed);
+    OK(balance(buyer, &c, &h));
+    CHECK_EQ(h, 0);
+    OK(coord_store_check_invariant(S, &E));
+    return 0;
+}
+
 /*
  * One write of the job row per step: a claim returns the row it assigned (with its code), a
  * start is fenced in its one statement, and a finish records the final state and `charged`
@@ -3524,6 +3677,8 @@ main(void)
         {"output_offsets", t_output_offsets},
         {"job_release_single", t_job_release},
         {"one_write_of_the_job_per_step", t_one_write_per_step},
+        {"settle_writes_each_row_once", t_settle_writes},
+        {"settle_refused_leaves_nothing", t_settle_refused},
         {"pending_fit_and_requeue_free", t_pending_fit},
         {"pending_fair_turns_limit", t_pending_fair_turns},
         {"pending_fit_turns_priorities_held", t_pending_fit_turns},
