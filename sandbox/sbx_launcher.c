@@ -577,17 +577,15 @@ struct launcher {
     int start_errno; /* with l_mu: why the keeper could not */
 };
 
-#define LAUNCH_MAX 16 /* launchers at most (CACHEOUT_LAUNCHERS) */
-
-/* l_mu: the fields below, the launchers' pid, want and start_errno. */
+/* l_mu: the fields below, the launcher's pid, want and start_errno. */
 static pthread_mutex_t l_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t l_cv = PTHREAD_COND_INITIALIZER;
 static bool l_enabled, l_keeper;
 static unsigned l_starts;
-static int l_n; /* launchers in use, set once by the first run or sbx_launcher_enable() */
-static struct launcher l_all[LAUNCH_MAX];
 static _Atomic uint64_t l_clones;
-static atomic_uint l_next; /* where the next run starts looking for a free launcher */
+/* One launcher: a second one, for the runs of other threads to use while one waits, was measured
+ * in the agent and did not win (bench/README.md, "Seventh wave: the launcher's limits"). */
+static struct launcher l_one = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, false, 0};
 
 /* Move @fd to a number of at least 5, so that the spawn's dup2()s onto 3 and 4 cannot clobber
  * it; closes @fd.  -1 on failure. */
@@ -674,16 +672,11 @@ launcher_spawn(struct launcher *l)
 static void *
 keeper_main(void *arg)
 {
-    (void)arg;
+    struct launcher *l = arg;
     pthread_mutex_lock(&l_mu);
     for (;;) {
-        struct launcher *l = NULL;
-        for (int i = 0; i < l_n && !l; i++)
-            l = l_all[i].want ? &l_all[i] : NULL;
-        if (!l) {
+        while (!l->want)
             pthread_cond_wait(&l_cv, &l_mu);
-            continue;
-        }
         int rc = launcher_spawn(l);
         l->start_errno = rc;
         l->want = false;
@@ -703,7 +696,7 @@ launcher_get(struct launcher *l, int *errnum)
     pthread_mutex_lock(&l_mu);
     if (!l_keeper) {
         co_err e = CO_ERR_INIT;
-        if (sbx_thread_start(keeper_main, NULL, "the sandbox launcher's keeper", &e) < 0) {
+        if (sbx_thread_start(keeper_main, l, "the sandbox launcher's keeper", &e) < 0) {
             pthread_mutex_unlock(&l_mu);
             *errnum = e.sys_errno ? e.sys_errno : EAGAIN;
             return -1;
@@ -748,41 +741,6 @@ launcher_drop(struct launcher *l)
     l->tid = NULL;
 }
 
-/* The launchers: CACHEOUT_LAUNCHERS of them (1 if unset; at most LAUNCH_MAX), set up once. */
-static void
-launchers_init(void)
-{
-    const char *v = getenv("CACHEOUT_LAUNCHERS");
-    long n = v ? strtol(v, NULL, 10) : 1;
-    n = n < 1 ? 1 : n > LAUNCH_MAX ? LAUNCH_MAX : n;
-    for (long i = 0; i < n; i++) {
-        pthread_mutex_init(&l_all[i].mu, NULL);
-        l_all[i].sock = -1;
-    }
-    pthread_mutex_lock(&l_mu);
-    l_n = (int)n;
-    pthread_mutex_unlock(&l_mu);
-}
-
-static pthread_once_t l_once = PTHREAD_ONCE_INIT;
-
-/* A launcher for one run, its mutex held: the first free one, else wait for one. */
-static struct launcher *
-launcher_pick(void)
-{
-    pthread_once(&l_once, launchers_init);
-    int n = l_n; /* written once, before pthread_once() returns */
-    if (n > 1) {
-        for (int i = 0; i < n; i++) {
-            if (pthread_mutex_trylock(&l_all[i].mu) == 0)
-                return &l_all[i];
-        }
-    }
-    struct launcher *l = &l_all[n > 1 ? atomic_fetch_add(&l_next, 1) % (unsigned)n : 0];
-    pthread_mutex_lock(&l->mu);
-    return l;
-}
-
 bool
 sbx_launcher_wanted(const struct child_ctx *c)
 {
@@ -811,19 +769,15 @@ sbx_launcher_enable(co_err *err)
     if (!atomic_load(&l_entry))
         return co_err_set(err, CO_E_INTERNAL,
                           "sbx_launcher_enable: main() did not call sbx_launcher_entry()");
-    pthread_once(&l_once, launchers_init);
     pthread_mutex_lock(&l_mu);
     l_enabled = true;
-    int n = l_n;
     pthread_mutex_unlock(&l_mu);
-    for (int i = 0; i < n; i++) {
-        int errnum = 0;
-        pthread_mutex_lock(&l_all[i].mu);
-        int rc = launcher_get(&l_all[i], &errnum);
-        pthread_mutex_unlock(&l_all[i].mu);
-        if (rc < 0)
-            return co_err_sys(err, errnum, "cannot start the sandbox launcher");
-    }
+    int errnum = 0;
+    pthread_mutex_lock(&l_one.mu);
+    int rc = launcher_get(&l_one, &errnum);
+    pthread_mutex_unlock(&l_one.mu);
+    if (rc < 0)
+        return co_err_sys(err, errnum, "cannot start the sandbox launcher");
     return 0;
 }
 
@@ -831,7 +785,7 @@ void
 sbx_launcher_stats(pid_t *pid, uint64_t *clones, unsigned *starts)
 {
     pthread_mutex_lock(&l_mu);
-    *pid = l_n > 0 ? l_all[0].pid : 0;
+    *pid = l_one.pid;
     *starts = l_starts;
     pthread_mutex_unlock(&l_mu);
     *clones = atomic_load(&l_clones);
@@ -855,7 +809,8 @@ sbx_launcher_clone(const struct child_ctx *c, unsigned long flags, int *pidfd, i
     int got[2] = {-1, -1};
     int n_got = 0;
     long pid = -1;
-    struct launcher *l = launcher_pick();
+    struct launcher *l = &l_one;
+    pthread_mutex_lock(&l->mu);
     int sock = launcher_get(l, errnum);
     if (sock >= 0)
         *l->tid = 0; /* the launcher is idle: it writes the page only while it clones */
