@@ -547,6 +547,9 @@ sbx_launcher_entry(int argc, char **argv)
     /* The next descriptor is the page shared with the caller (launcher_spawn()). */
     void *page = mmap(NULL, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED, sock + 1, 0);
     srv_tid = page == MAP_FAILED ? NULL : page;
+    /* Not inherited by the inits it clones (the kernel writes the pid into this process's copy). */
+    if (srv_tid)
+        madvise(page, sizeof(pid_t), MADV_DONTFORK);
     const char *fault = getenv(LAUNCH_FAULT_ENV);
     srv_fault = !fault                                   ? 0
                 : strcmp(fault, "exit_after_clone") == 0 ? 1
