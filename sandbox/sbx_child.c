@@ -66,6 +66,8 @@ static const char *const step_names[STEP_COUNT] = {
     [STEP_CGROUP_JOIN] = "cgroup_join",
     [STEP_CGROUP_NS] = "cgroup_namespace",
     [STEP_NETNS] = "network_namespace",
+    [STEP_IPCNS] = "ipc_namespace",
+    [STEP_UTSNS] = "uts_namespace",
     [STEP_MOUNT_PRIVATE] = "mount_private",
     [STEP_MOUNT_TEMPLATE] = "mount_template",
     [STEP_ROOT_BIND] = "root_bind",
@@ -111,6 +113,8 @@ static const char *const step_what[STEP_COUNT] = {
     [STEP_CGROUP_JOIN] = "join the job cgroup",
     [STEP_CGROUP_NS] = "create cgroup namespace",
     [STEP_NETNS] = "enter the prepared network namespace",
+    [STEP_IPCNS] = "enter or create the IPC namespace",
+    [STEP_UTSNS] = "enter or create the UTS namespace",
     [STEP_MOUNT_PRIVATE] = "make mounts private",
     [STEP_MOUNT_TEMPLATE] = "enter a copy of the image's mount template",
     [STEP_ROOT_BIND] = "bind the image root",
@@ -444,16 +448,24 @@ static void __attribute__((noreturn)) job_main(const struct child_ctx *c)
 }
 
 /*
- * Wait for the parent's "go" on the socket @fd; it may carry a file descriptor (the network
- * namespace), stored in *@passed (-1 if none).  Returns -1 if the parent went away.
+ * The "go" message: one byte, GO_BASE with a bit per namespace descriptor it carries (GO_NET,
+ * GO_IPC, GO_UTS, in that order; init's /work descriptor travels back as GO_NET's slot).
+ */
+#define GO_BASE 0x40
+#define GO_FDS_MAX 3
+
+/*
+ * Wait for the parent's "go" on the socket @fd; it may carry up to GO_FDS_MAX file descriptors
+ * (the namespaces), stored in @passed[i] for each bit i of the byte (-1 where the bit is clear).
+ * Returns -1 if the parent went away or the message does not match its byte.
  */
 static int
-recv_go(int fd, int *passed)
+recv_go(int fd, int passed[GO_FDS_MAX])
 {
-    char byte;
+    unsigned char byte;
     struct iovec iov = {&byte, 1};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
         struct cmsghdr align;
     } u;
     struct msghdr mh;
@@ -471,21 +483,44 @@ recv_go(int fd, int *passed)
             errno = EPIPE;
         return -1;
     }
-    *passed = -1;
+    int got[GO_FDS_MAX], n_got = 0;
     struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
     if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-        cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(passed, CMSG_DATA(cm), sizeof(int));
+        cm->cmsg_len >= CMSG_LEN(0) && cm->cmsg_len <= CMSG_LEN(sizeof(got))) {
+        n_got = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        memcpy(got, CMSG_DATA(cm), sizeof(int) * (size_t)n_got);
+    }
+    int k = 0, bits = 0;
+    for (int i = 0; i < GO_FDS_MAX; i++) {
+        bool set = byte & (1u << i);
+        bits += set;
+        passed[i] = set && k < n_got ? got[k++] : -1;
+    }
+    if ((byte & ~((1u << GO_FDS_MAX) - 1)) != GO_BASE || k != n_got || bits != n_got) {
+        for (int i = 0; i < n_got; i++)
+            close(got[i]);
+        for (int i = 0; i < GO_FDS_MAX; i++)
+            passed[i] = -1;
+        errno = EPROTO;
+        return -1;
+    }
     return 0;
 }
 
 int
-sbx_child_send_go(int fd, int pass)
+sbx_child_send_go(int fd, const int *pass, int n)
 {
-    char byte = 'g';
+    unsigned char byte = GO_BASE;
+    int fds[GO_FDS_MAX], n_fds = 0;
+    for (int i = 0; i < n && i < GO_FDS_MAX; i++) {
+        if (pass[i] >= 0) {
+            byte |= (unsigned char)(1u << i);
+            fds[n_fds++] = pass[i];
+        }
+    }
     struct iovec iov = {&byte, 1};
     union {
-        char buf[CMSG_SPACE(sizeof(int))];
+        char buf[CMSG_SPACE(sizeof(int) * GO_FDS_MAX)];
         struct cmsghdr align;
     } u;
     struct msghdr mh;
@@ -493,14 +528,14 @@ sbx_child_send_go(int fd, int pass)
     memset(&u, 0, sizeof(u));
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
-    if (pass >= 0) {
+    if (n_fds > 0) {
         mh.msg_control = u.buf;
-        mh.msg_controllen = sizeof(u.buf);
+        mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &pass, sizeof(int));
+        cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
+        memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n_fds);
     }
     return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
 }
@@ -577,7 +612,7 @@ send_work_fd(const struct child_ctx *c)
 {
     int workfd = open("/work", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     TRY(STEP_WORK_FILES, workfd);
-    TRY(STEP_WORK_FILES, sbx_child_send_go(c->go_r, workfd));
+    TRY(STEP_WORK_FILES, sbx_child_send_go(c->go_r, &workfd, 1));
     close(workfd);
     close(c->go_r);
 }
@@ -589,27 +624,43 @@ sbx_child_recv_work(int fd, int *work_fd)
     struct pollfd p = {fd, POLLIN, 0};
     if (poll(&p, 1, 0) <= 0)
         return -1;
-    return recv_go(fd, work_fd) < 0 || *work_fd < 0 ? -1 : 0;
+    int got[GO_FDS_MAX];
+    if (recv_go(fd, got) < 0)
+        return -1;
+    for (int i = 1; i < GO_FDS_MAX; i++) {
+        if (got[i] >= 0)
+            close(got[i]);
+    }
+    *work_fd = got[0];
+    return *work_fd < 0 ? -1 : 0;
 }
 
-/* Wait for the parent's "go" (see recv_go()) and enter the network namespace it may carry. */
+/*
+ * Wait for the parent's "go" (see recv_go()) and, with c->ns_via_go, enter the namespaces it
+ * carries: the network one always (made by the parent or its pool meanwhile), the IPC and UTS
+ * ones when the pool made them with it (sbx_prewarm()); without them init makes its own now, as
+ * the clone would have.  Each is fresh and used by this sandbox only.
+ */
 static void
 wait_go(const struct child_ctx *c)
 {
-    int netns = -1;
-    TRY(STEP_WAIT_PARENT, recv_go(c->go_r, &netns));
+    int ns[GO_FDS_MAX];
+    TRY(STEP_WAIT_PARENT, recv_go(c->go_r, ns));
     if (!c->spec->keep_work)
         close(c->go_r);
-    if (c->netns_via_go) {
-        /* A fresh, empty network namespace made by the parent (or its pool) meanwhile. */
-        if (netns < 0) {
+    if (c->ns_via_go) {
+        if (ns[0] < 0) {
             errno = EBADF;
             child_fail(c, MSG_SETUP_ERR, STEP_NETNS);
         }
-        TRY(STEP_NETNS, setns(netns, CLONE_NEWNET));
+        TRY(STEP_NETNS, setns(ns[0], CLONE_NEWNET));
+        TRY(STEP_IPCNS, ns[1] >= 0 ? setns(ns[1], CLONE_NEWIPC) : unshare(CLONE_NEWIPC));
+        TRY(STEP_UTSNS, ns[2] >= 0 ? setns(ns[2], CLONE_NEWUTS) : unshare(CLONE_NEWUTS));
     }
-    if (netns >= 0)
-        close(netns);
+    for (int i = 0; i < GO_FDS_MAX; i++) {
+        if (ns[i] >= 0)
+            close(ns[i]);
+    }
 }
 
 /*
@@ -709,9 +760,12 @@ mount_proc(const struct child_ctx *c, const char *null)
     }
 }
 
-/* /dev: a small tmpfs with the usual nodes (rootless: binds of the host's), links, /dev/shm. */
+/*
+ * /dev: a small tmpfs with the usual nodes (rootless: binds of the host's), links, and the
+ * folder /dev/shm (mount_shm() mounts its tmpfs).
+ */
 static void
-mount_dev(const struct child_ctx *c)
+make_dev(const struct child_ctx *c)
 {
     TRY(STEP_MOUNT_DEV,
         mount("tmpfs", "dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"));
@@ -731,6 +785,12 @@ mount_dev(const struct child_ctx *c)
     TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/1", "dev/stdout"));
     TRY(STEP_DEV_LINKS, symlink("/proc/self/fd/2", "dev/stderr"));
     TRY(STEP_MOUNT_SHM, mkdir("dev/shm", 01777));
+}
+
+/* The sandbox's own /dev/shm: a fresh tmpfs on the folder make_dev() made. */
+static void
+mount_shm(const struct child_ctx *c)
+{
     TRY(STEP_MOUNT_SHM,
         mount("tmpfs", "dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, c->shm_opts));
 }
@@ -742,7 +802,15 @@ sbx_child_template_main(const struct child_ctx *c, int hold_r)
     int keep[2] = {c->status_w < hold_r ? c->status_w : hold_r,
                    c->status_w < hold_r ? hold_r : c->status_w};
     TRY(STEP_FDS, close_all_except(keep, 2));
+    umask(0); /* exact modes for /dev, as init makes them */
     build_root(c);
+    /*
+     * /dev is built here once, then made read-only: its nodes and links are the same for every
+     * job, and each copy of the template mounts only a fresh /dev/shm on it (sbx_child_main()).
+     */
+    make_dev(c);
+    TRY(STEP_MOUNT_DEV,
+        mount(NULL, "dev", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL));
     seal_root(c);
     struct child_msg m = {MSG_EXIT, 0, 0, 0, 0};
     if (write(c->status_w, &m, sizeof(m)) != (ssize_t)sizeof(m))
@@ -767,23 +835,25 @@ sbx_child_main(const struct child_ctx *c)
     if (c->mnt_template_fd >= 0) {
         /*
          * A copy of the image's mount template: its root is the image, bound read-only with
-         * its host folders, the host's mounts detached (built once, sbx_mnt_template.c).  The
-         * copy is this sandbox's own; the fresh mounts below are made in it only (every mount
-         * of the template is private, so nothing propagates back or between copies).
+         * its host folders and a read-only /dev, the host's mounts detached (built once,
+         * sbx_mnt_template.c).  The copy is this sandbox's own; the fresh mounts below are made
+         * in it only (every mount of the template is private, so nothing propagates back or
+         * between copies).
          */
         TRY(STEP_MOUNT_TEMPLATE, setns(c->mnt_template_fd, CLONE_NEWNS));
         TRY(STEP_MOUNT_TEMPLATE, unshare(CLONE_NEWNS));
         close(c->mnt_template_fd);
         TRY(STEP_ROOT_CHDIR, chdir("/"));
         mount_tmp_work(c);
-        mount_dev(c);
+        mount_shm(c);
         mount_proc(c, "dev/null");
     } else {
         /* The new root: the image folder bound onto itself, with host folders bound read-only. */
         build_root(c);
         mount_tmp_work(c);
         mount_proc(c, "/dev/null");
-        mount_dev(c);
+        make_dev(c);
+        mount_shm(c);
         seal_root(c);
     }
 

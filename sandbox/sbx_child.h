@@ -31,6 +31,8 @@ enum step {
     STEP_CGROUP_JOIN,
     STEP_CGROUP_NS,
     STEP_NETNS,
+    STEP_IPCNS,
+    STEP_UTSNS,
     STEP_MOUNT_PRIVATE,
     STEP_MOUNT_TEMPLATE,
     STEP_ROOT_BIND,
@@ -84,8 +86,13 @@ struct child_ctx {
     const struct sbx_image *img;
     const struct sbx_cgroup *cg;
     int status_w, out_w, err_w;
-    int go_r;          /* the parent writes one byte once the cgroup exists */
-    bool netns_via_go; /* network "none": the namespace comes with the parent's "go" */
+    int go_r; /* the parent writes one byte once the cgroup exists */
+    /*
+     * Network "none" as root: the network namespace comes with the parent's "go", and the IPC
+     * and UTS ones too when the pool made them (else init unshares them); init is then cloned
+     * without CLONE_NEWNET, CLONE_NEWIPC and CLONE_NEWUTS.  See wait_go().
+     */
+    bool ns_via_go;
     /*
      * Rootless: the child lives in the sandboxes' user namespace (see clone_in_userns()).  Its
      * device nodes are binds of the host's (mknod is not allowed in a user namespace), and
@@ -152,10 +159,11 @@ int sbx_child_main(const struct child_ctx *c) __attribute__((noreturn));
 int sbx_child_template_main(const struct child_ctx *c, int hold_r) __attribute__((noreturn));
 
 /**
- * The parent's "go" to the child on the socket @fd, with @pass (if >= 0) as a file descriptor
- * (the network namespace).  Errors: the child is gone (-1, errno set).
+ * The parent's "go" to the child on the socket @fd, with the descriptors @pass[0..@n) that are
+ * >= 0 (at most 3: the network, IPC and UTS namespaces, in that order; init sends /work back as
+ * the first).  Errors: the child is gone (-1, errno set).
  */
-int sbx_child_send_go(int fd, int pass);
+int sbx_child_send_go(int fd, const int *pass, int n);
 
 /**
  * The parent's side of spec->keep_work: take the /work descriptor init sent on the "go" socket

@@ -58,11 +58,17 @@ const char **sbx_build_env(const char *const *extra);
 int sbx_slot_acquire(const char *lock_dir, unsigned *slot, int *lock_fd, co_err *err)
     __attribute__((warn_unused_result));
 
+/** A set of namespace descriptors for one sandbox; -1 where absent. */
+struct sbx_nsset {
+    int net, ipc, uts;
+};
+
 /**
- * A fresh network namespace from the pool filled by sbx_prewarm(): an fd the caller owns, or -1
- * when the pool is empty and none is being made (the caller then creates one with clone()).
+ * Fresh network, IPC and UTS namespaces from the pool filled by sbx_prewarm(), for one sandbox:
+ * 0 with descriptors the caller owns in *@out, or -1 (all -1) when the pool is empty and none is
+ * being made (the caller then makes a network namespace with sbx_netns_create()).
  */
-int sbx_netns_take(void);
+int sbx_nsset_take(struct sbx_nsset *out);
 
 /**
  * Create a fresh network namespace from the calling thread (which returns to its own namespace)

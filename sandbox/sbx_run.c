@@ -218,7 +218,7 @@ struct run {
     /* run_clone */
     pid_t pid; /* init; 0 once reaped elsewhere */
     int pidfd;
-    int netns_fd;
+    struct sbx_nsset ns; /* network "none": the namespaces init enters (ns_via_go) */
     int64_t t0;
     /* run_wait */
     struct stream out, err;
@@ -536,9 +536,9 @@ sbx_fresh_free(void *p, size_t len)
 static void
 run_release(struct run *r)
 {
-    int *fds[] = {&r->lock_fd,  &r->out_r,    &r->out_w,     &r->err_r,    &r->err_w,
-                  &r->status_r, &r->status_w, &r->go_parent, &r->go_child, &r->pidfd,
-                  &r->netns_fd, &r->out.fd,   &r->err.fd,    &r->mnt_fd};
+    int *fds[] = {&r->lock_fd,  &r->out_r,     &r->out_w,    &r->err_r, &r->err_w,  &r->status_r,
+                  &r->status_w, &r->go_parent, &r->go_child, &r->pidfd, &r->ns.net, &r->ns.ipc,
+                  &r->ns.uts,   &r->out.fd,    &r->err.fd,   &r->mnt_fd};
     for (size_t i = 0; i < CO_ARRAY_LEN(fds); i++)
         close_fd(fds[i]);
     if (r->file_fds) {
@@ -656,7 +656,7 @@ run_prepare(struct run *r, co_err *err)
     c->keep[c->n_keep++] = c->go_r;
     for (int i = 0; i < r->cg->n_dirs; i++)
         c->keep[c->n_keep++] = r->cg->join_dirfd[i];
-    c->netns_via_go = spec->network == SBX_NET_NONE;
+    c->ns_via_go = spec->network == SBX_NET_NONE;
     c->mnt_template_fd = -1;
     if (use_mnt_template(r)) {
         /* Without one (the helper failed), init builds the root itself, as before. */
@@ -716,7 +716,7 @@ run_prepare(struct run *r, co_err *err)
         c->dev_flags = locked_mount_flags("/dev/null");
         for (int i = 0; i < r->img->n_binds; i++)
             c->bind_flags[i] = locked_mount_flags(r->img->bind_src[i]);
-        c->netns_via_go = false; /* the clone makes it, inside the user namespace */
+        c->ns_via_go = false; /* the clone makes them, inside the user namespace */
         /* The user namespace of this process's sandboxes (borrowed). */
         if (sbx_userns_shared(r->uns, &r->userns_fd, err) < 0)
             return internal(res, err, "user_namespace", 0);
@@ -748,11 +748,11 @@ run_clone(struct run *r, co_err *err)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     r->t0 = co_mono_ns();
-    unsigned long flags = CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | SIGCHLD;
+    unsigned long flags = CLONE_NEWPID | SIGCHLD;
     if (c->mnt_template_fd < 0)
         flags |= CLONE_NEWNS; /* else init enters a copy of the template */
-    if (!c->netns_via_go)
-        flags |= CLONE_NEWNET; /* loopback: made here, the child brings "lo" up */
+    if (!c->ns_via_go)        /* loopback: made here, the child brings "lo" up */
+        flags |= CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS;
     /* CLONE_PIDFD: the parent learns of init's exit by polling a pidfd (no pid reuse race). */
     long pid;
     int clone_errno;
@@ -786,21 +786,22 @@ run_clone(struct run *r, co_err *err)
         return internal(r->res, err, "cgroup", 0);
     }
     /*
-     * Network "none": a fresh namespace from the pool (made in parallel since the caller's
-     * sbx_prewarm()), or made now while the child is still building its root.  Without one the
-     * child is killed: it never runs in the host's namespace.
+     * Network "none": fresh network, IPC and UTS namespaces from the pool (made in parallel
+     * since the caller's sbx_prewarm()), or a network namespace made now while the child is
+     * still building its root (init then makes its IPC and UTS ones).  Without one the child is
+     * killed: it never runs in the host's namespace.
      */
-    if (c->netns_via_go) {
-        r->netns_fd = sbx_netns_take();
-        if (r->netns_fd < 0 && sbx_netns_create(&r->netns_fd, err) < 0) {
-            abort_child(r);
-            return internal(r->res, err, "network_namespace", 0);
-        }
+    if (c->ns_via_go && sbx_nsset_take(&r->ns) < 0 && sbx_netns_create(&r->ns.net, err) < 0) {
+        abort_child(r);
+        return internal(r->res, err, "network_namespace", 0);
     }
-    if (sbx_child_send_go(r->go_parent, r->netns_fd) < 0) {
+    const int go_fds[3] = {r->ns.net, r->ns.ipc, r->ns.uts};
+    if (sbx_child_send_go(r->go_parent, go_fds, 3) < 0) {
         /* The child is gone already: its status tells why. */
     }
-    close_fd(&r->netns_fd);
+    close_fd(&r->ns.net);
+    close_fd(&r->ns.ipc);
+    close_fd(&r->ns.uts);
     if (!r->spec->keep_work)
         close_fd(&r->go_parent); /* else kept for the /work descriptor (run_take_work()) */
     for (size_t i = 0; i < r->spec->n_files; i++)
@@ -1066,7 +1067,7 @@ sbx_run_ex(const struct sbx_spec *spec, const struct sbx_run_opts *opts, struct 
         .userns_fd = -1,
         .mnt_fd = -1,
         .pidfd = -1,
-        .netns_fd = -1,
+        .ns = {-1, -1, -1},
         .out = {.fd = -1},
         .err = {.fd = -1},
     };

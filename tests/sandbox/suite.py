@@ -1182,6 +1182,28 @@ def c_setns(s):
         j.expect_check(k, "EPERM")
 
 
+@case("ipc-uts-namespaces-own")
+def c_ipc_uts(s):
+    # The IPC and UTS namespaces are made ahead of time with the network one (or by init), not
+    # by the clone: the job must still be in fresh ones of its own.  SysV objects it makes stay
+    # there (two jobs each find only their own), and its hostname is the sandbox's.
+    prog = ["sh", "-c", "ipcmk -Q >/dev/null && ipcmk -M 4096 >/dev/null || echo ipcmk-failed; "
+            "echo objects=$(cat /proc/sysvipc/msg /proc/sysvipc/shm | grep -vc key); "
+            "echo host=$(cat /proc/sys/kernel/hostname); "
+            "readlink /proc/self/ns/ipc /proc/self/ns/uts"]
+    for _ in range(2):
+        j = s.job(program=prog, with_attack=False)
+        j.expect_status("ok", 0)
+        out = j.stdout.split()
+        if "objects=2" not in out or "host=cacheout" not in out:
+            fail("SysV objects and hostname", "objects=2 host=cacheout", repr(j.stdout))
+        for kind in ("ipc", "uts"):
+            host = os.readlink("/proc/self/ns/" + kind)
+            mine = [w for w in out if w.startswith(kind + ":[")]
+            if len(mine) != 1 or mine[0] == host:
+                fail("the job's %s namespace" % kind, "its own (not %s)" % host, repr(j.stdout))
+
+
 @case("clone-namespace-flags-denied")
 def c_clone(s):
     j = s.job("clone")

@@ -384,6 +384,47 @@ test_parse_mountinfo(void **state)
     assert_string_equal(unified, "");
 }
 
+/*
+ * The cgroup mounts read with listmount()/statmount() parse to the same layout as this process's
+ * /proc/self/mountinfo (the host's real mounts; on a kernel without them the fast path must say
+ * so, and the caller reads mountinfo).
+ */
+static void
+test_cgroup_mounts_fast_match_mountinfo(void **state)
+{
+    (void)state;
+    char *fast = co_xmalloc(1 << 16), *mi = co_xmalloc(1 << 16);
+    int lines = sbx_cgroup_mounts_fast(fast, 1 << 16);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_read_file("/proc/self/mountinfo", mi, 1 << 16, &err), 0);
+    if (lines < 0) {
+        fprintf(stderr,
+                "SKIP: no listmount()/statmount() with mount options here (errno %d): "
+                "the sandbox reads /proc/self/mountinfo instead\n",
+                errno);
+        free(fast);
+        free(mi);
+        skip();
+    }
+    struct sbx_cgroup_host a, b;
+    char ua[PATH_MAX], ub[PATH_MAX];
+    memset(&a, 0, sizeof(a));
+    memset(&b, 0, sizeof(b));
+    unsigned fa = sbx_cgroup_parse_mountinfo(fast, &a, ua);
+    unsigned fb = sbx_cgroup_parse_mountinfo(mi, &b, ub);
+    assert_int_equal(fa, fb);
+    assert_string_equal(ua, ub);
+    for (int c = 0; c < SBX_CG_NCTRL; c++)
+        assert_string_equal(a.v1[c], b.v1[c]);
+    /* One line per cgroup mount, as many as mountinfo has. */
+    int n_mi = 0;
+    for (const char *p = mi; (p = strstr(p, " - cgroup")); p++)
+        n_mi++;
+    assert_int_equal(lines, n_mi);
+    free(fast);
+    free(mi);
+}
+
 /* A v1 tree: one folder per hierarchy (cpu and cpuacct joint when @joint). */
 static void
 make_v1_tree(struct sbx_cgroup_host *h, bool joint, const char *unified)
@@ -641,6 +682,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_v2_leftover_is_replaced, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v2_fails_closed, setup_tree, teardown_tree),
         cmocka_unit_test(test_parse_mountinfo),
+        cmocka_unit_test(test_cgroup_mounts_fast_match_mountinfo),
         cmocka_unit_test_setup_teardown(test_v1_hybrid_job_cgroup, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_joint_cpu_cpuacct, setup_tree, teardown_tree),
         cmocka_unit_test_setup_teardown(test_v1_blkio_weight, setup_tree, teardown_tree),

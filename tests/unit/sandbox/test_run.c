@@ -337,8 +337,10 @@ static void *
 prewarm_job_run(void *arg)
 {
     struct prewarm_job *j = arg;
-    const char *argv[] = {
-        "sh", "-c", "cat /proc/net/dev | tail -n +3; readlink /proc/self/ns/net; sleep 0.5", NULL};
+    const char *argv[] = {"sh", "-c",
+                          "cat /proc/net/dev | tail -n +3; readlink /proc/self/ns/net "
+                          "/proc/self/ns/ipc /proc/self/ns/uts; sleep 0.5",
+                          NULL};
     struct sbx_spec spec;
     sbx_spec_init(&spec);
     spec.argv = argv;
@@ -357,10 +359,11 @@ test_prewarmed_namespaces(void **state)
     struct timespec ts = {0, 50 * 1000 * 1000};
     nanosleep(&ts, NULL);
     /*
-     * Two jobs at once see a network namespace with only a down "lo", and not the same one.  They
-     * overlap (each sleeps after printing) so that both namespaces exist at the same time: jobs
-     * run one after the other could show the same inode number for two different namespaces,
-     * because the kernel reuses the number of a freed one.
+     * Two jobs at once see a network namespace with only a down "lo", and not the same one, nor
+     * the same IPC or UTS namespace (the pool makes the three together), none of them the host's.
+     * They overlap (each sleeps after printing) so that both namespaces exist at the same time:
+     * jobs run one after the other could show the same inode number for two different
+     * namespaces, because the kernel reuses the number of a freed one.
      */
     struct prewarm_job pa = {0}, pb = {0};
     pthread_t ta, tb;
@@ -375,17 +378,64 @@ test_prewarmed_namespaces(void **state)
     assert_int_equal(b.status, SBX_OK);
     assert_non_null(strstr(a.stdout_data, "lo:"));
     assert_null(strstr(a.stdout_data, "eth"));
-    const char *na = strstr(a.stdout_data, "net:["), *nb = strstr(b.stdout_data, "net:[");
-    assert_non_null(na);
-    assert_non_null(nb);
-    assert_string_not_equal(na, nb);
-    char host[64] = "";
-    ssize_t n = readlink("/proc/self/ns/net", host, sizeof(host) - 1);
-    assert_true(n > 0);
-    host[n] = '\0';
-    assert_null(strstr(a.stdout_data, host));
+    static const char *const kinds[] = {"net", "ipc", "uts"};
+    for (size_t k = 0; k < 3; k++) {
+        char tag[16], host[64] = "", path[32];
+        snprintf(tag, sizeof(tag), "%s:[", kinds[k]);
+        const char *na = strstr(a.stdout_data, tag), *nb = strstr(b.stdout_data, tag);
+        assert_non_null(na);
+        assert_non_null(nb);
+        size_t la = strcspn(na, "\n"), lb = strcspn(nb, "\n");
+        assert_false(la == lb && memcmp(na, nb, la) == 0);
+        snprintf(path, sizeof(path), "/proc/self/ns/%s", kinds[k]);
+        ssize_t n = readlink(path, host, sizeof(host) - 1);
+        assert_true(n > 0);
+        host[n] = '\0';
+        assert_null(strstr(a.stdout_data, host));
+        assert_null(strstr(b.stdout_data, host));
+    }
     sbx_result_release(&a);
     sbx_result_release(&b);
+}
+
+/*
+ * The IPC and UTS namespaces come from the pool too (sbx_prewarm()): each job gets fresh ones.
+ * A job leaves SysV objects behind (a message queue, a shared memory segment and a semaphore
+ * set outlive their process within their namespace) and names itself; the next jobs find no
+ * object and the sandbox's hostname.  A namespace handed to two jobs, or a job left in the
+ * host's, would show the first job's objects.
+ */
+static void
+test_prewarmed_ipc_uts_fresh(void **state)
+{
+    need_root(state);
+    co_err err = CO_ERR_INIT;
+    assert_int_equal(sbx_prewarm(2, true, &err), 0);
+    assert_int_equal(sbx_async_cleanup(&err), 0);
+    const char *argv[] = {
+        "sh",
+        "-c",
+        "if [ \"$1\" = make ]; then ipcmk -Q >/dev/null && ipcmk -M 4096 >/dev/null && "
+        "ipcmk -S 1 >/dev/null || echo ipcmk-failed; fi; "
+        "echo objects=$(cat /proc/sysvipc/msg /proc/sysvipc/shm /proc/sysvipc/sem | grep -vc key); "
+        "echo host=$(cat /proc/sys/kernel/hostname)",
+        "sh",
+        "make",
+        NULL};
+    struct sbx_spec spec;
+    sbx_spec_init(&spec);
+    spec.argv = argv;
+    for (int i = 0; i < 4; i++) {
+        argv[4] = i % 2 == 0 ? "make" : "look";
+        struct sbx_result r;
+        run_ok(&spec, &r);
+        assert_int_equal(r.status, SBX_OK);
+        assert_non_null(r.stdout_data);
+        assert_null(strstr(r.stdout_data, "ipcmk-failed"));
+        assert_non_null(strstr(r.stdout_data, i % 2 == 0 ? "objects=3\n" : "objects=0\n"));
+        assert_non_null(strstr(r.stdout_data, "host=cacheout\n"));
+        sbx_result_release(&r);
+    }
 }
 
 /* Run @spec until it gets @slot (the janitor keeps the slot's cgroup a moment after a run). */
@@ -527,7 +577,10 @@ test_mount_template_copies_are_fresh(void **state)
         "print('wrote=%s' % ','.join(wrote))\n"
         "print('mounts=%d' % len(mounts))\n"
         "print('cmdline=%s' % ','.join(cmdline))\n"
-        "print('pid=%d' % os.getpid())\n";
+        "print('pid=%d' % os.getpid())\n"
+        "dev = [l.split()[5].split(',')[0] for l in mounts if l.split()[4] in ('/dev', "
+        "'/dev/shm')]\n"
+        "print('dev=%s' % ','.join(dev))\n";
     const char *argv[] = {"python3", "-c", probe, NULL};
     struct sbx_spec spec;
     sbx_spec_init(&spec);
@@ -553,8 +606,11 @@ test_mount_template_copies_are_fresh(void **state)
             memcpy(first_mounts, mounts, n + 1);
         else
             assert_string_equal(mounts, first_mounts);
-        if (!rootless_run())
+        if (!rootless_run()) {
             assert_non_null(strstr(out, "cmdline=tmpfs\n"));
+            /* The template's /dev is read-only; each copy mounts its own /dev/shm on it. */
+            assert_non_null(strstr(out, "dev=ro,rw\n"));
+        }
         sbx_result_release(&r);
     }
 }
@@ -966,6 +1022,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_concurrent_threads_get_distinct_uids),
         cmocka_unit_test(test_network_namespace_without_pool),
         cmocka_unit_test(test_prewarmed_namespaces),
+        cmocka_unit_test(test_prewarmed_ipc_uts_fresh),
         cmocka_unit_test(test_recycled_cgroup_starts_clean),
         cmocka_unit_test(test_recycled_cgroup_same_limits),
         cmocka_unit_test(test_mount_template_copies_are_fresh),
