@@ -20,8 +20,9 @@
  * hub with its hooks, then the scheduler, the lease reaper and reconciliation on it;
  * LWS_CALLBACK_PROTOCOL_DESTROY stops them and the hub (after lws closed every session).  The
  * hub, and with it the protocol's state, is freed once the database items still in flight
- * completed.  A session (struct agent_sess) is created at ESTABLISHED, leaves the hub at CLOSED,
- * and is freed when the last database item about it completed.
+ * completed.  A session (struct agent_sess, with its protocol part struct agent_conn) is created
+ * at ESTABLISHED, leaves the hub at CLOSED, and is freed when the last database item about it
+ * completed (the hub frees the protocol part through the conn_free hook).
  */
 #include "coord_agent.h"
 
@@ -53,6 +54,13 @@ proto_kick(void *ud)
         coord_sched_kick(p->sched);
 }
 
+/* The quarantined hook: the scheduler asks reconciliation's table through the hub. */
+static bool
+proto_quarantined(const char *worker_id)
+{
+    return coord_quarantine_check(worker_id, NULL, 0);
+}
+
 static void
 proto_release(void *ud)
 {
@@ -62,6 +70,7 @@ proto_release(void *ud)
 }
 
 static void coord_agent_close(struct agent_sess *s, int code, const char *reason);
+static void conn_free(struct agent_conn *c);
 static void coord_agent_moved(struct agent_sess *s, const co_err *err);
 
 /* The hub, the modules on it and the hooks between them (PROTOCOL_INIT). */
@@ -76,6 +85,8 @@ proto_start(const struct coord_agent_env *env, struct lws_context *ctx)
         .send_cancel = coord_agent_send_cancel,
         .close = coord_agent_close,
         .moved = coord_agent_moved,
+        .quarantined = proto_quarantined,
+        .conn_free = conn_free,
         .release = proto_release,
     };
     struct coord_agents *hub =
@@ -141,16 +152,63 @@ coord_agents_of_vhost(struct lws_vhost *vhost)
 /* ------------------------------------------------------------------------------------------ */
 /* sending                                                                                    */
 
+/* ------------------------------------------------------------------------------------------ */
+/* the protocol's part of a session                                                           */
+
+static struct agent_conn *
+conn_new(const struct coord_agent_pss *pss)
+{
+    struct agent_conn *c = co_xcalloc(1, sizeof(*c));
+    c->agent_peak_cores = c->agent_peak_ram_mb = -1;
+    co_buf_init(&c->rx);
+    c->upgrade_agent_token = pss->agent_token;
+    co_strlcpy(c->peer, pss->peer, sizeof(c->peer));
+    co_strlcpy(c->key_hash, pss->key_hash, sizeof(c->key_hash));
+    return c;
+}
+
+static void
+frames_free(struct agent_conn *c)
+{
+    struct agent_frame *f = c->out_head;
+    while (f) {
+        struct agent_frame *next = f->next;
+        free(f);
+        f = next;
+    }
+    c->out_head = c->out_tail = NULL;
+    c->out_frames = c->out_bytes = 0;
+}
+
+void
+coord_agent_free_frames(struct agent_sess *s)
+{
+    frames_free(s->conn);
+}
+
+/* The hub's conn_free hook: the session's last reference went. */
+static void
+conn_free(struct agent_conn *c)
+{
+    frames_free(c);
+    for (size_t i = 0; i < c->n_parked; i++)
+        proto_msg_release(&c->parked[i]);
+    free(c->parked);
+    co_buf_release(&c->rx);
+    free(c);
+}
+
 /* Queue @len bytes of @text as one text message; closes the session when its queue is full. */
 void
 coord_agent_queue_text(struct agent_sess *s, const char *text, size_t len)
 {
-    if (!s->wsi || s->close_code)
+    if (!s->wsi || s->conn->close_code)
         return;
-    if (s->out_frames >= AGENT_OUT_MAX_FRAMES || s->out_bytes + len > AGENT_OUT_MAX_BYTES) {
+    if (s->conn->out_frames >= AGENT_OUT_MAX_FRAMES ||
+        s->conn->out_bytes + len > AGENT_OUT_MAX_BYTES) {
         co_warn("agent send queue full, closing worker=%s frames=%zu bytes=%zu", s->worker_id,
-                s->out_frames, s->out_bytes);
-        agent_sess_free_frames(s);
+                s->conn->out_frames, s->conn->out_bytes);
+        coord_agent_free_frames(s);
         agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
         return;
     }
@@ -158,13 +216,13 @@ coord_agent_queue_text(struct agent_sess *s, const char *text, size_t len)
     f->next = NULL;
     f->len = len;
     memcpy(f->buf + LWS_PRE, text, len);
-    if (s->out_tail)
-        s->out_tail->next = f;
+    if (s->conn->out_tail)
+        s->conn->out_tail->next = f;
     else
-        s->out_head = f;
-    s->out_tail = f;
-    s->out_frames++;
-    s->out_bytes += len;
+        s->conn->out_head = f;
+    s->conn->out_tail = f;
+    s->conn->out_frames++;
+    s->conn->out_bytes += len;
     lws_callback_on_writable(s->wsi);
 }
 
@@ -202,12 +260,12 @@ coord_agent_send_error(struct agent_sess *s, const char *code, const struct prot
 static void
 coord_agent_close(struct agent_sess *s, int code, const char *reason)
 {
-    if (!s->wsi || s->close_code)
+    if (!s->wsi || s->conn->close_code)
         return;
-    s->close_code = code;
-    co_strlcpy(s->close_reason, reason, sizeof(s->close_reason));
+    s->conn->close_code = code;
+    co_strlcpy(s->conn->close_reason, reason, sizeof(s->conn->close_reason));
     s->state = AS_CLOSING;
-    agent_hub_changed(s->hub);
+    agent_hub_changed(s->hub, s);
     lws_callback_on_writable(s->wsi);
 }
 
@@ -237,10 +295,10 @@ coord_agent_handle(struct agent_sess *s, struct proto_msg *m)
         if (s->state == AS_READY || s->state == AS_HELLO_DB)
             s->hb_dirty = true;
         /* The agent's own view of its use (absent fields are -1), for the logs and tests. */
-        if (hb->free_cores >= 0 && s->cores - hb->free_cores > s->agent_peak_cores)
-            s->agent_peak_cores = s->cores - hb->free_cores;
-        if (hb->free_ram_mb >= 0 && s->ram_mb - hb->free_ram_mb > s->agent_peak_ram_mb)
-            s->agent_peak_ram_mb = s->ram_mb - hb->free_ram_mb;
+        if (hb->free_cores >= 0 && s->cores - hb->free_cores > s->conn->agent_peak_cores)
+            s->conn->agent_peak_cores = s->cores - hb->free_cores;
+        if (hb->free_ram_mb >= 0 && s->ram_mb - hb->free_ram_mb > s->conn->agent_peak_ram_mb)
+            s->conn->agent_peak_ram_mb = s->ram_mb - hb->free_ram_mb;
         return;
     }
     case PROTO_MSG_ERROR:
@@ -256,12 +314,13 @@ coord_agent_handle(struct agent_sess *s, struct proto_msg *m)
     case PROTO_MSG_JOB_ARTIFACTS:
         if (s->state == AS_HELLO_DB) {
             /* Keep it until the worker's jobs are known (the welcome). */
-            if (s->n_parked >= AGENT_PARK_MAX) {
+            if (s->conn->n_parked >= AGENT_PARK_MAX) {
                 agent_sess_close(s, LWS_CLOSE_STATUS_POLICY_VIOLATION, "too many messages");
                 return;
             }
-            s->parked = co_xreallocarray(s->parked, s->n_parked + 1, sizeof(*s->parked));
-            s->parked[s->n_parked++] = *m;
+            s->conn->parked =
+                co_xreallocarray(s->conn->parked, s->conn->n_parked + 1, sizeof(*s->conn->parked));
+            s->conn->parked[s->conn->n_parked++] = *m;
             memset(m, 0, sizeof(*m));
             return;
         }
@@ -411,13 +470,13 @@ filter_connection(struct coord_agents *hub, struct lws *wsi, struct coord_agent_
 static int
 sess_writeable(struct agent_sess *s, struct lws *wsi)
 {
-    struct agent_frame *f = s->out_head;
+    struct agent_frame *f = s->conn->out_head;
     if (f) {
-        s->out_head = f->next;
-        if (!s->out_head)
-            s->out_tail = NULL;
-        s->out_frames--;
-        s->out_bytes -= f->len;
+        s->conn->out_head = f->next;
+        if (!s->conn->out_head)
+            s->conn->out_tail = NULL;
+        s->conn->out_frames--;
+        s->conn->out_bytes -= f->len;
         int n = lws_write(wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
         size_t want = f->len;
         free(f);
@@ -425,13 +484,13 @@ sess_writeable(struct agent_sess *s, struct lws *wsi)
             co_warn("agent write failed worker=%s", s->worker_id);
             return -1;
         }
-        if (s->out_head || s->close_code)
+        if (s->conn->out_head || s->conn->close_code)
             lws_callback_on_writable(wsi);
         return 0;
     }
-    if (s->close_code) {
-        lws_close_reason(wsi, (enum lws_close_status)s->close_code,
-                         (unsigned char *)s->close_reason, strlen(s->close_reason));
+    if (s->conn->close_code) {
+        lws_close_reason(wsi, (enum lws_close_status)s->conn->close_code,
+                         (unsigned char *)s->conn->close_reason, strlen(s->conn->close_reason));
         return -1;
     }
     return 0;
@@ -443,7 +502,7 @@ sess_closed(struct agent_sess *s)
     struct coord_agents *hub = s->hub;
     s->wsi = NULL;
     agent_hub_sess_remove(hub, s);
-    agent_hub_changed(hub);
+    agent_hub_changed(hub, s);
     size_t n_jobs = s->n_jobs;
     /*
      * Its jobs stay in the store: a reconnect keeps those the agent still runs and releases the
@@ -451,16 +510,16 @@ sess_closed(struct agent_sess *s)
      */
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
-    if (s->counted && hub->metrics)
+    if (s->conn->counted && hub->metrics)
         atomic_fetch_sub(&hub->metrics->agents_connected, 1);
-    s->counted = false;
+    s->conn->counted = false;
     co_info("agent disconnected worker=%s jobs=%zu peak_cores=%lld peak_ram_mb=%lld "
             "agent_peak_cores=%lld agent_peak_ram_mb=%lld",
             s->worker_id[0] ? s->worker_id : "-", n_jobs, (long long)s->peak_cores,
-            (long long)s->peak_ram_mb, (long long)s->agent_peak_cores,
-            (long long)s->agent_peak_ram_mb);
-    bool welcomed =
-        !s->refused && (s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB);
+            (long long)s->peak_ram_mb, (long long)s->conn->agent_peak_cores,
+            (long long)s->conn->agent_peak_ram_mb);
+    bool welcomed = !s->conn->refused &&
+                    (s->state == AS_READY || s->state == AS_CLOSING || s->state == AS_HELLO_DB);
     s->state = AS_CLOSING;
     if (welcomed && s->worker_id[0] && !agent_hub_find_worker(hub, s->worker_id, s) && !hub->dead) {
         struct offline_item *it = co_xcalloc(1, sizeof(*it));
@@ -525,9 +584,7 @@ agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
         if (!hub || hub->dead)
             return -1;
         struct agent_sess *s = agent_hub_sess_new(hub, wsi);
-        s->upgrade_agent_token = pss->agent_token;
-        co_strlcpy(s->peer, pss->peer, sizeof(s->peer));
-        co_strlcpy(s->key_hash, pss->key_hash, sizeof(s->key_hash));
+        s->conn = conn_new(pss);
         pss->s = s;
         return 0;
     }
@@ -535,17 +592,17 @@ agent_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, vo
         struct agent_sess *s = pss ? pss->s : NULL;
         if (!s || !s->wsi)
             return -1;
-        if (s->rx.len + len > PROTO_MSG_MAX) {
+        if (s->conn->rx.len + len > PROTO_MSG_MAX) {
             co_warn("agent message too large worker=%s", s->worker_id);
             lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                              (unsigned char *)"message too large", 17);
             return -1;
         }
-        co_buf_append(&s->rx, in, len);
+        co_buf_append(&s->conn->rx, in, len);
         if (!lws_is_final_fragment(wsi))
             return 0;
-        sess_on_message(s, s->rx.data ? s->rx.data : "", s->rx.len);
-        co_buf_reset(&s->rx);
+        sess_on_message(s, s->conn->rx.data ? s->conn->rx.data : "", s->conn->rx.len);
+        co_buf_reset(&s->conn->rx);
         return 0;
     }
     case LWS_CALLBACK_SERVER_WRITEABLE: {

@@ -98,7 +98,7 @@ recheck_done(void *arg)
     } else if (it->rc == 0) {
         co_warn("agent disconnected: its key was revoked or its user disabled worker=%s key=%s "
                 "owner=%s",
-                s->worker_id, s->principal.key_id, s->principal.user_id);
+                s->worker_id, s->conn->principal.key_id, s->conn->principal.user_id);
         coord_agent_send_error(s, PROTO_ERR_UNAUTHORIZED, NULL, "key revoked or user disabled");
         agent_sess_close(s, PROTO_CLOSE_KEY_REJECTED, "key rejected");
     }
@@ -116,17 +116,17 @@ hub_recheck_keys(struct coord_agents *hub, enum coord_event_kind kind, const cha
 {
     for (size_t i = 0; i < hub->n_sess; i++) {
         struct agent_sess *s = hub->sess[i];
-        if (!s->wsi || s->principal.cred != COORD_CRED_KEY || !s->key_hash[0] ||
+        if (!s->wsi || s->conn->principal.cred != COORD_CRED_KEY || !s->conn->key_hash[0] ||
             s->state == AS_CLOSING)
             continue;
         /* A hello still being checked has no key_id yet: it is checked against the store now. */
-        bool hit = kind == COORD_EVENT_KEY ? strcmp(s->principal.key_id, id) == 0
-                                           : strcmp(s->principal.user_id, id) == 0;
+        bool hit = kind == COORD_EVENT_KEY ? strcmp(s->conn->principal.key_id, id) == 0
+                                           : strcmp(s->conn->principal.user_id, id) == 0;
         if (!hit && s->state != AS_HELLO_DB)
             continue;
         struct recheck_item *it = co_xcalloc(1, sizeof(*it));
         it->s = s;
-        co_strlcpy(it->key_hash, s->key_hash, sizeof(it->key_hash));
+        co_strlcpy(it->key_hash, s->conn->key_hash, sizeof(it->key_hash));
         agent_sess_ref(s);
         if (agent_hub_submit(hub, COORD_DB_READ, recheck_work, recheck_done, it) < 0) {
             agent_sess_unref(s);

@@ -247,7 +247,7 @@ hello_settle_older(struct agent_sess *s, bool accepted)
             agent_sess_close(o, LWS_CLOSE_STATUS_GOINGAWAY, "replaced by a new connection");
         } else if (!checking) {
             o->superseded = false;
-            agent_hub_changed(hub);
+            agent_hub_changed(hub, o);
         }
     }
     if (!accepted)
@@ -260,7 +260,7 @@ sess_auth_failed(struct agent_sess *s)
 {
     struct coord_limits *limits = agent_proto_of(s->hub)->limits;
     if (limits)
-        coord_limits_auth_failed(limits, s->peer, co_mono_ms());
+        coord_limits_auth_failed(limits, s->conn->peer, co_mono_ms());
 }
 
 /* Refuse a hello whose credential or worker id is not acceptable (CO_E_AUTH, CO_E_FORBIDDEN). */
@@ -269,7 +269,7 @@ hello_refuse(struct agent_sess *s, const co_err *err)
 {
     co_warn("agent refused worker=%s owner=%s error=\"%s\"", s->worker_id[0] ? s->worker_id : "-",
             s->owner_id[0] ? s->owner_id : "-", err->msg);
-    s->refused = true;
+    s->conn->refused = true;
     if (err->code == CO_E_FORBIDDEN) {
         coord_agent_send_error(s, PROTO_ERR_FORBIDDEN, NULL, "%s", err->msg);
         agent_sess_close(s, PROTO_CLOSE_FORBIDDEN, "forbidden");
@@ -310,13 +310,13 @@ hello_done(void *arg)
         goto out;
     }
     if (it->key_hash[0]) {
-        s->principal = it->principal;
+        s->conn->principal = it->principal;
         co_strlcpy(s->owner_id, it->principal.user_id, sizeof(s->owner_id));
     }
     hello_settle_older(s, true);
     s->session_epoch = it->epoch;
     s->state = AS_READY;
-    agent_hub_changed(hub);
+    agent_hub_changed(hub, s);
     while (s->n_jobs > 0)
         agent_sess_remove_job(s, s->jobs[s->n_jobs - 1].job_id);
     s->free_cores = s->cores;
@@ -350,19 +350,19 @@ hello_done(void *arg)
             zombies++;
         }
     }
-    if (hub->metrics && !s->counted) {
+    if (hub->metrics && !s->conn->counted) {
         atomic_fetch_add(&hub->metrics->agents_connected, 1);
-        s->counted = true;
+        s->conn->counted = true;
     }
     co_info("agent welcomed worker=%s owner=%s cores=%lld ram_mb=%lld jobs=%zu released=%zu "
             "cancelled=%zu",
             s->worker_id, s->owner_id, (long long)s->cores, (long long)s->ram_mb, s->n_jobs,
             released, zombies);
     /* Messages that arrived while the hello was being stored. */
-    struct proto_msg *parked = s->parked;
-    size_t n_parked = s->n_parked;
-    s->parked = NULL;
-    s->n_parked = 0;
+    struct proto_msg *parked = s->conn->parked;
+    size_t n_parked = s->conn->n_parked;
+    s->conn->parked = NULL;
+    s->conn->n_parked = 0;
     for (size_t i = 0; i < n_parked; i++) {
         if (s->wsi && s->state == AS_READY)
             coord_agent_handle(s, &parked[i]);
@@ -381,7 +381,8 @@ out:
  * header, or a "co_" token in the hello) is looked up later with the hello's write; the shared
  * AGENT_TOKEN (header or hello token) stands for AGENT_TOKEN_OWNER whatever owner_id the agent
  * sends; no credential is refused unless OPEN_REGISTRATION (then the declared owner, as in the
- * original).  Fills s->principal and s->owner_id (not for keys); -1 when the session was refused.
+ * original).  Fills s->conn->principal and s->owner_id (not for keys); -1 when the session was
+ * refused.
  */
 static int
 sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
@@ -390,9 +391,9 @@ sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
     const char *want = cfg->agent_token, *got = h->token ? h->token : "";
     bool token_ok =
         want && want[0] && got[0] && co_consttime_eq(got, strlen(got), want, strlen(want));
-    memset(&s->principal, 0, sizeof(s->principal));
+    memset(&s->conn->principal, 0, sizeof(s->conn->principal));
     /* A key at the upgrade wins: the hello's token is then not looked at. */
-    if (!s->key_hash[0] && got[0] && !token_ok) {
+    if (!s->conn->key_hash[0] && got[0] && !token_ok) {
         if (strncmp(got, COORD_KEY_PREFIX, strlen(COORD_KEY_PREFIX)) != 0) {
             co_warn("agent refused: wrong token worker=%s", h->worker_id);
             sess_auth_failed(s);
@@ -400,17 +401,18 @@ sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
             agent_sess_close(s, PROTO_CLOSE_UNAUTHORIZED, "unauthorized");
             return -1;
         }
-        coord_auth_hash(got, strlen(got), s->key_hash);
+        coord_auth_hash(got, strlen(got), s->conn->key_hash);
     }
-    if (s->key_hash[0]) {
-        s->principal.cred = COORD_CRED_KEY;
+    if (s->conn->key_hash[0]) {
+        s->conn->principal.cred = COORD_CRED_KEY;
         s->owner_id[0] = '\0'; /* the key's user, once looked up */
         return 0;
     }
-    if (token_ok || s->upgrade_agent_token) {
-        s->principal.cred = COORD_CRED_AGENT_TOKEN;
-        s->principal.scopes = COORD_SCOPE_SELL;
-        co_strlcpy(s->principal.user_id, cfg->agent_token_owner, sizeof(s->principal.user_id));
+    if (token_ok || s->conn->upgrade_agent_token) {
+        s->conn->principal.cred = COORD_CRED_AGENT_TOKEN;
+        s->conn->principal.scopes = COORD_SCOPE_SELL;
+        co_strlcpy(s->conn->principal.user_id, cfg->agent_token_owner,
+                   sizeof(s->conn->principal.user_id));
         co_strlcpy(s->owner_id, cfg->agent_token_owner, sizeof(s->owner_id));
         if (h->owner_id[0] && strcmp(h->owner_id, cfg->agent_token_owner) != 0)
             co_info("agent token: owner_id '%s' ignored, AGENT_TOKEN's agents belong to '%s' "
@@ -419,9 +421,9 @@ sess_hello_credential(struct agent_sess *s, const struct proto_hello *h)
         return 0;
     }
     if (cfg->open_registration) {
-        s->principal.cred = COORD_CRED_OPEN;
+        s->conn->principal.cred = COORD_CRED_OPEN;
         co_strlcpy(s->owner_id, h->owner_id[0] ? h->owner_id : h->worker_id, sizeof(s->owner_id));
-        co_strlcpy(s->principal.user_id, s->owner_id, sizeof(s->principal.user_id));
+        co_strlcpy(s->conn->principal.user_id, s->owner_id, sizeof(s->conn->principal.user_id));
         return 0;
     }
     co_warn("agent refused: no credential worker=%s", h->worker_id);
@@ -464,7 +466,7 @@ coord_agent_on_hello(struct agent_sess *s, struct proto_msg *m)
     for (struct agent_ix_ent *e = agent_ix_first(&hub->workers, s->worker_id); e; e = e->next) {
         if (e->s != s && e->s->wsi && strcmp(e->key, s->worker_id) == 0) {
             e->s->superseded = true;
-            agent_hub_changed(hub);
+            agent_hub_changed(hub, e->s);
         }
     }
     coord_fault_hello_arrived(s->worker_id); /* DEBUG_FAULTS: held claims go on */
@@ -472,7 +474,7 @@ coord_agent_on_hello(struct agent_sess *s, struct proto_msg *m)
     it->s = s;
     co_strlcpy(it->w.worker_id, s->worker_id, sizeof(it->w.worker_id));
     co_strlcpy(it->w.owner_id, s->owner_id, sizeof(it->w.owner_id));
-    co_strlcpy(it->key_hash, s->key_hash, sizeof(it->key_hash));
+    co_strlcpy(it->key_hash, s->conn->key_hash, sizeof(it->key_hash));
     /* The field defaults to the worker id (proto_agent.c): that value says nothing. */
     if (strcmp(h->owner_id, h->worker_id) != 0)
         co_strlcpy(it->declared_owner, h->owner_id, sizeof(it->declared_owner));

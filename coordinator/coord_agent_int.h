@@ -16,9 +16,11 @@
 
 #include <libwebsockets.h>
 
+#include "co_buf.h"
 #include "co_id.h"
 #include "coord_agent.h"
 #include "coord_artifact.h"
+#include "coord_auth.h"
 #include "coord_hub.h"
 #include "coord_limits.h"
 #include "coord_store.h"
@@ -31,6 +33,44 @@ struct coord_reconcile;
 /* Bytes of artifact chunks an agent may have waiting for the database before its connection
  * stops being read (lws_rx_flow_control); reading resumes below half of it. */
 #define COORD_ARTIFACT_PENDING_MAX (8 * 1024 * 1024)
+
+/* Per-session caps: queued outgoing frames and bytes, messages parked during the hello. */
+#define AGENT_OUT_MAX_FRAMES 4096
+#define AGENT_OUT_MAX_BYTES (64 * 1024 * 1024)
+#define AGENT_PARK_MAX 4096
+
+struct agent_frame {
+    struct agent_frame *next;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
+};
+
+/*
+ * The protocol's part of a session (s->conn): what only the files of the protocol use.  Made at
+ * ESTABLISHED with the session, freed with it (the hub's conn_free hook), so a completion that
+ * runs after the close still finds it.
+ */
+struct agent_conn {
+    /* Its credential: the upgrade's or the hello's; the key's hash to check it again later. */
+    struct coord_principal principal;
+    char key_hash[COORD_KEY_HASH_LEN + 1]; /* "" unless a user key */
+    bool upgrade_agent_token;              /* a valid X-Agent-Token header came with the upgrade */
+    bool refused;                          /* its hello was refused: it never owned the worker */
+    char peer[64];            /* the client's address (failed-authentication throttle) */
+    int64_t agent_peak_cores; /* highest use the agent reported in heartbeats, or -1 */
+    int64_t agent_peak_ram_mb;
+    struct co_buf rx; /* fragments of the message being received */
+    struct agent_frame *out_head, *out_tail;
+    size_t out_frames, out_bytes;
+    int close_code; /* > 0: close with this code at the next WRITEABLE */
+    char close_reason[64];
+    bool counted;             /* counted in metrics.agents_connected */
+    struct proto_msg *parked; /* job messages received while the hello was being stored */
+    size_t n_parked;
+    /* Artifacts: chunk bytes waiting for the database; reading is paused above the cap. */
+    size_t art_pending;
+    bool rx_paused;
+};
 
 struct agent_output_sub {
     coord_agent_output_fn fn;
@@ -62,6 +102,8 @@ agent_proto_of(const struct coord_agents *hub)
 
 /* ---- coord_agent.c: sending and dispatch ---- */
 
+/** Free the outgoing frames queued on @s. */
+void coord_agent_free_frames(struct agent_sess *s);
 /** Queue @len bytes of @text as one text message; closes @s when its queue is full. */
 void coord_agent_queue_text(struct agent_sess *s, const char *text, size_t len);
 /** Queue @m on @s (encoded; closes @s when its queue is full). */

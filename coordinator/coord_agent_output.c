@@ -153,9 +153,9 @@ artifact_done(void *arg)
 {
     struct job_item *it = arg;
     struct agent_sess *s = it->s;
-    s->art_pending -= it->len;
-    if (s->rx_paused && s->art_pending < COORD_ARTIFACT_PENDING_MAX / 2) {
-        s->rx_paused = false;
+    s->conn->art_pending -= it->len;
+    if (s->conn->rx_paused && s->conn->art_pending < COORD_ARTIFACT_PENDING_MAX / 2) {
+        s->conn->rx_paused = false;
         if (s->wsi)
             lws_rx_flow_control(s->wsi, 1);
     }
@@ -198,9 +198,9 @@ coord_agent_on_artifact(struct agent_sess *s, struct proto_msg *m)
         it->eof = a->eof;
         it->data = co_steal(&a->data);
         it->len = a->data_len;
-        s->art_pending += it->len;
-        if (!s->rx_paused && s->art_pending > COORD_ARTIFACT_PENDING_MAX && s->wsi) {
-            s->rx_paused = true;
+        s->conn->art_pending += it->len;
+        if (!s->conn->rx_paused && s->conn->art_pending > COORD_ARTIFACT_PENDING_MAX && s->wsi) {
+            s->conn->rx_paused = true;
             lws_rx_flow_control(s->wsi, 0);
         }
         coord_agent_item_submit(it, artifact_work, artifact_done);

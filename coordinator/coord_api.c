@@ -53,45 +53,47 @@ struct route_def {
 #define DELETE COORD_M_DELETE
 #define R COORD_DB_READ
 #define W COORD_DB_WRITE
+#define G COORD_DB_WRITE_GROUP /* a write that may share its COMMIT (coord_api_handle) */
 
 /* Route-level rights are declared here only; handlers check what depends on stored rows. */
 static const struct route_def routes[] = {
     /* prefix, suffix, method, route, auth, self, body, body_optional, lane */
-    {"/submit", NULL, POST, COORD_R_SUBMIT, COORD_AUTH_BUY, false, true, false, W},
+    {"/submit", NULL, POST, COORD_R_SUBMIT, COORD_AUTH_BUY, false, true, false, G},
     {"/jobs", NULL, GET, COORD_R_JOBS, COORD_AUTH_NONE, false, false, false, R},
     {"/jobs/", "", GET, COORD_R_JOB, COORD_AUTH_NONE, false, false, false, R},
     {"/jobs/", "/output", GET, COORD_R_JOB_OUTPUT, COORD_AUTH_BUY, false, false, false, R},
-    {"/jobs/", "/cancel", POST, COORD_R_JOB_CANCEL, COORD_AUTH_BUY, false, false, true, W},
-    {"/register", NULL, POST, COORD_R_REGISTER, COORD_AUTH_AGENT, false, true, false, W},
-    {"/unregister", NULL, POST, COORD_R_UNREGISTER, COORD_AUTH_AGENT, false, true, false, W},
+    {"/jobs/", "/cancel", POST, COORD_R_JOB_CANCEL, COORD_AUTH_BUY, false, false, true, G},
+    {"/register", NULL, POST, COORD_R_REGISTER, COORD_AUTH_AGENT, false, true, false, G},
+    {"/unregister", NULL, POST, COORD_R_UNREGISTER, COORD_AUTH_AGENT, false, true, false, G},
     {"/workers", NULL, GET, COORD_R_WORKERS, COORD_AUTH_NONE, false, false, false, R},
-    {"/task", NULL, GET, COORD_R_TASK, COORD_AUTH_AGENT, false, false, false, W},
-    {"/status", NULL, POST, COORD_R_STATUS, COORD_AUTH_AGENT, false, true, false, W},
+    {"/task", NULL, GET, COORD_R_TASK, COORD_AUTH_AGENT, false, false, false, G},
+    {"/status", NULL, POST, COORD_R_STATUS, COORD_AUTH_AGENT, false, true, false, G},
     {"/credits/", "", GET, COORD_R_CREDITS, COORD_AUTH_ANY, true, false, false, R},
-    {"/credits/", "/grant", POST, COORD_R_GRANT, COORD_AUTH_ADMIN, false, true, false, W},
+    {"/credits/", "/grant", POST, COORD_R_GRANT, COORD_AUTH_ADMIN, false, true, false, G},
     {"/credits/", "/ledger", GET, COORD_R_LEDGER, COORD_AUTH_ANY, true, false, false, R},
     {"/health", NULL, GET, COORD_R_HEALTH, COORD_AUTH_NONE, false, false, false, R},
     {"/debug/invariant", NULL, GET, COORD_R_DEBUG_INVARIANT, COORD_AUTH_ADMIN, false, false, false,
      R},
-    {"/users", NULL, POST, COORD_R_USERS_CREATE, COORD_AUTH_ADMIN, false, true, false, W},
+    {"/users", NULL, POST, COORD_R_USERS_CREATE, COORD_AUTH_ADMIN, false, true, false, G},
     {"/users", NULL, GET, COORD_R_USERS, COORD_AUTH_ADMIN, false, false, false, R},
     {"/users/", "", GET, COORD_R_USER, COORD_AUTH_ANY, true, false, false, R},
-    {"/users/", "", PATCH, COORD_R_USER_PATCH, COORD_AUTH_ADMIN, false, true, false, W},
-    {"/users/", "/keys", POST, COORD_R_KEYS_CREATE, COORD_AUTH_ANY, true, true, false, W},
+    {"/users/", "", PATCH, COORD_R_USER_PATCH, COORD_AUTH_ADMIN, false, true, false, G},
+    {"/users/", "/keys", POST, COORD_R_KEYS_CREATE, COORD_AUTH_ANY, true, true, false, G},
     {"/users/", "/keys", GET, COORD_R_KEYS, COORD_AUTH_ANY, true, false, false, R},
-    {"/keys/", "", DELETE, COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false, false, false, W},
+    {"/keys/", "", DELETE, COORD_R_KEY_REVOKE, COORD_AUTH_ANY, false, false, false, G},
     {"/me", NULL, GET, COORD_R_ME, COORD_AUTH_ANY, false, false, false, R},
     {"/audit", NULL, GET, COORD_R_AUDIT, COORD_AUTH_ADMIN, false, false, false, R},
+    /* Retention runs RETENTION_BATCH-row transactions on purpose: never grouped. */
     {"/debug/retention", NULL, POST, COORD_R_DEBUG_RETENTION, COORD_AUTH_ADMIN, false, true, false,
      W},
     {"/jobs/", "/artifacts", GET, COORD_R_JOB_ARTIFACTS, COORD_AUTH_BUY, false, false, false, R},
     {"/jobs/", "/artifacts.tar.gz", GET, COORD_R_JOB_ARTIFACTS_TGZ, COORD_AUTH_BUY, false, false,
      false, R},
     /* Pricing (coord_price.h): a seller's prices (its owner or an admin: handler), statements. */
-    {"/workers/", "", PATCH, COORD_R_WORKER_PATCH, COORD_AUTH_ANY, false, true, false, W},
+    {"/workers/", "", PATCH, COORD_R_WORKER_PATCH, COORD_AUTH_ANY, false, true, false, G},
     {"/users/", "/statement", GET, COORD_R_STATEMENT, COORD_AUTH_ANY, true, false, false, R},
     {"/users/", "/webhook-secret", POST, COORD_R_WEBHOOK_SECRET, COORD_AUTH_ANY, true, false, true,
-     W},
+     G},
     {"/jobs/", "/deliveries", GET, COORD_R_JOB_DELIVERIES, COORD_AUTH_BUY, false, false, false, R},
     {"/openapi.json", NULL, GET, COORD_R_OPENAPI, COORD_AUTH_NONE, false, false, false, R},
 };
@@ -102,6 +104,7 @@ static const struct route_def routes[] = {
 #undef DELETE
 #undef R
 #undef W
+#undef G
 
 /* /jobs/{id}/artifacts/{path}: the one route whose tail has slashes (checked in the handler). */
 static int
@@ -2099,12 +2102,35 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
     }
 }
 
+/*
+ * The group transaction a write ran in did not commit (coord_db): nothing it wrote was kept, so
+ * whatever it answered becomes the 503 of a database failure and nothing is published.  The
+ * client retries (with its Idempotency-Key, whose record rolled back with the group).
+ */
+static void
+api_group_failed(void *arg, const co_err *err)
+{
+    struct coord_req *r = arg;
+    r->n_changes = 0;
+    r->wrote_state = false;
+    r->idem_replayed = false;
+    r->dispatch_wait_ms = -1;
+    r->retry_after = 0;
+    r->disposition[0] = '\0';
+    coord_req_fail(r, err);
+}
+
 void
 coord_api_handle(struct coord_store *store, struct coord_req *r)
 {
+    /* A write of COORD_DB_WRITE_GROUP may share its COMMIT with the writes queued behind it. */
+    bool grouped = coord_db_group_on_fail(api_group_failed, r);
     /* A POST with an Idempotency-Key runs at most once per key (coord_idem). */
     if (r->method == COORD_M_POST && r->idem_key[0])
         coord_idem_run(store, r, api_dispatch);
     else
         api_dispatch(store, r);
+    /* A failed write keeps nothing of what it did before failing (the group goes on). */
+    if (grouped && r->status >= 500)
+        coord_db_group_discard();
 }

@@ -11,6 +11,20 @@
  * over the database lock); COORD_DB_READ items only read and run on their own threads in
  * parallel.  Any module (HTTP API, scheduler, agent sessions, dashboard) may submit work.
  *
+ * Group commit: COORD_DB_WRITE_GROUP items are writes (the REST API's) that may share one
+ * transaction with the COORD_DB_WRITE_GROUP items queued right behind them, on SQLite (one
+ * writer thread, no row locks; at most group_max per group).  The writer thread opens the group's
+ * transaction, runs each item's work inside a savepoint of its own (a batch the work opens nests
+ * as a savepoint inside it), and COMMITs once when no grouped item is next in the queue; the
+ * completions of the group run after that COMMIT.  An item's own failure stays its own (a failed
+ * store call rolls back only itself; coord_db_group_discard() rolls back all the item did).  If
+ * the COMMIT fails, or the transaction is lost on the way, nothing of the group is kept and every
+ * item's failure answer (coord_db_group_on_fail, which its work must register) runs on the
+ * writer thread before its completion.  The work of a grouped item must not act on what it wrote
+ * outside its completion.  On PostgreSQL (several writer threads, row locks held to the COMMIT:
+ * two groups could take two rows in opposite orders and deadlock) COORD_DB_WRITE_GROUP is
+ * COORD_DB_WRITE: each item runs alone, coord_db_group_on_fail() says so and does nothing.
+ *
  * Threads: work functions on the executor's own threads; completions on the lws service thread;
  * coord_db_submit from any thread (the lws thread, the webhook delivery thread).  Life cycle:
  * main() starts it (coord_db_start: one store per thread) once the migrations ran, before
@@ -20,6 +34,7 @@
 #ifndef COORD_DB_H
 #define COORD_DB_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "co_err.h"
@@ -28,18 +43,24 @@
 struct lws_context;
 struct coord_db;
 
-enum coord_db_lane { COORD_DB_WRITE = 0, COORD_DB_READ, COORD_DB_LANES };
+enum coord_db_lane { COORD_DB_WRITE = 0, COORD_DB_READ, COORD_DB_WRITE_GROUP };
 
 /** Runs on a database thread with that thread's store. */
 typedef void (*coord_db_work_fn)(struct coord_store *store, void *arg);
 /** Runs on the lws service thread after the work (may be NULL). */
 typedef void (*coord_db_done_fn)(void *arg);
+/**
+ * A grouped item's failure answer: its group did not commit (@err: CO_E_UNAVAILABLE), nothing it
+ * wrote was kept.  Runs on the writer thread, before the item's completion.
+ */
+typedef void (*coord_db_fail_fn)(void *arg, const co_err *err);
 
 struct coord_db_options {
     const struct coord_store_config *store; /* copied by each coord_store_open */
     int writers;                            /* threads on the write lane (>= 1) */
     int readers;                            /* threads on the read lane (>= 1) */
     int max_queue;                          /* per lane; submit fails beyond (0 = 10000) */
+    int group_max; /* COORD_DB_WRITE_GROUP items per transaction on SQLite (0 = 32, 1 = none) */
 };
 
 /**
@@ -72,6 +93,29 @@ int64_t coord_db_wakes_saved(struct coord_db *db);
 int coord_db_submit(struct coord_db *db, enum coord_db_lane lane, coord_db_work_fn work,
                     coord_db_done_fn done, void *arg, co_err *err)
     __attribute__((warn_unused_result));
+
+/**
+ * In the work of a COORD_DB_WRITE_GROUP item: @fail(@arg, err) answers the item if its group does
+ * not commit.  Returns false (and keeps nothing) when the item runs alone (PostgreSQL, or not a
+ * grouped item): its own transactions are then final when its store calls return.
+ */
+bool coord_db_group_on_fail(coord_db_fail_fn fail, void *arg);
+
+/**
+ * In the work of a grouped item: roll back everything the item wrote when its work returns (its
+ * answer is an error), the rest of the group going on.  No-op when the item runs alone.
+ */
+void coord_db_group_discard(void);
+
+/**
+ * Tests: called on the writer thread before each group's COMMIT with the group's @items; a
+ * return of -1 fails that COMMIT (rolled back, every item answered as when a COMMIT fails).
+ */
+typedef int (*coord_db_commit_hook_fn)(struct coord_store *store, int items, void *arg);
+void coord_db_set_commit_hook(struct coord_db *db, coord_db_commit_hook_fn fn, void *arg);
+
+/** Group transactions committed or failed since start, and the items they held. */
+void coord_db_group_stats(struct coord_db *db, int64_t *groups, int64_t *items);
 
 /** Run the completions of finished items (lws thread only).  Returns how many ran. */
 int coord_db_drain_completions(struct coord_db *db);

@@ -43,6 +43,9 @@ agent_hub_new(const struct coord_config *cfg, struct coord_db *db, struct coord_
 static void
 hub_free_now(struct coord_agents *hub)
 {
+    for (size_t i = 0; i < hub->n_changed; i++)
+        agent_sess_unref(hub->changed[i]);
+    free(hub->changed);
     agent_ix_free(&hub->jobs);
     agent_ix_free(&hub->workers);
     free(hub->sess);
@@ -500,6 +503,33 @@ agent_hub_find_worker(struct coord_agents *hub, const char *worker_id,
     return agent_hub_worker_first(hub, worker_id, not, sess_welcomed_live, NULL);
 }
 
+void
+agent_hub_changed(struct coord_agents *hub, struct agent_sess *s)
+{
+    hub->open_gen++;
+    if (!s || s->queued_changed)
+        return;
+    if (hub->n_changed == hub->cap_changed) {
+        hub->cap_changed = hub->cap_changed ? hub->cap_changed * 2 : 64;
+        hub->changed = co_xreallocarray(hub->changed, hub->cap_changed, sizeof(*hub->changed));
+    }
+    s->queued_changed = true;
+    agent_sess_ref(s);
+    hub->changed[hub->n_changed++] = s;
+}
+
+size_t
+agent_hub_take_changed(struct coord_agents *hub, struct agent_sess ***out)
+{
+    size_t n = hub->n_changed;
+    *out = hub->changed;
+    for (size_t i = 0; i < n; i++)
+        hub->changed[i]->queued_changed = false;
+    hub->changed = NULL;
+    hub->n_changed = hub->cap_changed = 0;
+    return n;
+}
+
 bool
 agent_hub_holds_job(struct coord_agents *hub, const char *job_id)
 {
@@ -519,8 +549,7 @@ agent_hub_sess_new(struct coord_agents *hub, struct lws *wsi)
     s->serial = hub->next_serial++;
     s->state = AS_AWAIT_HELLO;
     s->last_seen_ms = co_mono_ms();
-    s->agent_peak_cores = s->agent_peak_ram_mb = -1;
-    co_buf_init(&s->rx);
+    s->conn_free = hub->hooks.conn_free;
     hub_add_sess(hub, s);
     return s;
 }
@@ -538,36 +567,12 @@ agent_sess_ref(struct agent_sess *s)
 }
 
 void
-agent_sess_free_frames(struct agent_sess *s)
-{
-    struct agent_frame *f = s->out_head;
-    while (f) {
-        struct agent_frame *next = f->next;
-        free(f);
-        f = next;
-    }
-    s->out_head = s->out_tail = NULL;
-    s->out_frames = s->out_bytes = 0;
-}
-
-static void
-sess_free_parked(struct agent_sess *s)
-{
-    for (size_t i = 0; i < s->n_parked; i++)
-        proto_msg_release(&s->parked[i]);
-    free(s->parked);
-    s->parked = NULL;
-    s->n_parked = 0;
-}
-
-void
 agent_sess_unref(struct agent_sess *s)
 {
     if (--s->refs > 0)
         return;
-    agent_sess_free_frames(s);
-    sess_free_parked(s);
-    co_buf_release(&s->rx);
+    if (s->conn && s->conn_free)
+        s->conn_free(s->conn);
     for (size_t i = 0; i < s->n_images; i++)
         free(s->images[i]);
     free(s->images);
@@ -677,4 +682,10 @@ agent_sess_moved(struct agent_sess *s, const co_err *err)
 {
     if (s->hub->hooks.moved)
         s->hub->hooks.moved(s, err);
+}
+
+bool
+agent_hub_quarantined(struct coord_agents *hub, const char *worker_id)
+{
+    return hub->hooks.quarantined && hub->hooks.quarantined(worker_id);
 }

@@ -3,14 +3,16 @@
  * (coord_sched), the lease reaper (coord_lease) and reconciliation (coord_reconcile), which all
  * call down into it:
  *  - the sessions (struct agent_sess, one per agent connection, reference-counted) and the jobs
- *    each holds, with their capacity (cores, RAM) counted against the session;
+ *    each holds, with their capacity (cores, RAM) counted against the session; a session's
+ *    protocol part (struct agent_conn: credential, buffers, close) is opaque here;
  *  - two indexes of the live sessions: by the job ids they hold, by worker id;
  *  - the write lanes (agent_hub_write): ordered, batched database writes per job or worker;
  *  - publishing to the change feed as the hub's own (agent_hub_publish), and agent_hub_changed(),
- *    the generation of the open sessions the scheduler rebuilds its fit from.
+ *    the sessions changed since the scheduler last brought its fit and board up to date.
  * The hub calls nothing above it: what must reach up (a scheduling pass, sending or closing on a
- * session) goes through the hooks (struct agent_hub_hooks) that coord_agent.c registers when it
- * creates the hub.
+ * session, freeing a session's protocol part) or across (the scheduler's question to
+ * reconciliation's quarantine) goes through the hooks (struct agent_hub_hooks) that coord_agent.c
+ * registers when it creates the hub.
  *
  * Thread: everything here lives on the lws service thread and is never touched from a database
  * thread; the work functions given to agent_hub_submit/agent_hub_write run on database threads
@@ -30,9 +32,7 @@
 
 #include <libwebsockets.h>
 
-#include "co_buf.h"
 #include "co_id.h"
-#include "coord_auth.h"
 #include "coord_config.h"
 #include "coord_db.h"
 #include "coord_events.h"
@@ -42,11 +42,6 @@
 struct lws;
 struct lws_context;
 struct coord_job;
-
-/* Per-session caps: queued outgoing frames and bytes, messages parked during the hello. */
-#define AGENT_OUT_MAX_FRAMES 4096
-#define AGENT_OUT_MAX_BYTES (64 * 1024 * 1024)
-#define AGENT_PARK_MAX 4096
 
 enum agent_job_state {
     AJ_CLAIMING = 0, /* capacity reserved, store claim in flight */
@@ -78,15 +73,21 @@ enum agent_sess_state {
     AS_CLOSING,         /* a close was requested */
 };
 
-struct agent_frame {
-    struct agent_frame *next;
-    size_t len;
-    unsigned char buf[]; /* LWS_PRE headroom, then len bytes */
-};
+/* The protocol's part of a session (coord_agent_int.h): the hub never looks into it. */
+struct agent_conn;
 
-/* One agent connection.  Reference-counted: the wsi holds one, every database item one. */
+/*
+ * One agent connection as the hub and the modules on it see it: who it is, its state, its
+ * capacity and the jobs it holds, its heartbeats (the lease) and its placement terms.  What only
+ * the protocol uses (credential, receive buffer, outgoing queue, close, parked messages,
+ * artifact flow control) is in @conn.  Reference-counted: the wsi holds one, every database
+ * item one.
+ */
 struct agent_sess {
     struct coord_agents *hub;
+    struct agent_conn *conn; /* the protocol's; NULL for a session made without a protocol */
+    /* Frees @conn with the session (the conn_free hook, kept here: the hub may be gone then). */
+    void (*conn_free)(struct agent_conn *conn);
     struct lws *wsi; /* NULL once the connection closed */
     int refs;
     enum agent_sess_state state;
@@ -94,37 +95,20 @@ struct agent_sess {
     size_t pos;      /* its index in hub->sess while live */
     char worker_id[CO_ID_MAX + 1];
     char owner_id[CO_ID_MAX + 1]; /* the owner its credential stands for (never as declared) */
-    /* Its credential: the upgrade's or the hello's; the key's hash to check it again later. */
-    struct coord_principal principal;
-    char key_hash[COORD_KEY_HASH_LEN + 1]; /* "" unless a user key */
-    bool upgrade_agent_token;              /* a valid X-Agent-Token header came with the upgrade */
     bool superseded;       /* a newer hello of its worker is being checked: no new assignments */
-    bool refused;          /* its hello was refused: it never owned the worker */
-    char peer[64];         /* the client's address (failed-authentication throttle) */
     int64_t session_epoch; /* the store's session epoch of its accepted hello (coord_node) */
     int64_t cores, ram_mb; /* total capacity from hello */
     int64_t free_cores, free_ram_mb; /* what the coordinator has not handed out */
     int64_t peak_cores, peak_ram_mb; /* highest use handed out (for logs) */
-    int64_t agent_peak_cores;        /* highest use the agent reported in heartbeats, or -1 */
-    int64_t agent_peak_ram_mb;
     char **images;
     size_t n_images;
     struct agent_job *jobs;
     size_t n_jobs, cap_jobs;
-    struct co_buf rx; /* fragments of the message being received */
-    struct agent_frame *out_head, *out_tail;
-    size_t out_frames, out_bytes;
-    int close_code; /* > 0: close with this code at the next WRITEABLE */
-    char close_reason[64];
-    int64_t last_seen_ms;     /* monotonic: last message received */
-    bool hb_dirty;            /* a heartbeat to store with the next lease flush */
-    bool counted;             /* counted in metrics.agents_connected */
-    bool blocked;             /* scheduler pass scratch: reserved for a larger job */
-    struct proto_msg *parked; /* job messages received while the hello was being stored */
-    size_t n_parked;
-    /* Artifacts: chunk bytes waiting for the database; reading is paused above the cap. */
-    size_t art_pending;
-    bool rx_paused;
+    int64_t last_seen_ms; /* monotonic: last message received */
+    bool hb_dirty;        /* a heartbeat to store with the next lease flush */
+    bool blocked;         /* scheduler pass scratch: reserved for a larger job */
+    bool queued_changed;  /* in hub->changed (agent_hub_changed), holding a reference there */
+    size_t board_pos;     /* the scheduler's: its entry on the pending_reason board + 1, 0 none */
     /* Placement terms from the store (each scheduler pass reads them; coord_price.h). */
     struct coord_rate price; /* the seller's market prices for this worker */
     int64_t reputation;      /* parts per million (coord_store_outcome_record) */
@@ -194,7 +178,9 @@ struct agent_wop {
 
 /*
  * The hooks: how the hub and the modules on it (coord_sched, coord_lease, coord_reconcile) reach
- * the protocol above them, registered by coord_agent.c when it creates the hub.  Every hook runs
+ * the protocol above them, or each other (the scheduler asks reconciliation's quarantine through
+ * a hook: the modules on the hub do not call each other), registered by coord_agent.c when it
+ * creates the hub.  Every hook runs
  * on the lws thread; a NULL hook is skipped (the unit tests build a hub without a protocol).
  */
 struct agent_hub_hooks {
@@ -209,6 +195,13 @@ struct agent_hub_hooks {
     void (*close)(struct agent_sess *s, int code, const char *reason);
     /* A write of @s was fenced off (coord_node): its worker's session moved on. */
     void (*moved)(struct agent_sess *s, const co_err *err);
+    /* True if @worker_id is in quarantine now (coord_reconcile's table): no assignments. */
+    bool (*quarantined)(const char *worker_id);
+    /*
+     * A session is being freed (its last reference went): free its protocol part.  Copied into
+     * each session at agent_hub_sess_new, since a session may outlive its hub by a completion.
+     */
+    void (*conn_free)(struct agent_conn *conn);
     /* The hub is being freed (its last database item completed after agent_hub_destroy). */
     void (*release)(void *ud);
 };
@@ -224,6 +217,9 @@ struct coord_agents {
     struct agent_ix jobs;     /* held jobs of live sessions, by job id */
     struct agent_ix workers;  /* live sessions that said hello, by worker id */
     uint64_t open_gen;        /* agent_hub_changed() */
+    /* The sessions changed since the scheduler last looked (agent_hub_take_changed). */
+    struct agent_sess **changed;
+    size_t n_changed, cap_changed;
     size_t n_sess, cap_sess;
     uint64_t next_serial;
     bool self_publish; /* agent_hub_publish is running: the feed's subscriber here ignores it */
@@ -269,10 +265,8 @@ void agent_hub_sess_remove(struct coord_agents *hub, struct agent_sess *s);
 void agent_hub_index_worker(struct coord_agents *hub, struct agent_sess *s);
 /** Take a reference on @s. */
 void agent_sess_ref(struct agent_sess *s);
-/** Drop a reference; frees @s at zero. */
+/** Drop a reference; frees @s at zero (its protocol part through the conn_free hook). */
 void agent_sess_unref(struct agent_sess *s);
-/** Free the outgoing frames queued on @s. */
-void agent_sess_free_frames(struct agent_sess *s);
 /** The job entry of @s for @job_id, or NULL. */
 struct agent_job *agent_sess_find(struct agent_sess *s, const char *job_id);
 /** Add a job entry and count its capacity; returns the entry (valid until the next add/remove). */
@@ -283,14 +277,17 @@ void agent_sess_remove_job(struct agent_sess *s, const char *job_id);
 /** True if @s can run jobs of @image. */
 bool agent_sess_has_image(const struct agent_sess *s, const char *image);
 /**
- * Count a change of the open sessions (welcomed, not closing, not replaced) or of their sizes or
- * placement terms: the scheduler rebuilds its fit and the pending_reason board only then.
+ * Count a change of @s that the scheduler's fit and pending_reason board may see: it was welcomed,
+ * closed, replaced or superseded, or its size or placement terms changed.  @s is queued (once,
+ * with a reference) for the scheduler, which updates only the sessions queued: O(changed).
  */
-static inline void
-agent_hub_changed(struct coord_agents *hub)
-{
-    hub->open_gen++;
-}
+void agent_hub_changed(struct coord_agents *hub, struct agent_sess *s);
+/**
+ * Hand over the sessions queued by agent_hub_changed() since the last call (each with its
+ * reference, which the caller drops with agent_sess_unref; the array is the caller's to free);
+ * the queue is empty after.  Returns how many.
+ */
+size_t agent_hub_take_changed(struct coord_agents *hub, struct agent_sess ***out);
 /** True if any live session holds @job_id. */
 bool agent_hub_holds_job(struct coord_agents *hub, const char *job_id);
 /** The first entry of @key in @ix (walk ->next and compare keys for the others), or NULL. */
@@ -322,6 +319,8 @@ void agent_sess_send_cancel(struct agent_sess *s, const char *job_id, int attemp
 void agent_sess_close(struct agent_sess *s, int code, const char *reason);
 /** A write of @s was fenced off (coord_node): its worker's session moved on (the moved hook). */
 void agent_sess_moved(struct agent_sess *s, const co_err *err);
+/** True if @worker_id is in quarantine (the quarantined hook; false without one). */
+bool agent_hub_quarantined(struct coord_agents *hub, const char *worker_id);
 
 /* ---- database work ---- */
 

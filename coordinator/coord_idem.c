@@ -1,5 +1,12 @@
 /*
  * coord_idem: Idempotency-Key handling around a REST handler (see coord_idem.h).
+ *
+ * Under a group commit (coord_db, SQLite) the batch below is a savepoint of the group's
+ * transaction: the key's record is kept only if the group COMMITs.  If it does not, the request's
+ * answer becomes a 503 (coord_api) and the record rolls back with everything else of the group, so
+ * the client's retry with the same key runs the request again, once.  A duplicate queued in the
+ * same group sees the first one's completed record and is answered from it (the two answers
+ * stand or fall with the group's COMMIT).
  */
 #include "coord_idem.h"
 

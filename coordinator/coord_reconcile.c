@@ -2,6 +2,7 @@
 #include "coord_reconcile.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -473,6 +474,8 @@ struct quarantine_ent {
 static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct quarantine_ent *q_tab;
 static size_t q_n, q_cap;
+/* The latest until_ms of any entry: nobody is in quarantine past it (read without q_mu). */
+static _Atomic int64_t q_max_until;
 
 static struct quarantine_ent *
 q_find(const char *worker_id)
@@ -509,6 +512,8 @@ coord_quarantine_record(const char *worker_id, bool fault, const char *what, int
         int64_t now = co_wall_ms();
         now_quarantined = e->until_ms <= now;
         e->until_ms = now + quarantine_ms;
+        if (e->until_ms > atomic_load(&q_max_until))
+            atomic_store(&q_max_until, e->until_ms);
         snprintf(e->reason, sizeof(e->reason),
                  "%d consecutive platform-side failures (last: %s); no assignments for %lld s",
                  e->streak, what ? what : "?", (long long)(quarantine_ms / 1000));
@@ -522,6 +527,9 @@ bool
 coord_quarantine_check(const char *worker_id, char *reason, size_t size)
 {
     bool q = false;
+    /* The common case, asked for every session of a pass: nobody in quarantine, no lock. */
+    if (atomic_load(&q_max_until) <= co_wall_ms())
+        return false;
     pthread_mutex_lock(&q_mu);
     if (q_n > 0) {
         const struct quarantine_ent *e = q_find(worker_id);

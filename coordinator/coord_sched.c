@@ -14,7 +14,6 @@
 #include "co_time.h"
 #include "coord_hub.h"
 #include "coord_node.h"
-#include "coord_reconcile.h"
 #include "coord_verify.h"
 #include "proto_job.h"
 
@@ -26,18 +25,48 @@ struct coord_sched {
     bool again;     /* a kick came during the pass */
     uint64_t passes;
     uint64_t claims, conflicts;
-    /* What the connected agents can run (rebuilt when the set of agents changes). */
-    uint64_t sig; /* the hub's open_gen the fit was built from (coord_sched_refresh) */
-    bool sig_valid;
-    /* The terms last applied to the sessions: their terms_sig() and the hub's open_gen then. */
-    uint64_t terms_sig, terms_gen;
-    bool terms_valid;
+    /*
+     * What the connected agents can run, kept up to date with the sessions the hub says changed
+     * (coord_sched_refresh): how many open sessions have each size and each image.
+     */
+    struct fit_count *cores_n, *ram_n; /* sorted by value */
+    size_t n_cores_n, n_ram_n;
+    struct fit_image *images_n; /* sorted by name */
+    size_t n_images_n;
+    bool images_dirty;    /* the image set changed: images is written again */
+    bool fit_valid;       /* refreshed at least once */
     struct co_buf images; /* their images, a JSON array, each once */
     int64_t max_cores, max_ram_mb;
+    /*
+     * The terms read last (sorted by worker id; moved to the pass item while a read is in
+     * flight), and the sessions opened since that still wait for theirs (coord_sched_refresh).
+     */
+    struct coord_worker_list terms;
+    bool terms_valid; /* terms were applied to every session once */
+    struct fresh_sess *fresh;
+    size_t n_fresh, cap_fresh;
     /* Fair share: when each buyer last had a job placed (a serial; a buyer not listed: never). */
     struct buyer_turn *turns;
     size_t n_turns;
     uint64_t turn_serial;
+};
+
+/* How many open sessions have one value of a size (cores or RAM). */
+struct fit_count {
+    int64_t v;
+    size_t n;
+};
+
+/* How many open sessions list one image. */
+struct fit_image {
+    char *name;
+    size_t n;
+};
+
+/* A session opened since the last terms read, waiting for its stored terms (a reference). */
+struct fresh_sess {
+    struct agent_sess *s;
+    int64_t since_ms; /* monotonic: a read that began after this knows its worker */
 };
 
 /* Fair share: buyers remembered at most, the least recently served forgotten first. */
@@ -61,8 +90,10 @@ struct pass_item {
     co_err err;
     struct coord_job_list jobs;
     struct coord_buyer_cap_list caps; /* buyers with a max_running_jobs */
-    struct coord_worker_list terms;   /* prices and reputation of the workers not offline */
-    uint64_t terms_sig;               /* terms_sig() of them */
+    struct coord_worker_list terms;   /* prices and reputation of the workers not offline, sorted */
+    struct coord_worker_list prev;    /* the read before (the scheduler's, given back after) */
+    size_t *diff;                     /* the rows of terms new or changed since prev */
+    size_t n_diff;
 };
 
 /* One claim. */
@@ -79,6 +110,8 @@ struct claim_item {
 };
 
 static void sched_timer_cb(lws_sorted_usec_list_t *sul);
+static void board_clear(struct coord_sched *sc);
+static void fresh_drop(struct coord_sched *sc, size_t i);
 
 struct coord_sched *
 coord_sched_new(struct coord_agents *hub)
@@ -98,6 +131,16 @@ coord_sched_free(struct coord_sched *sc)
     co_info("scheduler stopped passes=%llu claims=%llu conflicts=%llu",
             (unsigned long long)sc->passes, (unsigned long long)sc->claims,
             (unsigned long long)sc->conflicts);
+    board_clear(sc);
+    while (sc->n_fresh > 0)
+        fresh_drop(sc, sc->n_fresh - 1);
+    free(sc->fresh);
+    coord_worker_list_release(&sc->terms);
+    for (size_t i = 0; i < sc->n_images_n; i++)
+        free(sc->images_n[i].name);
+    free(sc->images_n);
+    free(sc->cores_n);
+    free(sc->ram_n);
     co_buf_release(&sc->images);
     free(sc->turns);
     free(sc);
@@ -118,7 +161,8 @@ static int64_t
 sched_free_cores(struct coord_agents *hub)
 {
     int64_t n = 0;
-    for (size_t i = 0; i < hub->n_sess; i++) {
+    /* The read's size stops growing at COORD_SCHED_BATCH / 4 free cores: no need to count on. */
+    for (size_t i = 0; i < hub->n_sess && n < COORD_SCHED_BATCH / 4; i++) {
         struct agent_sess *s = hub->sess[i];
         if (s->wsi && s->state == AS_READY && !s->superseded && s->free_cores > 0 &&
             s->free_ram_mb > 0)
@@ -143,20 +187,43 @@ coord_sched_kick(struct coord_sched *sc)
     lws_sul_schedule(sc->hub->ctx, 0, &sc->sul, sched_timer_cb, 1);
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t len);
-
-/* A hash of a terms read, whatever the order of its rows (database thread). */
-static uint64_t
-terms_sig(const struct coord_worker_list *terms)
+static int
+terms_cmp(const void *a, const void *b)
 {
-    uint64_t sig = terms->len;
-    for (size_t i = 0; i < terms->len; i++) {
-        const struct coord_worker *t = &terms->items[i];
-        int64_t v[3] = {t->price.per_core_second, t->price.per_gb_second, t->reputation};
-        uint64_t h = fnv(14695981039346656037ULL, t->worker_id, strlen(t->worker_id));
-        sig += fnv(h, v, sizeof(v));
+    return strcmp(((const struct coord_worker *)a)->worker_id,
+                  ((const struct coord_worker *)b)->worker_id);
+}
+
+static bool
+terms_same(const struct coord_worker *a, const struct coord_worker *b)
+{
+    return a->reputation == b->reputation && a->price.per_core_second == b->price.per_core_second &&
+           a->price.per_gb_second == b->price.per_gb_second;
+}
+
+/*
+ * Sort a terms read by worker id and list its rows that are new or changed since @it->prev (the
+ * read before, sorted): the lws thread then applies those only (database thread).
+ */
+static void
+terms_diff(struct pass_item *it)
+{
+    struct coord_worker_list *n = &it->terms, *o = &it->prev;
+    /* The store reads them by worker id already; a database collation other than bytes may not. */
+    bool sorted = true;
+    for (size_t i = 1; i < n->len && sorted; i++)
+        sorted = terms_cmp(&n->items[i - 1], &n->items[i]) <= 0;
+    if (!sorted)
+        qsort(n->items, n->len, sizeof(*n->items), terms_cmp);
+    it->diff = co_xcalloc(n->len + 1, sizeof(*it->diff));
+    size_t j = 0;
+    for (size_t i = 0; i < n->len; i++) {
+        int c = 1;
+        while (j < o->len && (c = strcmp(o->items[j].worker_id, n->items[i].worker_id)) < 0)
+            j++;
+        if (j >= o->len || c != 0 || !terms_same(&o->items[j], &n->items[i]))
+            it->diff[it->n_diff++] = i;
     }
-    return sig;
 }
 
 static void
@@ -170,9 +237,14 @@ pending_work(struct coord_store *store, void *arg)
     if (it->rc == 0 && coord_store_worker_terms(store, &it->terms, &it->err) < 0) {
         /* Placement goes on with the terms the sessions had. */
         co_warn("scheduler cannot read worker prices and reputation error=\"%s\"", it->err.msg);
-        it->terms.len = 0;
+        coord_worker_list_release(&it->terms);
+        /* As if nothing changed: the read before stays the reference. */
+        it->terms.items = co_xcalloc(it->prev.len + 1, sizeof(*it->terms.items));
+        if (it->prev.len)
+            memcpy(it->terms.items, it->prev.items, it->prev.len * sizeof(*it->prev.items));
+        it->terms.len = it->prev.len;
     }
-    it->terms_sig = terms_sig(&it->terms);
+    terms_diff(it);
 }
 
 /*
@@ -311,24 +383,75 @@ sched_terms_cmp(const struct agent_sess *a, const struct agent_sess *b, const st
     return (a->reputation < b->reputation) - (a->reputation > b->reputation);
 }
 
+/* Copy @t's terms to @s; counts a change when they differ. */
+static void
+sess_take_terms(struct coord_agents *hub, struct agent_sess *s, const struct coord_worker *t)
+{
+    if (s->reputation == t->reputation && s->price.per_core_second == t->price.per_core_second &&
+        s->price.per_gb_second == t->price.per_gb_second)
+        return;
+    s->price = t->price;
+    s->reputation = t->reputation;
+    agent_hub_changed(hub, s);
+}
+
+/* Copy @t's terms to the sessions of its worker (the worker index). */
+static void
+worker_take_terms(struct coord_agents *hub, const struct coord_worker *t)
+{
+    for (struct agent_ix_ent *e = agent_ix_first(&hub->workers, t->worker_id); e; e = e->next) {
+        if (strcmp(e->key, t->worker_id) == 0)
+            sess_take_terms(hub, e->s, t);
+    }
+}
+
 void
 coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms)
 {
     /* Each worker's sessions through the worker index: O(terms), no sort. */
-    for (size_t i = 0; i < terms->len; i++) {
-        const struct coord_worker *t = &terms->items[i];
-        for (struct agent_ix_ent *e = agent_ix_first(&hub->workers, t->worker_id); e; e = e->next) {
-            if (strcmp(e->key, t->worker_id) != 0)
-                continue;
-            struct agent_sess *s = e->s;
-            if (s->reputation == t->reputation &&
-                s->price.per_core_second == t->price.per_core_second &&
-                s->price.per_gb_second == t->price.per_gb_second)
-                continue;
-            s->price = t->price;
-            s->reputation = t->reputation;
-            agent_hub_changed(hub);
-        }
+    for (size_t i = 0; i < terms->len; i++)
+        worker_take_terms(hub, &terms->items[i]);
+}
+
+static void
+fresh_drop(struct coord_sched *sc, size_t i)
+{
+    agent_sess_unref(sc->fresh[i].s);
+    sc->fresh[i] = sc->fresh[--sc->n_fresh];
+}
+
+/*
+ * The terms of a pass's read (sorted, @it->diff its changed rows) to the sessions: the first
+ * time to every session, then only the rows that changed since the read before and the sessions
+ * opened since (O(changed), where every pass applied every worker's terms while agents
+ * connected).  A session opened after the read began waits for the next one.
+ */
+static void
+sched_take_terms(struct coord_sched *sc, struct pass_item *it)
+{
+    struct coord_agents *hub = sc->hub;
+    if (!sc->terms_valid) {
+        coord_sched_apply_terms(hub, &it->terms);
+        sc->terms_valid = true;
+        while (sc->n_fresh > 0)
+            fresh_drop(sc, sc->n_fresh - 1);
+        return;
+    }
+    for (size_t k = 0; k < it->n_diff; k++)
+        worker_take_terms(hub, &it->terms.items[it->diff[k]]);
+    for (size_t i = 0; i < sc->n_fresh;) {
+        struct agent_sess *s = sc->fresh[i].s;
+        struct coord_worker key;
+        co_strlcpy(key.worker_id, s->worker_id, sizeof(key.worker_id));
+        const struct coord_worker *t = s->wsi ? bsearch(&key, it->terms.items, it->terms.len,
+                                                        sizeof(*it->terms.items), terms_cmp)
+                                              : NULL;
+        if (t)
+            sess_take_terms(hub, s, t);
+        if (t || !s->wsi || sc->fresh[i].since_ms < it->began_ms)
+            fresh_drop(sc, i); /* done, gone, or unknown to a read that came after it */
+        else
+            i++;
     }
 }
 
@@ -501,7 +624,7 @@ coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *jobs,
     for (size_t i = 0; i < hub->n_sess; i++) {
         struct agent_sess *s = hub->sess[i];
         /* A quarantined worker takes no jobs: blocked for the whole pass. */
-        s->blocked = coord_quarantine_check(s->worker_id, NULL, 0);
+        s->blocked = agent_hub_quarantined(hub, s->worker_id);
         if (s->wsi && s->state == AS_READY && !s->blocked && !s->superseded)
             pclass_add(&pc, hub, i);
     }
@@ -658,6 +781,8 @@ static int64_t *
 sched_room(struct coord_agents *hub, const struct coord_buyer_cap_list *caps, int64_t read_began_ms)
 {
     int64_t *room = co_xcalloc(caps->len + 1, sizeof(*room));
+    if (caps->len == 0)
+        return room; /* no buyer with a cap: no walk over the sessions */
     for (size_t c = 0; c < caps->len; c++)
         room[c] = caps->items[c].cap - caps->items[c].running;
     for (size_t i = 0; i < hub->n_sess; i++) {
@@ -737,17 +862,15 @@ pass_done(void *arg)
     sc->running = false;
     if (it->rc < 0) {
         co_warn("scheduler cannot read pending jobs error=\"%s\"", it->err.msg);
+        sc->terms = it->prev; /* still the reference for the next read */
+        it->prev = (struct coord_worker_list){0};
         goto out; /* the lease tick kicks again */
     }
     size_t read = it->jobs.len;
     int64_t t0 = co_mono_ns();
-    /* The sessions hold these terms already unless they or the set of sessions changed. */
-    if (!sc->terms_valid || sc->terms_sig != it->terms_sig || sc->terms_gen != hub->open_gen) {
-        coord_sched_apply_terms(hub, &it->terms);
-        sc->terms_valid = true;
-        sc->terms_sig = it->terms_sig;
-        sc->terms_gen = hub->open_gen;
-    }
+    sched_take_terms(sc, it);
+    sc->terms = it->terms; /* the reference of the next read */
+    it->terms = (struct coord_worker_list){0};
     coord_sched_refresh(sc); /* the board shows the terms just read */
     sched_hold_back(hub, &it->jobs, &it->caps, it->began_ms);
     size_t placed = sched_place(sc, &it->jobs);
@@ -760,6 +883,8 @@ pass_done(void *arg)
 out:
     coord_job_list_release(&it->jobs);
     coord_worker_list_release(&it->terms);
+    coord_worker_list_release(&it->prev);
+    free(it->diff);
     free(it->images_json);
     free(it->caps.items);
     free(it);
@@ -768,12 +893,13 @@ out:
 /* ---- the board of connected agents (pending_reason) ---- */
 
 struct board_agent {
+    struct agent_sess *s; /* lws thread only: whose entry (its board_pos moves with the entry) */
     char worker_id[CO_ID_MAX + 1];
     int64_t cores, ram_mb;
     struct coord_rate price;
     int64_t reputation;
-    size_t images;   /* offset of its first image in the board's image text */
-    size_t n_images; /* its images there, one after the other, each ending with a NUL */
+    char *images;    /* its images, one after the other, each ending with a NUL (owned) */
+    size_t n_images; /* at least one: no images means the default image */
 };
 
 /* A buyer at its max_running_jobs after the last pass (pending_reason running_limit). */
@@ -783,20 +909,13 @@ struct board_held {
 };
 
 /*
- * The board is built in two blocks (the agents, and their images' text), not an allocation per
- * agent: with 10,000 agents connecting, a rebuild per pass spent most of its time in malloc.  Two
- * boards take turns: the lws thread builds the spare one and swaps it in under the mutex (readers
- * only look under it), so a rebuild allocates nothing once the blocks are large enough.
+ * The board: an entry per open session, added, replaced or removed as the hub reports sessions
+ * changed (coord_sched_refresh), so that agents connecting cost O(changed) per pass where the
+ * whole board was rebuilt on each pass with a change.  Readers look under board_mu.
  */
-struct board_buf {
-    struct board_agent *a;
-    size_t n, cap;
-    struct co_buf text; /* the images of every agent of the board */
-};
-
 static pthread_mutex_t board_mu = PTHREAD_MUTEX_INITIALIZER;
-static struct board_buf board;       /* the published one (under board_mu) */
-static struct board_buf board_spare; /* the lws thread's */
+static struct board_agent *board_a; /* under board_mu */
+static size_t board_n, board_cap;
 static struct board_held *board_held;
 static size_t board_held_n;
 static uint64_t board_gen; /* bumped whenever a reason may have changed (under board_mu) */
@@ -807,41 +926,148 @@ sess_open(const struct agent_sess *s)
     return s->wsi && s->state == AS_READY && !s->superseded;
 }
 
-/* Empty the spare board with room for @n agents (lws thread). */
-static struct board_buf *
-board_spare_reset(size_t n)
-{
-    struct board_buf *b = &board_spare;
-    if (b->cap < n) {
-        b->cap = n > b->cap * 2 ? n : b->cap * 2;
-        b->a = co_xreallocarray(b->a, b->cap, sizeof(*b->a));
-    }
-    b->n = 0;
-    co_buf_reset(&b->text);
-    return b;
-}
-
-/* Publish the spare board (lws thread). */
-static void
-board_publish(void)
-{
-    pthread_mutex_lock(&board_mu);
-    struct board_buf t = board;
-    board = board_spare;
-    board_spare = t;
-    board_gen++;
-    pthread_mutex_unlock(&board_mu);
-}
-
 static bool
 board_has_image(const struct board_agent *a, const char *image)
 {
-    const char *p = board.text.data + a->images;
+    const char *p = a->images;
     for (size_t k = 0; k < a->n_images; k++, p += strlen(p) + 1) {
         if (strcmp(p, image) == 0)
             return true;
     }
     return false;
+}
+
+/* Count @v in (@d > 0) or out of (@d < 0) the sorted counts @*arr. */
+static void
+fit_count_add(struct fit_count **arr, size_t *n, int64_t v, int d)
+{
+    size_t lo = 0, hi = *n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if ((*arr)[mid].v < v)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < *n && (*arr)[lo].v == v) {
+        if (d > 0) {
+            (*arr)[lo].n++;
+        } else if (--(*arr)[lo].n == 0) {
+            memmove(&(*arr)[lo], &(*arr)[lo + 1], (*n - lo - 1) * sizeof(**arr));
+            (*n)--;
+        }
+        return;
+    }
+    if (d < 0)
+        return;
+    *arr = co_xreallocarray(*arr, *n + 1, sizeof(**arr));
+    memmove(&(*arr)[lo + 1], &(*arr)[lo], (*n - lo) * sizeof(**arr));
+    (*arr)[lo] = (struct fit_count){.v = v, .n = 1};
+    (*n)++;
+}
+
+/* Count @name in or out of the images of the open sessions; a new or gone image marks them. */
+static void
+fit_image_add(struct coord_sched *sc, const char *name, int d)
+{
+    size_t lo = 0, hi = sc->n_images_n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(sc->images_n[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo < sc->n_images_n && strcmp(sc->images_n[lo].name, name) == 0) {
+        if (d > 0) {
+            sc->images_n[lo].n++;
+        } else if (--sc->images_n[lo].n == 0) {
+            free(sc->images_n[lo].name);
+            memmove(&sc->images_n[lo], &sc->images_n[lo + 1],
+                    (sc->n_images_n - lo - 1) * sizeof(*sc->images_n));
+            sc->n_images_n--;
+            sc->images_dirty = true;
+        }
+        return;
+    }
+    if (d < 0)
+        return;
+    sc->images_n = co_xreallocarray(sc->images_n, sc->n_images_n + 1, sizeof(*sc->images_n));
+    memmove(&sc->images_n[lo + 1], &sc->images_n[lo],
+            (sc->n_images_n - lo) * sizeof(*sc->images_n));
+    sc->images_n[lo] = (struct fit_image){.name = co_xstrdup(name), .n = 1};
+    sc->n_images_n++;
+    sc->images_dirty = true;
+}
+
+/* Count the board entry @a in or out of the fit. */
+static void
+fit_count_entry(struct coord_sched *sc, const struct board_agent *a, int d)
+{
+    fit_count_add(&sc->cores_n, &sc->n_cores_n, a->cores, d);
+    fit_count_add(&sc->ram_n, &sc->n_ram_n, a->ram_mb, d);
+    const char *p = a->images;
+    for (size_t k = 0; k < a->n_images; k++, p += strlen(p) + 1)
+        fit_image_add(sc, p, d);
+}
+
+/* Remove @s's entry from the board (board_mu held): the last entry takes its place. */
+static void
+board_remove(struct coord_sched *sc, struct agent_sess *s)
+{
+    size_t i = s->board_pos - 1;
+    fit_count_entry(sc, &board_a[i], -1);
+    free(board_a[i].images);
+    board_a[i] = board_a[--board_n];
+    if (i < board_n)
+        board_a[i].s->board_pos = i + 1;
+    s->board_pos = 0;
+}
+
+/* Add an entry for the open session @s (board_mu held). */
+static void
+board_add(struct coord_sched *sc, struct agent_sess *s)
+{
+    if (board_n == board_cap) {
+        board_cap = board_cap ? board_cap * 2 : 64;
+        board_a = co_xreallocarray(board_a, board_cap, sizeof(*board_a));
+    }
+    struct board_agent *a = &board_a[board_n++];
+    memset(a, 0, sizeof(*a));
+    a->s = s;
+    co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
+    a->cores = s->cores;
+    a->ram_mb = s->ram_mb;
+    a->price = s->price;
+    a->reputation = s->reputation;
+    a->n_images = s->n_images ? s->n_images : 1;
+    size_t len = 0;
+    for (size_t k = 0; k < a->n_images; k++)
+        len += strlen(s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT) + 1;
+    a->images = co_xmalloc(len);
+    char *p = a->images;
+    for (size_t k = 0; k < a->n_images; k++) {
+        const char *img = s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT;
+        size_t l = strlen(img) + 1;
+        memcpy(p, img, l);
+        p += l;
+    }
+    s->board_pos = board_n;
+    fit_count_entry(sc, a, +1);
+}
+
+/* Empty the board (the scheduler stops; its sessions are all still allocated). */
+static void
+board_clear(struct coord_sched *sc)
+{
+    pthread_mutex_lock(&board_mu);
+    while (board_n > 0)
+        board_remove(sc, board_a[board_n - 1].s);
+    free(board_a);
+    board_a = NULL;
+    board_cap = 0;
+    board_gen++;
+    pthread_mutex_unlock(&board_mu);
 }
 
 uint64_t
@@ -893,69 +1119,57 @@ board_holds_buyers(void)
 }
 
 /*
- * The fit of the pending read (largest cores and RAM, images) and the board are rebuilt when the
- * open sessions changed since the last pass: their ids, sizes and images make the signature.
+ * The fit of the pending read (largest cores and RAM, images) and the board follow the sessions
+ * the hub reports changed (agent_hub_changed): each leaves the board and, if open, comes back
+ * with its current size, images and terms.  O(changed): the whole board was rebuilt, a walk over
+ * every session, on each pass after any change.  A session that opens waits for its stored
+ * terms (the next read).
  */
 void
 coord_sched_refresh(struct coord_sched *sc)
 {
     struct coord_agents *hub = sc->hub;
-    /*
-     * The open sessions and their terms change only where agent_hub_changed() is called
-     * (welcome, close, replacement, new terms): nothing to walk when its count did not move.
-     * This was a hash over every open session, computed twice per pass.
-     */
-    if (sc->sig_valid && sc->sig == hub->open_gen)
-        return;
-    sc->sig_valid = true;
-    sc->sig = hub->open_gen;
-    sc->max_cores = sc->max_ram_mb = 0;
-    /* Each image once: the pending read matches the jobs' images against this list. */
-    const char **seen = NULL;
-    size_t n_seen = 0, cap_seen = 0;
-    co_buf_reset(&sc->images);
-    struct co_jsonw w;
-    co_jsonw_init(&w, &sc->images);
-    co_jsonw_arr_begin(&w);
-    /* The board, in the same walk. */
-    struct board_buf *b = board_spare_reset(hub->n_sess + 1);
-    for (size_t i = 0; i < hub->n_sess; i++) {
-        const struct agent_sess *s = hub->sess[i];
-        if (!sess_open(s))
-            continue;
-        if (s->cores > sc->max_cores)
-            sc->max_cores = s->cores;
-        if (s->ram_mb > sc->max_ram_mb)
-            sc->max_ram_mb = s->ram_mb;
-        struct board_agent *a = &b->a[b->n++];
-        memset(a, 0, sizeof(*a));
-        co_strlcpy(a->worker_id, s->worker_id, sizeof(a->worker_id));
-        a->cores = s->cores;
-        a->ram_mb = s->ram_mb;
-        a->price = s->price;
-        a->reputation = s->reputation;
-        a->images = b->text.len;
-        size_t n_img = s->n_images ? s->n_images : 1;
-        a->n_images = n_img;
-        for (size_t k = 0; k < n_img; k++) {
-            const char *img = s->n_images ? s->images[k] : PROTO_IMAGE_DEFAULT;
-            co_buf_append(&b->text, img, strlen(img) + 1);
-            bool dup = false;
-            for (size_t d = 0; d < n_seen && !dup; d++)
-                dup = strcmp(seen[d], img) == 0;
-            if (dup)
+    struct agent_sess **ch = NULL;
+    size_t n = agent_hub_take_changed(hub, &ch);
+    if (n > 0 || !sc->fit_valid) {
+        pthread_mutex_lock(&board_mu);
+        for (size_t i = 0; i < n; i++) {
+            struct agent_sess *s = ch[i];
+            bool was = s->board_pos > 0;
+            if (was)
+                board_remove(sc, s);
+            if (!sess_open(s))
                 continue;
-            if (n_seen == cap_seen) {
-                cap_seen = cap_seen ? cap_seen * 2 : 8;
-                seen = co_xreallocarray(seen, cap_seen, sizeof(*seen));
+            board_add(sc, s);
+            if (was)
+                continue;
+            if (sc->n_fresh == sc->cap_fresh) {
+                sc->cap_fresh = sc->cap_fresh ? sc->cap_fresh * 2 : 64;
+                sc->fresh = co_xreallocarray(sc->fresh, sc->cap_fresh, sizeof(*sc->fresh));
             }
-            seen[n_seen++] = img;
-            co_jsonw_str(&w, img);
+            agent_sess_ref(s);
+            sc->fresh[sc->n_fresh++] = (struct fresh_sess){.s = s, .since_ms = co_mono_ms()};
         }
+        board_gen++;
+        pthread_mutex_unlock(&board_mu);
+        sc->max_cores = sc->n_cores_n ? sc->cores_n[sc->n_cores_n - 1].v : 0;
+        sc->max_ram_mb = sc->n_ram_n ? sc->ram_n[sc->n_ram_n - 1].v : 0;
     }
-    co_jsonw_arr_end(&w);
-    free(seen);
-    board_publish();
+    for (size_t i = 0; i < n; i++)
+        agent_sess_unref(ch[i]);
+    free(ch);
+    if (sc->images_dirty || !sc->fit_valid) {
+        /* Each image once: the pending read matches the jobs' images against this list. */
+        co_buf_reset(&sc->images);
+        struct co_jsonw w;
+        co_jsonw_init(&w, &sc->images);
+        co_jsonw_arr_begin(&w);
+        for (size_t i = 0; i < sc->n_images_n; i++)
+            co_jsonw_str(&w, sc->images_n[i].name);
+        co_jsonw_arr_end(&w);
+        sc->images_dirty = false;
+    }
+    sc->fit_valid = true;
 }
 
 /* The held entry of @buyer_id (board_mu held). */
@@ -986,8 +1200,8 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
     const struct board_agent *largest = NULL, *cheapest = NULL;
     const struct board_held *held;
     bool image_seen = false, fits = false, priced = false, reputed = false;
-    for (size_t i = 0; i < board.n; i++) {
-        const struct board_agent *a = &board.a[i];
+    for (size_t i = 0; i < board_n; i++) {
+        const struct board_agent *a = &board_a[i];
         if (!board_has_image(a, image))
             continue;
         image_seen = true;
@@ -1006,7 +1220,7 @@ coord_sched_write_pending_reason(struct co_jsonw *w, const struct coord_job *j)
             (a->cores == largest->cores && a->ram_mb > largest->ram_mb))
             largest = a;
     }
-    if (board.n == 0) {
+    if (board_n == 0) {
         code = "no_agents";
         co_buf_puts(&msg, "no agent is connected");
     } else if (!image_seen) {
@@ -1079,6 +1293,8 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     it->limit = free_cores * 4 < 32 ? 32 : free_cores * 4;
     if (it->limit > COORD_SCHED_BATCH)
         it->limit = COORD_SCHED_BATCH;
+    it->prev = sc->terms; /* the pass's until it completes */
+    sc->terms = (struct coord_worker_list){0};
     it->images_json = co_xstrdup(sc->images.data);
     it->fit.images_json = it->images_json;
     it->fit.max_cores = sc->max_cores;
@@ -1087,6 +1303,8 @@ sched_timer_cb(lws_sorted_usec_list_t *sul)
     sc->passes++;
     if (agent_hub_submit(hub, COORD_DB_READ, pending_work, pass_done, it) < 0) {
         sc->running = false;
+        sc->terms = it->prev;
+        free(it->images_json);
         free(it);
     }
 }

@@ -8,8 +8,10 @@
  * starve it.  Kicks coalesce: at most one pass is in flight, and a kick during a pass runs one
  * more pass after it.  Everything runs on the lws service thread (the pending read and the claims
  * on database threads, through the hub's submits and write lanes).  It sees the sessions through
- * the hub (coord_hub.h) only; created and freed by the agent protocol (coord_agent.c) at its
- * start and stop; a pass or a claim in flight at the stop completes harmlessly.
+ * the hub (coord_hub.h) only, and reconciliation's quarantine through the hub's quarantined hook
+ * (it calls neither coord_reconcile nor coord_lease); created and freed by the agent protocol
+ * (coord_agent.c) at its start and stop; a pass or a claim in flight at the stop completes
+ * harmlessly.
  */
 #ifndef COORD_SCHED_H
 #define COORD_SCHED_H
@@ -85,13 +87,14 @@ size_t coord_sched_plan(struct coord_agents *hub, const struct coord_job_list *j
                         struct sched_pick *picks);
 /*
  * Copy each session's placement terms (price, reputation) from @terms (the store's read), found
- * through the worker index: O(terms) once per pass.
+ * through the worker index: O(terms).  A pass does this once; after that it applies only the
+ * rows that changed since the read before and the terms of the sessions opened since.
  */
 void coord_sched_apply_terms(struct coord_agents *hub, struct coord_worker_list *terms);
 
 /**
- * Rebuild the fit of the pending read and the pending_reason board from the ready sessions,
- * if they changed (each pass does this first).
+ * Bring the fit of the pending read and the pending_reason board up to date with the sessions
+ * the hub queued as changed (agent_hub_changed; each pass does this first): O(changed).
  */
 void coord_sched_refresh(struct coord_sched *sc);
 

@@ -232,8 +232,18 @@ test_indexes_and_capacity(void **state)
     assert_false(agent_hub_holds_job(hub, "j1"));
     assert_int_equal(a->free_cores, 8);
     assert_int_equal(a->peak_cores, 3);
-    agent_hub_changed(hub);
+    agent_hub_changed(hub, a);
+    agent_hub_changed(hub, a); /* queued once, with one reference */
     assert_true(hub->open_gen != gen);
+    struct agent_sess **ch = NULL;
+    assert_int_equal(agent_hub_take_changed(hub, &ch), 1);
+    assert_ptr_equal(ch[0], a);
+    assert_false(a->queued_changed);
+    agent_sess_unref(ch[0]);
+    free(ch);
+    assert_int_equal(agent_hub_take_changed(hub, &ch), 0);
+    free(ch);
+    agent_hub_changed(hub, b); /* still queued at the end: the hub drops its reference */
 
     /* O(1) removal: the last session takes the place of the removed one. */
     a->wsi = NULL;

@@ -40,7 +40,7 @@ mk_sess(const char *id, int64_t cores, int64_t ram_mb, const char *image)
     }
     hub.sess = co_xreallocarray(hub.sess, hub.n_sess + 1, sizeof(*hub.sess));
     hub.sess[hub.n_sess++] = s;
-    agent_hub_changed(&hub);
+    agent_hub_changed(&hub, s);
     return s;
 }
 
@@ -80,6 +80,11 @@ static int
 teardown(void **state)
 {
     (void)state;
+    struct agent_sess **ch = NULL;
+    size_t n = agent_hub_take_changed(&hub, &ch);
+    for (size_t i = 0; i < n; i++)
+        agent_sess_unref(ch[i]);
+    free(ch);
     for (size_t i = 0; i < hub.n_sess; i++)
         agent_sess_unref(hub.sess[i]);
     free(hub.sess);
@@ -327,9 +332,23 @@ test_pending_reason(void **state)
 
     /* A session that is no longer ready leaves the board at the next refresh. */
     small->state = AS_CLOSING;
-    agent_hub_changed(&hub);
+    agent_hub_changed(&hub, small);
     coord_sched_refresh(sc);
     expect_reason(&jobs.items[3], "no_agent_with_image", "'default'");
+    expect_reason(&jobs.items[4], "exceeds_largest_agent", "w-py (8 cores");
+
+    /* The largest agent leaves: the fit's largest size and the board follow it alone. */
+    struct agent_sess *big = mk_sess("w-big", 32, 65536, "py");
+    coord_sched_refresh(sc);
+    expect_reason(&jobs.items[4], "waiting_for_capacity", NULL);
+    big->state = AS_CLOSING;
+    agent_hub_changed(&hub, big);
+    coord_sched_refresh(sc);
+    expect_reason(&jobs.items[4], "exceeds_largest_agent", "w-py (8 cores");
+    small->state = AS_READY;
+    agent_hub_changed(&hub, small);
+    coord_sched_refresh(sc);
+    expect_reason(&jobs.items[3], "exceeds_largest_agent", "w-small");
     coord_sched_free(sc);
 }
 
