@@ -143,7 +143,7 @@ struct agent {
     struct agent_cap cap;
     struct agent_pool *pool; /* job threads, reused */
 
-    volatile sig_atomic_t *stop;
+    _Atomic int *stop;
     int stop_seen;
     bool stopping, killed;
     int64_t grace_deadline_ms;
@@ -1378,7 +1378,7 @@ agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
 }
 
 int
-agent_run(struct agent *a, volatile sig_atomic_t *stop)
+agent_run(struct agent *a, _Atomic int *stop)
 {
     a->stop = stop;
     a->exit_code = AGENT_EXIT_OK;

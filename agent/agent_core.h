@@ -33,7 +33,7 @@ int agent_new(const struct agent_config *cfg, struct agent **out, co_err *err)
  * first stops taking jobs and lets running ones finish for the grace period, a second one
  * cancels them at once.  Returns the process exit code (AGENT_EXIT_*).
  */
-int agent_run(struct agent *a, volatile sig_atomic_t *stop);
+int agent_run(struct agent *a, _Atomic int *stop);
 
 /** Cancel and wait for any job still running, free everything (NULL allowed). */
 void agent_free(struct agent *a);

@@ -17,7 +17,8 @@
 #include "co_log.h"
 #include "sbx.h"
 
-static volatile sig_atomic_t stop_requests;
+/* Atomic: the signal may run its handler on any thread (a job thread), which the loop reads. */
+static _Atomic int stop_requests;
 
 static void
 on_stop_signal(int sig)

@@ -11,7 +11,11 @@
  * child context and everything it points to as one relocatable blob (lengths and strings, no
  * pointers), the run's descriptors by SCM_RIGHTS.  The launcher clones init with CLONE_PARENT, so
  * that init is the caller's child exactly as before (the caller polls its pidfd, waits for it
- * and reaps it), and answers with init's pid and pidfd, or an errno.
+ * and reaps it), and answers with init's pid and pidfd, or an errno.  The clone also writes init's
+ * pid into a page the caller shares with the launcher (CLONE_PARENT_SETTID), so that a launcher
+ * that dies or hangs between its clone and its answer leaves no init the caller does not know of:
+ * the caller kills the launcher, then kills and reaps that init.  The caller's socket has a send
+ * and receive timeout: a launcher that stops answering fails the run instead of stalling it.
  *
  * The launcher is started, and started again after it died, by a thread of its own in the
  * caller that lives as long as the process: init's parent-death signal is tied to the thread
@@ -20,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/filter.h>
+#include <linux/sched.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +57,11 @@
 /* Namespace flags a request may ask for; anything else is refused. */
 #define LAUNCH_FLAGS                                                                               \
     (CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWNS | CLONE_NEWNET | SIGCHLD)
+/* The bound on each send to and receive from a launcher (CACHEOUT_LAUNCHER_TIMEOUT_MS). */
+#define LAUNCH_TIMEOUT_MS 10000
+/* Test hook (CACHEOUT_LAUNCHER_FAULT in the launcher's environment): after a clone, the
+ * launcher exits ("exit_after_clone") or stops itself ("stop_after_clone") instead of answering. */
+#define LAUNCH_FAULT_ENV "CACHEOUT_LAUNCHER_FAULT"
 
 struct launch_req {
     uint32_t magic;
@@ -447,6 +458,36 @@ recv_with_fds(int sock, void *p, size_t len, int *fds, int max, int *n_fds)
  * re-executed without that call at the top of its main() would not serve, but run again). */
 static atomic_bool l_entry;
 
+/* In the launcher: the page shared with the caller that each clone writes init's pid into (NULL
+ * if it could not be mapped), and the test hook's fault (0 none, 1 exit, 2 stop). */
+static pid_t *srv_tid;
+static int srv_fault;
+
+/*
+ * Clone init with @flags (namespaces and exit signal) as the caller's child, its pidfd in
+ * *@pidfd, its pid also written to the shared page before the clone returns (clone3: the old
+ * clone() takes one pointer for the pidfd and the parent's copy of the pid).
+ */
+static long
+clone_init(uint64_t flags, int *pidfd)
+{
+    struct clone_args ca;
+    memset(&ca, 0, sizeof(ca));
+    /* clone3() takes no exit signal with CLONE_PARENT: the child gets the launcher's own, which
+     * is SIGCHLD (posix_spawn()), the signal @flags ask for. */
+    ca.flags = (flags & ~(uint64_t)CSIGNAL) | CLONE_PARENT | CLONE_PIDFD;
+    ca.pidfd = (uint64_t)(uintptr_t)pidfd;
+    if (srv_tid) {
+        ca.flags |= CLONE_PARENT_SETTID;
+        ca.parent_tid = (uint64_t)(uintptr_t)srv_tid;
+    }
+    long pid = syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0 && errno == ENOSYS)
+        pid = syscall(SYS_clone, (unsigned long)flags | CLONE_PARENT | CLONE_PIDFD, NULL, pidfd,
+                      NULL, NULL);
+    return pid;
+}
+
 /* Serve one request on @sock; false when the caller is gone or broke the protocol. */
 static bool
 serve_one(int sock, uint64_t *clones)
@@ -469,14 +510,17 @@ serve_one(int sock, uint64_t *clones)
     if (ok) {
         struct cur k = {blob, blob + q.len, false};
         if (unpack(&k, fds, n_fds)) {
-            long pid = syscall(SYS_clone, (unsigned long)q.flags | CLONE_PARENT | CLONE_PIDFD, NULL,
-                               &pidfd, NULL, NULL);
+            long pid = clone_init(q.flags, &pidfd);
             if (pid == 0)
                 sbx_child_main(&L.c);
             a.pid = pid;
             a.err = pid < 0 ? errno : 0;
             if (pid > 0)
                 (*clones)++;
+            if (pid > 0 && srv_fault == 1)
+                _exit(0);
+            if (pid > 0 && srv_fault == 2)
+                raise(SIGSTOP);
         } else {
             a.err = EPROTO;
         }
@@ -500,6 +544,17 @@ sbx_launcher_entry(int argc, char **argv)
         return;
     }
     int sock = atoi(argv[2]);
+    /* The next descriptor is the page shared with the caller (launcher_spawn()). */
+    void *page = mmap(NULL, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED, sock + 1, 0);
+    srv_tid = page == MAP_FAILED ? NULL : page;
+    /* Not inherited by the inits it clones (the kernel writes the pid into this process's copy). */
+    if (srv_tid)
+        madvise(page, sizeof(pid_t), MADV_DONTFORK);
+    const char *fault = getenv(LAUNCH_FAULT_ENV);
+    srv_fault = !fault                                   ? 0
+                : strcmp(fault, "exit_after_clone") == 0 ? 1
+                : strcmp(fault, "stop_after_clone") == 0 ? 2
+                                                         : 0;
     /* Nothing of the caller's but the socket; dies with the thread that started it. */
     close_range((unsigned)sock + 1, ~0U, 0);
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
@@ -515,119 +570,178 @@ sbx_launcher_entry(int argc, char **argv)
 
 /* ---- the caller's side ---- */
 
+/* One launcher, used by one run at a time. */
+struct launcher {
+    pthread_mutex_t mu; /* held over a request and its answer */
+    int sock;           /* the caller's end; -1: none, the next run starts one */
+    pid_t pid;
+    pid_t *tid;      /* the page shared with it: the pid of the last init it cloned, 0 if none */
+    bool want;       /* with l_mu: a run waits for the keeper to start it */
+    int start_errno; /* with l_mu: why the keeper could not */
+};
+
+/* l_mu: the fields below, the launcher's pid, want and start_errno. */
 static pthread_mutex_t l_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t l_cv = PTHREAD_COND_INITIALIZER;
-static bool l_enabled, l_keeper, l_want, l_failed;
-static int l_sock = -1;
-static pid_t l_pid, l_dead_pid;
-static uint64_t l_clones;
+static bool l_enabled, l_keeper;
 static unsigned l_starts;
-static int l_start_errno;
+static _Atomic uint64_t l_clones;
+/* One launcher: a second one, for the runs of other threads to use while one waits, was measured
+ * in the agent and did not win (bench/README.md, "Seventh wave: the launcher's limits"). */
+static struct launcher l_one = {PTHREAD_MUTEX_INITIALIZER, -1, 0, NULL, false, 0};
 
-/* Start a launcher: /proc/self/exe re-executed, with its end of a socket pair as fd 3. */
+/* Move @fd to a number of at least 5, so that the spawn's dup2()s onto 3 and 4 cannot clobber
+ * it; closes @fd.  -1 on failure. */
 static int
-launcher_spawn(int *sock, pid_t *pid)
+fd_above_4(int fd)
+{
+    if (fd >= 5 || fd < 0)
+        return fd;
+    int h = fcntl(fd, F_DUPFD_CLOEXEC, 5);
+    close(fd);
+    return h;
+}
+
+/* The bound on each send and receive of the exchange with a launcher, in milliseconds. */
+static long
+launcher_timeout_ms(void)
+{
+    const char *v = getenv("CACHEOUT_LAUNCHER_TIMEOUT_MS");
+    long ms = v ? strtol(v, NULL, 10) : 0;
+    return ms > 0 ? ms : LAUNCH_TIMEOUT_MS;
+}
+
+/*
+ * Start a launcher into @l: /proc/self/exe re-executed, with its end of a socket pair as fd 3
+ * and the shared page (a memfd) as fd 4.  Returns 0 or an errno.
+ */
+static int
+launcher_spawn(struct launcher *l)
 {
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
         return errno;
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, sp[1], 3);
-    posix_spawnattr_init(&at);
-    sigset_t all;
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&at, &all);
-    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
-    char *args[] = {"cacheout-launcher", LAUNCH_ARG, "3", NULL};
-    extern char **environ;
-    int rc = posix_spawn(pid, "/proc/self/exe", &fa, &at, args, environ);
-    posix_spawnattr_destroy(&at);
-    posix_spawn_file_actions_destroy(&fa);
-    close(sp[1]);
+    int child_sock = fd_above_4(sp[1]);
+    int page_fd = fd_above_4(memfd_create("cacheout-launch", MFD_CLOEXEC));
+    long ms = launcher_timeout_ms();
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    pid_t *page = MAP_FAILED;
+    int rc = 0;
+    if (child_sock < 0 || page_fd < 0 || ftruncate(page_fd, sizeof(pid_t)) < 0 ||
+        setsockopt(sp[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
+        setsockopt(sp[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0 ||
+        (page = mmap(NULL, sizeof(pid_t), PROT_READ | PROT_WRITE, MAP_SHARED, page_fd, 0)) ==
+            MAP_FAILED)
+        rc = errno ? errno : EBADF;
+    pid_t pid = 0;
+    if (rc == 0) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t at;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, child_sock, 3);
+        posix_spawn_file_actions_adddup2(&fa, page_fd, 4);
+        posix_spawnattr_init(&at);
+        sigset_t all;
+        sigfillset(&all);
+        posix_spawnattr_setsigmask(&at, &all);
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK);
+        char *args[] = {"cacheout-launcher", LAUNCH_ARG, "3", NULL};
+        extern char **environ;
+        rc = posix_spawn(&pid, "/proc/self/exe", &fa, &at, args, environ);
+        posix_spawnattr_destroy(&at);
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    if (child_sock >= 0)
+        close(child_sock);
+    if (page_fd >= 0)
+        close(page_fd);
     if (rc != 0) {
         close(sp[0]);
+        if (page != MAP_FAILED)
+            munmap(page, sizeof(pid_t));
         return rc;
     }
-    *sock = sp[0];
+    *page = 0;
+    l->sock = sp[0];
+    l->pid = pid;
+    l->tid = page;
     return 0;
 }
 
 /*
- * The keeper thread: starts the launcher whenever there is none, and reaps the one that died.
- * It never ends (the launchers' sandboxes' parent-death signal is tied to it).
+ * The keeper thread: starts a launcher when a run asks for one.  It never ends (the launchers'
+ * sandboxes' parent-death signal is tied to it).
  */
 static void *
 keeper_main(void *arg)
 {
-    (void)arg;
+    struct launcher *l = arg;
     pthread_mutex_lock(&l_mu);
     for (;;) {
-        while (!l_want)
+        while (!l->want)
             pthread_cond_wait(&l_cv, &l_mu);
-        if (l_dead_pid > 0) {
-            pid_t dead = l_dead_pid;
-            l_dead_pid = 0;
-            pthread_mutex_unlock(&l_mu);
-            kill(dead, SIGKILL);
-            while (waitpid(dead, NULL, 0) < 0 && errno == EINTR)
-                ;
-            pthread_mutex_lock(&l_mu);
-        }
-        int sock = -1;
-        pid_t pid = 0;
-        int rc = launcher_spawn(&sock, &pid);
-        l_want = false;
-        if (rc == 0) {
-            l_sock = sock;
-            l_pid = pid;
+        int rc = launcher_spawn(l);
+        l->start_errno = rc;
+        l->want = false;
+        if (rc == 0)
             l_starts++;
-            l_failed = false;
-        } else {
-            l_failed = true;
-            l_start_errno = rc;
-        }
         pthread_cond_broadcast(&l_cv);
     }
     return NULL;
 }
 
-/* With l_mu held: a launcher's socket, or -1 with *@errnum set. */
+/* With @l's mutex held: its socket, started by the keeper if need be, or -1 with *@errnum set. */
 static int
-launcher_get(int *errnum)
+launcher_get(struct launcher *l, int *errnum)
 {
+    if (l->sock >= 0)
+        return l->sock;
+    pthread_mutex_lock(&l_mu);
     if (!l_keeper) {
         co_err e = CO_ERR_INIT;
-        if (sbx_thread_start(keeper_main, NULL, "the sandbox launcher's keeper", &e) < 0) {
+        if (sbx_thread_start(keeper_main, l, "the sandbox launcher's keeper", &e) < 0) {
+            pthread_mutex_unlock(&l_mu);
             *errnum = e.sys_errno ? e.sys_errno : EAGAIN;
             return -1;
         }
         l_keeper = true;
     }
-    if (l_sock < 0) {
-        l_want = true;
-        l_failed = false;
-        pthread_cond_broadcast(&l_cv);
-        while (l_want)
-            pthread_cond_wait(&l_cv, &l_mu);
-        if (l_failed) {
-            *errnum = l_start_errno;
-            return -1;
-        }
-    }
-    return l_sock;
+    l->want = true;
+    pthread_cond_broadcast(&l_cv);
+    while (l->want)
+        pthread_cond_wait(&l_cv, &l_mu);
+    *errnum = l->start_errno;
+    pthread_mutex_unlock(&l_mu);
+    return l->start_errno == 0 ? l->sock : -1;
 }
 
-/* With l_mu held: the launcher is unusable; the keeper reaps it and the next run starts one. */
+/*
+ * With @l's mutex held: the launcher is unusable (gone, silent past the bound, or answering
+ * garbage).  Kill and reap it; then an init it cloned but did not hand over (its pid is on the
+ * shared page) is killed and reaped too: it never got its "go", so it ran nothing of the job, and
+ * it leaves no zombie.  The next run starts a new launcher.
+ */
 static void
-launcher_drop(void)
+launcher_drop(struct launcher *l)
 {
-    if (l_sock >= 0)
-        close(l_sock);
-    l_sock = -1;
-    l_dead_pid = l_pid;
-    l_pid = 0;
+    close(l->sock);
+    l->sock = -1;
+    kill(l->pid, SIGKILL);
+    while (waitpid(l->pid, NULL, __WALL) < 0 && errno == EINTR)
+        ;
+    pthread_mutex_lock(&l_mu);
+    l->pid = 0;
+    pthread_mutex_unlock(&l_mu);
+    /* The launcher is gone: nothing writes the page any more. */
+    pid_t orphan = __atomic_load_n(l->tid, __ATOMIC_ACQUIRE);
+    if (orphan > 0) {
+        /* Still this process's unreaped child, so the pid cannot have been reused. */
+        kill(orphan, SIGKILL);
+        while (waitpid(orphan, NULL, __WALL) < 0 && errno == EINTR)
+            ;
+    }
+    munmap(l->tid, sizeof(pid_t));
+    l->tid = NULL;
 }
 
 bool
@@ -660,9 +774,11 @@ sbx_launcher_enable(co_err *err)
                           "sbx_launcher_enable: main() did not call sbx_launcher_entry()");
     pthread_mutex_lock(&l_mu);
     l_enabled = true;
-    int errnum = 0;
-    int rc = launcher_get(&errnum) < 0 ? -1 : 0;
     pthread_mutex_unlock(&l_mu);
+    int errnum = 0;
+    pthread_mutex_lock(&l_one.mu);
+    int rc = launcher_get(&l_one, &errnum);
+    pthread_mutex_unlock(&l_one.mu);
     if (rc < 0)
         return co_err_sys(err, errnum, "cannot start the sandbox launcher");
     return 0;
@@ -672,10 +788,10 @@ void
 sbx_launcher_stats(pid_t *pid, uint64_t *clones, unsigned *starts)
 {
     pthread_mutex_lock(&l_mu);
-    *pid = l_pid;
-    *clones = l_clones;
+    *pid = l_one.pid;
     *starts = l_starts;
     pthread_mutex_unlock(&l_mu);
+    *clones = atomic_load(&l_clones);
 }
 
 long
@@ -696,21 +812,27 @@ sbx_launcher_clone(const struct child_ctx *c, unsigned long flags, int *pidfd, i
     int got[2] = {-1, -1};
     int n_got = 0;
     long pid = -1;
-    pthread_mutex_lock(&l_mu);
-    int sock = launcher_get(errnum);
+    struct launcher *l = &l_one;
+    pthread_mutex_lock(&l->mu);
+    int sock = launcher_get(l, errnum);
+    if (sock >= 0)
+        *l->tid = 0; /* the launcher is idle: it writes the page only while it clones */
     if (sock < 0) {
         *what = "cannot start the sandbox launcher";
     } else if (send_with_fds(sock, &q, sizeof(q), fds, n_fds) < 0 ||
                send_all(sock, blob.data ? blob.data : "", blob.len) < 0 ||
                recv_with_fds(sock, &a, sizeof(a), got, 2, &n_got) < 0) {
-        *errnum = errno;
-        *what = "the sandbox launcher is gone";
-        launcher_drop();
+        /* A timeout of the socket (SO_RCVTIMEO, SO_SNDTIMEO) shows as EAGAIN. */
+        bool late = errno == EAGAIN || errno == EWOULDBLOCK;
+        *errnum = late ? ETIMEDOUT : errno;
+        *what =
+            late ? "the sandbox launcher did not answer in time" : "the sandbox launcher is gone";
+        launcher_drop(l);
     } else if (a.magic != LAUNCH_MAGIC || (a.pid > 0) != (n_got == 1) ||
                (a.pid <= 0 && a.err <= 0)) {
         *errnum = EPROTO;
         *what = "the sandbox launcher answered garbage";
-        launcher_drop();
+        launcher_drop(l);
     } else if (a.pid <= 0) {
         *errnum = a.err;
         *what = a.err == EPROTO ? "the sandbox launcher could not read the run"
@@ -718,9 +840,9 @@ sbx_launcher_clone(const struct child_ctx *c, unsigned long flags, int *pidfd, i
     } else {
         pid = (long)a.pid;
         *pidfd = co_steal_fd(&got[0]);
-        l_clones = a.clones;
+        atomic_fetch_add(&l_clones, 1);
     }
-    pthread_mutex_unlock(&l_mu);
+    pthread_mutex_unlock(&l->mu);
     for (int i = 0; i < n_got; i++) {
         if (got[i] >= 0)
             close(got[i]);

@@ -6,6 +6,12 @@ job.  A sample is counted for the first frame, from the leaf up, that names a kn
 frames are exact; user frames only as far as the unwinder got, so a user-space sample without a
 known frame counts as "other" with its leaf symbol listed).  Standard library only.
 
+Each group is also split by thread (perf's tid): the busiest threads with their CPU per job and
+their three largest steps, which tells the agent's threads apart (the service thread: WebSocket
+and the results journal; the sandbox's prewarm thread: network namespaces; the janitor; the job
+threads), and the rest summed up (in the launcher's group: each sandbox child until it names
+itself).
+
 Usage: perf script -F comm,tid,ip,sym | summarize.py JOBS [SECONDS_PER_SAMPLE]
 """
 import collections
@@ -95,7 +101,9 @@ def main():
     period = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     counts = collections.defaultdict(collections.Counter)
     other = collections.defaultdict(collections.Counter)
-    comm, frames = None, []
+    # group -> tid -> step -> samples
+    threads = collections.defaultdict(lambda: collections.defaultdict(collections.Counter))
+    comm, tid, frames = None, None, []
 
     def flush():
         g = group_of(comm) if comm is not None else None
@@ -103,6 +111,7 @@ def main():
             return
         step, sym = classify(frames)
         counts[g][step] += 1
+        threads[g][tid][step] += 1
         if step == "other":
             other[g][sym] += 1
 
@@ -110,11 +119,12 @@ def main():
         line = line.rstrip("\n")
         if not line.strip():
             flush()
-            comm, frames = None, []
+            comm, tid, frames = None, None, []
             continue
         if not line.startswith(("\t", " ")):
             m = HEAD.match(line)
             comm = m.group(1).strip() if m else line.split()[0]
+            tid = m.group(2) if m else "?"
             continue
         parts = line.split(None, 1)
         sym = parts[1] if len(parts) > 1 else "?"
@@ -138,7 +148,24 @@ def main():
         if other.get(g):
             print("  other, by leaf: " + ", ".join(
                 "%s %.1f%%" % (s, 100.0 * n / total) for s, n in other[g].most_common(12)))
+        print_threads(threads[g], total, jobs, period)
         print()
+
+
+def print_threads(by_tid, total, jobs, period, shown=6):
+    """The busiest threads of a group, then the others summed up."""
+    def cost(n):
+        return "%6.0f us/job" % (n * period * 1e6 / jobs) if jobs and period else ""
+    ranked = sorted(by_tid.items(), key=lambda kv: -sum(kv[1].values()))
+    print("  by thread:")
+    for t, steps in ranked[:shown]:
+        n = sum(steps.values())
+        top = ", ".join("%s %.0f%%" % (s, 100.0 * k / n) for s, k in steps.most_common(3))
+        print("    tid %-8s %5.1f%% %s  (%s)" % (t, 100.0 * n / total, cost(n), top))
+    rest = ranked[shown:]
+    if rest:
+        n = sum(sum(steps.values()) for _, steps in rest)
+        print("    %d other threads %5.1f%% %s" % (len(rest), 100.0 * n / total, cost(n)))
 
 
 if __name__ == "__main__":

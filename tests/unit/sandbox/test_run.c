@@ -793,23 +793,48 @@ test_launcher_clones_init(void **state)
     assert_int_equal(after, before + 1);
 }
 
-/* A launcher killed between runs fails the next run closed (step "clone"); the one after works. */
+/* Sleep @ms milliseconds (polling for a state; no timing is asserted). */
 static void
-test_launcher_killed_fails_closed(void **state)
+nap_ms(long ms)
 {
-    need_root(state);
-    if (rootless_without_launcher())
-        return;
-    const char *argv[2];
-    struct sbx_spec spec;
-    enable_launcher_run_true(&spec, argv);
-    co_err err = CO_ERR_INIT;
-    struct sbx_result res;
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
 
+/* The current launcher's pid (0: none), and the launchers started so far in *@starts. */
+static pid_t
+launcher_now(unsigned *starts)
+{
     pid_t lpid = 0;
     uint64_t clones = 0;
+    sbx_launcher_stats(&lpid, &clones, starts);
+    return lpid;
+}
+
+/* Run @spec, which must fail closed at step "clone" with a message naming the launcher. */
+static void
+run_fails_at_clone(const struct sbx_spec *spec, const char *msg_part)
+{
+    co_err err = CO_ERR_INIT;
+    struct sbx_result res;
+    assert_int_equal(sbx_run(spec, &res, &err), -1);
+    assert_int_equal(res.status, SBX_INTERNAL_ERROR);
+    assert_string_equal(res.error_step, "clone");
+    if (!strstr(res.error_msg, msg_part))
+        fail_msg("error \"%s\" does not say \"%s\"", res.error_msg, msg_part);
+    sbx_result_release(&res);
+}
+
+/*
+ * Kill the current launcher with SIGKILL; the next run of @spec fails at step "clone" ("gone"),
+ * which drops it, so that the run after starts a new launcher with this process's environment
+ * as it is now.  Returns the killed launcher's pid.
+ */
+static pid_t
+kill_launcher_fail_once(const struct sbx_spec *spec)
+{
     unsigned starts = 0;
-    sbx_launcher_stats(&lpid, &clones, &starts);
+    pid_t lpid = launcher_now(&starts);
     assert_true(lpid > 0);
     assert_int_equal(kill(lpid, SIGKILL), 0);
     /* Dead (a zombie until the next run reaps it): its end of the socket is closed by then. */
@@ -818,24 +843,169 @@ test_launcher_killed_fails_closed(void **state)
         char st = 0;
         if (!proc_stat(lpid, &ppid, &st) || st == 'Z')
             break;
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        nap_ms(10);
     }
-    assert_int_equal(sbx_run(&spec, &res, &err), -1);
-    assert_int_equal(res.status, SBX_INTERNAL_ERROR);
-    assert_string_equal(res.error_step, "clone");
-    assert_non_null(strstr(res.error_msg, "launcher"));
+    run_fails_at_clone(spec, "launcher is gone");
+    /* The failed run reaped it. */
+    assert_int_equal(kill(lpid, 0), -1);
+    return lpid;
+}
+
+/* This process's children: how many in all, zombies, and sandbox inits. */
+static void
+count_children(int *all, int *zombies, int *inits)
+{
+    *all = *zombies = *inits = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        pid_t ppid = 0;
+        char st = 0;
+        if (pid <= 0 || !proc_stat(pid, &ppid, &st) || ppid != getpid())
+            continue;
+        (*all)++;
+        *zombies += st == 'Z';
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            *inits += fgets(comm, sizeof(comm), f) && strcmp(comm, "cacheout-init\n") == 0;
+            fclose(f);
+        }
+    }
+    closedir(d);
+}
+
+/*
+ * Wait until this process has no child: the janitor reaps the inits of earlier runs after they
+ * return, and no launcher runs (the last one was dropped).
+ */
+static void
+wait_no_children_left(void)
+{
+    int all = 0, zombies = 0, inits = 0;
+    for (int i = 0; i < 500; i++) {
+        count_children(&all, &zombies, &inits);
+        if (all == 0)
+            return;
+        nap_ms(10);
+    }
+    fail_msg("%d children (%d zombies, %d inits) left by earlier runs", all, zombies, inits);
+}
+
+/* The start of a launcher case: false when rootless (checked); else the launcher is on and
+ * @spec (argv in @argv) runs `true`. */
+static bool
+launcher_case(void **state, struct sbx_spec *spec, const char **argv)
+{
+    need_root(state);
+    if (rootless_without_launcher())
+        return false;
+    enable_launcher_run_true(spec, argv);
+    return true;
+}
+
+/* Run @spec, which must succeed in a launcher started after the one of @old_pid, @old_starts. */
+static void
+run_ok_in_new_launcher(const struct sbx_spec *spec, pid_t old_pid, unsigned old_starts)
+{
+    struct sbx_result res;
+    run_ok(spec, &res);
+    assert_int_equal(res.status, SBX_OK);
+    sbx_result_release(&res);
+    unsigned starts = 0;
+    pid_t lpid = launcher_now(&starts);
+    assert_true(lpid > 0 && lpid != old_pid);
+    assert_int_equal(starts, old_starts + 1);
+}
+
+/* A launcher killed between runs fails the next run closed (step "clone"); the one after works. */
+static void
+test_launcher_killed_fails_closed(void **state)
+{
+    const char *argv[2];
+    struct sbx_spec spec;
+    if (!launcher_case(state, &spec, argv))
+        return;
+    unsigned starts = 0;
+    pid_t lpid = launcher_now(&starts);
+    kill_launcher_fail_once(&spec);
+    run_ok_in_new_launcher(&spec, lpid, starts);
+}
+
+/*
+ * A launcher that hangs (SIGSTOP) does not stall the runs: the next run fails closed at step
+ * "clone" once the bound on the launcher's answer passes (shortened to 3 s here), the hung
+ * launcher is killed and reaped, and the run after works in a new launcher.
+ */
+static void
+test_launcher_stopped_fails_closed(void **state)
+{
+    const char *argv[2];
+    struct sbx_spec spec;
+    if (!launcher_case(state, &spec, argv))
+        return;
+    struct sbx_result res;
+    /* The bound is read when a launcher starts: start one with it. */
+    setenv("CACHEOUT_LAUNCHER_TIMEOUT_MS", "3000", 1);
+    kill_launcher_fail_once(&spec);
+    run_ok(&spec, &res);
     sbx_result_release(&res);
 
+    unsigned starts = 0;
+    pid_t lpid = launcher_now(&starts);
+    assert_true(lpid > 0);
+    assert_int_equal(kill(lpid, SIGSTOP), 0);
+    run_fails_at_clone(&spec, "did not answer in time");
+    assert_int_equal(kill(lpid, 0), -1); /* killed and reaped */
+    run_ok_in_new_launcher(&spec, lpid, starts);
+    unsetenv("CACHEOUT_LAUNCHER_TIMEOUT_MS");
+}
+
+/*
+ * A launcher that clones init and then dies (@fault "exit_after_clone") or hangs
+ * ("stop_after_clone") before it answers: the run fails closed at step "clone" with @msg_part,
+ * the init it cloned (this process's child, whose pid the run never got) is killed and reaped
+ * before the run returns (no zombie, no init left: no child at all), and the next run works.
+ */
+static void
+launcher_dies_after_clone(void **state, const char *fault, const char *msg_part)
+{
+    const char *argv[2];
+    struct sbx_spec spec;
+    if (!launcher_case(state, &spec, argv))
+        return;
+    struct sbx_result res;
+    setenv("CACHEOUT_LAUNCHER_TIMEOUT_MS", "3000", 1);
+    setenv("CACHEOUT_LAUNCHER_FAULT", fault, 1);
+    kill_launcher_fail_once(&spec); /* the next run starts a launcher with the fault */
+
+    wait_no_children_left();
+    run_fails_at_clone(&spec, msg_part);
+    unsetenv("CACHEOUT_LAUNCHER_FAULT");
+    unsetenv("CACHEOUT_LAUNCHER_TIMEOUT_MS");
+    /* The launcher that ran is reaped, and so is its init: this process has no child at all. */
+    int all = -1, zombies = -1, inits = -1;
+    count_children(&all, &zombies, &inits);
+    assert_int_equal(all, 0);
+
+    /* A new launcher (without the fault) runs the next job. */
     run_ok(&spec, &res);
     assert_int_equal(res.status, SBX_OK);
     sbx_result_release(&res);
-    pid_t lpid2 = 0;
-    unsigned starts2 = 0;
-    sbx_launcher_stats(&lpid2, &clones, &starts2);
-    assert_true(lpid2 > 0);
-    assert_true(lpid2 != lpid);
-    assert_int_equal(starts2, starts + 1);
+}
+
+static void
+test_launcher_exits_after_clone_no_zombie(void **state)
+{
+    launcher_dies_after_clone(state, "exit_after_clone", "launcher is gone");
+}
+
+static void
+test_launcher_stops_after_clone_no_zombie(void **state)
+{
+    launcher_dies_after_clone(state, "stop_after_clone", "did not answer in time");
 }
 
 int
@@ -860,6 +1030,9 @@ main(int argc, char **argv)
         /* Last: they turn the launcher on for the rest of the process. */
         cmocka_unit_test(test_launcher_clones_init),
         cmocka_unit_test(test_launcher_killed_fails_closed),
+        cmocka_unit_test(test_launcher_stopped_fails_closed),
+        cmocka_unit_test(test_launcher_exits_after_clone_no_zombie),
+        cmocka_unit_test(test_launcher_stops_after_clone_no_zombie),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
