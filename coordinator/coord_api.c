@@ -2110,14 +2110,7 @@ api_dispatch(struct coord_store *store, struct coord_req *r)
 static void
 api_group_failed(void *arg, const co_err *err)
 {
-    struct coord_req *r = arg;
-    r->n_changes = 0;
-    r->wrote_state = false;
-    r->idem_replayed = false;
-    r->dispatch_wait_ms = -1;
-    r->retry_after = 0;
-    r->disposition[0] = '\0';
-    coord_req_fail(r, err);
+    coord_req_discarded(arg, err);
 }
 
 void

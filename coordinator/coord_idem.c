@@ -113,9 +113,6 @@ coord_idem_run(struct coord_store *s, struct coord_req *r, coord_idem_handler_fn
         coord_store_batch_commit(s, &err) < 0) {
         coord_store_batch_rollback(s);
         co_warn("idempotent request not committed path=%s error=\"%s\"", r->path, err.msg);
-        /* Nothing happened: publish nothing. */
-        r->n_changes = 0;
-        r->wrote_state = false;
-        coord_req_fail(r, &err);
+        coord_req_discarded(r, &err); /* nothing happened: publish nothing */
     }
 }

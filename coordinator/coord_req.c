@@ -123,6 +123,18 @@ coord_req_fail(struct coord_req *r, const co_err *err)
 }
 
 void
+coord_req_discarded(struct coord_req *r, const co_err *err)
+{
+    r->n_changes = 0;
+    r->wrote_state = false;
+    r->idem_replayed = false;
+    r->dispatch_wait_ms = -1;
+    r->retry_after = 0;
+    r->disposition[0] = '\0';
+    coord_req_fail(r, err);
+}
+
+void
 coord_req_changed(struct coord_req *r, enum coord_event_kind kind, const char *id)
 {
     if (r->n_changes >= COORD_MAX_CHANGES || !id || !*id)

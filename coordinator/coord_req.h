@@ -147,6 +147,12 @@ void coord_req_error(struct coord_req *r, int status, const char *code, const ch
 /** Map a store/validation error to its HTTP answer (404, 409, 402, 503, 422, 500). */
 void coord_req_fail(struct coord_req *r, const co_err *err);
 
+/**
+ * Nothing @r wrote was kept (its transaction rolled back): whatever it answered becomes the
+ * error answer of @err, without the headers of that answer, and nothing is published.
+ */
+void coord_req_discarded(struct coord_req *r, const co_err *err);
+
 /** Remember that @id of @kind changed (published on the lws thread after the answer). */
 void coord_req_changed(struct coord_req *r, enum coord_event_kind kind, const char *id);
 

@@ -378,6 +378,15 @@ struct gitem {
     struct coord_req r; /* REST items (api_work) */
 };
 
+/* @items cleared, item i creating account @users[i]. */
+static void
+gitems_users(struct gitem *items, const char *const *users, int n)
+{
+    memset(items, 0, (size_t)n * sizeof(*items));
+    for (int i = 0; i < n; i++)
+        items[i].user = users[i];
+}
+
 static void
 g_fail(void *arg, const co_err *err)
 {
@@ -412,7 +421,7 @@ g_done(void *arg)
 static void
 wait_group_done(struct coord_db *db, int want)
 {
-    for (int i = 0; i < 5000 && atomic_load(&done_count) < want; i++) {
+    for (int i = 0; i < 30000 && atomic_load(&done_count) < want; i++) { /* a bound, not a time */
         if (coord_db_drain_completions(db) == 0)
             usleep(1000);
     }
@@ -441,9 +450,7 @@ test_queued_writes_share_one_commit(void **state)
     static const char *const users[] = {"g0", "g1", "g2", "g3", "g4", "g5", "g6", "g7", NULL};
     hook_absent = users;
     struct gitem items[8];
-    memset(items, 0, sizeof(items));
-    for (int i = 0; i < 8; i++)
-        items[i].user = users[i];
+    gitems_users(items, users, 8);
     run_behind_hold(db, g_work, items, 8);
     /* One COMMIT for the eight, and nothing was visible before it. */
     assert_int_equal(atomic_load(&commits), 1);
@@ -482,10 +489,8 @@ test_group_max_splits(void **state)
     struct coord_db *db = start(1, 1, 0, 3);
     reset_hook(db);
     struct gitem items[7];
-    memset(items, 0, sizeof(items));
     static const char *const users[] = {"m0", "m1", "m2", "m3", "m4", "m5", "m6"};
-    for (int i = 0; i < 7; i++)
-        items[i].user = users[i];
+    gitems_users(items, users, 7);
     run_behind_hold(db, g_work, items, 7);
     assert_int_equal(atomic_load(&commits), 3); /* 3 + 3 + 1 */
     assert_int_equal(atomic_load(&commit_items), 7);
@@ -531,10 +536,8 @@ test_failed_commit_fails_every_item(void **state)
     reset_hook(db);
     atomic_store(&refuse, true);
     struct gitem items[5];
-    memset(items, 0, sizeof(items));
     static const char *const users[] = {"x0", "x1", "x2", "x0", "x4"};
-    for (int i = 0; i < 5; i++)
-        items[i].user = users[i];
+    gitems_users(items, users, 5);
     run_behind_hold(db, g_work, items, 5);
     assert_int_equal(atomic_load(&commits), 1);
     for (int i = 0; i < 5; i++) {
@@ -547,8 +550,7 @@ test_failed_commit_fails_every_item(void **state)
     /* The writer goes on: the same writes commit in the next group. */
     atomic_store(&refuse, false);
     memset(items, 0, sizeof(items));
-    for (int i = 0; i < 3; i++)
-        items[i].user = users[i];
+    gitems_users(items, users, 3);
     run_behind_hold(db, g_work, items, 3);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(items[i].fails, 0);
